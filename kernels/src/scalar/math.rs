@@ -1,0 +1,68 @@
+//! Elementwise and reduction math of a transformer layer, in f32.
+
+/// RMSNorm: `out[i] = x[i] / sqrt(mean(x²) + eps) · weight[i]`.
+pub fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
+    assert!(out.len() == x.len() && x.len() == weight.len());
+    let ss: f32 = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let scale = 1.0 / libm::sqrtf(ss + eps);
+    for ((o, &xi), &w) in out.iter_mut().zip(x).zip(weight) {
+        *o = xi * scale * w;
+    }
+}
+
+/// Numerically stable softmax in place: subtracts the maximum before exponentiating, so no
+/// input overflows; an all-`-inf` row (fully masked) becomes all zeros instead of NaN.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        x.fill(0.0);
+        return;
+    }
+    let mut sum = 0.0f32;
+    for v in x.iter_mut() {
+        *v = libm::expf(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// SiLU-gated product of the SwiGLU feed-forward: `gate[i] = silu(gate[i]) · up[i]`.
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    assert_eq!(gate.len(), up.len());
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + libm::expf(-*g)) * u;
+    }
+}
+
+/// Rotates one head vector by the angles whose cosines and sines are given, pair by pair.
+///
+/// `neox == false` (GGML's "normal" mode, used by `llama`) rotates adjacent pairs
+/// `(x[2i], x[2i+1])`; `neox == true` rotates `(x[i], x[i + n/2])` where `n = 2·cos.len()`.
+/// Only the first `2·cos.len()` dimensions rotate (partial RoPE); the rest pass through.
+pub fn rope(x: &mut [f32], cos: &[f32], sin: &[f32], neox: bool) {
+    let half = cos.len();
+    assert!(sin.len() == half && 2 * half <= x.len());
+    for i in 0..half {
+        let (a, b) = if neox { (i, i + half) } else { (2 * i, 2 * i + 1) };
+        let (x0, x1) = (x[a], x[b]);
+        x[a] = x0 * cos[i] - x1 * sin[i];
+        x[b] = x0 * sin[i] + x1 * cos[i];
+    }
+}
+
+/// `y[i] += a · x[i]`.
+pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    assert_eq!(y.len(), x.len());
+    for (yi, &xi) in y.iter_mut().zip(x) {
+        *yi += a * xi;
+    }
+}
+
+/// Dot product of two f32 vectors.
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}

@@ -1,0 +1,15 @@
+//! Scalar reference kernels: the specification every SIMD path is tested against.
+//!
+//! Each function is plain, safe, portable and `no_std`. A row of weights is passed as the GGUF
+//! bytes of whole blocks; the caller (the runtime) validated its length at load time, so a
+//! length mismatch here is a bug and panics.
+
+mod float;
+mod math;
+mod q4;
+mod q8;
+
+pub use float::*;
+pub use math::*;
+pub use q4::*;
+pub use q8::*;
