@@ -1,1 +1,45 @@
-fn main() {}
+//! `tern`: run, measure and inspect GGUF models from a terminal.
+
+mod args;
+mod common;
+mod inspect;
+mod json;
+mod perplexity;
+mod run;
+
+use std::process::ExitCode;
+
+fn usage() -> String {
+    format!(
+        "tern: run small language models offline\n\nusage:\n  {}\n  {}\n  {}\n",
+        run::USAGE,
+        perplexity::USAGE,
+        inspect::USAGE
+    )
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = argv.first() else {
+        eprint!("{}", usage());
+        return ExitCode::from(2);
+    };
+    let rest = &argv[1..];
+    let result = match cmd.as_str() {
+        "run" => run::main(rest),
+        "perplexity" => perplexity::main(rest),
+        "inspect" => inspect::main(rest),
+        "help" | "--help" | "-h" => {
+            print!("{}", usage());
+            Ok(())
+        }
+        other => Err(format!("unknown command '{other}'\n\n{}", usage())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -30,6 +30,13 @@ pub struct FormatKernels {
     pub dequant: Named<DequantFn>,
 }
 
+impl FormatKernels {
+    /// The two kernels every format has; optional slots start empty.
+    pub const fn new(dot: Named<DotFn>, dequant: Named<DequantFn>) -> Self {
+        FormatKernels { dot, dequant }
+    }
+}
+
 /// The dispatch table.
 #[derive(Clone, Debug)]
 pub struct Kernels {
@@ -47,33 +54,35 @@ impl Kernels {
     pub fn scalar() -> Self {
         let fk = |f: Format| -> FormatKernels {
             match f {
-                Format::F32 => FormatKernels {
-                    dot: named!(scalar::dot_f32_f32, "dot_f32_f32/scalar"),
-                    dequant: named!(scalar::dequant_f32, "dequant_f32/scalar"),
-                },
-                Format::F16 => FormatKernels {
-                    dot: named!(scalar::dot_f16_f32, "dot_f16_f32/scalar"),
-                    dequant: named!(scalar::dequant_f16, "dequant_f16/scalar"),
-                },
-                Format::BF16 => FormatKernels {
-                    dot: named!(scalar::dot_bf16_f32, "dot_bf16_f32/scalar"),
-                    dequant: named!(scalar::dequant_bf16, "dequant_bf16/scalar"),
-                },
-                Format::Q4_0 => FormatKernels {
-                    dot: named!(scalar::dot_q4_0_f32, "dot_q4_0_f32/scalar"),
-                    dequant: named!(scalar::dequant_q4_0, "dequant_q4_0/scalar"),
-                },
-                Format::Q4_1 => FormatKernels {
-                    dot: named!(scalar::dot_q4_1_f32, "dot_q4_1_f32/scalar"),
-                    dequant: named!(scalar::dequant_q4_1, "dequant_q4_1/scalar"),
-                },
-                Format::Q8_0 => FormatKernels {
-                    dot: named!(scalar::dot_q8_0_f32, "dot_q8_0_f32/scalar"),
-                    dequant: named!(scalar::dequant_q8_0, "dequant_q8_0/scalar"),
-                },
+                Format::F32 => FormatKernels::new(
+                    named!(scalar::dot_f32_f32, "dot_f32_f32/scalar"),
+                    named!(scalar::dequant_f32, "dequant_f32/scalar"),
+                ),
+                Format::F16 => FormatKernels::new(
+                    named!(scalar::dot_f16_f32, "dot_f16_f32/scalar"),
+                    named!(scalar::dequant_f16, "dequant_f16/scalar"),
+                ),
+                Format::BF16 => FormatKernels::new(
+                    named!(scalar::dot_bf16_f32, "dot_bf16_f32/scalar"),
+                    named!(scalar::dequant_bf16, "dequant_bf16/scalar"),
+                ),
+                Format::Q4_0 => FormatKernels::new(
+                    named!(scalar::dot_q4_0_f32, "dot_q4_0_f32/scalar"),
+                    named!(scalar::dequant_q4_0, "dequant_q4_0/scalar"),
+                ),
+                Format::Q4_1 => FormatKernels::new(
+                    named!(scalar::dot_q4_1_f32, "dot_q4_1_f32/scalar"),
+                    named!(scalar::dequant_q4_1, "dequant_q4_1/scalar"),
+                ),
+                Format::Q8_0 => FormatKernels::new(
+                    named!(scalar::dot_q8_0_f32, "dot_q8_0_f32/scalar"),
+                    named!(scalar::dequant_q8_0, "dequant_q8_0/scalar"),
+                ),
             }
         };
-        Kernels { formats: Format::ALL.map(fk) }
+        Kernels {
+            formats: Format::ALL.map(fk),
+        }
     }
 
     /// The fastest kernels this CPU supports (detected at run time with `std`, from target
@@ -102,6 +111,8 @@ impl Kernels {
 
     /// `(format, dot kernel name)` for every format, for reports.
     pub fn names(&self) -> impl Iterator<Item = (Format, &'static str)> + '_ {
-        Format::ALL.iter().map(move |&f| (f, self.format(f).dot.name))
+        Format::ALL
+            .iter()
+            .map(move |&f| (f, self.format(f).dot.name))
     }
 }

@@ -27,7 +27,10 @@ pub fn dequant_f32(row: &[u8], out: &mut [f32]) {
 /// Dot product of an F32 row with `x`.
 pub fn dot_f32_f32(row: &[u8], x: &[f32]) -> f32 {
     assert_eq!(row.len(), 4 * x.len());
-    x.iter().enumerate().map(|(i, &xi)| f32_at(row, i) * xi).sum()
+    x.iter()
+        .enumerate()
+        .map(|(i, &xi)| f32_at(row, i) * xi)
+        .sum()
 }
 
 /// `out[i] = row[i]` for an F16 row.
@@ -41,7 +44,10 @@ pub fn dequant_f16(row: &[u8], out: &mut [f32]) {
 /// Dot product of an F16 row with `x`.
 pub fn dot_f16_f32(row: &[u8], x: &[f32]) -> f32 {
     assert_eq!(row.len(), 2 * x.len());
-    x.iter().enumerate().map(|(i, &xi)| f16_at(row, i) * xi).sum()
+    x.iter()
+        .enumerate()
+        .map(|(i, &xi)| f16_at(row, i) * xi)
+        .sum()
 }
 
 /// `out[i] = row[i]` for a BF16 row.
@@ -55,5 +61,8 @@ pub fn dequant_bf16(row: &[u8], out: &mut [f32]) {
 /// Dot product of a BF16 row with `x`.
 pub fn dot_bf16_f32(row: &[u8], x: &[f32]) -> f32 {
     assert_eq!(row.len(), 2 * x.len());
-    x.iter().enumerate().map(|(i, &xi)| bf16_at(row, i) * xi).sum()
+    x.iter()
+        .enumerate()
+        .map(|(i, &xi)| bf16_at(row, i) * xi)
+        .sum()
 }

@@ -46,7 +46,11 @@ pub fn rope(x: &mut [f32], cos: &[f32], sin: &[f32], neox: bool) {
     let half = cos.len();
     assert!(sin.len() == half && 2 * half <= x.len());
     for i in 0..half {
-        let (a, b) = if neox { (i, i + half) } else { (2 * i, 2 * i + 1) };
+        let (a, b) = if neox {
+            (i, i + half)
+        } else {
+            (2 * i, 2 * i + 1)
+        };
         let (x0, x1) = (x[a], x[b]);
         x[a] = x0 * cos[i] - x1 * sin[i];
         x[b] = x0 * sin[i] + x1 * cos[i];
@@ -62,7 +66,19 @@ pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
 }
 
 /// Dot product of two f32 vectors.
+///
+/// Eight running sums (then the tail) instead of one: the order is fixed, so the result is
+/// reproducible, and the compiler can keep the sums in one vector register.
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ta, tb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = ta.iter().zip(tb).map(|(x, y)| x * y).sum();
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }

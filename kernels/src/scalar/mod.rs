@@ -13,3 +13,6 @@ pub use float::*;
 pub use math::*;
 pub use q4::*;
 pub use q8::*;
+
+#[cfg(test)]
+mod tests;

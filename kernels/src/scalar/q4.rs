@@ -74,7 +74,10 @@ pub fn quantize_q4_0(x: &[f32], out: &mut [u8]) {
     let blocks: &mut [BlockQ4_0] = as_blocks_mut(out).expect("output is whole Q4_0 blocks");
     assert_eq!(blocks.len() * 32, x.len());
     for (b, x) in blocks.iter_mut().zip(x.chunks_exact(32)) {
-        let max = x.iter().copied().fold(0.0f32, |m, v| if v.abs() > m.abs() { v } else { m });
+        let max = x
+            .iter()
+            .copied()
+            .fold(0.0f32, |m, v| if v.abs() > m.abs() { v } else { m });
         let d = max / -8.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         b.d = F16Le::from_f32(d);

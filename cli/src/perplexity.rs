@@ -1,0 +1,104 @@
+//! `tern perplexity`: perplexity over a text file, computed as llama.cpp's perplexity tool does
+//! so the two figures can be compared.
+
+use std::time::Instant;
+
+use crate::args::{switch, opt, Args};
+use crate::common::{load_model, session, MODEL_OPTS};
+
+pub const USAGE: &str = "tern perplexity -m FILE -f TEXT [-c CTX] [--chunks N] [--threads T] [--json]";
+
+pub fn main(argv: &[String]) -> Result<(), String> {
+    let mut specs = Vec::from(MODEL_OPTS);
+    specs.extend([opt("file", Some("f")), opt("chunks", None), switch("json")]);
+    let args = Args::parse(argv, &specs)?;
+    let path = args.required("file")?;
+    let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    let text = String::from_utf8(bytes).map_err(|e| format!("{path} is not UTF-8 text: {e}"))?;
+    let n_ctx: usize = args.get("ctx-size", 512)?;
+    if n_ctx < 4 {
+        return Err("--ctx-size must be at least 4".into());
+    }
+    let max_chunks: usize = args.get("chunks", usize::MAX)?;
+
+    let (model, _) = load_model(&args)?;
+    let mut session = session(model.clone(), &args, n_ctx)?;
+    let tok = model.tokenizer();
+    let tokens = tok.encode(&text, true, false);
+    let bos = tok.bos().filter(|_| tokens.first() == tok.bos().as_ref());
+    let n_chunks = (tokens.len() / n_ctx).min(max_chunks);
+    if n_chunks == 0 {
+        return Err(format!("{path} has {} tokens, fewer than one window of {n_ctx}", tokens.len()));
+    }
+    eprintln!("perplexity: {} tokens, {n_chunks} chunks of {n_ctx}, scoring the second half of each", tokens.len());
+
+    let start = Instant::now();
+    let mut stats = NllStats::default();
+    let first = n_ctx / 2;
+    for c in 0..n_chunks {
+        let mut chunk = tokens[c * n_ctx..(c + 1) * n_ctx].to_vec();
+        // Each window starts with BOS when the model adds one, as llama.cpp does.
+        if let Some(b) = bos {
+            chunk[0] = b;
+        }
+        session.reset();
+        session
+            .feed_scoring(&chunk, |i, logits| {
+                if i >= first && i + 1 < n_ctx {
+                    stats.add(logits, chunk[i + 1] as usize);
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        eprint!("[{}]{:.4} ", c + 1, stats.ppl());
+    }
+    eprintln!();
+    let secs = start.elapsed().as_secs_f64();
+    let (ppl, err) = (stats.ppl(), stats.ppl_error());
+    if args.flag("json") {
+        println!(
+            "{{\"ppl\":{ppl},\"ppl_error\":{err},\"chunks\":{n_chunks},\"ctx\":{n_ctx},\"tokens_scored\":{},\"seconds\":{secs:.3}}}",
+            stats.count
+        );
+    } else {
+        eprintln!("{} tokens scored in {secs:.1} s", stats.count);
+        println!("PPL = {ppl:.4} +/- {err:.4}");
+    }
+    Ok(())
+}
+
+/// Running negative log-likelihood statistics.
+#[derive(Default)]
+struct NllStats {
+    sum: f64,
+    sum_sq: f64,
+    count: usize,
+}
+
+impl NllStats {
+    /// Adds −log p(target) under softmax(logits).
+    fn add(&mut self, logits: &[f32], target: usize) {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let lse = max + logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln();
+        let nll = lse - logits[target] as f64;
+        self.sum += nll;
+        self.sum_sq += nll * nll;
+        self.count += 1;
+    }
+
+    fn ppl(&self) -> f64 {
+        (self.sum / self.count as f64).exp()
+    }
+
+    /// Standard error of the perplexity estimate, propagated from the spread of the
+    /// per-token log-likelihoods (the estimate llama.cpp prints after `+/-`).
+    fn ppl_error(&self) -> f64 {
+        let n = self.count as f64;
+        let mean = self.sum / n;
+        let var = self.sum_sq / n - mean * mean;
+        if var > 0.0 && n > 1.0 {
+            (var / (n - 1.0)).sqrt() * self.ppl()
+        } else {
+            0.0
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! `tern run`: generate text from a prompt, streaming it as it comes.
+
+use std::io::Write;
+use std::time::Instant;
+
+use tern_runtime::{Event, Flow, Sampler, SamplerOptions};
+
+use crate::args::{opt, switch, Args};
+use crate::common::{load_model, session, MODEL_OPTS};
+use crate::json;
+
+pub const USAGE: &str = "tern run -m FILE -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]
+         [--repeat-penalty R] [--seed S] [--threads T] [-c CTX] [--json]";
+
+pub fn main(argv: &[String]) -> Result<(), String> {
+    let mut specs = Vec::from(MODEL_OPTS);
+    specs.extend([
+        opt("prompt", Some("p")),
+        opt("n-predict", Some("n")),
+        opt("temp", None),
+        opt("top-k", None),
+        opt("top-p", None),
+        opt("min-p", None),
+        opt("repeat-penalty", None),
+        opt("seed", None),
+        switch("json"),
+    ]);
+    let args = Args::parse(argv, &specs)?;
+    let prompt = args.required("prompt")?;
+    let n_predict: usize = args.get("n-predict", 128)?;
+    let d = SamplerOptions::default();
+    let sampling = SamplerOptions {
+        temperature: args.get("temp", d.temperature)?,
+        top_k: args.get("top-k", d.top_k)?,
+        top_p: args.get("top-p", d.top_p)?,
+        min_p: args.get("min-p", d.min_p)?,
+        repeat_penalty: args.get("repeat-penalty", d.repeat_penalty)?,
+        seed: args.get("seed", d.seed)?,
+        ..d
+    };
+    let as_json = args.flag("json");
+
+    let (model, load_ms) = load_model(&args)?;
+    let mut session = session(model.clone(), &args, 0)?;
+    let prompt_tokens = model.tokenizer().encode(prompt, true, true);
+    let mut sampler = Sampler::new(sampling);
+    let mut out = std::io::stdout().lock();
+    let mut generated = Vec::new();
+    let mut text = String::new();
+
+    let start = Instant::now();
+    let mut prompt_done = start;
+    let stop = session
+        .generate(&prompt_tokens, &mut sampler, n_predict, &mut |ev| {
+            match ev {
+                Event::PromptDone { .. } => prompt_done = Instant::now(),
+                Event::Token { id, text: piece } => {
+                    generated.push(id);
+                    text.push_str(piece);
+                    if !as_json {
+                        let _ = out.write_all(piece.as_bytes());
+                        let _ = out.flush();
+                    }
+                }
+            }
+            Flow::Continue
+        })
+        .map_err(|e| e.to_string())?;
+    let end = Instant::now();
+
+    let prompt_ms = (prompt_done - start).as_secs_f64() * 1e3;
+    let gen_ms = (end - prompt_done).as_secs_f64() * 1e3;
+    let prompt_tok_s = prompt_tokens.len() as f64 / (prompt_ms / 1e3);
+    // The first generated token is sampled from the prompt's logits: decode speed counts the
+    // forward passes after it.
+    let decoded = generated.len().saturating_sub(1).max(1) as f64;
+    let gen_tok_s = if generated.len() > 1 { decoded / (gen_ms / 1e3) } else { f64::NAN };
+    if as_json {
+        let timings = format!(
+            "{{\"load_ms\":{},\"prompt_ms\":{},\"gen_ms\":{},\"prompt_tok_s\":{},\"gen_tok_s\":{}}}",
+            json::number(load_ms),
+            json::number(prompt_ms),
+            json::number(gen_ms),
+            json::number(prompt_tok_s),
+            json::number(gen_tok_s)
+        );
+        let _ = writeln!(
+            out,
+            "{{\"prompt_tokens\":{},\"tokens\":{},\"text\":{},\"stop\":{},\"timings\":{}}}",
+            json::ids(&prompt_tokens),
+            json::ids(&generated),
+            json::string(&text),
+            json::string(&format!("{stop:?}")),
+            timings
+        );
+    } else {
+        let _ = writeln!(out);
+        eprintln!(
+            "\n[{} prompt tokens: {:.1} tok/s | {} generated: {:.1} tok/s | load {:.0} ms | threads {} | stop: {:?}]",
+            prompt_tokens.len(),
+            prompt_tok_s,
+            generated.len(),
+            gen_tok_s,
+            load_ms,
+            session.threads(),
+            stop
+        );
+    }
+    Ok(())
+}

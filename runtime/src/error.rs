@@ -1,0 +1,136 @@
+//! Errors of the runtime's layers, each naming the problem an app or user can act on.
+
+use alloc::string::String;
+use core::fmt;
+
+use crate::gguf::GgufError;
+use crate::tokenizer::TokenizerError;
+
+/// Why a model could not be loaded.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file is not a valid GGUF file.
+    Gguf(GgufError),
+    /// `general.architecture` names an architecture Tern does not run.
+    UnsupportedArchitecture {
+        /// The architecture named by the file.
+        name: String,
+    },
+    /// A tensor the architecture needs is absent.
+    MissingTensor {
+        /// The tensor's GGUF name.
+        name: String,
+    },
+    /// A tensor's storage type has no kernel in Tern.
+    UnsupportedType {
+        /// The tensor's GGUF name.
+        tensor: String,
+        /// The type's GGUF name, or its number when unknown.
+        ty: String,
+    },
+    /// A tensor's dimensions disagree with the hyperparameters.
+    ShapeMismatch {
+        /// The tensor's GGUF name.
+        tensor: String,
+        /// The `[row_len, rows]` the hyperparameters imply.
+        expected: [u64; 2],
+        /// The tensor's `[row_len, rows]`.
+        found: [u64; 2],
+    },
+    /// A hyperparameter is missing, zero, inconsistent or too large.
+    BadHyperparameter {
+        /// The GGUF key.
+        key: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The tokenizer metadata is invalid.
+    Tokenizer(TokenizerError),
+    /// Reading the file failed.
+    Io {
+        /// The path or source.
+        path: String,
+        /// The operating system's message.
+        message: String,
+    },
+}
+
+impl From<GgufError> for LoadError {
+    fn from(e: GgufError) -> Self {
+        LoadError::Gguf(e)
+    }
+}
+
+impl From<TokenizerError> for LoadError {
+    fn from(e: TokenizerError) -> Self {
+        LoadError::Tokenizer(e)
+    }
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Gguf(e) => write!(f, "invalid GGUF file: {e}"),
+            LoadError::UnsupportedArchitecture { name } => {
+                write!(f, "unsupported architecture '{name}' (Tern runs: llama)")
+            }
+            LoadError::MissingTensor { name } => write!(f, "model has no tensor '{name}'"),
+            LoadError::UnsupportedType { tensor, ty } => {
+                write!(f, "tensor '{tensor}' has type {ty}, which Tern cannot compute with yet")
+            }
+            LoadError::ShapeMismatch { tensor, expected, found } => write!(
+                f,
+                "tensor '{tensor}' has shape {found:?}, but the hyperparameters imply {expected:?}"
+            ),
+            LoadError::BadHyperparameter { key, reason } => {
+                write!(f, "hyperparameter '{key}' {reason}")
+            }
+            LoadError::Tokenizer(e) => write!(f, "invalid tokenizer: {e}"),
+            LoadError::Io { path, message } => write!(f, "cannot read '{path}': {message}"),
+        }
+    }
+}
+
+impl core::error::Error for LoadError {}
+
+/// Why generation stopped with an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GenerateError {
+    /// The tokens would not fit in the context window.
+    ContextFull {
+        /// Positions the request needs.
+        needed: usize,
+        /// The session's context length.
+        limit: usize,
+    },
+    /// A token id is not in the vocabulary.
+    TokenOutOfRange {
+        /// The id.
+        id: u32,
+        /// The vocabulary size.
+        vocab: usize,
+    },
+    /// The prompt encodes to no tokens, so there is nothing to condition on.
+    EmptyPrompt,
+    /// The caller cancelled generation.
+    Cancelled,
+}
+
+impl fmt::Display for GenerateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GenerateError::ContextFull { needed, limit } => {
+                write!(f, "context full: {needed} positions needed, context length is {limit}")
+            }
+            GenerateError::TokenOutOfRange { id, vocab } => {
+                write!(f, "token id {id} is outside the vocabulary of {vocab}")
+            }
+            GenerateError::EmptyPrompt => write!(f, "the prompt is empty"),
+            GenerateError::Cancelled => write!(f, "generation was cancelled"),
+        }
+    }
+}
+
+impl core::error::Error for GenerateError {}

@@ -1,0 +1,213 @@
+//! The Llama-family forward pass over a batch of consecutive tokens.
+//!
+//! Reads top-down like the architecture: embed, then per block attention and feed-forward
+//! with pre-norms and residuals, then the final norm and the output head. Buffers are allocated
+//! once per session in [`Scratch`]; shapes are noted beside each.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use tern_kernels::scalar;
+
+use crate::kv_cache::KvCache;
+use crate::matmul::matmul;
+use crate::model::Model;
+use crate::parallel::{Parallel, SharedOut};
+
+/// Which positions of a batch need logits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogitsFor {
+    /// Only the last token (generation).
+    Last,
+    /// Every token (perplexity, scoring).
+    All,
+}
+
+/// Activation buffers for batches of up to `max_batch` tokens.
+#[derive(Clone, Debug)]
+pub struct Scratch {
+    max_batch: usize,
+    /// Residual stream, `(n, dim)`.
+    x: Vec<f32>,
+    /// Normed input / projection output, `(n, dim)`.
+    xb: Vec<f32>,
+    /// Queries, `(n, q_dim)`.
+    q: Vec<f32>,
+    /// New keys, `(n, kv_dim)`.
+    k: Vec<f32>,
+    /// New values, `(n, kv_dim)`.
+    v: Vec<f32>,
+    /// Attention output, `(n, q_dim)`.
+    att_out: Vec<f32>,
+    /// Attention scores, one context-long row per head: `(n_heads, ctx)`.
+    scores: Vec<f32>,
+    /// Feed-forward gate and up projections, `(n, ffn_dim)` each.
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    /// RoPE cosines and sines per token, `(n, rope_dim / 2)`.
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    /// Logits, `(n, vocab)` (only the first row is used for [`LogitsFor::Last`]).
+    logits: Vec<f32>,
+}
+
+impl Scratch {
+    /// Buffers for `model` with a context of `ctx` positions and batches of `max_batch`.
+    pub fn new(model: &Model, ctx: usize, max_batch: usize) -> Self {
+        let c = model.config();
+        let n = max_batch.max(1);
+        Scratch {
+            max_batch: n,
+            x: vec![0.0; n * c.dim],
+            xb: vec![0.0; n * c.dim],
+            q: vec![0.0; n * c.q_dim()],
+            k: vec![0.0; n * c.kv_dim()],
+            v: vec![0.0; n * c.kv_dim()],
+            att_out: vec![0.0; n * c.q_dim()],
+            scores: vec![0.0; c.n_heads * ctx],
+            gate: vec![0.0; n * c.ffn_dim],
+            up: vec![0.0; n * c.ffn_dim],
+            cos: vec![0.0; n * c.rope_dim / 2],
+            sin: vec![0.0; n * c.rope_dim / 2],
+            logits: vec![0.0; n * c.vocab],
+        }
+    }
+
+    /// Largest batch these buffers hold.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Logits of the last forward call: `(rows, vocab)` where rows is 1 for
+    /// [`LogitsFor::Last`] and the batch size for [`LogitsFor::All`].
+    pub fn logits(&self, rows: usize, vocab: usize) -> &[f32] {
+        &self.logits[..rows * vocab]
+    }
+}
+
+impl Model {
+    /// Runs `tokens` (at most `s.max_batch()`, already checked against the vocabulary) at
+    /// positions `pos0..`, appending their keys and values to `kv`, and leaves logits in `s`.
+    pub(crate) fn forward(
+        &self,
+        s: &mut Scratch,
+        kv: &mut KvCache,
+        par: &dyn Parallel,
+        tokens: &[u32],
+        pos0: usize,
+        want: LogitsFor,
+    ) {
+        let c = self.config();
+        let k = self.kernels();
+        let file = self.weights();
+        let n = tokens.len();
+        assert!(n >= 1 && n <= s.max_batch && pos0 + n <= kv.capacity());
+        let (dim, q_dim, kv_dim, hd) = (c.dim, c.q_dim(), c.kv_dim(), c.head_dim);
+        let t = self.tensors();
+
+        // Token embeddings → residual stream x (n, dim).
+        let embd = t.token_embd.view(file);
+        for (i, &tok) in tokens.iter().enumerate() {
+            k.dequant(embd.t.format, embd.row(tok as usize), &mut s.x[i * dim..(i + 1) * dim]);
+        }
+
+        // RoPE angles of each token's position, shared by all heads and layers.
+        let half = c.rope_dim / 2;
+        for i in 0..n {
+            let pos = (pos0 + i) as f32;
+            for (j, &f) in self.rope_inv_freq().iter().enumerate() {
+                let a = pos * f;
+                s.cos[i * half + j] = libm::cosf(a);
+                s.sin[i * half + j] = libm::sinf(a);
+            }
+        }
+
+        for (l, lt) in t.layers.iter().enumerate() {
+            // Attention: norm, project, rotate, cache, attend, project back, add.
+            for i in 0..n {
+                let r = i * dim..(i + 1) * dim;
+                scalar::rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lt.attn_norm, c.norm_eps);
+            }
+            matmul(k, par, lt.wq.view(file), &s.xb, n, &mut s.q);
+            matmul(k, par, lt.wk.view(file), &s.xb, n, &mut s.k);
+            matmul(k, par, lt.wv.view(file), &s.xb, n, &mut s.v);
+            let neox = c.rope_style == crate::config::RopeStyle::Neox;
+            for i in 0..n {
+                let (cos, sin) = (&s.cos[i * half..][..half], &s.sin[i * half..][..half]);
+                for h in s.q[i * q_dim..(i + 1) * q_dim].chunks_exact_mut(hd) {
+                    scalar::rope(h, cos, sin, neox);
+                }
+                for h in s.k[i * kv_dim..(i + 1) * kv_dim].chunks_exact_mut(hd) {
+                    scalar::rope(h, cos, sin, neox);
+                }
+            }
+            kv.store(l, pos0, &s.k[..n * kv_dim], &s.v[..n * kv_dim]);
+            self.attend(s, kv, par, l, n, pos0);
+            matmul(k, par, lt.wo.view(file), &s.att_out, n, &mut s.xb);
+            for (x, d) in s.x[..n * dim].iter_mut().zip(&s.xb) {
+                *x += d;
+            }
+
+            // Feed-forward: norm, SwiGLU, project back, add.
+            for i in 0..n {
+                let r = i * dim..(i + 1) * dim;
+                scalar::rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lt.ffn_norm, c.norm_eps);
+            }
+            matmul(k, par, lt.w_gate.view(file), &s.xb, n, &mut s.gate);
+            matmul(k, par, lt.w_up.view(file), &s.xb, n, &mut s.up);
+            let f = n * c.ffn_dim;
+            scalar::swiglu(&mut s.gate[..f], &s.up[..f]);
+            matmul(k, par, lt.w_down.view(file), &s.gate, n, &mut s.xb);
+            for (x, d) in s.x[..n * dim].iter_mut().zip(&s.xb) {
+                *x += d;
+            }
+        }
+
+        // Final norm and output head, for the rows that need logits.
+        let first = match want {
+            LogitsFor::Last => n - 1,
+            LogitsFor::All => 0,
+        };
+        let rows = n - first;
+        for i in 0..rows {
+            let src = (first + i) * dim..(first + i + 1) * dim;
+            scalar::rmsnorm(&mut s.xb[i * dim..(i + 1) * dim], &s.x[src], &t.output_norm, c.norm_eps);
+        }
+        matmul(k, par, t.output.view(file), &s.xb, rows, &mut s.logits);
+    }
+
+    /// Causal grouped-query attention of the `n` new tokens over positions `0..pos0 + n` of
+    /// layer `l`; one task per query head.
+    fn attend(&self, s: &mut Scratch, kv: &KvCache, par: &dyn Parallel, l: usize, n: usize, pos0: usize) {
+        let c = self.config();
+        let (q_dim, kv_dim, hd) = (c.q_dim(), c.kv_dim(), c.head_dim);
+        let group = c.n_heads / c.n_kv_heads;
+        let ctx = kv.capacity();
+        let scale = 1.0 / libm::sqrtf(hd as f32);
+        let keys = kv.keys(l, pos0 + n);
+        let values = kv.values(l, pos0 + n);
+        let q = &s.q;
+        let scores = SharedOut::new(&mut s.scores);
+        let out = SharedOut::new(&mut s.att_out[..n * q_dim]);
+        par.run(c.n_heads, &|h| {
+            let kvh = h / group;
+            // SAFETY: head h owns scores row h, of length ctx, inside the (n_heads, ctx) buffer.
+            let sc = unsafe { scores.slice(h * ctx, ctx) };
+            for i in 0..n {
+                let len = pos0 + i + 1;
+                let qh = &q[i * q_dim + h * hd..][..hd];
+                let sc = &mut sc[..len];
+                for (p, s) in sc.iter_mut().enumerate() {
+                    *s = scalar::dot_f32(qh, &keys[p * kv_dim + kvh * hd..][..hd]) * scale;
+                }
+                scalar::softmax(sc);
+                // SAFETY: (token i, head h) owns this hd-wide slice of att_out (n, q_dim).
+                let o = unsafe { out.slice(i * q_dim + h * hd, hd) };
+                o.fill(0.0);
+                for (p, &w) in sc.iter().enumerate() {
+                    scalar::axpy(o, w, &values[p * kv_dim + kvh * hd..][..hd]);
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,181 @@
+//! A loaded model: hyperparameters, where each tensor is, the tokenizer and the weight bytes.
+
+use alloc::boxed::Box;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use tern_kernels::Kernels;
+
+use crate::config::ModelConfig;
+use crate::error::LoadError;
+use crate::gguf::Gguf;
+use crate::tokenizer::{Tokenizer, TokenizerSpec};
+use crate::weights::ModelTensors;
+
+/// Bytes of a whole GGUF file held in memory: a memory map, a buffer, or flash mapped into the
+/// address space.
+pub trait WeightBytes: Send + Sync {
+    /// The file's bytes.
+    fn bytes(&self) -> &[u8];
+}
+
+impl WeightBytes for Vec<u8> {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+impl WeightBytes for &'static [u8] {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+/// Descriptive metadata for reports and apps.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ModelMeta {
+    /// `general.name`, if the file has one.
+    pub name: Option<String>,
+    /// `tokenizer.chat_template`, if the file has one.
+    pub chat_template: Option<String>,
+    /// Parameters (weights) in all tensors.
+    pub n_params: u64,
+    /// Bytes of tensor data.
+    pub tensor_bytes: u64,
+    /// The most common matrix format, e.g. "Q4_1".
+    pub main_format: String,
+}
+
+/// A model ready to run. Immutable and shareable: sessions hold it in an [`Arc`].
+pub struct Model {
+    config: ModelConfig,
+    tensors: ModelTensors,
+    tokenizer: Tokenizer,
+    meta: ModelMeta,
+    rope_inv_freq: Vec<f32>,
+    kernels: Kernels,
+    weights: Box<dyn WeightBytes>,
+}
+
+impl core::fmt::Debug for Model {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Model").field("config", &self.config).field("meta", &self.meta).finish()
+    }
+}
+
+impl Model {
+    /// Loads a model from the bytes of a whole GGUF file, computing with `kernels`.
+    ///
+    /// Everything is validated here, before the first token: header, hyperparameters, tensor
+    /// shapes, formats and byte ranges, and the tokenizer.
+    pub fn from_bytes(weights: Box<dyn WeightBytes>, kernels: Kernels) -> Result<Self, LoadError> {
+        let file = weights.bytes();
+        let g = Gguf::parse(file, file.len() as u64)?;
+        let config = ModelConfig::from_gguf(&g)?;
+        let tensors = ModelTensors::from_gguf(&g, &file, &config, &kernels)?;
+        let tokenizer = tokenizer_from_gguf(&g)?;
+        if tokenizer.vocab_size() != config.vocab {
+            return Err(LoadError::BadHyperparameter {
+                key: "tokenizer.ggml.tokens".to_string(),
+                reason: "has a different length than the embedding has rows",
+            });
+        }
+        let meta = meta_from_gguf(&g)?;
+        let rope_inv_freq = rope_inv_freq(&config, tensors.rope_freqs.as_deref());
+        Ok(Model { config, tensors, tokenizer, meta, rope_inv_freq, kernels, weights })
+    }
+
+    /// Hyperparameters.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Where each tensor is.
+    pub fn tensors(&self) -> &ModelTensors {
+        &self.tensors
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Descriptive metadata.
+    pub fn meta(&self) -> &ModelMeta {
+        &self.meta
+    }
+
+    /// The kernels this model computes with.
+    pub fn kernels(&self) -> &Kernels {
+        &self.kernels
+    }
+
+    /// The whole file's bytes.
+    pub fn weights(&self) -> &[u8] {
+        self.weights.bytes()
+    }
+
+    /// RoPE inverse frequencies, `(rope_dim / 2)`.
+    pub(crate) fn rope_inv_freq(&self) -> &[f32] {
+        &self.rope_inv_freq
+    }
+}
+
+/// `base^(−2i/rope_dim)` for each rotated pair, divided by the file's frequency factors.
+fn rope_inv_freq(c: &ModelConfig, factors: Option<&[f32]>) -> Vec<f32> {
+    (0..c.rope_dim / 2)
+        .map(|i| {
+            let f = libm::powf(c.rope_base, -2.0 * i as f32 / c.rope_dim as f32);
+            f / factors.map_or(1.0, |ff| ff[i])
+        })
+        .collect()
+}
+
+fn meta_from_gguf(g: &Gguf<'_>) -> Result<ModelMeta, LoadError> {
+    let mut counts: Vec<(tern_kernels::Format, u64)> = Vec::new();
+    let (mut n_params, mut tensor_bytes) = (0u64, 0u64);
+    for t in g.tensors() {
+        n_params = n_params.saturating_add(t.n_elements());
+        tensor_bytes = tensor_bytes.saturating_add(t.size);
+        if let (Some(f), true) = (t.ggml_type.format(), t.n_dims >= 2) {
+            match counts.iter_mut().find(|(g, _)| *g == f) {
+                Some((_, n)) => *n += t.n_elements(),
+                None => counts.push((f, t.n_elements())),
+            }
+        }
+    }
+    let main_format =
+        counts.iter().max_by_key(|(_, n)| *n).map_or("unknown", |(f, _)| f.name()).to_string();
+    Ok(ModelMeta {
+        name: g.opt_str("general.name")?.map(String::from),
+        chat_template: g.opt_str("tokenizer.chat_template")?.map(String::from),
+        n_params,
+        tensor_bytes,
+        main_format,
+    })
+}
+
+/// Builds the tokenizer from the `tokenizer.ggml.*` keys.
+fn tokenizer_from_gguf(g: &Gguf<'_>) -> Result<Tokenizer, LoadError> {
+    let id = |key: &str| -> Result<Option<u32>, LoadError> {
+        Ok(g.opt_u64(key)?.and_then(|v| u32::try_from(v).ok()))
+    };
+    let spec = TokenizerSpec {
+        model: g.req_str("tokenizer.ggml.model")?,
+        pre: g.opt_str("tokenizer.ggml.pre")?,
+        tokens: g.opt_str_array("tokenizer.ggml.tokens")?.unwrap_or_default(),
+        scores: g.opt_f32_array("tokenizer.ggml.scores")?,
+        token_types: g.opt_i32_array("tokenizer.ggml.token_type")?,
+        merges: g.opt_str_array("tokenizer.ggml.merges")?.unwrap_or_default(),
+        bos: id("tokenizer.ggml.bos_token_id")?,
+        eos: id("tokenizer.ggml.eos_token_id")?,
+        eot: id("tokenizer.ggml.eot_token_id")?,
+        unk: id("tokenizer.ggml.unknown_token_id")?,
+        pad: id("tokenizer.ggml.padding_token_id")?,
+        add_bos: g.opt_bool("tokenizer.ggml.add_bos_token")?,
+        add_eos: g.opt_bool("tokenizer.ggml.add_eos_token")?,
+        add_space_prefix: g.opt_bool("tokenizer.ggml.add_space_prefix")?,
+    };
+    Ok(Tokenizer::from_spec(spec)?)
+}

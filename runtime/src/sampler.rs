@@ -1,0 +1,251 @@
+//! Choosing the next token from logits: greedy, or temperature sampling with top-k, top-p and
+//! min-p filters and a repetition penalty, from a seeded generator (same seed, same text).
+
+use alloc::vec::Vec;
+
+/// Sampling options. The defaults are llama.cpp's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplerOptions {
+    /// Softmax temperature; `0` (or less) picks the most likely token (greedy).
+    pub temperature: f32,
+    /// Keep only the `top_k` most likely tokens; `0` keeps all.
+    pub top_k: usize,
+    /// Keep the smallest set of most likely tokens whose probability reaches `top_p`; `1` keeps
+    /// all.
+    pub top_p: f32,
+    /// Drop tokens less likely than `min_p` times the most likely one; `0` keeps all.
+    pub min_p: f32,
+    /// Divide positive (multiply negative) logits of recently seen tokens by this; `1` is off.
+    pub repeat_penalty: f32,
+    /// How many recent tokens the repetition penalty looks at.
+    pub repeat_last_n: usize,
+    /// Seed of the random generator.
+    pub seed: u64,
+}
+
+impl Default for SamplerOptions {
+    fn default() -> Self {
+        SamplerOptions {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: 0x7e57_7e57,
+        }
+    }
+}
+
+impl SamplerOptions {
+    /// Greedy decoding: always the most likely token.
+    pub fn greedy() -> Self {
+        SamplerOptions { temperature: 0.0, ..Self::default() }
+    }
+}
+
+/// SplitMix64: tiny, fast and statistically sound for sampling.
+#[derive(Clone, Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// A sampler with its own random state.
+#[derive(Clone, Debug)]
+pub struct Sampler {
+    opts: SamplerOptions,
+    rng: Rng,
+    /// (token, logit or probability) candidates, reused between calls.
+    cand: Vec<(u32, f32)>,
+}
+
+impl Sampler {
+    /// A sampler seeded from `opts.seed`.
+    pub fn new(opts: SamplerOptions) -> Self {
+        let rng = Rng(opts.seed);
+        Sampler { opts, rng, cand: Vec::new() }
+    }
+
+    /// The options.
+    pub fn options(&self) -> &SamplerOptions {
+        &self.opts
+    }
+
+    /// Picks the next token from `logits`, given the tokens seen so far (for the penalty).
+    pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+        let o = &self.opts;
+        self.cand.clear();
+        self.cand.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+        if o.repeat_penalty != 1.0 && o.repeat_last_n > 0 {
+            let recent = &history[history.len().saturating_sub(o.repeat_last_n)..];
+            for &t in recent {
+                if let Some(c) = self.cand.get_mut(t as usize) {
+                    // Apply once per distinct token, as llama.cpp does.
+                    if c.0 == t {
+                        c.1 = if c.1 > 0.0 { c.1 / o.repeat_penalty } else { c.1 * o.repeat_penalty };
+                        c.0 = u32::MAX;
+                    }
+                }
+            }
+            for (i, c) in self.cand.iter_mut().enumerate() {
+                c.0 = i as u32;
+            }
+        }
+        if o.temperature <= 0.0 {
+            return argmax(&self.cand);
+        }
+        // Most likely first; NaN logits sink to the end.
+        let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1);
+        if o.top_k > 0 && o.top_k < self.cand.len() {
+            self.cand.select_nth_unstable_by(o.top_k - 1, by_logit);
+            self.cand.truncate(o.top_k);
+        }
+        self.cand.sort_unstable_by(by_logit);
+        softmax_in_place(&mut self.cand, 1.0);
+        if o.top_p < 1.0 {
+            let mut cum = 0.0;
+            let keep = self
+                .cand
+                .iter()
+                .position(|c| {
+                    cum += c.1;
+                    cum >= o.top_p
+                })
+                .map_or(self.cand.len(), |i| i + 1);
+            self.cand.truncate(keep.max(1));
+        }
+        if o.min_p > 0.0 {
+            let floor = self.cand[0].1 * o.min_p;
+            let keep = self.cand.iter().take_while(|c| c.1 >= floor).count();
+            self.cand.truncate(keep.max(1));
+        }
+        // Temperature on the survivors' log-probabilities, then draw.
+        for c in self.cand.iter_mut() {
+            c.1 = libm::logf(c.1.max(f32::MIN_POSITIVE));
+        }
+        softmax_in_place(&mut self.cand, 1.0 / o.temperature);
+        let r = self.rng.next_f32();
+        let mut cum = 0.0;
+        for c in &self.cand {
+            cum += c.1;
+            if r < cum {
+                return c.0;
+            }
+        }
+        self.cand.last().map_or(0, |c| c.0)
+    }
+}
+
+/// Index of the largest logit (the first one on ties; NaN never wins).
+pub fn argmax_logits(logits: &[f32]) -> u32 {
+    let mut best = (0u32, f32::NEG_INFINITY);
+    for (i, &l) in logits.iter().enumerate() {
+        if l > best.1 {
+            best = (i as u32, l);
+        }
+    }
+    best.0
+}
+
+fn argmax(c: &[(u32, f32)]) -> u32 {
+    let mut best = (0u32, f32::NEG_INFINITY);
+    for &(i, l) in c {
+        if l > best.1 {
+            best = (i, l);
+        }
+    }
+    best.0
+}
+
+/// Turns `(token, logit)` into `(token, probability)` with logits scaled by `scale`.
+fn softmax_in_place(c: &mut [(u32, f32)], scale: f32) {
+    let max = c.iter().map(|x| x.1).fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for x in c.iter_mut() {
+        x.1 = libm::expf((x.1 - max) * scale);
+        sum += x.1;
+    }
+    for x in c.iter_mut() {
+        x.1 /= sum;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[test]
+    fn greedy_picks_the_largest_logit() {
+        let mut s = Sampler::new(SamplerOptions::greedy());
+        assert_eq!(s.sample(&[0.1, 3.0, -1.0, 2.9], &[]), 1);
+    }
+
+    #[test]
+    fn same_seed_same_tokens() {
+        let logits: Vec<f32> = (0..100).map(|i| ((i * 37) % 17) as f32 * 0.3).collect();
+        let opts = SamplerOptions { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, ..Default::default() };
+        let draw = |o: &SamplerOptions| {
+            let mut s = Sampler::new(o.clone());
+            (0..50).map(|_| s.sample(&logits, &[])).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(&opts), draw(&opts));
+        assert_ne!(draw(&opts), draw(&SamplerOptions { seed: 1, ..opts.clone() }));
+    }
+
+    #[test]
+    fn top_k_one_is_greedy() {
+        let mut s = Sampler::new(SamplerOptions { top_k: 1, temperature: 5.0, ..Default::default() });
+        for _ in 0..20 {
+            assert_eq!(s.sample(&[0.0, 1.0, 0.5], &[]), 1);
+        }
+    }
+
+    #[test]
+    fn min_p_drops_unlikely_tokens() {
+        // Token 2 has probability e^-10 of token 0's: min_p 0.01 removes it.
+        let mut s = Sampler::new(SamplerOptions { top_k: 0, top_p: 1.0, min_p: 0.01, temperature: 1.0, ..Default::default() });
+        for _ in 0..200 {
+            assert_ne!(s.sample(&[10.0, 10.0, 0.0], &[]), 2);
+        }
+    }
+
+    #[test]
+    fn top_p_keeps_the_nucleus() {
+        // Probabilities ≈ 0.88, 0.12, ~0: top_p 0.5 keeps only the first.
+        let mut s = Sampler::new(SamplerOptions { top_k: 0, top_p: 0.5, min_p: 0.0, temperature: 1.0, ..Default::default() });
+        for _ in 0..100 {
+            assert_eq!(s.sample(&[2.0, 0.0, -20.0], &[]), 0);
+        }
+    }
+
+    #[test]
+    fn repeat_penalty_demotes_seen_tokens() {
+        let mut s = Sampler::new(SamplerOptions { repeat_penalty: 2.0, ..SamplerOptions::greedy() });
+        // 1.5/2 = 0.75 < 1.0: token 0 wins once token 1 was seen, even if seen twice.
+        assert_eq!(s.sample(&[1.0, 1.5], &[1, 1]), 0);
+        assert_eq!(s.sample(&[1.0, 1.5], &[]), 1);
+    }
+
+    #[test]
+    fn nan_and_empty_history_do_not_panic() {
+        let mut s = Sampler::new(SamplerOptions::default());
+        let t = s.sample(&[f32::NAN, 1.0, f32::NEG_INFINITY], &[99, 1]);
+        assert!(t < 3);
+        let mut g = Sampler::new(SamplerOptions::greedy());
+        assert_eq!(g.sample(&vec![f32::NAN; 3], &[]), 0);
+    }
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Regenerate the reference fixtures in tests/reference/fixtures/ from llama.cpp
+# (through the PyPI package llama-cpp-python, built from source by pip).
+#
+#   tests/reference/make_fixtures.sh [args for make_fixtures.py]
+#
+# Environment:
+#   REF_VENV=/path   reuse (or create) this venv instead of a throwaway one; the
+#                    llama-cpp-python build takes several minutes on 2 cores.
+#   CMAKE_ARGS=...   passed through to the llama-cpp-python build by pip
+#                    (e.g. "-DGGML_NATIVE=OFF" for a portable AVX2 build).
+#   PYTHON=python3   interpreter used to create the venv.
+#
+# Needs a C/C++ compiler (g++) for the llama-cpp-python build; cmake comes from PyPI.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+
+pins=(
+  "llama-cpp-python==0.3.36"
+  "gguf==0.19.0"
+  "jinja2==3.1.6"
+  "numpy==2.4.6"
+)
+
+if [ -n "${REF_VENV:-}" ]; then
+  venv="$REF_VENV"
+else
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+  venv="$tmp/venv"
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "creating venv $venv" >&2
+  "${PYTHON:-python3}" -m venv "$venv"
+fi
+
+echo "installing ${pins[*]} into $venv (builds llama.cpp if not already there)" >&2
+"$venv/bin/python" -m pip install --quiet "${pins[@]}"
+
+bash "$root/scripts/fetch-model.sh"
+
+start=$(date +%s)
+"$venv/bin/python" "$here/make_fixtures.py" "$@"
+echo "make_fixtures.py took $(( $(date +%s) - start ))s" >&2
