@@ -1,6 +1,7 @@
 //! `tern`: run, measure and inspect GGUF models from a terminal.
 
 mod args;
+mod bench;
 mod common;
 mod inspect;
 mod json;
@@ -11,10 +12,11 @@ use std::process::ExitCode;
 
 fn usage() -> String {
     format!(
-        "tern: run small language models offline\n\nusage:\n  {}\n  {}\n  {}\n",
+        "tern: run small language models offline\n\nusage:\n  {}\n  {}\n  {}\n  {}\n",
         run::USAGE,
         perplexity::USAGE,
-        inspect::USAGE
+        inspect::USAGE,
+        bench::USAGE
     )
 }
 
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
         "run" => run::main(rest),
         "perplexity" => perplexity::main(rest),
         "inspect" => inspect::main(rest),
+        "bench" => bench::main(rest),
         "help" | "--help" | "-h" => {
             print!("{}", usage());
             Ok(())

@@ -1,7 +1,8 @@
 //! Block formats as types, byte for byte as GGUF stores them.
 //!
 //! Every block is `#[repr(C)]` with alignment 1, so a row of GGUF bytes can be viewed as a
-//! slice of blocks wherever it sits in memory (see [`as_blocks`]).
+//! slice of blocks wherever it sits in memory (see [`as_blocks`]). Bit ranges in the layout
+//! drawings are half-open, as Rust ranges are.
 
 use core::mem::{align_of, size_of};
 
@@ -75,6 +76,119 @@ pub struct BlockQ8_0 {
 }
 const _: () = assert!(size_of::<BlockQ8_0>() == 34);
 
+/// Q4_K: 256 weights in eight sub-blocks of 32, value `d·sc[j]·q − dmin·m[j]` for sub-block j.
+///
+/// ```text
+/// byte 0..2      d (f16), scale of the six-bit sub-block scales
+/// byte 2..4      dmin (f16), scale of the six-bit sub-block mins
+/// byte 4..16     scales: eight six-bit scales sc[j] and mins m[j], packed
+///                  s[0..4]   bits 0..6 = sc[0..4]   bits 6..8 = sc[4..8] >> 4
+///                  s[4..8]   bits 0..6 = m[0..4]    bits 6..8 = m[4..8] >> 4
+///                  s[8..12]  bits 0..4 = sc[4..8] & 0xF   bits 4..8 = m[4..8] & 0xF
+/// byte 16..144   qs: 4 chunks of 32 bytes; byte 32c + l holds
+///                  element 64c + l      (low nibble, sub-block 2c)
+///                  element 64c + 32 + l (high nibble, sub-block 2c + 1)
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+#[allow(non_camel_case_types)] // GGUF's name.
+pub struct BlockQ4_K {
+    /// Super-block scale of the sub-block scales.
+    pub d: F16Le,
+    /// Super-block scale of the sub-block mins.
+    pub dmin: F16Le,
+    /// Packed six-bit sub-block scales and mins.
+    pub scales: [u8; 12],
+    /// Packed 4-bit codes.
+    pub qs: [u8; 128],
+}
+const _: () = assert!(size_of::<BlockQ4_K>() == 144);
+
+/// Q6_K: 256 weights in sixteen sub-blocks of 16, value `d·scales[e/16]·(q − 32)` for element e.
+///
+/// Two halves of 128 elements; half h uses `ql[64h..64h+64]`, `qh[32h..32h+32]`. Within a half,
+/// for l in 0..32 (element numbers relative to the half):
+///
+/// ```text
+/// byte 0..128     ql: low 4 bits of q
+///                   ql[64h + l]      low nibble = element l,      high nibble = element l + 64
+///                   ql[64h + 32 + l] low nibble = element l + 32, high nibble = element l + 96
+/// byte 128..192   qh: high 2 bits of q; qh[32h + l] bits 2k..2k+2 = element l + 32k (k = 0..4)
+/// byte 192..208   scales: 16 × i8, one per 16 consecutive elements
+/// byte 208..210   d (f16)
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+#[allow(non_camel_case_types)] // GGUF's name.
+pub struct BlockQ6_K {
+    /// Low 4 bits of the codes.
+    pub ql: [u8; 128],
+    /// High 2 bits of the codes.
+    pub qh: [u8; 64],
+    /// Signed sub-block scales.
+    pub scales: [i8; 16],
+    /// Super-block scale.
+    pub d: F16Le,
+}
+const _: () = assert!(size_of::<BlockQ6_K>() == 210);
+
+/// TQ1_0: 256 ternary weights, value `(q − 1)·d` with trits q ∈ {0, 1, 2}.
+///
+/// A byte holding trits t0..t4 (t0 most significant) stores `ceil(v·256/243)` where
+/// `v = t0·81 + t1·27 + t2·9 + t3·3 + t4`, a base-3 fixed-point fraction; trit n is recovered
+/// as `((b·3^n mod 256)·3) >> 8`.
+///
+/// ```text
+/// byte 0..32    qs[m]:      trit n = element m + 32n        (n = 0..5, elements 0..160)
+/// byte 32..48   qs[32 + m]: trit n = element 160 + m + 16n  (n = 0..5, elements 160..240)
+/// byte 48..52   qh[j]:      trit n = element 240 + j + 4n   (n = 0..4; trit 4 unused, 0)
+/// byte 52..54   d (f16)
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockTQ1_0 {
+    /// Five trits per byte.
+    pub qs: [u8; 48],
+    /// Four trits per byte.
+    pub qh: [u8; 4],
+    /// Scale.
+    pub d: F16Le,
+}
+const _: () = assert!(size_of::<BlockTQ1_0>() == 54);
+
+/// TQ2_0: 256 ternary weights, value `(q − 1)·d` with 2-bit codes q ∈ {0, 1, 2}.
+///
+/// ```text
+/// byte 0..64    qs: byte 32h + m bits 2n..2n+2 = element 128h + 32n + m
+///               (h = 0..2, m = 0..32, n = 0..4; least significant pair first)
+/// byte 64..66   d (f16)
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockTQ2_0 {
+    /// Packed 2-bit codes.
+    pub qs: [u8; 64],
+    /// Scale.
+    pub d: F16Le,
+}
+const _: () = assert!(size_of::<BlockTQ2_0>() == 66);
+
+/// I2_S (bitnet.cpp): 128 ternary weights, 2-bit codes q ∈ {0, 1, 2} for −1, 0, +1. The scale
+/// is not in the block: it is one f32 per tensor, after all the blocks.
+///
+/// ```text
+/// byte 0..32    qs: byte p bits 6−2k..8−2k (k = 0..4) = element p + 32k
+///               (k = 0 in bits 7–6, k = 3 in bits 1–0; most significant pair first)
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+#[allow(non_camel_case_types)] // bitnet.cpp's name.
+pub struct BlockI2_S {
+    /// Packed 2-bit codes.
+    pub qs: [u8; 32],
+}
+const _: () = assert!(size_of::<BlockI2_S>() == 32);
+
 /// A type that may be viewed from any bytes of its size.
 ///
 /// # Safety
@@ -90,6 +204,20 @@ unsafe impl Pod for BlockQ4_0 {}
 unsafe impl Pod for BlockQ4_1 {}
 // SAFETY: as above.
 unsafe impl Pod for BlockQ8_0 {}
+// SAFETY: repr(C) over F16Le and u8 arrays: alignment 1, 144 bytes with no padding (asserted
+// above and implied by the field sizes 2 + 2 + 12 + 128), any bits valid.
+unsafe impl Pod for BlockQ4_K {}
+// SAFETY: repr(C) over u8/i8 arrays and F16Le: alignment 1, 128 + 64 + 16 + 2 = 210 bytes, no
+// padding, any bits valid.
+unsafe impl Pod for BlockQ6_K {}
+// SAFETY: repr(C) over u8 arrays and F16Le: alignment 1, 48 + 4 + 2 = 54 bytes, no padding, any
+// bits valid.
+unsafe impl Pod for BlockTQ1_0 {}
+// SAFETY: repr(C) over a u8 array and F16Le: alignment 1, 64 + 2 = 66 bytes, no padding, any
+// bits valid.
+unsafe impl Pod for BlockTQ2_0 {}
+// SAFETY: repr(C) over one u8 array: alignment 1, 32 bytes, no padding, any bits valid.
+unsafe impl Pod for BlockI2_S {}
 
 /// Views `bytes` as blocks, or `None` unless the length is a whole number of blocks.
 #[inline]

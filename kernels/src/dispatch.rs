@@ -78,6 +78,27 @@ impl Kernels {
                     named!(scalar::dot_q8_0_f32, "dot_q8_0_f32/scalar"),
                     named!(scalar::dequant_q8_0, "dequant_q8_0/scalar"),
                 ),
+                Format::Q4_K => FormatKernels::new(
+                    named!(scalar::dot_q4_k_f32, "dot_q4_k_f32/scalar"),
+                    named!(scalar::dequant_q4_k, "dequant_q4_k/scalar"),
+                ),
+                Format::Q6_K => FormatKernels::new(
+                    named!(scalar::dot_q6_k_f32, "dot_q6_k_f32/scalar"),
+                    named!(scalar::dequant_q6_k, "dequant_q6_k/scalar"),
+                ),
+                Format::TQ1_0 => FormatKernels::new(
+                    named!(scalar::dot_tq1_0_f32, "dot_tq1_0_f32/scalar"),
+                    named!(scalar::dequant_tq1_0, "dequant_tq1_0/scalar"),
+                ),
+                Format::TQ2_0 => FormatKernels::new(
+                    named!(scalar::dot_tq2_0_f32, "dot_tq2_0_f32/scalar"),
+                    named!(scalar::dequant_tq2_0, "dequant_tq2_0/scalar"),
+                ),
+                // Scale 1: the runtime multiplies by the tensor's scale (see `Format::I2_S`).
+                Format::I2_S => FormatKernels::new(
+                    named!(scalar::dot_i2_s_f32_unscaled, "dot_i2_s_f32_unscaled/scalar"),
+                    named!(scalar::dequant_i2_s_unscaled, "dequant_i2_s_unscaled/scalar"),
+                ),
             }
         };
         Kernels {

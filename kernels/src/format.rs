@@ -5,6 +5,7 @@
 /// Block sizes and byte layouts follow ggml's `ggml-common.h`; see [`crate::blocks`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[allow(non_camel_case_types)] // GGUF's names (Q4_K, I2_S), so readers can grep the spec.
 pub enum Format {
     /// 32-bit IEEE float.
     F32,
@@ -18,17 +19,37 @@ pub enum Format {
     Q4_1,
     /// 32 weights: f16 scale, int8 codes, value q·d.
     Q8_0,
+    /// 256 weights: f16 super-scale and super-min, eight 32-weight sub-blocks with six-bit
+    /// scale and min, 4-bit codes, value d·sc·q − dmin·m.
+    Q4_K,
+    /// 256 weights: f16 super-scale, sixteen 16-weight sub-blocks with int8 scales, 6-bit
+    /// codes, value d·sc·(q − 32).
+    Q6_K,
+    /// 256 ternary weights, 5 per byte in base 3 (1.6875 bits each), f16 scale, value (q − 1)·d.
+    TQ1_0,
+    /// 256 ternary weights, 2 bits each, f16 scale, value (q − 1)·d.
+    TQ2_0,
+    /// bitnet.cpp's ternary format: 2-bit codes in 128-weight blocks of 32 bytes, value
+    /// (q − 1)·s with ONE f32 scale `s` per tensor. The tensor adds a 32-byte trailer after its
+    /// packed blocks (the scale, then padding) that is not part of any row, and the row kernels
+    /// compute with `s = 1`: the caller multiplies their results by the tensor's scale.
+    I2_S,
 }
 
 impl Format {
     /// Every format, in a fixed order (the index of [`Format::index`]).
-    pub const ALL: [Format; 6] = [
+    pub const ALL: [Format; 11] = [
         Format::F32,
         Format::F16,
         Format::BF16,
         Format::Q4_0,
         Format::Q4_1,
         Format::Q8_0,
+        Format::Q4_K,
+        Format::Q6_K,
+        Format::TQ1_0,
+        Format::TQ2_0,
+        Format::I2_S,
     ];
 
     /// Number of formats; the length of per-format kernel tables.
@@ -43,6 +64,11 @@ impl Format {
             Format::Q4_0 => 3,
             Format::Q4_1 => 4,
             Format::Q8_0 => 5,
+            Format::Q4_K => 6,
+            Format::Q6_K => 7,
+            Format::TQ1_0 => 8,
+            Format::TQ2_0 => 9,
+            Format::I2_S => 10,
         }
     }
 
@@ -55,6 +81,11 @@ impl Format {
             Format::Q4_0 => "Q4_0",
             Format::Q4_1 => "Q4_1",
             Format::Q8_0 => "Q8_0",
+            Format::Q4_K => "Q4_K",
+            Format::Q6_K => "Q6_K",
+            Format::TQ1_0 => "TQ1_0",
+            Format::TQ2_0 => "TQ2_0",
+            Format::I2_S => "I2_S",
         }
     }
 
@@ -63,10 +94,13 @@ impl Format {
         match self {
             Format::F32 | Format::F16 | Format::BF16 => 1,
             Format::Q4_0 | Format::Q4_1 | Format::Q8_0 => 32,
+            Format::I2_S => 128,
+            Format::Q4_K | Format::Q6_K | Format::TQ1_0 | Format::TQ2_0 => 256,
         }
     }
 
-    /// Bytes per block.
+    /// Bytes per block. For [`Format::I2_S`] this is the packed codes only: a whole I2_S tensor
+    /// is `n/4` bytes of blocks plus a 32-byte trailer holding its f32 scale.
     pub const fn block_bytes(self) -> usize {
         match self {
             Format::F32 => 4,
@@ -74,6 +108,11 @@ impl Format {
             Format::Q4_0 => 18,
             Format::Q4_1 => 20,
             Format::Q8_0 => 34,
+            Format::Q4_K => 144,
+            Format::Q6_K => 210,
+            Format::TQ1_0 => 54,
+            Format::TQ2_0 => 66,
+            Format::I2_S => 32,
         }
     }
 

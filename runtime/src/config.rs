@@ -85,7 +85,11 @@ impl ModelConfig {
         let arch_name = g.req_str("general.architecture")?;
         let arch = match arch_name {
             "llama" => Architecture::Llama,
-            other => return Err(LoadError::UnsupportedArchitecture { name: other.to_string() }),
+            other => {
+                return Err(LoadError::UnsupportedArchitecture {
+                    name: other.to_string(),
+                })
+            }
         };
         let key = |k: &str| format!("{arch_name}.{k}");
         let dim_of = |k: &str| -> Result<usize, LoadError> {
@@ -102,20 +106,29 @@ impl ModelConfig {
             None => n_heads,
         };
         if n_heads % n_kv_heads != 0 {
-            return Err(bad(&key("attention.head_count_kv"), "does not divide the head count"));
+            return Err(bad(
+                &key("attention.head_count_kv"),
+                "does not divide the head count",
+            ));
         }
         let head_dim = match g.opt_u64(&key("attention.key_length"))? {
             Some(v) => positive(&key("attention.key_length"), v, MAX_DIM)?,
             None => {
                 if dim % n_heads != 0 {
-                    return Err(bad(&key("attention.head_count"), "does not divide the width"));
+                    return Err(bad(
+                        &key("attention.head_count"),
+                        "does not divide the width",
+                    ));
                 }
                 dim / n_heads
             }
         };
         if let Some(v) = g.opt_u64(&key("attention.value_length"))? {
             if v != head_dim as u64 {
-                return Err(bad(&key("attention.value_length"), "differs from the key length"));
+                return Err(bad(
+                    &key("attention.value_length"),
+                    "differs from the key length",
+                ));
             }
         }
         let rope_dim = match g.opt_u64(&key("rope.dimension_count"))? {
@@ -123,7 +136,10 @@ impl ModelConfig {
             None => head_dim,
         };
         if rope_dim > head_dim || rope_dim % 2 != 0 {
-            return Err(bad(&key("rope.dimension_count"), "is odd or exceeds the head width"));
+            return Err(bad(
+                &key("rope.dimension_count"),
+                "is odd or exceeds the head width",
+            ));
         }
         let rope_base = g.opt_f32(&key("rope.freq_base"))?.unwrap_or(10_000.0);
         if !(rope_base.is_finite() && rope_base > 0.0) {
@@ -132,12 +148,20 @@ impl ModelConfig {
         if let Some(kind) = g.opt_str(&key("rope.scaling.type"))? {
             let factor = g.opt_f32(&key("rope.scaling.factor"))?.unwrap_or(1.0);
             if kind != "none" && factor != 1.0 {
-                return Err(bad(&key("rope.scaling.type"), "names a RoPE scaling Tern does not do"));
+                return Err(bad(
+                    &key("rope.scaling.type"),
+                    "names a RoPE scaling Tern does not do",
+                ));
             }
         }
-        let norm_eps = g.opt_f32(&key("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5);
+        let norm_eps = g
+            .opt_f32(&key("attention.layer_norm_rms_epsilon"))?
+            .unwrap_or(1e-5);
         if !(norm_eps.is_finite() && norm_eps >= 0.0) {
-            return Err(bad(&key("attention.layer_norm_rms_epsilon"), "is not a small positive number"));
+            return Err(bad(
+                &key("attention.layer_norm_rms_epsilon"),
+                "is not a small positive number",
+            ));
         }
         let train_context = match g.opt_u64(&key("context_length"))? {
             Some(v) => positive(&key("context_length"), v, MAX_CONTEXT)?,
@@ -145,7 +169,11 @@ impl ModelConfig {
         };
         let vocab = match g.tensor("token_embd.weight") {
             Some(t) => positive("token_embd.weight rows", t.n_rows(), MAX_DIM)?,
-            None => return Err(LoadError::MissingTensor { name: "token_embd.weight".into() }),
+            None => {
+                return Err(LoadError::MissingTensor {
+                    name: "token_embd.weight".into(),
+                })
+            }
         };
         Ok(ModelConfig {
             arch,
@@ -168,7 +196,10 @@ impl ModelConfig {
 }
 
 fn bad(key: &str, reason: &'static str) -> LoadError {
-    LoadError::BadHyperparameter { key: String::from(key), reason }
+    LoadError::BadHyperparameter {
+        key: String::from(key),
+        reason,
+    }
 }
 
 fn positive(key: &str, v: u64, max: u64) -> Result<usize, LoadError> {

@@ -77,9 +77,16 @@ impl fmt::Display for LoadError {
             }
             LoadError::MissingTensor { name } => write!(f, "model has no tensor '{name}'"),
             LoadError::UnsupportedType { tensor, ty } => {
-                write!(f, "tensor '{tensor}' has type {ty}, which Tern cannot compute with yet")
+                write!(
+                    f,
+                    "tensor '{tensor}' has type {ty}, which Tern cannot compute with yet"
+                )
             }
-            LoadError::ShapeMismatch { tensor, expected, found } => write!(
+            LoadError::ShapeMismatch {
+                tensor,
+                expected,
+                found,
+            } => write!(
                 f,
                 "tensor '{tensor}' has shape {found:?}, but the hyperparameters imply {expected:?}"
             ),
@@ -122,7 +129,10 @@ impl fmt::Display for GenerateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             GenerateError::ContextFull { needed, limit } => {
-                write!(f, "context full: {needed} positions needed, context length is {limit}")
+                write!(
+                    f,
+                    "context full: {needed} positions needed, context length is {limit}"
+                )
             }
             GenerateError::TokenOutOfRange { id, vocab } => {
                 write!(f, "token id {id} is outside the vocabulary of {vocab}")

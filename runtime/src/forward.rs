@@ -108,7 +108,11 @@ impl Model {
         // Token embeddings → residual stream x (n, dim).
         let embd = t.token_embd.view(file);
         for (i, &tok) in tokens.iter().enumerate() {
-            k.dequant(embd.t.format, embd.row(tok as usize), &mut s.x[i * dim..(i + 1) * dim]);
+            k.dequant(
+                embd.t.format,
+                embd.row(tok as usize),
+                &mut s.x[i * dim..(i + 1) * dim],
+            );
         }
 
         // RoPE angles of each token's position, shared by all heads and layers.
@@ -171,14 +175,27 @@ impl Model {
         let rows = n - first;
         for i in 0..rows {
             let src = (first + i) * dim..(first + i + 1) * dim;
-            scalar::rmsnorm(&mut s.xb[i * dim..(i + 1) * dim], &s.x[src], &t.output_norm, c.norm_eps);
+            scalar::rmsnorm(
+                &mut s.xb[i * dim..(i + 1) * dim],
+                &s.x[src],
+                &t.output_norm,
+                c.norm_eps,
+            );
         }
         matmul(k, par, t.output.view(file), &s.xb, rows, &mut s.logits);
     }
 
     /// Causal grouped-query attention of the `n` new tokens over positions `0..pos0 + n` of
     /// layer `l`; one task per query head.
-    fn attend(&self, s: &mut Scratch, kv: &KvCache, par: &dyn Parallel, l: usize, n: usize, pos0: usize) {
+    fn attend(
+        &self,
+        s: &mut Scratch,
+        kv: &KvCache,
+        par: &dyn Parallel,
+        l: usize,
+        n: usize,
+        pos0: usize,
+    ) {
         let c = self.config();
         let (q_dim, kv_dim, hd) = (c.q_dim(), c.kv_dim(), c.head_dim);
         let group = c.n_heads / c.n_kv_heads;

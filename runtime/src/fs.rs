@@ -22,7 +22,10 @@ impl WeightBytes for MappedFile {
 impl MappedFile {
     /// Maps `path` read-only.
     pub fn open(path: &Path) -> Result<Self, LoadError> {
-        let io = |e: std::io::Error| LoadError::Io { path: path.display().to_string(), message: e.to_string() };
+        let io = |e: std::io::Error| LoadError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
         let file = File::open(path).map_err(io)?;
         // SAFETY: the map is read-only and private to this process. Another process truncating
         // or rewriting the file while it is mapped would change the bytes under us (or fault);

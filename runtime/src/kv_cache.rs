@@ -20,7 +20,13 @@ impl KvCache {
     /// An empty cache for `capacity` positions.
     pub fn new(n_layers: usize, capacity: usize, kv_dim: usize) -> Self {
         let n = n_layers * capacity * kv_dim;
-        KvCache { n_layers, capacity, kv_dim, k: vec![0.0; n], v: vec![0.0; n] }
+        KvCache {
+            n_layers,
+            capacity,
+            kv_dim,
+            k: vec![0.0; n],
+            v: vec![0.0; n],
+        }
     }
 
     /// Positions the cache holds at most (the context length).

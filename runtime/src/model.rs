@@ -2,7 +2,6 @@
 
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use tern_kernels::Kernels;
@@ -47,7 +46,8 @@ pub struct ModelMeta {
     pub main_format: String,
 }
 
-/// A model ready to run. Immutable and shareable: sessions hold it in an [`Arc`].
+/// A model ready to run. Immutable and shareable: sessions hold it in an
+/// [`Arc`](alloc::sync::Arc).
 pub struct Model {
     config: ModelConfig,
     tensors: ModelTensors,
@@ -60,7 +60,10 @@ pub struct Model {
 
 impl core::fmt::Debug for Model {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Model").field("config", &self.config).field("meta", &self.meta).finish()
+        f.debug_struct("Model")
+            .field("config", &self.config)
+            .field("meta", &self.meta)
+            .finish()
     }
 }
 
@@ -83,7 +86,15 @@ impl Model {
         }
         let meta = meta_from_gguf(&g)?;
         let rope_inv_freq = rope_inv_freq(&config, tensors.rope_freqs.as_deref());
-        Ok(Model { config, tensors, tokenizer, meta, rope_inv_freq, kernels, weights })
+        Ok(Model {
+            config,
+            tensors,
+            tokenizer,
+            meta,
+            rope_inv_freq,
+            kernels,
+            weights,
+        })
     }
 
     /// Hyperparameters.
@@ -145,8 +156,11 @@ fn meta_from_gguf(g: &Gguf<'_>) -> Result<ModelMeta, LoadError> {
             }
         }
     }
-    let main_format =
-        counts.iter().max_by_key(|(_, n)| *n).map_or("unknown", |(f, _)| f.name()).to_string();
+    let main_format = counts
+        .iter()
+        .max_by_key(|(_, n)| *n)
+        .map_or("unknown", |(f, _)| f.name())
+        .to_string();
     Ok(ModelMeta {
         name: g.opt_str("general.name")?.map(String::from),
         chat_template: g.opt_str("tokenizer.chat_template")?.map(String::from),
@@ -164,10 +178,14 @@ fn tokenizer_from_gguf(g: &Gguf<'_>) -> Result<Tokenizer, LoadError> {
     let spec = TokenizerSpec {
         model: g.req_str("tokenizer.ggml.model")?,
         pre: g.opt_str("tokenizer.ggml.pre")?,
-        tokens: g.opt_str_array("tokenizer.ggml.tokens")?.unwrap_or_default(),
+        tokens: g
+            .opt_str_array("tokenizer.ggml.tokens")?
+            .unwrap_or_default(),
         scores: g.opt_f32_array("tokenizer.ggml.scores")?,
         token_types: g.opt_i32_array("tokenizer.ggml.token_type")?,
-        merges: g.opt_str_array("tokenizer.ggml.merges")?.unwrap_or_default(),
+        merges: g
+            .opt_str_array("tokenizer.ggml.merges")?
+            .unwrap_or_default(),
         bos: id("tokenizer.ggml.bos_token_id")?,
         eos: id("tokenizer.ggml.eos_token_id")?,
         eot: id("tokenizer.ggml.eot_token_id")?,

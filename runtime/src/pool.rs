@@ -77,7 +77,11 @@ impl ThreadPool {
                     .expect("spawning a worker thread")
             })
             .collect();
-        ThreadPool { shared, workers, caller: Mutex::new(()) }
+        ThreadPool {
+            shared,
+            workers,
+            caller: Mutex::new(()),
+        }
     }
 
     /// The number of threads the machine offers, as `std` reports it.
@@ -153,7 +157,8 @@ impl Parallel for ThreadPool {
         // SAFETY (lifetime erasure): this function does not return, nor unwind, until every
         // worker has decremented `busy`, i.e. finished with the task: panics in tasks are
         // caught on workers and on this thread alike, and re-raised only after the wait.
-        let task: *const Task = unsafe { core::mem::transmute::<&(dyn Fn(usize) + Sync), &'static Task>(task) };
+        let task: *const Task =
+            unsafe { core::mem::transmute::<&(dyn Fn(usize) + Sync), &'static Task>(task) };
         let job = Job { task, n_tasks };
         let sh = &*self.shared;
         sh.next.store(0, Ordering::Relaxed);
@@ -181,7 +186,11 @@ impl Parallel for ThreadPool {
 impl Drop for ThreadPool {
     fn drop(&mut self) {
         {
-            let _g = self.shared.sleep_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let _g = self
+                .shared
+                .sleep_lock
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             self.shared.shutdown.store(true, Ordering::Release);
             self.shared.wake.notify_all();
         }

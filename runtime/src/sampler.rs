@@ -40,7 +40,10 @@ impl Default for SamplerOptions {
 impl SamplerOptions {
     /// Greedy decoding: always the most likely token.
     pub fn greedy() -> Self {
-        SamplerOptions { temperature: 0.0, ..Self::default() }
+        SamplerOptions {
+            temperature: 0.0,
+            ..Self::default()
+        }
     }
 }
 
@@ -76,7 +79,11 @@ impl Sampler {
     /// A sampler seeded from `opts.seed`.
     pub fn new(opts: SamplerOptions) -> Self {
         let rng = Rng(opts.seed);
-        Sampler { opts, rng, cand: Vec::new() }
+        Sampler {
+            opts,
+            rng,
+            cand: Vec::new(),
+        }
     }
 
     /// The options.
@@ -88,14 +95,19 @@ impl Sampler {
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         let o = &self.opts;
         self.cand.clear();
-        self.cand.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+        self.cand
+            .extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
         if o.repeat_penalty != 1.0 && o.repeat_last_n > 0 {
             let recent = &history[history.len().saturating_sub(o.repeat_last_n)..];
             for &t in recent {
                 if let Some(c) = self.cand.get_mut(t as usize) {
                     // Apply once per distinct token, as llama.cpp does.
                     if c.0 == t {
-                        c.1 = if c.1 > 0.0 { c.1 / o.repeat_penalty } else { c.1 * o.repeat_penalty };
+                        c.1 = if c.1 > 0.0 {
+                            c.1 / o.repeat_penalty
+                        } else {
+                            c.1 * o.repeat_penalty
+                        };
                         c.0 = u32::MAX;
                     }
                 }
@@ -197,18 +209,34 @@ mod tests {
     #[test]
     fn same_seed_same_tokens() {
         let logits: Vec<f32> = (0..100).map(|i| ((i * 37) % 17) as f32 * 0.3).collect();
-        let opts = SamplerOptions { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, ..Default::default() };
+        let opts = SamplerOptions {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            ..Default::default()
+        };
         let draw = |o: &SamplerOptions| {
             let mut s = Sampler::new(o.clone());
             (0..50).map(|_| s.sample(&logits, &[])).collect::<Vec<_>>()
         };
         assert_eq!(draw(&opts), draw(&opts));
-        assert_ne!(draw(&opts), draw(&SamplerOptions { seed: 1, ..opts.clone() }));
+        assert_ne!(
+            draw(&opts),
+            draw(&SamplerOptions {
+                seed: 1,
+                ..opts.clone()
+            })
+        );
     }
 
     #[test]
     fn top_k_one_is_greedy() {
-        let mut s = Sampler::new(SamplerOptions { top_k: 1, temperature: 5.0, ..Default::default() });
+        let mut s = Sampler::new(SamplerOptions {
+            top_k: 1,
+            temperature: 5.0,
+            ..Default::default()
+        });
         for _ in 0..20 {
             assert_eq!(s.sample(&[0.0, 1.0, 0.5], &[]), 1);
         }
@@ -217,7 +245,13 @@ mod tests {
     #[test]
     fn min_p_drops_unlikely_tokens() {
         // Token 2 has probability e^-10 of token 0's: min_p 0.01 removes it.
-        let mut s = Sampler::new(SamplerOptions { top_k: 0, top_p: 1.0, min_p: 0.01, temperature: 1.0, ..Default::default() });
+        let mut s = Sampler::new(SamplerOptions {
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.01,
+            temperature: 1.0,
+            ..Default::default()
+        });
         for _ in 0..200 {
             assert_ne!(s.sample(&[10.0, 10.0, 0.0], &[]), 2);
         }
@@ -226,7 +260,13 @@ mod tests {
     #[test]
     fn top_p_keeps_the_nucleus() {
         // Probabilities ≈ 0.88, 0.12, ~0: top_p 0.5 keeps only the first.
-        let mut s = Sampler::new(SamplerOptions { top_k: 0, top_p: 0.5, min_p: 0.0, temperature: 1.0, ..Default::default() });
+        let mut s = Sampler::new(SamplerOptions {
+            top_k: 0,
+            top_p: 0.5,
+            min_p: 0.0,
+            temperature: 1.0,
+            ..Default::default()
+        });
         for _ in 0..100 {
             assert_eq!(s.sample(&[2.0, 0.0, -20.0], &[]), 0);
         }
@@ -234,7 +274,10 @@ mod tests {
 
     #[test]
     fn repeat_penalty_demotes_seen_tokens() {
-        let mut s = Sampler::new(SamplerOptions { repeat_penalty: 2.0, ..SamplerOptions::greedy() });
+        let mut s = Sampler::new(SamplerOptions {
+            repeat_penalty: 2.0,
+            ..SamplerOptions::greedy()
+        });
         // 1.5/2 = 0.75 < 1.0: token 0 wins once token 1 was seen, even if seen twice.
         assert_eq!(s.sample(&[1.0, 1.5], &[1, 1]), 0);
         assert_eq!(s.sample(&[1.0, 1.5], &[]), 1);

@@ -30,7 +30,10 @@ pub struct SessionOptions {
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { context: 0, batch: DEFAULT_BATCH }
+        SessionOptions {
+            context: 0,
+            batch: DEFAULT_BATCH,
+        }
     }
 }
 
@@ -93,12 +96,27 @@ impl Session {
     }
 
     /// A session whose matrix products run on `par` (e.g. a [`crate::pool::ThreadPool`]).
-    pub fn with_parallel(model: Arc<Model>, opts: &SessionOptions, par: Box<dyn Parallel + Send>) -> Self {
+    pub fn with_parallel(
+        model: Arc<Model>,
+        opts: &SessionOptions,
+        par: Box<dyn Parallel + Send>,
+    ) -> Self {
         let c = model.config();
-        let ctx = if opts.context == 0 { c.train_context.min(DEFAULT_CONTEXT) } else { opts.context };
+        let ctx = if opts.context == 0 {
+            c.train_context.min(DEFAULT_CONTEXT)
+        } else {
+            opts.context
+        };
         let kv = KvCache::new(c.n_layers, ctx, c.kv_dim());
         let scratch = Scratch::new(&model, ctx, opts.batch.max(1));
-        Session { model, kv, scratch, par, tokens: Vec::new(), logits: Vec::new() }
+        Session {
+            model,
+            kv,
+            scratch,
+            par,
+            tokens: Vec::new(),
+            logits: Vec::new(),
+        }
     }
 
     /// The model.
@@ -149,7 +167,10 @@ impl Session {
         }
         let needed = self.tokens.len() + tokens.len();
         if needed > self.context_len() {
-            return Err(GenerateError::ContextFull { needed, limit: self.context_len() });
+            return Err(GenerateError::ContextFull {
+                needed,
+                limit: self.context_len(),
+            });
         }
         Ok(())
     }
@@ -164,7 +185,14 @@ impl Session {
         let batch = self.scratch.max_batch();
         for chunk in tokens.chunks(batch) {
             let pos = self.tokens.len();
-            self.model.forward(&mut self.scratch, &mut self.kv, &*self.par, chunk, pos, LogitsFor::Last);
+            self.model.forward(
+                &mut self.scratch,
+                &mut self.kv,
+                &*self.par,
+                chunk,
+                pos,
+                LogitsFor::Last,
+            );
             self.tokens.extend_from_slice(chunk);
         }
         self.logits.clear();
@@ -173,19 +201,40 @@ impl Session {
     }
 
     /// Appends `tokens` and calls `f(i, logits)` with the logits after each token `i`.
-    pub fn feed_scoring(&mut self, tokens: &[u32], mut f: impl FnMut(usize, &[f32])) -> Result<(), GenerateError> {
+    pub fn feed_scoring(
+        &mut self,
+        tokens: &[u32],
+        mut f: impl FnMut(usize, &[f32]),
+    ) -> Result<(), GenerateError> {
         self.check(tokens)?;
         let vocab = self.model.config().vocab;
         let batch = self.scratch.max_batch();
         for (c, chunk) in tokens.chunks(batch).enumerate() {
             let pos = self.tokens.len();
-            self.model.forward(&mut self.scratch, &mut self.kv, &*self.par, chunk, pos, LogitsFor::All);
+            self.model.forward(
+                &mut self.scratch,
+                &mut self.kv,
+                &*self.par,
+                chunk,
+                pos,
+                LogitsFor::All,
+            );
             self.tokens.extend_from_slice(chunk);
-            for (i, row) in self.scratch.logits(chunk.len(), vocab).chunks_exact(vocab).enumerate() {
+            for (i, row) in self
+                .scratch
+                .logits(chunk.len(), vocab)
+                .chunks_exact(vocab)
+                .enumerate()
+            {
                 f(c * batch + i, row);
             }
         }
-        if let Some(last) = self.scratch.logits(tokens.len().min(batch), vocab).rchunks_exact(vocab).next() {
+        if let Some(last) = self
+            .scratch
+            .logits(tokens.len().min(batch), vocab)
+            .rchunks_exact(vocab)
+            .next()
+        {
             self.logits.clear();
             self.logits.extend_from_slice(last);
         }
@@ -206,7 +255,10 @@ impl Session {
             return Err(GenerateError::EmptyPrompt);
         }
         self.feed(prompt)?;
-        if on_event(Event::PromptDone { n_tokens: prompt.len() }) == Flow::Stop {
+        if on_event(Event::PromptDone {
+            n_tokens: prompt.len(),
+        }) == Flow::Stop
+        {
             return Ok(StopReason::Stopped);
         }
         let model = Arc::clone(&self.model);

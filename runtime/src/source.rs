@@ -50,7 +50,10 @@ impl WeightSource for &[u8] {
                 buf.copy_from_slice(&self[r]);
                 Ok(())
             }
-            None => Err(SourceError { offset, message: String::from("past the end") }),
+            None => Err(SourceError {
+                offset,
+                message: String::from("past the end"),
+            }),
         }
     }
 }

@@ -39,7 +39,10 @@ impl TensorRef {
 
     /// The matrix's bytes in `file`, which must be the bytes it was validated against.
     pub fn view<'a>(&self, file: &'a [u8]) -> QMatrix<'a> {
-        QMatrix { t: *self, data: &file[self.offset..self.offset + self.len] }
+        QMatrix {
+            t: *self,
+            data: &file[self.offset..self.offset + self.len],
+        }
     }
 }
 
@@ -87,7 +90,15 @@ pub struct LayerTensors {
 impl LayerTensors {
     /// The weight matrices, in the order the forward pass reads them.
     pub fn matrices(&self) -> [&TensorRef; 7] {
-        [&self.wq, &self.wk, &self.wv, &self.wo, &self.w_gate, &self.w_up, &self.w_down]
+        [
+            &self.wq,
+            &self.wk,
+            &self.wv,
+            &self.wo,
+            &self.w_gate,
+            &self.w_up,
+            &self.w_down,
+        ]
     }
 }
 
@@ -125,10 +136,12 @@ impl ModelTensors {
         let vector = |name: &str, len: usize| -> Result<Vec<f32>, LoadError> {
             let t = matrix_ref(g, file_len, name, len, 1)?;
             let mut bytes = vec![0u8; t.len];
-            source.read_at(t.offset as u64, &mut bytes).map_err(|e| LoadError::Io {
-                path: format!("tensor '{name}'"),
-                message: e.to_string(),
-            })?;
+            source
+                .read_at(t.offset as u64, &mut bytes)
+                .map_err(|e| LoadError::Io {
+                    path: format!("tensor '{name}'"),
+                    message: e.to_string(),
+                })?;
             let mut out = vec![0.0; len];
             kernels.dequant(t.format, &bytes, &mut out);
             Ok(out)
@@ -159,7 +172,14 @@ impl ModelTensors {
             Some(_) => Some(vector("rope_freqs.weight", cfg.rope_dim / 2)?),
             None => None,
         };
-        Ok(ModelTensors { token_embd, layers, output_norm, output, tied_output, rope_freqs })
+        Ok(ModelTensors {
+            token_embd,
+            layers,
+            output_norm,
+            output,
+            tied_output,
+            rope_freqs,
+        })
     }
 
     /// Weight bytes one decoded token reads: every layer matrix, the output head and one
@@ -184,8 +204,9 @@ fn matrix_ref(
     cols: usize,
     rows: usize,
 ) -> Result<TensorRef, LoadError> {
-    let t: &TensorInfo<'_> =
-        g.tensor(name).ok_or_else(|| LoadError::MissingTensor { name: name.to_string() })?;
+    let t: &TensorInfo<'_> = g.tensor(name).ok_or_else(|| LoadError::MissingTensor {
+        name: name.to_string(),
+    })?;
     let found = [t.row_len(), t.n_rows()];
     if found != [cols as u64, rows as u64] {
         return Err(LoadError::ShapeMismatch {
@@ -194,17 +215,29 @@ fn matrix_ref(
             found,
         });
     }
-    let format = t.ggml_type.format().ok_or_else(|| LoadError::UnsupportedType {
-        tensor: name.to_string(),
-        ty: t.ggml_type.to_string(),
-    })?;
+    let format = t
+        .ggml_type
+        .format()
+        .ok_or_else(|| LoadError::UnsupportedType {
+            tensor: name.to_string(),
+            ty: t.ggml_type.to_string(),
+        })?;
     let len = format.row_bytes(cols).and_then(|rb| rb.checked_mul(rows));
     let offset = usize::try_from(t.offset).ok();
     match (len, offset) {
         (Some(len), Some(offset))
-            if len as u64 == t.size && offset.checked_add(len).is_some_and(|e| e as u64 <= file_len) =>
+            if len as u64 == t.size
+                && offset
+                    .checked_add(len)
+                    .is_some_and(|e| e as u64 <= file_len) =>
         {
-            Ok(TensorRef { format, cols, rows, offset, len })
+            Ok(TensorRef {
+                format,
+                cols,
+                rows,
+                offset,
+                len,
+            })
         }
         _ => Err(LoadError::UnsupportedType {
             tensor: name.to_string(),

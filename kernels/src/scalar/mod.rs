@@ -4,15 +4,21 @@
 //! bytes of whole blocks; the caller (the runtime) validated its length at load time, so a
 //! length mismatch here is a bug and panics.
 
+mod act;
 mod float;
+mod kquants;
 mod math;
 mod q4;
 mod q8;
+mod ternary;
 
+pub use act::*;
 pub use float::*;
+pub use kquants::*;
 pub use math::*;
 pub use q4::*;
 pub use q8::*;
+pub use ternary::*;
 
 #[cfg(test)]
 mod tests;

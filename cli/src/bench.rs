@@ -1,0 +1,110 @@
+//! `tern bench`: prompt-processing and decode speed in the spirit of llama-bench, with the
+//! bytes each decoded token streams and the bandwidth that implies.
+
+use std::time::Instant;
+
+use crate::args::{opt, switch, Args};
+use crate::common::{load_model, session, MODEL_OPTS};
+use crate::json;
+
+pub const USAGE: &str = "tern bench -m FILE [-t THREADS] [-p 128] [-n 128] [-r REPS] [--json]";
+
+pub fn main(argv: &[String]) -> Result<(), String> {
+    let mut specs = Vec::from(MODEL_OPTS);
+    specs.extend([opt("n-prompt", Some("p")), opt("n-gen", Some("n")), opt("reps", Some("r")), switch("json")]);
+    let args = Args::parse(argv, &specs)?;
+    let n_prompt: usize = args.get("n-prompt", 128)?;
+    let n_gen: usize = args.get("n-gen", 128)?;
+    let reps: usize = args.get("reps", 5)?.max(1);
+
+    let (model, _) = load_model(&args)?;
+    let vocab = model.config().vocab as u32;
+    let mut s = session(model.clone(), &args, (n_prompt + n_gen + 1).max(256))?;
+    // Fixed pseudo-random tokens, as llama-bench uses random ones: content does not change speed.
+    let tokens: Vec<u32> = (0..n_prompt.max(n_gen) as u32).map(|i| (i.wrapping_mul(7919) + 13) % vocab).collect();
+
+    let run_pp = |s: &mut tern_runtime::Session| -> Result<f64, String> {
+        s.reset();
+        let t = Instant::now();
+        s.feed(&tokens[..n_prompt]).map_err(|e| e.to_string())?;
+        Ok(n_prompt as f64 / t.elapsed().as_secs_f64())
+    };
+    let run_tg = |s: &mut tern_runtime::Session| -> Result<f64, String> {
+        s.reset();
+        let t = Instant::now();
+        for &tok in &tokens[..n_gen] {
+            s.feed(&[tok]).map_err(|e| e.to_string())?;
+        }
+        Ok(n_gen as f64 / t.elapsed().as_secs_f64())
+    };
+    // One warm-up of each: page in the weights, spin up the workers.
+    if n_prompt > 0 {
+        run_pp(&mut s)?;
+    }
+    if n_gen > 0 {
+        run_tg(&mut s)?;
+    }
+    let mut pp = Vec::new();
+    let mut tg = Vec::new();
+    for _ in 0..reps {
+        if n_prompt > 0 {
+            pp.push(run_pp(&mut s)?);
+        }
+        if n_gen > 0 {
+            tg.push(run_tg(&mut s)?);
+        }
+    }
+    let (pp_mean, pp_sd) = mean_sd(&pp);
+    let (tg_mean, tg_sd) = mean_sd(&tg);
+
+    // Bytes per decoded token, averaged over the positions the decode run visits.
+    let weights = model.tensors().weight_bytes_per_token() as f64;
+    let c = model.config();
+    let kv_per_pos = (2 * c.n_layers * c.kv_dim() * 4) as f64;
+    let bytes_per_token = weights + kv_per_pos * (n_gen as f64 + 1.0) / 2.0;
+    let gbps = bytes_per_token * tg_mean / 1e9;
+    let kernels: Vec<String> = model
+        .kernels()
+        .names()
+        .map(|(f, name)| format!("{}={}", f.name(), name))
+        .collect();
+
+    if args.flag("json") {
+        let names: Vec<String> = kernels.iter().map(|k| json::string(k)).collect();
+        println!(
+            "{{\"model\":{},\"threads\":{},\"n_prompt\":{n_prompt},\"n_gen\":{n_gen},\"reps\":{reps},\"pp_tok_s\":{},\"pp_tok_s_sd\":{},\"tg_tok_s\":{},\"tg_tok_s_sd\":{},\"bytes_per_token\":{},\"gbps\":{},\"kernels\":[{}]}}",
+            json::string(args.required("model")?),
+            s.threads(),
+            json::number(pp_mean),
+            json::number(pp_sd),
+            json::number(tg_mean),
+            json::number(tg_sd),
+            bytes_per_token.round(),
+            json::number(gbps),
+            names.join(",")
+        );
+    } else {
+        println!("model     {}", args.required("model")?);
+        println!("threads   {}", s.threads());
+        println!("kernels   {}", kernels.join(" "));
+        println!("| test   |          tok/s | bytes/token |   GB/s |");
+        println!("|--------|----------------|-------------|--------|");
+        if n_prompt > 0 {
+            println!("| pp{n_prompt:<4} | {pp_mean:>7.1} ± {pp_sd:<5.1} |             |        |");
+        }
+        if n_gen > 0 {
+            println!("| tg{n_gen:<4} | {tg_mean:>7.1} ± {tg_sd:<5.1} | {:>11.0} | {gbps:>6.2} |", bytes_per_token);
+        }
+    }
+    Ok(())
+}
+
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (mean, var.sqrt())
+}

@@ -1,0 +1,31 @@
+//! SIMD bodies, one directory per architecture, and nothing else.
+//!
+//! Each architecture module exposes `install(backend, &mut Kernels) -> bool`: it detects the
+//! backend's CPU features (at run time with `std`, from target features without) and, only if
+//! they are present, overwrites the table's slots with safe wrappers around its
+//! `#[target_feature]` bodies. Those wrappers are private to the module, so detection is the
+//! only way to reach them.
+//!
+//! Bodies see whole blocks (or whole vector lanes for the plain f32 kernels); the wrappers
+//! hand any tail to the scalar reference.
+
+use crate::dispatch::{Backend, Kernels};
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+
+/// Installs `backend`'s kernels into `k` if this CPU supports it; returns whether it did.
+/// Backends of other architectures are never supported.
+pub(crate) fn install(backend: Backend, k: &mut Kernels) -> bool {
+    match backend {
+        Backend::Scalar => true,
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2 | Backend::AvxVnni | Backend::Avx512Vnni => x86_64::install(backend, k),
+        #[cfg(target_arch = "aarch64")]
+        Backend::Neon | Backend::NeonDotprod => aarch64::install(backend, k),
+        #[allow(unreachable_patterns)]
+        _ => false,
+    }
+}

@@ -1,0 +1,108 @@
+//! Int8 dot products of Q4_0/Q4_1/Q8_0 rows with quantized activations
+//! ([`BlockQ8Act`](crate::scalar::BlockQ8Act)), one copy per instruction set generated from one
+//! macro: AVX2 (`vpmaddubsw` + `vpmaddwd`), AVX-VNNI and AVX512-VNNI/VL (`vpdpbusd`, 256-bit).
+//!
+//! Per block the 32 products reach eight exact i32 partial sums; those are converted to f32
+//! and scaled by `d_w·d_a` into a float accumulator (no horizontal sum per block).
+//!
+//! `vpmaddubsw` multiplies unsigned by signed bytes and adds pairs with i16 saturation, so
+//! signed weights use the sign trick: `|w|` (as u8; |−128| = 128) times `a` carrying `w`'s
+//! sign. A pair then reaches at most 2·128·127 = 32512 < 32767 because activation codes are
+//! in [−127, 127]: never saturated, so the sums are exact.
+
+macro_rules! int8_dots {
+    ($features:literal, $dot_u8_i8:ident) => {
+        use core::arch::x86_64::*;
+
+        use super::super::avx2::{f16, hsum, lut16, load_i8x32, nibbles256};
+        use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
+        use crate::scalar::{BlockQ8Act, Q4_0_VALUES};
+
+        /// Σ w·a as eight i32 partial sums, for signed `w` and `a` in [−127, 127].
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn isum_signed(w: __m256i, a: __m256i) -> __m256i {
+            $dot_u8_i8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w))
+        }
+
+        /// `acc + isum · scale`.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn scale_add(acc: __m256, isum: __m256i, scale: f32) -> __m256 {
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(scale), acc)
+        }
+
+        /// Q4_0 row · int8 activations: codes through the `vpshufb` codebook, then as Q8_0.
+        #[target_feature(enable = $features)]
+        pub(crate) fn dot_q4_0_q8(blocks: &[BlockQ4_0], acts: &[BlockQ8Act]) -> f32 {
+            let lut = lut16(&Q4_0_VALUES);
+            let mut acc = _mm256_setzero_ps();
+            for (b, a) in blocks.iter().zip(acts) {
+                let w = _mm256_shuffle_epi8(lut, nibbles256(&b.qs));
+                acc = scale_add(acc, isum_signed(w, load_i8x32(&a.qs)), f16(b.d) * a.d());
+            }
+            hsum(acc)
+        }
+
+        /// Q4_1 row · int8 activations: unsigned codes need no sign trick; the offset adds
+        /// `m·s` per block.
+        #[target_feature(enable = $features)]
+        pub(crate) fn dot_q4_1_q8(blocks: &[BlockQ4_1], acts: &[BlockQ8Act]) -> f32 {
+            let mut acc = _mm256_setzero_ps();
+            let mut ms = 0.0f32;
+            for (b, a) in blocks.iter().zip(acts) {
+                let isum = $dot_u8_i8(nibbles256(&b.qs), load_i8x32(&a.qs));
+                acc = scale_add(acc, isum, f16(b.d) * a.d());
+                ms += f16(b.m) * a.s();
+            }
+            hsum(acc) + ms
+        }
+
+        /// Q8_0 row · int8 activations.
+        #[target_feature(enable = $features)]
+        pub(crate) fn dot_q8_0_q8(blocks: &[BlockQ8_0], acts: &[BlockQ8Act]) -> f32 {
+            let mut acc = _mm256_setzero_ps();
+            for (b, a) in blocks.iter().zip(acts) {
+                let isum = isum_signed(load_i8x32(&b.qs), load_i8x32(&a.qs));
+                acc = scale_add(acc, isum, f16(b.d) * a.d());
+            }
+            hsum(acc)
+        }
+    };
+}
+
+/// AVX2: `vpmaddubsw` (u8·i8 pairs → i16) then `vpmaddwd` with ones (pairs → i32).
+pub(crate) mod avx2 {
+    int8_dots!("avx2,fma,f16c", dot_u8_i8);
+
+    /// Σ u·s in groups of four as eight i32 (exact while a pair sum stays within i16).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+    }
+}
+
+/// AVX-VNNI: `vpdpbusd` (VEX), four u8·i8 products straight into i32.
+pub(crate) mod avxvnni {
+    int8_dots!("avx2,fma,f16c,avxvnni", dot_u8_i8);
+
+    /// Σ u·s in groups of four as eight i32, without intermediate saturation.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+    fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s)
+    }
+}
+
+/// AVX512-VNNI with VL: the EVEX `vpdpbusd` on 256-bit registers.
+pub(crate) mod avx512vnni {
+    int8_dots!("avx2,fma,f16c,avx512vnni,avx512vl", dot_u8_i8);
+
+    /// Σ u·s in groups of four as eight i32, without intermediate saturation.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+    }
+}
