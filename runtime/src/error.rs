@@ -123,6 +123,13 @@ pub enum GenerateError {
     EmptyPrompt,
     /// The caller cancelled generation.
     Cancelled,
+    /// Reading weights from a streaming source failed.
+    WeightRead {
+        /// Offset of the failed read in the file.
+        offset: u64,
+        /// What the source reported.
+        message: String,
+    },
 }
 
 impl fmt::Display for GenerateError {
@@ -139,6 +146,9 @@ impl fmt::Display for GenerateError {
             }
             GenerateError::EmptyPrompt => write!(f, "the prompt is empty"),
             GenerateError::Cancelled => write!(f, "generation was cancelled"),
+            GenerateError::WeightRead { offset, message } => {
+                write!(f, "reading weights at offset {offset} failed: {message}")
+            }
         }
     }
 }

@@ -9,10 +9,14 @@ use alloc::vec::Vec;
 
 use tern_kernels::scalar;
 
+use crate::config::RopeStyle;
+use crate::error::GenerateError;
+use crate::feed::WeightFeed;
 use crate::kv_cache::KvCache;
-use crate::matmul::matmul;
+use crate::matmul::{matmul, ActivationPrecision};
 use crate::model::Model;
 use crate::parallel::{Parallel, SharedOut};
+use crate::weights::{QMatrix, TensorRef};
 
 /// Which positions of a batch need logits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,34 +89,40 @@ impl Scratch {
     }
 }
 
+/// What one forward call computes with: kernels, threads and activation precision.
+#[derive(Clone, Copy)]
+pub(crate) struct Exec<'a> {
+    pub par: &'a dyn Parallel,
+    pub precision: ActivationPrecision,
+}
+
 impl Model {
     /// Runs `tokens` (at most `s.max_batch()`, already checked against the vocabulary) at
     /// positions `pos0..`, appending their keys and values to `kv`, and leaves logits in `s`.
+    /// Weights come from `feed`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward(
         &self,
         s: &mut Scratch,
         kv: &mut KvCache,
-        par: &dyn Parallel,
+        feed: &mut dyn WeightFeed,
+        ex: Exec<'_>,
         tokens: &[u32],
         pos0: usize,
         want: LogitsFor,
-    ) {
+    ) -> Result<(), GenerateError> {
         let c = self.config();
         let k = self.kernels();
-        let file = self.weights();
         let n = tokens.len();
         assert!(n >= 1 && n <= s.max_batch && pos0 + n <= kv.capacity());
         let (dim, q_dim, kv_dim, hd) = (c.dim, c.q_dim(), c.kv_dim(), c.head_dim);
         let t = self.tensors();
 
         // Token embeddings → residual stream x (n, dim).
-        let embd = t.token_embd.view(file);
+        let embd = &t.token_embd;
         for (i, &tok) in tokens.iter().enumerate() {
-            k.dequant(
-                embd.t.format,
-                embd.row(tok as usize),
-                &mut s.x[i * dim..(i + 1) * dim],
-            );
+            let row = feed.rows(embd, tok as usize..tok as usize + 1)?;
+            k.dequant(embd.format, row, &mut s.x[i * dim..(i + 1) * dim]);
         }
 
         // RoPE angles of each token's position, shared by all heads and layers.
@@ -125,17 +135,18 @@ impl Model {
                 s.sin[i * half + j] = libm::sinf(a);
             }
         }
+        let neox = c.rope_style == RopeStyle::Neox;
 
         for (l, lt) in t.layers.iter().enumerate() {
+            feed.begin_layer(l, t.layers.len());
             // Attention: norm, project, rotate, cache, attend, project back, add.
             for i in 0..n {
                 let r = i * dim..(i + 1) * dim;
                 scalar::rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lt.attn_norm, c.norm_eps);
             }
-            matmul(k, par, lt.wq.view(file), &s.xb, n, &mut s.q);
-            matmul(k, par, lt.wk.view(file), &s.xb, n, &mut s.k);
-            matmul(k, par, lt.wv.view(file), &s.xb, n, &mut s.v);
-            let neox = c.rope_style == crate::config::RopeStyle::Neox;
+            self.project(feed, ex, &lt.wq, &s.xb, n, &mut s.q)?;
+            self.project(feed, ex, &lt.wk, &s.xb, n, &mut s.k)?;
+            self.project(feed, ex, &lt.wv, &s.xb, n, &mut s.v)?;
             for i in 0..n {
                 let (cos, sin) = (&s.cos[i * half..][..half], &s.sin[i * half..][..half]);
                 for h in s.q[i * q_dim..(i + 1) * q_dim].chunks_exact_mut(hd) {
@@ -146,8 +157,8 @@ impl Model {
                 }
             }
             kv.store(l, pos0, &s.k[..n * kv_dim], &s.v[..n * kv_dim]);
-            self.attend(s, kv, par, l, n, pos0);
-            matmul(k, par, lt.wo.view(file), &s.att_out, n, &mut s.xb);
+            self.attend(s, kv, ex.par, l, n, pos0);
+            self.project(feed, ex, &lt.wo, &s.att_out, n, &mut s.xb)?;
             for (x, d) in s.x[..n * dim].iter_mut().zip(&s.xb) {
                 *x += d;
             }
@@ -157,11 +168,11 @@ impl Model {
                 let r = i * dim..(i + 1) * dim;
                 scalar::rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lt.ffn_norm, c.norm_eps);
             }
-            matmul(k, par, lt.w_gate.view(file), &s.xb, n, &mut s.gate);
-            matmul(k, par, lt.w_up.view(file), &s.xb, n, &mut s.up);
+            self.project(feed, ex, &lt.w_gate, &s.xb, n, &mut s.gate)?;
+            self.project(feed, ex, &lt.w_up, &s.xb, n, &mut s.up)?;
             let f = n * c.ffn_dim;
             scalar::swiglu(&mut s.gate[..f], &s.up[..f]);
-            matmul(k, par, lt.w_down.view(file), &s.gate, n, &mut s.xb);
+            self.project(feed, ex, &lt.w_down, &s.gate, n, &mut s.xb)?;
             for (x, d) in s.x[..n * dim].iter_mut().zip(&s.xb) {
                 *x += d;
             }
@@ -175,14 +186,38 @@ impl Model {
         let rows = n - first;
         for i in 0..rows {
             let src = (first + i) * dim..(first + i + 1) * dim;
-            scalar::rmsnorm(
-                &mut s.xb[i * dim..(i + 1) * dim],
-                &s.x[src],
-                &t.output_norm,
-                c.norm_eps,
-            );
+            let dst = i * dim..(i + 1) * dim;
+            scalar::rmsnorm(&mut s.xb[dst], &s.x[src], &t.output_norm, c.norm_eps);
         }
-        matmul(k, par, t.output.view(file), &s.xb, rows, &mut s.logits);
+        self.project(feed, ex, &t.output, &s.xb, rows, &mut s.logits)
+    }
+
+    /// `y (n, w.rows) = x (n, w.cols) · Wᵀ`, in as many slices of rows as the feed hands out.
+    fn project(
+        &self,
+        feed: &mut dyn WeightFeed,
+        ex: Exec<'_>,
+        w: &TensorRef,
+        x: &[f32],
+        n: usize,
+        y: &mut [f32],
+    ) -> Result<(), GenerateError> {
+        let step = feed.max_rows(w);
+        let rb = w.row_bytes();
+        let mut r0 = 0;
+        while r0 < w.rows {
+            let r1 = (r0 + step).min(w.rows);
+            let data = feed.rows(w, r0..r1)?;
+            let part = TensorRef {
+                rows: r1 - r0,
+                len: (r1 - r0) * rb,
+                ..*w
+            };
+            let m = QMatrix { t: part, data };
+            matmul(self.kernels(), ex.par, ex.precision, m, x, n, y, w.rows, r0);
+            r0 = r1;
+        }
+        Ok(())
     }
 
     /// Causal grouped-query attention of the `n` new tokens over positions `0..pos0 + n` of
@@ -197,6 +232,7 @@ impl Model {
         pos0: usize,
     ) {
         let c = self.config();
+        let k = self.kernels();
         let (q_dim, kv_dim, hd) = (c.q_dim(), c.kv_dim(), c.head_dim);
         let group = c.n_heads / c.n_kv_heads;
         let ctx = kv.capacity();
@@ -215,14 +251,14 @@ impl Model {
                 let qh = &q[i * q_dim + h * hd..][..hd];
                 let sc = &mut sc[..len];
                 for (p, s) in sc.iter_mut().enumerate() {
-                    *s = scalar::dot_f32(qh, &keys[p * kv_dim + kvh * hd..][..hd]) * scale;
+                    *s = (k.dot_f32.f)(qh, &keys[p * kv_dim + kvh * hd..][..hd]) * scale;
                 }
                 scalar::softmax(sc);
                 // SAFETY: (token i, head h) owns this hd-wide slice of att_out (n, q_dim).
                 let o = unsafe { out.slice(i * q_dim + h * hd, hd) };
                 o.fill(0.0);
                 for (p, &w) in sc.iter().enumerate() {
-                    scalar::axpy(o, w, &values[p * kv_dim + kvh * hd..][..hd]);
+                    (k.axpy.f)(o, w, &values[p * kv_dim + kvh * hd..][..hd]);
                 }
             }
         });

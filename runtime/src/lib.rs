@@ -11,14 +11,16 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod chat;
 pub mod config;
 pub mod error;
+pub mod feed;
 pub mod forward;
 #[cfg(feature = "std")]
 pub mod fs;
 pub mod gguf;
 pub mod kv_cache;
-mod matmul;
+pub mod matmul;
 pub mod model;
 pub mod parallel;
 #[cfg(feature = "std")]
@@ -31,6 +33,7 @@ pub mod weights;
 
 pub use config::ModelConfig;
 pub use error::{GenerateError, LoadError};
+pub use matmul::ActivationPrecision;
 pub use model::Model;
 pub use sampler::{Sampler, SamplerOptions};
 pub use session::{Event, Flow, Session, SessionOptions, StopReason};

@@ -6,8 +6,10 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::error::GenerateError;
-use crate::forward::{LogitsFor, Scratch};
+use crate::feed::{SliceFeed, WeightFeed};
+use crate::forward::{Exec, LogitsFor, Scratch};
 use crate::kv_cache::KvCache;
+use crate::matmul::ActivationPrecision;
 use crate::model::Model;
 use crate::parallel::{Parallel, Serial};
 use crate::sampler::Sampler;
@@ -26,6 +28,8 @@ pub struct SessionOptions {
     pub context: usize,
     /// Tokens per forward batch for prompts (≥ 1).
     pub batch: usize,
+    /// How activations meet quantized weights.
+    pub precision: ActivationPrecision,
 }
 
 impl Default for SessionOptions {
@@ -33,6 +37,7 @@ impl Default for SessionOptions {
         SessionOptions {
             context: 0,
             batch: DEFAULT_BATCH,
+            precision: ActivationPrecision::F32,
         }
     }
 }
@@ -83,6 +88,9 @@ pub struct Session {
     kv: KvCache,
     scratch: Scratch,
     par: Box<dyn Parallel + Send>,
+    precision: ActivationPrecision,
+    /// Where weights come from when the model's bytes are not all in memory.
+    stream: Option<Box<dyn WeightFeed + Send>>,
     /// Every token in the KV cache, in order.
     tokens: Vec<u32>,
     /// Logits after the last token, when one has been processed.
@@ -114,6 +122,8 @@ impl Session {
             kv,
             scratch,
             par,
+            precision: opts.precision,
+            stream: None,
             tokens: Vec::new(),
             logits: Vec::new(),
         }
@@ -175,6 +185,27 @@ impl Session {
         Ok(())
     }
 
+    /// Runs one batch through the model at the end of the context.
+    fn forward(&mut self, chunk: &[u32], want: LogitsFor) -> Result<(), GenerateError> {
+        let pos = self.tokens.len();
+        let ex = Exec {
+            par: &*self.par,
+            precision: self.precision,
+        };
+        let mut mapped;
+        let feed: &mut dyn WeightFeed = match self.stream.as_deref_mut() {
+            Some(stream) => stream,
+            None => {
+                mapped = SliceFeed::new(self.model.weights());
+                &mut mapped
+            }
+        };
+        self.model
+            .forward(&mut self.scratch, &mut self.kv, feed, ex, chunk, pos, want)?;
+        self.tokens.extend_from_slice(chunk);
+        Ok(())
+    }
+
     /// Appends `tokens` to the context and returns the logits after the last one.
     pub fn feed(&mut self, tokens: &[u32]) -> Result<&[f32], GenerateError> {
         if tokens.is_empty() {
@@ -182,20 +213,10 @@ impl Session {
         }
         self.check(tokens)?;
         let vocab = self.model.config().vocab;
-        let batch = self.scratch.max_batch();
-        for chunk in tokens.chunks(batch) {
-            let pos = self.tokens.len();
-            self.model.forward(
-                &mut self.scratch,
-                &mut self.kv,
-                &*self.par,
-                chunk,
-                pos,
-                LogitsFor::Last,
-            );
-            self.tokens.extend_from_slice(chunk);
-        }
         self.logits.clear();
+        for chunk in tokens.chunks(self.scratch.max_batch()) {
+            self.forward(chunk, LogitsFor::Last)?;
+        }
         self.logits.extend_from_slice(self.scratch.logits(1, vocab));
         Ok(&self.logits)
     }
@@ -209,34 +230,17 @@ impl Session {
         self.check(tokens)?;
         let vocab = self.model.config().vocab;
         let batch = self.scratch.max_batch();
+        self.logits.clear();
         for (c, chunk) in tokens.chunks(batch).enumerate() {
-            let pos = self.tokens.len();
-            self.model.forward(
-                &mut self.scratch,
-                &mut self.kv,
-                &*self.par,
-                chunk,
-                pos,
-                LogitsFor::All,
-            );
-            self.tokens.extend_from_slice(chunk);
-            for (i, row) in self
-                .scratch
-                .logits(chunk.len(), vocab)
-                .chunks_exact(vocab)
-                .enumerate()
-            {
+            self.forward(chunk, LogitsFor::All)?;
+            let rows = self.scratch.logits(chunk.len(), vocab);
+            for (i, row) in rows.chunks_exact(vocab).enumerate() {
                 f(c * batch + i, row);
             }
-        }
-        if let Some(last) = self
-            .scratch
-            .logits(tokens.len().min(batch), vocab)
-            .rchunks_exact(vocab)
-            .next()
-        {
-            self.logits.clear();
-            self.logits.extend_from_slice(last);
+            if c * batch + chunk.len() == tokens.len() {
+                self.logits
+                    .extend_from_slice(&rows[(chunk.len() - 1) * vocab..]);
+            }
         }
         Ok(())
     }
@@ -284,5 +288,442 @@ impl Session {
             self.feed(&[id])?;
         }
         Ok(StopReason::MaxTokens)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Truncation and snapshots: rewinding a conversation, and saving it to bytes so an app can
+// resume after being killed.
+
+/// Version of the bytes [`Session::save`] writes; [`Session::restore`] accepts only this one.
+pub const SNAPSHOT_VERSION: u32 = 1;
+/// First bytes of a session snapshot.
+const SNAPSHOT_MAGIC: [u8; 8] = *b"TERNSESS";
+
+/// Why [`Session::restore`] rejected a snapshot. The session is left untouched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RestoreError {
+    /// The bytes do not start like a snapshot of this kind.
+    NotASnapshot,
+    /// The snapshot was written by another format version.
+    UnsupportedVersion {
+        /// Its version.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// The bytes were damaged: the stored checksum does not match the contents.
+    ChecksumMismatch {
+        /// Checksum stored in the snapshot.
+        stored: u32,
+        /// Checksum of the bytes as read.
+        computed: u32,
+    },
+    /// The snapshot was made with a different model (hyperparameters, vocabulary or tensor
+    /// layout differ), whose KV cache means nothing to this one.
+    ModelMismatch {
+        /// Fingerprint of this session's model ([`model_fingerprint`]).
+        expected: u64,
+        /// Fingerprint stored in the snapshot.
+        found: u64,
+    },
+    /// The snapshot holds more tokens than this session's context.
+    ContextTooSmall {
+        /// Tokens in the snapshot.
+        needed: usize,
+        /// This session's context length.
+        limit: usize,
+    },
+    /// A field is inconsistent (a length, a dimension, a token id) despite a valid checksum.
+    Malformed {
+        /// The field.
+        what: &'static str,
+    },
+}
+
+impl core::fmt::Display for RestoreError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RestoreError::NotASnapshot => write!(f, "not a Tern session snapshot"),
+            RestoreError::UnsupportedVersion { found, supported } => write!(
+                f,
+                "snapshot format version {found} is not supported (this build reads {supported})"
+            ),
+            RestoreError::ChecksumMismatch { stored, computed } => write!(
+                f,
+                "snapshot is damaged: checksum {computed:08x}, expected {stored:08x}"
+            ),
+            RestoreError::ModelMismatch { expected, found } => write!(
+                f,
+                "snapshot was made with another model (fingerprint {found:016x}, this model \
+                 is {expected:016x})"
+            ),
+            RestoreError::ContextTooSmall { needed, limit } => write!(
+                f,
+                "snapshot holds {needed} tokens, the session's context is {limit}"
+            ),
+            RestoreError::Malformed { what } => write!(f, "snapshot is malformed: bad {what}"),
+        }
+    }
+}
+
+impl core::error::Error for RestoreError {}
+
+/// A fingerprint of what a KV cache depends on: FNV-1a (64-bit) of the GGUF header (format
+/// version, every metadata key and value, so hyperparameters and vocabulary, and every tensor's
+/// name, type, shape and offset) and of the file length.
+///
+/// Two files with the same header and length give the same fingerprint; any change to the
+/// hyperparameters, vocabulary or tensor layout changes it. (The weights themselves are not
+/// hashed: reading them all would cost a second per save.)
+pub fn model_fingerprint(model: &Model) -> u64 {
+    let file = model.weights();
+    let header_len = crate::gguf::Gguf::parse(file, file.len() as u64)
+        .ok()
+        .and_then(|g| usize::try_from(g.data_offset).ok())
+        .unwrap_or(0)
+        .min(file.len());
+    let mut h = Fnv1a::new();
+    h.write(&(file.len() as u64).to_le_bytes());
+    h.write(&file[..header_len]);
+    h.finish()
+}
+
+impl Session {
+    /// Forgets every token after the first `n` (nothing happens if there are `n` or fewer),
+    /// so the next [`feed`](Self::feed) continues from position `n`. Their keys and values
+    /// are simply overwritten later. The logits are dropped unless nothing was removed.
+    pub fn truncate(&mut self, n: usize) {
+        if n < self.tokens.len() {
+            self.tokens.truncate(n);
+            self.logits.clear();
+        }
+    }
+
+    /// Saves the session to bytes: a header (magic, [`SNAPSHOT_VERSION`], the
+    /// [`model_fingerprint`], shapes), the tokens, the logits after the last one, the keys and
+    /// values of the used positions, and a CRC-32 of everything before it. All numbers are
+    /// little-endian. About `2 · n_layers · kv_dim · 4` bytes per token (46 KB for
+    /// SmolLM2-135M).
+    pub fn save(&self) -> Vec<u8> {
+        let c = self.model.config();
+        let (n_layers, kv_dim, n) = (c.n_layers, c.kv_dim(), self.tokens.len());
+        let mut out =
+            Vec::with_capacity(64 + 4 * (n + self.logits.len() + 2 * n_layers * n * kv_dim));
+        out.extend_from_slice(&SNAPSHOT_MAGIC);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        out.extend_from_slice(&model_fingerprint(&self.model).to_le_bytes());
+        for v in [n_layers, kv_dim, c.vocab, n, self.logits.len()] {
+            out.extend_from_slice(&(v as u64).to_le_bytes());
+        }
+        for t in &self.tokens {
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+        put_f32s(&mut out, &self.logits);
+        for layer in 0..n_layers {
+            let (k, v) = self.kv.layer_slices(layer, n);
+            put_f32s(&mut out, k);
+            put_f32s(&mut out, v);
+        }
+        let crc = crc32(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Replaces this session's tokens, logits and KV cache with those saved by
+    /// [`save`](Self::save), from a session on the same model. Everything is checked before
+    /// anything changes: on error the session is as it was.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), RestoreError> {
+        let body = check_snapshot(bytes, &SNAPSHOT_MAGIC, SNAPSHOT_VERSION)?;
+        let mut r = ByteReader::new(&body[SNAPSHOT_MAGIC.len() + 4..]);
+        let found = r.u64("fingerprint")?;
+        let expected = model_fingerprint(&self.model);
+        if found != expected {
+            return Err(RestoreError::ModelMismatch { expected, found });
+        }
+        let c = self.model.config();
+        let (n_layers, kv_dim, vocab) = (c.n_layers, c.kv_dim(), c.vocab);
+        if r.usize("n_layers")? != n_layers || r.usize("kv_dim")? != kv_dim {
+            return Err(RestoreError::Malformed { what: "KV shape" });
+        }
+        if r.usize("vocab")? != vocab {
+            return Err(RestoreError::Malformed {
+                what: "vocabulary size",
+            });
+        }
+        let n = r.usize("token count")?;
+        let n_logits = r.usize("logit count")?;
+        if n_logits != 0 && n_logits != vocab {
+            return Err(RestoreError::Malformed {
+                what: "logit count",
+            });
+        }
+        if n > self.context_len() {
+            return Err(RestoreError::ContextTooSmall {
+                needed: n,
+                limit: self.context_len(),
+            });
+        }
+        // Exact size: tokens, logits, then keys and values of n positions per layer.
+        let kv_floats = n
+            .checked_mul(kv_dim)
+            .and_then(|x| x.checked_mul(2 * n_layers))
+            .ok_or(RestoreError::Malformed {
+                what: "token count",
+            })?;
+        let need = n
+            .checked_add(n_logits)
+            .and_then(|x| x.checked_add(kv_floats))
+            .and_then(|x| x.checked_mul(4))
+            .ok_or(RestoreError::Malformed {
+                what: "token count",
+            })?;
+        if r.remaining() != need {
+            return Err(RestoreError::Malformed { what: "length" });
+        }
+        let mut tokens = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = r.u32("token")?;
+            if t as usize >= vocab {
+                return Err(RestoreError::Malformed { what: "token id" });
+            }
+            tokens.push(t);
+        }
+        if n > 0 && n_logits == 0 {
+            return Err(RestoreError::Malformed {
+                what: "logit count",
+            });
+        }
+        let logits = r.f32s(n_logits, "logits")?;
+        // Valid: commit.
+        let mut k = Vec::new();
+        let mut v = Vec::new();
+        for layer in 0..n_layers {
+            k.clear();
+            v.clear();
+            k.extend(r.f32s(n * kv_dim, "keys")?);
+            v.extend(r.f32s(n * kv_dim, "values")?);
+            if n > 0 {
+                self.kv.store(layer, 0, &k, &v);
+            }
+        }
+        self.tokens = tokens;
+        self.logits = logits;
+        Ok(())
+    }
+}
+
+/// Checks the framing every Tern snapshot shares: `magic`, a little-endian `u32` version,
+/// the body, and a trailing CRC-32 of everything before it. Returns the bytes before the
+/// checksum (magic and version included).
+pub(crate) fn check_snapshot<'a>(
+    bytes: &'a [u8],
+    magic: &[u8],
+    version: u32,
+) -> Result<&'a [u8], RestoreError> {
+    let head = magic.len() + 4;
+    if bytes.len() < head + 4 || &bytes[..magic.len()] != magic {
+        return Err(RestoreError::NotASnapshot);
+    }
+    let mut v = [0u8; 4];
+    v.copy_from_slice(&bytes[magic.len()..head]);
+    let found = u32::from_le_bytes(v);
+    if found != version {
+        return Err(RestoreError::UnsupportedVersion {
+            found,
+            supported: version,
+        });
+    }
+    let (body, tail) = bytes.split_at(bytes.len() - 4);
+    let mut s = [0u8; 4];
+    s.copy_from_slice(tail);
+    let stored = u32::from_le_bytes(s);
+    let computed = crc32(body);
+    if stored != computed {
+        return Err(RestoreError::ChecksumMismatch { stored, computed });
+    }
+    Ok(body)
+}
+
+fn put_f32s(out: &mut Vec<u8>, xs: &[f32]) {
+    out.reserve(xs.len() * 4);
+    for x in xs {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+}
+
+/// Reads little-endian fields, failing with [`RestoreError::Malformed`] naming the field
+/// instead of reading past the end.
+pub(crate) struct ByteReader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> ByteReader<'a> {
+    /// A reader over `buf`.
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        ByteReader { buf }
+    }
+
+    /// Bytes not read yet.
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next `n` bytes.
+    pub(crate) fn bytes(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], RestoreError> {
+        if n > self.buf.len() {
+            return Err(RestoreError::Malformed { what });
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], RestoreError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.bytes(N, what)?);
+        Ok(a)
+    }
+
+    /// A byte.
+    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, RestoreError> {
+        Ok(self.array::<1>(what)?[0])
+    }
+
+    /// A `u32`.
+    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, RestoreError> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    /// A `u64`.
+    pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64, RestoreError> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    /// A `u64` that must fit in `usize`.
+    pub(crate) fn usize(&mut self, what: &'static str) -> Result<usize, RestoreError> {
+        usize::try_from(self.u64(what)?).map_err(|_| RestoreError::Malformed { what })
+    }
+
+    /// `n` `f32`s.
+    pub(crate) fn f32s(&mut self, n: usize, what: &'static str) -> Result<Vec<f32>, RestoreError> {
+        let len = n.checked_mul(4).ok_or(RestoreError::Malformed { what })?;
+        let bytes = self.bytes(len, what)?;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    }
+}
+
+/// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), as zlib computes it.
+pub(crate) fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc = CRC32_TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
+    }
+    !crc
+}
+
+/// CRC-32 of every byte value, built at compile time.
+const CRC32_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+};
+
+/// FNV-1a, 64-bit: a small, dependency-free hash for fingerprints (not for security).
+pub(crate) struct Fnv1a(u64);
+
+impl Fnv1a {
+    pub(crate) fn new() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+
+    pub(crate) fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    pub(crate) fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::*;
+
+    #[test]
+    fn crc32_check_value() {
+        // The standard check value of CRC-32/ISO-HDLC.
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn fnv1a_reference_values() {
+        // From the FNV reference test suite.
+        let h = |s: &[u8]| {
+            let mut f = Fnv1a::new();
+            f.write(s);
+            f.finish()
+        };
+        assert_eq!(h(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(h(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(h(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn framing_rejects_cleanly() {
+        let mut snap = Vec::from(&b"MAGIC"[..]);
+        snap.extend_from_slice(&7u32.to_le_bytes());
+        snap.extend_from_slice(b"body");
+        let crc = crc32(&snap);
+        snap.extend_from_slice(&crc.to_le_bytes());
+        assert!(check_snapshot(&snap, b"MAGIC", 7).is_ok());
+        assert_eq!(
+            check_snapshot(&snap[..6], b"MAGIC", 7),
+            Err(RestoreError::NotASnapshot)
+        );
+        assert_eq!(
+            check_snapshot(&snap, b"MAGIX", 7),
+            Err(RestoreError::NotASnapshot)
+        );
+        assert_eq!(
+            check_snapshot(&snap, b"MAGIC", 8),
+            Err(RestoreError::UnsupportedVersion {
+                found: 7,
+                supported: 8
+            })
+        );
+        let mut bad = snap.clone();
+        bad[10] ^= 1;
+        assert!(matches!(
+            check_snapshot(&bad, b"MAGIC", 7),
+            Err(RestoreError::ChecksumMismatch { .. })
+        ));
+        let mut r = ByteReader::new(&[1, 2, 3]);
+        assert_eq!(r.u32("x"), Err(RestoreError::Malformed { what: "x" }));
+        assert_eq!(
+            r.f32s(usize::MAX, "y"),
+            Err(RestoreError::Malformed { what: "y" })
+        );
     }
 }

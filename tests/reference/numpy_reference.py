@@ -237,8 +237,23 @@ class Model:
         return self.rmsnorm(x, self.out_norm) @ self.out_w.T
 
     def detok(self, ids) -> str:
-        # GPT-2 byte-level BPE display: good enough for logging (Ġ = space, Ċ = newline)
-        return "".join(self.tokens[i] for i in ids).replace("\u0120", " ").replace("\u010a", "\n")
+        """Display text for ids: GPT-2 byte-level BPE decoding (for logs / JSON only)."""
+        if not hasattr(self, "_byte_of"):
+            keep = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+            self._byte_of = {chr(b): b for b in keep}
+            extra = 0
+            for b in range(256):
+                if b not in keep:
+                    self._byte_of[chr(256 + extra)] = b
+                    extra += 1
+        out = bytearray()
+        for i in ids:
+            t = self.tokens[i]
+            if all(ch in self._byte_of for ch in t):
+                out += bytes(self._byte_of[ch] for ch in t)
+            else:  # special / control token text such as <|im_end|>
+                out += t.encode("utf-8")
+        return out.decode("utf-8", errors="replace")
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,109 @@
+//! How the forward pass gets weight bytes: a [`WeightFeed`] hands out rows of a tensor.
+//!
+//! - [`SliceFeed`]: the whole file is addressable (memory map, buffer, memory-mapped flash):
+//!   rows are borrowed, nothing is copied.
+//! - [`StreamFeed`]: weights are read on demand from any [`WeightSource`] into one fixed
+//!   arena, so a model far larger than RAM (or than a microcontroller's SRAM) still runs, one
+//!   matrix slice at a time, with no heap growth after start.
+
+use alloc::boxed::Box;
+use alloc::string::ToString;
+use core::ops::Range;
+
+use crate::error::GenerateError;
+use crate::source::WeightSource;
+use crate::weights::TensorRef;
+
+/// Supplies the bytes of weight rows to the forward pass.
+pub trait WeightFeed {
+    /// Most rows of `t` one call to [`WeightFeed::rows`] can return (at least 1).
+    fn max_rows(&self, t: &TensorRef) -> usize;
+
+    /// The bytes of rows `rows` of `t` (at most [`WeightFeed::max_rows`] of them).
+    fn rows(&mut self, t: &TensorRef, rows: Range<usize>) -> Result<&[u8], GenerateError>;
+
+    /// Called before layer `layer` of `n_layers` runs, so a feed can bring the next layer in
+    /// and release earlier ones.
+    fn begin_layer(&mut self, _layer: usize, _n_layers: usize) {}
+
+    /// Bytes read from the source since the feed was made (0 when nothing is copied).
+    fn bytes_read(&self) -> u64 {
+        0
+    }
+}
+
+/// Rows borrowed from a file that is entirely in the address space.
+pub struct SliceFeed<'a> {
+    file: &'a [u8],
+}
+
+impl<'a> SliceFeed<'a> {
+    /// A feed over the whole file's bytes (the bytes the tensors were validated against).
+    pub fn new(file: &'a [u8]) -> Self {
+        SliceFeed { file }
+    }
+}
+
+impl WeightFeed for SliceFeed<'_> {
+    fn max_rows(&self, t: &TensorRef) -> usize {
+        t.rows
+    }
+
+    fn rows(&mut self, t: &TensorRef, rows: Range<usize>) -> Result<&[u8], GenerateError> {
+        let rb = t.row_bytes();
+        let start = t.offset + rows.start * rb;
+        Ok(&self.file[start..start + rows.len() * rb])
+    }
+}
+
+/// Rows read on demand from a [`WeightSource`] into a fixed arena.
+pub struct StreamFeed<S: WeightSource> {
+    source: S,
+    arena: Box<[u8]>,
+    bytes_read: u64,
+}
+
+impl<S: WeightSource> StreamFeed<S> {
+    /// A feed reading from `source` into `arena`, which must hold at least one row of the
+    /// widest matrix (see [`crate::model::Model::min_stream_arena`]).
+    pub fn new(source: S, arena: Box<[u8]>) -> Self {
+        StreamFeed {
+            source,
+            arena,
+            bytes_read: 0,
+        }
+    }
+
+    /// The arena's size in bytes.
+    pub fn arena_len(&self) -> usize {
+        self.arena.len()
+    }
+}
+
+impl<S: WeightSource> WeightFeed for StreamFeed<S> {
+    fn max_rows(&self, t: &TensorRef) -> usize {
+        (self.arena.len() / t.row_bytes()).clamp(1, t.rows)
+    }
+
+    fn rows(&mut self, t: &TensorRef, rows: Range<usize>) -> Result<&[u8], GenerateError> {
+        let rb = t.row_bytes();
+        let len = rows.len() * rb;
+        let buf = self.arena.get_mut(..len).ok_or(GenerateError::WeightRead {
+            offset: t.offset as u64,
+            message: "the streaming arena is smaller than one row".to_string(),
+        })?;
+        let offset = (t.offset + rows.start * rb) as u64;
+        self.source
+            .read_at(offset, buf)
+            .map_err(|e| GenerateError::WeightRead {
+                offset,
+                message: e.message,
+            })?;
+        self.bytes_read += len as u64;
+        Ok(&self.arena[..len])
+    }
+
+    fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+}
