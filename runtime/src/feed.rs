@@ -12,7 +12,8 @@ use core::ops::Range;
 
 use crate::error::GenerateError;
 use crate::source::WeightSource;
-use crate::weights::TensorRef;
+use crate::model::{Residency, WeightBytes};
+use crate::weights::{LayerTensors, ModelTensors, TensorRef};
 
 /// Supplies the bytes of weight rows to the forward pass.
 pub trait WeightFeed {
@@ -22,9 +23,9 @@ pub trait WeightFeed {
     /// The bytes of rows `rows` of `t` (at most [`WeightFeed::max_rows`] of them).
     fn rows(&mut self, t: &TensorRef, rows: Range<usize>) -> Result<&[u8], GenerateError>;
 
-    /// Called before layer `layer` of `n_layers` runs, so a feed can bring the next layer in
-    /// and release earlier ones.
-    fn begin_layer(&mut self, _layer: usize, _n_layers: usize) {}
+    /// Called before layer `layer` runs, so a feed can bring the next layer in and release
+    /// earlier ones.
+    fn begin_layer(&mut self, _layer: usize, _tensors: &ModelTensors) {}
 
     /// Bytes read from the source since the feed was made (0 when nothing is copied).
     fn bytes_read(&self) -> u64 {
@@ -33,14 +34,27 @@ pub trait WeightFeed {
 }
 
 /// Rows borrowed from a file that is entirely in the address space.
+///
+/// While layer `l` runs, layer `l + 1` is announced to the memory system ([`Residency::WillNeed`])
+/// so a memory map pages it in ahead of use. With `release` set (a resident-memory cap smaller
+/// than the model), each layer is also released after use ([`Residency::DontNeed`]), so the
+/// weights resident at once stay near one or two layers plus the output head.
 pub struct SliceFeed<'a> {
+    bytes: &'a dyn WeightBytes,
     file: &'a [u8],
+    release: bool,
 }
 
 impl<'a> SliceFeed<'a> {
     /// A feed over the whole file's bytes (the bytes the tensors were validated against).
-    pub fn new(file: &'a [u8]) -> Self {
-        SliceFeed { file }
+    pub fn new(bytes: &'a dyn WeightBytes, release: bool) -> Self {
+        SliceFeed { bytes, file: bytes.bytes(), release }
+    }
+
+    fn advise_layer(&self, layer: &LayerTensors, r: Residency) {
+        for t in layer.matrices() {
+            self.bytes.advise(t.offset, t.len, r);
+        }
     }
 }
 
@@ -53,6 +67,27 @@ impl WeightFeed for SliceFeed<'_> {
         let rb = t.row_bytes();
         let start = t.offset + rows.start * rb;
         Ok(&self.file[start..start + rows.len() * rb])
+    }
+
+    fn begin_layer(&mut self, layer: usize, tensors: &ModelTensors) {
+        let layers = &tensors.layers;
+        match layers.get(layer + 1) {
+            Some(next) => self.advise_layer(next, Residency::WillNeed),
+            None => self.bytes.advise(tensors.output.offset, tensors.output.len, Residency::WillNeed),
+        }
+        if self.release {
+            match layer.checked_sub(1) {
+                Some(prev) => self.advise_layer(&layers[prev], Residency::DontNeed),
+                None => {
+                    // A new pass: the previous one's last layer and output head are done.
+                    if let Some(last) = layers.last() {
+                        self.advise_layer(last, Residency::DontNeed);
+                    }
+                    let out = &tensors.output;
+                    self.bytes.advise(out.offset, out.len, Residency::DontNeed);
+                }
+            }
+        }
     }
 }
 

@@ -138,7 +138,7 @@ impl Model {
         let neox = c.rope_style == RopeStyle::Neox;
 
         for (l, lt) in t.layers.iter().enumerate() {
-            feed.begin_layer(l, t.layers.len());
+            feed.begin_layer(l, t);
             // Attention: norm, project, rotate, cache, attend, project back, add.
             for i in 0..n {
                 let r = i * dim..(i + 1) * dim;

@@ -1,6 +1,7 @@
 //! A loaded model: hyperparameters, where each tensor is, the tokenizer and the weight bytes.
 
 use alloc::boxed::Box;
+use alloc::vec;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
@@ -8,7 +9,8 @@ use tern_kernels::Kernels;
 
 use crate::config::ModelConfig;
 use crate::error::LoadError;
-use crate::gguf::Gguf;
+use crate::gguf::{Gguf, GgufError};
+use crate::source::WeightSource;
 use crate::tokenizer::{Tokenizer, TokenizerSpec};
 use crate::weights::ModelTensors;
 
@@ -17,6 +19,20 @@ use crate::weights::ModelTensors;
 pub trait WeightBytes: Send + Sync {
     /// The file's bytes.
     fn bytes(&self) -> &[u8];
+
+    /// Tells the memory system that `len` bytes at `offset` are about to be read, or are done
+    /// with for now. A hint: the bytes stay readable either way. Buffers ignore it.
+    fn advise(&self, _offset: usize, _len: usize, _residency: Residency) {}
+}
+
+/// What [`WeightBytes::advise`] says about a range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Residency {
+    /// Will be read soon: start bringing it into memory.
+    WillNeed,
+    /// Not needed for a while: the memory may be reclaimed (it is re-read from the file when
+    /// touched again).
+    DontNeed,
 }
 
 impl WeightBytes for Vec<u8> {
@@ -55,7 +71,10 @@ pub struct Model {
     meta: ModelMeta,
     rope_inv_freq: Vec<f32>,
     kernels: Kernels,
-    weights: Box<dyn WeightBytes>,
+    /// FNV-1a of the file length and the GGUF header (everything before the tensor data).
+    fingerprint: u64,
+    /// The whole file in the address space; `None` for a model streamed from a source.
+    weights: Option<Box<dyn WeightBytes>>,
 }
 
 impl core::fmt::Debug for Model {
@@ -74,9 +93,41 @@ impl Model {
     /// shapes, formats and byte ranges, and the tokenizer.
     pub fn from_bytes(weights: Box<dyn WeightBytes>, kernels: Kernels) -> Result<Self, LoadError> {
         let file = weights.bytes();
-        let g = Gguf::parse(file, file.len() as u64)?;
+        let mut model = Self::from_header(file, &file, kernels)?;
+        model.weights = Some(weights);
+        Ok(model)
+    }
+
+    /// Loads a model whose bytes stay in `source` (flash, a file read with `pread`): reads
+    /// only the header and the norm vectors now. Its sessions need a streaming feed
+    /// ([`crate::Session::with_feed`]).
+    pub fn from_source(source: &dyn WeightSource, kernels: Kernels) -> Result<Self, LoadError> {
+        // The header's length is unknown until parsed: read a growing prefix until it parses.
+        let mut len = (64 * 1024).min(source.len());
+        loop {
+            let mut prefix = vec![0u8; len as usize];
+            source.read_at(0, &mut prefix).map_err(|e| LoadError::Io {
+                path: "weight source".into(),
+                message: e.to_string(),
+            })?;
+            match Self::from_header(&prefix, source, kernels.clone()) {
+                Err(LoadError::Gguf(GgufError::Truncated { .. })) if len < source.len() => {
+                    len = (len * 4).min(source.len());
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Everything but the weight bytes, from a header prefix of `source`.
+    fn from_header(
+        header: &[u8],
+        source: &dyn WeightSource,
+        kernels: Kernels,
+    ) -> Result<Self, LoadError> {
+        let g = Gguf::parse(header, source.len())?;
         let config = ModelConfig::from_gguf(&g)?;
-        let tensors = ModelTensors::from_gguf(&g, &file, &config, &kernels)?;
+        let tensors = ModelTensors::from_gguf(&g, source, &config, &kernels)?;
         let tokenizer = tokenizer_from_gguf(&g)?;
         if tokenizer.vocab_size() != config.vocab {
             return Err(LoadError::BadHyperparameter {
@@ -85,6 +136,8 @@ impl Model {
             });
         }
         let meta = meta_from_gguf(&g)?;
+        let header_len = usize::try_from(g.data_offset).map_or(header.len(), |n| n.min(header.len()));
+        let fingerprint = fnv1a(&[&source.len().to_le_bytes(), &header[..header_len]]);
         let rope_inv_freq = rope_inv_freq(&config, tensors.rope_freqs.as_deref());
         Ok(Model {
             config,
@@ -93,7 +146,8 @@ impl Model {
             meta,
             rope_inv_freq,
             kernels,
-            weights,
+            fingerprint,
+            weights: None,
         })
     }
 
@@ -122,15 +176,43 @@ impl Model {
         &self.kernels
     }
 
-    /// The whole file's bytes.
-    pub fn weights(&self) -> &[u8] {
-        self.weights.bytes()
+    /// The whole file in the address space, unless the model is streamed from a source.
+    pub fn weight_bytes(&self) -> Option<&dyn WeightBytes> {
+        self.weights.as_deref()
+    }
+
+    /// A fingerprint of the file's header and length: two files with the same
+    /// hyperparameters, vocabulary and tensor layout share it; any change to those changes it.
+    /// (Weights are not hashed: reading them all would cost a second.)
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// Bytes of the largest row of any matrix: the smallest arena a streaming feed can use.
+    pub fn min_stream_arena(&self) -> usize {
+        let t = &self.tensors;
+        t.layers
+            .iter()
+            .flat_map(|l| l.matrices())
+            .chain([&t.output, &t.token_embd])
+            .map(|m| m.row_bytes())
+            .max()
+            .unwrap_or(0)
     }
 
     /// RoPE inverse frequencies, `(rope_dim / 2)`.
     pub(crate) fn rope_inv_freq(&self) -> &[f32] {
         &self.rope_inv_freq
     }
+}
+
+/// 64-bit FNV-1a over the concatenated `parts`.
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in parts.iter().flat_map(|p| p.iter()) {
+        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 /// `base^(−2i/rope_dim)` for each rotated pair, divided by the file's frequency factors.

@@ -30,6 +30,10 @@ pub struct SessionOptions {
     pub batch: usize,
     /// How activations meet quantized weights.
     pub precision: ActivationPrecision,
+    /// Resident-memory cap for weights in bytes (0: none). When the model's tensors exceed it,
+    /// each layer's weights are released after use and re-read from the file on the next
+    /// token: slower, but a model larger than the cap still runs.
+    pub max_resident: usize,
 }
 
 impl Default for SessionOptions {
@@ -38,6 +42,7 @@ impl Default for SessionOptions {
             context: 0,
             batch: DEFAULT_BATCH,
             precision: ActivationPrecision::F32,
+            max_resident: 0,
         }
     }
 }
@@ -89,6 +94,8 @@ pub struct Session {
     scratch: Scratch,
     par: Box<dyn Parallel + Send>,
     precision: ActivationPrecision,
+    /// Whether to release each layer's weights after use (see [`SessionOptions::max_resident`]).
+    release: bool,
     /// Where weights come from when the model's bytes are not all in memory.
     stream: Option<Box<dyn WeightFeed + Send>>,
     /// Every token in the KV cache, in order.
@@ -116,6 +123,7 @@ impl Session {
             opts.context
         };
         let kv = KvCache::new(c.n_layers, ctx, c.kv_dim());
+        let release = opts.max_resident != 0 && model.meta().tensor_bytes > opts.max_resident as u64;
         let scratch = Scratch::new(&model, ctx, opts.batch.max(1));
         Session {
             model,
@@ -123,10 +131,29 @@ impl Session {
             scratch,
             par,
             precision: opts.precision,
+            release,
             stream: None,
             tokens: Vec::new(),
             logits: Vec::new(),
         }
+    }
+
+    /// A session whose weights come from `feed`, e.g. a [`crate::feed::StreamFeed`] reading a
+    /// model loaded with [`Model::from_source`] through a fixed arena.
+    pub fn with_feed(
+        model: Arc<Model>,
+        opts: &SessionOptions,
+        par: Box<dyn Parallel + Send>,
+        feed: Box<dyn WeightFeed + Send>,
+    ) -> Self {
+        let mut s = Self::with_parallel(model, opts, par);
+        s.stream = Some(feed);
+        s
+    }
+
+    /// Bytes the feed has read from its source so far (0 for a memory-mapped model).
+    pub fn bytes_streamed(&self) -> u64 {
+        self.stream.as_ref().map_or(0, |f| f.bytes_read())
     }
 
     /// The model.
@@ -193,11 +220,17 @@ impl Session {
             precision: self.precision,
         };
         let mut mapped;
-        let feed: &mut dyn WeightFeed = match self.stream.as_deref_mut() {
-            Some(stream) => stream,
-            None => {
-                mapped = SliceFeed::new(self.model.weights());
+        let feed: &mut dyn WeightFeed = match (self.stream.as_deref_mut(), self.model.weight_bytes()) {
+            (Some(stream), _) => stream,
+            (None, Some(bytes)) => {
+                mapped = SliceFeed::new(bytes, self.release);
                 &mut mapped
+            }
+            (None, None) => {
+                return Err(GenerateError::WeightRead {
+                    offset: 0,
+                    message: "the model is streamed: make its sessions with Session::with_feed".into(),
+                })
             }
         };
         self.model
@@ -370,23 +403,64 @@ impl core::fmt::Display for RestoreError {
 
 impl core::error::Error for RestoreError {}
 
-/// A fingerprint of what a KV cache depends on: FNV-1a (64-bit) of the GGUF header (format
-/// version, every metadata key and value, so hyperparameters and vocabulary, and every tensor's
-/// name, type, shape and offset) and of the file length.
+/// A fingerprint of what a KV cache depends on: FNV-1a (64-bit) of the hyperparameters, the
+/// tokenizer (kind, pre-tokenizer, special ids and every token's text), the layout of every
+/// tensor (format, shape, offset, length) and the norm weights (which tell fine-tunes of one
+/// base apart). Computed from the loaded model, so it works for memory-mapped and streamed
+/// models alike, in about a millisecond.
 ///
-/// Two files with the same header and length give the same fingerprint; any change to the
-/// hyperparameters, vocabulary or tensor layout changes it. (The weights themselves are not
-/// hashed: reading them all would cost a second per save.)
+/// Any change to the hyperparameters, vocabulary or tensor layout changes it. The matrices'
+/// bytes are not hashed (reading them all would cost a second per save), so two files that
+/// differ only inside matrices of the same layout share a fingerprint.
 pub fn model_fingerprint(model: &Model) -> u64 {
-    let file = model.weights();
-    let header_len = crate::gguf::Gguf::parse(file, file.len() as u64)
-        .ok()
-        .and_then(|g| usize::try_from(g.data_offset).ok())
-        .unwrap_or(0)
-        .min(file.len());
     let mut h = Fnv1a::new();
-    h.write(&(file.len() as u64).to_le_bytes());
-    h.write(&file[..header_len]);
+    let c = model.config();
+    h.str(c.arch.name());
+    for v in [
+        c.n_layers,
+        c.dim,
+        c.ffn_dim,
+        c.n_heads,
+        c.n_kv_heads,
+        c.head_dim,
+        c.rope_dim,
+        c.rope_style as usize,
+        c.train_context,
+        c.vocab,
+    ] {
+        h.u64(v as u64);
+    }
+    h.f32s(&[c.rope_base, c.norm_eps]);
+    let tok = model.tokenizer();
+    h.str(tok.kind());
+    h.str(tok.pre());
+    for id in [tok.bos(), tok.eos(), tok.eot(), tok.unk(), tok.pad()] {
+        h.u64(id.map_or(u64::MAX, u64::from));
+    }
+    for id in 0..tok.vocab_size() {
+        h.str(tok.token_text(id as u32).unwrap_or(""));
+    }
+    let t = model.tensors();
+    let matrix = |h: &mut Fnv1a, m: &crate::weights::TensorRef| {
+        h.str(m.format.name());
+        for v in [m.cols, m.rows, m.offset, m.len] {
+            h.u64(v as u64);
+        }
+    };
+    matrix(&mut h, &t.token_embd);
+    matrix(&mut h, &t.output);
+    h.u64(u64::from(t.tied_output));
+    for l in &t.layers {
+        for m in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
+            matrix(&mut h, m);
+        }
+        h.f32s(&l.attn_norm);
+        h.f32s(&l.ffn_norm);
+    }
+    h.f32s(&t.output_norm);
+    if let Some(f) = &t.rope_freqs {
+        h.f32s(f);
+    }
     h.finish()
 }
 
@@ -658,6 +732,23 @@ impl Fnv1a {
     pub(crate) fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
             self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    /// Hashes a length-prefixed string.
+    fn str(&mut self, s: &str) {
+        self.u64(s.len() as u64);
+        self.write(s.as_bytes());
+    }
+
+    fn u64(&mut self, v: u64) {
+        self.write(&v.to_le_bytes());
+    }
+
+    fn f32s(&mut self, xs: &[f32]) {
+        self.u64(xs.len() as u64);
+        for x in xs {
+            self.write(&x.to_bits().to_le_bytes());
         }
     }
 
