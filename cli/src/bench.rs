@@ -17,9 +17,10 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     let n_gen: usize = args.get("n-gen", 128)?;
     let reps: usize = args.get("reps", 5)?.max(1);
 
-    let (model, _) = load_model(&args)?;
+    let loaded = load_model(&args)?;
+    let model = loaded.model.clone();
     let vocab = model.config().vocab as u32;
-    let mut s = session(model.clone(), &args, (n_prompt + n_gen + 1).max(256))?;
+    let mut s = session(loaded, &args, (n_prompt + n_gen + 1).max(256))?;
     // Fixed pseudo-random tokens, as llama-bench uses random ones: content does not change speed.
     let tokens: Vec<u32> = (0..n_prompt.max(n_gen) as u32).map(|i| (i.wrapping_mul(7919) + 13) % vocab).collect();
 

@@ -6,19 +6,31 @@ use std::time::Instant;
 
 use tern_kernels::dispatch::Backend;
 use tern_kernels::Kernels;
+use tern_runtime::feed::StreamFeed;
+use tern_runtime::fs::FileSource;
 use tern_runtime::pool::ThreadPool;
 use tern_runtime::{ActivationPrecision, Model, Session, SessionOptions};
 
 use crate::args::{opt, Args, Spec};
 
 /// Options every model-running subcommand takes.
-pub const MODEL_OPTS: [Spec; 5] = [
+pub const MODEL_OPTS: [Spec; 7] = [
     opt("model", Some("m")),
     opt("threads", Some("t")),
     opt("ctx-size", Some("c")),
     opt("precision", None),
     opt("kernels", None),
+    opt("max-resident", None),
+    opt("stream-arena", None),
 ];
+
+/// How weights reach the forward pass.
+pub enum Weights {
+    /// Memory-mapped (the default).
+    Mapped,
+    /// Read with `pread` through an arena of this many bytes (`--stream-arena MB`).
+    Streamed(FileSource, usize),
+}
 
 /// The kernels `--kernels` names (`auto`, the default, picks the best the CPU supports).
 pub fn kernels(args: &Args) -> Result<Kernels, String> {
@@ -34,24 +46,58 @@ pub fn kernels(args: &Args) -> Result<Kernels, String> {
     }
 }
 
-/// Loads `--model`, reporting how long it took in milliseconds.
-pub fn load_model(args: &Args) -> Result<(Arc<Model>, f64), String> {
+/// A loaded model and how its weights are read.
+pub struct Loaded {
+    pub model: Arc<Model>,
+    pub weights: Weights,
+    pub load_ms: f64,
+}
+
+/// Loads `--model` (memory-mapped, or streamed with `--stream-arena MB`).
+pub fn load_model(args: &Args) -> Result<Loaded, String> {
     let path = args.required("model")?;
     let kernels = kernels(args)?;
     let start = Instant::now();
-    let model = Model::open(Path::new(path), kernels).map_err(|e| format!("{path}: {e}"))?;
-    Ok((Arc::new(model), start.elapsed().as_secs_f64() * 1e3))
+    let err = |e: tern_runtime::LoadError| format!("{path}: {e}");
+    let (model, weights) = match args.str("stream-arena") {
+        None => (Model::open(Path::new(path), kernels).map_err(err)?, Weights::Mapped),
+        Some(mb) => {
+            let mb: f64 = mb.parse().map_err(|e| format!("invalid --stream-arena '{mb}': {e}"))?;
+            let source = FileSource::open(Path::new(path)).map_err(err)?;
+            let model = Model::from_source(&source, kernels).map_err(err)?;
+            let arena = ((mb * 1e6) as usize).max(model.min_stream_arena());
+            (model, Weights::Streamed(source, arena))
+        }
+    };
+    Ok(Loaded { model: Arc::new(model), weights, load_ms: start.elapsed().as_secs_f64() * 1e3 })
+}
+
+/// This process's peak resident memory in MB (Linux `VmHWM`), if the OS tells.
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 /// A session with `--threads` workers (default: all cores), `--ctx-size` (default: the
 /// model's, capped) and `--precision` (`f32`, the default, or `int8`).
-pub fn session(model: Arc<Model>, args: &Args, default_ctx: usize) -> Result<Session, String> {
+pub fn session(loaded: Loaded, args: &Args, default_ctx: usize) -> Result<Session, String> {
+    let Loaded { model, weights, .. } = loaded;
     let threads = args.get("threads", ThreadPool::available_threads())?.max(1);
     let context = args.get("ctx-size", default_ctx)?;
     let precision = match args.str("precision") {
         None => ActivationPrecision::F32,
         Some(p) => ActivationPrecision::from_name(p).ok_or_else(|| format!("unknown --precision '{p}' (f32, int8)"))?,
     };
-    let opts = SessionOptions { context, precision, ..SessionOptions::default() };
-    Ok(Session::with_parallel(model, &opts, Box::new(ThreadPool::new(threads))))
+    let max_resident = (args.get("max-resident", 0.0f64)? * 1e6) as usize;
+    let opts = SessionOptions { context, precision, max_resident, ..SessionOptions::default() };
+    let pool = Box::new(ThreadPool::new(threads));
+    Ok(match weights {
+        Weights::Mapped => Session::with_parallel(model, &opts, pool),
+        Weights::Streamed(source, arena) => {
+            let feed = StreamFeed::new(source, vec![0u8; arena].into_boxed_slice());
+            Session::with_feed(model, &opts, pool, Box::new(feed))
+        }
+    })
 }

@@ -21,8 +21,9 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     }
     let max_chunks: usize = args.get("chunks", usize::MAX)?;
 
-    let (model, _) = load_model(&args)?;
-    let mut session = session(model.clone(), &args, n_ctx)?;
+    let loaded = load_model(&args)?;
+    let model = loaded.model.clone();
+    let mut session = session(loaded, &args, n_ctx)?;
     let tok = model.tokenizer();
     let tokens = tok.encode(&text, true, false);
     let bos = tok.bos().filter(|_| tokens.first() == tok.bos().as_ref());

@@ -6,7 +6,7 @@ use std::time::Instant;
 use tern_runtime::{Event, Flow, Sampler, SamplerOptions};
 
 use crate::args::{opt, switch, Args};
-use crate::common::{load_model, session, MODEL_OPTS};
+use crate::common::{load_model, peak_rss_mb, session, MODEL_OPTS};
 use crate::json;
 
 pub const USAGE: &str = "tern run -m FILE -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]
@@ -40,8 +40,9 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     };
     let as_json = args.flag("json");
 
-    let (model, load_ms) = load_model(&args)?;
-    let mut session = session(model.clone(), &args, 0)?;
+    let loaded = load_model(&args)?;
+    let (model, load_ms) = (loaded.model.clone(), loaded.load_ms);
+    let mut session = session(loaded, &args, 0)?;
     let prompt_tokens = model.tokenizer().encode(prompt, true, true);
     let mut sampler = Sampler::new(sampling);
     let mut out = std::io::stdout().lock();
@@ -50,11 +51,13 @@ pub fn main(argv: &[String]) -> Result<(), String> {
 
     let start = Instant::now();
     let mut prompt_done = start;
+    let mut first_token = None;
     let stop = session
         .generate(&prompt_tokens, &mut sampler, n_predict, &mut |ev| {
             match ev {
                 Event::PromptDone { .. } => prompt_done = Instant::now(),
                 Event::Token { id, text: piece } => {
+                    first_token.get_or_insert_with(Instant::now);
                     generated.push(id);
                     text.push_str(piece);
                     if !as_json {
@@ -69,6 +72,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     let end = Instant::now();
 
     let prompt_ms = (prompt_done - start).as_secs_f64() * 1e3;
+    let first_token_ms = (first_token.unwrap_or(end) - start).as_secs_f64() * 1e3;
     let gen_ms = (end - prompt_done).as_secs_f64() * 1e3;
     let prompt_tok_s = prompt_tokens.len() as f64 / (prompt_ms / 1e3);
     // The first generated token is sampled from the prompt's logits: decode speed counts the
@@ -77,12 +81,14 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     let gen_tok_s = if generated.len() > 1 { decoded / (gen_ms / 1e3) } else { f64::NAN };
     if as_json {
         let timings = format!(
-            "{{\"load_ms\":{},\"prompt_ms\":{},\"gen_ms\":{},\"prompt_tok_s\":{},\"gen_tok_s\":{}}}",
+            "{{\"load_ms\":{},\"first_token_ms\":{},\"prompt_ms\":{},\"gen_ms\":{},\"prompt_tok_s\":{},\"gen_tok_s\":{},\"peak_rss_mb\":{}}}",
             json::number(load_ms),
+            json::number(load_ms + first_token_ms),
             json::number(prompt_ms),
             json::number(gen_ms),
             json::number(prompt_tok_s),
-            json::number(gen_tok_s)
+            json::number(gen_tok_s),
+            json::number(peak_rss_mb().unwrap_or(f64::NAN))
         );
         let _ = writeln!(
             out,
@@ -96,12 +102,13 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     } else {
         let _ = writeln!(out);
         eprintln!(
-            "\n[{} prompt tokens: {:.1} tok/s | {} generated: {:.1} tok/s | load {:.0} ms | threads {} | stop: {:?}]",
+            "\n[{} prompt tokens: {:.1} tok/s | {} generated: {:.1} tok/s | load {:.0} ms | peak RSS {:.0} MB | threads {} | stop: {:?}]",
             prompt_tokens.len(),
             prompt_tok_s,
             generated.len(),
             gen_tok_s,
             load_ms,
+            peak_rss_mb().unwrap_or(f64::NAN),
             session.threads(),
             stop
         );
