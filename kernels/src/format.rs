@@ -116,6 +116,11 @@ impl Format {
         }
     }
 
+    /// Whether weights are ternary ({−1, 0, +1} times a scale): TQ1_0, TQ2_0, I2_S.
+    pub const fn is_ternary(self) -> bool {
+        matches!(self, Format::TQ1_0 | Format::TQ2_0 | Format::I2_S)
+    }
+
     /// Bytes of one row of `len` weights, or `None` when `len` is not a whole number of
     /// blocks or the size overflows.
     pub const fn row_bytes(self, len: usize) -> Option<usize> {

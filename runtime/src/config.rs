@@ -27,15 +27,50 @@ pub enum RopeStyle {
 pub enum Architecture {
     /// Llama and its many descendants (SmolLM, TinyLlama, Mistral-style dense models).
     Llama,
+    /// BitNet b1.58 as llama.cpp's `bitnet` runs it (the 2024 1bitLLM-style reproductions):
+    /// Llama plus sub-layer norms before the attention output and down projections, SiLU-gated
+    /// FFN, NEOX RoPE (llama.cpp `llm_build_bitnet`, `llama_model_rope_type`).
+    Bitnet,
+    /// Microsoft's BitNet b1.58 2B4T as bitnet.cpp names it (`bitnet-b1.58`, earlier
+    /// `bitnet-25`): as [`Architecture::Bitnet`] but with a squared-ReLU gated FFN (model card:
+    /// "squared ReLU (ReLU²) activation in FFN layers", "subln normalization").
+    BitnetB158,
 }
 
 impl Architecture {
-    /// The GGUF name.
+    /// The canonical GGUF name.
     pub fn name(self) -> &'static str {
         match self {
             Architecture::Llama => "llama",
+            Architecture::Bitnet => "bitnet",
+            Architecture::BitnetB158 => "bitnet-b1.58",
         }
     }
+
+    /// The architecture a GGUF `general.architecture` names, if Tern runs it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "llama" => Some(Architecture::Llama),
+            "bitnet" => Some(Architecture::Bitnet),
+            "bitnet-b1.58" | "bitnet-25" => Some(Architecture::BitnetB158),
+            _ => None,
+        }
+    }
+
+    /// Whether blocks carry `attn_sub_norm` and `ffn_sub_norm`, and activations entering
+    /// ternary matrices are quantized per token to int8 (absmax), as BitNet b1.58 trains them.
+    pub fn is_bitnet(self) -> bool {
+        matches!(self, Architecture::Bitnet | Architecture::BitnetB158)
+    }
+}
+
+/// The gate nonlinearity of the gated feed-forward network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FfnActivation {
+    /// `silu(gate) · up` (SwiGLU).
+    Silu,
+    /// `relu(gate)² · up`.
+    ReluSquared,
 }
 
 /// Hyperparameters of a Llama-family model.
@@ -61,6 +96,8 @@ pub struct ModelConfig {
     pub rope_base: f32,
     /// RoPE pairing.
     pub rope_style: RopeStyle,
+    /// Feed-forward gate nonlinearity.
+    pub ffn_activation: FfnActivation,
     /// RMSNorm epsilon.
     pub norm_eps: f32,
     /// Context length the model was trained with.
@@ -187,6 +224,19 @@ impl ModelConfig {
             rope_base,
             rope_style: match arch {
                 Architecture::Llama => RopeStyle::Normal,
+                // The bitnet converters do not permute Q/K, so llama.cpp rotates half-split
+                // pairs although the file does not say so.
+                Architecture::Bitnet | Architecture::BitnetB158 => RopeStyle::Neox,
+            },
+            ffn_activation: match g.opt_str(&key("hidden_activation"))? {
+                // Recent llama.cpp runs 2B4T as `bitnet` with this key.
+                Some("relu2") => FfnActivation::ReluSquared,
+                Some("silu") => FfnActivation::Silu,
+                Some(_) => return Err(bad(&key("hidden_activation"), "names an unknown activation")),
+                None => match arch {
+                    Architecture::Llama | Architecture::Bitnet => FfnActivation::Silu,
+                    Architecture::BitnetB158 => FfnActivation::ReluSquared,
+                },
             },
             norm_eps,
             train_context,

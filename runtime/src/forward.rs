@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 
 use tern_kernels::scalar;
 
-use crate::config::RopeStyle;
+use crate::config::{FfnActivation, RopeStyle};
 use crate::error::GenerateError;
 use crate::feed::WeightFeed;
 use crate::kv_cache::KvCache;
@@ -158,6 +158,11 @@ impl Model {
             }
             kv.store(l, pos0, &s.k[..n * kv_dim], &s.v[..n * kv_dim]);
             self.attend(s, kv, ex.par, l, n, pos0);
+            if let Some(w) = &lt.attn_sub_norm {
+                for o in s.att_out[..n * q_dim].chunks_exact_mut(q_dim) {
+                    scalar::rmsnorm_in_place(o, w, c.norm_eps);
+                }
+            }
             self.project(feed, ex, &lt.wo, &s.att_out, n, &mut s.xb)?;
             for (x, d) in s.x[..n * dim].iter_mut().zip(&s.xb) {
                 *x += d;
@@ -171,7 +176,15 @@ impl Model {
             self.project(feed, ex, &lt.w_gate, &s.xb, n, &mut s.gate)?;
             self.project(feed, ex, &lt.w_up, &s.xb, n, &mut s.up)?;
             let f = n * c.ffn_dim;
-            scalar::swiglu(&mut s.gate[..f], &s.up[..f]);
+            match c.ffn_activation {
+                FfnActivation::Silu => scalar::swiglu(&mut s.gate[..f], &s.up[..f]),
+                FfnActivation::ReluSquared => scalar::relu_squared_glu(&mut s.gate[..f], &s.up[..f]),
+            }
+            if let Some(w) = &lt.ffn_sub_norm {
+                for g in s.gate[..f].chunks_exact_mut(c.ffn_dim) {
+                    scalar::rmsnorm_in_place(g, w, c.norm_eps);
+                }
+            }
             self.project(feed, ex, &lt.w_down, &s.gate, n, &mut s.xb)?;
             for (x, d) in s.x[..n * dim].iter_mut().zip(&s.xb) {
                 *x += d;
@@ -202,6 +215,16 @@ impl Model {
         n: usize,
         y: &mut [f32],
     ) -> Result<(), GenerateError> {
+        // BitNet b1.58 feeds ternary matrices int8 activations (per-token absmax).
+        let quantized;
+        let x = if self.config().arch.is_bitnet() && w.format.is_ternary() {
+            let mut q = x[..n * w.cols].to_vec();
+            q.chunks_exact_mut(w.cols).for_each(scalar::absmax_int8_roundtrip);
+            quantized = q;
+            &quantized[..]
+        } else {
+            x
+        };
         let step = feed.max_rows(w);
         let rb = w.row_bytes();
         let mut r0 = 0;
@@ -216,6 +239,11 @@ impl Model {
             let m = QMatrix { t: part, data };
             matmul(self.kernels(), ex.par, ex.precision, m, x, n, y, w.rows, r0);
             r0 = r1;
+        }
+        if w.scale != 1.0 {
+            for v in &mut y[..n * w.rows] {
+                *v *= w.scale;
+            }
         }
         Ok(())
     }

@@ -5,7 +5,7 @@
 //! were validated, so the forward pass can slice without further checks.
 
 use alloc::format;
-use alloc::string::ToString;
+use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -17,7 +17,7 @@ use crate::gguf::{Gguf, TensorInfo};
 use crate::source::WeightSource;
 
 /// A validated weight matrix inside the weight bytes: `rows` rows of `cols` weights.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TensorRef {
     /// Storage format.
     pub format: Format,
@@ -27,8 +27,11 @@ pub struct TensorRef {
     pub rows: usize,
     /// Absolute offset of the first byte in the file.
     pub offset: usize,
-    /// Bytes of the whole matrix.
+    /// Bytes of the whole matrix (for I2_S, the packed codes without the scale trailer).
     pub len: usize,
+    /// Factor applied to every output of the matrix: BitNet's per-tensor weight scale (the
+    /// I2_S trailer, or a `<name>.scale` tensor); 1 otherwise.
+    pub scale: f32,
 }
 
 impl TensorRef {
@@ -77,8 +80,12 @@ pub struct LayerTensors {
     pub wv: TensorRef,
     /// Output projection, `(dim, q_dim)`.
     pub wo: TensorRef,
+    /// BitNet: RMSNorm weight of the attention result before `wo`, `(q_dim)`.
+    pub attn_sub_norm: Option<Vec<f32>>,
     /// RMSNorm weight before the feed-forward, `(dim)`.
     pub ffn_norm: Vec<f32>,
+    /// BitNet: RMSNorm weight of the gated product before `w_down`, `(ffn_dim)`.
+    pub ffn_sub_norm: Option<Vec<f32>>,
     /// Gate projection, `(ffn_dim, dim)`.
     pub w_gate: TensorRef,
     /// Up projection, `(ffn_dim, dim)`.
@@ -128,13 +135,9 @@ impl ModelTensors {
         cfg: &ModelConfig,
         kernels: &Kernels,
     ) -> Result<Self, LoadError> {
-        let file_len = source.len();
         let (dim, q, kv, ffn) = (cfg.dim, cfg.q_dim(), cfg.kv_dim(), cfg.ffn_dim);
-        let matrix = |name: &str, cols: usize, rows: usize| -> Result<TensorRef, LoadError> {
-            matrix_ref(g, file_len, name, cols, rows)
-        };
         let vector = |name: &str, len: usize| -> Result<Vec<f32>, LoadError> {
-            let t = matrix_ref(g, file_len, name, len, 1)?;
+            let t = matrix_ref(g, source, name, len, 1)?;
             let mut bytes = vec![0u8; t.len];
             source
                 .read_at(t.offset as u64, &mut bytes)
@@ -145,6 +148,25 @@ impl ModelTensors {
             let mut out = vec![0.0; len];
             kernels.dequant(t.format, &bytes, &mut out);
             Ok(out)
+        };
+        // A matrix, with its `<base>.scale` tensor (BitNet) folded into its scale.
+        let matrix = |name: &str, cols: usize, rows: usize| -> Result<TensorRef, LoadError> {
+            let mut t = matrix_ref(g, source, name, cols, rows)?;
+            let scale_name = format!("{}.scale", name.strip_suffix(".weight").unwrap_or(name));
+            if g.tensor(&scale_name).is_some() {
+                t.scale *= vector(&scale_name, 1)?[0];
+            }
+            Ok(t)
+        };
+        let optional = |name: &str, len: usize| -> Result<Option<Vec<f32>>, LoadError> {
+            g.tensor(name).map(|_| vector(name, len)).transpose()
+        };
+        let bitnet = cfg.arch.is_bitnet();
+        let sub_norm = |name: &str, len: usize| -> Result<Option<Vec<f32>>, LoadError> {
+            match optional(name, len)? {
+                None if bitnet => Err(LoadError::MissingTensor { name: name.to_string() }),
+                v => Ok(v),
+            }
         };
 
         let token_embd = matrix("token_embd.weight", dim, cfg.vocab)?;
@@ -157,7 +179,9 @@ impl ModelTensors {
                 wk: matrix(&n("attn_k"), dim, kv)?,
                 wv: matrix(&n("attn_v"), dim, kv)?,
                 wo: matrix(&n("attn_output"), q, dim)?,
+                attn_sub_norm: sub_norm(&n("attn_sub_norm"), q)?,
                 ffn_norm: vector(&n("ffn_norm"), dim)?,
+                ffn_sub_norm: sub_norm(&n("ffn_sub_norm"), ffn)?,
                 w_gate: matrix(&n("ffn_gate"), dim, ffn)?,
                 w_up: matrix(&n("ffn_up"), dim, ffn)?,
                 w_down: matrix(&n("ffn_down"), ffn, dim)?,
@@ -168,10 +192,7 @@ impl ModelTensors {
             Some(_) => (matrix("output.weight", dim, cfg.vocab)?, false),
             None => (token_embd, true),
         };
-        let rope_freqs = match g.tensor("rope_freqs.weight") {
-            Some(_) => Some(vector("rope_freqs.weight", cfg.rope_dim / 2)?),
-            None => None,
-        };
+        let rope_freqs = optional("rope_freqs.weight", cfg.rope_dim / 2)?;
         Ok(ModelTensors {
             token_embd,
             layers,
@@ -196,17 +217,16 @@ impl ModelTensors {
 }
 
 /// Looks up `name`, checks it is a `(rows, cols)` matrix in a computable format whose bytes lie
-/// inside the file of `file_len` bytes, and returns where it is.
+/// inside `source`, and returns where it is (reading I2_S's per-tensor scale from its trailer).
 fn matrix_ref(
     g: &Gguf<'_>,
-    file_len: u64,
+    source: &dyn WeightSource,
     name: &str,
     cols: usize,
     rows: usize,
 ) -> Result<TensorRef, LoadError> {
-    let t: &TensorInfo<'_> = g.tensor(name).ok_or_else(|| LoadError::MissingTensor {
-        name: name.to_string(),
-    })?;
+    let t: &TensorInfo<'_> =
+        g.tensor(name).ok_or_else(|| LoadError::MissingTensor { name: name.to_string() })?;
     let found = [t.row_len(), t.n_rows()];
     if found != [cols as u64, rows as u64] {
         return Err(LoadError::ShapeMismatch {
@@ -215,33 +235,31 @@ fn matrix_ref(
             found,
         });
     }
-    let format = t
-        .ggml_type
-        .format()
-        .ok_or_else(|| LoadError::UnsupportedType {
-            tensor: name.to_string(),
-            ty: t.ggml_type.to_string(),
-        })?;
+    let unsupported = |what: String| LoadError::UnsupportedType { tensor: name.to_string(), ty: what };
+    let format = t.ggml_type.format().ok_or_else(|| unsupported(t.ggml_type.to_string()))?;
+    // I2_S (bitnet.cpp) stores its f32 scale after the packed codes, padded to 32 bytes.
+    let trailer = if format == Format::I2_S { 32 } else { 0 };
     let len = format.row_bytes(cols).and_then(|rb| rb.checked_mul(rows));
     let offset = usize::try_from(t.offset).ok();
-    match (len, offset) {
+    let (len, offset) = match (len, offset) {
         (Some(len), Some(offset))
-            if len as u64 == t.size
-                && offset
-                    .checked_add(len)
-                    .is_some_and(|e| e as u64 <= file_len) =>
+            if (len + trailer) as u64 == t.size
+                && offset.checked_add(len + trailer).is_some_and(|e| e as u64 <= source.len()) =>
         {
-            Ok(TensorRef {
-                format,
-                cols,
-                rows,
-                offset,
-                len,
-            })
+            (len, offset)
         }
-        _ => Err(LoadError::UnsupportedType {
-            tensor: name.to_string(),
-            ty: format!("{} with an inconsistent byte size", t.ggml_type),
-        }),
+        _ => return Err(unsupported(format!("{} with an inconsistent byte size", t.ggml_type))),
+    };
+    let mut scale = 1.0;
+    if format == Format::I2_S {
+        let mut b = [0u8; 4];
+        source
+            .read_at((offset + len) as u64, &mut b)
+            .map_err(|e| LoadError::Io { path: format!("tensor '{name}'"), message: e.to_string() })?;
+        scale = f32::from_le_bytes(b);
+        if !scale.is_finite() {
+            return Err(unsupported(String::from("I2_S with a non-finite scale")));
+        }
     }
+    Ok(TensorRef { format, cols, rows, offset, len, scale })
 }

@@ -82,3 +82,37 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let tail: f32 = ta.iter().zip(tb).map(|(x, y)| x * y).sum();
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
+
+/// Squared-ReLU-gated product (BitNet b1.58 2B4T): `gate[i] = max(gate[i], 0)² · up[i]`.
+pub fn relu_squared_glu(gate: &mut [f32], up: &[f32]) {
+    assert_eq!(gate.len(), up.len());
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let r = g.max(0.0);
+        *g = r * r * u;
+    }
+}
+
+/// BitNet b1.58's activation quantizer applied in place: the vector is scaled by
+/// `127 / max|x|`, rounded to integers in [−128, 127] and scaled back, so what follows computes
+/// with exactly the int8 values the trained model expects (per-token absmax, as in the paper and
+/// bitnet.cpp). An all-zero vector stays zero.
+pub fn absmax_int8_roundtrip(x: &mut [f32]) {
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    if amax == 0.0 || !amax.is_finite() {
+        return;
+    }
+    let (s, inv) = (127.0 / amax, amax / 127.0);
+    for v in x.iter_mut() {
+        *v = super::q8::round_half_away(*v * s).clamp(-128.0, 127.0) * inv;
+    }
+}
+
+/// RMSNorm in place: `x[i] = x[i] / sqrt(mean(x²) + eps) · weight[i]`.
+pub fn rmsnorm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
+    assert_eq!(x.len(), weight.len());
+    let ss: f32 = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let scale = 1.0 / libm::sqrtf(ss + eps);
+    for (xi, &w) in x.iter_mut().zip(weight) {
+        *xi *= scale * w;
+    }
+}
