@@ -6,12 +6,25 @@ use std::time::Instant;
 use crate::args::{opt, switch, Args};
 use crate::common::{load_model, session, MODEL_OPTS};
 use crate::json;
+use tern_runtime::budget::BandwidthBudget;
 
-pub const USAGE: &str = "tern bench -m FILE [-t THREADS] [-p 128] [-n 128] [-r REPS] [--json]";
+/// The budget reports compare against unless `--bandwidth-budget` says otherwise: the middle of
+/// the 50–90 GB/s phones offer.
+pub const DEFAULT_BUDGET_GBPS: f64 = 60.0;
+
+pub const USAGE: &str = "tern bench -m FILE [-t THREADS] [-p 128] [-n 128] [-r REPS] [--bandwidth-budget GBS]
+           [--stream] [--precision f32|int8] [--kernels NAME] [--json]";
 
 pub fn main(argv: &[String]) -> Result<(), String> {
     let mut specs = Vec::from(MODEL_OPTS);
-    specs.extend([opt("n-prompt", Some("p")), opt("n-gen", Some("n")), opt("reps", Some("r")), switch("json")]);
+    specs.extend([
+        opt("n-prompt", Some("p")),
+        opt("n-gen", Some("n")),
+        opt("reps", Some("r")),
+        opt("bandwidth-budget", None),
+        switch("stream"),
+        switch("json"),
+    ]);
     let args = Args::parse(argv, &specs)?;
     let n_prompt: usize = args.get("n-prompt", 128)?;
     let n_gen: usize = args.get("n-gen", 128)?;
@@ -64,6 +77,9 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     let kv_per_pos = (2 * c.n_layers * c.kv_dim() * 4) as f64;
     let bytes_per_token = weights + kv_per_pos * (n_gen as f64 + 1.0) / 2.0;
     let gbps = bytes_per_token * tg_mean / 1e9;
+    let budget = BandwidthBudget::new(args.get("bandwidth-budget", DEFAULT_BUDGET_GBPS)?);
+    let ceiling = budget.ceiling_tok_s(bytes_per_token as u64);
+    let machine = args.flag("stream").then(|| crate::stream::measure(s.threads()));
     let kernels: Vec<String> = model
         .kernels()
         .names()
@@ -73,7 +89,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     if args.flag("json") {
         let names: Vec<String> = kernels.iter().map(|k| json::string(k)).collect();
         println!(
-            "{{\"model\":{},\"threads\":{},\"n_prompt\":{n_prompt},\"n_gen\":{n_gen},\"reps\":{reps},\"pp_tok_s\":{},\"pp_tok_s_sd\":{},\"tg_tok_s\":{},\"tg_tok_s_sd\":{},\"bytes_per_token\":{},\"gbps\":{},\"kernels\":[{}]}}",
+            "{{\"model\":{},\"threads\":{},\"n_prompt\":{n_prompt},\"n_gen\":{n_gen},\"reps\":{reps},\"pp_tok_s\":{},\"pp_tok_s_sd\":{},\"tg_tok_s\":{},\"tg_tok_s_sd\":{},\"bytes_per_token\":{},\"gbps\":{},\"budget_gbps\":{},\"budget_ceiling_tok_s\":{},\"budget_fraction\":{},\"machine_read_gbps\":{},\"machine_copy_gbps\":{},\"machine_fraction\":{},\"kernels\":[{}]}}",
             json::string(args.required("model")?),
             s.threads(),
             json::number(pp_mean),
@@ -82,6 +98,12 @@ pub fn main(argv: &[String]) -> Result<(), String> {
             json::number(tg_sd),
             bytes_per_token.round(),
             json::number(gbps),
+            json::number(budget.gbps),
+            json::number(ceiling),
+            json::number(tg_mean / ceiling),
+            json::number(machine.as_ref().map_or(f64::NAN, |m| m.read_gbps)),
+            json::number(machine.as_ref().map_or(f64::NAN, |m| m.copy_gbps)),
+            json::number(machine.as_ref().map_or(f64::NAN, |m| gbps / m.read_gbps)),
             names.join(",")
         );
     } else {
@@ -95,6 +117,21 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         }
         if n_gen > 0 {
             println!("| tg{n_gen:<4} | {tg_mean:>7.1} ± {tg_sd:<5.1} | {:>11.0} | {gbps:>6.2} |", bytes_per_token);
+        }
+        println!(
+            "budget    {:.0} GB/s allows {ceiling:.0} tok/s at {:.1} MB/token; measured {tg_mean:.1} tok/s = {:.1} % of that ceiling",
+            budget.gbps,
+            bytes_per_token / 1e6,
+            100.0 * tg_mean / ceiling
+        );
+        if let Some(m) = &machine {
+            println!(
+                "machine   {:.1} GB/s read, {:.1} GB/s copy ({} threads); decode streams {gbps:.1} GB/s = {:.1} % of the read bandwidth",
+                m.read_gbps,
+                m.copy_gbps,
+                s.threads(),
+                100.0 * gbps / m.read_gbps
+            );
         }
     }
     Ok(())

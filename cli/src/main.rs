@@ -2,22 +2,20 @@
 
 mod args;
 mod bench;
+mod chat;
 mod common;
 mod inspect;
 mod json;
 mod perplexity;
+mod plan;
 mod run;
+mod stream;
 
 use std::process::ExitCode;
 
 fn usage() -> String {
-    format!(
-        "tern: run small language models offline\n\nusage:\n  {}\n  {}\n  {}\n  {}\n",
-        run::USAGE,
-        perplexity::USAGE,
-        inspect::USAGE,
-        bench::USAGE
-    )
+    let commands = [run::USAGE, chat::USAGE, perplexity::USAGE, inspect::USAGE, bench::USAGE, plan::USAGE];
+    format!("tern: run small language models offline\n\nusage:\n  {}\n", commands.join("\n  "))
 }
 
 fn main() -> ExitCode {
@@ -29,9 +27,11 @@ fn main() -> ExitCode {
     let rest = &argv[1..];
     let result = match cmd.as_str() {
         "run" => run::main(rest),
+        "chat" => chat::main(rest),
         "perplexity" => perplexity::main(rest),
         "inspect" => inspect::main(rest),
         "bench" => bench::main(rest),
+        "plan" => plan::main(rest),
         "help" | "--help" | "-h" => {
             print!("{}", usage());
             Ok(())

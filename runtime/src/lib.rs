@@ -12,6 +12,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod chat;
+pub mod budget;
 pub mod config;
 pub mod error;
 pub mod feed;

@@ -1,0 +1,52 @@
+//! The memory-bandwidth budget: decoding streams every weight once per token, so on a phone
+//! (50–90 GB/s shared with everything else) bytes per token set the speed limit.
+
+use tern_kernels::Format;
+
+use crate::model::Model;
+
+/// A memory-bandwidth budget in GB/s (10⁹ bytes per second).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BandwidthBudget {
+    /// Bytes per second the app may stream, in GB/s.
+    pub gbps: f64,
+}
+
+impl BandwidthBudget {
+    /// A budget of `gbps` GB/s.
+    pub fn new(gbps: f64) -> Self {
+        BandwidthBudget { gbps }
+    }
+
+    /// The fastest decode the budget allows for a token that reads `bytes_per_token`.
+    pub fn ceiling_tok_s(&self, bytes_per_token: u64) -> f64 {
+        self.gbps * 1e9 / bytes_per_token as f64
+    }
+
+    /// The fraction of the budget a measured decode speed uses.
+    pub fn fraction(&self, tok_s: f64, bytes_per_token: u64) -> f64 {
+        tok_s * bytes_per_token as f64 / (self.gbps * 1e9)
+    }
+}
+
+/// Bytes one decoded token reads at context position `pos` with an f32 KV cache: every weight
+/// matrix, one embedding row, and the keys and values of `pos + 1` positions.
+pub fn bytes_per_token(model: &Model, pos: usize) -> u64 {
+    let c = model.config();
+    let kv = 2 * (pos as u64 + 1) * c.n_layers as u64 * c.kv_dim() as u64 * 4;
+    model.tensors().weight_bytes_per_token() + kv
+}
+
+/// Bytes per token the model's matrices would read if stored as `format`, with rows that do
+/// not divide into its blocks kept in `fallback` (as a quantizer would): the arithmetic behind
+/// `tern plan`. The tied output head counts once, as the embedding's row read is negligible.
+pub fn weight_bytes_as(model: &Model, format: Format, fallback: Format) -> u64 {
+    let t = model.tensors();
+    let size = |rows: usize, cols: usize| -> u64 {
+        let rb = format.row_bytes(cols).or_else(|| fallback.row_bytes(cols)).unwrap_or(cols * 4);
+        (rb * rows) as u64
+    };
+    let layers: u64 =
+        t.layers.iter().flat_map(|l| l.matrices()).map(|m| size(m.rows, m.cols)).sum();
+    layers + size(t.output.rows, t.output.cols)
+}
