@@ -6,14 +6,16 @@ use tern_kernels::Kernels;
 use tern_runtime::fs::MappedFile;
 use tern_runtime::gguf::Gguf;
 use tern_runtime::model::WeightBytes;
+use tern_runtime::budget::BandwidthBudget;
 use tern_runtime::Model;
 
 use crate::args::{opt, Args};
 
-pub const USAGE: &str = "tern inspect -m FILE";
+pub const USAGE: &str = "tern inspect -m FILE [--bandwidth-budget GBS]";
 
 pub fn main(argv: &[String]) -> Result<(), String> {
-    let args = Args::parse(argv, &[opt("model", Some("m"))])?;
+    let args = Args::parse(argv, &[opt("model", Some("m")), opt("bandwidth-budget", None)])?;
+    let budget = BandwidthBudget::new(args.get("bandwidth-budget", crate::bench::DEFAULT_BUDGET_GBPS)?);
     let path = args.required("model")?;
     let map = MappedFile::open(Path::new(path)).map_err(|e| e.to_string())?;
     let file = map.bytes();
@@ -54,9 +56,14 @@ pub fn main(argv: &[String]) -> Result<(), String> {
             println!("\nbytes one decoded token reads:");
             println!("  weights        {:>12} bytes ({:.1} MB; output head {}tied)", w, w as f64 / 1e6, if model.tensors().tied_output { "" } else { "un" });
             println!("  KV cache       {:>12} bytes per position of history (f32)", kv_per_pos);
+            println!("\ndecode ceiling under a {:.0} GB/s bandwidth budget:", budget.gbps);
             for pos in [0usize, 512, 2048] {
                 let total = w + ((pos + 1) * kv_per_pos) as u64;
-                println!("  at position {pos:<5} {:>9.1} MB", total as f64 / 1e6);
+                println!(
+                    "  at position {pos:<5} {:>9.1} MB/token -> at most {:>6.1} tok/s",
+                    total as f64 / 1e6,
+                    budget.ceiling_tok_s(total)
+                );
             }
         }
         Err(e) => println!("\nTern cannot run this model: {e}"),
