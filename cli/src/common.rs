@@ -59,17 +59,46 @@ pub fn load_model(args: &Args) -> Result<Loaded, String> {
     let kernels = kernels(args)?;
     let start = Instant::now();
     let err = |e: tern_runtime::LoadError| format!("{path}: {e}");
+    let mut bar = ProgressBar::new(start);
+    let mut progress = |f: f32| bar.update(f);
     let (model, weights) = match args.str("stream-arena") {
-        None => (Model::open(Path::new(path), kernels).map_err(err)?, Weights::Mapped),
+        None => (Model::open_with_progress(Path::new(path), kernels, &mut progress).map_err(err)?, Weights::Mapped),
         Some(mb) => {
             let mb: f64 = mb.parse().map_err(|e| format!("invalid --stream-arena '{mb}': {e}"))?;
             let source = FileSource::open(Path::new(path)).map_err(err)?;
-            let model = Model::from_source(&source, kernels).map_err(err)?;
+            let model = Model::from_source_with_progress(&source, kernels, &mut progress).map_err(err)?;
             let arena = ((mb * 1e6) as usize).max(model.min_stream_arena());
             (model, Weights::Streamed(source, arena))
         }
     };
     Ok(Loaded { model: Arc::new(model), weights, load_ms: start.elapsed().as_secs_f64() * 1e3 })
+}
+
+/// A load progress bar on stderr, shown only when loading takes longer than a moment and
+/// stderr is a terminal.
+struct ProgressBar {
+    start: Instant,
+    shown: bool,
+}
+
+impl ProgressBar {
+    fn new(start: Instant) -> Self {
+        ProgressBar { start, shown: false }
+    }
+
+    fn update(&mut self, fraction: f32) {
+        use std::io::{IsTerminal, Write};
+        if !std::io::stderr().is_terminal() || self.start.elapsed().as_millis() < 300 {
+            return;
+        }
+        let filled = (fraction.clamp(0.0, 1.0) * 30.0) as usize;
+        eprint!("\rloading [{}{}] {:>3.0}%", "#".repeat(filled), " ".repeat(30 - filled), fraction * 100.0);
+        if fraction >= 1.0 {
+            eprintln!();
+        }
+        let _ = std::io::stderr().flush();
+        self.shown = true;
+    }
 }
 
 /// This process's peak resident memory in MB (Linux `VmHWM`), if the OS tells.

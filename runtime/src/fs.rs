@@ -102,7 +102,16 @@ impl Model {
     /// Memory-maps the GGUF file at `path` and loads it; tensor data is read by the OS as the
     /// forward pass touches it, not up front.
     pub fn open(path: &Path, kernels: Kernels) -> Result<Self, LoadError> {
+        Self::open_with_progress(path, kernels, &mut |_| {})
+    }
+
+    /// [`Model::open`], calling `progress` with the fraction done (0 to 1).
+    pub fn open_with_progress(
+        path: &Path,
+        kernels: Kernels,
+        progress: &mut dyn FnMut(f32),
+    ) -> Result<Self, LoadError> {
         let map = MappedFile::open(path)?;
-        Model::from_bytes(Box::new(map), kernels)
+        Model::from_bytes_with_progress(Box::new(map), kernels, progress)
     }
 }

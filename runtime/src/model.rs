@@ -92,8 +92,18 @@ impl Model {
     /// Everything is validated here, before the first token: header, hyperparameters, tensor
     /// shapes, formats and byte ranges, and the tokenizer.
     pub fn from_bytes(weights: Box<dyn WeightBytes>, kernels: Kernels) -> Result<Self, LoadError> {
+        Self::from_bytes_with_progress(weights, kernels, &mut |_| {})
+    }
+
+    /// [`Model::from_bytes`], calling `progress` with the fraction done (0 to 1) as loading
+    /// goes (layers validated, tokenizer built).
+    pub fn from_bytes_with_progress(
+        weights: Box<dyn WeightBytes>,
+        kernels: Kernels,
+        progress: &mut dyn FnMut(f32),
+    ) -> Result<Self, LoadError> {
         let file = weights.bytes();
-        let mut model = Self::from_header(file, &file, kernels)?;
+        let mut model = Self::from_header(file, &file, kernels, progress)?;
         model.weights = Some(weights);
         Ok(model)
     }
@@ -102,6 +112,15 @@ impl Model {
     /// only the header and the norm vectors now. Its sessions need a streaming feed
     /// ([`crate::Session::with_feed`]).
     pub fn from_source(source: &dyn WeightSource, kernels: Kernels) -> Result<Self, LoadError> {
+        Self::from_source_with_progress(source, kernels, &mut |_| {})
+    }
+
+    /// [`Model::from_source`], calling `progress` with the fraction done (0 to 1).
+    pub fn from_source_with_progress(
+        source: &dyn WeightSource,
+        kernels: Kernels,
+        progress: &mut dyn FnMut(f32),
+    ) -> Result<Self, LoadError> {
         // The header's length is unknown until parsed: read a growing prefix until it parses.
         let mut len = (64 * 1024).min(source.len());
         loop {
@@ -110,7 +129,7 @@ impl Model {
                 path: "weight source".into(),
                 message: e.to_string(),
             })?;
-            match Self::from_header(&prefix, source, kernels.clone()) {
+            match Self::from_header(&prefix, source, kernels.clone(), progress) {
                 Err(LoadError::Gguf(GgufError::Truncated { .. })) if len < source.len() => {
                     len = (len * 4).min(source.len());
                 }
@@ -124,11 +143,17 @@ impl Model {
         header: &[u8],
         source: &dyn WeightSource,
         kernels: Kernels,
+        progress: &mut dyn FnMut(f32),
     ) -> Result<Self, LoadError> {
         let g = Gguf::parse(header, source.len())?;
+        progress(0.05);
         let config = ModelConfig::from_gguf(&g)?;
-        let tensors = ModelTensors::from_gguf(&g, source, &config, &kernels)?;
+        let n = config.n_layers as f32;
+        let tensors = ModelTensors::from_gguf(&g, source, &config, &kernels, &mut |l| {
+            progress(0.05 + 0.75 * (l as f32 + 1.0) / n)
+        })?;
         let tokenizer = tokenizer_from_gguf(&g)?;
+        progress(0.95);
         if tokenizer.vocab_size() != config.vocab {
             return Err(LoadError::BadHyperparameter {
                 key: "tokenizer.ggml.tokens".to_string(),
@@ -139,6 +164,7 @@ impl Model {
         let header_len = usize::try_from(g.data_offset).map_or(header.len(), |n| n.min(header.len()));
         let fingerprint = fnv1a(&[&source.len().to_le_bytes(), &header[..header_len]]);
         let rope_inv_freq = rope_inv_freq(&config, tensors.rope_freqs.as_deref());
+        progress(1.0);
         Ok(Model {
             config,
             tensors,

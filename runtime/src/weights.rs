@@ -128,12 +128,13 @@ pub struct ModelTensors {
 
 impl ModelTensors {
     /// Finds and checks every tensor `cfg` needs in `g`, the header of `source`. Reads only
-    /// the small norm vectors; matrices stay where they are.
+    /// the small norm vectors; matrices stay where they are. `layer_done(i)` follows each layer.
     pub fn from_gguf(
         g: &Gguf<'_>,
         source: &dyn WeightSource,
         cfg: &ModelConfig,
         kernels: &Kernels,
+        layer_done: &mut dyn FnMut(usize),
     ) -> Result<Self, LoadError> {
         let (dim, q, kv, ffn) = (cfg.dim, cfg.q_dim(), cfg.kv_dim(), cfg.ffn_dim);
         let vector = |name: &str, len: usize| -> Result<Vec<f32>, LoadError> {
@@ -186,6 +187,7 @@ impl ModelTensors {
                 w_up: matrix(&n("ffn_up"), dim, ffn)?,
                 w_down: matrix(&n("ffn_down"), ffn, dim)?,
             });
+            layer_done(i);
         }
         let output_norm = vector("output_norm.weight", dim)?;
         let (output, tied_output) = match g.tensor("output.weight") {
