@@ -36,57 +36,57 @@ pub trait WeightFeed {
 /// Rows borrowed from a file that is entirely in the address space.
 ///
 /// While layer `l` runs, layer `l + 1` is announced to the memory system ([`Residency::WillNeed`])
-/// so a memory map pages it in ahead of use. With `release` set (a resident-memory cap smaller
-/// than the model), each layer is also released after use ([`Residency::DontNeed`]), so the
-/// weights resident at once stay near one or two layers plus the output head.
+/// so a memory map pages it in ahead of use. With a resident cap (`release_chunk`, for a model
+/// larger than the cap), rows are handed out in slices of at most that many bytes and every
+/// slice is released ([`Residency::DontNeed`]) once the next is asked for, so the weights
+/// resident at once stay near one slice plus the layer being prefetched.
 pub struct SliceFeed<'a> {
     bytes: &'a dyn WeightBytes,
     file: &'a [u8],
-    release: bool,
+    release_chunk: Option<usize>,
+    /// The range handed out last, released at the next request when capped.
+    last: Option<(usize, usize)>,
 }
 
 impl<'a> SliceFeed<'a> {
-    /// A feed over the whole file's bytes (the bytes the tensors were validated against).
-    pub fn new(bytes: &'a dyn WeightBytes, release: bool) -> Self {
-        SliceFeed { bytes, file: bytes.bytes(), release }
+    /// A feed over the whole file's bytes (the bytes the tensors were validated against);
+    /// `release_chunk` caps and releases the bytes handed out at once (see above).
+    pub fn new(bytes: &'a dyn WeightBytes, release_chunk: Option<usize>) -> Self {
+        SliceFeed { bytes, file: bytes.bytes(), release_chunk, last: None }
     }
 
-    fn advise_layer(&self, layer: &LayerTensors, r: Residency) {
+    fn prefetch_layer(&self, layer: &LayerTensors) {
         for t in layer.matrices() {
-            self.bytes.advise(t.offset, t.len, r);
+            self.bytes.advise(t.offset, t.len, Residency::WillNeed);
         }
     }
 }
 
 impl WeightFeed for SliceFeed<'_> {
     fn max_rows(&self, t: &TensorRef) -> usize {
-        t.rows
+        match self.release_chunk {
+            Some(chunk) => (chunk / t.row_bytes()).clamp(1, t.rows),
+            None => t.rows,
+        }
     }
 
     fn rows(&mut self, t: &TensorRef, rows: Range<usize>) -> Result<&[u8], GenerateError> {
         let rb = t.row_bytes();
         let start = t.offset + rows.start * rb;
-        Ok(&self.file[start..start + rows.len() * rb])
+        let len = rows.len() * rb;
+        if self.release_chunk.is_some() {
+            if let Some((offset, len)) = self.last.replace((start, len)) {
+                self.bytes.advise(offset, len, Residency::DontNeed);
+            }
+        }
+        Ok(&self.file[start..start + len])
     }
 
     fn begin_layer(&mut self, layer: usize, tensors: &ModelTensors) {
         let layers = &tensors.layers;
         match layers.get(layer + 1) {
-            Some(next) => self.advise_layer(next, Residency::WillNeed),
+            Some(next) => self.prefetch_layer(next),
             None => self.bytes.advise(tensors.output.offset, tensors.output.len, Residency::WillNeed),
-        }
-        if self.release {
-            match layer.checked_sub(1) {
-                Some(prev) => self.advise_layer(&layers[prev], Residency::DontNeed),
-                None => {
-                    // A new pass: the previous one's last layer and output head are done.
-                    if let Some(last) = layers.last() {
-                        self.advise_layer(last, Residency::DontNeed);
-                    }
-                    let out = &tensors.output;
-                    self.bytes.advise(out.offset, out.len, Residency::DontNeed);
-                }
-            }
         }
     }
 }

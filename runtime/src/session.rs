@@ -94,8 +94,9 @@ pub struct Session {
     scratch: Scratch,
     par: Box<dyn Parallel + Send>,
     precision: ActivationPrecision,
-    /// Whether to release each layer's weights after use (see [`SessionOptions::max_resident`]).
-    release: bool,
+    /// Bytes of weights handed out at once and released after use under a resident cap (see
+    /// [`SessionOptions::max_resident`]).
+    release: Option<usize>,
     /// Where weights come from when the model's bytes are not all in memory.
     stream: Option<Box<dyn WeightFeed + Send>>,
     /// Every token in the KV cache, in order.
@@ -123,7 +124,9 @@ impl Session {
             opts.context
         };
         let kv = KvCache::new(c.n_layers, ctx, c.kv_dim());
-        let release = opts.max_resident != 0 && model.meta().tensor_bytes > opts.max_resident as u64;
+        // Under a cap smaller than the model, weights pass through in slices of a quarter of it.
+        let release = (opts.max_resident != 0 && model.meta().tensor_bytes > opts.max_resident as u64)
+            .then_some((opts.max_resident / 4).max(1));
         let scratch = Scratch::new(&model, ctx, opts.batch.max(1));
         Session {
             model,
@@ -658,11 +661,6 @@ impl<'a> ByteReader<'a> {
         let mut a = [0u8; N];
         a.copy_from_slice(self.bytes(N, what)?);
         Ok(a)
-    }
-
-    /// A byte.
-    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, RestoreError> {
-        Ok(self.array::<1>(what)?[0])
     }
 
     /// A `u32`.
