@@ -14,11 +14,17 @@ bash scripts/fetch-model.sh
 step "no_std build for thumbv7em-none-eabihf"
 cargo build -q -p tern-kernels -p tern-runtime --no-default-features --target thumbv7em-none-eabihf
 
-step "aarch64 tests under qemu (baseline Armv8.0 CPU: cortex-a53)"
-QEMU_CPU=cortex-a53 cargo test -q -p tern-kernels -p tern-runtime --target aarch64-unknown-linux-gnu
+step "cargo check for Android and iOS"
+for target in aarch64-linux-android aarch64-apple-ios; do
+  cargo check -q -p tern-kernels -p tern-runtime --target "$target"
+done
 
-step "aarch64 tests under qemu (QEMU_CPU=max: dotprod, i8mm, fp16)"
-QEMU_CPU=max cargo test -q -p tern-kernels -p tern-runtime --target aarch64-unknown-linux-gnu
+# Under qemu: every kernel and runtime test, plus the end-to-end SmolLM2 check (short form).
+for cpu in cortex-a53 max; do
+  step "aarch64 tests under qemu (QEMU_CPU=$cpu)"
+  QEMU_CPU=$cpu cargo test -q -p tern-kernels -p tern-runtime --target aarch64-unknown-linux-gnu
+  QEMU_CPU=$cpu cargo test -q -p tern-tests --target aarch64-unknown-linux-gnu --test smollm2_exact short_
+done
 
 step "native workspace tests"
 cargo test --workspace

@@ -86,3 +86,26 @@ fn greedy_continuations_match_float64() {
         );
     }
 }
+
+/// A short version for emulated CPUs (qemu-aarch64 runs the NEON kernels end to end): the
+/// first prompt's logits at its last position and its first 4 greedy tokens.
+#[test]
+fn short_greedy_and_logits_match_float64() {
+    let f = fixture("smollm2_f64_logits.json");
+    let p = &f.get("greedy").get("prompts").arr()[0];
+    let expected = p.get("generated_ids").ids();
+    let mut s = session();
+    let mut logits = s.feed(&p.get("prompt_ids").ids()).unwrap().to_vec();
+    let top = &f.get("prompts").arr()[0];
+    assert_eq!(top.get("prompt_ids").ids(), p.get("prompt_ids").ids());
+    for pair in top.get("top_k").arr() {
+        let (id, r) = (pair.arr()[0].num() as usize, pair.arr()[1].num());
+        assert!((logits[id] as f64 - r).abs() < LOGIT_TOL, "logit of {id}: {} vs {r}", logits[id]);
+    }
+    for (i, &want) in expected.iter().take(4).enumerate() {
+        let id = argmax_logits(&logits);
+        assert_eq!(id, want, "greedy token {i}");
+        logits = s.feed(&[id]).unwrap().to_vec();
+    }
+    eprintln!("kernels: {:?}", smollm2().kernels().backend());
+}
