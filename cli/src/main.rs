@@ -8,13 +8,14 @@ mod inspect;
 mod json;
 mod perplexity;
 mod plan;
+mod quantize;
 mod run;
 mod stream;
 
 use std::process::ExitCode;
 
 fn usage() -> String {
-    let commands = [run::USAGE, chat::USAGE, perplexity::USAGE, inspect::USAGE, bench::USAGE, plan::USAGE];
+    let commands = [run::USAGE, chat::USAGE, perplexity::USAGE, inspect::USAGE, bench::USAGE, plan::USAGE, quantize::USAGE];
     format!("tern: run small language models offline\n\nusage:\n  {}\n", commands.join("\n  "))
 }
 
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         "perplexity" => perplexity::main(rest),
         "inspect" => inspect::main(rest),
         "bench" => bench::main(rest),
+        "quantize" => quantize::main(rest),
         "plan" => plan::main(rest),
         "help" | "--help" | "-h" => {
             print!("{}", usage());

@@ -1,8 +1,11 @@
 //! One table of kernel functions, chosen once and passed explicitly.
 //!
-//! [`Kernels::scalar`] fills every slot with the reference implementation; [`Kernels::best`]
-//! starts from it and lets each SIMD backend the CPU supports overwrite its slots. The model
-//! holds a `&Kernels`; there is no global state.
+//! [`Kernels::scalar`] fills every slot with the reference implementation; a SIMD [`Backend`]
+//! starts from it and overwrites the slots it implements, after checking that the CPU has its
+//! features (run-time detection with the `std` feature, the compile-time target features
+//! without). [`Kernels::best`] picks the best backend the CPU supports,
+//! [`Kernels::with_backend`] forces one (tests, `tern bench --kernels`). The model holds a
+//! `&Kernels`; there is no global state.
 
 use crate::format::Format;
 use crate::scalar;
@@ -11,6 +14,52 @@ use crate::scalar;
 pub type DotFn = fn(row: &[u8], x: &[f32]) -> f32;
 /// Dequantizes one row of weights (GGUF bytes of whole blocks) to f32.
 pub type DequantFn = fn(row: &[u8], out: &mut [f32]);
+/// Dot product of one row of weights with int8 activations: `xq` holds the
+/// [`scalar::BlockQ8Act`] blocks [`Kernels::quantize_act_q8`] wrote for the f32 activations.
+/// Activation codes must lie in [−127, 127], as the quantizer writes them: the SIMD paths rely
+/// on it to never saturate (a −128 gives an unspecified, memory-safe result).
+pub type DotQ8Fn = fn(row: &[u8], xq: &[u8]) -> f32;
+/// Dot product of two f32 vectors of equal length.
+pub type DotF32Fn = fn(a: &[f32], b: &[f32]) -> f32;
+/// `y[i] += a · x[i]`.
+pub type AxpyFn = fn(y: &mut [f32], a: f32, x: &[f32]);
+/// Quantizes f32 activations (a multiple of 32) to [`scalar::BlockQ8Act`] blocks
+/// ([`scalar::act_q8_bytes`] bytes).
+pub type QuantizeActFn = fn(x: &[f32], out: &mut [u8]);
+/// `y[r] = row r · x` for the `y.len()` rows of weights in `w` (whole rows, back to back):
+/// decoding's matrix-vector product, several rows per call so activation loads and per-block
+/// work are shared and the rows ahead are prefetched.
+pub type DotRowsFn = fn(w: &[u8], x: &[f32], y: &mut [f32]);
+/// `y[t·ldy + r] = row r · token t` for `m` weight rows in `w` and `n` rows of int8
+/// activations in `xq` ([`scalar::act_q8_bytes`] each): the int8 path's product for decoding
+/// (`n = 1`) and prompts, reusing each weight block across tokens.
+pub type GemmQ8Fn = fn(w: &[u8], m: usize, xq: &[u8], n: usize, y: &mut [f32], ldy: usize);
+/// `y[t·ldy + r] = a[r] · b[t]` for `m` rows of `a` and `n` rows of `b` of equal width: prompt
+/// processing with f32 activations, over weight rows dequantized once.
+pub type GemmF32Fn = fn(a: &[f32], m: usize, b: &[f32], n: usize, y: &mut [f32], ldy: usize);
+
+/// Dot product of one row of ternary weights (TQ1_0, TQ2_0, I2_S) with one token's per-token
+/// int8 activations, without the activation scale: bit-identical on every backend (see
+/// [`scalar::ActQ8Row`] and the exactness contract of `scalar::ternary_int8`).
+pub type DotQ8RowFn = fn(row: &[u8], act: &scalar::ActQ8Row<'_>) -> f32;
+/// Decodes one row of ternary weights to one code byte per weight and its block scales
+/// ([`scalar::unpack_tq2_0`]).
+pub type UnpackFn = fn(row: &[u8], codes: &mut [u8], scales: &mut [f32]);
+/// Rows × tokens of unpacked ternary codes against per-token int8 activations
+/// ([`scalar::gemm_codes_q8row`]).
+pub type GemmCodesFn = fn(
+    codes: &[u8],
+    rows: usize,
+    scales: &[f32],
+    acts: &[scalar::ActQ8Row<'_>],
+    out: &mut [f32],
+);
+/// Builds one token's ternary lookup tables ([`scalar::lut_tables`]).
+pub type LutTablesFn = fn(qs: &[i8], tables: &mut [u8]);
+/// One 32-row index tile against one token's lookup tables ([`scalar::lut_gemv`]).
+pub type LutGemvFn = fn(tile: &[u8], tables: &[u8], scales: &[f32], out: &mut [f32; 32]);
+/// One 32-row index tile back to row-major codes ([`scalar::lut_unpack_tile`]).
+pub type LutUnpackFn = fn(tile: &[u8], codes: &mut [u8]);
 
 /// A kernel function with the name `tern inspect` and `tern bench` print.
 #[derive(Clone, Copy, Debug)]
@@ -28,12 +77,88 @@ pub struct FormatKernels {
     pub dot: Named<DotFn>,
     /// Row → f32.
     pub dequant: Named<DequantFn>,
+    /// Row · int8 activations (the fast path), for formats that have one.
+    pub dot_q8: Option<Named<DotQ8Fn>>,
+    /// Many rows · f32 activations, for formats that have a multi-row kernel (the runtime
+    /// loops over `dot` otherwise).
+    pub dot_rows: Option<Named<DotRowsFn>>,
+    /// Many rows · many int8 activation rows, for formats that have one (the runtime loops
+    /// over `dot_q8` otherwise).
+    pub gemm_q8: Option<Named<GemmQ8Fn>>,
+    /// Ternary formats: row · per-token int8 activations (BitNet's integer path).
+    pub dot_q8_row: Option<Named<DotQ8RowFn>>,
+    /// Ternary formats: row → one code byte per weight and block scales.
+    pub unpack: Option<Named<UnpackFn>>,
 }
 
 impl FormatKernels {
     /// The two kernels every format has; optional slots start empty.
     pub const fn new(dot: Named<DotFn>, dequant: Named<DequantFn>) -> Self {
-        FormatKernels { dot, dequant }
+        FormatKernels {
+            dot,
+            dequant,
+            dot_q8: None,
+            dot_rows: None,
+            gemm_q8: None,
+            dot_q8_row: None,
+            unpack: None,
+        }
+    }
+}
+
+/// A set of kernel implementations, named as `--kernels` names them.
+///
+/// Each SIMD backend includes the ones it builds on: [`Backend::AvxVnni`] is
+/// [`Backend::Avx2`] with VNNI int8 dots, [`Backend::NeonDotprod`] is [`Backend::Neon`] with
+/// `sdot` int8 dots. Slots a backend does not implement stay scalar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backend {
+    /// The reference kernels, on every CPU.
+    Scalar,
+    /// x86_64 AVX2 + FMA + F16C.
+    Avx2,
+    /// AVX2 with AVX-VNNI (`vpdpbusd`, VEX) int8 dots.
+    AvxVnni,
+    /// AVX2 with AVX512-VNNI + AVX512-VL (`vpdpbusd` on 256-bit registers) int8 dots.
+    Avx512Vnni,
+    /// aarch64 NEON (Advanced SIMD, every ARMv8-A core).
+    Neon,
+    /// NEON with the ARMv8.2 dot product extension (`sdot`) for the int8 dots.
+    NeonDotprod,
+}
+
+impl Backend {
+    /// Every backend, best first: the order [`Kernels::best`] tries them in.
+    pub const ALL: [Backend; 6] = [
+        Backend::AvxVnni,
+        Backend::Avx512Vnni,
+        Backend::Avx2,
+        Backend::NeonDotprod,
+        Backend::Neon,
+        Backend::Scalar,
+    ];
+
+    /// The name `--kernels` takes.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Backend::Scalar => "scalar",
+            Backend::Avx2 => "avx2",
+            Backend::AvxVnni => "avxvnni",
+            Backend::Avx512Vnni => "avx512vnni",
+            Backend::Neon => "neon",
+            Backend::NeonDotprod => "neon-dotprod",
+        }
+    }
+
+    /// The backend called `name` (see [`Backend::name`]).
+    pub fn from_name(name: &str) -> Option<Backend> {
+        Backend::ALL.into_iter().find(|b| b.name() == name)
+    }
+
+    /// Whether this CPU (and this build's architecture) supports the backend.
+    pub fn is_available(self) -> bool {
+        Kernels::with_backend(self).is_some()
     }
 }
 
@@ -41,6 +166,17 @@ impl FormatKernels {
 #[derive(Clone, Debug)]
 pub struct Kernels {
     formats: [FormatKernels; Format::COUNT],
+    /// f32 · f32: attention scores, and batched matmul after dequantization.
+    pub dot_f32: Named<DotF32Fn>,
+    /// `y += a·x`: attention's weighted sum of values.
+    pub axpy: Named<AxpyFn>,
+    /// f32 rows × f32 rows: prompt processing over dequantized weights.
+    pub gemm_f32: Named<GemmF32Fn>,
+    /// The format-independent ternary kernels: batched integer GEMM and lookup tables.
+    pub ternary: TernaryKernels,
+    /// f32 activations → int8 blocks for the `dot_q8` slots.
+    pub quantize_act_q8: Named<QuantizeActFn>,
+    backend: Backend,
 }
 
 macro_rules! named {
@@ -101,21 +237,76 @@ impl Kernels {
                 ),
             }
         };
-        Kernels {
+        let mut k = Kernels {
             formats: Format::ALL.map(fk),
-        }
+            dot_f32: named!(scalar::dot_f32, "dot_f32/scalar"),
+            axpy: named!(scalar::axpy, "axpy/scalar"),
+            gemm_f32: named!(scalar::gemm_f32, "gemm_f32/scalar"),
+            quantize_act_q8: named!(scalar::quantize_act_q8, "quantize_act_q8/scalar"),
+            ternary: TernaryKernels::scalar(),
+            backend: Backend::Scalar,
+        };
+        // The int8 path's references: optional slots, so set here rather than in `new`.
+        k.format_mut(Format::Q4_0).dot_q8 = Some(named!(scalar::dot_q4_0_q8, "dot_q4_0_q8/scalar"));
+        k.format_mut(Format::Q4_1).dot_q8 = Some(named!(scalar::dot_q4_1_q8, "dot_q4_1_q8/scalar"));
+        k.format_mut(Format::Q8_0).dot_q8 = Some(named!(scalar::dot_q8_0_q8, "dot_q8_0_q8/scalar"));
+        // Multi-row kernels (decode and prompt products), defined by loops over the above.
+        let f = k.format_mut(Format::Q4_0);
+        f.dot_rows = Some(named!(scalar::dot_rows_q4_0_f32, "dot_rows_q4_0_f32/scalar"));
+        f.gemm_q8 = Some(named!(scalar::gemm_q4_0_q8, "gemm_q4_0_q8/scalar"));
+        let f = k.format_mut(Format::Q4_1);
+        f.dot_rows = Some(named!(scalar::dot_rows_q4_1_f32, "dot_rows_q4_1_f32/scalar"));
+        f.gemm_q8 = Some(named!(scalar::gemm_q4_1_q8, "gemm_q4_1_q8/scalar"));
+        let f = k.format_mut(Format::Q8_0);
+        f.dot_rows = Some(named!(scalar::dot_rows_q8_0_f32, "dot_rows_q8_0_f32/scalar"));
+        f.gemm_q8 = Some(named!(scalar::gemm_q8_0_q8, "gemm_q8_0_q8/scalar"));
+        // Ternary formats' per-token int8 path (BitNet b1.58).
+        let t = k.format_mut(Format::TQ1_0);
+        t.dot_q8_row = Some(named!(scalar::dot_tq1_0_q8row, "dot_tq1_0_q8row/scalar"));
+        t.unpack = Some(named!(scalar::unpack_tq1_0, "unpack_tq1_0/scalar"));
+        let t = k.format_mut(Format::TQ2_0);
+        t.dot_q8_row = Some(named!(scalar::dot_tq2_0_q8row, "dot_tq2_0_q8row/scalar"));
+        t.unpack = Some(named!(scalar::unpack_tq2_0, "unpack_tq2_0/scalar"));
+        let t = k.format_mut(Format::I2_S);
+        t.dot_q8_row = Some(named!(scalar::dot_i2_s_q8row, "dot_i2_s_q8row/scalar"));
+        t.unpack = Some(named!(scalar::unpack_i2_s, "unpack_i2_s/scalar"));
+        k
     }
 
-    /// The fastest kernels this CPU supports (detected at run time with `std`, from target
-    /// features without it).
+    /// The fastest kernels this CPU supports: the first of [`Backend::ALL`] it has (detected
+    /// once, at run time with `std`, from target features without it).
     pub fn best() -> Self {
-        Self::scalar()
+        Backend::ALL
+            .into_iter()
+            .find_map(Self::with_backend)
+            .unwrap_or_else(Self::scalar)
+    }
+
+    /// `backend`'s kernels (scalar where it has none), or `None` when this CPU or build lacks
+    /// its features.
+    pub fn with_backend(backend: Backend) -> Option<Self> {
+        let mut k = Self::scalar();
+        if !crate::arch::install(backend, &mut k) {
+            return None;
+        }
+        k.backend = backend;
+        Some(k)
+    }
+
+    /// The backend this table was built for.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// The kernels of `format`.
     #[inline]
     pub fn format(&self, format: Format) -> &FormatKernels {
         &self.formats[format.index()]
+    }
+
+    /// The kernels of `format`, to overwrite (the `arch` backends).
+    pub(crate) fn format_mut(&mut self, format: Format) -> &mut FormatKernels {
+        &mut self.formats[format.index()]
     }
 
     /// Dot product of a row of `format` weights with `x`.
@@ -130,10 +321,43 @@ impl Kernels {
         (self.formats[format.index()].dequant.f)(row, out)
     }
 
+    /// Dot product of a row of `format` weights with int8 activations `xq` (from
+    /// [`Kernels::quantize_act_q8`]), or `None` when the format has no int8 kernel.
+    #[inline]
+    pub fn dot_q8(&self, format: Format, row: &[u8], xq: &[u8]) -> Option<f32> {
+        self.formats[format.index()].dot_q8.map(|k| (k.f)(row, xq))
+    }
+
     /// `(format, dot kernel name)` for every format, for reports.
     pub fn names(&self) -> impl Iterator<Item = (Format, &'static str)> + '_ {
         Format::ALL
             .iter()
             .map(move |&f| (f, self.format(f).dot.name))
+    }
+}
+
+/// The ternary kernels that do not depend on the weight format: they work on unpacked codes or
+/// on the lookup-table index layout the runtime repacks weights into at load.
+#[derive(Clone, Copy, Debug)]
+pub struct TernaryKernels {
+    /// Rows × tokens over unpacked codes: batched prompt processing.
+    pub gemm_codes: Named<GemmCodesFn>,
+    /// One token's activation codes → lookup tables.
+    pub lut_tables: Named<LutTablesFn>,
+    /// One index tile · one token's tables.
+    pub lut_gemv: Named<LutGemvFn>,
+    /// One index tile → codes, for the batched kernel.
+    pub lut_unpack: Named<LutUnpackFn>,
+}
+
+impl TernaryKernels {
+    /// The scalar references.
+    pub const fn scalar() -> Self {
+        TernaryKernels {
+            gemm_codes: named!(scalar::gemm_codes_q8row, "gemm_codes_q8row/scalar"),
+            lut_tables: named!(scalar::lut_tables, "lut_tables/scalar"),
+            lut_gemv: named!(scalar::lut_gemv, "lut_gemv/scalar"),
+            lut_unpack: named!(scalar::lut_unpack_tile, "lut_unpack_tile/scalar"),
+        }
     }
 }

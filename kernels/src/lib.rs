@@ -14,10 +14,11 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+mod arch;
 pub mod blocks;
 pub mod dispatch;
 pub mod format;
 pub mod scalar;
 
-pub use dispatch::Kernels;
+pub use dispatch::{Backend, Kernels};
 pub use format::Format;

@@ -33,7 +33,7 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 }
 
 fn hex_bytes(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex length");
+    assert!(s.len().is_multiple_of(2), "odd hex length");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
@@ -66,7 +66,11 @@ fn cases() -> Vec<Case> {
             input: field(l, "input_f32_le").map(hex_f32s),
         })
         .collect();
-    assert!(cases.len() >= 50, "fixture file lost cases: {}", cases.len());
+    assert!(
+        cases.len() >= 50,
+        "fixture file lost cases: {}",
+        cases.len()
+    );
     cases
 }
 
@@ -94,7 +98,12 @@ fn dequant_matches_gguf_py_bit_for_bit() {
     for c in cases() {
         let Some(expected) = &c.dequant else { continue };
         let f = c.format;
-        assert_eq!(c.bytes.len(), f.row_bytes(expected.len()).unwrap(), "{}", c.name);
+        assert_eq!(
+            c.bytes.len(),
+            f.row_bytes(expected.len()).unwrap(),
+            "{}",
+            c.name
+        );
         let mut got = vec![f32::from_bits(0x7FC0_1234); expected.len()];
         k.dequant(f, &c.bytes, &mut got);
         let bad: Vec<usize> = (0..got.len())
@@ -180,7 +189,12 @@ fn dot_matches_reference_dequant_within_bound() {
             let x = randoms(w.len(), 7 + i as u64);
             let got = k.dot(f, &c.bytes, &x);
             if w.iter().any(|v| !v.is_finite()) {
-                assert!(!got.is_finite(), "{label} {} {}: finite {got}", f.name(), c.name);
+                assert!(
+                    !got.is_finite(),
+                    "{label} {} {}: finite {got}",
+                    f.name(),
+                    c.name
+                );
                 continue;
             }
             let exact: f64 = w.iter().zip(&x).map(|(a, b)| *a as f64 * *b as f64).sum();
@@ -227,15 +241,45 @@ fn table_and_geometry_of_new_formats() {
     use core::mem::size_of;
     use tern_kernels::blocks::{BlockI2_S, BlockQ4_K, BlockQ6_K, BlockTQ1_0, BlockTQ2_0};
     let geometry = [
-        (Format::Q4_K, 256, size_of::<BlockQ4_K>(), "dot_q4_k_f32/scalar"),
-        (Format::Q6_K, 256, size_of::<BlockQ6_K>(), "dot_q6_k_f32/scalar"),
-        (Format::TQ1_0, 256, size_of::<BlockTQ1_0>(), "dot_tq1_0_f32/scalar"),
-        (Format::TQ2_0, 256, size_of::<BlockTQ2_0>(), "dot_tq2_0_f32/scalar"),
-        (Format::I2_S, 128, size_of::<BlockI2_S>(), "dot_i2_s_f32_unscaled/scalar"),
+        (
+            Format::Q4_K,
+            256,
+            size_of::<BlockQ4_K>(),
+            "dot_q4_k_f32/scalar",
+        ),
+        (
+            Format::Q6_K,
+            256,
+            size_of::<BlockQ6_K>(),
+            "dot_q6_k_f32/scalar",
+        ),
+        (
+            Format::TQ1_0,
+            256,
+            size_of::<BlockTQ1_0>(),
+            "dot_tq1_0_f32/scalar",
+        ),
+        (
+            Format::TQ2_0,
+            256,
+            size_of::<BlockTQ2_0>(),
+            "dot_tq2_0_f32/scalar",
+        ),
+        (
+            Format::I2_S,
+            128,
+            size_of::<BlockI2_S>(),
+            "dot_i2_s_f32_unscaled/scalar",
+        ),
     ];
     let k = Kernels::scalar();
     for (f, len, bytes, dot_name) in geometry {
-        assert_eq!((f.block_len(), f.block_bytes()), (len, bytes), "{}", f.name());
+        assert_eq!(
+            (f.block_len(), f.block_bytes()),
+            (len, bytes),
+            "{}",
+            f.name()
+        );
         assert_eq!(Format::ALL[f.index()], f);
         assert_eq!(k.format(f).dot.name, dot_name);
         assert_eq!(f.row_bytes(3 * len), Some(3 * bytes));

@@ -215,7 +215,13 @@ impl Model {
         n: usize,
         y: &mut [f32],
     ) -> Result<(), GenerateError> {
-        // BitNet b1.58 feeds ternary matrices int8 activations (per-token absmax).
+        // Ternary matrices with per-token int8 activations (BitNet, or `--precision int8`):
+        // integer and lookup-table kernels, see `crate::ternary`.
+        if let Some(done) = crate::ternary::project(self, feed, ex, w, x, n, y) {
+            return done;
+        }
+        // BitNet b1.58 feeds ternary matrices int8 activations (per-token absmax); emulated in
+        // f32 here when the integer path declined (non-finite activations).
         let quantized;
         let x = if self.config().arch.is_bitnet() && w.format.is_ternary() {
             let mut q = x[..n * w.cols].to_vec();

@@ -29,6 +29,7 @@ pub mod pool;
 pub mod sampler;
 pub mod session;
 pub mod source;
+pub mod ternary;
 pub mod tokenizer;
 pub mod weights;
 

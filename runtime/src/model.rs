@@ -11,6 +11,7 @@ use crate::config::ModelConfig;
 use crate::error::LoadError;
 use crate::gguf::{Gguf, GgufError};
 use crate::source::WeightSource;
+use crate::ternary::{TernaryKernel, TernaryState};
 use crate::tokenizer::{Tokenizer, TokenizerSpec};
 use crate::weights::ModelTensors;
 
@@ -75,6 +76,8 @@ pub struct Model {
     fingerprint: u64,
     /// The whole file in the address space; `None` for a model streamed from a source.
     weights: Option<Box<dyn WeightBytes>>,
+    /// Ternary matrices repacked for the lookup-table kernel, and the per-shape kernel choice.
+    ternary: TernaryState,
 }
 
 impl core::fmt::Debug for Model {
@@ -105,6 +108,7 @@ impl Model {
         let file = weights.bytes();
         let mut model = Self::from_header(file, &file, kernels, progress)?;
         model.weights = Some(weights);
+        model.set_ternary_kernel(TernaryKernel::Auto);
         Ok(model)
     }
 
@@ -174,6 +178,7 @@ impl Model {
             kernels,
             fingerprint,
             weights: None,
+            ternary: TernaryState::default(),
         })
     }
 
@@ -200,6 +205,21 @@ impl Model {
     /// The kernels this model computes with.
     pub fn kernels(&self) -> &Kernels {
         &self.kernels
+    }
+
+    /// Chooses the kernel of ternary matrix-vector products (repacking weights for
+    /// [`TernaryKernel::Lut`]; [`TernaryKernel::Auto`], the default at load, times both). Only
+    /// models whose whole file is in the address space are repacked; streamed ones stay MAD.
+    pub fn set_ternary_kernel(&mut self, kernel: TernaryKernel) {
+        self.ternary = match &self.weights {
+            Some(w) => TernaryState::build(&self.tensors, w.bytes(), &self.kernels, kernel),
+            None => TernaryState::default(),
+        };
+    }
+
+    /// The ternary kernel choices and repacked matrices.
+    pub fn ternary(&self) -> &TernaryState {
+        &self.ternary
     }
 
     /// The whole file in the address space, unless the model is streamed from a source.

@@ -1,39 +1,87 @@
 //! A small persistent thread pool for the forward pass (`std` only).
 //!
-//! A decode step runs a few hundred short parallel sections (one per matrix); starting threads
-//! for each would cost more than the work. Workers spin briefly on an epoch counter for the
-//! next job, then sleep on a condition variable, so an idle pool burns no CPU.
+//! A decode step runs a couple of hundred short parallel sections (one per matrix, or per fused
+//! group of matrices); starting threads for each would cost more than the work. So workers
+//! stay alive between sections: they spin briefly on the job word for the next section, then
+//! yield, then sleep on a condition variable, so an idle pool burns no CPU.
+//!
+//! Tasks are claimed one at a time from a shared counter, and the caller claims them too. The
+//! caller waits only for tasks that were *claimed*, never for a worker to wake up: when a
+//! worker is slow to notice a job (asleep, or descheduled on a busy phone), the caller simply
+//! runs the tasks itself. That is what keeps two threads from being slower than one on an
+//! oversubscribed machine.
+//!
+//! # The job word
+//!
+//! One `AtomicU64` holds `epoch (32 bits) | n_tasks (16 bits) | next (16 bits)`. A worker
+//! claims task `next` with a compare-exchange that also checks the epoch and the bound, so a
+//! late worker can never claim a task of a finished job: once a job's `next` reaches its
+//! `n_tasks`, no compare-exchange on that job's word can succeed again, and the next job has a
+//! new epoch. The job's task pointer is read between the load and the compare-exchange; a
+//! successful exchange proves no newer job was published in between (a newer job needs every
+//! task of this one claimed first), so the pointer is this job's, and the task stays alive
+//! because the caller waits until every claimed task has finished.
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use std::vec::Vec;
 
 use crate::parallel::Parallel;
 
-/// Spins before a worker sleeps: long enough to bridge the gap between two matrices of one
-/// token, short enough not to matter when generation stops.
-const SPIN_ITERS: u32 = 20_000;
+/// How long an idle worker polls for the next job before it sleeps: long enough to bridge the
+/// gap between two matrices of one token (microseconds) and between two tokens, short enough
+/// not to matter when generation stops.
+const SPIN_TIME: Duration = Duration::from_micros(200);
+/// Of that, how long it spins with `pause` before it starts yielding the core between polls
+/// (which lets other threads, such as a descheduled caller, run on a busy machine).
+const PURE_SPIN_TIME: Duration = Duration::from_micros(30);
+/// Polls between two looks at the clock.
+const POLLS_PER_CLOCK: u32 = 64;
+/// Most tasks one job word holds; larger `run`s are split into rounds.
+const MAX_TASKS: usize = u16::MAX as usize;
 
 type Task = dyn Fn(usize) + Sync;
 
+/// What workers need of the current job besides the job word: the task, behind a thin
+/// pointer (the caller's stack frame outlives every use, see the module docs).
 struct Job {
-    /// The caller's task, its lifetime erased; `run` does not return before every worker is
-    /// done with it.
     task: *const Task,
-    n_tasks: usize,
+    /// First task index of this round (rounds split jobs of more than [`MAX_TASKS`]).
+    base: usize,
+}
+
+/// The job word: `epoch | n_tasks | next`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Word(u64);
+
+impl Word {
+    fn new(epoch: u32, n_tasks: usize) -> Self {
+        debug_assert!(n_tasks <= MAX_TASKS);
+        Word(((epoch as u64) << 32) | ((n_tasks as u64) << 16))
+    }
+    fn epoch(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+    fn n_tasks(self) -> usize {
+        ((self.0 >> 16) & 0xFFFF) as usize
+    }
+    fn next(self) -> usize {
+        (self.0 & 0xFFFF) as usize
+    }
 }
 
 struct Shared {
-    /// Incremented once per job; workers wait for it to change.
-    epoch: AtomicUsize,
-    /// The current job, written only while no worker reads it (between jobs).
-    job: Mutex<Option<JobPtr>>,
-    /// Next task index to claim.
-    next: AtomicUsize,
-    /// Workers still busy with the current job.
-    busy: AtomicUsize,
+    /// The job word (see the module docs).
+    word: AtomicU64,
+    /// The current job, written before its epoch is published.
+    job: AtomicPtr<Job>,
+    /// Tasks of the current job that finished (claimed ones only ever finish).
+    done: AtomicUsize,
+    /// Workers asleep (or about to sleep) on `wake`.
+    sleepers: AtomicUsize,
     shutdown: AtomicBool,
     /// Set when a task panicked on a worker; `run` re-raises it on the caller.
     panicked: AtomicBool,
@@ -41,17 +89,12 @@ struct Shared {
     wake: Condvar,
 }
 
-#[derive(Clone, Copy)]
-struct JobPtr(*const Job);
-// SAFETY: the Job lives on the stack of `run`, which waits for all workers before returning.
-unsafe impl Send for JobPtr {}
-
 /// A fixed set of worker threads plus the calling thread.
 pub struct ThreadPool {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
-    /// Serializes callers: one job at a time.
-    caller: Mutex<()>,
+    /// Serializes callers: one job at a time. Holds the epoch of the last job.
+    caller: Mutex<u32>,
 }
 
 impl ThreadPool {
@@ -59,10 +102,10 @@ impl ThreadPool {
     /// one of them).
     pub fn new(threads: usize) -> Self {
         let shared = Arc::new(Shared {
-            epoch: AtomicUsize::new(0),
-            job: Mutex::new(None),
-            next: AtomicUsize::new(0),
-            busy: AtomicUsize::new(0),
+            word: AtomicU64::new(Word::new(0, 0).0),
+            job: AtomicPtr::new(core::ptr::null_mut()),
+            done: AtomicUsize::new(0),
+            sleepers: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
             sleep_lock: Mutex::new(()),
@@ -80,7 +123,7 @@ impl ThreadPool {
         ThreadPool {
             shared,
             workers,
-            caller: Mutex::new(()),
+            caller: Mutex::new(0),
         }
     }
 
@@ -90,54 +133,125 @@ impl ThreadPool {
     }
 }
 
-fn claim_and_run(shared: &Shared, job: &Job) {
-    // SAFETY: `run` keeps the task alive until `busy` drops to zero, after this returns.
-    let task = unsafe { &*job.task };
+/// Claims and runs tasks of job `epoch` until none is left. Returns the payload of the first
+/// task that panicked, after running the rest (a stopped claimer could leave tasks nobody
+/// else is awake to run).
+fn claim_and_run(shared: &Shared, epoch: u32) -> Option<std::boxed::Box<dyn std::any::Any + Send>> {
+    let mut payload = None;
     loop {
-        let i = shared.next.fetch_add(1, Ordering::Relaxed);
-        if i >= job.n_tasks {
-            break;
+        let w = Word(shared.word.load(Ordering::Acquire));
+        if w.epoch() != epoch || w.next() >= w.n_tasks() {
+            return payload;
         }
-        task(i);
+        let job = shared.job.load(Ordering::Acquire);
+        if shared
+            .word
+            .compare_exchange_weak(w.0, w.0 + 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            continue;
+        }
+        // SAFETY: the exchange succeeded on this job's word with `next < n_tasks`, so no newer
+        // job was published since the load above (module docs): `job` is this job's, and the
+        // caller keeps it and its task alive until `done` counts the task claimed here.
+        let job = unsafe { &*job };
+        // SAFETY: as above; the task reference was valid when `run` stored it.
+        let task = unsafe { &*job.task };
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| task(job.base + w.next()))) {
+            payload.get_or_insert(p);
+        }
+        shared.done.fetch_add(1, Ordering::Release);
     }
 }
 
 fn worker(shared: &Shared) {
-    let mut seen = 0usize;
+    let mut seen = Word(shared.word.load(Ordering::Acquire)).epoch();
     loop {
-        // Wait for a new epoch: spin first, then sleep.
-        let mut spins = 0u32;
-        loop {
+        // Wait for a new epoch: spin, then yield, then sleep.
+        let mut start = Instant::now();
+        let (mut polls, mut waited) = (0u32, Duration::ZERO);
+        let epoch = loop {
             if shared.shutdown.load(Ordering::Acquire) {
                 return;
             }
-            let e = shared.epoch.load(Ordering::Acquire);
+            let e = Word(shared.word.load(Ordering::Acquire)).epoch();
             if e != seen {
-                seen = e;
-                break;
+                break e;
             }
-            if spins < SPIN_ITERS {
-                spins += 1;
+            polls += 1;
+            if polls % POLLS_PER_CLOCK == 0 {
+                waited = start.elapsed();
+            }
+            if waited < PURE_SPIN_TIME {
                 core::hint::spin_loop();
+            } else if waited < SPIN_TIME {
+                std::thread::yield_now();
             } else {
-                let guard = shared.sleep_lock.lock().unwrap_or_else(|p| p.into_inner());
-                if shared.epoch.load(Ordering::Acquire) == seen
-                    && !shared.shutdown.load(Ordering::Acquire)
-                {
-                    drop(shared.wake.wait(guard));
-                }
+                sleep_until_new_epoch(shared, seen);
+                (start, polls, waited) = (Instant::now(), 0, Duration::ZERO);
+            }
+        };
+        seen = epoch;
+        if claim_and_run(shared, epoch).is_some() {
+            shared.panicked.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// Sleeps until the epoch differs from `seen` or the pool shuts down. The `sleepers` count
+/// and the epoch are a Dekker pair (both sequentially consistent): either this worker sees the
+/// new epoch, or the publisher sees `sleepers > 0` and notifies under the lock.
+fn sleep_until_new_epoch(shared: &Shared, seen: u32) {
+    let mut guard = shared.sleep_lock.lock().unwrap_or_else(|p| p.into_inner());
+    shared.sleepers.fetch_add(1, Ordering::SeqCst);
+    while Word(shared.word.load(Ordering::SeqCst)).epoch() == seen
+        && !shared.shutdown.load(Ordering::SeqCst)
+    {
+        guard = shared.wake.wait(guard).unwrap_or_else(|p| p.into_inner());
+    }
+    shared.sleepers.fetch_sub(1, Ordering::SeqCst);
+}
+
+impl ThreadPool {
+    /// Runs tasks `base..base + n` (`n ≤ MAX_TASKS`) as one job.
+    fn round(&self, epoch: &mut u32, base: usize, n: usize, task: &(dyn Fn(usize) + Sync)) {
+        let sh = &*self.shared;
+        // SAFETY (lifetime erasure): this function does not return, nor unwind, before `done`
+        // reaches `n`, i.e. before every task claimed by anyone has finished with `task`;
+        // panics in tasks are caught on workers and here alike and re-raised after the wait.
+        let task: *const Task =
+            unsafe { core::mem::transmute::<&(dyn Fn(usize) + Sync), &'static Task>(task) };
+        let job = Job { task, base };
+        *epoch = epoch.wrapping_add(1);
+        sh.done.store(0, Ordering::Relaxed);
+        sh.job.store(&job as *const Job as *mut Job, Ordering::Relaxed);
+        sh.word.store(Word::new(*epoch, n).0, Ordering::SeqCst);
+        if sh.sleepers.load(Ordering::SeqCst) > 0 {
+            let _g = sh.sleep_lock.lock().unwrap_or_else(|p| p.into_inner());
+            sh.wake.notify_all();
+        }
+        let mine = claim_and_run(sh, *epoch);
+        // Wait for tasks claimed by workers; yield after a moment, since a worker that holds a
+        // task but lost its core needs one to finish.
+        let start = Instant::now();
+        let (mut polls, mut yielding) = (0u32, false);
+        while sh.done.load(Ordering::Acquire) < n {
+            polls += 1;
+            if polls % POLLS_PER_CLOCK == 0 {
+                yielding = start.elapsed() >= PURE_SPIN_TIME;
+            }
+            if yielding {
+                std::thread::yield_now();
+            } else {
+                core::hint::spin_loop();
             }
         }
-        let ptr = *shared.job.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(JobPtr(job)) = ptr {
-            // SAFETY: the job outlives this use: `run` waits for `busy` to reach zero.
-            let job = unsafe { &*job };
-            let result = catch_unwind(AssertUnwindSafe(|| claim_and_run(shared, job)));
-            if result.is_err() {
-                shared.panicked.store(true, Ordering::Release);
-            }
+        if let Some(payload) = mine {
+            resume_unwind(payload);
         }
-        shared.busy.fetch_sub(1, Ordering::AcqRel);
+        if sh.panicked.swap(false, Ordering::AcqRel) {
+            panic!("a task panicked on a worker thread");
+        }
     }
 }
 
@@ -153,32 +267,12 @@ impl Parallel for ThreadPool {
             }
             return;
         }
-        let _one_job = self.caller.lock().unwrap_or_else(|p| p.into_inner());
-        // SAFETY (lifetime erasure): this function does not return, nor unwind, until every
-        // worker has decremented `busy`, i.e. finished with the task: panics in tasks are
-        // caught on workers and on this thread alike, and re-raised only after the wait.
-        let task: *const Task =
-            unsafe { core::mem::transmute::<&(dyn Fn(usize) + Sync), &'static Task>(task) };
-        let job = Job { task, n_tasks };
-        let sh = &*self.shared;
-        sh.next.store(0, Ordering::Relaxed);
-        sh.busy.store(self.workers.len(), Ordering::Release);
-        *sh.job.lock().unwrap_or_else(|p| p.into_inner()) = Some(JobPtr(&job));
-        {
-            let _g = sh.sleep_lock.lock().unwrap_or_else(|p| p.into_inner());
-            sh.epoch.fetch_add(1, Ordering::AcqRel);
-            sh.wake.notify_all();
-        }
-        let mine = catch_unwind(AssertUnwindSafe(|| claim_and_run(sh, &job)));
-        while sh.busy.load(Ordering::Acquire) != 0 {
-            core::hint::spin_loop();
-        }
-        *sh.job.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        if let Err(payload) = mine {
-            resume_unwind(payload);
-        }
-        if sh.panicked.swap(false, Ordering::AcqRel) {
-            panic!("a task panicked on a worker thread");
+        let mut epoch = self.caller.lock().unwrap_or_else(|p| p.into_inner());
+        let mut base = 0;
+        while base < n_tasks {
+            let n = (n_tasks - base).min(MAX_TASKS);
+            self.round(&mut epoch, base, n, task);
+            base += n;
         }
     }
 }
@@ -191,11 +285,77 @@ impl Drop for ThreadPool {
                 .sleep_lock
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            self.shared.shutdown.store(true, Ordering::Release);
+            self.shared.shutdown.store(true, Ordering::SeqCst);
             self.shared.wake.notify_all();
         }
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    #[test]
+    fn every_task_runs_once() {
+        let pool = ThreadPool::new(3);
+        for n in [0usize, 1, 2, 7, 64, 1000] {
+            let hits: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(0)).collect();
+            pool.run(n, &|i| {
+                hits[i].fetch_add(1, Ordering::Relaxed);
+            });
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "n = {n}");
+        }
+    }
+
+    #[test]
+    fn many_short_jobs_and_sleeping_workers() {
+        let pool = ThreadPool::new(2);
+        let sum = AtomicUsize::new(0);
+        for round in 0..2000 {
+            pool.run(5, &|i| {
+                sum.fetch_add(i + 1, Ordering::Relaxed);
+            });
+            if round % 500 == 0 {
+                // Let the worker fall asleep, so the next job must wake it (or run without it).
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        assert_eq!(sum.load(Ordering::Relaxed), 2000 * 15);
+    }
+
+    #[test]
+    fn more_tasks_than_one_word_holds() {
+        let pool = ThreadPool::new(2);
+        let n = MAX_TASKS + 10;
+        let count = AtomicUsize::new(0);
+        let last = AtomicUsize::new(0);
+        pool.run(n, &|i| {
+            count.fetch_add(1, Ordering::Relaxed);
+            last.fetch_max(i, Ordering::Relaxed);
+        });
+        assert_eq!(count.load(Ordering::Relaxed), n);
+        assert_eq!(last.load(Ordering::Relaxed), n - 1);
+    }
+
+    #[test]
+    fn a_panicking_task_panics_the_caller_and_the_pool_survives() {
+        let pool = ThreadPool::new(2);
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            pool.run(16, &|i| {
+                if i == 9 {
+                    panic!("task 9");
+                }
+            })
+        }));
+        assert!(r.is_err());
+        let count = AtomicUsize::new(0);
+        pool.run(16, &|_| {
+            count.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(count.load(Ordering::Relaxed), 16);
     }
 }

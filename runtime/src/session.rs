@@ -359,7 +359,7 @@ pub enum RestoreError {
     /// The snapshot was made with a different model (hyperparameters, vocabulary or tensor
     /// layout differ), whose KV cache means nothing to this one.
     ModelMismatch {
-        /// Fingerprint of this session's model ([`model_fingerprint`]).
+        /// Fingerprint of this session's model ([`Model::fingerprint`]).
         expected: u64,
         /// Fingerprint stored in the snapshot.
         found: u64,
@@ -406,67 +406,6 @@ impl core::fmt::Display for RestoreError {
 
 impl core::error::Error for RestoreError {}
 
-/// A fingerprint of what a KV cache depends on: FNV-1a (64-bit) of the hyperparameters, the
-/// tokenizer (kind, pre-tokenizer, special ids and every token's text), the layout of every
-/// tensor (format, shape, offset, length) and the norm weights (which tell fine-tunes of one
-/// base apart). Computed from the loaded model, so it works for memory-mapped and streamed
-/// models alike, in about a millisecond.
-///
-/// Any change to the hyperparameters, vocabulary or tensor layout changes it. The matrices'
-/// bytes are not hashed (reading them all would cost a second per save), so two files that
-/// differ only inside matrices of the same layout share a fingerprint.
-pub fn model_fingerprint(model: &Model) -> u64 {
-    let mut h = Fnv1a::new();
-    let c = model.config();
-    h.str(c.arch.name());
-    for v in [
-        c.n_layers,
-        c.dim,
-        c.ffn_dim,
-        c.n_heads,
-        c.n_kv_heads,
-        c.head_dim,
-        c.rope_dim,
-        c.rope_style as usize,
-        c.train_context,
-        c.vocab,
-    ] {
-        h.u64(v as u64);
-    }
-    h.f32s(&[c.rope_base, c.norm_eps]);
-    let tok = model.tokenizer();
-    h.str(tok.kind());
-    h.str(tok.pre());
-    for id in [tok.bos(), tok.eos(), tok.eot(), tok.unk(), tok.pad()] {
-        h.u64(id.map_or(u64::MAX, u64::from));
-    }
-    for id in 0..tok.vocab_size() {
-        h.str(tok.token_text(id as u32).unwrap_or(""));
-    }
-    let t = model.tensors();
-    let matrix = |h: &mut Fnv1a, m: &crate::weights::TensorRef| {
-        h.str(m.format.name());
-        for v in [m.cols, m.rows, m.offset, m.len] {
-            h.u64(v as u64);
-        }
-    };
-    matrix(&mut h, &t.token_embd);
-    matrix(&mut h, &t.output);
-    h.u64(u64::from(t.tied_output));
-    for l in &t.layers {
-        for m in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
-            matrix(&mut h, m);
-        }
-        h.f32s(&l.attn_norm);
-        h.f32s(&l.ffn_norm);
-    }
-    h.f32s(&t.output_norm);
-    if let Some(f) = &t.rope_freqs {
-        h.f32s(f);
-    }
-    h.finish()
-}
-
 impl Session {
     /// Forgets every token after the first `n` (nothing happens if there are `n` or fewer),
     /// so the next [`feed`](Self::feed) continues from position `n`. Their keys and values
@@ -478,11 +417,11 @@ impl Session {
         }
     }
 
-    /// Saves the session to bytes: a header (magic, [`SNAPSHOT_VERSION`], the
-    /// [`model_fingerprint`], shapes), the tokens, the logits after the last one, the keys and
-    /// values of the used positions, and a CRC-32 of everything before it. All numbers are
-    /// little-endian. About `2 · n_layers · kv_dim · 4` bytes per token (46 KB for
-    /// SmolLM2-135M).
+    /// Saves the session to bytes: a header (magic, [`SNAPSHOT_VERSION`], the model's
+    /// [`fingerprint`](Model::fingerprint), shapes), the tokens, the logits after the last one
+    /// (if any: none after a [`truncate`](Self::truncate)), the keys and values of the used
+    /// positions, and a CRC-32 of everything before it. All numbers are little-endian. About
+    /// `2 · n_layers · kv_dim · 4` bytes per token (46 KB for SmolLM2-135M).
     pub fn save(&self) -> Vec<u8> {
         let c = self.model.config();
         let (n_layers, kv_dim, n) = (c.n_layers, c.kv_dim(), self.tokens.len());
@@ -490,7 +429,7 @@ impl Session {
             Vec::with_capacity(64 + 4 * (n + self.logits.len() + 2 * n_layers * n * kv_dim));
         out.extend_from_slice(&SNAPSHOT_MAGIC);
         out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-        out.extend_from_slice(&model_fingerprint(&self.model).to_le_bytes());
+        out.extend_from_slice(&self.model.fingerprint().to_le_bytes());
         for v in [n_layers, kv_dim, c.vocab, n, self.logits.len()] {
             out.extend_from_slice(&(v as u64).to_le_bytes());
         }
@@ -515,7 +454,7 @@ impl Session {
         let body = check_snapshot(bytes, &SNAPSHOT_MAGIC, SNAPSHOT_VERSION)?;
         let mut r = ByteReader::new(&body[SNAPSHOT_MAGIC.len() + 4..]);
         let found = r.u64("fingerprint")?;
-        let expected = model_fingerprint(&self.model);
+        let expected = self.model.fingerprint();
         if found != expected {
             return Err(RestoreError::ModelMismatch { expected, found });
         }
@@ -566,11 +505,6 @@ impl Session {
                 return Err(RestoreError::Malformed { what: "token id" });
             }
             tokens.push(t);
-        }
-        if n > 0 && n_logits == 0 {
-            return Err(RestoreError::Malformed {
-                what: "logit count",
-            });
         }
         let logits = r.f32s(n_logits, "logits")?;
         // Valid: commit.
@@ -719,42 +653,6 @@ const CRC32_TABLE: [u32; 256] = {
     table
 };
 
-/// FNV-1a, 64-bit: a small, dependency-free hash for fingerprints (not for security).
-pub(crate) struct Fnv1a(u64);
-
-impl Fnv1a {
-    pub(crate) fn new() -> Self {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
-    }
-
-    pub(crate) fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    /// Hashes a length-prefixed string.
-    fn str(&mut self, s: &str) {
-        self.u64(s.len() as u64);
-        self.write(s.as_bytes());
-    }
-
-    fn u64(&mut self, v: u64) {
-        self.write(&v.to_le_bytes());
-    }
-
-    fn f32s(&mut self, xs: &[f32]) {
-        self.u64(xs.len() as u64);
-        for x in xs {
-            self.write(&x.to_bits().to_le_bytes());
-        }
-    }
-
-    pub(crate) fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 #[cfg(test)]
 mod snapshot_tests {
     use super::*;
@@ -764,19 +662,6 @@ mod snapshot_tests {
         // The standard check value of CRC-32/ISO-HDLC.
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
         assert_eq!(crc32(b""), 0);
-    }
-
-    #[test]
-    fn fnv1a_reference_values() {
-        // From the FNV reference test suite.
-        let h = |s: &[u8]| {
-            let mut f = Fnv1a::new();
-            f.write(s);
-            f.finish()
-        };
-        assert_eq!(h(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(h(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(h(b"foobar"), 0x8594_4171_f739_67e8);
     }
 
     #[test]

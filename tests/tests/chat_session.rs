@@ -494,3 +494,25 @@ fn restore_rejects_foreign_or_damaged_snapshots() {
     s.restore(&good).unwrap();
     assert_eq!(s.tokens(), c.session().tokens());
 }
+
+#[test]
+fn empty_and_truncated_sessions_round_trip() {
+    let model = smollm2();
+    let opts = SessionOptions {
+        context: 64,
+        ..Default::default()
+    };
+    let mut s = Session::new(model.clone(), &opts);
+    let mut r = Session::new(model.clone(), &opts);
+    r.feed(&[7, 8]).unwrap();
+    r.restore(&s.save()).unwrap();
+    assert!(r.tokens().is_empty() && r.logits().is_none());
+
+    s.feed(&[1, 2, 3, 4]).unwrap();
+    s.truncate(2);
+    r.restore(&s.save()).unwrap();
+    assert_eq!(r.tokens(), &[1, 2]);
+    assert!(r.logits().is_none());
+    let a = s.feed(&[5]).unwrap().to_vec();
+    assert_eq!(r.feed(&[5]).unwrap(), &a[..]);
+}

@@ -11,6 +11,10 @@
 
 use crate::dispatch::{Backend, Kernels};
 
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[macro_use]
+mod wrappers;
+
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
 #[cfg(target_arch = "x86_64")]
@@ -18,6 +22,10 @@ mod x86_64;
 
 /// Installs `backend`'s kernels into `k` if this CPU supports it; returns whether it did.
 /// Backends of other architectures are never supported.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(unused_variables)
+)]
 pub(crate) fn install(backend: Backend, k: &mut Kernels) -> bool {
     match backend {
         Backend::Scalar => true,

@@ -213,7 +213,12 @@ mod tests {
             quantize_act_q8(&x, &mut xq);
             let acts: &[BlockQ8Act] = as_blocks(&xq).unwrap();
             let mut deq = vec![0.0f32; n];
-            type Kernel = (fn(&[f32], &mut [u8]), usize, fn(&[u8], &mut [f32]), fn(&[u8], &[u8]) -> f32);
+            type Kernel = (
+                fn(&[f32], &mut [u8]),
+                usize,
+                fn(&[u8], &mut [f32]),
+                fn(&[u8], &[u8]) -> f32,
+            );
             let kernels: [Kernel; 3] = [
                 (quantize_q4_0, 18, dequant_q4_0, dot_q4_0_q8),
                 (crate::scalar::quantize_q4_1, 20, dequant_q4_1, dot_q4_1_q8),
@@ -227,20 +232,35 @@ mod tests {
                 let bound: f64 = deq
                     .chunks(32)
                     .zip(acts)
-                    .map(|(w, a)| a.d() as f64 / 2.0 * w.iter().map(|v| v.abs() as f64).sum::<f64>())
+                    .map(|(w, a)| {
+                        a.d() as f64 / 2.0 * w.iter().map(|v| v.abs() as f64).sum::<f64>()
+                    })
                     .sum::<f64>()
                     * 1.001
                     + 1e-4;
                 let got = dot(&row, &xq) as f64;
-                assert!((got - exact).abs() <= bound, "n {n}: {got} vs {exact} ± {bound}");
+                assert!(
+                    (got - exact).abs() <= bound,
+                    "n {n}: {got} vs {exact} ± {bound}"
+                );
             }
         }
     }
 
     #[test]
     fn extreme_codes_stay_exact() {
-        let w = BlockQ8_0 { d: crate::blocks::F16Le::from_f32(1.0), qs: [-128; 32] };
-        let a = BlockQ8Act { d: 1.0f32.to_le_bytes(), s: [0; 4], qs: [-127; 32] };
-        assert_eq!(dot_q8_0_q8(as_bytes(&[w]), as_bytes(&[a])), (32 * 128 * 127) as f32);
+        let w = BlockQ8_0 {
+            d: crate::blocks::F16Le::from_f32(1.0),
+            qs: [-128; 32],
+        };
+        let a = BlockQ8Act {
+            d: 1.0f32.to_le_bytes(),
+            s: [0; 4],
+            qs: [-127; 32],
+        };
+        assert_eq!(
+            dot_q8_0_q8(as_bytes(&[w]), as_bytes(&[a])),
+            (32 * 128 * 127) as f32
+        );
     }
 }

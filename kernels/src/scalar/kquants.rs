@@ -101,9 +101,10 @@ pub fn dot_q4_k_f32(row: &[u8], x: &[f32]) -> f32 {
 /// Quantizes `x` (a multiple of 256 long) to Q4_K.
 ///
 /// Simpler than ggml's `quantize_row_q4_K_ref` (no iterative search): sub-block j covers
-/// `[min(x_min, 0), x_max]`; its min code is `ceil(−lo/dmin)` and its scale code
-/// `ceil((x_max + dmin·m)/(15·d))`, with `d` and `dmin` the f16 super-scales rounded up. The
-/// chosen range always contains the sub-block, so the error is at most half a step `d·sc/2`.
+/// `[lo, x_max]` with `lo = min(x_min, 0)`; its min code is `m = ceil(−lo/dmin)` and its scale
+/// code `sc = ceil((x_max + dmin·m)/(15·d))`, where `dmin = max(−lo)/63` and `d = max(need)/63`
+/// are rounded *up* to f16. The chosen range always contains the sub-block, so the error is at
+/// most half a step, `d·sc/2`.
 pub fn quantize_q4_k(x: &[f32], out: &mut [u8]) {
     let blocks: &mut [BlockQ4_K] = as_blocks_mut(out).expect("output is whole Q4_K blocks");
     assert_eq!(blocks.len() * QK_K, x.len());
@@ -249,7 +250,7 @@ pub fn dot_q6_k_f32(row: &[u8], x: &[f32]) -> f32 {
 /// Quantizes `x` (a multiple of 256 long) to Q6_K.
 ///
 /// Simpler than ggml's `quantize_row_q6_K_ref` (no iterative search): sub-block j needs a step
-/// of `max|x|/31`; its scale is the smallest positive int8 `sc` with `d·sc` at least that, `d`
+/// of `max|x|/31`; its scale is the smallest int8 `sc ≥ 0` with `d·sc` at least that, `d`
 /// being `max step / 127` rounded up to f16. Codes are rounded to nearest in −31..=31 (−32 is
 /// unused), so the error is at most half a step `d·sc/2`.
 pub fn quantize_q6_k(x: &[f32], out: &mut [u8]) {
@@ -313,5 +314,281 @@ fn f16_at_least(v: f32) -> F16Le {
         F16Le((h.to_bits() + 1).to_le_bytes())
     } else {
         F16Le(h.to_bits().to_le_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Element order from hand-built blocks, scale packing, and quantize → dequantize round
+    //! trips. Agreement with an independent implementation is `tests/formats_reference.rs`.
+
+    use super::*;
+    use crate::blocks::as_bytes;
+
+    extern crate alloc;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    /// Deterministic xorshift values in [-1, 1).
+    fn randoms(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// The dot kernel agrees with the f64 dot of the dequantized row of `n` weights (loose
+    /// relative bound; the derived bound is in the reference test).
+    fn check_dot(
+        dequant: fn(&[u8], &mut [f32]),
+        dot: fn(&[u8], &[f32]) -> f32,
+        row: &[u8],
+        n: usize,
+    ) {
+        let mut w = vec![0.0; n];
+        dequant(row, &mut w);
+        let x = randoms(n, 3);
+        let exact: f64 = w.iter().zip(&x).map(|(a, b)| *a as f64 * *b as f64).sum();
+        let mag: f64 = w
+            .iter()
+            .zip(&x)
+            .map(|(a, b)| (*a as f64 * *b as f64).abs())
+            .sum();
+        let got = dot(row, &x) as f64;
+        assert!(
+            (got - exact).abs() <= mag * 1e-4 + 1e-6,
+            "dot {got} vs {exact}"
+        );
+    }
+
+    #[test]
+    fn q4_k_scale_packing_hand_built() {
+        // Sub-blocks 0..4 in the low six bits of bytes 0..4 (scales) and 4..8 (mins); sub-blocks
+        // 4..8 split: low nibbles in bytes 8..12, top two bits in the top of bytes 0..8.
+        let s: [u8; 12] = [
+            1 | 0xC0, // sc[0] = 1, top bits of sc[4] = 0b11
+            2,
+            3,
+            4 | 0x40,  // top bits of sc[7] = 0b01
+            10,        // m[0]
+            11 | 0x80, // m[1], top bits of m[5] = 0b10
+            12,
+            13,
+            0x25, // sc[4] low nibble 5, m[4] low nibble 2
+            0x36,
+            0x47,
+            0x58,
+        ];
+        let want_sc = [1, 2, 3, 4, 0x35, 6, 7, 0x18];
+        let want_m = [10, 11, 12, 13, 2, 0x23, 4, 5];
+        for j in 0..8 {
+            assert_eq!(
+                scale_min_k4(j, &s),
+                (want_sc[j], want_m[j]),
+                "sub-block {j}"
+            );
+        }
+        assert_eq!(pack_scales_k4(&want_sc, &want_m), s);
+    }
+
+    #[test]
+    fn q4_k_scale_packing_every_value() {
+        for v in 0..64u8 {
+            let sc: [u8; 8] = core::array::from_fn(|j| (v + 7 * j as u8) % 64);
+            let m: [u8; 8] = core::array::from_fn(|j| (63 - v + 5 * j as u8) % 64);
+            let s = pack_scales_k4(&sc, &m);
+            for j in 0..8 {
+                assert_eq!(scale_min_k4(j, &s), (sc[j], m[j]));
+            }
+        }
+    }
+
+    #[test]
+    fn q4_k_element_order_and_values() {
+        // Scales 1..=8, mins 0 except sub-block 3 (min 2);
+        // byte 32c + l = (l % 16) | (15 − l % 16) << 4.
+        let sc = [1, 2, 3, 4, 5, 6, 7, 8];
+        let m = [0, 0, 0, 2, 0, 0, 0, 0];
+        let mut qs = [0u8; 128];
+        for (i, q) in qs.iter_mut().enumerate() {
+            let l = (i % 32) as u8 % 16;
+            *q = l | ((15 - l) << 4);
+        }
+        let b = BlockQ4_K {
+            d: F16Le::from_f32(0.5),
+            dmin: F16Le::from_f32(0.25),
+            scales: pack_scales_k4(&sc, &m),
+            qs,
+        };
+        let mut out = [0.0f32; QK_K];
+        dequant_q4_k(as_bytes(&[b]), &mut out);
+        for c in 0..4 {
+            for l in 0..32 {
+                let lo = (l % 16) as f32;
+                let (j0, j1) = (2 * c, 2 * c + 1);
+                let want0 = 0.5 * sc[j0] as f32 * lo - 0.25 * m[j0] as f32;
+                let want1 = 0.5 * sc[j1] as f32 * (15.0 - lo) - 0.25 * m[j1] as f32;
+                assert_eq!(out[64 * c + l], want0, "element {}", 64 * c + l);
+                assert_eq!(out[64 * c + 32 + l], want1, "element {}", 64 * c + 32 + l);
+            }
+        }
+        check_dot(dequant_q4_k, dot_q4_k_f32, as_bytes(&[b, b, b]), 3 * QK_K);
+    }
+
+    #[test]
+    fn q6_k_one_hot_every_element() {
+        // Code 32 (value 0) everywhere: low nibbles 0, every 2-bit high field 0b10. Then element
+        // e gets low nibble 5 (code 37, value 5) through the documented interleave.
+        let scales: [i8; 16] = core::array::from_fn(|j| j as i8 * 3 - 20);
+        for e in 0..QK_K {
+            let mut b = BlockQ6_K {
+                ql: [0; 128],
+                qh: [0b1010_1010; 64],
+                scales,
+                d: F16Le::from_f32(0.125),
+            };
+            let (h, r) = (e / 128, e % 128);
+            let (k, l) = (r / 32, r % 32);
+            let byte = 64 * h + l + 32 * (k % 2);
+            b.ql[byte] = if k < 2 { 5 } else { 5 << 4 };
+            let mut out = [1.0f32; QK_K];
+            dequant_q6_k(as_bytes(&[b]), &mut out);
+            for (i, &v) in out.iter().enumerate() {
+                let want = if i == e {
+                    0.125 * scales[e / 16] as f32 * 5.0
+                } else {
+                    0.0
+                };
+                assert_eq!(v, want, "one-hot {e}, element {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn q6_k_high_bits_and_extremes() {
+        // Low nibbles 15 and high fields 3: code 63 (+31); all zero: code 0 (−32).
+        let top = BlockQ6_K {
+            ql: [0xFF; 128],
+            qh: [0xFF; 64],
+            scales: [-128; 16],
+            d: F16Le::from_f32(1.0),
+        };
+        let bottom = BlockQ6_K {
+            ql: [0; 128],
+            qh: [0; 64],
+            scales: [127; 16],
+            d: F16Le::from_f32(-2.0),
+        };
+        let mut out = [0.0f32; 2 * QK_K];
+        dequant_q6_k(as_bytes(&[top, bottom]), &mut out);
+        assert!(out[..QK_K].iter().all(|&v| v == -128.0 * 31.0));
+        assert!(out[QK_K..].iter().all(|&v| v == -2.0 * 127.0 * -32.0));
+        check_dot(
+            dequant_q6_k,
+            dot_q6_k_f32,
+            as_bytes(&[top, bottom, top]),
+            3 * QK_K,
+        );
+    }
+
+    /// Rows of 1 and 3 blocks with sub-blocks of very different ranges.
+    fn test_rows() -> Vec<Vec<f32>> {
+        let mut rows = Vec::new();
+        for (n_blocks, seed) in [(1, 11u64), (3, 12), (1, 13)] {
+            let mut x = randoms(n_blocks * QK_K, seed);
+            for (i, v) in x.iter_mut().enumerate() {
+                // Sub-blocks of 16 weights scaled from 1e-3 to 10, some all positive.
+                let g = i / 16;
+                *v *= [1e-3, 0.05, 1.0, 10.0][g % 4];
+                if g % 5 == 0 {
+                    *v = v.abs() + 0.5;
+                }
+            }
+            rows.push(x);
+        }
+        rows.push(vec![0.0; QK_K]);
+        rows
+    }
+
+    #[test]
+    fn q4_k_quantize_roundtrip_within_half_step() {
+        for x in test_rows() {
+            let mut q = vec![0u8; x.len() / QK_K * 144];
+            quantize_q4_k(&x, &mut q);
+            let mut back = vec![f32::NAN; x.len()];
+            dequant_q4_k(&q, &mut back);
+            for (xb, wb) in x.chunks(QK_K).zip(back.chunks(QK_K)) {
+                // The quantizer's choices, bounded from the input alone (see its doc): step_j ≤
+                // need_j + d with need_j ≤ (range_j + dmin)/15, dmin and d within 2⁻¹⁰ of
+                // max(−lo)/63 and max(need)/63.
+                let sub: Vec<(f32, f32)> = xb
+                    .chunks(32)
+                    .map(|s| {
+                        let lo = s.iter().copied().fold(0.0f32, f32::min);
+                        (lo, s.iter().copied().fold(lo, f32::max))
+                    })
+                    .collect();
+                let dmin = sub.iter().fold(0.0f32, |a, s| a.max(-s.0)) / 63.0 * 1.001;
+                let need: Vec<f32> = sub.iter().map(|s| (s.1 - s.0 + dmin) / 15.0).collect();
+                let d = need.iter().fold(0.0f32, |a, &n| a.max(n)) / 63.0 * 1.001;
+                for (j, (xs, ws)) in xb.chunks(32).zip(wb.chunks(32)).enumerate() {
+                    let bound = (need[j] + d) / 2.0 * 1.001 + 1e-6;
+                    for (u, v) in xs.iter().zip(ws) {
+                        assert!(
+                            (u - v).abs() <= bound,
+                            "Q4_K sub-block {j}: {u} vs {v} ({bound})"
+                        );
+                    }
+                }
+            }
+            check_dot(dequant_q4_k, dot_q4_k_f32, &q, x.len());
+        }
+    }
+
+    #[test]
+    fn q6_k_quantize_roundtrip_within_half_step() {
+        for x in test_rows() {
+            let mut q = vec![0u8; x.len() / QK_K * 210];
+            quantize_q6_k(&x, &mut q);
+            let mut back = vec![f32::NAN; x.len()];
+            dequant_q6_k(&q, &mut back);
+            for (xb, wb) in x.chunks(QK_K).zip(back.chunks(QK_K)) {
+                let need: Vec<f32> = xb
+                    .chunks(16)
+                    .map(|s| s.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 31.0)
+                    .collect();
+                let d = need.iter().fold(0.0f32, |a, &n| a.max(n)) / 127.0 * 1.001;
+                for (j, (xs, ws)) in xb.chunks(16).zip(wb.chunks(16)).enumerate() {
+                    let bound = (need[j] + d) / 2.0 * 1.001 + 1e-6;
+                    for (u, v) in xs.iter().zip(ws) {
+                        assert!(
+                            (u - v).abs() <= bound,
+                            "Q6_K sub-block {j}: {u} vs {v} ({bound})"
+                        );
+                    }
+                }
+            }
+            check_dot(dequant_q6_k, dot_q6_k_f32, &q, x.len());
+        }
+    }
+
+    #[test]
+    fn f16_at_least_never_rounds_down() {
+        for v in randoms(10_000, 5) {
+            let v = v.abs() * 70_000.0;
+            let h = f16_at_least(v).to_f32();
+            assert!(h >= v);
+            if h > 0.0 {
+                // And no smaller half would do.
+                let below = half::f16::from_bits(half::f16::from_f32(h).to_bits() - 1).to_f32();
+                assert!(below < v, "{v}: {h}");
+            }
+        }
+        assert_eq!(f16_at_least(0.0).to_f32(), 0.0);
     }
 }

@@ -6,19 +6,25 @@
 
 mod act;
 mod float;
+mod gemm;
 mod kquants;
+mod lut_ternary;
 mod math;
 mod q4;
 mod q8;
 mod ternary;
+mod ternary_int8;
 
 pub use act::*;
 pub use float::*;
+pub use gemm::*;
 pub use kquants::*;
+pub use lut_ternary::*;
 pub use math::*;
 pub use q4::*;
 pub use q8::*;
 pub use ternary::*;
+pub use ternary_int8::*;
 
 #[cfg(test)]
 mod tests;

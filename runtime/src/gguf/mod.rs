@@ -11,6 +11,7 @@ mod error;
 mod tensor;
 mod types;
 mod value;
+pub mod write;
 
 #[cfg(test)]
 mod tests;

@@ -135,6 +135,13 @@ impl GgmlType {
             GgmlType::Q4_0 => Format::Q4_0,
             GgmlType::Q4_1 => Format::Q4_1,
             GgmlType::Q8_0 => Format::Q8_0,
+            GgmlType::Q4_K => Format::Q4_K,
+            GgmlType::Q6_K => Format::Q6_K,
+            GgmlType::TQ1_0 => Format::TQ1_0,
+            GgmlType::TQ2_0 => Format::TQ2_0,
+            // Rows are the packed codes only; the tensor's scale sits in its 32-byte trailer and
+            // the I2_S row kernels leave it to the caller.
+            GgmlType::I2_S => Format::I2_S,
             _ => return None,
         })
     }

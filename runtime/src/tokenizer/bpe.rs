@@ -18,6 +18,9 @@ use super::TokenizerError;
 /// "No symbol": a byte whose alphabet character is neither a token nor a merge part.
 const NONE: u32 = u32::MAX;
 
+/// Words up to this many bytes are merged in a stack array, longer ones with a heap.
+const SMALL: usize = 32;
+
 /// The merge table of a byte-level BPE model.
 #[derive(Clone, Debug)]
 pub(crate) struct Bpe {
@@ -110,6 +113,80 @@ impl Bpe {
                 return;
             }
         }
+        if word.len() <= SMALL {
+            self.merge_small(vocab, word, out);
+        } else {
+            self.merge_heap(vocab, word, out, s);
+        }
+    }
+
+    /// The merge of the pair of symbols `a`, `b` (`None` if either is not a symbol).
+    #[inline]
+    fn pair(&self, a: u32, b: u32) -> Option<Merge> {
+        if a == NONE || b == NONE {
+            None
+        } else {
+            self.merges.get(a, b)
+        }
+    }
+
+    /// Merging for short words: symbols in a small array, rescanned for the best pair
+    /// after each merge. Same result as [`merge_heap`](Self::merge_heap).
+    pub(crate) fn merge_small(&self, vocab: &Vocab, word: &[u8], out: &mut Vec<u32>) {
+        let n = word.len();
+        let mut ids = [NONE; SMALL];
+        for (slot, &b) in ids.iter_mut().zip(word) {
+            *slot = self.byte_sym[b as usize];
+        }
+        // merges[i]: the merge joining symbols i and i + 1.
+        let mut merges: [Option<Merge>; SMALL] = [None; SMALL];
+        for i in 0..n - 1 {
+            merges[i] = self.pair(ids[i], ids[i + 1]);
+        }
+        let mut len = n;
+        loop {
+            let mut best: Option<(usize, Merge)> = None;
+            for (i, m) in merges.iter().enumerate().take(len - 1) {
+                if let Some(m) = *m {
+                    let better = match best {
+                        None => true,
+                        Some((_, b)) => m.rank < b.rank,
+                    };
+                    if better {
+                        best = Some((i, m));
+                    }
+                }
+            }
+            let Some((i, m)) = best else { break };
+            ids[i] = m.result;
+            // Drop symbol i + 1.
+            ids.copy_within(i + 2..len, i + 1);
+            merges.copy_within(i + 2..len, i + 1);
+            len -= 1;
+            merges[len - 1] = None;
+            if i > 0 {
+                merges[i - 1] = self.pair(ids[i - 1], ids[i]);
+            }
+            if i + 1 < len {
+                merges[i] = self.pair(ids[i], ids[i + 1]);
+            } else {
+                merges[i] = None;
+            }
+        }
+        for &id in &ids[..len] {
+            emit(vocab, id, out);
+        }
+    }
+
+    /// Merging for long words: a linked list of symbols and a priority queue of
+    /// candidate merges (llama.cpp's algorithm).
+    pub(crate) fn merge_heap(
+        &self,
+        vocab: &Vocab,
+        word: &[u8],
+        out: &mut Vec<u32>,
+        s: &mut BpeScratch,
+    ) {
         if word.len() > u32::MAX as usize / 2 {
             return; // unreachable in practice: a single word of 2 GiB
         }
@@ -161,10 +238,7 @@ impl Bpe {
     #[inline]
     fn push_pair(&self, s: &mut BpeScratch, left: u32, right: u32) {
         let (l, r) = (s.symbols[left as usize], s.symbols[right as usize]);
-        if l.id == NONE || r.id == NONE {
-            return;
-        }
-        if let Some(m) = self.merges.get(l.id, r.id) {
+        if let Some(m) = self.pair(l.id, r.id) {
             let key = ((m.rank as u64) << 32) | left as u64;
             s.heap.push(Reverse((key, right, l.len + r.len, m.result)));
         }
@@ -281,7 +355,7 @@ mod tests {
     #[test]
     fn long_word() {
         let (v, bpe) = tiny();
-        let word: alloc::string::String = core::iter::repeat("hello").take(2000).collect();
+        let word = "hello".repeat(2000);
         let ids = enc(&v, &bpe, &word);
         assert_eq!(ids.len(), 2000);
         assert!(ids.iter().all(|&id| id == 11));

@@ -70,7 +70,7 @@ impl Arena {
     }
 
     /// Number of strings.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.ends.len()
     }

@@ -3,10 +3,10 @@
 //!
 //! Two tokenizer families (GGUF `tokenizer.ggml.model`):
 //!
-//! * `"gpt2"`: byte-level BPE. Text is cut around special tokens ([`special`]), split
-//!   into words by the pre-tokenizer named by `tokenizer.ggml.pre` ([`pretokenize`]),
-//!   and each word's bytes are merged by rank ([`bpe`]).
-//! * `"llama"`: SentencePiece-style BPE with scores ([`spm`]): spaces become `▁`, a `▁`
+//! * `"gpt2"`: byte-level BPE. Text is cut around special tokens (`special.rs`), split
+//!   into words by the pre-tokenizer named by `tokenizer.ggml.pre` (`pretokenize.rs`),
+//!   and each word's bytes are merged by rank (`bpe.rs`).
+//! * `"llama"`: SentencePiece-style BPE with scores (`spm.rs`): spaces become `▁`, a `▁`
 //!   is prepended to text that starts the input or follows a special token (when
 //!   `add_space_prefix`), and characters merge by score with `<0xXX>` byte fallback.
 //!
@@ -23,6 +23,10 @@
 //! * SentencePiece byte fallback uses the unknown token, then drops the byte, when the
 //!   vocabulary lacks `<0xXX>` (llama.cpp throws);
 //! * for `"llama"` models without token types, `<0xXX>` tokens are taken as byte tokens.
+//! * an empty token string never matches (llama.cpp renames it `[EMPTY_<id>]`).
+//!
+//! `\p{L}` / `\p{N}` / `\p{P}` come from Unicode 15.1 tables, as llama.cpp's do
+//! (`gen_unicode_tables.py` regenerates them).
 
 mod bpe;
 mod bytelevel;

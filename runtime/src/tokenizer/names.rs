@@ -101,8 +101,6 @@ const ALWAYS_RENDER_NAMES: &[&str] = &["<|channel|>", "<|message|>", "<|start|>"
 pub(crate) struct Detected {
     /// End of turn.
     pub(crate) eot: Option<u32>,
-    /// End of message.
-    pub(crate) eom: Option<u32>,
     /// Tokens that end generation, sorted, without duplicates.
     pub(crate) eog: Vec<u32>,
 }
@@ -186,7 +184,7 @@ pub(crate) fn detect(vocab: &mut Vocab, eos: Option<u32>, eot: Option<u32>) -> D
         has(vocab, &eog, "<|call|>") || has(vocab, &eog, "<|calls|>"),
         has(vocab, &eog, "<|flush|>"),
     );
-    if (ret && call) || (call && flush) {
+    if call && (ret || flush) {
         if let Some(pos) = eog.iter().position(|&id| text_is(vocab, id, "<|end|>")) {
             let id = eog.remove(pos);
             vocab.attrs[id as usize] = attr::USER_DEFINED;
@@ -199,7 +197,7 @@ pub(crate) fn detect(vocab: &mut Vocab, eos: Option<u32>, eot: Option<u32>) -> D
             vocab.attrs[id as usize] = attr::NORMAL;
         }
     }
-    Detected { eot, eom, eog }
+    Detected { eot, eog }
 }
 
 #[cfg(test)]
@@ -220,7 +218,6 @@ mod tests {
         let mut v = Vocab::new(&toks, None, Some(&[3, 3, 3, 3, 3, 1]));
         let d = detect(&mut v, Some(2), None);
         assert_eq!(d.eot, Some(0));
-        assert_eq!(d.eom, None);
         assert_eq!(d.eog, vec![0, 2, 4]);
     }
 
@@ -236,7 +233,6 @@ mod tests {
         let mut v = Vocab::new(&toks, None, Some(&[1, 1, 1, 1, 1]));
         let d = detect(&mut v, Some(4), Some(0));
         assert_eq!(d.eot, Some(0));
-        assert_eq!(d.eom, Some(2));
         assert_eq!(d.eog, vec![0, 1, 2, 4]);
         for id in 1..5 {
             assert!(v.has(id, attr::CONTROL), "{id}");

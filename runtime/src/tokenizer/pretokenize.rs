@@ -327,8 +327,8 @@ fn whitespace_tail(
 
 /// `\p{N}`: each number character is a piece, and so is each run between them.
 fn each_number(cls: &[u8], lo: usize, hi: usize, p: &mut Pieces<'_>) {
-    for i in lo..hi {
-        if cls[i] & NUMBER != 0 {
+    for (i, &c) in cls.iter().enumerate().take(hi).skip(lo) {
+        if c & NUMBER != 0 {
             p.add(i);
             p.add(i + 1);
         }
@@ -415,7 +415,8 @@ mod tests {
         assert_eq!(g("12345 abc123"), vec!["12345", " abc", "123"]);
         assert_eq!(g("trailing  "), vec!["trailing", "  "]);
         assert_eq!(g("a \tb"), vec!["a", " ", "\t", "b"]);
-        assert_eq!(g("x\r\ny"), vec!["x", "\r\n", "y"]);
+        // `\s+(?!\S)` gives up the "\n", which then matches `\s+` alone.
+        assert_eq!(g("x\r\ny"), vec!["x", "\r", "\n", "y"]);
         assert_eq!(
             g("hi!!! ?? (ok)"),
             vec!["hi", "!!!", " ??", " (", "ok", ")"]
@@ -423,7 +424,8 @@ mod tests {
         assert_eq!(g("' '"), vec!["'", " '"]);
         assert_eq!(g("'"), vec!["'"]);
         assert_eq!(g("can't"), vec!["can", "'t"]);
-        assert_eq!(g("'re're"), vec!["'re", "re"]);
+        assert_eq!(g("'re're"), vec!["'re", "'re"]);
+        assert_eq!(g("'rere"), vec!["'re", "re"]);
     }
 
     #[test]
@@ -488,6 +490,15 @@ mod tests {
         assert_eq!(q("12345"), vec!["1", "2", "3", "4", "5"]);
         assert_eq!(q("ab12"), vec!["ab", "1", "2"]);
         assert_eq!(q("It's 3pm"), vec!["It", "'s", " ", "3", "pm"]);
+        assert_eq!(
+            q("  hello   world\n\n  x"),
+            vec![" ", " hello", "  ", " world", "\n\n", " ", " x"]
+        );
+        assert_eq!(q("a\r\n\r\nb  "), vec!["a", "\r\n\r\n", "b", "  "]);
+        assert_eq!(
+            q("DON'T 我们 🦀\t1"),
+            vec!["DON", "'T", " 我们", " 🦀", "\t", "1"]
+        );
     }
 
     #[test]
@@ -499,5 +510,9 @@ mod tests {
         assert_eq!(d("a 12345"), vec!["a", " ", "123", "45"]);
         assert_eq!(d("x+=y`z"), vec!["x", "+=", "y", "`", "z"]);
         assert_eq!(d("€5"), vec!["€", "5"]);
+        assert_eq!(
+            d("  hello   world\n\n  x"),
+            vec![" ", " hello", "  ", " world", "\n\n ", " x"]
+        );
     }
 }

@@ -117,7 +117,6 @@ impl SpecialMatcher {
     }
 
     /// Whether any special token exists at all.
-    #[allow(dead_code)]
     pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -126,6 +125,10 @@ impl SpecialMatcher {
     pub(crate) fn partition(&self, text: &str, parse_special: bool, out: &mut Vec<Fragment>) {
         let bytes = text.as_bytes();
         if bytes.is_empty() {
+            return;
+        }
+        if self.is_empty() {
+            out.push(Fragment::Text(0, bytes.len()));
             return;
         }
         // Every occurrence of every allowed special token: (priority, start).
@@ -214,9 +217,9 @@ mod tests {
             parts(&m, t, true),
             vec![
                 Fragment::Token(1),
-                Fragment::Text(12, 20),
+                Fragment::Text(12, 19),
                 Fragment::Token(2),
-                Fragment::Text(30, 31)
+                Fragment::Text(29, 30)
             ]
         );
         // Without parse_special control tokens are plain text.

@@ -16,6 +16,11 @@ const NONE: u32 = u32::MAX;
 /// Byte fallback of a SentencePiece model.
 #[derive(Clone, Debug)]
 pub(crate) struct Spm {
+    /// Whether text may be cut before every `▁` that follows another character: true
+    /// when no token contains `▁` right after a character other than `▁`, as then no
+    /// merge can join the pieces on either side of such a cut. Cutting lets long texts
+    /// merge piece by piece instead of in one big queue, with the same result.
+    split_at_spaces: bool,
     /// Token for each byte: `<0xXX>`, else the one-byte string, else the unknown token,
     /// else [`NONE`] (the byte is dropped; llama.cpp would throw).
     byte_tokens: [u32; 256],
@@ -72,6 +77,9 @@ impl PartialEq for Bigram {
 
 impl Eq for Bigram {}
 
+/// UTF-8 of `▁` (U+2581), the escaped space.
+const SPACE: &[u8] = "\u{2581}".as_bytes();
+
 /// Hex digits of byte token names.
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
@@ -87,11 +95,39 @@ impl Spm {
                 .or(unk)
                 .unwrap_or(NONE);
         }
-        Spm { byte_tokens }
+        let split_at_spaces = (0..vocab.len() as u32).all(|id| {
+            let t = vocab.symbol_bytes(id);
+            !(1..t.len()).any(|i| t[i..].starts_with(SPACE) && !t[..i].ends_with(SPACE))
+        });
+        Spm {
+            split_at_spaces,
+            byte_tokens,
+        }
     }
 
     /// Tokenizes `text` (spaces already replaced by `▁`), appending ids to `out`.
     pub(crate) fn encode(&self, vocab: &Vocab, text: &str, out: &mut Vec<u32>, s: &mut SpmScratch) {
+        if !self.split_at_spaces {
+            self.encode_piece(vocab, text, out, s);
+            return;
+        }
+        let bytes = text.as_bytes();
+        let mut start = 0;
+        let mut i = 1;
+        while i < bytes.len() {
+            if bytes[i..].starts_with(SPACE) && !bytes[..i].ends_with(SPACE) {
+                self.encode_piece(vocab, text.get(start..i).unwrap_or(""), out, s);
+                start = i;
+                i += SPACE.len();
+            } else {
+                i += 1;
+            }
+        }
+        self.encode_piece(vocab, text.get(start..).unwrap_or(""), out, s);
+    }
+
+    /// Tokenizes a piece of text that no merge may cross.
+    fn encode_piece(&self, vocab: &Vocab, text: &str, out: &mut Vec<u32>, s: &mut SpmScratch) {
         if text.is_empty() || text.len() > u32::MAX as usize / 2 {
             return;
         }
@@ -234,5 +270,42 @@ mod tests {
         let v = vocab(&[("a", 0.0, 1)]);
         let spm = Spm::new(&v, None);
         assert_eq!(enc(&v, &spm, "aza"), vec![0, 0]);
+    }
+
+    #[test]
+    fn cutting_at_spaces_keeps_results() {
+        // A token spanning "a▁" forbids cutting there.
+        let v = vocab(&[("▁", -1.0, 1), ("a", -1.0, 1), ("a▁", -0.5, 1)]);
+        let spm = Spm::new(&v, None);
+        assert!(!spm.split_at_spaces);
+        assert_eq!(enc(&v, &spm, "▁a▁"), vec![0, 2]);
+
+        let v = vocab(&[
+            ("▁", -1.0, 1),
+            ("a", -1.0, 1),
+            ("▁a", -0.5, 1),
+            ("▁▁", -0.1, 1),
+            ("b", -2.0, 1),
+            ("ab", -0.3, 1),
+            ("▁▁a", -0.2, 1),
+            ("▁ab", -0.05, 1),
+        ]);
+        let spm = Spm::new(&v, None);
+        assert!(spm.split_at_spaces);
+        assert_eq!(enc(&v, &spm, "▁a▁▁a▁"), vec![2, 6, 0]);
+        // Cut and uncut agree on random strings.
+        let alphabet = ["▁", "a", "b", "c"];
+        let mut state = 1u32;
+        for _ in 0..3000 {
+            let mut text = alloc::string::String::new();
+            for _ in 0..(state % 13) {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                text.push_str(alphabet[(state >> 16) as usize % 4]);
+            }
+            state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let mut whole = Vec::new();
+            spm.encode_piece(&v, &text, &mut whole, &mut SpmScratch::default());
+            assert_eq!(enc(&v, &spm, &text), whole, "{text:?}");
+        }
     }
 }

@@ -115,6 +115,14 @@ fn tiny_llama() -> Tokenizer {
 }
 
 #[test]
+fn tokenizer_is_send_sync() {
+    fn check<T: Send + Sync + Clone + core::fmt::Debug>() {}
+    check::<Tokenizer>();
+    check::<StreamDecoder>();
+    check::<TokenizerError>();
+}
+
+#[test]
 fn spec_errors() {
     let base = || TokenizerSpec {
         model: "gpt2",
@@ -568,6 +576,11 @@ fn smollm2_metadata() -> Option<std::collections::BTreeMap<String, GgufValue>> {
 
 /// Builds a tokenizer from GGUF metadata, the way the GGUF glue is expected to.
 fn tokenizer_from_metadata(kv: &std::collections::BTreeMap<String, GgufValue>) -> Tokenizer {
+    Tokenizer::from_spec(spec_from_metadata(kv)).expect("building the tokenizer")
+}
+
+/// The tokenizer spec in GGUF metadata.
+fn spec_from_metadata(kv: &std::collections::BTreeMap<String, GgufValue>) -> TokenizerSpec<'_> {
     let s = |k: &str| match kv.get(k) {
         Some(GgufValue::Str(s)) => Some(s.as_str()),
         _ => None,
@@ -584,7 +597,7 @@ fn tokenizer_from_metadata(kv: &std::collections::BTreeMap<String, GgufValue>) -
         Some(GgufValue::Bool(b)) => Some(*b),
         _ => None,
     };
-    let spec = TokenizerSpec {
+    TokenizerSpec {
         model: s("tokenizer.ggml.model").unwrap_or(""),
         pre: s("tokenizer.ggml.pre"),
         tokens: strs("tokenizer.ggml.tokens"),
@@ -605,8 +618,7 @@ fn tokenizer_from_metadata(kv: &std::collections::BTreeMap<String, GgufValue>) -
         add_bos: flag("tokenizer.ggml.add_bos_token"),
         add_eos: flag("tokenizer.ggml.add_eos_token"),
         add_space_prefix: flag("tokenizer.ggml.add_space_prefix"),
-    };
-    Tokenizer::from_spec(spec).expect("building the SmolLM2 tokenizer")
+    }
 }
 
 #[test]
@@ -952,4 +964,132 @@ fn smollm2_long_text_roundtrip_and_speed() {
         let ids = t.encode(&s, false, false);
         assert_eq!(t.decode(&ids, true), s);
     }
+}
+
+#[test]
+fn small_and_heap_merging_agree() {
+    let Some(kv) = smollm2_metadata() else { return };
+    let t = tokenizer_from_metadata(&kv);
+    let Model::Bpe(bpe) = &t.model else { panic!() };
+    let mut texts = random_strings(9, 2000);
+    if let Ok(gpl) = std::fs::read_to_string("/usr/share/common-licenses/GPL-3") {
+        texts.push(gpl);
+    }
+    let mut scratch = bpe::BpeScratch::default();
+    let mut words = Vec::new();
+    for text in &texts {
+        words.clear();
+        pretokenize::split(PreKind::Gpt2, text, &mut PreScratch::default(), &mut words);
+        for &(a, b) in &words {
+            let w = &text.as_bytes()[a..b];
+            for len in 1..=w.len().min(32) {
+                let (mut x, mut y) = (Vec::new(), Vec::new());
+                bpe.merge_small(&t.vocab, &w[..len], &mut x);
+                bpe.merge_heap(&t.vocab, &w[..len], &mut y, &mut scratch);
+                assert_eq!(x, y, "{:?}", &w[..len]);
+            }
+        }
+    }
+}
+
+/// The SentencePiece-style vocabulary `testdata/make_llama_cpp_cases.py` derives from the
+/// SmolLM2 tokens: (tokens, scores, types).
+fn derived_spm_vocab(smol_tokens: &[&str]) -> (Vec<String>, Vec<f32>, Vec<i32>) {
+    let mut toks: Vec<String> = vec!["<unk>".into(), "<s>".into(), "</s>".into()];
+    toks.extend((0..256).map(|b| alloc::format!("<0x{b:02X}>")));
+    toks.extend(["[INST]".into(), "<tool>".into(), "<|im_end|>".into()]);
+    let mut types = vec![2, 3, 3];
+    types.extend([6; 256]);
+    types.extend([3, 4, 1]);
+    let mut seen: std::collections::BTreeSet<String> = toks.iter().cloned().collect();
+    for t in smol_tokens.iter().skip(17) {
+        let Some(bytes) = t
+            .chars()
+            .map(bytelevel::char_to_byte)
+            .collect::<Option<Vec<u8>>>()
+        else {
+            continue;
+        };
+        let Ok(s) = String::from_utf8(bytes) else {
+            continue;
+        };
+        let s = s.replace(' ', "\u{2581}");
+        if !s.is_empty() && seen.insert(s.clone()) {
+            toks.push(s);
+            types.push(1);
+        }
+    }
+    let mut scores = vec![0.0f32; 262];
+    scores.extend((0..toks.len() - 262).map(|i| -(i as f32 + 1.0)));
+    (toks, scores, types)
+}
+
+#[test]
+fn variants_match_llama_cpp() {
+    let Some(kv) = smollm2_metadata() else { return };
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tokenizer/testdata/llama_cpp_cases.jsonl");
+    let text = std::fs::read_to_string(&path).expect("reading llama_cpp_cases.jsonl");
+    let base = spec_from_metadata(&kv);
+    let (spm_toks, spm_scores, spm_types) = derived_spm_vocab(&base.tokens);
+    let build = |variant: &str| -> Tokenizer {
+        let mut spec = base.clone();
+        match variant {
+            "smollm" => {}
+            "nopre" => spec.pre = None,
+            "spm" => {
+                spec = TokenizerSpec {
+                    model: "llama",
+                    tokens: spm_toks.iter().map(String::as_str).collect(),
+                    scores: Some(spm_scores.clone()),
+                    token_types: Some(spm_types.clone()),
+                    bos: Some(1),
+                    eos: Some(2),
+                    unk: Some(0),
+                    pad: Some(0),
+                    ..Default::default()
+                };
+            }
+            pre => spec.pre = Some(pre),
+        }
+        Tokenizer::from_spec(spec).expect("building variant")
+    };
+    let mut cache: std::collections::BTreeMap<String, Tokenizer> = Default::default();
+    let (mut bad, mut n) = (Vec::new(), 0);
+    for line in text.lines() {
+        let j = parse_json(line);
+        let v = j.get("v").unwrap().str();
+        let t = cache.entry(v.to_string()).or_insert_with(|| build(v));
+        let s = j.get("t").unwrap().str();
+        let add = j.get("add").unwrap().bool();
+        let ps = j.get("ps").unwrap().bool();
+        let want: Vec<u32> = j
+            .get("ids")
+            .unwrap()
+            .arr()
+            .iter()
+            .map(|v| v.num() as u32)
+            .collect();
+        n += 1;
+        let got = t.encode(s, add, ps);
+        let dt = hex(&t.decode_bytes(&want, true));
+        let df = hex(&t.decode_bytes(&want, false));
+        if got != want || dt != j.get("dt").unwrap().str() || df != j.get("df").unwrap().str() {
+            bad.push(alloc::format!(
+                "{v} {s:?} add={add} ps={ps}: got {got:?} want {want:?}"
+            ));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} of {n} differ:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+    assert!(
+        cache.len() == 7,
+        "variants: {:?}",
+        cache.keys().collect::<Vec<_>>()
+    );
+    std::eprintln!("{n} llama.cpp cases over {} variants match", cache.len());
 }

@@ -73,7 +73,14 @@ impl Vocab {
                 None => attr::NORMAL,
             });
             let s = scores.map_or(0.0, |s| s[i]);
-            score_vec.push(if s.is_nan() { f32::NEG_INFINITY } else { s });
+            // NaN sorts last; -0.0 ties with 0.0 as in llama.cpp's `<` comparison.
+            score_vec.push(if s.is_nan() {
+                f32::NEG_INFINITY
+            } else if s == 0.0 {
+                0.0
+            } else {
+                s
+            });
         }
         Vocab {
             strings,
@@ -131,7 +138,7 @@ impl Vocab {
     }
 
     /// Number of tokens plus extra symbols.
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub(crate) fn n_symbols(&self) -> usize {
         self.strings.len()
     }

@@ -17,12 +17,15 @@ pub(crate) const AXPY_LANES: usize = 8;
 
 // ---- helpers -----------------------------------------------------------------------------
 
-/// An f16 scale as f32 (F16C `vcvtph2ps`; exact, subnormals included).
+/// An f16 scale as f32 in all 8 lanes (F16C `vcvtph2ps`; exact, subnormals included).
+///
+/// Broadcasting before converting keeps every lane defined: converting one lane lets the
+/// compiler merge the half into whatever register is free (`vpinsrw`), often the running
+/// accumulator, which chains every block's scale behind the previous block's FMA.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn f16(h: F16Le) -> f32 {
-    let bits = u16::from_le_bytes(h.0) as i32;
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits)))
+pub(super) fn f16x8(h: F16Le) -> __m256 {
+    _mm256_cvtph_ps(_mm_set1_epi16(i16::from_le_bytes(h.0)))
 }
 
 /// Sum of the 8 lanes.
@@ -114,7 +117,10 @@ pub(super) fn lut16(lut: &[i8; 16]) -> __m256i {
 fn nibbles(qs: &[u8; 16]) -> (__m128i, __m128i) {
     let q = load_16(qs);
     let m = _mm_set1_epi8(0x0F);
-    (_mm_and_si128(q, m), _mm_and_si128(_mm_srli_epi16::<4>(q), m))
+    (
+        _mm_and_si128(q, m),
+        _mm_and_si128(_mm_srli_epi16::<4>(q), m),
+    )
 }
 
 /// The 4-bit codes of a Q4 block as 32 bytes in element order.
@@ -161,7 +167,10 @@ fn dot32(w: [__m256; 4], x: [__m256; 4]) -> __m256 {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [_mm256_setzero_ps(); 4];
-    for (a, b) in a.chunks_exact(DOT_F32_LANES).zip(b.chunks_exact(DOT_F32_LANES)) {
+    for (a, b) in a
+        .chunks_exact(DOT_F32_LANES)
+        .zip(b.chunks_exact(DOT_F32_LANES))
+    {
         let (va, vb) = (load32(a), load32(b));
         for k in 0..4 {
             acc[k] = _mm256_fmadd_ps(va[k], vb[k], acc[k]);
@@ -177,7 +186,10 @@ pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     let va = _mm256_set1_ps(a);
-    for (y, x) in y.chunks_exact_mut(AXPY_LANES).zip(x.chunks_exact(AXPY_LANES)) {
+    for (y, x) in y
+        .chunks_exact_mut(AXPY_LANES)
+        .zip(x.chunks_exact(AXPY_LANES))
+    {
         // SAFETY: both chunks hold 8 floats, `y` exclusively borrowed; unaligned accesses.
         unsafe {
             let v = _mm256_fmadd_ps(va, _mm256_loadu_ps(x.as_ptr()), _mm256_loadu_ps(y.as_ptr()));
@@ -196,7 +208,7 @@ pub(crate) fn dot_q4_0_f32(blocks: &[BlockQ4_0], x: &[f32]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for (b, x) in blocks.iter().zip(x.chunks_exact(32)) {
         let p = dot32(lut4_f32(lut, &b.qs), load32(x));
-        acc = _mm256_fmadd_ps(p, _mm256_set1_ps(f16(b.d)), acc);
+        acc = _mm256_fmadd_ps(p, f16x8(b.d), acc);
     }
     hsum(acc)
 }
@@ -211,8 +223,8 @@ pub(crate) fn dot_q4_1_f32(blocks: &[BlockQ4_1], x: &[f32]) -> f32 {
         let [q2, q3] = i8x16_to_f32(hi);
         let x = load32(x);
         let sx = _mm256_add_ps(_mm256_add_ps(x[0], x[1]), _mm256_add_ps(x[2], x[3]));
-        acc_d = _mm256_fmadd_ps(dot32([q0, q1, q2, q3], x), _mm256_set1_ps(f16(b.d)), acc_d);
-        acc_m = _mm256_fmadd_ps(sx, _mm256_set1_ps(f16(b.m)), acc_m);
+        acc_d = _mm256_fmadd_ps(dot32([q0, q1, q2, q3], x), f16x8(b.d), acc_d);
+        acc_m = _mm256_fmadd_ps(sx, f16x8(b.m), acc_m);
     }
     hsum(_mm256_add_ps(acc_d, acc_m))
 }
@@ -226,7 +238,7 @@ pub(crate) fn dot_q8_0_f32(blocks: &[BlockQ8_0], x: &[f32]) -> f32 {
         let [w0, w1] = i8x16_to_f32(_mm256_castsi256_si128(w));
         let [w2, w3] = i8x16_to_f32(_mm256_extracti128_si256::<1>(w));
         let p = dot32([w0, w1, w2, w3], load32(x));
-        acc = _mm256_fmadd_ps(p, _mm256_set1_ps(f16(b.d)), acc);
+        acc = _mm256_fmadd_ps(p, f16x8(b.d), acc);
     }
     hsum(acc)
 }
@@ -240,7 +252,7 @@ pub(crate) fn dot_q8_0_f32(blocks: &[BlockQ8_0], x: &[f32]) -> f32 {
 pub(crate) fn dequant_q4_0(blocks: &[BlockQ4_0], out: &mut [f32]) {
     let lut = lut16(&Q4_0_VALUES);
     for (b, o) in blocks.iter().zip(out.chunks_exact_mut(32)) {
-        let d = _mm256_set1_ps(f16(b.d));
+        let d = f16x8(b.d);
         store32(o, lut4_f32(lut, &b.qs).map(|w| _mm256_mul_ps(w, d)));
     }
 }
@@ -249,7 +261,7 @@ pub(crate) fn dequant_q4_0(blocks: &[BlockQ4_0], out: &mut [f32]) {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn dequant_q4_1(blocks: &[BlockQ4_1], out: &mut [f32]) {
     for (b, o) in blocks.iter().zip(out.chunks_exact_mut(32)) {
-        let (d, m) = (_mm256_set1_ps(f16(b.d)), _mm256_set1_ps(f16(b.m)));
+        let (d, m) = (f16x8(b.d), f16x8(b.m));
         let (lo, hi) = nibbles(&b.qs);
         let [q0, q1] = i8x16_to_f32(lo);
         let [q2, q3] = i8x16_to_f32(hi);
@@ -261,7 +273,7 @@ pub(crate) fn dequant_q4_1(blocks: &[BlockQ4_1], out: &mut [f32]) {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn dequant_q8_0(blocks: &[BlockQ8_0], out: &mut [f32]) {
     for (b, o) in blocks.iter().zip(out.chunks_exact_mut(32)) {
-        let d = _mm256_set1_ps(f16(b.d));
+        let d = f16x8(b.d);
         let w = load_i8x32(&b.qs);
         let [w0, w1] = i8x16_to_f32(_mm256_castsi256_si128(w));
         let [w2, w3] = i8x16_to_f32(_mm256_extracti128_si256::<1>(w));
@@ -282,7 +294,10 @@ pub(crate) fn quantize_act_q8(x: &[f32], out: &mut [BlockQ8Act]) {
     for (b, x) in out.iter_mut().zip(x.chunks_exact(32)) {
         let v = load32(x);
         let a = v.map(|v| _mm256_andnot_ps(sign, v));
-        let amax = hmax(_mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3])));
+        let amax = hmax(_mm256_max_ps(
+            _mm256_max_ps(a[0], a[1]),
+            _mm256_max_ps(a[2], a[3]),
+        ));
         let (d, id) = act_scale(amax);
         let vid = _mm256_set1_ps(id);
         let q = v.map(|v| {

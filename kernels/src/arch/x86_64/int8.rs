@@ -14,8 +14,8 @@ macro_rules! int8_dots {
     ($features:literal, $dot_u8_i8:ident) => {
         use core::arch::x86_64::*;
 
-        use super::super::avx2::{f16, hsum, lut16, load_i8x32, nibbles256};
-        use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
+        use super::super::avx2::{f16x8, hsum, load_i8x32, lut16, nibbles256};
+        use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0, F16Le};
         use crate::scalar::{BlockQ8Act, Q4_0_VALUES};
 
         /// Σ w·a as eight i32 partial sums, for signed `w` and `a` in [−127, 127].
@@ -25,48 +25,70 @@ macro_rules! int8_dots {
             $dot_u8_i8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w))
         }
 
-        /// `acc + isum · scale`.
+        /// `acc + isum · d_w · d_a`.
         #[inline]
         #[target_feature(enable = $features)]
-        fn scale_add(acc: __m256, isum: __m256i, scale: f32) -> __m256 {
-            _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(scale), acc)
+        fn scale_add(acc: __m256, isum: __m256i, b: F16Le, a: &BlockQ8Act) -> __m256 {
+            let scale = _mm256_mul_ps(f16x8(b), _mm256_set1_ps(a.d()));
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc)
+        }
+
+        /// Folds `step` over the blocks into two accumulators, even and odd blocks, so one
+        /// block's FMA need not wait for the previous block's; returns their sum.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn fold2<B>(
+            blocks: &[B],
+            acts: &[BlockQ8Act],
+            step: impl Fn(__m256, &B, &BlockQ8Act) -> __m256,
+        ) -> __m256 {
+            let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            let (mut bs, mut xs) = (blocks.chunks_exact(2), acts.chunks_exact(2));
+            for (b, a) in (&mut bs).zip(&mut xs) {
+                acc0 = step(acc0, &b[0], &a[0]);
+                acc1 = step(acc1, &b[1], &a[1]);
+            }
+            if let (Some(b), Some(a)) = (bs.remainder().first(), xs.remainder().first()) {
+                acc0 = step(acc0, b, a);
+            }
+            _mm256_add_ps(acc0, acc1)
         }
 
         /// Q4_0 row · int8 activations: codes through the `vpshufb` codebook, then as Q8_0.
         #[target_feature(enable = $features)]
         pub(crate) fn dot_q4_0_q8(blocks: &[BlockQ4_0], acts: &[BlockQ8Act]) -> f32 {
             let lut = lut16(&Q4_0_VALUES);
-            let mut acc = _mm256_setzero_ps();
-            for (b, a) in blocks.iter().zip(acts) {
+            hsum(fold2(blocks, acts, |acc, b, a| {
                 let w = _mm256_shuffle_epi8(lut, nibbles256(&b.qs));
-                acc = scale_add(acc, isum_signed(w, load_i8x32(&a.qs)), f16(b.d) * a.d());
-            }
-            hsum(acc)
+                scale_add(acc, isum_signed(w, load_i8x32(&a.qs)), b.d, a)
+            }))
         }
 
         /// Q4_1 row · int8 activations: unsigned codes need no sign trick; the offset adds
-        /// `m·s` per block.
+        /// `m·s` per block, accumulated in every lane of a second vector (lane 0 is used).
         #[target_feature(enable = $features)]
         pub(crate) fn dot_q4_1_q8(blocks: &[BlockQ4_1], acts: &[BlockQ8Act]) -> f32 {
-            let mut acc = _mm256_setzero_ps();
-            let mut ms = 0.0f32;
-            for (b, a) in blocks.iter().zip(acts) {
+            let ms = fold2(blocks, acts, |ms, b, a| {
+                _mm256_fmadd_ps(f16x8(b.m), _mm256_set1_ps(a.s()), ms)
+            });
+            let qa = fold2(blocks, acts, |acc, b, a| {
                 let isum = $dot_u8_i8(nibbles256(&b.qs), load_i8x32(&a.qs));
-                acc = scale_add(acc, isum, f16(b.d) * a.d());
-                ms += f16(b.m) * a.s();
-            }
-            hsum(acc) + ms
+                scale_add(acc, isum, b.d, a)
+            });
+            hsum(qa) + _mm256_cvtss_f32(ms)
         }
 
         /// Q8_0 row · int8 activations.
         #[target_feature(enable = $features)]
         pub(crate) fn dot_q8_0_q8(blocks: &[BlockQ8_0], acts: &[BlockQ8Act]) -> f32 {
-            let mut acc = _mm256_setzero_ps();
-            for (b, a) in blocks.iter().zip(acts) {
-                let isum = isum_signed(load_i8x32(&b.qs), load_i8x32(&a.qs));
-                acc = scale_add(acc, isum, f16(b.d) * a.d());
-            }
-            hsum(acc)
+            hsum(fold2(blocks, acts, |acc, b, a| {
+                scale_add(
+                    acc,
+                    isum_signed(load_i8x32(&b.qs), load_i8x32(&a.qs)),
+                    b.d,
+                    a,
+                )
+            }))
         }
     };
 }

@@ -1,0 +1,256 @@
+// The Kotlin SDK on a desktop JVM against the x86_64 build of tern-ffi and the real model.
+// Run by scripts/test-kotlin.sh: args are the model path, a file holding the text the Rust
+// API generates for PROMPT (16 greedy tokens), and a scratch directory.
+package dev.tern.test
+
+import dev.tern.GenerateOptions
+import dev.tern.ModelOptions
+import dev.tern.TernModel
+import dev.tern.ffi.GenerationStats
+import dev.tern.ffi.LoadProgress
+import dev.tern.ffi.ModelSource
+import dev.tern.ffi.StopReason
+import dev.tern.ffi.TernException
+import dev.tern.ffi.TokenListener
+import dev.tern.ffi.loadModel
+import java.io.ByteArrayOutputStream
+import java.io.File
+import java.io.PrintStream
+import java.util.concurrent.LinkedBlockingQueue
+import java.util.concurrent.TimeUnit
+import kotlin.system.exitProcess
+import kotlinx.coroutines.CompletableDeferred
+import kotlinx.coroutines.CoroutineScope
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.async
+import kotlinx.coroutines.cancelAndJoin
+import kotlinx.coroutines.delay
+import kotlinx.coroutines.flow.toList
+import kotlinx.coroutines.launch
+import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.withTimeout
+
+const val PROMPT = "The capital of France is"
+val OPTIONS = ModelOptions(threads = 2u)
+fun greedy(n: Int) = GenerateOptions(maxTokens = n.toUInt(), temperature = 0f)
+
+class Failure(message: String) : Exception(message)
+
+fun check(condition: Boolean, message: () -> String) {
+    if (!condition) throw Failure(message())
+}
+
+inline fun <reified E : Throwable> expectThrows(block: () -> Any?): E {
+    try {
+        block()
+    } catch (e: Throwable) {
+        if (e is E) return e
+        throw Failure("expected ${E::class.simpleName}, got $e")
+    }
+    throw Failure("expected ${E::class.simpleName}, nothing was thrown")
+}
+
+// The README's example, verbatim.
+suspend fun demo(path: String) {
+    TernModel.load(path, ModelOptions(threads = 4u)).use { model ->
+        println("${model.info.architecture}: ${model.info.parameterCount} parameters")
+        model.newSession().use { session ->
+            session.generate("The capital of France is", GenerateOptions(maxTokens = 32u))
+                .collect { print(it) } // cancelling the collector cancels generation
+            println("\n${session.stats?.generationTokensPerSecond} tok/s")
+        }
+    }
+}
+
+fun main(args: Array<String>) {
+    val modelPath = args[0]
+    val expected = File(args[1]).readText()
+    val scratch = File(args[2]).apply { mkdirs() }
+    var passed = 0
+    var failed = 0
+    fun test(name: String, body: suspend CoroutineScope.() -> Unit) {
+        try {
+            runBlocking { withTimeout(120_000) { body() } }
+            println("ok    $name")
+            passed++
+        } catch (e: Throwable) {
+            println("FAIL  $name: $e")
+            failed++
+        }
+    }
+
+    val model = runBlocking { TernModel.load(modelPath, OPTIONS) }
+
+    test("model info") {
+        val info = model.info
+        check(info.architecture == "llama") { "architecture ${info.architecture}" }
+        check(info.quantization == "Q4_1") { "quantization ${info.quantization}" }
+        check(info.vocabSize == 49152u) { "vocab ${info.vocabSize}" }
+        check(info.hasChatTemplate) { "no chat template" }
+        check(info.parameterCount in 130_000_000uL..140_000_000uL) { "params ${info.parameterCount}" }
+        check(info.bytesPerToken > 50_000_000uL) { "bytes per token ${info.bytesPerToken}" }
+    }
+
+    test("16 greedy tokens equal the Rust API's") {
+        model.newSession().use { session ->
+            val text = session.generate(PROMPT, greedy(16)).toList().joinToString("")
+            check(text == expected) { "got '$text', expected '$expected'" }
+            val stats = session.stats ?: throw Failure("no stats")
+            check(stats.generatedTokens == 16u) { "$stats" }
+            check(stats.stopReason == StopReason.MAX_TOKENS) { "$stats" }
+            check(stats.generationTokensPerSecond > 0.0) { "$stats" }
+        }
+    }
+
+    test("async nextChunk stream gives the same text") {
+        model.newSession().use { session ->
+            val stream = session.native.stream(PROMPT, greedy(16))
+            val text = StringBuilder()
+            while (true) text.append(stream.nextChunk() ?: break)
+            stream.close()
+            check(text.toString() == expected) { "got '$text'" }
+        }
+    }
+
+    test("cancelling the collector from another coroutine stops native generation") {
+        model.newSession().use { session ->
+            val threeTokens = CompletableDeferred<Unit>()
+            var received = 0
+            val collector = launch(Dispatchers.Default) {
+                session.generate(PROMPT, greedy(400)).collect {
+                    received++
+                    if (received == 3) threeTokens.complete(Unit)
+                }
+            }
+            launch {
+                threeTokens.await()
+                collector.cancelAndJoin()
+            }.join()
+            while (session.isGenerating) delay(5)
+            val stats = session.stats ?: throw Failure("no stats")
+            check(stats.stopReason == StopReason.CANCELLED) { "$stats" }
+            check(stats.generatedTokens < 200u) { "kept generating: $stats" }
+            // The session is free again.
+            val more = session.generate(" Paris", greedy(2)).toList()
+            check(more.isNotEmpty()) { "no text after cancel" }
+        }
+    }
+
+    test("a second generation on a busy session throws SessionBusy") {
+        model.newSession().use { session ->
+            val first = CompletableDeferred<Unit>()
+            val job = launch(Dispatchers.Default) {
+                session.generate(PROMPT, greedy(400)).collect { first.complete(Unit) }
+            }
+            first.await()
+            expectThrows<TernException.SessionBusy> {
+                session.generate(PROMPT, greedy(1)).toList()
+            }
+            expectThrows<TernException.SessionBusy> { session.reset() }
+            job.cancelAndJoin()
+        }
+    }
+
+    test("two sessions generating at once give the right text") {
+        val sessions = List(2) { model.newSession() }
+        val texts = sessions.map { s ->
+            async(Dispatchers.Default) { s.generate(PROMPT, greedy(16)).toList().joinToString("") }
+        }.map { it.await() }
+        sessions.forEach { it.close() }
+        texts.forEach { check(it == expected) { "got '$it'" } }
+    }
+
+    test("a bad path throws FileNotFound") {
+        val e = expectThrows<TernException.FileNotFound> {
+            runBlocking { TernModel.load("$scratch/no-such-model.gguf") }
+        }
+        check(e.path.endsWith("no-such-model.gguf")) { e.path }
+    }
+
+    test("a file that is not GGUF throws NotGguf") {
+        val garbage = File(scratch, "garbage.gguf").apply { writeText("certainly not a model") }
+        expectThrows<TernException.NotGguf> { runBlocking { TernModel.load(garbage.path) } }
+    }
+
+    test("a truncated model throws Corrupt with an offset") {
+        val full = File(modelPath)
+        val truncated = File(scratch, "truncated.gguf")
+        full.inputStream().use { input ->
+            truncated.outputStream().use { out ->
+                val buf = ByteArray(1 shl 20)
+                var left = full.length() / 2
+                while (left > 0) {
+                    val n = input.read(buf, 0, minOf(buf.size.toLong(), left).toInt())
+                    out.write(buf, 0, n)
+                    left -= n
+                }
+            }
+        }
+        val e = expectThrows<TernException.Corrupt> {
+            runBlocking { TernModel.load(truncated.path) }
+        }
+        check(e.offset != null) { "no offset: $e" }
+    }
+
+    // Rust's panic hook prints the converted exception to stderr during this one.
+    test("an exception in a listener becomes TernException.Internal, not a crash") {
+        model.newSession().use { session ->
+            val errors = LinkedBlockingQueue<TernException>()
+            val listener = object : TokenListener {
+                override fun onToken(text: String) = throw IllegalStateException("app bug")
+                override fun onComplete(stats: GenerationStats) {}
+                override fun onError(error: TernException) {
+                    errors.put(error)
+                }
+            }
+            val handle = session.native.generate(PROMPT, greedy(8), listener)
+            val error = errors.poll(60, TimeUnit.SECONDS)
+            handle.close()
+            check(error is TernException.Internal) { "got $error" }
+            check("app bug" in error.toString()) { "message lost: $error" }
+        }
+    }
+
+    test("async load reports progress") {
+        val fractions = mutableListOf<Float>()
+        val loaded = TernModel.load(modelPath, OPTIONS) { synchronized(fractions) { fractions += it } }
+        loaded.use { check(it.info == model.info) { "different info" } }
+        synchronized(fractions) {
+            check(fractions.size > 10 && fractions.last() == 1f) { "$fractions" }
+            check(fractions.zipWithNext().all { (a, b) -> a <= b }) { "$fractions" }
+        }
+        val e = expectThrows<TernException.FileNotFound> {
+            runBlocking { loadModel(ModelSource.Path("$scratch/missing.gguf"), OPTIONS, null) }
+        }
+        check(e.path.endsWith("missing.gguf")) { e.path }
+    }
+
+    test("use {} destroys the native objects") {
+        val m = TernModel.load(modelPath, OPTIONS)
+        val s = m.use { it.newSession() }
+        check(m.native.uniffiIsDestroyed) { "model not destroyed" }
+        // The session keeps the weights alive.
+        val text = s.use { it.generate(PROMPT, greedy(4)).toList().joinToString("") }
+        check(expected.startsWith(text)) { "got '$text'" }
+        check(s.native.uniffiIsDestroyed) { "session not destroyed" }
+        expectThrows<IllegalStateException> { s.native.stats() }
+    }
+
+    test("the README example runs") {
+        val out = ByteArrayOutputStream()
+        val stdout = System.out
+        System.setOut(PrintStream(out, true))
+        try {
+            demo(modelPath)
+        } finally {
+            System.setOut(stdout)
+        }
+        val lines = out.toString().lines()
+        check(lines[0].matches(Regex("llama: 1[0-9]{8} parameters"))) { "printed $lines" }
+        check(lines.last { it.isNotEmpty() }.endsWith(" tok/s")) { "printed $lines" }
+    }
+
+    model.close()
+    println("$passed passed, $failed failed")
+    exitProcess(if (failed == 0) 0 else 1)
+}

@@ -1,0 +1,535 @@
+//! `tern quantize`: rewrite a GGUF model's weight matrices in another type.
+//!
+//! Every tensor is read (dequantized with the scalar reference kernels), and 2-D (or higher)
+//! tensors are requantized with the kernels' quantizers; 1-D tensors (norms, biases, BitNet's
+//! `.scale` tensors) are copied byte for byte, as is any tensor whose type does not change. All
+//! metadata is copied; `general.file_type` is set to the llama.cpp file type of `--type`.
+//!
+//! Which type each tensor gets:
+//! - `token_embd.weight` and `output.weight` (the embedding and the output head) get
+//!   `--embedding-type`, Q8_0 unless told otherwise (`keep` leaves them as they are): a
+//!   ternarized or 4-bit embedding costs far more quality than the bytes it saves, and llama.cpp's
+//!   quantizer likewise keeps the output head at higher precision.
+//! - every other tensor of 2+ dimensions gets `--type`, unless its rows do not divide into that
+//!   type's blocks (256 weights for TQ1_0/TQ2_0, 128 for I2_S, 32 for Q4_0/Q4_1/Q8_0). Those fall
+//!   back to `--fallback-type`, Q4_0 by default as in llama.cpp's quantizer for TQ1_0/TQ2_0
+//!   (`llama-quant.cpp`), and to F16 if even that does not divide. The summary names each one.
+//!
+//! Ternary types (`--type tq1_0|tq2_0|i2_s`) use BitNet b1.58's absmean rule per tensor: with
+//! `γ = mean |w|`, each weight becomes `t = round(clamp(w/γ, −1, 1))` (so |w| > γ/2 → ±1). The
+//! scale stored is the mean |w| over the weights that became ±1, the least-squares scale for those
+//! codes, rather than γ itself: on weights that are already ternary (`w = t·s`, some zero) it
+//! returns exactly `s` (γ would be `s` times the nonzero fraction), so converting between
+//! TQ1_0, TQ2_0 and I2_S is lossless. TQ1_0/TQ2_0 store that scale in every block's f16 `d`;
+//! I2_S stores it once as f32 after the codes (bitnet.cpp's layout: `n/4` code bytes, the scale,
+//! zero padding to `n/4 + 32`). A tensor that is already TQ1_0/TQ2_0 going to TQ1_0/TQ2_0 skips
+//! the absmean step: ggml's per-block rule (`d = max |w|`) re-encodes each block exactly, keeping
+//! per-block scales. A ternarized model that was not trained ternary talks nonsense, but it is a
+//! real file for every kernel.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use tern_kernels::blocks::F16Le;
+use tern_kernels::{scalar, Format, Kernels};
+use tern_runtime::fs::MappedFile;
+use tern_runtime::gguf::write::GgufWriter;
+use tern_runtime::gguf::{GgmlType, Gguf, TensorInfo, Value};
+use tern_runtime::model::WeightBytes;
+
+use crate::args::{opt, Args};
+
+pub const USAGE: &str = "tern quantize -m IN.gguf -o OUT.gguf --type tq2_0|tq1_0|i2_s|q4_0|q4_1|q8_0
+           [--embedding-type TYPE|keep (default q8_0)] [--fallback-type TYPE (default q4_0)]";
+
+/// Bytes after an I2_S tensor's packed codes: its f32 scale, then zero padding.
+const I2_S_TRAILER: usize = 32;
+
+/// The types `tern quantize` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types)] // GGUF's names (Q4_0, I2_S), as in `Format`.
+enum Target {
+    F32,
+    F16,
+    Q4_0,
+    Q4_1,
+    Q8_0,
+    TQ1_0,
+    TQ2_0,
+    I2_S,
+}
+
+impl Target {
+    const ALL: [Target; 8] = [
+        Target::TQ2_0,
+        Target::TQ1_0,
+        Target::I2_S,
+        Target::Q4_0,
+        Target::Q4_1,
+        Target::Q8_0,
+        Target::F16,
+        Target::F32,
+    ];
+
+    fn format(self) -> Format {
+        match self {
+            Target::F32 => Format::F32,
+            Target::F16 => Format::F16,
+            Target::Q4_0 => Format::Q4_0,
+            Target::Q4_1 => Format::Q4_1,
+            Target::Q8_0 => Format::Q8_0,
+            Target::TQ1_0 => Format::TQ1_0,
+            Target::TQ2_0 => Format::TQ2_0,
+            Target::I2_S => Format::I2_S,
+        }
+    }
+
+    fn ggml_type(self) -> GgmlType {
+        match self {
+            Target::F32 => GgmlType::F32,
+            Target::F16 => GgmlType::F16,
+            Target::Q4_0 => GgmlType::Q4_0,
+            Target::Q4_1 => GgmlType::Q4_1,
+            Target::Q8_0 => GgmlType::Q8_0,
+            Target::TQ1_0 => GgmlType::TQ1_0,
+            Target::TQ2_0 => GgmlType::TQ2_0,
+            Target::I2_S => GgmlType::I2_S,
+        }
+    }
+
+    /// The `general.file_type` (llama.cpp's `llama_ftype`) of a model mostly in this type.
+    /// I2_S's 40 is bitnet.cpp's `LLAMA_FTYPE_MOSTLY_I2_S`.
+    fn file_type(self) -> u32 {
+        match self {
+            Target::F32 => 0,
+            Target::F16 => 1,
+            Target::Q4_0 => 2,
+            Target::Q4_1 => 3,
+            Target::Q8_0 => 7,
+            Target::TQ1_0 => 36,
+            Target::TQ2_0 => 37,
+            Target::I2_S => 40,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Target::F32 => "f32",
+            Target::F16 => "f16",
+            Target::Q4_0 => "q4_0",
+            Target::Q4_1 => "q4_1",
+            Target::Q8_0 => "q8_0",
+            Target::TQ1_0 => "tq1_0",
+            Target::TQ2_0 => "tq2_0",
+            Target::I2_S => "i2_s",
+        }
+    }
+
+    fn parse(s: &str, option: &str) -> Result<Target, String> {
+        let lower = s.to_ascii_lowercase();
+        Target::ALL.into_iter().find(|t| t.name() == lower).ok_or_else(|| {
+            let names: Vec<&str> = Target::ALL.iter().map(|t| t.name()).collect();
+            format!("unknown {option} '{s}' (one of {})", names.join(", "))
+        })
+    }
+
+    /// Whether rows of `row_len` weights divide into this type's blocks.
+    fn fits(self, row_len: u64) -> bool {
+        row_len.is_multiple_of(self.format().block_len() as u64)
+    }
+}
+
+/// What happens to one tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Plan {
+    /// Bytes copied unchanged.
+    Copy,
+    /// Dequantized and requantized to this type.
+    Convert(Target),
+}
+
+/// Why a tensor got the type it got, for the summary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Reason {
+    OneDim,
+    SameType,
+    Embedding,
+    Target,
+    Fallback { row_len: u64, wanted: Target },
+}
+
+pub fn main(argv: &[String]) -> Result<(), String> {
+    let args = Args::parse(
+        argv,
+        &[
+            opt("model", Some("m")),
+            opt("output", Some("o")),
+            opt("type", None),
+            opt("embedding-type", None),
+            opt("fallback-type", None),
+        ],
+    )?;
+    let input = PathBuf::from(args.required("model")?);
+    let output = PathBuf::from(args.required("output")?);
+    let target = Target::parse(args.required("type")?, "--type")?;
+    let embedding = match args.str("embedding-type").unwrap_or("q8_0") {
+        "keep" => None,
+        s => Some(Target::parse(s, "--embedding-type")?),
+    };
+    let fallback = Target::parse(args.str("fallback-type").unwrap_or("q4_0"), "--fallback-type")?;
+    if same_file(&input, &output) {
+        return Err(format!("{}: output would overwrite the input", output.display()));
+    }
+
+    let map = MappedFile::open(&input).map_err(|e| e.to_string())?;
+    let file = map.bytes();
+    let src = Gguf::parse(file, file.len() as u64).map_err(|e| format!("{}: {e}", input.display()))?;
+
+    let plans: Vec<(Plan, Reason)> = src.tensors().iter().map(|t| plan(t, target, embedding, fallback)).collect();
+
+    let mut w = GgufWriter::with_metadata_of(&src).map_err(|e| e.to_string())?;
+    w.set("general.file_type", Value::U32(target.file_type())).map_err(|e| e.to_string())?;
+    if target.format().block_len() > 1 {
+        w.set("general.quantization_version", Value::U32(2)).map_err(|e| e.to_string())?;
+    }
+    for (t, (p, _)) in src.tensors().iter().zip(&plans) {
+        let ty = match p {
+            Plan::Copy => t.ggml_type,
+            Plan::Convert(to) => to.ggml_type(),
+        };
+        w.add_tensor(t.name, &t.dims[..t.n_dims as usize], ty).map_err(|e| e.to_string())?;
+    }
+
+    // Written to a temporary name first, so a failure never leaves a half file at OUT.
+    let part = part_path(&output);
+    let result = write(&src, file, &w, &plans, &part);
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&part);
+        return Err(e);
+    }
+    std::fs::rename(&part, &output).map_err(|e| format!("{}: {e}", output.display()))?;
+
+    report(&src, &w, &plans, &input, &output, target, embedding, fallback);
+    Ok(())
+}
+
+/// Decides what happens to tensor `t`.
+fn plan(t: &TensorInfo<'_>, target: Target, embedding: Option<Target>, fallback: Target) -> (Plan, Reason) {
+    let keep_or = |to: Target, reason: Reason| {
+        if to.ggml_type() == t.ggml_type {
+            (Plan::Copy, Reason::SameType)
+        } else {
+            (Plan::Convert(to), reason)
+        }
+    };
+    if t.n_dims < 2 {
+        return (Plan::Copy, Reason::OneDim);
+    }
+    if t.name == "token_embd.weight" || t.name == "output.weight" {
+        return match embedding {
+            None => (Plan::Copy, Reason::Embedding),
+            Some(e) if e.fits(t.row_len()) => keep_or(e, Reason::Embedding),
+            Some(e) => {
+                keep_or(fallback_for(t.row_len(), fallback), Reason::Fallback { row_len: t.row_len(), wanted: e })
+            }
+        };
+    }
+    if target.fits(t.row_len()) {
+        keep_or(target, Reason::Target)
+    } else {
+        keep_or(fallback_for(t.row_len(), fallback), Reason::Fallback { row_len: t.row_len(), wanted: target })
+    }
+}
+
+/// `fallback` if rows of `row_len` divide into its blocks, else F16 (any row length).
+fn fallback_for(row_len: u64, fallback: Target) -> Target {
+    if fallback.fits(row_len) {
+        fallback
+    } else {
+        Target::F16
+    }
+}
+
+/// Writes the output file: header, then each tensor copied or converted, in source order.
+fn write(src: &Gguf<'_>, file: &[u8], w: &GgufWriter<'_>, plans: &[(Plan, Reason)], path: &Path) -> Result<(), String> {
+    let out = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut stream =
+        w.stream(BufWriter::with_capacity(1 << 20, out)).map_err(|e| format!("{}: {e}", path.display()))?;
+    let kernels = Kernels::scalar();
+    for (t, (p, _)) in src.tensors().iter().zip(plans) {
+        // Ranges were checked against the file length by the parser.
+        let bytes = t.data(file).ok_or_else(|| format!("tensor '{}' lies outside the file", t.name))?;
+        match p {
+            Plan::Copy => stream.write_tensor(bytes),
+            Plan::Convert(to) => {
+                let values = dequantize(&kernels, t, bytes)?;
+                stream.write_tensor(&quantize(t, &values, *to))
+            }
+        }
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    stream.finish().map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(())
+}
+
+/// Every weight of `t` as f32, row after row.
+fn dequantize(kernels: &Kernels, t: &TensorInfo<'_>, bytes: &[u8]) -> Result<Vec<f32>, String> {
+    let format = t.ggml_type.format().ok_or_else(|| {
+        format!(
+            "tensor '{}' has type {}, which tern quantize cannot read (it reads F32, F16, BF16, Q4_0, Q4_1, Q8_0, \
+             Q4_K, Q6_K, TQ1_0, TQ2_0, I2_S)",
+            t.name, t.ggml_type
+        )
+    })?;
+    let n = usize::try_from(t.n_elements()).map_err(|_| format!("tensor '{}' is too large", t.name))?;
+    let row_len = t.row_len() as usize;
+    let row_bytes = format
+        .row_bytes(row_len)
+        .ok_or_else(|| format!("tensor '{}': rows of {row_len} do not divide into {} blocks", t.name, format.name()))?;
+    let (packed, scale) = if format == Format::I2_S {
+        // bitnet.cpp's trailer: the f32 tensor scale right after the n/4 code bytes.
+        let packed = bytes.get(..n / 4).ok_or_else(|| format!("tensor '{}' is truncated", t.name))?;
+        let s = bytes.get(n / 4..n / 4 + 4).ok_or_else(|| format!("tensor '{}' has no I2_S scale", t.name))?;
+        (packed, f32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    } else {
+        (bytes, 1.0)
+    };
+    let mut out = vec![0.0f32; n];
+    if row_len > 0 {
+        for (row, o) in packed.chunks_exact(row_bytes).zip(out.chunks_exact_mut(row_len)) {
+            kernels.dequant(format, row, o);
+        }
+    }
+    if format == Format::I2_S {
+        out.iter_mut().for_each(|v| *v *= scale);
+    }
+    Ok(out)
+}
+
+/// The bytes of `values` (all of tensor `t`) in `to`.
+fn quantize(t: &TensorInfo<'_>, values: &[f32], to: Target) -> Vec<u8> {
+    let n = values.len();
+    // Rows divide into blocks (checked by `plan`), so the whole tensor is whole blocks and the
+    // quantizers can take it in one call.
+    let bytes = |f: Format| vec![0u8; n / f.block_len() * f.block_bytes()];
+    match to {
+        Target::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        Target::F16 => values.iter().flat_map(|&v| F16Le::from_f32(v).0).collect(),
+        Target::Q4_0 => run(values, bytes(Format::Q4_0), scalar::quantize_q4_0),
+        Target::Q4_1 => run(values, bytes(Format::Q4_1), scalar::quantize_q4_1),
+        Target::Q8_0 => run(values, bytes(Format::Q8_0), scalar::quantize_q8_0),
+        Target::TQ1_0 | Target::TQ2_0 => {
+            let q = if matches!(t.ggml_type, GgmlType::TQ1_0 | GgmlType::TQ2_0) {
+                // Already ternary per block: ggml's per-block max rule re-encodes it exactly.
+                values.to_vec()
+            } else {
+                let (codes, scale) = absmean_ternary(values);
+                codes.iter().map(|&c| c * scale).collect()
+            };
+            if to == Target::TQ1_0 {
+                run(&q, bytes(Format::TQ1_0), scalar::quantize_tq1_0)
+            } else {
+                run(&q, bytes(Format::TQ2_0), scalar::quantize_tq2_0)
+            }
+        }
+        Target::I2_S => {
+            let (codes, scale) = absmean_ternary(values);
+            let mut out = vec![0u8; n / 4 + I2_S_TRAILER];
+            // The kernel packs the codes (inputs in {−1, 0, 1}: its absmean threshold keeps them);
+            // its returned scale is theirs, not ours, so the trailer gets `scale`.
+            scalar::quantize_i2_s(&codes, &mut out[..n / 4]);
+            out[n / 4..n / 4 + 4].copy_from_slice(&scale.to_le_bytes());
+            out
+        }
+    }
+}
+
+fn run(values: &[f32], mut out: Vec<u8>, f: fn(&[f32], &mut [u8])) -> Vec<u8> {
+    f(values, &mut out);
+    out
+}
+
+/// BitNet b1.58's absmean ternarization of a whole tensor: codes `t = round(clamp(w/γ, −1, 1))`
+/// with `γ = mean |w|` (exact halves round to 0, as `torch.round` does), and the scale
+/// `mean |w|` over the weights whose code is ±1 (see the module docs). Sums are in f64. A tensor
+/// that is all zeros, or whose mean |w| is not finite (a NaN or infinite weight), gets all-zero
+/// codes and scale 0.
+fn absmean_ternary(w: &[f32]) -> (Vec<f32>, f32) {
+    if w.is_empty() {
+        return (Vec::new(), 0.0);
+    }
+    let gamma = w.iter().map(|v| v.abs() as f64).sum::<f64>() / w.len() as f64;
+    if !gamma.is_finite() || gamma == 0.0 {
+        return (vec![0.0; w.len()], 0.0);
+    }
+    let (mut sum, mut count) = (0.0f64, 0u64);
+    let codes = w
+        .iter()
+        .map(|&v| {
+            let t = v as f64 / gamma;
+            if t.abs() > 0.5 {
+                sum += v.abs() as f64;
+                count += 1;
+                if t > 0.0 {
+                    1.0
+                } else {
+                    -1.0
+                }
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let scale = if count == 0 { 0.0 } else { (sum / count as f64) as f32 };
+    (codes, scale)
+}
+
+/// Prints one line per tensor and what fell back.
+#[allow(clippy::too_many_arguments)]
+fn report(
+    src: &Gguf<'_>,
+    w: &GgufWriter<'_>,
+    plans: &[(Plan, Reason)],
+    input: &Path,
+    output: &Path,
+    target: Target,
+    embedding: Option<Target>,
+    fallback: Target,
+) {
+    println!("{:<36} {:<6} {:<6} {:>12} {:>12}  note", "tensor", "old", "new", "old bytes", "new bytes");
+    let (mut old_total, mut new_total) = (0u64, 0u64);
+    let mut fell_back = Vec::new();
+    for ((t, d), (_, reason)) in src.tensors().iter().zip(w.tensors()).zip(plans) {
+        let note = match reason {
+            Reason::OneDim => String::from("1-D: copied"),
+            Reason::SameType => String::from("already this type: copied"),
+            Reason::Embedding if embedding.is_none() => String::from("embedding/output: kept (--embedding-type keep)"),
+            Reason::Embedding => String::from("embedding/output: --embedding-type"),
+            Reason::Target => String::new(),
+            Reason::Fallback { row_len, wanted } => {
+                fell_back.push(t.name);
+                format!(
+                    "FALLBACK: rows of {row_len} do not divide into {} blocks of {}",
+                    wanted.name(),
+                    wanted.format().block_len()
+                )
+            }
+        };
+        println!(
+            "{:<36} {:<6} {:<6} {:>12} {:>12}  {note}",
+            t.name,
+            t.ggml_type.to_string(),
+            d.ggml_type.to_string(),
+            t.size,
+            d.size
+        );
+        old_total += t.size;
+        new_total += d.size;
+    }
+    println!("{:<36} {:<6} {:<6} {:>12} {:>12}", "total", "", "", old_total, new_total);
+    let emb = embedding.map_or("kept as is", |e| e.name());
+    println!(
+        "\n{} -> {}: --type {} (general.file_type {}), embedding/output {emb}, fallback {}",
+        input.display(),
+        output.display(),
+        target.name(),
+        target.file_type(),
+        fallback.name()
+    );
+    if target.format().is_ternary() {
+        println!("ternary rule: per-tensor absmean codes (|w| > mean|w|/2 -> ±1), scale = mean |w| of the ±1 weights");
+    }
+    if fell_back.is_empty() {
+        println!("fallback tensors: none");
+    } else {
+        println!("fallback tensors ({}): {}", fell_back.len(), fell_back.join(", "));
+    }
+}
+
+/// Whether `a` and `b` name the same existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// `OUT.part`, next to `OUT`.
+fn part_path(output: &Path) -> PathBuf {
+    let mut s = output.as_os_str().to_owned();
+    s.push(".part");
+    PathBuf::from(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absmean_keeps_ternary_weights_and_their_scale() {
+        // 0.375 · {−1, 0, 1} with a third zeros: γ = 0.25, codes unchanged, scale 0.375 exactly.
+        let w: Vec<f32> = (0..300).map(|i| [-0.375, 0.0, 0.375][i % 3]).collect();
+        let (codes, scale) = absmean_ternary(&w);
+        assert_eq!(scale, 0.375);
+        for (c, v) in codes.iter().zip(&w) {
+            assert_eq!(c * scale, *v);
+        }
+    }
+
+    #[test]
+    fn absmean_rule_on_real_values() {
+        // γ = mean |w| = 1: |w| > 0.5 → ±1, exact halves → 0; scale = mean of the ±1 magnitudes.
+        let w = [0.5f32, -0.5, 0.75, -1.25, 0.0, 2.0, 0.25, -0.75];
+        let (codes, scale) = absmean_ternary(&w);
+        assert_eq!(codes, [0.0, 0.0, 1.0, -1.0, 0.0, 1.0, 0.0, -1.0]);
+        assert_eq!(scale, (0.75 + 1.25 + 2.0 + 0.75) / 4.0);
+        assert_eq!(absmean_ternary(&[0.0; 4]), (vec![0.0; 4], 0.0));
+        assert_eq!(absmean_ternary(&[]), (vec![], 0.0));
+        let (codes, _) = absmean_ternary(&[f32::NAN, 1.0]);
+        assert_eq!(codes, [0.0, 0.0]);
+    }
+
+    #[test]
+    fn fallbacks_follow_block_sizes() {
+        let t = |name: &'static str, dims: [u64; 4], n_dims: u32, ty: GgmlType| TensorInfo {
+            name,
+            dims,
+            n_dims,
+            ggml_type: ty,
+            offset: 0,
+            size: 0,
+        };
+        let q8 = Some(Target::Q8_0);
+        let smol_q = t("blk.0.attn_q.weight", [576, 576, 1, 1], 2, GgmlType::Q4_1);
+        assert_eq!(
+            plan(&smol_q, Target::TQ2_0, q8, Target::Q4_0),
+            (Plan::Convert(Target::Q4_0), Reason::Fallback { row_len: 576, wanted: Target::TQ2_0 })
+        );
+        let down = t("blk.0.ffn_down.weight", [1536, 576, 1, 1], 2, GgmlType::Q4_1);
+        assert_eq!(plan(&down, Target::TQ2_0, q8, Target::Q4_0), (Plan::Convert(Target::TQ2_0), Reason::Target));
+        assert_eq!(plan(&down, Target::I2_S, q8, Target::Q4_0), (Plan::Convert(Target::I2_S), Reason::Target));
+        // Fallback that does not fit either: F16.
+        let odd = t("x.weight", [100, 4, 1, 1], 2, GgmlType::F32);
+        assert_eq!(
+            plan(&odd, Target::Q4_0, q8, Target::Q8_0),
+            (Plan::Convert(Target::F16), Reason::Fallback { row_len: 100, wanted: Target::Q4_0 })
+        );
+        // Norms copy; embeddings take --embedding-type or stay; same type copies.
+        let norm = t("blk.0.attn_norm.weight", [576, 1, 1, 1], 1, GgmlType::F32);
+        assert_eq!(plan(&norm, Target::TQ2_0, q8, Target::Q4_0), (Plan::Copy, Reason::OneDim));
+        let emb = t("token_embd.weight", [576, 49152, 1, 1], 2, GgmlType::Q4_1);
+        assert_eq!(plan(&emb, Target::TQ2_0, q8, Target::Q4_0), (Plan::Convert(Target::Q8_0), Reason::Embedding));
+        assert_eq!(plan(&emb, Target::TQ2_0, None, Target::Q4_0), (Plan::Copy, Reason::Embedding));
+        assert_eq!(plan(&emb, Target::Q4_1, Some(Target::Q4_1), Target::Q4_0), (Plan::Copy, Reason::SameType));
+    }
+
+    #[test]
+    fn type_names_parse() {
+        for t in Target::ALL {
+            assert_eq!(Target::parse(t.name(), "--type"), Ok(t));
+            assert_eq!(Target::parse(&t.name().to_ascii_uppercase(), "--type"), Ok(t));
+        }
+        assert!(Target::parse("q5_k", "--type").unwrap_err().contains("tq2_0, tq1_0, i2_s"));
+    }
+}

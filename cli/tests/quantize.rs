@@ -1,0 +1,461 @@
+//! `tern quantize`: ternary round trips between TQ2_0, TQ1_0 and I2_S that are exact, BitNet's
+//! absmean rule on float weights, SmolLM2 requantized to Q4_0 (runs) and to TQ2_0 (falls back
+//! on its 576-wide rows and says so), and clear errors for bad input.
+//!
+//! The BitNet models are built here with Tern's GGUF writer, in the layout of
+//! tests/reference/make_bitnet_models.py (architecture `bitnet`, same tensor names, ternary
+//! weights times one f16-exact scale per tensor), so the test needs no Python.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tern_kernels::blocks::F16Le;
+use tern_kernels::scalar;
+use tern_runtime::gguf::write::GgufWriter;
+use tern_runtime::gguf::{GgmlType, Gguf, TensorInfo, Value};
+use tern_tests::smollm2_path;
+
+const TERN: &str = env!("CARGO_BIN_EXE_tern");
+
+/// A scratch directory for one test, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("tern-quantize-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tern(args: &[&str]) -> Output {
+    Command::new(TERN).args(args).output().expect("tern runs")
+}
+
+/// Runs `tern quantize` and returns its stdout; panics with stderr if it fails.
+fn quantize(input: &Path, output: &Path, ty: &str, extra: &[&str]) -> String {
+    let mut args = vec!["quantize", "-m", input.to_str().unwrap(), "-o", output.to_str().unwrap(), "--type", ty];
+    args.extend_from_slice(extra);
+    let out = tern(&args);
+    assert!(out.status.success(), "tern {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Deterministic xorshift64.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn ternary(&mut self) -> f32 {
+        ((self.next() >> 33) % 3) as f32 - 1.0
+    }
+
+    /// Roughly normal, for float weights.
+    fn normal(&mut self) -> f32 {
+        (0..4).map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5).sum::<f32>()
+    }
+}
+
+// ---- a small BitNet model, as make_bitnet_models.py lays it out ------------------------------
+
+const DIM: u64 = 256;
+const FF: u64 = 512;
+const KV: u64 = 128;
+const VOCAB: u64 = 64;
+const LAYERS: usize = 2;
+
+/// `(name, ggml dims, kind)` of every tensor: kind 'e' embedding, 'n' norm, 't' ternary matrix.
+fn bitnet_tensors() -> Vec<(String, Vec<u64>, char)> {
+    let mut t = vec![
+        ("token_embd.weight".to_string(), vec![DIM, VOCAB], 'e'),
+        ("output_norm.weight".to_string(), vec![DIM], 'n'),
+    ];
+    for i in 0..LAYERS {
+        let p = |s: &str| format!("blk.{i}.{s}.weight");
+        t.extend([
+            (p("attn_norm"), vec![DIM], 'n'),
+            (p("attn_q"), vec![DIM, DIM], 't'),
+            (p("attn_k"), vec![DIM, KV], 't'),
+            (p("attn_v"), vec![DIM, KV], 't'),
+            (p("attn_output"), vec![DIM, DIM], 't'),
+            (p("attn_sub_norm"), vec![DIM], 'n'),
+            (p("ffn_norm"), vec![DIM], 'n'),
+            (p("ffn_gate"), vec![DIM, FF], 't'),
+            (p("ffn_up"), vec![DIM, FF], 't'),
+            (p("ffn_down"), vec![FF, DIM], 't'),
+            (p("ffn_sub_norm"), vec![FF], 'n'),
+        ]);
+    }
+    t
+}
+
+/// Exact values of every tensor: ternary matrices are `t · m/1024` (one scale per tensor).
+fn bitnet_values(seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = Rng(seed);
+    bitnet_tensors()
+        .iter()
+        .map(|(_, dims, kind)| {
+            let n = dims.iter().product::<u64>() as usize;
+            match kind {
+                'e' => (0..n).map(|_| ((rng.next() >> 40) % 801) as f32 / 1024.0 - 400.0 / 1024.0).collect(),
+                'n' => (0..n).map(|_| 1.0 + ((rng.next() >> 40) % 201) as f32 / 1024.0 - 100.0 / 1024.0).collect(),
+                _ => {
+                    let scale = (32 + rng.next() % 65) as f32 / 1024.0;
+                    (0..n).map(|_| rng.ternary() * scale).collect()
+                }
+            }
+        })
+        .collect()
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Writes the model with ternary matrices in `ty` (TQ2_0 or F32), F32 embedding and norms.
+fn write_bitnet(path: &Path, values: &[Vec<f32>], ty: GgmlType) {
+    let mut w = GgufWriter::new();
+    w.set("general.architecture", Value::Str("bitnet")).unwrap();
+    w.set("general.name", Value::Str("quantize test")).unwrap();
+    w.set("general.file_type", Value::U32(37)).unwrap();
+    w.set("bitnet.block_count", Value::U32(LAYERS as u32)).unwrap();
+    w.set("bitnet.embedding_length", Value::U32(DIM as u32)).unwrap();
+    w.set("bitnet.attention.layer_norm_rms_epsilon", Value::F32(1e-5)).unwrap();
+    w.set("tokenizer.ggml.scores", Value::Array(vec![Value::F32(0.0); 3])).unwrap();
+    let mut data = Vec::new();
+    for ((name, dims, kind), v) in bitnet_tensors().iter().zip(values) {
+        let ty = if *kind == 't' { ty } else { GgmlType::F32 };
+        let size = w.add_tensor(name, dims, ty).unwrap() as usize;
+        let bytes = match ty {
+            GgmlType::TQ2_0 => {
+                let mut out = vec![0u8; size];
+                scalar::quantize_tq2_0(v, &mut out);
+                out
+            }
+            _ => f32_bytes(v),
+        };
+        data.push(bytes);
+    }
+    let slices: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+    std::fs::write(path, w.to_bytes(&slices).unwrap()).unwrap();
+}
+
+/// A parsed file and its bytes.
+struct File {
+    bytes: Vec<u8>,
+}
+
+impl File {
+    fn read(path: &Path) -> File {
+        File { bytes: std::fs::read(path).unwrap() }
+    }
+
+    fn gguf(&self) -> Gguf<'_> {
+        Gguf::parse(&self.bytes, self.bytes.len() as u64).unwrap()
+    }
+
+    fn data(&self, t: &TensorInfo<'_>) -> &[u8] {
+        t.data(&self.bytes).unwrap()
+    }
+
+    /// A tensor's values, decoded from the format definitions.
+    fn values(&self, name: &str) -> Vec<f32> {
+        let g = self.gguf();
+        let t = g.tensor(name).unwrap();
+        let bytes = self.data(t);
+        let n = t.n_elements() as usize;
+        let mut out = vec![f32::NAN; n];
+        match t.ggml_type {
+            GgmlType::F32 => out = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+            GgmlType::TQ2_0 => scalar::dequant_tq2_0(bytes, &mut out),
+            GgmlType::TQ1_0 => scalar::dequant_tq1_0(bytes, &mut out),
+            GgmlType::Q8_0 => scalar::dequant_q8_0(bytes, &mut out),
+            GgmlType::I2_S => {
+                let (codes, scale) = unpack_i2_s(bytes, n);
+                out = codes.iter().map(|&c| c as f32 * scale).collect();
+            }
+            other => panic!("unexpected type {other}"),
+        }
+        out
+    }
+}
+
+/// bitnet.cpp's I2_S, decoded straight from its definition: blocks of 128 weights in 32 bytes,
+/// byte p of block i holding weights 128i + p + 32k at bits 7−2k..6−2k as w + 1, then the f32
+/// scale. Also checks the tensor is n/4 + 32 bytes.
+fn unpack_i2_s(bytes: &[u8], n: usize) -> (Vec<i8>, f32) {
+    assert_eq!(bytes.len(), n / 4 + 32, "I2_S tensor size");
+    let mut codes = vec![0i8; n];
+    for (i, block) in bytes[..n / 4].chunks_exact(32).enumerate() {
+        for (p, &b) in block.iter().enumerate() {
+            for k in 0..4 {
+                let q = (b >> (6 - 2 * k)) & 3;
+                assert!(q <= 2, "code 3 in I2_S output");
+                codes[128 * i + p + 32 * k] = q as i8 - 1;
+            }
+        }
+    }
+    let scale = f32::from_le_bytes(bytes[n / 4..n / 4 + 4].try_into().unwrap());
+    (codes, scale)
+}
+
+fn file_type(f: &File) -> u64 {
+    f.gguf().req_u64("general.file_type").unwrap()
+}
+
+/// Every source key is in `out` with the same value, except `general.file_type`.
+fn check_metadata_copied(src: &File, out: &File) {
+    let (s, o) = (src.gguf(), out.gguf());
+    for (key, value) in s.metadata() {
+        if *key != "general.file_type" {
+            assert_eq!(o.get(key), Some(value), "{key}");
+        }
+    }
+}
+
+#[test]
+fn ternary_round_trips_are_exact() {
+    let dir = Scratch::new("ternary");
+    let values = bitnet_values(7);
+    let src_path = dir.path("src_tq2_0.gguf");
+    write_bitnet(&src_path, &values, GgmlType::TQ2_0);
+    let src = File::read(&src_path);
+    let names: Vec<(String, Vec<u64>, char)> = bitnet_tensors();
+
+    // TQ2_0 → I2_S → TQ1_0 → TQ2_0, and TQ2_0 → TQ1_0 → I2_S → TQ2_0.
+    for (chain, label) in [(["i2_s", "tq1_0", "tq2_0"], "a"), (["tq1_0", "i2_s", "tq2_0"], "b")] {
+        let mut prev = src_path.clone();
+        for ty in chain {
+            let next = dir.path(&format!("{label}_{ty}.gguf"));
+            let report = quantize(&prev, &next, ty, &[]);
+            assert!(report.contains("fallback tensors: none"), "{report}");
+            let out = File::read(&next);
+            let want_type = match ty {
+                "tq2_0" => GgmlType::TQ2_0,
+                "tq1_0" => GgmlType::TQ1_0,
+                _ => GgmlType::I2_S,
+            };
+            assert_eq!(
+                file_type(&out),
+                [("tq2_0", 37), ("tq1_0", 36), ("i2_s", 40)].iter().find(|p| p.0 == ty).unwrap().1
+            );
+            check_metadata_copied(&src, &out);
+            let g = out.gguf();
+            for ((name, _, kind), want) in names.iter().zip(&values) {
+                let t = g.tensor(name).unwrap();
+                match kind {
+                    't' => {
+                        assert_eq!(t.ggml_type, want_type, "{name}");
+                        // The ternary weights are exactly the source's, in every type.
+                        assert_eq!(&out.values(name), want, "{name} in {ty}");
+                    }
+                    'n' => assert_eq!(out.data(t), src.data(src.gguf().tensor(name).unwrap()), "{name} copied"),
+                    _ => assert_eq!(t.ggml_type, GgmlType::Q8_0, "embedding defaults to Q8_0"),
+                }
+            }
+            prev = next;
+        }
+        // Back in TQ2_0, the ternary tensors are the source bytes.
+        let back = File::read(&prev);
+        for (name, _, kind) in &names {
+            if *kind == 't' {
+                let (a, b) = (back.gguf(), src.gguf());
+                assert_eq!(back.data(a.tensor(name).unwrap()), src.data(b.tensor(name).unwrap()), "{name}");
+            }
+        }
+    }
+
+    // `--embedding-type keep` copies the embedding; the I2_S trailer is the scale then zeros.
+    let out_path = dir.path("keep_i2_s.gguf");
+    let report = quantize(&src_path, &out_path, "i2_s", &["--embedding-type", "keep"]);
+    assert!(report.contains("kept"), "{report}");
+    let out = File::read(&out_path);
+    let g = out.gguf();
+    let emb = g.tensor("token_embd.weight").unwrap();
+    assert_eq!(emb.ggml_type, GgmlType::F32);
+    assert_eq!(out.data(emb), src.data(src.gguf().tensor("token_embd.weight").unwrap()));
+    let q = g.tensor("blk.0.attn_q.weight").unwrap();
+    let bytes = out.data(q);
+    let n = q.n_elements() as usize;
+    assert!(bytes[n / 4 + 4..].iter().all(|&b| b == 0), "I2_S padding");
+}
+
+#[test]
+fn float_weights_ternarize_with_absmean() {
+    let dir = Scratch::new("absmean");
+    let mut rng = Rng(99);
+    let mut values = bitnet_values(3);
+    for ((_, _, kind), v) in bitnet_tensors().iter().zip(values.iter_mut()) {
+        if *kind == 't' {
+            v.iter_mut().for_each(|x| *x = rng.normal() * 0.02);
+        }
+    }
+    let src_path = dir.path("f32.gguf");
+    write_bitnet(&src_path, &values, GgmlType::F32);
+    let tq2 = dir.path("tq2_0.gguf");
+    let i2s = dir.path("i2_s.gguf");
+    let tq1 = dir.path("tq1_0.gguf");
+    quantize(&src_path, &tq2, "tq2_0", &[]);
+    quantize(&src_path, &i2s, "i2_s", &[]);
+    quantize(&src_path, &tq1, "tq1_0", &[]);
+    let (tq2, i2s, tq1) = (File::read(&tq2), File::read(&i2s), File::read(&tq1));
+    for ((name, _, kind), w) in bitnet_tensors().iter().zip(&values) {
+        if *kind != 't' {
+            continue;
+        }
+        // BitNet b1.58: γ = mean |w|; code = round(clamp(w/γ, −1, 1)); scale = mean |w| of the ±1s.
+        let gamma = w.iter().map(|v| v.abs() as f64).sum::<f64>() / w.len() as f64;
+        let codes: Vec<f32> =
+            w.iter().map(|&v| if (v as f64 / gamma).abs() > 0.5 { v.signum() } else { 0.0 }).collect();
+        let kept: Vec<f64> = w.iter().zip(&codes).filter(|(_, c)| **c != 0.0).map(|(v, _)| v.abs() as f64).collect();
+        let scale = (kept.iter().sum::<f64>() / kept.len() as f64) as f32;
+        let zeros = codes.iter().filter(|c| **c == 0.0).count() as f64 / codes.len() as f64;
+        assert!((0.2..0.5).contains(&zeros), "{name}: {zeros} zeros");
+
+        let i2 = i2s.values(name);
+        let want: Vec<f32> = codes.iter().map(|c| c * scale).collect();
+        assert_eq!(i2, want, "{name} in I2_S");
+        // TQ stores the scale as f16 in every block: the same codes, the scale rounded.
+        let d = F16Le::from_f32(scale).to_f32();
+        let want: Vec<f32> = codes.iter().map(|c| c * d).collect();
+        assert_eq!(tq2.values(name), want, "{name} in TQ2_0");
+        assert_eq!(tq1.values(name), want, "{name} in TQ1_0");
+    }
+}
+
+#[test]
+fn smollm2_to_q4_0_loads_and_runs() {
+    let dir = Scratch::new("smollm2-q4_0");
+    let out = dir.path("smollm2_q4_0.gguf");
+    let report = quantize(&smollm2_path(), &out, "q4_0", &[]);
+    // 576-wide rows divide into Q4_0's 32-weight blocks: nothing falls back.
+    assert!(report.contains("fallback tensors: none"), "{report}");
+    let f = File::read(&out);
+    let g = f.gguf();
+    assert_eq!(file_type(&f), 2);
+    assert_eq!(g.tensor("blk.0.attn_q.weight").unwrap().ggml_type, GgmlType::Q4_0);
+    assert_eq!(g.tensor("token_embd.weight").unwrap().ggml_type, GgmlType::Q8_0);
+    assert_eq!(g.tensor("blk.0.attn_norm.weight").unwrap().ggml_type, GgmlType::F32);
+    check_metadata_copied(&File::read(&smollm2_path()), &f);
+
+    let run = tern(&[
+        "run",
+        "-m",
+        out.to_str().unwrap(),
+        "-p",
+        "The capital of France is",
+        "-n",
+        "6",
+        "--temp",
+        "0",
+        "--threads",
+        "2",
+    ]);
+    assert!(run.status.success(), "tern run failed: {}", String::from_utf8_lossy(&run.stderr));
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(text.trim().len() > "The capital of France is".len(), "no text generated: {text:?}");
+}
+
+#[test]
+fn smollm2_to_tq2_0_reports_fallbacks() {
+    let dir = Scratch::new("smollm2-tq2_0");
+    let out = dir.path("smollm2_tq2_0.gguf");
+    let report = quantize(&smollm2_path(), &out, "tq2_0", &[]);
+    let f = File::read(&out);
+    let g = f.gguf();
+    let n_layers = g.req_u64("llama.block_count").unwrap() as usize;
+    // Rows of 576 (every matrix reading the residual stream) do not divide into 256: Q4_0.
+    // ffn_down reads 1536-wide rows (6 blocks): TQ2_0.
+    let mut fallbacks = Vec::new();
+    for i in 0..n_layers {
+        for m in ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up"] {
+            let name = format!("blk.{i}.{m}.weight");
+            assert_eq!(g.tensor(&name).unwrap().ggml_type, GgmlType::Q4_0, "{name}");
+            fallbacks.push(name);
+        }
+        let down = format!("blk.{i}.ffn_down.weight");
+        assert_eq!(g.tensor(&down).unwrap().ggml_type, GgmlType::TQ2_0, "{down}");
+    }
+    let line = report.lines().find(|l| l.starts_with("fallback tensors (")).unwrap_or_else(|| panic!("{report}"));
+    assert!(line.starts_with(&format!("fallback tensors ({}): ", fallbacks.len())), "{line}");
+    for name in &fallbacks {
+        assert!(line.contains(name.as_str()), "{name} not reported");
+        let row = report.lines().find(|l| l.starts_with(name.as_str())).unwrap();
+        assert!(row.contains("FALLBACK: rows of 576 do not divide into tq2_0 blocks of 256"), "{row}");
+    }
+    // The embedding (576-wide) divides into Q8_0's blocks.
+    assert_eq!(g.tensor("token_embd.weight").unwrap().ggml_type, GgmlType::Q8_0);
+    assert_eq!(file_type(&f), 37);
+    check_metadata_copied(&File::read(&smollm2_path()), &f);
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let dir = Scratch::new("errors");
+    let o = dir.path("out.gguf");
+    let fails = |args: &[&str], want: &str| {
+        let out = tern(args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: expected '{want}' in: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    };
+    let q = |input: &Path, ty: &str| -> Vec<String> {
+        ["quantize", "-m", input.to_str().unwrap(), "-o", o.to_str().unwrap(), "--type", ty].map(String::from).to_vec()
+    };
+    let run = |args: Vec<String>, want: &str| fails(&args.iter().map(String::as_str).collect::<Vec<_>>(), want);
+
+    // Not a GGUF file.
+    let text = dir.path("text.gguf");
+    std::fs::write(&text, b"hello, this is not a model").unwrap();
+    run(q(&text, "tq2_0"), "not a GGUF file");
+
+    // A truncated model.
+    let good = dir.path("good.gguf");
+    write_bitnet(&good, &bitnet_values(5), GgmlType::TQ2_0);
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = dir.path("cut.gguf");
+    std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+    run(q(&cut, "i2_s"), "extends past the end of the file");
+    std::fs::write(&cut, &bytes[..200]).unwrap();
+    run(q(&cut, "i2_s"), "truncated");
+
+    // A matrix in a type tern cannot read (Q5_0) that would need converting.
+    let q5 = dir.path("q5_0.gguf");
+    let mut w = GgufWriter::new();
+    let size = w.add_tensor("blk.0.attn_q.weight", &[32, 2], GgmlType(6)).unwrap() as usize;
+    std::fs::write(&q5, w.to_bytes(&[&vec![0u8; size]]).unwrap()).unwrap();
+    run(q(&q5, "q8_0"), "tensor 'blk.0.attn_q.weight' has type Q5_0, which tern quantize cannot read");
+    assert!(!o.exists() && !dir.path("out.gguf.part").exists(), "no output left behind");
+
+    // Bad options.
+    run(q(&good, "q5_k"), "unknown --type 'q5_k'");
+    let mut a = q(&good, "tq2_0");
+    a.extend(["--embedding-type".into(), "int3".into()]);
+    run(a, "unknown --embedding-type 'int3'");
+    run(["quantize", "-m", good.to_str().unwrap(), "--type", "tq2_0"].map(String::from).to_vec(), "missing --output");
+    run(
+        ["quantize", "-m", good.to_str().unwrap(), "-o", good.to_str().unwrap(), "--type", "tq1_0"]
+            .map(String::from)
+            .to_vec(),
+        "output would overwrite the input",
+    );
+    run(q(&dir.path("missing.gguf"), "tq2_0"), "missing.gguf");
+}

@@ -1,0 +1,275 @@
+//! The one error type apps see, and the one place the runtime's errors map onto it.
+
+use std::fmt;
+
+use tern_runtime::gguf::GgufError;
+use tern_runtime::tokenizer::TokenizerError;
+use tern_runtime::{GenerateError, LoadError};
+
+/// Why a call failed. Each variant is something an app can act on: tell the user the file is
+/// missing or damaged, pick another model, start a new session, or report a bug (`Internal`).
+///
+/// Kotlin sees `TernException` subclasses, Swift a `TernError` enum conforming to `Error`.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Error)]
+pub enum TernError {
+    /// No file exists at the path.
+    FileNotFound {
+        /// The path given.
+        path: String,
+    },
+    /// The file exists but could not be opened or mapped (permissions, an invalid descriptor,
+    /// an offset or length outside the file).
+    Io {
+        /// The path or descriptor.
+        source: String,
+        /// The operating system's message.
+        reason: String,
+    },
+    /// The bytes are not a GGUF file (wrong magic or an unsupported GGUF version).
+    NotGguf {
+        /// What was found instead.
+        reason: String,
+    },
+    /// A GGUF file that is truncated, damaged or internally inconsistent.
+    Corrupt {
+        /// The byte offset of the bad field, when the reader knows it.
+        offset: Option<u64>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The model's architecture is not one Tern runs.
+    UnsupportedArchitecture {
+        /// The architecture the file names.
+        name: String,
+    },
+    /// A tensor is stored in a type Tern has no kernel for.
+    UnsupportedType {
+        /// The tensor's name.
+        tensor: String,
+        /// The type's GGUF name.
+        type_name: String,
+    },
+    /// The model's tokenizer (or its pre-tokenizer) is not one Tern implements.
+    UnsupportedTokenizer {
+        /// The tokenizer's name.
+        name: String,
+    },
+    /// The prompt does not fit in what is left of the session's context: reset the session or
+    /// use a longer context.
+    ContextFull {
+        /// Positions the request needs.
+        needed: u64,
+        /// The session's context length.
+        limit: u64,
+    },
+    /// Generation was cancelled by the app.
+    Cancelled,
+    /// The session is already generating: cancel it or wait for it to finish.
+    SessionBusy,
+    /// An argument is out of range (an empty prompt in a new session, a zero length).
+    InvalidArgument {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A bug in Tern or a failure inside an app callback; the reason says which.
+    Internal {
+        /// What happened.
+        reason: String,
+    },
+}
+
+impl fmt::Display for TernError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TernError::FileNotFound { path } => write!(f, "no model file at '{path}'"),
+            TernError::Io { source, reason } => write!(f, "cannot read '{source}': {reason}"),
+            TernError::NotGguf { reason } => write!(f, "not a GGUF model: {reason}"),
+            TernError::Corrupt {
+                offset: Some(offset),
+                reason,
+            } => write!(f, "corrupt model file at offset {offset}: {reason}"),
+            TernError::Corrupt {
+                offset: None,
+                reason,
+            } => write!(f, "corrupt model file: {reason}"),
+            TernError::UnsupportedArchitecture { name } => {
+                write!(f, "unsupported architecture '{name}'")
+            }
+            TernError::UnsupportedType { tensor, type_name } => {
+                write!(f, "tensor '{tensor}' has unsupported type {type_name}")
+            }
+            TernError::UnsupportedTokenizer { name } => {
+                write!(f, "unsupported tokenizer '{name}'")
+            }
+            TernError::ContextFull { needed, limit } => write!(
+                f,
+                "context full: {needed} positions needed, context length is {limit}"
+            ),
+            TernError::Cancelled => write!(f, "generation was cancelled"),
+            TernError::SessionBusy => write!(f, "the session is already generating"),
+            TernError::InvalidArgument { reason } => write!(f, "invalid argument: {reason}"),
+            TernError::Internal { reason } => write!(f, "internal error: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for TernError {}
+
+impl TernError {
+    /// An error for a panic payload caught at the boundary.
+    pub(crate) fn from_panic(payload: &(dyn std::any::Any + Send)) -> Self {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic with a non-string payload".to_string());
+        TernError::Internal {
+            reason: format!("panic: {message}"),
+        }
+    }
+
+    /// An error opening `source` (a path or a descriptor).
+    pub(crate) fn io(source: &str, e: &std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => TernError::FileNotFound {
+                path: source.to_string(),
+            },
+            _ => TernError::Io {
+                source: source.to_string(),
+                reason: e.to_string(),
+            },
+        }
+    }
+}
+
+impl From<LoadError> for TernError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Gguf(g) => g.into(),
+            LoadError::UnsupportedArchitecture { name } => {
+                TernError::UnsupportedArchitecture { name }
+            }
+            LoadError::UnsupportedType { tensor, ty } => TernError::UnsupportedType {
+                tensor,
+                type_name: ty,
+            },
+            LoadError::Tokenizer(
+                TokenizerError::UnknownModel { name }
+                | TokenizerError::UnknownPreTokenizer { name },
+            ) => TernError::UnsupportedTokenizer { name },
+            LoadError::Io { path, message } => TernError::Io {
+                source: path,
+                reason: message,
+            },
+            // Missing tensors, shape and hyperparameter mismatches, a bad tokenizer and any
+            // later validation failure: the file is not a model Tern can trust.
+            other => TernError::Corrupt {
+                offset: None,
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<GgufError> for TernError {
+    fn from(e: GgufError) -> Self {
+        let offset = match &e {
+            GgufError::BadMagic { .. } | GgufError::UnsupportedVersion { .. } => {
+                return TernError::NotGguf {
+                    reason: e.to_string(),
+                }
+            }
+            GgufError::Truncated { offset, .. }
+            | GgufError::InvalidUtf8 { offset, .. }
+            | GgufError::InvalidValueType { offset, .. }
+            | GgufError::InvalidBool { offset, .. }
+            | GgufError::TooLarge { offset, .. }
+            | GgufError::NestingTooDeep { offset }
+            | GgufError::TensorOutOfBounds { offset, .. } => Some(*offset),
+            _ => None,
+        };
+        TernError::Corrupt {
+            offset,
+            reason: e.to_string(),
+        }
+    }
+}
+
+impl From<GenerateError> for TernError {
+    fn from(e: GenerateError) -> Self {
+        match e {
+            GenerateError::ContextFull { needed, limit } => TernError::ContextFull {
+                needed: needed as u64,
+                limit: limit as u64,
+            },
+            GenerateError::Cancelled => TernError::Cancelled,
+            GenerateError::EmptyPrompt | GenerateError::TokenOutOfRange { .. } => {
+                TernError::InvalidArgument {
+                    reason: e.to_string(),
+                }
+            }
+            other => TernError::Internal {
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gguf_errors_keep_their_offset() {
+        let e: TernError = LoadError::Gguf(GgufError::Truncated {
+            field: "tensor info",
+            offset: 1234,
+        })
+        .into();
+        assert!(
+            matches!(
+                e,
+                TernError::Corrupt {
+                    offset: Some(1234),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e: TernError = GgufError::BadMagic {
+            found: *b"PK\x03\x04",
+        }
+        .into();
+        assert!(matches!(e, TernError::NotGguf { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn generate_errors_map_to_actionable_variants() {
+        let e: TernError = GenerateError::ContextFull {
+            needed: 10,
+            limit: 8,
+        }
+        .into();
+        assert_eq!(
+            e,
+            TernError::ContextFull {
+                needed: 10,
+                limit: 8
+            }
+        );
+        let e: TernError = GenerateError::EmptyPrompt.into();
+        assert!(matches!(e, TernError::InvalidArgument { .. }));
+    }
+
+    #[test]
+    fn panics_become_internal_errors() {
+        let payload = std::panic::catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
+        let e = TernError::from_panic(&*payload);
+        assert_eq!(
+            e,
+            TernError::Internal {
+                reason: "panic: boom 1".into()
+            }
+        );
+    }
+}

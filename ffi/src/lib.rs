@@ -1,0 +1,35 @@
+//! Tern for Swift and Kotlin: a thin [uniffi] layer over `tern-runtime`.
+//!
+//! - [`Model`]: a GGUF file loaded from a path or a file descriptor region ([`load_model`] does
+//!   it on a background thread for coroutines and Swift tasks), with [`ModelInfo`].
+//! - [`Session`]: one conversation. [`Session::generate`] runs on a background thread, sends
+//!   text to a [`TokenListener`] and returns a [`GenerationHandle`] whose `cancel()` (or drop)
+//!   stops within one token; [`Session::stream`] returns a [`TokenStream`] to `await` instead.
+//! - [`TernError`]: the one error type, mapped from the runtime's errors in `error.rs`.
+//!
+//! No panic crosses the boundary: uniffi turns a panic in a call into an exception
+//! (`panic = "unwind"`), and the background threads catch theirs and report
+//! [`TernError::Internal`].
+//!
+//! The Kotlin and Swift sources are generated from the built library by this crate's
+//! `uniffi-bindgen` binary (feature `cli`), then wrapped by hand in `android/` and `ios/`.
+#![deny(missing_docs)]
+
+#[cfg(target_os = "android")]
+mod android;
+mod channel;
+mod error;
+mod model;
+mod session;
+
+pub use error::TernError;
+pub use model::{load_model, LoadProgress, Model, ModelInfo, ModelOptions, ModelSource, Precision};
+pub use session::{
+    GenerateOptions, GenerationHandle, GenerationStats, Session, StopReason, TokenListener,
+    TokenStream,
+};
+
+uniffi::setup_scaffolding!();
+
+#[cfg(test)]
+mod tests;

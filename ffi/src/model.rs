@@ -1,0 +1,304 @@
+//! Loading a model from a path or a file descriptor, its options and what it reports.
+
+use std::fs::File;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use memmap2::{Advice, Mmap, MmapOptions, UncheckedAdvice};
+use tern_kernels::Kernels;
+use tern_runtime::model::{Residency, WeightBytes};
+use tern_runtime::ActivationPrecision;
+
+use crate::channel::Queue;
+use crate::error::TernError;
+
+/// How a model's sessions run. `Default` matches the bindings' defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq, uniffi::Record)]
+pub struct ModelOptions {
+    /// Threads each session computes on; 0 uses every core the system reports.
+    #[uniffi(default = 0)]
+    pub threads: u32,
+    /// Context length of each session in tokens; 0 uses the model's own, capped at 4096. At
+    /// most the model's trained context.
+    #[uniffi(default = 0)]
+    pub context_length: u32,
+    /// How activations meet quantized weights; `null`/`nil` is the runtime's default (`F32`).
+    #[uniffi(default = None)]
+    pub activation_precision: Option<Precision>,
+    /// Cap in bytes on the weights a session keeps resident; 0 is no cap. When the model's
+    /// tensors exceed it, each layer's weights are released after use and read back from the
+    /// file on the next token: slower, but a model larger than the cap still runs.
+    #[uniffi(default = 0)]
+    pub max_resident_bytes: u64,
+}
+
+/// How activations meet quantized weights in the matrix products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum Precision {
+    /// Weights are dequantized on the fly against f32 activations: the most accurate.
+    F32,
+    /// Activations are quantized to int8 per block and meet the weights in integer dot
+    /// products: faster, slightly less accurate.
+    Int8,
+}
+
+impl From<Precision> for ActivationPrecision {
+    fn from(p: Precision) -> Self {
+        match p {
+            Precision::F32 => ActivationPrecision::F32,
+            Precision::Int8 => ActivationPrecision::Int8,
+        }
+    }
+}
+
+/// What a loaded model is.
+#[derive(Clone, Debug, PartialEq, uniffi::Record)]
+pub struct ModelInfo {
+    /// `general.name` from the file, if it has one.
+    pub name: Option<String>,
+    /// The architecture, e.g. `llama`.
+    pub architecture: String,
+    /// Parameters (weights) in all tensors.
+    pub parameter_count: u64,
+    /// The most common matrix format, e.g. `Q4_1`.
+    pub quantization: String,
+    /// The context length the model was trained with.
+    pub context_length: u32,
+    /// Bytes of weights one generated token reads: with the phone's memory bandwidth, this
+    /// bounds tokens per second.
+    pub bytes_per_token: u64,
+    /// Whether the file carries a chat template.
+    pub has_chat_template: bool,
+    /// Tokens in the vocabulary.
+    pub vocab_size: u32,
+}
+
+/// Where a model's GGUF bytes are.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum ModelSource {
+    /// A file on disk.
+    Path {
+        /// The file's path.
+        path: String,
+    },
+    /// A region of an open file, e.g. an uncompressed Android asset inside the APK.
+    Fd {
+        /// The descriptor; it stays the caller's and may be closed once loading returns.
+        fd: i32,
+        /// Where the GGUF bytes start in the file.
+        offset: u64,
+        /// How many bytes they span.
+        length: u64,
+    },
+}
+
+/// Receives load progress from [`load_model`], on the loading thread.
+#[uniffi::export(callback_interface)]
+pub trait LoadProgress: Send + Sync {
+    /// The fraction of loading done, from 0 to 1 (header parsed, layers validated, tokenizer
+    /// built); the last call reports 1.
+    fn on_progress(&self, fraction: f32);
+}
+
+/// A loaded model. Immutable: share one between threads and create several [`crate::Session`]s
+/// on it; the weights are memory-mapped once.
+#[derive(uniffi::Object)]
+pub struct Model {
+    pub(crate) inner: Arc<tern_runtime::Model>,
+    pub(crate) options: ModelOptions,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("inner", &self.inner)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+#[uniffi::export]
+impl Model {
+    /// Memory-maps the GGUF file at `path` and validates it. Blocks for as long as validation
+    /// takes (milliseconds for small models); call it off the main thread, or use
+    /// [`load_model`].
+    #[uniffi::constructor(default(options))]
+    pub fn new(path: String, options: ModelOptions) -> Result<Arc<Self>, TernError> {
+        Self::load(&ModelSource::Path { path }, options, None).map(Arc::new)
+    }
+
+    /// Maps `length` bytes at `offset` of the open file `fd` (an Android asset's descriptor,
+    /// for instance) and loads them. `fd` stays the caller's; it may be closed once this
+    /// returns.
+    #[uniffi::constructor(default(options))]
+    pub fn open_fd(
+        fd: i32,
+        offset: u64,
+        length: u64,
+        options: ModelOptions,
+    ) -> Result<Arc<Self>, TernError> {
+        Self::load(&ModelSource::Fd { fd, offset, length }, options, None).map(Arc::new)
+    }
+
+    /// What the model is.
+    pub fn info(&self) -> ModelInfo {
+        let m = &self.inner;
+        let (config, meta) = (m.config(), m.meta());
+        ModelInfo {
+            name: meta.name.clone(),
+            architecture: config.arch.name().to_string(),
+            parameter_count: meta.n_params,
+            quantization: meta.main_format.clone(),
+            context_length: saturate_u32(config.train_context),
+            bytes_per_token: m.tensors().weight_bytes_per_token(),
+            has_chat_template: meta.chat_template.is_some(),
+            vocab_size: saturate_u32(config.vocab),
+        }
+    }
+
+    /// The options the model was loaded with.
+    pub fn options(&self) -> ModelOptions {
+        self.options.clone()
+    }
+}
+
+impl Model {
+    /// Maps `source` and validates it, reporting progress.
+    pub(crate) fn load(
+        source: &ModelSource,
+        options: ModelOptions,
+        progress: Option<&dyn LoadProgress>,
+    ) -> Result<Self, TernError> {
+        let map = match source {
+            ModelSource::Path { path } => map_path(path)?,
+            ModelSource::Fd { fd, offset, length } => map_fd(*fd, *offset, *length)?,
+        };
+        let mut report = |fraction: f32| {
+            if let Some(p) = progress {
+                p.on_progress(fraction);
+            }
+        };
+        let inner = tern_runtime::Model::from_bytes_with_progress(
+            Box::new(map),
+            Kernels::best(),
+            &mut report,
+        )?;
+        let trained = inner.config().train_context;
+        if options.context_length as usize > trained {
+            return Err(TernError::InvalidArgument {
+                reason: format!(
+                    "context_length {} exceeds the model's trained context {trained}",
+                    options.context_length
+                ),
+            });
+        }
+        Ok(Model {
+            inner: Arc::new(inner),
+            options,
+        })
+    }
+}
+
+/// Loads a model on a background thread, so a coroutine or Swift task can await it, reporting
+/// progress to `progress` if given.
+#[uniffi::export(default(progress = None, options))]
+pub async fn load_model(
+    source: ModelSource,
+    options: ModelOptions,
+    progress: Option<Box<dyn LoadProgress>>,
+) -> Result<Arc<Model>, TernError> {
+    let done = Arc::new(Queue::new());
+    let tx = Arc::clone(&done);
+    std::thread::Builder::new()
+        .name("tern-load".into())
+        .spawn(move || {
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                Model::load(&source, options, progress.as_deref())
+            }))
+            .unwrap_or_else(|p| Err(TernError::from_panic(&*p)));
+            tx.push(result.map(Arc::new));
+            tx.close();
+        })
+        .map_err(|e| TernError::Internal {
+            reason: format!("cannot start the loader thread: {e}"),
+        })?;
+    done.pop().await.unwrap_or_else(|| {
+        Err(TernError::Internal {
+            reason: "the loader thread ended without a result".into(),
+        })
+    })
+}
+
+/// A read-only memory map of a GGUF file or of a region of one.
+struct MappedRegion(Mmap);
+
+impl WeightBytes for MappedRegion {
+    fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    fn advise(&self, offset: usize, len: usize, residency: Residency) {
+        // Hints only, as for the runtime's own `MappedFile`: a failure changes nothing.
+        let _ = match residency {
+            Residency::WillNeed => self.0.advise_range(Advice::WillNeed, offset, len),
+            // SAFETY: the map is private and read-only, so no modification can be lost:
+            // dropped pages are read back from the file when next touched.
+            Residency::DontNeed => unsafe {
+                self.0
+                    .unchecked_advise_range(UncheckedAdvice::DontNeed, offset, len)
+            },
+        };
+    }
+}
+
+fn map_path(path: &str) -> Result<MappedRegion, TernError> {
+    let file = File::open(path).map_err(|e| TernError::io(path, &e))?;
+    // SAFETY: the map is read-only and private to this process. Another process truncating or
+    // rewriting the file while it is mapped would change the bytes under us (or fault); model
+    // files are not edited in place while they run, the risk every mmap-based runtime accepts.
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| TernError::io(path, &e))?;
+    Ok(MappedRegion(map))
+}
+
+fn map_fd(fd: RawFd, offset: u64, length: u64) -> Result<MappedRegion, TernError> {
+    let name = format!("fd {fd}");
+    if fd < 0 {
+        return Err(TernError::InvalidArgument {
+            reason: format!("{name} is not a file descriptor"),
+        });
+    }
+    if length == 0 {
+        return Err(TernError::InvalidArgument {
+            reason: "length is 0".into(),
+        });
+    }
+    // SAFETY: the caller passes a descriptor it keeps open for the duration of this call (the
+    // documented contract of `Model::open_fd`); it is only borrowed to duplicate it, and a
+    // number that is not open makes the duplication fail with EBADF, reported as an error.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let file = File::from(
+        borrowed
+            .try_clone_to_owned()
+            .map_err(|e| TernError::io(&name, &e))?,
+    );
+    let file_len = file.metadata().map_err(|e| TernError::io(&name, &e))?.len();
+    let end = offset.checked_add(length);
+    if end.is_none_or(|end| end > file_len) {
+        return Err(TernError::InvalidArgument {
+            reason: format!("{length} bytes at offset {offset} extend past the end of {name} ({file_len} bytes)"),
+        });
+    }
+    let len = usize::try_from(length).map_err(|_| TernError::InvalidArgument {
+        reason: format!("{length} bytes do not fit in this device's address space"),
+    })?;
+    // SAFETY: as in `map_path`; the region lies inside the file (checked above), so no page of
+    // the map is past its end, and the map stays valid after `file` is closed.
+    let map = unsafe { MmapOptions::new().offset(offset).len(len).map(&file) }
+        .map_err(|e| TernError::io(&name, &e))?;
+    Ok(MappedRegion(map))
+}
+
+fn saturate_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}

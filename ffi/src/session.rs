@@ -1,0 +1,552 @@
+//! Sessions and generation: a listener in and a handle out, or an async token stream.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tern_runtime::pool::ThreadPool;
+use tern_runtime::session::DEFAULT_BATCH;
+use tern_runtime::{Event, Flow, Sampler, SamplerOptions, SessionOptions};
+
+use crate::channel::Queue;
+use crate::error::TernError;
+use crate::model::Model;
+
+/// How to sample one generation. The defaults are the runtime's (and llama.cpp's).
+#[derive(Clone, Debug, PartialEq, uniffi::Record)]
+pub struct GenerateOptions {
+    /// Most tokens to generate; generation also stops at an end-of-generation token.
+    #[uniffi(default = 128)]
+    pub max_tokens: u32,
+    /// Softmax temperature; 0 always picks the most likely token (greedy).
+    #[uniffi(default = 0.8)]
+    pub temperature: f32,
+    /// Keep only the `top_k` most likely tokens; 0 keeps all.
+    #[uniffi(default = 40)]
+    pub top_k: u32,
+    /// Keep the smallest set of most likely tokens whose probability reaches `top_p`; 1 keeps
+    /// all.
+    #[uniffi(default = 0.95)]
+    pub top_p: f32,
+    /// Drop tokens less likely than `min_p` times the most likely one; 0 keeps all.
+    #[uniffi(default = 0.05)]
+    pub min_p: f32,
+    /// Penalize tokens seen in the last `repeat_last_n`; 1 is off.
+    #[uniffi(default = 1.0)]
+    pub repeat_penalty: f32,
+    /// How many recent tokens the repetition penalty looks at.
+    #[uniffi(default = 64)]
+    pub repeat_last_n: u32,
+    /// Seed of the sampler's random generator: the same seed gives the same text.
+    #[uniffi(default = 2119663191)]
+    pub seed: u64,
+}
+
+impl Default for GenerateOptions {
+    /// The same values as the `#[uniffi(default)]`s above, which the bindings use.
+    fn default() -> Self {
+        GenerateOptions {
+            max_tokens: 128,
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: 0x7e57_7e57,
+        }
+    }
+}
+
+impl GenerateOptions {
+    pub(crate) fn sampler_options(&self) -> Result<SamplerOptions, TernError> {
+        let bad = |reason: &str| {
+            Err(TernError::InvalidArgument {
+                reason: reason.into(),
+            })
+        };
+        if !self.temperature.is_finite() {
+            return bad("temperature is not a finite number");
+        }
+        if !(0.0..=1.0).contains(&self.top_p) || !(0.0..=1.0).contains(&self.min_p) {
+            return bad("top_p and min_p must be between 0 and 1");
+        }
+        if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
+            return bad("repeat_penalty must be a positive number");
+        }
+        Ok(SamplerOptions {
+            temperature: self.temperature,
+            top_k: self.top_k as usize,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: self.repeat_last_n as usize,
+            seed: self.seed,
+        })
+    }
+}
+
+/// Why a generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum StopReason {
+    /// The model produced an end-of-generation token.
+    EndOfGeneration,
+    /// `max_tokens` tokens were generated.
+    MaxTokens,
+    /// The session's context is full: reset it to go on.
+    ContextFull,
+    /// The app cancelled it.
+    Cancelled,
+    /// It failed; the listener or stream got the error.
+    Failed,
+}
+
+/// Token counts and speeds of a session's last generation.
+#[derive(Clone, Debug, PartialEq, uniffi::Record)]
+pub struct GenerationStats {
+    /// Tokens the prompt encoded to.
+    pub prompt_tokens: u32,
+    /// Tokens generated.
+    pub generated_tokens: u32,
+    /// Milliseconds spent processing the prompt.
+    pub prompt_ms: f64,
+    /// Milliseconds spent generating, after the prompt.
+    pub generation_ms: f64,
+    /// Prompt tokens processed per second.
+    pub prompt_tokens_per_second: f64,
+    /// Tokens generated per second, counting the forward passes after the first token (0 when
+    /// fewer than two tokens were generated).
+    pub generation_tokens_per_second: f64,
+    /// Tokens in the session's context afterwards.
+    pub context_tokens: u32,
+    /// Why it ended.
+    pub stop_reason: StopReason,
+}
+
+/// Receives one generation's text from [`Session::generate`], on a background thread.
+///
+/// Exactly one of `on_complete` and `on_error` is called, last. An exception thrown from a
+/// method ends the generation with [`TernError::Internal`] (delivered to `on_error`).
+#[uniffi::export(callback_interface)]
+pub trait TokenListener: Send + Sync {
+    /// More text: one or more tokens' worth of complete UTF-8.
+    fn on_token(&self, text: String);
+    /// The generation ended normally (end of generation, `max_tokens`, or a full context).
+    fn on_complete(&self, stats: GenerationStats);
+    /// The generation failed or was cancelled ([`TernError::Cancelled`]).
+    fn on_error(&self, error: TernError);
+}
+
+/// Controls a running generation. Cancels it when dropped: keep it for as long as the
+/// generation should run.
+#[derive(Debug, uniffi::Object)]
+pub struct GenerationHandle {
+    control: Arc<Control>,
+}
+
+#[uniffi::export]
+impl GenerationHandle {
+    /// Asks the generation to stop; it does within one token (or one prompt batch), then
+    /// reports [`TernError::Cancelled`]. Callable from any thread, any number of times.
+    pub fn cancel(&self) {
+        self.control.cancel();
+    }
+
+    /// Whether the generation has ended and its listener has been called for the last time.
+    pub fn is_finished(&self) -> bool {
+        self.control.finished.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for GenerationHandle {
+    fn drop(&mut self) {
+        self.control.cancel();
+    }
+}
+
+/// One generation's text as an async sequence, for coroutines and Swift concurrency. Cancels
+/// the generation when dropped.
+#[derive(Debug, uniffi::Object)]
+pub struct TokenStream {
+    control: Arc<Control>,
+    chunks: Arc<Queue<Result<String, TernError>>>,
+}
+
+#[uniffi::export]
+impl TokenStream {
+    /// The next piece of text, or `null`/`nil` once the generation has ended normally. Throws
+    /// the generation's error, [`TernError::Cancelled`] after [`TokenStream::cancel`]. One
+    /// consumer at a time.
+    pub async fn next_chunk(&self) -> Result<Option<String>, TernError> {
+        match self.chunks.pop().await {
+            Some(Ok(text)) => Ok(Some(text)),
+            Some(Err(e)) => Err(e),
+            None => Ok(None),
+        }
+    }
+
+    /// Asks the generation to stop within one token. Callable from any thread.
+    pub fn cancel(&self) {
+        self.control.cancel();
+    }
+}
+
+impl Drop for TokenStream {
+    fn drop(&mut self) {
+        self.control.cancel();
+    }
+}
+
+/// Shared between a generation's thread and its handle.
+#[derive(Debug, Default)]
+struct Control {
+    cancelled: AtomicBool,
+    finished: AtomicBool,
+}
+
+impl Control {
+    fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+}
+
+/// One conversation over a [`Model`]: its tokens, KV cache and thread pool. Generation runs on
+/// a background thread, one at a time per session; sessions on one model run in parallel.
+#[derive(uniffi::Object)]
+pub struct Session {
+    shared: Arc<Shared>,
+    context_length: u32,
+}
+
+struct Shared {
+    /// The runtime's session is not `Sync`: the generation thread holds this lock while it
+    /// runs.
+    session: Mutex<tern_runtime::Session>,
+    /// Set from the moment a generation is accepted until just before its last callback.
+    busy: AtomicBool,
+    stats: Mutex<Option<GenerationStats>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("context_length", &self.context_length)
+            .field("busy", &self.shared.busy)
+            .finish()
+    }
+}
+
+#[uniffi::export]
+impl Session {
+    /// A new, empty conversation on `model`, with the model's options (threads, context
+    /// length, precision, resident cap). Allocates the KV cache.
+    #[uniffi::constructor]
+    pub fn new(model: Arc<Model>) -> Arc<Self> {
+        let o = &model.options;
+        let threads = match o.threads {
+            0 => ThreadPool::available_threads(),
+            n => n as usize,
+        };
+        let opts = SessionOptions {
+            context: o.context_length as usize,
+            precision: o.activation_precision.map(Into::into).unwrap_or_default(),
+            max_resident: usize::try_from(o.max_resident_bytes).unwrap_or(usize::MAX),
+            ..SessionOptions::default()
+        };
+        let session = tern_runtime::Session::with_parallel(
+            Arc::clone(&model.inner),
+            &opts,
+            Box::new(ThreadPool::new(threads)),
+        );
+        Arc::new(Session {
+            context_length: u32::try_from(session.context_len()).unwrap_or(u32::MAX),
+            shared: Arc::new(Shared {
+                session: Mutex::new(session),
+                busy: AtomicBool::new(false),
+                stats: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// Starts generating a reply to `prompt` on a background thread, continuing the
+    /// conversation, and returns at once. Text goes to `listener`; the returned handle cancels.
+    /// Fails with [`TernError::SessionBusy`] while another generation of this session runs.
+    pub fn generate(
+        &self,
+        prompt: String,
+        options: GenerateOptions,
+        listener: Box<dyn TokenListener>,
+    ) -> Result<Arc<GenerationHandle>, TernError> {
+        let control = self.start(prompt, &options, Box::new(ListenerSink(listener)))?;
+        Ok(Arc::new(GenerationHandle { control }))
+    }
+
+    /// Starts generating like [`Session::generate`], delivering the text through the returned
+    /// stream's async `next_chunk`.
+    #[uniffi::method(default(options))]
+    pub fn stream(
+        &self,
+        prompt: String,
+        options: GenerateOptions,
+    ) -> Result<Arc<TokenStream>, TernError> {
+        let chunks = Arc::new(Queue::new());
+        let sink = QueueSink(Arc::clone(&chunks));
+        let control = self.start(prompt, &options, Box::new(sink))?;
+        Ok(Arc::new(TokenStream { control, chunks }))
+    }
+
+    /// Forgets the conversation. Fails with [`TernError::SessionBusy`] while generating.
+    pub fn reset(&self) -> Result<(), TernError> {
+        self.claim()?;
+        self.shared.lock_session().reset();
+        *self.shared.lock_stats() = None;
+        self.shared.busy.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// The last finished generation's counts and speeds; `null`/`nil` before the first one or
+    /// after [`Session::reset`].
+    pub fn stats(&self) -> Option<GenerationStats> {
+        self.shared.lock_stats().clone()
+    }
+
+    /// Whether a generation is running.
+    pub fn is_generating(&self) -> bool {
+        self.shared.busy.load(Ordering::Acquire)
+    }
+
+    /// The session's context length in tokens.
+    pub fn context_length(&self) -> u32 {
+        self.context_length
+    }
+}
+
+impl Session {
+    /// Marks the session busy, or fails if it already is.
+    fn claim(&self) -> Result<(), TernError> {
+        self.shared
+            .busy
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .map(drop)
+            .map_err(|_| TernError::SessionBusy)
+    }
+
+    /// Validates, claims the session and starts the generation thread.
+    fn start(
+        &self,
+        prompt: String,
+        options: &GenerateOptions,
+        sink: Box<dyn Sink>,
+    ) -> Result<Arc<Control>, TernError> {
+        let sampling = options.sampler_options()?;
+        let max_tokens = options.max_tokens as usize;
+        self.claim()?;
+        let control = Arc::new(Control::default());
+        let (shared, ctl) = (Arc::clone(&self.shared), Arc::clone(&control));
+        let spawned = std::thread::Builder::new()
+            .name("tern-generate".into())
+            .spawn(move || {
+                let mut sink = sink;
+                let result = catch_unwind(AssertUnwindSafe(|| {
+                    shared.run(&prompt, sampling, max_tokens, &ctl, &mut *sink)
+                }))
+                .unwrap_or_else(|p| Err(TernError::from_panic(&*p)));
+                // Free the session before the last callback, so it can start the next turn.
+                shared.busy.store(false, Ordering::Release);
+                // A listener that throws here has nobody left to tell.
+                let _ = catch_unwind(AssertUnwindSafe(move || sink.finish(result)));
+                ctl.finished.store(true, Ordering::Release);
+            });
+        if let Err(e) = spawned {
+            self.shared.busy.store(false, Ordering::Release);
+            return Err(TernError::Internal {
+                reason: format!("cannot start the generation thread: {e}"),
+            });
+        }
+        Ok(control)
+    }
+}
+
+impl Shared {
+    /// Encodes and processes the prompt, then samples, sending text to `sink`.
+    fn run(
+        &self,
+        prompt: &str,
+        sampling: SamplerOptions,
+        max_tokens: usize,
+        control: &Control,
+        sink: &mut dyn Sink,
+    ) -> Result<GenerationStats, TernError> {
+        let mut session = self.lock_session();
+        let model = Arc::clone(session.model());
+        // Special tokens (BOS) open a conversation, not each turn of it.
+        let add_special = session.tokens().is_empty();
+        let prompt_ids = model.tokenizer().encode(prompt, add_special, true);
+
+        let start = Instant::now();
+        let mut stats = GenerationStats {
+            prompt_tokens: prompt_ids.len() as u32,
+            generated_tokens: 0,
+            prompt_ms: 0.0,
+            generation_ms: 0.0,
+            prompt_tokens_per_second: 0.0,
+            generation_tokens_per_second: 0.0,
+            context_tokens: 0,
+            stop_reason: StopReason::Failed,
+        };
+        // The prompt goes in batch by batch, so a cancel lands between two batches; a prompt
+        // that is cancelled or fails is taken back out of the conversation.
+        let before = session.tokens().len();
+        let needed = before + prompt_ids.len();
+        let mut outcome = if needed > session.context_len() {
+            Err(TernError::ContextFull {
+                needed: needed as u64,
+                limit: session.context_len() as u64,
+            })
+        } else {
+            Ok(())
+        };
+        for batch in prompt_ids.chunks(DEFAULT_BATCH) {
+            if outcome.is_err() {
+                break;
+            }
+            if control.is_cancelled() {
+                outcome = Err(TernError::Cancelled);
+            } else if let Err(e) = session.feed(batch) {
+                outcome = Err(e.into());
+            }
+        }
+        if outcome.is_err() {
+            session.truncate(before);
+        }
+        let prompt_done = Instant::now();
+
+        let mut sampler = Sampler::new(sampling);
+        let mut generated = 0usize;
+        let mut cancelled = false;
+        let outcome = outcome.and_then(|()| {
+            session
+                .generate(&[], &mut sampler, max_tokens, &mut |event| {
+                    if let Event::Token { text, .. } = event {
+                        if control.is_cancelled() {
+                            cancelled = true;
+                            return Flow::Stop;
+                        }
+                        generated += 1;
+                        if !text.is_empty() {
+                            sink.token(text);
+                        }
+                    }
+                    if control.is_cancelled() {
+                        cancelled = true;
+                        Flow::Stop
+                    } else {
+                        Flow::Continue
+                    }
+                })
+                .map_err(TernError::from)
+        });
+        let end = Instant::now();
+
+        let prompt_s = (prompt_done - start).as_secs_f64();
+        let gen_s = (end - prompt_done).as_secs_f64();
+        stats.generated_tokens = generated as u32;
+        stats.prompt_ms = prompt_s * 1e3;
+        stats.generation_ms = gen_s * 1e3;
+        stats.prompt_tokens_per_second = rate(prompt_ids.len(), prompt_s);
+        // The first token is sampled from the prompt's logits: decode speed counts the forward
+        // passes after it, as `tern run` does.
+        stats.generation_tokens_per_second = if generated > 1 {
+            rate(generated - 1, gen_s)
+        } else {
+            0.0
+        };
+        stats.context_tokens = session.tokens().len() as u32;
+        let result = match outcome {
+            Ok(_) if cancelled => Err(TernError::Cancelled),
+            Ok(stop) => {
+                stats.stop_reason = match stop {
+                    tern_runtime::StopReason::EndOfGeneration => StopReason::EndOfGeneration,
+                    tern_runtime::StopReason::ContextFull => StopReason::ContextFull,
+                    tern_runtime::StopReason::MaxTokens => StopReason::MaxTokens,
+                    tern_runtime::StopReason::Stopped => StopReason::Cancelled,
+                };
+                Ok(stats.clone())
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(TernError::Cancelled) = result {
+            stats.stop_reason = StopReason::Cancelled;
+        }
+        *self.lock_stats() = Some(stats);
+        result
+    }
+
+    /// The runtime session. After a panic mid-generation its KV cache may be half-written:
+    /// the conversation is reset then.
+    fn lock_session(&self) -> MutexGuard<'_, tern_runtime::Session> {
+        match self.session.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => {
+                self.session.clear_poison();
+                let mut guard = poisoned.into_inner();
+                guard.reset();
+                guard
+            }
+        }
+    }
+
+    fn lock_stats(&self) -> MutexGuard<'_, Option<GenerationStats>> {
+        // Stats are replaced whole: a panic cannot leave them half-written.
+        self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn rate(n: usize, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        n as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+/// Where a generation's text and outcome go.
+trait Sink: Send {
+    fn token(&mut self, text: &str);
+    fn finish(self: Box<Self>, result: Result<GenerationStats, TernError>);
+}
+
+struct ListenerSink(Box<dyn TokenListener>);
+
+impl Sink for ListenerSink {
+    fn token(&mut self, text: &str) {
+        self.0.on_token(text.to_string());
+    }
+
+    fn finish(self: Box<Self>, result: Result<GenerationStats, TernError>) {
+        match result {
+            Ok(stats) => self.0.on_complete(stats),
+            Err(e) => self.0.on_error(e),
+        }
+    }
+}
+
+struct QueueSink(Arc<Queue<Result<String, TernError>>>);
+
+impl Sink for QueueSink {
+    fn token(&mut self, text: &str) {
+        self.0.push(Ok(text.to_string()));
+    }
+
+    fn finish(self: Box<Self>, result: Result<GenerationStats, TernError>) {
+        if let Err(e) = result {
+            self.0.push(Err(e));
+        }
+        self.0.close();
+    }
+}

@@ -1,0 +1,434 @@
+//! The exported API driven from Rust on the real model: what the Kotlin and Swift bindings
+//! call, minus the foreign language.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tern_runtime::{Event, Flow, Sampler, SamplerOptions};
+
+use crate::channel::tests::block_on;
+use crate::*;
+
+const PROMPT: &str = "The capital of France is";
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+fn model_path() -> PathBuf {
+    let p =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/smollm2-135m-instruct-q4_1.gguf");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/fetch-model.sh",
+        p.display()
+    );
+    p
+}
+
+fn options() -> ModelOptions {
+    ModelOptions {
+        threads: 2,
+        ..ModelOptions::default()
+    }
+}
+
+fn model() -> Arc<Model> {
+    static MODEL: OnceLock<Arc<Model>> = OnceLock::new();
+    MODEL
+        .get_or_init(|| Model::new(model_path().display().to_string(), options()).expect("loads"))
+        .clone()
+}
+
+fn greedy(max_tokens: u32) -> GenerateOptions {
+    GenerateOptions {
+        max_tokens,
+        temperature: 0.0,
+        ..GenerateOptions::default()
+    }
+}
+
+/// What the runtime's own API generates for `prompt`, greedily.
+fn reference_text(prompt: &str, max_tokens: usize) -> String {
+    let m = model();
+    let mut s = tern_runtime::Session::new(Arc::clone(&m.inner), &Default::default());
+    let ids = m.inner.tokenizer().encode(prompt, true, true);
+    let mut text = String::new();
+    s.generate(
+        &ids,
+        &mut Sampler::new(SamplerOptions::greedy()),
+        max_tokens,
+        &mut |e| {
+            if let Event::Token { text: t, .. } = e {
+                text.push_str(t);
+            }
+            Flow::Continue
+        },
+    )
+    .unwrap();
+    text
+}
+
+/// What a listener saw, sent to the test thread.
+#[derive(Debug)]
+enum Seen {
+    Token(String),
+    Complete(GenerationStats),
+    Error(TernError),
+}
+
+struct Recorder {
+    tx: Mutex<Sender<Seen>>,
+    /// Panics in `on_token` after this many tokens, as a throwing Kotlin callback does.
+    panic_after: Option<usize>,
+    /// Calls of `on_token` so far.
+    tokens: Arc<AtomicUsize>,
+}
+
+impl Recorder {
+    fn new(panic_after: Option<usize>) -> (Box<Self>, Receiver<Seen>) {
+        let (listener, rx, _) = Self::counting(panic_after);
+        (listener, rx)
+    }
+
+    /// Also returns the count of `on_token` calls, readable while the generation runs.
+    fn counting(panic_after: Option<usize>) -> (Box<Self>, Receiver<Seen>, Arc<AtomicUsize>) {
+        let (tx, rx) = channel();
+        let tokens = Arc::new(AtomicUsize::new(0));
+        let r = Recorder {
+            tx: Mutex::new(tx),
+            panic_after,
+            tokens: Arc::clone(&tokens),
+        };
+        (Box::new(r), rx, tokens)
+    }
+
+    fn send(&self, s: Seen) {
+        let _ = self.tx.lock().unwrap().send(s);
+    }
+}
+
+impl TokenListener for Recorder {
+    fn on_token(&self, text: String) {
+        let n = self.tokens.fetch_add(1, Ordering::SeqCst);
+        if self.panic_after == Some(n) {
+            panic!("listener failed");
+        }
+        self.send(Seen::Token(text));
+    }
+    fn on_complete(&self, stats: GenerationStats) {
+        self.send(Seen::Complete(stats));
+    }
+    fn on_error(&self, error: TernError) {
+        self.send(Seen::Error(error));
+    }
+}
+
+/// Collects text until the generation ends.
+fn collect(rx: &Receiver<Seen>) -> (String, Result<GenerationStats, TernError>) {
+    let mut text = String::new();
+    loop {
+        match rx.recv_timeout(TIMEOUT).expect("generation ends") {
+            Seen::Token(t) => text.push_str(&t),
+            Seen::Complete(s) => return (text, Ok(s)),
+            Seen::Error(e) => return (text, Err(e)),
+        }
+    }
+}
+
+#[test]
+fn info_describes_the_model() {
+    let info = model().info();
+    assert_eq!(info.architecture, "llama");
+    assert_eq!(info.quantization, "Q4_1");
+    assert_eq!(info.vocab_size, 49152);
+    assert!(info.has_chat_template);
+    assert!(
+        (130_000_000..140_000_000).contains(&info.parameter_count),
+        "{info:?}"
+    );
+    assert!(info.context_length >= 2048);
+    assert!(info.bytes_per_token > 50_000_000, "{info:?}");
+}
+
+#[test]
+fn greedy_generation_matches_the_runtime() {
+    let expected = reference_text(PROMPT, 16);
+    let session = Session::new(model());
+    let (listener, rx) = Recorder::new(None);
+    let handle = session
+        .generate(PROMPT.into(), greedy(16), listener)
+        .unwrap();
+    let (text, stats) = collect(&rx);
+    let stats = stats.unwrap();
+    assert_eq!(text, expected);
+    assert_eq!(stats.generated_tokens, 16);
+    assert_eq!(stats.stop_reason, StopReason::MaxTokens);
+    assert_eq!(session.stats(), Some(stats));
+    while !handle.is_finished() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    // The async stream gives the same text.
+    session.reset().unwrap();
+    let stream = session.stream(PROMPT.into(), greedy(16)).unwrap();
+    let streamed = block_on(async {
+        let mut text = String::new();
+        while let Some(chunk) = stream.next_chunk().await.unwrap() {
+            text.push_str(&chunk);
+        }
+        text
+    });
+    assert_eq!(streamed, expected);
+}
+
+#[test]
+fn cancel_stops_within_a_token() {
+    let session = Session::new(model());
+    let (listener, rx, delivered) = Recorder::counting(None);
+    let handle = session
+        .generate(PROMPT.into(), greedy(500), listener)
+        .unwrap();
+    let mut first = Vec::new();
+    while first.len() < 3 {
+        match rx.recv_timeout(TIMEOUT).unwrap() {
+            Seen::Token(t) => first.push(t),
+            other => panic!("ended early: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        session.generate(PROMPT.into(), greedy(1), Recorder::new(None).0),
+        Err(TernError::SessionBusy)
+    ));
+    handle.cancel();
+    let at_cancel = delivered.load(Ordering::SeqCst);
+    let (_, result) = collect(&rx);
+    // At most the token being delivered as `cancel` ran.
+    assert!(delivered.load(Ordering::SeqCst) <= at_cancel + 1);
+    assert_eq!(result, Err(TernError::Cancelled));
+    let stats = session.stats().unwrap();
+    assert_eq!(stats.stop_reason, StopReason::Cancelled);
+    assert!(stats.generated_tokens < 50, "{stats:?}");
+    assert!(!session.is_generating());
+
+    // Dropping the stream cancels too.
+    let stream = session.stream(PROMPT.into(), greedy(500)).unwrap();
+    assert!(block_on(stream.next_chunk()).unwrap().is_some());
+    drop(stream);
+    let start = std::time::Instant::now();
+    while session.is_generating() {
+        assert!(start.elapsed() < TIMEOUT);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(session.stats().unwrap().generated_tokens < 50);
+}
+
+#[test]
+fn a_panicking_listener_becomes_an_internal_error() {
+    let session = Session::new(model());
+    let (listener, rx) = Recorder::new(Some(2));
+    let _handle = session
+        .generate(PROMPT.into(), greedy(16), listener)
+        .unwrap();
+    let (text, result) = collect(&rx);
+    assert!(!text.is_empty());
+    match result {
+        Err(TernError::Internal { reason }) => {
+            assert!(reason.contains("listener failed"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // The session was reset and still works.
+    let (listener, rx) = Recorder::new(None);
+    let _h = session
+        .generate(PROMPT.into(), greedy(4), listener)
+        .unwrap();
+    assert!(collect(&rx).1.is_ok());
+}
+
+#[test]
+fn sessions_on_one_model_run_in_parallel() {
+    let expected = reference_text(PROMPT, 12);
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            let session = Session::new(model());
+            let (listener, rx) = Recorder::new(None);
+            let handle = session
+                .generate(PROMPT.into(), greedy(12), listener)
+                .unwrap();
+            (session, handle, rx)
+        })
+        .collect();
+    for (_session, _handle, rx) in &runs {
+        assert_eq!(collect(rx).0, expected);
+    }
+}
+
+#[test]
+fn bad_files_give_actionable_errors() {
+    let dir = std::env::temp_dir().join(format!("tern-ffi-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let missing = dir.join("missing.gguf").display().to_string();
+    assert!(matches!(
+        Model::new(missing, options()),
+        Err(TernError::FileNotFound { .. })
+    ));
+
+    let garbage = dir.join("garbage.gguf");
+    std::fs::write(&garbage, b"this is not a model at all").unwrap();
+    let e = Model::new(garbage.display().to_string(), options()).unwrap_err();
+    assert!(matches!(e, TernError::NotGguf { .. }), "{e:?}");
+
+    let truncated = dir.join("truncated.gguf");
+    let bytes = std::fs::read(model_path()).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let e = Model::new(truncated.display().to_string(), options()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            TernError::Corrupt {
+                offset: Some(_),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+
+    let long = ModelOptions {
+        context_length: 1 << 30,
+        ..options()
+    };
+    let e = Model::new(model_path().display().to_string(), long).unwrap_err();
+    assert!(matches!(e, TernError::InvalidArgument { .. }), "{e:?}");
+    let e = Session::new(model()).generate(
+        PROMPT.into(),
+        GenerateOptions {
+            top_p: 2.0,
+            ..greedy(1)
+        },
+        Recorder::new(None).0,
+    );
+    assert!(matches!(e, Err(TernError::InvalidArgument { .. })));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_region_of_a_file_loads_through_its_descriptor() {
+    use std::os::fd::AsRawFd;
+
+    let dir = std::env::temp_dir().join(format!("tern-ffi-fd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // An odd offset, as inside an APK: the GGUF follows 4097 bytes of something else.
+    let path = dir.join("bundle.bin");
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(&[0x5a; 4097]).unwrap();
+    let model_bytes = std::fs::read(model_path()).unwrap();
+    f.write_all(&model_bytes).unwrap();
+    f.write_all(b"trailing").unwrap();
+    drop(f);
+
+    let file = std::fs::File::open(&path).unwrap();
+    let fd = file.as_raw_fd();
+    let len = model_bytes.len() as u64;
+    let m = Model::open_fd(fd, 4097, len, options()).unwrap();
+    drop(file);
+    assert_eq!(m.info(), model().info());
+    let (listener, rx) = Recorder::new(None);
+    let _h = Session::new(m)
+        .generate(PROMPT.into(), greedy(8), listener)
+        .unwrap();
+    assert_eq!(collect(&rx).0, reference_text(PROMPT, 8));
+
+    let file = std::fs::File::open(&path).unwrap();
+    let e = Model::open_fd(file.as_raw_fd(), 4097, len + 100, options()).unwrap_err();
+    assert!(matches!(e, TernError::InvalidArgument { .. }), "{e:?}");
+    let e = Model::open_fd(-1, 0, 10, options()).unwrap_err();
+    assert!(matches!(e, TernError::InvalidArgument { .. }), "{e:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn async_load_reports_progress() {
+    struct Progress(Arc<Mutex<Vec<f32>>>);
+    impl LoadProgress for Progress {
+        fn on_progress(&self, fraction: f32) {
+            self.0.lock().unwrap().push(fraction);
+        }
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let source = ModelSource::Path {
+        path: model_path().display().to_string(),
+    };
+    let progress = Box::new(Progress(Arc::clone(&seen)));
+    let m = block_on(load_model(source, options(), Some(progress))).unwrap();
+    assert_eq!(m.info().architecture, "llama");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.last(), Some(&1.0));
+    assert!(
+        seen.len() > 10 && seen.windows(2).all(|w| w[0] <= w[1]),
+        "{seen:?}"
+    );
+
+    let missing = ModelSource::Path {
+        path: "/nonexistent/model.gguf".into(),
+    };
+    let e = block_on(load_model(missing, options(), None)).unwrap_err();
+    assert!(matches!(e, TernError::FileNotFound { .. }));
+}
+
+#[test]
+fn a_resident_cap_still_generates_the_same_text() {
+    let capped = ModelOptions {
+        max_resident_bytes: 16 << 20,
+        ..options()
+    };
+    let m = Model::new(model_path().display().to_string(), capped).unwrap();
+    let (listener, rx) = Recorder::new(None);
+    let _h = Session::new(m)
+        .generate(PROMPT.into(), greedy(8), listener)
+        .unwrap();
+    assert_eq!(collect(&rx).0, reference_text(PROMPT, 8));
+}
+
+#[test]
+fn generate_options_defaults_are_the_runtime_defaults() {
+    let o = GenerateOptions::default();
+    let r = SamplerOptions::default();
+    assert_eq!(o.sampler_options().unwrap(), r);
+    assert_eq!(o.seed, 2119663191, "the #[uniffi(default)] seed literal");
+}
+
+#[test]
+fn a_full_context_is_an_error_for_prompts_and_a_stop_for_replies() {
+    let small = ModelOptions {
+        context_length: 16,
+        ..options()
+    };
+    let m = Model::new(model_path().display().to_string(), small).unwrap();
+    let session = Session::new(m);
+    assert_eq!(session.context_length(), 16);
+
+    let long = "one two three four five six seven eight nine ten ".repeat(4);
+    let (listener, rx) = Recorder::new(None);
+    let _h = session.generate(long, greedy(4), listener).unwrap();
+    match collect(&rx).1 {
+        Err(TernError::ContextFull { needed, limit: 16 }) => assert!(needed > 16),
+        other => panic!("{other:?}"),
+    }
+
+    // Nothing of the refused prompt stayed: the reply runs until the context is full.
+    let (listener, rx) = Recorder::new(None);
+    let _h = session
+        .generate(PROMPT.into(), greedy(100), listener)
+        .unwrap();
+    let stats = collect(&rx).1.unwrap();
+    assert_eq!(stats.stop_reason, StopReason::ContextFull);
+    assert_eq!(stats.context_tokens, 16);
+    assert_eq!(
+        stats.prompt_tokens + stats.generated_tokens,
+        17,
+        "{stats:?}"
+    );
+}

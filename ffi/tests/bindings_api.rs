@@ -1,0 +1,177 @@
+//! The Swift layer (`ios/Sources/Tern/Tern.swift`) against the Swift bindings uniffi generates
+//! from the built library. No Swift compiler runs here, so this checks by reading: every
+//! `TernFFI.Name` the layer uses is declared in the generated file, each generated call the
+//! layer makes has the signature it assumes, and the generated defaults are the runtime's.
+//! (The Kotlin side is compiled and run for real by `scripts/test-kotlin.sh`.)
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use tern_runtime::SamplerOptions;
+
+/// The cdylib cargo built for this test run: in `deps/`, next to this test's executable (cargo
+/// copies it up to the profile folder only on `cargo build`).
+fn built_library() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let name = format!(
+        "{}tern_ffi{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    let lib = exe.parent().unwrap().join(name);
+    assert!(lib.exists(), "{} was not built", lib.display());
+    lib
+}
+
+/// Generates the Swift bindings into a fresh directory (once per test binary) and returns the
+/// Swift source.
+fn generated_swift() -> &'static str {
+    static SWIFT: OnceLock<String> = OnceLock::new();
+    SWIFT.get_or_init(generate_swift)
+}
+
+fn generate_swift() -> String {
+    let out = std::env::temp_dir().join(format!("tern-ffi-swift-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let lib = built_library();
+    uniffi::generate(uniffi::GenerateOptions {
+        languages: vec![uniffi::TargetLanguage::Swift],
+        source: lib.try_into().unwrap(),
+        out_dir: out.clone().try_into().unwrap(),
+        config_override: None,
+        format: false,
+        crate_filter: None,
+        metadata_no_deps: false,
+    })
+    .expect("uniffi generates Swift bindings");
+    let swift = std::fs::read_to_string(out.join("TernFFI.swift")).unwrap();
+    assert!(out.join("TernFFIC.h").exists() && out.join("TernFFIC.modulemap").exists());
+    std::fs::remove_dir_all(&out).unwrap();
+    swift
+}
+
+/// Swift source without comments.
+fn strip_comments(swift: &str) -> String {
+    let mut out = String::with_capacity(swift.len());
+    let mut rest = swift;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.find("*/").map_or("", |i| &after[i + 2..]);
+        } else if let Some(after) = rest.strip_prefix("//") {
+            rest = after.find('\n').map_or("", |i| &after[i..]);
+        } else {
+            let c = rest.chars().next().unwrap();
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
+/// Swift source without comments and whitespace, so signatures compare as plain substrings
+/// however the generator spaces them.
+fn squash(swift: &str) -> String {
+    strip_comments(swift)
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect()
+}
+
+/// Generated declarations the wrapper relies on, each with the text that shows the wrapper
+/// uses it (so the list cannot drift from the wrapper).
+const CALLS: &[(&str, &str)] = &[
+    (
+        "publicfuncloadModel(source:ModelSource,options:ModelOptions=ModelOptions(),progress:LoadProgress?=nil)asyncthrows->Model",
+        "TernFFI.loadModel(source: .path(path: path), options: options)",
+    ),
+    ("casepath(path:String)", "TernFFI.ModelSource.path(path: path)"),
+    ("openfuncinfo()->ModelInfo", "native.info()"),
+    ("publicconvenienceinit(model:Model)", "TernFFI.Session(model: native)"),
+    (
+        "openfuncgenerate(prompt:String,options:GenerateOptions,listener:TokenListener)throws->GenerationHandle",
+        "native.generate(\n                    prompt: prompt, options: options, listener:",
+    ),
+    ("openfunccancel(){", "handle.cancel()"),
+    ("openfuncstats()->GenerationStats?", "native.stats()"),
+    ("openfuncisGenerating()->Bool", "native.isGenerating()"),
+    ("openfuncreset()throws", "try native.reset()"),
+    ("funconToken(text:String)", "func onToken(text: String)"),
+    ("funconComplete(stats:GenerationStats)", "func onComplete(stats: TernFFI.GenerationStats)"),
+    ("funconError(error:TernError)", "func onError(error: TernFFI.TernError)"),
+    ("funconProgress(fraction:Float)", "func onProgress(fraction: Float)"),
+    ("publicprotocolTokenListener:AnyObject,Sendable", "TernFFI.TokenListener"),
+    ("enumTernError:Swift.Error", "TernError"),
+    ("publicinit(threads:UInt32=UInt32(0),", "TernFFI.ModelOptions()"),
+];
+
+#[test]
+fn swift_layer_uses_only_what_the_bindings_declare() {
+    let generated = squash(generated_swift());
+    let wrapper_path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ios/Sources/Tern/Tern.swift");
+    let wrapper = std::fs::read_to_string(&wrapper_path).unwrap();
+
+    // Every `TernFFI.Name` the wrapper's code writes is a type or function of the generated
+    // module.
+    let code = strip_comments(&wrapper);
+    let mut names: Vec<&str> = code
+        .match_indices("TernFFI.")
+        .map(|(i, m)| {
+            let rest = &code[i + m.len()..];
+            let end = rest
+                .find(|c: char| !c.is_alphanumeric() && c != '_')
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.len() >= 10, "too few TernFFI names found: {names:?}");
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|name| {
+            !["class", "struct", "enum", "protocol", "func"]
+                .iter()
+                .any(|kind| {
+                    let decl = format!("{kind}{name}");
+                    generated.match_indices(&decl).any(|(i, _)| {
+                        // The name ends there: `classModel` must not match `classModelInfo`.
+                        let next = generated[i + decl.len()..].chars().next();
+                        !next.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                    })
+                })
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "Tern.swift uses names the bindings lack: {missing:?}"
+    );
+
+    for (declaration, usage) in CALLS {
+        assert!(
+            generated.contains(declaration),
+            "the generated Swift has no `{declaration}` (used as `{usage}` in Tern.swift)"
+        );
+        assert!(
+            wrapper.contains(usage),
+            "Tern.swift no longer contains `{usage}`: update CALLS"
+        );
+    }
+}
+
+#[test]
+fn generated_defaults_are_the_runtime_defaults() {
+    let generated = squash(generated_swift());
+    let d = SamplerOptions::default();
+    let init = format!(
+        "publicinit(maxTokens:UInt32=UInt32(128),temperature:Float=Float({:?}),topK:UInt32=UInt32({}),\
+         topP:Float=Float({:?}),minP:Float=Float({:?}),repeatPenalty:Float=Float({:?}),\
+         repeatLastN:UInt32=UInt32({}),seed:UInt64=UInt64({}))",
+        d.temperature, d.top_k, d.top_p, d.min_p, d.repeat_penalty, d.repeat_last_n, d.seed
+    );
+    assert!(
+        generated.contains(&init),
+        "GenerateOptions defaults differ from {d:?}"
+    );
+}

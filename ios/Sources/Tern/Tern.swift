@@ -1,0 +1,123 @@
+// Idiomatic Swift over the generated bindings (module TernFFI): async loading and an
+// AsyncThrowingStream of text per generation that cancels when its task is cancelled.
+//
+// Every name taken from the generated module is written `TernFFI.Name`: ffi/tests/bindings_api.rs
+// reads this file and checks each one exists in the generated Swift (no Swift compiler runs in
+// CI), together with the calls listed there.
+
+import Foundation
+@_exported import TernFFI
+
+/// A loaded model: memory-mapped weights shared by any number of sessions and threads.
+public final class TernModel: Sendable {
+    /// The generated object, for what this layer does not wrap.
+    public let native: TernFFI.Model
+
+    /// Wraps a model loaded through the generated API.
+    public init(native: TernFFI.Model) {
+        self.native = native
+    }
+
+    /// Maps and validates the GGUF file at `path` on a background thread.
+    /// Throws `TernError` (`.FileNotFound`, `.NotGguf`, `.Corrupt`, ...).
+    public static func load(
+        path: String,
+        options: TernFFI.ModelOptions = TernFFI.ModelOptions()
+    ) async throws -> TernModel {
+        TernModel(native: try await TernFFI.loadModel(source: .path(path: path), options: options))
+    }
+
+    /// Like `load(path:options:)`, calling `progress` on the loading thread with the fraction
+    /// done (0 to 1; the last call reports 1).
+    public static func load(
+        path: String,
+        options: TernFFI.ModelOptions = TernFFI.ModelOptions(),
+        progress: @escaping @Sendable (Float) -> Void
+    ) async throws -> TernModel {
+        let source = TernFFI.ModelSource.path(path: path)
+        let native = try await TernFFI.loadModel(
+            source: source, options: options, progress: ProgressRelay(progress))
+        return TernModel(native: native)
+    }
+
+    /// What the model is.
+    public var info: TernFFI.ModelInfo { native.info() }
+
+    /// A new, empty conversation with its own KV cache.
+    public func newSession() -> TernSession {
+        TernSession(native: TernFFI.Session(model: native))
+    }
+}
+
+/// One conversation: one generation at a time; several sessions may generate at once.
+public final class TernSession: Sendable {
+    /// The generated object, for what this layer does not wrap (e.g. `stream(prompt:options:)`
+    /// and its `async nextChunk()`).
+    public let native: TernFFI.Session
+
+    /// Wraps a session created through the generated API.
+    public init(native: TernFFI.Session) {
+        self.native = native
+    }
+
+    /// Generates a reply to `prompt`, continuing the conversation. Text arrives as it is
+    /// generated; cancelling the consuming task (or dropping the stream) cancels generation
+    /// within one token. Throws `TernError.SessionBusy` while another generation runs.
+    public func generate(
+        _ prompt: String,
+        options: TernFFI.GenerateOptions = TernFFI.GenerateOptions()
+    ) -> AsyncThrowingStream<String, Error> {
+        AsyncThrowingStream { continuation in
+            do {
+                let handle = try native.generate(
+                    prompt: prompt, options: options, listener: StreamListener(continuation))
+                continuation.onTermination = { _ in handle.cancel() }
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+    }
+
+    /// The last generation's token counts and speeds; `nil` before the first.
+    public var stats: TernFFI.GenerationStats? { native.stats() }
+
+    /// Whether a generation is running.
+    public var isGenerating: Bool { native.isGenerating() }
+
+    /// Forgets the conversation. Throws `TernError.SessionBusy` while generating.
+    public func reset() throws { try native.reset() }
+}
+
+/// Forwards one generation's callbacks into an `AsyncThrowingStream`.
+private final class StreamListener: TernFFI.TokenListener {
+    private let continuation: AsyncThrowingStream<String, Error>.Continuation
+
+    init(_ continuation: AsyncThrowingStream<String, Error>.Continuation) {
+        self.continuation = continuation
+    }
+
+    func onToken(text: String) {
+        continuation.yield(text)
+    }
+
+    func onComplete(stats: TernFFI.GenerationStats) {
+        continuation.finish()
+    }
+
+    func onError(error: TernFFI.TernError) {
+        continuation.finish(throwing: error)
+    }
+}
+
+/// Forwards load progress to a closure.
+private final class ProgressRelay: TernFFI.LoadProgress {
+    private let report: @Sendable (Float) -> Void
+
+    init(_ report: @escaping @Sendable (Float) -> Void) {
+        self.report = report
+    }
+
+    func onProgress(fraction: Float) {
+        report(fraction)
+    }
+}

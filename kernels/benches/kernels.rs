@@ -1,0 +1,225 @@
+//! Kernel throughput on SmolLM2-135M's shapes, every backend this CPU has, one thread.
+//!
+//! For each weight format and matrix shape: the row · f32 dot (`dot`), the int8 path
+//! (`dot_q8`, including the one activation quantization per matrix-vector product) and the
+//! dequantization used by batched prompt processing (`dequant`). Reported as nanoseconds per
+//! row and GB/s of weight bytes streamed, scalar reference first in each group, so every
+//! figure sits next to a phone's memory bandwidth (roughly 10–30 GB/s per cluster). The
+//! 576-wide matrices fit in L2/L3, so their figures are compute-bound; the 49152 × 576
+//! output head (30 MB in Q8_0) streams from memory.
+//!
+//! Each figure is the fastest of many passes over the matrix (see [`time`]).
+//!
+//! `cargo bench -p tern-kernels [-- FILTER]`: FILTER keeps the groups whose title contains it.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use tern_kernels::scalar::{self, act_q8_bytes};
+use tern_kernels::{Backend, Format, Kernels};
+
+/// Minimum measuring time per kernel.
+const MIN_TIME: Duration = Duration::from_millis(250);
+
+/// `(rows, cols)`: attention projections, FFN down, FFN gate/up, the output head.
+const SHAPES: [(usize, usize, &str); 3] = [
+    (576, 576, "576x576 (attn q/o)"),
+    (576, 1536, "576x1536 (ffn_down)"),
+    (1536, 576, "1536x576 (ffn_gate/up)"),
+];
+const HEAD: (usize, usize, &str) = (49152, 576, "49152x576 (output head)");
+
+fn main() {
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let backends: Vec<Kernels> = Backend::ALL
+        .iter()
+        .rev()
+        .filter_map(|&b| Kernels::with_backend(b))
+        .collect();
+    let names: Vec<&str> = backends.iter().map(|k| k.backend().name()).collect();
+    println!(
+        "backends: {}   (best: {})",
+        names.join(", "),
+        Kernels::best().backend().name()
+    );
+    println!("one thread; GB/s = weight bytes streamed per second\n");
+    println!(
+        "{:<44} {:<28} {:>10} {:>8} {:>8}",
+        "group", "kernel", "ns/row", "GB/s", "×scalar"
+    );
+
+    let start = Instant::now();
+    for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0] {
+        for (rows, cols, shape) in SHAPES {
+            bench_matrix(&backends, format, rows, cols, shape, &filter, true);
+        }
+    }
+    bench_matrix(
+        &backends,
+        Format::Q8_0,
+        HEAD.0,
+        HEAD.1,
+        HEAD.2,
+        &filter,
+        false,
+    );
+    bench_dot_f32(&backends, &filter);
+    println!("\ntotal {:.1} s", start.elapsed().as_secs_f64());
+}
+
+/// Deterministic values in [−1, 1).
+fn randoms(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+/// A `rows × cols` matrix of random weights quantized to `format`, row after row.
+fn matrix(format: Format, rows: usize, cols: usize) -> Vec<u8> {
+    let quantize: fn(&[f32], &mut [u8]) = match format {
+        Format::Q4_0 => scalar::quantize_q4_0,
+        Format::Q4_1 => scalar::quantize_q4_1,
+        _ => scalar::quantize_q8_0,
+    };
+    let row_bytes = format.row_bytes(cols).expect("whole blocks");
+    let mut out = vec![0u8; rows * row_bytes];
+    for (r, row) in out.chunks_exact_mut(row_bytes).enumerate() {
+        quantize(&randoms(cols, r as u64 + 1), row);
+    }
+    out
+}
+
+/// Runs `f` (one pass over the matrix) repeatedly for at least [`MIN_TIME`] and 3 passes;
+/// seconds of the fastest pass. The minimum, not the mean: other processes sharing the CPU
+/// only ever add time, so the fastest pass is the best estimate of the kernel's own cost.
+fn time(mut f: impl FnMut()) -> f64 {
+    f(); // warm caches and page in
+    let (mut best, mut passes, start) = (f64::INFINITY, 0, Instant::now());
+    while passes < 3 || start.elapsed() < MIN_TIME {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed().as_secs_f64());
+        passes += 1;
+    }
+    best
+}
+
+/// One table line; `base` is the scalar time of the group.
+fn report(group: &str, name: &str, secs: f64, rows: usize, bytes: usize, base: &mut Option<f64>) {
+    let speedup = base.get_or_insert(secs).to_owned() / secs;
+    println!(
+        "{group:<44} {name:<28} {:>10.1} {:>8.2} {:>8.2}",
+        secs * 1e9 / rows as f64,
+        bytes as f64 / secs / 1e9,
+        speedup
+    );
+}
+
+fn bench_matrix(
+    backends: &[Kernels],
+    format: Format,
+    rows: usize,
+    cols: usize,
+    shape: &str,
+    filter: &Option<String>,
+    dequant: bool,
+) {
+    let w = matrix(format, rows, cols);
+    let row_bytes = w.len() / rows;
+    let x = randoms(cols, 7);
+    let mut y = vec![0.0f32; rows];
+    let mut xq = vec![0u8; act_q8_bytes(cols)];
+    let mut out = vec![0.0f32; cols];
+    let kinds: &[&str] = if dequant {
+        &["dot", "dot_q8", "dequant"]
+    } else {
+        &["dot", "dot_q8"]
+    };
+    for &kind in kinds {
+        let group = format!("{} {kind} {shape}", format.name());
+        if filter.as_ref().is_some_and(|f| !group.contains(f.as_str())) {
+            continue;
+        }
+        let (mut base, mut seen) = (None, Vec::new());
+        for k in backends {
+            let fk = k.format(format);
+            let name = match kind {
+                "dot" => fk.dot.name,
+                "dot_q8" => fk.dot_q8.expect("int8 kernel").name,
+                _ => fk.dequant.name,
+            };
+            if seen.contains(&name) {
+                continue; // a backend that reuses another's kernel for this slot
+            }
+            seen.push(name);
+            let secs = match kind {
+                "dot" => time(|| {
+                    for (yr, row) in y.iter_mut().zip(w.chunks_exact(row_bytes)) {
+                        *yr = (fk.dot.f)(black_box(row), &x);
+                    }
+                    black_box(&y);
+                }),
+                "dot_q8" => {
+                    let dot = fk.dot_q8.expect("int8 kernel").f;
+                    time(|| {
+                        (k.quantize_act_q8.f)(black_box(&x), &mut xq);
+                        for (yr, row) in y.iter_mut().zip(w.chunks_exact(row_bytes)) {
+                            *yr = dot(black_box(row), &xq);
+                        }
+                        black_box(&y);
+                    })
+                }
+                _ => time(|| {
+                    for row in w.chunks_exact(row_bytes) {
+                        (fk.dequant.f)(black_box(row), &mut out);
+                        black_box(&out);
+                    }
+                }),
+            };
+            report(&group, name, secs, rows, w.len(), &mut base);
+        }
+    }
+}
+
+/// `dot_f32` as attention uses it: 64-wide heads against 1024 cached keys, and 576-wide rows.
+fn bench_dot_f32(backends: &[Kernels], filter: &Option<String>) {
+    for (len, count, what) in [
+        (64usize, 1024usize, "64 x 1024 (attention)"),
+        (576, 576, "576 x 576"),
+    ] {
+        let group = format!("f32 dot_f32 {what}");
+        if filter.as_ref().is_some_and(|f| !group.contains(f.as_str())) {
+            continue;
+        }
+        let a = randoms(len, 1);
+        let b = randoms(len * count, 2);
+        let mut out = vec![0.0f32; count];
+        let (mut base, mut seen) = (None, Vec::new());
+        for k in backends {
+            if seen.contains(&k.dot_f32.name) {
+                continue;
+            }
+            seen.push(k.dot_f32.name);
+            let secs = time(|| {
+                for (o, b) in out.iter_mut().zip(b.chunks_exact(len)) {
+                    *o = (k.dot_f32.f)(black_box(&a), b);
+                }
+                black_box(&out);
+            });
+            report(
+                &group,
+                k.dot_f32.name,
+                secs,
+                count,
+                4 * len * count,
+                &mut base,
+            );
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! aarch64: NEON bodies ([`neon`]), int8 dot products for NEON and the dot product extension
+//! ([`int8`]), and the safe wrappers the dispatch table gets after detection.
+//!
+//! NEON is part of every ARMv8-A application core (phones included); `dotprod` (`sdot`) came
+//! with ARMv8.2 (Cortex-A55/A75 and later) and replaces only the int8 dot products.
+
+mod int8;
+mod neon;
+mod ternary;
+
+use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
+use crate::dispatch::{Backend, DotQ8Fn, Kernels, Named};
+use crate::format::Format;
+
+/// Whether this CPU has every feature `backend`'s bodies enable: detected at run time with
+/// `std` (`std` caches the answer), from the compile-time target features without it.
+#[cfg(feature = "std")]
+fn detected(backend: Backend) -> bool {
+    use std::arch::is_aarch64_feature_detected as has;
+    match backend {
+        Backend::Neon => has!("neon"),
+        Backend::NeonDotprod => has!("neon") && has!("dotprod"),
+        _ => false,
+    }
+}
+
+/// Whether this build's target features include every feature `backend`'s bodies enable.
+#[cfg(not(feature = "std"))]
+fn detected(backend: Backend) -> bool {
+    match backend {
+        Backend::Neon => cfg!(target_feature = "neon"),
+        Backend::NeonDotprod => cfg!(all(target_feature = "neon", target_feature = "dotprod")),
+        _ => false,
+    }
+}
+
+/// Installs `backend` into `k` if [`detected`]; returns whether it did.
+///
+/// This is the only place the wrappers below become reachable, which is what their `SAFETY`
+/// comments rely on.
+pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
+    if !detected(backend) {
+        return false;
+    }
+    k.dot_f32 = named!(dot_f32, "dot_f32/neon");
+    k.axpy = named!(axpy, "axpy/neon");
+    k.quantize_act_q8 = named!(quantize_act_q8, "quantize_act_q8/neon");
+    let f = k.format_mut(Format::Q4_0);
+    f.dot = named!(dot_q4_0_f32, "dot_q4_0_f32/neon");
+    f.dequant = named!(dequant_q4_0, "dequant_q4_0/neon");
+    let f = k.format_mut(Format::Q4_1);
+    f.dot = named!(dot_q4_1_f32, "dot_q4_1_f32/neon");
+    f.dequant = named!(dequant_q4_1, "dequant_q4_1/neon");
+    let f = k.format_mut(Format::Q8_0);
+    f.dot = named!(dot_q8_0_f32, "dot_q8_0_f32/neon");
+    f.dequant = named!(dequant_q8_0, "dequant_q8_0/neon");
+
+    let [q4_0, q4_1, q8_0]: [Named<DotQ8Fn>; 3] = match backend {
+        Backend::NeonDotprod => [
+            named!(dotprod::dot_q4_0_q8, "dot_q4_0_q8/dotprod"),
+            named!(dotprod::dot_q4_1_q8, "dot_q4_1_q8/dotprod"),
+            named!(dotprod::dot_q8_0_q8, "dot_q8_0_q8/dotprod"),
+        ],
+        _ => [
+            named!(neon_int8::dot_q4_0_q8, "dot_q4_0_q8/neon"),
+            named!(neon_int8::dot_q4_1_q8, "dot_q4_1_q8/neon"),
+            named!(neon_int8::dot_q8_0_q8, "dot_q8_0_q8/neon"),
+        ],
+    };
+    k.format_mut(Format::Q4_0).dot_q8 = Some(q4_0);
+    k.format_mut(Format::Q4_1).dot_q8 = Some(q4_1);
+    k.format_mut(Format::Q8_0).dot_q8 = Some(q8_0);
+    ternary::install(backend, k);
+    true
+}
+
+// ---- safe wrappers -----------------------------------------------------------------------
+// Wrapper notes: `install` is the only code that names these private wrappers, and it runs
+// only after `detected(backend)` returned true. Every body enables `neon`, which both backends
+// require; the `dotprod` int8 bodies additionally enable `dotprod`, and `install` puts them in
+// the table only for `Backend::NeonDotprod`, whose detection checked it.
+
+vec_wrappers!(neon);
+f32_wrappers!(neon, BlockQ4_0, "Q4_0", dot_q4_0_f32, dequant_q4_0);
+f32_wrappers!(neon, BlockQ4_1, "Q4_1", dot_q4_1_f32, dequant_q4_1);
+f32_wrappers!(neon, BlockQ8_0, "Q8_0", dot_q8_0_f32, dequant_q8_0);
+int8_wrappers!(neon_int8 => int8::neon);
+int8_wrappers!(dotprod => int8::dotprod);

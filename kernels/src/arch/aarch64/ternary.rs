@@ -1,0 +1,671 @@
+//! Ternary weights × per-token int8 activations on aarch64 (see `scalar::ternary_int8` for the
+//! arithmetic and the bit-exactness contract, `scalar::lut_ternary` for the table layout).
+//!
+//! - Integer dots (`dot_*_q8row`) and the batched kernel (`gemm_codes_q8row`): codes are bytes
+//!   0..=3 and activations any i8. NEON multiplies them with `smlal`/`smlal2` into int16 lanes
+//!   (two products of at most 3·128 per lane per step, at most 16 steps per accumulator:
+//!   12288 < 32767) and widens with `saddlp`; the dot product extension uses `sdot`, four
+//!   products straight into each int32 lane. Exact for any codes and activations.
+//! - Per block the lanes are reduced exactly (`addv`), then scaled in the scalar order of the
+//!   reference, so results are bit-identical to it.
+//! - TQ1_0 trits: `t = byte·3^n mod 256` is `mul` on bytes, and the digit `(3t) >> 8` is the
+//!   high byte of the widening `umull` by 3 (`uzp2` collects the high bytes).
+//! - The lookup-table GEMV: 16 rows per vector, each pair's 16-byte low and high tables looked
+//!   up with `tbl`, `zip1`/`zip2` rebuild the int16 entries.
+
+use core::arch::aarch64::*;
+
+use crate::blocks::{as_blocks, BlockI2_S, BlockTQ1_0, BlockTQ2_0};
+use crate::dispatch::{Backend, Kernels, Named};
+use crate::format::Format;
+use crate::scalar::LUT_TILE_ROWS;
+
+// ---- shared NEON helpers ---------------------------------------------------------------------
+
+/// 16 bytes from `p`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn load16(p: &[u8]) -> uint8x16_t {
+    assert!(p.len() >= 16);
+    // SAFETY: the assertion guarantees 16 readable bytes.
+    unsafe { vld1q_u8(p.as_ptr()) }
+}
+
+/// Stores 16 bytes.
+#[inline]
+#[target_feature(enable = "neon")]
+fn store16(out: &mut [u8], v: uint8x16_t) {
+    assert!(out.len() >= 16);
+    // SAFETY: the assertion guarantees 16 writable bytes.
+    unsafe { vst1q_u8(out.as_mut_ptr(), v) }
+}
+
+/// The leading base-3 digit `(3t) >> 8` of each byte.
+#[inline]
+#[target_feature(enable = "neon")]
+fn trit(t: uint8x16_t) -> uint8x16_t {
+    let three = vdup_n_u8(3);
+    let lo = vmull_u8(vget_low_u8(t), three);
+    let hi = vmull_high_u8(t, vdupq_n_u8(3));
+    vuzp2q_u8(vreinterpretq_u8_u16(lo), vreinterpretq_u8_u16(hi))
+}
+
+/// Calls `f(codes, first)` for the sixteen 16-code vectors of a TQ1_0 block, `first` being the
+/// element index of the vector's first code.
+#[inline]
+#[target_feature(enable = "neon")]
+fn tq1_0_codes(b: &BlockTQ1_0, mut f: impl FnMut(uint8x16_t, usize)) {
+    const POW3: [u8; 5] = [1, 3, 9, 27, 81];
+    // Bytes 0..32: trit n of byte m is element m + 32n.
+    let (v0, v1) = (load16(&b.qs), load16(&b.qs[16..]));
+    for (n, &p) in POW3.iter().enumerate() {
+        let p = vdupq_n_u8(p);
+        f(trit(vmulq_u8(v0, p)), 32 * n);
+        f(trit(vmulq_u8(v1, p)), 32 * n + 16);
+    }
+    // Bytes 32..48: trit n of byte m is element 160 + m + 16n.
+    let w = load16(&b.qs[32..]);
+    for (n, &p) in POW3.iter().enumerate() {
+        f(trit(vmulq_u8(w, vdupq_n_u8(p))), 160 + 16 * n);
+    }
+    // qh: trit n of byte j is element 240 + j + 4n: the four bytes repeated, group n times 3^n.
+    let h = vreinterpretq_u8_u32(vdupq_n_u32(u32::from_le_bytes(b.qh)));
+    const MUL: [u8; 16] = [1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27];
+    // SAFETY: MUL holds 16 bytes.
+    let mul = unsafe { vld1q_u8(MUL.as_ptr()) };
+    f(trit(vmulq_u8(h, mul)), 240);
+}
+
+/// Calls `f(codes, first)` for the sixteen 16-code vectors of a TQ2_0 block.
+#[inline]
+#[target_feature(enable = "neon")]
+fn tq2_0_codes(b: &BlockTQ2_0, mut f: impl FnMut(uint8x16_t, usize)) {
+    let m3 = vdupq_n_u8(3);
+    for half in 0..4 {
+        // Bytes 16·half.. hold elements 128h + 32n + m for m in 16·(half % 2)..+16.
+        let v = load16(&b.qs[16 * half..]);
+        let first = 128 * (half / 2) + 16 * (half % 2);
+        f(vandq_u8(v, m3), first);
+        f(vandq_u8(vshrq_n_u8::<2>(v), m3), first + 32);
+        f(vandq_u8(vshrq_n_u8::<4>(v), m3), first + 64);
+        f(vshrq_n_u8::<6>(v), first + 96);
+    }
+}
+
+/// Calls `f(codes, first)` for the eight 16-code vectors of an I2_S block.
+#[inline]
+#[target_feature(enable = "neon")]
+fn i2_s_codes(b: &BlockI2_S, mut f: impl FnMut(uint8x16_t, usize)) {
+    let m3 = vdupq_n_u8(3);
+    for half in 0..2 {
+        let v = load16(&b.qs[16 * half..]);
+        let first = 16 * half;
+        f(vshrq_n_u8::<6>(v), first);
+        f(vandq_u8(vshrq_n_u8::<4>(v), m3), first + 32);
+        f(vandq_u8(vshrq_n_u8::<2>(v), m3), first + 64);
+        f(vandq_u8(v, m3), first + 96);
+    }
+}
+
+// ---- unpack (NEON, both backends) ------------------------------------------------------------
+
+#[target_feature(enable = "neon")]
+fn unpack_tq2_0_body(blocks: &[BlockTQ2_0], codes: &mut [u8], scales: &mut [f32]) {
+    for ((b, c), s) in blocks.iter().zip(codes.chunks_exact_mut(256)).zip(scales) {
+        tq2_0_codes(b, |v, i| store16(&mut c[i..], v));
+        *s = b.d.to_f32();
+    }
+}
+
+#[target_feature(enable = "neon")]
+fn unpack_tq1_0_body(blocks: &[BlockTQ1_0], codes: &mut [u8], scales: &mut [f32]) {
+    for ((b, c), s) in blocks.iter().zip(codes.chunks_exact_mut(256)).zip(scales) {
+        tq1_0_codes(b, |v, i| store16(&mut c[i..], v));
+        *s = b.d.to_f32();
+    }
+}
+
+#[target_feature(enable = "neon")]
+fn unpack_i2_s_body(blocks: &[BlockI2_S], codes: &mut [u8]) {
+    for (b, c) in blocks.iter().zip(codes.chunks_exact_mut(128)) {
+        i2_s_codes(b, |v, i| store16(&mut c[i..], v));
+    }
+}
+
+// ---- integer dots and the batched kernel, per instruction set --------------------------------
+
+/// The integer kernels over an accumulator type `$acc`: `$acc_add(acc, codes, acts)` adds
+/// `Σ codes·acts` of 16 elements, `$acc_i32` turns the accumulator into four int32 partial
+/// sums. At most 16 additions (one 256-weight block) go into one accumulator.
+macro_rules! ternary_int8 {
+    ($features:literal, $acc:ty, $zero:ident, $acc_add:ident, $acc_i32:ident) => {
+        use core::arch::aarch64::*;
+
+        use super::{i2_s_codes, tq1_0_codes, tq2_0_codes};
+        use crate::blocks::{BlockI2_S, BlockTQ1_0, BlockTQ2_0};
+        use crate::scalar::ActQ8Row;
+
+        /// 16 activation codes at `q + j`.
+        ///
+        /// # Safety
+        /// `q + j .. q + j + 16` is readable.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn ldq(q: *const i8, j: usize) -> int8x16_t {
+            // SAFETY: the caller guarantees the 16 bytes.
+            unsafe { vld1q_s8(q.add(j)) }
+        }
+
+        /// Exact int32 sum of four accumulators.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn reduce4(acc: [$acc; 4]) -> i32 {
+            let v = vaddq_s32(
+                vaddq_s32($acc_i32(acc[0]), $acc_i32(acc[1])),
+                vaddq_s32($acc_i32(acc[2]), $acc_i32(acc[3])),
+            );
+            vaddvq_s32(v)
+        }
+
+        /// TQ1_0 row · activations.
+        #[target_feature(enable = $features)]
+        pub(crate) fn dot_tq1_0_q8row(blocks: &[BlockTQ1_0], act: &ActQ8Row<'_>) -> f32 {
+            let mut sum = 0.0f32;
+            for (i, b) in blocks.iter().enumerate() {
+                let q = act.qs[256 * i..256 * (i + 1)].as_ptr();
+                let mut acc = [$zero(); 4];
+                tq1_0_codes(b, |c, j| {
+                    // SAFETY: the block's 256 activations are at q; j ≤ 240 for every vector.
+                    let qv = unsafe { ldq(q, j) };
+                    acc[j / 16 % 4] = $acc_add(acc[j / 16 % 4], c, qv);
+                });
+                let isum = reduce4(acc) - (act.sums[2 * i] + act.sums[2 * i + 1]);
+                sum += b.d.to_f32() * isum as f32;
+            }
+            sum
+        }
+
+        /// TQ2_0 row · activations.
+        #[target_feature(enable = $features)]
+        pub(crate) fn dot_tq2_0_q8row(blocks: &[BlockTQ2_0], act: &ActQ8Row<'_>) -> f32 {
+            let mut sum = 0.0f32;
+            for (i, b) in blocks.iter().enumerate() {
+                let q = act.qs[256 * i..256 * (i + 1)].as_ptr();
+                let mut acc = [$zero(); 4];
+                tq2_0_codes(b, |c, j| {
+                    // SAFETY: the block's 256 activations are at q; j ≤ 240 for every vector.
+                    let qv = unsafe { ldq(q, j) };
+                    acc[j / 16 % 4] = $acc_add(acc[j / 16 % 4], c, qv);
+                });
+                let isum = reduce4(acc) - (act.sums[2 * i] + act.sums[2 * i + 1]);
+                sum += b.d.to_f32() * isum as f32;
+            }
+            sum
+        }
+
+        /// I2_S row · activations: one int32 accumulation over the whole row.
+        #[target_feature(enable = $features)]
+        pub(crate) fn dot_i2_s_q8row(blocks: &[BlockI2_S], act: &ActQ8Row<'_>) -> f32 {
+            let mut total = 0i32;
+            for (pair, q) in blocks.chunks(2).zip(act.qs.chunks(256)) {
+                let mut acc = [$zero(); 4];
+                for (h, b) in pair.iter().enumerate() {
+                    let q = q[128 * h..128 * (h + 1)].as_ptr();
+                    i2_s_codes(b, |c, j| {
+                        // SAFETY: the block's 128 activations are at q; j ≤ 112 for every vector.
+                        let qv = unsafe { ldq(q, j) };
+                        acc[j / 16 % 4] = $acc_add(acc[j / 16 % 4], c, qv);
+                    });
+                }
+                total += reduce4(acc);
+            }
+            (total - act.sums.iter().sum::<i32>()) as f32
+        }
+
+        /// `R` rows × `T` tokens of `k` codes each, written to `out[t][r]`.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn micro<const R: usize, const T: usize>(
+            codes: [&[u8]; R],
+            scales: [&[f32]; R],
+            acts: [&ActQ8Row<'_>; T],
+            out: [&mut [f32]; T],
+        ) {
+            let k = acts[0].qs.len();
+            for r in 0..R {
+                assert!(codes[r].len() == k && (scales[r].is_empty() || scales[r].len() == k / 256));
+            }
+            for t in 0..T {
+                assert!(acts[t].qs.len() == k && out[t].len() == R);
+            }
+            let c = codes.map(|c| c.as_ptr());
+            let q = acts.map(|a| a.qs.as_ptr());
+            let integer = scales[0].is_empty();
+            let span = if integer { 128 } else { 256 };
+            let mut total = [[0i32; T]; R];
+            let mut fsum = [[0.0f32; T]; R];
+            for s in 0..k / span {
+                let mut acc = [[$zero(); T]; R];
+                for j in (span * s..span * (s + 1)).step_by(16) {
+                    let mut qv = [vdupq_n_s8(0); T];
+                    for t in 0..T {
+                        // SAFETY: j + 16 ≤ k = the length of every token's codes (asserted).
+                        qv[t] = unsafe { ldq(q[t], j) };
+                    }
+                    for r in 0..R {
+                        // SAFETY: j + 16 ≤ k = the length of every row's codes (asserted).
+                        let cv = unsafe { vld1q_u8(c[r].add(j)) };
+                        for t in 0..T {
+                            acc[r][t] = $acc_add(acc[r][t], cv, qv[t]);
+                        }
+                    }
+                }
+                for r in 0..R {
+                    for t in 0..T {
+                        let isum = vaddvq_s32($acc_i32(acc[r][t]));
+                        if integer {
+                            total[r][t] += isum;
+                        } else {
+                            let a = acts[t];
+                            let isum = isum - (a.sums[2 * s] + a.sums[2 * s + 1]);
+                            fsum[r][t] += scales[r][s] * isum as f32;
+                        }
+                    }
+                }
+            }
+            for (t, o) in out.into_iter().enumerate() {
+                let all: i32 = acts[t].sums.iter().sum();
+                for r in 0..R {
+                    o[r] = if integer { (total[r][t] - all) as f32 } else { fsum[r][t] };
+                }
+            }
+        }
+
+        /// Rows × tokens over unpacked codes: 4 rows × 2 tokens per step, smaller steps at the
+        /// edges; `out` is token-major (`out[t·rows + r]`).
+        #[target_feature(enable = $features)]
+        pub(crate) fn gemm_codes_q8row(
+            codes: &[u8],
+            rows: usize,
+            k: usize,
+            scales: &[f32],
+            acts: &[ActQ8Row<'_>],
+            out: &mut [f32],
+        ) {
+            let nb = if scales.is_empty() { 0 } else { k / 256 };
+            let row = |r: usize| &codes[r * k..(r + 1) * k];
+            let sc = |r: usize| &scales[r * nb..(r + 1) * nb];
+            let mut r0 = 0;
+            while r0 < rows {
+                let rr = (rows - r0).min(4);
+                let mut t0 = 0;
+                while t0 < acts.len() {
+                    let tt = (acts.len() - t0).min(2);
+                    let (a, b) = out[t0 * rows..].split_at_mut(rows);
+                    let o0 = &mut a[r0..r0 + rr];
+                    macro_rules! go {
+                        ($r:literal, 1) => {
+                            micro::<$r, 1>(
+                                core::array::from_fn(|i| row(r0 + i)),
+                                core::array::from_fn(|i| sc(r0 + i)),
+                                [&acts[t0]],
+                                [o0],
+                            )
+                        };
+                        ($r:literal, 2) => {
+                            micro::<$r, 2>(
+                                core::array::from_fn(|i| row(r0 + i)),
+                                core::array::from_fn(|i| sc(r0 + i)),
+                                [&acts[t0], &acts[t0 + 1]],
+                                [o0, &mut b[r0..r0 + rr]],
+                            )
+                        };
+                    }
+                    match (rr, tt) {
+                        (4, 2) => go!(4, 2),
+                        (4, _) => go!(4, 1),
+                        (3, 2) => go!(3, 2),
+                        (3, _) => go!(3, 1),
+                        (2, 2) => go!(2, 2),
+                        (2, _) => go!(2, 1),
+                        (_, 2) => go!(1, 2),
+                        _ => go!(1, 1),
+                    }
+                    t0 += tt;
+                }
+                r0 += rr;
+            }
+        }
+    };
+}
+
+/// NEON: `smlal`/`smlal2` into int16 lanes, widened by `saddlp`.
+pub(crate) mod neon {
+    ternary_int8!("neon", int16x8_t, zero, acc_add, acc_i32);
+
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn zero() -> int16x8_t {
+        vdupq_n_s16(0)
+    }
+
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn acc_add(acc: int16x8_t, c: uint8x16_t, q: int8x16_t) -> int16x8_t {
+        let c = vreinterpretq_s8_u8(c);
+        vmlal_high_s8(vmlal_s8(acc, vget_low_s8(c), vget_low_s8(q)), c, q)
+    }
+
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn acc_i32(acc: int16x8_t) -> int32x4_t {
+        vpaddlq_s16(acc)
+    }
+}
+
+/// Dot product extension: `sdot`, four products straight into each int32 lane.
+pub(crate) mod dotprod {
+    ternary_int8!("neon,dotprod", int32x4_t, zero, acc_add, acc_i32);
+
+    #[inline]
+    #[target_feature(enable = "neon,dotprod")]
+    fn zero() -> int32x4_t {
+        vdupq_n_s32(0)
+    }
+
+    /// `acc + ` the four-way dot of codes and activations per int32 lane (`sdot`; codes ≤ 3
+    /// read the same signed). Inline assembly because Rust's `vdotq_s32` is not stable yet.
+    #[inline]
+    #[target_feature(enable = "neon,dotprod")]
+    fn acc_add(acc: int32x4_t, c: uint8x16_t, q: int8x16_t) -> int32x4_t {
+        let mut acc = acc;
+        // SAFETY: this function enables `dotprod`, so its callers run only where SDOT was
+        // detected; the instruction reads and writes the named registers only.
+        unsafe {
+            core::arch::asm!(
+                "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+                acc = inout(vreg) acc,
+                a = in(vreg) c,
+                b = in(vreg) q,
+                options(pure, nomem, nostack, preserves_flags)
+            );
+        }
+        acc
+    }
+
+    #[inline]
+    #[target_feature(enable = "neon,dotprod")]
+    fn acc_i32(acc: int32x4_t) -> int32x4_t {
+        acc
+    }
+}
+
+// ---- lookup tables (NEON, both backends) -----------------------------------------------------
+
+/// One token's tables: per activation pair the sixteen int16 entries `(i/3 − 1)·a0 +
+/// (i%3 − 1)·a1` (zero from 9 on), then `uzp1`/`uzp2` split them into low and high bytes.
+#[target_feature(enable = "neon")]
+fn lut_tables_body(qs: &[i8], tables: &mut [u8]) {
+    const P0: [i16; 16] = [-1, -1, -1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0];
+    const P1: [i16; 16] = [-1, 0, 1, -1, 0, 1, -1, 0, 1, 0, 0, 0, 0, 0, 0, 0];
+    // SAFETY: each pattern holds 16 i16, read as two vectors of 8.
+    let (p0, p1) = unsafe {
+        (
+            [vld1q_s16(P0.as_ptr()), vld1q_s16(P0.as_ptr().add(8))],
+            [vld1q_s16(P1.as_ptr()), vld1q_s16(P1.as_ptr().add(8))],
+        )
+    };
+    for (a, t) in qs.chunks_exact(2).zip(tables.chunks_exact_mut(32)) {
+        let (a0, a1) = (a[0] as i16, a[1] as i16);
+        let e0 = vreinterpretq_u8_s16(vmlaq_n_s16(vmulq_n_s16(p0[0], a0), p1[0], a1));
+        let e1 = vreinterpretq_u8_s16(vmlaq_n_s16(vmulq_n_s16(p0[1], a0), p1[1], a1));
+        store16(t, vuzp1q_u8(e0, e1));
+        store16(&mut t[16..], vuzp2q_u8(e0, e1));
+    }
+}
+
+/// Int16 entries of 16 rows for one pair's tables at `t` (low bytes at 0, high at 16) and
+/// indices `idx`: `(rows 0..8, rows 8..16)` of the vector.
+///
+/// # Safety
+/// `t` points to 32 readable bytes.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn lookup(t: *const u8, idx: uint8x16_t) -> (int16x8_t, int16x8_t) {
+    // SAFETY: the caller guarantees 32 readable bytes at t.
+    let (tl, th) = unsafe { (vld1q_u8(t), vld1q_u8(t.add(16))) };
+    let lo = vqtbl1q_u8(tl, idx);
+    let hi = vqtbl1q_u8(th, idx);
+    (
+        vreinterpretq_s16_u8(vzip1q_u8(lo, hi)),
+        vreinterpretq_s16_u8(vzip2q_u8(lo, hi)),
+    )
+}
+
+/// One index tile · one token's tables.
+#[target_feature(enable = "neon")]
+fn lut_gemv_body(tile: &[u8], tables: &[u8], scales: &[f32], out: &mut [f32; LUT_TILE_ROWS]) {
+    let cols = tile.len() / 8;
+    assert!(tables.len() == 16 * cols && cols % 128 == 0);
+    let (ti, tt) = (tile.as_ptr(), tables.as_ptr());
+    let mask = vdupq_n_u8(0x0F);
+    // int32 sums of rows 4i..4i+4.
+    let mut total = [vdupq_n_s32(0); 8];
+    let mut fsum = [vdupq_n_f32(0.0); 8];
+    let block = if scales.is_empty() { cols } else { 256 };
+    for b in 0..cols / block {
+        let mut isum = [vdupq_n_s32(0); 8];
+        for s in (block * b..block * (b + 1)).step_by(128) {
+            // One 128-column span: at most 64 entries of |T| ≤ 256 per int16 lane.
+            let mut acc = [vdupq_n_s16(0); 4]; // rows 0..8, 8..16, 16..24, 24..32
+            for m in s / 4..s / 4 + 32 {
+                // SAFETY: chunk m < cols/4: its 32 index bytes end at 32·cols/4 = tile.len(),
+                // its two pairs' 64 table bytes at 16·cols = tables.len() (asserted above).
+                let (v0, v1, t) = unsafe {
+                    (vld1q_u8(ti.add(32 * m)), vld1q_u8(ti.add(32 * m + 16)), tt.add(64 * m))
+                };
+                for (h, v) in [v0, v1].into_iter().enumerate() {
+                    let i0 = vandq_u8(v, mask);
+                    let i1 = vshrq_n_u8::<4>(v);
+                    // SAFETY: t..t + 64 lies inside the tables (above).
+                    let ((a0, c0), (a1, c1)) = unsafe { (lookup(t, i0), lookup(t.add(32), i1)) };
+                    acc[2 * h] = vaddq_s16(acc[2 * h], vaddq_s16(a0, a1));
+                    acc[2 * h + 1] = vaddq_s16(acc[2 * h + 1], vaddq_s16(c0, c1));
+                }
+            }
+            for (i, a) in acc.into_iter().enumerate() {
+                isum[2 * i] = vaddw_s16(isum[2 * i], vget_low_s16(a));
+                isum[2 * i + 1] = vaddw_high_s16(isum[2 * i + 1], a);
+            }
+        }
+        for i in 0..8 {
+            if scales.is_empty() {
+                total[i] = vaddq_s32(total[i], isum[i]);
+            } else {
+                let d = &scales[LUT_TILE_ROWS * b + 4 * i..][..4];
+                // SAFETY: `d` holds four f32.
+                let d = unsafe { vld1q_f32(d.as_ptr()) };
+                // Multiply, then add: the reference's two roundings, never fused.
+                fsum[i] = vaddq_f32(fsum[i], vmulq_f32(d, vcvtq_f32_s32(isum[i])));
+            }
+        }
+    }
+    for i in 0..8 {
+        let v = if scales.is_empty() { vcvtq_f32_s32(total[i]) } else { fsum[i] };
+        // SAFETY: `out` has 32 f32, so 4i..4i+4 is writable.
+        unsafe { vst1q_f32(out[4 * i..].as_mut_ptr(), v) };
+    }
+}
+
+/// One index tile → 32 rows of codes: `tbl` maps each 4-bit index to its two codes (`i/3`,
+/// `i%3`), then `zip` puts each row's four codes side by side.
+#[target_feature(enable = "neon")]
+fn lut_unpack_body(tile: &[u8], codes: &mut [u8]) {
+    let cols = tile.len() / 8;
+    const DIV3: [u8; 16] = [0, 0, 0, 1, 1, 1, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0];
+    const MOD3: [u8; 16] = [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0];
+    // SAFETY: both tables hold 16 bytes.
+    let (div3, mod3) = unsafe { (vld1q_u8(DIV3.as_ptr()), vld1q_u8(MOD3.as_ptr())) };
+    let mask = vdupq_n_u8(0x0F);
+    for (m, chunk) in tile.chunks_exact(LUT_TILE_ROWS).enumerate() {
+        for h in 0..2 {
+            let v = load16(&chunk[16 * h..]);
+            let (lo, hi) = (vandq_u8(v, mask), vshrq_n_u8::<4>(v));
+            let (c0, c1) = (vqtbl1q_u8(div3, lo), vqtbl1q_u8(mod3, lo));
+            let (c2, c3) = (vqtbl1q_u8(div3, hi), vqtbl1q_u8(mod3, hi));
+            let (p01l, p23l) = (vzip1q_u8(c0, c1), vzip1q_u8(c2, c3));
+            let (p01h, p23h) = (vzip2q_u8(c0, c1), vzip2q_u8(c2, c3));
+            let quads = [
+                vzip1q_u16(vreinterpretq_u16_u8(p01l), vreinterpretq_u16_u8(p23l)),
+                vzip2q_u16(vreinterpretq_u16_u8(p01l), vreinterpretq_u16_u8(p23l)),
+                vzip1q_u16(vreinterpretq_u16_u8(p01h), vreinterpretq_u16_u8(p23h)),
+                vzip2q_u16(vreinterpretq_u16_u8(p01h), vreinterpretq_u16_u8(p23h)),
+            ];
+            // Quad vector i holds rows 16h + 4i .. 16h + 4i + 4, one u32 each.
+            for (i, q) in quads.into_iter().enumerate() {
+                let mut w = [0u32; 4];
+                // SAFETY: `w` holds four u32.
+                unsafe { vst1q_u32(w.as_mut_ptr(), vreinterpretq_u32_u16(q)) };
+                for (j, word) in w.iter().enumerate() {
+                    let r = 16 * h + 4 * i + j;
+                    codes[r * cols + 4 * m..r * cols + 4 * m + 4].copy_from_slice(&word.to_le_bytes());
+                }
+            }
+        }
+    }
+}
+
+// ---- safe wrappers and installation ----------------------------------------------------------
+// Wrapper notes: `install` below is the only code that names these private wrappers, and the
+// architecture's `install` calls it only after `detected(backend)` returned true. Every body
+// here enables `neon`, which both backends require; the `dotprod` integer bodies additionally
+// enable `dotprod`, and `install` picks them only for `Backend::NeonDotprod`, whose detection
+// checked it.
+
+macro_rules! dot_wrappers {
+    ($wrapper:ident => $body:ident) => {
+        mod $wrapper {
+            use crate::blocks::{as_blocks, BlockI2_S, BlockTQ1_0, BlockTQ2_0};
+            use crate::scalar::ActQ8Row;
+
+            fn check(act: &ActQ8Row<'_>, n: usize) {
+                assert_eq!(act.qs.len(), n, "activations match the row");
+                assert_eq!(act.sums.len(), n / 128, "one activation sum per 128");
+            }
+
+            pub(super) fn dot_tq1_0_q8row(row: &[u8], act: &ActQ8Row<'_>) -> f32 {
+                let b: &[BlockTQ1_0] = as_blocks(row).expect("TQ1_0 row is whole blocks");
+                check(act, b.len() * 256);
+                // SAFETY: see the wrapper notes: installed only after detection.
+                unsafe { super::$body::dot_tq1_0_q8row(b, act) }
+            }
+
+            pub(super) fn dot_tq2_0_q8row(row: &[u8], act: &ActQ8Row<'_>) -> f32 {
+                let b: &[BlockTQ2_0] = as_blocks(row).expect("TQ2_0 row is whole blocks");
+                check(act, b.len() * 256);
+                // SAFETY: see the wrapper notes: installed only after detection.
+                unsafe { super::$body::dot_tq2_0_q8row(b, act) }
+            }
+
+            pub(super) fn dot_i2_s_q8row(row: &[u8], act: &ActQ8Row<'_>) -> f32 {
+                let b: &[BlockI2_S] = as_blocks(row).expect("I2_S row is whole blocks");
+                check(act, b.len() * 128);
+                // SAFETY: see the wrapper notes: installed only after detection.
+                unsafe { super::$body::dot_i2_s_q8row(b, act) }
+            }
+
+            pub(super) fn gemm_codes_q8row(
+                codes: &[u8],
+                rows: usize,
+                scales: &[f32],
+                acts: &[ActQ8Row<'_>],
+                out: &mut [f32],
+            ) {
+                let k = crate::scalar::check_gemm(codes, rows, scales, acts, out);
+                // SAFETY: see the wrapper notes: installed only after detection.
+                unsafe { super::$body::gemm_codes_q8row(codes, rows, k, scales, acts, out) }
+            }
+        }
+    };
+}
+
+dot_wrappers!(w_neon => neon);
+dot_wrappers!(w_dotprod => dotprod);
+
+fn unpack_tq2_0(row: &[u8], codes: &mut [u8], scales: &mut [f32]) {
+    let b: &[BlockTQ2_0] = as_blocks(row).expect("TQ2_0 row is whole blocks");
+    assert!(codes.len() == b.len() * 256 && scales.len() == b.len());
+    // SAFETY: see the wrapper notes: installed only after detection.
+    unsafe { unpack_tq2_0_body(b, codes, scales) }
+}
+
+fn unpack_tq1_0(row: &[u8], codes: &mut [u8], scales: &mut [f32]) {
+    let b: &[BlockTQ1_0] = as_blocks(row).expect("TQ1_0 row is whole blocks");
+    assert!(codes.len() == b.len() * 256 && scales.len() == b.len());
+    // SAFETY: see the wrapper notes: installed only after detection.
+    unsafe { unpack_tq1_0_body(b, codes, scales) }
+}
+
+fn unpack_i2_s(row: &[u8], codes: &mut [u8], scales: &mut [f32]) {
+    let b: &[BlockI2_S] = as_blocks(row).expect("I2_S row is whole blocks");
+    assert!(codes.len() == b.len() * 128 && scales.is_empty());
+    // SAFETY: see the wrapper notes: installed only after detection.
+    unsafe { unpack_i2_s_body(b, codes) }
+}
+
+fn lut_tables(qs: &[i8], tables: &mut [u8]) {
+    assert!(qs.len() % 2 == 0 && tables.len() == crate::scalar::lut_tables_bytes(qs.len()));
+    // SAFETY: see the wrapper notes: installed only after detection.
+    unsafe { lut_tables_body(qs, tables) }
+}
+
+fn lut_unpack(tile: &[u8], codes: &mut [u8]) {
+    let cols = tile.len() / 8;
+    assert!(tile.len() == crate::scalar::lut_tile_bytes(cols) && codes.len() == LUT_TILE_ROWS * cols);
+    // SAFETY: see the wrapper notes: installed only after detection.
+    unsafe { lut_unpack_body(tile, codes) }
+}
+
+fn lut_gemv(tile: &[u8], tables: &[u8], scales: &[f32], out: &mut [f32; LUT_TILE_ROWS]) {
+    crate::scalar::check_lut(tile, tables, scales);
+    // SAFETY: see the wrapper notes: installed only after detection.
+    unsafe { lut_gemv_body(tile, tables, scales, out) }
+}
+
+/// Puts the ternary kernels of `backend` (an aarch64 backend whose features were detected)
+/// in `k`.
+pub(super) fn install(backend: Backend, k: &mut Kernels) {
+    type Dots = [Named<crate::dispatch::DotQ8RowFn>; 3];
+    let (dots, gemm): (Dots, Named<crate::dispatch::GemmCodesFn>) = match backend {
+        Backend::NeonDotprod => (
+            [
+                named!(w_dotprod::dot_tq1_0_q8row, "dot_tq1_0_q8row/dotprod"),
+                named!(w_dotprod::dot_tq2_0_q8row, "dot_tq2_0_q8row/dotprod"),
+                named!(w_dotprod::dot_i2_s_q8row, "dot_i2_s_q8row/dotprod"),
+            ],
+            named!(w_dotprod::gemm_codes_q8row, "gemm_codes_q8row/dotprod"),
+        ),
+        _ => (
+            [
+                named!(w_neon::dot_tq1_0_q8row, "dot_tq1_0_q8row/neon"),
+                named!(w_neon::dot_tq2_0_q8row, "dot_tq2_0_q8row/neon"),
+                named!(w_neon::dot_i2_s_q8row, "dot_i2_s_q8row/neon"),
+            ],
+            named!(w_neon::gemm_codes_q8row, "gemm_codes_q8row/neon"),
+        ),
+    };
+    let [tq1, tq2, i2] = dots;
+    let f = k.format_mut(Format::TQ1_0);
+    f.dot_q8_row = Some(tq1);
+    f.unpack = Some(named!(unpack_tq1_0, "unpack_tq1_0/neon"));
+    let f = k.format_mut(Format::TQ2_0);
+    f.dot_q8_row = Some(tq2);
+    f.unpack = Some(named!(unpack_tq2_0, "unpack_tq2_0/neon"));
+    let f = k.format_mut(Format::I2_S);
+    f.dot_q8_row = Some(i2);
+    f.unpack = Some(named!(unpack_i2_s, "unpack_i2_s/neon"));
+    k.ternary.gemm_codes = gemm;
+    k.ternary.lut_tables = named!(lut_tables, "lut_tables/neon");
+    k.ternary.lut_gemv = named!(lut_gemv, "lut_gemv/neon");
+    k.ternary.lut_unpack = named!(lut_unpack, "lut_unpack_tile/neon");
+}

@@ -1,0 +1,115 @@
+//! The safe wrappers every architecture puts in the table, generated per body module.
+//!
+//! Each wrapper checks lengths exactly as the scalar reference does (so it panics on the same
+//! inputs), gives its body whole blocks or whole lanes, hands any tail to the scalar
+//! reference, and calls the body in an `unsafe` block. The invoking module must keep the
+//! wrappers private and put them in a table only after detecting every feature their body
+//! enables; that is the `SAFETY` argument of each call.
+
+/// `dot_f32`, `axpy` and `quantize_act_q8` around `$body::{dot_f32, axpy, quantize_act_q8}`
+/// and its `DOT_F32_LANES` / `AXPY_LANES`.
+macro_rules! vec_wrappers {
+    ($body:ident) => {
+        /// `a · b`: the body takes the whole lanes, the scalar reference the tail.
+        fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+            assert_eq!(a.len(), b.len());
+            let n = a.len() - a.len() % $body::DOT_F32_LANES;
+            // SAFETY: installed only by `install` after `detected` confirmed the body's
+            // features (see the module's wrapper notes).
+            let head = unsafe { $body::dot_f32(&a[..n], &b[..n]) };
+            head + $crate::scalar::dot_f32(&a[n..], &b[n..])
+        }
+
+        /// `y += a·x`: the body takes the whole lanes, the scalar reference the tail.
+        fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+            assert_eq!(y.len(), x.len());
+            let n = y.len() - y.len() % $body::AXPY_LANES;
+            let (head, tail) = y.split_at_mut(n);
+            // SAFETY: installed only by `install` after `detected` confirmed the body's
+            // features (see the module's wrapper notes).
+            unsafe { $body::axpy(head, a, &x[..n]) };
+            $crate::scalar::axpy(tail, a, &x[n..]);
+        }
+
+        /// f32 → int8 activation blocks (whole blocks only, like the reference).
+        fn quantize_act_q8(x: &[f32], out: &mut [u8]) {
+            let blocks: &mut [$crate::scalar::BlockQ8Act] =
+                $crate::blocks::as_blocks_mut(out).expect("output is whole act blocks");
+            assert_eq!(blocks.len() * 32, x.len());
+            // SAFETY: installed only by `install` after `detected` confirmed the body's
+            // features (see the module's wrapper notes).
+            unsafe { $body::quantize_act_q8(x, blocks) }
+        }
+    };
+}
+
+/// Row · f32 and row → f32 around `$body::{$dot, $dequant}` for one 32-weight block type.
+macro_rules! f32_wrappers {
+    ($body:ident, $block:ty, $what:literal, $dot:ident, $dequant:ident) => {
+        fn $dot(row: &[u8], x: &[f32]) -> f32 {
+            let blocks: &[$block] =
+                $crate::blocks::as_blocks(row).expect(concat!($what, " row is whole blocks"));
+            assert_eq!(blocks.len() * 32, x.len());
+            // SAFETY: installed only by `install` after `detected` confirmed the body's
+            // features (see the module's wrapper notes).
+            unsafe { $body::$dot(blocks, x) }
+        }
+
+        fn $dequant(row: &[u8], out: &mut [f32]) {
+            let blocks: &[$block] =
+                $crate::blocks::as_blocks(row).expect(concat!($what, " row is whole blocks"));
+            assert_eq!(blocks.len() * 32, out.len());
+            // SAFETY: installed only by `install` after `detected` confirmed the body's
+            // features (see the module's wrapper notes).
+            unsafe { $body::$dequant(blocks, out) }
+        }
+    };
+}
+
+/// Module `$wrapper` of row · int8-activation wrappers around
+/// `$body::{dot_q4_0_q8, dot_q4_1_q8, dot_q8_0_q8}`.
+macro_rules! int8_wrappers {
+    ($wrapper:ident => $($body:ident)::+) => {
+        mod $wrapper {
+            use $crate::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ8_0};
+            use $crate::scalar::BlockQ8Act;
+
+            fn acts(xq: &[u8], n_blocks: usize) -> &[BlockQ8Act] {
+                let a: &[BlockQ8Act] = as_blocks(xq).expect("activations are whole act blocks");
+                assert_eq!(a.len(), n_blocks, "activation blocks match the row");
+                a
+            }
+
+            pub(super) fn dot_q4_0_q8(row: &[u8], xq: &[u8]) -> f32 {
+                let blocks: &[BlockQ4_0] = as_blocks(row).expect("Q4_0 row is whole blocks");
+                let acts = acts(xq, blocks.len());
+                // SAFETY: installed only by `install`, for this body's backend, after
+                // `detected` confirmed its features (see the module's wrapper notes).
+                unsafe { super::$($body)::+::dot_q4_0_q8(blocks, acts) }
+            }
+
+            pub(super) fn dot_q4_1_q8(row: &[u8], xq: &[u8]) -> f32 {
+                let blocks: &[BlockQ4_1] = as_blocks(row).expect("Q4_1 row is whole blocks");
+                let acts = acts(xq, blocks.len());
+                // SAFETY: installed only by `install`, for this body's backend, after
+                // `detected` confirmed its features (see the module's wrapper notes).
+                unsafe { super::$($body)::+::dot_q4_1_q8(blocks, acts) }
+            }
+
+            pub(super) fn dot_q8_0_q8(row: &[u8], xq: &[u8]) -> f32 {
+                let blocks: &[BlockQ8_0] = as_blocks(row).expect("Q8_0 row is whole blocks");
+                let acts = acts(xq, blocks.len());
+                // SAFETY: installed only by `install`, for this body's backend, after
+                // `detected` confirmed its features (see the module's wrapper notes).
+                unsafe { super::$($body)::+::dot_q8_0_q8(blocks, acts) }
+            }
+        }
+    };
+}
+
+/// `Named { f, name }`.
+macro_rules! named {
+    ($f:path, $name:literal) => {
+        $crate::dispatch::Named { f: $f, name: $name }
+    };
+}

@@ -1,0 +1,701 @@
+//! Multi-row products on x86_64: decoding's rows · one vector and prompt processing's
+//! rows · many tokens (see `scalar::gemm` for what each computes).
+//!
+//! - `dot_rows_*_f32` (AVX2 + FMA + F16C): four rows per step share the activation loads and,
+//!   for Q4_1, the block sums of `x`. Q4 codes reach i32 lanes with one `vpshufb` per 16 codes
+//!   (the 16 code bytes broadcast to both 128-bit lanes; byte `j` lands in dword `j`, its low
+//!   nibble is `& 15`, its high nibble `>> 4`), instead of unpacking nibbles to bytes and
+//!   widening twice.
+//! - `gemm_*_q8` (AVX2, AVX-VNNI, AVX512-VNNI/VL from one macro): a tile of four rows by one
+//!   or two tokens; each weight block is unpacked once per tile and meets every token's
+//!   activations in integer dots, each token's activations are loaded once per row group.
+//! - `gemm_f32` (AVX2 + FMA): a 4-row × 3-token register tile (12 accumulators), two loads
+//!   per three FMAs.
+//!
+//! Every row kernel prefetches the weight bytes [`PREFETCH_AHEAD`] past the rows it is working
+//! on: a matrix is read once per token, too large for L2, and the hardware prefetcher stops at
+//! every 4 KiB page, so without this the kernels stall on memory several times per page.
+
+use core::arch::x86_64::*;
+
+use super::avx2::{f16x8, load_16};
+use crate::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ8_0, F16Le};
+use crate::dispatch::{Backend, Kernels};
+use crate::format::Format;
+use crate::scalar;
+
+/// How far ahead of the rows being multiplied the row kernels prefetch, in bytes: measured on
+/// a 66 MB Q4_1 stream, 2–8 KiB ahead triples the f32 kernel's throughput and halves the
+/// int8 one's; less leaves page-boundary stalls, more evicts rows before their turn.
+pub(super) const PREFETCH_AHEAD: usize = 4096;
+
+/// Rows per step of the row kernels.
+const ROWS: usize = 4;
+
+// ---- helpers -------------------------------------------------------------------------------
+
+/// Prefetches into L1 the cache lines of `len` bytes starting `PREFETCH_AHEAD` past `p`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn prefetch_ahead(p: *const u8, len: usize) {
+    let mut off = 0;
+    while off < len {
+        // PREFETCH never faults, whatever the address; `wrapping_add` keeps the pointer
+        // arithmetic defined past the end of the slice.
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_AHEAD + off).cast());
+        off += 64;
+    }
+}
+
+/// The first 32 floats of `x` as four vectors.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load32(x: &[f32]) -> [__m256; 4] {
+    assert!(x.len() >= 32);
+    let p = x.as_ptr();
+    // SAFETY: x holds at least 32 floats; the unaligned loads read x[0..32].
+    unsafe {
+        [
+            _mm256_loadu_ps(p),
+            _mm256_loadu_ps(p.add(8)),
+            _mm256_loadu_ps(p.add(16)),
+            _mm256_loadu_ps(p.add(24)),
+        ]
+    }
+}
+
+/// The 32 codes (0..=15) of a Q4 block as four vectors of eight i32, in element order.
+///
+/// Byte `j` of the block holds elements `j` (low nibble) and `j + 16` (high nibble). With the
+/// 16 bytes in both 128-bit lanes, one `vpshufb` puts bytes 0..8 into the low byte of dwords
+/// 0..8 (zeroing the rest); `& 15` gives elements 0..8 and `>> 4` elements 16..24.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_codes_i32(qs: &[u8; 16]) -> [__m256i; 4] {
+    let q = _mm256_broadcastsi128_si256(load_16(qs));
+    let z = -1i8; // pshufb: a set top bit writes zero
+    #[rustfmt::skip]
+    let spread_lo = _mm256_setr_epi8(
+        0, z, z, z, 1, z, z, z, 2, z, z, z, 3, z, z, z,
+        4, z, z, z, 5, z, z, z, 6, z, z, z, 7, z, z, z,
+    );
+    #[rustfmt::skip]
+    let spread_hi = _mm256_setr_epi8(
+        8, z, z, z, 9, z, z, z, 10, z, z, z, 11, z, z, z,
+        12, z, z, z, 13, z, z, z, 14, z, z, z, 15, z, z, z,
+    );
+    let (a, b) = (
+        _mm256_shuffle_epi8(q, spread_lo),
+        _mm256_shuffle_epi8(q, spread_hi),
+    );
+    let m = _mm256_set1_epi32(0x0F);
+    [
+        _mm256_and_si256(a, m),
+        _mm256_and_si256(b, m),
+        _mm256_srli_epi32::<4>(a),
+        _mm256_srli_epi32::<4>(b),
+    ]
+}
+
+/// Lane-wise partial sums of `w · x` over 32 elements.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot32(w: [__m256; 4], x: &[__m256; 4]) -> __m256 {
+    let p = _mm256_fmadd_ps(w[1], x[1], _mm256_mul_ps(w[0], x[0]));
+    let q = _mm256_fmadd_ps(w[3], x[3], _mm256_mul_ps(w[2], x[2]));
+    _mm256_add_ps(p, q)
+}
+
+/// The horizontal sums of four vectors, as one vector `[Σa, Σb, Σc, Σd]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum4(v: [__m256; 4]) -> __m128 {
+    let ab = _mm256_hadd_ps(v[0], v[1]);
+    let cd = _mm256_hadd_ps(v[2], v[3]);
+    let abcd = _mm256_hadd_ps(ab, cd);
+    _mm_add_ps(
+        _mm256_castps256_ps128(abcd),
+        _mm256_extractf128_ps::<1>(abcd),
+    )
+}
+
+/// Writes the `R` row results of `acc` to `y[..R]` (`R ≤ 4`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn store_rows<const R: usize>(acc: [__m256; R], y: &mut [f32]) {
+    let mut v = [_mm256_setzero_ps(); 4];
+    v[..R].copy_from_slice(&acc);
+    let mut out = [0.0f32; 4];
+    // SAFETY: `out` holds 4 floats; the store is unaligned.
+    unsafe { _mm_storeu_ps(out.as_mut_ptr(), hsum4(v)) };
+    y[..R].copy_from_slice(&out[..R]);
+}
+
+/// Row `r` of a row group: the blocks `r·kb..(r + 1)·kb` of `w`.
+#[inline(always)]
+fn row<B>(w: &[B], kb: usize, r: usize) -> &[B] {
+    &w[r * kb..(r + 1) * kb]
+}
+
+// ---- rows · f32 ----------------------------------------------------------------------------
+
+/// `R` Q4_0 rows (`kb` blocks each, back to back in `w`) · `x`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn rows_q4_0<const R: usize>(w: &[BlockQ4_0], kb: usize, x: &[f32]) -> [__m256; R] {
+    let rows: [&[BlockQ4_0]; R] = core::array::from_fn(|r| row(w, kb, r));
+    let eight = _mm256_set1_epi32(8);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for (b, xb) in x.chunks_exact(32).enumerate() {
+        let xv = load32(xb);
+        for r in 0..R {
+            let blk = &rows[r][b];
+            let w = q4_codes_i32(&blk.qs).map(|c| _mm256_cvtepi32_ps(_mm256_sub_epi32(c, eight)));
+            acc[r] = _mm256_fmadd_ps(dot32(w, &xv), f16x8(blk.d), acc[r]);
+        }
+    }
+    acc
+}
+
+/// `R` Q4_1 rows · `x`: `Σ d·(Σ q·x) + m·(Σ x)` per block, `Σ x` shared by the rows.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn rows_q4_1<const R: usize>(w: &[BlockQ4_1], kb: usize, x: &[f32]) -> [__m256; R] {
+    let rows: [&[BlockQ4_1]; R] = core::array::from_fn(|r| row(w, kb, r));
+    let mut acc_d = [_mm256_setzero_ps(); R];
+    let mut acc_m = [_mm256_setzero_ps(); R];
+    for (b, xb) in x.chunks_exact(32).enumerate() {
+        let xv = load32(xb);
+        let sx = _mm256_add_ps(_mm256_add_ps(xv[0], xv[1]), _mm256_add_ps(xv[2], xv[3]));
+        for r in 0..R {
+            let blk = &rows[r][b];
+            let q = q4_codes_i32(&blk.qs).map(|c| _mm256_cvtepi32_ps(c));
+            acc_d[r] = _mm256_fmadd_ps(dot32(q, &xv), f16x8(blk.d), acc_d[r]);
+            acc_m[r] = _mm256_fmadd_ps(sx, f16x8(blk.m), acc_m[r]);
+        }
+    }
+    core::array::from_fn(|r| _mm256_add_ps(acc_d[r], acc_m[r]))
+}
+
+/// `R` Q8_0 rows · `x`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn rows_q8_0<const R: usize>(w: &[BlockQ8_0], kb: usize, x: &[f32]) -> [__m256; R] {
+    let rows: [&[BlockQ8_0]; R] = core::array::from_fn(|r| row(w, kb, r));
+    let mut acc = [_mm256_setzero_ps(); R];
+    for (b, xb) in x.chunks_exact(32).enumerate() {
+        let xv = load32(xb);
+        for r in 0..R {
+            let blk = &rows[r][b];
+            let p = blk.qs.as_ptr();
+            // SAFETY: `qs` holds 32 bytes; each load reads 8 of them, unaligned.
+            let w = [0, 8, 16, 24].map(|o| unsafe {
+                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p.add(o).cast())))
+            });
+            acc[r] = _mm256_fmadd_ps(dot32(w, &xv), f16x8(blk.d), acc[r]);
+        }
+    }
+    acc
+}
+
+/// `y[r] = row r · x` for the rows of `w` (`kb` blocks each), [`ROWS`] at a time, prefetching
+/// ahead; `rows_r` is the `R`-row body for `R = ROWS` and `rows_1` for the remainder.
+macro_rules! dot_rows_body {
+    ($name:ident, $block:ty, $rows:ident) => {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(super) fn $name(w: &[$block], kb: usize, x: &[f32], y: &mut [f32]) {
+            let row_bytes = kb * core::mem::size_of::<$block>();
+            let mut groups = y.chunks_exact_mut(ROWS);
+            let mut r = 0;
+            for yg in &mut groups {
+                prefetch_ahead(w[r * kb..].as_ptr().cast(), ROWS * row_bytes);
+                store_rows($rows::<ROWS>(&w[r * kb..], kb, x), yg);
+                r += ROWS;
+            }
+            for yr in groups.into_remainder() {
+                store_rows($rows::<1>(&w[r * kb..], kb, x), core::slice::from_mut(yr));
+                r += 1;
+            }
+        }
+    };
+}
+
+dot_rows_body!(dot_rows_q4_0_f32, BlockQ4_0, rows_q4_0);
+dot_rows_body!(dot_rows_q4_1_f32, BlockQ4_1, rows_q4_1);
+dot_rows_body!(dot_rows_q8_0_f32, BlockQ8_0, rows_q8_0);
+
+// ---- f32 GEMM ------------------------------------------------------------------------------
+
+/// Floats of `k` the f32 GEMM body consumes per step; the wrapper adds any tail.
+pub(super) const GEMM_F32_LANES: usize = 8;
+
+/// One `R × T` tile: `y[t·ldy + r] = a_r · b_t` over the first `k8` (a multiple of 8)
+/// elements, rows of `a` and `b` `k` apart.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tile_f32<const R: usize, const T: usize>(
+    a: &[f32],
+    b: &[f32],
+    k: usize,
+    k8: usize,
+    y: &mut [f32],
+    ldy: usize,
+) {
+    assert!(a.len() >= (R - 1) * k + k8 && b.len() >= (T - 1) * k + k8);
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [[_mm256_setzero_ps(); R]; T];
+    let mut i = 0;
+    while i < k8 {
+        // SAFETY: i + 8 ≤ k8 and the assertion above keep every load inside `a` and `b`.
+        let bv: [__m256; T] =
+            core::array::from_fn(|t| unsafe { _mm256_loadu_ps(pb.add(t * k + i)) });
+        for r in 0..R {
+            // SAFETY: as above.
+            let av = unsafe { _mm256_loadu_ps(pa.add(r * k + i)) };
+            for t in 0..T {
+                acc[t][r] = _mm256_fmadd_ps(av, bv[t], acc[t][r]);
+            }
+        }
+        i += 8;
+    }
+    for t in 0..T {
+        store_rows(acc[t], &mut y[t * ldy..]);
+    }
+}
+
+/// `y[t·ldy + r] = a_r · b_t` over the first `k8` elements of rows `k` apart, for `m` rows of
+/// `a` and `n` of `b`, in 4 × 3 tiles (smaller at the edges).
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn gemm_f32(
+    a: &[f32],
+    m: usize,
+    b: &[f32],
+    n: usize,
+    k: usize,
+    k8: usize,
+    y: &mut [f32],
+    ldy: usize,
+) {
+    const R: usize = 4;
+    const T: usize = 3;
+    let mut r = 0;
+    while r < m {
+        let ar = &a[r * k..];
+        let mut t = 0;
+        while t < n {
+            let (bt, yt) = (&b[t * k..], &mut y[t * ldy + r..]);
+            macro_rules! tile {
+                ($($rr:literal),*) => {
+                    match (m - r).min(R) {
+                        $($rr => match (n - t).min(T) {
+                            3 => tile_f32::<$rr, 3>(ar, bt, k, k8, yt, ldy),
+                            2 => tile_f32::<$rr, 2>(ar, bt, k, k8, yt, ldy),
+                            _ => tile_f32::<$rr, 1>(ar, bt, k, k8, yt, ldy),
+                        },)*
+                        _ => unreachable!(),
+                    }
+                };
+            }
+            tile!(1, 2, 3, 4);
+            t += T;
+        }
+        r += R;
+    }
+}
+
+// ---- rows · int8 activations ---------------------------------------------------------------
+
+/// The weight formats of the int8 tiles.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fmt {
+    Q4_0,
+    Q4_1,
+    Q8_0,
+}
+
+/// A weight block as the int8 tiles see it: plain field access, so the SIMD work stays in the
+/// `#[target_feature]` bodies (a trait method cannot enable features, and would not inline
+/// into them if it did).
+trait Block {
+    const FMT: Fmt;
+    /// The scale.
+    fn d(&self) -> F16Le;
+    /// The offset (Q4_1; zero for the others, never read).
+    fn m(&self) -> F16Le {
+        F16Le([0, 0])
+    }
+    /// The 16 nibble bytes of a Q4 block, or the first 16 codes of a Q8_0 block.
+    fn qs16(&self) -> &[u8; 16];
+    /// The 32 codes of a Q8_0 block (Q4 blocks never call it).
+    fn qs32(&self) -> &[i8; 32] {
+        unreachable!("Q4 blocks have no byte codes")
+    }
+}
+
+impl Block for BlockQ4_0 {
+    const FMT: Fmt = Fmt::Q4_0;
+    #[inline(always)]
+    fn d(&self) -> F16Le {
+        self.d
+    }
+    #[inline(always)]
+    fn qs16(&self) -> &[u8; 16] {
+        &self.qs
+    }
+}
+
+impl Block for BlockQ4_1 {
+    const FMT: Fmt = Fmt::Q4_1;
+    #[inline(always)]
+    fn d(&self) -> F16Le {
+        self.d
+    }
+    #[inline(always)]
+    fn m(&self) -> F16Le {
+        self.m
+    }
+    #[inline(always)]
+    fn qs16(&self) -> &[u8; 16] {
+        &self.qs
+    }
+}
+
+impl Block for BlockQ8_0 {
+    const FMT: Fmt = Fmt::Q8_0;
+    #[inline(always)]
+    fn d(&self) -> F16Le {
+        self.d
+    }
+    #[inline(always)]
+    fn qs16(&self) -> &[u8; 16] {
+        unreachable!("Q8_0 codes are read whole")
+    }
+    #[inline(always)]
+    fn qs32(&self) -> &[i8; 32] {
+        &self.qs
+    }
+}
+
+/// Int8 tiles of `R` weight rows by `T` tokens, one copy per instruction set.
+///
+/// Per block: each row's codes are unpacked once; each token's codes are loaded once; each
+/// (row, token) pair costs one integer dot (exact, see `int8.rs`), one conversion and one
+/// scaled accumulation `acc += isum · d_w·d_a` into eight f32 lanes. Q4_1's offset term
+/// `m·s` accumulates per row in a vector whose lanes `4t..4t + 4` hold token `t`.
+macro_rules! int8_gemm {
+    ($features:literal, $dot_u8_i8:ident) => {
+        use core::arch::x86_64::*;
+
+        use super::super::avx2::{f16x8, load_i8x32, lut16, nibbles256};
+        use super::{prefetch_ahead, store_rows, Block, Fmt, ROWS};
+        use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
+        use crate::scalar::{BlockQ8Act, Q4_0_VALUES};
+
+        /// One tile: rows `w[r·kb..]` for `r < R`, tokens `acts[t·kb..]` for `t < T ≤ 2`;
+        /// writes `y[t·ldy + r]`.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn tile<B: Block, const R: usize, const T: usize>(
+            w: &[B],
+            acts: &[BlockQ8Act],
+            kb: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            assert!(w.len() >= R * kb && acts.len() >= T * kb && T <= 2);
+            let lut = lut16(&Q4_0_VALUES);
+            let mut acc = [[_mm256_setzero_ps(); R]; T];
+            let mut acc_m = [_mm256_setzero_ps(); R];
+            for b in 0..kb {
+                let a: [&BlockQ8Act; T] = core::array::from_fn(|t| &acts[t * kb + b]);
+                let av: [__m256i; T] = core::array::from_fn(|t| load_i8x32(&a[t].qs));
+                let ad: [__m256; T] = core::array::from_fn(|t| _mm256_set1_ps(a[t].d()));
+                // Lanes 4t..4t + 4 hold token t's block sum, for Q4_1's offset.
+                let s = match T {
+                    1 => _mm256_set1_ps(a[0].s()),
+                    _ => _mm256_setr_m128(_mm_set1_ps(a[0].s()), _mm_set1_ps(a[T - 1].s())),
+                };
+                for r in 0..R {
+                    let blk = &w[r * kb + b];
+                    let codes = match B::FMT {
+                        Fmt::Q4_0 => _mm256_shuffle_epi8(lut, nibbles256(blk.qs16())),
+                        Fmt::Q4_1 => nibbles256(blk.qs16()),
+                        Fmt::Q8_0 => load_i8x32(blk.qs32()),
+                    };
+                    let signed = B::FMT != Fmt::Q4_1;
+                    let mag = if signed { _mm256_sign_epi8(codes, codes) } else { codes };
+                    let dw = f16x8(blk.d());
+                    for t in 0..T {
+                        let act = if signed { _mm256_sign_epi8(av[t], codes) } else { av[t] };
+                        let isum = $dot_u8_i8(mag, act);
+                        let scale = _mm256_mul_ps(dw, ad[t]);
+                        acc[t][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc[t][r]);
+                    }
+                    if B::FMT == Fmt::Q4_1 {
+                        acc_m[r] = _mm256_fmadd_ps(f16x8(blk.m()), s, acc_m[r]);
+                    }
+                }
+            }
+            if B::FMT == Fmt::Q4_1 {
+                let mut ms = [[0.0f32; 8]; R];
+                for r in 0..R {
+                    // SAFETY: `ms[r]` holds 8 floats; the store is unaligned.
+                    unsafe { _mm256_storeu_ps(ms[r].as_mut_ptr(), acc_m[r]) };
+                }
+                for t in 0..T {
+                    let mut row = [0.0f32; 4];
+                    store_rows(acc[t], &mut row);
+                    for r in 0..R {
+                        y[t * ldy + r] = row[r] + ms[r][4 * t];
+                    }
+                }
+            } else {
+                for t in 0..T {
+                    store_rows(acc[t], &mut y[t * ldy..]);
+                }
+            }
+        }
+
+        /// `y[t·ldy + r] = row r · token t` for the `m` rows of `w` (`kb` blocks each) and
+        /// the `n` activation rows of `acts`: [`ROWS`] × 2 tiles (× 1 for a single token or
+        /// an odd last one), prefetching the rows ahead.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn gemm<B: Block>(
+            w: &[B],
+            m: usize,
+            kb: usize,
+            acts: &[BlockQ8Act],
+            n: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            let group_bytes = ROWS * kb * core::mem::size_of::<B>();
+            let mut r = 0;
+            while r < m {
+                let rows = (m - r).min(ROWS);
+                let wr = &w[r * kb..];
+                if rows == ROWS {
+                    prefetch_ahead(wr.as_ptr().cast(), group_bytes);
+                }
+                let mut t = 0;
+                while t < n {
+                    let (at, yt) = (&acts[t * kb..], &mut y[t * ldy + r..]);
+                    match (rows, (n - t).min(2)) {
+                        (ROWS, 2) => tile::<B, ROWS, 2>(wr, at, kb, yt, ldy),
+                        (ROWS, _) => tile::<B, ROWS, 1>(wr, at, kb, yt, ldy),
+                        (_, 2) => {
+                            for i in 0..rows {
+                                tile::<B, 1, 2>(&wr[i * kb..], at, kb, &mut yt[i..], ldy)
+                            }
+                        }
+                        _ => {
+                            for i in 0..rows {
+                                tile::<B, 1, 1>(&wr[i * kb..], at, kb, &mut yt[i..], ldy)
+                            }
+                        }
+                    }
+                    t += 2;
+                }
+                r += ROWS;
+            }
+        }
+
+        /// Q4_0 rows × int8 tokens.
+        #[target_feature(enable = $features)]
+        pub(super) fn gemm_q4_0_q8(
+            w: &[BlockQ4_0],
+            m: usize,
+            kb: usize,
+            acts: &[BlockQ8Act],
+            n: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            gemm(w, m, kb, acts, n, y, ldy)
+        }
+
+        /// Q4_1 rows × int8 tokens.
+        #[target_feature(enable = $features)]
+        pub(super) fn gemm_q4_1_q8(
+            w: &[BlockQ4_1],
+            m: usize,
+            kb: usize,
+            acts: &[BlockQ8Act],
+            n: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            gemm(w, m, kb, acts, n, y, ldy)
+        }
+
+        /// Q8_0 rows × int8 tokens.
+        #[target_feature(enable = $features)]
+        pub(super) fn gemm_q8_0_q8(
+            w: &[BlockQ8_0],
+            m: usize,
+            kb: usize,
+            acts: &[BlockQ8Act],
+            n: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            gemm(w, m, kb, acts, n, y, ldy)
+        }
+    };
+}
+
+/// AVX2: `vpmaddubsw` + `vpmaddwd` (exact for activation codes in [−127, 127]).
+mod avx2_int8 {
+    int8_gemm!("avx2,fma,f16c", dot_u8_i8);
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+    }
+}
+
+/// AVX-VNNI: `vpdpbusd` (VEX).
+mod avxvnni {
+    int8_gemm!("avx2,fma,f16c,avxvnni", dot_u8_i8);
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+    fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s)
+    }
+}
+
+/// AVX512-VNNI with VL: the EVEX `vpdpbusd` on 256-bit registers.
+mod avx512vnni {
+    int8_gemm!("avx2,fma,f16c,avx512vnni,avx512vl", dot_u8_i8);
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+    }
+}
+
+// ---- install and safe wrappers ---------------------------------------------------------------
+
+/// Puts this module's kernels in `k` for `backend`. Called by the parent's `install` only
+/// after `detected(backend)`, which is what the wrappers' `SAFETY` comments rely on.
+pub(super) fn install(backend: Backend, k: &mut Kernels) {
+    k.gemm_f32 = named!(gemm_f32_wrapper, "gemm_f32/avx2");
+    let f = k.format_mut(Format::Q4_0);
+    f.dot_rows = Some(named!(dot_rows_q4_0, "dot_rows_q4_0_f32/avx2"));
+    let f = k.format_mut(Format::Q4_1);
+    f.dot_rows = Some(named!(dot_rows_q4_1, "dot_rows_q4_1_f32/avx2"));
+    let f = k.format_mut(Format::Q8_0);
+    f.dot_rows = Some(named!(dot_rows_q8_0, "dot_rows_q8_0_f32/avx2"));
+    use crate::dispatch::Named;
+    let gemm = |f, name| Some(Named { f, name });
+    let [q4_0, q4_1, q8_0] = match backend {
+        Backend::AvxVnni => [
+            gemm(avxvnni_wrap::gemm_q4_0 as _, "gemm_q4_0_q8/avxvnni"),
+            gemm(avxvnni_wrap::gemm_q4_1 as _, "gemm_q4_1_q8/avxvnni"),
+            gemm(avxvnni_wrap::gemm_q8_0 as _, "gemm_q8_0_q8/avxvnni"),
+        ],
+        Backend::Avx512Vnni => [
+            gemm(avx512vnni_wrap::gemm_q4_0 as _, "gemm_q4_0_q8/avx512vnni"),
+            gemm(avx512vnni_wrap::gemm_q4_1 as _, "gemm_q4_1_q8/avx512vnni"),
+            gemm(avx512vnni_wrap::gemm_q8_0 as _, "gemm_q8_0_q8/avx512vnni"),
+        ],
+        _ => [
+            gemm(avx2_wrap::gemm_q4_0 as _, "gemm_q4_0_q8/avx2"),
+            gemm(avx2_wrap::gemm_q4_1 as _, "gemm_q4_1_q8/avx2"),
+            gemm(avx2_wrap::gemm_q8_0 as _, "gemm_q8_0_q8/avx2"),
+        ],
+    };
+    k.format_mut(Format::Q4_0).gemm_q8 = q4_0;
+    k.format_mut(Format::Q4_1).gemm_q8 = q4_1;
+    k.format_mut(Format::Q8_0).gemm_q8 = q8_0;
+}
+
+// Wrapper notes: as in the parent module, these are reachable only through `install`, which
+// runs after `detected(backend)`; every body enables `avx2,fma,f16c`, and the VNNI int8 bodies
+// are installed only for the backend that detected their extra features.
+
+fn gemm_f32_wrapper(a: &[f32], m: usize, b: &[f32], n: usize, y: &mut [f32], ldy: usize) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert_eq!(a.len() % m, 0, "a is whole rows");
+    let k = a.len() / m;
+    assert_eq!(b.len(), n * k, "b has n rows of a's width");
+    assert!(ldy >= m && y.len() >= (n - 1) * ldy + m);
+    let k8 = k - k % GEMM_F32_LANES;
+    // SAFETY: installed only by `install` after detection (see the wrapper notes).
+    unsafe { gemm_f32(a, m, b, n, k, k8, y, ldy) };
+    if k8 < k {
+        for t in 0..n {
+            for r in 0..m {
+                let (ar, bt) = (&a[r * k + k8..(r + 1) * k], &b[t * k + k8..(t + 1) * k]);
+                y[t * ldy + r] += scalar::dot_f32(ar, bt);
+            }
+        }
+    }
+}
+
+macro_rules! dot_rows_wrapper {
+    ($name:ident, $block:ty, $what:literal, $body:ident) => {
+        fn $name(w: &[u8], x: &[f32], y: &mut [f32]) {
+            let rows = y.len();
+            if rows == 0 {
+                return;
+            }
+            assert_eq!(w.len() % rows, 0, "weights are whole rows");
+            let kb = scalar::row_blocks(w.len() / rows, core::mem::size_of::<$block>());
+            let blocks: &[$block] = as_blocks(w).expect(concat!($what, " rows are whole blocks"));
+            assert_eq!(kb * 32, x.len(), "activations match the rows");
+            // SAFETY: installed only by `install` after detection (see the wrapper notes).
+            unsafe { $body(blocks, kb, x, y) }
+        }
+    };
+}
+
+dot_rows_wrapper!(dot_rows_q4_0, BlockQ4_0, "Q4_0", dot_rows_q4_0_f32);
+dot_rows_wrapper!(dot_rows_q4_1, BlockQ4_1, "Q4_1", dot_rows_q4_1_f32);
+dot_rows_wrapper!(dot_rows_q8_0, BlockQ8_0, "Q8_0", dot_rows_q8_0_f32);
+
+macro_rules! gemm_q8_wrappers {
+    ($wrap:ident => $body:ident) => {
+        mod $wrap {
+            use crate::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ8_0};
+            use crate::scalar::{gemm_q8_blocks, BlockQ8Act};
+
+            macro_rules! one {
+                ($name:ident, $block:ty, $kernel:ident) => {
+                    pub(super) fn $name(
+                        w: &[u8],
+                        m: usize,
+                        xq: &[u8],
+                        n: usize,
+                        y: &mut [f32],
+                        ldy: usize,
+                    ) {
+                        if m == 0 || n == 0 {
+                            return;
+                        }
+                        let (blocks, kb) = gemm_q8_blocks::<$block>(w, m, xq.len(), n, y, ldy);
+                        let acts: &[BlockQ8Act] =
+                            as_blocks(xq).expect("activations are whole act blocks");
+                        // SAFETY: installed only by `install`, for this body's backend, after
+                        // detection (see the wrapper notes).
+                        unsafe { super::$body::$kernel(blocks, m, kb, acts, n, y, ldy) }
+                    }
+                };
+            }
+            one!(gemm_q4_0, BlockQ4_0, gemm_q4_0_q8);
+            one!(gemm_q4_1, BlockQ4_1, gemm_q4_1_q8);
+            one!(gemm_q8_0, BlockQ8_0, gemm_q8_0_q8);
+        }
+    };
+}
+
+gemm_q8_wrappers!(avx2_wrap => avx2_int8);
+gemm_q8_wrappers!(avxvnni_wrap => avxvnni);
+gemm_q8_wrappers!(avx512vnni_wrap => avx512vnni);

@@ -1,0 +1,808 @@
+//! Every backend against the scalar reference: one generic suite per kernel, instantiated for
+//! each [`Backend`] (skipped, with a note, only when this CPU or build lacks it). Run the NEON
+//! instances under qemu: `QEMU_CPU=cortex-a53` (no dotprod) and `QEMU_CPU=max`.
+//!
+//! # Error budgets
+//!
+//! | kernel                     | budget vs scalar reference                        | why |
+//! |----------------------------|---------------------------------------------------|-----|
+//! | `dequant_*`                | bit-identical                                     | (1) |
+//! | `quantize_act_q8`          | byte-identical (finite inputs)                    | (2) |
+//! | `dot_q8` on dyadic inputs  | identical                                         | (3) |
+//! | `dot_q8` on real inputs    | `2·γ(K)·Σ|d_w·w·d_a·a|`, K = blocks + 48          | (4) |
+//! | `dot` (row · f32)          | `2·γ(K)·Σ|w·x|` (Q4_1: `|q·d·x| + |m·x|`), K = blocks + 48 | (4) |
+//! | `dot_f32`                  | `2·γ(K)·Σ|a·b|`, K = n/8 + 16                     | (4) |
+//! | `axpy`                     | `3ε·(|y| + |a·x|)` per element                    | (5) |
+//!
+//! (1) Each value is a small integer times an f16 scale, exact in f32; Q4_1 adds `m` with one
+//!     rounding, the same whether fused or not because the product is exact.
+//! (2) Every backend computes the same `act_scale`, the same product `x·id` and the same
+//!     `trunc(|v| + 0.5)` rounding, so the codes and the f32 `d`, `s` agree bit for bit.
+//! (3) The integer part is exact in every backend. With power-of-two scales every product
+//!     and every partial sum is an integer multiple of the smallest unit below 2^24 units, so
+//!     every f32 operation is exact in any order; any difference would be an integer error.
+//! (4) Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1 and §2.2: a sum of
+//!     products evaluated in any order, with or without FMA, in which each term passes
+//!     through at most K roundings on its way to the result (its depth in the evaluation
+//!     tree, counting its product and scalings), is within `γ(K)·Σ|terms|` of the exact value,
+//!     `γ(K) = Kε/(1 − Kε)`, `ε = 2^-24`. Both the backend and the reference obey it, hence
+//!     the factor 2. Row dots: product 1, within-block sums ≤ 32, block scale ≤ 2 (the
+//!     `d_w·d_a` product and its application), Q4_1's `+ m` term 2, across blocks ≤ blocks
+//!     (one running sum per lane), lane reduction ≤ 4: K = blocks + 48 is an upper bound for
+//!     every backend and the reference. `dot_f32`: the reference runs 8 sums of n/8 terms and
+//!     reduces in 3 levels plus a tail of ≤ 7; the SIMD paths run 16 or 32 lanes: K = n/8 + 16.
+//!     Plus `2n · 2^-149` for products that could underflow.
+//! (5) The reference rounds `a·x` and then the sum, FMA rounds once: each within `ε` of its
+//!     operand magnitudes.
+
+use tern_kernels::blocks::{as_blocks, as_bytes, BlockQ4_0, BlockQ4_1, BlockQ8_0, F16Le};
+use tern_kernels::scalar::{self, act_q8_bytes, BlockQ8Act};
+use tern_kernels::{Backend, Format, Kernels};
+
+// ---- inputs --------------------------------------------------------------------------------
+
+/// Deterministic xorshift64.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// Uniform in [−1, 1).
+    fn f32(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Lengths every kernel sees: 32·k for k = 1..=9, and real model widths.
+const LENGTHS: [usize; 12] = [32, 64, 96, 128, 160, 192, 224, 256, 288, 576, 1536, 4096];
+
+/// Scales a block may get: zero, negative zero, f16 extremes, f16 subnormals, ordinary.
+const SCALES: [f32; 9] = [
+    0.0,
+    -0.0,
+    65504.0,      // f16 max
+    -65504.0,     //
+    5.9604645e-8, // smallest f16 subnormal, 2^-24
+    3.0517578e-5, // f16 subnormal, 2^-15
+    1.0,
+    -0.5,
+    0.0123,
+];
+
+/// How a block's codes are drawn.
+#[derive(Clone, Copy)]
+enum Codes {
+    Random,
+    /// Every code the smallest (Q4 nibble 0, Q8 −128).
+    Min,
+    /// Every code the largest (Q4 nibble 15, Q8 127).
+    Max,
+    /// Smallest and largest alternating.
+    Alternate,
+}
+
+/// Per block: either typical (random codes and a small random scale) or adversarial (a
+/// pattern from [`Codes`] and a scale from [`SCALES`]); `adversarial` picks how often.
+fn block_style(rng: &mut Rng, adversarial: bool) -> (Codes, f32, f32) {
+    let typical = (
+        Codes::Random,
+        0.001 + 0.05 * rng.f32().abs(),
+        0.1 * rng.f32(),
+    );
+    if !adversarial || rng.below(2) == 0 {
+        return typical;
+    }
+    let codes = [Codes::Random, Codes::Min, Codes::Max, Codes::Alternate][rng.below(4) as usize];
+    let d = SCALES[rng.below(SCALES.len() as u64) as usize];
+    let m = SCALES[rng.below(SCALES.len() as u64) as usize];
+    (codes, d, m)
+}
+
+fn code(rng: &mut Rng, codes: Codes, j: usize, lo: i32, hi: i32) -> i32 {
+    match codes {
+        Codes::Random => lo + rng.below((hi - lo + 1) as u64) as i32,
+        Codes::Min => lo,
+        Codes::Max => hi,
+        Codes::Alternate => [lo, hi][j % 2],
+    }
+}
+
+fn q4_codes(rng: &mut Rng, codes: Codes) -> [u8; 16] {
+    let mut qs = [0u8; 16];
+    for (j, q) in qs.iter_mut().enumerate() {
+        let lo = code(rng, codes, j, 0, 15) as u8;
+        let hi = code(rng, codes, j + 1, 0, 15) as u8;
+        *q = lo | (hi << 4);
+    }
+    qs
+}
+
+/// A row of `n` weights in `format` (Q4_0, Q4_1 or Q8_0).
+fn weight_row(format: Format, n: usize, seed: u64, adversarial: bool) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    let mut row = Vec::new();
+    for _ in 0..n / 32 {
+        let (codes, d, m) = block_style(&mut rng, adversarial);
+        let d = F16Le::from_f32(d);
+        match format {
+            Format::Q4_0 => row.extend_from_slice(as_bytes(&[BlockQ4_0 {
+                d,
+                qs: q4_codes(&mut rng, codes),
+            }])),
+            Format::Q4_1 => row.extend_from_slice(as_bytes(&[BlockQ4_1 {
+                d,
+                m: F16Le::from_f32(m),
+                qs: q4_codes(&mut rng, codes),
+            }])),
+            Format::Q8_0 => {
+                let mut qs = [0i8; 32];
+                for (j, q) in qs.iter_mut().enumerate() {
+                    *q = code(&mut rng, codes, j, -128, 127) as i8;
+                }
+                row.extend_from_slice(as_bytes(&[BlockQ8_0 { d, qs }]));
+            }
+            _ => unreachable!("not a tested format"),
+        }
+    }
+    row
+}
+
+/// Activation vectors of length `n`: ordinary, large, tiny, and with negative zeros.
+fn activations(n: usize, seed: u64) -> Vec<(&'static str, Vec<f32>)> {
+    let mut rng = Rng::new(seed);
+    let base: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+    let mut signed_zeros = base.clone();
+    for v in signed_zeros.iter_mut().step_by(3) {
+        *v = -0.0;
+    }
+    vec![
+        ("uniform", base.clone()),
+        ("large", base.iter().map(|v| v * 3.0e4).collect()),
+        ("tiny", base.iter().map(|v| v * 1.0e-20).collect()),
+        ("negative zeros", signed_zeros),
+        ("zero", vec![0.0; n]),
+    ]
+}
+
+const TESTED: [Format; 3] = [Format::Q4_0, Format::Q4_1, Format::Q8_0];
+
+fn scalar_dequant(format: Format) -> fn(&[u8], &mut [f32]) {
+    match format {
+        Format::Q4_0 => scalar::dequant_q4_0,
+        Format::Q4_1 => scalar::dequant_q4_1,
+        _ => scalar::dequant_q8_0,
+    }
+}
+
+// ---- budgets -------------------------------------------------------------------------------
+
+const EPS: f64 = f32::EPSILON as f64 / 2.0;
+
+fn gamma(k: usize) -> f64 {
+    let k = k as f64 * EPS;
+    k / (1.0 - k)
+}
+
+/// Smallest positive f32 (subnormal), 2^-149: what an underflowing product can lose.
+const F32_TINY: f64 = 1.401298464324817e-45;
+
+/// How far two evaluations of a sum of `n` products may differ when each term passes through
+/// at most `k` roundings (note (4) of the module docs).
+fn budget(k: usize, abs_sum: f64, n: usize) -> f64 {
+    2.0 * gamma(k) * abs_sum + 2.0 * n as f64 * F32_TINY
+}
+
+fn assert_close(what: &str, got: f32, want: f32, bound: f64) {
+    let diff = (got as f64 - want as f64).abs();
+    assert!(
+        diff <= bound,
+        "{what}: {got:e} vs reference {want:e}: |Δ| = {diff:e} > {bound:e}"
+    );
+}
+
+// ---- suites --------------------------------------------------------------------------------
+
+fn kernels(backend: Backend) -> Option<Kernels> {
+    let k = Kernels::with_backend(backend);
+    if k.is_none() {
+        println!(
+            "skipped: this CPU/build lacks the {} backend",
+            backend.name()
+        );
+    }
+    k
+}
+
+fn check_dot_f32(k: &Kernels) {
+    let mut rng = Rng::new(1);
+    let lengths = (0..=70).chain([255, 1000, 4096]);
+    for n in lengths {
+        for scale in [1.0f32, 1e4, 1e-10] {
+            let a: Vec<f32> = (0..n).map(|_| rng.f32() * scale).collect();
+            let b: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+            let abs: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (*x as f64 * *y as f64).abs())
+                .sum();
+            let got = (k.dot_f32.f)(&a, &b);
+            let want = scalar::dot_f32(&a, &b);
+            let what = format!("{} n={n} scale={scale}", k.dot_f32.name);
+            assert_close(&what, got, want, budget(n / 8 + 16, abs, n));
+        }
+    }
+}
+
+fn check_axpy(k: &Kernels) {
+    let mut rng = Rng::new(2);
+    for n in (0..=70).chain([1000]) {
+        let a = rng.f32() * 3.0;
+        let x: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+        let y0: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+        let (mut got, mut want) = (y0.clone(), y0.clone());
+        (k.axpy.f)(&mut got, a, &x);
+        scalar::axpy(&mut want, a, &x);
+        for i in 0..n {
+            let bound = 3.0 * EPS * ((y0[i] as f64).abs() + (a as f64 * x[i] as f64).abs());
+            assert_close(
+                &format!("{} n={n} i={i}", k.axpy.name),
+                got[i],
+                want[i],
+                bound,
+            );
+        }
+    }
+}
+
+fn check_dot(k: &Kernels) {
+    for format in TESTED {
+        let fk = k.format(format);
+        let reference = Kernels::scalar().format(format).dot.f;
+        for (i, &n) in LENGTHS.iter().enumerate() {
+            for adversarial in [false, true] {
+                let row = weight_row(format, n, 100 + i as u64, adversarial);
+                let mut w = vec![0.0; n];
+                scalar_dequant(format)(&row, &mut w);
+                let m: Vec<f32> = match format {
+                    Format::Q4_1 => as_blocks::<BlockQ4_1>(&row)
+                        .unwrap()
+                        .iter()
+                        .flat_map(|b| [b.m.to_f32(); 32])
+                        .collect(),
+                    _ => vec![0.0; n],
+                };
+                for (name, x) in activations(n, 200 + i as u64) {
+                    // Q4_1's terms are q·d·x and m·x: both counted.
+                    let abs: f64 = (0..n)
+                        .map(|j| {
+                            let qd = w[j] as f64 - m[j] as f64;
+                            (qd * x[j] as f64).abs() + (m[j] as f64 * x[j] as f64).abs()
+                        })
+                        .sum();
+                    let got = (fk.dot.f)(&row, &x);
+                    let want = reference(&row, &x);
+                    let what = format!("{} n={n} adversarial={adversarial} x={name}", fk.dot.name);
+                    assert_close(&what, got, want, budget(n / 32 + 48, abs, n));
+                }
+            }
+        }
+    }
+}
+
+fn check_dequant(k: &Kernels) {
+    for format in TESTED {
+        let fk = k.format(format);
+        for (i, &n) in LENGTHS.iter().enumerate() {
+            let row = weight_row(format, n, 300 + i as u64, true);
+            let (mut got, mut want) = (vec![f32::NAN; n], vec![0.0; n]);
+            (fk.dequant.f)(&row, &mut got);
+            scalar_dequant(format)(&row, &mut want);
+            for j in 0..n {
+                assert_eq!(
+                    got[j].to_bits(),
+                    want[j].to_bits(),
+                    "{} n={n} element {j}: {} vs {}",
+                    fk.dequant.name,
+                    got[j],
+                    want[j]
+                );
+            }
+        }
+    }
+}
+
+fn check_quantize_act(k: &Kernels) {
+    for (i, &n) in LENGTHS.iter().enumerate() {
+        let mut cases = activations(n, 400 + i as u64);
+        // Exact halves around d = 1 (amax 127), and a block whose 1/d overflows.
+        let mut halves: Vec<f32> = (0..n).map(|j| (j % 255) as f32 - 127.0 + 0.5).collect();
+        for b in halves.chunks_mut(32) {
+            b[0] = 127.0;
+        }
+        cases.push(("halves", halves));
+        let mut subnormal = vec![0.0f32; n];
+        subnormal[0] = 1e-40;
+        subnormal[1] = -1e-41;
+        cases.push(("subnormal", subnormal));
+        for (name, x) in cases {
+            let (mut got, mut want) = (vec![0xAAu8; act_q8_bytes(n)], vec![0u8; act_q8_bytes(n)]);
+            (k.quantize_act_q8.f)(&x, &mut got);
+            scalar::quantize_act_q8(&x, &mut want);
+            assert!(
+                got == want,
+                "{} n={n} x={name}: bytes differ from the reference",
+                k.quantize_act_q8.name
+            );
+        }
+    }
+}
+
+/// Activation blocks with power-of-two scale 2^-6 and codes in [−127, 127].
+fn dyadic_acts(n: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    let d = 1.0f32 / 64.0;
+    let mut out = Vec::new();
+    for _ in 0..n / 32 {
+        let codes =
+            [Codes::Random, Codes::Min, Codes::Max, Codes::Alternate][rng.below(4) as usize];
+        let mut qs = [0i8; 32];
+        for (j, q) in qs.iter_mut().enumerate() {
+            *q = code(&mut rng, codes, j, -127, 127) as i8;
+        }
+        let sum: i32 = qs.iter().map(|&q| q as i32).sum();
+        let b = BlockQ8Act {
+            d: d.to_le_bytes(),
+            s: (d * sum as f32).to_le_bytes(),
+            qs,
+        };
+        out.extend_from_slice(as_bytes(&[b]));
+    }
+    out
+}
+
+/// A weight row with power-of-two scales (±2^-4, and 0) whose products with `acts` keep every
+/// partial sum below 2^24 units of 2^-10, so every f32 operation is exact.
+fn dyadic_row(format: Format, n: usize, seed: u64) -> Option<Vec<u8>> {
+    let mut rng = Rng::new(seed);
+    let mut row = weight_row(format, n, seed, true);
+    let unit = |v: f32| v / (1.0 / 16.0); // scale in units of 2^-4
+    let mut total = 0i64;
+    let acts = dyadic_acts(n, seed);
+    let acts: &[BlockQ8Act] = as_blocks(&acts).unwrap();
+    match format {
+        Format::Q4_0 => {
+            let blocks = tern_kernels::blocks::as_blocks_mut::<BlockQ4_0>(&mut row).unwrap();
+            for (b, a) in blocks.iter_mut().zip(acts) {
+                b.d = F16Le::from_f32([1.0 / 16.0, -1.0 / 16.0, 0.0][rng.below(3) as usize]);
+                let u = unit(b.d.to_f32()).abs() as i64;
+                total += (0..32)
+                    .map(|j| {
+                        let q = if j < 16 {
+                            b.qs[j] & 15
+                        } else {
+                            b.qs[j - 16] >> 4
+                        } as i64;
+                        (q - 8).abs() * (a.qs[j] as i64).abs() * u
+                    })
+                    .sum::<i64>();
+            }
+        }
+        Format::Q4_1 => {
+            let blocks = tern_kernels::blocks::as_blocks_mut::<BlockQ4_1>(&mut row).unwrap();
+            for (b, a) in blocks.iter_mut().zip(acts) {
+                b.d = F16Le::from_f32([1.0 / 16.0, -1.0 / 16.0, 0.0][rng.below(3) as usize]);
+                b.m = F16Le::from_f32([1.0 / 16.0, -1.0 / 16.0, 0.0][rng.below(3) as usize]);
+                let (u, um) = (
+                    unit(b.d.to_f32()).abs() as i64,
+                    unit(b.m.to_f32()).abs() as i64,
+                );
+                total += (0..32)
+                    .map(|j| {
+                        let q = if j < 16 {
+                            b.qs[j] & 15
+                        } else {
+                            b.qs[j - 16] >> 4
+                        } as i64;
+                        (q * u + um) * (a.qs[j] as i64).abs()
+                    })
+                    .sum::<i64>();
+            }
+        }
+        _ => {
+            let blocks = tern_kernels::blocks::as_blocks_mut::<BlockQ8_0>(&mut row).unwrap();
+            for (b, a) in blocks.iter_mut().zip(acts) {
+                b.d = F16Le::from_f32([1.0 / 16.0, -1.0 / 16.0, 0.0][rng.below(3) as usize]);
+                let u = unit(b.d.to_f32()).abs() as i64;
+                total += (0..32)
+                    .map(|j| (b.qs[j] as i64).abs() * (a.qs[j] as i64).abs() * u)
+                    .sum::<i64>();
+            }
+        }
+    }
+    (total < 1 << 24).then_some(row)
+}
+
+fn check_dot_q8_exact(k: &Kernels) {
+    for format in TESTED {
+        let slot = k.format(format).dot_q8.expect("int8 kernel");
+        let reference = Kernels::scalar().format(format).dot_q8.unwrap().f;
+        let mut checked = 0;
+        for (i, &n) in LENGTHS.iter().enumerate() {
+            for seed in 0..16u64 {
+                let seed = 500 + 100 * i as u64 + seed;
+                let Some(row) = dyadic_row(format, n, seed) else {
+                    continue; // partial sums could exceed 2^24 units: not exact in f32
+                };
+                let acts = dyadic_acts(n, seed);
+                let (got, want) = ((slot.f)(&row, &acts), reference(&row, &acts));
+                assert!(
+                    got == want,
+                    "{} n={n} seed={seed}: {got} vs {want}",
+                    slot.name
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 120, "{}: only {checked} exact cases", slot.name);
+    }
+}
+
+fn check_dot_q8(k: &Kernels) {
+    for format in TESTED {
+        let slot = k.format(format).dot_q8.expect("int8 kernel");
+        let reference = Kernels::scalar().format(format).dot_q8.unwrap().f;
+        for (i, &n) in LENGTHS.iter().enumerate() {
+            for adversarial in [false, true] {
+                let row = weight_row(format, n, 600 + i as u64, adversarial);
+                for (name, x) in activations(n, 700 + i as u64) {
+                    let mut xq = vec![0u8; act_q8_bytes(n)];
+                    scalar::quantize_act_q8(&x, &mut xq);
+                    let acts: &[BlockQ8Act] = as_blocks(&xq).unwrap();
+                    let mut w = vec![0.0; n];
+                    scalar_dequant(format)(&row, &mut w);
+                    // Terms d_w·d_a·q·a (Q4_1: q·d·d_a·a and m·d_a·a), bounded via |w|·|a·d_a|
+                    // with w the dequantized weight plus |m| for Q4_1.
+                    let m = |b: usize| match format {
+                        Format::Q4_1 => as_blocks::<BlockQ4_1>(&row).unwrap()[b].m.to_f32(),
+                        _ => 0.0,
+                    };
+                    let abs: f64 = (0..n)
+                        .map(|j| {
+                            let a = acts[j / 32].d() as f64 * acts[j / 32].qs[j % 32] as f64;
+                            let mb = m(j / 32) as f64;
+                            ((w[j] as f64 - mb).abs() + mb.abs()) * a.abs()
+                        })
+                        .sum();
+                    let got = (slot.f)(&row, &xq);
+                    let want = reference(&row, &xq);
+                    let what = format!("{} n={n} adversarial={adversarial} x={name}", slot.name);
+                    assert_close(&what, got, want, budget(n / 32 + 48, abs, n));
+                }
+            }
+        }
+    }
+}
+
+/// Rows per call the multi-row tests try: remainders around the 4-row step, and more.
+const ROW_COUNTS: [usize; 8] = [1, 2, 3, 4, 5, 7, 8, 13];
+
+/// `rows` weight rows of `format`, back to back, each `n` wide.
+fn weight_rows(format: Format, rows: usize, n: usize, seed: u64, adversarial: bool) -> Vec<u8> {
+    (0..rows)
+        .flat_map(|r| weight_row(format, n, seed * 31 + r as u64, adversarial))
+        .collect()
+}
+
+/// `Σ |terms|` of one row dot as [`check_dot`] counts them (Q4_1: `|q·d·x| + |m·x|`).
+fn row_abs_sum(format: Format, row: &[u8], x: &[f32]) -> f64 {
+    let n = x.len();
+    let mut w = vec![0.0; n];
+    scalar_dequant(format)(row, &mut w);
+    (0..n)
+        .map(|j| {
+            let m = match format {
+                Format::Q4_1 => as_blocks::<BlockQ4_1>(row).unwrap()[j / 32].m.to_f32() as f64,
+                _ => 0.0,
+            };
+            ((w[j] as f64 - m) * x[j] as f64).abs() + (m * x[j] as f64).abs()
+        })
+        .sum()
+}
+
+fn check_dot_rows(k: &Kernels) {
+    for format in TESTED {
+        let slot = k.format(format).dot_rows.expect("multi-row kernel");
+        let reference = Kernels::scalar().format(format).dot.f;
+        for (i, &n) in [32usize, 64, 96, 288, 576].iter().enumerate() {
+            for &rows in &ROW_COUNTS {
+                for adversarial in [false, true] {
+                    let w = weight_rows(format, rows, n, 800 + i as u64, adversarial);
+                    let rb = w.len() / rows;
+                    for (name, x) in activations(n, 900 + i as u64) {
+                        let mut y = vec![f32::NAN; rows];
+                        (slot.f)(&w, &x, &mut y);
+                        for (r, row) in w.chunks_exact(rb).enumerate() {
+                            let what = format!(
+                                "{} n={n} rows={rows} row {r} adversarial={adversarial} x={name}",
+                                slot.name
+                            );
+                            let bound = budget(n / 32 + 48, row_abs_sum(format, row, &x), n);
+                            assert_close(&what, y[r], reference(row, &x), bound);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `(m, n)` shapes of the GEMM tests: tile remainders on both sides.
+const GEMM_SHAPES: [(usize, usize); 10] =
+    [(1, 1), (4, 1), (5, 1), (1, 2), (4, 2), (3, 3), (8, 5), (9, 4), (13, 7), (4, 16)];
+
+fn check_gemm_q8_exact(k: &Kernels) {
+    for format in TESTED {
+        let slot = k.format(format).gemm_q8.expect("int8 GEMM");
+        let reference = Kernels::scalar().format(format).dot_q8.unwrap().f;
+        let mut checked = 0;
+        for (i, &kw) in [32usize, 96, 288, 576].iter().enumerate() {
+            for (s, &(m, n)) in GEMM_SHAPES.iter().enumerate() {
+                let seed = 1000 + 100 * i as u64 + s as u64;
+                let rows: Vec<Vec<u8>> =
+                    (0..m).filter_map(|r| dyadic_row(format, kw, seed + 7 * r as u64)).collect();
+                if rows.len() < m {
+                    continue; // partial sums could exceed 2^24 units: not exact in f32
+                }
+                let w: Vec<u8> = rows.concat();
+                // Every row was checked against the activations of its own seed; reuse them.
+                let xq: Vec<u8> = (0..n).flat_map(|t| dyadic_acts(kw, seed + 7 * (t % m) as u64)).collect();
+                let qb = xq.len() / n;
+                let ldy = m + 3;
+                let mut y = vec![f32::NAN; (n - 1) * ldy + m];
+                (slot.f)(&w, m, &xq, n, &mut y, ldy);
+                for t in 0..n {
+                    for r in 0..m {
+                        let want = reference(&rows[r], &xq[t * qb..(t + 1) * qb]);
+                        let got = y[t * ldy + r];
+                        if (t % m) == r {
+                            assert!(got == want, "{} k={kw} m={m} n={n} ({r}, {t}): {got} vs {want}", slot.name);
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked >= 40, "{}: only {checked} exact cases", slot.name);
+    }
+}
+
+fn check_gemm_q8(k: &Kernels) {
+    for format in TESTED {
+        let slot = k.format(format).gemm_q8.expect("int8 GEMM");
+        let reference = Kernels::scalar().format(format).dot_q8.unwrap().f;
+        for (i, &kw) in [32usize, 64, 96, 576].iter().enumerate() {
+            for &(m, n) in &GEMM_SHAPES {
+                for adversarial in [false, true] {
+                    let w = weight_rows(format, m, kw, 1100 + i as u64, adversarial);
+                    let rb = w.len() / m;
+                    let acts = activations(kw, 1200 + i as u64);
+                    let x: Vec<f32> = (0..n).flat_map(|t| acts[t % acts.len()].1.clone()).collect();
+                    let qb = act_q8_bytes(kw);
+                    let mut xq = vec![0u8; n * qb];
+                    for (xt, qt) in x.chunks_exact(kw).zip(xq.chunks_exact_mut(qb)) {
+                        scalar::quantize_act_q8(xt, qt);
+                    }
+                    let mut y = vec![f32::NAN; n * m];
+                    (slot.f)(&w, m, &xq, n, &mut y, m);
+                    for t in 0..n {
+                        let xqt = &xq[t * qb..(t + 1) * qb];
+                        let a: &[BlockQ8Act] = as_blocks(xqt).unwrap();
+                        let xd: Vec<f32> =
+                            (0..kw).map(|j| a[j / 32].d() * a[j / 32].qs[j % 32] as f32).collect();
+                        for (r, row) in w.chunks_exact(rb).enumerate() {
+                            let what = format!(
+                                "{} k={kw} m={m} n={n} ({r}, {t}) adversarial={adversarial}",
+                                slot.name
+                            );
+                            let bound = budget(kw / 32 + 48, row_abs_sum(format, row, &xd), kw);
+                            assert_close(&what, y[t * m + r], reference(row, xqt), bound);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check_gemm_f32(k: &Kernels) {
+    let mut rng = Rng::new(3);
+    for kw in [0usize, 1, 7, 8, 9, 31, 64, 579] {
+        for &(m, n) in &GEMM_SHAPES {
+            for scale in [1.0f32, 1e-10, 3e4] {
+                let a: Vec<f32> = (0..m * kw).map(|_| rng.f32() * scale).collect();
+                let b: Vec<f32> = (0..n * kw).map(|_| rng.f32()).collect();
+                let ldy = m + 2;
+                let mut y = vec![f32::NAN; (n - 1) * ldy + m];
+                (k.gemm_f32.f)(&a, m, &b, n, &mut y, ldy);
+                for t in 0..n {
+                    for r in 0..m {
+                        let (ar, bt) = (&a[r * kw..(r + 1) * kw], &b[t * kw..(t + 1) * kw]);
+                        let abs: f64 = ar.iter().zip(bt).map(|(x, y)| (*x as f64 * *y as f64).abs()).sum();
+                        let what = format!("{} k={kw} m={m} n={n} ({r}, {t}) scale={scale}", k.gemm_f32.name);
+                        assert_close(&what, y[t * ldy + r], scalar::dot_f32(ar, bt), budget(kw / 8 + 16, abs, kw));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Slot names say which backend filled them.
+fn check_names(k: &Kernels, backend: Backend) {
+    let suffix = |name: &str| name.rsplit('/').next().unwrap().to_string();
+    let vec_isa = match backend {
+        Backend::Scalar => "scalar",
+        Backend::Avx2 | Backend::AvxVnni | Backend::Avx512Vnni => "avx2",
+        _ => "neon",
+    };
+    let int8_isa = match backend {
+        Backend::NeonDotprod => "dotprod",
+        Backend::AvxVnni | Backend::Avx512Vnni => backend.name(),
+        _ => vec_isa,
+    };
+    assert_eq!(k.backend(), backend);
+    assert_eq!(suffix(k.dot_f32.name), vec_isa);
+    assert_eq!(suffix(k.axpy.name), vec_isa);
+    assert_eq!(suffix(k.quantize_act_q8.name), vec_isa);
+    assert_eq!(suffix(k.gemm_f32.name), vec_isa);
+    for format in TESTED {
+        let fk = k.format(format);
+        assert_eq!(suffix(fk.dot.name), vec_isa);
+        assert_eq!(suffix(fk.dequant.name), vec_isa);
+        assert_eq!(suffix(fk.dot_q8.unwrap().name), int8_isa);
+        assert_eq!(suffix(fk.dot_rows.unwrap().name), vec_isa);
+        assert_eq!(suffix(fk.gemm_q8.unwrap().name), int8_isa);
+    }
+}
+
+macro_rules! suite {
+    ($($module:ident => $backend:expr),* $(,)?) => {$(
+        mod $module {
+            use super::*;
+
+            #[test]
+            fn dot_f32_tails() {
+                kernels($backend).map(|k| check_dot_f32(&k));
+            }
+            #[test]
+            fn axpy_tails() {
+                kernels($backend).map(|k| check_axpy(&k));
+            }
+            #[test]
+            fn dot_rows_f32() {
+                kernels($backend).map(|k| check_dot(&k));
+            }
+            #[test]
+            fn dequant_bit_identical() {
+                kernels($backend).map(|k| check_dequant(&k));
+            }
+            #[test]
+            fn quantize_act_byte_identical() {
+                kernels($backend).map(|k| check_quantize_act(&k));
+            }
+            #[test]
+            fn dot_q8_exact_integers() {
+                kernels($backend).map(|k| check_dot_q8_exact(&k));
+            }
+            #[test]
+            fn dot_q8_rows() {
+                kernels($backend).map(|k| check_dot_q8(&k));
+            }
+            #[test]
+            fn multi_row_dots_f32() {
+                kernels($backend).map(|k| check_dot_rows(&k));
+            }
+            #[test]
+            fn gemm_q8_exact_integers() {
+                kernels($backend).map(|k| check_gemm_q8_exact(&k));
+            }
+            #[test]
+            fn gemm_q8_tiles() {
+                kernels($backend).map(|k| check_gemm_q8(&k));
+            }
+            #[test]
+            fn gemm_f32_tiles() {
+                kernels($backend).map(|k| check_gemm_f32(&k));
+            }
+            #[test]
+            fn slot_names() {
+                kernels($backend).map(|k| check_names(&k, $backend));
+            }
+        }
+    )*};
+}
+
+suite! {
+    scalar_backend => Backend::Scalar,
+    avx2 => Backend::Avx2,
+    avxvnni => Backend::AvxVnni,
+    avx512vnni => Backend::Avx512Vnni,
+    neon => Backend::Neon,
+    neon_dotprod => Backend::NeonDotprod,
+}
+
+// ---- selection -----------------------------------------------------------------------------
+
+/// What this test detects independently of the crate: the backend `best` must pick. With the
+/// crate's `std` feature that is run-time detection; without, the compile-time target features
+/// (`RUSTFLAGS="-C target-feature=+avx2,+fma,+f16c" cargo test --no-default-features`).
+fn expected_best() -> Backend {
+    #[cfg(feature = "std")]
+    macro_rules! has {
+        ($f:tt) => {{
+            #[cfg(target_arch = "x86_64")]
+            let on = std::is_x86_feature_detected!($f);
+            #[cfg(target_arch = "aarch64")]
+            let on = std::arch::is_aarch64_feature_detected!($f);
+            on
+        }};
+    }
+    #[cfg(not(feature = "std"))]
+    macro_rules! has {
+        ($f:tt) => {
+            cfg!(target_feature = $f)
+        };
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = has!("avx2") && has!("fma") && has!("f16c");
+        if avx2 && has!("avxvnni") {
+            return Backend::AvxVnni;
+        }
+        if avx2 && has!("avx512vnni") && has!("avx512vl") {
+            return Backend::Avx512Vnni;
+        }
+        if avx2 {
+            return Backend::Avx2;
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if has!("neon") && has!("dotprod") {
+            return Backend::NeonDotprod;
+        }
+        if has!("neon") {
+            return Backend::Neon;
+        }
+    }
+    Backend::Scalar
+}
+
+#[test]
+fn best_follows_detection() {
+    let best = Kernels::best();
+    println!("best backend: {}", best.backend().name());
+    assert_eq!(best.backend(), expected_best());
+    for b in Backend::ALL {
+        assert_eq!(b.is_available(), Kernels::with_backend(b).is_some());
+        assert_eq!(Backend::from_name(b.name()), Some(b));
+    }
+    // Without the dot product extension no `sdot` kernel may be installed anywhere.
+    #[cfg(target_arch = "aarch64")]
+    if !std::arch::is_aarch64_feature_detected!("dotprod") {
+        assert!(Kernels::with_backend(Backend::NeonDotprod).is_none());
+        for f in TESTED {
+            assert!(!best.format(f).dot_q8.unwrap().name.contains("dotprod"));
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! Chat templates: the Jinja program in a model's `tokenizer.chat_template`, rendered the way
+//! Hugging Face transformers' `apply_chat_template` renders it.
+//!
+//! transformers compiles the template in `ImmutableSandboxedEnvironment(trim_blocks=True,
+//! lstrip_blocks=True, extensions=[loopcontrols])`, adds the globals `raise_exception` and
+//! `strftime_now` and a `tojson` filter calling `json.dumps(ensure_ascii=False)`, and renders
+//! with `messages`, `tools`, `documents`, `add_generation_prompt` and the special tokens
+//! (`bos_token`, `eos_token`, …). [`ChatTemplate`] rebuilds that environment on minijinja,
+//! with Python's string and dict methods from `minijinja-contrib` and Python's `str()` for
+//! printed values (`True`, `None`, `['a']`), so templates written against jinja2 give the same
+//! bytes.
+//!
+//! Not supported: transformers' `{% generation %}` tag (assistant-token masks for training)
+//! and `strftime_now` in local time (it formats UTC; see [`strftime`](super::strftime)).
+
+use std::fmt;
+use std::string::{String, ToString};
+use std::sync::Arc;
+use std::vec;
+use std::vec::Vec;
+
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::{Enumerator, Kwargs, Object, Rest, Value};
+use minijinja::{AutoEscape, Environment, Error, ErrorKind};
+
+use super::json::{self, JsonStyle};
+use super::strftime::DateTime;
+use super::{JsonValue, Message};
+use crate::model::Model;
+use crate::tokenizer::Tokenizer;
+
+/// The name the template is stored under (shows up in error messages).
+const TEMPLATE_NAME: &str = "chat_template";
+
+/// Why a chat template could not be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TemplateError {
+    /// The model has no `tokenizer.chat_template` and no template was supplied.
+    Missing,
+    /// The template is not valid Jinja.
+    Syntax {
+        /// The parser's message, with the line.
+        message: String,
+    },
+    /// The template called `raise_exception(message)`: it rejects this conversation (e.g.
+    /// roles that do not alternate).
+    Raised {
+        /// The template's message.
+        message: String,
+    },
+    /// Rendering failed: an unknown filter or function, an operation on the wrong type, a
+    /// value nested too deeply, ….
+    Render {
+        /// The engine's message, with the line.
+        message: String,
+    },
+}
+
+impl fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TemplateError::Missing => write!(
+                f,
+                "the model has no chat template (tokenizer.chat_template); supply one"
+            ),
+            TemplateError::Syntax { message } => {
+                write!(f, "the chat template is not valid Jinja: {message}")
+            }
+            TemplateError::Raised { message } => {
+                write!(f, "the chat template rejected the conversation: {message}")
+            }
+            TemplateError::Render { message } => {
+                write!(f, "rendering the chat template failed: {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for TemplateError {}
+
+/// What [`raise_exception`] attaches to the engine's error, so rendering can tell a
+/// template's own rejection from an engine failure.
+#[derive(Debug)]
+struct Raised(String);
+
+impl fmt::Display for Raised {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Raised {}
+
+/// Options of one rendering.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RenderOptions {
+    /// Append the header that opens the assistant's turn (e.g. `<|im_start|>assistant\n`),
+    /// for prompting a reply.
+    pub add_generation_prompt: bool,
+    /// Tool definitions (`tools`), JSON schemas as transformers passes them. `None` renders
+    /// as Python's `None`.
+    pub tools: Option<Vec<JsonValue>>,
+    /// More variables some templates read (`enable_thinking`, `date_string`, …).
+    pub vars: Vec<(String, JsonValue)>,
+}
+
+/// A compiled chat template with the special tokens it may print.
+///
+/// Cheap to share: rendering takes `&self`.
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    /// The Jinja source.
+    source: String,
+    /// `(name, text)` of the special tokens (`bos_token`, `eos_token`, …) passed to every
+    /// rendering.
+    special: Vec<(&'static str, String)>,
+}
+
+impl fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChatTemplate")
+            .field("source", &self.source())
+            .field("special", &self.special)
+            .finish()
+    }
+}
+
+impl ChatTemplate {
+    /// Compiles `source` with no special tokens (see
+    /// [`with_special_tokens`](Self::with_special_tokens)).
+    pub fn new(source: &str) -> Result<Self, TemplateError> {
+        let mut env = Environment::new();
+        let syntax = SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+            .map_err(|e| TemplateError::Syntax {
+                message: e.to_string(),
+            })?;
+        env.set_syntax(syntax);
+        // jinja2 drops a single trailing newline of the source, as minijinja does by default.
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_formatter(|out, state, value| match json::py_str(value) {
+            Some(s) => out
+                .write_str(&s)
+                .map_err(|_| Error::from(ErrorKind::WriteFailure)),
+            None => minijinja::escape_formatter(out, state, value),
+        });
+        env.add_function("raise_exception", raise_exception);
+        env.add_function("strftime_now", |format: String| {
+            DateTime::now().format(&format)
+        });
+        env.add_filter("tojson", tojson);
+        env.add_template_owned(TEMPLATE_NAME, source.to_string())
+            .map_err(|e| TemplateError::Syntax {
+                message: error_message(&e),
+            })?;
+        Ok(ChatTemplate {
+            env,
+            source: source.to_string(),
+            special: Vec::new(),
+        })
+    }
+
+    /// The model's own template (`tokenizer.chat_template`) with its special tokens.
+    pub fn from_model(model: &Model) -> Result<Self, TemplateError> {
+        let source = model
+            .meta()
+            .chat_template
+            .as_deref()
+            .ok_or(TemplateError::Missing)?;
+        Ok(Self::new(source)?.with_tokenizer(model.tokenizer()))
+    }
+
+    /// This template with `bos_token`, `eos_token`, `unk_token` and `pad_token` set to the
+    /// text of the tokenizer's tokens (those it has).
+    pub fn with_tokenizer(self, tok: &Tokenizer) -> Self {
+        let text = |id: Option<u32>| {
+            id.map(|id| String::from_utf8_lossy(tok.token_bytes(id, true)).into_owned())
+        };
+        self.with_special_tokens(&[
+            ("bos_token", text(tok.bos())),
+            ("eos_token", text(tok.eos())),
+            ("unk_token", text(tok.unk())),
+            ("pad_token", text(tok.pad())),
+        ])
+    }
+
+    /// This template with the given special-token variables (`None`: left undefined).
+    pub fn with_special_tokens(mut self, tokens: &[(&'static str, Option<String>)]) -> Self {
+        for (name, text) in tokens {
+            self.special.retain(|(n, _)| n != name);
+            if let Some(t) = text {
+                self.special.push((name, t.clone()));
+            }
+        }
+        self
+    }
+
+    /// The template's source text.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The text of special-token variable `name` (`"bos_token"`, …), if set.
+    pub fn special_token(&self, name: &str) -> Option<&str> {
+        self.special
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| t.as_str())
+    }
+
+    /// Renders `messages`.
+    pub fn render(
+        &self,
+        messages: &[Message],
+        opts: &RenderOptions,
+    ) -> Result<String, TemplateError> {
+        let mut ctx: Vec<(String, Value)> = Vec::new();
+        let messages: Vec<Value> = messages.iter().map(message_value).collect();
+        ctx.push(("messages".into(), Value::from(messages)));
+        let tools = opts
+            .tools
+            .as_ref()
+            .map(|t| Value::from(t.iter().map(json_value).collect::<Vec<_>>()));
+        ctx.push(("tools".into(), Value::from(tools)));
+        ctx.push(("documents".into(), Value::from(())));
+        ctx.push((
+            "add_generation_prompt".into(),
+            Value::from(opts.add_generation_prompt),
+        ));
+        for (name, text) in &self.special {
+            ctx.push((name.to_string(), Value::from(text.as_str())));
+        }
+        for (k, v) in &opts.vars {
+            set(&mut ctx, k, json_value(v));
+        }
+        let template = self
+            .env
+            .get_template(TEMPLATE_NAME)
+            .map_err(|e| TemplateError::Render {
+                message: error_message(&e),
+            })?;
+        template
+            .render(Value::from_object(OrderedMap(ctx)))
+            .map_err(|e| match raised_message(&e) {
+                Some(message) => TemplateError::Raised { message },
+                None => TemplateError::Render {
+                    message: error_message(&e),
+                },
+            })
+    }
+
+    /// The text the template puts after an assistant message's content, e.g. `<|im_end|>\n`
+    /// for ChatML: where the model is trained to end its turn. `None` when the template does
+    /// not render a lone user/assistant exchange.
+    pub fn end_of_turn_text(&self) -> Option<String> {
+        // Private-use characters no template adds on its own.
+        const MARK: &str = "\u{F8FF}\u{F8FE}";
+        let msgs = [Message::user("\u{F8FD}"), Message::assistant(MARK)];
+        let text = self.render(&msgs, &RenderOptions::default()).ok()?;
+        let at = text.rfind(MARK)?;
+        Some(text[at + MARK.len()..].to_string())
+    }
+}
+
+/// Sets or replaces `key` in an ordered list of variables.
+fn set(vars: &mut Vec<(String, Value)>, key: &str, value: Value) {
+    match vars.iter_mut().find(|(k, _)| k == key) {
+        Some((_, v)) => *v = value,
+        None => vars.push((key.to_string(), value)),
+    }
+}
+
+/// A message as the dict transformers passes: `role`, `content`, then the extra fields.
+fn message_value(m: &Message) -> Value {
+    let mut fields = vec![
+        ("role".to_string(), Value::from(m.role.as_str())),
+        ("content".to_string(), Value::from(m.content.as_str())),
+    ];
+    for (k, v) in &m.extra {
+        set(&mut fields, k, json_value(v));
+    }
+    Value::from_object(OrderedMap(fields))
+}
+
+/// The template value of a [`JsonValue`].
+fn json_value(v: &JsonValue) -> Value {
+    match v {
+        JsonValue::Null => Value::from(()),
+        JsonValue::Bool(b) => Value::from(*b),
+        JsonValue::Int(i) => Value::from(*i),
+        JsonValue::Float(f) => Value::from(*f),
+        JsonValue::String(s) => Value::from(s.as_str()),
+        JsonValue::Array(items) => Value::from(items.iter().map(json_value).collect::<Vec<_>>()),
+        JsonValue::Object(fields) => Value::from_object(OrderedMap(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), json_value(v)))
+                .collect(),
+        )),
+    }
+}
+
+/// A dict that keeps insertion order, as Python's does (minijinja's own maps sort their keys
+/// unless built with `preserve_order`, which would pull in `indexmap`). Small: lookups scan.
+#[derive(Debug)]
+struct OrderedMap(Vec<(String, Value)>);
+
+impl Object for OrderedMap {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let key = key.as_str()?;
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let keys: Vec<Value> = self
+            .0
+            .iter()
+            .map(|(k, _)| Value::from(k.as_str()))
+            .collect();
+        Enumerator::Values(keys)
+    }
+}
+
+/// `raise_exception(message)`: fails the rendering with the template's message.
+fn raise_exception(message: String) -> Result<Value, Error> {
+    Err(Error::new(ErrorKind::InvalidOperation, message.clone()).with_source(Raised(message)))
+}
+
+/// transformers' `tojson(x, ensure_ascii=False, indent=None, separators=None,
+/// sort_keys=False)`: Python's `json.dumps`.
+fn tojson(value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Error> {
+    if args.len() > 4 {
+        return Err(Error::from(ErrorKind::TooManyArguments));
+    }
+    // Each parameter by position, else by keyword.
+    let param = |i: usize, name: &str| -> Result<Option<Value>, Error> {
+        match args.get(i) {
+            Some(v) => Ok(Some(v.clone())),
+            None => kwargs.get::<Option<Value>>(name),
+        }
+    };
+    let ensure_ascii = param(0, "ensure_ascii")?.is_some_and(|v| v.is_true());
+    let indent = param(1, "indent")?;
+    let separators = param(2, "separators")?;
+    let sort_keys = param(3, "sort_keys")?.is_some_and(|v| v.is_true());
+    kwargs.assert_all_used()?;
+    // Python: an int indents by that many spaces, a string by itself; None keeps one line.
+    let indent = match indent {
+        None => None,
+        Some(v) if v.is_none() || v.is_undefined() => None,
+        Some(v) => match v.as_str() {
+            Some(s) => Some(s.to_string()),
+            None => {
+                let n = v.as_i64().ok_or_else(|| {
+                    Error::new(ErrorKind::InvalidOperation, "tojson: indent must be an int")
+                })?;
+                Some(" ".repeat(n.clamp(0, 64) as usize))
+            }
+        },
+    };
+    let mut style = JsonStyle::python(indent);
+    style.sort_keys = sort_keys;
+    style.ensure_ascii = ensure_ascii;
+    if let Some(seps) = separators.filter(|s| !s.is_none() && !s.is_undefined()) {
+        let item = seps.get_item_by_index(0)?;
+        let key = seps.get_item_by_index(1)?;
+        match (item.as_str(), key.as_str()) {
+            (Some(i), Some(k)) => {
+                style.item_sep = i.to_string();
+                style.key_sep = k.to_string();
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    "tojson: separators must be two strings",
+                ))
+            }
+        }
+    }
+    // Like jinja2's `Markup`: printing it adds nothing.
+    Ok(Value::from_safe_string(json::dumps(value, &style)?))
+}
+
+/// The message of a `raise_exception` anywhere in `e`'s chain of causes.
+fn raised_message(e: &Error) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<Raised>() {
+            return Some(r.0.clone());
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// The engine's message with the template line, without the debug dump.
+fn error_message(e: &Error) -> String {
+    e.to_string()
+}
