@@ -10,13 +10,18 @@ step() { printf '\n==> %s\n' "$*"; }
 step "setup"
 bash scripts/setup.sh
 bash scripts/fetch-model.sh
+# Small random-weight BitNet models (TQ2_0, TQ1_0, I2_S, Q4_0 copies): needs gguf + numpy only.
+if [ ! -f models/bitnet_small_i2_s.gguf ]; then
+  REF_VENV="${TERN_MODELS_VENV:-$HOME/.cache/tern/models-venv}" \
+    bash tests/reference/make_bitnet_models.sh --no-fixture
+fi
 
 step "no_std build for thumbv7em-none-eabihf"
 cargo build -q -p tern-kernels -p tern-runtime --no-default-features --target thumbv7em-none-eabihf
 
 step "cargo check for Android and iOS"
 for target in aarch64-linux-android aarch64-apple-ios; do
-  cargo check -q -p tern-kernels -p tern-runtime --target "$target"
+  cargo check -q -p tern-kernels -p tern-runtime -p tern-ffi --target "$target"
 done
 
 # Under qemu: every kernel and runtime test, plus the end-to-end SmolLM2 check (short form).
@@ -25,6 +30,9 @@ for cpu in cortex-a53 max; do
   QEMU_CPU=$cpu cargo test -q -p tern-kernels -p tern-runtime --target aarch64-unknown-linux-gnu
   QEMU_CPU=$cpu cargo test -q -p tern-tests --target aarch64-unknown-linux-gnu --test smollm2_exact short_
 done
+
+step "Kotlin bindings on the JVM"
+bash scripts/test-kotlin.sh
 
 step "native workspace tests"
 cargo test --workspace

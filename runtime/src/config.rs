@@ -120,14 +120,9 @@ impl ModelConfig {
     /// Reads and checks the hyperparameters of `g`.
     pub fn from_gguf(g: &Gguf<'_>) -> Result<Self, LoadError> {
         let arch_name = g.req_str("general.architecture")?;
-        let arch = match arch_name {
-            "llama" => Architecture::Llama,
-            other => {
-                return Err(LoadError::UnsupportedArchitecture {
-                    name: other.to_string(),
-                })
-            }
-        };
+        let arch = Architecture::from_name(arch_name).ok_or_else(|| {
+            LoadError::UnsupportedArchitecture { name: arch_name.to_string() }
+        })?;
         let key = |k: &str| format!("{arch_name}.{k}");
         let dim_of = |k: &str| -> Result<usize, LoadError> {
             let v = g.req_u64(&key(k))?;

@@ -103,6 +103,10 @@ pub struct Session {
     tokens: Vec<u32>,
     /// Logits after the last token, when one has been processed.
     logits: Vec<f32>,
+    /// A token [`Session::generate`] reported but did not run through the model (generation
+    /// stopped right after it); the next [`Session::feed`] runs it first, so a continuation
+    /// sees the whole text.
+    pending: Option<u32>,
 }
 
 impl Session {
@@ -138,6 +142,7 @@ impl Session {
             stream: None,
             tokens: Vec::new(),
             logits: Vec::new(),
+            pending: None,
         }
     }
 
@@ -188,6 +193,12 @@ impl Session {
     pub fn reset(&mut self) {
         self.tokens.clear();
         self.logits.clear();
+        self.pending = None;
+    }
+
+    /// The token generation stopped after, not yet in the KV cache (see [`Session::feed`]).
+    pub fn pending_token(&self) -> Option<u32> {
+        self.pending
     }
 
     /// Logits after the last processed token, if any.
@@ -242,12 +253,22 @@ impl Session {
         Ok(())
     }
 
-    /// Appends `tokens` to the context and returns the logits after the last one.
+    /// Appends `tokens` to the context and returns the logits after the last one. A token
+    /// left pending by [`Session::generate`] goes first.
     pub fn feed(&mut self, tokens: &[u32]) -> Result<&[f32], GenerateError> {
+        let with_pending;
+        let tokens = match self.pending {
+            Some(p) => {
+                with_pending = [&[p][..], tokens].concat();
+                &with_pending[..]
+            }
+            None => tokens,
+        };
         if tokens.is_empty() {
             return self.logits().ok_or(GenerateError::EmptyPrompt);
         }
         self.check(tokens)?;
+        self.pending = None;
         let vocab = self.model.config().vocab;
         self.logits.clear();
         for chunk in tokens.chunks(self.scratch.max_batch()) {
@@ -263,6 +284,12 @@ impl Session {
         tokens: &[u32],
         mut f: impl FnMut(usize, &[f32]),
     ) -> Result<(), GenerateError> {
+        if let Some(p) = self.pending.take() {
+            if let Err(e) = self.feed(&[p]) {
+                self.pending = Some(p);
+                return Err(e);
+            }
+        }
         self.check(tokens)?;
         let vocab = self.model.config().vocab;
         let batch = self.scratch.max_batch();
@@ -291,7 +318,7 @@ impl Session {
         max_tokens: usize,
         on_event: &mut dyn FnMut(Event<'_>) -> Flow,
     ) -> Result<StopReason, GenerateError> {
-        if prompt.is_empty() && self.logits.is_empty() {
+        if prompt.is_empty() && self.logits.is_empty() && self.pending.is_none() {
             return Err(GenerateError::EmptyPrompt);
         }
         self.feed(prompt)?;
@@ -312,6 +339,8 @@ impl Session {
             }
             text.clear();
             text.push_str(&decoder.push(tok, id));
+            // From here on the caller has the token: keep it pending until it is run.
+            self.pending = Some(id);
             if on_event(Event::Token { id, text: &text }) == Flow::Stop {
                 return Ok(StopReason::Stopped);
             }
@@ -321,7 +350,7 @@ impl Session {
             if self.tokens.len() >= self.context_len() {
                 return Ok(StopReason::ContextFull);
             }
-            self.feed(&[id])?;
+            self.feed(&[])?;
         }
         Ok(StopReason::MaxTokens)
     }
@@ -411,6 +440,11 @@ impl Session {
     /// so the next [`feed`](Self::feed) continues from position `n`. Their keys and values
     /// are simply overwritten later. The logits are dropped unless nothing was removed.
     pub fn truncate(&mut self, n: usize) {
+        // A pending token sits at position `tokens.len()`: any truncation at or before it
+        // drops it.
+        if n <= self.tokens.len() {
+            self.pending = None;
+        }
         if n < self.tokens.len() {
             self.tokens.truncate(n);
             self.logits.clear();

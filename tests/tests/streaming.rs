@@ -80,3 +80,30 @@ fn arena_smaller_than_a_row_is_a_typed_error() {
     let mut s = Session::with_feed(model, &opts, Box::new(Serial), Box::new(feed));
     assert!(matches!(s.feed(&[1]).unwrap_err(), tern_runtime::GenerateError::WeightRead { .. }));
 }
+
+/// Generation that stops after a token leaves it pending; continuing runs it first, so two
+/// calls of 4 tokens produce exactly what one call of 8 does.
+#[test]
+fn generation_continues_after_max_tokens() {
+    use tern_runtime::{Event, Flow, Sampler, SamplerOptions};
+    let opts = SessionOptions { context: 64, ..Default::default() };
+    let collect = |s: &mut Session, prompt: &[u32], n: usize| {
+        let mut ids = Vec::new();
+        let mut sampler = Sampler::new(SamplerOptions::greedy());
+        s.generate(prompt, &mut sampler, n, &mut |e| {
+            if let Event::Token { id, .. } = e {
+                ids.push(id);
+            }
+            Flow::Continue
+        })
+        .unwrap();
+        ids
+    };
+    let mut one = Session::new(smollm2(), &opts);
+    let whole = collect(&mut one, &prompt(), 8);
+    let mut two = Session::new(smollm2(), &opts);
+    let mut parts = collect(&mut two, &prompt(), 4);
+    assert_eq!(two.pending_token(), parts.last().copied());
+    parts.extend(collect(&mut two, &[], 4));
+    assert_eq!(parts, whole);
+}
