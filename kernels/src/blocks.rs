@@ -223,7 +223,7 @@ unsafe impl Pod for BlockI2_S {}
 #[inline]
 pub fn as_blocks<B: Pod>(bytes: &[u8]) -> Option<&[B]> {
     const { assert!(align_of::<B>() == 1) };
-    if size_of::<B>() == 0 || bytes.len() % size_of::<B>() != 0 {
+    if size_of::<B>() == 0 || !bytes.len().is_multiple_of(size_of::<B>()) {
         return None;
     }
     let n = bytes.len() / size_of::<B>();
@@ -236,7 +236,7 @@ pub fn as_blocks<B: Pod>(bytes: &[u8]) -> Option<&[B]> {
 #[inline]
 pub fn as_blocks_mut<B: Pod>(bytes: &mut [u8]) -> Option<&mut [B]> {
     const { assert!(align_of::<B>() == 1) };
-    if size_of::<B>() == 0 || bytes.len() % size_of::<B>() != 0 {
+    if size_of::<B>() == 0 || !bytes.len().is_multiple_of(size_of::<B>()) {
         return None;
     }
     let n = bytes.len() / size_of::<B>();

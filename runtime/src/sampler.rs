@@ -198,7 +198,6 @@ fn softmax_in_place(c: &mut [(u32, f32)], scale: f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::vec;
 
     #[test]
     fn greedy_picks_the_largest_logit() {
@@ -289,6 +288,6 @@ mod tests {
         let t = s.sample(&[f32::NAN, 1.0, f32::NEG_INFINITY], &[99, 1]);
         assert!(t < 3);
         let mut g = Sampler::new(SamplerOptions::greedy());
-        assert_eq!(g.sample(&vec![f32::NAN; 3], &[]), 0);
+        assert_eq!(g.sample(&[f32::NAN; 3], &[]), 0);
     }
 }
