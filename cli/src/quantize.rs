@@ -480,10 +480,10 @@ mod tests {
     #[test]
     fn absmean_rule_on_real_values() {
         // γ = mean |w| = 1: |w| > 0.5 → ±1, exact halves → 0; scale = mean of the ±1 magnitudes.
-        let w = [0.5f32, -0.5, 0.75, -1.25, 0.0, 2.0, 0.25, -0.75];
+        let w = [0.5f32, -0.5, 0.75, -1.25, 0.0, 4.0, 0.25, -0.75];
         let (codes, scale) = absmean_ternary(&w);
         assert_eq!(codes, [0.0, 0.0, 1.0, -1.0, 0.0, 1.0, 0.0, -1.0]);
-        assert_eq!(scale, (0.75 + 1.25 + 2.0 + 0.75) / 4.0);
+        assert_eq!(scale, (0.75 + 1.25 + 4.0 + 0.75) / 4.0);
         assert_eq!(absmean_ternary(&[0.0; 4]), (vec![0.0; 4], 0.0));
         assert_eq!(absmean_ternary(&[]), (vec![], 0.0));
         let (codes, _) = absmean_ternary(&[f32::NAN, 1.0]);

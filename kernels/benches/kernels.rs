@@ -1,9 +1,12 @@
 //! Kernel throughput on SmolLM2-135M's shapes, every backend this CPU has, one thread.
 //!
-//! For each weight format and matrix shape: the row · f32 dot (`dot`), the int8 path
-//! (`dot_q8`, including the one activation quantization per matrix-vector product) and the
-//! dequantization used by batched prompt processing (`dequant`). Reported as nanoseconds per
-//! row and GB/s of weight bytes streamed, scalar reference first in each group, so every
+//! For each weight format and matrix shape: the row · f32 dot (`dot`) and its multi-row
+//! version (`dot_rows`), the int8 path (`dot_q8` row by row and `gemm_q8` many rows at once,
+//! each including the one activation quantization per matrix-vector product), the
+//! dequantization, and the two prompt-processing products over a batch of 64 tokens
+//! (`gemm_q8 x64`; `dequant+gemm_f32 x64`, dequantizing 64-row panels once), those figures per
+//! token. Reported as nanoseconds per row and GB/s of weight bytes streamed (per token for
+//! the batches), scalar reference first in each group, so every
 //! figure sits next to a phone's memory bandwidth (roughly 10–30 GB/s per cluster). The
 //! 576-wide matrices fit in L2/L3, so their figures are compute-bound; the 49152 × 576
 //! output head (30 MB in Q8_0) streams from memory.
@@ -64,6 +67,7 @@ fn main() {
         false,
     );
     bench_dot_f32(&backends, &filter);
+    bench_lut(&backends, &filter);
     println!("\ntotal {:.1} s", start.elapsed().as_secs_f64());
 }
 
@@ -121,6 +125,9 @@ fn report(group: &str, name: &str, secs: f64, rows: usize, bytes: usize, base: &
     );
 }
 
+/// Tokens of the batched (prompt-processing) groups.
+const BATCH: usize = 64;
+
 fn bench_matrix(
     backends: &[Kernels],
     format: Format,
@@ -133,13 +140,29 @@ fn bench_matrix(
     let w = matrix(format, rows, cols);
     let row_bytes = w.len() / rows;
     let x = randoms(cols, 7);
+    let xs: Vec<f32> = (0..BATCH)
+        .flat_map(|t| randoms(cols, 100 + t as u64))
+        .collect();
     let mut y = vec![0.0f32; rows];
+    let mut ys = vec![0.0f32; rows * BATCH];
     let mut xq = vec![0u8; act_q8_bytes(cols)];
+    let mut xqs = vec![0u8; BATCH * act_q8_bytes(cols)];
     let mut out = vec![0.0f32; cols];
+    // The batched f32 path dequantizes a task's rows into a panel, then runs `gemm_f32`.
+    const PANEL: usize = 64;
+    let mut panel = vec![0.0f32; PANEL * cols];
     let kinds: &[&str] = if dequant {
-        &["dot", "dot_q8", "dequant"]
+        &[
+            "dot",
+            "dot_rows",
+            "dot_q8",
+            "gemm_q8",
+            "dequant",
+            "gemm_q8 x64",
+            "dequant+gemm_f32 x64",
+        ]
     } else {
-        &["dot", "dot_q8"]
+        &["dot", "dot_rows", "dot_q8", "gemm_q8"]
     };
     for &kind in kinds {
         let group = format!("{} {kind} {shape}", format.name());
@@ -151,13 +174,18 @@ fn bench_matrix(
             let fk = k.format(format);
             let name = match kind {
                 "dot" => fk.dot.name,
+                "dot_rows" => fk.dot_rows.expect("multi-row kernel").name,
                 "dot_q8" => fk.dot_q8.expect("int8 kernel").name,
+                "gemm_q8" | "gemm_q8 x64" => fk.gemm_q8.expect("int8 GEMM").name,
+                "dequant+gemm_f32 x64" => k.gemm_f32.name,
                 _ => fk.dequant.name,
             };
             if seen.contains(&name) {
                 continue; // a backend that reuses another's kernel for this slot
             }
             seen.push(name);
+            let quantize = k.quantize_act_q8.f;
+            let qb = act_q8_bytes(cols);
             let secs = match kind {
                 "dot" => time(|| {
                     for (yr, row) in y.iter_mut().zip(w.chunks_exact(row_bytes)) {
@@ -165,15 +193,57 @@ fn bench_matrix(
                     }
                     black_box(&y);
                 }),
+                "dot_rows" => {
+                    let f = fk.dot_rows.unwrap().f;
+                    time(|| {
+                        f(black_box(&w), &x, &mut y);
+                        black_box(&y);
+                    })
+                }
                 "dot_q8" => {
                     let dot = fk.dot_q8.expect("int8 kernel").f;
                     time(|| {
-                        (k.quantize_act_q8.f)(black_box(&x), &mut xq);
+                        quantize(black_box(&x), &mut xq);
                         for (yr, row) in y.iter_mut().zip(w.chunks_exact(row_bytes)) {
                             *yr = dot(black_box(row), &xq);
                         }
                         black_box(&y);
                     })
+                }
+                "gemm_q8" => {
+                    let gemm = fk.gemm_q8.unwrap().f;
+                    time(|| {
+                        quantize(black_box(&x), &mut xq);
+                        gemm(black_box(&w), rows, &xq, 1, &mut y, rows);
+                        black_box(&y);
+                    })
+                }
+                "gemm_q8 x64" => {
+                    let gemm = fk.gemm_q8.unwrap().f;
+                    time(|| {
+                        for (xt, qt) in xs.chunks_exact(cols).zip(xqs.chunks_exact_mut(qb)) {
+                            quantize(black_box(xt), qt);
+                        }
+                        gemm(black_box(&w), rows, &xqs, BATCH, &mut ys, rows);
+                        black_box(&ys);
+                    }) / BATCH as f64
+                }
+                "dequant+gemm_f32 x64" => {
+                    let gemm = k.gemm_f32.f;
+                    time(|| {
+                        for (r0, chunk) in w.chunks(PANEL * row_bytes).enumerate() {
+                            let m = chunk.len() / row_bytes;
+                            for (row, o) in chunk
+                                .chunks_exact(row_bytes)
+                                .zip(panel.chunks_exact_mut(cols))
+                            {
+                                (fk.dequant.f)(row, o);
+                            }
+                            let yt = &mut ys[r0 * PANEL..];
+                            gemm(&panel[..m * cols], m, &xs, BATCH, yt, rows);
+                        }
+                        black_box(&ys);
+                    }) / BATCH as f64
                 }
                 _ => time(|| {
                     for row in w.chunks_exact(row_bytes) {
@@ -221,5 +291,78 @@ fn bench_dot_f32(backends: &[Kernels], filter: &Option<String>) {
                 &mut base,
             );
         }
+    }
+}
+
+/// The table exp against the exact one (`libm::expf`): softmax over attention rows of 256
+/// and 4096 positions, and SwiGLU over SmolLM2's 1536-wide feed-forward. The exact scalar
+/// kernel comes first, so `×scalar` is the speed-up over exact `expf`; "GB/s" here counts the
+/// f32 values read.
+fn bench_lut(backends: &[Kernels], filter: &Option<String>) {
+    for len in [256usize, 4096] {
+        let group = format!("f32 softmax {len} (exact expf vs table exp)");
+        if filter.as_ref().is_some_and(|f| !group.contains(f.as_str())) {
+            continue;
+        }
+        let x: Vec<f32> = randoms(len, 11).iter().map(|v| v * 8.0).collect();
+        let mut buf = x.clone();
+        let mut base = None;
+        let secs = time(|| {
+            buf.copy_from_slice(&x);
+            scalar::softmax(black_box(&mut buf));
+        });
+        report(
+            &group,
+            "softmax/scalar (exact expf)",
+            secs,
+            len,
+            4 * len,
+            &mut base,
+        );
+        let mut seen = Vec::new();
+        for k in backends {
+            if seen.contains(&k.softmax.name) {
+                continue;
+            }
+            seen.push(k.softmax.name);
+            let secs = time(|| {
+                buf.copy_from_slice(&x);
+                (k.softmax.f)(black_box(&mut buf));
+            });
+            report(&group, k.softmax.name, secs, len, 4 * len, &mut base);
+        }
+    }
+    let group = "f32 swiglu 1536 (exact expf vs table exp)".to_string();
+    if filter.as_ref().is_some_and(|f| !group.contains(f.as_str())) {
+        return;
+    }
+    let len = 1536;
+    let g: Vec<f32> = randoms(len, 12).iter().map(|v| v * 6.0).collect();
+    let u = randoms(len, 13);
+    let mut buf = g.clone();
+    let mut base = None;
+    let secs = time(|| {
+        buf.copy_from_slice(&g);
+        scalar::swiglu(black_box(&mut buf), &u);
+    });
+    report(
+        &group,
+        "swiglu/scalar (exact expf)",
+        secs,
+        len,
+        8 * len,
+        &mut base,
+    );
+    let mut seen = Vec::new();
+    for k in backends {
+        if seen.contains(&k.swiglu.name) {
+            continue;
+        }
+        seen.push(k.swiglu.name);
+        let secs = time(|| {
+            buf.copy_from_slice(&g);
+            (k.swiglu.f)(black_box(&mut buf), &u);
+        });
+        report(&group, k.swiglu.name, secs, len, 8 * len, &mut base);
     }
 }

@@ -7,8 +7,10 @@
 //!   per matrix-vector product (the decode path, "MAD");
 //! - `lut`: the lookup-table GEMV on the repacked index tiles, including the table build
 //!   (the decode path, "LUT"); bytes counted are the index tiles and scales;
-//! - `gemm x32`: 32 tokens at once on codes unpacked once per call (the prompt path);
-//!   GB/s counts the weight bytes once per token, as if streamed per token.
+//! - `gemm x32`: 32 tokens at once on codes unpacked once per call from the GGUF bytes (the
+//!   MAD prompt path); GB/s counts the weight bytes once per token, as if streamed per token;
+//! - `lut gemm x32`: the same on a repacked matrix (tiles decoded back to codes, then the same
+//!   batched kernel): the prompt path of a matrix that chose LUT.
 //!
 //! Each figure is the fastest of many passes (other processes only ever add time).
 //!
@@ -17,9 +19,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use tern_kernels::scalar::{
-    self, lut_tables_bytes, lut_tile_bytes, ActQ8Row, LUT_TILE_ROWS,
-};
+use tern_kernels::scalar::{self, lut_tables_bytes, lut_tile_bytes, ActQ8Row, LUT_TILE_ROWS};
 use tern_kernels::{Backend, Format, Kernels};
 
 const MIN_TIME: Duration = Duration::from_millis(300);
@@ -40,9 +40,16 @@ fn main() {
         .filter_map(|&b| Kernels::with_backend(b))
         .collect();
     let names: Vec<&str> = backends.iter().map(|k| k.backend().name()).collect();
-    println!("backends: {}   (best: {})", names.join(", "), Kernels::best().backend().name());
+    println!(
+        "backends: {}   (best: {})",
+        names.join(", "),
+        Kernels::best().backend().name()
+    );
     println!("one thread; GB/s = weight bytes streamed per second (gemm: per token)\n");
-    println!("{:<44} {:<30} {:>10} {:>8} {:>8}", "group", "kernel", "us/matvec", "GB/s", "×scalar");
+    println!(
+        "{:<44} {:<30} {:>10} {:>8} {:>8}",
+        "group", "kernel", "us/matvec", "GB/s", "×scalar"
+    );
     for format in [Format::TQ2_0, Format::I2_S, Format::TQ1_0] {
         for (rows, cols, shape) in SHAPES {
             bench(&backends, format, rows, cols, shape, &filter);
@@ -106,7 +113,11 @@ fn matrix(format: Format, rows: usize, cols: usize) -> Matrix {
         }
     }
     let unpack = Kernels::scalar().format(format).unpack.unwrap().f;
-    let nb = if format == Format::I2_S { 0 } else { cols / 256 };
+    let nb = if format == Format::I2_S {
+        0
+    } else {
+        cols / 256
+    };
     let tiles_n = rows.div_ceil(LUT_TILE_ROWS);
     let mut tiles = vec![0u8; tiles_n * lut_tile_bytes(cols)];
     let mut tile_scales = vec![0f32; tiles_n * LUT_TILE_ROWS * nb];
@@ -116,28 +127,52 @@ fn matrix(format: Format, rows: usize, cols: usize) -> Matrix {
         let r0 = t * LUT_TILE_ROWS;
         let n = (rows - r0).min(LUT_TILE_ROWS);
         for r in 0..n {
-            unpack(&bytes[(r0 + r) * row_bytes..][..row_bytes], &mut codes[r * cols..(r + 1) * cols], &mut scales);
+            unpack(
+                &bytes[(r0 + r) * row_bytes..][..row_bytes],
+                &mut codes[r * cols..(r + 1) * cols],
+                &mut scales,
+            );
             for b in 0..nb {
                 tile_scales[t * LUT_TILE_ROWS * nb + LUT_TILE_ROWS * b + r] = scales[b];
             }
         }
-        assert!(scalar::lut_pack_tile(&codes[..n * cols], n, &mut tiles[t * lut_tile_bytes(cols)..][..lut_tile_bytes(cols)]));
+        assert!(scalar::lut_pack_tile(
+            &codes[..n * cols],
+            n,
+            &mut tiles[t * lut_tile_bytes(cols)..][..lut_tile_bytes(cols)]
+        ));
     }
-    Matrix { bytes, row_bytes, tiles, tile_scales }
+    Matrix {
+        bytes,
+        row_bytes,
+        tiles,
+        tile_scales,
+    }
 }
 
-fn bench(backends: &[Kernels], format: Format, rows: usize, cols: usize, shape: &str, filter: &Option<String>) {
+fn bench(
+    backends: &[Kernels],
+    format: Format,
+    rows: usize,
+    cols: usize,
+    shape: &str,
+    filter: &Option<String>,
+) {
     let m = matrix(format, rows, cols);
     let x = randoms(cols, 7);
     let mut qs = vec![0i8; cols];
     let mut sums = vec![0i32; cols / 128];
     let mut y = vec![0f32; rows];
-    let nb = if format == Format::I2_S { 0 } else { cols / 256 };
+    let nb = if format == Format::I2_S {
+        0
+    } else {
+        cols / 256
+    };
     let tile_bytes = lut_tile_bytes(cols);
     let mut tables = vec![0u8; lut_tables_bytes(cols)];
     let lut_bytes = m.tiles.len() + 4 * m.tile_scales.len();
 
-    for kind in ["f32 dot", "q8row", "lut", "gemm x32"] {
+    for kind in ["f32 dot", "q8row", "lut", "gemm x32", "lut gemm x32"] {
         let group = format!("{} {kind} {shape}", format.name());
         if filter.as_ref().is_some_and(|f| !group.contains(f.as_str())) {
             continue;
@@ -149,6 +184,7 @@ fn bench(backends: &[Kernels], format: Format, rows: usize, cols: usize, shape: 
                 "f32 dot" => fk.dot.name,
                 "q8row" => fk.dot_q8_row.unwrap().name,
                 "lut" => k.ternary.lut_gemv.name,
+                "lut gemm x32" => k.ternary.lut_unpack.name,
                 _ => k.ternary.gemm_codes.name,
             };
             if seen.contains(&name) {
@@ -178,7 +214,8 @@ fn bench(backends: &[Kernels], format: Format, rows: usize, cols: usize, shape: 
                     (k.ternary.lut_tables.f)(&qs, &mut tables);
                     let mut out = [0f32; LUT_TILE_ROWS];
                     for (t, tile) in m.tiles.chunks_exact(tile_bytes).enumerate() {
-                        let sc = &m.tile_scales[t * LUT_TILE_ROWS * nb..(t + 1) * LUT_TILE_ROWS * nb];
+                        let sc =
+                            &m.tile_scales[t * LUT_TILE_ROWS * nb..(t + 1) * LUT_TILE_ROWS * nb];
                         (k.ternary.lut_gemv.f)(black_box(tile), &tables, sc, &mut out);
                         let r0 = t * LUT_TILE_ROWS;
                         let n = (rows - r0).min(LUT_TILE_ROWS);
@@ -186,18 +223,36 @@ fn bench(backends: &[Kernels], format: Format, rows: usize, cols: usize, shape: 
                     }
                     black_box(&y);
                 }),
+                "lut gemm x32" => {
+                    let (unpack, gemm) = (k.ternary.lut_unpack.f, k.ternary.gemm_codes.f);
+                    let xs = batch(cols);
+                    let acts: Vec<ActQ8Row<'_>> =
+                        xs.iter().map(|(q, s)| ActQ8Row::new(q, s)).collect();
+                    let mut codes = vec![0u8; LUT_TILE_ROWS * cols];
+                    let mut scales = vec![0f32; LUT_TILE_ROWS * nb];
+                    let mut out = vec![0f32; LUT_TILE_ROWS * BATCH];
+                    let secs = time(|| {
+                        for (t, tile) in m.tiles.chunks_exact(tile_bytes).enumerate() {
+                            unpack(black_box(tile), &mut codes);
+                            let ts = &m.tile_scales
+                                [t * LUT_TILE_ROWS * nb..(t + 1) * LUT_TILE_ROWS * nb];
+                            for r in 0..LUT_TILE_ROWS {
+                                for b in 0..nb {
+                                    scales[r * nb + b] = ts[b * LUT_TILE_ROWS + r];
+                                }
+                            }
+                            gemm(&codes, LUT_TILE_ROWS, &scales, &acts, &mut out);
+                            black_box(&out);
+                        }
+                    });
+                    secs / BATCH as f64
+                }
                 _ => {
                     let unpack = fk.unpack.unwrap().f;
                     let gemm = k.ternary.gemm_codes.f;
-                    let xs: Vec<(Vec<i8>, Vec<i32>)> = (0..BATCH)
-                        .map(|t| {
-                            let x = randoms(cols, 100 + t as u64);
-                            let (mut q, mut s) = (vec![0i8; cols], vec![0i32; cols / 128]);
-                            scalar::quantize_act_q8_row(&x, &mut q, &mut s);
-                            (q, s)
-                        })
-                        .collect();
-                    let acts: Vec<ActQ8Row<'_>> = xs.iter().map(|(q, s)| ActQ8Row::new(q, s)).collect();
+                    let xs = batch(cols);
+                    let acts: Vec<ActQ8Row<'_>> =
+                        xs.iter().map(|(q, s)| ActQ8Row::new(q, s)).collect();
                     const GROUP: usize = 16;
                     let mut codes = vec![0u8; GROUP * cols];
                     let mut scales = vec![0f32; GROUP * nb];
@@ -212,15 +267,37 @@ fn bench(backends: &[Kernels], format: Format, rows: usize, cols: usize, shape: 
                                     &mut scales[r * nb..(r + 1) * nb],
                                 );
                             }
-                            gemm(&codes[..n * cols], n, &scales[..n * nb], &acts, &mut out[..n * BATCH]);
+                            gemm(
+                                &codes[..n * cols],
+                                n,
+                                &scales[..n * nb],
+                                &acts,
+                                &mut out[..n * BATCH],
+                            );
                             black_box((g, &out));
                         }
                     });
                     secs / BATCH as f64
                 }
             };
-            let bytes = if kind == "lut" { lut_bytes } else { m.bytes.len() };
+            let bytes = if kind.starts_with("lut") {
+                lut_bytes
+            } else {
+                m.bytes.len()
+            };
             report(&group, name, secs, bytes, &mut base);
         }
     }
+}
+
+/// `BATCH` tokens of random activations, quantized per token.
+fn batch(cols: usize) -> Vec<(Vec<i8>, Vec<i32>)> {
+    (0..BATCH)
+        .map(|t| {
+            let x = randoms(cols, 100 + t as u64);
+            let (mut q, mut s) = (vec![0i8; cols], vec![0i32; cols / 128]);
+            scalar::quantize_act_q8_row(&x, &mut q, &mut s);
+            (q, s)
+        })
+        .collect()
 }

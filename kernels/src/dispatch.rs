@@ -37,6 +37,12 @@ pub type GemmQ8Fn = fn(w: &[u8], m: usize, xq: &[u8], n: usize, y: &mut [f32], l
 /// `y[t·ldy + r] = a[r] · b[t]` for `m` rows of `a` and `n` rows of `b` of equal width: prompt
 /// processing with f32 activations, over weight rows dequantized once.
 pub type GemmF32Fn = fn(a: &[f32], m: usize, b: &[f32], n: usize, y: &mut [f32], ldy: usize);
+/// `x[i] = exp(x[i])` through the table exp ([`scalar::exp_lut_f32`]).
+pub type ExpFn = fn(x: &mut [f32]);
+/// Softmax in place through the table exp ([`scalar::softmax_lut_f32`]).
+pub type SoftmaxFn = fn(x: &mut [f32]);
+/// `gate[i] = silu(gate[i]) · up[i]` through the table exp ([`scalar::swiglu_lut_f32`]).
+pub type SwigluFn = fn(gate: &mut [f32], up: &[f32]);
 
 /// Dot product of one row of ternary weights (TQ1_0, TQ2_0, I2_S) with one token's per-token
 /// int8 activations, without the activation scale: bit-identical on every backend (see
@@ -60,6 +66,9 @@ pub type LutTablesFn = fn(qs: &[i8], tables: &mut [u8]);
 pub type LutGemvFn = fn(tile: &[u8], tables: &[u8], scales: &[f32], out: &mut [f32; 32]);
 /// One 32-row index tile back to row-major codes ([`scalar::lut_unpack_tile`]).
 pub type LutUnpackFn = fn(tile: &[u8], codes: &mut [u8]);
+/// One token's activations → per-token int8 codes and 128-run sums, returning the step
+/// ([`scalar::quantize_act_q8_row`]).
+pub type QuantizeActRowFn = fn(x: &[f32], qs: &mut [i8], sums: &mut [i32]) -> Option<f32>;
 
 /// A kernel function with the name `tern inspect` and `tern bench` print.
 #[derive(Clone, Copy, Debug)]
@@ -172,6 +181,12 @@ pub struct Kernels {
     pub axpy: Named<AxpyFn>,
     /// f32 rows × f32 rows: prompt processing over dequantized weights.
     pub gemm_f32: Named<GemmF32Fn>,
+    /// The table exp over a slice.
+    pub exp: Named<ExpFn>,
+    /// Softmax with the table exp: attention weights.
+    pub softmax: Named<SoftmaxFn>,
+    /// SwiGLU with the table exp: the feed-forward gate.
+    pub swiglu: Named<SwigluFn>,
     /// The format-independent ternary kernels: batched integer GEMM and lookup tables.
     pub ternary: TernaryKernels,
     /// f32 activations → int8 blocks for the `dot_q8` slots.
@@ -242,6 +257,9 @@ impl Kernels {
             dot_f32: named!(scalar::dot_f32, "dot_f32/scalar"),
             axpy: named!(scalar::axpy, "axpy/scalar"),
             gemm_f32: named!(scalar::gemm_f32, "gemm_f32/scalar"),
+            exp: named!(scalar::exp_lut_f32_in_place, "exp_lut_f32/scalar"),
+            softmax: named!(scalar::softmax_lut_f32, "softmax_lut_f32/scalar"),
+            swiglu: named!(scalar::swiglu_lut_f32, "swiglu_lut_f32/scalar"),
             quantize_act_q8: named!(scalar::quantize_act_q8, "quantize_act_q8/scalar"),
             ternary: TernaryKernels::scalar(),
             backend: Backend::Scalar,
@@ -340,6 +358,8 @@ impl Kernels {
 /// on the lookup-table index layout the runtime repacks weights into at load.
 #[derive(Clone, Copy, Debug)]
 pub struct TernaryKernels {
+    /// One token's f32 activations → int8 codes with one scale (BitNet's per-token absmax).
+    pub quantize_act_row: Named<QuantizeActRowFn>,
     /// Rows × tokens over unpacked codes: batched prompt processing.
     pub gemm_codes: Named<GemmCodesFn>,
     /// One token's activation codes → lookup tables.
@@ -354,6 +374,7 @@ impl TernaryKernels {
     /// The scalar references.
     pub const fn scalar() -> Self {
         TernaryKernels {
+            quantize_act_row: named!(scalar::quantize_act_q8_row, "quantize_act_q8_row/scalar"),
             gemm_codes: named!(scalar::gemm_codes_q8row, "gemm_codes_q8row/scalar"),
             lut_tables: named!(scalar::lut_tables, "lut_tables/scalar"),
             lut_gemv: named!(scalar::lut_gemv, "lut_gemv/scalar"),

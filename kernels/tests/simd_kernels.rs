@@ -523,7 +523,8 @@ fn check_dot_rows(k: &Kernels) {
     for format in TESTED {
         let slot = k.format(format).dot_rows.expect("multi-row kernel");
         let reference = Kernels::scalar().format(format).dot.f;
-        for (i, &n) in [32usize, 64, 96, 288, 576].iter().enumerate() {
+        // 4128: wider than the x86_64 kernels' pre-scaled activation buffer.
+        for (i, &n) in [32usize, 64, 96, 288, 576, 4128].iter().enumerate() {
             for &rows in &ROW_COUNTS {
                 for adversarial in [false, true] {
                     let w = weight_rows(format, rows, n, 800 + i as u64, adversarial);
@@ -547,25 +548,38 @@ fn check_dot_rows(k: &Kernels) {
 }
 
 /// `(m, n)` shapes of the GEMM tests: tile remainders on both sides.
-const GEMM_SHAPES: [(usize, usize); 10] =
-    [(1, 1), (4, 1), (5, 1), (1, 2), (4, 2), (3, 3), (8, 5), (9, 4), (13, 7), (4, 16)];
+const GEMM_SHAPES: [(usize, usize); 10] = [
+    (1, 1),
+    (4, 1),
+    (5, 1),
+    (1, 2),
+    (4, 2),
+    (3, 3),
+    (8, 5),
+    (9, 4),
+    (13, 7),
+    (4, 16),
+];
 
 fn check_gemm_q8_exact(k: &Kernels) {
     for format in TESTED {
         let slot = k.format(format).gemm_q8.expect("int8 GEMM");
         let reference = Kernels::scalar().format(format).dot_q8.unwrap().f;
         let mut checked = 0;
-        for (i, &kw) in [32usize, 96, 288, 576].iter().enumerate() {
+        for (i, &kw) in [32usize, 96, 288, 576, 2080].iter().enumerate() {
             for (s, &(m, n)) in GEMM_SHAPES.iter().enumerate() {
                 let seed = 1000 + 100 * i as u64 + s as u64;
-                let rows: Vec<Vec<u8>> =
-                    (0..m).filter_map(|r| dyadic_row(format, kw, seed + 7 * r as u64)).collect();
+                let rows: Vec<Vec<u8>> = (0..m)
+                    .filter_map(|r| dyadic_row(format, kw, seed + 7 * r as u64))
+                    .collect();
                 if rows.len() < m {
                     continue; // partial sums could exceed 2^24 units: not exact in f32
                 }
                 let w: Vec<u8> = rows.concat();
                 // Every row was checked against the activations of its own seed; reuse them.
-                let xq: Vec<u8> = (0..n).flat_map(|t| dyadic_acts(kw, seed + 7 * (t % m) as u64)).collect();
+                let xq: Vec<u8> = (0..n)
+                    .flat_map(|t| dyadic_acts(kw, seed + 7 * (t % m) as u64))
+                    .collect();
                 let qb = xq.len() / n;
                 let ldy = m + 3;
                 let mut y = vec![f32::NAN; (n - 1) * ldy + m];
@@ -575,7 +589,11 @@ fn check_gemm_q8_exact(k: &Kernels) {
                         let want = reference(&rows[r], &xq[t * qb..(t + 1) * qb]);
                         let got = y[t * ldy + r];
                         if (t % m) == r {
-                            assert!(got == want, "{} k={kw} m={m} n={n} ({r}, {t}): {got} vs {want}", slot.name);
+                            assert!(
+                                got == want,
+                                "{} k={kw} m={m} n={n} ({r}, {t}): {got} vs {want}",
+                                slot.name
+                            );
                             checked += 1;
                         }
                     }
@@ -590,13 +608,16 @@ fn check_gemm_q8(k: &Kernels) {
     for format in TESTED {
         let slot = k.format(format).gemm_q8.expect("int8 GEMM");
         let reference = Kernels::scalar().format(format).dot_q8.unwrap().f;
-        for (i, &kw) in [32usize, 64, 96, 576].iter().enumerate() {
+        // 2080 = 65 blocks: more than one 64-block panel of the x86_64 batched kernel.
+        for (i, &kw) in [32usize, 64, 96, 576, 2080].iter().enumerate() {
             for &(m, n) in &GEMM_SHAPES {
                 for adversarial in [false, true] {
                     let w = weight_rows(format, m, kw, 1100 + i as u64, adversarial);
                     let rb = w.len() / m;
                     let acts = activations(kw, 1200 + i as u64);
-                    let x: Vec<f32> = (0..n).flat_map(|t| acts[t % acts.len()].1.clone()).collect();
+                    let x: Vec<f32> = (0..n)
+                        .flat_map(|t| acts[t % acts.len()].1.clone())
+                        .collect();
                     let qb = act_q8_bytes(kw);
                     let mut xq = vec![0u8; n * qb];
                     for (xt, qt) in x.chunks_exact(kw).zip(xq.chunks_exact_mut(qb)) {
@@ -607,8 +628,9 @@ fn check_gemm_q8(k: &Kernels) {
                     for t in 0..n {
                         let xqt = &xq[t * qb..(t + 1) * qb];
                         let a: &[BlockQ8Act] = as_blocks(xqt).unwrap();
-                        let xd: Vec<f32> =
-                            (0..kw).map(|j| a[j / 32].d() * a[j / 32].qs[j % 32] as f32).collect();
+                        let xd: Vec<f32> = (0..kw)
+                            .map(|j| a[j / 32].d() * a[j / 32].qs[j % 32] as f32)
+                            .collect();
                         for (r, row) in w.chunks_exact(rb).enumerate() {
                             let what = format!(
                                 "{} k={kw} m={m} n={n} ({r}, {t}) adversarial={adversarial}",
@@ -637,11 +659,160 @@ fn check_gemm_f32(k: &Kernels) {
                 for t in 0..n {
                     for r in 0..m {
                         let (ar, bt) = (&a[r * kw..(r + 1) * kw], &b[t * kw..(t + 1) * kw]);
-                        let abs: f64 = ar.iter().zip(bt).map(|(x, y)| (*x as f64 * *y as f64).abs()).sum();
-                        let what = format!("{} k={kw} m={m} n={n} ({r}, {t}) scale={scale}", k.gemm_f32.name);
-                        assert_close(&what, y[t * ldy + r], scalar::dot_f32(ar, bt), budget(kw / 8 + 16, abs, kw));
+                        let abs: f64 = ar
+                            .iter()
+                            .zip(bt)
+                            .map(|(x, y)| (*x as f64 * *y as f64).abs())
+                            .sum();
+                        let what = format!(
+                            "{} k={kw} m={m} n={n} ({r}, {t}) scale={scale}",
+                            k.gemm_f32.name
+                        );
+                        assert_close(
+                            &what,
+                            y[t * ldy + r],
+                            scalar::dot_f32(ar, bt),
+                            budget(kw / 8 + 16, abs, kw),
+                        );
                     }
                 }
+            }
+        }
+    }
+}
+
+// ---- table exp, softmax, SwiGLU ------------------------------------------------------------
+
+/// The table exp of one input against the exact one: the documented relative bound, or the
+/// documented flush / saturation / NaN outside the range.
+fn check_exp_value(name: &str, x: f32, got: f32) {
+    if x.is_nan() {
+        assert!(got.is_nan(), "{name}: exp(NaN) = {got}");
+    } else if x < scalar::EXP_LUT_MIN {
+        assert_eq!(got, 0.0, "{name}: exp({x}) below the range");
+    } else if x > scalar::EXP_LUT_MAX {
+        assert_eq!(got, f32::INFINITY, "{name}: exp({x}) above the range");
+    } else {
+        let exact = (x as f64).exp();
+        let rel = (got as f64 - exact).abs() / exact;
+        assert!(
+            rel <= scalar::EXP_LUT_MAX_REL_ERROR,
+            "{name}: exp({x}) = {got:e}, exact {exact:e}, relative error {rel:e}"
+        );
+    }
+}
+
+/// Every f16 bit pattern (as f32: the whole f16 range, infinities, NaNs, subnormals), and a
+/// dense sweep of f32 inputs in [−90, 90] (every 2^6-th bit pattern), in slices whose lengths
+/// leave tails.
+fn check_exp(k: &Kernels) {
+    let f16s = (0..=u16::MAX).map(|h| half::f16::from_bits(h).to_f32());
+    let dense = (0..1u32 << 31)
+        .step_by(64)
+        .map(f32::from_bits)
+        .filter(|x| *x <= 90.0)
+        .flat_map(|x| [x, -x]);
+    let inputs: Vec<f32> = f16s.chain(dense).collect();
+    let mut out = inputs.clone();
+    for chunk in out.chunks_mut(1021) {
+        (k.exp.f)(chunk);
+    }
+    for (&x, &got) in inputs.iter().zip(&out) {
+        check_exp_value(k.exp.name, x, got);
+    }
+}
+
+/// Softmax rows against a float64 softmax of the same f32 inputs. Per probability the bound
+/// adds: the table exp of its own term and of the sum's terms (`E` each), the rounding of
+/// `x − max` (`ε·|x − max|`, which `exp` turns into that much relative error), the summation
+/// (`γ(n)`) and the final reciprocal and product (`2ε`); terms below `EXP_LUT_MIN` may flush
+/// to 0.
+fn check_softmax(k: &Kernels) {
+    let mut rng = Rng::new(5);
+    let e = scalar::EXP_LUT_MAX_REL_ERROR;
+    for n in (0..=70).chain([255, 1000, 4097]) {
+        for spread in [1.0f32, 10.0, 100.0] {
+            let mut x: Vec<f32> = (0..n).map(|_| rng.f32() * spread).collect();
+            if n > 3 {
+                x[1] = f32::NEG_INFINITY; // a masked position
+                x[2] = x[0]; // ties
+            }
+            let mut got = x.clone();
+            (k.softmax.f)(&mut got);
+            if n == 0 {
+                continue;
+            }
+            let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let ex: Vec<f64> = x.iter().map(|&v| (v as f64 - max as f64).exp()).collect();
+            let sum: f64 = ex.iter().sum();
+            let worst_term = x
+                .iter()
+                .filter(|v| v.is_finite())
+                .map(|&v| EPS * (v - max).abs() as f64)
+                .fold(0.0, f64::max);
+            // Terms below EXP_LUT_MIN flush to 0: each loses at most exp(EXP_LUT_MIN).
+            let flushed = (scalar::EXP_LUT_MIN as f64).exp() + 2.0 * F32_TINY;
+            let total: f64 = got.iter().map(|&p| p as f64).sum();
+            assert!(
+                (total - 1.0).abs() <= 2.0 * e + gamma(n + 4),
+                "{} n={n}: Σ = {total}",
+                k.softmax.name
+            );
+            for i in 0..n {
+                if !x[i].is_finite() {
+                    assert_eq!(
+                        got[i], 0.0,
+                        "{} n={n}: a masked position gets 0",
+                        k.softmax.name
+                    );
+                    continue;
+                }
+                let want = ex[i] / sum;
+                let bound =
+                    (2.0 * e + EPS * (x[i] - max).abs() as f64 + worst_term + gamma(n) + 2.0 * EPS)
+                        * want
+                        + flushed / sum;
+                assert!(
+                    (0.0..=1.0).contains(&got[i]) && (got[i] as f64 - want).abs() <= bound,
+                    "{} n={n} spread={spread} i={i}: {} vs {want:e} ± {bound:e}",
+                    k.softmax.name,
+                    got[i]
+                );
+            }
+        }
+        let mut masked = vec![f32::NEG_INFINITY; n];
+        (k.softmax.f)(&mut masked);
+        assert!(
+            masked.iter().all(|&p| p == 0.0),
+            "{}: a masked row is zeros",
+            k.softmax.name
+        );
+    }
+}
+
+/// SwiGLU against float64: the table exp's `E` enters `1 + exp(−g)` at most relatively, then
+/// the sum, the division and the product round once each. Where `exp(−g)` saturates to `+∞`
+/// (`g < −EXP_LUT_MAX`) the result is 0 instead of a magnitude below `|g·u|·e^−88`.
+fn check_swiglu(k: &Kernels) {
+    let mut rng = Rng::new(6);
+    let e = scalar::EXP_LUT_MAX_REL_ERROR;
+    for n in (0..=70).chain([1536]) {
+        for spread in [1.0f32, 8.0, 120.0] {
+            let g0: Vec<f32> = (0..n).map(|_| rng.f32() * spread).collect();
+            let u: Vec<f32> = (0..n).map(|_| rng.f32() * 2.0).collect();
+            let mut got = g0.clone();
+            (k.swiglu.f)(&mut got, &u);
+            for i in 0..n {
+                let (g, uu) = (g0[i] as f64, u[i] as f64);
+                let want = g / (1.0 + (-g).exp()) * uu;
+                let saturated = (g * uu).abs() * (-(scalar::EXP_LUT_MAX as f64)).exp();
+                let bound = (e + 4.0 * EPS) * want.abs() + saturated + F32_TINY;
+                assert!(
+                    (got[i] as f64 - want).abs() <= bound,
+                    "{} n={n} i={i}: silu({g})·{uu} = {} vs {want:e}",
+                    k.swiglu.name,
+                    got[i]
+                );
             }
         }
     }
@@ -665,6 +836,9 @@ fn check_names(k: &Kernels, backend: Backend) {
     assert_eq!(suffix(k.axpy.name), vec_isa);
     assert_eq!(suffix(k.quantize_act_q8.name), vec_isa);
     assert_eq!(suffix(k.gemm_f32.name), vec_isa);
+    assert_eq!(suffix(k.exp.name), vec_isa);
+    assert_eq!(suffix(k.softmax.name), vec_isa);
+    assert_eq!(suffix(k.swiglu.name), vec_isa);
     for format in TESTED {
         let fk = k.format(format);
         assert_eq!(suffix(fk.dot.name), vec_isa);
@@ -723,6 +897,18 @@ macro_rules! suite {
             #[test]
             fn gemm_f32_tiles() {
                 kernels($backend).map(|k| check_gemm_f32(&k));
+            }
+            #[test]
+            fn exp_lut_sweep() {
+                kernels($backend).map(|k| check_exp(&k));
+            }
+            #[test]
+            fn softmax_lut_rows() {
+                kernels($backend).map(|k| check_softmax(&k));
+            }
+            #[test]
+            fn swiglu_lut_values() {
+                kernels($backend).map(|k| check_swiglu(&k));
             }
             #[test]
             fn slot_names() {

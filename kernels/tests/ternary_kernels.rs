@@ -12,9 +12,7 @@
 //! block and odd numbers of blocks, partial tiles, 1..=9 rows and 1..=5 tokens.
 
 use tern_kernels::blocks::{as_bytes, BlockI2_S, BlockTQ1_0, BlockTQ2_0, F16Le};
-use tern_kernels::scalar::{
-    self, lut_tables_bytes, lut_tile_bytes, ActQ8Row, LUT_TILE_ROWS,
-};
+use tern_kernels::scalar::{self, lut_tables_bytes, lut_tile_bytes, ActQ8Row, LUT_TILE_ROWS};
 use tern_kernels::{Backend, Format, Kernels};
 
 /// Deterministic xorshift64.
@@ -38,7 +36,16 @@ impl Rng {
 const FORMATS: [Format; 3] = [Format::TQ1_0, Format::TQ2_0, Format::I2_S];
 
 /// Block scales: zero, negative zero, f16 extremes and subnormals, ordinary.
-const SCALES: [f32; 8] = [0.0, -0.0, 65504.0, -65504.0, 5.9604645e-8, 3.0517578e-5, 1.0, 0.0123];
+const SCALES: [f32; 8] = [
+    0.0,
+    -0.0,
+    65504.0,
+    -65504.0,
+    5.9604645e-8,
+    3.0517578e-5,
+    1.0,
+    0.0123,
+];
 
 /// How a block's weights are drawn.
 #[derive(Clone, Copy, Debug)]
@@ -107,7 +114,11 @@ fn weight_row(format: Format, n: usize, rng: &mut Rng, lut_safe: bool) -> Vec<u8
                 row.extend_from_slice(as_bytes(&[BlockTQ2_0 { qs, d }]));
             }
             Format::TQ1_0 => {
-                let mut b = BlockTQ1_0 { qs: [0; 48], qh: [0; 4], d };
+                let mut b = BlockTQ1_0 {
+                    qs: [0; 48],
+                    qh: [0; 4],
+                    d,
+                };
                 for m in 0..32 {
                     b.qs[m] = tq1_byte(core::array::from_fn(|n| c[32 * n + m]));
                 }
@@ -157,7 +168,10 @@ fn act(n: usize, rng: &mut Rng, style: u64) -> Act {
             _ => rng.next() as i8,
         })
         .collect();
-    let sums = qs.chunks(128).map(|c| c.iter().map(|&q| q as i32).sum()).collect();
+    let sums = qs
+        .chunks(128)
+        .map(|c| c.iter().map(|&q| q as i32).sum())
+        .collect();
     Act { qs, sums }
 }
 
@@ -169,13 +183,19 @@ const LENGTHS: [usize; 8] = [256, 512, 768, 1024, 1280, 1792, 1536, 4096];
 fn kernels(backend: Backend) -> Option<Kernels> {
     let k = Kernels::with_backend(backend);
     if k.is_none() {
-        println!("skipped: this CPU/build lacks the {} backend", backend.name());
+        println!(
+            "skipped: this CPU/build lacks the {} backend",
+            backend.name()
+        );
     }
     k
 }
 
 fn same(what: &str, got: f32, want: f32) {
-    assert!(got.to_bits() == want.to_bits(), "{what}: {got:e} vs reference {want:e}");
+    assert!(
+        got.to_bits() == want.to_bits(),
+        "{what}: {got:e} vs reference {want:e}"
+    );
 }
 
 fn check_dot_q8row(k: &Kernels) {
@@ -223,14 +243,24 @@ fn check_unpack(k: &Kernels) {
 }
 
 /// Unpacked codes and block scales of `rows` random rows.
-fn unpacked(format: Format, rows: usize, n: usize, rng: &mut Rng, lut_safe: bool) -> (Vec<Vec<u8>>, Vec<u8>, Vec<f32>) {
+fn unpacked(
+    format: Format,
+    rows: usize,
+    n: usize,
+    rng: &mut Rng,
+    lut_safe: bool,
+) -> (Vec<Vec<u8>>, Vec<u8>, Vec<f32>) {
     let unpack = Kernels::scalar().format(format).unpack.unwrap().f;
     let nb = if format == Format::I2_S { 0 } else { n / 256 };
     let mut raw = Vec::new();
     let (mut codes, mut scales) = (vec![0u8; rows * n], vec![0.0f32; rows * nb]);
     for r in 0..rows {
         let row = weight_row(format, n, rng, lut_safe);
-        unpack(&row, &mut codes[r * n..(r + 1) * n], &mut scales[r * nb..(r + 1) * nb]);
+        unpack(
+            &row,
+            &mut codes[r * n..(r + 1) * n],
+            &mut scales[r * nb..(r + 1) * nb],
+        );
         raw.push(row);
     }
     (raw, codes, scales)
@@ -241,9 +271,17 @@ fn check_gemm(k: &Kernels) {
     let mut rng = Rng::new(3);
     for format in FORMATS {
         let dot = reference.format(format).dot_q8_row.unwrap().f;
-        for (rows, tokens, n) in [(1, 1, 256), (9, 5, 512), (4, 2, 768), (5, 3, 1536), (3, 4, 256)] {
+        for (rows, tokens, n) in [
+            (1, 1, 256),
+            (9, 5, 512),
+            (4, 2, 768),
+            (5, 3, 1536),
+            (3, 4, 256),
+        ] {
             let (raw, codes, scales) = unpacked(format, rows, n, &mut rng, false);
-            let owned: Vec<Act> = (0..tokens).map(|t| act(n, &mut rng, t as u64 + 2)).collect();
+            let owned: Vec<Act> = (0..tokens)
+                .map(|t| act(n, &mut rng, t as u64 + 2))
+                .collect();
             let acts: Vec<ActQ8Row<'_>> = owned.iter().map(Act::view).collect();
             let mut got = vec![f32::NAN; rows * tokens];
             let mut want = vec![0.0f32; rows * tokens];
@@ -251,7 +289,11 @@ fn check_gemm(k: &Kernels) {
             (reference.ternary.gemm_codes.f)(&codes, rows, &scales, &acts, &mut want);
             for t in 0..tokens {
                 for r in 0..rows {
-                    let what = format!("{} {} rows={rows} n={n} r={r} t={t}", k.ternary.gemm_codes.name, format.name());
+                    let what = format!(
+                        "{} {} rows={rows} n={n} r={r} t={t}",
+                        k.ternary.gemm_codes.name,
+                        format.name()
+                    );
                     same(&what, got[t * rows + r], want[t * rows + r]);
                     same(&what, got[t * rows + r], dot(&raw[r], &acts[t]));
                 }
@@ -266,10 +308,17 @@ fn check_lut_tables(k: &Kernels) {
         for style in 0..6 {
             let a = act(n.max(128), &mut rng, style);
             let qs = &a.qs[..n];
-            let (mut got, mut want) = (vec![0xAAu8; lut_tables_bytes(n)], vec![0u8; lut_tables_bytes(n)]);
+            let (mut got, mut want) = (
+                vec![0xAAu8; lut_tables_bytes(n)],
+                vec![0u8; lut_tables_bytes(n)],
+            );
             (k.ternary.lut_tables.f)(qs, &mut got);
             scalar::lut_tables(qs, &mut want);
-            assert!(got == want, "{} n={n} style={style}", k.ternary.lut_tables.name);
+            assert!(
+                got == want,
+                "{} n={n} style={style}",
+                k.ternary.lut_tables.name
+            );
         }
     }
 }
@@ -281,7 +330,13 @@ fn check_lut_gemv(k: &Kernels) {
     let mut rng = Rng::new(5);
     for format in FORMATS {
         let dot = reference.format(format).dot_q8_row.unwrap().f;
-        for (rows, n) in [(32usize, 256usize), (7, 512), (32, 1536), (19, 1280), (1, 4096)] {
+        for (rows, n) in [
+            (32usize, 256usize),
+            (7, 512),
+            (32, 1536),
+            (19, 1280),
+            (1, 4096),
+        ] {
             let (raw, codes, scales) = unpacked(format, rows, n, &mut rng, true);
             let mut tile = vec![0u8; lut_tile_bytes(n)];
             assert!(scalar::lut_pack_tile(&codes, rows, &mut tile));
@@ -300,7 +355,11 @@ fn check_lut_gemv(k: &Kernels) {
                 (k.ternary.lut_gemv.f)(&tile, &tables, &tscales, &mut got);
                 (reference.ternary.lut_gemv.f)(&tile, &tables, &tscales, &mut want);
                 for r in 0..LUT_TILE_ROWS {
-                    let what = format!("{} {} rows={rows} n={n} style={style} r={r}", k.ternary.lut_gemv.name, format.name());
+                    let what = format!(
+                        "{} {} rows={rows} n={n} style={style} r={r}",
+                        k.ternary.lut_gemv.name,
+                        format.name()
+                    );
                     same(&what, got[r], want[r]);
                     if r < rows {
                         same(&what, got[r], dot(&raw[r], &a.view()));
@@ -322,8 +381,57 @@ fn check_lut_unpack(k: &Kernels) {
         (k.ternary.lut_unpack.f)(&tile, &mut got);
         let mut want = vec![0u8; LUT_TILE_ROWS * n];
         scalar::lut_unpack_tile(&tile, &mut want);
-        assert!(got == want, "{} rows={rows} n={n}", k.ternary.lut_unpack.name);
+        assert!(
+            got == want,
+            "{} rows={rows} n={n}",
+            k.ternary.lut_unpack.name
+        );
         assert!(got[..rows * n] == codes[..]);
+    }
+}
+
+/// The per-token quantizer writes the reference's bytes and step: ordinary, large, tiny and
+/// subnormal values, exact halves of a step, negative zeros, NaN (code 0), infinity (`None`).
+fn check_quantize_act_row(k: &Kernels) {
+    let mut rng = Rng::new(7);
+    for n in [128usize, 384, 1536, 4096] {
+        let base: Vec<f32> = (0..n)
+            .map(|_| (rng.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
+            .collect();
+        let mut halves: Vec<f32> = (0..n).map(|j| (j % 255) as f32 - 127.0 + 0.5).collect();
+        halves[0] = 127.0; // step 1: every other value is an exact half
+        let mut nan = base.clone();
+        nan[n / 3] = f32::NAN;
+        let mut inf = base.clone();
+        inf[n - 1] = f32::NEG_INFINITY;
+        let cases: Vec<(&str, Vec<f32>)> = vec![
+            ("uniform", base.clone()),
+            ("large", base.iter().map(|v| v * 3.0e4).collect()),
+            ("tiny", base.iter().map(|v| v * 1.0e-30).collect()),
+            ("subnormal", base.iter().map(|v| v * 1.0e-39).collect()),
+            ("halves", halves),
+            (
+                "negative zeros",
+                base.iter()
+                    .enumerate()
+                    .map(|(j, &v)| if j.is_multiple_of(3) { -0.0 } else { v })
+                    .collect(),
+            ),
+            ("zero", vec![0.0; n]),
+            ("nan", nan),
+            ("inf", inf),
+        ];
+        for (name, x) in cases {
+            let (mut q1, mut s1) = (vec![0x55i8; n], vec![7i32; n / 128]);
+            let (mut q2, mut s2) = (vec![0i8; n], vec![0i32; n / 128]);
+            let d1 = (k.ternary.quantize_act_row.f)(&x, &mut q1, &mut s1);
+            let d2 = scalar::quantize_act_q8_row(&x, &mut q2, &mut s2);
+            let what = format!("{} n={n} x={name}", k.ternary.quantize_act_row.name);
+            assert_eq!(d1.map(f32::to_bits), d2.map(f32::to_bits), "{what}: step");
+            if d2.is_some() {
+                assert!(q1 == q2 && s1 == s2, "{what}: codes or sums differ");
+            }
+        }
     }
 }
 
@@ -349,6 +457,7 @@ fn check_names(k: &Kernels, backend: Backend) {
     assert_eq!(suffix(k.ternary.lut_tables.name), vec_isa);
     assert_eq!(suffix(k.ternary.lut_gemv.name), vec_isa);
     assert_eq!(suffix(k.ternary.lut_unpack.name), vec_isa);
+    assert_eq!(suffix(k.ternary.quantize_act_row.name), vec_isa);
 }
 
 macro_rules! suite {
@@ -379,6 +488,10 @@ macro_rules! suite {
             #[test]
             fn lut_unpack_identical() {
                 kernels($backend).map(|k| check_lut_unpack(&k));
+            }
+            #[test]
+            fn quantize_act_row_byte_identical() {
+                kernels($backend).map(|k| check_quantize_act_row(&k));
             }
             #[test]
             fn slot_names() {

@@ -31,6 +31,13 @@ pub trait WeightFeed {
     fn bytes_read(&self) -> u64 {
         0
     }
+
+    /// All of `t`'s bytes at once, when the feed holds the whole file in the address space and
+    /// hands matrices out whole: lets the forward pass multiply several matrices in one
+    /// parallel section (`matmul::matmul_many`). `None` (the default) when rows come in slices.
+    fn whole(&self, _t: &TensorRef) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// Rows borrowed from a file that is entirely in the address space.
@@ -63,6 +70,14 @@ impl<'a> SliceFeed<'a> {
 }
 
 impl WeightFeed for SliceFeed<'_> {
+    fn whole(&self, t: &TensorRef) -> Option<&[u8]> {
+        // With a resident cap, matrices go out in released slices (see `rows`).
+        match self.release_chunk {
+            Some(_) => None,
+            None => Some(&self.file[t.offset..t.offset + t.len]),
+        }
+    }
+
     fn max_rows(&self, t: &TensorRef) -> usize {
         match self.release_chunk {
             Some(chunk) => (chunk / t.row_bytes()).clamp(1, t.rows),

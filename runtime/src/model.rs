@@ -212,7 +212,7 @@ impl Model {
     /// models whose whole file is in the address space are repacked; streamed ones stay MAD.
     pub fn set_ternary_kernel(&mut self, kernel: TernaryKernel) {
         self.ternary = match &self.weights {
-            Some(w) => TernaryState::build(&self.tensors, w.bytes(), &self.kernels, kernel),
+            Some(w) => TernaryState::build(&self.tensors, w.as_ref(), &self.kernels, kernel),
             None => TernaryState::default(),
         };
     }

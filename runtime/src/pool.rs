@@ -224,7 +224,8 @@ impl ThreadPool {
         let job = Job { task, base };
         *epoch = epoch.wrapping_add(1);
         sh.done.store(0, Ordering::Relaxed);
-        sh.job.store(&job as *const Job as *mut Job, Ordering::Relaxed);
+        sh.job
+            .store(&job as *const Job as *mut Job, Ordering::Relaxed);
         sh.word.store(Word::new(*epoch, n).0, Ordering::SeqCst);
         if sh.sleepers.load(Ordering::SeqCst) > 0 {
             let _g = sh.sleep_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -307,7 +308,10 @@ mod tests {
             pool.run(n, &|i| {
                 hits[i].fetch_add(1, Ordering::Relaxed);
             });
-            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "n = {n}");
+            assert!(
+                hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
+                "n = {n}"
+            );
         }
     }
 

@@ -3,6 +3,8 @@
 
 use alloc::vec::Vec;
 
+use tern_kernels::scalar::exp_lut_f32;
+
 /// Sampling options. The defaults are llama.cpp's.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplerOptions {
@@ -182,12 +184,13 @@ fn argmax(c: &[(u32, f32)]) -> u32 {
     best.0
 }
 
-/// Turns `(token, logit)` into `(token, probability)` with logits scaled by `scale`.
+/// Turns `(token, logit)` into `(token, probability)` with logits scaled by `scale`, through
+/// the table exp (`tern_kernels::scalar::exp_lut_f32`, relative error ≤ 2·10⁻⁷).
 fn softmax_in_place(c: &mut [(u32, f32)], scale: f32) {
     let max = c.iter().map(|x| x.1).fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0;
     for x in c.iter_mut() {
-        x.1 = libm::expf((x.1 - max) * scale);
+        x.1 = exp_lut_f32((x.1 - max) * scale);
         sum += x.1;
     }
     for x in c.iter_mut() {

@@ -113,3 +113,52 @@ macro_rules! named {
         $crate::dispatch::Named { f: $f, name: $name }
     };
 }
+
+/// `exp_lut`, `softmax_lut` and `swiglu_lut` around `$body::{exp, max, exp_sub_sum, scale,
+/// swiglu}` and its `LUT_LANES`: the bodies take whole lanes, the scalar reference the tail.
+macro_rules! lut_wrappers {
+    ($body:ident) => {
+        /// `x[i] = exp(x[i])` with the table exp (see `scalar::exp_lut_f32`).
+        fn exp_lut(x: &mut [f32]) {
+            let n = x.len() - x.len() % $body::LUT_LANES;
+            let (head, tail) = x.split_at_mut(n);
+            // SAFETY: installed only by `install` after `detected` confirmed the body's
+            // features (see the module's wrapper notes).
+            unsafe { $body::exp(head) };
+            $crate::scalar::exp_lut_f32_in_place(tail);
+        }
+
+        /// Softmax with the table exp (see `scalar::softmax_lut_f32`).
+        fn softmax_lut(x: &mut [f32]) {
+            let n = x.len() - x.len() % $body::LUT_LANES;
+            let (head, tail) = x.split_at_mut(n);
+            // SAFETY (every body call below): installed only by `install` after `detected`
+            // confirmed the body's features (see the module's wrapper notes).
+            let max = tail.iter().copied().fold(unsafe { $body::max(head) }, f32::max);
+            if max == f32::NEG_INFINITY {
+                x.fill(0.0);
+                return;
+            }
+            let mut sum = unsafe { $body::exp_sub_sum(head, max) };
+            for v in tail.iter_mut() {
+                *v = $crate::scalar::exp_lut_f32(*v - max);
+                sum += *v;
+            }
+            let inv = 1.0 / sum;
+            unsafe { $body::scale(head, inv) };
+            for v in tail.iter_mut() {
+                *v *= inv;
+            }
+        }
+
+        /// SwiGLU with the table exp (see `scalar::swiglu_lut_f32`).
+        fn swiglu_lut(gate: &mut [f32], up: &[f32]) {
+            assert_eq!(gate.len(), up.len());
+            let n = gate.len() - gate.len() % $body::LUT_LANES;
+            let (head, tail) = gate.split_at_mut(n);
+            // SAFETY: as above.
+            unsafe { $body::swiglu(head, &up[..n]) };
+            $crate::scalar::swiglu_lut_f32(tail, &up[n..]);
+        }
+    };
+}

@@ -11,11 +11,8 @@
 //! kernels, so a multi-row kernel must agree with the single-row one up to the float budget of
 //! its summation order, and exactly in its integer sums.
 
-use crate::blocks::{as_blocks, Pod};
-
 use super::{
-    act_q8_bytes, dot_f32, dot_q4_0_f32, dot_q4_0_q8, dot_q4_1_f32, dot_q4_1_q8, dot_q8_0_f32,
-    dot_q8_0_q8,
+    dot_f32, dot_q4_0_f32, dot_q4_0_q8, dot_q4_1_f32, dot_q4_1_q8, dot_q8_0_f32, dot_q8_0_q8,
 };
 
 /// `y[r] = row r · x` for the `y.len()` rows of `w`, with `row_dot` the single-row kernel.
@@ -87,7 +84,7 @@ fn gemm_q8(
 }
 
 /// `y[t·ldy + r] = row r · token t` for `m` Q4_0 rows in `w` and `n` rows of int8 activations
-/// in `xq` (each [`act_q8_bytes`] of the row width, from `quantize_act_q8`).
+/// in `xq` (each [`act_q8_bytes`](super::act_q8_bytes) of the row width, from `quantize_act_q8`).
 pub fn gemm_q4_0_q8(w: &[u8], m: usize, xq: &[u8], n: usize, y: &mut [f32], ldy: usize) {
     gemm_q8(w, m, xq, n, y, ldy, dot_q4_0_q8)
 }
@@ -120,14 +117,16 @@ pub fn gemm_f32(a: &[f32], m: usize, b: &[f32], n: usize, y: &mut [f32], ldy: us
 }
 
 /// Blocks per row of `row_bytes` in a format of `block_bytes` per block.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) fn row_blocks(row_bytes: usize, block_bytes: usize) -> usize {
     assert_eq!(row_bytes % block_bytes, 0, "rows are whole blocks");
     row_bytes / block_bytes
 }
 
 /// The blocks of `w` as `B`, with the activation row width they imply checked against
-/// [`act_q8_bytes`]: shared by every backend's `gemm_*_q8` wrapper.
-pub(crate) fn gemm_q8_blocks<'a, B: Pod>(
+/// [`act_q8_bytes`](super::act_q8_bytes): shared by every backend's `gemm_*_q8` wrapper.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) fn gemm_q8_blocks<'a, B: crate::blocks::Pod>(
     w: &'a [u8],
     m: usize,
     xq_len: usize,
@@ -137,6 +136,13 @@ pub(crate) fn gemm_q8_blocks<'a, B: Pod>(
 ) -> (&'a [B], usize) {
     let (rb, qb) = gemm_shape(w, m, xq_len, n, y, ldy);
     let kb = row_blocks(rb, core::mem::size_of::<B>());
-    assert_eq!(qb, act_q8_bytes(32 * kb), "activation rows match the weight rows");
-    (as_blocks(w).expect("weights are whole blocks"), kb)
+    assert_eq!(
+        qb,
+        super::act_q8_bytes(32 * kb),
+        "activation rows match the weight rows"
+    );
+    (
+        crate::blocks::as_blocks(w).expect("weights are whole blocks"),
+        kb,
+    )
 }

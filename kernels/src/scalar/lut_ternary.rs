@@ -77,23 +77,24 @@ pub const fn lut_tables_bytes(cols: usize) -> usize {
 /// `rows..32` get zero weights. Returns `false` (leaving `out` unspecified) if a code is not in
 /// 0..=2: the 2-bit code 3, which the f32 references read as +2, has no table entry.
 pub fn lut_pack_tile(codes: &[u8], rows: usize, out: &mut [u8]) -> bool {
-    assert!(rows >= 1 && rows <= LUT_TILE_ROWS && codes.len() % rows == 0);
+    assert!((1..=LUT_TILE_ROWS).contains(&rows) && codes.len().is_multiple_of(rows));
     let cols = codes.len() / rows;
-    assert!(cols % LUT_SPAN == 0 && out.len() == lut_tile_bytes(cols));
-    if codes.iter().any(|&c| c > 2) {
-        return false;
-    }
-    for (m, chunk) in out.chunks_exact_mut(LUT_TILE_ROWS).enumerate() {
-        for (r, byte) in chunk.iter_mut().enumerate() {
-            *byte = if r < rows {
-                let c = &codes[r * cols + 4 * m..r * cols + 4 * m + 4];
-                (3 * c[0] + c[1]) | (3 * c[2] + c[3]) << 4
-            } else {
-                4 | 4 << 4 // codes (1, 1): weights (0, 0)
-            };
+    assert!(cols.is_multiple_of(LUT_SPAN) && out.len() == lut_tile_bytes(cols));
+    let mut largest = 0u8;
+    for r in 0..LUT_TILE_ROWS {
+        let bytes = out[r..].iter_mut().step_by(LUT_TILE_ROWS);
+        if r < rows {
+            for (byte, c) in bytes.zip(codes[r * cols..(r + 1) * cols].chunks_exact(4)) {
+                largest = largest.max(c[0].max(c[1]).max(c[2]).max(c[3]));
+                // Wrapping: any byte may come in (the result is then refused, not a panic).
+                let idx = |a: u8, b: u8| a.wrapping_mul(3).wrapping_add(b);
+                *byte = idx(c[0], c[1]) | idx(c[2], c[3]) << 4;
+            }
+        } else {
+            bytes.for_each(|b| *b = 4 | 4 << 4); // codes (1, 1): weights (0, 0)
         }
     }
-    true
+    largest <= 2
 }
 
 /// Decodes an index tile back to codes: `codes` gets 32 rows of `cols` code bytes, row-major
@@ -114,8 +115,11 @@ pub fn lut_unpack_tile(tile: &[u8], codes: &mut [u8]) {
 /// Builds the tables of one token's activation codes `qs` (an even length) into `tables`
 /// ([`lut_tables_bytes`]`(qs.len())` bytes).
 pub fn lut_tables(qs: &[i8], tables: &mut [u8]) {
-    assert!(qs.len() % 2 == 0 && tables.len() == lut_tables_bytes(qs.len()));
-    for (a, t) in qs.chunks_exact(2).zip(tables.chunks_exact_mut(LUT_TABLE_BYTES)) {
+    assert!(qs.len().is_multiple_of(2) && tables.len() == lut_tables_bytes(qs.len()));
+    for (a, t) in qs
+        .chunks_exact(2)
+        .zip(tables.chunks_exact_mut(LUT_TABLE_BYTES))
+    {
         let (lo, hi) = t.split_at_mut(16);
         for i in 0..16 {
             let v = if i < 9 {
@@ -167,7 +171,11 @@ pub fn lut_gemv(tile: &[u8], tables: &[u8], scales: &[f32], out: &mut [f32; LUT_
         }
     }
     for r in 0..LUT_TILE_ROWS {
-        out[r] = if scales.is_empty() { total[r] as f32 } else { acc[r] };
+        out[r] = if scales.is_empty() {
+            total[r] as f32
+        } else {
+            acc[r]
+        };
     }
 }
 
@@ -175,12 +183,17 @@ pub fn lut_gemv(tile: &[u8], tables: &[u8], scales: &[f32], out: &mut [f32; LUT_
 pub(crate) fn check_lut(tile: &[u8], tables: &[u8], scales: &[f32]) -> usize {
     let cols = tile.len() / 8;
     assert!(
-        tile.len() == lut_tile_bytes(cols) && cols % LUT_SPAN == 0 && cols > 0,
+        tile.len() == lut_tile_bytes(cols) && cols.is_multiple_of(LUT_SPAN) && cols > 0,
         "an index tile is 8 bytes per column, whole 128-column spans"
     );
-    assert_eq!(tables.len(), lut_tables_bytes(cols), "tables match the tile");
+    assert_eq!(
+        tables.len(),
+        lut_tables_bytes(cols),
+        "tables match the tile"
+    );
     assert!(
-        scales.is_empty() || (cols % 256 == 0 && scales.len() == LUT_TILE_ROWS * (cols / 256)),
+        scales.is_empty()
+            || (cols.is_multiple_of(256) && scales.len() == LUT_TILE_ROWS * (cols / 256)),
         "32 scales per 256-column block, or none"
     );
     cols
@@ -230,8 +243,9 @@ mod tests {
         let mut rng = xorshift(3);
         for (rows, cols) in [(32usize, 256usize), (5, 512), (17, 768)] {
             let codes: Vec<u8> = (0..rows * cols).map(|_| (rng() % 3) as u8).collect();
-            let scales: Vec<f32> =
-                (0..rows * cols / 256).map(|_| (rng() % 1000) as f32 / 997.0 - 0.5).collect();
+            let scales: Vec<f32> = (0..rows * cols / 256)
+                .map(|_| (rng() % 1000) as f32 / 997.0 - 0.5)
+                .collect();
             let mut tile = vec![0u8; lut_tile_bytes(cols)];
             assert!(lut_pack_tile(&codes, rows, &mut tile));
             // Tile scales are block-major: scales[32·b + r].
@@ -250,8 +264,10 @@ mod tests {
                         _ => [127, -128][j % 2],
                     })
                     .collect();
-                let sums: Vec<i32> =
-                    qs.chunks(128).map(|c| c.iter().map(|&q| q as i32).sum()).collect();
+                let sums: Vec<i32> = qs
+                    .chunks(128)
+                    .map(|c| c.iter().map(|&q| q as i32).sum())
+                    .collect();
                 let act = ActQ8Row::new(&qs, &sums);
                 let mut tables = vec![0u8; lut_tables_bytes(cols)];
                 lut_tables(&qs, &mut tables);
@@ -263,7 +279,10 @@ mod tests {
                     for r in 0..rows {
                         assert_eq!(got[r].to_bits(), want[r].to_bits(), "row {r}");
                     }
-                    assert!(got[rows..].iter().all(|&v| v == 0.0), "padding rows are zero");
+                    assert!(
+                        got[rows..].iter().all(|&v| v == 0.0),
+                        "padding rows are zero"
+                    );
                 }
             }
         }
@@ -284,8 +303,10 @@ mod tests {
 
     #[test]
     fn code_three_is_refused() {
-        let mut codes = vec![1u8; 128];
-        codes[77] = 3;
-        assert!(!lut_pack_tile(&codes, 1, &mut vec![0; lut_tile_bytes(128)]));
+        for bad in [3u8, 200, 255] {
+            let mut codes = vec![1u8; 128];
+            codes[77] = bad;
+            assert!(!lut_pack_tile(&codes, 1, &mut vec![0; lut_tile_bytes(128)]));
+        }
     }
 }

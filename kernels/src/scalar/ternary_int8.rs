@@ -62,7 +62,7 @@ impl<'a> ActQ8Row<'a> {
     /// If `qs.len()` is not a multiple of 128 or `sums.len() != qs.len() / 128`.
     pub fn new(qs: &'a [i8], sums: &'a [i32]) -> Self {
         assert!(
-            qs.len() % ACT_SUM_RUN == 0 && sums.len() == qs.len() / ACT_SUM_RUN,
+            qs.len().is_multiple_of(ACT_SUM_RUN) && sums.len() == qs.len() / ACT_SUM_RUN,
             "activation codes are whole 128-runs, with one sum each"
         );
         ActQ8Row { qs, sums }
@@ -88,11 +88,12 @@ impl<'a> ActQ8Row<'a> {
 /// `s = 127/max|x|`, `q = round_half_away(x·s)` clamped to [−128, 127], `d = max|x|/127`, so
 /// `q as f32 * d` is the value the roundtrip writes (bit for bit, except that the roundtrip
 /// keeps the sign of a zero). An all-zero vector gives zero
-/// codes and `d = 0`. Returns `None` when `max|x|` is not finite (NaN or infinity): the
-/// roundtrip leaves such a vector as it is, so the caller must take the f32 path.
+/// codes and `d = 0`. A NaN activation is skipped by the maximum (`f32::max`) and becomes code
+/// 0, as in the roundtrip. Returns `None` when an activation is infinite: the roundtrip leaves
+/// such a vector as it is, so the caller must take the f32 path.
 pub fn quantize_act_q8_row(x: &[f32], qs: &mut [i8], sums: &mut [i32]) -> Option<f32> {
     assert_eq!(x.len(), qs.len());
-    assert!(x.len() % ACT_SUM_RUN == 0 && sums.len() == x.len() / ACT_SUM_RUN);
+    assert!(x.len().is_multiple_of(ACT_SUM_RUN) && sums.len() == x.len() / ACT_SUM_RUN);
     let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     if !amax.is_finite() {
         return None;
@@ -127,7 +128,11 @@ fn isum_codes(c: &[u8], q: &[i8]) -> i32 {
 
 fn check_act(act: &ActQ8Row<'_>, n: usize) {
     assert_eq!(act.qs.len(), n, "activations match the row");
-    assert_eq!(act.sums.len(), n / ACT_SUM_RUN, "one activation sum per 128");
+    assert_eq!(
+        act.sums.len(),
+        n / ACT_SUM_RUN,
+        "one activation sum per 128"
+    );
 }
 
 /// `Σ_b d_b · isum_b` over 256-weight blocks given each block's codes and scale: the TQ
@@ -254,11 +259,14 @@ pub(crate) fn check_gemm(
     acts: &[ActQ8Row<'_>],
     out: &[f32],
 ) -> usize {
-    assert!(rows > 0 && codes.len() % rows == 0, "codes are whole rows");
-    let k = codes.len() / rows;
-    assert!(k % 128 == 0, "rows are whole 128-weight runs");
     assert!(
-        scales.is_empty() || (k % 256 == 0 && scales.len() == rows * (k / 256)),
+        rows > 0 && codes.len().is_multiple_of(rows),
+        "codes are whole rows"
+    );
+    let k = codes.len() / rows;
+    assert!(k.is_multiple_of(128), "rows are whole 128-weight runs");
+    assert!(
+        scales.is_empty() || (k.is_multiple_of(256) && scales.len() == rows * (k / 256)),
         "one scale per row and 256-weight block, or none"
     );
     for a in acts {
@@ -273,8 +281,8 @@ mod tests {
     use super::*;
     use crate::blocks::{as_bytes, F16Le};
     use crate::scalar::{
-        absmax_int8_roundtrip, dequant_i2_s_unscaled, dequant_tq1_0, dequant_tq2_0,
-        quantize_i2_s, quantize_tq1_0, quantize_tq2_0,
+        absmax_int8_roundtrip, dequant_i2_s_unscaled, dequant_tq1_0, dequant_tq2_0, quantize_i2_s,
+        quantize_tq1_0, quantize_tq2_0,
     };
 
     extern crate alloc;
@@ -312,7 +320,10 @@ mod tests {
                 assert!(*q as f32 * d == *e, "{v}: {} vs {e}", *q as f32 * d);
             }
             for (i, s) in sums.iter().enumerate() {
-                assert_eq!(*s, qs[128 * i..128 * (i + 1)].iter().map(|&q| q as i32).sum());
+                assert_eq!(
+                    *s,
+                    qs[128 * i..128 * (i + 1)].iter().map(|&q| q as i32).sum()
+                );
             }
         }
         // Zero, and a non-finite maximum (the emulation leaves such a row alone).
@@ -350,8 +361,13 @@ mod tests {
                 let exact: f64 = wd.iter().zip(&qs).map(|(w, q)| *w as f64 * *q as f64).sum();
                 let got = dot(row, &act) as f64;
                 // Per block one rounding of d·isum and one of the running sum.
-                let bound = 4.0 * f32::EPSILON as f64 * (n_blocks as f64 + 1.0)
-                    * wd.iter().zip(&qs).map(|(w, q)| (*w as f64 * *q as f64).abs()).sum::<f64>();
+                let bound = 4.0
+                    * f32::EPSILON as f64
+                    * (n_blocks as f64 + 1.0)
+                    * wd.iter()
+                        .zip(&qs)
+                        .map(|(w, q)| (*w as f64 * *q as f64).abs())
+                        .sum::<f64>();
                 assert!((got - exact).abs() <= bound, "{got} vs {exact}");
             }
         }
@@ -362,10 +378,17 @@ mod tests {
         // All +1 against −128, all −1 against +127 / −128, code 3 as +2.
         let qs_min = [-128i8; 256];
         let qs_max = [127i8; 256];
-        let s = |q: &[i8]| -> Vec<i32> { q.chunks(128).map(|c| c.iter().map(|&v| v as i32).sum()).collect() };
+        let s = |q: &[i8]| -> Vec<i32> {
+            q.chunks(128)
+                .map(|c| c.iter().map(|&v| v as i32).sum())
+                .collect()
+        };
         let (smin, smax) = (s(&qs_min), s(&qs_max));
         for (byte, w) in [(0xAAu8, 1i32), (0x00, -1), (0x55, 0), (0xFF, 2)] {
-            let b = BlockTQ2_0 { qs: [byte; 64], d: F16Le::from_f32(1.0) };
+            let b = BlockTQ2_0 {
+                qs: [byte; 64],
+                d: F16Le::from_f32(1.0),
+            };
             let i = BlockI2_S { qs: [byte; 32] };
             for (q, sums) in [(&qs_min, &smin), (&qs_max, &smax)] {
                 let act = ActQ8Row::new(q, sums);
@@ -406,7 +429,11 @@ mod tests {
             }
         }
         for r in 0..rows {
-            unpack_i2_s(&i2[r * 128..(r + 1) * 128], &mut codes[r * n..(r + 1) * n], &mut []);
+            unpack_i2_s(
+                &i2[r * 128..(r + 1) * 128],
+                &mut codes[r * n..(r + 1) * n],
+                &mut [],
+            );
         }
         gemm_codes_q8row(&codes, rows, &[], &acts, &mut out);
         for (t, a) in acts.iter().enumerate() {

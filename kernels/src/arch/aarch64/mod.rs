@@ -4,7 +4,9 @@
 //! NEON is part of every ARMv8-A application core (phones included); `dotprod` (`sdot`) came
 //! with ARMv8.2 (Cortex-A55/A75 and later) and replaces only the int8 dot products.
 
+mod gemm;
 mod int8;
+mod lut;
 mod neon;
 mod ternary;
 
@@ -71,6 +73,8 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     k.format_mut(Format::Q4_1).dot_q8 = Some(q4_1);
     k.format_mut(Format::Q8_0).dot_q8 = Some(q8_0);
     ternary::install(backend, k);
+    gemm::install(backend, k);
+    lut::install(k);
     true
 }
 

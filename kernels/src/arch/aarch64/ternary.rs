@@ -233,13 +233,23 @@ macro_rules! ternary_int8 {
         ) {
             let k = acts[0].qs.len();
             for r in 0..R {
-                assert!(codes[r].len() == k && (scales[r].is_empty() || scales[r].len() == k / 256));
+                assert!(
+                    codes[r].len() == k && (scales[r].is_empty() || scales[r].len() == k / 256)
+                );
             }
             for t in 0..T {
                 assert!(acts[t].qs.len() == k && out[t].len() == R);
             }
-            let c = codes.map(|c| c.as_ptr());
-            let q = acts.map(|a| a.qs.as_ptr());
+            // Plain loops, not `array::map`/`from_fn`: those generic helpers are not compiled
+            // with this function's features and could pass vectors through memory.
+            let mut c = [core::ptr::null::<u8>(); R];
+            for r in 0..R {
+                c[r] = codes[r].as_ptr();
+            }
+            let mut q = [core::ptr::null::<i8>(); T];
+            for t in 0..T {
+                q[t] = acts[t].qs.as_ptr();
+            }
             let integer = scales[0].is_empty();
             let span = if integer { 128 } else { 256 };
             let mut total = [[0i32; T]; R];
@@ -276,7 +286,11 @@ macro_rules! ternary_int8 {
             for (t, o) in out.into_iter().enumerate() {
                 let all: i32 = acts[t].sums.iter().sum();
                 for r in 0..R {
-                    o[r] = if integer { (total[r][t] - all) as f32 } else { fsum[r][t] };
+                    o[r] = if integer {
+                        (total[r][t] - all) as f32
+                    } else {
+                        fsum[r][t]
+                    };
                 }
             }
         }
@@ -303,19 +317,25 @@ macro_rules! ternary_int8 {
                     let tt = (acts.len() - t0).min(2);
                     let (a, b) = out[t0 * rows..].split_at_mut(rows);
                     let o0 = &mut a[r0..r0 + rr];
+                    /// `[f(r0), f(r0 + 1), …]`, as many as the array is long.
+                    fn rows_of<'s, X: ?Sized, const N: usize>(
+                        f: impl Fn(usize) -> &'s X,
+                        r0: usize,
+                    ) -> [&'s X; N] {
+                        let mut out = [f(r0); N];
+                        for (i, o) in out.iter_mut().enumerate() {
+                            *o = f(r0 + i);
+                        }
+                        out
+                    }
                     macro_rules! go {
                         ($r:literal, 1) => {
-                            micro::<$r, 1>(
-                                core::array::from_fn(|i| row(r0 + i)),
-                                core::array::from_fn(|i| sc(r0 + i)),
-                                [&acts[t0]],
-                                [o0],
-                            )
+                            micro::<$r, 1>(rows_of(row, r0), rows_of(sc, r0), [&acts[t0]], [o0])
                         };
                         ($r:literal, 2) => {
                             micro::<$r, 2>(
-                                core::array::from_fn(|i| row(r0 + i)),
-                                core::array::from_fn(|i| sc(r0 + i)),
+                                rows_of(row, r0),
+                                rows_of(sc, r0),
                                 [&acts[t0], &acts[t0 + 1]],
                                 [o0, &mut b[r0..r0 + rr]],
                             )
@@ -446,7 +466,7 @@ unsafe fn lookup(t: *const u8, idx: uint8x16_t) -> (int16x8_t, int16x8_t) {
 #[target_feature(enable = "neon")]
 fn lut_gemv_body(tile: &[u8], tables: &[u8], scales: &[f32], out: &mut [f32; LUT_TILE_ROWS]) {
     let cols = tile.len() / 8;
-    assert!(tables.len() == 16 * cols && cols % 128 == 0);
+    assert!(tables.len() == 16 * cols && cols.is_multiple_of(128));
     let (ti, tt) = (tile.as_ptr(), tables.as_ptr());
     let mask = vdupq_n_u8(0x0F);
     // int32 sums of rows 4i..4i+4.
@@ -462,7 +482,11 @@ fn lut_gemv_body(tile: &[u8], tables: &[u8], scales: &[f32], out: &mut [f32; LUT
                 // SAFETY: chunk m < cols/4: its 32 index bytes end at 32·cols/4 = tile.len(),
                 // its two pairs' 64 table bytes at 16·cols = tables.len() (asserted above).
                 let (v0, v1, t) = unsafe {
-                    (vld1q_u8(ti.add(32 * m)), vld1q_u8(ti.add(32 * m + 16)), tt.add(64 * m))
+                    (
+                        vld1q_u8(ti.add(32 * m)),
+                        vld1q_u8(ti.add(32 * m + 16)),
+                        tt.add(64 * m),
+                    )
                 };
                 for (h, v) in [v0, v1].into_iter().enumerate() {
                     let i0 = vandq_u8(v, mask);
@@ -491,48 +515,124 @@ fn lut_gemv_body(tile: &[u8], tables: &[u8], scales: &[f32], out: &mut [f32; LUT
         }
     }
     for i in 0..8 {
-        let v = if scales.is_empty() { vcvtq_f32_s32(total[i]) } else { fsum[i] };
+        let v = if scales.is_empty() {
+            vcvtq_f32_s32(total[i])
+        } else {
+            fsum[i]
+        };
         // SAFETY: `out` has 32 f32, so 4i..4i+4 is writable.
         unsafe { vst1q_f32(out[4 * i..].as_mut_ptr(), v) };
     }
 }
 
-/// One index tile → 32 rows of codes: `tbl` maps each 4-bit index to its two codes (`i/3`,
-/// `i%3`), then `zip` puts each row's four codes side by side.
+/// One index tile → 32 rows of codes. Per 16 rows of a chunk, `tbl` maps each 4-bit index to
+/// its two codes (`i/3`, `i%3`) and `zip`s give four vectors of one u32 (four codes) per row;
+/// four chunks (16 columns) are then transposed 4×4 in u32, so each row gets its 16 codes as
+/// one contiguous store.
 #[target_feature(enable = "neon")]
 fn lut_unpack_body(tile: &[u8], codes: &mut [u8]) {
     let cols = tile.len() / 8;
+    assert!(codes.len() == LUT_TILE_ROWS * cols && cols.is_multiple_of(16));
     const DIV3: [u8; 16] = [0, 0, 0, 1, 1, 1, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0];
     const MOD3: [u8; 16] = [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0];
     // SAFETY: both tables hold 16 bytes.
     let (div3, mod3) = unsafe { (vld1q_u8(DIV3.as_ptr()), vld1q_u8(MOD3.as_ptr())) };
     let mask = vdupq_n_u8(0x0F);
-    for (m, chunk) in tile.chunks_exact(LUT_TILE_ROWS).enumerate() {
+    let out = codes.as_mut_ptr();
+    for group in 0..cols / 16 {
         for h in 0..2 {
-            let v = load16(&chunk[16 * h..]);
-            let (lo, hi) = (vandq_u8(v, mask), vshrq_n_u8::<4>(v));
-            let (c0, c1) = (vqtbl1q_u8(div3, lo), vqtbl1q_u8(mod3, lo));
-            let (c2, c3) = (vqtbl1q_u8(div3, hi), vqtbl1q_u8(mod3, hi));
-            let (p01l, p23l) = (vzip1q_u8(c0, c1), vzip1q_u8(c2, c3));
-            let (p01h, p23h) = (vzip2q_u8(c0, c1), vzip2q_u8(c2, c3));
-            let quads = [
-                vzip1q_u16(vreinterpretq_u16_u8(p01l), vreinterpretq_u16_u8(p23l)),
-                vzip2q_u16(vreinterpretq_u16_u8(p01l), vreinterpretq_u16_u8(p23l)),
-                vzip1q_u16(vreinterpretq_u16_u8(p01h), vreinterpretq_u16_u8(p23h)),
-                vzip2q_u16(vreinterpretq_u16_u8(p01h), vreinterpretq_u16_u8(p23h)),
-            ];
-            // Quad vector i holds rows 16h + 4i .. 16h + 4i + 4, one u32 each.
-            for (i, q) in quads.into_iter().enumerate() {
-                let mut w = [0u32; 4];
-                // SAFETY: `w` holds four u32.
-                unsafe { vst1q_u32(w.as_mut_ptr(), vreinterpretq_u32_u16(q)) };
-                for (j, word) in w.iter().enumerate() {
+            // quads[i][m]: rows 16h + 4i .. +4 of chunk 4·group + m, one u32 each.
+            let mut quads = [[vdupq_n_u32(0); 4]; 4];
+            for m in 0..4 {
+                let v = load16(&tile[32 * (4 * group + m) + 16 * h..]);
+                let (lo, hi) = (vandq_u8(v, mask), vshrq_n_u8::<4>(v));
+                let (c0, c1) = (vqtbl1q_u8(div3, lo), vqtbl1q_u8(mod3, lo));
+                let (c2, c3) = (vqtbl1q_u8(div3, hi), vqtbl1q_u8(mod3, hi));
+                let (p01l, p23l) = (vzip1q_u8(c0, c1), vzip1q_u8(c2, c3));
+                let (p01h, p23h) = (vzip2q_u8(c0, c1), vzip2q_u8(c2, c3));
+                let w = |a: uint8x16_t| vreinterpretq_u16_u8(a);
+                quads[0][m] = vreinterpretq_u32_u16(vzip1q_u16(w(p01l), w(p23l)));
+                quads[1][m] = vreinterpretq_u32_u16(vzip2q_u16(w(p01l), w(p23l)));
+                quads[2][m] = vreinterpretq_u32_u16(vzip1q_u16(w(p01h), w(p23h)));
+                quads[3][m] = vreinterpretq_u32_u16(vzip2q_u16(w(p01h), w(p23h)));
+            }
+            for (i, v) in quads.iter().enumerate() {
+                // 4×4 transpose of u32: row vector j gets lane j of the four chunk vectors.
+                let t0 = vtrn1q_u32(v[0], v[1]);
+                let t1 = vtrn2q_u32(v[0], v[1]);
+                let t2 = vtrn1q_u32(v[2], v[3]);
+                let t3 = vtrn2q_u32(v[2], v[3]);
+                let d = |a: uint32x4_t| vreinterpretq_u64_u32(a);
+                let rows = [
+                    vreinterpretq_u8_u64(vtrn1q_u64(d(t0), d(t2))),
+                    vreinterpretq_u8_u64(vtrn1q_u64(d(t1), d(t3))),
+                    vreinterpretq_u8_u64(vtrn2q_u64(d(t0), d(t2))),
+                    vreinterpretq_u8_u64(vtrn2q_u64(d(t1), d(t3))),
+                ];
+                for (j, row) in rows.into_iter().enumerate() {
                     let r = 16 * h + 4 * i + j;
-                    codes[r * cols + 4 * m..r * cols + 4 * m + 4].copy_from_slice(&word.to_le_bytes());
+                    // SAFETY: r < 32 and 16·group + 16 ≤ cols, so the 16 bytes lie inside
+                    // `codes` (32 rows of `cols`, asserted).
+                    unsafe { vst1q_u8(out.add(r * cols + 16 * group), row) };
                 }
             }
         }
     }
+}
+
+/// One token's activations → int8 codes with one scale: the reference's arithmetic lane by
+/// lane (`x·s`, `trunc(|·| + 0.5)` with the sign put back, clamp to [−128, 127]; `fcvtzs`
+/// turns NaN into 0 as `as i32` does), so the bytes are identical. `fmaxnm` skips NaN as
+/// `f32::max` does.
+#[target_feature(enable = "neon")]
+fn quantize_act_row_body(x: &[f32], qs: &mut [i8], sums: &mut [i32]) -> Option<f32> {
+    let mut m = [vdupq_n_f32(0.0); 4];
+    for c in x.chunks_exact(16) {
+        for (i, m) in m.iter_mut().enumerate() {
+            // SAFETY: the chunk holds 16 f32, so 4i..4i+4 is readable.
+            let v = unsafe { vld1q_f32(c.as_ptr().add(4 * i)) };
+            *m = vmaxnmq_f32(*m, vabsq_f32(v));
+        }
+    }
+    let amax = vmaxnmvq_f32(vmaxnmq_f32(
+        vmaxnmq_f32(m[0], m[1]),
+        vmaxnmq_f32(m[2], m[3]),
+    ));
+    if !amax.is_finite() {
+        return None;
+    }
+    if amax == 0.0 {
+        qs.fill(0);
+        sums.fill(0);
+        return Some(0.0);
+    }
+    let (s, d) = (127.0 / amax, amax / 127.0);
+    let (half, zero) = (vdupq_n_f32(0.5), vdupq_n_f32(0.0));
+    let (lo, hi) = (vdupq_n_s32(-128), vdupq_n_s32(127));
+    for ((x, q), sum) in x
+        .chunks_exact(128)
+        .zip(qs.chunks_exact_mut(128))
+        .zip(sums.iter_mut())
+    {
+        let mut acc = vdupq_n_s32(0);
+        for (x, q) in x.chunks_exact(16).zip(q.chunks_exact_mut(16)) {
+            let code = |i: usize| {
+                // SAFETY: the chunk holds 16 f32.
+                let p = vmulq_n_f32(unsafe { vld1q_f32(x.as_ptr().add(4 * i)) }, s);
+                let t = vcvtq_s32_f32(vaddq_f32(vabsq_f32(p), half));
+                let t = vbslq_s32(vcltq_f32(p, zero), vnegq_s32(t), t);
+                vmaxq_s32(vminq_s32(t, hi), lo)
+            };
+            let v = [code(0), code(1), code(2), code(3)];
+            acc = vaddq_s32(acc, vaddq_s32(vaddq_s32(v[0], v[1]), vaddq_s32(v[2], v[3])));
+            let a = vcombine_s16(vmovn_s32(v[0]), vmovn_s32(v[1]));
+            let b = vcombine_s16(vmovn_s32(v[2]), vmovn_s32(v[3]));
+            // SAFETY: `q` holds 16 bytes, exclusively borrowed.
+            unsafe { vst1q_s8(q.as_mut_ptr(), vcombine_s8(vmovn_s16(a), vmovn_s16(b))) };
+        }
+        *sum = vaddvq_s32(acc);
+    }
+    Some(d)
 }
 
 // ---- safe wrappers and installation ----------------------------------------------------------
@@ -614,16 +714,27 @@ fn unpack_i2_s(row: &[u8], codes: &mut [u8], scales: &mut [f32]) {
 }
 
 fn lut_tables(qs: &[i8], tables: &mut [u8]) {
-    assert!(qs.len() % 2 == 0 && tables.len() == crate::scalar::lut_tables_bytes(qs.len()));
+    assert!(
+        qs.len().is_multiple_of(2) && tables.len() == crate::scalar::lut_tables_bytes(qs.len())
+    );
     // SAFETY: see the wrapper notes: installed only after detection.
     unsafe { lut_tables_body(qs, tables) }
 }
 
 fn lut_unpack(tile: &[u8], codes: &mut [u8]) {
     let cols = tile.len() / 8;
-    assert!(tile.len() == crate::scalar::lut_tile_bytes(cols) && codes.len() == LUT_TILE_ROWS * cols);
+    assert!(
+        tile.len() == crate::scalar::lut_tile_bytes(cols) && codes.len() == LUT_TILE_ROWS * cols
+    );
     // SAFETY: see the wrapper notes: installed only after detection.
     unsafe { lut_unpack_body(tile, codes) }
+}
+
+fn quantize_act_row(x: &[f32], qs: &mut [i8], sums: &mut [i32]) -> Option<f32> {
+    assert_eq!(x.len(), qs.len());
+    assert!(x.len().is_multiple_of(128) && sums.len() == x.len() / 128);
+    // SAFETY: see the wrapper notes: installed only after detection.
+    unsafe { quantize_act_row_body(x, qs, sums) }
 }
 
 fn lut_gemv(tile: &[u8], tables: &[u8], scales: &[f32], out: &mut [f32; LUT_TILE_ROWS]) {
@@ -668,4 +779,5 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) {
     k.ternary.lut_tables = named!(lut_tables, "lut_tables/neon");
     k.ternary.lut_gemv = named!(lut_gemv, "lut_gemv/neon");
     k.ternary.lut_unpack = named!(lut_unpack, "lut_unpack_tile/neon");
+    k.ternary.quantize_act_row = named!(quantize_act_row, "quantize_act_q8_row/neon");
 }

@@ -13,10 +13,15 @@
 //!   per three FMAs.
 //!
 //! Every row kernel prefetches the weight bytes [`PREFETCH_AHEAD`] past the rows it is working
-//! on: a matrix is read once per token, too large for L2, and the hardware prefetcher stops at
-//! every 4 KiB page, so without this the kernels stall on memory several times per page.
+//! on into L2: a matrix is read once per token, too large to stay cached, and the hardware
+//! prefetcher stops at every 4 KiB page, so without this the kernels stall on memory several
+//! times per page.
+
+// Tiles index several arrays (accumulators, rows, tokens) by the same row or token number.
+#![allow(clippy::needless_range_loop)]
 
 use core::arch::x86_64::*;
+use core::mem::MaybeUninit;
 
 use super::avx2::{f16x8, load_16};
 use crate::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ8_0, F16Le};
@@ -24,17 +29,18 @@ use crate::dispatch::{Backend, Kernels};
 use crate::format::Format;
 use crate::scalar;
 
-/// How far ahead of the rows being multiplied the row kernels prefetch, in bytes: measured on
-/// a 66 MB Q4_1 stream, 2–8 KiB ahead triples the f32 kernel's throughput and halves the
-/// int8 one's; less leaves page-boundary stalls, more evicts rows before their turn.
-pub(super) const PREFETCH_AHEAD: usize = 4096;
+/// How far ahead of the rows being multiplied the row kernels prefetch, in bytes, and into
+/// L2 (`prefetcht1`): on the 97 MB SmolLM2 decode stream this took a token from 15.2 ms (no
+/// prefetch) and 12.2–14 ms (`prefetcht0`, 4 KiB ahead; L1's sixteen fill buffers cap how many
+/// lines can be in flight) to 10.5–11 ms; 6–16 KiB ahead measure alike.
+pub(super) const PREFETCH_AHEAD: usize = 8192;
 
 /// Rows per step of the row kernels.
 const ROWS: usize = 4;
 
 // ---- helpers -------------------------------------------------------------------------------
 
-/// Prefetches into L1 the cache lines of `len` bytes starting `PREFETCH_AHEAD` past `p`.
+/// Prefetches into L2 the cache lines of `len` bytes starting `PREFETCH_AHEAD` past `p`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn prefetch_ahead(p: *const u8, len: usize) {
@@ -42,7 +48,21 @@ fn prefetch_ahead(p: *const u8, len: usize) {
     while off < len {
         // PREFETCH never faults, whatever the address; `wrapping_add` keeps the pointer
         // arithmetic defined past the end of the slice.
-        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_AHEAD + off).cast());
+        _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(PREFETCH_AHEAD + off).cast());
+        off += 64;
+    }
+}
+
+/// Prefetches into L2 the first [`PREFETCH_AHEAD`] bytes (at most `len`) at `p`: the rows a
+/// kernel call starts on, which no earlier call prefetched when another thread ran the rows
+/// before them.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn prefetch_head(p: *const u8, len: usize) {
+    let mut off = 0;
+    while off < len.min(PREFETCH_AHEAD) {
+        // As in `prefetch_ahead`; these addresses are inside the slice.
+        _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(off).cast());
         off += 64;
     }
 }
@@ -64,11 +84,15 @@ fn load32(x: &[f32]) -> [__m256; 4] {
     }
 }
 
-/// The 32 codes (0..=15) of a Q4 block as four vectors of eight i32, in element order.
+/// The 32 codes (0..=15) of a Q4 block as four vectors of eight i32, for activations whose
+/// second half of each block is pre-scaled by 1/16 ([`prescale`]): elements 0..16 as `q`,
+/// elements 16..32 as `16·q`.
 ///
 /// Byte `j` of the block holds elements `j` (low nibble) and `j + 16` (high nibble). With the
 /// 16 bytes in both 128-bit lanes, one `vpshufb` puts bytes 0..8 into the low byte of dwords
-/// 0..8 (zeroing the rest); `& 15` gives elements 0..8 and `>> 4` elements 16..24.
+/// 0..8 (zeroing the rest); `& 0x0F` gives elements 0..8 and `& 0xF0` sixteen times elements
+/// 16..24: masks (any vector port) instead of shifts (two ports shared with every conversion
+/// and FMA, the bottleneck of this kernel).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q4_codes_i32(qs: &[u8; 16]) -> [__m256i; 4] {
@@ -88,22 +112,58 @@ fn q4_codes_i32(qs: &[u8; 16]) -> [__m256i; 4] {
         _mm256_shuffle_epi8(q, spread_lo),
         _mm256_shuffle_epi8(q, spread_hi),
     );
-    let m = _mm256_set1_epi32(0x0F);
+    let (lo, hi) = (_mm256_set1_epi32(0x0F), _mm256_set1_epi32(0xF0));
     [
-        _mm256_and_si256(a, m),
-        _mm256_and_si256(b, m),
-        _mm256_srli_epi32::<4>(a),
-        _mm256_srli_epi32::<4>(b),
+        _mm256_and_si256(a, lo),
+        _mm256_and_si256(b, lo),
+        _mm256_and_si256(a, hi),
+        _mm256_and_si256(b, hi),
     ]
 }
 
-/// Lane-wise partial sums of `w · x` over 32 elements.
+/// Widest row whose pre-scaled activations [`prescale`] keeps on the stack (16 KiB); wider
+/// rows use [`scalar_rows`].
+const PRESCALE_MAX: usize = 4096;
+
+/// `x` (whole blocks, at most [`PRESCALE_MAX`]) with the second half of every 32-element
+/// block divided by 16, for [`q4_codes_i32`]: `16q · x/16 = q·x` exactly (scaling by a power
+/// of two), unless `|x| < 2^-122`. Written into `buf`, of which it returns the initialized
+/// part (no zeroing: this runs once per kernel call, thousands of times per token).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn prescale<'a>(x: &[f32], buf: &'a mut [MaybeUninit<f32>; PRESCALE_MAX]) -> &'a [f32] {
+    assert!(x.len() <= PRESCALE_MAX && x.len().is_multiple_of(32));
+    let s = _mm256_set1_ps(1.0 / 16.0);
+    let out = buf.as_mut_ptr().cast::<f32>();
+    for (b, xb) in x.chunks_exact(32).enumerate() {
+        let v = load32(xb);
+        let v = [v[0], v[1], _mm256_mul_ps(v[2], s), _mm256_mul_ps(v[3], s)];
+        for (i, v) in v.into_iter().enumerate() {
+            // SAFETY: 32·b + 8·i + 8 ≤ x.len() ≤ PRESCALE_MAX: inside `buf`; unaligned store.
+            unsafe { _mm256_storeu_ps(out.add(32 * b + 8 * i), v) };
+        }
+    }
+    // SAFETY: the loop wrote all x.len() floats of the prefix, and `buf` stays borrowed.
+    unsafe { core::slice::from_raw_parts(out, x.len()) }
+}
+
+/// Rows wider than [`PRESCALE_MAX`]: the single-row reference, one row at a time.
+fn scalar_rows(w: &[u8], x: &[f32], y: &mut [f32], dot: fn(&[u8], &[f32]) -> f32) {
+    let rb = w.len() / y.len();
+    for (yr, row) in y.iter_mut().zip(w.chunks_exact(rb)) {
+        *yr = dot(row, x);
+    }
+}
+
+/// Lane-wise partial sums of `w · x` over 32 elements: one product chain (four ops on the
+/// FMA ports; a tree would add a fifth).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot32(w: [__m256; 4], x: &[__m256; 4]) -> __m256 {
-    let p = _mm256_fmadd_ps(w[1], x[1], _mm256_mul_ps(w[0], x[0]));
-    let q = _mm256_fmadd_ps(w[3], x[3], _mm256_mul_ps(w[2], x[2]));
-    _mm256_add_ps(p, q)
+    let p = _mm256_mul_ps(w[0], x[0]);
+    let p = _mm256_fmadd_ps(w[1], x[1], p);
+    let p = _mm256_fmadd_ps(w[2], x[2], p);
+    _mm256_fmadd_ps(w[3], x[3], p)
 }
 
 /// The horizontal sums of four vectors, as one vector `[Σa, Σb, Σc, Σd]`.
@@ -131,80 +191,89 @@ fn store_rows<const R: usize>(acc: [__m256; R], y: &mut [f32]) {
     y[..R].copy_from_slice(&out[..R]);
 }
 
-/// Row `r` of a row group: the blocks `r·kb..(r + 1)·kb` of `w`.
-#[inline(always)]
-fn row<B>(w: &[B], kb: usize, r: usize) -> &[B] {
-    &w[r * kb..(r + 1) * kb]
-}
-
 // ---- rows · f32 ----------------------------------------------------------------------------
 
-/// `R` Q4_0 rows (`kb` blocks each, back to back in `w`) · `x`.
+/// `R` Q4_0 rows (`kb` blocks each, back to back in `w`) · `xs` (pre-scaled, [`prescale`]):
+/// codes `q − 8` and `16q − 128 = 16(q − 8)`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn rows_q4_0<const R: usize>(w: &[BlockQ4_0], kb: usize, x: &[f32]) -> [__m256; R] {
-    let rows: [&[BlockQ4_0]; R] = core::array::from_fn(|r| row(w, kb, r));
-    let eight = _mm256_set1_epi32(8);
+fn rows_q4_0<const R: usize>(w: &[BlockQ4_0], kb: usize, xs: &[f32]) -> [__m256; R] {
+    assert!(w.len() >= R * kb && xs.len() >= 32 * kb);
+    let off = [8, 8, 128, 128].map(|v| _mm256_set1_epi32(v));
     let mut acc = [_mm256_setzero_ps(); R];
-    for (b, xb) in x.chunks_exact(32).enumerate() {
-        let xv = load32(xb);
+    for b in 0..kb {
+        let xv = load32(&xs[32 * b..]);
         for r in 0..R {
-            let blk = &rows[r][b];
-            let w = q4_codes_i32(&blk.qs).map(|c| _mm256_cvtepi32_ps(_mm256_sub_epi32(c, eight)));
-            acc[r] = _mm256_fmadd_ps(dot32(w, &xv), f16x8(blk.d), acc[r]);
+            let blk = &w[r * kb + b];
+            let c = q4_codes_i32(&blk.qs);
+            let q: [__m256; 4] =
+                core::array::from_fn(|i| _mm256_cvtepi32_ps(_mm256_sub_epi32(c[i], off[i])));
+            acc[r] = _mm256_fmadd_ps(dot32(q, &xv), f16x8(blk.d), acc[r]);
         }
     }
     acc
 }
 
-/// `R` Q4_1 rows · `x`: `Σ d·(Σ q·x) + m·(Σ x)` per block, `Σ x` shared by the rows.
+/// `R` Q4_1 rows · `xs` (pre-scaled): `Σ d·(Σ q·x) + m·(Σ x)` per block, `Σ x` shared by the
+/// rows, `d` and `m` converted together (they are adjacent halves).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn rows_q4_1<const R: usize>(w: &[BlockQ4_1], kb: usize, x: &[f32]) -> [__m256; R] {
-    let rows: [&[BlockQ4_1]; R] = core::array::from_fn(|r| row(w, kb, r));
-    let mut acc_d = [_mm256_setzero_ps(); R];
-    let mut acc_m = [_mm256_setzero_ps(); R];
-    for (b, xb) in x.chunks_exact(32).enumerate() {
-        let xv = load32(xb);
-        let sx = _mm256_add_ps(_mm256_add_ps(xv[0], xv[1]), _mm256_add_ps(xv[2], xv[3]));
+fn rows_q4_1<const R: usize>(w: &[BlockQ4_1], kb: usize, xs: &[f32]) -> [__m256; R] {
+    assert!(w.len() >= R * kb && xs.len() >= 32 * kb);
+    let sixteen = _mm256_set1_ps(16.0);
+    // One accumulator per row (eight would spill): both terms of a block go into it.
+    let mut acc = [_mm256_setzero_ps(); R];
+    for b in 0..kb {
+        let xv = load32(&xs[32 * b..]);
+        // Σ x of the block (its second half was divided by 16).
+        let sx = _mm256_fmadd_ps(
+            _mm256_add_ps(xv[2], xv[3]),
+            sixteen,
+            _mm256_add_ps(xv[0], xv[1]),
+        );
         for r in 0..R {
-            let blk = &rows[r][b];
+            let blk = &w[r * kb + b];
             let q = q4_codes_i32(&blk.qs).map(|c| _mm256_cvtepi32_ps(c));
-            acc_d[r] = _mm256_fmadd_ps(dot32(q, &xv), f16x8(blk.d), acc_d[r]);
-            acc_m[r] = _mm256_fmadd_ps(sx, f16x8(blk.m), acc_m[r]);
+            let dm = [blk.d.0[0], blk.d.0[1], blk.m.0[0], blk.m.0[1]];
+            let dm = _mm256_cvtph_ps(_mm_set1_epi32(i32::from_le_bytes(dm)));
+            let (d, m) = (_mm256_moveldup_ps(dm), _mm256_movehdup_ps(dm));
+            acc[r] = _mm256_fmadd_ps(sx, m, _mm256_fmadd_ps(dot32(q, &xv), d, acc[r]));
         }
     }
-    core::array::from_fn(|r| _mm256_add_ps(acc_d[r], acc_m[r]))
+    acc
 }
 
 /// `R` Q8_0 rows · `x`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn rows_q8_0<const R: usize>(w: &[BlockQ8_0], kb: usize, x: &[f32]) -> [__m256; R] {
-    let rows: [&[BlockQ8_0]; R] = core::array::from_fn(|r| row(w, kb, r));
+    assert!(w.len() >= R * kb && x.len() >= 32 * kb);
     let mut acc = [_mm256_setzero_ps(); R];
-    for (b, xb) in x.chunks_exact(32).enumerate() {
-        let xv = load32(xb);
+    for b in 0..kb {
+        let xv = load32(&x[32 * b..]);
         for r in 0..R {
-            let blk = &rows[r][b];
+            let blk = &w[r * kb + b];
             let p = blk.qs.as_ptr();
             // SAFETY: `qs` holds 32 bytes; each load reads 8 of them, unaligned.
-            let w = [0, 8, 16, 24].map(|o| unsafe {
+            let q = [0, 8, 16, 24].map(|o| unsafe {
                 _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p.add(o).cast())))
             });
-            acc[r] = _mm256_fmadd_ps(dot32(w, &xv), f16x8(blk.d), acc[r]);
+            acc[r] = _mm256_fmadd_ps(dot32(q, &xv), f16x8(blk.d), acc[r]);
         }
     }
     acc
 }
 
 /// `y[r] = row r · x` for the rows of `w` (`kb` blocks each), [`ROWS`] at a time, prefetching
-/// ahead; `rows_r` is the `R`-row body for `R = ROWS` and `rows_1` for the remainder.
+/// ahead; `$rows` is the `R`-row body, run on `x` as it is or pre-scaled ([`prescale`]).
 macro_rules! dot_rows_body {
-    ($name:ident, $block:ty, $rows:ident) => {
+    ($name:ident, $block:ty, $rows:ident, $prescaled:expr) => {
         #[target_feature(enable = "avx2,fma,f16c")]
         pub(super) fn $name(w: &[$block], kb: usize, x: &[f32], y: &mut [f32]) {
+            let mut buf = [MaybeUninit::<f32>::uninit(); PRESCALE_MAX];
+            let x = if $prescaled { prescale(x, &mut buf) } else { x };
             let row_bytes = kb * core::mem::size_of::<$block>();
+            prefetch_head(w.as_ptr().cast(), y.len() * row_bytes);
             let mut groups = y.chunks_exact_mut(ROWS);
             let mut r = 0;
             for yg in &mut groups {
@@ -220,9 +289,9 @@ macro_rules! dot_rows_body {
     };
 }
 
-dot_rows_body!(dot_rows_q4_0_f32, BlockQ4_0, rows_q4_0);
-dot_rows_body!(dot_rows_q4_1_f32, BlockQ4_1, rows_q4_1);
-dot_rows_body!(dot_rows_q8_0_f32, BlockQ8_0, rows_q8_0);
+dot_rows_body!(dot_rows_q4_0_f32, BlockQ4_0, rows_q4_0, true);
+dot_rows_body!(dot_rows_q4_1_f32, BlockQ4_1, rows_q4_1, true);
+dot_rows_body!(dot_rows_q8_0_f32, BlockQ8_0, rows_q8_0, false);
 
 // ---- f32 GEMM ------------------------------------------------------------------------------
 
@@ -388,7 +457,7 @@ macro_rules! int8_gemm {
         use core::arch::x86_64::*;
 
         use super::super::avx2::{f16x8, load_i8x32, lut16, nibbles256};
-        use super::{prefetch_ahead, store_rows, Block, Fmt, ROWS};
+        use super::{prefetch_ahead, prefetch_head, store_rows, Block, Fmt, ROWS};
         use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
         use crate::scalar::{BlockQ8Act, Q4_0_VALUES};
 
@@ -424,10 +493,18 @@ macro_rules! int8_gemm {
                         Fmt::Q8_0 => load_i8x32(blk.qs32()),
                     };
                     let signed = B::FMT != Fmt::Q4_1;
-                    let mag = if signed { _mm256_sign_epi8(codes, codes) } else { codes };
+                    let mag = if signed {
+                        _mm256_sign_epi8(codes, codes)
+                    } else {
+                        codes
+                    };
                     let dw = f16x8(blk.d());
                     for t in 0..T {
-                        let act = if signed { _mm256_sign_epi8(av[t], codes) } else { av[t] };
+                        let act = if signed {
+                            _mm256_sign_epi8(av[t], codes)
+                        } else {
+                            av[t]
+                        };
                         let isum = $dot_u8_i8(mag, act);
                         let scale = _mm256_mul_ps(dw, ad[t]);
                         acc[t][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc[t][r]);
@@ -457,6 +534,176 @@ macro_rules! int8_gemm {
             }
         }
 
+        /// Blocks per chunk of a [`Panel`].
+        const KC: usize = 64;
+
+        /// A row group's weights for a stretch of [`KC`] blocks, unpacked once for a batch of
+        /// tokens: codes in the form the dot takes (8 KiB, in L1), scales in f32.
+        struct Panel {
+            codes: [[__m256i; KC]; ROWS],
+            d: [[f32; KC]; ROWS],
+            m: [[f32; KC]; ROWS],
+        }
+
+        /// `Σ a·b` for short slices (at most [`KC`]): eight lanes, then the tail.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn dot_short(a: &[f32], b: &[f32]) -> f32 {
+            let n = a.len().min(b.len());
+            let mut acc = _mm256_setzero_ps();
+            let mut i = 0;
+            while i + 8 <= n {
+                // SAFETY: i + 8 ≤ n ≤ both lengths; unaligned loads.
+                acc = unsafe {
+                    _mm256_fmadd_ps(
+                        _mm256_loadu_ps(a.as_ptr().add(i)),
+                        _mm256_loadu_ps(b.as_ptr().add(i)),
+                        acc,
+                    )
+                };
+                i += 8;
+            }
+            let tail: f32 = a[i..n].iter().zip(&b[i..n]).map(|(x, y)| x * y).sum();
+            super::super::avx2::hsum(acc) + tail
+        }
+
+        /// An f16 scale as f32.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn f16(h: crate::blocks::F16Le) -> f32 {
+            _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
+                u16::from_le_bytes(h.0) as i32
+            )))
+        }
+
+        /// Unpacks blocks `k0..k0 + kc` of `rows` rows of `w` (`kb` blocks each) into `p`.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn unpack<B: Block>(p: &mut Panel, w: &[B], rows: usize, kb: usize, k0: usize, kc: usize) {
+            let lut = lut16(&Q4_0_VALUES);
+            for r in 0..rows {
+                for b in 0..kc {
+                    let blk = &w[r * kb + k0 + b];
+                    p.codes[r][b] = match B::FMT {
+                        Fmt::Q4_0 => _mm256_shuffle_epi8(lut, nibbles256(blk.qs16())),
+                        Fmt::Q4_1 => nibbles256(blk.qs16()),
+                        Fmt::Q8_0 => load_i8x32(blk.qs32()),
+                    };
+                    p.d[r][b] = f16(blk.d());
+                    if B::FMT == Fmt::Q4_1 {
+                        p.m[r][b] = f16(blk.m());
+                    }
+                }
+            }
+        }
+
+        /// One `R × T` tile over a panel's `kc` blocks: adds (or, for the first chunk,
+        /// writes) `row r · token t` over those blocks to `y[t·ldy + r]`; `acts` starts at the
+        /// panel's first block of token 0, tokens `kb` blocks apart.
+        #[allow(clippy::too_many_arguments)]
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn tile_panel<B: Block, const R: usize, const T: usize>(
+            p: &Panel,
+            kc: usize,
+            acts: &[BlockQ8Act],
+            kb: usize,
+            y: &mut [f32],
+            ldy: usize,
+            first: bool,
+        ) {
+            assert!(kc <= KC && acts.len() >= (T - 1) * kb + kc);
+            let signed = B::FMT != Fmt::Q4_1;
+            let mut acc = [[_mm256_setzero_ps(); R]; T];
+            for b in 0..kc {
+                let a: [&BlockQ8Act; T] = core::array::from_fn(|t| &acts[t * kb + b]);
+                let av: [__m256i; T] = core::array::from_fn(|t| load_i8x32(&a[t].qs));
+                let ad: [__m256; T] = core::array::from_fn(|t| _mm256_set1_ps(a[t].d()));
+                for r in 0..R {
+                    let c = p.codes[r][b];
+                    let mag = if signed { _mm256_sign_epi8(c, c) } else { c };
+                    let dw = _mm256_set1_ps(p.d[r][b]);
+                    for t in 0..T {
+                        let act = if signed {
+                            _mm256_sign_epi8(av[t], c)
+                        } else {
+                            av[t]
+                        };
+                        let isum = $dot_u8_i8(mag, act);
+                        let scale = _mm256_mul_ps(dw, ad[t]);
+                        acc[t][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc[t][r]);
+                    }
+                }
+            }
+            for t in 0..T {
+                let mut out = [0.0f32; 4];
+                store_rows(acc[t], &mut out);
+                if B::FMT == Fmt::Q4_1 {
+                    // The offset term Σ m·s, a short dot over the panel's blocks.
+                    let mut s = [0.0f32; KC];
+                    for (b, s) in s[..kc].iter_mut().enumerate() {
+                        *s = acts[t * kb + b].s();
+                    }
+                    for r in 0..R {
+                        out[r] += dot_short(&p.m[r][..kc], &s[..kc]);
+                    }
+                }
+                for r in 0..R {
+                    let yv = &mut y[t * ldy + r];
+                    *yv = if first { out[r] } else { *yv + out[r] };
+                }
+            }
+        }
+
+        /// The batched product (`n ≥ 2`): per row group and stretch of [`KC`] blocks, the
+        /// weights are unpacked once into a [`Panel`] and every token pair reuses them.
+        #[allow(clippy::too_many_arguments)]
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn gemm_batch<B: Block>(
+            w: &[B],
+            m: usize,
+            kb: usize,
+            acts: &[BlockQ8Act],
+            n: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            let zero = _mm256_setzero_si256();
+            let mut p = Panel {
+                codes: [[zero; KC]; ROWS],
+                d: [[0.0; KC]; ROWS],
+                m: [[0.0; KC]; ROWS],
+            };
+            let mut r = 0;
+            while r < m {
+                let rows = (m - r).min(ROWS);
+                let mut k0 = 0;
+                while k0 < kb {
+                    let kc = (kb - k0).min(KC);
+                    unpack(&mut p, &w[r * kb..], rows, kb, k0, kc);
+                    let mut t = 0;
+                    while t < n {
+                        let (at, yt) = (&acts[t * kb + k0..], &mut y[t * ldy + r..]);
+                        let first = k0 == 0;
+                        match (rows, (n - t).min(2)) {
+                            (4, 2) => tile_panel::<B, 4, 2>(&p, kc, at, kb, yt, ldy, first),
+                            (4, _) => tile_panel::<B, 4, 1>(&p, kc, at, kb, yt, ldy, first),
+                            (3, 2) => tile_panel::<B, 3, 2>(&p, kc, at, kb, yt, ldy, first),
+                            (3, _) => tile_panel::<B, 3, 1>(&p, kc, at, kb, yt, ldy, first),
+                            (2, 2) => tile_panel::<B, 2, 2>(&p, kc, at, kb, yt, ldy, first),
+                            (2, _) => tile_panel::<B, 2, 1>(&p, kc, at, kb, yt, ldy, first),
+                            (_, 2) => tile_panel::<B, 1, 2>(&p, kc, at, kb, yt, ldy, first),
+                            _ => tile_panel::<B, 1, 1>(&p, kc, at, kb, yt, ldy, first),
+                        }
+                        t += 2;
+                    }
+                    k0 += kc;
+                }
+                r += ROWS;
+            }
+        }
+
         /// `y[t·ldy + r] = row r · token t` for the `m` rows of `w` (`kb` blocks each) and
         /// the `n` activation rows of `acts`: [`ROWS`] × 2 tiles (× 1 for a single token or
         /// an odd last one), prefetching the rows ahead.
@@ -471,7 +718,11 @@ macro_rules! int8_gemm {
             y: &mut [f32],
             ldy: usize,
         ) {
+            if n >= 2 {
+                return gemm_batch(w, m, kb, acts, n, y, ldy);
+            }
             let group_bytes = ROWS * kb * core::mem::size_of::<B>();
+            prefetch_head(w.as_ptr().cast(), m * kb * core::mem::size_of::<B>());
             let mut r = 0;
             while r < m {
                 let rows = (m - r).min(ROWS);
@@ -641,7 +892,7 @@ fn gemm_f32_wrapper(a: &[f32], m: usize, b: &[f32], n: usize, y: &mut [f32], ldy
 }
 
 macro_rules! dot_rows_wrapper {
-    ($name:ident, $block:ty, $what:literal, $body:ident) => {
+    ($name:ident, $block:ty, $what:literal, $body:ident, $max_cols:expr, $reference:path) => {
         fn $name(w: &[u8], x: &[f32], y: &mut [f32]) {
             let rows = y.len();
             if rows == 0 {
@@ -651,15 +902,39 @@ macro_rules! dot_rows_wrapper {
             let kb = scalar::row_blocks(w.len() / rows, core::mem::size_of::<$block>());
             let blocks: &[$block] = as_blocks(w).expect(concat!($what, " rows are whole blocks"));
             assert_eq!(kb * 32, x.len(), "activations match the rows");
+            if x.len() > $max_cols {
+                return scalar_rows(w, x, y, $reference);
+            }
             // SAFETY: installed only by `install` after detection (see the wrapper notes).
             unsafe { $body(blocks, kb, x, y) }
         }
     };
 }
 
-dot_rows_wrapper!(dot_rows_q4_0, BlockQ4_0, "Q4_0", dot_rows_q4_0_f32);
-dot_rows_wrapper!(dot_rows_q4_1, BlockQ4_1, "Q4_1", dot_rows_q4_1_f32);
-dot_rows_wrapper!(dot_rows_q8_0, BlockQ8_0, "Q8_0", dot_rows_q8_0_f32);
+dot_rows_wrapper!(
+    dot_rows_q4_0,
+    BlockQ4_0,
+    "Q4_0",
+    dot_rows_q4_0_f32,
+    PRESCALE_MAX,
+    super::dot_q4_0_f32
+);
+dot_rows_wrapper!(
+    dot_rows_q4_1,
+    BlockQ4_1,
+    "Q4_1",
+    dot_rows_q4_1_f32,
+    PRESCALE_MAX,
+    super::dot_q4_1_f32
+);
+dot_rows_wrapper!(
+    dot_rows_q8_0,
+    BlockQ8_0,
+    "Q8_0",
+    dot_rows_q8_0_f32,
+    usize::MAX,
+    super::dot_q8_0_f32
+);
 
 macro_rules! gemm_q8_wrappers {
     ($wrap:ident => $body:ident) => {

@@ -5,8 +5,10 @@
 //! three); the VNNI backends replace only the int8 dot products.
 
 mod avx2;
+mod f16;
 mod gemm;
 mod int8;
+mod lut;
 mod ternary;
 
 use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
@@ -55,6 +57,9 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     k.dot_f32 = named!(dot_f32, "dot_f32/avx2");
     k.axpy = named!(axpy, "axpy/avx2");
     k.quantize_act_q8 = named!(quantize_act_q8, "quantize_act_q8/avx2");
+    let f = k.format_mut(Format::F16);
+    f.dot = named!(dot_f16_f32, "dot_f16_f32/avx2");
+    f.dequant = named!(dequant_f16, "dequant_f16/avx2");
     let f = k.format_mut(Format::Q4_0);
     f.dot = named!(dot_q4_0_f32, "dot_q4_0_f32/avx2");
     f.dequant = named!(dequant_q4_0, "dequant_q4_0/avx2");
@@ -87,6 +92,7 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     k.format_mut(Format::Q8_0).dot_q8 = Some(q8_0);
     ternary::install(backend, k);
     gemm::install(backend, k);
+    lut::install(k);
     true
 }
 
@@ -104,3 +110,23 @@ f32_wrappers!(avx2, BlockQ8_0, "Q8_0", dot_q8_0_f32, dequant_q8_0);
 int8_wrappers!(avx2_int8 => int8::avx2);
 int8_wrappers!(avxvnni => int8::avxvnni);
 int8_wrappers!(avx512vnni => int8::avx512vnni);
+
+/// F16 row · f32: F16C converts the whole 8-lane groups, the scalar reference takes the tail.
+fn dot_f16_f32(row: &[u8], x: &[f32]) -> f32 {
+    assert_eq!(row.len(), 2 * x.len());
+    let n = x.len() - x.len() % f16::LANES;
+    // SAFETY: installed only by `install` after `detected` confirmed AVX2, FMA and F16C; the
+    // head slices keep row.len() == 2·x.len() with a whole number of lanes.
+    let head = unsafe { f16::dot_f16_f32(&row[..2 * n], &x[..n]) };
+    head + crate::scalar::dot_f16_f32(&row[2 * n..], &x[n..])
+}
+
+/// F16 row → f32, whole lanes by F16C, the tail by the scalar reference.
+fn dequant_f16(row: &[u8], out: &mut [f32]) {
+    assert_eq!(row.len(), 2 * out.len());
+    let n = out.len() - out.len() % f16::LANES;
+    let (head, tail) = out.split_at_mut(n);
+    // SAFETY: as in `dot_f16_f32` (AVX2 and F16C detected; lengths match, whole lanes).
+    unsafe { f16::dequant_f16(&row[..2 * n], head) };
+    crate::scalar::dequant_f16(&row[2 * n..], tail);
+}

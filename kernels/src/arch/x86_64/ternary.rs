@@ -98,9 +98,18 @@ fn tq2_0_codes(b: &BlockTQ2_0, mut f: impl FnMut(__m256i, usize)) {
     for h in 0..2 {
         let v = load32(&b.qs[32 * h..]);
         f(_mm256_and_si256(v, m3), 128 * h);
-        f(_mm256_and_si256(_mm256_srli_epi16::<2>(v), m3), 128 * h + 32);
-        f(_mm256_and_si256(_mm256_srli_epi16::<4>(v), m3), 128 * h + 64);
-        f(_mm256_and_si256(_mm256_srli_epi16::<6>(v), m3), 128 * h + 96);
+        f(
+            _mm256_and_si256(_mm256_srli_epi16::<2>(v), m3),
+            128 * h + 32,
+        );
+        f(
+            _mm256_and_si256(_mm256_srli_epi16::<4>(v), m3),
+            128 * h + 64,
+        );
+        f(
+            _mm256_and_si256(_mm256_srli_epi16::<6>(v), m3),
+            128 * h + 96,
+        );
     }
 }
 
@@ -177,7 +186,12 @@ macro_rules! ternary_int8 {
                     let qv = unsafe { _mm256_loadu_si256(q.add(j).cast()) };
                     acc[j / 32 % 4] = $acc_add(acc[j / 32 % 4], c, qv);
                 });
-                let acc = add4(acc.map(|a| $acc_i32(a)));
+                let acc = add4([
+                    $acc_i32(acc[0]),
+                    $acc_i32(acc[1]),
+                    $acc_i32(acc[2]),
+                    $acc_i32(acc[3]),
+                ]);
                 let isum = hsum_i32(acc) - (act.sums[2 * i] + act.sums[2 * i + 1]);
                 sum += b.d.to_f32() * isum as f32;
             }
@@ -198,7 +212,12 @@ macro_rules! ternary_int8 {
                     let qv = unsafe { _mm256_loadu_si256(q.add(j).cast()) };
                     acc[j / 32 % 4] = $acc_add(acc[j / 32 % 4], c, qv);
                 });
-                let acc = add4(acc.map(|a| $acc_i32(a)));
+                let acc = add4([
+                    $acc_i32(acc[0]),
+                    $acc_i32(acc[1]),
+                    $acc_i32(acc[2]),
+                    $acc_i32(acc[3]),
+                ]);
                 let isum = hsum_i32(acc) - (act.sums[2 * i] + act.sums[2 * i + 1]);
                 sum += b.d.to_f32() * isum as f32;
             }
@@ -263,16 +282,28 @@ macro_rules! ternary_int8 {
         ) {
             let k = acts[0].qs.len();
             for r in 0..R {
-                assert!(codes[r].len() == k && (scales[r].is_empty() || scales[r].len() == k / 256));
+                assert!(
+                    codes[r].len() == k && (scales[r].is_empty() || scales[r].len() == k / 256)
+                );
             }
             for t in 0..T {
                 assert!(acts[t].qs.len() == k && out[t].len() == R);
             }
-            let c = codes.map(|c| c.as_ptr());
-            let q = acts.map(|a| a.qs.as_ptr());
+            // Plain loops, not `array::map`/`from_fn`: those generic helpers are not compiled
+            // with this function's features and would pass the vectors through memory.
+            let mut c = [core::ptr::null::<u8>(); R];
+            for r in 0..R {
+                c[r] = codes[r].as_ptr();
+            }
+            let mut q = [core::ptr::null::<i8>(); T];
+            for t in 0..T {
+                q[t] = acts[t].qs.as_ptr();
+            }
             let integer = scales[0].is_empty();
+            // I2_S: int32 accumulators over the whole row (widened every 128 columns for
+            // AVX2's int16 lanes); TQ: one 256-weight block at a time, reduced and scaled.
             let span = if integer { 128 } else { 256 };
-            let mut total = _mm256_setzero_si256(); // I2_S: exact int32 per lane
+            let mut whole = [[_mm256_setzero_si256(); T]; R];
             let mut fsum = _mm256_setzero_ps(); // TQ: running float sum per lane
             for s in 0..k / span {
                 let mut acc = [[_mm256_setzero_si256(); T]; R];
@@ -290,16 +321,20 @@ macro_rules! ternary_int8 {
                         }
                     }
                 }
-                let mut lanes = [_mm256_setzero_si256(); 8];
-                for r in 0..R {
-                    for t in 0..T {
-                        lanes[2 * r + t] = $acc_i32(acc[r][t]);
-                    }
-                }
-                let isum = reduce8(lanes);
                 if integer {
-                    total = _mm256_add_epi32(total, isum);
+                    for r in 0..R {
+                        for t in 0..T {
+                            whole[r][t] = _mm256_add_epi32(whole[r][t], $acc_i32(acc[r][t]));
+                        }
+                    }
                 } else {
+                    let mut lanes = [_mm256_setzero_si256(); 8];
+                    for r in 0..R {
+                        for t in 0..T {
+                            lanes[2 * r + t] = $acc_i32(acc[r][t]);
+                        }
+                    }
+                    let isum = reduce8(lanes);
                     let corr = |t: usize| {
                         if t < T {
                             acts[t].sums[2 * s] + acts[t].sums[2 * s + 1]
@@ -318,9 +353,15 @@ macro_rules! ternary_int8 {
             }
             let mut res = [0.0f32; 8];
             if integer {
+                let mut lanes = [_mm256_setzero_si256(); 8];
+                for r in 0..R {
+                    for t in 0..T {
+                        lanes[2 * r + t] = whole[r][t];
+                    }
+                }
                 let mut t32 = [0i32; 8];
                 // SAFETY: `t32` holds eight int32; the store is unaligned.
-                unsafe { _mm256_storeu_si256(t32.as_mut_ptr().cast(), total) };
+                unsafe { _mm256_storeu_si256(t32.as_mut_ptr().cast(), reduce8(lanes)) };
                 for t in 0..T {
                     let all: i32 = acts[t].sums.iter().sum();
                     for r in 0..R {
@@ -361,19 +402,25 @@ macro_rules! ternary_int8 {
                     let tt = (acts.len() - t0).min(2);
                     let (a, b) = out[t0 * rows..].split_at_mut(rows);
                     let o0 = &mut a[r0..r0 + rr];
+                    /// `[f(r0), f(r0 + 1), …]`, as many as the array is long.
+                    fn rows_of<'s, X: ?Sized, const N: usize>(
+                        f: impl Fn(usize) -> &'s X,
+                        r0: usize,
+                    ) -> [&'s X; N] {
+                        let mut out = [f(r0); N];
+                        for (i, o) in out.iter_mut().enumerate() {
+                            *o = f(r0 + i);
+                        }
+                        out
+                    }
                     macro_rules! go {
                         ($r:literal, 1) => {
-                            micro::<$r, 1>(
-                                core::array::from_fn(|i| row(r0 + i)),
-                                core::array::from_fn(|i| sc(r0 + i)),
-                                [&acts[t0]],
-                                [o0],
-                            )
+                            micro::<$r, 1>(rows_of(row, r0), rows_of(sc, r0), [&acts[t0]], [o0])
                         };
                         ($r:literal, 2) => {
                             micro::<$r, 2>(
-                                core::array::from_fn(|i| row(r0 + i)),
-                                core::array::from_fn(|i| sc(r0 + i)),
+                                rows_of(row, r0),
+                                rows_of(sc, r0),
                                 [&acts[t0], &acts[t0 + 1]],
                                 [o0, &mut b[r0..r0 + rr]],
                             )
@@ -494,7 +541,7 @@ unsafe fn lookup(t: *const u8, idx: __m256i) -> (__m256i, __m256i) {
 #[target_feature(enable = "avx2")]
 fn lut_gemv_body(tile: &[u8], tables: &[u8], scales: &[f32], out: &mut [f32; LUT_TILE_ROWS]) {
     let cols = tile.len() / 8;
-    assert!(tables.len() == 16 * cols && cols % 128 == 0);
+    assert!(tables.len() == 16 * cols && cols.is_multiple_of(128));
     let (ti, tt) = (tile.as_ptr(), tables.as_ptr());
     let mask = _mm256_set1_epi8(0x0F);
     // int32 sums of rows 0..8, 8..16, 16..24, 24..32.
@@ -541,18 +588,25 @@ fn lut_gemv_body(tile: &[u8], tables: &[u8], scales: &[f32], out: &mut [f32; LUT
         }
     }
     for q in 0..4 {
-        let v = if scales.is_empty() { _mm256_cvtepi32_ps(total[q]) } else { fsum[q] };
+        let v = if scales.is_empty() {
+            _mm256_cvtepi32_ps(total[q])
+        } else {
+            fsum[q]
+        };
         // SAFETY: `out` has 32 f32, so 8q..8q+8 is writable; the store is unaligned.
         unsafe { _mm256_storeu_ps(out[8 * q..].as_mut_ptr(), v) };
     }
 }
 
-/// One index tile → 32 rows of codes: per 32-byte chunk, `vpshufb` maps each 4-bit index to
-/// its two codes (`i/3`, `i%3`), then byte and word interleaves put each row's four codes side
-/// by side (rows in the order 0..4 16..20 | 4..8 20..24 | 8..12 24..28 | 12..16 28..32).
+/// One index tile → 32 rows of codes. Per 32-byte chunk (32 rows × 4 columns), `vpshufb` maps
+/// each 4-bit index to its two codes (`i/3`, `i%3`) and byte/word interleaves give four
+/// vectors of one u32 (four codes) per row, rows 0..4 16..20 | 4..8 20..24 | 8..12 24..28 |
+/// 12..16 28..32. Eight chunks (32 columns) are then transposed 8×8 in u32, so each row gets
+/// its 32 codes as one contiguous store.
 #[target_feature(enable = "avx2")]
 fn lut_unpack_body(tile: &[u8], codes: &mut [u8]) {
     let cols = tile.len() / 8;
+    assert!(codes.len() == LUT_TILE_ROWS * cols && cols.is_multiple_of(32));
     let div3 = _mm256_setr_epi8(
         0, 0, 0, 1, 1, 1, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, //
         0, 0, 0, 1, 1, 1, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0,
@@ -562,38 +616,137 @@ fn lut_unpack_body(tile: &[u8], codes: &mut [u8]) {
         0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0,
     );
     let mask = _mm256_set1_epi8(0x0F);
-    // Row held by u32 lane l of quad vector q.
+    // Row held by u32 lane l of quad vector g.
     const ROW: [[usize; 8]; 4] = [
         [0, 1, 2, 3, 16, 17, 18, 19],
         [4, 5, 6, 7, 20, 21, 22, 23],
         [8, 9, 10, 11, 24, 25, 26, 27],
         [12, 13, 14, 15, 28, 29, 30, 31],
     ];
-    for (m, chunk) in tile.chunks_exact(LUT_TILE_ROWS).enumerate() {
-        let v = load32(chunk);
-        let lo = _mm256_and_si256(v, mask);
-        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
-        let (c0, c1) = (_mm256_shuffle_epi8(div3, lo), _mm256_shuffle_epi8(mod3, lo));
-        let (c2, c3) = (_mm256_shuffle_epi8(div3, hi), _mm256_shuffle_epi8(mod3, hi));
-        let (p01l, p23l) = (_mm256_unpacklo_epi8(c0, c1), _mm256_unpacklo_epi8(c2, c3));
-        let (p01h, p23h) = (_mm256_unpackhi_epi8(c0, c1), _mm256_unpackhi_epi8(c2, c3));
-        let quads = [
-            _mm256_unpacklo_epi16(p01l, p23l),
-            _mm256_unpackhi_epi16(p01l, p23l),
-            _mm256_unpacklo_epi16(p01h, p23h),
-            _mm256_unpackhi_epi16(p01h, p23h),
-        ];
-        let mut words = [[0u32; 8]; 4];
-        for (w, q) in words.iter_mut().zip(quads) {
-            // SAFETY: `w` holds eight u32; the store is unaligned.
-            unsafe { _mm256_storeu_si256(w.as_mut_ptr().cast(), q) };
+    let out = codes.as_mut_ptr();
+    for group in 0..cols / 32 {
+        // quads[g][m]: quad vector g of chunk 8·group + m.
+        let mut quads = [[_mm256_setzero_si256(); 8]; 4];
+        for m in 0..8 {
+            let v = load32(&tile[32 * (8 * group + m)..]);
+            let lo = _mm256_and_si256(v, mask);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
+            let (c0, c1) = (_mm256_shuffle_epi8(div3, lo), _mm256_shuffle_epi8(mod3, lo));
+            let (c2, c3) = (_mm256_shuffle_epi8(div3, hi), _mm256_shuffle_epi8(mod3, hi));
+            let (p01l, p23l) = (_mm256_unpacklo_epi8(c0, c1), _mm256_unpacklo_epi8(c2, c3));
+            let (p01h, p23h) = (_mm256_unpackhi_epi8(c0, c1), _mm256_unpackhi_epi8(c2, c3));
+            quads[0][m] = _mm256_unpacklo_epi16(p01l, p23l);
+            quads[1][m] = _mm256_unpackhi_epi16(p01l, p23l);
+            quads[2][m] = _mm256_unpacklo_epi16(p01h, p23h);
+            quads[3][m] = _mm256_unpackhi_epi16(p01h, p23h);
         }
-        for (w, rows) in words.iter().zip(ROW) {
-            for (&word, r) in w.iter().zip(rows) {
-                codes[r * cols + 4 * m..r * cols + 4 * m + 4].copy_from_slice(&word.to_le_bytes());
+        for (g, v) in quads.iter().enumerate() {
+            // 8×8 transpose of u32: row vector l gets lane l of the eight chunk vectors.
+            let t0 = _mm256_unpacklo_epi32(v[0], v[1]);
+            let t1 = _mm256_unpackhi_epi32(v[0], v[1]);
+            let t2 = _mm256_unpacklo_epi32(v[2], v[3]);
+            let t3 = _mm256_unpackhi_epi32(v[2], v[3]);
+            let t4 = _mm256_unpacklo_epi32(v[4], v[5]);
+            let t5 = _mm256_unpackhi_epi32(v[4], v[5]);
+            let t6 = _mm256_unpacklo_epi32(v[6], v[7]);
+            let t7 = _mm256_unpackhi_epi32(v[6], v[7]);
+            let u0 = _mm256_unpacklo_epi64(t0, t2);
+            let u1 = _mm256_unpackhi_epi64(t0, t2);
+            let u2 = _mm256_unpacklo_epi64(t1, t3);
+            let u3 = _mm256_unpackhi_epi64(t1, t3);
+            let u4 = _mm256_unpacklo_epi64(t4, t6);
+            let u5 = _mm256_unpackhi_epi64(t4, t6);
+            let u6 = _mm256_unpacklo_epi64(t5, t7);
+            let u7 = _mm256_unpackhi_epi64(t5, t7);
+            let rows = [
+                _mm256_permute2x128_si256::<0x20>(u0, u4),
+                _mm256_permute2x128_si256::<0x20>(u1, u5),
+                _mm256_permute2x128_si256::<0x20>(u2, u6),
+                _mm256_permute2x128_si256::<0x20>(u3, u7),
+                _mm256_permute2x128_si256::<0x31>(u0, u4),
+                _mm256_permute2x128_si256::<0x31>(u1, u5),
+                _mm256_permute2x128_si256::<0x31>(u2, u6),
+                _mm256_permute2x128_si256::<0x31>(u3, u7),
+            ];
+            for (l, row) in rows.into_iter().enumerate() {
+                // SAFETY: row ROW[g][l] < 32 and 32·group + 32 ≤ cols, so the 32 bytes lie
+                // inside `codes` (32 rows of `cols`, asserted); the store is unaligned.
+                unsafe { _mm256_storeu_si256(out.add(ROW[g][l] * cols + 32 * group).cast(), row) };
             }
         }
     }
+}
+
+/// One token's activations → int8 codes with one scale: the reference's arithmetic lane by
+/// lane (`x·s`, `trunc(|·| + 0.5)` with the sign put back, clamp to [−128, 127]; NaN → 0, ±∞
+/// saturates), so the bytes are identical. `max` skips NaN as `f32::max` does (the accumulator is the second
+/// operand of `vmaxps`, which it returns when the first is NaN).
+#[target_feature(enable = "avx2")]
+fn quantize_act_row_body(x: &[f32], qs: &mut [i8], sums: &mut [i32]) -> Option<f32> {
+    let sign = _mm256_set1_ps(-0.0);
+    let mut m = [_mm256_setzero_ps(); 4];
+    for c in x.chunks_exact(32) {
+        for (i, m) in m.iter_mut().enumerate() {
+            // SAFETY: the chunk holds 32 f32, so 8i..8i+8 is readable; the load is unaligned.
+            let v = unsafe { _mm256_loadu_ps(c.as_ptr().add(8 * i)) };
+            *m = _mm256_max_ps(_mm256_andnot_ps(sign, v), *m);
+        }
+    }
+    let m = _mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3]));
+    let mut lanes = [0.0f32; 8];
+    // SAFETY: `lanes` holds eight f32; the store is unaligned.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), m) };
+    let amax = lanes.iter().fold(0.0f32, |a, &v| a.max(v));
+    if !amax.is_finite() {
+        return None;
+    }
+    if amax == 0.0 {
+        qs.fill(0);
+        sums.fill(0);
+        return Some(0.0);
+    }
+    let (s, d) = (127.0 / amax, amax / 127.0);
+    let (vs, half) = (_mm256_set1_ps(s), _mm256_set1_ps(0.5));
+    let (lo, hi) = (_mm256_set1_epi32(-128), _mm256_set1_epi32(127));
+    for ((x, q), sum) in x
+        .chunks_exact(128)
+        .zip(qs.chunks_exact_mut(128))
+        .zip(sums.iter_mut())
+    {
+        let mut acc = _mm256_setzero_si256();
+        for (x, q) in x.chunks_exact(32).zip(q.chunks_exact_mut(32)) {
+            let code = |i: usize| {
+                // SAFETY: the chunk holds 32 f32; the load is unaligned.
+                let v = unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * i)) };
+                let p = _mm256_mul_ps(v, vs);
+                let p = _mm256_and_ps(p, _mm256_cmp_ps::<_CMP_ORD_Q>(p, p)); // NaN → 0
+                                                                             // ±∞ (a subnormal maximum overflows `s`) → ±256, which still clamps to
+                                                                             // 127 / −128 as the reference's saturating conversion does.
+                let p = _mm256_min_ps(
+                    _mm256_max_ps(p, _mm256_set1_ps(-256.0)),
+                    _mm256_set1_ps(256.0),
+                );
+                let t = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_andnot_ps(sign, p), half));
+                let t = _mm256_sign_epi32(t, _mm256_castps_si256(p));
+                _mm256_max_epi32(_mm256_min_epi32(t, hi), lo)
+            };
+            let v = [code(0), code(1), code(2), code(3)];
+            acc = _mm256_add_epi32(
+                acc,
+                _mm256_add_epi32(_mm256_add_epi32(v[0], v[1]), _mm256_add_epi32(v[2], v[3])),
+            );
+            // Packing works per 128-bit lane; the permutation restores element order.
+            let p = _mm256_packs_epi16(
+                _mm256_packs_epi32(v[0], v[1]),
+                _mm256_packs_epi32(v[2], v[3]),
+            );
+            let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            // SAFETY: `q` holds 32 bytes, exclusively borrowed; the store is unaligned.
+            unsafe { _mm256_storeu_si256(q.as_mut_ptr().cast(), p) };
+        }
+        *sum = hsum_i32(acc);
+    }
+    Some(d)
 }
 
 // ---- safe wrappers and installation ----------------------------------------------------------
@@ -676,16 +829,27 @@ fn unpack_i2_s(row: &[u8], codes: &mut [u8], scales: &mut [f32]) {
 }
 
 fn lut_tables(qs: &[i8], tables: &mut [u8]) {
-    assert!(qs.len() % 2 == 0 && tables.len() == crate::scalar::lut_tables_bytes(qs.len()));
+    assert!(
+        qs.len().is_multiple_of(2) && tables.len() == crate::scalar::lut_tables_bytes(qs.len())
+    );
     // SAFETY: see the wrapper notes: installed only after detection.
     unsafe { lut_tables_body(qs, tables) }
 }
 
 fn lut_unpack(tile: &[u8], codes: &mut [u8]) {
     let cols = tile.len() / 8;
-    assert!(tile.len() == crate::scalar::lut_tile_bytes(cols) && codes.len() == LUT_TILE_ROWS * cols);
+    assert!(
+        tile.len() == crate::scalar::lut_tile_bytes(cols) && codes.len() == LUT_TILE_ROWS * cols
+    );
     // SAFETY: see the wrapper notes: installed only after detection.
     unsafe { lut_unpack_body(tile, codes) }
+}
+
+fn quantize_act_row(x: &[f32], qs: &mut [i8], sums: &mut [i32]) -> Option<f32> {
+    assert_eq!(x.len(), qs.len());
+    assert!(x.len().is_multiple_of(128) && sums.len() == x.len() / 128);
+    // SAFETY: see the wrapper notes: installed only after detection.
+    unsafe { quantize_act_row_body(x, qs, sums) }
 }
 
 fn lut_gemv(tile: &[u8], tables: &[u8], scales: &[f32], out: &mut [f32; LUT_TILE_ROWS]) {
@@ -712,7 +876,10 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) {
                 named!(w_avx512vnni::dot_tq2_0_q8row, "dot_tq2_0_q8row/avx512vnni"),
                 named!(w_avx512vnni::dot_i2_s_q8row, "dot_i2_s_q8row/avx512vnni"),
             ],
-            named!(w_avx512vnni::gemm_codes_q8row, "gemm_codes_q8row/avx512vnni"),
+            named!(
+                w_avx512vnni::gemm_codes_q8row,
+                "gemm_codes_q8row/avx512vnni"
+            ),
         ),
         _ => (
             [
@@ -737,4 +904,5 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) {
     k.ternary.lut_tables = named!(lut_tables, "lut_tables/avx2");
     k.ternary.lut_gemv = named!(lut_gemv, "lut_gemv/avx2");
     k.ternary.lut_unpack = named!(lut_unpack, "lut_unpack_tile/avx2");
+    k.ternary.quantize_act_row = named!(quantize_act_row, "quantize_act_q8_row/avx2");
 }

@@ -1,0 +1,688 @@
+//! Multi-row products on aarch64: decoding's rows · one vector and prompt processing's
+//! rows · many tokens (see `scalar::gemm` for what each computes).
+//!
+//! - `dot_rows_*_f32` (NEON): four rows per step share the activation loads and, for Q4_1, the
+//!   block sums of `x`; codes widen u8 → u16 → u32 → f32.
+//! - `gemm_*_q8` (NEON `smull`/`sadalp`, and `sdot` with the dot product extension, from one
+//!   macro): a tile of four rows by one or two tokens; each weight block is unpacked once per
+//!   tile and meets every token's codes in exact integer dots (signed × signed: no sign trick).
+//! - `gemm_f32` (NEON): a 4-row × 4-token register tile, 16 accumulators of 32.
+//!
+//! The row kernels prefetch (`prfm pldl2keep`) the weight bytes [`PREFETCH_AHEAD`] past the
+//! rows they work on, as on x86_64: each matrix is streamed once per token.
+
+// Tiles index several arrays (accumulators, rows, tokens) by the same row or token number.
+#![allow(clippy::needless_range_loop)]
+
+use core::arch::aarch64::*;
+use core::arch::asm;
+
+use super::neon::{f16, load_i8x16, lut16, lut4, nibbles};
+use crate::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ8_0, F16Le};
+use crate::dispatch::{Backend, Kernels, Named};
+use crate::format::Format;
+use crate::scalar::{self, Q4_0_VALUES};
+
+/// How far ahead of the rows being multiplied the row kernels prefetch, in bytes, into L2
+/// (`pldl2keep`): the distance measured best on x86_64 (see `x86_64/gemm.rs`); not yet
+/// measured on a phone.
+const PREFETCH_AHEAD: usize = 8192;
+
+/// Rows per step of the row kernels.
+const ROWS: usize = 4;
+
+// ---- helpers -------------------------------------------------------------------------------
+
+/// Prefetches into L2 the cache lines of `len` bytes starting `PREFETCH_AHEAD` past `p`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn prefetch_ahead(p: *const u8, len: usize) {
+    let mut off = 0;
+    while off < len {
+        let q = p.wrapping_add(PREFETCH_AHEAD + off);
+        // SAFETY: PRFM is a hint: it never faults and has no architectural effect, whatever
+        // the address (`wrapping_add` keeps the arithmetic defined past the slice).
+        unsafe {
+            asm!("prfm pldl2keep, [{p}]", p = in(reg) q, options(nostack, preserves_flags, readonly));
+        }
+        off += 64;
+    }
+}
+
+/// Prefetches into L2 the first [`PREFETCH_AHEAD`] bytes (at most `len`) at `p`: the rows a
+/// kernel call starts on, which no earlier call prefetched when another thread ran the rows
+/// before them.
+#[inline]
+#[target_feature(enable = "neon")]
+fn prefetch_head(p: *const u8, len: usize) {
+    let mut off = 0;
+    while off < len.min(PREFETCH_AHEAD) {
+        // SAFETY: as in `prefetch_ahead`; these addresses are inside the slice.
+        unsafe {
+            asm!("prfm pldl2keep, [{p}]", p = in(reg) p.wrapping_add(off), options(nostack, preserves_flags, readonly));
+        }
+        off += 64;
+    }
+}
+
+/// The first 32 floats of `x` as eight vectors.
+#[inline]
+#[target_feature(enable = "neon")]
+fn load32(x: &[f32]) -> [float32x4_t; 8] {
+    assert!(x.len() >= 32);
+    let p = x.as_ptr();
+    // SAFETY: x holds at least 32 floats; the loads read x[0..32].
+    core::array::from_fn(|i| unsafe { vld1q_f32(p.add(4 * i)) })
+}
+
+/// 16 unsigned bytes as four vectors of 4 floats.
+#[inline]
+#[target_feature(enable = "neon")]
+fn u8x16_to_f32(v: uint8x16_t) -> [float32x4_t; 4] {
+    let (lo, hi) = (vmovl_u8(vget_low_u8(v)), vmovl_high_u8(v));
+    [
+        vcvtq_f32_u32(vmovl_u16(vget_low_u16(lo))),
+        vcvtq_f32_u32(vmovl_high_u16(lo)),
+        vcvtq_f32_u32(vmovl_u16(vget_low_u16(hi))),
+        vcvtq_f32_u32(vmovl_high_u16(hi)),
+    ]
+}
+
+/// 16 signed bytes as four vectors of 4 floats.
+#[inline]
+#[target_feature(enable = "neon")]
+fn i8x16_to_f32(v: int8x16_t) -> [float32x4_t; 4] {
+    let (lo, hi) = (vmovl_s8(vget_low_s8(v)), vmovl_high_s8(v));
+    [
+        vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))),
+        vcvtq_f32_s32(vmovl_high_s16(lo)),
+        vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))),
+        vcvtq_f32_s32(vmovl_high_s16(hi)),
+    ]
+}
+
+/// Lane-wise partial sums of `w · x` over 32 elements (`w` as two groups of four vectors).
+#[inline]
+#[target_feature(enable = "neon")]
+fn dot32(w0: [float32x4_t; 4], w1: [float32x4_t; 4], x: &[float32x4_t; 8]) -> float32x4_t {
+    let mut a = vmulq_f32(w0[0], x[0]);
+    let mut b = vmulq_f32(w0[1], x[1]);
+    a = vfmaq_f32(a, w0[2], x[2]);
+    b = vfmaq_f32(b, w0[3], x[3]);
+    a = vfmaq_f32(a, w1[0], x[4]);
+    b = vfmaq_f32(b, w1[1], x[5]);
+    a = vfmaq_f32(a, w1[2], x[6]);
+    b = vfmaq_f32(b, w1[3], x[7]);
+    vaddq_f32(a, b)
+}
+
+/// The horizontal sums of four vectors as one vector `[Σa, Σb, Σc, Σd]`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn hsum4(v: [float32x4_t; 4]) -> float32x4_t {
+    vpaddq_f32(vpaddq_f32(v[0], v[1]), vpaddq_f32(v[2], v[3]))
+}
+
+/// Writes the `R` row results of `acc` to `y[..R]` (`R ≤ 4`).
+#[inline]
+#[target_feature(enable = "neon")]
+fn store_rows<const R: usize>(acc: [float32x4_t; R], y: &mut [f32]) {
+    let mut v = [vdupq_n_f32(0.0); 4];
+    v[..R].copy_from_slice(&acc);
+    let mut out = [0.0f32; 4];
+    // SAFETY: `out` holds 4 floats.
+    unsafe { vst1q_f32(out.as_mut_ptr(), hsum4(v)) };
+    y[..R].copy_from_slice(&out[..R]);
+}
+
+// ---- rows · f32 ----------------------------------------------------------------------------
+
+/// `R` Q4_0 rows (`kb` blocks each, back to back in `w`) · `x`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn rows_q4_0<const R: usize>(w: &[BlockQ4_0], kb: usize, x: &[f32]) -> [float32x4_t; R] {
+    assert!(w.len() >= R * kb && x.len() >= 32 * kb);
+    let lut = lut16(&Q4_0_VALUES);
+    let mut acc = [vdupq_n_f32(0.0); R];
+    for b in 0..kb {
+        let xv = load32(&x[32 * b..]);
+        for r in 0..R {
+            let blk = &w[r * kb + b];
+            let (lo, hi) = lut4(lut, &blk.qs);
+            let p = dot32(i8x16_to_f32(lo), i8x16_to_f32(hi), &xv);
+            acc[r] = vfmaq_n_f32(acc[r], p, f16(blk.d));
+        }
+    }
+    acc
+}
+
+/// `R` Q4_1 rows · `x`: `Σ d·(Σ q·x) + m·(Σ x)` per block, `Σ x` shared by the rows.
+#[inline]
+#[target_feature(enable = "neon")]
+fn rows_q4_1<const R: usize>(w: &[BlockQ4_1], kb: usize, x: &[f32]) -> [float32x4_t; R] {
+    assert!(w.len() >= R * kb && x.len() >= 32 * kb);
+    let mut acc_d = [vdupq_n_f32(0.0); R];
+    let mut acc_m = [vdupq_n_f32(0.0); R];
+    for b in 0..kb {
+        let xv = load32(&x[32 * b..]);
+        let s01 = vaddq_f32(vaddq_f32(xv[0], xv[1]), vaddq_f32(xv[2], xv[3]));
+        let s23 = vaddq_f32(vaddq_f32(xv[4], xv[5]), vaddq_f32(xv[6], xv[7]));
+        let sx = vaddq_f32(s01, s23);
+        for r in 0..R {
+            let blk = &w[r * kb + b];
+            let (lo, hi) = nibbles(&blk.qs);
+            let p = dot32(u8x16_to_f32(lo), u8x16_to_f32(hi), &xv);
+            acc_d[r] = vfmaq_n_f32(acc_d[r], p, f16(blk.d));
+            acc_m[r] = vfmaq_n_f32(acc_m[r], sx, f16(blk.m));
+        }
+    }
+    core::array::from_fn(|r| vaddq_f32(acc_d[r], acc_m[r]))
+}
+
+/// `R` Q8_0 rows · `x`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn rows_q8_0<const R: usize>(w: &[BlockQ8_0], kb: usize, x: &[f32]) -> [float32x4_t; R] {
+    assert!(w.len() >= R * kb && x.len() >= 32 * kb);
+    let mut acc = [vdupq_n_f32(0.0); R];
+    for b in 0..kb {
+        let xv = load32(&x[32 * b..]);
+        for r in 0..R {
+            let blk = &w[r * kb + b];
+            let (lo, hi) = (load_i8x16(&blk.qs), load_i8x16(&blk.qs[16..]));
+            let p = dot32(i8x16_to_f32(lo), i8x16_to_f32(hi), &xv);
+            acc[r] = vfmaq_n_f32(acc[r], p, f16(blk.d));
+        }
+    }
+    acc
+}
+
+/// `y[r] = row r · x` for the rows of `w` (`kb` blocks each), [`ROWS`] at a time, prefetching
+/// ahead.
+macro_rules! dot_rows_body {
+    ($name:ident, $block:ty, $rows:ident) => {
+        #[target_feature(enable = "neon")]
+        fn $name(w: &[$block], kb: usize, x: &[f32], y: &mut [f32]) {
+            let row_bytes = kb * core::mem::size_of::<$block>();
+            prefetch_head(w.as_ptr().cast(), y.len() * row_bytes);
+            let mut groups = y.chunks_exact_mut(ROWS);
+            let mut r = 0;
+            for yg in &mut groups {
+                prefetch_ahead(w[r * kb..].as_ptr().cast(), ROWS * row_bytes);
+                store_rows($rows::<ROWS>(&w[r * kb..], kb, x), yg);
+                r += ROWS;
+            }
+            for yr in groups.into_remainder() {
+                store_rows($rows::<1>(&w[r * kb..], kb, x), core::slice::from_mut(yr));
+                r += 1;
+            }
+        }
+    };
+}
+
+dot_rows_body!(dot_rows_q4_0_f32, BlockQ4_0, rows_q4_0);
+dot_rows_body!(dot_rows_q4_1_f32, BlockQ4_1, rows_q4_1);
+dot_rows_body!(dot_rows_q8_0_f32, BlockQ8_0, rows_q8_0);
+
+// ---- f32 GEMM ------------------------------------------------------------------------------
+
+/// Floats of `k` the f32 GEMM body consumes per step; the wrapper adds any tail.
+const GEMM_F32_LANES: usize = 4;
+
+/// One `R × T` tile: `y[t·ldy + r] = a_r · b_t` over the first `k4` (a multiple of 4)
+/// elements, rows of `a` and `b` `k` apart.
+#[inline]
+#[target_feature(enable = "neon")]
+fn tile_f32<const R: usize, const T: usize>(
+    a: &[f32],
+    b: &[f32],
+    k: usize,
+    k4: usize,
+    y: &mut [f32],
+    ldy: usize,
+) {
+    assert!(a.len() >= (R - 1) * k + k4 && b.len() >= (T - 1) * k + k4);
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [[vdupq_n_f32(0.0); R]; T];
+    let mut i = 0;
+    while i < k4 {
+        // SAFETY: i + 4 ≤ k4 and the assertion above keep every load inside `a` and `b`.
+        let bv: [float32x4_t; T] =
+            core::array::from_fn(|t| unsafe { vld1q_f32(pb.add(t * k + i)) });
+        for r in 0..R {
+            // SAFETY: as above.
+            let av = unsafe { vld1q_f32(pa.add(r * k + i)) };
+            for t in 0..T {
+                acc[t][r] = vfmaq_f32(acc[t][r], av, bv[t]);
+            }
+        }
+        i += 4;
+    }
+    for t in 0..T {
+        store_rows(acc[t], &mut y[t * ldy..]);
+    }
+}
+
+/// `y[t·ldy + r] = a_r · b_t` over the first `k4` elements of rows `k` apart, in 4 × 4 tiles.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "neon")]
+fn gemm_f32(
+    a: &[f32],
+    m: usize,
+    b: &[f32],
+    n: usize,
+    k: usize,
+    k4: usize,
+    y: &mut [f32],
+    ldy: usize,
+) {
+    const R: usize = 4;
+    const T: usize = 4;
+    let mut r = 0;
+    while r < m {
+        let ar = &a[r * k..];
+        let mut t = 0;
+        while t < n {
+            let (bt, yt) = (&b[t * k..], &mut y[t * ldy + r..]);
+            macro_rules! tile {
+                ($($rr:literal),*) => {
+                    match (m - r).min(R) {
+                        $($rr => match (n - t).min(T) {
+                            4 => tile_f32::<$rr, 4>(ar, bt, k, k4, yt, ldy),
+                            3 => tile_f32::<$rr, 3>(ar, bt, k, k4, yt, ldy),
+                            2 => tile_f32::<$rr, 2>(ar, bt, k, k4, yt, ldy),
+                            _ => tile_f32::<$rr, 1>(ar, bt, k, k4, yt, ldy),
+                        },)*
+                        _ => unreachable!(),
+                    }
+                };
+            }
+            tile!(1, 2, 3, 4);
+            t += T;
+        }
+        r += R;
+    }
+}
+
+// ---- rows · int8 activations ---------------------------------------------------------------
+
+/// The weight formats of the int8 tiles.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fmt {
+    Q4_0,
+    Q4_1,
+    Q8_0,
+}
+
+/// A weight block as the int8 tiles see it: plain field access, the SIMD work stays in the
+/// `#[target_feature]` bodies.
+trait Block {
+    const FMT: Fmt;
+    fn d(&self) -> F16Le;
+    /// The offset (Q4_1 only).
+    fn m(&self) -> F16Le {
+        F16Le([0, 0])
+    }
+    /// The 16 nibble bytes of a Q4 block (Q8_0 never calls it).
+    fn qs16(&self) -> &[u8; 16] {
+        unreachable!("Q8_0 codes are bytes")
+    }
+    /// The 32 codes of a Q8_0 block (Q4 blocks never call it).
+    fn qs32(&self) -> &[i8; 32] {
+        unreachable!("Q4 codes are nibbles")
+    }
+}
+
+impl Block for BlockQ4_0 {
+    const FMT: Fmt = Fmt::Q4_0;
+    #[inline(always)]
+    fn d(&self) -> F16Le {
+        self.d
+    }
+    #[inline(always)]
+    fn qs16(&self) -> &[u8; 16] {
+        &self.qs
+    }
+}
+
+impl Block for BlockQ4_1 {
+    const FMT: Fmt = Fmt::Q4_1;
+    #[inline(always)]
+    fn d(&self) -> F16Le {
+        self.d
+    }
+    #[inline(always)]
+    fn m(&self) -> F16Le {
+        self.m
+    }
+    #[inline(always)]
+    fn qs16(&self) -> &[u8; 16] {
+        &self.qs
+    }
+}
+
+impl Block for BlockQ8_0 {
+    const FMT: Fmt = Fmt::Q8_0;
+    #[inline(always)]
+    fn d(&self) -> F16Le {
+        self.d
+    }
+    #[inline(always)]
+    fn qs32(&self) -> &[i8; 32] {
+        &self.qs
+    }
+}
+
+/// Int8 tiles of `R` weight rows by `T ≤ 2` tokens, one copy per instruction set: per block,
+/// each row's codes are unpacked once and each token's loaded once; each (row, token) pair
+/// costs one exact integer dot, one conversion and one scaled accumulation.
+macro_rules! int8_gemm {
+    ($features:literal, $isum:path) => {
+        use core::arch::aarch64::*;
+
+        use super::super::neon::{f16, load_i8x16, lut16, lut4, nibbles};
+        use super::{prefetch_ahead, prefetch_head, store_rows, Block, Fmt, ROWS};
+        use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
+        use crate::scalar::{BlockQ8Act, Q4_0_VALUES};
+
+        /// One tile: rows `w[r·kb..]` for `r < R`, tokens `acts[t·kb..]` for `t < T`; writes
+        /// `y[t·ldy + r]`.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn tile<B: Block, const R: usize, const T: usize>(
+            w: &[B],
+            acts: &[BlockQ8Act],
+            kb: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            assert!(w.len() >= R * kb && acts.len() >= T * kb);
+            let lut = lut16(&Q4_0_VALUES);
+            let mut acc = [[vdupq_n_f32(0.0); R]; T];
+            let mut ms = [[0.0f32; T]; R];
+            for b in 0..kb {
+                let a: [&BlockQ8Act; T] = core::array::from_fn(|t| &acts[t * kb + b]);
+                let av: [[int8x16_t; 2]; T] =
+                    core::array::from_fn(|t| [load_i8x16(&a[t].qs), load_i8x16(&a[t].qs[16..])]);
+                for r in 0..R {
+                    let blk = &w[r * kb + b];
+                    let codes = match B::FMT {
+                        Fmt::Q4_0 => {
+                            let (lo, hi) = lut4(lut, blk.qs16());
+                            [lo, hi]
+                        }
+                        Fmt::Q4_1 => {
+                            let (lo, hi) = nibbles(blk.qs16());
+                            [vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi)]
+                        }
+                        Fmt::Q8_0 => [load_i8x16(blk.qs32()), load_i8x16(&blk.qs32()[16..])],
+                    };
+                    let dw = f16(blk.d());
+                    for t in 0..T {
+                        let isum = $isum(codes, av[t]);
+                        acc[t][r] = vfmaq_n_f32(acc[t][r], vcvtq_f32_s32(isum), dw * a[t].d());
+                    }
+                    if B::FMT == Fmt::Q4_1 {
+                        let m = f16(blk.m());
+                        for t in 0..T {
+                            ms[r][t] += m * a[t].s();
+                        }
+                    }
+                }
+            }
+            for t in 0..T {
+                let mut row = [0.0f32; 4];
+                store_rows(acc[t], &mut row);
+                for r in 0..R {
+                    y[t * ldy + r] = row[r] + ms[r][t];
+                }
+            }
+        }
+
+        /// `y[t·ldy + r] = row r · token t` for the `m` rows of `w` (`kb` blocks each) and
+        /// the `n` activation rows of `acts`, prefetching the rows ahead.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn gemm<B: Block>(
+            w: &[B],
+            m: usize,
+            kb: usize,
+            acts: &[BlockQ8Act],
+            n: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            let group_bytes = ROWS * kb * core::mem::size_of::<B>();
+            prefetch_head(w.as_ptr().cast(), m * kb * core::mem::size_of::<B>());
+            let mut r = 0;
+            while r < m {
+                let rows = (m - r).min(ROWS);
+                let wr = &w[r * kb..];
+                if rows == ROWS {
+                    prefetch_ahead(wr.as_ptr().cast(), group_bytes);
+                }
+                let mut t = 0;
+                while t < n {
+                    let (at, yt) = (&acts[t * kb..], &mut y[t * ldy + r..]);
+                    match (rows, (n - t).min(2)) {
+                        (ROWS, 2) => tile::<B, ROWS, 2>(wr, at, kb, yt, ldy),
+                        (ROWS, _) => tile::<B, ROWS, 1>(wr, at, kb, yt, ldy),
+                        (_, 2) => {
+                            for i in 0..rows {
+                                tile::<B, 1, 2>(&wr[i * kb..], at, kb, &mut yt[i..], ldy)
+                            }
+                        }
+                        _ => {
+                            for i in 0..rows {
+                                tile::<B, 1, 1>(&wr[i * kb..], at, kb, &mut yt[i..], ldy)
+                            }
+                        }
+                    }
+                    t += 2;
+                }
+                r += ROWS;
+            }
+        }
+
+        /// Q4_0 rows × int8 tokens.
+        #[target_feature(enable = $features)]
+        pub(super) fn gemm_q4_0_q8(
+            w: &[BlockQ4_0],
+            m: usize,
+            kb: usize,
+            acts: &[BlockQ8Act],
+            n: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            gemm(w, m, kb, acts, n, y, ldy)
+        }
+
+        /// Q4_1 rows × int8 tokens.
+        #[target_feature(enable = $features)]
+        pub(super) fn gemm_q4_1_q8(
+            w: &[BlockQ4_1],
+            m: usize,
+            kb: usize,
+            acts: &[BlockQ8Act],
+            n: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            gemm(w, m, kb, acts, n, y, ldy)
+        }
+
+        /// Q8_0 rows × int8 tokens.
+        #[target_feature(enable = $features)]
+        pub(super) fn gemm_q8_0_q8(
+            w: &[BlockQ8_0],
+            m: usize,
+            kb: usize,
+            acts: &[BlockQ8Act],
+            n: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            gemm(w, m, kb, acts, n, y, ldy)
+        }
+    };
+}
+
+/// NEON: widening multiplies into i16 pairs, pairwise-accumulated into i32.
+mod neon_int8 {
+    int8_gemm!("neon", super::super::neon::isum_mull);
+}
+
+/// Dot product extension: `sdot`.
+mod dotprod {
+    int8_gemm!("neon,dotprod", isum_sdot);
+
+    /// `acc + ` the four-way i8 dot of `a` and `b` per i32 lane (`sdot`; inline assembly
+    /// because Rust's `vdotq_s32` is not stable yet).
+    #[inline]
+    #[target_feature(enable = "neon,dotprod")]
+    fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        let mut acc = acc;
+        // SAFETY: this function enables `dotprod`, so its callers run only where SDOT was
+        // detected; the instruction reads and writes the named registers only.
+        unsafe {
+            core::arch::asm!(
+                "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+                acc = inout(vreg) acc,
+                a = in(vreg) a,
+                b = in(vreg) b,
+                options(pure, nomem, nostack, preserves_flags)
+            );
+        }
+        acc
+    }
+
+    /// Σ w·a over 32 elements as four exact i32 partial sums.
+    #[inline]
+    #[target_feature(enable = "neon,dotprod")]
+    fn isum_sdot(w: [int8x16_t; 2], a: [int8x16_t; 2]) -> int32x4_t {
+        sdot(sdot(vdupq_n_s32(0), w[0], a[0]), w[1], a[1])
+    }
+}
+
+// ---- install and safe wrappers ---------------------------------------------------------------
+
+/// Puts this module's kernels in `k` for `backend`. Called by the parent's `install` only
+/// after `detected(backend)`, which is what the wrappers' `SAFETY` comments rely on.
+pub(super) fn install(backend: Backend, k: &mut Kernels) {
+    k.gemm_f32 = Named {
+        f: gemm_f32_wrapper,
+        name: "gemm_f32/neon",
+    };
+    k.format_mut(Format::Q4_0).dot_rows = Some(Named {
+        f: dot_rows_q4_0,
+        name: "dot_rows_q4_0_f32/neon",
+    });
+    k.format_mut(Format::Q4_1).dot_rows = Some(Named {
+        f: dot_rows_q4_1,
+        name: "dot_rows_q4_1_f32/neon",
+    });
+    k.format_mut(Format::Q8_0).dot_rows = Some(Named {
+        f: dot_rows_q8_0,
+        name: "dot_rows_q8_0_f32/neon",
+    });
+    let gemm = |f, name| Some(Named { f, name });
+    let [q4_0, q4_1, q8_0] = match backend {
+        Backend::NeonDotprod => [
+            gemm(dotprod_wrap::gemm_q4_0 as _, "gemm_q4_0_q8/dotprod"),
+            gemm(dotprod_wrap::gemm_q4_1 as _, "gemm_q4_1_q8/dotprod"),
+            gemm(dotprod_wrap::gemm_q8_0 as _, "gemm_q8_0_q8/dotprod"),
+        ],
+        _ => [
+            gemm(neon_wrap::gemm_q4_0 as _, "gemm_q4_0_q8/neon"),
+            gemm(neon_wrap::gemm_q4_1 as _, "gemm_q4_1_q8/neon"),
+            gemm(neon_wrap::gemm_q8_0 as _, "gemm_q8_0_q8/neon"),
+        ],
+    };
+    k.format_mut(Format::Q4_0).gemm_q8 = q4_0;
+    k.format_mut(Format::Q4_1).gemm_q8 = q4_1;
+    k.format_mut(Format::Q8_0).gemm_q8 = q8_0;
+}
+
+// Wrapper notes: reachable only through `install`, which runs after `detected(backend)`; every
+// body enables `neon`, and the `sdot` bodies are installed only for `Backend::NeonDotprod`.
+
+fn gemm_f32_wrapper(a: &[f32], m: usize, b: &[f32], n: usize, y: &mut [f32], ldy: usize) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert_eq!(a.len() % m, 0, "a is whole rows");
+    let k = a.len() / m;
+    assert_eq!(b.len(), n * k, "b has n rows of a's width");
+    assert!(ldy >= m && y.len() >= (n - 1) * ldy + m);
+    let k4 = k - k % GEMM_F32_LANES;
+    // SAFETY: installed only by `install` after detection (see the wrapper notes).
+    unsafe { gemm_f32(a, m, b, n, k, k4, y, ldy) };
+    if k4 < k {
+        for t in 0..n {
+            for r in 0..m {
+                let (ar, bt) = (&a[r * k + k4..(r + 1) * k], &b[t * k + k4..(t + 1) * k]);
+                y[t * ldy + r] += scalar::dot_f32(ar, bt);
+            }
+        }
+    }
+}
+
+macro_rules! dot_rows_wrapper {
+    ($name:ident, $block:ty, $what:literal, $body:ident) => {
+        fn $name(w: &[u8], x: &[f32], y: &mut [f32]) {
+            let rows = y.len();
+            if rows == 0 {
+                return;
+            }
+            assert_eq!(w.len() % rows, 0, "weights are whole rows");
+            let kb = scalar::row_blocks(w.len() / rows, core::mem::size_of::<$block>());
+            let blocks: &[$block] = as_blocks(w).expect(concat!($what, " rows are whole blocks"));
+            assert_eq!(kb * 32, x.len(), "activations match the rows");
+            // SAFETY: installed only by `install` after detection (see the wrapper notes).
+            unsafe { $body(blocks, kb, x, y) }
+        }
+    };
+}
+
+dot_rows_wrapper!(dot_rows_q4_0, BlockQ4_0, "Q4_0", dot_rows_q4_0_f32);
+dot_rows_wrapper!(dot_rows_q4_1, BlockQ4_1, "Q4_1", dot_rows_q4_1_f32);
+dot_rows_wrapper!(dot_rows_q8_0, BlockQ8_0, "Q8_0", dot_rows_q8_0_f32);
+
+macro_rules! gemm_q8_wrappers {
+    ($wrap:ident => $body:ident) => {
+        mod $wrap {
+            use crate::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ8_0};
+            use crate::scalar::{gemm_q8_blocks, BlockQ8Act};
+
+            macro_rules! one {
+                ($name:ident, $block:ty, $kernel:ident) => {
+                    pub(super) fn $name(
+                        w: &[u8],
+                        m: usize,
+                        xq: &[u8],
+                        n: usize,
+                        y: &mut [f32],
+                        ldy: usize,
+                    ) {
+                        if m == 0 || n == 0 {
+                            return;
+                        }
+                        let (blocks, kb) = gemm_q8_blocks::<$block>(w, m, xq.len(), n, y, ldy);
+                        let acts: &[BlockQ8Act] =
+                            as_blocks(xq).expect("activations are whole act blocks");
+                        // SAFETY: installed only by `install`, for this body's backend, after
+                        // detection (see the wrapper notes).
+                        unsafe { super::$body::$kernel(blocks, m, kb, acts, n, y, ldy) }
+                    }
+                };
+            }
+            one!(gemm_q4_0, BlockQ4_0, gemm_q4_0_q8);
+            one!(gemm_q4_1, BlockQ4_1, gemm_q4_1_q8);
+            one!(gemm_q8_0, BlockQ8_0, gemm_q8_0_q8);
+        }
+    };
+}
+
+gemm_q8_wrappers!(neon_wrap => neon_int8);
+gemm_q8_wrappers!(dotprod_wrap => dotprod);

@@ -1,0 +1,65 @@
+//! F16 row kernels of every backend this CPU runs, against the scalar reference.
+
+use tern_kernels::{scalar, Backend, Format, Kernels};
+
+/// Deterministic halves covering normal values, ±max, subnormals, zeros and −0.
+fn halves(n: usize, seed: u32) -> Vec<u8> {
+    let mut s = seed | 1;
+    (0..n)
+        .flat_map(|i| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            let bits: u16 = match i % 11 {
+                0 => 0x7BFF,          // 65504
+                1 => 0xFBFF,          // −65504
+                2 => 0x0001,          // smallest subnormal
+                3 => 0x8000,          // −0
+                4 => 0x03FF,          // largest subnormal
+                _ => (s as u16) & 0x7BFF | ((s >> 16) as u16 & 0x8000), // finite
+            };
+            bits.to_le_bytes()
+        })
+        .collect()
+}
+
+fn floats(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+#[test]
+fn f16_dot_and_dequant_match_scalar_on_every_backend() {
+    for backend in Backend::ALL {
+        let Some(k) = Kernels::with_backend(backend) else {
+            eprintln!("skipping {}: not supported by this CPU", backend.name());
+            continue;
+        };
+        let fk = k.format(Format::F16);
+        for n in (0..70).chain([576, 1536, 4096]) {
+            let row = halves(n, n as u32 + 7);
+            let x = floats(n, n as u32 + 3);
+            let mut want = vec![0.0f32; n];
+            scalar::dequant_f16(&row, &mut want);
+            let mut got = vec![1.0f32; n];
+            (fk.dequant.f)(&row, &mut got);
+            // Conversion is exact in every backend: bit-identical.
+            assert!(want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()), "{} dequant n={n}", fk.dequant.name);
+            // Dot: orders differ; bound 2·γ(n)·Σ|w·x| with γ(n) = n·u/(1 − n·u), u = 2⁻²⁴
+            // (Higham's summation bound, doubled for the two different orders).
+            let exact: f64 = want.iter().zip(&x).map(|(a, b)| *a as f64 * *b as f64).sum();
+            let mag: f64 = want.iter().zip(&x).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
+            let u = 2f64.powi(-24) * n.max(1) as f64;
+            let bound = 2.0 * u / (1.0 - u) * mag + 1e-30;
+            let got = (fk.dot.f)(&row, &x) as f64;
+            assert!((got - exact).abs() <= bound, "{} n={n}: {got} vs {exact} (bound {bound})", fk.dot.name);
+        }
+    }
+}
