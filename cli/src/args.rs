@@ -18,11 +18,19 @@ pub struct Spec {
 }
 
 pub const fn opt(long: &'static str, short: Option<&'static str>) -> Spec {
-    Spec { long, short, takes_value: true }
+    Spec {
+        long,
+        short,
+        takes_value: true,
+    }
 }
 
 pub const fn switch(long: &'static str) -> Spec {
-    Spec { long, short: None, takes_value: false }
+    Spec {
+        long,
+        short: None,
+        takes_value: false,
+    }
 }
 
 impl Args {
@@ -34,10 +42,15 @@ impl Args {
         while let Some(a) = it.next() {
             let spec = specs
                 .iter()
-                .find(|s| a.strip_prefix("--") == Some(s.long) || s.short.is_some_and(|sh| a.strip_prefix('-') == Some(sh)))
+                .find(|s| {
+                    a.strip_prefix("--") == Some(s.long)
+                        || s.short.is_some_and(|sh| a.strip_prefix('-') == Some(sh))
+                })
                 .ok_or_else(|| format!("unknown option '{a}'"))?;
             if spec.takes_value {
-                let v = it.next().ok_or_else(|| format!("option --{} needs a value", spec.long))?;
+                let v = it
+                    .next()
+                    .ok_or_else(|| format!("option --{} needs a value", spec.long))?;
                 values.insert(spec.long, v.clone());
             } else {
                 switches.push(spec.long);
@@ -63,7 +76,9 @@ impl Args {
     {
         match self.str(name) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|e| format!("invalid value '{v}' for --{name}: {e}")),
+            Some(v) => v
+                .parse()
+                .map_err(|e| format!("invalid value '{v}' for --{name}: {e}")),
         }
     }
 

@@ -12,7 +12,8 @@ use tern_runtime::budget::BandwidthBudget;
 /// the 50–90 GB/s phones offer.
 pub const DEFAULT_BUDGET_GBPS: f64 = 60.0;
 
-pub const USAGE: &str = "tern bench -m FILE [-t THREADS] [-p 128] [-n 128] [-r REPS] [--bandwidth-budget GBS]
+pub const USAGE: &str =
+    "tern bench -m FILE [-t THREADS] [-p 128] [-n 128] [-r REPS] [--bandwidth-budget GBS]
            [--stream] [--precision f32|int8] [--kernels NAME] [--json]";
 
 pub fn main(argv: &[String]) -> Result<(), String> {
@@ -35,7 +36,9 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     let vocab = model.config().vocab as u32;
     let mut s = session(loaded, &args, (n_prompt + n_gen + 1).max(256))?;
     // Fixed pseudo-random tokens, as llama-bench uses random ones: content does not change speed.
-    let tokens: Vec<u32> = (0..n_prompt.max(n_gen) as u32).map(|i| (i.wrapping_mul(7919) + 13) % vocab).collect();
+    let tokens: Vec<u32> = (0..n_prompt.max(n_gen) as u32)
+        .map(|i| (i.wrapping_mul(7919) + 13) % vocab)
+        .collect();
 
     let run_pp = |s: &mut tern_runtime::Session| -> Result<f64, String> {
         s.reset();
@@ -79,7 +82,9 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     let gbps = bytes_per_token * tg_mean / 1e9;
     let budget = BandwidthBudget::new(args.get("bandwidth-budget", DEFAULT_BUDGET_GBPS)?);
     let ceiling = budget.ceiling_tok_s(bytes_per_token as u64);
-    let machine = args.flag("stream").then(|| crate::stream::measure(s.threads()));
+    let machine = args
+        .flag("stream")
+        .then(|| crate::stream::measure(s.threads()));
     let kernels: Vec<String> = model
         .kernels()
         .names()
@@ -116,7 +121,10 @@ pub fn main(argv: &[String]) -> Result<(), String> {
             println!("| pp{n_prompt:<4} | {pp_mean:>7.1} ± {pp_sd:<5.1} |             |        |");
         }
         if n_gen > 0 {
-            println!("| tg{n_gen:<4} | {tg_mean:>7.1} ± {tg_sd:<5.1} | {:>11.0} | {gbps:>6.2} |", bytes_per_token);
+            println!(
+                "| tg{n_gen:<4} | {tg_mean:>7.1} ± {tg_sd:<5.1} | {:>11.0} | {gbps:>6.2} |",
+                bytes_per_token
+            );
         }
         println!(
             "budget    {:.0} GB/s allows {ceiling:.0} tok/s at {:.1} MB/token; measured {tg_mean:.1} tok/s = {:.1} % of that ceiling",
@@ -143,6 +151,10 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
     }
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
     (mean, var.sqrt())
 }

@@ -41,7 +41,8 @@ pub fn kernels(args: &Args) -> Result<Kernels, String> {
                 let names: Vec<&str> = Backend::ALL.iter().map(|b| b.name()).collect();
                 format!("unknown --kernels '{name}' (auto, {})", names.join(", "))
             })?;
-            Kernels::with_backend(backend).ok_or_else(|| format!("this CPU cannot run the {name} kernels"))
+            Kernels::with_backend(backend)
+                .ok_or_else(|| format!("this CPU cannot run the {name} kernels"))
         }
     }
 }
@@ -62,16 +63,26 @@ pub fn load_model(args: &Args) -> Result<Loaded, String> {
     let mut bar = ProgressBar::new(start);
     let mut progress = |f: f32| bar.update(f);
     let (model, weights) = match args.str("stream-arena") {
-        None => (Model::open_with_progress(Path::new(path), kernels, &mut progress).map_err(err)?, Weights::Mapped),
+        None => (
+            Model::open_with_progress(Path::new(path), kernels, &mut progress).map_err(err)?,
+            Weights::Mapped,
+        ),
         Some(mb) => {
-            let mb: f64 = mb.parse().map_err(|e| format!("invalid --stream-arena '{mb}': {e}"))?;
+            let mb: f64 = mb
+                .parse()
+                .map_err(|e| format!("invalid --stream-arena '{mb}': {e}"))?;
             let source = FileSource::open(Path::new(path)).map_err(err)?;
-            let model = Model::from_source_with_progress(&source, kernels, &mut progress).map_err(err)?;
+            let model =
+                Model::from_source_with_progress(&source, kernels, &mut progress).map_err(err)?;
             let arena = ((mb * 1e6) as usize).max(model.min_stream_arena());
             (model, Weights::Streamed(source, arena))
         }
     };
-    Ok(Loaded { model: Arc::new(model), weights, load_ms: start.elapsed().as_secs_f64() * 1e3 })
+    Ok(Loaded {
+        model: Arc::new(model),
+        weights,
+        load_ms: start.elapsed().as_secs_f64() * 1e3,
+    })
 }
 
 /// A load progress bar on stderr, shown only when loading takes longer than a moment and
@@ -83,7 +94,10 @@ struct ProgressBar {
 
 impl ProgressBar {
     fn new(start: Instant) -> Self {
-        ProgressBar { start, shown: false }
+        ProgressBar {
+            start,
+            shown: false,
+        }
     }
 
     fn update(&mut self, fraction: f32) {
@@ -92,7 +106,12 @@ impl ProgressBar {
             return;
         }
         let filled = (fraction.clamp(0.0, 1.0) * 30.0) as usize;
-        eprint!("\rloading [{}{}] {:>3.0}%", "#".repeat(filled), " ".repeat(30 - filled), fraction * 100.0);
+        eprint!(
+            "\rloading [{}{}] {:>3.0}%",
+            "#".repeat(filled),
+            " ".repeat(30 - filled),
+            fraction * 100.0
+        );
         if fraction >= 1.0 {
             eprintln!();
         }
@@ -117,10 +136,16 @@ pub fn session(loaded: Loaded, args: &Args, default_ctx: usize) -> Result<Sessio
     let context = args.get("ctx-size", default_ctx)?;
     let precision = match args.str("precision") {
         None => ActivationPrecision::F32,
-        Some(p) => ActivationPrecision::from_name(p).ok_or_else(|| format!("unknown --precision '{p}' (f32, int8)"))?,
+        Some(p) => ActivationPrecision::from_name(p)
+            .ok_or_else(|| format!("unknown --precision '{p}' (f32, int8)"))?,
     };
     let max_resident = (args.get("max-resident", 0.0f64)? * 1e6) as usize;
-    let opts = SessionOptions { context, precision, max_resident, ..SessionOptions::default() };
+    let opts = SessionOptions {
+        context,
+        precision,
+        max_resident,
+        ..SessionOptions::default()
+    };
     let pool = Box::new(ThreadPool::new(threads));
     Ok(match weights {
         Weights::Mapped => Session::with_parallel(model, &opts, pool),

@@ -3,10 +3,10 @@
 use std::path::Path;
 
 use tern_kernels::Kernels;
+use tern_runtime::budget::BandwidthBudget;
 use tern_runtime::fs::MappedFile;
 use tern_runtime::gguf::Gguf;
 use tern_runtime::model::WeightBytes;
-use tern_runtime::budget::BandwidthBudget;
 use tern_runtime::Model;
 
 use crate::args::{opt, Args};
@@ -14,14 +14,22 @@ use crate::args::{opt, Args};
 pub const USAGE: &str = "tern inspect -m FILE [--bandwidth-budget GBS]";
 
 pub fn main(argv: &[String]) -> Result<(), String> {
-    let args = Args::parse(argv, &[opt("model", Some("m")), opt("bandwidth-budget", None)])?;
-    let budget = BandwidthBudget::new(args.get("bandwidth-budget", crate::bench::DEFAULT_BUDGET_GBPS)?);
+    let args = Args::parse(
+        argv,
+        &[opt("model", Some("m")), opt("bandwidth-budget", None)],
+    )?;
+    let budget =
+        BandwidthBudget::new(args.get("bandwidth-budget", crate::bench::DEFAULT_BUDGET_GBPS)?);
     let path = args.required("model")?;
     let map = MappedFile::open(Path::new(path)).map_err(|e| e.to_string())?;
     let file = map.bytes();
     let g = Gguf::parse(file, file.len() as u64).map_err(|e| format!("{path}: {e}"))?;
 
-    println!("file:        {path} ({:.1} MB, GGUF v{})", file.len() as f64 / 1e6, g.version);
+    println!(
+        "file:        {path} ({:.1} MB, GGUF v{})",
+        file.len() as f64 / 1e6,
+        g.version
+    );
     println!("\nmetadata ({} keys):", g.metadata().len());
     for (key, value) in g.metadata() {
         if *key == "tokenizer.chat_template" {
@@ -33,10 +41,22 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     }
 
     println!("\ntensors ({}):", g.tensors().len());
-    println!("  {:<28} {:<8} {:>18} {:>12}", "name", "type", "shape", "bytes");
+    println!(
+        "  {:<28} {:<8} {:>18} {:>12}",
+        "name", "type", "shape", "bytes"
+    );
     for t in g.tensors() {
-        let shape: Vec<String> = t.dims[..t.n_dims as usize].iter().map(u64::to_string).collect();
-        println!("  {:<28} {:<8} {:>18} {:>12}", t.name, t.ggml_type.to_string(), shape.join(" x "), t.size);
+        let shape: Vec<String> = t.dims[..t.n_dims as usize]
+            .iter()
+            .map(u64::to_string)
+            .collect();
+        println!(
+            "  {:<28} {:<8} {:>18} {:>12}",
+            t.name,
+            t.ggml_type.to_string(),
+            shape.join(" x "),
+            t.size
+        );
     }
 
     match Model::from_bytes(Box::new(map), Kernels::best()) {
@@ -44,19 +64,64 @@ pub fn main(argv: &[String]) -> Result<(), String> {
             let c = model.config();
             let tok = model.tokenizer();
             println!("\nmodel:");
-            println!("  architecture   {} ({} layers, width {}, ffn {})", c.arch.name(), c.n_layers, c.dim, c.ffn_dim);
-            println!("  attention      {} query heads, {} kv heads, head width {}", c.n_heads, c.n_kv_heads, c.head_dim);
-            println!("  rope           base {}, {} dims, {:?}", c.rope_base, c.rope_dim, c.rope_style);
+            println!(
+                "  architecture   {} ({} layers, width {}, ffn {})",
+                c.arch.name(),
+                c.n_layers,
+                c.dim,
+                c.ffn_dim
+            );
+            println!(
+                "  attention      {} query heads, {} kv heads, head width {}",
+                c.n_heads, c.n_kv_heads, c.head_dim
+            );
+            println!(
+                "  rope           base {}, {} dims, {:?}",
+                c.rope_base, c.rope_dim, c.rope_style
+            );
             println!("  context        {} (trained)", c.train_context);
-            println!("  parameters     {:.1} M, mostly {}", model.meta().n_params as f64 / 1e6, model.meta().main_format);
-            println!("  tokenizer      {} / pre '{}', {} tokens, bos {:?}, eos {:?}", tok.kind(), tok.pre(), tok.vocab_size(), tok.bos(), tok.eos());
-            println!("  chat template  {}", if model.meta().chat_template.is_some() { "yes" } else { "no" });
+            println!(
+                "  parameters     {:.1} M, mostly {}",
+                model.meta().n_params as f64 / 1e6,
+                model.meta().main_format
+            );
+            println!(
+                "  tokenizer      {} / pre '{}', {} tokens, bos {:?}, eos {:?}",
+                tok.kind(),
+                tok.pre(),
+                tok.vocab_size(),
+                tok.bos(),
+                tok.eos()
+            );
+            println!(
+                "  chat template  {}",
+                if model.meta().chat_template.is_some() {
+                    "yes"
+                } else {
+                    "no"
+                }
+            );
             let w = model.tensors().weight_bytes_per_token();
             let kv_per_pos = 2 * c.n_layers * c.kv_dim() * 4;
             println!("\nbytes one decoded token reads:");
-            println!("  weights        {:>12} bytes ({:.1} MB; output head {}tied)", w, w as f64 / 1e6, if model.tensors().tied_output { "" } else { "un" });
-            println!("  KV cache       {:>12} bytes per position of history (f32)", kv_per_pos);
-            println!("\ndecode ceiling under a {:.0} GB/s bandwidth budget:", budget.gbps);
+            println!(
+                "  weights        {:>12} bytes ({:.1} MB; output head {}tied)",
+                w,
+                w as f64 / 1e6,
+                if model.tensors().tied_output {
+                    ""
+                } else {
+                    "un"
+                }
+            );
+            println!(
+                "  KV cache       {:>12} bytes per position of history (f32)",
+                kv_per_pos
+            );
+            println!(
+                "\ndecode ceiling under a {:.0} GB/s bandwidth budget:",
+                budget.gbps
+            );
             for pos in [0usize, 512, 2048] {
                 let total = w + ((pos + 1) * kv_per_pos) as u64;
                 println!(

@@ -15,8 +15,19 @@ mod stream;
 use std::process::ExitCode;
 
 fn usage() -> String {
-    let commands = [run::USAGE, chat::USAGE, perplexity::USAGE, inspect::USAGE, bench::USAGE, plan::USAGE, quantize::USAGE];
-    format!("tern: run small language models offline\n\nusage:\n  {}\n", commands.join("\n  "))
+    let commands = [
+        run::USAGE,
+        chat::USAGE,
+        perplexity::USAGE,
+        inspect::USAGE,
+        bench::USAGE,
+        plan::USAGE,
+        quantize::USAGE,
+    ];
+    format!(
+        "tern: run small language models offline\n\nusage:\n  {}\n",
+        commands.join("\n  ")
+    )
 }
 
 fn main() -> ExitCode {

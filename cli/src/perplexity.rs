@@ -3,10 +3,11 @@
 
 use std::time::Instant;
 
-use crate::args::{switch, opt, Args};
+use crate::args::{opt, switch, Args};
 use crate::common::{load_model, session, MODEL_OPTS};
 
-pub const USAGE: &str = "tern perplexity -m FILE -f TEXT [-c CTX] [--chunks N] [--threads T] [--json]";
+pub const USAGE: &str =
+    "tern perplexity -m FILE -f TEXT [-c CTX] [--chunks N] [--threads T] [--json]";
 
 pub fn main(argv: &[String]) -> Result<(), String> {
     let mut specs = Vec::from(MODEL_OPTS);
@@ -29,9 +30,15 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     let bos = tok.bos().filter(|_| tokens.first() == tok.bos().as_ref());
     let n_chunks = (tokens.len() / n_ctx).min(max_chunks);
     if n_chunks == 0 {
-        return Err(format!("{path} has {} tokens, fewer than one window of {n_ctx}", tokens.len()));
+        return Err(format!(
+            "{path} has {} tokens, fewer than one window of {n_ctx}",
+            tokens.len()
+        ));
     }
-    eprintln!("perplexity: {} tokens, {n_chunks} chunks of {n_ctx}, scoring the second half of each", tokens.len());
+    eprintln!(
+        "perplexity: {} tokens, {n_chunks} chunks of {n_ctx}, scoring the second half of each",
+        tokens.len()
+    );
 
     let start = Instant::now();
     let mut stats = NllStats::default();
@@ -79,7 +86,12 @@ impl NllStats {
     /// Adds −log p(target) under softmax(logits).
     fn add(&mut self, logits: &[f32], target: usize) {
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let lse = max + logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln();
+        let lse = max
+            + logits
+                .iter()
+                .map(|&l| (l as f64 - max).exp())
+                .sum::<f64>()
+                .ln();
         let nll = lse - logits[target] as f64;
         self.sum += nll;
         self.sum_sq += nll * nll;

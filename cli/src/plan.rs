@@ -12,8 +12,15 @@ use crate::args::{opt, Args};
 pub const USAGE: &str = "tern plan -m FILE --budget GBS --target-tok-s N [--max-ram MB] [-c CTX]";
 
 /// Candidates, most accurate first; rows that do not divide into a format's blocks stay Q8_0.
-const CANDIDATES: [Format; 7] =
-    [Format::F16, Format::Q8_0, Format::Q6_K, Format::Q4_1, Format::Q4_K, Format::Q4_0, Format::TQ2_0];
+const CANDIDATES: [Format; 7] = [
+    Format::F16,
+    Format::Q8_0,
+    Format::Q6_K,
+    Format::Q4_1,
+    Format::Q4_K,
+    Format::Q4_0,
+    Format::TQ2_0,
+];
 
 pub fn main(argv: &[String]) -> Result<(), String> {
     let args = Args::parse(
@@ -30,7 +37,8 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     let budget = BandwidthBudget::new(args.get("budget", crate::bench::DEFAULT_BUDGET_GBPS)?);
     let target: f64 = args.get("target-tok-s", 20.0)?;
     let max_ram_mb: f64 = args.get("max-ram", f64::INFINITY)?;
-    let model = Model::open(Path::new(path), Kernels::scalar()).map_err(|e| format!("{path}: {e}"))?;
+    let model =
+        Model::open(Path::new(path), Kernels::scalar()).map_err(|e| format!("{path}: {e}"))?;
     let c = model.config();
     let ctx: usize = args.get("ctx-size", c.train_context.min(4096))?;
 
@@ -42,12 +50,26 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     let embedding = model.tensors().token_embd.len as u64;
     let tied = model.tensors().tied_output;
 
-    println!("model     {path}: {} layers, width {}, {:.1} M parameters, now mostly {}", c.n_layers, c.dim,
-        model.meta().n_params as f64 / 1e6, model.meta().main_format);
-    println!("budget    {:.0} GB/s, target {target} tok/s, RAM cap {max_ram_mb} MB, context {ctx}", budget.gbps);
-    println!("KV cache  {:.1} MB at full context; a decode step reads {:.1} MB of it on average\n",
-        kv_total as f64 / 1e6, kv_read as f64 / 1e6);
-    println!("{:<7} {:>12} {:>10} {:>14} {:>10} {:>9}  verdict", "format", "weights/tok", "+KV/tok", "ceiling tok/s", "RAM MB", "bits/w");
+    println!(
+        "model     {path}: {} layers, width {}, {:.1} M parameters, now mostly {}",
+        c.n_layers,
+        c.dim,
+        model.meta().n_params as f64 / 1e6,
+        model.meta().main_format
+    );
+    println!(
+        "budget    {:.0} GB/s, target {target} tok/s, RAM cap {max_ram_mb} MB, context {ctx}",
+        budget.gbps
+    );
+    println!(
+        "KV cache  {:.1} MB at full context; a decode step reads {:.1} MB of it on average\n",
+        kv_total as f64 / 1e6,
+        kv_read as f64 / 1e6
+    );
+    println!(
+        "{:<7} {:>12} {:>10} {:>14} {:>10} {:>9}  verdict",
+        "format", "weights/tok", "+KV/tok", "ceiling tok/s", "RAM MB", "bits/w"
+    );
     let mut pick = None;
     for f in CANDIDATES {
         let w = weight_bytes_as(&model, f, Format::Q8_0);
@@ -56,12 +78,25 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         // Resident: the matrices, the embedding when untied (kept in its own type), the KV cache.
         let ram = w + if tied { 0 } else { embedding } + kv_total;
         let ram_mb = ram as f64 / 1e6;
-        let params: u64 = model.tensors().layers.iter().flat_map(|l| l.matrices()).map(|m| (m.rows * m.cols) as u64).sum::<u64>()
+        let params: u64 = model
+            .tensors()
+            .layers
+            .iter()
+            .flat_map(|l| l.matrices())
+            .map(|m| (m.rows * m.cols) as u64)
+            .sum::<u64>()
             + (model.tensors().output.rows * model.tensors().output.cols) as u64;
         let bits = 8.0 * w as f64 / params as f64;
         let fits = ceiling >= target && ram_mb <= max_ram_mb;
-        let all = model.tensors().layers.iter().flat_map(|l| l.matrices()).chain([&model.tensors().output]);
-        let (n_all, n_fallback) = all.fold((0, 0), |(a, b), m| (a + 1, b + usize::from(f.row_bytes(m.cols).is_none())));
+        let all = model
+            .tensors()
+            .layers
+            .iter()
+            .flat_map(|l| l.matrices())
+            .chain([&model.tensors().output]);
+        let (n_all, n_fallback) = all.fold((0, 0), |(a, b), m| {
+            (a + 1, b + usize::from(f.row_bytes(m.cols).is_none()))
+        });
         let verdict = match (ceiling >= target, ram_mb <= max_ram_mb) {
             (true, true) => "fits",
             (false, _) => "too slow",
@@ -79,11 +114,19 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         }
     }
     match pick {
-        Some(f) => println!("\nmost accurate format that fits: {} (`tern quantize --type {}`)", f.name(), f.name().to_lowercase()),
-        None => println!("\nno format fits: lower the target, raise the budget, or shorten the context"),
+        Some(f) => println!(
+            "\nmost accurate format that fits: {} (`tern quantize --type {}`)",
+            f.name(),
+            f.name().to_lowercase()
+        ),
+        None => {
+            println!("\nno format fits: lower the target, raise the budget, or shorten the context")
+        }
     }
     if CANDIDATES.contains(&Format::TQ2_0) {
-        println!("note: ternary formats keep quality only for models trained ternary (BitNet b1.58)");
+        println!(
+            "note: ternary formats keep quality only for models trained ternary (BitNet b1.58)"
+        );
     }
     Ok(())
 }

@@ -40,7 +40,8 @@ use tern_runtime::model::WeightBytes;
 
 use crate::args::{opt, Args};
 
-pub const USAGE: &str = "tern quantize -m IN.gguf -o OUT.gguf --type tq2_0|tq1_0|i2_s|q4_0|q4_1|q8_0
+pub const USAGE: &str =
+    "tern quantize -m IN.gguf -o OUT.gguf --type tq2_0|tq1_0|i2_s|q4_0|q4_1|q8_0
            [--embedding-type TYPE|keep (default q8_0)] [--fallback-type TYPE (default q4_0)]";
 
 /// Bytes after an I2_S tensor's packed codes: its f32 scale, then zero padding.
@@ -128,10 +129,13 @@ impl Target {
 
     fn parse(s: &str, option: &str) -> Result<Target, String> {
         let lower = s.to_ascii_lowercase();
-        Target::ALL.into_iter().find(|t| t.name() == lower).ok_or_else(|| {
-            let names: Vec<&str> = Target::ALL.iter().map(|t| t.name()).collect();
-            format!("unknown {option} '{s}' (one of {})", names.join(", "))
-        })
+        Target::ALL
+            .into_iter()
+            .find(|t| t.name() == lower)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Target::ALL.iter().map(|t| t.name()).collect();
+                format!("unknown {option} '{s}' (one of {})", names.join(", "))
+            })
     }
 
     /// Whether rows of `row_len` weights divide into this type's blocks.
@@ -177,28 +181,42 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         "keep" => None,
         s => Some(Target::parse(s, "--embedding-type")?),
     };
-    let fallback = Target::parse(args.str("fallback-type").unwrap_or("q4_0"), "--fallback-type")?;
+    let fallback = Target::parse(
+        args.str("fallback-type").unwrap_or("q4_0"),
+        "--fallback-type",
+    )?;
     if same_file(&input, &output) {
-        return Err(format!("{}: output would overwrite the input", output.display()));
+        return Err(format!(
+            "{}: output would overwrite the input",
+            output.display()
+        ));
     }
 
     let map = MappedFile::open(&input).map_err(|e| e.to_string())?;
     let file = map.bytes();
-    let src = Gguf::parse(file, file.len() as u64).map_err(|e| format!("{}: {e}", input.display()))?;
+    let src =
+        Gguf::parse(file, file.len() as u64).map_err(|e| format!("{}: {e}", input.display()))?;
 
-    let plans: Vec<(Plan, Reason)> = src.tensors().iter().map(|t| plan(t, target, embedding, fallback)).collect();
+    let plans: Vec<(Plan, Reason)> = src
+        .tensors()
+        .iter()
+        .map(|t| plan(t, target, embedding, fallback))
+        .collect();
 
     let mut w = GgufWriter::with_metadata_of(&src).map_err(|e| e.to_string())?;
-    w.set("general.file_type", Value::U32(target.file_type())).map_err(|e| e.to_string())?;
+    w.set("general.file_type", Value::U32(target.file_type()))
+        .map_err(|e| e.to_string())?;
     if target.format().block_len() > 1 {
-        w.set("general.quantization_version", Value::U32(2)).map_err(|e| e.to_string())?;
+        w.set("general.quantization_version", Value::U32(2))
+            .map_err(|e| e.to_string())?;
     }
     for (t, (p, _)) in src.tensors().iter().zip(&plans) {
         let ty = match p {
             Plan::Copy => t.ggml_type,
             Plan::Convert(to) => to.ggml_type(),
         };
-        w.add_tensor(t.name, &t.dims[..t.n_dims as usize], ty).map_err(|e| e.to_string())?;
+        w.add_tensor(t.name, &t.dims[..t.n_dims as usize], ty)
+            .map_err(|e| e.to_string())?;
     }
 
     // Written to a temporary name first, so a failure never leaves a half file at OUT.
@@ -210,12 +228,19 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     }
     std::fs::rename(&part, &output).map_err(|e| format!("{}: {e}", output.display()))?;
 
-    report(&src, &w, &plans, &input, &output, target, embedding, fallback);
+    report(
+        &src, &w, &plans, &input, &output, target, embedding, fallback,
+    );
     Ok(())
 }
 
 /// Decides what happens to tensor `t`.
-fn plan(t: &TensorInfo<'_>, target: Target, embedding: Option<Target>, fallback: Target) -> (Plan, Reason) {
+fn plan(
+    t: &TensorInfo<'_>,
+    target: Target,
+    embedding: Option<Target>,
+    fallback: Target,
+) -> (Plan, Reason) {
     let keep_or = |to: Target, reason: Reason| {
         if to.ggml_type() == t.ggml_type {
             (Plan::Copy, Reason::SameType)
@@ -230,15 +255,25 @@ fn plan(t: &TensorInfo<'_>, target: Target, embedding: Option<Target>, fallback:
         return match embedding {
             None => (Plan::Copy, Reason::Embedding),
             Some(e) if e.fits(t.row_len()) => keep_or(e, Reason::Embedding),
-            Some(e) => {
-                keep_or(fallback_for(t.row_len(), fallback), Reason::Fallback { row_len: t.row_len(), wanted: e })
-            }
+            Some(e) => keep_or(
+                fallback_for(t.row_len(), fallback),
+                Reason::Fallback {
+                    row_len: t.row_len(),
+                    wanted: e,
+                },
+            ),
         };
     }
     if target.fits(t.row_len()) {
         keep_or(target, Reason::Target)
     } else {
-        keep_or(fallback_for(t.row_len(), fallback), Reason::Fallback { row_len: t.row_len(), wanted: target })
+        keep_or(
+            fallback_for(t.row_len(), fallback),
+            Reason::Fallback {
+                row_len: t.row_len(),
+                wanted: target,
+            },
+        )
     }
 }
 
@@ -252,14 +287,23 @@ fn fallback_for(row_len: u64, fallback: Target) -> Target {
 }
 
 /// Writes the output file: header, then each tensor copied or converted, in source order.
-fn write(src: &Gguf<'_>, file: &[u8], w: &GgufWriter<'_>, plans: &[(Plan, Reason)], path: &Path) -> Result<(), String> {
+fn write(
+    src: &Gguf<'_>,
+    file: &[u8],
+    w: &GgufWriter<'_>,
+    plans: &[(Plan, Reason)],
+    path: &Path,
+) -> Result<(), String> {
     let out = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut stream =
-        w.stream(BufWriter::with_capacity(1 << 20, out)).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut stream = w
+        .stream(BufWriter::with_capacity(1 << 20, out))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let kernels = Kernels::scalar();
     for (t, (p, _)) in src.tensors().iter().zip(plans) {
         // Ranges were checked against the file length by the parser.
-        let bytes = t.data(file).ok_or_else(|| format!("tensor '{}' lies outside the file", t.name))?;
+        let bytes = t
+            .data(file)
+            .ok_or_else(|| format!("tensor '{}' lies outside the file", t.name))?;
         match p {
             Plan::Copy => stream.write_tensor(bytes),
             Plan::Convert(to) => {
@@ -269,7 +313,9 @@ fn write(src: &Gguf<'_>, file: &[u8], w: &GgufWriter<'_>, plans: &[(Plan, Reason
         }
         .map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    stream.finish().map_err(|e| format!("{}: {e}", path.display()))?;
+    stream
+        .finish()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(())
 }
 
@@ -282,22 +328,34 @@ fn dequantize(kernels: &Kernels, t: &TensorInfo<'_>, bytes: &[u8]) -> Result<Vec
             t.name, t.ggml_type
         )
     })?;
-    let n = usize::try_from(t.n_elements()).map_err(|_| format!("tensor '{}' is too large", t.name))?;
+    let n =
+        usize::try_from(t.n_elements()).map_err(|_| format!("tensor '{}' is too large", t.name))?;
     let row_len = t.row_len() as usize;
-    let row_bytes = format
-        .row_bytes(row_len)
-        .ok_or_else(|| format!("tensor '{}': rows of {row_len} do not divide into {} blocks", t.name, format.name()))?;
+    let row_bytes = format.row_bytes(row_len).ok_or_else(|| {
+        format!(
+            "tensor '{}': rows of {row_len} do not divide into {} blocks",
+            t.name,
+            format.name()
+        )
+    })?;
     let (packed, scale) = if format == Format::I2_S {
         // bitnet.cpp's trailer: the f32 tensor scale right after the n/4 code bytes.
-        let packed = bytes.get(..n / 4).ok_or_else(|| format!("tensor '{}' is truncated", t.name))?;
-        let s = bytes.get(n / 4..n / 4 + 4).ok_or_else(|| format!("tensor '{}' has no I2_S scale", t.name))?;
+        let packed = bytes
+            .get(..n / 4)
+            .ok_or_else(|| format!("tensor '{}' is truncated", t.name))?;
+        let s = bytes
+            .get(n / 4..n / 4 + 4)
+            .ok_or_else(|| format!("tensor '{}' has no I2_S scale", t.name))?;
         (packed, f32::from_le_bytes([s[0], s[1], s[2], s[3]]))
     } else {
         (bytes, 1.0)
     };
     let mut out = vec![0.0f32; n];
     if row_len > 0 {
-        for (row, o) in packed.chunks_exact(row_bytes).zip(out.chunks_exact_mut(row_len)) {
+        for (row, o) in packed
+            .chunks_exact(row_bytes)
+            .zip(out.chunks_exact_mut(row_len))
+        {
             kernels.dequant(format, row, o);
         }
     }
@@ -381,7 +439,11 @@ fn absmean_ternary(w: &[f32]) -> (Vec<f32>, f32) {
             }
         })
         .collect();
-    let scale = if count == 0 { 0.0 } else { (sum / count as f64) as f32 };
+    let scale = if count == 0 {
+        0.0
+    } else {
+        (sum / count as f64) as f32
+    };
     (codes, scale)
 }
 
@@ -397,14 +459,19 @@ fn report(
     embedding: Option<Target>,
     fallback: Target,
 ) {
-    println!("{:<36} {:<6} {:<6} {:>12} {:>12}  note", "tensor", "old", "new", "old bytes", "new bytes");
+    println!(
+        "{:<36} {:<6} {:<6} {:>12} {:>12}  note",
+        "tensor", "old", "new", "old bytes", "new bytes"
+    );
     let (mut old_total, mut new_total) = (0u64, 0u64);
     let mut fell_back = Vec::new();
     for ((t, d), (_, reason)) in src.tensors().iter().zip(w.tensors()).zip(plans) {
         let note = match reason {
             Reason::OneDim => String::from("1-D: copied"),
             Reason::SameType => String::from("already this type: copied"),
-            Reason::Embedding if embedding.is_none() => String::from("embedding/output: kept (--embedding-type keep)"),
+            Reason::Embedding if embedding.is_none() => {
+                String::from("embedding/output: kept (--embedding-type keep)")
+            }
             Reason::Embedding => String::from("embedding/output: --embedding-type"),
             Reason::Target => String::new(),
             Reason::Fallback { row_len, wanted } => {
@@ -427,7 +494,10 @@ fn report(
         old_total += t.size;
         new_total += d.size;
     }
-    println!("{:<36} {:<6} {:<6} {:>12} {:>12}", "total", "", "", old_total, new_total);
+    println!(
+        "{:<36} {:<6} {:<6} {:>12} {:>12}",
+        "total", "", "", old_total, new_total
+    );
     let emb = embedding.map_or("kept as is", |e| e.name());
     println!(
         "\n{} -> {}: --type {} (general.file_type {}), embedding/output {emb}, fallback {}",
@@ -443,7 +513,11 @@ fn report(
     if fell_back.is_empty() {
         println!("fallback tensors: none");
     } else {
-        println!("fallback tensors ({}): {}", fell_back.len(), fell_back.join(", "));
+        println!(
+            "fallback tensors ({}): {}",
+            fell_back.len(),
+            fell_back.join(", ")
+        );
     }
 }
 
@@ -504,32 +578,72 @@ mod tests {
         let smol_q = t("blk.0.attn_q.weight", [576, 576, 1, 1], 2, GgmlType::Q4_1);
         assert_eq!(
             plan(&smol_q, Target::TQ2_0, q8, Target::Q4_0),
-            (Plan::Convert(Target::Q4_0), Reason::Fallback { row_len: 576, wanted: Target::TQ2_0 })
+            (
+                Plan::Convert(Target::Q4_0),
+                Reason::Fallback {
+                    row_len: 576,
+                    wanted: Target::TQ2_0
+                }
+            )
         );
-        let down = t("blk.0.ffn_down.weight", [1536, 576, 1, 1], 2, GgmlType::Q4_1);
-        assert_eq!(plan(&down, Target::TQ2_0, q8, Target::Q4_0), (Plan::Convert(Target::TQ2_0), Reason::Target));
-        assert_eq!(plan(&down, Target::I2_S, q8, Target::Q4_0), (Plan::Convert(Target::I2_S), Reason::Target));
+        let down = t(
+            "blk.0.ffn_down.weight",
+            [1536, 576, 1, 1],
+            2,
+            GgmlType::Q4_1,
+        );
+        assert_eq!(
+            plan(&down, Target::TQ2_0, q8, Target::Q4_0),
+            (Plan::Convert(Target::TQ2_0), Reason::Target)
+        );
+        assert_eq!(
+            plan(&down, Target::I2_S, q8, Target::Q4_0),
+            (Plan::Convert(Target::I2_S), Reason::Target)
+        );
         // Fallback that does not fit either: F16.
         let odd = t("x.weight", [100, 4, 1, 1], 2, GgmlType::F32);
         assert_eq!(
             plan(&odd, Target::Q4_0, q8, Target::Q8_0),
-            (Plan::Convert(Target::F16), Reason::Fallback { row_len: 100, wanted: Target::Q4_0 })
+            (
+                Plan::Convert(Target::F16),
+                Reason::Fallback {
+                    row_len: 100,
+                    wanted: Target::Q4_0
+                }
+            )
         );
         // Norms copy; embeddings take --embedding-type or stay; same type copies.
         let norm = t("blk.0.attn_norm.weight", [576, 1, 1, 1], 1, GgmlType::F32);
-        assert_eq!(plan(&norm, Target::TQ2_0, q8, Target::Q4_0), (Plan::Copy, Reason::OneDim));
+        assert_eq!(
+            plan(&norm, Target::TQ2_0, q8, Target::Q4_0),
+            (Plan::Copy, Reason::OneDim)
+        );
         let emb = t("token_embd.weight", [576, 49152, 1, 1], 2, GgmlType::Q4_1);
-        assert_eq!(plan(&emb, Target::TQ2_0, q8, Target::Q4_0), (Plan::Convert(Target::Q8_0), Reason::Embedding));
-        assert_eq!(plan(&emb, Target::TQ2_0, None, Target::Q4_0), (Plan::Copy, Reason::Embedding));
-        assert_eq!(plan(&emb, Target::Q4_1, Some(Target::Q4_1), Target::Q4_0), (Plan::Copy, Reason::SameType));
+        assert_eq!(
+            plan(&emb, Target::TQ2_0, q8, Target::Q4_0),
+            (Plan::Convert(Target::Q8_0), Reason::Embedding)
+        );
+        assert_eq!(
+            plan(&emb, Target::TQ2_0, None, Target::Q4_0),
+            (Plan::Copy, Reason::Embedding)
+        );
+        assert_eq!(
+            plan(&emb, Target::Q4_1, Some(Target::Q4_1), Target::Q4_0),
+            (Plan::Copy, Reason::SameType)
+        );
     }
 
     #[test]
     fn type_names_parse() {
         for t in Target::ALL {
             assert_eq!(Target::parse(t.name(), "--type"), Ok(t));
-            assert_eq!(Target::parse(&t.name().to_ascii_uppercase(), "--type"), Ok(t));
+            assert_eq!(
+                Target::parse(&t.name().to_ascii_uppercase(), "--type"),
+                Ok(t)
+            );
         }
-        assert!(Target::parse("q5_k", "--type").unwrap_err().contains("tq2_0, tq1_0, i2_s"));
+        assert!(Target::parse("q5_k", "--type")
+            .unwrap_err()
+            .contains("tq2_0, tq1_0, i2_s"));
     }
 }

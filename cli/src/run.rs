@@ -9,7 +9,8 @@ use crate::args::{opt, switch, Args};
 use crate::common::{load_model, peak_rss_mb, session, MODEL_OPTS};
 use crate::json;
 
-pub const USAGE: &str = "tern run -m FILE -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]
+pub const USAGE: &str =
+    "tern run -m FILE -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]
          [--repeat-penalty R] [--seed S] [--threads T] [-c CTX] [--json]";
 
 pub fn main(argv: &[String]) -> Result<(), String> {
@@ -78,7 +79,11 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     // The first generated token is sampled from the prompt's logits: decode speed counts the
     // forward passes after it.
     let decoded = generated.len().saturating_sub(1).max(1) as f64;
-    let gen_tok_s = if generated.len() > 1 { decoded / (gen_ms / 1e3) } else { f64::NAN };
+    let gen_tok_s = if generated.len() > 1 {
+        decoded / (gen_ms / 1e3)
+    } else {
+        f64::NAN
+    };
     if as_json {
         let timings = format!(
             "{{\"load_ms\":{},\"first_token_ms\":{},\"prompt_ms\":{},\"gen_ms\":{},\"prompt_tok_s\":{},\"gen_tok_s\":{},\"peak_rss_mb\":{}}}",

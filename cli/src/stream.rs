@@ -50,5 +50,8 @@ pub fn measure(threads: usize) -> Bandwidth {
         black_box(&dst);
         2.0 * BUF_BYTES as f64 / t.elapsed().as_secs_f64() / 1e9
     });
-    Bandwidth { read_gbps, copy_gbps }
+    Bandwidth {
+        read_gbps,
+        copy_gbps,
+    }
 }

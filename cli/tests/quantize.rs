@@ -45,10 +45,22 @@ fn tern(args: &[&str]) -> Output {
 
 /// Runs `tern quantize` and returns its stdout; panics with stderr if it fails.
 fn quantize(input: &Path, output: &Path, ty: &str, extra: &[&str]) -> String {
-    let mut args = vec!["quantize", "-m", input.to_str().unwrap(), "-o", output.to_str().unwrap(), "--type", ty];
+    let mut args = vec![
+        "quantize",
+        "-m",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--type",
+        ty,
+    ];
     args.extend_from_slice(extra);
     let out = tern(&args);
-    assert!(out.status.success(), "tern {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tern {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -69,7 +81,9 @@ impl Rng {
 
     /// Roughly normal, for float weights.
     fn normal(&mut self) -> f32 {
-        (0..4).map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5).sum::<f32>()
+        (0..4)
+            .map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+            .sum::<f32>()
     }
 }
 
@@ -114,8 +128,12 @@ fn bitnet_values(seed: u64) -> Vec<Vec<f32>> {
         .map(|(_, dims, kind)| {
             let n = dims.iter().product::<u64>() as usize;
             match kind {
-                'e' => (0..n).map(|_| ((rng.next() >> 40) % 801) as f32 / 1024.0 - 400.0 / 1024.0).collect(),
-                'n' => (0..n).map(|_| 1.0 + ((rng.next() >> 40) % 201) as f32 / 1024.0 - 100.0 / 1024.0).collect(),
+                'e' => (0..n)
+                    .map(|_| ((rng.next() >> 40) % 801) as f32 / 1024.0 - 400.0 / 1024.0)
+                    .collect(),
+                'n' => (0..n)
+                    .map(|_| 1.0 + ((rng.next() >> 40) % 201) as f32 / 1024.0 - 100.0 / 1024.0)
+                    .collect(),
                 _ => {
                     let scale = (32 + rng.next() % 65) as f32 / 1024.0;
                     (0..n).map(|_| rng.ternary() * scale).collect()
@@ -135,10 +153,17 @@ fn write_bitnet(path: &Path, values: &[Vec<f32>], ty: GgmlType) {
     w.set("general.architecture", Value::Str("bitnet")).unwrap();
     w.set("general.name", Value::Str("quantize test")).unwrap();
     w.set("general.file_type", Value::U32(37)).unwrap();
-    w.set("bitnet.block_count", Value::U32(LAYERS as u32)).unwrap();
-    w.set("bitnet.embedding_length", Value::U32(DIM as u32)).unwrap();
-    w.set("bitnet.attention.layer_norm_rms_epsilon", Value::F32(1e-5)).unwrap();
-    w.set("tokenizer.ggml.scores", Value::Array(vec![Value::F32(0.0); 3])).unwrap();
+    w.set("bitnet.block_count", Value::U32(LAYERS as u32))
+        .unwrap();
+    w.set("bitnet.embedding_length", Value::U32(DIM as u32))
+        .unwrap();
+    w.set("bitnet.attention.layer_norm_rms_epsilon", Value::F32(1e-5))
+        .unwrap();
+    w.set(
+        "tokenizer.ggml.scores",
+        Value::Array(vec![Value::F32(0.0); 3]),
+    )
+    .unwrap();
     let mut data = Vec::new();
     for ((name, dims, kind), v) in bitnet_tensors().iter().zip(values) {
         let ty = if *kind == 't' { ty } else { GgmlType::F32 };
@@ -164,7 +189,9 @@ struct File {
 
 impl File {
     fn read(path: &Path) -> File {
-        File { bytes: std::fs::read(path).unwrap() }
+        File {
+            bytes: std::fs::read(path).unwrap(),
+        }
     }
 
     fn gguf(&self) -> Gguf<'_> {
@@ -183,7 +210,12 @@ impl File {
         let n = t.n_elements() as usize;
         let mut out = vec![f32::NAN; n];
         match t.ggml_type {
-            GgmlType::F32 => out = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+            GgmlType::F32 => {
+                out = bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                    .collect()
+            }
             GgmlType::TQ2_0 => scalar::dequant_tq2_0(bytes, &mut out),
             GgmlType::TQ1_0 => scalar::dequant_tq1_0(bytes, &mut out),
             GgmlType::Q8_0 => scalar::dequant_q8_0(bytes, &mut out),
@@ -240,7 +272,10 @@ fn ternary_round_trips_are_exact() {
     let names: Vec<(String, Vec<u64>, char)> = bitnet_tensors();
 
     // TQ2_0 → I2_S → TQ1_0 → TQ2_0, and TQ2_0 → TQ1_0 → I2_S → TQ2_0.
-    for (chain, label) in [(["i2_s", "tq1_0", "tq2_0"], "a"), (["tq1_0", "i2_s", "tq2_0"], "b")] {
+    for (chain, label) in [
+        (["i2_s", "tq1_0", "tq2_0"], "a"),
+        (["tq1_0", "i2_s", "tq2_0"], "b"),
+    ] {
         let mut prev = src_path.clone();
         for ty in chain {
             let next = dir.path(&format!("{label}_{ty}.gguf"));
@@ -254,7 +289,11 @@ fn ternary_round_trips_are_exact() {
             };
             assert_eq!(
                 file_type(&out),
-                [("tq2_0", 37), ("tq1_0", 36), ("i2_s", 40)].iter().find(|p| p.0 == ty).unwrap().1
+                [("tq2_0", 37), ("tq1_0", 36), ("i2_s", 40)]
+                    .iter()
+                    .find(|p| p.0 == ty)
+                    .unwrap()
+                    .1
             );
             check_metadata_copied(&src, &out);
             let g = out.gguf();
@@ -266,7 +305,11 @@ fn ternary_round_trips_are_exact() {
                         // The ternary weights are exactly the source's, in every type.
                         assert_eq!(&out.values(name), want, "{name} in {ty}");
                     }
-                    'n' => assert_eq!(out.data(t), src.data(src.gguf().tensor(name).unwrap()), "{name} copied"),
+                    'n' => assert_eq!(
+                        out.data(t),
+                        src.data(src.gguf().tensor(name).unwrap()),
+                        "{name} copied"
+                    ),
                     _ => assert_eq!(t.ggml_type, GgmlType::Q8_0, "embedding defaults to Q8_0"),
                 }
             }
@@ -277,7 +320,11 @@ fn ternary_round_trips_are_exact() {
         for (name, _, kind) in &names {
             if *kind == 't' {
                 let (a, b) = (back.gguf(), src.gguf());
-                assert_eq!(back.data(a.tensor(name).unwrap()), src.data(b.tensor(name).unwrap()), "{name}");
+                assert_eq!(
+                    back.data(a.tensor(name).unwrap()),
+                    src.data(b.tensor(name).unwrap()),
+                    "{name}"
+                );
             }
         }
     }
@@ -290,7 +337,10 @@ fn ternary_round_trips_are_exact() {
     let g = out.gguf();
     let emb = g.tensor("token_embd.weight").unwrap();
     assert_eq!(emb.ggml_type, GgmlType::F32);
-    assert_eq!(out.data(emb), src.data(src.gguf().tensor("token_embd.weight").unwrap()));
+    assert_eq!(
+        out.data(emb),
+        src.data(src.gguf().tensor("token_embd.weight").unwrap())
+    );
     let q = g.tensor("blk.0.attn_q.weight").unwrap();
     let bytes = out.data(q);
     let n = q.n_elements() as usize;
@@ -322,9 +372,22 @@ fn float_weights_ternarize_with_absmean() {
         }
         // BitNet b1.58: γ = mean |w|; code = round(clamp(w/γ, −1, 1)); scale = mean |w| of the ±1s.
         let gamma = w.iter().map(|v| v.abs() as f64).sum::<f64>() / w.len() as f64;
-        let codes: Vec<f32> =
-            w.iter().map(|&v| if (v as f64 / gamma).abs() > 0.5 { v.signum() } else { 0.0 }).collect();
-        let kept: Vec<f64> = w.iter().zip(&codes).filter(|(_, c)| **c != 0.0).map(|(v, _)| v.abs() as f64).collect();
+        let codes: Vec<f32> = w
+            .iter()
+            .map(|&v| {
+                if (v as f64 / gamma).abs() > 0.5 {
+                    v.signum()
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let kept: Vec<f64> = w
+            .iter()
+            .zip(&codes)
+            .filter(|(_, c)| **c != 0.0)
+            .map(|(v, _)| v.abs() as f64)
+            .collect();
         let scale = (kept.iter().sum::<f64>() / kept.len() as f64) as f32;
         let zeros = codes.iter().filter(|c| **c == 0.0).count() as f64 / codes.len() as f64;
         assert!((0.2..0.5).contains(&zeros), "{name}: {zeros} zeros");
@@ -350,9 +413,18 @@ fn smollm2_to_q4_0_loads_and_runs() {
     let f = File::read(&out);
     let g = f.gguf();
     assert_eq!(file_type(&f), 2);
-    assert_eq!(g.tensor("blk.0.attn_q.weight").unwrap().ggml_type, GgmlType::Q4_0);
-    assert_eq!(g.tensor("token_embd.weight").unwrap().ggml_type, GgmlType::Q8_0);
-    assert_eq!(g.tensor("blk.0.attn_norm.weight").unwrap().ggml_type, GgmlType::F32);
+    assert_eq!(
+        g.tensor("blk.0.attn_q.weight").unwrap().ggml_type,
+        GgmlType::Q4_0
+    );
+    assert_eq!(
+        g.tensor("token_embd.weight").unwrap().ggml_type,
+        GgmlType::Q8_0
+    );
+    assert_eq!(
+        g.tensor("blk.0.attn_norm.weight").unwrap().ggml_type,
+        GgmlType::F32
+    );
     check_metadata_copied(&File::read(&smollm2_path()), &f);
 
     let run = tern(&[
@@ -368,9 +440,16 @@ fn smollm2_to_q4_0_loads_and_runs() {
         "--threads",
         "2",
     ]);
-    assert!(run.status.success(), "tern run failed: {}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "tern run failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let text = String::from_utf8_lossy(&run.stdout);
-    assert!(text.trim().len() > "The capital of France is".len(), "no text generated: {text:?}");
+    assert!(
+        text.trim().len() > "The capital of France is".len(),
+        "no text generated: {text:?}"
+    );
 }
 
 #[test]
@@ -385,23 +464,49 @@ fn smollm2_to_tq2_0_reports_fallbacks() {
     // ffn_down reads 1536-wide rows (6 blocks): TQ2_0.
     let mut fallbacks = Vec::new();
     for i in 0..n_layers {
-        for m in ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up"] {
+        for m in [
+            "attn_q",
+            "attn_k",
+            "attn_v",
+            "attn_output",
+            "ffn_gate",
+            "ffn_up",
+        ] {
             let name = format!("blk.{i}.{m}.weight");
             assert_eq!(g.tensor(&name).unwrap().ggml_type, GgmlType::Q4_0, "{name}");
             fallbacks.push(name);
         }
         let down = format!("blk.{i}.ffn_down.weight");
-        assert_eq!(g.tensor(&down).unwrap().ggml_type, GgmlType::TQ2_0, "{down}");
+        assert_eq!(
+            g.tensor(&down).unwrap().ggml_type,
+            GgmlType::TQ2_0,
+            "{down}"
+        );
     }
-    let line = report.lines().find(|l| l.starts_with("fallback tensors (")).unwrap_or_else(|| panic!("{report}"));
-    assert!(line.starts_with(&format!("fallback tensors ({}): ", fallbacks.len())), "{line}");
+    let line = report
+        .lines()
+        .find(|l| l.starts_with("fallback tensors ("))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        line.starts_with(&format!("fallback tensors ({}): ", fallbacks.len())),
+        "{line}"
+    );
     for name in &fallbacks {
         assert!(line.contains(name.as_str()), "{name} not reported");
-        let row = report.lines().find(|l| l.starts_with(name.as_str())).unwrap();
-        assert!(row.contains("FALLBACK: rows of 576 do not divide into tq2_0 blocks of 256"), "{row}");
+        let row = report
+            .lines()
+            .find(|l| l.starts_with(name.as_str()))
+            .unwrap();
+        assert!(
+            row.contains("FALLBACK: rows of 576 do not divide into tq2_0 blocks of 256"),
+            "{row}"
+        );
     }
     // The embedding (576-wide) divides into Q8_0's blocks.
-    assert_eq!(g.tensor("token_embd.weight").unwrap().ggml_type, GgmlType::Q8_0);
+    assert_eq!(
+        g.tensor("token_embd.weight").unwrap().ggml_type,
+        GgmlType::Q8_0
+    );
     assert_eq!(file_type(&f), 37);
     check_metadata_copied(&File::read(&smollm2_path()), &f);
 }
@@ -418,9 +523,21 @@ fn bad_input_gives_clear_errors() {
         assert!(!err.contains("panicked"), "{err}");
     };
     let q = |input: &Path, ty: &str| -> Vec<String> {
-        ["quantize", "-m", input.to_str().unwrap(), "-o", o.to_str().unwrap(), "--type", ty].map(String::from).to_vec()
+        [
+            "quantize",
+            "-m",
+            input.to_str().unwrap(),
+            "-o",
+            o.to_str().unwrap(),
+            "--type",
+            ty,
+        ]
+        .map(String::from)
+        .to_vec()
     };
-    let run = |args: Vec<String>, want: &str| fails(&args.iter().map(String::as_str).collect::<Vec<_>>(), want);
+    let run = |args: Vec<String>, want: &str| {
+        fails(&args.iter().map(String::as_str).collect::<Vec<_>>(), want)
+    };
 
     // Not a GGUF file.
     let text = dir.path("text.gguf");
@@ -440,21 +557,42 @@ fn bad_input_gives_clear_errors() {
     // A matrix in a type tern cannot read (Q5_0) that would need converting.
     let q5 = dir.path("q5_0.gguf");
     let mut w = GgufWriter::new();
-    let size = w.add_tensor("blk.0.attn_q.weight", &[32, 2], GgmlType(6)).unwrap() as usize;
+    let size = w
+        .add_tensor("blk.0.attn_q.weight", &[32, 2], GgmlType(6))
+        .unwrap() as usize;
     std::fs::write(&q5, w.to_bytes(&[&vec![0u8; size]]).unwrap()).unwrap();
-    run(q(&q5, "q8_0"), "tensor 'blk.0.attn_q.weight' has type Q5_0, which tern quantize cannot read");
-    assert!(!o.exists() && !dir.path("out.gguf.part").exists(), "no output left behind");
+    run(
+        q(&q5, "q8_0"),
+        "tensor 'blk.0.attn_q.weight' has type Q5_0, which tern quantize cannot read",
+    );
+    assert!(
+        !o.exists() && !dir.path("out.gguf.part").exists(),
+        "no output left behind"
+    );
 
     // Bad options.
     run(q(&good, "q5_k"), "unknown --type 'q5_k'");
     let mut a = q(&good, "tq2_0");
     a.extend(["--embedding-type".into(), "int3".into()]);
     run(a, "unknown --embedding-type 'int3'");
-    run(["quantize", "-m", good.to_str().unwrap(), "--type", "tq2_0"].map(String::from).to_vec(), "missing --output");
     run(
-        ["quantize", "-m", good.to_str().unwrap(), "-o", good.to_str().unwrap(), "--type", "tq1_0"]
+        ["quantize", "-m", good.to_str().unwrap(), "--type", "tq2_0"]
             .map(String::from)
             .to_vec(),
+        "missing --output",
+    );
+    run(
+        [
+            "quantize",
+            "-m",
+            good.to_str().unwrap(),
+            "-o",
+            good.to_str().unwrap(),
+            "--type",
+            "tq1_0",
+        ]
+        .map(String::from)
+        .to_vec(),
         "output would overwrite the input",
     );
     run(q(&dir.path("missing.gguf"), "tq2_0"), "missing.gguf");

@@ -53,13 +53,8 @@ pub type DotQ8RowFn = fn(row: &[u8], act: &scalar::ActQ8Row<'_>) -> f32;
 pub type UnpackFn = fn(row: &[u8], codes: &mut [u8], scales: &mut [f32]);
 /// Rows × tokens of unpacked ternary codes against per-token int8 activations
 /// ([`scalar::gemm_codes_q8row`]).
-pub type GemmCodesFn = fn(
-    codes: &[u8],
-    rows: usize,
-    scales: &[f32],
-    acts: &[scalar::ActQ8Row<'_>],
-    out: &mut [f32],
-);
+pub type GemmCodesFn =
+    fn(codes: &[u8], rows: usize, scales: &[f32], acts: &[scalar::ActQ8Row<'_>], out: &mut [f32]);
 /// Builds one token's ternary lookup tables ([`scalar::lut_tables`]).
 pub type LutTablesFn = fn(qs: &[i8], tables: &mut [u8]);
 /// One 32-row index tile against one token's lookup tables ([`scalar::lut_gemv`]).
@@ -247,8 +242,14 @@ impl Kernels {
                 ),
                 // Scale 1: the runtime multiplies by the tensor's scale (see `Format::I2_S`).
                 Format::I2_S => FormatKernels::new(
-                    named!(scalar::dot_i2_s_f32_unscaled, "dot_i2_s_f32_unscaled/scalar"),
-                    named!(scalar::dequant_i2_s_unscaled, "dequant_i2_s_unscaled/scalar"),
+                    named!(
+                        scalar::dot_i2_s_f32_unscaled,
+                        "dot_i2_s_f32_unscaled/scalar"
+                    ),
+                    named!(
+                        scalar::dequant_i2_s_unscaled,
+                        "dequant_i2_s_unscaled/scalar"
+                    ),
                 ),
             }
         };
@@ -270,13 +271,22 @@ impl Kernels {
         k.format_mut(Format::Q8_0).dot_q8 = Some(named!(scalar::dot_q8_0_q8, "dot_q8_0_q8/scalar"));
         // Multi-row kernels (decode and prompt products), defined by loops over the above.
         let f = k.format_mut(Format::Q4_0);
-        f.dot_rows = Some(named!(scalar::dot_rows_q4_0_f32, "dot_rows_q4_0_f32/scalar"));
+        f.dot_rows = Some(named!(
+            scalar::dot_rows_q4_0_f32,
+            "dot_rows_q4_0_f32/scalar"
+        ));
         f.gemm_q8 = Some(named!(scalar::gemm_q4_0_q8, "gemm_q4_0_q8/scalar"));
         let f = k.format_mut(Format::Q4_1);
-        f.dot_rows = Some(named!(scalar::dot_rows_q4_1_f32, "dot_rows_q4_1_f32/scalar"));
+        f.dot_rows = Some(named!(
+            scalar::dot_rows_q4_1_f32,
+            "dot_rows_q4_1_f32/scalar"
+        ));
         f.gemm_q8 = Some(named!(scalar::gemm_q4_1_q8, "gemm_q4_1_q8/scalar"));
         let f = k.format_mut(Format::Q8_0);
-        f.dot_rows = Some(named!(scalar::dot_rows_q8_0_f32, "dot_rows_q8_0_f32/scalar"));
+        f.dot_rows = Some(named!(
+            scalar::dot_rows_q8_0_f32,
+            "dot_rows_q8_0_f32/scalar"
+        ));
         f.gemm_q8 = Some(named!(scalar::gemm_q8_0_q8, "gemm_q8_0_q8/scalar"));
         // Ternary formats' per-token int8 path (BitNet b1.58).
         let t = k.format_mut(Format::TQ1_0);

@@ -11,11 +11,11 @@ fn halves(n: usize, seed: u32) -> Vec<u8> {
             s ^= s >> 17;
             s ^= s << 5;
             let bits: u16 = match i % 11 {
-                0 => 0x7BFF,          // 65504
-                1 => 0xFBFF,          // −65504
-                2 => 0x0001,          // smallest subnormal
-                3 => 0x8000,          // −0
-                4 => 0x03FF,          // largest subnormal
+                0 => 0x7BFF,                                            // 65504
+                1 => 0xFBFF,                                            // −65504
+                2 => 0x0001,                                            // smallest subnormal
+                3 => 0x8000,                                            // −0
+                4 => 0x03FF,                                            // largest subnormal
                 _ => (s as u16) & 0x7BFF | ((s >> 16) as u16 & 0x8000), // finite
             };
             bits.to_le_bytes()
@@ -51,15 +51,33 @@ fn f16_dot_and_dequant_match_scalar_on_every_backend() {
             let mut got = vec![1.0f32; n];
             (fk.dequant.f)(&row, &mut got);
             // Conversion is exact in every backend: bit-identical.
-            assert!(want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()), "{} dequant n={n}", fk.dequant.name);
+            assert!(
+                want.iter()
+                    .zip(&got)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{} dequant n={n}",
+                fk.dequant.name
+            );
             // Dot: orders differ; bound 2·γ(n)·Σ|w·x| with γ(n) = n·u/(1 − n·u), u = 2⁻²⁴
             // (Higham's summation bound, doubled for the two different orders).
-            let exact: f64 = want.iter().zip(&x).map(|(a, b)| *a as f64 * *b as f64).sum();
-            let mag: f64 = want.iter().zip(&x).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
+            let exact: f64 = want
+                .iter()
+                .zip(&x)
+                .map(|(a, b)| *a as f64 * *b as f64)
+                .sum();
+            let mag: f64 = want
+                .iter()
+                .zip(&x)
+                .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                .sum();
             let u = 2f64.powi(-24) * n.max(1) as f64;
             let bound = 2.0 * u / (1.0 - u) * mag + 1e-30;
             let got = (fk.dot.f)(&row, &x) as f64;
-            assert!((got - exact).abs() <= bound, "{} n={n}: {got} vs {exact} (bound {bound})", fk.dot.name);
+            assert!(
+                (got - exact).abs() <= bound,
+                "{} n={n}: {got} vs {exact} (bound {bound})",
+                fk.dot.name
+            );
         }
     }
 }

@@ -43,10 +43,17 @@ pub fn bytes_per_token(model: &Model, pos: usize) -> u64 {
 pub fn weight_bytes_as(model: &Model, format: Format, fallback: Format) -> u64 {
     let t = model.tensors();
     let size = |rows: usize, cols: usize| -> u64 {
-        let rb = format.row_bytes(cols).or_else(|| fallback.row_bytes(cols)).unwrap_or(cols * 4);
+        let rb = format
+            .row_bytes(cols)
+            .or_else(|| fallback.row_bytes(cols))
+            .unwrap_or(cols * 4);
         (rb * rows) as u64
     };
-    let layers: u64 =
-        t.layers.iter().flat_map(|l| l.matrices()).map(|m| size(m.rows, m.cols)).sum();
+    let layers: u64 = t
+        .layers
+        .iter()
+        .flat_map(|l| l.matrices())
+        .map(|m| size(m.rows, m.cols))
+        .sum();
     layers + size(t.output.rows, t.output.cols)
 }

@@ -121,7 +121,9 @@ impl ModelConfig {
     pub fn from_gguf(g: &Gguf<'_>) -> Result<Self, LoadError> {
         let arch_name = g.req_str("general.architecture")?;
         let arch = Architecture::from_name(arch_name).ok_or_else(|| {
-            LoadError::UnsupportedArchitecture { name: arch_name.to_string() }
+            LoadError::UnsupportedArchitecture {
+                name: arch_name.to_string(),
+            }
         })?;
         let key = |k: &str| format!("{arch_name}.{k}");
         let dim_of = |k: &str| -> Result<usize, LoadError> {
@@ -227,7 +229,12 @@ impl ModelConfig {
                 // Recent llama.cpp runs 2B4T as `bitnet` with this key.
                 Some("relu2") => FfnActivation::ReluSquared,
                 Some("silu") => FfnActivation::Silu,
-                Some(_) => return Err(bad(&key("hidden_activation"), "names an unknown activation")),
+                Some(_) => {
+                    return Err(bad(
+                        &key("hidden_activation"),
+                        "names an unknown activation",
+                    ))
+                }
                 None => match arch {
                     Architecture::Llama | Architecture::Bitnet => FfnActivation::Silu,
                     Architecture::BitnetB158 => FfnActivation::ReluSquared,

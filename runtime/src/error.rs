@@ -73,7 +73,10 @@ impl fmt::Display for LoadError {
         match self {
             LoadError::Gguf(e) => write!(f, "invalid GGUF file: {e}"),
             LoadError::UnsupportedArchitecture { name } => {
-                write!(f, "unsupported architecture '{name}' (Tern runs: llama, bitnet, bitnet-b1.58)")
+                write!(
+                    f,
+                    "unsupported architecture '{name}' (Tern runs: llama, bitnet, bitnet-b1.58)"
+                )
             }
             LoadError::MissingTensor { name } => write!(f, "model has no tensor '{name}'"),
             LoadError::UnsupportedType { tensor, ty } => {

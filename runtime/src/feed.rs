@@ -11,8 +11,8 @@ use alloc::string::ToString;
 use core::ops::Range;
 
 use crate::error::GenerateError;
-use crate::source::WeightSource;
 use crate::model::{Residency, WeightBytes};
+use crate::source::WeightSource;
 use crate::weights::{LayerTensors, ModelTensors, TensorRef};
 
 /// Supplies the bytes of weight rows to the forward pass.
@@ -59,7 +59,12 @@ impl<'a> SliceFeed<'a> {
     /// A feed over the whole file's bytes (the bytes the tensors were validated against);
     /// `release_chunk` caps and releases the bytes handed out at once (see above).
     pub fn new(bytes: &'a dyn WeightBytes, release_chunk: Option<usize>) -> Self {
-        SliceFeed { bytes, file: bytes.bytes(), release_chunk, last: None }
+        SliceFeed {
+            bytes,
+            file: bytes.bytes(),
+            release_chunk,
+            last: None,
+        }
     }
 
     fn prefetch_layer(&self, layer: &LayerTensors) {
@@ -101,7 +106,11 @@ impl WeightFeed for SliceFeed<'_> {
         let layers = &tensors.layers;
         match layers.get(layer + 1) {
             Some(next) => self.prefetch_layer(next),
-            None => self.bytes.advise(tensors.output.offset, tensors.output.len, Residency::WillNeed),
+            None => self.bytes.advise(
+                tensors.output.offset,
+                tensors.output.len,
+                Residency::WillNeed,
+            ),
         }
     }
 }

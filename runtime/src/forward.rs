@@ -145,7 +145,11 @@ impl Model {
                 scalar::rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lt.attn_norm, c.norm_eps);
             }
             // Q, K and V in one parallel section (`project_fused`; gate and up below too).
-            let qkv = [(&lt.wq, &mut s.q[..]), (&lt.wk, &mut s.k[..]), (&lt.wv, &mut s.v[..])];
+            let qkv = [
+                (&lt.wq, &mut s.q[..]),
+                (&lt.wk, &mut s.k[..]),
+                (&lt.wv, &mut s.v[..]),
+            ];
             self.project_fused(feed, ex, &s.xb, n, qkv)?;
             for i in 0..n {
                 let (cos, sin) = (&s.cos[i * half..][..half], &s.sin[i * half..][..half]);
@@ -180,7 +184,9 @@ impl Model {
                 // SiLU through the table exp (`tern_kernels::scalar::lut`, relative error
                 // ≤ 2·10⁻⁷, far inside the f32 path's tolerance).
                 FfnActivation::Silu => (k.swiglu.f)(&mut s.gate[..f], &s.up[..f]),
-                FfnActivation::ReluSquared => scalar::relu_squared_glu(&mut s.gate[..f], &s.up[..f]),
+                FfnActivation::ReluSquared => {
+                    scalar::relu_squared_glu(&mut s.gate[..f], &s.up[..f])
+                }
             }
             if let Some(w) = &lt.ffn_sub_norm {
                 for g in s.gate[..f].chunks_exact_mut(c.ffn_dim) {
@@ -227,7 +233,8 @@ impl Model {
         let quantized;
         let x = if self.config().arch.is_bitnet() && w.format.is_ternary() {
             let mut q = x[..n * w.cols].to_vec();
-            q.chunks_exact_mut(w.cols).for_each(scalar::absmax_int8_roundtrip);
+            q.chunks_exact_mut(w.cols)
+                .for_each(scalar::absmax_int8_roundtrip);
             quantized = q;
             &quantized[..]
         } else {
@@ -269,7 +276,10 @@ impl Model {
         mats: [(&TensorRef, &mut [f32]); N],
     ) -> Result<(), GenerateError> {
         let plain = |w: &TensorRef| !w.format.is_ternary() && w.scale == 1.0;
-        let fusable = N <= MAX_FUSED && mats.iter().all(|(w, _)| plain(w) && feed.whole(w).is_some());
+        let fusable = N <= MAX_FUSED
+            && mats
+                .iter()
+                .all(|(w, _)| plain(w) && feed.whole(w).is_some());
         if !fusable {
             for (w, y) in mats {
                 self.project(feed, ex, w, x, n, y)?;
@@ -279,7 +289,10 @@ impl Model {
         let feed = &*feed;
         let mut outs = mats.map(|(w, y)| Output {
             // Checked just above: the feed has every matrix whole.
-            w: QMatrix { t: *w, data: feed.whole(w).unwrap_or_default() },
+            w: QMatrix {
+                t: *w,
+                data: feed.whole(w).unwrap_or_default(),
+            },
             y,
             y_stride: w.rows,
             col0: 0,

@@ -30,7 +30,8 @@ impl WeightBytes for MappedFile {
                 // SAFETY: the map is private and read-only, so no modification can be lost:
                 // dropped pages are read back from the file when next touched.
                 let _ = unsafe {
-                    self.0.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len)
+                    self.0
+                        .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len)
                 };
             }
         }
@@ -49,7 +50,10 @@ pub struct FileSource {
 impl FileSource {
     /// Opens `path` for reading.
     pub fn open(path: &Path) -> Result<Self, LoadError> {
-        let io = |e: std::io::Error| LoadError::Io { path: path.display().to_string(), message: e.to_string() };
+        let io = |e: std::io::Error| LoadError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
         let file = File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
         Ok(FileSource { file, len })
@@ -69,15 +73,28 @@ impl WeightSource for FileSource {
             let mut done = 0;
             let mut r = Ok(());
             while done < buf.len() {
-                match std::os::windows::fs::FileExt::seek_read(&self.file, &mut buf[done..], offset + done as u64) {
-                    Ok(0) => { r = Err(std::io::ErrorKind::UnexpectedEof.into()); break; }
+                match std::os::windows::fs::FileExt::seek_read(
+                    &self.file,
+                    &mut buf[done..],
+                    offset + done as u64,
+                ) {
+                    Ok(0) => {
+                        r = Err(std::io::ErrorKind::UnexpectedEof.into());
+                        break;
+                    }
                     Ok(n) => done += n,
-                    Err(e) => { r = Err(e); break; }
+                    Err(e) => {
+                        r = Err(e);
+                        break;
+                    }
                 }
             }
             r
         };
-        r.map_err(|e| SourceError { offset, message: e.to_string() })
+        r.map_err(|e| SourceError {
+            offset,
+            message: e.to_string(),
+        })
     }
 }
 

@@ -11,8 +11,8 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
-pub mod chat;
 pub mod budget;
+pub mod chat;
 pub mod config;
 pub mod error;
 pub mod feed;

@@ -74,7 +74,9 @@ const MAX_TASK_ROWS: usize = 512;
 /// cost of claiming a task stays small, at most [`MAX_TASK_ROWS`], and a multiple of 4 (the
 /// kernels' row step).
 fn rows_per_task(rows: usize, threads: usize) -> usize {
-    rows.div_ceil(4 * threads).clamp(16, MAX_TASK_ROWS).next_multiple_of(4)
+    rows.div_ceil(4 * threads)
+        .clamp(16, MAX_TASK_ROWS)
+        .next_multiple_of(4)
 }
 
 /// `y[t][col0 + r] = W[r] · x[t]` for the `n` activation rows `x` `(n, cols)` and the rows `r`

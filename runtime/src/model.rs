@@ -1,8 +1,8 @@
 //! A loaded model: hyperparameters, where each tensor is, the tokenizer and the weight bytes.
 
 use alloc::boxed::Box;
-use alloc::vec;
 use alloc::string::{String, ToString};
+use alloc::vec;
 use alloc::vec::Vec;
 
 use tern_kernels::Kernels;
@@ -165,7 +165,8 @@ impl Model {
             });
         }
         let meta = meta_from_gguf(&g)?;
-        let header_len = usize::try_from(g.data_offset).map_or(header.len(), |n| n.min(header.len()));
+        let header_len =
+            usize::try_from(g.data_offset).map_or(header.len(), |n| n.min(header.len()));
         let fingerprint = fnv1a(&[&source.len().to_le_bytes(), &header[..header_len]]);
         let rope_inv_freq = rope_inv_freq(&config, tensors.rope_freqs.as_deref());
         progress(1.0);

@@ -129,7 +129,8 @@ impl Session {
         };
         let kv = KvCache::new(c.n_layers, ctx, c.kv_dim());
         // Under a cap smaller than the model, weights pass through in slices of a quarter of it.
-        let release = (opts.max_resident != 0 && model.meta().tensor_bytes > opts.max_resident as u64)
+        let release = (opts.max_resident != 0
+            && model.meta().tensor_bytes > opts.max_resident as u64)
             .then_some((opts.max_resident / 4).max(1));
         let scratch = Scratch::new(&model, ctx, opts.batch.max(1));
         Session {
@@ -234,19 +235,21 @@ impl Session {
             precision: self.precision,
         };
         let mut mapped;
-        let feed: &mut dyn WeightFeed = match (self.stream.as_deref_mut(), self.model.weight_bytes()) {
-            (Some(stream), _) => stream,
-            (None, Some(bytes)) => {
-                mapped = SliceFeed::new(bytes, self.release);
-                &mut mapped
-            }
-            (None, None) => {
-                return Err(GenerateError::WeightRead {
-                    offset: 0,
-                    message: "the model is streamed: make its sessions with Session::with_feed".into(),
-                })
-            }
-        };
+        let feed: &mut dyn WeightFeed =
+            match (self.stream.as_deref_mut(), self.model.weight_bytes()) {
+                (Some(stream), _) => stream,
+                (None, Some(bytes)) => {
+                    mapped = SliceFeed::new(bytes, self.release);
+                    &mut mapped
+                }
+                (None, None) => {
+                    return Err(GenerateError::WeightRead {
+                        offset: 0,
+                        message: "the model is streamed: make its sessions with Session::with_feed"
+                            .into(),
+                    })
+                }
+            };
         self.model
             .forward(&mut self.scratch, &mut self.kv, feed, ex, chunk, pos, want)?;
         self.tokens.extend_from_slice(chunk);

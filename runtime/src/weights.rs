@@ -165,7 +165,9 @@ impl ModelTensors {
         let bitnet = cfg.arch.is_bitnet();
         let sub_norm = |name: &str, len: usize| -> Result<Option<Vec<f32>>, LoadError> {
             match optional(name, len)? {
-                None if bitnet => Err(LoadError::MissingTensor { name: name.to_string() }),
+                None if bitnet => Err(LoadError::MissingTensor {
+                    name: name.to_string(),
+                }),
                 v => Ok(v),
             }
         };
@@ -227,8 +229,9 @@ fn matrix_ref(
     cols: usize,
     rows: usize,
 ) -> Result<TensorRef, LoadError> {
-    let t: &TensorInfo<'_> =
-        g.tensor(name).ok_or_else(|| LoadError::MissingTensor { name: name.to_string() })?;
+    let t: &TensorInfo<'_> = g.tensor(name).ok_or_else(|| LoadError::MissingTensor {
+        name: name.to_string(),
+    })?;
     let found = [t.row_len(), t.n_rows()];
     if found != [cols as u64, rows as u64] {
         return Err(LoadError::ShapeMismatch {
@@ -237,8 +240,14 @@ fn matrix_ref(
             found,
         });
     }
-    let unsupported = |what: String| LoadError::UnsupportedType { tensor: name.to_string(), ty: what };
-    let format = t.ggml_type.format().ok_or_else(|| unsupported(t.ggml_type.to_string()))?;
+    let unsupported = |what: String| LoadError::UnsupportedType {
+        tensor: name.to_string(),
+        ty: what,
+    };
+    let format = t
+        .ggml_type
+        .format()
+        .ok_or_else(|| unsupported(t.ggml_type.to_string()))?;
     // I2_S (bitnet.cpp) stores its f32 scale after the packed codes, padded to 32 bytes.
     let trailer = if format == Format::I2_S { 32 } else { 0 };
     let len = format.row_bytes(cols).and_then(|rb| rb.checked_mul(rows));
@@ -246,22 +255,39 @@ fn matrix_ref(
     let (len, offset) = match (len, offset) {
         (Some(len), Some(offset))
             if (len + trailer) as u64 == t.size
-                && offset.checked_add(len + trailer).is_some_and(|e| e as u64 <= source.len()) =>
+                && offset
+                    .checked_add(len + trailer)
+                    .is_some_and(|e| e as u64 <= source.len()) =>
         {
             (len, offset)
         }
-        _ => return Err(unsupported(format!("{} with an inconsistent byte size", t.ggml_type))),
+        _ => {
+            return Err(unsupported(format!(
+                "{} with an inconsistent byte size",
+                t.ggml_type
+            )))
+        }
     };
     let mut scale = 1.0;
     if format == Format::I2_S {
         let mut b = [0u8; 4];
         source
             .read_at((offset + len) as u64, &mut b)
-            .map_err(|e| LoadError::Io { path: format!("tensor '{name}'"), message: e.to_string() })?;
+            .map_err(|e| LoadError::Io {
+                path: format!("tensor '{name}'"),
+                message: e.to_string(),
+            })?;
         scale = f32::from_le_bytes(b);
         if !scale.is_finite() {
             return Err(unsupported(String::from("I2_S with a non-finite scale")));
         }
     }
-    Ok(TensorRef { format, cols, rows, offset, len, scale })
+    Ok(TensorRef {
+        format,
+        cols,
+        rows,
+        offset,
+        len,
+        scale,
+    })
 }

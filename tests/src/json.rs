@@ -22,7 +22,10 @@ pub enum Json {
 impl Json {
     /// Parses a whole document.
     pub fn parse(text: &str) -> Result<Json, String> {
-        let mut p = Parser { s: text.as_bytes(), i: 0 };
+        let mut p = Parser {
+            s: text.as_bytes(),
+            i: 0,
+        };
         let v = p.value()?;
         p.ws();
         if p.i != p.s.len() {
@@ -34,7 +37,9 @@ impl Json {
     /// Member `key` of an object; panics with the key's name if absent (fixtures are fixed).
     pub fn get(&self, key: &str) -> &Json {
         match self {
-            Json::Obj(m) => m.get(key).unwrap_or_else(|| panic!("fixture has no key '{key}'")),
+            Json::Obj(m) => m
+                .get(key)
+                .unwrap_or_else(|| panic!("fixture has no key '{key}'")),
             _ => panic!("not an object when looking up '{key}'"),
         }
     }
@@ -168,12 +173,15 @@ impl Parser<'_> {
             Some(b'I') => self.word("Infinity", Json::Num(f64::INFINITY)),
             Some(_) => {
                 let start = self.i;
-                while self.i < self.s.len() && b"+-0123456789.eEInfinity".contains(&self.s[self.i]) {
+                while self.i < self.s.len() && b"+-0123456789.eEInfinity".contains(&self.s[self.i])
+                {
                     self.i += 1;
                 }
                 let t = std::str::from_utf8(&self.s[start..self.i]).map_err(|e| e.to_string())?;
                 let t = if t == "-Infinity" { "-inf" } else { t };
-                t.parse().map(Json::Num).map_err(|_| format!("bad number '{t}' at {start}"))
+                t.parse()
+                    .map(Json::Num)
+                    .map_err(|_| format!("bad number '{t}' at {start}"))
             }
             None => Err("unexpected end".into()),
         }
@@ -219,7 +227,9 @@ impl Parser<'_> {
                         b'f' => out.push('\u{c}'),
                         b'u' => {
                             let mut cp = self.hex4()?;
-                            if (0xD800..0xDC00).contains(&cp) && self.s[self.i..].starts_with(b"\\u") {
+                            if (0xD800..0xDC00).contains(&cp)
+                                && self.s[self.i..].starts_with(b"\\u")
+                            {
                                 self.i += 2;
                                 let lo = self.hex4()?;
                                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
@@ -237,7 +247,8 @@ impl Parser<'_> {
     fn hex4(&mut self) -> Result<u32, String> {
         let h = self.s.get(self.i..self.i + 4).ok_or("short \\u escape")?;
         self.i += 4;
-        u32::from_str_radix(std::str::from_utf8(h).map_err(|e| e.to_string())?, 16).map_err(|e| e.to_string())
+        u32::from_str_radix(std::str::from_utf8(h).map_err(|e| e.to_string())?, 16)
+            .map_err(|e| e.to_string())
     }
 }
 

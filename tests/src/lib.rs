@@ -20,7 +20,11 @@ pub fn root() -> PathBuf {
 /// first). Tests fail, not skip, when it is missing: a skipped reference test checks nothing.
 pub fn smollm2_path() -> PathBuf {
     let p = root().join("models/smollm2-135m-instruct-q4_1.gguf");
-    assert!(p.exists(), "{} is missing: run scripts/fetch-model.sh", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/fetch-model.sh",
+        p.display()
+    );
     p
 }
 
@@ -28,7 +32,9 @@ pub fn smollm2_path() -> PathBuf {
 pub fn smollm2() -> Arc<Model> {
     static MODEL: OnceLock<Arc<Model>> = OnceLock::new();
     MODEL
-        .get_or_init(|| Arc::new(Model::open(&smollm2_path(), Kernels::best()).expect("model loads")))
+        .get_or_init(|| {
+            Arc::new(Model::open(&smollm2_path(), Kernels::best()).expect("model loads"))
+        })
         .clone()
 }
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use tern_kernels::Kernels;
 use tern_runtime::sampler::argmax_logits;
 use tern_runtime::{Model, Session, SessionOptions};
-use tern_tests::{fixture, root};
 use tern_tests::json::Json;
+use tern_tests::{fixture, root};
 
 /// Logit tolerance against llama.cpp and float64. BitNet quantizes every activation vector
 /// entering a ternary matrix to int8: Tern per token (absmax over the row, as the paper and
@@ -25,20 +25,34 @@ const FORMAT_TOL: f32 = 1e-4;
 
 fn model(kind: &str) -> Arc<Model> {
     let p = root().join(format!("models/bitnet_small_{kind}.gguf"));
-    assert!(p.exists(), "{} is missing: run tests/reference/make_bitnet_models.sh --no-fixture", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run tests/reference/make_bitnet_models.sh --no-fixture",
+        p.display()
+    );
     Arc::new(Model::open(&p, Kernels::best()).unwrap())
 }
 
 /// Logits at every position of `tokens`, `(n, vocab)` flattened.
 fn all_logits(m: &Arc<Model>, tokens: &[u32]) -> Vec<Vec<f32>> {
-    let mut s = Session::new(m.clone(), &SessionOptions { context: 128, ..Default::default() });
+    let mut s = Session::new(
+        m.clone(),
+        &SessionOptions {
+            context: 128,
+            ..Default::default()
+        },
+    );
     let mut out = Vec::new();
     s.feed_scoring(tokens, |_, l| out.push(l.to_vec())).unwrap();
     out
 }
 
 fn prompts(f: &Json) -> Vec<Vec<u32>> {
-    f.get("prompts").arr().iter().map(|p| p.get("tokens").ids()).collect()
+    f.get("prompts")
+        .arr()
+        .iter()
+        .map(|p| p.get("tokens").ids())
+        .collect()
 }
 
 /// Largest |a − b| over the fixture's column ids at every position.
@@ -60,7 +74,12 @@ fn ternary_storage_formats_agree() {
         let base = all_logits(&tq2, &p);
         for kind in ["tq1_0", "i2_s", "scaled_tq2_0"] {
             let other = all_logits(&model(kind), &p);
-            let worst = base.iter().flatten().zip(other.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            let worst = base
+                .iter()
+                .flatten()
+                .zip(other.iter().flatten())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
             eprintln!("{kind} vs tq2_0: max logit difference {worst:e}");
             assert!(worst < FORMAT_TOL, "{kind} differs from tq2_0 by {worst}");
         }
@@ -90,7 +109,13 @@ fn greedy_matches_llama_cpp_until_a_near_tie() {
         for (i, p) in prompts(&f).iter().enumerate() {
             let g = f.get("llama_cpp").get("tq2_0").get("prompts").arr()[i].get("greedy");
             let (expected, margins) = (g.get("tokens").ids(), g.get("top2_margins").f64s());
-            let mut s = Session::new(m.clone(), &SessionOptions { context: 128, ..Default::default() });
+            let mut s = Session::new(
+                m.clone(),
+                &SessionOptions {
+                    context: 128,
+                    ..Default::default()
+                },
+            );
             let mut logits = s.feed(p).unwrap().to_vec();
             let mut got = Vec::new();
             for _ in 0..expected.len() {
@@ -98,7 +123,11 @@ fn greedy_matches_llama_cpp_until_a_near_tie() {
                 got.push(id);
                 logits = s.feed(&[id]).unwrap().to_vec();
             }
-            let same = got.iter().zip(&expected).take_while(|(a, b)| a == b).count();
+            let same = got
+                .iter()
+                .zip(&expected)
+                .take_while(|(a, b)| a == b)
+                .count();
             // Flips are legitimate only where llama.cpp's own top-2 margin is within the
             // int8-activation noise of two logits.
             assert!(
@@ -106,7 +135,10 @@ fn greedy_matches_llama_cpp_until_a_near_tie() {
                 "{kind} prompt {i}: diverges at {same} (llama.cpp margin {})\n tern {got:?}\n ref  {expected:?}",
                 margins[same]
             );
-            eprintln!("{kind} prompt {i}: {same}/{} greedy tokens identical", expected.len());
+            eprintln!(
+                "{kind} prompt {i}: {same}/{} greedy tokens identical",
+                expected.len()
+            );
         }
     }
 }
@@ -120,5 +152,9 @@ fn q4_0_copy_runs_and_differs() {
     let q4 = all_logits(&model("q4_0"), p);
     let tq = all_logits(&model("tq2_0"), p);
     assert!(q4.iter().flatten().all(|v| v.is_finite()));
-    assert!(q4.iter().flatten().zip(tq.iter().flatten()).any(|(a, b)| (a - b).abs() > 0.1));
+    assert!(q4
+        .iter()
+        .flatten()
+        .zip(tq.iter().flatten())
+        .any(|(a, b)| (a - b).abs() > 0.1));
 }

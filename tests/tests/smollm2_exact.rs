@@ -21,7 +21,13 @@ const LOGIT_TOL: f64 = 0.01;
 const NEAR_TIE: f64 = 2.0 * LOGIT_TOL;
 
 fn session() -> Session {
-    Session::new(smollm2(), &SessionOptions { context: 512, ..Default::default() })
+    Session::new(
+        smollm2(),
+        &SessionOptions {
+            context: 512,
+            ..Default::default()
+        },
+    )
 }
 
 #[test]
@@ -36,9 +42,17 @@ fn logits_at_every_position_match_float64() {
         for (&id, &r) in ids.iter().zip(&positions[i].get("logits").f64s()) {
             let d = (logits[id as usize] as f64 - r).abs();
             worst = worst.max(d);
-            assert!(d < LOGIT_TOL, "position {i}, id {id}: {} vs float64 {r}", logits[id as usize]);
+            assert!(
+                d < LOGIT_TOL,
+                "position {i}, id {id}: {} vs float64 {r}",
+                logits[id as usize]
+            );
         }
-        assert_eq!(argmax_logits(logits), positions[i].get("argmax").num() as u32, "argmax at {i}");
+        assert_eq!(
+            argmax_logits(logits),
+            positions[i].get("argmax").num() as u32,
+            "argmax at {i}"
+        );
     })
     .unwrap();
     eprintln!("largest logit difference from float64: {worst:.6}");
@@ -56,7 +70,12 @@ fn top10_logits_match_float64() {
             let (id, r) = (pair.arr()[0].num() as usize, pair.arr()[1].num());
             let d = (logits[id] as f64 - r).abs();
             worst = worst.max(d);
-            assert!(d < LOGIT_TOL, "{}: logit of {id} is {} vs float64 {r}", p.get("label").str(), logits[id]);
+            assert!(
+                d < LOGIT_TOL,
+                "{}: logit of {id} is {} vs float64 {r}",
+                p.get("label").str(),
+                logits[id]
+            );
         }
     }
     eprintln!("largest top-10 logit difference from float64: {worst:.6}");
@@ -78,7 +97,11 @@ fn greedy_continuations_match_float64() {
             got.push(id);
             logits = s.feed(&[id]).unwrap().to_vec();
         }
-        let same = got.iter().zip(&expected).take_while(|(a, b)| a == b).count();
+        let same = got
+            .iter()
+            .zip(&expected)
+            .take_while(|(a, b)| a == b)
+            .count();
         assert!(
             same == expected.len() || margins[same] < NEAR_TIE,
             "{label}: diverges from float64 at token {same} (margin {})\n tern: {got:?}\n f64:  {expected:?}",
@@ -100,7 +123,11 @@ fn short_greedy_and_logits_match_float64() {
     assert_eq!(top.get("prompt_ids").ids(), p.get("prompt_ids").ids());
     for pair in top.get("top_k").arr() {
         let (id, r) = (pair.arr()[0].num() as usize, pair.arr()[1].num());
-        assert!((logits[id] as f64 - r).abs() < LOGIT_TOL, "logit of {id}: {} vs {r}", logits[id]);
+        assert!(
+            (logits[id] as f64 - r).abs() < LOGIT_TOL,
+            "logit of {id}: {} vs {r}",
+            logits[id]
+        );
     }
     for (i, &want) in expected.iter().take(4).enumerate() {
         let id = argmax_logits(&logits);

@@ -25,7 +25,13 @@ const LOGPROB_TOL: f64 = 0.6;
 const NEAR_TIE: f64 = 0.35;
 
 fn session() -> Session {
-    Session::new(smollm2(), &SessionOptions { context: 1024, ..Default::default() })
+    Session::new(
+        smollm2(),
+        &SessionOptions {
+            context: 1024,
+            ..Default::default()
+        },
+    )
 }
 
 #[test]
@@ -38,12 +44,25 @@ fn tokenization_matches_llama_cpp() {
     for case in cases {
         let text = case.get("text").str();
         let expected = case.get("ids").ids();
-        let got = tok.encode(text, case.get("add_special").bool(), case.get("parse_special").bool());
+        let got = tok.encode(
+            text,
+            case.get("add_special").bool(),
+            case.get("parse_special").bool(),
+        );
         if got != expected {
-            failures.push(format!("{:?}: expected {expected:?}, got {got:?}", case.get("label").str()));
+            failures.push(format!(
+                "{:?}: expected {expected:?}, got {got:?}",
+                case.get("label").str()
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -53,8 +72,16 @@ fn detokenization_matches_llama_cpp() {
     let f = fixture("smollm2_tokenize.json");
     for case in f.get("cases").arr() {
         let ids = case.get("ids").ids();
-        let bytes: Vec<u8> = ids.iter().flat_map(|&id| tok.token_bytes(id, true).to_vec()).collect();
-        assert_eq!(hex(&bytes), case.get("detok_hex").str(), "case {}", case.get("label").str());
+        let bytes: Vec<u8> = ids
+            .iter()
+            .flat_map(|&id| tok.token_bytes(id, true).to_vec())
+            .collect();
+        assert_eq!(
+            hex(&bytes),
+            case.get("detok_hex").str(),
+            "case {}",
+            case.get("label").str()
+        );
     }
 }
 
@@ -62,7 +89,11 @@ fn detokenization_matches_llama_cpp() {
 /// leading tokens matched per prompt.
 fn greedy_against_llama_cpp(precision: ActivationPrecision) {
     let f = fixture("smollm2_greedy.json");
-    let opts = SessionOptions { context: 1024, precision, ..Default::default() };
+    let opts = SessionOptions {
+        context: 1024,
+        precision,
+        ..Default::default()
+    };
     let mut s = Session::new(smollm2(), &opts);
     let mut report = Vec::new();
     for p in f.get("prompts").arr() {
@@ -77,7 +108,11 @@ fn greedy_against_llama_cpp(precision: ActivationPrecision) {
             got.push(id);
             logits = s.feed(&[id]).unwrap().to_vec();
         }
-        let same = got.iter().zip(&expected).take_while(|(a, b)| a == b).count();
+        let same = got
+            .iter()
+            .zip(&expected)
+            .take_while(|(a, b)| a == b)
+            .count();
         // Identical for GREEDY_EXACT tokens, and beyond that identical until a near-tie; before
         // GREEDY_EXACT only a near-tie of llama.cpp's own excuses a divergence.
         if same < expected.len() {
@@ -92,7 +127,10 @@ fn greedy_against_llama_cpp(precision: ActivationPrecision) {
     }
     eprintln!("{precision:?}: greedy tokens identical to llama.cpp per prompt: {report:?}");
     let reached = report.iter().filter(|(_, n)| *n >= GREEDY_EXACT).count();
-    eprintln!("{reached} of {} prompts identical for {GREEDY_EXACT}+ tokens", report.len());
+    eprintln!(
+        "{reached} of {} prompts identical for {GREEDY_EXACT}+ tokens",
+        report.len()
+    );
 }
 
 #[test]
@@ -125,13 +163,27 @@ fn logits_match_llama_cpp() {
             if d > worst.0 {
                 worst = (d, format!("{label} id {id}"));
             }
-            assert!(d < LOGIT_TOL, "{label}: logit of {id} is {} vs llama.cpp {ref_logit}", logits[id]);
-            assert!(dlp < LOGPROB_TOL, "{label}: log-prob of {id} differs by {dlp}");
+            assert!(
+                d < LOGIT_TOL,
+                "{label}: logit of {id} is {} vs llama.cpp {ref_logit}",
+                logits[id]
+            );
+            assert!(
+                dlp < LOGPROB_TOL,
+                "{label}: log-prob of {id} differs by {dlp}"
+            );
         }
         let top = argmax_logits(&logits) as usize;
-        assert_eq!(top, p.get("top_k").arr()[0].arr()[0].num() as usize, "{label}: top token differs");
+        assert_eq!(
+            top,
+            p.get("top_k").arr()[0].arr()[0].num() as usize,
+            "{label}: top token differs"
+        );
     }
-    eprintln!("largest top-10 logit difference: {:.4} ({})", worst.0, worst.1);
+    eprintln!(
+        "largest top-10 logit difference: {:.4} ({})",
+        worst.0, worst.1
+    );
 }
 
 #[test]
@@ -148,12 +200,24 @@ fn logits_at_every_position_match_llama_cpp() {
         for (&id, &r) in ids.iter().zip(&reference) {
             let d = (logits[id as usize] as f64 - r).abs();
             worst = worst.max(d);
-            assert!(d < LOGIT_TOL, "position {i}, id {id}: {} vs llama.cpp {r}", logits[id as usize]);
+            assert!(
+                d < LOGIT_TOL,
+                "position {i}, id {id}: {} vs llama.cpp {r}",
+                logits[id as usize]
+            );
         }
-        assert_eq!(argmax_logits(logits), positions[i].get("argmax").num() as u32, "argmax at position {i}");
+        assert_eq!(
+            argmax_logits(logits),
+            positions[i].get("argmax").num() as u32,
+            "argmax at position {i}"
+        );
     })
     .unwrap();
-    eprintln!("largest logit difference over {} positions x {} ids: {worst:.4}", positions.len(), ids.len());
+    eprintln!(
+        "largest logit difference over {} positions x {} ids: {worst:.4}",
+        positions.len(),
+        ids.len()
+    );
 }
 
 fn log_sum_exp(l: &[f32]) -> f64 {

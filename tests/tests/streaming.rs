@@ -28,35 +28,54 @@ fn greedy(s: &mut Session, prompt: &[u32], n: usize) -> (Vec<u32>, Vec<f32>) {
 }
 
 fn prompt() -> Vec<u32> {
-    smollm2().tokenizer().encode("The capital of France is", true, true)
+    smollm2()
+        .tokenizer()
+        .encode("The capital of France is", true, true)
 }
 
 #[test]
 fn streaming_through_a_small_arena_matches_mmap() {
-    let opts = SessionOptions { context: 64, ..Default::default() };
+    let opts = SessionOptions {
+        context: 64,
+        ..Default::default()
+    };
     let mut mapped = Session::new(smollm2(), &opts);
     let expected = greedy(&mut mapped, &prompt(), 8);
 
     let source = FileSource::open(&smollm2_path()).unwrap();
     let model = Arc::new(Model::from_source(&source, Kernels::best()).unwrap());
-    assert!(model.weight_bytes().is_none(), "a streamed model holds no file bytes");
+    assert!(
+        model.weight_bytes().is_none(),
+        "a streamed model holds no file bytes"
+    );
     assert!(model.min_stream_arena() <= ARENA);
     let feed = StreamFeed::new(source, vec![0u8; ARENA].into_boxed_slice());
     let mut streamed = Session::with_feed(model.clone(), &opts, Box::new(Serial), Box::new(feed));
     let got = greedy(&mut streamed, &prompt(), 8);
 
     assert_eq!(got.0, expected.0, "greedy tokens differ");
-    assert_eq!(got.1, expected.1, "logits differ (same kernels, same order: must be identical)");
+    assert_eq!(
+        got.1, expected.1,
+        "logits differ (same kernels, same order: must be identical)"
+    );
     // Every decode step re-reads all matrices: at least the weights of 8 + prompt passes.
     let per_pass = model.tensors().weight_bytes_per_token();
-    assert!(streamed.bytes_streamed() >= 9 * (per_pass - model.tensors().token_embd.row_bytes() as u64));
+    assert!(
+        streamed.bytes_streamed() >= 9 * (per_pass - model.tensors().token_embd.row_bytes() as u64)
+    );
     assert_eq!(model.fingerprint(), smollm2().fingerprint());
 }
 
 #[test]
 fn resident_cap_releases_layers_and_matches() {
-    let free = SessionOptions { context: 64, ..Default::default() };
-    let capped = SessionOptions { max_resident: 16 << 20, ..free.clone() };
+    let free = SessionOptions {
+        context: 64,
+        ..Default::default()
+    };
+    let capped = SessionOptions {
+        max_resident: 16 << 20,
+        ..free.clone()
+    };
     let a = greedy(&mut Session::new(smollm2(), &free), &prompt(), 8);
     let b = greedy(&mut Session::new(smollm2(), &capped), &prompt(), 8);
     assert_eq!(a, b);
@@ -66,9 +85,18 @@ fn resident_cap_releases_layers_and_matches() {
 fn streamed_model_without_a_feed_is_a_typed_error() {
     let source = FileSource::open(&smollm2_path()).unwrap();
     let model = Arc::new(Model::from_source(&source, Kernels::best()).unwrap());
-    let mut s = Session::new(model, &SessionOptions { context: 16, ..Default::default() });
+    let mut s = Session::new(
+        model,
+        &SessionOptions {
+            context: 16,
+            ..Default::default()
+        },
+    );
     let err = s.feed(&[1, 2, 3]).unwrap_err();
-    assert!(matches!(err, tern_runtime::GenerateError::WeightRead { .. }), "{err:?}");
+    assert!(
+        matches!(err, tern_runtime::GenerateError::WeightRead { .. }),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -76,9 +104,15 @@ fn arena_smaller_than_a_row_is_a_typed_error() {
     let source = FileSource::open(&smollm2_path()).unwrap();
     let model = Arc::new(Model::from_source(&source, Kernels::best()).unwrap());
     let feed = StreamFeed::new(source, vec![0u8; 64].into_boxed_slice());
-    let opts = SessionOptions { context: 16, ..Default::default() };
+    let opts = SessionOptions {
+        context: 16,
+        ..Default::default()
+    };
     let mut s = Session::with_feed(model, &opts, Box::new(Serial), Box::new(feed));
-    assert!(matches!(s.feed(&[1]).unwrap_err(), tern_runtime::GenerateError::WeightRead { .. }));
+    assert!(matches!(
+        s.feed(&[1]).unwrap_err(),
+        tern_runtime::GenerateError::WeightRead { .. }
+    ));
 }
 
 /// Generation that stops after a token leaves it pending; continuing runs it first, so two
@@ -86,7 +120,10 @@ fn arena_smaller_than_a_row_is_a_typed_error() {
 #[test]
 fn generation_continues_after_max_tokens() {
     use tern_runtime::{Event, Flow, Sampler, SamplerOptions};
-    let opts = SessionOptions { context: 64, ..Default::default() };
+    let opts = SessionOptions {
+        context: 64,
+        ..Default::default()
+    };
     let collect = |s: &mut Session, prompt: &[u32], n: usize| {
         let mut ids = Vec::new();
         let mut sampler = Sampler::new(SamplerOptions::greedy());

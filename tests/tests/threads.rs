@@ -23,7 +23,11 @@ fn run(precision: ActivationPrecision, threads: usize) -> Vec<Vec<f32>> {
     let prompt: Vec<u32> = (0..70u32).map(|i| (i * 7919 + 13) % vocab).collect();
     let mut out = vec![s.feed(&prompt).expect("prompt").to_vec()];
     for t in 0..5u32 {
-        out.push(s.feed(&[(t * 104_729 + 7) % vocab]).expect("decode").to_vec());
+        out.push(
+            s.feed(&[(t * 104_729 + 7) % vocab])
+                .expect("decode")
+                .to_vec(),
+        );
     }
     out
 }
@@ -36,7 +40,10 @@ fn logits_identical_with_any_thread_count() {
             let many = run(precision, threads);
             for (step, (a, b)) in one.iter().zip(&many).enumerate() {
                 let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
-                assert!(same, "{precision:?}, {threads} threads: logits differ at step {step}");
+                assert!(
+                    same,
+                    "{precision:?}, {threads} threads: logits differ at step {step}"
+                );
             }
         }
     }

@@ -134,7 +134,10 @@ macro_rules! lut_wrappers {
             let (head, tail) = x.split_at_mut(n);
             // SAFETY (every body call below): installed only by `install` after `detected`
             // confirmed the body's features (see the module's wrapper notes).
-            let max = tail.iter().copied().fold(unsafe { $body::max(head) }, f32::max);
+            let max = tail
+                .iter()
+                .copied()
+                .fold(unsafe { $body::max(head) }, f32::max);
             if max == f32::NEG_INFINITY {
                 x.fill(0.0);
                 return;

@@ -4,8 +4,9 @@
 //! - `dot_rows_*_f32` (NEON): four rows per step share the activation loads and, for Q4_1, the
 //!   block sums of `x`; codes widen u8 → u16 → u32 → f32.
 //! - `gemm_*_q8` (NEON `smull`/`sadalp`, and `sdot` with the dot product extension, from one
-//!   macro): a tile of four rows by one or two tokens; each weight block is unpacked once per
-//!   tile and meets every token's codes in exact integer dots (signed × signed: no sign trick).
+//!   macro): tiles of four rows by one or two tokens, whose exact integer dots are signed ×
+//!   signed (no sign trick). For one token each weight block is unpacked in the tile; for a
+//!   batch, once per row group into a panel that every token pair reuses.
 //! - `gemm_f32` (NEON): a 4-row × 4-token register tile, 16 accumulators of 32.
 //!
 //! The row kernels prefetch (`prfm pldl2keep`) the weight bytes [`PREFETCH_AHEAD`] past the
@@ -439,6 +440,139 @@ macro_rules! int8_gemm {
             }
         }
 
+        /// Blocks per chunk of a [`Panel`].
+        const KC: usize = 64;
+
+        /// A row group's weights for a stretch of [`KC`] blocks, unpacked once for a batch of
+        /// tokens: signed codes (8 KiB), scales in f32.
+        struct Panel {
+            codes: [[[int8x16_t; 2]; KC]; ROWS],
+            d: [[f32; KC]; ROWS],
+            m: [[f32; KC]; ROWS],
+        }
+
+        /// Unpacks blocks `k0..k0 + kc` of `rows` rows of `w` (`kb` blocks each) into `p`.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn unpack<B: Block>(p: &mut Panel, w: &[B], rows: usize, kb: usize, k0: usize, kc: usize) {
+            let lut = lut16(&Q4_0_VALUES);
+            for r in 0..rows {
+                for b in 0..kc {
+                    let blk = &w[r * kb + k0 + b];
+                    p.codes[r][b] = match B::FMT {
+                        Fmt::Q4_0 => {
+                            let (lo, hi) = lut4(lut, blk.qs16());
+                            [lo, hi]
+                        }
+                        Fmt::Q4_1 => {
+                            let (lo, hi) = nibbles(blk.qs16());
+                            [vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi)]
+                        }
+                        Fmt::Q8_0 => [load_i8x16(blk.qs32()), load_i8x16(&blk.qs32()[16..])],
+                    };
+                    p.d[r][b] = f16(blk.d());
+                    if B::FMT == Fmt::Q4_1 {
+                        p.m[r][b] = f16(blk.m());
+                    }
+                }
+            }
+        }
+
+        /// One `R × T` tile over a panel's `kc` blocks: adds (or, for the first chunk,
+        /// writes) `row r · token t` over those blocks to `y[t·ldy + r]`; `acts` starts at the
+        /// panel's first block of token 0, tokens `kb` blocks apart.
+        #[allow(clippy::too_many_arguments)]
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn tile_panel<B: Block, const R: usize, const T: usize>(
+            p: &Panel,
+            kc: usize,
+            acts: &[BlockQ8Act],
+            kb: usize,
+            y: &mut [f32],
+            ldy: usize,
+            first: bool,
+        ) {
+            assert!(kc <= KC && acts.len() >= (T - 1) * kb + kc);
+            let mut acc = [[vdupq_n_f32(0.0); R]; T];
+            let mut ms = [[0.0f32; T]; R];
+            for b in 0..kc {
+                let a: [&BlockQ8Act; T] = core::array::from_fn(|t| &acts[t * kb + b]);
+                let av: [[int8x16_t; 2]; T] =
+                    core::array::from_fn(|t| [load_i8x16(&a[t].qs), load_i8x16(&a[t].qs[16..])]);
+                for r in 0..R {
+                    let dw = p.d[r][b];
+                    for t in 0..T {
+                        let isum = $isum(p.codes[r][b], av[t]);
+                        acc[t][r] = vfmaq_n_f32(acc[t][r], vcvtq_f32_s32(isum), dw * a[t].d());
+                    }
+                    if B::FMT == Fmt::Q4_1 {
+                        for t in 0..T {
+                            ms[r][t] += p.m[r][b] * a[t].s();
+                        }
+                    }
+                }
+            }
+            for t in 0..T {
+                let mut out = [0.0f32; 4];
+                store_rows(acc[t], &mut out);
+                for r in 0..R {
+                    let v = out[r] + ms[r][t];
+                    let yv = &mut y[t * ldy + r];
+                    *yv = if first { v } else { *yv + v };
+                }
+            }
+        }
+
+        /// The batched product (`n ≥ 2`): per row group and stretch of [`KC`] blocks, the
+        /// weights are unpacked once into a [`Panel`] and every token pair reuses them.
+        #[allow(clippy::too_many_arguments)]
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn gemm_batch<B: Block>(
+            w: &[B],
+            m: usize,
+            kb: usize,
+            acts: &[BlockQ8Act],
+            n: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            let zero = vdupq_n_s8(0);
+            let mut p = Panel {
+                codes: [[[zero; 2]; KC]; ROWS],
+                d: [[0.0; KC]; ROWS],
+                m: [[0.0; KC]; ROWS],
+            };
+            let mut r = 0;
+            while r < m {
+                let rows = (m - r).min(ROWS);
+                let mut k0 = 0;
+                while k0 < kb {
+                    let kc = (kb - k0).min(KC);
+                    unpack(&mut p, &w[r * kb..], rows, kb, k0, kc);
+                    let mut t = 0;
+                    while t < n {
+                        let (at, yt) = (&acts[t * kb + k0..], &mut y[t * ldy + r..]);
+                        let first = k0 == 0;
+                        match (rows, (n - t).min(2)) {
+                            (4, 2) => tile_panel::<B, 4, 2>(&p, kc, at, kb, yt, ldy, first),
+                            (4, _) => tile_panel::<B, 4, 1>(&p, kc, at, kb, yt, ldy, first),
+                            (3, 2) => tile_panel::<B, 3, 2>(&p, kc, at, kb, yt, ldy, first),
+                            (3, _) => tile_panel::<B, 3, 1>(&p, kc, at, kb, yt, ldy, first),
+                            (2, 2) => tile_panel::<B, 2, 2>(&p, kc, at, kb, yt, ldy, first),
+                            (2, _) => tile_panel::<B, 2, 1>(&p, kc, at, kb, yt, ldy, first),
+                            (_, 2) => tile_panel::<B, 1, 2>(&p, kc, at, kb, yt, ldy, first),
+                            _ => tile_panel::<B, 1, 1>(&p, kc, at, kb, yt, ldy, first),
+                        }
+                        t += 2;
+                    }
+                    k0 += kc;
+                }
+                r += ROWS;
+            }
+        }
+
         /// `y[t·ldy + r] = row r · token t` for the `m` rows of `w` (`kb` blocks each) and
         /// the `n` activation rows of `acts`, prefetching the rows ahead.
         #[inline]
@@ -452,6 +586,9 @@ macro_rules! int8_gemm {
             y: &mut [f32],
             ldy: usize,
         ) {
+            if n >= 2 {
+                return gemm_batch(w, m, kb, acts, n, y, ldy);
+            }
             let group_bytes = ROWS * kb * core::mem::size_of::<B>();
             prefetch_head(w.as_ptr().cast(), m * kb * core::mem::size_of::<B>());
             let mut r = 0;

@@ -22,8 +22,16 @@ pub(super) unsafe fn dot_f16_f32(row: &[u8], x: &[f32]) -> f32 {
         unsafe {
             let h0 = _mm_loadu_si128(row.as_ptr().add(2 * i).cast());
             let h1 = _mm_loadu_si128(row.as_ptr().add(2 * i + 16).cast());
-            acc0 = _mm256_fmadd_ps(_mm256_cvtph_ps(h0), _mm256_loadu_ps(x.as_ptr().add(i)), acc0);
-            acc1 = _mm256_fmadd_ps(_mm256_cvtph_ps(h1), _mm256_loadu_ps(x.as_ptr().add(i + 8)), acc1);
+            acc0 = _mm256_fmadd_ps(
+                _mm256_cvtph_ps(h0),
+                _mm256_loadu_ps(x.as_ptr().add(i)),
+                acc0,
+            );
+            acc1 = _mm256_fmadd_ps(
+                _mm256_cvtph_ps(h1),
+                _mm256_loadu_ps(x.as_ptr().add(i + 8)),
+                acc1,
+            );
         }
         i += 2 * LANES;
     }

@@ -6,9 +6,10 @@
 //!   (the 16 code bytes broadcast to both 128-bit lanes; byte `j` lands in dword `j`, its low
 //!   nibble is `& 15`, its high nibble `>> 4`), instead of unpacking nibbles to bytes and
 //!   widening twice.
-//! - `gemm_*_q8` (AVX2, AVX-VNNI, AVX512-VNNI/VL from one macro): a tile of four rows by one
-//!   or two tokens; each weight block is unpacked once per tile and meets every token's
-//!   activations in integer dots, each token's activations are loaded once per row group.
+//! - `gemm_*_q8` (AVX2, AVX-VNNI, AVX512-VNNI/VL from one macro): tiles of four rows by one or
+//!   two tokens meeting in exact integer dots. For one token (decoding) each weight block is
+//!   unpacked in the tile; for a batch (prompts), once per row group into a panel of codes and
+//!   f32 scales that every token pair reuses.
 //! - `gemm_f32` (AVX2 + FMA): a 4-row × 3-token register tile (12 accumulators), two loads
 //!   per three FMAs.
 //!
