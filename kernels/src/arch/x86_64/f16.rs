@@ -12,7 +12,7 @@ pub(super) const LANES: usize = 8;
 /// The CPU supports AVX2, FMA and F16C; `row.len() == 2·x.len()`.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn dot_f16_f32(row: &[u8], x: &[f32]) -> f32 {
-    debug_assert!(row.len() == 2 * x.len() && x.len() % LANES == 0);
+    debug_assert!(row.len() == 2 * x.len() && x.len().is_multiple_of(LANES));
     let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
     let n = x.len();
     let mut i = 0;
@@ -55,7 +55,7 @@ pub(super) unsafe fn dot_f16_f32(row: &[u8], x: &[f32]) -> f32 {
 /// The CPU supports AVX2 and F16C; `row.len() == 2·out.len()`.
 #[target_feature(enable = "avx2,f16c")]
 pub(super) unsafe fn dequant_f16(row: &[u8], out: &mut [f32]) {
-    debug_assert!(row.len() == 2 * out.len() && out.len() % LANES == 0);
+    debug_assert!(row.len() == 2 * out.len() && out.len().is_multiple_of(LANES));
     for i in (0..out.len()).step_by(LANES) {
         // SAFETY: i + 8 ≤ out.len(): halves and floats i..i+8 are in bounds.
         unsafe {
