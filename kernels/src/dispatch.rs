@@ -124,7 +124,8 @@ pub enum Backend {
     Avx2,
     /// AVX2 with AVX-VNNI (`vpdpbusd`, VEX) int8 dots.
     AvxVnni,
-    /// AVX2 with AVX512-VNNI + AVX512-VL (`vpdpbusd` on 256-bit registers) int8 dots.
+    /// AVX2 with AVX512-VNNI + AVX512-VL (`vpdpbusd` on 256-bit registers) int8 dots, and
+    /// AVX-512F row kernels for f32 decoding.
     Avx512Vnni,
     /// aarch64 NEON (Advanced SIMD, every ARMv8-A core).
     Neon,
@@ -135,8 +136,8 @@ pub enum Backend {
 impl Backend {
     /// Every backend, best first: the order [`Kernels::best`] tries them in.
     pub const ALL: [Backend; 6] = [
-        Backend::AvxVnni,
         Backend::Avx512Vnni,
+        Backend::AvxVnni,
         Backend::Avx2,
         Backend::NeonDotprod,
         Backend::Neon,

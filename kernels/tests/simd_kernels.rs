@@ -844,7 +844,12 @@ fn check_names(k: &Kernels, backend: Backend) {
         assert_eq!(suffix(fk.dot.name), vec_isa);
         assert_eq!(suffix(fk.dequant.name), vec_isa);
         assert_eq!(suffix(fk.dot_q8.unwrap().name), int8_isa);
-        assert_eq!(suffix(fk.dot_rows.unwrap().name), vec_isa);
+        // CPUs with AVX-512 get its 4-bit row kernels (the f32 decoding path).
+        let rows_isa = match (backend, format) {
+            (Backend::Avx512Vnni, Format::Q4_0 | Format::Q4_1) => "avx512",
+            _ => vec_isa,
+        };
+        assert_eq!(suffix(fk.dot_rows.unwrap().name), rows_isa);
         assert_eq!(suffix(fk.gemm_q8.unwrap().name), int8_isa);
     }
 }
@@ -952,11 +957,11 @@ fn expected_best() -> Backend {
     #[cfg(target_arch = "x86_64")]
     {
         let avx2 = has!("avx2") && has!("fma") && has!("f16c");
+        if avx2 && has!("avx512vnni") && has!("avx512vl") && has!("avx512f") {
+            return Backend::Avx512Vnni;
+        }
         if avx2 && has!("avxvnni") {
             return Backend::AvxVnni;
-        }
-        if avx2 && has!("avx512vnni") && has!("avx512vl") {
-            return Backend::Avx512Vnni;
         }
         if avx2 {
             return Backend::Avx2;

@@ -37,14 +37,14 @@ use crate::scalar;
 pub(super) const PREFETCH_AHEAD: usize = 8192;
 
 /// Rows per step of the row kernels.
-const ROWS: usize = 4;
+pub(super) const ROWS: usize = 4;
 
 // ---- helpers -------------------------------------------------------------------------------
 
 /// Prefetches into L2 the cache lines of `len` bytes starting `PREFETCH_AHEAD` past `p`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn prefetch_ahead(p: *const u8, len: usize) {
+pub(super) fn prefetch_ahead(p: *const u8, len: usize) {
     let mut off = 0;
     while off < len {
         // PREFETCH never faults, whatever the address; `wrapping_add` keeps the pointer
@@ -59,7 +59,7 @@ fn prefetch_ahead(p: *const u8, len: usize) {
 /// before them.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn prefetch_head(p: *const u8, len: usize) {
+pub(super) fn prefetch_head(p: *const u8, len: usize) {
     let mut off = 0;
     while off < len.min(PREFETCH_AHEAD) {
         // As in `prefetch_ahead`; these addresses are inside the slice.
@@ -124,7 +124,7 @@ fn q4_codes_i32(qs: &[u8; 16]) -> [__m256i; 4] {
 
 /// Widest row whose pre-scaled activations [`prescale`] keeps on the stack (16 KiB); wider
 /// rows use [`scalar_rows`].
-const PRESCALE_MAX: usize = 4096;
+pub(super) const PRESCALE_MAX: usize = 4096;
 
 /// `x` (whole blocks, at most [`PRESCALE_MAX`]) with the second half of every 32-element
 /// block divided by 16, for [`q4_codes_i32`]: `16q · x/16 = q·x` exactly (scaling by a power
@@ -843,6 +843,12 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) {
     f.dot_rows = Some(named!(dot_rows_q4_1, "dot_rows_q4_1_f32/avx2"));
     let f = k.format_mut(Format::Q8_0);
     f.dot_rows = Some(named!(dot_rows_q8_0, "dot_rows_q8_0_f32/avx2"));
+    if backend == Backend::Avx512Vnni {
+        let f = k.format_mut(Format::Q4_0);
+        f.dot_rows = Some(named!(avx512_rows_q4_0, "dot_rows_q4_0_f32/avx512"));
+        let f = k.format_mut(Format::Q4_1);
+        f.dot_rows = Some(named!(avx512_rows_q4_1, "dot_rows_q4_1_f32/avx512"));
+    }
     use crate::dispatch::Named;
     let gemm = |f, name| Some(Named { f, name });
     let [q4_0, q4_1, q8_0] = match backend {
@@ -893,7 +899,7 @@ fn gemm_f32_wrapper(a: &[f32], m: usize, b: &[f32], n: usize, y: &mut [f32], ldy
 }
 
 macro_rules! dot_rows_wrapper {
-    ($name:ident, $block:ty, $what:literal, $body:ident, $max_cols:expr, $reference:path) => {
+    ($name:ident, $block:ty, $what:literal, $body:path, $max_cols:expr, $reference:path) => {
         fn $name(w: &[u8], x: &[f32], y: &mut [f32]) {
             let rows = y.len();
             if rows == 0 {
@@ -935,6 +941,25 @@ dot_rows_wrapper!(
     dot_rows_q8_0_f32,
     usize::MAX,
     super::dot_q8_0_f32
+);
+
+// The AVX-512 row kernels: installed only for the AVX512-VNNI backend, whose detection
+// includes `avx512f`.
+dot_rows_wrapper!(
+    avx512_rows_q4_0,
+    BlockQ4_0,
+    "Q4_0",
+    super::avx512::dot_rows_q4_0_f32,
+    PRESCALE_MAX,
+    super::dot_q4_0_f32
+);
+dot_rows_wrapper!(
+    avx512_rows_q4_1,
+    BlockQ4_1,
+    "Q4_1",
+    super::avx512::dot_rows_q4_1_f32,
+    PRESCALE_MAX,
+    super::dot_q4_1_f32
 );
 
 macro_rules! gemm_q8_wrappers {

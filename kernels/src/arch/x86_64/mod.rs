@@ -5,6 +5,7 @@
 //! three); the VNNI backends replace only the int8 dot products.
 
 mod avx2;
+mod avx512;
 mod f16;
 mod gemm;
 mod int8;
@@ -24,7 +25,7 @@ fn detected(backend: Backend) -> bool {
     match backend {
         Backend::Avx2 => avx2,
         Backend::AvxVnni => avx2 && has!("avxvnni"),
-        Backend::Avx512Vnni => avx2 && has!("avx512vnni") && has!("avx512vl"),
+        Backend::Avx512Vnni => avx2 && has!("avx512vnni") && has!("avx512vl") && has!("avx512f"),
         _ => false,
     }
 }
@@ -41,7 +42,7 @@ fn detected(backend: Backend) -> bool {
     match backend {
         Backend::Avx2 => all!(),
         Backend::AvxVnni => all!("avxvnni"),
-        Backend::Avx512Vnni => all!("avx512vnni", "avx512vl"),
+        Backend::Avx512Vnni => all!("avx512vnni", "avx512vl", "avx512f"),
         _ => false,
     }
 }
