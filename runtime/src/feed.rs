@@ -147,10 +147,14 @@ impl<S: WeightSource> WeightFeed for StreamFeed<S> {
     fn rows(&mut self, t: &TensorRef, rows: Range<usize>) -> Result<&[u8], GenerateError> {
         let rb = t.row_bytes();
         let len = rows.len() * rb;
-        let buf = self.arena.get_mut(..len).ok_or(GenerateError::WeightRead {
-            offset: t.offset as u64,
-            message: "the streaming arena is smaller than one row".to_string(),
-        })?;
+        // `ok_or_else`: the message is built only on failure, so a read allocates nothing.
+        let buf = self
+            .arena
+            .get_mut(..len)
+            .ok_or_else(|| GenerateError::WeightRead {
+                offset: t.offset as u64,
+                message: "the streaming arena is smaller than one row".to_string(),
+            })?;
         let offset = (t.offset + rows.start * rb) as u64;
         self.source
             .read_at(offset, buf)

@@ -133,6 +133,7 @@ impl Session {
             && model.meta().tensor_bytes > opts.max_resident as u64)
             .then_some((opts.max_resident / 4).max(1));
         let scratch = Scratch::new(&model, ctx, opts.batch.max(1));
+        let vocab = c.vocab;
         Session {
             model,
             kv,
@@ -141,8 +142,9 @@ impl Session {
             precision: opts.precision,
             release,
             stream: None,
-            tokens: Vec::new(),
-            logits: Vec::new(),
+            // Full capacity up front: decoding never grows the heap (see tests/no_heap_growth).
+            tokens: Vec::with_capacity(ctx),
+            logits: Vec::with_capacity(vocab),
             pending: None,
         }
     }
@@ -259,8 +261,13 @@ impl Session {
     /// Appends `tokens` to the context and returns the logits after the last one. A token
     /// left pending by [`Session::generate`] goes first.
     pub fn feed(&mut self, tokens: &[u32]) -> Result<&[f32], GenerateError> {
-        let with_pending;
+        let (with_pending, only_pending);
         let tokens = match self.pending {
+            // The decoding step of `generate`: no allocation.
+            Some(p) if tokens.is_empty() => {
+                only_pending = [p];
+                &only_pending[..]
+            }
             Some(p) => {
                 with_pending = [&[p][..], tokens].concat();
                 &with_pending[..]
