@@ -30,7 +30,7 @@ fn scale_min_k4(j: usize, s: &[u8; 12]) -> (u8, u8) {
 }
 
 /// The six-bit scales and mins of all eight sub-blocks, `([sc; 8], [m; 8])`: the SIMD bodies
-/// widen and multiply them as vectors, so the packing is decoded here, once, for every tier.
+/// take all eight at once, and the packing is decoded here, once, for every tier.
 #[inline(always)]
 pub(crate) fn scales_mins_k4(s: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
     let (mut sc, mut m) = ([0u8; 8], [0u8; 8]);
