@@ -9,7 +9,9 @@
 //! the batches), scalar reference first in each group, so every
 //! figure sits next to a phone's memory bandwidth (roughly 10–30 GB/s per cluster). The
 //! 576-wide matrices fit in L2/L3, so their figures are compute-bound; the 49152 × 576
-//! output head (30 MB in Q8_0) streams from memory.
+//! output head (30 MB in Q8_0) streams from memory. The k-quants (Q4_K, Q6_K: `dot` and
+//! `dequant` only) need rows a multiple of 256, which SmolLM2's 576 is not, so besides its
+//! ffn_down they run on Llama 3.2 1B's shapes (up to 9 MB in Q4_K).
 //!
 //! Each figure is the fastest of many passes over the matrix (see [`time`]).
 //!
@@ -31,6 +33,27 @@ const SHAPES: [(usize, usize, &str); 3] = [
     (1536, 576, "1536x576 (ffn_gate/up)"),
 ];
 const HEAD: (usize, usize, &str) = (49152, 576, "49152x576 (output head)");
+/// The k-quants' shapes: rows a multiple of 256 (SmolLM2's ffn_down, then Llama 3.2 1B).
+const KQUANT_SHAPES: [(usize, usize, &str); 3] = [
+    (576, 1536, "576x1536 (ffn_down)"),
+    (2048, 2048, "2048x2048 (1B attn q/o)"),
+    (8192, 2048, "8192x2048 (1B ffn_gate/up)"),
+];
+
+/// What [`bench_matrix`] measures: every kind for the 32-weight formats, the single-row
+/// kinds on the output head, row · f32 and dequantization for the k-quants (they have no int8
+/// or multi-row kernels).
+const ALL_KINDS: [&str; 7] = [
+    "dot",
+    "dot_rows",
+    "dot_q8",
+    "gemm_q8",
+    "dequant",
+    "gemm_q8 x64",
+    "dequant+gemm_f32 x64",
+];
+const HEAD_KINDS: [&str; 4] = ["dot", "dot_rows", "dot_q8", "gemm_q8"];
+const KQUANT_KINDS: [&str; 2] = ["dot", "dequant"];
 
 fn main() {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
@@ -54,18 +77,24 @@ fn main() {
     let start = Instant::now();
     for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0] {
         for (rows, cols, shape) in SHAPES {
-            bench_matrix(&backends, format, rows, cols, shape, &filter, true);
+            bench_matrix(&backends, format, rows, cols, shape, &filter, &ALL_KINDS);
         }
     }
+    let (rows, cols, shape) = HEAD;
     bench_matrix(
         &backends,
         Format::Q8_0,
-        HEAD.0,
-        HEAD.1,
-        HEAD.2,
+        rows,
+        cols,
+        shape,
         &filter,
-        false,
+        &HEAD_KINDS,
     );
+    for format in [Format::Q4_K, Format::Q6_K] {
+        for (rows, cols, shape) in KQUANT_SHAPES {
+            bench_matrix(&backends, format, rows, cols, shape, &filter, &KQUANT_KINDS);
+        }
+    }
     bench_dot_f32(&backends, &filter);
     bench_lut(&backends, &filter);
     println!("\ntotal {:.1} s", start.elapsed().as_secs_f64());
@@ -89,6 +118,8 @@ fn matrix(format: Format, rows: usize, cols: usize) -> Vec<u8> {
     let quantize: fn(&[f32], &mut [u8]) = match format {
         Format::Q4_0 => scalar::quantize_q4_0,
         Format::Q4_1 => scalar::quantize_q4_1,
+        Format::Q4_K => scalar::quantize_q4_k,
+        Format::Q6_K => scalar::quantize_q6_k,
         _ => scalar::quantize_q8_0,
     };
     let row_bytes = format.row_bytes(cols).expect("whole blocks");
@@ -135,7 +166,7 @@ fn bench_matrix(
     cols: usize,
     shape: &str,
     filter: &Option<String>,
-    dequant: bool,
+    kinds: &[&str],
 ) {
     let w = matrix(format, rows, cols);
     let row_bytes = w.len() / rows;
@@ -151,19 +182,6 @@ fn bench_matrix(
     // The batched f32 path dequantizes a task's rows into a panel, then runs `gemm_f32`.
     const PANEL: usize = 64;
     let mut panel = vec![0.0f32; PANEL * cols];
-    let kinds: &[&str] = if dequant {
-        &[
-            "dot",
-            "dot_rows",
-            "dot_q8",
-            "gemm_q8",
-            "dequant",
-            "gemm_q8 x64",
-            "dequant+gemm_f32 x64",
-        ]
-    } else {
-        &["dot", "dot_rows", "dot_q8", "gemm_q8"]
-    };
     for &kind in kinds {
         let group = format!("{} {kind} {shape}", format.name());
         if filter.as_ref().is_some_and(|f| !group.contains(f.as_str())) {

@@ -43,13 +43,17 @@ macro_rules! vec_wrappers {
     };
 }
 
-/// Row · f32 and row → f32 around `$body::{$dot, $dequant}` for one 32-weight block type.
+/// Row · f32 and row → f32 around `$body::{$dot, $dequant}` for one block type of `$per_block`
+/// weights (32 unless given: the k-quants' blocks hold 256).
 macro_rules! f32_wrappers {
     ($body:ident, $block:ty, $what:literal, $dot:ident, $dequant:ident) => {
+        f32_wrappers!($body, $block, $what, 32, $dot, $dequant);
+    };
+    ($body:ident, $block:ty, $what:literal, $per_block:literal, $dot:ident, $dequant:ident) => {
         fn $dot(row: &[u8], x: &[f32]) -> f32 {
             let blocks: &[$block] =
                 $crate::blocks::as_blocks(row).expect(concat!($what, " row is whole blocks"));
-            assert_eq!(blocks.len() * 32, x.len());
+            assert_eq!(blocks.len() * $per_block, x.len());
             // SAFETY: installed only by `install` after `detected` confirmed the body's
             // features (see the module's wrapper notes).
             unsafe { $body::$dot(blocks, x) }
@@ -58,7 +62,7 @@ macro_rules! f32_wrappers {
         fn $dequant(row: &[u8], out: &mut [f32]) {
             let blocks: &[$block] =
                 $crate::blocks::as_blocks(row).expect(concat!($what, " row is whole blocks"));
-            assert_eq!(blocks.len() * 32, out.len());
+            assert_eq!(blocks.len() * $per_block, out.len());
             // SAFETY: installed only by `install` after `detected` confirmed the body's
             // features (see the module's wrapper notes).
             unsafe { $body::$dequant(blocks, out) }

@@ -29,16 +29,23 @@ fn scale_min_k4(j: usize, s: &[u8; 12]) -> (u8, u8) {
     }
 }
 
+/// The six-bit scales and mins of all eight sub-blocks, `([sc; 8], [m; 8])`: the SIMD bodies
+/// take all eight at once, and the packing is decoded here, once, for every tier.
+#[inline(always)]
+pub(crate) fn scales_mins_k4(s: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+    let (mut sc, mut m) = ([0u8; 8], [0u8; 8]);
+    for j in 0..8 {
+        (sc[j], m[j]) = scale_min_k4(j, s);
+    }
+    (sc, m)
+}
+
 /// Per sub-block `(d·sc, dmin·m)`: the step and the offset subtracted from `step·q`.
 #[inline(always)]
 fn q4_k_steps(b: &BlockQ4_K) -> [(f32, f32); 8] {
     let (d, dmin) = (b.d.to_f32(), b.dmin.to_f32());
-    let mut steps = [(0.0f32, 0.0f32); 8];
-    for (j, s) in steps.iter_mut().enumerate() {
-        let (sc, m) = scale_min_k4(j, &b.scales);
-        *s = (d * sc as f32, dmin * m as f32);
-    }
-    steps
+    let (sc, m) = scales_mins_k4(&b.scales);
+    core::array::from_fn(|j| (d * sc[j] as f32, dmin * m[j] as f32))
 }
 
 /// Codes of one Q4_K block in element order: byte `32c + l` holds element `64c + l` in its low

@@ -1,16 +1,18 @@
-//! aarch64: NEON bodies ([`neon`]), int8 dot products for NEON and the dot product extension
-//! ([`int8`]), and the safe wrappers the dispatch table gets after detection.
+//! aarch64: NEON bodies ([`neon`], the k-quants in [`kquants`]), int8 dot products for NEON
+//! and the dot product extension ([`int8`]), and the safe wrappers the dispatch table gets
+//! after detection.
 //!
 //! NEON is part of every ARMv8-A application core (phones included); `dotprod` (`sdot`) came
 //! with ARMv8.2 (Cortex-A55/A75 and later) and replaces only the int8 dot products.
 
 mod gemm;
 mod int8;
+mod kquants;
 mod lut;
 mod neon;
 mod ternary;
 
-use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
+use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0};
 use crate::dispatch::{Backend, DotQ8Fn, Kernels, Named};
 use crate::format::Format;
 
@@ -56,6 +58,12 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     let f = k.format_mut(Format::Q8_0);
     f.dot = named!(dot_q8_0_f32, "dot_q8_0_f32/neon");
     f.dequant = named!(dequant_q8_0, "dequant_q8_0/neon");
+    let f = k.format_mut(Format::Q4_K);
+    f.dot = named!(dot_q4_k_f32, "dot_q4_k_f32/neon");
+    f.dequant = named!(dequant_q4_k, "dequant_q4_k/neon");
+    let f = k.format_mut(Format::Q6_K);
+    f.dot = named!(dot_q6_k_f32, "dot_q6_k_f32/neon");
+    f.dequant = named!(dequant_q6_k, "dequant_q6_k/neon");
 
     let [q4_0, q4_1, q8_0]: [Named<DotQ8Fn>; 3] = match backend {
         Backend::NeonDotprod => [
@@ -88,5 +96,7 @@ vec_wrappers!(neon);
 f32_wrappers!(neon, BlockQ4_0, "Q4_0", dot_q4_0_f32, dequant_q4_0);
 f32_wrappers!(neon, BlockQ4_1, "Q4_1", dot_q4_1_f32, dequant_q4_1);
 f32_wrappers!(neon, BlockQ8_0, "Q8_0", dot_q8_0_f32, dequant_q8_0);
+f32_wrappers!(kquants, BlockQ4_K, "Q4_K", 256, dot_q4_k_f32, dequant_q4_k);
+f32_wrappers!(kquants, BlockQ6_K, "Q6_K", 256, dot_q6_k_f32, dequant_q6_k);
 int8_wrappers!(neon_int8 => int8::neon);
 int8_wrappers!(dotprod => int8::dotprod);

@@ -41,7 +41,7 @@ pub(super) fn f16(h: F16Le) -> f32 {
 /// The first 16 floats of `x` as four vectors.
 #[inline]
 #[target_feature(enable = "neon")]
-fn load16(x: &[f32]) -> [float32x4_t; 4] {
+pub(super) fn load16(x: &[f32]) -> [float32x4_t; 4] {
     assert!(x.len() >= 16);
     let p = x.as_ptr();
     // SAFETY: x holds at least 16 floats; the loads read x[0..16].
@@ -58,7 +58,7 @@ fn load16(x: &[f32]) -> [float32x4_t; 4] {
 /// Stores four vectors to the first 16 floats of `out`.
 #[inline]
 #[target_feature(enable = "neon")]
-fn store16(out: &mut [f32], v: [float32x4_t; 4]) {
+pub(super) fn store16(out: &mut [f32], v: [float32x4_t; 4]) {
     assert!(out.len() >= 16);
     let p = out.as_mut_ptr();
     // SAFETY: out holds at least 16 floats, exclusively borrowed; the stores write out[0..16].
@@ -106,7 +106,7 @@ pub(super) fn lut4(lut: int8x16_t, qs: &[u8; 16]) -> (int8x16_t, int8x16_t) {
 /// 16 signed bytes as four vectors of 4 floats.
 #[inline]
 #[target_feature(enable = "neon")]
-fn i8x16_to_f32(v: int8x16_t) -> [float32x4_t; 4] {
+pub(super) fn i8x16_to_f32(v: int8x16_t) -> [float32x4_t; 4] {
     let (lo, hi) = (vmovl_s8(vget_low_s8(v)), vmovl_high_s8(v));
     [
         vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))),
@@ -119,7 +119,7 @@ fn i8x16_to_f32(v: int8x16_t) -> [float32x4_t; 4] {
 /// Lane-wise partial sums of `w · x` over 16 elements.
 #[inline]
 #[target_feature(enable = "neon")]
-fn dot16(w: [float32x4_t; 4], x: [float32x4_t; 4]) -> float32x4_t {
+pub(super) fn dot16(w: [float32x4_t; 4], x: [float32x4_t; 4]) -> float32x4_t {
     let p = vfmaq_f32(vmulq_f32(w[0], x[0]), w[2], x[2]);
     let q = vfmaq_f32(vmulq_f32(w[1], x[1]), w[3], x[3]);
     vaddq_f32(p, q)
@@ -128,7 +128,7 @@ fn dot16(w: [float32x4_t; 4], x: [float32x4_t; 4]) -> float32x4_t {
 /// Sum of the four vectors.
 #[inline]
 #[target_feature(enable = "neon")]
-fn sum4(v: [float32x4_t; 4]) -> float32x4_t {
+pub(super) fn sum4(v: [float32x4_t; 4]) -> float32x4_t {
     vaddq_f32(vaddq_f32(v[0], v[1]), vaddq_f32(v[2], v[3]))
 }
 

@@ -58,7 +58,7 @@ fn hsum_i32(v: __m256i) -> i32 {
 /// The first 32 floats of `x` as four vectors.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn load32(x: &[f32]) -> [__m256; 4] {
+pub(super) fn load32(x: &[f32]) -> [__m256; 4] {
     assert!(x.len() >= 32);
     let p = x.as_ptr();
     // SAFETY: x holds at least 32 floats; the unaligned loads read x[0..32].
@@ -75,7 +75,7 @@ fn load32(x: &[f32]) -> [__m256; 4] {
 /// Stores four vectors to the first 32 floats of `out`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn store32(out: &mut [f32], v: [__m256; 4]) {
+pub(super) fn store32(out: &mut [f32], v: [__m256; 4]) {
     assert!(out.len() >= 32);
     let p = out.as_mut_ptr();
     // SAFETY: out holds at least 32 floats, exclusively borrowed; the stores write out[0..32].
@@ -134,7 +134,7 @@ pub(super) fn nibbles256(qs: &[u8; 16]) -> __m256i {
 /// 16 signed bytes as two vectors of 8 floats.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn i8x16_to_f32(v: __m128i) -> [__m256; 2] {
+pub(super) fn i8x16_to_f32(v: __m128i) -> [__m256; 2] {
     [
         _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)),
         _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(v, v))),
@@ -155,7 +155,7 @@ fn lut4_f32(lut: __m256i, qs: &[u8; 16]) -> [__m256; 4] {
 /// Lane-wise partial sums of `w · x` over 32 elements.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot32(w: [__m256; 4], x: [__m256; 4]) -> __m256 {
+pub(super) fn dot32(w: [__m256; 4], x: [__m256; 4]) -> __m256 {
     let p = _mm256_fmadd_ps(w[2], x[2], _mm256_mul_ps(w[0], x[0]));
     let q = _mm256_fmadd_ps(w[3], x[3], _mm256_mul_ps(w[1], x[1]));
     _mm256_add_ps(p, q)

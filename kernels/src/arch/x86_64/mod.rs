@@ -1,5 +1,6 @@
-//! x86_64: AVX2 + FMA + F16C bodies ([`avx2`]), int8 dot products for AVX2, AVX-VNNI and
-//! AVX512-VNNI ([`int8`]), and the safe wrappers the dispatch table gets after detection.
+//! x86_64: AVX2 + FMA + F16C bodies ([`avx2`], the k-quants in [`kquants`]), int8 dot
+//! products for AVX2, AVX-VNNI and AVX512-VNNI ([`int8`]), and the safe wrappers the dispatch
+//! table gets after detection.
 //!
 //! Every backend here builds on AVX2 + FMA + F16C (Haswell, Zen 1 and later all have the
 //! three); the VNNI backends replace only the int8 dot products.
@@ -9,10 +10,11 @@ mod avx512;
 mod f16;
 mod gemm;
 mod int8;
+mod kquants;
 mod lut;
 mod ternary;
 
-use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
+use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0};
 use crate::dispatch::{Backend, DotQ8Fn, Kernels, Named};
 use crate::format::Format;
 
@@ -70,6 +72,12 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     let f = k.format_mut(Format::Q8_0);
     f.dot = named!(dot_q8_0_f32, "dot_q8_0_f32/avx2");
     f.dequant = named!(dequant_q8_0, "dequant_q8_0/avx2");
+    let f = k.format_mut(Format::Q4_K);
+    f.dot = named!(dot_q4_k_f32, "dot_q4_k_f32/avx2");
+    f.dequant = named!(dequant_q4_k, "dequant_q4_k/avx2");
+    let f = k.format_mut(Format::Q6_K);
+    f.dot = named!(dot_q6_k_f32, "dot_q6_k_f32/avx2");
+    f.dequant = named!(dequant_q6_k, "dequant_q6_k/avx2");
 
     let [q4_0, q4_1, q8_0]: [Named<DotQ8Fn>; 3] = match backend {
         Backend::AvxVnni => [
@@ -108,6 +116,8 @@ vec_wrappers!(avx2);
 f32_wrappers!(avx2, BlockQ4_0, "Q4_0", dot_q4_0_f32, dequant_q4_0);
 f32_wrappers!(avx2, BlockQ4_1, "Q4_1", dot_q4_1_f32, dequant_q4_1);
 f32_wrappers!(avx2, BlockQ8_0, "Q8_0", dot_q8_0_f32, dequant_q8_0);
+f32_wrappers!(kquants, BlockQ4_K, "Q4_K", 256, dot_q4_k_f32, dequant_q4_k);
+f32_wrappers!(kquants, BlockQ6_K, "Q6_K", 256, dot_q6_k_f32, dequant_q6_k);
 int8_wrappers!(avx2_int8 => int8::avx2);
 int8_wrappers!(avxvnni => int8::avxvnni);
 int8_wrappers!(avx512vnni => int8::avx512vnni);

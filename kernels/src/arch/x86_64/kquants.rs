@@ -1,0 +1,200 @@
+//! AVX2 + FMA + F16C bodies for the k-quants, Q4_K and Q6_K, against f32 activations, and
+//! their dequantization.
+//!
+//! Every function enables `avx2,fma,f16c` and is reached only through the wrappers in the
+//! parent module, installed after detection. Bodies take whole 256-weight blocks.
+//!
+//! The per-sub-block steps (`d·sc`, `dmin·m`, `d·scale`) are the scalar reference's own f32
+//! products, computed once per block; the codes are unpacked with byte shuffles and masks,
+//! widened to f32 and multiplied (dequant) or fused into the dot with `x` (dot).
+
+use core::arch::x86_64::*;
+
+use super::avx2::{dot32, hsum, i8x16_to_f32, load32, store32};
+use crate::blocks::{BlockQ4_K, BlockQ6_K};
+use crate::scalar::scales_mins_k4;
+
+// ---- helpers -----------------------------------------------------------------------------
+
+/// The first 32 bytes of `b` as a vector.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load_u8x32(b: &[u8]) -> __m256i {
+    assert!(b.len() >= 32);
+    // SAFETY: b holds at least 32 bytes; the unaligned load reads b[0..32].
+    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+}
+
+/// 32 signed bytes as four vectors of 8 floats, in element order.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn i8x32_to_f32(v: __m256i) -> [__m256; 4] {
+    let [a, b] = i8x16_to_f32(_mm256_castsi256_si128(v));
+    let [c, d] = i8x16_to_f32(_mm256_extracti128_si256::<1>(v));
+    [a, b, c, d]
+}
+
+/// Sum of 32 floats as 8 lane-wise partial sums.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn sum32(x: [__m256; 4]) -> __m256 {
+    _mm256_add_ps(_mm256_add_ps(x[0], x[1]), _mm256_add_ps(x[2], x[3]))
+}
+
+// ---- Q4_K --------------------------------------------------------------------------------
+
+/// Per sub-block `d·sc` and `dmin·m`: the same f32 products as the scalar reference.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_k_steps(b: &BlockQ4_K) -> ([f32; 8], [f32; 8]) {
+    let (sc, m) = scales_mins_k4(&b.scales);
+    let (d, dmin) = (b.d.to_f32(), b.dmin.to_f32());
+    (sc.map(|s| d * s as f32), m.map(|m| dmin * m as f32))
+}
+
+/// One 32-byte chunk of Q4_K codes as (low nibbles, high nibbles): elements `64c..64c+32`
+/// and `64c+32..64c+64` of the block, one byte each. Nibbles are below 16, so the bytes read
+/// the same as signed.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_k_nibbles(qs: &[u8]) -> (__m256i, __m256i) {
+    let q = load_u8x32(qs);
+    let m = _mm256_set1_epi8(0x0F);
+    // The 16-bit shift moves the next byte's low bits into bits 4..8; the mask drops them.
+    (
+        _mm256_and_si256(q, m),
+        _mm256_and_si256(_mm256_srli_epi16::<4>(q), m),
+    )
+}
+
+/// Q4_K row · f32: per sub-block `(d·sc)·(Σ q·x)` and `(dmin·m)·(Σ x)` into separate
+/// accumulators (two of each, low and high nibbles, to halve the FMA dependency chains),
+/// subtracted once at the end.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dot_q4_k_f32(blocks: &[BlockQ4_K], x: &[f32]) -> f32 {
+    let mut acc_d = [_mm256_setzero_ps(); 2];
+    let mut acc_m = [_mm256_setzero_ps(); 2];
+    for (b, x) in blocks.iter().zip(x.chunks_exact(256)) {
+        let (steps, mins) = q4_k_steps(b);
+        for (c, (qs, x)) in b.qs.chunks_exact(32).zip(x.chunks_exact(64)).enumerate() {
+            let (lo, hi) = q4_k_nibbles(qs);
+            for (s, (q, x)) in [(lo, x), (hi, &x[32..])].into_iter().enumerate() {
+                let j = 2 * c + s;
+                let x = load32(x);
+                let qx = dot32(i8x32_to_f32(q), x);
+                acc_d[s] = _mm256_fmadd_ps(qx, _mm256_set1_ps(steps[j]), acc_d[s]);
+                acc_m[s] = _mm256_fmadd_ps(sum32(x), _mm256_set1_ps(mins[j]), acc_m[s]);
+            }
+        }
+    }
+    hsum(_mm256_add_ps(acc_d[0], acc_d[1])) - hsum(_mm256_add_ps(acc_m[0], acc_m[1]))
+}
+
+/// Q4_K row → f32, bit-identical to the reference: `step·q`, then `− min`, the reference's two
+/// operations unfused (`step·q` is exact, so a fused form would agree too, but the same
+/// operations need no argument).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dequant_q4_k(blocks: &[BlockQ4_K], out: &mut [f32]) {
+    for (b, o) in blocks.iter().zip(out.chunks_exact_mut(256)) {
+        let (steps, mins) = q4_k_steps(b);
+        for (c, (qs, o)) in
+            b.qs.chunks_exact(32)
+                .zip(o.chunks_exact_mut(64))
+                .enumerate()
+        {
+            let (lo, hi) = q4_k_nibbles(qs);
+            let (o_lo, o_hi) = o.split_at_mut(32);
+            for (s, (q, o)) in [(lo, o_lo), (hi, o_hi)].into_iter().enumerate() {
+                let (step, min) = (
+                    _mm256_set1_ps(steps[2 * c + s]),
+                    _mm256_set1_ps(mins[2 * c + s]),
+                );
+                let w = i8x32_to_f32(q).map(|q| _mm256_sub_ps(_mm256_mul_ps(step, q), min));
+                store32(o, w);
+            }
+        }
+    }
+}
+
+// ---- Q6_K --------------------------------------------------------------------------------
+
+/// Per sub-block `d·scale`: the same f32 products as the scalar reference.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6_k_steps(b: &BlockQ6_K) -> [f32; 16] {
+    let d = b.d.to_f32();
+    b.scales.map(|s| d * s as f32)
+}
+
+/// One half (128 elements) of a Q6_K block's codes minus 32, from its 64 `ql` and 32 `qh`
+/// bytes: vector k holds elements `32k..32k+32` of the half as signed bytes in −32..=31
+/// (low nibbles of `ql[0..32]`, of `ql[32..64]`, their high nibbles, each with two bits of
+/// `qh`, pair k).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6_k_half(ql: &[u8], qh: &[u8]) -> [__m256i; 4] {
+    let (a, b, h) = (load_u8x32(ql), load_u8x32(&ql[32..]), load_u8x32(qh));
+    let low = _mm256_set1_epi8(0x0F);
+    // Pair k of `qh` moved to bits 4..6. The shifts are 16-bit (AVX2 has no byte shift);
+    // the masks drop what crosses from the neighbouring byte.
+    let top = |v: __m256i| _mm256_and_si256(v, _mm256_set1_epi8(0x30));
+    let q = [
+        _mm256_or_si256(_mm256_and_si256(a, low), top(_mm256_slli_epi16::<4>(h))),
+        _mm256_or_si256(_mm256_and_si256(b, low), top(_mm256_slli_epi16::<2>(h))),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(a), low), top(h)),
+        _mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi16::<4>(b), low),
+            top(_mm256_srli_epi16::<2>(h)),
+        ),
+    ];
+    q.map(|q| _mm256_sub_epi8(q, _mm256_set1_epi8(32)))
+}
+
+/// Q6_K row · f32: per 16-element sub-block `(d·scale)·(Σ (q − 32)·x)`, the even and odd
+/// sub-blocks in separate accumulators.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dot_q6_k_f32(blocks: &[BlockQ6_K], x: &[f32]) -> f32 {
+    let mut acc = [_mm256_setzero_ps(); 2];
+    for (b, x) in blocks.iter().zip(x.chunks_exact(256)) {
+        let steps = q6_k_steps(b);
+        for (h, x) in x.chunks_exact(128).enumerate() {
+            let q = q6_k_half(&b.ql[64 * h..], &b.qh[32 * h..]);
+            for (k, (q, x)) in q.into_iter().zip(x.chunks_exact(32)).enumerate() {
+                // Elements 0..16 of the vector are sub-block j, 16..32 sub-block j + 1.
+                let j = 8 * h + 2 * k;
+                let (w, x) = (i8x32_to_f32(q), load32(x));
+                let p0 = _mm256_fmadd_ps(w[1], x[1], _mm256_mul_ps(w[0], x[0]));
+                let p1 = _mm256_fmadd_ps(w[3], x[3], _mm256_mul_ps(w[2], x[2]));
+                acc[0] = _mm256_fmadd_ps(p0, _mm256_set1_ps(steps[j]), acc[0]);
+                acc[1] = _mm256_fmadd_ps(p1, _mm256_set1_ps(steps[j + 1]), acc[1]);
+            }
+        }
+    }
+    hsum(_mm256_add_ps(acc[0], acc[1]))
+}
+
+/// Q6_K row → f32, bit-identical to the reference: `(d·scale)·(q − 32)`, the same two
+/// products (both exact: an f16 times an int8 fits 18 bits, times a 6-bit code 24).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dequant_q6_k(blocks: &[BlockQ6_K], out: &mut [f32]) {
+    for (b, o) in blocks.iter().zip(out.chunks_exact_mut(256)) {
+        let steps = q6_k_steps(b);
+        for (h, o) in o.chunks_exact_mut(128).enumerate() {
+            let q = q6_k_half(&b.ql[64 * h..], &b.qh[32 * h..]);
+            for (k, (q, o)) in q.into_iter().zip(o.chunks_exact_mut(32)).enumerate() {
+                let j = 8 * h + 2 * k;
+                let (s0, s1) = (_mm256_set1_ps(steps[j]), _mm256_set1_ps(steps[j + 1]));
+                let w = i8x32_to_f32(q);
+                store32(
+                    o,
+                    [
+                        _mm256_mul_ps(s0, w[0]),
+                        _mm256_mul_ps(s0, w[1]),
+                        _mm256_mul_ps(s1, w[2]),
+                        _mm256_mul_ps(s1, w[3]),
+                    ],
+                );
+            }
+        }
+    }
+}
