@@ -167,6 +167,21 @@ fun main(args: Array<String>) {
         check(e.path.endsWith("no-such-model.gguf")) { e.path }
     }
 
+    test("a memory budget too small throws OutOfMemoryBudget; a bandwidth budget shows in stats") {
+        val e = expectThrows<TernException.OutOfMemoryBudget> {
+            runBlocking { TernModel.load(modelPath, ModelOptions(memoryBudgetBytes = 32uL shl 20)) }
+        }
+        check(e.neededBytes > e.budgetBytes) { "$e" }
+        TernModel.load(modelPath, ModelOptions(threads = 2u, bandwidthBudgetGbps = 60.0)).use { m ->
+            m.newSession().use { s ->
+                s.generate(PROMPT, greedy(4)).toList()
+                val stats = s.stats ?: throw Failure("no stats")
+                check(stats.bytesPerToken > 90_000_000uL) { "$stats" }
+                check(stats.budgetFraction!! > 0.0 && stats.budgetCeilingTokensPerSecond!! > 0.0) { "$stats" }
+            }
+        }
+    }
+
     test("a file that is not GGUF throws NotGguf") {
         val garbage = File(scratch, "garbage.gguf").apply { writeText("certainly not a model") }
         expectThrows<TernException.NotGguf> { runBlocking { TernModel.load(garbage.path) } }

@@ -62,6 +62,15 @@ pub enum TernError {
         /// The session's context length.
         limit: u64,
     },
+    /// A session of the model would need more memory than `memory_budget_bytes` allows.
+    OutOfMemoryBudget {
+        /// Bytes one session needs.
+        needed_bytes: u64,
+        /// The budget given.
+        budget_bytes: u64,
+        /// Where the bytes go.
+        reason: String,
+    },
     /// Generation was cancelled by the app.
     Cancelled,
     /// The session is already generating: cancel it or wait for it to finish.
@@ -104,6 +113,15 @@ impl fmt::Display for TernError {
             TernError::ContextFull { needed, limit } => write!(
                 f,
                 "context full: {needed} positions needed, context length is {limit}"
+            ),
+            TernError::OutOfMemoryBudget {
+                needed_bytes,
+                budget_bytes,
+                reason,
+            } => write!(
+                f,
+                "a session needs {needed_bytes} bytes, over the memory budget of \
+                 {budget_bytes} ({reason})"
             ),
             TernError::Cancelled => write!(f, "generation was cancelled"),
             TernError::SessionBusy => write!(f, "the session is already generating"),

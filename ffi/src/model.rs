@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use memmap2::{Advice, Mmap, MmapOptions, UncheckedAdvice};
 use tern_kernels::Kernels;
+use tern_runtime::budget::SessionMemory;
 use tern_runtime::model::{Residency, WeightBytes};
 use tern_runtime::ActivationPrecision;
 
@@ -14,7 +15,7 @@ use crate::channel::Queue;
 use crate::error::TernError;
 
 /// How a model's sessions run. `Default` matches the bindings' defaults.
-#[derive(Clone, Debug, Default, PartialEq, Eq, uniffi::Record)]
+#[derive(Clone, Debug, Default, PartialEq, uniffi::Record)]
 pub struct ModelOptions {
     /// Threads each session computes on; 0 uses every core the system reports.
     #[uniffi(default = 0)]
@@ -31,6 +32,31 @@ pub struct ModelOptions {
     /// file on the next token: slower, but a model larger than the cap still runs.
     #[uniffi(default = 0)]
     pub max_resident_bytes: u64,
+    /// Memory in bytes one session may use (resident weights, KV cache, buffers); 0 is no
+    /// limit. Loading fails with `OutOfMemoryBudget` when a session would need more: lower
+    /// `context_length`, set `max_resident_bytes`, or pick a smaller model.
+    #[uniffi(default = 0)]
+    pub memory_budget_bytes: u64,
+    /// Memory bandwidth in GB/s the app grants decoding (phones: 50–90 shared with
+    /// everything else); `null`/`nil` is none. [`GenerationStats`](crate::GenerationStats)
+    /// then report the decode speed it allows and the fraction of it reached.
+    #[uniffi(default = None)]
+    pub bandwidth_budget_gbps: Option<f64>,
+}
+
+impl ModelOptions {
+    /// The runtime's session options for these.
+    pub(crate) fn session_options(&self) -> tern_runtime::SessionOptions {
+        tern_runtime::SessionOptions {
+            context: self.context_length as usize,
+            precision: self
+                .activation_precision
+                .map(Into::into)
+                .unwrap_or_default(),
+            max_resident: usize::try_from(self.max_resident_bytes).unwrap_or(usize::MAX),
+            ..tern_runtime::SessionOptions::default()
+        }
+    }
 }
 
 /// How activations meet quantized weights in the matrix products.
@@ -192,6 +218,26 @@ impl Model {
                     options.context_length
                 ),
             });
+        }
+        if let Some(gbps) = options.bandwidth_budget_gbps {
+            if !(gbps.is_finite() && gbps > 0.0) {
+                return Err(TernError::InvalidArgument {
+                    reason: format!("bandwidth_budget_gbps must be positive, got {gbps}"),
+                });
+            }
+        }
+        if options.memory_budget_bytes != 0 {
+            let needed = SessionMemory::estimate(&inner, &options.session_options());
+            if needed.total() > options.memory_budget_bytes {
+                return Err(TernError::OutOfMemoryBudget {
+                    needed_bytes: needed.total(),
+                    budget_bytes: options.memory_budget_bytes,
+                    reason: format!(
+                        "weights {} + repacked {} + KV cache {} + buffers {} bytes",
+                        needed.weights, needed.repacked, needed.kv_cache, needed.scratch
+                    ),
+                });
+            }
         }
         Ok(Model {
             inner: Arc::new(inner),

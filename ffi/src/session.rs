@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use tern_runtime::budget::BandwidthBudget;
 use tern_runtime::pool::ThreadPool;
 use tern_runtime::session::DEFAULT_BATCH;
-use tern_runtime::{Event, Flow, Sampler, SamplerOptions, SessionOptions};
+use tern_runtime::{Event, Flow, Sampler, SamplerOptions};
 
 use crate::channel::Queue;
 use crate::error::TernError;
@@ -120,6 +121,16 @@ pub struct GenerationStats {
     pub generation_tokens_per_second: f64,
     /// Tokens in the session's context afterwards.
     pub context_tokens: u32,
+    /// Bytes one decoded token reads at the final position: every weight matrix, one
+    /// embedding row and the KV cache so far.
+    pub bytes_per_token: u64,
+    /// Memory bandwidth decoding achieved, in GB/s (`generation_tokens_per_second ·
+    /// bytes_per_token`).
+    pub achieved_gbps: f64,
+    /// With a bandwidth budget: the fastest decode it allows (budget / `bytes_per_token`).
+    pub budget_ceiling_tokens_per_second: Option<f64>,
+    /// With a bandwidth budget: the fraction of it decoding used (`achieved_gbps` / budget).
+    pub budget_fraction: Option<f64>,
     /// Why it ended.
     pub stop_reason: StopReason,
 }
@@ -230,6 +241,8 @@ struct Shared {
     /// Set from the moment a generation is accepted until just before its last callback.
     busy: AtomicBool,
     stats: Mutex<Option<GenerationStats>>,
+    /// The model options' bandwidth budget, for the stats.
+    bandwidth_budget: Option<BandwidthBudget>,
 }
 
 impl std::fmt::Debug for Session {
@@ -252,12 +265,7 @@ impl Session {
             0 => ThreadPool::available_threads(),
             n => n as usize,
         };
-        let opts = SessionOptions {
-            context: o.context_length as usize,
-            precision: o.activation_precision.map(Into::into).unwrap_or_default(),
-            max_resident: usize::try_from(o.max_resident_bytes).unwrap_or(usize::MAX),
-            ..SessionOptions::default()
-        };
+        let opts = o.session_options();
         let session = tern_runtime::Session::with_parallel(
             Arc::clone(&model.inner),
             &opts,
@@ -269,6 +277,7 @@ impl Session {
                 session: Mutex::new(session),
                 busy: AtomicBool::new(false),
                 stats: Mutex::new(None),
+                bandwidth_budget: o.bandwidth_budget_gbps.map(BandwidthBudget::new),
             }),
         })
     }
@@ -397,6 +406,10 @@ impl Shared {
             prompt_tokens_per_second: 0.0,
             generation_tokens_per_second: 0.0,
             context_tokens: 0,
+            bytes_per_token: 0,
+            achieved_gbps: 0.0,
+            budget_ceiling_tokens_per_second: None,
+            budget_fraction: None,
             stop_reason: StopReason::Failed,
         };
         // The prompt goes in batch by batch, so a cancel lands between two batches; a prompt
@@ -467,6 +480,14 @@ impl Shared {
             0.0
         };
         stats.context_tokens = session.tokens().len() as u32;
+        stats.bytes_per_token = session.bytes_per_token();
+        let tok_s = stats.generation_tokens_per_second;
+        stats.achieved_gbps = tok_s * stats.bytes_per_token as f64 / 1e9;
+        if let Some(budget) = self.bandwidth_budget {
+            stats.budget_ceiling_tokens_per_second =
+                Some(budget.ceiling_tok_s(stats.bytes_per_token));
+            stats.budget_fraction = Some(budget.fraction(tok_s, stats.bytes_per_token));
+        }
         let result = match outcome {
             Ok(_) if cancelled => Err(TernError::Cancelled),
             Ok(stop) => {

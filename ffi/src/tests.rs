@@ -432,3 +432,71 @@ fn a_full_context_is_an_error_for_prompts_and_a_stop_for_replies() {
         "{stats:?}"
     );
 }
+
+#[test]
+fn a_memory_budget_refuses_sessions_that_do_not_fit() {
+    let path = model_path().display().to_string();
+    let opts = |memory_budget_bytes, max_resident_bytes| ModelOptions {
+        context_length: 512,
+        memory_budget_bytes,
+        max_resident_bytes,
+        ..options()
+    };
+    // SmolLM2: ~99 MB of weights, 512 positions of KV cache (~23 MB).
+    match Model::new(path.clone(), opts(64 << 20, 0)) {
+        Err(TernError::OutOfMemoryBudget {
+            needed_bytes,
+            budget_bytes,
+            reason,
+        }) => {
+            assert_eq!(budget_bytes, 64 << 20);
+            assert!(needed_bytes > 100 << 20, "{needed_bytes}: {reason}");
+            assert!(reason.contains("KV cache"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The same budget fits once the weights are capped to 16 MB resident.
+    let capped = Model::new(path.clone(), opts(64 << 20, 16 << 20)).unwrap();
+    // And the estimate matches what a session allocates for its KV cache.
+    let est = tern_runtime::budget::SessionMemory::estimate(
+        &capped.inner,
+        &capped.options.session_options(),
+    );
+    let session =
+        tern_runtime::Session::new(Arc::clone(&capped.inner), &capped.options.session_options());
+    assert_eq!(est.kv_cache, session.kv_bytes() as u64);
+    assert!(Model::new(path, opts(1 << 40, 0)).is_ok());
+}
+
+#[test]
+fn stats_report_bandwidth_against_the_budget() {
+    let with_budget = ModelOptions {
+        bandwidth_budget_gbps: Some(60.0),
+        ..options()
+    };
+    let m = Model::new(model_path().display().to_string(), with_budget).unwrap();
+    let (listener, rx) = Recorder::new(None);
+    let _h = Session::new(m)
+        .generate(PROMPT.into(), greedy(8), listener)
+        .unwrap();
+    let s = collect(&rx).1.unwrap();
+    assert!(s.bytes_per_token > 90_000_000, "{s:?}");
+    let gbps = s.generation_tokens_per_second * s.bytes_per_token as f64 / 1e9;
+    assert!((s.achieved_gbps - gbps).abs() < 1e-9 && gbps > 0.0, "{s:?}");
+    let ceiling = s.budget_ceiling_tokens_per_second.unwrap();
+    assert!(
+        (ceiling - 60e9 / s.bytes_per_token as f64).abs() < 1e-6,
+        "{s:?}"
+    );
+    assert!(
+        (s.budget_fraction.unwrap() - gbps / 60.0).abs() < 1e-9,
+        "{s:?}"
+    );
+
+    let bad = ModelOptions {
+        bandwidth_budget_gbps: Some(-1.0),
+        ..options()
+    };
+    let e = Model::new(model_path().display().to_string(), bad).unwrap_err();
+    assert!(matches!(e, TernError::InvalidArgument { .. }), "{e:?}");
+}

@@ -57,3 +57,42 @@ pub fn weight_bytes_as(model: &Model, format: Format, fallback: Format) -> u64 {
         .sum();
     layers + size(t.output.rows, t.output.cols)
 }
+
+/// Heap and resident bytes one session of `model` needs with `opts` (context 0 meaning the
+/// model's default, as [`crate::Session::new`] reads it): what an app compares with the memory
+/// the OS gives it before it opens a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionMemory {
+    /// Weight bytes resident at once: the whole model, or about the cap when one applies.
+    pub weights: u64,
+    /// Weights repacked into heap buffers at load (ternary lookup-table tiles).
+    pub repacked: u64,
+    /// The KV cache (f32 keys and values for every position of the context).
+    pub kv_cache: u64,
+    /// Activations, scores and logits of the forward pass.
+    pub scratch: u64,
+}
+
+impl SessionMemory {
+    /// The estimate for `model` and `opts`.
+    pub fn estimate(model: &Model, opts: &crate::SessionOptions) -> Self {
+        let c = model.config();
+        let ctx = crate::session::context_for(c, opts.context);
+        let tensors = model.meta().tensor_bytes;
+        let weights = match opts.max_resident {
+            0 => tensors,
+            cap => tensors.min(cap as u64),
+        };
+        SessionMemory {
+            weights,
+            repacked: model.ternary().repacked_bytes() as u64,
+            kv_cache: 2 * (c.n_layers * ctx * c.kv_dim()) as u64 * 4,
+            scratch: crate::forward::Scratch::bytes_for(model, ctx, opts.batch),
+        }
+    }
+
+    /// All of it.
+    pub fn total(&self) -> u64 {
+        self.weights + self.repacked + self.kv_cache + self.scratch
+    }
+}

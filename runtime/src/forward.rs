@@ -56,6 +56,15 @@ pub struct Scratch {
 }
 
 impl Scratch {
+    /// Bytes [`Scratch::new`] allocates for these arguments (keep the two in step).
+    pub(crate) fn bytes_for(model: &Model, ctx: usize, max_batch: usize) -> u64 {
+        let c = model.config();
+        let n = max_batch.max(1) as u64;
+        let per_token =
+            2 * c.dim + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.ffn_dim + c.rope_dim + c.vocab;
+        4 * (n * per_token as u64 + (c.n_heads * ctx) as u64)
+    }
+
     /// Buffers for `model` with a context of `ctx` positions and batches of `max_batch`.
     pub fn new(model: &Model, ctx: usize, max_batch: usize) -> Self {
         let c = model.config();

@@ -18,6 +18,16 @@ use crate::tokenizer::StreamDecoder;
 /// Context length used when the options leave it at 0: the model's own, capped so the KV cache
 /// of a small phone-sized model stays in the tens of megabytes.
 pub const DEFAULT_CONTEXT: usize = 4096;
+
+/// The context length a session of a model with config `c` gets when asked for `requested`
+/// positions (0: the model's trained context, at most [`DEFAULT_CONTEXT`]).
+pub(crate) fn context_for(c: &crate::config::ModelConfig, requested: usize) -> usize {
+    if requested == 0 {
+        c.train_context.min(DEFAULT_CONTEXT)
+    } else {
+        requested
+    }
+}
 /// Tokens per forward batch when processing a prompt.
 pub const DEFAULT_BATCH: usize = 64;
 
@@ -122,11 +132,7 @@ impl Session {
         par: Box<dyn Parallel + Send>,
     ) -> Self {
         let c = model.config();
-        let ctx = if opts.context == 0 {
-            c.train_context.min(DEFAULT_CONTEXT)
-        } else {
-            opts.context
-        };
+        let ctx = context_for(c, opts.context);
         let kv = KvCache::new(c.n_layers, ctx, c.kv_dim());
         // Under a cap smaller than the model, weights pass through in slices of a quarter of it.
         let release = (opts.max_resident != 0
