@@ -4,17 +4,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tern_kernels::dispatch::Backend;
+use tern_kernels::dispatch::{Backend, Named};
+use tern_kernels::scalar;
 use tern_kernels::Kernels;
 use tern_runtime::feed::StreamFeed;
 use tern_runtime::fs::FileSource;
 use tern_runtime::pool::ThreadPool;
 use tern_runtime::{ActivationPrecision, Model, Session, SessionOptions};
 
-use crate::args::{opt, Args, Spec};
+use crate::args::{opt, switch, Args, Spec};
 
 /// Options every model-running subcommand takes.
-pub const MODEL_OPTS: [Spec; 7] = [
+pub const MODEL_OPTS: [Spec; 8] = [
     opt("model", Some("m")),
     opt("threads", Some("t")),
     opt("ctx-size", Some("c")),
@@ -22,6 +23,7 @@ pub const MODEL_OPTS: [Spec; 7] = [
     opt("kernels", None),
     opt("max-resident", None),
     opt("stream-arena", None),
+    switch("exact-exp"),
 ];
 
 /// How weights reach the forward pass.
@@ -32,8 +34,26 @@ pub enum Weights {
     Streamed(FileSource, usize),
 }
 
-/// The kernels `--kernels` names (`auto`, the default, picks the best the CPU supports).
+/// The kernels `--kernels` names (`auto`, the default, picks the best the CPU supports);
+/// `--exact-exp` swaps the table exp of softmax and SwiGLU for `expf`, to measure what the
+/// table costs in accuracy (perplexity) and saves in time.
 pub fn kernels(args: &Args) -> Result<Kernels, String> {
+    let mut k = named_kernels(args)?;
+    if args.flag("exact-exp") {
+        k.softmax = Named {
+            f: scalar::softmax,
+            name: "softmax/exact-expf",
+        };
+        k.swiglu = Named {
+            f: scalar::swiglu,
+            name: "swiglu/exact-expf",
+        };
+    }
+    Ok(k)
+}
+
+/// The backend `--kernels` names.
+fn named_kernels(args: &Args) -> Result<Kernels, String> {
     match args.str("kernels").unwrap_or("auto") {
         "auto" => Ok(Kernels::best()),
         name => {
