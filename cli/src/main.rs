@@ -30,6 +30,33 @@ fn usage() -> String {
     )
 }
 
+/// The usage line of subcommand `cmd`, for `tern CMD --help`.
+fn command_usage(cmd: &str) -> Option<&'static str> {
+    Some(match cmd {
+        "run" => run::USAGE,
+        "chat" => chat::USAGE,
+        "perplexity" => perplexity::USAGE,
+        "inspect" => inspect::USAGE,
+        "bench" => bench::USAGE,
+        "plan" => plan::USAGE,
+        "quantize" => quantize::USAGE,
+        _ => return None,
+    })
+}
+
+/// The options every model-running subcommand also takes (`common::MODEL_OPTS`).
+const MODEL_OPTIONS_HELP: &str = "
+options of every command that runs a model:
+  -m, --model FILE         the GGUF file
+  -t, --threads N          worker threads (default: all cores)
+  -c, --ctx-size N         context length (default: the model's, at most 4096)
+  --precision f32|int8     f32 activations (default) or int8 activations and integer dots
+  --kernels NAME           auto (default), scalar, avx2, avxvnni, avx512vnni, neon, neon-dotprod
+  --max-resident MB        cap on resident weights; larger models pass through in slices
+  --stream-arena MB        read weights through a fixed arena instead of mapping the file
+  --exact-exp              expf instead of the table exp in softmax and SwiGLU
+";
+
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = argv.first() else {
@@ -37,6 +64,14 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let rest = &argv[1..];
+    if rest.iter().any(|a| a == "--help" || a == "-h") {
+        if let Some(text) = command_usage(cmd) {
+            let runs_model = ["run", "chat", "perplexity", "bench"].contains(&cmd.as_str());
+            let common = if runs_model { MODEL_OPTIONS_HELP } else { "" };
+            print!("usage:\n  {text}\n{common}");
+            return ExitCode::SUCCESS;
+        }
+    }
     let result = match cmd.as_str() {
         "run" => run::main(rest),
         "chat" => chat::main(rest),
