@@ -118,6 +118,12 @@ pub fn main(argv: &[String]) -> Result<(), String> {
                 "  KV cache       {:>12} bytes per position of history (f32)",
                 kv_per_pos
             );
+            // What loading repacked for its kernels (heap, beside the mapped file).
+            let ternary = model.ternary();
+            println!("\nrepacked at load: {} bytes", ternary.repacked_bytes());
+            for ch in ternary.choices() {
+                println!("  {:?} {}x{}: {:?}", ch.format, ch.rows, ch.cols, ch.kernel);
+            }
             println!(
                 "\ndecode ceiling under a {:.0} GB/s bandwidth budget:",
                 budget.gbps
