@@ -3,6 +3,7 @@
 // API generates for PROMPT (16 greedy tokens), and a scratch directory.
 package dev.tern.test
 
+import dev.tern.ConversationOptions
 import dev.tern.GenerateOptions
 import dev.tern.ModelOptions
 import dev.tern.TernModel
@@ -178,6 +179,27 @@ fun main(args: Array<String>) {
                 val stats = s.stats ?: throw Failure("no stats")
                 check(stats.bytesPerToken > 90_000_000uL) { "$stats" }
                 check(stats.budgetFraction!! > 0.0 && stats.budgetCeilingTokensPerSecond!! > 0.0) { "$stats" }
+            }
+        }
+    }
+
+    test("a conversation stops at the end of turn, reuses the cache and restores") {
+        val system = ConversationOptions(system = "You are a helpful assistant.")
+        model.newConversation(system).use { chat ->
+            val first = chat.send("What is the capital of France?", greedy(48)).toList().joinToString("")
+            val s1 = chat.stats ?: throw Failure("no stats")
+            check(first.isNotBlank() && "<|im_end|>" !in first) { first }
+            check(s1.stopReason == StopReason.END_OF_GENERATION) { "$s1" }
+            val saved = chat.save()
+            val second = chat.send("And of Italy?", greedy(48)).toList().joinToString("")
+            val s2 = chat.stats ?: throw Failure("no stats")
+            check(s2.promptTokens < 20u && s2.contextTokens > s1.contextTokens + 10u) { "$s1 $s2" }
+            model.newConversation(system).use { other ->
+                other.restore(saved)
+                check(other.messageCount == 3) { "${other.messageCount}" }
+                val again = other.send("And of Italy?", greedy(48)).toList().joinToString("")
+                check(again == second) { "'$again' != '$second'" }
+                expectThrows<TernException.BadSnapshot> { other.restore(ByteArray(8)) }
             }
         }
     }

@@ -62,6 +62,21 @@ pub enum TernError {
         /// The session's context length.
         limit: u64,
     },
+    /// The model has no chat template (`tokenizer.chat_template`): give one in
+    /// `ConversationOptions.template`.
+    NoChatTemplate,
+    /// The chat template is not valid Jinja, or rejected the conversation (it called
+    /// `raise_exception`, e.g. for roles that do not alternate).
+    Template {
+        /// The template engine's or the template's message.
+        reason: String,
+    },
+    /// Saved conversation bytes that cannot be restored: damaged, from another version of
+    /// Tern, or made with another model.
+    BadSnapshot {
+        /// What does not match.
+        reason: String,
+    },
     /// A session of the model would need more memory than `memory_budget_bytes` allows.
     OutOfMemoryBudget {
         /// Bytes one session needs.
@@ -123,6 +138,14 @@ impl fmt::Display for TernError {
                 "a session needs {needed_bytes} bytes, over the memory budget of \
                  {budget_bytes} ({reason})"
             ),
+            TernError::NoChatTemplate => write!(
+                f,
+                "the model has no chat template: supply one in the conversation options"
+            ),
+            TernError::Template { reason } => write!(f, "chat template: {reason}"),
+            TernError::BadSnapshot { reason } => {
+                write!(f, "cannot restore the conversation: {reason}")
+            }
             TernError::Cancelled => write!(f, "generation was cancelled"),
             TernError::SessionBusy => write!(f, "the session is already generating"),
             TernError::InvalidArgument { reason } => write!(f, "invalid argument: {reason}"),
@@ -226,6 +249,29 @@ impl From<GenerateError> for TernError {
                     reason: e.to_string(),
                 }
             }
+            other => TernError::Internal {
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<tern_runtime::chat::TemplateError> for TernError {
+    fn from(e: tern_runtime::chat::TemplateError) -> Self {
+        match e {
+            tern_runtime::chat::TemplateError::Missing => TernError::NoChatTemplate,
+            other => TernError::Template {
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<tern_runtime::chat::ChatError> for TernError {
+    fn from(e: tern_runtime::chat::ChatError) -> Self {
+        match e {
+            tern_runtime::chat::ChatError::Template(t) => t.into(),
+            tern_runtime::chat::ChatError::Generate(g) => g.into(),
             other => TernError::Internal {
                 reason: other.to_string(),
             },

@@ -5,6 +5,8 @@
 //! - [`Session`]: one conversation. [`Session::generate`] runs on a background thread, sends
 //!   text to a [`TokenListener`] and returns a [`GenerationHandle`] whose `cancel()` (or drop)
 //!   stops within one token; [`Session::stream`] returns a [`TokenStream`] to `await` instead.
+//! - [`Conversation`]: a chat formatted by the model's template; [`Conversation::send`] adds
+//!   a user message and streams the reply, reusing the KV cache of earlier turns.
 //! - [`TernError`]: the one error type, mapped from the runtime's errors in `error.rs`.
 //!
 //! No panic crosses the boundary: uniffi turns a panic in a call into an exception
@@ -18,10 +20,12 @@
 #[cfg(target_os = "android")]
 mod android;
 mod channel;
+mod chat;
 mod error;
 mod model;
 mod session;
 
+pub use chat::{Conversation, ConversationOptions};
 pub use error::TernError;
 pub use model::{load_model, LoadProgress, Model, ModelInfo, ModelOptions, ModelSource, Precision};
 pub use session::{

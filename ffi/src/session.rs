@@ -153,7 +153,7 @@ pub trait TokenListener: Send + Sync {
 /// generation should run.
 #[derive(Debug, uniffi::Object)]
 pub struct GenerationHandle {
-    control: Arc<Control>,
+    pub(crate) control: Arc<Control>,
 }
 
 #[uniffi::export]
@@ -180,8 +180,8 @@ impl Drop for GenerationHandle {
 /// the generation when dropped.
 #[derive(Debug, uniffi::Object)]
 pub struct TokenStream {
-    control: Arc<Control>,
-    chunks: Arc<Queue<Result<String, TernError>>>,
+    pub(crate) control: Arc<Control>,
+    pub(crate) chunks: Arc<Queue<Result<String, TernError>>>,
 }
 
 #[uniffi::export]
@@ -211,17 +211,17 @@ impl Drop for TokenStream {
 
 /// Shared between a generation's thread and its handle.
 #[derive(Debug, Default)]
-struct Control {
+pub(crate) struct Control {
     cancelled: AtomicBool,
     finished: AtomicBool,
 }
 
 impl Control {
-    fn cancel(&self) {
+    pub(crate) fn cancel(&self) {
         self.cancelled.store(true, Ordering::Release);
     }
 
-    fn is_cancelled(&self) -> bool {
+    pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Acquire)
     }
 }
@@ -311,7 +311,7 @@ impl Session {
 
     /// Forgets the conversation. Fails with [`TernError::SessionBusy`] while generating.
     pub fn reset(&self) -> Result<(), TernError> {
-        self.claim()?;
+        claim(&self.shared.busy)?;
         self.shared.lock_session().reset();
         *self.shared.lock_stats() = None;
         self.shared.busy.store(false, Ordering::Release);
@@ -336,15 +336,6 @@ impl Session {
 }
 
 impl Session {
-    /// Marks the session busy, or fails if it already is.
-    fn claim(&self) -> Result<(), TernError> {
-        self.shared
-            .busy
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .map(drop)
-            .map_err(|_| TernError::SessionBusy)
-    }
-
     /// Validates, claims the session and starts the generation thread.
     fn start(
         &self,
@@ -354,31 +345,54 @@ impl Session {
     ) -> Result<Arc<Control>, TernError> {
         let sampling = options.sampler_options()?;
         let max_tokens = options.max_tokens as usize;
-        self.claim()?;
-        let control = Arc::new(Control::default());
-        let (shared, ctl) = (Arc::clone(&self.shared), Arc::clone(&control));
-        let spawned = std::thread::Builder::new()
-            .name("tern-generate".into())
-            .spawn(move || {
-                let mut sink = sink;
-                let result = catch_unwind(AssertUnwindSafe(|| {
-                    shared.run(&prompt, sampling, max_tokens, &ctl, &mut *sink)
-                }))
-                .unwrap_or_else(|p| Err(TernError::from_panic(&*p)));
-                // Free the session before the last callback, so it can start the next turn.
-                shared.busy.store(false, Ordering::Release);
-                // A listener that throws here has nobody left to tell.
-                let _ = catch_unwind(AssertUnwindSafe(move || sink.finish(result)));
-                ctl.finished.store(true, Ordering::Release);
-            });
-        if let Err(e) = spawned {
-            self.shared.busy.store(false, Ordering::Release);
-            return Err(TernError::Internal {
-                reason: format!("cannot start the generation thread: {e}"),
-            });
-        }
-        Ok(control)
+        claim(&self.shared.busy)?;
+        spawn_job(
+            Arc::clone(&self.shared),
+            |s| &s.busy,
+            sink,
+            move |shared, control, sink| shared.run(&prompt, sampling, max_tokens, control, sink),
+        )
     }
+}
+
+/// Marks a session busy, or fails if it already is.
+pub(crate) fn claim(busy: &AtomicBool) -> Result<(), TernError> {
+    busy.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .map(drop)
+        .map_err(|_| TernError::SessionBusy)
+}
+
+/// Runs `job` on a new thread for a session already claimed (`busy(&shared)` set): a panic
+/// becomes [`TernError::Internal`], the session is freed before the sink's last callback (so
+/// that callback can start the next turn), and the returned control reports the end.
+pub(crate) fn spawn_job<S: Send + Sync + 'static>(
+    shared: Arc<S>,
+    busy: fn(&S) -> &AtomicBool,
+    sink: Box<dyn Sink>,
+    job: impl FnOnce(&S, &Control, &mut dyn Sink) -> Result<GenerationStats, TernError> + Send + 'static,
+) -> Result<Arc<Control>, TernError> {
+    let control = Arc::new(Control::default());
+    let ctl = Arc::clone(&control);
+    let thread_shared = Arc::clone(&shared);
+    let spawned = std::thread::Builder::new()
+        .name("tern-generate".into())
+        .spawn(move || {
+            let shared = thread_shared;
+            let mut sink = sink;
+            let result = catch_unwind(AssertUnwindSafe(|| job(&shared, &ctl, &mut *sink)))
+                .unwrap_or_else(|p| Err(TernError::from_panic(&*p)));
+            busy(&shared).store(false, Ordering::Release);
+            // A listener that throws here has nobody left to tell.
+            let _ = catch_unwind(AssertUnwindSafe(move || sink.finish(result)));
+            ctl.finished.store(true, Ordering::Release);
+        });
+    if let Err(e) = spawned {
+        busy(&shared).store(false, Ordering::Release);
+        return Err(TernError::Internal {
+            reason: format!("cannot start the generation thread: {e}"),
+        });
+    }
+    Ok(control)
 }
 
 impl Shared {
@@ -528,7 +542,7 @@ impl Shared {
     }
 }
 
-fn rate(n: usize, seconds: f64) -> f64 {
+pub(crate) fn rate(n: usize, seconds: f64) -> f64 {
     if seconds > 0.0 {
         n as f64 / seconds
     } else {
@@ -537,12 +551,12 @@ fn rate(n: usize, seconds: f64) -> f64 {
 }
 
 /// Where a generation's text and outcome go.
-trait Sink: Send {
+pub(crate) trait Sink: Send {
     fn token(&mut self, text: &str);
     fn finish(self: Box<Self>, result: Result<GenerationStats, TernError>);
 }
 
-struct ListenerSink(Box<dyn TokenListener>);
+pub(crate) struct ListenerSink(pub(crate) Box<dyn TokenListener>);
 
 impl Sink for ListenerSink {
     fn token(&mut self, text: &str) {
@@ -557,7 +571,7 @@ impl Sink for ListenerSink {
     }
 }
 
-struct QueueSink(Arc<Queue<Result<String, TernError>>>);
+pub(crate) struct QueueSink(pub(crate) Arc<Queue<Result<String, TernError>>>);
 
 impl Sink for QueueSink {
     fn token(&mut self, text: &str) {

@@ -500,3 +500,77 @@ fn stats_report_bandwidth_against_the_budget() {
     let e = Model::new(model_path().display().to_string(), bad).unwrap_err();
     assert!(matches!(e, TernError::InvalidArgument { .. }), "{e:?}");
 }
+
+/// The runtime's own chat, greedily: the reply to `messages` user turns in order.
+fn reference_chat(system: &str, turns: &[&str], max_tokens: usize) -> Vec<String> {
+    use tern_runtime::chat::{Chat, ChatOptions, ReplyOptions};
+    let m = model();
+    let session = tern_runtime::Session::new(Arc::clone(&m.inner), &m.options.session_options());
+    let opts = ChatOptions {
+        sampling: SamplerOptions::greedy(),
+        ..ChatOptions::default()
+    };
+    let mut chat = Chat::with_model_template(session, opts).unwrap();
+    chat.set_system(Some(system));
+    let reply = ReplyOptions {
+        max_tokens,
+        stop: Vec::new(),
+    };
+    turns
+        .iter()
+        .map(|t| chat.send(t, &reply, &mut |_| Flow::Continue).unwrap().text)
+        .collect()
+}
+
+#[test]
+fn a_conversation_streams_replies_reuses_the_cache_and_restores() {
+    const SYSTEM: &str = "You are a helpful assistant.";
+    let turns = ["What is the capital of France?", "And of Italy?"];
+    let expected = reference_chat(SYSTEM, &turns, 48);
+    let options = ConversationOptions {
+        system: Some(SYSTEM.into()),
+        ..ConversationOptions::default()
+    };
+    let chat = Conversation::new(model(), options.clone()).unwrap();
+
+    let (listener, rx) = Recorder::new(None);
+    let _h = chat.send(turns[0].into(), greedy(48), listener).unwrap();
+    let (text, stats) = collect(&rx);
+    let first = stats.unwrap();
+    assert_eq!(text, expected[0]);
+    assert!(!text.contains("<|im_end|>"), "{text}");
+    assert_eq!(first.stop_reason, StopReason::EndOfGeneration, "{first:?}");
+    assert_eq!(chat.message_count(), 3);
+    let saved = chat.save().unwrap();
+
+    let (listener, rx) = Recorder::new(None);
+    let _h = chat.send(turns[1].into(), greedy(48), listener).unwrap();
+    let (text, stats) = collect(&rx);
+    let second = stats.unwrap();
+    assert_eq!(text, expected[1]);
+    // Turn 2 processes its own tokens only: far fewer than the context holds.
+    assert!(
+        second.prompt_tokens < 20 && second.context_tokens > first.context_tokens + 10,
+        "{first:?} {second:?}"
+    );
+
+    // A restored conversation answers turn 2 the same way.
+    let other = Conversation::new(model(), options).unwrap();
+    other.restore(saved).unwrap();
+    assert_eq!(other.message_count(), 3);
+    let (listener, rx) = Recorder::new(None);
+    let _h = other.send(turns[1].into(), greedy(48), listener).unwrap();
+    assert_eq!(collect(&rx).0, expected[1]);
+    assert!(matches!(
+        other.restore(b"not a conversation".to_vec()),
+        Err(TernError::BadSnapshot { .. })
+    ));
+    let bad = ConversationOptions {
+        template: Some("{% for m in messages %}".into()),
+        ..ConversationOptions::default()
+    };
+    assert!(matches!(
+        Conversation::new(model(), bad),
+        Err(TernError::Template { .. })
+    ));
+}

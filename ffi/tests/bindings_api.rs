@@ -95,6 +95,16 @@ const CALLS: &[(&str, &str)] = &[
     ("openfuncstats()->GenerationStats?", "native.stats()"),
     ("openfuncisGenerating()->Bool", "native.isGenerating()"),
     ("openfuncreset()throws", "try native.reset()"),
+    (
+        "publicconvenienceinit(model:Model,options:ConversationOptions=ConversationOptions())throws",
+        "try TernFFI.Conversation(model: native, options: options)",
+    ),
+    (
+        "openfuncsend(message:String,options:GenerateOptions,listener:TokenListener)throws->GenerationHandle",
+        "native.send(\n                    message: message, options: options, listener:",
+    ),
+    ("openfuncsave()throws->Data", "try native.save()"),
+    ("openfuncrestore(bytes:Data)throws", "try native.restore(bytes: bytes)"),
     ("funconToken(text:String)", "func onToken(text: String)"),
     ("funconComplete(stats:GenerationStats)", "func onComplete(stats: TernFFI.GenerationStats)"),
     ("funconError(error:TernError)", "func onError(error: TernFFI.TernError)"),

@@ -47,6 +47,56 @@ public final class TernModel: Sendable {
     public func newSession() -> TernSession {
         TernSession(native: TernFFI.Session(model: native))
     }
+
+    /// A chat formatted by the model's own template (or `options.template`). Throws
+    /// `TernError.NoChatTemplate` for a model without one.
+    public func newConversation(
+        options: TernFFI.ConversationOptions = TernFFI.ConversationOptions()
+    ) throws -> TernConversation {
+        TernConversation(native: try TernFFI.Conversation(model: native, options: options))
+    }
+}
+
+/// A chat: `send` adds a user message and streams the assistant's reply, which stops at the
+/// template's end-of-turn token; earlier turns stay in the KV cache.
+public final class TernConversation: Sendable {
+    /// The generated object, for what this layer does not wrap.
+    public let native: TernFFI.Conversation
+
+    /// Wraps a conversation created through the generated API.
+    public init(native: TernFFI.Conversation) {
+        self.native = native
+    }
+
+    /// Sends `message`; the reply arrives as it is generated. Cancelling the consuming task
+    /// (or dropping the stream) cancels the reply within one token, keeping what was said.
+    public func send(
+        _ message: String,
+        options: TernFFI.GenerateOptions = TernFFI.GenerateOptions()
+    ) -> AsyncThrowingStream<String, Error> {
+        AsyncThrowingStream { continuation in
+            do {
+                let handle = try native.send(
+                    message: message, options: options, listener: StreamListener(continuation))
+                continuation.onTermination = { _ in handle.cancel() }
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+    }
+
+    /// The last reply's counts and speeds; `promptTokens` counts only that turn's new tokens.
+    public var stats: TernFFI.GenerationStats? { native.stats() }
+
+    /// The conversation as bytes, to resume it with `restore` (same model).
+    public func save() throws -> Data { try native.save() }
+
+    /// Restores bytes from `save`; throws `TernError.BadSnapshot` and changes nothing if they
+    /// do not fit this model.
+    public func restore(_ bytes: Data) throws { try native.restore(bytes: bytes) }
+
+    /// Forgets every message but the system prompt.
+    public func reset() throws { try native.reset() }
 }
 
 /// One conversation: one generation at a time; several sessions may generate at once.

@@ -3,6 +3,7 @@
 // also runs on a desktop JVM (scripts/test-kotlin.sh); Android-only code is in dev.tern.android.
 package dev.tern
 
+import dev.tern.ffi.Conversation
 import dev.tern.ffi.GenerationHandle
 import dev.tern.ffi.LoadProgress
 import dev.tern.ffi.Model
@@ -30,6 +31,33 @@ typealias GenerateOptions = dev.tern.ffi.GenerateOptions
 
 /** Token counts and speeds of a session's last generation. */
 typealias GenerationStats = dev.tern.ffi.GenerationStats
+
+/** System prompt, a template to use instead of the model's, stop strings, overflow policy. */
+typealias ConversationOptions = dev.tern.ffi.ConversationOptions
+
+/** A [Flow] of the text [start] streams to its listener; cancelling the collector cancels it. */
+private fun textFlow(start: (TokenListener) -> GenerationHandle): Flow<String> = callbackFlow {
+    val listener = object : TokenListener {
+        // Runs on the generation thread: blocking here when the collector is slow is the
+        // back-pressure; a closed channel returns at once.
+        override fun onToken(text: String) {
+            trySendBlocking(text)
+        }
+
+        override fun onComplete(stats: GenerationStats) {
+            channel.close()
+        }
+
+        override fun onError(error: TernException) {
+            channel.close(error)
+        }
+    }
+    val handle = start(listener)
+    awaitClose {
+        handle.cancel()
+        handle.close()
+    }
+}
 
 /**
  * A loaded model: memory-mapped weights, shareable between threads and sessions. [close] it (or
@@ -76,6 +104,13 @@ class TernModel internal constructor(internal val native: Model) : Closeable {
     /** A new, empty conversation with its own KV cache; several can run at once. */
     fun newSession(): TernSession = TernSession(Session(native))
 
+    /**
+     * A chat formatted by the model's own template (or [ConversationOptions.template]); throws
+     * [TernException.NoChatTemplate] for a model without one.
+     */
+    fun newConversation(options: ConversationOptions = ConversationOptions()): TernConversation =
+        TernConversation(Conversation(native, options))
+
     /** Releases this handle on the native model. */
     override fun close() = native.close()
 }
@@ -89,28 +124,7 @@ class TernSession internal constructor(internal val native: Session) : Closeable
      * another generation of this session is running, and with the generation's error.
      */
     fun generate(prompt: String, options: GenerateOptions = GenerateOptions()): Flow<String> =
-        callbackFlow {
-            val listener = object : TokenListener {
-                // Runs on the generation thread: blocking here when the collector is slow
-                // is the back-pressure; a closed channel returns at once.
-                override fun onToken(text: String) {
-                    trySendBlocking(text)
-                }
-
-                override fun onComplete(stats: GenerationStats) {
-                    channel.close()
-                }
-
-                override fun onError(error: TernException) {
-                    channel.close(error)
-                }
-            }
-            val handle: GenerationHandle = native.generate(prompt, options, listener)
-            awaitClose {
-                handle.cancel()
-                handle.close()
-            }
-        }
+        textFlow { listener -> native.generate(prompt, options, listener) }
 
     /** The last generation's counts and speeds, `null` before the first. */
     val stats: GenerationStats? get() = native.stats()
@@ -125,5 +139,36 @@ class TernSession internal constructor(internal val native: Session) : Closeable
     fun reset() = native.reset()
 
     /** Releases the session's KV cache once any running generation has stopped. */
+    override fun close() = native.close()
+}
+
+/**
+ * A chat: [send] adds a user message and streams the assistant's reply, which stops at the
+ * template's end-of-turn token; earlier turns stay in the KV cache. [close] it when done.
+ */
+class TernConversation internal constructor(internal val native: Conversation) : Closeable {
+    /**
+     * Sends [message] and returns the reply as a cold [Flow] of text pieces (one reply per
+     * collection; cancelling the collector cancels it within one token, keeping what was said).
+     */
+    fun send(message: String, options: GenerateOptions = GenerateOptions()): Flow<String> =
+        textFlow { listener -> native.send(message, options, listener) }
+
+    /** The last reply's counts and speeds; `promptTokens` counts only that turn's new tokens. */
+    val stats: GenerationStats? get() = native.stats()
+
+    /** Messages so far, the system prompt included. */
+    val messageCount: Int get() = native.messageCount().toInt()
+
+    /** The conversation as bytes, to resume it later with [restore] (same model). */
+    fun save(): ByteArray = native.save()
+
+    /** Restores bytes from [save]; throws [TernException.BadSnapshot] and changes nothing if
+     * they do not fit this model. */
+    fun restore(bytes: ByteArray) = native.restore(bytes)
+
+    /** Forgets every message but the system prompt. */
+    fun reset() = native.reset()
+
     override fun close() = native.close()
 }
