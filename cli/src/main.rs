@@ -58,7 +58,22 @@ options of every command that runs a model:
 ";
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    // Arguments that are not valid UTF-8 (a prompt from a script with a broken encoding) are
+    // an error naming the argument, not a panic.
+    let mut argv = Vec::new();
+    for (i, arg) in std::env::args_os().skip(1).enumerate() {
+        match arg.into_string() {
+            Ok(a) => argv.push(a),
+            Err(raw) => {
+                eprintln!(
+                    "error: argument {} is not valid UTF-8: {}",
+                    i + 1,
+                    raw.to_string_lossy()
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
     let Some(cmd) = argv.first() else {
         eprint!("{}", usage());
         return ExitCode::from(2);
