@@ -154,6 +154,12 @@ pub fn session(loaded: Loaded, args: &Args, default_ctx: usize) -> Result<Sessio
     let Loaded { model, weights, .. } = loaded;
     let threads = args.get("threads", ThreadPool::available_threads())?.max(1);
     let context = args.get("ctx-size", default_ctx)?;
+    let trained = model.config().train_context;
+    if context > trained {
+        return Err(format!(
+            "--ctx-size {context} exceeds the model's trained context of {trained} tokens"
+        ));
+    }
     let precision = match args.str("precision") {
         None => ActivationPrecision::F32,
         Some(p) => ActivationPrecision::from_name(p)

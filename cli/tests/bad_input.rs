@@ -1,6 +1,6 @@
 //! Bad input at the command line gets a one-line error and a failing exit code, never a panic:
 //! a prompt that is not UTF-8, a text file that is not UTF-8, a file that is not GGUF, a
-//! truncated GGUF, an unknown option.
+//! truncated GGUF, a context larger than the model's, an unknown option.
 
 use std::os::unix::ffi::OsStrExt;
 use std::process::{Command, Output};
@@ -75,6 +75,17 @@ fn bad_input_is_an_error_not_a_panic() {
         os("hi"),
     ]);
     fails_with(&out, "offset");
+
+    let out = tern(&[
+        os("run"),
+        os("-m"),
+        m,
+        os("-p"),
+        os("hi"),
+        os("-c"),
+        os("99999999"),
+    ]);
+    fails_with(&out, "trained context");
 
     let out = tern(&[os("run"), os("--no-such-option")]);
     fails_with(&out, "no-such-option");
