@@ -114,7 +114,8 @@ impl FormatKernels {
 ///
 /// Each SIMD backend includes the ones it builds on: [`Backend::AvxVnni`] is
 /// [`Backend::Avx2`] with VNNI int8 dots, [`Backend::NeonDotprod`] is [`Backend::Neon`] with
-/// `sdot` int8 dots. Slots a backend does not implement stay scalar.
+/// `sdot` int8 dots, [`Backend::NeonI8mm`] is [`Backend::NeonDotprod`] with `smmla` batched
+/// int8 GEMMs. Slots a backend does not implement stay scalar.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Backend {
@@ -131,14 +132,18 @@ pub enum Backend {
     Neon,
     /// NEON with the ARMv8.2 dot product extension (`sdot`) for the int8 dots.
     NeonDotprod,
+    /// [`Backend::NeonDotprod`] with the ARMv8.6 int8 matrix multiply extension (`smmla`) for
+    /// the batched int8 GEMMs of prompt processing.
+    NeonI8mm,
 }
 
 impl Backend {
     /// Every backend, best first: the order [`Kernels::best`] tries them in.
-    pub const ALL: [Backend; 6] = [
+    pub const ALL: [Backend; 7] = [
         Backend::Avx512Vnni,
         Backend::AvxVnni,
         Backend::Avx2,
+        Backend::NeonI8mm,
         Backend::NeonDotprod,
         Backend::Neon,
         Backend::Scalar,
@@ -153,6 +158,7 @@ impl Backend {
             Backend::Avx512Vnni => "avx512vnni",
             Backend::Neon => "neon",
             Backend::NeonDotprod => "neon-dotprod",
+            Backend::NeonI8mm => "neon-i8mm",
         }
     }
 

@@ -417,4 +417,5 @@ suite! {
     avx512vnni => Backend::Avx512Vnni,
     neon => Backend::Neon,
     neon_dotprod => Backend::NeonDotprod,
+    neon_i8mm => Backend::NeonI8mm,
 }

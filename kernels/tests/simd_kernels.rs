@@ -1,6 +1,6 @@
 //! Every backend against the scalar reference: one generic suite per kernel, instantiated for
 //! each [`Backend`] (skipped, with a note, only when this CPU or build lacks it). Run the NEON
-//! instances under qemu: `QEMU_CPU=cortex-a53` (no dotprod) and `QEMU_CPU=max`.
+//! instances under qemu: `QEMU_CPU=cortex-a53` (no dotprod, no i8mm) and `QEMU_CPU=max`.
 //!
 //! # Error budgets
 //!
@@ -13,6 +13,7 @@
 //! | `dot` (row · f32)          | `2·γ(K)·Σ|w·x|` (Q4_1: `|q·d·x| + |m·x|`), K = blocks + 48 | (4) |
 //! | `dot_f32`                  | `2·γ(K)·Σ|a·b|`, K = n/8 + 16                     | (4) |
 //! | `axpy`                     | `3ε·(|y| + |a·x|)` per element                    | (5) |
+//! | `gemm_q8` of neon-i8mm, n ≥ 2 | bit-identical to `dot_q8`'s scalar reference   | (6) |
 //!
 //! (1) Each value is a small integer times an f16 scale, exact in f32; Q4_1 adds `m` with one
 //!     rounding, the same whether fused or not because the product is exact.
@@ -34,6 +35,9 @@
 //!     Plus `2n · 2^-149` for products that could underflow.
 //! (5) The reference rounds `a·x` and then the sum, FMA rounds once: each within `ε` of its
 //!     operand magnitudes.
+//! (6) `smmla` leaves each (row, token) block dot whole in one lane, and the batched i8mm
+//!     kernel then runs the reference's f32 operations in its order, unfused (see
+//!     `arch/aarch64/gemm.rs`, `i8mm::tile_panel`); other tiles keep the budget of (4).
 
 use tern_kernels::blocks::{as_blocks, as_bytes, BlockQ4_0, BlockQ4_1, BlockQ8_0, F16Le};
 use tern_kernels::scalar::{self, act_q8_bytes, BlockQ8Act};
@@ -625,6 +629,7 @@ fn check_gemm_q8(k: &Kernels) {
                     }
                     let mut y = vec![f32::NAN; n * m];
                     (slot.f)(&w, m, &xq, n, &mut y, m);
+                    let bitwise = k.backend() == Backend::NeonI8mm && n >= 2;
                     for t in 0..n {
                         let xqt = &xq[t * qb..(t + 1) * qb];
                         let a: &[BlockQ8Act] = as_blocks(xqt).unwrap();
@@ -636,8 +641,16 @@ fn check_gemm_q8(k: &Kernels) {
                                 "{} k={kw} m={m} n={n} ({r}, {t}) adversarial={adversarial}",
                                 slot.name
                             );
+                            let (got, want) = (y[t * m + r], reference(row, xqt));
+                            if bitwise {
+                                let same = got.to_bits() == want.to_bits();
+                                assert!(
+                                    same || got.is_nan() && want.is_nan(),
+                                    "{what}: {got:e} vs {want:e}, not bit-identical"
+                                );
+                            }
                             let bound = budget(kw / 32 + 48, row_abs_sum(format, row, &xd), kw);
-                            assert_close(&what, y[t * m + r], reference(row, xqt), bound);
+                            assert_close(&what, got, want, bound);
                         }
                     }
                 }
@@ -827,9 +840,14 @@ fn check_names(k: &Kernels, backend: Backend) {
         _ => "neon",
     };
     let int8_isa = match backend {
-        Backend::NeonDotprod => "dotprod",
+        Backend::NeonDotprod | Backend::NeonI8mm => "dotprod",
         Backend::AvxVnni | Backend::Avx512Vnni => backend.name(),
         _ => vec_isa,
+    };
+    // Only the batched GEMMs use the matrix multiply extension.
+    let gemm_isa = match backend {
+        Backend::NeonI8mm => "i8mm",
+        _ => int8_isa,
     };
     assert_eq!(k.backend(), backend);
     assert_eq!(suffix(k.dot_f32.name), vec_isa);
@@ -850,7 +868,7 @@ fn check_names(k: &Kernels, backend: Backend) {
             _ => vec_isa,
         };
         assert_eq!(suffix(fk.dot_rows.unwrap().name), rows_isa);
-        assert_eq!(suffix(fk.gemm_q8.unwrap().name), int8_isa);
+        assert_eq!(suffix(fk.gemm_q8.unwrap().name), gemm_isa);
     }
 }
 
@@ -930,6 +948,7 @@ suite! {
     avx512vnni => Backend::Avx512Vnni,
     neon => Backend::Neon,
     neon_dotprod => Backend::NeonDotprod,
+    neon_i8mm => Backend::NeonI8mm,
 }
 
 // ---- selection -----------------------------------------------------------------------------
@@ -969,6 +988,9 @@ fn expected_best() -> Backend {
     }
     #[cfg(target_arch = "aarch64")]
     {
+        if has!("neon") && has!("dotprod") && has!("i8mm") {
+            return Backend::NeonI8mm;
+        }
         if has!("neon") && has!("dotprod") {
             return Backend::NeonDotprod;
         }
@@ -994,6 +1016,14 @@ fn best_follows_detection() {
         assert!(Kernels::with_backend(Backend::NeonDotprod).is_none());
         for f in TESTED {
             assert!(!best.format(f).dot_q8.unwrap().name.contains("dotprod"));
+        }
+    }
+    // Without the int8 matrix multiply extension no `smmla` kernel may be installed anywhere.
+    #[cfg(target_arch = "aarch64")]
+    if !std::arch::is_aarch64_feature_detected!("i8mm") {
+        assert!(Kernels::with_backend(Backend::NeonI8mm).is_none());
+        for f in TESTED {
+            assert!(!best.format(f).gemm_q8.unwrap().name.contains("i8mm"));
         }
     }
 }

@@ -444,7 +444,7 @@ fn check_names(k: &Kernels, backend: Backend) {
         _ => "neon",
     };
     let int8_isa = match backend {
-        Backend::NeonDotprod => "dotprod",
+        Backend::NeonDotprod | Backend::NeonI8mm => "dotprod",
         Backend::AvxVnni | Backend::Avx512Vnni => backend.name(),
         _ => vec_isa,
     };
@@ -508,4 +508,5 @@ suite! {
     avx512vnni => Backend::Avx512Vnni,
     neon => Backend::Neon,
     neon_dotprod => Backend::NeonDotprod,
+    neon_i8mm => Backend::NeonI8mm,
 }

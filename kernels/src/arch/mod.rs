@@ -32,7 +32,7 @@ pub(crate) fn install(backend: Backend, k: &mut Kernels) -> bool {
         #[cfg(target_arch = "x86_64")]
         Backend::Avx2 | Backend::AvxVnni | Backend::Avx512Vnni => x86_64::install(backend, k),
         #[cfg(target_arch = "aarch64")]
-        Backend::Neon | Backend::NeonDotprod => aarch64::install(backend, k),
+        Backend::Neon | Backend::NeonDotprod | Backend::NeonI8mm => aarch64::install(backend, k),
         #[allow(unreachable_patterns)]
         _ => false,
     }

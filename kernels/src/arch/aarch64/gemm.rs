@@ -7,6 +7,9 @@
 //!   macro): tiles of four rows by one or two tokens, whose exact integer dots are signed ×
 //!   signed (no sign trick). For one token each weight block is unpacked in the tile; for a
 //!   batch, once per row group into a panel that every token pair reuses.
+//! - `gemm_*_q8` with the int8 matrix multiply extension ([`i8mm`]): the `sdot` tiles for one
+//!   token; for a batch, `smmla` 2-row × 2-token tiles over a panel interleaved for it, whose
+//!   results equal the scalar reference bit for bit.
 //! - `gemm_f32` (NEON): a 4-row × 4-token register tile, 16 accumulators of 32.
 //!
 //! The row kernels prefetch (`prfm pldl2keep`) the weight bytes [`PREFETCH_AHEAD`] past the
@@ -374,15 +377,40 @@ impl Block for BlockQ8_0 {
     }
 }
 
+/// A block's 32 weight codes as signed bytes: Q4_0 through `lut` (its [`Q4_0_VALUES`] table),
+/// Q4_1 as the plain nibbles 0..=15, Q8_0 as stored.
+#[inline]
+#[target_feature(enable = "neon")]
+fn block_codes<B: Block>(lut: int8x16_t, blk: &B) -> [int8x16_t; 2] {
+    match B::FMT {
+        Fmt::Q4_0 => {
+            let (lo, hi) = lut4(lut, blk.qs16());
+            [lo, hi]
+        }
+        Fmt::Q4_1 => {
+            let (lo, hi) = nibbles(blk.qs16());
+            [vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi)]
+        }
+        Fmt::Q8_0 => [load_i8x16(blk.qs32()), load_i8x16(&blk.qs32()[16..])],
+    }
+}
+
 /// Int8 tiles of `R` weight rows by `T ≤ 2` tokens, one copy per instruction set: per block,
 /// each row's codes are unpacked once and each token's loaded once; each (row, token) pair
-/// costs one exact integer dot, one conversion and one scaled accumulation.
+/// costs one exact integer dot, one conversion and one scaled accumulation. `@tiles` alone
+/// leaves the batched product (`gemm_batch`) to the invoking module, as [`i8mm`] does.
 macro_rules! int8_gemm {
     ($features:literal, $isum:path) => {
+        int8_gemm!(@tiles $features, $isum);
+        int8_gemm!(@panel $features, $isum);
+    };
+    // The tiles, the one-token path and the public bodies; `gemm` calls a `gemm_batch` that
+    // `@panel` or the invoking module defines.
+    (@tiles $features:literal, $isum:path) => {
         use core::arch::aarch64::*;
 
-        use super::super::neon::{f16, load_i8x16, lut16, lut4, nibbles};
-        use super::{prefetch_ahead, prefetch_head, store_rows, Block, Fmt, ROWS};
+        use super::super::neon::{f16, load_i8x16, lut16};
+        use super::{block_codes, prefetch_ahead, prefetch_head, store_rows, Block, Fmt, ROWS};
         use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
         use crate::scalar::{BlockQ8Act, Q4_0_VALUES};
 
@@ -407,17 +435,7 @@ macro_rules! int8_gemm {
                     core::array::from_fn(|t| [load_i8x16(&a[t].qs), load_i8x16(&a[t].qs[16..])]);
                 for r in 0..R {
                     let blk = &w[r * kb + b];
-                    let codes = match B::FMT {
-                        Fmt::Q4_0 => {
-                            let (lo, hi) = lut4(lut, blk.qs16());
-                            [lo, hi]
-                        }
-                        Fmt::Q4_1 => {
-                            let (lo, hi) = nibbles(blk.qs16());
-                            [vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi)]
-                        }
-                        Fmt::Q8_0 => [load_i8x16(blk.qs32()), load_i8x16(&blk.qs32()[16..])],
-                    };
+                    let codes = block_codes(lut, blk);
                     let dw = f16(blk.d());
                     for t in 0..T {
                         let isum = $isum(codes, av[t]);
@@ -440,6 +458,98 @@ macro_rules! int8_gemm {
             }
         }
 
+        /// `y[t·ldy + r] = row r · token t` for the `m` rows of `w` (`kb` blocks each) and
+        /// the `n` activation rows of `acts`, prefetching the rows ahead.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn gemm<B: Block>(
+            w: &[B],
+            m: usize,
+            kb: usize,
+            acts: &[BlockQ8Act],
+            n: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            if n >= 2 {
+                return gemm_batch(w, m, kb, acts, n, y, ldy);
+            }
+            let group_bytes = ROWS * kb * core::mem::size_of::<B>();
+            prefetch_head(w.as_ptr().cast(), m * kb * core::mem::size_of::<B>());
+            let mut r = 0;
+            while r < m {
+                let rows = (m - r).min(ROWS);
+                let wr = &w[r * kb..];
+                if rows == ROWS {
+                    prefetch_ahead(wr.as_ptr().cast(), group_bytes);
+                }
+                let mut t = 0;
+                while t < n {
+                    let (at, yt) = (&acts[t * kb..], &mut y[t * ldy + r..]);
+                    match (rows, (n - t).min(2)) {
+                        (ROWS, 2) => tile::<B, ROWS, 2>(wr, at, kb, yt, ldy),
+                        (ROWS, _) => tile::<B, ROWS, 1>(wr, at, kb, yt, ldy),
+                        (_, 2) => {
+                            for i in 0..rows {
+                                tile::<B, 1, 2>(&wr[i * kb..], at, kb, &mut yt[i..], ldy)
+                            }
+                        }
+                        _ => {
+                            for i in 0..rows {
+                                tile::<B, 1, 1>(&wr[i * kb..], at, kb, &mut yt[i..], ldy)
+                            }
+                        }
+                    }
+                    t += 2;
+                }
+                r += ROWS;
+            }
+        }
+
+        /// Q4_0 rows × int8 tokens.
+        #[target_feature(enable = $features)]
+        pub(super) fn gemm_q4_0_q8(
+            w: &[BlockQ4_0],
+            m: usize,
+            kb: usize,
+            acts: &[BlockQ8Act],
+            n: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            gemm(w, m, kb, acts, n, y, ldy)
+        }
+
+        /// Q4_1 rows × int8 tokens.
+        #[target_feature(enable = $features)]
+        pub(super) fn gemm_q4_1_q8(
+            w: &[BlockQ4_1],
+            m: usize,
+            kb: usize,
+            acts: &[BlockQ8Act],
+            n: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            gemm(w, m, kb, acts, n, y, ldy)
+        }
+
+        /// Q8_0 rows × int8 tokens.
+        #[target_feature(enable = $features)]
+        pub(super) fn gemm_q8_0_q8(
+            w: &[BlockQ8_0],
+            m: usize,
+            kb: usize,
+            acts: &[BlockQ8Act],
+            n: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            gemm(w, m, kb, acts, n, y, ldy)
+        }
+    };
+    // The batched product over [`Panel`]s of `$isum` tiles.
+    (@panel $features:literal, $isum:path) => {
         /// Blocks per chunk of a [`Panel`].
         const KC: usize = 64;
 
@@ -459,17 +569,7 @@ macro_rules! int8_gemm {
             for r in 0..rows {
                 for b in 0..kc {
                     let blk = &w[r * kb + k0 + b];
-                    p.codes[r][b] = match B::FMT {
-                        Fmt::Q4_0 => {
-                            let (lo, hi) = lut4(lut, blk.qs16());
-                            [lo, hi]
-                        }
-                        Fmt::Q4_1 => {
-                            let (lo, hi) = nibbles(blk.qs16());
-                            [vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi)]
-                        }
-                        Fmt::Q8_0 => [load_i8x16(blk.qs32()), load_i8x16(&blk.qs32()[16..])],
-                    };
+                    p.codes[r][b] = block_codes(lut, blk);
                     p.d[r][b] = f16(blk.d());
                     if B::FMT == Fmt::Q4_1 {
                         p.m[r][b] = f16(blk.m());
@@ -572,96 +672,6 @@ macro_rules! int8_gemm {
                 r += ROWS;
             }
         }
-
-        /// `y[t·ldy + r] = row r · token t` for the `m` rows of `w` (`kb` blocks each) and
-        /// the `n` activation rows of `acts`, prefetching the rows ahead.
-        #[inline]
-        #[target_feature(enable = $features)]
-        fn gemm<B: Block>(
-            w: &[B],
-            m: usize,
-            kb: usize,
-            acts: &[BlockQ8Act],
-            n: usize,
-            y: &mut [f32],
-            ldy: usize,
-        ) {
-            if n >= 2 {
-                return gemm_batch(w, m, kb, acts, n, y, ldy);
-            }
-            let group_bytes = ROWS * kb * core::mem::size_of::<B>();
-            prefetch_head(w.as_ptr().cast(), m * kb * core::mem::size_of::<B>());
-            let mut r = 0;
-            while r < m {
-                let rows = (m - r).min(ROWS);
-                let wr = &w[r * kb..];
-                if rows == ROWS {
-                    prefetch_ahead(wr.as_ptr().cast(), group_bytes);
-                }
-                let mut t = 0;
-                while t < n {
-                    let (at, yt) = (&acts[t * kb..], &mut y[t * ldy + r..]);
-                    match (rows, (n - t).min(2)) {
-                        (ROWS, 2) => tile::<B, ROWS, 2>(wr, at, kb, yt, ldy),
-                        (ROWS, _) => tile::<B, ROWS, 1>(wr, at, kb, yt, ldy),
-                        (_, 2) => {
-                            for i in 0..rows {
-                                tile::<B, 1, 2>(&wr[i * kb..], at, kb, &mut yt[i..], ldy)
-                            }
-                        }
-                        _ => {
-                            for i in 0..rows {
-                                tile::<B, 1, 1>(&wr[i * kb..], at, kb, &mut yt[i..], ldy)
-                            }
-                        }
-                    }
-                    t += 2;
-                }
-                r += ROWS;
-            }
-        }
-
-        /// Q4_0 rows × int8 tokens.
-        #[target_feature(enable = $features)]
-        pub(super) fn gemm_q4_0_q8(
-            w: &[BlockQ4_0],
-            m: usize,
-            kb: usize,
-            acts: &[BlockQ8Act],
-            n: usize,
-            y: &mut [f32],
-            ldy: usize,
-        ) {
-            gemm(w, m, kb, acts, n, y, ldy)
-        }
-
-        /// Q4_1 rows × int8 tokens.
-        #[target_feature(enable = $features)]
-        pub(super) fn gemm_q4_1_q8(
-            w: &[BlockQ4_1],
-            m: usize,
-            kb: usize,
-            acts: &[BlockQ8Act],
-            n: usize,
-            y: &mut [f32],
-            ldy: usize,
-        ) {
-            gemm(w, m, kb, acts, n, y, ldy)
-        }
-
-        /// Q8_0 rows × int8 tokens.
-        #[target_feature(enable = $features)]
-        pub(super) fn gemm_q8_0_q8(
-            w: &[BlockQ8_0],
-            m: usize,
-            kb: usize,
-            acts: &[BlockQ8Act],
-            n: usize,
-            y: &mut [f32],
-            ldy: usize,
-        ) {
-            gemm(w, m, kb, acts, n, y, ldy)
-        }
     };
 }
 
@@ -697,8 +707,248 @@ mod dotprod {
     /// Σ w·a over 32 elements as four exact i32 partial sums.
     #[inline]
     #[target_feature(enable = "neon,dotprod")]
-    fn isum_sdot(w: [int8x16_t; 2], a: [int8x16_t; 2]) -> int32x4_t {
+    pub(super) fn isum_sdot(w: [int8x16_t; 2], a: [int8x16_t; 2]) -> int32x4_t {
         sdot(sdot(vdupq_n_s32(0), w[0], a[0]), w[1], a[1])
+    }
+}
+
+/// Int8 matrix multiply extension: `smmla` tiles for batches of tokens, the `sdot` tiles of
+/// [`dotprod`] for one token.
+///
+/// `smmla` multiplies a 2×8 int8 matrix by an 8×2 one into a 2×2 int32 tile: 32
+/// multiply-accumulates per instruction where `sdot` does 16, so two weight rows × two tokens
+/// take four instructions per 32-code block instead of eight. The 2×2 result also keeps each
+/// (row, token) block dot whole in one lane, so the f32 scaling that follows is one conversion
+/// and a few lane-wise operations per four pairs rather than per pair, in the scalar
+/// reference's order (see `i8mm::tile_panel`). For one token half of every `smmla` would
+/// multiply padding, the same useful work per instruction as `sdot` plus the interleaving, so
+/// decoding (`n = 1`) keeps the `sdot` tiles. Why this should pay is the instruction count
+/// above; it has run only under qemu, which says nothing about speed, and is unmeasured on
+/// hardware.
+mod i8mm {
+    int8_gemm!(@tiles "neon,dotprod,i8mm", super::dotprod::isum_sdot);
+
+    /// Row pairs of a [`Panel`] (one row group).
+    const PAIRS: usize = ROWS / 2;
+
+    /// Tokens per tile: two pairs, so each panel operand loaded serves two `smmla`.
+    const TOKENS: usize = 4;
+
+    /// Blocks per chunk of a [`Panel`].
+    const KC: usize = 64;
+
+    /// A row group's weights for a stretch of [`KC`] blocks, unpacked once for a batch of
+    /// tokens and laid out for `smmla` (8 KiB of codes): per row pair and block, the four 2×8
+    /// operands `c < 4` (codes `8c..8c + 8` of the pair's first row, then of its second), and
+    /// the pair's scales as `[d0, d0, d1, d1]`, the rows of the 2×2 result
+    /// `[r0·t0, r0·t1, r1·t0, r1·t1]`.
+    struct Panel {
+        codes: [[[int8x16_t; 4]; KC]; PAIRS],
+        d: [[float32x4_t; KC]; PAIRS],
+        m: [[float32x4_t; KC]; PAIRS],
+    }
+
+    /// `acc + a·bᵀ` for `a`, `b` 2×8 int8 matrices (row-major, a row per 8 bytes) and `acc` a
+    /// 2×2 int32 matrix (`smmla`; inline assembly because Rust's `vmmlaq_s32` is not stable).
+    #[inline]
+    #[target_feature(enable = "neon,i8mm")]
+    fn smmla(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        let mut acc = acc;
+        // SAFETY: this function enables `i8mm`, so its callers run only where SMMLA was
+        // detected (`Backend::NeonI8mm`); the instruction reads and writes the named registers
+        // only.
+        unsafe {
+            core::arch::asm!(
+                "smmla {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+                acc = inout(vreg) acc,
+                a = in(vreg) a,
+                b = in(vreg) b,
+                options(pure, nomem, nostack, preserves_flags)
+            );
+        }
+        acc
+    }
+
+    /// Two rows of 32 codes (`[lo, hi]` halves each) as the four 2×8 operands of a block.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn interleave(x: [int8x16_t; 2], z: [int8x16_t; 2]) -> [int8x16_t; 4] {
+        let zip = |p: int8x16_t, q: int8x16_t| {
+            let (p, q) = (vreinterpretq_s64_s8(p), vreinterpretq_s64_s8(q));
+            (
+                vreinterpretq_s8_s64(vzip1q_s64(p, q)),
+                vreinterpretq_s8_s64(vzip2q_s64(p, q)),
+            )
+        };
+        let (c0, c1) = zip(x[0], z[0]);
+        let (c2, c3) = zip(x[1], z[1]);
+        [c0, c1, c2, c3]
+    }
+
+    /// Four floats as a vector.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn f32x4(v: [f32; 4]) -> float32x4_t {
+        // SAFETY: `v` holds 4 floats.
+        unsafe { vld1q_f32(v.as_ptr()) }
+    }
+
+    /// Unpacks blocks `k0..k0 + kc` of `rows` rows of `w` (`kb` blocks each) into `p`; an odd
+    /// last row is paired with itself (the tile stores only the first copy).
+    #[inline]
+    #[target_feature(enable = "neon,dotprod,i8mm")]
+    fn unpack<B: Block>(p: &mut Panel, w: &[B], rows: usize, kb: usize, k0: usize, kc: usize) {
+        let lut = lut16(&Q4_0_VALUES);
+        for i in 0..rows.div_ceil(2) {
+            let (r0, r1) = (2 * i, (2 * i + 1).min(rows - 1));
+            for b in 0..kc {
+                let (b0, b1) = (&w[r0 * kb + k0 + b], &w[r1 * kb + k0 + b]);
+                p.codes[i][b] = interleave(block_codes(lut, b0), block_codes(lut, b1));
+                let (d0, d1) = (f16(b0.d()), f16(b1.d()));
+                p.d[i][b] = f32x4([d0, d0, d1, d1]);
+                if B::FMT == Fmt::Q4_1 {
+                    let (m0, m1) = (f16(b0.m()), f16(b1.m()));
+                    p.m[i][b] = f32x4([m0, m0, m1, m1]);
+                }
+            }
+        }
+    }
+
+    /// One tile of `2·RP` panel rows (the first `rows` stored) by `2·TP` tokens (the first
+    /// `tokens` stored; an odd last token is paired with itself) over a panel's `kc` blocks:
+    /// adds `row r · token t` over those blocks to `y[t·ldy + r]` (writes it, for the first
+    /// chunk); `acts` starts at the panel's first block of token 0, tokens `kb` blocks apart.
+    ///
+    /// Each lane runs the scalar reference's arithmetic (`scalar::dot_q4_0_q8` and siblings):
+    /// per block `(d_w·d_a)·isum` (Q4_1: `+ m·s`) added to a running sum that starts at zero
+    /// and continues from `y` after the first chunk, unfused. The block dots are exact
+    /// integers, so every result equals the reference bit for bit.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "neon,dotprod,i8mm")]
+    fn tile_panel<B: Block, const RP: usize, const TP: usize>(
+        p: &Panel,
+        kc: usize,
+        acts: &[BlockQ8Act],
+        kb: usize,
+        rows: usize,
+        tokens: usize,
+        y: &mut [f32],
+        ldy: usize,
+        first: bool,
+    ) {
+        assert!(kc <= KC && (1..=2 * RP).contains(&rows) && (1..=2 * TP).contains(&tokens));
+        assert!(acts.len() >= (tokens - 1) * kb + kc && y.len() > (tokens - 1) * ldy + rows - 1);
+        // The row and token of lane `l` of the result of row pair `i` and token pair `j`.
+        let row = |i: usize, l: usize| (2 * i + l / 2).min(rows - 1);
+        let tok = |j: usize, l: usize| (2 * j + l % 2).min(tokens - 1);
+        let mut acc = [[vdupq_n_f32(0.0); TP]; RP];
+        if !first {
+            for i in 0..RP {
+                for j in 0..TP {
+                    acc[i][j] = f32x4(core::array::from_fn(|l| y[tok(j, l) * ldy + row(i, l)]));
+                }
+            }
+        }
+        for b in 0..kc {
+            let a: [[&BlockQ8Act; 2]; TP] =
+                core::array::from_fn(|j| [0, 1].map(|l| &acts[tok(j, l) * kb + b]));
+            let av: [[int8x16_t; 4]; TP] = core::array::from_fn(|j| {
+                let [x, z] = a[j].map(|t| [load_i8x16(&t.qs), load_i8x16(&t.qs[16..])]);
+                interleave(x, z)
+            });
+            let da: [float32x4_t; TP] = core::array::from_fn(|j| {
+                let (d0, d1) = (a[j][0].d(), a[j][1].d());
+                f32x4([d0, d1, d0, d1])
+            });
+            let sa: [float32x4_t; TP] = core::array::from_fn(|j| {
+                if B::FMT == Fmt::Q4_1 {
+                    let (s0, s1) = (a[j][0].s(), a[j][1].s());
+                    f32x4([s0, s1, s0, s1])
+                } else {
+                    vdupq_n_f32(0.0)
+                }
+            });
+            for i in 0..RP {
+                let w = &p.codes[i][b];
+                for j in 0..TP {
+                    let mut isum = vdupq_n_s32(0);
+                    for c in 0..4 {
+                        isum = smmla(isum, w[c], av[j][c]);
+                    }
+                    let scale = vmulq_f32(p.d[i][b], da[j]);
+                    let mut v = vmulq_f32(scale, vcvtq_f32_s32(isum));
+                    if B::FMT == Fmt::Q4_1 {
+                        v = vaddq_f32(v, vmulq_f32(p.m[i][b], sa[j]));
+                    }
+                    acc[i][j] = vaddq_f32(acc[i][j], v);
+                }
+            }
+        }
+        for i in 0..RP {
+            for j in 0..TP {
+                let mut out = [0.0f32; 4];
+                // SAFETY: `out` holds 4 floats.
+                unsafe { vst1q_f32(out.as_mut_ptr(), acc[i][j]) };
+                for (l, &v) in out.iter().enumerate() {
+                    let (r, t) = (2 * i + l / 2, 2 * j + l % 2);
+                    if r < rows && t < tokens {
+                        y[t * ldy + r] = v;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The batched product (`n ≥ 2`): per row group and stretch of [`KC`] blocks, the weights
+    /// are unpacked once into a [`Panel`] and every group of [`TOKENS`] tokens reuses them.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "neon,dotprod,i8mm")]
+    fn gemm_batch<B: Block>(
+        w: &[B],
+        m: usize,
+        kb: usize,
+        acts: &[BlockQ8Act],
+        n: usize,
+        y: &mut [f32],
+        ldy: usize,
+    ) {
+        let mut p = Panel {
+            codes: [[[vdupq_n_s8(0); 4]; KC]; PAIRS],
+            d: [[vdupq_n_f32(0.0); KC]; PAIRS],
+            m: [[vdupq_n_f32(0.0); KC]; PAIRS],
+        };
+        let mut r = 0;
+        while r < m {
+            let rows = (m - r).min(ROWS);
+            let mut k0 = 0;
+            while k0 < kb {
+                let kc = (kb - k0).min(KC);
+                unpack(&mut p, &w[r * kb..], rows, kb, k0, kc);
+                let mut t = 0;
+                while t < n {
+                    let tokens = (n - t).min(TOKENS);
+                    let (at, yt) = (&acts[t * kb + k0..], &mut y[t * ldy + r..]);
+                    let first = k0 == 0;
+                    match (rows.div_ceil(2), tokens.div_ceil(2)) {
+                        (2, 2) => {
+                            tile_panel::<B, 2, 2>(&p, kc, at, kb, rows, tokens, yt, ldy, first)
+                        }
+                        (2, _) => {
+                            tile_panel::<B, 2, 1>(&p, kc, at, kb, rows, tokens, yt, ldy, first)
+                        }
+                        (_, 2) => {
+                            tile_panel::<B, 1, 2>(&p, kc, at, kb, rows, tokens, yt, ldy, first)
+                        }
+                        _ => tile_panel::<B, 1, 1>(&p, kc, at, kb, rows, tokens, yt, ldy, first),
+                    }
+                    t += TOKENS;
+                }
+                k0 += kc;
+            }
+            r += ROWS;
+        }
     }
 }
 
@@ -725,6 +975,11 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) {
     });
     let gemm = |f, name| Some(Named { f, name });
     let [q4_0, q4_1, q8_0] = match backend {
+        Backend::NeonI8mm => [
+            gemm(i8mm_wrap::gemm_q4_0 as _, "gemm_q4_0_q8/i8mm"),
+            gemm(i8mm_wrap::gemm_q4_1 as _, "gemm_q4_1_q8/i8mm"),
+            gemm(i8mm_wrap::gemm_q8_0 as _, "gemm_q8_0_q8/i8mm"),
+        ],
         Backend::NeonDotprod => [
             gemm(dotprod_wrap::gemm_q4_0 as _, "gemm_q4_0_q8/dotprod"),
             gemm(dotprod_wrap::gemm_q4_1 as _, "gemm_q4_1_q8/dotprod"),
@@ -742,7 +997,8 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) {
 }
 
 // Wrapper notes: reachable only through `install`, which runs after `detected(backend)`; every
-// body enables `neon`, and the `sdot` bodies are installed only for `Backend::NeonDotprod`.
+// body enables `neon`, the `sdot` bodies are installed only for `Backend::NeonDotprod` and the
+// `smmla` bodies (which also enable `dotprod`) only for `Backend::NeonI8mm`.
 
 fn gemm_f32_wrapper(a: &[f32], m: usize, b: &[f32], n: usize, y: &mut [f32], ldy: usize) {
     if m == 0 || n == 0 {
@@ -823,3 +1079,4 @@ macro_rules! gemm_q8_wrappers {
 
 gemm_q8_wrappers!(neon_wrap => neon_int8);
 gemm_q8_wrappers!(dotprod_wrap => dotprod);
+gemm_q8_wrappers!(i8mm_wrap => i8mm);

@@ -3,7 +3,9 @@
 //! after detection.
 //!
 //! NEON is part of every ARMv8-A application core (phones included); `dotprod` (`sdot`) came
-//! with ARMv8.2 (Cortex-A55/A75 and later) and replaces only the int8 dot products.
+//! with ARMv8.2 (Cortex-A55/A75 and later) and replaces only the int8 dot products; `i8mm`
+//! (`smmla`, optional from ARMv8.2, mandatory in ARMv8.6: Cortex-A510/A710/X2 and later)
+//! replaces only the batched int8 GEMMs of prompt processing.
 
 mod gemm;
 mod int8;
@@ -24,6 +26,7 @@ fn detected(backend: Backend) -> bool {
     match backend {
         Backend::Neon => has!("neon"),
         Backend::NeonDotprod => has!("neon") && has!("dotprod"),
+        Backend::NeonI8mm => has!("neon") && has!("dotprod") && has!("i8mm"),
         _ => false,
     }
 }
@@ -34,6 +37,11 @@ fn detected(backend: Backend) -> bool {
     match backend {
         Backend::Neon => cfg!(target_feature = "neon"),
         Backend::NeonDotprod => cfg!(all(target_feature = "neon", target_feature = "dotprod")),
+        Backend::NeonI8mm => cfg!(all(
+            target_feature = "neon",
+            target_feature = "dotprod",
+            target_feature = "i8mm"
+        )),
         _ => false,
     }
 }
@@ -65,8 +73,9 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     f.dot = named!(dot_q6_k_f32, "dot_q6_k_f32/neon");
     f.dequant = named!(dequant_q6_k, "dequant_q6_k/neon");
 
+    // One row at a time `smmla` would waste half its products: i8mm keeps the `sdot` dots.
     let [q4_0, q4_1, q8_0]: [Named<DotQ8Fn>; 3] = match backend {
-        Backend::NeonDotprod => [
+        Backend::NeonDotprod | Backend::NeonI8mm => [
             named!(dotprod::dot_q4_0_q8, "dot_q4_0_q8/dotprod"),
             named!(dotprod::dot_q4_1_q8, "dot_q4_1_q8/dotprod"),
             named!(dotprod::dot_q8_0_q8, "dot_q8_0_q8/dotprod"),
@@ -88,9 +97,10 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
 
 // ---- safe wrappers -----------------------------------------------------------------------
 // Wrapper notes: `install` is the only code that names these private wrappers, and it runs
-// only after `detected(backend)` returned true. Every body enables `neon`, which both backends
-// require; the `dotprod` int8 bodies additionally enable `dotprod`, and `install` puts them in
-// the table only for `Backend::NeonDotprod`, whose detection checked it.
+// only after `detected(backend)` returned true. Every body enables `neon`, which every aarch64
+// backend requires; the `dotprod` int8 bodies additionally enable `dotprod`, and `install` puts
+// them in the table only for `Backend::NeonDotprod` and `Backend::NeonI8mm`, whose detection
+// checked it.
 
 vec_wrappers!(neon);
 f32_wrappers!(neon, BlockQ4_0, "Q4_0", dot_q4_0_f32, dequant_q4_0);

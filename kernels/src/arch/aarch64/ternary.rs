@@ -638,9 +638,9 @@ fn quantize_act_row_body(x: &[f32], qs: &mut [i8], sums: &mut [i32]) -> Option<f
 // ---- safe wrappers and installation ----------------------------------------------------------
 // Wrapper notes: `install` below is the only code that names these private wrappers, and the
 // architecture's `install` calls it only after `detected(backend)` returned true. Every body
-// here enables `neon`, which both backends require; the `dotprod` integer bodies additionally
-// enable `dotprod`, and `install` picks them only for `Backend::NeonDotprod`, whose detection
-// checked it.
+// here enables `neon`, which every aarch64 backend requires; the `dotprod` integer bodies
+// additionally enable `dotprod`, and `install` picks them only for `Backend::NeonDotprod` and
+// `Backend::NeonI8mm`, whose detection checked it.
 
 macro_rules! dot_wrappers {
     ($wrapper:ident => $body:ident) => {
@@ -748,7 +748,7 @@ fn lut_gemv(tile: &[u8], tables: &[u8], scales: &[f32], out: &mut [f32; LUT_TILE
 pub(super) fn install(backend: Backend, k: &mut Kernels) {
     type Dots = [Named<crate::dispatch::DotQ8RowFn>; 3];
     let (dots, gemm): (Dots, Named<crate::dispatch::GemmCodesFn>) = match backend {
-        Backend::NeonDotprod => (
+        Backend::NeonDotprod | Backend::NeonI8mm => (
             [
                 named!(w_dotprod::dot_tq1_0_q8row, "dot_tq1_0_q8row/dotprod"),
                 named!(w_dotprod::dot_tq2_0_q8row, "dot_tq2_0_q8row/dotprod"),
