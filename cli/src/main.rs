@@ -51,7 +51,8 @@ options of every command that runs a model:
   -t, --threads N          worker threads (default: all cores)
   -c, --ctx-size N         context length (default: the model's, at most 4096)
   --precision f32|int8     f32 activations (default) or int8 activations and integer dots
-  --kernels NAME           auto (default), scalar, avx2, avxvnni, avx512vnni, neon, neon-dotprod
+  --kernels NAME           auto (default), scalar, avx2, avxvnni, avx512vnni, neon, neon-dotprod,
+                           neon-i8mm
   --max-resident MB        cap on resident weights; larger models pass through in slices
   --stream-arena MB        read weights through a fixed arena instead of mapping the file
   --exact-exp              expf instead of the table exp in softmax and SwiGLU
