@@ -115,6 +115,18 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         println!("model     {}", args.required("model")?);
         println!("threads   {}", s.threads());
         println!("kernels   {}", kernels.join(" "));
+        for c in model.ternary().choices() {
+            let timed = c.timed.map_or(String::new(), |(mad, lut)| {
+                format!(" (mad {:.0} µs, lut {:.0} µs)", mad * 1e6, lut * 1e6)
+            });
+            println!(
+                "ternary   {} {}x{}: {}{timed}",
+                c.format.name(),
+                c.rows,
+                c.cols,
+                c.kernel.name()
+            );
+        }
         println!("| test   |          tok/s | bytes/token |   GB/s |");
         println!("|--------|----------------|-------------|--------|");
         if n_prompt > 0 {

@@ -22,6 +22,8 @@ use crate::dispatch::{Backend, Kernels, Named};
 use crate::format::Format;
 use crate::scalar::LUT_TILE_ROWS;
 
+use super::gemm::PREFETCH_AHEAD;
+
 // ---- shared AVX2 helpers ---------------------------------------------------------------------
 
 /// 32 bytes from `p`.
@@ -554,6 +556,12 @@ fn lut_gemv_body(tile: &[u8], tables: &[u8], scales: &[f32], out: &mut [f32; LUT
             // One 128-column span: 32 chunks, at most 64 entries of |T| ≤ 256 per int16 lane.
             let (mut a, mut c) = (_mm256_setzero_si256(), _mm256_setzero_si256());
             for m in s / 4..s / 4 + 32 {
+                if m % 2 == 0 {
+                    // The next tiles' indices into L2 (see `gemm::PREFETCH_AHEAD`): one line
+                    // per two chunks. PREFETCH never faults; `wrapping_add` keeps the pointer
+                    // arithmetic defined past the end of the tile.
+                    _mm_prefetch::<_MM_HINT_T1>(ti.wrapping_add(32 * m + PREFETCH_AHEAD).cast());
+                }
                 // SAFETY: chunk m < cols/4: its 32 index bytes end at 32·cols/4 = tile.len(),
                 // its two pairs' 64 table bytes at 16·cols = tables.len() (both checked by
                 // `check_lut` and above).
