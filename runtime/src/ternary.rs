@@ -26,7 +26,8 @@
 //! - **LUT**: the matrix is repacked at load into 32-row index tiles (`lut_pack_tile`; the
 //!   GGUF bytes stay the input and are not read again: the loader tells the memory system
 //!   they are not needed, [`Residency::DontNeed`]). One token builds its tables once per
-//!   product and every tile is `lut_gemv`; a batch decodes each tile back to codes
+//!   product and every tile is `lut_gemv` (Q, K, V and gate, up share one table build and one
+//!   parallel section: [`project_fused`]); a batch decodes each tile back to codes
 //!   (`lut_unpack`) and runs the same `gemm_codes`. One resident copy of the weights either
 //!   way: the index tiles are 2 bits per weight (plus f32 block scales for TQ formats), the
 //!   size of TQ2_0 and I2_S.
@@ -386,6 +387,56 @@ pub(crate) fn project(
     }))
 }
 
+/// [`project`] for several ternary matrices of the same input, for one token: when every
+/// matrix has this path and is repacked for LUT, one parallel section for all of them
+/// ([`lut_gemv_many`]); `None` when the caller must project them one by one.
+pub(crate) fn project_fused(
+    model: &Model,
+    ex: Exec<'_>,
+    x: &[f32],
+    n: usize,
+    mats: &mut [(&TensorRef, &mut [f32])],
+) -> Option<()> {
+    let int8 = model.config().arch.is_bitnet() || ex.precision == ActivationPrecision::Int8;
+    let k = model.kernels();
+    let state = model.ternary();
+    let cols = mats.first()?.0.cols;
+    if n != 1 || !int8 || state.off || mats.len() > MAX_FUSED || !cols.is_multiple_of(ACT_SUM_RUN) {
+        return None;
+    }
+    let mut luts: [Option<&LutMatrix>; MAX_FUSED] = [None; MAX_FUSED];
+    for (slot, (w, _)) in luts.iter_mut().zip(mats.iter()) {
+        if !w.format.is_ternary() || w.cols != cols || k.format(w.format).dot_q8_row.is_none() {
+            return None;
+        }
+        *slot = Some(state.lut(w)?);
+    }
+    let mut q = Quantized::new(1, cols);
+    if !q.quantize(k, &x[..cols], 1) {
+        return None;
+    }
+    let mut it = luts.iter().flatten();
+    let mut jobs: Vec<(&TensorRef, &LutMatrix, &mut [f32])> = mats
+        .iter_mut()
+        .map(|(w, y)| {
+            (
+                *w,
+                *it.next().expect("one table per matrix"),
+                &mut y[..w.rows],
+            )
+        })
+        .collect();
+    lut_gemv_many(k, ex.par, &mut jobs, &q);
+    for (w, _, y) in jobs {
+        if w.scale != 1.0 {
+            for v in y.iter_mut() {
+                *v *= w.scale;
+            }
+        }
+    }
+    Some(())
+}
+
 fn run(
     model: &Model,
     feed: &mut dyn WeightFeed,
@@ -510,17 +561,60 @@ fn lut_gemv(
     q: &Quantized,
     y: &mut [f32],
 ) {
-    let cols = w.cols;
+    lut_gemv_many(k, par, &mut [(w, lut, y)], q);
+}
+
+/// Most matrices [`lut_gemv_many`] takes at once (Q, K and V; gate and up).
+const MAX_FUSED: usize = 4;
+
+/// One token through several repacked matrices of the same input (`cols` columns each) as one
+/// parallel section: the tables are built once, and the tasks of every matrix are claimed from
+/// one counter, so the threads synchronize once per group rather than once per matrix.
+fn lut_gemv_many(
+    k: &Kernels,
+    par: &dyn crate::parallel::Parallel,
+    mats: &mut [(&TensorRef, &LutMatrix, &mut [f32])],
+    q: &Quantized,
+) {
+    assert!(!mats.is_empty() && mats.len() <= MAX_FUSED);
+    let cols = mats[0].0.cols;
     let mut tables = vec![0u8; scalar::lut_tables_bytes(cols)];
     (k.ternary.lut_tables.f)(&q.qs[..cols], &mut tables);
     let (gemv, d) = (k.ternary.lut_gemv.f, q.d[0]);
     let tile_bytes = scalar::lut_tile_bytes(cols);
-    let ns = LUT_TILE_ROWS * blocks_per_row(w);
-    let n_tiles = w.rows.div_ceil(LUT_TILE_ROWS);
-    let per_task = rows_per_task(w.rows, par.threads(), LUT_TILE_ROWS) / LUT_TILE_ROWS;
-    let out = SharedOut::new(&mut y[..w.rows]);
-    par.run(n_tiles.div_ceil(per_task), &|task| {
-        let (t0, t1) = (task * per_task, ((task + 1) * per_task).min(n_tiles));
+    /// One matrix's share of the section.
+    struct Job<'a> {
+        w: &'a TensorRef,
+        lut: &'a LutMatrix,
+        out: SharedOut,
+        /// Tiles per task.
+        per_task: usize,
+    }
+    let mut jobs: [Option<Job<'_>>; MAX_FUSED] = [None, None, None, None];
+    let mut starts = [0usize; MAX_FUSED + 1];
+    for (i, (w, lut, y)) in mats.iter_mut().enumerate() {
+        assert_eq!(w.cols, cols, "fused matrices share their input");
+        let per_task = rows_per_task(w.rows, par.threads(), LUT_TILE_ROWS) / LUT_TILE_ROWS;
+        starts[i + 1] = starts[i] + w.rows.div_ceil(LUT_TILE_ROWS).div_ceil(per_task);
+        jobs[i] = Some(Job {
+            w,
+            lut,
+            out: SharedOut::new(&mut y[..w.rows]),
+            per_task,
+        });
+    }
+    let n_jobs = mats.len();
+    par.run(starts[n_jobs], &|task| {
+        let i = (1..=n_jobs).find(|&i| task < starts[i]).unwrap_or(1) - 1;
+        let Some(job) = &jobs[i] else { return };
+        let (w, lut) = (job.w, job.lut);
+        let ns = LUT_TILE_ROWS * blocks_per_row(w);
+        let n_tiles = w.rows.div_ceil(LUT_TILE_ROWS);
+        let task = task - starts[i];
+        let (t0, t1) = (
+            task * job.per_task,
+            ((task + 1) * job.per_task).min(n_tiles),
+        );
         let mut res = [0.0f32; LUT_TILE_ROWS];
         for tile in t0..t1 {
             gemv(
@@ -531,9 +625,9 @@ fn lut_gemv(
             );
             let r0 = tile * LUT_TILE_ROWS;
             let m = (w.rows - r0).min(LUT_TILE_ROWS);
-            // SAFETY: tile `tile` belongs to this task only; its rows r0..r0 + m lie inside
-            // `y`, which outlives `run`.
-            let ys = unsafe { out.slice(r0, m) };
+            // SAFETY: tile `tile` of matrix i belongs to this task only; its rows r0..r0 + m
+            // lie inside that matrix's `y`, which outlives `run`.
+            let ys = unsafe { job.out.slice(r0, m) };
             for (yr, v) in ys.iter_mut().zip(&res) {
                 *yr = v * d;
             }
