@@ -14,7 +14,8 @@ pub const DEFAULT_BUDGET_GBPS: f64 = 60.0;
 
 pub const USAGE: &str =
     "tern bench -m FILE [-t THREADS] [-p 128] [-n 128] [-r REPS] [--bandwidth-budget GBS]
-           [--stream] [--precision f32|int8] [--kernels NAME] [--json]";
+           [--stream] [--precision f32|int8] [--kernels NAME]
+           [--ternary auto|mad|lut|f32] [--json]";
 
 pub fn main(argv: &[String]) -> Result<(), String> {
     let mut specs = Vec::from(MODEL_OPTS);

@@ -127,6 +127,17 @@ fn i2_s_codes(b: &BlockI2_S, mut f: impl FnMut(__m256i, usize)) {
     f(_mm256_and_si256(v, m3), 96);
 }
 
+/// Prefetches into L2 the line [`PREFETCH_AHEAD`] bytes past `p`: the row dots call it once
+/// per 54–66 bytes of row, so the rows after the current one are in flight while it is summed
+/// (a matrix is read once per token; see `gemm::PREFETCH_AHEAD`).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn prefetch_row_ahead(p: *const u8) {
+    // PREFETCH never faults; `wrapping_add` keeps the pointer arithmetic defined past the end
+    // of the row.
+    _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(PREFETCH_AHEAD).cast());
+}
+
 /// Stores 32 code bytes.
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -170,7 +181,7 @@ macro_rules! ternary_int8 {
     ($features:literal, $acc_add:ident, $acc_i32:ident) => {
         use core::arch::x86_64::*;
 
-        use super::{hsum_i32, i2_s_codes, tq1_0_codes, tq2_0_codes};
+        use super::{hsum_i32, i2_s_codes, prefetch_row_ahead, tq1_0_codes, tq2_0_codes};
         use crate::blocks::{BlockI2_S, BlockTQ1_0, BlockTQ2_0};
         use crate::scalar::ActQ8Row;
 
@@ -180,6 +191,7 @@ macro_rules! ternary_int8 {
             let mut sum = 0.0f32;
             for (i, b) in blocks.iter().enumerate() {
                 let q = act.qs[256 * i..256 * (i + 1)].as_ptr();
+                prefetch_row_ahead((b as *const BlockTQ1_0).cast());
                 // Four independent accumulators: `vpdpbusd`'s latency, not its throughput,
                 // would bound one chain.
                 let mut acc = [_mm256_setzero_si256(); 4];
@@ -206,6 +218,7 @@ macro_rules! ternary_int8 {
             let mut sum = 0.0f32;
             for (i, b) in blocks.iter().enumerate() {
                 let q = act.qs[256 * i..256 * (i + 1)].as_ptr();
+                prefetch_row_ahead((b as *const BlockTQ2_0).cast());
                 // Four independent accumulators: `vpdpbusd`'s latency, not its throughput,
                 // would bound one chain.
                 let mut acc = [_mm256_setzero_si256(); 4];
@@ -233,6 +246,7 @@ macro_rules! ternary_int8 {
             // of `vpmaddubsw`) before it is widened into the int32 totals.
             let mut total = [_mm256_setzero_si256(); 4];
             for (pair, q) in blocks.chunks(2).zip(act.qs.chunks(256)) {
+                prefetch_row_ahead(pair.as_ptr().cast());
                 let mut acc = [_mm256_setzero_si256(); 4];
                 for (h, b) in pair.iter().enumerate() {
                     let q = q[128 * h..128 * (h + 1)].as_ptr();
