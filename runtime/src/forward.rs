@@ -284,9 +284,9 @@ impl Model {
         n: usize,
         mats: [(&TensorRef, &mut [f32]); N],
     ) -> Result<(), GenerateError> {
-        // One token through repacked ternary matrices: one section of LUT GEMVs.
+        // One token through ternary matrices (BitNet): one section of integer GEMVs.
         let mut mats = mats;
-        if crate::ternary::project_fused(self, ex, x, n, &mut mats).is_some() {
+        if crate::ternary::project_fused(self, &*feed, ex, x, n, &mut mats).is_some() {
             return Ok(());
         }
         let plain = |w: &TensorRef| !w.format.is_ternary() && w.scale == 1.0;
