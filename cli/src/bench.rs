@@ -14,7 +14,8 @@ pub const DEFAULT_BUDGET_GBPS: f64 = 60.0;
 
 pub const USAGE: &str =
     "tern bench -m FILE [-t THREADS] [-p 128] [-n 128] [-r REPS] [--bandwidth-budget GBS]
-           [--stream] [--precision f32|int8] [--kernels NAME] [--json]";
+           [--stream] [--precision f32|int8] [--kernels NAME]
+           [--ternary auto|mad|lut|f32] [--json]";
 
 pub fn main(argv: &[String]) -> Result<(), String> {
     let mut specs = Vec::from(MODEL_OPTS);
@@ -115,6 +116,18 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         println!("model     {}", args.required("model")?);
         println!("threads   {}", s.threads());
         println!("kernels   {}", kernels.join(" "));
+        for c in model.ternary().choices() {
+            let timed = c.timed.map_or(String::new(), |(mad, lut)| {
+                format!(" (mad {:.0} µs, lut {:.0} µs)", mad * 1e6, lut * 1e6)
+            });
+            println!(
+                "ternary   {} {}x{}: {}{timed}",
+                c.format.name(),
+                c.rows,
+                c.cols,
+                c.kernel.name()
+            );
+        }
         println!("| test   |          tok/s | bytes/token |   GB/s |");
         println!("|--------|----------------|-------------|--------|");
         if n_prompt > 0 {

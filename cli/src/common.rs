@@ -10,6 +10,7 @@ use tern_kernels::Kernels;
 use tern_runtime::feed::StreamFeed;
 use tern_runtime::fs::FileSource;
 use tern_runtime::pool::ThreadPool;
+use tern_runtime::ternary::TernaryKernel;
 use tern_runtime::{ActivationPrecision, Model, Session, SessionOptions};
 
 use crate::args::{opt, switch, Args, Spec};
@@ -21,6 +22,7 @@ pub const MODEL_OPTS: [Spec; 8] = [
     opt("ctx-size", Some("c")),
     opt("precision", None),
     opt("kernels", None),
+    opt("ternary", None),
     opt("max-resident", None),
     opt("stream-arena", None),
     switch("exact-exp"),
@@ -98,6 +100,13 @@ pub fn load_model(args: &Args) -> Result<Loaded, String> {
             (model, Weights::Streamed(source, arena))
         }
     };
+    let mut model = model;
+    if let Some(name) = args.str("ternary") {
+        // Load already ran the default (auto) choice; this redoes it, as the user asked.
+        let kernel = TernaryKernel::from_name(name)
+            .ok_or_else(|| format!("unknown --ternary '{name}' (auto, mad, lut, f32)"))?;
+        model.set_ternary_kernel(kernel);
+    }
     Ok(Loaded {
         model: Arc::new(model),
         weights,

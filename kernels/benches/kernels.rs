@@ -96,6 +96,7 @@ fn main() {
         }
     }
     bench_dot_f32(&backends, &filter);
+    bench_f16_head(&backends, &filter);
     bench_lut(&backends, &filter);
     println!("\ntotal {:.1} s", start.elapsed().as_secs_f64());
 }
@@ -154,6 +155,37 @@ fn report(group: &str, name: &str, secs: f64, rows: usize, bytes: usize, base: &
         bytes as f64 / secs / 1e9,
         speedup
     );
+}
+
+/// The tied F16 output head of the 700M BitNet b1.58 (32002 × 1536, 98 MB: streams from
+/// memory): the row dot one row at a time (`dot`), and the multi-row kernel (`dot_rows`).
+fn bench_f16_head(backends: &[Kernels], filter: &Option<String>) {
+    let (rows, cols) = (32002, 1536);
+    let group = "F16 32002x1536 (BitNet 700M head)";
+    if filter.as_ref().is_some_and(|f| !group.contains(f.as_str())) {
+        return;
+    }
+    let w: Vec<u8> = randoms(rows * cols, 7)
+        .iter()
+        .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+        .collect();
+    let x = randoms(cols, 8);
+    let mut y = vec![0.0f32; rows];
+    println!();
+    let mut base = None;
+    for k in backends {
+        let fk = k.format(Format::F16);
+        let secs = time(|| {
+            for (yr, row) in y.iter_mut().zip(w.chunks_exact(2 * cols)) {
+                *yr = (fk.dot.f)(black_box(row), black_box(&x));
+            }
+        });
+        report(group, fk.dot.name, secs, rows, w.len(), &mut base);
+        if let Some(rows_k) = fk.dot_rows {
+            let secs = time(|| (rows_k.f)(black_box(&w), black_box(&x), &mut y));
+            report(group, rows_k.name, secs, rows, w.len(), &mut base);
+        }
+    }
 }
 
 /// Tokens of the batched (prompt-processing) groups.

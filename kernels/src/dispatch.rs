@@ -277,6 +277,8 @@ impl Kernels {
         k.format_mut(Format::Q4_1).dot_q8 = Some(named!(scalar::dot_q4_1_q8, "dot_q4_1_q8/scalar"));
         k.format_mut(Format::Q8_0).dot_q8 = Some(named!(scalar::dot_q8_0_q8, "dot_q8_0_q8/scalar"));
         // Multi-row kernels (decode and prompt products), defined by loops over the above.
+        k.format_mut(Format::F16).dot_rows =
+            Some(named!(scalar::dot_rows_f16_f32, "dot_rows_f16_f32/scalar"));
         let f = k.format_mut(Format::Q4_0);
         f.dot_rows = Some(named!(
             scalar::dot_rows_q4_0_f32,

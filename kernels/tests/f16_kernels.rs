@@ -81,3 +81,53 @@ fn f16_dot_and_dequant_match_scalar_on_every_backend() {
         }
     }
 }
+
+/// The multi-row kernel (decoding's F16 output head) against the scalar single-row dot, row by
+/// row, on every backend: widths around the 8-, 16- and 32-half steps of the SIMD bodies (the
+/// tails go to the scalar reference), row counts around the four-row step, halves with ±max,
+/// subnormals and −0. Both sum in different orders: bound 2·γ(n)·Σ|w·x| as above, against the
+/// exact product in f64 (so the SIMD result is compared with the truth, not with the scalar
+/// result's own error).
+#[test]
+fn f16_dot_rows_match_scalar_on_every_backend() {
+    for backend in Backend::ALL {
+        let Some(k) = Kernels::with_backend(backend) else {
+            eprintln!("skipping {}: not supported by this CPU", backend.name());
+            continue;
+        };
+        let slot = k
+            .format(Format::F16)
+            .dot_rows
+            .expect("every backend has an F16 row kernel");
+        for n in [1usize, 7, 8, 15, 16, 17, 31, 32, 33, 48, 63, 96, 1536, 1544] {
+            for rows in [0usize, 1, 2, 3, 4, 5, 7, 8, 9] {
+                let w = halves(n * rows, (n * 31 + rows) as u32 + 5);
+                let x = floats(n, n as u32 + 11);
+                let mut y = vec![f32::NAN; rows];
+                (slot.f)(&w, &x, &mut y);
+                for (r, row) in w.chunks_exact(2 * n).enumerate() {
+                    let mut vals = vec![0.0f32; n];
+                    scalar::dequant_f16(&row[..2 * n], &mut vals);
+                    let exact: f64 = vals
+                        .iter()
+                        .zip(&x)
+                        .map(|(a, b)| *a as f64 * *b as f64)
+                        .sum();
+                    let mag: f64 = vals
+                        .iter()
+                        .zip(&x)
+                        .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                        .sum();
+                    let u = 2f64.powi(-24) * n.max(1) as f64;
+                    let bound = 2.0 * u / (1.0 - u) * mag + 1e-30;
+                    assert!(
+                        (y[r] as f64 - exact).abs() <= bound,
+                        "{} n={n} rows={rows} row {r}: {} vs {exact} (bound {bound})",
+                        slot.name,
+                        y[r]
+                    );
+                }
+            }
+        }
+    }
+}

@@ -284,6 +284,11 @@ impl Model {
         n: usize,
         mats: [(&TensorRef, &mut [f32]); N],
     ) -> Result<(), GenerateError> {
+        // One token through ternary matrices (BitNet): one section of integer GEMVs.
+        let mut mats = mats;
+        if crate::ternary::project_fused(self, &*feed, ex, x, n, &mut mats).is_some() {
+            return Ok(());
+        }
         let plain = |w: &TensorRef| !w.format.is_ternary() && w.scale == 1.0;
         let fusable = N <= MAX_FUSED
             && mats

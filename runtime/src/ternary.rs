@@ -26,7 +26,8 @@
 //! - **LUT**: the matrix is repacked at load into 32-row index tiles (`lut_pack_tile`; the
 //!   GGUF bytes stay the input and are not read again: the loader tells the memory system
 //!   they are not needed, [`Residency::DontNeed`]). One token builds its tables once per
-//!   product and every tile is `lut_gemv`; a batch decodes each tile back to codes
+//!   product and every tile is `lut_gemv` (Q, K, V and gate, up share one table build and one
+//!   parallel section: [`project_fused`], for MAD too); a batch decodes each tile back to codes
 //!   (`lut_unpack`) and runs the same `gemm_codes`. One resident copy of the weights either
 //!   way: the index tiles are 2 bits per weight (plus f32 block scales for TQ formats), the
 //!   size of TQ2_0 and I2_S.
@@ -386,6 +387,61 @@ pub(crate) fn project(
     }))
 }
 
+/// [`project`] for several ternary matrices of the same input, for one token: when every
+/// matrix has this path and is whole in memory (repacked for LUT, or whole in the feed for
+/// MAD), one parallel section for all of them ([`gemv_many`]); `None` when the caller must
+/// project them one by one.
+pub(crate) fn project_fused(
+    model: &Model,
+    feed: &dyn WeightFeed,
+    ex: Exec<'_>,
+    x: &[f32],
+    n: usize,
+    mats: &mut [(&TensorRef, &mut [f32])],
+) -> Option<()> {
+    let int8 = model.config().arch.is_bitnet() || ex.precision == ActivationPrecision::Int8;
+    let k = model.kernels();
+    let state = model.ternary();
+    let cols = mats.first()?.0.cols;
+    if n != 1 || !int8 || state.off || mats.len() > MAX_FUSED || !cols.is_multiple_of(ACT_SUM_RUN) {
+        return None;
+    }
+    let mut weights: [Option<Weights<'_>>; MAX_FUSED] = [None; MAX_FUSED];
+    for (slot, (w, _)) in weights.iter_mut().zip(mats.iter()) {
+        if !w.format.is_ternary() || w.cols != cols || k.format(w.format).dot_q8_row.is_none() {
+            return None;
+        }
+        *slot = Some(match state.lut(w) {
+            Some(lut) => Weights::Lut(lut),
+            None => Weights::Mad(feed.whole(w)?),
+        });
+    }
+    let mut q = Quantized::new(1, cols);
+    if !q.quantize(k, &x[..cols], 1) {
+        return None;
+    }
+    let mut it = weights.iter().flatten();
+    let mut jobs: Vec<(&TensorRef, Weights<'_>, &mut [f32])> = mats
+        .iter_mut()
+        .map(|(w, y)| {
+            (
+                *w,
+                *it.next().expect("weights per matrix"),
+                &mut y[..w.rows],
+            )
+        })
+        .collect();
+    gemv_many(k, ex.par, &mut jobs, &q);
+    for (w, _, y) in jobs {
+        if w.scale != 1.0 {
+            for v in y.iter_mut() {
+                *v *= w.scale;
+            }
+        }
+    }
+    Some(())
+}
+
 fn run(
     model: &Model,
     feed: &mut dyn WeightFeed,
@@ -510,32 +566,110 @@ fn lut_gemv(
     q: &Quantized,
     y: &mut [f32],
 ) {
-    let cols = w.cols;
-    let mut tables = vec![0u8; scalar::lut_tables_bytes(cols)];
-    (k.ternary.lut_tables.f)(&q.qs[..cols], &mut tables);
-    let (gemv, d) = (k.ternary.lut_gemv.f, q.d[0]);
+    gemv_many(k, par, &mut [(w, Weights::Lut(lut), y)], q);
+}
+
+/// Most matrices [`gemv_many`] takes at once (Q, K and V; gate and up).
+const MAX_FUSED: usize = 4;
+
+/// Where one matrix of [`gemv_many`] is read from.
+#[derive(Clone, Copy)]
+enum Weights<'a> {
+    /// Repacked for LUT.
+    Lut(&'a LutMatrix),
+    /// The GGUF bytes of every row, for MAD.
+    Mad(&'a [u8]),
+}
+
+/// One token through several matrices of the same input (`cols` columns each) as one parallel
+/// section: the activations are quantized once by the caller, LUT tables are built once, and
+/// the tasks of every matrix are claimed from one counter, so the threads synchronize once
+/// per group rather than once per matrix.
+fn gemv_many(
+    k: &Kernels,
+    par: &dyn crate::parallel::Parallel,
+    mats: &mut [(&TensorRef, Weights<'_>, &mut [f32])],
+    q: &Quantized,
+) {
+    assert!(!mats.is_empty() && mats.len() <= MAX_FUSED);
+    let cols = mats[0].0.cols;
+    let any_lut = mats.iter().any(|m| matches!(m.1, Weights::Lut(_)));
+    let mut tables = vec![
+        0u8;
+        if any_lut {
+            scalar::lut_tables_bytes(cols)
+        } else {
+            0
+        }
+    ];
+    if any_lut {
+        (k.ternary.lut_tables.f)(&q.qs[..cols], &mut tables);
+    }
+    let (act, d) = (q.act(0), q.d[0]);
+    let gemv = k.ternary.lut_gemv.f;
     let tile_bytes = scalar::lut_tile_bytes(cols);
-    let ns = LUT_TILE_ROWS * blocks_per_row(w);
-    let n_tiles = w.rows.div_ceil(LUT_TILE_ROWS);
-    let per_task = rows_per_task(w.rows, par.threads(), LUT_TILE_ROWS) / LUT_TILE_ROWS;
-    let out = SharedOut::new(&mut y[..w.rows]);
-    par.run(n_tiles.div_ceil(per_task), &|task| {
-        let (t0, t1) = (task * per_task, ((task + 1) * per_task).min(n_tiles));
-        let mut res = [0.0f32; LUT_TILE_ROWS];
-        for tile in t0..t1 {
-            gemv(
-                &lut.tiles[tile * tile_bytes..(tile + 1) * tile_bytes],
-                &tables,
-                &lut.scales[tile * ns..(tile + 1) * ns],
-                &mut res,
-            );
-            let r0 = tile * LUT_TILE_ROWS;
-            let m = (w.rows - r0).min(LUT_TILE_ROWS);
-            // SAFETY: tile `tile` belongs to this task only; its rows r0..r0 + m lie inside
-            // `y`, which outlives `run`.
-            let ys = unsafe { out.slice(r0, m) };
-            for (yr, v) in ys.iter_mut().zip(&res) {
-                *yr = v * d;
+    /// One matrix's share of the section.
+    struct Job<'a> {
+        w: &'a TensorRef,
+        weights: Weights<'a>,
+        out: SharedOut,
+        /// Rows per task (a multiple of the tile height for LUT).
+        chunk: usize,
+    }
+    let mut jobs: [Option<Job<'_>>; MAX_FUSED] = [None, None, None, None];
+    let mut starts = [0usize; MAX_FUSED + 1];
+    for (i, (w, weights, y)) in mats.iter_mut().enumerate() {
+        assert_eq!(w.cols, cols, "fused matrices share their input");
+        let multiple = match weights {
+            Weights::Lut(_) => LUT_TILE_ROWS,
+            Weights::Mad(_) => 1,
+        };
+        let chunk = rows_per_task(w.rows, par.threads(), multiple);
+        starts[i + 1] = starts[i] + w.rows.div_ceil(chunk);
+        jobs[i] = Some(Job {
+            w,
+            weights: *weights,
+            out: SharedOut::new(&mut y[..w.rows]),
+            chunk,
+        });
+    }
+    let n_jobs = mats.len();
+    par.run(starts[n_jobs], &|task| {
+        let i = (1..=n_jobs).find(|&i| task < starts[i]).unwrap_or(1) - 1;
+        let Some(job) = &jobs[i] else { return };
+        let w = job.w;
+        let task = task - starts[i];
+        let (r0, r1) = (task * job.chunk, ((task + 1) * job.chunk).min(w.rows));
+        // SAFETY: rows r0..r1 of matrix i belong to this task only and lie inside that
+        // matrix's `y`, which outlives `run`.
+        let ys = unsafe { job.out.slice(r0, r1 - r0) };
+        match job.weights {
+            Weights::Mad(data) => {
+                let dot = k
+                    .format(w.format)
+                    .dot_q8_row
+                    .expect("checked by the caller")
+                    .f;
+                let rb = w.row_bytes();
+                for (r, yr) in (r0..r1).zip(ys) {
+                    *yr = dot(&data[r * rb..(r + 1) * rb], &act) * d;
+                }
+            }
+            Weights::Lut(lut) => {
+                let ns = LUT_TILE_ROWS * blocks_per_row(w);
+                let mut res = [0.0f32; LUT_TILE_ROWS];
+                // r0 is a multiple of the tile height (the chunk is).
+                for (tile, ys) in (r0 / LUT_TILE_ROWS..).zip(ys.chunks_mut(LUT_TILE_ROWS)) {
+                    gemv(
+                        &lut.tiles[tile * tile_bytes..(tile + 1) * tile_bytes],
+                        &tables,
+                        &lut.scales[tile * ns..(tile + 1) * ns],
+                        &mut res,
+                    );
+                    for (yr, v) in ys.iter_mut().zip(&res) {
+                        *yr = v * d;
+                    }
+                }
             }
         }
     });

@@ -12,7 +12,8 @@
 //! its summation order, and exactly in its integer sums.
 
 use super::{
-    dot_f32, dot_q4_0_f32, dot_q4_0_q8, dot_q4_1_f32, dot_q4_1_q8, dot_q8_0_f32, dot_q8_0_q8,
+    dot_f16_f32, dot_f32, dot_q4_0_f32, dot_q4_0_q8, dot_q4_1_f32, dot_q4_1_q8, dot_q8_0_f32,
+    dot_q8_0_q8,
 };
 
 /// `y[r] = row r · x` for the `y.len()` rows of `w`, with `row_dot` the single-row kernel.
@@ -35,6 +36,11 @@ pub fn dot_rows_q4_0_f32(w: &[u8], x: &[f32], y: &mut [f32]) {
 /// `y[r] = row r · x` for the `y.len()` Q4_1 rows in `w`.
 pub fn dot_rows_q4_1_f32(w: &[u8], x: &[f32], y: &mut [f32]) {
     dot_rows(w, x, y, dot_q4_1_f32)
+}
+
+/// `y[r] = row r · x` for the `y.len()` F16 rows in `w` (decoding's F16 output head).
+pub fn dot_rows_f16_f32(w: &[u8], x: &[f32], y: &mut [f32]) {
+    dot_rows(w, x, y, dot_f16_f32)
 }
 
 /// `y[r] = row r · x` for the `y.len()` Q8_0 rows in `w`.

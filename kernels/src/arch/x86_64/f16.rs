@@ -1,7 +1,13 @@
 //! F16 rows (e.g. BitNet's tied F16 embedding used as output head): dot with f32 activations
-//! and dequantization, converting 8 halves at a time with F16C.
+//! and dequantization, converting 8 halves at a time with F16C; the row kernels of decoding's
+//! output head, four rows per step with AVX2 or AVX-512F.
+
+// Tiles index accumulators and outputs by the same row number.
+#![allow(clippy::needless_range_loop)]
 
 use core::arch::x86_64::*;
+
+use super::gemm::{prefetch_ahead, prefetch_head, ROWS};
 
 /// Halves per iteration of the bodies; callers pass whole multiples.
 pub(super) const LANES: usize = 8;
@@ -63,4 +69,140 @@ pub(super) unsafe fn dequant_f16(row: &[u8], out: &mut [f32]) {
             _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
         }
     }
+}
+
+/// `y[r] = row r · x` for the `y.len()` rows of `w`, `stride` bytes apart, over the first
+/// `x.len()` halves of each (a multiple of [`ROWS_LANES`]), four rows per step: the rows
+/// share each activation load, and the rows [`PREFETCH_AHEAD`](super::gemm::PREFETCH_AHEAD)
+/// bytes ahead are prefetched into L2 (the output head is read once per token).
+///
+/// # Safety
+/// The CPU supports AVX2, FMA and F16C; `w.len() ≥ y.len()·stride` and `stride ≥ 2·x.len()`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_rows_f16_f32(w: &[u8], stride: usize, x: &[f32], y: &mut [f32]) {
+    debug_assert!(w.len() >= y.len() * stride && stride >= 2 * x.len());
+    debug_assert!(x.len().is_multiple_of(ROWS_LANES));
+    prefetch_head(w.as_ptr(), y.len() * stride);
+    let mut r = 0;
+    while r < y.len() {
+        let rows = (y.len() - r).min(ROWS);
+        let p = w[r * stride..].as_ptr();
+        prefetch_ahead(p, rows * stride);
+        let dots = match rows {
+            // SAFETY (all arms): `rows` rows of `stride ≥ 2·x.len()` bytes start at p, inside
+            // `w` (the caller's contract).
+            4 => unsafe { rows_f16::<4>(p, stride, x) },
+            3 => pad(unsafe { rows_f16::<3>(p, stride, x) }),
+            2 => pad(unsafe { rows_f16::<2>(p, stride, x) }),
+            _ => pad(unsafe { rows_f16::<1>(p, stride, x) }),
+        };
+        y[r..r + rows].copy_from_slice(&dots[..rows]);
+        r += rows;
+    }
+}
+
+/// Halves per step of [`dot_rows_f16_f32`] (two vectors per row, so each row keeps two
+/// independent FMA chains).
+pub(super) const ROWS_LANES: usize = 16;
+
+/// `R` rows at `p`, `stride` bytes apart, · `x`.
+///
+/// # Safety
+/// AVX2, FMA and F16C; `R` rows of `2·x.len()` readable bytes at `p + r·stride`;
+/// `x.len()` a multiple of 16.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_f16<const R: usize>(p: *const u8, stride: usize, x: &[f32]) -> [f32; R] {
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    let xp = x.as_ptr();
+    for i in (0..x.len()).step_by(ROWS_LANES) {
+        // SAFETY: i + 16 ≤ x.len(); unaligned loads.
+        let xv = unsafe { [_mm256_loadu_ps(xp.add(i)), _mm256_loadu_ps(xp.add(i + 8))] };
+        for r in 0..R {
+            // SAFETY: halves i..i+16 of row r, i.e. bytes 2i..2i+32 < 2·x.len() (caller).
+            let (h0, h1) = unsafe {
+                let q = p.add(r * stride + 2 * i);
+                (_mm_loadu_si128(q.cast()), _mm_loadu_si128(q.add(16).cast()))
+            };
+            acc[r][0] = _mm256_fmadd_ps(_mm256_cvtph_ps(h0), xv[0], acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(_mm256_cvtph_ps(h1), xv[1], acc[r][1]);
+        }
+    }
+    let mut out = [0.0f32; R];
+    for r in 0..R {
+        let a = _mm256_add_ps(acc[r][0], acc[r][1]);
+        let s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        out[r] = _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+    }
+    out
+}
+
+/// As [`dot_rows_f16_f32`], with 512-bit vectors: `x.len()` a multiple of [`ROWS_LANES_512`].
+///
+/// # Safety
+/// The CPU supports AVX2, FMA, F16C and AVX-512F; `w.len() ≥ y.len()·stride` and
+/// `stride ≥ 2·x.len()`.
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+pub(super) unsafe fn dot_rows_f16_f32_avx512(w: &[u8], stride: usize, x: &[f32], y: &mut [f32]) {
+    debug_assert!(w.len() >= y.len() * stride && stride >= 2 * x.len());
+    debug_assert!(x.len().is_multiple_of(ROWS_LANES_512));
+    prefetch_head(w.as_ptr(), y.len() * stride);
+    let mut r = 0;
+    while r < y.len() {
+        let rows = (y.len() - r).min(ROWS);
+        let p = w[r * stride..].as_ptr();
+        prefetch_ahead(p, rows * stride);
+        let dots = match rows {
+            // SAFETY (all arms): as in `dot_rows_f16_f32`.
+            4 => unsafe { rows_f16_512::<4>(p, stride, x) },
+            3 => pad(unsafe { rows_f16_512::<3>(p, stride, x) }),
+            2 => pad(unsafe { rows_f16_512::<2>(p, stride, x) }),
+            _ => pad(unsafe { rows_f16_512::<1>(p, stride, x) }),
+        };
+        y[r..r + rows].copy_from_slice(&dots[..rows]);
+        r += rows;
+    }
+}
+
+/// Halves per step of [`dot_rows_f16_f32_avx512`].
+pub(super) const ROWS_LANES_512: usize = 32;
+
+/// `R` rows at `p`, `stride` bytes apart, · `x`, 32 halves per step.
+///
+/// # Safety
+/// As [`rows_f16`], with AVX-512F and `x.len()` a multiple of 32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+unsafe fn rows_f16_512<const R: usize>(p: *const u8, stride: usize, x: &[f32]) -> [f32; R] {
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    let xp = x.as_ptr();
+    for i in (0..x.len()).step_by(ROWS_LANES_512) {
+        // SAFETY: i + 32 ≤ x.len(); unaligned loads.
+        let xv = unsafe { [_mm512_loadu_ps(xp.add(i)), _mm512_loadu_ps(xp.add(i + 16))] };
+        for r in 0..R {
+            // SAFETY: halves i..i+32 of row r, bytes 2i..2i+64 < 2·x.len() (caller).
+            let (h0, h1) = unsafe {
+                let q = p.add(r * stride + 2 * i);
+                (
+                    _mm256_loadu_si256(q.cast()),
+                    _mm256_loadu_si256(q.add(32).cast()),
+                )
+            };
+            acc[r][0] = _mm512_fmadd_ps(_mm512_cvtph_ps(h0), xv[0], acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(_mm512_cvtph_ps(h1), xv[1], acc[r][1]);
+        }
+    }
+    let mut out = [0.0f32; R];
+    for r in 0..R {
+        out[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
+    }
+    out
+}
+
+/// `R ≤ 4` results padded to four.
+fn pad<const R: usize>(v: [f32; R]) -> [f32; ROWS] {
+    let mut out = [0.0; ROWS];
+    out[..R].copy_from_slice(&v);
+    out
 }

@@ -63,6 +63,11 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     let f = k.format_mut(Format::F16);
     f.dot = named!(dot_f16_f32, "dot_f16_f32/avx2");
     f.dequant = named!(dequant_f16, "dequant_f16/avx2");
+    f.dot_rows = Some(if backend == Backend::Avx512Vnni {
+        named!(dot_rows_f16_f32_avx512, "dot_rows_f16_f32/avx512")
+    } else {
+        named!(dot_rows_f16_f32, "dot_rows_f16_f32/avx2")
+    });
     let f = k.format_mut(Format::Q4_0);
     f.dot = named!(dot_q4_0_f32, "dot_q4_0_f32/avx2");
     f.dequant = named!(dequant_q4_0, "dequant_q4_0/avx2");
@@ -130,6 +135,48 @@ fn dot_f16_f32(row: &[u8], x: &[f32]) -> f32 {
     // head slices keep row.len() == 2·x.len() with a whole number of lanes.
     let head = unsafe { f16::dot_f16_f32(&row[..2 * n], &x[..n]) };
     head + crate::scalar::dot_f16_f32(&row[2 * n..], &x[n..])
+}
+
+/// F16 rows · f32 (decoding's output head): the whole-lane head of every row by the AVX2 row
+/// kernel, the tail by the scalar reference.
+fn dot_rows_f16_f32(w: &[u8], x: &[f32], y: &mut [f32]) {
+    let stride = check_rows_f16(w, x, y);
+    let n = x.len() - x.len() % f16::ROWS_LANES;
+    // SAFETY: installed only by `install` after `detected` confirmed AVX2, FMA and F16C;
+    // `check_rows_f16` checked w.len() = y.len()·stride and stride = 2·x.len() ≥ 2·n.
+    unsafe { f16::dot_rows_f16_f32(w, stride, &x[..n], y) };
+    add_f16_tails(w, stride, x, n, y);
+}
+
+/// As [`dot_rows_f16_f32`], with the AVX-512F row kernel (installed only for the AVX512-VNNI
+/// backend, whose detection includes `avx512f`).
+fn dot_rows_f16_f32_avx512(w: &[u8], x: &[f32], y: &mut [f32]) {
+    let stride = check_rows_f16(w, x, y);
+    let n = x.len() - x.len() % f16::ROWS_LANES_512;
+    // SAFETY: installed only for the AVX512-VNNI backend after `detected` confirmed AVX2, FMA,
+    // F16C and AVX-512F; shapes as in `dot_rows_f16_f32`.
+    unsafe { f16::dot_rows_f16_f32_avx512(w, stride, &x[..n], y) };
+    add_f16_tails(w, stride, x, n, y);
+}
+
+/// Checks a row kernel call's shapes: whole rows of `2·x.len()` bytes, one per output.
+fn check_rows_f16(w: &[u8], x: &[f32], y: &[f32]) -> usize {
+    let stride = 2 * x.len();
+    assert_eq!(
+        w.len(),
+        y.len() * stride,
+        "weights are one F16 row per output"
+    );
+    stride
+}
+
+/// `y[r] += row r · x` over the halves from `n` on (the scalar reference's tail).
+fn add_f16_tails(w: &[u8], stride: usize, x: &[f32], n: usize, y: &mut [f32]) {
+    if n < x.len() {
+        for (yr, row) in y.iter_mut().zip(w.chunks_exact(stride)) {
+            *yr += crate::scalar::dot_f16_f32(&row[2 * n..], &x[n..]);
+        }
+    }
 }
 
 /// F16 row → f32, whole lanes by F16C, the tail by the scalar reference.

@@ -22,6 +22,8 @@ use crate::dispatch::{Backend, Kernels, Named};
 use crate::format::Format;
 use crate::scalar::LUT_TILE_ROWS;
 
+use super::gemm::PREFETCH_AHEAD;
+
 // ---- shared AVX2 helpers ---------------------------------------------------------------------
 
 /// 32 bytes from `p`.
@@ -125,6 +127,17 @@ fn i2_s_codes(b: &BlockI2_S, mut f: impl FnMut(__m256i, usize)) {
     f(_mm256_and_si256(v, m3), 96);
 }
 
+/// Prefetches into L2 the line [`PREFETCH_AHEAD`] bytes past `p`: the row dots call it once
+/// per 54–66 bytes of row, so the rows after the current one are in flight while it is summed
+/// (a matrix is read once per token; see `gemm::PREFETCH_AHEAD`).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn prefetch_row_ahead(p: *const u8) {
+    // PREFETCH never faults; `wrapping_add` keeps the pointer arithmetic defined past the end
+    // of the row.
+    _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(PREFETCH_AHEAD).cast());
+}
+
 /// Stores 32 code bytes.
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -168,7 +181,7 @@ macro_rules! ternary_int8 {
     ($features:literal, $acc_add:ident, $acc_i32:ident) => {
         use core::arch::x86_64::*;
 
-        use super::{hsum_i32, i2_s_codes, tq1_0_codes, tq2_0_codes};
+        use super::{hsum_i32, i2_s_codes, prefetch_row_ahead, tq1_0_codes, tq2_0_codes};
         use crate::blocks::{BlockI2_S, BlockTQ1_0, BlockTQ2_0};
         use crate::scalar::ActQ8Row;
 
@@ -178,6 +191,7 @@ macro_rules! ternary_int8 {
             let mut sum = 0.0f32;
             for (i, b) in blocks.iter().enumerate() {
                 let q = act.qs[256 * i..256 * (i + 1)].as_ptr();
+                prefetch_row_ahead((b as *const BlockTQ1_0).cast());
                 // Four independent accumulators: `vpdpbusd`'s latency, not its throughput,
                 // would bound one chain.
                 let mut acc = [_mm256_setzero_si256(); 4];
@@ -204,6 +218,7 @@ macro_rules! ternary_int8 {
             let mut sum = 0.0f32;
             for (i, b) in blocks.iter().enumerate() {
                 let q = act.qs[256 * i..256 * (i + 1)].as_ptr();
+                prefetch_row_ahead((b as *const BlockTQ2_0).cast());
                 // Four independent accumulators: `vpdpbusd`'s latency, not its throughput,
                 // would bound one chain.
                 let mut acc = [_mm256_setzero_si256(); 4];
@@ -231,6 +246,7 @@ macro_rules! ternary_int8 {
             // of `vpmaddubsw`) before it is widened into the int32 totals.
             let mut total = [_mm256_setzero_si256(); 4];
             for (pair, q) in blocks.chunks(2).zip(act.qs.chunks(256)) {
+                prefetch_row_ahead(pair.as_ptr().cast());
                 let mut acc = [_mm256_setzero_si256(); 4];
                 for (h, b) in pair.iter().enumerate() {
                     let q = q[128 * h..128 * (h + 1)].as_ptr();
@@ -554,6 +570,12 @@ fn lut_gemv_body(tile: &[u8], tables: &[u8], scales: &[f32], out: &mut [f32; LUT
             // One 128-column span: 32 chunks, at most 64 entries of |T| ≤ 256 per int16 lane.
             let (mut a, mut c) = (_mm256_setzero_si256(), _mm256_setzero_si256());
             for m in s / 4..s / 4 + 32 {
+                if m % 2 == 0 {
+                    // The next tiles' indices into L2 (see `gemm::PREFETCH_AHEAD`): one line
+                    // per two chunks. PREFETCH never faults; `wrapping_add` keeps the pointer
+                    // arithmetic defined past the end of the tile.
+                    _mm_prefetch::<_MM_HINT_T1>(ti.wrapping_add(32 * m + PREFETCH_AHEAD).cast());
+                }
                 // SAFETY: chunk m < cols/4: its 32 index bytes end at 32·cols/4 = tile.len(),
                 // its two pairs' 64 table bytes at 16·cols = tables.len() (both checked by
                 // `check_lut` and above).
