@@ -16,7 +16,7 @@ use tern_runtime::{ActivationPrecision, Model, Session, SessionOptions};
 use crate::args::{opt, switch, Args, Spec};
 
 /// Options every model-running subcommand takes.
-pub const MODEL_OPTS: [Spec; 8] = [
+pub const MODEL_OPTS: [Spec; 9] = [
     opt("model", Some("m")),
     opt("threads", Some("t")),
     opt("ctx-size", Some("c")),

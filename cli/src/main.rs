@@ -53,6 +53,8 @@ options of every command that runs a model:
   --precision f32|int8     f32 activations (default) or int8 activations and integer dots
   --kernels NAME           auto (default), scalar, avx2, avxvnni, avx512vnni, neon, neon-dotprod,
                            neon-i8mm
+  --ternary auto|mad|lut|f32  ternary matrices: choose per shape at load (default), integer
+                           multiply-add, lookup tables, or the f32 reference path
   --max-resident MB        cap on resident weights; larger models pass through in slices
   --stream-arena MB        read weights through a fixed arena instead of mapping the file
   --exact-exp              expf instead of the table exp in softmax and SwiGLU
