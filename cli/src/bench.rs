@@ -86,10 +86,21 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     let machine = args
         .flag("stream")
         .then(|| crate::stream::measure(s.threads()));
-    let kernels: Vec<String> = model
-        .kernels()
-        .names()
-        .map(|(f, name)| format!("{}={}", f.name(), name))
+    // The kernel each format's decoding products run: the int8 GEMM under `--precision int8`,
+    // else the multi-row f32 kernel where the backend has one.
+    let int8 = args.str("precision") == Some("int8");
+    let k = model.kernels();
+    let kernels: Vec<String> = tern_kernels::Format::ALL
+        .iter()
+        .map(|&f| {
+            let fk = k.format(f);
+            let name = match (int8, fk.gemm_q8, fk.dot_rows) {
+                (true, Some(g), _) => g.name,
+                (_, _, Some(r)) => r.name,
+                _ => fk.dot.name,
+            };
+            format!("{}={}", f.name(), name)
+        })
         .collect();
 
     if args.flag("json") {
