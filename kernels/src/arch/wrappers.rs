@@ -146,12 +146,14 @@ macro_rules! lut_wrappers {
                 x.fill(0.0);
                 return;
             }
+            // SAFETY: as above.
             let mut sum = unsafe { $body::exp_sub_sum(head, max) };
             for v in tail.iter_mut() {
                 *v = $crate::scalar::exp_lut_f32(*v - max);
                 sum += *v;
             }
             let inv = 1.0 / sum;
+            // SAFETY: as above.
             unsafe { $body::scale(head, inv) };
             for v in tail.iter_mut() {
                 *v *= inv;
