@@ -17,6 +17,8 @@ mod wrappers;
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod int8_blocks;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 

@@ -22,7 +22,8 @@ use core::arch::aarch64::*;
 use core::arch::asm;
 
 use super::neon::{f16, load_i8x16, lut16, lut4, nibbles};
-use crate::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ8_0, F16Le};
+use crate::arch::int8_blocks::{Block, Fmt};
+use crate::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ8_0};
 use crate::dispatch::{Backend, Kernels, Named};
 use crate::format::Format;
 use crate::scalar::{self, Q4_0_VALUES};
@@ -309,73 +310,6 @@ fn gemm_f32(
 }
 
 // ---- rows · int8 activations ---------------------------------------------------------------
-
-/// The weight formats of the int8 tiles.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Fmt {
-    Q4_0,
-    Q4_1,
-    Q8_0,
-}
-
-/// A weight block as the int8 tiles see it: plain field access, the SIMD work stays in the
-/// `#[target_feature]` bodies.
-trait Block {
-    const FMT: Fmt;
-    fn d(&self) -> F16Le;
-    /// The offset (Q4_1 only).
-    fn m(&self) -> F16Le {
-        F16Le([0, 0])
-    }
-    /// The 16 nibble bytes of a Q4 block (Q8_0 never calls it).
-    fn qs16(&self) -> &[u8; 16] {
-        unreachable!("Q8_0 codes are bytes")
-    }
-    /// The 32 codes of a Q8_0 block (Q4 blocks never call it).
-    fn qs32(&self) -> &[i8; 32] {
-        unreachable!("Q4 codes are nibbles")
-    }
-}
-
-impl Block for BlockQ4_0 {
-    const FMT: Fmt = Fmt::Q4_0;
-    #[inline(always)]
-    fn d(&self) -> F16Le {
-        self.d
-    }
-    #[inline(always)]
-    fn qs16(&self) -> &[u8; 16] {
-        &self.qs
-    }
-}
-
-impl Block for BlockQ4_1 {
-    const FMT: Fmt = Fmt::Q4_1;
-    #[inline(always)]
-    fn d(&self) -> F16Le {
-        self.d
-    }
-    #[inline(always)]
-    fn m(&self) -> F16Le {
-        self.m
-    }
-    #[inline(always)]
-    fn qs16(&self) -> &[u8; 16] {
-        &self.qs
-    }
-}
-
-impl Block for BlockQ8_0 {
-    const FMT: Fmt = Fmt::Q8_0;
-    #[inline(always)]
-    fn d(&self) -> F16Le {
-        self.d
-    }
-    #[inline(always)]
-    fn qs32(&self) -> &[i8; 32] {
-        &self.qs
-    }
-}
 
 /// A block's 32 weight codes as signed bytes: Q4_0 through `lut` (its [`Q4_0_VALUES`] table),
 /// Q4_1 as the plain nibbles 0..=15, Q8_0 as stored.

@@ -25,7 +25,8 @@ use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 
 use super::avx2::{f16x8, load_16};
-use crate::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ8_0, F16Le};
+use crate::arch::int8_blocks::{Block, Fmt};
+use crate::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ8_0};
 use crate::dispatch::{Backend, Kernels};
 use crate::format::Format;
 use crate::scalar;
@@ -375,77 +376,6 @@ pub(super) fn gemm_f32(
 }
 
 // ---- rows · int8 activations ---------------------------------------------------------------
-
-/// The weight formats of the int8 tiles.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Fmt {
-    Q4_0,
-    Q4_1,
-    Q8_0,
-}
-
-/// A weight block as the int8 tiles see it: plain field access, so the SIMD work stays in the
-/// `#[target_feature]` bodies (a trait method cannot enable features, and would not inline
-/// into them if it did).
-trait Block {
-    const FMT: Fmt;
-    /// The scale.
-    fn d(&self) -> F16Le;
-    /// The offset (Q4_1; zero for the others, never read).
-    fn m(&self) -> F16Le {
-        F16Le([0, 0])
-    }
-    /// The 16 nibble bytes of a Q4 block, or the first 16 codes of a Q8_0 block.
-    fn qs16(&self) -> &[u8; 16];
-    /// The 32 codes of a Q8_0 block (Q4 blocks never call it).
-    fn qs32(&self) -> &[i8; 32] {
-        unreachable!("Q4 blocks have no byte codes")
-    }
-}
-
-impl Block for BlockQ4_0 {
-    const FMT: Fmt = Fmt::Q4_0;
-    #[inline(always)]
-    fn d(&self) -> F16Le {
-        self.d
-    }
-    #[inline(always)]
-    fn qs16(&self) -> &[u8; 16] {
-        &self.qs
-    }
-}
-
-impl Block for BlockQ4_1 {
-    const FMT: Fmt = Fmt::Q4_1;
-    #[inline(always)]
-    fn d(&self) -> F16Le {
-        self.d
-    }
-    #[inline(always)]
-    fn m(&self) -> F16Le {
-        self.m
-    }
-    #[inline(always)]
-    fn qs16(&self) -> &[u8; 16] {
-        &self.qs
-    }
-}
-
-impl Block for BlockQ8_0 {
-    const FMT: Fmt = Fmt::Q8_0;
-    #[inline(always)]
-    fn d(&self) -> F16Le {
-        self.d
-    }
-    #[inline(always)]
-    fn qs16(&self) -> &[u8; 16] {
-        unreachable!("Q8_0 codes are read whole")
-    }
-    #[inline(always)]
-    fn qs32(&self) -> &[i8; 32] {
-        &self.qs
-    }
-}
 
 /// Int8 tiles of `R` weight rows by `T` tokens, one copy per instruction set.
 ///
