@@ -71,35 +71,57 @@ pub(super) unsafe fn dequant_f16(row: &[u8], out: &mut [f32]) {
     }
 }
 
-/// `y[r] = row r · x` for the `y.len()` rows of `w`, `stride` bytes apart, over the first
-/// `x.len()` halves of each (a multiple of [`ROWS_LANES`]), four rows per step: the rows
-/// share each activation load, and the rows [`PREFETCH_AHEAD`](super::gemm::PREFETCH_AHEAD)
-/// bytes ahead are prefetched into L2 (the output head is read once per token).
-///
-/// # Safety
-/// The CPU supports AVX2, FMA and F16C; `w.len() ≥ y.len()·stride` and `stride ≥ 2·x.len()`.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dot_rows_f16_f32(w: &[u8], stride: usize, x: &[f32], y: &mut [f32]) {
-    debug_assert!(w.len() >= y.len() * stride && stride >= 2 * x.len());
-    debug_assert!(x.len().is_multiple_of(ROWS_LANES));
-    prefetch_head(w.as_ptr(), y.len() * stride);
-    let mut r = 0;
-    while r < y.len() {
-        let rows = (y.len() - r).min(ROWS);
-        let p = w[r * stride..].as_ptr();
-        prefetch_ahead(p, rows * stride);
-        let dots = match rows {
-            // SAFETY (all arms): `rows` rows of `stride ≥ 2·x.len()` bytes start at p, inside
-            // `w` (the caller's contract).
-            4 => unsafe { rows_f16::<4>(p, stride, x) },
-            3 => pad(unsafe { rows_f16::<3>(p, stride, x) }),
-            2 => pad(unsafe { rows_f16::<2>(p, stride, x) }),
-            _ => pad(unsafe { rows_f16::<1>(p, stride, x) }),
-        };
-        y[r..r + rows].copy_from_slice(&dots[..rows]);
-        r += rows;
-    }
+/// Defines a multi-row F16 kernel `$name` over the `R`-row body `$rows`: `y[r] = row r · x`
+/// for the `y.len()` rows of `w`, `stride` bytes apart, over the first `x.len()` halves of
+/// each (a multiple of `$lanes`), four rows per step: the rows share each activation load, and
+/// the rows [`PREFETCH_AHEAD`](super::gemm::PREFETCH_AHEAD) bytes ahead are prefetched into L2
+/// (the output head is read once per token).
+macro_rules! dot_rows_f16 {
+    ($(#[$doc:meta])* $name:ident, $rows:ident, $lanes:expr, $features:literal) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// The CPU supports the features this function enables; `w.len() ≥ y.len()·stride`
+        /// and `stride ≥ 2·x.len()`.
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn $name(w: &[u8], stride: usize, x: &[f32], y: &mut [f32]) {
+            debug_assert!(w.len() >= y.len() * stride && stride >= 2 * x.len());
+            debug_assert!(x.len().is_multiple_of($lanes));
+            prefetch_head(w.as_ptr(), y.len() * stride);
+            let mut r = 0;
+            while r < y.len() {
+                let rows = (y.len() - r).min(ROWS);
+                let p = w[r * stride..].as_ptr();
+                prefetch_ahead(p, rows * stride);
+                let dots = match rows {
+                    // SAFETY (all arms): `rows` rows of `stride ≥ 2·x.len()` bytes start at p,
+                    // inside `w` (the caller's contract); `x.len()` is a multiple of `$lanes`.
+                    4 => unsafe { $rows::<4>(p, stride, x) },
+                    3 => pad(unsafe { $rows::<3>(p, stride, x) }),
+                    2 => pad(unsafe { $rows::<2>(p, stride, x) }),
+                    _ => pad(unsafe { $rows::<1>(p, stride, x) }),
+                };
+                y[r..r + rows].copy_from_slice(&dots[..rows]);
+                r += rows;
+            }
+        }
+    };
 }
+
+dot_rows_f16!(
+    /// AVX2 + F16C, [`ROWS_LANES`] halves per step.
+    dot_rows_f16_f32,
+    rows_f16,
+    ROWS_LANES,
+    "avx2,fma,f16c"
+);
+dot_rows_f16!(
+    /// AVX-512F, [`ROWS_LANES_512`] halves per step.
+    dot_rows_f16_f32_avx512,
+    rows_f16_512,
+    ROWS_LANES_512,
+    "avx2,fma,f16c,avx512f"
+);
 
 /// Halves per step of [`dot_rows_f16_f32`] (two vectors per row, so each row keeps two
 /// independent FMA chains).
@@ -136,33 +158,6 @@ unsafe fn rows_f16<const R: usize>(p: *const u8, stride: usize, x: &[f32]) -> [f
         out[r] = _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
     }
     out
-}
-
-/// As [`dot_rows_f16_f32`], with 512-bit vectors: `x.len()` a multiple of [`ROWS_LANES_512`].
-///
-/// # Safety
-/// The CPU supports AVX2, FMA, F16C and AVX-512F; `w.len() ≥ y.len()·stride` and
-/// `stride ≥ 2·x.len()`.
-#[target_feature(enable = "avx2,fma,f16c,avx512f")]
-pub(super) unsafe fn dot_rows_f16_f32_avx512(w: &[u8], stride: usize, x: &[f32], y: &mut [f32]) {
-    debug_assert!(w.len() >= y.len() * stride && stride >= 2 * x.len());
-    debug_assert!(x.len().is_multiple_of(ROWS_LANES_512));
-    prefetch_head(w.as_ptr(), y.len() * stride);
-    let mut r = 0;
-    while r < y.len() {
-        let rows = (y.len() - r).min(ROWS);
-        let p = w[r * stride..].as_ptr();
-        prefetch_ahead(p, rows * stride);
-        let dots = match rows {
-            // SAFETY (all arms): as in `dot_rows_f16_f32`.
-            4 => unsafe { rows_f16_512::<4>(p, stride, x) },
-            3 => pad(unsafe { rows_f16_512::<3>(p, stride, x) }),
-            2 => pad(unsafe { rows_f16_512::<2>(p, stride, x) }),
-            _ => pad(unsafe { rows_f16_512::<1>(p, stride, x) }),
-        };
-        y[r..r + rows].copy_from_slice(&dots[..rows]);
-        r += rows;
-    }
 }
 
 /// Halves per step of [`dot_rows_f16_f32_avx512`].
