@@ -32,39 +32,13 @@
 //!     + 15 over a 16-element sub-block + 2 + n/16. K = n/32 + 48 and n/16 + 48 bound every
 //!     backend. Plus `2n · 2^-149` for products that could underflow.
 
+mod common;
+use common::*;
 use tern_kernels::blocks::{as_bytes, BlockQ4_K, BlockQ6_K, F16Le};
 use tern_kernels::scalar;
 use tern_kernels::{Backend, Format, Kernels};
 
 // ---- inputs --------------------------------------------------------------------------------
-
-/// Deterministic xorshift64.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    /// Uniform in [−1, 1).
-    fn f32(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn bytes<const N: usize>(&mut self) -> [u8; N] {
-        core::array::from_fn(|_| self.next() as u8)
-    }
-    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
-        v[self.below(v.len() as u64) as usize]
-    }
-}
 
 /// Row lengths: 1, 2, 3, 5, 9 and 16 blocks of 256.
 const LENGTHS: [usize; 6] = [256, 512, 768, 1280, 2304, 4096];
@@ -225,44 +199,7 @@ fn q4_k_terms(row: &[u8]) -> Vec<(f64, f64)> {
     out
 }
 
-// ---- budgets -------------------------------------------------------------------------------
-
-const EPS: f64 = f32::EPSILON as f64 / 2.0;
-
-fn gamma(k: usize) -> f64 {
-    let k = k as f64 * EPS;
-    k / (1.0 - k)
-}
-
-/// Smallest positive f32 (subnormal), 2^-149: what an underflowing product can lose.
-const F32_TINY: f64 = 1.401298464324817e-45;
-
-/// How far two evaluations of a sum of `n` products may differ when each term passes through
-/// at most `k` roundings (note (2) of the module docs).
-fn budget(k: usize, abs_sum: f64, n: usize) -> f64 {
-    2.0 * gamma(k) * abs_sum + 2.0 * n as f64 * F32_TINY
-}
-
-fn assert_close(what: &str, got: f32, want: f32, bound: f64) {
-    let diff = (got as f64 - want as f64).abs();
-    assert!(
-        diff <= bound,
-        "{what}: {got:e} vs reference {want:e}: |Δ| = {diff:e} > {bound:e}"
-    );
-}
-
 // ---- suites --------------------------------------------------------------------------------
-
-fn kernels(backend: Backend) -> Option<Kernels> {
-    let k = Kernels::with_backend(backend);
-    if k.is_none() {
-        println!(
-            "skipped: this CPU/build lacks the {} backend",
-            backend.name()
-        );
-    }
-    k
-}
 
 fn check_dot_q4_k(k: &Kernels) {
     let fk = k.format(Format::Q4_K);

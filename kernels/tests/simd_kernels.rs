@@ -39,33 +39,13 @@
 //!     kernel then runs the reference's f32 operations in its order, unfused (see
 //!     `arch/aarch64/gemm.rs`, `i8mm::tile_panel`); other tiles keep the budget of (4).
 
+mod common;
+use common::*;
 use tern_kernels::blocks::{as_blocks, as_bytes, BlockQ4_0, BlockQ4_1, BlockQ8_0, F16Le};
 use tern_kernels::scalar::{self, act_q8_bytes, BlockQ8Act};
 use tern_kernels::{Backend, Format, Kernels};
 
 // ---- inputs --------------------------------------------------------------------------------
-
-/// Deterministic xorshift64.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    /// Uniform in [−1, 1).
-    fn f32(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// Lengths every kernel sees: 32·k for k = 1..=9, and real model widths.
 const LENGTHS: [usize; 12] = [32, 64, 96, 128, 160, 192, 224, 256, 288, 576, 1536, 4096];
@@ -188,44 +168,7 @@ fn scalar_dequant(format: Format) -> fn(&[u8], &mut [f32]) {
     }
 }
 
-// ---- budgets -------------------------------------------------------------------------------
-
-const EPS: f64 = f32::EPSILON as f64 / 2.0;
-
-fn gamma(k: usize) -> f64 {
-    let k = k as f64 * EPS;
-    k / (1.0 - k)
-}
-
-/// Smallest positive f32 (subnormal), 2^-149: what an underflowing product can lose.
-const F32_TINY: f64 = 1.401298464324817e-45;
-
-/// How far two evaluations of a sum of `n` products may differ when each term passes through
-/// at most `k` roundings (note (4) of the module docs).
-fn budget(k: usize, abs_sum: f64, n: usize) -> f64 {
-    2.0 * gamma(k) * abs_sum + 2.0 * n as f64 * F32_TINY
-}
-
-fn assert_close(what: &str, got: f32, want: f32, bound: f64) {
-    let diff = (got as f64 - want as f64).abs();
-    assert!(
-        diff <= bound,
-        "{what}: {got:e} vs reference {want:e}: |Δ| = {diff:e} > {bound:e}"
-    );
-}
-
 // ---- suites --------------------------------------------------------------------------------
-
-fn kernels(backend: Backend) -> Option<Kernels> {
-    let k = Kernels::with_backend(backend);
-    if k.is_none() {
-        println!(
-            "skipped: this CPU/build lacks the {} backend",
-            backend.name()
-        );
-    }
-    k
-}
 
 fn check_dot_f32(k: &Kernels) {
     let mut rng = Rng::new(1);

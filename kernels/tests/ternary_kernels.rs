@@ -11,27 +11,11 @@
 //! codes −128 and 127 everywhere, f16 scales 0, −0, ±65504 and subnormals, row lengths of one
 //! block and odd numbers of blocks, partial tiles, 1..=9 rows and 1..=5 tokens.
 
+mod common;
+use common::*;
 use tern_kernels::blocks::{as_bytes, BlockI2_S, BlockTQ1_0, BlockTQ2_0, F16Le};
 use tern_kernels::scalar::{self, lut_tables_bytes, lut_tile_bytes, ActQ8Row, LUT_TILE_ROWS};
 use tern_kernels::{Backend, Format, Kernels};
-
-/// Deterministic xorshift64.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 const FORMATS: [Format; 3] = [Format::TQ1_0, Format::TQ2_0, Format::I2_S];
 
@@ -179,17 +163,6 @@ fn act(n: usize, rng: &mut Rng, style: u64) -> Act {
 const LENGTHS: [usize; 8] = [256, 512, 768, 1024, 1280, 1792, 1536, 4096];
 
 // ---- suites --------------------------------------------------------------------------------
-
-fn kernels(backend: Backend) -> Option<Kernels> {
-    let k = Kernels::with_backend(backend);
-    if k.is_none() {
-        println!(
-            "skipped: this CPU/build lacks the {} backend",
-            backend.name()
-        );
-    }
-    k
-}
 
 fn same(what: &str, got: f32, want: f32) {
     assert!(
