@@ -614,36 +614,11 @@ mod neon_int8 {
     int8_gemm!("neon", super::super::neon::isum_mull);
 }
 
-/// Dot product extension: `sdot`.
+/// Dot product extension: `sdot` (the row dots' `isum_sdot`).
 mod dotprod {
+    pub(super) use super::super::int8::dotprod::isum_sdot;
+
     int8_gemm!("neon,dotprod", isum_sdot);
-
-    /// `acc + ` the four-way i8 dot of `a` and `b` per i32 lane (`sdot`; inline assembly
-    /// because Rust's `vdotq_s32` is not stable yet).
-    #[inline]
-    #[target_feature(enable = "neon,dotprod")]
-    fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
-        let mut acc = acc;
-        // SAFETY: this function enables `dotprod`, so its callers run only where SDOT was
-        // detected; the instruction reads and writes the named registers only.
-        unsafe {
-            core::arch::asm!(
-                "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
-                acc = inout(vreg) acc,
-                a = in(vreg) a,
-                b = in(vreg) b,
-                options(pure, nomem, nostack, preserves_flags)
-            );
-        }
-        acc
-    }
-
-    /// Σ w·a over 32 elements as four exact i32 partial sums.
-    #[inline]
-    #[target_feature(enable = "neon,dotprod")]
-    pub(super) fn isum_sdot(w: [int8x16_t; 2], a: [int8x16_t; 2]) -> int32x4_t {
-        sdot(sdot(vdupq_n_s32(0), w[0], a[0]), w[1], a[1])
-    }
 }
 
 /// Int8 matrix multiply extension: `smmla` tiles for batches of tokens, the `sdot` tiles of

@@ -117,10 +117,11 @@ pub(crate) mod dotprod {
         acc
     }
 
-    /// Σ w·a over 32 elements as four exact i32 partial sums.
+    /// Σ w·a over 32 elements as four exact i32 partial sums (the int8 GEMM tiles use it
+    /// too).
     #[inline]
     #[target_feature(enable = "neon,dotprod")]
-    fn isum_sdot(w: [int8x16_t; 2], a: [int8x16_t; 2]) -> int32x4_t {
+    pub(crate) fn isum_sdot(w: [int8x16_t; 2], a: [int8x16_t; 2]) -> int32x4_t {
         sdot(sdot(vdupq_n_s32(0), w[0], a[0]), w[1], a[1])
     }
 }
