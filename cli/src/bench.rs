@@ -78,7 +78,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     // Bytes per decoded token, averaged over the positions the decode run visits.
     let weights = model.tensors().weight_bytes_per_token() as f64;
     let c = model.config();
-    let kv_per_pos = (2 * c.n_layers * c.kv_dim() * 4) as f64;
+    let kv_per_pos = (2 * c.n_layers * c.kv_dim() * s.kv_type().bytes()) as f64;
     let bytes_per_token = weights + kv_per_pos * (n_gen as f64 + 1.0) / 2.0;
     let gbps = bytes_per_token * tg_mean / 1e9;
     let budget = BandwidthBudget::new(args.get("bandwidth-budget", DEFAULT_BUDGET_GBPS)?);

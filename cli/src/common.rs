@@ -11,16 +11,17 @@ use tern_runtime::feed::StreamFeed;
 use tern_runtime::fs::FileSource;
 use tern_runtime::pool::ThreadPool;
 use tern_runtime::ternary::TernaryKernel;
-use tern_runtime::{ActivationPrecision, Model, Session, SessionOptions};
+use tern_runtime::{ActivationPrecision, KvType, Model, Session, SessionOptions};
 
 use crate::args::{opt, switch, Args, Spec};
 
 /// Options every model-running subcommand takes.
-pub const MODEL_OPTS: [Spec; 9] = [
+pub const MODEL_OPTS: [Spec; 10] = [
     opt("model", Some("m")),
     opt("threads", Some("t")),
     opt("ctx-size", Some("c")),
     opt("precision", None),
+    opt("kv-type", None),
     opt("kernels", None),
     opt("ternary", None),
     opt("max-resident", None),
@@ -157,8 +158,19 @@ pub fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// `--kv-type`: how the KV cache stores keys and values (`f16` unless given).
+pub fn kv_type(args: &Args) -> Result<KvType, String> {
+    match args.str("kv-type") {
+        None => Ok(KvType::default()),
+        Some(t) => {
+            KvType::from_name(t).ok_or_else(|| format!("unknown --kv-type '{t}' (f16, f32)"))
+        }
+    }
+}
+
 /// A session with `--threads` workers (default: all cores), `--ctx-size` (default: the
-/// model's, capped) and `--precision` (`f32`, the default, or `int8`).
+/// model's, capped), `--precision` (`f32`, the default, or `int8`) and `--kv-type` (`f16`, the
+/// default, or `f32`).
 pub fn session(loaded: Loaded, args: &Args, default_ctx: usize) -> Result<Session, String> {
     let Loaded { model, weights, .. } = loaded;
     let threads = args.get("threads", ThreadPool::available_threads())?.max(1);
@@ -174,11 +186,13 @@ pub fn session(loaded: Loaded, args: &Args, default_ctx: usize) -> Result<Sessio
         Some(p) => ActivationPrecision::from_name(p)
             .ok_or_else(|| format!("unknown --precision '{p}' (f32, int8)"))?,
     };
+    let kv_type = kv_type(args)?;
     let max_resident = (args.get("max-resident", 0.0f64)? * 1e6) as usize;
     let opts = SessionOptions {
         context,
         precision,
         max_resident,
+        kv_type,
         ..SessionOptions::default()
     };
     let pool = Box::new(ThreadPool::new(threads));

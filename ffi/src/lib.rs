@@ -27,7 +27,10 @@ mod session;
 
 pub use chat::{Conversation, ConversationOptions};
 pub use error::TernError;
-pub use model::{load_model, LoadProgress, Model, ModelInfo, ModelOptions, ModelSource, Precision};
+pub use model::{
+    load_model, KvCachePrecision, LoadProgress, Model, ModelInfo, ModelOptions, ModelSource,
+    Precision,
+};
 pub use session::{
     GenerateOptions, GenerationHandle, GenerationStats, Session, StopReason, TokenListener,
     TokenStream,

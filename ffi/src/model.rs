@@ -9,7 +9,7 @@ use memmap2::{Advice, Mmap, MmapOptions, UncheckedAdvice};
 use tern_kernels::Kernels;
 use tern_runtime::budget::SessionMemory;
 use tern_runtime::model::{Residency, WeightBytes};
-use tern_runtime::ActivationPrecision;
+use tern_runtime::{ActivationPrecision, KvType};
 
 use crate::channel::Queue;
 use crate::error::TernError;
@@ -27,6 +27,10 @@ pub struct ModelOptions {
     /// How activations meet quantized weights; `null`/`nil` is the runtime's default (`F32`).
     #[uniffi(default = None)]
     pub activation_precision: Option<Precision>,
+    /// How the KV cache stores keys and values; `null`/`nil` is the runtime's default (`F16`,
+    /// half the memory of `F32`).
+    #[uniffi(default = None)]
+    pub kv_cache_precision: Option<KvCachePrecision>,
     /// Cap in bytes on the weights a session keeps resident; 0 is no cap. When the model's
     /// tensors exceed it, each layer's weights are released after use and read back from the
     /// file on the next token: slower, but a model larger than the cap still runs.
@@ -54,6 +58,7 @@ impl ModelOptions {
                 .map(Into::into)
                 .unwrap_or_default(),
             max_resident: usize::try_from(self.max_resident_bytes).unwrap_or(usize::MAX),
+            kv_type: self.kv_cache_precision.map(Into::into).unwrap_or_default(),
             ..tern_runtime::SessionOptions::default()
         }
     }
@@ -74,6 +79,25 @@ impl From<Precision> for ActivationPrecision {
         match p {
             Precision::F32 => ActivationPrecision::F32,
             Precision::Int8 => ActivationPrecision::Int8,
+        }
+    }
+}
+
+/// How the KV cache stores the keys and values of past positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum KvCachePrecision {
+    /// Half precision: half the memory and attention bandwidth of `F32`, rounded once when
+    /// stored (llama.cpp's default too).
+    F16,
+    /// Single precision: exact, twice the memory.
+    F32,
+}
+
+impl From<KvCachePrecision> for KvType {
+    fn from(p: KvCachePrecision) -> Self {
+        match p {
+            KvCachePrecision::F16 => KvType::F16,
+            KvCachePrecision::F32 => KvType::F32,
         }
     }
 }

@@ -23,6 +23,9 @@ pub type DotQ8Fn = fn(row: &[u8], xq: &[u8]) -> f32;
 pub type DotF32Fn = fn(a: &[f32], b: &[f32]) -> f32;
 /// `y[i] += a · x[i]`.
 pub type AxpyFn = fn(y: &mut [f32], a: f32, x: &[f32]);
+/// `y[i] += Σ_p a[p] · row p[i]` over `a.len()` F16 rows of `y.len()` halves, back to back
+/// ([`scalar::axpy_rows_f16`]): attention over an f16 value cache, one call per head.
+pub type AxpyRowsF16Fn = fn(y: &mut [f32], a: &[f32], rows: &[u8]);
 /// Quantizes f32 activations (a multiple of 32) to [`scalar::BlockQ8Act`] blocks
 /// ([`scalar::act_q8_bytes`] bytes).
 pub type QuantizeActFn = fn(x: &[f32], out: &mut [u8]);
@@ -179,8 +182,11 @@ pub struct Kernels {
     formats: [FormatKernels; Format::COUNT],
     /// f32 · f32: attention scores, and batched matmul after dequantization.
     pub dot_f32: Named<DotF32Fn>,
-    /// `y += a·x`: attention's weighted sum of values.
+    /// `y += a·x`: attention's weighted sum of f32 values.
     pub axpy: Named<AxpyFn>,
+    /// `y += Σ a[p]·row p`: attention's weighted sum of f16 values (the default KV cache;
+    /// its scores use the F16 format's `dot_rows`).
+    pub axpy_rows_f16: Named<AxpyRowsF16Fn>,
     /// f32 rows × f32 rows: prompt processing over dequantized weights.
     pub gemm_f32: Named<GemmF32Fn>,
     /// The table exp over a slice.
@@ -264,6 +270,7 @@ impl Kernels {
             formats: Format::ALL.map(fk),
             dot_f32: named!(scalar::dot_f32, "dot_f32/scalar"),
             axpy: named!(scalar::axpy, "axpy/scalar"),
+            axpy_rows_f16: named!(scalar::axpy_rows_f16, "axpy_rows_f16/scalar"),
             gemm_f32: named!(scalar::gemm_f32, "gemm_f32/scalar"),
             exp: named!(scalar::exp_lut_f32_in_place, "exp_lut_f32/scalar"),
             softmax: named!(scalar::softmax_lut_f32, "softmax_lut_f32/scalar"),

@@ -131,3 +131,51 @@ fn f16_dot_rows_match_scalar_on_every_backend() {
         }
     }
 }
+
+/// Attention's weighted sum over f16 value rows against the exact sum in f64, on every
+/// backend: widths around the 8- and 32-column steps of the SIMD bodies (tails go to the
+/// scalar reference), row counts from none to a few dozen, halves with ±max, subnormals and
+/// −0, weights including 0 and 1. Each element is a running sum of `rows` products added to
+/// `y`: at most two roundings per row (product, then sum; one with FMA), so both the reference
+/// and a SIMD body stay within γ(2·rows)·(|y| + Σ|a·v|) of the truth.
+#[test]
+fn f16_axpy_rows_match_exact_sum_on_every_backend() {
+    for backend in Backend::ALL {
+        let Some(k) = Kernels::with_backend(backend) else {
+            eprintln!("skipping {}: not supported by this CPU", backend.name());
+            continue;
+        };
+        let slot = k.axpy_rows_f16;
+        for n in [
+            1usize, 7, 8, 9, 16, 31, 32, 33, 40, 63, 64, 96, 97, 128, 256,
+        ] {
+            for rows in [0usize, 1, 2, 5, 17, 64] {
+                let v = halves(n * rows, (n * 17 + rows) as u32 + 9);
+                let mut a = floats(rows, rows as u32 + 21);
+                if rows > 2 {
+                    (a[0], a[1]) = (0.0, 1.0);
+                }
+                let y0 = floats(n, n as u32 + 2);
+                let mut y = y0.clone();
+                (slot.f)(&mut y, &a, &v);
+                let mut want = y0.clone();
+                scalar::axpy_rows_f16(&mut want, &a, &v);
+                let mut vals = vec![0.0f32; n * rows];
+                scalar::dequant_f16(&v, &mut vals);
+                for i in 0..n {
+                    let terms = (0..rows).map(|p| a[p] as f64 * vals[p * n + i] as f64);
+                    let exact = y0[i] as f64 + terms.clone().sum::<f64>();
+                    let mag = (y0[i] as f64).abs() + terms.map(f64::abs).sum::<f64>();
+                    let u = 2f64.powi(-24) * (2 * rows).max(1) as f64;
+                    let bound = u / (1.0 - u) * mag + 1e-30;
+                    for (who, got) in [(slot.name, y[i]), ("axpy_rows_f16/scalar", want[i])] {
+                        assert!(
+                            (got as f64 - exact).abs() <= bound,
+                            "{who} n={n} rows={rows} col {i}: {got} vs {exact} (bound {bound})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -3,6 +3,7 @@
 
 use tern_kernels::Format;
 
+use crate::kv_cache::{KvCache, KvType};
 use crate::model::Model;
 
 /// A memory-bandwidth budget in GB/s (10⁹ bytes per second).
@@ -29,11 +30,11 @@ impl BandwidthBudget {
     }
 }
 
-/// Bytes one decoded token reads at context position `pos` with an f32 KV cache: every weight
-/// matrix, one embedding row, and the keys and values of `pos + 1` positions.
-pub fn bytes_per_token(model: &Model, pos: usize) -> u64 {
+/// Bytes one decoded token reads at context position `pos` with a KV cache of `kv_type`:
+/// every weight matrix, one embedding row, and the keys and values of `pos + 1` positions.
+pub fn bytes_per_token(model: &Model, pos: usize, kv_type: KvType) -> u64 {
     let c = model.config();
-    let kv = 2 * (pos as u64 + 1) * c.n_layers as u64 * c.kv_dim() as u64 * 4;
+    let kv = 2 * (pos as u64 + 1) * (c.n_layers * c.kv_dim() * kv_type.bytes()) as u64;
     model.tensors().weight_bytes_per_token() + kv
 }
 
@@ -67,7 +68,7 @@ pub struct SessionMemory {
     pub weights: u64,
     /// Weights repacked into heap buffers at load (ternary lookup-table tiles).
     pub repacked: u64,
-    /// The KV cache (f32 keys and values for every position of the context).
+    /// The KV cache (keys and values for every position of the context).
     pub kv_cache: u64,
     /// Activations, scores and logits of the forward pass.
     pub scratch: u64,
@@ -86,7 +87,7 @@ impl SessionMemory {
         SessionMemory {
             weights,
             repacked: model.ternary().repacked_bytes() as u64,
-            kv_cache: 2 * (c.n_layers * ctx * c.kv_dim()) as u64 * 4,
+            kv_cache: KvCache::bytes_for(c.n_layers, ctx, c.kv_dim(), opts.kv_type),
             scratch: crate::forward::Scratch::bytes_for(model, ctx, opts.batch),
         }
     }

@@ -7,12 +7,13 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use tern_kernels::scalar;
+use tern_kernels::dispatch::DotRowsFn;
+use tern_kernels::{scalar, Format};
 
 use crate::config::{FfnActivation, RopeStyle};
 use crate::error::GenerateError;
 use crate::feed::WeightFeed;
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, Rows};
 use crate::matmul::{matmul, matmul_many, ActivationPrecision, Output, MAX_FUSED};
 use crate::model::Model;
 use crate::parallel::{Parallel, SharedOut};
@@ -328,32 +329,51 @@ impl Model {
     ) {
         let c = self.config();
         let k = self.kernels();
-        let (q_dim, kv_dim, hd) = (c.q_dim(), c.kv_dim(), c.head_dim);
+        let (q_dim, hd) = (c.q_dim(), c.head_dim);
         let group = c.n_heads / c.n_kv_heads;
         let ctx = kv.capacity();
         let scale = 1.0 / libm::sqrtf(hd as f32);
-        let keys = kv.keys(l, pos0 + n);
-        let values = kv.values(l, pos0 + n);
+        // Every backend has an F16 row kernel; the reference if one ever does not.
+        let dot_rows_f16 = k
+            .format(Format::F16)
+            .dot_rows
+            .map_or(scalar::dot_rows_f16_f32 as DotRowsFn, |r| r.f);
         let q = &s.q;
         let scores = SharedOut::new(&mut s.scores);
         let out = SharedOut::new(&mut s.att_out[..n * q_dim]);
         par.run(c.n_heads, &|h| {
             let kvh = h / group;
+            let (keys, values) = (kv.keys(l, kvh, pos0 + n), kv.values(l, kvh, pos0 + n));
             // SAFETY: head h owns scores row h, of length ctx, inside the (n_heads, ctx) buffer.
             let sc = unsafe { scores.slice(h * ctx, ctx) };
             for i in 0..n {
                 let len = pos0 + i + 1;
                 let qh = &q[i * q_dim + h * hd..][..hd];
                 let sc = &mut sc[..len];
-                for (p, s) in sc.iter_mut().enumerate() {
-                    *s = (k.dot_f32.f)(qh, &keys[p * kv_dim + kvh * hd..][..hd]) * scale;
+                // Scores: this head's keys (len, hd) · q.
+                match keys {
+                    Rows::F32(keys) => {
+                        for (p, s) in sc.iter_mut().enumerate() {
+                            *s = (k.dot_f32.f)(qh, &keys[p * hd..][..hd]) * scale;
+                        }
+                    }
+                    Rows::F16(keys) => {
+                        dot_rows_f16(&keys[..2 * len * hd], qh, sc);
+                        sc.iter_mut().for_each(|s| *s *= scale);
+                    }
                 }
                 (k.softmax.f)(sc);
                 // SAFETY: (token i, head h) owns this hd-wide slice of att_out (n, q_dim).
                 let o = unsafe { out.slice(i * q_dim + h * hd, hd) };
                 o.fill(0.0);
-                for (p, &w) in sc.iter().enumerate() {
-                    (k.axpy.f)(o, w, &values[p * kv_dim + kvh * hd..][..hd]);
+                // Output: the weighted sum of this head's values (len, hd).
+                match values {
+                    Rows::F32(values) => {
+                        for (p, &w) in sc.iter().enumerate() {
+                            (k.axpy.f)(o, w, &values[p * hd..][..hd]);
+                        }
+                    }
+                    Rows::F16(values) => (k.axpy_rows_f16.f)(o, sc, &values[..2 * len * hd]),
                 }
             }
         });

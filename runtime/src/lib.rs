@@ -35,6 +35,7 @@ pub mod weights;
 
 pub use config::ModelConfig;
 pub use error::{GenerateError, LoadError};
+pub use kv_cache::KvType;
 pub use matmul::ActivationPrecision;
 pub use model::Model;
 pub use sampler::{Sampler, SamplerOptions};

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use crate::error::GenerateError;
 use crate::feed::{SliceFeed, WeightFeed};
 use crate::forward::{Exec, LogitsFor, Scratch};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, KvType};
 use crate::matmul::ActivationPrecision;
 use crate::model::Model;
 use crate::parallel::{Parallel, Serial};
@@ -44,6 +44,8 @@ pub struct SessionOptions {
     /// each layer's weights are released after use and re-read from the file on the next
     /// token: slower, but a model larger than the cap still runs.
     pub max_resident: usize,
+    /// How the KV cache stores keys and values (f16 by default).
+    pub kv_type: KvType,
 }
 
 impl Default for SessionOptions {
@@ -53,6 +55,7 @@ impl Default for SessionOptions {
             batch: DEFAULT_BATCH,
             precision: ActivationPrecision::F32,
             max_resident: 0,
+            kv_type: KvType::default(),
         }
     }
 }
@@ -133,7 +136,7 @@ impl Session {
     ) -> Self {
         let c = model.config();
         let ctx = context_for(c, opts.context);
-        let kv = KvCache::new(c.n_layers, ctx, c.kv_dim());
+        let kv = KvCache::new(c.n_layers, ctx, c.n_kv_heads, c.head_dim, opts.kv_type);
         // Under a cap smaller than the model, weights pass through in slices of a quarter of it.
         let release = (opts.max_resident != 0
             && model.meta().tensor_bytes > opts.max_resident as u64)
@@ -191,6 +194,11 @@ impl Session {
     /// Bytes of the KV cache.
     pub fn kv_bytes(&self) -> usize {
         self.kv.bytes()
+    }
+
+    /// How the KV cache stores keys and values.
+    pub fn kv_type(&self) -> KvType {
+        self.kv.kv_type()
     }
 
     /// Threads the session computes on.
@@ -487,10 +495,13 @@ impl Session {
             out.extend_from_slice(&t.to_le_bytes());
         }
         put_f32s(&mut out, &self.logits);
+        let (mut k, mut v) = (Vec::new(), Vec::new());
         for layer in 0..n_layers {
-            let (k, v) = self.kv.layer_slices(layer, n);
-            put_f32s(&mut out, k);
-            put_f32s(&mut out, v);
+            k.clear();
+            v.clear();
+            self.kv.read_layer(layer, n, &mut k, &mut v);
+            put_f32s(&mut out, &k);
+            put_f32s(&mut out, &v);
         }
         let crc = crc32(&out);
         out.extend_from_slice(&crc.to_le_bytes());

@@ -7,7 +7,7 @@
 //! layout) fails them by orders of magnitude.
 
 use tern_runtime::sampler::argmax_logits;
-use tern_runtime::{Session, SessionOptions};
+use tern_runtime::{KvType, Session, SessionOptions};
 use tern_tests::{fixture, smollm2};
 
 /// Largest logit difference accepted against float64.
@@ -21,10 +21,15 @@ const LOGIT_TOL: f64 = 0.01;
 const NEAR_TIE: f64 = 2.0 * LOGIT_TOL;
 
 fn session() -> Session {
+    session_with(KvType::F32)
+}
+
+fn session_with(kv_type: KvType) -> Session {
     Session::new(
         smollm2(),
         &SessionOptions {
             context: 512,
+            kv_type,
             ..Default::default()
         },
     )
@@ -56,6 +61,36 @@ fn logits_at_every_position_match_float64() {
     })
     .unwrap();
     eprintln!("largest logit difference from float64: {worst:.6}");
+}
+
+/// The default f16 KV cache rounds every stored key and value once (relative error ≤ 2⁻¹¹ ≈
+/// 4.9e-4, 60× the f32 path's per-product error): scores of magnitude ~10 move by ~5e-3 and
+/// that reaches the logits through 30 layers. Measured: 0.012 at worst over the fixture's
+/// positions; 0.1 leaves margin while still failing by orders of magnitude on a real bug
+/// (a wrong head layout or a lost position moves logits by whole units).
+const F16_KV_LOGIT_TOL: f64 = 0.1;
+
+#[test]
+fn f16_kv_cache_logits_stay_near_float64() {
+    let f = fixture("smollm2_f64_logits.json");
+    let cols = f.get("columns");
+    let ids = cols.get("column_ids").ids();
+    let positions = cols.get("positions").arr();
+    let mut worst = 0.0f64;
+    let mut s = session_with(KvType::F16);
+    s.feed_scoring(&cols.get("prompt_ids").ids(), |i, logits| {
+        for (&id, &r) in ids.iter().zip(&positions[i].get("logits").f64s()) {
+            let d = (logits[id as usize] as f64 - r).abs();
+            worst = worst.max(d);
+            assert!(
+                d < F16_KV_LOGIT_TOL,
+                "f16 KV, position {i}, id {id}: {} vs float64 {r}",
+                logits[id as usize]
+            );
+        }
+    })
+    .unwrap();
+    eprintln!("f16 KV cache: largest logit difference from float64: {worst:.6}");
 }
 
 #[test]

@@ -43,6 +43,25 @@ pub fn dot_rows_f16_f32(w: &[u8], x: &[f32], y: &mut [f32]) {
     dot_rows(w, x, y, dot_f16_f32)
 }
 
+/// `y[i] += Σ_p a[p] · row p[i]` for the `a.len()` F16 rows of `y.len()` halves in `rows`:
+/// attention's weighted sum of an f16 value cache. Each row is added in order, product then
+/// sum, as [`axpy`](super::axpy) would add it after converting the row.
+pub fn axpy_rows_f16(y: &mut [f32], a: &[f32], rows: &[u8]) {
+    assert_eq!(rows.len(), 2 * a.len() * y.len(), "one F16 row per weight");
+    axpy_rows_f16_cols(y, a, rows, 2 * y.len());
+}
+
+/// [`axpy_rows_f16`] over the first `y.len()` halves of rows `stride` bytes apart: the tail
+/// columns a SIMD body leaves to the reference.
+pub(crate) fn axpy_rows_f16_cols(y: &mut [f32], a: &[f32], rows: &[u8], stride: usize) {
+    for (p, &ap) in a.iter().enumerate() {
+        let row = &rows[p * stride..][..2 * y.len()];
+        for (yi, h) in y.iter_mut().zip(row.chunks_exact(2)) {
+            *yi += ap * half::f16::from_bits(u16::from_le_bytes([h[0], h[1]])).to_f32();
+        }
+    }
+}
+
 /// `y[r] = row r · x` for the `y.len()` Q8_0 rows in `w`.
 pub fn dot_rows_q8_0_f32(w: &[u8], x: &[f32], y: &mut [f32]) {
     dot_rows(w, x, y, dot_q8_0_f32)

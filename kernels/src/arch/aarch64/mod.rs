@@ -7,6 +7,7 @@
 //! (`smmla`, optional from ARMv8.2, mandatory in ARMv8.6: Cortex-A510/A710/X2 and later)
 //! replaces only the batched int8 GEMMs of prompt processing.
 
+mod attention;
 mod gemm;
 mod int8;
 mod kquants;
@@ -56,6 +57,7 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     }
     k.dot_f32 = named!(dot_f32, "dot_f32/neon");
     k.axpy = named!(axpy, "axpy/neon");
+    k.axpy_rows_f16 = named!(axpy_rows_f16, "axpy_rows_f16/neon");
     k.quantize_act_q8 = named!(quantize_act_q8, "quantize_act_q8/neon");
     let f = k.format_mut(Format::Q4_0);
     f.dot = named!(dot_q4_0_f32, "dot_q4_0_f32/neon");
@@ -110,3 +112,19 @@ f32_wrappers!(kquants, BlockQ4_K, "Q4_K", 256, dot_q4_k_f32, dequant_q4_k);
 f32_wrappers!(kquants, BlockQ6_K, "Q6_K", 256, dot_q6_k_f32, dequant_q6_k);
 int8_wrappers!(neon_int8 => int8::neon);
 int8_wrappers!(dotprod => int8::dotprod);
+
+/// `y += Σ a[p]·row p` over F16 rows (attention's values): whole lanes of every row by NEON,
+/// the tail columns by the scalar reference.
+fn axpy_rows_f16(y: &mut [f32], a: &[f32], rows: &[u8]) {
+    let stride = 2 * y.len();
+    assert_eq!(rows.len(), a.len() * stride, "one F16 row per weight");
+    if a.is_empty() {
+        return;
+    }
+    let n = y.len() - y.len() % attention::LANES;
+    let (head, tail) = y.split_at_mut(n);
+    // SAFETY: installed only by `install` after `detected` confirmed NEON; the rows are
+    // `stride = 2·y.len() ≥ 2·n` bytes apart and `rows` holds all of them.
+    unsafe { attention::axpy_rows_f16(head, a, rows, stride) };
+    crate::scalar::axpy_rows_f16_cols(tail, a, &rows[2 * n..], stride);
+}

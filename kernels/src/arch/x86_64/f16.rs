@@ -195,6 +195,62 @@ unsafe fn rows_f16_512<const R: usize>(p: *const u8, stride: usize, x: &[f32]) -
     out
 }
 
+/// `y[i] += Σ_p a[p]·row p[i]` for `y.len()` a multiple of [`LANES`] and rows `stride` bytes
+/// apart (attention's weighted sum of f16 values): 32 columns at a time stay in registers
+/// while every row passes, then the rest 8 at a time.
+///
+/// # Safety
+/// AVX2, FMA and F16C; `stride ≥ 2·y.len()` and, when `a` is not empty,
+/// `rows.len() ≥ (a.len() − 1)·stride + 2·y.len()`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn axpy_rows_f16(y: &mut [f32], a: &[f32], rows: &[u8], stride: usize) {
+    debug_assert!(y.len().is_multiple_of(LANES) && stride >= 2 * y.len());
+    debug_assert!(a.is_empty() || rows.len() >= (a.len() - 1) * stride + 2 * y.len());
+    let mut c = 0;
+    while c + 4 * LANES <= y.len() {
+        // SAFETY: columns c..c+32 ≤ y.len() of every row (the caller's contract).
+        unsafe { axpy_cols::<4>(y, c, a, rows, stride) };
+        c += 4 * LANES;
+    }
+    while c < y.len() {
+        // SAFETY: columns c..c+8 ≤ y.len(), y.len() being a multiple of 8.
+        unsafe { axpy_cols::<1>(y, c, a, rows, stride) };
+        c += LANES;
+    }
+}
+
+/// Columns `c..c + 8·V` of [`axpy_rows_f16`].
+///
+/// # Safety
+/// As [`axpy_rows_f16`], with `c + 8·V ≤ y.len()`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn axpy_cols<const V: usize>(
+    y: &mut [f32],
+    c: usize,
+    a: &[f32],
+    rows: &[u8],
+    stride: usize,
+) {
+    let yp = y.as_mut_ptr();
+    // SAFETY: c + 8·V ≤ y.len() (caller); unaligned loads.
+    let mut acc: [__m256; V] =
+        core::array::from_fn(|v| unsafe { _mm256_loadu_ps(yp.add(c + 8 * v)) });
+    for (p, &ap) in a.iter().enumerate() {
+        let w = _mm256_set1_ps(ap);
+        for v in 0..V {
+            // SAFETY: halves c+8v..c+8v+8 of row p lie inside `rows` (caller's contract).
+            let h =
+                unsafe { _mm_loadu_si128(rows.as_ptr().add(p * stride + 2 * (c + 8 * v)).cast()) };
+            acc[v] = _mm256_fmadd_ps(w, _mm256_cvtph_ps(h), acc[v]);
+        }
+    }
+    for (v, acc) in acc.iter().enumerate() {
+        // SAFETY: as the loads above.
+        unsafe { _mm256_storeu_ps(yp.add(c + 8 * v), *acc) };
+    }
+}
+
 /// `R ≤ 4` results padded to four.
 fn pad<const R: usize>(v: [f32; R]) -> [f32; ROWS] {
     let mut out = [0.0; ROWS];

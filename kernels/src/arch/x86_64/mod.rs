@@ -59,6 +59,7 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     }
     k.dot_f32 = named!(dot_f32, "dot_f32/avx2");
     k.axpy = named!(axpy, "axpy/avx2");
+    k.axpy_rows_f16 = named!(axpy_rows_f16, "axpy_rows_f16/avx2");
     k.quantize_act_q8 = named!(quantize_act_q8, "quantize_act_q8/avx2");
     let f = k.format_mut(Format::F16);
     f.dot = named!(dot_f16_f32, "dot_f16_f32/avx2");
@@ -177,6 +178,22 @@ fn add_f16_tails(w: &[u8], stride: usize, x: &[f32], n: usize, y: &mut [f32]) {
             *yr += crate::scalar::dot_f16_f32(&row[2 * n..], &x[n..]);
         }
     }
+}
+
+/// `y += Σ a[p]·row p` over F16 rows (attention's values): whole lanes of every row by F16C,
+/// the tail columns by the scalar reference.
+fn axpy_rows_f16(y: &mut [f32], a: &[f32], rows: &[u8]) {
+    let stride = 2 * y.len();
+    assert_eq!(rows.len(), a.len() * stride, "one F16 row per weight");
+    if a.is_empty() {
+        return;
+    }
+    let n = y.len() - y.len() % f16::LANES;
+    let (head, tail) = y.split_at_mut(n);
+    // SAFETY: installed only by `install` after `detected` confirmed AVX2, FMA and F16C; the
+    // rows are `stride = 2·y.len() ≥ 2·n` bytes apart and `rows` holds all of them.
+    unsafe { f16::axpy_rows_f16(head, a, rows, stride) };
+    crate::scalar::axpy_rows_f16_cols(tail, a, &rows[2 * n..], stride);
 }
 
 /// F16 row → f32, whole lanes by F16C, the tail by the scalar reference.

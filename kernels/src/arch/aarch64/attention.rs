@@ -1,0 +1,97 @@
+//! NEON body of attention over an f16 value cache: `y += Σ a[p]·row p`, widening the halves
+//! with `fcvtl`/`fcvtl2` (base ARMv8 floating point, exact; no FEAT_FP16 needed).
+
+use core::arch::aarch64::*;
+use core::arch::asm;
+
+/// Floats [`axpy_rows_f16`] consumes per step; the wrapper hands the rest to the reference.
+pub(super) const LANES: usize = 8;
+
+/// Eight halves at `p` widened to two f32 vectors.
+///
+/// # Safety
+/// NEON; 16 readable bytes at `p`.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn load_f16x8(p: *const u8) -> [float32x4_t; 2] {
+    // SAFETY: 16 readable bytes at p (caller); unaligned loads are allowed.
+    let h = unsafe { vld1q_u16(p.cast()) };
+    let (lo, hi): (float32x4_t, float32x4_t);
+    // SAFETY: FCVTL/FCVTL2 (half to single) exist on every AArch64 core with floating point,
+    // which NEON implies; they only read and write the named registers (`lo` is a plain `out`:
+    // it is written before `h` is read again). Assembly because the
+    // `float16x8_t` conversion intrinsics are not stable.
+    unsafe {
+        asm!(
+            "fcvtl {lo:v}.4s, {h:v}.4h",
+            "fcvtl2 {hi:v}.4s, {h:v}.8h",
+            h = in(vreg) h,
+            lo = out(vreg) lo,
+            hi = lateout(vreg) hi,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    [lo, hi]
+}
+
+/// `y[i] += Σ_p a[p]·row p[i]` for `y.len()` a multiple of [`LANES`] and rows `stride` bytes
+/// apart: 32 columns at a time stay in registers while every row passes, then the rest 8 at a
+/// time.
+///
+/// # Safety
+/// NEON; `stride ≥ 2·y.len()` and, when `a` is not empty,
+/// `rows.len() ≥ (a.len() − 1)·stride + 2·y.len()`.
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn axpy_rows_f16(y: &mut [f32], a: &[f32], rows: &[u8], stride: usize) {
+    debug_assert!(y.len().is_multiple_of(LANES) && stride >= 2 * y.len());
+    debug_assert!(a.is_empty() || rows.len() >= (a.len() - 1) * stride + 2 * y.len());
+    let mut c = 0;
+    while c + 4 * LANES <= y.len() {
+        // SAFETY: columns c..c+32 ≤ y.len() of every row (the caller's contract).
+        unsafe { axpy_cols::<4>(y, c, a, rows, stride) };
+        c += 4 * LANES;
+    }
+    while c < y.len() {
+        // SAFETY: columns c..c+8 ≤ y.len(), y.len() being a multiple of 8.
+        unsafe { axpy_cols::<1>(y, c, a, rows, stride) };
+        c += LANES;
+    }
+}
+
+/// Columns `c..c + 8·V` of [`axpy_rows_f16`].
+///
+/// # Safety
+/// As [`axpy_rows_f16`], with `c + 8·V ≤ y.len()`.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn axpy_cols<const V: usize>(
+    y: &mut [f32],
+    c: usize,
+    a: &[f32],
+    rows: &[u8],
+    stride: usize,
+) {
+    let yp = y.as_mut_ptr();
+    // SAFETY: c + 8·V ≤ y.len() (caller).
+    let mut acc: [[float32x4_t; 2]; V] = core::array::from_fn(|v| unsafe {
+        [
+            vld1q_f32(yp.add(c + 8 * v)),
+            vld1q_f32(yp.add(c + 8 * v + 4)),
+        ]
+    });
+    for (p, &ap) in a.iter().enumerate() {
+        for (v, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: halves c+8v..c+8v+8 of row p lie inside `rows` (caller's contract).
+            let [lo, hi] = unsafe { load_f16x8(rows.as_ptr().add(p * stride + 2 * (c + 8 * v))) };
+            acc[0] = vfmaq_n_f32(acc[0], lo, ap);
+            acc[1] = vfmaq_n_f32(acc[1], hi, ap);
+        }
+    }
+    for (v, acc) in acc.iter().enumerate() {
+        // SAFETY: as the loads above.
+        unsafe {
+            vst1q_f32(yp.add(c + 8 * v), acc[0]);
+            vst1q_f32(yp.add(c + 8 * v + 4), acc[1]);
+        }
+    }
+}
