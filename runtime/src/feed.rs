@@ -13,6 +13,7 @@ use core::ops::Range;
 use crate::error::GenerateError;
 use crate::model::{Residency, WeightBytes};
 use crate::source::WeightSource;
+use crate::ternary::TernaryState;
 use crate::weights::{LayerTensors, ModelTensors, TensorRef};
 
 /// Supplies the bytes of weight rows to the forward pass.
@@ -43,7 +44,11 @@ pub trait WeightFeed {
 /// Rows borrowed from a file that is entirely in the address space.
 ///
 /// While layer `l` runs, layer `l + 1` is announced to the memory system ([`Residency::WillNeed`])
-/// so a memory map pages it in ahead of use. With a resident cap (`release_chunk`, for a model
+/// so a memory map pages it in ahead of use; matrices repacked at load are skipped (their bytes
+/// were released and are never read again). The announcement costs a walk of the page cache
+/// per call (about 1700 pages per layer of the 700M BitNet shape, 24000 for its output head),
+/// so a session turns it off once every page has been touched ([`SliceFeed::layer_ahead`]),
+/// unless it runs under a resident cap, where pages do leave. With a resident cap (`release_chunk`, for a model
 /// larger than the cap), rows are handed out in slices of at most that many bytes and every
 /// slice is released ([`Residency::DontNeed`]) once the next is asked for, so the weights
 /// resident at once stay near one slice plus the layer being prefetched.
@@ -53,6 +58,10 @@ pub struct SliceFeed<'a> {
     release_chunk: Option<usize>,
     /// The range handed out last, released at the next request when capped.
     last: Option<(usize, usize)>,
+    /// Whether [`WeightFeed::begin_layer`] announces the next layer.
+    layer_ahead: bool,
+    /// Matrices not to announce: repacked at load.
+    repacked: Option<&'a TernaryState>,
 }
 
 impl<'a> SliceFeed<'a> {
@@ -64,12 +73,28 @@ impl<'a> SliceFeed<'a> {
             file: bytes.bytes(),
             release_chunk,
             last: None,
+            layer_ahead: true,
+            repacked: None,
         }
+    }
+
+    /// Whether to announce each next layer to the memory system (on by default).
+    pub fn layer_ahead(mut self, on: bool) -> Self {
+        self.layer_ahead = on;
+        self
+    }
+
+    /// Leaves out of the announcements the matrices `ternary` repacked at load.
+    pub fn skipping_repacked(mut self, ternary: &'a TernaryState) -> Self {
+        self.repacked = Some(ternary);
+        self
     }
 
     fn prefetch_layer(&self, layer: &LayerTensors) {
         for t in layer.matrices() {
-            self.bytes.advise(t.offset, t.len, Residency::WillNeed);
+            if !self.repacked.is_some_and(|r| r.is_repacked(t)) {
+                self.bytes.advise(t.offset, t.len, Residency::WillNeed);
+            }
         }
     }
 }
@@ -103,6 +128,9 @@ impl WeightFeed for SliceFeed<'_> {
     }
 
     fn begin_layer(&mut self, layer: usize, tensors: &ModelTensors) {
+        if !self.layer_ahead {
+            return;
+        }
         let layers = &tensors.layers;
         match layers.get(layer + 1) {
             Some(next) => self.prefetch_layer(next),

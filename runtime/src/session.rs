@@ -120,6 +120,8 @@ pub struct Session {
     /// stopped right after it); the next [`Session::feed`] runs it first, so a continuation
     /// sees the whole text.
     pending: Option<u32>,
+    /// Whether a forward pass has touched every weight of a memory-mapped model once.
+    paged_in: bool,
 }
 
 impl Session {
@@ -155,6 +157,7 @@ impl Session {
             tokens: Vec::with_capacity(ctx),
             logits: Vec::with_capacity(vocab),
             pending: None,
+            paged_in: false,
         }
     }
 
@@ -255,7 +258,12 @@ impl Session {
             match (self.stream.as_deref_mut(), self.model.weight_bytes()) {
                 (Some(stream), _) => stream,
                 (None, Some(bytes)) => {
-                    mapped = SliceFeed::new(bytes, self.release);
+                    // Announce layers ahead until every page has been touched once (and
+                    // always under a resident cap, where pages leave again).
+                    let ahead = self.release.is_some() || !self.paged_in;
+                    mapped = SliceFeed::new(bytes, self.release)
+                        .layer_ahead(ahead)
+                        .skipping_repacked(self.model.ternary());
                     &mut mapped
                 }
                 (None, None) => {
@@ -268,6 +276,7 @@ impl Session {
             };
         self.model
             .forward(&mut self.scratch, &mut self.kv, feed, ex, chunk, pos, want)?;
+        self.paged_in = true;
         self.tokens.extend_from_slice(chunk);
         Ok(())
     }

@@ -215,6 +215,11 @@ impl TernaryState {
             .sum()
     }
 
+    /// Whether `t` was repacked at load: its GGUF bytes are never read again.
+    pub fn is_repacked(&self, t: &TensorRef) -> bool {
+        self.lut(t).is_some()
+    }
+
     fn lut(&self, t: &TensorRef) -> Option<&LutMatrix> {
         self.luts
             .binary_search_by_key(&t.offset, |l| l.offset)
