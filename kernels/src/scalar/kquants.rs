@@ -6,7 +6,15 @@
 //! scale search (`make_qkx2_quants`, `make_qx_quants`): they pick each sub-block's scale from its
 //! range, round every scale *up* so no code is ever clamped, and round codes to nearest. Their
 //! error is at most half a step per weight, but ggml's search finds smaller total error.
+//!
+//! The int8 path ([`dot_q4_k_q8`], [`dot_q6_k_q8`]) meets the weights with activations
+//! quantized per 32 ([`BlockQ8Act`](super::BlockQ8Act)): a super-block spans eight activation blocks, one per
+//! Q4_K sub-block and one per pair of Q6_K sub-blocks. Everything up to one exact `i32` per
+//! activation block is integer; the float part is a fixed sequence of operations (one
+//! product per activation block, [`sum8_tree`], the super-block scale) that every backend
+//! performs in the same order, so all backends agree bit for bit.
 
+use super::act::act_blocks;
 use super::q8::round_half_away;
 use crate::blocks::{as_blocks, as_blocks_mut, BlockQ4_K, BlockQ6_K, F16Le};
 
@@ -301,6 +309,75 @@ pub fn quantize_q6_k(x: &[f32], out: &mut [u8]) {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Int8 activations
+
+/// `Σ p` in the fixed order every backend's int8 k-quant kernel uses,
+/// `((p0 + p4) + (p2 + p6)) + ((p1 + p5) + (p3 + p7))`: an eight-lane horizontal sum (the two
+/// halves added, then pairs), so a SIMD reduction reproduces it exactly.
+#[inline(always)]
+pub fn sum8_tree(p: [f32; 8]) -> f32 {
+    let t = [p[0] + p[4], p[1] + p[5], p[2] + p[6], p[3] + p[7]];
+    (t[0] + t[2]) + (t[1] + t[3])
+}
+
+/// Dot product of a Q4_K row with int8 activations (eight [`BlockQ8Act`](super::BlockQ8Act) per super-block).
+///
+/// Per super-block, with `i_j = Σ q·a` over sub-block j (exact i32) and the activation block's
+/// scale `d_j` and sum `s_j`:
+/// `d·sum8_tree([d_j · (sc_j·i_j) as f32]) − dmin·sum8_tree([s_j · m_j as f32])`, added to the
+/// running sum one super-block at a time. `sc_j·i_j` is an integer below 63·15·127·32 < 2²⁴,
+/// so its conversion is exact.
+pub fn dot_q4_k_q8(row: &[u8], xq: &[u8]) -> f32 {
+    let blocks: &[BlockQ4_K] = as_blocks(row).expect("Q4_K row is whole blocks");
+    let acts = act_blocks(xq, 8 * blocks.len());
+    let mut sum = 0.0f32;
+    for (b, a) in blocks.iter().zip(acts.chunks_exact(8)) {
+        let (sc, m) = scales_mins_k4(&b.scales);
+        let q = q4_k_codes(&b.qs);
+        let p = core::array::from_fn(|j| {
+            let isum: i32 = q[32 * j..32 * j + 32]
+                .iter()
+                .zip(&a[j].qs)
+                .map(|(&q, &a)| q as i32 * a as i32)
+                .sum();
+            a[j].d() * (sc[j] as i32 * isum) as f32
+        });
+        let mins = core::array::from_fn(|j| a[j].s() * m[j] as f32);
+        sum += b.d.to_f32() * sum8_tree(p) - b.dmin.to_f32() * sum8_tree(mins);
+    }
+    sum
+}
+
+/// Dot product of a Q6_K row with int8 activations (eight [`BlockQ8Act`](super::BlockQ8Act) per super-block).
+///
+/// Activation block k covers Q6_K sub-blocks 2k and 2k + 1; with `i_s = Σ (q − 32)·a` over
+/// sub-block s (exact), `I_k = scales[2k]·i_2k + scales[2k+1]·i_2k+1` is an integer of
+/// magnitude at most 2·128·32·127·16 < 2²⁴ (exact in f32). Per super-block
+/// `d·sum8_tree([d_k · I_k as f32])`, added to the running sum one super-block at a time.
+pub fn dot_q6_k_q8(row: &[u8], xq: &[u8]) -> f32 {
+    let blocks: &[BlockQ6_K] = as_blocks(row).expect("Q6_K row is whole blocks");
+    let acts = act_blocks(xq, 8 * blocks.len());
+    let mut sum = 0.0f32;
+    for (b, a) in blocks.iter().zip(acts.chunks_exact(8)) {
+        let q = q6_k_codes(b);
+        let p = core::array::from_fn(|k| {
+            let isum = |s: usize| -> i32 {
+                let e = 16 * s;
+                let sub: i32 = q[e..e + 16]
+                    .iter()
+                    .zip(&a[k].qs[e - 32 * k..])
+                    .map(|(&q, &a)| q as i32 * a as i32)
+                    .sum();
+                b.scales[s] as i32 * sub
+            };
+            a[k].d() * (isum(2 * k) + isum(2 * k + 1)) as f32
+        });
+        sum += b.d.to_f32() * sum8_tree(p);
+    }
+    sum
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ fn q4_k_steps(b: &BlockQ4_K) -> ([f32; 8], [f32; 8]) {
 /// the same as signed.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q4_k_nibbles(qs: &[u8]) -> (__m256i, __m256i) {
+pub(super) fn q4_k_nibbles(qs: &[u8]) -> (__m256i, __m256i) {
     let q = load_u8x32(qs);
     let m = _mm256_set1_epi8(0x0F);
     // The 16-bit shift moves the next byte's low bits into bits 4..8; the mask drops them.
@@ -132,7 +132,7 @@ fn q6_k_steps(b: &BlockQ6_K) -> [f32; 16] {
 /// `qh`, pair k).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q6_k_half(ql: &[u8], qh: &[u8]) -> [__m256i; 4] {
+pub(super) fn q6_k_half(ql: &[u8], qh: &[u8]) -> [__m256i; 4] {
     let (a, b, h) = (load_u8x32(ql), load_u8x32(&ql[32..]), load_u8x32(qh));
     let low = _mm256_set1_epi8(0x0F);
     // Pair k of `qh` moved to bits 4..6. The shifts are 16-bit (AVX2 has no byte shift);

@@ -11,11 +11,12 @@ mod f16;
 mod gemm;
 mod int8;
 mod kquants;
+mod kquants_int8;
 mod lut;
 mod ternary;
 
 use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0};
-use crate::dispatch::{Backend, DotQ8Fn, Kernels, Named};
+use crate::dispatch::{Backend, DotQ8Fn, GemmQ8Fn, Kernels, Named};
 use crate::format::Format;
 
 /// Whether this CPU has every feature `backend`'s bodies enable: detected at run time with
@@ -104,6 +105,43 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     k.format_mut(Format::Q4_0).dot_q8 = Some(q4_0);
     k.format_mut(Format::Q4_1).dot_q8 = Some(q4_1);
     k.format_mut(Format::Q8_0).dot_q8 = Some(q8_0);
+    let [q4_k, q6_k]: [(Named<DotQ8Fn>, Named<GemmQ8Fn>); 2] = match backend {
+        Backend::AvxVnni => [
+            (
+                named!(kq_avxvnni::dot_q4_k_q8, "dot_q4_k_q8/avxvnni"),
+                named!(kq_avxvnni::gemm_q4_k_q8, "gemm_q4_k_q8/avxvnni"),
+            ),
+            (
+                named!(kq_avxvnni::dot_q6_k_q8, "dot_q6_k_q8/avxvnni"),
+                named!(kq_avxvnni::gemm_q6_k_q8, "gemm_q6_k_q8/avxvnni"),
+            ),
+        ],
+        Backend::Avx512Vnni => [
+            (
+                named!(kq_avx512vnni::dot_q4_k_q8, "dot_q4_k_q8/avx512vnni"),
+                named!(kq_avx512vnni::gemm_q4_k_q8, "gemm_q4_k_q8/avx512vnni"),
+            ),
+            (
+                named!(kq_avx512vnni::dot_q6_k_q8, "dot_q6_k_q8/avx512vnni"),
+                named!(kq_avx512vnni::gemm_q6_k_q8, "gemm_q6_k_q8/avx512vnni"),
+            ),
+        ],
+        _ => [
+            (
+                named!(kq_avx2::dot_q4_k_q8, "dot_q4_k_q8/avx2"),
+                named!(kq_avx2::gemm_q4_k_q8, "gemm_q4_k_q8/avx2"),
+            ),
+            (
+                named!(kq_avx2::dot_q6_k_q8, "dot_q6_k_q8/avx2"),
+                named!(kq_avx2::gemm_q6_k_q8, "gemm_q6_k_q8/avx2"),
+            ),
+        ],
+    };
+    for (format, (dot, gemm)) in [(Format::Q4_K, q4_k), (Format::Q6_K, q6_k)] {
+        let f = k.format_mut(format);
+        f.dot_q8 = Some(dot);
+        f.gemm_q8 = Some(gemm);
+    }
     ternary::install(backend, k);
     gemm::install(backend, k);
     lut::install(k);
@@ -126,6 +164,9 @@ f32_wrappers!(kquants, BlockQ6_K, "Q6_K", 256, dot_q6_k_f32, dequant_q6_k);
 int8_wrappers!(avx2_int8 => int8::avx2);
 int8_wrappers!(avxvnni => int8::avxvnni);
 int8_wrappers!(avx512vnni => int8::avx512vnni);
+kquant_int8_wrappers!(kq_avx2 => kquants_int8::avx2);
+kquant_int8_wrappers!(kq_avxvnni => kquants_int8::avxvnni);
+kquant_int8_wrappers!(kq_avx512vnni => kquants_int8::avx512vnni);
 
 /// F16 row · f32: F16C converts the whole 8-lane groups, the scalar reference takes the tail.
 fn dot_f16_f32(row: &[u8], x: &[f32]) -> f32 {
