@@ -39,7 +39,7 @@ fn q4_k_steps(b: &BlockQ4_K) -> ([f32; 8], [f32; 8]) {
 /// so the bytes read the same as signed.
 #[inline]
 #[target_feature(enable = "neon")]
-fn q4_k_nibbles(qs: &[u8]) -> ([int8x16_t; 2], [int8x16_t; 2]) {
+pub(super) fn q4_k_nibbles(qs: &[u8]) -> ([int8x16_t; 2], [int8x16_t; 2]) {
     let q = [load_u8x16(qs), load_u8x16(&qs[16..])];
     let lo = q.map(|q| vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0F))));
     let hi = q.map(|q| vreinterpretq_s8_u8(vshrq_n_u8::<4>(q)));
@@ -108,7 +108,7 @@ fn q6_k_steps(b: &BlockQ6_K) -> [f32; 16] {
 /// high nibbles, each with two bits of `qh`, pair k), which is one whole 16-element sub-block.
 #[inline]
 #[target_feature(enable = "neon")]
-fn q6_k_codes(ql: &[u8], qh: &[u8]) -> [int8x16_t; 4] {
+pub(super) fn q6_k_codes(ql: &[u8], qh: &[u8]) -> [int8x16_t; 4] {
     let (a, b, h) = (load_u8x16(ql), load_u8x16(&ql[32..]), load_u8x16(qh));
     let low = vdupq_n_u8(0x0F);
     // Pair k of `qh` moved to bits 4..6.

@@ -10,12 +10,13 @@
 mod gemm;
 mod int8;
 mod kquants;
+mod kquants_int8;
 mod lut;
 mod neon;
 mod ternary;
 
 use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0};
-use crate::dispatch::{Backend, DotQ8Fn, Kernels, Named};
+use crate::dispatch::{Backend, DotQ8Fn, GemmQ8Fn, Kernels, Named};
 use crate::format::Format;
 
 /// Whether this CPU has every feature `backend`'s bodies enable: detected at run time with
@@ -89,6 +90,33 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     k.format_mut(Format::Q4_0).dot_q8 = Some(q4_0);
     k.format_mut(Format::Q4_1).dot_q8 = Some(q4_1);
     k.format_mut(Format::Q8_0).dot_q8 = Some(q8_0);
+    let [q4_k, q6_k]: [(Named<DotQ8Fn>, Named<GemmQ8Fn>); 2] = match backend {
+        Backend::NeonDotprod | Backend::NeonI8mm => [
+            (
+                named!(kq_dotprod::dot_q4_k_q8, "dot_q4_k_q8/dotprod"),
+                named!(kq_dotprod::gemm_q4_k_q8, "gemm_q4_k_q8/dotprod"),
+            ),
+            (
+                named!(kq_dotprod::dot_q6_k_q8, "dot_q6_k_q8/dotprod"),
+                named!(kq_dotprod::gemm_q6_k_q8, "gemm_q6_k_q8/dotprod"),
+            ),
+        ],
+        _ => [
+            (
+                named!(kq_neon::dot_q4_k_q8, "dot_q4_k_q8/neon"),
+                named!(kq_neon::gemm_q4_k_q8, "gemm_q4_k_q8/neon"),
+            ),
+            (
+                named!(kq_neon::dot_q6_k_q8, "dot_q6_k_q8/neon"),
+                named!(kq_neon::gemm_q6_k_q8, "gemm_q6_k_q8/neon"),
+            ),
+        ],
+    };
+    for (format, (dot, gemm)) in [(Format::Q4_K, q4_k), (Format::Q6_K, q6_k)] {
+        let f = k.format_mut(format);
+        f.dot_q8 = Some(dot);
+        f.gemm_q8 = Some(gemm);
+    }
     ternary::install(backend, k);
     gemm::install(backend, k);
     lut::install(k);
@@ -110,3 +138,5 @@ f32_wrappers!(kquants, BlockQ4_K, "Q4_K", 256, dot_q4_k_f32, dequant_q4_k);
 f32_wrappers!(kquants, BlockQ6_K, "Q6_K", 256, dot_q6_k_f32, dequant_q6_k);
 int8_wrappers!(neon_int8 => int8::neon);
 int8_wrappers!(dotprod => int8::dotprod);
+kquant_int8_wrappers!(kq_neon => kquants_int8::neon);
+kquant_int8_wrappers!(kq_dotprod => kquants_int8::dotprod);
