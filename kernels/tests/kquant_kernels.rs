@@ -292,6 +292,60 @@ fn check_dequant(k: &Kernels) {
     }
 }
 
+/// `dot_rows` on 1..=9 and 13 rows (whole groups of four and every remainder) agrees with the
+/// reference row dot on each row, within that dot's budget (module note (2)).
+fn check_dot_rows(k: &Kernels) {
+    type Terms = fn(&[u8]) -> Vec<f64>;
+    let cases: [(Format, RowFn, fn(&[u8], &[f32]) -> f32, Terms, usize); 2] = [
+        (
+            Format::Q4_K,
+            q4_k_row,
+            scalar::dot_q4_k_f32,
+            |row| q4_k_terms(row).iter().map(|(w, m)| w + m).collect(),
+            32,
+        ),
+        (
+            Format::Q6_K,
+            q6_k_row,
+            scalar::dot_q6_k_f32,
+            |row| {
+                let mut w = vec![0.0f32; row.len() / 210 * 256];
+                scalar::dequant_q6_k(row, &mut w);
+                w.iter().map(|v| v.abs() as f64).collect()
+            },
+            16,
+        ),
+    ];
+    for (format, make_row, reference, terms, sub) in cases {
+        let rows_k = k
+            .format(format)
+            .dot_rows
+            .expect("k-quants have a row kernel");
+        for (i, &n) in LENGTHS.iter().enumerate() {
+            for m in [1, 2, 3, 4, 5, 6, 7, 8, 9, 13] {
+                let rows: Vec<Vec<u8>> = (0..m)
+                    .map(|r| make_row(n, 1100 + (i * 16 + r) as u64, r % 3 == 2))
+                    .collect();
+                let w: Vec<u8> = rows.concat();
+                for (name, x) in activations(n, 1200 + i as u64) {
+                    let mut y = vec![f32::NAN; m];
+                    (rows_k.f)(&w, &x, &mut y);
+                    for (r, row) in rows.iter().enumerate() {
+                        let abs: f64 = terms(row)
+                            .iter()
+                            .zip(&x)
+                            .map(|(w, x)| w * (*x as f64).abs())
+                            .sum();
+                        let what = format!("{} n={n} rows={m} row {r} x={name}", rows_k.name);
+                        let want = reference(row, &x);
+                        assert_close(&what, y[r], want, budget(n / sub + 48, abs, n));
+                    }
+                }
+            }
+        }
+    }
+}
+
 // ---- int8 activations ----------------------------------------------------------------------
 
 /// Activation-block scales and sums for the adversarial int8 inputs: zero, negative zero, f16's
@@ -496,6 +550,10 @@ fn check_names(k: &Kernels, backend: Backend) {
         };
         assert_eq!(fk.dot_q8.unwrap().name, format!("dot_{fmt}_q8/{int8}"));
         assert_eq!(fk.gemm_q8.unwrap().name, format!("gemm_{fmt}_q8/{int8}"));
+        assert_eq!(
+            fk.dot_rows.unwrap().name,
+            format!("dot_rows_{fmt}_f32/{isa}")
+        );
     }
 }
 
@@ -511,6 +569,17 @@ fn check_lengths_panic(k: &Kernels) {
         let fk = k.format(format);
         let row = vec![0u8; 2 * bytes];
         let x = vec![0.0f32; 512];
+        let rows_k = fk.dot_rows.unwrap();
+        assert!(
+            panics(|| (rows_k.f)(&row, &x[..256], &mut [0.0; 1])),
+            "{}: x too short",
+            rows_k.name
+        );
+        assert!(
+            panics(|| (rows_k.f)(&row[1..], &x, &mut [0.0; 1])),
+            "{}: partial block",
+            rows_k.name
+        );
         let dot_q8 = fk.dot_q8.unwrap();
         let xq = vec![0u8; scalar::act_q8_bytes(512)];
         assert!(
@@ -555,6 +624,10 @@ macro_rules! suite {
             #[test]
             fn dequant_bit_identical() {
                 kernels($backend).map(|k| check_dequant(&k));
+            }
+            #[test]
+            fn dot_rows_match_row_dot() {
+                kernels($backend).map(|k| check_dot_rows(&k));
             }
             #[test]
             fn dot_q8_bit_identical() {

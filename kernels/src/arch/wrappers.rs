@@ -111,6 +111,28 @@ macro_rules! int8_wrappers {
     };
 }
 
+/// The k-quants' multi-row wrappers `$name` around `$body(blocks, kb, x, y)` for one block type
+/// of 256 weights (rows of `kb` whole blocks, one per output).
+macro_rules! kquant_rows_wrapper {
+    ($name:ident, $block:ty, $what:literal, $body:path) => {
+        fn $name(w: &[u8], x: &[f32], y: &mut [f32]) {
+            let rows = y.len();
+            if rows == 0 {
+                return;
+            }
+            assert_eq!(w.len() % rows, 0, "weights are whole rows");
+            let kb = $crate::scalar::row_blocks(w.len() / rows, core::mem::size_of::<$block>());
+            let blocks: &[$block] =
+                $crate::blocks::as_blocks(w).expect(concat!($what, " rows are whole blocks"));
+            assert_eq!(kb * 256, x.len(), "activations match the rows");
+            // SAFETY: installed only by `install` after `detected` confirmed the body's
+            // features (see the module's wrapper notes); `blocks` holds `y.len()` rows of `kb`
+            // blocks and `x` their 256·kb activations.
+            unsafe { $body(blocks, kb, x, y) }
+        }
+    };
+}
+
 /// Module `$wrapper` of the k-quants' int8 wrappers around `$body::{dot_q4_k_q8, dot_q6_k_q8}`
 /// (eight activation blocks per super-block), and their GEMMs: the reference's loop over the
 /// row dot (`scalar::gemm_q8`), which keeps each row in L1 while it meets every token.
