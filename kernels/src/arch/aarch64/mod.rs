@@ -70,9 +70,11 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     let f = k.format_mut(Format::Q4_K);
     f.dot = named!(dot_q4_k_f32, "dot_q4_k_f32/neon");
     f.dequant = named!(dequant_q4_k, "dequant_q4_k/neon");
+    f.dot_rows = Some(named!(dot_rows_q4_k_f32, "dot_rows_q4_k_f32/neon"));
     let f = k.format_mut(Format::Q6_K);
     f.dot = named!(dot_q6_k_f32, "dot_q6_k_f32/neon");
     f.dequant = named!(dequant_q6_k, "dequant_q6_k/neon");
+    f.dot_rows = Some(named!(dot_rows_q6_k_f32, "dot_rows_q6_k_f32/neon"));
 
     // One row at a time `smmla` would waste half its products: i8mm keeps the `sdot` dots.
     let [q4_0, q4_1, q8_0]: [Named<DotQ8Fn>; 3] = match backend {
@@ -136,6 +138,18 @@ f32_wrappers!(neon, BlockQ4_1, "Q4_1", dot_q4_1_f32, dequant_q4_1);
 f32_wrappers!(neon, BlockQ8_0, "Q8_0", dot_q8_0_f32, dequant_q8_0);
 f32_wrappers!(kquants, BlockQ4_K, "Q4_K", 256, dot_q4_k_f32, dequant_q4_k);
 f32_wrappers!(kquants, BlockQ6_K, "Q6_K", 256, dot_q6_k_f32, dequant_q6_k);
+kquant_rows_wrapper!(
+    dot_rows_q4_k_f32,
+    BlockQ4_K,
+    "Q4_K",
+    kquants::dot_rows_q4_k_f32
+);
+kquant_rows_wrapper!(
+    dot_rows_q6_k_f32,
+    BlockQ6_K,
+    "Q6_K",
+    kquants::dot_rows_q6_k_f32
+);
 int8_wrappers!(neon_int8 => int8::neon);
 int8_wrappers!(dotprod => int8::dotprod);
 kquant_int8_wrappers!(kq_neon => kquants_int8::neon);
