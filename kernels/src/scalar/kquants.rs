@@ -26,6 +26,8 @@ const QK_K: usize = 256;
 
 /// Six-bit scale and min of sub-block `j` (0..8) from the 12 packed bytes (ggml's
 /// `get_scale_min_k4`).
+// The byte-wise spec: the kernels use `scales_mins_k4`, which the tests check against it.
+#[cfg_attr(not(test), allow(dead_code))]
 #[inline(always)]
 fn scale_min_k4(j: usize, s: &[u8; 12]) -> (u8, u8) {
     if j < 4 {
@@ -39,13 +41,22 @@ fn scale_min_k4(j: usize, s: &[u8; 12]) -> (u8, u8) {
 
 /// The six-bit scales and mins of all eight sub-blocks, `([sc; 8], [m; 8])`: the SIMD bodies
 /// take all eight at once, and the packing is decoded here, once, for every tier.
+///
+/// [`scale_min_k4`] for every `j` at once, four bytes per `u32` operation (a row kernel decodes
+/// this per row and super-block, so byte-at-a-time work showed in its profile): with the
+/// words `a = s[0..4]`, `b = s[4..8]`, `c = s[8..12]`, the scales are `a & 63` and
+/// `(c & 15) | (a >> 6) << 4` per byte, the mins `b & 63` and `(c >> 4) | (b >> 6) << 4`.
 #[inline(always)]
 pub(crate) fn scales_mins_k4(s: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
-    let (mut sc, mut m) = ([0u8; 8], [0u8; 8]);
-    for j in 0..8 {
-        (sc[j], m[j]) = scale_min_k4(j, s);
-    }
-    (sc, m)
+    let word = |i: usize| u32::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]);
+    let (a, b, c) = (word(0), word(4), word(8));
+    const LOW6: u32 = 0x3F3F_3F3F;
+    const LOW4: u32 = 0x0F0F_0F0F;
+    const LOW2: u32 = 0x0303_0303;
+    let sc_hi = (c & LOW4) | (((a >> 6) & LOW2) << 4);
+    let m_hi = ((c >> 4) & LOW4) | (((b >> 6) & LOW2) << 4);
+    let join = |lo: u32, hi: u32| (lo as u64 | (hi as u64) << 32).to_le_bytes();
+    (join(a & LOW6, sc_hi), join(b & LOW6, m_hi))
 }
 
 /// Per sub-block `(d·sc, dmin·m)`: the step and the offset subtracted from `step·q`.
@@ -488,6 +499,23 @@ mod tests {
             let s = pack_scales_k4(&sc, &m);
             for j in 0..8 {
                 assert_eq!(scale_min_k4(j, &s), (sc[j], m[j]));
+            }
+            assert_eq!(scales_mins_k4(&s), (sc, m));
+        }
+    }
+
+    #[test]
+    fn q4_k_word_decoding_matches_bytewise() {
+        // Every byte value in every position (the words mix neighbouring bytes' bits).
+        for pos in 0..12 {
+            for v in 0..=255u8 {
+                let mut s: [u8; 12] = core::array::from_fn(|i| (i as u8).wrapping_mul(91) ^ 0xA5);
+                s[pos] = v;
+                let want: ([u8; 8], [u8; 8]) = (
+                    core::array::from_fn(|j| scale_min_k4(j, &s).0),
+                    core::array::from_fn(|j| scale_min_k4(j, &s).1),
+                );
+                assert_eq!(scales_mins_k4(&s), want, "byte {pos} = {v}");
             }
         }
     }

@@ -10,12 +10,14 @@
 //!
 //! The multi-row kernels (`dot_rows_*`, decoding's matrix-vector product) take [`ROWS`] rows
 //! per step: each 32-float run of `x` is loaded once for all of them (and, for Q4_K, summed
-//! once for the min term), and the rows ahead are prefetched as in `gemm.rs`.
+//! once for the min term), and the rows ahead are prefetched as in `gemm.rs`. On L2/L3-sized
+//! matrices they run at the single-row kernels' speed (see [`ROWS`]); the prefetch is for
+//! matrices streamed from memory.
 
 use core::arch::x86_64::*;
 
 use super::avx2::{dot32, hsum, i8x16_to_f32, load32, store32};
-use super::gemm::{prefetch_ahead, prefetch_head, store_rows, ROWS};
+use super::gemm::{prefetch_ahead, prefetch_head, store_rows};
 use crate::blocks::{BlockQ4_K, BlockQ6_K};
 use crate::scalar::scales_mins_k4;
 
@@ -48,13 +50,20 @@ fn sum32(x: [__m256; 4]) -> __m256 {
 
 // ---- Q4_K --------------------------------------------------------------------------------
 
-/// Per sub-block `d·sc` and `dmin·m`: the same f32 products as the scalar reference.
+/// Per sub-block `d·sc` and `dmin·m`: the same f32 products as the scalar reference, eight
+/// at a time.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q4_k_steps(b: &BlockQ4_K) -> ([f32; 8], [f32; 8]) {
     let (sc, m) = scales_mins_k4(&b.scales);
-    let (d, dmin) = (b.d.to_f32(), b.dmin.to_f32());
-    (sc.map(|s| d * s as f32), m.map(|m| dmin * m as f32))
+    let (mut steps, mut mins) = ([0.0f32; 8], [0.0f32; 8]);
+    for (out, codes, scale) in [(&mut steps, sc, b.d), (&mut mins, m, b.dmin)] {
+        let codes = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(i64::from_le_bytes(codes)));
+        let v = _mm256_mul_ps(_mm256_set1_ps(scale.to_f32()), _mm256_cvtepi32_ps(codes));
+        // SAFETY: `out` holds 8 floats, exclusively borrowed; the store is unaligned.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+    }
+    (steps, mins)
 }
 
 /// One 32-byte chunk of Q4_K codes as (low nibbles, high nibbles): elements `64c..64c+32`
@@ -206,43 +215,47 @@ pub(crate) fn dequant_q6_k(blocks: &[BlockQ6_K], out: &mut [f32]) {
 
 // ---- several rows · f32 --------------------------------------------------------------------
 
+/// Rows per step of the k-quant row kernels: two, not `gemm.rs`'s four. These kernels are
+/// bound by turning codes into floats (a conversion and an FMA per eight weights on the same
+/// two ports), which sharing `x` does not relieve; four rows measured up to 10 % slower than
+/// the single-row dot on the 9 MB 8192 × 2048 matrix, two at par (noisy shared machine).
+const ROWS: usize = 2;
+
 /// 32 Q4_K codes of sub-block `2c + s` as four vectors of eight floats, from the chunk's 32
-/// bytes `qs`: bytes zero-extended to i32 lanes, then the low nibble masked (`s = 0`) or the
-/// high one shifted down (`s = 1`).
+/// bytes `qs`: bytes zero-extended to i32 lanes, masked to the low nibble (`q`) or to the high
+/// one left in place (`16·q`, which the caller's step divided by 16 undoes): masks run on any
+/// vector port, shifts would compete with the conversions and FMAs for two.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q4_k_sub_f32(qs: &[u8], high: bool) -> [__m256; 4] {
+fn q4_k_sub_f32(qs: &[u8], mask: __m256i) -> [__m256; 4] {
     assert!(qs.len() >= 32);
     core::array::from_fn(|i| {
         // SAFETY: qs holds at least 32 bytes; the load reads qs[8i..8i + 8].
         let v = unsafe { _mm_loadl_epi64(qs.as_ptr().add(8 * i).cast()) };
-        let v = _mm256_cvtepu8_epi32(v);
-        let v = if high {
-            _mm256_srli_epi32::<4>(v)
-        } else {
-            _mm256_and_si256(v, _mm256_set1_epi32(0x0F))
-        };
-        _mm256_cvtepi32_ps(v)
+        _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_cvtepu8_epi32(v), mask))
     })
 }
 
 /// `R` Q4_K rows (`kb` blocks each, back to back in `w`) · `x`: per sub-block and row
-/// `acc += (d·sc)·(Σ q·x) − (dmin·m)·(Σ x)`, `Σ x` shared by the rows.
+/// `acc += (d·sc)·(Σ q·x) − (dmin·m)·(Σ x)`, `Σ x` shared by the rows. The high-nibble
+/// sub-blocks see `16·q` and `d·sc/16` (exact: a power of two, and `d·sc/16 ≥ 2⁻²⁸` stays
+/// normal).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn rows_q4_k<const R: usize>(w: &[BlockQ4_K], kb: usize, x: &[f32]) -> [__m256; R] {
     assert!(w.len() >= R * kb && x.len() >= 256 * kb);
+    let masks = [_mm256_set1_epi32(0x0F), _mm256_set1_epi32(0xF0)];
     let mut acc = [_mm256_setzero_ps(); R];
     for b in 0..kb {
         let steps: [([f32; 8], [f32; 8]); R] = core::array::from_fn(|r| q4_k_steps(&w[r * kb + b]));
         for c in 0..4 {
-            for (s, high) in [false, true].into_iter().enumerate() {
+            for (s, unit) in [1.0f32, 1.0 / 16.0].into_iter().enumerate() {
                 let j = 2 * c + s;
                 let xv = load32(&x[256 * b + 32 * j..]);
                 let sx = sum32(xv);
                 for r in 0..R {
-                    let q = q4_k_sub_f32(&w[r * kb + b].qs[32 * c..], high);
-                    let (step, min) = (steps[r].0[j], steps[r].1[j]);
+                    let q = q4_k_sub_f32(&w[r * kb + b].qs[32 * c..], masks[s]);
+                    let (step, min) = (steps[r].0[j] * unit, steps[r].1[j]);
                     acc[r] = _mm256_fmadd_ps(dot32(q, xv), _mm256_set1_ps(step), acc[r]);
                     acc[r] = _mm256_fnmadd_ps(sx, _mm256_set1_ps(min), acc[r]);
                 }
