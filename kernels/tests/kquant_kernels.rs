@@ -296,7 +296,8 @@ fn check_dequant(k: &Kernels) {
 /// reference row dot on each row, within that dot's budget (module note (2)).
 fn check_dot_rows(k: &Kernels) {
     type Terms = fn(&[u8]) -> Vec<f64>;
-    let cases: [(Format, RowFn, fn(&[u8], &[f32]) -> f32, Terms, usize); 2] = [
+    type RowDot = fn(&[u8], &[f32]) -> f32;
+    let cases: [(Format, RowFn, RowDot, Terms, usize); 2] = [
         (
             Format::Q4_K,
             q4_k_row,
@@ -397,9 +398,10 @@ fn same_f32(a: f32, b: f32) -> bool {
 }
 
 type RowFn = fn(usize, u64, bool) -> Vec<u8>;
+type Int8Dot = fn(&[u8], &[u8]) -> f32;
 
 /// Q4_K and Q6_K with their row generators and int8 references.
-fn int8_cases() -> [(Format, RowFn, fn(&[u8], &[u8]) -> f32); 2] {
+fn int8_cases() -> [(Format, RowFn, Int8Dot); 2] {
     [
         (Format::Q4_K, q4_k_row, scalar::dot_q4_k_q8),
         (Format::Q6_K, q6_k_row, scalar::dot_q6_k_q8),
