@@ -1,6 +1,6 @@
 //! aarch64: NEON bodies ([`neon`], the k-quants in [`kquants`]), int8 dot products for NEON
-//! and the dot product extension ([`int8`]), and the safe wrappers the dispatch table gets
-//! after detection.
+//! and the dot product extension ([`int8`], the k-quants' in [`kquants_int8`]), and the safe
+//! wrappers the dispatch table gets after detection.
 //!
 //! NEON is part of every ARMv8-A application core (phones included); `dotprod` (`sdot`) came
 //! with ARMv8.2 (Cortex-A55/A75 and later) and replaces only the int8 dot products; `i8mm`

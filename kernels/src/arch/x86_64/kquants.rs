@@ -54,7 +54,7 @@ fn sum32(x: [__m256; 4]) -> __m256 {
 /// at a time.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q4_k_steps(b: &BlockQ4_K) -> ([f32; 8], [f32; 8]) {
+pub(super) fn q4_k_steps(b: &BlockQ4_K) -> ([f32; 8], [f32; 8]) {
     let (sc, m) = scales_mins_k4(&b.scales);
     let (mut steps, mut mins) = ([0.0f32; 8], [0.0f32; 8]);
     for (out, codes, scale) in [(&mut steps, sc, b.d), (&mut mins, m, b.dmin)] {

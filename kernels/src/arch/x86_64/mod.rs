@@ -1,5 +1,6 @@
 //! x86_64: AVX2 + FMA + F16C bodies ([`avx2`], the k-quants in [`kquants`]), int8 dot
-//! products for AVX2, AVX-VNNI and AVX512-VNNI ([`int8`]), and the safe wrappers the dispatch
+//! products for AVX2, AVX-VNNI and AVX512-VNNI ([`int8`], the k-quants' in [`kquants_int8`]),
+//! AVX-512F row kernels ([`avx512`], [`kquants512`]), and the safe wrappers the dispatch
 //! table gets after detection.
 //!
 //! Every backend here builds on AVX2 + FMA + F16C (Haswell, Zen 1 and later all have the
@@ -11,6 +12,7 @@ mod f16;
 mod gemm;
 mod int8;
 mod kquants;
+mod kquants512;
 mod kquants_int8;
 mod lut;
 mod ternary;
@@ -144,6 +146,10 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
         f.dot_q8 = Some(dot);
         f.gemm_q8 = Some(gemm);
     }
+    if backend == Backend::Avx512Vnni {
+        k.format_mut(Format::Q4_K).dot_rows =
+            Some(named!(dot_rows_q4_k_f32_avx512, "dot_rows_q4_k_f32/avx512"));
+    }
     ternary::install(backend, k);
     gemm::install(backend, k);
     lut::install(k);
@@ -174,6 +180,13 @@ kquant_rows_wrapper!(
     BlockQ6_K,
     "Q6_K",
     kquants::dot_rows_q6_k_f32
+);
+// Installed only for the AVX512-VNNI backend, whose detection includes `avx512f`.
+kquant_rows_wrapper!(
+    dot_rows_q4_k_f32_avx512,
+    BlockQ4_K,
+    "Q4_K",
+    kquants512::dot_rows_q4_k_f32
 );
 int8_wrappers!(avx2_int8 => int8::avx2);
 int8_wrappers!(avxvnni => int8::avxvnni);
