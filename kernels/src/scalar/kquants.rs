@@ -8,11 +8,11 @@
 //! error is at most half a step per weight, but ggml's search finds smaller total error.
 //!
 //! The int8 path ([`dot_q4_k_q8`], [`dot_q6_k_q8`]) meets the weights with activations
-//! quantized per 32 ([`BlockQ8Act`](super::BlockQ8Act)): a super-block spans eight activation blocks, one per
-//! Q4_K sub-block and one per pair of Q6_K sub-blocks. Everything up to one exact `i32` per
-//! activation block is integer; the float part is a fixed sequence of operations (one
-//! product per activation block, [`sum8_tree`], the super-block scale) that every backend
-//! performs in the same order, so all backends agree bit for bit.
+//! quantized per 32 ([`BlockQ8Act`](super::BlockQ8Act)): a super-block spans eight activation
+//! blocks, one per Q4_K sub-block and one per pair of Q6_K sub-blocks. Everything up to one
+//! exact `i32` per activation block is integer; the float part is a fixed sequence of
+//! operations (one product per activation block, [`sum8_tree`], the super-block scale) that
+//! every backend performs in the same order, so all backends agree bit for bit.
 
 use super::act::act_blocks;
 use super::q8::round_half_away;
@@ -42,10 +42,10 @@ fn scale_min_k4(j: usize, s: &[u8; 12]) -> (u8, u8) {
 /// The six-bit scales and mins of all eight sub-blocks, `([sc; 8], [m; 8])`: the SIMD bodies
 /// take all eight at once, and the packing is decoded here, once, for every tier.
 ///
-/// [`scale_min_k4`] for every `j` at once, four bytes per `u32` operation (a row kernel decodes
-/// this per row and super-block, so byte-at-a-time work showed in its profile): with the
-/// words `a = s[0..4]`, `b = s[4..8]`, `c = s[8..12]`, the scales are `a & 63` and
-/// `(c & 15) | (a >> 6) << 4` per byte, the mins `b & 63` and `(c >> 4) | (b >> 6) << 4`.
+/// [`scale_min_k4`] for every `j` at once, four bytes per `u32` operation (the row kernels
+/// decode this once per row and super-block): with the words `a = s[0..4]`, `b = s[4..8]`,
+/// `c = s[8..12]`, the scales are `a & 63` and `(c & 15) | (a >> 6) << 4` per byte, the mins
+/// `b & 63` and `(c >> 4) | (b >> 6) << 4`.
 #[inline(always)]
 pub(crate) fn scales_mins_k4(s: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
     let word = |i: usize| u32::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]);
@@ -334,7 +334,8 @@ pub fn sum8_tree(p: [f32; 8]) -> f32 {
     (t[0] + t[2]) + (t[1] + t[3])
 }
 
-/// Dot product of a Q4_K row with int8 activations (eight [`BlockQ8Act`](super::BlockQ8Act) per super-block).
+/// Dot product of a Q4_K row with int8 activations (eight
+/// [`BlockQ8Act`](super::BlockQ8Act) per super-block).
 ///
 /// Per super-block, with `i_j = Σ q·a` over sub-block j (exact i32) and the activation block's
 /// scale `d_j` and sum `s_j`:
@@ -362,7 +363,8 @@ pub fn dot_q4_k_q8(row: &[u8], xq: &[u8]) -> f32 {
     sum
 }
 
-/// Dot product of a Q6_K row with int8 activations (eight [`BlockQ8Act`](super::BlockQ8Act) per super-block).
+/// Dot product of a Q6_K row with int8 activations (eight
+/// [`BlockQ8Act`](super::BlockQ8Act) per super-block).
 ///
 /// Activation block k covers Q6_K sub-blocks 2k and 2k + 1; with `i_s = Σ (q − 32)·a` over
 /// sub-block s (exact), `I_k = scales[2k]·i_2k + scales[2k+1]·i_2k+1` is an integer of

@@ -31,7 +31,7 @@ use crate::scalar::{self, Q4_0_VALUES};
 /// How far ahead of the rows being multiplied the row kernels prefetch, in bytes, into L2
 /// (`pldl2keep`): the distance measured best on x86_64 (see `x86_64/gemm.rs`); not yet
 /// measured on a phone.
-pub(super) const PREFETCH_AHEAD: usize = 8192;
+const PREFETCH_AHEAD: usize = 8192;
 
 /// Rows per step of the row kernels.
 pub(super) const ROWS: usize = 4;
