@@ -161,7 +161,9 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
 // only after `detected(backend)` returned true. Every body enables `avx2,fma,f16c`, which every
 // backend here requires; the `avxvnni` and `avx512vnni` int8 bodies additionally enable
 // `avxvnni` or `avx512vnni,avx512vl`, and `install` puts them in the table only for the
-// backend that detected exactly those.
+// backend that detected exactly those; the AVX-512 row kernels (`*_avx512`) additionally enable
+// `avx512f`, and `install` puts them in the table only for the AVX512-VNNI backend, whose
+// detection includes it.
 
 vec_wrappers!(avx2);
 f32_wrappers!(avx2, BlockQ4_0, "Q4_0", dot_q4_0_f32, dequant_q4_0);
