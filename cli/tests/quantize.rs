@@ -1,6 +1,8 @@
 //! `tern quantize`: ternary round trips between TQ2_0, TQ1_0 and I2_S that are exact, BitNet's
-//! absmean rule on float weights, SmolLM2 requantized to Q4_0 (runs) and to TQ2_0 (falls back
-//! on its 576-wide rows and says so), and clear errors for bad input.
+//! absmean rule on float weights, SmolLM2 requantized to Q4_0 (runs), to TQ2_0 (falls back
+//! on its 576-wide rows and says so) and to Q4_K / Q6_K (ffn_down in the k-quant, the rest
+//! falling back; runs at f32 and int8 precision, so the k-quant kernels run end to end), and
+//! clear errors for bad input.
 //!
 //! The BitNet models are built here with Tern's GGUF writer, in the layout of
 //! tests/reference/make_bitnet_models.py (architecture `bitnet`, same tensor names, ternary
@@ -450,6 +452,69 @@ fn smollm2_to_q4_0_loads_and_runs() {
         text.trim().len() > "The capital of France is".len(),
         "no text generated: {text:?}"
     );
+}
+
+/// Greedy `tern run` of `model` at `precision`; panics unless it succeeds and completes the
+/// prompt with "Paris" (the shipped Q4_1 model's greedy answer at both precisions).
+fn run_generates(model: &Path, precision: &str) {
+    let prompt = "The capital of France is";
+    let run = tern(&[
+        "run",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        prompt,
+        "-n",
+        "6",
+        "--temp",
+        "0",
+        "--threads",
+        "2",
+        "--precision",
+        precision,
+    ]);
+    assert!(
+        run.status.success(),
+        "tern run --precision {precision} failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        text.contains("Paris"),
+        "--precision {precision}: {model:?} answered {text:?}"
+    );
+}
+
+#[test]
+fn smollm2_to_k_quants_loads_and_runs() {
+    let dir = Scratch::new("smollm2-kquants");
+    for (ty, ggml, file_ty) in [("q4_k", GgmlType::Q4_K, 14), ("q6_k", GgmlType::Q6_K, 18)] {
+        let out = dir.path(&format!("smollm2_{ty}.gguf"));
+        let report = quantize(&smollm2_path(), &out, ty, &["--fallback-type", "q8_0"]);
+        let f = File::read(&out);
+        let g = f.gguf();
+        assert_eq!(file_type(&f), file_ty);
+        // ffn_down reads 1536-wide rows (6 super-blocks): the k-quant. Rows of 576 do not
+        // divide into 256: the fallback, reported.
+        assert_eq!(
+            g.tensor("blk.0.ffn_down.weight").unwrap().ggml_type,
+            ggml,
+            "{report}"
+        );
+        assert_eq!(
+            g.tensor("blk.0.attn_q.weight").unwrap().ggml_type,
+            GgmlType::Q8_0
+        );
+        assert!(
+            report.contains(&format!(
+                "FALLBACK: rows of 576 do not divide into {ty} blocks of 256"
+            )),
+            "{report}"
+        );
+        check_metadata_copied(&File::read(&smollm2_path()), &f);
+        run_generates(&out, "f32");
+        run_generates(&out, "int8");
+    }
 }
 
 #[test]

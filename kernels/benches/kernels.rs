@@ -9,9 +9,10 @@
 //! the batches), scalar reference first in each group, so every
 //! figure sits next to a phone's memory bandwidth (roughly 10–30 GB/s per cluster). The
 //! 576-wide matrices fit in L2/L3, so their figures are compute-bound; the 49152 × 576
-//! output head (30 MB in Q8_0) streams from memory. The k-quants (Q4_K, Q6_K: `dot` and
-//! `dequant` only) need rows a multiple of 256, which SmolLM2's 576 is not, so besides its
-//! ffn_down they run on Llama 3.2 1B's shapes (up to 9 MB in Q4_K).
+//! output head (30 MB in Q8_0) streams from memory. The k-quants (Q4_K, Q6_K) need rows a
+//! multiple of 256, which SmolLM2's 576 is not, so besides its ffn_down they run on Llama 3.2
+//! 1B's shapes (up to 9 MB in Q4_K); their 64-token int8 batch runs on the ffn_down shape only
+//! (the scalar reference would take seconds per pass on the 1B shapes).
 //!
 //! Each figure is the fastest of many passes over the matrix (see [`time`]).
 //!
@@ -41,8 +42,9 @@ const KQUANT_SHAPES: [(usize, usize, &str); 3] = [
 ];
 
 /// What [`bench_matrix`] measures: every kind for the 32-weight formats, the single-row
-/// kinds on the output head, row · f32 and dequantization for the k-quants (they have no int8
-/// or multi-row kernels).
+/// kinds on the output head, and for the k-quants every kind but the f32 batch (which is the
+/// same dequantization and `gemm_f32` as for the other formats), the int8 batch only on the
+/// small shape.
 const ALL_KINDS: [&str; 7] = [
     "dot",
     "dot_rows",
@@ -53,7 +55,15 @@ const ALL_KINDS: [&str; 7] = [
     "dequant+gemm_f32 x64",
 ];
 const HEAD_KINDS: [&str; 4] = ["dot", "dot_rows", "dot_q8", "gemm_q8"];
-const KQUANT_KINDS: [&str; 2] = ["dot", "dequant"];
+const KQUANT_KINDS: [&str; 5] = ["dot", "dot_rows", "dot_q8", "gemm_q8", "dequant"];
+const KQUANT_SMALL_KINDS: [&str; 6] = [
+    "dot",
+    "dot_rows",
+    "dot_q8",
+    "gemm_q8",
+    "dequant",
+    "gemm_q8 x64",
+];
 
 fn main() {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
@@ -92,7 +102,12 @@ fn main() {
     );
     for format in [Format::Q4_K, Format::Q6_K] {
         for (rows, cols, shape) in KQUANT_SHAPES {
-            bench_matrix(&backends, format, rows, cols, shape, &filter, &KQUANT_KINDS);
+            let kinds: &[&str] = if rows * cols <= 1 << 20 {
+                &KQUANT_SMALL_KINDS
+            } else {
+                &KQUANT_KINDS
+            };
+            bench_matrix(&backends, format, rows, cols, shape, &filter, kinds);
         }
     }
     bench_dot_f32(&backends, &filter);

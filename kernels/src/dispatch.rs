@@ -304,6 +304,27 @@ impl Kernels {
             "dot_rows_q8_0_f32/scalar"
         ));
         f.gemm_q8 = Some(named!(scalar::gemm_q8_0_q8, "gemm_q8_0_q8/scalar"));
+        type KQuant = (Format, Named<DotQ8Fn>, Named<DotRowsFn>, Named<GemmQ8Fn>);
+        let kquants: [KQuant; 2] = [
+            (
+                Format::Q4_K,
+                named!(scalar::dot_q4_k_q8, "dot_q4_k_q8/scalar"),
+                named!(scalar::dot_rows_q4_k_f32, "dot_rows_q4_k_f32/scalar"),
+                named!(scalar::gemm_q4_k_q8, "gemm_q4_k_q8/scalar"),
+            ),
+            (
+                Format::Q6_K,
+                named!(scalar::dot_q6_k_q8, "dot_q6_k_q8/scalar"),
+                named!(scalar::dot_rows_q6_k_f32, "dot_rows_q6_k_f32/scalar"),
+                named!(scalar::gemm_q6_k_q8, "gemm_q6_k_q8/scalar"),
+            ),
+        ];
+        for (format, dot_q8, dot_rows, gemm_q8) in kquants {
+            let f = k.format_mut(format);
+            f.dot_q8 = Some(dot_q8);
+            f.dot_rows = Some(dot_rows);
+            f.gemm_q8 = Some(gemm_q8);
+        }
         // Ternary formats' per-token int8 path (BitNet b1.58).
         let t = k.format_mut(Format::TQ1_0);
         t.dot_q8_row = Some(named!(scalar::dot_tq1_0_q8row, "dot_tq1_0_q8row/scalar"));

@@ -1,5 +1,6 @@
-//! The k-quant kernels (Q4_K, Q6_K: row · f32 and dequantization) of every backend against
-//! the scalar reference: one generic suite instantiated per [`Backend`] (skipped, with a note,
+//! The k-quant kernels (Q4_K, Q6_K: row · f32, several rows · f32, row · int8 activations,
+//! rows × tokens of int8 activations, and dequantization) of every backend against the scalar
+//! reference: one generic suite instantiated per [`Backend`] (skipped, with a note,
 //! only when this CPU or build lacks it). Run the NEON instances under qemu:
 //! `QEMU_CPU=cortex-a53` and `QEMU_CPU=max`.
 //!
@@ -7,7 +8,8 @@
 //! every int8 sub-block scale occurs), all-zero blocks, blocks of maximal codes and scales,
 //! alternating codes, super-block scales 0, −0, ±65504 and f16 subnormals; activations
 //! ordinary, large, tiny, all zero and with negative zeros; rows of 1, 2, 3, 5, 9 and 16
-//! blocks.
+//! blocks. Int8 activations: those the quantizer writes for each of these, codes ±127, and
+//! activation-block scales and sums 0, −0, ±65504 and subnormal.
 //!
 //! # Error budgets
 //!
@@ -17,6 +19,11 @@
 //! | `dequant_q6_k`  | bit-identical                                            | (1) |
 //! | `dot_q4_k_f32`  | `2·γ(K)·Σ(|d·sc·q·x| + |dmin·m·x|)`, K = n/32 + 48       | (2) |
 //! | `dot_q6_k_f32`  | `2·γ(K)·Σ|d·scale·(q − 32)·x|`, K = n/16 + 48            | (2) |
+//! | `dot_rows_*`    | as the row dot of its format, per row                    | (2) |
+//! | `dot_q4_k_q8`   | bit-identical (NaN = NaN)                                | (3) |
+//! | `dot_q6_k_q8`   | bit-identical (NaN = NaN)                                | (3) |
+//! | `gemm_*_q8`     | bit-identical to the reference row dot, per element      | (3) |
+//! | int8 vs f32 dot | `Σ_blocks (d_a/2)(1 + 10⁻⁴)·Σ|w| + 2·γ(n/32 + 48)·Σ|w|(|x| + d_a)` | (4) |
 //!
 //! (1) Every backend computes the reference's f32 operations in the same order without
 //!     fusing: the step `d·sc` (Q6_K: `d·scale`), its product with the code, and for Q4_K the
@@ -31,6 +38,16 @@
 //!     n/64 per accumulator, ≤ 6 to combine the lanes and accumulators). Q6_K's reference: 1
 //!     + 15 over a 16-element sub-block + 2 + n/16. K = n/32 + 48 and n/16 + 48 bound every
 //!     backend. Plus `2n · 2^-149` for products that could underflow.
+//! (3) The integer part (per activation block one exact i32, scaled by the integer sub-block
+//!     scales) cannot round, and every backend performs the reference's float operations in
+//!     its order (`scalar::dot_q4_k_q8`): so the results are equal bit for bit, NaN included.
+//! (4) Both paths approximate `Σ w·x` for the exact weights `w` (`d·sc·q − dmin·m`; `d·scale·
+//!     (q − 32)`); the int8 path uses `x̂ = d_a·q_a` instead of `x`, and the activation
+//!     quantizer's rounding leaves `|x − x̂| ≤ (d_a/2)(1 + 508u)` (`x·(1/d_a)` rounds twice
+//!     before the rounding to an integer), hence the first term. Each path's float rounding is
+//!     within `γ(K)·Σ|w|·max(|x|, |x̂|)` of its exact sum (note (2); the int8 path has fewer
+//!     roundings per term: K = n/256 + 8), hence the second. The test also checks that the
+//!     bound stays below 5 % of `Σ|w·x|`.
 
 mod common;
 use common::*;
@@ -275,6 +292,246 @@ fn check_dequant(k: &Kernels) {
     }
 }
 
+/// `dot_rows` on 1..=9 and 13 rows (whole groups of four and every remainder) agrees with the
+/// reference row dot on each row, within that dot's budget (module note (2)).
+fn check_dot_rows(k: &Kernels) {
+    type Terms = fn(&[u8]) -> Vec<f64>;
+    type RowDot = fn(&[u8], &[f32]) -> f32;
+    let cases: [(Format, RowFn, RowDot, Terms, usize); 2] = [
+        (
+            Format::Q4_K,
+            q4_k_row,
+            scalar::dot_q4_k_f32,
+            |row| q4_k_terms(row).iter().map(|(w, m)| w + m).collect(),
+            32,
+        ),
+        (
+            Format::Q6_K,
+            q6_k_row,
+            scalar::dot_q6_k_f32,
+            |row| {
+                let mut w = vec![0.0f32; row.len() / 210 * 256];
+                scalar::dequant_q6_k(row, &mut w);
+                w.iter().map(|v| v.abs() as f64).collect()
+            },
+            16,
+        ),
+    ];
+    for (format, make_row, reference, terms, sub) in cases {
+        let rows_k = k
+            .format(format)
+            .dot_rows
+            .expect("k-quants have a row kernel");
+        for (i, &n) in LENGTHS.iter().enumerate() {
+            for m in [1, 2, 3, 4, 5, 6, 7, 8, 9, 13] {
+                let rows: Vec<Vec<u8>> = (0..m)
+                    .map(|r| make_row(n, 1100 + (i * 16 + r) as u64, r % 3 == 2))
+                    .collect();
+                let w: Vec<u8> = rows.concat();
+                for (name, x) in activations(n, 1200 + i as u64) {
+                    let mut y = vec![f32::NAN; m];
+                    (rows_k.f)(&w, &x, &mut y);
+                    for (r, row) in rows.iter().enumerate() {
+                        let abs: f64 = terms(row)
+                            .iter()
+                            .zip(&x)
+                            .map(|(w, x)| w * (*x as f64).abs())
+                            .sum();
+                        let what = format!("{} n={n} rows={m} row {r} x={name}", rows_k.name);
+                        let want = reference(row, &x);
+                        assert_close(&what, y[r], want, budget(n / sub + 48, abs, n));
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---- int8 activations ----------------------------------------------------------------------
+
+/// Activation-block scales and sums for the adversarial int8 inputs: zero, negative zero, f16's
+/// extremes (so products with f16 weight scales reach f32 infinity), subnormals, ordinary.
+const ACT_SCALES: [f32; 8] = [
+    0.0,
+    -0.0,
+    65504.0,
+    -65504.0,
+    1.0e-40,
+    5.9604645e-8,
+    1.0,
+    0.0123,
+];
+
+/// `n` activations as int8 blocks: those `quantize_act_q8` writes for each of [`activations`]
+/// (ordinary, large, tiny, negative zeros), then raw blocks with codes ±127 and random, and
+/// adversarial scales and sums (which no quantizer writes, but the kernels must still agree).
+fn int8_activations(n: usize, seed: u64) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (name, x) in activations(n, seed) {
+        let mut xq = vec![0u8; scalar::act_q8_bytes(n)];
+        scalar::quantize_act_q8(&x, &mut xq);
+        out.push((format!("quantized {name}"), xq));
+    }
+    let mut rng = Rng::new(seed ^ 0x5A5A);
+    for what in ["codes ±127", "random codes, adversarial scales"] {
+        let blocks: Vec<scalar::BlockQ8Act> = (0..n / 32)
+            .map(|_| {
+                let qs = core::array::from_fn(|_| match what {
+                    "codes ±127" => [127, -127][rng.below(2) as usize],
+                    _ => (rng.below(255) as i32 - 127) as i8,
+                });
+                scalar::BlockQ8Act {
+                    d: rng.pick(&ACT_SCALES).to_le_bytes(),
+                    s: rng.pick(&ACT_SCALES).to_le_bytes(),
+                    qs,
+                }
+            })
+            .collect();
+        out.push((what.to_string(), as_bytes(&blocks).to_vec()));
+    }
+    out
+}
+
+/// Bit equality, any NaN equal to any NaN (infinite scales can make `∞ − ∞`).
+fn same_f32(a: f32, b: f32) -> bool {
+    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+}
+
+type RowFn = fn(usize, u64, bool) -> Vec<u8>;
+type Int8Dot = fn(&[u8], &[u8]) -> f32;
+
+/// Q4_K and Q6_K with their row generators and int8 references.
+fn int8_cases() -> [(Format, RowFn, Int8Dot); 2] {
+    [
+        (Format::Q4_K, q4_k_row, scalar::dot_q4_k_q8),
+        (Format::Q6_K, q6_k_row, scalar::dot_q6_k_q8),
+    ]
+}
+
+/// `dot_q8` is bit-identical to the reference (module note (3)).
+fn check_dot_q8(k: &Kernels) {
+    for (format, make_row, reference) in int8_cases() {
+        let dot = k.format(format).dot_q8.expect("k-quants have an int8 dot");
+        for (i, &n) in LENGTHS.iter().enumerate() {
+            for adversarial in [false, true] {
+                let row = make_row(n, 600 + i as u64, adversarial);
+                for (name, xq) in int8_activations(n, 700 + i as u64) {
+                    let (got, want) = ((dot.f)(&row, &xq), reference(&row, &xq));
+                    assert!(
+                        same_f32(got, want),
+                        "{} n={n} adversarial={adversarial} x={name}: {got:e} vs {want:e}",
+                        dot.name
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `gemm_q8` (rows × tokens, into a strided output) is bit-identical to the reference row dot
+/// element by element, and leaves the stride's padding alone.
+fn check_gemm_q8(k: &Kernels) {
+    for (format, make_row, reference) in int8_cases() {
+        let gemm = k
+            .format(format)
+            .gemm_q8
+            .expect("k-quants have an int8 GEMM");
+        for n_cols in [256, 768] {
+            for (m, n) in [(1, 1), (3, 1), (4, 2), (5, 3), (9, 4)] {
+                let w: Vec<u8> = (0..m)
+                    .flat_map(|r| make_row(n_cols, 800 + r as u64, r % 2 == 1))
+                    .collect();
+                let xq: Vec<u8> = (0..n)
+                    .flat_map(|t| {
+                        let acts = int8_activations(n_cols, 900 + t as u64);
+                        acts[t % acts.len()].1.clone()
+                    })
+                    .collect();
+                let ldy = m + 3;
+                let mut y = vec![f32::NAN; n * ldy];
+                (gemm.f)(&w, m, &xq, n, &mut y, ldy);
+                let (rb, qb) = (w.len() / m, xq.len() / n);
+                for t in 0..n {
+                    for r in 0..ldy {
+                        let got = y[t * ldy + r];
+                        if r >= m {
+                            assert!(got.is_nan(), "{}: padding written", gemm.name);
+                            continue;
+                        }
+                        let want = reference(&w[r * rb..][..rb], &xq[t * qb..][..qb]);
+                        assert!(
+                            same_f32(got, want),
+                            "{} {n_cols} cols m={m} n={n} row {r} token {t}: {got:e} vs {want:e}",
+                            gemm.name
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The int8 path against the f32 dot on quantized random weights and ordinary activations,
+/// within the bound of module note (4).
+fn check_int8_tracks_f32(k: &Kernels) {
+    for (format, quantize, bytes) in [
+        (
+            Format::Q4_K,
+            scalar::quantize_q4_k as fn(&[f32], &mut [u8]),
+            144,
+        ),
+        (Format::Q6_K, scalar::quantize_q6_k, 210),
+    ] {
+        let fk = k.format(format);
+        let dot_q8 = fk.dot_q8.expect("k-quants have an int8 dot");
+        for (i, &n) in LENGTHS.iter().enumerate() {
+            let mut rng = Rng::new(1000 + i as u64);
+            let wf: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+            let x: Vec<f32> = (0..n).map(|_| 4.0 * rng.f32()).collect();
+            let mut row = vec![0u8; n / 256 * bytes];
+            quantize(&wf, &mut row);
+            let mut xq = vec![0u8; scalar::act_q8_bytes(n)];
+            (k.quantize_act_q8.f)(&x, &mut xq);
+            let acts: &[scalar::BlockQ8Act] = tern_kernels::blocks::as_blocks(&xq).unwrap();
+            // |w| per element: Q4_K's two terms, Q6_K's exact dequantized weight.
+            let w_abs: Vec<f64> = match format {
+                Format::Q4_K => q4_k_terms(&row).iter().map(|(w, m)| w + m).collect(),
+                _ => {
+                    let mut w = vec![0.0f32; n];
+                    scalar::dequant_q6_k(&row, &mut w);
+                    w.iter().map(|v| v.abs() as f64).collect()
+                }
+            };
+            let mut rounding = 0.0f64;
+            let mut abs = 0.0f64;
+            for ((w, x), a) in w_abs.chunks(32).zip(x.chunks(32)).zip(acts) {
+                let d_a = a.d() as f64;
+                rounding += d_a / 2.0 * (1.0 + 1e-4) * w.iter().sum::<f64>();
+                abs += w
+                    .iter()
+                    .zip(x)
+                    .map(|(w, x)| w * (x.abs() as f64 + d_a))
+                    .sum::<f64>();
+            }
+            let bound = rounding + budget(n / 32 + 48, abs, n);
+            let got = (dot_q8.f)(&row, &xq);
+            let want = (fk.dot.f)(&row, &x);
+            assert_close(
+                &format!("{} vs {} n={n}", dot_q8.name, fk.dot.name),
+                got,
+                want,
+                bound,
+            );
+            // And the bound is not vacuous: it is a small fraction of the magnitude.
+            assert!(
+                bound < 0.05 * abs,
+                "{}: bound {bound} vs Σ|w·x| {abs}",
+                dot_q8.name
+            );
+        }
+    }
+}
+
 /// Slot names say which backend filled them.
 fn check_names(k: &Kernels, backend: Backend) {
     let isa = match backend {
@@ -287,6 +544,20 @@ fn check_names(k: &Kernels, backend: Backend) {
         let fk = k.format(format);
         assert_eq!(fk.dot.name, format!("dot_{fmt}_f32/{isa}"));
         assert_eq!(fk.dequant.name, format!("dequant_{fmt}/{isa}"));
+        let int8 = match backend {
+            Backend::AvxVnni => "avxvnni",
+            Backend::Avx512Vnni => "avx512vnni",
+            Backend::NeonDotprod | Backend::NeonI8mm => "dotprod",
+            _ => isa,
+        };
+        assert_eq!(fk.dot_q8.unwrap().name, format!("dot_{fmt}_q8/{int8}"));
+        assert_eq!(fk.gemm_q8.unwrap().name, format!("gemm_{fmt}_q8/{int8}"));
+        let rows = match (backend, format) {
+            (Backend::Avx512Vnni, Format::Q4_K) => "avx512",
+            _ => isa,
+        };
+        let rows_name = fk.dot_rows.unwrap().name;
+        assert_eq!(rows_name, format!("dot_rows_{fmt}_f32/{rows}"));
     }
 }
 
@@ -302,6 +573,29 @@ fn check_lengths_panic(k: &Kernels) {
         let fk = k.format(format);
         let row = vec![0u8; 2 * bytes];
         let x = vec![0.0f32; 512];
+        let rows_k = fk.dot_rows.unwrap();
+        assert!(
+            panics(|| (rows_k.f)(&row, &x[..256], &mut [0.0; 1])),
+            "{}: x too short",
+            rows_k.name
+        );
+        assert!(
+            panics(|| (rows_k.f)(&row[1..], &x, &mut [0.0; 1])),
+            "{}: partial block",
+            rows_k.name
+        );
+        let dot_q8 = fk.dot_q8.unwrap();
+        let xq = vec![0u8; scalar::act_q8_bytes(512)];
+        assert!(
+            panics(|| (dot_q8.f)(&row, &xq[..scalar::act_q8_bytes(256)])),
+            "{}: too few activation blocks",
+            dot_q8.name
+        );
+        assert!(
+            panics(|| (dot_q8.f)(&row, &xq[1..])),
+            "{}: partial activation block",
+            dot_q8.name
+        );
         let names = format!("{} / {}", fk.dot.name, fk.dequant.name);
         assert!(
             panics(|| (fk.dot.f)(&row, &x[..256])),
@@ -334,6 +628,22 @@ macro_rules! suite {
             #[test]
             fn dequant_bit_identical() {
                 kernels($backend).map(|k| check_dequant(&k));
+            }
+            #[test]
+            fn dot_rows_match_row_dot() {
+                kernels($backend).map(|k| check_dot_rows(&k));
+            }
+            #[test]
+            fn dot_q8_bit_identical() {
+                kernels($backend).map(|k| check_dot_q8(&k));
+            }
+            #[test]
+            fn gemm_q8_bit_identical() {
+                kernels($backend).map(|k| check_gemm_q8(&k));
+            }
+            #[test]
+            fn int8_tracks_f32() {
+                kernels($backend).map(|k| check_int8_tracks_f32(&k));
             }
             #[test]
             fn slot_names() {

@@ -111,6 +111,84 @@ macro_rules! int8_wrappers {
     };
 }
 
+/// The k-quants' multi-row wrappers `$name` around `$body(blocks, kb, x, y)` for one block type
+/// of 256 weights (rows of `kb` whole blocks, one per output).
+macro_rules! kquant_rows_wrapper {
+    ($name:ident, $block:ty, $what:literal, $body:path) => {
+        fn $name(w: &[u8], x: &[f32], y: &mut [f32]) {
+            let rows = y.len();
+            if rows == 0 {
+                return;
+            }
+            assert_eq!(w.len() % rows, 0, "weights are whole rows");
+            let kb = $crate::scalar::row_blocks(w.len() / rows, core::mem::size_of::<$block>());
+            let blocks: &[$block] =
+                $crate::blocks::as_blocks(w).expect(concat!($what, " rows are whole blocks"));
+            assert_eq!(kb * 256, x.len(), "activations match the rows");
+            // SAFETY: installed only by `install` after `detected` confirmed the body's
+            // features (see the module's wrapper notes); `blocks` holds `y.len()` rows of `kb`
+            // blocks and `x` their 256·kb activations.
+            unsafe { $body(blocks, kb, x, y) }
+        }
+    };
+}
+
+/// Module `$wrapper` of the k-quants' int8 wrappers around `$body::{dot_q4_k_q8, dot_q6_k_q8}`
+/// (eight activation blocks per super-block), and their GEMMs: the reference's loop over the
+/// row dot (`scalar::gemm_q8`), which keeps each row in L1 while it meets every token.
+macro_rules! kquant_int8_wrappers {
+    ($wrapper:ident => $($body:ident)::+) => {
+        mod $wrapper {
+            use $crate::blocks::{as_blocks, BlockQ4_K, BlockQ6_K};
+            use $crate::scalar::BlockQ8Act;
+
+            fn acts(xq: &[u8], n_blocks: usize) -> &[BlockQ8Act] {
+                let a: &[BlockQ8Act] = as_blocks(xq).expect("activations are whole act blocks");
+                assert_eq!(a.len(), 8 * n_blocks, "activation blocks match the row");
+                a
+            }
+
+            pub(super) fn dot_q4_k_q8(row: &[u8], xq: &[u8]) -> f32 {
+                let blocks: &[BlockQ4_K] = as_blocks(row).expect("Q4_K row is whole blocks");
+                let acts = acts(xq, blocks.len());
+                // SAFETY: installed only by `install`, for this body's backend, after
+                // `detected` confirmed its features (see the module's wrapper notes).
+                unsafe { super::$($body)::+::dot_q4_k_q8(blocks, acts) }
+            }
+
+            pub(super) fn dot_q6_k_q8(row: &[u8], xq: &[u8]) -> f32 {
+                let blocks: &[BlockQ6_K] = as_blocks(row).expect("Q6_K row is whole blocks");
+                let acts = acts(xq, blocks.len());
+                // SAFETY: installed only by `install`, for this body's backend, after
+                // `detected` confirmed its features (see the module's wrapper notes).
+                unsafe { super::$($body)::+::dot_q6_k_q8(blocks, acts) }
+            }
+
+            pub(super) fn gemm_q4_k_q8(
+                w: &[u8],
+                m: usize,
+                xq: &[u8],
+                n: usize,
+                y: &mut [f32],
+                ldy: usize,
+            ) {
+                $crate::scalar::gemm_q8(w, m, xq, n, y, ldy, dot_q4_k_q8)
+            }
+
+            pub(super) fn gemm_q6_k_q8(
+                w: &[u8],
+                m: usize,
+                xq: &[u8],
+                n: usize,
+                y: &mut [f32],
+                ldy: usize,
+            ) {
+                $crate::scalar::gemm_q8(w, m, xq, n, y, ldy, dot_q6_k_q8)
+            }
+        }
+    };
+}
+
 /// `Named { f, name }`.
 macro_rules! named {
     ($f:path, $name:literal) => {

@@ -117,7 +117,8 @@ fn lut4(qs: &[u8; 16], lut: &[i8; 16]) -> [i8; 32] {
     w
 }
 
-fn act_blocks(xq: &[u8], n_blocks: usize) -> &[BlockQ8Act] {
+/// `xq` as activation blocks, checked to number `n_blocks` (the row's 32-weight groups).
+pub(crate) fn act_blocks(xq: &[u8], n_blocks: usize) -> &[BlockQ8Act] {
     let a: &[BlockQ8Act] = as_blocks(xq).expect("activations are whole act blocks");
     assert_eq!(a.len(), n_blocks, "activation blocks match the row");
     a

@@ -12,8 +12,8 @@
 //! its summation order, and exactly in its integer sums.
 
 use super::{
-    dot_f16_f32, dot_f32, dot_q4_0_f32, dot_q4_0_q8, dot_q4_1_f32, dot_q4_1_q8, dot_q8_0_f32,
-    dot_q8_0_q8,
+    dot_f16_f32, dot_f32, dot_q4_0_f32, dot_q4_0_q8, dot_q4_1_f32, dot_q4_1_q8, dot_q4_k_f32,
+    dot_q4_k_q8, dot_q6_k_f32, dot_q6_k_q8, dot_q8_0_f32, dot_q8_0_q8,
 };
 
 /// `y[r] = row r · x` for the `y.len()` rows of `w`, with `row_dot` the single-row kernel.
@@ -67,6 +67,16 @@ pub fn dot_rows_q8_0_f32(w: &[u8], x: &[f32], y: &mut [f32]) {
     dot_rows(w, x, y, dot_q8_0_f32)
 }
 
+/// `y[r] = row r · x` for the `y.len()` Q4_K rows in `w`.
+pub fn dot_rows_q4_k_f32(w: &[u8], x: &[f32], y: &mut [f32]) {
+    dot_rows(w, x, y, dot_q4_k_f32)
+}
+
+/// `y[r] = row r · x` for the `y.len()` Q6_K rows in `w`.
+pub fn dot_rows_q6_k_f32(w: &[u8], x: &[f32], y: &mut [f32]) {
+    dot_rows(w, x, y, dot_q6_k_f32)
+}
+
 /// Checks the shapes of a [`gemm_q4_0_q8`]-style call and returns the bytes of one weight row
 /// and of one activation row.
 pub(crate) fn gemm_shape(
@@ -86,23 +96,25 @@ pub(crate) fn gemm_shape(
 }
 
 /// `y[t·ldy + r] = row r · token t` for `m` weight rows and `n` rows of int8 activations,
-/// with `row_dot` the single-row kernel.
+/// with `row_dot` the single-row kernel: each row meets every token while it is in L1. Also
+/// the SIMD backends' GEMM for formats whose row dot already does the work (the k-quants).
 #[allow(clippy::too_many_arguments)]
-fn gemm_q8(
+#[inline(always)]
+pub(crate) fn gemm_q8(
     w: &[u8],
     m: usize,
     xq: &[u8],
     n: usize,
     y: &mut [f32],
     ldy: usize,
-    row_dot: fn(&[u8], &[u8]) -> f32,
+    row_dot: impl Fn(&[u8], &[u8]) -> f32,
 ) {
     if m == 0 || n == 0 {
         return;
     }
     let (rb, qb) = gemm_shape(w, m, xq.len(), n, y, ldy);
-    for (t, xt) in xq.chunks_exact(qb).enumerate() {
-        for (r, row) in w.chunks_exact(rb).enumerate() {
+    for (r, row) in w.chunks_exact(rb).enumerate() {
+        for (t, xt) in xq.chunks_exact(qb).enumerate() {
             y[t * ldy + r] = row_dot(row, xt);
         }
     }
@@ -122,6 +134,16 @@ pub fn gemm_q4_1_q8(w: &[u8], m: usize, xq: &[u8], n: usize, y: &mut [f32], ldy:
 /// `y[t·ldy + r] = row r · token t` for `m` Q8_0 rows and `n` int8 activation rows.
 pub fn gemm_q8_0_q8(w: &[u8], m: usize, xq: &[u8], n: usize, y: &mut [f32], ldy: usize) {
     gemm_q8(w, m, xq, n, y, ldy, dot_q8_0_q8)
+}
+
+/// `y[t·ldy + r] = row r · token t` for `m` Q4_K rows and `n` int8 activation rows.
+pub fn gemm_q4_k_q8(w: &[u8], m: usize, xq: &[u8], n: usize, y: &mut [f32], ldy: usize) {
+    gemm_q8(w, m, xq, n, y, ldy, dot_q4_k_q8)
+}
+
+/// `y[t·ldy + r] = row r · token t` for `m` Q6_K rows and `n` int8 activation rows.
+pub fn gemm_q6_k_q8(w: &[u8], m: usize, xq: &[u8], n: usize, y: &mut [f32], ldy: usize) {
+    gemm_q8(w, m, xq, n, y, ldy, dot_q6_k_q8)
 }
 
 /// `y[t·ldy + r] = a[r] · b[t]` for `m` rows of `a` and `n` rows of `b`, all `k` wide

@@ -6,7 +6,15 @@
 //! scale search (`make_qkx2_quants`, `make_qx_quants`): they pick each sub-block's scale from its
 //! range, round every scale *up* so no code is ever clamped, and round codes to nearest. Their
 //! error is at most half a step per weight, but ggml's search finds smaller total error.
+//!
+//! The int8 path ([`dot_q4_k_q8`], [`dot_q6_k_q8`]) meets the weights with activations
+//! quantized per 32 ([`BlockQ8Act`](super::BlockQ8Act)): a super-block spans eight activation
+//! blocks, one per Q4_K sub-block and one per pair of Q6_K sub-blocks. Everything up to one
+//! exact `i32` per activation block is integer; the float part is a fixed sequence of
+//! operations (one product per activation block, [`sum8_tree`], the super-block scale) that
+//! every backend performs in the same order, so all backends agree bit for bit.
 
+use super::act::act_blocks;
 use super::q8::round_half_away;
 use crate::blocks::{as_blocks, as_blocks_mut, BlockQ4_K, BlockQ6_K, F16Le};
 
@@ -18,6 +26,8 @@ const QK_K: usize = 256;
 
 /// Six-bit scale and min of sub-block `j` (0..8) from the 12 packed bytes (ggml's
 /// `get_scale_min_k4`).
+// The byte-wise spec: the kernels use `scales_mins_k4`, which the tests check against it.
+#[cfg_attr(not(test), allow(dead_code))]
 #[inline(always)]
 fn scale_min_k4(j: usize, s: &[u8; 12]) -> (u8, u8) {
     if j < 4 {
@@ -31,13 +41,22 @@ fn scale_min_k4(j: usize, s: &[u8; 12]) -> (u8, u8) {
 
 /// The six-bit scales and mins of all eight sub-blocks, `([sc; 8], [m; 8])`: the SIMD bodies
 /// take all eight at once, and the packing is decoded here, once, for every tier.
+///
+/// [`scale_min_k4`] for every `j` at once, four bytes per `u32` operation (the row kernels
+/// decode this once per row and super-block): with the words `a = s[0..4]`, `b = s[4..8]`,
+/// `c = s[8..12]`, the scales are `a & 63` and `(c & 15) | (a >> 6) << 4` per byte, the mins
+/// `b & 63` and `(c >> 4) | (b >> 6) << 4`.
 #[inline(always)]
 pub(crate) fn scales_mins_k4(s: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
-    let (mut sc, mut m) = ([0u8; 8], [0u8; 8]);
-    for j in 0..8 {
-        (sc[j], m[j]) = scale_min_k4(j, s);
-    }
-    (sc, m)
+    let word = |i: usize| u32::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]);
+    let (a, b, c) = (word(0), word(4), word(8));
+    const LOW6: u32 = 0x3F3F_3F3F;
+    const LOW4: u32 = 0x0F0F_0F0F;
+    const LOW2: u32 = 0x0303_0303;
+    let sc_hi = (c & LOW4) | (((a >> 6) & LOW2) << 4);
+    let m_hi = ((c >> 4) & LOW4) | (((b >> 6) & LOW2) << 4);
+    let join = |lo: u32, hi: u32| (lo as u64 | (hi as u64) << 32).to_le_bytes();
+    (join(a & LOW6, sc_hi), join(b & LOW6, m_hi))
 }
 
 /// Per sub-block `(d·sc, dmin·m)`: the step and the offset subtracted from `step·q`.
@@ -304,6 +323,77 @@ pub fn quantize_q6_k(x: &[f32], out: &mut [u8]) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Int8 activations
+
+/// `Σ p` in the fixed order every backend's int8 k-quant kernel uses,
+/// `((p0 + p4) + (p2 + p6)) + ((p1 + p5) + (p3 + p7))`: an eight-lane horizontal sum (the two
+/// halves added, then pairs), so a SIMD reduction reproduces it exactly.
+#[inline(always)]
+pub fn sum8_tree(p: [f32; 8]) -> f32 {
+    let t = [p[0] + p[4], p[1] + p[5], p[2] + p[6], p[3] + p[7]];
+    (t[0] + t[2]) + (t[1] + t[3])
+}
+
+/// Dot product of a Q4_K row with int8 activations (eight
+/// [`BlockQ8Act`](super::BlockQ8Act) per super-block).
+///
+/// Per super-block, with `i_j = Σ q·a` over sub-block j (exact i32) and the activation block's
+/// scale `d_j` and sum `s_j`:
+/// `d·sum8_tree([d_j · (sc_j·i_j) as f32]) − dmin·sum8_tree([s_j · m_j as f32])`, added to the
+/// running sum one super-block at a time. `sc_j·i_j` is an integer below 63·15·127·32 < 2²⁴,
+/// so its conversion is exact.
+pub fn dot_q4_k_q8(row: &[u8], xq: &[u8]) -> f32 {
+    let blocks: &[BlockQ4_K] = as_blocks(row).expect("Q4_K row is whole blocks");
+    let acts = act_blocks(xq, 8 * blocks.len());
+    let mut sum = 0.0f32;
+    for (b, a) in blocks.iter().zip(acts.chunks_exact(8)) {
+        let (sc, m) = scales_mins_k4(&b.scales);
+        let q = q4_k_codes(&b.qs);
+        let p = core::array::from_fn(|j| {
+            let isum: i32 = q[32 * j..32 * j + 32]
+                .iter()
+                .zip(&a[j].qs)
+                .map(|(&q, &a)| q as i32 * a as i32)
+                .sum();
+            a[j].d() * (sc[j] as i32 * isum) as f32
+        });
+        let mins = core::array::from_fn(|j| a[j].s() * m[j] as f32);
+        sum += b.d.to_f32() * sum8_tree(p) - b.dmin.to_f32() * sum8_tree(mins);
+    }
+    sum
+}
+
+/// Dot product of a Q6_K row with int8 activations (eight
+/// [`BlockQ8Act`](super::BlockQ8Act) per super-block).
+///
+/// Activation block k covers Q6_K sub-blocks 2k and 2k + 1; with `i_s = Σ (q − 32)·a` over
+/// sub-block s (exact), `I_k = scales[2k]·i_2k + scales[2k+1]·i_2k+1` is an integer of
+/// magnitude at most 2·128·32·127·16 < 2²⁴ (exact in f32). Per super-block
+/// `d·sum8_tree([d_k · I_k as f32])`, added to the running sum one super-block at a time.
+pub fn dot_q6_k_q8(row: &[u8], xq: &[u8]) -> f32 {
+    let blocks: &[BlockQ6_K] = as_blocks(row).expect("Q6_K row is whole blocks");
+    let acts = act_blocks(xq, 8 * blocks.len());
+    let mut sum = 0.0f32;
+    for (b, a) in blocks.iter().zip(acts.chunks_exact(8)) {
+        let q = q6_k_codes(b);
+        let p = core::array::from_fn(|k| {
+            let isum = |s: usize| -> i32 {
+                let e = 16 * s;
+                let sub: i32 = q[e..e + 16]
+                    .iter()
+                    .zip(&a[k].qs[e - 32 * k..])
+                    .map(|(&q, &a)| q as i32 * a as i32)
+                    .sum();
+                b.scales[s] as i32 * sub
+            };
+            a[k].d() * (isum(2 * k) + isum(2 * k + 1)) as f32
+        });
+        sum += b.d.to_f32() * sum8_tree(p);
+    }
+    sum
+}
+
+// ---------------------------------------------------------------------------------------------
 // Shared
 
 /// Largest value of `v` (0 for an empty or all-negative slice; NaN is skipped).
@@ -411,6 +501,23 @@ mod tests {
             let s = pack_scales_k4(&sc, &m);
             for j in 0..8 {
                 assert_eq!(scale_min_k4(j, &s), (sc[j], m[j]));
+            }
+            assert_eq!(scales_mins_k4(&s), (sc, m));
+        }
+    }
+
+    #[test]
+    fn q4_k_word_decoding_matches_bytewise() {
+        // Every byte value in every position (the words mix neighbouring bytes' bits).
+        for pos in 0..12 {
+            for v in 0..=255u8 {
+                let mut s: [u8; 12] = core::array::from_fn(|i| (i as u8).wrapping_mul(91) ^ 0xA5);
+                s[pos] = v;
+                let want: ([u8; 8], [u8; 8]) = (
+                    core::array::from_fn(|j| scale_min_k4(j, &s).0),
+                    core::array::from_fn(|j| scale_min_k4(j, &s).1),
+                );
+                assert_eq!(scales_mins_k4(&s), want, "byte {pos} = {v}");
             }
         }
     }

@@ -34,14 +34,14 @@ use crate::scalar::{self, Q4_0_VALUES};
 const PREFETCH_AHEAD: usize = 8192;
 
 /// Rows per step of the row kernels.
-const ROWS: usize = 4;
+pub(super) const ROWS: usize = 4;
 
 // ---- helpers -------------------------------------------------------------------------------
 
 /// Prefetches into L2 the cache lines of `len` bytes starting `PREFETCH_AHEAD` past `p`.
 #[inline]
 #[target_feature(enable = "neon")]
-fn prefetch_ahead(p: *const u8, len: usize) {
+pub(super) fn prefetch_ahead(p: *const u8, len: usize) {
     let mut off = 0;
     while off < len {
         let q = p.wrapping_add(PREFETCH_AHEAD + off);
@@ -59,7 +59,7 @@ fn prefetch_ahead(p: *const u8, len: usize) {
 /// before them.
 #[inline]
 #[target_feature(enable = "neon")]
-fn prefetch_head(p: *const u8, len: usize) {
+pub(super) fn prefetch_head(p: *const u8, len: usize) {
     let mut off = 0;
     while off < len.min(PREFETCH_AHEAD) {
         // SAFETY: as in `prefetch_ahead`; these addresses are inside the slice.
@@ -131,7 +131,7 @@ fn hsum4(v: [float32x4_t; 4]) -> float32x4_t {
 /// Writes the `R` row results of `acc` to `y[..R]` (`R ≤ 4`).
 #[inline]
 #[target_feature(enable = "neon")]
-fn store_rows<const R: usize>(acc: [float32x4_t; R], y: &mut [f32]) {
+pub(super) fn store_rows<const R: usize>(acc: [float32x4_t; R], y: &mut [f32]) {
     let mut v = [vdupq_n_f32(0.0); 4];
     v[..R].copy_from_slice(&acc);
     let mut out = [0.0f32; 4];

@@ -101,7 +101,7 @@ pub(crate) mod dotprod {
     /// Inline assembly because Rust's `vdotq_s32` intrinsic is not stable yet.
     #[inline]
     #[target_feature(enable = "neon,dotprod")]
-    fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    pub(crate) fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
         let mut acc = acc;
         // SAFETY: this function enables `dotprod`, so its callers run only where SDOT was
         // detected; the instruction reads and writes the named registers only.

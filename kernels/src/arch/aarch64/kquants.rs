@@ -7,9 +7,14 @@
 //! The per-sub-block steps (`d·sc`, `dmin·m`, `d·scale`) are the scalar reference's own f32
 //! products, computed once per block; the codes are unpacked with shifts and masks, widened to
 //! f32 and multiplied (dequant) or fused into the dot with `x` (dot).
+//!
+//! The multi-row kernels (`dot_rows_*`, decoding's matrix-vector product) take [`ROWS`] rows
+//! per step: each run of `x` is loaded once for all of them (and, for Q4_K, summed once for
+//! the min term), and the rows ahead are prefetched as in `gemm.rs`.
 
 use core::arch::aarch64::*;
 
+use super::gemm::{prefetch_ahead, prefetch_head, store_rows, ROWS};
 use super::neon::{dot16, i8x16_to_f32, load16, store16, sum4};
 use crate::blocks::{BlockQ4_K, BlockQ6_K};
 use crate::scalar::scales_mins_k4;
@@ -39,7 +44,7 @@ fn q4_k_steps(b: &BlockQ4_K) -> ([f32; 8], [f32; 8]) {
 /// so the bytes read the same as signed.
 #[inline]
 #[target_feature(enable = "neon")]
-fn q4_k_nibbles(qs: &[u8]) -> ([int8x16_t; 2], [int8x16_t; 2]) {
+pub(super) fn q4_k_nibbles(qs: &[u8]) -> ([int8x16_t; 2], [int8x16_t; 2]) {
     let q = [load_u8x16(qs), load_u8x16(&qs[16..])];
     let lo = q.map(|q| vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0F))));
     let hi = q.map(|q| vreinterpretq_s8_u8(vshrq_n_u8::<4>(q)));
@@ -108,7 +113,7 @@ fn q6_k_steps(b: &BlockQ6_K) -> [f32; 16] {
 /// high nibbles, each with two bits of `qh`, pair k), which is one whole 16-element sub-block.
 #[inline]
 #[target_feature(enable = "neon")]
-fn q6_k_codes(ql: &[u8], qh: &[u8]) -> [int8x16_t; 4] {
+pub(super) fn q6_k_codes(ql: &[u8], qh: &[u8]) -> [int8x16_t; 4] {
     let (a, b, h) = (load_u8x16(ql), load_u8x16(&ql[32..]), load_u8x16(qh));
     let low = vdupq_n_u8(0x0F);
     // Pair k of `qh` moved to bits 4..6.
@@ -161,3 +166,114 @@ pub(crate) fn dequant_q6_k(blocks: &[BlockQ6_K], out: &mut [f32]) {
         }
     }
 }
+
+// ---- several rows · f32 --------------------------------------------------------------------
+
+/// `R` Q4_K rows (`kb` blocks each, back to back in `w`) · `x`: per sub-block and row
+/// `acc += (d·sc)·(Σ q·x) − (dmin·m)·(Σ x)`, `Σ x` shared by the rows.
+#[inline]
+#[target_feature(enable = "neon")]
+fn rows_q4_k<const R: usize>(w: &[BlockQ4_K], kb: usize, x: &[f32]) -> [float32x4_t; R] {
+    assert!(w.len() >= R * kb && x.len() >= 256 * kb);
+    let mut acc = [vdupq_n_f32(0.0); R];
+    for b in 0..kb {
+        let steps: [([f32; 8], [f32; 8]); R] = core::array::from_fn(|r| q4_k_steps(&w[r * kb + b]));
+        for c in 0..4 {
+            for s in 0..2 {
+                let j = 2 * c + s;
+                let xb = &x[256 * b + 32 * j..];
+                let (x0, x1) = (load16(xb), load16(&xb[16..]));
+                let sx = vaddq_f32(sum4(x0), sum4(x1));
+                for r in 0..R {
+                    let qs = &w[r * kb + b].qs[32 * c..];
+                    let q = [load_u8x16(qs), load_u8x16(&qs[16..])].map(|q| {
+                        let q = if s == 0 {
+                            vandq_u8(q, vdupq_n_u8(0x0F))
+                        } else {
+                            vshrq_n_u8::<4>(q)
+                        };
+                        vreinterpretq_s8_u8(q)
+                    });
+                    let qx =
+                        vaddq_f32(dot16(i8x16_to_f32(q[0]), x0), dot16(i8x16_to_f32(q[1]), x1));
+                    acc[r] = vfmaq_n_f32(acc[r], qx, steps[r].0[j]);
+                    acc[r] = vfmsq_n_f32(acc[r], sx, steps[r].1[j]);
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// Vector `k` of [`q6_k_codes`] alone: elements `32k + o..32k + o + 16` of a Q6_K half,
+/// minus 32, with `ql` and `qh` starting at the half's bytes plus `o`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn q6_k_vec(ql: &[u8], qh: &[u8], k: usize) -> int8x16_t {
+    let (l, h) = (load_u8x16(&ql[32 * (k % 2)..]), load_u8x16(qh));
+    let l = if k < 2 {
+        vandq_u8(l, vdupq_n_u8(0x0F))
+    } else {
+        vshrq_n_u8::<4>(l)
+    };
+    let h = match k {
+        0 => vshlq_n_u8::<4>(h),
+        1 => vshlq_n_u8::<2>(h),
+        2 => h,
+        _ => vshrq_n_u8::<2>(h),
+    };
+    let q = vorrq_u8(l, vandq_u8(h, vdupq_n_u8(0x30)));
+    vsubq_s8(vreinterpretq_s8_u8(q), vdupq_n_s8(32))
+}
+
+/// `R` Q6_K rows (`kb` blocks each, back to back in `w`) · `x`: per 16-element sub-block and
+/// row `acc += (d·scale)·(Σ (q − 32)·x)`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn rows_q6_k<const R: usize>(w: &[BlockQ6_K], kb: usize, x: &[f32]) -> [float32x4_t; R] {
+    assert!(w.len() >= R * kb && x.len() >= 256 * kb);
+    let mut acc = [vdupq_n_f32(0.0); R];
+    for b in 0..kb {
+        let steps: [[f32; 16]; R] = core::array::from_fn(|r| q6_k_steps(&w[r * kb + b]));
+        for h in 0..2 {
+            for k in 0..4 {
+                for o in [0, 16] {
+                    let xv = load16(&x[256 * b + 128 * h + 32 * k + o..]);
+                    let j = 8 * h + 2 * k + o / 16;
+                    for r in 0..R {
+                        let blk = &w[r * kb + b];
+                        let q = q6_k_vec(&blk.ql[64 * h + o..], &blk.qh[32 * h + o..], k);
+                        acc[r] = vfmaq_n_f32(acc[r], dot16(i8x16_to_f32(q), xv), steps[r][j]);
+                    }
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// `y[r] = row r · x` for the rows of `w` (`kb` blocks each), [`ROWS`] at a time, prefetching
+/// ahead; `$rows` is the `R`-row body.
+macro_rules! kquant_rows_body {
+    ($name:ident, $block:ty, $rows:ident) => {
+        #[target_feature(enable = "neon")]
+        pub(crate) fn $name(w: &[$block], kb: usize, x: &[f32], y: &mut [f32]) {
+            let row_bytes = kb * core::mem::size_of::<$block>();
+            prefetch_head(w.as_ptr().cast(), y.len() * row_bytes);
+            let mut groups = y.chunks_exact_mut(ROWS);
+            let mut r = 0;
+            for yg in &mut groups {
+                prefetch_ahead(w[r * kb..].as_ptr().cast(), ROWS * row_bytes);
+                store_rows($rows::<ROWS>(&w[r * kb..], kb, x), yg);
+                r += ROWS;
+            }
+            for yr in groups.into_remainder() {
+                store_rows($rows::<1>(&w[r * kb..], kb, x), core::slice::from_mut(yr));
+                r += 1;
+            }
+        }
+    };
+}
+
+kquant_rows_body!(dot_rows_q4_k_f32, BlockQ4_K, rows_q4_k);
+kquant_rows_body!(dot_rows_q6_k_f32, BlockQ6_K, rows_q6_k);

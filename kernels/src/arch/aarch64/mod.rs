@@ -1,6 +1,6 @@
 //! aarch64: NEON bodies ([`neon`], the k-quants in [`kquants`]), int8 dot products for NEON
-//! and the dot product extension ([`int8`]), and the safe wrappers the dispatch table gets
-//! after detection.
+//! and the dot product extension ([`int8`], the k-quants' in [`kquants_int8`]), and the safe
+//! wrappers the dispatch table gets after detection.
 //!
 //! NEON is part of every ARMv8-A application core (phones included); `dotprod` (`sdot`) came
 //! with ARMv8.2 (Cortex-A55/A75 and later) and replaces only the int8 dot products; `i8mm`
@@ -11,12 +11,13 @@ mod attention;
 mod gemm;
 mod int8;
 mod kquants;
+mod kquants_int8;
 mod lut;
 mod neon;
 mod ternary;
 
 use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0};
-use crate::dispatch::{Backend, DotQ8Fn, Kernels, Named};
+use crate::dispatch::{Backend, DotQ8Fn, GemmQ8Fn, Kernels, Named};
 use crate::format::Format;
 
 /// Whether this CPU has every feature `backend`'s bodies enable: detected at run time with
@@ -71,9 +72,11 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     let f = k.format_mut(Format::Q4_K);
     f.dot = named!(dot_q4_k_f32, "dot_q4_k_f32/neon");
     f.dequant = named!(dequant_q4_k, "dequant_q4_k/neon");
+    f.dot_rows = Some(named!(dot_rows_q4_k_f32, "dot_rows_q4_k_f32/neon"));
     let f = k.format_mut(Format::Q6_K);
     f.dot = named!(dot_q6_k_f32, "dot_q6_k_f32/neon");
     f.dequant = named!(dequant_q6_k, "dequant_q6_k/neon");
+    f.dot_rows = Some(named!(dot_rows_q6_k_f32, "dot_rows_q6_k_f32/neon"));
 
     // One row at a time `smmla` would waste half its products: i8mm keeps the `sdot` dots.
     let [q4_0, q4_1, q8_0]: [Named<DotQ8Fn>; 3] = match backend {
@@ -91,6 +94,33 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     k.format_mut(Format::Q4_0).dot_q8 = Some(q4_0);
     k.format_mut(Format::Q4_1).dot_q8 = Some(q4_1);
     k.format_mut(Format::Q8_0).dot_q8 = Some(q8_0);
+    let [q4_k, q6_k]: [(Named<DotQ8Fn>, Named<GemmQ8Fn>); 2] = match backend {
+        Backend::NeonDotprod | Backend::NeonI8mm => [
+            (
+                named!(kq_dotprod::dot_q4_k_q8, "dot_q4_k_q8/dotprod"),
+                named!(kq_dotprod::gemm_q4_k_q8, "gemm_q4_k_q8/dotprod"),
+            ),
+            (
+                named!(kq_dotprod::dot_q6_k_q8, "dot_q6_k_q8/dotprod"),
+                named!(kq_dotprod::gemm_q6_k_q8, "gemm_q6_k_q8/dotprod"),
+            ),
+        ],
+        _ => [
+            (
+                named!(kq_neon::dot_q4_k_q8, "dot_q4_k_q8/neon"),
+                named!(kq_neon::gemm_q4_k_q8, "gemm_q4_k_q8/neon"),
+            ),
+            (
+                named!(kq_neon::dot_q6_k_q8, "dot_q6_k_q8/neon"),
+                named!(kq_neon::gemm_q6_k_q8, "gemm_q6_k_q8/neon"),
+            ),
+        ],
+    };
+    for (format, (dot, gemm)) in [(Format::Q4_K, q4_k), (Format::Q6_K, q6_k)] {
+        let f = k.format_mut(format);
+        f.dot_q8 = Some(dot);
+        f.gemm_q8 = Some(gemm);
+    }
     ternary::install(backend, k);
     gemm::install(backend, k);
     lut::install(k);
@@ -110,8 +140,22 @@ f32_wrappers!(neon, BlockQ4_1, "Q4_1", dot_q4_1_f32, dequant_q4_1);
 f32_wrappers!(neon, BlockQ8_0, "Q8_0", dot_q8_0_f32, dequant_q8_0);
 f32_wrappers!(kquants, BlockQ4_K, "Q4_K", 256, dot_q4_k_f32, dequant_q4_k);
 f32_wrappers!(kquants, BlockQ6_K, "Q6_K", 256, dot_q6_k_f32, dequant_q6_k);
+kquant_rows_wrapper!(
+    dot_rows_q4_k_f32,
+    BlockQ4_K,
+    "Q4_K",
+    kquants::dot_rows_q4_k_f32
+);
+kquant_rows_wrapper!(
+    dot_rows_q6_k_f32,
+    BlockQ6_K,
+    "Q6_K",
+    kquants::dot_rows_q6_k_f32
+);
 int8_wrappers!(neon_int8 => int8::neon);
 int8_wrappers!(dotprod => int8::dotprod);
+kquant_int8_wrappers!(kq_neon => kquants_int8::neon);
+kquant_int8_wrappers!(kq_dotprod => kquants_int8::dotprod);
 
 /// `y += Σ a[p]·row p` over F16 rows (attention's values): whole lanes of every row by NEON,
 /// the tail columns by the scalar reference.

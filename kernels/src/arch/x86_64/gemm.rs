@@ -184,7 +184,7 @@ fn hsum4(v: [__m256; 4]) -> __m128 {
 /// Writes the `R` row results of `acc` to `y[..R]` (`R ≤ 4`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn store_rows<const R: usize>(acc: [__m256; R], y: &mut [f32]) {
+pub(super) fn store_rows<const R: usize>(acc: [__m256; R], y: &mut [f32]) {
     let mut v = [_mm256_setzero_ps(); 4];
     v[..R].copy_from_slice(&acc);
     let mut out = [0.0f32; 4];

@@ -7,10 +7,17 @@
 //! The per-sub-block steps (`d·sc`, `dmin·m`, `d·scale`) are the scalar reference's own f32
 //! products, computed once per block; the codes are unpacked with byte shuffles and masks,
 //! widened to f32 and multiplied (dequant) or fused into the dot with `x` (dot).
+//!
+//! The multi-row kernels (`dot_rows_*`, decoding's matrix-vector product) take [`ROWS`] rows
+//! per step: each 32-float run of `x` is loaded once for all of them (and, for Q4_K, summed
+//! once for the min term), and the rows ahead are prefetched as in `gemm.rs`. On L2/L3-sized
+//! matrices they run at the single-row kernels' speed (see [`ROWS`]); the prefetch is for
+//! matrices streamed from memory.
 
 use core::arch::x86_64::*;
 
 use super::avx2::{dot32, hsum, i8x16_to_f32, load32, store32};
+use super::gemm::{prefetch_ahead, prefetch_head, store_rows};
 use crate::blocks::{BlockQ4_K, BlockQ6_K};
 use crate::scalar::scales_mins_k4;
 
@@ -43,13 +50,20 @@ fn sum32(x: [__m256; 4]) -> __m256 {
 
 // ---- Q4_K --------------------------------------------------------------------------------
 
-/// Per sub-block `d·sc` and `dmin·m`: the same f32 products as the scalar reference.
+/// Per sub-block `d·sc` and `dmin·m`: the same f32 products as the scalar reference, eight
+/// at a time.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q4_k_steps(b: &BlockQ4_K) -> ([f32; 8], [f32; 8]) {
+pub(super) fn q4_k_steps(b: &BlockQ4_K) -> ([f32; 8], [f32; 8]) {
     let (sc, m) = scales_mins_k4(&b.scales);
-    let (d, dmin) = (b.d.to_f32(), b.dmin.to_f32());
-    (sc.map(|s| d * s as f32), m.map(|m| dmin * m as f32))
+    let (mut steps, mut mins) = ([0.0f32; 8], [0.0f32; 8]);
+    for (out, codes, scale) in [(&mut steps, sc, b.d), (&mut mins, m, b.dmin)] {
+        let codes = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(i64::from_le_bytes(codes)));
+        let v = _mm256_mul_ps(_mm256_set1_ps(scale.to_f32()), _mm256_cvtepi32_ps(codes));
+        // SAFETY: `out` holds 8 floats, exclusively borrowed; the store is unaligned.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+    }
+    (steps, mins)
 }
 
 /// One 32-byte chunk of Q4_K codes as (low nibbles, high nibbles): elements `64c..64c+32`
@@ -57,7 +71,7 @@ fn q4_k_steps(b: &BlockQ4_K) -> ([f32; 8], [f32; 8]) {
 /// the same as signed.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q4_k_nibbles(qs: &[u8]) -> (__m256i, __m256i) {
+pub(super) fn q4_k_nibbles(qs: &[u8]) -> (__m256i, __m256i) {
     let q = load_u8x32(qs);
     let m = _mm256_set1_epi8(0x0F);
     // The 16-bit shift moves the next byte's low bits into bits 4..8; the mask drops them.
@@ -132,7 +146,7 @@ fn q6_k_steps(b: &BlockQ6_K) -> [f32; 16] {
 /// `qh`, pair k).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q6_k_half(ql: &[u8], qh: &[u8]) -> [__m256i; 4] {
+pub(super) fn q6_k_half(ql: &[u8], qh: &[u8]) -> [__m256i; 4] {
     let (a, b, h) = (load_u8x32(ql), load_u8x32(&ql[32..]), load_u8x32(qh));
     let low = _mm256_set1_epi8(0x0F);
     // Pair k of `qh` moved to bits 4..6. The shifts are 16-bit (AVX2 has no byte shift);
@@ -198,3 +212,127 @@ pub(crate) fn dequant_q6_k(blocks: &[BlockQ6_K], out: &mut [f32]) {
         }
     }
 }
+
+// ---- several rows · f32 --------------------------------------------------------------------
+
+/// Rows per step of the k-quant row kernels: two, not `gemm.rs`'s four. These kernels are
+/// bound by turning codes into floats (a conversion and an FMA per eight weights on the same
+/// two ports), which sharing `x` does not relieve; four rows measured up to 10 % slower than
+/// the single-row dot on the 9 MB 8192 × 2048 matrix, two at par (noisy shared machine).
+const ROWS: usize = 2;
+
+/// 32 Q4_K codes of sub-block `2c + s` as four vectors of eight floats, from the chunk's 32
+/// bytes `qs`: bytes zero-extended to i32 lanes, masked to the low nibble (`q`) or to the high
+/// one left in place (`16·q`, which the caller's step divided by 16 undoes): masks run on any
+/// vector port, shifts would compete with the conversions and FMAs for two.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_k_sub_f32(qs: &[u8], mask: __m256i) -> [__m256; 4] {
+    assert!(qs.len() >= 32);
+    core::array::from_fn(|i| {
+        // SAFETY: qs holds at least 32 bytes; the load reads qs[8i..8i + 8].
+        let v = unsafe { _mm_loadl_epi64(qs.as_ptr().add(8 * i).cast()) };
+        _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_cvtepu8_epi32(v), mask))
+    })
+}
+
+/// `R` Q4_K rows (`kb` blocks each, back to back in `w`) · `x`: per sub-block and row
+/// `acc += (d·sc)·(Σ q·x) − (dmin·m)·(Σ x)`, `Σ x` shared by the rows. The high-nibble
+/// sub-blocks see `16·q` and `d·sc/16` (exact: a power of two, and `d·sc/16 ≥ 2⁻²⁸` stays
+/// normal).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn rows_q4_k<const R: usize>(w: &[BlockQ4_K], kb: usize, x: &[f32]) -> [__m256; R] {
+    assert!(w.len() >= R * kb && x.len() >= 256 * kb);
+    let masks = [_mm256_set1_epi32(0x0F), _mm256_set1_epi32(0xF0)];
+    let mut acc = [_mm256_setzero_ps(); R];
+    for b in 0..kb {
+        let steps: [([f32; 8], [f32; 8]); R] = core::array::from_fn(|r| q4_k_steps(&w[r * kb + b]));
+        for c in 0..4 {
+            for (s, unit) in [1.0f32, 1.0 / 16.0].into_iter().enumerate() {
+                let j = 2 * c + s;
+                let xv = load32(&x[256 * b + 32 * j..]);
+                let sx = sum32(xv);
+                for r in 0..R {
+                    let q = q4_k_sub_f32(&w[r * kb + b].qs[32 * c..], masks[s]);
+                    let (step, min) = (steps[r].0[j] * unit, steps[r].1[j]);
+                    acc[r] = _mm256_fmadd_ps(dot32(q, xv), _mm256_set1_ps(step), acc[r]);
+                    acc[r] = _mm256_fnmadd_ps(sx, _mm256_set1_ps(min), acc[r]);
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// Vector `k` (elements `32k..32k + 32`) of a Q6_K half's codes minus 32, as `q6_k_half`
+/// computes all four.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6_k_vec(ql: &[u8], qh: &[u8], k: usize) -> __m256i {
+    let low = _mm256_set1_epi8(0x0F);
+    let top = |v: __m256i| _mm256_and_si256(v, _mm256_set1_epi8(0x30));
+    let (l, h) = (load_u8x32(&ql[32 * (k % 2)..]), load_u8x32(qh));
+    let l = if k < 2 { l } else { _mm256_srli_epi16::<4>(l) };
+    let h = match k {
+        0 => _mm256_slli_epi16::<4>(h),
+        1 => _mm256_slli_epi16::<2>(h),
+        2 => h,
+        _ => _mm256_srli_epi16::<2>(h),
+    };
+    let q = _mm256_or_si256(_mm256_and_si256(l, low), top(h));
+    _mm256_sub_epi8(q, _mm256_set1_epi8(32))
+}
+
+/// `R` Q6_K rows (`kb` blocks each, back to back in `w`) · `x`: per 16-element sub-block and
+/// row `acc += (d·scale)·(Σ (q − 32)·x)`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn rows_q6_k<const R: usize>(w: &[BlockQ6_K], kb: usize, x: &[f32]) -> [__m256; R] {
+    assert!(w.len() >= R * kb && x.len() >= 256 * kb);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for b in 0..kb {
+        let steps: [[f32; 16]; R] = core::array::from_fn(|r| q6_k_steps(&w[r * kb + b]));
+        for h in 0..2 {
+            for k in 0..4 {
+                let xv = load32(&x[256 * b + 128 * h + 32 * k..]);
+                let j = 8 * h + 2 * k;
+                for r in 0..R {
+                    let blk = &w[r * kb + b];
+                    let q = i8x32_to_f32(q6_k_vec(&blk.ql[64 * h..], &blk.qh[32 * h..], k));
+                    let p0 = _mm256_fmadd_ps(q[1], xv[1], _mm256_mul_ps(q[0], xv[0]));
+                    let p1 = _mm256_fmadd_ps(q[3], xv[3], _mm256_mul_ps(q[2], xv[2]));
+                    acc[r] = _mm256_fmadd_ps(p0, _mm256_set1_ps(steps[r][j]), acc[r]);
+                    acc[r] = _mm256_fmadd_ps(p1, _mm256_set1_ps(steps[r][j + 1]), acc[r]);
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// `y[r] = row r · x` for the rows of `w` (`kb` blocks each), [`ROWS`] at a time, prefetching
+/// ahead; `$rows` is the `R`-row body.
+macro_rules! kquant_rows_body {
+    ($name:ident, $block:ty, $rows:ident) => {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(crate) fn $name(w: &[$block], kb: usize, x: &[f32], y: &mut [f32]) {
+            let row_bytes = kb * core::mem::size_of::<$block>();
+            prefetch_head(w.as_ptr().cast(), y.len() * row_bytes);
+            let mut groups = y.chunks_exact_mut(ROWS);
+            let mut r = 0;
+            for yg in &mut groups {
+                prefetch_ahead(w[r * kb..].as_ptr().cast(), ROWS * row_bytes);
+                store_rows($rows::<ROWS>(&w[r * kb..], kb, x), yg);
+                r += ROWS;
+            }
+            for yr in groups.into_remainder() {
+                store_rows($rows::<1>(&w[r * kb..], kb, x), core::slice::from_mut(yr));
+                r += 1;
+            }
+        }
+    };
+}
+
+kquant_rows_body!(dot_rows_q4_k_f32, BlockQ4_K, rows_q4_k);
+kquant_rows_body!(dot_rows_q6_k_f32, BlockQ6_K, rows_q6_k);

@@ -1,5 +1,6 @@
 //! x86_64: AVX2 + FMA + F16C bodies ([`avx2`], the k-quants in [`kquants`]), int8 dot
-//! products for AVX2, AVX-VNNI and AVX512-VNNI ([`int8`]), and the safe wrappers the dispatch
+//! products for AVX2, AVX-VNNI and AVX512-VNNI ([`int8`], the k-quants' in [`kquants_int8`]),
+//! AVX-512F row kernels ([`avx512`], [`kquants512`]), and the safe wrappers the dispatch
 //! table gets after detection.
 //!
 //! Every backend here builds on AVX2 + FMA + F16C (Haswell, Zen 1 and later all have the
@@ -11,11 +12,13 @@ mod f16;
 mod gemm;
 mod int8;
 mod kquants;
+mod kquants512;
+mod kquants_int8;
 mod lut;
 mod ternary;
 
 use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0};
-use crate::dispatch::{Backend, DotQ8Fn, Kernels, Named};
+use crate::dispatch::{Backend, DotQ8Fn, GemmQ8Fn, Kernels, Named};
 use crate::format::Format;
 
 /// Whether this CPU has every feature `backend`'s bodies enable: detected at run time with
@@ -81,9 +84,11 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     let f = k.format_mut(Format::Q4_K);
     f.dot = named!(dot_q4_k_f32, "dot_q4_k_f32/avx2");
     f.dequant = named!(dequant_q4_k, "dequant_q4_k/avx2");
+    f.dot_rows = Some(named!(dot_rows_q4_k_f32, "dot_rows_q4_k_f32/avx2"));
     let f = k.format_mut(Format::Q6_K);
     f.dot = named!(dot_q6_k_f32, "dot_q6_k_f32/avx2");
     f.dequant = named!(dequant_q6_k, "dequant_q6_k/avx2");
+    f.dot_rows = Some(named!(dot_rows_q6_k_f32, "dot_rows_q6_k_f32/avx2"));
 
     let [q4_0, q4_1, q8_0]: [Named<DotQ8Fn>; 3] = match backend {
         Backend::AvxVnni => [
@@ -105,6 +110,47 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     k.format_mut(Format::Q4_0).dot_q8 = Some(q4_0);
     k.format_mut(Format::Q4_1).dot_q8 = Some(q4_1);
     k.format_mut(Format::Q8_0).dot_q8 = Some(q8_0);
+    let [q4_k, q6_k]: [(Named<DotQ8Fn>, Named<GemmQ8Fn>); 2] = match backend {
+        Backend::AvxVnni => [
+            (
+                named!(kq_avxvnni::dot_q4_k_q8, "dot_q4_k_q8/avxvnni"),
+                named!(kq_avxvnni::gemm_q4_k_q8, "gemm_q4_k_q8/avxvnni"),
+            ),
+            (
+                named!(kq_avxvnni::dot_q6_k_q8, "dot_q6_k_q8/avxvnni"),
+                named!(kq_avxvnni::gemm_q6_k_q8, "gemm_q6_k_q8/avxvnni"),
+            ),
+        ],
+        Backend::Avx512Vnni => [
+            (
+                named!(kq_avx512vnni::dot_q4_k_q8, "dot_q4_k_q8/avx512vnni"),
+                named!(kq_avx512vnni::gemm_q4_k_q8, "gemm_q4_k_q8/avx512vnni"),
+            ),
+            (
+                named!(kq_avx512vnni::dot_q6_k_q8, "dot_q6_k_q8/avx512vnni"),
+                named!(kq_avx512vnni::gemm_q6_k_q8, "gemm_q6_k_q8/avx512vnni"),
+            ),
+        ],
+        _ => [
+            (
+                named!(kq_avx2::dot_q4_k_q8, "dot_q4_k_q8/avx2"),
+                named!(kq_avx2::gemm_q4_k_q8, "gemm_q4_k_q8/avx2"),
+            ),
+            (
+                named!(kq_avx2::dot_q6_k_q8, "dot_q6_k_q8/avx2"),
+                named!(kq_avx2::gemm_q6_k_q8, "gemm_q6_k_q8/avx2"),
+            ),
+        ],
+    };
+    for (format, (dot, gemm)) in [(Format::Q4_K, q4_k), (Format::Q6_K, q6_k)] {
+        let f = k.format_mut(format);
+        f.dot_q8 = Some(dot);
+        f.gemm_q8 = Some(gemm);
+    }
+    if backend == Backend::Avx512Vnni {
+        k.format_mut(Format::Q4_K).dot_rows =
+            Some(named!(dot_rows_q4_k_f32_avx512, "dot_rows_q4_k_f32/avx512"));
+    }
     ternary::install(backend, k);
     gemm::install(backend, k);
     lut::install(k);
@@ -116,7 +162,9 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
 // only after `detected(backend)` returned true. Every body enables `avx2,fma,f16c`, which every
 // backend here requires; the `avxvnni` and `avx512vnni` int8 bodies additionally enable
 // `avxvnni` or `avx512vnni,avx512vl`, and `install` puts them in the table only for the
-// backend that detected exactly those.
+// backend that detected exactly those; the AVX-512 row kernels (`*_avx512`) additionally enable
+// `avx512f`, and `install` puts them in the table only for the AVX512-VNNI backend, whose
+// detection includes it.
 
 vec_wrappers!(avx2);
 f32_wrappers!(avx2, BlockQ4_0, "Q4_0", dot_q4_0_f32, dequant_q4_0);
@@ -124,9 +172,31 @@ f32_wrappers!(avx2, BlockQ4_1, "Q4_1", dot_q4_1_f32, dequant_q4_1);
 f32_wrappers!(avx2, BlockQ8_0, "Q8_0", dot_q8_0_f32, dequant_q8_0);
 f32_wrappers!(kquants, BlockQ4_K, "Q4_K", 256, dot_q4_k_f32, dequant_q4_k);
 f32_wrappers!(kquants, BlockQ6_K, "Q6_K", 256, dot_q6_k_f32, dequant_q6_k);
+kquant_rows_wrapper!(
+    dot_rows_q4_k_f32,
+    BlockQ4_K,
+    "Q4_K",
+    kquants::dot_rows_q4_k_f32
+);
+kquant_rows_wrapper!(
+    dot_rows_q6_k_f32,
+    BlockQ6_K,
+    "Q6_K",
+    kquants::dot_rows_q6_k_f32
+);
+// Installed only for the AVX512-VNNI backend, whose detection includes `avx512f`.
+kquant_rows_wrapper!(
+    dot_rows_q4_k_f32_avx512,
+    BlockQ4_K,
+    "Q4_K",
+    kquants512::dot_rows_q4_k_f32
+);
 int8_wrappers!(avx2_int8 => int8::avx2);
 int8_wrappers!(avxvnni => int8::avxvnni);
 int8_wrappers!(avx512vnni => int8::avx512vnni);
+kquant_int8_wrappers!(kq_avx2 => kquants_int8::avx2);
+kquant_int8_wrappers!(kq_avxvnni => kquants_int8::avxvnni);
+kquant_int8_wrappers!(kq_avx512vnni => kquants_int8::avx512vnni);
 
 /// F16 row · f32: F16C converts the whole 8-lane groups, the scalar reference takes the tail.
 fn dot_f16_f32(row: &[u8], x: &[f32]) -> f32 {
