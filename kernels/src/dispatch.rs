@@ -19,6 +19,8 @@ pub type DequantFn = fn(row: &[u8], out: &mut [f32]);
 /// Activation codes must lie in [−127, 127], as the quantizer writes them: the SIMD paths rely
 /// on it to never saturate (a −128 gives an unspecified, memory-safe result).
 pub type DotQ8Fn = fn(row: &[u8], xq: &[u8]) -> f32;
+/// f32 values → an F16 row ([`scalar::quantize_f16`]): the f16 KV cache's stores.
+pub type QuantizeF16Fn = fn(x: &[f32], out: &mut [u8]);
 /// Dot product of two f32 vectors of equal length.
 pub type DotF32Fn = fn(a: &[f32], b: &[f32]) -> f32;
 /// `y[i] += a · x[i]`.
@@ -187,6 +189,8 @@ pub struct Kernels {
     /// `y += Σ a[p]·row p`: attention's weighted sum of f16 values (the default KV cache;
     /// its scores use the F16 format's `dot_rows`).
     pub axpy_rows_f16: Named<AxpyRowsF16Fn>,
+    /// f32 → f16 with IEEE rounding: keys and values into the f16 KV cache.
+    pub quantize_f16: Named<QuantizeF16Fn>,
     /// f32 rows × f32 rows: prompt processing over dequantized weights.
     pub gemm_f32: Named<GemmF32Fn>,
     /// The table exp over a slice.
@@ -271,6 +275,7 @@ impl Kernels {
             dot_f32: named!(scalar::dot_f32, "dot_f32/scalar"),
             axpy: named!(scalar::axpy, "axpy/scalar"),
             axpy_rows_f16: named!(scalar::axpy_rows_f16, "axpy_rows_f16/scalar"),
+            quantize_f16: named!(scalar::quantize_f16, "quantize_f16/scalar"),
             gemm_f32: named!(scalar::gemm_f32, "gemm_f32/scalar"),
             exp: named!(scalar::exp_lut_f32_in_place, "exp_lut_f32/scalar"),
             softmax: named!(scalar::softmax_lut_f32, "softmax_lut_f32/scalar"),

@@ -179,3 +179,67 @@ fn f16_axpy_rows_match_exact_sum_on_every_backend() {
         }
     }
 }
+
+/// f32 → f16 (the f16 KV cache's stores) bit-identical to the reference on every backend:
+/// every f16 value exactly (65536 patterns), the midpoints between neighbouring halves (ties
+/// round to even), values past ±65504 (→ ±∞) and in the f16 subnormal range, ±0, over lengths
+/// that leave tails. NaN stays NaN (payloads may differ between hardware and the reference).
+#[test]
+fn f16_quantize_matches_scalar_on_every_backend() {
+    let mut x: Vec<f32> = (0..=u16::MAX)
+        .map(|b| half::f16::from_bits(b).to_f32())
+        .collect();
+    // Midpoints between consecutive finite halves, and just around them.
+    for b in 0u16..0x7BFF {
+        let (lo, hi) = (
+            half::f16::from_bits(b).to_f32(),
+            half::f16::from_bits(b + 1).to_f32(),
+        );
+        let mid = (lo as f64 + hi as f64) / 2.0;
+        x.extend([
+            mid as f32,
+            -(mid as f32),
+            f32::from_bits((mid as f32).to_bits() + 1),
+        ]);
+    }
+    x.extend([
+        65504.0,
+        65519.99,
+        65520.0,
+        1e6,
+        -1e30,
+        f32::MAX,
+        1e-8,
+        -3e-6,
+        5.9e-8,
+        -0.0,
+    ]);
+    x.extend(floats(1000, 5).iter().map(|v| v * 70000.0));
+    for backend in Backend::ALL {
+        let Some(k) = Kernels::with_backend(backend) else {
+            eprintln!("skipping {}: not supported by this CPU", backend.name());
+            continue;
+        };
+        for len in [x.len(), 1, 3, 7, 9, 13] {
+            let x = &x[x.len() - len..];
+            let mut want = vec![0u8; 2 * len];
+            scalar::quantize_f16(x, &mut want);
+            let mut got = vec![0xAAu8; 2 * len];
+            (k.quantize_f16.f)(x, &mut got);
+            for (i, (w, g)) in want.chunks_exact(2).zip(got.chunks_exact(2)).enumerate() {
+                let (w, g) = (
+                    half::f16::from_le_bytes([w[0], w[1]]),
+                    half::f16::from_le_bytes([g[0], g[1]]),
+                );
+                assert!(
+                    w.to_bits() == g.to_bits() || (w.is_nan() && g.is_nan()),
+                    "{} len={len} x[{i}] = {:e}: {:#06x} vs reference {:#06x}",
+                    k.quantize_f16.name,
+                    x[i],
+                    g.to_bits(),
+                    w.to_bits()
+                );
+            }
+        }
+    }
+}

@@ -170,7 +170,7 @@ impl Model {
                     scalar::rope(h, cos, sin, neox);
                 }
             }
-            kv.store(l, pos0, &s.k[..n * kv_dim], &s.v[..n * kv_dim]);
+            kv.store(k, l, pos0, &s.k[..n * kv_dim], &s.v[..n * kv_dim]);
             self.attend(s, kv, ex.par, l, n, pos0);
             if let Some(w) = &lt.attn_sub_norm {
                 for o in s.att_out[..n * q_dim].chunks_exact_mut(q_dim) {

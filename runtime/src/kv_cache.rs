@@ -3,6 +3,8 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use tern_kernels::Kernels;
+
 /// How the KV cache stores keys and values.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum KvType {
@@ -66,14 +68,10 @@ impl Store {
         }
     }
 
-    fn write(&mut self, at: usize, src: &[f32]) {
+    fn write(&mut self, k: &Kernels, at: usize, src: &[f32]) {
         match self {
             Store::F32(v) => v[at..at + src.len()].copy_from_slice(src),
-            Store::F16(v) => {
-                for (d, &s) in v[at..at + src.len()].iter_mut().zip(src) {
-                    *d = half::f16::from_f32(s).to_bits().to_le_bytes();
-                }
-            }
+            Store::F16(v) => (k.quantize_f16.f)(src, v[at..at + src.len()].as_flattened_mut()),
         }
     }
 
@@ -186,8 +184,9 @@ impl KvCache {
     }
 
     /// Stores keys and values `(n, kv_dim)` (heads side by side, as the projections write
-    /// them) of positions `pos..pos + n` of `layer`.
-    pub fn store(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
+    /// them) of positions `pos..pos + n` of `layer`; an f16 cache rounds them with `kernels`'
+    /// `quantize_f16`.
+    pub fn store(&mut self, kernels: &Kernels, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
         let hd = self.head_dim;
         let kv_dim = self.n_kv_heads * hd;
         for (i, (kr, vr)) in k
@@ -197,8 +196,8 @@ impl KvCache {
         {
             for h in 0..self.n_kv_heads {
                 let at = self.at(layer, h, pos + i);
-                self.k.write(at, &kr[h * hd..][..hd]);
-                self.v.write(at, &vr[h * hd..][..hd]);
+                self.k.write(kernels, at, &kr[h * hd..][..hd]);
+                self.v.write(kernels, at, &vr[h * hd..][..hd]);
             }
         }
     }
@@ -230,7 +229,7 @@ mod tests {
             let kv_dim = heads * hd;
             let k: Vec<f32> = (0..3 * kv_dim).map(|i| i as f32 * 0.5 + 0.1).collect();
             let v: Vec<f32> = k.iter().map(|x| -x).collect();
-            kv.store(1, 2, &k, &v);
+            kv.store(&Kernels::best(), 1, 2, &k, &v);
             let round = |x: f32| match ty {
                 KvType::F32 => x,
                 KvType::F16 => half::f16::from_f32(x).to_f32(),

@@ -586,7 +586,7 @@ impl Session {
             k.extend(r.f32s(n * kv_dim, "keys")?);
             v.extend(r.f32s(n * kv_dim, "values")?);
             if n > 0 {
-                self.kv.store(layer, 0, &k, &v);
+                self.kv.store(self.model.kernels(), layer, 0, &k, &v);
             }
         }
         self.tokens = tokens;

@@ -50,6 +50,16 @@ pub fn dot_f16_f32(row: &[u8], x: &[f32]) -> f32 {
         .sum()
 }
 
+/// `out` = `x` as an F16 row (little-endian halves), rounded to nearest, ties to even; beyond
+/// ±65504 becomes ±∞ (IEEE 754 conversion, as F16C and `fcvtn` perform it): what the f16 KV
+/// cache stores.
+pub fn quantize_f16(x: &[f32], out: &mut [u8]) {
+    assert_eq!(out.len(), 2 * x.len());
+    for (o, &v) in out.chunks_exact_mut(2).zip(x) {
+        o.copy_from_slice(&half::f16::from_f32(v).to_bits().to_le_bytes());
+    }
+}
+
 /// `out[i] = row[i]` for a BF16 row.
 pub fn dequant_bf16(row: &[u8], out: &mut [f32]) {
     assert_eq!(row.len(), 2 * out.len());

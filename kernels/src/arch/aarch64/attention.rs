@@ -1,5 +1,6 @@
-//! NEON body of attention over an f16 value cache: `y += Σ a[p]·row p`, widening the halves
-//! with `fcvtl`/`fcvtl2` (base ARMv8 floating point, exact; no FEAT_FP16 needed).
+//! NEON bodies of the f16 KV cache: attention's `y += Σ a[p]·row p`, widening the halves with
+//! `fcvtl`/`fcvtl2`, and the stores' f32 → f16 narrowing with `fcvtn` (base ARMv8 floating
+//! point; no FEAT_FP16 needed).
 
 use core::arch::aarch64::*;
 use core::arch::asm;
@@ -92,6 +93,32 @@ unsafe fn axpy_cols<const V: usize>(
         unsafe {
             vst1q_f32(yp.add(c + 8 * v), acc[0]);
             vst1q_f32(yp.add(c + 8 * v + 4), acc[1]);
+        }
+    }
+}
+
+/// `out` = `x` as halves (FCVTN: rounded as FPCR says, to nearest even by default), for
+/// `x.len()` a multiple of 4.
+///
+/// # Safety
+/// NEON; `out.len() == 2·x.len()`.
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn quantize_f16(x: &[f32], out: &mut [u8]) {
+    debug_assert!(out.len() == 2 * x.len() && x.len().is_multiple_of(4));
+    for i in (0..x.len()).step_by(4) {
+        // SAFETY: i + 4 ≤ x.len(): floats i..i+4 and bytes 2i..2i+8 are in bounds.
+        let v = unsafe { vld1q_f32(x.as_ptr().add(i)) };
+        let h: uint16x4_t;
+        // SAFETY: FCVTN (single to half) exists on every AArch64 core with floating point; it
+        // only reads and writes the named registers.
+        unsafe {
+            asm!(
+                "fcvtn {h:v}.4h, {v:v}.4s",
+                v = in(vreg) v,
+                h = lateout(vreg) h,
+                options(pure, nomem, nostack, preserves_flags)
+            );
+            vst1_u16(out.as_mut_ptr().add(2 * i).cast(), h);
         }
     }
 }

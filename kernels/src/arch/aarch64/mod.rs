@@ -59,6 +59,7 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     k.dot_f32 = named!(dot_f32, "dot_f32/neon");
     k.axpy = named!(axpy, "axpy/neon");
     k.axpy_rows_f16 = named!(axpy_rows_f16, "axpy_rows_f16/neon");
+    k.quantize_f16 = named!(quantize_f16, "quantize_f16/neon");
     k.quantize_act_q8 = named!(quantize_act_q8, "quantize_act_q8/neon");
     let f = k.format_mut(Format::Q4_0);
     f.dot = named!(dot_q4_0_f32, "dot_q4_0_f32/neon");
@@ -171,4 +172,15 @@ fn axpy_rows_f16(y: &mut [f32], a: &[f32], rows: &[u8]) {
     // `stride = 2·y.len() ≥ 2·n` bytes apart and `rows` holds all of them.
     unsafe { attention::axpy_rows_f16(head, a, rows, stride) };
     crate::scalar::axpy_rows_f16_cols(tail, a, &rows[2 * n..], stride);
+}
+
+/// f32 → F16 row, whole lanes by NEON, the tail by the scalar reference.
+fn quantize_f16(x: &[f32], out: &mut [u8]) {
+    assert_eq!(out.len(), 2 * x.len());
+    let n = x.len() - x.len() % 4;
+    let (head, tail) = out.split_at_mut(2 * n);
+    // SAFETY: installed only by `install` after `detected` confirmed NEON; the head holds whole
+    // lanes with out.len() == 2·x.len().
+    unsafe { attention::quantize_f16(&x[..n], head) };
+    crate::scalar::quantize_f16(&x[n..], tail);
 }

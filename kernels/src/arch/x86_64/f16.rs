@@ -251,6 +251,24 @@ unsafe fn axpy_cols<const V: usize>(
     }
 }
 
+/// `out` = `x` as halves, rounded to nearest even (`vcvtps2ph` with that immediate), for
+/// `x.len()` a multiple of [`LANES`].
+///
+/// # Safety
+/// AVX2 and F16C; `out.len() == 2·x.len()`.
+#[target_feature(enable = "avx2,f16c")]
+pub(super) unsafe fn quantize_f16(x: &[f32], out: &mut [u8]) {
+    debug_assert!(out.len() == 2 * x.len() && x.len().is_multiple_of(LANES));
+    for i in (0..x.len()).step_by(LANES) {
+        // SAFETY: i + 8 ≤ x.len(): floats i..i+8 and bytes 2i..2i+16 are in bounds.
+        unsafe {
+            let h =
+                _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(x.as_ptr().add(i)));
+            _mm_storeu_si128(out.as_mut_ptr().add(2 * i).cast(), h);
+        }
+    }
+}
+
 /// `R ≤ 4` results padded to four.
 fn pad<const R: usize>(v: [f32; R]) -> [f32; ROWS] {
     let mut out = [0.0; ROWS];

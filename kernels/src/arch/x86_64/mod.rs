@@ -63,6 +63,7 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     k.dot_f32 = named!(dot_f32, "dot_f32/avx2");
     k.axpy = named!(axpy, "axpy/avx2");
     k.axpy_rows_f16 = named!(axpy_rows_f16, "axpy_rows_f16/avx2");
+    k.quantize_f16 = named!(quantize_f16, "quantize_f16/avx2");
     k.quantize_act_q8 = named!(quantize_act_q8, "quantize_act_q8/avx2");
     let f = k.format_mut(Format::F16);
     f.dot = named!(dot_f16_f32, "dot_f16_f32/avx2");
@@ -264,6 +265,17 @@ fn axpy_rows_f16(y: &mut [f32], a: &[f32], rows: &[u8]) {
     // rows are `stride = 2·y.len() ≥ 2·n` bytes apart and `rows` holds all of them.
     unsafe { f16::axpy_rows_f16(head, a, rows, stride) };
     crate::scalar::axpy_rows_f16_cols(tail, a, &rows[2 * n..], stride);
+}
+
+/// f32 → F16 row, whole lanes by F16C, the tail by the scalar reference.
+fn quantize_f16(x: &[f32], out: &mut [u8]) {
+    assert_eq!(out.len(), 2 * x.len());
+    let n = x.len() - x.len() % f16::LANES;
+    let (head, tail) = out.split_at_mut(2 * n);
+    // SAFETY: installed only by `install` after `detected` confirmed AVX2 and F16C; the head
+    // holds whole lanes with out.len() == 2·x.len().
+    unsafe { f16::quantize_f16(&x[..n], head) };
+    crate::scalar::quantize_f16(&x[n..], tail);
 }
 
 /// F16 row → f32, whole lanes by F16C, the tail by the scalar reference.
