@@ -111,6 +111,7 @@ fn main() {
         }
     }
     bench_dot_f32(&backends, &filter);
+    bench_attention(&backends, &filter);
     bench_f16_head(&backends, &filter);
     bench_lut(&backends, &filter);
     println!("\ntotal {:.1} s", start.elapsed().as_secs_f64());
@@ -355,6 +356,81 @@ fn bench_dot_f32(backends: &[Kernels], filter: &Option<String>) {
                 4 * len * count,
                 &mut base,
             );
+        }
+    }
+}
+
+/// One attention head over 512 cached positions of 64 (SmolLM2) and 96 (BitNet 700M) values:
+/// scores and the weighted sum of values, with an f32 KV cache (one `dot_f32` and one `axpy`
+/// call per position) and with the default f16 one (one F16 row-kernel call for the scores,
+/// one `axpy_rows_f16` for the values). Softmax is left out (the same for both). "ns/row" is
+/// per position; "GB/s" counts the key and value bytes read.
+fn bench_attention(backends: &[Kernels], filter: &Option<String>) {
+    const POSITIONS: usize = 512;
+    for hd in [64usize, 96] {
+        let group = format!("attention head {hd} x {POSITIONS} positions");
+        if filter.as_ref().is_some_and(|f| !group.contains(f.as_str())) {
+            continue;
+        }
+        let q = randoms(hd, 3);
+        let keys = randoms(hd * POSITIONS, 4);
+        let values = randoms(hd * POSITIONS, 5);
+        let to_f16 = |v: &[f32]| -> Vec<u8> {
+            v.iter()
+                .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                .collect()
+        };
+        let (keys16, values16) = (to_f16(&keys), to_f16(&values));
+        let weights: Vec<f32> = randoms(POSITIONS, 6).iter().map(|w| w.abs()).collect();
+        let mut scores = vec![0.0f32; POSITIONS];
+        let mut out = vec![0.0f32; hd];
+        println!();
+        let (mut base, mut seen) = (None, Vec::new());
+        for k in backends {
+            let name = format!("f32 KV: {}", k.dot_f32.name);
+            if !seen.contains(&name) {
+                let secs = time(|| {
+                    for (s, key) in scores.iter_mut().zip(keys.chunks_exact(hd)) {
+                        *s = (k.dot_f32.f)(black_box(&q), key);
+                    }
+                    out.fill(0.0);
+                    for (&w, v) in weights.iter().zip(values.chunks_exact(hd)) {
+                        (k.axpy.f)(&mut out, w, v);
+                    }
+                    black_box((&scores, &out));
+                });
+                report(
+                    &group,
+                    &name,
+                    secs,
+                    POSITIONS,
+                    8 * hd * POSITIONS,
+                    &mut base,
+                );
+                seen.push(name);
+            }
+            let rows = k
+                .format(Format::F16)
+                .dot_rows
+                .expect("every backend has one");
+            let name = format!("f16 KV: {}", k.axpy_rows_f16.name);
+            if !seen.contains(&name) {
+                let secs = time(|| {
+                    (rows.f)(black_box(&keys16), black_box(&q), &mut scores);
+                    out.fill(0.0);
+                    (k.axpy_rows_f16.f)(&mut out, black_box(&weights), black_box(&values16));
+                    black_box((&scores, &out));
+                });
+                report(
+                    &group,
+                    &name,
+                    secs,
+                    POSITIONS,
+                    4 * hd * POSITIONS,
+                    &mut base,
+                );
+                seen.push(name);
+            }
         }
     }
 }
