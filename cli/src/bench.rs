@@ -3,10 +3,12 @@
 
 use std::time::Instant;
 
+use tern_runtime::budget::BandwidthBudget;
+use tern_runtime::session::DEFAULT_BATCH;
+
 use crate::args::{opt, switch, Args};
 use crate::common::{load_model, session, MODEL_OPTS};
 use crate::json;
-use tern_runtime::budget::BandwidthBudget;
 
 /// The budget reports compare against unless `--bandwidth-budget` says otherwise: the middle of
 /// the 50–90 GB/s phones offer.
@@ -35,7 +37,10 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     let loaded = load_model(&args)?;
     let model = loaded.model.clone();
     let vocab = model.config().vocab as u32;
-    let mut s = session(loaded, &args, (n_prompt + n_gen + 1).max(256))?;
+    // The whole prompt in one forward pass (up to 512 tokens), as llama-bench's default
+    // micro-batch of 512 processes it.
+    let batch = n_prompt.clamp(DEFAULT_BATCH, 512);
+    let mut s = session(loaded, &args, (n_prompt + n_gen + 1).max(256), batch)?;
     // Fixed pseudo-random tokens, as llama-bench uses random ones: content does not change speed.
     let tokens: Vec<u32> = (0..n_prompt.max(n_gen) as u32)
         .map(|i| (i.wrapping_mul(7919) + 13) % vocab)
@@ -106,9 +111,10 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     if args.flag("json") {
         let names: Vec<String> = kernels.iter().map(|k| json::string(k)).collect();
         println!(
-            "{{\"model\":{},\"threads\":{},\"n_prompt\":{n_prompt},\"n_gen\":{n_gen},\"reps\":{reps},\"pp_tok_s\":{},\"pp_tok_s_sd\":{},\"tg_tok_s\":{},\"tg_tok_s_sd\":{},\"bytes_per_token\":{},\"gbps\":{},\"budget_gbps\":{},\"budget_ceiling_tok_s\":{},\"budget_fraction\":{},\"machine_read_gbps\":{},\"machine_copy_gbps\":{},\"machine_fraction\":{},\"kernels\":[{}]}}",
+            "{{\"model\":{},\"threads\":{},\"batch\":{},\"n_prompt\":{n_prompt},\"n_gen\":{n_gen},\"reps\":{reps},\"pp_tok_s\":{},\"pp_tok_s_sd\":{},\"tg_tok_s\":{},\"tg_tok_s_sd\":{},\"bytes_per_token\":{},\"gbps\":{},\"budget_gbps\":{},\"budget_ceiling_tok_s\":{},\"budget_fraction\":{},\"machine_read_gbps\":{},\"machine_copy_gbps\":{},\"machine_fraction\":{},\"kernels\":[{}]}}",
             json::string(args.required("model")?),
             s.threads(),
+            s.batch(),
             json::number(pp_mean),
             json::number(pp_sd),
             json::number(tg_mean),
@@ -125,7 +131,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         );
     } else {
         println!("model     {}", args.required("model")?);
-        println!("threads   {}", s.threads());
+        println!("threads   {}   batch {}", s.threads(), s.batch());
         println!("kernels   {}", kernels.join(" "));
         for c in model.ternary().choices() {
             let timed = c.timed.map_or(String::new(), |(mad, lut)| {

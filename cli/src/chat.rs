@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tern_runtime::chat::{
     Chat, ChatOptions, ChatTemplate, OverflowPolicy, Reply, ReplyOptions, TemplateError,
 };
+use tern_runtime::session::DEFAULT_BATCH;
 use tern_runtime::{Flow, SamplerOptions};
 
 use crate::args::{opt, switch, Args};
@@ -106,7 +107,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         },
         reuse_cache: !args.flag("no-reuse"),
     };
-    let mut chat = Chat::new(session(loaded, &args, 0)?, template, opts);
+    let mut chat = Chat::new(session(loaded, &args, 0, DEFAULT_BATCH)?, template, opts);
     chat.set_system(args.str("system"));
 
     sigint::install();

@@ -15,11 +15,15 @@ use tern_runtime::{ActivationPrecision, KvType, Model, Session, SessionOptions};
 
 use crate::args::{opt, switch, Args, Spec};
 
+/// Largest `--batch`: the activation buffers grow with it (a row of logits per token).
+pub const MAX_BATCH: usize = 2048;
+
 /// Options every model-running subcommand takes.
-pub const MODEL_OPTS: [Spec; 10] = [
+pub const MODEL_OPTS: [Spec; 11] = [
     opt("model", Some("m")),
     opt("threads", Some("t")),
     opt("ctx-size", Some("c")),
+    opt("batch", Some("b")),
     opt("precision", None),
     opt("kv-type", None),
     opt("kernels", None),
@@ -170,8 +174,13 @@ pub fn kv_type(args: &Args) -> Result<KvType, String> {
 
 /// A session with `--threads` workers (default: all cores), `--ctx-size` (default: the
 /// model's, capped), `--precision` (`f32`, the default, or `int8`) and `--kv-type` (`f16`, the
-/// default, or `f32`).
-pub fn session(loaded: Loaded, args: &Args, default_ctx: usize) -> Result<Session, String> {
+/// default, or `f32`), `--batch` (prompt tokens per forward pass, `default_batch` unless given).
+pub fn session(
+    loaded: Loaded,
+    args: &Args,
+    default_ctx: usize,
+    default_batch: usize,
+) -> Result<Session, String> {
     let Loaded { model, weights, .. } = loaded;
     let threads = args.get("threads", ThreadPool::available_threads())?.max(1);
     let context = args.get("ctx-size", default_ctx)?;
@@ -187,13 +196,17 @@ pub fn session(loaded: Loaded, args: &Args, default_ctx: usize) -> Result<Sessio
             .ok_or_else(|| format!("unknown --precision '{p}' (f32, int8)"))?,
     };
     let kv_type = kv_type(args)?;
+    let batch: usize = args.get("batch", default_batch)?;
+    if !(1..=MAX_BATCH).contains(&batch) {
+        return Err(format!("--batch {batch} is outside 1..={MAX_BATCH}"));
+    }
     let max_resident = (args.get("max-resident", 0.0f64)? * 1e6) as usize;
     let opts = SessionOptions {
         context,
         precision,
         max_resident,
         kv_type,
-        ..SessionOptions::default()
+        batch,
     };
     let pool = Box::new(ThreadPool::new(threads));
     Ok(match weights {

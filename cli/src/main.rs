@@ -50,6 +50,7 @@ options of every command that runs a model:
   -m, --model FILE         the GGUF file
   -t, --threads N          worker threads (default: all cores)
   -c, --ctx-size N         context length (default: the model's, at most 4096)
+  -b, --batch N            prompt tokens per forward pass (default 64; bench: the prompt, ≤ 512)
   --precision f32|int8     f32 activations (default) or int8 activations and integer dots
   --kv-type f16|f32        KV cache storage: f16 (default, half the memory) or f32 (exact)
   --kernels NAME           auto (default), scalar, avx2, avxvnni, avx512vnni, neon, neon-dotprod,

@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use tern_runtime::session::DEFAULT_BATCH;
+
 use crate::args::{opt, switch, Args};
 use crate::common::{load_model, session, MODEL_OPTS};
 
@@ -24,7 +26,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
 
     let loaded = load_model(&args)?;
     let model = loaded.model.clone();
-    let mut session = session(loaded, &args, n_ctx)?;
+    let mut session = session(loaded, &args, n_ctx, DEFAULT_BATCH)?;
     let tok = model.tokenizer();
     let tokens = tok.encode(&text, true, false);
     let bos = tok.bos().filter(|_| tokens.first() == tok.bos().as_ref());

@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::time::Instant;
 
+use tern_runtime::session::DEFAULT_BATCH;
 use tern_runtime::{Event, Flow, Sampler, SamplerOptions};
 
 use crate::args::{opt, switch, Args};
@@ -43,7 +44,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
 
     let loaded = load_model(&args)?;
     let (model, load_ms) = (loaded.model.clone(), loaded.load_ms);
-    let mut session = session(loaded, &args, 0)?;
+    let mut session = session(loaded, &args, 0, DEFAULT_BATCH)?;
     let prompt_tokens = model.tokenizer().encode(prompt, true, true);
     let mut sampler = Sampler::new(sampling);
     let mut out = std::io::stdout().lock();

@@ -204,6 +204,11 @@ impl Session {
         self.kv.kv_type()
     }
 
+    /// Most prompt tokens one forward pass takes ([`SessionOptions::batch`]).
+    pub fn batch(&self) -> usize {
+        self.scratch.max_batch()
+    }
+
     /// Threads the session computes on.
     pub fn threads(&self) -> usize {
         self.par.threads()
