@@ -43,6 +43,42 @@ macro_rules! vec_wrappers {
     };
 }
 
+/// The f16 KV cache's kernels around `$body::{axpy_rows_f16, quantize_f16}` and its
+/// `AXPY_ROWS_LANES` / `QUANTIZE_F16_LANES`: attention's weighted sum of f16 value rows and
+/// the f32 → f16 stores.
+macro_rules! kv_f16_wrappers {
+    ($body:ident) => {
+        /// `y += Σ a[p]·row p` over F16 rows: whole lanes of every row by the body, the tail
+        /// columns by the scalar reference.
+        fn axpy_rows_f16(y: &mut [f32], a: &[f32], rows: &[u8]) {
+            let stride = 2 * y.len();
+            assert_eq!(rows.len(), a.len() * stride, "one F16 row per weight");
+            if a.is_empty() {
+                return;
+            }
+            let n = y.len() - y.len() % $body::AXPY_ROWS_LANES;
+            let (head, tail) = y.split_at_mut(n);
+            // SAFETY: installed only by `install` after `detected` confirmed the body's
+            // features (see the module's wrapper notes); the rows are `stride = 2·y.len() ≥
+            // 2·n` bytes apart and `rows` holds all of them.
+            unsafe { $body::axpy_rows_f16(head, a, rows, stride) };
+            $crate::scalar::axpy_rows_f16_cols(tail, a, &rows[2 * n..], stride);
+        }
+
+        /// f32 → F16 row: whole lanes by the body, the tail by the scalar reference.
+        fn quantize_f16(x: &[f32], out: &mut [u8]) {
+            assert_eq!(out.len(), 2 * x.len());
+            let n = x.len() - x.len() % $body::QUANTIZE_F16_LANES;
+            let (head, tail) = out.split_at_mut(2 * n);
+            // SAFETY: installed only by `install` after `detected` confirmed the body's
+            // features (see the module's wrapper notes); the head holds whole lanes with
+            // out.len() == 2·x.len().
+            unsafe { $body::quantize_f16(&x[..n], head) };
+            $crate::scalar::quantize_f16(&x[n..], tail);
+        }
+    };
+}
+
 /// Row · f32 and row → f32 around `$body::{$dot, $dequant}` for one block type of `$per_block`
 /// weights (32 unless given: the k-quants' blocks hold 256).
 macro_rules! f32_wrappers {

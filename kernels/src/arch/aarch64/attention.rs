@@ -7,6 +7,10 @@ use core::arch::asm;
 
 /// Floats [`axpy_rows_f16`] consumes per step; the wrapper hands the rest to the reference.
 pub(super) const LANES: usize = 8;
+/// Columns [`axpy_rows_f16`] takes per step (the wrappers' name).
+pub(super) const AXPY_ROWS_LANES: usize = LANES;
+/// Values [`quantize_f16`] takes per step.
+pub(super) const QUANTIZE_F16_LANES: usize = 4;
 
 /// Eight halves at `p` widened to two f32 vectors.
 ///

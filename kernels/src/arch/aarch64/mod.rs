@@ -136,6 +136,7 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
 // checked it.
 
 vec_wrappers!(neon);
+kv_f16_wrappers!(attention);
 f32_wrappers!(neon, BlockQ4_0, "Q4_0", dot_q4_0_f32, dequant_q4_0);
 f32_wrappers!(neon, BlockQ4_1, "Q4_1", dot_q4_1_f32, dequant_q4_1);
 f32_wrappers!(neon, BlockQ8_0, "Q8_0", dot_q8_0_f32, dequant_q8_0);
@@ -157,30 +158,3 @@ int8_wrappers!(neon_int8 => int8::neon);
 int8_wrappers!(dotprod => int8::dotprod);
 kquant_int8_wrappers!(kq_neon => kquants_int8::neon);
 kquant_int8_wrappers!(kq_dotprod => kquants_int8::dotprod);
-
-/// `y += Σ a[p]·row p` over F16 rows (attention's values): whole lanes of every row by NEON,
-/// the tail columns by the scalar reference.
-fn axpy_rows_f16(y: &mut [f32], a: &[f32], rows: &[u8]) {
-    let stride = 2 * y.len();
-    assert_eq!(rows.len(), a.len() * stride, "one F16 row per weight");
-    if a.is_empty() {
-        return;
-    }
-    let n = y.len() - y.len() % attention::LANES;
-    let (head, tail) = y.split_at_mut(n);
-    // SAFETY: installed only by `install` after `detected` confirmed NEON; the rows are
-    // `stride = 2·y.len() ≥ 2·n` bytes apart and `rows` holds all of them.
-    unsafe { attention::axpy_rows_f16(head, a, rows, stride) };
-    crate::scalar::axpy_rows_f16_cols(tail, a, &rows[2 * n..], stride);
-}
-
-/// f32 → F16 row, whole lanes by NEON, the tail by the scalar reference.
-fn quantize_f16(x: &[f32], out: &mut [u8]) {
-    assert_eq!(out.len(), 2 * x.len());
-    let n = x.len() - x.len() % 4;
-    let (head, tail) = out.split_at_mut(2 * n);
-    // SAFETY: installed only by `install` after `detected` confirmed NEON; the head holds whole
-    // lanes with out.len() == 2·x.len().
-    unsafe { attention::quantize_f16(&x[..n], head) };
-    crate::scalar::quantize_f16(&x[n..], tail);
-}

@@ -11,6 +11,10 @@ use super::gemm::{prefetch_ahead, prefetch_head, ROWS};
 
 /// Halves per iteration of the bodies; callers pass whole multiples.
 pub(super) const LANES: usize = 8;
+/// Columns [`axpy_rows_f16`] takes per step.
+pub(super) const AXPY_ROWS_LANES: usize = LANES;
+/// Values [`quantize_f16`] takes per step.
+pub(super) const QUANTIZE_F16_LANES: usize = LANES;
 
 /// `Σ row[i]·x[i]` for `x.len()` a multiple of [`LANES`] and `row` its f16 bytes.
 ///

@@ -168,6 +168,7 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
 // detection includes it.
 
 vec_wrappers!(avx2);
+kv_f16_wrappers!(f16);
 f32_wrappers!(avx2, BlockQ4_0, "Q4_0", dot_q4_0_f32, dequant_q4_0);
 f32_wrappers!(avx2, BlockQ4_1, "Q4_1", dot_q4_1_f32, dequant_q4_1);
 f32_wrappers!(avx2, BlockQ8_0, "Q8_0", dot_q8_0_f32, dequant_q8_0);
@@ -249,33 +250,6 @@ fn add_f16_tails(w: &[u8], stride: usize, x: &[f32], n: usize, y: &mut [f32]) {
             *yr += crate::scalar::dot_f16_f32(&row[2 * n..], &x[n..]);
         }
     }
-}
-
-/// `y += Σ a[p]·row p` over F16 rows (attention's values): whole lanes of every row by F16C,
-/// the tail columns by the scalar reference.
-fn axpy_rows_f16(y: &mut [f32], a: &[f32], rows: &[u8]) {
-    let stride = 2 * y.len();
-    assert_eq!(rows.len(), a.len() * stride, "one F16 row per weight");
-    if a.is_empty() {
-        return;
-    }
-    let n = y.len() - y.len() % f16::LANES;
-    let (head, tail) = y.split_at_mut(n);
-    // SAFETY: installed only by `install` after `detected` confirmed AVX2, FMA and F16C; the
-    // rows are `stride = 2·y.len() ≥ 2·n` bytes apart and `rows` holds all of them.
-    unsafe { f16::axpy_rows_f16(head, a, rows, stride) };
-    crate::scalar::axpy_rows_f16_cols(tail, a, &rows[2 * n..], stride);
-}
-
-/// f32 → F16 row, whole lanes by F16C, the tail by the scalar reference.
-fn quantize_f16(x: &[f32], out: &mut [u8]) {
-    assert_eq!(out.len(), 2 * x.len());
-    let n = x.len() - x.len() % f16::LANES;
-    let (head, tail) = out.split_at_mut(2 * n);
-    // SAFETY: installed only by `install` after `detected` confirmed AVX2 and F16C; the head
-    // holds whole lanes with out.len() == 2·x.len().
-    unsafe { f16::quantize_f16(&x[..n], head) };
-    crate::scalar::quantize_f16(&x[n..], tail);
 }
 
 /// F16 row → f32, whole lanes by F16C, the tail by the scalar reference.
