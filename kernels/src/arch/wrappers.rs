@@ -285,3 +285,38 @@ macro_rules! lut_wrappers {
         }
     };
 }
+
+/// Defines `$vis fn $name(w: &[$block], kb: usize, x: &[f32], y: &mut [f32])` enabling
+/// `$features`: `y[r] = row r · x` for the rows of `w` (`kb` blocks each), `ROWS` at a time,
+/// prefetching the rows ahead. `$rows::<R>(w, kb, x)` is the `R`-row body and
+/// `$store(acc, y)` writes its `R` results; with `prescale = f`, the body runs on
+/// `f(x, &mut buf)` (a `PRESCALE_MAX`-float stack buffer) instead of `x`. `ROWS`,
+/// `prefetch_head` and `prefetch_ahead` are the invoking module's (each architecture
+/// prefetches its own way).
+macro_rules! dot_rows_driver {
+    (
+        $features:literal, $vis:vis $name:ident, $block:ty, $rows:ident, $store:ident
+        $(, prescale = $prescale:ident)?
+    ) => {
+        #[target_feature(enable = $features)]
+        $vis fn $name(w: &[$block], kb: usize, x: &[f32], y: &mut [f32]) {
+            $(
+                let mut buf = [core::mem::MaybeUninit::<f32>::uninit(); PRESCALE_MAX];
+                let x = $prescale(x, &mut buf);
+            )?
+            let row_bytes = kb * core::mem::size_of::<$block>();
+            prefetch_head(w.as_ptr().cast(), y.len() * row_bytes);
+            let mut groups = y.chunks_exact_mut(ROWS);
+            let mut r = 0;
+            for yg in &mut groups {
+                prefetch_ahead(w[r * kb..].as_ptr().cast(), ROWS * row_bytes);
+                $store($rows::<ROWS>(&w[r * kb..], kb, x), yg);
+                r += ROWS;
+            }
+            for yr in groups.into_remainder() {
+                $store($rows::<1>(&w[r * kb..], kb, x), core::slice::from_mut(yr));
+                r += 1;
+            }
+        }
+    };
+}

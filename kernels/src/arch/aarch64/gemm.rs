@@ -202,32 +202,9 @@ fn rows_q8_0<const R: usize>(w: &[BlockQ8_0], kb: usize, x: &[f32]) -> [float32x
     acc
 }
 
-/// `y[r] = row r · x` for the rows of `w` (`kb` blocks each), [`ROWS`] at a time, prefetching
-/// ahead.
-macro_rules! dot_rows_body {
-    ($name:ident, $block:ty, $rows:ident) => {
-        #[target_feature(enable = "neon")]
-        fn $name(w: &[$block], kb: usize, x: &[f32], y: &mut [f32]) {
-            let row_bytes = kb * core::mem::size_of::<$block>();
-            prefetch_head(w.as_ptr().cast(), y.len() * row_bytes);
-            let mut groups = y.chunks_exact_mut(ROWS);
-            let mut r = 0;
-            for yg in &mut groups {
-                prefetch_ahead(w[r * kb..].as_ptr().cast(), ROWS * row_bytes);
-                store_rows($rows::<ROWS>(&w[r * kb..], kb, x), yg);
-                r += ROWS;
-            }
-            for yr in groups.into_remainder() {
-                store_rows($rows::<1>(&w[r * kb..], kb, x), core::slice::from_mut(yr));
-                r += 1;
-            }
-        }
-    };
-}
-
-dot_rows_body!(dot_rows_q4_0_f32, BlockQ4_0, rows_q4_0);
-dot_rows_body!(dot_rows_q4_1_f32, BlockQ4_1, rows_q4_1);
-dot_rows_body!(dot_rows_q8_0_f32, BlockQ8_0, rows_q8_0);
+dot_rows_driver!("neon", dot_rows_q4_0_f32, BlockQ4_0, rows_q4_0, store_rows);
+dot_rows_driver!("neon", dot_rows_q4_1_f32, BlockQ4_1, rows_q4_1, store_rows);
+dot_rows_driver!("neon", dot_rows_q8_0_f32, BlockQ8_0, rows_q8_0, store_rows);
 
 // ---- f32 GEMM ------------------------------------------------------------------------------
 

@@ -266,34 +266,11 @@ fn rows_q8_0<const R: usize>(w: &[BlockQ8_0], kb: usize, x: &[f32]) -> [__m256; 
     acc
 }
 
-/// `y[r] = row r · x` for the rows of `w` (`kb` blocks each), [`ROWS`] at a time, prefetching
-/// ahead; `$rows` is the `R`-row body, run on `x` as it is or pre-scaled ([`prescale`]).
-macro_rules! dot_rows_body {
-    ($name:ident, $block:ty, $rows:ident, $prescaled:expr) => {
-        #[target_feature(enable = "avx2,fma,f16c")]
-        pub(super) fn $name(w: &[$block], kb: usize, x: &[f32], y: &mut [f32]) {
-            let mut buf = [MaybeUninit::<f32>::uninit(); PRESCALE_MAX];
-            let x = if $prescaled { prescale(x, &mut buf) } else { x };
-            let row_bytes = kb * core::mem::size_of::<$block>();
-            prefetch_head(w.as_ptr().cast(), y.len() * row_bytes);
-            let mut groups = y.chunks_exact_mut(ROWS);
-            let mut r = 0;
-            for yg in &mut groups {
-                prefetch_ahead(w[r * kb..].as_ptr().cast(), ROWS * row_bytes);
-                store_rows($rows::<ROWS>(&w[r * kb..], kb, x), yg);
-                r += ROWS;
-            }
-            for yr in groups.into_remainder() {
-                store_rows($rows::<1>(&w[r * kb..], kb, x), core::slice::from_mut(yr));
-                r += 1;
-            }
-        }
-    };
-}
-
-dot_rows_body!(dot_rows_q4_0_f32, BlockQ4_0, rows_q4_0, true);
-dot_rows_body!(dot_rows_q4_1_f32, BlockQ4_1, rows_q4_1, true);
-dot_rows_body!(dot_rows_q8_0_f32, BlockQ8_0, rows_q8_0, false);
+// `y[r] = row r · x` for the rows of `w`, `rows_*` run on `x` as it is or pre-scaled
+// ([`prescale`]).
+dot_rows_driver!("avx2,fma,f16c", pub(super) dot_rows_q4_0_f32, BlockQ4_0, rows_q4_0, store_rows, prescale = prescale);
+dot_rows_driver!("avx2,fma,f16c", pub(super) dot_rows_q4_1_f32, BlockQ4_1, rows_q4_1, store_rows, prescale = prescale);
+dot_rows_driver!("avx2,fma,f16c", pub(super) dot_rows_q8_0_f32, BlockQ8_0, rows_q8_0, store_rows);
 
 // ---- f32 GEMM ------------------------------------------------------------------------------
 

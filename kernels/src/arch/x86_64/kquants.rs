@@ -311,28 +311,5 @@ fn rows_q6_k<const R: usize>(w: &[BlockQ6_K], kb: usize, x: &[f32]) -> [__m256; 
     acc
 }
 
-/// `y[r] = row r · x` for the rows of `w` (`kb` blocks each), [`ROWS`] at a time, prefetching
-/// ahead; `$rows` is the `R`-row body.
-macro_rules! kquant_rows_body {
-    ($name:ident, $block:ty, $rows:ident) => {
-        #[target_feature(enable = "avx2,fma,f16c")]
-        pub(crate) fn $name(w: &[$block], kb: usize, x: &[f32], y: &mut [f32]) {
-            let row_bytes = kb * core::mem::size_of::<$block>();
-            prefetch_head(w.as_ptr().cast(), y.len() * row_bytes);
-            let mut groups = y.chunks_exact_mut(ROWS);
-            let mut r = 0;
-            for yg in &mut groups {
-                prefetch_ahead(w[r * kb..].as_ptr().cast(), ROWS * row_bytes);
-                store_rows($rows::<ROWS>(&w[r * kb..], kb, x), yg);
-                r += ROWS;
-            }
-            for yr in groups.into_remainder() {
-                store_rows($rows::<1>(&w[r * kb..], kb, x), core::slice::from_mut(yr));
-                r += 1;
-            }
-        }
-    };
-}
-
-kquant_rows_body!(dot_rows_q4_k_f32, BlockQ4_K, rows_q4_k);
-kquant_rows_body!(dot_rows_q6_k_f32, BlockQ6_K, rows_q6_k);
+dot_rows_driver!("avx2,fma,f16c", pub(crate) dot_rows_q4_k_f32, BlockQ4_K, rows_q4_k, store_rows);
+dot_rows_driver!("avx2,fma,f16c", pub(crate) dot_rows_q6_k_f32, BlockQ6_K, rows_q6_k, store_rows);

@@ -86,30 +86,13 @@ fn rows_q4_k<const R: usize>(w: &[BlockQ4_K], kb: usize, x: &[f32]) -> [__m512; 
     acc
 }
 
-/// `y[r] = row r · x` for the rows of `w` (`kb` blocks each), [`ROWS`] at a time, prefetching
-/// ahead; `$rows` is the `R`-row body.
-macro_rules! rows_body {
-    ($name:ident, $block:ty, $rows:ident) => {
-        #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-        pub(super) fn $name(w: &[$block], kb: usize, x: &[f32], y: &mut [f32]) {
-            let row_bytes = kb * core::mem::size_of::<$block>();
-            prefetch_head(w.as_ptr().cast(), y.len() * row_bytes);
-            let mut groups = y.chunks_exact_mut(ROWS);
-            let mut r = 0;
-            for yg in &mut groups {
-                prefetch_ahead(w[r * kb..].as_ptr().cast(), ROWS * row_bytes);
-                let acc = $rows::<ROWS>(&w[r * kb..], kb, x);
-                for (yr, acc) in yg.iter_mut().zip(acc) {
-                    *yr = _mm512_reduce_add_ps(acc);
-                }
-                r += ROWS;
-            }
-            for yr in groups.into_remainder() {
-                *yr = _mm512_reduce_add_ps($rows::<1>(&w[r * kb..], kb, x)[0]);
-                r += 1;
-            }
-        }
-    };
+/// Each of `R ≤ ROWS` 16-lane sums reduced into `y[r]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+fn store_rows512<const R: usize>(acc: [__m512; R], y: &mut [f32]) {
+    for (yr, acc) in y.iter_mut().zip(acc) {
+        *yr = _mm512_reduce_add_ps(acc);
+    }
 }
 
-rows_body!(dot_rows_q4_k_f32, BlockQ4_K, rows_q4_k);
+dot_rows_driver!("avx2,fma,f16c,avx512f", pub(super) dot_rows_q4_k_f32, BlockQ4_K, rows_q4_k, store_rows512);
