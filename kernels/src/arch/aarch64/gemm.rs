@@ -34,14 +34,14 @@ use crate::scalar::{self, Q4_0_VALUES};
 const PREFETCH_AHEAD: usize = 8192;
 
 /// Rows per step of the row kernels.
-const ROWS: usize = 4;
+pub(super) const ROWS: usize = 4;
 
 // ---- helpers -------------------------------------------------------------------------------
 
 /// Prefetches into L2 the cache lines of `len` bytes starting `PREFETCH_AHEAD` past `p`.
 #[inline]
 #[target_feature(enable = "neon")]
-fn prefetch_ahead(p: *const u8, len: usize) {
+pub(super) fn prefetch_ahead(p: *const u8, len: usize) {
     let mut off = 0;
     while off < len {
         let q = p.wrapping_add(PREFETCH_AHEAD + off);
@@ -59,7 +59,7 @@ fn prefetch_ahead(p: *const u8, len: usize) {
 /// before them.
 #[inline]
 #[target_feature(enable = "neon")]
-fn prefetch_head(p: *const u8, len: usize) {
+pub(super) fn prefetch_head(p: *const u8, len: usize) {
     let mut off = 0;
     while off < len.min(PREFETCH_AHEAD) {
         // SAFETY: as in `prefetch_ahead`; these addresses are inside the slice.

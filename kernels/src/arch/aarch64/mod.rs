@@ -1,12 +1,13 @@
-//! aarch64: NEON bodies ([`neon`], the k-quants in [`kquants`]), int8 dot products for NEON
-//! and the dot product extension ([`int8`]), and the safe wrappers the dispatch table gets
-//! after detection.
+//! aarch64: NEON bodies ([`neon`], the k-quants in [`kquants`], F16 rows in [`f16`]), int8 dot
+//! products for NEON and the dot product extension ([`int8`]), and the safe wrappers the
+//! dispatch table gets after detection.
 //!
 //! NEON is part of every ARMv8-A application core (phones included); `dotprod` (`sdot`) came
 //! with ARMv8.2 (Cortex-A55/A75 and later) and replaces only the int8 dot products; `i8mm`
 //! (`smmla`, optional from ARMv8.2, mandatory in ARMv8.6: Cortex-A510/A710/X2 and later)
 //! replaces only the batched int8 GEMMs of prompt processing.
 
+mod f16;
 mod gemm;
 mod int8;
 mod kquants;
@@ -66,6 +67,10 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     let f = k.format_mut(Format::Q8_0);
     f.dot = named!(dot_q8_0_f32, "dot_q8_0_f32/neon");
     f.dequant = named!(dequant_q8_0, "dequant_q8_0/neon");
+    let f = k.format_mut(Format::F16);
+    f.dot = named!(dot_f16_f32, "dot_f16_f32/neon");
+    f.dequant = named!(dequant_f16, "dequant_f16/neon");
+    f.dot_rows = Some(named!(dot_rows_f16_f32, "dot_rows_f16_f32/neon"));
     let f = k.format_mut(Format::Q4_K);
     f.dot = named!(dot_q4_k_f32, "dot_q4_k_f32/neon");
     f.dequant = named!(dequant_q4_k, "dequant_q4_k/neon");
@@ -110,3 +115,46 @@ f32_wrappers!(kquants, BlockQ4_K, "Q4_K", 256, dot_q4_k_f32, dequant_q4_k);
 f32_wrappers!(kquants, BlockQ6_K, "Q6_K", 256, dot_q6_k_f32, dequant_q6_k);
 int8_wrappers!(neon_int8 => int8::neon);
 int8_wrappers!(dotprod => int8::dotprod);
+
+/// F16 row · f32: whole [`f16::LANES`] groups in NEON, the tail in the scalar reference.
+fn dot_f16_f32(row: &[u8], x: &[f32]) -> f32 {
+    assert_eq!(row.len(), 2 * x.len());
+    let n = x.len() - x.len() % f16::LANES;
+    // SAFETY: installed only by `install` after `detected` confirmed NEON; the row holds 2n
+    // bytes for the n floats passed.
+    let head = unsafe { f16::dot_f16_f32(&row[..2 * n], &x[..n]) };
+    head + crate::scalar::dot_f16_f32(&row[2 * n..], &x[n..])
+}
+
+/// F16 row → f32: whole groups in NEON, the tail in the scalar reference.
+fn dequant_f16(row: &[u8], out: &mut [f32]) {
+    assert_eq!(row.len(), 2 * out.len());
+    let n = out.len() - out.len() % f16::LANES;
+    let (head, tail) = out.split_at_mut(n);
+    // SAFETY: as in `dot_f16_f32` (NEON detected; lengths match, whole groups).
+    unsafe { f16::dequant_f16(&row[..2 * n], head) };
+    crate::scalar::dequant_f16(&row[2 * n..], tail);
+}
+
+/// F16 rows · f32 (decoding's output head): the whole-group head of every row by the NEON row
+/// kernel, each row's tail by the scalar reference.
+fn dot_rows_f16_f32(w: &[u8], x: &[f32], y: &mut [f32]) {
+    if y.is_empty() {
+        return;
+    }
+    let stride = 2 * x.len();
+    assert_eq!(
+        w.len(),
+        y.len() * stride,
+        "weights are one F16 row per output"
+    );
+    let n = x.len() - x.len() % f16::ROWS_LANES;
+    // SAFETY: installed only by `install` after `detected` confirmed NEON; w.len() =
+    // y.len()·stride and stride = 2·x.len() ≥ 2·n.
+    unsafe { f16::dot_rows_f16_f32(w, stride, &x[..n], y) };
+    if n < x.len() {
+        for (yr, row) in y.iter_mut().zip(w.chunks_exact(stride)) {
+            *yr += crate::scalar::dot_f16_f32(&row[2 * n..], &x[n..]);
+        }
+    }
+}
