@@ -1,13 +1,17 @@
 //! aarch64: NEON bodies ([`neon`], the k-quants in [`kquants`], F16 rows in [`f16`]), int8 dot
-//! products for NEON and the dot product extension ([`int8`]), and the safe wrappers the
-//! dispatch table gets after detection.
+//! products for NEON and the dot product extension ([`int8`]), the f16-activation kernels of
+//! FEAT_FP16 ([`fp16`]), and the safe wrappers the dispatch table gets after detection.
 //!
 //! NEON is part of every ARMv8-A application core (phones included); `dotprod` (`sdot`) came
 //! with ARMv8.2 (Cortex-A55/A75 and later) and replaces only the int8 dot products; `i8mm`
 //! (`smmla`, optional from ARMv8.2, mandatory in ARMv8.6: Cortex-A510/A710/X2 and later)
-//! replaces only the batched int8 GEMMs of prompt processing.
+//! replaces only the batched int8 GEMMs of prompt processing. FEAT_FP16 (`fp16`, half-precision
+//! arithmetic, ARMv8.2: Cortex-A55/A75 and later) is not a backend of its own: any NEON backend
+//! adds the f16-activation kernels when [`fp16_detected`] (so `--kernels` keeps one name per
+//! int8 tier, and the f16 precision works on every tier of a CPU that has it).
 
 mod f16;
+mod fp16;
 mod gemm;
 mod int8;
 mod kquants;
@@ -18,6 +22,7 @@ mod ternary;
 use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0};
 use crate::dispatch::{Backend, DotQ8Fn, Kernels, Named};
 use crate::format::Format;
+use crate::scalar::BlockF16Act;
 
 /// Whether this CPU has every feature `backend`'s bodies enable: detected at run time with
 /// `std` (`std` caches the answer), from the compile-time target features without it.
@@ -44,6 +49,20 @@ fn detected(backend: Backend) -> bool {
             target_feature = "i8mm"
         )),
         _ => false,
+    }
+}
+
+/// Whether this CPU has FEAT_FP16 (half-precision arithmetic, `fp16`): at run time with `std`,
+/// from the compile-time target features without it.
+fn fp16_detected() -> bool {
+    #[cfg(feature = "std")]
+    {
+        std::arch::is_aarch64_feature_detected!("neon")
+            && std::arch::is_aarch64_feature_detected!("fp16")
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        cfg!(all(target_feature = "neon", target_feature = "fp16"))
     }
 }
 
@@ -94,6 +113,12 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     k.format_mut(Format::Q4_0).dot_q8 = Some(q4_0);
     k.format_mut(Format::Q4_1).dot_q8 = Some(q4_1);
     k.format_mut(Format::Q8_0).dot_q8 = Some(q8_0);
+    if fp16_detected() {
+        k.quantize_act_f16 = named!(quantize_act_f16, "quantize_act_f16/neon");
+        k.format_mut(Format::Q4_0).dot_f16 = Some(named!(dot_q4_0_f16, "dot_q4_0_f16/fp16"));
+        k.format_mut(Format::Q4_1).dot_f16 = Some(named!(dot_q4_1_f16, "dot_q4_1_f16/fp16"));
+        k.format_mut(Format::Q8_0).dot_f16 = Some(named!(dot_q8_0_f16, "dot_q8_0_f16/fp16"));
+    }
     ternary::install(backend, k);
     gemm::install(backend, k);
     lut::install(k);
@@ -105,7 +130,8 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
 // only after `detected(backend)` returned true. Every body enables `neon`, which every aarch64
 // backend requires; the `dotprod` int8 bodies additionally enable `dotprod`, and `install` puts
 // them in the table only for `Backend::NeonDotprod` and `Backend::NeonI8mm`, whose detection
-// checked it.
+// checked it; the `fp16` bodies enable `fp16`, and `install` puts them in the table only after
+// `fp16_detected()` returned true.
 
 vec_wrappers!(neon);
 f32_wrappers!(neon, BlockQ4_0, "Q4_0", dot_q4_0_f32, dequant_q4_0);
@@ -158,3 +184,32 @@ fn dot_rows_f16_f32(w: &[u8], x: &[f32], y: &mut [f32]) {
         }
     }
 }
+
+/// f32 → f16 activation blocks (whole blocks only, like the reference).
+fn quantize_act_f16(x: &[f32], out: &mut [u8]) {
+    let blocks: &mut [BlockF16Act] =
+        crate::blocks::as_blocks_mut(out).expect("output is whole act blocks");
+    assert_eq!(blocks.len() * 32, x.len());
+    // SAFETY: installed only by `install` after `detected` confirmed NEON.
+    unsafe { fp16::quantize_act_f16(x, blocks) }
+}
+
+/// Row · f16 activation wrappers around `fp16::$body` for one block type.
+macro_rules! fp16_wrapper {
+    ($name:ident, $block:ty, $what:literal) => {
+        fn $name(row: &[u8], xh: &[u8]) -> f32 {
+            let blocks: &[$block] =
+                crate::blocks::as_blocks(row).expect(concat!($what, " row is whole blocks"));
+            let acts: &[BlockF16Act] =
+                crate::blocks::as_blocks(xh).expect("activations are whole act blocks");
+            assert_eq!(acts.len(), blocks.len(), "activation blocks match the row");
+            // SAFETY: installed only by `install` after `fp16_detected()` confirmed NEON and
+            // FEAT_FP16 (see the wrapper notes).
+            unsafe { fp16::$name(blocks, acts) }
+        }
+    };
+}
+
+fp16_wrapper!(dot_q4_0_f16, BlockQ4_0, "Q4_0");
+fp16_wrapper!(dot_q4_1_f16, BlockQ4_1, "Q4_1");
+fp16_wrapper!(dot_q8_0_f16, BlockQ8_0, "Q8_0");
