@@ -158,7 +158,7 @@ pub fn peak_rss_mb() -> Option<f64> {
 }
 
 /// A session with `--threads` workers (default: all cores), `--ctx-size` (default: the
-/// model's, capped) and `--precision` (`f32`, the default, or `int8`).
+/// model's, capped) and `--precision` (`f32`, the default, `int8` or `f16`).
 pub fn session(loaded: Loaded, args: &Args, default_ctx: usize) -> Result<Session, String> {
     let Loaded { model, weights, .. } = loaded;
     let threads = args.get("threads", ThreadPool::available_threads())?.max(1);
@@ -172,7 +172,7 @@ pub fn session(loaded: Loaded, args: &Args, default_ctx: usize) -> Result<Sessio
     let precision = match args.str("precision") {
         None => ActivationPrecision::F32,
         Some(p) => ActivationPrecision::from_name(p)
-            .ok_or_else(|| format!("unknown --precision '{p}' (f32, int8)"))?,
+            .ok_or_else(|| format!("unknown --precision '{p}' (f32, int8, f16)"))?,
     };
     let max_resident = (args.get("max-resident", 0.0f64)? * 1e6) as usize;
     let opts = SessionOptions {
