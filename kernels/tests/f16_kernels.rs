@@ -55,12 +55,15 @@ fn f16_dot_and_dequant_match_scalar_on_every_backend() {
         };
         let fk = k.format(Format::F16);
         for n in (0..70).chain([576, 1536, 4096]) {
-            let row = halves(n, n as u32 + 7);
+            // One byte in: F16 rows may sit at odd addresses.
+            let mut buf = vec![0u8; 2 * n + 1];
+            buf[1..].copy_from_slice(&halves(n, n as u32 + 7));
+            let row = &buf[1..];
             let x = floats(n, n as u32 + 3);
             let mut want = vec![0.0f32; n];
-            scalar::dequant_f16(&row, &mut want);
+            scalar::dequant_f16(row, &mut want);
             let mut got = vec![1.0f32; n];
-            (fk.dequant.f)(&row, &mut got);
+            (fk.dequant.f)(row, &mut got);
             // Conversion is exact in every backend: bit-identical.
             assert!(
                 want.iter()
@@ -83,7 +86,7 @@ fn f16_dot_and_dequant_match_scalar_on_every_backend() {
                 .sum();
             let u = 2f64.powi(-24) * n.max(1) as f64;
             let bound = 2.0 * u / (1.0 - u) * mag + 1e-30;
-            let got = (fk.dot.f)(&row, &x) as f64;
+            let got = (fk.dot.f)(row, &x) as f64;
             assert!(
                 (got - exact).abs() <= bound,
                 "{} n={n}: {got} vs {exact} (bound {bound})",
@@ -238,10 +241,16 @@ fn quantize_act_f16_matches_scalar_bytes_on_every_backend() {
             for wild in [false, true] {
                 let x = activations(nb, &mut rng, wild);
                 let mut want = vec![0u8; act_f16_bytes(x.len())];
-                let mut got = vec![0xAAu8; want.len()];
+                // Written one byte in: an odd address.
+                let mut got = vec![0xAAu8; want.len() + 1];
                 scalar::quantize_act_f16(&x, &mut want);
-                (k.quantize_act_f16.f)(&x, &mut got);
-                assert_eq!(got, want, "{} nb={nb} wild={wild}", k.quantize_act_f16.name);
+                (k.quantize_act_f16.f)(&x, &mut got[1..]);
+                assert_eq!(
+                    got[1..],
+                    want,
+                    "{} nb={nb} wild={wild}",
+                    k.quantize_act_f16.name
+                );
             }
         }
     }
@@ -249,7 +258,8 @@ fn quantize_act_f16_matches_scalar_bytes_on_every_backend() {
 
 /// The contract is bit-exact: every backend's `dot_f16` equals the emulating reference bit for
 /// bit (NaN for NaN), on odd and even block counts, zero and maximal blocks, scales from 2⁻²⁴
-/// to ±65504 and −0, and activations from f32 subnormals past f16's range to 3e38.
+/// to ±65504 and −0, activations from f32 subnormals past f16's range to 3e38, and rows and
+/// activation blocks at odd addresses.
 #[test]
 fn dot_f16_matches_scalar_bit_for_bit_on_every_backend() {
     let mut rng = Rng::new(43);
@@ -268,9 +278,14 @@ fn dot_f16_matches_scalar_bit_for_bit_on_every_backend() {
                     for _ in 0..8 {
                         let row = weight_row(format, nb, &mut rng, wild);
                         let x = activations(nb, &mut rng, wild);
-                        let mut xh = vec![0u8; act_f16_bytes(x.len())];
-                        scalar::quantize_act_f16(&x, &mut xh);
-                        let (got, want) = ((slot.f)(&row, &xh), (reference.f)(&row, &xh));
+                        // One byte in: blocks have alignment 1 and may sit at odd addresses.
+                        let mut buf = vec![0u8; act_f16_bytes(x.len()) + 1];
+                        let xh = &mut buf[1..];
+                        (k.quantize_act_f16.f)(&x, xh);
+                        let mut rbuf = vec![0u8; row.len() + 1];
+                        rbuf[1..].copy_from_slice(&row);
+                        let row = &rbuf[1..];
+                        let (got, want) = ((slot.f)(row, xh), (reference.f)(row, xh));
                         assert!(
                             same_bits(got, want),
                             "{} nb={nb} wild={wild}: {got:e} vs reference {want:e}",

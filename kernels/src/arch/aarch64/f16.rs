@@ -48,8 +48,9 @@ pub(super) fn widen(h: uint16x8_t) -> [float32x4_t; 2] {
 #[target_feature(enable = "neon")]
 unsafe fn load8(row: &[u8], i: usize) -> [float32x4_t; 2] {
     debug_assert!(2 * i + 16 <= row.len());
-    // SAFETY: the caller guarantees the 16 bytes; unaligned loads are allowed.
-    widen(unsafe { vld1q_u16(row.as_ptr().add(2 * i).cast()) })
+    // SAFETY: the caller guarantees the 16 bytes. Byte loads, as the row may sit at an odd
+    // address (`vld1q_u16` needs `u16` alignment).
+    widen(unsafe { vreinterpretq_u16_u8(vld1q_u8(row.as_ptr().add(2 * i))) })
 }
 
 /// `Σ row[i]·x[i]` for `x.len()` a multiple of [`LANES`] and `row` its f16 bytes.
@@ -130,12 +131,12 @@ unsafe fn rows_f16<const R: usize>(p: *const u8, stride: usize, x: &[f32]) -> [f
         let xv = super::neon::load16(xs);
         for r in 0..R {
             // SAFETY: halves 16i..16i + 16 of row r, bytes 2·16i..2·16i + 32 ≤ 2·x.len()
-            // (caller); unaligned loads.
+            // (caller); byte loads, which need no alignment.
             let (w0, w1) = unsafe {
                 let q = p.add(r * stride + 2 * ROWS_LANES * i);
                 (
-                    widen(vld1q_u16(q.cast())),
-                    widen(vld1q_u16(q.add(16).cast())),
+                    widen(vreinterpretq_u16_u8(vld1q_u8(q))),
+                    widen(vreinterpretq_u16_u8(vld1q_u8(q.add(16)))),
                 )
             };
             acc[r][0] = vfmaq_f32(acc[r][0], w0[0], xv[0]);

@@ -96,16 +96,10 @@ fn q8_weights(qs: &[i8; 32]) -> [uint16x8_t; 4] {
 #[inline]
 #[target_feature(enable = "neon")]
 fn act_halves(a: &BlockF16Act) -> [uint16x8_t; 4] {
-    let p = a.hs.as_ptr().cast::<u16>();
-    // SAFETY: `hs` holds 32 halves (64 readable bytes); unaligned loads are allowed.
-    unsafe {
-        [
-            vld1q_u16(p),
-            vld1q_u16(p.add(8)),
-            vld1q_u16(p.add(16)),
-            vld1q_u16(p.add(24)),
-        ]
-    }
+    let p = a.hs.as_ptr().cast::<u8>();
+    // SAFETY: `hs` holds 32 halves (64 readable bytes). Byte loads: the block has alignment 1,
+    // so a `u16` pointer into it could be misaligned, which `vld1q_u16` does not allow.
+    core::array::from_fn(|g| unsafe { vreinterpretq_u16_u8(vld1q_u8(p.add(16 * g))) })
 }
 
 /// The contract's `q[0..4]`: lane j of `p` is `w[j]·h[j]` then three FMAs with lanes j + 8,
@@ -228,11 +222,12 @@ pub(super) fn quantize_act_f16(x: &[f32], out: &mut [BlockF16Act]) {
             narrow(v1[0], v1[1]),
             narrow(v1[2], v1[3]),
         ];
-        let p = b.hs.as_mut_ptr().cast::<u16>();
-        // SAFETY: `hs` is 32 halves (64 bytes), exclusively borrowed; unaligned stores.
+        let p = b.hs.as_mut_ptr().cast::<u8>();
+        // SAFETY: `hs` is 32 halves (64 bytes), exclusively borrowed; byte stores, as the block
+        // may sit at an odd address.
         unsafe {
             for (g, v) in h.iter().enumerate() {
-                vst1q_u16(p.add(8 * g), *v);
+                vst1q_u8(p.add(16 * g), vreinterpretq_u8_u16(*v));
             }
         }
         // The sum of the halves as `tree_sum` orders it: vectors v_k = h[4k..4k + 4].
