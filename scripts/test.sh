@@ -29,6 +29,10 @@ for cpu in cortex-a53 max; do
   step "aarch64 tests under qemu (QEMU_CPU=$cpu)"
   QEMU_CPU=$cpu cargo test -q -p tern-kernels -p tern-runtime --target aarch64-unknown-linux-gnu
   QEMU_CPU=$cpu cargo test -q -p tern-tests --target aarch64-unknown-linux-gnu --test smollm2_exact short_
+  # --precision f16: the fp16 kernels against float64 where the CPU has FEAT_FP16; without it
+  # only the fallback to f32 (the scalar emulation would take minutes under qemu).
+  if [ "$cpu" = max ]; then f16_filter=""; else f16_filter=falls_back; fi
+  QEMU_CPU=$cpu cargo test -q -p tern-tests --target aarch64-unknown-linux-gnu --test smollm2_f16 $f16_filter
 done
 
 step "Kotlin bindings on the JVM"

@@ -16,7 +16,7 @@ pub const DEFAULT_BUDGET_GBPS: f64 = 60.0;
 
 pub const USAGE: &str =
     "tern bench -m FILE [-t THREADS] [-p 128] [-n 128] [-r REPS] [--bandwidth-budget GBS]
-           [--stream] [--precision f32|int8] [--kernels NAME]
+           [--stream] [--precision f32|int8|f16] [--kernels NAME]
            [--ternary auto|mad|lut|f32] [--json]";
 
 pub fn main(argv: &[String]) -> Result<(), String> {
@@ -92,16 +92,22 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         .flag("stream")
         .then(|| crate::stream::measure(s.threads()));
     // The kernel each format's decoding products run: the int8 GEMM under `--precision int8`,
-    // else the multi-row f32 kernel where the backend has one.
-    let int8 = args.str("precision") == Some("int8");
+    // the f16 dot under `--precision f16` where the backend has one, else the multi-row f32
+    // kernel where the backend has one.
+    let (int8, f16) = match args.str("precision") {
+        Some("int8") => (true, false),
+        Some("f16") => (false, true),
+        _ => (false, false),
+    };
     let k = model.kernels();
     let kernels: Vec<String> = tern_kernels::Format::ALL
         .iter()
         .map(|&f| {
             let fk = k.format(f);
-            let name = match (int8, fk.gemm_q8, fk.dot_rows) {
-                (true, Some(g), _) => g.name,
-                (_, _, Some(r)) => r.name,
+            let name = match (int8, fk.gemm_q8, f16, fk.dot_f16, fk.dot_rows) {
+                (true, Some(g), ..) => g.name,
+                (_, _, true, Some(h), _) => h.name,
+                (.., Some(r)) => r.name,
                 _ => fk.dot.name,
             };
             format!("{}={}", f.name(), name)

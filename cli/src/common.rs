@@ -173,7 +173,7 @@ pub fn kv_type(args: &Args) -> Result<KvType, String> {
 }
 
 /// A session with `--threads` workers (default: all cores), `--ctx-size` (default: the
-/// model's, capped), `--precision` (`f32`, the default, or `int8`) and `--kv-type` (`f16`, the
+/// model's, capped), `--precision` (`f32`, the default, `int8` or `f16`) and `--kv-type` (`f16`, the
 /// default, or `f32`), `--batch` (prompt tokens per forward pass, `default_batch` unless given).
 pub fn session(
     loaded: Loaded,
@@ -193,7 +193,7 @@ pub fn session(
     let precision = match args.str("precision") {
         None => ActivationPrecision::F32,
         Some(p) => ActivationPrecision::from_name(p)
-            .ok_or_else(|| format!("unknown --precision '{p}' (f32, int8)"))?,
+            .ok_or_else(|| format!("unknown --precision '{p}' (f32, int8, f16)"))?,
     };
     let kv_type = kv_type(args)?;
     let batch: usize = args.get("batch", default_batch)?;

@@ -118,6 +118,22 @@ pub fn main(argv: &[String]) -> Result<(), String> {
                 "  KV cache       {:>12} bytes per position of history (f32)",
                 kv_per_pos
             );
+            // The kernels each precision's products run on this CPU (`-` where the format
+            // falls back to the f32 kernels).
+            let k = model.kernels();
+            println!(
+                "\nkernels ({}): format, then --precision f32 / int8 / f16",
+                k.backend().name()
+            );
+            for &f in tern_kernels::Format::ALL.iter() {
+                let fk = k.format(f);
+                let f32_name = fk.dot_rows.map_or(fk.dot.name, |r| r.name);
+                let int8 = (fk.gemm_q8.map(|g| g.name))
+                    .or(fk.dot_q8.map(|d| d.name))
+                    .unwrap_or("-");
+                let f16 = fk.dot_f16.map_or("-", |d| d.name);
+                println!("  {:<6} {f32_name} / {int8} / {f16}", f.name());
+            }
             // What loading repacked for its kernels (heap, beside the mapped file).
             let ternary = model.ternary();
             println!("\nrepacked at load: {} bytes", ternary.repacked_bytes());

@@ -51,7 +51,8 @@ options of every command that runs a model:
   -t, --threads N          worker threads (default: all cores)
   -c, --ctx-size N         context length (default: the model's, at most 4096)
   -b, --batch N            prompt tokens per forward pass (default 64; bench: the prompt, ≤ 512)
-  --precision f32|int8     f32 activations (default) or int8 activations and integer dots
+  --precision f32|int8|f16 f32 activations (default), int8 activations and integer dots, or
+                           f16 activations and f16 dots (aarch64 with fp16; f32 on other SIMD)
   --kv-type f16|f32        KV cache storage: f16 (default, half the memory) or f32 (exact)
   --kernels NAME           auto (default), scalar, avx2, avxvnni, avx512vnni, neon, neon-dotprod,
                            neon-i8mm

@@ -2,7 +2,10 @@
 //!
 //! For each weight format and matrix shape: the row · f32 dot (`dot`) and its multi-row
 //! version (`dot_rows`), the int8 path (`dot_q8` row by row and `gemm_q8` many rows at once,
-//! each including the one activation quantization per matrix-vector product), the
+//! each including the one activation quantization per matrix-vector product), the f16 path
+//! (`dot_f16` row by row, including the activation conversion: FEAT_FP16 kernels on aarch64,
+//! the scalar reference, which emulates f16 arithmetic, everywhere; other SIMD tables have
+//! none), the
 //! dequantization, and the two prompt-processing products over a batch of 64 tokens
 //! (`gemm_q8 x64`; `dequant+gemm_f32 x64`, dequantizing 64-row panels once), those figures per
 //! token. Reported as nanoseconds per row and GB/s of weight bytes streamed (per token for
@@ -21,7 +24,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use tern_kernels::scalar::{self, act_q8_bytes};
+use tern_kernels::scalar::{self, act_f16_bytes, act_q8_bytes};
 use tern_kernels::{Backend, Format, Kernels};
 
 /// Minimum measuring time per kernel.
@@ -45,16 +48,17 @@ const KQUANT_SHAPES: [(usize, usize, &str); 3] = [
 /// kinds on the output head, and for the k-quants every kind but the f32 batch (which is the
 /// same dequantization and `gemm_f32` as for the other formats), the int8 batch only on the
 /// small shape.
-const ALL_KINDS: [&str; 7] = [
+const ALL_KINDS: [&str; 8] = [
     "dot",
     "dot_rows",
     "dot_q8",
     "gemm_q8",
+    "dot_f16",
     "dequant",
     "gemm_q8 x64",
     "dequant+gemm_f32 x64",
 ];
-const HEAD_KINDS: [&str; 4] = ["dot", "dot_rows", "dot_q8", "gemm_q8"];
+const HEAD_KINDS: [&str; 5] = ["dot", "dot_rows", "dot_q8", "gemm_q8", "dot_f16"];
 const KQUANT_KINDS: [&str; 5] = ["dot", "dot_rows", "dot_q8", "gemm_q8", "dequant"];
 const KQUANT_SMALL_KINDS: [&str; 6] = [
     "dot",
@@ -226,6 +230,7 @@ fn bench_matrix(
     let mut ys = vec![0.0f32; rows * BATCH];
     let mut xq = vec![0u8; act_q8_bytes(cols)];
     let mut xqs = vec![0u8; BATCH * act_q8_bytes(cols)];
+    let mut xh = vec![0u8; act_f16_bytes(cols)];
     let mut out = vec![0.0f32; cols];
     // The batched f32 path dequantizes a task's rows into a panel, then runs `gemm_f32`.
     const PANEL: usize = 64;
@@ -243,6 +248,11 @@ fn bench_matrix(
                 "dot_rows" => fk.dot_rows.expect("multi-row kernel").name,
                 "dot_q8" => fk.dot_q8.expect("int8 kernel").name,
                 "gemm_q8" | "gemm_q8 x64" => fk.gemm_q8.expect("int8 GEMM").name,
+                // SIMD tables without native f16 arithmetic have no f16 kernels.
+                "dot_f16" => match fk.dot_f16 {
+                    Some(d) => d.name,
+                    None => continue,
+                },
                 "dequant+gemm_f32 x64" => k.gemm_f32.name,
                 _ => fk.dequant.name,
             };
@@ -272,6 +282,16 @@ fn bench_matrix(
                         quantize(black_box(&x), &mut xq);
                         for (yr, row) in y.iter_mut().zip(w.chunks_exact(row_bytes)) {
                             *yr = dot(black_box(row), &xq);
+                        }
+                        black_box(&y);
+                    })
+                }
+                "dot_f16" => {
+                    let (dot, convert) = (fk.dot_f16.unwrap().f, k.quantize_act_f16.f);
+                    time(|| {
+                        convert(black_box(&x), &mut xh);
+                        for (yr, row) in y.iter_mut().zip(w.chunks_exact(row_bytes)) {
+                            *yr = dot(black_box(row), &xh);
                         }
                         black_box(&y);
                     })

@@ -21,6 +21,10 @@ pub type DequantFn = fn(row: &[u8], out: &mut [f32]);
 pub type DotQ8Fn = fn(row: &[u8], xq: &[u8]) -> f32;
 /// f32 values → an F16 row ([`scalar::quantize_f16`]): the f16 KV cache's stores.
 pub type QuantizeF16Fn = fn(x: &[f32], out: &mut [u8]);
+/// Dot product of one row of weights with f16 activations: `xh` holds the
+/// [`scalar::BlockF16Act`] blocks [`Kernels::quantize_act_f16`] wrote for the f32 activations,
+/// and the result follows the arithmetic contract of `scalar::act_f16` bit for bit.
+pub type DotF16Fn = fn(row: &[u8], xh: &[u8]) -> f32;
 /// Dot product of two f32 vectors of equal length.
 pub type DotF32Fn = fn(a: &[f32], b: &[f32]) -> f32;
 /// `y[i] += a · x[i]`.
@@ -88,6 +92,11 @@ pub struct FormatKernels {
     pub dequant: Named<DequantFn>,
     /// Row · int8 activations (the fast path), for formats that have one.
     pub dot_q8: Option<Named<DotQ8Fn>>,
+    /// Row · f16 activations, for formats that have one on this backend: the scalar table
+    /// holds the references (which emulate f16 arithmetic); a SIMD backend keeps the slot only
+    /// where the CPU does f16 arithmetic natively (aarch64 FEAT_FP16), so elsewhere the
+    /// runtime's f16 precision falls back to the faster and more accurate f32 kernels.
+    pub dot_f16: Option<Named<DotF16Fn>>,
     /// Many rows · f32 activations, for formats that have a multi-row kernel (the runtime
     /// loops over `dot` otherwise).
     pub dot_rows: Option<Named<DotRowsFn>>,
@@ -107,6 +116,7 @@ impl FormatKernels {
             dot,
             dequant,
             dot_q8: None,
+            dot_f16: None,
             dot_rows: None,
             gemm_q8: None,
             dot_q8_row: None,
@@ -203,6 +213,8 @@ pub struct Kernels {
     pub ternary: TernaryKernels,
     /// f32 activations → int8 blocks for the `dot_q8` slots.
     pub quantize_act_q8: Named<QuantizeActFn>,
+    /// f32 activations → f16 blocks ([`scalar::BlockF16Act`]) for the `dot_f16` slots.
+    pub quantize_act_f16: Named<QuantizeActFn>,
     backend: Backend,
 }
 
@@ -281,6 +293,7 @@ impl Kernels {
             softmax: named!(scalar::softmax_lut_f32, "softmax_lut_f32/scalar"),
             swiglu: named!(scalar::swiglu_lut_f32, "swiglu_lut_f32/scalar"),
             quantize_act_q8: named!(scalar::quantize_act_q8, "quantize_act_q8/scalar"),
+            quantize_act_f16: named!(scalar::quantize_act_f16, "quantize_act_f16/scalar"),
             ternary: TernaryKernels::scalar(),
             backend: Backend::Scalar,
         };
@@ -288,6 +301,13 @@ impl Kernels {
         k.format_mut(Format::Q4_0).dot_q8 = Some(named!(scalar::dot_q4_0_q8, "dot_q4_0_q8/scalar"));
         k.format_mut(Format::Q4_1).dot_q8 = Some(named!(scalar::dot_q4_1_q8, "dot_q4_1_q8/scalar"));
         k.format_mut(Format::Q8_0).dot_q8 = Some(named!(scalar::dot_q8_0_q8, "dot_q8_0_q8/scalar"));
+        // The f16 path's references (emulated f16 arithmetic, see `scalar::act_f16`).
+        k.format_mut(Format::Q4_0).dot_f16 =
+            Some(named!(scalar::dot_q4_0_f16, "dot_q4_0_f16/scalar"));
+        k.format_mut(Format::Q4_1).dot_f16 =
+            Some(named!(scalar::dot_q4_1_f16, "dot_q4_1_f16/scalar"));
+        k.format_mut(Format::Q8_0).dot_f16 =
+            Some(named!(scalar::dot_q8_0_f16, "dot_q8_0_f16/scalar"));
         // Multi-row kernels (decode and prompt products), defined by loops over the above.
         k.format_mut(Format::F16).dot_rows =
             Some(named!(scalar::dot_rows_f16_f32, "dot_rows_f16_f32/scalar"));
@@ -396,6 +416,21 @@ impl Kernels {
     #[inline]
     pub fn dot_q8(&self, format: Format, row: &[u8], xq: &[u8]) -> Option<f32> {
         self.formats[format.index()].dot_q8.map(|k| (k.f)(row, xq))
+    }
+
+    /// Dot product of a row of `format` weights with f16 activations `xh` (from
+    /// [`Kernels::quantize_act_f16`]), or `None` when the format has no f16 kernel here.
+    #[inline]
+    pub fn dot_f16(&self, format: Format, row: &[u8], xh: &[u8]) -> Option<f32> {
+        self.formats[format.index()].dot_f16.map(|k| (k.f)(row, xh))
+    }
+
+    /// Whether this table has f16-activation kernels (`--precision f16` runs in f16 for the
+    /// formats that have one and in f32 for the others).
+    pub fn has_f16_activations(&self) -> bool {
+        Format::ALL
+            .iter()
+            .any(|&f| self.format(f).dot_f16.is_some())
     }
 
     /// `(format, dot kernel name)` for every format, for reports.

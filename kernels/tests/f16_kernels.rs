@@ -1,5 +1,16 @@
-//! F16 row kernels of every backend this CPU runs, against the scalar reference.
+//! F16 row kernels of every backend this CPU runs, against the scalar reference; and the f16
+//! activation path (`scalar::act_f16`): every backend's kernels bit for bit against the
+//! scalar reference, the reference against the exact product within the contract's error
+//! bound, and which backends install the FEAT_FP16 kernels.
+//!
+//! Run the NEON instances under qemu: `QEMU_CPU=max` (has FEAT_FP16) and `QEMU_CPU=cortex-a53`
+//! (has not: no `fp16` kernel may be installed).
 
+mod common;
+
+use common::Rng;
+use half::f16;
+use tern_kernels::scalar::{act_f16_bytes, BlockF16Act};
 use tern_kernels::{scalar, Backend, Format, Kernels};
 
 /// Deterministic halves covering normal values, ±max, subnormals, zeros and −0.
@@ -44,12 +55,15 @@ fn f16_dot_and_dequant_match_scalar_on_every_backend() {
         };
         let fk = k.format(Format::F16);
         for n in (0..70).chain([576, 1536, 4096]) {
-            let row = halves(n, n as u32 + 7);
+            // One byte in: F16 rows may sit at odd addresses.
+            let mut buf = vec![0u8; 2 * n + 1];
+            buf[1..].copy_from_slice(&halves(n, n as u32 + 7));
+            let row = &buf[1..];
             let x = floats(n, n as u32 + 3);
             let mut want = vec![0.0f32; n];
-            scalar::dequant_f16(&row, &mut want);
+            scalar::dequant_f16(row, &mut want);
             let mut got = vec![1.0f32; n];
-            (fk.dequant.f)(&row, &mut got);
+            (fk.dequant.f)(row, &mut got);
             // Conversion is exact in every backend: bit-identical.
             assert!(
                 want.iter()
@@ -72,7 +86,7 @@ fn f16_dot_and_dequant_match_scalar_on_every_backend() {
                 .sum();
             let u = 2f64.powi(-24) * n.max(1) as f64;
             let bound = 2.0 * u / (1.0 - u) * mag + 1e-30;
-            let got = (fk.dot.f)(&row, &x) as f64;
+            let got = (fk.dot.f)(row, &x) as f64;
             assert!(
                 (got - exact).abs() <= bound,
                 "{} n={n}: {got} vs {exact} (bound {bound})",
@@ -128,6 +142,326 @@ fn f16_dot_rows_match_scalar_on_every_backend() {
                     );
                 }
             }
+        }
+    }
+}
+
+// ---- f16 activations -----------------------------------------------------------------------
+
+/// The formats with f16-activation kernels.
+const F16_ACT: [Format; 3] = [Format::Q4_0, Format::Q4_1, Format::Q8_0];
+
+/// Half bit patterns the weight scales are drawn from: ordinary values, the smallest
+/// subnormal, the largest half, zero and −0.
+fn scale_bits(rng: &mut Rng, wild: bool) -> u16 {
+    if wild {
+        match rng.below(6) {
+            0 => 0x0001, // 2^-24
+            1 => 0x7BFF, // 65504
+            2 => 0xFBFF, // -65504
+            3 => 0x0000,
+            4 => 0x8000, // -0
+            _ => f16::from_f32(rng.f32() * 2.0).to_bits(),
+        }
+    } else {
+        f16::from_f32(rng.f32() * 0.1).to_bits()
+    }
+}
+
+/// One row of `nb` blocks of `format`: random codes, plus zero-scale blocks and maximal blocks
+/// (every nibble 15 or 0, every int8 code −128 or 127); with `wild`, scales at the f16 extremes.
+fn weight_row(format: Format, nb: usize, rng: &mut Rng, wild: bool) -> Vec<u8> {
+    let mut row = Vec::new();
+    for _ in 0..nb {
+        let kind = rng.below(5);
+        let mut d = scale_bits(rng, wild);
+        if kind == 0 {
+            d = 0;
+        }
+        row.extend(d.to_le_bytes());
+        if format == Format::Q4_1 {
+            row.extend(scale_bits(rng, wild).to_le_bytes());
+        }
+        let n = if format == Format::Q8_0 { 32 } else { 16 };
+        for _ in 0..n {
+            row.push(match (kind, format) {
+                (1, Format::Q8_0) => 0x80, // −128
+                (2, Format::Q8_0) => 0x7F,
+                (1, _) => 0xFF,
+                (2, _) => 0x00,
+                _ => rng.next() as u8,
+            });
+        }
+    }
+    row
+}
+
+/// `nb` blocks of activations, each of one magnitude: ordinary values, tiny, huge, around the
+/// f16 range limits (65504, 65520 and beyond, 2^-24), f32 subnormals, all zeros, with
+/// scattered −0 and exact ±65504. With `wild`, also magnitudes whose products overflow f32.
+fn activations(nb: usize, rng: &mut Rng, wild: bool) -> Vec<f32> {
+    let mags: &[f32] = if wild {
+        &[
+            1.0, 1e-30, 1e30, 65504.0, 65520.0, 7e4, 6e-8, 1e-40, 3e38, 0.0,
+        ]
+    } else {
+        &[
+            1.0, 3.0, 1e-3, 1e3, 65504.0, 65520.0, 7e4, 6e-8, 1e-20, 1e20, 0.0,
+        ]
+    };
+    let mut x = Vec::new();
+    for _ in 0..nb {
+        let mag = rng.pick(mags);
+        for _ in 0..32 {
+            x.push(match rng.below(16) {
+                0 => -0.0,
+                1 => 65504.0_f32.min(mag.max(1.0)),
+                2 => -65504.0_f32.min(mag.max(1.0)),
+                _ => rng.f32() * mag,
+            });
+        }
+    }
+    x
+}
+
+fn same_bits(a: f32, b: f32) -> bool {
+    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+}
+
+/// Conversion writes the same bytes on every backend (the SIMD paths only where the CPU has
+/// FEAT_FP16; elsewhere the slot is the reference itself).
+#[test]
+fn quantize_act_f16_matches_scalar_bytes_on_every_backend() {
+    let mut rng = Rng::new(41);
+    for backend in Backend::ALL {
+        let Some(k) = common::kernels(backend) else {
+            continue;
+        };
+        for nb in [1usize, 2, 3, 5, 18, 48] {
+            for wild in [false, true] {
+                let x = activations(nb, &mut rng, wild);
+                let mut want = vec![0u8; act_f16_bytes(x.len())];
+                // Written one byte in: an odd address.
+                let mut got = vec![0xAAu8; want.len() + 1];
+                scalar::quantize_act_f16(&x, &mut want);
+                (k.quantize_act_f16.f)(&x, &mut got[1..]);
+                assert_eq!(
+                    got[1..],
+                    want,
+                    "{} nb={nb} wild={wild}",
+                    k.quantize_act_f16.name
+                );
+            }
+        }
+    }
+}
+
+/// The contract is bit-exact: every backend's `dot_f16` equals the emulating reference bit for
+/// bit (NaN for NaN), on odd and even block counts, zero and maximal blocks, scales from 2⁻²⁴
+/// to ±65504 and −0, activations from f32 subnormals past f16's range to 3e38, and rows and
+/// activation blocks at odd addresses.
+#[test]
+fn dot_f16_matches_scalar_bit_for_bit_on_every_backend() {
+    let mut rng = Rng::new(43);
+    let mut checked = 0;
+    for backend in Backend::ALL {
+        let Some(k) = common::kernels(backend) else {
+            continue;
+        };
+        for format in F16_ACT {
+            let Some(slot) = k.format(format).dot_f16 else {
+                continue;
+            };
+            let reference = Kernels::scalar().format(format).dot_f16.unwrap();
+            for nb in [1usize, 2, 3, 5, 7, 8, 17, 18, 48] {
+                for wild in [false, true] {
+                    for _ in 0..8 {
+                        let row = weight_row(format, nb, &mut rng, wild);
+                        let x = activations(nb, &mut rng, wild);
+                        // One byte in: blocks have alignment 1 and may sit at odd addresses.
+                        let mut buf = vec![0u8; act_f16_bytes(x.len()) + 1];
+                        let xh = &mut buf[1..];
+                        (k.quantize_act_f16.f)(&x, xh);
+                        let mut rbuf = vec![0u8; row.len() + 1];
+                        rbuf[1..].copy_from_slice(&row);
+                        let row = &rbuf[1..];
+                        let (got, want) = ((slot.f)(row, xh), (reference.f)(row, xh));
+                        assert!(
+                            same_bits(got, want),
+                            "{} nb={nb} wild={wild}: {got:e} vs reference {want:e}",
+                            slot.name
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    println!("{checked} rows checked");
+}
+
+/// The parts of the bound for one row, in f64: `[exact d-part Σ d·code·x, Σ|d·code·x|,
+/// exact offset part Σ m·x (Q4_1), Σ|m·x|, Σ_blocks |d|·d_a·Σ|code|, Σ_blocks |d|·d_a,
+/// Σ_blocks |m|·d_a]`.
+fn bound_parts(format: Format, row: &[u8], x: &[f32]) -> [f64; 7] {
+    let bb = format.block_bytes();
+    let mut p = [0.0f64; 7];
+    for (blk, x) in row.chunks_exact(bb).zip(x.chunks_exact(32)) {
+        let h = |i: usize| f16::from_bits(u16::from_le_bytes([blk[i], blk[i + 1]])).to_f64();
+        let d = h(0);
+        let codes: Vec<f64> = match format {
+            Format::Q4_0 | Format::Q4_1 => {
+                let qs = &blk[bb - 16..];
+                let off = if format == Format::Q4_0 { 8.0 } else { 0.0 };
+                (0..32)
+                    .map(|i| ((qs[i % 16] >> (4 * (i / 16))) & 0x0F) as f64 - off)
+                    .collect()
+            }
+            _ => blk[2..].iter().map(|&q| q as i8 as f64).collect(),
+        };
+        let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d_a = scalar::act_f16_scale(amax).0 as f64;
+        for (c, &xi) in codes.iter().zip(x) {
+            p[0] += d * c * xi as f64;
+            p[1] += (d * c * xi as f64).abs();
+            p[4] += (d * c).abs() * d_a;
+        }
+        p[5] += d.abs() * d_a;
+        if format == Format::Q4_1 {
+            let m = h(2);
+            for &xi in x {
+                p[2] += m * xi as f64;
+                p[3] += (m * xi as f64).abs();
+            }
+            p[6] += m.abs() * d_a;
+        }
+    }
+    p
+}
+
+/// The reference stays within the error bound its module docs derive, against the exact
+/// product: per block the activation rounding (`u₁₆·|x|`, or `d_a·2⁻²⁵` below f16's normal
+/// range), four f16 roundings per lane (`γ₄` of the lane's `Σ|w·h|`, plus `2⁻²⁵` each in the
+/// subnormal range), then `n_blocks + 4` f32 roundings on everything; Q4_1's offset term adds
+/// the rounding of `s` (`u₁₆·Σ|x|` and the f32 tree sum). Magnitudes stay inside f32's range.
+#[test]
+fn dot_f16_reference_within_the_contract_bound() {
+    let u16r = 2f64.powi(-11);
+    let g4 = 4.0 * u16r / (1.0 - 4.0 * u16r);
+    let mut rng = Rng::new(47);
+    for format in F16_ACT {
+        let dot = Kernels::scalar().format(format).dot_f16.unwrap();
+        for nb in [1usize, 3, 5, 18, 48] {
+            for _ in 0..40 {
+                let row = weight_row(format, nb, &mut rng, false);
+                let x = activations(nb, &mut rng, false);
+                let mut xh = vec![0u8; act_f16_bytes(x.len())];
+                scalar::quantize_act_f16(&x, &mut xh);
+                let got = (dot.f)(&row, &xh) as f64;
+                let [exact_d, abs_d, exact_m, abs_m, w_da, d_da, m_da] =
+                    bound_parts(format, &row, &x);
+                // Activation rounding and the lanes' four f16 roundings (2⁻²⁵ each, 8 lanes,
+                // in the subnormal range).
+                let f16_err = (u16r + g4 * (1.0 + u16r)) * abs_d
+                    + w_da * (1.0 + g4) * 2f64.powi(-25)
+                    + d_da * 2f64.powi(-20);
+                // `s`: the activations' rounding, then the f32 tree (depth 5).
+                let m_err = u16r * abs_m
+                    + m_da * 32.0 * 2f64.powi(-25)
+                    + common::gamma(5) * abs_m * (1.0 + u16r);
+                let g32 = common::gamma(nb + 6);
+                let bound = (f16_err + m_err) * (1.0 + g32)
+                    + g32 * (abs_d + abs_m) * (1.0 + 6.0 * u16r)
+                    + 64.0 * nb as f64 * common::F32_TINY;
+                let exact = exact_d + exact_m;
+                assert!(
+                    (got - exact).abs() <= bound,
+                    "{} nb={nb}: {got:e} vs exact {exact:e}: |Δ| = {:e} > {bound:e}",
+                    dot.name,
+                    (got - exact).abs()
+                );
+            }
+        }
+    }
+}
+
+/// The f16 emulation rounds once: `fl16(a·b + c)` where the exact value lies just above a tie
+/// only by a bit below f64's top 32 (where `half`'s `from_f64` looks), and plain products.
+#[test]
+fn fma_f16_rounds_once() {
+    let (a, b, c) = (
+        f16::from_f32(1.0 + 2f32.powi(-10)),
+        f16::from_f32(2f32.powi(-11)),
+        f16::from_f32(1.5),
+    );
+    // 1.5 + 2^-11 + 2^-21: just above the tie between 1.5 (even) and 1.5 + 2^-10.
+    assert_eq!(scalar::fma_f16(a, b, c).to_f32(), 1.5 + 2f32.powi(-10));
+    // 1.5 − 2^-11 − 2^-21: just below the tie between 1.5 − 2^-10 and 1.5.
+    assert_eq!(scalar::fma_f16(a, -b, c).to_f32(), 1.5 - 2f32.powi(-10));
+    // An exact tie goes to even; products round to nearest.
+    let tie = f16::from_f32(2f32.powi(-11));
+    assert_eq!(scalar::fma_f16(tie, f16::ONE, c).to_f32(), 1.5);
+    assert_eq!(scalar::mul_f16(a, a).to_f32(), 1.0 + 2f32.powi(-9));
+    // Overflow past 65504 + half an ulp gives infinity, as the hardware does.
+    let big = f16::from_f32(65504.0);
+    assert!(scalar::fma_f16(big, f16::ONE, f16::from_f32(16.0)).is_infinite());
+    assert_eq!(
+        scalar::fma_f16(big, f16::ONE, f16::from_f32(8.0)).to_f32(),
+        65504.0
+    );
+}
+
+/// The block layout the kernels read.
+#[test]
+fn f16_act_block_is_72_bytes() {
+    assert_eq!(std::mem::size_of::<BlockF16Act>(), BlockF16Act::BYTES);
+    assert_eq!(act_f16_bytes(576), 18 * 72);
+}
+
+/// Which tables run f16 activations: the scalar table (emulated), on aarch64 every NEON backend
+/// exactly when the CPU has FEAT_FP16 (named `/fp16`), and no other SIMD backend.
+#[test]
+fn fp16_kernels_installed_only_with_fp16() {
+    let s = Kernels::scalar();
+    for f in F16_ACT {
+        assert!(s.format(f).dot_f16.unwrap().name.ends_with("/scalar"));
+    }
+    #[cfg(target_arch = "aarch64")]
+    let fp16 = std::arch::is_aarch64_feature_detected!("fp16");
+    #[cfg(not(target_arch = "aarch64"))]
+    let fp16 = false;
+    println!("fp16 detected: {fp16}");
+    for backend in Backend::ALL {
+        if backend == Backend::Scalar {
+            continue;
+        }
+        let Some(k) = common::kernels(backend) else {
+            continue;
+        };
+        let neon = matches!(
+            backend,
+            Backend::Neon | Backend::NeonDotprod | Backend::NeonI8mm
+        );
+        for f in Format::ALL {
+            let slot = k.format(f).dot_f16;
+            if neon && fp16 && F16_ACT.contains(&f) {
+                assert!(slot.unwrap().name.ends_with("/fp16"), "{}", backend.name());
+            } else {
+                assert!(
+                    slot.is_none(),
+                    "{} {} has {:?}",
+                    backend.name(),
+                    f.name(),
+                    slot
+                );
+            }
+        }
+        assert_eq!(k.has_f16_activations(), neon && fp16);
+        // The F16 weight kernels are NEON on every aarch64 core (no feature beyond ARMv8.0).
+        if neon {
+            let fk = k.format(Format::F16);
+            assert!(fk.dot.name.ends_with("/neon") && fk.dequant.name.ends_with("/neon"));
+            assert!(fk.dot_rows.unwrap().name.ends_with("/neon"));
         }
     }
 }

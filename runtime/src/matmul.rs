@@ -8,6 +8,7 @@
 //! | f32       | 1      | `dot_rows`: rows · x straight on the quantized bytes                    |
 //! | f32       | n > 1  | each task dequantizes 16-row panels once, then `gemm_f32` (all tokens)  |
 //! | int8      | any    | x quantized once per call, then `gemm_q8` (weights reused across tokens) |
+//! | f16       | any    | x converted to f16 blocks once per call, then `dot_f16` per row and token |
 //!
 //! Tasks own contiguous row ranges, a multiple of four rows (the kernels' row step), about
 //! four per thread so the dynamic claiming of [`Parallel::run`] can balance a busy core.
@@ -19,7 +20,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use tern_kernels::dispatch::FormatKernels;
-use tern_kernels::scalar::act_q8_bytes;
+use tern_kernels::scalar::{act_f16_bytes, act_q8_bytes};
 use tern_kernels::Kernels;
 
 use crate::parallel::{Parallel, SharedOut};
@@ -36,14 +37,23 @@ pub enum ActivationPrecision {
     /// in integer dot products (ggml's scheme): faster, slightly less accurate. Formats without
     /// an int8 kernel fall back to [`ActivationPrecision::F32`].
     Int8,
+    /// Activations are converted to f16 (per block of 32, scaled by a power of two) once per
+    /// matmul and meet the weights, decoded to f16 through a 16-entry table, in f16 arithmetic
+    /// per block, widened to f32 across blocks (see `tern_kernels::scalar::act_f16` for the
+    /// arithmetic and its error bound). Runs natively where the CPU has half-precision
+    /// arithmetic (aarch64 FEAT_FP16, Cortex-A55/A75 and later); with SIMD kernels on other CPUs,
+    /// and for formats without an f16 kernel, it falls back to [`ActivationPrecision::F32`].
+    /// The scalar kernels emulate it exactly, slowly, on any CPU.
+    F16,
 }
 
 impl ActivationPrecision {
-    /// The name the CLI accepts (`f32`, `int8`).
+    /// The name the CLI accepts (`f32`, `int8`, `f16`).
     pub fn name(self) -> &'static str {
         match self {
             ActivationPrecision::F32 => "f32",
             ActivationPrecision::Int8 => "int8",
+            ActivationPrecision::F16 => "f16",
         }
     }
 
@@ -52,13 +62,14 @@ impl ActivationPrecision {
         match s {
             "f32" => Some(ActivationPrecision::F32),
             "int8" => Some(ActivationPrecision::Int8),
+            "f16" => Some(ActivationPrecision::F16),
             _ => None,
         }
     }
 }
 
 /// Quantized activations of one decode token live on the stack up to this many bytes (a row
-/// of 3200 activations); larger or batched ones are allocated.
+/// of 3200 activations as int8, 1760 as f16); larger or batched ones are allocated.
 const STACK_ACT_BYTES: usize = 4000;
 
 /// Weight rows the batched f32 path dequantizes at a time: a panel of 16 rows (36 KiB at
@@ -140,17 +151,20 @@ pub(crate) fn matmul_many(
     let cols = outs[0].w.t.cols;
     let x = &x[..n * cols];
     let want_int8 = precision == ActivationPrecision::Int8 && cols.is_multiple_of(32);
+    let want_f16 = precision == ActivationPrecision::F16 && cols.is_multiple_of(32);
     let mut prods: [Option<Product<'_>>; MAX_FUSED] = [None, None, None, None];
     for (slot, o) in prods.iter_mut().zip(outs.iter_mut()) {
         let (rows, fk) = (o.w.t.rows, k.format(o.w.t.format));
         assert!(o.w.t.cols == cols && o.col0 + rows <= o.y_stride);
         let int8 = want_int8 && (fk.gemm_q8.is_some() || fk.dot_q8.is_some());
+        let f16 = want_f16 && fk.dot_f16.is_some();
         *slot = Some(Product {
             w: o.w,
             fk,
-            path: match (int8, n) {
-                (true, _) => Path::Int8,
-                (false, 1) => Path::F32Vector,
+            path: match (int8, f16, n) {
+                (true, _, _) => Path::Int8,
+                (_, true, _) => Path::F16,
+                (false, false, 1) => Path::F32Vector,
                 _ => Path::F32Batch,
             },
             n,
@@ -162,11 +176,18 @@ pub(crate) fn matmul_many(
     }
     let prods = &prods[..outs.len()];
 
-    // Quantize the activations once, if any matrix takes them as int8.
-    let qb = act_q8_bytes(cols);
+    // Quantize (int8) or convert (f16) the activations once, if any matrix takes them so; one
+    // precision per call, so at most one of the two.
+    let (qb, quantize) = if prods.iter().flatten().any(|p| p.path == Path::F16) {
+        (act_f16_bytes(cols), Some(k.quantize_act_f16.f))
+    } else if prods.iter().flatten().any(|p| p.path == Path::Int8) {
+        (act_q8_bytes(cols), Some(k.quantize_act_q8.f))
+    } else {
+        (0, None)
+    };
     let mut stack = [0u8; STACK_ACT_BYTES];
     let mut heap = Vec::new();
-    let xq: &[u8] = if prods.iter().flatten().any(|p| p.path == Path::Int8) {
+    let xq: &[u8] = if let Some(quantize) = quantize {
         let xq = if n * qb <= STACK_ACT_BYTES {
             &mut stack[..n * qb]
         } else {
@@ -174,7 +195,7 @@ pub(crate) fn matmul_many(
             &mut heap[..]
         };
         for (xt, qt) in x.chunks_exact(cols).zip(xq.chunks_exact_mut(qb)) {
-            (k.quantize_act_q8.f)(xt, qt);
+            quantize(xt, qt);
         }
         xq
     } else {
@@ -198,6 +219,8 @@ pub(crate) fn matmul_many(
 enum Path {
     /// int8 activations: the format's GEMM, or its single-row int8 dot.
     Int8,
+    /// f16 activations: the format's single-row f16 dot, per row and token.
+    F16,
     /// One f32 token: the format's multi-row kernel, or its row dot.
     F32Vector,
     /// A batch of f32 tokens: dequantized panels, then `gemm_f32`.
@@ -224,8 +247,8 @@ impl Product<'_> {
         self.w.t.rows.div_ceil(self.chunk)
     }
 
-    /// Runs task `task`: rows `task·chunk..`, all tokens. `x` is `(n, cols)`, `xq` its int8
-    /// blocks (when the path is [`Path::Int8`]).
+    /// Runs task `task`: rows `task·chunk..`, all tokens. `x` is `(n, cols)`, `xq` its int8 or
+    /// f16 blocks (when the path is [`Path::Int8`] or [`Path::F16`]).
     fn run_task(&self, task: usize, k: &Kernels, x: &[f32], xq: &[u8]) {
         let r = task * self.chunk..((task + 1) * self.chunk).min(self.w.t.rows);
         let (m, n, rb) = (r.len(), self.n, self.w.t.row_bytes());
@@ -263,6 +286,15 @@ impl Product<'_> {
                 }
                 (None, None) => unreachable!("the int8 path needs an int8 kernel"),
             },
+            Path::F16 => {
+                let dot = fk.dot_f16.expect("the f16 path needs an f16 kernel");
+                let hb = xq.len() / n;
+                for (i, row) in w.chunks_exact(rb).enumerate() {
+                    for (t, xt) in xq.chunks_exact(hb).enumerate() {
+                        y[t * m + i] = (dot.f)(row, xt);
+                    }
+                }
+            }
             Path::F32Vector => match fk.dot_rows {
                 Some(rows) => (rows.f)(w, x, y),
                 None => {
@@ -282,6 +314,110 @@ impl Product<'_> {
                     }
                     let y = &mut y[i * PANEL_ROWS..];
                     (k.gemm_f32.f)(&panel[..p * cols], p, x, n, y, m);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    use tern_kernels::scalar;
+    use tern_kernels::{Format, Kernels};
+
+    use super::*;
+    use crate::parallel::Serial;
+    use crate::weights::TensorRef;
+
+    #[test]
+    fn precision_names_round_trip() {
+        for p in [
+            ActivationPrecision::F32,
+            ActivationPrecision::Int8,
+            ActivationPrecision::F16,
+        ] {
+            assert_eq!(ActivationPrecision::from_name(p.name()), Some(p));
+        }
+        assert_eq!(ActivationPrecision::from_name("fp16"), None);
+    }
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    fn matrix(format: Format, rows: usize, cols: usize, data: &[u8]) -> QMatrix<'_> {
+        QMatrix {
+            t: TensorRef {
+                format,
+                cols,
+                rows,
+                offset: 0,
+                len: data.len(),
+                scale: 1.0,
+            },
+            data,
+        }
+    }
+
+    /// `F16` sends a format with an f16 kernel (Q4_1) through the converted activations and
+    /// that kernel, one token or several, and a format without one (BF16) through the f32
+    /// kernels: both bit for bit as the kernels compute them directly.
+    #[test]
+    fn f16_routes_to_dot_f16_or_falls_back_to_f32() {
+        let k = Kernels::scalar();
+        let (rows, cols) = (40, 64);
+        let mut q4 = vec![0u8; rows * cols / 32 * 20];
+        scalar::quantize_q4_1(&values(rows * cols, 3), &mut q4);
+        let bf16: Vec<u8> = values(rows * cols, 5)
+            .iter()
+            .flat_map(|v| ((v.to_bits() >> 16) as u16).to_le_bytes())
+            .collect();
+        for n in [1usize, 3] {
+            let x = values(n * cols, 7 + n as u32);
+            let (mut y_q4, mut y_bf) = (vec![0.0f32; n * rows], vec![0.0f32; n * rows]);
+            matmul_many(
+                &k,
+                &Serial,
+                ActivationPrecision::F16,
+                &x,
+                n,
+                &mut [
+                    Output {
+                        w: matrix(Format::Q4_1, rows, cols, &q4),
+                        y: &mut y_q4,
+                        y_stride: rows,
+                        col0: 0,
+                    },
+                    Output {
+                        w: matrix(Format::BF16, rows, cols, &bf16),
+                        y: &mut y_bf,
+                        y_stride: rows,
+                        col0: 0,
+                    },
+                ],
+            );
+            for t in 0..n {
+                let xt = &x[t * cols..(t + 1) * cols];
+                let mut xh = vec![0u8; act_f16_bytes(cols)];
+                scalar::quantize_act_f16(xt, &mut xh);
+                for r in 0..rows {
+                    let want = scalar::dot_q4_1_f16(&q4[r * 40..(r + 1) * 40], &xh);
+                    assert_eq!(y_q4[t * rows + r].to_bits(), want.to_bits(), "Q4_1 n={n}");
+                    if n == 1 {
+                        let want = scalar::dot_bf16_f32(&bf16[r * 128..(r + 1) * 128], xt);
+                        assert_eq!(y_bf[r].to_bits(), want.to_bits(), "BF16 row {r}");
+                    }
                 }
             }
         }

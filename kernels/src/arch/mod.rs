@@ -29,6 +29,14 @@ mod x86_64;
     allow(unused_variables)
 )]
 pub(crate) fn install(backend: Backend, k: &mut Kernels) -> bool {
+    // The f16-activation references emulate f16 arithmetic in software: a SIMD backend runs
+    // that precision only where the CPU has it (its `install` refills the slots), and falls
+    // back to its f32 kernels elsewhere.
+    if backend != Backend::Scalar {
+        for f in crate::format::Format::ALL {
+            k.format_mut(f).dot_f16 = None;
+        }
+    }
     match backend {
         Backend::Scalar => true,
         #[cfg(target_arch = "x86_64")]

@@ -5,6 +5,7 @@
 //! length mismatch here is a bug and panics.
 
 mod act;
+mod act_f16;
 mod float;
 mod gemm;
 mod kquants;
@@ -17,6 +18,7 @@ mod ternary;
 mod ternary_int8;
 
 pub use act::*;
+pub use act_f16::*;
 pub use float::*;
 pub use gemm::*;
 pub use kquants::*;

@@ -5,6 +5,8 @@
 use core::arch::aarch64::*;
 use core::arch::asm;
 
+use super::f16::widen;
+
 /// Floats [`axpy_rows_f16`] consumes per step; the wrapper hands the rest to the reference.
 pub(super) const LANES: usize = 8;
 /// Columns [`axpy_rows_f16`] takes per step (the wrappers' name).
@@ -19,24 +21,8 @@ pub(super) const QUANTIZE_F16_LANES: usize = 4;
 #[inline]
 #[target_feature(enable = "neon")]
 unsafe fn load_f16x8(p: *const u8) -> [float32x4_t; 2] {
-    // SAFETY: 16 readable bytes at p (caller); unaligned loads are allowed.
-    let h = unsafe { vld1q_u16(p.cast()) };
-    let (lo, hi): (float32x4_t, float32x4_t);
-    // SAFETY: FCVTL/FCVTL2 (half to single) exist on every AArch64 core with floating point,
-    // which NEON implies; they only read and write the named registers (`lo` is a plain `out`:
-    // it is written before `h` is read again). Assembly because the
-    // `float16x8_t` conversion intrinsics are not stable.
-    unsafe {
-        asm!(
-            "fcvtl {lo:v}.4s, {h:v}.4h",
-            "fcvtl2 {hi:v}.4s, {h:v}.8h",
-            h = in(vreg) h,
-            lo = out(vreg) lo,
-            hi = lateout(vreg) hi,
-            options(pure, nomem, nostack, preserves_flags)
-        );
-    }
-    [lo, hi]
+    // SAFETY: 16 readable bytes at p (caller). Byte loads: KV rows have alignment 1.
+    widen(unsafe { vreinterpretq_u16_u8(vld1q_u8(p)) })
 }
 
 /// `y[i] += Σ_p a[p]·row p[i]` for `y.len()` a multiple of [`LANES`] and rows `stride` bytes
@@ -122,7 +108,8 @@ pub(super) unsafe fn quantize_f16(x: &[f32], out: &mut [u8]) {
                 h = lateout(vreg) h,
                 options(pure, nomem, nostack, preserves_flags)
             );
-            vst1_u16(out.as_mut_ptr().add(2 * i).cast(), h);
+            // Byte stores: the F16 row has alignment 1.
+            vst1_u8(out.as_mut_ptr().add(2 * i), vreinterpret_u8_u16(h));
         }
     }
 }

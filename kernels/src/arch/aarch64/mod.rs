@@ -1,13 +1,19 @@
-//! aarch64: NEON bodies ([`neon`], the k-quants in [`kquants`]), int8 dot products for NEON
-//! and the dot product extension ([`int8`], the k-quants' in [`kquants_int8`]), and the safe
-//! wrappers the dispatch table gets after detection.
+//! aarch64: NEON bodies ([`neon`], the k-quants in [`kquants`], F16 rows in [`f16`], the f16 KV
+//! cache's in [`attention`]), int8 dot products for NEON and the dot product extension
+//! ([`int8`], the k-quants' in [`kquants_int8`]), the f16-activation kernels of FEAT_FP16
+//! ([`fp16`]), and the safe wrappers the dispatch table gets after detection.
 //!
 //! NEON is part of every ARMv8-A application core (phones included); `dotprod` (`sdot`) came
 //! with ARMv8.2 (Cortex-A55/A75 and later) and replaces only the int8 dot products; `i8mm`
 //! (`smmla`, optional from ARMv8.2, mandatory in ARMv8.6: Cortex-A510/A710/X2 and later)
-//! replaces only the batched int8 GEMMs of prompt processing.
+//! replaces only the batched int8 GEMMs of prompt processing. FEAT_FP16 (`fp16`, half-precision
+//! arithmetic, ARMv8.2: Cortex-A55/A75 and later) is not a backend of its own: any NEON backend
+//! adds the f16-activation kernels when [`fp16_detected`] (so `--kernels` keeps one name per
+//! int8 tier, and the f16 precision works on every tier of a CPU that has it).
 
 mod attention;
+mod f16;
+mod fp16;
 mod gemm;
 mod int8;
 mod kquants;
@@ -19,6 +25,7 @@ mod ternary;
 use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0};
 use crate::dispatch::{Backend, DotQ8Fn, GemmQ8Fn, Kernels, Named};
 use crate::format::Format;
+use crate::scalar::BlockF16Act;
 
 /// Whether this CPU has every feature `backend`'s bodies enable: detected at run time with
 /// `std` (`std` caches the answer), from the compile-time target features without it.
@@ -48,6 +55,20 @@ fn detected(backend: Backend) -> bool {
     }
 }
 
+/// Whether this CPU has FEAT_FP16 (half-precision arithmetic, `fp16`): at run time with `std`,
+/// from the compile-time target features without it.
+fn fp16_detected() -> bool {
+    #[cfg(feature = "std")]
+    {
+        std::arch::is_aarch64_feature_detected!("neon")
+            && std::arch::is_aarch64_feature_detected!("fp16")
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        cfg!(all(target_feature = "neon", target_feature = "fp16"))
+    }
+}
+
 /// Installs `backend` into `k` if [`detected`]; returns whether it did.
 ///
 /// This is the only place the wrappers below become reachable, which is what their `SAFETY`
@@ -70,6 +91,10 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     let f = k.format_mut(Format::Q8_0);
     f.dot = named!(dot_q8_0_f32, "dot_q8_0_f32/neon");
     f.dequant = named!(dequant_q8_0, "dequant_q8_0/neon");
+    let f = k.format_mut(Format::F16);
+    f.dot = named!(dot_f16_f32, "dot_f16_f32/neon");
+    f.dequant = named!(dequant_f16, "dequant_f16/neon");
+    f.dot_rows = Some(named!(dot_rows_f16_f32, "dot_rows_f16_f32/neon"));
     let f = k.format_mut(Format::Q4_K);
     f.dot = named!(dot_q4_k_f32, "dot_q4_k_f32/neon");
     f.dequant = named!(dequant_q4_k, "dequant_q4_k/neon");
@@ -122,6 +147,12 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
         f.dot_q8 = Some(dot);
         f.gemm_q8 = Some(gemm);
     }
+    if fp16_detected() {
+        k.quantize_act_f16 = named!(quantize_act_f16, "quantize_act_f16/neon");
+        k.format_mut(Format::Q4_0).dot_f16 = Some(named!(dot_q4_0_f16, "dot_q4_0_f16/fp16"));
+        k.format_mut(Format::Q4_1).dot_f16 = Some(named!(dot_q4_1_f16, "dot_q4_1_f16/fp16"));
+        k.format_mut(Format::Q8_0).dot_f16 = Some(named!(dot_q8_0_f16, "dot_q8_0_f16/fp16"));
+    }
     ternary::install(backend, k);
     gemm::install(backend, k);
     lut::install(k);
@@ -133,7 +164,8 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
 // only after `detected(backend)` returned true. Every body enables `neon`, which every aarch64
 // backend requires; the `dotprod` int8 bodies additionally enable `dotprod`, and `install` puts
 // them in the table only for `Backend::NeonDotprod` and `Backend::NeonI8mm`, whose detection
-// checked it.
+// checked it; the `fp16` bodies enable `fp16`, and `install` puts them in the table only after
+// `fp16_detected()` returned true.
 
 vec_wrappers!(neon);
 kv_f16_wrappers!(attention);
@@ -158,3 +190,75 @@ int8_wrappers!(neon_int8 => int8::neon);
 int8_wrappers!(dotprod => int8::dotprod);
 kquant_int8_wrappers!(kq_neon => kquants_int8::neon);
 kquant_int8_wrappers!(kq_dotprod => kquants_int8::dotprod);
+
+/// F16 row · f32: whole [`f16::LANES`] groups in NEON, the tail in the scalar reference.
+fn dot_f16_f32(row: &[u8], x: &[f32]) -> f32 {
+    assert_eq!(row.len(), 2 * x.len());
+    let n = x.len() - x.len() % f16::LANES;
+    // SAFETY: installed only by `install` after `detected` confirmed NEON; the row holds 2n
+    // bytes for the n floats passed.
+    let head = unsafe { f16::dot_f16_f32(&row[..2 * n], &x[..n]) };
+    head + crate::scalar::dot_f16_f32(&row[2 * n..], &x[n..])
+}
+
+/// F16 row → f32: whole groups in NEON, the tail in the scalar reference.
+fn dequant_f16(row: &[u8], out: &mut [f32]) {
+    assert_eq!(row.len(), 2 * out.len());
+    let n = out.len() - out.len() % f16::LANES;
+    let (head, tail) = out.split_at_mut(n);
+    // SAFETY: as in `dot_f16_f32` (NEON detected; lengths match, whole groups).
+    unsafe { f16::dequant_f16(&row[..2 * n], head) };
+    crate::scalar::dequant_f16(&row[2 * n..], tail);
+}
+
+/// F16 rows · f32 (decoding's output head): the whole-group head of every row by the NEON row
+/// kernel, each row's tail by the scalar reference.
+fn dot_rows_f16_f32(w: &[u8], x: &[f32], y: &mut [f32]) {
+    if y.is_empty() {
+        return;
+    }
+    let stride = 2 * x.len();
+    assert_eq!(
+        w.len(),
+        y.len() * stride,
+        "weights are one F16 row per output"
+    );
+    let n = x.len() - x.len() % f16::ROWS_LANES;
+    // SAFETY: installed only by `install` after `detected` confirmed NEON; w.len() =
+    // y.len()·stride and stride = 2·x.len() ≥ 2·n.
+    unsafe { f16::dot_rows_f16_f32(w, stride, &x[..n], y) };
+    if n < x.len() {
+        for (yr, row) in y.iter_mut().zip(w.chunks_exact(stride)) {
+            *yr += crate::scalar::dot_f16_f32(&row[2 * n..], &x[n..]);
+        }
+    }
+}
+
+/// f32 → f16 activation blocks (whole blocks only, like the reference).
+fn quantize_act_f16(x: &[f32], out: &mut [u8]) {
+    let blocks: &mut [BlockF16Act] =
+        crate::blocks::as_blocks_mut(out).expect("output is whole act blocks");
+    assert_eq!(blocks.len() * 32, x.len());
+    // SAFETY: installed only by `install` after `detected` confirmed NEON.
+    unsafe { fp16::quantize_act_f16(x, blocks) }
+}
+
+/// Row · f16 activation wrappers around `fp16::$body` for one block type.
+macro_rules! fp16_wrapper {
+    ($name:ident, $block:ty, $what:literal) => {
+        fn $name(row: &[u8], xh: &[u8]) -> f32 {
+            let blocks: &[$block] =
+                crate::blocks::as_blocks(row).expect(concat!($what, " row is whole blocks"));
+            let acts: &[BlockF16Act] =
+                crate::blocks::as_blocks(xh).expect("activations are whole act blocks");
+            assert_eq!(acts.len(), blocks.len(), "activation blocks match the row");
+            // SAFETY: installed only by `install` after `fp16_detected()` confirmed NEON and
+            // FEAT_FP16 (see the wrapper notes).
+            unsafe { fp16::$name(blocks, acts) }
+        }
+    };
+}
+
+fp16_wrapper!(dot_q4_0_f16, BlockQ4_0, "Q4_0");
+fp16_wrapper!(dot_q4_1_f16, BlockQ4_1, "Q4_1");
+fp16_wrapper!(dot_q8_0_f16, BlockQ8_0, "Q8_0");
