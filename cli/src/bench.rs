@@ -3,8 +3,9 @@
 
 use std::time::Instant;
 
-use tern_runtime::budget::BandwidthBudget;
+use tern_runtime::budget::{self, BandwidthBudget};
 use tern_runtime::session::DEFAULT_BATCH;
+use tern_runtime::ActivationPrecision;
 
 use crate::args::{opt, switch, Args};
 use crate::common::{load_model, session, MODEL_OPTS};
@@ -80,11 +81,10 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     let (pp_mean, pp_sd) = mean_sd(&pp);
     let (tg_mean, tg_sd) = mean_sd(&tg);
 
-    // Bytes per decoded token, averaged over the positions the decode run visits.
-    let weights = model.tensors().weight_bytes_per_token() as f64;
-    let c = model.config();
-    let kv_per_pos = (2 * c.n_layers * c.kv_dim() * s.kv_type().bytes()) as f64;
-    let bytes_per_token = weights + kv_per_pos * (n_gen as f64 + 1.0) / 2.0;
+    // Bytes per decoded token, averaged over the positions the decode run visits (linear in
+    // the position, so the mean of the first and the last).
+    let at = |pos: usize| budget::bytes_per_token(&model, pos, s.kv_type()) as f64;
+    let bytes_per_token = (at(0) + at(n_gen.max(1) - 1)) / 2.0;
     let gbps = bytes_per_token * tg_mean / 1e9;
     let budget = BandwidthBudget::new(args.get("bandwidth-budget", DEFAULT_BUDGET_GBPS)?);
     let ceiling = budget.ceiling_tok_s(bytes_per_token as u64);
@@ -94,10 +94,10 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     // The kernel each format's decoding products run: the int8 GEMM under `--precision int8`,
     // the f16 dot under `--precision f16` where the backend has one, else the multi-row f32
     // kernel where the backend has one.
-    let (int8, f16) = match args.str("precision") {
-        Some("int8") => (true, false),
-        Some("f16") => (false, true),
-        _ => (false, false),
+    let (int8, f16) = match s.precision() {
+        ActivationPrecision::Int8 => (true, false),
+        ActivationPrecision::F16 => (false, true),
+        ActivationPrecision::F32 => (false, false),
     };
     let k = model.kernels();
     let kernels: Vec<String> = tern_kernels::Format::ALL

@@ -173,8 +173,9 @@ pub fn kv_type(args: &Args) -> Result<KvType, String> {
 }
 
 /// A session with `--threads` workers (default: all cores), `--ctx-size` (default: the
-/// model's, capped), `--precision` (`f32`, the default, `int8` or `f16`) and `--kv-type` (`f16`, the
-/// default, or `f32`), `--batch` (prompt tokens per forward pass, `default_batch` unless given).
+/// model's, capped), `--batch` (prompt tokens per forward pass, `default_batch` unless given),
+/// `--precision` (`f32`, the default, `int8` or `f16`) and `--kv-type` (`f16`, the default, or
+/// `f32`).
 pub fn session(
     loaded: Loaded,
     args: &Args,

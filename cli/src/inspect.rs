@@ -3,11 +3,11 @@
 use std::path::Path;
 
 use tern_kernels::Kernels;
-use tern_runtime::budget::BandwidthBudget;
+use tern_runtime::budget::{self, BandwidthBudget};
 use tern_runtime::fs::MappedFile;
 use tern_runtime::gguf::Gguf;
 use tern_runtime::model::WeightBytes;
-use tern_runtime::Model;
+use tern_runtime::{KvType, Model};
 
 use crate::args::{opt, Args};
 
@@ -102,7 +102,10 @@ pub fn main(argv: &[String]) -> Result<(), String> {
                 }
             );
             let w = model.tensors().weight_bytes_per_token();
-            let kv_per_pos = 2 * c.n_layers * c.kv_dim() * 4;
+            // The KV cache as sessions store it unless told otherwise (`--kv-type`).
+            let kv_type = KvType::default();
+            let kv_per_pos = budget::bytes_per_token(&model, 1, kv_type)
+                - budget::bytes_per_token(&model, 0, kv_type);
             println!("\nbytes one decoded token reads:");
             println!(
                 "  weights        {:>12} bytes ({:.1} MB; output head {}tied)",
@@ -115,8 +118,9 @@ pub fn main(argv: &[String]) -> Result<(), String> {
                 }
             );
             println!(
-                "  KV cache       {:>12} bytes per position of history (f32)",
-                kv_per_pos
+                "  KV cache       {:>12} bytes per position of history ({})",
+                kv_per_pos,
+                kv_type.name()
             );
             // The kernels each precision's products run on this CPU (`-` where the format
             // falls back to the f32 kernels).
@@ -145,7 +149,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
                 budget.gbps
             );
             for pos in [0usize, 512, 2048] {
-                let total = w + ((pos + 1) * kv_per_pos) as u64;
+                let total = budget::bytes_per_token(&model, pos, kv_type);
                 println!(
                     "  at position {pos:<5} {:>9.1} MB/token -> at most {:>6.1} tok/s",
                     total as f64 / 1e6,

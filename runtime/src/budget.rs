@@ -34,8 +34,8 @@ impl BandwidthBudget {
 /// every weight matrix, one embedding row, and the keys and values of `pos + 1` positions.
 pub fn bytes_per_token(model: &Model, pos: usize, kv_type: KvType) -> u64 {
     let c = model.config();
-    let kv = 2 * (pos as u64 + 1) * (c.n_layers * c.kv_dim() * kv_type.bytes()) as u64;
-    model.tensors().weight_bytes_per_token() + kv
+    model.tensors().weight_bytes_per_token()
+        + KvCache::bytes_for(c.n_layers, pos + 1, c.kv_dim(), kv_type)
 }
 
 /// Bytes per token the model's matrices would read if stored as `format`, with rows that do

@@ -48,8 +48,9 @@ pub trait WeightFeed {
 /// were released and are never read again). The announcement costs a walk of the page cache
 /// per call (about 1700 pages per layer of the 700M BitNet shape, 24000 for its output head),
 /// so a session turns it off once every page has been touched ([`SliceFeed::layer_ahead`]),
-/// unless it runs under a resident cap, where pages do leave. With a resident cap (`release_chunk`, for a model
-/// larger than the cap), rows are handed out in slices of at most that many bytes and every
+/// unless it runs under a resident cap, where pages do leave.
+///
+/// With a resident cap (`release_chunk`, for a model larger than the cap), rows are handed out in slices of at most that many bytes and every
 /// slice is released ([`Residency::DontNeed`]) once the next is asked for, so the weights
 /// resident at once stay near one slice plus the layer being prefetched.
 pub struct SliceFeed<'a> {

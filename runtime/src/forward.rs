@@ -7,7 +7,6 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use tern_kernels::dispatch::DotRowsFn;
 use tern_kernels::{scalar, Format};
 
 use crate::config::{FfnActivation, RopeStyle};
@@ -333,11 +332,11 @@ impl Model {
         let group = c.n_heads / c.n_kv_heads;
         let ctx = kv.capacity();
         let scale = 1.0 / libm::sqrtf(hd as f32);
-        // Every backend has an F16 row kernel; the reference if one ever does not.
         let dot_rows_f16 = k
             .format(Format::F16)
             .dot_rows
-            .map_or(scalar::dot_rows_f16_f32 as DotRowsFn, |r| r.f);
+            .expect("Kernels::scalar sets the F16 row kernel, backends only replace it")
+            .f;
         let q = &s.q;
         let scores = SharedOut::new(&mut s.scores);
         let out = SharedOut::new(&mut s.att_out[..n * q_dim]);

@@ -141,7 +141,8 @@ impl KvCache {
         }
     }
 
-    /// Bytes a cache of these dimensions occupies (what [`KvCache::new`] allocates).
+    /// Bytes a cache of these dimensions occupies (what [`KvCache::new`] allocates); with
+    /// `capacity` = `pos + 1`, the bytes attention reads at position `pos`.
     pub fn bytes_for(n_layers: usize, capacity: usize, kv_dim: usize, ty: KvType) -> u64 {
         2 * (n_layers * capacity * kv_dim * ty.bytes()) as u64
     }
@@ -164,8 +165,12 @@ impl KvCache {
     /// Bytes attention reads at position `pos` over all layers (keys and values of `pos + 1`
     /// positions).
     pub fn bytes_read_at(&self, pos: usize) -> u64 {
-        let kv_dim = self.n_kv_heads * self.head_dim;
-        (2 * (pos + 1) * kv_dim * self.ty.bytes() * self.n_layers) as u64
+        Self::bytes_for(
+            self.n_layers,
+            pos + 1,
+            self.n_kv_heads * self.head_dim,
+            self.ty,
+        )
     }
 
     /// Index of `(layer, head, pos, 0)`.

@@ -199,6 +199,11 @@ impl Session {
         self.kv.bytes()
     }
 
+    /// How activations meet quantized weights.
+    pub fn precision(&self) -> ActivationPrecision {
+        self.precision
+    }
+
     /// How the KV cache stores keys and values.
     pub fn kv_type(&self) -> KvType {
         self.kv.kv_type()

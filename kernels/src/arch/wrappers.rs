@@ -147,10 +147,15 @@ macro_rules! int8_wrappers {
     };
 }
 
-/// The k-quants' multi-row wrappers `$name` around `$body(blocks, kb, x, y)` for one block type
-/// of 256 weights (rows of `kb` whole blocks, one per output).
-macro_rules! kquant_rows_wrapper {
-    ($name:ident, $block:ty, $what:literal, $body:path) => {
+/// The multi-row wrapper `$name` around `$body(blocks, kb, x, y)` for one block type of
+/// `$per_block` weights (rows of `kb` whole blocks, one per output). With
+/// `above MAX => reference`, rows wider than `MAX` activations (more than the body's stack
+/// buffer holds) go to the invoking module's `scalar_rows` over the single-row `reference`.
+macro_rules! dot_rows_wrapper {
+    (
+        $name:ident, $block:ty, $what:literal, $per_block:literal, $body:path
+        $(, above $max_cols:expr => $reference:path)? $(,)?
+    ) => {
         fn $name(w: &[u8], x: &[f32], y: &mut [f32]) {
             let rows = y.len();
             if rows == 0 {
@@ -160,10 +165,15 @@ macro_rules! kquant_rows_wrapper {
             let kb = $crate::scalar::row_blocks(w.len() / rows, core::mem::size_of::<$block>());
             let blocks: &[$block] =
                 $crate::blocks::as_blocks(w).expect(concat!($what, " rows are whole blocks"));
-            assert_eq!(kb * 256, x.len(), "activations match the rows");
+            assert_eq!(kb * $per_block, x.len(), "activations match the rows");
+            $(
+                if x.len() > $max_cols {
+                    return scalar_rows(w, x, y, $reference);
+                }
+            )?
             // SAFETY: installed only by `install` after `detected` confirmed the body's
             // features (see the module's wrapper notes); `blocks` holds `y.len()` rows of `kb`
-            // blocks and `x` their 256·kb activations.
+            // blocks and `x` their activations.
             unsafe { $body(blocks, kb, x, y) }
         }
     };

@@ -1,18 +1,16 @@
 //! NEON bodies of the f16 KV cache: attention's `y += Σ a[p]·row p`, widening the halves with
-//! `fcvtl`/`fcvtl2`, and the stores' f32 → f16 narrowing with `fcvtn` (base ARMv8 floating
-//! point; no FEAT_FP16 needed).
+//! `fcvtl`/`fcvtl2`, and the stores' f32 → f16 narrowing with `fcvtn`/`fcvtn2` (base ARMv8
+//! floating point; no FEAT_FP16 needed; both in [`super::f16`]).
 
+use super::f16::{narrow, widen};
 use core::arch::aarch64::*;
-use core::arch::asm;
-
-use super::f16::widen;
 
 /// Floats [`axpy_rows_f16`] consumes per step; the wrapper hands the rest to the reference.
 pub(super) const LANES: usize = 8;
 /// Columns [`axpy_rows_f16`] takes per step (the wrappers' name).
 pub(super) const AXPY_ROWS_LANES: usize = LANES;
 /// Values [`quantize_f16`] takes per step.
-pub(super) const QUANTIZE_F16_LANES: usize = 4;
+pub(super) const QUANTIZE_F16_LANES: usize = 8;
 
 /// Eight halves at `p` widened to two f32 vectors.
 ///
@@ -87,29 +85,21 @@ unsafe fn axpy_cols<const V: usize>(
     }
 }
 
-/// `out` = `x` as halves (FCVTN: rounded as FPCR says, to nearest even by default), for
-/// `x.len()` a multiple of 4.
+/// `out` = `x` as halves ([`narrow`]: rounded to nearest even), for `x.len()` a multiple of
+/// [`QUANTIZE_F16_LANES`].
 ///
 /// # Safety
 /// NEON; `out.len() == 2·x.len()`.
 #[target_feature(enable = "neon")]
 pub(super) unsafe fn quantize_f16(x: &[f32], out: &mut [u8]) {
-    debug_assert!(out.len() == 2 * x.len() && x.len().is_multiple_of(4));
-    for i in (0..x.len()).step_by(4) {
-        // SAFETY: i + 4 ≤ x.len(): floats i..i+4 and bytes 2i..2i+8 are in bounds.
-        let v = unsafe { vld1q_f32(x.as_ptr().add(i)) };
-        let h: uint16x4_t;
-        // SAFETY: FCVTN (single to half) exists on every AArch64 core with floating point; it
-        // only reads and writes the named registers.
+    debug_assert!(out.len() == 2 * x.len() && x.len().is_multiple_of(QUANTIZE_F16_LANES));
+    for i in (0..x.len()).step_by(QUANTIZE_F16_LANES) {
+        // SAFETY: i + 8 ≤ x.len(): floats i..i+8 and bytes 2i..2i+16 are in bounds. Byte
+        // stores: the F16 row has alignment 1.
         unsafe {
-            asm!(
-                "fcvtn {h:v}.4h, {v:v}.4s",
-                v = in(vreg) v,
-                h = lateout(vreg) h,
-                options(pure, nomem, nostack, preserves_flags)
-            );
-            // Byte stores: the F16 row has alignment 1.
-            vst1_u8(out.as_mut_ptr().add(2 * i), vreinterpret_u8_u16(h));
+            let p = x.as_ptr().add(i);
+            let h = narrow(vld1q_f32(p), vld1q_f32(p.add(4)));
+            vst1q_u8(out.as_mut_ptr().add(2 * i), vreinterpretq_u8_u16(h));
         }
     }
 }

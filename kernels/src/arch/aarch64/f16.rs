@@ -40,6 +40,27 @@ pub(super) fn widen(h: uint16x8_t) -> [float32x4_t; 2] {
     [lo, hi]
 }
 
+/// Two vectors of four floats narrowed to eight halves, rounding to nearest even (`fcvtn`,
+/// `fcvtn2`: base Advanced SIMD).
+#[inline]
+#[target_feature(enable = "neon")]
+pub(super) fn narrow(a: float32x4_t, b: float32x4_t) -> uint16x8_t {
+    let h: uint16x8_t;
+    // SAFETY: FCVTN/FCVTN2 are base Advanced SIMD, which this function enables; registers only.
+    // `h` is an early output: `b` is read after the first write.
+    unsafe {
+        asm!(
+            "fcvtn {h:v}.4h, {a:v}.4s",
+            "fcvtn2 {h:v}.8h, {b:v}.4s",
+            a = in(vreg) a,
+            b = in(vreg) b,
+            h = out(vreg) h,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    h
+}
+
 /// Eight halves starting at byte `2·i` of `row`, widened.
 ///
 /// # Safety

@@ -11,7 +11,7 @@ use core::arch::asm;
 
 use half::f16 as Half;
 
-use super::f16::widen;
+use super::f16::{narrow, widen};
 use super::neon::{f16, load16, nibbles};
 use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
 use crate::scalar::{act_f16_scale, BlockF16Act, Q4_0_F16, Q4_1_F16};
@@ -177,27 +177,6 @@ pub(super) fn dot_q8_0_f16(blocks: &[BlockQ8_0], acts: &[BlockF16Act]) -> f32 {
         let q = block_dot(q8_weights(&b.qs), act_halves(a));
         (q, f16(b.d) * a.d())
     }))
-}
-
-/// Two vectors of four floats narrowed to eight halves, rounding to nearest even (`fcvtn`,
-/// `fcvtn2`: base Advanced SIMD).
-#[inline]
-#[target_feature(enable = "neon")]
-fn narrow(a: float32x4_t, b: float32x4_t) -> uint16x8_t {
-    let h: uint16x8_t;
-    // SAFETY: FCVTN/FCVTN2 are base Advanced SIMD, which this function enables; registers only.
-    // `h` is an early output: `b` is read after the first write.
-    unsafe {
-        asm!(
-            "fcvtn {h:v}.4h, {a:v}.4s",
-            "fcvtn2 {h:v}.8h, {b:v}.4s",
-            a = in(vreg) a,
-            b = in(vreg) b,
-            h = out(vreg) h,
-            options(pure, nomem, nostack, preserves_flags)
-        );
-    }
-    h
 }
 
 /// f32 → [`BlockF16Act`], byte-identical to `scalar::quantize_act_f16` for finite inputs: the

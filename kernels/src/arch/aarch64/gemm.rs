@@ -23,7 +23,7 @@ use core::arch::asm;
 
 use super::neon::{f16, load_i8x16, lut16, lut4, nibbles};
 use crate::arch::int8_blocks::{Block, Fmt};
-use crate::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ8_0};
+use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
 use crate::dispatch::{Backend, Kernels, Named};
 use crate::format::Format;
 use crate::scalar::{self, Q4_0_VALUES};
@@ -907,26 +907,9 @@ fn gemm_f32_wrapper(a: &[f32], m: usize, b: &[f32], n: usize, y: &mut [f32], ldy
     }
 }
 
-macro_rules! dot_rows_wrapper {
-    ($name:ident, $block:ty, $what:literal, $body:ident) => {
-        fn $name(w: &[u8], x: &[f32], y: &mut [f32]) {
-            let rows = y.len();
-            if rows == 0 {
-                return;
-            }
-            assert_eq!(w.len() % rows, 0, "weights are whole rows");
-            let kb = scalar::row_blocks(w.len() / rows, core::mem::size_of::<$block>());
-            let blocks: &[$block] = as_blocks(w).expect(concat!($what, " rows are whole blocks"));
-            assert_eq!(kb * 32, x.len(), "activations match the rows");
-            // SAFETY: installed only by `install` after detection (see the wrapper notes).
-            unsafe { $body(blocks, kb, x, y) }
-        }
-    };
-}
-
-dot_rows_wrapper!(dot_rows_q4_0, BlockQ4_0, "Q4_0", dot_rows_q4_0_f32);
-dot_rows_wrapper!(dot_rows_q4_1, BlockQ4_1, "Q4_1", dot_rows_q4_1_f32);
-dot_rows_wrapper!(dot_rows_q8_0, BlockQ8_0, "Q8_0", dot_rows_q8_0_f32);
+dot_rows_wrapper!(dot_rows_q4_0, BlockQ4_0, "Q4_0", 32, dot_rows_q4_0_f32);
+dot_rows_wrapper!(dot_rows_q4_1, BlockQ4_1, "Q4_1", 32, dot_rows_q4_1_f32);
+dot_rows_wrapper!(dot_rows_q8_0, BlockQ8_0, "Q8_0", 32, dot_rows_q8_0_f32);
 
 macro_rules! gemm_q8_wrappers {
     ($wrap:ident => $body:ident) => {

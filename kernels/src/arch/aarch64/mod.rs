@@ -174,16 +174,18 @@ f32_wrappers!(neon, BlockQ4_1, "Q4_1", dot_q4_1_f32, dequant_q4_1);
 f32_wrappers!(neon, BlockQ8_0, "Q8_0", dot_q8_0_f32, dequant_q8_0);
 f32_wrappers!(kquants, BlockQ4_K, "Q4_K", 256, dot_q4_k_f32, dequant_q4_k);
 f32_wrappers!(kquants, BlockQ6_K, "Q6_K", 256, dot_q6_k_f32, dequant_q6_k);
-kquant_rows_wrapper!(
+dot_rows_wrapper!(
     dot_rows_q4_k_f32,
     BlockQ4_K,
     "Q4_K",
+    256,
     kquants::dot_rows_q4_k_f32
 );
-kquant_rows_wrapper!(
+dot_rows_wrapper!(
     dot_rows_q6_k_f32,
     BlockQ6_K,
     "Q6_K",
+    256,
     kquants::dot_rows_q6_k_f32
 );
 int8_wrappers!(neon_int8 => int8::neon);

@@ -26,7 +26,7 @@ use core::mem::MaybeUninit;
 
 use super::avx2::{f16x8, load_16};
 use crate::arch::int8_blocks::{Block, Fmt};
-use crate::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ8_0};
+use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
 use crate::dispatch::{Backend, Kernels};
 use crate::format::Format;
 use crate::scalar;
@@ -268,9 +268,29 @@ fn rows_q8_0<const R: usize>(w: &[BlockQ8_0], kb: usize, x: &[f32]) -> [__m256; 
 
 // `y[r] = row r · x` for the rows of `w`, `rows_*` run on `x` as it is or pre-scaled
 // ([`prescale`]).
-dot_rows_driver!("avx2,fma,f16c", pub(super) dot_rows_q4_0_f32, BlockQ4_0, rows_q4_0, store_rows, prescale = prescale);
-dot_rows_driver!("avx2,fma,f16c", pub(super) dot_rows_q4_1_f32, BlockQ4_1, rows_q4_1, store_rows, prescale = prescale);
-dot_rows_driver!("avx2,fma,f16c", pub(super) dot_rows_q8_0_f32, BlockQ8_0, rows_q8_0, store_rows);
+dot_rows_driver!(
+    "avx2,fma,f16c",
+    pub(super) dot_rows_q4_0_f32,
+    BlockQ4_0,
+    rows_q4_0,
+    store_rows,
+    prescale = prescale
+);
+dot_rows_driver!(
+    "avx2,fma,f16c",
+    pub(super) dot_rows_q4_1_f32,
+    BlockQ4_1,
+    rows_q4_1,
+    store_rows,
+    prescale = prescale
+);
+dot_rows_driver!(
+    "avx2,fma,f16c",
+    pub(super) dot_rows_q8_0_f32,
+    BlockQ8_0,
+    rows_q8_0,
+    store_rows
+);
 
 // ---- f32 GEMM ------------------------------------------------------------------------------
 
@@ -805,50 +825,23 @@ fn gemm_f32_wrapper(a: &[f32], m: usize, b: &[f32], n: usize, y: &mut [f32], ldy
     }
 }
 
-macro_rules! dot_rows_wrapper {
-    ($name:ident, $block:ty, $what:literal, $body:path, $max_cols:expr, $reference:path) => {
-        fn $name(w: &[u8], x: &[f32], y: &mut [f32]) {
-            let rows = y.len();
-            if rows == 0 {
-                return;
-            }
-            assert_eq!(w.len() % rows, 0, "weights are whole rows");
-            let kb = scalar::row_blocks(w.len() / rows, core::mem::size_of::<$block>());
-            let blocks: &[$block] = as_blocks(w).expect(concat!($what, " rows are whole blocks"));
-            assert_eq!(kb * 32, x.len(), "activations match the rows");
-            if x.len() > $max_cols {
-                return scalar_rows(w, x, y, $reference);
-            }
-            // SAFETY: installed only by `install` after detection (see the wrapper notes).
-            unsafe { $body(blocks, kb, x, y) }
-        }
-    };
-}
-
 dot_rows_wrapper!(
     dot_rows_q4_0,
     BlockQ4_0,
     "Q4_0",
+    32,
     dot_rows_q4_0_f32,
-    PRESCALE_MAX,
-    super::dot_q4_0_f32
+    above PRESCALE_MAX => super::dot_q4_0_f32,
 );
 dot_rows_wrapper!(
     dot_rows_q4_1,
     BlockQ4_1,
     "Q4_1",
+    32,
     dot_rows_q4_1_f32,
-    PRESCALE_MAX,
-    super::dot_q4_1_f32
+    above PRESCALE_MAX => super::dot_q4_1_f32,
 );
-dot_rows_wrapper!(
-    dot_rows_q8_0,
-    BlockQ8_0,
-    "Q8_0",
-    dot_rows_q8_0_f32,
-    usize::MAX,
-    super::dot_q8_0_f32
-);
+dot_rows_wrapper!(dot_rows_q8_0, BlockQ8_0, "Q8_0", 32, dot_rows_q8_0_f32);
 
 // The AVX-512 row kernels: installed only for the AVX512-VNNI backend, whose detection
 // includes `avx512f`.
@@ -856,17 +849,17 @@ dot_rows_wrapper!(
     avx512_rows_q4_0,
     BlockQ4_0,
     "Q4_0",
+    32,
     super::avx512::dot_rows_q4_0_f32,
-    PRESCALE_MAX,
-    super::dot_q4_0_f32
+    above PRESCALE_MAX => super::dot_q4_0_f32,
 );
 dot_rows_wrapper!(
     avx512_rows_q4_1,
     BlockQ4_1,
     "Q4_1",
+    32,
     super::avx512::dot_rows_q4_1_f32,
-    PRESCALE_MAX,
-    super::dot_q4_1_f32
+    above PRESCALE_MAX => super::dot_q4_1_f32,
 );
 
 macro_rules! gemm_q8_wrappers {

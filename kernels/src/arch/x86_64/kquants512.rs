@@ -95,4 +95,10 @@ fn store_rows512<const R: usize>(acc: [__m512; R], y: &mut [f32]) {
     }
 }
 
-dot_rows_driver!("avx2,fma,f16c,avx512f", pub(super) dot_rows_q4_k_f32, BlockQ4_K, rows_q4_k, store_rows512);
+dot_rows_driver!(
+    "avx2,fma,f16c,avx512f",
+    pub(super) dot_rows_q4_k_f32,
+    BlockQ4_K,
+    rows_q4_k,
+    store_rows512
+);
