@@ -486,6 +486,11 @@ fn check_dot_rows(k: &Kernels) {
                             );
                             let bound = budget(n / 32 + 48, row_abs_sum(format, row, &x), n);
                             assert_close(&what, y[r], reference(row, &x), bound);
+                            // A row's result must not depend on the rows around it: threads
+                            // and streamed slices split matrices anywhere.
+                            let mut alone = [f32::NAN];
+                            (slot.f)(row, &x, &mut alone);
+                            assert_eq!(alone[0].to_bits(), y[r].to_bits(), "{what}: alone");
                         }
                     }
                 }
@@ -805,9 +810,9 @@ fn check_names(k: &Kernels, backend: Backend) {
         assert_eq!(suffix(fk.dot.name), vec_isa);
         assert_eq!(suffix(fk.dequant.name), vec_isa);
         assert_eq!(suffix(fk.dot_q8.unwrap().name), int8_isa);
-        // CPUs with AVX-512 get its 4-bit row kernels (the f32 decoding path).
+        // CPUs with AVX-512 get its row kernels (the f32 decoding path).
         let rows_isa = match (backend, format) {
-            (Backend::Avx512Vnni, Format::Q4_0 | Format::Q4_1) => "avx512",
+            (Backend::Avx512Vnni, Format::Q4_0 | Format::Q4_1 | Format::Q8_0) => "avx512",
             _ => vec_isa,
         };
         assert_eq!(suffix(fk.dot_rows.unwrap().name), rows_isa);

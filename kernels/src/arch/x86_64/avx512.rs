@@ -1,191 +1,220 @@
-//! Decoding's rows · one f32 vector for Q4_0 and Q4_1 with AVX-512 (`dot_rows_*_f32/avx512`),
-//! for the CPUs that have it (installed with the AVX512-VNNI backend). On the SmolLM2 shapes
-//! they take 25–29 ns per 576-wide row against 37 ns for the AVX2 kernels (`cargo bench -p
-//! tern-kernels -- dot_rows`). Q8_0 keeps the AVX2 kernel: the same scheme measured no faster
-//! there (two widenings and two conversions per block either way).
+//! Decoding's rows · one f32 vector with AVX-512 (`dot_rows_{q4_0,q4_1,q8_0}_f32/avx512`), for
+//! the CPUs that have it (installed with the AVX512-VNNI backend). On the SmolLM2 shapes, with
+//! the weights in L2, they take about 31 ns per 576-wide Q4 row and 34 ns per Q8_0 row,
+//! against 38 ns for the previous AVX-512 Q4 kernels and 43 ns for the AVX2 Q8_0 one (`cargo
+//! bench -p tern-kernels -- dot_rows`).
 //!
-//! Two things make these faster than the AVX2 row kernels, which spend about as many
-//! instructions on each block's scales as on its 32 products:
+//! With 512-bit vectors every FMA, conversion and permute shares two ports, so what counts is
+//! the number of those instructions per block and row. Three choices keep it at seven for a
+//! Q4 block (two shifts, two lookups, three FMAs) and nearly nothing per row:
 //! - The block scales of a row group are converted up front, sixteen blocks per `vpgatherdd`
-//!   and one `vcvtph2ps`, into small f32 tables; the main loop then multiplies by a scale
-//!   with a broadcast operand of its FMA (no instruction of its own). For Q4_1 the offset term
-//!   `Σ m·(Σ x)` becomes one short dot product per row after the loop.
-//! - A Q4 code becomes its f32 value through a 16-entry table held in one register
-//!   (`vpermps` reads only the low four bits of each index): one instruction per 16 weights,
-//!   no mask, no integer-to-float conversion, and any 16-value codebook costs the same.
+//!   and one `vcvtph2ps` per sixteen values, into a small f32 table; the main loop reads them
+//!   as broadcast operands (no instruction of their own).
+//! - A Q4 code becomes its value through a 16-entry table in one register (`vpermps` reads
+//!   only the low four bits of each index), and the table already holds `d·q + m` for the
+//!   block: one FMA builds it, so neither the scale nor Q4_1's offset costs anything more.
+//!   Any 16-value codebook costs the same.
+//! - The 16 code bytes are broadcast to all four 128-bit lanes by the load itself and moved
+//!   into place with one variable shift; the lanes then hold the block's elements in the
+//!   order of a 4 × 4 transpose, so `x` is permuted the same way once per call.
 //!
-//! With 512-bit vectors the FMA, conversion and permute instructions share two ports, so a
-//! Q4 block costs six of them per row (widen, two lookups, a shift, two FMAs) against about
-//! twenty on three ports for AVX2.
+//! The four rows of a group are summed with one shared reduction. Q8_0 blocks take seven such
+//! instructions too (two widenings, two conversions, three FMAs).
 
 // Tiles index the scale tables and accumulators by the same row number.
 #![allow(clippy::needless_range_loop)]
 
 use core::arch::x86_64::*;
+use core::mem::MaybeUninit;
 
 use super::gemm::{prefetch_ahead, prefetch_head, PRESCALE_MAX, ROWS};
-use crate::blocks::{BlockQ4_0, BlockQ4_1};
+use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
 
 /// Most blocks in a row these kernels take (the wrappers send wider rows elsewhere).
 pub(super) const MAX_BLOCKS: usize = PRESCALE_MAX / 32;
 
-/// Per-row f32 tables of a row group's block scales (`d`) and, for Q4_1, offsets (`m`).
-struct Scales {
-    d: [[f32; MAX_BLOCKS]; ROWS],
-    m: [[f32; MAX_BLOCKS]; ROWS],
-}
+/// A row group's block scales as f32, block after block over its rows: `d` alone
+/// (`PAIRS = false`), or `d, m` pairs for Q4_1. Only the entries [`load_scales`] wrote are read.
+struct Scales<const PAIRS: bool>([MaybeUninit<f32>; 2 * ROWS * MAX_BLOCKS]);
 
-/// Fills `s.d[r][..kb]` (and `s.m[r][..kb]` if `with_m`) for the `rows` rows starting at
-/// `base`, whose blocks are `stride` bytes long with `d` at byte 0 and `m` (if any) at 2.
-///
-/// # Safety
-/// `base` must point at `rows · kb` blocks of `stride ≥ 4` bytes, `kb ≤ MAX_BLOCKS`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f")]
-unsafe fn load_scales(
-    s: &mut Scales,
-    base: *const u8,
-    stride: usize,
-    rows: usize,
-    kb: usize,
-    with_m: bool,
-) {
-    let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    let offsets = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(stride as i32));
-    for r in 0..rows {
+impl<const PAIRS: bool> Scales<PAIRS> {
+    fn new() -> Self {
+        Scales([MaybeUninit::uninit(); 2 * ROWS * MAX_BLOCKS])
+    }
+
+    /// Converts the scales of the `n ≤ ROWS · MAX_BLOCKS` blocks at `base` (`stride` bytes
+    /// each, `d` at byte 0 and for pairs `m` at byte 2), sixteen blocks per gather.
+    ///
+    /// # Safety
+    /// `base` must point at `n` blocks of `stride ≥ 4` bytes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    unsafe fn load(&mut self, base: *const u8, stride: usize, n: usize) {
+        assert!(n <= ROWS * MAX_BLOCKS);
+        let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let offsets = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(stride as i32));
+        let out = self.0.as_mut_ptr().cast::<f32>();
         let mut b = 0;
-        while b < kb {
-            let n = (kb - b).min(16);
-            let mask: __mmask16 = if n == 16 { !0 } else { (1u16 << n) - 1 };
-            // SAFETY: lane i < n reads the 4 bytes at block r·kb + b + i (d and the next two
-            // bytes: `m` for Q4_1, codes otherwise), inside the caller's blocks; masked-off
-            // lanes read nothing.
+        while b < n {
+            let k = (n - b).min(16);
+            let mask = lane_mask(k);
+            // SAFETY: lane i < k reads the 4 bytes at block b + i (d and the next two bytes:
+            // `m` for Q4_1, codes otherwise), inside the caller's blocks; masked-off lanes
+            // read nothing.
             let v = unsafe {
                 _mm512_mask_i32gather_epi32::<1>(
                     _mm512_setzero_si512(),
                     mask,
                     offsets,
-                    base.add((r * kb + b) * stride).cast(),
+                    base.add(b * stride).cast(),
                 )
             };
-            let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v));
-            // SAFETY: lanes b..b + n ≤ kb ≤ MAX_BLOCKS are inside the table; the rest are
-            // masked off (not written).
-            unsafe { _mm512_mask_storeu_ps(s.d[r].as_mut_ptr().add(b), mask, d) };
-            if with_m {
-                let m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(v)));
-                // SAFETY: as for `d`.
-                unsafe { _mm512_mask_storeu_ps(s.m[r].as_mut_ptr().add(b), mask, m) };
+            // SAFETY (stores): entries below 2·n ≤ 2·ROWS·MAX_BLOCKS are inside the table;
+            // masked-off lanes are not written.
+            if PAIRS {
+                // The gathered words are `d, m` halves in order: two conversions give pairs.
+                let lo = _mm512_cvtph_ps(_mm512_castsi512_si256(v));
+                let hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(v));
+                unsafe {
+                    _mm512_mask_storeu_ps(out.add(2 * b), lane_mask(2 * k), lo);
+                    _mm512_mask_storeu_ps(
+                        out.add(2 * b + 16),
+                        lane_mask((2 * k).saturating_sub(16)),
+                        hi,
+                    );
+                }
+            } else {
+                let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v));
+                unsafe { _mm512_mask_storeu_ps(out.add(b), mask, d) };
             }
-            b += n;
+            b += k;
         }
     }
-}
 
-/// `Σ_b a[b]·c[b]` over the first `n ≤ MAX_BLOCKS` entries.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f")]
-fn dot_short(a: &[f32; MAX_BLOCKS], c: &[f32; MAX_BLOCKS], n: usize) -> f32 {
-    let mut acc = _mm512_setzero_ps();
-    let mut b = 0;
-    while b < n {
-        let k = (n - b).min(16);
-        let mask: __mmask16 = if k == 16 { !0 } else { (1u16 << k) - 1 };
-        // SAFETY: lanes b..b + k < n ≤ MAX_BLOCKS are inside both arrays; the rest are
-        // masked off (not read).
-        let (av, cv) = unsafe {
-            (
-                _mm512_maskz_loadu_ps(mask, a.as_ptr().add(b)),
-                _mm512_maskz_loadu_ps(mask, c.as_ptr().add(b)),
-            )
-        };
-        acc = _mm512_fmadd_ps(av, cv, acc);
-        b += k;
+    /// Block `i`'s `d`, broadcast.
+    ///
+    /// # Safety
+    /// Block `i` must be one [`Scales::load`] converted.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    unsafe fn d(&self, i: usize) -> __m512 {
+        let at = if PAIRS { 2 * i } else { i };
+        // SAFETY: written by `load` (the caller's contract).
+        _mm512_set1_ps(unsafe { self.0.get_unchecked(at).assume_init() })
     }
-    _mm512_reduce_add_ps(acc)
+
+    /// Block `i`'s `m` (pairs only), broadcast.
+    ///
+    /// # Safety
+    /// As for [`Scales::d`].
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    unsafe fn m(&self, i: usize) -> __m512 {
+        debug_assert!(PAIRS);
+        // SAFETY: written by `load` (the caller's contract).
+        _mm512_set1_ps(unsafe { self.0.get_unchecked(2 * i + 1).assume_init() })
+    }
 }
 
-/// The 32 values of a Q4 block (`qs`: element `j` in the low nibble of byte `j`, element
-/// `j + 16` in the high one) through the 16-entry table `tbl`, as two vectors.
+/// The first `k ≤ 16` lanes.
+#[inline]
+fn lane_mask(k: usize) -> __mmask16 {
+    if k >= 16 {
+        !0
+    } else {
+        (1u16 << k) - 1
+    }
+}
+
+/// `x` (whole blocks, at most [`PRESCALE_MAX`]) with each 16-float half-block transposed as a
+/// 4 × 4 matrix (element `4j + c` moves to lane `4c + j`), the order [`q4_codes`] leaves a
+/// block's codes in. Written into `buf`, of which it returns the initialized part.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-fn q4_values(qs: &[u8; 16], tbl: __m512) -> [__m512; 2] {
+fn transpose_quads<'a>(x: &[f32], buf: &'a mut [MaybeUninit<f32>; PRESCALE_MAX]) -> &'a [f32] {
+    assert!(x.len() <= PRESCALE_MAX && x.len().is_multiple_of(16));
+    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    let out = buf.as_mut_ptr().cast::<f32>();
+    for (i, half) in x.chunks_exact(16).enumerate() {
+        // SAFETY: `half` is 16 floats; 16·i + 16 ≤ x.len() ≤ PRESCALE_MAX keeps the store in
+        // `buf`. Both accesses are unaligned.
+        unsafe {
+            let v = _mm512_loadu_ps(half.as_ptr());
+            _mm512_storeu_ps(out.add(16 * i), _mm512_permutexvar_ps(order, v));
+        }
+    }
+    // SAFETY: the loop wrote the first x.len() floats, and `buf` stays borrowed.
+    unsafe { core::slice::from_raw_parts(out, x.len()) }
+}
+
+/// The 32 codes of a Q4 block (`qs`: element `j` in the low nibble of byte `j`, element
+/// `j + 16` in the high one) as two vectors of indices, in the lane order of
+/// [`transpose_quads`]: the 16 bytes are broadcast to every 128-bit lane and lane `4c + j`
+/// shifted right by `8c`, which leaves byte `4j + c` in its low bits.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+fn q4_codes(qs: &[u8; 16]) -> [__m512i; 2] {
+    let shifts = _mm512_setr_epi32(0, 0, 0, 0, 8, 8, 8, 8, 16, 16, 16, 16, 24, 24, 24, 24);
     // SAFETY: `qs` is 16 readable bytes; the load is unaligned.
     let bytes = unsafe { _mm_loadu_si128(qs.as_ptr().cast()) };
-    let v = _mm512_cvtepu8_epi32(bytes);
-    [
-        _mm512_permutexvar_ps(v, tbl),
-        _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(v), tbl),
-    ]
+    let v = _mm512_srlv_epi32(_mm512_broadcast_i32x4(bytes), shifts);
+    [v, _mm512_srli_epi32::<4>(v)]
 }
 
-/// The first 32 floats of `x` as two vectors.
+/// The 32 floats at `x` as two vectors.
+///
+/// # Safety
+/// `x` must point at 32 readable floats.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-fn load32(x: &[f32]) -> [__m512; 2] {
-    assert!(x.len() >= 32);
-    // SAFETY: x holds at least 32 floats; the unaligned loads read x[0..32].
-    unsafe {
-        [
-            _mm512_loadu_ps(x.as_ptr()),
-            _mm512_loadu_ps(x.as_ptr().add(16)),
-        ]
-    }
+unsafe fn load32(x: *const f32) -> [__m512; 2] {
+    // SAFETY: the caller's contract; the loads are unaligned.
+    unsafe { [_mm512_loadu_ps(x), _mm512_loadu_ps(x.add(16))] }
 }
 
-/// Per-block sums of `x` (`kb` blocks of 32), for Q4_1's offsets.
+/// The horizontal sums of four vectors, in order, with one shared reduction.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-fn block_sums(x: &[f32], kb: usize, out: &mut [f32; MAX_BLOCKS]) {
-    for b in 0..kb {
-        let v = load32(&x[32 * b..]);
-        out[b] = _mm512_reduce_add_ps(_mm512_add_ps(v[0], v[1]));
-    }
+fn sum4(a: [__m512; 4]) -> __m128 {
+    // Per 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3], and the same for c and d.
+    let ab = _mm512_add_ps(
+        _mm512_unpacklo_ps(a[0], a[1]),
+        _mm512_unpackhi_ps(a[0], a[1]),
+    );
+    let cd = _mm512_add_ps(
+        _mm512_unpacklo_ps(a[2], a[3]),
+        _mm512_unpackhi_ps(a[2], a[3]),
+    );
+    let (ab, cd) = (_mm512_castps_pd(ab), _mm512_castps_pd(cd));
+    // Per 128-bit lane: [a, b, c, d].
+    let s = _mm512_add_ps(
+        _mm512_castpd_ps(_mm512_unpacklo_pd(ab, cd)),
+        _mm512_castpd_ps(_mm512_unpackhi_pd(ab, cd)),
+    );
+    let s = _mm512_add_ps(s, _mm512_shuffle_f32x4::<0b01_00_11_10>(s, s));
+    let s = _mm512_add_ps(s, _mm512_shuffle_f32x4::<0b10_11_00_01>(s, s));
+    _mm512_castps512_ps128(s)
 }
 
-/// `R` rows of 4-bit blocks (`kb` each, back to back in `w`) · `x`, without offsets:
-/// `Σ_b d[r][b] · (table[q] · x)`.
+/// Stores the sums of `R ≤ 4` accumulators in `y[..R]`, each summed in the same order
+/// whatever `R` (a row's result must not depend on where a row group starts).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-fn rows_q4<B: Q4Block, const R: usize>(
-    w: &[B],
-    kb: usize,
-    x: &[f32],
-    s: &Scales,
-    tbl: __m512,
-) -> [f32; R] {
-    assert!(w.len() >= R * kb && x.len() >= 32 * kb);
-    let mut acc = [_mm512_setzero_ps(); R];
-    for b in 0..kb {
-        let xv = load32(&x[32 * b..]);
-        for r in 0..R {
-            let w = q4_values(w[r * kb + b].qs(), tbl);
-            let p = _mm512_fmadd_ps(w[1], xv[1], _mm512_mul_ps(w[0], xv[0]));
-            acc[r] = _mm512_fmadd_ps(p, _mm512_set1_ps(s.d[r][b]), acc[r]);
+fn store_sums<const R: usize>(acc: [__m512; R], y: &mut [f32]) {
+    let s = sum4(core::array::from_fn(|i| {
+        if i < R {
+            acc[i]
+        } else {
+            _mm512_setzero_ps()
         }
-    }
-    acc.map(|a| _mm512_reduce_add_ps(a))
+    }));
+    let mut out = [0.0f32; ROWS];
+    // SAFETY: `out` holds four floats; the store is unaligned.
+    unsafe { _mm_storeu_ps(out.as_mut_ptr(), s) };
+    y[..R].copy_from_slice(&out[..R]);
 }
 
-/// `y[r] = row r · x` for Q4_0 rows (`kb ≤ MAX_BLOCKS` blocks each), [`ROWS`] at a time.
-#[target_feature(enable = "avx2,fma,f16c,avx512f")]
-pub(super) fn dot_rows_q4_0_f32(w: &[BlockQ4_0], kb: usize, x: &[f32], y: &mut [f32]) {
-    let values: [f32; 16] = core::array::from_fn(|i| i as f32 - 8.0);
-    dot_rows_q4(w, kb, x, y, &values, |_, _, _| 0.0);
-}
-
-/// `y[r] = row r · x` for Q4_1 rows (`kb ≤ MAX_BLOCKS` blocks each), [`ROWS`] at a time.
-#[target_feature(enable = "avx2,fma,f16c,avx512f")]
-pub(super) fn dot_rows_q4_1_f32(w: &[BlockQ4_1], kb: usize, x: &[f32], y: &mut [f32]) {
-    let values: [f32; 16] = core::array::from_fn(|i| i as f32);
-    let mut sums = [0.0f32; MAX_BLOCKS];
-    block_sums(x, kb, &mut sums);
-    dot_rows_q4(w, kb, x, y, &values, |s, r, kb| {
-        dot_short(&s.m[r], &sums, kb)
-    });
-}
-
-/// The blocks the 4-bit row kernels read: 16 code bytes and 2 or 4 bytes of scales first.
+/// The blocks the 4-bit row kernels read: scales first, then 16 code bytes.
 trait Q4Block {
     /// Whether the block has an offset `m` right after `d`.
     const HAS_M: bool;
@@ -207,52 +236,154 @@ impl Q4Block for BlockQ4_1 {
     }
 }
 
-/// The shared body of the 4-bit row kernels: `values` is the code table, `offset(s, r, kb)`
-/// the offset term of row `r` of the group whose scales are `s`.
+/// `R` rows of 4-bit blocks (`kb` each, back to back in `w`, scales in `s`) · `xt` (the
+/// activations through [`transpose_quads`]): per block, the table `values·d + m` and two
+/// lookups into it.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-fn dot_rows_q4<B: Q4Block>(
+fn rows_q4<B: Q4Block, const PAIRS: bool, const R: usize>(
+    w: &[B],
+    kb: usize,
+    xt: &[f32],
+    s: &Scales<PAIRS>,
+    values: __m512,
+) -> [__m512; R] {
+    assert!(w.len() >= R * kb && xt.len() >= 32 * kb && kb <= MAX_BLOCKS);
+    // Raw pointers below: a bounds check per block and row would take the FMA port's slots.
+    let (w, xt) = (w.as_ptr(), xt.as_ptr());
+    let mut acc = [_mm512_setzero_ps(); R];
+    for b in 0..kb {
+        // SAFETY: 32·b + 32 ≤ 32·kb ≤ xt.len() (asserted).
+        let xv = unsafe { load32(xt.add(32 * b)) };
+        for r in 0..R {
+            let i = r * kb + b;
+            // SAFETY: the driver converted the scales of all R·kb blocks of this group.
+            let tbl = unsafe {
+                if PAIRS {
+                    _mm512_fmadd_ps(values, s.d(i), s.m(i))
+                } else {
+                    _mm512_mul_ps(values, s.d(i))
+                }
+            };
+            // SAFETY: i < R·kb ≤ w.len() (asserted).
+            let [lo, hi] = q4_codes(unsafe { (*w.add(i)).qs() });
+            acc[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(lo, tbl), xv[0], acc[r]);
+            acc[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(hi, tbl), xv[1], acc[r]);
+        }
+    }
+    acc
+}
+
+/// `y[r] = row r · x` for Q4_0 rows (`kb ≤ MAX_BLOCKS` blocks each), [`ROWS`] at a time.
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+pub(super) fn dot_rows_q4_0_f32(w: &[BlockQ4_0], kb: usize, x: &[f32], y: &mut [f32]) {
+    dot_rows_q4::<BlockQ4_0, false>(w, kb, x, y, |i| i as f32 - 8.0);
+}
+
+/// `y[r] = row r · x` for Q4_1 rows (`kb ≤ MAX_BLOCKS` blocks each), [`ROWS`] at a time.
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+pub(super) fn dot_rows_q4_1_f32(w: &[BlockQ4_1], kb: usize, x: &[f32], y: &mut [f32]) {
+    dot_rows_q4::<BlockQ4_1, true>(w, kb, x, y, |i| i as f32);
+}
+
+/// The shared body of the 4-bit row kernels; `value(q)` is code `q`'s value before scaling.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+fn dot_rows_q4<B: Q4Block, const PAIRS: bool>(
     w: &[B],
     kb: usize,
     x: &[f32],
     y: &mut [f32],
-    values: &[f32; 16],
-    offset: impl Fn(&Scales, usize, usize) -> f32,
+    value: fn(usize) -> f32,
 ) {
     assert!(kb <= MAX_BLOCKS && x.len() >= 32 * kb && w.len() >= y.len() * kb);
-    // SAFETY: `values` holds 16 floats; the load is unaligned.
-    let tbl = unsafe { _mm512_loadu_ps(values.as_ptr()) };
+    assert!(PAIRS == B::HAS_M);
+    let table: [f32; 16] = core::array::from_fn(value);
+    // SAFETY: `table` holds 16 floats; the load is unaligned.
+    let values = unsafe { _mm512_loadu_ps(table.as_ptr()) };
+    let mut buf = [MaybeUninit::uninit(); PRESCALE_MAX];
+    let xt = transpose_quads(&x[..32 * kb], &mut buf);
     let size = core::mem::size_of::<B>();
-    let mut s = Scales {
-        d: [[0.0; MAX_BLOCKS]; ROWS],
-        m: [[0.0; MAX_BLOCKS]; ROWS],
-    };
+    let mut s = Scales::<PAIRS>::new();
     prefetch_head(w.as_ptr().cast(), y.len() * kb * size);
     let mut r = 0;
     while r < y.len() {
         let rows = (y.len() - r).min(ROWS);
         let group = &w[r * kb..(r + rows) * kb];
         prefetch_ahead(group.as_ptr().cast(), rows * kb * size);
-        // SAFETY: `group` is `rows · kb` blocks of `size ≥ 18` bytes with `d` first (and
-        // `m` next for Q4_1); kb ≤ MAX_BLOCKS was asserted.
-        unsafe { load_scales(&mut s, group.as_ptr().cast(), size, rows, kb, B::HAS_M) };
+        // SAFETY: `group` is `rows · kb ≤ ROWS · MAX_BLOCKS` blocks of `size ≥ 18` bytes
+        // with `d` first (and `m` next for Q4_1).
+        unsafe { s.load(group.as_ptr().cast(), size, rows * kb) };
         let yg = &mut y[r..r + rows];
-        let dots: [f32; ROWS] = match rows {
-            4 => rows_q4::<B, 4>(group, kb, x, &s, tbl),
-            3 => pad(rows_q4::<B, 3>(group, kb, x, &s, tbl)),
-            2 => pad(rows_q4::<B, 2>(group, kb, x, &s, tbl)),
-            _ => pad(rows_q4::<B, 1>(group, kb, x, &s, tbl)),
-        };
-        for (i, yr) in yg.iter_mut().enumerate() {
-            *yr = dots[i] + offset(&s, i, kb);
+        match rows {
+            4 => store_sums(rows_q4::<B, PAIRS, 4>(group, kb, xt, &s, values), yg),
+            3 => store_sums(rows_q4::<B, PAIRS, 3>(group, kb, xt, &s, values), yg),
+            2 => store_sums(rows_q4::<B, PAIRS, 2>(group, kb, xt, &s, values), yg),
+            _ => store_sums(rows_q4::<B, PAIRS, 1>(group, kb, xt, &s, values), yg),
         }
         r += rows;
     }
 }
 
-/// `R ≤ 4` results padded to four.
-fn pad<const R: usize>(v: [f32; R]) -> [f32; ROWS] {
-    let mut out = [0.0; ROWS];
-    out[..R].copy_from_slice(&v);
-    out
+/// `R` rows of Q8_0 blocks (`kb` each, back to back in `w`, scales in `s`) · `x`: per block,
+/// two widenings and conversions, two FMAs and the scale's.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+fn rows_q8_0<const R: usize>(
+    w: &[BlockQ8_0],
+    kb: usize,
+    x: &[f32],
+    s: &Scales<false>,
+) -> [__m512; R] {
+    assert!(w.len() >= R * kb && x.len() >= 32 * kb && kb <= MAX_BLOCKS);
+    // Raw pointers below, as in `rows_q4`.
+    let (w, x) = (w.as_ptr(), x.as_ptr());
+    let mut acc = [_mm512_setzero_ps(); R];
+    for b in 0..kb {
+        // SAFETY: 32·b + 32 ≤ 32·kb ≤ x.len() (asserted).
+        let xv = unsafe { load32(x.add(32 * b)) };
+        for r in 0..R {
+            let i = r * kb + b;
+            // SAFETY: i < R·kb ≤ w.len() (asserted), so `qs` is 32 readable bytes; the loads
+            // are unaligned.
+            let (lo, hi) = unsafe {
+                let qs = (*w.add(i)).qs.as_ptr();
+                (
+                    _mm_loadu_si128(qs.cast()),
+                    _mm_loadu_si128(qs.add(16).cast()),
+                )
+            };
+            let lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo));
+            let hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi));
+            let p = _mm512_fmadd_ps(hi, xv[1], _mm512_mul_ps(lo, xv[0]));
+            // SAFETY: the driver converted the scales of all R·kb blocks of this group.
+            acc[r] = _mm512_fmadd_ps(p, unsafe { s.d(i) }, acc[r]);
+        }
+    }
+    acc
+}
+
+/// `y[r] = row r · x` for Q8_0 rows (`kb ≤ MAX_BLOCKS` blocks each), [`ROWS`] at a time.
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+pub(super) fn dot_rows_q8_0_f32(w: &[BlockQ8_0], kb: usize, x: &[f32], y: &mut [f32]) {
+    assert!(kb <= MAX_BLOCKS && x.len() >= 32 * kb && w.len() >= y.len() * kb);
+    let size = core::mem::size_of::<BlockQ8_0>();
+    let mut s = Scales::<false>::new();
+    prefetch_head(w.as_ptr().cast(), y.len() * kb * size);
+    let mut r = 0;
+    while r < y.len() {
+        let rows = (y.len() - r).min(ROWS);
+        let group = &w[r * kb..(r + rows) * kb];
+        prefetch_ahead(group.as_ptr().cast(), rows * kb * size);
+        // SAFETY: `group` is `rows · kb ≤ ROWS · MAX_BLOCKS` blocks of 34 bytes, `d` first.
+        unsafe { s.load(group.as_ptr().cast(), size, rows * kb) };
+        let yg = &mut y[r..r + rows];
+        match rows {
+            4 => store_sums(rows_q8_0::<4>(group, kb, x, &s), yg),
+            3 => store_sums(rows_q8_0::<3>(group, kb, x, &s), yg),
+            2 => store_sums(rows_q8_0::<2>(group, kb, x, &s), yg),
+            _ => store_sums(rows_q8_0::<1>(group, kb, x, &s), yg),
+        }
+        r += rows;
+    }
 }

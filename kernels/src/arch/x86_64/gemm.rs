@@ -775,6 +775,8 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) {
         f.dot_rows = Some(named!(avx512_rows_q4_0, "dot_rows_q4_0_f32/avx512"));
         let f = k.format_mut(Format::Q4_1);
         f.dot_rows = Some(named!(avx512_rows_q4_1, "dot_rows_q4_1_f32/avx512"));
+        let f = k.format_mut(Format::Q8_0);
+        f.dot_rows = Some(named!(avx512_rows_q8_0, "dot_rows_q8_0_f32/avx512"));
     }
     use crate::dispatch::Named;
     let gemm = |f, name| Some(Named { f, name });
@@ -860,6 +862,14 @@ dot_rows_wrapper!(
     32,
     super::avx512::dot_rows_q4_1_f32,
     above PRESCALE_MAX => super::dot_q4_1_f32,
+);
+dot_rows_wrapper!(
+    avx512_rows_q8_0,
+    BlockQ8_0,
+    "Q8_0",
+    32,
+    super::avx512::dot_rows_q8_0_f32,
+    above PRESCALE_MAX => super::dot_q8_0_f32,
 );
 
 macro_rules! gemm_q8_wrappers {
