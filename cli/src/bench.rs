@@ -37,6 +37,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
 
     let loaded = load_model(&args)?;
     let model = loaded.model.clone();
+    let held = loaded.weights_held();
     let vocab = model.config().vocab as u32;
     // The whole prompt in one forward pass (up to 512 tokens), as llama-bench's default
     // micro-batch of 512 processes it.
@@ -117,10 +118,11 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     if args.flag("json") {
         let names: Vec<String> = kernels.iter().map(|k| json::string(k)).collect();
         println!(
-            "{{\"model\":{},\"threads\":{},\"batch\":{},\"n_prompt\":{n_prompt},\"n_gen\":{n_gen},\"reps\":{reps},\"pp_tok_s\":{},\"pp_tok_s_sd\":{},\"tg_tok_s\":{},\"tg_tok_s_sd\":{},\"bytes_per_token\":{},\"gbps\":{},\"budget_gbps\":{},\"budget_ceiling_tok_s\":{},\"budget_fraction\":{},\"machine_read_gbps\":{},\"machine_copy_gbps\":{},\"machine_fraction\":{},\"kernels\":[{}]}}",
+            "{{\"model\":{},\"threads\":{},\"batch\":{},\"n_prompt\":{n_prompt},\"n_gen\":{n_gen},\"reps\":{reps},\"weights\":{},\"pp_tok_s\":{},\"pp_tok_s_sd\":{},\"tg_tok_s\":{},\"tg_tok_s_sd\":{},\"bytes_per_token\":{},\"gbps\":{},\"budget_gbps\":{},\"budget_ceiling_tok_s\":{},\"budget_fraction\":{},\"machine_read_gbps\":{},\"machine_copy_gbps\":{},\"machine_fraction\":{},\"kernels\":[{}]}}",
             json::string(args.required("model")?),
             s.threads(),
             s.batch(),
+            json::string(&held),
             json::number(pp_mean),
             json::number(pp_sd),
             json::number(tg_mean),
@@ -139,6 +141,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         println!("model     {}", args.required("model")?);
         println!("threads   {}   batch {}", s.threads(), s.batch());
         println!("kernels   {}", kernels.join(" "));
+        println!("weights   {held}");
         for c in model.ternary().choices() {
             let timed = c.timed.map_or(String::new(), |(mad, lut)| {
                 format!(" (mad {:.0} µs, lut {:.0} µs)", mad * 1e6, lut * 1e6)

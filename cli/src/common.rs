@@ -8,7 +8,7 @@ use tern_kernels::dispatch::{Backend, Named};
 use tern_kernels::scalar;
 use tern_kernels::Kernels;
 use tern_runtime::feed::StreamFeed;
-use tern_runtime::fs::FileSource;
+use tern_runtime::fs::{FileSource, WeightMemory};
 use tern_runtime::pool::ThreadPool;
 use tern_runtime::ternary::TernaryKernel;
 use tern_runtime::{ActivationPrecision, KvType, Model, Session, SessionOptions};
@@ -19,7 +19,7 @@ use crate::args::{opt, switch, Args, Spec};
 pub const MAX_BATCH: usize = 2048;
 
 /// Options every model-running subcommand takes.
-pub const MODEL_OPTS: [Spec; 11] = [
+pub const MODEL_OPTS: [Spec; 12] = [
     opt("model", Some("m")),
     opt("threads", Some("t")),
     opt("ctx-size", Some("c")),
@@ -30,13 +30,14 @@ pub const MODEL_OPTS: [Spec; 11] = [
     opt("ternary", None),
     opt("max-resident", None),
     opt("stream-arena", None),
+    opt("load", None),
     switch("exact-exp"),
 ];
 
 /// How weights reach the forward pass.
 pub enum Weights {
-    /// Memory-mapped (the default).
-    Mapped,
+    /// Memory-mapped, or copied into memory (`--load`): either way all in the address space.
+    Mapped(WeightMemory),
     /// Read with `pread` through an arena of this many bytes (`--stream-arena MB`).
     Streamed(FileSource, usize),
 }
@@ -81,7 +82,8 @@ pub struct Loaded {
     pub load_ms: f64,
 }
 
-/// Loads `--model` (memory-mapped, or streamed with `--stream-arena MB`).
+/// Loads `--model`: memory-mapped or copied into huge pages (`--load`; `--max-resident`
+/// needs a map, whose pages it can release), or streamed with `--stream-arena MB`.
 pub fn load_model(args: &Args) -> Result<Loaded, String> {
     let path = args.required("model")?;
     let kernels = kernels(args)?;
@@ -89,11 +91,21 @@ pub fn load_model(args: &Args) -> Result<Loaded, String> {
     let err = |e: tern_runtime::LoadError| format!("{path}: {e}");
     let mut bar = ProgressBar::new(start);
     let mut progress = |f: f32| bar.update(f);
+    let memory = match args.str("load").unwrap_or("auto") {
+        _ if args.str("max-resident").is_some() => WeightMemory::Map,
+        "auto" => WeightMemory::Auto,
+        "map" => WeightMemory::Map,
+        "copy" => WeightMemory::Copy,
+        other => return Err(format!("unknown --load '{other}' (auto, map, copy)")),
+    };
     let (model, weights) = match args.str("stream-arena") {
-        None => (
-            Model::open_with_progress(Path::new(path), kernels, &mut progress).map_err(err)?,
-            Weights::Mapped,
-        ),
+        None => {
+            let len = std::fs::metadata(path).map_or(0, |m| m.len());
+            let memory = memory.resolve(len);
+            let model =
+                Model::open_with(Path::new(path), kernels, memory, &mut progress).map_err(err)?;
+            (model, Weights::Mapped(memory))
+        }
         Some(mb) => {
             let mb: f64 = mb
                 .parse()
@@ -117,6 +129,27 @@ pub fn load_model(args: &Args) -> Result<Loaded, String> {
         weights,
         load_ms: start.elapsed().as_secs_f64() * 1e3,
     })
+}
+
+impl Loaded {
+    /// How the weights are held, in a few words (`tern bench` prints it): `mapped`, `copied`
+    /// with how much of the copy sits in huge pages, or `streamed`.
+    pub fn weights_held(&self) -> String {
+        match &self.weights {
+            Weights::Mapped(WeightMemory::Copy) => {
+                let huge = self
+                    .model
+                    .weight_bytes()
+                    .and_then(|w| w.huge_page_bytes())
+                    .unwrap_or(0);
+                format!("copied ({:.1} MB in huge pages)", huge as f64 / 1e6)
+            }
+            Weights::Mapped(_) => "mapped".into(),
+            Weights::Streamed(_, arena) => {
+                format!("streamed ({:.1} MB arena)", *arena as f64 / 1e6)
+            }
+        }
+    }
 }
 
 /// A load progress bar on stderr, shown only when loading takes longer than a moment and
@@ -211,7 +244,7 @@ pub fn session(
     };
     let pool = Box::new(ThreadPool::new(threads));
     Ok(match weights {
-        Weights::Mapped => Session::with_parallel(model, &opts, pool),
+        Weights::Mapped(_) => Session::with_parallel(model, &opts, pool),
         Weights::Streamed(source, arena) => {
             let feed = StreamFeed::new(source, vec![0u8; arena].into_boxed_slice());
             Session::with_feed(model, &opts, pool, Box::new(feed))

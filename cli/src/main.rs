@@ -58,7 +58,11 @@ options of every command that runs a model:
                            neon-i8mm
   --ternary auto|mad|lut|f32  ternary matrices: choose per shape at load (default), integer
                            multiply-add, lookup tables, or the f32 reference path
+  --load auto|map|copy     hold the file memory-mapped, or copied into huge pages (faster
+                           decoding; auto copies on desktop Linux when the model is at most a
+                           quarter of the available memory)
   --max-resident MB        cap on resident weights; larger models pass through in slices
+                           (implies --load map)
   --stream-arena MB        read weights through a fixed arena instead of mapping the file
   --exact-exp              expf instead of the table exp in softmax and SwiGLU
 ";

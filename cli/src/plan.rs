@@ -5,6 +5,7 @@ use std::path::Path;
 
 use tern_kernels::{Format, Kernels};
 use tern_runtime::budget::{weight_bytes_as, BandwidthBudget};
+use tern_runtime::fs::WeightMemory;
 use tern_runtime::Model;
 
 use crate::args::{opt, Args};
@@ -37,8 +38,14 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     let budget = BandwidthBudget::new(args.get("budget", crate::bench::DEFAULT_BUDGET_GBPS)?);
     let target: f64 = args.get("target-tok-s", 20.0)?;
     let max_ram_mb: f64 = args.get("max-ram", f64::INFINITY)?;
-    let model =
-        Model::open(Path::new(path), Kernels::scalar()).map_err(|e| format!("{path}: {e}"))?;
+    // Planning reads only the metadata: map the file, never copy it.
+    let model = Model::open_with(
+        Path::new(path),
+        Kernels::scalar(),
+        WeightMemory::Map,
+        &mut |_| {},
+    )
+    .map_err(|e| format!("{path}: {e}"))?;
     let c = model.config();
     let ctx: usize = args.get("ctx-size", c.train_context.min(4096))?;
 

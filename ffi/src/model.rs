@@ -3,11 +3,13 @@
 use std::fs::File;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
 use std::sync::Arc;
 
 use memmap2::{Advice, Mmap, MmapOptions, UncheckedAdvice};
 use tern_kernels::Kernels;
 use tern_runtime::budget::SessionMemory;
+use tern_runtime::fs::{CopiedFile, WeightMemory};
 use tern_runtime::model::{Residency, WeightBytes};
 use tern_runtime::{ActivationPrecision, KvType};
 
@@ -33,7 +35,9 @@ pub struct ModelOptions {
     pub kv_cache_precision: Option<KvCachePrecision>,
     /// Cap in bytes on the weights a session keeps resident; 0 is no cap. When the model's
     /// tensors exceed it, each layer's weights are released after use and read back from the
-    /// file on the next token: slower, but a model larger than the cap still runs.
+    /// file on the next token: slower, but a model larger than the cap still runs. A cap also
+    /// keeps the file memory-mapped (without one, desktop Linux copies small models into huge
+    /// pages, which is faster but stays resident).
     #[uniffi(default = 0)]
     pub max_resident_bytes: u64,
     /// Memory in bytes one session may use (resident weights, KV cache, buffers); 0 is no
@@ -219,26 +223,33 @@ impl Model {
 }
 
 impl Model {
-    /// Maps `source` and validates it, reporting progress.
+    /// Maps (or copies, see [`copy_path`]) `source` and validates it, reporting progress.
     pub(crate) fn load(
         source: &ModelSource,
         options: ModelOptions,
         progress: Option<&dyn LoadProgress>,
     ) -> Result<Self, TernError> {
-        let map = match source {
-            ModelSource::Path { path } => map_path(path)?,
-            ModelSource::Fd { fd, offset, length } => map_fd(*fd, *offset, *length)?,
-        };
-        let mut report = |fraction: f32| {
+        let report = |fraction: f32| {
             if let Some(p) = progress {
                 p.on_progress(fraction);
             }
         };
-        let inner = tern_runtime::Model::from_bytes_with_progress(
-            Box::new(map),
-            Kernels::best(),
-            &mut report,
-        )?;
+        // A path is copied into huge pages where the runtime's `WeightMemory::Auto` says it
+        // pays (desktop Linux; never on phones), unless a resident cap needs a map to release.
+        let (bytes, copied): (Box<dyn WeightBytes>, bool) = match source {
+            ModelSource::Path { path } if copy_path(path, &options) => {
+                let read = &mut |f: f32| report(f / 2.0);
+                (Box::new(CopiedFile::read(Path::new(path), read)?), true)
+            }
+            ModelSource::Path { path } => (Box::new(map_path(path)?), false),
+            ModelSource::Fd { fd, offset, length } => {
+                (Box::new(map_fd(*fd, *offset, *length)?), false)
+            }
+        };
+        // After a copy, parsing takes the second half of the progress.
+        let (base, span) = if copied { (0.5, 0.5) } else { (0.0, 1.0) };
+        let parse = &mut |f: f32| report(base + f * span);
+        let inner = tern_runtime::Model::from_bytes_with_progress(bytes, Kernels::best(), parse)?;
         let trained = inner.config().train_context;
         if options.context_length as usize > trained {
             return Err(TernError::InvalidArgument {
@@ -327,12 +338,24 @@ impl WeightBytes for MappedRegion {
     }
 }
 
+/// Whether [`Model::load`] copies the file at `path` rather than mapping it (a missing or
+/// unreadable path is left to the map, whose errors name the problem).
+fn copy_path(path: &str, options: &ModelOptions) -> bool {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    meta.is_file()
+        && options.max_resident_bytes == 0
+        && WeightMemory::Auto.resolve(meta.len()) == WeightMemory::Copy
+}
+
 fn map_path(path: &str) -> Result<MappedRegion, TernError> {
     let file = File::open(path).map_err(|e| TernError::io(path, &e))?;
     // SAFETY: the map is read-only and private to this process. Another process truncating or
     // rewriting the file while it is mapped would change the bytes under us (or fault); model
     // files are not edited in place while they run, the risk every mmap-based runtime accepts.
     let map = unsafe { Mmap::map(&file) }.map_err(|e| TernError::io(path, &e))?;
+    tern_runtime::fs::advise_huge_pages(&map);
     Ok(MappedRegion(map))
 }
 

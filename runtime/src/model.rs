@@ -24,6 +24,12 @@ pub trait WeightBytes: Send + Sync {
     /// Tells the memory system that `len` bytes at `offset` are about to be read, or are done
     /// with for now. A hint: the bytes stay readable either way. Buffers ignore it.
     fn advise(&self, _offset: usize, _len: usize, _residency: Residency) {}
+
+    /// How many of the bytes sit in huge pages, when the holder can tell (a copy in
+    /// anonymous memory can: [`crate::fs::CopiedFile`]); `None` otherwise.
+    fn huge_page_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// What [`WeightBytes::advise`] says about a range.

@@ -42,7 +42,9 @@ pub struct SessionOptions {
     pub precision: ActivationPrecision,
     /// Resident-memory cap for weights in bytes (0: none). When the model's tensors exceed it,
     /// each layer's weights are released after use and re-read from the file on the next
-    /// token: slower, but a model larger than the cap still runs.
+    /// token: slower, but a model larger than the cap still runs. Only a memory-mapped model's
+    /// pages can be released: open the model with [`crate::fs::WeightMemory::Map`] (a copy in
+    /// memory, which [`crate::fs::WeightMemory::Auto`] makes on desktop Linux, stays resident).
     pub max_resident: usize,
     /// How the KV cache stores keys and values (f16 by default).
     pub kv_type: KvType,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tern_kernels::Kernels;
 use tern_runtime::feed::StreamFeed;
-use tern_runtime::fs::FileSource;
+use tern_runtime::fs::{FileSource, WeightMemory};
 use tern_runtime::parallel::Serial;
 use tern_runtime::sampler::argmax_logits;
 use tern_runtime::{Model, Session, SessionOptions};
@@ -76,9 +76,40 @@ fn resident_cap_releases_layers_and_matches() {
         max_resident: 16 << 20,
         ..free.clone()
     };
+    // Only a map's pages can be released: the cap runs on one.
+    let mapped = Model::open_with(
+        &smollm2_path(),
+        Kernels::best(),
+        WeightMemory::Map,
+        &mut |_| {},
+    );
+    let mapped = Arc::new(mapped.unwrap());
     let a = greedy(&mut Session::new(smollm2(), &free), &prompt(), 8);
-    let b = greedy(&mut Session::new(smollm2(), &capped), &prompt(), 8);
+    let b = greedy(&mut Session::new(mapped, &capped), &prompt(), 8);
     assert_eq!(a, b);
+}
+
+#[test]
+fn a_copy_in_huge_pages_matches_the_map() {
+    let opts = SessionOptions {
+        context: 64,
+        ..Default::default()
+    };
+    let open = |memory| {
+        Arc::new(Model::open_with(&smollm2_path(), Kernels::best(), memory, &mut |_| {}).unwrap())
+    };
+    let (mapped, copied) = (open(WeightMemory::Map), open(WeightMemory::Copy));
+    let copy_bytes = copied.weight_bytes().unwrap();
+    assert_eq!(copy_bytes.bytes(), mapped.weight_bytes().unwrap().bytes());
+    // Linux reports the huge pages it gave the copy (possibly none, when memory is fragmented).
+    #[cfg(target_os = "linux")]
+    assert!(copy_bytes.huge_page_bytes().is_some());
+    let a = greedy(&mut Session::new(mapped, &opts), &prompt(), 8);
+    let b = greedy(&mut Session::new(copied, &opts), &prompt(), 8);
+    assert_eq!(
+        a, b,
+        "same bytes, same kernels: identical tokens and logits"
+    );
 }
 
 #[test]
