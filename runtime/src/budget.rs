@@ -88,7 +88,11 @@ impl SessionMemory {
             weights,
             repacked: model.ternary().repacked_bytes() as u64,
             kv_cache: KvCache::bytes_for(c.n_layers, ctx, c.kv_dim(), opts.kv_type),
-            scratch: crate::forward::Scratch::bytes_for(model, ctx, opts.batch),
+            scratch: crate::forward::Scratch::bytes_for(
+                model,
+                ctx,
+                crate::session::batch_for(opts.batch, ctx),
+            ),
         }
     }
 

@@ -20,13 +20,19 @@ use crate::tokenizer::StreamDecoder;
 pub const DEFAULT_CONTEXT: usize = 4096;
 
 /// The context length a session of a model with config `c` gets when asked for `requested`
-/// positions (0: the model's trained context, at most [`DEFAULT_CONTEXT`]).
+/// positions (0: the model's trained context, at most [`DEFAULT_CONTEXT`]); never more than
+/// the trained context, so no request can size the KV cache beyond what the model supports.
 pub(crate) fn context_for(c: &crate::config::ModelConfig, requested: usize) -> usize {
     if requested == 0 {
         c.train_context.min(DEFAULT_CONTEXT)
     } else {
-        requested
+        requested.min(c.train_context)
     }
+}
+
+/// Tokens per forward batch for `requested` (at least 1, at most the context `ctx`).
+pub(crate) fn batch_for(requested: usize, ctx: usize) -> usize {
+    requested.clamp(1, ctx.max(1))
 }
 /// Tokens per forward batch when processing a prompt.
 pub const DEFAULT_BATCH: usize = 64;
@@ -34,9 +40,10 @@ pub const DEFAULT_BATCH: usize = 64;
 /// How a session is set up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionOptions {
-    /// Context length in tokens; 0 means the model's, at most [`DEFAULT_CONTEXT`].
+    /// Context length in tokens; 0 means the model's, at most [`DEFAULT_CONTEXT`]. Larger
+    /// requests than the model's trained context get the trained context.
     pub context: usize,
-    /// Tokens per forward batch for prompts (≥ 1).
+    /// Tokens per forward batch for prompts (at least 1, at most the context).
     pub batch: usize,
     /// How activations meet quantized weights.
     pub precision: ActivationPrecision,
@@ -145,7 +152,7 @@ impl Session {
         let release = (opts.max_resident != 0
             && model.meta().tensor_bytes > opts.max_resident as u64)
             .then_some((opts.max_resident / 4).max(1));
-        let scratch = Scratch::new(&model, ctx, opts.batch.max(1));
+        let scratch = Scratch::new(&model, ctx, batch_for(opts.batch, ctx));
         let vocab = c.vocab;
         Session {
             model,

@@ -516,3 +516,28 @@ fn empty_and_truncated_sessions_round_trip() {
     let a = s.feed(&[5]).unwrap().to_vec();
     assert_eq!(r.feed(&[5]).unwrap(), &a[..]);
 }
+
+#[test]
+fn oversized_session_options_are_clamped_to_the_model() {
+    // The Rust API takes any numbers: a context beyond the trained one, or a batch beyond the
+    // context, must not size buffers by the request.
+    let model = smollm2();
+    let trained = model.config().train_context;
+    let s = Session::new(
+        model.clone(),
+        &SessionOptions {
+            context: usize::MAX,
+            ..Default::default()
+        },
+    );
+    assert_eq!(s.context_len(), trained);
+    let opts = SessionOptions {
+        context: 64,
+        batch: usize::MAX,
+        ..Default::default()
+    };
+    let mut s = Session::new(model, &opts);
+    assert_eq!(s.context_len(), 64);
+    let prompt: Vec<u32> = (1..=40).collect();
+    assert!(s.feed(&prompt).unwrap().iter().all(|v| v.is_finite()));
+}
