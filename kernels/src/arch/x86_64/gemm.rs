@@ -32,9 +32,11 @@ use crate::format::Format;
 use crate::scalar;
 
 /// How far ahead of the rows being multiplied the row kernels prefetch, in bytes, and into
-/// L2 (`prefetcht1`): on the 97 MB SmolLM2 decode stream this took a token from 15.2 ms (no
-/// prefetch) and 12.2–14 ms (`prefetcht0`, 4 KiB ahead; L1's sixteen fill buffers cap how many
-/// lines can be in flight) to 10.5–11 ms; 6–16 KiB ahead measure alike.
+/// L1 (`prefetcht0`). Through 4 KiB pages, `prefetcht1` measured best on the 97 MB SmolLM2
+/// decode stream (15.2 ms a token without prefetch, 10.5–11 ms with it). With the weights in
+/// huge pages (`WeightMemory::Copy`), `prefetcht0` decodes 6–7 % faster than `prefetcht1`
+/// (2 threads, interleaved runs) and is no slower on a map; 4–8 KiB ahead measure alike, 16
+/// KiB and more are slower.
 pub(super) const PREFETCH_AHEAD: usize = 8192;
 
 /// Rows per step of the row kernels.
@@ -42,7 +44,7 @@ pub(super) const ROWS: usize = 4;
 
 // ---- helpers -------------------------------------------------------------------------------
 
-/// Prefetches into L2 the cache lines of `len` bytes starting `PREFETCH_AHEAD` past `p`.
+/// Prefetches into L1 the cache lines of `len` bytes starting `PREFETCH_AHEAD` past `p`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn prefetch_ahead(p: *const u8, len: usize) {
@@ -50,7 +52,7 @@ pub(super) fn prefetch_ahead(p: *const u8, len: usize) {
     while off < len {
         // PREFETCH never faults, whatever the address; `wrapping_add` keeps the pointer
         // arithmetic defined past the end of the slice.
-        _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(PREFETCH_AHEAD + off).cast());
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_AHEAD + off).cast());
         off += 64;
     }
 }
