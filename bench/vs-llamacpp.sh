@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Tern vs llama.cpp on the same GGUF, same threads and token counts, in one run.
+# Tern vs llama.cpp on the same GGUF, same threads and token counts, in one run of REPS rounds
+# that alternate the two (so the ratio does not hinge on when the machine was busy).
 # usage: bench/vs-llamacpp.sh [MODEL] [THREADS] [N_PROMPT] [N_GEN] [REPS] [-- extra tern bench options]
 # llama.cpp comes from PyPI's llama-cpp-python (built from source, several minutes the first
 # time) in a throwaway venv; set REF_VENV to reuse one.
@@ -19,16 +20,33 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 cargo build -q --release -p tern-cli
 
-tern_json="$(target/release/tern bench -m "$model" -t "$threads" -p "$n_prompt" -n "$n_gen" -r "$reps" --json "${extra[@]}")"
-ref_json="$("$venv/bin/python" bench/llamacpp_bench.py -m "$model" -t "$threads" -p "$n_prompt" -n "$n_gen" -r "$reps")"
-python3 - "$tern_json" "$ref_json" "$model" "$threads" "$n_prompt" "$n_gen" <<'PY'
-import json, sys
-t, r = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-model, threads, n_prompt, n_gen = sys.argv[3:7]
-print(f"model {model}, {threads} threads, pp{n_prompt} / tg{n_gen}")
+# Rounds alternate the two runtimes (one measured repetition each, after each one's warm-up),
+# so a slow spell of this shared machine hits both rather than one side's whole series.
+rounds="$(mktemp)"
+trap 'rm -f "$rounds"' EXIT
+for _ in $(seq "$reps"); do
+  target/release/tern bench -m "$model" -t "$threads" -p "$n_prompt" -n "$n_gen" -r 1 --json "${extra[@]}" >>"$rounds"
+  "$venv/bin/python" bench/llamacpp_bench.py -m "$model" -t "$threads" -p "$n_prompt" -n "$n_gen" -r 1 >>"$rounds"
+done
+python3 - "$rounds" "$model" "$threads" "$n_prompt" "$n_gen" <<'PY'
+import json, statistics, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+model, threads, n_prompt, n_gen = sys.argv[2:6]
+tern, ref = lines[0::2], lines[1::2]
+def stat(runs, key):
+    v = [r[key] for r in runs if r.get(key) is not None]
+    if not v:
+        return float("nan"), 0.0
+    return statistics.mean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
+(tp, tps), (tt, tts) = stat(tern, "pp_tok_s"), stat(tern, "tg_tok_s")
+(rp, rps), (rt, rts) = stat(ref, "pp_tok_s"), stat(ref, "tg_tok_s")
+pair = lambda key: statistics.median(a[key] / b[key] for a, b in zip(tern, ref)) if tern[0].get(key) and ref[0].get(key) else float("nan")
+print(f"model {model}, {threads} threads, pp{n_prompt} / tg{n_gen}, {len(tern)} alternating rounds")
 print(f"{'':12} {'pp tok/s':>16} {'tg tok/s':>16}")
-print(f"{'tern':12} {t['pp_tok_s']:>9.1f} ± {t['pp_tok_s_sd']:<5.1f} {t['tg_tok_s']:>9.1f} ± {t['tg_tok_s_sd']:<5.1f}")
-print(f"{'llama.cpp':12} {r['pp_tok_s']:>9.1f} ± {r['pp_tok_s_sd']:<5.1f} {r['tg_tok_s']:>9.1f} ± {r['tg_tok_s_sd']:<5.1f}")
-print(f"{'ratio':12} {t['pp_tok_s'] / r['pp_tok_s']:>16.2f} {t['tg_tok_s'] / r['tg_tok_s']:>16.2f}")
-print(f"tern: {t['bytes_per_token'] / 1e6:.1f} MB/token, {t['gbps']:.1f} GB/s; kernels {', '.join(t['kernels'][:6])}")
+print(f"{'tern':12} {tp:>9.1f} ± {tps:<5.1f} {tt:>9.1f} ± {tts:<5.1f}")
+print(f"{'llama.cpp':12} {rp:>9.1f} ± {rps:<5.1f} {rt:>9.1f} ± {rts:<5.1f}")
+print(f"{'ratio':12} {tp / rp:>16.2f} {tt / rt:>16.2f}")
+print(f"{'round median':12} {pair('pp_tok_s'):>16.2f} {pair('tg_tok_s'):>16.2f}")
+t = tern[0]
+print(f"tern: {t['bytes_per_token'] / 1e6:.1f} MB/token; weights {t['weights']}; kernels {', '.join(t['kernels'][:6])}")
 PY
