@@ -34,7 +34,7 @@ use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
 pub(super) const MAX_BLOCKS: usize = PRESCALE_MAX / 32;
 
 /// A row group's block scales as f32, block after block over its rows: `d` alone
-/// (`PAIRS = false`), or `d, m` pairs for Q4_1. Only the entries [`load_scales`] wrote are read.
+/// (`PAIRS = false`), or `d, m` pairs for Q4_1. Only the entries [`Scales::load`] wrote are read.
 struct Scales<const PAIRS: bool>([MaybeUninit<f32>; 2 * ROWS * MAX_BLOCKS]);
 
 impl<const PAIRS: bool> Scales<PAIRS> {
