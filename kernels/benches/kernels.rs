@@ -406,10 +406,19 @@ fn bench_attention(backends: &[Kernels], filter: &Option<String>) {
         let mut out = vec![0.0f32; hd];
         println!();
         let (mut base, mut seen) = (None, Vec::new());
-        for k in backends {
-            let name = format!("f32 KV: {}", k.dot_f32.name);
+        // Each kernel pair once, however many backends share it.
+        let mut measure = |name: String, bytes: usize, run: &mut dyn FnMut()| {
             if !seen.contains(&name) {
-                let secs = time(|| {
+                let secs = time(run);
+                report(&group, &name, secs, POSITIONS, bytes, &mut base);
+                seen.push(name);
+            }
+        };
+        for k in backends {
+            measure(
+                format!("f32 KV: {}", k.dot_f32.name),
+                8 * hd * POSITIONS,
+                &mut || {
                     for (s, key) in scores.iter_mut().zip(keys.chunks_exact(hd)) {
                         *s = (k.dot_f32.f)(black_box(&q), key);
                     }
@@ -418,39 +427,22 @@ fn bench_attention(backends: &[Kernels], filter: &Option<String>) {
                         (k.axpy.f)(&mut out, w, v);
                     }
                     black_box((&scores, &out));
-                });
-                report(
-                    &group,
-                    &name,
-                    secs,
-                    POSITIONS,
-                    8 * hd * POSITIONS,
-                    &mut base,
-                );
-                seen.push(name);
-            }
+                },
+            );
             let rows = k
                 .format(Format::F16)
                 .dot_rows
                 .expect("every backend has one");
-            let name = format!("f16 KV: {}", k.axpy_rows_f16.name);
-            if !seen.contains(&name) {
-                let secs = time(|| {
+            measure(
+                format!("f16 KV: {}", k.axpy_rows_f16.name),
+                4 * hd * POSITIONS,
+                &mut || {
                     (rows.f)(black_box(&keys16), black_box(&q), &mut scores);
                     out.fill(0.0);
                     (k.axpy_rows_f16.f)(&mut out, black_box(&weights), black_box(&values16));
                     black_box((&scores, &out));
-                });
-                report(
-                    &group,
-                    &name,
-                    secs,
-                    POSITIONS,
-                    4 * hd * POSITIONS,
-                    &mut base,
-                );
-                seen.push(name);
-            }
+                },
+            );
         }
     }
 }
