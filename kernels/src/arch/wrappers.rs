@@ -330,3 +330,43 @@ macro_rules! dot_rows_driver {
         }
     };
 }
+
+/// Defines a multi-row F16 kernel `$name` enabling `$features` over the `R`-row body `$rows`
+/// (`unsafe fn $rows::<R>(p: *const u8, stride, x) -> [f32; R]`): `y[r] = row r · x` for the
+/// `y.len()` rows of `w`, `stride` bytes apart, over the first `x.len()` halves of each (a
+/// multiple of `$lanes`), [`ROWS`] rows per step, so the rows share each activation load, and
+/// prefetching the rows ahead (the output head is read once per token). `ROWS`,
+/// `prefetch_head` and `prefetch_ahead` are the invoking module's.
+macro_rules! dot_rows_f16 {
+    ($(#[$doc:meta])* $name:ident, $rows:ident, $lanes:expr, $features:literal) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// The CPU supports the features this function enables; `w.len() ≥ y.len()·stride`
+        /// and `stride ≥ 2·x.len()`.
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn $name(w: &[u8], stride: usize, x: &[f32], y: &mut [f32]) {
+            debug_assert!(w.len() >= y.len() * stride && stride >= 2 * x.len());
+            debug_assert!(x.len().is_multiple_of($lanes));
+            prefetch_head(w.as_ptr(), y.len() * stride);
+            let mut r = 0;
+            while r < y.len() {
+                let rows = (y.len() - r).min(ROWS);
+                let p = w[r * stride..].as_ptr();
+                prefetch_ahead(p, rows * stride);
+                let yg = &mut y[r..r + rows];
+                // SAFETY: `rows` rows of `stride ≥ 2·x.len()` bytes start at p, inside `w`
+                // (the caller's contract); `x.len()` is a multiple of `$lanes`.
+                unsafe {
+                    match rows {
+                        4 => yg.copy_from_slice(&$rows::<4>(p, stride, x)),
+                        3 => yg.copy_from_slice(&$rows::<3>(p, stride, x)),
+                        2 => yg.copy_from_slice(&$rows::<2>(p, stride, x)),
+                        _ => yg.copy_from_slice(&$rows::<1>(p, stride, x)),
+                    }
+                }
+                r += rows;
+            }
+        }
+    };
+}

@@ -109,35 +109,13 @@ pub(super) unsafe fn dequant_f16(row: &[u8], out: &mut [f32]) {
     }
 }
 
-/// `y[r] = row r · x` for the `y.len()` rows of `w`, `stride` bytes apart, over the first
-/// `x.len()` halves of each (a multiple of [`ROWS_LANES`]), four rows per step: the rows share
-/// each activation load, and the rows ahead are prefetched into L2 (the output head is read
-/// once per token).
-///
-/// # Safety
-/// `w.len() ≥ y.len()·stride` and `stride ≥ 2·x.len()`.
-#[target_feature(enable = "neon")]
-pub(super) unsafe fn dot_rows_f16_f32(w: &[u8], stride: usize, x: &[f32], y: &mut [f32]) {
-    debug_assert!(w.len() >= y.len() * stride && stride >= 2 * x.len());
-    debug_assert!(x.len().is_multiple_of(ROWS_LANES));
-    prefetch_head(w.as_ptr(), y.len() * stride);
-    let mut r = 0;
-    while r < y.len() {
-        let rows = (y.len() - r).min(ROWS);
-        let p = w[r * stride..].as_ptr();
-        prefetch_ahead(p, rows * stride);
-        let dots = match rows {
-            // SAFETY (all arms): `rows` rows of `stride ≥ 2·x.len()` bytes start at p, inside
-            // `w` (the caller's contract); `x.len()` is a multiple of ROWS_LANES.
-            4 => unsafe { rows_f16::<4>(p, stride, x) },
-            3 => pad(unsafe { rows_f16::<3>(p, stride, x) }),
-            2 => pad(unsafe { rows_f16::<2>(p, stride, x) }),
-            _ => pad(unsafe { rows_f16::<1>(p, stride, x) }),
-        };
-        y[r..r + rows].copy_from_slice(&dots[..rows]);
-        r += rows;
-    }
-}
+dot_rows_f16!(
+    /// NEON (`fcvtl` on every ARMv8.0 core), [`ROWS_LANES`] halves per step.
+    dot_rows_f16_f32,
+    rows_f16,
+    ROWS_LANES,
+    "neon"
+);
 
 /// `R` rows at `p`, `stride` bytes apart, · `x`, 16 halves per step in four accumulators per
 /// row.
@@ -167,11 +145,4 @@ unsafe fn rows_f16<const R: usize>(p: *const u8, stride: usize, x: &[f32]) -> [f
         }
     }
     core::array::from_fn(|r| vaddvq_f32(super::neon::sum4(acc[r])))
-}
-
-/// `R ≤ 4` results padded to four.
-fn pad<const R: usize>(v: [f32; R]) -> [f32; ROWS] {
-    let mut out = [0.0; ROWS];
-    out[..R].copy_from_slice(&v);
-    out
 }

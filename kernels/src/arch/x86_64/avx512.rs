@@ -69,12 +69,12 @@ impl<const PAIRS: bool> Scales<PAIRS> {
                     base.add(b * stride).cast(),
                 )
             };
-            // SAFETY (stores): entries below 2·n ≤ 2·ROWS·MAX_BLOCKS are inside the table;
-            // masked-off lanes are not written.
             if PAIRS {
                 // The gathered words are `d, m` halves in order: two conversions give pairs.
                 let lo = _mm512_cvtph_ps(_mm512_castsi512_si256(v));
                 let hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(v));
+                // SAFETY: entries 2·b .. 2·(b + k) ≤ 2·n ≤ 2·ROWS·MAX_BLOCKS are inside the
+                // table; masked-off lanes are not written.
                 unsafe {
                     _mm512_mask_storeu_ps(out.add(2 * b), lane_mask(2 * k), lo);
                     _mm512_mask_storeu_ps(
@@ -85,6 +85,8 @@ impl<const PAIRS: bool> Scales<PAIRS> {
                 }
             } else {
                 let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v));
+                // SAFETY: entries b .. b + k ≤ n ≤ ROWS·MAX_BLOCKS are inside the table;
+                // masked-off lanes are not written.
                 unsafe { _mm512_mask_storeu_ps(out.add(b), mask, d) };
             }
             b += k;
@@ -214,25 +216,68 @@ fn store_sums<const R: usize>(acc: [__m512; R], y: &mut [f32]) {
     y[..R].copy_from_slice(&out[..R]);
 }
 
-/// The blocks the 4-bit row kernels read: scales first, then 16 code bytes.
-trait Q4Block {
+/// The blocks these kernels read: at least 18 bytes, the f16 scale `d` first and, when
+/// `HAS_M`, the f16 offset `m` right after it (what [`Scales::load`] gathers).
+trait ScaledBlock {
     /// Whether the block has an offset `m` right after `d`.
     const HAS_M: bool;
+}
+
+impl ScaledBlock for BlockQ4_0 {
+    const HAS_M: bool = false;
+}
+
+impl ScaledBlock for BlockQ4_1 {
+    const HAS_M: bool = true;
+}
+
+impl ScaledBlock for BlockQ8_0 {
+    const HAS_M: bool = false;
+}
+
+/// The 4-bit blocks: scales, then 16 code bytes.
+trait Q4Block: ScaledBlock {
     /// The code bytes.
     fn qs(&self) -> &[u8; 16];
 }
 
 impl Q4Block for BlockQ4_0 {
-    const HAS_M: bool = false;
     fn qs(&self) -> &[u8; 16] {
         &self.qs
     }
 }
 
 impl Q4Block for BlockQ4_1 {
-    const HAS_M: bool = true;
     fn qs(&self) -> &[u8; 16] {
         &self.qs
+    }
+}
+
+/// The loop both row drivers share: for each group of up to [`ROWS`] rows of `w` (`kb ≤
+/// MAX_BLOCKS` blocks each, rows back to back), prefetch ahead, convert the group's scales,
+/// then `group(blocks, scales, outputs)` with the group's rows and their `y` entries.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+fn for_row_groups<B: ScaledBlock, const PAIRS: bool>(
+    w: &[B],
+    kb: usize,
+    y: &mut [f32],
+    mut group: impl FnMut(&[B], &Scales<PAIRS>, &mut [f32]),
+) {
+    assert!(kb <= MAX_BLOCKS && w.len() >= y.len() * kb && PAIRS == B::HAS_M);
+    let size = core::mem::size_of::<B>();
+    let mut s = Scales::<PAIRS>::new();
+    prefetch_head(w.as_ptr().cast(), y.len() * kb * size);
+    let mut r = 0;
+    while r < y.len() {
+        let rows = (y.len() - r).min(ROWS);
+        let blocks = &w[r * kb..(r + rows) * kb];
+        prefetch_ahead(blocks.as_ptr().cast(), rows * kb * size);
+        // SAFETY: `blocks` is `rows · kb ≤ ROWS · MAX_BLOCKS` blocks laid out as
+        // `ScaledBlock` says, and `PAIRS` asks for `m` only where it exists.
+        unsafe { s.load(blocks.as_ptr().cast(), size, rows * kb) };
+        group(blocks, &s, &mut y[r..r + rows]);
+        r += rows;
     }
 }
 
@@ -296,33 +341,18 @@ fn dot_rows_q4<B: Q4Block, const PAIRS: bool>(
     y: &mut [f32],
     value: fn(usize) -> f32,
 ) {
-    assert!(kb <= MAX_BLOCKS && x.len() >= 32 * kb && w.len() >= y.len() * kb);
-    assert!(PAIRS == B::HAS_M);
+    assert!(x.len() >= 32 * kb && kb <= MAX_BLOCKS);
     let table: [f32; 16] = core::array::from_fn(value);
     // SAFETY: `table` holds 16 floats; the load is unaligned.
     let values = unsafe { _mm512_loadu_ps(table.as_ptr()) };
     let mut buf = [MaybeUninit::uninit(); PRESCALE_MAX];
     let xt = transpose_quads(&x[..32 * kb], &mut buf);
-    let size = core::mem::size_of::<B>();
-    let mut s = Scales::<PAIRS>::new();
-    prefetch_head(w.as_ptr().cast(), y.len() * kb * size);
-    let mut r = 0;
-    while r < y.len() {
-        let rows = (y.len() - r).min(ROWS);
-        let group = &w[r * kb..(r + rows) * kb];
-        prefetch_ahead(group.as_ptr().cast(), rows * kb * size);
-        // SAFETY: `group` is `rows · kb ≤ ROWS · MAX_BLOCKS` blocks of `size ≥ 18` bytes
-        // with `d` first (and `m` next for Q4_1).
-        unsafe { s.load(group.as_ptr().cast(), size, rows * kb) };
-        let yg = &mut y[r..r + rows];
-        match rows {
-            4 => store_sums(rows_q4::<B, PAIRS, 4>(group, kb, xt, &s, values), yg),
-            3 => store_sums(rows_q4::<B, PAIRS, 3>(group, kb, xt, &s, values), yg),
-            2 => store_sums(rows_q4::<B, PAIRS, 2>(group, kb, xt, &s, values), yg),
-            _ => store_sums(rows_q4::<B, PAIRS, 1>(group, kb, xt, &s, values), yg),
-        }
-        r += rows;
-    }
+    for_row_groups::<B, PAIRS>(w, kb, y, |g, s, yg| match yg.len() {
+        4 => store_sums(rows_q4::<B, PAIRS, 4>(g, kb, xt, s, values), yg),
+        3 => store_sums(rows_q4::<B, PAIRS, 3>(g, kb, xt, s, values), yg),
+        2 => store_sums(rows_q4::<B, PAIRS, 2>(g, kb, xt, s, values), yg),
+        _ => store_sums(rows_q4::<B, PAIRS, 1>(g, kb, xt, s, values), yg),
+    });
 }
 
 /// `R` rows of Q8_0 blocks (`kb` each, back to back in `w`, scales in `s`) · `x`: per block,
@@ -366,24 +396,11 @@ fn rows_q8_0<const R: usize>(
 /// `y[r] = row r · x` for Q8_0 rows (`kb ≤ MAX_BLOCKS` blocks each), [`ROWS`] at a time.
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
 pub(super) fn dot_rows_q8_0_f32(w: &[BlockQ8_0], kb: usize, x: &[f32], y: &mut [f32]) {
-    assert!(kb <= MAX_BLOCKS && x.len() >= 32 * kb && w.len() >= y.len() * kb);
-    let size = core::mem::size_of::<BlockQ8_0>();
-    let mut s = Scales::<false>::new();
-    prefetch_head(w.as_ptr().cast(), y.len() * kb * size);
-    let mut r = 0;
-    while r < y.len() {
-        let rows = (y.len() - r).min(ROWS);
-        let group = &w[r * kb..(r + rows) * kb];
-        prefetch_ahead(group.as_ptr().cast(), rows * kb * size);
-        // SAFETY: `group` is `rows · kb ≤ ROWS · MAX_BLOCKS` blocks of 34 bytes, `d` first.
-        unsafe { s.load(group.as_ptr().cast(), size, rows * kb) };
-        let yg = &mut y[r..r + rows];
-        match rows {
-            4 => store_sums(rows_q8_0::<4>(group, kb, x, &s), yg),
-            3 => store_sums(rows_q8_0::<3>(group, kb, x, &s), yg),
-            2 => store_sums(rows_q8_0::<2>(group, kb, x, &s), yg),
-            _ => store_sums(rows_q8_0::<1>(group, kb, x, &s), yg),
-        }
-        r += rows;
-    }
+    assert!(x.len() >= 32 * kb);
+    for_row_groups::<BlockQ8_0, false>(w, kb, y, |g, s, yg| match yg.len() {
+        4 => store_sums(rows_q8_0::<4>(g, kb, x, s), yg),
+        3 => store_sums(rows_q8_0::<3>(g, kb, x, s), yg),
+        2 => store_sums(rows_q8_0::<2>(g, kb, x, s), yg),
+        _ => store_sums(rows_q8_0::<1>(g, kb, x, s), yg),
+    });
 }

@@ -75,43 +75,6 @@ pub(super) unsafe fn dequant_f16(row: &[u8], out: &mut [f32]) {
     }
 }
 
-/// Defines a multi-row F16 kernel `$name` over the `R`-row body `$rows`: `y[r] = row r · x`
-/// for the `y.len()` rows of `w`, `stride` bytes apart, over the first `x.len()` halves of
-/// each (a multiple of `$lanes`), four rows per step: the rows share each activation load, and
-/// the rows [`PREFETCH_AHEAD`](super::gemm::PREFETCH_AHEAD) bytes ahead are prefetched into L2
-/// (the output head is read once per token).
-macro_rules! dot_rows_f16 {
-    ($(#[$doc:meta])* $name:ident, $rows:ident, $lanes:expr, $features:literal) => {
-        $(#[$doc])*
-        ///
-        /// # Safety
-        /// The CPU supports the features this function enables; `w.len() ≥ y.len()·stride`
-        /// and `stride ≥ 2·x.len()`.
-        #[target_feature(enable = $features)]
-        pub(super) unsafe fn $name(w: &[u8], stride: usize, x: &[f32], y: &mut [f32]) {
-            debug_assert!(w.len() >= y.len() * stride && stride >= 2 * x.len());
-            debug_assert!(x.len().is_multiple_of($lanes));
-            prefetch_head(w.as_ptr(), y.len() * stride);
-            let mut r = 0;
-            while r < y.len() {
-                let rows = (y.len() - r).min(ROWS);
-                let p = w[r * stride..].as_ptr();
-                prefetch_ahead(p, rows * stride);
-                let dots = match rows {
-                    // SAFETY (all arms): `rows` rows of `stride ≥ 2·x.len()` bytes start at p,
-                    // inside `w` (the caller's contract); `x.len()` is a multiple of `$lanes`.
-                    4 => unsafe { $rows::<4>(p, stride, x) },
-                    3 => pad(unsafe { $rows::<3>(p, stride, x) }),
-                    2 => pad(unsafe { $rows::<2>(p, stride, x) }),
-                    _ => pad(unsafe { $rows::<1>(p, stride, x) }),
-                };
-                y[r..r + rows].copy_from_slice(&dots[..rows]);
-                r += rows;
-            }
-        }
-    };
-}
-
 dot_rows_f16!(
     /// AVX2 + F16C, [`ROWS_LANES`] halves per step.
     dot_rows_f16_f32,
@@ -271,11 +234,4 @@ pub(super) unsafe fn quantize_f16(x: &[f32], out: &mut [u8]) {
             _mm_storeu_si128(out.as_mut_ptr().add(2 * i).cast(), h);
         }
     }
-}
-
-/// `R ≤ 4` results padded to four.
-fn pad<const R: usize>(v: [f32; R]) -> [f32; ROWS] {
-    let mut out = [0.0; ROWS];
-    out[..R].copy_from_slice(&v);
-    out
 }
