@@ -9,7 +9,7 @@ use std::sync::Arc;
 use memmap2::{Advice, Mmap, MmapOptions, UncheckedAdvice};
 use tern_kernels::Kernels;
 use tern_runtime::budget::SessionMemory;
-use tern_runtime::fs::{CopiedFile, WeightMemory};
+use tern_runtime::fs::WeightMemory;
 use tern_runtime::model::{Residency, WeightBytes};
 use tern_runtime::{ActivationPrecision, KvType};
 
@@ -229,27 +229,29 @@ impl Model {
         options: ModelOptions,
         progress: Option<&dyn LoadProgress>,
     ) -> Result<Self, TernError> {
-        let report = |fraction: f32| {
+        let mut report = |fraction: f32| {
             if let Some(p) = progress {
                 p.on_progress(fraction);
             }
         };
+        use tern_runtime::Model as Inner;
+        let mapped = |bytes: Box<dyn WeightBytes>, report: &mut dyn FnMut(f32)| {
+            Inner::from_bytes_with_progress(bytes, Kernels::best(), report)
+        };
         // A path is copied into huge pages where the runtime's `WeightMemory::Auto` says it
         // pays (desktop Linux; never on phones), unless a resident cap needs a map to release.
-        let (bytes, copied): (Box<dyn WeightBytes>, bool) = match source {
-            ModelSource::Path { path } if copy_path(path, &options) => {
-                let read = &mut |f: f32| report(f / 2.0);
-                (Box::new(CopiedFile::read(Path::new(path), read)?), true)
-            }
-            ModelSource::Path { path } => (Box::new(map_path(path)?), false),
+        let inner = match source {
+            ModelSource::Path { path } if copy_path(path, &options) => Inner::open_with(
+                Path::new(path),
+                Kernels::best(),
+                WeightMemory::Copy,
+                &mut report,
+            )?,
+            ModelSource::Path { path } => mapped(Box::new(map_path(path)?), &mut report)?,
             ModelSource::Fd { fd, offset, length } => {
-                (Box::new(map_fd(*fd, *offset, *length)?), false)
+                mapped(Box::new(map_fd(*fd, *offset, *length)?), &mut report)?
             }
         };
-        // After a copy, parsing takes the second half of the progress.
-        let (base, span) = if copied { (0.5, 0.5) } else { (0.0, 1.0) };
-        let parse = &mut |f: f32| report(base + f * span);
-        let inner = tern_runtime::Model::from_bytes_with_progress(bytes, Kernels::best(), parse)?;
         let trained = inner.config().train_context;
         if options.context_length as usize > trained {
             return Err(TernError::InvalidArgument {
