@@ -370,3 +370,33 @@ macro_rules! dot_rows_f16 {
         }
     };
 }
+
+/// Defines `axpy_rows_f16` enabling `$features`: `y[i] += Σ_p a[p]·row p[i]` for `y.len()` a
+/// multiple of `LANES` (8) and f16 rows `stride` bytes apart (attention's weighted sum of
+/// values): 32 columns at a time stay in registers while every row passes, then the rest 8 at
+/// a time, through the invoking module's `axpy_cols::<V>` (columns `c..c + 8·V`).
+macro_rules! axpy_rows_f16 {
+    ($(#[$doc:meta])* $features:literal) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// The CPU supports the features this function enables; `stride ≥ 2·y.len()` and, when
+        /// `a` is not empty, `rows.len() ≥ (a.len() − 1)·stride + 2·y.len()`.
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn axpy_rows_f16(y: &mut [f32], a: &[f32], rows: &[u8], stride: usize) {
+            debug_assert!(y.len().is_multiple_of(LANES) && stride >= 2 * y.len());
+            debug_assert!(a.is_empty() || rows.len() >= (a.len() - 1) * stride + 2 * y.len());
+            let mut c = 0;
+            while c + 4 * LANES <= y.len() {
+                // SAFETY: columns c..c+32 ≤ y.len() of every row (the caller's contract).
+                unsafe { axpy_cols::<4>(y, c, a, rows, stride) };
+                c += 4 * LANES;
+            }
+            while c < y.len() {
+                // SAFETY: columns c..c+8 ≤ y.len(), y.len() being a multiple of 8.
+                unsafe { axpy_cols::<1>(y, c, a, rows, stride) };
+                c += LANES;
+            }
+        }
+    };
+}

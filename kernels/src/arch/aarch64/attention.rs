@@ -23,29 +23,11 @@ unsafe fn load_f16x8(p: *const u8) -> [float32x4_t; 2] {
     widen(unsafe { vreinterpretq_u16_u8(vld1q_u8(p)) })
 }
 
-/// `y[i] += Σ_p a[p]·row p[i]` for `y.len()` a multiple of [`LANES`] and rows `stride` bytes
-/// apart: 32 columns at a time stay in registers while every row passes, then the rest 8 at a
-/// time.
-///
-/// # Safety
-/// NEON; `stride ≥ 2·y.len()` and, when `a` is not empty,
-/// `rows.len() ≥ (a.len() − 1)·stride + 2·y.len()`.
-#[target_feature(enable = "neon")]
-pub(super) unsafe fn axpy_rows_f16(y: &mut [f32], a: &[f32], rows: &[u8], stride: usize) {
-    debug_assert!(y.len().is_multiple_of(LANES) && stride >= 2 * y.len());
-    debug_assert!(a.is_empty() || rows.len() >= (a.len() - 1) * stride + 2 * y.len());
-    let mut c = 0;
-    while c + 4 * LANES <= y.len() {
-        // SAFETY: columns c..c+32 ≤ y.len() of every row (the caller's contract).
-        unsafe { axpy_cols::<4>(y, c, a, rows, stride) };
-        c += 4 * LANES;
-    }
-    while c < y.len() {
-        // SAFETY: columns c..c+8 ≤ y.len(), y.len() being a multiple of 8.
-        unsafe { axpy_cols::<1>(y, c, a, rows, stride) };
-        c += LANES;
-    }
-}
+axpy_rows_f16!(
+    /// `y[i] += Σ_p a[p]·row p[i]` over f16 rows `stride` bytes apart, 32 columns at a time in
+    /// registers while every row passes, then 8 at a time (NEON).
+    "neon"
+);
 
 /// Columns `c..c + 8·V` of [`axpy_rows_f16`].
 ///
