@@ -75,10 +75,26 @@ pub fn main(argv: &[String]) -> Result<(), String> {
                 "  attention      {} query heads, {} kv heads, head width {}",
                 c.n_heads, c.n_kv_heads, c.head_dim
             );
-            println!(
-                "  rope           base {}, {} dims, {:?}",
-                c.rope_base, c.rope_dim, c.rope_style
-            );
+            for (i, r) in model.tensors().ropes.iter().enumerate() {
+                println!(
+                    "  rope {i}         base {}, {} dims, {:?}{}",
+                    r.base,
+                    r.dim,
+                    r.style,
+                    if r.uses_long(usize::MAX) {
+                        " (LongRoPE: long factors past the original context)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            if let Some(cap) = model.tensors().logit_softcap {
+                println!("  logit softcap  {cap}");
+            }
+            println!("  layers");
+            for (range, what) in layer_runs(model.tensors()) {
+                println!("    {range:<12} {what}");
+            }
             println!("  context        {} (trained)", c.train_context);
             println!(
                 "  parameters     {:.1} M, mostly {}",
@@ -106,6 +122,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
             let kv_type = KvType::default();
             let kv_per_pos = budget::bytes_per_token(&model, 1, kv_type)
                 - budget::bytes_per_token(&model, 0, kv_type);
+            let windowed = model.tensors().layers.iter().filter(|l| l.window.is_some()).count();
             println!("\nbytes one decoded token reads:");
             println!(
                 "  weights        {:>12} bytes ({:.1} MB; output head {}tied)",
@@ -118,9 +135,14 @@ pub fn main(argv: &[String]) -> Result<(), String> {
                 }
             );
             println!(
-                "  KV cache       {:>12} bytes per position of history ({})",
+                "  KV cache       {:>12} bytes per position of history ({}{})",
                 kv_per_pos,
-                kv_type.name()
+                kv_type.name(),
+                if windowed > 0 {
+                    format!("; {windowed} sliding-window layers stop growing at their window")
+                } else {
+                    String::new()
+                }
             );
             // The kernels each precision's products run on this CPU (`-` where the format
             // falls back to the f32 kernels).
@@ -160,4 +182,62 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         Err(e) => println!("\nTern cannot run this model: {e}"),
     }
     Ok(())
+}
+
+/// Runs of consecutive layers with the same description, as `("0-4", "attention …")`.
+fn layer_runs(t: &tern_runtime::weights::ModelTensors) -> Vec<(String, String)> {
+    let mut runs: Vec<(usize, usize, String)> = Vec::new();
+    for (i, l) in t.layers.iter().enumerate() {
+        let d = describe_layer(l);
+        match runs.last_mut() {
+            Some((_, last, prev)) if *prev == d => *last = i,
+            _ => runs.push((i, i, d)),
+        }
+    }
+    runs.into_iter()
+        .map(|(a, b, d)| (if a == b { a.to_string() } else { format!("{a}-{b}") }, d))
+        .collect()
+}
+
+/// One layer's description in a line: attention extras, window, rotation, FFN activation.
+fn describe_layer(l: &tern_runtime::weights::LayerTensors) -> String {
+    let mut attn = Vec::new();
+    if l.qkv_bias.is_some() {
+        attn.push("qkv bias");
+    }
+    if l.qk_norm.is_some() {
+        attn.push("q/k norm");
+    }
+    if l.attn_sub_norm.is_some() {
+        attn.push("sub-norm");
+    }
+    if l.attn_post_norm.is_some() {
+        attn.push("post-norm");
+    }
+    let mut ffn = vec![match l.activation {
+        tern_runtime::weights::FfnActivation::Silu => "silu",
+        tern_runtime::weights::FfnActivation::ReluSquared => "relu²",
+        tern_runtime::weights::FfnActivation::GeluTanh => "gelu-tanh",
+    }];
+    if l.ffn_sub_norm.is_some() {
+        ffn.push("sub-norm");
+    }
+    if l.ffn_post_norm.is_some() {
+        ffn.push("post-norm");
+    }
+    let window = match l.window {
+        Some(w) => format!("local, window {w}"),
+        None => "global".to_string(),
+    };
+    let extras = if attn.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", attn.join(", "))
+    };
+    format!(
+        "attention {window}, rope {}, scale {:.4}{extras}; ffn {}",
+        l.rope,
+        l.attn_scale,
+        ffn.join(", ")
+    )
 }

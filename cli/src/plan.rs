@@ -6,7 +6,8 @@ use std::path::Path;
 use tern_kernels::{Format, Kernels};
 use tern_runtime::budget::{weight_bytes_as, BandwidthBudget};
 use tern_runtime::fs::WeightMemory;
-use tern_runtime::Model;
+use tern_runtime::kv_cache::KvCache;
+use tern_runtime::{KvType, Model};
 
 use crate::args::{opt, Args};
 
@@ -49,11 +50,11 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     let c = model.config();
     let ctx: usize = args.get("ctx-size", c.train_context.min(4096))?;
 
-    // KV cache: f32 keys and values per layer and position; a decode step at the middle of the
-    // context reads half of it on average.
-    let kv_per_pos = (2 * c.n_layers * c.kv_dim() * 4) as u64;
-    let kv_read = kv_per_pos * ctx as u64 / 2;
-    let kv_total = kv_per_pos * ctx as u64;
+    // KV cache: f32 keys and values per layer and position (sliding-window layers hold only
+    // their window); a decode step at the middle of the context reads about half of it.
+    let windows = model.tensors().windows();
+    let kv_read = KvCache::bytes_read_for(&windows, ctx / 2, c.kv_dim(), KvType::F32);
+    let kv_total = KvCache::bytes_for(ctx, &windows, 1, c.kv_dim(), KvType::F32);
     let embedding = model.tensors().token_embd.len as u64;
     let tied = model.tensors().tied_output;
 

@@ -34,8 +34,9 @@ impl BandwidthBudget {
 /// every weight matrix, one embedding row, and the keys and values of `pos + 1` positions.
 pub fn bytes_per_token(model: &Model, pos: usize, kv_type: KvType) -> u64 {
     let c = model.config();
+    let windows = model.tensors().windows();
     model.tensors().weight_bytes_per_token()
-        + KvCache::bytes_for(c.n_layers, pos + 1, c.kv_dim(), kv_type)
+        + KvCache::bytes_read_for(&windows, pos, c.kv_dim(), kv_type)
 }
 
 /// Bytes per token the model's matrices would read if stored as `format`, with rows that do
@@ -68,7 +69,8 @@ pub struct SessionMemory {
     pub weights: u64,
     /// Weights repacked into heap buffers at load (ternary lookup-table tiles).
     pub repacked: u64,
-    /// The KV cache (keys and values for every position of the context).
+    /// The KV cache (keys and values for every position of the context; sliding-window
+    /// layers hold their window only).
     pub kv_cache: u64,
     /// Activations, scores and logits of the forward pass.
     pub scratch: u64,
@@ -79,6 +81,7 @@ impl SessionMemory {
     pub fn estimate(model: &Model, opts: &crate::SessionOptions) -> Self {
         let c = model.config();
         let ctx = crate::session::context_for(c, opts.context);
+        let batch = crate::session::batch_for(opts.batch, ctx);
         let tensors = model.meta().tensor_bytes;
         let weights = match opts.max_resident {
             0 => tensors,
@@ -87,12 +90,8 @@ impl SessionMemory {
         SessionMemory {
             weights,
             repacked: model.ternary().repacked_bytes() as u64,
-            kv_cache: KvCache::bytes_for(c.n_layers, ctx, c.kv_dim(), opts.kv_type),
-            scratch: crate::forward::Scratch::bytes_for(
-                model,
-                ctx,
-                crate::session::batch_for(opts.batch, ctx),
-            ),
+            kv_cache: KvCache::bytes_for(ctx, &model.tensors().windows(), batch, c.kv_dim(), opts.kv_type),
+            scratch: crate::forward::Scratch::bytes_for(model, ctx, batch),
         }
     }
 

@@ -12,68 +12,67 @@ pub const MAX_DIM: u64 = 1 << 20;
 /// Largest context length Tern accepts.
 pub const MAX_CONTEXT: u64 = 1 << 24;
 
-/// How RoPE pairs dimensions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RopeStyle {
-    /// Adjacent pairs `(2i, 2i+1)`: ggml's "normal" mode, used by `llama` (whose converter
-    /// permutes Q and K to match).
-    Normal,
-    /// Half-split pairs `(i, i + n/2)`: ggml's NEOX mode (Qwen, Gemma, BitNet).
-    Neox,
-}
+pub use crate::rope::RopeStyle;
+pub use crate::weights::FfnActivation;
 
-/// The architecture family of the forward pass.
+/// The architecture of a model, as `general.architecture` names it. What each one means for
+/// the forward pass lives in its module under `crate::arch`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Architecture {
-    /// Llama and its many descendants (SmolLM, TinyLlama, Mistral-style dense models).
+    /// Llama and its many descendants (Llama 2/3.x, SmolLM, TinyLlama, Mistral-style dense
+    /// models).
     Llama,
-    /// BitNet b1.58 as llama.cpp's `bitnet` runs it (the 2024 1bitLLM-style reproductions):
-    /// Llama plus sub-layer norms before the attention output and down projections, SiLU-gated
-    /// FFN, NEOX RoPE (llama.cpp `llm_build_bitnet`, `llama_model_rope_type`).
+    /// BitNet b1.58 as llama.cpp's `bitnet` runs it (the 2024 1bitLLM-style reproductions).
     Bitnet,
     /// Microsoft's BitNet b1.58 2B4T as bitnet.cpp names it (`bitnet-b1.58`, earlier
-    /// `bitnet-25`): as [`Architecture::Bitnet`] but with a squared-ReLU gated FFN (model card:
-    /// "squared ReLU (ReLU²) activation in FFN layers", "subln normalization").
+    /// `bitnet-25`).
     BitnetB158,
+    /// Qwen2 and Qwen2.5 (and DeepSeek-R1-Distill-Qwen): Llama with Q/K/V biases, NEOX RoPE.
+    Qwen2,
+    /// Qwen3 (dense): per-head Q/K RMSNorm, no biases, NEOX RoPE.
+    Qwen3,
+    /// Gemma 3: scaled embeddings, Q/K norms, post-norms, GeGLU, sliding-window layers.
+    Gemma3,
+    /// Phi-3 and Phi-4-mini: fused QKV and gate/up tensors, LongRoPE factors.
+    Phi3,
 }
 
 impl Architecture {
+    /// Every architecture Tern runs.
+    pub const ALL: [Architecture; 7] = [
+        Architecture::Llama,
+        Architecture::Bitnet,
+        Architecture::BitnetB158,
+        Architecture::Qwen2,
+        Architecture::Qwen3,
+        Architecture::Gemma3,
+        Architecture::Phi3,
+    ];
+
     /// The canonical GGUF name.
     pub fn name(self) -> &'static str {
         match self {
             Architecture::Llama => "llama",
             Architecture::Bitnet => "bitnet",
             Architecture::BitnetB158 => "bitnet-b1.58",
+            Architecture::Qwen2 => "qwen2",
+            Architecture::Qwen3 => "qwen3",
+            Architecture::Gemma3 => "gemma3",
+            Architecture::Phi3 => "phi3",
         }
     }
 
     /// The architecture a GGUF `general.architecture` names, if Tern runs it.
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
-            "llama" => Some(Architecture::Llama),
-            "bitnet" => Some(Architecture::Bitnet),
-            "bitnet-b1.58" | "bitnet-25" => Some(Architecture::BitnetB158),
-            _ => None,
+            "bitnet-25" => Some(Architecture::BitnetB158),
+            _ => Self::ALL.into_iter().find(|a| a.name() == name),
         }
     }
-
-    /// Whether blocks carry `attn_sub_norm` and `ffn_sub_norm`, and activations entering
-    /// ternary matrices are quantized per token to int8 (absmax), as BitNet b1.58 trains them.
-    pub fn is_bitnet(self) -> bool {
-        matches!(self, Architecture::Bitnet | Architecture::BitnetB158)
-    }
 }
 
-/// The gate nonlinearity of the gated feed-forward network.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FfnActivation {
-    /// `silu(gate) · up` (SwiGLU).
-    Silu,
-    /// `relu(gate)² · up`.
-    ReluSquared,
-}
-
-/// Hyperparameters of a Llama-family model.
+/// The hyperparameters every architecture has, read from `<arch>.*` keys and checked.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelConfig {
     /// Architecture.
@@ -92,12 +91,12 @@ pub struct ModelConfig {
     pub head_dim: usize,
     /// Dimensions of each head that RoPE rotates.
     pub rope_dim: usize,
-    /// RoPE base frequency.
+    /// RoPE base frequency (of global layers, where a model has two kinds).
     pub rope_base: f32,
-    /// RoPE pairing.
-    pub rope_style: RopeStyle,
-    /// Feed-forward gate nonlinearity.
-    pub ffn_activation: FfnActivation,
+    /// Linear RoPE scaling: positions are multiplied by this (`1 / rope.scaling.factor`).
+    pub rope_freq_scale: f32,
+    /// Factor on RoPE's sine and cosine (`rope.scaling.attn_factor`, LongRoPE; 1 otherwise).
+    pub rope_attn_factor: f32,
     /// RMSNorm epsilon.
     pub norm_eps: f32,
     /// Context length the model was trained with.
@@ -179,14 +178,26 @@ impl ModelConfig {
         if !(rope_base.is_finite() && rope_base > 0.0) {
             return Err(bad(&key("rope.freq_base"), "is not a positive number"));
         }
-        if let Some(kind) = g.opt_str(&key("rope.scaling.type"))? {
-            let factor = g.opt_f32(&key("rope.scaling.factor"))?.unwrap_or(1.0);
-            if kind != "none" && factor != 1.0 {
+        // Linear scaling (positions divided by the factor) is what ggml does when the file names
+        // a factor without a type; YaRN and others change the rotation itself: refused.
+        let factor = g.opt_f32(&key("rope.scaling.factor"))?.unwrap_or(1.0);
+        let rope_freq_scale = match g.opt_str(&key("rope.scaling.type"))? {
+            Some("none") => 1.0,
+            None | Some("linear") if factor.is_finite() && factor > 0.0 => 1.0 / factor,
+            None | Some("linear") => {
+                return Err(bad(&key("rope.scaling.factor"), "is not a positive number"))
+            }
+            Some(_) if factor == 1.0 => 1.0,
+            Some(_) => {
                 return Err(bad(
                     &key("rope.scaling.type"),
                     "names a RoPE scaling Tern does not do",
-                ));
+                ))
             }
+        };
+        let rope_attn_factor = g.opt_f32(&key("rope.scaling.attn_factor"))?.unwrap_or(1.0);
+        if !(rope_attn_factor.is_finite() && rope_attn_factor > 0.0) {
+            return Err(bad(&key("rope.scaling.attn_factor"), "is not a positive number"));
         }
         let norm_eps = g
             .opt_f32(&key("attention.layer_norm_rms_epsilon"))?
@@ -219,27 +230,8 @@ impl ModelConfig {
             head_dim,
             rope_dim,
             rope_base,
-            rope_style: match arch {
-                Architecture::Llama => RopeStyle::Normal,
-                // The bitnet converters do not permute Q/K, so llama.cpp rotates half-split
-                // pairs although the file does not say so.
-                Architecture::Bitnet | Architecture::BitnetB158 => RopeStyle::Neox,
-            },
-            ffn_activation: match g.opt_str(&key("hidden_activation"))? {
-                // Recent llama.cpp runs 2B4T as `bitnet` with this key.
-                Some("relu2") => FfnActivation::ReluSquared,
-                Some("silu") => FfnActivation::Silu,
-                Some(_) => {
-                    return Err(bad(
-                        &key("hidden_activation"),
-                        "names an unknown activation",
-                    ))
-                }
-                None => match arch {
-                    Architecture::Llama | Architecture::Bitnet => FfnActivation::Silu,
-                    Architecture::BitnetB158 => FfnActivation::ReluSquared,
-                },
-            },
+            rope_freq_scale,
+            rope_attn_factor,
             norm_eps,
             train_context,
             vocab,

@@ -22,6 +22,12 @@ pub enum LoadError {
         /// The tensor's GGUF name.
         name: String,
     },
+    /// The file has tensors the architecture does not use: it is another variant of the
+    /// architecture (or of another one), and running it without them would give wrong output.
+    UnusedTensors {
+        /// Their GGUF names.
+        names: alloc::vec::Vec<String>,
+    },
     /// A tensor's storage type has no kernel in Tern.
     UnsupportedType {
         /// The tensor's GGUF name.
@@ -75,10 +81,21 @@ impl fmt::Display for LoadError {
             LoadError::UnsupportedArchitecture { name } => {
                 write!(
                     f,
-                    "unsupported architecture '{name}' (Tern runs: llama, bitnet, bitnet-b1.58)"
+                    "unsupported architecture '{name}' (Tern runs: {})",
+                    crate::config::Architecture::ALL.map(|a| a.name()).join(", ")
                 )
             }
             LoadError::MissingTensor { name } => write!(f, "model has no tensor '{name}'"),
+            LoadError::UnusedTensors { names } => {
+                let shown = names.iter().take(8).map(String::as_str);
+                write!(
+                    f,
+                    "model has {} tensor(s) its architecture does not use: {}{}",
+                    names.len(),
+                    shown.collect::<alloc::vec::Vec<_>>().join(", "),
+                    if names.len() > 8 { ", ..." } else { "" }
+                )
+            }
             LoadError::UnsupportedType { tensor, ty } => {
                 write!(
                     f,

@@ -1,22 +1,25 @@
-//! The Llama-family forward pass over a batch of consecutive tokens.
+//! The forward pass over a batch of consecutive tokens.
 //!
-//! Reads top-down like the architecture: embed, then per block attention and feed-forward
-//! with pre-norms and residuals, then the final norm and the output head. Buffers are allocated
-//! once per session in [`Scratch`]; shapes are noted beside each.
+//! Reads top-down like a transformer: embed, then per block attention and feed-forward with
+//! pre-norms and residuals, then the final norm and the output head. Which optional steps a
+//! block has (biases, Q/K norms, post-norms, a sliding window, the gate activation) comes from
+//! the model's per-layer description ([`crate::weights::LayerTensors`]), never from asking
+//! which architecture runs. Buffers are allocated once per session in [`Scratch`]; shapes are
+//! noted beside each.
 
 use alloc::vec;
 use alloc::vec::Vec;
 
 use tern_kernels::{scalar, Format};
 
-use crate::config::{FfnActivation, RopeStyle};
 use crate::error::GenerateError;
 use crate::feed::WeightFeed;
 use crate::kv_cache::{KvCache, Rows};
 use crate::matmul::{matmul, matmul_many, ActivationPrecision, Output, MAX_FUSED};
 use crate::model::Model;
 use crate::parallel::{Parallel, SharedOut};
-use crate::weights::{QMatrix, TensorRef};
+use crate::rope::RopeStyle;
+use crate::weights::{FfnActivation, LayerTensors, QMatrix, TensorRef};
 
 /// Which positions of a batch need logits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +51,7 @@ pub struct Scratch {
     /// Feed-forward gate and up projections, `(n, ffn_dim)` each.
     gate: Vec<f32>,
     up: Vec<f32>,
-    /// RoPE cosines and sines per token, `(n, rope_dim / 2)`.
+    /// RoPE cosines and sines per rotation table and token, `(n_ropes, n, rope_dim / 2)`.
     cos: Vec<f32>,
     sin: Vec<f32>,
     /// Logits, `(n, vocab)` (only the first row is used for [`LogitsFor::Last`]).
@@ -60,8 +63,13 @@ impl Scratch {
     pub(crate) fn bytes_for(model: &Model, ctx: usize, max_batch: usize) -> u64 {
         let c = model.config();
         let n = max_batch.max(1) as u64;
-        let per_token =
-            2 * c.dim + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.ffn_dim + c.rope_dim + c.vocab;
+        let ropes = model.tensors().ropes.len();
+        let per_token = 2 * c.dim
+            + 2 * c.q_dim()
+            + 2 * c.kv_dim()
+            + 2 * c.ffn_dim
+            + ropes * c.rope_dim
+            + c.vocab;
         4 * (n * per_token as u64 + (c.n_heads * ctx) as u64)
     }
 
@@ -69,6 +77,7 @@ impl Scratch {
     pub fn new(model: &Model, ctx: usize, max_batch: usize) -> Self {
         let c = model.config();
         let n = max_batch.max(1);
+        let ropes = model.tensors().ropes.len();
         Scratch {
             max_batch: n,
             x: vec![0.0; n * c.dim],
@@ -80,8 +89,8 @@ impl Scratch {
             scores: vec![0.0; c.n_heads * ctx],
             gate: vec![0.0; n * c.ffn_dim],
             up: vec![0.0; n * c.ffn_dim],
-            cos: vec![0.0; n * c.rope_dim / 2],
-            sin: vec![0.0; n * c.rope_dim / 2],
+            cos: vec![0.0; ropes * n * c.rope_dim / 2],
+            sin: vec![0.0; ropes * n * c.rope_dim / 2],
             logits: vec![0.0; n * c.vocab],
         }
     }
@@ -131,20 +140,24 @@ impl Model {
         let embd = &t.token_embd;
         for (i, &tok) in tokens.iter().enumerate() {
             let row = feed.rows(embd, tok as usize..tok as usize + 1)?;
-            k.dequant(embd.format, row, &mut s.x[i * dim..(i + 1) * dim]);
-        }
-
-        // RoPE angles of each token's position, shared by all heads and layers.
-        let half = c.rope_dim / 2;
-        for i in 0..n {
-            let pos = (pos0 + i) as f32;
-            for (j, &f) in self.rope_inv_freq().iter().enumerate() {
-                let a = pos * f;
-                s.cos[i * half + j] = libm::cosf(a);
-                s.sin[i * half + j] = libm::sinf(a);
+            let x = &mut s.x[i * dim..(i + 1) * dim];
+            k.dequant(embd.format, row, x);
+            if t.embd_scale != 1.0 {
+                x.iter_mut().for_each(|v| *v *= t.embd_scale);
             }
         }
-        let neox = c.rope_style == RopeStyle::Neox;
+
+        // RoPE angles of each token's position, per rotation table, shared by all heads and
+        // the layers that use the table.
+        let half = c.rope_dim / 2;
+        let ctx = kv.capacity();
+        for (r, rope) in t.ropes.iter().enumerate() {
+            for i in 0..n {
+                let at = (r * n + i) * half;
+                let (cos, sin) = (&mut s.cos[at..at + half], &mut s.sin[at..at + half]);
+                rope.angles(ctx, pos0 + i, cos, sin);
+            }
+        }
 
         for (l, lt) in t.layers.iter().enumerate() {
             feed.begin_layer(l, t);
@@ -160,8 +173,23 @@ impl Model {
                 (&lt.wv, &mut s.v[..]),
             ];
             self.project_fused(feed, ex, &s.xb, n, qkv)?;
+            if let Some([bq, bk, bv]) = &lt.qkv_bias {
+                add_rows(&mut s.q[..n * q_dim], bq);
+                add_rows(&mut s.k[..n * kv_dim], bk);
+                add_rows(&mut s.v[..n * kv_dim], bv);
+            }
+            if let Some([wq, wk]) = &lt.qk_norm {
+                for h in s.q[..n * q_dim].chunks_exact_mut(hd) {
+                    scalar::rmsnorm_in_place(h, wq, c.norm_eps);
+                }
+                for h in s.k[..n * kv_dim].chunks_exact_mut(hd) {
+                    scalar::rmsnorm_in_place(h, wk, c.norm_eps);
+                }
+            }
+            let neox = t.ropes[lt.rope].style == RopeStyle::Neox;
             for i in 0..n {
-                let (cos, sin) = (&s.cos[i * half..][..half], &s.sin[i * half..][..half]);
+                let at = (lt.rope * n + i) * half;
+                let (cos, sin) = (&s.cos[at..at + half], &s.sin[at..at + half]);
                 for h in s.q[i * q_dim..(i + 1) * q_dim].chunks_exact_mut(hd) {
                     scalar::rope(h, cos, sin, neox);
                 }
@@ -170,18 +198,16 @@ impl Model {
                 }
             }
             kv.store(k, l, pos0, &s.k[..n * kv_dim], &s.v[..n * kv_dim]);
-            self.attend(s, kv, ex.par, l, n, pos0);
+            self.attend(s, kv, ex.par, l, lt, n, pos0);
             if let Some(w) = &lt.attn_sub_norm {
                 for o in s.att_out[..n * q_dim].chunks_exact_mut(q_dim) {
                     scalar::rmsnorm_in_place(o, w, c.norm_eps);
                 }
             }
             self.project(feed, ex, &lt.wo, &s.att_out, n, &mut s.xb)?;
-            for (x, d) in s.x[..n * dim].iter_mut().zip(&s.xb) {
-                *x += d;
-            }
+            add_residual(&mut s.x[..n * dim], &mut s.xb[..n * dim], &lt.attn_post_norm, c.norm_eps);
 
-            // Feed-forward: norm, SwiGLU, project back, add.
+            // Feed-forward: norm, gated activation, project back, add.
             for i in 0..n {
                 let r = i * dim..(i + 1) * dim;
                 scalar::rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lt.ffn_norm, c.norm_eps);
@@ -189,13 +215,14 @@ impl Model {
             let gate_up = [(&lt.w_gate, &mut s.gate[..]), (&lt.w_up, &mut s.up[..])];
             self.project_fused(feed, ex, &s.xb, n, gate_up)?;
             let f = n * c.ffn_dim;
-            match c.ffn_activation {
+            match lt.activation {
                 // SiLU through the table exp (`tern_kernels::scalar::lut`, relative error
                 // ≤ 2·10⁻⁷, far inside the f32 path's tolerance).
                 FfnActivation::Silu => (k.swiglu.f)(&mut s.gate[..f], &s.up[..f]),
                 FfnActivation::ReluSquared => {
                     scalar::relu_squared_glu(&mut s.gate[..f], &s.up[..f])
                 }
+                FfnActivation::GeluTanh => scalar::gelu_tanh_glu(&mut s.gate[..f], &s.up[..f]),
             }
             if let Some(w) = &lt.ffn_sub_norm {
                 for g in s.gate[..f].chunks_exact_mut(c.ffn_dim) {
@@ -203,9 +230,7 @@ impl Model {
                 }
             }
             self.project(feed, ex, &lt.w_down, &s.gate, n, &mut s.xb)?;
-            for (x, d) in s.x[..n * dim].iter_mut().zip(&s.xb) {
-                *x += d;
-            }
+            add_residual(&mut s.x[..n * dim], &mut s.xb[..n * dim], &lt.ffn_post_norm, c.norm_eps);
         }
 
         // Final norm and output head, for the rows that need logits.
@@ -219,7 +244,13 @@ impl Model {
             let dst = i * dim..(i + 1) * dim;
             scalar::rmsnorm(&mut s.xb[dst], &s.x[src], &t.output_norm, c.norm_eps);
         }
-        self.project(feed, ex, &t.output, &s.xb, rows, &mut s.logits)
+        self.project(feed, ex, &t.output, &s.xb, rows, &mut s.logits)?;
+        if let Some(cap) = t.logit_softcap {
+            for v in &mut s.logits[..rows * c.vocab] {
+                *v = cap * libm::tanhf(*v / cap);
+            }
+        }
+        Ok(())
     }
 
     /// `y (n, w.rows) = x (n, w.cols) · Wᵀ`, in as many slices of rows as the feed hands out.
@@ -240,7 +271,7 @@ impl Model {
         // BitNet b1.58 feeds ternary matrices int8 activations (per-token absmax); emulated in
         // f32 here when the integer path declined (non-finite activations).
         let quantized;
-        let x = if self.config().arch.is_bitnet() && w.format.is_ternary() {
+        let x = if self.tensors().ternary_int8_activations && w.format.is_ternary() {
             let mut q = x[..n * w.cols].to_vec();
             q.chunks_exact_mut(w.cols)
                 .for_each(scalar::absmax_int8_roundtrip);
@@ -315,14 +346,16 @@ impl Model {
         Ok(())
     }
 
-    /// Causal grouped-query attention of the `n` new tokens over positions `0..pos0 + n` of
-    /// layer `l`; one task per query head.
+    /// Causal grouped-query attention of the `n` new tokens over the positions each may see in
+    /// layer `l` (all before it, or its window); one task per query head.
+    #[allow(clippy::too_many_arguments)]
     fn attend(
         &self,
         s: &mut Scratch,
         kv: &KvCache,
         par: &dyn Parallel,
         l: usize,
+        lt: &LayerTensors,
         n: usize,
         pos0: usize,
     ) {
@@ -331,7 +364,7 @@ impl Model {
         let (q_dim, hd) = (c.q_dim(), c.head_dim);
         let group = c.n_heads / c.n_kv_heads;
         let ctx = kv.capacity();
-        let scale = 1.0 / libm::sqrtf(hd as f32);
+        let scale = lt.attn_scale;
         let dot_rows_f16 = k
             .format(Format::F16)
             .dot_rows
@@ -342,39 +375,68 @@ impl Model {
         let out = SharedOut::new(&mut s.att_out[..n * q_dim]);
         par.run(c.n_heads, &|h| {
             let kvh = h / group;
-            let (keys, values) = (kv.keys(l, kvh, pos0 + n), kv.values(l, kvh, pos0 + n));
             // SAFETY: head h owns scores row h, of length ctx, inside the (n_heads, ctx) buffer.
             let sc = unsafe { scores.slice(h * ctx, ctx) };
             for i in 0..n {
-                let len = pos0 + i + 1;
+                // Positions lo..=p: everything before p, or its window.
+                let p = pos0 + i;
+                let lo = lt.window.map_or(0, |w| (p + 1).saturating_sub(w));
+                let runs = kv.slots(l, lo, p + 1);
+                let len = p + 1 - lo;
                 let qh = &q[i * q_dim + h * hd..][..hd];
                 let sc = &mut sc[..len];
-                // Scores: this head's keys (len, hd) · q.
-                match keys {
-                    Rows::F32(keys) => {
-                        for (p, s) in sc.iter_mut().enumerate() {
-                            *s = (k.dot_f32.f)(qh, &keys[p * hd..][..hd]) * scale;
+                // Scores: this head's keys (len, hd) · q, one kernel call per run of slots.
+                let mut at = 0;
+                for run in runs.iter().filter(|r| !r.is_empty()) {
+                    let sc = &mut sc[at..at + run.len()];
+                    match kv.keys(l, kvh, run.clone()) {
+                        Rows::F32(keys) => {
+                            for (p, s) in sc.iter_mut().enumerate() {
+                                *s = (k.dot_f32.f)(qh, &keys[p * hd..][..hd]);
+                            }
                         }
+                        Rows::F16(keys) => dot_rows_f16(keys, qh, sc),
                     }
-                    Rows::F16(keys) => {
-                        dot_rows_f16(&keys[..2 * len * hd], qh, sc);
-                        sc.iter_mut().for_each(|s| *s *= scale);
-                    }
+                    at += run.len();
                 }
+                sc.iter_mut().for_each(|s| *s *= scale);
                 (k.softmax.f)(sc);
                 // SAFETY: (token i, head h) owns this hd-wide slice of att_out (n, q_dim).
                 let o = unsafe { out.slice(i * q_dim + h * hd, hd) };
                 o.fill(0.0);
                 // Output: the weighted sum of this head's values (len, hd).
-                match values {
-                    Rows::F32(values) => {
-                        for (p, &w) in sc.iter().enumerate() {
-                            (k.axpy.f)(o, w, &values[p * hd..][..hd]);
+                let mut at = 0;
+                for run in runs.iter().filter(|r| !r.is_empty()) {
+                    let w = &sc[at..at + run.len()];
+                    match kv.values(l, kvh, run.clone()) {
+                        Rows::F32(values) => {
+                            for (p, &w) in w.iter().enumerate() {
+                                (k.axpy.f)(o, w, &values[p * hd..][..hd]);
+                            }
                         }
+                        Rows::F16(values) => (k.axpy_rows_f16.f)(o, w, values),
                     }
-                    Rows::F16(values) => (k.axpy_rows_f16.f)(o, sc, &values[..2 * len * hd]),
+                    at += run.len();
                 }
             }
         });
     }
+}
+
+/// `x[t] += b` for every row `t` of `x` `(n, b.len())`.
+fn add_rows(x: &mut [f32], b: &[f32]) {
+    for row in x.chunks_exact_mut(b.len()) {
+        row.iter_mut().zip(b).for_each(|(x, b)| *x += b);
+    }
+}
+
+/// The residual add `x += d`, with `d` RMS-normalized per row by `post_norm` first when the
+/// block has one (Gemma 3's post-attention and post-FFN norms). `x` and `d` are `(n, dim)`.
+fn add_residual(x: &mut [f32], d: &mut [f32], post_norm: &Option<Vec<f32>>, eps: f32) {
+    if let Some(w) = post_norm {
+        for row in d.chunks_exact_mut(w.len()) {
+            scalar::rmsnorm_in_place(row, w, eps);
+        }
+    }
+    x.iter_mut().zip(d.iter()).for_each(|(x, d)| *x += d);
 }

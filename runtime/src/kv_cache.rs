@@ -2,6 +2,7 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
+use core::ops::Range;
 
 use tern_kernels::Kernels;
 
@@ -103,16 +104,22 @@ pub enum Rows<'a> {
     F16(&'a [u8]),
 }
 
-/// Keys and values for `capacity` positions of `n_layers` layers and `n_kv_heads` heads of
-/// `head_dim` values, stored as [`KvType`] says.
+/// Keys and values of a session's positions, per layer and KV head, stored as [`KvType`] says.
 ///
-/// Layout: `(n_layers, n_kv_heads, capacity, head_dim)` for keys and the same for values, so
+/// A full-attention layer holds every position of the context. A sliding-window layer (Gemma 3's
+/// local layers) holds only the last `window + batch − 1` positions in a ring — position `p`
+/// in slot `p mod capacity` — which is all its attention reads, so its memory does not grow with
+/// the context.
+///
+/// Layout per layer: `(n_kv_heads, capacity, head_dim)` for keys and the same for values, so
 /// one head's history is contiguous: attention reads it as one matrix of rows (scores) and
-/// one weighted sum of rows (values), a kernel call each.
+/// one weighted sum of rows (values), a kernel call per contiguous run of slots.
 #[derive(Clone, Debug)]
 pub struct KvCache {
-    n_layers: usize,
-    capacity: usize,
+    /// Positions of the session's context.
+    ctx: usize,
+    /// Per layer: slots held, and the window (`None`: full attention).
+    layers: Vec<LayerSpan>,
     n_kv_heads: usize,
     head_dim: usize,
     ty: KvType,
@@ -120,36 +127,89 @@ pub struct KvCache {
     v: Store,
 }
 
+/// Where one layer's keys and values are.
+#[derive(Clone, Copy, Debug)]
+struct LayerSpan {
+    /// First element of the layer in each store.
+    base: usize,
+    /// Positions held (the context, or a window's ring).
+    capacity: usize,
+    window: Option<usize>,
+}
+
+/// Positions a layer with `window` holds in a session of `ctx` positions and batches of
+/// `batch` tokens (see [`KvCache`]).
+pub fn layer_capacity(ctx: usize, window: Option<usize>, batch: usize) -> usize {
+    match window {
+        Some(w) => ctx.min(w + batch.max(1) - 1),
+        None => ctx,
+    }
+}
+
 impl KvCache {
-    /// An empty cache for `capacity` positions.
+    /// An empty cache for a context of `ctx` positions, one layer per entry of `windows`,
+    /// batches of up to `batch` tokens.
     pub fn new(
-        n_layers: usize,
-        capacity: usize,
+        ctx: usize,
+        windows: &[Option<usize>],
+        batch: usize,
         n_kv_heads: usize,
         head_dim: usize,
         ty: KvType,
     ) -> Self {
-        let n = n_layers * n_kv_heads * capacity * head_dim;
+        let mut base = 0;
+        let layers: Vec<LayerSpan> = windows
+            .iter()
+            .map(|&window| {
+                let capacity = layer_capacity(ctx, window, batch);
+                let span = LayerSpan {
+                    base,
+                    capacity,
+                    window,
+                };
+                base += n_kv_heads * capacity * head_dim;
+                span
+            })
+            .collect();
         KvCache {
-            n_layers,
-            capacity,
+            ctx,
+            layers,
             n_kv_heads,
             head_dim,
             ty,
-            k: Store::new(ty, n),
-            v: Store::new(ty, n),
+            k: Store::new(ty, base),
+            v: Store::new(ty, base),
         }
     }
 
-    /// Bytes a cache of these dimensions occupies (what [`KvCache::new`] allocates); with
-    /// `capacity` = `pos + 1`, the bytes attention reads at position `pos`.
-    pub fn bytes_for(n_layers: usize, capacity: usize, kv_dim: usize, ty: KvType) -> u64 {
-        2 * (n_layers * capacity * kv_dim * ty.bytes()) as u64
+    /// Bytes a cache of these dimensions occupies (what [`KvCache::new`] allocates).
+    pub fn bytes_for(
+        ctx: usize,
+        windows: &[Option<usize>],
+        batch: usize,
+        kv_dim: usize,
+        ty: KvType,
+    ) -> u64 {
+        let positions: usize = windows
+            .iter()
+            .map(|&w| layer_capacity(ctx, w, batch))
+            .sum();
+        2 * (positions * kv_dim * ty.bytes()) as u64
     }
 
-    /// Positions the cache holds at most (the context length).
+    /// Bytes attention reads over all layers for the token at position `pos`: keys and values
+    /// of `pos + 1` positions, or of the window where that is fewer.
+    pub fn bytes_read_for(windows: &[Option<usize>], pos: usize, kv_dim: usize, ty: KvType) -> u64 {
+        let positions: usize = windows
+            .iter()
+            .map(|w| w.map_or(pos + 1, |w| w.min(pos + 1)))
+            .sum();
+        2 * (positions * kv_dim * ty.bytes()) as u64
+    }
+
+    /// Positions the context holds at most.
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.ctx
     }
 
     /// How keys and values are stored.
@@ -162,45 +222,69 @@ impl KvCache {
         (self.k.len() + self.v.len()) * self.ty.bytes()
     }
 
-    /// Bytes attention reads at position `pos` over all layers (keys and values of `pos + 1`
-    /// positions).
+    /// Bytes attention reads at position `pos` over all layers.
     pub fn bytes_read_at(&self, pos: usize) -> u64 {
-        Self::bytes_for(
-            self.n_layers,
-            pos + 1,
-            self.n_kv_heads * self.head_dim,
-            self.ty,
-        )
+        let windows: Vec<Option<usize>> = self.layers.iter().map(|l| l.window).collect();
+        Self::bytes_read_for(&windows, pos, self.n_kv_heads * self.head_dim, self.ty)
     }
 
-    /// Index of `(layer, head, pos, 0)`.
-    fn at(&self, layer: usize, head: usize, pos: usize) -> usize {
-        ((layer * self.n_kv_heads + head) * self.capacity + pos) * self.head_dim
+    /// Whether, with `len` positions stored, every layer still holds what the token at
+    /// position `n` attends to (positions before it, within its window), so the session can
+    /// rewind to `n` and go on. Always true without sliding windows; false when a window's
+    /// ring has already overwritten them.
+    pub fn can_rewind(&self, len: usize, n: usize) -> bool {
+        n == 0
+            || self.layers.iter().all(|l| match l.window {
+                None => true,
+                Some(w) => (n + 1).saturating_sub(w) >= len.saturating_sub(l.capacity),
+            })
     }
 
-    /// Keys of positions `0..len` of `head` in `layer`, `(len, head_dim)`.
-    pub fn keys(&self, layer: usize, head: usize, len: usize) -> Rows<'_> {
-        self.k.rows(self.at(layer, head, 0), len * self.head_dim)
+    /// Index of `(layer, head, slot, 0)`.
+    fn at(&self, layer: usize, head: usize, slot: usize) -> usize {
+        let l = &self.layers[layer];
+        l.base + (head * l.capacity + slot) * self.head_dim
     }
 
-    /// Values of positions `0..len` of `head` in `layer`, `(len, head_dim)`.
-    pub fn values(&self, layer: usize, head: usize, len: usize) -> Rows<'_> {
-        self.v.rows(self.at(layer, head, 0), len * self.head_dim)
+    /// The slots of `layer` holding positions `lo..hi` (at most its capacity of them, all
+    /// stored): one run of slots, or two where the ring wraps.
+    pub fn slots(&self, layer: usize, lo: usize, hi: usize) -> [Range<usize>; 2] {
+        let cap = self.layers[layer].capacity;
+        debug_assert!(lo <= hi && hi - lo <= cap);
+        let (s, e) = (lo % cap, lo % cap + (hi - lo));
+        if e <= cap {
+            [s..e, 0..0]
+        } else {
+            [s..cap, 0..e - cap]
+        }
+    }
+
+    /// Keys of `slots` of `head` in `layer`, `(slots.len(), head_dim)`.
+    pub fn keys(&self, layer: usize, head: usize, slots: Range<usize>) -> Rows<'_> {
+        self.k
+            .rows(self.at(layer, head, slots.start), slots.len() * self.head_dim)
+    }
+
+    /// Values of `slots` of `head` in `layer`, `(slots.len(), head_dim)`.
+    pub fn values(&self, layer: usize, head: usize, slots: Range<usize>) -> Rows<'_> {
+        self.v
+            .rows(self.at(layer, head, slots.start), slots.len() * self.head_dim)
     }
 
     /// Stores keys and values `(n, kv_dim)` (heads side by side, as the projections write
     /// them) of positions `pos..pos + n` of `layer`; an f16 cache rounds them with `kernels`'
-    /// `quantize_f16`.
+    /// `quantize_f16`. A ring keeps the last of them where they outnumber its slots.
     pub fn store(&mut self, kernels: &Kernels, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
         let hd = self.head_dim;
         let kv_dim = self.n_kv_heads * hd;
+        let cap = self.layers[layer].capacity;
         for (i, (kr, vr)) in k
             .chunks_exact(kv_dim)
             .zip(v.chunks_exact(kv_dim))
             .enumerate()
         {
             for h in 0..self.n_kv_heads {
-                let at = self.at(layer, h, pos + i);
+                let at = self.at(layer, h, (pos + i) % cap);
                 self.k.write(kernels, at, &kr[h * hd..][..hd]);
                 self.v.write(kernels, at, &vr[h * hd..][..hd]);
             }
@@ -209,10 +293,18 @@ impl KvCache {
 
     /// Appends the keys and values of positions `0..len` of `layer` to `k` and `v` as f32,
     /// `(len, kv_dim)` each: the layout [`KvCache::store`] takes, for saving a session.
+    /// Positions a ring no longer holds (never read again) come out as zeros.
     pub fn read_layer(&self, layer: usize, len: usize, k: &mut Vec<f32>, v: &mut Vec<f32>) {
+        let cap = self.layers[layer].capacity;
+        let held = len.saturating_sub(cap);
         for pos in 0..len {
             for h in 0..self.n_kv_heads {
-                let at = self.at(layer, h, pos);
+                if pos < held {
+                    k.extend(core::iter::repeat_n(0.0, self.head_dim));
+                    v.extend(core::iter::repeat_n(0.0, self.head_dim));
+                    continue;
+                }
+                let at = self.at(layer, h, pos % cap);
                 self.k.read(at, self.head_dim, k);
                 self.v.read(at, self.head_dim, v);
             }
@@ -230,7 +322,7 @@ mod tests {
     fn store_and_read_back_both_types() {
         for ty in [KvType::F32, KvType::F16] {
             let (layers, cap, heads, hd) = (2, 5, 3, 4);
-            let mut kv = KvCache::new(layers, cap, heads, hd, ty);
+            let mut kv = KvCache::new(cap, &[None; 2], 1, heads, hd, ty);
             let kv_dim = heads * hd;
             let k: Vec<f32> = (0..3 * kv_dim).map(|i| i as f32 * 0.5 + 0.1).collect();
             let v: Vec<f32> = k.iter().map(|x| -x).collect();
@@ -252,7 +344,7 @@ mod tests {
                 .iter()
                 .map(|&x| round(x))
                 .collect();
-            let got: Vec<f32> = match kv.keys(1, 1, 4) {
+            let got: Vec<f32> = match kv.keys(1, 1, 0..4) {
                 Rows::F32(r) => r[3 * hd..].to_vec(),
                 Rows::F16(r) => r[2 * 3 * hd..]
                     .chunks_exact(2)
@@ -263,7 +355,7 @@ mod tests {
             assert_eq!(kv.bytes(), 2 * layers * cap * kv_dim * ty.bytes());
             assert_eq!(
                 kv.bytes() as u64,
-                KvCache::bytes_for(layers, cap, kv_dim, ty)
+                KvCache::bytes_for(cap, &[None; 2], 1, kv_dim, ty)
             );
         }
     }

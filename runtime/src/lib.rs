@@ -1,5 +1,5 @@
-//! Tern's runtime: reads a GGUF model, runs the Llama-family forward pass, tokenizes and
-//! samples.
+//! Tern's runtime: reads a GGUF model, describes its forward pass layer by layer (one module
+//! per architecture), runs it, tokenizes and samples.
 //!
 //! `no_std` + `alloc` at the core; the `std` feature adds files, memory maps and threads.
 //! Data flows one way: bytes → [`gguf`] reader → typed tensors ([`weights`]) → forward pass →
@@ -11,6 +11,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+mod arch;
 pub mod budget;
 pub mod chat;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod kv_cache;
 pub mod matmul;
 pub mod model;
 pub mod parallel;
+pub mod rope;
 #[cfg(feature = "std")]
 pub mod pool;
 pub mod sampler;

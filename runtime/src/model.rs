@@ -13,7 +13,7 @@ use crate::gguf::{Gguf, GgufError};
 use crate::source::WeightSource;
 use crate::ternary::{TernaryKernel, TernaryState};
 use crate::tokenizer::{Tokenizer, TokenizerSpec};
-use crate::weights::ModelTensors;
+use crate::weights::{ModelTensors, TensorLoader};
 
 /// Bytes of a whole GGUF file held in memory: a memory map, a buffer, or flash mapped into the
 /// address space.
@@ -76,7 +76,6 @@ pub struct Model {
     tensors: ModelTensors,
     tokenizer: Tokenizer,
     meta: ModelMeta,
-    rope_inv_freq: Vec<f32>,
     kernels: Kernels,
     /// FNV-1a of the file length and the GGUF header (everything before the tensor data).
     fingerprint: u64,
@@ -159,7 +158,8 @@ impl Model {
         progress(0.05);
         let config = ModelConfig::from_gguf(&g)?;
         let n = config.n_layers as f32;
-        let tensors = ModelTensors::from_gguf(&g, source, &config, &kernels, &mut |l| {
+        let loader = TensorLoader::new(&g, source, &kernels);
+        let tensors = crate::arch::describe(&config, loader, &mut |l| {
             progress(0.05 + 0.75 * (l as f32 + 1.0) / n)
         })?;
         let tokenizer = tokenizer_from_gguf(&g)?;
@@ -174,14 +174,12 @@ impl Model {
         let header_len =
             usize::try_from(g.data_offset).map_or(header.len(), |n| n.min(header.len()));
         let fingerprint = fnv1a(&[&source.len().to_le_bytes(), &header[..header_len]]);
-        let rope_inv_freq = rope_inv_freq(&config, tensors.rope_freqs.as_deref());
         progress(1.0);
         Ok(Model {
             config,
             tensors,
             tokenizer,
             meta,
-            rope_inv_freq,
             kernels,
             fingerprint,
             weights: None,
@@ -252,11 +250,6 @@ impl Model {
             .max()
             .unwrap_or(0)
     }
-
-    /// RoPE inverse frequencies, `(rope_dim / 2)`.
-    pub(crate) fn rope_inv_freq(&self) -> &[f32] {
-        &self.rope_inv_freq
-    }
 }
 
 /// 64-bit FNV-1a over the concatenated `parts`.
@@ -266,16 +259,6 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
         h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
-}
-
-/// `base^(−2i/rope_dim)` for each rotated pair, divided by the file's frequency factors.
-fn rope_inv_freq(c: &ModelConfig, factors: Option<&[f32]>) -> Vec<f32> {
-    (0..c.rope_dim / 2)
-        .map(|i| {
-            let f = libm::powf(c.rope_base, -2.0 * i as f32 / c.rope_dim as f32);
-            f / factors.map_or(1.0, |ff| ff[i])
-        })
-        .collect()
 }
 
 fn meta_from_gguf(g: &Gguf<'_>) -> Result<ModelMeta, LoadError> {

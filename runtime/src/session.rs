@@ -147,12 +147,14 @@ impl Session {
     ) -> Self {
         let c = model.config();
         let ctx = context_for(c, opts.context);
-        let kv = KvCache::new(c.n_layers, ctx, c.n_kv_heads, c.head_dim, opts.kv_type);
+        let batch = batch_for(opts.batch, ctx);
+        let windows = model.tensors().windows();
+        let kv = KvCache::new(ctx, &windows, batch, c.n_kv_heads, c.head_dim, opts.kv_type);
         // Under a cap smaller than the model, weights pass through in slices of a quarter of it.
         let release = (opts.max_resident != 0
             && model.meta().tensor_bytes > opts.max_resident as u64)
             .then_some((opts.max_resident / 4).max(1));
-        let scratch = Scratch::new(&model, ctx, batch_for(opts.batch, ctx));
+        let scratch = Scratch::new(&model, ctx, batch);
         let vocab = c.vocab;
         Session {
             model,
@@ -489,18 +491,29 @@ impl core::error::Error for RestoreError {}
 
 impl Session {
     /// Forgets every token after the first `n` (nothing happens if there are `n` or fewer),
-    /// so the next [`feed`](Self::feed) continues from position `n`. Their keys and values
-    /// are simply overwritten later. The logits are dropped unless nothing was removed.
-    pub fn truncate(&mut self, n: usize) {
+    /// so the next [`feed`](Self::feed) continues from position `n`, and returns the tokens
+    /// kept. Their keys and values are simply overwritten later. The logits are dropped unless
+    /// nothing was removed.
+    ///
+    /// A model with sliding-window layers (Gemma 3) keeps only a window of keys and values in
+    /// those layers: when the rewind goes back further than they still hold, every token is
+    /// forgotten and the return value is 0. Feed the tokens from the returned length on.
+    pub fn truncate(&mut self, n: usize) -> usize {
         // A pending token sits at position `tokens.len()`: any truncation at or before it
         // drops it.
         if n <= self.tokens.len() {
             self.pending = None;
         }
         if n < self.tokens.len() {
-            self.tokens.truncate(n);
+            let keep = if self.kv.can_rewind(self.tokens.len(), n) {
+                n
+            } else {
+                0
+            };
+            self.tokens.truncate(keep);
             self.logits.clear();
         }
+        self.tokens.len()
     }
 
     /// Saves the session to bytes: a header (magic, [`SNAPSHOT_VERSION`], the model's

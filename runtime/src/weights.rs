@@ -4,6 +4,7 @@
 //! f32 at load. A [`TensorRef`] is an offset into the weight bytes whose range, format and shape
 //! were validated, so the forward pass can slice without further checks.
 
+use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
@@ -11,9 +12,9 @@ use alloc::vec::Vec;
 
 use tern_kernels::{Format, Kernels};
 
-use crate::config::ModelConfig;
 use crate::error::LoadError;
 use crate::gguf::{Gguf, TensorInfo};
+use crate::rope::Rope;
 use crate::source::WeightSource;
 
 /// A validated weight matrix inside the weight bytes: `rows` rows of `cols` weights.
@@ -67,31 +68,65 @@ impl<'a> QMatrix<'a> {
     }
 }
 
-/// The tensors of one transformer block.
+/// The gate nonlinearity of the gated feed-forward network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FfnActivation {
+    /// `silu(gate) · up` (SwiGLU: Llama, Qwen, Phi-3, BitNet 2024).
+    Silu,
+    /// `relu(gate)² · up` (BitNet b1.58 2B4T).
+    ReluSquared,
+    /// `gelu_tanh(gate) · up` (GeGLU: Gemma).
+    GeluTanh,
+}
+
+/// One transformer block as the forward pass runs it: which steps it has and their weights.
+///
+/// Produced by an architecture module (`crate::arch`); the forward pass reads only this and
+/// never asks which architecture it runs. Steps in order: `attn_norm` → Q, K, V (+ biases) →
+/// per-head `q_norm`/`k_norm` → RoPE (table `rope`) → attention over `window` positions with
+/// scores scaled by `attn_scale` → `attn_sub_norm` → `wo` → `attn_post_norm` → residual; then
+/// `ffn_norm` → gate, up → `activation` → `ffn_sub_norm` → `w_down` → `ffn_post_norm` → residual.
 #[derive(Clone, Debug)]
 pub struct LayerTensors {
     /// RMSNorm weight before attention, `(dim)`.
     pub attn_norm: Vec<f32>,
-    /// Query projection, `(q_dim, dim)`.
+    /// Query projection, `(q_dim, dim)` (a row slice of a fused QKV tensor for Phi-3).
     pub wq: TensorRef,
     /// Key projection, `(kv_dim, dim)`.
     pub wk: TensorRef,
     /// Value projection, `(kv_dim, dim)`.
     pub wv: TensorRef,
+    /// Biases added to Q, K and V (Qwen2): `(q_dim)`, `(kv_dim)`, `(kv_dim)`.
+    pub qkv_bias: Option<[Vec<f32>; 3]>,
+    /// Per-head RMSNorm weights of queries and keys before RoPE (Qwen3, Gemma 3), `(head_dim)`.
+    pub qk_norm: Option<[Vec<f32>; 2]>,
+    /// Index of this layer's rotation in [`ModelTensors::ropes`].
+    pub rope: usize,
+    /// Sliding window: each position attends to at most this many positions (itself
+    /// included); `None` for full causal attention.
+    pub window: Option<usize>,
+    /// Factor on attention scores (usually `1/sqrt(head_dim)`).
+    pub attn_scale: f32,
+    /// RMSNorm weight of the attention result before `wo` (BitNet), `(q_dim)`.
+    pub attn_sub_norm: Option<Vec<f32>>,
     /// Output projection, `(dim, q_dim)`.
     pub wo: TensorRef,
-    /// BitNet: RMSNorm weight of the attention result before `wo`, `(q_dim)`.
-    pub attn_sub_norm: Option<Vec<f32>>,
+    /// RMSNorm weight of `wo`'s output before the residual add (Gemma 3), `(dim)`.
+    pub attn_post_norm: Option<Vec<f32>>,
     /// RMSNorm weight before the feed-forward, `(dim)`.
     pub ffn_norm: Vec<f32>,
-    /// BitNet: RMSNorm weight of the gated product before `w_down`, `(ffn_dim)`.
-    pub ffn_sub_norm: Option<Vec<f32>>,
-    /// Gate projection, `(ffn_dim, dim)`.
+    /// Gate projection, `(ffn_dim, dim)` (the first half of a fused up tensor for Phi-3).
     pub w_gate: TensorRef,
     /// Up projection, `(ffn_dim, dim)`.
     pub w_up: TensorRef,
+    /// Gate nonlinearity.
+    pub activation: FfnActivation,
+    /// RMSNorm weight of the gated product before `w_down` (BitNet), `(ffn_dim)`.
+    pub ffn_sub_norm: Option<Vec<f32>>,
     /// Down projection, `(dim, ffn_dim)`.
     pub w_down: TensorRef,
+    /// RMSNorm weight of `w_down`'s output before the residual add (Gemma 3), `(dim)`.
+    pub ffn_post_norm: Option<Vec<f32>>,
 }
 
 impl LayerTensors {
@@ -109,11 +144,13 @@ impl LayerTensors {
     }
 }
 
-/// Every tensor of a Llama-family model.
+/// Every tensor of a model and the description of each step of its forward pass.
 #[derive(Clone, Debug)]
 pub struct ModelTensors {
     /// Token embedding, `(vocab, dim)`.
     pub token_embd: TensorRef,
+    /// Factor on embedding rows (Gemma: `sqrt(dim)`; 1 otherwise).
+    pub embd_scale: f32,
     /// Transformer blocks.
     pub layers: Vec<LayerTensors>,
     /// Final RMSNorm weight, `(dim)`.
@@ -122,91 +159,16 @@ pub struct ModelTensors {
     pub output: TensorRef,
     /// Whether `output` is the tied embedding.
     pub tied_output: bool,
-    /// Per-pair RoPE frequency divisors (`rope_freqs.weight`, Llama 3 style), if present.
-    pub rope_freqs: Option<Vec<f32>>,
+    /// Final logit soft-capping: `logits = cap · tanh(logits / cap)`.
+    pub logit_softcap: Option<f32>,
+    /// The rotations layers use (see [`LayerTensors::rope`]).
+    pub ropes: Vec<Rope>,
+    /// Whether ternary matrices take per-token absmax int8 activations whatever the session's
+    /// precision: BitNet b1.58 was trained so (the paper; bitnet.cpp).
+    pub ternary_int8_activations: bool,
 }
 
 impl ModelTensors {
-    /// Finds and checks every tensor `cfg` needs in `g`, the header of `source`. Reads only
-    /// the small norm vectors; matrices stay where they are. `layer_done(i)` follows each layer.
-    pub fn from_gguf(
-        g: &Gguf<'_>,
-        source: &dyn WeightSource,
-        cfg: &ModelConfig,
-        kernels: &Kernels,
-        layer_done: &mut dyn FnMut(usize),
-    ) -> Result<Self, LoadError> {
-        let (dim, q, kv, ffn) = (cfg.dim, cfg.q_dim(), cfg.kv_dim(), cfg.ffn_dim);
-        let vector = |name: &str, len: usize| -> Result<Vec<f32>, LoadError> {
-            let t = matrix_ref(g, source, name, len, 1)?;
-            let mut bytes = vec![0u8; t.len];
-            source
-                .read_at(t.offset as u64, &mut bytes)
-                .map_err(|e| LoadError::Io {
-                    path: format!("tensor '{name}'"),
-                    message: e.to_string(),
-                })?;
-            let mut out = vec![0.0; len];
-            kernels.dequant(t.format, &bytes, &mut out);
-            Ok(out)
-        };
-        // A matrix, with its `<base>.scale` tensor (BitNet) folded into its scale.
-        let matrix = |name: &str, cols: usize, rows: usize| -> Result<TensorRef, LoadError> {
-            let mut t = matrix_ref(g, source, name, cols, rows)?;
-            let scale_name = format!("{}.scale", name.strip_suffix(".weight").unwrap_or(name));
-            if g.tensor(&scale_name).is_some() {
-                t.scale *= vector(&scale_name, 1)?[0];
-            }
-            Ok(t)
-        };
-        let optional = |name: &str, len: usize| -> Result<Option<Vec<f32>>, LoadError> {
-            g.tensor(name).map(|_| vector(name, len)).transpose()
-        };
-        let bitnet = cfg.arch.is_bitnet();
-        let sub_norm = |name: &str, len: usize| -> Result<Option<Vec<f32>>, LoadError> {
-            match optional(name, len)? {
-                None if bitnet => Err(LoadError::MissingTensor {
-                    name: name.to_string(),
-                }),
-                v => Ok(v),
-            }
-        };
-
-        let token_embd = matrix("token_embd.weight", dim, cfg.vocab)?;
-        let mut layers = Vec::with_capacity(cfg.n_layers);
-        for i in 0..cfg.n_layers {
-            let n = |s: &str| format!("blk.{i}.{s}.weight");
-            layers.push(LayerTensors {
-                attn_norm: vector(&n("attn_norm"), dim)?,
-                wq: matrix(&n("attn_q"), dim, q)?,
-                wk: matrix(&n("attn_k"), dim, kv)?,
-                wv: matrix(&n("attn_v"), dim, kv)?,
-                wo: matrix(&n("attn_output"), q, dim)?,
-                attn_sub_norm: sub_norm(&n("attn_sub_norm"), q)?,
-                ffn_norm: vector(&n("ffn_norm"), dim)?,
-                ffn_sub_norm: sub_norm(&n("ffn_sub_norm"), ffn)?,
-                w_gate: matrix(&n("ffn_gate"), dim, ffn)?,
-                w_up: matrix(&n("ffn_up"), dim, ffn)?,
-                w_down: matrix(&n("ffn_down"), ffn, dim)?,
-            });
-            layer_done(i);
-        }
-        let output_norm = vector("output_norm.weight", dim)?;
-        let (output, tied_output) = match g.tensor("output.weight") {
-            Some(_) => (matrix("output.weight", dim, cfg.vocab)?, false),
-            None => (token_embd, true),
-        };
-        let rope_freqs = optional("rope_freqs.weight", cfg.rope_dim / 2)?;
-        Ok(ModelTensors {
-            token_embd,
-            layers,
-            output_norm,
-            output,
-            tied_output,
-            rope_freqs,
-        })
-    }
-
     /// Weight bytes one decoded token reads: every layer matrix, the output head and one
     /// embedding row (norm vectors are negligible and excluded).
     pub fn weight_bytes_per_token(&self) -> u64 {
@@ -217,6 +179,122 @@ impl ModelTensors {
             .map(|t| t.len as u64)
             .sum();
         layers + self.output.len as u64 + self.token_embd.row_bytes() as u64
+    }
+
+    /// Each layer's sliding window (`None`: full attention), in layer order.
+    pub fn windows(&self) -> Vec<Option<usize>> {
+        self.layers.iter().map(|l| l.window).collect()
+    }
+}
+
+/// Reads a model's tensors from its GGUF header and bytes, checking each against the shape the
+/// hyperparameters imply, and remembers which it read so that [`TensorLoader::finish`] can
+/// refuse a file with tensors the architecture would silently ignore.
+pub struct TensorLoader<'g, 'a> {
+    g: &'g Gguf<'a>,
+    source: &'g dyn WeightSource,
+    kernels: &'g Kernels,
+    used: BTreeSet<String>,
+}
+
+impl<'g, 'a> TensorLoader<'g, 'a> {
+    /// A loader over `g`, the header of `source`, decoding vectors with `kernels`.
+    pub fn new(g: &'g Gguf<'a>, source: &'g dyn WeightSource, kernels: &'g Kernels) -> Self {
+        TensorLoader {
+            g,
+            source,
+            kernels,
+            used: BTreeSet::new(),
+        }
+    }
+
+    /// The GGUF header (hyperparameter keys).
+    pub fn gguf(&self) -> &'g Gguf<'a> {
+        self.g
+    }
+
+    /// Whether the file has a tensor `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.g.tensor(name).is_some()
+    }
+
+    /// The `(rows, cols)` matrix `name`, with its `<base>.scale` tensor (BitNet) folded into
+    /// its scale.
+    pub fn matrix(&mut self, name: &str, cols: usize, rows: usize) -> Result<TensorRef, LoadError> {
+        let mut t = matrix_ref(self.g, self.source, name, cols, rows)?;
+        self.used.insert(String::from(name));
+        let scale_name = format!("{}.scale", name.strip_suffix(".weight").unwrap_or(name));
+        if self.has(&scale_name) {
+            t.scale *= self.vector(&scale_name, 1)?[0];
+        }
+        Ok(t)
+    }
+
+    /// The matrix `name` of `cols` columns stacked from parts of `rows[i]` rows each (a fused
+    /// tensor such as Phi-3's `attn_qkv`), as one [`TensorRef`] per part: rows of a GGUF
+    /// matrix are contiguous, so a part is a range of its bytes and nothing is copied.
+    pub fn split_rows<const N: usize>(
+        &mut self,
+        name: &str,
+        cols: usize,
+        rows: [usize; N],
+    ) -> Result<[TensorRef; N], LoadError> {
+        let whole = self.matrix(name, cols, rows.iter().sum())?;
+        let rb = whole.row_bytes();
+        let mut first = 0;
+        Ok(rows.map(|r| {
+            let part = TensorRef {
+                rows: r,
+                offset: whole.offset + first * rb,
+                len: r * rb,
+                ..whole
+            };
+            first += r;
+            part
+        }))
+    }
+
+    /// The vector `name` of `len` values, decoded to f32.
+    pub fn vector(&mut self, name: &str, len: usize) -> Result<Vec<f32>, LoadError> {
+        let t = matrix_ref(self.g, self.source, name, len, 1)?;
+        self.used.insert(String::from(name));
+        let mut bytes = vec![0u8; t.len];
+        self.source
+            .read_at(t.offset as u64, &mut bytes)
+            .map_err(|e| LoadError::Io {
+                path: format!("tensor '{name}'"),
+                message: e.to_string(),
+            })?;
+        let mut out = vec![0.0; len];
+        self.kernels.dequant(t.format, &bytes, &mut out);
+        Ok(out)
+    }
+
+    /// The vector `name` if the file has it.
+    pub fn optional_vector(&mut self, name: &str, len: usize) -> Result<Option<Vec<f32>>, LoadError> {
+        if self.has(name) {
+            self.vector(name, len).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Checks that every tensor of the file was read: a tensor the architecture does not use
+    /// means the file is of another variant, and running it without would give wrong output.
+    pub fn finish(self) -> Result<(), LoadError> {
+        let unused: Vec<String> = self
+            .g
+            .tensors()
+            .iter()
+            .map(|t| t.name)
+            .filter(|n| !self.used.contains(*n))
+            .map(String::from)
+            .collect();
+        if unused.is_empty() {
+            Ok(())
+        } else {
+            Err(LoadError::UnusedTensors { names: unused })
+        }
     }
 }
 

@@ -92,6 +92,19 @@ pub fn relu_squared_glu(gate: &mut [f32], up: &[f32]) {
     }
 }
 
+/// GELU-gated product with GELU's tanh approximation (Gemma's `gelu_pytorch_tanh`):
+/// `gate[i] = 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³))) · up[i]`. Exact `tanhf`, not a table:
+/// llama.cpp rounds its GELU through a 65536-entry f16 table, which Tern's tolerances absorb.
+pub fn gelu_tanh_glu(gate: &mut [f32], up: &[f32]) {
+    assert_eq!(gate.len(), up.len());
+    // √(2/π)
+    const K: f32 = 0.797_884_6;
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let x = *g;
+        *g = 0.5 * x * (1.0 + libm::tanhf(K * (x + 0.044_715 * x * x * x))) * u;
+    }
+}
+
 /// BitNet b1.58's activation quantizer applied in place: the vector is scaled by
 /// `127 / max|x|`, rounded to integers in [−128, 127] and scaled back, so what follows computes
 /// with exactly the int8 values the trained model expects (per-token absmax, as in the paper and

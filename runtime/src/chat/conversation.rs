@@ -340,8 +340,7 @@ impl Chat {
         } else {
             0
         };
-        let keep = keep.min(tokens.len() - 1);
-        self.session.truncate(keep);
+        let keep = self.session.truncate(keep.min(tokens.len() - 1));
         let start = Instant::now();
         self.session.feed(&tokens[keep..])?;
         let prefill = Prefill {
