@@ -41,6 +41,14 @@ pub enum Format {
     /// packed blocks (the scale, then padding) that is not part of any row, and the row kernels
     /// compute with `s = 1`: the caller multiplies their results by the tensor's scale.
     I2_S,
+    /// 32 weights: f16 scale, 5-bit codes (the low four in nibbles, the fifth bits in a 32-bit
+    /// mask), value (q − 16)·d.
+    Q5_0,
+    /// 32 weights: f16 scale and min, 5-bit codes as Q5_0's, value q·d + m.
+    Q5_1,
+    /// 32 weights: f16 scale, 4-bit indices into a fixed non-linear int8 codebook T, value
+    /// d·T[q].
+    IQ4_NL,
 }
 
 /// The facts of one format: one row of [`FORMATS`].
@@ -82,7 +90,7 @@ const fn row(
 /// Every format's facts, in [`Format`] order (row `i` is the format with discriminant `i`).
 /// Sizes from ggml's `ggml-common.h` block structs; ids from `ggml.h` (I2_S: bitnet.cpp's 36).
 #[rustfmt::skip]
-pub const FORMATS: [FormatInfo; 11] = [
+pub const FORMATS: [FormatInfo; 14] = [
     row(Format::F32,    "F32",    0,  1,   4,   false),
     row(Format::F16,    "F16",    1,  1,   2,   false),
     row(Format::BF16,   "BF16",   30, 1,   2,   false),
@@ -94,6 +102,9 @@ pub const FORMATS: [FormatInfo; 11] = [
     row(Format::TQ1_0,  "TQ1_0",  34, 256, 54,  true),
     row(Format::TQ2_0,  "TQ2_0",  35, 256, 66,  true),
     row(Format::I2_S,   "I2_S",   36, 128, 32,  true),
+    row(Format::Q5_0,   "Q5_0",   6,  32,  22,  false),
+    row(Format::Q5_1,   "Q5_1",   7,  32,  24,  false),
+    row(Format::IQ4_NL, "IQ4_NL", 20, 32,  18,  false),
 ];
 
 // Row i describes the format whose discriminant is i, and no two rows share a ggml id.
