@@ -12,11 +12,13 @@
 //!   quantizer likewise keeps the output head at higher precision.
 //! - every other tensor of 2+ dimensions gets `--type`, unless its rows do not divide into that
 //!   type's blocks (256 weights for TQ1_0/TQ2_0/Q4_K/Q6_K, 128 for I2_S, 32 for
-//!   Q4_0/Q4_1/Q8_0). Those fall
+//!   Q4_0/Q4_1/Q8_0/Q5_0/Q5_1/IQ4_NL). Those fall
 //!   back to `--fallback-type`, Q4_0 by default as in llama.cpp's quantizer for TQ1_0/TQ2_0
 //!   (`llama-quant.cpp`), and to F16 if even that does not divide. The summary names each one.
 //!
-//! Q4_K and Q6_K use the kernels' simple quantizers (scales from each sub-block's range,
+//! Q4_0, Q4_1, Q8_0, Q5_0, Q5_1 and IQ4_NL use ggml's reference quantizers
+//! (`quantize_row_*_ref`; IQ4_NL's without importance weights), so their files match llama.cpp's
+//! for the same input. Q4_K and Q6_K use the kernels' simple quantizers (scales from each sub-block's range,
 //! rounded up, codes to nearest; no iterative search as in llama.cpp), so they are a little
 //! less accurate than llama.cpp's files of the same type; their `general.file_type` is
 //! llama.cpp's `MOSTLY_Q4_K_S` (14) and `MOSTLY_Q6_K` (18).
@@ -46,8 +48,8 @@ use tern_runtime::model::WeightBytes;
 
 use crate::args::{opt, Args};
 
-pub const USAGE: &str =
-    "tern quantize -m IN.gguf -o OUT.gguf --type tq2_0|tq1_0|i2_s|q4_0|q4_1|q8_0|q4_k|q6_k
+pub const USAGE: &str = "tern quantize -m IN.gguf -o OUT.gguf
+           --type tq2_0|tq1_0|i2_s|q4_0|q4_1|q5_0|q5_1|iq4_nl|q8_0|q4_k|q6_k
            [--embedding-type TYPE|keep (default q8_0)] [--fallback-type TYPE (default q4_0)]";
 
 /// Bytes after an I2_S tensor's packed codes: its f32 scale, then zero padding.
@@ -61,6 +63,9 @@ enum Target {
     F16,
     Q4_0,
     Q4_1,
+    Q5_0,
+    Q5_1,
+    IQ4_NL,
     Q8_0,
     Q4_K,
     Q6_K,
@@ -70,12 +75,15 @@ enum Target {
 }
 
 impl Target {
-    const ALL: [Target; 10] = [
+    const ALL: [Target; 13] = [
         Target::TQ2_0,
         Target::TQ1_0,
         Target::I2_S,
         Target::Q4_0,
         Target::Q4_1,
+        Target::Q5_0,
+        Target::Q5_1,
+        Target::IQ4_NL,
         Target::Q8_0,
         Target::Q4_K,
         Target::Q6_K,
@@ -89,6 +97,9 @@ impl Target {
             Target::F16 => Format::F16,
             Target::Q4_0 => Format::Q4_0,
             Target::Q4_1 => Format::Q4_1,
+            Target::Q5_0 => Format::Q5_0,
+            Target::Q5_1 => Format::Q5_1,
+            Target::IQ4_NL => Format::IQ4_NL,
             Target::Q8_0 => Format::Q8_0,
             Target::Q4_K => Format::Q4_K,
             Target::Q6_K => Format::Q6_K,
@@ -99,18 +110,7 @@ impl Target {
     }
 
     fn ggml_type(self) -> GgmlType {
-        match self {
-            Target::F32 => GgmlType::F32,
-            Target::F16 => GgmlType::F16,
-            Target::Q4_0 => GgmlType::Q4_0,
-            Target::Q4_1 => GgmlType::Q4_1,
-            Target::Q8_0 => GgmlType::Q8_0,
-            Target::Q4_K => GgmlType::Q4_K,
-            Target::Q6_K => GgmlType::Q6_K,
-            Target::TQ1_0 => GgmlType::TQ1_0,
-            Target::TQ2_0 => GgmlType::TQ2_0,
-            Target::I2_S => GgmlType::I2_S,
-        }
+        GgmlType(self.format().ggml_type())
     }
 
     /// The `general.file_type` (llama.cpp's `llama_ftype`) of a model mostly in this type.
@@ -122,6 +122,9 @@ impl Target {
             Target::Q4_0 => 2,
             Target::Q4_1 => 3,
             Target::Q8_0 => 7,
+            Target::Q5_0 => 8,
+            Target::Q5_1 => 9,
+            Target::IQ4_NL => 25,
             Target::Q4_K => 14,
             Target::Q6_K => 18,
             Target::TQ1_0 => 36,
@@ -136,6 +139,9 @@ impl Target {
             Target::F16 => "f16",
             Target::Q4_0 => "q4_0",
             Target::Q4_1 => "q4_1",
+            Target::Q5_0 => "q5_0",
+            Target::Q5_1 => "q5_1",
+            Target::IQ4_NL => "iq4_nl",
             Target::Q8_0 => "q8_0",
             Target::Q4_K => "q4_k",
             Target::Q6_K => "q6_k",
@@ -341,9 +347,10 @@ fn write(
 fn dequantize(kernels: &Kernels, t: &TensorInfo<'_>, bytes: &[u8]) -> Result<Vec<f32>, String> {
     let format = t.ggml_type.format().ok_or_else(|| {
         format!(
-            "tensor '{}' has type {}, which tern quantize cannot read (it reads F32, F16, BF16, Q4_0, Q4_1, Q8_0, \
-             Q4_K, Q6_K, TQ1_0, TQ2_0, I2_S)",
-            t.name, t.ggml_type
+            "tensor '{}' has type {}, which tern quantize cannot read (it reads {})",
+            t.name,
+            t.ggml_type,
+            Format::ALL.map(|f| f.name()).join(", ")
         )
     })?;
     let n =
@@ -394,6 +401,9 @@ fn quantize(t: &TensorInfo<'_>, values: &[f32], to: Target) -> Vec<u8> {
         Target::F16 => values.iter().flat_map(|&v| F16Le::from_f32(v).0).collect(),
         Target::Q4_0 => run(values, bytes(Format::Q4_0), scalar::quantize_q4_0),
         Target::Q4_1 => run(values, bytes(Format::Q4_1), scalar::quantize_q4_1),
+        Target::Q5_0 => run(values, bytes(Format::Q5_0), scalar::quantize_q5_0),
+        Target::Q5_1 => run(values, bytes(Format::Q5_1), scalar::quantize_q5_1),
+        Target::IQ4_NL => run(values, bytes(Format::IQ4_NL), scalar::quantize_iq4_nl),
         Target::Q8_0 => run(values, bytes(Format::Q8_0), scalar::quantize_q8_0),
         Target::Q4_K => run(values, bytes(Format::Q4_K), scalar::quantize_q4_k),
         Target::Q6_K => run(values, bytes(Format::Q6_K), scalar::quantize_q6_k),

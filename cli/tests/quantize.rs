@@ -486,6 +486,35 @@ fn run_generates(model: &Path, precision: &str) {
 }
 
 #[test]
+fn smollm2_to_q5_and_iq4_nl_loads_and_runs() {
+    let dir = Scratch::new("smollm2-q5");
+    let cases = [
+        ("q5_0", GgmlType::Q5_0, 8),
+        ("q5_1", GgmlType::Q5_1, 9),
+        ("iq4_nl", GgmlType(20), 25),
+    ];
+    for (ty, ggml, file_ty) in cases {
+        let out = dir.path(&format!("smollm2_{ty}.gguf"));
+        let report = quantize(&smollm2_path(), &out, ty, &[]);
+        // 576- and 1536-wide rows divide into 32-weight blocks: nothing falls back.
+        assert!(report.contains("fallback tensors: none"), "{report}");
+        let f = File::read(&out);
+        let g = f.gguf();
+        assert_eq!(file_type(&f), file_ty);
+        for name in ["blk.0.attn_q.weight", "blk.0.ffn_down.weight"] {
+            assert_eq!(g.tensor(name).unwrap().ggml_type, ggml, "{ty} {name}");
+        }
+        assert_eq!(
+            g.tensor("token_embd.weight").unwrap().ggml_type,
+            GgmlType::Q8_0
+        );
+        check_metadata_copied(&File::read(&smollm2_path()), &f);
+        run_generates(&out, "f32");
+        run_generates(&out, "int8");
+    }
+}
+
+#[test]
 fn smollm2_to_k_quants_loads_and_runs() {
     let dir = Scratch::new("smollm2-kquants");
     for (ty, ggml, file_ty) in [("q4_k", GgmlType::Q4_K, 14), ("q6_k", GgmlType::Q6_K, 18)] {

@@ -60,6 +60,65 @@ pub struct BlockQ4_1 {
 }
 const _: () = assert!(size_of::<BlockQ4_1>() == 20);
 
+/// Q5_0: 32 weights, value `(q − 16)·d` with 5-bit codes q.
+///
+/// ```text
+/// byte 0..2   d (f16)
+/// byte 2..6   qh (u32, little-endian): bit j = bit 4 of element j's code (j = 0..32)
+/// byte 6..22  qs: byte j = bits 0..4 of element j (low nibble) | of element j+16 (high nibble)
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockQ5_0 {
+    /// Scale.
+    pub d: F16Le,
+    /// The codes' fifth bits, one per element.
+    pub qh: [u8; 4],
+    /// Packed low 4 bits of the codes.
+    pub qs: [u8; 16],
+}
+const _: () = assert!(size_of::<BlockQ5_0>() == 22);
+
+/// Q5_1: 32 weights, value `q·d + m` with 5-bit codes q.
+///
+/// ```text
+/// byte 0..2   d (f16)
+/// byte 2..4   m (f16)
+/// byte 4..8   qh (u32, little-endian): bit j = bit 4 of element j's code (j = 0..32)
+/// byte 8..24  qs: byte j = bits 0..4 of element j (low nibble) | of element j+16 (high nibble)
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockQ5_1 {
+    /// Scale.
+    pub d: F16Le,
+    /// Minimum (offset).
+    pub m: F16Le,
+    /// The codes' fifth bits, one per element.
+    pub qh: [u8; 4],
+    /// Packed low 4 bits of the codes.
+    pub qs: [u8; 16],
+}
+const _: () = assert!(size_of::<BlockQ5_1>() == 24);
+
+/// IQ4_NL: 32 weights, value `d·T[q]` with 4-bit indices q into the fixed codebook
+/// [`IQ4_NL_VALUES`](crate::scalar::IQ4_NL_VALUES).
+///
+/// ```text
+/// byte 0..2   d (f16)
+/// byte 2..18  qs: byte j = element j (low nibble) | element j+16 (high nibble)
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+#[allow(non_camel_case_types)] // GGUF's name.
+pub struct BlockIQ4_NL {
+    /// Scale.
+    pub d: F16Le,
+    /// Packed 4-bit codebook indices.
+    pub qs: [u8; 16],
+}
+const _: () = assert!(size_of::<BlockIQ4_NL>() == 18);
+
 /// Q8_0: 32 weights, value `q·d`.
 ///
 /// ```text
@@ -204,6 +263,15 @@ unsafe impl Pod for BlockQ4_0 {}
 unsafe impl Pod for BlockQ4_1 {}
 // SAFETY: as above.
 unsafe impl Pod for BlockQ8_0 {}
+// SAFETY: repr(C) over F16Le and u8 arrays: alignment 1, 2 + 4 + 16 = 22 bytes, no padding, any
+// bits valid.
+unsafe impl Pod for BlockQ5_0 {}
+// SAFETY: repr(C) over F16Le and u8 arrays: alignment 1, 2 + 2 + 4 + 16 = 24 bytes, no padding,
+// any bits valid.
+unsafe impl Pod for BlockQ5_1 {}
+// SAFETY: repr(C) over F16Le and a u8 array: alignment 1, 2 + 16 = 18 bytes, no padding, any
+// bits valid.
+unsafe impl Pod for BlockIQ4_NL {}
 // SAFETY: repr(C) over F16Le and u8 arrays: alignment 1, 144 bytes with no padding (asserted
 // above and implied by the field sizes 2 + 2 + 12 + 128), any bits valid.
 unsafe impl Pod for BlockQ4_K {}

@@ -253,6 +253,18 @@ impl Kernels {
                     named!(scalar::dot_q8_0_f32, "dot_q8_0_f32/scalar"),
                     named!(scalar::dequant_q8_0, "dequant_q8_0/scalar"),
                 ),
+                Format::Q5_0 => FormatKernels::new(
+                    named!(scalar::dot_q5_0_f32, "dot_q5_0_f32/scalar"),
+                    named!(scalar::dequant_q5_0, "dequant_q5_0/scalar"),
+                ),
+                Format::Q5_1 => FormatKernels::new(
+                    named!(scalar::dot_q5_1_f32, "dot_q5_1_f32/scalar"),
+                    named!(scalar::dequant_q5_1, "dequant_q5_1/scalar"),
+                ),
+                Format::IQ4_NL => FormatKernels::new(
+                    named!(scalar::dot_iq4_nl_f32, "dot_iq4_nl_f32/scalar"),
+                    named!(scalar::dequant_iq4_nl, "dequant_iq4_nl/scalar"),
+                ),
                 Format::Q4_K => FormatKernels::new(
                     named!(scalar::dot_q4_k_f32, "dot_q4_k_f32/scalar"),
                     named!(scalar::dequant_q4_k, "dequant_q4_k/scalar"),
@@ -329,6 +341,44 @@ impl Kernels {
             "dot_rows_q8_0_f32/scalar"
         ));
         f.gemm_q8 = Some(named!(scalar::gemm_q8_0_q8, "gemm_q8_0_q8/scalar"));
+        // The other 32-weight block formats: every optional slot Q4_0 has.
+        type Block32 = (
+            Format,
+            Named<DotQ8Fn>,
+            Named<DotF16Fn>,
+            Named<DotRowsFn>,
+            Named<GemmQ8Fn>,
+        );
+        let blocks32: [Block32; 3] = [
+            (
+                Format::Q5_0,
+                named!(scalar::dot_q5_0_q8, "dot_q5_0_q8/scalar"),
+                named!(scalar::dot_q5_0_f16, "dot_q5_0_f16/scalar"),
+                named!(scalar::dot_rows_q5_0_f32, "dot_rows_q5_0_f32/scalar"),
+                named!(scalar::gemm_q5_0_q8, "gemm_q5_0_q8/scalar"),
+            ),
+            (
+                Format::Q5_1,
+                named!(scalar::dot_q5_1_q8, "dot_q5_1_q8/scalar"),
+                named!(scalar::dot_q5_1_f16, "dot_q5_1_f16/scalar"),
+                named!(scalar::dot_rows_q5_1_f32, "dot_rows_q5_1_f32/scalar"),
+                named!(scalar::gemm_q5_1_q8, "gemm_q5_1_q8/scalar"),
+            ),
+            (
+                Format::IQ4_NL,
+                named!(scalar::dot_iq4_nl_q8, "dot_iq4_nl_q8/scalar"),
+                named!(scalar::dot_iq4_nl_f16, "dot_iq4_nl_f16/scalar"),
+                named!(scalar::dot_rows_iq4_nl_f32, "dot_rows_iq4_nl_f32/scalar"),
+                named!(scalar::gemm_iq4_nl_q8, "gemm_iq4_nl_q8/scalar"),
+            ),
+        ];
+        for (format, dot_q8, dot_f16, dot_rows, gemm_q8) in blocks32 {
+            let f = k.format_mut(format);
+            f.dot_q8 = Some(dot_q8);
+            f.dot_f16 = Some(dot_f16);
+            f.dot_rows = Some(dot_rows);
+            f.gemm_q8 = Some(gemm_q8);
+        }
         type KQuant = (Format, Named<DotQ8Fn>, Named<DotRowsFn>, Named<GemmQ8Fn>);
         let kquants: [KQuant; 2] = [
             (

@@ -1,8 +1,15 @@
-//! The weight formats the kernels understand, named as GGUF names them.
+//! The weight formats the kernels understand, named as GGUF names them, and one table of their
+//! facts.
+//!
+//! Every per-format fact (GGUF name, ggml type id, block geometry, whether it is ternary) lives
+//! in one row of [`FORMATS`], in the spirit of ggml's `type_traits`: adding a format adds a
+//! variant, its row, its kernels and their tests; the GGUF reader maps ggml ids through the
+//! same rows ([`Format::from_ggml_type`]).
 
 /// A tensor storage format with a kernel implementation.
 ///
-/// Block sizes and byte layouts follow ggml's `ggml-common.h`; see [`crate::blocks`].
+/// Block sizes and byte layouts follow ggml's `ggml-common.h`; see [`crate::blocks`]. The
+/// discriminant is the format's row in [`FORMATS`] (checked at compile time).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 #[allow(non_camel_case_types)] // GGUF's names (Q4_K, I2_S), so readers can grep the spec.
@@ -34,91 +41,147 @@ pub enum Format {
     /// packed blocks (the scale, then padding) that is not part of any row, and the row kernels
     /// compute with `s = 1`: the caller multiplies their results by the tensor's scale.
     I2_S,
+    /// 32 weights: f16 scale, 5-bit codes (the low four in nibbles, the fifth bits in a 32-bit
+    /// mask), value (q − 16)·d.
+    Q5_0,
+    /// 32 weights: f16 scale and min, 5-bit codes as Q5_0's, value q·d + m.
+    Q5_1,
+    /// 32 weights: f16 scale, 4-bit indices into a fixed non-linear int8 codebook T, value
+    /// d·T[q].
+    IQ4_NL,
 }
+
+/// The facts of one format: one row of [`FORMATS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FormatInfo {
+    /// The format this row describes.
+    pub format: Format,
+    /// GGUF's name.
+    pub name: &'static str,
+    /// ggml's type id (`enum ggml_type`; bitnet.cpp's for I2_S).
+    pub ggml_type: u32,
+    /// Weights per block.
+    pub block_len: usize,
+    /// Bytes per block (for I2_S the packed codes only, see [`Format::block_bytes`]).
+    pub block_bytes: usize,
+    /// Whether weights are ternary ({−1, 0, +1} times a scale).
+    pub ternary: bool,
+}
+
+/// One row: `(format, name, ggml type id, weights per block, bytes per block, ternary)`.
+const fn row(
+    format: Format,
+    name: &'static str,
+    ggml_type: u32,
+    block_len: usize,
+    block_bytes: usize,
+    ternary: bool,
+) -> FormatInfo {
+    FormatInfo {
+        format,
+        name,
+        ggml_type,
+        block_len,
+        block_bytes,
+        ternary,
+    }
+}
+
+/// Every format's facts, in [`Format`] order (row `i` is the format with discriminant `i`).
+/// Sizes from ggml's `ggml-common.h` block structs; ids from `ggml.h` (I2_S: bitnet.cpp's 36).
+#[rustfmt::skip]
+pub const FORMATS: [FormatInfo; 14] = [
+    row(Format::F32,    "F32",    0,  1,   4,   false),
+    row(Format::F16,    "F16",    1,  1,   2,   false),
+    row(Format::BF16,   "BF16",   30, 1,   2,   false),
+    row(Format::Q4_0,   "Q4_0",   2,  32,  18,  false),
+    row(Format::Q4_1,   "Q4_1",   3,  32,  20,  false),
+    row(Format::Q8_0,   "Q8_0",   8,  32,  34,  false),
+    row(Format::Q4_K,   "Q4_K",   12, 256, 144, false),
+    row(Format::Q6_K,   "Q6_K",   14, 256, 210, false),
+    row(Format::TQ1_0,  "TQ1_0",  34, 256, 54,  true),
+    row(Format::TQ2_0,  "TQ2_0",  35, 256, 66,  true),
+    row(Format::I2_S,   "I2_S",   36, 128, 32,  true),
+    row(Format::Q5_0,   "Q5_0",   6,  32,  22,  false),
+    row(Format::Q5_1,   "Q5_1",   7,  32,  24,  false),
+    row(Format::IQ4_NL, "IQ4_NL", 20, 32,  18,  false),
+];
+
+// Row i describes the format whose discriminant is i, and no two rows share a ggml id.
+const _: () = {
+    let mut i = 0;
+    while i < FORMATS.len() {
+        assert!(FORMATS[i].format as usize == i);
+        let mut j = i + 1;
+        while j < FORMATS.len() {
+            assert!(FORMATS[i].ggml_type != FORMATS[j].ggml_type);
+            j += 1;
+        }
+        i += 1;
+    }
+};
 
 impl Format {
     /// Every format, in a fixed order (the index of [`Format::index`]).
-    pub const ALL: [Format; 11] = [
-        Format::F32,
-        Format::F16,
-        Format::BF16,
-        Format::Q4_0,
-        Format::Q4_1,
-        Format::Q8_0,
-        Format::Q4_K,
-        Format::Q6_K,
-        Format::TQ1_0,
-        Format::TQ2_0,
-        Format::I2_S,
-    ];
+    pub const ALL: [Format; FORMATS.len()] = {
+        let mut all = [Format::F32; FORMATS.len()];
+        let mut i = 0;
+        while i < FORMATS.len() {
+            all[i] = FORMATS[i].format;
+            i += 1;
+        }
+        all
+    };
 
     /// Number of formats; the length of per-format kernel tables.
     pub const COUNT: usize = Self::ALL.len();
 
+    /// This format's row of [`FORMATS`].
+    pub const fn info(self) -> &'static FormatInfo {
+        &FORMATS[self as usize]
+    }
+
+    /// The format of ggml type id `ggml_type`, if the kernels compute with it.
+    pub const fn from_ggml_type(ggml_type: u32) -> Option<Format> {
+        let mut i = 0;
+        while i < FORMATS.len() {
+            if FORMATS[i].ggml_type == ggml_type {
+                return Some(FORMATS[i].format);
+            }
+            i += 1;
+        }
+        None
+    }
+
     /// Position of this format in [`Format::ALL`].
     pub const fn index(self) -> usize {
-        match self {
-            Format::F32 => 0,
-            Format::F16 => 1,
-            Format::BF16 => 2,
-            Format::Q4_0 => 3,
-            Format::Q4_1 => 4,
-            Format::Q8_0 => 5,
-            Format::Q4_K => 6,
-            Format::Q6_K => 7,
-            Format::TQ1_0 => 8,
-            Format::TQ2_0 => 9,
-            Format::I2_S => 10,
-        }
+        self as usize
     }
 
     /// GGUF's name for the format.
     pub const fn name(self) -> &'static str {
-        match self {
-            Format::F32 => "F32",
-            Format::F16 => "F16",
-            Format::BF16 => "BF16",
-            Format::Q4_0 => "Q4_0",
-            Format::Q4_1 => "Q4_1",
-            Format::Q8_0 => "Q8_0",
-            Format::Q4_K => "Q4_K",
-            Format::Q6_K => "Q6_K",
-            Format::TQ1_0 => "TQ1_0",
-            Format::TQ2_0 => "TQ2_0",
-            Format::I2_S => "I2_S",
-        }
+        self.info().name
+    }
+
+    /// ggml's type id for the format.
+    pub const fn ggml_type(self) -> u32 {
+        self.info().ggml_type
     }
 
     /// Weights per block.
     pub const fn block_len(self) -> usize {
-        match self {
-            Format::F32 | Format::F16 | Format::BF16 => 1,
-            Format::Q4_0 | Format::Q4_1 | Format::Q8_0 => 32,
-            Format::I2_S => 128,
-            Format::Q4_K | Format::Q6_K | Format::TQ1_0 | Format::TQ2_0 => 256,
-        }
+        self.info().block_len
     }
 
     /// Bytes per block. For [`Format::I2_S`] this is the packed codes only: a whole I2_S tensor
     /// is `n/4` bytes of blocks plus a 32-byte trailer holding its f32 scale.
     pub const fn block_bytes(self) -> usize {
-        match self {
-            Format::F32 => 4,
-            Format::F16 | Format::BF16 => 2,
-            Format::Q4_0 => 18,
-            Format::Q4_1 => 20,
-            Format::Q8_0 => 34,
-            Format::Q4_K => 144,
-            Format::Q6_K => 210,
-            Format::TQ1_0 => 54,
-            Format::TQ2_0 => 66,
-            Format::I2_S => 32,
-        }
+        self.info().block_bytes
     }
 
     /// Whether weights are ternary ({−1, 0, +1} times a scale): TQ1_0, TQ2_0, I2_S.
     pub const fn is_ternary(self) -> bool {
-        matches!(self, Format::TQ1_0 | Format::TQ2_0 | Format::I2_S)
+        self.info().ternary
     }
 
     /// Bytes of one row of `len` weights, or `None` when `len` is not a whole number of

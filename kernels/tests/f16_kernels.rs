@@ -149,7 +149,19 @@ fn f16_dot_rows_match_scalar_on_every_backend() {
 // ---- f16 activations -----------------------------------------------------------------------
 
 /// The formats with f16-activation kernels.
-const F16_ACT: [Format; 3] = [Format::Q4_0, Format::Q4_1, Format::Q8_0];
+const F16_ACT: [Format; 6] = [
+    Format::Q4_0,
+    Format::Q4_1,
+    Format::Q8_0,
+    Format::Q5_0,
+    Format::Q5_1,
+    Format::IQ4_NL,
+];
+
+/// Whether `format`'s values are `q·d + m`, with `m` the f16 at byte 2 of the block.
+fn has_m(format: Format) -> bool {
+    matches!(format, Format::Q4_1 | Format::Q5_1)
+}
 
 /// Half bit patterns the weight scales are drawn from: ordinary values, the smallest
 /// subnormal, the largest half, zero and −0.
@@ -169,7 +181,8 @@ fn scale_bits(rng: &mut Rng, wild: bool) -> u16 {
 }
 
 /// One row of `nb` blocks of `format`: random codes, plus zero-scale blocks and maximal blocks
-/// (every nibble 15 or 0, every int8 code −128 or 127); with `wild`, scales at the f16 extremes.
+/// (every code its largest or smallest: 4- or 5-bit 31/15 or 0, int8 −128 or 127); with `wild`,
+/// scales at the f16 extremes.
 fn weight_row(format: Format, nb: usize, rng: &mut Rng, wild: bool) -> Vec<u8> {
     let mut row = Vec::new();
     for _ in 0..nb {
@@ -179,10 +192,16 @@ fn weight_row(format: Format, nb: usize, rng: &mut Rng, wild: bool) -> Vec<u8> {
             d = 0;
         }
         row.extend(d.to_le_bytes());
-        if format == Format::Q4_1 {
+        if has_m(format) {
             row.extend(scale_bits(rng, wild).to_le_bytes());
         }
-        let n = if format == Format::Q8_0 { 32 } else { 16 };
+        // Q5: the 4 bytes of fifth bits, then the nibbles.
+        let qh = if matches!(format, Format::Q5_0 | Format::Q5_1) {
+            4
+        } else {
+            0
+        };
+        let n = if format == Format::Q8_0 { 32 } else { 16 + qh };
         for _ in 0..n {
             row.push(match (kind, format) {
                 (1, Format::Q8_0) => 0x80, // −128
@@ -309,14 +328,22 @@ fn bound_parts(format: Format, row: &[u8], x: &[f32]) -> [f64; 7] {
     for (blk, x) in row.chunks_exact(bb).zip(x.chunks_exact(32)) {
         let h = |i: usize| f16::from_bits(u16::from_le_bytes([blk[i], blk[i + 1]])).to_f64();
         let d = h(0);
+        let nibble = |i: usize| (blk[bb - 16 + i % 16] >> (4 * (i / 16))) & 0x0F;
+        let fifth = |i: usize| {
+            (u32::from_le_bytes([blk[bb - 20], blk[bb - 19], blk[bb - 18], blk[bb - 17]]) >> i) & 1
+        };
         let codes: Vec<f64> = match format {
-            Format::Q4_0 | Format::Q4_1 => {
-                let qs = &blk[bb - 16..];
-                let off = if format == Format::Q4_0 { 8.0 } else { 0.0 };
-                (0..32)
-                    .map(|i| ((qs[i % 16] >> (4 * (i / 16))) & 0x0F) as f64 - off)
-                    .collect()
-            }
+            Format::Q4_0 => (0..32).map(|i| nibble(i) as f64 - 8.0).collect(),
+            Format::Q4_1 => (0..32).map(|i| nibble(i) as f64).collect(),
+            Format::Q5_0 => (0..32)
+                .map(|i| (nibble(i) as u32 | fifth(i) << 4) as f64 - 16.0)
+                .collect(),
+            Format::Q5_1 => (0..32)
+                .map(|i| (nibble(i) as u32 | fifth(i) << 4) as f64)
+                .collect(),
+            Format::IQ4_NL => (0..32)
+                .map(|i| scalar::IQ4_NL_VALUES[nibble(i) as usize] as f64)
+                .collect(),
             _ => blk[2..].iter().map(|&q| q as i8 as f64).collect(),
         };
         let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -327,7 +354,7 @@ fn bound_parts(format: Format, row: &[u8], x: &[f32]) -> [f64; 7] {
             p[4] += (d * c).abs() * d_a;
         }
         p[5] += d.abs() * d_a;
-        if format == Format::Q4_1 {
+        if has_m(format) {
             let m = h(2);
             for &xi in x {
                 p[2] += m * xi as f64;

@@ -6,12 +6,16 @@
 //!   even a 1-ulp difference.
 //! - Dot products are checked against `Σ w·x` over the reference's dequantized weights `w`,
 //!   within the bound derived at [`dot_bound`].
-//! - TQ1_0 / TQ2_0 quantization must reproduce gguf-py's bytes exactly (ggml's `_ref` rule).
+//! - TQ1_0 / TQ2_0 / Q5_0 / Q5_1 quantization must reproduce gguf-py's bytes exactly (ggml's
+//!   `_ref` rule).
+//! - Real data: the first rows of three Q5_0 tensors of Qwen2.5-Coder 0.5B Q4_K_M
+//!   (`reference/real_tensor_fixtures.json`) dequantize exactly as gguf-py dequantizes them.
 
 use tern_kernels::blocks::F16Le;
 use tern_kernels::{scalar, Format, Kernels};
 
 const FIXTURES: &str = include_str!("reference/quant_fixtures.json");
+const REAL_FIXTURES: &str = include_str!("reference/real_tensor_fixtures.json");
 
 /// One line of the fixture file.
 struct Case {
@@ -55,7 +59,17 @@ fn format_named(name: &str) -> Format {
 }
 
 fn cases() -> Vec<Case> {
-    let cases: Vec<Case> = FIXTURES
+    let cases = parse(FIXTURES);
+    assert!(
+        cases.len() >= 90,
+        "fixture file lost cases: {}",
+        cases.len()
+    );
+    cases
+}
+
+fn parse(fixtures: &str) -> Vec<Case> {
+    fixtures
         .lines()
         .filter(|l| l.starts_with("{\"format\""))
         .map(|l| Case {
@@ -65,13 +79,7 @@ fn cases() -> Vec<Case> {
             dequant: field(l, "dequant_f32_le").map(hex_f32s),
             input: field(l, "input_f32_le").map(hex_f32s),
         })
-        .collect();
-    assert!(
-        cases.len() >= 50,
-        "fixture file lost cases: {}",
-        cases.len()
-    );
-    cases
+        .collect()
 }
 
 /// Deterministic xorshift values in [-1, 1).
@@ -91,38 +99,72 @@ fn same_bits(a: f32, b: f32) -> bool {
     a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
 }
 
+/// `c` dequantizes to gguf-py's values bit for bit (NaN for NaN) with `k`.
+fn check_dequant(k: &Kernels, c: &Case, expected: &[f32]) {
+    let f = c.format;
+    assert_eq!(
+        c.bytes.len(),
+        f.row_bytes(expected.len()).unwrap(),
+        "{}",
+        c.name
+    );
+    let mut got = vec![f32::from_bits(0x7FC0_1234); expected.len()];
+    k.dequant(f, &c.bytes, &mut got);
+    let bad: Vec<usize> = (0..got.len())
+        .filter(|&i| !same_bits(got[i], expected[i]))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{} {} {}: {} of {} differ, first at {}: {:e} vs gguf-py {:e}",
+        k.format(f).dequant.name,
+        f.name(),
+        c.name,
+        bad.len(),
+        got.len(),
+        bad[0],
+        got[bad[0]],
+        expected[bad[0]]
+    );
+}
+
+/// Rows of real Q5_0 tensors, on every backend this CPU has.
+#[test]
+fn real_q5_0_rows_match_gguf_py_bit_for_bit() {
+    let cases = parse(REAL_FIXTURES);
+    assert_eq!(cases.len(), 3);
+    for backend in tern_kernels::Backend::ALL {
+        let Some(k) = Kernels::with_backend(backend) else {
+            continue;
+        };
+        for c in &cases {
+            assert_eq!(c.format, Format::Q5_0);
+            let expected = c.dequant.as_ref().expect("dequant case");
+            assert!(expected.len() >= 896 && expected.iter().any(|&v| v != 0.0));
+            check_dequant(&k, c, expected);
+        }
+    }
+}
+
 #[test]
 fn dequant_matches_gguf_py_bit_for_bit() {
-    let k = Kernels::scalar();
     let mut per_format = [0usize; Format::COUNT];
     for c in cases() {
         let Some(expected) = &c.dequant else { continue };
-        let f = c.format;
-        assert_eq!(
-            c.bytes.len(),
-            f.row_bytes(expected.len()).unwrap(),
-            "{}",
-            c.name
-        );
-        let mut got = vec![f32::from_bits(0x7FC0_1234); expected.len()];
-        k.dequant(f, &c.bytes, &mut got);
-        let bad: Vec<usize> = (0..got.len())
-            .filter(|&i| !same_bits(got[i], expected[i]))
-            .collect();
-        assert!(
-            bad.is_empty(),
-            "{} {}: {} of {} differ, first at {}: {:e} vs gguf-py {:e}",
-            f.name(),
-            c.name,
-            bad.len(),
-            got.len(),
-            bad[0],
-            got[bad[0]],
-            expected[bad[0]]
-        );
-        per_format[f.index()] += 1;
+        for k in [Kernels::scalar(), Kernels::best()] {
+            check_dequant(&k, &c, expected);
+        }
+        per_format[c.format.index()] += 1;
     }
-    for f in [Format::Q4_K, Format::Q6_K, Format::TQ1_0, Format::TQ2_0] {
+    let formats = [
+        Format::Q4_K,
+        Format::Q6_K,
+        Format::TQ1_0,
+        Format::TQ2_0,
+        Format::Q5_0,
+        Format::Q5_1,
+        Format::IQ4_NL,
+    ];
+    for f in formats {
         assert!(per_format[f.index()] >= 10, "{} has few cases", f.name());
     }
 }
@@ -140,7 +182,7 @@ fn dequant_matches_gguf_py_bit_for_bit() {
 /// absolute `k·2⁻¹⁴⁹` in case anything is subnormal.
 fn dot_bound(f: Format, row: &[u8], w: &[f32], x: &[f32]) -> f64 {
     let sub_len = match f {
-        Format::Q4_K => 32,
+        Format::Q4_K | Format::Q5_0 | Format::Q5_1 | Format::IQ4_NL => 32,
         Format::Q6_K => 16,
         Format::TQ1_0 | Format::TQ2_0 => 256,
         Format::I2_S => 128,
@@ -157,9 +199,16 @@ fn dot_bound(f: Format, row: &[u8], w: &[f32], x: &[f32]) -> f64 {
     k * f64::from(f32::EPSILON) / 2.0 * mag + k * 2f64.powi(-149)
 }
 
-/// The offset `m` of each weight: `dmin·min` of its Q4_K sub-block, 0 for the other formats.
-/// Decoded here independently of the kernel (ggml's `get_scale_min_k4`), for the bound only.
+/// The offset `m` of each weight: `dmin·min` of its Q4_K sub-block, Q5_1's block `m` (its sign
+/// does not matter to the bound), 0 for the other formats. Decoded here independently of the
+/// kernel (ggml's `get_scale_min_k4`), for the bound only.
 fn offsets(f: Format, row: &[u8], n: usize) -> Vec<f64> {
+    if f == Format::Q5_1 {
+        return row
+            .chunks_exact(24)
+            .flat_map(|b| [F16Le([b[2], b[3]]).to_f32() as f64; 32])
+            .collect();
+    }
     if f != Format::Q4_K {
         return vec![0.0; n];
     }
@@ -207,12 +256,12 @@ fn dot_matches_reference_dequant_within_bound() {
             );
             checked += 1;
         }
-        assert!(checked >= 36, "{label}: only {checked} dot cases");
+        assert!(checked >= 60, "{label}: only {checked} dot cases");
     }
 }
 
 #[test]
-fn tq_quantize_matches_gguf_py_bytes() {
+fn quantize_matches_gguf_py_bytes() {
     let mut checked = 0;
     for c in cases() {
         let Some(x) = &c.input else { continue };
@@ -220,6 +269,8 @@ fn tq_quantize_matches_gguf_py_bytes() {
         match c.format {
             Format::TQ1_0 => scalar::quantize_tq1_0(x, &mut got),
             Format::TQ2_0 => scalar::quantize_tq2_0(x, &mut got),
+            Format::Q5_0 => scalar::quantize_q5_0(x, &mut got),
+            Format::Q5_1 => scalar::quantize_q5_1(x, &mut got),
             f => panic!("no quantize fixture expected for {}", f.name()),
         }
         if let Some(i) = (0..got.len()).find(|&i| got[i] != c.bytes[i]) {
@@ -233,13 +284,15 @@ fn tq_quantize_matches_gguf_py_bytes() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 10);
+    assert_eq!(checked, 20);
 }
 
 #[test]
 fn table_and_geometry_of_new_formats() {
     use core::mem::size_of;
-    use tern_kernels::blocks::{BlockI2_S, BlockQ4_K, BlockQ6_K, BlockTQ1_0, BlockTQ2_0};
+    use tern_kernels::blocks::{
+        BlockI2_S, BlockIQ4_NL, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ6_K, BlockTQ1_0, BlockTQ2_0,
+    };
     let geometry = [
         (
             Format::Q4_K,
@@ -270,6 +323,24 @@ fn table_and_geometry_of_new_formats() {
             128,
             size_of::<BlockI2_S>(),
             "dot_i2_s_f32_unscaled/scalar",
+        ),
+        (
+            Format::Q5_0,
+            32,
+            size_of::<BlockQ5_0>(),
+            "dot_q5_0_f32/scalar",
+        ),
+        (
+            Format::Q5_1,
+            32,
+            size_of::<BlockQ5_1>(),
+            "dot_q5_1_f32/scalar",
+        ),
+        (
+            Format::IQ4_NL,
+            32,
+            size_of::<BlockIQ4_NL>(),
+            "dot_iq4_nl_f32/scalar",
         ),
     ];
     let k = Kernels::scalar();

@@ -41,7 +41,9 @@
 
 mod common;
 use common::*;
-use tern_kernels::blocks::{as_blocks, as_bytes, BlockQ4_0, BlockQ4_1, BlockQ8_0, F16Le};
+use tern_kernels::blocks::{
+    as_blocks, as_bytes, BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, F16Le,
+};
 use tern_kernels::scalar::{self, act_q8_bytes, BlockQ8Act};
 use tern_kernels::{Backend, Format, Kernels};
 
@@ -111,7 +113,19 @@ fn q4_codes(rng: &mut Rng, codes: Codes) -> [u8; 16] {
     qs
 }
 
-/// A row of `n` weights in `format` (Q4_0, Q4_1 or Q8_0).
+/// The 32 codes of a Q5 block (every code 0..=31 reachable) as `(qh, qs)`.
+fn q5_codes(rng: &mut Rng, codes: Codes) -> ([u8; 4], [u8; 16]) {
+    let q: [u8; 32] = core::array::from_fn(|j| code(rng, codes, j, 0, 31) as u8);
+    let mut qs = [0u8; 16];
+    let mut qh = 0u32;
+    for j in 0..16 {
+        qs[j] = (q[j] & 15) | (q[j + 16] & 15) << 4;
+        qh |= ((q[j] >> 4) as u32) << j | ((q[j + 16] >> 4) as u32) << (j + 16);
+    }
+    (qh.to_le_bytes(), qs)
+}
+
+/// A row of `n` weights in `format` (one of [`TESTED`]).
 fn weight_row(format: Format, n: usize, seed: u64, adversarial: bool) -> Vec<u8> {
     let mut rng = Rng::new(seed);
     let mut row = Vec::new();
@@ -135,6 +149,19 @@ fn weight_row(format: Format, n: usize, seed: u64, adversarial: bool) -> Vec<u8>
                 }
                 row.extend_from_slice(as_bytes(&[BlockQ8_0 { d, qs }]));
             }
+            Format::Q5_0 => {
+                let (qh, qs) = q5_codes(&mut rng, codes);
+                row.extend_from_slice(as_bytes(&[BlockQ5_0 { d, qh, qs }]));
+            }
+            Format::Q5_1 => {
+                let (qh, qs) = q5_codes(&mut rng, codes);
+                let m = F16Le::from_f32(m);
+                row.extend_from_slice(as_bytes(&[BlockQ5_1 { d, m, qh, qs }]));
+            }
+            Format::IQ4_NL => row.extend_from_slice(as_bytes(&[BlockIQ4_NL {
+                d,
+                qs: q4_codes(&mut rng, codes),
+            }])),
             _ => unreachable!("not a tested format"),
         }
     }
@@ -158,14 +185,33 @@ fn activations(n: usize, seed: u64) -> Vec<(&'static str, Vec<f32>)> {
     ]
 }
 
-const TESTED: [Format; 3] = [Format::Q4_0, Format::Q4_1, Format::Q8_0];
+/// The 32-weight block formats.
+const TESTED: [Format; 6] = [
+    Format::Q4_0,
+    Format::Q4_1,
+    Format::Q8_0,
+    Format::Q5_0,
+    Format::Q5_1,
+    Format::IQ4_NL,
+];
 
 fn scalar_dequant(format: Format) -> fn(&[u8], &mut [f32]) {
-    match format {
-        Format::Q4_0 => scalar::dequant_q4_0,
-        Format::Q4_1 => scalar::dequant_q4_1,
-        _ => scalar::dequant_q8_0,
+    Kernels::scalar().format(format).dequant.f
+}
+
+/// Whether `format`'s values are `q·d + m` (Q4_1, Q5_1).
+fn has_m(format: Format) -> bool {
+    matches!(format, Format::Q4_1 | Format::Q5_1)
+}
+
+/// The offset `m` of block `b` of `row` (the f16 at byte 2 of the block), or 0 for formats
+/// without one.
+fn block_m(format: Format, row: &[u8], b: usize) -> f32 {
+    if !has_m(format) {
+        return 0.0;
     }
+    let at = b * format.block_bytes() + 2;
+    F16Le([row[at], row[at + 1]]).to_f32()
 }
 
 // ---- suites --------------------------------------------------------------------------------
@@ -220,14 +266,7 @@ fn check_dot(k: &Kernels) {
                 let row = weight_row(format, n, 100 + i as u64, adversarial);
                 let mut w = vec![0.0; n];
                 scalar_dequant(format)(&row, &mut w);
-                let m: Vec<f32> = match format {
-                    Format::Q4_1 => as_blocks::<BlockQ4_1>(&row)
-                        .unwrap()
-                        .iter()
-                        .flat_map(|b| [b.m.to_f32(); 32])
-                        .collect(),
-                    _ => vec![0.0; n],
-                };
+                let m: Vec<f32> = (0..n).map(|j| block_m(format, &row, j / 32)).collect();
                 for (name, x) in activations(n, 200 + i as u64) {
                     // Q4_1's terms are q·d·x and m·x: both counted.
                     let abs: f64 = (0..n)
@@ -322,59 +361,26 @@ fn dyadic_acts(n: usize, seed: u64) -> Vec<u8> {
 fn dyadic_row(format: Format, n: usize, seed: u64) -> Option<Vec<u8>> {
     let mut rng = Rng::new(seed);
     let mut row = weight_row(format, n, seed, true);
-    let unit = |v: f32| v / (1.0 / 16.0); // scale in units of 2^-4
     let mut total = 0i64;
     let acts = dyadic_acts(n, seed);
     let acts: &[BlockQ8Act] = as_blocks(&acts).unwrap();
-    match format {
-        Format::Q4_0 => {
-            let blocks = tern_kernels::blocks::as_blocks_mut::<BlockQ4_0>(&mut row).unwrap();
-            for (b, a) in blocks.iter_mut().zip(acts) {
-                b.d = F16Le::from_f32([1.0 / 16.0, -1.0 / 16.0, 0.0][rng.below(3) as usize]);
-                let u = unit(b.d.to_f32()).abs() as i64;
-                total += (0..32)
-                    .map(|j| {
-                        let q = if j < 16 {
-                            b.qs[j] & 15
-                        } else {
-                            b.qs[j - 16] >> 4
-                        } as i64;
-                        (q - 8).abs() * (a.qs[j] as i64).abs() * u
-                    })
-                    .sum::<i64>();
-            }
+    // Every format's `d` is the f16 at byte 0 of its block, `m` (Q4_1, Q5_1) the one at byte 2.
+    let bb = format.block_bytes();
+    let dyadic = [1.0 / 16.0, -1.0 / 16.0, 0.0];
+    for block in row.chunks_exact_mut(bb) {
+        block[0..2].copy_from_slice(&F16Le::from_f32(dyadic[rng.below(3) as usize]).0);
+        if has_m(format) {
+            block[2..4].copy_from_slice(&F16Le::from_f32(dyadic[rng.below(3) as usize]).0);
         }
-        Format::Q4_1 => {
-            let blocks = tern_kernels::blocks::as_blocks_mut::<BlockQ4_1>(&mut row).unwrap();
-            for (b, a) in blocks.iter_mut().zip(acts) {
-                b.d = F16Le::from_f32([1.0 / 16.0, -1.0 / 16.0, 0.0][rng.below(3) as usize]);
-                b.m = F16Le::from_f32([1.0 / 16.0, -1.0 / 16.0, 0.0][rng.below(3) as usize]);
-                let (u, um) = (
-                    unit(b.d.to_f32()).abs() as i64,
-                    unit(b.m.to_f32()).abs() as i64,
-                );
-                total += (0..32)
-                    .map(|j| {
-                        let q = if j < 16 {
-                            b.qs[j] & 15
-                        } else {
-                            b.qs[j - 16] >> 4
-                        } as i64;
-                        (q * u + um) * (a.qs[j] as i64).abs()
-                    })
-                    .sum::<i64>();
-            }
-        }
-        _ => {
-            let blocks = tern_kernels::blocks::as_blocks_mut::<BlockQ8_0>(&mut row).unwrap();
-            for (b, a) in blocks.iter_mut().zip(acts) {
-                b.d = F16Le::from_f32([1.0 / 16.0, -1.0 / 16.0, 0.0][rng.below(3) as usize]);
-                let u = unit(b.d.to_f32()).abs() as i64;
-                total += (0..32)
-                    .map(|j| (b.qs[j] as i64).abs() * (a.qs[j] as i64).abs() * u)
-                    .sum::<i64>();
-            }
-        }
+    }
+    // Σ (|q·d| + |m|)·|a| in units of 2^-4 · 2^-6 (|w − m| = |q·d| for the offset formats;
+    // both are whole multiples of 2^-4, exact in f32).
+    let mut w = vec![0.0f32; n];
+    scalar_dequant(format)(&row, &mut w);
+    for (j, &wj) in w.iter().enumerate() {
+        let m = block_m(format, &row, j / 32);
+        let units = (((wj - m).abs() + m.abs()) * 16.0) as i64;
+        total += units * (acts[j / 32].qs[j % 32] as i64).abs();
     }
     (total < 1 << 24).then_some(row)
 }
@@ -417,12 +423,9 @@ fn check_dot_q8(k: &Kernels) {
                     let acts: &[BlockQ8Act] = as_blocks(&xq).unwrap();
                     let mut w = vec![0.0; n];
                     scalar_dequant(format)(&row, &mut w);
-                    // Terms d_w·d_a·q·a (Q4_1: q·d·d_a·a and m·d_a·a), bounded via |w|·|a·d_a|
-                    // with w the dequantized weight plus |m| for Q4_1.
-                    let m = |b: usize| match format {
-                        Format::Q4_1 => as_blocks::<BlockQ4_1>(&row).unwrap()[b].m.to_f32(),
-                        _ => 0.0,
-                    };
+                    // Terms d_w·d_a·q·a (Q4_1, Q5_1: q·d·d_a·a and m·d_a·a), bounded via
+                    // |w|·|a·d_a| with w the dequantized weight plus |m| for the offset formats.
+                    let m = |b: usize| block_m(format, &row, b);
                     let abs: f64 = (0..n)
                         .map(|j| {
                             let a = acts[j / 32].d() as f64 * acts[j / 32].qs[j % 32] as f64;
@@ -457,10 +460,7 @@ fn row_abs_sum(format: Format, row: &[u8], x: &[f32]) -> f64 {
     scalar_dequant(format)(row, &mut w);
     (0..n)
         .map(|j| {
-            let m = match format {
-                Format::Q4_1 => as_blocks::<BlockQ4_1>(row).unwrap()[j / 32].m.to_f32() as f64,
-                _ => 0.0,
-            };
+            let m = block_m(format, row, j / 32) as f64;
             ((w[j] as f64 - m) * x[j] as f64).abs() + (m * x[j] as f64).abs()
         })
         .sum()
@@ -812,7 +812,9 @@ fn check_names(k: &Kernels, backend: Backend) {
         assert_eq!(suffix(fk.dot_q8.unwrap().name), int8_isa);
         // CPUs with AVX-512 get its row kernels (the f32 decoding path).
         let rows_isa = match (backend, format) {
-            (Backend::Avx512Vnni, Format::Q4_0 | Format::Q4_1 | Format::Q8_0) => "avx512",
+            (Backend::Avx512Vnni, Format::Q4_0 | Format::Q4_1 | Format::Q8_0 | Format::IQ4_NL) => {
+                "avx512"
+            }
             _ => vec_isa,
         };
         assert_eq!(suffix(fk.dot_rows.unwrap().name), rows_isa);

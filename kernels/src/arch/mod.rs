@@ -22,6 +22,21 @@ mod int8_blocks;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
+/// The 32-weight block formats, in the order the architectures' `install` lists their int8
+/// kernels.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const BLOCK32_FORMATS: [crate::format::Format; 6] = {
+    use crate::format::Format;
+    [
+        Format::Q4_0,
+        Format::Q4_1,
+        Format::Q8_0,
+        Format::Q5_0,
+        Format::Q5_1,
+        Format::IQ4_NL,
+    ]
+};
+
 /// Installs `backend`'s kernels into `k` if this CPU supports it; returns whether it did.
 /// Backends of other architectures are never supported.
 #[cfg_attr(

@@ -106,12 +106,14 @@ macro_rules! f32_wrappers {
     };
 }
 
-/// Module `$wrapper` of row · int8-activation wrappers around
-/// `$body::{dot_q4_0_q8, dot_q4_1_q8, dot_q8_0_q8}`.
+/// Module `$wrapper` of row · int8-activation wrappers around `$body::dot_*_q8` for the
+/// 32-weight block formats (Q4_0, Q4_1, Q8_0, Q5_0, Q5_1, IQ4_NL).
 macro_rules! int8_wrappers {
     ($wrapper:ident => $($body:ident)::+) => {
         mod $wrapper {
-            use $crate::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ8_0};
+            use $crate::blocks::{
+                as_blocks, BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0,
+            };
             use $crate::scalar::BlockQ8Act;
 
             fn acts(xq: &[u8], n_blocks: usize) -> &[BlockQ8Act] {
@@ -120,29 +122,24 @@ macro_rules! int8_wrappers {
                 a
             }
 
-            pub(super) fn dot_q4_0_q8(row: &[u8], xq: &[u8]) -> f32 {
-                let blocks: &[BlockQ4_0] = as_blocks(row).expect("Q4_0 row is whole blocks");
-                let acts = acts(xq, blocks.len());
-                // SAFETY: installed only by `install`, for this body's backend, after
-                // `detected` confirmed its features (see the module's wrapper notes).
-                unsafe { super::$($body)::+::dot_q4_0_q8(blocks, acts) }
+            macro_rules! one {
+                ($name:ident, $block:ty, $what:literal) => {
+                    pub(super) fn $name(row: &[u8], xq: &[u8]) -> f32 {
+                        let blocks: &[$block] =
+                            as_blocks(row).expect(concat!($what, " row is whole blocks"));
+                        let acts = acts(xq, blocks.len());
+                        // SAFETY: installed only by `install`, for this body's backend, after
+                        // `detected` confirmed its features (see the module's wrapper notes).
+                        unsafe { super::$($body)::+::$name(blocks, acts) }
+                    }
+                };
             }
-
-            pub(super) fn dot_q4_1_q8(row: &[u8], xq: &[u8]) -> f32 {
-                let blocks: &[BlockQ4_1] = as_blocks(row).expect("Q4_1 row is whole blocks");
-                let acts = acts(xq, blocks.len());
-                // SAFETY: installed only by `install`, for this body's backend, after
-                // `detected` confirmed its features (see the module's wrapper notes).
-                unsafe { super::$($body)::+::dot_q4_1_q8(blocks, acts) }
-            }
-
-            pub(super) fn dot_q8_0_q8(row: &[u8], xq: &[u8]) -> f32 {
-                let blocks: &[BlockQ8_0] = as_blocks(row).expect("Q8_0 row is whole blocks");
-                let acts = acts(xq, blocks.len());
-                // SAFETY: installed only by `install`, for this body's backend, after
-                // `detected` confirmed its features (see the module's wrapper notes).
-                unsafe { super::$($body)::+::dot_q8_0_q8(blocks, acts) }
-            }
+            one!(dot_q4_0_q8, BlockQ4_0, "Q4_0");
+            one!(dot_q4_1_q8, BlockQ4_1, "Q4_1");
+            one!(dot_q8_0_q8, BlockQ8_0, "Q8_0");
+            one!(dot_q5_0_q8, BlockQ5_0, "Q5_0");
+            one!(dot_q5_1_q8, BlockQ5_1, "Q5_1");
+            one!(dot_iq4_nl_q8, BlockIQ4_NL, "IQ4_NL");
         }
     };
 }

@@ -12,8 +12,12 @@
 //! overflow a 16-bit pair sum), and only the float scaling and the order of the float
 //! accumulation across blocks may differ from these references.
 
+use super::q5::codes5;
 use super::q8::round_half_away;
-use crate::blocks::{as_blocks, as_blocks_mut, BlockQ4_0, BlockQ4_1, BlockQ8_0, Pod};
+use crate::blocks::{
+    as_blocks, as_blocks_mut, BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0,
+    Pod,
+};
 
 /// 32 activations quantized to int8 for the integer dot products.
 ///
@@ -65,6 +69,12 @@ pub const fn act_q8_bytes(n: usize) -> usize {
 /// The values of Q4_0's codes: code `q` means `q − 8`. The 16-entry table the SIMD paths
 /// look codes up in (`vpshufb`, `tbl`); any other 16-value int8 codebook costs the same.
 pub const Q4_0_VALUES: [i8; 16] = [-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7];
+
+/// IQ4_NL's codebook (ggml's `kvalues_iq4nl`): code `q` means `IQ4_NL_VALUES[q]·d`. Sorted, so
+/// the quantizer can bisect it; the SIMD paths look it up as they look up [`Q4_0_VALUES`].
+pub const IQ4_NL_VALUES: [i8; 16] = [
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+];
 
 /// Scale and inverse scale of a block whose largest magnitude is `amax`.
 ///
@@ -151,6 +161,46 @@ pub fn dot_q4_1_q8(row: &[u8], xq: &[u8]) -> f32 {
     sum
 }
 
+/// Dot product of an IQ4_NL row with quantized activations:
+/// `Σ_blocks (d_w·d_a) · Σ T[q]·a` (|T[q]| ≤ 127, so the integer sum is exact as for Q8_0).
+pub fn dot_iq4_nl_q8(row: &[u8], xq: &[u8]) -> f32 {
+    let blocks: &[BlockIQ4_NL] = as_blocks(row).expect("IQ4_NL row is whole blocks");
+    let acts = act_blocks(xq, blocks.len());
+    let mut sum = 0.0f32;
+    for (b, a) in blocks.iter().zip(acts) {
+        let isum = block_isum(&lut4(&b.qs, &IQ4_NL_VALUES), &a.qs);
+        sum += (b.d.to_f32() * a.d()) * isum as f32;
+    }
+    sum
+}
+
+/// Dot product of a Q5_0 row with quantized activations:
+/// `Σ_blocks (d_w·d_a) · Σ (q − 16)·a`.
+pub fn dot_q5_0_q8(row: &[u8], xq: &[u8]) -> f32 {
+    let blocks: &[BlockQ5_0] = as_blocks(row).expect("Q5_0 row is whole blocks");
+    let acts = act_blocks(xq, blocks.len());
+    let mut sum = 0.0f32;
+    for (b, a) in blocks.iter().zip(acts) {
+        let w = codes5(&b.qh, &b.qs).map(|q| q as i8 - 16);
+        sum += (b.d.to_f32() * a.d()) * block_isum(&w, &a.qs) as f32;
+    }
+    sum
+}
+
+/// Dot product of a Q5_1 row with quantized activations:
+/// `Σ_blocks (d_w·d_a) · Σ q·a + m·s`.
+pub fn dot_q5_1_q8(row: &[u8], xq: &[u8]) -> f32 {
+    let blocks: &[BlockQ5_1] = as_blocks(row).expect("Q5_1 row is whole blocks");
+    let acts = act_blocks(xq, blocks.len());
+    let mut sum = 0.0f32;
+    for (b, a) in blocks.iter().zip(acts) {
+        let w = codes5(&b.qh, &b.qs).map(|q| q as i8);
+        let isum = block_isum(&w, &a.qs);
+        sum += (b.d.to_f32() * a.d()) * isum as f32 + b.m.to_f32() * a.s();
+    }
+    sum
+}
+
 /// Dot product of a Q8_0 row with quantized activations: `Σ_blocks (d_w·d_a) · Σ q·a`.
 pub fn dot_q8_0_q8(row: &[u8], xq: &[u8]) -> f32 {
     let blocks: &[BlockQ8_0] = as_blocks(row).expect("Q8_0 row is whole blocks");
@@ -166,7 +216,10 @@ pub fn dot_q8_0_q8(row: &[u8], xq: &[u8]) -> f32 {
 mod tests {
     use super::*;
     use crate::blocks::as_bytes;
-    use crate::scalar::{dequant_q4_0, dequant_q4_1, dequant_q8_0, quantize_q4_0, quantize_q8_0};
+    use crate::scalar::{
+        dequant_iq4_nl, dequant_q4_0, dequant_q4_1, dequant_q5_0, dequant_q5_1, dequant_q8_0,
+        quantize_iq4_nl, quantize_q4_0, quantize_q5_0, quantize_q5_1, quantize_q8_0,
+    };
 
     extern crate alloc;
     use alloc::vec;
@@ -220,10 +273,13 @@ mod tests {
                 fn(&[u8], &mut [f32]),
                 fn(&[u8], &[u8]) -> f32,
             );
-            let kernels: [Kernel; 3] = [
+            let kernels: [Kernel; 6] = [
                 (quantize_q4_0, 18, dequant_q4_0, dot_q4_0_q8),
                 (crate::scalar::quantize_q4_1, 20, dequant_q4_1, dot_q4_1_q8),
                 (quantize_q8_0, 34, dequant_q8_0, dot_q8_0_q8),
+                (quantize_q5_0, 22, dequant_q5_0, dot_q5_0_q8),
+                (quantize_q5_1, 24, dequant_q5_1, dot_q5_1_q8),
+                (quantize_iq4_nl, 18, dequant_iq4_nl, dot_iq4_nl_q8),
             ];
             for (quant, bytes, dequant, dot) in kernels {
                 let mut row = vec![0u8; n / 32 * bytes];

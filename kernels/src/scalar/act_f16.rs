@@ -14,7 +14,7 @@
 //! in f32 in the fixed tree of [`tree_sum`].
 //!
 //! Weights: `w[i]` is the code's value as an exact half: Q4_0 `q − 8` ([`Q4_0_F16`]), Q4_1 `q`
-//! ([`Q4_1_F16`]), Q8_0 the int8 code. Per block and lane `j ∈ 0..8`, with `fl16` rounding to
+//! ([`Q4_1_F16`]), Q8_0 the int8 code, Q5_0 `q − 16`, Q5_1 `q`, IQ4_NL `T[q]` ([`IQ4_NL_F16`]). Per block and lane `j ∈ 0..8`, with `fl16` rounding to
 //! the nearest half (ties to even) once per operation (fused multiply-add):
 //!
 //! ```text
@@ -27,7 +27,8 @@
 //! # Error bound
 //!
 //! No f16 overflow is possible: `|w·h| ≤ 128·2` and a lane adds four products, so
-//! `|p[j]| ≤ 4·128·2 = 1024` (Q8_0; 120 for Q4_1, 64 for Q4_0), far below 65504. Each lane is at
+//! `|p[j]| ≤ 4·128·2 = 1024` (Q8_0; 1016 for IQ4_NL, 248 for Q5_1, 128 for Q5_0, 120 for Q4_1,
+//! 64 for Q4_0), far below 65504. Each lane is at
 //! most four f16 roundings deep (unit roundoff `u₁₆ = 2⁻¹¹`), so with `γ₄ = 4u₁₆/(1 − 4u₁₆)`
 //!
 //! ```text
@@ -43,7 +44,12 @@
 
 use half::f16;
 
-use crate::blocks::{as_blocks, as_blocks_mut, BlockQ4_0, BlockQ4_1, BlockQ8_0, F16Le, Pod};
+use super::act::IQ4_NL_VALUES;
+use super::q5::codes5;
+use crate::blocks::{
+    as_blocks, as_blocks_mut, BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0,
+    F16Le, Pod,
+};
 
 /// 32 activations converted to halves for the f16 products.
 ///
@@ -94,6 +100,17 @@ pub const Q4_0_F16: [f16; 16] = codebook(-8);
 
 /// Q4_1's codebook as halves: code `q` means `q` (the block's offset is added in f32).
 pub const Q4_1_F16: [f16; 16] = codebook(0);
+
+/// IQ4_NL's codebook as halves (every value is a small integer, exact in f16).
+pub const IQ4_NL_F16: [f16; 16] = {
+    let mut t = [f16::ZERO; 16];
+    let mut q = 0;
+    while q < 16 {
+        t[q] = f16::from_f32_const(IQ4_NL_VALUES[q] as f32);
+        q += 1;
+    }
+    t
+};
 
 /// `[f16(q + offset) for q in 0..16]`.
 const fn codebook(offset: i32) -> [f16; 16] {
@@ -266,4 +283,39 @@ pub fn dot_q8_0_f16(row: &[u8], xh: &[u8]) -> f32 {
         let w = b.qs.map(|q| f16::from_f32(q as f32));
         (block_dot_f16(&w, &a.hs), b.d.to_f32() * a.d())
     }))
+}
+
+/// Dot product of an IQ4_NL row with f16 activations.
+pub fn dot_iq4_nl_f16(row: &[u8], xh: &[u8]) -> f32 {
+    let blocks: &[BlockIQ4_NL] = as_blocks(row).expect("IQ4_NL row is whole blocks");
+    let acts = act_blocks(xh, blocks.len());
+    fold_blocks(blocks.iter().zip(acts).map(|(b, a)| {
+        let q = block_dot_f16(&lut4_f16(&b.qs, &IQ4_NL_F16), &a.hs);
+        (q, b.d.to_f32() * a.d())
+    }))
+}
+
+/// Dot product of a Q5_0 row with f16 activations.
+pub fn dot_q5_0_f16(row: &[u8], xh: &[u8]) -> f32 {
+    let blocks: &[BlockQ5_0] = as_blocks(row).expect("Q5_0 row is whole blocks");
+    let acts = act_blocks(xh, blocks.len());
+    fold_blocks(blocks.iter().zip(acts).map(|(b, a)| {
+        let w = codes5(&b.qh, &b.qs).map(|q| f16::from_f32((q as i32 - 16) as f32));
+        (block_dot_f16(&w, &a.hs), b.d.to_f32() * a.d())
+    }))
+}
+
+/// Dot product of a Q5_1 row with f16 activations: `Σ (d_w·d_a)·Σ q·h + Σ m·s`.
+pub fn dot_q5_1_f16(row: &[u8], xh: &[u8]) -> f32 {
+    let blocks: &[BlockQ5_1] = as_blocks(row).expect("Q5_1 row is whole blocks");
+    let acts = act_blocks(xh, blocks.len());
+    let mut ms = 0.0f32;
+    for (b, a) in blocks.iter().zip(acts) {
+        ms += b.m.to_f32() * a.s();
+    }
+    let qa = fold_blocks(blocks.iter().zip(acts).map(|(b, a)| {
+        let w = codes5(&b.qh, &b.qs).map(|q| f16::from_f32(q as f32));
+        (block_dot_f16(&w, &a.hs), b.d.to_f32() * a.d())
+    }));
+    qa + ms
 }

@@ -12,8 +12,9 @@
 //! its summation order, and exactly in its integer sums.
 
 use super::{
-    dot_f16_f32, dot_f32, dot_q4_0_f32, dot_q4_0_q8, dot_q4_1_f32, dot_q4_1_q8, dot_q4_k_f32,
-    dot_q4_k_q8, dot_q6_k_f32, dot_q6_k_q8, dot_q8_0_f32, dot_q8_0_q8,
+    dot_f16_f32, dot_f32, dot_iq4_nl_f32, dot_iq4_nl_q8, dot_q4_0_f32, dot_q4_0_q8, dot_q4_1_f32,
+    dot_q4_1_q8, dot_q4_k_f32, dot_q4_k_q8, dot_q5_0_f32, dot_q5_0_q8, dot_q5_1_f32, dot_q5_1_q8,
+    dot_q6_k_f32, dot_q6_k_q8, dot_q8_0_f32, dot_q8_0_q8,
 };
 
 /// `y[r] = row r · x` for the `y.len()` rows of `w`, with `row_dot` the single-row kernel.
@@ -36,6 +37,21 @@ pub fn dot_rows_q4_0_f32(w: &[u8], x: &[f32], y: &mut [f32]) {
 /// `y[r] = row r · x` for the `y.len()` Q4_1 rows in `w`.
 pub fn dot_rows_q4_1_f32(w: &[u8], x: &[f32], y: &mut [f32]) {
     dot_rows(w, x, y, dot_q4_1_f32)
+}
+
+/// `y[r] = row r · x` for the `y.len()` Q5_0 rows in `w`.
+pub fn dot_rows_q5_0_f32(w: &[u8], x: &[f32], y: &mut [f32]) {
+    dot_rows(w, x, y, dot_q5_0_f32)
+}
+
+/// `y[r] = row r · x` for the `y.len()` Q5_1 rows in `w`.
+pub fn dot_rows_q5_1_f32(w: &[u8], x: &[f32], y: &mut [f32]) {
+    dot_rows(w, x, y, dot_q5_1_f32)
+}
+
+/// `y[r] = row r · x` for the `y.len()` IQ4_NL rows in `w`.
+pub fn dot_rows_iq4_nl_f32(w: &[u8], x: &[f32], y: &mut [f32]) {
+    dot_rows(w, x, y, dot_iq4_nl_f32)
 }
 
 /// `y[r] = row r · x` for the `y.len()` F16 rows in `w` (decoding's F16 output head).
@@ -134,6 +150,21 @@ pub fn gemm_q4_1_q8(w: &[u8], m: usize, xq: &[u8], n: usize, y: &mut [f32], ldy:
 /// `y[t·ldy + r] = row r · token t` for `m` Q8_0 rows and `n` int8 activation rows.
 pub fn gemm_q8_0_q8(w: &[u8], m: usize, xq: &[u8], n: usize, y: &mut [f32], ldy: usize) {
     gemm_q8(w, m, xq, n, y, ldy, dot_q8_0_q8)
+}
+
+/// `y[t·ldy + r] = row r · token t` for `m` Q5_0 rows and `n` int8 activation rows.
+pub fn gemm_q5_0_q8(w: &[u8], m: usize, xq: &[u8], n: usize, y: &mut [f32], ldy: usize) {
+    gemm_q8(w, m, xq, n, y, ldy, dot_q5_0_q8)
+}
+
+/// `y[t·ldy + r] = row r · token t` for `m` Q5_1 rows and `n` int8 activation rows.
+pub fn gemm_q5_1_q8(w: &[u8], m: usize, xq: &[u8], n: usize, y: &mut [f32], ldy: usize) {
+    gemm_q8(w, m, xq, n, y, ldy, dot_q5_1_q8)
+}
+
+/// `y[t·ldy + r] = row r · token t` for `m` IQ4_NL rows and `n` int8 activation rows.
+pub fn gemm_iq4_nl_q8(w: &[u8], m: usize, xq: &[u8], n: usize, y: &mut [f32], ldy: usize) {
+    gemm_q8(w, m, xq, n, y, ldy, dot_iq4_nl_q8)
 }
 
 /// `y[t·ldy + r] = row r · token t` for `m` Q4_K rows and `n` int8 activation rows.

@@ -1,7 +1,9 @@
 //! The scalar kernels against hand-built blocks (element order, formulas) and each other.
 
 use super::*;
-use crate::blocks::{as_bytes, BlockQ4_0, BlockQ4_1, BlockQ8_0, F16Le};
+use crate::blocks::{
+    as_bytes, BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, F16Le,
+};
 
 extern crate alloc;
 use alloc::vec;
@@ -56,6 +58,62 @@ fn q4_1_element_order_and_values() {
         assert_eq!(out[j], j as f32 * 2.0 - 1.0);
         assert_eq!(out[j + 16], 3.0 * 2.0 - 1.0);
     }
+}
+
+#[test]
+fn q5_element_order_and_values() {
+    // Byte j: low nibble = element j, high nibble = element j + 16; qh bit j = element j's
+    // fifth bit. Element j gets code (j | (j odd) << 4), element j + 16 code 15 − j | 16.
+    let mut qs = [0u8; 16];
+    let mut qh = 0u32;
+    for (j, q) in qs.iter_mut().enumerate() {
+        *q = (j as u8) | ((15 - j as u8) << 4);
+        qh |= ((j as u32) & 1) << j | 1 << (j + 16);
+    }
+    let code = |e: usize| {
+        if e < 16 {
+            e | (e & 1) << 4
+        } else {
+            (31 - e) | 16
+        }
+    };
+    let b0 = BlockQ5_0 {
+        d: F16Le::from_f32(0.5),
+        qh: qh.to_le_bytes(),
+        qs,
+    };
+    let b1 = BlockQ5_1 {
+        d: F16Le::from_f32(2.0),
+        m: F16Le::from_f32(-1.0),
+        qh: qh.to_le_bytes(),
+        qs,
+    };
+    let (mut out0, mut out1) = ([0.0f32; 32], [0.0f32; 32]);
+    dequant_q5_0(as_bytes(&[b0]), &mut out0);
+    dequant_q5_1(as_bytes(&[b1]), &mut out1);
+    for e in 0..32 {
+        assert_eq!(out0[e], (code(e) as f32 - 16.0) * 0.5, "Q5_0 element {e}");
+        assert_eq!(out1[e], code(e) as f32 * 2.0 - 1.0, "Q5_1 element {e}");
+    }
+}
+
+#[test]
+fn iq4_nl_every_code() {
+    let mut qs = [0u8; 16];
+    for (j, q) in qs.iter_mut().enumerate() {
+        *q = (j as u8) | ((15 - j as u8) << 4);
+    }
+    let b = BlockIQ4_NL {
+        d: F16Le::from_f32(0.25),
+        qs,
+    };
+    let mut out = [0.0f32; 32];
+    dequant_iq4_nl(as_bytes(&[b]), &mut out);
+    for j in 0..16 {
+        assert_eq!(out[j], IQ4_NL_VALUES[j] as f32 * 0.25);
+        assert_eq!(out[j + 16], IQ4_NL_VALUES[15 - j] as f32 * 0.25);
+    }
+    assert!(IQ4_NL_VALUES.windows(2).all(|p| p[0] < p[1]), "sorted");
 }
 
 #[test]
@@ -151,17 +209,71 @@ fn quantize_roundtrip_and_dot_products() {
             }
         }
         check_dot_matches_dequant(dequant_q8_0, dot_q8_0_f32, &q8, n);
+
+        // Q5_0: step max|x|/16, codes −16..15: as Q4_0, the far side clamps at 15 steps.
+        let mut q50 = vec![0u8; n / 32 * 22];
+        quantize_q5_0(&x, &mut q50);
+        dequant_q5_0(&q50, &mut back);
+        for (a, r) in x.chunks(32).zip(back.chunks(32)) {
+            let amax = a.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            for (u, v) in a.iter().zip(r) {
+                assert!(
+                    (u - v).abs() <= amax / 16.0 + amax / 2048.0 + 1e-6,
+                    "Q5_0: {u} vs {v}"
+                );
+            }
+        }
+        check_dot_matches_dequant(dequant_q5_0, dot_q5_0_f32, &q50, n);
+
+        let mut q51 = vec![0u8; n / 32 * 24];
+        quantize_q5_1(&x, &mut q51);
+        dequant_q5_1(&q51, &mut back);
+        for (a, r) in x.chunks(32).zip(back.chunks(32)) {
+            let (lo, hi) = a
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+            for (u, v) in a.iter().zip(r) {
+                assert!(
+                    (u - v).abs() <= (hi - lo) / 62.0 * 1.01 + 2e-3,
+                    "Q5_1: {u} vs {v}"
+                );
+            }
+        }
+        check_dot_matches_dequant(dequant_q5_1, dot_q5_1_f32, &q51, n);
+
+        // IQ4_NL: the codebook's widest gap is 24 (89 → 113) at the scale max|x|/113 or
+        // near it, so an element errs by at most about 12/113 of the block max, plus the slack
+        // of the scale search (which may shrink the scale by up to 7/127).
+        let mut iq4 = vec![0u8; n / 32 * 18];
+        quantize_iq4_nl(&x, &mut iq4);
+        dequant_iq4_nl(&iq4, &mut back);
+        for (a, r) in x.chunks(32).zip(back.chunks(32)) {
+            let amax = a.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            for (u, v) in a.iter().zip(r) {
+                assert!((u - v).abs() <= amax * 0.15, "IQ4_NL: {u} vs {v}");
+            }
+        }
+        check_dot_matches_dequant(dequant_iq4_nl, dot_iq4_nl_f32, &iq4, n);
     }
 }
 
 #[test]
 fn zero_blocks_quantize_to_zero() {
     let x = [0.0f32; 64];
-    let mut q = vec![0u8; 36];
-    quantize_q4_0(&x, &mut q);
-    let mut back = [1.0f32; 64];
-    dequant_q4_0(&q, &mut back);
-    assert!(back.iter().all(|&v| v == 0.0));
+    type Codec = (usize, fn(&[f32], &mut [u8]), fn(&[u8], &mut [f32]));
+    let codecs: [Codec; 4] = [
+        (18, quantize_q4_0, dequant_q4_0),
+        (22, quantize_q5_0, dequant_q5_0),
+        (24, quantize_q5_1, dequant_q5_1),
+        (18, quantize_iq4_nl, dequant_iq4_nl),
+    ];
+    for (bytes, quantize, dequant) in codecs {
+        let mut q = vec![0xAAu8; 2 * bytes];
+        quantize(&x, &mut q);
+        let mut back = [1.0f32; 64];
+        dequant(&q, &mut back);
+        assert!(back.iter().all(|&v| v == 0.0));
+    }
 }
 
 #[test]

@@ -8,18 +8,24 @@ re-implements ggml's block formats in numpy, independently of Tern's Rust kernel
     /tmp/refvenv/bin/python kernels/tests/reference/make_quant_fixtures.py
 
 Cases (fixed seeds, so the output is reproducible):
-- dequant cases, per format Q4_K, Q6_K, TQ1_0, TQ2_0: rows of 1 and 3 blocks of random bytes
+- dequant cases, per format Q4_K, Q6_K, TQ1_0, TQ2_0, Q5_0, Q5_1, IQ4_NL: rows of 1 and 3 blocks
+  of random bytes
   with the f16 scale fields overwritten by sane values, and adversarial single blocks (all
   zero, all 0xFF codes, scale 0 and -0, negative scales, f16 subnormal, max and infinite
   scales, extreme int8 sub-block scales). Expected output: gguf.quants.dequantize.
-- quantize cases, TQ1_0 and TQ2_0 (the only ones of these formats gguf-py can quantize): f32
-  input rows including exact ties at half the block max, zeros and a lone outlier. Expected
-  output: gguf.quants.quantize, which follows ggml's quantize_row_tq{1,2}_0_ref.
+- quantize cases, TQ1_0, TQ2_0, Q5_0 and Q5_1 (the ones of these formats gguf-py can quantize):
+  f32 input rows including exact ties at half the block max, zeros and a lone outlier. Expected
+  output: gguf.quants.quantize, which follows ggml's quantize_row_*_ref.
+
+With `--real-model PATH` (Qwen2.5-Coder 0.5B Q4_K_M, see scripts/fetch-models.sh) it also writes
+real_tensor_fixtures.json: the bytes of the first rows of a few real Q5_0 tensors of that file
+and gguf-py's dequantization of them, so the test checks real data without the model.
 
 The file is JSON with one case per line so the Rust test can read it without a JSON crate.
 Every float is the hex of its little-endian f32 bits (exact, and NaN-safe).
 """
 
+import argparse
 import importlib.metadata
 import json
 import pathlib
@@ -30,6 +36,10 @@ from gguf import GGML_QUANT_SIZES
 from gguf.quants import dequantize, quantize
 
 OUT = pathlib.Path(__file__).with_name("quant_fixtures.json")
+REAL_OUT = pathlib.Path(__file__).with_name("real_tensor_fixtures.json")
+
+# Real tensors to sample (name, rows): Q5_0 in the Qwen2.5-Coder 0.5B Q4_K_M file.
+REAL_TENSORS = [("blk.0.attn_q.weight", 2), ("blk.0.attn_output.weight", 1), ("blk.23.ffn_up.weight", 1)]
 
 # Byte offsets of each format's f16 fields (ggml-common.h block structs).
 F16_FIELDS = {
@@ -37,6 +47,9 @@ F16_FIELDS = {
     "Q6_K": [208],  # d
     "TQ1_0": [52],  # d
     "TQ2_0": [64],  # d
+    "Q5_0": [0],  # d
+    "Q5_1": [0, 2],  # d, m
+    "IQ4_NL": [0],  # d
 }
 
 F16_ZERO, F16_NEG_ZERO = 0x0000, 0x8000
@@ -154,7 +167,48 @@ def quant_case(fmt: str, name: str, x: np.ndarray) -> dict:
     }
 
 
+def real_cases(model: pathlib.Path) -> list[dict]:
+    from gguf import GGUFReader
+
+    reader = GGUFReader(model)
+    tensors = {t.name: t for t in reader.tensors}
+    cases = []
+    for name, rows in REAL_TENSORS:
+        t = tensors[name]
+        assert t.tensor_type == QT.Q5_0, f"{name} is {t.tensor_type.name}"
+        row_len = int(t.shape[0])  # ggml's ne[0]: the row length
+        block_len, block_bytes = GGML_QUANT_SIZES[QT.Q5_0]
+        row_bytes = row_len // block_len * block_bytes
+        raw = np.asarray(t.data).reshape(-1).view(np.uint8)[: rows * row_bytes]
+        case = dequant_case("Q5_0", f"{model.name}:{name}:rows0-{rows}", raw)
+        cases.append(case)
+    return cases
+
+
+def write_json(path: pathlib.Path, cases: list[dict], extra: str = "") -> None:
+    versions = {p: importlib.metadata.version(p) for p in ("gguf", "numpy")}
+    header = {
+        "generator": "kernels/tests/reference/make_quant_fixtures.py" + extra,
+        "reference": f"gguf-py {versions['gguf']} (gguf.quants), numpy {versions['numpy']}",
+    }
+    lines = ["{"]
+    lines.append(f'"meta": {json.dumps(header)},')
+    lines.append('"cases": [')
+    lines.append(",\n".join(json.dumps(c) for c in cases))
+    lines.append("]")
+    lines.append("}")
+    text = "\n".join(lines) + "\n"
+    json.loads(text)  # Still valid JSON.
+    path.write_text(text)
+    print(f"wrote {path} ({len(text)} bytes, {len(cases)} cases)")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--real-model", type=pathlib.Path, help="also write real_tensor_fixtures.json")
+    args = parser.parse_args()
+    if args.real_model:
+        write_json(REAL_OUT, real_cases(args.real_model), f" --real-model {args.real_model.name}")
     cases = []
     for seed, fmt in enumerate(["Q4_K", "Q6_K", "TQ1_0", "TQ2_0"]):
         rng = np.random.default_rng(1000 + seed)
@@ -167,22 +221,19 @@ def main() -> None:
         rng = np.random.default_rng(2000 + seed)
         for name, x in quant_inputs(rng):
             cases.append(quant_case(fmt, name, x))
-
-    versions = {p: importlib.metadata.version(p) for p in ("gguf", "numpy")}
-    header = {
-        "generator": "kernels/tests/reference/make_quant_fixtures.py",
-        "reference": f"gguf-py {versions['gguf']} (gguf.quants), numpy {versions['numpy']}",
-    }
-    lines = ["{"]
-    lines.append(f'"meta": {json.dumps(header)},')
-    lines.append('"cases": [')
-    lines.append(",\n".join(json.dumps(c) for c in cases))
-    lines.append("]")
-    lines.append("}")
-    text = "\n".join(lines) + "\n"
-    json.loads(text)  # Still valid JSON.
-    OUT.write_text(text)
-    print(f"wrote {OUT} ({len(text)} bytes, {len(cases)} cases)")
+    # New formats get their own seeds, so the cases above stay byte for byte as they were.
+    for seed, fmt in enumerate(["Q5_0", "Q5_1", "IQ4_NL"]):
+        rng = np.random.default_rng(3000 + seed)
+        for n_blocks in (1, 3):
+            row = np.concatenate([random_block(fmt, rng) for _ in range(n_blocks)])
+            cases.append(dequant_case(fmt, f"random-{n_blocks}blk", row))
+        for name, block in adversarial_blocks(fmt, rng):
+            cases.append(dequant_case(fmt, name, block))
+    for seed, fmt in enumerate(["Q5_0", "Q5_1"]):
+        rng = np.random.default_rng(4000 + seed)
+        for name, x in quant_inputs(rng):
+            cases.append(quant_case(fmt, name, x))
+    write_json(OUT, cases)
 
 
 if __name__ == "__main__":

@@ -498,7 +498,24 @@ fn type_table() {
     assert_eq!(GgmlType::Q8_0.format(), Some(tern_kernels::Format::Q8_0));
     assert_eq!(GgmlType::BF16.format(), Some(tern_kernels::Format::BF16));
     assert_eq!(GgmlType::Q4_K.format(), Some(tern_kernels::Format::Q4_K));
-    assert_eq!(GgmlType(7).format(), None, "Q5_1 has no kernel");
+    assert_eq!(GgmlType::Q5_0.format(), Some(tern_kernels::Format::Q5_0));
+    assert_eq!(GgmlType::Q5_1.format(), Some(tern_kernels::Format::Q5_1));
+    assert_eq!(GgmlType(20).format(), Some(tern_kernels::Format::IQ4_NL));
+    assert_eq!(GgmlType(9).format(), None, "Q8_1 has no kernel");
+    // The kernels' format table and the reader's type table agree on every shared fact.
+    for f in tern_kernels::Format::ALL {
+        let ty = GgmlType(f.ggml_type());
+        assert_eq!(ty.format(), Some(f));
+        assert_eq!(ty.name(), Some(f.name()));
+        let len = f.block_len() as u64;
+        // I2_S: the reader counts 4 weights a byte, the kernels 128-weight blocks of 32 bytes.
+        assert_eq!(
+            ty.block_bytes().map(|b| b * len / ty.block_len().unwrap()),
+            Some(f.block_bytes() as u64),
+            "{}",
+            f.name()
+        );
+    }
 }
 
 #[test]

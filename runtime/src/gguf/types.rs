@@ -126,24 +126,12 @@ impl GgmlType {
         }
     }
 
-    /// The kernel format for this type, if Tern's kernels compute with it.
+    /// The kernel format for this type, if Tern's kernels compute with it: the row of
+    /// `tern_kernels::format::FORMATS` with this ggml id. For I2_S, rows are the packed codes
+    /// only; the tensor's scale sits in its 32-byte trailer and the I2_S row kernels leave it to
+    /// the caller.
     pub fn format(self) -> Option<Format> {
-        Some(match self {
-            GgmlType::F32 => Format::F32,
-            GgmlType::F16 => Format::F16,
-            GgmlType::BF16 => Format::BF16,
-            GgmlType::Q4_0 => Format::Q4_0,
-            GgmlType::Q4_1 => Format::Q4_1,
-            GgmlType::Q8_0 => Format::Q8_0,
-            GgmlType::Q4_K => Format::Q4_K,
-            GgmlType::Q6_K => Format::Q6_K,
-            GgmlType::TQ1_0 => Format::TQ1_0,
-            GgmlType::TQ2_0 => Format::TQ2_0,
-            // Rows are the packed codes only; the tensor's scale sits in its 32-byte trailer and
-            // the I2_S row kernels leave it to the caller.
-            GgmlType::I2_S => Format::I2_S,
-            _ => return None,
-        })
+        Format::from_ggml_type(self.0)
     }
 }
 

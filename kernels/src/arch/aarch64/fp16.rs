@@ -12,9 +12,10 @@ use core::arch::asm;
 use half::f16 as Half;
 
 use super::f16::{narrow, widen};
-use super::neon::{f16, load16, nibbles};
-use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
-use crate::scalar::{act_f16_scale, BlockF16Act, Q4_0_F16, Q4_1_F16};
+use super::neon::{block_codes, f16, load16, nibbles};
+use crate::arch::int8_blocks::Block;
+use crate::blocks::{BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
+use crate::scalar::{act_f16_scale, BlockF16Act, IQ4_NL_F16, Q4_0_F16, Q4_1_F16};
 
 /// A 16-entry f16 codebook as its low bytes and its high bytes: one `tbl` table each.
 type SplitLut = ([u8; 16], [u8; 16]);
@@ -34,6 +35,7 @@ const fn split(t: &[Half; 16]) -> SplitLut {
 
 const Q4_0_LUT: SplitLut = split(&Q4_0_F16);
 const Q4_1_LUT: SplitLut = split(&Q4_1_F16);
+const IQ4_NL_LUT: SplitLut = split(&IQ4_NL_F16);
 
 /// The two tables in registers.
 #[inline]
@@ -70,6 +72,22 @@ fn q4_weights(lut: [uint8x16_t; 2], qs: &[u8; 16]) -> [uint16x8_t; 4] {
 fn q8_weights(qs: &[i8; 32]) -> [uint16x8_t; 4] {
     // SAFETY: qs holds 32 readable bytes.
     let (a, b) = unsafe { (vld1q_s8(qs.as_ptr()), vld1q_s8(qs.as_ptr().add(16))) };
+    i8_weights([a, b])
+}
+
+/// A Q5 block's 32 codes (Q5_0 `q − 16`, Q5_1 `q`, through `block_codes`) as four vectors of
+/// eight exact halves.
+#[inline]
+#[target_feature(enable = "neon,fp16")]
+fn q5_weights<B: Block>(blk: &B) -> [uint16x8_t; 4] {
+    // The Q5 formats have no codebook: the table is never read.
+    i8_weights(block_codes(vdupq_n_s8(0), blk))
+}
+
+/// 32 signed bytes as four vectors of eight exact halves: `sxtl` to i16, `scvtf .8h`.
+#[inline]
+#[target_feature(enable = "neon,fp16")]
+fn i8_weights([a, b]: [int8x16_t; 2]) -> [uint16x8_t; 4] {
     let wide = [
         vmovl_s8(vget_low_s8(a)),
         vmovl_high_s8(a),
@@ -177,6 +195,39 @@ pub(super) fn dot_q8_0_f16(blocks: &[BlockQ8_0], acts: &[BlockF16Act]) -> f32 {
         let q = block_dot(q8_weights(&b.qs), act_halves(a));
         (q, f16(b.d) * a.d())
     }))
+}
+
+/// IQ4_NL row · f16 activations: Q4_0's kernel with IQ4_NL's codebook.
+#[target_feature(enable = "neon,fp16")]
+pub(super) fn dot_iq4_nl_f16(blocks: &[BlockIQ4_NL], acts: &[BlockF16Act]) -> f32 {
+    let lut = load_lut(&IQ4_NL_LUT);
+    fold(blocks.iter().zip(acts).map(|(b, a)| {
+        let q = block_dot(q4_weights(lut, &b.qs), act_halves(a));
+        (q, f16(b.d) * a.d())
+    }))
+}
+
+/// Q5_0 row · f16 activations.
+#[target_feature(enable = "neon,fp16")]
+pub(super) fn dot_q5_0_f16(blocks: &[BlockQ5_0], acts: &[BlockF16Act]) -> f32 {
+    fold(blocks.iter().zip(acts).map(|(b, a)| {
+        let q = block_dot(q5_weights(b), act_halves(a));
+        (q, f16(b.d) * a.d())
+    }))
+}
+
+/// Q5_1 row · f16 activations: `Σ (d_w·d_a)·Σ q·h`, plus `Σ m·s` in block order.
+#[target_feature(enable = "neon,fp16")]
+pub(super) fn dot_q5_1_f16(blocks: &[BlockQ5_1], acts: &[BlockF16Act]) -> f32 {
+    let mut ms = 0.0f32;
+    for (b, a) in blocks.iter().zip(acts) {
+        ms += f16(b.m) * a.s();
+    }
+    let qa = fold(blocks.iter().zip(acts).map(|(b, a)| {
+        let q = block_dot(q5_weights(b), act_halves(a));
+        (q, f16(b.d) * a.d())
+    }));
+    qa + ms
 }
 
 /// f32 → [`BlockF16Act`], byte-identical to `scalar::quantize_act_f16` for finite inputs: the

@@ -21,9 +21,9 @@
 use core::arch::aarch64::*;
 use core::arch::asm;
 
-use super::neon::{f16, load_i8x16, lut16, lut4, nibbles};
-use crate::arch::int8_blocks::{Block, Fmt};
-use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
+use super::neon::{block_codes, f16, i8x16_to_f32, load_i8x16, lut16, lut4, nibbles};
+use crate::arch::int8_blocks::Block;
+use crate::blocks::{BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
 use crate::dispatch::{Backend, Kernels, Named};
 use crate::format::Format;
 use crate::scalar::{self, Q4_0_VALUES};
@@ -90,19 +90,6 @@ fn u8x16_to_f32(v: uint8x16_t) -> [float32x4_t; 4] {
         vcvtq_f32_u32(vmovl_high_u16(lo)),
         vcvtq_f32_u32(vmovl_u16(vget_low_u16(hi))),
         vcvtq_f32_u32(vmovl_high_u16(hi)),
-    ]
-}
-
-/// 16 signed bytes as four vectors of 4 floats.
-#[inline]
-#[target_feature(enable = "neon")]
-fn i8x16_to_f32(v: int8x16_t) -> [float32x4_t; 4] {
-    let (lo, hi) = (vmovl_s8(vget_low_s8(v)), vmovl_high_s8(v));
-    [
-        vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))),
-        vcvtq_f32_s32(vmovl_high_s16(lo)),
-        vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))),
-        vcvtq_f32_s32(vmovl_high_s16(hi)),
     ]
 }
 
@@ -206,6 +193,65 @@ dot_rows_driver!("neon", dot_rows_q4_0_f32, BlockQ4_0, rows_q4_0, store_rows);
 dot_rows_driver!("neon", dot_rows_q4_1_f32, BlockQ4_1, rows_q4_1, store_rows);
 dot_rows_driver!("neon", dot_rows_q8_0_f32, BlockQ8_0, rows_q8_0, store_rows);
 
+/// `R` rows of 32-weight blocks · `x` through [`block_codes`] (Q5_0, Q5_1, IQ4_NL): codes
+/// widened from bytes as Q8_0's are, one scale per block, and for the formats with an offset
+/// `Σ d·(Σ q·x) + m·(Σ x)` with `Σ x` shared by the rows.
+#[inline]
+#[target_feature(enable = "neon")]
+fn rows_codes<B: Block, const R: usize>(w: &[B], kb: usize, x: &[f32]) -> [float32x4_t; R] {
+    assert!(w.len() >= R * kb && x.len() >= 32 * kb);
+    let lut = lut16(B::FMT.lut());
+    let mut acc_d = [vdupq_n_f32(0.0); R];
+    let mut acc_m = [vdupq_n_f32(0.0); R];
+    for b in 0..kb {
+        let xv = load32(&x[32 * b..]);
+        let s01 = vaddq_f32(vaddq_f32(xv[0], xv[1]), vaddq_f32(xv[2], xv[3]));
+        let s23 = vaddq_f32(vaddq_f32(xv[4], xv[5]), vaddq_f32(xv[6], xv[7]));
+        let sx = vaddq_f32(s01, s23);
+        for r in 0..R {
+            let blk = &w[r * kb + b];
+            let [lo, hi] = block_codes(lut, blk);
+            let p = dot32(i8x16_to_f32(lo), i8x16_to_f32(hi), &xv);
+            acc_d[r] = vfmaq_n_f32(acc_d[r], p, f16(blk.d()));
+            if B::FMT.has_m() {
+                acc_m[r] = vfmaq_n_f32(acc_m[r], sx, f16(blk.m()));
+            }
+        }
+    }
+    core::array::from_fn(|r| vaddq_f32(acc_d[r], acc_m[r]))
+}
+
+/// [`rows_codes`] for Q5_0.
+#[inline]
+#[target_feature(enable = "neon")]
+fn rows_q5_0<const R: usize>(w: &[BlockQ5_0], kb: usize, x: &[f32]) -> [float32x4_t; R] {
+    rows_codes::<BlockQ5_0, R>(w, kb, x)
+}
+
+/// [`rows_codes`] for Q5_1.
+#[inline]
+#[target_feature(enable = "neon")]
+fn rows_q5_1<const R: usize>(w: &[BlockQ5_1], kb: usize, x: &[f32]) -> [float32x4_t; R] {
+    rows_codes::<BlockQ5_1, R>(w, kb, x)
+}
+
+/// [`rows_codes`] for IQ4_NL.
+#[inline]
+#[target_feature(enable = "neon")]
+fn rows_iq4_nl<const R: usize>(w: &[BlockIQ4_NL], kb: usize, x: &[f32]) -> [float32x4_t; R] {
+    rows_codes::<BlockIQ4_NL, R>(w, kb, x)
+}
+
+dot_rows_driver!("neon", dot_rows_q5_0_f32, BlockQ5_0, rows_q5_0, store_rows);
+dot_rows_driver!("neon", dot_rows_q5_1_f32, BlockQ5_1, rows_q5_1, store_rows);
+dot_rows_driver!(
+    "neon",
+    dot_rows_iq4_nl_f32,
+    BlockIQ4_NL,
+    rows_iq4_nl,
+    store_rows
+);
+
 // ---- f32 GEMM ------------------------------------------------------------------------------
 
 /// Floats of `k` the f32 GEMM body consumes per step; the wrapper adds any tail.
@@ -288,24 +334,6 @@ fn gemm_f32(
 
 // ---- rows · int8 activations ---------------------------------------------------------------
 
-/// A block's 32 weight codes as signed bytes: Q4_0 through `lut` (its [`Q4_0_VALUES`] table),
-/// Q4_1 as the plain nibbles 0..=15, Q8_0 as stored.
-#[inline]
-#[target_feature(enable = "neon")]
-fn block_codes<B: Block>(lut: int8x16_t, blk: &B) -> [int8x16_t; 2] {
-    match B::FMT {
-        Fmt::Q4_0 => {
-            let (lo, hi) = lut4(lut, blk.qs16());
-            [lo, hi]
-        }
-        Fmt::Q4_1 => {
-            let (lo, hi) = nibbles(blk.qs16());
-            [vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi)]
-        }
-        Fmt::Q8_0 => [load_i8x16(blk.qs32()), load_i8x16(&blk.qs32()[16..])],
-    }
-}
-
 /// Int8 tiles of `R` weight rows by `T ≤ 2` tokens, one copy per instruction set: per block,
 /// each row's codes are unpacked once and each token's loaded once; each (row, token) pair
 /// costs one exact integer dot, one conversion and one scaled accumulation. `@tiles` alone
@@ -320,10 +348,10 @@ macro_rules! int8_gemm {
     (@tiles $features:literal, $isum:path) => {
         use core::arch::aarch64::*;
 
-        use super::super::neon::{f16, load_i8x16, lut16};
-        use super::{block_codes, prefetch_ahead, prefetch_head, store_rows, Block, Fmt, ROWS};
-        use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
-        use crate::scalar::{BlockQ8Act, Q4_0_VALUES};
+        use super::super::neon::{block_codes, f16, load_i8x16, lut16};
+        use super::{prefetch_ahead, prefetch_head, store_rows, Block, ROWS};
+        use crate::blocks::{BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
+        use crate::scalar::BlockQ8Act;
 
         /// One tile: rows `w[r·kb..]` for `r < R`, tokens `acts[t·kb..]` for `t < T`; writes
         /// `y[t·ldy + r]`.
@@ -337,7 +365,7 @@ macro_rules! int8_gemm {
             ldy: usize,
         ) {
             assert!(w.len() >= R * kb && acts.len() >= T * kb);
-            let lut = lut16(&Q4_0_VALUES);
+            let lut = lut16(B::FMT.lut());
             let mut acc = [[vdupq_n_f32(0.0); R]; T];
             let mut ms = [[0.0f32; T]; R];
             for b in 0..kb {
@@ -352,7 +380,7 @@ macro_rules! int8_gemm {
                         let isum = $isum(codes, av[t]);
                         acc[t][r] = vfmaq_n_f32(acc[t][r], vcvtq_f32_s32(isum), dw * a[t].d());
                     }
-                    if B::FMT == Fmt::Q4_1 {
+                    if B::FMT.has_m() {
                         let m = f16(blk.m());
                         for t in 0..T {
                             ms[r][t] += m * a[t].s();
@@ -445,6 +473,48 @@ macro_rules! int8_gemm {
             gemm(w, m, kb, acts, n, y, ldy)
         }
 
+        /// Q5_0 rows × int8 tokens.
+        #[target_feature(enable = $features)]
+        pub(super) fn gemm_q5_0_q8(
+            w: &[BlockQ5_0],
+            m: usize,
+            kb: usize,
+            acts: &[BlockQ8Act],
+            n: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            gemm(w, m, kb, acts, n, y, ldy)
+        }
+
+        /// Q5_1 rows × int8 tokens.
+        #[target_feature(enable = $features)]
+        pub(super) fn gemm_q5_1_q8(
+            w: &[BlockQ5_1],
+            m: usize,
+            kb: usize,
+            acts: &[BlockQ8Act],
+            n: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            gemm(w, m, kb, acts, n, y, ldy)
+        }
+
+        /// IQ4_NL rows × int8 tokens.
+        #[target_feature(enable = $features)]
+        pub(super) fn gemm_iq4_nl_q8(
+            w: &[BlockIQ4_NL],
+            m: usize,
+            kb: usize,
+            acts: &[BlockQ8Act],
+            n: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            gemm(w, m, kb, acts, n, y, ldy)
+        }
+
         /// Q8_0 rows × int8 tokens.
         #[target_feature(enable = $features)]
         pub(super) fn gemm_q8_0_q8(
@@ -476,13 +546,13 @@ macro_rules! int8_gemm {
         #[inline]
         #[target_feature(enable = $features)]
         fn unpack<B: Block>(p: &mut Panel, w: &[B], rows: usize, kb: usize, k0: usize, kc: usize) {
-            let lut = lut16(&Q4_0_VALUES);
+            let lut = lut16(B::FMT.lut());
             for r in 0..rows {
                 for b in 0..kc {
                     let blk = &w[r * kb + k0 + b];
                     p.codes[r][b] = block_codes(lut, blk);
                     p.d[r][b] = f16(blk.d());
-                    if B::FMT == Fmt::Q4_1 {
+                    if B::FMT.has_m() {
                         p.m[r][b] = f16(blk.m());
                     }
                 }
@@ -517,7 +587,7 @@ macro_rules! int8_gemm {
                         let isum = $isum(p.codes[r][b], av[t]);
                         acc[t][r] = vfmaq_n_f32(acc[t][r], vcvtq_f32_s32(isum), dw * a[t].d());
                     }
-                    if B::FMT == Fmt::Q4_1 {
+                    if B::FMT.has_m() {
                         for t in 0..T {
                             ms[r][t] += p.m[r][b] * a[t].s();
                         }
@@ -684,7 +754,7 @@ mod i8mm {
     #[inline]
     #[target_feature(enable = "neon,dotprod,i8mm")]
     fn unpack<B: Block>(p: &mut Panel, w: &[B], rows: usize, kb: usize, k0: usize, kc: usize) {
-        let lut = lut16(&Q4_0_VALUES);
+        let lut = lut16(B::FMT.lut());
         for i in 0..rows.div_ceil(2) {
             let (r0, r1) = (2 * i, (2 * i + 1).min(rows - 1));
             for b in 0..kc {
@@ -692,7 +762,7 @@ mod i8mm {
                 p.codes[i][b] = interleave(block_codes(lut, b0), block_codes(lut, b1));
                 let (d0, d1) = (f16(b0.d()), f16(b1.d()));
                 p.d[i][b] = f32x4([d0, d0, d1, d1]);
-                if B::FMT == Fmt::Q4_1 {
+                if B::FMT.has_m() {
                     let (m0, m1) = (f16(b0.m()), f16(b1.m()));
                     p.m[i][b] = f32x4([m0, m0, m1, m1]);
                 }
@@ -748,7 +818,7 @@ mod i8mm {
                 f32x4([d0, d1, d0, d1])
             });
             let sa: [float32x4_t; TP] = core::array::from_fn(|j| {
-                if B::FMT == Fmt::Q4_1 {
+                if B::FMT.has_m() {
                     let (s0, s1) = (a[j][0].s(), a[j][1].s());
                     f32x4([s0, s1, s0, s1])
                 } else {
@@ -764,7 +834,7 @@ mod i8mm {
                     }
                     let scale = vmulq_f32(p.d[i][b], da[j]);
                     let mut v = vmulq_f32(scale, vcvtq_f32_s32(isum));
-                    if B::FMT == Fmt::Q4_1 {
+                    if B::FMT.has_m() {
                         v = vaddq_f32(v, vmulq_f32(p.m[i][b], sa[j]));
                     }
                     acc[i][j] = vaddq_f32(acc[i][j], v);
@@ -859,27 +929,48 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) {
         f: dot_rows_q8_0,
         name: "dot_rows_q8_0_f32/neon",
     });
+    k.format_mut(Format::Q5_0).dot_rows = Some(Named {
+        f: dot_rows_q5_0,
+        name: "dot_rows_q5_0_f32/neon",
+    });
+    k.format_mut(Format::Q5_1).dot_rows = Some(Named {
+        f: dot_rows_q5_1,
+        name: "dot_rows_q5_1_f32/neon",
+    });
+    k.format_mut(Format::IQ4_NL).dot_rows = Some(Named {
+        f: dot_rows_iq4_nl,
+        name: "dot_rows_iq4_nl_f32/neon",
+    });
     let gemm = |f, name| Some(Named { f, name });
-    let [q4_0, q4_1, q8_0] = match backend {
+    let gemms = match backend {
         Backend::NeonI8mm => [
             gemm(i8mm_wrap::gemm_q4_0 as _, "gemm_q4_0_q8/i8mm"),
             gemm(i8mm_wrap::gemm_q4_1 as _, "gemm_q4_1_q8/i8mm"),
             gemm(i8mm_wrap::gemm_q8_0 as _, "gemm_q8_0_q8/i8mm"),
+            gemm(i8mm_wrap::gemm_q5_0 as _, "gemm_q5_0_q8/i8mm"),
+            gemm(i8mm_wrap::gemm_q5_1 as _, "gemm_q5_1_q8/i8mm"),
+            gemm(i8mm_wrap::gemm_iq4_nl as _, "gemm_iq4_nl_q8/i8mm"),
         ],
         Backend::NeonDotprod => [
             gemm(dotprod_wrap::gemm_q4_0 as _, "gemm_q4_0_q8/dotprod"),
             gemm(dotprod_wrap::gemm_q4_1 as _, "gemm_q4_1_q8/dotprod"),
             gemm(dotprod_wrap::gemm_q8_0 as _, "gemm_q8_0_q8/dotprod"),
+            gemm(dotprod_wrap::gemm_q5_0 as _, "gemm_q5_0_q8/dotprod"),
+            gemm(dotprod_wrap::gemm_q5_1 as _, "gemm_q5_1_q8/dotprod"),
+            gemm(dotprod_wrap::gemm_iq4_nl as _, "gemm_iq4_nl_q8/dotprod"),
         ],
         _ => [
             gemm(neon_wrap::gemm_q4_0 as _, "gemm_q4_0_q8/neon"),
             gemm(neon_wrap::gemm_q4_1 as _, "gemm_q4_1_q8/neon"),
             gemm(neon_wrap::gemm_q8_0 as _, "gemm_q8_0_q8/neon"),
+            gemm(neon_wrap::gemm_q5_0 as _, "gemm_q5_0_q8/neon"),
+            gemm(neon_wrap::gemm_q5_1 as _, "gemm_q5_1_q8/neon"),
+            gemm(neon_wrap::gemm_iq4_nl as _, "gemm_iq4_nl_q8/neon"),
         ],
     };
-    k.format_mut(Format::Q4_0).gemm_q8 = q4_0;
-    k.format_mut(Format::Q4_1).gemm_q8 = q4_1;
-    k.format_mut(Format::Q8_0).gemm_q8 = q8_0;
+    for (format, g) in crate::arch::BLOCK32_FORMATS.into_iter().zip(gemms) {
+        k.format_mut(format).gemm_q8 = g;
+    }
 }
 
 // Wrapper notes: reachable only through `install`, which runs after `detected(backend)`; every
@@ -910,11 +1001,22 @@ fn gemm_f32_wrapper(a: &[f32], m: usize, b: &[f32], n: usize, y: &mut [f32], ldy
 dot_rows_wrapper!(dot_rows_q4_0, BlockQ4_0, "Q4_0", 32, dot_rows_q4_0_f32);
 dot_rows_wrapper!(dot_rows_q4_1, BlockQ4_1, "Q4_1", 32, dot_rows_q4_1_f32);
 dot_rows_wrapper!(dot_rows_q8_0, BlockQ8_0, "Q8_0", 32, dot_rows_q8_0_f32);
+dot_rows_wrapper!(dot_rows_q5_0, BlockQ5_0, "Q5_0", 32, dot_rows_q5_0_f32);
+dot_rows_wrapper!(dot_rows_q5_1, BlockQ5_1, "Q5_1", 32, dot_rows_q5_1_f32);
+dot_rows_wrapper!(
+    dot_rows_iq4_nl,
+    BlockIQ4_NL,
+    "IQ4_NL",
+    32,
+    dot_rows_iq4_nl_f32
+);
 
 macro_rules! gemm_q8_wrappers {
     ($wrap:ident => $body:ident) => {
         mod $wrap {
-            use crate::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ8_0};
+            use crate::blocks::{
+                as_blocks, BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0,
+            };
             use crate::scalar::{gemm_q8_blocks, BlockQ8Act};
 
             macro_rules! one {
@@ -942,6 +1044,9 @@ macro_rules! gemm_q8_wrappers {
             one!(gemm_q4_0, BlockQ4_0, gemm_q4_0_q8);
             one!(gemm_q4_1, BlockQ4_1, gemm_q4_1_q8);
             one!(gemm_q8_0, BlockQ8_0, gemm_q8_0_q8);
+            one!(gemm_q5_0, BlockQ5_0, gemm_q5_0_q8);
+            one!(gemm_q5_1, BlockQ5_1, gemm_q5_1_q8);
+            one!(gemm_iq4_nl, BlockIQ4_NL, gemm_iq4_nl_q8);
         }
     };
 }

@@ -1,4 +1,4 @@
-//! Int8 dot products of Q4_0/Q4_1/Q8_0 rows with quantized activations
+//! Int8 dot products of the 32-weight block formats' rows with quantized activations
 //! ([`BlockQ8Act`](crate::scalar::BlockQ8Act)), one copy per instruction set generated from one
 //! macro: NEON (`smull`/`smlal2` + `sadalp`) and the ARMv8.2 dot product extension (`sdot`).
 //!
@@ -9,8 +9,11 @@ macro_rules! int8_dots {
     ($features:literal, $isum:ident) => {
         use core::arch::aarch64::*;
 
-        use super::super::neon::{f16, load_i8x16, lut16, lut4, nibbles};
-        use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0, F16Le};
+        use super::super::neon::{block_codes, f16, load_i8x16, lut16, lut4, nibbles};
+        use crate::arch::int8_blocks::Block;
+        use crate::blocks::{
+            BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, F16Le,
+        };
         use crate::scalar::{BlockQ8Act, Q4_0_VALUES};
 
         /// The activation codes of a block as two vectors.
@@ -72,6 +75,44 @@ macro_rules! int8_dots {
                 scale_add(acc, $isum(w, act(a)), b.d, a)
             });
             vaddvq_f32(qa) + ms
+        }
+
+        /// A row of 32-weight blocks · int8 activations through [`block_codes`] (signed ×
+        /// signed, so unsigned codes need nothing special), with the offset's `m·s` per block
+        /// for the formats that have one.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn dot_codes_q8<B: Block>(blocks: &[B], acts: &[BlockQ8Act]) -> f32 {
+            let lut = lut16(B::FMT.lut());
+            let mut ms = 0.0f32;
+            if B::FMT.has_m() {
+                for (b, a) in blocks.iter().zip(acts) {
+                    ms += f16(b.m()) * a.s();
+                }
+            }
+            let qa = fold2(blocks, acts, |acc, b, a| {
+                scale_add(acc, $isum(block_codes(lut, b), act(a)), b.d(), a)
+            });
+            vaddvq_f32(qa) + ms
+        }
+
+        /// Q5_0 row · int8 activations: codes `q − 16` in [−16, 15].
+        #[target_feature(enable = $features)]
+        pub(crate) fn dot_q5_0_q8(blocks: &[BlockQ5_0], acts: &[BlockQ8Act]) -> f32 {
+            dot_codes_q8(blocks, acts)
+        }
+
+        /// Q5_1 row · int8 activations: codes 0..=31, and the offset's `m·s`.
+        #[target_feature(enable = $features)]
+        pub(crate) fn dot_q5_1_q8(blocks: &[BlockQ5_1], acts: &[BlockQ8Act]) -> f32 {
+            dot_codes_q8(blocks, acts)
+        }
+
+        /// IQ4_NL row · int8 activations: codes through the IQ4_NL codebook (values in
+        /// [−127, 113]).
+        #[target_feature(enable = $features)]
+        pub(crate) fn dot_iq4_nl_q8(blocks: &[BlockIQ4_NL], acts: &[BlockQ8Act]) -> f32 {
+            dot_codes_q8(blocks, acts)
         }
 
         /// Q8_0 row · int8 activations.

@@ -22,7 +22,9 @@ mod lut;
 mod neon;
 mod ternary;
 
-use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0};
+use crate::blocks::{
+    BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ6_K, BlockQ8_0,
+};
 use crate::dispatch::{Backend, DotQ8Fn, GemmQ8Fn, Kernels, Named};
 use crate::format::Format;
 use crate::scalar::BlockF16Act;
@@ -91,6 +93,15 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     let f = k.format_mut(Format::Q8_0);
     f.dot = named!(dot_q8_0_f32, "dot_q8_0_f32/neon");
     f.dequant = named!(dequant_q8_0, "dequant_q8_0/neon");
+    let f = k.format_mut(Format::Q5_0);
+    f.dot = named!(dot_q5_0_f32, "dot_q5_0_f32/neon");
+    f.dequant = named!(dequant_q5_0, "dequant_q5_0/neon");
+    let f = k.format_mut(Format::Q5_1);
+    f.dot = named!(dot_q5_1_f32, "dot_q5_1_f32/neon");
+    f.dequant = named!(dequant_q5_1, "dequant_q5_1/neon");
+    let f = k.format_mut(Format::IQ4_NL);
+    f.dot = named!(dot_iq4_nl_f32, "dot_iq4_nl_f32/neon");
+    f.dequant = named!(dequant_iq4_nl, "dequant_iq4_nl/neon");
     let f = k.format_mut(Format::F16);
     f.dot = named!(dot_f16_f32, "dot_f16_f32/neon");
     f.dequant = named!(dequant_f16, "dequant_f16/neon");
@@ -105,21 +116,27 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     f.dot_rows = Some(named!(dot_rows_q6_k_f32, "dot_rows_q6_k_f32/neon"));
 
     // One row at a time `smmla` would waste half its products: i8mm keeps the `sdot` dots.
-    let [q4_0, q4_1, q8_0]: [Named<DotQ8Fn>; 3] = match backend {
+    let dots: [Named<DotQ8Fn>; 6] = match backend {
         Backend::NeonDotprod | Backend::NeonI8mm => [
             named!(dotprod::dot_q4_0_q8, "dot_q4_0_q8/dotprod"),
             named!(dotprod::dot_q4_1_q8, "dot_q4_1_q8/dotprod"),
             named!(dotprod::dot_q8_0_q8, "dot_q8_0_q8/dotprod"),
+            named!(dotprod::dot_q5_0_q8, "dot_q5_0_q8/dotprod"),
+            named!(dotprod::dot_q5_1_q8, "dot_q5_1_q8/dotprod"),
+            named!(dotprod::dot_iq4_nl_q8, "dot_iq4_nl_q8/dotprod"),
         ],
         _ => [
             named!(neon_int8::dot_q4_0_q8, "dot_q4_0_q8/neon"),
             named!(neon_int8::dot_q4_1_q8, "dot_q4_1_q8/neon"),
             named!(neon_int8::dot_q8_0_q8, "dot_q8_0_q8/neon"),
+            named!(neon_int8::dot_q5_0_q8, "dot_q5_0_q8/neon"),
+            named!(neon_int8::dot_q5_1_q8, "dot_q5_1_q8/neon"),
+            named!(neon_int8::dot_iq4_nl_q8, "dot_iq4_nl_q8/neon"),
         ],
     };
-    k.format_mut(Format::Q4_0).dot_q8 = Some(q4_0);
-    k.format_mut(Format::Q4_1).dot_q8 = Some(q4_1);
-    k.format_mut(Format::Q8_0).dot_q8 = Some(q8_0);
+    for (format, dot) in crate::arch::BLOCK32_FORMATS.into_iter().zip(dots) {
+        k.format_mut(format).dot_q8 = Some(dot);
+    }
     let [q4_k, q6_k]: [(Named<DotQ8Fn>, Named<GemmQ8Fn>); 2] = match backend {
         Backend::NeonDotprod | Backend::NeonI8mm => [
             (
@@ -152,6 +169,9 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
         k.format_mut(Format::Q4_0).dot_f16 = Some(named!(dot_q4_0_f16, "dot_q4_0_f16/fp16"));
         k.format_mut(Format::Q4_1).dot_f16 = Some(named!(dot_q4_1_f16, "dot_q4_1_f16/fp16"));
         k.format_mut(Format::Q8_0).dot_f16 = Some(named!(dot_q8_0_f16, "dot_q8_0_f16/fp16"));
+        k.format_mut(Format::Q5_0).dot_f16 = Some(named!(dot_q5_0_f16, "dot_q5_0_f16/fp16"));
+        k.format_mut(Format::Q5_1).dot_f16 = Some(named!(dot_q5_1_f16, "dot_q5_1_f16/fp16"));
+        k.format_mut(Format::IQ4_NL).dot_f16 = Some(named!(dot_iq4_nl_f16, "dot_iq4_nl_f16/fp16"));
     }
     ternary::install(backend, k);
     gemm::install(backend, k);
@@ -172,6 +192,9 @@ kv_f16_wrappers!(attention);
 f32_wrappers!(neon, BlockQ4_0, "Q4_0", dot_q4_0_f32, dequant_q4_0);
 f32_wrappers!(neon, BlockQ4_1, "Q4_1", dot_q4_1_f32, dequant_q4_1);
 f32_wrappers!(neon, BlockQ8_0, "Q8_0", dot_q8_0_f32, dequant_q8_0);
+f32_wrappers!(neon, BlockQ5_0, "Q5_0", dot_q5_0_f32, dequant_q5_0);
+f32_wrappers!(neon, BlockQ5_1, "Q5_1", dot_q5_1_f32, dequant_q5_1);
+f32_wrappers!(neon, BlockIQ4_NL, "IQ4_NL", dot_iq4_nl_f32, dequant_iq4_nl);
 f32_wrappers!(kquants, BlockQ4_K, "Q4_K", 256, dot_q4_k_f32, dequant_q4_k);
 f32_wrappers!(kquants, BlockQ6_K, "Q6_K", 256, dot_q6_k_f32, dequant_q6_k);
 dot_rows_wrapper!(
@@ -264,3 +287,6 @@ macro_rules! fp16_wrapper {
 fp16_wrapper!(dot_q4_0_f16, BlockQ4_0, "Q4_0");
 fp16_wrapper!(dot_q4_1_f16, BlockQ4_1, "Q4_1");
 fp16_wrapper!(dot_q8_0_f16, BlockQ8_0, "Q8_0");
+fp16_wrapper!(dot_q5_0_f16, BlockQ5_0, "Q5_0");
+fp16_wrapper!(dot_q5_1_f16, BlockQ5_1, "Q5_1");
+fp16_wrapper!(dot_iq4_nl_f16, BlockIQ4_NL, "IQ4_NL");

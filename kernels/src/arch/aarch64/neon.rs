@@ -1,5 +1,11 @@
-//! NEON bodies (every ARMv8-A core): f32 vector kernels, Q4_0/Q4_1/Q8_0 against f32
-//! activations, dequantization, and activation quantization for the int8 path.
+//! NEON bodies (every ARMv8-A core): f32 vector kernels, the 32-weight block formats (Q4_0,
+//! Q4_1, Q8_0, Q5_0, Q5_1, IQ4_NL) against f32 activations, dequantization, and activation
+//! quantization for the int8 path.
+//!
+//! Q5 codes are decoded in registers: each byte of `qh` is copied to eight lanes and tested
+//! against its lane's bit (`cmtst`), giving a byte mask merged into the nibbles with one
+//! `bic`/`and` and `orr`: for Q5_0 `nibble | (0xF0 & !h)` is `q − 16` as an int8 in one step.
+//! IQ4_NL's codes go through its codebook with the same `tbl` as Q4_0's.
 //!
 //! Every function enables `neon` and is reached only through the wrappers in the parent
 //! module, installed after detection. Block kernels take whole blocks; `dot_f32` and `axpy`
@@ -8,7 +14,8 @@
 use core::arch::aarch64::*;
 use core::arch::asm;
 
-use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0, F16Le};
+use crate::arch::int8_blocks::{Block, Fmt};
+use crate::blocks::{BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, F16Le};
 use crate::scalar::{act_scale, BlockQ8Act, Q4_0_VALUES};
 
 /// Floats [`dot_f32`] consumes per step.
@@ -101,6 +108,49 @@ pub(super) fn lut16(lut: &[i8; 16]) -> int8x16_t {
 pub(super) fn lut4(lut: int8x16_t, qs: &[u8; 16]) -> (int8x16_t, int8x16_t) {
     let (lo, hi) = nibbles(qs);
     (vqtbl1q_s8(lut, lo), vqtbl1q_s8(lut, hi))
+}
+
+/// The fifth bits of a Q5 block as byte masks in element order (elements 0..16, 16..32): byte
+/// `j` is 0xFF when bit `j` of `qh` is set, else 0.
+#[inline]
+#[target_feature(enable = "neon")]
+pub(super) fn q5_high_mask(qh: &[u8; 4]) -> [uint8x16_t; 2] {
+    let bits = vreinterpretq_u8_u64(vdupq_n_u64(0x8040_2010_0804_0201));
+    let spread = |a: u8, b: u8| vtstq_u8(vcombine_u8(vdup_n_u8(a), vdup_n_u8(b)), bits);
+    [spread(qh[0], qh[1]), spread(qh[2], qh[3])]
+}
+
+/// A 32-weight block's codes as signed bytes in element order (elements 0..16, 16..32):
+/// Q4_0 and IQ4_NL through `lut` (the format's codebook, [`Fmt::lut`]), Q4_1 and Q5_1 their
+/// unsigned codes (at most 31: valid int8), Q5_0 `q − 16`, Q8_0 as stored.
+#[inline]
+#[target_feature(enable = "neon")]
+pub(super) fn block_codes<B: Block>(lut: int8x16_t, blk: &B) -> [int8x16_t; 2] {
+    match B::FMT {
+        Fmt::Q4_0 | Fmt::IQ4_NL => {
+            let (lo, hi) = lut4(lut, blk.qs16());
+            [lo, hi]
+        }
+        Fmt::Q4_1 => {
+            let (lo, hi) = nibbles(blk.qs16());
+            [vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi)]
+        }
+        Fmt::Q8_0 => [load_i8x16(blk.qs32()), load_i8x16(&blk.qs32()[16..])],
+        Fmt::Q5_0 | Fmt::Q5_1 => {
+            let (lo, hi) = nibbles(blk.qs16());
+            let h = q5_high_mask(blk.qh());
+            let merge = |q: uint8x16_t, h: uint8x16_t| {
+                // nibble | 0xF0 is nibble − 16 as an int8; nibble | 0x10 is nibble + 16.
+                let high = if B::FMT == Fmt::Q5_0 {
+                    vbicq_u8(vdupq_n_u8(0xF0), h)
+                } else {
+                    vandq_u8(h, vdupq_n_u8(0x10))
+                };
+                vreinterpretq_s8_u8(vorrq_u8(q, high))
+            };
+            [merge(lo, h[0]), merge(hi, h[1])]
+        }
+    }
 }
 
 /// 16 signed bytes as four vectors of 4 floats.
@@ -215,9 +265,46 @@ pub(crate) fn dot_q8_0_f32(blocks: &[BlockQ8_0], x: &[f32]) -> f32 {
     vaddvq_f32(acc)
 }
 
+/// A row of 32-weight blocks · f32 through [`block_codes`]: one scale per block, and for the
+/// formats with an offset `Σ d·(Σ q·x) + m·(Σ x)` with the two sums in separate accumulators.
+#[inline]
+#[target_feature(enable = "neon")]
+fn dot_codes_f32<B: Block>(blocks: &[B], x: &[f32]) -> f32 {
+    let lut = lut16(B::FMT.lut());
+    let (mut acc_d, mut acc_m) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+    for (b, x) in blocks.iter().zip(x.chunks_exact(32)) {
+        let [lo, hi] = block_codes(lut, b);
+        let (x0, x1) = (load16(x), load16(&x[16..]));
+        let p = vaddq_f32(dot16(i8x16_to_f32(lo), x0), dot16(i8x16_to_f32(hi), x1));
+        acc_d = vfmaq_n_f32(acc_d, p, f16(b.d()));
+        if B::FMT.has_m() {
+            acc_m = vfmaq_n_f32(acc_m, vaddq_f32(sum4(x0), sum4(x1)), f16(b.m()));
+        }
+    }
+    vaddvq_f32(vaddq_f32(acc_d, acc_m))
+}
+
+/// Q5_0 row · f32.
+#[target_feature(enable = "neon")]
+pub(crate) fn dot_q5_0_f32(blocks: &[BlockQ5_0], x: &[f32]) -> f32 {
+    dot_codes_f32(blocks, x)
+}
+
+/// Q5_1 row · f32.
+#[target_feature(enable = "neon")]
+pub(crate) fn dot_q5_1_f32(blocks: &[BlockQ5_1], x: &[f32]) -> f32 {
+    dot_codes_f32(blocks, x)
+}
+
+/// IQ4_NL row · f32.
+#[target_feature(enable = "neon")]
+pub(crate) fn dot_iq4_nl_f32(blocks: &[BlockIQ4_NL], x: &[f32]) -> f32 {
+    dot_codes_f32(blocks, x)
+}
+
 // ---- dequantization ----------------------------------------------------------------------
 // Bit-identical to the scalar reference: each value is a small integer times an f16 (exact in
-// f32), plus for Q4_1 one rounded addition, which FMA performs identically.
+// f32), plus for Q4_1 and Q5_1 one rounded addition, which FMA performs identically.
 
 /// Q4_0 row → f32.
 #[target_feature(enable = "neon")]
@@ -254,6 +341,44 @@ pub(crate) fn dequant_q8_0(blocks: &[BlockQ8_0], out: &mut [f32]) {
         store16(o, lo.map(|w| vmulq_n_f32(w, d)));
         store16(&mut o[16..], hi.map(|w| vmulq_n_f32(w, d)));
     }
+}
+
+/// A row of 32-weight blocks → f32 through [`block_codes`]: `q·d`, or `q·d + m` in one FMA.
+#[inline]
+#[target_feature(enable = "neon")]
+fn dequant_codes<B: Block>(blocks: &[B], out: &mut [f32]) {
+    let lut = lut16(B::FMT.lut());
+    for (b, o) in blocks.iter().zip(out.chunks_exact_mut(32)) {
+        let (d, m) = (f16(b.d()), vdupq_n_f32(f16(b.m())));
+        let [lo, hi] = block_codes(lut, b).map(|c| i8x16_to_f32(c));
+        let value = |q: float32x4_t| {
+            if B::FMT.has_m() {
+                vfmaq_n_f32(m, q, d)
+            } else {
+                vmulq_n_f32(q, d)
+            }
+        };
+        store16(o, lo.map(value));
+        store16(&mut o[16..], hi.map(value));
+    }
+}
+
+/// Q5_0 row → f32.
+#[target_feature(enable = "neon")]
+pub(crate) fn dequant_q5_0(blocks: &[BlockQ5_0], out: &mut [f32]) {
+    dequant_codes(blocks, out)
+}
+
+/// Q5_1 row → f32.
+#[target_feature(enable = "neon")]
+pub(crate) fn dequant_q5_1(blocks: &[BlockQ5_1], out: &mut [f32]) {
+    dequant_codes(blocks, out)
+}
+
+/// IQ4_NL row → f32.
+#[target_feature(enable = "neon")]
+pub(crate) fn dequant_iq4_nl(blocks: &[BlockIQ4_NL], out: &mut [f32]) {
+    dequant_codes(blocks, out)
 }
 
 // ---- activation quantization -------------------------------------------------------------

@@ -1,5 +1,11 @@
-//! AVX2 + FMA + F16C bodies: f32 vector kernels, Q4_0/Q4_1/Q8_0 against f32 activations,
-//! dequantization, and activation quantization for the int8 path.
+//! AVX2 + FMA + F16C bodies: f32 vector kernels, the 32-weight block formats (Q4_0, Q4_1,
+//! Q8_0, Q5_0, Q5_1, IQ4_NL) against f32 activations, dequantization, and activation
+//! quantization for the int8 path.
+//!
+//! Q5 codes are decoded in registers: the 32 fifth bits of `qh` become a byte mask (each byte
+//! of `qh` copied to eight lanes by `vpshufb`, tested against its lane's bit), merged into the
+//! nibbles with one `and`/`andnot` and `or`: for Q5_0 `nibble | (!h & 0xF0)` is `q − 16` as an
+//! int8 in one step. IQ4_NL's codes go through its codebook with the same `vpshufb` as Q4_0's.
 //!
 //! Every function enables `avx2,fma,f16c` and is reached only through the wrappers in the
 //! parent module, installed after detection. Block kernels take whole blocks; `dot_f32` and
@@ -7,7 +13,8 @@
 
 use core::arch::x86_64::*;
 
-use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0, F16Le};
+use crate::arch::int8_blocks::{Block, Fmt};
+use crate::blocks::{BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, F16Le};
 use crate::scalar::{act_scale, BlockQ8Act, Q4_0_VALUES};
 
 /// Floats [`dot_f32`] consumes per step.
@@ -131,6 +138,54 @@ pub(super) fn nibbles256(qs: &[u8; 16]) -> __m256i {
     _mm256_set_m128i(hi, lo)
 }
 
+/// The fifth bits of a Q5 block as a byte mask in element order: byte `j` is 0xFF when bit `j`
+/// of `qh` is set, else 0.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn q5_high_mask(qh: &[u8; 4]) -> __m256i {
+    let v = _mm256_set1_epi32(i32::from_le_bytes(*qh));
+    // Byte j takes byte j / 8 of qh (`vpshufb` indexes within each 128-bit lane, and both
+    // lanes hold all four bytes).
+    #[rustfmt::skip]
+    let spread = _mm256_setr_epi8(
+        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+        2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
+    );
+    let bits = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(v, spread), bits), bits)
+}
+
+/// A 32-weight block's codes as 32 bytes in element order, in the form the int8 dots take:
+/// Q4_0 and IQ4_NL through `lut` (the format's codebook, [`Fmt::lut`]), Q4_1 and Q5_1 their
+/// unsigned codes, Q5_0 `q − 16`, Q8_0 as stored.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn block_codes<B: Block>(lut: __m256i, blk: &B) -> __m256i {
+    match B::FMT {
+        Fmt::Q4_0 | Fmt::IQ4_NL => _mm256_shuffle_epi8(lut, nibbles256(blk.qs16())),
+        Fmt::Q4_1 => nibbles256(blk.qs16()),
+        Fmt::Q8_0 => load_i8x32(blk.qs32()),
+        // nibble | 0xF0 is nibble − 16 as an int8; nibble | 0 is (nibble + 16) − 16.
+        Fmt::Q5_0 => _mm256_or_si256(
+            nibbles256(blk.qs16()),
+            _mm256_andnot_si256(q5_high_mask(blk.qh()), _mm256_set1_epi8(0xF0u8 as i8)),
+        ),
+        Fmt::Q5_1 => _mm256_or_si256(
+            nibbles256(blk.qs16()),
+            _mm256_and_si256(q5_high_mask(blk.qh()), _mm256_set1_epi8(0x10)),
+        ),
+    }
+}
+
+/// 32 signed bytes as four vectors of 8 floats, in order.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn i8x32_to_f32(v: __m256i) -> [__m256; 4] {
+    let [a, b] = i8x16_to_f32(_mm256_castsi256_si128(v));
+    let [c, d] = i8x16_to_f32(_mm256_extracti128_si256::<1>(v));
+    [a, b, c, d]
+}
+
 /// 16 signed bytes as two vectors of 8 floats.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -243,9 +298,46 @@ pub(crate) fn dot_q8_0_f32(blocks: &[BlockQ8_0], x: &[f32]) -> f32 {
     hsum(acc)
 }
 
+/// A row of 32-weight blocks · f32 through [`block_codes`]: one scale per block, and for the
+/// formats with an offset `Σ d·(Σ q·x) + m·(Σ x)` with the two sums in separate accumulators.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_codes_f32<B: Block>(blocks: &[B], x: &[f32]) -> f32 {
+    let lut = lut16(B::FMT.lut());
+    let (mut acc_d, mut acc_m) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    for (b, x) in blocks.iter().zip(x.chunks_exact(32)) {
+        let x = load32(x);
+        let p = dot32(i8x32_to_f32(block_codes(lut, b)), x);
+        acc_d = _mm256_fmadd_ps(p, f16x8(b.d()), acc_d);
+        if B::FMT.has_m() {
+            let sx = _mm256_add_ps(_mm256_add_ps(x[0], x[1]), _mm256_add_ps(x[2], x[3]));
+            acc_m = _mm256_fmadd_ps(sx, f16x8(b.m()), acc_m);
+        }
+    }
+    hsum(_mm256_add_ps(acc_d, acc_m))
+}
+
+/// Q5_0 row · f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dot_q5_0_f32(blocks: &[BlockQ5_0], x: &[f32]) -> f32 {
+    dot_codes_f32(blocks, x)
+}
+
+/// Q5_1 row · f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dot_q5_1_f32(blocks: &[BlockQ5_1], x: &[f32]) -> f32 {
+    dot_codes_f32(blocks, x)
+}
+
+/// IQ4_NL row · f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dot_iq4_nl_f32(blocks: &[BlockIQ4_NL], x: &[f32]) -> f32 {
+    dot_codes_f32(blocks, x)
+}
+
 // ---- dequantization ----------------------------------------------------------------------
 // Bit-identical to the scalar reference: each value is a small integer times an f16 (exact in
-// f32), plus for Q4_1 one rounded addition, which FMA performs identically.
+// f32), plus for Q4_1 and Q5_1 one rounded addition, which FMA performs identically.
 
 /// Q4_0 row → f32.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -279,6 +371,40 @@ pub(crate) fn dequant_q8_0(blocks: &[BlockQ8_0], out: &mut [f32]) {
         let [w2, w3] = i8x16_to_f32(_mm256_extracti128_si256::<1>(w));
         store32(o, [w0, w1, w2, w3].map(|w| _mm256_mul_ps(w, d)));
     }
+}
+
+/// A row of 32-weight blocks → f32 through [`block_codes`]: `q·d`, or `q·d + m` in one FMA.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dequant_codes<B: Block>(blocks: &[B], out: &mut [f32]) {
+    let lut = lut16(B::FMT.lut());
+    for (b, o) in blocks.iter().zip(out.chunks_exact_mut(32)) {
+        let (d, m) = (f16x8(b.d()), f16x8(b.m()));
+        let q = i8x32_to_f32(block_codes(lut, b));
+        if B::FMT.has_m() {
+            store32(o, q.map(|q| _mm256_fmadd_ps(q, d, m)));
+        } else {
+            store32(o, q.map(|q| _mm256_mul_ps(q, d)));
+        }
+    }
+}
+
+/// Q5_0 row → f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dequant_q5_0(blocks: &[BlockQ5_0], out: &mut [f32]) {
+    dequant_codes(blocks, out)
+}
+
+/// Q5_1 row → f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dequant_q5_1(blocks: &[BlockQ5_1], out: &mut [f32]) {
+    dequant_codes(blocks, out)
+}
+
+/// IQ4_NL row → f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dequant_iq4_nl(blocks: &[BlockIQ4_NL], out: &mut [f32]) {
+    dequant_codes(blocks, out)
 }
 
 // ---- activation quantization -------------------------------------------------------------

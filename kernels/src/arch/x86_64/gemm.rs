@@ -24,9 +24,9 @@
 use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 
-use super::avx2::{f16x8, load_16};
-use crate::arch::int8_blocks::{Block, Fmt};
-use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
+use super::avx2::{block_codes, f16x8, i8x32_to_f32, load_16, lut16};
+use crate::arch::int8_blocks::Block;
+use crate::blocks::{BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
 use crate::dispatch::{Backend, Kernels};
 use crate::format::Format;
 use crate::scalar;
@@ -268,6 +268,56 @@ fn rows_q8_0<const R: usize>(w: &[BlockQ8_0], kb: usize, x: &[f32]) -> [__m256; 
     acc
 }
 
+/// `R` rows of 32-weight blocks · `x` through [`block_codes`] (Q5_0, Q5_1, IQ4_NL): codes
+/// widened from bytes as Q8_0's are, one scale per block, and for the formats with an offset
+/// `Σ d·(Σ q·x) + m·(Σ x)` with `Σ x` shared by the rows and `d`, `m` converted together.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn rows_codes<B: Block, const R: usize>(w: &[B], kb: usize, x: &[f32]) -> [__m256; R] {
+    assert!(w.len() >= R * kb && x.len() >= 32 * kb);
+    let lut = lut16(B::FMT.lut());
+    let mut acc = [_mm256_setzero_ps(); R];
+    for b in 0..kb {
+        let xv = load32(&x[32 * b..]);
+        let sx = _mm256_add_ps(_mm256_add_ps(xv[0], xv[1]), _mm256_add_ps(xv[2], xv[3]));
+        for r in 0..R {
+            let blk = &w[r * kb + b];
+            let q = i8x32_to_f32(block_codes(lut, blk));
+            if B::FMT.has_m() {
+                let (d, m) = (blk.d().0, blk.m().0);
+                let dm =
+                    _mm256_cvtph_ps(_mm_set1_epi32(i32::from_le_bytes([d[0], d[1], m[0], m[1]])));
+                let (d, m) = (_mm256_moveldup_ps(dm), _mm256_movehdup_ps(dm));
+                acc[r] = _mm256_fmadd_ps(sx, m, _mm256_fmadd_ps(dot32(q, &xv), d, acc[r]));
+            } else {
+                acc[r] = _mm256_fmadd_ps(dot32(q, &xv), f16x8(blk.d()), acc[r]);
+            }
+        }
+    }
+    acc
+}
+
+/// [`rows_codes`] for Q5_0.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn rows_q5_0<const R: usize>(w: &[BlockQ5_0], kb: usize, x: &[f32]) -> [__m256; R] {
+    rows_codes::<BlockQ5_0, R>(w, kb, x)
+}
+
+/// [`rows_codes`] for Q5_1.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn rows_q5_1<const R: usize>(w: &[BlockQ5_1], kb: usize, x: &[f32]) -> [__m256; R] {
+    rows_codes::<BlockQ5_1, R>(w, kb, x)
+}
+
+/// [`rows_codes`] for IQ4_NL.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn rows_iq4_nl<const R: usize>(w: &[BlockIQ4_NL], kb: usize, x: &[f32]) -> [__m256; R] {
+    rows_codes::<BlockIQ4_NL, R>(w, kb, x)
+}
+
 // `y[r] = row r · x` for the rows of `w`, `rows_*` run on `x` as it is or pre-scaled
 // ([`prescale`]).
 dot_rows_driver!(
@@ -291,6 +341,27 @@ dot_rows_driver!(
     pub(super) dot_rows_q8_0_f32,
     BlockQ8_0,
     rows_q8_0,
+    store_rows
+);
+dot_rows_driver!(
+    "avx2,fma,f16c",
+    pub(super) dot_rows_q5_0_f32,
+    BlockQ5_0,
+    rows_q5_0,
+    store_rows
+);
+dot_rows_driver!(
+    "avx2,fma,f16c",
+    pub(super) dot_rows_q5_1_f32,
+    BlockQ5_1,
+    rows_q5_1,
+    store_rows
+);
+dot_rows_driver!(
+    "avx2,fma,f16c",
+    pub(super) dot_rows_iq4_nl_f32,
+    BlockIQ4_NL,
+    rows_iq4_nl,
     store_rows
 );
 
@@ -386,10 +457,10 @@ macro_rules! int8_gemm {
     ($features:literal, $dot_u8_i8:ident) => {
         use core::arch::x86_64::*;
 
-        use super::super::avx2::{f16x8, load_i8x32, lut16, nibbles256};
-        use super::{prefetch_ahead, prefetch_head, store_rows, Block, Fmt, ROWS};
-        use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
-        use crate::scalar::{BlockQ8Act, Q4_0_VALUES};
+        use super::super::avx2::{block_codes, f16x8, load_i8x32, lut16};
+        use super::{prefetch_ahead, prefetch_head, store_rows, Block, ROWS};
+        use crate::blocks::{BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
+        use crate::scalar::BlockQ8Act;
 
         /// One tile: rows `w[r·kb..]` for `r < R`, tokens `acts[t·kb..]` for `t < T ≤ 2`;
         /// writes `y[t·ldy + r]`.
@@ -403,7 +474,7 @@ macro_rules! int8_gemm {
             ldy: usize,
         ) {
             assert!(w.len() >= R * kb && acts.len() >= T * kb && T <= 2);
-            let lut = lut16(&Q4_0_VALUES);
+            let lut = lut16(B::FMT.lut());
             let mut acc = [[_mm256_setzero_ps(); R]; T];
             let mut acc_m = [_mm256_setzero_ps(); R];
             for b in 0..kb {
@@ -417,12 +488,8 @@ macro_rules! int8_gemm {
                 };
                 for r in 0..R {
                     let blk = &w[r * kb + b];
-                    let codes = match B::FMT {
-                        Fmt::Q4_0 => _mm256_shuffle_epi8(lut, nibbles256(blk.qs16())),
-                        Fmt::Q4_1 => nibbles256(blk.qs16()),
-                        Fmt::Q8_0 => load_i8x32(blk.qs32()),
-                    };
-                    let signed = B::FMT != Fmt::Q4_1;
+                    let codes = block_codes(lut, blk);
+                    let signed = B::FMT.signed();
                     let mag = if signed {
                         _mm256_sign_epi8(codes, codes)
                     } else {
@@ -439,12 +506,12 @@ macro_rules! int8_gemm {
                         let scale = _mm256_mul_ps(dw, ad[t]);
                         acc[t][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc[t][r]);
                     }
-                    if B::FMT == Fmt::Q4_1 {
+                    if B::FMT.has_m() {
                         acc_m[r] = _mm256_fmadd_ps(f16x8(blk.m()), s, acc_m[r]);
                     }
                 }
             }
-            if B::FMT == Fmt::Q4_1 {
+            if B::FMT.has_m() {
                 let mut ms = [[0.0f32; 8]; R];
                 for r in 0..R {
                     // SAFETY: `ms[r]` holds 8 floats; the store is unaligned.
@@ -510,17 +577,13 @@ macro_rules! int8_gemm {
         #[inline]
         #[target_feature(enable = $features)]
         fn unpack<B: Block>(p: &mut Panel, w: &[B], rows: usize, kb: usize, k0: usize, kc: usize) {
-            let lut = lut16(&Q4_0_VALUES);
+            let lut = lut16(B::FMT.lut());
             for r in 0..rows {
                 for b in 0..kc {
                     let blk = &w[r * kb + k0 + b];
-                    p.codes[r][b] = match B::FMT {
-                        Fmt::Q4_0 => _mm256_shuffle_epi8(lut, nibbles256(blk.qs16())),
-                        Fmt::Q4_1 => nibbles256(blk.qs16()),
-                        Fmt::Q8_0 => load_i8x32(blk.qs32()),
-                    };
+                    p.codes[r][b] = block_codes(lut, blk);
                     p.d[r][b] = f16(blk.d());
-                    if B::FMT == Fmt::Q4_1 {
+                    if B::FMT.has_m() {
                         p.m[r][b] = f16(blk.m());
                     }
                 }
@@ -543,7 +606,7 @@ macro_rules! int8_gemm {
             first: bool,
         ) {
             assert!(kc <= KC && acts.len() >= (T - 1) * kb + kc);
-            let signed = B::FMT != Fmt::Q4_1;
+            let signed = B::FMT.signed();
             let mut acc = [[_mm256_setzero_ps(); R]; T];
             for b in 0..kc {
                 let a: [&BlockQ8Act; T] = core::array::from_fn(|t| &acts[t * kb + b]);
@@ -568,7 +631,7 @@ macro_rules! int8_gemm {
             for t in 0..T {
                 let mut out = [0.0f32; 4];
                 store_rows(acc[t], &mut out);
-                if B::FMT == Fmt::Q4_1 {
+                if B::FMT.has_m() {
                     // The offset term Σ m·s, a short dot over the panel's blocks.
                     let mut s = [0.0f32; KC];
                     for (b, s) in s[..kc].iter_mut().enumerate() {
@@ -711,6 +774,48 @@ macro_rules! int8_gemm {
             gemm(w, m, kb, acts, n, y, ldy)
         }
 
+        /// Q5_0 rows × int8 tokens.
+        #[target_feature(enable = $features)]
+        pub(super) fn gemm_q5_0_q8(
+            w: &[BlockQ5_0],
+            m: usize,
+            kb: usize,
+            acts: &[BlockQ8Act],
+            n: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            gemm(w, m, kb, acts, n, y, ldy)
+        }
+
+        /// Q5_1 rows × int8 tokens.
+        #[target_feature(enable = $features)]
+        pub(super) fn gemm_q5_1_q8(
+            w: &[BlockQ5_1],
+            m: usize,
+            kb: usize,
+            acts: &[BlockQ8Act],
+            n: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            gemm(w, m, kb, acts, n, y, ldy)
+        }
+
+        /// IQ4_NL rows × int8 tokens.
+        #[target_feature(enable = $features)]
+        pub(super) fn gemm_iq4_nl_q8(
+            w: &[BlockIQ4_NL],
+            m: usize,
+            kb: usize,
+            acts: &[BlockQ8Act],
+            n: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            gemm(w, m, kb, acts, n, y, ldy)
+        }
+
         /// Q8_0 rows × int8 tokens.
         #[target_feature(enable = $features)]
         pub(super) fn gemm_q8_0_q8(
@@ -772,6 +877,12 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) {
     f.dot_rows = Some(named!(dot_rows_q4_1, "dot_rows_q4_1_f32/avx2"));
     let f = k.format_mut(Format::Q8_0);
     f.dot_rows = Some(named!(dot_rows_q8_0, "dot_rows_q8_0_f32/avx2"));
+    let f = k.format_mut(Format::Q5_0);
+    f.dot_rows = Some(named!(dot_rows_q5_0, "dot_rows_q5_0_f32/avx2"));
+    let f = k.format_mut(Format::Q5_1);
+    f.dot_rows = Some(named!(dot_rows_q5_1, "dot_rows_q5_1_f32/avx2"));
+    let f = k.format_mut(Format::IQ4_NL);
+    f.dot_rows = Some(named!(dot_rows_iq4_nl, "dot_rows_iq4_nl_f32/avx2"));
     if backend == Backend::Avx512Vnni {
         let f = k.format_mut(Format::Q4_0);
         f.dot_rows = Some(named!(avx512_rows_q4_0, "dot_rows_q4_0_f32/avx512"));
@@ -779,29 +890,43 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) {
         f.dot_rows = Some(named!(avx512_rows_q4_1, "dot_rows_q4_1_f32/avx512"));
         let f = k.format_mut(Format::Q8_0);
         f.dot_rows = Some(named!(avx512_rows_q8_0, "dot_rows_q8_0_f32/avx512"));
+        let f = k.format_mut(Format::IQ4_NL);
+        f.dot_rows = Some(named!(avx512_rows_iq4_nl, "dot_rows_iq4_nl_f32/avx512"));
     }
     use crate::dispatch::Named;
     let gemm = |f, name| Some(Named { f, name });
-    let [q4_0, q4_1, q8_0] = match backend {
+    let gemms = match backend {
         Backend::AvxVnni => [
             gemm(avxvnni_wrap::gemm_q4_0 as _, "gemm_q4_0_q8/avxvnni"),
             gemm(avxvnni_wrap::gemm_q4_1 as _, "gemm_q4_1_q8/avxvnni"),
             gemm(avxvnni_wrap::gemm_q8_0 as _, "gemm_q8_0_q8/avxvnni"),
+            gemm(avxvnni_wrap::gemm_q5_0 as _, "gemm_q5_0_q8/avxvnni"),
+            gemm(avxvnni_wrap::gemm_q5_1 as _, "gemm_q5_1_q8/avxvnni"),
+            gemm(avxvnni_wrap::gemm_iq4_nl as _, "gemm_iq4_nl_q8/avxvnni"),
         ],
         Backend::Avx512Vnni => [
             gemm(avx512vnni_wrap::gemm_q4_0 as _, "gemm_q4_0_q8/avx512vnni"),
             gemm(avx512vnni_wrap::gemm_q4_1 as _, "gemm_q4_1_q8/avx512vnni"),
             gemm(avx512vnni_wrap::gemm_q8_0 as _, "gemm_q8_0_q8/avx512vnni"),
+            gemm(avx512vnni_wrap::gemm_q5_0 as _, "gemm_q5_0_q8/avx512vnni"),
+            gemm(avx512vnni_wrap::gemm_q5_1 as _, "gemm_q5_1_q8/avx512vnni"),
+            gemm(
+                avx512vnni_wrap::gemm_iq4_nl as _,
+                "gemm_iq4_nl_q8/avx512vnni",
+            ),
         ],
         _ => [
             gemm(avx2_wrap::gemm_q4_0 as _, "gemm_q4_0_q8/avx2"),
             gemm(avx2_wrap::gemm_q4_1 as _, "gemm_q4_1_q8/avx2"),
             gemm(avx2_wrap::gemm_q8_0 as _, "gemm_q8_0_q8/avx2"),
+            gemm(avx2_wrap::gemm_q5_0 as _, "gemm_q5_0_q8/avx2"),
+            gemm(avx2_wrap::gemm_q5_1 as _, "gemm_q5_1_q8/avx2"),
+            gemm(avx2_wrap::gemm_iq4_nl as _, "gemm_iq4_nl_q8/avx2"),
         ],
     };
-    k.format_mut(Format::Q4_0).gemm_q8 = q4_0;
-    k.format_mut(Format::Q4_1).gemm_q8 = q4_1;
-    k.format_mut(Format::Q8_0).gemm_q8 = q8_0;
+    for (format, g) in crate::arch::BLOCK32_FORMATS.into_iter().zip(gemms) {
+        k.format_mut(format).gemm_q8 = g;
+    }
 }
 
 // Wrapper notes: as in the parent module, these are reachable only through `install`, which
@@ -846,6 +971,15 @@ dot_rows_wrapper!(
     above PRESCALE_MAX => super::dot_q4_1_f32,
 );
 dot_rows_wrapper!(dot_rows_q8_0, BlockQ8_0, "Q8_0", 32, dot_rows_q8_0_f32);
+dot_rows_wrapper!(dot_rows_q5_0, BlockQ5_0, "Q5_0", 32, dot_rows_q5_0_f32);
+dot_rows_wrapper!(dot_rows_q5_1, BlockQ5_1, "Q5_1", 32, dot_rows_q5_1_f32);
+dot_rows_wrapper!(
+    dot_rows_iq4_nl,
+    BlockIQ4_NL,
+    "IQ4_NL",
+    32,
+    dot_rows_iq4_nl_f32
+);
 
 // The AVX-512 row kernels: installed only for the AVX512-VNNI backend, whose detection
 // includes `avx512f`.
@@ -873,11 +1007,21 @@ dot_rows_wrapper!(
     super::avx512::dot_rows_q8_0_f32,
     above PRESCALE_MAX => super::dot_q8_0_f32,
 );
+dot_rows_wrapper!(
+    avx512_rows_iq4_nl,
+    BlockIQ4_NL,
+    "IQ4_NL",
+    32,
+    super::avx512::dot_rows_iq4_nl_f32,
+    above PRESCALE_MAX => super::dot_iq4_nl_f32,
+);
 
 macro_rules! gemm_q8_wrappers {
     ($wrap:ident => $body:ident) => {
         mod $wrap {
-            use crate::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ8_0};
+            use crate::blocks::{
+                as_blocks, BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0,
+            };
             use crate::scalar::{gemm_q8_blocks, BlockQ8Act};
 
             macro_rules! one {
@@ -905,6 +1049,9 @@ macro_rules! gemm_q8_wrappers {
             one!(gemm_q4_0, BlockQ4_0, gemm_q4_0_q8);
             one!(gemm_q4_1, BlockQ4_1, gemm_q4_1_q8);
             one!(gemm_q8_0, BlockQ8_0, gemm_q8_0_q8);
+            one!(gemm_q5_0, BlockQ5_0, gemm_q5_0_q8);
+            one!(gemm_q5_1, BlockQ5_1, gemm_q5_1_q8);
+            one!(gemm_iq4_nl, BlockIQ4_NL, gemm_iq4_nl_q8);
         }
     };
 }

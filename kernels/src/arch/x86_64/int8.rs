@@ -1,4 +1,4 @@
-//! Int8 dot products of Q4_0/Q4_1/Q8_0 rows with quantized activations
+//! Int8 dot products of the 32-weight block formats' rows with quantized activations
 //! ([`BlockQ8Act`](crate::scalar::BlockQ8Act)), one copy per instruction set generated from one
 //! macro: AVX2 (`vpmaddubsw` + `vpmaddwd`), AVX-VNNI and AVX512-VNNI/VL (`vpdpbusd`, 256-bit).
 //!
@@ -14,8 +14,11 @@ macro_rules! int8_dots {
     ($features:literal, $dot_u8_i8:ident) => {
         use core::arch::x86_64::*;
 
-        use super::super::avx2::{f16x8, hsum, load_i8x32, lut16, nibbles256};
-        use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0, F16Le};
+        use super::super::avx2::{block_codes, f16x8, hsum, load_i8x32, lut16, nibbles256};
+        use crate::arch::int8_blocks::Block;
+        use crate::blocks::{
+            BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, F16Le,
+        };
         use crate::scalar::{BlockQ8Act, Q4_0_VALUES};
 
         /// Σ w·a as eight i32 partial sums, for signed `w` and `a` in [−127, 127].
@@ -76,6 +79,50 @@ macro_rules! int8_dots {
                 scale_add(acc, isum, b.d, a)
             });
             hsum(qa) + _mm256_cvtss_f32(ms)
+        }
+
+        /// A row of 32-weight blocks · int8 activations through [`block_codes`]: signed
+        /// codes with the sign trick, unsigned ones (with an offset `m·s` per block, as in
+        /// [`dot_q4_1_q8`]) as they are.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn dot_codes_q8<B: Block>(blocks: &[B], acts: &[BlockQ8Act]) -> f32 {
+            let lut = lut16(B::FMT.lut());
+            let qa = fold2(blocks, acts, |acc, b, a| {
+                let (w, x) = (block_codes(lut, b), load_i8x32(&a.qs));
+                let isum = if B::FMT.signed() {
+                    isum_signed(w, x)
+                } else {
+                    $dot_u8_i8(w, x)
+                };
+                scale_add(acc, isum, b.d(), a)
+            });
+            if !B::FMT.has_m() {
+                return hsum(qa);
+            }
+            let ms = fold2(blocks, acts, |ms, b, a| {
+                _mm256_fmadd_ps(f16x8(b.m()), _mm256_set1_ps(a.s()), ms)
+            });
+            hsum(qa) + _mm256_cvtss_f32(ms)
+        }
+
+        /// Q5_0 row · int8 activations: codes `q − 16` in [−16, 15], with the sign trick.
+        #[target_feature(enable = $features)]
+        pub(crate) fn dot_q5_0_q8(blocks: &[BlockQ5_0], acts: &[BlockQ8Act]) -> f32 {
+            dot_codes_q8(blocks, acts)
+        }
+
+        /// Q5_1 row · int8 activations: unsigned codes 0..=31, and the offset's `m·s`.
+        #[target_feature(enable = $features)]
+        pub(crate) fn dot_q5_1_q8(blocks: &[BlockQ5_1], acts: &[BlockQ8Act]) -> f32 {
+            dot_codes_q8(blocks, acts)
+        }
+
+        /// IQ4_NL row · int8 activations: codes through the IQ4_NL codebook (values in
+        /// [−127, 113]), then as Q8_0.
+        #[target_feature(enable = $features)]
+        pub(crate) fn dot_iq4_nl_q8(blocks: &[BlockIQ4_NL], acts: &[BlockQ8Act]) -> f32 {
+            dot_codes_q8(blocks, acts)
         }
 
         /// Q8_0 row · int8 activations.

@@ -17,7 +17,9 @@ mod kquants_int8;
 mod lut;
 mod ternary;
 
-use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0};
+use crate::blocks::{
+    BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ6_K, BlockQ8_0,
+};
 use crate::dispatch::{Backend, DotQ8Fn, GemmQ8Fn, Kernels, Named};
 use crate::format::Format;
 
@@ -82,6 +84,15 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     let f = k.format_mut(Format::Q8_0);
     f.dot = named!(dot_q8_0_f32, "dot_q8_0_f32/avx2");
     f.dequant = named!(dequant_q8_0, "dequant_q8_0/avx2");
+    let f = k.format_mut(Format::Q5_0);
+    f.dot = named!(dot_q5_0_f32, "dot_q5_0_f32/avx2");
+    f.dequant = named!(dequant_q5_0, "dequant_q5_0/avx2");
+    let f = k.format_mut(Format::Q5_1);
+    f.dot = named!(dot_q5_1_f32, "dot_q5_1_f32/avx2");
+    f.dequant = named!(dequant_q5_1, "dequant_q5_1/avx2");
+    let f = k.format_mut(Format::IQ4_NL);
+    f.dot = named!(dot_iq4_nl_f32, "dot_iq4_nl_f32/avx2");
+    f.dequant = named!(dequant_iq4_nl, "dequant_iq4_nl/avx2");
     let f = k.format_mut(Format::Q4_K);
     f.dot = named!(dot_q4_k_f32, "dot_q4_k_f32/avx2");
     f.dequant = named!(dequant_q4_k, "dequant_q4_k/avx2");
@@ -91,26 +102,35 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     f.dequant = named!(dequant_q6_k, "dequant_q6_k/avx2");
     f.dot_rows = Some(named!(dot_rows_q6_k_f32, "dot_rows_q6_k_f32/avx2"));
 
-    let [q4_0, q4_1, q8_0]: [Named<DotQ8Fn>; 3] = match backend {
+    let dots: [Named<DotQ8Fn>; 6] = match backend {
         Backend::AvxVnni => [
             named!(avxvnni::dot_q4_0_q8, "dot_q4_0_q8/avxvnni"),
             named!(avxvnni::dot_q4_1_q8, "dot_q4_1_q8/avxvnni"),
             named!(avxvnni::dot_q8_0_q8, "dot_q8_0_q8/avxvnni"),
+            named!(avxvnni::dot_q5_0_q8, "dot_q5_0_q8/avxvnni"),
+            named!(avxvnni::dot_q5_1_q8, "dot_q5_1_q8/avxvnni"),
+            named!(avxvnni::dot_iq4_nl_q8, "dot_iq4_nl_q8/avxvnni"),
         ],
         Backend::Avx512Vnni => [
             named!(avx512vnni::dot_q4_0_q8, "dot_q4_0_q8/avx512vnni"),
             named!(avx512vnni::dot_q4_1_q8, "dot_q4_1_q8/avx512vnni"),
             named!(avx512vnni::dot_q8_0_q8, "dot_q8_0_q8/avx512vnni"),
+            named!(avx512vnni::dot_q5_0_q8, "dot_q5_0_q8/avx512vnni"),
+            named!(avx512vnni::dot_q5_1_q8, "dot_q5_1_q8/avx512vnni"),
+            named!(avx512vnni::dot_iq4_nl_q8, "dot_iq4_nl_q8/avx512vnni"),
         ],
         _ => [
             named!(avx2_int8::dot_q4_0_q8, "dot_q4_0_q8/avx2"),
             named!(avx2_int8::dot_q4_1_q8, "dot_q4_1_q8/avx2"),
             named!(avx2_int8::dot_q8_0_q8, "dot_q8_0_q8/avx2"),
+            named!(avx2_int8::dot_q5_0_q8, "dot_q5_0_q8/avx2"),
+            named!(avx2_int8::dot_q5_1_q8, "dot_q5_1_q8/avx2"),
+            named!(avx2_int8::dot_iq4_nl_q8, "dot_iq4_nl_q8/avx2"),
         ],
     };
-    k.format_mut(Format::Q4_0).dot_q8 = Some(q4_0);
-    k.format_mut(Format::Q4_1).dot_q8 = Some(q4_1);
-    k.format_mut(Format::Q8_0).dot_q8 = Some(q8_0);
+    for (format, dot) in crate::arch::BLOCK32_FORMATS.into_iter().zip(dots) {
+        k.format_mut(format).dot_q8 = Some(dot);
+    }
     let [q4_k, q6_k]: [(Named<DotQ8Fn>, Named<GemmQ8Fn>); 2] = match backend {
         Backend::AvxVnni => [
             (
@@ -172,6 +192,9 @@ kv_f16_wrappers!(f16);
 f32_wrappers!(avx2, BlockQ4_0, "Q4_0", dot_q4_0_f32, dequant_q4_0);
 f32_wrappers!(avx2, BlockQ4_1, "Q4_1", dot_q4_1_f32, dequant_q4_1);
 f32_wrappers!(avx2, BlockQ8_0, "Q8_0", dot_q8_0_f32, dequant_q8_0);
+f32_wrappers!(avx2, BlockQ5_0, "Q5_0", dot_q5_0_f32, dequant_q5_0);
+f32_wrappers!(avx2, BlockQ5_1, "Q5_1", dot_q5_1_f32, dequant_q5_1);
+f32_wrappers!(avx2, BlockIQ4_NL, "IQ4_NL", dot_iq4_nl_f32, dequant_iq4_nl);
 f32_wrappers!(kquants, BlockQ4_K, "Q4_K", 256, dot_q4_k_f32, dequant_q4_k);
 f32_wrappers!(kquants, BlockQ6_K, "Q6_K", 256, dot_q6_k_f32, dequant_q6_k);
 dot_rows_wrapper!(
