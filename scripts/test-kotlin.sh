@@ -56,8 +56,10 @@ if [ ! -f "$jna_jar" ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq libjna-java >/dev/null
 fi
 
-step "model"
+step "models"
 bash scripts/fetch-model.sh
+bash scripts/fetch-models.sh gemma3-270m
+gemma="$root/models/gemma-3-270m-q4_k_m.gguf"
 
 step "build tern-ffi, its uniffi-bindgen and tern (dev profile, optimized)"
 cargo build -q -p tern-ffi -p tern-cli --features tern-ffi/cli
@@ -71,6 +73,14 @@ trap 'rm -rf "$work"' EXIT
 step "expected text from the Rust API"
 "$bin/tern" run -m "$model" -p "$PROMPT" -n 16 --temp 0 --json >"$work/rust.json"
 python3 - "$work/rust.json" "$work/expected.txt" <<'PY'
+import json, sys
+out = json.load(open(sys.argv[1]))
+assert len(out["tokens"]) == 16, out
+open(sys.argv[2], "w").write(out["text"])
+PY
+
+"$bin/tern" run -m "$gemma" -p "$PROMPT" -n 16 --temp 0 --json >"$work/gemma.json"
+python3 - "$work/gemma.json" "$work/gemma_expected.txt" <<'PY'
 import json, sys
 out = json.load(open(sys.argv[1]))
 assert len(out["tokens"]) == 16, out
@@ -91,4 +101,4 @@ java -Xss8m -cp "$compiler_jar" org.jetbrains.kotlin.cli.jvm.K2JVMCompiler \
 
 step "run"
 RUST_BACKTRACE=0 java -Djna.library.path="$bin" -cp "$work/classes:$classpath" dev.tern.test.TernJvmTestKt \
-  "$model" "$work/expected.txt" "$work/scratch"
+  "$model" "$work/expected.txt" "$work/scratch" "$gemma" "$work/gemma_expected.txt"

@@ -287,6 +287,24 @@ fun main(args: Array<String>) {
         check(lines.last { it.isNotEmpty() }.endsWith(" tok/s")) { "printed $lines" }
     }
 
+    // A second architecture through the same API, unchanged: Gemma 3 (sliding-window layers,
+    // GeGLU, 262k-token SentencePiece vocabulary), when the test command passes its file.
+    if (args.size >= 5) {
+        val gemmaPath = args[3]
+        val gemmaExpected = File(args[4]).readText()
+        test("Gemma 3 270M: 16 greedy tokens equal the Rust API's") {
+            TernModel.load(gemmaPath, OPTIONS).use { gemma ->
+                check(gemma.info.architecture == "gemma3") { "architecture ${gemma.info.architecture}" }
+                check(gemma.info.vocabSize == 262144u) { "vocab ${gemma.info.vocabSize}" }
+                check(!gemma.info.hasChatTemplate) { "a base model has no chat template" }
+                gemma.newSession().use { session ->
+                    val text = session.generate(PROMPT, greedy(16)).toList().joinToString("")
+                    check(text == gemmaExpected) { "got '$text', expected '$gemmaExpected'" }
+                }
+            }
+        }
+    }
+
     model.close()
     println("$passed passed, $failed failed")
     exitProcess(if (failed == 0) 0 else 1)

@@ -2,6 +2,7 @@
 //! fixtures produced by an independent implementation (`tests/reference/make_fixtures.py`).
 
 pub mod json;
+pub mod reference;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -36,6 +37,21 @@ pub fn smollm2() -> Arc<Model> {
             Arc::new(Model::open(&smollm2_path(), Kernels::best()).expect("model loads"))
         })
         .clone()
+}
+
+/// A real model other than the default one, fetched by `scripts/fetch-models.sh` (the test
+/// command runs it first), loaded once per test binary per name. Fails, not skips, when missing.
+pub fn real_model(file: &str) -> Arc<Model> {
+    static MODELS: std::sync::Mutex<Vec<(String, Arc<Model>)>> = std::sync::Mutex::new(Vec::new());
+    let mut models = MODELS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, m)) = models.iter().find(|(f, _)| f == file) {
+        return m.clone();
+    }
+    let p = root().join("models").join(file);
+    assert!(p.exists(), "{} is missing: run scripts/fetch-models.sh", p.display());
+    let m = Arc::new(Model::open(&p, Kernels::best()).expect("model loads"));
+    models.push((file.to_string(), m.clone()));
+    m
 }
 
 /// Reads `tests/reference/fixtures/NAME`.

@@ -1,0 +1,241 @@
+//! The checks every real model gets against llama.cpp's fixtures for it
+//! (`tests/reference/make_fixtures.py --prefix NAME`): tokenization, detokenization, greedy
+//! continuations, logits and perplexity. One implementation for every model; each model's test
+//! file states its tolerances and where they come from.
+
+use std::sync::Arc;
+
+use tern_runtime::sampler::argmax_logits;
+use tern_runtime::{ActivationPrecision, KvType, Model, Session, SessionOptions};
+
+use crate::fixture;
+
+/// How close Tern must be to llama.cpp on one model.
+#[derive(Clone, Copy, Debug)]
+pub struct Tolerances {
+    /// Largest |logit difference| on the fixtures' top-10 and column logits.
+    pub logit: f64,
+    /// Largest difference of log-probabilities (logit − logsumexp).
+    pub logprob: f64,
+    /// A greedy divergence is accepted only where llama.cpp's own top-2 margin is below this.
+    pub near_tie: f64,
+    /// Largest relative perplexity difference.
+    pub ppl_rel: f64,
+}
+
+/// A session with an f32 KV cache (the exact path the tolerances are derived for).
+pub fn session(model: &Arc<Model>, precision: ActivationPrecision) -> Session {
+    Session::new(
+        model.clone(),
+        &SessionOptions {
+            context: 1024,
+            precision,
+            kv_type: KvType::F32,
+            ..Default::default()
+        },
+    )
+}
+
+/// Token ids of every case of `<prefix>_tokenize.json` equal llama.cpp's.
+pub fn tokenization(model: &Model, prefix: &str) {
+    let tok = model.tokenizer();
+    let f = fixture(&format!("{prefix}_tokenize.json"));
+    let cases = f.get("cases").arr();
+    let mut failures = Vec::new();
+    for case in cases {
+        let expected = case.get("ids").ids();
+        let got = tok.encode(
+            case.get("text").str(),
+            case.get("add_special").bool(),
+            case.get("parse_special").bool(),
+        );
+        if got != expected {
+            failures.push(format!(
+                "{:?}: expected {expected:?}, got {got:?}",
+                case.get("label").str()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{prefix}: {} of {} cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// Bytes of each case's token pieces (special tokens rendered) equal llama.cpp's.
+pub fn detokenization(model: &Model, prefix: &str) {
+    let tok = model.tokenizer();
+    let f = fixture(&format!("{prefix}_tokenize.json"));
+    for case in f.get("cases").arr() {
+        let bytes: Vec<u8> = case
+            .get("ids")
+            .ids()
+            .iter()
+            .flat_map(|&id| tok.token_bytes(id, true).to_vec())
+            .collect();
+        assert_eq!(
+            hex(&bytes),
+            case.get("detok_hex").str(),
+            "{prefix}: case {}",
+            case.get("label").str()
+        );
+    }
+}
+
+/// Greedy decoding of every prompt of `<prefix>_greedy.json`: identical to llama.cpp for at
+/// least `exact` tokens and beyond until a near-tie of llama.cpp's; a divergence anywhere else
+/// fails. Returns `(label, identical tokens)` per prompt.
+pub fn greedy(
+    model: &Arc<Model>,
+    prefix: &str,
+    precision: ActivationPrecision,
+    tol: Tolerances,
+    exact: usize,
+) -> Vec<(String, usize)> {
+    let f = fixture(&format!("{prefix}_greedy.json"));
+    let mut s = session(model, precision);
+    let mut report = Vec::new();
+    for p in f.get("prompts").arr() {
+        let label = p.get("label").str();
+        let expected = p.get("generated_ids").ids();
+        let margins = p.get("top1_top2_margin").f64s();
+        s.reset();
+        let mut logits = s.feed(&p.get("prompt_ids").ids()).unwrap().to_vec();
+        let mut got = Vec::new();
+        for _ in 0..expected.len() {
+            let id = argmax_logits(&logits);
+            got.push(id);
+            logits = s.feed(&[id]).unwrap().to_vec();
+        }
+        let same = got
+            .iter()
+            .zip(&expected)
+            .take_while(|(a, b)| a == b)
+            .count();
+        if same < expected.len() {
+            assert!(
+                margins[same] < tol.near_tie,
+                "{prefix} {label} ({precision:?}): diverges from llama.cpp at token {same}, \
+                 where its top-2 margin is {} (not a near-tie)\n tern: {got:?}\n ref:  {expected:?}",
+                margins[same]
+            );
+        }
+        report.push((label.to_string(), same));
+    }
+    let reached = report.iter().filter(|(_, n)| *n >= exact).count();
+    eprintln!(
+        "{prefix} {precision:?}: greedy tokens identical to llama.cpp per prompt: {report:?}; \
+         {reached} of {} prompts for {exact}+",
+        report.len()
+    );
+    report
+}
+
+/// Top-10 logits and log-probabilities after every prompt of `<prefix>_logits.json`, and the
+/// column logits at every position of its `columns` prompt, within `tol`; the top token is
+/// llama.cpp's. Returns the largest logit difference seen.
+pub fn logits(model: &Arc<Model>, prefix: &str, tol: Tolerances) -> f64 {
+    let f = fixture(&format!("{prefix}_logits.json"));
+    let mut s = session(model, ActivationPrecision::F32);
+    let mut worst = (0.0f64, String::new());
+    for p in f.get("prompts").arr() {
+        let label = p.get("label").str();
+        s.reset();
+        let logits = s.feed(&p.get("prompt_ids").ids()).unwrap().to_vec();
+        let lse = log_sum_exp(&logits);
+        let ref_lse = p.get("logsumexp").num();
+        let top = p.get("top_k").arr();
+        for pair in top {
+            let (id, r) = (pair.arr()[0].num() as usize, pair.arr()[1].num());
+            let d = (logits[id] as f64 - r).abs();
+            let dlp = ((logits[id] as f64 - lse) - (r - ref_lse)).abs();
+            if d > worst.0 {
+                worst = (d, format!("{label} id {id}"));
+            }
+            assert!(d < tol.logit, "{prefix} {label}: logit of {id} is {} vs llama.cpp {r}", logits[id]);
+            assert!(dlp < tol.logprob, "{prefix} {label}: log-prob of {id} differs by {dlp}");
+        }
+        let margin = top[0].arr()[1].num() - top[1].arr()[1].num();
+        if margin >= tol.near_tie {
+            assert_eq!(
+                argmax_logits(&logits) as usize,
+                top[0].arr()[0].num() as usize,
+                "{prefix} {label}: top token differs"
+            );
+        }
+    }
+    let cols = f.get("columns");
+    let ids = cols.get("column_ids").ids();
+    let positions = cols.get("positions").arr();
+    s.reset();
+    s.feed_scoring(&cols.get("prompt_ids").ids(), |i, logits| {
+        for (&id, &r) in ids.iter().zip(&positions[i].get("logits").f64s()) {
+            let d = (logits[id as usize] as f64 - r).abs();
+            if d > worst.0 {
+                worst = (d, format!("columns position {i} id {id}"));
+            }
+            assert!(d < tol.logit, "{prefix} position {i}, id {id}: {} vs llama.cpp {r}", logits[id as usize]);
+        }
+    })
+    .unwrap();
+    eprintln!("{prefix}: largest logit difference {:.4} ({})", worst.0, worst.1);
+    worst.0
+}
+
+/// Perplexity the way llama.cpp's tool computes it (`<prefix>_ppl.json` says how), within
+/// `tol.ppl_rel` of llama.cpp's figure. Returns Tern's perplexity.
+pub fn perplexity(model: &Arc<Model>, prefix: &str, tol: Tolerances) -> f64 {
+    let f = fixture(&format!("{prefix}_ppl.json"));
+    let text = std::fs::read_to_string(f.get("text_file").str()).expect("the GPL-3 text");
+    let tok = model.tokenizer();
+    let tokens = tok.encode(&text, true, false);
+    assert_eq!(tokens.len(), f.get("n_tokens").num() as usize, "{prefix}: token count");
+    let n_ctx = f.get("n_ctx").num() as usize;
+    let n_chunks = f.get("n_chunks").num() as usize;
+    let first = n_ctx / 2;
+    let bos = tok.bos().filter(|_| f.get("add_bos").bool());
+    let mut s = Session::new(
+        model.clone(),
+        &SessionOptions {
+            context: n_ctx,
+            batch: n_ctx,
+            ..Default::default()
+        },
+    );
+    let (mut sum, mut count) = (0.0f64, 0usize);
+    for c in 0..n_chunks {
+        let mut chunk = tokens[c * n_ctx..(c + 1) * n_ctx].to_vec();
+        if let Some(b) = bos {
+            chunk[0] = b;
+        }
+        s.reset();
+        s.feed_scoring(&chunk, |i, logits| {
+            if i >= first && i + 1 < n_ctx {
+                sum += log_sum_exp(logits) - logits[chunk[i + 1] as usize] as f64;
+                count += 1;
+            }
+        })
+        .unwrap();
+    }
+    let ppl = (sum / count as f64).exp();
+    let reference = f.get("ppl").num();
+    let rel = (ppl - reference).abs() / reference;
+    eprintln!("{prefix}: perplexity {ppl:.4} vs llama.cpp {reference} ({:.3} %)", 100.0 * rel);
+    assert_eq!(count, f.get("count").num() as usize, "{prefix}: scored tokens");
+    assert!(rel < tol.ppl_rel, "{prefix}: perplexity {ppl} vs llama.cpp {reference}");
+    ppl
+}
+
+/// ln Σ exp over the logits, in f64.
+pub fn log_sum_exp(l: &[f32]) -> f64 {
+    let max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    max + l.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln()
+}
+
+/// Lower-case hex of `b`.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
