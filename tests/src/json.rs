@@ -52,6 +52,14 @@ impl Json {
         }
     }
 
+    /// An object's members in key order.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &Json)> {
+        match self {
+            Json::Obj(m) => m.iter().map(|(k, v)| (k.as_str(), v)),
+            other => panic!("not an object: {other:?}"),
+        }
+    }
+
     /// The array's items.
     pub fn arr(&self) -> &[Json] {
         match self {

@@ -48,7 +48,11 @@ pub fn real_model(file: &str) -> Arc<Model> {
         return m.clone();
     }
     let p = root().join("models").join(file);
-    assert!(p.exists(), "{} is missing: run scripts/fetch-models.sh", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/fetch-models.sh",
+        p.display()
+    );
     let m = Arc::new(Model::open(&p, Kernels::best()).expect("model loads"));
     models.push((file.to_string(), m.clone()));
     m

@@ -9,6 +9,7 @@ use tern_runtime::sampler::argmax_logits;
 use tern_runtime::{ActivationPrecision, KvType, Model, Session, SessionOptions};
 
 use crate::fixture;
+use crate::json::Json;
 
 /// How close Tern must be to llama.cpp on one model.
 #[derive(Clone, Copy, Debug)]
@@ -38,8 +39,13 @@ pub fn session(model: &Arc<Model>, precision: ActivationPrecision) -> Session {
 
 /// Token ids of every case of `<prefix>_tokenize.json` equal llama.cpp's.
 pub fn tokenization(model: &Model, prefix: &str) {
+    tokenization_cases(model, prefix, &fixture(&format!("{prefix}_tokenize.json")));
+}
+
+/// Token ids of every case in `f` (an object with `cases`, as `<prefix>_tokenize.json`)
+/// equal llama.cpp's.
+pub fn tokenization_cases(model: &Model, prefix: &str, f: &Json) {
     let tok = model.tokenizer();
-    let f = fixture(&format!("{prefix}_tokenize.json"));
     let cases = f.get("cases").arr();
     let mut failures = Vec::new();
     for case in cases {
@@ -155,8 +161,15 @@ pub fn logits(model: &Arc<Model>, prefix: &str, tol: Tolerances) -> f64 {
             if d > worst.0 {
                 worst = (d, format!("{label} id {id}"));
             }
-            assert!(d < tol.logit, "{prefix} {label}: logit of {id} is {} vs llama.cpp {r}", logits[id]);
-            assert!(dlp < tol.logprob, "{prefix} {label}: log-prob of {id} differs by {dlp}");
+            assert!(
+                d < tol.logit,
+                "{prefix} {label}: logit of {id} is {} vs llama.cpp {r}",
+                logits[id]
+            );
+            assert!(
+                dlp < tol.logprob,
+                "{prefix} {label}: log-prob of {id} differs by {dlp}"
+            );
         }
         let margin = top[0].arr()[1].num() - top[1].arr()[1].num();
         if margin >= tol.near_tie {
@@ -177,11 +190,18 @@ pub fn logits(model: &Arc<Model>, prefix: &str, tol: Tolerances) -> f64 {
             if d > worst.0 {
                 worst = (d, format!("columns position {i} id {id}"));
             }
-            assert!(d < tol.logit, "{prefix} position {i}, id {id}: {} vs llama.cpp {r}", logits[id as usize]);
+            assert!(
+                d < tol.logit,
+                "{prefix} position {i}, id {id}: {} vs llama.cpp {r}",
+                logits[id as usize]
+            );
         }
     })
     .unwrap();
-    eprintln!("{prefix}: largest logit difference {:.4} ({})", worst.0, worst.1);
+    eprintln!(
+        "{prefix}: largest logit difference {:.4} ({})",
+        worst.0, worst.1
+    );
     worst.0
 }
 
@@ -192,7 +212,11 @@ pub fn perplexity(model: &Arc<Model>, prefix: &str, tol: Tolerances) -> f64 {
     let text = std::fs::read_to_string(f.get("text_file").str()).expect("the GPL-3 text");
     let tok = model.tokenizer();
     let tokens = tok.encode(&text, true, false);
-    assert_eq!(tokens.len(), f.get("n_tokens").num() as usize, "{prefix}: token count");
+    assert_eq!(
+        tokens.len(),
+        f.get("n_tokens").num() as usize,
+        "{prefix}: token count"
+    );
     let n_ctx = f.get("n_ctx").num() as usize;
     let n_chunks = f.get("n_chunks").num() as usize;
     let first = n_ctx / 2;
@@ -223,9 +247,19 @@ pub fn perplexity(model: &Arc<Model>, prefix: &str, tol: Tolerances) -> f64 {
     let ppl = (sum / count as f64).exp();
     let reference = f.get("ppl").num();
     let rel = (ppl - reference).abs() / reference;
-    eprintln!("{prefix}: perplexity {ppl:.4} vs llama.cpp {reference} ({:.3} %)", 100.0 * rel);
-    assert_eq!(count, f.get("count").num() as usize, "{prefix}: scored tokens");
-    assert!(rel < tol.ppl_rel, "{prefix}: perplexity {ppl} vs llama.cpp {reference}");
+    eprintln!(
+        "{prefix}: perplexity {ppl:.4} vs llama.cpp {reference} ({:.3} %)",
+        100.0 * rel
+    );
+    assert_eq!(
+        count,
+        f.get("count").num() as usize,
+        "{prefix}: scored tokens"
+    );
+    assert!(
+        rel < tol.ppl_rel,
+        "{prefix}: perplexity {ppl} vs llama.cpp {reference}"
+    );
     ppl
 }
 

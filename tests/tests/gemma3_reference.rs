@@ -1,0 +1,46 @@
+//! The real Gemma 3 270M Q4_K_M file (architecture `gemma3`: scaled embeddings, per-head Q/K
+//! norms, post-norms, GeGLU, sliding-window layers with their own RoPE base, SentencePiece
+//! vocabulary of 262,144 tokens; mostly Q5_0 tensors and a tied Q8_0 embedding) against
+//! llama.cpp on the same file (`make_fixtures.py --prefix gemma3_270m`).
+
+use tern_runtime::ActivationPrecision;
+use tern_tests::real_model;
+use tern_tests::reference::{self, Tolerances};
+
+const FILE: &str = "gemma-3-270m-q4_k_m.gguf";
+const PREFIX: &str = "gemma3_270m";
+
+/// Tolerances against llama.cpp: as for Qwen2.5 (`qwen25_reference.rs`), plus llama.cpp's
+/// GELU, which it rounds through a 65536-entry f16 table where Tern computes tanh exactly.
+/// The measured largest difference is printed by the test (see the issue note).
+const TOL: Tolerances = Tolerances {
+    logit: 2.0,
+    logprob: 1.0,
+    near_tie: 0.5,
+    ppl_rel: 0.005,
+};
+
+#[test]
+fn tokenization_matches_llama_cpp() {
+    reference::tokenization(&real_model(FILE), PREFIX);
+}
+
+#[test]
+fn detokenization_matches_llama_cpp() {
+    reference::detokenization(&real_model(FILE), PREFIX);
+}
+
+#[test]
+fn greedy_continuations_match_llama_cpp() {
+    reference::greedy(&real_model(FILE), PREFIX, ActivationPrecision::F32, TOL, 32);
+}
+
+#[test]
+fn logits_match_llama_cpp() {
+    reference::logits(&real_model(FILE), PREFIX, TOL);
+}
+
+#[test]
+fn perplexity_matches_llama_cpp() {
+    reference::perplexity(&real_model(FILE), PREFIX, TOL);
+}

@@ -1,0 +1,49 @@
+//! The real Qwen2.5-Coder-0.5B-Instruct Q4_K_M file (architecture `qwen2`: Q/K/V biases, NEOX
+//! RoPE, byte-level BPE with the `qwen2` pre-tokenizer; mostly Q5_0 tensors) against llama.cpp
+//! on the same file (`make_fixtures.py --prefix qwen25_05b`).
+
+use tern_runtime::ActivationPrecision;
+use tern_tests::real_model;
+use tern_tests::reference::{self, Tolerances};
+
+const FILE: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+const PREFIX: &str = "qwen25_05b";
+
+/// Tolerances against llama.cpp. llama.cpp rounds every activation vector to 8 bits per
+/// 32-block (Q8_0/Q8_K) before each quantized product and keeps K/V in f16; Tern's f32 path
+/// does neither. On SmolLM2 that gap, measured against float64, was 1.19 on logits of
+/// magnitude ~20 (`smollm2_reference.rs`). Qwen2.5's logits span about ±30 with 24 layers;
+/// the measured largest difference here is printed by the test (see the issue note) and the
+/// bound leaves about 1.5× margin over it. A real bug (a missing bias, a wrong RoPE pairing)
+/// moves logits by several units and flips greedy tokens at large margins.
+const TOL: Tolerances = Tolerances {
+    logit: 2.0,
+    logprob: 1.0,
+    near_tie: 0.5,
+    ppl_rel: 0.005,
+};
+
+#[test]
+fn tokenization_matches_llama_cpp() {
+    reference::tokenization(&real_model(FILE), PREFIX);
+}
+
+#[test]
+fn detokenization_matches_llama_cpp() {
+    reference::detokenization(&real_model(FILE), PREFIX);
+}
+
+#[test]
+fn greedy_continuations_match_llama_cpp() {
+    reference::greedy(&real_model(FILE), PREFIX, ActivationPrecision::F32, TOL, 32);
+}
+
+#[test]
+fn logits_match_llama_cpp() {
+    reference::logits(&real_model(FILE), PREFIX, TOL);
+}
+
+#[test]
+fn perplexity_matches_llama_cpp() {
+    reference::perplexity(&real_model(FILE), PREFIX, TOL);
+}
