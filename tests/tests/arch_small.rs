@@ -161,3 +161,106 @@ fn phi3_fused_with_longrope_matches_llama_cpp() {
 fn gemma3_with_sliding_windows_matches_llama_cpp() {
     check("gemma3", "gemma3");
 }
+
+/// Logits after the last of `tokens`, fed in batches of `batch`.
+fn last_logits(m: &Arc<Model>, tokens: &[u32], batch: usize) -> Vec<f32> {
+    let mut s = Session::new(
+        m.clone(),
+        &SessionOptions {
+            context: 256,
+            batch,
+            kv_type: KvType::F32,
+            ..Default::default()
+        },
+    );
+    s.feed(tokens).unwrap().to_vec()
+}
+
+/// Sliding-window layers keep a ring of `window + batch − 1` positions: whatever the batch
+/// size (one token, a few, more than the window, the whole prompt at once) every position sees
+/// exactly its window, so the logits agree to f32 summation order.
+#[test]
+fn gemma3_window_ring_gives_the_same_logits_for_every_batch_size() {
+    let m = model("gemma3");
+    let window = m.tensors().layers[0].window.expect("layer 0 is local");
+    let tokens: Vec<u32> = (0..3 * window as u32 + 5).map(|i| 100 + 37 * i).collect();
+    let whole = last_logits(&m, &tokens, tokens.len());
+    for batch in [1, 3, window - 1, window + 2] {
+        let got = last_logits(&m, &tokens, batch);
+        let d = got
+            .iter()
+            .zip(&whole)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(d < 1e-3, "batch {batch}: logits differ by {d}");
+    }
+}
+
+/// Rewinding within what the rings hold keeps the tokens; rewinding further forgets them all
+/// (the return value says so) and feeding from there gives the logits of a fresh session.
+#[test]
+fn gemma3_truncate_rewinds_or_starts_over() {
+    let m = model("gemma3");
+    let window = m.tensors().layers[0].window.expect("layer 0 is local");
+    let tokens: Vec<u32> = (0..4 * window as u32).map(|i| 200 + 11 * i).collect();
+    let mut s = Session::new(
+        m.clone(),
+        &SessionOptions {
+            context: 256,
+            batch: 1,
+            kv_type: KvType::F32,
+            ..Default::default()
+        },
+    );
+    s.feed(&tokens).unwrap();
+    let n = tokens.len();
+    // One token back: the window behind it is still held.
+    assert_eq!(s.truncate(n - 1), n - 1);
+    let again = s.feed(&tokens[n - 1..]).unwrap().to_vec();
+    assert_eq!(again, last_logits(&m, &tokens, 1));
+    // Far back: the rings no longer hold that window.
+    let keep = s.truncate(window);
+    assert_eq!(keep, 0);
+    let fresh = s.feed(&tokens[keep..2 * window]).unwrap().to_vec();
+    assert_eq!(fresh, last_logits(&m, &tokens[..2 * window], 1));
+}
+
+/// A Qwen2 file relabelled as `llama` (the same keys under `llama.*`) would load as Llama and
+/// print garbage if its Q/K/V biases were ignored: it is refused, naming them.
+#[test]
+fn tensors_the_architecture_does_not_read_are_refused() {
+    use tern_runtime::gguf::write::GgufWriter;
+    use tern_runtime::gguf::{Gguf, Value};
+    use tern_runtime::LoadError;
+
+    let bytes = std::fs::read(root().join("models/qwen2_small.gguf")).unwrap();
+    let g = Gguf::parse(&bytes, bytes.len() as u64).unwrap();
+    let mut w = GgufWriter::new();
+    for (key, value) in g.metadata() {
+        let key = key.replacen("qwen2.", "llama.", 1);
+        let value = match (key.as_str(), value) {
+            ("general.architecture", _) => Value::Str("llama"),
+            (_, v) => v.clone(),
+        };
+        w.set(&key, value).unwrap();
+    }
+    let mut data = Vec::new();
+    for t in g.tensors() {
+        let dims = &t.dims[..t.n_dims as usize];
+        w.add_tensor(t.name, dims, t.ggml_type).unwrap();
+        data.push(t.data(&bytes).unwrap());
+    }
+    let relabelled = w.to_bytes(&data).unwrap();
+    match Model::from_bytes(Box::new(relabelled), Kernels::best()) {
+        Err(LoadError::UnusedTensors { names }) => {
+            assert!(names.iter().any(|n| n == "blk.0.attn_q.bias"), "{names:?}");
+            assert_eq!(names.len(), 3 * m_layers(&g), "{names:?}");
+        }
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("a qwen2 file relabelled llama loaded"),
+    }
+}
+
+fn m_layers(g: &tern_runtime::gguf::Gguf<'_>) -> usize {
+    g.req_u64("qwen2.block_count").unwrap() as usize
+}
