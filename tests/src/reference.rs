@@ -273,3 +273,87 @@ pub fn log_sum_exp(l: &[f32]) -> f64 {
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// The model's chat template renders every conversation of `<prefix>_chat_template.json` as
+/// jinja2 did in transformers' environment (tools and extra message fields such as
+/// `tool_calls` included), byte for byte, and the renderings tokenize as llama.cpp did.
+/// Returns the number of cases.
+pub fn chat_template(model: &Model, prefix: &str) -> usize {
+    use tern_runtime::chat::{ChatTemplate, Message, RenderOptions};
+
+    let tok = model.tokenizer();
+    let f = fixture(&format!("{prefix}_chat_template.json"));
+    let template = ChatTemplate::from_model(model).expect("the model has a chat template");
+    assert_eq!(
+        template.source(),
+        f.get("template").str(),
+        "{prefix}: template differs"
+    );
+    assert_eq!(
+        template.special_token("bos_token"),
+        Some(f.get("bos_token").str())
+    );
+    assert_eq!(
+        template.special_token("eos_token"),
+        Some(f.get("eos_token").str())
+    );
+    let cases = f.get("cases").arr();
+    for case in cases {
+        let label = case.get("label").str();
+        let messages: Vec<Message> = case
+            .get("messages")
+            .arr()
+            .iter()
+            .map(|m| {
+                let mut msg = Message::new(m.get("role").str(), m.get("content").str());
+                for (k, v) in m
+                    .entries()
+                    .filter(|(k, _)| !matches!(*k, "role" | "content"))
+                {
+                    msg = msg.with_field(k, json_value(v));
+                }
+                msg
+            })
+            .collect();
+        let opts = RenderOptions {
+            add_generation_prompt: case.get("add_generation_prompt").bool(),
+            tools: case
+                .opt("tools")
+                .map(|t| t.arr().iter().map(json_value).collect()),
+            ..RenderOptions::default()
+        };
+        let rendered = template
+            .render(&messages, &opts)
+            .unwrap_or_else(|e| panic!("{prefix} {label}: {e}"));
+        assert_eq!(
+            rendered,
+            case.get("rendered").str(),
+            "{prefix} {label}: rendering differs"
+        );
+        assert_eq!(
+            tok.encode(&rendered, false, true),
+            case.get("rendered_ids").ids(),
+            "{prefix} {label}: token ids differ"
+        );
+    }
+    cases.len()
+}
+
+/// A fixture value as the chat template's [`JsonValue`](tern_runtime::chat::JsonValue)
+/// (objects keep the fixture's key order).
+fn json_value(v: &Json) -> tern_runtime::chat::JsonValue {
+    use tern_runtime::chat::JsonValue;
+    match v {
+        Json::Null => JsonValue::Null,
+        Json::Bool(b) => JsonValue::Bool(*b),
+        Json::Num(n) if n.fract() == 0.0 && n.abs() < 9e15 => JsonValue::Int(*n as i64),
+        Json::Num(n) => JsonValue::Float(*n),
+        Json::Str(s) => JsonValue::String(s.clone()),
+        Json::Arr(a) => JsonValue::Array(a.iter().map(json_value).collect()),
+        Json::Obj(_) => JsonValue::Object(
+            v.entries()
+                .map(|(k, v)| (k.to_string(), json_value(v)))
+                .collect(),
+        ),
+    }
+}

@@ -5,55 +5,14 @@
 //! control, `raise_exception`).
 
 use tern_runtime::chat::{ChatTemplate, JsonValue, Message, RenderOptions, TemplateError};
-use tern_tests::{fixture, smollm2};
+use tern_tests::smollm2;
 
 #[test]
 fn smollm2_renderings_match_jinja2_byte_for_byte() {
-    let model = smollm2();
-    let tok = model.tokenizer();
-    let f = fixture("smollm2_chat_template.json");
-    let template = ChatTemplate::from_model(&model).expect("SmolLM2 has a chat template");
     assert_eq!(
-        template.source(),
-        f.get("template").str(),
-        "GGUF template differs from the fixture's"
+        tern_tests::reference::chat_template(&smollm2(), "smollm2"),
+        9
     );
-    assert_eq!(
-        template.special_token("bos_token"),
-        Some(f.get("bos_token").str())
-    );
-    assert_eq!(
-        template.special_token("eos_token"),
-        Some(f.get("eos_token").str())
-    );
-    let cases = f.get("cases").arr();
-    assert_eq!(cases.len(), 9);
-    for case in cases {
-        let label = case.get("label").str();
-        let messages: Vec<Message> = case
-            .get("messages")
-            .arr()
-            .iter()
-            .map(|m| Message::new(m.get("role").str(), m.get("content").str()))
-            .collect();
-        let opts = RenderOptions {
-            add_generation_prompt: case.get("add_generation_prompt").bool(),
-            ..RenderOptions::default()
-        };
-        let rendered = template
-            .render(&messages, &opts)
-            .unwrap_or_else(|e| panic!("{label}: {e}"));
-        assert_eq!(
-            rendered,
-            case.get("rendered").str(),
-            "{label}: rendering differs"
-        );
-        assert_eq!(
-            tok.encode(&rendered, false, true),
-            case.get("rendered_ids").ids(),
-            "{label}: token ids differ"
-        );
-    }
 }
 
 #[test]

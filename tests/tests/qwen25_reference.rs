@@ -47,3 +47,9 @@ fn logits_match_llama_cpp() {
 fn perplexity_matches_llama_cpp() {
     reference::perplexity(&real_model(FILE), PREFIX, TOL);
 }
+
+#[test]
+fn chat_template_renders_as_jinja2_with_tools() {
+    let cases = reference::chat_template(&real_model(FILE), PREFIX);
+    assert!(cases >= 12, "only {cases} cases");
+}
