@@ -1,11 +1,13 @@
 //! Chat templates rendered by Tern against the reference renderer, Python's jinja2 in the
 //! environment transformers' `apply_chat_template` builds: SmolLM2's own template on the
-//! fixture conversations (`tests/reference/make_fixtures.py`), and a template exercising the
-//! Hugging Face environment (tools, `tojson`, Python methods, loop controls, whitespace
-//! control, `raise_exception`).
+//! fixture conversations (`tests/reference/make_fixtures.py`), Qwen2.5-Coder's template with
+//! tools and tool calls (the template and tokenizer read from the file, whose architecture need
+//! not be loadable), and a template exercising the Hugging Face environment (tools, `tojson`,
+//! Python methods, loop controls, whitespace control, `raise_exception`).
 
 use tern_runtime::chat::{ChatTemplate, JsonValue, Message, RenderOptions, TemplateError};
-use tern_tests::{fixture, smollm2};
+use tern_tests::json::Json;
+use tern_tests::{fixture, model_path, smollm2, tokenizer_from_file};
 
 #[test]
 fn smollm2_renderings_match_jinja2_byte_for_byte() {
@@ -38,6 +40,81 @@ fn smollm2_renderings_match_jinja2_byte_for_byte() {
             .collect();
         let opts = RenderOptions {
             add_generation_prompt: case.get("add_generation_prompt").bool(),
+            ..RenderOptions::default()
+        };
+        let rendered = template
+            .render(&messages, &opts)
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        assert_eq!(
+            rendered,
+            case.get("rendered").str(),
+            "{label}: rendering differs"
+        );
+        assert_eq!(
+            tok.encode(&rendered, false, true),
+            case.get("rendered_ids").ids(),
+            "{label}: token ids differ"
+        );
+    }
+}
+
+/// A fixture JSON value as a template value (objects keep the fixture's key order, which the
+/// generator sorted, so it is the order jinja2 saw).
+fn to_value(j: &Json) -> JsonValue {
+    match j {
+        Json::Null => JsonValue::Null,
+        Json::Bool(b) => JsonValue::Bool(*b),
+        Json::Num(n) if n.fract() == 0.0 && n.abs() < 9e15 => JsonValue::Int(*n as i64),
+        Json::Num(n) => JsonValue::Float(*n),
+        Json::Str(s) => JsonValue::String(s.clone()),
+        Json::Arr(a) => JsonValue::Array(a.iter().map(to_value).collect()),
+        Json::Obj(m) => {
+            JsonValue::Object(m.iter().map(|(k, v)| (k.clone(), to_value(v))).collect())
+        }
+    }
+}
+
+#[test]
+fn qwen25_renderings_with_tools_match_jinja2_byte_for_byte() {
+    let f = fixture("qwen25_05b_chat_template.json");
+    let tok = tokenizer_from_file(&model_path(
+        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        "scripts/fetch-models.sh",
+    ));
+    let template = ChatTemplate::new(f.get("template").str())
+        .expect("Qwen2.5's template compiles")
+        .with_tokenizer(&tok);
+    assert_eq!(
+        template.special_token("eos_token"),
+        Some(f.get("eos_token").str())
+    );
+    let cases = f.get("cases").arr();
+    assert!(cases.iter().filter(|c| c.opt("tools").is_some()).count() >= 4);
+    for case in cases {
+        let label = case.get("label").str();
+        let messages: Vec<Message> = case
+            .get("messages")
+            .arr()
+            .iter()
+            .map(|m| {
+                let Json::Obj(fields) = m else {
+                    panic!("{label}: message is not an object")
+                };
+                let mut msg = Message::new(m.get("role").str(), m.get("content").str());
+                for (k, v) in fields
+                    .iter()
+                    .filter(|(k, _)| *k != "role" && *k != "content")
+                {
+                    msg = msg.with_field(k, to_value(v));
+                }
+                msg
+            })
+            .collect();
+        let opts = RenderOptions {
+            add_generation_prompt: case.get("add_generation_prompt").bool(),
+            tools: case
+                .opt("tools")
+                .map(|t| t.arr().iter().map(to_value).collect()),
             ..RenderOptions::default()
         };
         let rendered = template
