@@ -42,13 +42,21 @@ through Q8_0, Q5_0, Q4_0, F16 and Q4_1 by layer and role (see `matrix_type`); no
 rope factor tensors are F32.
 
 Fixtures (tests/reference/fixtures/<name>.json), from llama.cpp through llama-cpp-python on the
-same files: tokenizer ids/detokenized bytes on a few strings, for three prompts (>= 20 tokens;
-longer than gemma3's sliding window) the top-10 / log-sum-exp / argmax at every position,
-logits at 48 fixed ids at every position of one prompt, and 32 greedy tokens with top-2 margins.
-Checks recorded in each fixture show the special features matter: the logits move when gemma3's
-sliding window is removed, when llama3's rope_freqs is dropped, and phi3's short (n_ctx <=
-original_context_length) and long runs differ. llama.cpp loading each file is the proof that the
-layout is what llama.cpp expects.
+same files: tokenizer ids/detokenized bytes on a few strings, for three prompts (16 to 101
+tokens, all longer than gemma3's sliding window) the top-10 / log-sum-exp / argmax at every
+position, logits at 48 fixed ids at every position of one prompt, and 32 greedy tokens with
+top-2 margins. llama.cpp loading each file is the proof that the layout is what it expects.
+
+A float64 numpy forward pass of the same weights (F64Model, written from the facts below) gives
+the same summaries and 32 greedy tokens per prompt ("f64" in each prompt), and each fixture's
+checks compare it with llama.cpp: that bounds llama.cpp's own rounding (8-bit activations, f16
+K/V: on these sharp random models, max |logit| differences of 1.7-3.2, 8.6 for the 8-layer
+gemma3, with mean differences of 0.03-0.5; argmax agreement 75-90 %, so llama.cpp's greedy
+tokens part from exact arithmetic after a few steps: compare a runtime's exact path with f64) and checks the
+facts (variants of them, e.g. a window of 7 or 9, or no linear scaling, move gemma3's f64 logits
+ten times further from llama.cpp's). The checks also show the special features matter: the
+logits move when gemma3's sliding window is removed (and not before position 8), when llama3's
+rope_freqs is dropped, and between phi3's short (n_ctx <= original_context_length) and long runs.
 
 Where the layout comes from (llama.cpp as vendored in llama-cpp-python 0.3.36):
   * src/models/{qwen2,qwen3,phi3,llama,gemma3}.cpp load_arch_tensors: names/shapes; create_tensor_qkv
@@ -95,7 +103,7 @@ import numpy as np
 import gguf
 from gguf import GGMLQuantizationType as QT
 from gguf import GGUFReader, GGUFValueType
-from gguf.quants import quantize
+from gguf.quants import dequantize, quantize
 
 from make_bitnet_models import compact_json, key, pkg_version, rnd, sha256_file, stream
 
@@ -492,6 +500,125 @@ def write_model(path: Path, a: Arch, seed: int, tok: list[KV],
 
 
 # --------------------------------------------------------------------------
+# float64 reference forward pass (the graph facts in the module doc, executed)
+# --------------------------------------------------------------------------
+
+class F64Model:
+    """The architectures' forward pass in float64 numpy on the file's exact (dequantized) weights,
+    with nothing quantized: no 8-bit activations, no f16 KV cache. Written from the facts listed
+    in the module doc; agreement with llama.cpp up to its rounding is what checks those facts."""
+
+    def __init__(self, a: Arch, seed: int, n_vocab: int):
+        self.a = a
+        self.w: dict[str, np.ndarray] = {}
+        for name, shape, kind, qt in tensor_list(a, n_vocab):
+            v = values(a, seed, name, shape, kind)
+            self.w[name] = dequantize(quantize(v, qt), qt).astype(np.float64).reshape(shape)
+
+    def rmsnorm(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.a.rms_eps) * w
+
+    def rope(self, x: np.ndarray, pos: np.ndarray, base: float, scale: float,
+             factors: np.ndarray | None, mscale: float) -> np.ndarray:
+        """x (T, heads, hd). NEOX rotates pairs (i, i + hd/2); NORM (llama) pairs (2i, 2i+1)."""
+        hd = x.shape[-1]
+        inv = base ** (-np.arange(0, hd, 2, dtype=np.float64) / hd) * scale
+        if factors is not None:
+            inv = inv / factors
+        ang = pos[:, None, None] * inv[None, None, :]
+        cos, sin = np.cos(ang) * mscale, np.sin(ang) * mscale
+        if self.a.arch == "llama":
+            x0, x1 = x[..., 0::2], x[..., 1::2]
+            out = np.empty_like(x)
+            out[..., 0::2] = x0 * cos - x1 * sin
+            out[..., 1::2] = x0 * sin + x1 * cos
+            return out
+        h = hd // 2
+        x0, x1 = x[..., :h], x[..., h:]
+        return np.concatenate([x0 * cos - x1 * sin, x0 * sin + x1 * cos], axis=-1)
+
+    def forward(self, tokens: list[int], n_ctx: int, last_only: bool = False) -> np.ndarray:
+        """Logits (T, n_vocab) of every position, or (1, n_vocab) of the last with last_only."""
+        a, w, e = self.a, self.w, self.a.extra
+        T, hd, H, Hkv = len(tokens), a.head_dim, a.n_head, a.n_head_kv
+        pos = np.arange(T, dtype=np.float64)
+        x = w["token_embd.weight"][tokens]
+        if a.arch == "gemma3":
+            x = x * float(np.sqrt(np.float32(a.n_embd)))
+        causal = np.tril(np.ones((T, T), dtype=bool))
+        for i in range(a.n_layer):
+            p = f"blk.{i}."
+            h = self.rmsnorm(x, w[p + "attn_norm.weight"])
+            if a.arch == "phi3":
+                qkv = h @ w[p + "attn_qkv.weight"].T
+                q, k, v = np.split(qkv, [a.n_q, a.n_q + a.n_kv], axis=-1)
+            else:
+                q, k, v = (h @ w[p + f"attn_{r}.weight"].T for r in "qkv")
+            if a.qkv_bias:
+                q, k, v = (t + w[p + f"attn_{r}.bias"] for t, r in zip((q, k, v), "qkv"))
+            q, k, v = q.reshape(T, H, hd), k.reshape(T, Hkv, hd), v.reshape(T, Hkv, hd)
+            if a.qk_norm:
+                q = self.rmsnorm(q, w[p + "attn_q_norm.weight"])
+                k = self.rmsnorm(k, w[p + "attn_k_norm.weight"])
+            base, scale, factors, mscale = a.rope_base, 1.0, None, 1.0
+            mask = causal
+            if a.arch == "gemma3":
+                if i % 6 < 5:  # local layer
+                    base = e["rope_freq_base_swa"]
+                    mask = causal & (pos[:, None] - pos[None, :] < e["sliding_window"])
+                else:
+                    scale = 1.0 / e["rope_scaling_factor"]
+            if a.arch == "llama":
+                factors = w["rope_freqs.weight"]
+            if a.arch == "phi3":
+                orig = e["original_context_length"]
+                factors = w["rope_factors_long.weight" if n_ctx > orig else "rope_factors_short.weight"]
+                mscale = math.sqrt(1 + math.log(a.n_ctx_train / orig) / math.log(orig))
+            q = self.rope(q, pos, base, scale, factors, mscale)
+            k = self.rope(k, pos, base, scale, factors, mscale)
+            kh = np.repeat(k, H // Hkv, axis=1)  # query head j reads kv head j // (H / Hkv)
+            vh = np.repeat(v, H // Hkv, axis=1)
+            sc = np.einsum("thd,shd->hts", q, kh) / math.sqrt(hd)
+            sc = np.where(mask[None], sc, -np.inf)
+            sc = np.exp(sc - sc.max(axis=-1, keepdims=True))
+            sc /= sc.sum(axis=-1, keepdims=True)
+            o = np.einsum("hts,shd->thd", sc, vh).reshape(T, H * hd) @ w[p + "attn_output.weight"].T
+            if a.arch == "gemma3":
+                o = self.rmsnorm(o, w[p + "post_attention_norm.weight"])
+            x = x + o
+            h = self.rmsnorm(x, w[p + "ffn_norm.weight"])
+            if a.arch == "phi3":
+                g, u = np.split(h @ w[p + "ffn_up.weight"].T, 2, axis=-1)
+            else:
+                g, u = h @ w[p + "ffn_gate.weight"].T, h @ w[p + "ffn_up.weight"].T
+            if a.arch == "gemma3":  # GELU, tanh approximation
+                act = 0.5 * g * (1 + np.tanh(math.sqrt(2 / math.pi) * (g + 0.044715 * g ** 3)))
+            else:
+                act = g / (1 + np.exp(-g))
+            f = (act * u) @ w[p + "ffn_down.weight"].T
+            if a.arch == "gemma3":
+                f = self.rmsnorm(f, w[p + "post_ffw_norm.weight"])
+            x = x + f
+        x = self.rmsnorm(x[-1:] if last_only else x, w["output_norm.weight"])
+        logits = x @ w.get("output.weight", w["token_embd.weight"]).T
+        if a.arch == "gemma3":
+            cap = e["final_logit_softcapping"]
+            logits = cap * np.tanh(logits / cap)
+        return logits
+
+    def greedy(self, tokens: list[int], n_ctx: int, n: int) -> dict:
+        """n argmax steps, recomputing the whole sequence each step (no cache to get wrong)."""
+        seq, gen, margin = list(tokens), [], []
+        for _ in range(n):
+            row = self.forward(seq, n_ctx, last_only=True)[0]
+            order = np.argsort(-row, kind="stable")[:2]
+            gen.append(int(order[0]))
+            margin.append(rnd(row[order[0]] - row[order[1]]))
+            seq.append(int(order[0]))
+        return {"generated_ids": gen, "top1_top2_margin": margin}
+
+
+# --------------------------------------------------------------------------
 # fixture (llama.cpp)
 # --------------------------------------------------------------------------
 
@@ -598,6 +725,33 @@ def make_fixture(args, a: Arch, path: Path, table: list[dict], tok: list[KV]) ->
             other = run_llama(mf, variant, a, N_CTX, args.threads, None)["_rows"]
             checks["max_abs_logit_diff_without_rope_freqs"] = max_diff(base, other)
         variant.unlink(missing_ok=True)
+    # The float64 reference on the same prompts: how far llama.cpp's own rounding moves the logits
+    # (the tolerance a runtime's comparison with the llama.cpp numbers needs) and a check of the
+    # graph facts in the module doc.
+    f64 = F64Model(a, args.seed, n_vocab)
+    for rname, r in runs.items():
+        diffs, lp_diffs, agree, total = [], [], 0, 0
+        for prompt, rows in zip(r["prompts"], r["_rows"]):
+            ref_rows = f64.forward(prompt["prompt_ids"], r["n_ctx"])
+            llama = rows.astype(np.float64)
+            diffs.append(float(np.max(np.abs(llama - ref_rows))))
+            lse_l = np.array([mf.logsumexp(x) for x in llama])
+            lse_f = np.array([mf.logsumexp(x) for x in ref_rows])
+            lp_diffs.append(float(np.max(np.abs((llama - lse_l[:, None]) - (ref_rows - lse_f[:, None])))))
+            am = [int(np.argmax(x)) for x in ref_rows]
+            agree += sum(x == y for x, y in zip(am, prompt["argmax"]))
+            total += len(am)
+            last = ref_rows[-1]
+            order = np.argsort(-last, kind="stable")[:TOP_K]
+            prompt["f64"] = {"argmax": am, "logsumexp": [rnd(x) for x in lse_f],
+                             "top_k_last": [[int(i), rnd(last[i])] for i in order],
+                             "greedy": f64.greedy(prompt["prompt_ids"], r["n_ctx"], N_GREEDY)}
+            g_l, g_f = prompt["greedy"]["generated_ids"], prompt["f64"]["greedy"]["generated_ids"]
+            same = next((j for j, (x, y) in enumerate(zip(g_l, g_f)) if x != y), len(g_l))
+            checks.setdefault(f"{rname}_greedy_steps_equal_llama_vs_f64", []).append(same)
+        checks[f"{rname}_max_abs_logit_diff_llama_vs_f64"] = rnd(max(diffs))
+        checks[f"{rname}_max_abs_logprob_diff_llama_vs_f64"] = rnd(max(lp_diffs))
+        checks[f"{rname}_argmax_agreement_llama_vs_f64"] = f"{agree}/{total}"
     for r in runs.values():
         rows = r.pop("_rows")
         checks.setdefault("logit_std_mean", rnd(float(np.mean([np.std(x) for rr in rows for x in rr]))))
@@ -645,7 +799,11 @@ def make_fixture(args, a: Arch, path: Path, table: list[dict], tok: list[KV]) ->
             + ("phi3: runs.short_factors uses n_ctx = original_context_length (rope_factors_short), "
                "runs.long_factors n_ctx = 2 * original_context_length (> it: rope_factors_long); both "
                "multiply RoPE cos/sin by rope.scaling.attn_factor. " if a.arch == "phi3" else "")
-            + "checks: differences against variants of the file (see make_arch_models.py)."
+            + "prompts[i].f64: the same summaries from make_arch_models.py's float64 forward pass "
+            "(F64Model: the file's dequantized weights, nothing else rounded), its greedy tokens "
+            "recomputed from the whole sequence each step. checks: llama.cpp "
+            "against f64 (max |logit| and |log-prob| differences over every position and the whole "
+            "vocabulary, argmax agreement), and against variants of the file (see make_arch_models.py)."
         ),
         "model": model,
         "tokenize": tokenize,
