@@ -312,6 +312,20 @@ def make_tokenize(ref: Ref, prov: dict, texts: list[tuple[str, str]] | None = No
 
     m = ref.llm._model
     md = ref.llm.metadata
+    vocab = {
+        "n_vocab": ref.n_vocab,
+        "tokenizer_model": md.get("tokenizer.ggml.model"),
+        "tokenizer_pre": md.get("tokenizer.ggml.pre"),
+        "metadata_add_bos_token": md.get("tokenizer.ggml.add_bos_token"),
+        "llama_vocab_get_add_bos": bool(m.add_bos_token()),
+        "llama_vocab_get_add_eos": bool(m.add_eos_token()),
+        "bos_id": m.token_bos(),
+        "eos_id": m.token_eos(),
+        "eot_id": m.token_eot(),
+    }
+    if with_detokenize:
+        # Every id for which llama_vocab_is_eog holds (generation stops there).
+        vocab["eog_ids"] = [t for t in range(ref.n_vocab) if llama_cpp.llama_vocab_is_eog(ref._vocab, t)]
     return {
         "provenance": prov,
         "description": (
@@ -327,17 +341,7 @@ def make_tokenize(ref: Ref, prov: dict, texts: list[tuple[str, str]] | None = No
                "then clean_up_tokenization_spaces if the pre-tokenizer enables it."
                if with_detokenize else "")
         ),
-        "vocab": {
-            "n_vocab": ref.n_vocab,
-            "tokenizer_model": md.get("tokenizer.ggml.model"),
-            "tokenizer_pre": md.get("tokenizer.ggml.pre"),
-            "metadata_add_bos_token": md.get("tokenizer.ggml.add_bos_token"),
-            "llama_vocab_get_add_bos": bool(m.add_bos_token()),
-            "llama_vocab_get_add_eos": bool(m.add_eos_token()),
-            "bos_id": m.token_bos(),
-            "eos_id": m.token_eos(),
-            "eot_id": m.token_eot(),
-        },
+        "vocab": vocab,
         "cases": cases,
     }
 
