@@ -15,6 +15,17 @@ if [ ! -f models/bitnet_small_i2_s.gguf ]; then
   REF_VENV="${TERN_MODELS_VENV:-$HOME/.cache/tern/models-venv}" \
     bash tests/reference/make_bitnet_models.sh --no-fixture
 fi
+# The real Gemma 3 270M and Qwen2.5-Coder-0.5B files (their tokenizers are tested, and copied
+# into the generated models below).
+bash scripts/fetch-models.sh
+# Small random-weight qwen2, qwen3, phi3, Llama 3 and gemma3 models: needs gguf + numpy only.
+for m in qwen2_small qwen3_small phi3_small llama3_small gemma3_small; do
+  if [ ! -f "models/$m.gguf" ]; then
+    REF_VENV="${TERN_MODELS_VENV:-$HOME/.cache/tern/models-venv}" \
+      bash tests/reference/make_arch_models.sh --no-fixture
+    break
+  fi
+done
 
 step "no_std build for thumbv7em-none-eabihf"
 cargo build -q -p tern-kernels -p tern-runtime --no-default-features --target thumbv7em-none-eabihf

@@ -12,7 +12,7 @@ use crate::error::LoadError;
 use crate::gguf::{Gguf, GgufError};
 use crate::source::WeightSource;
 use crate::ternary::{TernaryKernel, TernaryState};
-use crate::tokenizer::{Tokenizer, TokenizerSpec};
+use crate::tokenizer::Tokenizer;
 use crate::weights::{ModelTensors, TensorLoader};
 
 /// Bytes of a whole GGUF file held in memory: a memory map, a buffer, or flash mapped into the
@@ -162,7 +162,7 @@ impl Model {
         let tensors = crate::arch::describe(&config, loader, &mut |l| {
             progress(0.05 + 0.75 * (l as f32 + 1.0) / n)
         })?;
-        let tokenizer = tokenizer_from_gguf(&g)?;
+        let tokenizer = Tokenizer::from_gguf(&g)?;
         progress(0.95);
         if tokenizer.vocab_size() != config.vocab {
             return Err(LoadError::BadHyperparameter {
@@ -286,32 +286,4 @@ fn meta_from_gguf(g: &Gguf<'_>) -> Result<ModelMeta, LoadError> {
         tensor_bytes,
         main_format,
     })
-}
-
-/// Builds the tokenizer from the `tokenizer.ggml.*` keys.
-fn tokenizer_from_gguf(g: &Gguf<'_>) -> Result<Tokenizer, LoadError> {
-    let id = |key: &str| -> Result<Option<u32>, LoadError> {
-        Ok(g.opt_u64(key)?.and_then(|v| u32::try_from(v).ok()))
-    };
-    let spec = TokenizerSpec {
-        model: g.req_str("tokenizer.ggml.model")?,
-        pre: g.opt_str("tokenizer.ggml.pre")?,
-        tokens: g
-            .opt_str_array("tokenizer.ggml.tokens")?
-            .unwrap_or_default(),
-        scores: g.opt_f32_array("tokenizer.ggml.scores")?,
-        token_types: g.opt_i32_array("tokenizer.ggml.token_type")?,
-        merges: g
-            .opt_str_array("tokenizer.ggml.merges")?
-            .unwrap_or_default(),
-        bos: id("tokenizer.ggml.bos_token_id")?,
-        eos: id("tokenizer.ggml.eos_token_id")?,
-        eot: id("tokenizer.ggml.eot_token_id")?,
-        unk: id("tokenizer.ggml.unknown_token_id")?,
-        pad: id("tokenizer.ggml.padding_token_id")?,
-        add_bos: g.opt_bool("tokenizer.ggml.add_bos_token")?,
-        add_eos: g.opt_bool("tokenizer.ggml.add_eos_token")?,
-        add_space_prefix: g.opt_bool("tokenizer.ggml.add_space_prefix")?,
-    };
-    Ok(Tokenizer::from_spec(spec)?)
 }

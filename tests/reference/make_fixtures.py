@@ -5,13 +5,20 @@ The reference is llama.cpp, driven through the PyPI package llama-cpp-python.
 Run it through make_fixtures.sh, which pins the versions and fetches the model.
 
 Fixtures written into tests/reference/fixtures/ (all JSON, floats rounded to
-6 significant digits):
+6 significant digits), PREFIX = --prefix (default smollm2; see PROFILES):
 
-  smollm2_tokenize.json       tokenizer ids + detokenized bytes for varied text
-  smollm2_greedy.json         48 greedy (pure argmax) tokens for several prompts
-  smollm2_logits.json         top-10 logits, log-sum-exp, sampled logit columns
-  smollm2_ppl.json            llama.cpp-style perplexity on the GPL-3 text
-  smollm2_chat_template.json  chat template renderings (HF transformers style)
+  PREFIX_tokenize.json       tokenizer ids + detokenized bytes for varied text
+  PREFIX_greedy.json         48 greedy (pure argmax) tokens for several prompts
+  PREFIX_logits.json         top-10 logits, log-sum-exp, sampled logit columns
+  PREFIX_ppl.json            llama.cpp-style perplexity on the GPL-3 text
+  PREFIX_chat_template.json  chat template renderings (HF transformers style);
+                             not written for a model without a template
+
+Profiles: smollm2 (SmolLM2-135M-Instruct Q4_1), qwen25_05b (Qwen2.5-Coder-0.5B-Instruct
+Q4_K_M, adds tool-calling template cases), gemma3_270m (Gemma 3 270M Q4_K_M, a base model:
+no template). The two newer profiles add tokenizer texts (CJK, emoji, code, digit and
+whitespace runs, the model's own special tokens) and prompts in the model's chat format.
+make_arch_models.py reuses the functions here for its random-weight models.
 
 Every fixture has a "provenance" object (library versions, llama.cpp system
 info, model sha256, thread count, UTC date).
@@ -29,6 +36,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +158,21 @@ class Ref:
     def detokenize(self, ids: list[int], special: bool = True) -> bytes:
         return b"".join(self.piece(t, special) for t in ids)
 
+    def detokenize_llama(self, ids: list[int], remove_special: bool = False,
+                         unparse_special: bool = True) -> bytes:
+        """llama_detokenize: the pieces, without the first token's leading space when the vocab
+        has add_space_prefix, with clean_up_tokenization_spaces where the vocab enables it."""
+        arr = (llama_cpp.llama_token * max(len(ids), 1))(*ids)
+        size = 256 + 64 * len(ids)
+        for _ in range(2):
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_detokenize(self._vocab, arr, len(ids), buf, size, remove_special,
+                                           unparse_special)
+            if n >= 0:
+                return buf.raw[:n]
+            size = -n
+        raise RuntimeError("llama_detokenize buffer")
+
     def token_text(self, tok: int) -> str:
         return self.llm._model.token_get_text(tok)
 
@@ -250,8 +273,14 @@ TOKENIZE_NO_PARSE_SPECIAL = ["chatml_specials", "lone_im_end", "endoftext_in_tex
 TOKENIZE_ADD_SPECIAL = ["ascii_hello", "empty", "chatml_specials", "ascii_capital"]
 
 
-def make_tokenize(ref: Ref, prov: dict) -> dict:
-    by_label = dict(TOKENIZE_TEXTS)
+def make_tokenize(ref: Ref, prov: dict, texts: list[tuple[str, str]] | None = None,
+                  no_parse_special: list[str] | None = None,
+                  add_special_labels: list[str] | None = None, with_detokenize: bool = False) -> dict:
+    texts = TOKENIZE_TEXTS if texts is None else texts
+    no_parse_special = TOKENIZE_NO_PARSE_SPECIAL if no_parse_special is None else no_parse_special
+    add_special_labels = TOKENIZE_ADD_SPECIAL if add_special_labels is None else add_special_labels
+    by_label = dict(texts)
+    assert len(by_label) == len(texts), "duplicate tokenize label"
     cases = []
 
     def case(label: str, add_special: bool, parse_special: bool) -> dict:
@@ -259,7 +288,7 @@ def make_tokenize(ref: Ref, prov: dict) -> dict:
         ids = ref.tokenize(text, add_special=add_special, parse_special=parse_special)
         detok = ref.detokenize(ids, special=True)
         detok_plain = ref.detokenize(ids, special=False)
-        return {
+        out = {
             "label": label,
             "text": text,
             "add_special": add_special,
@@ -270,16 +299,33 @@ def make_tokenize(ref: Ref, prov: dict) -> dict:
             "detok_no_special_hex": detok_plain.hex(),
             "roundtrip_exact": detok == text.encode("utf-8"),
         }
+        if with_detokenize:
+            out["detokenize_hex"] = ref.detokenize_llama(ids).hex()
+        return out
 
-    for label, _ in TOKENIZE_TEXTS:
+    for label, _ in texts:
         cases.append(case(label, False, True))
-    for label in TOKENIZE_NO_PARSE_SPECIAL:
+    for label in no_parse_special:
         cases.append(case(label, False, False))
-    for label in TOKENIZE_ADD_SPECIAL:
+    for label in add_special_labels:
         cases.append(case(label, True, True))
 
     m = ref.llm._model
     md = ref.llm.metadata
+    vocab = {
+        "n_vocab": ref.n_vocab,
+        "tokenizer_model": md.get("tokenizer.ggml.model"),
+        "tokenizer_pre": md.get("tokenizer.ggml.pre"),
+        "metadata_add_bos_token": md.get("tokenizer.ggml.add_bos_token"),
+        "llama_vocab_get_add_bos": bool(m.add_bos_token()),
+        "llama_vocab_get_add_eos": bool(m.add_eos_token()),
+        "bos_id": m.token_bos(),
+        "eos_id": m.token_eos(),
+        "eot_id": m.token_eot(),
+    }
+    if with_detokenize:
+        # Every id for which llama_vocab_is_eog holds (generation stops there).
+        vocab["eog_ids"] = [t for t in range(ref.n_vocab) if llama_cpp.llama_vocab_is_eog(ref._vocab, t)]
     return {
         "provenance": prov,
         "description": (
@@ -287,19 +333,15 @@ def make_tokenize(ref: Ref, prov: dict) -> dict:
             "Llama.tokenize(text, add_bos=add_special, special=parse_special). "
             "detok_hex = concatenation of llama_token_to_piece(id, lstrip=0, special=true) over ids; "
             "detok_no_special_hex = same with special=false (control tokens render as empty). "
-            "pieces = raw vocab strings (byte-level BPE alphabet, e.g. 'Ġ' for space)."
+            + ("pieces = raw vocab strings (byte-level BPE alphabet, e.g. 'Ġ' for space)."
+               if ref.llm.metadata.get("tokenizer.ggml.model") == "gpt2" else
+               "pieces = raw vocab strings (SentencePiece: '▁' for space, <0xXX> byte tokens).")
+            + (" detokenize_hex = llama_detokenize(ids, remove_special=false, unparse_special=true): "
+               "the pieces without the first one's leading space if the vocab has add_space_prefix, "
+               "then clean_up_tokenization_spaces if the pre-tokenizer enables it."
+               if with_detokenize else "")
         ),
-        "vocab": {
-            "n_vocab": ref.n_vocab,
-            "tokenizer_model": md.get("tokenizer.ggml.model"),
-            "tokenizer_pre": md.get("tokenizer.ggml.pre"),
-            "metadata_add_bos_token": md.get("tokenizer.ggml.add_bos_token"),
-            "llama_vocab_get_add_bos": bool(m.add_bos_token()),
-            "llama_vocab_get_add_eos": bool(m.add_eos_token()),
-            "bos_id": m.token_bos(),
-            "eos_id": m.token_eos(),
-            "eot_id": m.token_eot(),
-        },
+        "vocab": vocab,
         "cases": cases,
     }
 
@@ -341,31 +383,42 @@ def top2(row: np.ndarray) -> tuple[int, float, int, float]:
     return i1, v1, i2, float(row[i2])
 
 
-def make_greedy(ref: Ref, prov: dict) -> dict:
+def greedy_run(ref: Ref, ids: list[int], n: int) -> dict:
+    """n greedy steps after evaluating `ids` from an empty KV cache (one batch), then one token
+    at a time: generated ids, the top-1 logit, the top-1/top-2 margin and the runner-up id."""
+    logits = ref.eval_fresh(ids)[-1]
+    gen, top1_logit, margin, second = [], [], [], []
+    for step in range(n):
+        i1, v1, i2, v2 = top2(logits)
+        gen.append(i1)
+        top1_logit.append(rnd(v1))
+        margin.append(rnd(v1 - v2))
+        second.append(i2)
+        if step + 1 < n:
+            logits = ref.eval_next(i1)
+    return {"generated_ids": gen, "top1_logit": top1_logit, "top1_top2_margin": margin, "top2_id": second}
+
+
+def make_greedy(ref: Ref, prov: dict, prompts: list[tuple[str, str]] | None = None,
+                n_greedy: int = N_GREEDY, add_special: bool = False) -> dict:
+    prompts = GREEDY_PROMPTS if prompts is None else prompts
     out = []
-    for label, text in GREEDY_PROMPTS:
-        ids = ref.tokenize(text, add_special=False, parse_special=True)
+    for label, text in prompts:
+        ids = ref.tokenize(text, add_special=add_special, parse_special=True)
         if label == "one_token":
-            assert len(ids) == 1, ids
-        logits = ref.eval_fresh(ids)[-1]
-        gen, top1_logit, margin, second = [], [], [], []
-        for step in range(N_GREEDY):
-            i1, v1, i2, v2 = top2(logits)
-            gen.append(i1)
-            top1_logit.append(rnd(v1))
-            margin.append(rnd(v1 - v2))
-            second.append(i2)
-            if step + 1 < N_GREEDY:
-                logits = ref.eval_next(i1)
+            n_bos = int(add_special and ref.llm._model.add_bos_token())
+            assert len(ids) == 1 + n_bos, ids
+        run = greedy_run(ref, ids, n_greedy)
+        gen, margin = run["generated_ids"], run["top1_top2_margin"]
         text_out = ref.detokenize(gen, special=True)
         out.append({
             "label": label,
             "prompt": text,
             "prompt_ids": ids,
             "generated_ids": gen,
-            "top1_logit": top1_logit,
+            "top1_logit": run["top1_logit"],
             "top1_top2_margin": margin,
-            "top2_id": second,
+            "top2_id": run["top2_id"],
             "generated_text": text_out.decode("utf-8", "replace"),
             "generated_hex": text_out.hex(),
         })
@@ -373,13 +426,13 @@ def make_greedy(ref: Ref, prov: dict) -> dict:
     return {
         "provenance": prov,
         "description": (
-            "Prompt tokenized with add_special=false, parse_special=true. KV cache reset, prompt "
-            "evaluated as one batch, then 48 steps of: next = argmax(last logits) (lowest id on ties), "
+            f"Prompt tokenized with add_special={str(add_special).lower()}, parse_special=true. KV cache reset, prompt "
+            f"evaluated as one batch, then {n_greedy} steps of: next = argmax(last logits) (lowest id on ties), "
             "evaluate [next] one token at a time. No EOS stopping: generation continues through "
             "end-of-turn tokens. top1_top2_margin[i] = logit(top1) - logit(top2) at step i; a step with "
             "a tiny margin may legitimately flip under a different float summation order."
         ),
-        "n_generated": N_GREEDY,
+        "n_generated": n_greedy,
         "prompts": out,
     }
 
@@ -401,10 +454,13 @@ N_COLUMNS = 200
 TOP_K = 10
 
 
-def make_logits(ref: Ref, prov: dict) -> dict:
+def make_logits(ref: Ref, prov: dict, logit_prompts: list[tuple[str, str]] | None = None,
+                column_prompt: tuple[str, str] = COLUMN_PROMPT, n_columns: int = N_COLUMNS,
+                add_special: bool = False) -> dict:
+    logit_prompts = LOGIT_PROMPTS if logit_prompts is None else logit_prompts
     prompts = []
-    for label, text in LOGIT_PROMPTS:
-        ids = ref.tokenize(text, add_special=False, parse_special=True)
+    for label, text in logit_prompts:
+        ids = ref.tokenize(text, add_special=add_special, parse_special=True)
         row = ref.eval_fresh(ids)[-1]
         order = np.argsort(-row.astype(np.float64), kind="stable")[:TOP_K]
         prompts.append({
@@ -417,9 +473,9 @@ def make_logits(ref: Ref, prov: dict) -> dict:
             "mean_logit": rnd(float(row.astype(np.float64).mean())),
         })
 
-    col_ids = [int(x) for x in np.round(np.linspace(0, ref.n_vocab - 1, N_COLUMNS)).astype(int)]
-    label, text = COLUMN_PROMPT
-    ids = ref.tokenize(text, add_special=False, parse_special=True)
+    col_ids = [int(x) for x in np.round(np.linspace(0, ref.n_vocab - 1, n_columns)).astype(int)]
+    label, text = column_prompt
+    ids = ref.tokenize(text, add_special=add_special, parse_special=True)
     all_rows = ref.eval_fresh(ids)
     positions = []
     for pos, row in enumerate(all_rows):
@@ -435,7 +491,7 @@ def make_logits(ref: Ref, prov: dict) -> dict:
         "provenance": prov,
         "description": (
             "Raw (pre-softmax) logits from llama.cpp, float32 rounded to 6 significant digits. "
-            "Prompts tokenized with add_special=false, parse_special=true and evaluated from an empty KV "
+            f"Prompts tokenized with add_special={str(add_special).lower()}, parse_special=true and evaluated from an empty KV "
             "cache as one batch. top_k = 10 largest (id, logit) of the last position, descending. "
             "logsumexp = log(sum(exp(logits))) over the whole vocab (float64), so "
             "log p(id) = logit(id) - logsumexp. 'columns' holds logits at column_ids for every "
@@ -462,12 +518,11 @@ def make_ppl(model_path: Path, n_threads: int, text_path: Path, n_ctx: int, max_
     """Perplexity the way llama.cpp's tools/perplexity (function `perplexity`) computes it.
 
     As done by llama.cpp:
-      * tokens = common_tokenize(text, add_special=true, parse_special=false); for this model
-        add_special adds nothing (tokenizer.ggml.add_bos_token = false).
+      * tokens = common_tokenize(text, add_special=true, parse_special=false); add_special adds
+        BOS only if the vocab says so (field add_bos; false for SmolLM2 and Qwen2.5, true for Gemma).
       * n_chunk = len(tokens) // n_ctx (remainder dropped), optionally capped by --chunks.
       * chunk i covers tokens[i*n_ctx : (i+1)*n_ctx], evaluated from an empty KV cache at
-        positions 0..n_ctx-1. If the vocab adds BOS, the chunk's first token is replaced by BOS
-        (not the case here).
+        positions 0..n_ctx-1. If the vocab adds BOS, the chunk's first token is replaced by BOS.
       * first = n_ctx/2; for j in [first, n_ctx-1): nll += -log_softmax(logits[j])[tokens[j+1]]
         -> n_ctx-1-first = 255 scored tokens per chunk at n_ctx=512.
       * running PPL after each chunk = exp(nll_sum / count).
@@ -518,7 +573,8 @@ def make_ppl(model_path: Path, n_threads: int, text_path: Path, n_ctx: int, max_
     err = math.sqrt(var / (count - 1)) * ppl if var > 0 else None
     sha_text = sha256_file(text_path)
     return {
-        "provenance": prov_fn(ref, {"n_ctx": n_ctx, "n_batch": n_ctx}),
+        "provenance": prov_fn(ref, {"n_ctx": n_ctx, "n_batch": n_ctx,
+                                    "elapsed_s": round(time.time() - t0, 1)}),
         "description": make_ppl.__doc__.strip(),
         "text_file": str(text_path),
         "text_sha256": sha_text,
@@ -617,7 +673,9 @@ CHAT_CASES: list[tuple[str, list[dict], bool]] = [
 ]
 
 
-def make_chat_template(ref: Ref, model_path: Path, prov: dict) -> dict:
+def make_chat_template(ref: Ref, model_path: Path, prov: dict, chat_cases: list | None = None) -> dict:
+    """chat_cases: (label, messages, add_generation_prompt[, tools]) tuples (default CHAT_CASES)."""
+    chat_cases = CHAT_CASES if chat_cases is None else chat_cases
     md = ref.llm.metadata
     tmpl_md = md.get("tokenizer.chat_template")
     tmpl_gguf = read_gguf_chat_template(model_path)
@@ -630,16 +688,19 @@ def make_chat_template(ref: Ref, model_path: Path, prov: dict) -> dict:
     env = hf_style_env()
     compiled = env.from_string(template)
     cases = []
-    for label, messages, agp in CHAT_CASES:
-        rendered = compiled.render(messages=messages, add_generation_prompt=agp,
+    for label, messages, agp, *rest in chat_cases:
+        tools = rest[0] if rest else None
+        rendered = compiled.render(messages=messages, add_generation_prompt=agp, tools=tools,
                                    bos_token=bos_token, eos_token=eos_token)
-        cases.append({
-            "label": label,
-            "messages": messages,
+        case = {"label": label, "messages": messages}
+        if tools is not None:
+            case["tools"] = tools
+        case.update({
             "add_generation_prompt": agp,
             "rendered": rendered,
             "rendered_ids": ref.tokenize(rendered, add_special=False, parse_special=True),
         })
+        cases.append(case)
     return {
         "provenance": prov,
         "description": (
@@ -649,6 +710,10 @@ def make_chat_template(ref: Ref, model_path: Path, prov: dict) -> dict:
             "extensions=[loopcontrols]) with globals raise_exception, strftime_now, filter tojson, and "
             "variables messages, add_generation_prompt, bos_token, eos_token. rendered_ids = tokenize("
             "rendered, add_special=false, parse_special=true)."
+            + (" A case with 'tools' passes them as the variable tools (None otherwise). Every JSON "
+               "object in tools and tool_calls has its keys in sorted order, so a renderer that sorts "
+               "keys and one that keeps insertion order (tojson's default) print the same."
+               if any(len(c) > 3 for c in chat_cases) else "")
         ),
         "template": template,
         "bos_token": bos_token,
@@ -658,43 +723,227 @@ def make_chat_template(ref: Ref, model_path: Path, prov: dict) -> dict:
 
 
 # --------------------------------------------------------------------------
+# profiles: which texts and prompts each model's fixtures use
+# --------------------------------------------------------------------------
+
+# Texts that exercise a tokenizer beyond TOKENIZE_TEXTS: CJK, emoji, code, digit and whitespace
+# runs, Unicode corner cases. Used for every model but SmolLM2 (whose fixture predates them).
+EXTRA_TOKENIZE_TEXTS: list[tuple[str, str]] = [
+    ("cjk_mixed", "中文、日本語、한국어 mixed with English and 数字123。汉字：龍、龘；“引号”【括号】"),
+    ("cjk_no_spaces", "abc日本語def한국어123ghi中文"),
+    ("emoji_more", "🤖🚀✨ 😀😃😄 🧑🏾\u200d💻 ❤\ufe0f\u200d🔥 1\ufe0f\u20e3 #\ufe0f\u20e3"),
+    ("code_rust",
+     "fn main() {\n    let v: Vec<u32> = (0..10).map(|x| x * x).collect();\n"
+     "    println!(\"{:?}\", v); // squares\n}\n"),
+    ("code_cpp_tabs",
+     "#include <stdio.h>\nint main(void) {\n\tfor (int i = 0; i < 10; ++i) {\n"
+     "\t\tprintf(\"%d\\n\", i);\n\t}\n\treturn 0;\n}\n"),
+    ("code_json", "{\"name\": \"tern\", \"version\": [1, 2, 3], \"nested\": {\"ok\": true, \"x\": null}}"),
+    ("html", "<div class=\"main\"><p>Hello &amp; welcome</p><br/></div>"),
+    ("digit_runs",
+     "1 12 123 1234 12345 123456 1234567 12345678901234567890 3.14159265358979 0x1F 1e-10 "
+     "2,147,483,647 ١٢٣ ０１２"),
+    ("whitespace_runs", "a\n\n\n\nb\t\t\t\tc        d\r\n\r\n e  \n  f \u3000 g"),
+    ("indent_runs", "\n    four\n        eight\n            twelve\n\t\ttwo tabs\n"),
+    ("spaces_17", " " * 17),
+    ("newline_space_mix", " \n \n\n  \n"),
+    ("leading_space_word", " Hello"),
+    ("two_leading_spaces", "  Hello  world"),
+    ("apostrophes", "I'M you'RE he's we'VE they'd 'quoted' \u2019curly\u2019 \u2018single\u2019"),
+    ("unicode_misc", "ﬁ ligature, Ω vs Ω, ＡＢＣ fullwidth, ① circled, ｶﾀｶﾅ, ẞ, İstanbul, ǅ, x²+y³, ½"),
+    ("combining_marks", "Z\u0351\u036b\u0343a\u0310l\u0357g\u0351o and e\u0301\u0301"),
+    ("invisible_chars", "\ufffd replacement, zero\u200bwidth, join\u200der, \ufeffbom, a\u0001b\u007fc"),
+    ("url_path", "https://github.com/ggml-org/llama.cpp/blob/master/src/llama-vocab.cpp#L123 /usr/local/bin/tern --help"),
+    ("long_word", "pneumonoultramicroscopicsilicovolcanoconiosis Donaudampfschifffahrtsgesellschaftskapitän"),
+]
+
+QWEN_SPECIAL_TEXTS: list[tuple[str, str]] = [
+    ("qwen_chatml_system",
+     "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+     "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"),
+    ("qwen_fim", "<|fim_prefix|>def add(a, b):\n    <|fim_suffix|>\n    return c<|fim_middle|>"),
+    ("qwen_tool_call", "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"),
+    ("qwen_repo_file", "<|repo_name|>tern<|file_sep|>src/main.rs\nfn main() {}"),
+    ("qwen_vision", "<|vision_start|><|image_pad|><|vision_end|>"),
+]
+
+GEMMA_SPECIAL_TEXTS: list[tuple[str, str]] = [
+    ("gemma_turns", "<start_of_turn>user\nWhat is 2+2?<end_of_turn>\n<start_of_turn>model\n"),
+    ("gemma_bos_eos_in_text", "<bos>Hello<eos> world<pad>"),
+    ("gemma_image_tokens", "<start_of_image><end_of_image>"),
+    ("gemma_unused", "<unused0> and <unused99>"),
+    ("gemma_mask", "<mask> and [multimodal]"),
+]
+
+QWEN_CHAT_2PLUS2 = "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
+QWEN_CHAT_SYSTEM = (
+    "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+    "<|im_start|>user\nWrite a Python function that reverses a string.<|im_end|>\n<|im_start|>assistant\n")
+GEMMA_CHAT_2PLUS2 = "<start_of_turn>user\nWhat is 2+2?<end_of_turn>\n<start_of_turn>model\n"
+CODE_PROMPT = "```python\n# Quicksort\ndef quicksort(arr):\n"
+
+# Tool definitions and calls as transformers passes them; keys sorted (see make_chat_template).
+WEATHER_TOOL = {
+    "function": {
+        "description": "Get the current weather in a city.",
+        "name": "get_weather",
+        "parameters": {
+            "properties": {
+                "city": {"description": "City name, e.g. Paris", "type": "string"},
+                "unit": {"enum": ["celsius", "fahrenheit"], "type": "string"},
+            },
+            "required": ["city"],
+            "type": "object",
+        },
+    },
+    "type": "function",
+}
+TIME_TOOL = {
+    "function": {
+        "description": "Current local time for an IANA time zone.",
+        "name": "get_time",
+        "parameters": {
+            "properties": {"tz": {"description": "e.g. Europe/Paris", "type": "string"}},
+            "required": ["tz"],
+            "type": "object",
+        },
+    },
+    "type": "function",
+}
+TOOL_CALL_MESSAGES = [
+    {"role": "user", "content": "What's the weather and the time in Paris?"},
+    {"role": "assistant", "content": "", "tool_calls": [
+        {"function": {"arguments": {"city": "Paris", "unit": "celsius"}, "name": "get_weather"},
+         "type": "function"},
+        {"function": {"arguments": {"tz": "Europe/Paris"}, "name": "get_time"}, "type": "function"},
+    ]},
+    {"role": "tool", "content": "{\"temperature\": 18, \"sky\": \"cloudy\"}"},
+    {"role": "tool", "content": "14:05"},
+]
+TOOL_CHAT_CASES: list[tuple] = [
+    ("tools_user_gen", [{"role": "user", "content": "What's the weather in Paris?"}], True,
+     [WEATHER_TOOL]),
+    ("tools_system_user_gen", [
+        {"role": "system", "content": "You are a weather bot."},
+        {"role": "user", "content": "Weather in Tokyo, in fahrenheit?"},
+    ], True, [WEATHER_TOOL, TIME_TOOL]),
+    ("tool_calls_and_responses_gen", TOOL_CALL_MESSAGES, True, [WEATHER_TOOL, TIME_TOOL]),
+    ("tool_calls_and_responses_then_answer_nogen", TOOL_CALL_MESSAGES + [
+        {"role": "assistant", "content": "It is 18 °C and cloudy in Paris, and the time is 14:05."},
+    ], False, [WEATHER_TOOL, TIME_TOOL]),
+    ("tool_call_with_content_no_tools_gen", [
+        {"role": "user", "content": "Weather in Rome?"},
+        {"role": "assistant", "content": "Let me check.", "tool_calls": [
+            {"function": {"arguments": {"city": "Rome"}, "name": "get_weather"}, "type": "function"}]},
+        {"role": "tool", "content": "sunny"},
+    ], True),
+]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What the fixtures of one model hold. `prefix` names the files (PREFIX_tokenize.json, …)."""
+    prefix: str
+    model: Path
+    tokenize_texts: list
+    no_parse_special: list
+    add_special_labels: list
+    greedy_prompts: list
+    logit_prompts: list
+    column_prompt: tuple
+    # Prompts for greedy/logits tokenized with add_special (BOS where the vocab adds one).
+    prompt_add_special: bool
+    # None: the model has no chat template.
+    chat_cases: list | None
+    n_ctx: int = 2048
+
+
+BASE_PROMPTS = [p for p in GREEDY_PROMPTS if not p[0].startswith("chat_")]
+
+PROFILES: dict[str, Profile] = {
+    "smollm2": Profile(
+        prefix="smollm2", model=DEFAULT_MODEL,
+        tokenize_texts=TOKENIZE_TEXTS, no_parse_special=TOKENIZE_NO_PARSE_SPECIAL,
+        add_special_labels=TOKENIZE_ADD_SPECIAL, greedy_prompts=GREEDY_PROMPTS,
+        logit_prompts=LOGIT_PROMPTS, column_prompt=COLUMN_PROMPT, prompt_add_special=False,
+        chat_cases=CHAT_CASES),
+    # Qwen2.5-Coder-0.5B-Instruct Q4_K_M (byte-level BPE, pre-tokenizer qwen2, ChatML template
+    # with tools). add_bos_token is false, so add_special adds nothing to the prompts.
+    "qwen25_05b": Profile(
+        prefix="qwen25_05b", model=ROOT / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        tokenize_texts=TOKENIZE_TEXTS + EXTRA_TOKENIZE_TEXTS + QWEN_SPECIAL_TEXTS,
+        no_parse_special=["chatml_specials", "endoftext_in_text", "qwen_fim", "qwen_tool_call",
+                          "ascii_hello"],
+        add_special_labels=["ascii_hello", "empty", "chatml_specials"],
+        greedy_prompts=BASE_PROMPTS + [("chat_2plus2", QWEN_CHAT_2PLUS2), ("chat_system", QWEN_CHAT_SYSTEM),
+                                       ("code_quicksort", CODE_PROMPT)],
+        logit_prompts=[p for p in LOGIT_PROMPTS if p[0] != "chat_2plus2"]
+        + [("chat_2plus2", QWEN_CHAT_2PLUS2), ("code_quicksort", CODE_PROMPT)],
+        column_prompt=COLUMN_PROMPT, prompt_add_special=True,
+        chat_cases=CHAT_CASES + TOOL_CHAT_CASES, n_ctx=1024),
+    # Gemma 3 270M (base model, no chat template) Q4_K_M: SentencePiece vocabulary of 262,144
+    # tokens, add_bos_token true, add_space_prefix false. Prompts start with <bos>, as
+    # llama.cpp's tools tokenize them.
+    "gemma3_270m": Profile(
+        prefix="gemma3_270m", model=ROOT / "models" / "gemma-3-270m-q4_k_m.gguf",
+        tokenize_texts=TOKENIZE_TEXTS + EXTRA_TOKENIZE_TEXTS + GEMMA_SPECIAL_TEXTS,
+        no_parse_special=["gemma_turns", "gemma_bos_eos_in_text", "chatml_specials", "ascii_hello"],
+        add_special_labels=["ascii_hello", "empty", "gemma_turns", "single_space", "leading_space_word"],
+        greedy_prompts=BASE_PROMPTS + [("chat_2plus2", GEMMA_CHAT_2PLUS2), ("code_quicksort", CODE_PROMPT)],
+        logit_prompts=[p for p in LOGIT_PROMPTS if p[0] != "chat_2plus2"]
+        + [("chat_2plus2", GEMMA_CHAT_2PLUS2), ("code_quicksort", CODE_PROMPT)],
+        column_prompt=COLUMN_PROMPT, prompt_add_special=True, chat_cases=None, n_ctx=1024),
+}
+
+ALL_FIXTURES = ["tokenize", "greedy", "logits", "ppl", "chat_template"]
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    ap.add_argument("--prefix", default="smollm2", choices=sorted(PROFILES),
+                    help="fixture-name prefix; picks the model's profile (texts, prompts, chat cases)")
+    ap.add_argument("--model", type=Path, default=None, help="model file (default: the profile's)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ppl-text", type=Path, default=DEFAULT_PPL_TEXT)
     ap.add_argument("--ppl-ctx", type=int, default=512)
     ap.add_argument("--ppl-chunks", type=int, default=None, help="cap on perplexity chunks (default: all)")
-    ap.add_argument("--only", nargs="*", default=None,
-                    choices=["tokenize", "greedy", "logits", "ppl", "chat_template"])
+    ap.add_argument("--only", nargs="*", default=None, choices=ALL_FIXTURES)
     args = ap.parse_args()
+    prof = PROFILES[args.prefix]
 
     t_start = time.time()
-    model = args.model.resolve()
+    model = (args.model or prof.model).resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     model_sha = sha256_file(model)
     log(f"model {model} sha256 {model_sha}")
-    want = set(args.only) if args.only else {"tokenize", "greedy", "logits", "ppl", "chat_template"}
+    want = set(args.only) if args.only else set(ALL_FIXTURES)
+    if prof.chat_cases is None:
+        want.discard("chat_template")
+    out = lambda kind: args.out / f"{prof.prefix}_{kind}.json"
 
-    ref = Ref(model, args.threads, n_ctx=2048, n_batch=512)
+    ref = Ref(model, args.threads, n_ctx=prof.n_ctx, n_batch=512)
     prov_fn = lambda r, extra=None: provenance(r, model, model_sha, extra)
-    base_extra = {"n_ctx": 2048, "n_batch": 512}
+    base_extra = {"n_ctx": prof.n_ctx, "n_batch": 512}
 
     if "tokenize" in want:
-        write_json(args.out / "smollm2_tokenize.json", make_tokenize(ref, prov_fn(ref, base_extra)))
+        write_json(out("tokenize"), make_tokenize(ref, prov_fn(ref, base_extra), prof.tokenize_texts,
+                                                  prof.no_parse_special, prof.add_special_labels,
+                                                  with_detokenize=prof.prefix != "smollm2"))
     if "chat_template" in want:
-        write_json(args.out / "smollm2_chat_template.json", make_chat_template(ref, model, prov_fn(ref, base_extra)))
+        write_json(out("chat_template"),
+                   make_chat_template(ref, model, prov_fn(ref, base_extra), prof.chat_cases))
     if "logits" in want:
-        write_json(args.out / "smollm2_logits.json", make_logits(ref, prov_fn(ref, base_extra)))
+        write_json(out("logits"), make_logits(ref, prov_fn(ref, base_extra), prof.logit_prompts,
+                                              prof.column_prompt, N_COLUMNS, prof.prompt_add_special))
     if "greedy" in want:
         t = time.time()
-        write_json(args.out / "smollm2_greedy.json", make_greedy(ref, prov_fn(ref, base_extra)))
+        write_json(out("greedy"), make_greedy(ref, prov_fn(ref, base_extra), prof.greedy_prompts,
+                                              N_GREEDY, prof.prompt_add_special))
         log(f"greedy took {time.time() - t:.1f}s")
     del ref
     if "ppl" in want:
-        write_json(args.out / "smollm2_ppl.json",
+        write_json(out("ppl"),
                    make_ppl(model, args.threads, args.ppl_text, args.ppl_ctx, args.ppl_chunks, prov_fn))
     log(f"done in {time.time() - t_start:.1f}s")
     return 0

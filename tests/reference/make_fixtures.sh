@@ -3,6 +3,8 @@
 # (through the PyPI package llama-cpp-python, built from source by pip).
 #
 #   tests/reference/make_fixtures.sh [args for make_fixtures.py]
+#   tests/reference/make_fixtures.sh --prefix qwen25_05b     # Qwen2.5-Coder-0.5B fixtures
+#   tests/reference/make_fixtures.sh --prefix gemma3_270m    # Gemma 3 270M fixtures
 #
 # Environment:
 #   REF_VENV=/path   reuse (or create) this venv instead of a throwaway one; the
@@ -41,6 +43,13 @@ echo "installing ${pins[*]} into $venv (builds llama.cpp if not already there)" 
 "$venv/bin/python" -m pip install --quiet "${pins[@]}"
 
 bash "$root/scripts/fetch-model.sh"
+# The real Gemma 3 / Qwen2.5 files, for their profiles.
+for a in "$@"; do
+  case "$a" in
+    qwen25_05b) bash "$root/scripts/fetch-models.sh" qwen2.5-coder-0.5b ;;
+    gemma3_270m) bash "$root/scripts/fetch-models.sh" gemma3-270m ;;
+  esac
+done
 
 start=$(date +%s)
 "$venv/bin/python" "$here/make_fixtures.py" "$@"

@@ -4,10 +4,13 @@
 pub mod json;
 pub mod reference;
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use tern_kernels::Kernels;
+use tern_runtime::gguf::{Gguf, GgufError};
+use tern_runtime::tokenizer::Tokenizer;
 use tern_runtime::Model;
 
 use json::Json;
@@ -56,6 +59,56 @@ pub fn real_model(file: &str) -> Arc<Model> {
     let m = Arc::new(Model::open(&p, Kernels::best()).expect("model loads"));
     models.push((file.to_string(), m.clone()));
     m
+}
+
+/// Path of `models/NAME`, which `hint` (a command) creates. Tests fail, not skip, when it is
+/// missing.
+pub fn model_path(name: &str, hint: &str) -> PathBuf {
+    let p = root().join("models").join(name);
+    assert!(p.exists(), "{} is missing: run {hint}", p.display());
+    p
+}
+
+/// Path of the generated test model `models/NAME.gguf` (`tests/reference/make_arch_models.py`:
+/// qwen2_small, qwen3_small, phi3_small, llama3_small, gemma3_small), checked against the size
+/// its fixture `NAME.json` recorded, so a file left from an older version of the script fails
+/// here instead of as a numerical mismatch.
+pub fn generated_model(name: &str) -> PathBuf {
+    let hint = "tests/reference/make_arch_models.sh --no-fixture";
+    let p = model_path(&format!("{name}.gguf"), hint);
+    let f = fixture(&format!("{name}.json"));
+    let want = f.get("model").get("bytes").num() as u64;
+    let got = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(
+        got,
+        want,
+        "{} is not the file {name}.json was made from: delete it and run {hint}",
+        p.display()
+    );
+    p
+}
+
+/// The tokenizer of the GGUF file at `path`, built from its header alone, so the file's
+/// architecture need not be one Tern runs. Reads a growing prefix until the header parses.
+pub fn tokenizer_from_file(path: &Path) -> Tokenizer {
+    let file_len = std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .len();
+    let mut len = (16u64 << 20).min(file_len);
+    loop {
+        let mut buf = vec![0u8; len as usize];
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut buf))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        match Gguf::parse(&buf, file_len) {
+            Ok(g) => {
+                return Tokenizer::from_gguf(&g)
+                    .unwrap_or_else(|e| panic!("{}: tokenizer: {e}", path.display()))
+            }
+            Err(GgufError::Truncated { .. }) if len < file_len => len = (len * 4).min(file_len),
+            Err(e) => panic!("{}: {e}", path.display()),
+        }
+    }
 }
 
 /// Reads `tests/reference/fixtures/NAME`.

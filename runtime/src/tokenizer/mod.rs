@@ -10,7 +10,8 @@
 //!   is prepended to text that starts the input or follows a special token (when
 //!   `add_space_prefix`), and characters merge by score with `<0xXX>` byte fallback.
 //!
-//! Build a [`Tokenizer`] from a [`TokenizerSpec`] (the GGUF metadata), then
+//! Build a [`Tokenizer`] from a GGUF file ([`Tokenizer::from_gguf`]) or a
+//! [`TokenizerSpec`] (the GGUF metadata), then
 //! [`Tokenizer::encode`] / [`Tokenizer::decode`], or stream generated tokens through a
 //! [`StreamDecoder`].
 //!
@@ -32,6 +33,7 @@ mod bpe;
 mod bytelevel;
 mod decode;
 mod error;
+mod from_gguf;
 mod hash;
 mod names;
 mod pretokenize;
