@@ -5,8 +5,10 @@
 //! factors, `gemma3` with sliding-window layers), against llama.cpp on the same files
 //! (fixtures `<arch>_small.json`).
 //!
-//! Checked per model: tokenization; at every prompt position the largest logit and the
-//! log-sum-exp; the top-10 logits after each prompt; greedy continuations until a near-tie.
+//! Checked per model, against the fixture's float64 forward pass of the same dequantized weights
+//! (the exact answer the file defines) and against llama.cpp: tokenization; at every prompt
+//! position the argmax and the log-sum-exp; the top-10 logits after each prompt; 32 greedy
+//! tokens.
 
 use std::sync::Arc;
 
@@ -15,28 +17,141 @@ use tern_runtime::sampler::argmax_logits;
 use tern_runtime::{KvType, Model, Session, SessionOptions};
 use tern_tests::json::Json;
 use tern_tests::reference::{log_sum_exp, tokenization_cases};
-use tern_tests::{fixture, root};
+use tern_tests::{fixture, generated_model};
 
-/// Logit tolerance against llama.cpp. Its activations are rounded to 8 bits per block before
-/// every quantized product and its K/V to f16 (Tern's f32 path with an f32 KV cache rounds
-/// neither): on SmolLM2 that alone put llama.cpp 1.19 from float64 on logits of magnitude ~20
-/// (`smollm2_reference.rs`). Here logits reach ~17 with a standard deviation of 3–4 (the
-/// fixtures' `logit_std_mean`), and the measured largest differences are 0.46–0.76 (printed
-/// per model). 1.0 bounds that noise, while the bugs the fixtures were built to catch move
-/// logits by 27–32 (their `checks`: Llama 3 without `rope_freqs`, Phi-3's short factors where
-/// the long ones apply, Gemma 3 without its sliding window).
-const LOGIT_TOL: f64 = 1.0;
-/// A greedy divergence or argmax difference is accepted only at a top-2 margin below this.
-const NEAR_TIE: f64 = LOGIT_TOL;
+/// Tolerance against float64. Tern's f32 activations with an f32 KV cache round only in f32
+/// arithmetic: dot products of at most a few hundred terms (relative error ~sqrt(n)·2⁻²⁴) over
+/// 3–8 layers, on logits below 20, stay near 1e-4; 0.01 leaves two orders of margin (as in
+/// `smollm2_exact.rs`), while the bugs these files were built to catch move logits by 27–32
+/// (the fixtures' `checks`: Llama 3 without `rope_freqs`, Phi-3's short factors where the long
+/// ones apply, Gemma 3 without its sliding window).
+const F64_TOL: f64 = 0.01;
+/// Greedy tokens or argmaxes may differ from float64 only where its top-2 margin is below this.
+const F64_NEAR_TIE: f64 = 2.0 * F64_TOL;
+/// Tolerance against llama.cpp, which rounds activations to 8 bits per block before every
+/// quantized product and K/V to f16: on these deliberately sharp random models that alone puts
+/// it 1.7–3.2 from float64 (the fixtures' `checks`; Tern is measured 0.5–2.9 from it), so
+/// llama.cpp is held to this looser bound
+/// and its greedy tokens only until its own near-ties. Gemma 3's file sets
+/// `final_logit_softcapping`, which the reference (and Tern) apply and llama.cpp skips for
+/// Gemma 3: its logits are capped here before comparing, and its log-sum-exp is not compared.
+const LLAMA_TOL: f64 = 4.0;
+/// A divergence from llama.cpp is accepted only where its top-2 margin is below this.
+const LLAMA_NEAR_TIE: f64 = LLAMA_TOL;
 
 fn model(name: &str) -> Arc<Model> {
-    let p = root().join(format!("models/{name}_small.gguf"));
-    assert!(
-        p.exists(),
-        "{} is missing: run tests/reference/make_arch_models.sh --no-fixture",
-        p.display()
-    );
+    let p = generated_model(&format!("{name}_small"));
     Arc::new(Model::open(&p, Kernels::best()).unwrap())
+}
+
+/// What Tern computed for one prompt.
+struct Run {
+    /// Per position: argmax, top-2 margin, log-sum-exp, largest logit.
+    positions: Vec<(u32, f64, f64, f64)>,
+    /// Logits after the whole prompt.
+    last: Vec<f32>,
+    /// Greedy tokens after the prompt, as many as the fixture has.
+    greedy: Vec<u32>,
+}
+
+fn run(s: &mut Session, p: &Json) -> Run {
+    let prompt = p.get("prompt_ids").ids();
+    let mut positions = Vec::new();
+    let mut last = Vec::new();
+    s.reset();
+    s.feed_scoring(&prompt, |_, logits| {
+        let top = argmax_logits(logits);
+        let second = logits
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != top as usize)
+            .map(|(_, &l)| l)
+            .fold(f32::NEG_INFINITY, f32::max);
+        let max = logits[top as usize] as f64;
+        positions.push((top, max - second as f64, log_sum_exp(logits), max));
+        last = logits.to_vec();
+    })
+    .unwrap();
+    let n = p.get("greedy").get("generated_ids").ids().len();
+    let mut logits = last.clone();
+    let mut greedy = Vec::new();
+    for _ in 0..n {
+        let id = argmax_logits(&logits);
+        greedy.push(id);
+        logits = s.feed(&[id]).unwrap().to_vec();
+    }
+    Run {
+        positions,
+        last,
+        greedy,
+    }
+}
+
+/// Compares `r` with one reference's summaries `refs` (the prompt entry for llama.cpp, or its
+/// `f64` member). `cap` is applied to the reference's logits first (see [`LLAMA_TOL`]).
+/// Returns the largest logit difference and the greedy tokens identical.
+fn compare(
+    r: &Run,
+    refs: &Json,
+    label: &str,
+    tol: f64,
+    near_tie: f64,
+    cap: Option<f64>,
+) -> (f64, usize) {
+    let capped = |x: f64| cap.map_or(x, |c| c * (x / c).tanh());
+    let mut worst = 0.0f64;
+    let argmax = refs.get("argmax").f64s();
+    let lse = refs.get("logsumexp").f64s();
+    for (i, &(top, margin, ours_lse, _)) in r.positions.iter().enumerate() {
+        if cap.is_none() {
+            let d = (ours_lse - lse[i]).abs();
+            worst = worst.max(d);
+            assert!(d < tol, "{label} position {i}: log-sum-exp differs by {d}");
+        }
+        assert!(
+            top == argmax[i] as u32 || margin < near_tie,
+            "{label} position {i}: argmax {top} vs {} at margin {margin}",
+            argmax[i]
+        );
+    }
+    if let Some(max) = refs.opt("max_logit") {
+        for (i, &m) in max.f64s().iter().enumerate() {
+            let d = (r.positions[i].3 - capped(m)).abs();
+            worst = worst.max(d);
+            assert!(
+                d < tol,
+                "{label} position {i}: largest logit differs by {d}"
+            );
+        }
+    }
+    for pair in refs.get("top_k_last").arr() {
+        let (id, v) = (pair.arr()[0].num() as usize, capped(pair.arr()[1].num()));
+        let d = (r.last[id] as f64 - v).abs();
+        worst = worst.max(d);
+        assert!(
+            d < tol,
+            "{label}: last-position logit of {id} is {} vs {v}",
+            r.last[id]
+        );
+    }
+    let g = refs.get("greedy");
+    let expected = g.get("generated_ids").ids();
+    let margins = g.get("top1_top2_margin").f64s();
+    let same = r
+        .greedy
+        .iter()
+        .zip(&expected)
+        .take_while(|(a, b)| a == b)
+        .count();
+    if same < expected.len() {
+        assert!(
+            margins[same] < near_tie,
+            "{label}: greedy diverges at token {same} (reference margin {})\n tern: {:?}\n ref:  {expected:?}",
+            margins[same],
+            r.greedy
+        );
+    }
+    (worst, same)
 }
 
 /// Runs every check of `<name>_small.json`.
@@ -45,96 +160,50 @@ fn check(name: &str, arch: &str) {
     let m = model(name);
     assert_eq!(m.config().arch.name(), arch);
     tokenization_cases(&m, name, f.get("tokenize"));
-    let mut worst = 0.0f64;
+    let cap = f
+        .get("model")
+        .get("extra")
+        .opt("final_logit_softcapping")
+        .map(Json::num);
+    let (mut f64_worst, mut llama_worst) = (0.0f64, 0.0f64);
     let mut report = Vec::new();
-    for (run_name, run) in f.get("runs").entries() {
+    for (run_name, fixture_run) in f.get("runs").entries() {
         let mut s = Session::new(
             m.clone(),
             &SessionOptions {
-                context: run.get("n_ctx").num() as usize,
+                context: fixture_run.get("n_ctx").num() as usize,
                 kv_type: KvType::F32,
                 ..Default::default()
             },
         );
-        for p in run.get("prompts").arr() {
+        for p in fixture_run.get("prompts").arr() {
             let label = format!("{name}/{run_name}/{}", p.get("label").str());
-            worst = worst.max(positions(&mut s, p, &label));
-            report.push((label.clone(), greedy(&mut s, p, &label)));
-        }
-    }
-    eprintln!("{name}: largest logit difference to llama.cpp {worst:.4}; greedy tokens identical: {report:?}");
-}
-
-/// Largest-logit and log-sum-exp at every position, and the last position's top-10 logits.
-fn positions(s: &mut Session, p: &Json, label: &str) -> f64 {
-    let (argmax, max_logit, lse) = (
-        p.get("argmax").f64s(),
-        p.get("max_logit").f64s(),
-        p.get("logsumexp").f64s(),
-    );
-    let mut worst = 0.0f64;
-    let mut last = Vec::new();
-    s.reset();
-    s.feed_scoring(&p.get("prompt_ids").ids(), |i, logits| {
-        let ours_max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-        for (d, what) in [
-            ((ours_max - max_logit[i]).abs(), "largest logit"),
-            ((log_sum_exp(logits) - lse[i]).abs(), "log-sum-exp"),
-        ] {
-            worst = worst.max(d);
-            assert!(d < LOGIT_TOL, "{label} position {i}: {what} differs by {d}");
-        }
-        let top = argmax_logits(logits) as usize;
-        if top != argmax[i] as usize {
-            let theirs = logits[argmax[i] as usize] as f64;
-            assert!(
-                ours_max - theirs < NEAR_TIE,
-                "{label} position {i}: argmax {top} vs llama.cpp {}",
-                argmax[i]
+            let r = run(&mut s, p);
+            let (d, exact) = compare(
+                &r,
+                p.get("f64"),
+                &format!("{label} vs f64"),
+                F64_TOL,
+                F64_NEAR_TIE,
+                None,
             );
+            f64_worst = f64_worst.max(d);
+            let (d, llama) = compare(
+                &r,
+                p,
+                &format!("{label} vs llama.cpp"),
+                LLAMA_TOL,
+                LLAMA_NEAR_TIE,
+                cap,
+            );
+            llama_worst = llama_worst.max(d);
+            report.push((label, exact, llama));
         }
-        last = logits.to_vec();
-    })
-    .unwrap();
-    for pair in p.get("top_k_last").arr() {
-        let (id, r) = (pair.arr()[0].num() as usize, pair.arr()[1].num());
-        let d = (last[id] as f64 - r).abs();
-        worst = worst.max(d);
-        assert!(
-            d < LOGIT_TOL,
-            "{label}: last-position logit of {id} is {} vs llama.cpp {r}",
-            last[id]
-        );
     }
-    worst
-}
-
-/// Greedy tokens after the prompt: identical to llama.cpp's until a near-tie of its own.
-fn greedy(s: &mut Session, p: &Json, label: &str) -> usize {
-    let g = p.get("greedy");
-    let expected = g.get("generated_ids").ids();
-    let margins = g.get("top1_top2_margin").f64s();
-    s.reset();
-    let mut logits = s.feed(&p.get("prompt_ids").ids()).unwrap().to_vec();
-    let mut got = Vec::new();
-    for _ in 0..expected.len() {
-        let id = argmax_logits(&logits);
-        got.push(id);
-        logits = s.feed(&[id]).unwrap().to_vec();
-    }
-    let same = got
-        .iter()
-        .zip(&expected)
-        .take_while(|(a, b)| a == b)
-        .count();
-    if same < expected.len() {
-        assert!(
-            margins[same] < NEAR_TIE,
-            "{label}: diverges from llama.cpp at token {same} (its margin {})\n tern: {got:?}\n ref:  {expected:?}",
-            margins[same]
-        );
-    }
-    same
+    eprintln!(
+        "{name}: largest logit difference to float64 {f64_worst:.2e}, to llama.cpp {llama_worst:.3}; \
+         greedy tokens identical (float64, llama.cpp): {report:?}"
+    );
 }
 
 #[test]
@@ -233,7 +302,7 @@ fn tensors_the_architecture_does_not_read_are_refused() {
     use tern_runtime::gguf::{Gguf, Value};
     use tern_runtime::LoadError;
 
-    let bytes = std::fs::read(root().join("models/qwen2_small.gguf")).unwrap();
+    let bytes = std::fs::read(generated_model("qwen2_small")).unwrap();
     let g = Gguf::parse(&bytes, bytes.len() as u64).unwrap();
     let mut w = GgufWriter::new();
     for (key, value) in g.metadata() {
