@@ -12,7 +12,10 @@ const PREFIX: &str = "gemma3_270m";
 
 /// Tolerances against llama.cpp: as for Qwen2.5 (`qwen25_reference.rs`), plus llama.cpp's
 /// GELU, which it rounds through a 65536-entry f16 table where Tern computes tanh exactly.
-/// The measured largest difference is printed by the test (see the issue note).
+/// The largest difference measured over the top-10 logits of 7 prompts and 200 columns at
+/// every position of another is 0.95 (printed by the test); the bound is about 2× that. The
+/// architecture itself is checked against float64 to 1e-4 on a generated file
+/// (`arch_small.rs`), so what remains here is llama.cpp's rounding.
 const TOL: Tolerances = Tolerances {
     logit: 2.0,
     logprob: 1.0,

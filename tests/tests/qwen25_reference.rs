@@ -12,12 +12,13 @@ const PREFIX: &str = "qwen25_05b";
 /// Tolerances against llama.cpp. llama.cpp rounds every activation vector to 8 bits per
 /// 32-block (Q8_0/Q8_K) before each quantized product and keeps K/V in f16; Tern's f32 path
 /// does neither. On SmolLM2 that gap, measured against float64, was 1.19 on logits of
-/// magnitude ~20 (`smollm2_reference.rs`). Qwen2.5's logits span about ±30 with 24 layers;
-/// the measured largest difference here is printed by the test (see the issue note) and the
-/// bound leaves about 1.5× margin over it. A real bug (a missing bias, a wrong RoPE pairing)
-/// moves logits by several units and flips greedy tokens at large margins.
+/// magnitude ~20 (`smollm2_reference.rs`). Here the largest difference measured over the top-10
+/// logits of 7 prompts and 200 columns at every position of another is 0.375 (printed by the
+/// test); the bound is about 2.5× that. A real bug (a missing bias, a wrong RoPE pairing) moves
+/// logits by several units and flips greedy tokens at large margins. Greedy divergences are
+/// accepted below llama.cpp margins of 0.5; perplexity within the issue's 0.5 %.
 const TOL: Tolerances = Tolerances {
-    logit: 2.0,
+    logit: 1.0,
     logprob: 1.0,
     near_tie: 0.5,
     ppl_rel: 0.005,
