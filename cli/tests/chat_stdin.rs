@@ -15,9 +15,13 @@ const TERN: &str = env!("CARGO_BIN_EXE_tern");
 /// The system prompt SmolLM2's template inserts when the conversation has none.
 const DEFAULT_SYSTEM: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
 
-/// Runs `tern chat` greedily on `input`, with `extra` arguments.
+/// Runs `tern chat` greedily with SmolLM2 on `input`, with `extra` arguments.
 fn chat(input: &str, extra: &[&str]) -> Output {
-    let model = smollm2_path();
+    chat_with(&smollm2_path(), input, extra)
+}
+
+/// Runs `tern chat` greedily with the model at `model` on `input`, with `extra` arguments.
+fn chat_with(model: &std::path::Path, input: &str, extra: &[&str]) -> Output {
     let mut child = Command::new(TERN)
         .args([
             "chat",
@@ -330,4 +334,42 @@ fn ctrl_c_stops_the_answer_not_the_chat() {
         .collect();
     assert_eq!(stops.len(), 2, "{stderr}");
     assert_eq!(stops[0], "Cancelled]", "{stderr}");
+}
+
+/// Qwen2.5-Coder-0.5B-Instruct (architecture `qwen2`) through the same CLI, unchanged: two
+/// turns formatted by its own template, the second reusing the first's cache, both ending at
+/// `<|im_end|>` with the right answers.
+#[test]
+fn qwen2_two_turns_from_stdin() {
+    let model = tern_tests::model_path(
+        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        "scripts/fetch-models.sh",
+    );
+    let out = chat_with(
+        &model,
+        "What is 2+2? Answer with the number only.\nAnd 3+3?\n",
+        &[],
+    );
+    let t = turns(&out.stderr);
+    assert_eq!(
+        t.len(),
+        2,
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        t[0].prompt.starts_with("<|im_start|>system\nYou are Qwen"),
+        "{}",
+        t[0].prompt
+    );
+    assert!(t.iter().all(|t| t.stop == "EndOfTurn"), "{t:?}");
+    assert!(
+        t[1].reused > t[0].new / 2,
+        "turn 2 reused only {} tokens",
+        t[1].reused
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let replies: Vec<&str> = stdout.lines().filter(|l| !l.is_empty()).collect();
+    assert!(replies[0].contains('4'), "{stdout}");
+    assert!(replies.last().is_some_and(|r| r.contains('6')), "{stdout}");
 }
