@@ -205,8 +205,15 @@ pub fn logits(model: &Arc<Model>, prefix: &str, tol: Tolerances) -> f64 {
     worst.0
 }
 
-/// Perplexity the way llama.cpp's tool computes it (`<prefix>_ppl.json` says how), within
-/// `tol.ppl_rel` of llama.cpp's figure. Returns Tern's perplexity.
+/// Chunks the perplexity checks score by default: enough to compare with llama.cpp's running
+/// perplexity after as many chunks in a few minutes of the test command; `TERN_PPL_CHUNKS=all`
+/// (what `scripts/test-heavy.sh` sets) scores every chunk of the fixture.
+pub const DEFAULT_PPL_CHUNKS: usize = 4;
+
+/// Perplexity the way llama.cpp's tool computes it (`<prefix>_ppl.json` says how) over the
+/// first [`DEFAULT_PPL_CHUNKS`] chunks (or as many as `TERN_PPL_CHUNKS` says, `all` for every
+/// one), within `tol.ppl_rel` of llama.cpp's running perplexity after as many chunks. Returns
+/// Tern's perplexity.
 pub fn perplexity(model: &Arc<Model>, prefix: &str, tol: Tolerances) -> f64 {
     let f = fixture(&format!("{prefix}_ppl.json"));
     let text = std::fs::read_to_string(f.get("text_file").str()).expect("the GPL-3 text");
@@ -218,7 +225,13 @@ pub fn perplexity(model: &Arc<Model>, prefix: &str, tol: Tolerances) -> f64 {
         "{prefix}: token count"
     );
     let n_ctx = f.get("n_ctx").num() as usize;
-    let n_chunks = f.get("n_chunks").num() as usize;
+    let all = f.get("n_chunks").num() as usize;
+    let n_chunks = match std::env::var("TERN_PPL_CHUNKS").as_deref() {
+        Ok("all") => all,
+        Ok(n) => n.parse().expect("TERN_PPL_CHUNKS is a number or `all`"),
+        Err(_) => DEFAULT_PPL_CHUNKS,
+    }
+    .min(all);
     let first = n_ctx / 2;
     let bos = tok.bos().filter(|_| f.get("add_bos").bool());
     let mut s = Session::new(
@@ -245,17 +258,15 @@ pub fn perplexity(model: &Arc<Model>, prefix: &str, tol: Tolerances) -> f64 {
         .unwrap();
     }
     let ppl = (sum / count as f64).exp();
-    let reference = f.get("ppl").num();
+    let reference = f.get("chunks").arr()[n_chunks - 1].get("running_ppl").num();
     let rel = (ppl - reference).abs() / reference;
     eprintln!(
-        "{prefix}: perplexity {ppl:.4} vs llama.cpp {reference} ({:.3} %)",
+        "{prefix}: perplexity over {n_chunks} of {all} chunks {ppl:.4} vs llama.cpp {reference} \
+         ({:.3} %)",
         100.0 * rel
     );
-    assert_eq!(
-        count,
-        f.get("count").num() as usize,
-        "{prefix}: scored tokens"
-    );
+    let scored = f.get("scored_per_chunk").num() as usize;
+    assert_eq!(count, n_chunks * scored, "{prefix}: scored tokens");
     assert!(
         rel < tol.ppl_rel,
         "{prefix}: perplexity {ppl} vs llama.cpp {reference}"

@@ -228,3 +228,15 @@ fn log_sum_exp(l: &[f32]) -> f64 {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+#[test]
+fn perplexity_matches_llama_cpp() {
+    // llama.cpp's own perplexity carries its int8 rounding; 0.5 % as for the other models.
+    let tol = tern_tests::reference::Tolerances {
+        logit: LOGIT_TOL,
+        logprob: LOGPROB_TOL,
+        near_tie: NEAR_TIE,
+        ppl_rel: 0.005,
+    };
+    tern_tests::reference::perplexity(&smollm2(), "smollm2", tol);
+}
