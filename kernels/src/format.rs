@@ -41,6 +41,12 @@ pub enum Format {
     /// packed blocks (the scale, then padding) that is not part of any row, and the row kernels
     /// compute with `s = 1`: the caller multiplies their results by the tensor's scale.
     I2_S,
+    /// 256 weights: f16 super-scale, sixteen 16-weight sub-blocks with six-bit signed scales,
+    /// 3-bit codes (2 low bits + a high-bit plane), value d·(sc − 32)·(q − 4).
+    Q3_K,
+    /// 256 weights: f16 super-scale and super-min, sixteen 16-weight sub-blocks with four-bit
+    /// scale and min, 2-bit codes, value d·sc·q − dmin·m.
+    Q2_K,
 }
 
 /// The facts of one format: one row of [`FORMATS`].
@@ -82,7 +88,7 @@ const fn row(
 /// Every format's facts, in [`Format`] order (row `i` is the format with discriminant `i`).
 /// Sizes from ggml's `ggml-common.h` block structs; ids from `ggml.h` (I2_S: bitnet.cpp's 36).
 #[rustfmt::skip]
-pub const FORMATS: [FormatInfo; 11] = [
+pub const FORMATS: [FormatInfo; 13] = [
     row(Format::F32,    "F32",    0,  1,   4,   false),
     row(Format::F16,    "F16",    1,  1,   2,   false),
     row(Format::BF16,   "BF16",   30, 1,   2,   false),
@@ -94,6 +100,8 @@ pub const FORMATS: [FormatInfo; 11] = [
     row(Format::TQ1_0,  "TQ1_0",  34, 256, 54,  true),
     row(Format::TQ2_0,  "TQ2_0",  35, 256, 66,  true),
     row(Format::I2_S,   "I2_S",   36, 128, 32,  true),
+    row(Format::Q3_K,   "Q3_K",   11, 256, 110, false),
+    row(Format::Q2_K,   "Q2_K",   10, 256, 84,  false),
 ];
 
 // Row i describes the format whose discriminant is i, and no two rows share a ggml id.

@@ -1,12 +1,14 @@
-//! The k-quant and ternary kernels against an independent implementation: gguf-py's numpy
-//! `gguf.quants` (see `reference/make_quant_fixtures.py`, which wrote `quant_fixtures.json`).
+//! The k-quant and ternary kernels against independent implementations: gguf-py's numpy
+//! `gguf.quants`, and for the Q3_K / Q2_K quantizers ggml's own library (see
+//! `reference/make_quant_fixtures.py`, which wrote `quant_fixtures.json`).
 //!
 //! - Dequantization must match gguf-py bit for bit (NaN matching NaN). Both compute the same
 //!   IEEE products in the same order without fused multiply-adds, so there is no reason for
 //!   even a 1-ulp difference.
 //! - Dot products are checked against `Σ w·x` over the reference's dequantized weights `w`,
 //!   within the bound derived at [`dot_bound`].
-//! - TQ1_0 / TQ2_0 quantization must reproduce gguf-py's bytes exactly (ggml's `_ref` rule).
+//! - TQ1_0 / TQ2_0 quantization must reproduce gguf-py's bytes exactly (ggml's `_ref` rule),
+//!   Q3_K / Q2_K quantization the bytes of ggml's `quantize_row_q{3,2}_K_ref` exactly.
 
 use tern_kernels::blocks::F16Le;
 use tern_kernels::{scalar, Format, Kernels};
@@ -122,7 +124,14 @@ fn dequant_matches_gguf_py_bit_for_bit() {
         );
         per_format[f.index()] += 1;
     }
-    for f in [Format::Q4_K, Format::Q6_K, Format::TQ1_0, Format::TQ2_0] {
+    for f in [
+        Format::Q4_K,
+        Format::Q6_K,
+        Format::TQ1_0,
+        Format::TQ2_0,
+        Format::Q3_K,
+        Format::Q2_K,
+    ] {
         assert!(per_format[f.index()] >= 10, "{} has few cases", f.name());
     }
 }
@@ -130,7 +139,7 @@ fn dequant_matches_gguf_py_bit_for_bit() {
 /// Bound on |dot − Σ w·x| (w the reference's dequantized weights, the sum exact).
 ///
 /// A weight is `w = fl(fl(s·q) − m)` for its sub-block's f32 step `s` and offset `m` (m = 0
-/// except in Q4_K), computed identically by the kernel and the reference. So
+/// except in Q4_K and Q2_K), computed identically by the kernel and the reference. So
 /// `|w − (s·q − m)| ≤ u·(2|s·q| + |m|)`. The kernel evaluates `Σ_sub s·fl(Σ q·x) − m·fl(Σ x)`:
 /// each term passes through at most `L` roundings in the sub-block sum (products and adds), 2
 /// more for the scaling and the subtraction, and `S` in the running total over the row's `S`
@@ -141,7 +150,7 @@ fn dequant_matches_gguf_py_bit_for_bit() {
 fn dot_bound(f: Format, row: &[u8], w: &[f32], x: &[f32]) -> f64 {
     let sub_len = match f {
         Format::Q4_K => 32,
-        Format::Q6_K => 16,
+        Format::Q6_K | Format::Q3_K | Format::Q2_K => 16,
         Format::TQ1_0 | Format::TQ2_0 => 256,
         Format::I2_S => 128,
         _ => unreachable!(),
@@ -157,9 +166,20 @@ fn dot_bound(f: Format, row: &[u8], w: &[f32], x: &[f32]) -> f64 {
     k * f64::from(f32::EPSILON) / 2.0 * mag + k * 2f64.powi(-149)
 }
 
-/// The offset `m` of each weight: `dmin·min` of its Q4_K sub-block, 0 for the other formats.
-/// Decoded here independently of the kernel (ggml's `get_scale_min_k4`), for the bound only.
+/// The offset `m` of each weight: `dmin·min` of its Q4_K or Q2_K sub-block, 0 for the other
+/// formats. Decoded here independently of the kernel (ggml's `get_scale_min_k4`, Q2_K's high
+/// nibbles), for the bound only.
 fn offsets(f: Format, row: &[u8], n: usize) -> Vec<f64> {
+    if f == Format::Q2_K {
+        let mut out = Vec::with_capacity(n);
+        for b in row.chunks_exact(84) {
+            let dmin = F16Le([b[82], b[83]]).to_f32() as f64;
+            for s in &b[..16] {
+                out.extend([dmin * (s >> 4) as f64; 16]);
+            }
+        }
+        return out;
+    }
     if f != Format::Q4_K {
         return vec![0.0; n];
     }
@@ -207,12 +227,12 @@ fn dot_matches_reference_dequant_within_bound() {
             );
             checked += 1;
         }
-        assert!(checked >= 36, "{label}: only {checked} dot cases");
+        assert!(checked >= 56, "{label}: only {checked} dot cases");
     }
 }
 
 #[test]
-fn tq_quantize_matches_gguf_py_bytes() {
+fn quantize_matches_reference_bytes() {
     let mut checked = 0;
     for c in cases() {
         let Some(x) = &c.input else { continue };
@@ -220,11 +240,13 @@ fn tq_quantize_matches_gguf_py_bytes() {
         match c.format {
             Format::TQ1_0 => scalar::quantize_tq1_0(x, &mut got),
             Format::TQ2_0 => scalar::quantize_tq2_0(x, &mut got),
+            Format::Q3_K => scalar::quantize_q3_k(x, &mut got),
+            Format::Q2_K => scalar::quantize_q2_k(x, &mut got),
             f => panic!("no quantize fixture expected for {}", f.name()),
         }
         if let Some(i) = (0..got.len()).find(|&i| got[i] != c.bytes[i]) {
             panic!(
-                "{} {}: byte {i} is {:#04x}, gguf-py wrote {:#04x}",
+                "{} {}: byte {i} is {:#04x}, the reference wrote {:#04x}",
                 c.format.name(),
                 c.name,
                 got[i],
@@ -233,13 +255,15 @@ fn tq_quantize_matches_gguf_py_bytes() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 10);
+    assert_eq!(checked, 10 + 2 * 12);
 }
 
 #[test]
 fn table_and_geometry_of_new_formats() {
     use core::mem::size_of;
-    use tern_kernels::blocks::{BlockI2_S, BlockQ4_K, BlockQ6_K, BlockTQ1_0, BlockTQ2_0};
+    use tern_kernels::blocks::{
+        BlockI2_S, BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ6_K, BlockTQ1_0, BlockTQ2_0,
+    };
     let geometry = [
         (
             Format::Q4_K,
@@ -252,6 +276,18 @@ fn table_and_geometry_of_new_formats() {
             256,
             size_of::<BlockQ6_K>(),
             "dot_q6_k_f32/scalar",
+        ),
+        (
+            Format::Q3_K,
+            256,
+            size_of::<BlockQ3_K>(),
+            "dot_q3_k_f32/scalar",
+        ),
+        (
+            Format::Q2_K,
+            256,
+            size_of::<BlockQ2_K>(),
+            "dot_q2_k_f32/scalar",
         ),
         (
             Format::TQ1_0,

@@ -499,6 +499,8 @@ fn type_table() {
     assert_eq!(GgmlType::BF16.format(), Some(tern_kernels::Format::BF16));
     assert_eq!(GgmlType::Q4_K.format(), Some(tern_kernels::Format::Q4_K));
     assert_eq!(GgmlType(9).format(), None, "Q8_1 has no kernel");
+    assert_eq!(GgmlType(11).format(), Some(tern_kernels::Format::Q3_K));
+    assert_eq!(GgmlType(10).format(), Some(tern_kernels::Format::Q2_K));
     // The kernels' format table and the reader's type table agree on every shared fact.
     for f in tern_kernels::Format::ALL {
         let ty = GgmlType(f.ggml_type());
