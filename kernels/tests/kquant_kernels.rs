@@ -674,7 +674,12 @@ fn check_names(k: &Kernels, backend: Backend) {
         _ => "neon",
     };
     assert_eq!(k.backend(), backend);
-    for (format, fmt) in [(Format::Q4_K, "q4_k"), (Format::Q6_K, "q6_k")] {
+    for (format, fmt) in [
+        (Format::Q4_K, "q4_k"),
+        (Format::Q6_K, "q6_k"),
+        (Format::Q3_K, "q3_k"),
+        (Format::Q2_K, "q2_k"),
+    ] {
         let fk = k.format(format);
         assert_eq!(fk.dot.name, format!("dot_{fmt}_f32/{isa}"));
         assert_eq!(fk.dequant.name, format!("dequant_{fmt}/{isa}"));

@@ -52,16 +52,43 @@ fn pack_two_bit_codes(q: &[u8; QK_K]) -> [u8; 64] {
 // ---------------------------------------------------------------------------------------------
 // Q3_K
 
-/// The sixteen sub-block scales of a Q3_K block, minus 32 (so in −32..=31): six bits each, the
-/// low four in a nibble of `s[j % 8]` (low nibble for j < 8), the top two in bits
-/// `2·(j / 4)..` of `s[8 + j % 4]`.
+/// The sixteen six-bit scale codes of a Q3_K block (values `sc − 32`): the low four bits in a
+/// nibble of `s[j % 8]` (low nibble for j < 8), the top two in bits `2·(j / 4)..` of
+/// `s[8 + j % 4]`.
+// The byte-wise spec: the kernels use `q3_k_scale_codes`, which the tests check against it.
+#[cfg_attr(not(test), allow(dead_code))]
+fn q3_k_scale_code(j: usize, s: &[u8; 12]) -> u8 {
+    let low = if j < 8 { s[j] & 0x0F } else { s[j - 8] >> 4 };
+    let high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+    low | (high << 4)
+}
+
+/// [`q3_k_scale_code`] for every `j` at once, four bytes per `u32` operation (as ggml's
+/// `dequantize_row_q3_K` decodes them): with the words `a = s[0..4]`, `b = s[4..8]`,
+/// `c = s[8..12]`, scales 0..4 are `a & 15 | (c & 3) << 4` per byte, 4..8
+/// `b & 15 | (c >> 2 & 3) << 4`, 8..12 `a >> 4 & 15 | (c >> 4 & 3) << 4` and 12..16
+/// `b >> 4 & 15 | (c >> 6 & 3) << 4`. The SIMD bodies subtract the 32 themselves.
+#[inline(always)]
+pub(crate) fn q3_k_scale_codes(s: &[u8; 12]) -> [u8; 16] {
+    let word = |i: usize| u32::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]);
+    let (a, b, c) = (word(0), word(4), word(8));
+    const LOW4: u32 = 0x0F0F_0F0F;
+    const LOW2: u32 = 0x0303_0303;
+    let words = [
+        (a & LOW4) | ((c & LOW2) << 4),
+        (b & LOW4) | (((c >> 2) & LOW2) << 4),
+        ((a >> 4) & LOW4) | (((c >> 4) & LOW2) << 4),
+        ((b >> 4) & LOW4) | (((c >> 6) & LOW2) << 4),
+    ];
+    let lo = words[0] as u64 | (words[1] as u64) << 32;
+    let hi = words[2] as u64 | (words[3] as u64) << 32;
+    (lo as u128 | (hi as u128) << 64).to_le_bytes()
+}
+
+/// The sixteen sub-block scales of a Q3_K block, `sc − 32` (so in −32..=31).
 #[inline(always)]
 pub(crate) fn q3_k_scales(s: &[u8; 12]) -> [i8; 16] {
-    core::array::from_fn(|j| {
-        let low = if j < 8 { s[j] & 0x0F } else { s[j - 8] >> 4 };
-        let high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
-        (low | (high << 4)) as i8 - 32
-    })
+    q3_k_scale_codes(s).map(|c| c as i8 - 32)
 }
 
 /// Codes of one Q3_K block in element order as values `q − 4·(1 − h)` in −4..=3: the 2-bit
@@ -577,6 +604,19 @@ mod tests {
             (-4_194_303.0, -4_194_303),
         ] {
             assert_eq!(nearest_int(v), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn q3_k_word_decoding_matches_bytewise() {
+        // Every byte value in every position (the words mix neighbouring bytes' bits).
+        for pos in 0..12 {
+            for v in 0..=255u8 {
+                let mut s: [u8; 12] = core::array::from_fn(|i| (i as u8).wrapping_mul(77) ^ 0x3C);
+                s[pos] = v;
+                let want: [u8; 16] = core::array::from_fn(|j| q3_k_scale_code(j, &s));
+                assert_eq!(q3_k_scale_codes(&s), want, "byte {pos} = {v}");
+            }
         }
     }
 
