@@ -318,7 +318,8 @@ fn weight_abs(format: Format, row: &[u8]) -> Vec<f64> {
 
 /// Q3_K and Q2_K row · f32 against the reference (module note (2)).
 fn check_dot_low(k: &Kernels) {
-    let cases: [(Format, RowFn, fn(&[u8], &[f32]) -> f32); 2] = [
+    type RowDot = fn(&[u8], &[f32]) -> f32;
+    let cases: [(Format, RowFn, RowDot); 2] = [
         (Format::Q3_K, q3_k_row, scalar::dot_q3_k_f32),
         (Format::Q2_K, q2_k_row, scalar::dot_q2_k_f32),
     ];

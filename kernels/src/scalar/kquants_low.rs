@@ -661,7 +661,7 @@ mod tests {
             dequant_q3_k(as_bytes(&[b]), &mut out);
             for (i, &v) in out.iter().enumerate() {
                 let want = if i == e {
-                    0.5 * sc[e / 16] as f32 * -1.0
+                    -(0.5 * sc[e / 16] as f32)
                 } else {
                     0.0
                 };
