@@ -524,7 +524,8 @@ fn smollm2_to_k_quants_loads_and_runs() {
         check_metadata_copied(&src, &f);
         // Q3_K and Q2_K are ggml's reference quantizers, reproduced exactly: the tensor holds
         // the kernels' quantization of the source's values, byte for byte.
-        let quantizer: Option<fn(&[f32], &mut [u8])> = match ty {
+        type Quantize = fn(&[f32], &mut [u8]);
+        let quantizer: Option<Quantize> = match ty {
             "q3_k" => Some(scalar::quantize_q3_k),
             "q2_k" => Some(scalar::quantize_q2_k),
             _ => None,

@@ -179,7 +179,7 @@ pub fn dot_q3_k_q8(row: &[u8], xq: &[u8]) -> f32 {
 
 /// Quantizes `x` (a multiple of 256 long) to Q3_K exactly as ggml's `quantize_row_q3_K_ref`.
 ///
-/// Per sub-block of 16, [`make_q3_quants`] picks a signed scale and codes in −4..=3; the
+/// Per sub-block of 16, ggml's `make_q3_quants` picks a signed scale and codes in −4..=3; the
 /// scales are quantized to six bits against the one of largest magnitude (`d` = that scale
 /// / −32, so it takes code 0), and every code is recomputed against its final scale
 /// `d·(sc − 32)`, nearest, clamped to −4..=3.
@@ -339,7 +339,7 @@ pub fn dot_q2_k_q8(row: &[u8], xq: &[u8]) -> f32 {
 
 /// Quantizes `x` (a multiple of 256 long) to Q2_K exactly as ggml's `quantize_row_q2_K_ref`.
 ///
-/// Per sub-block of 16, [`make_qkx2_quants`] fits a scale and a min (weights `|x|`, least
+/// Per sub-block of 16, ggml's `make_qkx2_quants` fits a scale and a min (weights `|x|`, least
 /// absolute deviation); both are quantized to four bits against their largest (`d` = max
 /// scale / 15, `dmin` = max min / 15), and every code is recomputed against its final
 /// `(d·sc, dmin·m)`, nearest, clamped to 0..=3.

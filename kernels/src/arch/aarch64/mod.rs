@@ -1,6 +1,7 @@
-//! aarch64: NEON bodies ([`neon`], the k-quants in [`kquants`], F16 rows in [`f16`], the f16 KV
-//! cache's in [`attention`]), int8 dot products for NEON and the dot product extension
-//! ([`int8`], the k-quants' in [`kquants_int8`]), the f16-activation kernels of FEAT_FP16
+//! aarch64: NEON bodies ([`neon`], the k-quants in [`kquants`] and [`kquants_low`], F16 rows in
+//! [`f16`], the f16 KV cache's in [`attention`]), int8 dot products for NEON and the dot
+//! product extension ([`int8`], the k-quants' in [`kquants_int8`] and [`kquants_low_int8`]),
+//! the f16-activation kernels of FEAT_FP16
 //! ([`fp16`]), and the safe wrappers the dispatch table gets after detection.
 //!
 //! NEON is part of every ARMv8-A application core (phones included); `dotprod` (`sdot`) came

@@ -1,5 +1,6 @@
-//! x86_64: AVX2 + FMA + F16C bodies ([`avx2`], the k-quants in [`kquants`]), int8 dot
-//! products for AVX2, AVX-VNNI and AVX512-VNNI ([`int8`], the k-quants' in [`kquants_int8`]),
+//! x86_64: AVX2 + FMA + F16C bodies ([`avx2`], the k-quants in [`kquants`] and
+//! [`kquants_low`]), int8 dot products for AVX2, AVX-VNNI and AVX512-VNNI ([`int8`], the
+//! k-quants' in [`kquants_int8`] and [`kquants_low_int8`]),
 //! AVX-512F row kernels ([`avx512`], [`kquants512`]), and the safe wrappers the dispatch
 //! table gets after detection.
 //!
