@@ -12,9 +12,9 @@
 //! the batches), scalar reference first in each group, so every
 //! figure sits next to a phone's memory bandwidth (roughly 10–30 GB/s per cluster). The
 //! 576-wide matrices fit in L2/L3, so their figures are compute-bound; the 49152 × 576
-//! output head (30 MB in Q8_0) streams from memory. The k-quants (Q4_K, Q6_K) need rows a
-//! multiple of 256, which SmolLM2's 576 is not, so besides its ffn_down they run on Llama 3.2
-//! 1B's shapes (up to 9 MB in Q4_K); their 64-token int8 batch runs on the ffn_down shape only
+//! output head (30 MB in Q8_0) streams from memory. The k-quants (Q4_K, Q6_K, Q3_K, Q2_K) need
+//! rows a multiple of 256, which SmolLM2's 576 is not, so besides its ffn_down they run on
+//! Llama 3.2 1B's shapes (up to 9 MB in Q4_K); their 64-token int8 batch runs on the ffn_down shape only
 //! (the scalar reference would take seconds per pass on the 1B shapes).
 //!
 //! Each figure is the fastest of many passes over the matrix (see [`time`]).
@@ -104,7 +104,7 @@ fn main() {
         &filter,
         &HEAD_KINDS,
     );
-    for format in [Format::Q4_K, Format::Q6_K] {
+    for format in [Format::Q4_K, Format::Q6_K, Format::Q3_K, Format::Q2_K] {
         for (rows, cols, shape) in KQUANT_SHAPES {
             let kinds: &[&str] = if rows * cols <= 1 << 20 {
                 &KQUANT_SMALL_KINDS
@@ -141,6 +141,8 @@ fn matrix(format: Format, rows: usize, cols: usize) -> Vec<u8> {
         Format::Q4_1 => scalar::quantize_q4_1,
         Format::Q4_K => scalar::quantize_q4_k,
         Format::Q6_K => scalar::quantize_q6_k,
+        Format::Q3_K => scalar::quantize_q3_k,
+        Format::Q2_K => scalar::quantize_q2_k,
         _ => scalar::quantize_q8_0,
     };
     let row_bytes = format.row_bytes(cols).expect("whole blocks");

@@ -1,4 +1,4 @@
-//! The k-quant kernels (Q4_K, Q6_K: row · f32, several rows · f32, row · int8 activations,
+//! The k-quant kernels (Q4_K, Q6_K, Q3_K, Q2_K: row · f32, several rows · f32, row · int8 activations,
 //! rows × tokens of int8 activations, and dequantization) of every backend against the scalar
 //! reference: one generic suite instantiated per [`Backend`] (skipped, with a note,
 //! only when this CPU or build lacks it). Run the NEON instances under qemu:
@@ -17,17 +17,23 @@
 //! |-----------------|----------------------------------------------------------|-----|
 //! | `dequant_q4_k`  | bit-identical                                            | (1) |
 //! | `dequant_q6_k`  | bit-identical                                            | (1) |
+//! | `dequant_q3_k`  | bit-identical                                            | (1) |
+//! | `dequant_q2_k`  | bit-identical                                            | (1) |
 //! | `dot_q4_k_f32`  | `2·γ(K)·Σ(|d·sc·q·x| + |dmin·m·x|)`, K = n/32 + 48       | (2) |
 //! | `dot_q6_k_f32`  | `2·γ(K)·Σ|d·scale·(q − 32)·x|`, K = n/16 + 48            | (2) |
+//! | `dot_q3_k_f32`  | `2·γ(K)·Σ|d·(sc − 32)·q·x|`, K = n/16 + 48               | (2) |
+//! | `dot_q2_k_f32`  | `2·γ(K)·Σ(|d·sc·q·x| + |dmin·m·x|)`, K = n/16 + 48       | (2) |
 //! | `dot_rows_*`    | as the row dot of its format, per row                    | (2) |
 //! | `dot_q4_k_q8`   | bit-identical (NaN = NaN)                                | (3) |
 //! | `dot_q6_k_q8`   | bit-identical (NaN = NaN)                                | (3) |
+//! | `dot_q3_k_q8`   | bit-identical (NaN = NaN)                                | (3) |
+//! | `dot_q2_k_q8`   | bit-identical (NaN = NaN)                                | (3) |
 //! | `gemm_*_q8`     | bit-identical to the reference row dot, per element      | (3) |
 //! | int8 vs f32 dot | `Σ_blocks (d_a/2)(1 + 10⁻⁴)·Σ|w| + 2·γ(n/32 + 48)·Σ|w|(|x| + d_a)` | (4) |
 //!
 //! (1) Every backend computes the reference's f32 operations in the same order without
-//!     fusing: the step `d·sc` (Q6_K: `d·scale`), its product with the code, and for Q4_K the
-//!     subtraction of `dmin·m`. (The products are exact anyway: an f16 times a code of at
+//!     fusing: the step `d·sc` (Q6_K: `d·scale`), its product with the code, and for Q4_K and
+//!     Q2_K the subtraction of `dmin·m`. (The products are exact anyway: an f16 times a code of at
 //!     most 8 bits, times another of at most 6, fits in 24 bits.)
 //! (2) Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1 and §2.2, as in
 //!     `simd_kernels.rs` note (4): each term passes through at most K roundings in either
@@ -36,8 +42,8 @@
 //!     ≤ 31, the step and its application 2, the subtraction of the min term 1, the running
 //!     sum over n/32 sub-blocks; the SIMD paths have shorter trees (≤ 3 within a sub-block,
 //!     n/64 per accumulator, ≤ 6 to combine the lanes and accumulators). Q6_K's reference: 1
-//!     + 15 over a 16-element sub-block + 2 + n/16. K = n/32 + 48 and n/16 + 48 bound every
-//!     backend. Plus `2n · 2^-149` for products that could underflow.
+//!     + 15 over a 16-element sub-block + 2 + n/16; Q3_K's the same, Q2_K's that plus the min
+//!     term's 1. K = n/32 + 48 and n/16 + 48 bound every backend. Plus `2n · 2^-149` for products that could underflow.
 //! (3) The integer part (per activation block one exact i32, scaled by the integer sub-block
 //!     scales) cannot round, and every backend performs the reference's float operations in
 //!     its order (`scalar::dot_q4_k_q8`): so the results are equal bit for bit, NaN included.
@@ -51,7 +57,7 @@
 
 mod common;
 use common::*;
-use tern_kernels::blocks::{as_bytes, BlockQ4_K, BlockQ6_K, F16Le};
+use tern_kernels::blocks::{as_bytes, BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ6_K, F16Le};
 use tern_kernels::scalar;
 use tern_kernels::{Backend, Format, Kernels};
 
@@ -170,6 +176,66 @@ fn q6_k_row(n: usize, seed: u64, adversarial: bool) -> Vec<u8> {
     as_bytes(&blocks).to_vec()
 }
 
+/// A row of `n` Q3_K weights.
+fn q3_k_row(n: usize, seed: u64, adversarial: bool) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    let blocks: Vec<BlockQ3_K> = (0..n / 256)
+        .map(|_| {
+            let s = style(&mut rng, adversarial);
+            let d = scale(&mut rng, s);
+            let (hmask, qs, scales): ([u8; 32], [u8; 64], [u8; 12]) = match s {
+                Style::Zero => ([0; 32], [0; 64], [0; 12]),
+                // Either code +3 with scale +31 everywhere, or code −4 with scale −32 (the
+                // largest magnitudes), under a nonzero adversarial scale.
+                Style::Max => {
+                    let b = [0xFF, 0x00][rng.below(2) as usize];
+                    ([b; 32], [b; 64], [b; 12])
+                }
+                // Codes −4 and +3 alternating along each sub-block, random scales.
+                Style::Alternate => (
+                    core::array::from_fn(|l| [0x00, 0xFF][l % 2]),
+                    core::array::from_fn(|l| [0x00, 0xFF][l % 2]),
+                    rng.bytes(),
+                ),
+                Style::Random | Style::Extreme => (rng.bytes(), rng.bytes(), rng.bytes()),
+            };
+            BlockQ3_K {
+                hmask,
+                qs,
+                scales,
+                d,
+            }
+        })
+        .collect();
+    as_bytes(&blocks).to_vec()
+}
+
+/// A row of `n` Q2_K weights.
+fn q2_k_row(n: usize, seed: u64, adversarial: bool) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    let blocks: Vec<BlockQ2_K> = (0..n / 256)
+        .map(|_| {
+            let s = style(&mut rng, adversarial);
+            let (d, dmin) = (scale(&mut rng, s), scale(&mut rng, s));
+            let (scales, qs): ([u8; 16], [u8; 64]) = match s {
+                Style::Zero => ([0; 16], [0; 64]),
+                // Scales, mins and codes all maximal (15, 15, 3).
+                Style::Max => ([0xFF; 16], [0xFF; 64]),
+                // Codes 0 and 3 alternating along each sub-block, random scales and mins.
+                Style::Alternate => (rng.bytes(), core::array::from_fn(|l| [0x00, 0xFF][l % 2])),
+                Style::Random | Style::Extreme => (rng.bytes(), rng.bytes()),
+            };
+            BlockQ2_K {
+                scales,
+                qs,
+                d,
+                dmin,
+            }
+        })
+        .collect();
+    as_bytes(&blocks).to_vec()
+}
+
 /// Activation vectors of length `n`: ordinary, large, tiny, and with negative zeros.
 fn activations(n: usize, seed: u64) -> Vec<(&'static str, Vec<f32>)> {
     let mut rng = Rng::new(seed);
@@ -216,7 +282,64 @@ fn q4_k_terms(row: &[u8]) -> Vec<(f64, f64)> {
     out
 }
 
+/// `(|d·sc·q|, |dmin·m|)` per element of a Q2_K row, in f64.
+fn q2_k_terms(row: &[u8]) -> Vec<(f64, f64)> {
+    let mut out = Vec::new();
+    for b in row.chunks_exact(84) {
+        let (scales, qs) = (&b[..16], &b[16..80]);
+        let d = F16Le([b[80], b[81]]).to_f32() as f64;
+        let dmin = F16Le([b[82], b[83]]).to_f32() as f64;
+        for e in 0..256 {
+            let (sc, m) = (scales[e / 16] & 0x0F, scales[e / 16] >> 4);
+            let q = (qs[32 * (e / 128) + e % 32] >> (2 * ((e / 32) % 4))) & 3;
+            out.push(((d * sc as f64 * q as f64).abs(), (dmin * m as f64).abs()));
+        }
+    }
+    out
+}
+
+/// `|w|` per element of a row: the sum of the two terms for the formats with a min (Q4_K,
+/// Q2_K), the exact dequantized weight for the others (Q6_K, Q3_K: an f16 times a code of at
+/// most 8 bits times one of at most 6 fits in 24 bits).
+fn weight_abs(format: Format, row: &[u8]) -> Vec<f64> {
+    match format {
+        Format::Q4_K => q4_k_terms(row).iter().map(|(w, m)| w + m).collect(),
+        Format::Q2_K => q2_k_terms(row).iter().map(|(w, m)| w + m).collect(),
+        _ => {
+            let n = row.len() / format.block_bytes() * 256;
+            let mut w = vec![0.0f32; n];
+            Kernels::scalar().dequant(format, row, &mut w);
+            w.iter().map(|v| v.abs() as f64).collect()
+        }
+    }
+}
+
 // ---- suites --------------------------------------------------------------------------------
+
+/// Q3_K and Q2_K row · f32 against the reference (module note (2)).
+fn check_dot_low(k: &Kernels) {
+    type RowDot = fn(&[u8], &[f32]) -> f32;
+    let cases: [(Format, RowFn, RowDot); 2] = [
+        (Format::Q3_K, q3_k_row, scalar::dot_q3_k_f32),
+        (Format::Q2_K, q2_k_row, scalar::dot_q2_k_f32),
+    ];
+    for (format, make_row, reference) in cases {
+        let fk = k.format(format);
+        for (i, &n) in LENGTHS.iter().enumerate() {
+            for adversarial in [false, true] {
+                let row = make_row(n, 1300 + i as u64, adversarial);
+                let w = weight_abs(format, &row);
+                for (name, x) in activations(n, 1400 + i as u64) {
+                    let abs: f64 = w.iter().zip(&x).map(|(w, x)| w * (*x as f64).abs()).sum();
+                    let got = (fk.dot.f)(&row, &x);
+                    let want = reference(&row, &x);
+                    let what = format!("{} n={n} adversarial={adversarial} x={name}", fk.dot.name);
+                    assert_close(&what, got, want, budget(n / 16 + 48, abs, n));
+                }
+            }
+        }
+    }
+}
 
 fn check_dot_q4_k(k: &Kernels) {
     let fk = k.format(Format::Q4_K);
@@ -265,9 +388,11 @@ fn check_dot_q6_k(k: &Kernels) {
 fn check_dequant(k: &Kernels) {
     type Row = fn(usize, u64, bool) -> Vec<u8>;
     type Dequant = fn(&[u8], &mut [f32]);
-    let cases: [(Format, Row, Dequant); 2] = [
+    let cases: [(Format, Row, Dequant); 4] = [
         (Format::Q4_K, q4_k_row, scalar::dequant_q4_k),
         (Format::Q6_K, q6_k_row, scalar::dequant_q6_k),
+        (Format::Q3_K, q3_k_row, scalar::dequant_q3_k),
+        (Format::Q2_K, q2_k_row, scalar::dequant_q2_k),
     ];
     for (format, make_row, reference) in cases {
         let fk = k.format(format);
@@ -297,7 +422,7 @@ fn check_dequant(k: &Kernels) {
 fn check_dot_rows(k: &Kernels) {
     type Terms = fn(&[u8]) -> Vec<f64>;
     type RowDot = fn(&[u8], &[f32]) -> f32;
-    let cases: [(Format, RowFn, RowDot, Terms, usize); 2] = [
+    let cases: [(Format, RowFn, RowDot, Terms, usize); 4] = [
         (
             Format::Q4_K,
             q4_k_row,
@@ -314,6 +439,20 @@ fn check_dot_rows(k: &Kernels) {
                 scalar::dequant_q6_k(row, &mut w);
                 w.iter().map(|v| v.abs() as f64).collect()
             },
+            16,
+        ),
+        (
+            Format::Q3_K,
+            q3_k_row,
+            scalar::dot_q3_k_f32,
+            |row| weight_abs(Format::Q3_K, row),
+            16,
+        ),
+        (
+            Format::Q2_K,
+            q2_k_row,
+            scalar::dot_q2_k_f32,
+            |row| weight_abs(Format::Q2_K, row),
             16,
         ),
     ];
@@ -400,11 +539,13 @@ fn same_f32(a: f32, b: f32) -> bool {
 type RowFn = fn(usize, u64, bool) -> Vec<u8>;
 type Int8Dot = fn(&[u8], &[u8]) -> f32;
 
-/// Q4_K and Q6_K with their row generators and int8 references.
-fn int8_cases() -> [(Format, RowFn, Int8Dot); 2] {
+/// The k-quants with their row generators and int8 references.
+fn int8_cases() -> [(Format, RowFn, Int8Dot); 4] {
     [
         (Format::Q4_K, q4_k_row, scalar::dot_q4_k_q8),
         (Format::Q6_K, q6_k_row, scalar::dot_q6_k_q8),
+        (Format::Q3_K, q3_k_row, scalar::dot_q3_k_q8),
+        (Format::Q2_K, q2_k_row, scalar::dot_q2_k_q8),
     ]
 }
 
@@ -481,6 +622,8 @@ fn check_int8_tracks_f32(k: &Kernels) {
             144,
         ),
         (Format::Q6_K, scalar::quantize_q6_k, 210),
+        (Format::Q3_K, scalar::quantize_q3_k, 110),
+        (Format::Q2_K, scalar::quantize_q2_k, 84),
     ] {
         let fk = k.format(format);
         let dot_q8 = fk.dot_q8.expect("k-quants have an int8 dot");
@@ -493,15 +636,7 @@ fn check_int8_tracks_f32(k: &Kernels) {
             let mut xq = vec![0u8; scalar::act_q8_bytes(n)];
             (k.quantize_act_q8.f)(&x, &mut xq);
             let acts: &[scalar::BlockQ8Act] = tern_kernels::blocks::as_blocks(&xq).unwrap();
-            // |w| per element: Q4_K's two terms, Q6_K's exact dequantized weight.
-            let w_abs: Vec<f64> = match format {
-                Format::Q4_K => q4_k_terms(&row).iter().map(|(w, m)| w + m).collect(),
-                _ => {
-                    let mut w = vec![0.0f32; n];
-                    scalar::dequant_q6_k(&row, &mut w);
-                    w.iter().map(|v| v.abs() as f64).collect()
-                }
-            };
+            let w_abs = weight_abs(format, &row);
             let mut rounding = 0.0f64;
             let mut abs = 0.0f64;
             for ((w, x), a) in w_abs.chunks(32).zip(x.chunks(32)).zip(acts) {
@@ -540,7 +675,12 @@ fn check_names(k: &Kernels, backend: Backend) {
         _ => "neon",
     };
     assert_eq!(k.backend(), backend);
-    for (format, fmt) in [(Format::Q4_K, "q4_k"), (Format::Q6_K, "q6_k")] {
+    for (format, fmt) in [
+        (Format::Q4_K, "q4_k"),
+        (Format::Q6_K, "q6_k"),
+        (Format::Q3_K, "q3_k"),
+        (Format::Q2_K, "q2_k"),
+    ] {
         let fk = k.format(format);
         assert_eq!(fk.dot.name, format!("dot_{fmt}_f32/{isa}"));
         assert_eq!(fk.dequant.name, format!("dequant_{fmt}/{isa}"));
@@ -569,7 +709,12 @@ fn panics<T>(f: impl FnOnce() -> T) -> bool {
 /// Rows that are not whole blocks, or lengths that disagree, panic in every backend as in
 /// the reference (the wrappers check before any body runs).
 fn check_lengths_panic(k: &Kernels) {
-    for (format, bytes) in [(Format::Q4_K, 144), (Format::Q6_K, 210)] {
+    for (format, bytes) in [
+        (Format::Q4_K, 144),
+        (Format::Q6_K, 210),
+        (Format::Q3_K, 110),
+        (Format::Q2_K, 84),
+    ] {
         let fk = k.format(format);
         let row = vec![0u8; 2 * bytes];
         let x = vec![0.0f32; 512];
@@ -624,6 +769,10 @@ macro_rules! suite {
             #[test]
             fn dot_q6_k_rows() {
                 kernels($backend).map(|k| check_dot_q6_k(&k));
+            }
+            #[test]
+            fn dot_q3_k_q2_k_rows() {
+                kernels($backend).map(|k| check_dot_low(&k));
             }
             #[test]
             fn dequant_bit_identical() {

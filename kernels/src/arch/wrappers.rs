@@ -232,6 +232,51 @@ macro_rules! kquant_int8_wrappers {
     };
 }
 
+/// Module `$wrapper` of int8 wrappers for more k-quants: for each `$dot, $gemm: $block $what`,
+/// the row · int8 wrapper around `$body::$dot` (eight activation blocks per super-block) and
+/// its GEMM, the reference's loop over the row dot (`scalar::gemm_q8`), as in
+/// [`kquant_int8_wrappers`].
+macro_rules! kquant_q8_wrappers {
+    (
+        $wrapper:ident => $($body:ident)::+
+        { $($dot:ident, $gemm:ident: $block:ident $what:literal;)* }
+    ) => {
+        mod $wrapper {
+            use super::$($body)::+ as body;
+            use $crate::blocks::{as_blocks, $($block),*};
+            use $crate::scalar::BlockQ8Act;
+
+            fn acts(xq: &[u8], n_blocks: usize) -> &[BlockQ8Act] {
+                let a: &[BlockQ8Act] = as_blocks(xq).expect("activations are whole act blocks");
+                assert_eq!(a.len(), 8 * n_blocks, "activation blocks match the row");
+                a
+            }
+
+            $(
+                pub(super) fn $dot(row: &[u8], xq: &[u8]) -> f32 {
+                    let blocks: &[$block] =
+                        as_blocks(row).expect(concat!($what, " row is whole blocks"));
+                    let acts = acts(xq, blocks.len());
+                    // SAFETY: installed only by `install`, for this body's backend, after
+                    // `detected` confirmed its features (see the module's wrapper notes).
+                    unsafe { body::$dot(blocks, acts) }
+                }
+
+                pub(super) fn $gemm(
+                    w: &[u8],
+                    m: usize,
+                    xq: &[u8],
+                    n: usize,
+                    y: &mut [f32],
+                    ldy: usize,
+                ) {
+                    $crate::scalar::gemm_q8(w, m, xq, n, y, ldy, $dot)
+                }
+            )*
+        }
+    };
+}
+
 /// `Named { f, name }`.
 macro_rules! named {
     ($f:path, $name:literal) => {

@@ -1,21 +1,30 @@
 #!/usr/bin/env python3
-"""Writes quant_fixtures.json: reference dequantizations (and TQ quantizations) from gguf-py.
+"""Writes quant_fixtures.json: reference dequantizations and quantizations.
 
-The reference is the PyPI package `gguf` (llama.cpp's gguf-py), whose `gguf.quants` module
-re-implements ggml's block formats in numpy, independently of Tern's Rust kernels:
+Two references, both independent of Tern's Rust kernels:
+- the PyPI package `gguf` (llama.cpp's gguf-py), whose `gguf.quants` module re-implements
+  ggml's block formats in numpy: every dequantization, and the TQ1_0, TQ2_0, Q5_0 and Q5_1
+  quantizations;
+- the PyPI package `libggml-python`, which ships ggml's own prebuilt `libggml-base.so`: the Q3_K
+  and Q2_K quantizations, through ctypes calls of `quantize_row_q3_K_ref` /
+  `quantize_row_q2_K_ref` (what `llama-quantize` runs for these types without an importance
+  matrix; gguf-py cannot quantize them). That build has no fused multiply-adds, like any
+  x86_64 build of ggml-base.
 
-    python -m venv /tmp/refvenv && /tmp/refvenv/bin/pip install gguf numpy
+    python -m venv /tmp/refvenv && /tmp/refvenv/bin/pip install gguf numpy libggml-python
     /tmp/refvenv/bin/python kernels/tests/reference/make_quant_fixtures.py
 
 Cases (fixed seeds, so the output is reproducible):
-- dequant cases, per format Q4_K, Q6_K, TQ1_0, TQ2_0, Q5_0, Q5_1, IQ4_NL: rows of 1 and 3 blocks
-  of random bytes
-  with the f16 scale fields overwritten by sane values, and adversarial single blocks (all
-  zero, all 0xFF codes, scale 0 and -0, negative scales, f16 subnormal, max and infinite
+- dequant cases, per format Q4_K, Q6_K, TQ1_0, TQ2_0, Q3_K, Q2_K, Q5_0, Q5_1, IQ4_NL: rows of 1
+  and 3 blocks of random bytes with the f16 scale fields overwritten by sane values, and
+  adversarial single blocks (all zero, all 0xFF codes, scale 0 and -0, negative scales, f16 subnormal, max and infinite
   scales, extreme int8 sub-block scales). Expected output: gguf.quants.dequantize.
 - quantize cases, TQ1_0, TQ2_0, Q5_0 and Q5_1 (the ones of these formats gguf-py can quantize):
   f32 input rows including exact ties at half the block max, zeros and a lone outlier. Expected
   output: gguf.quants.quantize, which follows ggml's quantize_row_*_ref.
+- quantize cases, Q3_K and Q2_K: the same inputs plus rows of sub-blocks of very different
+  ranges, all-positive and all-negative blocks, f16-subnormal-sized and ±65504-sized weights
+  and one-weight spikes. Expected output: ggml's quantize_row_q{3,2}_K_ref.
 
 With `--real-model PATH` (Qwen2.5-Coder 0.5B Q4_K_M, see scripts/fetch-models.sh) it also writes
 real_tensor_fixtures.json: the bytes of the first rows of a few real Q5_0 tensors of that file
@@ -26,14 +35,18 @@ Every float is the hex of its little-endian f32 bits (exact, and NaN-safe).
 """
 
 import argparse
+import ctypes
 import importlib.metadata
 import json
+import os
 import pathlib
 
 import numpy as np
 from gguf import GGMLQuantizationType as QT
 from gguf import GGML_QUANT_SIZES
 from gguf.quants import dequantize, quantize
+
+import libggml
 
 OUT = pathlib.Path(__file__).with_name("quant_fixtures.json")
 REAL_OUT = pathlib.Path(__file__).with_name("real_tensor_fixtures.json")
@@ -47,6 +60,8 @@ F16_FIELDS = {
     "Q6_K": [208],  # d
     "TQ1_0": [52],  # d
     "TQ2_0": [64],  # d
+    "Q3_K": [108],  # d
+    "Q2_K": [80, 82],  # d, dmin
     "Q5_0": [0],  # d
     "Q5_1": [0, 2],  # d, m
     "IQ4_NL": [0],  # d
@@ -119,6 +134,19 @@ def adversarial_blocks(fmt: str, rng: np.random.Generator) -> list[tuple[str, np
         block[128:160] = 0x00
         block[160:192] = 0xFF
         with_scales("extreme-scales-and-codes", block, [f16_bits(0.75)])
+    if fmt == "Q3_K":
+        # Six-bit scales 63 (+31) with codes 7 (+3), then scales 0 (-32) with codes 0 (-4).
+        top = np.full(size, 0xFF, dtype=np.uint8)
+        with_scales("max-scales-max-codes", top, [f16_bits(0.5)])
+        with_scales("min-scales-min-codes", np.zeros(size, dtype=np.uint8), [f16_bits(-0.25)])
+    if fmt == "Q2_K":
+        # Scales and mins 15, codes 0 (only mins) and codes 3 with mins 0.
+        block = np.zeros(size, dtype=np.uint8)
+        block[0:16] = 0xFF
+        with_scales("max-scales-zero-codes", block, [f16_bits(0.01), f16_bits(0.02)])
+        block = np.full(size, 0xFF, dtype=np.uint8)
+        block[0:16] = 0x0F
+        with_scales("max-scales-max-codes-no-min", block, [f16_bits(0.03), f16_bits(0.5)])
     return cases
 
 
@@ -156,8 +184,43 @@ def quant_inputs(rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
     return cases
 
 
+def ggml_base() -> ctypes.CDLL:
+    return ctypes.CDLL(os.path.join(os.path.dirname(libggml.__file__), "lib64", "libggml-base.so"))
+
+
+def ggml_quantize(fmt: str, x: np.ndarray) -> np.ndarray:
+    """ggml's own quantize_row_*_ref over the row x."""
+    fn = getattr(ggml_base(), {"Q3_K": "quantize_row_q3_K_ref", "Q2_K": "quantize_row_q2_K_ref"}[fmt])
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.zeros(x.size // 256 * GGML_QUANT_SIZES[QT[fmt]][1], dtype=np.uint8)
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+    fn(x.ctypes.data, out.ctypes.data, x.size)
+    return out
+
+
+def low_bit_inputs(rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
+    """More rows for the 16-weight sub-block searches of Q3_K and Q2_K."""
+    cases = []
+    x = rng.normal(0, 1, 4 * 256).astype(np.float32)
+    x *= np.repeat(10.0 ** rng.uniform(-4, 1, 4 * 16), 16).astype(np.float32)
+    cases.append(("mixed-ranges-4blk", x))
+    cases.append(("all-positive", np.abs(rng.normal(0.3, 0.2, 256)).astype(np.float32) + 0.01))
+    cases.append(("all-negative", -np.abs(rng.normal(0.3, 0.2, 256)).astype(np.float32) - 0.01))
+    cases.append(("f16-subnormal-sized", (rng.normal(0, 1, 256) * 3e-6).astype(np.float32)))
+    cases.append(("f16-max-sized", rng.uniform(-65504, 65504, 256).astype(np.float32)))
+    spikes = np.zeros(256, dtype=np.float32)
+    spikes[np.arange(0, 256, 16) + rng.integers(0, 16, 16)] = rng.normal(0, 1, 16)
+    cases.append(("one-spike-per-sub-block", spikes))
+    steps = np.tile(np.array([-0.3, -0.1, 0.1, 0.3], dtype=np.float32), 64)
+    cases.append(("exact-levels", steps))
+    return cases
+
+
 def quant_case(fmt: str, name: str, x: np.ndarray) -> dict:
-    q = quantize(x.reshape(1, -1), QT[fmt]).reshape(-1)
+    if fmt in ("Q3_K", "Q2_K"):
+        q = ggml_quantize(fmt, x)
+    else:
+        q = quantize(x.reshape(1, -1), QT[fmt]).reshape(-1)
     assert q.dtype == np.uint8
     return {
         "format": fmt,
@@ -185,11 +248,11 @@ def real_cases(model: pathlib.Path) -> list[dict]:
     return cases
 
 
-def write_json(path: pathlib.Path, cases: list[dict], extra: str = "") -> None:
+def write_json(path: pathlib.Path, cases: list[dict], extra: str = "", reference: str = "") -> None:
     versions = {p: importlib.metadata.version(p) for p in ("gguf", "numpy")}
     header = {
         "generator": "kernels/tests/reference/make_quant_fixtures.py" + extra,
-        "reference": f"gguf-py {versions['gguf']} (gguf.quants), numpy {versions['numpy']}",
+        "reference": f"gguf-py {versions['gguf']} (gguf.quants), numpy {versions['numpy']}" + reference,
     }
     lines = ["{"]
     lines.append(f'"meta": {json.dumps(header)},')
@@ -210,7 +273,7 @@ def main() -> None:
     if args.real_model:
         write_json(REAL_OUT, real_cases(args.real_model), f" --real-model {args.real_model.name}")
     cases = []
-    for seed, fmt in enumerate(["Q4_K", "Q6_K", "TQ1_0", "TQ2_0"]):
+    for seed, fmt in enumerate(["Q4_K", "Q6_K", "TQ1_0", "TQ2_0", "Q3_K", "Q2_K"]):
         rng = np.random.default_rng(1000 + seed)
         for n_blocks in (1, 3):
             row = np.concatenate([random_block(fmt, rng) for _ in range(n_blocks)])
@@ -221,7 +284,11 @@ def main() -> None:
         rng = np.random.default_rng(2000 + seed)
         for name, x in quant_inputs(rng):
             cases.append(quant_case(fmt, name, x))
-    # New formats get their own seeds, so the cases above stay byte for byte as they were.
+    for seed, fmt in enumerate(["Q3_K", "Q2_K"]):
+        rng = np.random.default_rng(3000 + seed)
+        for name, x in quant_inputs(rng) + low_bit_inputs(rng):
+            cases.append(quant_case(fmt, name, x))
+    # Formats added later get their own seeds, so the cases above stay byte for byte as they were.
     for seed, fmt in enumerate(["Q5_0", "Q5_1", "IQ4_NL"]):
         rng = np.random.default_rng(3000 + seed)
         for n_blocks in (1, 3):
@@ -233,7 +300,13 @@ def main() -> None:
         rng = np.random.default_rng(4000 + seed)
         for name, x in quant_inputs(rng):
             cases.append(quant_case(fmt, name, x))
-    write_json(OUT, cases)
+    ggml = importlib.metadata.version("libggml-python")
+    write_json(
+        OUT,
+        cases,
+        reference=f"; ggml's libggml-base.so from libggml-python {ggml} "
+        "(quantize_row_q3_K_ref, quantize_row_q2_K_ref)",
+    )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ macro_rules! kquant_int8_dots {
         /// `[Σv0, Σv1, Σv2, Σv3]` (exact: integer pairwise adds).
         #[inline]
         #[target_feature(enable = $features)]
-        fn hsum4_i32(v: [int32x4_t; 4]) -> int32x4_t {
+        pub(crate) fn hsum4_i32(v: [int32x4_t; 4]) -> int32x4_t {
             vpaddq_s32(vpaddq_s32(v[0], v[1]), vpaddq_s32(v[2], v[3]))
         }
 
@@ -29,7 +29,7 @@ macro_rules! kquant_int8_dots {
         /// `(t0 + t2) + (t1 + t3)`.
         #[inline]
         #[target_feature(enable = $features)]
-        fn sum8_tree(p: [float32x4_t; 2]) -> f32 {
+        pub(crate) fn sum8_tree(p: [float32x4_t; 2]) -> f32 {
             let t = vaddq_f32(p[0], p[1]);
             let u = vadd_f32(vget_low_f32(t), vget_high_f32(t));
             vget_lane_f32::<0>(u) + vget_lane_f32::<1>(u)
@@ -38,7 +38,11 @@ macro_rules! kquant_int8_dots {
         /// Four floats, one per activation block `a[o..o + 4]`, from `f`.
         #[inline]
         #[target_feature(enable = $features)]
-        fn per_block(a: &[BlockQ8Act], o: usize, f: impl Fn(&BlockQ8Act) -> f32) -> float32x4_t {
+        pub(crate) fn per_block(
+            a: &[BlockQ8Act],
+            o: usize,
+            f: impl Fn(&BlockQ8Act) -> f32,
+        ) -> float32x4_t {
             let v = [f(&a[o]), f(&a[o + 1]), f(&a[o + 2]), f(&a[o + 3])];
             // SAFETY: `v` holds four floats.
             unsafe { vld1q_f32(v.as_ptr()) }
@@ -137,7 +141,7 @@ pub(crate) mod neon {
     /// Σ w·a over 16 elements as four exact i32 partial sums.
     #[inline]
     #[target_feature(enable = "neon")]
-    fn isum16(w: int8x16_t, a: int8x16_t) -> int32x4_t {
+    pub(crate) fn isum16(w: int8x16_t, a: int8x16_t) -> int32x4_t {
         vpaddlq_s16(vmlal_high_s8(
             vmull_s8(vget_low_s8(w), vget_low_s8(a)),
             w,
@@ -155,7 +159,7 @@ pub(crate) mod dotprod {
     /// Σ w·a over 16 elements as four exact i32 partial sums.
     #[inline]
     #[target_feature(enable = "neon,dotprod")]
-    fn isum16(w: int8x16_t, a: int8x16_t) -> int32x4_t {
+    pub(crate) fn isum16(w: int8x16_t, a: int8x16_t) -> int32x4_t {
         sdot(vdupq_n_s32(0), w, a)
     }
 }

@@ -1,6 +1,7 @@
-//! aarch64: NEON bodies ([`neon`], the k-quants in [`kquants`], F16 rows in [`f16`], the f16 KV
-//! cache's in [`attention`]), int8 dot products for NEON and the dot product extension
-//! ([`int8`], the k-quants' in [`kquants_int8`]), the f16-activation kernels of FEAT_FP16
+//! aarch64: NEON bodies ([`neon`], the k-quants in [`kquants`] and [`kquants_low`], F16 rows in
+//! [`f16`], the f16 KV cache's in [`attention`]), int8 dot products for NEON and the dot
+//! product extension ([`int8`], the k-quants' in [`kquants_int8`] and [`kquants_low_int8`]),
+//! the f16-activation kernels of FEAT_FP16
 //! ([`fp16`]), and the safe wrappers the dispatch table gets after detection.
 //!
 //! NEON is part of every ARMv8-A application core (phones included); `dotprod` (`sdot`) came
@@ -18,12 +19,15 @@ mod gemm;
 mod int8;
 mod kquants;
 mod kquants_int8;
+mod kquants_low;
+mod kquants_low_int8;
 mod lut;
 mod neon;
 mod ternary;
 
 use crate::blocks::{
-    BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ6_K, BlockQ8_0,
+    BlockIQ4_NL, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1,
+    BlockQ6_K, BlockQ8_0,
 };
 use crate::dispatch::{Backend, DotQ8Fn, GemmQ8Fn, Kernels, Named};
 use crate::format::Format;
@@ -164,6 +168,7 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
         f.dot_q8 = Some(dot);
         f.gemm_q8 = Some(gemm);
     }
+    install_low_kquants(backend, k);
     if fp16_detected() {
         k.quantize_act_f16 = named!(quantize_act_f16, "quantize_act_f16/neon");
         k.format_mut(Format::Q4_0).dot_f16 = Some(named!(dot_q4_0_f16, "dot_q4_0_f16/fp16"));
@@ -177,6 +182,46 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     gemm::install(backend, k);
     lut::install(k);
     true
+}
+
+/// Q3_K and Q2_K: the NEON f32 kernels on every backend, the int8 dots of `backend`'s ISA.
+fn install_low_kquants(backend: Backend, k: &mut Kernels) {
+    let f = k.format_mut(Format::Q3_K);
+    f.dot = named!(dot_q3_k_f32, "dot_q3_k_f32/neon");
+    f.dequant = named!(dequant_q3_k, "dequant_q3_k/neon");
+    f.dot_rows = Some(named!(dot_rows_q3_k_f32, "dot_rows_q3_k_f32/neon"));
+    let f = k.format_mut(Format::Q2_K);
+    f.dot = named!(dot_q2_k_f32, "dot_q2_k_f32/neon");
+    f.dequant = named!(dequant_q2_k, "dequant_q2_k/neon");
+    f.dot_rows = Some(named!(dot_rows_q2_k_f32, "dot_rows_q2_k_f32/neon"));
+    type Int8 = (Named<DotQ8Fn>, Named<GemmQ8Fn>);
+    let [q3_k, q2_k]: [Int8; 2] = match backend {
+        Backend::NeonDotprod | Backend::NeonI8mm => [
+            (
+                named!(kql_dotprod::dot_q3_k_q8, "dot_q3_k_q8/dotprod"),
+                named!(kql_dotprod::gemm_q3_k_q8, "gemm_q3_k_q8/dotprod"),
+            ),
+            (
+                named!(kql_dotprod::dot_q2_k_q8, "dot_q2_k_q8/dotprod"),
+                named!(kql_dotprod::gemm_q2_k_q8, "gemm_q2_k_q8/dotprod"),
+            ),
+        ],
+        _ => [
+            (
+                named!(kql_neon::dot_q3_k_q8, "dot_q3_k_q8/neon"),
+                named!(kql_neon::gemm_q3_k_q8, "gemm_q3_k_q8/neon"),
+            ),
+            (
+                named!(kql_neon::dot_q2_k_q8, "dot_q2_k_q8/neon"),
+                named!(kql_neon::gemm_q2_k_q8, "gemm_q2_k_q8/neon"),
+            ),
+        ],
+    };
+    for (format, (dot, gemm)) in [(Format::Q3_K, q3_k), (Format::Q2_K, q2_k)] {
+        let f = k.format_mut(format);
+        f.dot_q8 = Some(dot);
+        f.gemm_q8 = Some(gemm);
+    }
 }
 
 // ---- safe wrappers -----------------------------------------------------------------------
@@ -213,8 +258,46 @@ dot_rows_wrapper!(
 );
 int8_wrappers!(neon_int8 => int8::neon);
 int8_wrappers!(dotprod => int8::dotprod);
+f32_wrappers!(
+    kquants_low,
+    BlockQ3_K,
+    "Q3_K",
+    256,
+    dot_q3_k_f32,
+    dequant_q3_k
+);
+f32_wrappers!(
+    kquants_low,
+    BlockQ2_K,
+    "Q2_K",
+    256,
+    dot_q2_k_f32,
+    dequant_q2_k
+);
+dot_rows_wrapper!(
+    dot_rows_q3_k_f32,
+    BlockQ3_K,
+    "Q3_K",
+    256,
+    kquants_low::dot_rows_q3_k_f32
+);
+dot_rows_wrapper!(
+    dot_rows_q2_k_f32,
+    BlockQ2_K,
+    "Q2_K",
+    256,
+    kquants_low::dot_rows_q2_k_f32
+);
 kquant_int8_wrappers!(kq_neon => kquants_int8::neon);
 kquant_int8_wrappers!(kq_dotprod => kquants_int8::dotprod);
+kquant_q8_wrappers!(kql_neon => kquants_low_int8::neon {
+    dot_q3_k_q8, gemm_q3_k_q8: BlockQ3_K "Q3_K";
+    dot_q2_k_q8, gemm_q2_k_q8: BlockQ2_K "Q2_K";
+});
+kquant_q8_wrappers!(kql_dotprod => kquants_low_int8::dotprod {
+    dot_q3_k_q8, gemm_q3_k_q8: BlockQ3_K "Q3_K";
+    dot_q2_k_q8, gemm_q2_k_q8: BlockQ2_K "Q2_K";
+});
 
 /// F16 row · f32: whole [`f16::LANES`] groups in NEON, the tail in the scalar reference.
 fn dot_f16_f32(row: &[u8], x: &[f32]) -> f32 {

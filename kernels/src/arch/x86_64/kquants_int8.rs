@@ -27,14 +27,14 @@ macro_rules! kquant_int8_dots {
         /// four lanes (first 128 bits) of each of `v`, then of the high four.
         #[inline]
         #[target_feature(enable = $features)]
-        fn hsum_halves4(v: [__m256i; 4]) -> __m256i {
+        pub(crate) fn hsum_halves4(v: [__m256i; 4]) -> __m256i {
             _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]))
         }
 
         /// `[lo(a) + hi(a) | lo(b) + hi(b)]` for 128-bit halves.
         #[inline]
         #[target_feature(enable = $features)]
-        fn add_halves(a: __m256i, b: __m256i) -> __m256i {
+        pub(crate) fn add_halves(a: __m256i, b: __m256i) -> __m256i {
             _mm256_add_epi32(
                 _mm256_permute2x128_si256::<0x20>(a, b),
                 _mm256_permute2x128_si256::<0x31>(a, b),
@@ -45,7 +45,7 @@ macro_rules! kquant_int8_dots {
         /// blocks `a[..8]`, by one gather (the blocks are 40 bytes apart).
         #[inline]
         #[target_feature(enable = $features)]
-        fn per_block<const OFFSET: usize>(a: &[BlockQ8Act]) -> __m256 {
+        pub(crate) fn per_block<const OFFSET: usize>(a: &[BlockQ8Act]) -> __m256 {
             assert!(a.len() >= 8 && OFFSET <= 4);
             let s = core::mem::size_of::<BlockQ8Act>() as i32;
             let idx = _mm256_setr_epi32(0, s, 2 * s, 3 * s, 4 * s, 5 * s, 6 * s, 7 * s);
@@ -129,7 +129,7 @@ pub(crate) mod avx2 {
     /// Σ u·s in groups of four as eight i32 (exact while a pair sum stays within i16).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
+    pub(crate) fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
         _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
     }
 }
@@ -141,7 +141,7 @@ pub(crate) mod avxvnni {
     /// Σ u·s in groups of four as eight i32, without intermediate saturation.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-    fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
+    pub(crate) fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
         _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s)
     }
 }
@@ -153,7 +153,7 @@ pub(crate) mod avx512vnni {
     /// Σ u·s in groups of four as eight i32, without intermediate saturation.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-    fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
+    pub(crate) fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
         _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
     }
 }

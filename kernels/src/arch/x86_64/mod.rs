@@ -1,5 +1,6 @@
-//! x86_64: AVX2 + FMA + F16C bodies ([`avx2`], the k-quants in [`kquants`]), int8 dot
-//! products for AVX2, AVX-VNNI and AVX512-VNNI ([`int8`], the k-quants' in [`kquants_int8`]),
+//! x86_64: AVX2 + FMA + F16C bodies ([`avx2`], the k-quants in [`kquants`] and
+//! [`kquants_low`]), int8 dot products for AVX2, AVX-VNNI and AVX512-VNNI ([`int8`], the
+//! k-quants' in [`kquants_int8`] and [`kquants_low_int8`]),
 //! AVX-512F row kernels ([`avx512`], [`kquants512`]), and the safe wrappers the dispatch
 //! table gets after detection.
 //!
@@ -14,11 +15,14 @@ mod int8;
 mod kquants;
 mod kquants512;
 mod kquants_int8;
+mod kquants_low;
+mod kquants_low_int8;
 mod lut;
 mod ternary;
 
 use crate::blocks::{
-    BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ6_K, BlockQ8_0,
+    BlockIQ4_NL, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1,
+    BlockQ6_K, BlockQ8_0,
 };
 use crate::dispatch::{Backend, DotQ8Fn, GemmQ8Fn, Kernels, Named};
 use crate::format::Format;
@@ -168,6 +172,7 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
         f.dot_q8 = Some(dot);
         f.gemm_q8 = Some(gemm);
     }
+    install_low_kquants(backend, k);
     if backend == Backend::Avx512Vnni {
         k.format_mut(Format::Q4_K).dot_rows =
             Some(named!(dot_rows_q4_k_f32_avx512, "dot_rows_q4_k_f32/avx512"));
@@ -176,6 +181,56 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     gemm::install(backend, k);
     lut::install(k);
     true
+}
+
+/// Q3_K and Q2_K: the AVX2 f32 kernels on every backend, the int8 dots of `backend`'s ISA.
+fn install_low_kquants(backend: Backend, k: &mut Kernels) {
+    let f = k.format_mut(Format::Q3_K);
+    f.dot = named!(dot_q3_k_f32, "dot_q3_k_f32/avx2");
+    f.dequant = named!(dequant_q3_k, "dequant_q3_k/avx2");
+    f.dot_rows = Some(named!(dot_rows_q3_k_f32, "dot_rows_q3_k_f32/avx2"));
+    let f = k.format_mut(Format::Q2_K);
+    f.dot = named!(dot_q2_k_f32, "dot_q2_k_f32/avx2");
+    f.dequant = named!(dequant_q2_k, "dequant_q2_k/avx2");
+    f.dot_rows = Some(named!(dot_rows_q2_k_f32, "dot_rows_q2_k_f32/avx2"));
+    type Int8 = (Named<DotQ8Fn>, Named<GemmQ8Fn>);
+    let [q3_k, q2_k]: [Int8; 2] = match backend {
+        Backend::AvxVnni => [
+            (
+                named!(kql_avxvnni::dot_q3_k_q8, "dot_q3_k_q8/avxvnni"),
+                named!(kql_avxvnni::gemm_q3_k_q8, "gemm_q3_k_q8/avxvnni"),
+            ),
+            (
+                named!(kql_avxvnni::dot_q2_k_q8, "dot_q2_k_q8/avxvnni"),
+                named!(kql_avxvnni::gemm_q2_k_q8, "gemm_q2_k_q8/avxvnni"),
+            ),
+        ],
+        Backend::Avx512Vnni => [
+            (
+                named!(kql_avx512vnni::dot_q3_k_q8, "dot_q3_k_q8/avx512vnni"),
+                named!(kql_avx512vnni::gemm_q3_k_q8, "gemm_q3_k_q8/avx512vnni"),
+            ),
+            (
+                named!(kql_avx512vnni::dot_q2_k_q8, "dot_q2_k_q8/avx512vnni"),
+                named!(kql_avx512vnni::gemm_q2_k_q8, "gemm_q2_k_q8/avx512vnni"),
+            ),
+        ],
+        _ => [
+            (
+                named!(kql_avx2::dot_q3_k_q8, "dot_q3_k_q8/avx2"),
+                named!(kql_avx2::gemm_q3_k_q8, "gemm_q3_k_q8/avx2"),
+            ),
+            (
+                named!(kql_avx2::dot_q2_k_q8, "dot_q2_k_q8/avx2"),
+                named!(kql_avx2::gemm_q2_k_q8, "gemm_q2_k_q8/avx2"),
+            ),
+        ],
+    };
+    for (format, (dot, gemm)) in [(Format::Q3_K, q3_k), (Format::Q2_K, q2_k)] {
+        let f = k.format_mut(format);
+        f.dot_q8 = Some(dot);
+        f.gemm_q8 = Some(gemm);
+    }
 }
 
 // ---- safe wrappers -----------------------------------------------------------------------
@@ -222,9 +277,51 @@ dot_rows_wrapper!(
 int8_wrappers!(avx2_int8 => int8::avx2);
 int8_wrappers!(avxvnni => int8::avxvnni);
 int8_wrappers!(avx512vnni => int8::avx512vnni);
+f32_wrappers!(
+    kquants_low,
+    BlockQ3_K,
+    "Q3_K",
+    256,
+    dot_q3_k_f32,
+    dequant_q3_k
+);
+f32_wrappers!(
+    kquants_low,
+    BlockQ2_K,
+    "Q2_K",
+    256,
+    dot_q2_k_f32,
+    dequant_q2_k
+);
+dot_rows_wrapper!(
+    dot_rows_q3_k_f32,
+    BlockQ3_K,
+    "Q3_K",
+    256,
+    kquants_low::dot_rows_q3_k_f32
+);
+dot_rows_wrapper!(
+    dot_rows_q2_k_f32,
+    BlockQ2_K,
+    "Q2_K",
+    256,
+    kquants_low::dot_rows_q2_k_f32
+);
 kquant_int8_wrappers!(kq_avx2 => kquants_int8::avx2);
 kquant_int8_wrappers!(kq_avxvnni => kquants_int8::avxvnni);
 kquant_int8_wrappers!(kq_avx512vnni => kquants_int8::avx512vnni);
+kquant_q8_wrappers!(kql_avx2 => kquants_low_int8::avx2 {
+    dot_q3_k_q8, gemm_q3_k_q8: BlockQ3_K "Q3_K";
+    dot_q2_k_q8, gemm_q2_k_q8: BlockQ2_K "Q2_K";
+});
+kquant_q8_wrappers!(kql_avxvnni => kquants_low_int8::avxvnni {
+    dot_q3_k_q8, gemm_q3_k_q8: BlockQ3_K "Q3_K";
+    dot_q2_k_q8, gemm_q2_k_q8: BlockQ2_K "Q2_K";
+});
+kquant_q8_wrappers!(kql_avx512vnni => kquants_low_int8::avx512vnni {
+    dot_q3_k_q8, gemm_q3_k_q8: BlockQ3_K "Q3_K";
+    dot_q2_k_q8, gemm_q2_k_q8: BlockQ2_K "Q2_K";
+});
 
 /// F16 row · f32: F16C converts the whole 8-lane groups, the scalar reference takes the tail.
 fn dot_f16_f32(row: &[u8], x: &[f32]) -> f32 {
