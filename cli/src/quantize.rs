@@ -11,7 +11,7 @@
 //!   ternarized or 4-bit embedding costs far more quality than the bytes it saves, and llama.cpp's
 //!   quantizer likewise keeps the output head at higher precision.
 //! - every other tensor of 2+ dimensions gets `--type`, unless its rows do not divide into that
-//!   type's blocks (256 weights for TQ1_0/TQ2_0/Q4_K/Q6_K, 128 for I2_S, 32 for
+//!   type's blocks (256 weights for TQ1_0/TQ2_0/Q4_K/Q5_K/Q6_K, 128 for I2_S, 32 for
 //!   Q4_0/Q4_1/Q8_0). Those fall
 //!   back to `--fallback-type`, Q4_0 by default as in llama.cpp's quantizer for TQ1_0/TQ2_0
 //!   (`llama-quant.cpp`), and to F16 if even that does not divide. The summary names each one.
@@ -19,7 +19,9 @@
 //! Q4_K and Q6_K use the kernels' simple quantizers (scales from each sub-block's range,
 //! rounded up, codes to nearest; no iterative search as in llama.cpp), so they are a little
 //! less accurate than llama.cpp's files of the same type; their `general.file_type` is
-//! llama.cpp's `MOSTLY_Q4_K_S` (14) and `MOSTLY_Q6_K` (18).
+//! llama.cpp's `MOSTLY_Q4_K_S` (14) and `MOSTLY_Q6_K` (18). Q5_K uses ggml's own reference
+//! quantizer (`quantize_row_q5_K_ref`), so its tensors are byte for byte what llama.cpp writes
+//! without an importance matrix; its file type is `MOSTLY_Q5_K_S` (16).
 //!
 //! Ternary types (`--type tq1_0|tq2_0|i2_s`) use BitNet b1.58's absmean rule per tensor: with
 //! `γ = mean |w|`, each weight becomes `t = round(clamp(w/γ, −1, 1))` (so |w| > γ/2 → ±1). The
@@ -47,7 +49,7 @@ use tern_runtime::model::WeightBytes;
 use crate::args::{opt, Args};
 
 pub const USAGE: &str =
-    "tern quantize -m IN.gguf -o OUT.gguf --type tq2_0|tq1_0|i2_s|q4_0|q4_1|q8_0|q4_k|q6_k
+    "tern quantize -m IN.gguf -o OUT.gguf --type tq2_0|tq1_0|i2_s|q4_0|q4_1|q8_0|q4_k|q5_k|q6_k
            [--embedding-type TYPE|keep (default q8_0)] [--fallback-type TYPE (default q4_0)]";
 
 /// Bytes after an I2_S tensor's packed codes: its f32 scale, then zero padding.
@@ -63,6 +65,7 @@ enum Target {
     Q4_1,
     Q8_0,
     Q4_K,
+    Q5_K,
     Q6_K,
     TQ1_0,
     TQ2_0,
@@ -70,7 +73,7 @@ enum Target {
 }
 
 impl Target {
-    const ALL: [Target; 10] = [
+    const ALL: [Target; 11] = [
         Target::TQ2_0,
         Target::TQ1_0,
         Target::I2_S,
@@ -78,6 +81,7 @@ impl Target {
         Target::Q4_1,
         Target::Q8_0,
         Target::Q4_K,
+        Target::Q5_K,
         Target::Q6_K,
         Target::F16,
         Target::F32,
@@ -91,6 +95,7 @@ impl Target {
             Target::Q4_1 => Format::Q4_1,
             Target::Q8_0 => Format::Q8_0,
             Target::Q4_K => Format::Q4_K,
+            Target::Q5_K => Format::Q5_K,
             Target::Q6_K => Format::Q6_K,
             Target::TQ1_0 => Format::TQ1_0,
             Target::TQ2_0 => Format::TQ2_0,
@@ -106,6 +111,7 @@ impl Target {
             Target::Q4_1 => GgmlType::Q4_1,
             Target::Q8_0 => GgmlType::Q8_0,
             Target::Q4_K => GgmlType::Q4_K,
+            Target::Q5_K => GgmlType::Q5_K,
             Target::Q6_K => GgmlType::Q6_K,
             Target::TQ1_0 => GgmlType::TQ1_0,
             Target::TQ2_0 => GgmlType::TQ2_0,
@@ -123,6 +129,7 @@ impl Target {
             Target::Q4_1 => 3,
             Target::Q8_0 => 7,
             Target::Q4_K => 14,
+            Target::Q5_K => 16,
             Target::Q6_K => 18,
             Target::TQ1_0 => 36,
             Target::TQ2_0 => 37,
@@ -138,6 +145,7 @@ impl Target {
             Target::Q4_1 => "q4_1",
             Target::Q8_0 => "q8_0",
             Target::Q4_K => "q4_k",
+            Target::Q5_K => "q5_k",
             Target::Q6_K => "q6_k",
             Target::TQ1_0 => "tq1_0",
             Target::TQ2_0 => "tq2_0",
@@ -342,7 +350,7 @@ fn dequantize(kernels: &Kernels, t: &TensorInfo<'_>, bytes: &[u8]) -> Result<Vec
     let format = t.ggml_type.format().ok_or_else(|| {
         format!(
             "tensor '{}' has type {}, which tern quantize cannot read (it reads F32, F16, BF16, Q4_0, Q4_1, Q8_0, \
-             Q4_K, Q6_K, TQ1_0, TQ2_0, I2_S)",
+             Q4_K, Q5_K, Q6_K, IQ4_XS, TQ1_0, TQ2_0, I2_S)",
             t.name, t.ggml_type
         )
     })?;
@@ -396,6 +404,7 @@ fn quantize(t: &TensorInfo<'_>, values: &[f32], to: Target) -> Vec<u8> {
         Target::Q4_1 => run(values, bytes(Format::Q4_1), scalar::quantize_q4_1),
         Target::Q8_0 => run(values, bytes(Format::Q8_0), scalar::quantize_q8_0),
         Target::Q4_K => run(values, bytes(Format::Q4_K), scalar::quantize_q4_k),
+        Target::Q5_K => run(values, bytes(Format::Q5_K), scalar::quantize_q5_k),
         Target::Q6_K => run(values, bytes(Format::Q6_K), scalar::quantize_q6_k),
         Target::TQ1_0 | Target::TQ2_0 => {
             let q = if matches!(t.ggml_type, GgmlType::TQ1_0 | GgmlType::TQ2_0) {

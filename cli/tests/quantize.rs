@@ -1,6 +1,6 @@
 //! `tern quantize`: ternary round trips between TQ2_0, TQ1_0 and I2_S that are exact, BitNet's
 //! absmean rule on float weights, SmolLM2 requantized to Q4_0 (runs), to TQ2_0 (falls back
-//! on its 576-wide rows and says so) and to Q4_K / Q6_K (ffn_down in the k-quant, the rest
+//! on its 576-wide rows and says so) and to Q4_K / Q5_K / Q6_K (ffn_down in the k-quant, the rest
 //! falling back; runs at f32 and int8 precision, so the k-quant kernels run end to end), and
 //! clear errors for bad input.
 //!
@@ -488,7 +488,11 @@ fn run_generates(model: &Path, precision: &str) {
 #[test]
 fn smollm2_to_k_quants_loads_and_runs() {
     let dir = Scratch::new("smollm2-kquants");
-    for (ty, ggml, file_ty) in [("q4_k", GgmlType::Q4_K, 14), ("q6_k", GgmlType::Q6_K, 18)] {
+    for (ty, ggml, file_ty) in [
+        ("q4_k", GgmlType::Q4_K, 14),
+        ("q5_k", GgmlType::Q5_K, 16),
+        ("q6_k", GgmlType::Q6_K, 18),
+    ] {
         let out = dir.path(&format!("smollm2_{ty}.gguf"));
         let report = quantize(&smollm2_path(), &out, ty, &["--fallback-type", "q8_0"]);
         let f = File::read(&out);

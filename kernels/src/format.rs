@@ -34,11 +34,16 @@ pub enum Format {
     /// packed blocks (the scale, then padding) that is not part of any row, and the row kernels
     /// compute with `s = 1`: the caller multiplies their results by the tensor's scale.
     I2_S,
+    /// 256 weights: Q4_K's scales and mins with 5-bit codes, value d·sc·q − dmin·m.
+    Q5_K,
+    /// 256 weights: f16 super-scale, eight six-bit sub-block scales (−32), 4-bit indices into
+    /// IQ4_NL's 16-value codebook T, value d·(sc − 32)·T[q].
+    IQ4_XS,
 }
 
 impl Format {
     /// Every format, in a fixed order (the index of [`Format::index`]).
-    pub const ALL: [Format; 11] = [
+    pub const ALL: [Format; 13] = [
         Format::F32,
         Format::F16,
         Format::BF16,
@@ -50,6 +55,8 @@ impl Format {
         Format::TQ1_0,
         Format::TQ2_0,
         Format::I2_S,
+        Format::Q5_K,
+        Format::IQ4_XS,
     ];
 
     /// Number of formats; the length of per-format kernel tables.
@@ -69,6 +76,8 @@ impl Format {
             Format::TQ1_0 => 8,
             Format::TQ2_0 => 9,
             Format::I2_S => 10,
+            Format::Q5_K => 11,
+            Format::IQ4_XS => 12,
         }
     }
 
@@ -86,6 +95,8 @@ impl Format {
             Format::TQ1_0 => "TQ1_0",
             Format::TQ2_0 => "TQ2_0",
             Format::I2_S => "I2_S",
+            Format::Q5_K => "Q5_K",
+            Format::IQ4_XS => "IQ4_XS",
         }
     }
 
@@ -96,6 +107,8 @@ impl Format {
             Format::Q4_0 | Format::Q4_1 | Format::Q8_0 => 32,
             Format::I2_S => 128,
             Format::Q4_K | Format::Q6_K | Format::TQ1_0 | Format::TQ2_0 => 256,
+            Format::Q5_K => 256,
+            Format::IQ4_XS => 256,
         }
     }
 
@@ -113,6 +126,8 @@ impl Format {
             Format::TQ1_0 => 54,
             Format::TQ2_0 => 66,
             Format::I2_S => 32,
+            Format::Q5_K => 176,
+            Format::IQ4_XS => 136,
         }
     }
 

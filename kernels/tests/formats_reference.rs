@@ -6,7 +6,9 @@
 //!   even a 1-ulp difference.
 //! - Dot products are checked against `Σ w·x` over the reference's dequantized weights `w`,
 //!   within the bound derived at [`dot_bound`].
-//! - TQ1_0 / TQ2_0 quantization must reproduce gguf-py's bytes exactly (ggml's `_ref` rule).
+//! - TQ1_0 / TQ2_0 quantization must reproduce gguf-py's bytes exactly (ggml's `_ref` rule), and
+//!   Q5_K quantization the bytes of ggml's own `quantize_row_q5_K_ref` (called by the fixture
+//!   script through ctypes: gguf-py has no k-quant quantizer).
 
 use tern_kernels::blocks::F16Le;
 use tern_kernels::{scalar, Format, Kernels};
@@ -122,7 +124,14 @@ fn dequant_matches_gguf_py_bit_for_bit() {
         );
         per_format[f.index()] += 1;
     }
-    for f in [Format::Q4_K, Format::Q6_K, Format::TQ1_0, Format::TQ2_0] {
+    for f in [
+        Format::Q4_K,
+        Format::Q5_K,
+        Format::Q6_K,
+        Format::IQ4_XS,
+        Format::TQ1_0,
+        Format::TQ2_0,
+    ] {
         assert!(per_format[f.index()] >= 10, "{} has few cases", f.name());
     }
 }
@@ -140,7 +149,7 @@ fn dequant_matches_gguf_py_bit_for_bit() {
 /// absolute `k·2⁻¹⁴⁹` in case anything is subnormal.
 fn dot_bound(f: Format, row: &[u8], w: &[f32], x: &[f32]) -> f64 {
     let sub_len = match f {
-        Format::Q4_K => 32,
+        Format::Q4_K | Format::Q5_K | Format::IQ4_XS => 32,
         Format::Q6_K => 16,
         Format::TQ1_0 | Format::TQ2_0 => 256,
         Format::I2_S => 128,
@@ -157,14 +166,15 @@ fn dot_bound(f: Format, row: &[u8], w: &[f32], x: &[f32]) -> f64 {
     k * f64::from(f32::EPSILON) / 2.0 * mag + k * 2f64.powi(-149)
 }
 
-/// The offset `m` of each weight: `dmin·min` of its Q4_K sub-block, 0 for the other formats.
-/// Decoded here independently of the kernel (ggml's `get_scale_min_k4`), for the bound only.
+/// The offset `m` of each weight: `dmin·min` of its Q4_K / Q5_K sub-block, 0 for the other
+/// formats. Decoded here independently of the kernel (ggml's `get_scale_min_k4`), for the bound
+/// only.
 fn offsets(f: Format, row: &[u8], n: usize) -> Vec<f64> {
-    if f != Format::Q4_K {
+    if !matches!(f, Format::Q4_K | Format::Q5_K) {
         return vec![0.0; n];
     }
     let mut out = Vec::with_capacity(n);
-    for b in row.chunks_exact(144) {
+    for b in row.chunks_exact(f.block_bytes()) {
         let dmin = F16Le([b[2], b[3]]).to_f32() as f64;
         let s = &b[4..16];
         for j in 0..8 {
@@ -212,7 +222,7 @@ fn dot_matches_reference_dequant_within_bound() {
 }
 
 #[test]
-fn tq_quantize_matches_gguf_py_bytes() {
+fn quantize_matches_reference_bytes() {
     let mut checked = 0;
     for c in cases() {
         let Some(x) = &c.input else { continue };
@@ -220,11 +230,12 @@ fn tq_quantize_matches_gguf_py_bytes() {
         match c.format {
             Format::TQ1_0 => scalar::quantize_tq1_0(x, &mut got),
             Format::TQ2_0 => scalar::quantize_tq2_0(x, &mut got),
+            Format::Q5_K => scalar::quantize_q5_k(x, &mut got),
             f => panic!("no quantize fixture expected for {}", f.name()),
         }
         if let Some(i) = (0..got.len()).find(|&i| got[i] != c.bytes[i]) {
             panic!(
-                "{} {}: byte {i} is {:#04x}, gguf-py wrote {:#04x}",
+                "{} {}: byte {i} is {:#04x}, the reference wrote {:#04x}",
                 c.format.name(),
                 c.name,
                 got[i],
@@ -233,13 +244,15 @@ fn tq_quantize_matches_gguf_py_bytes() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 10);
+    assert_eq!(checked, 20);
 }
 
 #[test]
 fn table_and_geometry_of_new_formats() {
     use core::mem::size_of;
-    use tern_kernels::blocks::{BlockI2_S, BlockQ4_K, BlockQ6_K, BlockTQ1_0, BlockTQ2_0};
+    use tern_kernels::blocks::{
+        BlockI2_S, BlockIQ4_XS, BlockQ4_K, BlockQ5_K, BlockQ6_K, BlockTQ1_0, BlockTQ2_0,
+    };
     let geometry = [
         (
             Format::Q4_K,
@@ -248,10 +261,22 @@ fn table_and_geometry_of_new_formats() {
             "dot_q4_k_f32/scalar",
         ),
         (
+            Format::Q5_K,
+            256,
+            size_of::<BlockQ5_K>(),
+            "dot_q5_k_f32/scalar",
+        ),
+        (
             Format::Q6_K,
             256,
             size_of::<BlockQ6_K>(),
             "dot_q6_k_f32/scalar",
+        ),
+        (
+            Format::IQ4_XS,
+            256,
+            size_of::<BlockIQ4_XS>(),
+            "dot_iq4_xs_f32/scalar",
         ),
         (
             Format::TQ1_0,

@@ -62,8 +62,14 @@ pub(crate) fn scales_mins_k4(s: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
 /// Per sub-block `(d·sc, dmin·m)`: the step and the offset subtracted from `step·q`.
 #[inline(always)]
 fn q4_k_steps(b: &BlockQ4_K) -> [(f32, f32); 8] {
-    let (d, dmin) = (b.d.to_f32(), b.dmin.to_f32());
-    let (sc, m) = scales_mins_k4(&b.scales);
+    k4_steps(b.d, b.dmin, &b.scales)
+}
+
+/// Per sub-block `(d·sc, dmin·m)` of a block with Q4_K's scale fields (Q4_K, Q5_K).
+#[inline(always)]
+pub(crate) fn k4_steps(d: F16Le, dmin: F16Le, scales: &[u8; 12]) -> [(f32, f32); 8] {
+    let (d, dmin) = (d.to_f32(), dmin.to_f32());
+    let (sc, m) = scales_mins_k4(scales);
     core::array::from_fn(|j| (d * sc[j] as f32, dmin * m[j] as f32))
 }
 
@@ -181,7 +187,7 @@ pub fn quantize_q4_k(x: &[f32], out: &mut [u8]) {
 }
 
 /// Packs eight six-bit scales and mins the way [`scale_min_k4`] unpacks them.
-fn pack_scales_k4(sc: &[u8; 8], m: &[u8; 8]) -> [u8; 12] {
+pub(crate) fn pack_scales_k4(sc: &[u8; 8], m: &[u8; 8]) -> [u8; 12] {
     let mut s = [0u8; 12];
     for j in 0..4 {
         s[j] = (sc[j] & 63) | ((sc[j + 4] >> 4) << 6);

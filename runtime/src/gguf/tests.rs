@@ -498,6 +498,8 @@ fn type_table() {
     assert_eq!(GgmlType::Q8_0.format(), Some(tern_kernels::Format::Q8_0));
     assert_eq!(GgmlType::BF16.format(), Some(tern_kernels::Format::BF16));
     assert_eq!(GgmlType::Q4_K.format(), Some(tern_kernels::Format::Q4_K));
+    assert_eq!(GgmlType(13).format(), Some(tern_kernels::Format::Q5_K));
+    assert_eq!(GgmlType(23).format(), Some(tern_kernels::Format::IQ4_XS));
     assert_eq!(GgmlType(7).format(), None, "Q5_1 has no kernel");
 }
 

@@ -78,6 +78,8 @@ impl GgmlType {
     pub const Q5_K: GgmlType = GgmlType(13);
     /// 256-weight super-block, 6-bit k-quant.
     pub const Q6_K: GgmlType = GgmlType(14);
+    /// 256-weight super-block, 4-bit indices into IQ4_NL's codebook, six-bit sub-block scales.
+    pub const IQ4_XS: GgmlType = GgmlType(23);
     /// bfloat16.
     pub const BF16: GgmlType = GgmlType(30);
     /// Ternary, 1.69 bits per weight (256-weight blocks).
@@ -137,6 +139,8 @@ impl GgmlType {
             GgmlType::Q8_0 => Format::Q8_0,
             GgmlType::Q4_K => Format::Q4_K,
             GgmlType::Q6_K => Format::Q6_K,
+            GgmlType::Q5_K => Format::Q5_K,
+            GgmlType::IQ4_XS => Format::IQ4_XS,
             GgmlType::TQ1_0 => Format::TQ1_0,
             GgmlType::TQ2_0 => Format::TQ2_0,
             // Rows are the packed codes only; the tensor's scale sits in its 32-byte trailer and
