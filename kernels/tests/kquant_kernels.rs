@@ -9,8 +9,9 @@
 //! every int8 sub-block scale occurs), all-zero blocks, blocks of maximal codes and scales
 //! (IQ4_XS: also the most negative scale and value, −32·−127), alternating codes, super-block
 //! scales 0, −0, ±65504 and f16 subnormals; activations ordinary, large, tiny, all zero and
-//! with negative zeros; rows of 1, 2, 3, 5, 9 and 16 blocks. Int8 activations: those the quantizer writes for each of these, codes ±127, and
-//! activation-block scales and sums 0, −0, ±65504 and subnormal.
+//! with negative zeros; rows of 1, 2, 3, 5, 9 and 16 blocks. Int8 activations: those the
+//! quantizer writes for each of these, codes ±127, and activation-block scales and sums 0, −0,
+//! ±65504 and subnormal.
 //!
 //! # Error budgets
 //!
@@ -631,7 +632,12 @@ fn check_names(k: &Kernels, backend: Backend) {
         _ => "neon",
     };
     assert_eq!(k.backend(), backend);
-    for (format, fmt) in [(Format::Q4_K, "q4_k"), (Format::Q6_K, "q6_k")] {
+    for (format, fmt) in [
+        (Format::Q4_K, "q4_k"),
+        (Format::Q5_K, "q5_k"),
+        (Format::Q6_K, "q6_k"),
+        (Format::IQ4_XS, "iq4_xs"),
+    ] {
         let fk = k.format(format);
         assert_eq!(fk.dot.name, format!("dot_{fmt}_f32/{isa}"));
         assert_eq!(fk.dequant.name, format!("dequant_{fmt}/{isa}"));
@@ -644,7 +650,7 @@ fn check_names(k: &Kernels, backend: Backend) {
         assert_eq!(fk.dot_q8.unwrap().name, format!("dot_{fmt}_q8/{int8}"));
         assert_eq!(fk.gemm_q8.unwrap().name, format!("gemm_{fmt}_q8/{int8}"));
         let rows = match (backend, format) {
-            (Backend::Avx512Vnni, Format::Q4_K) => "avx512",
+            (Backend::Avx512Vnni, Format::Q4_K | Format::IQ4_XS) => "avx512",
             _ => isa,
         };
         let rows_name = fk.dot_rows.unwrap().name;

@@ -179,13 +179,14 @@ macro_rules! dot_rows_wrapper {
     };
 }
 
-/// Module `$wrapper` of the k-quants' int8 wrappers around `$body::{dot_q4_k_q8, dot_q6_k_q8}`
-/// (eight activation blocks per super-block), and their GEMMs: the reference's loop over the
-/// row dot (`scalar::gemm_q8`), which keeps each row in L1 while it meets every token.
+/// Module `$wrapper` of the 256-weight formats' int8 wrappers around
+/// `$body::dot_{q4_k,q5_k,q6_k,iq4_xs}_q8` (eight activation blocks per super-block), and their
+/// GEMMs: the reference's loop over the row dot (`scalar::gemm_q8`), which keeps each row in L1
+/// while it meets every token.
 macro_rules! kquant_int8_wrappers {
     ($wrapper:ident => $($body:ident)::+) => {
         mod $wrapper {
-            use $crate::blocks::{as_blocks, BlockQ4_K, BlockQ6_K};
+            use $crate::blocks::{as_blocks, BlockIQ4_XS, BlockQ4_K, BlockQ5_K, BlockQ6_K};
             use $crate::scalar::BlockQ8Act;
 
             fn acts(xq: &[u8], n_blocks: usize) -> &[BlockQ8Act] {
@@ -194,43 +195,31 @@ macro_rules! kquant_int8_wrappers {
                 a
             }
 
-            pub(super) fn dot_q4_k_q8(row: &[u8], xq: &[u8]) -> f32 {
-                let blocks: &[BlockQ4_K] = as_blocks(row).expect("Q4_K row is whole blocks");
-                let acts = acts(xq, blocks.len());
-                // SAFETY: installed only by `install`, for this body's backend, after
-                // `detected` confirmed its features (see the module's wrapper notes).
-                unsafe { super::$($body)::+::dot_q4_k_q8(blocks, acts) }
-            }
+            kquant_int8_wrappers!(
+                @format $($body)::+, BlockQ4_K, "Q4_K", dot_q4_k_q8, gemm_q4_k_q8
+            );
+            kquant_int8_wrappers!(
+                @format $($body)::+, BlockQ5_K, "Q5_K", dot_q5_k_q8, gemm_q5_k_q8
+            );
+            kquant_int8_wrappers!(
+                @format $($body)::+, BlockQ6_K, "Q6_K", dot_q6_k_q8, gemm_q6_k_q8
+            );
+            kquant_int8_wrappers!(
+                @format $($body)::+, BlockIQ4_XS, "IQ4_XS", dot_iq4_xs_q8, gemm_iq4_xs_q8
+            );
+        }
+    };
+    (@format $($body:ident)::+, $block:ty, $what:literal, $dot:ident, $gemm:ident) => {
+        pub(super) fn $dot(row: &[u8], xq: &[u8]) -> f32 {
+            let blocks: &[$block] = as_blocks(row).expect(concat!($what, " row is whole blocks"));
+            let acts = acts(xq, blocks.len());
+            // SAFETY: installed only by `install`, for this body's backend, after
+            // `detected` confirmed its features (see the module's wrapper notes).
+            unsafe { super::$($body)::+::$dot(blocks, acts) }
+        }
 
-            pub(super) fn dot_q6_k_q8(row: &[u8], xq: &[u8]) -> f32 {
-                let blocks: &[BlockQ6_K] = as_blocks(row).expect("Q6_K row is whole blocks");
-                let acts = acts(xq, blocks.len());
-                // SAFETY: installed only by `install`, for this body's backend, after
-                // `detected` confirmed its features (see the module's wrapper notes).
-                unsafe { super::$($body)::+::dot_q6_k_q8(blocks, acts) }
-            }
-
-            pub(super) fn gemm_q4_k_q8(
-                w: &[u8],
-                m: usize,
-                xq: &[u8],
-                n: usize,
-                y: &mut [f32],
-                ldy: usize,
-            ) {
-                $crate::scalar::gemm_q8(w, m, xq, n, y, ldy, dot_q4_k_q8)
-            }
-
-            pub(super) fn gemm_q6_k_q8(
-                w: &[u8],
-                m: usize,
-                xq: &[u8],
-                n: usize,
-                y: &mut [f32],
-                ldy: usize,
-            ) {
-                $crate::scalar::gemm_q8(w, m, xq, n, y, ldy, dot_q6_k_q8)
-            }
+        pub(super) fn $gemm(w: &[u8], m: usize, xq: &[u8], n: usize, y: &mut [f32], ldy: usize) {
+            $crate::scalar::gemm_q8(w, m, xq, n, y, ldy, $dot)
         }
     };
 }

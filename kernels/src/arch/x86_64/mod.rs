@@ -17,7 +17,11 @@ mod kquants_int8;
 mod lut;
 mod ternary;
 
-use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0};
+use gemm::scalar_rows;
+
+use crate::blocks::{
+    BlockIQ4_XS, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_K, BlockQ6_K, BlockQ8_0,
+};
 use crate::dispatch::{Backend, DotQ8Fn, GemmQ8Fn, Kernels, Named};
 use crate::format::Format;
 
@@ -90,6 +94,14 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     f.dot = named!(dot_q6_k_f32, "dot_q6_k_f32/avx2");
     f.dequant = named!(dequant_q6_k, "dequant_q6_k/avx2");
     f.dot_rows = Some(named!(dot_rows_q6_k_f32, "dot_rows_q6_k_f32/avx2"));
+    let f = k.format_mut(Format::Q5_K);
+    f.dot = named!(dot_q5_k_f32, "dot_q5_k_f32/avx2");
+    f.dequant = named!(dequant_q5_k, "dequant_q5_k/avx2");
+    f.dot_rows = Some(named!(dot_rows_q5_k_f32, "dot_rows_q5_k_f32/avx2"));
+    let f = k.format_mut(Format::IQ4_XS);
+    f.dot = named!(dot_iq4_xs_f32, "dot_iq4_xs_f32/avx2");
+    f.dequant = named!(dequant_iq4_xs, "dequant_iq4_xs/avx2");
+    f.dot_rows = Some(named!(dot_rows_iq4_xs_f32, "dot_rows_iq4_xs_f32/avx2"));
 
     let [q4_0, q4_1, q8_0]: [Named<DotQ8Fn>; 3] = match backend {
         Backend::AvxVnni => [
@@ -111,39 +123,63 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     k.format_mut(Format::Q4_0).dot_q8 = Some(q4_0);
     k.format_mut(Format::Q4_1).dot_q8 = Some(q4_1);
     k.format_mut(Format::Q8_0).dot_q8 = Some(q8_0);
-    let [q4_k, q6_k]: [(Named<DotQ8Fn>, Named<GemmQ8Fn>); 2] = match backend {
-        Backend::AvxVnni => [
-            (
-                named!(kq_avxvnni::dot_q4_k_q8, "dot_q4_k_q8/avxvnni"),
-                named!(kq_avxvnni::gemm_q4_k_q8, "gemm_q4_k_q8/avxvnni"),
-            ),
-            (
-                named!(kq_avxvnni::dot_q6_k_q8, "dot_q6_k_q8/avxvnni"),
-                named!(kq_avxvnni::gemm_q6_k_q8, "gemm_q6_k_q8/avxvnni"),
-            ),
-        ],
-        Backend::Avx512Vnni => [
-            (
-                named!(kq_avx512vnni::dot_q4_k_q8, "dot_q4_k_q8/avx512vnni"),
-                named!(kq_avx512vnni::gemm_q4_k_q8, "gemm_q4_k_q8/avx512vnni"),
-            ),
-            (
-                named!(kq_avx512vnni::dot_q6_k_q8, "dot_q6_k_q8/avx512vnni"),
-                named!(kq_avx512vnni::gemm_q6_k_q8, "gemm_q6_k_q8/avx512vnni"),
-            ),
-        ],
-        _ => [
-            (
-                named!(kq_avx2::dot_q4_k_q8, "dot_q4_k_q8/avx2"),
-                named!(kq_avx2::gemm_q4_k_q8, "gemm_q4_k_q8/avx2"),
-            ),
-            (
-                named!(kq_avx2::dot_q6_k_q8, "dot_q6_k_q8/avx2"),
-                named!(kq_avx2::gemm_q6_k_q8, "gemm_q6_k_q8/avx2"),
-            ),
-        ],
+    /// `(format, dot_q8, gemm_q8)` of the 256-weight formats from one wrapper module.
+    macro_rules! kquant_int8 {
+        ($m:ident, $isa:literal) => {
+            [
+                (
+                    Format::Q4_K,
+                    Named {
+                        f: $m::dot_q4_k_q8,
+                        name: concat!("dot_q4_k_q8/", $isa),
+                    },
+                    Named {
+                        f: $m::gemm_q4_k_q8,
+                        name: concat!("gemm_q4_k_q8/", $isa),
+                    },
+                ),
+                (
+                    Format::Q5_K,
+                    Named {
+                        f: $m::dot_q5_k_q8,
+                        name: concat!("dot_q5_k_q8/", $isa),
+                    },
+                    Named {
+                        f: $m::gemm_q5_k_q8,
+                        name: concat!("gemm_q5_k_q8/", $isa),
+                    },
+                ),
+                (
+                    Format::Q6_K,
+                    Named {
+                        f: $m::dot_q6_k_q8,
+                        name: concat!("dot_q6_k_q8/", $isa),
+                    },
+                    Named {
+                        f: $m::gemm_q6_k_q8,
+                        name: concat!("gemm_q6_k_q8/", $isa),
+                    },
+                ),
+                (
+                    Format::IQ4_XS,
+                    Named {
+                        f: $m::dot_iq4_xs_q8,
+                        name: concat!("dot_iq4_xs_q8/", $isa),
+                    },
+                    Named {
+                        f: $m::gemm_iq4_xs_q8,
+                        name: concat!("gemm_iq4_xs_q8/", $isa),
+                    },
+                ),
+            ]
+        };
+    }
+    let kquants: [(Format, Named<DotQ8Fn>, Named<GemmQ8Fn>); 4] = match backend {
+        Backend::AvxVnni => kquant_int8!(kq_avxvnni, "avxvnni"),
+        Backend::Avx512Vnni => kquant_int8!(kq_avx512vnni, "avx512vnni"),
+        _ => kquant_int8!(kq_avx2, "avx2"),
     };
-    for (format, (dot, gemm)) in [(Format::Q4_K, q4_k), (Format::Q6_K, q6_k)] {
+    for (format, dot, gemm) in kquants {
         let f = k.format_mut(format);
         f.dot_q8 = Some(dot);
         f.gemm_q8 = Some(gemm);
@@ -151,6 +187,10 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     if backend == Backend::Avx512Vnni {
         k.format_mut(Format::Q4_K).dot_rows =
             Some(named!(dot_rows_q4_k_f32_avx512, "dot_rows_q4_k_f32/avx512"));
+        k.format_mut(Format::IQ4_XS).dot_rows = Some(named!(
+            dot_rows_iq4_xs_f32_avx512,
+            "dot_rows_iq4_xs_f32/avx512"
+        ));
     }
     ternary::install(backend, k);
     gemm::install(backend, k);
@@ -174,6 +214,15 @@ f32_wrappers!(avx2, BlockQ4_1, "Q4_1", dot_q4_1_f32, dequant_q4_1);
 f32_wrappers!(avx2, BlockQ8_0, "Q8_0", dot_q8_0_f32, dequant_q8_0);
 f32_wrappers!(kquants, BlockQ4_K, "Q4_K", 256, dot_q4_k_f32, dequant_q4_k);
 f32_wrappers!(kquants, BlockQ6_K, "Q6_K", 256, dot_q6_k_f32, dequant_q6_k);
+f32_wrappers!(kquants, BlockQ5_K, "Q5_K", 256, dot_q5_k_f32, dequant_q5_k);
+f32_wrappers!(
+    kquants,
+    BlockIQ4_XS,
+    "IQ4_XS",
+    256,
+    dot_iq4_xs_f32,
+    dequant_iq4_xs
+);
 dot_rows_wrapper!(
     dot_rows_q4_k_f32,
     BlockQ4_K,
@@ -188,6 +237,20 @@ dot_rows_wrapper!(
     256,
     kquants::dot_rows_q6_k_f32
 );
+dot_rows_wrapper!(
+    dot_rows_q5_k_f32,
+    BlockQ5_K,
+    "Q5_K",
+    256,
+    kquants::dot_rows_q5_k_f32
+);
+dot_rows_wrapper!(
+    dot_rows_iq4_xs_f32,
+    BlockIQ4_XS,
+    "IQ4_XS",
+    256,
+    kquants::dot_rows_iq4_xs_f32
+);
 // Installed only for the AVX512-VNNI backend, whose detection includes `avx512f`.
 dot_rows_wrapper!(
     dot_rows_q4_k_f32_avx512,
@@ -195,6 +258,15 @@ dot_rows_wrapper!(
     "Q4_K",
     256,
     kquants512::dot_rows_q4_k_f32
+);
+// Installed only for the AVX512-VNNI backend, as above.
+dot_rows_wrapper!(
+    dot_rows_iq4_xs_f32_avx512,
+    BlockIQ4_XS,
+    "IQ4_XS",
+    256,
+    kquants512::dot_rows_iq4_xs_f32,
+    above gemm::PRESCALE_MAX => dot_iq4_xs_f32,
 );
 int8_wrappers!(avx2_int8 => int8::avx2);
 int8_wrappers!(avxvnni => int8::avxvnni);
