@@ -1,6 +1,6 @@
 //! `tern quantize`: ternary round trips between TQ2_0, TQ1_0 and I2_S that are exact, BitNet's
 //! absmean rule on float weights, SmolLM2 requantized to Q4_0 (runs), to TQ2_0 (falls back
-//! on its 576-wide rows and says so) and to Q4_K / Q6_K / Q3_K / Q2_K (ffn_down in the
+//! on its 576-wide rows and says so) and to Q4_K / Q5_K / Q6_K / Q3_K / Q2_K (ffn_down in the
 //! k-quant, the rest
 //! falling back; runs at f32 and int8 precision, so the k-quant kernels run end to end), and
 //! clear errors for bad input.
@@ -524,6 +524,7 @@ fn smollm2_to_k_quants_loads_and_runs() {
     // still load and generate.
     for (ty, ggml, file_ty, keeps_answer) in [
         ("q4_k", GgmlType::Q4_K, 14, true),
+        ("q5_k", GgmlType::Q5_K, 16, true),
         ("q6_k", GgmlType::Q6_K, 18, true),
         ("q3_k", GgmlType::Q3_K, 11, true),
         ("q2_k", GgmlType::Q2_K, 10, false),
@@ -551,10 +552,11 @@ fn smollm2_to_k_quants_loads_and_runs() {
             "{report}"
         );
         check_metadata_copied(&src, &f);
-        // Q3_K and Q2_K are ggml's reference quantizers, reproduced exactly: the tensor holds
-        // the kernels' quantization of the source's values, byte for byte.
+        // Q5_K, Q3_K and Q2_K are ggml's reference quantizers, reproduced exactly: the tensor
+        // holds the kernels' quantization of the source's values, byte for byte.
         type Quantize = fn(&[f32], &mut [u8]);
         let quantizer: Option<Quantize> = match ty {
+            "q5_k" => Some(scalar::quantize_q5_k),
             "q3_k" => Some(scalar::quantize_q3_k),
             "q2_k" => Some(scalar::quantize_q2_k),
             _ => None,

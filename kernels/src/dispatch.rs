@@ -289,6 +289,14 @@ impl Kernels {
                     named!(scalar::dot_tq2_0_f32, "dot_tq2_0_f32/scalar"),
                     named!(scalar::dequant_tq2_0, "dequant_tq2_0/scalar"),
                 ),
+                Format::Q5_K => FormatKernels::new(
+                    named!(scalar::dot_q5_k_f32, "dot_q5_k_f32/scalar"),
+                    named!(scalar::dequant_q5_k, "dequant_q5_k/scalar"),
+                ),
+                Format::IQ4_XS => FormatKernels::new(
+                    named!(scalar::dot_iq4_xs_f32, "dot_iq4_xs_f32/scalar"),
+                    named!(scalar::dequant_iq4_xs, "dequant_iq4_xs/scalar"),
+                ),
                 // Scale 1: the runtime multiplies by the tensor's scale (see `Format::I2_S`).
                 Format::I2_S => FormatKernels::new(
                     named!(
@@ -388,7 +396,7 @@ impl Kernels {
             f.gemm_q8 = Some(gemm_q8);
         }
         type KQuant = (Format, Named<DotQ8Fn>, Named<DotRowsFn>, Named<GemmQ8Fn>);
-        let kquants: [KQuant; 4] = [
+        let kquants: [KQuant; 6] = [
             (
                 Format::Q4_K,
                 named!(scalar::dot_q4_k_q8, "dot_q4_k_q8/scalar"),
@@ -412,6 +420,18 @@ impl Kernels {
                 named!(scalar::dot_q2_k_q8, "dot_q2_k_q8/scalar"),
                 named!(scalar::dot_rows_q2_k_f32, "dot_rows_q2_k_f32/scalar"),
                 named!(scalar::gemm_q2_k_q8, "gemm_q2_k_q8/scalar"),
+            ),
+            (
+                Format::Q5_K,
+                named!(scalar::dot_q5_k_q8, "dot_q5_k_q8/scalar"),
+                named!(scalar::dot_rows_q5_k_f32, "dot_rows_q5_k_f32/scalar"),
+                named!(scalar::gemm_q5_k_q8, "gemm_q5_k_q8/scalar"),
+            ),
+            (
+                Format::IQ4_XS,
+                named!(scalar::dot_iq4_xs_q8, "dot_iq4_xs_q8/scalar"),
+                named!(scalar::dot_rows_iq4_xs_f32, "dot_rows_iq4_xs_f32/scalar"),
+                named!(scalar::gemm_iq4_xs_q8, "gemm_iq4_xs_q8/scalar"),
             ),
         ];
         for (format, dot_q8, dot_rows, gemm_q8) in kquants {

@@ -176,67 +176,11 @@ macro_rules! dot_rows_wrapper {
     };
 }
 
-/// Module `$wrapper` of the k-quants' int8 wrappers around `$body::{dot_q4_k_q8, dot_q6_k_q8}`
-/// (eight activation blocks per super-block), and their GEMMs: the reference's loop over the
-/// row dot (`scalar::gemm_q8`), which keeps each row in L1 while it meets every token.
+/// Module `$wrapper` of int8 wrappers for 256-weight formats: for each `$dot, $gemm: $block
+/// $what`, the row · int8 wrapper around `$body::$dot` (eight activation blocks per
+/// super-block) and its GEMM, the reference's loop over the row dot (`scalar::gemm_q8`), which
+/// keeps each row in L1 while it meets every token.
 macro_rules! kquant_int8_wrappers {
-    ($wrapper:ident => $($body:ident)::+) => {
-        mod $wrapper {
-            use $crate::blocks::{as_blocks, BlockQ4_K, BlockQ6_K};
-            use $crate::scalar::BlockQ8Act;
-
-            fn acts(xq: &[u8], n_blocks: usize) -> &[BlockQ8Act] {
-                let a: &[BlockQ8Act] = as_blocks(xq).expect("activations are whole act blocks");
-                assert_eq!(a.len(), 8 * n_blocks, "activation blocks match the row");
-                a
-            }
-
-            pub(super) fn dot_q4_k_q8(row: &[u8], xq: &[u8]) -> f32 {
-                let blocks: &[BlockQ4_K] = as_blocks(row).expect("Q4_K row is whole blocks");
-                let acts = acts(xq, blocks.len());
-                // SAFETY: installed only by `install`, for this body's backend, after
-                // `detected` confirmed its features (see the module's wrapper notes).
-                unsafe { super::$($body)::+::dot_q4_k_q8(blocks, acts) }
-            }
-
-            pub(super) fn dot_q6_k_q8(row: &[u8], xq: &[u8]) -> f32 {
-                let blocks: &[BlockQ6_K] = as_blocks(row).expect("Q6_K row is whole blocks");
-                let acts = acts(xq, blocks.len());
-                // SAFETY: installed only by `install`, for this body's backend, after
-                // `detected` confirmed its features (see the module's wrapper notes).
-                unsafe { super::$($body)::+::dot_q6_k_q8(blocks, acts) }
-            }
-
-            pub(super) fn gemm_q4_k_q8(
-                w: &[u8],
-                m: usize,
-                xq: &[u8],
-                n: usize,
-                y: &mut [f32],
-                ldy: usize,
-            ) {
-                $crate::scalar::gemm_q8(w, m, xq, n, y, ldy, dot_q4_k_q8)
-            }
-
-            pub(super) fn gemm_q6_k_q8(
-                w: &[u8],
-                m: usize,
-                xq: &[u8],
-                n: usize,
-                y: &mut [f32],
-                ldy: usize,
-            ) {
-                $crate::scalar::gemm_q8(w, m, xq, n, y, ldy, dot_q6_k_q8)
-            }
-        }
-    };
-}
-
-/// Module `$wrapper` of int8 wrappers for more k-quants: for each `$dot, $gemm: $block $what`,
-/// the row · int8 wrapper around `$body::$dot` (eight activation blocks per super-block) and
-/// its GEMM, the reference's loop over the row dot (`scalar::gemm_q8`), as in
-/// [`kquant_int8_wrappers`].
-macro_rules! kquant_q8_wrappers {
     (
         $wrapper:ident => $($body:ident)::+
         { $($dot:ident, $gemm:ident: $block:ident $what:literal;)* }
@@ -275,6 +219,34 @@ macro_rules! kquant_q8_wrappers {
             )*
         }
     };
+}
+
+/// Puts each listed 256-weight format's int8 dot and GEMM (`Format: dot, gemm;`) from the
+/// wrapper module (made by [`kquant_int8_wrappers`]) that `$backend` matches into the table
+/// `$k`, named `dot/isa` and `gemm/isa`.
+macro_rules! install_kquant_int8 {
+    (
+        $k:ident, $backend:expr,
+        { $($pat:pat => $wrapper:ident $isa:literal),* $(,)? },
+        $formats:tt
+    ) => {
+        match $backend {
+            $($pat => install_kquant_int8!(@one $k, $wrapper, $isa, $formats),)*
+        }
+    };
+    (@one $k:ident, $wrapper:ident, $isa:literal, [$($format:ident: $dot:ident, $gemm:ident;)*]) => {{
+        $(
+            let f = $k.format_mut($crate::format::Format::$format);
+            f.dot_q8 = Some($crate::dispatch::Named {
+                f: $wrapper::$dot,
+                name: concat!(stringify!($dot), "/", $isa),
+            });
+            f.gemm_q8 = Some($crate::dispatch::Named {
+                f: $wrapper::$gemm,
+                name: concat!(stringify!($gemm), "/", $isa),
+            });
+        )*
+    }};
 }
 
 /// `Named { f, name }`.

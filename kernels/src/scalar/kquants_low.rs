@@ -21,7 +21,10 @@
 
 use super::act::act_blocks;
 use super::gemm::{dot_rows, gemm_q8};
-use super::sum8_tree;
+use super::ggml_search::{make_qkx2_quants, nearest_int, GROUP_MAX_EPS};
+use super::kquants::{
+    dequant_sub_blocks, dequant_sub_blocks_min, dot_sub_blocks, dot_sub_blocks_min, sum8_tree,
+};
 use crate::blocks::{as_blocks, as_blocks_mut, BlockQ2_K, BlockQ3_K, F16Le};
 
 /// Weights per k-quant super-block (ggml's `QK_K`).
@@ -102,24 +105,20 @@ fn q3_k_codes(b: &BlockQ3_K) -> [i8; QK_K] {
     })
 }
 
+/// Per sub-block `d·(sc − 32)`.
+#[inline(always)]
+fn q3_k_steps(b: &BlockQ3_K) -> [f32; 16] {
+    let d = b.d.to_f32();
+    q3_k_scales(&b.scales).map(|sc| d * sc as f32)
+}
+
 /// Dequantizes a Q3_K row into `out`: element `e` is `(d·(sc − 32))·(q − 4·(1 − h))` with the
 /// scale of sub-block `e / 16`.
 pub fn dequant_q3_k(row: &[u8], out: &mut [f32]) {
     let blocks: &[BlockQ3_K] = as_blocks(row).expect("Q3_K row is whole blocks");
     assert_eq!(blocks.len() * QK_K, out.len());
     for (b, o) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
-        let d = b.d.to_f32();
-        let q = q3_k_codes(b);
-        for ((sc, q), o) in q3_k_scales(&b.scales)
-            .iter()
-            .zip(q.chunks_exact(16))
-            .zip(o.chunks_exact_mut(16))
-        {
-            let step = d * *sc as f32;
-            for (q, o) in q.iter().zip(o) {
-                *o = step * *q as f32;
-            }
-        }
+        dequant_sub_blocks(&q3_k_codes(b), &q3_k_steps(b), o);
     }
 }
 
@@ -130,19 +129,7 @@ pub fn dot_q3_k_f32(row: &[u8], x: &[f32]) -> f32 {
     assert_eq!(blocks.len() * QK_K, x.len());
     let mut sum = 0.0f32;
     for (b, x) in blocks.iter().zip(x.chunks_exact(QK_K)) {
-        let d = b.d.to_f32();
-        let q = q3_k_codes(b);
-        for ((sc, q), x) in q3_k_scales(&b.scales)
-            .iter()
-            .zip(q.chunks_exact(16))
-            .zip(x.chunks_exact(16))
-        {
-            let mut acc = 0.0f32;
-            for (q, xi) in q.iter().zip(x) {
-                acc += *q as f32 * xi;
-            }
-            sum += d * *sc as f32 * acc;
-        }
+        sum = dot_sub_blocks(sum, &q3_k_codes(b), &q3_k_steps(b), x);
     }
     sum
 }
@@ -261,16 +248,7 @@ pub fn dequant_q2_k(row: &[u8], out: &mut [f32]) {
     let blocks: &[BlockQ2_K] = as_blocks(row).expect("Q2_K row is whole blocks");
     assert_eq!(blocks.len() * QK_K, out.len());
     for (b, o) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
-        let q = two_bit_codes(&b.qs);
-        for ((&(step, min), q), o) in q2_k_steps(b)
-            .iter()
-            .zip(q.chunks_exact(16))
-            .zip(o.chunks_exact_mut(16))
-        {
-            for (q, o) in q.iter().zip(o) {
-                *o = step * *q as f32 - min;
-            }
-        }
+        dequant_sub_blocks_min(&two_bit_codes(&b.qs), &q2_k_steps(b), o);
     }
 }
 
@@ -281,19 +259,7 @@ pub fn dot_q2_k_f32(row: &[u8], x: &[f32]) -> f32 {
     assert_eq!(blocks.len() * QK_K, x.len());
     let mut sum = 0.0f32;
     for (b, x) in blocks.iter().zip(x.chunks_exact(QK_K)) {
-        let q = two_bit_codes(&b.qs);
-        for ((&(step, min), q), x) in q2_k_steps(b)
-            .iter()
-            .zip(q.chunks_exact(16))
-            .zip(x.chunks_exact(16))
-        {
-            let (mut qx, mut sx) = (0.0f32, 0.0f32);
-            for (q, xi) in q.iter().zip(x) {
-                qx += *q as f32 * xi;
-                sx += xi;
-            }
-            sum += step * qx - min * sx;
-        }
+        sum = dot_sub_blocks_min(sum, &two_bit_codes(&b.qs), &q2_k_steps(b), x);
     }
     sum
 }
@@ -354,7 +320,9 @@ pub fn quantize_q2_k(x: &[f32], out: &mut [u8]) {
         for (j, (x, l)) in x.chunks_exact(16).zip(l.chunks_exact_mut(16)).enumerate() {
             let x: &[f32; 16] = x.try_into().expect("16 weights");
             let weights = x.map(f32::abs);
-            (scales[j], mins[j]) = make_qkx2_quants(x, &weights, l, 3, -0.5, 0.1, 15);
+            let mut laux = [0u8; 16];
+            (scales[j], mins[j]) =
+                make_qkx2_quants(x, &weights, 3, l, &mut laux, -0.5, 0.1, 15, true);
             if scales[j] > max_scale {
                 max_scale = scales[j];
             }
@@ -426,18 +394,6 @@ pub fn gemm_q2_k_q8(w: &[u8], m: usize, xq: &[u8], n: usize, y: &mut [f32], ldy:
 // ---------------------------------------------------------------------------------------------
 // ggml's scale searches, operation for operation (every `a*b*c` is `(a*b)*c`, no fusing)
 
-/// Sub-blocks whose largest magnitude is below this are all zero (ggml's `GROUP_MAX_EPS`).
-const GROUP_MAX_EPS: f32 = 1e-15;
-
-/// ggml's `nearest_int`: `v` rounded to the nearest integer, ties to even, by adding 1.5·2²³
-/// (so the f32 addition does the rounding) and reading the low mantissa bits. Exact for
-/// |v| ≤ 2²² − 1; outside that (and for NaN) it returns what ggml's returns.
-#[inline(always)]
-fn nearest_int(v: f32) -> i32 {
-    let biased = v + 12_582_912.0;
-    (biased.to_bits() & 0x007F_FFFF) as i32 - 0x0040_0000
-}
-
 /// ggml's `make_q3_quants` with `do_rmse`: a signed scale for the 16 weights of `x` and their
 /// codes `l` in `0..2·nmax` (offset by `nmax`), returned as the scale.
 ///
@@ -497,88 +453,6 @@ fn make_q3_quants(x: &[f32; 16], l: &mut [u8], nmax: i32) -> f32 {
     sumlx / suml2
 }
 
-/// ggml's `make_qkx2_quants` with `use_mad`: a scale and a min for the weights `x` (importance
-/// `weights`), codes `l` in `0..=nmax`, returned as `(scale, −min)`, so the weights are
-/// approximated by `scale·l + min`, `min ≤ 0`.
-///
-/// Starts from the range `[min(x_min, 0), x_max]` split in `nmax` steps, then tries the
-/// `nstep + 1` step counts `nmax + rmin + rdelta·i`: for each it rounds the codes, fits scale
-/// and min by weighted least squares (the min clamped to at most 0, the scale refitted then),
-/// and keeps the fit with the smallest weighted absolute deviation.
-fn make_qkx2_quants(
-    x: &[f32; 16],
-    weights: &[f32; 16],
-    l: &mut [u8],
-    nmax: i32,
-    rmin: f32,
-    rdelta: f32,
-    nstep: i32,
-) -> (f32, f32) {
-    let (mut min, mut max) = (x[0], x[0]);
-    let mut sum_w = weights[0];
-    let mut sum_x = sum_w * x[0];
-    for (&v, &w) in x.iter().zip(weights).skip(1) {
-        if v < min {
-            min = v;
-        }
-        if v > max {
-            max = v;
-        }
-        sum_w += w;
-        sum_x += w * v;
-    }
-    if min > 0.0 {
-        min = 0.0;
-    }
-    if max == min {
-        l.fill(0);
-        return (0.0, -min);
-    }
-    let nmax_f = nmax as f32;
-    let mut iscale = nmax_f / (max - min);
-    let mut scale = 1.0 / iscale;
-    let mut best_mad = 0.0f32;
-    for ((&v, &w), l) in x.iter().zip(weights).zip(l.iter_mut()) {
-        *l = nearest_int(iscale * (v - min)).clamp(0, nmax) as u8;
-        let diff = scale * *l as f32 + min - v;
-        best_mad += w * diff.abs();
-    }
-    let mut aux = [0u8; 16];
-    for is in 0..=nstep {
-        iscale = (rmin + rdelta * is as f32 + nmax_f) / (max - min);
-        let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
-        for ((&v, &w), a) in x.iter().zip(weights).zip(&mut aux) {
-            let c = nearest_int(iscale * (v - min)).clamp(0, nmax);
-            *a = c as u8;
-            let c = c as f32;
-            sum_l += w * c;
-            sum_l2 += w * c * c;
-            sum_xl += w * c * v;
-        }
-        let det = sum_w * sum_l2 - sum_l * sum_l;
-        if det > 0.0 {
-            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
-            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
-            if this_min > 0.0 {
-                this_min = 0.0;
-                this_scale = sum_xl / sum_l2;
-            }
-            let mut mad = 0.0f32;
-            for ((&v, &w), &a) in x.iter().zip(weights).zip(&aux) {
-                let diff = this_scale * a as f32 + this_min - v;
-                mad += w * diff.abs();
-            }
-            if mad < best_mad {
-                l[..16].copy_from_slice(&aux);
-                best_mad = mad;
-                scale = this_scale;
-                min = this_min;
-            }
-        }
-    }
-    (scale, -min)
-}
-
 #[cfg(test)]
 mod tests {
     //! Element order from hand-built blocks, scale packing, and the search helpers' corner
@@ -587,25 +461,6 @@ mod tests {
 
     use super::*;
     use crate::blocks::as_bytes;
-
-    #[test]
-    fn nearest_int_rounds_half_to_even() {
-        for (v, want) in [
-            (0.5, 0),
-            (1.5, 2),
-            (2.5, 2),
-            (-0.5, 0),
-            (-1.5, -2),
-            (-2.49, -2),
-            (3.7, 4),
-            (-3.7, -4),
-            (0.0, 0),
-            (4_194_303.0, 4_194_303),
-            (-4_194_303.0, -4_194_303),
-        ] {
-            assert_eq!(nearest_int(v), want, "{v}");
-        }
-    }
 
     #[test]
     fn q3_k_word_decoding_matches_bytewise() {
@@ -707,21 +562,5 @@ mod tests {
         let s = make_q3_quants(&[2.0; 16], &mut l, 4);
         assert_eq!(l, [0; 16]);
         assert_eq!(s, -0.5);
-    }
-
-    #[test]
-    fn make_qkx2_quants_constant_and_ramp() {
-        let mut l = [9u8; 16];
-        // Constant positive: min clamps to 0, range [0, 3]: scale 1, codes 3.
-        let x = [3.0f32; 16];
-        let (s, m) = make_qkx2_quants(&x, &x.map(f32::abs), &mut l, 3, -0.5, 0.1, 15);
-        assert_eq!((s, m), (1.0, 0.0));
-        assert_eq!(l, [3; 16]);
-        // An exact four-level ramp is fitted exactly.
-        let x: [f32; 16] = core::array::from_fn(|i| (i % 4) as f32 * 0.5 - 1.0);
-        let (s, m) = make_qkx2_quants(&x, &x.map(f32::abs), &mut l, 3, -0.5, 0.1, 15);
-        assert_eq!((s, m), (0.5, 1.0));
-        let want: [u8; 16] = core::array::from_fn(|i| (i % 4) as u8);
-        assert_eq!(l, want);
     }
 }

@@ -14,18 +14,10 @@
 use core::arch::aarch64::*;
 
 use super::gemm::{prefetch_ahead, prefetch_head, store_rows, ROWS};
+use super::kquants::load_u8x16;
 use super::neon::{dot16, i8x16_to_f32, load16, store16, sum4};
 use crate::blocks::{BlockQ2_K, BlockQ3_K};
 use crate::scalar::q3_k_scale_codes;
-
-/// The first 16 bytes of `b` as a vector.
-#[inline]
-#[target_feature(enable = "neon")]
-fn load_u8x16(b: &[u8]) -> uint8x16_t {
-    assert!(b.len() >= 16);
-    // SAFETY: b holds at least 16 bytes; the load reads b[0..16].
-    unsafe { vld1q_u8(b.as_ptr()) }
-}
 
 /// Pair `k` (bits `2k..2k + 2`) of each byte of `plane`, one code 0..=3 per byte.
 #[inline]

@@ -20,6 +20,7 @@ use core::arch::x86_64::*;
 
 use super::avx2::{hsum, i8x16_to_f32, load32, store32};
 use super::gemm::{prefetch_ahead, prefetch_head, store_rows};
+use super::kquants::{i8x32_to_f32, load_u8x32};
 use crate::blocks::{BlockQ2_K, BlockQ3_K};
 use crate::scalar::q3_k_scale_codes;
 
@@ -28,15 +29,6 @@ use crate::scalar::q3_k_scale_codes;
 const ROWS: usize = 2;
 
 // ---- codes ---------------------------------------------------------------------------------
-
-/// The first 32 bytes of `b` as a vector.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn load_u8x32(b: &[u8]) -> __m256i {
-    assert!(b.len() >= 32);
-    // SAFETY: b holds at least 32 bytes; the unaligned load reads b[0..32].
-    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
-}
 
 /// Pair `k` (bits `2k..2k + 2`) of each byte of `plane`, one code 0..=3 per byte. The 16-bit
 /// shift moves bits across bytes; the mask drops them.
@@ -71,15 +63,6 @@ pub(super) fn q3_k_codes(b: &BlockQ3_K, h: usize, k: usize) -> __m256i {
         _mm256_setzero_si256(),
     );
     _mm256_sub_epi8(low, _mm256_and_si256(clear, _mm256_set1_epi8(4)))
-}
-
-/// 32 signed bytes as four vectors of 8 floats, in element order.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn i8x32_to_f32(v: __m256i) -> [__m256; 4] {
-    let [a, b] = i8x16_to_f32(_mm256_castsi256_si128(v));
-    let [c, d] = i8x16_to_f32(_mm256_extracti128_si256::<1>(v));
-    [a, b, c, d]
 }
 
 // ---- steps ---------------------------------------------------------------------------------
