@@ -718,16 +718,17 @@ fn bad_input_gives_clear_errors() {
     std::fs::write(&cut, &bytes[..200]).unwrap();
     run(q(&cut, "i2_s"), "truncated");
 
-    // A matrix in a type tern cannot read (Q5_0) that would need converting.
-    let q5 = dir.path("q5_0.gguf");
+    // A matrix in a type tern cannot read (Q8_1, which has no kernel) that would need
+    // converting.
+    let q8_1 = dir.path("q8_1.gguf");
     let mut w = GgufWriter::new();
     let size = w
-        .add_tensor("blk.0.attn_q.weight", &[32, 2], GgmlType(6))
+        .add_tensor("blk.0.attn_q.weight", &[32, 2], GgmlType(9))
         .unwrap() as usize;
-    std::fs::write(&q5, w.to_bytes(&[&vec![0u8; size]]).unwrap()).unwrap();
+    std::fs::write(&q8_1, w.to_bytes(&[&vec![0u8; size]]).unwrap()).unwrap();
     run(
-        q(&q5, "q8_0"),
-        "tensor 'blk.0.attn_q.weight' has type Q5_0, which tern quantize cannot read",
+        q(&q8_1, "q8_0"),
+        "tensor 'blk.0.attn_q.weight' has type Q8_1, which tern quantize cannot read",
     );
     assert!(
         !o.exists() && !dir.path("out.gguf.part").exists(),
@@ -735,7 +736,7 @@ fn bad_input_gives_clear_errors() {
     );
 
     // Bad options.
-    run(q(&good, "q5_k"), "unknown --type 'q5_k'");
+    run(q(&good, "q8_1"), "unknown --type 'q8_1'");
     let mut a = q(&good, "tq2_0");
     a.extend(["--embedding-type".into(), "int3".into()]);
     run(a, "unknown --embedding-type 'int3'");
