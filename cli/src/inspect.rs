@@ -122,7 +122,12 @@ pub fn main(argv: &[String]) -> Result<(), String> {
             let kv_type = KvType::default();
             let kv_per_pos = budget::bytes_per_token(&model, 1, kv_type)
                 - budget::bytes_per_token(&model, 0, kv_type);
-            let windowed = model.tensors().layers.iter().filter(|l| l.window.is_some()).count();
+            let windowed = model
+                .tensors()
+                .layers
+                .iter()
+                .filter(|l| l.window.is_some())
+                .count();
             println!("\nbytes one decoded token reads:");
             println!(
                 "  weights        {:>12} bytes ({:.1} MB; output head {}tied)",
@@ -195,7 +200,16 @@ fn layer_runs(t: &tern_runtime::weights::ModelTensors) -> Vec<(String, String)> 
         }
     }
     runs.into_iter()
-        .map(|(a, b, d)| (if a == b { a.to_string() } else { format!("{a}-{b}") }, d))
+        .map(|(a, b, d)| {
+            (
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                },
+                d,
+            )
+        })
         .collect()
 }
 

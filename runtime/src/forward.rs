@@ -205,7 +205,12 @@ impl Model {
                 }
             }
             self.project(feed, ex, &lt.wo, &s.att_out, n, &mut s.xb)?;
-            add_residual(&mut s.x[..n * dim], &mut s.xb[..n * dim], &lt.attn_post_norm, c.norm_eps);
+            add_residual(
+                &mut s.x[..n * dim],
+                &mut s.xb[..n * dim],
+                &lt.attn_post_norm,
+                c.norm_eps,
+            );
 
             // Feed-forward: norm, gated activation, project back, add.
             for i in 0..n {
@@ -230,7 +235,12 @@ impl Model {
                 }
             }
             self.project(feed, ex, &lt.w_down, &s.gate, n, &mut s.xb)?;
-            add_residual(&mut s.x[..n * dim], &mut s.xb[..n * dim], &lt.ffn_post_norm, c.norm_eps);
+            add_residual(
+                &mut s.x[..n * dim],
+                &mut s.xb[..n * dim],
+                &lt.ffn_post_norm,
+                c.norm_eps,
+            );
         }
 
         // Final norm and output head, for the rows that need logits.
