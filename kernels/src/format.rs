@@ -47,7 +47,7 @@ pub enum Format {
     /// 32 weights: f16 scale and min, 5-bit codes as Q5_0's, value q·d + m.
     Q5_1,
     /// 32 weights: f16 scale, 4-bit indices into a fixed non-linear int8 codebook T, value
-    /// d·T[q].
+    /// `d·T[q]`.
     IQ4_NL,
     /// 256 weights: f16 super-scale, sixteen 16-weight sub-blocks with six-bit signed scales,
     /// 3-bit codes (2 low bits + a high-bit plane), value d·(sc − 32)·(q − 4).
@@ -58,7 +58,7 @@ pub enum Format {
     /// 256 weights: Q4_K's scales and mins with 5-bit codes, value d·sc·q − dmin·m.
     Q5_K,
     /// 256 weights: f16 super-scale, eight six-bit sub-block scales (−32), 4-bit indices into
-    /// IQ4_NL's 16-value codebook T, value d·(sc − 32)·T[q].
+    /// IQ4_NL's 16-value codebook T, value `d·(sc − 32)·T[q]`.
     IQ4_XS,
 }
 

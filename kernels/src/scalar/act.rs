@@ -164,7 +164,7 @@ pub fn dot_q4_1_q8(row: &[u8], xq: &[u8]) -> f32 {
 }
 
 /// Dot product of an IQ4_NL row with quantized activations:
-/// `Σ_blocks (d_w·d_a) · Σ T[q]·a` (|T[q]| ≤ 127, so the integer sum is exact as for Q8_0).
+/// `Σ_blocks (d_w·d_a) · Σ T[q]·a` (`|T[q]| ≤ 127`, so the integer sum is exact as for Q8_0).
 pub fn dot_iq4_nl_q8(row: &[u8], xq: &[u8]) -> f32 {
     let blocks: &[BlockIQ4_NL] = as_blocks(row).expect("IQ4_NL row is whole blocks");
     let acts = act_blocks(xq, blocks.len());

@@ -101,7 +101,7 @@ pub fn gemm_q5_k_q8(w: &[u8], m: usize, xq: &[u8], n: usize, y: &mut [f32], ldy:
 /// Quantizes `x` (a multiple of 256 long) to Q5_K exactly as ggml's `quantize_row_q5_K_ref`
 /// does (so the bytes equal llama.cpp's without an importance matrix).
 ///
-/// Per sub-block of 32: weights `sqrt(Σx²/32) + |x|`, then [`make_qkx2_quants`] (31 levels,
+/// Per sub-block of 32: weights `sqrt(Σx²/32) + |x|`, then ggml's `make_qkx2_quants` (31 levels,
 /// 16 trial scales from −0.5 by 0.1) for a scale and a min. The largest of each become `d·63`
 /// and `dmin·63` (f16, to nearest), each sub-block's six-bit codes `round(63·v/max)`, and every
 /// weight's code `round((x + dmin·m)/(d·sc))` clamped to 0..=31; a sub-block whose `d·sc` is 0
