@@ -11,7 +11,7 @@
 //!   ternarized or 4-bit embedding costs far more quality than the bytes it saves, and llama.cpp's
 //!   quantizer likewise keeps the output head at higher precision.
 //! - every other tensor of 2+ dimensions gets `--type`, unless its rows do not divide into that
-//!   type's blocks (256 weights for TQ1_0/TQ2_0/Q4_K/Q6_K, 128 for I2_S, 32 for
+//!   type's blocks (256 weights for TQ1_0/TQ2_0/Q2_K/Q3_K/Q4_K/Q5_K/Q6_K, 128 for I2_S, 32 for
 //!   Q4_0/Q4_1/Q8_0/Q5_0/Q5_1/IQ4_NL). Those fall
 //!   back to `--fallback-type`, Q4_0 by default as in llama.cpp's quantizer for TQ1_0/TQ2_0
 //!   (`llama-quant.cpp`), and to F16 if even that does not divide. The summary names each one.
@@ -21,7 +21,11 @@
 //! for the same input. Q4_K and Q6_K use the kernels' simple quantizers (scales from each sub-block's range,
 //! rounded up, codes to nearest; no iterative search as in llama.cpp), so they are a little
 //! less accurate than llama.cpp's files of the same type; their `general.file_type` is
-//! llama.cpp's `MOSTLY_Q4_K_S` (14) and `MOSTLY_Q6_K` (18).
+//! llama.cpp's `MOSTLY_Q4_K_S` (14) and `MOSTLY_Q6_K` (18). Q3_K, Q2_K and Q5_K use ggml's own
+//! reference quantizers (`quantize_row_q3_K_ref`, `quantize_row_q2_K_ref`,
+//! `quantize_row_q5_K_ref`, reproduced exactly), so each such tensor holds the bytes
+//! `llama-quantize` writes for it without an importance matrix; their `general.file_type` is
+//! `MOSTLY_Q3_K_S` (11), `MOSTLY_Q2_K` (10) and `MOSTLY_Q5_K_S` (16).
 //!
 //! Ternary types (`--type tq1_0|tq2_0|i2_s`) use BitNet b1.58's absmean rule per tensor: with
 //! `γ = mean |w|`, each weight becomes `t = round(clamp(w/γ, −1, 1))` (so |w| > γ/2 → ±1). The
@@ -49,7 +53,7 @@ use tern_runtime::model::WeightBytes;
 use crate::args::{opt, Args};
 
 pub const USAGE: &str = "tern quantize -m IN.gguf -o OUT.gguf
-           --type tq2_0|tq1_0|i2_s|q4_0|q4_1|q5_0|q5_1|iq4_nl|q8_0|q4_k|q6_k
+           --type tq2_0|tq1_0|i2_s|q4_0|q4_1|q5_0|q5_1|iq4_nl|q8_0|q4_k|q5_k|q6_k|q3_k|q2_k
            [--embedding-type TYPE|keep (default q8_0)] [--fallback-type TYPE (default q4_0)]";
 
 /// Bytes after an I2_S tensor's packed codes: its f32 scale, then zero padding.
@@ -68,14 +72,17 @@ enum Target {
     IQ4_NL,
     Q8_0,
     Q4_K,
+    Q5_K,
     Q6_K,
+    Q3_K,
+    Q2_K,
     TQ1_0,
     TQ2_0,
     I2_S,
 }
 
 impl Target {
-    const ALL: [Target; 13] = [
+    const ALL: [Target; 16] = [
         Target::TQ2_0,
         Target::TQ1_0,
         Target::I2_S,
@@ -86,7 +93,10 @@ impl Target {
         Target::IQ4_NL,
         Target::Q8_0,
         Target::Q4_K,
+        Target::Q5_K,
         Target::Q6_K,
+        Target::Q3_K,
+        Target::Q2_K,
         Target::F16,
         Target::F32,
     ];
@@ -102,7 +112,10 @@ impl Target {
             Target::IQ4_NL => Format::IQ4_NL,
             Target::Q8_0 => Format::Q8_0,
             Target::Q4_K => Format::Q4_K,
+            Target::Q5_K => Format::Q5_K,
             Target::Q6_K => Format::Q6_K,
+            Target::Q3_K => Format::Q3_K,
+            Target::Q2_K => Format::Q2_K,
             Target::TQ1_0 => Format::TQ1_0,
             Target::TQ2_0 => Format::TQ2_0,
             Target::I2_S => Format::I2_S,
@@ -126,7 +139,10 @@ impl Target {
             Target::Q5_1 => 9,
             Target::IQ4_NL => 25,
             Target::Q4_K => 14,
+            Target::Q5_K => 16,
             Target::Q6_K => 18,
+            Target::Q3_K => 11,
+            Target::Q2_K => 10,
             Target::TQ1_0 => 36,
             Target::TQ2_0 => 37,
             Target::I2_S => 40,
@@ -144,7 +160,10 @@ impl Target {
             Target::IQ4_NL => "iq4_nl",
             Target::Q8_0 => "q8_0",
             Target::Q4_K => "q4_k",
+            Target::Q5_K => "q5_k",
             Target::Q6_K => "q6_k",
+            Target::Q3_K => "q3_k",
+            Target::Q2_K => "q2_k",
             Target::TQ1_0 => "tq1_0",
             Target::TQ2_0 => "tq2_0",
             Target::I2_S => "i2_s",
@@ -406,7 +425,10 @@ fn quantize(t: &TensorInfo<'_>, values: &[f32], to: Target) -> Vec<u8> {
         Target::IQ4_NL => run(values, bytes(Format::IQ4_NL), scalar::quantize_iq4_nl),
         Target::Q8_0 => run(values, bytes(Format::Q8_0), scalar::quantize_q8_0),
         Target::Q4_K => run(values, bytes(Format::Q4_K), scalar::quantize_q4_k),
+        Target::Q5_K => run(values, bytes(Format::Q5_K), scalar::quantize_q5_k),
         Target::Q6_K => run(values, bytes(Format::Q6_K), scalar::quantize_q6_k),
+        Target::Q3_K => run(values, bytes(Format::Q3_K), scalar::quantize_q3_k),
+        Target::Q2_K => run(values, bytes(Format::Q2_K), scalar::quantize_q2_k),
         Target::TQ1_0 | Target::TQ2_0 => {
             let q = if matches!(t.ggml_type, GgmlType::TQ1_0 | GgmlType::TQ2_0) {
                 // Already ternary per block: ggml's per-block max rule re-encodes it exactly.

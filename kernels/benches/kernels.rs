@@ -12,9 +12,10 @@
 //! the batches), scalar reference first in each group, so every
 //! figure sits next to a phone's memory bandwidth (roughly 10–30 GB/s per cluster). The
 //! 576-wide matrices fit in L2/L3, so their figures are compute-bound; the 49152 × 576
-//! output head (30 MB in Q8_0) streams from memory. The k-quants (Q4_K, Q6_K) need rows a
-//! multiple of 256, which SmolLM2's 576 is not, so besides its ffn_down they run on Llama 3.2
-//! 1B's shapes (up to 9 MB in Q4_K); their 64-token int8 batch runs on the ffn_down shape only
+//! output head (30 MB in Q8_0) streams from memory. The 256-weight formats (Q4_K, Q5_K, Q6_K,
+//! IQ4_XS, Q3_K, Q2_K) need rows a multiple of 256, which SmolLM2's 576 is not, so besides its
+//! ffn_down they run on Llama 3.2 1B's shapes (up to 9 MB in Q4_K); their 64-token int8 batch
+//! runs on the ffn_down shape only
 //! (the scalar reference would take seconds per pass on the 1B shapes).
 //!
 //! Each figure is the fastest of many passes over the matrix (see [`time`]).
@@ -104,7 +105,14 @@ fn main() {
         &filter,
         &HEAD_KINDS,
     );
-    for format in [Format::Q4_K, Format::Q6_K] {
+    for format in [
+        Format::Q4_K,
+        Format::Q5_K,
+        Format::Q6_K,
+        Format::IQ4_XS,
+        Format::Q3_K,
+        Format::Q2_K,
+    ] {
         for (rows, cols, shape) in KQUANT_SHAPES {
             let kinds: &[&str] = if rows * cols <= 1 << 20 {
                 &KQUANT_SMALL_KINDS
@@ -134,13 +142,18 @@ fn randoms(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// A `rows × cols` matrix of random weights quantized to `format`, row after row.
+/// A `rows × cols` matrix of random weights quantized to `format`, row after row (IQ4_XS,
+/// which has no quantizer here: random blocks with a typical super-block scale).
 fn matrix(format: Format, rows: usize, cols: usize) -> Vec<u8> {
     let quantize: fn(&[f32], &mut [u8]) = match format {
         Format::Q4_0 => scalar::quantize_q4_0,
         Format::Q4_1 => scalar::quantize_q4_1,
         Format::Q4_K => scalar::quantize_q4_k,
+        Format::Q5_K => scalar::quantize_q5_k,
         Format::Q6_K => scalar::quantize_q6_k,
+        Format::Q3_K => scalar::quantize_q3_k,
+        Format::Q2_K => scalar::quantize_q2_k,
+        Format::IQ4_XS => random_iq4_xs,
         _ => scalar::quantize_q8_0,
     };
     let row_bytes = format.row_bytes(cols).expect("whole blocks");
@@ -149,6 +162,20 @@ fn matrix(format: Format, rows: usize, cols: usize) -> Vec<u8> {
         quantize(&randoms(cols, r as u64 + 1), row);
     }
     out
+}
+
+/// Random IQ4_XS blocks for `x.len()` weights (the values of `x` only seed them), `d` = 0.01.
+fn random_iq4_xs(x: &[f32], out: &mut [u8]) {
+    let mut s = x[0].to_bits() as u64 | 1;
+    for (i, b) in out.iter_mut().enumerate() {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        *b = match i % 136 {
+            0 | 1 => half::f16::from_f32(0.01).to_le_bytes()[i % 136],
+            _ => (s >> 32) as u8,
+        };
+    }
 }
 
 /// Runs `f` (one pass over the matrix) repeatedly for at least [`MIN_TIME`] and 3 passes;

@@ -163,6 +163,62 @@ pub struct BlockQ4_K {
 }
 const _: () = assert!(size_of::<BlockQ4_K>() == 144);
 
+/// Q5_K: 256 weights in eight sub-blocks of 32, value `d·sc[j]·q − dmin·m[j]` for sub-block j,
+/// with 5-bit codes q: Q4_K's layout plus one high bit per weight.
+///
+/// ```text
+/// byte 0..2      d (f16), scale of the six-bit sub-block scales
+/// byte 2..4      dmin (f16), scale of the six-bit sub-block mins
+/// byte 4..16     scales: eight six-bit scales and mins, packed exactly as in BlockQ4_K
+/// byte 16..48    qh: bit j of qh[l] = bit 4 of element 32j + l (sub-block j, position l)
+/// byte 48..176   qs: low 4 bits, 4 chunks of 32 bytes; byte 32c + l holds
+///                  element 64c + l      (low nibble, sub-block 2c)
+///                  element 64c + 32 + l (high nibble, sub-block 2c + 1)
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+#[allow(non_camel_case_types)] // GGUF's name.
+pub struct BlockQ5_K {
+    /// Super-block scale of the sub-block scales.
+    pub d: F16Le,
+    /// Super-block scale of the sub-block mins.
+    pub dmin: F16Le,
+    /// Packed six-bit sub-block scales and mins (as [`BlockQ4_K::scales`]).
+    pub scales: [u8; 12],
+    /// High (fifth) bits of the codes.
+    pub qh: [u8; 32],
+    /// Low 4 bits of the codes.
+    pub qs: [u8; 128],
+}
+const _: () = assert!(size_of::<BlockQ5_K>() == 176);
+
+/// IQ4_XS: 256 weights in eight sub-blocks of 32, value `d·(sc[j] − 32)·T[q]` for sub-block j,
+/// with 4-bit codes q into IQ4_NL's 16-entry codebook `T` (`scalar::IQ4_NL_VALUES`) and six-bit
+/// sub-block scales sc.
+///
+/// ```text
+/// byte 0..2      d (f16)
+/// byte 2..4      scales_h (u16, little-endian): bits 2j..2j+2 = sc[j] >> 4
+/// byte 4..8      scales_l: scales_l[i] bits 0..4 = sc[2i] & 0xF, bits 4..8 = sc[2i+1] & 0xF
+/// byte 8..136    qs: 8 runs of 16 bytes; byte 16j + i holds
+///                  element 32j + i      (low nibble)
+///                  element 32j + 16 + i (high nibble)
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+#[allow(non_camel_case_types)] // GGUF's name.
+pub struct BlockIQ4_XS {
+    /// Super-block scale.
+    pub d: F16Le,
+    /// High two bits of the eight sub-block scales (a little-endian u16).
+    pub scales_h: [u8; 2],
+    /// Low four bits of the eight sub-block scales.
+    pub scales_l: [u8; 4],
+    /// Packed 4-bit codebook indices.
+    pub qs: [u8; 128],
+}
+const _: () = assert!(size_of::<BlockIQ4_XS>() == 136);
+
 /// Q6_K: 256 weights in sixteen sub-blocks of 16, value `d·scales[e/16]·(q − 32)` for element e.
 ///
 /// Two halves of 128 elements; half h uses `ql[64h..64h+64]`, `qh[32h..32h+32]`. Within a half,
@@ -190,6 +246,63 @@ pub struct BlockQ6_K {
     pub d: F16Le,
 }
 const _: () = assert!(size_of::<BlockQ6_K>() == 210);
+
+/// Q3_K: 256 weights in sixteen sub-blocks of 16, value `d·(sc[e/16] − 32)·(q − 4·(1 − h))`
+/// for element e with 2-bit code q and high bit h.
+///
+/// Two halves of 128 elements; for half h' (0..2), pair k (0..4) and l in 0..32, element
+/// `128h' + 32k + l` takes bits `2k..2k+2` of `qs[32h' + l]` and bit `4h' + k` (that is, bit
+/// `e / 32`) of `hmask[l]`. A set high bit means the code is q; a clear one, q − 4.
+///
+/// ```text
+/// byte 0..32     hmask: hmask[l] bit n = high bit of element 32n + l
+/// byte 32..96    qs: qs[32h' + l] bits 2k..2k+2 = low bits of element 128h' + 32k + l
+/// byte 96..108   scales: sixteen six-bit sc[j] (value sc − 32), packed
+///                  s[j] (j < 8)        bits 0..4 = sc[j] & 0xF,  bits 4..8 = sc[j + 8] & 0xF
+///                  s[8 + i] (i < 4)    bits 2n..2n+2 = sc[4n + i] >> 4  (n = 0..4)
+/// byte 108..110  d (f16)
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+#[allow(non_camel_case_types)] // GGUF's name.
+pub struct BlockQ3_K {
+    /// High bits of the codes, one bit-plane per 32 elements.
+    pub hmask: [u8; 32],
+    /// Low 2 bits of the codes.
+    pub qs: [u8; 64],
+    /// Packed six-bit sub-block scales (offset 32).
+    pub scales: [u8; 12],
+    /// Super-block scale.
+    pub d: F16Le,
+}
+const _: () = assert!(size_of::<BlockQ3_K>() == 110);
+
+/// Q2_K: 256 weights in sixteen sub-blocks of 16, value `d·sc[j]·q − dmin·m[j]` for sub-block
+/// `j = e/16` of element e.
+///
+/// Codes are packed as Q3_K's low bits: element `128h' + 32k + l` is bits `2k..2k+2` of
+/// `qs[32h' + l]`.
+///
+/// ```text
+/// byte 0..16    scales: byte j = sc[j] (low nibble) | m[j] (high nibble)
+/// byte 16..80   qs: qs[32h' + l] bits 2k..2k+2 = element 128h' + 32k + l
+/// byte 80..82   d (f16), scale of the sub-block scales
+/// byte 82..84   dmin (f16), scale of the sub-block mins
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+#[allow(non_camel_case_types)] // GGUF's name.
+pub struct BlockQ2_K {
+    /// Four-bit sub-block scales (low nibbles) and mins (high nibbles).
+    pub scales: [u8; 16],
+    /// Packed 2-bit codes.
+    pub qs: [u8; 64],
+    /// Super-block scale of the sub-block scales.
+    pub d: F16Le,
+    /// Super-block scale of the sub-block mins.
+    pub dmin: F16Le,
+}
+const _: () = assert!(size_of::<BlockQ2_K>() == 84);
 
 /// TQ1_0: 256 ternary weights, value `(q − 1)·d` with trits q ∈ {0, 1, 2}.
 ///
@@ -275,9 +388,21 @@ unsafe impl Pod for BlockIQ4_NL {}
 // SAFETY: repr(C) over F16Le and u8 arrays: alignment 1, 144 bytes with no padding (asserted
 // above and implied by the field sizes 2 + 2 + 12 + 128), any bits valid.
 unsafe impl Pod for BlockQ4_K {}
+// SAFETY: repr(C) over F16Le and u8 arrays: alignment 1, 2 + 2 + 12 + 32 + 128 = 176 bytes, no
+// padding, any bits valid.
+unsafe impl Pod for BlockQ5_K {}
+// SAFETY: repr(C) over F16Le and u8 arrays: alignment 1, 2 + 2 + 4 + 128 = 136 bytes, no
+// padding, any bits valid.
+unsafe impl Pod for BlockIQ4_XS {}
 // SAFETY: repr(C) over u8/i8 arrays and F16Le: alignment 1, 128 + 64 + 16 + 2 = 210 bytes, no
 // padding, any bits valid.
 unsafe impl Pod for BlockQ6_K {}
+// SAFETY: repr(C) over u8 arrays and F16Le: alignment 1, 32 + 64 + 12 + 2 = 110 bytes, no
+// padding, any bits valid.
+unsafe impl Pod for BlockQ3_K {}
+// SAFETY: repr(C) over u8 arrays and F16Le: alignment 1, 16 + 64 + 2 + 2 = 84 bytes, no
+// padding, any bits valid.
+unsafe impl Pod for BlockQ2_K {}
 // SAFETY: repr(C) over u8 arrays and F16Le: alignment 1, 48 + 4 + 2 = 54 bytes, no padding, any
 // bits valid.
 unsafe impl Pod for BlockTQ1_0 {}

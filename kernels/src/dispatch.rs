@@ -273,6 +273,14 @@ impl Kernels {
                     named!(scalar::dot_q6_k_f32, "dot_q6_k_f32/scalar"),
                     named!(scalar::dequant_q6_k, "dequant_q6_k/scalar"),
                 ),
+                Format::Q3_K => FormatKernels::new(
+                    named!(scalar::dot_q3_k_f32, "dot_q3_k_f32/scalar"),
+                    named!(scalar::dequant_q3_k, "dequant_q3_k/scalar"),
+                ),
+                Format::Q2_K => FormatKernels::new(
+                    named!(scalar::dot_q2_k_f32, "dot_q2_k_f32/scalar"),
+                    named!(scalar::dequant_q2_k, "dequant_q2_k/scalar"),
+                ),
                 Format::TQ1_0 => FormatKernels::new(
                     named!(scalar::dot_tq1_0_f32, "dot_tq1_0_f32/scalar"),
                     named!(scalar::dequant_tq1_0, "dequant_tq1_0/scalar"),
@@ -280,6 +288,14 @@ impl Kernels {
                 Format::TQ2_0 => FormatKernels::new(
                     named!(scalar::dot_tq2_0_f32, "dot_tq2_0_f32/scalar"),
                     named!(scalar::dequant_tq2_0, "dequant_tq2_0/scalar"),
+                ),
+                Format::Q5_K => FormatKernels::new(
+                    named!(scalar::dot_q5_k_f32, "dot_q5_k_f32/scalar"),
+                    named!(scalar::dequant_q5_k, "dequant_q5_k/scalar"),
+                ),
+                Format::IQ4_XS => FormatKernels::new(
+                    named!(scalar::dot_iq4_xs_f32, "dot_iq4_xs_f32/scalar"),
+                    named!(scalar::dequant_iq4_xs, "dequant_iq4_xs/scalar"),
                 ),
                 // Scale 1: the runtime multiplies by the tensor's scale (see `Format::I2_S`).
                 Format::I2_S => FormatKernels::new(
@@ -380,7 +396,7 @@ impl Kernels {
             f.gemm_q8 = Some(gemm_q8);
         }
         type KQuant = (Format, Named<DotQ8Fn>, Named<DotRowsFn>, Named<GemmQ8Fn>);
-        let kquants: [KQuant; 2] = [
+        let kquants: [KQuant; 6] = [
             (
                 Format::Q4_K,
                 named!(scalar::dot_q4_k_q8, "dot_q4_k_q8/scalar"),
@@ -392,6 +408,30 @@ impl Kernels {
                 named!(scalar::dot_q6_k_q8, "dot_q6_k_q8/scalar"),
                 named!(scalar::dot_rows_q6_k_f32, "dot_rows_q6_k_f32/scalar"),
                 named!(scalar::gemm_q6_k_q8, "gemm_q6_k_q8/scalar"),
+            ),
+            (
+                Format::Q3_K,
+                named!(scalar::dot_q3_k_q8, "dot_q3_k_q8/scalar"),
+                named!(scalar::dot_rows_q3_k_f32, "dot_rows_q3_k_f32/scalar"),
+                named!(scalar::gemm_q3_k_q8, "gemm_q3_k_q8/scalar"),
+            ),
+            (
+                Format::Q2_K,
+                named!(scalar::dot_q2_k_q8, "dot_q2_k_q8/scalar"),
+                named!(scalar::dot_rows_q2_k_f32, "dot_rows_q2_k_f32/scalar"),
+                named!(scalar::gemm_q2_k_q8, "gemm_q2_k_q8/scalar"),
+            ),
+            (
+                Format::Q5_K,
+                named!(scalar::dot_q5_k_q8, "dot_q5_k_q8/scalar"),
+                named!(scalar::dot_rows_q5_k_f32, "dot_rows_q5_k_f32/scalar"),
+                named!(scalar::gemm_q5_k_q8, "gemm_q5_k_q8/scalar"),
+            ),
+            (
+                Format::IQ4_XS,
+                named!(scalar::dot_iq4_xs_q8, "dot_iq4_xs_q8/scalar"),
+                named!(scalar::dot_rows_iq4_xs_f32, "dot_rows_iq4_xs_f32/scalar"),
+                named!(scalar::gemm_iq4_xs_q8, "gemm_iq4_xs_q8/scalar"),
             ),
         ];
         for (format, dot_q8, dot_rows, gemm_q8) in kquants {

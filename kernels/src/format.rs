@@ -47,8 +47,19 @@ pub enum Format {
     /// 32 weights: f16 scale and min, 5-bit codes as Q5_0's, value q·d + m.
     Q5_1,
     /// 32 weights: f16 scale, 4-bit indices into a fixed non-linear int8 codebook T, value
-    /// d·T[q].
+    /// `d·T[q]`.
     IQ4_NL,
+    /// 256 weights: f16 super-scale, sixteen 16-weight sub-blocks with six-bit signed scales,
+    /// 3-bit codes (2 low bits + a high-bit plane), value d·(sc − 32)·(q − 4).
+    Q3_K,
+    /// 256 weights: f16 super-scale and super-min, sixteen 16-weight sub-blocks with four-bit
+    /// scale and min, 2-bit codes, value d·sc·q − dmin·m.
+    Q2_K,
+    /// 256 weights: Q4_K's scales and mins with 5-bit codes, value d·sc·q − dmin·m.
+    Q5_K,
+    /// 256 weights: f16 super-scale, eight six-bit sub-block scales (−32), 4-bit indices into
+    /// IQ4_NL's 16-value codebook T, value `d·(sc − 32)·T[q]`.
+    IQ4_XS,
 }
 
 /// The facts of one format: one row of [`FORMATS`].
@@ -90,7 +101,7 @@ const fn row(
 /// Every format's facts, in [`Format`] order (row `i` is the format with discriminant `i`).
 /// Sizes from ggml's `ggml-common.h` block structs; ids from `ggml.h` (I2_S: bitnet.cpp's 36).
 #[rustfmt::skip]
-pub const FORMATS: [FormatInfo; 14] = [
+pub const FORMATS: [FormatInfo; 18] = [
     row(Format::F32,    "F32",    0,  1,   4,   false),
     row(Format::F16,    "F16",    1,  1,   2,   false),
     row(Format::BF16,   "BF16",   30, 1,   2,   false),
@@ -105,6 +116,10 @@ pub const FORMATS: [FormatInfo; 14] = [
     row(Format::Q5_0,   "Q5_0",   6,  32,  22,  false),
     row(Format::Q5_1,   "Q5_1",   7,  32,  24,  false),
     row(Format::IQ4_NL, "IQ4_NL", 20, 32,  18,  false),
+    row(Format::Q3_K,   "Q3_K",   11, 256, 110, false),
+    row(Format::Q2_K,   "Q2_K",   10, 256, 84,  false),
+    row(Format::Q5_K,   "Q5_K",   13, 256, 176, false),
+    row(Format::IQ4_XS, "IQ4_XS", 23, 256, 136, false),
 ];
 
 // Row i describes the format whose discriminant is i, and no two rows share a ggml id.

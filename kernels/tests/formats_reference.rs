@@ -1,5 +1,6 @@
-//! The k-quant and ternary kernels against an independent implementation: gguf-py's numpy
-//! `gguf.quants` (see `reference/make_quant_fixtures.py`, which wrote `quant_fixtures.json`).
+//! The k-quant and ternary kernels against independent implementations: gguf-py's numpy
+//! `gguf.quants`, and for the Q3_K / Q2_K quantizers ggml's own library (see
+//! `reference/make_quant_fixtures.py`, which wrote `quant_fixtures.json`).
 //!
 //! - Dequantization must match gguf-py bit for bit (NaN matching NaN). Both compute the same
 //!   IEEE products in the same order without fused multiply-adds, so there is no reason for
@@ -7,7 +8,9 @@
 //! - Dot products are checked against `Σ w·x` over the reference's dequantized weights `w`,
 //!   within the bound derived at [`dot_bound`].
 //! - TQ1_0 / TQ2_0 / Q5_0 / Q5_1 quantization must reproduce gguf-py's bytes exactly (ggml's
-//!   `_ref` rule).
+//!   `_ref` rule), Q3_K / Q2_K / Q5_K quantization the bytes of ggml's own
+//!   `quantize_row_q{3,2,5}_K_ref` (called by the fixture script through ctypes: gguf-py has no
+//!   k-quant quantizer).
 //! - Real data: the first rows of three Q5_0 tensors of Qwen2.5-Coder 0.5B Q4_K_M
 //!   (`reference/real_tensor_fixtures.json`) dequantize exactly as gguf-py dequantizes them.
 
@@ -61,7 +64,7 @@ fn format_named(name: &str) -> Format {
 fn cases() -> Vec<Case> {
     let cases = parse(FIXTURES);
     assert!(
-        cases.len() >= 90,
+        cases.len() >= 170,
         "fixture file lost cases: {}",
         cases.len()
     );
@@ -157,12 +160,16 @@ fn dequant_matches_gguf_py_bit_for_bit() {
     }
     let formats = [
         Format::Q4_K,
+        Format::Q5_K,
         Format::Q6_K,
+        Format::IQ4_XS,
         Format::TQ1_0,
         Format::TQ2_0,
         Format::Q5_0,
         Format::Q5_1,
         Format::IQ4_NL,
+        Format::Q3_K,
+        Format::Q2_K,
     ];
     for f in formats {
         assert!(per_format[f.index()] >= 10, "{} has few cases", f.name());
@@ -172,7 +179,7 @@ fn dequant_matches_gguf_py_bit_for_bit() {
 /// Bound on |dot − Σ w·x| (w the reference's dequantized weights, the sum exact).
 ///
 /// A weight is `w = fl(fl(s·q) − m)` for its sub-block's f32 step `s` and offset `m` (m = 0
-/// except in Q4_K), computed identically by the kernel and the reference. So
+/// except in Q4_K, Q5_K, Q5_1 and Q2_K), computed identically by the kernel and the reference. So
 /// `|w − (s·q − m)| ≤ u·(2|s·q| + |m|)`. The kernel evaluates `Σ_sub s·fl(Σ q·x) − m·fl(Σ x)`:
 /// each term passes through at most `L` roundings in the sub-block sum (products and adds), 2
 /// more for the scaling and the subtraction, and `S` in the running total over the row's `S`
@@ -182,8 +189,13 @@ fn dequant_matches_gguf_py_bit_for_bit() {
 /// absolute `k·2⁻¹⁴⁹` in case anything is subnormal.
 fn dot_bound(f: Format, row: &[u8], w: &[f32], x: &[f32]) -> f64 {
     let sub_len = match f {
-        Format::Q4_K | Format::Q5_0 | Format::Q5_1 | Format::IQ4_NL => 32,
-        Format::Q6_K => 16,
+        Format::Q4_K
+        | Format::Q5_K
+        | Format::IQ4_XS
+        | Format::Q5_0
+        | Format::Q5_1
+        | Format::IQ4_NL => 32,
+        Format::Q6_K | Format::Q3_K | Format::Q2_K => 16,
         Format::TQ1_0 | Format::TQ2_0 => 256,
         Format::I2_S => 128,
         _ => unreachable!(),
@@ -199,9 +211,10 @@ fn dot_bound(f: Format, row: &[u8], w: &[f32], x: &[f32]) -> f64 {
     k * f64::from(f32::EPSILON) / 2.0 * mag + k * 2f64.powi(-149)
 }
 
-/// The offset `m` of each weight: `dmin·min` of its Q4_K sub-block, Q5_1's block `m` (its sign
-/// does not matter to the bound), 0 for the other formats. Decoded here independently of the
-/// kernel (ggml's `get_scale_min_k4`), for the bound only.
+/// The offset `m` of each weight: `dmin·min` of its Q4_K / Q5_K or Q2_K sub-block, Q5_1's
+/// block `m` (its sign does not matter to the bound), 0 for the other formats. Decoded here
+/// independently of the kernel (ggml's `get_scale_min_k4`, Q2_K's high nibbles), for the bound
+/// only.
 fn offsets(f: Format, row: &[u8], n: usize) -> Vec<f64> {
     if f == Format::Q5_1 {
         return row
@@ -209,11 +222,21 @@ fn offsets(f: Format, row: &[u8], n: usize) -> Vec<f64> {
             .flat_map(|b| [F16Le([b[2], b[3]]).to_f32() as f64; 32])
             .collect();
     }
-    if f != Format::Q4_K {
+    if f == Format::Q2_K {
+        let mut out = Vec::with_capacity(n);
+        for b in row.chunks_exact(84) {
+            let dmin = F16Le([b[82], b[83]]).to_f32() as f64;
+            for s in &b[..16] {
+                out.extend([dmin * (s >> 4) as f64; 16]);
+            }
+        }
+        return out;
+    }
+    if !matches!(f, Format::Q4_K | Format::Q5_K) {
         return vec![0.0; n];
     }
     let mut out = Vec::with_capacity(n);
-    for b in row.chunks_exact(144) {
+    for b in row.chunks_exact(f.block_bytes()) {
         let dmin = F16Le([b[2], b[3]]).to_f32() as f64;
         let s = &b[4..16];
         for j in 0..8 {
@@ -256,12 +279,12 @@ fn dot_matches_reference_dequant_within_bound() {
             );
             checked += 1;
         }
-        assert!(checked >= 60, "{label}: only {checked} dot cases");
+        assert!(checked >= 100, "{label}: only {checked} dot cases");
     }
 }
 
 #[test]
-fn quantize_matches_gguf_py_bytes() {
+fn quantize_matches_reference_bytes() {
     let mut checked = 0;
     for c in cases() {
         let Some(x) = &c.input else { continue };
@@ -271,11 +294,14 @@ fn quantize_matches_gguf_py_bytes() {
             Format::TQ2_0 => scalar::quantize_tq2_0(x, &mut got),
             Format::Q5_0 => scalar::quantize_q5_0(x, &mut got),
             Format::Q5_1 => scalar::quantize_q5_1(x, &mut got),
+            Format::Q3_K => scalar::quantize_q3_k(x, &mut got),
+            Format::Q2_K => scalar::quantize_q2_k(x, &mut got),
+            Format::Q5_K => scalar::quantize_q5_k(x, &mut got),
             f => panic!("no quantize fixture expected for {}", f.name()),
         }
         if let Some(i) = (0..got.len()).find(|&i| got[i] != c.bytes[i]) {
             panic!(
-                "{} {}: byte {i} is {:#04x}, gguf-py wrote {:#04x}",
+                "{} {}: byte {i} is {:#04x}, the reference wrote {:#04x}",
                 c.format.name(),
                 c.name,
                 got[i],
@@ -284,14 +310,16 @@ fn quantize_matches_gguf_py_bytes() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 20);
+    // TQ1_0, TQ2_0, Q5_0 and Q5_1 5 each, Q5_K 10, Q3_K and Q2_K 12 each.
+    assert_eq!(checked, 4 * 5 + 10 + 2 * 12);
 }
 
 #[test]
 fn table_and_geometry_of_new_formats() {
     use core::mem::size_of;
     use tern_kernels::blocks::{
-        BlockI2_S, BlockIQ4_NL, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ6_K, BlockTQ1_0, BlockTQ2_0,
+        BlockI2_S, BlockIQ4_NL, BlockIQ4_XS, BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_0, BlockQ5_1,
+        BlockQ5_K, BlockQ6_K, BlockTQ1_0, BlockTQ2_0,
     };
     let geometry = [
         (
@@ -301,10 +329,34 @@ fn table_and_geometry_of_new_formats() {
             "dot_q4_k_f32/scalar",
         ),
         (
+            Format::Q5_K,
+            256,
+            size_of::<BlockQ5_K>(),
+            "dot_q5_k_f32/scalar",
+        ),
+        (
             Format::Q6_K,
             256,
             size_of::<BlockQ6_K>(),
             "dot_q6_k_f32/scalar",
+        ),
+        (
+            Format::Q3_K,
+            256,
+            size_of::<BlockQ3_K>(),
+            "dot_q3_k_f32/scalar",
+        ),
+        (
+            Format::Q2_K,
+            256,
+            size_of::<BlockQ2_K>(),
+            "dot_q2_k_f32/scalar",
+        ),
+        (
+            Format::IQ4_XS,
+            256,
+            size_of::<BlockIQ4_XS>(),
+            "dot_iq4_xs_f32/scalar",
         ),
         (
             Format::TQ1_0,

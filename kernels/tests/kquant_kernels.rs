@@ -1,15 +1,17 @@
-//! The k-quant kernels (Q4_K, Q6_K: row · f32, several rows · f32, row · int8 activations,
-//! rows × tokens of int8 activations, and dequantization) of every backend against the scalar
-//! reference: one generic suite instantiated per [`Backend`] (skipped, with a note,
-//! only when this CPU or build lacks it). Run the NEON instances under qemu:
-//! `QEMU_CPU=cortex-a53` and `QEMU_CPU=max`.
+//! The 256-weight kernels (the k-quants Q4_K, Q5_K, Q6_K, Q3_K and Q2_K, and IQ4_XS, which
+//! shares their super-block: row · f32, several rows · f32, row · int8 activations, rows × tokens of int8
+//! activations, and dequantization) of every backend against the scalar reference: one
+//! generic suite instantiated per [`Backend`] (skipped, with a note, only when this CPU or
+//! build lacks it). Run the NEON instances under qemu: `QEMU_CPU=cortex-a53` and
+//! `QEMU_CPU=max`.
 //!
 //! Inputs: random blocks (every byte random, so every six-bit scale and min, every code and
-//! every int8 sub-block scale occurs), all-zero blocks, blocks of maximal codes and scales,
-//! alternating codes, super-block scales 0, −0, ±65504 and f16 subnormals; activations
-//! ordinary, large, tiny, all zero and with negative zeros; rows of 1, 2, 3, 5, 9 and 16
-//! blocks. Int8 activations: those the quantizer writes for each of these, codes ±127, and
-//! activation-block scales and sums 0, −0, ±65504 and subnormal.
+//! every int8 sub-block scale occurs), all-zero blocks, blocks of maximal codes and scales
+//! (IQ4_XS: also the most negative scale and value, −32·−127), alternating codes, super-block
+//! scales 0, −0, ±65504 and f16 subnormals; activations ordinary, large, tiny, all zero and
+//! with negative zeros; rows of 1, 2, 3, 5, 9 and 16 blocks. Int8 activations: those the
+//! quantizer writes for each of these, codes ±127, and activation-block scales and sums 0, −0,
+//! ±65504 and subnormal.
 //!
 //! # Error budgets
 //!
@@ -17,18 +19,31 @@
 //! |-----------------|----------------------------------------------------------|-----|
 //! | `dequant_q4_k`  | bit-identical                                            | (1) |
 //! | `dequant_q6_k`  | bit-identical                                            | (1) |
+//! | `dequant_q5_k`  | bit-identical                                            | (1) |
+//! | `dequant_iq4_xs`| bit-identical                                            | (1) |
+//! | `dequant_q3_k`  | bit-identical                                            | (1) |
+//! | `dequant_q2_k`  | bit-identical                                            | (1) |
 //! | `dot_q4_k_f32`  | `2·γ(K)·Σ(|d·sc·q·x| + |dmin·m·x|)`, K = n/32 + 48       | (2) |
 //! | `dot_q6_k_f32`  | `2·γ(K)·Σ|d·scale·(q − 32)·x|`, K = n/16 + 48            | (2) |
+//! | `dot_q5_k_f32`  | as `dot_q4_k_f32`                                        | (2) |
+//! | `dot_iq4_xs_f32`| `2·γ(K)·Σ|d·(sc − 32)·T[q]·x|`, K = n/32 + 48            | (2) |
+//! | `dot_q3_k_f32`  | `2·γ(K)·Σ|d·(sc − 32)·q·x|`, K = n/16 + 48               | (2) |
+//! | `dot_q2_k_f32`  | `2·γ(K)·Σ(|d·sc·q·x| + |dmin·m·x|)`, K = n/16 + 48       | (2) |
 //! | `dot_rows_*`    | as the row dot of its format, per row                    | (2) |
 //! | `dot_q4_k_q8`   | bit-identical (NaN = NaN)                                | (3) |
 //! | `dot_q6_k_q8`   | bit-identical (NaN = NaN)                                | (3) |
+//! | `dot_q5_k_q8`   | bit-identical (NaN = NaN)                                | (3) |
+//! | `dot_iq4_xs_q8` | bit-identical (NaN = NaN)                                | (3) |
+//! | `dot_q3_k_q8`   | bit-identical (NaN = NaN)                                | (3) |
+//! | `dot_q2_k_q8`   | bit-identical (NaN = NaN)                                | (3) |
 //! | `gemm_*_q8`     | bit-identical to the reference row dot, per element      | (3) |
 //! | int8 vs f32 dot | `Σ_blocks (d_a/2)(1 + 10⁻⁴)·Σ|w| + 2·γ(n/32 + 48)·Σ|w|(|x| + d_a)` | (4) |
 //!
 //! (1) Every backend computes the reference's f32 operations in the same order without
-//!     fusing: the step `d·sc` (Q6_K: `d·scale`), its product with the code, and for Q4_K the
-//!     subtraction of `dmin·m`. (The products are exact anyway: an f16 times a code of at
-//!     most 8 bits, times another of at most 6, fits in 24 bits.)
+//!     fusing: the step `d·sc` (Q6_K: `d·scale`), its product with the code, and for Q4_K, Q5_K
+//!     and Q2_K the subtraction of `dmin·m`; IQ4_XS: `d·(sc − 32)`, then its product with `T[q]`. (The
+//!     products are exact anyway: an f16 times a code of at most 8 bits, times another of at
+//!     most 6, fits in 24 bits.)
 //! (2) Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1 and §2.2, as in
 //!     `simd_kernels.rs` note (4): each term passes through at most K roundings in either
 //!     evaluation, so each is within `γ(K)·Σ|terms|` of the exact value, the two within twice
@@ -36,8 +51,9 @@
 //!     ≤ 31, the step and its application 2, the subtraction of the min term 1, the running
 //!     sum over n/32 sub-blocks; the SIMD paths have shorter trees (≤ 3 within a sub-block,
 //!     n/64 per accumulator, ≤ 6 to combine the lanes and accumulators). Q6_K's reference: 1
-//!     + 15 over a 16-element sub-block + 2 + n/16. K = n/32 + 48 and n/16 + 48 bound every
-//!     backend. Plus `2n · 2^-149` for products that could underflow.
+//!     + 15 over a 16-element sub-block + 2 + n/16; Q3_K's the same, Q2_K's that plus the min
+//!     term's 1. Q5_K's is Q4_K's, IQ4_XS's Q4_K's without the min. K = n/32 + 48 and n/16 + 48 bound every backend. Plus `2n · 2^-149` for
+//!     products that could underflow.
 //! (3) The integer part (per activation block one exact i32, scaled by the integer sub-block
 //!     scales) cannot round, and every backend performs the reference's float operations in
 //!     its order (`scalar::dot_q4_k_q8`): so the results are equal bit for bit, NaN included.
@@ -51,7 +67,9 @@
 
 mod common;
 use common::*;
-use tern_kernels::blocks::{as_bytes, BlockQ4_K, BlockQ6_K, F16Le};
+use tern_kernels::blocks::{
+    as_bytes, BlockIQ4_XS, BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_K, BlockQ6_K, F16Le,
+};
 use tern_kernels::scalar;
 use tern_kernels::{Backend, Format, Kernels};
 
@@ -170,6 +188,131 @@ fn q6_k_row(n: usize, seed: u64, adversarial: bool) -> Vec<u8> {
     as_bytes(&blocks).to_vec()
 }
 
+/// A row of `n` Q5_K weights.
+fn q5_k_row(n: usize, seed: u64, adversarial: bool) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    let blocks: Vec<BlockQ5_K> = (0..n / 256)
+        .map(|_| {
+            let s = style(&mut rng, adversarial);
+            let (d, dmin) = (scale(&mut rng, s), scale(&mut rng, s));
+            let (scales, qh, qs) = match s {
+                Style::Zero => ([0; 12], [0; 32], [0; 128]),
+                // Code 31 everywhere, scales and mins 63.
+                Style::Max => ([0xFF; 12], [0xFF; 32], [0xFF; 128]),
+                // Codes 0 and 31 alternating along every sub-block.
+                Style::Alternate => (
+                    rng.bytes(),
+                    core::array::from_fn(|l| [0x00, 0xFF][l % 2]),
+                    core::array::from_fn(|l| [0x00, 0xFF][l % 2]),
+                ),
+                Style::Random | Style::Extreme => (rng.bytes(), rng.bytes(), rng.bytes()),
+            };
+            BlockQ5_K {
+                d,
+                dmin,
+                scales,
+                qh,
+                qs,
+            }
+        })
+        .collect();
+    as_bytes(&blocks).to_vec()
+}
+
+/// A row of `n` IQ4_XS weights.
+fn iq4_xs_row(n: usize, seed: u64, adversarial: bool) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    let blocks: Vec<BlockIQ4_XS> = (0..n / 256)
+        .map(|_| {
+            let s = style(&mut rng, adversarial);
+            let d = scale(&mut rng, s);
+            let (scales_h, scales_l, qs) = match s {
+                Style::Zero => ([0; 2], [0; 4], [0; 128]),
+                // Either end: scale 63 (+31) times T[15] = 113, or scale 0 (−32) times
+                // T[0] = −127 (the largest integer product, 32·127).
+                Style::Max => [
+                    ([0xFF; 2], [0xFF; 4], [0xFF; 128]),
+                    ([0; 2], [0; 4], [0; 128]),
+                ][rng.below(2) as usize],
+                // Codebook ends alternating along every sub-block.
+                Style::Alternate => (
+                    rng.bytes(),
+                    rng.bytes(),
+                    core::array::from_fn(|l| [0x0F, 0xF0][l % 2]),
+                ),
+                Style::Random | Style::Extreme => (rng.bytes(), rng.bytes(), rng.bytes()),
+            };
+            BlockIQ4_XS {
+                d,
+                scales_h,
+                scales_l,
+                qs,
+            }
+        })
+        .collect();
+    as_bytes(&blocks).to_vec()
+}
+
+/// A row of `n` Q3_K weights.
+fn q3_k_row(n: usize, seed: u64, adversarial: bool) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    let blocks: Vec<BlockQ3_K> = (0..n / 256)
+        .map(|_| {
+            let s = style(&mut rng, adversarial);
+            let d = scale(&mut rng, s);
+            let (hmask, qs, scales): ([u8; 32], [u8; 64], [u8; 12]) = match s {
+                Style::Zero => ([0; 32], [0; 64], [0; 12]),
+                // Either code +3 with scale +31 everywhere, or code −4 with scale −32 (the
+                // largest magnitudes), under a nonzero adversarial scale.
+                Style::Max => {
+                    let b = [0xFF, 0x00][rng.below(2) as usize];
+                    ([b; 32], [b; 64], [b; 12])
+                }
+                // Codes −4 and +3 alternating along each sub-block, random scales.
+                Style::Alternate => (
+                    core::array::from_fn(|l| [0x00, 0xFF][l % 2]),
+                    core::array::from_fn(|l| [0x00, 0xFF][l % 2]),
+                    rng.bytes(),
+                ),
+                Style::Random | Style::Extreme => (rng.bytes(), rng.bytes(), rng.bytes()),
+            };
+            BlockQ3_K {
+                hmask,
+                qs,
+                scales,
+                d,
+            }
+        })
+        .collect();
+    as_bytes(&blocks).to_vec()
+}
+
+/// A row of `n` Q2_K weights.
+fn q2_k_row(n: usize, seed: u64, adversarial: bool) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    let blocks: Vec<BlockQ2_K> = (0..n / 256)
+        .map(|_| {
+            let s = style(&mut rng, adversarial);
+            let (d, dmin) = (scale(&mut rng, s), scale(&mut rng, s));
+            let (scales, qs): ([u8; 16], [u8; 64]) = match s {
+                Style::Zero => ([0; 16], [0; 64]),
+                // Scales, mins and codes all maximal (15, 15, 3).
+                Style::Max => ([0xFF; 16], [0xFF; 64]),
+                // Codes 0 and 3 alternating along each sub-block, random scales and mins.
+                Style::Alternate => (rng.bytes(), core::array::from_fn(|l| [0x00, 0xFF][l % 2])),
+                Style::Random | Style::Extreme => (rng.bytes(), rng.bytes()),
+            };
+            BlockQ2_K {
+                scales,
+                qs,
+                d,
+                dmin,
+            }
+        })
+        .collect();
+    as_bytes(&blocks).to_vec()
+}
+
 /// Activation vectors of length `n`: ordinary, large, tiny, and with negative zeros.
 fn activations(n: usize, seed: u64) -> Vec<(&'static str, Vec<f32>)> {
     let mut rng = Rng::new(seed);
@@ -191,12 +334,24 @@ fn activations(n: usize, seed: u64) -> Vec<(&'static str, Vec<f32>)> {
 
 /// `(|d·sc·q|, |dmin·m|)` per element of a Q4_K row, in f64.
 fn q4_k_terms(row: &[u8]) -> Vec<(f64, f64)> {
+    k4_terms(row, false)
+}
+
+/// `(|d·sc·q|, |dmin·m|)` per element of a Q5_K row, in f64.
+fn q5_k_terms(row: &[u8]) -> Vec<(f64, f64)> {
+    k4_terms(row, true)
+}
+
+/// `(|d·sc·q|, |dmin·m|)` per element of a Q4_K row, or of a Q5_K row (`fifth_bit`: the 32
+/// `qh` bytes before the nibbles, bit j of `qh[l]` the fifth bit of element 32j + l).
+fn k4_terms(row: &[u8], fifth_bit: bool) -> Vec<(f64, f64)> {
     let mut out = Vec::new();
-    for b in row.chunks_exact(144) {
+    let qs_at = if fifth_bit { 48 } else { 16 };
+    for b in row.chunks_exact(qs_at + 128) {
         let d = F16Le([b[0], b[1]]).to_f32() as f64;
         let dmin = F16Le([b[2], b[3]]).to_f32() as f64;
         let s = &b[4..16];
-        let qs = &b[16..144];
+        let qs = &b[qs_at..];
         for e in 0..256 {
             let j = e / 32;
             let (sc, m) = if j < 4 {
@@ -209,7 +364,26 @@ fn q4_k_terms(row: &[u8]) -> Vec<(f64, f64)> {
             };
             let (c, l, high) = (e / 64, e % 32, (e % 64) >= 32);
             let byte = qs[32 * c + l];
-            let q = if high { byte >> 4 } else { byte & 0x0F };
+            let mut q = if high { byte >> 4 } else { byte & 0x0F };
+            if fifth_bit {
+                q |= ((b[16 + l] >> j) & 1) << 4;
+            }
+            out.push(((d * sc as f64 * q as f64).abs(), (dmin * m as f64).abs()));
+        }
+    }
+    out
+}
+
+/// `(|d·sc·q|, |dmin·m|)` per element of a Q2_K row, in f64.
+fn q2_k_terms(row: &[u8]) -> Vec<(f64, f64)> {
+    let mut out = Vec::new();
+    for b in row.chunks_exact(84) {
+        let (scales, qs) = (&b[..16], &b[16..80]);
+        let d = F16Le([b[80], b[81]]).to_f32() as f64;
+        let dmin = F16Le([b[82], b[83]]).to_f32() as f64;
+        for e in 0..256 {
+            let (sc, m) = (scales[e / 16] & 0x0F, scales[e / 16] >> 4);
+            let q = (qs[32 * (e / 128) + e % 32] >> (2 * ((e / 32) % 4))) & 3;
             out.push(((d * sc as f64 * q as f64).abs(), (dmin * m as f64).abs()));
         }
     }
@@ -218,65 +392,102 @@ fn q4_k_terms(row: &[u8]) -> Vec<(f64, f64)> {
 
 // ---- suites --------------------------------------------------------------------------------
 
-fn check_dot_q4_k(k: &Kernels) {
-    let fk = k.format(Format::Q4_K);
-    for (i, &n) in LENGTHS.iter().enumerate() {
-        for adversarial in [false, true] {
-            let row = q4_k_row(n, 100 + i as u64, adversarial);
-            let terms = q4_k_terms(&row);
-            for (name, x) in activations(n, 200 + i as u64) {
-                let abs: f64 = terms
-                    .iter()
-                    .zip(&x)
-                    .map(|(&(w, m), &x)| (w + m) * (x as f64).abs())
-                    .sum();
-                let got = (fk.dot.f)(&row, &x);
-                let want = scalar::dot_q4_k_f32(&row, &x);
-                let what = format!("{} n={n} adversarial={adversarial} x={name}", fk.dot.name);
-                assert_close(&what, got, want, budget(n / 32 + 48, abs, n));
-            }
-        }
-    }
+type RowFn = fn(usize, u64, bool) -> Vec<u8>;
+type RowDot = fn(&[u8], &[f32]) -> f32;
+type Terms = fn(&[u8]) -> Vec<f64>;
+
+/// `|w|` per element from the scalar dequantization (exact for Q6_K, IQ4_XS and Q3_K, module
+/// note (1)): the magnitudes of those formats' terms.
+fn dequant_abs(format: Format, row: &[u8]) -> Vec<f64> {
+    let n = row.len() / format.block_bytes() * 256;
+    let mut w = vec![0.0f32; n];
+    Kernels::scalar().dequant(format, row, &mut w);
+    w.iter().map(|v| v.abs() as f64).collect()
 }
 
-fn check_dot_q6_k(k: &Kernels) {
-    let fk = k.format(Format::Q6_K);
-    for (i, &n) in LENGTHS.iter().enumerate() {
-        for adversarial in [false, true] {
-            let row = q6_k_row(n, 300 + i as u64, adversarial);
-            // The dequantized weights are exact (module note (1)): they are the terms' weights.
-            let mut w = vec![0.0f32; n];
-            scalar::dequant_q6_k(&row, &mut w);
-            for (name, x) in activations(n, 400 + i as u64) {
-                let abs: f64 = w
-                    .iter()
-                    .zip(&x)
-                    .map(|(&w, &x)| (w as f64 * x as f64).abs())
-                    .sum();
-                let got = (fk.dot.f)(&row, &x);
-                let want = scalar::dot_q6_k_f32(&row, &x);
-                let what = format!("{} n={n} adversarial={adversarial} x={name}", fk.dot.name);
-                assert_close(&what, got, want, budget(n / 16 + 48, abs, n));
+/// Each format with its row generator, reference row dot, per-element term magnitudes (`|w|`
+/// plus the min term where there is one) and the length of the sub-blocks its sums run over.
+fn f32_cases() -> [(Format, RowFn, RowDot, Terms, usize); 6] {
+    [
+        (
+            Format::Q4_K,
+            q4_k_row,
+            scalar::dot_q4_k_f32,
+            |row| q4_k_terms(row).iter().map(|(w, m)| w + m).collect(),
+            32,
+        ),
+        (
+            Format::Q5_K,
+            q5_k_row,
+            scalar::dot_q5_k_f32,
+            |row| q5_k_terms(row).iter().map(|(w, m)| w + m).collect(),
+            32,
+        ),
+        (
+            Format::Q6_K,
+            q6_k_row,
+            scalar::dot_q6_k_f32,
+            |row| dequant_abs(Format::Q6_K, row),
+            16,
+        ),
+        (
+            Format::IQ4_XS,
+            iq4_xs_row,
+            scalar::dot_iq4_xs_f32,
+            |row| dequant_abs(Format::IQ4_XS, row),
+            32,
+        ),
+        (
+            Format::Q3_K,
+            q3_k_row,
+            scalar::dot_q3_k_f32,
+            |row| dequant_abs(Format::Q3_K, row),
+            16,
+        ),
+        (
+            Format::Q2_K,
+            q2_k_row,
+            scalar::dot_q2_k_f32,
+            |row| q2_k_terms(row).iter().map(|(w, m)| w + m).collect(),
+            16,
+        ),
+    ]
+}
+
+/// The row dot agrees with the reference within the budget of module note (2).
+fn check_dot(k: &Kernels) {
+    for (format, make_row, reference, terms, sub) in f32_cases() {
+        let fk = k.format(format);
+        for (i, &n) in LENGTHS.iter().enumerate() {
+            for adversarial in [false, true] {
+                let row = make_row(n, 100 + i as u64, adversarial);
+                let terms = terms(&row);
+                for (name, x) in activations(n, 200 + i as u64) {
+                    let abs: f64 = terms
+                        .iter()
+                        .zip(&x)
+                        .map(|(w, x)| w * (*x as f64).abs())
+                        .sum();
+                    let got = (fk.dot.f)(&row, &x);
+                    let want = reference(&row, &x);
+                    let what = format!("{} n={n} adversarial={adversarial} x={name}", fk.dot.name);
+                    assert_close(&what, got, want, budget(n / sub + 48, abs, n));
+                }
             }
         }
     }
 }
 
 fn check_dequant(k: &Kernels) {
-    type Row = fn(usize, u64, bool) -> Vec<u8>;
-    type Dequant = fn(&[u8], &mut [f32]);
-    let cases: [(Format, Row, Dequant); 2] = [
-        (Format::Q4_K, q4_k_row, scalar::dequant_q4_k),
-        (Format::Q6_K, q6_k_row, scalar::dequant_q6_k),
-    ];
-    for (format, make_row, reference) in cases {
+    for (format, make_row, ..) in f32_cases() {
         let fk = k.format(format);
+        let reference = Kernels::scalar().format(format).dequant;
         for (i, &n) in LENGTHS.iter().enumerate() {
             for adversarial in [false, true] {
                 let row = make_row(n, 500 + i as u64, adversarial);
                 let (mut got, mut want) = (vec![f32::NAN; n], vec![0.0; n]);
                 (fk.dequant.f)(&row, &mut got);
-                reference(&row, &mut want);
+                (reference.f)(&row, &mut want);
                 for j in 0..n {
                     assert_eq!(
                         got[j].to_bits(),
@@ -295,29 +506,7 @@ fn check_dequant(k: &Kernels) {
 /// `dot_rows` on 1..=9 and 13 rows (whole groups of four and every remainder) agrees with the
 /// reference row dot on each row, within that dot's budget (module note (2)).
 fn check_dot_rows(k: &Kernels) {
-    type Terms = fn(&[u8]) -> Vec<f64>;
-    type RowDot = fn(&[u8], &[f32]) -> f32;
-    let cases: [(Format, RowFn, RowDot, Terms, usize); 2] = [
-        (
-            Format::Q4_K,
-            q4_k_row,
-            scalar::dot_q4_k_f32,
-            |row| q4_k_terms(row).iter().map(|(w, m)| w + m).collect(),
-            32,
-        ),
-        (
-            Format::Q6_K,
-            q6_k_row,
-            scalar::dot_q6_k_f32,
-            |row| {
-                let mut w = vec![0.0f32; row.len() / 210 * 256];
-                scalar::dequant_q6_k(row, &mut w);
-                w.iter().map(|v| v.abs() as f64).collect()
-            },
-            16,
-        ),
-    ];
-    for (format, make_row, reference, terms, sub) in cases {
+    for (format, make_row, reference, terms, sub) in f32_cases() {
         let rows_k = k
             .format(format)
             .dot_rows
@@ -397,14 +586,17 @@ fn same_f32(a: f32, b: f32) -> bool {
     a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
 }
 
-type RowFn = fn(usize, u64, bool) -> Vec<u8>;
 type Int8Dot = fn(&[u8], &[u8]) -> f32;
 
-/// Q4_K and Q6_K with their row generators and int8 references.
-fn int8_cases() -> [(Format, RowFn, Int8Dot); 2] {
+/// Every format with its row generator and int8 reference.
+fn int8_cases() -> [(Format, RowFn, Int8Dot); 6] {
     [
         (Format::Q4_K, q4_k_row, scalar::dot_q4_k_q8),
+        (Format::Q5_K, q5_k_row, scalar::dot_q5_k_q8),
         (Format::Q6_K, q6_k_row, scalar::dot_q6_k_q8),
+        (Format::IQ4_XS, iq4_xs_row, scalar::dot_iq4_xs_q8),
+        (Format::Q3_K, q3_k_row, scalar::dot_q3_k_q8),
+        (Format::Q2_K, q2_k_row, scalar::dot_q2_k_q8),
     ]
 }
 
@@ -471,37 +663,40 @@ fn check_gemm_q8(k: &Kernels) {
     }
 }
 
-/// The int8 path against the f32 dot on quantized random weights and ordinary activations,
-/// within the bound of module note (4).
+/// The int8 path against the f32 dot on quantized random weights (IQ4_XS, which has no
+/// quantizer: random blocks with typical scales) and ordinary activations, within the bound of
+/// module note (4).
 fn check_int8_tracks_f32(k: &Kernels) {
-    for (format, quantize, bytes) in [
-        (
-            Format::Q4_K,
-            scalar::quantize_q4_k as fn(&[f32], &mut [u8]),
-            144,
-        ),
-        (Format::Q6_K, scalar::quantize_q6_k, 210),
-    ] {
+    type Quantize = fn(&[f32], &mut [u8]);
+    let quantizers: [(Format, Option<Quantize>); 6] = [
+        (Format::Q4_K, Some(scalar::quantize_q4_k)),
+        (Format::Q5_K, Some(scalar::quantize_q5_k)),
+        (Format::Q6_K, Some(scalar::quantize_q6_k)),
+        (Format::IQ4_XS, None),
+        (Format::Q3_K, Some(scalar::quantize_q3_k)),
+        (Format::Q2_K, Some(scalar::quantize_q2_k)),
+    ];
+    for ((format, quantize), (case, .., terms, _)) in quantizers.into_iter().zip(f32_cases()) {
+        assert_eq!(format, case, "quantizers in f32_cases order");
         let fk = k.format(format);
         let dot_q8 = fk.dot_q8.expect("k-quants have an int8 dot");
         for (i, &n) in LENGTHS.iter().enumerate() {
             let mut rng = Rng::new(1000 + i as u64);
             let wf: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
             let x: Vec<f32> = (0..n).map(|_| 4.0 * rng.f32()).collect();
-            let mut row = vec![0u8; n / 256 * bytes];
-            quantize(&wf, &mut row);
+            let row = match quantize {
+                Some(quantize) => {
+                    let mut row = vec![0u8; n / 256 * format.block_bytes()];
+                    quantize(&wf, &mut row);
+                    row
+                }
+                None => iq4_xs_row(n, 1000 + i as u64, false),
+            };
             let mut xq = vec![0u8; scalar::act_q8_bytes(n)];
             (k.quantize_act_q8.f)(&x, &mut xq);
             let acts: &[scalar::BlockQ8Act] = tern_kernels::blocks::as_blocks(&xq).unwrap();
-            // |w| per element: Q4_K's two terms, Q6_K's exact dequantized weight.
-            let w_abs: Vec<f64> = match format {
-                Format::Q4_K => q4_k_terms(&row).iter().map(|(w, m)| w + m).collect(),
-                _ => {
-                    let mut w = vec![0.0f32; n];
-                    scalar::dequant_q6_k(&row, &mut w);
-                    w.iter().map(|v| v.abs() as f64).collect()
-                }
-            };
+            // |w| per element (with the min term for Q4_K, Q5_K and Q2_K).
+            let w_abs = terms(&row);
             let mut rounding = 0.0f64;
             let mut abs = 0.0f64;
             for ((w, x), a) in w_abs.chunks(32).zip(x.chunks(32)).zip(acts) {
@@ -540,7 +735,14 @@ fn check_names(k: &Kernels, backend: Backend) {
         _ => "neon",
     };
     assert_eq!(k.backend(), backend);
-    for (format, fmt) in [(Format::Q4_K, "q4_k"), (Format::Q6_K, "q6_k")] {
+    for (format, fmt) in [
+        (Format::Q4_K, "q4_k"),
+        (Format::Q5_K, "q5_k"),
+        (Format::Q6_K, "q6_k"),
+        (Format::IQ4_XS, "iq4_xs"),
+        (Format::Q3_K, "q3_k"),
+        (Format::Q2_K, "q2_k"),
+    ] {
         let fk = k.format(format);
         assert_eq!(fk.dot.name, format!("dot_{fmt}_f32/{isa}"));
         assert_eq!(fk.dequant.name, format!("dequant_{fmt}/{isa}"));
@@ -553,7 +755,7 @@ fn check_names(k: &Kernels, backend: Backend) {
         assert_eq!(fk.dot_q8.unwrap().name, format!("dot_{fmt}_q8/{int8}"));
         assert_eq!(fk.gemm_q8.unwrap().name, format!("gemm_{fmt}_q8/{int8}"));
         let rows = match (backend, format) {
-            (Backend::Avx512Vnni, Format::Q4_K) => "avx512",
+            (Backend::Avx512Vnni, Format::Q4_K | Format::IQ4_XS) => "avx512",
             _ => isa,
         };
         let rows_name = fk.dot_rows.unwrap().name;
@@ -569,7 +771,8 @@ fn panics<T>(f: impl FnOnce() -> T) -> bool {
 /// Rows that are not whole blocks, or lengths that disagree, panic in every backend as in
 /// the reference (the wrappers check before any body runs).
 fn check_lengths_panic(k: &Kernels) {
-    for (format, bytes) in [(Format::Q4_K, 144), (Format::Q6_K, 210)] {
+    for (format, ..) in f32_cases() {
+        let bytes = format.block_bytes();
         let fk = k.format(format);
         let row = vec![0u8; 2 * bytes];
         let x = vec![0.0f32; 512];
@@ -618,12 +821,8 @@ macro_rules! suite {
             use super::*;
 
             #[test]
-            fn dot_q4_k_rows() {
-                kernels($backend).map(|k| check_dot_q4_k(&k));
-            }
-            #[test]
-            fn dot_q6_k_rows() {
-                kernels($backend).map(|k| check_dot_q6_k(&k));
+            fn dot_within_budget() {
+                kernels($backend).map(|k| check_dot(&k));
             }
             #[test]
             fn dequant_bit_identical() {

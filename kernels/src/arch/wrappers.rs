@@ -176,13 +176,18 @@ macro_rules! dot_rows_wrapper {
     };
 }
 
-/// Module `$wrapper` of the k-quants' int8 wrappers around `$body::{dot_q4_k_q8, dot_q6_k_q8}`
-/// (eight activation blocks per super-block), and their GEMMs: the reference's loop over the
-/// row dot (`scalar::gemm_q8`), which keeps each row in L1 while it meets every token.
+/// Module `$wrapper` of int8 wrappers for 256-weight formats: for each `$dot, $gemm: $block
+/// $what`, the row · int8 wrapper around `$body::$dot` (eight activation blocks per
+/// super-block) and its GEMM, the reference's loop over the row dot (`scalar::gemm_q8`), which
+/// keeps each row in L1 while it meets every token.
 macro_rules! kquant_int8_wrappers {
-    ($wrapper:ident => $($body:ident)::+) => {
+    (
+        $wrapper:ident => $($body:ident)::+
+        { $($dot:ident, $gemm:ident: $block:ident $what:literal;)* }
+    ) => {
         mod $wrapper {
-            use $crate::blocks::{as_blocks, BlockQ4_K, BlockQ6_K};
+            use super::$($body)::+ as body;
+            use $crate::blocks::{as_blocks, $($block),*};
             use $crate::scalar::BlockQ8Act;
 
             fn acts(xq: &[u8], n_blocks: usize) -> &[BlockQ8Act] {
@@ -191,45 +196,57 @@ macro_rules! kquant_int8_wrappers {
                 a
             }
 
-            pub(super) fn dot_q4_k_q8(row: &[u8], xq: &[u8]) -> f32 {
-                let blocks: &[BlockQ4_K] = as_blocks(row).expect("Q4_K row is whole blocks");
-                let acts = acts(xq, blocks.len());
-                // SAFETY: installed only by `install`, for this body's backend, after
-                // `detected` confirmed its features (see the module's wrapper notes).
-                unsafe { super::$($body)::+::dot_q4_k_q8(blocks, acts) }
-            }
+            $(
+                pub(super) fn $dot(row: &[u8], xq: &[u8]) -> f32 {
+                    let blocks: &[$block] =
+                        as_blocks(row).expect(concat!($what, " row is whole blocks"));
+                    let acts = acts(xq, blocks.len());
+                    // SAFETY: installed only by `install`, for this body's backend, after
+                    // `detected` confirmed its features (see the module's wrapper notes).
+                    unsafe { body::$dot(blocks, acts) }
+                }
 
-            pub(super) fn dot_q6_k_q8(row: &[u8], xq: &[u8]) -> f32 {
-                let blocks: &[BlockQ6_K] = as_blocks(row).expect("Q6_K row is whole blocks");
-                let acts = acts(xq, blocks.len());
-                // SAFETY: installed only by `install`, for this body's backend, after
-                // `detected` confirmed its features (see the module's wrapper notes).
-                unsafe { super::$($body)::+::dot_q6_k_q8(blocks, acts) }
-            }
-
-            pub(super) fn gemm_q4_k_q8(
-                w: &[u8],
-                m: usize,
-                xq: &[u8],
-                n: usize,
-                y: &mut [f32],
-                ldy: usize,
-            ) {
-                $crate::scalar::gemm_q8(w, m, xq, n, y, ldy, dot_q4_k_q8)
-            }
-
-            pub(super) fn gemm_q6_k_q8(
-                w: &[u8],
-                m: usize,
-                xq: &[u8],
-                n: usize,
-                y: &mut [f32],
-                ldy: usize,
-            ) {
-                $crate::scalar::gemm_q8(w, m, xq, n, y, ldy, dot_q6_k_q8)
-            }
+                pub(super) fn $gemm(
+                    w: &[u8],
+                    m: usize,
+                    xq: &[u8],
+                    n: usize,
+                    y: &mut [f32],
+                    ldy: usize,
+                ) {
+                    $crate::scalar::gemm_q8(w, m, xq, n, y, ldy, $dot)
+                }
+            )*
         }
     };
+}
+
+/// Puts each listed 256-weight format's int8 dot and GEMM (`Format: dot, gemm;`) from the
+/// wrapper module (made by [`kquant_int8_wrappers`]) that `$backend` matches into the table
+/// `$k`, named `dot/isa` and `gemm/isa`.
+macro_rules! install_kquant_int8 {
+    (
+        $k:ident, $backend:expr,
+        { $($pat:pat => $wrapper:ident $isa:literal),* $(,)? },
+        $formats:tt
+    ) => {
+        match $backend {
+            $($pat => install_kquant_int8!(@one $k, $wrapper, $isa, $formats),)*
+        }
+    };
+    (@one $k:ident, $wrapper:ident, $isa:literal, [$($format:ident: $dot:ident, $gemm:ident;)*]) => {{
+        $(
+            let f = $k.format_mut($crate::format::Format::$format);
+            f.dot_q8 = Some($crate::dispatch::Named {
+                f: $wrapper::$dot,
+                name: concat!(stringify!($dot), "/", $isa),
+            });
+            f.gemm_q8 = Some($crate::dispatch::Named {
+                f: $wrapper::$gemm,
+                name: concat!(stringify!($gemm), "/", $isa),
+            });
+        )*
+    }};
 }
 
 /// `Named { f, name }`.

@@ -70,8 +70,9 @@ pub const fn act_q8_bytes(n: usize) -> usize {
 /// look codes up in (`vpshufb`, `tbl`); any other 16-value int8 codebook costs the same.
 pub const Q4_0_VALUES: [i8; 16] = [-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7];
 
-/// IQ4_NL's codebook (ggml's `kvalues_iq4nl`): code `q` means `IQ4_NL_VALUES[q]·d`. Sorted, so
-/// the quantizer can bisect it; the SIMD paths look it up as they look up [`Q4_0_VALUES`].
+/// IQ4_NL's codebook (ggml's `kvalues_iq4nl`), shared by IQ4_NL and IQ4_XS: code `q` means
+/// `IQ4_NL_VALUES[q]` times the block's (IQ4_XS: the sub-block's) scale. Sorted, so the
+/// quantizer can bisect it; the SIMD paths look it up as they look up [`Q4_0_VALUES`].
 pub const IQ4_NL_VALUES: [i8; 16] = [
     -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
 ];
@@ -116,9 +117,10 @@ pub fn block_isum(w: &[i8; 32], a: &[i8; 32]) -> i32 {
     w.iter().zip(a).map(|(&w, &a)| w as i32 * a as i32).sum()
 }
 
-/// Q4 codes of a block in element order through a 16-entry codebook.
+/// 32 nibble codes in element order (byte `i` holds element `i` low, `i + 16` high, as in
+/// Q4_0, IQ4_NL and each 32-weight run of IQ4_XS) through a 16-entry codebook.
 #[inline(always)]
-fn lut4(qs: &[u8; 16], lut: &[i8; 16]) -> [i8; 32] {
+pub(super) fn lut4(qs: &[u8; 16], lut: &[i8; 16]) -> [i8; 32] {
     let mut w = [0i8; 32];
     for (j, &b) in qs.iter().enumerate() {
         w[j] = lut[(b & 0x0F) as usize];
@@ -162,7 +164,7 @@ pub fn dot_q4_1_q8(row: &[u8], xq: &[u8]) -> f32 {
 }
 
 /// Dot product of an IQ4_NL row with quantized activations:
-/// `Σ_blocks (d_w·d_a) · Σ T[q]·a` (|T[q]| ≤ 127, so the integer sum is exact as for Q8_0).
+/// `Σ_blocks (d_w·d_a) · Σ T[q]·a` (`|T[q]| ≤ 127`, so the integer sum is exact as for Q8_0).
 pub fn dot_iq4_nl_q8(row: &[u8], xq: &[u8]) -> f32 {
     let blocks: &[BlockIQ4_NL] = as_blocks(row).expect("IQ4_NL row is whole blocks");
     let acts = act_blocks(xq, blocks.len());
@@ -222,20 +224,9 @@ mod tests {
     };
 
     extern crate alloc;
+    use crate::scalar::tests::randoms;
     use alloc::vec;
     use alloc::vec::Vec;
-
-    fn randoms(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
 
     #[test]
     fn quantize_act_values_and_sum() {

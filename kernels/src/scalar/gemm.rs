@@ -18,7 +18,7 @@ use super::{
 };
 
 /// `y[r] = row r · x` for the `y.len()` rows of `w`, with `row_dot` the single-row kernel.
-fn dot_rows(w: &[u8], x: &[f32], y: &mut [f32], row_dot: fn(&[u8], &[f32]) -> f32) {
+pub(crate) fn dot_rows(w: &[u8], x: &[f32], y: &mut [f32], row_dot: fn(&[u8], &[f32]) -> f32) {
     let rows = y.len();
     if rows == 0 {
         return;

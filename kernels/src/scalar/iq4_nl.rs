@@ -1,18 +1,14 @@
 //! IQ4_NL: 32 weights per block, 4-bit indices (nibbles ordered as Q4_0's) into a fixed
 //! non-linear int8 codebook, one f16 scale.
 
-use super::act::IQ4_NL_VALUES;
+use super::act::{lut4, IQ4_NL_VALUES};
+use super::ggml_search::GROUP_MAX_EPS;
 use crate::blocks::{as_blocks, as_blocks_mut, BlockIQ4_NL, F16Le};
 
 /// The codebook values of one block's 32 indices, in element order.
 #[inline(always)]
 fn values(qs: &[u8; 16]) -> [i8; 32] {
-    let mut w = [0i8; 32];
-    for (j, &b) in qs.iter().enumerate() {
-        w[j] = IQ4_NL_VALUES[(b & 0x0F) as usize];
-        w[j + 16] = IQ4_NL_VALUES[(b >> 4) as usize];
-    }
-    w
+    lut4(qs, &IQ4_NL_VALUES)
 }
 
 /// Dequantizes an IQ4_NL row into `out`.
@@ -67,9 +63,6 @@ fn best_index(x: f32) -> u8 {
         hi as u8
     }
 }
-
-/// Blocks whose largest magnitude is below this quantize to scale 0 (ggml's `GROUP_MAX_EPS`).
-const GROUP_MAX_EPS: f32 = 1e-15;
 
 /// Scale searches either side of the first guess (ggml's `ntry` for IQ4_NL).
 const NTRY: i32 = 7;

@@ -22,6 +22,84 @@ use crate::blocks::{as_blocks, as_blocks_mut, BlockQ4_K, BlockQ6_K, F16Le};
 const QK_K: usize = 256;
 
 // ---------------------------------------------------------------------------------------------
+// Sub-block loops shared by the 256-weight formats
+
+/// `out[e] = step·q[e] − min` with the `(step, min)` of `e`'s sub-block (`q.len() / steps.len()`
+/// codes each): the k-quants with a min (Q4_K, Q5_K, Q2_K), ggml's operations, unfused.
+#[inline(always)]
+pub(super) fn dequant_sub_blocks_min(q: &[u8], steps: &[(f32, f32)], out: &mut [f32]) {
+    debug_assert_eq!(q.len(), out.len());
+    let sub = q.len() / steps.len();
+    for ((&(step, min), q), o) in steps
+        .iter()
+        .zip(q.chunks_exact(sub))
+        .zip(out.chunks_exact_mut(sub))
+    {
+        for (q, o) in q.iter().zip(o) {
+            *o = step * *q as f32 - min;
+        }
+    }
+}
+
+/// `sum` plus `step·(Σ q·x) − min·(Σ x)` of each sub-block in turn (as
+/// [`dequant_sub_blocks_min`] lays them out): the f32 dot of the k-quants with a min.
+#[inline(always)]
+pub(super) fn dot_sub_blocks_min(mut sum: f32, q: &[u8], steps: &[(f32, f32)], x: &[f32]) -> f32 {
+    debug_assert_eq!(q.len(), x.len());
+    let sub = q.len() / steps.len();
+    for ((&(step, min), q), x) in steps
+        .iter()
+        .zip(q.chunks_exact(sub))
+        .zip(x.chunks_exact(sub))
+    {
+        let (mut qx, mut sx) = (0.0f32, 0.0f32);
+        for (q, xi) in q.iter().zip(x) {
+            qx += *q as f32 * xi;
+            sx += xi;
+        }
+        sum += step * qx - min * sx;
+    }
+    sum
+}
+
+/// `out[e] = step·q[e]` with the step of `e`'s sub-block (`q.len() / steps.len()` signed codes
+/// each): Q6_K, Q3_K and IQ4_XS, ggml's operations, unfused.
+#[inline(always)]
+pub(super) fn dequant_sub_blocks(q: &[i8], steps: &[f32], out: &mut [f32]) {
+    debug_assert_eq!(q.len(), out.len());
+    let sub = q.len() / steps.len();
+    for ((step, q), o) in steps
+        .iter()
+        .zip(q.chunks_exact(sub))
+        .zip(out.chunks_exact_mut(sub))
+    {
+        for (q, o) in q.iter().zip(o) {
+            *o = step * *q as f32;
+        }
+    }
+}
+
+/// `sum` plus `step·(Σ q·x)` of each sub-block in turn (as [`dequant_sub_blocks`] lays them
+/// out): the f32 dot of Q6_K, Q3_K and IQ4_XS.
+#[inline(always)]
+pub(super) fn dot_sub_blocks(mut sum: f32, q: &[i8], steps: &[f32], x: &[f32]) -> f32 {
+    debug_assert_eq!(q.len(), x.len());
+    let sub = q.len() / steps.len();
+    for ((step, q), x) in steps
+        .iter()
+        .zip(q.chunks_exact(sub))
+        .zip(x.chunks_exact(sub))
+    {
+        let mut acc = 0.0f32;
+        for (q, xi) in q.iter().zip(x) {
+            acc += *q as f32 * xi;
+        }
+        sum += step * acc;
+    }
+    sum
+}
+
+// ---------------------------------------------------------------------------------------------
 // Q4_K
 
 /// Six-bit scale and min of sub-block `j` (0..8) from the 12 packed bytes (ggml's
@@ -62,8 +140,14 @@ pub(crate) fn scales_mins_k4(s: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
 /// Per sub-block `(d·sc, dmin·m)`: the step and the offset subtracted from `step·q`.
 #[inline(always)]
 fn q4_k_steps(b: &BlockQ4_K) -> [(f32, f32); 8] {
-    let (d, dmin) = (b.d.to_f32(), b.dmin.to_f32());
-    let (sc, m) = scales_mins_k4(&b.scales);
+    k4_steps(b.d, b.dmin, &b.scales)
+}
+
+/// Per sub-block `(d·sc, dmin·m)` of a block with Q4_K's scale fields (Q4_K, Q5_K).
+#[inline(always)]
+pub(crate) fn k4_steps(d: F16Le, dmin: F16Le, scales: &[u8; 12]) -> [(f32, f32); 8] {
+    let (d, dmin) = (d.to_f32(), dmin.to_f32());
+    let (sc, m) = scales_mins_k4(scales);
     core::array::from_fn(|j| (d * sc[j] as f32, dmin * m[j] as f32))
 }
 
@@ -87,16 +171,7 @@ pub fn dequant_q4_k(row: &[u8], out: &mut [f32]) {
     let blocks: &[BlockQ4_K] = as_blocks(row).expect("Q4_K row is whole blocks");
     assert_eq!(blocks.len() * QK_K, out.len());
     for (b, o) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
-        let q = q4_k_codes(&b.qs);
-        for ((&(step, min), q), o) in q4_k_steps(b)
-            .iter()
-            .zip(q.chunks_exact(32))
-            .zip(o.chunks_exact_mut(32))
-        {
-            for (q, o) in q.iter().zip(o) {
-                *o = step * *q as f32 - min;
-            }
-        }
+        dequant_sub_blocks_min(&q4_k_codes(&b.qs), &q4_k_steps(b), o);
     }
 }
 
@@ -107,19 +182,7 @@ pub fn dot_q4_k_f32(row: &[u8], x: &[f32]) -> f32 {
     assert_eq!(blocks.len() * QK_K, x.len());
     let mut sum = 0.0f32;
     for (b, x) in blocks.iter().zip(x.chunks_exact(QK_K)) {
-        let q = q4_k_codes(&b.qs);
-        for ((&(step, min), q), x) in q4_k_steps(b)
-            .iter()
-            .zip(q.chunks_exact(32))
-            .zip(x.chunks_exact(32))
-        {
-            let (mut qx, mut sx) = (0.0f32, 0.0f32);
-            for (q, xi) in q.iter().zip(x) {
-                qx += *q as f32 * xi;
-                sx += xi;
-            }
-            sum += step * qx - min * sx;
-        }
+        sum = dot_sub_blocks_min(sum, &q4_k_codes(&b.qs), &q4_k_steps(b), x);
     }
     sum
 }
@@ -181,7 +244,7 @@ pub fn quantize_q4_k(x: &[f32], out: &mut [u8]) {
 }
 
 /// Packs eight six-bit scales and mins the way [`scale_min_k4`] unpacks them.
-fn pack_scales_k4(sc: &[u8; 8], m: &[u8; 8]) -> [u8; 12] {
+pub(crate) fn pack_scales_k4(sc: &[u8; 8], m: &[u8; 8]) -> [u8; 12] {
     let mut s = [0u8; 12];
     for j in 0..4 {
         s[j] = (sc[j] & 63) | ((sc[j + 4] >> 4) << 6);
@@ -227,24 +290,19 @@ fn q6_k_codes(b: &BlockQ6_K) -> [i8; QK_K] {
     q
 }
 
+/// Per sub-block `d·scale`.
+#[inline(always)]
+fn q6_k_steps(b: &BlockQ6_K) -> [f32; 16] {
+    let d = b.d.to_f32();
+    b.scales.map(|sc| d * sc as f32)
+}
+
 /// Dequantizes a Q6_K row into `out`: element `e` is `(d·scales[e/16])·(q − 32)`.
 pub fn dequant_q6_k(row: &[u8], out: &mut [f32]) {
     let blocks: &[BlockQ6_K] = as_blocks(row).expect("Q6_K row is whole blocks");
     assert_eq!(blocks.len() * QK_K, out.len());
     for (b, o) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
-        let d = b.d.to_f32();
-        let q = q6_k_codes(b);
-        for ((sc, q), o) in b
-            .scales
-            .iter()
-            .zip(q.chunks_exact(16))
-            .zip(o.chunks_exact_mut(16))
-        {
-            let step = d * *sc as f32;
-            for (q, o) in q.iter().zip(o) {
-                *o = step * *q as f32;
-            }
-        }
+        dequant_sub_blocks(&q6_k_codes(b), &q6_k_steps(b), o);
     }
 }
 
@@ -255,20 +313,7 @@ pub fn dot_q6_k_f32(row: &[u8], x: &[f32]) -> f32 {
     assert_eq!(blocks.len() * QK_K, x.len());
     let mut sum = 0.0f32;
     for (b, x) in blocks.iter().zip(x.chunks_exact(QK_K)) {
-        let d = b.d.to_f32();
-        let q = q6_k_codes(b);
-        for ((sc, q), x) in b
-            .scales
-            .iter()
-            .zip(q.chunks_exact(16))
-            .zip(x.chunks_exact(16))
-        {
-            let mut acc = 0.0f32;
-            for (q, xi) in q.iter().zip(x) {
-                acc += *q as f32 * xi;
-            }
-            sum += d * *sc as f32 * acc;
-        }
+        sum = dot_sub_blocks(sum, &q6_k_codes(b), &q6_k_steps(b), x);
     }
     sum
 }
@@ -423,21 +468,9 @@ mod tests {
     use crate::blocks::as_bytes;
 
     extern crate alloc;
+    use crate::scalar::tests::randoms;
     use alloc::vec;
     use alloc::vec::Vec;
-
-    /// Deterministic xorshift values in [-1, 1).
-    fn randoms(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
 
     /// The dot kernel agrees with the f64 dot of the dequantized row of `n` weights (loose
     /// relative bound; the derived bound is in the reference test).

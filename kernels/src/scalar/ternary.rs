@@ -301,21 +301,8 @@ mod tests {
     use crate::blocks::as_bytes;
 
     extern crate alloc;
+    use crate::scalar::tests::randoms;
     use alloc::vec;
-    use alloc::vec::Vec;
-
-    /// Deterministic xorshift values in [-1, 1).
-    fn randoms(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
 
     /// `Σ w·x` over the dequantized row in f64 against the dot kernel; the weights are ±d or 0,
     /// so the kernel's only error is f32 summation: `n·u·Σ|w·x|` bounds it.

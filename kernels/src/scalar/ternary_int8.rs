@@ -286,20 +286,9 @@ mod tests {
     };
 
     extern crate alloc;
+    use crate::scalar::tests::randoms;
     use alloc::vec;
     use alloc::vec::Vec;
-
-    fn randoms(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
 
     fn quantized(x: &[f32]) -> (Vec<i8>, Vec<i32>, f32) {
         let (mut qs, mut sums) = (vec![0i8; x.len()], vec![0i32; x.len() / 128]);

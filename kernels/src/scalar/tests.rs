@@ -9,8 +9,8 @@ extern crate alloc;
 use alloc::vec;
 use alloc::vec::Vec;
 
-/// Deterministic xorshift values in [-1, 1).
-fn randoms(n: usize, seed: u64) -> Vec<f32> {
+/// Deterministic xorshift values in [-1, 1) (the scalar modules' unit tests share it).
+pub(super) fn randoms(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed | 1;
     (0..n)
         .map(|_| {

@@ -502,6 +502,10 @@ fn type_table() {
     assert_eq!(GgmlType::Q5_1.format(), Some(tern_kernels::Format::Q5_1));
     assert_eq!(GgmlType(20).format(), Some(tern_kernels::Format::IQ4_NL));
     assert_eq!(GgmlType(9).format(), None, "Q8_1 has no kernel");
+    assert_eq!(GgmlType(11).format(), Some(tern_kernels::Format::Q3_K));
+    assert_eq!(GgmlType(10).format(), Some(tern_kernels::Format::Q2_K));
+    assert_eq!(GgmlType(13).format(), Some(tern_kernels::Format::Q5_K));
+    assert_eq!(GgmlType(23).format(), Some(tern_kernels::Format::IQ4_XS));
     // The kernels' format table and the reader's type table agree on every shared fact.
     for f in tern_kernels::Format::ALL {
         let ty = GgmlType(f.ggml_type());

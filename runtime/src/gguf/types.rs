@@ -78,6 +78,8 @@ impl GgmlType {
     pub const Q5_K: GgmlType = GgmlType(13);
     /// 256-weight super-block, 6-bit k-quant.
     pub const Q6_K: GgmlType = GgmlType(14);
+    /// 256-weight super-block, 4-bit indices into IQ4_NL's codebook, six-bit sub-block scales.
+    pub const IQ4_XS: GgmlType = GgmlType(23);
     /// bfloat16.
     pub const BF16: GgmlType = GgmlType(30);
     /// Ternary, 1.69 bits per weight (256-weight blocks).

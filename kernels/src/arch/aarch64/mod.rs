@@ -1,6 +1,7 @@
-//! aarch64: NEON bodies ([`neon`], the k-quants in [`kquants`], F16 rows in [`f16`], the f16 KV
-//! cache's in [`attention`]), int8 dot products for NEON and the dot product extension
-//! ([`int8`], the k-quants' in [`kquants_int8`]), the f16-activation kernels of FEAT_FP16
+//! aarch64: NEON bodies ([`neon`], the k-quants in [`kquants`] and [`kquants_low`], F16 rows in
+//! [`f16`], the f16 KV cache's in [`attention`]), int8 dot products for NEON and the dot
+//! product extension ([`int8`], the k-quants' in [`kquants_int8`] and [`kquants_low_int8`]),
+//! the f16-activation kernels of FEAT_FP16
 //! ([`fp16`]), and the safe wrappers the dispatch table gets after detection.
 //!
 //! NEON is part of every ARMv8-A application core (phones included); `dotprod` (`sdot`) came
@@ -18,14 +19,17 @@ mod gemm;
 mod int8;
 mod kquants;
 mod kquants_int8;
+mod kquants_low;
+mod kquants_low_int8;
 mod lut;
 mod neon;
 mod ternary;
 
 use crate::blocks::{
-    BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ6_K, BlockQ8_0,
+    BlockIQ4_NL, BlockIQ4_XS, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0,
+    BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0,
 };
-use crate::dispatch::{Backend, DotQ8Fn, GemmQ8Fn, Kernels, Named};
+use crate::dispatch::{Backend, DotQ8Fn, Kernels, Named};
 use crate::format::Format;
 use crate::scalar::BlockF16Act;
 
@@ -114,6 +118,14 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     f.dot = named!(dot_q6_k_f32, "dot_q6_k_f32/neon");
     f.dequant = named!(dequant_q6_k, "dequant_q6_k/neon");
     f.dot_rows = Some(named!(dot_rows_q6_k_f32, "dot_rows_q6_k_f32/neon"));
+    let f = k.format_mut(Format::Q5_K);
+    f.dot = named!(dot_q5_k_f32, "dot_q5_k_f32/neon");
+    f.dequant = named!(dequant_q5_k, "dequant_q5_k/neon");
+    f.dot_rows = Some(named!(dot_rows_q5_k_f32, "dot_rows_q5_k_f32/neon"));
+    let f = k.format_mut(Format::IQ4_XS);
+    f.dot = named!(dot_iq4_xs_f32, "dot_iq4_xs_f32/neon");
+    f.dequant = named!(dequant_iq4_xs, "dequant_iq4_xs/neon");
+    f.dot_rows = Some(named!(dot_rows_iq4_xs_f32, "dot_rows_iq4_xs_f32/neon"));
 
     // One row at a time `smmla` would waste half its products: i8mm keeps the `sdot` dots.
     let dots: [Named<DotQ8Fn>; 6] = match backend {
@@ -137,33 +149,16 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     for (format, dot) in crate::arch::BLOCK32_FORMATS.into_iter().zip(dots) {
         k.format_mut(format).dot_q8 = Some(dot);
     }
-    let [q4_k, q6_k]: [(Named<DotQ8Fn>, Named<GemmQ8Fn>); 2] = match backend {
-        Backend::NeonDotprod | Backend::NeonI8mm => [
-            (
-                named!(kq_dotprod::dot_q4_k_q8, "dot_q4_k_q8/dotprod"),
-                named!(kq_dotprod::gemm_q4_k_q8, "gemm_q4_k_q8/dotprod"),
-            ),
-            (
-                named!(kq_dotprod::dot_q6_k_q8, "dot_q6_k_q8/dotprod"),
-                named!(kq_dotprod::gemm_q6_k_q8, "gemm_q6_k_q8/dotprod"),
-            ),
-        ],
-        _ => [
-            (
-                named!(kq_neon::dot_q4_k_q8, "dot_q4_k_q8/neon"),
-                named!(kq_neon::gemm_q4_k_q8, "gemm_q4_k_q8/neon"),
-            ),
-            (
-                named!(kq_neon::dot_q6_k_q8, "dot_q6_k_q8/neon"),
-                named!(kq_neon::gemm_q6_k_q8, "gemm_q6_k_q8/neon"),
-            ),
-        ],
-    };
-    for (format, (dot, gemm)) in [(Format::Q4_K, q4_k), (Format::Q6_K, q6_k)] {
-        let f = k.format_mut(format);
-        f.dot_q8 = Some(dot);
-        f.gemm_q8 = Some(gemm);
-    }
+    install_kquant_int8!(k, backend, {
+        Backend::NeonDotprod | Backend::NeonI8mm => kq_dotprod "dotprod",
+        _ => kq_neon "neon",
+    }, [
+        Q4_K: dot_q4_k_q8, gemm_q4_k_q8;
+        Q5_K: dot_q5_k_q8, gemm_q5_k_q8;
+        Q6_K: dot_q6_k_q8, gemm_q6_k_q8;
+        IQ4_XS: dot_iq4_xs_q8, gemm_iq4_xs_q8;
+    ]);
+    install_low_kquants(backend, k);
     if fp16_detected() {
         k.quantize_act_f16 = named!(quantize_act_f16, "quantize_act_f16/neon");
         k.format_mut(Format::Q4_0).dot_f16 = Some(named!(dot_q4_0_f16, "dot_q4_0_f16/fp16"));
@@ -177,6 +172,25 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     gemm::install(backend, k);
     lut::install(k);
     true
+}
+
+/// Q3_K and Q2_K: the NEON f32 kernels on every backend, the int8 dots of `backend`'s ISA.
+fn install_low_kquants(backend: Backend, k: &mut Kernels) {
+    let f = k.format_mut(Format::Q3_K);
+    f.dot = named!(dot_q3_k_f32, "dot_q3_k_f32/neon");
+    f.dequant = named!(dequant_q3_k, "dequant_q3_k/neon");
+    f.dot_rows = Some(named!(dot_rows_q3_k_f32, "dot_rows_q3_k_f32/neon"));
+    let f = k.format_mut(Format::Q2_K);
+    f.dot = named!(dot_q2_k_f32, "dot_q2_k_f32/neon");
+    f.dequant = named!(dequant_q2_k, "dequant_q2_k/neon");
+    f.dot_rows = Some(named!(dot_rows_q2_k_f32, "dot_rows_q2_k_f32/neon"));
+    install_kquant_int8!(k, backend, {
+        Backend::NeonDotprod | Backend::NeonI8mm => kql_dotprod "dotprod",
+        _ => kql_neon "neon",
+    }, [
+        Q3_K: dot_q3_k_q8, gemm_q3_k_q8;
+        Q2_K: dot_q2_k_q8, gemm_q2_k_q8;
+    ]);
 }
 
 // ---- safe wrappers -----------------------------------------------------------------------
@@ -197,6 +211,15 @@ f32_wrappers!(neon, BlockQ5_1, "Q5_1", dot_q5_1_f32, dequant_q5_1);
 f32_wrappers!(neon, BlockIQ4_NL, "IQ4_NL", dot_iq4_nl_f32, dequant_iq4_nl);
 f32_wrappers!(kquants, BlockQ4_K, "Q4_K", 256, dot_q4_k_f32, dequant_q4_k);
 f32_wrappers!(kquants, BlockQ6_K, "Q6_K", 256, dot_q6_k_f32, dequant_q6_k);
+f32_wrappers!(kquants, BlockQ5_K, "Q5_K", 256, dot_q5_k_f32, dequant_q5_k);
+f32_wrappers!(
+    kquants,
+    BlockIQ4_XS,
+    "IQ4_XS",
+    256,
+    dot_iq4_xs_f32,
+    dequant_iq4_xs
+);
 dot_rows_wrapper!(
     dot_rows_q4_k_f32,
     BlockQ4_K,
@@ -211,10 +234,72 @@ dot_rows_wrapper!(
     256,
     kquants::dot_rows_q6_k_f32
 );
+dot_rows_wrapper!(
+    dot_rows_q5_k_f32,
+    BlockQ5_K,
+    "Q5_K",
+    256,
+    kquants::dot_rows_q5_k_f32
+);
+dot_rows_wrapper!(
+    dot_rows_iq4_xs_f32,
+    BlockIQ4_XS,
+    "IQ4_XS",
+    256,
+    kquants::dot_rows_iq4_xs_f32
+);
 int8_wrappers!(neon_int8 => int8::neon);
 int8_wrappers!(dotprod => int8::dotprod);
-kquant_int8_wrappers!(kq_neon => kquants_int8::neon);
-kquant_int8_wrappers!(kq_dotprod => kquants_int8::dotprod);
+f32_wrappers!(
+    kquants_low,
+    BlockQ3_K,
+    "Q3_K",
+    256,
+    dot_q3_k_f32,
+    dequant_q3_k
+);
+f32_wrappers!(
+    kquants_low,
+    BlockQ2_K,
+    "Q2_K",
+    256,
+    dot_q2_k_f32,
+    dequant_q2_k
+);
+dot_rows_wrapper!(
+    dot_rows_q3_k_f32,
+    BlockQ3_K,
+    "Q3_K",
+    256,
+    kquants_low::dot_rows_q3_k_f32
+);
+dot_rows_wrapper!(
+    dot_rows_q2_k_f32,
+    BlockQ2_K,
+    "Q2_K",
+    256,
+    kquants_low::dot_rows_q2_k_f32
+);
+kquant_int8_wrappers!(kq_neon => kquants_int8::neon {
+    dot_q4_k_q8, gemm_q4_k_q8: BlockQ4_K "Q4_K";
+    dot_q5_k_q8, gemm_q5_k_q8: BlockQ5_K "Q5_K";
+    dot_q6_k_q8, gemm_q6_k_q8: BlockQ6_K "Q6_K";
+    dot_iq4_xs_q8, gemm_iq4_xs_q8: BlockIQ4_XS "IQ4_XS";
+});
+kquant_int8_wrappers!(kq_dotprod => kquants_int8::dotprod {
+    dot_q4_k_q8, gemm_q4_k_q8: BlockQ4_K "Q4_K";
+    dot_q5_k_q8, gemm_q5_k_q8: BlockQ5_K "Q5_K";
+    dot_q6_k_q8, gemm_q6_k_q8: BlockQ6_K "Q6_K";
+    dot_iq4_xs_q8, gemm_iq4_xs_q8: BlockIQ4_XS "IQ4_XS";
+});
+kquant_int8_wrappers!(kql_neon => kquants_low_int8::neon {
+    dot_q3_k_q8, gemm_q3_k_q8: BlockQ3_K "Q3_K";
+    dot_q2_k_q8, gemm_q2_k_q8: BlockQ2_K "Q2_K";
+});
+kquant_int8_wrappers!(kql_dotprod => kquants_low_int8::dotprod {
+    dot_q3_k_q8, gemm_q3_k_q8: BlockQ3_K "Q3_K";
+    dot_q2_k_q8, gemm_q2_k_q8: BlockQ2_K "Q2_K";
+});
 
 /// F16 row · f32: whole [`f16::LANES`] groups in NEON, the tail in the scalar reference.
 fn dot_f16_f32(row: &[u8], x: &[f32]) -> f32 {

@@ -134,7 +134,10 @@ fn lane_mask(k: usize) -> __mmask16 {
 /// block's codes in. Written into `buf`, of which it returns the initialized part.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-fn transpose_quads<'a>(x: &[f32], buf: &'a mut [MaybeUninit<f32>; PRESCALE_MAX]) -> &'a [f32] {
+pub(super) fn transpose_quads<'a>(
+    x: &[f32],
+    buf: &'a mut [MaybeUninit<f32>; PRESCALE_MAX],
+) -> &'a [f32] {
     assert!(x.len() <= PRESCALE_MAX && x.len().is_multiple_of(16));
     let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     let out = buf.as_mut_ptr().cast::<f32>();
@@ -156,7 +159,7 @@ fn transpose_quads<'a>(x: &[f32], buf: &'a mut [MaybeUninit<f32>; PRESCALE_MAX])
 /// shifted right by `8c`, which leaves byte `4j + c` in its low bits.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-fn q4_codes(qs: &[u8; 16]) -> [__m512i; 2] {
+pub(super) fn q4_codes(qs: &[u8; 16]) -> [__m512i; 2] {
     let shifts = _mm512_setr_epi32(0, 0, 0, 0, 8, 8, 8, 8, 16, 16, 16, 16, 24, 24, 24, 24);
     // SAFETY: `qs` is 16 readable bytes; the load is unaligned.
     let bytes = unsafe { _mm_loadu_si128(qs.as_ptr().cast()) };
@@ -170,7 +173,7 @@ fn q4_codes(qs: &[u8; 16]) -> [__m512i; 2] {
 /// `x` must point at 32 readable floats.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-unsafe fn load32(x: *const f32) -> [__m512; 2] {
+pub(super) unsafe fn load32(x: *const f32) -> [__m512; 2] {
     // SAFETY: the caller's contract; the loads are unaligned.
     unsafe { [_mm512_loadu_ps(x), _mm512_loadu_ps(x.add(16))] }
 }
@@ -203,7 +206,7 @@ fn sum4(a: [__m512; 4]) -> __m128 {
 /// whatever `R` (a row's result must not depend on where a row group starts).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-fn store_sums<const R: usize>(acc: [__m512; R], y: &mut [f32]) {
+pub(super) fn store_sums<const R: usize>(acc: [__m512; R], y: &mut [f32]) {
     let s = sum4(core::array::from_fn(|i| {
         if i < R {
             acc[i]

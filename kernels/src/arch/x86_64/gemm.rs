@@ -152,7 +152,7 @@ fn prescale<'a>(x: &[f32], buf: &'a mut [MaybeUninit<f32>; PRESCALE_MAX]) -> &'a
 }
 
 /// Rows wider than [`PRESCALE_MAX`]: the single-row reference, one row at a time.
-fn scalar_rows(w: &[u8], x: &[f32], y: &mut [f32], dot: fn(&[u8], &[f32]) -> f32) {
+pub(super) fn scalar_rows(w: &[u8], x: &[f32], y: &mut [f32], dot: fn(&[u8], &[f32]) -> f32) {
     let rb = w.len() / y.len();
     for (yr, row) in y.iter_mut().zip(w.chunks_exact(rb)) {
         *yr = dot(row, x);

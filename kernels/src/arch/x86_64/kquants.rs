@@ -1,12 +1,15 @@
-//! AVX2 + FMA + F16C bodies for the k-quants, Q4_K and Q6_K, against f32 activations, and
-//! their dequantization.
+//! AVX2 + FMA + F16C bodies for the 256-weight formats (the k-quants Q4_K, Q5_K and Q6_K, and
+//! IQ4_XS) against f32 activations, and their dequantization.
 //!
 //! Every function enables `avx2,fma,f16c` and is reached only through the wrappers in the
 //! parent module, installed after detection. Bodies take whole 256-weight blocks.
 //!
-//! The per-sub-block steps (`d·sc`, `dmin·m`, `d·scale`) are the scalar reference's own f32
-//! products, computed once per block; the codes are unpacked with byte shuffles and masks,
-//! widened to f32 and multiplied (dequant) or fused into the dot with `x` (dot).
+//! The per-sub-block steps (`d·sc`, `dmin·m`, `d·scale`, `d·(sc − 32)`) are the scalar
+//! reference's own f32 products, computed once per block; the codes are unpacked with byte
+//! shuffles and masks (Q5_K's fifth bit by a compare, IQ4_XS's codebook by one `vpshufb` per
+//! 32 codes, as Q4_0's int8 kernels look codes up), widened to f32 and multiplied (dequant) or
+//! fused into the dot with `x` (dot). Q4_K and Q5_K share one dot and one dequant body over
+//! their code unpacking.
 //!
 //! The multi-row kernels (`dot_rows_*`, decoding's matrix-vector product) take [`ROWS`] rows
 //! per step: each 32-float run of `x` is loaded once for all of them (and, for Q4_K, summed
@@ -17,16 +20,17 @@
 use core::arch::x86_64::*;
 
 use super::avx2::{dot32, hsum, i8x16_to_f32, load32, store32};
+use super::avx2::{lut16, nibbles256};
 use super::gemm::{prefetch_ahead, prefetch_head, store_rows};
-use crate::blocks::{BlockQ4_K, BlockQ6_K};
-use crate::scalar::scales_mins_k4;
+use crate::blocks::{BlockIQ4_XS, BlockQ4_K, BlockQ5_K, BlockQ6_K, F16Le};
+use crate::scalar::{iq4_xs_steps, scales_mins_k4, IQ4_NL_VALUES};
 
 // ---- helpers -----------------------------------------------------------------------------
 
 /// The first 32 bytes of `b` as a vector.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn load_u8x32(b: &[u8]) -> __m256i {
+pub(super) fn load_u8x32(b: &[u8]) -> __m256i {
     assert!(b.len() >= 32);
     // SAFETY: b holds at least 32 bytes; the unaligned load reads b[0..32].
     unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
@@ -35,7 +39,7 @@ fn load_u8x32(b: &[u8]) -> __m256i {
 /// 32 signed bytes as four vectors of 8 floats, in element order.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn i8x32_to_f32(v: __m256i) -> [__m256; 4] {
+pub(super) fn i8x32_to_f32(v: __m256i) -> [__m256; 4] {
     let [a, b] = i8x16_to_f32(_mm256_castsi256_si128(v));
     let [c, d] = i8x16_to_f32(_mm256_extracti128_si256::<1>(v));
     [a, b, c, d]
@@ -55,9 +59,23 @@ fn sum32(x: [__m256; 4]) -> __m256 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn q4_k_steps(b: &BlockQ4_K) -> ([f32; 8], [f32; 8]) {
-    let (sc, m) = scales_mins_k4(&b.scales);
+    k4_steps(b.d, b.dmin, &b.scales)
+}
+
+/// [`q4_k_steps`] of a Q5_K block (the same scale fields).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn q5_k_steps(b: &BlockQ5_K) -> ([f32; 8], [f32; 8]) {
+    k4_steps(b.d, b.dmin, &b.scales)
+}
+
+/// Per sub-block `d·sc` and `dmin·m` from Q4_K's scale fields.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn k4_steps(d: F16Le, dmin: F16Le, scales: &[u8; 12]) -> ([f32; 8], [f32; 8]) {
+    let (sc, m) = scales_mins_k4(scales);
     let (mut steps, mut mins) = ([0.0f32; 8], [0.0f32; 8]);
-    for (out, codes, scale) in [(&mut steps, sc, b.d), (&mut mins, m, b.dmin)] {
+    for (out, codes, scale) in [(&mut steps, sc, d), (&mut mins, m, dmin)] {
         let codes = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(i64::from_le_bytes(codes)));
         let v = _mm256_mul_ps(_mm256_set1_ps(scale.to_f32()), _mm256_cvtepi32_ps(codes));
         // SAFETY: `out` holds 8 floats, exclusively borrowed; the store is unaligned.
@@ -81,17 +99,64 @@ pub(super) fn q4_k_nibbles(qs: &[u8]) -> (__m256i, __m256i) {
     )
 }
 
-/// Q4_K row · f32: per sub-block `(d·sc)·(Σ q·x)` and `(dmin·m)·(Σ x)` into separate
-/// accumulators (two of each, low and high nibbles, to halve the FMA dependency chains),
-/// subtracted once at the end.
+/// One 32-byte chunk `c` of Q5_K codes as (sub-block 2c, sub-block 2c + 1), one byte each:
+/// [`q4_k_nibbles`] of the chunk's `qs`, with bit `2c` (`2c + 1`) of each `qh` byte (all 32 in
+/// `qh`) as the fifth bit, moved into place by a compare (no shift port).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn q5_k_codes(qs: &[u8], qh: __m256i, c: usize) -> (__m256i, __m256i) {
+    let (lo, hi) = q4_k_nibbles(qs);
+    let fifth = |k: usize| {
+        let bit = _mm256_set1_epi8((1u8 << k) as i8);
+        let set = _mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit);
+        _mm256_and_si256(set, _mm256_set1_epi8(16))
+    };
+    (
+        _mm256_or_si256(lo, fifth(2 * c)),
+        _mm256_or_si256(hi, fifth(2 * c + 1)),
+    )
+}
+
+/// Q4_K row · f32: see [`dot_k4`].
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn dot_q4_k_f32(blocks: &[BlockQ4_K], x: &[f32]) -> f32 {
+    dot_k4(
+        blocks,
+        x,
+        |b| q4_k_steps(b),
+        |b, c| q4_k_nibbles(&b.qs[32 * c..]),
+    )
+}
+
+/// Q5_K row · f32: see [`dot_k4`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dot_q5_k_f32(blocks: &[BlockQ5_K], x: &[f32]) -> f32 {
+    dot_k4(
+        blocks,
+        x,
+        |b| q5_k_steps(b),
+        |b, c| q5_k_codes(&b.qs[32 * c..], load_u8x32(&b.qh), c),
+    )
+}
+
+/// Q4_K / Q5_K row · f32, with `steps(b)` the per-sub-block `(d·sc, dmin·m)` and `codes(b, c)`
+/// chunk `c`'s codes: per sub-block `(d·sc)·(Σ q·x)` and `(dmin·m)·(Σ x)` into separate
+/// accumulators (two of each, low and high nibbles, to halve the FMA dependency chains),
+/// subtracted once at the end.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_k4<B>(
+    blocks: &[B],
+    x: &[f32],
+    steps: impl Fn(&B) -> ([f32; 8], [f32; 8]),
+    codes: impl Fn(&B, usize) -> (__m256i, __m256i),
+) -> f32 {
     let mut acc_d = [_mm256_setzero_ps(); 2];
     let mut acc_m = [_mm256_setzero_ps(); 2];
     for (b, x) in blocks.iter().zip(x.chunks_exact(256)) {
-        let (steps, mins) = q4_k_steps(b);
-        for (c, (qs, x)) in b.qs.chunks_exact(32).zip(x.chunks_exact(64)).enumerate() {
-            let (lo, hi) = q4_k_nibbles(qs);
+        let (steps, mins) = steps(b);
+        for (c, x) in x.chunks_exact(64).enumerate() {
+            let (lo, hi) = codes(b, c);
             for (s, (q, x)) in [(lo, x), (hi, &x[32..])].into_iter().enumerate() {
                 let j = 2 * c + s;
                 let x = load32(x);
@@ -104,19 +169,43 @@ pub(crate) fn dot_q4_k_f32(blocks: &[BlockQ4_K], x: &[f32]) -> f32 {
     hsum(_mm256_add_ps(acc_d[0], acc_d[1])) - hsum(_mm256_add_ps(acc_m[0], acc_m[1]))
 }
 
-/// Q4_K row → f32, bit-identical to the reference: `step·q`, then `− min`, the reference's two
-/// operations unfused (`step·q` is exact, so a fused form would agree too, but the same
-/// operations need no argument).
+/// Q4_K row → f32: see [`dequant_k4`].
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn dequant_q4_k(blocks: &[BlockQ4_K], out: &mut [f32]) {
+    dequant_k4(
+        blocks,
+        out,
+        |b| q4_k_steps(b),
+        |b, c| q4_k_nibbles(&b.qs[32 * c..]),
+    )
+}
+
+/// Q5_K row → f32: see [`dequant_k4`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dequant_q5_k(blocks: &[BlockQ5_K], out: &mut [f32]) {
+    dequant_k4(
+        blocks,
+        out,
+        |b| q5_k_steps(b),
+        |b, c| q5_k_codes(&b.qs[32 * c..], load_u8x32(&b.qh), c),
+    )
+}
+
+/// Q4_K / Q5_K row → f32 (`steps` and `codes` as in [`dot_k4`]), bit-identical to the
+/// reference: `step·q`, then `− min`, the reference's two operations unfused (`step·q` is
+/// exact, so a fused form would agree too, but the same operations need no argument).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dequant_k4<B>(
+    blocks: &[B],
+    out: &mut [f32],
+    steps: impl Fn(&B) -> ([f32; 8], [f32; 8]),
+    codes: impl Fn(&B, usize) -> (__m256i, __m256i),
+) {
     for (b, o) in blocks.iter().zip(out.chunks_exact_mut(256)) {
-        let (steps, mins) = q4_k_steps(b);
-        for (c, (qs, o)) in
-            b.qs.chunks_exact(32)
-                .zip(o.chunks_exact_mut(64))
-                .enumerate()
-        {
-            let (lo, hi) = q4_k_nibbles(qs);
+        let (steps, mins) = steps(b);
+        for (c, o) in o.chunks_exact_mut(64).enumerate() {
+            let (lo, hi) = codes(b, c);
             let (o_lo, o_hi) = o.split_at_mut(32);
             for (s, (q, o)) in [(lo, o_lo), (hi, o_hi)].into_iter().enumerate() {
                 let (step, min) = (
@@ -209,6 +298,47 @@ pub(crate) fn dequant_q6_k(blocks: &[BlockQ6_K], out: &mut [f32]) {
                     ],
                 );
             }
+        }
+    }
+}
+
+// ---- IQ4_XS -------------------------------------------------------------------------------
+
+/// Sub-block `j` of an IQ4_XS block as 32 signed bytes in element order: its 16 code bytes'
+/// nibbles (`nibbles256`, Q4_0's order) looked up in IQ4_NL's codebook by one `vpshufb`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn iq4_xs_values(lut: __m256i, b: &BlockIQ4_XS, j: usize) -> __m256i {
+    _mm256_shuffle_epi8(lut, nibbles256(&b.qs.as_chunks::<16>().0[j]))
+}
+
+/// IQ4_XS row · f32: per sub-block `(d·(sc − 32))·(Σ T[q]·x)`, even and odd sub-blocks in
+/// separate accumulators.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dot_iq4_xs_f32(blocks: &[BlockIQ4_XS], x: &[f32]) -> f32 {
+    let lut = lut16(&IQ4_NL_VALUES);
+    let mut acc = [_mm256_setzero_ps(); 2];
+    for (b, x) in blocks.iter().zip(x.chunks_exact(256)) {
+        let steps = iq4_xs_steps(b);
+        for (j, x) in x.chunks_exact(32).enumerate() {
+            let qx = dot32(i8x32_to_f32(iq4_xs_values(lut, b, j)), load32(x));
+            acc[j % 2] = _mm256_fmadd_ps(qx, _mm256_set1_ps(steps[j]), acc[j % 2]);
+        }
+    }
+    hsum(_mm256_add_ps(acc[0], acc[1]))
+}
+
+/// IQ4_XS row → f32, bit-identical to the reference: `(d·(sc − 32))·T[q]`, the same two
+/// products.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dequant_iq4_xs(blocks: &[BlockIQ4_XS], out: &mut [f32]) {
+    let lut = lut16(&IQ4_NL_VALUES);
+    for (b, o) in blocks.iter().zip(out.chunks_exact_mut(256)) {
+        let steps = iq4_xs_steps(b);
+        for (j, o) in o.chunks_exact_mut(32).enumerate() {
+            let step = _mm256_set1_ps(steps[j]);
+            let w = i8x32_to_f32(iq4_xs_values(lut, b, j)).map(|v| _mm256_mul_ps(step, v));
+            store32(o, w);
         }
     }
 }
@@ -311,5 +441,63 @@ fn rows_q6_k<const R: usize>(w: &[BlockQ6_K], kb: usize, x: &[f32]) -> [__m256; 
     acc
 }
 
+/// `R` Q5_K rows (`kb` blocks each, back to back in `w`) · `x`: per sub-block and row
+/// `acc += (d·sc)·(Σ q·x) − (dmin·m)·(Σ x)`, `Σ x` shared by the rows, the codes built as
+/// bytes ([`q5_k_codes`]) and widened.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn rows_q5_k<const R: usize>(w: &[BlockQ5_K], kb: usize, x: &[f32]) -> [__m256; R] {
+    assert!(w.len() >= R * kb && x.len() >= 256 * kb);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for b in 0..kb {
+        let steps: [([f32; 8], [f32; 8]); R] = core::array::from_fn(|r| q5_k_steps(&w[r * kb + b]));
+        for c in 0..4 {
+            let xc = &x[256 * b + 64 * c..];
+            let xv = [load32(xc), load32(&xc[32..])];
+            let sx = [sum32(xv[0]), sum32(xv[1])];
+            for r in 0..R {
+                let blk = &w[r * kb + b];
+                let (lo, hi) = q5_k_codes(&blk.qs[32 * c..], load_u8x32(&blk.qh), c);
+                for (s, q) in [lo, hi].into_iter().enumerate() {
+                    let (step, min) = (steps[r].0[2 * c + s], steps[r].1[2 * c + s]);
+                    let qx = dot32(i8x32_to_f32(q), xv[s]);
+                    acc[r] = _mm256_fmadd_ps(qx, _mm256_set1_ps(step), acc[r]);
+                    acc[r] = _mm256_fnmadd_ps(sx[s], _mm256_set1_ps(min), acc[r]);
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// `R` IQ4_XS rows (`kb` blocks each, back to back in `w`) · `x`: per sub-block and row
+/// `acc += (d·(sc − 32))·(Σ T[q]·x)`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn rows_iq4_xs<const R: usize>(w: &[BlockIQ4_XS], kb: usize, x: &[f32]) -> [__m256; R] {
+    assert!(w.len() >= R * kb && x.len() >= 256 * kb);
+    let lut = lut16(&IQ4_NL_VALUES);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for b in 0..kb {
+        let steps: [[f32; 8]; R] = core::array::from_fn(|r| iq4_xs_steps(&w[r * kb + b]));
+        for j in 0..8 {
+            let xv = load32(&x[256 * b + 32 * j..]);
+            for r in 0..R {
+                let q = i8x32_to_f32(iq4_xs_values(lut, &w[r * kb + b], j));
+                acc[r] = _mm256_fmadd_ps(dot32(q, xv), _mm256_set1_ps(steps[r][j]), acc[r]);
+            }
+        }
+    }
+    acc
+}
+
 dot_rows_driver!("avx2,fma,f16c", pub(crate) dot_rows_q4_k_f32, BlockQ4_K, rows_q4_k, store_rows);
+dot_rows_driver!("avx2,fma,f16c", pub(crate) dot_rows_q5_k_f32, BlockQ5_K, rows_q5_k, store_rows);
+dot_rows_driver!(
+    "avx2,fma,f16c",
+    pub(crate) dot_rows_iq4_xs_f32,
+    BlockIQ4_XS,
+    rows_iq4_xs,
+    store_rows
+);
 dot_rows_driver!("avx2,fma,f16c", pub(crate) dot_rows_q6_k_f32, BlockQ6_K, rows_q6_k, store_rows);

@@ -11,15 +11,23 @@
 //!
 //! Q6_K keeps the AVX2 kernel: widening and converting its 6-bit codes sixteen at a time
 //! measured no faster (building the codes from `ql`/`qh`, byte work either way, dominates).
+//!
+//! IQ4_XS (`dot_rows_iq4_xs_f32/avx512`) is Q4_0's AVX-512 kernel (`avx512.rs`) per 32-weight
+//! sub-block: its 16 code bytes are a Q4_0 block's, so the same broadcast-and-shift indices and
+//! transposed `x` serve, and the 16-entry table holds IQ4_NL's codebook times the sub-block's
+//! step `d·(sc − 32)` (one multiply builds it): per 32 weights a load, two shifts, the table's
+//! multiply, two lookups and two FMAs.
 
 // Tiles index the steps and accumulators by the same row number.
 #![allow(clippy::needless_range_loop)]
 
 use core::arch::x86_64::*;
 
-use super::gemm::{prefetch_ahead, prefetch_head};
+use super::avx512::{load32, q4_codes, store_sums, transpose_quads};
+use super::gemm::{prefetch_ahead, prefetch_head, PRESCALE_MAX};
 use super::kquants::q4_k_steps;
-use crate::blocks::BlockQ4_K;
+use crate::blocks::{BlockIQ4_XS, BlockQ4_K};
+use crate::scalar::{iq4_xs_steps, IQ4_NL_VALUES};
 
 /// Rows per step.
 const ROWS: usize = 4;
@@ -101,4 +109,39 @@ dot_rows_driver!(
     BlockQ4_K,
     rows_q4_k,
     store_rows512
+);
+
+/// `R` IQ4_XS rows (`kb` blocks each, back to back in `w`) · `xt` (the activations through
+/// `transpose_quads`): per sub-block and row, the table `T·(d·(sc − 32))` and two lookups.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+fn rows_iq4_xs<const R: usize>(w: &[BlockIQ4_XS], kb: usize, xt: &[f32]) -> [__m512; R] {
+    assert!(w.len() >= R * kb && xt.len() >= 256 * kb);
+    let values: [f32; 16] = IQ4_NL_VALUES.map(|v| v as f32);
+    // SAFETY: `values` holds 16 floats; the load is unaligned.
+    let values = unsafe { _mm512_loadu_ps(values.as_ptr()) };
+    let mut acc = [_mm512_setzero_ps(); R];
+    for b in 0..kb {
+        let steps: [[f32; 8]; R] = core::array::from_fn(|r| iq4_xs_steps(&w[r * kb + b]));
+        for j in 0..8 {
+            // SAFETY: 256·b + 32·j + 32 ≤ 256·kb ≤ xt.len() (asserted).
+            let xv = unsafe { load32(xt.as_ptr().add(256 * b + 32 * j)) };
+            for r in 0..R {
+                let tbl = _mm512_mul_ps(values, _mm512_set1_ps(steps[r][j]));
+                let [lo, hi] = q4_codes(&w[r * kb + b].qs.as_chunks::<16>().0[j]);
+                acc[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(lo, tbl), xv[0], acc[r]);
+                acc[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(hi, tbl), xv[1], acc[r]);
+            }
+        }
+    }
+    acc
+}
+
+dot_rows_driver!(
+    "avx2,fma,f16c,avx512f",
+    pub(super) dot_rows_iq4_xs_f32,
+    BlockIQ4_XS,
+    rows_iq4_xs,
+    store_sums,
+    prescale = transpose_quads
 );

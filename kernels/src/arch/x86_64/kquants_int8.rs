@@ -1,8 +1,8 @@
-//! Int8 dot products of Q4_K and Q6_K rows with quantized activations
+//! Int8 dot products of Q4_K, Q5_K, Q6_K and IQ4_XS rows with quantized activations
 //! ([`BlockQ8Act`](crate::scalar::BlockQ8Act)), one copy per instruction set generated from one
 //! macro: AVX2 (`vpmaddubsw` + `vpmaddwd`), AVX-VNNI and AVX512-VNNI/VL (`vpdpbusd`, 256-bit).
 //!
-//! Bit-identical to `scalar::dot_q4_k_q8` / `scalar::dot_q6_k_q8`: each activation block's
+//! Bit-identical to `scalar::dot_{q4_k,q5_k,q6_k,iq4_xs}_q8`: each activation block's
 //! products reach eight exact i32 lanes (lane i holds elements 4i..4i + 4, so lanes 0..4 are
 //! the first 16 elements); a `vphaddd` tree turns the eight blocks of a super-block into one
 //! vector of per-block sums, the integer sub-block scales multiply them exactly (`vpmulld`),
@@ -10,31 +10,32 @@
 //! the float part is the reference's: one product per block, the eight-lane sum in
 //! `sum8_tree`'s order (`hsum`), the super-block scale, a running scalar sum.
 //!
-//! No saturation: Q4_K codes are 0..=15 (a `vpmaddubsw` pair ≤ 2·15·127); Q6_K codes are
-//! −32..=31, multiplied through the sign trick (`|w|` times `a` carrying `w`'s sign, a pair
-//! ≤ 2·32·127).
+//! No saturation: Q4_K codes are 0..=15 (a `vpmaddubsw` pair ≤ 2·15·127), Q5_K's 0..=31; Q6_K
+//! codes are −32..=31 and IQ4_XS's codebook values −127..=113, multiplied through the sign
+//! trick (`|w|` times `a` carrying `w`'s sign, a pair ≤ 2·127·127). IQ4_XS's signed sub-block
+//! scales multiply the sums as Q6_K's do (`vpmulld`, exact: below 2²⁴).
 
 macro_rules! kquant_int8_dots {
     ($features:literal, $dot_u8_i8:ident) => {
         use core::arch::x86_64::*;
 
-        use super::super::avx2::{hsum, load_i8x32};
-        use super::super::kquants::{q4_k_nibbles, q6_k_half};
-        use crate::blocks::{BlockQ4_K, BlockQ6_K};
-        use crate::scalar::{scales_mins_k4, BlockQ8Act};
+        use super::super::avx2::{hsum, load_i8x32, lut16};
+        use super::super::kquants::{iq4_xs_values, q4_k_nibbles, q5_k_codes, q6_k_half};
+        use crate::blocks::{BlockIQ4_XS, BlockQ4_K, BlockQ5_K, BlockQ6_K, F16Le};
+        use crate::scalar::{iq4_xs_scales, scales_mins_k4, BlockQ8Act, IQ4_NL_VALUES};
 
         /// `[v0.lo, v1.lo, v2.lo, v3.lo | v0.hi, v1.hi, v2.hi, v3.hi]`: the sums of the low
         /// four lanes (first 128 bits) of each of `v`, then of the high four.
         #[inline]
         #[target_feature(enable = $features)]
-        fn hsum_halves4(v: [__m256i; 4]) -> __m256i {
+        pub(crate) fn hsum_halves4(v: [__m256i; 4]) -> __m256i {
             _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]))
         }
 
         /// `[lo(a) + hi(a) | lo(b) + hi(b)]` for 128-bit halves.
         #[inline]
         #[target_feature(enable = $features)]
-        fn add_halves(a: __m256i, b: __m256i) -> __m256i {
+        pub(crate) fn add_halves(a: __m256i, b: __m256i) -> __m256i {
             _mm256_add_epi32(
                 _mm256_permute2x128_si256::<0x20>(a, b),
                 _mm256_permute2x128_si256::<0x31>(a, b),
@@ -45,7 +46,7 @@ macro_rules! kquant_int8_dots {
         /// blocks `a[..8]`, by one gather (the blocks are 40 bytes apart).
         #[inline]
         #[target_feature(enable = $features)]
-        fn per_block<const OFFSET: usize>(a: &[BlockQ8Act]) -> __m256 {
+        pub(crate) fn per_block<const OFFSET: usize>(a: &[BlockQ8Act]) -> __m256 {
             assert!(a.len() >= 8 && OFFSET <= 4);
             let s = core::mem::size_of::<BlockQ8Act>() as i32;
             let idx = _mm256_setr_epi32(0, s, 2 * s, 3 * s, 4 * s, 5 * s, 6 * s, 7 * s);
@@ -61,27 +62,90 @@ macro_rules! kquant_int8_dots {
             _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(i64::from_le_bytes(b)))
         }
 
+        /// Sub-block j's sum in lane j, from eight vectors of eight partial sums (one per
+        /// sub-block): the per-block halves, then lo + hi.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn sub_block_sums(v: [__m256i; 8]) -> __m256i {
+            let lo = hsum_halves4([v[0], v[1], v[2], v[3]]);
+            let hi = hsum_halves4([v[4], v[5], v[6], v[7]]);
+            add_halves(lo, hi)
+        }
+
         /// Q4_K row · int8 activations (`acts` holds eight blocks per super-block).
         #[target_feature(enable = $features)]
         pub(crate) fn dot_q4_k_q8(blocks: &[BlockQ4_K], acts: &[BlockQ8Act]) -> f32 {
+            dot_k4_q8(
+                blocks,
+                acts,
+                |b| (b.d, b.dmin, b.scales),
+                |b, c| q4_k_nibbles(&b.qs[32 * c..]),
+            )
+        }
+
+        /// Q5_K row · int8 activations (`acts` holds eight blocks per super-block).
+        #[target_feature(enable = $features)]
+        pub(crate) fn dot_q5_k_q8(blocks: &[BlockQ5_K], acts: &[BlockQ8Act]) -> f32 {
+            dot_k4_q8(
+                blocks,
+                acts,
+                |b| (b.d, b.dmin, b.scales),
+                // SAFETY: `qh` is 32 bytes; the load is unaligned.
+                |b, c| {
+                    q5_k_codes(
+                        &b.qs[32 * c..],
+                        unsafe { _mm256_loadu_si256(b.qh.as_ptr().cast()) },
+                        c,
+                    )
+                },
+            )
+        }
+
+        /// Q4_K / Q5_K row · int8 activations, with `fields(b)` the block's `d`, `dmin` and
+        /// packed scales and `codes(b, c)` chunk `c`'s unsigned codes (sub-blocks 2c, 2c + 1).
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn dot_k4_q8<B>(
+            blocks: &[B],
+            acts: &[BlockQ8Act],
+            fields: impl Fn(&B) -> (F16Le, F16Le, [u8; 12]),
+            codes: impl Fn(&B, usize) -> (__m256i, __m256i),
+        ) -> f32 {
             let mut sum = 0.0f32;
             for (b, a) in blocks.iter().zip(acts.chunks_exact(8)) {
                 let mut v = [_mm256_setzero_si256(); 8];
-                for (c, qs) in b.qs.chunks_exact(32).enumerate() {
-                    let (lo, hi) = q4_k_nibbles(qs);
+                for c in 0..4 {
+                    let (lo, hi) = codes(b, c);
                     v[2 * c] = $dot_u8_i8(lo, load_i8x32(&a[2 * c].qs));
                     v[2 * c + 1] = $dot_u8_i8(hi, load_i8x32(&a[2 * c + 1].qs));
                 }
-                // Sub-block j's sum in lane j: the per-block halves, then lo + hi.
-                let lo = hsum_halves4([v[0], v[1], v[2], v[3]]);
-                let hi = hsum_halves4([v[4], v[5], v[6], v[7]]);
-                let isum = add_halves(lo, hi);
-                let (sc, m) = scales_mins_k4(&b.scales);
+                let isum = sub_block_sums(v);
+                let (d, dmin, scales) = fields(b);
+                let (sc, m) = scales_mins_k4(&scales);
                 let scaled = _mm256_cvtepi32_ps(_mm256_mullo_epi32(isum, u8x8_to_i32(sc)));
                 let p = _mm256_mul_ps(per_block::<0>(a), scaled);
                 let mins = _mm256_cvtepi32_ps(u8x8_to_i32(m));
                 let q = _mm256_mul_ps(per_block::<4>(a), mins);
-                sum += b.d.to_f32() * hsum(p) - b.dmin.to_f32() * hsum(q);
+                sum += d.to_f32() * hsum(p) - dmin.to_f32() * hsum(q);
+            }
+            sum
+        }
+
+        /// IQ4_XS row · int8 activations (`acts` holds eight blocks per super-block): the
+        /// codebook values through `vpshufb`, the signed sub-block scales by `vpmulld`.
+        #[target_feature(enable = $features)]
+        pub(crate) fn dot_iq4_xs_q8(blocks: &[BlockIQ4_XS], acts: &[BlockQ8Act]) -> f32 {
+            let lut = lut16(&IQ4_NL_VALUES);
+            let mut sum = 0.0f32;
+            for (b, a) in blocks.iter().zip(acts.chunks_exact(8)) {
+                let v: [__m256i; 8] = core::array::from_fn(|j| {
+                    let (w, x) = (iq4_xs_values(lut, b, j), load_i8x32(&a[j].qs));
+                    $dot_u8_i8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))
+                });
+                let sc = iq4_xs_scales(b).map(|s| s as u8);
+                let sc = _mm256_cvtepi8_epi32(_mm_cvtsi64_si128(i64::from_le_bytes(sc)));
+                let scaled = _mm256_cvtepi32_ps(_mm256_mullo_epi32(sub_block_sums(v), sc));
+                sum += b.d.to_f32() * hsum(_mm256_mul_ps(per_block::<0>(a), scaled));
             }
             sum
         }
@@ -129,7 +193,7 @@ pub(crate) mod avx2 {
     /// Σ u·s in groups of four as eight i32 (exact while a pair sum stays within i16).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
+    pub(crate) fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
         _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
     }
 }
@@ -141,7 +205,7 @@ pub(crate) mod avxvnni {
     /// Σ u·s in groups of four as eight i32, without intermediate saturation.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-    fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
+    pub(crate) fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
         _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s)
     }
 }
@@ -153,7 +217,7 @@ pub(crate) mod avx512vnni {
     /// Σ u·s in groups of four as eight i32, without intermediate saturation.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-    fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
+    pub(crate) fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
         _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
     }
 }

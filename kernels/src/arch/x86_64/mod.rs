@@ -1,5 +1,6 @@
-//! x86_64: AVX2 + FMA + F16C bodies ([`avx2`], the k-quants in [`kquants`]), int8 dot
-//! products for AVX2, AVX-VNNI and AVX512-VNNI ([`int8`], the k-quants' in [`kquants_int8`]),
+//! x86_64: AVX2 + FMA + F16C bodies ([`avx2`], the k-quants in [`kquants`] and
+//! [`kquants_low`]), int8 dot products for AVX2, AVX-VNNI and AVX512-VNNI ([`int8`], the
+//! k-quants' in [`kquants_int8`] and [`kquants_low_int8`]),
 //! AVX-512F row kernels ([`avx512`], [`kquants512`]), and the safe wrappers the dispatch
 //! table gets after detection.
 //!
@@ -14,13 +15,18 @@ mod int8;
 mod kquants;
 mod kquants512;
 mod kquants_int8;
+mod kquants_low;
+mod kquants_low_int8;
 mod lut;
 mod ternary;
 
+use gemm::scalar_rows;
+
 use crate::blocks::{
-    BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ6_K, BlockQ8_0,
+    BlockIQ4_NL, BlockIQ4_XS, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0,
+    BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0,
 };
-use crate::dispatch::{Backend, DotQ8Fn, GemmQ8Fn, Kernels, Named};
+use crate::dispatch::{Backend, DotQ8Fn, Kernels, Named};
 use crate::format::Format;
 
 /// Whether this CPU has every feature `backend`'s bodies enable: detected at run time with
@@ -101,6 +107,14 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     f.dot = named!(dot_q6_k_f32, "dot_q6_k_f32/avx2");
     f.dequant = named!(dequant_q6_k, "dequant_q6_k/avx2");
     f.dot_rows = Some(named!(dot_rows_q6_k_f32, "dot_rows_q6_k_f32/avx2"));
+    let f = k.format_mut(Format::Q5_K);
+    f.dot = named!(dot_q5_k_f32, "dot_q5_k_f32/avx2");
+    f.dequant = named!(dequant_q5_k, "dequant_q5_k/avx2");
+    f.dot_rows = Some(named!(dot_rows_q5_k_f32, "dot_rows_q5_k_f32/avx2"));
+    let f = k.format_mut(Format::IQ4_XS);
+    f.dot = named!(dot_iq4_xs_f32, "dot_iq4_xs_f32/avx2");
+    f.dequant = named!(dequant_iq4_xs, "dequant_iq4_xs/avx2");
+    f.dot_rows = Some(named!(dot_rows_iq4_xs_f32, "dot_rows_iq4_xs_f32/avx2"));
 
     let dots: [Named<DotQ8Fn>; 6] = match backend {
         Backend::AvxVnni => [
@@ -131,51 +145,49 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     for (format, dot) in crate::arch::BLOCK32_FORMATS.into_iter().zip(dots) {
         k.format_mut(format).dot_q8 = Some(dot);
     }
-    let [q4_k, q6_k]: [(Named<DotQ8Fn>, Named<GemmQ8Fn>); 2] = match backend {
-        Backend::AvxVnni => [
-            (
-                named!(kq_avxvnni::dot_q4_k_q8, "dot_q4_k_q8/avxvnni"),
-                named!(kq_avxvnni::gemm_q4_k_q8, "gemm_q4_k_q8/avxvnni"),
-            ),
-            (
-                named!(kq_avxvnni::dot_q6_k_q8, "dot_q6_k_q8/avxvnni"),
-                named!(kq_avxvnni::gemm_q6_k_q8, "gemm_q6_k_q8/avxvnni"),
-            ),
-        ],
-        Backend::Avx512Vnni => [
-            (
-                named!(kq_avx512vnni::dot_q4_k_q8, "dot_q4_k_q8/avx512vnni"),
-                named!(kq_avx512vnni::gemm_q4_k_q8, "gemm_q4_k_q8/avx512vnni"),
-            ),
-            (
-                named!(kq_avx512vnni::dot_q6_k_q8, "dot_q6_k_q8/avx512vnni"),
-                named!(kq_avx512vnni::gemm_q6_k_q8, "gemm_q6_k_q8/avx512vnni"),
-            ),
-        ],
-        _ => [
-            (
-                named!(kq_avx2::dot_q4_k_q8, "dot_q4_k_q8/avx2"),
-                named!(kq_avx2::gemm_q4_k_q8, "gemm_q4_k_q8/avx2"),
-            ),
-            (
-                named!(kq_avx2::dot_q6_k_q8, "dot_q6_k_q8/avx2"),
-                named!(kq_avx2::gemm_q6_k_q8, "gemm_q6_k_q8/avx2"),
-            ),
-        ],
-    };
-    for (format, (dot, gemm)) in [(Format::Q4_K, q4_k), (Format::Q6_K, q6_k)] {
-        let f = k.format_mut(format);
-        f.dot_q8 = Some(dot);
-        f.gemm_q8 = Some(gemm);
-    }
+    install_kquant_int8!(k, backend, {
+        Backend::AvxVnni => kq_avxvnni "avxvnni",
+        Backend::Avx512Vnni => kq_avx512vnni "avx512vnni",
+        _ => kq_avx2 "avx2",
+    }, [
+        Q4_K: dot_q4_k_q8, gemm_q4_k_q8;
+        Q5_K: dot_q5_k_q8, gemm_q5_k_q8;
+        Q6_K: dot_q6_k_q8, gemm_q6_k_q8;
+        IQ4_XS: dot_iq4_xs_q8, gemm_iq4_xs_q8;
+    ]);
+    install_low_kquants(backend, k);
     if backend == Backend::Avx512Vnni {
         k.format_mut(Format::Q4_K).dot_rows =
             Some(named!(dot_rows_q4_k_f32_avx512, "dot_rows_q4_k_f32/avx512"));
+        k.format_mut(Format::IQ4_XS).dot_rows = Some(named!(
+            dot_rows_iq4_xs_f32_avx512,
+            "dot_rows_iq4_xs_f32/avx512"
+        ));
     }
     ternary::install(backend, k);
     gemm::install(backend, k);
     lut::install(k);
     true
+}
+
+/// Q3_K and Q2_K: the AVX2 f32 kernels on every backend, the int8 dots of `backend`'s ISA.
+fn install_low_kquants(backend: Backend, k: &mut Kernels) {
+    let f = k.format_mut(Format::Q3_K);
+    f.dot = named!(dot_q3_k_f32, "dot_q3_k_f32/avx2");
+    f.dequant = named!(dequant_q3_k, "dequant_q3_k/avx2");
+    f.dot_rows = Some(named!(dot_rows_q3_k_f32, "dot_rows_q3_k_f32/avx2"));
+    let f = k.format_mut(Format::Q2_K);
+    f.dot = named!(dot_q2_k_f32, "dot_q2_k_f32/avx2");
+    f.dequant = named!(dequant_q2_k, "dequant_q2_k/avx2");
+    f.dot_rows = Some(named!(dot_rows_q2_k_f32, "dot_rows_q2_k_f32/avx2"));
+    install_kquant_int8!(k, backend, {
+        Backend::AvxVnni => kql_avxvnni "avxvnni",
+        Backend::Avx512Vnni => kql_avx512vnni "avx512vnni",
+        _ => kql_avx2 "avx2",
+    }, [
+        Q3_K: dot_q3_k_q8, gemm_q3_k_q8;
+        Q2_K: dot_q2_k_q8, gemm_q2_k_q8;
+    ]);
 }
 
 // ---- safe wrappers -----------------------------------------------------------------------
@@ -197,6 +209,15 @@ f32_wrappers!(avx2, BlockQ5_1, "Q5_1", dot_q5_1_f32, dequant_q5_1);
 f32_wrappers!(avx2, BlockIQ4_NL, "IQ4_NL", dot_iq4_nl_f32, dequant_iq4_nl);
 f32_wrappers!(kquants, BlockQ4_K, "Q4_K", 256, dot_q4_k_f32, dequant_q4_k);
 f32_wrappers!(kquants, BlockQ6_K, "Q6_K", 256, dot_q6_k_f32, dequant_q6_k);
+f32_wrappers!(kquants, BlockQ5_K, "Q5_K", 256, dot_q5_k_f32, dequant_q5_k);
+f32_wrappers!(
+    kquants,
+    BlockIQ4_XS,
+    "IQ4_XS",
+    256,
+    dot_iq4_xs_f32,
+    dequant_iq4_xs
+);
 dot_rows_wrapper!(
     dot_rows_q4_k_f32,
     BlockQ4_K,
@@ -211,6 +232,20 @@ dot_rows_wrapper!(
     256,
     kquants::dot_rows_q6_k_f32
 );
+dot_rows_wrapper!(
+    dot_rows_q5_k_f32,
+    BlockQ5_K,
+    "Q5_K",
+    256,
+    kquants::dot_rows_q5_k_f32
+);
+dot_rows_wrapper!(
+    dot_rows_iq4_xs_f32,
+    BlockIQ4_XS,
+    "IQ4_XS",
+    256,
+    kquants::dot_rows_iq4_xs_f32
+);
 // Installed only for the AVX512-VNNI backend, whose detection includes `avx512f`.
 dot_rows_wrapper!(
     dot_rows_q4_k_f32_avx512,
@@ -219,12 +254,78 @@ dot_rows_wrapper!(
     256,
     kquants512::dot_rows_q4_k_f32
 );
+// Installed only for the AVX512-VNNI backend, as above.
+dot_rows_wrapper!(
+    dot_rows_iq4_xs_f32_avx512,
+    BlockIQ4_XS,
+    "IQ4_XS",
+    256,
+    kquants512::dot_rows_iq4_xs_f32,
+    above gemm::PRESCALE_MAX => dot_iq4_xs_f32,
+);
 int8_wrappers!(avx2_int8 => int8::avx2);
 int8_wrappers!(avxvnni => int8::avxvnni);
 int8_wrappers!(avx512vnni => int8::avx512vnni);
-kquant_int8_wrappers!(kq_avx2 => kquants_int8::avx2);
-kquant_int8_wrappers!(kq_avxvnni => kquants_int8::avxvnni);
-kquant_int8_wrappers!(kq_avx512vnni => kquants_int8::avx512vnni);
+f32_wrappers!(
+    kquants_low,
+    BlockQ3_K,
+    "Q3_K",
+    256,
+    dot_q3_k_f32,
+    dequant_q3_k
+);
+f32_wrappers!(
+    kquants_low,
+    BlockQ2_K,
+    "Q2_K",
+    256,
+    dot_q2_k_f32,
+    dequant_q2_k
+);
+dot_rows_wrapper!(
+    dot_rows_q3_k_f32,
+    BlockQ3_K,
+    "Q3_K",
+    256,
+    kquants_low::dot_rows_q3_k_f32
+);
+dot_rows_wrapper!(
+    dot_rows_q2_k_f32,
+    BlockQ2_K,
+    "Q2_K",
+    256,
+    kquants_low::dot_rows_q2_k_f32
+);
+kquant_int8_wrappers!(kq_avx2 => kquants_int8::avx2 {
+    dot_q4_k_q8, gemm_q4_k_q8: BlockQ4_K "Q4_K";
+    dot_q5_k_q8, gemm_q5_k_q8: BlockQ5_K "Q5_K";
+    dot_q6_k_q8, gemm_q6_k_q8: BlockQ6_K "Q6_K";
+    dot_iq4_xs_q8, gemm_iq4_xs_q8: BlockIQ4_XS "IQ4_XS";
+});
+kquant_int8_wrappers!(kq_avxvnni => kquants_int8::avxvnni {
+    dot_q4_k_q8, gemm_q4_k_q8: BlockQ4_K "Q4_K";
+    dot_q5_k_q8, gemm_q5_k_q8: BlockQ5_K "Q5_K";
+    dot_q6_k_q8, gemm_q6_k_q8: BlockQ6_K "Q6_K";
+    dot_iq4_xs_q8, gemm_iq4_xs_q8: BlockIQ4_XS "IQ4_XS";
+});
+kquant_int8_wrappers!(kq_avx512vnni => kquants_int8::avx512vnni {
+    dot_q4_k_q8, gemm_q4_k_q8: BlockQ4_K "Q4_K";
+    dot_q5_k_q8, gemm_q5_k_q8: BlockQ5_K "Q5_K";
+    dot_q6_k_q8, gemm_q6_k_q8: BlockQ6_K "Q6_K";
+    dot_iq4_xs_q8, gemm_iq4_xs_q8: BlockIQ4_XS "IQ4_XS";
+});
+kquant_int8_wrappers!(kql_avx2 => kquants_low_int8::avx2 {
+    dot_q3_k_q8, gemm_q3_k_q8: BlockQ3_K "Q3_K";
+    dot_q2_k_q8, gemm_q2_k_q8: BlockQ2_K "Q2_K";
+});
+kquant_int8_wrappers!(kql_avxvnni => kquants_low_int8::avxvnni {
+    dot_q3_k_q8, gemm_q3_k_q8: BlockQ3_K "Q3_K";
+    dot_q2_k_q8, gemm_q2_k_q8: BlockQ2_K "Q2_K";
+});
+kquant_int8_wrappers!(kql_avx512vnni => kquants_low_int8::avx512vnni {
+    dot_q3_k_q8, gemm_q3_k_q8: BlockQ3_K "Q3_K";
+    dot_q2_k_q8, gemm_q2_k_q8: BlockQ2_K "Q2_K";
+});
 
 /// F16 row · f32: F16C converts the whole 8-lane groups, the scalar reference takes the tail.
 fn dot_f16_f32(row: &[u8], x: &[f32]) -> f32 {

@@ -1,0 +1,157 @@
+//! ggml's quantizer building blocks, ported operation for operation (every `a*b*c` is
+//! `(a*b)*c`, no fused multiply-add), shared by the quantizers that reproduce ggml's bytes:
+//! Q5_K (`kquants5.rs`), Q3_K and Q2_K (`kquants_low.rs`) and IQ4_NL (`iq4_nl.rs`).
+//!
+//! Hand-written rather than generic over the callers' block types: each function is one of
+//! ggml's `static` helpers in `ggml-quants.c`, kept checkable against it line by line.
+
+/// Groups whose largest magnitude is below this quantize to zero (ggml's `GROUP_MAX_EPS`).
+pub(super) const GROUP_MAX_EPS: f32 = 1e-15;
+
+/// ggml's `nearest_int`: `v` rounded to the nearest integer, ties to even, by adding 1.5·2²³
+/// (so the f32 addition does the rounding) and reading the low mantissa bits. Exact for
+/// |v| ≤ 2²² − 1; outside that (and for NaN) it returns what ggml's returns, the same bit
+/// manipulation.
+#[inline(always)]
+pub(super) fn nearest_int(v: f32) -> i32 {
+    let biased = v + 12_582_912.0;
+    (biased.to_bits() & 0x007F_FFFF) as i32 - 0x0040_0000
+}
+
+/// ggml's `make_qkx2_quants`: a scale and a min for the weights `x` (importance `weights`),
+/// codes `l[i]` in `0..=nmax`, returned as `(scale, −min)`, so that `x[i] ≈ scale·l[i] + min`
+/// with `min ≤ 0`; `laux` is scratch of `x`'s length.
+///
+/// Starts from the range `[min(x_min, 0), x_max]` split in `nmax` steps, then tries the
+/// `nstep + 1` step counts `nmax + rmin + rdelta·k`: for each it rounds the codes, fits scale
+/// and min by weighted least squares (the min clamped to at most 0, the scale refitted then),
+/// and keeps the fit of least weighted error: absolute deviation if `use_mad` (Q2_K), squared
+/// otherwise (Q5_K).
+#[allow(clippy::too_many_arguments)] // ggml's signature, to keep the port checkable.
+pub(super) fn make_qkx2_quants(
+    x: &[f32],
+    weights: &[f32],
+    nmax: i32,
+    l: &mut [u8],
+    laux: &mut [u8],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+    use_mad: bool,
+) -> (f32, f32) {
+    let n = x.len();
+    assert!(n > 0 && weights.len() == n && l.len() == n && laux.len() == n);
+    let (mut min, mut max) = (x[0], x[0]);
+    let mut sum_w = weights[0];
+    let mut sum_x = sum_w * x[0];
+    for i in 1..n {
+        if x[i] < min {
+            min = x[i];
+        }
+        if x[i] > max {
+            max = x[i];
+        }
+        let w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if min > 0.0 {
+        min = 0.0;
+    }
+    if max == min {
+        l.fill(0);
+        return (0.0, -min);
+    }
+    let code = |v: f32| nearest_int(v).clamp(0, nmax) as u8;
+    let error = |diff: f32| if use_mad { diff.abs() } else { diff * diff };
+    let mut iscale = nmax as f32 / (max - min);
+    let mut scale = 1.0 / iscale;
+    let mut best_error = 0.0f32;
+    for i in 0..n {
+        l[i] = code(iscale * (x[i] - min));
+        let diff = scale * l[i] as f32 + min - x[i];
+        best_error += weights[i] * error(diff);
+    }
+    for is in 0..=nstep {
+        iscale = (rmin + rdelta * is as f32 + nmax as f32) / (max - min);
+        let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
+        for i in 0..n {
+            let li = code(iscale * (x[i] - min));
+            laux[i] = li;
+            let (w, lf) = (weights[i], li as f32);
+            sum_l += w * lf;
+            sum_l2 += w * lf * lf;
+            sum_xl += w * lf * x[i];
+        }
+        let det = sum_w * sum_l2 - sum_l * sum_l;
+        if det > 0.0 {
+            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+            if this_min > 0.0 {
+                this_min = 0.0;
+                this_scale = sum_xl / sum_l2;
+            }
+            let mut cur_error = 0.0f32;
+            for i in 0..n {
+                let diff = this_scale * laux[i] as f32 + this_min - x[i];
+                cur_error += weights[i] * error(diff);
+            }
+            if cur_error < best_error {
+                l.copy_from_slice(laux);
+                best_error = cur_error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    (scale, -min)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Corner cases. Agreement with ggml's own quantizers is `tests/formats_reference.rs`.
+
+    use super::*;
+
+    #[test]
+    fn nearest_int_rounds_half_to_even() {
+        for (v, want) in [
+            (0.5, 0),
+            (1.5, 2),
+            (2.5, 2),
+            (-0.5, 0),
+            (-1.5, -2),
+            (-2.49, -2),
+            (3.49, 3),
+            (3.7, 4),
+            (-3.51, -4),
+            (-3.7, -4),
+            (0.0, 0),
+            (31.0, 31),
+            (4_194_303.0, 4_194_303),
+            (-4_194_303.0, -4_194_303),
+        ] {
+            assert_eq!(nearest_int(v), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn make_qkx2_quants_constant_and_ramp() {
+        for use_mad in [true, false] {
+            let (mut l, mut laux) = ([9u8; 16], [0u8; 16]);
+            // Constant positive: min clamps to 0, range [0, 3]: scale 1, codes 3.
+            let x = [3.0f32; 16];
+            let w = x.map(f32::abs);
+            let (s, m) = make_qkx2_quants(&x, &w, 3, &mut l, &mut laux, -0.5, 0.1, 15, use_mad);
+            assert_eq!((s, m), (1.0, 0.0));
+            assert_eq!(l, [3; 16]);
+            // An exact four-level ramp is fitted exactly.
+            let x: [f32; 16] = core::array::from_fn(|i| (i % 4) as f32 * 0.5 - 1.0);
+            let w = x.map(f32::abs);
+            let (s, m) = make_qkx2_quants(&x, &w, 3, &mut l, &mut laux, -0.5, 0.1, 15, use_mad);
+            assert_eq!((s, m), (0.5, 1.0), "use_mad {use_mad}");
+            let want: [u8; 16] = core::array::from_fn(|i| (i % 4) as u8);
+            assert_eq!(l, want);
+        }
+    }
+}
