@@ -13,16 +13,36 @@ use crate::args::{opt, Args};
 
 pub const USAGE: &str = "tern plan -m FILE --budget GBS --target-tok-s N [--max-ram MB] [-c CTX]";
 
-/// Candidates, most accurate first; rows that do not divide into a format's blocks stay Q8_0.
-const CANDIDATES: [Format; 7] = [
+/// Candidates, most accurate first; rows that do not divide into a format's blocks take its
+/// [`fallback`].
+const CANDIDATES: [Format; 14] = [
     Format::F16,
     Format::Q8_0,
     Format::Q6_K,
+    Format::Q5_K,
+    Format::Q5_1,
+    Format::Q5_0,
     Format::Q4_1,
     Format::Q4_K,
     Format::Q4_0,
+    Format::IQ4_NL,
+    Format::IQ4_XS,
+    Format::Q3_K,
+    Format::Q2_K,
     Format::TQ2_0,
 ];
+
+/// The type a quantizer stores a matrix in when its rows do not divide into `f`'s blocks:
+/// llama.cpp's fallbacks (`llama-quant.cpp`) for the k-quants, Q8_0 otherwise.
+fn fallback(f: Format) -> Format {
+    match f {
+        Format::Q2_K | Format::Q3_K | Format::IQ4_XS => Format::IQ4_NL,
+        Format::Q4_K => Format::Q5_0,
+        Format::Q5_K => Format::Q5_1,
+        Format::TQ2_0 => Format::Q4_0,
+        _ => Format::Q8_0,
+    }
+}
 
 pub fn main(argv: &[String]) -> Result<(), String> {
     let args = Args::parse(
@@ -80,7 +100,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     );
     let mut pick = None;
     for f in CANDIDATES {
-        let w = weight_bytes_as(&model, f, Format::Q8_0);
+        let w = weight_bytes_as(&model, f, fallback(f));
         let per_token = w + kv_read;
         let ceiling = budget.ceiling_tok_s(per_token);
         // Resident: the matrices, the embedding when untied (kept in its own type), the KV cache.
@@ -115,7 +135,11 @@ pub fn main(argv: &[String]) -> Result<(), String> {
             f.name(), w as f64 / 1e6, kv_read as f64 / 1e6, ceiling, ram_mb, bits, budget.gbps, per_token as f64 / 1e6
         );
         if n_fallback > 0 {
-            println!("        {n_fallback} of {n_all} matrices stay Q8_0: their rows do not divide into {}-weight blocks", f.block_len());
+            println!(
+                "        {n_fallback} of {n_all} matrices in {}: their rows do not divide into {}-weight blocks",
+                fallback(f).name(),
+                f.block_len()
+            );
         }
         if fits && pick.is_none() {
             pick = Some(f);
