@@ -811,10 +811,8 @@ fn check_names(k: &Kernels, backend: Backend) {
         assert_eq!(suffix(fk.dequant.name), vec_isa);
         assert_eq!(suffix(fk.dot_q8.unwrap().name), int8_isa);
         // CPUs with AVX-512 get its row kernels (the f32 decoding path).
-        let rows_isa = match (backend, format) {
-            (Backend::Avx512Vnni, Format::Q4_0 | Format::Q4_1 | Format::Q8_0 | Format::IQ4_NL) => {
-                "avx512"
-            }
+        let rows_isa = match backend {
+            Backend::Avx512Vnni => "avx512",
             _ => vec_isa,
         };
         assert_eq!(suffix(fk.dot_rows.unwrap().name), rows_isa);

@@ -892,6 +892,10 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) {
         f.dot_rows = Some(named!(avx512_rows_q8_0, "dot_rows_q8_0_f32/avx512"));
         let f = k.format_mut(Format::IQ4_NL);
         f.dot_rows = Some(named!(avx512_rows_iq4_nl, "dot_rows_iq4_nl_f32/avx512"));
+        let f = k.format_mut(Format::Q5_0);
+        f.dot_rows = Some(named!(avx512_rows_q5_0, "dot_rows_q5_0_f32/avx512"));
+        let f = k.format_mut(Format::Q5_1);
+        f.dot_rows = Some(named!(avx512_rows_q5_1, "dot_rows_q5_1_f32/avx512"));
     }
     use crate::dispatch::Named;
     let gemm = |f, name| Some(Named { f, name });
@@ -1014,6 +1018,22 @@ dot_rows_wrapper!(
     32,
     super::avx512::dot_rows_iq4_nl_f32,
     above PRESCALE_MAX => super::dot_iq4_nl_f32,
+);
+dot_rows_wrapper!(
+    avx512_rows_q5_0,
+    BlockQ5_0,
+    "Q5_0",
+    32,
+    super::avx512::dot_rows_q5_0_f32,
+    above PRESCALE_MAX => super::dot_q5_0_f32,
+);
+dot_rows_wrapper!(
+    avx512_rows_q5_1,
+    BlockQ5_1,
+    "Q5_1",
+    32,
+    super::avx512::dot_rows_q5_1_f32,
+    above PRESCALE_MAX => super::dot_q5_1_f32,
 );
 
 macro_rules! gemm_q8_wrappers {
