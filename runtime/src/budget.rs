@@ -90,7 +90,13 @@ impl SessionMemory {
         SessionMemory {
             weights,
             repacked: model.ternary().repacked_bytes() as u64,
-            kv_cache: KvCache::bytes_for(ctx, &model.tensors().windows(), batch, c.kv_dim(), opts.kv_type),
+            kv_cache: KvCache::bytes_for(
+                ctx,
+                &model.tensors().windows(),
+                batch,
+                c.kv_dim(),
+                opts.kv_type,
+            ),
             scratch: crate::forward::Scratch::bytes_for(model, ctx, batch),
         }
     }

@@ -197,7 +197,10 @@ impl ModelConfig {
         };
         let rope_attn_factor = g.opt_f32(&key("rope.scaling.attn_factor"))?.unwrap_or(1.0);
         if !(rope_attn_factor.is_finite() && rope_attn_factor > 0.0) {
-            return Err(bad(&key("rope.scaling.attn_factor"), "is not a positive number"));
+            return Err(bad(
+                &key("rope.scaling.attn_factor"),
+                "is not a positive number",
+            ));
         }
         let norm_eps = g
             .opt_f32(&key("attention.layer_norm_rms_epsilon"))?

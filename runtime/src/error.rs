@@ -82,7 +82,9 @@ impl fmt::Display for LoadError {
                 write!(
                     f,
                     "unsupported architecture '{name}' (Tern runs: {})",
-                    crate::config::Architecture::ALL.map(|a| a.name()).join(", ")
+                    crate::config::Architecture::ALL
+                        .map(|a| a.name())
+                        .join(", ")
                 )
             }
             LoadError::MissingTensor { name } => write!(f, "model has no tensor '{name}'"),

@@ -190,10 +190,7 @@ impl KvCache {
         kv_dim: usize,
         ty: KvType,
     ) -> u64 {
-        let positions: usize = windows
-            .iter()
-            .map(|&w| layer_capacity(ctx, w, batch))
-            .sum();
+        let positions: usize = windows.iter().map(|&w| layer_capacity(ctx, w, batch)).sum();
         2 * (positions * kv_dim * ty.bytes()) as u64
     }
 
@@ -261,14 +258,18 @@ impl KvCache {
 
     /// Keys of `slots` of `head` in `layer`, `(slots.len(), head_dim)`.
     pub fn keys(&self, layer: usize, head: usize, slots: Range<usize>) -> Rows<'_> {
-        self.k
-            .rows(self.at(layer, head, slots.start), slots.len() * self.head_dim)
+        self.k.rows(
+            self.at(layer, head, slots.start),
+            slots.len() * self.head_dim,
+        )
     }
 
     /// Values of `slots` of `head` in `layer`, `(slots.len(), head_dim)`.
     pub fn values(&self, layer: usize, head: usize, slots: Range<usize>) -> Rows<'_> {
-        self.v
-            .rows(self.at(layer, head, slots.start), slots.len() * self.head_dim)
+        self.v.rows(
+            self.at(layer, head, slots.start),
+            slots.len() * self.head_dim,
+        )
     }
 
     /// Stores keys and values `(n, kv_dim)` (heads side by side, as the projections write

@@ -25,9 +25,9 @@ pub mod kv_cache;
 pub mod matmul;
 pub mod model;
 pub mod parallel;
-pub mod rope;
 #[cfg(feature = "std")]
 pub mod pool;
+pub mod rope;
 pub mod sampler;
 pub mod session;
 pub mod source;

@@ -70,7 +70,12 @@ impl Rope {
 
     /// This rotation, switching to `long_factors` in sessions whose context exceeds `above`
     /// positions (LongRoPE: `self` was built with the short factors).
-    pub fn with_long_factors(mut self, above: usize, freq_scale: f32, long_factors: &[f32]) -> Self {
+    pub fn with_long_factors(
+        mut self,
+        above: usize,
+        freq_scale: f32,
+        long_factors: &[f32],
+    ) -> Self {
         let inv = inv_freq(self.dim, self.base, freq_scale, Some(long_factors));
         self.long = Some(LongRope {
             above,

@@ -367,7 +367,8 @@ pub(crate) fn project(
     n: usize,
     y: &mut [f32],
 ) -> Option<Result<(), GenerateError>> {
-    let int8 = model.tensors().ternary_int8_activations || ex.precision == ActivationPrecision::Int8;
+    let int8 =
+        model.tensors().ternary_int8_activations || ex.precision == ActivationPrecision::Int8;
     let k = model.kernels();
     let fk = k.format(w.format);
     if !w.format.is_ternary()
@@ -404,7 +405,8 @@ pub(crate) fn project_fused(
     n: usize,
     mats: &mut [(&TensorRef, &mut [f32])],
 ) -> Option<()> {
-    let int8 = model.tensors().ternary_int8_activations || ex.precision == ActivationPrecision::Int8;
+    let int8 =
+        model.tensors().ternary_int8_activations || ex.precision == ActivationPrecision::Int8;
     let k = model.kernels();
     let state = model.ternary();
     let cols = mats.first()?.0.cols;

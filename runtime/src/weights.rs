@@ -271,7 +271,11 @@ impl<'g, 'a> TensorLoader<'g, 'a> {
     }
 
     /// The vector `name` if the file has it.
-    pub fn optional_vector(&mut self, name: &str, len: usize) -> Result<Option<Vec<f32>>, LoadError> {
+    pub fn optional_vector(
+        &mut self,
+        name: &str,
+        len: usize,
+    ) -> Result<Option<Vec<f32>>, LoadError> {
         if self.has(name) {
             self.vector(name, len).map(Some)
         } else {

@@ -40,7 +40,9 @@ pub(super) fn describe(
     };
     let window = match g.opt_u64(&key(c, "attention.sliding_window"))? {
         Some(0) => return Err(bad("attention.sliding_window", "is zero")),
-        Some(w) => Some(usize::try_from(w).map_err(|_| bad("attention.sliding_window", "is too large"))?),
+        Some(w) => {
+            Some(usize::try_from(w).map_err(|_| bad("attention.sliding_window", "is too large"))?)
+        }
         None => None,
     };
     let period = g
@@ -68,7 +70,8 @@ pub(super) fn describe(
     // Table 0: global layers; table 1: sliding-window layers.
     let ropes = vec![
         super::rope(c, RopeStyle::Neox, None),
-        Rope::new(RopeStyle::Neox, c.rope_dim, local_base, 1.0, None).with_mscale(c.rope_attn_factor),
+        Rope::new(RopeStyle::Neox, c.rope_dim, local_base, 1.0, None)
+            .with_mscale(c.rope_attn_factor),
     ];
     let layers = super::layers(c, t, layer_done, |t, i| {
         let local = window.is_some() && (i as u64 % period) != period - 1;
