@@ -492,7 +492,7 @@ macro_rules! int8_gemm {
             }
         }
 
-        /// `−o·Σa` per group of four activations (the lanes of [`$dot_u8_i8`]), or zero
+        /// `−o·Σa` per group of four activations (the lanes of `$dot_u8_i8`), or zero
         /// for formats without an [`offset`]. Exact: `o·Σ|a| ≤ 16·4·127`.
         #[inline]
         #[target_feature(enable = $features)]
