@@ -90,7 +90,13 @@ fn main() {
     );
 
     let start = Instant::now();
-    for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0] {
+    for format in [
+        Format::Q4_0,
+        Format::Q4_1,
+        Format::Q8_0,
+        Format::Q5_0,
+        Format::Q5_1,
+    ] {
         for (rows, cols, shape) in SHAPES {
             bench_matrix(&backends, format, rows, cols, shape, &filter, &ALL_KINDS);
         }
@@ -148,6 +154,8 @@ fn matrix(format: Format, rows: usize, cols: usize) -> Vec<u8> {
     let quantize: fn(&[f32], &mut [u8]) = match format {
         Format::Q4_0 => scalar::quantize_q4_0,
         Format::Q4_1 => scalar::quantize_q4_1,
+        Format::Q5_0 => scalar::quantize_q5_0,
+        Format::Q5_1 => scalar::quantize_q5_1,
         Format::Q4_K => scalar::quantize_q4_k,
         Format::Q5_K => scalar::quantize_q5_k,
         Format::Q6_K => scalar::quantize_q6_k,

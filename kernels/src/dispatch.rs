@@ -209,6 +209,9 @@ pub struct Kernels {
     pub softmax: Named<SoftmaxFn>,
     /// SwiGLU with the table exp: the feed-forward gate.
     pub swiglu: Named<SwigluFn>,
+    /// GeGLU (tanh GELU) with the table exp ([`scalar::gelu_tanh_glu_lut_f32`]): Gemma's
+    /// feed-forward gate.
+    pub gelu: Named<SwigluFn>,
     /// The format-independent ternary kernels: batched integer GEMM and lookup tables.
     pub ternary: TernaryKernels,
     /// f32 activations → int8 blocks for the `dot_q8` slots.
@@ -320,6 +323,10 @@ impl Kernels {
             exp: named!(scalar::exp_lut_f32_in_place, "exp_lut_f32/scalar"),
             softmax: named!(scalar::softmax_lut_f32, "softmax_lut_f32/scalar"),
             swiglu: named!(scalar::swiglu_lut_f32, "swiglu_lut_f32/scalar"),
+            gelu: named!(
+                scalar::gelu_tanh_glu_lut_f32,
+                "gelu_tanh_glu_lut_f32/scalar"
+            ),
             quantize_act_q8: named!(scalar::quantize_act_q8, "quantize_act_q8/scalar"),
             quantize_act_f16: named!(scalar::quantize_act_f16, "quantize_act_f16/scalar"),
             ternary: TernaryKernels::scalar(),

@@ -779,6 +779,47 @@ fn check_swiglu(k: &Kernels) {
     }
 }
 
+/// The tanh GeGLU against float64 `0.5·g·(1 + tanh(y))·u`: the table exp's `E` and the
+/// argument's rounding (five roundings of `z = −2y`, each relative to `|z|`, which the exp
+/// turns into a relative error `5ε·|z|` of `exp(z)`) enter `1 + exp(z)` at most relatively,
+/// then the sum, the division and the product round once each. Where `exp(z)` saturates to
+/// `+∞` (`z > EXP_LUT_MAX`) the result is 0 instead of a magnitude below `|g·u|·e^−88`.
+fn check_gelu(k: &Kernels) {
+    let mut rng = Rng::new(16);
+    let e = scalar::EXP_LUT_MAX_REL_ERROR;
+    for n in (0..=70).chain([2048]) {
+        for spread in [1.0f32, 4.0, 12.0, 1e4] {
+            let mut g0: Vec<f32> = (0..n).map(|_| rng.f32() * spread).collect();
+            if n > 8 {
+                g0[..6].copy_from_slice(&[0.0, -0.0, 1e-30, -1e-30, 1e38, -1e38]);
+            }
+            let u: Vec<f32> = (0..n).map(|_| rng.f32() * 2.0).collect();
+            let mut got = g0.clone();
+            (k.gelu.f)(&mut got, &u);
+            for i in 0..n {
+                let (g, uu) = (g0[i] as f64, u[i] as f64);
+                let y = (2.0f64 / core::f64::consts::PI).sqrt() * (g + 0.044715 * g * g * g);
+                let want = 0.5 * g * (1.0 + y.tanh()) * uu;
+                // σ(2y) for large |y|, where 1 + tanh(y) cancels in float64 too.
+                let want = if y < -10.0 {
+                    g * (2.0 * y).exp() * uu
+                } else {
+                    want
+                };
+                let saturated = (g * uu).abs() * (-(scalar::EXP_LUT_MAX as f64)).exp();
+                let z = (2.0 * y).abs().min(f32::MAX as f64);
+                let bound = (e + 5.0 * EPS * z + 4.0 * EPS) * want.abs() + saturated + F32_TINY;
+                assert!(
+                    (got[i] as f64 - want).abs() <= bound,
+                    "{} n={n} i={i}: gelu({g})·{uu} = {} vs {want:e}",
+                    k.gelu.name,
+                    got[i]
+                );
+            }
+        }
+    }
+}
+
 /// Slot names say which backend filled them.
 fn check_names(k: &Kernels, backend: Backend) {
     let suffix = |name: &str| name.rsplit('/').next().unwrap().to_string();
@@ -805,16 +846,15 @@ fn check_names(k: &Kernels, backend: Backend) {
     assert_eq!(suffix(k.exp.name), vec_isa);
     assert_eq!(suffix(k.softmax.name), vec_isa);
     assert_eq!(suffix(k.swiglu.name), vec_isa);
+    assert_eq!(suffix(k.gelu.name), vec_isa);
     for format in TESTED {
         let fk = k.format(format);
         assert_eq!(suffix(fk.dot.name), vec_isa);
         assert_eq!(suffix(fk.dequant.name), vec_isa);
         assert_eq!(suffix(fk.dot_q8.unwrap().name), int8_isa);
         // CPUs with AVX-512 get its row kernels (the f32 decoding path).
-        let rows_isa = match (backend, format) {
-            (Backend::Avx512Vnni, Format::Q4_0 | Format::Q4_1 | Format::Q8_0 | Format::IQ4_NL) => {
-                "avx512"
-            }
+        let rows_isa = match backend {
+            Backend::Avx512Vnni => "avx512",
             _ => vec_isa,
         };
         assert_eq!(suffix(fk.dot_rows.unwrap().name), rows_isa);
@@ -882,6 +922,11 @@ macro_rules! suite {
             #[test]
             fn swiglu_lut_values() {
                 kernels($backend).map(|k| check_swiglu(&k));
+            }
+
+            #[test]
+            fn gelu_lut_values() {
+                kernels($backend).map(|k| check_gelu(&k));
             }
             #[test]
             fn slot_names() {

@@ -227,7 +227,9 @@ impl Model {
                 FfnActivation::ReluSquared => {
                     scalar::relu_squared_glu(&mut s.gate[..f], &s.up[..f])
                 }
-                FfnActivation::GeluTanh => scalar::gelu_tanh_glu(&mut s.gate[..f], &s.up[..f]),
+                // The tanh GELU as x·σ(2y) through the same table exp (the same function;
+                // within a few ulp of libm's tanhf form, and ten times faster).
+                FfnActivation::GeluTanh => (k.gelu.f)(&mut s.gate[..f], &s.up[..f]),
             }
             if let Some(w) = &lt.ffn_sub_norm {
                 for g in s.gate[..f].chunks_exact_mut(c.ffn_dim) {

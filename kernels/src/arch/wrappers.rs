@@ -307,6 +307,16 @@ macro_rules! lut_wrappers {
             unsafe { $body::swiglu(head, &up[..n]) };
             $crate::scalar::swiglu_lut_f32(tail, &up[n..]);
         }
+
+        /// GeGLU with the table exp (see `scalar::gelu_tanh_glu_lut_f32`).
+        fn gelu_lut(gate: &mut [f32], up: &[f32]) {
+            assert_eq!(gate.len(), up.len());
+            let n = gate.len() - gate.len() % $body::LUT_LANES;
+            let (head, tail) = gate.split_at_mut(n);
+            // SAFETY: as above.
+            unsafe { $body::gelu(head, &up[..n]) };
+            $crate::scalar::gelu_tanh_glu_lut_f32(tail, &up[n..]);
+        }
     };
 }
 

@@ -119,6 +119,26 @@ pub fn swiglu_lut_f32(gate: &mut [f32], up: &[f32]) {
     }
 }
 
+/// `√(2/π)`, the tanh GELU's inner scale.
+pub const GELU_TANH_K: f32 = 0.797_884_6;
+/// The tanh GELU's cubic coefficient.
+pub const GELU_TANH_C: f32 = 0.044_715;
+
+/// GeGLU with the tanh GELU through [`exp_lut_f32`]: `gate[i] = gelu(gate[i]) · up[i]` with
+/// `gelu(x) = 0.5·x·(1 + tanh(y))`, `y = √(2/π)·(x + 0.044715·x³)`, computed as
+/// `x / (1 + exp(−2y))` (the same function: `(1 + tanh y)/2 = 1/(1 + e^{−2y})`). One table
+/// exp per element instead of a libm `tanhf`, and no cancellation in `1 + tanh(y)` for
+/// negative `x`: relative error within [`EXP_LUT_MAX_REL_ERROR`] plus a few roundings per unit
+/// of `|2y|` (the argument's own rounding), see `check_gelu` in `tests/simd_kernels.rs`.
+pub fn gelu_tanh_glu_lut_f32(gate: &mut [f32], up: &[f32]) {
+    assert_eq!(gate.len(), up.len());
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let x = *g;
+        let z = -2.0 * GELU_TANH_K * (x + GELU_TANH_C * x * x * x);
+        *g = x / (1.0 + exp_lut_f32(z)) * u;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +236,19 @@ mod tests {
         let mut masked = [f32::NEG_INFINITY; 4];
         softmax_lut_f32(&mut masked);
         assert_eq!(masked, [0.0; 4]);
+    }
+
+    #[test]
+    fn gelu_lut_tracks_libm() {
+        let g: [f32; 9] = [-100.0, -10.0, -3.0, -1.0, -0.0, 0.5, 3.0, 20.0, 100.0];
+        let u = [1.5f32; 9];
+        let (mut a, mut b) = (g, g);
+        gelu_tanh_glu_lut_f32(&mut a, &u);
+        super::super::gelu_tanh_glu(&mut b, &u);
+        for (x, y) in a.iter().zip(&b) {
+            // 1e-6 relative, or the libm form's own cancellation in 1 + tanh for x ≪ 0.
+            assert!((x - y).abs() <= 1e-6 * y.abs() + 1e-6, "{x} vs {y}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The table exp on NEON (see `scalar::lut` for the method and its error bound): the 16 table
 //! entries (64 bytes) live in four registers and one `tbl` looks up four floats by byte
-//! indices; softmax and SwiGLU built on it, four lanes at a time.
+//! indices; softmax, SwiGLU and the tanh GeGLU built on it, four lanes at a time.
 //!
 //! Bodies take whole lanes ([`LUT_LANES`]); the wrappers (`lut_wrappers!`) hand the tail to the
 //! scalar reference.
@@ -8,7 +8,8 @@
 use core::arch::aarch64::*;
 
 use crate::scalar::{
-    EXP_LUT, EXP_LUT_LN2_HI, EXP_LUT_LN2_LO, EXP_LUT_MAX, EXP_LUT_MIN, EXP_LUT_SCALE,
+    EXP_LUT, EXP_LUT_LN2_HI, EXP_LUT_LN2_LO, EXP_LUT_MAX, EXP_LUT_MIN, EXP_LUT_SCALE, GELU_TANH_C,
+    GELU_TANH_K,
 };
 
 /// Floats the bodies consume per step.
@@ -120,6 +121,30 @@ pub(super) fn swiglu(gate: &mut [f32], up: &[f32]) {
     }
 }
 
+/// `gate[i] = gate[i] / (1 + exp(−2K·(g + C·g³))) · up[i]` over whole lanes (the tanh GELU,
+/// `scalar::gelu_tanh_glu_lut_f32`, in its operation order).
+#[target_feature(enable = "neon")]
+pub(super) fn gelu(gate: &mut [f32], up: &[f32]) {
+    let t = table();
+    let one = vdupq_n_f32(1.0);
+    let k = vdupq_n_f32(-2.0 * GELU_TANH_K);
+    let c = vdupq_n_f32(GELU_TANH_C);
+    for (g, u) in gate
+        .chunks_exact_mut(LUT_LANES)
+        .zip(up.chunks_exact(LUT_LANES))
+    {
+        // SAFETY: both chunks hold 4 floats, `g` exclusively borrowed.
+        unsafe {
+            let x = vld1q_f32(g.as_ptr());
+            // Unfused, as the reference rounds: C·x, ·x, ·x, + x, · (−2K).
+            let x3 = vmulq_f32(vmulq_f32(vmulq_f32(c, x), x), x);
+            let z = vmulq_f32(k, vaddq_f32(x, x3));
+            let s = vdivq_f32(x, vaddq_f32(one, exp4(&t, z)));
+            vst1q_f32(g.as_mut_ptr(), vmulq_f32(s, vld1q_f32(u.as_ptr())));
+        }
+    }
+}
+
 // ---- install and safe wrappers ---------------------------------------------------------------
 // Wrapper notes: reachable only through `install`, which the parent calls after
 // `detected(backend)` for a backend that includes NEON, the only feature these bodies enable.
@@ -131,4 +156,5 @@ pub(super) fn install(k: &mut crate::dispatch::Kernels) {
     k.exp = named!(exp_lut, "exp_lut_f32/neon");
     k.softmax = named!(softmax_lut, "softmax_lut_f32/neon");
     k.swiglu = named!(swiglu_lut, "swiglu_lut_f32/neon");
+    k.gelu = named!(gelu_lut, "gelu_tanh_glu_lut_f32/neon");
 }

@@ -454,13 +454,78 @@ pub(super) fn gemm_f32(
 /// scaled accumulation `acc += isum · d_w·d_a` into eight f32 lanes. Q4_1's offset term
 /// `m·s` accumulates per row in a vector whose lanes `4t..4t + 4` hold token `t`.
 macro_rules! int8_gemm {
-    ($features:literal, $dot_u8_i8:ident) => {
+    ($features:literal, $dot_u8_i8:ident, $dot_u8_i8_acc:ident) => {
         use core::arch::x86_64::*;
 
-        use super::super::avx2::{block_codes, f16x8, load_i8x32, lut16};
+        use super::super::avx2::{block_codes, f16x8, load_i8x32, lut16, nibbles256, q5_high_mask};
         use super::{prefetch_ahead, prefetch_head, store_rows, Block, ROWS};
+        use crate::arch::int8_blocks::Fmt;
         use crate::blocks::{BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
         use crate::scalar::BlockQ8Act;
+
+        /// The offset `o` of the formats whose code `q` (unsigned) means `q − o`: Q4_0 (8)
+        /// and Q5_0 (16). Their tiles multiply the unsigned codes and start each (row,
+        /// token) block sum at `−o·Σa`, computed once per token and block for all the rows,
+        /// instead of the sign trick's two `vpsignb` per row. Every i32 lane then holds the
+        /// same exact sum of four products as with signed codes, so results are unchanged.
+        #[inline(always)]
+        const fn offset<B: Block>() -> Option<i8> {
+            match B::FMT {
+                Fmt::Q4_0 => Some(8),
+                Fmt::Q5_0 => Some(16),
+                _ => None,
+            }
+        }
+
+        /// A block's codes as the tiles multiply them: unsigned for the [`offset`] formats
+        /// (Q4_0's nibbles, Q5_0's nibbles with the fifth bit as 16), else [`block_codes`].
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn tile_codes<B: Block>(lut: __m256i, blk: &B) -> __m256i {
+            match B::FMT {
+                Fmt::Q4_0 => nibbles256(blk.qs16()),
+                Fmt::Q5_0 => _mm256_or_si256(
+                    nibbles256(blk.qs16()),
+                    _mm256_and_si256(q5_high_mask(blk.qh()), _mm256_set1_epi8(0x10)),
+                ),
+                _ => block_codes(lut, blk),
+            }
+        }
+
+        /// `−o·Σa` per group of four activations (the lanes of `$dot_u8_i8`), or zero
+        /// for formats without an [`offset`]. Exact: `o·Σ|a| ≤ 16·4·127`.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn offset_sums<B: Block>(a: __m256i) -> __m256i {
+            let zero = _mm256_setzero_si256();
+            match offset::<B>() {
+                Some(o) => _mm256_sub_epi32(zero, $dot_u8_i8(_mm256_set1_epi8(o), a)),
+                None => zero,
+            }
+        }
+
+        /// `Σ w·a` per group of four for one (row, token) block: unsigned codes from
+        /// `base = −o·Σa` ([`offset_sums`]), signed ones with the sign trick.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn block_isum<B: Block>(
+            codes: __m256i,
+            mag: __m256i,
+            a: __m256i,
+            base: __m256i,
+        ) -> __m256i {
+            if offset::<B>().is_some() || !B::FMT.signed() {
+                $dot_u8_i8_acc(base, codes, a)
+            } else {
+                $dot_u8_i8(mag, _mm256_sign_epi8(a, codes))
+            }
+        }
+
+        /// Whether the sign trick applies: signed codes without an [`offset`].
+        #[inline(always)]
+        const fn sign_trick<B: Block>() -> bool {
+            offset::<B>().is_none() && B::FMT.signed()
+        }
 
         /// One tile: rows `w[r·kb..]` for `r < R`, tokens `acts[t·kb..]` for `t < T ≤ 2`;
         /// writes `y[t·ldy + r]`.
@@ -481,6 +546,7 @@ macro_rules! int8_gemm {
                 let a: [&BlockQ8Act; T] = core::array::from_fn(|t| &acts[t * kb + b]);
                 let av: [__m256i; T] = core::array::from_fn(|t| load_i8x32(&a[t].qs));
                 let ad: [__m256; T] = core::array::from_fn(|t| _mm256_set1_ps(a[t].d()));
+                let base: [__m256i; T] = core::array::from_fn(|t| offset_sums::<B>(av[t]));
                 // Lanes 4t..4t + 4 hold token t's block sum, for Q4_1's offset.
                 let s = match T {
                     1 => _mm256_set1_ps(a[0].s()),
@@ -488,21 +554,15 @@ macro_rules! int8_gemm {
                 };
                 for r in 0..R {
                     let blk = &w[r * kb + b];
-                    let codes = block_codes(lut, blk);
-                    let signed = B::FMT.signed();
-                    let mag = if signed {
+                    let codes = tile_codes(lut, blk);
+                    let mag = if sign_trick::<B>() {
                         _mm256_sign_epi8(codes, codes)
                     } else {
                         codes
                     };
                     let dw = f16x8(blk.d());
                     for t in 0..T {
-                        let act = if signed {
-                            _mm256_sign_epi8(av[t], codes)
-                        } else {
-                            av[t]
-                        };
-                        let isum = $dot_u8_i8(mag, act);
+                        let isum = block_isum::<B>(codes, mag, av[t], base[t]);
                         let scale = _mm256_mul_ps(dw, ad[t]);
                         acc[t][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc[t][r]);
                     }
@@ -581,7 +641,7 @@ macro_rules! int8_gemm {
             for r in 0..rows {
                 for b in 0..kc {
                     let blk = &w[r * kb + k0 + b];
-                    p.codes[r][b] = block_codes(lut, blk);
+                    p.codes[r][b] = tile_codes(lut, blk);
                     p.d[r][b] = f16(blk.d());
                     if B::FMT.has_m() {
                         p.m[r][b] = f16(blk.m());
@@ -606,23 +666,22 @@ macro_rules! int8_gemm {
             first: bool,
         ) {
             assert!(kc <= KC && acts.len() >= (T - 1) * kb + kc);
-            let signed = B::FMT.signed();
             let mut acc = [[_mm256_setzero_ps(); R]; T];
             for b in 0..kc {
                 let a: [&BlockQ8Act; T] = core::array::from_fn(|t| &acts[t * kb + b]);
                 let av: [__m256i; T] = core::array::from_fn(|t| load_i8x32(&a[t].qs));
                 let ad: [__m256; T] = core::array::from_fn(|t| _mm256_set1_ps(a[t].d()));
+                let base: [__m256i; T] = core::array::from_fn(|t| offset_sums::<B>(av[t]));
                 for r in 0..R {
                     let c = p.codes[r][b];
-                    let mag = if signed { _mm256_sign_epi8(c, c) } else { c };
+                    let mag = if sign_trick::<B>() {
+                        _mm256_sign_epi8(c, c)
+                    } else {
+                        c
+                    };
                     let dw = _mm256_set1_ps(p.d[r][b]);
                     for t in 0..T {
-                        let act = if signed {
-                            _mm256_sign_epi8(av[t], c)
-                        } else {
-                            av[t]
-                        };
-                        let isum = $dot_u8_i8(mag, act);
+                        let isum = block_isum::<B>(c, mag, av[t], base[t]);
                         let scale = _mm256_mul_ps(dw, ad[t]);
                         acc[t][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc[t][r]);
                     }
@@ -834,34 +893,56 @@ macro_rules! int8_gemm {
 
 /// AVX2: `vpmaddubsw` + `vpmaddwd` (exact for activation codes in [−127, 127]).
 mod avx2_int8 {
-    int8_gemm!("avx2,fma,f16c", dot_u8_i8);
+    int8_gemm!("avx2,fma,f16c", dot_u8_i8, dot_u8_i8_acc);
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
         _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
     }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn dot_u8_i8_acc(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        _mm256_add_epi32(acc, dot_u8_i8(u, s))
+    }
 }
 
 /// AVX-VNNI: `vpdpbusd` (VEX).
 mod avxvnni {
-    int8_gemm!("avx2,fma,f16c,avxvnni", dot_u8_i8);
+    int8_gemm!("avx2,fma,f16c,avxvnni", dot_u8_i8, dot_u8_i8_acc);
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
     fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
         _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s)
     }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+    fn dot_u8_i8_acc(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_avx_epi32(acc, u, s)
+    }
 }
 
 /// AVX512-VNNI with VL: the EVEX `vpdpbusd` on 256-bit registers.
 mod avx512vnni {
-    int8_gemm!("avx2,fma,f16c,avx512vnni,avx512vl", dot_u8_i8);
+    int8_gemm!(
+        "avx2,fma,f16c,avx512vnni,avx512vl",
+        dot_u8_i8,
+        dot_u8_i8_acc
+    );
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
     fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
         _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    fn dot_u8_i8_acc(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(acc, u, s)
     }
 }
 
@@ -892,6 +973,10 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) {
         f.dot_rows = Some(named!(avx512_rows_q8_0, "dot_rows_q8_0_f32/avx512"));
         let f = k.format_mut(Format::IQ4_NL);
         f.dot_rows = Some(named!(avx512_rows_iq4_nl, "dot_rows_iq4_nl_f32/avx512"));
+        let f = k.format_mut(Format::Q5_0);
+        f.dot_rows = Some(named!(avx512_rows_q5_0, "dot_rows_q5_0_f32/avx512"));
+        let f = k.format_mut(Format::Q5_1);
+        f.dot_rows = Some(named!(avx512_rows_q5_1, "dot_rows_q5_1_f32/avx512"));
     }
     use crate::dispatch::Named;
     let gemm = |f, name| Some(Named { f, name });
@@ -1014,6 +1099,22 @@ dot_rows_wrapper!(
     32,
     super::avx512::dot_rows_iq4_nl_f32,
     above PRESCALE_MAX => super::dot_iq4_nl_f32,
+);
+dot_rows_wrapper!(
+    avx512_rows_q5_0,
+    BlockQ5_0,
+    "Q5_0",
+    32,
+    super::avx512::dot_rows_q5_0_f32,
+    above PRESCALE_MAX => super::dot_q5_0_f32,
+);
+dot_rows_wrapper!(
+    avx512_rows_q5_1,
+    BlockQ5_1,
+    "Q5_1",
+    32,
+    super::avx512::dot_rows_q5_1_f32,
+    above PRESCALE_MAX => super::dot_q5_1_f32,
 );
 
 macro_rules! gemm_q8_wrappers {

@@ -1,6 +1,6 @@
 //! The table exp on AVX2 + FMA (see `scalar::lut` for the method and its error bound): the 16
 //! table entries live in two registers, looked up with two `vpermps` and a blend on bit 3 of
-//! the index; softmax and SwiGLU built on it, eight lanes at a time.
+//! the index; softmax, SwiGLU and the tanh GeGLU built on it, eight lanes at a time.
 //!
 //! Bodies take whole lanes ([`LUT_LANES`]); the wrappers (`lut_wrappers!`) hand the tail to the
 //! scalar reference.
@@ -8,7 +8,8 @@
 use core::arch::x86_64::*;
 
 use crate::scalar::{
-    EXP_LUT, EXP_LUT_LN2_HI, EXP_LUT_LN2_LO, EXP_LUT_MAX, EXP_LUT_MIN, EXP_LUT_SCALE,
+    EXP_LUT, EXP_LUT_LN2_HI, EXP_LUT_LN2_LO, EXP_LUT_MAX, EXP_LUT_MIN, EXP_LUT_SCALE, GELU_TANH_C,
+    GELU_TANH_K,
 };
 
 /// Floats the bodies consume per step.
@@ -135,6 +136,32 @@ pub(super) fn swiglu(gate: &mut [f32], up: &[f32]) {
     }
 }
 
+/// `gate[i] = gate[i] / (1 + exp(−2K·(g + C·g³))) · up[i]` over whole lanes (the tanh GELU,
+/// `scalar::gelu_tanh_glu_lut_f32`, in its operation order).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn gelu(gate: &mut [f32], up: &[f32]) {
+    let one = _mm256_set1_ps(1.0);
+    let k = _mm256_set1_ps(-2.0 * GELU_TANH_K);
+    let c = _mm256_set1_ps(GELU_TANH_C);
+    for (g, u) in gate
+        .chunks_exact_mut(LUT_LANES)
+        .zip(up.chunks_exact(LUT_LANES))
+    {
+        // SAFETY: both chunks hold 8 floats, `g` exclusively borrowed; unaligned accesses.
+        unsafe {
+            let x = _mm256_loadu_ps(g.as_ptr());
+            // Unfused, as the reference rounds: C·x, ·x, ·x, + x, · (−2K).
+            let x3 = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(c, x), x), x);
+            let z = _mm256_mul_ps(k, _mm256_add_ps(x, x3));
+            let s = _mm256_div_ps(x, _mm256_add_ps(one, exp8(z)));
+            _mm256_storeu_ps(
+                g.as_mut_ptr(),
+                _mm256_mul_ps(s, _mm256_loadu_ps(u.as_ptr())),
+            );
+        }
+    }
+}
+
 // ---- install and safe wrappers ---------------------------------------------------------------
 // Wrapper notes: reachable only through `install`, which the parent calls after
 // `detected(backend)` for a backend that includes AVX2 + FMA + F16C, all these bodies enable.
@@ -146,4 +173,5 @@ pub(super) fn install(k: &mut crate::dispatch::Kernels) {
     k.exp = named!(exp_lut, "exp_lut_f32/avx2");
     k.softmax = named!(softmax_lut, "softmax_lut_f32/avx2");
     k.swiglu = named!(swiglu_lut, "swiglu_lut_f32/avx2");
+    k.gelu = named!(gelu_lut, "gelu_tanh_glu_lut_f32/avx2");
 }
