@@ -107,7 +107,8 @@ const fn mix(
 }
 
 /// Name fragments of 2-D weights llama.cpp never quantizes (`tensor_allows_quantization`).
-pub const NOT_QUANTIZED: [&str; 14] = [
+/// (llama.cpp's list also names multimodal projector tensors, which text models do not have.)
+pub const NOT_QUANTIZED: [&str; 28] = [
     "_norm.weight",
     "ffn_gate_inp.weight",
     "ffn_gate_tid2eid.weight",
@@ -119,7 +120,21 @@ pub const NOT_QUANTIZED: [&str; 14] = [
     "ssm_conv1d",
     "shortconv.conv.weight",
     "attn_rel_b.weight",
-    "time_mix_",
+    "time_mix_first.weight",
+    "time_mix_w0.weight",
+    "time_mix_w1.weight",
+    "time_mix_w2.weight",
+    "time_mix_v0.weight",
+    "time_mix_v1.weight",
+    "time_mix_v2.weight",
+    "time_mix_a0.weight",
+    "time_mix_a1.weight",
+    "time_mix_a2.weight",
+    "time_mix_g1.weight",
+    "time_mix_g2.weight",
+    "time_mix_decay_w1.weight",
+    "time_mix_decay_w2.weight",
+    "time_mix_lerp_fused.weight",
     "indexer.k_proj.weight",
     "indexer.q_proj.weight",
 ];
