@@ -16,16 +16,25 @@
 //!   back to `--fallback-type`, Q4_0 by default as in llama.cpp's quantizer for TQ1_0/TQ2_0
 //!   (`llama-quant.cpp`), and to F16 if even that does not divide. The summary names each one.
 //!
-//! Q4_0, Q4_1, Q8_0, Q5_0, Q5_1 and IQ4_NL use ggml's reference quantizers
-//! (`quantize_row_*_ref`; IQ4_NL's without importance weights), so their files match llama.cpp's
-//! for the same input. Q4_K and Q6_K use the kernels' simple quantizers (scales from each sub-block's range,
-//! rounded up, codes to nearest; no iterative search as in llama.cpp), so they are a little
-//! less accurate than llama.cpp's files of the same type; their `general.file_type` is
-//! llama.cpp's `MOSTLY_Q4_K_S` (14) and `MOSTLY_Q6_K` (18). Q3_K, Q2_K and Q5_K use ggml's own
-//! reference quantizers (`quantize_row_q3_K_ref`, `quantize_row_q2_K_ref`,
-//! `quantize_row_q5_K_ref`, reproduced exactly), so each such tensor holds the bytes
-//! `llama-quantize` writes for it without an importance matrix; their `general.file_type` is
-//! `MOSTLY_Q3_K_S` (11), `MOSTLY_Q2_K` (10) and `MOSTLY_Q5_K_S` (16).
+//! Every quantizer except the ternary ones is ggml's reference quantizer, reproduced exactly
+//! (`quantize_row_*_ref` for Q4_0, Q4_1, Q8_0, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K; IQ4_NL's
+//! without importance weights), which is what llama.cpp runs without an importance matrix: each
+//! tensor holds the bytes `llama-quantize` writes for the same f32 input. The input is the
+//! source tensor dequantized by the scalar kernels, which equal ggml's `dequantize_row_*` bit for
+//! bit. A single k-quant `--type`'s `general.file_type` is llama.cpp's `MOSTLY_Q4_K_S` (14),
+//! `MOSTLY_Q5_K_S` (16), `MOSTLY_Q6_K` (18), `MOSTLY_Q3_K_S` (11) or `MOSTLY_Q2_K` (10).
+//!
+//! llama.cpp's mixes (`--type q4_k_m|q4_k_s|q5_k_m|q5_k_s|q3_k_m|q3_k_s|q3_k_l`, and
+//! `--mix --type q2_k|q6_k`, which are single types without `--mix`) choose each tensor's type by
+//! llama.cpp's own rules instead of `--embedding-type` / `--fallback-type`: the table and rules
+//! are in `quantize/mix.rs`. In short: the output head (or the tied embedding) Q6_K, or Q8_0 when
+//! its rows do not divide into 256; `attn_v` and `ffn_down` Q6_K on the "more bits" layers for
+//! the _M mixes (Q5_K/Q4_K on the first layers for Q3_K_M and Q4_K_S); `attn_output` Q3_K /
+//! Q4_K / Q5_K for Q2_K / Q3_K_M / Q3_K_L; rows that do not divide into 256 fall back
+//! Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, Q2_K/Q3_K → Q4_0. `general.file_type` is the mix's
+//! `llama_ftype`. The files equal llama.cpp's tensor for tensor (`tests/quantize.rs` checks
+//! every tensor's type and bytes against llama.cpp's `llama_model_quantize` on SmolLM2).
+//! `iq4_xs` is a known mix but refused: Tern has no IQ4_XS quantizer yet.
 //!
 //! Ternary types (`--type tq1_0|tq2_0|i2_s`) use BitNet b1.58's absmean rule per tensor: with
 //! `γ = mean |w|`, each weight becomes `t = round(clamp(w/γ, −1, 1))` (so |w| > γ/2 → ±1). The
@@ -50,11 +59,18 @@ use tern_runtime::gguf::write::GgufWriter;
 use tern_runtime::gguf::{GgmlType, Gguf, TensorInfo, Value};
 use tern_runtime::model::WeightBytes;
 
-use crate::args::{opt, Args};
+use crate::args::{opt, switch, Args};
+
+mod mix;
+
+use mix::{Mix, ModelFacts};
 
 pub const USAGE: &str = "tern quantize -m IN.gguf -o OUT.gguf
            --type tq2_0|tq1_0|i2_s|q4_0|q4_1|q5_0|q5_1|iq4_nl|q8_0|q4_k|q5_k|q6_k|q3_k|q2_k
-           [--embedding-type TYPE|keep (default q8_0)] [--fallback-type TYPE (default q4_0)]";
+           [--embedding-type TYPE|keep (default q8_0)] [--fallback-type TYPE (default q4_0)]
+       tern quantize -m IN.gguf -o OUT.gguf
+           --type q4_k_m|q4_k_s|q5_k_m|q5_k_s|q3_k_m|q3_k_s|q3_k_l   (llama.cpp's mixes)
+       tern quantize -m IN.gguf -o OUT.gguf --mix --type q2_k|q6_k|<any mix above>";
 
 /// Bytes after an I2_S tensor's packed codes: its f32 scale, then zero padding.
 const I2_S_TRAILER: usize = 32;
@@ -76,6 +92,8 @@ enum Target {
     Q6_K,
     Q3_K,
     Q2_K,
+    /// Only as a mix's choice (`iq4_xs`), not a `--type` of its own.
+    IQ4_XS,
     TQ1_0,
     TQ2_0,
     I2_S,
@@ -116,6 +134,7 @@ impl Target {
             Target::Q6_K => Format::Q6_K,
             Target::Q3_K => Format::Q3_K,
             Target::Q2_K => Format::Q2_K,
+            Target::IQ4_XS => Format::IQ4_XS,
             Target::TQ1_0 => Format::TQ1_0,
             Target::TQ2_0 => Format::TQ2_0,
             Target::I2_S => Format::I2_S,
@@ -143,6 +162,7 @@ impl Target {
             Target::Q6_K => 18,
             Target::Q3_K => 11,
             Target::Q2_K => 10,
+            Target::IQ4_XS => 30,
             Target::TQ1_0 => 36,
             Target::TQ2_0 => 37,
             Target::I2_S => 40,
@@ -164,6 +184,7 @@ impl Target {
             Target::Q6_K => "q6_k",
             Target::Q3_K => "q3_k",
             Target::Q2_K => "q2_k",
+            Target::IQ4_XS => "iq4_xs",
             Target::TQ1_0 => "tq1_0",
             Target::TQ2_0 => "tq2_0",
             Target::I2_S => "i2_s",
@@ -203,7 +224,14 @@ enum Reason {
     SameType,
     Embedding,
     Target,
-    Fallback { row_len: u64, wanted: Target },
+    Fallback {
+        row_len: u64,
+        wanted: Target,
+    },
+    /// Chosen by llama.cpp's rules for the mix (`mix.rs`).
+    Mix,
+    /// Not quantized by llama.cpp's rules (norms, routers, …): copied.
+    NotQuantized,
 }
 
 pub fn main(argv: &[String]) -> Result<(), String> {
@@ -215,11 +243,37 @@ pub fn main(argv: &[String]) -> Result<(), String> {
             opt("type", None),
             opt("embedding-type", None),
             opt("fallback-type", None),
+            switch("mix"),
         ],
     )?;
     let input = PathBuf::from(args.required("model")?);
     let output = PathBuf::from(args.required("output")?);
-    let target = Target::parse(args.required("type")?, "--type")?;
+    let type_name = args.required("type")?.to_ascii_lowercase();
+    let mix = match Mix::named(&type_name) {
+        // q2_k and q6_k are also single types: the mix only when asked for.
+        Some(m) if args.flag("mix") || Target::parse(&type_name, "--type").is_err() => Some(m),
+        None if args.flag("mix") => {
+            let names: Vec<&str> = mix::MIXES.iter().map(|m| m.name).collect();
+            return Err(format!(
+                "--mix: '{type_name}' is not a llama.cpp mix (one of {})",
+                names.join(", ")
+            ));
+        }
+        _ => None,
+    };
+    if let Some(m) = mix {
+        if let Some(o) = ["embedding-type", "fallback-type"]
+            .into_iter()
+            .find(|o| args.str(o).is_some())
+        {
+            return Err(format!(
+                "--{o} does not apply to --type {}: llama.cpp's rules choose every tensor's type",
+                m.name
+            ));
+        }
+        return main_mix(&input, &output, m);
+    }
+    let target = Target::parse(&type_name, "--type")?;
     let embedding = match args.str("embedding-type").unwrap_or("q8_0") {
         "keep" => None,
         s => Some(Target::parse(s, "--embedding-type")?),
@@ -245,15 +299,73 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         .iter()
         .map(|t| plan(t, target, embedding, fallback))
         .collect();
+    let quantized = target.format().block_len() > 1;
+    let w = write_file(&src, file, &plans, target.file_type(), quantized, &output)?;
+    report(
+        &src, &w, &plans, &input, &output, target, embedding, fallback,
+    );
+    Ok(())
+}
 
-    let mut w = GgufWriter::with_metadata_of(&src).map_err(|e| e.to_string())?;
-    w.set("general.file_type", Value::U32(target.file_type()))
+/// `tern quantize --type MIX`: every tensor's type by llama.cpp's rules for the mix.
+fn main_mix(input: &Path, output: &Path, m: &Mix) -> Result<(), String> {
+    if same_file(input, output) {
+        return Err(format!(
+            "{}: output would overwrite the input",
+            output.display()
+        ));
+    }
+    let map = MappedFile::open(input).map_err(|e| e.to_string())?;
+    let file = map.bytes();
+    let src =
+        Gguf::parse(file, file.len() as u64).map_err(|e| format!("{}: {e}", input.display()))?;
+    let facts = ModelFacts::of(&src).map_err(|e| format!("{}: {e}", input.display()))?;
+    let chosen = m.choose(src.tensors(), facts);
+    let plans: Vec<(Plan, Reason)> = src
+        .tensors()
+        .iter()
+        .zip(chosen)
+        .map(|(t, c)| match c {
+            None => (Plan::Copy, Reason::NotQuantized),
+            Some(to) if to.ggml_type() == t.ggml_type => (Plan::Copy, Reason::SameType),
+            Some(to) => (Plan::Convert(to), Reason::Mix),
+        })
+        .collect();
+    if let Some(t) = src
+        .tensors()
+        .iter()
+        .zip(&plans)
+        .find(|(_, p)| p.0 == Plan::Convert(Target::IQ4_XS))
+    {
+        return Err(format!(
+            "--type {}: tensor '{}' would be IQ4_XS, which tern quantize cannot write yet",
+            m.name, t.0.name
+        ));
+    }
+    let w = write_file(&src, file, &plans, m.ftype, true, output)?;
+    report_mix(&src, &w, &plans, input, output, m, facts);
+    Ok(())
+}
+
+/// Writes `output` (through `OUT.part`, so a failure never leaves a half file at OUT): `src`'s
+/// metadata with `general.file_type` set (and `general.quantization_version` 2 if `quantized`),
+/// then every tensor as `plans` says. Returns the writer, which knows the new tensor sizes.
+fn write_file<'a>(
+    src: &'a Gguf<'a>,
+    file: &[u8],
+    plans: &[(Plan, Reason)],
+    file_type: u32,
+    quantized: bool,
+    output: &Path,
+) -> Result<GgufWriter<'a>, String> {
+    let mut w = GgufWriter::with_metadata_of(src).map_err(|e| e.to_string())?;
+    w.set("general.file_type", Value::U32(file_type))
         .map_err(|e| e.to_string())?;
-    if target.format().block_len() > 1 {
+    if quantized {
         w.set("general.quantization_version", Value::U32(2))
             .map_err(|e| e.to_string())?;
     }
-    for (t, (p, _)) in src.tensors().iter().zip(&plans) {
+    for (t, (p, _)) in src.tensors().iter().zip(plans) {
         let ty = match p {
             Plan::Copy => t.ggml_type,
             Plan::Convert(to) => to.ggml_type(),
@@ -261,20 +373,14 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         w.add_tensor(t.name, &t.dims[..t.n_dims as usize], ty)
             .map_err(|e| e.to_string())?;
     }
-
-    // Written to a temporary name first, so a failure never leaves a half file at OUT.
-    let part = part_path(&output);
-    let result = write(&src, file, &w, &plans, &part);
+    let part = part_path(output);
+    let result = write(src, file, &w, plans, &part);
     if let Err(e) = result {
         let _ = std::fs::remove_file(&part);
         return Err(e);
     }
-    std::fs::rename(&part, &output).map_err(|e| format!("{}: {e}", output.display()))?;
-
-    report(
-        &src, &w, &plans, &input, &output, target, embedding, fallback,
-    );
-    Ok(())
+    std::fs::rename(&part, output).map_err(|e| format!("{}: {e}", output.display()))?;
+    Ok(w)
 }
 
 /// Decides what happens to tensor `t`.
@@ -429,6 +535,8 @@ fn quantize(t: &TensorInfo<'_>, values: &[f32], to: Target) -> Vec<u8> {
         Target::Q6_K => run(values, bytes(Format::Q6_K), scalar::quantize_q6_k),
         Target::Q3_K => run(values, bytes(Format::Q3_K), scalar::quantize_q3_k),
         Target::Q2_K => run(values, bytes(Format::Q2_K), scalar::quantize_q2_k),
+        // `main_mix` refuses a plan with IQ4_XS before writing anything.
+        Target::IQ4_XS => unreachable!("IQ4_XS is never planned"),
         Target::TQ1_0 | Target::TQ2_0 => {
             let q = if matches!(t.ggml_type, GgmlType::TQ1_0 | GgmlType::TQ2_0) {
                 // Already ternary per block: ggml's per-block max rule re-encodes it exactly.
@@ -526,6 +634,7 @@ fn report(
             }
             Reason::Embedding => String::from("embedding/output: --embedding-type"),
             Reason::Target => String::new(),
+            Reason::Mix | Reason::NotQuantized => String::new(),
             Reason::Fallback { row_len, wanted } => {
                 fell_back.push(t.name);
                 format!(
@@ -571,6 +680,53 @@ fn report(
             fell_back.join(", ")
         );
     }
+}
+
+/// Prints one line per tensor, in the layout of [`report`], and the mix's summary.
+fn report_mix(
+    src: &Gguf<'_>,
+    w: &GgufWriter<'_>,
+    plans: &[(Plan, Reason)],
+    input: &Path,
+    output: &Path,
+    m: &Mix,
+    facts: ModelFacts,
+) {
+    println!(
+        "{:<36} {:<6} {:<6} {:>12} {:>12}  note",
+        "tensor", "old", "new", "old bytes", "new bytes"
+    );
+    let (mut old_total, mut new_total) = (0u64, 0u64);
+    for ((t, d), (_, reason)) in src.tensors().iter().zip(w.tensors()).zip(plans) {
+        let note = match reason {
+            Reason::NotQuantized => "not quantized by llama.cpp: copied",
+            Reason::SameType => "already this type: copied",
+            _ => "",
+        };
+        println!(
+            "{:<36} {:<6} {:<6} {:>12} {:>12}  {note}",
+            t.name,
+            t.ggml_type.to_string(),
+            d.ggml_type.to_string(),
+            t.size,
+            d.size
+        );
+        old_total += t.size;
+        new_total += d.size;
+    }
+    println!(
+        "{:<36} {:<6} {:<6} {:>12} {:>12}",
+        "total", "", "", old_total, new_total
+    );
+    println!(
+        "\n{} -> {}: llama.cpp mix {} (general.file_type {}), {} layers, gqa {}",
+        input.display(),
+        output.display(),
+        m.name,
+        m.ftype,
+        facts.n_layer,
+        facts.n_gqa
+    );
 }
 
 /// Whether `a` and `b` name the same existing file.
@@ -694,8 +850,13 @@ mod tests {
                 Ok(t)
             );
         }
-        assert!(Target::parse("q5_k", "--type")
+        assert!(Target::parse("q7_k", "--type")
             .unwrap_err()
             .contains("tq2_0, tq1_0, i2_s"));
+        // Mix names are not single types (IQ4_XS only exists as a mix's choice).
+        for m in mix::MIXES {
+            let single = Target::parse(m.name, "--type").is_ok();
+            assert_eq!(single, matches!(m.name, "q2_k" | "q6_k"), "{}", m.name);
+        }
     }
 }

@@ -762,3 +762,181 @@ fn bad_input_gives_clear_errors() {
     );
     run(q(&dir.path("missing.gguf"), "tq2_0"), "missing.gguf");
 }
+
+// ---- llama.cpp's mixes against llama.cpp itself ----------------------------------------------
+
+/// `tern quantize --mix --type T` of SmolLM2 Q4_1 for every mix in
+/// `tests/reference/fixtures/smollm2_quantize.json`, which holds what llama.cpp's own
+/// `llama_model_quantize` wrote for the same input (`make_fixtures.py --only quantize`): every
+/// tensor must have llama.cpp's type and, since Tern's quantizers for every type these mixes use
+/// are ggml's reference quantizers (llama.cpp's choice without an importance matrix), llama.cpp's
+/// bytes. First, the f32 values both quantizers start from: Tern's scalar dequantization of every
+/// quantized input tensor equals ggml's.
+#[test]
+fn smollm2_mixes_match_llama_cpp() {
+    let fixture = tern_tests::root().join("tests/reference/fixtures/smollm2_quantize.json");
+    let text = std::fs::read_to_string(&fixture).unwrap();
+    let f = tern_tests::json::Json::parse(&text).unwrap();
+    let split = |line: &str| -> (String, String, String) {
+        let p: Vec<&str> = line.split(' ').collect();
+        assert_eq!(p.len(), 3, "{line}");
+        (p[0].to_string(), p[1].to_string(), p[2].to_string())
+    };
+
+    let src = File::read(&smollm2_path());
+    let sg = src.gguf();
+    let inputs = f.get("inputs").arr();
+    assert!(inputs.len() >= 200, "{} inputs", inputs.len());
+    for line in inputs {
+        let (name, ty, want) = split(line.str());
+        let t = sg.tensor(&name).unwrap();
+        assert_eq!(t.ggml_type.to_string(), ty, "{name}");
+        let format = t.ggml_type.format().unwrap();
+        let mut values = vec![0.0f32; t.n_elements() as usize];
+        let row_len = t.row_len() as usize;
+        let row_bytes = src.data(t).len() / (values.len() / row_len);
+        for (row, out) in src
+            .data(t)
+            .chunks_exact(row_bytes)
+            .zip(values.chunks_exact_mut(row_len))
+        {
+            tern_kernels::Kernels::scalar().dequant(format, row, out);
+        }
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(short_sha256(&bytes), want, "f32 values of {name}");
+    }
+
+    let dir = Scratch::new("mixes");
+    let mut summary = Vec::new();
+    for m in f.get("mixes").arr() {
+        let ty = m.get("type").str();
+        let out = dir.path(&format!("smollm2_{ty}.gguf"));
+        quantize(&smollm2_path(), &out, ty, &["--mix"]);
+        let q = File::read(&out);
+        let g = q.gguf();
+        assert_eq!(file_type(&q), m.get("file_type").num() as u64, "{ty}");
+        let want = m.get("tensors").arr();
+        assert_eq!(g.tensors().len(), want.len(), "{ty}: tensor count");
+        let (mut same_type, mut same_bytes) = (0, 0);
+        for line in want {
+            let (name, want_ty, want_sha) = split(line.str());
+            let t = g.tensor(&name).unwrap_or_else(|| panic!("{ty}: no {name}"));
+            assert_eq!(t.ggml_type.to_string(), want_ty, "{ty}: type of {name}");
+            same_type += 1;
+            assert_eq!(
+                short_sha256(q.data(t)),
+                want_sha,
+                "{ty}: bytes of {name} ({want_ty})"
+            );
+            same_bytes += 1;
+        }
+        summary.push(format!("{ty}: {same_type} types, {same_bytes} byte-equal"));
+    }
+    assert!(summary.len() >= 2, "{summary:?}");
+}
+
+/// The first 16 hex digits of SHA-256 (FIPS 180-4) of `data`, as the fixture stores them.
+/// Written out here: a 40-line function beats a dependency for one test.
+fn short_sha256(data: &[u8]) -> String {
+    const K: [u32; 64] = [
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0xc67178f2,
+    ];
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
+    // The message, a 1 bit, zeros to 56 mod 64 bytes, the bit length (big-endian).
+    let mut tail = data[data.len() / 64 * 64..].to_vec();
+    tail.push(0x80);
+    while tail.len() % 64 != 56 {
+        tail.push(0);
+    }
+    tail.extend_from_slice(&((data.len() as u64) * 8).to_be_bytes());
+    for block in data.chunks_exact(64).chain(tail.chunks_exact(64)) {
+        let mut w = [0u32; 64];
+        for (i, word) in block.chunks_exact(4).enumerate() {
+            w[i] = u32::from_be_bytes(word.try_into().unwrap());
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16]
+                .wrapping_add(s0)
+                .wrapping_add(w[i - 7])
+                .wrapping_add(s1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
+        for i in 0..64 {
+            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+            let ch = (e & f) ^ (!e & g);
+            let t1 = hh
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(K[i])
+                .wrapping_add(w[i]);
+            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+            let maj = (a & b) ^ (a & c) ^ (b & c);
+            let t2 = s0.wrapping_add(maj);
+            (hh, g, f, e, d, c, b, a) = (g, f, e, d.wrapping_add(t1), c, b, a, t1.wrapping_add(t2));
+        }
+        for (h, v) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
+            *h = h.wrapping_add(v);
+        }
+    }
+    h[..2].iter().map(|v| format!("{v:08x}")).collect()
+}
+
+#[test]
+fn short_sha256_known_answers() {
+    // FIPS 180-4 examples, and a message that needs a second padding block.
+    assert_eq!(short_sha256(b""), "e3b0c44298fc1c14");
+    assert_eq!(short_sha256(b"abc"), "ba7816bf8f01cfea");
+    assert_eq!(
+        short_sha256(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+        "248d6a61d20638b8"
+    );
+}
+
+#[test]
+fn mix_options_give_clear_errors() {
+    let dir = Scratch::new("mix-errors");
+    let o = dir.path("out.gguf");
+    let m = smollm2_path();
+    for (extra, want) in [
+        (
+            &["--type", "q4_k", "--mix"][..],
+            "'q4_k' is not a llama.cpp mix",
+        ),
+        (
+            &["--type", "q4_k_m", "--fallback-type", "q8_0"][..],
+            "--fallback-type does not apply to --type q4_k_m",
+        ),
+        (
+            &["--type", "iq4_xs"][..],
+            "would be IQ4_XS, which tern quantize cannot write yet",
+        ),
+    ] {
+        let mut args = vec![
+            "quantize",
+            "-m",
+            m.to_str().unwrap(),
+            "-o",
+            o.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = tern(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: expected '{want}' in: {err}");
+        assert!(!o.exists(), "{args:?} left an output");
+    }
+}

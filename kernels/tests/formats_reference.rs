@@ -1,5 +1,5 @@
 //! The k-quant and ternary kernels against independent implementations: gguf-py's numpy
-//! `gguf.quants`, and for the Q3_K / Q2_K quantizers ggml's own library (see
+//! `gguf.quants`, and for the k-quant quantizers ggml's own library (see
 //! `reference/make_quant_fixtures.py`, which wrote `quant_fixtures.json`).
 //!
 //! - Dequantization must match gguf-py bit for bit (NaN matching NaN). Both compute the same
@@ -8,9 +8,9 @@
 //! - Dot products are checked against `Σ w·x` over the reference's dequantized weights `w`,
 //!   within the bound derived at [`dot_bound`].
 //! - TQ1_0 / TQ2_0 / Q5_0 / Q5_1 quantization must reproduce gguf-py's bytes exactly (ggml's
-//!   `_ref` rule), Q3_K / Q2_K / Q5_K quantization the bytes of ggml's own
-//!   `quantize_row_q{3,2,5}_K_ref` (called by the fixture script through ctypes: gguf-py has no
-//!   k-quant quantizer).
+//!   `_ref` rule), Q3_K / Q2_K / Q5_K / Q4_K / Q6_K quantization the bytes of ggml's own
+//!   `quantize_row_q{3,2,5,4,6}_K_ref` (called by the fixture script through ctypes: gguf-py has
+//!   no k-quant quantizer).
 //! - Real data: the first rows of three Q5_0 tensors of Qwen2.5-Coder 0.5B Q4_K_M
 //!   (`reference/real_tensor_fixtures.json`) dequantize exactly as gguf-py dequantizes them.
 
@@ -297,6 +297,8 @@ fn quantize_matches_reference_bytes() {
             Format::Q3_K => scalar::quantize_q3_k(x, &mut got),
             Format::Q2_K => scalar::quantize_q2_k(x, &mut got),
             Format::Q5_K => scalar::quantize_q5_k(x, &mut got),
+            Format::Q4_K => scalar::quantize_q4_k(x, &mut got),
+            Format::Q6_K => scalar::quantize_q6_k(x, &mut got),
             f => panic!("no quantize fixture expected for {}", f.name()),
         }
         if let Some(i) = (0..got.len()).find(|&i| got[i] != c.bytes[i]) {
@@ -310,8 +312,8 @@ fn quantize_matches_reference_bytes() {
         }
         checked += 1;
     }
-    // TQ1_0, TQ2_0, Q5_0 and Q5_1 5 each, Q5_K 10, Q3_K and Q2_K 12 each.
-    assert_eq!(checked, 4 * 5 + 10 + 2 * 12);
+    // TQ1_0, TQ2_0, Q5_0 and Q5_1 5 each, Q5_K 10, Q3_K and Q2_K 12 each, Q4_K and Q6_K 17 each.
+    assert_eq!(checked, 4 * 5 + 10 + 2 * 12 + 2 * 17);
 }
 
 #[test]

@@ -13,6 +13,11 @@ Fixtures written into tests/reference/fixtures/ (all JSON, floats rounded to
   PREFIX_ppl.json            llama.cpp-style perplexity on the GPL-3 text
   PREFIX_chat_template.json  chat template renderings (HF transformers style);
                              not written for a model without a template
+  PREFIX_quantize.json       llama.cpp's llama_model_quantize of the model into the k-quant
+                             mixes (QUANTIZE_MIXES; no importance matrix, allow_requantize):
+                             per output tensor "name type sha256" and per quantized input
+                             tensor "name type sha256" of ggml's f32 dequantization of it (what
+                             the quantizers are fed); each sha256 cut to its first 16 hex digits
 
 Profiles: smollm2 (SmolLM2-135M-Instruct Q4_1), qwen25_05b (Qwen2.5-Coder-0.5B-Instruct
 Q4_K_M, adds tool-calling template cases), gemma3_270m (Gemma 3 270M Q4_K_M, a base model:
@@ -895,7 +900,69 @@ PROFILES: dict[str, Profile] = {
         column_prompt=COLUMN_PROMPT, prompt_add_special=True, chat_cases=None, n_ctx=1024),
 }
 
-ALL_FIXTURES = ["tokenize", "greedy", "logits", "ppl", "chat_template"]
+ALL_FIXTURES = ["tokenize", "greedy", "logits", "ppl", "chat_template", "quantize"]
+
+
+# --------------------------------------------------------------------------
+# fixture: quantization mixes
+# --------------------------------------------------------------------------
+
+# (tern quantize --type name, llama_ftype): the k-quant mixes that need no importance matrix.
+QUANTIZE_MIXES = [
+    ("q4_k_m", 15), ("q4_k_s", 14), ("q5_k_m", 17), ("q5_k_s", 16),
+    ("q3_k_m", 12), ("q3_k_s", 11), ("q3_k_l", 13), ("q2_k", 10), ("q6_k", 18),
+]
+
+
+def short_sha256(data: bytes) -> str:
+    """The first 16 hex digits (64 bits) of sha256(data): plenty to tell bytes apart, a quarter
+    of the fixture's size."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def make_quantize(model_path: Path, n_threads: int, prov: dict) -> dict:
+    """Runs llama.cpp's own quantizer (llama_model_quantize, as llama-quantize does) on the
+    model for every mix and records each output tensor's type and bytes (as sha256)."""
+    import tempfile
+
+    from gguf import GGUFReader
+
+    # The f32 values llama.cpp's quantizer starts from: ggml's to_float of each quantized input
+    # tensor (dequantize_row_<type> in libggml-base, which llama_tensor_dequantize_impl calls).
+    ggml = ctypes.CDLL(str(Path(llama_cpp.__file__).parent / "lib" / "libggml-base.so"))
+    inputs = []
+    for t in GGUFReader(model_path).tensors:
+        if t.tensor_type.name == "F32":
+            continue
+        fn = getattr(ggml, f"dequantize_row_{t.tensor_type.name.lower()}")
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+        fn.restype = None
+        raw = np.ascontiguousarray(np.asarray(t.data).reshape(-1).view(np.uint8))
+        out = np.zeros(int(t.n_elements), dtype="<f4")
+        fn(raw.ctypes.data, out.ctypes.data, out.size)
+        inputs.append(f"{t.name} {t.tensor_type.name} {short_sha256(out.tobytes())}")
+
+    mixes = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, ftype in QUANTIZE_MIXES:
+            dst = Path(tmp) / f"{name}.gguf"
+            params = llama_cpp.llama_model_quantize_default_params()
+            params.ftype = ftype
+            params.allow_requantize = True
+            params.nthread = n_threads
+            t0 = time.time()
+            rc = llama_cpp.llama_model_quantize(str(model_path).encode(), str(dst).encode(),
+                                                ctypes.byref(params))
+            if rc != 0:
+                raise RuntimeError(f"llama_model_quantize {name} returned {rc}")
+            log(f"quantize {name} took {time.time() - t0:.1f}s")
+            r = GGUFReader(dst)
+            tensors = [f"{t.name} {t.tensor_type.name} {short_sha256(np.asarray(t.data).tobytes())}"
+                       for t in r.tensors]
+            file_type = int(r.fields["general.file_type"].parts[-1][0])
+            mixes.append({"type": name, "ftype": ftype, "file_type": file_type, "tensors": tensors})
+            dst.unlink()
+    return {"provenance": prov, "inputs": inputs, "mixes": mixes}
 
 
 def main() -> int:
@@ -941,6 +1008,8 @@ def main() -> int:
         write_json(out("greedy"), make_greedy(ref, prov_fn(ref, base_extra), prof.greedy_prompts,
                                               N_GREEDY, prof.prompt_add_special))
         log(f"greedy took {time.time() - t:.1f}s")
+    if "quantize" in want:
+        write_json(out("quantize"), make_quantize(model, args.threads, prov_fn(ref)))
     del ref
     if "ppl" in want:
         write_json(out("ppl"),

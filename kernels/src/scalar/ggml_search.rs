@@ -1,6 +1,7 @@
 //! ggml's quantizer building blocks, ported operation for operation (every `a*b*c` is
 //! `(a*b)*c`, no fused multiply-add), shared by the quantizers that reproduce ggml's bytes:
-//! Q5_K (`kquants5.rs`), Q3_K and Q2_K (`kquants_low.rs`) and IQ4_NL (`iq4_nl.rs`).
+//! Q4_K and Q6_K (`kquants.rs`), Q5_K (`kquants5.rs`), Q3_K and Q2_K (`kquants_low.rs`) and
+//! IQ4_NL (`iq4_nl.rs`).
 //!
 //! Hand-written rather than generic over the callers' block types: each function is one of
 //! ggml's `static` helpers in `ggml-quants.c`, kept checkable against it line by line.
@@ -107,6 +108,63 @@ pub(super) fn make_qkx2_quants(
     (scale, -min)
 }
 
+/// ggml's `make_qx_quants` as `quantize_row_q6_K_ref` calls it (`rmse_type` 1, no importance
+/// weights, so each weight counts `x²`): a signed scale for the weights `x` and codes `l[i]` in
+/// `0..2·nmax`, so that `x[i] ≈ scale·(l[i] − nmax)`.
+///
+/// Starts from the scale that maps the weight of largest magnitude to code `−nmax` (its sign
+/// kept, so that one reaches the unpaired end of `−nmax..nmax`), fits the scale to the rounded
+/// codes by weighted least squares, then tries the 18 step counts `nmax + 0.1·k`, `k` in
+/// `−9..=9` without 0, keeping the codes and fit of largest `(Σ w·x·l)² / Σ w·l²` (least
+/// weighted squared error). A group whose largest magnitude is below [`GROUP_MAX_EPS`] gets
+/// scale 0 and codes 0.
+pub(super) fn make_qx_quants(x: &[f32], nmax: i32, l: &mut [u8]) -> f32 {
+    assert_eq!(x.len(), l.len());
+    let (mut max, mut amax) = (0.0f32, 0.0f32);
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    if amax < GROUP_MAX_EPS {
+        l.fill(0);
+        return 0.0;
+    }
+    let code = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+    // Σ w·x·l and Σ w·l² with w = x², each product in ggml's order.
+    let sums = |iscale: f32| {
+        let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+        for &v in x {
+            let lf = code(iscale, v) as f32;
+            let w = v * v;
+            sumlx += w * v * lf;
+            suml2 += w * lf * lf;
+        }
+        (sumlx, suml2)
+    };
+    let fill = |iscale: f32, l: &mut [u8]| {
+        for (&v, l) in x.iter().zip(l.iter_mut()) {
+            *l = (code(iscale, v) + nmax) as u8;
+        }
+    };
+    let iscale = -(nmax as f32) / max;
+    fill(iscale, l);
+    let (sumlx, suml2) = sums(iscale);
+    let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
+    let mut best = scale * sumlx;
+    for is in (-9..=9).filter(|&is| is != 0) {
+        let iscale = -(nmax as f32 + 0.1 * is as f32) / max;
+        let (sumlx, suml2) = sums(iscale);
+        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
+            fill(iscale, l);
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    scale
+}
+
 #[cfg(test)]
 mod tests {
     //! Corner cases. Agreement with ggml's own quantizers is `tests/formats_reference.rs`.
@@ -152,6 +210,20 @@ mod tests {
             assert_eq!((s, m), (0.5, 1.0), "use_mad {use_mad}");
             let want: [u8; 16] = core::array::from_fn(|i| (i % 4) as u8);
             assert_eq!(l, want);
+        }
+    }
+
+    #[test]
+    fn make_qx_quants_zero_and_exact_levels() {
+        let mut l = [9u8; 16];
+        assert_eq!(make_qx_quants(&[0.0; 16], 32, &mut l), 0.0);
+        assert_eq!(l, [0; 16]);
+        // Weights −2, −1.75, …, 1.75: the largest magnitude, −2, maps to code −32, so every
+        // weight is a code times 1/16 and the least-squares fit is exact.
+        let x: [f32; 16] = core::array::from_fn(|i| (i as f32 - 8.0) * 0.25);
+        let s = make_qx_quants(&x, 32, &mut l);
+        for (&v, &q) in x.iter().zip(&l) {
+            assert_eq!(s * (q as f32 - 32.0), v, "scale {s}");
         }
     }
 }

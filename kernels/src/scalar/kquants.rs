@@ -2,10 +2,12 @@
 //!
 //! Dequantization follows ggml's `dequantize_row_q4_K` / `dequantize_row_q6_K` operation for
 //! operation (same products in the same order, no fused multiply-add), so it matches gguf-py's
-//! numpy reference bit for bit. The quantizers are deliberately simpler than ggml's iterative
-//! scale search (`make_qkx2_quants`, `make_qx_quants`): they pick each sub-block's scale from its
-//! range, round every scale *up* so no code is ever clamped, and round codes to nearest. Their
-//! error is at most half a step per weight, but ggml's search finds smaller total error.
+//! numpy reference bit for bit. The quantizers are ggml's reference quantizers
+//! (`quantize_row_q4_K_ref`, `quantize_row_q6_K_ref`: what llama.cpp runs for these types without
+//! an importance matrix), ported operation for operation in plain f32 with ggml's scale searches
+//! (`make_qkx2_quants`, `make_qx_quants` in `ggml_search.rs`), so a tensor quantized here holds
+//! the bytes llama.cpp writes for the same input (`tests/formats_reference.rs` checks them
+//! against ggml's own library).
 //!
 //! The int8 path ([`dot_q4_k_q8`], [`dot_q6_k_q8`]) meets the weights with activations
 //! quantized per 32 ([`BlockQ8Act`](super::BlockQ8Act)): a super-block spans eight activation
@@ -15,7 +17,7 @@
 //! every backend performs in the same order, so all backends agree bit for bit.
 
 use super::act::act_blocks;
-use super::q8::round_half_away;
+use super::ggml_search::{make_qkx2_quants, make_qx_quants, nearest_int, GROUP_MAX_EPS};
 use crate::blocks::{as_blocks, as_blocks_mut, BlockQ4_K, BlockQ6_K, F16Le};
 
 /// Weights per k-quant super-block (ggml's `QK_K`).
@@ -187,60 +189,86 @@ pub fn dot_q4_k_f32(row: &[u8], x: &[f32]) -> f32 {
     sum
 }
 
-/// Quantizes `x` (a multiple of 256 long) to Q4_K.
-///
-/// Simpler than ggml's `quantize_row_q4_K_ref` (no iterative search): sub-block j covers
-/// `[lo, x_max]` with `lo = min(x_min, 0)`; its min code is `m = ceil(−lo/dmin)` and its scale
-/// code `sc = ceil((x_max + dmin·m)/(15·d))`, where `dmin = max(−lo)/63` and `d = max(need)/63`
-/// are rounded *up* to f16. The chosen range always contains the sub-block, so the error is at
-/// most half a step, `d·sc/2`.
+/// Quantizes `x` (a multiple of 256 long) to Q4_K exactly as ggml's `quantize_row_q4_K_ref`
+/// does: [`quantize_k4_block`] with 16 levels and ggml's Q4_K search parameters (21 trial step
+/// counts from −1 by 0.1).
 pub fn quantize_q4_k(x: &[f32], out: &mut [u8]) {
     let blocks: &mut [BlockQ4_K] = as_blocks_mut(out).expect("output is whole Q4_K blocks");
     assert_eq!(blocks.len() * QK_K, x.len());
     for (b, x) in blocks.iter_mut().zip(x.chunks_exact(QK_K)) {
-        // Offsets first: the value range starts at −dmin·m ≤ min(x_min, 0).
-        let mut neg_lo = [0.0f32; 8];
-        let mut hi = [0.0f32; 8];
-        for (j, sub) in x.chunks_exact(32).enumerate() {
-            let lo = sub.iter().copied().fold(0.0f32, f32::min);
-            neg_lo[j] = -lo;
-            hi[j] = sub.iter().copied().fold(lo, f32::max);
-        }
-        let dmin = f16_at_least(max_of(&neg_lo) / 63.0);
-        let mut m = [0u8; 8];
-        let mut offset = [0.0f32; 8];
-        for j in 0..8 {
-            m[j] = six_bit_code_at_least(neg_lo[j], dmin.to_f32());
-            offset[j] = dmin.to_f32() * m[j] as f32;
-        }
-        // Then steps: 15 steps from −offset must reach x_max.
-        let mut need = [0.0f32; 8];
-        for j in 0..8 {
-            need[j] = (hi[j] + offset[j]) / 15.0;
-        }
-        let d = f16_at_least(max_of(&need) / 63.0);
-        let mut sc = [0u8; 8];
-        for j in 0..8 {
-            sc[j] = six_bit_code_at_least(need[j], d.to_f32());
-        }
-
-        b.d = d;
-        b.dmin = dmin;
-        b.scales = pack_scales_k4(&sc, &m);
-        let mut q = [0u8; QK_K];
-        for (j, (sub, q)) in x.chunks_exact(32).zip(q.chunks_exact_mut(32)).enumerate() {
-            let step = d.to_f32() * sc[j] as f32;
-            let inv = if step != 0.0 { 1.0 / step } else { 0.0 };
-            for (v, q) in sub.iter().zip(q) {
-                *q = round_half_away((v + offset[j]) * inv).clamp(0.0, 15.0) as u8;
-            }
-        }
+        let (d, dmin, scales, l) = quantize_k4_block(x, 15, -1.0, 0.1, 20);
+        (b.d, b.dmin, b.scales) = (d, dmin, scales);
+        // The inverse of `q4_k_codes`.
         for c in 0..4 {
-            for l in 0..32 {
-                b.qs[32 * c + l] = q[64 * c + l] | (q[64 * c + 32 + l] << 4);
+            for i in 0..32 {
+                b.qs[32 * c + i] = l[64 * c + i] | (l[64 * c + 32 + i] << 4);
             }
         }
     }
+}
+
+/// One super-block of ggml's Q4_K / Q5_K reference quantizer, up to the codes: returns `d`,
+/// `dmin`, the packed six-bit scales and mins, and the codes (0..=nmax) in element order.
+///
+/// Per sub-block of 32: weights `sqrt(Σx²/32) + |x|`, then ggml's `make_qkx2_quants` (`nmax`
+/// levels, `nstep + 1` trial step counts from `rmin` by `rdelta`) for a scale and a min. The
+/// largest of each become `d·63` and `dmin·63` (f16, to nearest), each sub-block's six-bit codes
+/// `round(63·v/max)`, and every weight's code `round((x + dmin·m)/(d·sc))` clamped to
+/// `0..=nmax`; a sub-block whose `d·sc` is 0 keeps the search's codes.
+pub(super) fn quantize_k4_block(
+    x: &[f32],
+    nmax: i32,
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+) -> (F16Le, F16Le, [u8; 12], [u8; QK_K]) {
+    assert_eq!(x.len(), QK_K);
+    let mut l = [0u8; QK_K];
+    let mut laux = [0u8; 32];
+    let (mut scales, mut mins) = ([0.0f32; 8], [0.0f32; 8]);
+    let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+    for (j, (sub, l)) in x.chunks_exact(32).zip(l.chunks_exact_mut(32)).enumerate() {
+        let mut sum_x2 = 0.0f32;
+        for v in sub {
+            sum_x2 += v * v;
+        }
+        let av_x = libm::sqrtf(sum_x2 / 32.0);
+        let weights: [f32; 32] = core::array::from_fn(|i| av_x + sub[i].abs());
+        (scales[j], mins[j]) = make_qkx2_quants(
+            sub, &weights, nmax, l, &mut laux, rmin, rdelta, nstep, false,
+        );
+        if scales[j] > max_scale {
+            max_scale = scales[j];
+        }
+        if mins[j] > max_min {
+            max_min = mins[j];
+        }
+    }
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
+    let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+    // ggml stores `nearest_int(..)` into a u8 (keeping the low byte), then caps it at 63.
+    let six_bit = |v: f32| (nearest_int(v) as u8).min(63);
+    let ls: [u8; 8] = core::array::from_fn(|j| six_bit(inv_scale * scales[j]));
+    let lm: [u8; 8] = core::array::from_fn(|j| six_bit(inv_min * mins[j]));
+    let d = F16Le::from_f32(max_scale / 63.0);
+    let dmin = F16Le::from_f32(max_min / 63.0);
+
+    let (df, dminf) = (d.to_f32(), dmin.to_f32());
+    for (j, (sub, l)) in x.chunks_exact(32).zip(l.chunks_exact_mut(32)).enumerate() {
+        let step = df * ls[j] as f32;
+        if step == 0.0 {
+            continue;
+        }
+        let offset = dminf * lm[j] as f32;
+        for (v, l) in sub.iter().zip(l) {
+            *l = nearest_int((v + offset) / step).clamp(0, nmax) as u8;
+        }
+    }
+    (d, dmin, pack_scales_k4(&ls, &lm), l)
 }
 
 /// Packs eight six-bit scales and mins the way [`scale_min_k4`] unpacks them.
@@ -252,15 +280,6 @@ pub(crate) fn pack_scales_k4(sc: &[u8; 8], m: &[u8; 8]) -> [u8; 12] {
         s[j + 8] = (sc[j + 4] & 0x0F) | ((m[j + 4] & 0x0F) << 4);
     }
     s
-}
-
-/// The smallest code in 0..=63 with `code·unit ≥ v` (0 when `unit` is 0).
-fn six_bit_code_at_least(v: f32, unit: f32) -> u8 {
-    if unit > 0.0 {
-        libm::ceilf(v / unit).clamp(0.0, 63.0) as u8
-    } else {
-        0
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -318,38 +337,58 @@ pub fn dot_q6_k_f32(row: &[u8], x: &[f32]) -> f32 {
     sum
 }
 
-/// Quantizes `x` (a multiple of 256 long) to Q6_K.
+/// Quantizes `x` (a multiple of 256 long) to Q6_K exactly as ggml's `quantize_row_q6_K_ref`
+/// does (so the bytes equal llama.cpp's without an importance matrix).
 ///
-/// Simpler than ggml's `quantize_row_q6_K_ref` (no iterative search): sub-block j needs a step
-/// of `max|x|/31`; its scale is the smallest int8 `sc ≥ 0` with `d·sc` at least that, `d`
-/// being `max step / 127` rounded up to f16. Codes are rounded to nearest in −31..=31 (−32 is
-/// unused), so the error is at most half a step `d·sc/2`.
+/// Per sub-block of 16, ggml's `make_qx_quants` (32 levels each side, weights `x²`) picks a
+/// signed scale. The one of largest magnitude, `s_max`, sets `d = s_max / −128` (f16, to
+/// nearest), so it takes the int8 scale −128; every sub-block's int8 scale is
+/// `min(127, round(−128·s/s_max))`, and every weight's code `round(x/(d·sc))` clamped to
+/// −32..=31; a sub-block whose `d·sc` is 0 keeps the search's codes. A super-block whose scales
+/// are all below ggml's `GROUP_MAX_EPS` is all zero bytes.
 pub fn quantize_q6_k(x: &[f32], out: &mut [u8]) {
     let blocks: &mut [BlockQ6_K] = as_blocks_mut(out).expect("output is whole Q6_K blocks");
     assert_eq!(blocks.len() * QK_K, x.len());
     for (b, x) in blocks.iter_mut().zip(x.chunks_exact(QK_K)) {
-        let mut need = [0.0f32; 16];
-        for (n, sub) in need.iter_mut().zip(x.chunks_exact(16)) {
-            *n = sub.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 31.0;
-        }
-        let d = f16_at_least(max_of(&need) / 127.0);
-        b.d = d;
+        // Codes offset by 32 (0..64).
         let mut q = [0u8; QK_K];
-        for ((sc, n), (sub, q)) in b
-            .scales
-            .iter_mut()
-            .zip(&need)
-            .zip(x.chunks_exact(16).zip(q.chunks_exact_mut(16)))
-        {
-            *sc = if d.to_f32() > 0.0 {
-                libm::ceilf(n / d.to_f32()).clamp(0.0, 127.0) as i8
-            } else {
-                0
+        let mut scales = [0.0f32; 16];
+        let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
+        for (j, (sub, q)) in x.chunks_exact(16).zip(q.chunks_exact_mut(16)).enumerate() {
+            scales[j] = make_qx_quants(sub, 32, q);
+            if scales[j].abs() > max_abs_scale {
+                max_abs_scale = scales[j].abs();
+                max_scale = scales[j];
+            }
+        }
+        if max_abs_scale < GROUP_MAX_EPS {
+            *b = BlockQ6_K {
+                ql: [0; 128],
+                qh: [0; 64],
+                scales: [0; 16],
+                d: F16Le::from_f32(0.0),
             };
-            let step = d.to_f32() * *sc as f32;
-            let inv = if step != 0.0 { 1.0 / step } else { 0.0 };
+            continue;
+        }
+        let iscale = -128.0 / max_scale;
+        b.d = F16Le::from_f32(1.0 / iscale);
+        for (sc, &s) in b.scales.iter_mut().zip(&scales) {
+            // ggml assigns `MIN(127, nearest_int(..))` to an int8_t: `as` wraps the same way.
+            *sc = nearest_int(iscale * s).min(127) as i8;
+        }
+        let d = b.d.to_f32();
+        for ((&sc, sub), q) in b
+            .scales
+            .iter()
+            .zip(x.chunks_exact(16))
+            .zip(q.chunks_exact_mut(16))
+        {
+            let step = d * sc as f32;
+            if step == 0.0 {
+                continue;
+            }
             for (v, q) in sub.iter().zip(q) {
-                *q = (round_half_away(v * inv).clamp(-32.0, 31.0) as i32 + 32) as u8;
+                *q = (nearest_int(v / step).clamp(-32, 31) + 32) as u8;
             }
         }
         // The inverse of `q6_k_codes`.
@@ -436,27 +475,6 @@ pub fn dot_q6_k_q8(row: &[u8], xq: &[u8]) -> f32 {
         sum += b.d.to_f32() * sum8_tree(p);
     }
     sum
-}
-
-// ---------------------------------------------------------------------------------------------
-// Shared
-
-/// Largest value of `v` (0 for an empty or all-negative slice; NaN is skipped).
-fn max_of(v: &[f32]) -> f32 {
-    v.iter().copied().fold(0.0f32, f32::max)
-}
-
-/// The smallest f16 not below `v`, for a non-negative `v`: a scale rounded to f16 this way
-/// never shrinks, so the range it was chosen to cover stays covered. (Above f16's largest
-/// finite value it is infinity; the weights then dequantize to NaN or infinity, as in ggml.)
-fn f16_at_least(v: f32) -> F16Le {
-    let h = half::f16::from_f32(v);
-    if h.to_f32() < v {
-        // Positive halves order like their bit patterns: the next pattern is the next value.
-        F16Le((h.to_bits() + 1).to_le_bytes())
-    } else {
-        F16Le(h.to_bits().to_le_bytes())
-    }
 }
 
 #[cfg(test)]
@@ -663,79 +681,55 @@ mod tests {
     }
 
     #[test]
-    fn q4_k_quantize_roundtrip_within_half_step() {
+    fn q4_k_quantize_roundtrip() {
+        // ggml's search may trade a clamped code for a smaller total error, so the bound is
+        // loose: one step of the sub-block's own range plus the six-bit scale rounding (the exact
+        // bytes are checked against ggml in tests/formats_reference.rs).
         for x in test_rows() {
             let mut q = vec![0u8; x.len() / QK_K * 144];
             quantize_q4_k(&x, &mut q);
             let mut back = vec![f32::NAN; x.len()];
             dequant_q4_k(&q, &mut back);
-            for (xb, wb) in x.chunks(QK_K).zip(back.chunks(QK_K)) {
-                // The quantizer's choices, bounded from the input alone (see its doc): step_j ≤
-                // need_j + d with need_j ≤ (range_j + dmin)/15, dmin and d within 2⁻¹⁰ of
-                // max(−lo)/63 and max(need)/63.
-                let sub: Vec<(f32, f32)> = xb
-                    .chunks(32)
-                    .map(|s| {
-                        let lo = s.iter().copied().fold(0.0f32, f32::min);
-                        (lo, s.iter().copied().fold(lo, f32::max))
-                    })
-                    .collect();
-                let dmin = sub.iter().fold(0.0f32, |a, s| a.max(-s.0)) / 63.0 * 1.001;
-                let need: Vec<f32> = sub.iter().map(|s| (s.1 - s.0 + dmin) / 15.0).collect();
-                let d = need.iter().fold(0.0f32, |a, &n| a.max(n)) / 63.0 * 1.001;
-                for (j, (xs, ws)) in xb.chunks(32).zip(wb.chunks(32)).enumerate() {
-                    let bound = (need[j] + d) / 2.0 * 1.001 + 1e-6;
-                    for (u, v) in xs.iter().zip(ws) {
-                        assert!(
-                            (u - v).abs() <= bound,
-                            "Q4_K sub-block {j}: {u} vs {v} ({bound})"
-                        );
-                    }
-                }
-            }
+            check_within_step(&x, &back, 32, 15.0, 63.0);
             check_dot(dequant_q4_k, dot_q4_k_f32, &q, x.len());
         }
+        // All zeros: zero scales, zero codes, zeros back.
+        let mut q = vec![0xA5u8; 144];
+        quantize_q4_k(&[0.0; QK_K], &mut q);
+        assert!(q.iter().all(|&b| b == 0));
     }
 
     #[test]
-    fn q6_k_quantize_roundtrip_within_half_step() {
+    fn q6_k_quantize_roundtrip() {
         for x in test_rows() {
             let mut q = vec![0u8; x.len() / QK_K * 210];
             quantize_q6_k(&x, &mut q);
             let mut back = vec![f32::NAN; x.len()];
             dequant_q6_k(&q, &mut back);
-            for (xb, wb) in x.chunks(QK_K).zip(back.chunks(QK_K)) {
-                let need: Vec<f32> = xb
-                    .chunks(16)
-                    .map(|s| s.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 31.0)
-                    .collect();
-                let d = need.iter().fold(0.0f32, |a, &n| a.max(n)) / 127.0 * 1.001;
-                for (j, (xs, ws)) in xb.chunks(16).zip(wb.chunks(16)).enumerate() {
-                    let bound = (need[j] + d) / 2.0 * 1.001 + 1e-6;
-                    for (u, v) in xs.iter().zip(ws) {
-                        assert!(
-                            (u - v).abs() <= bound,
-                            "Q6_K sub-block {j}: {u} vs {v} ({bound})"
-                        );
-                    }
-                }
-            }
+            check_within_step(&x, &back, 16, 31.0, 127.0);
             check_dot(dequant_q6_k, dot_q6_k_f32, &q, x.len());
         }
+        let mut q = vec![0xA5u8; 210];
+        quantize_q6_k(&[0.0; QK_K], &mut q);
+        assert!(q.iter().all(|&b| b == 0));
     }
 
-    #[test]
-    fn f16_at_least_never_rounds_down() {
-        for v in randoms(10_000, 5) {
-            let v = v.abs() * 70_000.0;
-            let h = f16_at_least(v).to_f32();
-            assert!(h >= v);
-            if h > 0.0 {
-                // And no smaller half would do.
-                let below = half::f16::from_bits(half::f16::from_f32(h).to_bits() - 1).to_f32();
-                assert!(below < v, "{v}: {h}");
+    /// Every weight of `x` is within one step of its sub-block's range (`sub` weights, `levels`
+    /// steps across `[min(lo, 0), max(hi, 0)]`) plus two units of the super-block's scale code
+    /// (largest magnitude / `scale_levels`) of what `back` holds.
+    fn check_within_step(x: &[f32], back: &[f32], sub: usize, levels: f32, scale_levels: f32) {
+        for (j, (xs, ws)) in x.chunks(sub).zip(back.chunks(sub)).enumerate() {
+            let lo = xs.iter().copied().fold(0.0f32, f32::min);
+            let hi = xs.iter().copied().fold(0.0f32, f32::max);
+            let step = (hi - lo) / levels;
+            let sb = &x[j * sub / QK_K * QK_K..][..QK_K];
+            let coarse = sb.iter().fold(0.0f32, |m, v| m.max(v.abs())) / scale_levels;
+            for (u, v) in xs.iter().zip(ws) {
+                assert!(
+                    (u - v).abs() <= step + 2.0 * coarse + 1e-6,
+                    "sub-block {j}: {u} vs {v}"
+                );
             }
         }
-        assert_eq!(f16_at_least(0.0).to_f32(), 0.0);
     }
 }

@@ -5,19 +5,19 @@
 //! reference bit for bit. The f32 dot and the int8 path are Q4_K's with 5-bit codes
 //! (see `kquants.rs`): the int8 sum `sc·Σ q·a` stays below 63·31·127·32 < 2²⁴, exact in f32.
 //!
-//! Unlike Tern's simpler Q4_K/Q6_K quantizers, [`quantize_q5_k`] is ggml's reference quantizer
-//! (`quantize_row_q5_K_ref`, llama.cpp's choice when no importance matrix is given), ported
-//! operation for operation in plain f32 so it writes the same bytes as llama.cpp for the same
-//! input: `make_qkx2_quants`' weighted search for each sub-block's scale and min, the six-bit
-//! codes from the largest of them, and the final codes rounded against the stored scales.
+//! [`quantize_q5_k`] is ggml's reference quantizer (`quantize_row_q5_K_ref`, llama.cpp's choice
+//! when no importance matrix is given), ported operation for operation in plain f32 so it
+//! writes the same bytes as llama.cpp for the same input: Q4_K's scheme
+//! (`make_qkx2_quants`' weighted search for each sub-block's scale and min, the six-bit codes
+//! from the largest of them, the final codes rounded against the stored scales) with 32 levels.
 
 use super::act::act_blocks;
 use super::gemm::{dot_rows, gemm_q8};
-use super::ggml_search::{make_qkx2_quants, nearest_int};
 use super::kquants::{
-    dequant_sub_blocks_min, dot_sub_blocks_min, k4_steps, pack_scales_k4, scales_mins_k4, sum8_tree,
+    dequant_sub_blocks_min, dot_sub_blocks_min, k4_steps, quantize_k4_block, scales_mins_k4,
+    sum8_tree,
 };
-use crate::blocks::{as_blocks, as_blocks_mut, BlockQ5_K, F16Le};
+use crate::blocks::{as_blocks, as_blocks_mut, BlockQ5_K};
 
 /// Weights per k-quant super-block (ggml's `QK_K`).
 const QK_K: usize = 256;
@@ -101,61 +101,14 @@ pub fn gemm_q5_k_q8(w: &[u8], m: usize, xq: &[u8], n: usize, y: &mut [f32], ldy:
 /// Quantizes `x` (a multiple of 256 long) to Q5_K exactly as ggml's `quantize_row_q5_K_ref`
 /// does (so the bytes equal llama.cpp's without an importance matrix).
 ///
-/// Per sub-block of 32: weights `sqrt(Σx²/32) + |x|`, then ggml's `make_qkx2_quants` (31 levels,
-/// 16 trial scales from −0.5 by 0.1) for a scale and a min. The largest of each become `d·63`
-/// and `dmin·63` (f16, to nearest), each sub-block's six-bit codes `round(63·v/max)`, and every
-/// weight's code `round((x + dmin·m)/(d·sc))` clamped to 0..=31; a sub-block whose `d·sc` is 0
-/// keeps the search's codes.
+/// Q4_K's scheme ([`quantize_k4_block`]) with 32 levels and ggml's Q5_K search parameters
+/// (16 trial step counts from −0.5 by 0.1), the fifth bits split off into `qh`.
 pub fn quantize_q5_k(x: &[f32], out: &mut [u8]) {
     let blocks: &mut [BlockQ5_K] = as_blocks_mut(out).expect("output is whole Q5_K blocks");
     assert_eq!(blocks.len() * QK_K, x.len());
     for (b, x) in blocks.iter_mut().zip(x.chunks_exact(QK_K)) {
-        let mut l = [0u8; QK_K];
-        let mut laux = [0u8; 32];
-        let (mut scales, mut mins) = ([0.0f32; 8], [0.0f32; 8]);
-        let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
-        for (j, (sub, l)) in x.chunks_exact(32).zip(l.chunks_exact_mut(32)).enumerate() {
-            let mut sum_x2 = 0.0f32;
-            for v in sub {
-                sum_x2 += v * v;
-            }
-            let av_x = libm::sqrtf(sum_x2 / 32.0);
-            let weights: [f32; 32] = core::array::from_fn(|i| av_x + sub[i].abs());
-            (scales[j], mins[j]) =
-                make_qkx2_quants(sub, &weights, 31, l, &mut laux, -0.5, 0.1, 15, false);
-            if scales[j] > max_scale {
-                max_scale = scales[j];
-            }
-            if mins[j] > max_min {
-                max_min = mins[j];
-            }
-        }
-        let inv_scale = if max_scale > 0.0 {
-            63.0 / max_scale
-        } else {
-            0.0
-        };
-        let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
-        // ggml stores `nearest_int(..)` into a u8 (keeping the low byte), then caps it at 63.
-        let six_bit = |v: f32| (nearest_int(v) as u8).min(63);
-        let ls: [u8; 8] = core::array::from_fn(|j| six_bit(inv_scale * scales[j]));
-        let lm: [u8; 8] = core::array::from_fn(|j| six_bit(inv_min * mins[j]));
-        b.scales = pack_scales_k4(&ls, &lm);
-        b.d = F16Le::from_f32(max_scale / 63.0);
-        b.dmin = F16Le::from_f32(max_min / 63.0);
-
-        let (d, dmin) = (b.d.to_f32(), b.dmin.to_f32());
-        for (j, (sub, l)) in x.chunks_exact(32).zip(l.chunks_exact_mut(32)).enumerate() {
-            let step = d * ls[j] as f32;
-            if step == 0.0 {
-                continue;
-            }
-            let offset = dmin * lm[j] as f32;
-            for (v, l) in sub.iter().zip(l) {
-                *l = nearest_int((v + offset) / step).clamp(0, 31) as u8;
-            }
-        }
-
+        let (d, dmin, scales, l) = quantize_k4_block(x, 31, -0.5, 0.1, 15);
+        (b.d, b.dmin, b.scales) = (d, dmin, scales);
         // The inverse of `q5_k_codes`.
         b.qh = [0; 32];
         for c in 0..4 {
@@ -175,7 +128,8 @@ mod tests {
     //! `tests/formats_reference.rs`.
 
     use super::*;
-    use crate::blocks::as_bytes;
+    use crate::blocks::{as_bytes, F16Le};
+    use crate::scalar::kquants::pack_scales_k4;
 
     extern crate alloc;
     use crate::scalar::tests::randoms;

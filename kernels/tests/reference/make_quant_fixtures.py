@@ -6,9 +6,10 @@ Two references, both independent of Tern's Rust kernels:
   ggml's block formats in numpy: every dequantization, and the TQ1_0, TQ2_0, Q5_0 and Q5_1
   quantizations;
 - the PyPI package `libggml-python`, which ships ggml's own prebuilt `libggml-base.so`: the Q3_K,
-  Q2_K and Q5_K quantizations, through ctypes calls of `quantize_row_q3_K_ref` /
-  `quantize_row_q2_K_ref` / `quantize_row_q5_K_ref` (what `llama-quantize` runs for these types
-  without an importance matrix; gguf-py cannot quantize them). That build has no fused
+  Q2_K, Q5_K, Q4_K and Q6_K quantizations, through ctypes calls of `quantize_row_q3_K_ref` /
+  `quantize_row_q2_K_ref` / `quantize_row_q5_K_ref` / `quantize_row_q4_K_ref` /
+  `quantize_row_q6_K_ref` (what `llama-quantize` runs for these types without an importance
+  matrix; gguf-py cannot quantize them). That build has no fused
   multiply-adds, like any x86_64 build of ggml-base. Set LIBGGML to use another build's
   libggml-base shared library instead.
 
@@ -31,6 +32,8 @@ Cases (fixed seeds, so the output is reproducible):
 - quantize cases, Q5_K: the same kind of inputs plus rows of very different sub-block ranges,
   values on an exact grid (ties in the final rounding) and constant rows. Expected output:
   ggml's quantize_row_q5_K_ref.
+- quantize cases, Q4_K and Q6_K (their own seeds, added after the others): the Q5_K inputs plus
+  the Q3_K/Q2_K extra rows. Expected output: ggml's quantize_row_q{4,6}_K_ref.
 
 With `--real-model PATH` (Qwen2.5-Coder 0.5B Q4_K_M, see scripts/fetch-models.sh) it also writes
 real_tensor_fixtures.json: the bytes of the first rows of a few real Q5_0 tensors of that file
@@ -221,6 +224,8 @@ GGML_QUANTIZERS = {
     "Q3_K": "quantize_row_q3_K_ref",
     "Q2_K": "quantize_row_q2_K_ref",
     "Q5_K": "quantize_row_q5_K_ref",
+    "Q4_K": "quantize_row_q4_K_ref",
+    "Q6_K": "quantize_row_q6_K_ref",
 }
 
 
@@ -376,6 +381,11 @@ def main() -> None:
             cases.append(quant_case(fmt, name, x))
     for name, x in q5_k_inputs(np.random.default_rng(3000)):
         cases.append(quant_case("Q5_K", name, x))
+    # Q4_K and Q6_K moved to ggml's quantizers after the rest: seeds of their own, cases appended.
+    for seed, fmt in enumerate(["Q4_K", "Q6_K"]):
+        rng = np.random.default_rng(5000 + seed)
+        for name, x in q5_k_inputs(rng) + low_bit_inputs(rng):
+            cases.append(quant_case(fmt, name, x))
     write_json(OUT, cases, reference=f"; {ggml_base_name()} ({', '.join(GGML_QUANTIZERS.values())})")
 
 
