@@ -58,6 +58,10 @@ ten times further from llama.cpp's). The checks also show the special features m
 logits move when gemma3's sliding window is removed (and not before position 8), when llama3's
 rope_freqs is dropped, and between phi3's short (n_ctx <= original_context_length) and long runs.
 
+F64Model.from_gguf runs the same forward pass on a real qwen2 or gemma3 file (metadata read by
+arch_from_gguf, tensors through gguf's dequantizers): make_f64_ppl.py uses it for the exact
+perplexity of the real Gemma 3 270M and Qwen2.5-Coder-0.5B files.
+
 Where the layout comes from (llama.cpp as vendored in llama-cpp-python 0.3.36):
   * src/models/{qwen2,qwen3,phi3,llama,gemma3}.cpp load_arch_tensors: names/shapes; create_tensor_qkv
     in src/llama-model.cpp: attn_qkv {n_embd, n_q + 2 n_kv} or separate attn_q/k/v (+ biases);
@@ -503,17 +507,85 @@ def write_model(path: Path, a: Arch, seed: int, tok: list[KV],
 # float64 reference forward pass (the graph facts in the module doc, executed)
 # --------------------------------------------------------------------------
 
+def arch_from_gguf(r: GGUFReader, name: str) -> Arch:
+    """The Arch of a real qwen2 or gemma3 file, from its metadata with llama.cpp's defaults for
+    absent keys (gemma3: head_dim = key_length, rope.freq_base_swa 10000, no rope scaling and no
+    logit softcapping unless the keys say so, layer i local iff i % 6 < 5)."""
+    def get(k: str, default=None):
+        f = r.fields.get(k)
+        if f is None:
+            if default is None:
+                raise SystemExit(f"{name}: metadata key {k} is missing")
+            return default
+        if f.types[0] == GGUFValueType.STRING:
+            return bytes(f.parts[f.data[0]]).decode()
+        return f.parts[f.data[0]][0].item()
+
+    arch = get("general.architecture")
+    if arch not in ("qwen2", "gemma3"):
+        raise SystemExit(f"{name}: architecture {arch} is not handled by arch_from_gguf")
+    tensors = {t.name: t for t in r.tensors}
+    n_embd, n_head = get(f"{arch}.embedding_length"), get(f"{arch}.attention.head_count")
+    head_dim = get(f"{arch}.attention.key_length", n_embd // n_head)
+    if get(f"{arch}.attention.value_length", head_dim) != head_dim or \
+            get(f"{arch}.rope.dimension_count", head_dim) != head_dim:
+        raise SystemExit(f"{name}: value_length or rope.dimension_count differs from key_length")
+    extra: dict = {}
+    if arch == "gemma3":
+        if f"{arch}.attention.sliding_window_pattern" in r.fields:
+            raise SystemExit(f"{name}: sliding_window_pattern is not handled (i % 6 < 5 is assumed)")
+        extra["sliding_window"] = get(f"{arch}.attention.sliding_window")
+        extra["rope_freq_base_swa"] = float(get(f"{arch}.rope.freq_base_swa", 10000.0))
+        if get(f"{arch}.rope.scaling.type", "none") == "linear":
+            extra["rope_scaling_factor"] = float(get(f"{arch}.rope.scaling.factor"))
+        if f"{arch}.final_logit_softcapping" in r.fields:
+            extra["final_logit_softcapping"] = float(get(f"{arch}.final_logit_softcapping"))
+    out = tensors.get("output.weight")
+    return Arch(
+        name, arch, "file", n_embd=n_embd, n_ff=get(f"{arch}.feed_forward_length"),
+        n_layer=get(f"{arch}.block_count"), n_head=n_head,
+        n_head_kv=get(f"{arch}.attention.head_count_kv"), head_dim=head_dim,
+        n_ctx_train=get(f"{arch}.context_length"), rope_base=float(get(f"{arch}.rope.freq_base")),
+        rms_eps=float(get(f"{arch}.attention.layer_norm_rms_epsilon")),
+        embed_type=QT(tensors["token_embd.weight"].tensor_type),
+        output_type=None if out is None else QT(out.tensor_type),
+        out_gain=0.0,  # only used to generate weights
+        qkv_bias="blk.0.attn_q.bias" in tensors, qk_norm="blk.0.attn_q_norm.weight" in tensors,
+        extra=extra)
+
+
 class F64Model:
     """The architectures' forward pass in float64 numpy on the file's exact (dequantized) weights,
     with nothing quantized: no 8-bit activations, no f16 KV cache. Written from the facts listed
     in the module doc; agreement with llama.cpp up to its rounding is what checks those facts."""
 
-    def __init__(self, a: Arch, seed: int, n_vocab: int):
+    def __init__(self, a: Arch, w: dict[str, np.ndarray]):
+        """`w`: every tensor by GGUF name, float64, numpy shape (ne1, ne0) = (out, in)."""
         self.a = a
-        self.w: dict[str, np.ndarray] = {}
+        self.w = w
+
+    @classmethod
+    def generated(cls, a: Arch, seed: int, n_vocab: int) -> F64Model:
+        """The weights write_model stores for (a, seed), quantized and dequantized again."""
+        w: dict[str, np.ndarray] = {}
         for name, shape, kind, qt in tensor_list(a, n_vocab):
             v = values(a, seed, name, shape, kind)
-            self.w[name] = dequantize(quantize(v, qt), qt).astype(np.float64).reshape(shape)
+            w[name] = dequantize(quantize(v, qt), qt).astype(np.float64).reshape(shape)
+        return cls(a, w)
+
+    @classmethod
+    def from_gguf(cls, path: Path) -> F64Model:
+        """A real file: hyperparameters from its metadata (arch_from_gguf), every tensor through
+        gguf's numpy dequantizers (the ggml dequantize_row_* definitions, float32 results: Q8_0,
+        Q5_0 and Q6_K values are exact in float32, Q4_K's d*sc*q - dmin*m is rounded once)."""
+        r = GGUFReader(str(path))
+        a = arch_from_gguf(r, path.stem)
+        w: dict[str, np.ndarray] = {}
+        for t in r.tensors:
+            shape = tuple(int(n) for n in reversed(t.shape.tolist()))  # (ne1, ne0)
+            v = dequantize(t.data, QT(t.tensor_type))
+            w[t.name] = np.asarray(v, dtype=np.float64).reshape(shape)
+        return cls(a, w)
 
     def rmsnorm(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.a.rms_eps) * w
@@ -537,8 +609,11 @@ class F64Model:
         x0, x1 = x[..., :h], x[..., h:]
         return np.concatenate([x0 * cos - x1 * sin, x0 * sin + x1 * cos], axis=-1)
 
-    def forward(self, tokens: list[int], n_ctx: int, last_only: bool = False) -> np.ndarray:
-        """Logits (T, n_vocab) of every position, or (1, n_vocab) of the last with last_only."""
+    def forward(self, tokens: list[int], n_ctx: int, last_only: bool = False,
+                rows: slice | None = None) -> np.ndarray:
+        """Logits (T, n_vocab) of every position, (1, n_vocab) of the last with last_only, or of
+        the positions in `rows` only. The whole sequence is one batch (matrix-matrix products,
+        causal mask), as a runtime's prefill."""
         a, w, e = self.a, self.w, self.a.extra
         T, hd, H, Hkv = len(tokens), a.head_dim, a.n_head, a.n_head_kv
         pos = np.arange(T, dtype=np.float64)
@@ -567,7 +642,7 @@ class F64Model:
                     base = e["rope_freq_base_swa"]
                     mask = causal & (pos[:, None] - pos[None, :] < e["sliding_window"])
                 else:
-                    scale = 1.0 / e["rope_scaling_factor"]
+                    scale = 1.0 / e.get("rope_scaling_factor", 1.0)
             if a.arch == "llama":
                 factors = w["rope_freqs.weight"]
             if a.arch == "phi3":
@@ -599,9 +674,11 @@ class F64Model:
             if a.arch == "gemma3":
                 f = self.rmsnorm(f, w[p + "post_ffw_norm.weight"])
             x = x + f
-        x = self.rmsnorm(x[-1:] if last_only else x, w["output_norm.weight"])
+        if last_only:
+            rows = slice(T - 1, T)
+        x = self.rmsnorm(x if rows is None else x[rows], w["output_norm.weight"])
         logits = x @ w.get("output.weight", w["token_embd.weight"]).T
-        if a.arch == "gemma3":
+        if a.arch == "gemma3" and e.get("final_logit_softcapping"):
             cap = e["final_logit_softcapping"]
             logits = cap * np.tanh(logits / cap)
         return logits
@@ -728,7 +805,7 @@ def make_fixture(args, a: Arch, path: Path, table: list[dict], tok: list[KV]) ->
     # The float64 reference on the same prompts: how far llama.cpp's own rounding moves the logits
     # (the tolerance a runtime's comparison with the llama.cpp numbers needs) and a check of the
     # graph facts in the module doc.
-    f64 = F64Model(a, args.seed, n_vocab)
+    f64 = F64Model.generated(a, args.seed, n_vocab)
     for rname, r in runs.items():
         diffs, lp_diffs, agree, total = [], [], 0, 0
         for prompt, rows in zip(r["prompts"], r["_rows"]):
