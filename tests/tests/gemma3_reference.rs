@@ -20,7 +20,11 @@ const TOL: Tolerances = Tolerances {
     logit: 2.0,
     logprob: 1.0,
     near_tie: 0.5,
-    ppl_rel: 0.005,
+    // llama.cpp's own perplexity is 1.7 % above the exact (float64) one after the first chunk
+    // and 0.64 % after all 14 (`gemma3_270m_f64_ppl.json`: 13.9183 against 13.8291; Tern
+    // 13.8289). Tern is held to the float64 figure (`reference::F64_PPL_REL`) and to llama.cpp
+    // within its own measured distance from exact plus margin.
+    ppl_rel: 0.02,
 };
 
 #[test]
