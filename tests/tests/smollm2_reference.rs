@@ -3,6 +3,7 @@
 
 use tern_runtime::sampler::argmax_logits;
 use tern_runtime::{ActivationPrecision, Session, SessionOptions};
+use tern_tests::reference::{self, log_sum_exp, Tolerances};
 use tern_tests::{fixture, smollm2};
 
 /// Tokens that must match exactly in every greedy continuation (the issue's bar), unless
@@ -36,101 +37,26 @@ fn session() -> Session {
 
 #[test]
 fn tokenization_matches_llama_cpp() {
-    let model = smollm2();
-    let tok = model.tokenizer();
-    let f = fixture("smollm2_tokenize.json");
-    let mut failures = Vec::new();
-    let cases = f.get("cases").arr();
-    for case in cases {
-        let text = case.get("text").str();
-        let expected = case.get("ids").ids();
-        let got = tok.encode(
-            text,
-            case.get("add_special").bool(),
-            case.get("parse_special").bool(),
-        );
-        if got != expected {
-            failures.push(format!(
-                "{:?}: expected {expected:?}, got {got:?}",
-                case.get("label").str()
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases differ:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    reference::tokenization(&smollm2(), "smollm2");
 }
 
 #[test]
 fn detokenization_matches_llama_cpp() {
-    let model = smollm2();
-    let tok = model.tokenizer();
-    let f = fixture("smollm2_tokenize.json");
-    for case in f.get("cases").arr() {
-        let ids = case.get("ids").ids();
-        let bytes: Vec<u8> = ids
-            .iter()
-            .flat_map(|&id| tok.token_bytes(id, true).to_vec())
-            .collect();
-        assert_eq!(
-            hex(&bytes),
-            case.get("detok_hex").str(),
-            "case {}",
-            case.get("label").str()
-        );
-    }
+    reference::detokenization(&smollm2(), "smollm2");
 }
 
-/// Greedy decoding of every fixture prompt against llama.cpp in `precision`, reporting how many
-/// leading tokens matched per prompt.
+/// The tolerances above as the shared checks take them.
+const TOL: Tolerances = Tolerances {
+    logit: LOGIT_TOL,
+    logprob: LOGPROB_TOL,
+    near_tie: NEAR_TIE,
+    ppl_rel: 0.005,
+};
+
+/// Greedy decoding of every fixture prompt against llama.cpp in `precision`: identical for
+/// GREEDY_EXACT tokens and beyond until a near-tie of llama.cpp's own.
 fn greedy_against_llama_cpp(precision: ActivationPrecision) {
-    let f = fixture("smollm2_greedy.json");
-    let opts = SessionOptions {
-        context: 1024,
-        precision,
-        ..Default::default()
-    };
-    let mut s = Session::new(smollm2(), &opts);
-    let mut report = Vec::new();
-    for p in f.get("prompts").arr() {
-        let label = p.get("label").str();
-        let expected = p.get("generated_ids").ids();
-        let margins = p.get("top1_top2_margin").f64s();
-        s.reset();
-        let mut logits = s.feed(&p.get("prompt_ids").ids()).unwrap().to_vec();
-        let mut got = Vec::new();
-        for _ in 0..expected.len() {
-            let id = argmax_logits(&logits);
-            got.push(id);
-            logits = s.feed(&[id]).unwrap().to_vec();
-        }
-        let same = got
-            .iter()
-            .zip(&expected)
-            .take_while(|(a, b)| a == b)
-            .count();
-        // Identical for GREEDY_EXACT tokens, and beyond that identical until a near-tie; before
-        // GREEDY_EXACT only a near-tie of llama.cpp's own excuses a divergence.
-        if same < expected.len() {
-            assert!(
-                margins[same] < NEAR_TIE,
-                "{label} ({precision:?}): diverges from llama.cpp at token {same}, where its top-2 \
-                 margin is {} (not a near-tie)\n tern: {got:?}\n ref:  {expected:?}",
-                margins[same]
-            );
-        }
-        report.push((label.to_string(), same));
-    }
-    eprintln!("{precision:?}: greedy tokens identical to llama.cpp per prompt: {report:?}");
-    let reached = report.iter().filter(|(_, n)| *n >= GREEDY_EXACT).count();
-    eprintln!(
-        "{reached} of {} prompts identical for {GREEDY_EXACT}+ tokens",
-        report.len()
-    );
+    reference::greedy(&smollm2(), "smollm2", precision, TOL, GREEDY_EXACT);
 }
 
 #[test]
@@ -218,25 +144,4 @@ fn logits_at_every_position_match_llama_cpp() {
         positions.len(),
         ids.len()
     );
-}
-
-fn log_sum_exp(l: &[f32]) -> f64 {
-    let max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    max + l.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-#[test]
-fn perplexity_matches_llama_cpp() {
-    // llama.cpp's own perplexity carries its int8 rounding; 0.5 % as for the other models.
-    let tol = tern_tests::reference::Tolerances {
-        logit: LOGIT_TOL,
-        logprob: LOGPROB_TOL,
-        near_tie: NEAR_TIE,
-        ppl_rel: 0.005,
-    };
-    tern_tests::reference::perplexity(&smollm2(), "smollm2", tol);
 }
