@@ -43,7 +43,7 @@ for cpu in cortex-a53 max; do
   # Two architectures against float64 on the generated files (their matrices cycle through the
   # Q5_0, Q4_0, Q4_1, Q8_0 and F16 NEON paths); all five run natively below.
   QEMU_CPU=$cpu cargo test -q -p tern-tests --target aarch64-unknown-linux-gnu --test arch_small \
-    qwen2_with gemma3_with
+    -- qwen2_with gemma3_with
   # --precision f16: the fp16 kernels against float64 where the CPU has FEAT_FP16; without it
   # only the fallback to f32 (the scalar emulation would take minutes under qemu).
   if [ "$cpu" = max ]; then f16_filter=""; else f16_filter=falls_back; fi

@@ -396,3 +396,38 @@ fn json_value(v: &Json) -> tern_runtime::chat::JsonValue {
         ),
     }
 }
+
+/// The tests every real model file gets against its llama.cpp fixtures (`<prefix>_*.json`):
+/// tokenization, detokenization, greedy continuations (identical for `exact` tokens up to
+/// llama.cpp's near-ties), logits and perplexity, with the file's tolerances.
+#[macro_export]
+macro_rules! real_model_suite {
+    ($file:expr, $prefix:expr, $tol:expr, $exact:expr) => {
+        #[test]
+        fn tokenization_matches_llama_cpp() {
+            $crate::reference::tokenization(&$crate::real_model($file), $prefix);
+        }
+
+        #[test]
+        fn detokenization_matches_llama_cpp() {
+            $crate::reference::detokenization(&$crate::real_model($file), $prefix);
+        }
+
+        #[test]
+        fn greedy_continuations_match_llama_cpp() {
+            let m = $crate::real_model($file);
+            let f32 = tern_runtime::ActivationPrecision::F32;
+            $crate::reference::greedy(&m, $prefix, f32, $tol, $exact);
+        }
+
+        #[test]
+        fn logits_match_llama_cpp() {
+            $crate::reference::logits(&$crate::real_model($file), $prefix, $tol);
+        }
+
+        #[test]
+        fn perplexity_matches_llama_cpp() {
+            $crate::reference::perplexity(&$crate::real_model($file), $prefix, $tol);
+        }
+    };
+}

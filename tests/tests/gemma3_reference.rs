@@ -3,9 +3,7 @@
 //! vocabulary of 262,144 tokens; mostly Q5_0 tensors and a tied Q8_0 embedding) against
 //! llama.cpp on the same file (`make_fixtures.py --prefix gemma3_270m`).
 
-use tern_runtime::ActivationPrecision;
-use tern_tests::real_model;
-use tern_tests::reference::{self, Tolerances};
+use tern_tests::reference::Tolerances;
 
 const FILE: &str = "gemma-3-270m-q4_k_m.gguf";
 const PREFIX: &str = "gemma3_270m";
@@ -27,27 +25,4 @@ const TOL: Tolerances = Tolerances {
     ppl_rel: 0.02,
 };
 
-#[test]
-fn tokenization_matches_llama_cpp() {
-    reference::tokenization(&real_model(FILE), PREFIX);
-}
-
-#[test]
-fn detokenization_matches_llama_cpp() {
-    reference::detokenization(&real_model(FILE), PREFIX);
-}
-
-#[test]
-fn greedy_continuations_match_llama_cpp() {
-    reference::greedy(&real_model(FILE), PREFIX, ActivationPrecision::F32, TOL, 32);
-}
-
-#[test]
-fn logits_match_llama_cpp() {
-    reference::logits(&real_model(FILE), PREFIX, TOL);
-}
-
-#[test]
-fn perplexity_matches_llama_cpp() {
-    reference::perplexity(&real_model(FILE), PREFIX, TOL);
-}
+tern_tests::real_model_suite!(FILE, PREFIX, TOL, 32);

@@ -2,7 +2,6 @@
 //! RoPE, byte-level BPE with the `qwen2` pre-tokenizer; mostly Q5_0 tensors) against llama.cpp
 //! on the same file (`make_fixtures.py --prefix qwen25_05b`).
 
-use tern_runtime::ActivationPrecision;
 use tern_tests::real_model;
 use tern_tests::reference::{self, Tolerances};
 
@@ -24,30 +23,7 @@ const TOL: Tolerances = Tolerances {
     ppl_rel: 0.005,
 };
 
-#[test]
-fn tokenization_matches_llama_cpp() {
-    reference::tokenization(&real_model(FILE), PREFIX);
-}
-
-#[test]
-fn detokenization_matches_llama_cpp() {
-    reference::detokenization(&real_model(FILE), PREFIX);
-}
-
-#[test]
-fn greedy_continuations_match_llama_cpp() {
-    reference::greedy(&real_model(FILE), PREFIX, ActivationPrecision::F32, TOL, 32);
-}
-
-#[test]
-fn logits_match_llama_cpp() {
-    reference::logits(&real_model(FILE), PREFIX, TOL);
-}
-
-#[test]
-fn perplexity_matches_llama_cpp() {
-    reference::perplexity(&real_model(FILE), PREFIX, TOL);
-}
+tern_tests::real_model_suite!(FILE, PREFIX, TOL, 32);
 
 #[test]
 fn chat_template_renders_as_jinja2_with_tools() {
