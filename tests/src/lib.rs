@@ -2,6 +2,7 @@
 //! fixtures produced by an independent implementation (`tests/reference/make_fixtures.py`).
 
 pub mod json;
+pub mod sha256;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
