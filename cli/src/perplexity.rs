@@ -45,6 +45,8 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     let start = Instant::now();
     let mut stats = NllStats::default();
     let first = n_ctx / 2;
+    // Perplexity over the windows so far, after each one (llama.cpp prints the same figures).
+    let mut running = Vec::with_capacity(n_chunks);
     for c in 0..n_chunks {
         let mut chunk = tokens[c * n_ctx..(c + 1) * n_ctx].to_vec();
         // Each window starts with BOS when the model adds one, as llama.cpp does.
@@ -59,15 +61,19 @@ pub fn main(argv: &[String]) -> Result<(), String> {
                 }
             })
             .map_err(|e| e.to_string())?;
+        running.push(stats.ppl());
         eprint!("[{}]{:.4} ", c + 1, stats.ppl());
     }
     eprintln!();
     let secs = start.elapsed().as_secs_f64();
     let (ppl, err) = (stats.ppl(), stats.ppl_error());
     if args.flag("json") {
+        let running: Vec<String> = running.iter().map(f64::to_string).collect();
         println!(
-            "{{\"ppl\":{ppl},\"ppl_error\":{err},\"chunks\":{n_chunks},\"ctx\":{n_ctx},\"tokens_scored\":{},\"seconds\":{secs:.3}}}",
-            stats.count
+            "{{\"ppl\":{ppl},\"ppl_error\":{err},\"chunks\":{n_chunks},\"ctx\":{n_ctx},\"tokens\":{},\"tokens_scored\":{},\"running_ppl\":[{}],\"seconds\":{secs:.3}}}",
+            tokens.len(),
+            stats.count,
+            running.join(",")
         );
     } else {
         eprintln!("{} tokens scored in {secs:.1} s", stats.count);

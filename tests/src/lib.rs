@@ -3,6 +3,7 @@
 
 pub mod json;
 pub mod reference;
+pub mod sha256;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
