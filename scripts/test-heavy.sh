@@ -13,6 +13,11 @@
 #                  and Tern's int8 path per 32). Prints the table, f32 vs llama.cpp included.
 #                  (cargo test's cli/tests/requant_ppl.rs checks sha256 and f32 vs float64 on
 #                  the first two windows.)
+#   qwen15         the real Qwen2.5-Coder-1.5B-Instruct Q4_K_M file (1.1 GB, fetched by
+#                  scripts/fetch-models.sh qwen2.5-coder-1.5b): tokenization, detokenization,
+#                  chat template, logits, greedy tokens and perplexity (4 windows) against
+#                  llama.cpp (`cargo test -p tern-tests --features heavy --test
+#                  qwen25_15b_reference`). Its speed: bench/vs-llamacpp.sh on the same file.
 #   requant-llama  only with REF_VENV=/path to a venv holding llama-cpp-python (as
 #                  tests/reference/make_requant_fixtures.sh makes it): each file again through
 #                  make_requant_fixtures.py --check, so llama.cpp loads it and reproduces the
@@ -21,6 +26,7 @@
 #   scripts/test-heavy.sh [--list]
 #
 # Environment:
+#   STEPS="qwen15"      only these steps (default: requant-ppl qwen15, + requant-llama)
 #   TYPES="q5_0 q2_k"   only these types
 #   THREADS=N           threads for `tern perplexity` (default: all cores)
 #   REF_VENV=/path      enables requant-llama
@@ -47,7 +53,17 @@ tern=target/release/tern
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-step "requant-ppl: types $types"
+steps="${STEPS:-requant-ppl qwen15 requant-llama}"
+has_step() { [[ " $steps " == *" $1 "* ]]; }
+
+if has_step qwen15; then
+  step "qwen15: cargo test -p tern-tests --features heavy --test qwen25_15b_reference"
+  bash scripts/fetch-models.sh qwen2.5-coder-1.5b
+  cargo test -q -p tern-tests --features heavy --test qwen25_15b_reference
+fi
+
+has_step requant-ppl || types=""
+[ -z "$types" ] || step "requant-ppl: types $types"
 for t in $types; do
   out="$work/smollm2_$t.gguf"
   echo "tern quantize -m $model -o $out --type $t" >&2
@@ -61,7 +77,7 @@ for t in $types; do
   rm -f "$out"
 done
 
-python3 - "$fixture" "$work" $types <<'PY'
+[ -z "$types" ] || python3 - "$fixture" "$work" $types <<'PY'
 import json, sys
 from pathlib import Path
 
@@ -113,7 +129,9 @@ if failures:
 print(f"\nrequant-ppl: {len(rows)} types pass")
 PY
 
-if [ -n "${REF_VENV:-}" ]; then
+if ! has_step requant-llama || [ -z "$types" ]; then
+  :
+elif [ -n "${REF_VENV:-}" ]; then
   step "requant-llama: make_requant_fixtures.py --check (REF_VENV=$REF_VENV)"
   # shellcheck disable=SC2086
   "$REF_VENV/bin/python" tests/reference/make_requant_fixtures.py --check --tern "$tern" --types $types

@@ -886,6 +886,20 @@ PROFILES: dict[str, Profile] = {
         + [("chat_2plus2", QWEN_CHAT_2PLUS2), ("code_quicksort", CODE_PROMPT)],
         column_prompt=COLUMN_PROMPT, prompt_add_special=True,
         chat_cases=CHAT_CASES + TOOL_CHAT_CASES, n_ctx=1024),
+    # Qwen2.5-Coder-1.5B-Instruct Q4_K_M (mostly Q4_K, Q6_K output head): the same vocabulary
+    # and template as the 0.5B file, so the same texts; opt-in (1.1 GB, scripts/test-heavy.sh).
+    "qwen25_15b": Profile(
+        prefix="qwen25_15b", model=ROOT / "models" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        tokenize_texts=TOKENIZE_TEXTS + EXTRA_TOKENIZE_TEXTS + QWEN_SPECIAL_TEXTS,
+        no_parse_special=["chatml_specials", "endoftext_in_text", "qwen_fim", "qwen_tool_call",
+                          "ascii_hello"],
+        add_special_labels=["ascii_hello", "empty", "chatml_specials"],
+        greedy_prompts=BASE_PROMPTS + [("chat_2plus2", QWEN_CHAT_2PLUS2), ("chat_system", QWEN_CHAT_SYSTEM),
+                                       ("code_quicksort", CODE_PROMPT)],
+        logit_prompts=[p for p in LOGIT_PROMPTS if p[0] != "chat_2plus2"]
+        + [("chat_2plus2", QWEN_CHAT_2PLUS2), ("code_quicksort", CODE_PROMPT)],
+        column_prompt=COLUMN_PROMPT, prompt_add_special=True,
+        chat_cases=CHAT_CASES + TOOL_CHAT_CASES, n_ctx=1024),
     # Gemma 3 270M (base model, no chat template) Q4_K_M: SentencePiece vocabulary of 262,144
     # tokens, add_bos_token true, add_space_prefix false. Prompts start with <bos>, as
     # llama.cpp's tools tokenize them.
@@ -987,6 +1001,9 @@ def main() -> int:
     want = set(args.only) if args.only else set(ALL_FIXTURES)
     if prof.chat_cases is None:
         want.discard("chat_template")
+    if prof.prefix != "smollm2":
+        # The quantizer fixture (llama.cpp's per-tensor choices for every mix) is SmolLM2's.
+        want.discard("quantize")
     out = lambda kind: args.out / f"{prof.prefix}_{kind}.json"
 
     ref = Ref(model, args.threads, n_ctx=prof.n_ctx, n_batch=512)

@@ -48,6 +48,7 @@ for a in "$@"; do
   case "$a" in
     qwen25_05b) bash "$root/scripts/fetch-models.sh" qwen2.5-coder-0.5b ;;
     gemma3_270m) bash "$root/scripts/fetch-models.sh" gemma3-270m ;;
+    qwen25_15b) bash "$root/scripts/fetch-models.sh" qwen2.5-coder-1.5b ;;
   esac
 done
 
