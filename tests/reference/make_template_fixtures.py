@@ -58,6 +58,23 @@ ONE_CALL = [
     {"role": "tool", "content": "{\"temperature\": -3}"},
 ]
 
+# A tool definition with what json.dumps prints in its own ways: empty containers (with and
+# without indent), floats in exponent form, None/True/False, escapes, non-ASCII kept as is.
+EDGE_TOOL = {
+    "function": {
+        "description": "Edge: \"quotes\", back\\slash, tab\t, sep\u2028, ctrl\x01\x7f, é 日本 🎉, </script>",
+        "name": "edge",
+        "parameters": {
+            "properties": {},
+            "required": [],
+            "type": "object",
+            "x-limits": {"big": 1e16, "flag": False, "half": 0.5, "neg": -3, "nested": [[], {}, [1, [2, []]]],
+                         "none": None, "small": 1e-07, "tiny": 5e-324, "true": True},
+        },
+    },
+    "type": "function",
+}
+
 # Cases: (label, messages, add_generation_prompt, tools, extra variables).
 NO_MESSAGES = [("no_messages_gen", [], True, None, {})]
 
@@ -100,6 +117,9 @@ LLAMA3_CASES = [
         {"role": "system", "content": "\u3000\x1c System \xa0\x1f"},
         {"role": "user", "content": "\x1f\u2003Hi\u2029\x85\x1d"},
     ], True, None, {}),
+    ("edge_tool_gen", [{"role": "user", "content": "Edge?"}], True, [EDGE_TOOL, WEATHER_TOOL], {}),
+    ("edge_tool_in_system_gen", [{"role": "user", "content": "Edge?"}], True, [EDGE_TOOL],
+     {"tools_in_user_message": False}),
     # trim(None) is the string 'None' in jinja2.
     ("null_content_gen", [
         {"role": "user", "content": "Hi"},
@@ -118,6 +138,7 @@ LLAMA3_CASES = [
 ]
 
 QWEN25_CASES = [
+    ("edge_tool_gen", [{"role": "user", "content": "Edge?"}], True, [EDGE_TOOL], {}),
     ("null_content_tool_call_gen", [
         {"role": "user", "content": "Weather in Oslo?"},
         {"role": "assistant", "content": None, "tool_calls": [
@@ -168,6 +189,7 @@ QWEN3_CASES = [
         {"role": "assistant", "content": "<think>\ncall it\n</think>\n\nChecking."},
         {"role": "user", "content": "<tool_response>\n-3\n</tool_response>"},
     ], True, None, {}),
+    ("edge_tool_gen", [{"role": "user", "content": "Edge?"}], True, [EDGE_TOOL], {}),
     # `'</think>' in None` is a TypeError in Python.
     ("null_content_error", [
         {"role": "user", "content": "Hi"},
