@@ -7,12 +7,16 @@
 //! (`<|eot_id|>`, `<|end|>`, `<|im_end|>`, `<end_of_turn>`), which is a control token of the
 //! vocabulary; two turns render, generate and reuse the first turn's prompt from the KV cache;
 //! a conversation the template rejects (a system prompt for Gemma 2) is a typed error that
-//! leaves the conversation as it was.
+//! leaves the conversation as it was; the chat's render options reach the template
+//! (`enable_thinking: false` for Qwen3 and SmolLM3, a fixed `now` for Llama 3.2's date).
 
 use std::sync::Arc;
 
 use tern_kernels::Kernels;
-use tern_runtime::chat::{Chat, ChatError, ChatOptions, ChatTemplate, ReplyOptions, TemplateError};
+use tern_runtime::chat::{
+    Chat, ChatError, ChatOptions, ChatTemplate, JsonValue, RenderOptions, ReplyOptions,
+    TemplateError,
+};
 use tern_runtime::{Flow, Model, SamplerOptions, Session, SessionOptions};
 use tern_tests::{generated_model, root};
 
@@ -97,9 +101,16 @@ fn two_turns(model: &Arc<Model>, file: &str, eot: &str) {
     assert_eq!(c.messages().len(), 4, "{file}");
 }
 
-fn gen() -> tern_runtime::chat::RenderOptions {
-    tern_runtime::chat::RenderOptions {
+fn gen() -> RenderOptions {
+    RenderOptions {
         add_generation_prompt: true,
+        ..Default::default()
+    }
+}
+
+fn short() -> ReplyOptions {
+    ReplyOptions {
+        max_tokens: 2,
         ..Default::default()
     }
 }
@@ -114,6 +125,20 @@ fn llama3_templates() {
     ] {
         two_turns(&m, file, "<|eot_id|>");
     }
+
+    // Llama 3.2's template dates the system prompt with strftime_now: a fixed time.
+    let mut c = chat(&m, "meta-llama-Llama-3.2-3B-Instruct.jinja");
+    c.set_render_options(RenderOptions {
+        // 2024-02-29T13:05:09Z.
+        now: Some(1_709_211_909),
+        ..Default::default()
+    });
+    let r = c.send("Hi", &short(), &mut |_| Flow::Continue).unwrap();
+    assert!(
+        r.prompt.contains("\nToday Date: 29 Feb 2024\n"),
+        "{:?}",
+        r.prompt
+    );
 }
 
 #[test]
@@ -135,6 +160,27 @@ fn qwen_and_smollm3_templates() {
     let m = model("qwen3_small");
     two_turns(&m, "Qwen-Qwen3-0.6B.jinja", "<|im_end|>");
     two_turns(&m, "HuggingFaceTB-SmolLM3-3B.jinja", "<|im_end|>");
+
+    // The non-thinking mode, through the chat's render options.
+    for (file, header) in [
+        (
+            "Qwen-Qwen3-0.6B.jinja",
+            "<|im_start|>assistant\n<think>\n\n</think>\n\n",
+        ),
+        (
+            "HuggingFaceTB-SmolLM3-3B.jinja",
+            "<|im_start|>assistant\n<think>\n\n</think>\n",
+        ),
+    ] {
+        let mut c = chat(&m, file);
+        c.set_render_options(RenderOptions {
+            vars: vec![("enable_thinking".into(), JsonValue::Bool(false))],
+            ..Default::default()
+        });
+        let r = c.send("Hi", &short(), &mut |_| Flow::Continue).unwrap();
+        assert!(r.prompt.ends_with(header), "{file}: {:?}", r.prompt);
+        assert!(c.render(true).unwrap().ends_with(header), "{file}");
+    }
 }
 
 #[test]
@@ -160,16 +206,7 @@ fn gemma_templates() {
     // Gemma 3's folds it into the first user turn.
     let mut c = chat(&m, "google-gemma-3-it.jinja");
     c.set_system(Some("Be brief."));
-    let r = c
-        .send(
-            "Hi",
-            &ReplyOptions {
-                max_tokens: 2,
-                ..Default::default()
-            },
-            &mut |_| Flow::Continue,
-        )
-        .unwrap();
+    let r = c.send("Hi", &short(), &mut |_| Flow::Continue).unwrap();
     assert_eq!(
         r.prompt,
         "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n"
