@@ -36,7 +36,7 @@ from pathlib import Path
 
 import jinja2
 
-from hf_chat import CHAT_CASES, TIME_TOOL, TOOL_CALL_MESSAGES, TOOL_CHAT_CASES, WEATHER_TOOL, hf_style_env
+from hf_chat import CHAT_CASES, TIME_TOOL, TOOL_CHAT_CASES, WEATHER_TOOL, hf_style_env
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
