@@ -55,7 +55,14 @@ fn write_json(out: &mut String, v: &Value, style: &JsonStyle, depth: usize) -> R
         ));
     }
     match v.kind() {
-        ValueKind::Undefined | ValueKind::None => out.push_str("null"),
+        // As `json.dumps(jinja2.Undefined())`: a missing field is an error, not `null`.
+        ValueKind::Undefined => {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "tojson: Object of type Undefined is not JSON serializable",
+            ))
+        }
+        ValueKind::None => out.push_str("null"),
         ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
         ValueKind::Number => write_number(out, v),
         ValueKind::String => write_json_str(out, v.as_str().unwrap_or_default(), style),
@@ -374,6 +381,10 @@ mod tests {
             dumps(&v, &JsonStyle::python(Some("  ".into()))).unwrap(),
             "[\n  1,\n  []\n]"
         );
+        // Undefined (a missing field) is not serializable, as in jinja2.
+        assert!(dumps(&Value::UNDEFINED, &JsonStyle::python(None)).is_err());
+        let v = Value::from(vec![Value::from(1), Value::UNDEFINED]);
+        assert!(dumps(&v, &JsonStyle::python(None)).is_err());
         // Integral floats stay floats, as in Python; wide integers stay integers.
         let v = Value::from(vec![
             Value::from(3.0),
