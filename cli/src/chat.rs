@@ -7,13 +7,19 @@
 //! is printed on stdout followed by a newline (a reply may itself span lines); commands work
 //! the same, their messages go to stderr. After each reply a stats line goes to stderr:
 //! `[prefill: N new tokens, M reused, D dropped, T ms | G generated: S tok/s | stop: R]`.
+//!
+//! `--var NAME=VALUE` (repeatable) sets a template variable for every turn, as
+//! `apply_chat_template(**kwargs)` does: `enable_thinking=false` for the non-thinking mode of
+//! Qwen3 or SmolLM3, `date_string=...` for Llama 3.x. VALUE `true` / `false` is a boolean, an
+//! integer a number, anything else text.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tern_runtime::chat::{
-    Chat, ChatOptions, ChatTemplate, OverflowPolicy, Reply, ReplyOptions, TemplateError,
+    Chat, ChatOptions, ChatTemplate, JsonValue, OverflowPolicy, RenderOptions, Reply, ReplyOptions,
+    TemplateError,
 };
 use tern_runtime::session::DEFAULT_BATCH;
 use tern_runtime::{Flow, SamplerOptions};
@@ -25,7 +31,8 @@ use crate::json;
 pub const USAGE: &str =
     "tern chat -m FILE [--system TEXT] [--template FILE] [-n N] [--temp T] [--top-k K]
          [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--stop TEXT]...
-         [--threads T] [-c CTX] [--stdin] [--print-prompt] [--refuse-overflow] [--no-reuse]";
+         [--var NAME=VALUE]... [--threads T] [-c CTX] [--stdin] [--print-prompt]
+         [--refuse-overflow] [--no-reuse]";
 
 const HELP: &str =
     "commands: /reset (start over, keep the system prompt), /save FILE, /load FILE, \
@@ -37,13 +44,18 @@ static GENERATING: AtomicBool = AtomicBool::new(false);
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 pub fn main(argv: &[String]) -> Result<(), String> {
-    // `--stop` may be repeated; the common parser keeps one value per option.
+    // `--stop` and `--var` may be repeated; the common parser keeps one value per option.
     let mut stop = Vec::new();
+    let mut vars = Vec::new();
     let mut rest = Vec::new();
     let mut it = argv.iter();
     while let Some(a) = it.next() {
         if a == "--stop" {
             stop.push(it.next().ok_or("option --stop needs a value")?.clone());
+        } else if a == "--var" {
+            vars.push(template_var(
+                it.next().ok_or("option --var needs NAME=VALUE")?,
+            )?);
         } else {
             rest.push(a.clone());
         }
@@ -109,6 +121,10 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     };
     let mut chat = Chat::new(session(loaded, &args, 0, DEFAULT_BATCH)?, template, opts);
     chat.set_system(args.str("system"));
+    chat.set_render_options(RenderOptions {
+        vars,
+        ..RenderOptions::default()
+    });
 
     sigint::install();
     if interactive {
@@ -161,6 +177,24 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A `--var NAME=VALUE` argument: `true` and `false` are booleans, an integer is a number,
+/// anything else is text.
+fn template_var(arg: &str) -> Result<(String, JsonValue), String> {
+    let (name, value) = arg
+        .split_once('=')
+        .filter(|(n, _)| !n.is_empty())
+        .ok_or_else(|| format!("--var {arg}: expected NAME=VALUE"))?;
+    let value = match value {
+        "true" => JsonValue::Bool(true),
+        "false" => JsonValue::Bool(false),
+        v => match v.parse::<i64>() {
+            Ok(i) => JsonValue::Int(i),
+            Err(_) => JsonValue::from(v),
+        },
+    };
+    Ok((name.to_string(), value))
 }
 
 /// What a `/command` line did.

@@ -373,3 +373,51 @@ fn qwen2_two_turns_from_stdin() {
     assert!(replies[0].contains('4'), "{stdout}");
     assert!(replies.last().is_some_and(|r| r.contains('6')), "{stdout}");
 }
+
+/// `--var` reaches the template: Qwen3's template (SmolLM2's vocabulary has its ChatML tokens)
+/// with `enable_thinking=false` opens the assistant's turn with an empty thought, and a bad
+/// `--var` is refused.
+#[test]
+fn template_variables_reach_the_template() {
+    let template = tern_tests::root().join("tests/reference/templates/Qwen-Qwen3-0.6B.jinja");
+    let template = template.to_str().unwrap();
+    let out = chat(
+        "Hi\n",
+        &[
+            "--template",
+            template,
+            "--var",
+            "enable_thinking=false",
+            "-n",
+            "2",
+        ],
+    );
+    let t = turns(&out.stderr);
+    assert_eq!(
+        t[0].prompt,
+        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    );
+    let out = chat("Hi\n", &["--template", template, "-n", "2"]);
+    assert_eq!(
+        turns(&out.stderr)[0].prompt,
+        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    );
+
+    let out = Command::new(TERN)
+        .args([
+            "chat",
+            "-m",
+            smollm2_path().to_str().unwrap(),
+            "--var",
+            "=x",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("expected NAME=VALUE"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -380,7 +380,7 @@ pub fn chat_template(model: &Model, prefix: &str) -> usize {
 
 /// A fixture value as the chat template's [`JsonValue`](tern_runtime::chat::JsonValue)
 /// (objects keep the fixture's key order).
-fn json_value(v: &Json) -> tern_runtime::chat::JsonValue {
+pub fn json_value(v: &Json) -> tern_runtime::chat::JsonValue {
     use tern_runtime::chat::JsonValue;
     match v {
         Json::Null => JsonValue::Null,

@@ -1,11 +1,16 @@
 //! Chat templates rendered by Tern against the reference renderer, Python's jinja2 in the
 //! environment transformers' `apply_chat_template` builds: SmolLM2's own template on the
-//! fixture conversations (`tests/reference/make_fixtures.py`), and a template exercising the
-//! Hugging Face environment (tools, `tojson`, Python methods, loop controls, whitespace
-//! control, `raise_exception`).
+//! fixture conversations (`tests/reference/make_fixtures.py`); the templates of Llama 3.1,
+//! 3.2 and 3.3, Phi-3.5, Qwen2.5, Qwen3, SmolLM3, Gemma 2 and Gemma 3
+//! (`tests/reference/templates/`, rendered by `tests/reference/make_template_fixtures.py`);
+//! and a template exercising the Hugging Face environment (tools, `tojson`, Python methods,
+//! loop controls, whitespace control, `raise_exception`).
 
 use tern_runtime::chat::{ChatTemplate, JsonValue, Message, RenderOptions, TemplateError};
-use tern_tests::smollm2;
+use tern_tests::json::Json;
+use tern_tests::reference::json_value;
+use tern_tests::sha256::sha256_hex;
+use tern_tests::{fixture, root, smollm2};
 
 #[test]
 fn smollm2_renderings_match_jinja2_byte_for_byte() {
@@ -141,7 +146,7 @@ fn hugging_face_environment_matches_jinja2() {
     let opts = RenderOptions {
         add_generation_prompt: true,
         tools: Some(tools()),
-        vars: vec![],
+        ..Default::default()
     };
     assert_eq!(t.render(&conversation(), &opts).unwrap(), FEATURES_FULL);
     let one = &conversation()[1..2];
@@ -225,4 +230,148 @@ fn strftime_now_formats_the_current_date() {
     assert!(year >= 2024, "{s}");
     assert_eq!(iso.len(), 10, "{s}");
     assert!(human.ends_with(&iso[..4]), "{s}");
+}
+
+/// A fixture's `null` or string.
+fn opt_str(j: &Json) -> Option<&str> {
+    match j {
+        Json::Null => None,
+        j => Some(j.str()),
+    }
+}
+
+/// A fixture message: `role`, `content` (a string, or any value as an extra field that
+/// replaces it), then the other fields.
+fn fixture_message(m: &Json) -> Message {
+    let content = m.get("content");
+    let mut msg = match content {
+        Json::Str(s) => Message::new(m.get("role").str(), s),
+        other => Message::new(m.get("role").str(), "").with_field("content", json_value(other)),
+    };
+    for (k, v) in m
+        .entries()
+        .filter(|(k, _)| !matches!(*k, "role" | "content"))
+    {
+        msg = msg.with_field(k, json_value(v));
+    }
+    msg
+}
+
+/// The first byte where `a` and `b` differ, with some context of each, for failure messages.
+fn first_difference(a: &str, b: &str) -> String {
+    let at = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    let around = |s: &str| {
+        let mut start = at.saturating_sub(40).min(s.len());
+        while !s.is_char_boundary(start) {
+            start -= 1;
+        }
+        let mut end = (at + 40).min(s.len());
+        while !s.is_char_boundary(end) {
+            end += 1;
+        }
+        format!("{:?}", &s[start..end])
+    };
+    format!(
+        "first difference at byte {at}: got {} / want {}",
+        around(a),
+        around(b)
+    )
+}
+
+/// The models' own templates (Llama 3.x, Phi-3.5, Qwen2.5, Qwen3, SmolLM3, Gemma 2, Gemma 3)
+/// render every case of `chat_templates.json` byte for byte as jinja2 did, with
+/// `strftime_now` fixed at the fixture's time; cases jinja2 rejected are typed errors (the
+/// template's own message for `raise_exception`); and `end_of_turn_text` is what the template
+/// writes after an assistant message.
+#[test]
+fn model_templates_render_as_jinja2() {
+    let f = fixture("chat_templates.json");
+    let now = f.get("now_unix").num() as i64;
+    let templates = f.get("templates").arr();
+    let mut failures = Vec::new();
+    let mut n_cases = 0;
+    for t in templates {
+        let name = t.get("name").str();
+        let path = root().join("tests/reference").join(t.get("file").str());
+        let source =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(
+            sha256_hex(source.as_bytes()),
+            t.get("template_sha256").str(),
+            "{name}: the template is not the one the fixture was rendered from \
+             (rerun tests/reference/make_template_fixtures.sh)"
+        );
+        let template = ChatTemplate::new(&source)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .with_special_tokens(&[
+                ("bos_token", opt_str(t.get("bos_token")).map(String::from)),
+                ("eos_token", opt_str(t.get("eos_token")).map(String::from)),
+            ]);
+        for case in t.get("cases").arr() {
+            n_cases += 1;
+            let label = case.get("label").str();
+            let messages: Vec<Message> = case
+                .get("messages")
+                .arr()
+                .iter()
+                .map(fixture_message)
+                .collect();
+            let opts = RenderOptions {
+                add_generation_prompt: case.get("add_generation_prompt").bool(),
+                tools: case
+                    .opt("tools")
+                    .map(|t| t.arr().iter().map(json_value).collect()),
+                vars: case
+                    .opt("vars")
+                    .map(|v| {
+                        v.entries()
+                            .map(|(k, v)| (k.to_string(), json_value(v)))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                now: Some(now),
+            };
+            let got = template.render(&messages, &opts);
+            let problem = match (case.opt("rendered"), got) {
+                (Some(want), Ok(text)) if text == want.str() => None,
+                (Some(want), Ok(text)) => Some(first_difference(&text, want.str())),
+                (Some(_), Err(e)) => Some(format!("jinja2 rendered it, Tern failed: {e}")),
+                (None, got) => {
+                    let err = case.get("error");
+                    let want_raised = err.get("kind").str() == "raised";
+                    match got {
+                        Err(TemplateError::Raised { message })
+                            if want_raised && message == err.get("message").str() =>
+                        {
+                            None
+                        }
+                        Err(TemplateError::Render { .. }) if !want_raised => None,
+                        other => Some(format!(
+                            "jinja2 failed with {} {:?}, Tern gave {other:?}",
+                            err.get("kind").str(),
+                            err.get("message").str()
+                        )),
+                    }
+                }
+            };
+            if let Some(p) = problem {
+                failures.push(format!("{name} {label}: {p}"));
+            }
+        }
+        let eot = template.end_of_turn_text();
+        if eot.as_deref() != opt_str(t.get("end_of_turn_text")) {
+            failures.push(format!(
+                "{name}: end_of_turn_text {eot:?}, jinja2 {:?}",
+                opt_str(t.get("end_of_turn_text"))
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {n_cases} cases differ from jinja2:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(templates.len(), 9);
+    assert!(n_cases >= 150, "only {n_cases} cases");
 }

@@ -173,6 +173,9 @@ pub struct Chat {
     messages: Vec<Message>,
     /// Tokens that end the assistant's turn, sorted.
     end_tokens: Vec<u32>,
+    /// Tools, variables and time for every rendering (`add_generation_prompt` is set per
+    /// rendering).
+    render: RenderOptions,
 }
 
 // Apps (and the FFI layer) move a conversation to a worker thread.
@@ -215,6 +218,7 @@ impl Chat {
             opts,
             messages: Vec::new(),
             end_tokens,
+            render: RenderOptions::default(),
         }
     }
 
@@ -266,6 +270,20 @@ impl Chat {
         self.opts.sampling = sampling;
     }
 
+    /// The tools, extra variables and time every rendering gets.
+    pub fn render_options(&self) -> &RenderOptions {
+        &self.render
+    }
+
+    /// Sets the tools, extra variables and time every rendering gets: e.g.
+    /// `enable_thinking: false` for the non-thinking mode of Qwen3 or SmolLM3, `date_string`
+    /// for Llama 3.x, tool definitions, or a fixed [`now`](RenderOptions::now).
+    /// `add_generation_prompt` is ignored (each rendering sets it). Takes effect at the next
+    /// turn; not part of [`save`](Self::save).
+    pub fn set_render_options(&mut self, opts: RenderOptions) {
+        self.render = opts;
+    }
+
     /// Sets the system prompt (the first message, role `system`), or removes it with `None`
     /// (the template may then insert its default one).
     pub fn set_system(&mut self, text: Option<&str>) {
@@ -296,7 +314,7 @@ impl Chat {
     pub fn render(&self, add_generation_prompt: bool) -> Result<String, ChatError> {
         let opts = RenderOptions {
             add_generation_prompt,
-            ..RenderOptions::default()
+            ..self.render.clone()
         };
         Ok(self.template.render(&self.messages, &opts)?)
     }
@@ -375,7 +393,7 @@ impl Chat {
         let tok = self.session.model().tokenizer();
         let render = RenderOptions {
             add_generation_prompt: true,
-            ..RenderOptions::default()
+            ..self.render.clone()
         };
         let mut dropped = 0;
         loop {

@@ -55,7 +55,14 @@ fn write_json(out: &mut String, v: &Value, style: &JsonStyle, depth: usize) -> R
         ));
     }
     match v.kind() {
-        ValueKind::Undefined | ValueKind::None => out.push_str("null"),
+        // As `json.dumps(jinja2.Undefined())`: a missing field is an error, not `null`.
+        ValueKind::Undefined => {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "tojson: Object of type Undefined is not JSON serializable",
+            ))
+        }
+        ValueKind::None => out.push_str("null"),
         ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
         ValueKind::Number => write_number(out, v),
         ValueKind::String => write_json_str(out, v.as_str().unwrap_or_default(), style),
@@ -140,15 +147,13 @@ fn write_container(
 }
 
 fn write_number(out: &mut String, v: &Value) {
-    if let Some(i) = v.as_i64() {
-        let _ = write!(out, "{i}");
+    // By kind, not by value: Python's `json.dumps(3.0)` is `3.0` and `json.dumps(1e16)` is
+    // `1e+16` (`as_i64` would accept both as integers).
+    if v.is_integer() {
+        // Any width, 128-bit ones included: the decimal form.
+        out.push_str(&v.to_string());
     } else if let Ok(f) = f64::try_from(v.clone()) {
-        if v.is_integer() {
-            // A 128-bit integer beyond i64: its decimal form.
-            out.push_str(&v.to_string());
-        } else {
-            out.push_str(&py_float(f, true));
-        }
+        out.push_str(&py_float(f, true));
     } else {
         out.push_str(&v.to_string());
     }
@@ -375,6 +380,24 @@ mod tests {
         assert_eq!(
             dumps(&v, &JsonStyle::python(Some("  ".into()))).unwrap(),
             "[\n  1,\n  []\n]"
+        );
+        // Undefined (a missing field) is not serializable, as in jinja2.
+        assert!(dumps(&Value::UNDEFINED, &JsonStyle::python(None)).is_err());
+        let v = Value::from(vec![Value::from(1), Value::UNDEFINED]);
+        assert!(dumps(&v, &JsonStyle::python(None)).is_err());
+        // Integral floats stay floats, as in Python; wide integers stay integers.
+        let v = Value::from(vec![
+            Value::from(3.0),
+            Value::from(-0.0),
+            Value::from(1e16),
+            Value::from(i64::MIN),
+            Value::from(u64::MAX),
+            Value::from(i128::MAX),
+        ]);
+        assert_eq!(
+            dumps(&v, &JsonStyle::python(None)).unwrap(),
+            "[3.0, -0.0, 1e+16, -9223372036854775808, 18446744073709551615, \
+             170141183460469231731687303715884105727]"
         );
     }
 

@@ -1,8 +1,9 @@
 //! `strftime_now(format)`, which templates call to put today's date in the system prompt.
 //!
 //! transformers formats the local time with Python's `datetime.now().strftime`. Tern has no
-//! time-zone database (phones pass their own dates through template variables when it
-//! matters), so this formats the current UTC time, with the C locale's English names.
+//! time-zone database, so this formats the current UTC time, with the C locale's English names;
+//! an app that wants the local date passes its local time in `RenderOptions::now` (tests pass a
+//! fixed one).
 
 use std::fmt::Write;
 use std::string::String;

@@ -11,7 +11,8 @@
 //! bytes.
 //!
 //! Not supported: transformers' `{% generation %}` tag (assistant-token masks for training)
-//! and `strftime_now` in local time (it formats UTC; see [`strftime`](super::strftime)).
+//! and `strftime_now` in local time: it formats the system clock in UTC, or the time given in
+//! [`RenderOptions::now`] (see [`strftime`](super::strftime)).
 
 use std::fmt;
 use std::string::{String, ToString};
@@ -103,6 +104,11 @@ pub struct RenderOptions {
     pub tools: Option<Vec<JsonValue>>,
     /// More variables some templates read (`enable_thinking`, `date_string`, …).
     pub vars: Vec<(String, JsonValue)>,
+    /// The time `strftime_now` formats, in seconds since 1970-01-01T00:00:00 UTC, formatted as
+    /// a UTC time: add a zone's offset to get that zone's local date (transformers formats the
+    /// local time). `None` reads the system clock. Set it for reproducible renderings (tests)
+    /// or to give templates the user's local date.
+    pub now: Option<i64>,
 }
 
 /// A compiled chat template with the special tokens it may print.
@@ -141,7 +147,14 @@ impl ChatTemplate {
         env.set_syntax(syntax);
         // jinja2 drops a single trailing newline of the source, as minijinja does by default.
         env.set_auto_escape_callback(|_| AutoEscape::None);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_unknown_method_callback(|state, value, method, args| {
+            match value.as_str().map(|s| py_space_method(s, method, args)) {
+                Some(Some(v)) => Ok(v),
+                _ => {
+                    minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+                }
+            }
+        });
         env.set_formatter(|out, state, value| match json::py_str(value) {
             Some(s) => out
                 .write_str(&s)
@@ -149,10 +162,9 @@ impl ChatTemplate {
             None => minijinja::escape_formatter(out, state, value),
         });
         env.add_function("raise_exception", raise_exception);
-        env.add_function("strftime_now", |format: String| {
-            DateTime::now().format(&format)
-        });
+        // `strftime_now` is passed with each rendering: it formats `RenderOptions::now`.
         env.add_filter("tojson", tojson);
+        env.add_filter("trim", trim);
         env.add_template_owned(TEMPLATE_NAME, source.to_string())
             .map_err(|e| TemplateError::Syntax {
                 message: error_message(&e),
@@ -219,6 +231,16 @@ impl ChatTemplate {
         opts: &RenderOptions,
     ) -> Result<String, TemplateError> {
         let mut ctx: Vec<(String, Value)> = Vec::new();
+        // A global in transformers; a variable here so each rendering can have its own time
+        // (`strftime_now is defined` holds all the same).
+        let now = opts.now;
+        ctx.push((
+            "strftime_now".into(),
+            Value::from_function(move |format: String| {
+                now.map_or_else(DateTime::now, DateTime::from_unix)
+                    .format(&format)
+            }),
+        ));
         let messages: Vec<Value> = messages.iter().map(message_value).collect();
         ctx.push(("messages".into(), Value::from(messages)));
         let tools = opts
@@ -333,6 +355,61 @@ fn raise_exception(message: String) -> Result<Value, Error> {
     Err(Error::new(ErrorKind::InvalidOperation, message.clone()).with_source(Raised(message)))
 }
 
+/// Python's `str.isspace()` for one character: Unicode's `White_Space` (Rust's
+/// `char::is_whitespace`) and the information separators U+001C..=U+001F, which Python also
+/// counts (their bidirectional class is B or S).
+fn is_py_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// jinja2's `trim(value, chars=None)`: Python's `str(value).strip(chars)`, so `None` trims to
+/// `'None'` and, without `chars`, Python's whitespace goes (minijinja's own `trim` keeps
+/// U+001C..U+001F).
+fn trim(value: &Value, chars: Option<Value>) -> Result<Value, Error> {
+    let text = match value.as_str() {
+        Some(s) => s.to_string(),
+        None => json::py_str(value).unwrap_or_else(|| value.to_string()),
+    };
+    let trimmed = match chars.filter(|c| !c.is_none() && !c.is_undefined()) {
+        None => text.trim_matches(is_py_space),
+        Some(c) => {
+            let c = c.as_str().ok_or_else(|| {
+                Error::new(ErrorKind::InvalidOperation, "trim: chars must be a string")
+            })?;
+            text.trim_matches(|x| c.contains(x))
+        }
+    };
+    Ok(Value::from(trimmed))
+}
+
+/// The Python string methods whose meaning depends on what whitespace is, when called
+/// without an explicit set of characters or separator: `strip()`, `lstrip()`, `rstrip()`,
+/// `split()` and `isspace()`, with Python's whitespace ([`is_py_space`]). `None` for
+/// everything else (minijinja-contrib's `pycompat` handles it).
+fn py_space_method(s: &str, method: &str, args: &[Value]) -> Option<Value> {
+    // No argument, or an explicit `None` (Python's default).
+    let default_arg = match args {
+        [] => true,
+        [a] => a.is_none(),
+        _ => false,
+    };
+    if !default_arg {
+        return None;
+    }
+    Some(match method {
+        "strip" => Value::from(s.trim_matches(is_py_space)),
+        "lstrip" => Value::from(s.trim_start_matches(is_py_space)),
+        "rstrip" => Value::from(s.trim_end_matches(is_py_space)),
+        "split" => s
+            .split(is_py_space)
+            .filter(|w| !w.is_empty())
+            .map(Value::from)
+            .collect(),
+        "isspace" if args.is_empty() => Value::from(!s.is_empty() && s.chars().all(is_py_space)),
+        _ => return None,
+    })
+}
+
 /// transformers' `tojson(x, ensure_ascii=False, indent=None, separators=None,
 /// sort_keys=False)`: Python's `json.dumps`.
 fn tojson(value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Error> {
@@ -403,4 +480,66 @@ fn raised_message(e: &Error) -> Option<String> {
 /// The engine's message with the template line, without the debug dump.
 fn error_message(e: &Error) -> String {
     e.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_whitespace_is_unicode_plus_information_separators() {
+        // Every `c` with `chr(c).isspace()` in CPython 3.11.
+        const PY: [u32; 29] = [
+            0x9, 0xa, 0xb, 0xc, 0xd, 0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x85, 0xa0, 0x1680, 0x2000,
+            0x2001, 0x2002, 0x2003, 0x2004, 0x2005, 0x2006, 0x2007, 0x2008, 0x2009, 0x200a, 0x2028,
+            0x2029, 0x202f, 0x205f, 0x3000,
+        ];
+        let got: Vec<u32> = (0..=char::MAX as u32)
+            .filter_map(char::from_u32)
+            .filter(|&c| is_py_space(c))
+            .map(u32::from)
+            .collect();
+        assert_eq!(got, PY);
+    }
+
+    #[test]
+    fn trim_strip_and_split_use_python_whitespace() {
+        let t = ChatTemplate::new(
+            "{{ s | trim }}|{{ s.strip() }}|{{ s.lstrip() }}|{{ s.rstrip(none) }}|\
+             {{ s.split() }}|{{ s.split(none) | length }}|{{ none | trim }}|\
+             {{ [1, none] | trim }}|{{ s | trim(\"\u{1f}\u{1c}\") }}|{{ s.strip(\"\u{1f}\") }}|\
+             {{ \"\u{1c} \".isspace() }}|{{ \"a b\".split(\" \") }}",
+        )
+        .unwrap();
+        let opts = RenderOptions {
+            vars: vec![(
+                "s".into(),
+                JsonValue::from("\u{1c}\u{3000}a\u{1f}b \u{a0}\u{1f}"),
+            )],
+            ..Default::default()
+        };
+        // jinja2 3.1.6 in transformers' environment.
+        let want = "a\u{1f}b|a\u{1f}b|a\u{1f}b \u{a0}\u{1f}|\u{1c}\u{3000}a\u{1f}b|['a', 'b']|2|\
+                    None|[1, None]|\u{3000}a\u{1f}b \u{a0}|\u{1c}\u{3000}a\u{1f}b \u{a0}|True|\
+                    ['a', 'b']";
+        assert_eq!(t.render(&[], &opts).unwrap(), want);
+    }
+
+    #[test]
+    fn strftime_now_formats_the_given_time() {
+        let t = ChatTemplate::new(
+            "{% if strftime_now is defined %}{{ strftime_now('%d %b %Y') }}|\
+             {{ strftime_now('%-d %B %Y %H:%M') }}{% endif %}",
+        )
+        .unwrap();
+        let opts = RenderOptions {
+            // 2024-02-29T13:05:09Z (`date -u -d @1709211909`).
+            now: Some(1_709_211_909),
+            ..Default::default()
+        };
+        assert_eq!(
+            t.render(&[], &opts).unwrap(),
+            "29 Feb 2024|29 February 2024 13:05"
+        );
+    }
 }

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Regenerate tests/reference/fixtures/chat_templates.json: the templates of
+# tests/reference/templates/ rendered by jinja2 as transformers' apply_chat_template does.
+# Needs only Python and jinja2 (no model, no llama.cpp).
+#
+#   tests/reference/make_template_fixtures.sh [args for make_template_fixtures.py]
+#
+# Environment:
+#   REF_VENV=/path   reuse (or create) this venv instead of a throwaway one (the venv of
+#                    make_fixtures.sh has the same jinja2 pin and works as is).
+#   PYTHON=python3   interpreter used to create the venv.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+pins=(
+  "jinja2==3.1.6"
+  "markupsafe==3.0.4"
+)
+
+if [ -n "${REF_VENV:-}" ]; then
+  venv="$REF_VENV"
+else
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+  venv="$tmp/venv"
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "creating venv $venv" >&2
+  "${PYTHON:-python3}" -m venv "$venv"
+fi
+"$venv/bin/python" -c 'import jinja2, sys; sys.exit(jinja2.__version__ != "3.1.6")' 2>/dev/null \
+  || "$venv/bin/pip" install --quiet "${pins[@]}"
+
+exec "$venv/bin/python" "$here/make_template_fixtures.py" "$@"
