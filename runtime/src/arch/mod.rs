@@ -90,23 +90,23 @@ fn plain_layer_from(
 ) -> Result<LayerTensors, LoadError> {
     Ok(LayerTensors {
         attn_norm,
-        wq,
-        wk,
-        wv,
+        wq: wq.into(),
+        wk: wk.into(),
+        wv: wv.into(),
         qkv_bias: None,
         qk_norm: None,
         rope: 0,
         window: None,
         attn_scale: 1.0 / libm::sqrtf(c.head_dim as f32),
         attn_sub_norm: None,
-        wo: t.matrix(&blk(i, "attn_output"), c.q_dim(), c.dim)?,
+        wo: t.matrix(&blk(i, "attn_output"), c.q_dim(), c.dim)?.into(),
         attn_post_norm: None,
         ffn_norm: t.vector(&blk(i, "ffn_norm"), c.dim)?,
-        w_gate,
-        w_up,
+        w_gate: w_gate.into(),
+        w_up: w_up.into(),
         activation: FfnActivation::Silu,
         ffn_sub_norm: None,
-        w_down: t.matrix(&blk(i, "ffn_down"), c.ffn_dim, c.dim)?,
+        w_down: t.matrix(&blk(i, "ffn_down"), c.ffn_dim, c.dim)?.into(),
         ffn_post_norm: None,
     })
 }
@@ -166,11 +166,10 @@ fn model(
         embd_scale: 1.0,
         layers,
         output_norm,
-        output,
+        output: output.into(),
         tied_output,
         logit_softcap: None,
         ropes,
-        ternary_int8_activations: false,
     })
 }
 
