@@ -2,15 +2,15 @@
 //! `y (n, rows) = x (n, cols) · Wᵀ · scale`.
 //!
 //! The forward pass calls [`Matrix::project`] (and [`project_fused`] for Q, K, V and for gate,
-//! up) and never asks how a matrix is stored; the match on [`Repr`] here is the only place
-//! that does. Each representation's arithmetic lives beside its kernels: the GGUF bytes in
+//! up) and never asks how a matrix is stored: products dispatch on [`Repr`] here and nowhere
+//! else. Each representation's arithmetic lives beside its kernels: the GGUF bytes in
 //! `crate::matmul`, the ternary forms in `crate::ternary`.
 //!
-//! | representation          | int8 activations¹             | otherwise                    |
-//! |-------------------------|-------------------------------|------------------------------|
-//! | [`Repr::Gguf`]          | —                             | `matmul` on the feed's bytes |
-//! | [`Repr::TernaryMad`]    | `ternary::mad` on the feed's bytes | `matmul` on the feed's bytes |
-//! | [`Repr::TernaryLut`]    | `ternary::lut` on the tiles   | `matmul` on the feed's bytes |
+//! | representation       | int8 activations¹                  | otherwise                    |
+//! |----------------------|------------------------------------|------------------------------|
+//! | [`Repr::Gguf`]       | —                                  | `matmul` on the feed's bytes |
+//! | [`Repr::TernaryMad`] | `ternary::mad` on the feed's bytes | `matmul` on the feed's bytes |
+//! | [`Repr::TernaryLut`] | `ternary::lut` on the tiles        | `matmul` on the feed's bytes |
 //!
 //! ¹ [`Matrix::int8_activations`] (BitNet) or the session's [`ActivationPrecision::Int8`],
 //! with every activation finite; on the `matmul` path a matrix with

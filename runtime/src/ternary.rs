@@ -3,7 +3,7 @@
 //! lookup-table repacking chosen per matrix shape at load (LUT).
 //!
 //! This module is the arithmetic of those representations and nothing else: it sees weight
-//! bytes and shapes ([`GgufRows`], [`LutMatrix`]), never a model, a feed or the forward pass.
+//! bytes and shapes (`GgufRows`, [`LutMatrix`]), never a model, a feed or the forward pass.
 //! Which matrices take which representation is decided once at load
 //! (`crate::model::Model::set_ternary_kernel`) and stored in the matrix
 //! ([`crate::weights::Repr`]); `crate::matrix` dispatches each product here.
@@ -22,7 +22,7 @@
 //! - Llama-family models with ternary matrices: when the session asks for
 //!   `ActivationPrecision::Int8`. The default `ActivationPrecision::F32` keeps its promise of
 //!   f32 activations (and its scalar ternary dot) by running the GGUF path.
-//! - A token row whose activations are not finite ([`Quantized::new`] returns `None`) sends
+//! - A token row whose activations are not finite (`Quantized::new` returns `None`) sends
 //!   the whole product back to the GGUF path, which propagates the NaN as before.
 //!
 //! # Kernels and the choice between them
@@ -38,12 +38,12 @@
 //!   GGUF bytes stay the input and are not read again: the loader tells the memory system
 //!   they are not needed). One token builds its tables once per product and every tile is
 //!   `lut_gemv` (Q, K, V and gate, up share one table build and one parallel section:
-//!   [`gemv_many`], for MAD too); a batch decodes each tile back to codes (`lut_unpack`) and
+//!   `gemv_many`, for MAD too); a batch decodes each tile back to codes (`lut_unpack`) and
 //!   runs the same `gemm_codes`. One resident copy of the weights either way: the index tiles
 //!   are 2 bits per weight (plus f32 block scales for TQ formats), the size of TQ2_0 and I2_S.
 //!
 //! [`TernaryKernel::Auto`] times both on the first matrix of each distinct shape at load
-//! ([`choose`]; with `std`: a few milliseconds per shape, cache-hot, i.e. the kernels' compute
+//! (`choose`; with `std`: a few milliseconds per shape, cache-hot, i.e. the kernels' compute
 //! cost) and repacks the shapes where LUT wins by more than [`LUT_MARGIN`] (about 0.35 s for
 //! the 700M BitNet shape, almost all of it the repack). Without `std` there is no clock, and
 //! Auto means MAD. Models streamed from a [`WeightSource`](crate::source::WeightSource) are
