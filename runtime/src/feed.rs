@@ -184,3 +184,71 @@ impl<S: WeightSource> WeightFeed for StreamFeed<S> {
         self.bytes_read
     }
 }
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    //! What [`SliceFeed`] announces, on the small TQ2_0 BitNet model of
+    //! `tests/reference/make_bitnet_models.py` (skipped when absent).
+
+    extern crate std;
+
+    use alloc::sync::Arc;
+    use alloc::vec::Vec;
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    use tern_kernels::Kernels;
+
+    use super::*;
+    use crate::model::Model;
+    use crate::ternary::TernaryKernel;
+
+    /// A file's bytes that record every `advise` call.
+    struct Recorder {
+        bytes: Vec<u8>,
+        calls: Arc<Mutex<Vec<(usize, usize, Residency)>>>,
+    }
+
+    impl WeightBytes for Recorder {
+        fn bytes(&self) -> &[u8] {
+            &self.bytes
+        }
+
+        fn advise(&self, offset: usize, len: usize, residency: Residency) {
+            self.calls.lock().unwrap().push((offset, len, residency));
+        }
+    }
+
+    /// The next layer's matrices are announced when their products read the file, and left
+    /// out when their representation was built at load (LUT): those bytes were released.
+    #[test]
+    fn the_next_layer_is_announced_unless_repacked() {
+        let path =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/bitnet_small_tq2_0.gguf");
+        let Ok(bytes) = std::fs::read(&path) else {
+            std::eprintln!("skipped: {} is missing", path.display());
+            return;
+        };
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let recorder = Recorder {
+            bytes,
+            calls: calls.clone(),
+        };
+        let mut m = Model::from_bytes(alloc::boxed::Box::new(recorder), Kernels::best())
+            .expect("model loads");
+        for (kernel, announced) in [(TernaryKernel::Mad, 7), (TernaryKernel::Lut, 0)] {
+            m.set_ternary_kernel(kernel);
+            calls.lock().unwrap().clear();
+            let mut feed = SliceFeed::new(m.weight_bytes().expect("bytes"), None);
+            feed.begin_layer(0, m.tensors());
+            let got = calls.lock().unwrap().clone();
+            let next: Vec<(usize, usize, Residency)> = m.tensors().layers[1]
+                .matrices()
+                .iter()
+                .map(|w| (w.t.offset, w.t.len, Residency::WillNeed))
+                .collect();
+            assert_eq!(got.len(), announced, "{kernel:?}: {got:?}");
+            assert!(got.iter().all(|c| next.contains(c)), "{kernel:?}: {got:?}");
+        }
+    }
+}
