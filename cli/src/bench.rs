@@ -142,7 +142,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         println!("threads   {}   batch {}", s.threads(), s.batch());
         println!("kernels   {}", kernels.join(" "));
         println!("weights   {held}");
-        for c in model.ternary().choices() {
+        for c in model.ternary_choices() {
             let timed = c.timed.map_or(String::new(), |(mad, lut)| {
                 format!(" (mad {:.0} µs, lut {:.0} µs)", mad * 1e6, lut * 1e6)
             });

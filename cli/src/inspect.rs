@@ -166,9 +166,11 @@ pub fn main(argv: &[String]) -> Result<(), String> {
                 println!("  {:<6} {f32_name} / {int8} / {f16}", f.name());
             }
             // What loading repacked for its kernels (heap, beside the mapped file).
-            let ternary = model.ternary();
-            println!("\nrepacked at load: {} bytes", ternary.repacked_bytes());
-            for ch in ternary.choices() {
+            println!(
+                "\nrepacked at load: {} bytes",
+                model.tensors().repacked_bytes()
+            );
+            for ch in model.ternary_choices() {
                 println!("  {:?} {}x{}: {:?}", ch.format, ch.rows, ch.cols, ch.kernel);
             }
             println!(

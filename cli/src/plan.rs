@@ -111,9 +111,9 @@ pub fn main(argv: &[String]) -> Result<(), String> {
             .layers
             .iter()
             .flat_map(|l| l.matrices())
-            .map(|m| (m.rows * m.cols) as u64)
+            .map(|m| (m.t.rows * m.t.cols) as u64)
             .sum::<u64>()
-            + (model.tensors().output.rows * model.tensors().output.cols) as u64;
+            + (model.tensors().output.t.rows * model.tensors().output.t.cols) as u64;
         let bits = 8.0 * w as f64 / params as f64;
         let fits = ceiling >= target && ram_mb <= max_ram_mb;
         let all = model
@@ -123,7 +123,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
             .flat_map(|l| l.matrices())
             .chain([&model.tensors().output]);
         let (n_all, n_fallback) = all.fold((0, 0), |(a, b), m| {
-            (a + 1, b + usize::from(f.row_bytes(m.cols).is_none()))
+            (a + 1, b + usize::from(f.row_bytes(m.t.cols).is_none()))
         });
         let verdict = match (ceiling >= target, ram_mb <= max_ram_mb) {
             (true, true) => "fits",

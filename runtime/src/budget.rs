@@ -55,9 +55,9 @@ pub fn weight_bytes_as(model: &Model, format: Format, fallback: Format) -> u64 {
         .layers
         .iter()
         .flat_map(|l| l.matrices())
-        .map(|m| size(m.rows, m.cols))
+        .map(|m| size(m.t.rows, m.t.cols))
         .sum();
-    layers + size(t.output.rows, t.output.cols)
+    layers + size(t.output.t.rows, t.output.t.cols)
 }
 
 /// Heap and resident bytes one session of `model` needs with `opts` (context 0 meaning the
@@ -89,7 +89,7 @@ impl SessionMemory {
         };
         SessionMemory {
             weights,
-            repacked: model.ternary().repacked_bytes() as u64,
+            repacked: model.tensors().repacked_bytes() as u64,
             kv_cache: KvCache::bytes_for(
                 ctx,
                 &model.tensors().windows(),

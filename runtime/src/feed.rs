@@ -13,8 +13,7 @@ use core::ops::Range;
 use crate::error::GenerateError;
 use crate::model::{Residency, WeightBytes};
 use crate::source::WeightSource;
-use crate::ternary::TernaryState;
-use crate::weights::{LayerTensors, ModelTensors, TensorRef};
+use crate::weights::{Matrix, ModelTensors, TensorRef};
 
 /// Supplies the bytes of weight rows to the forward pass.
 pub trait WeightFeed {
@@ -44,8 +43,8 @@ pub trait WeightFeed {
 /// Rows borrowed from a file that is entirely in the address space.
 ///
 /// While layer `l` runs, layer `l + 1` is announced to the memory system ([`Residency::WillNeed`])
-/// so a memory map pages it in ahead of use; matrices repacked at load are skipped (their bytes
-/// were released and are never read again). The announcement costs a walk of the page cache
+/// so a memory map pages it in ahead of use; matrices whose representation was built at load are
+/// skipped ([`Matrix::reads_file`]: their bytes were released and are not read again). The announcement costs a walk of the page cache
 /// per call (about 1700 pages per layer of the 700M BitNet shape, 24000 for its output head),
 /// so a session turns it off once every page has been touched ([`SliceFeed::layer_ahead`]),
 /// unless it runs under a resident cap, where pages do leave.
@@ -61,8 +60,6 @@ pub struct SliceFeed<'a> {
     last: Option<(usize, usize)>,
     /// Whether [`WeightFeed::begin_layer`] announces the next layer.
     layer_ahead: bool,
-    /// Matrices not to announce: repacked at load.
-    repacked: Option<&'a TernaryState>,
 }
 
 impl<'a> SliceFeed<'a> {
@@ -75,7 +72,6 @@ impl<'a> SliceFeed<'a> {
             release_chunk,
             last: None,
             layer_ahead: true,
-            repacked: None,
         }
     }
 
@@ -85,17 +81,10 @@ impl<'a> SliceFeed<'a> {
         self
     }
 
-    /// Leaves out of the announcements the matrices `ternary` repacked at load.
-    pub fn skipping_repacked(mut self, ternary: &'a TernaryState) -> Self {
-        self.repacked = Some(ternary);
-        self
-    }
-
-    fn prefetch_layer(&self, layer: &LayerTensors) {
-        for t in layer.matrices() {
-            if !self.repacked.is_some_and(|r| r.is_repacked(t)) {
-                self.bytes.advise(t.offset, t.len, Residency::WillNeed);
-            }
+    /// Announces the file bytes of `matrices` that products will read.
+    fn prefetch<'m>(&self, matrices: impl IntoIterator<Item = &'m Matrix>) {
+        for m in matrices.into_iter().filter(|m| m.reads_file()) {
+            self.bytes.advise(m.t.offset, m.t.len, Residency::WillNeed);
         }
     }
 }
@@ -134,12 +123,8 @@ impl WeightFeed for SliceFeed<'_> {
         }
         let layers = &tensors.layers;
         match layers.get(layer + 1) {
-            Some(next) => self.prefetch_layer(next),
-            None => self.bytes.advise(
-                tensors.output.offset,
-                tensors.output.len,
-                Residency::WillNeed,
-            ),
+            Some(next) => self.prefetch(next.matrices()),
+            None => self.prefetch([&tensors.output]),
         }
     }
 }
@@ -197,5 +182,73 @@ impl<S: WeightSource> WeightFeed for StreamFeed<S> {
 
     fn bytes_read(&self) -> u64 {
         self.bytes_read
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    //! What [`SliceFeed`] announces, on the small TQ2_0 BitNet model of
+    //! `tests/reference/make_bitnet_models.py` (skipped when absent).
+
+    extern crate std;
+
+    use alloc::sync::Arc;
+    use alloc::vec::Vec;
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    use tern_kernels::Kernels;
+
+    use super::*;
+    use crate::model::Model;
+    use crate::ternary::TernaryKernel;
+
+    /// A file's bytes that record every `advise` call.
+    struct Recorder {
+        bytes: Vec<u8>,
+        calls: Arc<Mutex<Vec<(usize, usize, Residency)>>>,
+    }
+
+    impl WeightBytes for Recorder {
+        fn bytes(&self) -> &[u8] {
+            &self.bytes
+        }
+
+        fn advise(&self, offset: usize, len: usize, residency: Residency) {
+            self.calls.lock().unwrap().push((offset, len, residency));
+        }
+    }
+
+    /// The next layer's matrices are announced when their products read the file, and left
+    /// out when their representation was built at load (LUT): those bytes were released.
+    #[test]
+    fn the_next_layer_is_announced_unless_repacked() {
+        let path =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/bitnet_small_tq2_0.gguf");
+        let Ok(bytes) = std::fs::read(&path) else {
+            std::eprintln!("skipped: {} is missing", path.display());
+            return;
+        };
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let recorder = Recorder {
+            bytes,
+            calls: calls.clone(),
+        };
+        let mut m = Model::from_bytes(alloc::boxed::Box::new(recorder), Kernels::best())
+            .expect("model loads");
+        for (kernel, announced) in [(TernaryKernel::Mad, 7), (TernaryKernel::Lut, 0)] {
+            m.set_ternary_kernel(kernel);
+            calls.lock().unwrap().clear();
+            let mut feed = SliceFeed::new(m.weight_bytes().expect("bytes"), None);
+            feed.begin_layer(0, m.tensors());
+            let got = calls.lock().unwrap().clone();
+            let next: Vec<(usize, usize, Residency)> = m.tensors().layers[1]
+                .matrices()
+                .iter()
+                .map(|w| (w.t.offset, w.t.len, Residency::WillNeed))
+                .collect();
+            assert_eq!(got.len(), announced, "{kernel:?}: {got:?}");
+            assert!(got.iter().all(|c| next.contains(c)), "{kernel:?}: {got:?}");
+        }
     }
 }

@@ -4,8 +4,10 @@
 //! pre-norms and residuals, then the final norm and the output head. Which optional steps a
 //! block has (biases, Q/K norms, post-norms, a sliding window, the gate activation) comes from
 //! the model's per-layer description ([`crate::weights::LayerTensors`]), never from asking
-//! which architecture runs. Buffers are allocated once per session in [`Scratch`]; shapes are
-//! noted beside each.
+//! which architecture runs. Every weight matrix is multiplied through one product,
+//! [`crate::weights::Matrix`]'s `project` (`crate::matrix`), which dispatches on the
+//! representation chosen at load; this file never asks how a matrix is stored. Buffers are
+//! allocated once per session in [`Scratch`]; shapes are noted beside each.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -15,11 +17,11 @@ use tern_kernels::{scalar, Format};
 use crate::error::GenerateError;
 use crate::feed::WeightFeed;
 use crate::kv_cache::{KvCache, Rows};
-use crate::matmul::{matmul, matmul_many, ActivationPrecision, Output, MAX_FUSED};
+use crate::matrix::{project_fused, Exec};
 use crate::model::Model;
 use crate::parallel::{Parallel, SharedOut};
 use crate::rope::RopeStyle;
-use crate::weights::{FfnActivation, LayerTensors, QMatrix, TensorRef};
+use crate::weights::{FfnActivation, LayerTensors};
 
 /// Which positions of a batch need logits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,13 +109,6 @@ impl Scratch {
     }
 }
 
-/// What one forward call computes with: kernels, threads and activation precision.
-#[derive(Clone, Copy)]
-pub(crate) struct Exec<'a> {
-    pub par: &'a dyn Parallel,
-    pub precision: ActivationPrecision,
-}
-
 impl Model {
     /// Runs `tokens` (at most `s.max_batch()`, already checked against the vocabulary) at
     /// positions `pos0..`, appending their keys and values to `kv`, and leaves logits in `s`.
@@ -166,13 +161,14 @@ impl Model {
                 let r = i * dim..(i + 1) * dim;
                 scalar::rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lt.attn_norm, c.norm_eps);
             }
-            // Q, K and V in one parallel section (`project_fused`; gate and up below too).
+            // Q, K and V in one parallel section where their representations allow
+            // (`project_fused`; gate and up below too).
             let qkv = [
                 (&lt.wq, &mut s.q[..]),
                 (&lt.wk, &mut s.k[..]),
                 (&lt.wv, &mut s.v[..]),
             ];
-            self.project_fused(feed, ex, &s.xb, n, qkv)?;
+            project_fused(feed, ex, &s.xb, n, qkv)?;
             if let Some([bq, bk, bv]) = &lt.qkv_bias {
                 add_rows(&mut s.q[..n * q_dim], bq);
                 add_rows(&mut s.k[..n * kv_dim], bk);
@@ -204,7 +200,7 @@ impl Model {
                     scalar::rmsnorm_in_place(o, w, c.norm_eps);
                 }
             }
-            self.project(feed, ex, &lt.wo, &s.att_out, n, &mut s.xb)?;
+            lt.wo.project(feed, ex, &s.att_out, n, &mut s.xb)?;
             add_residual(
                 &mut s.x[..n * dim],
                 &mut s.xb[..n * dim],
@@ -218,7 +214,7 @@ impl Model {
                 scalar::rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lt.ffn_norm, c.norm_eps);
             }
             let gate_up = [(&lt.w_gate, &mut s.gate[..]), (&lt.w_up, &mut s.up[..])];
-            self.project_fused(feed, ex, &s.xb, n, gate_up)?;
+            project_fused(feed, ex, &s.xb, n, gate_up)?;
             let f = n * c.ffn_dim;
             match lt.activation {
                 // SiLU through the table exp (`tern_kernels::scalar::lut`, relative error
@@ -236,7 +232,7 @@ impl Model {
                     scalar::rmsnorm_in_place(g, w, c.norm_eps);
                 }
             }
-            self.project(feed, ex, &lt.w_down, &s.gate, n, &mut s.xb)?;
+            lt.w_down.project(feed, ex, &s.gate, n, &mut s.xb)?;
             add_residual(
                 &mut s.x[..n * dim],
                 &mut s.xb[..n * dim],
@@ -256,105 +252,12 @@ impl Model {
             let dst = i * dim..(i + 1) * dim;
             scalar::rmsnorm(&mut s.xb[dst], &s.x[src], &t.output_norm, c.norm_eps);
         }
-        self.project(feed, ex, &t.output, &s.xb, rows, &mut s.logits)?;
+        t.output.project(feed, ex, &s.xb, rows, &mut s.logits)?;
         if let Some(cap) = t.logit_softcap {
             for v in &mut s.logits[..rows * c.vocab] {
                 *v = cap * libm::tanhf(*v / cap);
             }
         }
-        Ok(())
-    }
-
-    /// `y (n, w.rows) = x (n, w.cols) · Wᵀ`, in as many slices of rows as the feed hands out.
-    fn project(
-        &self,
-        feed: &mut dyn WeightFeed,
-        ex: Exec<'_>,
-        w: &TensorRef,
-        x: &[f32],
-        n: usize,
-        y: &mut [f32],
-    ) -> Result<(), GenerateError> {
-        // Ternary matrices with per-token int8 activations (BitNet, or `--precision int8`):
-        // integer and lookup-table kernels, see `crate::ternary`.
-        if let Some(done) = crate::ternary::project(self, feed, ex, w, x, n, y) {
-            return done;
-        }
-        // BitNet b1.58 feeds ternary matrices int8 activations (per-token absmax); emulated in
-        // f32 here when the integer path declined (non-finite activations).
-        let quantized;
-        let x = if self.tensors().ternary_int8_activations && w.format.is_ternary() {
-            let mut q = x[..n * w.cols].to_vec();
-            q.chunks_exact_mut(w.cols)
-                .for_each(scalar::absmax_int8_roundtrip);
-            quantized = q;
-            &quantized[..]
-        } else {
-            x
-        };
-        let step = feed.max_rows(w);
-        let rb = w.row_bytes();
-        let mut r0 = 0;
-        while r0 < w.rows {
-            let r1 = (r0 + step).min(w.rows);
-            let data = feed.rows(w, r0..r1)?;
-            let part = TensorRef {
-                rows: r1 - r0,
-                len: (r1 - r0) * rb,
-                ..*w
-            };
-            let m = QMatrix { t: part, data };
-            matmul(self.kernels(), ex.par, ex.precision, m, x, n, y, w.rows, r0);
-            r0 = r1;
-        }
-        if w.scale != 1.0 {
-            for v in &mut y[..n * w.rows] {
-                *v *= w.scale;
-            }
-        }
-        Ok(())
-    }
-
-    /// [`Model::project`] for several matrices of the same input, as one parallel section
-    /// when the feed has every matrix whole and none needs [`Model::project`]'s special cases
-    /// (ternary kernels, BitNet scales): the activations are quantized once and the threads
-    /// synchronize once per group instead of once per matrix (see `matmul::matmul_many`).
-    fn project_fused<const N: usize>(
-        &self,
-        feed: &mut dyn WeightFeed,
-        ex: Exec<'_>,
-        x: &[f32],
-        n: usize,
-        mats: [(&TensorRef, &mut [f32]); N],
-    ) -> Result<(), GenerateError> {
-        // One token through ternary matrices (BitNet): one section of integer GEMVs.
-        let mut mats = mats;
-        if crate::ternary::project_fused(self, &*feed, ex, x, n, &mut mats).is_some() {
-            return Ok(());
-        }
-        let plain = |w: &TensorRef| !w.format.is_ternary() && w.scale == 1.0;
-        let fusable = N <= MAX_FUSED
-            && mats
-                .iter()
-                .all(|(w, _)| plain(w) && feed.whole(w).is_some());
-        if !fusable {
-            for (w, y) in mats {
-                self.project(feed, ex, w, x, n, y)?;
-            }
-            return Ok(());
-        }
-        let feed = &*feed;
-        let mut outs = mats.map(|(w, y)| Output {
-            // Checked just above: the feed has every matrix whole.
-            w: QMatrix {
-                t: *w,
-                data: feed.whole(w).unwrap_or_default(),
-            },
-            y,
-            y_stride: w.rows,
-            col0: 0,
-        });
-        matmul_many(self.kernels(), ex.par, ex.precision, x, n, &mut outs);
         Ok(())
     }
 

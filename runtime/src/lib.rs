@@ -23,6 +23,7 @@ pub mod fs;
 pub mod gguf;
 pub mod kv_cache;
 pub mod matmul;
+mod matrix;
 pub mod model;
 pub mod parallel;
 #[cfg(feature = "std")]

@@ -1,4 +1,5 @@
-//! A loaded model: hyperparameters, where each tensor is, the tokenizer and the weight bytes.
+//! A loaded model: hyperparameters, its tensors and their representations, the tokenizer and
+//! the weight bytes.
 
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
@@ -11,9 +12,9 @@ use crate::config::ModelConfig;
 use crate::error::LoadError;
 use crate::gguf::{Gguf, GgufError};
 use crate::source::WeightSource;
-use crate::ternary::{TernaryKernel, TernaryState};
+use crate::ternary::{self, LutMatrix, ShapeChoice, TernaryKernel};
 use crate::tokenizer::Tokenizer;
-use crate::weights::{ModelTensors, TensorLoader};
+use crate::weights::{Matrix, ModelTensors, Repr, TensorLoader};
 
 /// Bytes of a whole GGUF file held in memory: a memory map, a buffer, or flash mapped into the
 /// address space.
@@ -81,8 +82,8 @@ pub struct Model {
     fingerprint: u64,
     /// The whole file in the address space; `None` for a model streamed from a source.
     weights: Option<Box<dyn WeightBytes>>,
-    /// Ternary matrices repacked for the lookup-table kernel, and the per-shape kernel choice.
-    ternary: TernaryState,
+    /// The ternary kernel chosen per matrix shape at load (the matrices hold the result).
+    ternary_choices: Vec<ShapeChoice>,
 }
 
 impl core::fmt::Debug for Model {
@@ -175,7 +176,7 @@ impl Model {
             usize::try_from(g.data_offset).map_or(header.len(), |n| n.min(header.len()));
         let fingerprint = fnv1a(&[&source.len().to_le_bytes(), &header[..header_len]]);
         progress(1.0);
-        Ok(Model {
+        let mut model = Model {
             config,
             tensors,
             tokenizer,
@@ -183,8 +184,11 @@ impl Model {
             kernels,
             fingerprint,
             weights: None,
-            ternary: TernaryState::default(),
-        })
+            ternary_choices: Vec::new(),
+        };
+        // Without the bytes at hand: the integer kernels on the file's bytes (MAD).
+        model.set_ternary_kernel(TernaryKernel::Auto);
+        Ok(model)
     }
 
     /// Hyperparameters.
@@ -212,19 +216,25 @@ impl Model {
         &self.kernels
     }
 
-    /// Chooses the kernel of ternary matrix-vector products (repacking weights for
-    /// [`TernaryKernel::Lut`]; [`TernaryKernel::Auto`], the default at load, times both). Only
-    /// models whose whole file is in the address space are repacked; streamed ones stay MAD.
+    /// Chooses the representation of the ternary matrices ([`Repr`]): the kernel of their
+    /// products with int8 activations, repacking weights for [`TernaryKernel::Lut`];
+    /// [`TernaryKernel::Auto`], the default at load, times both per shape. Only models whose
+    /// whole file is in the address space are timed and repacked; streamed ones take MAD
+    /// (or the f32 path for [`TernaryKernel::F32`]).
     pub fn set_ternary_kernel(&mut self, kernel: TernaryKernel) {
-        self.ternary = match &self.weights {
-            Some(w) => TernaryState::build(&self.tensors, w.as_ref(), &self.kernels, kernel),
-            None => TernaryState::default(),
-        };
+        self.ternary_choices = represent_ternary(
+            &mut self.tensors,
+            self.weights.as_deref(),
+            &self.kernels,
+            kernel,
+        );
     }
 
-    /// The ternary kernel choices and repacked matrices.
-    pub fn ternary(&self) -> &TernaryState {
-        &self.ternary
+    /// The ternary kernel chosen per distinct ternary matrix shape at load (empty for a
+    /// streamed model, which was not timed). What was repacked:
+    /// [`ModelTensors::repacked_bytes`] and each [`Matrix::repr`].
+    pub fn ternary_choices(&self) -> &[ShapeChoice] {
+        &self.ternary_choices
     }
 
     /// The whole file in the address space, unless the model is streamed from a source.
@@ -245,11 +255,90 @@ impl Model {
         t.layers
             .iter()
             .flat_map(|l| l.matrices())
-            .chain([&t.output, &t.token_embd])
+            .chain([&t.output])
+            .map(|m| &m.t)
+            .chain([&t.token_embd])
             .map(|m| m.row_bytes())
             .max()
             .unwrap_or(0)
     }
+}
+
+/// Sets the representation of every matrix of `tensors` for the ternary kernel `want` and
+/// returns the choice per distinct ternary shape.
+///
+/// Ternary matrices with the integer path (`ternary::has_integer_path`) take
+/// [`Repr::TernaryMad`], or [`Repr::Gguf`] for [`TernaryKernel::F32`]. With the file's bytes
+/// at hand, [`TernaryKernel::Auto`] times MAD against LUT on the first matrix of each shape,
+/// and the shapes that chose LUT are repacked into [`Repr::TernaryLut`] (their file bytes are
+/// then released: [`Residency::DontNeed`]); a matrix with a code LUT cannot index stays MAD.
+/// A tied output head is the embedding, whose rows are still read: never repacked.
+fn represent_ternary(
+    tensors: &mut ModelTensors,
+    bytes: Option<&dyn WeightBytes>,
+    k: &Kernels,
+    want: TernaryKernel,
+) -> Vec<ShapeChoice> {
+    let integer = |m: &Matrix| {
+        want != TernaryKernel::F32 && ternary::has_integer_path(k, m.t.format, m.t.cols)
+    };
+    for m in tensors.matrices_mut() {
+        let repr = if integer(m) {
+            Repr::TernaryMad
+        } else {
+            Repr::Gguf
+        };
+        m.set_repr(repr);
+    }
+    let Some(bytes) = bytes else {
+        return Vec::new();
+    };
+    let file = bytes.bytes();
+    let tied = tensors.tied_output;
+    let ModelTensors { layers, output, .. } = tensors;
+    let mut mats: Vec<&mut Matrix> = layers
+        .iter_mut()
+        .flat_map(|l| l.matrices_mut())
+        .filter(|m| m.t.format.is_ternary())
+        .collect();
+    if output.t.format.is_ternary() && !tied {
+        mats.push(output);
+    }
+    let mut choices: Vec<ShapeChoice> = Vec::new();
+    let shape = |m: &Matrix| (m.t.format, m.t.rows, m.t.cols);
+    for m in &mats {
+        if choices
+            .iter()
+            .any(|c| (c.format, c.rows, c.cols) == shape(m))
+        {
+            continue;
+        }
+        let (kernel, timed) = match want {
+            TernaryKernel::Auto if integer(m) => ternary::choose(m.t.view(file).into(), k),
+            TernaryKernel::Auto => (TernaryKernel::F32, None),
+            other => (other, None),
+        };
+        choices.push(ShapeChoice {
+            format: m.t.format,
+            rows: m.t.rows,
+            cols: m.t.cols,
+            kernel,
+            timed,
+        });
+    }
+    for m in mats {
+        let lut = choices
+            .iter()
+            .any(|c| (c.format, c.rows, c.cols) == shape(m) && c.kernel == TernaryKernel::Lut);
+        if lut && integer(m) {
+            if let Some(tiles) = LutMatrix::repack(m.t.view(file).into(), k) {
+                m.set_repr(Repr::TernaryLut(tiles));
+                // The GGUF bytes of a repacked matrix are not read again.
+                bytes.advise(m.t.offset, m.t.len, Residency::DontNeed);
+            }
+        }
+    }
+    choices
 }
 
 /// 64-bit FNV-1a over the concatenated `parts`.

@@ -7,9 +7,10 @@ use alloc::vec::Vec;
 
 use crate::error::GenerateError;
 use crate::feed::{SliceFeed, WeightFeed};
-use crate::forward::{Exec, LogitsFor, Scratch};
+use crate::forward::{LogitsFor, Scratch};
 use crate::kv_cache::{KvCache, KvType};
 use crate::matmul::ActivationPrecision;
+use crate::matrix::Exec;
 use crate::model::Model;
 use crate::parallel::{Parallel, Serial};
 use crate::sampler::Sampler;
@@ -271,6 +272,7 @@ impl Session {
     fn forward(&mut self, chunk: &[u32], want: LogitsFor) -> Result<(), GenerateError> {
         let pos = self.tokens.len();
         let ex = Exec {
+            k: self.model.kernels(),
             par: &*self.par,
             precision: self.precision,
         };
@@ -282,9 +284,7 @@ impl Session {
                     // Announce layers ahead until every page has been touched once (and
                     // always under a resident cap, where pages leave again).
                     let ahead = self.release.is_some() || !self.paged_in;
-                    mapped = SliceFeed::new(bytes, self.release)
-                        .layer_ahead(ahead)
-                        .skipping_repacked(self.model.ternary());
+                    mapped = SliceFeed::new(bytes, self.release).layer_ahead(ahead);
                     &mut mapped
                 }
                 (None, None) => {

@@ -1,8 +1,13 @@
-//! The model's tensors: where each weight matrix lives in the file, checked once at load.
+//! The model's tensors: where each weight matrix lives in the file, checked once at load, and
+//! the representation each matrix computes with.
 //!
 //! Matrices stay in their GGUF bytes (quantized); only the small norm vectors are decoded to
 //! f32 at load. A [`TensorRef`] is an offset into the weight bytes whose range, format and shape
-//! were validated, so the forward pass can slice without further checks.
+//! were validated, so the forward pass can slice without further checks. A [`Matrix`] is a
+//! `TensorRef` with its [`Repr`]: the GGUF bytes for the format's kernels, or a form built
+//! from them at load (ternary lookup-table tiles). The forward pass multiplies every matrix
+//! through one `project` (`crate::matrix`) that dispatches on the representation, so nothing
+//! above it asks what a matrix is stored as.
 
 use alloc::collections::BTreeSet;
 use alloc::format;
@@ -16,6 +21,7 @@ use crate::error::LoadError;
 use crate::gguf::{Gguf, TensorInfo};
 use crate::rope::Rope;
 use crate::source::WeightSource;
+use crate::ternary::LutMatrix;
 
 /// A validated weight matrix inside the weight bytes: `rows` rows of `cols` weights.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -68,6 +74,88 @@ impl<'a> QMatrix<'a> {
     }
 }
 
+/// What a [`Matrix`]'s products compute on, chosen once at load.
+///
+/// Architectures describe every matrix as [`Repr::Gguf`]; loading then picks the ternary
+/// representations (`crate::model::Model::set_ternary_kernel`, the CLI's `--ternary
+/// auto|mad|lut|f32`). Every representation keeps the matrix's [`TensorRef`]: the bytes stay
+/// in the file, and a product the representation declines (activations it cannot take, see
+/// below) runs on them as [`Repr::Gguf`] does.
+///
+/// A representation whose products run off the CPU (a matrix delegated to an NPU, prepared at
+/// load in the accelerator's own layout) would be one more variant here and one more arm in
+/// `crate::matrix`; nothing else in the forward pass would change.
+#[derive(Clone, Debug, Default)]
+pub enum Repr {
+    /// The GGUF bytes, read through the feed when the product runs (whole from a memory map,
+    /// or in slices under a resident cap or from a stream), through the format's kernels
+    /// (`crate::matmul`) at the session's activation precision.
+    #[default]
+    Gguf,
+    /// A ternary matrix on its GGUF bytes, read through the feed: the integer multiply-add
+    /// kernels (`crate::ternary`, MAD) when its activations are int8
+    /// ([`Matrix::int8_activations`], or the session's `ActivationPrecision::Int8`);
+    /// [`Repr::Gguf`]'s path otherwise.
+    TernaryMad,
+    /// A ternary matrix repacked at load into lookup-table index tiles on the heap (its file
+    /// bytes were released, [`Matrix::reads_file`]): the LUT kernels when its activations are
+    /// int8, [`Repr::Gguf`]'s path on the file bytes otherwise.
+    TernaryLut(LutMatrix),
+}
+
+/// A weight matrix of the forward pass: the GGUF tensor it was read from and the
+/// representation its products run on.
+#[derive(Clone, Debug)]
+pub struct Matrix {
+    /// Shape, format, scale and where the GGUF bytes are.
+    pub t: TensorRef,
+    /// Whether the matrix takes per-token absmax int8 activations whatever the session's
+    /// precision (BitNet b1.58's ternary matrices, as trained): products on the GGUF bytes
+    /// round the activations so first (`scalar::absmax_int8_roundtrip`).
+    pub int8_activations: bool,
+    repr: Repr,
+}
+
+impl From<TensorRef> for Matrix {
+    /// The matrix on its GGUF bytes, taking the session's activations.
+    fn from(t: TensorRef) -> Self {
+        Matrix {
+            t,
+            int8_activations: false,
+            repr: Repr::Gguf,
+        }
+    }
+}
+
+impl Matrix {
+    /// The representation its products run on.
+    pub fn repr(&self) -> &Repr {
+        &self.repr
+    }
+
+    /// Sets the representation (at load).
+    pub(crate) fn set_repr(&mut self, repr: Repr) {
+        self.repr = repr;
+    }
+
+    /// Whether products read the GGUF bytes through the feed, so a feed should bring them in
+    /// ahead of use: false for representations built at load, whose file bytes were released.
+    pub fn reads_file(&self) -> bool {
+        match self.repr {
+            Repr::Gguf | Repr::TernaryMad => true,
+            Repr::TernaryLut(_) => false,
+        }
+    }
+
+    /// Heap bytes of a representation built at load (0 for those on the file's bytes).
+    pub fn heap_bytes(&self) -> usize {
+        match &self.repr {
+            Repr::Gguf | Repr::TernaryMad => 0,
+            Repr::TernaryLut(lut) => lut.heap_bytes(),
+        }
+    }
+}
+
 /// The gate nonlinearity of the gated feed-forward network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FfnActivation {
@@ -91,11 +179,11 @@ pub struct LayerTensors {
     /// RMSNorm weight before attention, `(dim)`.
     pub attn_norm: Vec<f32>,
     /// Query projection, `(q_dim, dim)` (a row slice of a fused QKV tensor for Phi-3).
-    pub wq: TensorRef,
+    pub wq: Matrix,
     /// Key projection, `(kv_dim, dim)`.
-    pub wk: TensorRef,
+    pub wk: Matrix,
     /// Value projection, `(kv_dim, dim)`.
-    pub wv: TensorRef,
+    pub wv: Matrix,
     /// Biases added to Q, K and V (Qwen2): `(q_dim)`, `(kv_dim)`, `(kv_dim)`.
     pub qkv_bias: Option<[Vec<f32>; 3]>,
     /// Per-head RMSNorm weights of queries and keys before RoPE (Qwen3, Gemma 3), `(head_dim)`.
@@ -110,28 +198,28 @@ pub struct LayerTensors {
     /// RMSNorm weight of the attention result before `wo` (BitNet), `(q_dim)`.
     pub attn_sub_norm: Option<Vec<f32>>,
     /// Output projection, `(dim, q_dim)`.
-    pub wo: TensorRef,
+    pub wo: Matrix,
     /// RMSNorm weight of `wo`'s output before the residual add (Gemma 3), `(dim)`.
     pub attn_post_norm: Option<Vec<f32>>,
     /// RMSNorm weight before the feed-forward, `(dim)`.
     pub ffn_norm: Vec<f32>,
     /// Gate projection, `(ffn_dim, dim)` (the first half of a fused up tensor for Phi-3).
-    pub w_gate: TensorRef,
+    pub w_gate: Matrix,
     /// Up projection, `(ffn_dim, dim)`.
-    pub w_up: TensorRef,
+    pub w_up: Matrix,
     /// Gate nonlinearity.
     pub activation: FfnActivation,
     /// RMSNorm weight of the gated product before `w_down` (BitNet), `(ffn_dim)`.
     pub ffn_sub_norm: Option<Vec<f32>>,
     /// Down projection, `(dim, ffn_dim)`.
-    pub w_down: TensorRef,
+    pub w_down: Matrix,
     /// RMSNorm weight of `w_down`'s output before the residual add (Gemma 3), `(dim)`.
     pub ffn_post_norm: Option<Vec<f32>>,
 }
 
 impl LayerTensors {
     /// The weight matrices, in the order the forward pass reads them.
-    pub fn matrices(&self) -> [&TensorRef; 7] {
+    pub fn matrices(&self) -> [&Matrix; 7] {
         [
             &self.wq,
             &self.wk,
@@ -140,6 +228,19 @@ impl LayerTensors {
             &self.w_gate,
             &self.w_up,
             &self.w_down,
+        ]
+    }
+
+    /// [`LayerTensors::matrices`], to set their representations at load.
+    pub(crate) fn matrices_mut(&mut self) -> [&mut Matrix; 7] {
+        [
+            &mut self.wq,
+            &mut self.wk,
+            &mut self.wv,
+            &mut self.wo,
+            &mut self.w_gate,
+            &mut self.w_up,
+            &mut self.w_down,
         ]
     }
 }
@@ -156,16 +257,13 @@ pub struct ModelTensors {
     /// Final RMSNorm weight, `(dim)`.
     pub output_norm: Vec<f32>,
     /// Output head, `(vocab, dim)`; the embedding itself when the file ties them.
-    pub output: TensorRef,
+    pub output: Matrix,
     /// Whether `output` is the tied embedding.
     pub tied_output: bool,
     /// Final logit soft-capping: `logits = cap · tanh(logits / cap)`.
     pub logit_softcap: Option<f32>,
     /// The rotations layers use (see [`LayerTensors::rope`]).
     pub ropes: Vec<Rope>,
-    /// Whether ternary matrices take per-token absmax int8 activations whatever the session's
-    /// precision: BitNet b1.58 was trained so (the paper; bitnet.cpp).
-    pub ternary_int8_activations: bool,
 }
 
 impl ModelTensors {
@@ -176,9 +274,28 @@ impl ModelTensors {
             .layers
             .iter()
             .flat_map(|l| l.matrices())
-            .map(|t| t.len as u64)
+            .map(|m| m.t.len as u64)
             .sum();
-        layers + self.output.len as u64 + self.token_embd.row_bytes() as u64
+        layers + self.output.t.len as u64 + self.token_embd.row_bytes() as u64
+    }
+
+    /// Every matrix of the forward pass (layers, then the output head), to set their
+    /// representations at load.
+    pub(crate) fn matrices_mut(&mut self) -> impl Iterator<Item = &mut Matrix> {
+        self.layers
+            .iter_mut()
+            .flat_map(|l| l.matrices_mut())
+            .chain(core::iter::once(&mut self.output))
+    }
+
+    /// Heap bytes of the representations built at load (ternary lookup-table tiles).
+    pub fn repacked_bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .flat_map(|l| l.matrices())
+            .chain([&self.output])
+            .map(Matrix::heap_bytes)
+            .sum()
     }
 
     /// Each layer's sliding window (`None`: full attention), in layer order.

@@ -42,6 +42,10 @@ pub(super) fn describe(
         Ok(l)
     })?;
     let mut m = super::model(c, t, layers, vec![super::rope(c, RopeStyle::Neox, None)])?;
-    m.ternary_int8_activations = true;
+    // As trained: the ternary matrices take per-token absmax int8 activations. A file
+    // requantized to another format (Q4_0, say) runs those matrices as Llama does.
+    for w in m.matrices_mut() {
+        w.int8_activations = w.t.format.is_ternary();
+    }
     Ok(m)
 }

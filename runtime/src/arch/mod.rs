@@ -2,6 +2,13 @@
 //! forward pass layer by layer ([`ModelTensors`], [`LayerTensors`]). The forward pass runs that
 //! description and never asks which architecture it has.
 //!
+//! An architecture says where each matrix is and what it means, not how it is computed: every
+//! matrix it describes is a [`Matrix`](crate::weights::Matrix) on its GGUF bytes
+//! ([`Repr::Gguf`](crate::weights::Repr::Gguf), `TensorRef::into()`). Loading then chooses
+//! each matrix's representation once (ternary matrices: MAD on the GGUF bytes or LUT tiles,
+//! `--ternary`), and the forward pass multiplies every matrix through the one product that
+//! dispatches on it (`crate::matrix`).
+//!
 //! # Adding an architecture
 //!
 //! 1. Add a variant to [`Architecture`](crate::config::Architecture) with its GGUF name.
@@ -10,10 +17,15 @@
 //!    post-norms, a window, another activation, its [`Rope`] tables — reading extra keys from
 //!    [`TensorLoader::gguf`] and extra tensors through the loader (which refuses files with
 //!    tensors nobody read). Fused tensors are split by rows with
-//!    [`TensorLoader::split_rows`]: nothing is copied.
+//!    [`TensorLoader::split_rows`]: nothing is copied. A matrix whose inputs the model defines
+//!    differently sets it on the matrix, not in the forward pass (BitNet's ternary matrices
+//!    take per-token int8 activations: `Matrix::int8_activations`, see `bitnet.rs`).
 //! 3. Add the arm to [`describe`] below.
 //! 4. If the block needs a step the description cannot express, add an optional field to
 //!    [`LayerTensors`] and the step to `forward.rs` (reading the field, not the architecture).
+//!    A new way to store or compute a matrix (a format's repacking, a matrix delegated to an
+//!    accelerator) is not a step: it is a [`Repr`](crate::weights::Repr) variant, chosen at
+//!    load, with its arm in `crate::matrix`.
 //! 5. Test it against llama.cpp on a real or generated file (`tests/reference/`).
 
 mod bitnet;
@@ -90,23 +102,23 @@ fn plain_layer_from(
 ) -> Result<LayerTensors, LoadError> {
     Ok(LayerTensors {
         attn_norm,
-        wq,
-        wk,
-        wv,
+        wq: wq.into(),
+        wk: wk.into(),
+        wv: wv.into(),
         qkv_bias: None,
         qk_norm: None,
         rope: 0,
         window: None,
         attn_scale: 1.0 / libm::sqrtf(c.head_dim as f32),
         attn_sub_norm: None,
-        wo: t.matrix(&blk(i, "attn_output"), c.q_dim(), c.dim)?,
+        wo: t.matrix(&blk(i, "attn_output"), c.q_dim(), c.dim)?.into(),
         attn_post_norm: None,
         ffn_norm: t.vector(&blk(i, "ffn_norm"), c.dim)?,
-        w_gate,
-        w_up,
+        w_gate: w_gate.into(),
+        w_up: w_up.into(),
         activation: FfnActivation::Silu,
         ffn_sub_norm: None,
-        w_down: t.matrix(&blk(i, "ffn_down"), c.ffn_dim, c.dim)?,
+        w_down: t.matrix(&blk(i, "ffn_down"), c.ffn_dim, c.dim)?.into(),
         ffn_post_norm: None,
     })
 }
@@ -166,11 +178,10 @@ fn model(
         embd_scale: 1.0,
         layers,
         output_norm,
-        output,
+        output: output.into(),
         tied_output,
         logit_softcap: None,
         ropes,
-        ternary_int8_activations: false,
     })
 }
 
