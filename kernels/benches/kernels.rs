@@ -255,6 +255,12 @@ fn bench_matrix(
     filter: &Option<String>,
     kinds: &[&str],
 ) {
+    let title = |kind: &str| format!("{} {kind} {shape}", format.name());
+    if let Some(f) = filter {
+        if !kinds.iter().any(|k| title(k).contains(f.as_str())) {
+            return; // skip quantizing a matrix nothing measures
+        }
+    }
     let w = matrix(format, rows, cols);
     let row_bytes = w.len() / rows;
     let x = randoms(cols, 7);
@@ -271,7 +277,7 @@ fn bench_matrix(
     const PANEL: usize = 64;
     let mut panel = vec![0.0f32; PANEL * cols];
     for &kind in kinds {
-        let group = format!("{} {kind} {shape}", format.name());
+        let group = title(kind);
         if filter.as_ref().is_some_and(|f| !group.contains(f.as_str())) {
             continue;
         }

@@ -755,7 +755,7 @@ fn check_names(k: &Kernels, backend: Backend) {
         assert_eq!(fk.dot_q8.unwrap().name, format!("dot_{fmt}_q8/{int8}"));
         assert_eq!(fk.gemm_q8.unwrap().name, format!("gemm_{fmt}_q8/{int8}"));
         let rows = match (backend, format) {
-            (Backend::Avx512Vnni, Format::Q4_K | Format::IQ4_XS) => "avx512",
+            (Backend::Avx512Vnni, Format::Q4_K | Format::IQ4_XS | Format::Q2_K) => "avx512",
             _ => isa,
         };
         let rows_name = fk.dot_rows.unwrap().name;

@@ -1,8 +1,8 @@
 //! x86_64: AVX2 + FMA + F16C bodies ([`avx2`], the k-quants in [`kquants`] and
 //! [`kquants_low`]), int8 dot products for AVX2, AVX-VNNI and AVX512-VNNI ([`int8`], the
 //! k-quants' in [`kquants_int8`] and [`kquants_low_int8`]),
-//! AVX-512F row kernels ([`avx512`], [`kquants512`]), and the safe wrappers the dispatch
-//! table gets after detection.
+//! AVX-512F row kernels ([`avx512`], [`kquants512`], and with AVX-512BW [`kquants_low512`]),
+//! and the safe wrappers the dispatch table gets after detection.
 //!
 //! Every backend here builds on AVX2 + FMA + F16C (Haswell, Zen 1 and later all have the
 //! three); the VNNI backends replace only the int8 dot products.
@@ -16,6 +16,7 @@ mod kquants;
 mod kquants512;
 mod kquants_int8;
 mod kquants_low;
+mod kquants_low512;
 mod kquants_low_int8;
 mod lut;
 mod ternary;
@@ -38,7 +39,11 @@ fn detected(backend: Backend) -> bool {
     match backend {
         Backend::Avx2 => avx2,
         Backend::AvxVnni => avx2 && has!("avxvnni"),
-        Backend::Avx512Vnni => avx2 && has!("avx512vnni") && has!("avx512vl") && has!("avx512f"),
+        // Every CPU with AVX512-VNNI has AVX-512BW (Cascade Lake, Ice Lake, Zen 4 and later);
+        // the Q2_K/Q3_K row kernels need it.
+        Backend::Avx512Vnni => {
+            avx2 && has!("avx512vnni") && has!("avx512vl") && has!("avx512f") && has!("avx512bw")
+        }
         _ => false,
     }
 }
@@ -55,7 +60,7 @@ fn detected(backend: Backend) -> bool {
     match backend {
         Backend::Avx2 => all!(),
         Backend::AvxVnni => all!("avxvnni"),
-        Backend::Avx512Vnni => all!("avx512vnni", "avx512vl", "avx512f"),
+        Backend::Avx512Vnni => all!("avx512vnni", "avx512vl", "avx512f", "avx512bw"),
         _ => false,
     }
 }
@@ -157,6 +162,8 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     ]);
     install_low_kquants(backend, k);
     if backend == Backend::Avx512Vnni {
+        k.format_mut(Format::Q2_K).dot_rows =
+            Some(named!(dot_rows_q2_k_f32_avx512, "dot_rows_q2_k_f32/avx512"));
         k.format_mut(Format::Q4_K).dot_rows =
             Some(named!(dot_rows_q4_k_f32_avx512, "dot_rows_q4_k_f32/avx512"));
         k.format_mut(Format::IQ4_XS).dot_rows = Some(named!(
@@ -196,8 +203,8 @@ fn install_low_kquants(backend: Backend, k: &mut Kernels) {
 // backend here requires; the `avxvnni` and `avx512vnni` int8 bodies additionally enable
 // `avxvnni` or `avx512vnni,avx512vl`, and `install` puts them in the table only for the
 // backend that detected exactly those; the AVX-512 row kernels (`*_avx512`) additionally enable
-// `avx512f`, and `install` puts them in the table only for the AVX512-VNNI backend, whose
-// detection includes it.
+// `avx512f` (the Q2_K/Q3_K ones also `avx512bw`), and `install` puts them in the table only for
+// the AVX512-VNNI backend, whose detection includes both.
 
 vec_wrappers!(avx2);
 kv_f16_wrappers!(f16);
@@ -295,6 +302,15 @@ dot_rows_wrapper!(
     "Q2_K",
     256,
     kquants_low::dot_rows_q2_k_f32
+);
+// Installed only for the AVX512-VNNI backend, whose detection includes `avx512f` and `avx512bw`.
+dot_rows_wrapper!(
+    dot_rows_q2_k_f32_avx512,
+    BlockQ2_K,
+    "Q2_K",
+    256,
+    kquants_low512::dot_rows_q2_k_f32,
+    above gemm::PRESCALE_MAX => dot_q2_k_f32,
 );
 kquant_int8_wrappers!(kq_avx2 => kquants_int8::avx2 {
     dot_q4_k_q8, gemm_q4_k_q8: BlockQ4_K "Q4_K";
