@@ -1,6 +1,7 @@
 //! x86_64: AVX2 + FMA + F16C bodies ([`avx2`], the k-quants in [`kquants`] and
 //! [`kquants_low`]), int8 dot products for AVX2, AVX-VNNI and AVX512-VNNI ([`int8`], the
-//! k-quants' in [`kquants_int8`] and [`kquants_low_int8`]),
+//! k-quants' in [`kquants_int8`] and [`kquants_low_int8`], Q2_K/Q3_K on 512-bit registers in
+//! [`kquants_low512_int8`]),
 //! AVX-512F row kernels ([`avx512`], [`kquants512`], and with AVX-512BW [`kquants_low512`]),
 //! and the safe wrappers the dispatch table gets after detection.
 //!
@@ -17,6 +18,7 @@ mod kquants512;
 mod kquants_int8;
 mod kquants_low;
 mod kquants_low512;
+mod kquants_low512_int8;
 mod kquants_low_int8;
 mod lut;
 mod ternary;
@@ -162,8 +164,13 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     ]);
     install_low_kquants(backend, k);
     if backend == Backend::Avx512Vnni {
-        k.format_mut(Format::Q2_K).dot_rows =
-            Some(named!(dot_rows_q2_k_f32_avx512, "dot_rows_q2_k_f32/avx512"));
+        let f = k.format_mut(Format::Q2_K);
+        f.dot_rows = Some(named!(dot_rows_q2_k_f32_avx512, "dot_rows_q2_k_f32/avx512"));
+        f.dot_q8 = Some(named!(kql512::dot_q2_k_q8, "dot_q2_k_q8/avx512vnni"));
+        f.gemm_q8 = Some(named!(kql512::gemm_q2_k_q8, "gemm_q2_k_q8/avx512vnni"));
+        let f = k.format_mut(Format::Q3_K);
+        f.dot_q8 = Some(named!(kql512::dot_q3_k_q8, "dot_q3_k_q8/avx512vnni"));
+        f.gemm_q8 = Some(named!(kql512::gemm_q3_k_q8, "gemm_q3_k_q8/avx512vnni"));
         k.format_mut(Format::Q4_K).dot_rows =
             Some(named!(dot_rows_q4_k_f32_avx512, "dot_rows_q4_k_f32/avx512"));
         k.format_mut(Format::IQ4_XS).dot_rows = Some(named!(
@@ -312,6 +319,60 @@ dot_rows_wrapper!(
     kquants_low512::dot_rows_q2_k_f32,
     above gemm::PRESCALE_MAX => dot_q2_k_f32,
 );
+/// Q2_K and Q3_K int8 wrappers over the 512-bit bodies (`kquants_low512_int8`), installed only
+/// for the AVX512-VNNI backend, whose detection includes every feature they enable.
+mod kql512 {
+    use super::kquants_low512_int8 as body;
+    use crate::blocks::{as_blocks, BlockQ2_K, BlockQ3_K};
+    use crate::scalar::{act_q8_bytes, gemm_shape, row_blocks, BlockQ8Act};
+
+    macro_rules! wrappers {
+        ($dot:ident, $gemm:ident, $block:ident, $what:literal) => {
+            pub(super) fn $dot(row: &[u8], xq: &[u8]) -> f32 {
+                let blocks: &[$block] =
+                    as_blocks(row).expect(concat!($what, " row is whole blocks"));
+                let acts: &[BlockQ8Act] = as_blocks(xq).expect("activations are whole blocks");
+                assert_eq!(
+                    acts.len(),
+                    8 * blocks.len(),
+                    "activation blocks match the row"
+                );
+                // SAFETY: installed only by `install` for the AVX512-VNNI backend, after
+                // `detected` confirmed AVX2, FMA, F16C, AVX-512F/BW/VL and AVX512-VNNI.
+                unsafe { body::$dot(blocks, acts) }
+            }
+
+            pub(super) fn $gemm(
+                w: &[u8],
+                m: usize,
+                xq: &[u8],
+                n: usize,
+                y: &mut [f32],
+                ldy: usize,
+            ) {
+                if m == 0 || n == 0 {
+                    return;
+                }
+                let (rb, qb) = gemm_shape(w, m, xq.len(), n, y, ldy);
+                let kb = row_blocks(rb, core::mem::size_of::<$block>());
+                assert_eq!(
+                    qb,
+                    act_q8_bytes(256 * kb),
+                    "activation rows match the weight rows"
+                );
+                let blocks: &[$block] =
+                    as_blocks(w).expect(concat!($what, " rows are whole blocks"));
+                let acts: &[BlockQ8Act] = as_blocks(xq).expect("activations are whole blocks");
+                // SAFETY: as in the row dot; the shapes were checked above.
+                unsafe { body::$gemm(blocks, m, kb, acts, n, y, ldy) }
+            }
+        };
+    }
+
+    wrappers!(dot_q2_k_q8, gemm_q2_k_q8, BlockQ2_K, "Q2_K");
+    wrappers!(dot_q3_k_q8, gemm_q3_k_q8, BlockQ3_K, "Q3_K");
+}
+
 kquant_int8_wrappers!(kq_avx2 => kquants_int8::avx2 {
     dot_q4_k_q8, gemm_q4_k_q8: BlockQ4_K "Q4_K";
     dot_q5_k_q8, gemm_q5_k_q8: BlockQ5_K "Q5_K";
