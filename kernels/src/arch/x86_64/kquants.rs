@@ -19,11 +19,11 @@
 
 use core::arch::x86_64::*;
 
-use super::avx2::{dot32, hsum, i8x16_to_f32, load32, store32};
+use super::avx2::{dot32, f16x8, hsum, i8x16_to_f32, load32, store32};
 use super::avx2::{lut16, nibbles256};
 use super::gemm::{prefetch_ahead, prefetch_head, store_rows};
 use crate::blocks::{BlockIQ4_XS, BlockQ4_K, BlockQ5_K, BlockQ6_K, F16Le};
-use crate::scalar::{iq4_xs_steps, scales_mins_k4, IQ4_NL_VALUES};
+use crate::scalar::{scales_mins_k4, IQ4_NL_VALUES};
 
 // ---- helpers -----------------------------------------------------------------------------
 
@@ -77,7 +77,7 @@ fn k4_steps(d: F16Le, dmin: F16Le, scales: &[u8; 12]) -> ([f32; 8], [f32; 8]) {
     let (mut steps, mut mins) = ([0.0f32; 8], [0.0f32; 8]);
     for (out, codes, scale) in [(&mut steps, sc, d), (&mut mins, m, dmin)] {
         let codes = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(i64::from_le_bytes(codes)));
-        let v = _mm256_mul_ps(_mm256_set1_ps(scale.to_f32()), _mm256_cvtepi32_ps(codes));
+        let v = _mm256_mul_ps(f16x8(scale), _mm256_cvtepi32_ps(codes));
         // SAFETY: `out` holds 8 floats, exclusively borrowed; the store is unaligned.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
     }
@@ -312,12 +312,12 @@ pub(super) fn iq4_xs_values(lut: __m256i, b: &BlockIQ4_XS, j: usize) -> __m256i 
     _mm256_shuffle_epi8(lut, nibbles256(&b.qs.as_chunks::<16>().0[j]))
 }
 
-/// [`iq4_xs_steps`] eight lanes at a time: scale `j`'s low four bits are nibble `j` of
-/// `scales_l` read as a little-endian word, its high two bits bits `2j..2j + 2` of `scales_h`;
-/// `d·(sc − 32)` is the reference's product (exact: f16 times 6 bits).
+/// The eight sub-block scales `sc − 32` of an IQ4_XS block as i32 lanes
+/// (`scalar::iq4_xs_scales`, eight at a time): scale `j`'s low four bits are nibble `j` of
+/// `scales_l` read as a little-endian word, its high two bits bits `2j..2j + 2` of `scales_h`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn iq4_xs_steps8(b: &BlockIQ4_XS) -> [f32; 8] {
+pub(super) fn iq4_xs_scales8(b: &BlockIQ4_XS) -> __m256i {
     let low = _mm256_set1_epi32(u32::from_le_bytes(b.scales_l) as i32);
     let high = _mm256_set1_epi32(u16::from_le_bytes(b.scales_h) as i32);
     let low = _mm256_srlv_epi32(low, _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
@@ -326,16 +326,18 @@ pub(super) fn iq4_xs_steps8(b: &BlockIQ4_XS) -> [f32; 8] {
         _mm256_and_si256(low, _mm256_set1_epi32(0x0F)),
         _mm256_slli_epi32::<4>(_mm256_and_si256(high, _mm256_set1_epi32(3))),
     );
-    let sc = _mm256_cvtepi32_ps(_mm256_sub_epi32(sc, _mm256_set1_epi32(32)));
-    let d = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(u16::from_le_bytes(b.d.0))));
+    _mm256_sub_epi32(sc, _mm256_set1_epi32(32))
+}
+
+/// `scalar::iq4_xs_steps` eight lanes at a time: `d·(sc − 32)`, the reference's product (exact: f16
+/// times 6 bits).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn iq4_xs_steps8(b: &BlockIQ4_XS) -> [f32; 8] {
+    let sc = _mm256_cvtepi32_ps(iq4_xs_scales8(b));
     let mut out = [0.0f32; 8];
     // SAFETY: `out` holds 8 floats, exclusively borrowed; the store is unaligned.
-    unsafe {
-        _mm256_storeu_ps(
-            out.as_mut_ptr(),
-            _mm256_mul_ps(_mm256_broadcastss_ps(d), sc),
-        )
-    };
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), _mm256_mul_ps(f16x8(b.d), sc)) };
     out
 }
 
@@ -361,7 +363,7 @@ pub(crate) fn dot_iq4_xs_f32(blocks: &[BlockIQ4_XS], x: &[f32]) -> f32 {
 pub(crate) fn dequant_iq4_xs(blocks: &[BlockIQ4_XS], out: &mut [f32]) {
     let lut = lut16(&IQ4_NL_VALUES);
     for (b, o) in blocks.iter().zip(out.chunks_exact_mut(256)) {
-        let steps = iq4_xs_steps(b);
+        let steps = iq4_xs_steps8(b);
         for (j, o) in o.chunks_exact_mut(32).enumerate() {
             let step = _mm256_set1_ps(steps[j]);
             let w = i8x32_to_f32(iq4_xs_values(lut, b, j)).map(|v| _mm256_mul_ps(step, v));
