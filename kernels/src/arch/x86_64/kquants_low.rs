@@ -24,9 +24,11 @@ use super::kquants::{i8x32_to_f32, load_u8x32};
 use crate::blocks::{BlockQ2_K, BlockQ3_K};
 use crate::scalar::q3_k_scale_codes;
 
-/// Rows per step of the row kernels: two, as for Q4_K/Q6_K (`kquants.rs`): the kernels are
-/// bound by widening codes to floats, which sharing `x` does not relieve.
-const ROWS: usize = 2;
+/// Rows per step of the row kernels: four. The kernels are bound by widening codes to floats,
+/// which sharing `x` does not relieve, but four rows measured slightly faster than two on the
+/// 576x1536 bench shape (Zen 4, loaded machine: Q3_K 4.88 against 4.76 GB/s, Q2_K 4.01
+/// against 3.73).
+const ROWS: usize = 4;
 
 // ---- codes ---------------------------------------------------------------------------------
 
