@@ -57,7 +57,7 @@ fn lane_order(bytes: __m128i) -> __m128i {
 /// sub-block `8·(L / 2) + 2j + L % 2`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn sums_tree(v: [__m512i; 4]) -> __m512i {
+pub(super) fn sums_tree(v: [__m512i; 4]) -> __m512i {
     let u01 = _mm512_add_epi32(
         _mm512_unpacklo_epi32(v[0], v[1]),
         _mm512_unpackhi_epi32(v[0], v[1]),
@@ -117,7 +117,7 @@ fn trees(s: __m512i, mins: __m512i, d: __m512) -> (f32, f32) {
 /// `d` and `dmin` as f32, with F16C.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn f16_pair(d: F16Le, dmin: F16Le) -> (f32, f32) {
+pub(super) fn f16_pair(d: F16Le, dmin: F16Le) -> (f32, f32) {
     let bits = u32::from(u16::from_le_bytes(d.0)) | u32::from(u16::from_le_bytes(dmin.0)) << 16;
     let v = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
     (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
