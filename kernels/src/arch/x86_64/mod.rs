@@ -1,7 +1,7 @@
 //! x86_64: AVX2 + FMA + F16C bodies ([`avx2`], the k-quants in [`kquants`] and
 //! [`kquants_low`]), int8 dot products for AVX2, AVX-VNNI and AVX512-VNNI ([`int8`], the
-//! k-quants' in [`kquants_int8`] and [`kquants_low_int8`], Q2_K/Q3_K and IQ4_XS on 512-bit
-//! registers in [`kquants_low512_int8`] and [`iq4_xs512_int8`]),
+//! k-quants' in [`kquants_int8`] and [`kquants_low_int8`], Q2_K/Q3_K, IQ4_XS and Q5_K on
+//! 512-bit registers in [`kquants_low512_int8`], [`iq4_xs512_int8`] and [`q5_k512_int8`]),
 //! AVX-512F row kernels ([`avx512`], [`kquants512`], and with AVX-512BW [`kquants_low512`]),
 //! and the safe wrappers the dispatch table gets after detection.
 //!
@@ -22,6 +22,7 @@ mod kquants_low512;
 mod kquants_low512_int8;
 mod kquants_low_int8;
 mod lut;
+mod q5_k512_int8;
 mod ternary;
 
 use gemm::scalar_rows;
@@ -174,6 +175,8 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
         f.gemm_q8 = Some(named!(kql512::gemm_q3_k_q8, "gemm_q3_k_q8/avx512vnni"));
         k.format_mut(Format::IQ4_XS).gemm_q8 =
             Some(named!(kql512::gemm_iq4_xs_q8, "gemm_iq4_xs_q8/avx512vnni"));
+        k.format_mut(Format::Q5_K).gemm_q8 =
+            Some(named!(kql512::gemm_q5_k_q8, "gemm_q5_k_q8/avx512vnni"));
         k.format_mut(Format::Q4_K).dot_rows =
             Some(named!(dot_rows_q4_k_f32_avx512, "dot_rows_q4_k_f32/avx512"));
         k.format_mut(Format::IQ4_XS).dot_rows = Some(named!(
@@ -322,13 +325,14 @@ dot_rows_wrapper!(
     kquants_low512::dot_rows_q2_k_f32,
     above gemm::PRESCALE_MAX => dot_q2_k_f32,
 );
-/// Q2_K and Q3_K int8 wrappers, and IQ4_XS's GEMM, over the 512-bit bodies (`kquants_low512_int8`,
-/// `iq4_xs512_int8`), installed only for the AVX512-VNNI backend, whose detection includes every
-/// feature they enable.
+/// Q2_K and Q3_K int8 wrappers, and the IQ4_XS and Q5_K GEMMs, over the 512-bit bodies
+/// (`kquants_low512_int8`, `iq4_xs512_int8`, `q5_k512_int8`), installed only for the
+/// AVX512-VNNI backend, whose detection includes every feature they enable.
 mod kql512 {
     use super::iq4_xs512_int8 as iq4_xs;
     use super::kquants_low512_int8 as body;
-    use crate::blocks::{as_blocks, BlockIQ4_XS, BlockQ2_K, BlockQ3_K};
+    use super::q5_k512_int8 as q5_k;
+    use crate::blocks::{as_blocks, BlockIQ4_XS, BlockQ2_K, BlockQ3_K, BlockQ5_K};
     use crate::scalar::{act_q8_bytes, gemm_shape, row_blocks, BlockQ8Act};
 
     macro_rules! dot_wrapper {
@@ -386,6 +390,7 @@ mod kql512 {
     // IQ4_XS's single-row dot stays the 256-bit one (`kq_avx512vnni`): without rows to share
     // the activation work it measured slower (9.5 against 11.2 GB/s).
     gemm_wrapper!(iq4_xs: gemm_iq4_xs_q8, BlockIQ4_XS, "IQ4_XS");
+    gemm_wrapper!(q5_k: gemm_q5_k_q8, BlockQ5_K, "Q5_K");
 }
 
 kquant_int8_wrappers!(kq_avx2 => kquants_int8::avx2 {
