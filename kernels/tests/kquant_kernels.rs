@@ -9,9 +9,9 @@
 //! every int8 sub-block scale occurs), all-zero blocks, blocks of maximal codes and scales
 //! (IQ4_XS: also the most negative scale and value, −32·−127), alternating codes, super-block
 //! scales 0, −0, ±65504 and f16 subnormals; activations ordinary, large, tiny, all zero and
-//! with negative zeros; rows of 1, 2, 3, 5, 9 and 16 blocks. Int8 activations: those the
-//! quantizer writes for each of these, codes ±127, and activation-block scales and sums 0, −0,
-//! ±65504 and subnormal.
+//! with negative zeros; rows of 1, 2, 3, 5, 9 and 16 blocks (and 17 for the row kernels). Int8
+//! activations: those the quantizer writes for each of these, codes ±127, and activation-block
+//! scales and sums 0, −0, ±65504 and subnormal.
 //!
 //! # Error budgets
 //!
@@ -504,15 +504,23 @@ fn check_dequant(k: &Kernels) {
 }
 
 /// `dot_rows` on 1..=9 and 13 rows (whole groups of four and every remainder) agrees with the
-/// reference row dot on each row, within that dot's budget (module note (2)).
+/// reference row dot on each row, within that dot's budget (module note (2)); and on rows of
+/// 17 blocks (4352 weights), wider than the AVX-512 row kernels take (they hand such rows to
+/// the single-row kernel), on 1 and 5 rows.
 fn check_dot_rows(k: &Kernels) {
+    const WIDE: usize = 17 * 256;
     for (format, make_row, reference, terms, sub) in f32_cases() {
         let rows_k = k
             .format(format)
             .dot_rows
             .expect("k-quants have a row kernel");
-        for (i, &n) in LENGTHS.iter().enumerate() {
-            for m in [1, 2, 3, 4, 5, 6, 7, 8, 9, 13] {
+        for (i, &n) in LENGTHS.iter().chain(&[WIDE]).enumerate() {
+            let counts: &[usize] = if n == WIDE {
+                &[1, 5]
+            } else {
+                &[1, 2, 3, 4, 5, 6, 7, 8, 9, 13]
+            };
+            for &m in counts {
                 let rows: Vec<Vec<u8>> = (0..m)
                     .map(|r| make_row(n, 1100 + (i * 16 + r) as u64, r % 3 == 2))
                     .collect();
@@ -755,7 +763,7 @@ fn check_names(k: &Kernels, backend: Backend) {
         assert_eq!(fk.dot_q8.unwrap().name, format!("dot_{fmt}_q8/{int8}"));
         assert_eq!(fk.gemm_q8.unwrap().name, format!("gemm_{fmt}_q8/{int8}"));
         let rows = match (backend, format) {
-            (Backend::Avx512Vnni, Format::Q4_K | Format::IQ4_XS) => "avx512",
+            (Backend::Avx512Vnni, Format::Q4_K | Format::IQ4_XS | Format::Q2_K) => "avx512",
             _ => isa,
         };
         let rows_name = fk.dot_rows.unwrap().name;

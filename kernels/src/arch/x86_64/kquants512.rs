@@ -25,9 +25,9 @@ use core::arch::x86_64::*;
 
 use super::avx512::{load32, q4_codes, store_sums, transpose_quads};
 use super::gemm::{prefetch_ahead, prefetch_head, PRESCALE_MAX};
-use super::kquants::q4_k_steps;
+use super::kquants::{iq4_xs_steps8, q4_k_steps};
 use crate::blocks::{BlockIQ4_XS, BlockQ4_K};
-use crate::scalar::{iq4_xs_steps, IQ4_NL_VALUES};
+use crate::scalar::IQ4_NL_VALUES;
 
 /// Rows per step.
 const ROWS: usize = 4;
@@ -122,7 +122,7 @@ fn rows_iq4_xs<const R: usize>(w: &[BlockIQ4_XS], kb: usize, xt: &[f32]) -> [__m
     let values = unsafe { _mm512_loadu_ps(values.as_ptr()) };
     let mut acc = [_mm512_setzero_ps(); R];
     for b in 0..kb {
-        let steps: [[f32; 8]; R] = core::array::from_fn(|r| iq4_xs_steps(&w[r * kb + b]));
+        let steps: [[f32; 8]; R] = core::array::from_fn(|r| iq4_xs_steps8(&w[r * kb + b]));
         for j in 0..8 {
             // SAFETY: 256·b + 32·j + 32 ≤ 256·kb ≤ xt.len() (asserted).
             let xv = unsafe { load32(xt.as_ptr().add(256 * b + 32 * j)) };

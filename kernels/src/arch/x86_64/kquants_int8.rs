@@ -19,10 +19,12 @@ macro_rules! kquant_int8_dots {
     ($features:literal, $dot_u8_i8:ident) => {
         use core::arch::x86_64::*;
 
-        use super::super::avx2::{hsum, load_i8x32, lut16};
-        use super::super::kquants::{iq4_xs_values, q4_k_nibbles, q5_k_codes, q6_k_half};
+        use super::super::avx2::{f16x8, hsum, load_i8x32, lut16};
+        use super::super::kquants::{
+            iq4_xs_scales8, iq4_xs_values, q4_k_nibbles, q5_k_codes, q6_k_half,
+        };
         use crate::blocks::{BlockIQ4_XS, BlockQ4_K, BlockQ5_K, BlockQ6_K, F16Le};
-        use crate::scalar::{iq4_xs_scales, scales_mins_k4, BlockQ8Act, IQ4_NL_VALUES};
+        use crate::scalar::{scales_mins_k4, BlockQ8Act, IQ4_NL_VALUES};
 
         /// `[v0.lo, v1.lo, v2.lo, v3.lo | v0.hi, v1.hi, v2.hi, v3.hi]`: the sums of the low
         /// four lanes (first 128 bits) of each of `v`, then of the high four.
@@ -126,7 +128,8 @@ macro_rules! kquant_int8_dots {
                 let p = _mm256_mul_ps(per_block::<0>(a), scaled);
                 let mins = _mm256_cvtepi32_ps(u8x8_to_i32(m));
                 let q = _mm256_mul_ps(per_block::<4>(a), mins);
-                sum += d.to_f32() * hsum(p) - dmin.to_f32() * hsum(q);
+                let (d, dmin) = (_mm256_cvtss_f32(f16x8(d)), _mm256_cvtss_f32(f16x8(dmin)));
+                sum += d * hsum(p) - dmin * hsum(q);
             }
             sum
         }
@@ -142,10 +145,10 @@ macro_rules! kquant_int8_dots {
                     let (w, x) = (iq4_xs_values(lut, b, j), load_i8x32(&a[j].qs));
                     $dot_u8_i8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))
                 });
-                let sc = iq4_xs_scales(b).map(|s| s as u8);
-                let sc = _mm256_cvtepi8_epi32(_mm_cvtsi64_si128(i64::from_le_bytes(sc)));
+                let sc = iq4_xs_scales8(b);
                 let scaled = _mm256_cvtepi32_ps(_mm256_mullo_epi32(sub_block_sums(v), sc));
-                sum += b.d.to_f32() * hsum(_mm256_mul_ps(per_block::<0>(a), scaled));
+                let d = _mm256_cvtss_f32(f16x8(b.d));
+                sum += d * hsum(_mm256_mul_ps(per_block::<0>(a), scaled));
             }
             sum
         }

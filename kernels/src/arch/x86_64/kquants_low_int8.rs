@@ -21,7 +21,7 @@ macro_rules! kquant_low_int8_dots {
         use core::arch::x86_64::*;
 
         use $($helpers)::+::{add_halves, dot_u8_i8, hsum_halves4, per_block};
-        use super::super::avx2::{hsum, load_i8x32};
+        use super::super::avx2::{f16x8, hsum, load_i8x32};
         use super::super::kquants_low::{q2_k_codes, q3_k_codes, q3_k_scales_i8};
         use crate::blocks::{BlockQ2_K, BlockQ3_K};
         use crate::scalar::BlockQ8Act;
@@ -63,7 +63,7 @@ macro_rules! kquant_low_int8_dots {
                     _mm256_cvtepi8_epi32(_mm_unpackhi_epi64(sc, sc)),
                 );
                 let p = _mm256_mul_ps(per_block::<0>(a), _mm256_cvtepi32_ps(isum));
-                sum += b.d.to_f32() * hsum(p);
+                sum += _mm256_cvtss_f32(f16x8(b.d)) * hsum(p);
             }
             sum
         }
@@ -97,7 +97,8 @@ macro_rules! kquant_low_int8_dots {
                 let d_a = per_block::<0>(a);
                 let p = _mm256_mul_ps(d_a, _mm256_cvtepi32_ps(isum));
                 let q = _mm256_mul_ps(d_a, _mm256_cvtepi32_ps(msum));
-                sum += b.d.to_f32() * hsum(p) - b.dmin.to_f32() * hsum(q);
+                let (d, dmin) = (_mm256_cvtss_f32(f16x8(b.d)), _mm256_cvtss_f32(f16x8(b.dmin)));
+                sum += d * hsum(p) - dmin * hsum(q);
             }
             sum
         }

@@ -1,8 +1,9 @@
 //! x86_64: AVX2 + FMA + F16C bodies ([`avx2`], the k-quants in [`kquants`] and
 //! [`kquants_low`]), int8 dot products for AVX2, AVX-VNNI and AVX512-VNNI ([`int8`], the
-//! k-quants' in [`kquants_int8`] and [`kquants_low_int8`]),
-//! AVX-512F row kernels ([`avx512`], [`kquants512`]), and the safe wrappers the dispatch
-//! table gets after detection.
+//! k-quants' in [`kquants_int8`] and [`kquants_low_int8`], Q2_K/Q3_K, IQ4_XS and Q5_K on
+//! 512-bit registers in [`kquants_low512_int8`], [`iq4_xs512_int8`] and [`q5_k512_int8`]),
+//! AVX-512F row kernels ([`avx512`], [`kquants512`], and with AVX-512BW [`kquants_low512`]),
+//! and the safe wrappers the dispatch table gets after detection.
 //!
 //! Every backend here builds on AVX2 + FMA + F16C (Haswell, Zen 1 and later all have the
 //! three); the VNNI backends replace only the int8 dot products.
@@ -12,12 +13,16 @@ mod avx512;
 mod f16;
 mod gemm;
 mod int8;
+mod iq4_xs512_int8;
 mod kquants;
 mod kquants512;
 mod kquants_int8;
 mod kquants_low;
+mod kquants_low512;
+mod kquants_low512_int8;
 mod kquants_low_int8;
 mod lut;
+mod q5_k512_int8;
 mod ternary;
 
 use gemm::scalar_rows;
@@ -38,7 +43,11 @@ fn detected(backend: Backend) -> bool {
     match backend {
         Backend::Avx2 => avx2,
         Backend::AvxVnni => avx2 && has!("avxvnni"),
-        Backend::Avx512Vnni => avx2 && has!("avx512vnni") && has!("avx512vl") && has!("avx512f"),
+        // Every CPU with AVX512-VNNI has AVX-512BW (Cascade Lake, Ice Lake, Zen 4 and later);
+        // the Q2_K/Q3_K row kernels need it.
+        Backend::Avx512Vnni => {
+            avx2 && has!("avx512vnni") && has!("avx512vl") && has!("avx512f") && has!("avx512bw")
+        }
         _ => false,
     }
 }
@@ -55,7 +64,7 @@ fn detected(backend: Backend) -> bool {
     match backend {
         Backend::Avx2 => all!(),
         Backend::AvxVnni => all!("avxvnni"),
-        Backend::Avx512Vnni => all!("avx512vnni", "avx512vl", "avx512f"),
+        Backend::Avx512Vnni => all!("avx512vnni", "avx512vl", "avx512f", "avx512bw"),
         _ => false,
     }
 }
@@ -157,6 +166,17 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     ]);
     install_low_kquants(backend, k);
     if backend == Backend::Avx512Vnni {
+        let f = k.format_mut(Format::Q2_K);
+        f.dot_rows = Some(named!(dot_rows_q2_k_f32_avx512, "dot_rows_q2_k_f32/avx512"));
+        f.dot_q8 = Some(named!(kql512::dot_q2_k_q8, "dot_q2_k_q8/avx512vnni"));
+        f.gemm_q8 = Some(named!(kql512::gemm_q2_k_q8, "gemm_q2_k_q8/avx512vnni"));
+        let f = k.format_mut(Format::Q3_K);
+        f.dot_q8 = Some(named!(kql512::dot_q3_k_q8, "dot_q3_k_q8/avx512vnni"));
+        f.gemm_q8 = Some(named!(kql512::gemm_q3_k_q8, "gemm_q3_k_q8/avx512vnni"));
+        k.format_mut(Format::IQ4_XS).gemm_q8 =
+            Some(named!(kql512::gemm_iq4_xs_q8, "gemm_iq4_xs_q8/avx512vnni"));
+        k.format_mut(Format::Q5_K).gemm_q8 =
+            Some(named!(kql512::gemm_q5_k_q8, "gemm_q5_k_q8/avx512vnni"));
         k.format_mut(Format::Q4_K).dot_rows =
             Some(named!(dot_rows_q4_k_f32_avx512, "dot_rows_q4_k_f32/avx512"));
         k.format_mut(Format::IQ4_XS).dot_rows = Some(named!(
@@ -196,8 +216,8 @@ fn install_low_kquants(backend: Backend, k: &mut Kernels) {
 // backend here requires; the `avxvnni` and `avx512vnni` int8 bodies additionally enable
 // `avxvnni` or `avx512vnni,avx512vl`, and `install` puts them in the table only for the
 // backend that detected exactly those; the AVX-512 row kernels (`*_avx512`) additionally enable
-// `avx512f`, and `install` puts them in the table only for the AVX512-VNNI backend, whose
-// detection includes it.
+// `avx512f` (the Q2_K/Q3_K ones also `avx512bw`), and `install` puts them in the table only for
+// the AVX512-VNNI backend, whose detection includes both.
 
 vec_wrappers!(avx2);
 kv_f16_wrappers!(f16);
@@ -296,6 +316,83 @@ dot_rows_wrapper!(
     256,
     kquants_low::dot_rows_q2_k_f32
 );
+// Installed only for the AVX512-VNNI backend, whose detection includes `avx512f` and `avx512bw`.
+dot_rows_wrapper!(
+    dot_rows_q2_k_f32_avx512,
+    BlockQ2_K,
+    "Q2_K",
+    256,
+    kquants_low512::dot_rows_q2_k_f32,
+    above gemm::PRESCALE_MAX => dot_q2_k_f32,
+);
+/// Q2_K and Q3_K int8 wrappers, and the IQ4_XS and Q5_K GEMMs, over the 512-bit bodies
+/// (`kquants_low512_int8`, `iq4_xs512_int8`, `q5_k512_int8`), installed only for the
+/// AVX512-VNNI backend, whose detection includes every feature they enable.
+mod kql512 {
+    use super::iq4_xs512_int8 as iq4_xs;
+    use super::kquants_low512_int8 as body;
+    use super::q5_k512_int8 as q5_k;
+    use crate::blocks::{as_blocks, BlockIQ4_XS, BlockQ2_K, BlockQ3_K, BlockQ5_K};
+    use crate::scalar::{act_q8_bytes, gemm_shape, row_blocks, BlockQ8Act};
+
+    macro_rules! dot_wrapper {
+        ($body:ident: $dot:ident, $block:ident, $what:literal) => {
+            pub(super) fn $dot(row: &[u8], xq: &[u8]) -> f32 {
+                let blocks: &[$block] =
+                    as_blocks(row).expect(concat!($what, " row is whole blocks"));
+                let acts: &[BlockQ8Act] = as_blocks(xq).expect("activations are whole blocks");
+                assert_eq!(
+                    acts.len(),
+                    8 * blocks.len(),
+                    "activation blocks match the row"
+                );
+                // SAFETY: installed only by `install` for the AVX512-VNNI backend, after
+                // `detected` confirmed AVX2, FMA, F16C, AVX-512F/BW/VL and AVX512-VNNI.
+                unsafe { $body::$dot(blocks, acts) }
+            }
+        };
+    }
+
+    macro_rules! gemm_wrapper {
+        ($body:ident: $gemm:ident, $block:ident, $what:literal) => {
+            pub(super) fn $gemm(
+                w: &[u8],
+                m: usize,
+                xq: &[u8],
+                n: usize,
+                y: &mut [f32],
+                ldy: usize,
+            ) {
+                if m == 0 || n == 0 {
+                    return;
+                }
+                let (rb, qb) = gemm_shape(w, m, xq.len(), n, y, ldy);
+                let kb = row_blocks(rb, core::mem::size_of::<$block>());
+                assert_eq!(
+                    qb,
+                    act_q8_bytes(256 * kb),
+                    "activation rows match the weight rows"
+                );
+                let blocks: &[$block] =
+                    as_blocks(w).expect(concat!($what, " rows are whole blocks"));
+                let acts: &[BlockQ8Act] = as_blocks(xq).expect("activations are whole blocks");
+                // SAFETY: as in the row dots (installed only for the AVX512-VNNI backend after
+                // its detection); the shapes were checked above.
+                unsafe { $body::$gemm(blocks, m, kb, acts, n, y, ldy) }
+            }
+        };
+    }
+
+    dot_wrapper!(body: dot_q2_k_q8, BlockQ2_K, "Q2_K");
+    gemm_wrapper!(body: gemm_q2_k_q8, BlockQ2_K, "Q2_K");
+    dot_wrapper!(body: dot_q3_k_q8, BlockQ3_K, "Q3_K");
+    gemm_wrapper!(body: gemm_q3_k_q8, BlockQ3_K, "Q3_K");
+    // IQ4_XS's single-row dot stays the 256-bit one (`kq_avx512vnni`): without rows to share
+    // the activation work it measured slower (9.5 against 11.2 GB/s).
+    gemm_wrapper!(iq4_xs: gemm_iq4_xs_q8, BlockIQ4_XS, "IQ4_XS");
+    gemm_wrapper!(q5_k: gemm_q5_k_q8, BlockQ5_K, "Q5_K");
+}
+
 kquant_int8_wrappers!(kq_avx2 => kquants_int8::avx2 {
     dot_q4_k_q8, gemm_q4_k_q8: BlockQ4_K "Q4_K";
     dot_q5_k_q8, gemm_q5_k_q8: BlockQ5_K "Q5_K";

@@ -1,0 +1,267 @@
+//! Int8 dot products and GEMMs of Q2_K and Q3_K rows with quantized activations
+//! ([`BlockQ8Act`]) on 512-bit registers: AVX512-VNNI `vpdpbusd` with AVX-512BW byte ops,
+//! installed with the AVX512-VNNI backend (whose detection includes `avx512bw`).
+//!
+//! Hand-written because the 256-bit kernels (`kquants_low_int8.rs`) spend, per activation block
+//! of 32, a dot, a horizontal-add tree and an integer multiply on eight lanes, and the
+//! scale-and-sum of the float part per super-block, for weights of only 2.6 or 3.4 bits. Here
+//! one 64-byte load holds a whole super-block's 2-bit codes, and pair `j` of every byte (one
+//! shift and one mask) is the 32 codes of activation block `j` in the low half and of block
+//! `4 + j` in the high half: activation blocks `j` and `4 + j` side by side meet them in one
+//! `vpdpbusd`. Four of those cover the super-block; one transpose-and-add tree turns the four
+//! results into the sixteen sub-block sums, which one `vpmulld` scales exactly; a shuffle pair
+//! adds the two sub-blocks of each activation block. Q2_K's min term (`m_s·Σa` over each
+//! sub-block) and Q3_K's offset (its codes are `u − 4` with `u = q_low + 4·h` in 0..8, so
+//! `Σ (u − 4)·a = Σ u·a − 4·Σa`) use the activation sums of each sub-block, the same tree over
+//! `1·a`, computed once per super-block for all the rows of a GEMM tile.
+//!
+//! Bit-identical to `scalar::dot_q2_k_q8` / `scalar::dot_q3_k_q8`: every integer is exact, and
+//! the float part is the reference's: per activation block one conversion and one product by
+//! its scale, [`sum8_tree`](crate::scalar::sum8_tree)'s order (the two trees of Q2_K side by
+//! side in one register), then `d·P − dmin·M` (Q3_K: `d·P`) added to the running sum.
+
+// Tiles index the accumulators and rows by the same number.
+#![allow(clippy::needless_range_loop)]
+
+use core::arch::x86_64::*;
+
+use super::kquants_low::q3_k_scales_i8;
+use crate::blocks::{BlockQ2_K, BlockQ3_K, F16Le};
+use crate::scalar::BlockQ8Act;
+
+/// Rows per step of the GEMMs: each super-block's activation work is shared by this many rows.
+const ROWS: usize = 4;
+
+/// One super-block's activations, prepared once for every row that meets them.
+#[derive(Clone, Copy)]
+struct Acts {
+    /// Activation blocks `j` (bytes 0..32) and `4 + j` (bytes 32..64), for `j` in 0..4.
+    a: [__m512i; 4],
+    /// `Σa` over each sub-block, in [`sums_tree`]'s lane order.
+    t: __m512i,
+    /// The eight activation-block scales, twice (for the two trees of Q2_K).
+    d: __m512,
+}
+
+/// Sub-block scale bytes (16, sub-block order) reordered to [`sums_tree`]'s lanes:
+/// lane `4L + j` is sub-block `8·(L / 2) + 2j + L % 2`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn lane_order(bytes: __m128i) -> __m128i {
+    let order = _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
+    _mm_shuffle_epi8(bytes, order)
+}
+
+/// The sums of each 128-bit lane of four vectors: lane `4L + j` of the result is the sum of
+/// lane `L` of `v[j]`. With `v[j]` the `vpdpbusd` of pair `j`, lane `L` of `v[j]` covers
+/// sub-block `8·(L / 2) + 2j + L % 2`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn sums_tree(v: [__m512i; 4]) -> __m512i {
+    let u01 = _mm512_add_epi32(
+        _mm512_unpacklo_epi32(v[0], v[1]),
+        _mm512_unpackhi_epi32(v[0], v[1]),
+    );
+    let u23 = _mm512_add_epi32(
+        _mm512_unpacklo_epi32(v[2], v[3]),
+        _mm512_unpackhi_epi32(v[2], v[3]),
+    );
+    _mm512_add_epi32(
+        _mm512_unpacklo_epi64(u01, u23),
+        _mm512_unpackhi_epi64(u01, u23),
+    )
+}
+
+/// Prepares the eight activation blocks of one super-block.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn prepare(a: &[BlockQ8Act]) -> Acts {
+    assert!(a.len() >= 8);
+    let load = |k: usize| {
+        // SAFETY: `qs` is 32 readable bytes; the load is unaligned.
+        unsafe { _mm256_loadu_si256(a[k].qs.as_ptr().cast()) }
+    };
+    let pairs: [__m512i; 4] = core::array::from_fn(|j| {
+        _mm512_inserti64x4::<1>(_mm512_castsi256_si512(load(j)), load(4 + j))
+    });
+    let ones = _mm512_set1_epi8(1);
+    let t = sums_tree(pairs.map(|p| _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, p)));
+    let d: [f32; 16] = core::array::from_fn(|k| a[k % 8].d());
+    // SAFETY: `d` holds 16 floats; the load is unaligned.
+    let d = unsafe { _mm512_loadu_ps(d.as_ptr()) };
+    Acts { a: pairs, t, d }
+}
+
+/// The float part of a super-block: with `s` the scaled sub-block sums in [`sums_tree`]'s
+/// lanes and `mins` the min terms likewise (zero for Q3_K), the per-activation-block integers
+/// `I_k` (and `M_k`), converted, times the activation scales, each eight summed in
+/// `sum8_tree`'s order: `(Σ_tree d_k·I_k, Σ_tree d_k·M_k)`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn trees(s: __m512i, mins: __m512i, d: __m512) -> (f32, f32) {
+    // [I_0..4, I_4..8, M_0..4, M_4..8]: lanes 0 and 1 of `s` are the two sub-blocks of
+    // activation blocks 0..4, lanes 2 and 3 of blocks 4..8.
+    let x = _mm512_shuffle_i32x4::<0b10_00_10_00>(s, mins);
+    let y = _mm512_shuffle_i32x4::<0b11_01_11_01>(s, mins);
+    let p = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(x, y)), d);
+    // sum8_tree: t_i = p_i + p_{i+4}, then (t_0 + t_2) + (t_1 + t_3), in each 256-bit half.
+    let t = _mm512_add_ps(p, _mm512_shuffle_f32x4::<0b10_11_00_01>(p, p));
+    let u = _mm512_add_ps(t, _mm512_permute_ps::<0b01_00_11_10>(t));
+    let v = _mm512_add_ps(u, _mm512_permute_ps::<0b10_11_00_01>(u));
+    (
+        _mm512_cvtss_f32(v),
+        _mm_cvtss_f32(_mm512_extractf32x4_ps::<2>(v)),
+    )
+}
+
+/// `d` and `dmin` as f32, with F16C.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn f16_pair(d: F16Le, dmin: F16Le) -> (f32, f32) {
+    let bits = u32::from(u16::from_le_bytes(d.0)) | u32::from(u16::from_le_bytes(dmin.0)) << 16;
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
+    (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
+}
+
+/// One Q2_K super-block against its prepared activations: `d·P − dmin·M`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn q2_k_block(b: &BlockQ2_K, acts: &Acts) -> f32 {
+    // SAFETY: `qs` is 64 readable bytes; the load is unaligned.
+    let q = unsafe { _mm512_loadu_si512(b.qs.as_ptr().cast()) };
+    let three = _mm512_set1_epi8(3);
+    let codes = [
+        _mm512_and_si512(q, three),
+        _mm512_and_si512(_mm512_srli_epi16::<2>(q), three),
+        _mm512_and_si512(_mm512_srli_epi16::<4>(q), three),
+        _mm512_and_si512(_mm512_srli_epi16::<6>(q), three),
+    ];
+    let zero = _mm512_setzero_si512();
+    let v: [__m512i; 4] = core::array::from_fn(|j| _mm512_dpbusd_epi32(zero, codes[j], acts.a[j]));
+    // SAFETY: `scales` is 16 readable bytes; the load is unaligned.
+    let s = lane_order(unsafe { _mm_loadu_si128(b.scales.as_ptr().cast()) });
+    let low = _mm_set1_epi8(0x0F);
+    let sc = _mm512_cvtepu8_epi32(_mm_and_si128(s, low));
+    let m = _mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16::<4>(s), low));
+    let scaled = _mm512_mullo_epi32(sums_tree(v), sc);
+    let mins = _mm512_mullo_epi32(acts.t, m);
+    let (p, pm) = trees(scaled, mins, acts.d);
+    let (d, dmin) = f16_pair(b.d, b.dmin);
+    d * p - dmin * pm
+}
+
+/// One Q3_K super-block against its prepared activations: `d·P`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn q3_k_block(b: &BlockQ3_K, acts: &Acts) -> f32 {
+    // SAFETY: `qs` is 64 and `hmask` 32 readable bytes; the loads are unaligned.
+    let (q, hm) = unsafe {
+        (
+            _mm512_loadu_si512(b.qs.as_ptr().cast()),
+            _mm256_loadu_si256(b.hmask.as_ptr().cast()),
+        )
+    };
+    // The high bit of element 32k + l is bit k of hmask[l]: for pair j, bit j in the low half
+    // (activation block j) and bit 4 + j in the high half (block 4 + j).
+    let hm = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(hm), hm);
+    let (three, four) = (_mm512_set1_epi8(3), _mm512_set1_epi8(4));
+    let zero = _mm512_setzero_si512();
+    let v: [__m512i; 4] = core::array::from_fn(|j| {
+        let low = match j {
+            0 => q,
+            1 => _mm512_srli_epi16::<2>(q),
+            2 => _mm512_srli_epi16::<4>(q),
+            _ => _mm512_srli_epi16::<6>(q),
+        };
+        let low = _mm512_and_si512(low, three);
+        let bits = _mm512_inserti64x4::<1>(
+            _mm512_set1_epi8((1u8 << j) as i8),
+            _mm256_set1_epi8((1u8 << (4 + j)) as i8),
+        );
+        let u = _mm512_mask_add_epi8(low, _mm512_test_epi8_mask(hm, bits), low, four);
+        _mm512_dpbusd_epi32(zero, u, acts.a[j])
+    });
+    // Σ (u − 4)·a per sub-block, times its scale sc − 32.
+    let sums = _mm512_sub_epi32(sums_tree(v), _mm512_slli_epi32::<2>(acts.t));
+    let sc = _mm512_cvtepi8_epi32(lane_order(q3_k_scales_i8(b)));
+    let (p, _) = trees(_mm512_mullo_epi32(sums, sc), zero, acts.d);
+    f16_pair(b.d, b.d).0 * p
+}
+
+/// Q2_K row · int8 activations (`acts` holds eight blocks per super-block).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) fn dot_q2_k_q8(blocks: &[BlockQ2_K], acts: &[BlockQ8Act]) -> f32 {
+    let mut sum = 0.0f32;
+    for (b, a) in blocks.iter().zip(acts.chunks_exact(8)) {
+        sum += q2_k_block(b, &prepare(a));
+    }
+    sum
+}
+
+/// Q3_K row · int8 activations (`acts` holds eight blocks per super-block).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) fn dot_q3_k_q8(blocks: &[BlockQ3_K], acts: &[BlockQ8Act]) -> f32 {
+    let mut sum = 0.0f32;
+    for (b, a) in blocks.iter().zip(acts.chunks_exact(8)) {
+        sum += q3_k_block(b, &prepare(a));
+    }
+    sum
+}
+
+/// `y[t·ldy + r] = row r · token t` for the `m` rows of `w` (`kb` blocks each) and the `n`
+/// tokens of `acts` (`8·kb` blocks each): [`ROWS`] rows at a time meet each token, sharing
+/// each super-block's prepared activations; every row sums its super-blocks in order, so each
+/// result equals the row dot's.
+macro_rules! gemm_low {
+    ($name:ident, $tile:ident, $block:ty, $per_block:ident) => {
+        /// The running sums of `R` rows (`kb` blocks each, back to back in `w`) against one
+        /// token's activations.
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn $tile<const R: usize>(w: &[$block], kb: usize, acts: &[BlockQ8Act]) -> [f32; R] {
+            assert!(w.len() >= R * kb && acts.len() >= 8 * kb);
+            let mut sums = [0.0f32; R];
+            for b in 0..kb {
+                let prepared = prepare(&acts[8 * b..]);
+                for r in 0..R {
+                    sums[r] += $per_block(&w[r * kb + b], &prepared);
+                }
+            }
+            sums
+        }
+
+        #[doc = concat!("`y[t·ldy + r] = row r · token t` through [`", stringify!($per_block), "`].")]
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        pub(crate) fn $name(
+            w: &[$block],
+            m: usize,
+            kb: usize,
+            acts: &[BlockQ8Act],
+            n: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            assert!(w.len() == m * kb && acts.len() == n * 8 * kb);
+            assert!(n == 0 || (ldy >= m && y.len() >= (n - 1) * ldy + m));
+            let mut r0 = 0;
+            while r0 < m {
+                let rows = (m - r0).min(ROWS);
+                let wg = &w[r0 * kb..];
+                for t in 0..n {
+                    let at = &acts[t * 8 * kb..(t + 1) * 8 * kb];
+                    let out = &mut y[t * ldy + r0..t * ldy + r0 + rows];
+                    match rows {
+                        4 => out.copy_from_slice(&$tile::<4>(wg, kb, at)),
+                        3 => out.copy_from_slice(&$tile::<3>(wg, kb, at)),
+                        2 => out.copy_from_slice(&$tile::<2>(wg, kb, at)),
+                        _ => out.copy_from_slice(&$tile::<1>(wg, kb, at)),
+                    }
+                }
+                r0 += rows;
+            }
+        }
+    };
+}
+
+gemm_low!(gemm_q2_k_q8, tile_q2_k, BlockQ2_K, q2_k_block);
+gemm_low!(gemm_q3_k_q8, tile_q3_k, BlockQ3_K, q3_k_block);
