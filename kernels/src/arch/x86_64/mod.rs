@@ -11,6 +11,7 @@ mod avx2;
 mod avx512;
 mod f16;
 mod gemm;
+mod gemm_i8;
 mod int8;
 mod kquants;
 mod kquants512;
@@ -157,6 +158,7 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     ]);
     install_low_kquants(backend, k);
     if backend == Backend::Avx512Vnni {
+        k.gemm_i8 = named!(gemm_i8_avx512vnni, "gemm_i8/avx512vnni");
         k.format_mut(Format::Q4_K).dot_rows =
             Some(named!(dot_rows_q4_k_f32_avx512, "dot_rows_q4_k_f32/avx512"));
         k.format_mut(Format::IQ4_XS).dot_rows = Some(named!(
@@ -326,6 +328,24 @@ kquant_int8_wrappers!(kql_avx512vnni => kquants_low_int8::avx512vnni {
     dot_q3_k_q8, gemm_q3_k_q8: BlockQ3_K "Q3_K";
     dot_q2_k_q8, gemm_q2_k_q8: BlockQ2_K "Q2_K";
 });
+
+/// The batched int8 GEMM on AVX512-VNNI (installed only for the AVX512-VNNI backend, whose
+/// detection includes AVX-512F, AVX512-VNNI and AVX512-VL).
+#[allow(clippy::too_many_arguments)]
+fn gemm_i8_avx512vnni(
+    format: Format,
+    unpack: crate::dispatch::UnpackI8Fn,
+    w: &[u8],
+    m: usize,
+    xq: &[u8],
+    n: usize,
+    y: &mut [f32],
+    ldy: usize,
+) {
+    // SAFETY: installed only for the AVX512-VNNI backend after `detected` confirmed AVX2, FMA,
+    // F16C, AVX-512F, AVX512-VNNI and AVX512-VL; the body checks every shape itself.
+    unsafe { gemm_i8::gemm_i8(format, unpack, w, m, xq, n, y, ldy) }
+}
 
 /// F16 row · f32: F16C converts the whole 8-lane groups, the scalar reference takes the tail.
 fn dot_f16_f32(row: &[u8], x: &[f32]) -> f32 {

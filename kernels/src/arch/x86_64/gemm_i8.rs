@@ -1,0 +1,387 @@
+//! The batched int8 GEMM on AVX512-VNNI: `scalar::gemm_i8` bit for bit, at `vpdpbusd` speed.
+//!
+//! Why hand-written, and why this shape: prompt processing spends most of its time in weight ×
+//! activation products with many tokens. The per-format int8 tiles (`gemm.rs`) reduce each
+//! (row, token, block) to eight lanes and pay a conversion and two float operations per 32
+//! products; here the lanes are *rows* instead, so one float step serves 16 rows × 32 products:
+//!
+//! - Weights: per panel of up to 32 rows and [`KC`] columns, the format's `unpack_i8` writes
+//!   codes, scales and biases once; codes are interleaved so that one 64-byte vector holds four
+//!   consecutive codes of each of 16 rows ("VNNI layout": dword `lane` = row `lane`).
+//! - Activations: four int8 codes of one token, broadcast to every dword.
+//! - `vpdpbusd` (unsigned codes × signed activations, four products per dword, no saturation)
+//!   accumulates each group's integer sum for 16 rows × one token in one register, started at
+//!   `−offset·Σa` of the group (a table per token and group), so it ends at the exact
+//!   `Σ (u − offset)·a` of the reference.
+//! - Per group: the reference's float step for 16 rows at once (convert, `scale·d_a`, fused
+//!   multiply-add; the bias term likewise), in the reference's order; a register tile of
+//!   `RV` × 16 rows by [`T`] tokens (up to 12 integer and 12 float accumulators) keeps weight
+//!   and activation loads below one per `vpdpbusd`.
+//!
+//! Every output runs the same sequence of operations whatever the panel, tile or column chunk
+//! it falls in (chunks resume from the stored partial sum), so results do not depend on `m`,
+//! `n` or how the runtime splits rows between threads.
+
+// Tiles index accumulators by row vector and token.
+#![allow(clippy::needless_range_loop)]
+
+use core::arch::x86_64::*;
+
+use crate::blocks::as_blocks;
+use crate::format::Format;
+use crate::scalar::{act_q8_bytes, BlockQ8Act, MAX_BLOCK_LEN};
+
+/// Rows per vector (f32 or i32 lanes of a 512-bit register).
+const LANES: usize = 16;
+/// Row vectors per panel: panels are up to 32 rows.
+const RV_MAX: usize = 2;
+/// Rows per panel.
+const PANEL_ROWS: usize = LANES * RV_MAX;
+/// Weights per row of a panel (a column chunk): a multiple of every block length (256), so a
+/// chunk is whole blocks of every format; 32 rows of it are 16 KiB of codes, L1-resident while
+/// every token passes over them.
+const KC: usize = 512;
+/// Tokens per tile.
+const T: usize = 6;
+/// Tokens whose offset sums one table holds (16 KiB at 16-weight groups).
+const NT: usize = 128;
+/// Most groups in a chunk (16-weight groups).
+const MAX_GROUPS: usize = KC / 16;
+
+/// One panel: codes in VNNI layout, per-group scales and biases, rows in lanes.
+#[repr(C, align(64))]
+struct Panel {
+    /// Dword `(j·RV_MAX + v)·16 + lane` holds codes `4j..4j + 4` of row `16v + lane`.
+    codes: [u8; PANEL_ROWS * KC],
+    /// `scales[g·PANEL_ROWS + i]`: group `g`'s scale of row `i`.
+    scales: [f32; MAX_GROUPS * PANEL_ROWS],
+    /// Biases, as `scales` (formats with a bias; 32-weight groups).
+    bias: [f32; MAX_GROUPS * PANEL_ROWS],
+}
+
+/// Scratch of one row's unpacked chunk.
+struct RowChunk {
+    codes: [u8; KC],
+    scales: [f32; MAX_GROUPS],
+    bias: [f32; MAX_GROUPS],
+}
+
+/// The products' shape, checked once.
+struct Shape {
+    /// Weights per row.
+    cols: usize,
+    /// Bytes per row.
+    rb: usize,
+    /// Activation blocks per token.
+    kb: usize,
+}
+
+/// Checks a [`GemmI8Fn`](crate::dispatch::GemmI8Fn) call as `scalar::gemm_i8` does.
+fn shape(format: Format, w: &[u8], m: usize, xq: &[u8], n: usize, y: &[f32], ldy: usize) -> Shape {
+    let (bl, bb) = (format.block_len(), format.block_bytes());
+    assert!(bl <= MAX_BLOCK_LEN && KC.is_multiple_of(bl));
+    let (rb, qb) = crate::scalar::gemm_shape(w, m, xq.len(), n, y, ldy);
+    assert_eq!(rb % bb, 0, "rows are whole blocks");
+    let cols = rb / bb * bl;
+    assert_eq!(
+        qb,
+        act_q8_bytes(cols),
+        "activation rows match the weight rows"
+    );
+    Shape {
+        cols,
+        rb,
+        kb: cols / 32,
+    }
+}
+
+/// `y[t·ldy + r] = row r · token t` (see the module docs), after `detected` confirmed AVX2,
+/// FMA, F16C, AVX-512F and AVX512-VNNI (the wrapper's `SAFETY` argument).
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vnni,avx512vl")]
+pub(super) fn gemm_i8(
+    format: Format,
+    unpack: crate::dispatch::UnpackI8Fn,
+    w: &[u8],
+    m: usize,
+    xq: &[u8],
+    n: usize,
+    y: &mut [f32],
+    ldy: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let l = format.int8().expect("the int8 GEMM takes the format");
+    let s = shape(format, w, m, xq, n, y, ldy);
+    let acts: &[BlockQ8Act] = as_blocks(xq).expect("activations are whole act blocks");
+    let (bl, bb) = (format.block_len(), format.block_bytes());
+    let mut p = Panel {
+        codes: [0; PANEL_ROWS * KC],
+        scales: [0.0; MAX_GROUPS * PANEL_ROWS],
+        bias: [0.0; MAX_GROUPS * PANEL_ROWS],
+    };
+    let mut row = RowChunk {
+        codes: [0; KC],
+        scales: [0.0; MAX_GROUPS],
+        bias: [0.0; MAX_GROUPS],
+    };
+    let mut corr = [0i32; NT * MAX_GROUPS];
+    let g = l.group;
+    for t0 in (0..n).step_by(NT) {
+        let nt = (n - t0).min(NT);
+        for k0 in (0..s.cols).step_by(KC) {
+            let kc = (s.cols - k0).min(KC);
+            let groups = kc / g;
+            if l.offset != 0 {
+                offset_sums(&acts[t0 * s.kb..], s.kb, nt, k0, kc, g, l.offset, &mut corr);
+            }
+            let (c0, c1) = (k0 / bl * bb, (k0 + kc) / bl * bb);
+            for r0 in (0..m).step_by(PANEL_ROWS) {
+                let rows = (m - r0).min(PANEL_ROWS);
+                for i in 0..rows {
+                    let wr = &w[(r0 + i) * s.rb + c0..(r0 + i) * s.rb + c1];
+                    unpack(
+                        wr,
+                        &mut row.codes[..kc],
+                        &mut row.scales[..groups],
+                        &mut row.bias[..groups],
+                    );
+                    interleave(&mut p, &row, i, kc, groups, l.bias);
+                }
+                let first = k0 == 0;
+                let mut t = 0;
+                while t < nt {
+                    let tt = t0 + t;
+                    let tile = Tile {
+                        p: &p,
+                        groups,
+                        acts: &acts[tt * s.kb + k0 / 32..],
+                        kb: s.kb,
+                        corr: &corr[t * MAX_GROUPS..],
+                        y: &mut y[tt * ldy + r0..],
+                        ldy,
+                        rows,
+                        first,
+                    };
+                    tile.run(g, l.bias, l.offset != 0, (nt - t).min(T));
+                    t += T;
+                }
+            }
+        }
+    }
+}
+
+/// Writes `row`'s chunk as panel row `i`: its codes' dwords into the VNNI layout, its scales
+/// and biases into lane `i` of each group.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vnni,avx512vl")]
+fn interleave(p: &mut Panel, row: &RowChunk, i: usize, kc: usize, groups: usize, bias: bool) {
+    let (v, lane) = (i / LANES, i % LANES);
+    for (j, c) in row.codes[..kc].chunks_exact(4).enumerate() {
+        let at = ((j * RV_MAX + v) * LANES + lane) * 4;
+        p.codes[at..at + 4].copy_from_slice(c);
+    }
+    for gi in 0..groups {
+        p.scales[gi * PANEL_ROWS + i] = row.scales[gi];
+        if bias {
+            p.bias[gi * PANEL_ROWS + i] = row.bias[gi];
+        }
+    }
+}
+
+/// `corr[t·MAX_GROUPS + g] = −offset·Σ a` over group `g` of columns `k0..k0 + kc` of token `t`
+/// (tokens `kb` activation blocks apart in `acts`).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vnni,avx512vl")]
+fn offset_sums(
+    acts: &[BlockQ8Act],
+    kb: usize,
+    nt: usize,
+    k0: usize,
+    kc: usize,
+    g: usize,
+    offset: u8,
+    corr: &mut [i32; NT * MAX_GROUPS],
+) {
+    for t in 0..nt {
+        let a = &acts[t * kb + k0 / 32..t * kb + (k0 + kc) / 32];
+        for (b, blk) in a.iter().enumerate() {
+            for (h, half) in blk.qs.chunks_exact(g).enumerate() {
+                let sum: i32 = half.iter().map(|&q| q as i32).sum();
+                corr[t * MAX_GROUPS + b * (32 / g) + h] = -(offset as i32) * sum;
+            }
+        }
+    }
+}
+
+/// One tile's operands: a panel, the first activation block of its chunk for its first token,
+/// that token's offset sums, and where its outputs go.
+struct Tile<'a> {
+    p: &'a Panel,
+    /// Groups in the chunk.
+    groups: usize,
+    /// Token 0's activation blocks from the chunk's first; token `t` is `kb` blocks on.
+    acts: &'a [BlockQ8Act],
+    kb: usize,
+    /// Token 0's offset sums; token `t` is `MAX_GROUPS` on.
+    corr: &'a [i32],
+    /// Token 0's outputs from the panel's first row; token `t` is `ldy` on.
+    y: &'a mut [f32],
+    ldy: usize,
+    /// Valid rows of the panel.
+    rows: usize,
+    /// Whether this is the first chunk (outputs start at zero rather than from `y`).
+    first: bool,
+}
+
+impl Tile<'_> {
+    /// Dispatches to the kernel for the format's group, bias and offset, the panel's row
+    /// vectors and `tokens` (1..=T).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vnni,avx512vl")]
+    fn run(self, g: usize, bias: bool, offset: bool, tokens: usize) {
+        macro_rules! by_tokens {
+            ($rv:literal, $g:literal, $b:literal, $o:literal) => {
+                match tokens {
+                    6 => self.kernel::<$rv, 6, $g, $b, $o>(),
+                    5 => self.kernel::<$rv, 5, $g, $b, $o>(),
+                    4 => self.kernel::<$rv, 4, $g, $b, $o>(),
+                    3 => self.kernel::<$rv, 3, $g, $b, $o>(),
+                    2 => self.kernel::<$rv, 2, $g, $b, $o>(),
+                    _ => self.kernel::<$rv, 1, $g, $b, $o>(),
+                }
+            };
+        }
+        macro_rules! by_rows {
+            ($g:literal, $b:literal, $o:literal) => {
+                if self.rows > LANES {
+                    by_tokens!(2, $g, $b, $o)
+                } else {
+                    by_tokens!(1, $g, $b, $o)
+                }
+            };
+        }
+        match (g, bias, offset) {
+            (16, false, true) => by_rows!(16, false, true),
+            (16, false, false) => by_rows!(16, false, false),
+            (_, false, true) => by_rows!(32, false, true),
+            (_, false, false) => by_rows!(32, false, false),
+            (_, true, true) => by_rows!(32, true, true),
+            (_, true, false) => by_rows!(32, true, false),
+        }
+    }
+
+    /// `RV` row vectors × `TT` tokens over the chunk's groups of `G` weights: integer sums by
+    /// `vpdpbusd` from the offset sums (`OFF`), then the reference's float step.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vnni,avx512vl")]
+    fn kernel<
+        const RV: usize,
+        const TT: usize,
+        const G: usize,
+        const BIAS: bool,
+        const OFF: bool,
+    >(
+        self,
+    ) {
+        let Tile {
+            p,
+            groups,
+            acts,
+            kb,
+            corr,
+            y,
+            ldy,
+            rows,
+            first,
+        } = self;
+        // Bounds for the unchecked reads below: every token's blocks of the chunk, its offset
+        // sums, and its outputs.
+        let chunk_blocks = (groups * G).div_ceil(32);
+        assert!(acts.len() >= (TT - 1) * kb + chunk_blocks);
+        assert!(corr.len() >= (TT - 1) * MAX_GROUPS + groups || !OFF);
+        assert!(y.len() >= (TT - 1) * ldy + rows && rows <= RV * LANES && groups <= MAX_GROUPS);
+        let mask: [__mmask16; RV] = core::array::from_fn(|v| {
+            let valid = rows.saturating_sub(v * LANES).min(LANES);
+            ((1u32 << valid) - 1) as __mmask16
+        });
+        let yp = y.as_mut_ptr();
+        let mut facc = [[_mm512_setzero_ps(); RV]; TT];
+        if !first {
+            for t in 0..TT {
+                for v in 0..RV {
+                    // SAFETY: masked lanes < rows of token t's outputs (asserted above); masked
+                    // loads do not touch the other lanes' memory.
+                    facc[t][v] =
+                        unsafe { _mm512_maskz_loadu_ps(mask[v], yp.add(t * ldy + v * LANES)) };
+                }
+            }
+        }
+        let codes = p.codes.as_ptr();
+        let ap = acts.as_ptr();
+        for gi in 0..groups {
+            let mut iacc = [[_mm512_setzero_si512(); RV]; TT];
+            if OFF {
+                for t in 0..TT {
+                    let c = _mm512_set1_epi32(corr[t * MAX_GROUPS + gi]);
+                    iacc[t] = [c; RV];
+                }
+            }
+            let (blk, byte) = ((gi * G) / 32, (gi * G) % 32);
+            for q in 0..G / 4 {
+                let j = gi * G / 4 + q;
+                // SAFETY: j < groups·G/4 ≤ KC/4, so (j·RV_MAX + v + 1)·64 ≤ the panel's codes.
+                let wv: [__m512i; RV] = core::array::from_fn(|v| unsafe {
+                    _mm512_load_si512(codes.add((j * RV_MAX + v) * LANES * 4).cast())
+                });
+                for t in 0..TT {
+                    // SAFETY: token t's block `blk` is inside `acts` (asserted above); bytes
+                    // byte + 4q..byte + 4q + 4 ≤ 32 of its codes; unaligned read.
+                    let a4 = unsafe {
+                        let b = &*ap.add(t * kb + blk);
+                        core::ptr::read_unaligned(b.qs.as_ptr().add(byte + 4 * q).cast::<i32>())
+                    };
+                    let a = _mm512_set1_epi32(a4);
+                    for v in 0..RV {
+                        iacc[t][v] = _mm512_dpbusd_epi32(iacc[t][v], wv[v], a);
+                    }
+                }
+            }
+            // SAFETY: gi < MAX_GROUPS: the 16 floats at gi·32 + 16v are inside `scales`/`bias`;
+            // the panel is 64-byte aligned and so are these offsets.
+            let dw: [__m512; RV] = core::array::from_fn(|v| unsafe {
+                _mm512_load_ps(p.scales.as_ptr().add(gi * PANEL_ROWS + v * LANES))
+            });
+            let bw: [__m512; RV] = core::array::from_fn(|v| {
+                if BIAS {
+                    // SAFETY: as for `dw`.
+                    unsafe { _mm512_load_ps(p.bias.as_ptr().add(gi * PANEL_ROWS + v * LANES)) }
+                } else {
+                    _mm512_setzero_ps()
+                }
+            });
+            for t in 0..TT {
+                // SAFETY: as for the codes above.
+                let a = unsafe { &*ap.add(t * kb + blk) };
+                let da = _mm512_set1_ps(a.d());
+                let sa = _mm512_set1_ps(a.s());
+                for v in 0..RV {
+                    let scale = _mm512_mul_ps(dw[v], da);
+                    let i = _mm512_cvtepi32_ps(iacc[t][v]);
+                    facc[t][v] = _mm512_fmadd_ps(i, scale, facc[t][v]);
+                    if BIAS {
+                        facc[t][v] = _mm512_fmadd_ps(bw[v], sa, facc[t][v]);
+                    }
+                }
+            }
+        }
+        for t in 0..TT {
+            for v in 0..RV {
+                // SAFETY: as for the loads above.
+                unsafe { _mm512_mask_storeu_ps(yp.add(t * ldy + v * LANES), mask[v], facc[t][v]) };
+            }
+        }
+    }
+}
