@@ -49,7 +49,7 @@ pub type GemmF32Fn = fn(a: &[f32], m: usize, b: &[f32], n: usize, y: &mut [f32],
 /// Decodes one row of weights (whole blocks) into the batched int8 GEMM's form
 /// ([`crate::format::Int8Layout`]): one code per weight, one scale per group, and for formats
 /// with a bias one bias per group (`bias` is left alone otherwise).
-pub type UnpackI8Fn = fn(row: &[u8], codes: &mut [u8], scales: &mut [f32], bias: &mut [f32]);
+pub type UnpackI8Fn = fn(row: &[u8], codes: &mut [i8], scales: &mut [f32], bias: &mut [f32]);
 /// `y[t·ldy + r] = row r · token t` for `m` rows of `format` weights and `n` rows of int8
 /// activations ([`scalar::act_q8_bytes`] each), through `unpack` (the format's `unpack_i8`):
 /// prompt processing at int8 precision, with the arithmetic of [`scalar::gemm_i8`] bit for bit.
@@ -224,8 +224,10 @@ pub struct Kernels {
     /// f32 rows × f32 rows: prompt processing over dequantized weights.
     pub gemm_f32: Named<GemmF32Fn>,
     /// Rows of any format with an `unpack_i8` × int8 activation rows: prompt processing at
-    /// int8 precision ([`Kernels::gemm_i8`]).
-    pub gemm_i8: Named<GemmI8Fn>,
+    /// int8 precision ([`Kernels::gemm_i8`]). The scalar table holds the reference; a SIMD
+    /// backend keeps the slot only where it has a fast one (elsewhere the runtime's batched
+    /// int8 products use the formats' `gemm_q8`).
+    pub gemm_i8: Option<Named<GemmI8Fn>>,
     /// The table exp over a slice.
     pub exp: Named<ExpFn>,
     /// Softmax with the table exp: attention weights.
@@ -343,7 +345,7 @@ impl Kernels {
             axpy_rows_f16: named!(scalar::axpy_rows_f16, "axpy_rows_f16/scalar"),
             quantize_f16: named!(scalar::quantize_f16, "quantize_f16/scalar"),
             gemm_f32: named!(scalar::gemm_f32, "gemm_f32/scalar"),
-            gemm_i8: named!(scalar::gemm_i8, "gemm_i8/scalar"),
+            gemm_i8: Some(named!(scalar::gemm_i8, "gemm_i8/scalar")),
             exp: named!(scalar::exp_lut_f32_in_place, "exp_lut_f32/scalar"),
             softmax: named!(scalar::softmax_lut_f32, "softmax_lut_f32/scalar"),
             swiglu: named!(scalar::swiglu_lut_f32, "swiglu_lut_f32/scalar"),
@@ -549,14 +551,14 @@ impl Kernels {
     /// Whether [`Kernels::gemm_i8`] takes `format`.
     #[inline]
     pub fn has_gemm_i8(&self, format: Format) -> bool {
-        self.format(format).unpack_i8.is_some()
+        self.gemm_i8.is_some() && self.format(format).unpack_i8.is_some()
     }
 
     /// `y[t·ldy + r] = row r · token t` for `m` rows of `format` weights in `w` and `n` rows of
     /// int8 activations in `xq` (from [`Kernels::quantize_act_q8`]): the batched int8 GEMM,
     /// each weight unpacked once per call ([`GemmI8Fn`]). Its results equal the format's
     /// `gemm_q8` up to float rounding ([`scalar::gemm_i8`] states the bound); it pays off from
-    /// a few tokens on. Panics if the format has no `unpack_i8` ([`Kernels::has_gemm_i8`]).
+    /// a few tokens on. Panics unless [`Kernels::has_gemm_i8`].
     #[allow(clippy::too_many_arguments)]
     #[inline]
     pub fn gemm_i8(
@@ -573,7 +575,8 @@ impl Kernels {
             .format(format)
             .unpack_i8
             .expect("format has an int8 GEMM layout");
-        (self.gemm_i8.f)(format, unpack.f, w, m, xq, n, y, ldy)
+        let gemm = self.gemm_i8.expect("this backend has an int8 GEMM");
+        (gemm.f)(format, unpack.f, w, m, xq, n, y, ldy)
     }
 
     /// Dot product of a row of `format` weights with f16 activations `xh` (from

@@ -82,31 +82,21 @@ pub struct FormatInfo {
 }
 
 /// How a format's weights enter the batched int8 GEMM (`Kernels::gemm_i8`): every weight is
-/// `scale·(u − offset) + bias` with an unsigned 8-bit code `u` and one f32 `scale` (and `bias`)
-/// per group of `group` consecutive weights of a row, as the format's `unpack_i8` kernel writes
-/// them. The GEMM multiplies the codes `u` (unsigned, as `vpdpbusd` wants them) with the int8
-/// activations and subtracts `offset·Σa` per group: the integer sum is exactly the format's.
+/// `scale·q + bias` with an integer `q` in −128..=127 and one f32 `scale` (and `bias`) per group
+/// of `group` consecutive weights of a row, as the format's `unpack_i8` kernel writes them, so
+/// the GEMM's integer sums are exactly the format's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Int8Layout {
     /// Weights per scale: 32 (one activation block), or 16 (Q6_K's sub-blocks).
     pub group: usize,
-    /// The code that means zero.
-    pub offset: u8,
     /// Whether groups have a bias (Q4_1, Q5_1, Q4_K, Q5_K; only with 32-weight groups, whose
     /// bias meets the activation block's sum `s`).
     pub bias: bool,
-    /// The largest code `u`: AVX2's `vpmaddubsw` pairs stay exact up to 129.
-    pub max_code: u8,
 }
 
 /// An [`Int8Layout`] for a [`FORMATS`] row.
-const fn i8l(group: usize, offset: u8, bias: bool, max_code: u8) -> Option<Int8Layout> {
-    Some(Int8Layout {
-        group,
-        offset,
-        bias,
-        max_code,
-    })
+const fn i8l(group: usize, bias: bool) -> Option<Int8Layout> {
+    Some(Int8Layout { group, bias })
 }
 
 /// One row: `(format, name, ggml type id, weights per block, bytes per block, ternary, int8
@@ -133,28 +123,27 @@ const fn row(
 
 /// Every format's facts, in [`Format`] order (row `i` is the format with discriminant `i`).
 /// Sizes from ggml's `ggml-common.h` block structs; ids from `ggml.h` (I2_S: bitnet.cpp's 36).
-/// Int8 layouts: codes `q` as stored (offset 8, 16, 32 as the format subtracts; 0 with a bias),
-/// or signed values plus 128 (Q8_0, and the IQ4 codebook values); Q3_K and Q2_K have none yet.
+/// Int8 layouts: Q3_K and Q2_K have none yet (their batched int8 products use `gemm_q8`).
 #[rustfmt::skip]
 pub const FORMATS: [FormatInfo; 18] = [
     row(Format::F32,    "F32",    0,  1,   4,   false, None),
     row(Format::F16,    "F16",    1,  1,   2,   false, None),
     row(Format::BF16,   "BF16",   30, 1,   2,   false, None),
-    row(Format::Q4_0,   "Q4_0",   2,  32,  18,  false, i8l(32, 8, false, 15)),
-    row(Format::Q4_1,   "Q4_1",   3,  32,  20,  false, i8l(32, 0, true, 15)),
-    row(Format::Q8_0,   "Q8_0",   8,  32,  34,  false, i8l(32, 128, false, 255)),
-    row(Format::Q4_K,   "Q4_K",   12, 256, 144, false, i8l(32, 0, true, 15)),
-    row(Format::Q6_K,   "Q6_K",   14, 256, 210, false, i8l(16, 32, false, 63)),
+    row(Format::Q4_0,   "Q4_0",   2,  32,  18,  false, i8l(32, false)),
+    row(Format::Q4_1,   "Q4_1",   3,  32,  20,  false, i8l(32, true)),
+    row(Format::Q8_0,   "Q8_0",   8,  32,  34,  false, i8l(32, false)),
+    row(Format::Q4_K,   "Q4_K",   12, 256, 144, false, i8l(32, true)),
+    row(Format::Q6_K,   "Q6_K",   14, 256, 210, false, i8l(16, false)),
     row(Format::TQ1_0,  "TQ1_0",  34, 256, 54,  true,  None),
     row(Format::TQ2_0,  "TQ2_0",  35, 256, 66,  true,  None),
     row(Format::I2_S,   "I2_S",   36, 128, 32,  true,  None),
-    row(Format::Q5_0,   "Q5_0",   6,  32,  22,  false, i8l(32, 16, false, 31)),
-    row(Format::Q5_1,   "Q5_1",   7,  32,  24,  false, i8l(32, 0, true, 31)),
-    row(Format::IQ4_NL, "IQ4_NL", 20, 32,  18,  false, i8l(32, 128, false, 241)),
+    row(Format::Q5_0,   "Q5_0",   6,  32,  22,  false, i8l(32, false)),
+    row(Format::Q5_1,   "Q5_1",   7,  32,  24,  false, i8l(32, true)),
+    row(Format::IQ4_NL, "IQ4_NL", 20, 32,  18,  false, i8l(32, false)),
     row(Format::Q3_K,   "Q3_K",   11, 256, 110, false, None),
     row(Format::Q2_K,   "Q2_K",   10, 256, 84,  false, None),
-    row(Format::Q5_K,   "Q5_K",   13, 256, 176, false, i8l(32, 0, true, 31)),
-    row(Format::IQ4_XS, "IQ4_XS", 23, 256, 136, false, i8l(32, 128, false, 241)),
+    row(Format::Q5_K,   "Q5_K",   13, 256, 176, false, i8l(32, true)),
+    row(Format::IQ4_XS, "IQ4_XS", 23, 256, 136, false, i8l(32, false)),
 ];
 
 // Row i describes the format whose discriminant is i, and no two rows share a ggml id; int8
@@ -167,7 +156,6 @@ const _: () = {
             assert!(l.group == 16 || l.group == 32);
             assert!(FORMATS[i].block_len % l.group == 0);
             assert!(!l.bias || l.group == 32);
-            assert!(l.offset <= l.max_code);
         }
         let mut j = i + 1;
         while j < FORMATS.len() {

@@ -76,6 +76,10 @@ const STACK_ACT_BYTES: usize = 4000;
 /// 576 columns) stays in L1/L2 while every token passes over it, and is cheap to allocate.
 const PANEL_ROWS: usize = 16;
 
+/// Tokens from which the int8 path takes `Kernels::gemm_i8` (its panels cost one unpacking of
+/// the weights per call) rather than the format's `gemm_q8`.
+const INT8_GEMM_MIN_TOKENS: usize = 4;
+
 /// Most rows per task: a large matrix (the 49152-row output head) gets many tasks rather than
 /// four per thread, so a thread that falls behind (a busy core) leaves less for the others to
 /// wait for at the end.
@@ -274,6 +278,10 @@ impl Product<'_> {
     fn compute(&self, k: &Kernels, w: &[u8], m: usize, x: &[f32], xq: &[u8], y: &mut [f32]) {
         let (fk, n, rb, cols) = (self.fk, self.n, self.w.t.row_bytes(), self.w.t.cols);
         match self.path {
+            // Prompts: the batched int8 GEMM, each weight unpacked once for all the tokens.
+            Path::Int8 if n >= INT8_GEMM_MIN_TOKENS && k.has_gemm_i8(self.w.t.format) => {
+                k.gemm_i8(self.w.t.format, w, m, xq, n, y, m)
+            }
             Path::Int8 => match (fk.gemm_q8, fk.dot_q8) {
                 (Some(gemm), _) => (gemm.f)(w, m, xq, n, y, m),
                 (None, Some(dot)) => {

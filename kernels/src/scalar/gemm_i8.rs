@@ -4,22 +4,23 @@
 //! int8 kernels (`gemm_*_q8`) decode each block inside their dot products; the SIMD GEMMs
 //! instead decode ("unpack") a panel of weight rows once into the form of
 //! [`Int8Layout`](crate::format::Int8Layout) — unsigned 8-bit codes `u`, one f32 scale (and
-//! bias) per group of 16 or 32 weights, weight `scale·(u − offset) + bias` — and run one
-//! format-independent integer microkernel over it, reusing the panel across all tokens.
+//! bias) per group of 16 or 32 weights, weight `scale·q + bias` with integer `q` in
+//! −128..=127 — and run one format-independent integer microkernel over it, reusing the panel
+//! across all tokens.
 //!
 //! This file is the specification of both halves: the `unpack_i8_*` functions (one per format,
-//! exact: `scale·(u − offset) + bias` is the format's dequantized value bit for bit, see the
-//! tests) and [`gemm_i8`], the product as plain loops.
+//! exact: `scale·q + bias` is the format's dequantized value bit for bit, see the tests) and
+//! [`gemm_i8`], the product as plain loops.
 //!
 //! The arithmetic, per output `y[t][r]` and in the order of the row's groups `g`:
 //!
 //! ```text
-//! i_g = Σ_{j in g} (u_j − offset)·a_j                      exact i32
+//! i_g = Σ_{j in g} q_j·a_j                                 exact i32
 //! acc = fma(i_g as f32, scale_g·d_a, acc)                  d_a: the activation block's scale
 //! acc = fma(bias_g, s_a, acc)        (formats with a bias; s_a = d_a·Σ a of the block)
 //! ```
 //!
-//! starting from `acc = 0`. `i_g` is below 32·128·127 < 2²⁴ in magnitude, exact in f32, and
+//! starting from `acc = 0`. `i_g` is at most 32·128·127 < 2²⁴ in magnitude, exact in f32, and
 //! every SIMD backend performs exactly these operations (the fused multiply-adds included), so
 //! they equal this reference bit for bit. Against the per-format int8 dots
 //! (`dot_q4_k_q8` etc.), which group the same exact integer terms differently (per block, per
@@ -46,7 +47,7 @@ use crate::format::Format;
 fn unpack_shape<'a, B: crate::blocks::Pod>(
     row: &'a [u8],
     len: usize,
-    codes: &[u8],
+    codes: &[i8],
     scales: &[f32],
     group: usize,
 ) -> &'a [B] {
@@ -56,17 +57,17 @@ fn unpack_shape<'a, B: crate::blocks::Pod>(
     blocks
 }
 
-/// Q4_0 → codes `q` (offset 8), scale `d` per block.
-pub fn unpack_i8_q4_0(row: &[u8], codes: &mut [u8], scales: &mut [f32], _bias: &mut [f32]) {
+/// Q4_0 → `q − 8`, scale `d` per block.
+pub fn unpack_i8_q4_0(row: &[u8], codes: &mut [i8], scales: &mut [f32], _bias: &mut [f32]) {
     let blocks: &[BlockQ4_0] = unpack_shape(row, 32, codes, scales, 32);
     for ((b, c), s) in blocks.iter().zip(codes.chunks_exact_mut(32)).zip(scales) {
-        c.copy_from_slice(&q4_codes(&b.qs));
+        c.copy_from_slice(&q4_codes(&b.qs).map(|q| q as i8 - 8));
         *s = b.d.to_f32();
     }
 }
 
-/// Q4_1 → codes `q` (offset 0), scale `d` and bias `m` per block.
-pub fn unpack_i8_q4_1(row: &[u8], codes: &mut [u8], scales: &mut [f32], bias: &mut [f32]) {
+/// Q4_1 → `q`, scale `d` and bias `m` per block.
+pub fn unpack_i8_q4_1(row: &[u8], codes: &mut [i8], scales: &mut [f32], bias: &mut [f32]) {
     let blocks: &[BlockQ4_1] = unpack_shape(row, 32, codes, scales, 32);
     for (((b, c), s), m) in blocks
         .iter()
@@ -74,22 +75,22 @@ pub fn unpack_i8_q4_1(row: &[u8], codes: &mut [u8], scales: &mut [f32], bias: &m
         .zip(scales)
         .zip(bias)
     {
-        c.copy_from_slice(&q4_codes(&b.qs));
+        c.copy_from_slice(&q4_codes(&b.qs).map(|q| q as i8));
         (*s, *m) = (b.d.to_f32(), b.m.to_f32());
     }
 }
 
-/// Q5_0 → codes `q` (offset 16), scale `d` per block.
-pub fn unpack_i8_q5_0(row: &[u8], codes: &mut [u8], scales: &mut [f32], _bias: &mut [f32]) {
+/// Q5_0 → `q − 16`, scale `d` per block.
+pub fn unpack_i8_q5_0(row: &[u8], codes: &mut [i8], scales: &mut [f32], _bias: &mut [f32]) {
     let blocks: &[BlockQ5_0] = unpack_shape(row, 32, codes, scales, 32);
     for ((b, c), s) in blocks.iter().zip(codes.chunks_exact_mut(32)).zip(scales) {
-        c.copy_from_slice(&codes5(&b.qh, &b.qs));
+        c.copy_from_slice(&codes5(&b.qh, &b.qs).map(|q| q as i8 - 16));
         *s = b.d.to_f32();
     }
 }
 
-/// Q5_1 → codes `q` (offset 0), scale `d` and bias `m` per block.
-pub fn unpack_i8_q5_1(row: &[u8], codes: &mut [u8], scales: &mut [f32], bias: &mut [f32]) {
+/// Q5_1 → `q`, scale `d` and bias `m` per block.
+pub fn unpack_i8_q5_1(row: &[u8], codes: &mut [i8], scales: &mut [f32], bias: &mut [f32]) {
     let blocks: &[BlockQ5_1] = unpack_shape(row, 32, codes, scales, 32);
     for (((b, c), s), m) in blocks
         .iter()
@@ -97,89 +98,81 @@ pub fn unpack_i8_q5_1(row: &[u8], codes: &mut [u8], scales: &mut [f32], bias: &m
         .zip(scales)
         .zip(bias)
     {
-        c.copy_from_slice(&codes5(&b.qh, &b.qs));
+        c.copy_from_slice(&codes5(&b.qh, &b.qs).map(|q| q as i8));
         (*s, *m) = (b.d.to_f32(), b.m.to_f32());
     }
 }
 
-/// Q8_0 → codes `q + 128` (offset 128), scale `d` per block.
-pub fn unpack_i8_q8_0(row: &[u8], codes: &mut [u8], scales: &mut [f32], _bias: &mut [f32]) {
+/// Q8_0 → `q`, scale `d` per block.
+pub fn unpack_i8_q8_0(row: &[u8], codes: &mut [i8], scales: &mut [f32], _bias: &mut [f32]) {
     let blocks: &[BlockQ8_0] = unpack_shape(row, 32, codes, scales, 32);
     for ((b, c), s) in blocks.iter().zip(codes.chunks_exact_mut(32)).zip(scales) {
-        for (c, &q) in c.iter_mut().zip(&b.qs) {
-            *c = q as u8 ^ 0x80;
-        }
+        c.copy_from_slice(&b.qs);
         *s = b.d.to_f32();
     }
 }
 
-/// IQ4_NL → codes `T[q] + 128` (offset 128), scale `d` per block.
-pub fn unpack_i8_iq4_nl(row: &[u8], codes: &mut [u8], scales: &mut [f32], _bias: &mut [f32]) {
+/// IQ4_NL → codebook values `T[q]`, scale `d` per block.
+pub fn unpack_i8_iq4_nl(row: &[u8], codes: &mut [i8], scales: &mut [f32], _bias: &mut [f32]) {
     let blocks: &[BlockIQ4_NL] = unpack_shape(row, 32, codes, scales, 32);
     for ((b, c), s) in blocks.iter().zip(codes.chunks_exact_mut(32)).zip(scales) {
-        for (c, v) in c.iter_mut().zip(lut4(&b.qs, &IQ4_NL_VALUES)) {
-            *c = v as u8 ^ 0x80;
-        }
+        c.copy_from_slice(&lut4(&b.qs, &IQ4_NL_VALUES));
         *s = b.d.to_f32();
     }
 }
 
-/// Q4_K → codes `q` (offset 0), per 32-weight sub-block scale `d·sc` and bias `−dmin·m`.
-pub fn unpack_i8_q4_k(row: &[u8], codes: &mut [u8], scales: &mut [f32], bias: &mut [f32]) {
+/// Q4_K → `q`, per 32-weight sub-block scale `d·sc` and bias `−dmin·m`.
+pub fn unpack_i8_q4_k(row: &[u8], codes: &mut [i8], scales: &mut [f32], bias: &mut [f32]) {
     let blocks: &[BlockQ4_K] = unpack_shape(row, 256, codes, scales, 32);
     let groups = scales.chunks_exact_mut(8).zip(bias.chunks_exact_mut(8));
     for ((b, c), (s, m)) in blocks.iter().zip(codes.chunks_exact_mut(256)).zip(groups) {
-        c.copy_from_slice(&q4_k_codes(&b.qs));
+        c.copy_from_slice(&q4_k_codes(&b.qs).map(|q| q as i8));
         for (j, (step, min)) in k4_steps(b.d, b.dmin, &b.scales).into_iter().enumerate() {
             (s[j], m[j]) = (step, -min);
         }
     }
 }
 
-/// Q5_K → codes `q` (offset 0), per 32-weight sub-block scale `d·sc` and bias `−dmin·m`.
-pub fn unpack_i8_q5_k(row: &[u8], codes: &mut [u8], scales: &mut [f32], bias: &mut [f32]) {
+/// Q5_K → `q`, per 32-weight sub-block scale `d·sc` and bias `−dmin·m`.
+pub fn unpack_i8_q5_k(row: &[u8], codes: &mut [i8], scales: &mut [f32], bias: &mut [f32]) {
     let blocks: &[BlockQ5_K] = unpack_shape(row, 256, codes, scales, 32);
     let groups = scales.chunks_exact_mut(8).zip(bias.chunks_exact_mut(8));
     for ((b, c), (s, m)) in blocks.iter().zip(codes.chunks_exact_mut(256)).zip(groups) {
-        c.copy_from_slice(&q5_k_codes(b));
+        c.copy_from_slice(&q5_k_codes(b).map(|q| q as i8));
         for (j, (step, min)) in k4_steps(b.d, b.dmin, &b.scales).into_iter().enumerate() {
             (s[j], m[j]) = (step, -min);
         }
     }
 }
 
-/// Q6_K → codes `q` (0..64, offset 32), per 16-weight sub-block scale `d·sc`.
-pub fn unpack_i8_q6_k(row: &[u8], codes: &mut [u8], scales: &mut [f32], _bias: &mut [f32]) {
+/// Q6_K → `q − 32`, per 16-weight sub-block scale `d·sc`.
+pub fn unpack_i8_q6_k(row: &[u8], codes: &mut [i8], scales: &mut [f32], _bias: &mut [f32]) {
     let blocks: &[BlockQ6_K] = unpack_shape(row, 256, codes, scales, 16);
     for ((b, c), s) in blocks
         .iter()
         .zip(codes.chunks_exact_mut(256))
         .zip(scales.chunks_exact_mut(16))
     {
-        for (c, q) in c.iter_mut().zip(q6_k_codes(b)) {
-            *c = (q + 32) as u8;
-        }
+        c.copy_from_slice(&q6_k_codes(b));
         s.copy_from_slice(&q6_k_steps(b));
     }
 }
 
-/// IQ4_XS → codes `T[q] + 128` (offset 128), per 32-weight sub-block scale `d·(sc − 32)`.
-pub fn unpack_i8_iq4_xs(row: &[u8], codes: &mut [u8], scales: &mut [f32], _bias: &mut [f32]) {
+/// IQ4_XS → codebook values `T[q]`, per 32-weight sub-block scale `d·(sc − 32)`.
+pub fn unpack_i8_iq4_xs(row: &[u8], codes: &mut [i8], scales: &mut [f32], _bias: &mut [f32]) {
     let blocks: &[BlockIQ4_XS] = unpack_shape(row, 256, codes, scales, 32);
     for ((b, c), s) in blocks
         .iter()
         .zip(codes.chunks_exact_mut(256))
         .zip(scales.chunks_exact_mut(8))
     {
-        for (c, v) in c.iter_mut().zip(iq4_xs_values(&b.qs)) {
-            *c = v as u8 ^ 0x80;
-        }
+        c.copy_from_slice(&iq4_xs_values(&b.qs));
         s.copy_from_slice(&iq4_xs_steps(b));
     }
 }
 
 /// The reference `unpack_i8_*` of `format`, if the int8 GEMM takes it.
-pub fn unpack_i8_ref(format: Format) -> Option<fn(&[u8], &mut [u8], &mut [f32], &mut [f32])> {
+pub fn unpack_i8_ref(format: Format) -> Option<fn(&[u8], &mut [i8], &mut [f32], &mut [f32])> {
     Some(match format {
         Format::Q4_0 => unpack_i8_q4_0,
         Format::Q4_1 => unpack_i8_q4_1,
@@ -204,7 +197,7 @@ pub const MAX_BLOCK_LEN: usize = 256;
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_i8(
     format: Format,
-    unpack: fn(&[u8], &mut [u8], &mut [f32], &mut [f32]),
+    unpack: fn(&[u8], &mut [i8], &mut [f32], &mut [f32]),
     w: &[u8],
     m: usize,
     xq: &[u8],
@@ -226,7 +219,7 @@ pub fn gemm_i8(
         super::act_q8_bytes(cols),
         "activation rows match the weight rows"
     );
-    let (mut codes, mut scales, mut bias) = ([0u8; MAX_BLOCK_LEN], [0f32; 32], [0f32; 32]);
+    let (mut codes, mut scales, mut bias) = ([0i8; MAX_BLOCK_LEN], [0f32; 32], [0f32; 32]);
     let (codes, scales, bias) = (&mut codes[..bl], &mut scales[..bl / g], &mut bias[..bl / g]);
     for (r, row) in w.chunks_exact(rb).enumerate() {
         for t in 0..n {
@@ -243,7 +236,7 @@ pub fn gemm_i8(
                     let isum: i32 = c
                         .iter()
                         .zip(&a.qs[k % 32..])
-                        .map(|(&u, &a)| (u as i32 - l.offset as i32) * a as i32)
+                        .map(|(&q, &a)| q as i32 * a as i32)
                         .sum();
                     acc = libm::fmaf(isum as f32, scales[j] * a.d(), acc);
                     if l.bias {

@@ -8,11 +8,13 @@
 //! - Weights: per panel of up to 32 rows and [`KC`] columns, the format's `unpack_i8` writes
 //!   codes, scales and biases once; codes are interleaved so that one 64-byte vector holds four
 //!   consecutive codes of each of 16 rows ("VNNI layout": dword `lane` = row `lane`).
-//! - Activations: four int8 codes of one token, broadcast to every dword.
-//! - `vpdpbusd` (unsigned codes × signed activations, four products per dword, no saturation)
-//!   accumulates each group's integer sum for 16 rows × one token in one register, started at
-//!   `−offset·Σa` of the group (a table per token and group), so it ends at the exact
-//!   `Σ (u − offset)·a` of the reference.
+//! - Activations: four int8 codes of one token, broadcast to every dword and offset by 128 to
+//!   the unsigned operand `vpdpbusd` wants (`a + 128` in 1..=255: an exclusive or of the sign
+//!   bits).
+//! - `vpdpbusd` (unsigned activations × signed weight codes, four products per dword, no
+//!   saturation) accumulates each group's integer sum for 16 rows × one token in one
+//!   register, started at the row's `−128·Σq` over the group (computed once per panel), so it
+//!   ends at the exact `Σ q·a` of the reference.
 //! - Per group: the reference's float step for 16 rows at once (convert, `scale·d_a`, fused
 //!   multiply-add; the bias term likewise), in the reference's order; a register tile of
 //!   `RV` × 16 rows by [`T`] tokens (up to 12 integer and 12 float accumulators) keeps weight
@@ -43,8 +45,6 @@ const PANEL_ROWS: usize = LANES * RV_MAX;
 const KC: usize = 512;
 /// Tokens per tile.
 const T: usize = 6;
-/// Tokens whose offset sums one table holds (16 KiB at 16-weight groups).
-const NT: usize = 128;
 /// Most groups in a chunk (16-weight groups).
 const MAX_GROUPS: usize = KC / 16;
 
@@ -52,7 +52,10 @@ const MAX_GROUPS: usize = KC / 16;
 #[repr(C, align(64))]
 struct Panel {
     /// Dword `(j·RV_MAX + v)·16 + lane` holds codes `4j..4j + 4` of row `16v + lane`.
-    codes: [u8; PANEL_ROWS * KC],
+    codes: [i8; PANEL_ROWS * KC],
+    /// `sums[g·PANEL_ROWS + i] = −128·Σ q` over group `g` of row `i`: where its integer sums
+    /// start, cancelling the activations' offset.
+    sums: [i32; MAX_GROUPS * PANEL_ROWS],
     /// `scales[g·PANEL_ROWS + i]`: group `g`'s scale of row `i`.
     scales: [f32; MAX_GROUPS * PANEL_ROWS],
     /// Biases, as `scales` (formats with a bias; 32-weight groups).
@@ -61,7 +64,7 @@ struct Panel {
 
 /// Scratch of one row's unpacked chunk.
 struct RowChunk {
-    codes: [u8; KC],
+    codes: [i8; KC],
     scales: [f32; MAX_GROUPS],
     bias: [f32; MAX_GROUPS],
 }
@@ -118,6 +121,7 @@ pub(super) fn gemm_i8(
     let (bl, bb) = (format.block_len(), format.block_bytes());
     let mut p = Panel {
         codes: [0; PANEL_ROWS * KC],
+        sums: [0; MAX_GROUPS * PANEL_ROWS],
         scales: [0.0; MAX_GROUPS * PANEL_ROWS],
         bias: [0.0; MAX_GROUPS * PANEL_ROWS],
     };
@@ -126,63 +130,55 @@ pub(super) fn gemm_i8(
         scales: [0.0; MAX_GROUPS],
         bias: [0.0; MAX_GROUPS],
     };
-    let mut corr = [0i32; NT * MAX_GROUPS];
     let g = l.group;
-    for t0 in (0..n).step_by(NT) {
-        let nt = (n - t0).min(NT);
-        for k0 in (0..s.cols).step_by(KC) {
-            let kc = (s.cols - k0).min(KC);
-            let groups = kc / g;
-            if l.offset != 0 {
-                offset_sums(&acts[t0 * s.kb..], s.kb, nt, k0, kc, g, l.offset, &mut corr);
+    for k0 in (0..s.cols).step_by(KC) {
+        let kc = (s.cols - k0).min(KC);
+        let groups = kc / g;
+        let (c0, c1) = (k0 / bl * bb, (k0 + kc) / bl * bb);
+        for r0 in (0..m).step_by(PANEL_ROWS) {
+            let rows = (m - r0).min(PANEL_ROWS);
+            for i in 0..rows {
+                let wr = &w[(r0 + i) * s.rb + c0..(r0 + i) * s.rb + c1];
+                unpack(
+                    wr,
+                    &mut row.codes[..kc],
+                    &mut row.scales[..groups],
+                    &mut row.bias[..groups],
+                );
+                interleave(&mut p, &row, i, kc, g, l.bias);
             }
-            let (c0, c1) = (k0 / bl * bb, (k0 + kc) / bl * bb);
-            for r0 in (0..m).step_by(PANEL_ROWS) {
-                let rows = (m - r0).min(PANEL_ROWS);
-                for i in 0..rows {
-                    let wr = &w[(r0 + i) * s.rb + c0..(r0 + i) * s.rb + c1];
-                    unpack(
-                        wr,
-                        &mut row.codes[..kc],
-                        &mut row.scales[..groups],
-                        &mut row.bias[..groups],
-                    );
-                    interleave(&mut p, &row, i, kc, groups, l.bias);
-                }
-                let first = k0 == 0;
-                let mut t = 0;
-                while t < nt {
-                    let tt = t0 + t;
-                    let tile = Tile {
-                        p: &p,
-                        groups,
-                        acts: &acts[tt * s.kb + k0 / 32..],
-                        kb: s.kb,
-                        corr: &corr[t * MAX_GROUPS..],
-                        y: &mut y[tt * ldy + r0..],
-                        ldy,
-                        rows,
-                        first,
-                    };
-                    tile.run(g, l.bias, l.offset != 0, (nt - t).min(T));
-                    t += T;
-                }
+            let mut t = 0;
+            while t < n {
+                let tile = Tile {
+                    p: &p,
+                    groups,
+                    acts: &acts[t * s.kb + k0 / 32..],
+                    kb: s.kb,
+                    y: &mut y[t * ldy + r0..],
+                    ldy,
+                    rows,
+                    first: k0 == 0,
+                };
+                tile.run(g, l.bias, (n - t).min(T));
+                t += T;
             }
         }
     }
 }
 
-/// Writes `row`'s chunk as panel row `i`: its codes' dwords into the VNNI layout, its scales
-/// and biases into lane `i` of each group.
+/// Writes `row`'s chunk as panel row `i`: its codes' dwords into the VNNI layout, and its
+/// scales, biases and `−128·Σq` per group of `g` into lane `i` of each group.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vnni,avx512vl")]
-fn interleave(p: &mut Panel, row: &RowChunk, i: usize, kc: usize, groups: usize, bias: bool) {
+fn interleave(p: &mut Panel, row: &RowChunk, i: usize, kc: usize, g: usize, bias: bool) {
     let (v, lane) = (i / LANES, i % LANES);
     for (j, c) in row.codes[..kc].chunks_exact(4).enumerate() {
         let at = ((j * RV_MAX + v) * LANES + lane) * 4;
         p.codes[at..at + 4].copy_from_slice(c);
     }
-    for gi in 0..groups {
+    for (gi, c) in row.codes[..kc].chunks_exact(g).enumerate() {
+        let sum: i32 = c.iter().map(|&q| q as i32).sum();
+        p.sums[gi * PANEL_ROWS + i] = -128 * sum;
         p.scales[gi * PANEL_ROWS + i] = row.scales[gi];
         if bias {
             p.bias[gi * PANEL_ROWS + i] = row.bias[gi];
@@ -190,34 +186,8 @@ fn interleave(p: &mut Panel, row: &RowChunk, i: usize, kc: usize, groups: usize,
     }
 }
 
-/// `corr[t·MAX_GROUPS + g] = −offset·Σ a` over group `g` of columns `k0..k0 + kc` of token `t`
-/// (tokens `kb` activation blocks apart in `acts`).
-#[allow(clippy::too_many_arguments)]
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vnni,avx512vl")]
-fn offset_sums(
-    acts: &[BlockQ8Act],
-    kb: usize,
-    nt: usize,
-    k0: usize,
-    kc: usize,
-    g: usize,
-    offset: u8,
-    corr: &mut [i32; NT * MAX_GROUPS],
-) {
-    for t in 0..nt {
-        let a = &acts[t * kb + k0 / 32..t * kb + (k0 + kc) / 32];
-        for (b, blk) in a.iter().enumerate() {
-            for (h, half) in blk.qs.chunks_exact(g).enumerate() {
-                let sum: i32 = half.iter().map(|&q| q as i32).sum();
-                corr[t * MAX_GROUPS + b * (32 / g) + h] = -(offset as i32) * sum;
-            }
-        }
-    }
-}
-
 /// One tile's operands: a panel, the first activation block of its chunk for its first token,
-/// that token's offset sums, and where its outputs go.
+/// and where its outputs go.
 struct Tile<'a> {
     p: &'a Panel,
     /// Groups in the chunk.
@@ -225,8 +195,6 @@ struct Tile<'a> {
     /// Token 0's activation blocks from the chunk's first; token `t` is `kb` blocks on.
     acts: &'a [BlockQ8Act],
     kb: usize,
-    /// Token 0's offset sums; token `t` is `MAX_GROUPS` on.
-    corr: &'a [i32],
     /// Token 0's outputs from the panel's first row; token `t` is `ldy` on.
     y: &'a mut [f32],
     ldy: usize,
@@ -237,71 +205,58 @@ struct Tile<'a> {
 }
 
 impl Tile<'_> {
-    /// Dispatches to the kernel for the format's group, bias and offset, the panel's row
-    /// vectors and `tokens` (1..=T).
+    /// Dispatches to the kernel for the format's group and bias, the panel's row vectors and
+    /// `tokens` (1..=T).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vnni,avx512vl")]
-    fn run(self, g: usize, bias: bool, offset: bool, tokens: usize) {
+    fn run(self, g: usize, bias: bool, tokens: usize) {
         macro_rules! by_tokens {
-            ($rv:literal, $g:literal, $b:literal, $o:literal) => {
+            ($rv:literal, $g:literal, $b:literal) => {
                 match tokens {
-                    6 => self.kernel::<$rv, 6, $g, $b, $o>(),
-                    5 => self.kernel::<$rv, 5, $g, $b, $o>(),
-                    4 => self.kernel::<$rv, 4, $g, $b, $o>(),
-                    3 => self.kernel::<$rv, 3, $g, $b, $o>(),
-                    2 => self.kernel::<$rv, 2, $g, $b, $o>(),
-                    _ => self.kernel::<$rv, 1, $g, $b, $o>(),
+                    6 => self.kernel::<$rv, 6, $g, $b>(),
+                    5 => self.kernel::<$rv, 5, $g, $b>(),
+                    4 => self.kernel::<$rv, 4, $g, $b>(),
+                    3 => self.kernel::<$rv, 3, $g, $b>(),
+                    2 => self.kernel::<$rv, 2, $g, $b>(),
+                    _ => self.kernel::<$rv, 1, $g, $b>(),
                 }
             };
         }
         macro_rules! by_rows {
-            ($g:literal, $b:literal, $o:literal) => {
+            ($g:literal, $b:literal) => {
                 if self.rows > LANES {
-                    by_tokens!(2, $g, $b, $o)
+                    by_tokens!(2, $g, $b)
                 } else {
-                    by_tokens!(1, $g, $b, $o)
+                    by_tokens!(1, $g, $b)
                 }
             };
         }
-        match (g, bias, offset) {
-            (16, false, true) => by_rows!(16, false, true),
-            (16, false, false) => by_rows!(16, false, false),
-            (_, false, true) => by_rows!(32, false, true),
-            (_, false, false) => by_rows!(32, false, false),
-            (_, true, true) => by_rows!(32, true, true),
-            (_, true, false) => by_rows!(32, true, false),
+        match (g, bias) {
+            (16, _) => by_rows!(16, false),
+            (_, false) => by_rows!(32, false),
+            (_, true) => by_rows!(32, true),
         }
     }
 
     /// `RV` row vectors × `TT` tokens over the chunk's groups of `G` weights: integer sums by
-    /// `vpdpbusd` from the offset sums (`OFF`), then the reference's float step.
+    /// `vpdpbusd` from the panel's `−128·Σq`, then the reference's float step.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vnni,avx512vl")]
-    fn kernel<
-        const RV: usize,
-        const TT: usize,
-        const G: usize,
-        const BIAS: bool,
-        const OFF: bool,
-    >(
-        self,
-    ) {
+    fn kernel<const RV: usize, const TT: usize, const G: usize, const BIAS: bool>(self) {
         let Tile {
             p,
             groups,
             acts,
             kb,
-            corr,
             y,
             ldy,
             rows,
             first,
         } = self;
-        // Bounds for the unchecked reads below: every token's blocks of the chunk, its offset
-        // sums, and its outputs.
+        // Bounds for the unchecked reads below: every token's blocks of the chunk, and its
+        // outputs.
         let chunk_blocks = (groups * G).div_ceil(32);
         assert!(acts.len() >= (TT - 1) * kb + chunk_blocks);
-        assert!(corr.len() >= (TT - 1) * MAX_GROUPS + groups || !OFF);
         assert!(y.len() >= (TT - 1) * ldy + rows && rows <= RV * LANES && groups <= MAX_GROUPS);
         let mask: [__mmask16; RV] = core::array::from_fn(|v| {
             let valid = rows.saturating_sub(v * LANES).min(LANES);
@@ -321,14 +276,14 @@ impl Tile<'_> {
         }
         let codes = p.codes.as_ptr();
         let ap = acts.as_ptr();
+        let signs = _mm512_set1_epi32(0x8080_8080u32 as i32);
         for gi in 0..groups {
-            let mut iacc = [[_mm512_setzero_si512(); RV]; TT];
-            if OFF {
-                for t in 0..TT {
-                    let c = _mm512_set1_epi32(corr[t * MAX_GROUPS + gi]);
-                    iacc[t] = [c; RV];
-                }
-            }
+            // SAFETY: gi < MAX_GROUPS: the 16 values at gi·32 + 16v are inside `sums`, `scales`
+            // and `bias`; the panel is 64-byte aligned and so are these offsets.
+            let sums: [__m512i; RV] = core::array::from_fn(|v| unsafe {
+                _mm512_load_si512(p.sums.as_ptr().add(gi * PANEL_ROWS + v * LANES).cast())
+            });
+            let mut iacc = [sums; TT];
             let (blk, byte) = ((gi * G) / 32, (gi * G) % 32);
             for q in 0..G / 4 {
                 let j = gi * G / 4 + q;
@@ -343,14 +298,13 @@ impl Tile<'_> {
                         let b = &*ap.add(t * kb + blk);
                         core::ptr::read_unaligned(b.qs.as_ptr().add(byte + 4 * q).cast::<i32>())
                     };
-                    let a = _mm512_set1_epi32(a4);
+                    let a = _mm512_xor_si512(_mm512_set1_epi32(a4), signs);
                     for v in 0..RV {
-                        iacc[t][v] = _mm512_dpbusd_epi32(iacc[t][v], wv[v], a);
+                        iacc[t][v] = _mm512_dpbusd_epi32(iacc[t][v], a, wv[v]);
                     }
                 }
             }
-            // SAFETY: gi < MAX_GROUPS: the 16 floats at gi·32 + 16v are inside `scales`/`bias`;
-            // the panel is 64-byte aligned and so are these offsets.
+            // SAFETY: as for `sums`.
             let dw: [__m512; RV] = core::array::from_fn(|v| unsafe {
                 _mm512_load_ps(p.scales.as_ptr().add(gi * PANEL_ROWS + v * LANES))
             });

@@ -158,7 +158,7 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     ]);
     install_low_kquants(backend, k);
     if backend == Backend::Avx512Vnni {
-        k.gemm_i8 = named!(gemm_i8_avx512vnni, "gemm_i8/avx512vnni");
+        k.gemm_i8 = Some(named!(gemm_i8_avx512vnni, "gemm_i8/avx512vnni"));
         k.format_mut(Format::Q4_K).dot_rows =
             Some(named!(dot_rows_q4_k_f32_avx512, "dot_rows_q4_k_f32/avx512"));
         k.format_mut(Format::IQ4_XS).dot_rows = Some(named!(
