@@ -62,9 +62,15 @@ struct Panel {
     bias: [f32; MAX_GROUPS * PANEL_ROWS],
 }
 
-/// Scratch of one row's unpacked chunk.
-struct RowChunk {
-    codes: [i8; KC],
+/// Bytes between rows of [`Rows`]: a chunk plus one 64-byte vector of slack, so the transpose
+/// may read whole vectors past a chunk that ends half-way through one.
+const ROW_STRIDE: usize = KC + 64;
+
+/// A panel's rows as `unpack_i8` writes them (row-major), before [`transpose`] interleaves
+/// them, with one row's scales and biases.
+#[repr(C, align(64))]
+struct Rows {
+    codes: [i8; PANEL_ROWS * ROW_STRIDE],
     scales: [f32; MAX_GROUPS],
     bias: [f32; MAX_GROUPS],
 }
@@ -125,8 +131,8 @@ pub(super) fn gemm_i8(
         scales: [0.0; MAX_GROUPS * PANEL_ROWS],
         bias: [0.0; MAX_GROUPS * PANEL_ROWS],
     };
-    let mut row = RowChunk {
-        codes: [0; KC],
+    let mut rb = Rows {
+        codes: [0; PANEL_ROWS * ROW_STRIDE],
         scales: [0.0; MAX_GROUPS],
         bias: [0.0; MAX_GROUPS],
     };
@@ -139,13 +145,17 @@ pub(super) fn gemm_i8(
             let rows = (m - r0).min(PANEL_ROWS);
             for i in 0..rows {
                 let wr = &w[(r0 + i) * s.rb + c0..(r0 + i) * s.rb + c1];
-                unpack(
-                    wr,
-                    &mut row.codes[..kc],
-                    &mut row.scales[..groups],
-                    &mut row.bias[..groups],
-                );
-                interleave(&mut p, &row, i, kc, g, l.bias);
+                let codes = &mut rb.codes[i * ROW_STRIDE..i * ROW_STRIDE + kc];
+                unpack(wr, codes, &mut rb.scales[..groups], &mut rb.bias[..groups]);
+                for gi in 0..groups {
+                    p.scales[gi * PANEL_ROWS + i] = rb.scales[gi];
+                    if l.bias {
+                        p.bias[gi * PANEL_ROWS + i] = rb.bias[gi];
+                    }
+                }
+            }
+            for v in 0..rows.div_ceil(LANES) {
+                transpose(&mut p, &rb, v, kc, g);
             }
             let mut t = 0;
             while t < n {
@@ -166,23 +176,71 @@ pub(super) fn gemm_i8(
     }
 }
 
-/// Writes `row`'s chunk as panel row `i`: its codes' dwords into the VNNI layout, and its
-/// scales, biases and `−128·Σq` per group of `g` into lane `i` of each group.
+/// Interleaves rows `16v..16v + 16` of `rows` (columns `..kc`) into the panel's VNNI layout,
+/// 64 columns at a time by a 16 × 16 transpose of dwords, and writes their `−128·Σq` per group
+/// of `g` (rows past the panel's valid ones hold stale codes whose lanes no output reads).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vnni,avx512vl")]
-fn interleave(p: &mut Panel, row: &RowChunk, i: usize, kc: usize, g: usize, bias: bool) {
-    let (v, lane) = (i / LANES, i % LANES);
-    for (j, c) in row.codes[..kc].chunks_exact(4).enumerate() {
-        let at = ((j * RV_MAX + v) * LANES + lane) * 4;
-        p.codes[at..at + 4].copy_from_slice(c);
-    }
-    for (gi, c) in row.codes[..kc].chunks_exact(g).enumerate() {
-        let sum: i32 = c.iter().map(|&q| q as i32).sum();
-        p.sums[gi * PANEL_ROWS + i] = -128 * sum;
-        p.scales[gi * PANEL_ROWS + i] = row.scales[gi];
-        if bias {
-            p.bias[gi * PANEL_ROWS + i] = row.bias[gi];
+fn transpose(p: &mut Panel, rows: &Rows, v: usize, kc: usize, g: usize) {
+    assert!(v < RV_MAX && kc <= KC && kc.is_multiple_of(g) && (g == 16 || g == 32));
+    let src = rows.codes.as_ptr();
+    let dst = p.codes.as_mut_ptr();
+    let ones = _mm512_set1_epi32(0x0101_0101);
+    let mut c = 0;
+    while c < kc {
+        // SAFETY: row 16v + i < 32 and c + 64 ≤ kc + 32 + 32 ≤ ROW_STRIDE: inside `codes`.
+        let r: [__m512i; 16] = core::array::from_fn(|i| unsafe {
+            _mm512_loadu_si512(src.add((v * LANES + i) * ROW_STRIDE + c).cast())
+        });
+        let a: [__m512i; 16] = core::array::from_fn(|k| {
+            let (x, y) = (r[k & !1], r[k | 1]);
+            if k % 2 == 0 {
+                _mm512_unpacklo_epi32(x, y)
+            } else {
+                _mm512_unpackhi_epi32(x, y)
+            }
+        });
+        // b[4i + c] holds, in 128-bit lane L, column 4L + c of rows 4i..4i + 4.
+        let b: [__m512i; 16] = core::array::from_fn(|k| {
+            let (i, c) = (k / 4, k % 4);
+            let (x, y) = (a[4 * i + c / 2], a[4 * i + 2 + c / 2]);
+            if c % 2 == 0 {
+                _mm512_unpacklo_epi64(x, y)
+            } else {
+                _mm512_unpackhi_epi64(x, y)
+            }
+        });
+        let mut o = [_mm512_setzero_si512(); 16];
+        for c4 in 0..4 {
+            let x0 = _mm512_shuffle_i32x4::<0x44>(b[c4], b[4 + c4]);
+            let x1 = _mm512_shuffle_i32x4::<0xEE>(b[c4], b[4 + c4]);
+            let x2 = _mm512_shuffle_i32x4::<0x44>(b[8 + c4], b[12 + c4]);
+            let x3 = _mm512_shuffle_i32x4::<0xEE>(b[8 + c4], b[12 + c4]);
+            o[c4] = _mm512_shuffle_i32x4::<0x88>(x0, x2);
+            o[4 + c4] = _mm512_shuffle_i32x4::<0xDD>(x0, x2);
+            o[8 + c4] = _mm512_shuffle_i32x4::<0x88>(x1, x3);
+            o[12 + c4] = _mm512_shuffle_i32x4::<0xDD>(x1, x3);
         }
+        // o[j]: dword j of the 64 columns (codes c + 4j..c + 4j + 4) of each of the 16 rows.
+        let dwords = ((kc - c) / 4).min(16);
+        for (j, o) in o.iter().enumerate().take(dwords) {
+            let at = ((c / 4 + j) * RV_MAX + v) * LANES * 4;
+            // SAFETY: c/4 + j < kc/4 ≤ KC/4, so the 64 bytes at `at` are inside `codes`
+            // (64-byte aligned: the panel is, and `at` is a multiple of 64).
+            unsafe { _mm512_store_si512(dst.add(at).cast(), *o) };
+        }
+        // Σq per row and group, four codes per `vpdpbusd` with ones.
+        for (gi, group) in o[..dwords].chunks_exact(g / 4).enumerate() {
+            let sum = group.iter().fold(_mm512_setzero_si512(), |s, &o| {
+                _mm512_dpbusd_epi32(s, ones, o)
+            });
+            let neg = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32::<7>(sum));
+            let at = (c / g + gi) * PANEL_ROWS + v * LANES;
+            // SAFETY: (c + g·gi)/g < kc/g ≤ MAX_GROUPS: the 16 lanes at `at` are inside `sums`,
+            // 64-byte aligned.
+            unsafe { _mm512_store_si512(p.sums.as_mut_ptr().add(at).cast(), neg) };
+        }
+        c += 64;
     }
 }
 
