@@ -18,6 +18,10 @@
 //! runs on the ffn_down shape only
 //! (the scalar reference would take seconds per pass on the 1B shapes).
 //!
+//! A last group of prompt products runs on Qwen2.5-0.5B's shapes and formats with 128 tokens:
+//! the f32 path, the per-format int8 GEMM (`gemm_q8`) and the batched int8 GEMM (`gemm_i8`),
+//! in GFLOP/s and relative to the f32 path.
+//!
 //! Each figure is the fastest of many passes over the matrix (see [`time`]).
 //!
 //! `cargo bench -p tern-kernels [-- FILTER]`: FILTER keeps the groups whose title contains it.

@@ -20,6 +20,9 @@
 //!   `RV` × 16 rows by [`T`] tokens (up to 12 integer and 12 float accumulators) keeps weight
 //!   and activation loads below one per `vpdpbusd`.
 //!
+//! The panel and its row-major staging live on the stack (about 47 KiB: the crate has no
+//! allocator), reused for every panel of the call.
+//!
 //! Every output runs the same sequence of operations whatever the panel, tile or column chunk
 //! it falls in (chunks resume from the stored partial sum), so results do not depend on `m`,
 //! `n` or how the runtime splits rows between threads.
