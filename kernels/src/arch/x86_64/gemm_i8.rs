@@ -337,7 +337,20 @@ impl Tile<'_> {
         }
         let codes = p.codes.as_ptr();
         let ap = acts.as_ptr();
-        let signs = _mm512_set1_epi32(0x8080_8080u32 as i32);
+        // The tile's activation codes plus 128 (`vpdpbusd`'s unsigned operand), once per tile
+        // rather than once per broadcast.
+        let mut shifted = [[0u8; KC]; TT];
+        let signs = _mm256_set1_epi8(0x80u8 as i8);
+        for (t, st) in shifted.iter_mut().enumerate() {
+            for (b, dst) in st[..chunk_blocks * 32].chunks_exact_mut(32).enumerate() {
+                // SAFETY: token t's block b is inside `acts` (asserted above); `dst` holds 32
+                // bytes; both accesses are unaligned.
+                unsafe {
+                    let a = _mm256_loadu_si256((*ap.add(t * kb + b)).qs.as_ptr().cast());
+                    _mm256_storeu_si256(dst.as_mut_ptr().cast(), _mm256_xor_si256(a, signs));
+                }
+            }
+        }
         for gi in 0..groups {
             // SAFETY: gi < MAX_GROUPS: the 16 values at gi·32 + 16v are inside `sums`, `scales`
             // and `bias`; the panel is 64-byte aligned and so are these offsets.
@@ -353,13 +366,17 @@ impl Tile<'_> {
                     _mm512_load_si512(codes.add((j * RV_MAX + v) * LANES * 4).cast())
                 });
                 for t in 0..TT {
-                    // SAFETY: token t's block `blk` is inside `acts` (asserted above); bytes
-                    // byte + 4q..byte + 4q + 4 ≤ 32 of its codes; unaligned read.
+                    // SAFETY: 32·blk + byte + 4q + 4 ≤ groups·G ≤ KC: inside `shifted[t]`;
+                    // unaligned read.
                     let a4 = unsafe {
-                        let b = &*ap.add(t * kb + blk);
-                        core::ptr::read_unaligned(b.qs.as_ptr().add(byte + 4 * q).cast::<i32>())
+                        core::ptr::read_unaligned(
+                            shifted[t]
+                                .as_ptr()
+                                .add(32 * blk + byte + 4 * q)
+                                .cast::<i32>(),
+                        )
                     };
-                    let a = _mm512_xor_si512(_mm512_set1_epi32(a4), signs);
+                    let a = _mm512_set1_epi32(a4);
                     for v in 0..RV {
                         iacc[t][v] = _mm512_dpbusd_epi32(iacc[t][v], a, wv[v]);
                     }
