@@ -8,9 +8,9 @@
 //! - Weights: per panel of up to 32 rows and [`KC`] columns, the format's `unpack_i8` writes
 //!   codes, scales and biases once; codes are interleaved so that one 64-byte vector holds four
 //!   consecutive codes of each of 16 rows ("VNNI layout": dword `lane` = row `lane`).
-//! - Activations: four int8 codes of one token, broadcast to every dword and offset by 128 to
-//!   the unsigned operand `vpdpbusd` wants (`a + 128` in 1..=255: an exclusive or of the sign
-//!   bits).
+//! - Activations: four int8 codes of one token, broadcast to every dword, offset by 128 to the
+//!   unsigned operand `vpdpbusd` wants (`a + 128` in 1..=255: an exclusive or of the sign
+//!   bits, done once per tile into a small buffer).
 //! - `vpdpbusd` (unsigned activations × signed weight codes, four products per dword, no
 //!   saturation) accumulates each group's integer sum for 16 rows × one token in one
 //!   register, started at the row's `−128·Σq` over the group (computed once per panel), so it
@@ -20,8 +20,8 @@
 //!   `RV` × 16 rows by [`T`] tokens (up to 12 integer and 12 float accumulators) keeps weight
 //!   and activation loads below one per `vpdpbusd`.
 //!
-//! The panel and its row-major staging live on the stack (about 47 KiB: the crate has no
-//! allocator), reused for every panel of the call.
+//! The panel, its row-major staging and a tile's offset activations live on the stack (about
+//! 50 KiB: the crate has no allocator), reused for every panel of the call.
 //!
 //! Every output runs the same sequence of operations whatever the panel, tile or column chunk
 //! it falls in (chunks resume from the stored partial sum), so results do not depend on `m`,
