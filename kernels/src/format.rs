@@ -154,7 +154,7 @@ const _: () = {
         assert!(FORMATS[i].format as usize == i);
         if let Some(l) = FORMATS[i].int8 {
             assert!(l.group == 16 || l.group == 32);
-            assert!(FORMATS[i].block_len % l.group == 0);
+            assert!(FORMATS[i].block_len.is_multiple_of(l.group));
             assert!(!l.bias || l.group == 32);
         }
         let mut j = i + 1;

@@ -40,6 +40,7 @@ use crate::blocks::{
     as_blocks, BlockIQ4_NL, BlockIQ4_XS, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1,
     BlockQ5_K, BlockQ6_K, BlockQ8_0,
 };
+use crate::dispatch::UnpackI8Fn;
 use crate::format::Format;
 
 /// Checks an `unpack_i8_*` call: `codes` holds the row's weights, `scales` (and `bias`, for
@@ -172,7 +173,7 @@ pub fn unpack_i8_iq4_xs(row: &[u8], codes: &mut [i8], scales: &mut [f32], _bias:
 }
 
 /// The reference `unpack_i8_*` of `format`, if the int8 GEMM takes it.
-pub fn unpack_i8_ref(format: Format) -> Option<fn(&[u8], &mut [i8], &mut [f32], &mut [f32])> {
+pub fn unpack_i8_ref(format: Format) -> Option<UnpackI8Fn> {
     Some(match format {
         Format::Q4_0 => unpack_i8_q4_0,
         Format::Q4_1 => unpack_i8_q4_1,
@@ -197,7 +198,7 @@ pub const MAX_BLOCK_LEN: usize = 256;
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_i8(
     format: Format,
-    unpack: fn(&[u8], &mut [i8], &mut [f32], &mut [f32]),
+    unpack: UnpackI8Fn,
     w: &[u8],
     m: usize,
     xq: &[u8],
