@@ -31,6 +31,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use core::arch::x86_64::*;
+use core::mem::MaybeUninit;
 
 use crate::blocks::as_blocks;
 use crate::format::Format;
@@ -339,15 +340,17 @@ impl Tile<'_> {
         let ap = acts.as_ptr();
         // The tile's activation codes plus 128 (`vpdpbusd`'s unsigned operand), once per tile
         // rather than once per broadcast.
-        let mut shifted = [[0u8; KC]; TT];
+        // Uninitialized: only the chunk's bytes are written, and only they are read.
+        let mut shifted = [MaybeUninit::<[u8; KC]>::uninit(); TT];
         let signs = _mm256_set1_epi8(0x80u8 as i8);
         for (t, st) in shifted.iter_mut().enumerate() {
-            for (b, dst) in st[..chunk_blocks * 32].chunks_exact_mut(32).enumerate() {
-                // SAFETY: token t's block b is inside `acts` (asserted above); `dst` holds 32
-                // bytes; both accesses are unaligned.
+            let dst = st.as_mut_ptr().cast::<u8>();
+            for b in 0..chunk_blocks {
+                // SAFETY: token t's block b is inside `acts` (asserted above); 32·b + 32 ≤
+                // groups·G ≤ KC bytes of `st`; both accesses are unaligned.
                 unsafe {
                     let a = _mm256_loadu_si256((*ap.add(t * kb + b)).qs.as_ptr().cast());
-                    _mm256_storeu_si256(dst.as_mut_ptr().cast(), _mm256_xor_si256(a, signs));
+                    _mm256_storeu_si256(dst.add(32 * b).cast(), _mm256_xor_si256(a, signs));
                 }
             }
         }
@@ -366,15 +369,11 @@ impl Tile<'_> {
                     _mm512_load_si512(codes.add((j * RV_MAX + v) * LANES * 4).cast())
                 });
                 for t in 0..TT {
-                    // SAFETY: 32·blk + byte + 4q + 4 ≤ groups·G ≤ KC: inside `shifted[t]`;
-                    // unaligned read.
+                    // SAFETY: 32·blk + byte + 4q + 4 ≤ groups·G = the bytes of `shifted[t]`
+                    // written above; unaligned read.
                     let a4 = unsafe {
-                        core::ptr::read_unaligned(
-                            shifted[t]
-                                .as_ptr()
-                                .add(32 * blk + byte + 4 * q)
-                                .cast::<i32>(),
-                        )
+                        let src = shifted[t].as_ptr().cast::<u8>();
+                        core::ptr::read_unaligned(src.add(32 * blk + byte + 4 * q).cast::<i32>())
                     };
                     let a = _mm512_set1_epi32(a4);
                     for v in 0..RV {
