@@ -18,6 +18,10 @@
 //! runs on the ffn_down shape only
 //! (the scalar reference would take seconds per pass on the 1B shapes).
 //!
+//! A last group of prompt products runs on Qwen2.5-0.5B's shapes and formats with 128 tokens:
+//! the f32 path, the per-format int8 GEMM (`gemm_q8`) and the batched int8 GEMM (`gemm_i8`),
+//! in GFLOP/s and relative to the f32 path.
+//!
 //! Each figure is the fastest of many passes over the matrix (see [`time`]). Q4_0 also runs on
 //! the k-quants' shapes, and the run ends with a table of every format's GB/s as a share of
 //! Q4_0's for the same kind, shape and backend in the same run (issue 15's targets: ≥ 80 % for
@@ -170,6 +174,7 @@ fn main() {
         }
     }
     print_vs_q4_0(&results);
+    bench_prefill(&backends, &filter);
     bench_dot_f32(&backends, &filter);
     bench_attention(&backends, &filter);
     bench_f16_head(&backends, &filter);
@@ -472,6 +477,105 @@ GB/s beside Q4_0's (same kind, shape and backend, this run)"
     );
     for r in rows {
         println!("{r}");
+    }
+}
+
+/// Tokens of the prefill GEMM groups (`tern bench -p 128`).
+const PREFILL: usize = 128;
+
+/// The prompt-processing products on Qwen2.5-0.5B's shapes and formats, 128 tokens: the f32
+/// path (dequantize 16-row panels, `gemm_f32`, as the runtime's tasks do), the per-format int8
+/// GEMM (`gemm_q8`) and the batched int8 GEMM (`gemm_i8`), both including the activation
+/// quantization. GFLOP/s = 2·rows·cols·tokens per second; SIMD backends only (the scalar
+/// references take seconds per pass here).
+fn bench_prefill(backends: &[Kernels], filter: &Option<String>) {
+    const SHAPES: [(Format, usize, usize, &str); 4] = [
+        (Format::Q5_0, 896, 896, "896x896 (q/o)"),
+        (Format::Q5_0, 4864, 896, "4864x896 (gate/up)"),
+        (Format::Q6_K, 896, 4864, "896x4864 (down)"),
+        (Format::Q8_0, 128, 896, "128x896 (v)"),
+    ];
+    println!();
+    println!(
+        "{:<44} {:<28} {:>10} {:>8} {:>8}",
+        "prefill x128 group", "kernel", "ms", "GFLOP/s", "×f32"
+    );
+    for (format, rows, cols, shape) in SHAPES {
+        let group = format!("prefill {} {shape}", format.name());
+        if filter.as_ref().is_some_and(|f| !group.contains(f.as_str())) {
+            continue;
+        }
+        let w = matrix(format, rows, cols);
+        let rb = w.len() / rows;
+        let xs: Vec<f32> = (0..PREFILL)
+            .flat_map(|t| randoms(cols, 300 + t as u64))
+            .collect();
+        let qb = act_q8_bytes(cols);
+        let mut xq = vec![0u8; PREFILL * qb];
+        let mut ys = vec![0.0f32; rows * PREFILL];
+        const PANEL: usize = 16;
+        let mut panel = vec![0.0f32; PANEL * cols];
+        let flops = 2.0 * (rows * cols * PREFILL) as f64;
+        for k in backends.iter().filter(|k| k.backend() != Backend::Scalar) {
+            let fk = k.format(format);
+            let quantize = |xq: &mut [u8]| {
+                for (xt, qt) in xs.chunks_exact(cols).zip(xq.chunks_exact_mut(qb)) {
+                    (k.quantize_act_q8.f)(black_box(xt), qt);
+                }
+            };
+            let f32_secs = time(|| {
+                for (r0, chunk) in w.chunks(PANEL * rb).enumerate() {
+                    let m = chunk.len() / rb;
+                    for (row, o) in chunk.chunks_exact(rb).zip(panel.chunks_exact_mut(cols)) {
+                        (fk.dequant.f)(row, o);
+                    }
+                    (k.gemm_f32.f)(
+                        &panel[..m * cols],
+                        m,
+                        &xs,
+                        PREFILL,
+                        &mut ys[r0 * PANEL..],
+                        rows,
+                    );
+                }
+                black_box(&ys);
+            });
+            let q8_secs = time(|| {
+                quantize(&mut xq);
+                (fk.gemm_q8.expect("int8 GEMM").f)(
+                    black_box(&w),
+                    rows,
+                    &xq,
+                    PREFILL,
+                    &mut ys,
+                    rows,
+                );
+                black_box(&ys);
+            });
+            let i8_secs = k.has_gemm_i8(format).then(|| {
+                time(|| {
+                    quantize(&mut xq);
+                    k.gemm_i8(format, black_box(&w), rows, &xq, PREFILL, &mut ys, rows);
+                    black_box(&ys);
+                })
+            });
+            let name = format!("dequant+{}", k.gemm_f32.name);
+            let mut lines = vec![
+                (name.as_str(), f32_secs),
+                (fk.gemm_q8.expect("int8 GEMM").name, q8_secs),
+            ];
+            if let (Some(secs), Some(g)) = (i8_secs, k.gemm_i8) {
+                lines.push((g.name, secs));
+            }
+            for (name, secs) in lines {
+                println!(
+                    "{group:<44} {name:<28} {:>10.2} {:>8.1} {:>8.2}",
+                    secs * 1e3,
+                    flops / secs / 1e9,
+                    f32_secs / secs
+                );
+            }
+        }
     }
 }
 

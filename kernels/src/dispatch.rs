@@ -46,6 +46,23 @@ pub type GemmQ8Fn = fn(w: &[u8], m: usize, xq: &[u8], n: usize, y: &mut [f32], l
 /// `y[t·ldy + r] = a[r] · b[t]` for `m` rows of `a` and `n` rows of `b` of equal width: prompt
 /// processing with f32 activations, over weight rows dequantized once.
 pub type GemmF32Fn = fn(a: &[f32], m: usize, b: &[f32], n: usize, y: &mut [f32], ldy: usize);
+/// Decodes one row of weights (whole blocks) into the batched int8 GEMM's form
+/// ([`crate::format::Int8Layout`]): one code per weight, one scale per group, and for formats
+/// with a bias one bias per group (`bias` is left alone otherwise).
+pub type UnpackI8Fn = fn(row: &[u8], codes: &mut [i8], scales: &mut [f32], bias: &mut [f32]);
+/// `y[t·ldy + r] = row r · token t` for `m` rows of `format` weights and `n` rows of int8
+/// activations ([`scalar::act_q8_bytes`] each), through `unpack` (the format's `unpack_i8`):
+/// prompt processing at int8 precision, with the arithmetic of [`scalar::gemm_i8`] bit for bit.
+pub type GemmI8Fn = fn(
+    format: Format,
+    unpack: UnpackI8Fn,
+    w: &[u8],
+    m: usize,
+    xq: &[u8],
+    n: usize,
+    y: &mut [f32],
+    ldy: usize,
+);
 /// `x[i] = exp(x[i])` through the table exp ([`scalar::exp_lut_f32`]).
 pub type ExpFn = fn(x: &mut [f32]);
 /// Softmax in place through the table exp ([`scalar::softmax_lut_f32`]).
@@ -103,6 +120,8 @@ pub struct FormatKernels {
     /// Many rows · many int8 activation rows, for formats that have one (the runtime loops
     /// over `dot_q8` otherwise).
     pub gemm_q8: Option<Named<GemmQ8Fn>>,
+    /// Row → the batched int8 GEMM's codes, scales and biases, for formats it takes.
+    pub unpack_i8: Option<Named<UnpackI8Fn>>,
     /// Ternary formats: row · per-token int8 activations (BitNet's integer path).
     pub dot_q8_row: Option<Named<DotQ8RowFn>>,
     /// Ternary formats: row → one code byte per weight and block scales.
@@ -119,6 +138,7 @@ impl FormatKernels {
             dot_f16: None,
             dot_rows: None,
             gemm_q8: None,
+            unpack_i8: None,
             dot_q8_row: None,
             unpack: None,
         }
@@ -203,6 +223,11 @@ pub struct Kernels {
     pub quantize_f16: Named<QuantizeF16Fn>,
     /// f32 rows × f32 rows: prompt processing over dequantized weights.
     pub gemm_f32: Named<GemmF32Fn>,
+    /// Rows of any format with an `unpack_i8` × int8 activation rows: prompt processing at
+    /// int8 precision ([`Kernels::gemm_i8`]). The scalar table holds the reference; a SIMD
+    /// backend keeps the slot only where it has a fast one (elsewhere the runtime's batched
+    /// int8 products use the formats' `gemm_q8`).
+    pub gemm_i8: Option<Named<GemmI8Fn>>,
     /// The table exp over a slice.
     pub exp: Named<ExpFn>,
     /// Softmax with the table exp: attention weights.
@@ -320,6 +345,7 @@ impl Kernels {
             axpy_rows_f16: named!(scalar::axpy_rows_f16, "axpy_rows_f16/scalar"),
             quantize_f16: named!(scalar::quantize_f16, "quantize_f16/scalar"),
             gemm_f32: named!(scalar::gemm_f32, "gemm_f32/scalar"),
+            gemm_i8: Some(named!(scalar::gemm_i8, "gemm_i8/scalar")),
             exp: named!(scalar::exp_lut_f32_in_place, "exp_lut_f32/scalar"),
             softmax: named!(scalar::softmax_lut_f32, "softmax_lut_f32/scalar"),
             swiglu: named!(scalar::swiglu_lut_f32, "swiglu_lut_f32/scalar"),
@@ -447,6 +473,13 @@ impl Kernels {
             f.dot_rows = Some(dot_rows);
             f.gemm_q8 = Some(gemm_q8);
         }
+        // The batched int8 GEMM's common form of weights.
+        for f in Format::ALL {
+            k.format_mut(f).unpack_i8 = scalar::unpack_i8_ref(f).map(|f| Named {
+                f,
+                name: "unpack_i8/scalar",
+            });
+        }
         // Ternary formats' per-token int8 path (BitNet b1.58).
         let t = k.format_mut(Format::TQ1_0);
         t.dot_q8_row = Some(named!(scalar::dot_tq1_0_q8row, "dot_tq1_0_q8row/scalar"));
@@ -513,6 +546,37 @@ impl Kernels {
     #[inline]
     pub fn dot_q8(&self, format: Format, row: &[u8], xq: &[u8]) -> Option<f32> {
         self.formats[format.index()].dot_q8.map(|k| (k.f)(row, xq))
+    }
+
+    /// Whether [`Kernels::gemm_i8`] takes `format`.
+    #[inline]
+    pub fn has_gemm_i8(&self, format: Format) -> bool {
+        self.gemm_i8.is_some() && self.format(format).unpack_i8.is_some()
+    }
+
+    /// `y[t·ldy + r] = row r · token t` for `m` rows of `format` weights in `w` and `n` rows of
+    /// int8 activations in `xq` (from [`Kernels::quantize_act_q8`]): the batched int8 GEMM,
+    /// each weight unpacked once per call ([`GemmI8Fn`]). Its results equal the format's
+    /// `gemm_q8` up to float rounding ([`scalar::gemm_i8`] states the bound); it pays off from
+    /// a few tokens on. Panics unless [`Kernels::has_gemm_i8`].
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn gemm_i8(
+        &self,
+        format: Format,
+        w: &[u8],
+        m: usize,
+        xq: &[u8],
+        n: usize,
+        y: &mut [f32],
+        ldy: usize,
+    ) {
+        let unpack = self
+            .format(format)
+            .unpack_i8
+            .expect("format has an int8 GEMM layout");
+        let gemm = self.gemm_i8.expect("this backend has an int8 GEMM");
+        (gemm.f)(format, unpack.f, w, m, xq, n, y, ldy)
     }
 
     /// Dot product of a row of `format` weights with f16 activations `xh` (from

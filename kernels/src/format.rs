@@ -77,9 +77,30 @@ pub struct FormatInfo {
     pub block_bytes: usize,
     /// Whether weights are ternary ({−1, 0, +1} times a scale).
     pub ternary: bool,
+    /// How the weights enter the batched int8 GEMM, for the formats it takes.
+    pub int8: Option<Int8Layout>,
 }
 
-/// One row: `(format, name, ggml type id, weights per block, bytes per block, ternary)`.
+/// How a format's weights enter the batched int8 GEMM (`Kernels::gemm_i8`): every weight is
+/// `scale·q + bias` with an integer `q` in −128..=127 and one f32 `scale` (and `bias`) per group
+/// of `group` consecutive weights of a row, as the format's `unpack_i8` kernel writes them, so
+/// the GEMM's integer sums are exactly the format's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Int8Layout {
+    /// Weights per scale: 32 (one activation block), or 16 (Q6_K's sub-blocks).
+    pub group: usize,
+    /// Whether groups have a bias (Q4_1, Q5_1, Q4_K, Q5_K; only with 32-weight groups, whose
+    /// bias meets the activation block's sum `s`).
+    pub bias: bool,
+}
+
+/// An [`Int8Layout`] for a [`FORMATS`] row.
+const fn i8l(group: usize, bias: bool) -> Option<Int8Layout> {
+    Some(Int8Layout { group, bias })
+}
+
+/// One row: `(format, name, ggml type id, weights per block, bytes per block, ternary, int8
+/// GEMM layout)`.
 const fn row(
     format: Format,
     name: &'static str,
@@ -87,6 +108,7 @@ const fn row(
     block_len: usize,
     block_bytes: usize,
     ternary: bool,
+    int8: Option<Int8Layout>,
 ) -> FormatInfo {
     FormatInfo {
         format,
@@ -95,38 +117,46 @@ const fn row(
         block_len,
         block_bytes,
         ternary,
+        int8,
     }
 }
 
 /// Every format's facts, in [`Format`] order (row `i` is the format with discriminant `i`).
 /// Sizes from ggml's `ggml-common.h` block structs; ids from `ggml.h` (I2_S: bitnet.cpp's 36).
+/// Int8 layouts: Q3_K and Q2_K have none yet (their batched int8 products use `gemm_q8`).
 #[rustfmt::skip]
 pub const FORMATS: [FormatInfo; 18] = [
-    row(Format::F32,    "F32",    0,  1,   4,   false),
-    row(Format::F16,    "F16",    1,  1,   2,   false),
-    row(Format::BF16,   "BF16",   30, 1,   2,   false),
-    row(Format::Q4_0,   "Q4_0",   2,  32,  18,  false),
-    row(Format::Q4_1,   "Q4_1",   3,  32,  20,  false),
-    row(Format::Q8_0,   "Q8_0",   8,  32,  34,  false),
-    row(Format::Q4_K,   "Q4_K",   12, 256, 144, false),
-    row(Format::Q6_K,   "Q6_K",   14, 256, 210, false),
-    row(Format::TQ1_0,  "TQ1_0",  34, 256, 54,  true),
-    row(Format::TQ2_0,  "TQ2_0",  35, 256, 66,  true),
-    row(Format::I2_S,   "I2_S",   36, 128, 32,  true),
-    row(Format::Q5_0,   "Q5_0",   6,  32,  22,  false),
-    row(Format::Q5_1,   "Q5_1",   7,  32,  24,  false),
-    row(Format::IQ4_NL, "IQ4_NL", 20, 32,  18,  false),
-    row(Format::Q3_K,   "Q3_K",   11, 256, 110, false),
-    row(Format::Q2_K,   "Q2_K",   10, 256, 84,  false),
-    row(Format::Q5_K,   "Q5_K",   13, 256, 176, false),
-    row(Format::IQ4_XS, "IQ4_XS", 23, 256, 136, false),
+    row(Format::F32,    "F32",    0,  1,   4,   false, None),
+    row(Format::F16,    "F16",    1,  1,   2,   false, None),
+    row(Format::BF16,   "BF16",   30, 1,   2,   false, None),
+    row(Format::Q4_0,   "Q4_0",   2,  32,  18,  false, i8l(32, false)),
+    row(Format::Q4_1,   "Q4_1",   3,  32,  20,  false, i8l(32, true)),
+    row(Format::Q8_0,   "Q8_0",   8,  32,  34,  false, i8l(32, false)),
+    row(Format::Q4_K,   "Q4_K",   12, 256, 144, false, i8l(32, true)),
+    row(Format::Q6_K,   "Q6_K",   14, 256, 210, false, i8l(16, false)),
+    row(Format::TQ1_0,  "TQ1_0",  34, 256, 54,  true,  None),
+    row(Format::TQ2_0,  "TQ2_0",  35, 256, 66,  true,  None),
+    row(Format::I2_S,   "I2_S",   36, 128, 32,  true,  None),
+    row(Format::Q5_0,   "Q5_0",   6,  32,  22,  false, i8l(32, false)),
+    row(Format::Q5_1,   "Q5_1",   7,  32,  24,  false, i8l(32, true)),
+    row(Format::IQ4_NL, "IQ4_NL", 20, 32,  18,  false, i8l(32, false)),
+    row(Format::Q3_K,   "Q3_K",   11, 256, 110, false, None),
+    row(Format::Q2_K,   "Q2_K",   10, 256, 84,  false, None),
+    row(Format::Q5_K,   "Q5_K",   13, 256, 176, false, i8l(32, true)),
+    row(Format::IQ4_XS, "IQ4_XS", 23, 256, 136, false, i8l(32, false)),
 ];
 
-// Row i describes the format whose discriminant is i, and no two rows share a ggml id.
+// Row i describes the format whose discriminant is i, and no two rows share a ggml id; int8
+// groups are 16 or 32 weights and tile the format's blocks, biases come with 32-weight groups.
 const _: () = {
     let mut i = 0;
     while i < FORMATS.len() {
         assert!(FORMATS[i].format as usize == i);
+        if let Some(l) = FORMATS[i].int8 {
+            assert!(l.group == 16 || l.group == 32);
+            assert!(FORMATS[i].block_len.is_multiple_of(l.group));
+            assert!(!l.bias || l.group == 32);
+        }
         let mut j = i + 1;
         while j < FORMATS.len() {
             assert!(FORMATS[i].ggml_type != FORMATS[j].ggml_type);
@@ -197,6 +227,11 @@ impl Format {
     /// Whether weights are ternary ({−1, 0, +1} times a scale): TQ1_0, TQ2_0, I2_S.
     pub const fn is_ternary(self) -> bool {
         self.info().ternary
+    }
+
+    /// How the weights enter the batched int8 GEMM, if it takes the format.
+    pub const fn int8(self) -> Option<Int8Layout> {
+        self.info().int8
     }
 
     /// Bytes of one row of `len` weights, or `None` when `len` is not a whole number of

@@ -7,7 +7,8 @@
 //! |-----------|--------|------------------------------------------------------------------------|
 //! | f32       | 1      | `dot_rows`: rows · x straight on the quantized bytes                    |
 //! | f32       | n > 1  | each task dequantizes 16-row panels once, then `gemm_f32` (all tokens)  |
-//! | int8      | any    | x quantized once per call, then `gemm_q8` (weights reused across tokens) |
+//! | int8      | 1–3    | x quantized once per call, then `gemm_q8` (weights reused across tokens) |
+//! | int8      | ≥ 4    | x quantized once per call, then `gemm_i8` (formats it takes; else above) |
 //! | f16       | any    | x converted to f16 blocks once per call, then `dot_f16` per row and token |
 //!
 //! Tasks own contiguous row ranges, a multiple of four rows (the kernels' row step), about
@@ -75,6 +76,10 @@ const STACK_ACT_BYTES: usize = 4000;
 /// Weight rows the batched f32 path dequantizes at a time: a panel of 16 rows (36 KiB at
 /// 576 columns) stays in L1/L2 while every token passes over it, and is cheap to allocate.
 const PANEL_ROWS: usize = 16;
+
+/// Tokens from which the int8 path takes `Kernels::gemm_i8` (its panels cost one unpacking of
+/// the weights per call) rather than the format's `gemm_q8`.
+const INT8_GEMM_MIN_TOKENS: usize = 4;
 
 /// Most rows per task: a large matrix (the 49152-row output head) gets many tasks rather than
 /// four per thread, so a thread that falls behind (a busy core) leaves less for the others to
@@ -274,6 +279,10 @@ impl Product<'_> {
     fn compute(&self, k: &Kernels, w: &[u8], m: usize, x: &[f32], xq: &[u8], y: &mut [f32]) {
         let (fk, n, rb, cols) = (self.fk, self.n, self.w.t.row_bytes(), self.w.t.cols);
         match self.path {
+            // Prompts: the batched int8 GEMM, each weight unpacked once for all the tokens.
+            Path::Int8 if n >= INT8_GEMM_MIN_TOKENS && k.has_gemm_i8(self.w.t.format) => {
+                k.gemm_i8(self.w.t.format, w, m, xq, n, y, m)
+            }
             Path::Int8 => match (fk.gemm_q8, fk.dot_q8) {
                 (Some(gemm), _) => (gemm.f)(w, m, xq, n, y, m),
                 (None, Some(dot)) => {
@@ -367,6 +376,57 @@ mod tests {
                 scale: 1.0,
             },
             data,
+        }
+    }
+
+    /// `Int8` sends batches of at least `INT8_GEMM_MIN_TOKENS` tokens of a format the int8
+    /// GEMM takes (Q5_0) through `gemm_i8`, smaller ones through the format's `gemm_q8`, bit for
+    /// bit as the kernels compute them directly, on every backend this CPU has.
+    #[test]
+    fn int8_routes_batches_to_gemm_i8() {
+        use tern_kernels::Backend;
+        let (rows, cols) = (40, 64);
+        let mut q5 = vec![0u8; rows * cols / 32 * 22];
+        scalar::quantize_q5_0(&values(rows * cols, 11), &mut q5);
+        for k in Backend::ALL.into_iter().filter_map(Kernels::with_backend) {
+            for n in [1usize, 3, 4, 9] {
+                let x = values(n * cols, 13 + n as u32);
+                let mut y = vec![0.0f32; n * rows];
+                let w = matrix(Format::Q5_0, rows, cols, &q5);
+                matmul(
+                    &k,
+                    &Serial,
+                    ActivationPrecision::Int8,
+                    w,
+                    &x,
+                    n,
+                    &mut y,
+                    rows,
+                    0,
+                );
+                let qb = act_q8_bytes(cols);
+                let mut xq = vec![0u8; n * qb];
+                for (xt, qt) in x.chunks_exact(cols).zip(xq.chunks_exact_mut(qb)) {
+                    (k.quantize_act_q8.f)(xt, qt);
+                }
+                let mut by_q8 = vec![0.0f32; n * rows];
+                let gemm = k.format(Format::Q5_0).gemm_q8.expect("Q5_0 has gemm_q8");
+                (gemm.f)(&q5, rows, &xq, n, &mut by_q8, rows);
+                let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(a, b)| a == b);
+                if n >= INT8_GEMM_MIN_TOKENS && k.has_gemm_i8(Format::Q5_0) {
+                    let mut by_i8 = vec![0.0f32; n * rows];
+                    k.gemm_i8(Format::Q5_0, &q5, rows, &xq, n, &mut by_i8, rows);
+                    // The two kernels round differently, so the comparison tells them apart.
+                    assert!(
+                        !same(&by_i8, &by_q8),
+                        "{:?} n={n}: no rounding difference",
+                        k.backend()
+                    );
+                    assert!(same(&y, &by_i8), "{:?} n={n}: not gemm_i8", k.backend());
+                } else {
+                    assert!(same(&y, &by_q8), "{:?} n={n}: not gemm_q8", k.backend());
+                }
+            }
         }
     }
 

@@ -51,6 +51,9 @@ pub(crate) fn install(backend: Backend, k: &mut Kernels) -> bool {
         for f in crate::format::Format::ALL {
             k.format_mut(f).dot_f16 = None;
         }
+        // Likewise the batched int8 GEMM: its reference is far slower than the formats'
+        // `gemm_q8`, so a backend has the slot only where its `install` puts a SIMD one.
+        k.gemm_i8 = None;
     }
     match backend {
         Backend::Scalar => true,

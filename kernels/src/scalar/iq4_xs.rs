@@ -43,7 +43,7 @@ pub(crate) fn iq4_xs_steps(b: &BlockIQ4_XS) -> [f32; 8] {
 /// Codebook values of one IQ4_XS block in element order: byte `16j + i` holds element
 /// `32j + i` in its low nibble and `32j + 16 + i` in its high one.
 #[inline(always)]
-fn iq4_xs_values(qs: &[u8; 128]) -> [i8; QK_K] {
+pub(super) fn iq4_xs_values(qs: &[u8; 128]) -> [i8; QK_K] {
     let mut v = [0i8; QK_K];
     for (run, v) in qs.chunks_exact(16).zip(v.chunks_exact_mut(32)) {
         v.copy_from_slice(&lut4(run.try_into().expect("16 bytes"), &IQ4_NL_VALUES));

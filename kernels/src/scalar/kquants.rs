@@ -156,7 +156,7 @@ pub(crate) fn k4_steps(d: F16Le, dmin: F16Le, scales: &[u8; 12]) -> [(f32, f32);
 /// Codes of one Q4_K block in element order: byte `32c + l` holds element `64c + l` in its low
 /// nibble and element `64c + 32 + l` in its high nibble.
 #[inline(always)]
-fn q4_k_codes(qs: &[u8; 128]) -> [u8; QK_K] {
+pub(super) fn q4_k_codes(qs: &[u8; 128]) -> [u8; QK_K] {
     let mut q = [0u8; QK_K];
     for (c, chunk) in qs.chunks_exact(32).enumerate() {
         for (l, &byte) in chunk.iter().enumerate() {
@@ -292,7 +292,7 @@ pub(crate) fn pack_scales_k4(sc: &[u8; 8], m: &[u8; 8]) -> [u8; 12] {
 /// `ql[l+32]` (low), `ql[l]` (high), `ql[l+32]` (high) and their top two bits from bits 0–1,
 /// 2–3, 4–5, 6–7 of `qh[l]`.
 #[inline(always)]
-fn q6_k_codes(b: &BlockQ6_K) -> [i8; QK_K] {
+pub(super) fn q6_k_codes(b: &BlockQ6_K) -> [i8; QK_K] {
     let mut q = [0i8; QK_K];
     for h in 0..2 {
         let ql = &b.ql[64 * h..64 * h + 64];
@@ -311,7 +311,7 @@ fn q6_k_codes(b: &BlockQ6_K) -> [i8; QK_K] {
 
 /// Per sub-block `d·scale`.
 #[inline(always)]
-fn q6_k_steps(b: &BlockQ6_K) -> [f32; 16] {
+pub(super) fn q6_k_steps(b: &BlockQ6_K) -> [f32; 16] {
     let d = b.d.to_f32();
     b.scales.map(|sc| d * sc as f32)
 }

@@ -26,7 +26,7 @@ const QK_K: usize = 256;
 /// low nibble of `qs[32c + l]` plus bit `2c` of `qh[l]` as its fifth bit, element
 /// `64c + 32 + l` (sub-block 2c + 1) the high nibble plus bit `2c + 1`.
 #[inline(always)]
-fn q5_k_codes(b: &BlockQ5_K) -> [u8; QK_K] {
+pub(super) fn q5_k_codes(b: &BlockQ5_K) -> [u8; QK_K] {
     let mut q = [0u8; QK_K];
     for (c, chunk) in b.qs.chunks_exact(32).enumerate() {
         for (l, (&byte, &h)) in chunk.iter().zip(&b.qh).enumerate() {

@@ -4,7 +4,7 @@ use crate::blocks::{as_blocks, as_blocks_mut, BlockQ4_0, BlockQ4_1, F16Le};
 
 /// Codes of one Q4 block in element order: `q[j]` and `q[j + 16]` share byte `j`.
 #[inline(always)]
-fn codes(qs: &[u8; 16]) -> [u8; 32] {
+pub(super) fn codes(qs: &[u8; 16]) -> [u8; 32] {
     let mut q = [0u8; 32];
     for (j, &b) in qs.iter().enumerate() {
         q[j] = b & 0x0F;

@@ -12,6 +12,7 @@ mod avx2;
 mod avx512;
 mod f16;
 mod gemm;
+mod gemm_i8;
 mod int8;
 mod iq4_xs512_int8;
 mod kquants;
@@ -24,6 +25,7 @@ mod kquants_low_int8;
 mod lut;
 mod q5_k512_int8;
 mod ternary;
+mod unpack_i8;
 
 use gemm::scalar_rows;
 
@@ -177,6 +179,7 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
             Some(named!(kql512::gemm_iq4_xs_q8, "gemm_iq4_xs_q8/avx512vnni"));
         k.format_mut(Format::Q5_K).gemm_q8 =
             Some(named!(kql512::gemm_q5_k_q8, "gemm_q5_k_q8/avx512vnni"));
+        k.gemm_i8 = Some(named!(gemm_i8_avx512vnni, "gemm_i8/avx512vnni"));
         k.format_mut(Format::Q4_K).dot_rows =
             Some(named!(dot_rows_q4_k_f32_avx512, "dot_rows_q4_k_f32/avx512"));
         k.format_mut(Format::IQ4_XS).dot_rows = Some(named!(
@@ -184,10 +187,31 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
             "dot_rows_iq4_xs_f32/avx512"
         ));
     }
+    install_unpack_i8(k);
     ternary::install(backend, k);
     gemm::install(backend, k);
     lut::install(k);
     true
+}
+
+/// The batched int8 GEMM's `unpack_i8` on every backend here (AVX2 bodies).
+fn install_unpack_i8(k: &mut Kernels) {
+    use crate::dispatch::UnpackI8Fn;
+    let unpacks: [(Format, UnpackI8Fn, &str); 10] = [
+        (Format::Q4_0, unpack_i8_q4_0, "unpack_i8_q4_0/avx2"),
+        (Format::Q4_1, unpack_i8_q4_1, "unpack_i8_q4_1/avx2"),
+        (Format::Q5_0, unpack_i8_q5_0, "unpack_i8_q5_0/avx2"),
+        (Format::Q5_1, unpack_i8_q5_1, "unpack_i8_q5_1/avx2"),
+        (Format::Q8_0, unpack_i8_q8_0, "unpack_i8_q8_0/avx2"),
+        (Format::IQ4_NL, unpack_i8_iq4_nl, "unpack_i8_iq4_nl/avx2"),
+        (Format::Q4_K, unpack_i8_q4_k, "unpack_i8_q4_k/avx2"),
+        (Format::Q5_K, unpack_i8_q5_k, "unpack_i8_q5_k/avx2"),
+        (Format::Q6_K, unpack_i8_q6_k, "unpack_i8_q6_k/avx2"),
+        (Format::IQ4_XS, unpack_i8_iq4_xs, "unpack_i8_iq4_xs/avx2"),
+    ];
+    for (format, f, name) in unpacks {
+        k.format_mut(format).unpack_i8 = Some(Named { f, name });
+    }
 }
 
 /// Q3_K and Q2_K: the AVX2 f32 kernels on every backend, the int8 dots of `backend`'s ISA.
@@ -423,6 +447,48 @@ kquant_int8_wrappers!(kql_avx512vnni => kquants_low_int8::avx512vnni {
     dot_q3_k_q8, gemm_q3_k_q8: BlockQ3_K "Q3_K";
     dot_q2_k_q8, gemm_q2_k_q8: BlockQ2_K "Q2_K";
 });
+
+/// `unpack_i8` wrappers: whole blocks of the format, handed to the AVX2 body.
+macro_rules! unpack_i8_wrappers {
+    ($($name:ident: $block:ty => $body:ident;)*) => {$(
+        fn $name(row: &[u8], codes: &mut [i8], scales: &mut [f32], bias: &mut [f32]) {
+            let blocks: &[$block] = crate::blocks::as_blocks(row).expect("row is whole blocks");
+            // SAFETY: installed only by `install` after `detected` confirmed AVX2, FMA and
+            // F16C; the body checks the slices' lengths against the blocks.
+            unsafe { unpack_i8::$body(blocks, codes, scales, bias) }
+        }
+    )*};
+}
+unpack_i8_wrappers! {
+    unpack_i8_q4_0: BlockQ4_0 => unpack_i8_block32;
+    unpack_i8_q4_1: BlockQ4_1 => unpack_i8_block32;
+    unpack_i8_q5_0: BlockQ5_0 => unpack_i8_block32;
+    unpack_i8_q5_1: BlockQ5_1 => unpack_i8_block32;
+    unpack_i8_q8_0: BlockQ8_0 => unpack_i8_block32;
+    unpack_i8_iq4_nl: BlockIQ4_NL => unpack_i8_block32;
+    unpack_i8_q4_k: BlockQ4_K => unpack_i8_q4_k;
+    unpack_i8_q5_k: BlockQ5_K => unpack_i8_q5_k;
+    unpack_i8_q6_k: BlockQ6_K => unpack_i8_q6_k;
+    unpack_i8_iq4_xs: BlockIQ4_XS => unpack_i8_iq4_xs;
+}
+
+/// The batched int8 GEMM on AVX512-VNNI (installed only for the AVX512-VNNI backend, whose
+/// detection includes AVX-512F, AVX512-VNNI and AVX512-VL).
+#[allow(clippy::too_many_arguments)]
+fn gemm_i8_avx512vnni(
+    format: Format,
+    unpack: crate::dispatch::UnpackI8Fn,
+    w: &[u8],
+    m: usize,
+    xq: &[u8],
+    n: usize,
+    y: &mut [f32],
+    ldy: usize,
+) {
+    // SAFETY: installed only for the AVX512-VNNI backend after `detected` confirmed AVX2, FMA,
+    // F16C, AVX-512F, AVX512-VNNI and AVX512-VL; the body checks every shape itself.
+    unsafe { gemm_i8::gemm_i8(format, unpack, w, m, xq, n, y, ldy) }
+}
 
 /// F16 row · f32: F16C converts the whole 8-lane groups, the scalar reference takes the tail.
 fn dot_f16_f32(row: &[u8], x: &[f32]) -> f32 {
