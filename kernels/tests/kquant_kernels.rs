@@ -504,14 +504,16 @@ fn check_dequant(k: &Kernels) {
 }
 
 /// `dot_rows` on 1..=9 and 13 rows (whole groups of four and every remainder) agrees with the
-/// reference row dot on each row, within that dot's budget (module note (2)).
+/// reference row dot on each row, within that dot's budget (module note (2)). Besides
+/// [`LENGTHS`]: Qwen2.5-0.5B's ffn_down width (19 blocks) and one row wider than the x86_64
+/// AVX-512 Q6_K kernel's transposed-activation buffer (8192), which takes another path.
 fn check_dot_rows(k: &Kernels) {
     for (format, make_row, reference, terms, sub) in f32_cases() {
         let rows_k = k
             .format(format)
             .dot_rows
             .expect("k-quants have a row kernel");
-        for (i, &n) in LENGTHS.iter().enumerate() {
+        for (i, &n) in LENGTHS.iter().chain(&[4864, 8448]).enumerate() {
             for m in [1, 2, 3, 4, 5, 6, 7, 8, 9, 13] {
                 let rows: Vec<Vec<u8>> = (0..m)
                     .map(|r| make_row(n, 1100 + (i * 16 + r) as u64, r % 3 == 2))
@@ -756,10 +758,23 @@ fn check_names(k: &Kernels, backend: Backend) {
         assert_eq!(fk.gemm_q8.unwrap().name, format!("gemm_{fmt}_q8/{int8}"));
         let rows = match (backend, format) {
             (Backend::Avx512Vnni, Format::Q4_K | Format::IQ4_XS) => "avx512",
+            (Backend::Avx512Vnni, Format::Q6_K) if has_vbmi() => "avx512",
             _ => isa,
         };
         let rows_name = fk.dot_rows.unwrap().name;
         assert_eq!(rows_name, format!("dot_rows_{fmt}_f32/{rows}"));
+    }
+}
+
+/// Whether this CPU has AVX512-VBMI, which the AVX-512 Q6_K row kernel needs.
+fn has_vbmi() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512vbmi")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 

@@ -324,18 +324,27 @@ macro_rules! lut_wrappers {
 /// `$features`: `y[r] = row r · x` for the rows of `w` (`kb` blocks each), `ROWS` at a time,
 /// prefetching the rows ahead. `$rows::<R>(w, kb, x)` is the `R`-row body and
 /// `$store(acc, y)` writes its `R` results; with `prescale = f`, the body runs on
-/// `f(x, &mut buf)` (a `PRESCALE_MAX`-float stack buffer) instead of `x`. `ROWS`,
+/// `f(x, &mut buf)` (a stack buffer of `PRESCALE_MAX` floats, or `$max` with
+/// `prescale = f[$max]`) instead of `x`. `ROWS`,
 /// `prefetch_head` and `prefetch_ahead` are the invoking module's (each architecture
 /// prefetches its own way).
 macro_rules! dot_rows_driver {
     (
         $features:literal, $vis:vis $name:ident, $block:ty, $rows:ident, $store:ident
-        $(, prescale = $prescale:ident)?
+        , prescale = $prescale:ident
+    ) => {
+        dot_rows_driver!(
+            $features, $vis $name, $block, $rows, $store, prescale = $prescale[PRESCALE_MAX]
+        );
+    };
+    (
+        $features:literal, $vis:vis $name:ident, $block:ty, $rows:ident, $store:ident
+        $(, prescale = $prescale:ident[$max:expr])?
     ) => {
         #[target_feature(enable = $features)]
         $vis fn $name(w: &[$block], kb: usize, x: &[f32], y: &mut [f32]) {
             $(
-                let mut buf = [core::mem::MaybeUninit::<f32>::uninit(); PRESCALE_MAX];
+                let mut buf = [core::mem::MaybeUninit::<f32>::uninit(); $max];
                 let x = $prescale(x, &mut buf);
             )?
             let row_bytes = kb * core::mem::size_of::<$block>();

@@ -38,7 +38,9 @@ fn detected(backend: Backend) -> bool {
     match backend {
         Backend::Avx2 => avx2,
         Backend::AvxVnni => avx2 && has!("avxvnni"),
-        Backend::Avx512Vnni => avx2 && has!("avx512vnni") && has!("avx512vl") && has!("avx512f"),
+        Backend::Avx512Vnni => {
+            avx2 && has!("avx512vnni") && has!("avx512vl") && has!("avx512f") && has!("avx512bw")
+        }
         _ => false,
     }
 }
@@ -55,8 +57,23 @@ fn detected(backend: Backend) -> bool {
     match backend {
         Backend::Avx2 => all!(),
         Backend::AvxVnni => all!("avxvnni"),
-        Backend::Avx512Vnni => all!("avx512vnni", "avx512vl", "avx512f"),
+        Backend::Avx512Vnni => all!("avx512vnni", "avx512vl", "avx512f", "avx512bw"),
         _ => false,
+    }
+}
+
+/// Whether the CPU (with `std`) or the build (without) also has AVX512-VBMI (byte permutes),
+/// which the AVX-512 Q6_K row kernel needs on top of the AVX512-VNNI backend's features: Ice
+/// Lake, Zen 4 and later have it, Cascade Lake (AVX512-VNNI without VBMI) keeps the AVX2
+/// kernel.
+fn has_vbmi() -> bool {
+    #[cfg(feature = "std")]
+    {
+        std::is_x86_feature_detected!("avx512vbmi")
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        cfg!(target_feature = "avx512vbmi")
     }
 }
 
@@ -159,6 +176,10 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
     if backend == Backend::Avx512Vnni {
         k.format_mut(Format::Q4_K).dot_rows =
             Some(named!(dot_rows_q4_k_f32_avx512, "dot_rows_q4_k_f32/avx512"));
+        if has_vbmi() {
+            k.format_mut(Format::Q6_K).dot_rows =
+                Some(named!(dot_rows_q6_k_f32_avx512, "dot_rows_q6_k_f32/avx512"));
+        }
         k.format_mut(Format::IQ4_XS).dot_rows = Some(named!(
             dot_rows_iq4_xs_f32_avx512,
             "dot_rows_iq4_xs_f32/avx512"
@@ -196,8 +217,9 @@ fn install_low_kquants(backend: Backend, k: &mut Kernels) {
 // backend here requires; the `avxvnni` and `avx512vnni` int8 bodies additionally enable
 // `avxvnni` or `avx512vnni,avx512vl`, and `install` puts them in the table only for the
 // backend that detected exactly those; the AVX-512 row kernels (`*_avx512`) additionally enable
-// `avx512f`, and `install` puts them in the table only for the AVX512-VNNI backend, whose
-// detection includes it.
+// `avx512f` (Q5_0's and Q6_K's also `avx512bw`, Q5_0's `avx512vl`), and `install` puts them in
+// the table only for the AVX512-VNNI backend, whose detection includes all three; Q6_K's also
+// enables `avx512vbmi`, and is installed only when `has_vbmi` found it.
 
 vec_wrappers!(avx2);
 kv_f16_wrappers!(f16);
@@ -253,6 +275,16 @@ dot_rows_wrapper!(
     "Q4_K",
     256,
     kquants512::dot_rows_q4_k_f32
+);
+// Installed only for the AVX512-VNNI backend (whose detection includes `avx512bw`), and only
+// when `has_vbmi` found `avx512vbmi`.
+dot_rows_wrapper!(
+    dot_rows_q6_k_f32_avx512,
+    BlockQ6_K,
+    "Q6_K",
+    256,
+    kquants512::dot_rows_q6_k_f32,
+    above kquants512::Q6_K_MAX => dot_q6_k_f32,
 );
 // Installed only for the AVX512-VNNI backend, as above.
 dot_rows_wrapper!(
