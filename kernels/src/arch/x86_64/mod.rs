@@ -274,7 +274,8 @@ dot_rows_wrapper!(
     BlockQ4_K,
     "Q4_K",
     256,
-    kquants512::dot_rows_q4_k_f32
+    kquants512::dot_rows_q4_k_f32,
+    above kquants512::KQ_MAX => dot_q4_k_f32,
 );
 // Installed only for the AVX512-VNNI backend (whose detection includes `avx512bw`), and only
 // when `has_vbmi` found `avx512vbmi`.
@@ -284,7 +285,7 @@ dot_rows_wrapper!(
     "Q6_K",
     256,
     kquants512::dot_rows_q6_k_f32,
-    above kquants512::Q6_K_MAX => dot_q6_k_f32,
+    above kquants512::KQ_MAX => dot_q6_k_f32,
 );
 // Installed only for the AVX512-VNNI backend, as above.
 dot_rows_wrapper!(
