@@ -329,33 +329,50 @@ dot_rows_wrapper!(
     256,
     kquants_low::dot_rows_q2_k_f32
 );
-kquant_int8_wrappers!(kq_avx2 => kquants_int8::avx2 {
+/// Prefetches into L1 the cache lines [`gemm::PREFETCH_AHEAD`] bytes past each of `row`'s: the
+/// int8 k-quant GEMMs run their row dot row after row, and for one token (decoding) the rows
+/// ahead stream from memory, past 4 KiB pages where the hardware prefetcher stops (as the row
+/// kernels in `gemm.rs` do).
+fn prefetch_past(row: &[u8]) {
+    use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    let p = row.as_ptr();
+    let mut off = 0;
+    while off < row.len() {
+        // SAFETY: SSE is part of the x86_64 baseline, so the CPU has `_mm_prefetch`'s feature;
+        // PREFETCH never faults, whatever the address, and `wrapping_add` keeps the pointer
+        // arithmetic defined past the end of the weights.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(gemm::PREFETCH_AHEAD + off).cast()) };
+        off += 64;
+    }
+}
+
+kquant_int8_wrappers!(kq_avx2 => kquants_int8::avx2, prefetch = prefetch_past {
     dot_q4_k_q8, gemm_q4_k_q8: BlockQ4_K "Q4_K";
     dot_q5_k_q8, gemm_q5_k_q8: BlockQ5_K "Q5_K";
     dot_q6_k_q8, gemm_q6_k_q8: BlockQ6_K "Q6_K";
     dot_iq4_xs_q8, gemm_iq4_xs_q8: BlockIQ4_XS "IQ4_XS";
 });
-kquant_int8_wrappers!(kq_avxvnni => kquants_int8::avxvnni {
+kquant_int8_wrappers!(kq_avxvnni => kquants_int8::avxvnni, prefetch = prefetch_past {
     dot_q4_k_q8, gemm_q4_k_q8: BlockQ4_K "Q4_K";
     dot_q5_k_q8, gemm_q5_k_q8: BlockQ5_K "Q5_K";
     dot_q6_k_q8, gemm_q6_k_q8: BlockQ6_K "Q6_K";
     dot_iq4_xs_q8, gemm_iq4_xs_q8: BlockIQ4_XS "IQ4_XS";
 });
-kquant_int8_wrappers!(kq_avx512vnni => kquants_int8::avx512vnni {
+kquant_int8_wrappers!(kq_avx512vnni => kquants_int8::avx512vnni, prefetch = prefetch_past {
     dot_q4_k_q8, gemm_q4_k_q8: BlockQ4_K "Q4_K";
     dot_q5_k_q8, gemm_q5_k_q8: BlockQ5_K "Q5_K";
     dot_q6_k_q8, gemm_q6_k_q8: BlockQ6_K "Q6_K";
     dot_iq4_xs_q8, gemm_iq4_xs_q8: BlockIQ4_XS "IQ4_XS";
 });
-kquant_int8_wrappers!(kql_avx2 => kquants_low_int8::avx2 {
+kquant_int8_wrappers!(kql_avx2 => kquants_low_int8::avx2, prefetch = prefetch_past {
     dot_q3_k_q8, gemm_q3_k_q8: BlockQ3_K "Q3_K";
     dot_q2_k_q8, gemm_q2_k_q8: BlockQ2_K "Q2_K";
 });
-kquant_int8_wrappers!(kql_avxvnni => kquants_low_int8::avxvnni {
+kquant_int8_wrappers!(kql_avxvnni => kquants_low_int8::avxvnni, prefetch = prefetch_past {
     dot_q3_k_q8, gemm_q3_k_q8: BlockQ3_K "Q3_K";
     dot_q2_k_q8, gemm_q2_k_q8: BlockQ2_K "Q2_K";
 });
-kquant_int8_wrappers!(kql_avx512vnni => kquants_low_int8::avx512vnni {
+kquant_int8_wrappers!(kql_avx512vnni => kquants_low_int8::avx512vnni, prefetch = prefetch_past {
     dot_q3_k_q8, gemm_q3_k_q8: BlockQ3_K "Q3_K";
     dot_q2_k_q8, gemm_q2_k_q8: BlockQ2_K "Q2_K";
 });
