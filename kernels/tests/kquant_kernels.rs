@@ -535,6 +535,32 @@ fn check_dot_rows(k: &Kernels) {
                 }
             }
         }
+        // Activations near the top of f32's range (2^100) on ordinary rows, whose reference
+        // sums stay finite: a kernel that scales its partial sums up (the AVX-512 Q6_K one
+        // carries 2^24 in its codes) must not overflow where the reference does not.
+        for (i, &n) in [256usize, 4864].iter().enumerate() {
+            for m in [1, 5] {
+                let rows: Vec<Vec<u8>> = (0..m)
+                    .map(|r| make_row(n, 1300 + (i * 16 + r) as u64, false))
+                    .collect();
+                let w: Vec<u8> = rows.concat();
+                let (_, base) = activations(n, 1400 + i as u64).swap_remove(0);
+                let x: Vec<f32> = base.iter().map(|v| v * 2f32.powi(100)).collect();
+                let mut y = vec![f32::NAN; m];
+                (rows_k.f)(&w, &x, &mut y);
+                for (r, row) in rows.iter().enumerate() {
+                    let abs: f64 = terms(row)
+                        .iter()
+                        .zip(&x)
+                        .map(|(w, x)| w * (*x as f64).abs())
+                        .sum();
+                    let what = format!("{} n={n} rows={m} row {r} x=2^100·uniform", rows_k.name);
+                    let want = reference(row, &x);
+                    assert!(want.is_finite(), "{what}: the reference overflowed");
+                    assert_close(&what, y[r], want, budget(n / sub + 48, abs, n));
+                }
+            }
+        }
     }
 }
 

@@ -286,6 +286,10 @@ fn transpose_by4<'a>(x: &[f32], buf: &'a mut [MaybeUninit<f32>; KQ_MAX]) -> &'a 
     unsafe { core::slice::from_raw_parts(out, x.len()) }
 }
 
+/// Activations [`rows_q6_k`] takes are below this in magnitude (2^96): its partial sums,
+/// `2^31·max|x|` at most, then stay below f32's 2^128.
+pub(super) const Q6_K_X_LIMIT: f32 = (1u128 << 96) as f32;
+
 /// The codes of a 64-byte vector from [`q6_k_half`] as four vectors of i32 lanes, code `4L + s`
 /// times 2^24 in lane `L` of vector `s`: one zero-masked byte permute each puts the signed
 /// byte on top of its lane, so the conversion is exact and needs no sign extension.
@@ -327,7 +331,8 @@ fn q6_k_quads(v: __m512i) -> [__m512; 4] {
 /// vector and one FMA applies a vector of per-lane steps `d·scale·2^-24` (exact: `d·scale` is
 /// at least 2^-24 unless zero, so the scaled step stays normal), whose `2^-24` undoes the
 /// codes'. Exact scalings of the reference's terms, so the budget is the same, for
-/// activations below 2^98 (beyond, `2^24·(q − 32)·x` would overflow f32).
+/// activations below [`Q6_K_X_LIMIT`]: a lane's partial sum is at most `4·32·2^24·max|x|`
+/// (the wrapper sends larger activations to the AVX2 kernel).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vbmi")]
 fn rows_q6_k<const R: usize>(w: &[BlockQ6_K], kb: usize, xt: &[f32]) -> [__m512; R] {

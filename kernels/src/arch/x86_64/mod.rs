@@ -277,10 +277,23 @@ dot_rows_wrapper!(
     kquants512::dot_rows_q4_k_f32,
     above kquants512::KQ_MAX => dot_q4_k_f32,
 );
-// Installed only for the AVX512-VNNI backend (whose detection includes `avx512bw`), and only
-// when `has_vbmi` found `avx512vbmi`.
+/// Q6_K rows by the AVX-512 kernel, whose codes carry a factor 2^24 (`kquants512::rows_q6_k`):
+/// its partial sums reach `2^31·max|x|`, so calls whose activations reach
+/// [`kquants512::Q6_K_X_LIMIT`] take the AVX2 row kernel, where the reference's sums may still
+/// be finite. (One pass over `x` per call, against a pass over `y.len()` rows of weights.)
+fn dot_rows_q6_k_f32_avx512(w: &[u8], x: &[f32], y: &mut [f32]) {
+    let max = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    if max >= kquants512::Q6_K_X_LIMIT {
+        dot_rows_q6_k_f32(w, x, y)
+    } else {
+        q6_k_rows_avx512(w, x, y)
+    }
+}
+
+// Installed (through `dot_rows_q6_k_f32_avx512`) only for the AVX512-VNNI backend (whose
+// detection includes `avx512bw`), and only when `has_vbmi` found `avx512vbmi`.
 dot_rows_wrapper!(
-    dot_rows_q6_k_f32_avx512,
+    q6_k_rows_avx512,
     BlockQ6_K,
     "Q6_K",
     256,
