@@ -16,7 +16,8 @@
 //! IQ4_XS, Q3_K, Q2_K) need rows a multiple of 256, which SmolLM2's 576 is not, so besides its
 //! ffn_down they run on Llama 3.2 1B's shapes (up to 9 MB in Q4_K); their 64-token int8 batch
 //! runs on the ffn_down shape only
-//! (the scalar reference would take seconds per pass on the 1B shapes).
+//! (the scalar reference would take seconds per pass on the 1B shapes). Qwen2.5-0.5B's FFN
+//! shapes (`Qwen 0.5B`: Q5_0 and Q8_0 gate/up, Q4_K and Q6_K down) get the decode kinds.
 //!
 //! A last group of prompt products runs on Qwen2.5-0.5B's shapes and formats with 128 tokens:
 //! the f32 path, the per-format int8 GEMM (`gemm_q8`) and the batched int8 GEMM (`gemm_i8`),
@@ -52,6 +53,13 @@ const KQUANT_SHAPES: [(usize, usize, &str); 3] = [
     (2048, 2048, "2048x2048 (1B attn q/o)"),
     (8192, 2048, "8192x2048 (1B ffn_gate/up)"),
 ];
+
+/// Qwen2.5-0.5B's FFN shapes (width 896, hidden 4864; 10–17 MB per matrix: from L3 or
+/// memory).
+const QWEN_GATE: (usize, usize, &str) = (4864, 896, "4864x896 (Qwen 0.5B ffn_gate/up)");
+const QWEN_DOWN: (usize, usize, &str) = (896, 4864, "896x4864 (Qwen 0.5B ffn_down)");
+/// The decode kinds measured on the Qwen shapes.
+const QWEN_KINDS: [&str; 4] = ["dot", "dot_rows", "dot_q8", "gemm_q8"];
 
 /// What [`bench_matrix`] measures: every kind for the 32-weight formats, the single-row
 /// kinds on the output head, and for the k-quants every kind but the f32 batch (which is the
@@ -120,6 +128,26 @@ fn main() {
                 &mut results,
             );
         }
+    }
+    // Qwen2.5-0.5B's decode: its FFN gate/up (Q5_0 in the Q4_K_M file) and its ffn_down
+    // (Q4_K or Q6_K), the shapes that dominate its tokens.
+    for (format, (rows, cols, shape)) in [
+        (Format::Q4_0, QWEN_GATE),
+        (Format::Q5_0, QWEN_GATE),
+        (Format::Q8_0, QWEN_GATE),
+        (Format::Q4_K, QWEN_DOWN),
+        (Format::Q6_K, QWEN_DOWN),
+    ] {
+        bench_matrix(
+            &backends,
+            format,
+            rows,
+            cols,
+            shape,
+            &filter,
+            &QWEN_KINDS,
+            &mut results,
+        );
     }
     let (rows, cols, shape) = HEAD;
     let kinds = &HEAD_KINDS;

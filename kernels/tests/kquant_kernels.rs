@@ -504,9 +504,11 @@ fn check_dequant(k: &Kernels) {
 }
 
 /// `dot_rows` on 1..=9 and 13 rows (whole groups of four and every remainder) agrees with the
-/// reference row dot on each row, within that dot's budget (module note (2)); and on rows of
+/// reference row dot on each row, within that dot's budget (module note (2)); on rows of
 /// 17 blocks (4352 weights), wider than the AVX-512 row kernels take (they hand such rows to
-/// the single-row kernel), on 1 and 5 rows.
+/// the single-row kernel), on 1 and 5 rows; and on Qwen2.5-0.5B's ffn_down width (19 blocks)
+/// and one row wider than the x86_64 AVX-512 Q6_K kernel's transposed-activation buffer (8192),
+/// which takes another path.
 fn check_dot_rows(k: &Kernels) {
     const WIDE: usize = 17 * 256;
     for (format, make_row, reference, terms, sub) in f32_cases() {
@@ -514,7 +516,7 @@ fn check_dot_rows(k: &Kernels) {
             .format(format)
             .dot_rows
             .expect("k-quants have a row kernel");
-        for (i, &n) in LENGTHS.iter().chain(&[WIDE]).enumerate() {
+        for (i, &n) in LENGTHS.iter().chain(&[WIDE, 4864, 8448]).enumerate() {
             let counts: &[usize] = if n == WIDE {
                 &[1, 5]
             } else {
@@ -538,6 +540,32 @@ fn check_dot_rows(k: &Kernels) {
                         let want = reference(row, &x);
                         assert_close(&what, y[r], want, budget(n / sub + 48, abs, n));
                     }
+                }
+            }
+        }
+        // Activations near the top of f32's range (2^100) on ordinary rows, whose reference
+        // sums stay finite: a kernel that scales its partial sums up (the AVX-512 Q6_K one
+        // carries 2^24 in its codes) must not overflow where the reference does not.
+        for (i, &n) in [256usize, 4864].iter().enumerate() {
+            for m in [1, 5] {
+                let rows: Vec<Vec<u8>> = (0..m)
+                    .map(|r| make_row(n, 1300 + (i * 16 + r) as u64, false))
+                    .collect();
+                let w: Vec<u8> = rows.concat();
+                let (_, base) = activations(n, 1400 + i as u64).swap_remove(0);
+                let x: Vec<f32> = base.iter().map(|v| v * 2f32.powi(100)).collect();
+                let mut y = vec![f32::NAN; m];
+                (rows_k.f)(&w, &x, &mut y);
+                for (r, row) in rows.iter().enumerate() {
+                    let abs: f64 = terms(row)
+                        .iter()
+                        .zip(&x)
+                        .map(|(w, x)| w * (*x as f64).abs())
+                        .sum();
+                    let what = format!("{} n={n} rows={m} row {r} x=2^100·uniform", rows_k.name);
+                    let want = reference(row, &x);
+                    assert!(want.is_finite(), "{what}: the reference overflowed");
+                    assert_close(&what, y[r], want, budget(n / sub + 48, abs, n));
                 }
             }
         }
@@ -764,10 +792,23 @@ fn check_names(k: &Kernels, backend: Backend) {
         assert_eq!(fk.gemm_q8.unwrap().name, format!("gemm_{fmt}_q8/{int8}"));
         let rows = match (backend, format) {
             (Backend::Avx512Vnni, Format::Q4_K | Format::IQ4_XS | Format::Q2_K) => "avx512",
+            (Backend::Avx512Vnni, Format::Q6_K) if has_vbmi() => "avx512",
             _ => isa,
         };
         let rows_name = fk.dot_rows.unwrap().name;
         assert_eq!(rows_name, format!("dot_rows_{fmt}_f32/{rows}"));
+    }
+}
+
+/// Whether this CPU has AVX512-VBMI, which the AVX-512 Q6_K row kernel needs.
+fn has_vbmi() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512vbmi")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 

@@ -179,10 +179,12 @@ macro_rules! dot_rows_wrapper {
 /// Module `$wrapper` of int8 wrappers for 256-weight formats: for each `$dot, $gemm: $block
 /// $what`, the row · int8 wrapper around `$body::$dot` (eight activation blocks per
 /// super-block) and its GEMM, the reference's loop over the row dot (`scalar::gemm_q8`), which
-/// keeps each row in L1 while it meets every token.
+/// keeps each row in L1 while it meets every token. With `prefetch = f`, the GEMM calls
+/// `f(row)` before each row dot (a hint for the rows ahead: decoding streams every matrix from
+/// memory once per token).
 macro_rules! kquant_int8_wrappers {
     (
-        $wrapper:ident => $($body:ident)::+
+        $wrapper:ident => $($body:ident)::+ $(, prefetch = $prefetch:ident)?
         { $($dot:ident, $gemm:ident: $block:ident $what:literal;)* }
     ) => {
         mod $wrapper {
@@ -194,6 +196,13 @@ macro_rules! kquant_int8_wrappers {
                 let a: &[BlockQ8Act] = as_blocks(xq).expect("activations are whole act blocks");
                 assert_eq!(a.len(), 8 * n_blocks, "activation blocks match the row");
                 a
+            }
+
+            /// The prefetch hint before each row dot of the GEMMs, if the invocation gave one.
+            #[inline(always)]
+            #[allow(unused_variables)]
+            fn prefetch(row: &[u8]) {
+                $(super::$prefetch(row);)?
             }
 
             $(
@@ -214,7 +223,10 @@ macro_rules! kquant_int8_wrappers {
                     y: &mut [f32],
                     ldy: usize,
                 ) {
-                    $crate::scalar::gemm_q8(w, m, xq, n, y, ldy, $dot)
+                    $crate::scalar::gemm_q8(w, m, xq, n, y, ldy, |row, xt| {
+                        prefetch(row);
+                        $dot(row, xt)
+                    })
                 }
             )*
         }
@@ -324,18 +336,27 @@ macro_rules! lut_wrappers {
 /// `$features`: `y[r] = row r · x` for the rows of `w` (`kb` blocks each), `ROWS` at a time,
 /// prefetching the rows ahead. `$rows::<R>(w, kb, x)` is the `R`-row body and
 /// `$store(acc, y)` writes its `R` results; with `prescale = f`, the body runs on
-/// `f(x, &mut buf)` (a `PRESCALE_MAX`-float stack buffer) instead of `x`. `ROWS`,
+/// `f(x, &mut buf)` (a stack buffer of `PRESCALE_MAX` floats, or `$max` with
+/// `prescale = f[$max]`) instead of `x`. `ROWS`,
 /// `prefetch_head` and `prefetch_ahead` are the invoking module's (each architecture
 /// prefetches its own way).
 macro_rules! dot_rows_driver {
     (
         $features:literal, $vis:vis $name:ident, $block:ty, $rows:ident, $store:ident
-        $(, prescale = $prescale:ident)?
+        , prescale = $prescale:ident
+    ) => {
+        dot_rows_driver!(
+            $features, $vis $name, $block, $rows, $store, prescale = $prescale[PRESCALE_MAX]
+        );
+    };
+    (
+        $features:literal, $vis:vis $name:ident, $block:ty, $rows:ident, $store:ident
+        $(, prescale = $prescale:ident[$max:expr])?
     ) => {
         #[target_feature(enable = $features)]
         $vis fn $name(w: &[$block], kb: usize, x: &[f32], y: &mut [f32]) {
             $(
-                let mut buf = [core::mem::MaybeUninit::<f32>::uninit(); PRESCALE_MAX];
+                let mut buf = [core::mem::MaybeUninit::<f32>::uninit(); $max];
                 let x = $prescale(x, &mut buf);
             )?
             let row_bytes = kb * core::mem::size_of::<$block>();

@@ -24,9 +24,11 @@
 //! widening and one shift, two table FMAs, four lookups of which two are masked by the
 //! fifth bits, two FMAs): 56 ns per 576-wide row against 60 ns for the AVX2 kernel. Q5_0
 //! blocks skip the tables: their codes `q − 16` are built with integer ops (which run on any
-//! vector pipe, where the lookups compete for the shuffle pipes) and converted, and the
-//! block's dot is scaled once as for Q8_0: 42.6 ns per row, against 50 ns with tables and
-//! 52 ns for AVX2 (Zen 4, `cargo bench -p tern-kernels -- "Q5_0 dot_rows"`).
+//! vector pipe, where the lookups compete for the shuffle pipes) as bytes in 256-bit vectors,
+//! sign-extended and converted, and the block's dot is scaled once as for Q8_0: 39.0 ns per
+//! row, against 42.6 ns building them in 512-bit i32 lanes, 48 ns looking the 5-bit codes up
+//! in a two-register table (`vpermt2ps`), 50 ns with per-block tables and 52 ns for AVX2
+//! (Zen 4, `cargo bench -p tern-kernels -- "Q5_0 dot_rows"`).
 
 // Tiles index the scale tables and accumulators by the same row number.
 #![allow(clippy::needless_range_loop)]
@@ -513,15 +515,16 @@ fn rows_q5<B: Q5Block, const PAIRS: bool, const R: usize>(
 }
 
 /// `y[r] = row r · x` for Q5_0 rows (`kb ≤ MAX_BLOCKS` blocks each), [`ROWS`] at a time,
-/// through [`rows_q5_0_int`].
+/// through [`rows_q5_0`].
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+#[target_feature(enable = "avx512bw,avx512vl")]
 pub(super) fn dot_rows_q5_0_f32(w: &[BlockQ5_0], kb: usize, x: &[f32], y: &mut [f32]) {
     assert!(x.len() >= 32 * kb);
     for_row_groups::<BlockQ5_0, false>(w, kb, y, |g, s, yg| match yg.len() {
-        4 => store_sums(rows_q5_0_int::<4>(g, kb, x, s), yg),
-        3 => store_sums(rows_q5_0_int::<3>(g, kb, x, s), yg),
-        2 => store_sums(rows_q5_0_int::<2>(g, kb, x, s), yg),
-        _ => store_sums(rows_q5_0_int::<1>(g, kb, x, s), yg),
+        4 => store_sums(rows_q5_0::<4>(g, kb, x, s), yg),
+        3 => store_sums(rows_q5_0::<3>(g, kb, x, s), yg),
+        2 => store_sums(rows_q5_0::<2>(g, kb, x, s), yg),
+        _ => store_sums(rows_q5_0::<1>(g, kb, x, s), yg),
     });
 }
 
@@ -559,14 +562,15 @@ fn dot_rows_q5<B: Q5Block, const PAIRS: bool>(
 }
 
 /// `R` Q5_0 rows (`kb` blocks each, back to back in `w`, scales in `s`) · `x` (element order)
-/// without tables: the codes `q − 16` are built in i32 lanes (one `vpternlogd` gives
-/// `nibble − 16`, a masked `vpandd` under the fifth bits clears the `−16` where the bit is set),
-/// converted exactly, and the block's dot is scaled once: `acc += d·(Σ (q − 16)·x)`, as the
-/// Q8_0 kernel does. Integer ops run on any vector pipe, where the lookups of [`rows_q5`]
-/// compete for the shuffle pipes.
+/// without tables: the 32 codes `q − 16` of a block are built as bytes in one 256-bit vector
+/// (the 16 code bytes in both halves, the upper half's 16-bit words shifted right by four,
+/// one `vpternlogd` for `nibble − 16`, one `vpaddb` of 16 under the 32 fifth bits as a mask),
+/// sign-extended to i32 sixteen at a time and converted exactly; the block's dot is scaled
+/// once, `acc += d·(Σ (q − 16)·x)`, as the Q8_0 kernel does. The byte work runs at 256 bits,
+/// one pipe slot per operation where 512-bit integer operations on i32 lanes take two.
 #[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f")]
-fn rows_q5_0_int<const R: usize>(
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+fn rows_q5_0<const R: usize>(
     w: &[BlockQ5_0],
     kb: usize,
     x: &[f32],
@@ -574,8 +578,10 @@ fn rows_q5_0_int<const R: usize>(
 ) -> [__m512; R] {
     assert!(w.len() >= R * kb && x.len() >= 32 * kb && kb <= MAX_BLOCKS);
     let (w, x) = (w.as_ptr(), x.as_ptr());
-    let low = _mm512_set1_epi32(0x0F);
-    let minus16 = _mm512_set1_epi32(-16);
+    let shifts = _mm256_setr_epi16(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4);
+    let low = _mm256_set1_epi8(0x0F);
+    let minus16 = _mm256_set1_epi8(-16);
+    let sixteen = _mm256_set1_epi8(16);
     let mut acc = [_mm512_setzero_ps(); R];
     for b in 0..kb {
         // SAFETY: 32·b + 32 ≤ 32·kb ≤ x.len() (asserted).
@@ -585,15 +591,14 @@ fn rows_q5_0_int<const R: usize>(
             // SAFETY: i < R·kb ≤ w.len() (asserted).
             let blk = unsafe { &*w.add(i) };
             // SAFETY: `qs` is 16 readable bytes; the load is unaligned.
-            let codes = _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(blk.qs.as_ptr().cast()) });
-            let qh = u32::from_le_bytes(blk.qh);
-            // (c & 0x0F) | −16 = nibble − 16; where the fifth bit is set, & 0x0F leaves nibble.
-            let half = |c: __m512i, bits: u32| {
-                let v = _mm512_ternarylogic_epi32::<0xEA>(c, low, minus16);
-                _mm512_cvtepi32_ps(_mm512_mask_and_epi32(v, bits as __mmask16, v, low))
-            };
-            let lo = half(codes, qh);
-            let hi = half(_mm512_srli_epi32::<4>(codes), qh >> 16);
+            let q = unsafe { _mm_loadu_si128(blk.qs.as_ptr().cast()) };
+            // Bytes 0..16: element j in the low nibble of byte j; bytes 16..32: element j + 16.
+            let q = _mm256_srlv_epi16(_mm256_broadcastsi128_si256(q), shifts);
+            // (q & 0x0F) | 0xF0 = nibble − 16; + 16 where the fifth bit is set.
+            let v = _mm256_ternarylogic_epi32::<0xEA>(q, low, minus16);
+            let v = _mm256_mask_add_epi8(v, u32::from_le_bytes(blk.qh), v, sixteen);
+            let lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(v)));
+            let hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256::<1>(v)));
             let p = _mm512_fmadd_ps(hi, xv[1], _mm512_mul_ps(lo, xv[0]));
             // SAFETY: the driver converted the scales of all R·kb blocks of this group.
             acc[r] = _mm512_fmadd_ps(p, unsafe { s.d(i) }, acc[r]);

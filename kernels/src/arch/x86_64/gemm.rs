@@ -1067,7 +1067,7 @@ dot_rows_wrapper!(
 );
 
 // The AVX-512 row kernels: installed only for the AVX512-VNNI backend, whose detection
-// includes `avx512f`.
+// includes `avx512f` (and `avx512bw` and `avx512vl`, which Q5_0's also enables).
 dot_rows_wrapper!(
     avx512_rows_q4_0,
     BlockQ4_0,

@@ -71,6 +71,21 @@ fn detected(backend: Backend) -> bool {
     }
 }
 
+/// Whether the CPU (with `std`) or the build (without) also has AVX512-VBMI (byte permutes),
+/// which the AVX-512 Q6_K row kernel needs on top of the AVX512-VNNI backend's features: Ice
+/// Lake, Zen 4 and later have it, Cascade Lake (AVX512-VNNI without VBMI) keeps the AVX2
+/// kernel.
+fn has_vbmi() -> bool {
+    #[cfg(feature = "std")]
+    {
+        std::is_x86_feature_detected!("avx512vbmi")
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        cfg!(target_feature = "avx512vbmi")
+    }
+}
+
 /// Installs `backend` into `k` if [`detected`]; returns whether it did.
 ///
 /// This is the only place the wrappers below become reachable, which is what their `SAFETY`
@@ -182,6 +197,10 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
         k.gemm_i8 = Some(named!(gemm_i8_avx512vnni, "gemm_i8/avx512vnni"));
         k.format_mut(Format::Q4_K).dot_rows =
             Some(named!(dot_rows_q4_k_f32_avx512, "dot_rows_q4_k_f32/avx512"));
+        if has_vbmi() {
+            k.format_mut(Format::Q6_K).dot_rows =
+                Some(named!(dot_rows_q6_k_f32_avx512, "dot_rows_q6_k_f32/avx512"));
+        }
         k.format_mut(Format::IQ4_XS).dot_rows = Some(named!(
             dot_rows_iq4_xs_f32_avx512,
             "dot_rows_iq4_xs_f32/avx512"
@@ -240,8 +259,9 @@ fn install_low_kquants(backend: Backend, k: &mut Kernels) {
 // backend here requires; the `avxvnni` and `avx512vnni` int8 bodies additionally enable
 // `avxvnni` or `avx512vnni,avx512vl`, and `install` puts them in the table only for the
 // backend that detected exactly those; the AVX-512 row kernels (`*_avx512`) additionally enable
-// `avx512f` (the Q2_K/Q3_K ones also `avx512bw`), and `install` puts them in the table only for
-// the AVX512-VNNI backend, whose detection includes both.
+// `avx512f` (Q2_K's, Q3_K's, Q5_0's and Q6_K's also `avx512bw`, Q5_0's `avx512vl`), and
+// `install` puts them in the table only for the AVX512-VNNI backend, whose detection includes
+// all three; Q6_K's also enables `avx512vbmi`, and is installed only when `has_vbmi` found it.
 
 vec_wrappers!(avx2);
 kv_f16_wrappers!(f16);
@@ -296,7 +316,31 @@ dot_rows_wrapper!(
     BlockQ4_K,
     "Q4_K",
     256,
-    kquants512::dot_rows_q4_k_f32
+    kquants512::dot_rows_q4_k_f32,
+    above kquants512::KQ_MAX => dot_q4_k_f32,
+);
+/// Q6_K rows by the AVX-512 kernel, whose codes carry a factor 2^24 (`kquants512::rows_q6_k`):
+/// its partial sums reach `2^31·max|x|`, so calls whose activations reach
+/// [`kquants512::Q6_K_X_LIMIT`] take the AVX2 row kernel, where the reference's sums may still
+/// be finite. (One pass over `x` per call, against a pass over `y.len()` rows of weights.)
+fn dot_rows_q6_k_f32_avx512(w: &[u8], x: &[f32], y: &mut [f32]) {
+    let max = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    if max >= kquants512::Q6_K_X_LIMIT {
+        dot_rows_q6_k_f32(w, x, y)
+    } else {
+        q6_k_rows_avx512(w, x, y)
+    }
+}
+
+// Installed (through `dot_rows_q6_k_f32_avx512`) only for the AVX512-VNNI backend (whose
+// detection includes `avx512bw`), and only when `has_vbmi` found `avx512vbmi`.
+dot_rows_wrapper!(
+    q6_k_rows_avx512,
+    BlockQ6_K,
+    "Q6_K",
+    256,
+    kquants512::dot_rows_q6_k_f32,
+    above kquants512::KQ_MAX => dot_q6_k_f32,
 );
 // Installed only for the AVX512-VNNI backend, as above.
 dot_rows_wrapper!(
@@ -417,33 +461,50 @@ mod kql512 {
     gemm_wrapper!(q5_k: gemm_q5_k_q8, BlockQ5_K, "Q5_K");
 }
 
-kquant_int8_wrappers!(kq_avx2 => kquants_int8::avx2 {
+/// Prefetches into L1 the cache lines [`gemm::PREFETCH_AHEAD`] bytes past each of `row`'s: the
+/// int8 k-quant GEMMs run their row dot row after row, and for one token (decoding) the rows
+/// ahead stream from memory, past 4 KiB pages where the hardware prefetcher stops (as the row
+/// kernels in `gemm.rs` do).
+fn prefetch_past(row: &[u8]) {
+    use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    let p = row.as_ptr();
+    let mut off = 0;
+    while off < row.len() {
+        // SAFETY: SSE is part of the x86_64 baseline, so the CPU has `_mm_prefetch`'s feature;
+        // PREFETCH never faults, whatever the address, and `wrapping_add` keeps the pointer
+        // arithmetic defined past the end of the weights.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(gemm::PREFETCH_AHEAD + off).cast()) };
+        off += 64;
+    }
+}
+
+kquant_int8_wrappers!(kq_avx2 => kquants_int8::avx2, prefetch = prefetch_past {
     dot_q4_k_q8, gemm_q4_k_q8: BlockQ4_K "Q4_K";
     dot_q5_k_q8, gemm_q5_k_q8: BlockQ5_K "Q5_K";
     dot_q6_k_q8, gemm_q6_k_q8: BlockQ6_K "Q6_K";
     dot_iq4_xs_q8, gemm_iq4_xs_q8: BlockIQ4_XS "IQ4_XS";
 });
-kquant_int8_wrappers!(kq_avxvnni => kquants_int8::avxvnni {
+kquant_int8_wrappers!(kq_avxvnni => kquants_int8::avxvnni, prefetch = prefetch_past {
     dot_q4_k_q8, gemm_q4_k_q8: BlockQ4_K "Q4_K";
     dot_q5_k_q8, gemm_q5_k_q8: BlockQ5_K "Q5_K";
     dot_q6_k_q8, gemm_q6_k_q8: BlockQ6_K "Q6_K";
     dot_iq4_xs_q8, gemm_iq4_xs_q8: BlockIQ4_XS "IQ4_XS";
 });
-kquant_int8_wrappers!(kq_avx512vnni => kquants_int8::avx512vnni {
+kquant_int8_wrappers!(kq_avx512vnni => kquants_int8::avx512vnni, prefetch = prefetch_past {
     dot_q4_k_q8, gemm_q4_k_q8: BlockQ4_K "Q4_K";
     dot_q5_k_q8, gemm_q5_k_q8: BlockQ5_K "Q5_K";
     dot_q6_k_q8, gemm_q6_k_q8: BlockQ6_K "Q6_K";
     dot_iq4_xs_q8, gemm_iq4_xs_q8: BlockIQ4_XS "IQ4_XS";
 });
-kquant_int8_wrappers!(kql_avx2 => kquants_low_int8::avx2 {
+kquant_int8_wrappers!(kql_avx2 => kquants_low_int8::avx2, prefetch = prefetch_past {
     dot_q3_k_q8, gemm_q3_k_q8: BlockQ3_K "Q3_K";
     dot_q2_k_q8, gemm_q2_k_q8: BlockQ2_K "Q2_K";
 });
-kquant_int8_wrappers!(kql_avxvnni => kquants_low_int8::avxvnni {
+kquant_int8_wrappers!(kql_avxvnni => kquants_low_int8::avxvnni, prefetch = prefetch_past {
     dot_q3_k_q8, gemm_q3_k_q8: BlockQ3_K "Q3_K";
     dot_q2_k_q8, gemm_q2_k_q8: BlockQ2_K "Q2_K";
 });
-kquant_int8_wrappers!(kql_avx512vnni => kquants_low_int8::avx512vnni {
+kquant_int8_wrappers!(kql_avx512vnni => kquants_low_int8::avx512vnni, prefetch = prefetch_past {
     dot_q3_k_q8, gemm_q3_k_q8: BlockQ3_K "Q3_K";
     dot_q2_k_q8, gemm_q2_k_q8: BlockQ2_K "Q2_K";
 });
