@@ -117,6 +117,7 @@ DEFAULT_MODELS = ROOT / "models"
 DEFAULT_FIXTURES = HERE / "fixtures"
 
 QWEN_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+QWEN15_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
 SMOLLM2_FILE = "smollm2-135m-instruct-q4_1.gguf"
 
@@ -574,17 +575,19 @@ class F64Model:
         return cls(a, w)
 
     @classmethod
-    def from_gguf(cls, path: Path) -> F64Model:
+    def from_gguf(cls, path: Path, dtype=np.float64) -> F64Model:
         """A real file: hyperparameters from its metadata (arch_from_gguf), every tensor through
         gguf's numpy dequantizers (the ggml dequantize_row_* definitions, float32 results: Q8_0,
-        Q5_0 and Q6_K values are exact in float32, Q4_K's d*sc*q - dmin*m is rounded once)."""
+        Q5_0 and Q6_K values are exact in float32, Q4_K's d*sc*q - dmin*m is rounded once).
+        `dtype` float32 stores those same values in half the memory (the 1.5B file); forward
+        computes in float64 either way."""
         r = GGUFReader(str(path))
         a = arch_from_gguf(r, path.stem)
         w: dict[str, np.ndarray] = {}
         for t in r.tensors:
             shape = tuple(int(n) for n in reversed(t.shape.tolist()))  # (ne1, ne0)
             v = dequantize(t.data, QT(t.tensor_type))
-            w[t.name] = np.asarray(v, dtype=np.float64).reshape(shape)
+            w[t.name] = np.asarray(v, dtype=dtype).reshape(shape)
         return cls(a, w)
 
     def rmsnorm(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -617,7 +620,9 @@ class F64Model:
         a, w, e = self.a, self.w, self.a.extra
         T, hd, H, Hkv = len(tokens), a.head_dim, a.n_head, a.n_head_kv
         pos = np.arange(T, dtype=np.float64)
-        x = w["token_embd.weight"][tokens]
+        # float64 from here on even when the weights are stored as float32 (from_gguf's dtype):
+        # numpy widens them in each product.
+        x = w["token_embd.weight"][tokens].astype(np.float64)
         if a.arch == "gemma3":
             x = x * float(np.sqrt(np.float32(a.n_embd)))
         causal = np.tril(np.ones((T, T), dtype=bool))

@@ -3,7 +3,8 @@
 answer that Tern's and llama.cpp's perplexities (PREFIX_ppl.json) are measured against.
 
 Run it through make_f64_ppl.sh, which pins the versions. For each profile (gemma3_270m,
-qwen25_05b) it writes tests/reference/fixtures/PREFIX_f64_ppl.json.
+qwen25_05b; qwen25_15b with --only qwen25_15b --chunks 4) it writes
+tests/reference/fixtures/PREFIX_f64_ppl.json.
 
 Why: Tern computes in f32 with no activation rounding, llama.cpp rounds matmul activations to
 8 bits (Q8_0 / Q8_K blocks), keeps K/V in f16 and, for Gemma, takes GELU from an f16 table; the
@@ -46,7 +47,7 @@ import numpy as np
 import llama_cpp
 from llama_cpp import Llama
 
-from make_arch_models import F64Model, GEMMA_FILE, QWEN_FILE
+from make_arch_models import F64Model, GEMMA_FILE, QWEN_FILE, QWEN15_FILE
 from make_fixtures import pkg_version, rnd, sha256_file, write_json
 
 HERE = Path(__file__).resolve().parent
@@ -55,8 +56,29 @@ DEFAULT_MODELS = ROOT / "models"
 DEFAULT_FIXTURES = HERE / "fixtures"
 DEFAULT_TEXT = Path("/usr/share/common-licenses/GPL-3")
 
-PROFILES = {"gemma3_270m": GEMMA_FILE, "qwen25_05b": QWEN_FILE}
+PROFILES = {"gemma3_270m": GEMMA_FILE, "qwen25_05b": QWEN_FILE, "qwen25_15b": QWEN15_FILE}
+# Run when --only is not given; the 1.5B file is opt-in (1.1 GB, ~7 GB of weights in numpy,
+# stored as float32: the dequantized values are float32 numbers, the arithmetic stays float64).
+DEFAULT_PROFILES = ["gemma3_270m", "qwen25_05b"]
+WEIGHT_DTYPE = {"qwen25_15b": np.float32}
 N_CTX = 512
+
+
+DESCRIPTION = (
+    "Perplexity of the file's model computed exactly (float64, no activation or K/V "
+    "rounding) with the method of PREFIX_ppl.json's description: llama.cpp's tokens "
+    "(add_special=true, parse_special=false), chunks of n_ctx tokens from an empty "
+    "context, first token replaced by BOS when add_bos, positions first..n_ctx-2 scored "
+    "on the next token, running_ppl = exp(nll_sum / count) after each chunk. Weights: "
+    "gguf's numpy dequantizers (float32 values of ggml's dequantize_row_* formulas) "
+    "widened to float64. chunks[].llama_cpp_running_ppl is PREFIX_ppl.json's value after "
+    "the same chunk and llama_cpp_rel_diff = (llama.cpp - f64) / f64. nll_mean, ppl and "
+    "ppl_stderr are over the chunks here (n_chunks), not necessarily all n_chunk_max. "
+    "llama_logits_check: PREFIX_logits.json's prompts, last position: max |f64 - "
+    "llama.cpp| over llama.cpp's top-10 ids and of logsumexp, and top-1 agreement; "
+    "prompts_f64: per prompt the f64 logits at llama.cpp's top-10 ids, f64's own top-10 "
+    "and logsumexp; columns_f64: the f64 logits at the columns prompt's column_ids, every "
+    "position.")
 
 
 def log(msg: str) -> None:
@@ -79,20 +101,40 @@ def log_softmax_rows(logits: np.ndarray) -> np.ndarray:
 
 
 def llama_logits_check(model: F64Model, fixture: dict) -> dict:
-    """f64 last-position logits of the llama.cpp logits fixture's prompts against llama.cpp's."""
+    """f64 last-position logits of the llama.cpp logits fixture's prompts against llama.cpp's,
+    and the f64 logits themselves at llama.cpp's top-10 ids and at f64's own top-10."""
     top_diff, lse_diff, top1_same, prompts = 0.0, 0.0, 0, 0
+    per_prompt = []
     for p in fixture["prompts"]:
         row = model.forward(p["prompt_ids"], N_CTX, last_only=True)[0]
         top_diff = max(top_diff, max(abs(float(row[i]) - v) for i, v in p["top_k"]))
         mx = float(row.max())
         lse = mx + math.log(float(np.exp(row - mx).sum()))
+        own = np.argsort(-row)[:10]
+        per_prompt.append({
+            "label": p["label"],
+            "prompt_ids": p["prompt_ids"],
+            "logsumexp": rnd(lse),
+            "at_llama_top_k": [[int(i), rnd(float(row[i]))] for i, _ in p["top_k"]],
+            "top_k": [[int(i), rnd(float(row[i]))] for i in own],
+            "llama_cpp_max_abs_diff": rnd(max(abs(float(row[i]) - v) for i, v in p["top_k"])),
+        })
         lse_diff = max(lse_diff, abs(lse - p["logsumexp"]))
         top1_same += int(np.argmax(row)) == p["top_k"][0][0]
         prompts += 1
+    cols = fixture["columns"]
+    rows = model.forward(cols["prompt_ids"], N_CTX)
+    columns = [{"pos": i,
+                "logits": [rnd(float(rows[i][c])) for c in cols["column_ids"]],
+                "llama_cpp_max_abs_diff": rnd(max(abs(float(rows[i][c]) - v)
+                                                  for c, v in zip(cols["column_ids"], p["logits"])))}
+               for i, p in enumerate(cols["positions"])]
     return {"prompts": prompts,
             "max_abs_top10_logit_diff": rnd(top_diff),
             "max_abs_logsumexp_diff": rnd(lse_diff),
-            "top1_agreement": f"{top1_same}/{prompts}"}
+            "top1_agreement": f"{top1_same}/{prompts}",
+            "prompts_f64": per_prompt,
+            "columns_f64": columns}
 
 
 def make(args, prefix: str) -> dict:
@@ -116,13 +158,21 @@ def make(args, prefix: str) -> dict:
     first = N_CTX // 2
 
     t0 = time.time()
-    model = F64Model.from_gguf(path)
+    model = F64Model.from_gguf(path, WEIGHT_DTYPE.get(prefix, np.float64))
     t_load = time.time() - t0
     log(f"{prefix}: {path.name} dequantized to float64 in {t_load:.1f}s "
         f"({sum(w.size for w in model.w.values()) / 1e6:.1f}M values)")
     t0 = time.time()
     check = llama_logits_check(model, llama_logits)
     log(f"{prefix}: llama.cpp logits check {check} ({time.time() - t0:.1f}s)")
+    if args.logits_only:
+        # Refresh the logits part of an existing fixture, keeping its perplexity figures.
+        old = json.loads((args.fixtures / f"{prefix}_f64_ppl.json").read_text(encoding="utf-8"))
+        if old["provenance"]["model_sha256"] != sha:
+            raise SystemExit(f"{prefix}_f64_ppl.json is of another file")
+        old["llama_logits_check"] = check
+        old["description"] = DESCRIPTION
+        return old
 
     llama_running = [c["running_ppl"] for c in llama_ppl["chunks"]]
     nll, nll2, count, chunks = 0.0, 0.0, 0, []
@@ -175,18 +225,7 @@ def make(args, prefix: str) -> dict:
             "seconds_total": round(time.time() - t_start, 1),
             "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
         },
-        "description": (
-            "Perplexity of the file's model computed exactly (float64, no activation or K/V "
-            "rounding) with the method of PREFIX_ppl.json's description: llama.cpp's tokens "
-            "(add_special=true, parse_special=false), chunks of n_ctx tokens from an empty "
-            "context, first token replaced by BOS when add_bos, positions first..n_ctx-2 scored "
-            "on the next token, running_ppl = exp(nll_sum / count) after each chunk. Weights: "
-            "gguf's numpy dequantizers (float32 values of ggml's dequantize_row_* formulas) "
-            "widened to float64. chunks[].llama_cpp_running_ppl is PREFIX_ppl.json's value after "
-            "the same chunk and llama_cpp_rel_diff = (llama.cpp - f64) / f64. nll_mean, ppl and "
-            "ppl_stderr are over the chunks here (n_chunks), not necessarily all n_chunk_max. "
-            "llama_logits_check: PREFIX_logits.json's prompts, last position: max |f64 - "
-            "llama.cpp| over llama.cpp's top-10 ids and of logsumexp, and top-1 agreement."),
+        "description": DESCRIPTION,
         "text_file": str(args.text),
         "text_sha256": llama_ppl["text_sha256"],
         "n_tokens": len(tokens),
@@ -215,12 +254,14 @@ def make(args, prefix: str) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", nargs="*", default=list(PROFILES), choices=list(PROFILES))
+    ap.add_argument("--only", nargs="*", default=DEFAULT_PROFILES, choices=list(PROFILES))
     ap.add_argument("--chunks", type=int, default=0, help="chunks to score (default 0: all, 14 on "
                     "GPL-3, as the committed fixtures; 4 for a quicker run)")
     ap.add_argument("--models", type=Path, default=DEFAULT_MODELS)
     ap.add_argument("--fixtures", type=Path, default=DEFAULT_FIXTURES)
     ap.add_argument("--text", type=Path, default=DEFAULT_TEXT)
+    ap.add_argument("--logits-only", action="store_true",
+                    help="recompute llama_logits_check only, keeping the fixture's perplexity")
     args = ap.parse_args()
     for prefix in args.only:
         fixture = make(args, prefix)

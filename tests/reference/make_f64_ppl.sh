@@ -48,6 +48,7 @@ echo "installing ${pins[*]} into $venv" >&2
 "$venv/bin/python" -m pip install --quiet "${pins[@]}"
 
 bash "$root/scripts/fetch-models.sh" gemma3-270m qwen2.5-coder-0.5b
+case " $* " in *" qwen25_15b "*) bash "$root/scripts/fetch-models.sh" qwen2.5-coder-1.5b ;; esac
 
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-2}"
 start=$(date +%s)

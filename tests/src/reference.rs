@@ -143,14 +143,57 @@ pub fn greedy(
 /// Top-10 logits and log-probabilities after every prompt of `<prefix>_logits.json`, and the
 /// column logits at every position of its `columns` prompt, within `tol`; the top token is
 /// llama.cpp's. Returns the largest logit difference seen.
+///
+/// Where a float64 forward pass of the same file computed these prompts and columns
+/// (`prompts_f64`, `columns_f64` in `<prefix>_f64_ppl.json`, from `make_f64_ppl.py`), Tern is
+/// also held to it within [`F64_LOGIT`]; a prompt or position on which llama.cpp itself is
+/// `tol.logit` or more from float64 is then compared with float64 only (llama.cpp's 8-bit
+/// activations are the error there, and the test says so).
 pub fn logits(model: &Arc<Model>, prefix: &str, tol: Tolerances) -> f64 {
     let f = fixture(&format!("{prefix}_logits.json"));
+    let exact = f64_fixture(prefix);
+    let exact_prompts = exact
+        .as_ref()
+        .and_then(|e| e.get("llama_logits_check").opt("prompts_f64"))
+        .map(|p| p.arr().to_vec())
+        .unwrap_or_default();
     let mut s = session(model, ActivationPrecision::F32);
     let mut worst = (0.0f64, String::new());
+    let mut worst_f64 = 0.0f64;
     for p in f.get("prompts").arr() {
         let label = p.get("label").str();
         s.reset();
         let logits = s.feed(&p.get("prompt_ids").ids()).unwrap().to_vec();
+        if let Some(x) = exact_prompts.iter().find(|x| x.get("label").str() == label) {
+            assert_eq!(
+                x.get("prompt_ids").ids(),
+                p.get("prompt_ids").ids(),
+                "{label}"
+            );
+            for pair in x
+                .get("top_k")
+                .arr()
+                .iter()
+                .chain(x.get("at_llama_top_k").arr())
+            {
+                let (id, v) = (pair.arr()[0].num() as usize, pair.arr()[1].num());
+                let d = (logits[id] as f64 - v).abs();
+                worst_f64 = worst_f64.max(d);
+                assert!(
+                    d < F64_LOGIT,
+                    "{prefix} {label}: logit of {id} is {} vs float64 {v}",
+                    logits[id]
+                );
+            }
+            let off = x.get("llama_cpp_max_abs_diff").num();
+            if off >= tol.logit {
+                eprintln!(
+                    "{prefix} {label}: llama.cpp is {off} from float64 (Tern {worst_f64:.4} at \
+                     most); checked against float64 only"
+                );
+                continue;
+            }
+        }
         let lse = log_sum_exp(&logits);
         let ref_lse = p.get("logsumexp").num();
         let top = p.get("top_k").arr();
@@ -183,8 +226,32 @@ pub fn logits(model: &Arc<Model>, prefix: &str, tol: Tolerances) -> f64 {
     let cols = f.get("columns");
     let ids = cols.get("column_ids").ids();
     let positions = cols.get("positions").arr();
+    let exact_columns = exact
+        .as_ref()
+        .and_then(|e| e.get("llama_logits_check").opt("columns_f64"))
+        .map(|p| p.arr().to_vec())
+        .unwrap_or_default();
     s.reset();
     s.feed_scoring(&cols.get("prompt_ids").ids(), |i, logits| {
+        if let Some(x) = exact_columns.get(i) {
+            for (&id, &v) in ids.iter().zip(&x.get("logits").f64s()) {
+                let d = (logits[id as usize] as f64 - v).abs();
+                worst_f64 = worst_f64.max(d);
+                assert!(
+                    d < F64_LOGIT,
+                    "{prefix} position {i}, id {id}: {} vs float64 {v}",
+                    logits[id as usize]
+                );
+            }
+            let off = x.get("llama_cpp_max_abs_diff").num();
+            if off >= tol.logit {
+                eprintln!(
+                    "{prefix} columns position {i}: llama.cpp is {off} from float64; checked \
+                     against float64 only"
+                );
+                return;
+            }
+        }
         for (&id, &r) in ids.iter().zip(&positions[i].get("logits").f64s()) {
             let d = (logits[id as usize] as f64 - r).abs();
             if d > worst.0 {
@@ -202,7 +269,22 @@ pub fn logits(model: &Arc<Model>, prefix: &str, tol: Tolerances) -> f64 {
         "{prefix}: largest logit difference {:.4} ({})",
         worst.0, worst.1
     );
+    if !exact_prompts.is_empty() || !exact_columns.is_empty() {
+        eprintln!("{prefix}: largest logit difference from float64 {worst_f64:.4}");
+    }
     worst.0
+}
+
+/// Largest |logit difference| between Tern's f32 path (f32 KV cache) and a float64 forward
+/// pass of the same weights, at the top-10 ids of a prompt's last position: f32 rounding through
+/// the layers of logits of magnitude ~10–20.
+pub const F64_LOGIT: f64 = 0.05;
+
+/// `<prefix>_f64_ppl.json` (the float64 forward pass's figures), where it exists.
+fn f64_fixture(prefix: &str) -> Option<Json> {
+    let path = crate::root().join(format!("tests/reference/fixtures/{prefix}_f64_ppl.json"));
+    path.exists()
+        .then(|| fixture(&format!("{prefix}_f64_ppl.json")))
 }
 
 /// Chunks the perplexity checks score by default: enough to compare with llama.cpp's running
@@ -278,25 +360,36 @@ pub fn perplexity(model: &Arc<Model>, prefix: &str, tol: Tolerances) -> f64 {
     assert_eq!(count, n_chunks * scored, "{prefix}: scored tokens");
     // The exact answer, where a float64 forward pass computed it (`make_f64_ppl.py`): Tern's
     // f32 arithmetic should sit within f32 rounding of it, far closer than llama.cpp.
-    let f64_path = crate::root().join(format!("tests/reference/fixtures/{prefix}_f64_ppl.json"));
-    if f64_path.exists() {
-        let exact = fixture(&format!("{prefix}_f64_ppl.json"));
+    // Where llama.cpp itself is further from float64 than the bound minus Tern's own allowance,
+    // no runtime that computes the file's model can be within the bound of llama.cpp: Tern is
+    // then held to float64 alone, and the test prints why.
+    let mut llama_is_off = false;
+    if let Some(exact) = f64_fixture(prefix) {
         let chunks = exact.get("chunks").arr();
         if n_chunks <= chunks.len() {
             let e = chunks[n_chunks - 1].get("running_ppl").num();
             let rel = (ppl - e).abs() / e;
+            let llama_rel = (reference - e).abs() / e;
             eprintln!(
-                "{prefix}: float64 perplexity {e} ({:.4} % from Tern)",
-                100.0 * rel
+                "{prefix}: float64 perplexity {e} ({:.4} % from Tern, {:.4} % from llama.cpp)",
+                100.0 * rel,
+                100.0 * llama_rel
             );
             assert!(
                 rel < F64_PPL_REL,
                 "{prefix}: perplexity {ppl} vs float64 {e}"
             );
+            llama_is_off = llama_rel >= tol.ppl_rel - F64_PPL_REL;
+            if llama_is_off {
+                eprintln!(
+                    "{prefix}: llama.cpp is {:.3} % from float64; Tern held to float64",
+                    100.0 * llama_rel
+                );
+            }
         }
     }
     assert!(
-        rel < tol.ppl_rel,
+        llama_is_off || rel < tol.ppl_rel,
         "{prefix}: perplexity {ppl} vs llama.cpp {reference}"
     );
     ppl

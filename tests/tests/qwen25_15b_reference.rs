@@ -11,8 +11,16 @@ const PREFIX: &str = "qwen25_15b";
 
 /// The same reasoning as the 0.5B file's bounds (`qwen25_reference.rs`): llama.cpp rounds the
 /// activations of every quantized product to 8 bits (Q8_K per 256 values for these k-quant
-/// tensors) and keeps K/V in f16, Tern's f32 path does neither; the logit bound is about 2.5×
-/// the largest difference the test prints.
+/// tensors) and keeps K/V in f16, Tern's f32 path does neither.
+///
+/// On this file that rounding is not small everywhere: at the first position of a sequence
+/// Qwen2.5-1.5B's hidden state has a few huge channels, and one scale per 256 values then
+/// flattens the rest of their block. A float64 forward pass of the same weights
+/// (`make_f64_ppl.py --only qwen25_15b`, `qwen25_15b_f64_ppl.json`) puts llama.cpp 10.7 from
+/// exact on the one-token prompt and 5.9 at position 0 of the columns prompt, where Tern is
+/// within 10⁻⁴; llama.cpp's perplexity is 0.513 % above exact, Tern's 0.0000 %. The shared
+/// checks therefore hold Tern to float64 wherever float64 was computed, and to llama.cpp where
+/// llama.cpp itself is within these bounds of float64 (the test prints which is which).
 const TOL: Tolerances = Tolerances {
     logit: 1.0,
     logprob: 1.0,
