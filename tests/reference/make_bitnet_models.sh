@@ -29,21 +29,9 @@ for a in "$@"; do
   if [ "$a" = "--no-fixture" ]; then pins=("gguf==0.19.0" "numpy==2.4.6"); fi
 done
 
-if [ -n "${REF_VENV:-}" ]; then
-  venv="$REF_VENV"
-else
-  tmp="$(mktemp -d)"
-  trap 'rm -rf "$tmp"' EXIT
-  venv="$tmp/venv"
-fi
-
-if [ ! -x "$venv/bin/python" ]; then
-  echo "creating venv $venv" >&2
-  "${PYTHON:-python3}" -m venv "$venv"
-fi
-
-echo "installing ${pins[*]} into $venv" >&2
-"$venv/bin/python" -m pip install --quiet "${pins[@]}"
+# shellcheck source=tests/reference/ref_venv.sh
+source "$here/ref_venv.sh"
+ref_venv "${pins[@]}"
 
 start=$(date +%s)
 "$venv/bin/python" "$here/make_bitnet_models.py" "$@"

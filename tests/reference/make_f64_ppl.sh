@@ -31,21 +31,9 @@ pins=(
   "numpy==2.4.6"
 )
 
-if [ -n "${REF_VENV:-}" ]; then
-  venv="$REF_VENV"
-else
-  tmp="$(mktemp -d)"
-  trap 'rm -rf "$tmp"' EXIT
-  venv="$tmp/venv"
-fi
-
-if [ ! -x "$venv/bin/python" ]; then
-  echo "creating venv $venv" >&2
-  "${PYTHON:-python3}" -m venv "$venv"
-fi
-
-echo "installing ${pins[*]} into $venv" >&2
-"$venv/bin/python" -m pip install --quiet "${pins[@]}"
+# shellcheck source=tests/reference/ref_venv.sh
+source "$here/ref_venv.sh"
+ref_venv "${pins[@]}"
 
 bash "$root/scripts/fetch-models.sh" gemma3-270m qwen2.5-coder-0.5b
 case " $* " in *" qwen25_15b "*) bash "$root/scripts/fetch-models.sh" qwen2.5-coder-1.5b ;; esac

@@ -752,6 +752,23 @@ class Profile:
 
 BASE_PROMPTS = [p for p in GREEDY_PROMPTS if not p[0].startswith("chat_")]
 
+def qwen_profile(prefix: str, file: str) -> Profile:
+    """A Qwen2.5 instruct file: byte-level BPE (pre-tokenizer qwen2), ChatML template with tools,
+    add_bos_token false."""
+    return Profile(
+        prefix=prefix, model=ROOT / "models" / file,
+        tokenize_texts=TOKENIZE_TEXTS + EXTRA_TOKENIZE_TEXTS + QWEN_SPECIAL_TEXTS,
+        no_parse_special=["chatml_specials", "endoftext_in_text", "qwen_fim", "qwen_tool_call",
+                          "ascii_hello"],
+        add_special_labels=["ascii_hello", "empty", "chatml_specials"],
+        greedy_prompts=BASE_PROMPTS + [("chat_2plus2", QWEN_CHAT_2PLUS2), ("chat_system", QWEN_CHAT_SYSTEM),
+                                       ("code_quicksort", CODE_PROMPT)],
+        logit_prompts=[p for p in LOGIT_PROMPTS if p[0] != "chat_2plus2"]
+        + [("chat_2plus2", QWEN_CHAT_2PLUS2), ("code_quicksort", CODE_PROMPT)],
+        column_prompt=COLUMN_PROMPT, prompt_add_special=True,
+        chat_cases=CHAT_CASES + TOOL_CHAT_CASES, n_ctx=1024)
+
+
 PROFILES: dict[str, Profile] = {
     "smollm2": Profile(
         prefix="smollm2", model=DEFAULT_MODEL,
@@ -761,32 +778,10 @@ PROFILES: dict[str, Profile] = {
         chat_cases=CHAT_CASES),
     # Qwen2.5-Coder-0.5B-Instruct Q4_K_M (byte-level BPE, pre-tokenizer qwen2, ChatML template
     # with tools). add_bos_token is false, so add_special adds nothing to the prompts.
-    "qwen25_05b": Profile(
-        prefix="qwen25_05b", model=ROOT / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-        tokenize_texts=TOKENIZE_TEXTS + EXTRA_TOKENIZE_TEXTS + QWEN_SPECIAL_TEXTS,
-        no_parse_special=["chatml_specials", "endoftext_in_text", "qwen_fim", "qwen_tool_call",
-                          "ascii_hello"],
-        add_special_labels=["ascii_hello", "empty", "chatml_specials"],
-        greedy_prompts=BASE_PROMPTS + [("chat_2plus2", QWEN_CHAT_2PLUS2), ("chat_system", QWEN_CHAT_SYSTEM),
-                                       ("code_quicksort", CODE_PROMPT)],
-        logit_prompts=[p for p in LOGIT_PROMPTS if p[0] != "chat_2plus2"]
-        + [("chat_2plus2", QWEN_CHAT_2PLUS2), ("code_quicksort", CODE_PROMPT)],
-        column_prompt=COLUMN_PROMPT, prompt_add_special=True,
-        chat_cases=CHAT_CASES + TOOL_CHAT_CASES, n_ctx=1024),
+    "qwen25_05b": qwen_profile("qwen25_05b", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
     # Qwen2.5-Coder-1.5B-Instruct Q4_K_M (mostly Q4_K, Q6_K output head): the same vocabulary
     # and template as the 0.5B file, so the same texts; opt-in (1.1 GB, scripts/test-heavy.sh).
-    "qwen25_15b": Profile(
-        prefix="qwen25_15b", model=ROOT / "models" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-        tokenize_texts=TOKENIZE_TEXTS + EXTRA_TOKENIZE_TEXTS + QWEN_SPECIAL_TEXTS,
-        no_parse_special=["chatml_specials", "endoftext_in_text", "qwen_fim", "qwen_tool_call",
-                          "ascii_hello"],
-        add_special_labels=["ascii_hello", "empty", "chatml_specials"],
-        greedy_prompts=BASE_PROMPTS + [("chat_2plus2", QWEN_CHAT_2PLUS2), ("chat_system", QWEN_CHAT_SYSTEM),
-                                       ("code_quicksort", CODE_PROMPT)],
-        logit_prompts=[p for p in LOGIT_PROMPTS if p[0] != "chat_2plus2"]
-        + [("chat_2plus2", QWEN_CHAT_2PLUS2), ("code_quicksort", CODE_PROMPT)],
-        column_prompt=COLUMN_PROMPT, prompt_add_special=True,
-        chat_cases=CHAT_CASES + TOOL_CHAT_CASES, n_ctx=1024),
+    "qwen25_15b": qwen_profile("qwen25_15b", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"),
     # Gemma 3 270M (base model, no chat template) Q4_K_M: SentencePiece vocabulary of 262,144
     # tokens, add_bos_token true, add_space_prefix false. Prompts start with <bos>, as
     # llama.cpp's tools tokenize them.

@@ -26,21 +26,9 @@ pins=(
   "numpy==2.4.6"
 )
 
-if [ -n "${REF_VENV:-}" ]; then
-  venv="$REF_VENV"
-else
-  tmp="$(mktemp -d)"
-  trap 'rm -rf "$tmp"' EXIT
-  venv="$tmp/venv"
-fi
-
-if [ ! -x "$venv/bin/python" ]; then
-  echo "creating venv $venv" >&2
-  "${PYTHON:-python3}" -m venv "$venv"
-fi
-
-echo "installing ${pins[*]} into $venv (builds llama.cpp if not already there)" >&2
-"$venv/bin/python" -m pip install --quiet "${pins[@]}"
+# shellcheck source=tests/reference/ref_venv.sh
+source "$here/ref_venv.sh"
+ref_venv "${pins[@]}"
 
 bash "$root/scripts/fetch-model.sh"
 # The real Gemma 3 / Qwen2.5 files, for their profiles.

@@ -18,19 +18,8 @@ pins=(
   "markupsafe==3.0.4"
 )
 
-if [ -n "${REF_VENV:-}" ]; then
-  venv="$REF_VENV"
-else
-  tmp="$(mktemp -d)"
-  trap 'rm -rf "$tmp"' EXIT
-  venv="$tmp/venv"
-fi
+# shellcheck source=tests/reference/ref_venv.sh
+source "$here/ref_venv.sh"
+ref_venv "${pins[@]}"
 
-if [ ! -x "$venv/bin/python" ]; then
-  echo "creating venv $venv" >&2
-  "${PYTHON:-python3}" -m venv "$venv"
-fi
-"$venv/bin/python" -c 'import jinja2, sys; sys.exit(jinja2.__version__ != "3.1.6")' 2>/dev/null \
-  || "$venv/bin/pip" install --quiet "${pins[@]}"
-
-exec "$venv/bin/python" "$here/make_template_fixtures.py" "$@"
+"$venv/bin/python" "$here/make_template_fixtures.py" "$@"
