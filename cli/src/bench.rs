@@ -111,7 +111,11 @@ pub fn main(argv: &[String]) -> Result<(), String> {
                 (.., Some(r)) => r.name,
                 _ => fk.dot.name,
             };
-            format!("{}={}", f.name(), name)
+            // Batched int8 prompts of the formats the shared int8 GEMM takes go through it.
+            match k.gemm_i8 {
+                Some(g) if int8 && k.has_gemm_i8(f) => format!("{}={name}+{}", f.name(), g.name),
+                _ => format!("{}={}", f.name(), name),
+            }
         })
         .collect();
 
