@@ -26,7 +26,7 @@ use core::arch::x86_64::*;
 
 use super::avx2::hsum;
 use super::kquants::iq4_xs_scales8;
-use super::kquants_low512_int8::{f16_pair, sums_tree};
+use super::kquants_low512_int8::{f16_pair, gemm_rows, sums_tree};
 use crate::blocks::BlockIQ4_XS;
 use crate::scalar::{BlockQ8Act, IQ4_NL_VALUES};
 
@@ -107,51 +107,4 @@ fn block(b: &BlockIQ4_XS, acts: &Acts, lut: __m512i) -> f32 {
     f16_pair(b.d, b.d).0 * hsum(_mm256_mul_ps(acts.d, scaled))
 }
 
-/// The running sums of `R` rows (`kb` blocks each, back to back in `w`) against one token.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn tile<const R: usize>(w: &[BlockIQ4_XS], kb: usize, acts: &[BlockQ8Act]) -> [f32; R] {
-    assert!(w.len() >= R * kb && acts.len() >= 8 * kb);
-    let lut = codebook();
-    let mut sums = [0.0f32; R];
-    for b in 0..kb {
-        let prepared = prepare(&acts[8 * b..]);
-        for r in 0..R {
-            sums[r] += block(&w[r * kb + b], &prepared, lut);
-        }
-    }
-    sums
-}
-
-/// `y[t·ldy + r] = row r · token t` for the `m` rows of `w` (`kb` blocks each) and the `n`
-/// tokens of `acts` (`8·kb` blocks each), [`ROWS`] rows at a time sharing each super-block's
-/// prepared activations; every row sums its super-blocks in order, as the row dot does.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(crate) fn gemm_iq4_xs_q8(
-    w: &[BlockIQ4_XS],
-    m: usize,
-    kb: usize,
-    acts: &[BlockQ8Act],
-    n: usize,
-    y: &mut [f32],
-    ldy: usize,
-) {
-    assert!(w.len() == m * kb && acts.len() == n * 8 * kb);
-    assert!(n == 0 || (ldy >= m && y.len() >= (n - 1) * ldy + m));
-    let mut r0 = 0;
-    while r0 < m {
-        let rows = (m - r0).min(ROWS);
-        let wg = &w[r0 * kb..];
-        for t in 0..n {
-            let at = &acts[t * 8 * kb..(t + 1) * 8 * kb];
-            let out = &mut y[t * ldy + r0..t * ldy + r0 + rows];
-            match rows {
-                4 => out.copy_from_slice(&tile::<4>(wg, kb, at)),
-                3 => out.copy_from_slice(&tile::<3>(wg, kb, at)),
-                2 => out.copy_from_slice(&tile::<2>(wg, kb, at)),
-                _ => out.copy_from_slice(&tile::<1>(wg, kb, at)),
-            }
-        }
-        r0 += rows;
-    }
-}
+gemm_rows!(gemm_iq4_xs_q8, tile, BlockIQ4_XS, block, codebook());

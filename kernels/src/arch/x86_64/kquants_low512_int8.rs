@@ -209,22 +209,35 @@ pub(crate) fn dot_q3_k_q8(blocks: &[BlockQ3_K], acts: &[BlockQ8Act]) -> f32 {
 }
 
 /// `y[t·ldy + r] = row r · token t` for the `m` rows of `w` (`kb` blocks each) and the `n`
-/// tokens of `acts` (`8·kb` blocks each): [`ROWS`] rows at a time meet each token, sharing
-/// each super-block's prepared activations; every row sums its super-blocks in order, so each
-/// result equals the row dot's.
-macro_rules! gemm_low {
-    ($name:ident, $tile:ident, $block:ty, $per_block:ident) => {
+/// tokens of `acts` (`8·kb` blocks each): `ROWS` rows at a time meet each token, sharing each
+/// super-block's activations as the invoking module's `prepare` makes them; every row sums its
+/// super-blocks in order, so each result equals the row dot's. `$per_block(block, &prepared)`
+/// gives one super-block's term; with a trailing `$ctx` expression (evaluated once per tile,
+/// e.g. a lookup table) it is called as `$per_block(block, &prepared, ctx)`. The 512-bit int8
+/// GEMMs of IQ4_XS and Q5_K use it too.
+macro_rules! gemm_rows {
+    (@call $f:path, $w:expr, $p:expr, $c:ident) => {
+        $f($w, $p)
+    };
+    (@call $f:path, $w:expr, $p:expr, $c:ident, $_ctx:expr) => {
+        $f($w, $p, $c)
+    };
+    ($name:ident, $tile:ident, $block:ty, $per_block:path $(, $ctx:expr)?) => {
         /// The running sums of `R` rows (`kb` blocks each, back to back in `w`) against one
         /// token's activations.
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         fn $tile<const R: usize>(w: &[$block], kb: usize, acts: &[BlockQ8Act]) -> [f32; R] {
             assert!(w.len() >= R * kb && acts.len() >= 8 * kb);
+            #[allow(unused_variables, clippy::let_unit_value, clippy::unused_unit)]
+            let ctx = ($($ctx)?);
             let mut sums = [0.0f32; R];
             for b in 0..kb {
                 let prepared = prepare(&acts[8 * b..]);
                 for r in 0..R {
-                    sums[r] += $per_block(&w[r * kb + b], &prepared);
+                    sums[r] += gemm_rows!(
+                        @call $per_block, &w[r * kb + b], &prepared, ctx $(, $ctx)?
+                    );
                 }
             }
             sums
@@ -262,6 +275,7 @@ macro_rules! gemm_low {
         }
     };
 }
+pub(super) use gemm_rows;
 
-gemm_low!(gemm_q2_k_q8, tile_q2_k, BlockQ2_K, q2_k_block);
-gemm_low!(gemm_q3_k_q8, tile_q3_k, BlockQ3_K, q3_k_block);
+gemm_rows!(gemm_q2_k_q8, tile_q2_k, BlockQ2_K, q2_k_block);
+gemm_rows!(gemm_q3_k_q8, tile_q3_k, BlockQ3_K, q3_k_block);

@@ -21,7 +21,7 @@
 use core::arch::x86_64::*;
 
 use super::avx2::hsum;
-use super::kquants_low512_int8::{f16_pair, sums_tree};
+use super::kquants_low512_int8::{f16_pair, gemm_rows, sums_tree};
 use crate::blocks::BlockQ5_K;
 use crate::scalar::{scales_mins_k4, BlockQ8Act};
 
@@ -103,50 +103,4 @@ fn block(b: &BlockQ5_K, acts: &Acts) -> f32 {
     d * p - dmin * q
 }
 
-/// The running sums of `R` rows (`kb` blocks each, back to back in `w`) against one token.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn tile<const R: usize>(w: &[BlockQ5_K], kb: usize, acts: &[BlockQ8Act]) -> [f32; R] {
-    assert!(w.len() >= R * kb && acts.len() >= 8 * kb);
-    let mut sums = [0.0f32; R];
-    for b in 0..kb {
-        let prepared = prepare(&acts[8 * b..]);
-        for r in 0..R {
-            sums[r] += block(&w[r * kb + b], &prepared);
-        }
-    }
-    sums
-}
-
-/// `y[t·ldy + r] = row r · token t` for the `m` rows of `w` (`kb` blocks each) and the `n`
-/// tokens of `acts` (`8·kb` blocks each), [`ROWS`] rows at a time sharing each super-block's
-/// prepared activations; every row sums its super-blocks in order, as the row dot does.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(crate) fn gemm_q5_k_q8(
-    w: &[BlockQ5_K],
-    m: usize,
-    kb: usize,
-    acts: &[BlockQ8Act],
-    n: usize,
-    y: &mut [f32],
-    ldy: usize,
-) {
-    assert!(w.len() == m * kb && acts.len() == n * 8 * kb);
-    assert!(n == 0 || (ldy >= m && y.len() >= (n - 1) * ldy + m));
-    let mut r0 = 0;
-    while r0 < m {
-        let rows = (m - r0).min(ROWS);
-        let wg = &w[r0 * kb..];
-        for t in 0..n {
-            let at = &acts[t * 8 * kb..(t + 1) * 8 * kb];
-            let out = &mut y[t * ldy + r0..t * ldy + r0 + rows];
-            match rows {
-                4 => out.copy_from_slice(&tile::<4>(wg, kb, at)),
-                3 => out.copy_from_slice(&tile::<3>(wg, kb, at)),
-                2 => out.copy_from_slice(&tile::<2>(wg, kb, at)),
-                _ => out.copy_from_slice(&tile::<1>(wg, kb, at)),
-            }
-        }
-        r0 += rows;
-    }
-}
+gemm_rows!(gemm_q5_k_q8, tile, BlockQ5_K, block);
