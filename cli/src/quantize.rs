@@ -619,46 +619,25 @@ fn report(
     embedding: Option<Target>,
     fallback: Target,
 ) {
-    println!(
-        "{:<36} {:<6} {:<6} {:>12} {:>12}  note",
-        "tensor", "old", "new", "old bytes", "new bytes"
-    );
-    let (mut old_total, mut new_total) = (0u64, 0u64);
     let mut fell_back = Vec::new();
-    for ((t, d), (_, reason)) in src.tensors().iter().zip(w.tensors()).zip(plans) {
-        let note = match reason {
-            Reason::OneDim => String::from("1-D: copied"),
-            Reason::SameType => String::from("already this type: copied"),
-            Reason::Embedding if embedding.is_none() => {
-                String::from("embedding/output: kept (--embedding-type keep)")
-            }
-            Reason::Embedding => String::from("embedding/output: --embedding-type"),
-            Reason::Target => String::new(),
-            Reason::Mix | Reason::NotQuantized => String::new(),
-            Reason::Fallback { row_len, wanted } => {
-                fell_back.push(t.name);
-                format!(
-                    "FALLBACK: rows of {row_len} do not divide into {} blocks of {}",
-                    wanted.name(),
-                    wanted.format().block_len()
-                )
-            }
-        };
-        println!(
-            "{:<36} {:<6} {:<6} {:>12} {:>12}  {note}",
-            t.name,
-            t.ggml_type.to_string(),
-            d.ggml_type.to_string(),
-            t.size,
-            d.size
-        );
-        old_total += t.size;
-        new_total += d.size;
-    }
-    println!(
-        "{:<36} {:<6} {:<6} {:>12} {:>12}",
-        "total", "", "", old_total, new_total
-    );
+    print_tensors(src, w, plans, |name, reason| match reason {
+        Reason::OneDim => String::from("1-D: copied"),
+        Reason::SameType => String::from("already this type: copied"),
+        Reason::Embedding if embedding.is_none() => {
+            String::from("embedding/output: kept (--embedding-type keep)")
+        }
+        Reason::Embedding => String::from("embedding/output: --embedding-type"),
+        Reason::Target => String::new(),
+        Reason::Mix | Reason::NotQuantized => String::new(),
+        Reason::Fallback { row_len, wanted } => {
+            fell_back.push(name);
+            format!(
+                "FALLBACK: rows of {row_len} do not divide into {} blocks of {}",
+                wanted.name(),
+                wanted.format().block_len()
+            )
+        }
+    });
     let emb = embedding.map_or("kept as is", |e| e.name());
     println!(
         "\n{} -> {}: --type {} (general.file_type {}), embedding/output {emb}, fallback {}",
@@ -682,15 +661,13 @@ fn report(
     }
 }
 
-/// Prints one line per tensor, in the layout of [`report`], and the mix's summary.
-fn report_mix(
-    src: &Gguf<'_>,
+/// The table both reports print: one line per tensor (name, old and new type and bytes, the
+/// note `note(name, reason)` gives) and the totals.
+fn print_tensors<'a, N: Into<String>>(
+    src: &Gguf<'a>,
     w: &GgufWriter<'_>,
     plans: &[(Plan, Reason)],
-    input: &Path,
-    output: &Path,
-    m: &Mix,
-    facts: ModelFacts,
+    mut note: impl FnMut(&'a str, &Reason) -> N,
 ) {
     println!(
         "{:<36} {:<6} {:<6} {:>12} {:>12}  note",
@@ -698,11 +675,7 @@ fn report_mix(
     );
     let (mut old_total, mut new_total) = (0u64, 0u64);
     for ((t, d), (_, reason)) in src.tensors().iter().zip(w.tensors()).zip(plans) {
-        let note = match reason {
-            Reason::NotQuantized => "not quantized by llama.cpp: copied",
-            Reason::SameType => "already this type: copied",
-            _ => "",
-        };
+        let note: String = note(t.name, reason).into();
         println!(
             "{:<36} {:<6} {:<6} {:>12} {:>12}  {note}",
             t.name,
@@ -718,6 +691,23 @@ fn report_mix(
         "{:<36} {:<6} {:<6} {:>12} {:>12}",
         "total", "", "", old_total, new_total
     );
+}
+
+/// Prints the tensor table of [`report`] and the mix's summary.
+fn report_mix(
+    src: &Gguf<'_>,
+    w: &GgufWriter<'_>,
+    plans: &[(Plan, Reason)],
+    input: &Path,
+    output: &Path,
+    m: &Mix,
+    facts: ModelFacts,
+) {
+    print_tensors(src, w, plans, |_, reason| match reason {
+        Reason::NotQuantized => "not quantized by llama.cpp: copied",
+        Reason::SameType => "already this type: copied",
+        _ => "",
+    });
     println!(
         "\n{} -> {}: llama.cpp mix {} (general.file_type {}), {} layers, gqa {}",
         input.display(),
