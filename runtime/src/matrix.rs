@@ -65,18 +65,14 @@ impl Matrix {
             let y = &mut y[..n * w.rows];
             match self.repr() {
                 Repr::TernaryLut(lut) => ternary::lut(ex.k, ex.par, lut, &q, n, y),
-                // MAD on the GGUF bytes, in as many slices of rows as the feed hands out.
-                _ => {
-                    let step = feed.max_rows(w);
-                    let mut r0 = 0;
-                    while r0 < w.rows {
-                        let r1 = (r0 + step).min(w.rows);
-                        let data = feed.rows(w, r0..r1)?;
-                        let rows = GgufRows::from(QMatrix { t: *w, data });
-                        ternary::mad(ex.k, ex.par, rows, r0, &q, n, y, w.rows);
-                        r0 = r1;
-                    }
-                }
+                // MAD on the GGUF bytes.
+                _ => for_row_slices(feed, w, |r0, part| {
+                    let rows = GgufRows::from(QMatrix {
+                        t: *w,
+                        data: part.data,
+                    });
+                    ternary::mad(ex.k, ex.par, rows, r0, &q, n, y, w.rows);
+                })?,
             }
             scale(y, w.scale);
             return Ok(());
@@ -121,24 +117,36 @@ impl Matrix {
         } else {
             x
         };
-        let step = feed.max_rows(w);
-        let rb = w.row_bytes();
-        let mut r0 = 0;
-        while r0 < w.rows {
-            let r1 = (r0 + step).min(w.rows);
-            let data = feed.rows(w, r0..r1)?;
-            let part = TensorRef {
-                rows: r1 - r0,
-                len: (r1 - r0) * rb,
-                ..*w
-            };
-            let m = QMatrix { t: part, data };
-            matmul(ex.k, ex.par, ex.precision, m, x, n, y, w.rows, r0);
-            r0 = r1;
-        }
+        for_row_slices(feed, w, |r0, part| {
+            matmul(ex.k, ex.par, ex.precision, part, x, n, y, w.rows, r0);
+        })?;
         scale(&mut y[..n * w.rows], w.scale);
         Ok(())
     }
+}
+
+/// Calls `f(r0, rows r0..r1 of w)` over `w` in as many slices of rows as the feed hands out
+/// at a time (the whole matrix when it is resident).
+fn for_row_slices(
+    feed: &mut dyn WeightFeed,
+    w: &TensorRef,
+    mut f: impl FnMut(usize, QMatrix<'_>),
+) -> Result<(), GenerateError> {
+    let step = feed.max_rows(w);
+    let rb = w.row_bytes();
+    let mut r0 = 0;
+    while r0 < w.rows {
+        let r1 = (r0 + step).min(w.rows);
+        let data = feed.rows(w, r0..r1)?;
+        let t = TensorRef {
+            rows: r1 - r0,
+            len: (r1 - r0) * rb,
+            ..*w
+        };
+        f(r0, QMatrix { t, data });
+        r0 = r1;
+    }
+    Ok(())
 }
 
 /// [`Matrix::project`] for several matrices of the same input (Q, K and V; gate and up), as
