@@ -3,6 +3,7 @@
 use super::{GgufError, MAX_STRING_LEN};
 
 /// Reads fields front to back; every read either succeeds whole or names the field it failed on.
+#[derive(Clone)]
 pub(super) struct Cursor<'a> {
     bytes: &'a [u8],
     pos: usize,

@@ -24,7 +24,7 @@ use cursor::Cursor;
 pub use error::GgufError;
 pub use tensor::TensorInfo;
 pub use types::GgmlType;
-pub use value::Value;
+pub use value::{Array, ArrayIter, Value};
 
 /// Most tensors a file may declare.
 pub const MAX_TENSORS: u64 = 1 << 20;
@@ -238,7 +238,7 @@ impl<'a> Gguf<'a> {
     /// An array of strings. `None` if absent.
     pub fn opt_str_array(&self, key: &str) -> Result<Option<Vec<&'a str>>, GgufError> {
         self.typed(key, "array of string", |v| {
-            collect(v, |e| match *e {
+            collect(v, |e| match e {
                 Value::Str(s) => Ok(s),
                 _ => Err(v.array_type_name()),
             })
@@ -271,9 +271,9 @@ fn missing(key: &str) -> GgufError {
 
 /// Converts every element of the array `v`; `Err(found)` if `v` is not an array or an element
 /// does not convert.
-fn collect<'v, 'a: 'v, T>(
-    v: &'v Value<'a>,
-    convert: impl Fn(&'v Value<'a>) -> Result<T, &'static str>,
+fn collect<'a, T>(
+    v: &Value<'a>,
+    convert: impl Fn(Value<'a>) -> Result<T, &'static str>,
 ) -> Result<Vec<T>, &'static str> {
     match v {
         Value::Array(items) => items.iter().map(convert).collect(),

@@ -55,9 +55,10 @@ fn put_value(buf: &mut Vec<u8>, v: &Value<'_>) {
         Value::Bool(x) => buf.push(u8::from(*x)),
         Value::Str(s) => put_str(buf, s.as_bytes()),
         Value::Array(items) => {
-            put_u32(buf, items.first().map_or(0, type_id));
+            put_u32(buf, items.get(0).as_ref().map_or(0, type_id));
             put_u64(buf, items.len() as u64);
-            for item in items {
+            for item in items.iter() {
+                let item = &item;
                 put_value(buf, item);
             }
         }
@@ -196,27 +197,27 @@ fn rich() -> Builder {
         .kv("f64", Value::F64(10000.5))
         .kv(
             "tokens",
-            Value::Array(vec![Value::Str("<s>"), Value::Str("a"), Value::Str("")]),
+            Value::Array(vec![Value::Str("<s>"), Value::Str("a"), Value::Str("")].into()),
         )
         .kv(
             "scores",
-            Value::Array(vec![Value::F32(0.5), Value::F32(-1.0)]),
+            Value::Array(vec![Value::F32(0.5), Value::F32(-1.0)].into()),
         )
         .kv(
             "types",
-            Value::Array(vec![Value::I32(1), Value::I32(-2), Value::I32(3)]),
+            Value::Array(vec![Value::I32(1), Value::I32(-2), Value::I32(3)].into()),
         )
         .kv(
             "nested",
             Value::Array(vec![
-                Value::Array(vec![Value::U8(1), Value::U8(2)]),
-                Value::Array(vec![Value::U8(3)]),
-            ]),
+                Value::Array(vec![Value::U8(1), Value::U8(2)].into()),
+                Value::Array(vec![Value::U8(3)].into()),
+            ].into()),
         )
-        .kv("empty", Value::Array(Vec::new()))
+        .kv("empty", Value::Array(Vec::new().into()))
         .kv(
             "bools",
-            Value::Array(vec![Value::Bool(false), Value::Bool(true)]),
+            Value::Array(vec![Value::Bool(false), Value::Bool(true)].into()),
         )
         .tensor(tensor("token_embd.weight", &[64, 3], 8))
         .tensor(tensor("norm", &[64], 0))
@@ -268,7 +269,8 @@ fn round_trip_every_value_type() {
     }
     assert_eq!(g.get("absent"), None);
     let nested = g.get("nested").unwrap().as_array().unwrap();
-    assert_eq!(nested[0].as_array().unwrap()[1], Value::U8(2));
+    let first = nested.get(0).unwrap();
+    assert_eq!(first.as_array().unwrap().get(1), Some(Value::U8(2)));
 
     // Typed accessors.
     assert_eq!(g.req_str("general.architecture"), Ok("llama"));
@@ -419,12 +421,12 @@ fn accessor_errors() {
 
     // Integer arrays of other widths convert when their values fit i32.
     let b = Builder::new()
-        .kv("u8s", Value::Array(vec![Value::U8(255), Value::U8(0)]))
-        .kv("i16s", Value::Array(vec![Value::I16(-3)]))
-        .kv("u64s", Value::Array(vec![Value::U64(5)]))
+        .kv("u8s", Value::Array(vec![Value::U8(255), Value::U8(0)].into()))
+        .kv("i16s", Value::Array(vec![Value::I16(-3)].into()))
+        .kv("u64s", Value::Array(vec![Value::U64(5)].into()))
         .kv(
             "wide",
-            Value::Array(vec![Value::I64(-5), Value::I64(1 << 31)]),
+            Value::Array(vec![Value::I64(-5), Value::I64(1 << 31)].into()),
         )
         .build();
     let g = parse(&b.bytes).unwrap();
@@ -459,11 +461,11 @@ fn value_conversions_and_display() {
         Value::Str(&long).to_string(),
         format!("\"{}\"…", "x".repeat(60))
     );
-    let few = Value::Array(vec![Value::I32(1), Value::Str("b")]);
+    let few = Value::Array(vec![Value::I32(1), Value::Str("b")].into());
     assert_eq!(few.to_string(), "[1, \"b\"]");
     let many = Value::Array((0..100).map(Value::U32).collect());
     assert_eq!(many.to_string(), "[0, 1, 2, 3, 4, 5, 6, 7, … (100 items)]");
-    assert_eq!(Value::Array(Vec::new()).to_string(), "[]");
+    assert_eq!(Value::Array(Vec::new().into()).to_string(), "[]");
 }
 
 #[test]
@@ -763,7 +765,7 @@ fn nesting_cap() {
     let nest = |depth: usize| {
         let mut v = Value::U8(1);
         for _ in 0..depth {
-            v = Value::Array(vec![v]);
+            v = Value::Array(vec![v].into());
         }
         Builder::new().kv("n", v).build().bytes
     };

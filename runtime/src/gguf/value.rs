@@ -1,4 +1,10 @@
 //! Metadata values: the typed, borrowed form of a GGUF key's value and its decoder.
+//!
+//! Arrays are kept compact: the parser validates every element once (UTF-8, bools, nesting,
+//! lengths) and then keeps only the array's encoded bytes, a borrowed slice of the file, so a
+//! metadata array costs a few words however long it is (a 16 M-element array used to cost
+//! ~32 bytes per element in `Value`s). Elements are decoded again when iterated, which is cheap
+//! and happens once per load for the arrays a model uses (the vocabulary, scores, merges).
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -28,7 +34,7 @@ pub enum Value<'a> {
     /// Type 8.
     Str(&'a str),
     /// Type 9: elements all of one type, possibly arrays themselves.
-    Array(Vec<Value<'a>>),
+    Array(Array<'a>),
     /// Type 10.
     U64(u64),
     /// Type 11.
@@ -89,7 +95,7 @@ impl Value<'_> {
     }
 
     /// The elements, if this is an array.
-    pub fn as_array(&self) -> Option<&[Value<'_>]> {
+    pub fn as_array(&self) -> Option<&Array<'_>> {
         match self {
             Value::Array(items) => Some(items),
             _ => None,
@@ -118,7 +124,7 @@ impl Value<'_> {
     /// `array of <element type>` for error messages; `array` when empty or not an array.
     pub(super) fn array_type_name(&self) -> &'static str {
         let first = match self {
-            Value::Array(items) => items.first(),
+            Value::Array(items) => items.get(0),
             _ => None,
         };
         match first {
@@ -169,6 +175,7 @@ impl fmt::Display for Value<'_> {
             Value::Array(items) => {
                 f.write_str("[")?;
                 for (i, item) in items.iter().take(DISPLAY_ITEMS).enumerate() {
+                    let item = &item;
                     if i > 0 {
                         f.write_str(", ")?;
                     }
@@ -266,8 +273,9 @@ pub(super) fn read_value<'a>(
     })
 }
 
-/// Reads an array body (element type, count, elements) enclosed in `depth` other arrays.
-fn read_array<'a>(cur: &mut Cursor<'a>, depth: usize) -> Result<Vec<Value<'a>>, GgufError> {
+/// Reads an array body (element type, count, elements) enclosed in `depth` other arrays,
+/// validating every element but keeping only the encoded bytes.
+fn read_array<'a>(cur: &mut Cursor<'a>, depth: usize) -> Result<Array<'a>, GgufError> {
     let type_offset = cur.offset();
     if depth >= MAX_ARRAY_NESTING {
         return Err(GgufError::NestingTooDeep {
@@ -286,7 +294,7 @@ fn read_array<'a>(cur: &mut Cursor<'a>, depth: usize) -> Result<Vec<Value<'a>>, 
         });
     }
     // Every element takes at least `min_encoded_len` bytes: reject a count the remaining bytes
-    // cannot hold before allocating for it.
+    // cannot hold before walking it.
     let fits = cur.remaining() as u64 / min_encoded_len(elem_ty);
     if count > fits {
         return Err(GgufError::Truncated {
@@ -294,9 +302,183 @@ fn read_array<'a>(cur: &mut Cursor<'a>, depth: usize) -> Result<Vec<Value<'a>>, 
             offset: cur.offset(),
         });
     }
-    let mut items = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
-    for _ in 0..count {
-        items.push(read_value(cur, elem_ty, depth + 1)?);
+    let start = cur.offset();
+    let bytes = match fixed_len(elem_ty) {
+        // Fixed-size elements other than bool need no look: any bit pattern is valid.
+        Some(size) if elem_ty != type_id::BOOL => cur.take(count * size, "array elements")?,
+        _ => {
+            // Strings and arrays decode without allocating: this walk validates them.
+            let mut walk = cur.clone();
+            for _ in 0..count {
+                read_value(&mut walk, elem_ty, depth + 1)?;
+            }
+            let len = walk.offset() - start;
+            cur.take(len, "array elements")?
+        }
+    };
+    Ok(Array(Repr::Encoded {
+        elem_ty,
+        // At most MAX_ARRAY_LEN (2^24): fits every usize.
+        len: count as usize,
+        bytes,
+    }))
+}
+
+/// Bytes per element of the fixed-size types; `None` for strings and arrays.
+fn fixed_len(ty: u32) -> Option<u64> {
+    match ty {
+        type_id::STRING | type_id::ARRAY => None,
+        other => Some(min_encoded_len(other)),
     }
-    Ok(items)
+}
+
+/// An array value. As parsed, its elements stay encoded in the file's bytes (validated, a few
+/// words of memory whatever the length); as built for writing, they are [`Value`]s.
+#[derive(Clone)]
+pub struct Array<'a>(Repr<'a>);
+
+#[derive(Clone)]
+enum Repr<'a> {
+    /// `len` validated elements of type `elem_ty`, encoded back to back in `bytes`.
+    Encoded {
+        elem_ty: u32,
+        len: usize,
+        bytes: &'a [u8],
+    },
+    /// Elements built in memory (all of one type: the writer checks).
+    Built(Vec<Value<'a>>),
+}
+
+impl<'a> Array<'a> {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Repr::Encoded { len, .. } => *len,
+            Repr::Built(items) => items.len(),
+        }
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The elements in order, decoded as they are reached.
+    pub fn iter(&self) -> ArrayIter<'_, 'a> {
+        ArrayIter {
+            array: self,
+            cursor: match &self.0 {
+                Repr::Encoded { bytes, .. } => Cursor::new(bytes),
+                Repr::Built(_) => Cursor::new(&[]),
+            },
+            index: 0,
+        }
+    }
+
+    /// Element `i`: constant time for fixed-size elements, a walk for strings and arrays.
+    pub fn get(&self, i: usize) -> Option<Value<'a>> {
+        match &self.0 {
+            Repr::Encoded {
+                elem_ty,
+                len,
+                bytes,
+            } if i < *len => match fixed_len(*elem_ty) {
+                Some(size) => {
+                    let at = i * size as usize;
+                    let mut cur = Cursor::new(bytes.get(at..)?);
+                    read_value(&mut cur, *elem_ty, 1).ok()
+                }
+                None => self.iter().nth(i),
+            },
+            Repr::Encoded { .. } => None,
+            Repr::Built(items) => items.get(i).cloned(),
+        }
+    }
+
+    /// Heap bytes this value holds beyond its own size: 0 as parsed, the elements' `Value`s
+    /// (recursively) as built. What a model's metadata costs in memory besides the file.
+    pub fn heap_bytes(&self) -> usize {
+        match &self.0 {
+            Repr::Encoded { .. } => 0,
+            Repr::Built(items) => {
+                items.capacity() * core::mem::size_of::<Value<'_>>()
+                    + items
+                        .iter()
+                        .map(|v| match v {
+                            Value::Array(a) => a.heap_bytes(),
+                            _ => 0,
+                        })
+                        .sum::<usize>()
+            }
+        }
+    }
+}
+
+impl<'a> Array<'a> {
+    /// The element type, length and encoded elements of a parsed array, for writing it back
+    /// unchanged; `None` for a built one.
+    pub(super) fn encoded(&self) -> Option<(u32, usize, &'a [u8])> {
+        match self.0 {
+            Repr::Encoded {
+                elem_ty,
+                len,
+                bytes,
+            } => Some((elem_ty, len, bytes)),
+            Repr::Built(_) => None,
+        }
+    }
+}
+
+impl<'a> From<Vec<Value<'a>>> for Array<'a> {
+    fn from(items: Vec<Value<'a>>) -> Self {
+        Array(Repr::Built(items))
+    }
+}
+
+impl<'a> FromIterator<Value<'a>> for Array<'a> {
+    fn from_iter<I: IntoIterator<Item = Value<'a>>>(iter: I) -> Self {
+        Array(Repr::Built(iter.into_iter().collect()))
+    }
+}
+
+impl PartialEq for Array<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl fmt::Debug for Array<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// Iterator over an [`Array`]'s elements.
+pub struct ArrayIter<'r, 'a> {
+    array: &'r Array<'a>,
+    cursor: Cursor<'a>,
+    index: usize,
+}
+
+impl<'a> Iterator for ArrayIter<'_, 'a> {
+    type Item = Value<'a>;
+
+    fn next(&mut self) -> Option<Value<'a>> {
+        let i = self.index;
+        if i >= self.array.len() {
+            return None;
+        }
+        self.index += 1;
+        match &self.array.0 {
+            // Validated when parsed: decoding again cannot fail (an error would end the
+            // iteration early rather than panic).
+            Repr::Encoded { elem_ty, .. } => read_value(&mut self.cursor, *elem_ty, 1).ok(),
+            Repr::Built(items) => items.get(i).cloned(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.array.len() - self.index.min(self.array.len());
+        (left, Some(left))
+    }
 }

@@ -544,9 +544,13 @@ fn check_value(key: &str, v: &Value<'_>, depth: usize) -> Result<(), WriteError>
                 });
             }
             check_count("array length", items.len(), MAX_ARRAY_LEN)?;
-            if let Some(first) = items.first() {
-                let ty = value_type(first);
-                if items.iter().any(|e| value_type(e) != ty) {
+            // A parsed array was validated by the reader.
+            if items.encoded().is_some() {
+                return Ok(());
+            }
+            if let Some(first) = items.get(0) {
+                let ty = value_type(&first);
+                if items.iter().any(|e| value_type(&e) != ty) {
                     return Err(WriteError::MixedArray {
                         key: key.to_string(),
                     });
@@ -554,7 +558,7 @@ fn check_value(key: &str, v: &Value<'_>, depth: usize) -> Result<(), WriteError>
             }
             items
                 .iter()
-                .try_for_each(|e| check_value(key, e, depth + 1))
+                .try_for_each(|e| check_value(key, &e, depth + 1))
         }
         _ => Ok(()),
     }
@@ -605,11 +609,17 @@ fn put_value(b: &mut Vec<u8>, v: &Value<'_>) {
         Value::Bool(x) => b.push(u8::from(*x)),
         Value::Str(s) => put_str(b, s),
         Value::Array(items) => {
+            if let Some((elem_ty, len, bytes)) = items.encoded() {
+                put_u32(b, elem_ty);
+                put_u64(b, len as u64);
+                b.extend_from_slice(bytes);
+                return;
+            }
             // An empty array's element type is unknown (see `GgufWriter::set`): u8.
-            put_u32(b, items.first().map_or(0, value_type));
+            put_u32(b, items.get(0).as_ref().map_or(0, value_type));
             put_u64(b, items.len() as u64);
-            for item in items {
-                put_value(b, item);
+            for item in items.iter() {
+                put_value(b, &item);
             }
         }
         Value::U64(x) => put_u64(b, *x),
@@ -650,21 +660,21 @@ mod tests {
             ("f64", Value::F64(10000.5)),
             (
                 "tokens",
-                Value::Array(vec![Value::Str("<s>"), Value::Str("▁a"), Value::Str("")]),
+                Value::Array(vec![Value::Str("<s>"), Value::Str("▁a"), Value::Str("")].into()),
             ),
             (
                 "scores",
-                Value::Array(vec![Value::F32(-1.5), Value::F32(0.0)]),
+                Value::Array(vec![Value::F32(-1.5), Value::F32(0.0)].into()),
             ),
             (
                 "nested",
                 Value::Array(vec![
-                    Value::Array(vec![Value::I32(1), Value::I32(2)]),
-                    Value::Array(vec![]),
-                    Value::Array(vec![Value::Array(vec![Value::U8(9)])]),
-                ]),
+                    Value::Array(vec![Value::I32(1), Value::I32(2)].into()),
+                    Value::Array(vec![].into()),
+                    Value::Array(vec![Value::Array(vec![Value::U8(9)].into())].into()),
+                ].into()),
             ),
-            ("empty", Value::Array(vec![])),
+            ("empty", Value::Array(vec![].into())),
         ];
         for (k, v) in pairs {
             w.set(k, v).unwrap();
@@ -773,10 +783,10 @@ mod tests {
     #[test]
     fn empty_array_reads_back_empty() {
         let mut w = GgufWriter::new();
-        w.set("a", Value::Array(vec![])).unwrap();
+        w.set("a", Value::Array(vec![].into())).unwrap();
         let bytes = w.to_bytes(&[]).unwrap();
         let g = Gguf::parse(&bytes, bytes.len() as u64).unwrap();
-        assert_eq!(g.get("a"), Some(&Value::Array(vec![])));
+        assert_eq!(g.get("a"), Some(&Value::Array(vec![].into())));
     }
 
     #[test]
@@ -935,18 +945,18 @@ mod tests {
     fn metadata_errors() {
         let mut w = GgufWriter::new();
         assert_eq!(
-            w.set("mixed", Value::Array(vec![Value::U8(1), Value::I8(1)])),
+            w.set("mixed", Value::Array(vec![Value::U8(1), Value::I8(1)].into())),
             Err(WriteError::MixedArray {
                 key: "mixed".to_string()
             })
         );
-        let mut deep = Value::Array(vec![Value::U8(1)]);
+        let mut deep = Value::Array(vec![Value::U8(1)].into());
         for _ in 0..MAX_ARRAY_NESTING - 1 {
-            deep = Value::Array(vec![deep]);
+            deep = Value::Array(vec![deep].into());
         }
         w.set("deep.ok", deep.clone()).unwrap();
         assert_eq!(
-            w.set("deep", Value::Array(vec![deep])),
+            w.set("deep", Value::Array(vec![deep].into())),
             Err(WriteError::NestingTooDeep {
                 key: "deep".to_string()
             })
