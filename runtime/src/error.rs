@@ -28,6 +28,15 @@ pub enum LoadError {
         /// Their GGUF names.
         names: alloc::vec::Vec<String>,
     },
+    /// `{arch}.block_count` disagrees with the layers whose tensors the file holds (`blk.N.*`
+    /// for N below `layers`): a layer would be silently unused or missing. llama.cpp refuses
+    /// such files too.
+    LayerCountMismatch {
+        /// The `block_count` the metadata declares.
+        block_count: usize,
+        /// One more than the highest layer number among the tensor names.
+        layers: usize,
+    },
     /// A tensor's storage type has no kernel in Tern.
     UnsupportedType {
         /// The tensor's GGUF name.
@@ -98,6 +107,13 @@ impl fmt::Display for LoadError {
                     if names.len() > 8 { ", ..." } else { "" }
                 )
             }
+            LoadError::LayerCountMismatch {
+                block_count,
+                layers,
+            } => write!(
+                f,
+                "block_count is {block_count} but the file has tensors for {layers} layer(s)"
+            ),
             LoadError::UnsupportedType { tensor, ty } => {
                 write!(
                     f,

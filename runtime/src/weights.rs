@@ -400,6 +400,21 @@ impl<'g, 'a> TensorLoader<'g, 'a> {
         }
     }
 
+    /// One more than the highest `N` among tensor names `blk.N.*` (0 when there are none): the
+    /// layers the file holds, to check against `block_count`.
+    pub fn layers_present(&self) -> usize {
+        self.g
+            .tensors()
+            .iter()
+            .filter_map(|t| {
+                let rest = t.name.strip_prefix("blk.")?;
+                let (n, _) = rest.split_once('.')?;
+                n.parse::<usize>().ok()
+            })
+            .max()
+            .map_or(0, |n| n.saturating_add(1))
+    }
+
     /// Checks that every tensor of the file was read: a tensor the architecture does not use
     /// means the file is of another variant, and running it without would give wrong output.
     pub fn finish(self) -> Result<(), LoadError> {

@@ -50,6 +50,13 @@ pub(crate) fn describe(
     mut t: TensorLoader<'_, '_>,
     layer_done: &mut dyn FnMut(usize),
 ) -> Result<ModelTensors, LoadError> {
+    let layers = t.layers_present();
+    if layers != c.n_layers {
+        return Err(LoadError::LayerCountMismatch {
+            block_count: c.n_layers,
+            layers,
+        });
+    }
     let model = match c.arch {
         Architecture::Llama => llama::describe(c, &mut t, layer_done)?,
         Architecture::Bitnet | Architecture::BitnetB158 => bitnet::describe(c, &mut t, layer_done)?,

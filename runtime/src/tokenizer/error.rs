@@ -50,6 +50,9 @@ pub enum TokenizerError {
         /// The missing token (`"bos"`, `"eos"`).
         token: &'static str,
     },
+    /// A BPE (`"gpt2"`) vocabulary without `tokenizer.ggml.merges`: without them every word
+    /// falls apart into bytes (llama.cpp refuses such files too).
+    MissingMerges,
     /// The vocabulary has more tokens than token ids can address.
     VocabTooLarge {
         /// Number of tokens.
@@ -77,6 +80,10 @@ impl fmt::Display for TokenizerError {
             } => write!(
                 f,
                 "tokenizer {field} has {found} entries, fewer than the {expected} tokens"
+            ),
+            TokenizerError::MissingMerges => write!(
+                f,
+                "the BPE vocabulary has no tokenizer.ggml.merges (llama.cpp refuses it too)"
             ),
             TokenizerError::BadMerge { index } => {
                 write!(f, "BPE merge #{index} has no space between its two parts")

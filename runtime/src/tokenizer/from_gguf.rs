@@ -3,7 +3,7 @@
 use crate::error::LoadError;
 use crate::gguf::Gguf;
 
-use super::{Tokenizer, TokenizerSpec};
+use super::{Tokenizer, TokenizerError, TokenizerSpec};
 
 impl Tokenizer {
     /// Builds the tokenizer a GGUF file describes (`tokenizer.ggml.model`, `.pre`, `.tokens`,
@@ -11,11 +11,18 @@ impl Tokenizer {
     /// llama.cpp does when it loads the vocabulary. Needs only the header: `g` may be parsed
     /// from a prefix of the file.
     pub fn from_gguf(g: &Gguf<'_>) -> Result<Tokenizer, LoadError> {
+        // An id past u32 is past any vocabulary: saturated, it is refused by the range check
+        // in `from_spec` naming the token (it used to be dropped and the default used).
         let id = |key: &str| -> Result<Option<u32>, LoadError> {
-            Ok(g.opt_u64(key)?.and_then(|v| u32::try_from(v).ok()))
+            Ok(g.opt_u64(key)?
+                .map(|v| u32::try_from(v).unwrap_or(u32::MAX)))
         };
+        let model = g.req_str("tokenizer.ggml.model")?;
+        if model == "gpt2" && g.get("tokenizer.ggml.merges").is_none() {
+            return Err(LoadError::Tokenizer(TokenizerError::MissingMerges));
+        }
         let spec = TokenizerSpec {
-            model: g.req_str("tokenizer.ggml.model")?,
+            model,
             pre: g.opt_str("tokenizer.ggml.pre")?,
             tokens: g
                 .opt_str_array("tokenizer.ggml.tokens")?
