@@ -62,6 +62,21 @@ pub enum LoadError {
     },
     /// The tokenizer metadata is invalid.
     Tokenizer(TokenizerError),
+    /// The path names a FIFO, socket, device or directory: refused before `open`, which
+    /// would block on a FIFO with no writer (or read an endless device).
+    NotARegularFile {
+        /// The path.
+        path: String,
+        /// What it is: `"FIFO"`, `"directory"`, `"socket"`, `"device"` or `"other"`.
+        kind: &'static str,
+    },
+    /// The file's size or modification time changed while it was being loaded: something is
+    /// writing it in place. Replace model files by writing a temporary file and renaming it
+    /// over the old one (see [`crate::fs`]).
+    FileChanged {
+        /// The path.
+        path: String,
+    },
     /// Reading the file failed.
     Io {
         /// The path or source.
@@ -132,6 +147,14 @@ impl fmt::Display for LoadError {
                 write!(f, "hyperparameter '{key}' {reason}")
             }
             LoadError::Tokenizer(e) => write!(f, "invalid tokenizer: {e}"),
+            LoadError::NotARegularFile { path, kind } => {
+                write!(f, "'{path}' is a {kind}, not a regular file")
+            }
+            LoadError::FileChanged { path } => write!(
+                f,
+                "'{path}' changed while it was being loaded (write model files to a temporary \
+                 name and rename them into place)"
+            ),
             LoadError::Io { path, message } => write!(f, "cannot read '{path}': {message}"),
         }
     }

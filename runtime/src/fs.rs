@@ -1,17 +1,142 @@
 //! Opening model files from disk (`std` only): memory-mapped and read on demand by the OS, or
 //! copied into huge pages where that is faster and affordable ([`WeightMemory`]).
+//!
+//! # Files that change under a running model
+//!
+//! A memory-mapped file is read on demand for as long as the model runs. If another process
+//! truncates it (an in-place update or download, a removed SD card), the next read of a page
+//! past the new end raises `SIGBUS`, which kills the process: Rust cannot turn a fault in the
+//! middle of a kernel's loop into an error without a signal handler that jumps out of
+//! arbitrary code, which no safe runtime can do (and a process-wide `SIGBUS` handler would
+//! also swallow the app's own faults). So Tern chooses prevention:
+//!
+//! - **Update model files by writing a temporary file and renaming it over the old one.** A
+//!   rename replaces the directory entry; the running model keeps the old file's pages (the
+//!   inode lives until unmapped), so nothing is ever read from a truncated file. Writing or
+//!   truncating a model file in place while it runs is not supported.
+//! - **Load refuses a file that changes while it loads** ([`LoadError::FileChanged`]): size and
+//!   modification time are taken with `fstat` when the file is opened and compared when the
+//!   load ends (after the header is parsed and every tensor checked, or after the copy).
+//! - **An app that cannot keep the file still** (a file on removable storage, a file another
+//!   app owns) chooses [`WeightMemory::Copy`], which reads the whole file once into memory,
+//!   or [`FileSource`] with a streaming feed, which reads with `pread` and reports a short read
+//!   as [`crate::GenerateError::WeightRead`]: neither maps the file, so neither can fault.
+//!
+//! Paths are checked with `stat` before `open`: a FIFO, socket, device or directory is refused
+//! ([`LoadError::NotARegularFile`]) before `open` could block on a FIFO without a writer. The
+//! copy path checks the GGUF header before copying a byte of tensor data.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::string::ToString;
+use std::time::SystemTime;
 
 use alloc::boxed::Box;
+use alloc::vec;
 use tern_kernels::Kernels;
 
 use crate::error::LoadError;
+use crate::gguf::{Gguf, GgufError};
 use crate::model::{Model, Residency, WeightBytes};
 use crate::source::{SourceError, WeightSource};
+
+/// What `fstat` says of a file that a load compares at its end: a file written in place
+/// changes one or the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        }
+    }
+}
+
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> LoadError + '_ {
+    move |e| LoadError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Refuses anything but a regular file (following symlinks), naming what it is.
+fn check_regular(path: &Path, meta: &std::fs::Metadata) -> Result<(), LoadError> {
+    let ty = meta.file_type();
+    if ty.is_file() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    let kind = {
+        use std::os::unix::fs::FileTypeExt;
+        if ty.is_fifo() {
+            "FIFO"
+        } else if ty.is_socket() {
+            "socket"
+        } else if ty.is_block_device() || ty.is_char_device() {
+            "device"
+        } else if ty.is_dir() {
+            "directory"
+        } else {
+            "other"
+        }
+    };
+    #[cfg(not(unix))]
+    let kind = if ty.is_dir() { "directory" } else { "other" };
+    Err(LoadError::NotARegularFile {
+        path: path.display().to_string(),
+        kind,
+    })
+}
+
+/// Opens `path` for reading if it is a regular file: `stat` first, so a FIFO is refused before
+/// `open` could block on it, then `fstat` on what was opened (the path may have been replaced
+/// in between). Returns the file and its stamp.
+fn open_regular(path: &Path) -> Result<(File, Stamp), LoadError> {
+    let io = io_error(path);
+    check_regular(path, &std::fs::metadata(path).map_err(&io)?)?;
+    let file = File::open(path).map_err(&io)?;
+    let meta = file.metadata().map_err(&io)?;
+    check_regular(path, &meta)?;
+    Ok((file, Stamp::of(&meta)))
+}
+
+/// Refuses `file` if its stamp is no longer `before`: it was written during the load.
+fn check_unchanged(path: &Path, file: &File, before: Stamp) -> Result<(), LoadError> {
+    let now = Stamp::of(&file.metadata().map_err(io_error(path))?);
+    if now == before {
+        Ok(())
+    } else {
+        Err(LoadError::FileChanged {
+            path: path.display().to_string(),
+        })
+    }
+}
+
+/// Parses the GGUF header at the start of `file` (`len` bytes), reading a growing prefix, and
+/// leaves the file positioned at its start. Errors as the full load would on the header: a file
+/// that is not GGUF is refused after reading a few kilobytes, not after copying all of it.
+fn check_header(path: &Path, file: &mut File, len: u64) -> Result<(), LoadError> {
+    let io = io_error(path);
+    let mut want = (64 * 1024).min(len);
+    loop {
+        let mut prefix = vec![0u8; usize::try_from(want).unwrap_or(usize::MAX)];
+        file.seek(SeekFrom::Start(0)).map_err(&io)?;
+        file.read_exact(&mut prefix).map_err(&io)?;
+        match Gguf::parse(&prefix, len) {
+            Ok(_) => break,
+            Err(GgufError::Truncated { .. }) if want < len => want = (want * 4).min(len),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    file.seek(SeekFrom::Start(0)).map_err(&io)?;
+    Ok(())
+}
 
 /// A read-only memory map of a whole file.
 pub struct MappedFile(memmap2::Mmap);
@@ -105,29 +230,31 @@ pub struct CopiedFile {
 
 impl CopiedFile {
     /// Reads `path` into a fresh anonymous map, calling `progress` with the fraction read.
+    ///
+    /// Refuses a path that is not a regular file and a file whose GGUF header is invalid
+    /// before copying, and a file that changed during the copy after it.
     pub fn read(path: &Path, progress: &mut dyn FnMut(f32)) -> Result<Self, LoadError> {
-        let io = |e: std::io::Error| LoadError::Io {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        };
-        let mut file = File::open(path).map_err(io)?;
-        let len = usize::try_from(file.metadata().map_err(io)?.len()).map_err(|_| {
+        let io = io_error(path);
+        let (mut file, stamp) = open_regular(path)?;
+        let len = usize::try_from(stamp.len).map_err(|_| {
             io(std::io::Error::other(
                 "the file is larger than the address space",
             ))
         })?;
+        check_header(path, &mut file, stamp.len)?;
         // A whole number of huge pages: Linux aligns such anonymous maps to a huge page, so
         // every 2 MiB of the file can sit in one.
         let mut map = memmap2::MmapMut::map_anon(len.next_multiple_of(HUGE_PAGE).max(HUGE_PAGE))
-            .map_err(io)?;
+            .map_err(&io)?;
         // A hint: without huge pages (fragmented memory, THP off) the copy still works.
         #[cfg(target_os = "linux")]
         let _ = map.advise(memmap2::Advice::HugePage);
         const CHUNK: usize = 16 << 20;
         for (i, chunk) in map[..len].chunks_mut(CHUNK).enumerate() {
-            file.read_exact(chunk).map_err(io)?;
+            file.read_exact(chunk).map_err(&io)?;
             progress(((i + 1) * CHUNK).min(len) as f32 / len.max(1) as f32);
         }
+        check_unchanged(path, &file, stamp)?;
         Ok(CopiedFile { map, len })
     }
 
@@ -198,15 +325,13 @@ pub struct FileSource {
 }
 
 impl FileSource {
-    /// Opens `path` for reading.
+    /// Opens `path` for reading (a regular file only: see the module docs).
     pub fn open(path: &Path) -> Result<Self, LoadError> {
-        let io = |e: std::io::Error| LoadError::Io {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        };
-        let file = File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
-        Ok(FileSource { file, len })
+        let (file, stamp) = open_regular(path)?;
+        Ok(FileSource {
+            file,
+            len: stamp.len,
+        })
     }
 }
 
@@ -249,20 +374,22 @@ impl WeightSource for FileSource {
 }
 
 impl MappedFile {
-    /// Maps `path` read-only.
+    /// Maps `path` read-only (a regular file only: see the module docs).
     pub fn open(path: &Path) -> Result<Self, LoadError> {
-        let io = |e: std::io::Error| LoadError::Io {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        };
-        let file = File::open(path).map_err(io)?;
+        Self::open_stamped(path).map(|(map, _, _)| map)
+    }
+
+    /// [`MappedFile::open`], also returning the open file and its stamp for
+    /// [`check_unchanged`] at the end of the load.
+    fn open_stamped(path: &Path) -> Result<(Self, File, Stamp), LoadError> {
+        let (file, stamp) = open_regular(path)?;
         // SAFETY: the map is read-only and private to this process. Another process truncating
-        // or rewriting the file while it is mapped would change the bytes under us (or fault);
-        // model files are not edited in place while they run, the risk every mmap-based
-        // runtime accepts.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        // or rewriting the file while it is mapped would change the bytes under us (or fault
+        // with SIGBUS); the module docs set the contract (replace files by rename, never write
+        // them in place), and the load refuses a file seen changing.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_error(path))?;
         advise_huge_pages(&map);
-        Ok(MappedFile(map))
+        Ok((MappedFile(map), file, stamp))
     }
 }
 
@@ -289,6 +416,7 @@ impl Model {
         memory: WeightMemory,
         progress: &mut dyn FnMut(f32),
     ) -> Result<Self, LoadError> {
+        // `stat` only: a FIFO is refused by the opener before anything blocks.
         let len = std::fs::metadata(path).map_or(0, |m| m.len());
         match memory.resolve(len) {
             WeightMemory::Copy => {
@@ -298,8 +426,10 @@ impl Model {
                 Model::from_bytes_with_progress(Box::new(copy), kernels, parse)
             }
             _ => {
-                let map = MappedFile::open(path)?;
-                Model::from_bytes_with_progress(Box::new(map), kernels, progress)
+                let (map, file, stamp) = MappedFile::open_stamped(path)?;
+                let model = Model::from_bytes_with_progress(Box::new(map), kernels, progress)?;
+                check_unchanged(path, &file, stamp)?;
+                Ok(model)
             }
         }
     }
