@@ -10,6 +10,7 @@ mod perplexity;
 mod plan;
 mod quantize;
 mod run;
+mod sigpipe;
 mod stream;
 
 use std::process::ExitCode;
@@ -68,6 +69,7 @@ options of every command that runs a model:
 ";
 
 fn main() -> ExitCode {
+    sigpipe::restore_default();
     // Arguments that are not valid UTF-8 (a prompt from a script with a broken encoding) are
     // an error naming the argument, not a panic.
     let mut argv = Vec::new();
