@@ -1,7 +1,9 @@
 //! Support for Tern's end-to-end tests: locating the real model and reading reference
 //! fixtures produced by an independent implementation (`tests/reference/make_fixtures.py`).
 
+pub mod fuzz;
 pub mod json;
+pub mod malformed;
 pub mod reference;
 pub mod sha256;
 
@@ -117,4 +119,21 @@ pub fn fixture(name: &str) -> Json {
     let p = root().join("tests/reference/fixtures").join(name);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     Json::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The files of `fuzz/corpus/TARGET/` (seeds and kept findings), sorted by name.
+pub fn fuzz_corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = root().join("fuzz/corpus").join(target);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .into_iter()
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap_or_default();
+            (p, bytes)
+        })
+        .collect()
 }
