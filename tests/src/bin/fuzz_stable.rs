@@ -7,8 +7,11 @@
 //! fuzz_stable seed                  write the seed corpus into fuzz/corpus/TARGET/
 //! fuzz_stable malformed             write the malformed-file corpus into fuzz/malformed/
 //! fuzz_stable TARGET SECONDS        mutate fuzz/corpus/TARGET/* for SECONDS
+//! fuzz_stable run TARGET FILE       run one input (a crash to reproduce)
 //! ```
-//! A panicking input is saved to `fuzz/artifacts/TARGET/crash-HASH` and the run exits 1.
+//! A panicking input is saved to `fuzz/artifacts/TARGET/crash-HASH` and the run exits 1. With
+//! `FUZZ_SAVE_CURRENT=1` each input is first written to `fuzz/artifacts/TARGET/current`, so
+//! one that aborts the process (a stack overflow) is left there.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -34,6 +37,15 @@ fn main() -> ExitCode {
                 expected.push_str(&format!("{}\t{}\n", case.name, case.expected));
             }
             std::fs::write(dir.join("expected.tsv"), expected).unwrap();
+            ExitCode::SUCCESS
+        }
+        ["run", name, file] => {
+            let Some(f) = target(name) else {
+                eprintln!("unknown target {name} (targets: {})", names());
+                return ExitCode::from(2);
+            };
+            f(&std::fs::read(file).expect("input file reads"));
+            println!("{name}: {file}: ran without a panic");
             ExitCode::SUCCESS
         }
         [name, secs] => {
@@ -102,7 +114,16 @@ fn run(name: &str, f: fn(&[u8]), root: &Path, time: Duration) -> ExitCode {
     std::panic::set_hook(Box::new(move |info| {
         *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.to_string());
     }));
-    let mut rng = Rng(0x5EED ^ std::process::id() as u64);
+    // FUZZ_SEED replays a run (the default seed differs per process).
+    let seed = std::env::var("FUZZ_SEED").ok().and_then(|s| s.parse().ok());
+    let seed = seed.unwrap_or(0x5EED ^ std::process::id() as u64);
+    println!("{name}: seed {seed}");
+    let mut rng = Rng(seed);
+    let current = std::env::var_os("FUZZ_SAVE_CURRENT").map(|_| {
+        let dir = root.join("artifacts").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("current")
+    });
     let start = Instant::now();
     let (mut execs, mut crashes) = (0u64, 0u64);
     while start.elapsed() < time {
@@ -111,9 +132,14 @@ fn run(name: &str, f: fn(&[u8]), root: &Path, time: Duration) -> ExitCode {
             let (_, other) = &corpus[rng.below(corpus.len())];
             let input = mutate(base, other, &mut rng);
             execs += 1;
+            if let Some(path) = &current {
+                // Before each run, so an abort (stack overflow, OOM) leaves its input behind.
+                std::fs::write(path, &input).unwrap();
+            }
             if std::panic::catch_unwind(|| f(&input)).is_err() {
                 crashes += 1;
-                let msg = quiet.lock().unwrap().take().unwrap_or_default();
+                let mut msg = quiet.lock().unwrap().take().unwrap_or_default();
+                msg.truncate(msg.floor_char_boundary(300));
                 let path = save_crash(root, name, &input);
                 eprintln!("crash: {} ({msg})", path.display());
             }
