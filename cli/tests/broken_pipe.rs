@@ -41,7 +41,12 @@ fn ends_quietly(mut child: Child, limit: Duration, what: &str) {
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert!(!err.contains("panicked"), "{what} panicked: {err}");
     assert!(
         status.success() || status.signal() == Some(13),

@@ -8,7 +8,7 @@
 use std::sync::{Arc, OnceLock};
 
 use tern_kernels::Kernels;
-use tern_runtime::chat::{ChatOptions, ChatTemplate, Chat, Message, RenderOptions};
+use tern_runtime::chat::{Chat, ChatOptions, ChatTemplate, Message, RenderOptions};
 use tern_runtime::gguf::write::GgufWriter;
 use tern_runtime::gguf::{Array, GgmlType, Gguf, Value};
 use tern_runtime::{Flow, Model, Sampler, SamplerOptions, Session, SessionOptions};
@@ -40,8 +40,17 @@ pub fn gguf_parse(data: &[u8]) {
             let _ = a.iter().count();
             let _ = a.get(a.len().saturating_sub(1));
         }
-        let _ = (g.opt_u64(key), g.opt_f32(key), g.opt_str(key), g.opt_bool(key));
-        let _ = (g.opt_str_array(key), g.opt_f32_array(key), g.opt_i32_array(key));
+        let _ = (
+            g.opt_u64(key),
+            g.opt_f32(key),
+            g.opt_str(key),
+            g.opt_bool(key),
+        );
+        let _ = (
+            g.opt_str_array(key),
+            g.opt_f32_array(key),
+            g.opt_i32_array(key),
+        );
     }
     for t in g.tensors() {
         let _ = (t.n_rows(), t.data(data));
@@ -51,7 +60,10 @@ pub fn gguf_parse(data: &[u8]) {
     if let Ok(header) = GgufWriter::with_metadata_of(&g).and_then(|w| w.header()) {
         let again = Gguf::parse(&header, header.len() as u64).expect("written header parses");
         let twice = GgufWriter::with_metadata_of(&again).and_then(|w| w.header());
-        assert!(twice.as_ref() == Ok(&header), "metadata changed on a round trip");
+        assert!(
+            twice.as_ref() == Ok(&header),
+            "metadata changed on a round trip"
+        );
     }
 }
 
@@ -71,7 +83,9 @@ pub fn model_load(data: &[u8]) {
     };
     let mut s = Session::new(model, &opts);
     let mut sampler = Sampler::new(SamplerOptions::greedy());
-    let _ = s.generate(&ids[..ids.len().min(8)], &mut sampler, 2, &mut |_| Flow::Continue);
+    let _ = s.generate(&ids[..ids.len().min(8)], &mut sampler, 2, &mut |_| {
+        Flow::Continue
+    });
 }
 
 /// A chat template (the bytes as its source) rendered over a short conversation.
@@ -154,7 +168,16 @@ pub fn tiny_model_bytes() -> Vec<u8> {
         tokens.push(format!("<0x{b:02X}>"));
         types.push(6);
     }
-    for w in ["▁Hello", "▁world", "▁the", "▁a", "e", "▁", "<|im_start|>", "<|im_end|>"] {
+    for w in [
+        "▁Hello",
+        "▁world",
+        "▁the",
+        "▁a",
+        "e",
+        "▁",
+        "<|im_start|>",
+        "<|im_end|>",
+    ] {
         tokens.push(w.into());
         types.push(if w.starts_with("<|") { 3 } else { 1 });
     }
@@ -219,7 +242,9 @@ pub fn tiny_model_bytes() -> Vec<u8> {
         let n: u64 = dims.iter().product();
         let mut bytes = Vec::with_capacity(n as usize * 4);
         for _ in 0..n {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let x = if dims.len() == 1 {
                 1.0
             } else {

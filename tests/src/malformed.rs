@@ -55,7 +55,12 @@ pub fn kind(r: &Result<(), LoadError>) -> String {
 fn find(hay: &[u8], needle: &[u8]) -> usize {
     hay.windows(needle.len())
         .position(|w| w == needle)
-        .unwrap_or_else(|| panic!("{:?} not in the tiny model", String::from_utf8_lossy(needle)))
+        .unwrap_or_else(|| {
+            panic!(
+                "{:?} not in the tiny model",
+                String::from_utf8_lossy(needle)
+            )
+        })
 }
 
 fn put(b: &mut [u8], at: usize, bytes: &[u8]) {

@@ -81,7 +81,9 @@ fn copy_checks_the_magic_before_copying() {
     f.set_len(256 << 20).unwrap(); // sparse: no disk space used
     drop(f);
     let mut calls = 0;
-    let r = Model::open_with(&path, Kernels::scalar(), WeightMemory::Copy, &mut |_| calls += 1);
+    let r = Model::open_with(&path, Kernels::scalar(), WeightMemory::Copy, &mut |_| {
+        calls += 1
+    });
     match r {
         Err(LoadError::Gguf(GgufError::BadMagic { found })) => assert_eq!(found, [0; 4]),
         other => panic!("{:?}", other.map(drop)),
@@ -103,7 +105,10 @@ fn a_file_written_during_load_is_refused() {
         let r = Model::open_with(&path, Kernels::scalar(), memory, &mut |_| {
             if !written {
                 use std::io::Write;
-                let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .unwrap();
                 f.write_all(&[0; 4096]).unwrap();
                 written = true;
             }

@@ -126,7 +126,11 @@ fn special_token_ids_outside_the_vocabulary_are_refused() {
         ("tokenizer.ggml.padding_token_id", "pad"),
     ];
     for (key, name) in keys {
-        for value in [Value::U32(1 << 30), Value::U64((1 << 32) + 1), Value::I32(-1)] {
+        for value in [
+            Value::U32(1 << 30),
+            Value::U64((1 << 32) + 1),
+            Value::I32(-1),
+        ] {
             let file = rewrite(
                 |k| if k == key { Edit::Drop } else { Edit::Keep },
                 &[(key, value.clone())],

@@ -11,7 +11,10 @@ fn each_malformed_file_gives_its_expected_error() {
     for case in &cases {
         let got = load_kind(&case.bytes);
         if got != case.expected {
-            wrong.push(format!("{}: expected {}, got {got}", case.name, case.expected));
+            wrong.push(format!(
+                "{}: expected {}, got {got}",
+                case.name, case.expected
+            ));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));

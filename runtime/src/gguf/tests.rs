@@ -209,10 +209,13 @@ fn rich() -> Builder {
         )
         .kv(
             "nested",
-            Value::Array(vec![
-                Value::Array(vec![Value::U8(1), Value::U8(2)].into()),
-                Value::Array(vec![Value::U8(3)].into()),
-            ].into()),
+            Value::Array(
+                vec![
+                    Value::Array(vec![Value::U8(1), Value::U8(2)].into()),
+                    Value::Array(vec![Value::U8(3)].into()),
+                ]
+                .into(),
+            ),
         )
         .kv("empty", Value::Array(Vec::new().into()))
         .kv(
@@ -421,7 +424,10 @@ fn accessor_errors() {
 
     // Integer arrays of other widths convert when their values fit i32.
     let b = Builder::new()
-        .kv("u8s", Value::Array(vec![Value::U8(255), Value::U8(0)].into()))
+        .kv(
+            "u8s",
+            Value::Array(vec![Value::U8(255), Value::U8(0)].into()),
+        )
         .kv("i16s", Value::Array(vec![Value::I16(-3)].into()))
         .kv("u64s", Value::Array(vec![Value::U64(5)].into()))
         .kv(

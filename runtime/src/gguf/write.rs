@@ -668,11 +668,14 @@ mod tests {
             ),
             (
                 "nested",
-                Value::Array(vec![
-                    Value::Array(vec![Value::I32(1), Value::I32(2)].into()),
-                    Value::Array(vec![].into()),
-                    Value::Array(vec![Value::Array(vec![Value::U8(9)].into())].into()),
-                ].into()),
+                Value::Array(
+                    vec![
+                        Value::Array(vec![Value::I32(1), Value::I32(2)].into()),
+                        Value::Array(vec![].into()),
+                        Value::Array(vec![Value::Array(vec![Value::U8(9)].into())].into()),
+                    ]
+                    .into(),
+                ),
             ),
             ("empty", Value::Array(vec![].into())),
         ];
@@ -945,7 +948,10 @@ mod tests {
     fn metadata_errors() {
         let mut w = GgufWriter::new();
         assert_eq!(
-            w.set("mixed", Value::Array(vec![Value::U8(1), Value::I8(1)].into())),
+            w.set(
+                "mixed",
+                Value::Array(vec![Value::U8(1), Value::I8(1)].into())
+            ),
             Err(WriteError::MixedArray {
                 key: "mixed".to_string()
             })

@@ -56,7 +56,10 @@ fn main() -> ExitCode {
             run(name, f, &root, Duration::from_secs_f64(secs))
         }
         _ => {
-            eprintln!("usage: fuzz_stable seed | malformed | TARGET SECONDS (targets: {})", names());
+            eprintln!(
+                "usage: fuzz_stable seed | malformed | TARGET SECONDS (targets: {})",
+                names()
+            );
             ExitCode::from(2)
         }
     }
@@ -77,7 +80,11 @@ fn write_seeds(dir: &Path) {
     let seeds: [(&str, Vec<Vec<u8>>); 5] = [
         (
             "gguf_parse",
-            vec![model.clone(), model[..model.len() / 3].to_vec(), b"GGUF".to_vec()],
+            vec![
+                model.clone(),
+                model[..model.len() / 3].to_vec(),
+                b"GGUF".to_vec(),
+            ],
         ),
         ("model_load", vec![model]),
         (
@@ -108,7 +115,10 @@ fn write_seeds(dir: &Path) {
 /// Mutates the corpus of `name` for `time`, reporting executions and crashes.
 fn run(name: &str, f: fn(&[u8]), root: &Path, time: Duration) -> ExitCode {
     let corpus = tern_tests::fuzz_corpus(name);
-    assert!(!corpus.is_empty(), "no corpus for {name}: run `fuzz_stable seed`");
+    assert!(
+        !corpus.is_empty(),
+        "no corpus for {name}: run `fuzz_stable seed`"
+    );
     let quiet: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
     let last = quiet.clone();
     std::panic::set_hook(Box::new(move |info| {
@@ -160,9 +170,9 @@ fn run(name: &str, f: fn(&[u8]), root: &Path, time: Duration) -> ExitCode {
 fn save_crash(root: &Path, name: &str, input: &[u8]) -> PathBuf {
     let dir = root.join("artifacts").join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    let hash = input
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let hash = input.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
     let path = dir.join(format!("crash-{hash:016x}"));
     std::fs::write(&path, input).unwrap();
     path
