@@ -164,7 +164,7 @@ fn write_bitnet(path: &Path, values: &[Vec<f32>], ty: GgmlType) {
         .unwrap();
     w.set(
         "tokenizer.ggml.scores",
-        Value::Array(vec![Value::F32(0.0); 3]),
+        Value::Array(vec![Value::F32(0.0); 3].into()),
     )
     .unwrap();
     let mut data = Vec::new();

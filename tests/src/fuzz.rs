@@ -13,8 +13,11 @@ use tern_runtime::gguf::write::GgufWriter;
 use tern_runtime::gguf::{Array, GgmlType, Gguf, Value};
 use tern_runtime::{Flow, Model, Sampler, SamplerOptions, Session, SessionOptions};
 
+/// A fuzz target's body.
+pub type Target = fn(&[u8]);
+
 /// The targets, by the names `fuzz/fuzz_targets/*.rs` and `scripts/fuzz.sh` use.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("gguf_parse", gguf_parse),
     ("model_load", model_load),
     ("chat_template", chat_template),
@@ -23,7 +26,7 @@ pub const TARGETS: [(&str, fn(&[u8])); 5] = [
 ];
 
 /// The target called `name`.
-pub fn target(name: &str) -> Option<fn(&[u8])> {
+pub fn target(name: &str) -> Option<Target> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|&(_, f)| f)
 }
 
