@@ -136,6 +136,11 @@ pub fn cases() -> Vec<Case> {
         let at = value_at(b, "tokenizer.ggml.tokens") + 4;
         put(b, at, &(1u64 << 24).to_le_bytes())
     });
+    // Array elements stay encoded after parsing, but are still validated by it.
+    case("array-string-not-utf8", "Gguf(InvalidUtf8)", &|b| {
+        let at = find(b, "▁world".as_bytes());
+        b[at + 3] = 0xFF
+    });
     case("duplicate-key", "Gguf(DuplicateKey)", &|b| {
         let at = find(b, b"tokenizer.ggml.scores");
         put(b, at, b"tokenizer.ggml.tokens")
