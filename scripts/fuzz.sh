@@ -3,7 +3,8 @@
 #
 # Targets: gguf_parse, model_load, chat_template, session_restore, conversation_restore (their
 # bodies: tests/src/fuzz.rs). With a nightly toolchain and cargo-fuzz installed, runs libFuzzer
-# (coverage-guided) over fuzz/corpus/TARGET, adding what it finds there; otherwise the stable
+# (coverage-guided) from the seeds in fuzz/corpus/TARGET, keeping what it finds in
+# fuzz/target/corpus/TARGET (not committed: copy an input worth keeping); otherwise the stable
 # random-mutation driver (tests/src/bin/fuzz_stable.rs). Crashes land in fuzz/artifacts/TARGET/;
 # copy one into fuzz/corpus/TARGET/ once fixed, and the normal test suite replays it
 # (tests/tests/fuzz_corpus.rs). Not part of CI: it runs for as long as you ask.
@@ -19,12 +20,13 @@ if [ ! -d "fuzz/corpus/$target" ]; then
 fi
 
 if rustup run nightly rustc --version >/dev/null 2>&1 && cargo fuzz --version >/dev/null 2>&1; then
-  # -max_len: the tiny model seed is ~27 KB. -rss_limit_mb: the tightest budget a phone app
-  # could give a model load; -timeout: a template or load running longer is a hang.
+  # -max_len: the tiny model seed is ~27 KB. -rss_limit_mb: an input that makes a load use
+  # more than 2 GB is a finding; -timeout: an input running longer than 10 s is a hang.
   parallel=()
   if [ "$jobs" -gt 1 ]; then parallel=(-jobs="$jobs" -workers="$jobs"); fi
   cd fuzz
-  exec cargo +nightly fuzz run "$target" "corpus/$target" -- \
+  mkdir -p "target/corpus/$target"
+  exec cargo +nightly fuzz run "$target" "target/corpus/$target" "corpus/$target" -- \
     -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
     -print_final_stats=1 "${parallel[@]}"
 else
