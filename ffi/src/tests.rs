@@ -574,3 +574,59 @@ fn a_conversation_streams_replies_reuses_the_cache_and_restores() {
         Err(TernError::Template { .. })
     ));
 }
+
+#[test]
+fn sessions_refuse_what_cannot_work_with_typed_errors() {
+    let with = |o: ModelOptions| Model::new(model_path().display().to_string(), o).unwrap();
+    // 30,000 threads aborted the process; now they are refused before any is started.
+    let many = with(ModelOptions {
+        threads: 30_000,
+        ..options()
+    });
+    assert!(matches!(
+        Session::new(Arc::clone(&many)),
+        Err(TernError::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        Conversation::new(many, ConversationOptions::default()),
+        Err(TernError::InvalidArgument { .. })
+    ));
+    // A resident cap in bytes that was meant in megabytes.
+    let tiny = with(ModelOptions {
+        max_resident_bytes: 100_000,
+        ..options()
+    });
+    assert!(matches!(
+        Session::new(tiny),
+        Err(TernError::InvalidArgument { .. })
+    ));
+    // Sampling: NaN and a zero penalty are refused, 1e-45 is greedy.
+    let bad = |o: GenerateOptions| o.sampler_options().unwrap_err();
+    for o in [
+        GenerateOptions {
+            temperature: f32::NAN,
+            ..greedy(1)
+        },
+        GenerateOptions {
+            repeat_penalty: 0.0,
+            ..greedy(1)
+        },
+        GenerateOptions {
+            repeat_penalty: f32::NAN,
+            ..greedy(1)
+        },
+    ] {
+        assert!(matches!(bad(o), TernError::InvalidArgument { .. }));
+    }
+    let tiny_t = GenerateOptions {
+        temperature: 1e-45,
+        ..greedy(8)
+    };
+    assert_eq!(tiny_t.sampler_options().unwrap().temperature, 0.0);
+    let (listener, rx) = Recorder::new(None);
+    let _h = Session::new(model())
+        .unwrap()
+        .generate(PROMPT.into(), tiny_t, listener)
+        .unwrap();
+    assert_eq!(collect(&rx).0, reference_text(PROMPT, 8));
+}
