@@ -86,7 +86,9 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         repeat_penalty: args.get("repeat-penalty", d.repeat_penalty)?,
         seed: args.get("seed", d.seed)?,
         ..d
-    };
+    }
+    .validated()
+    .map_err(|e| format!("invalid sampling option: {e}"))?;
     let reply_opts = ReplyOptions {
         max_tokens: args.get("n-predict", 512)?,
         stop,

@@ -7,7 +7,7 @@ use std::time::Instant;
 use tern_kernels::dispatch::{Backend, Named};
 use tern_kernels::scalar;
 use tern_kernels::Kernels;
-use tern_runtime::feed::StreamFeed;
+use tern_runtime::feed::{stream_arena, StreamFeed};
 use tern_runtime::fs::{FileSource, WeightMemory};
 use tern_runtime::pool::ThreadPool;
 use tern_runtime::ternary::TernaryKernel;
@@ -38,8 +38,8 @@ pub const MODEL_OPTS: [Spec; 12] = [
 pub enum Weights {
     /// Memory-mapped, or copied into memory (`--load`): either way all in the address space.
     Mapped(WeightMemory),
-    /// Read with `pread` through an arena of this many bytes (`--stream-arena MB`).
-    Streamed(FileSource, usize),
+    /// Read with `pread` through this arena (`--stream-arena MB`).
+    Streamed(FileSource, Box<[u8]>),
 }
 
 /// The kernels `--kernels` names (`auto`, the default, picks the best the CPU supports);
@@ -113,7 +113,8 @@ pub fn load_model(args: &Args) -> Result<Loaded, String> {
             let source = FileSource::open(Path::new(path)).map_err(err)?;
             let model =
                 Model::from_source_with_progress(&source, kernels, &mut progress).map_err(err)?;
-            let arena = ((mb * 1e6) as usize).max(model.min_stream_arena());
+            // Validated and allocated here, so `100000` or `inf` is an error, not an abort.
+            let arena = stream_arena(&model, mb).map_err(|e| format!("--stream-arena: {e}"))?;
             (model, Weights::Streamed(source, arena))
         }
     };
@@ -146,7 +147,7 @@ impl Loaded {
             }
             Weights::Mapped(_) => "mapped".into(),
             Weights::Streamed(_, arena) => {
-                format!("streamed ({:.1} MB arena)", *arena as f64 / 1e6)
+                format!("streamed ({:.1} MB arena)", arena.len() as f64 / 1e6)
             }
         }
     }
@@ -234,20 +235,26 @@ pub fn session(
     if !(1..=MAX_BATCH).contains(&batch) {
         return Err(format!("--batch {batch} is outside 1..={MAX_BATCH}"));
     }
-    let max_resident = (args.get("max-resident", 0.0f64)? * 1e6) as usize;
+    let max_resident_mb = args.get("max-resident", 0.0f64)?;
+    if !(max_resident_mb.is_finite() && max_resident_mb >= 0.0) {
+        return Err(format!("--max-resident {max_resident_mb} is not a size in MB"));
+    }
+    let max_resident = (max_resident_mb * 1e6) as usize;
     let opts = SessionOptions {
         context,
         precision,
         max_resident,
         kv_type,
         batch,
+        memory_budget: 0,
     };
-    let pool = Box::new(ThreadPool::new(threads));
-    Ok(match weights {
+    let pool = Box::new(ThreadPool::new(threads).map_err(|e| format!("--threads: {e}"))?);
+    let session = match weights {
         Weights::Mapped(_) => Session::with_parallel(model, &opts, pool),
         Weights::Streamed(source, arena) => {
-            let feed = StreamFeed::new(source, vec![0u8; arena].into_boxed_slice());
+            let feed = StreamFeed::new(source, arena);
             Session::with_feed(model, &opts, pool, Box::new(feed))
         }
-    })
+    };
+    session.map_err(|e| e.to_string())
 }

@@ -39,7 +39,9 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         repeat_penalty: args.get("repeat-penalty", d.repeat_penalty)?,
         seed: args.get("seed", d.seed)?,
         ..d
-    };
+    }
+    .validated()
+    .map_err(|e| format!("invalid sampling option: {e}"))?;
     let as_json = args.flag("json");
 
     let loaded = load_model(&args)?;

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tern_runtime::chat::{
     Chat, ChatOptions, ChatTemplate, OverflowPolicy, ReplyOptions, ReplyStop,
 };
-use tern_runtime::pool::ThreadPool;
 use tern_runtime::Flow;
 
 use crate::channel::Queue;
@@ -65,19 +64,11 @@ impl std::fmt::Debug for Conversation {
 impl Conversation {
     /// A new conversation on `model` (its threads, context length, precision and caps).
     /// Fails with [`TernError::NoChatTemplate`] when the model has no template and none is
-    /// given, [`TernError::Template`] when the template is not valid Jinja.
+    /// given, [`TernError::Template`] when the template is not valid Jinja, and as
+    /// [`crate::Session::new`] does when the session cannot be made.
     #[uniffi::constructor(default(options))]
     pub fn new(model: Arc<Model>, options: ConversationOptions) -> Result<Arc<Self>, TernError> {
-        let o = &model.options;
-        let threads = match o.threads {
-            0 => ThreadPool::available_threads(),
-            n => n as usize,
-        };
-        let session = tern_runtime::Session::with_parallel(
-            Arc::clone(&model.inner),
-            &o.session_options(),
-            Box::new(ThreadPool::new(threads)),
-        );
+        let session = model.runtime_session()?;
         let template = match &options.template {
             Some(source) => ChatTemplate::new(source)?.with_tokenizer(model.inner.tokenizer()),
             None => ChatTemplate::from_model(&model.inner)?,
@@ -206,16 +197,17 @@ impl Conversation {
                 let mut chat = shared.lock_chat();
                 chat.set_sampling(sampling);
                 let mut cancelled = false;
+                // Called between prompt batches (empty text) and per token: after a cancel
+                // nothing more reaches the app.
                 let result = chat.send(&message, &reply, &mut |text| {
+                    if control.is_cancelled() {
+                        cancelled = true;
+                        return Flow::Stop;
+                    }
                     if !text.is_empty() {
                         sink.token(text);
                     }
-                    if control.is_cancelled() {
-                        cancelled = true;
-                        Flow::Stop
-                    } else {
-                        Flow::Continue
-                    }
+                    Flow::Continue
                 });
                 let reply = result?;
                 let prefill_s = reply.prefill.time.as_secs_f64();

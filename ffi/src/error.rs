@@ -4,7 +4,8 @@ use std::fmt;
 
 use tern_runtime::gguf::GgufError;
 use tern_runtime::tokenizer::TokenizerError;
-use tern_runtime::{GenerateError, LoadError};
+use tern_runtime::pool::PoolError;
+use tern_runtime::{GenerateError, LoadError, SessionError};
 
 /// Why a call failed. Each variant is something an app can act on: tell the user the file is
 /// missing or damaged, pick another model, start a new session, or report a bug (`Internal`).
@@ -249,6 +250,39 @@ impl From<GenerateError> for TernError {
                     reason: e.to_string(),
                 }
             }
+            other => TernError::Internal {
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<SessionError> for TernError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::OverMemoryBudget { needed, budget, .. } => TernError::OutOfMemoryBudget {
+                needed_bytes: needed,
+                budget_bytes: budget,
+                reason: e.to_string(),
+            },
+            SessionError::OutOfMemory { bytes } => TernError::OutOfMemoryBudget {
+                needed_bytes: bytes,
+                budget_bytes: 0,
+                reason: e.to_string(),
+            },
+            other => TernError::InvalidArgument {
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<PoolError> for TernError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::TooManyThreads { .. } => TernError::InvalidArgument {
+                reason: e.to_string(),
+            },
             other => TernError::Internal {
                 reason: other.to_string(),
             },

@@ -11,6 +11,7 @@ use tern_kernels::Kernels;
 use tern_runtime::budget::SessionMemory;
 use tern_runtime::fs::WeightMemory;
 use tern_runtime::model::{Residency, WeightBytes};
+use tern_runtime::pool::ThreadPool;
 use tern_runtime::{ActivationPrecision, KvType};
 
 use crate::channel::Queue;
@@ -63,6 +64,7 @@ impl ModelOptions {
                 .unwrap_or_default(),
             max_resident: usize::try_from(self.max_resident_bytes).unwrap_or(usize::MAX),
             kv_type: self.kv_cache_precision.map(Into::into).unwrap_or_default(),
+            memory_budget: self.memory_budget_bytes,
             ..tern_runtime::SessionOptions::default()
         }
     }
@@ -223,6 +225,21 @@ impl Model {
 }
 
 impl Model {
+    /// A runtime session with these options on its own thread pool: the one place the FFI's
+    /// sessions and conversations are made, so both fail the same way.
+    pub(crate) fn runtime_session(&self) -> Result<tern_runtime::Session, TernError> {
+        let threads = match self.options.threads {
+            0 => ThreadPool::available_threads(),
+            n => n as usize,
+        };
+        let pool = ThreadPool::new(threads)?;
+        Ok(tern_runtime::Session::with_parallel(
+            Arc::clone(&self.inner),
+            &self.options.session_options(),
+            Box::new(pool),
+        )?)
+    }
+
     /// Maps (or copies, see [`copy_path`]) `source` and validates it, reporting progress.
     pub(crate) fn load(
         source: &ModelSource,

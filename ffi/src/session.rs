@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use tern_runtime::budget::BandwidthBudget;
-use tern_runtime::pool::ThreadPool;
 use tern_runtime::session::DEFAULT_BATCH;
 use tern_runtime::{Event, Flow, Sampler, SamplerOptions};
 
@@ -62,21 +61,8 @@ impl Default for GenerateOptions {
 
 impl GenerateOptions {
     pub(crate) fn sampler_options(&self) -> Result<SamplerOptions, TernError> {
-        let bad = |reason: &str| {
-            Err(TernError::InvalidArgument {
-                reason: reason.into(),
-            })
-        };
-        if !self.temperature.is_finite() {
-            return bad("temperature is not a finite number");
-        }
-        if !(0.0..=1.0).contains(&self.top_p) || !(0.0..=1.0).contains(&self.min_p) {
-            return bad("top_p and min_p must be between 0 and 1");
-        }
-        if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
-            return bad("repeat_penalty must be a positive number");
-        }
-        Ok(SamplerOptions {
+        // The runtime validates in one place for the CLI and the FFI.
+        SamplerOptions {
             temperature: self.temperature,
             top_k: self.top_k as usize,
             top_p: self.top_p,
@@ -84,6 +70,10 @@ impl GenerateOptions {
             repeat_penalty: self.repeat_penalty,
             repeat_last_n: self.repeat_last_n as usize,
             seed: self.seed,
+        }
+        .validated()
+        .map_err(|e| TernError::InvalidArgument {
+            reason: e.to_string(),
         })
     }
 }
@@ -257,29 +247,23 @@ impl std::fmt::Debug for Session {
 #[uniffi::export]
 impl Session {
     /// A new, empty conversation on `model`, with the model's options (threads, context
-    /// length, precision, resident cap). Allocates the KV cache.
+    /// length, precision, resident cap). Allocates the KV cache. Fails with
+    /// [`TernError::OutOfMemoryBudget`] when the context does not fit the memory budget (the
+    /// model options' or, without one, half the device's memory) or the allocator refuses it,
+    /// and [`TernError::InvalidArgument`] for more threads than 4 per core or a resident cap
+    /// below the smallest the model can honour.
     #[uniffi::constructor]
-    pub fn new(model: Arc<Model>) -> Arc<Self> {
-        let o = &model.options;
-        let threads = match o.threads {
-            0 => ThreadPool::available_threads(),
-            n => n as usize,
-        };
-        let opts = o.session_options();
-        let session = tern_runtime::Session::with_parallel(
-            Arc::clone(&model.inner),
-            &opts,
-            Box::new(ThreadPool::new(threads)),
-        );
-        Arc::new(Session {
+    pub fn new(model: Arc<Model>) -> Result<Arc<Self>, TernError> {
+        let session = model.runtime_session()?;
+        Ok(Arc::new(Session {
             context_length: u32::try_from(session.context_len()).unwrap_or(u32::MAX),
             shared: Arc::new(Shared {
                 session: Mutex::new(session),
                 busy: AtomicBool::new(false),
                 stats: Mutex::new(None),
-                bandwidth_budget: o.bandwidth_budget_gbps.map(BandwidthBudget::new),
+                bandwidth_budget: model.options.bandwidth_budget_gbps.map(BandwidthBudget::new),
             }),
-        })
+        }))
     }
 
     /// Starts generating a reply to `prompt` on a background thread, continuing the

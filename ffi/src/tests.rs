@@ -52,7 +52,7 @@ fn greedy(max_tokens: u32) -> GenerateOptions {
 /// What the runtime's own API generates for `prompt`, greedily.
 fn reference_text(prompt: &str, max_tokens: usize) -> String {
     let m = model();
-    let mut s = tern_runtime::Session::new(Arc::clone(&m.inner), &Default::default());
+    let mut s = tern_runtime::Session::new(Arc::clone(&m.inner), &Default::default()).unwrap();
     let ids = m.inner.tokenizer().encode(prompt, true, true);
     let mut text = String::new();
     s.generate(
@@ -155,7 +155,7 @@ fn info_describes_the_model() {
 #[test]
 fn greedy_generation_matches_the_runtime() {
     let expected = reference_text(PROMPT, 16);
-    let session = Session::new(model());
+    let session = Session::new(model()).unwrap();
     let (listener, rx) = Recorder::new(None);
     let handle = session
         .generate(PROMPT.into(), greedy(16), listener)
@@ -185,7 +185,7 @@ fn greedy_generation_matches_the_runtime() {
 
 #[test]
 fn cancel_stops_within_a_token() {
-    let session = Session::new(model());
+    let session = Session::new(model()).unwrap();
     let (listener, rx, delivered) = Recorder::counting(None);
     let handle = session
         .generate(PROMPT.into(), greedy(500), listener)
@@ -226,7 +226,7 @@ fn cancel_stops_within_a_token() {
 
 #[test]
 fn a_panicking_listener_becomes_an_internal_error() {
-    let session = Session::new(model());
+    let session = Session::new(model()).unwrap();
     let (listener, rx) = Recorder::new(Some(2));
     let _handle = session
         .generate(PROMPT.into(), greedy(16), listener)
@@ -252,7 +252,7 @@ fn sessions_on_one_model_run_in_parallel() {
     let expected = reference_text(PROMPT, 12);
     let runs: Vec<_> = (0..2)
         .map(|_| {
-            let session = Session::new(model());
+            let session = Session::new(model()).unwrap();
             let (listener, rx) = Recorder::new(None);
             let handle = session
                 .generate(PROMPT.into(), greedy(12), listener)
@@ -302,7 +302,7 @@ fn bad_files_give_actionable_errors() {
     };
     let e = Model::new(model_path().display().to_string(), long).unwrap_err();
     assert!(matches!(e, TernError::InvalidArgument { .. }), "{e:?}");
-    let e = Session::new(model()).generate(
+    let e = Session::new(model()).unwrap().generate(
         PROMPT.into(),
         GenerateOptions {
             top_p: 2.0,
@@ -336,7 +336,7 @@ fn a_region_of_a_file_loads_through_its_descriptor() {
     drop(file);
     assert_eq!(m.info(), model().info());
     let (listener, rx) = Recorder::new(None);
-    let _h = Session::new(m)
+    let _h = Session::new(m).unwrap()
         .generate(PROMPT.into(), greedy(8), listener)
         .unwrap();
     assert_eq!(collect(&rx).0, reference_text(PROMPT, 8));
@@ -386,7 +386,7 @@ fn a_resident_cap_still_generates_the_same_text() {
     };
     let m = Model::new(model_path().display().to_string(), capped).unwrap();
     let (listener, rx) = Recorder::new(None);
-    let _h = Session::new(m)
+    let _h = Session::new(m).unwrap()
         .generate(PROMPT.into(), greedy(8), listener)
         .unwrap();
     assert_eq!(collect(&rx).0, reference_text(PROMPT, 8));
@@ -407,7 +407,7 @@ fn a_full_context_is_an_error_for_prompts_and_a_stop_for_replies() {
         ..options()
     };
     let m = Model::new(model_path().display().to_string(), small).unwrap();
-    let session = Session::new(m);
+    let session = Session::new(m).unwrap();
     assert_eq!(session.context_length(), 16);
 
     let long = "one two three four five six seven eight nine ten ".repeat(4);
@@ -463,7 +463,7 @@ fn a_memory_budget_refuses_sessions_that_do_not_fit() {
         &capped.options.session_options(),
     );
     let session =
-        tern_runtime::Session::new(Arc::clone(&capped.inner), &capped.options.session_options());
+        tern_runtime::Session::new(Arc::clone(&capped.inner), &capped.options.session_options()).unwrap();
     assert_eq!(est.kv_cache, session.kv_bytes() as u64);
     assert!(Model::new(path, opts(1 << 40, 0)).is_ok());
 }
@@ -476,7 +476,7 @@ fn stats_report_bandwidth_against_the_budget() {
     };
     let m = Model::new(model_path().display().to_string(), with_budget).unwrap();
     let (listener, rx) = Recorder::new(None);
-    let _h = Session::new(m)
+    let _h = Session::new(m).unwrap()
         .generate(PROMPT.into(), greedy(8), listener)
         .unwrap();
     let s = collect(&rx).1.unwrap();
@@ -505,7 +505,7 @@ fn stats_report_bandwidth_against_the_budget() {
 fn reference_chat(system: &str, turns: &[&str], max_tokens: usize) -> Vec<String> {
     use tern_runtime::chat::{Chat, ChatOptions, ReplyOptions};
     let m = model();
-    let session = tern_runtime::Session::new(Arc::clone(&m.inner), &m.options.session_options());
+    let session = tern_runtime::Session::new(Arc::clone(&m.inner), &m.options.session_options()).unwrap();
     let opts = ChatOptions {
         sampling: SamplerOptions::greedy(),
         ..ChatOptions::default()
@@ -573,4 +573,60 @@ fn a_conversation_streams_replies_reuses_the_cache_and_restores() {
         Conversation::new(model(), bad),
         Err(TernError::Template { .. })
     ));
+}
+
+#[test]
+fn sessions_refuse_what_cannot_work_with_typed_errors() {
+    let with = |o: ModelOptions| Model::new(model_path().display().to_string(), o).unwrap();
+    // 30,000 threads aborted the process; now they are refused before any is started.
+    let many = with(ModelOptions {
+        threads: 30_000,
+        ..options()
+    });
+    assert!(matches!(
+        Session::new(Arc::clone(&many)),
+        Err(TernError::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        Conversation::new(many, ConversationOptions::default()),
+        Err(TernError::InvalidArgument { .. })
+    ));
+    // A resident cap in bytes that was meant in megabytes.
+    let tiny = with(ModelOptions {
+        max_resident_bytes: 100_000,
+        ..options()
+    });
+    assert!(matches!(
+        Session::new(tiny),
+        Err(TernError::InvalidArgument { .. })
+    ));
+    // Sampling: NaN and a zero penalty are refused, 1e-45 is greedy.
+    let bad = |o: GenerateOptions| o.sampler_options().unwrap_err();
+    for o in [
+        GenerateOptions {
+            temperature: f32::NAN,
+            ..greedy(1)
+        },
+        GenerateOptions {
+            repeat_penalty: 0.0,
+            ..greedy(1)
+        },
+        GenerateOptions {
+            repeat_penalty: f32::NAN,
+            ..greedy(1)
+        },
+    ] {
+        assert!(matches!(bad(o), TernError::InvalidArgument { .. }));
+    }
+    let tiny_t = GenerateOptions {
+        temperature: 1e-45,
+        ..greedy(8)
+    };
+    assert_eq!(tiny_t.sampler_options().unwrap().temperature, 0.0);
+    let (listener, rx) = Recorder::new(None);
+    let _h = Session::new(model())
+        .unwrap()
+        .generate(PROMPT.into(), tiny_t, listener)
+        .unwrap();
+    assert_eq!(collect(&rx).0, reference_text(PROMPT, 8));
 }

@@ -106,3 +106,34 @@ impl SessionMemory {
         self.weights + self.repacked + self.kv_cache + self.scratch
     }
 }
+
+/// The memory budget for one session's KV cache and buffers when the app sets none: half
+/// of the device's physical memory (`MemTotal` in `/proc/meminfo` on Linux and Android),
+/// or [`FALLBACK_MEMORY_BUDGET`] where the runtime cannot ask (other systems, `no_std`).
+///
+/// Half, because the weights, the app and the system need the rest, and Android's
+/// low-memory killer ends a foreground app well before it holds all of RAM; it is a guard
+/// against a context length that cannot possibly fit (a 2²⁴-token KV cache is hundreds of
+/// gigabytes), not a fine-grained limit: apps that know better set
+/// [`crate::SessionOptions::memory_budget`].
+pub fn default_memory_budget() -> u64 {
+    physical_memory().map_or(FALLBACK_MEMORY_BUDGET, |total| total / 2)
+}
+
+/// The default budget where physical memory is unknown: 2 GiB, about half of a
+/// low-end phone's RAM.
+pub const FALLBACK_MEMORY_BUDGET: u64 = 2 << 30;
+
+/// Physical memory in bytes, where the system tells.
+#[cfg(all(feature = "std", any(target_os = "linux", target_os = "android")))]
+fn physical_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
+}
+
+#[cfg(not(all(feature = "std", any(target_os = "linux", target_os = "android"))))]
+fn physical_memory() -> Option<u64> {
+    None
+}

@@ -184,6 +184,12 @@ pub enum GenerateError {
     EmptyPrompt,
     /// The caller cancelled generation.
     Cancelled,
+    /// The forward pass produced NaN or infinite logits: the weights hold NaN or infinity
+    /// (a damaged or badly converted file), or the activations overflowed.
+    NonFiniteLogits {
+        /// Position of the token whose logits are not finite.
+        position: usize,
+    },
     /// Reading weights from a streaming source failed.
     WeightRead {
         /// Offset of the failed read in the file.
@@ -207,6 +213,11 @@ impl fmt::Display for GenerateError {
             }
             GenerateError::EmptyPrompt => write!(f, "the prompt is empty"),
             GenerateError::Cancelled => write!(f, "generation was cancelled"),
+            GenerateError::NonFiniteLogits { position } => write!(
+                f,
+                "the model produced NaN or infinite logits at position {position} (damaged \
+                 weights?)"
+            ),
             GenerateError::WeightRead { offset, message } => {
                 write!(f, "reading weights at offset {offset} failed: {message}")
             }
@@ -215,3 +226,74 @@ impl fmt::Display for GenerateError {
 }
 
 impl core::error::Error for GenerateError {}
+
+/// Why a session could not be created. Nothing is allocated when one is returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The KV cache and buffers of the requested context exceed the memory budget
+    /// ([`crate::SessionOptions::memory_budget`], or the default derived from the device's
+    /// memory, [`crate::budget::default_memory_budget`]): ask for a shorter context.
+    OverMemoryBudget {
+        /// Bytes the session would allocate.
+        needed: u64,
+        /// The budget in force.
+        budget: u64,
+        /// The context length asked for.
+        context: usize,
+    },
+    /// The allocator refused the KV cache or the buffers.
+    OutOfMemory {
+        /// Bytes of the allocation that failed.
+        bytes: u64,
+    },
+    /// [`crate::SessionOptions::max_resident`] is below the smallest cap Tern can honour.
+    ResidentCapTooSmall {
+        /// The cap given, in bytes.
+        given: usize,
+        /// The smallest cap for this model, in bytes.
+        min: usize,
+    },
+    /// A streaming arena size is outside what the model can use.
+    BadStreamArena {
+        /// The size asked for, in bytes (`None`: not a finite, non-negative number).
+        given: Option<usize>,
+        /// The smallest arena the model streams through (its largest row).
+        min: usize,
+    },
+}
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionError::OverMemoryBudget {
+                needed,
+                budget,
+                context,
+            } => write!(
+                f,
+                "a context of {context} tokens needs {needed} bytes of KV cache and buffers, \
+                 over the memory budget of {budget} bytes: use a shorter context"
+            ),
+            SessionError::OutOfMemory { bytes } => {
+                write!(f, "out of memory allocating {bytes} bytes for the session")
+            }
+            SessionError::ResidentCapTooSmall { given, min } => write!(
+                f,
+                "resident cap of {given} bytes is below the smallest this model can honour \
+                 ({min} bytes)"
+            ),
+            SessionError::BadStreamArena { given: Some(given), min } => write!(
+                f,
+                "stream arena of {given} bytes is below the smallest this model can stream \
+                 through ({min} bytes)"
+            ),
+            SessionError::BadStreamArena { given: None, min } => write!(
+                f,
+                "stream arena size is not a finite, non-negative number (at least {min} bytes)"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for SessionError {}

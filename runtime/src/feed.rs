@@ -136,6 +136,36 @@ pub struct StreamFeed<S: WeightSource> {
     bytes_read: u64,
 }
 
+/// An arena of `megabytes` (10⁶ bytes) for streaming `model`'s weights through a
+/// [`StreamFeed`], allocated without aborting. Refuses NaN, infinite and negative sizes and
+/// sizes below the model's largest row ([`crate::model::Model::min_stream_arena`], which
+/// every read must fit); a size above the model's tensor bytes is cut to them, since an arena
+/// holding the whole model is the most one can use.
+pub fn stream_arena(
+    model: &crate::model::Model,
+    megabytes: f64,
+) -> Result<Box<[u8]>, crate::error::SessionError> {
+    use crate::error::SessionError;
+    let min = model.min_stream_arena();
+    if !(megabytes.is_finite() && megabytes >= 0.0) {
+        return Err(SessionError::BadStreamArena { given: None, min });
+    }
+    let most = usize::try_from(model.meta().tensor_bytes)
+        .unwrap_or(usize::MAX)
+        .max(min);
+    // `as` saturates: 1e30 MB becomes usize::MAX, then the model's size.
+    let bytes = ((megabytes * 1e6) as usize).min(most);
+    if bytes < min {
+        return Err(SessionError::BadStreamArena {
+            given: Some(bytes),
+            min,
+        });
+    }
+    let arena = crate::kv_cache::try_filled(bytes, 0u8)
+        .map_err(|_| SessionError::OutOfMemory { bytes: bytes as u64 })?;
+    Ok(arena.into_boxed_slice())
+}
+
 impl<S: WeightSource> StreamFeed<S> {
     /// A feed reading from `source` into `arena`, which must hold at least one row of the
     /// widest matrix (see [`crate::model::Model::min_stream_arena`]).

@@ -9,14 +9,14 @@
 //! representation chosen at load; this file never asks how a matrix is stored. Buffers are
 //! allocated once per session in [`Scratch`]; shapes are noted beside each.
 
-use alloc::vec;
+use alloc::collections::TryReserveError;
 use alloc::vec::Vec;
 
 use tern_kernels::{scalar, Format};
 
 use crate::error::GenerateError;
 use crate::feed::WeightFeed;
-use crate::kv_cache::{KvCache, Rows};
+use crate::kv_cache::{try_filled, KvCache, Rows};
 use crate::matrix::{project_fused, Exec};
 use crate::model::Model;
 use crate::parallel::{Parallel, SharedOut};
@@ -75,26 +75,28 @@ impl Scratch {
         4 * (n * per_token as u64 + (c.n_heads * ctx) as u64)
     }
 
-    /// Buffers for `model` with a context of `ctx` positions and batches of `max_batch`.
-    pub fn new(model: &Model, ctx: usize, max_batch: usize) -> Self {
+    /// Buffers for `model` with a context of `ctx` positions and batches of `max_batch`; the
+    /// allocator's refusal when they do not fit.
+    pub fn new(model: &Model, ctx: usize, max_batch: usize) -> Result<Self, TryReserveError> {
         let c = model.config();
         let n = max_batch.max(1);
         let ropes = model.tensors().ropes.len();
-        Scratch {
+        let z = |len: usize| try_filled(len, 0.0f32);
+        Ok(Scratch {
             max_batch: n,
-            x: vec![0.0; n * c.dim],
-            xb: vec![0.0; n * c.dim],
-            q: vec![0.0; n * c.q_dim()],
-            k: vec![0.0; n * c.kv_dim()],
-            v: vec![0.0; n * c.kv_dim()],
-            att_out: vec![0.0; n * c.q_dim()],
-            scores: vec![0.0; c.n_heads * ctx],
-            gate: vec![0.0; n * c.ffn_dim],
-            up: vec![0.0; n * c.ffn_dim],
-            cos: vec![0.0; ropes * n * c.rope_dim / 2],
-            sin: vec![0.0; ropes * n * c.rope_dim / 2],
-            logits: vec![0.0; n * c.vocab],
-        }
+            x: z(n * c.dim)?,
+            xb: z(n * c.dim)?,
+            q: z(n * c.q_dim())?,
+            k: z(n * c.kv_dim())?,
+            v: z(n * c.kv_dim())?,
+            att_out: z(n * c.q_dim())?,
+            scores: z(c.n_heads * ctx)?,
+            gate: z(n * c.ffn_dim)?,
+            up: z(n * c.ffn_dim)?,
+            cos: z(ropes * n * c.rope_dim / 2)?,
+            sin: z(ropes * n * c.rope_dim / 2)?,
+            logits: z(n * c.vocab)?,
+        })
     }
 
     /// Largest batch these buffers hold.

@@ -1,6 +1,6 @@
 //! The key/value cache: keys and values of every processed position, per layer and KV head.
 
-use alloc::vec;
+use alloc::collections::TryReserveError;
 use alloc::vec::Vec;
 use core::ops::Range;
 
@@ -54,12 +54,20 @@ enum Store {
     F16(Vec<[u8; 2]>),
 }
 
+/// `len` copies of `value`, or the allocator's refusal instead of an abort.
+pub(crate) fn try_filled<T: Clone>(len: usize, value: T) -> Result<Vec<T>, TryReserveError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)?;
+    v.resize(len, value);
+    Ok(v)
+}
+
 impl Store {
-    fn new(ty: KvType, len: usize) -> Self {
-        match ty {
-            KvType::F32 => Store::F32(vec![0.0; len]),
-            KvType::F16 => Store::F16(vec![[0; 2]; len]),
-        }
+    fn new(ty: KvType, len: usize) -> Result<Self, TryReserveError> {
+        Ok(match ty {
+            KvType::F32 => Store::F32(try_filled(len, 0.0)?),
+            KvType::F16 => Store::F16(try_filled(len, [0; 2])?),
+        })
     }
 
     fn len(&self) -> usize {
@@ -148,7 +156,7 @@ pub fn layer_capacity(ctx: usize, window: Option<usize>, batch: usize) -> usize 
 
 impl KvCache {
     /// An empty cache for a context of `ctx` positions, one layer per entry of `windows`,
-    /// batches of up to `batch` tokens.
+    /// batches of up to `batch` tokens; the allocator's refusal when it does not fit.
     pub fn new(
         ctx: usize,
         windows: &[Option<usize>],
@@ -156,7 +164,7 @@ impl KvCache {
         n_kv_heads: usize,
         head_dim: usize,
         ty: KvType,
-    ) -> Self {
+    ) -> Result<Self, TryReserveError> {
         let mut base = 0;
         let layers: Vec<LayerSpan> = windows
             .iter()
@@ -171,15 +179,15 @@ impl KvCache {
                 span
             })
             .collect();
-        KvCache {
+        Ok(KvCache {
             ctx,
             layers,
             n_kv_heads,
             head_dim,
             ty,
-            k: Store::new(ty, base),
-            v: Store::new(ty, base),
-        }
+            k: Store::new(ty, base)?,
+            v: Store::new(ty, base)?,
+        })
     }
 
     /// Bytes a cache of these dimensions occupies (what [`KvCache::new`] allocates).
@@ -323,7 +331,7 @@ mod tests {
     fn store_and_read_back_both_types() {
         for ty in [KvType::F32, KvType::F16] {
             let (layers, cap, heads, hd) = (2, 5, 3, 4);
-            let mut kv = KvCache::new(cap, &[None; 2], 1, heads, hd, ty);
+            let mut kv = KvCache::new(cap, &[None; 2], 1, heads, hd, ty).unwrap();
             let kv_dim = heads * hd;
             let k: Vec<f32> = (0..3 * kv_dim).map(|i| i as f32 * 0.5 + 0.1).collect();
             let v: Vec<f32> = k.iter().map(|x| -x).collect();

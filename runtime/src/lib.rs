@@ -37,9 +37,9 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use config::ModelConfig;
-pub use error::{GenerateError, LoadError};
+pub use error::{GenerateError, LoadError, SessionError};
 pub use kv_cache::KvType;
 pub use matmul::ActivationPrecision;
 pub use model::Model;
-pub use sampler::{Sampler, SamplerOptions};
+pub use sampler::{Sampler, SamplerError, SamplerOptions};
 pub use session::{Event, Flow, Session, SessionOptions, StopReason};

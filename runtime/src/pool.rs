@@ -97,10 +97,65 @@ pub struct ThreadPool {
     caller: Mutex<u32>,
 }
 
+/// Most threads a pool takes per core the system reports: more only adds contention, and an
+/// unbounded count from an app (30,000) exhausts the process's threads or memory.
+pub const MAX_THREADS_PER_CORE: usize = 4;
+
+/// Why a [`ThreadPool`] could not be made. No thread of it is left running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// More threads than [`MAX_THREADS_PER_CORE`] times the cores.
+    TooManyThreads {
+        /// Threads asked for.
+        requested: usize,
+        /// The most this machine allows.
+        max: usize,
+    },
+    /// The system refused to start a worker (thread or memory limits).
+    Spawn {
+        /// Workers that had started (and were stopped again).
+        started: usize,
+        /// The system's message.
+        message: std::string::String,
+    },
+}
+
+impl core::fmt::Display for PoolError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PoolError::TooManyThreads { requested, max } => write!(
+                f,
+                "{requested} threads requested, at most {max} ({MAX_THREADS_PER_CORE} per core)"
+            ),
+            PoolError::Spawn { started, message } => write!(
+                f,
+                "cannot start worker thread {} of the pool: {message}",
+                started + 1
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PoolError {}
+
 impl ThreadPool {
     /// A pool whose [`Parallel::run`] uses `threads` threads in all (at least 1; the caller is
-    /// one of them).
-    pub fn new(threads: usize) -> Self {
+    /// one of them), at most [`MAX_THREADS_PER_CORE`] per core. When a worker cannot be
+    /// started, those already started are stopped and joined before the error returns.
+    pub fn new(threads: usize) -> Result<Self, PoolError> {
+        Self::build(threads, None)
+    }
+
+    /// [`new`](Self::new), failing to spawn worker `fail_at` when given (for tests).
+    fn build(threads: usize, fail_at: Option<usize>) -> Result<Self, PoolError> {
+        let max = Self::available_threads().saturating_mul(MAX_THREADS_PER_CORE);
+        if threads > max {
+            return Err(PoolError::TooManyThreads {
+                requested: threads,
+                max,
+            });
+        }
         let shared = Arc::new(Shared {
             word: AtomicU64::new(Word::new(0, 0).0),
             job: AtomicPtr::new(core::ptr::null_mut()),
@@ -111,20 +166,33 @@ impl ThreadPool {
             sleep_lock: Mutex::new(()),
             wake: Condvar::new(),
         });
-        let workers = (1..threads.max(1))
-            .map(|i| {
-                let shared = Arc::clone(&shared);
+        // Built up in the pool itself, so an early return drops it: `Drop` stops and joins
+        // the workers started so far.
+        let mut pool = ThreadPool {
+            shared,
+            workers: Vec::new(),
+            caller: Mutex::new(0),
+        };
+        for i in 1..threads.max(1) {
+            let shared = Arc::clone(&pool.shared);
+            let spawned = if fail_at == Some(i) {
+                Err(std::io::Error::other("injected spawn failure"))
+            } else {
                 std::thread::Builder::new()
                     .name(std::format!("tern-worker-{i}"))
                     .spawn(move || worker(&shared))
-                    .expect("spawning a worker thread")
-            })
-            .collect();
-        ThreadPool {
-            shared,
-            workers,
-            caller: Mutex::new(0),
+            };
+            match spawned {
+                Ok(handle) => pool.workers.push(handle),
+                Err(e) => {
+                    return Err(PoolError::Spawn {
+                        started: pool.workers.len(),
+                        message: std::string::ToString::to_string(&e),
+                    })
+                }
+            }
         }
+        Ok(pool)
     }
 
     /// The number of threads the machine offers, as `std` reports it.
@@ -302,7 +370,7 @@ mod tests {
 
     #[test]
     fn every_task_runs_once() {
-        let pool = ThreadPool::new(3);
+        let pool = ThreadPool::new(3).unwrap();
         for n in [0usize, 1, 2, 7, 64, 1000] {
             let hits: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(0)).collect();
             pool.run(n, &|i| {
@@ -317,7 +385,7 @@ mod tests {
 
     #[test]
     fn many_short_jobs_and_sleeping_workers() {
-        let pool = ThreadPool::new(2);
+        let pool = ThreadPool::new(2).unwrap();
         let sum = AtomicUsize::new(0);
         for round in 0..2000 {
             pool.run(5, &|i| {
@@ -333,7 +401,7 @@ mod tests {
 
     #[test]
     fn more_tasks_than_one_word_holds() {
-        let pool = ThreadPool::new(2);
+        let pool = ThreadPool::new(2).unwrap();
         let n = MAX_TASKS + 10;
         let count = AtomicUsize::new(0);
         let last = AtomicUsize::new(0);
@@ -347,7 +415,7 @@ mod tests {
 
     #[test]
     fn a_panicking_task_panics_the_caller_and_the_pool_survives() {
-        let pool = ThreadPool::new(2);
+        let pool = ThreadPool::new(2).unwrap();
         let r = catch_unwind(AssertUnwindSafe(|| {
             pool.run(16, &|i| {
                 if i == 9 {
@@ -361,5 +429,46 @@ mod tests {
             count.fetch_add(1, Ordering::Relaxed);
         });
         assert_eq!(count.load(Ordering::Relaxed), 16);
+    }
+
+    #[test]
+    fn thread_counts_are_capped_and_spawn_failures_unwind() {
+        let max = ThreadPool::available_threads() * MAX_THREADS_PER_CORE;
+        assert_eq!(
+            ThreadPool::new(30_000).err(),
+            Some(PoolError::TooManyThreads {
+                requested: 30_000,
+                max
+            })
+        );
+        assert_eq!(ThreadPool::new(max).map(|p| p.threads()).ok(), Some(max));
+        // Worker 3 fails: workers 1 and 2 had started and must be joined again.
+        let e = ThreadPool::build(5.min(max), Some(3)).err();
+        if max >= 5 {
+            assert!(
+                matches!(e, Some(PoolError::Spawn { started: 2, .. })),
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_pool_leaves_no_thread_running() {
+        fn threads_now() -> usize {
+            std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| {
+                    let l = s.lines().find(|l| l.starts_with("Threads:"))?;
+                    l.split_whitespace().nth(1)?.parse().ok()
+                })
+                .unwrap_or(0)
+        }
+        let before = threads_now();
+        for _ in 0..50 {
+            assert!(ThreadPool::build(4, Some(3)).is_err());
+        }
+        // Other tests run in parallel threads: allow for them, but 50 leaked pools would be
+        // 100 threads.
+        assert!(threads_now() < before + 20, "{before} -> {}", threads_now());
     }
 }

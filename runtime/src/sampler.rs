@@ -47,7 +47,61 @@ impl SamplerOptions {
             ..Self::default()
         }
     }
+
+    /// Checks the options an app or a user gave and returns them normalized: the one place
+    /// the CLI and the FFI validate sampling. A temperature below [`TEMPERATURE_FLOOR`]
+    /// (zero and negative ones included) becomes 0, greedy; NaN or infinite values, `top_p`
+    /// or `min_p` outside `[0, 1]` and a repetition penalty that is not a positive finite
+    /// number are refused.
+    pub fn validated(&self) -> Result<SamplerOptions, SamplerError> {
+        let bad = |field, value| Err(SamplerError { field, value });
+        if !self.temperature.is_finite() {
+            return bad("temperature", self.temperature);
+        }
+        if !(0.0..=1.0).contains(&self.top_p) {
+            return bad("top_p", self.top_p);
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return bad("min_p", self.min_p);
+        }
+        if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
+            return bad("repeat_penalty", self.repeat_penalty);
+        }
+        let mut o = self.clone();
+        if o.temperature < TEMPERATURE_FLOOR {
+            o.temperature = 0.0;
+        }
+        Ok(o)
+    }
 }
+
+/// Temperatures below this sample greedily. Sampling divides log-probabilities by the
+/// temperature: below about 10⁻³⁸ that overflows f32 (`1e-45` gave `inf · 0 = NaN` and the
+/// least likely token), and already at 10⁻³ any two tokens whose log-probabilities differ by
+/// more than 0.1 differ by a factor above e¹⁰⁰ ≈ 10⁴³, beyond f32: the draw is the argmax.
+pub const TEMPERATURE_FLOOR: f32 = 1e-3;
+
+/// A sampling option out of range ([`SamplerOptions::validated`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SamplerError {
+    /// The option's name (`temperature`, `top_p`, `min_p`, `repeat_penalty`).
+    pub field: &'static str,
+    /// The value given.
+    pub value: f32,
+}
+
+impl core::fmt::Display for SamplerError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let want = match self.field {
+            "temperature" => "a finite number (below 0.001 means greedy)",
+            "repeat_penalty" => "a positive finite number (1 is off)",
+            _ => "a number between 0 and 1",
+        };
+        write!(f, "{} {} must be {want}", self.field, self.value)
+    }
+}
+
+impl core::error::Error for SamplerError {}
 
 /// SplitMix64: tiny, fast and statistically sound for sampling.
 #[derive(Clone, Debug)]
@@ -118,7 +172,8 @@ impl Sampler {
                 c.0 = i as u32;
             }
         }
-        if o.temperature <= 0.0 {
+        // Not `<= 0.0`: options that skipped `validated` must not overflow 1/t (or be NaN).
+        if !(o.temperature >= TEMPERATURE_FLOOR) {
             return argmax(&self.cand);
         }
         // Most likely first; NaN logits sink to the end.
@@ -283,6 +338,42 @@ mod tests {
         // 1.5/2 = 0.75 < 1.0: token 0 wins once token 1 was seen, even if seen twice.
         assert_eq!(s.sample(&[1.0, 1.5], &[1, 1]), 0);
         assert_eq!(s.sample(&[1.0, 1.5], &[]), 1);
+    }
+
+    #[test]
+    fn tiny_nan_and_bad_options() {
+        let v = |o: SamplerOptions| o.validated();
+        let d = SamplerOptions::default();
+        // 1e-45 (an f32 subnormal) once overflowed 1/t and sampled the least likely token.
+        let tiny = SamplerOptions {
+            temperature: 1e-45,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            ..d.clone()
+        };
+        assert_eq!(v(tiny.clone()).unwrap().temperature, 0.0);
+        let mut s = Sampler::new(tiny.clone());
+        let logits = [0.0, 5.0, -3.0, 4.9];
+        for _ in 0..50 {
+            assert_eq!(s.sample(&logits, &[]), 1);
+        }
+        assert_eq!(v(SamplerOptions { temperature: -1.0, ..d.clone() }).unwrap().temperature, 0.0);
+        assert_eq!(v(SamplerOptions { temperature: 0.001, ..d.clone() }).unwrap().temperature, 0.001);
+        for (field, o) in [
+            ("temperature", SamplerOptions { temperature: f32::NAN, ..d.clone() }),
+            ("temperature", SamplerOptions { temperature: f32::INFINITY, ..d.clone() }),
+            ("repeat_penalty", SamplerOptions { repeat_penalty: 0.0, ..d.clone() }),
+            ("repeat_penalty", SamplerOptions { repeat_penalty: f32::NAN, ..d.clone() }),
+            ("repeat_penalty", SamplerOptions { repeat_penalty: -2.0, ..d.clone() }),
+            ("top_p", SamplerOptions { top_p: f32::NAN, ..d.clone() }),
+            ("min_p", SamplerOptions { min_p: 1.5, ..d.clone() }),
+        ] {
+            assert_eq!(v(o).unwrap_err().field, field);
+        }
+        // Unvalidated NaN temperature: greedy, not a NaN distribution.
+        let mut s = Sampler::new(SamplerOptions { temperature: f32::NAN, ..tiny });
+        assert_eq!(s.sample(&logits, &[]), 1);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use crate::error::GenerateError;
+use crate::error::{GenerateError, SessionError};
 use crate::feed::{SliceFeed, WeightFeed};
 use crate::forward::{LogitsFor, Scratch};
 use crate::kv_cache::{KvCache, KvType};
@@ -56,7 +56,24 @@ pub struct SessionOptions {
     pub max_resident: usize,
     /// How the KV cache stores keys and values (f16 by default).
     pub kv_type: KvType,
+    /// Most bytes the session may allocate for its KV cache and buffers (the weights are the
+    /// model's, shared by its sessions); 0 uses [`crate::budget::default_memory_budget`], half
+    /// of the device's memory. A larger context fails with
+    /// [`SessionError::OverMemoryBudget`] instead of aborting the process.
+    pub memory_budget: u64,
 }
+
+/// The smallest [`SessionOptions::max_resident`] cap (other than 0, none) a session accepts:
+/// 1 MB, or four of the model's largest rows if more. The cap is honoured by releasing
+/// weights in slices of a quarter of it, and a slice holds at least one row; below about a
+/// megabyte every matrix is cut into thousands of reads per token and the cap neither holds
+/// nor runs (a bytes-for-megabytes slip at the FFI lands there).
+pub fn min_resident_cap(model: &Model) -> usize {
+    MIN_RESIDENT_BYTES.max(model.min_stream_arena().saturating_mul(4))
+}
+
+/// See [`min_resident_cap`].
+pub const MIN_RESIDENT_BYTES: usize = 1_000_000;
 
 impl Default for SessionOptions {
     fn default() -> Self {
@@ -66,6 +83,7 @@ impl Default for SessionOptions {
             precision: ActivationPrecision::F32,
             max_resident: 0,
             kv_type: KvType::default(),
+            memory_budget: 0,
         }
     }
 }
@@ -135,29 +153,62 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session computing on the calling thread only.
-    pub fn new(model: Arc<Model>, opts: &SessionOptions) -> Self {
+    /// A session computing on the calling thread only. Fails, without allocating, when the
+    /// KV cache and buffers of the context exceed the memory budget or the resident cap is
+    /// too small, and when the allocator refuses them.
+    pub fn new(model: Arc<Model>, opts: &SessionOptions) -> Result<Self, SessionError> {
         Self::with_parallel(model, opts, Box::new(Serial))
     }
 
     /// A session whose matrix products run on `par` (e.g. a [`crate::pool::ThreadPool`]).
+    /// Fails as [`Session::new`] does.
     pub fn with_parallel(
         model: Arc<Model>,
         opts: &SessionOptions,
         par: Box<dyn Parallel + Send>,
-    ) -> Self {
+    ) -> Result<Self, SessionError> {
         let c = model.config();
         let ctx = context_for(c, opts.context);
         let batch = batch_for(opts.batch, ctx);
         let windows = model.tensors().windows();
-        let kv = KvCache::new(ctx, &windows, batch, c.n_kv_heads, c.head_dim, opts.kv_type);
+        if opts.max_resident != 0 && opts.max_resident < min_resident_cap(&model) {
+            return Err(SessionError::ResidentCapTooSmall {
+                given: opts.max_resident,
+                min: min_resident_cap(&model),
+            });
+        }
+        let vocab = c.vocab;
+        // Checked before anything is allocated: a context the file allows (up to 2^24) can
+        // need hundreds of gigabytes.
+        let kv_bytes = KvCache::bytes_for(ctx, &windows, batch, c.kv_dim(), opts.kv_type);
+        let needed = kv_bytes
+            .saturating_add(Scratch::bytes_for(&model, ctx, batch))
+            .saturating_add(4 * (ctx as u64 + vocab as u64));
+        let budget = match opts.memory_budget {
+            0 => crate::budget::default_memory_budget(),
+            b => b,
+        };
+        if needed > budget {
+            return Err(SessionError::OverMemoryBudget {
+                needed,
+                budget,
+                context: ctx,
+            });
+        }
+        let oom = |bytes: u64| move |_| SessionError::OutOfMemory { bytes };
+        let kv = KvCache::new(ctx, &windows, batch, c.n_kv_heads, c.head_dim, opts.kv_type)
+            .map_err(oom(kv_bytes))?;
         // Under a cap smaller than the model, weights pass through in slices of a quarter of it.
         let release = (opts.max_resident != 0
             && model.meta().tensor_bytes > opts.max_resident as u64)
             .then_some((opts.max_resident / 4).max(1));
-        let scratch = Scratch::new(&model, ctx, batch);
-        let vocab = c.vocab;
-        Session {
+        let scratch = Scratch::new(&model, ctx, batch).map_err(oom(needed - kv_bytes))?;
+        // Full capacity up front: decoding never grows the heap (see tests/no_heap_growth).
+        let mut tokens = Vec::new();
+        tokens.try_reserve_exact(ctx).map_err(oom(4 * ctx as u64))?;
+        let mut logits = Vec::new();
+        logits.try_reserve_exact(vocab).map_err(oom(4 * vocab as u64))?;
+        Ok(Session {
             model,
             kv,
             scratch,
@@ -165,25 +216,25 @@ impl Session {
             precision: opts.precision,
             release,
             stream: None,
-            // Full capacity up front: decoding never grows the heap (see tests/no_heap_growth).
-            tokens: Vec::with_capacity(ctx),
-            logits: Vec::with_capacity(vocab),
+            tokens,
+            logits,
             pending: None,
             paged_in: false,
-        }
+        })
     }
 
     /// A session whose weights come from `feed`, e.g. a [`crate::feed::StreamFeed`] reading a
-    /// model loaded with [`Model::from_source`] through a fixed arena.
+    /// model loaded with [`Model::from_source`] through a fixed arena (see
+    /// [`crate::feed::stream_arena`]). Fails as [`Session::new`] does.
     pub fn with_feed(
         model: Arc<Model>,
         opts: &SessionOptions,
         par: Box<dyn Parallel + Send>,
         feed: Box<dyn WeightFeed + Send>,
-    ) -> Self {
-        let mut s = Self::with_parallel(model, opts, par);
+    ) -> Result<Self, SessionError> {
+        let mut s = Self::with_parallel(model, opts, par)?;
         s.stream = Some(feed);
-        s
+        Ok(s)
     }
 
     /// Bytes the feed has read from its source so far (0 for a memory-mapped model).
@@ -328,7 +379,16 @@ impl Session {
         for chunk in tokens.chunks(self.scratch.max_batch()) {
             self.forward(chunk, LogitsFor::Last)?;
         }
-        self.logits.extend_from_slice(self.scratch.logits(1, vocab));
+        let logits = self.scratch.logits(1, vocab);
+        // NaN or infinite weights give NaN logits, which every sampler turns into some token
+        // (or into silence): say so instead. One pass over the vocabulary, next to a forward
+        // pass over every weight.
+        if !logits.iter().all(|l| l.is_finite()) {
+            return Err(GenerateError::NonFiniteLogits {
+                position: self.tokens.len() - 1,
+            });
+        }
+        self.logits.extend_from_slice(logits);
         Ok(&self.logits)
     }
 

@@ -16,7 +16,7 @@ fn chat_with(context: usize, overflow: OverflowPolicy) -> Chat {
             context,
             ..Default::default()
         },
-    );
+    ).unwrap();
     let opts = ChatOptions {
         sampling: SamplerOptions::greedy(),
         overflow,
@@ -107,7 +107,7 @@ fn reusing_the_cache_gives_the_same_replies_as_reprocessing() {
             context: 1024,
             ..Default::default()
         },
-    );
+    ).unwrap();
     let opts = ChatOptions {
         sampling: SamplerOptions::greedy(),
         reuse_cache: false,
@@ -143,7 +143,7 @@ fn truncate_then_feed_equals_a_fresh_feed() {
         context: 256,
         ..Default::default()
     };
-    let mut s = Session::new(model.clone(), &opts);
+    let mut s = Session::new(model.clone(), &opts).unwrap();
     s.feed(&[a.clone(), b].concat()).unwrap();
     s.truncate(a.len());
     assert_eq!(s.tokens(), &a[..]);
@@ -151,7 +151,7 @@ fn truncate_then_feed_equals_a_fresh_feed() {
     s.truncate(1000); // Longer than the context so far: nothing happens.
     assert_eq!(s.tokens(), &a[..]);
     let got = s.feed(&c).unwrap().to_vec();
-    let mut fresh = Session::new(model.clone(), &opts);
+    let mut fresh = Session::new(model.clone(), &opts).unwrap();
     fresh.feed(&a).unwrap();
     let want = fresh.feed(&c).unwrap().to_vec();
     assert_eq!(
@@ -341,7 +341,7 @@ fn restored_session_gives_the_same_next_token() {
             context: 512,
             ..Default::default()
         },
-    );
+    ).unwrap();
     restored.restore(&bytes).unwrap();
     assert_eq!(restored.tokens(), original.tokens());
     let (a, b) = (original.logits().unwrap(), restored.logits().unwrap());
@@ -414,7 +414,7 @@ fn restore_rejects_foreign_or_damaged_snapshots() {
                 context: 512,
                 ..Default::default()
             },
-        )
+        ).unwrap()
     };
 
     let mut s = fresh();
@@ -484,7 +484,7 @@ fn restore_rejects_foreign_or_damaged_snapshots() {
             context: 8,
             ..Default::default()
         },
-    );
+    ).unwrap();
     assert!(matches!(
         small.restore(&good),
         Err(RestoreError::ContextTooSmall { limit: 8, .. })
@@ -502,8 +502,8 @@ fn empty_and_truncated_sessions_round_trip() {
         context: 64,
         ..Default::default()
     };
-    let mut s = Session::new(model.clone(), &opts);
-    let mut r = Session::new(model.clone(), &opts);
+    let mut s = Session::new(model.clone(), &opts).unwrap();
+    let mut r = Session::new(model.clone(), &opts).unwrap();
     r.feed(&[7, 8]).unwrap();
     r.restore(&s.save()).unwrap();
     assert!(r.tokens().is_empty() && r.logits().is_none());
@@ -529,14 +529,14 @@ fn oversized_session_options_are_clamped_to_the_model() {
             context: usize::MAX,
             ..Default::default()
         },
-    );
+    ).unwrap();
     assert_eq!(s.context_len(), trained);
     let opts = SessionOptions {
         context: 64,
         batch: usize::MAX,
         ..Default::default()
     };
-    let mut s = Session::new(model, &opts);
+    let mut s = Session::new(model, &opts).unwrap();
     assert_eq!(s.context_len(), 64);
     let prompt: Vec<u32> = (1..=40).collect();
     assert!(s.feed(&prompt).unwrap().iter().all(|v| v.is_finite()));

@@ -58,7 +58,7 @@ fn decoding_through_the_stream_arena_allocates_nothing() {
         context: 64,
         ..Default::default()
     };
-    let mut s = Session::with_feed(model, &opts, Box::new(Serial), Box::new(feed));
+    let mut s = Session::with_feed(model, &opts, Box::new(Serial), Box::new(feed)).unwrap();
     let mut id = argmax_logits(s.feed(&prompt).unwrap());
 
     COUNTING.store(true, Ordering::SeqCst);

@@ -32,7 +32,7 @@ fn session_with(kv_type: KvType) -> Session {
             kv_type,
             ..Default::default()
         },
-    )
+    ).unwrap()
 }
 
 #[test]

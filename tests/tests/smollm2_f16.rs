@@ -61,8 +61,8 @@ fn f16_logits_and_greedy_tokens_match_float64() {
         precision,
         ..Default::default()
     };
-    let mut s16 = Session::new(model.clone(), &opts(ActivationPrecision::F16));
-    let mut s32 = Session::new(model, &opts(ActivationPrecision::F32));
+    let mut s16 = Session::new(model.clone(), &opts(ActivationPrecision::F16)).unwrap();
+    let mut s32 = Session::new(model, &opts(ActivationPrecision::F32)).unwrap();
     let mut l16 = s16.feed(&p.get("prompt_ids").ids()).unwrap().to_vec();
     let l32 = s32.feed(&p.get("prompt_ids").ids()).unwrap().to_vec();
 
@@ -110,7 +110,7 @@ fn f16_falls_back_to_f32_without_fp16_kernels() {
             precision,
             ..Default::default()
         };
-        Session::new(model.clone(), &opts)
+        Session::new(model.clone(), &opts).unwrap()
             .feed(&ids)
             .unwrap()
             .to_vec()

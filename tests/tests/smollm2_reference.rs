@@ -32,7 +32,7 @@ fn session() -> Session {
             context: 1024,
             ..Default::default()
         },
-    )
+    ).unwrap()
 }
 
 #[test]

@@ -39,7 +39,7 @@ fn streaming_through_a_small_arena_matches_mmap() {
         context: 64,
         ..Default::default()
     };
-    let mut mapped = Session::new(smollm2(), &opts);
+    let mut mapped = Session::new(smollm2(), &opts).unwrap();
     let expected = greedy(&mut mapped, &prompt(), 8);
 
     let source = FileSource::open(&smollm2_path()).unwrap();
@@ -50,7 +50,7 @@ fn streaming_through_a_small_arena_matches_mmap() {
     );
     assert!(model.min_stream_arena() <= ARENA);
     let feed = StreamFeed::new(source, vec![0u8; ARENA].into_boxed_slice());
-    let mut streamed = Session::with_feed(model.clone(), &opts, Box::new(Serial), Box::new(feed));
+    let mut streamed = Session::with_feed(model.clone(), &opts, Box::new(Serial), Box::new(feed)).unwrap();
     let got = greedy(&mut streamed, &prompt(), 8);
 
     assert_eq!(got.0, expected.0, "greedy tokens differ");
@@ -84,8 +84,8 @@ fn resident_cap_releases_layers_and_matches() {
         &mut |_| {},
     );
     let mapped = Arc::new(mapped.unwrap());
-    let a = greedy(&mut Session::new(smollm2(), &free), &prompt(), 8);
-    let b = greedy(&mut Session::new(mapped, &capped), &prompt(), 8);
+    let a = greedy(&mut Session::new(smollm2(), &free).unwrap(), &prompt(), 8);
+    let b = greedy(&mut Session::new(mapped, &capped).unwrap(), &prompt(), 8);
     assert_eq!(a, b);
 }
 
@@ -104,8 +104,8 @@ fn a_copy_in_huge_pages_matches_the_map() {
     // Linux reports the huge pages it gave the copy (possibly none, when memory is fragmented).
     #[cfg(target_os = "linux")]
     assert!(copy_bytes.huge_page_bytes().is_some());
-    let a = greedy(&mut Session::new(mapped, &opts), &prompt(), 8);
-    let b = greedy(&mut Session::new(copied, &opts), &prompt(), 8);
+    let a = greedy(&mut Session::new(mapped, &opts).unwrap(), &prompt(), 8);
+    let b = greedy(&mut Session::new(copied, &opts).unwrap(), &prompt(), 8);
     assert_eq!(
         a, b,
         "same bytes, same kernels: identical tokens and logits"
@@ -122,7 +122,7 @@ fn streamed_model_without_a_feed_is_a_typed_error() {
             context: 16,
             ..Default::default()
         },
-    );
+    ).unwrap();
     let err = s.feed(&[1, 2, 3]).unwrap_err();
     assert!(
         matches!(err, tern_runtime::GenerateError::WeightRead { .. }),
@@ -139,7 +139,7 @@ fn arena_smaller_than_a_row_is_a_typed_error() {
         context: 16,
         ..Default::default()
     };
-    let mut s = Session::with_feed(model, &opts, Box::new(Serial), Box::new(feed));
+    let mut s = Session::with_feed(model, &opts, Box::new(Serial), Box::new(feed)).unwrap();
     assert!(matches!(
         s.feed(&[1]).unwrap_err(),
         tern_runtime::GenerateError::WeightRead { .. }
@@ -167,9 +167,9 @@ fn generation_continues_after_max_tokens() {
         .unwrap();
         ids
     };
-    let mut one = Session::new(smollm2(), &opts);
+    let mut one = Session::new(smollm2(), &opts).unwrap();
     let whole = collect(&mut one, &prompt(), 8);
-    let mut two = Session::new(smollm2(), &opts);
+    let mut two = Session::new(smollm2(), &opts).unwrap();
     let mut parts = collect(&mut two, &prompt(), 4);
     assert_eq!(two.pending_token(), parts.last().copied());
     parts.extend(collect(&mut two, &[], 4));

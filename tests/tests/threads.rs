@@ -15,9 +15,9 @@ fn run(precision: ActivationPrecision, threads: usize) -> Vec<Vec<f32>> {
         ..Default::default()
     };
     let mut s = if threads == 1 {
-        Session::new(smollm2(), &opts)
+        Session::new(smollm2(), &opts).unwrap()
     } else {
-        Session::with_parallel(smollm2(), &opts, Box::new(ThreadPool::new(threads)))
+        Session::with_parallel(smollm2(), &opts, Box::new(ThreadPool::new(threads).unwrap())).unwrap()
     };
     let vocab = smollm2().config().vocab as u32;
     let prompt: Vec<u32> = (0..70u32).map(|i| (i * 7919 + 13) % vocab).collect();

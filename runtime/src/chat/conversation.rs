@@ -322,10 +322,12 @@ impl Chat {
     /// Adds the user message `text` and generates the assistant's reply, which is appended to
     /// the conversation and returned.
     ///
-    /// `on_text` is called once per generated token with the text that token released
-    /// (possibly empty: part of a multi-byte character, or a possible start of a stop
-    /// string); returning [`Flow::Stop`] ends the reply ([`ReplyStop::Cancelled`]). On error
-    /// the conversation is unchanged.
+    /// `on_text` is called with empty text before each batch of the prompt (returning
+    /// [`Flow::Stop`] there fails the turn with [`GenerateError::Cancelled`] within one batch),
+    /// then once per generated token with the text that token released (possibly empty: part
+    /// of a multi-byte character, or a possible start of a stop string); returning
+    /// [`Flow::Stop`] ends the reply ([`ReplyStop::Cancelled`]) and nothing more is passed to
+    /// `on_text`. On error the conversation is unchanged.
     pub fn send(
         &mut self,
         text: &str,
@@ -360,7 +362,14 @@ impl Chat {
         };
         let keep = self.session.truncate(keep.min(tokens.len() - 1));
         let start = Instant::now();
-        self.session.feed(&tokens[keep..])?;
+        // Batch by batch, asking `on_text` (with no text) before each whether to go on, so a
+        // cancel lands within one batch: a 3,000-token message fed whole took 21 s to cancel.
+        for chunk in tokens[keep..].chunks(self.session.batch()) {
+            if on_text("") == Flow::Stop {
+                return Err(GenerateError::Cancelled.into());
+            }
+            self.session.feed(chunk)?;
+        }
         let prefill = Prefill {
             reused: keep,
             new: tokens.len() - keep,
@@ -397,10 +406,10 @@ impl Chat {
         };
         let mut dropped = 0;
         loop {
-            let prompt = self.template.render(messages, &render)?;
-            // As transformers' `apply_chat_template(tokenize=True)`: the template writes the
-            // special tokens itself.
-            let tokens = tok.encode(&prompt, false, true);
+            let guarded: Vec<Message> = messages.iter().map(|m| guard(tok, m)).collect();
+            // As transformers' `apply_chat_template(tokenize=True)`, the template writes the
+            // special tokens itself; unlike it, message content stays text (see `guard`).
+            let (prompt, tokens) = encode_rendering(tok, &self.template.render(&guarded, &render)?);
             if tokens.is_empty() {
                 return Err(GenerateError::EmptyPrompt.into());
             }
@@ -473,6 +482,10 @@ impl Chat {
             }
             self.session.feed(&[id])?;
         }
+        if stop == ReplyStop::Cancelled {
+            // Nothing reaches the caller after a cancel; the reply is what it was given.
+            return Ok((text, stop, n_tokens));
+        }
         // The text held back for a possible stop string or an unfinished character.
         piece = decoder.finish();
         released.clear();
@@ -502,6 +515,72 @@ impl Chat {
         self.messages = messages;
         Ok(())
     }
+}
+
+/// Brackets text that opens a span of message content tokenized as plain text (see [`guard`]):
+/// private-use characters of plane 15, which no template writes and which are removed from
+/// message content first, so no message can forge them.
+const PLAIN_OPEN: char = '\u{F0000}';
+/// Closes a span opened by [`PLAIN_OPEN`].
+const PLAIN_CLOSE: char = '\u{F0001}';
+
+/// `m` ready to render: every piece of its content that spells a control token
+/// (`<|im_end|>`, `<|im_start|>`) is bracketed by [`PLAIN_OPEN`] / [`PLAIN_CLOSE`], which
+/// [`encode_rendering`] turns into a span tokenized as text. Marks are placed around those
+/// pieces only, not around the whole content, so templates that trim or split content see it
+/// as it is; content without such pieces is unchanged. A message that opts in
+/// ([`Message::parse_special`]) is left alone.
+fn guard(tok: &crate::tokenizer::Tokenizer, m: &Message) -> Message {
+    let forged = |c: char| c == PLAIN_OPEN || c == PLAIN_CLOSE;
+    if m.parse_special {
+        return m.clone();
+    }
+    let clean: String = m.content.chars().filter(|&c| !forged(c)).collect();
+    let spans = tok.control_token_spans(&clean);
+    if spans.is_empty() && clean.len() == m.content.len() {
+        return m.clone();
+    }
+    let mut content = String::with_capacity(clean.len() + 8 * spans.len());
+    let mut at = 0;
+    for r in spans {
+        content.push_str(&clean[at..r.start]);
+        content.push(PLAIN_OPEN);
+        content.push_str(&clean[r.clone()]);
+        content.push(PLAIN_CLOSE);
+        at = r.end;
+    }
+    content.push_str(&clean[at..]);
+    Message {
+        content,
+        ..m.clone()
+    }
+}
+
+/// A rendering of guarded messages ([`guard`]) as the prompt text (marks removed) and its
+/// tokens: control-token text is a token where the template wrote it, plain text inside
+/// marked spans. A span the template cut open (a mark without its pair) runs to the end of
+/// the text: safe, if not what the template meant.
+fn encode_rendering(tok: &crate::tokenizer::Tokenizer, rendered: &str) -> (String, Vec<u32>) {
+    let mut text = String::with_capacity(rendered.len());
+    let mut plain = Vec::new();
+    let mut open = None;
+    for c in rendered.chars() {
+        match c {
+            PLAIN_OPEN => open = open.or(Some(text.len())),
+            PLAIN_CLOSE => {
+                if let Some(start) = open.take() {
+                    plain.push(start..text.len());
+                }
+            }
+            c => text.push(c),
+        }
+    }
+    if let Some(start) = open {
+        plain.push(start..text.len());
+    }
+    let mut tokens = Vec::new();
+    tok.encode_with_plain_spans(&text, &plain, &mut tokens);
+    (text, tokens)
 }
 
 /// Length of the longest common prefix of `a` and `b`.

@@ -101,6 +101,12 @@ pub struct Message {
     /// `tool_call_id`, …), after `role` and `content`. A field named `content` or `role`
     /// here replaces the one above (e.g. `content: null` for a tool-call-only message).
     pub extra: Vec<(String, JsonValue)>,
+    /// Whether text in `content` that spells a control token (`<|im_end|>`) becomes that
+    /// token. `false` (the default) tokenizes it as the text it is, so a user message, a web
+    /// page or a mail cannot forge a turn of the conversation; the template's own markers are
+    /// tokens either way. Set it only for content the app itself writes with special tokens
+    /// in mind. Not saved by [`Chat::save`]: restored messages have it `false`.
+    pub parse_special: bool,
 }
 
 impl Message {
@@ -110,7 +116,15 @@ impl Message {
             role: String::from(role),
             content: String::from(content),
             extra: Vec::new(),
+            parse_special: false,
         }
+    }
+
+    /// This message with [`parse_special`](Self::parse_special) set: its content may spell
+    /// control tokens.
+    pub fn with_special_tokens(mut self) -> Self {
+        self.parse_special = true;
+        self
     }
 
     /// A system prompt.

@@ -56,6 +56,7 @@ pub(crate) fn decode_chat(bytes: &[u8]) -> Result<(Vec<Message>, &[u8]), Restore
             role,
             content,
             extra,
+            parse_special: false,
         });
     }
     let len = r.usize("session length")?;

@@ -30,6 +30,13 @@ use super::{JsonValue, Message};
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
 
+/// Most template instructions one rendering may run (minijinja's fuel). Rendering a chat is
+/// a loop over the messages with a few dozen instructions each: a 1,000-message conversation
+/// in Qwen2.5's tool-aware template stays far below it (see the test), while a template from a
+/// file that loops for ever, or for 10¹⁰ steps, stops in a fraction of a second with
+/// [`TemplateError::OutOfFuel`] instead of hanging a turn that cancel cannot reach.
+pub const TEMPLATE_FUEL: u64 = 5_000_000;
+
 /// The name the template is stored under (shows up in error messages).
 const TEMPLATE_NAME: &str = "chat_template";
 
@@ -50,6 +57,9 @@ pub enum TemplateError {
         /// The template's message.
         message: String,
     },
+    /// The template ran more than [`TEMPLATE_FUEL`] instructions: it loops (a nested
+    /// `range(100000)`) instead of formatting a conversation.
+    OutOfFuel,
     /// Rendering failed: an unknown filter or function, an operation on the wrong type, a
     /// value nested too deeply, ….
     Render {
@@ -74,6 +84,10 @@ impl fmt::Display for TemplateError {
             TemplateError::Render { message } => {
                 write!(f, "rendering the chat template failed: {message}")
             }
+            TemplateError::OutOfFuel => write!(
+                f,
+                "the chat template ran more than {TEMPLATE_FUEL} instructions (an endless loop?)"
+            ),
         }
     }
 }
@@ -161,6 +175,7 @@ impl ChatTemplate {
                 .map_err(|_| Error::from(ErrorKind::WriteFailure)),
             None => minijinja::escape_formatter(out, state, value),
         });
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.add_function("raise_exception", raise_exception);
         // `strftime_now` is passed with each rendering: it formats `RenderOptions::now`.
         env.add_filter("tojson", tojson);
@@ -269,6 +284,7 @@ impl ChatTemplate {
             .render(Value::from_object(OrderedMap(ctx)))
             .map_err(|e| match raised_message(&e) {
                 Some(message) => TemplateError::Raised { message },
+                None if e.kind() == ErrorKind::OutOfFuel => TemplateError::OutOfFuel,
                 None => TemplateError::Render {
                     message: error_message(&e),
                 },
@@ -485,6 +501,33 @@ fn error_message(e: &Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endless_template_runs_out_of_fuel() {
+        // Issue 17: 10^10 steps once hung the turn, out of reach of cancel.
+        let t = ChatTemplate::new(
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        )
+        .unwrap();
+        let start = std::time::Instant::now();
+        let e = t.render(&[Message::user("hi")], &RenderOptions::default());
+        assert_eq!(e, Err(TemplateError::OutOfFuel));
+        assert!(start.elapsed().as_secs() < 10, "{:?}", start.elapsed());
+    }
+
+    #[test]
+    fn a_long_conversation_stays_within_the_fuel() {
+        // Qwen2.5's template (tool-aware, one of the longer ones), 1,000 messages.
+        let src = include_str!("../../../tests/reference/templates/Qwen-Qwen2.5-7B-Instruct.jinja");
+        let t = ChatTemplate::new(src).unwrap();
+        let mut msgs = vec![Message::system("You are helpful.")];
+        for i in 0..500 {
+            msgs.push(Message::user(&std::format!("question {i}")));
+            msgs.push(Message::assistant(&std::format!("answer {i}")));
+        }
+        let out = t.render(&msgs, &RenderOptions::default()).unwrap();
+        assert!(out.contains("answer 499"));
+    }
 
     #[test]
     fn python_whitespace_is_unicode_plus_information_separators() {

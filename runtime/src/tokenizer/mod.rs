@@ -370,6 +370,77 @@ impl Tokenizer {
     ) {
         let mut frags = Vec::new();
         self.special.partition(text, parse_special, &mut frags);
+        self.encode_fragments(text, frags, add_special, out);
+    }
+
+    /// Tokenizes `text` with control-token strings parsed as tokens (as
+    /// [`encode`](Self::encode) with `parse_special`), except inside the byte ranges `plain`
+    /// (sorted, disjoint, on character boundaries), which are tokenized as plain text: a chat
+    /// rendering whose template markers are tokens and whose message content is only text.
+    pub fn encode_with_plain_spans(
+        &self,
+        text: &str,
+        plain: &[core::ops::Range<usize>],
+        out: &mut Vec<u32>,
+    ) {
+        let mut frags = Vec::new();
+        let part = |a: usize, b: usize, parse_special: bool, frags: &mut Vec<Fragment>| {
+            let mut sub = Vec::new();
+            self.special
+                .partition(text.get(a..b).unwrap_or(""), parse_special, &mut sub);
+            for f in sub {
+                let f = match f {
+                    Fragment::Text(x, y) => Fragment::Text(a + x, a + y),
+                    t => t,
+                };
+                // Adjacent text stays one fragment, as it would in one partition.
+                match (frags.last_mut(), f) {
+                    (Some(Fragment::Text(_, end)), Fragment::Text(x, y)) if *end == x => *end = y,
+                    _ => frags.push(f),
+                }
+            }
+        };
+        let mut at = 0;
+        for r in plain {
+            let (start, end) = (r.start.clamp(at, text.len()), r.end.clamp(at, text.len()));
+            part(at, start, true, &mut frags);
+            part(start, end, false, &mut frags);
+            at = end;
+        }
+        part(at, text.len(), true, &mut frags);
+        self.encode_fragments(text, frags, false, out);
+    }
+
+    /// Byte ranges of `text` that [`encode`](Self::encode) with `parse_special` would turn
+    /// into control (or unknown) tokens: where untrusted text spells a special token.
+    pub fn control_token_spans(&self, text: &str) -> Vec<core::ops::Range<usize>> {
+        let mut frags = Vec::new();
+        self.special.partition(text, true, &mut frags);
+        let mut spans = Vec::new();
+        let mut at = 0;
+        for f in frags {
+            match f {
+                Fragment::Text(_, b) => at = b,
+                Fragment::Token(id) => {
+                    let len = self.vocab.text(id).map_or(0, str::len);
+                    if self.vocab.has(id, attr::CONTROL | attr::UNKNOWN) {
+                        spans.push(at..at + len);
+                    }
+                    at += len;
+                }
+            }
+        }
+        spans
+    }
+
+    /// Turns partitioned `text` into ids, with BOS/EOS when `add_special`.
+    fn encode_fragments(
+        &self,
+        text: &str,
+        frags: Vec<Fragment>,
+        add_special: bool,
+        out: &mut Vec<u32>,
+    ) {
         if add_special && self.add_bos {
             out.extend(self.bos);
         }

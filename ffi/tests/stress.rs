@@ -1,0 +1,163 @@
+//! Issue 17's stress test: 4 threads × 200 rounds of create session → generate → cancel at a
+//! random point → drop, on SmolLM2, through the API the bindings call. No round may fail, no
+//! text may arrive after a cancel, every cancel must land within about one prompt batch, and
+//! the process's resident memory must come back to within 5 % of where it was after warm-up.
+//! A test binary of its own, so no other test moves the memory it measures.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tern_ffi::*;
+
+const THREADS: usize = 4;
+const ROUNDS: usize = 200;
+
+/// Resident memory of this process in bytes (Linux `VmRSS`).
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// Records the end of a generation and counts text delivered after the cancel.
+struct Watch {
+    cancelled: Arc<AtomicBool>,
+    late: Arc<AtomicUsize>,
+    done: Mutex<Sender<Result<(), TernError>>>,
+}
+
+impl TokenListener for Watch {
+    fn on_token(&self, _text: String) {
+        if self.cancelled.load(Ordering::SeqCst) {
+            self.late.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    fn on_complete(&self, _stats: GenerationStats) {
+        let _ = self.done.lock().unwrap().send(Ok(()));
+    }
+    fn on_error(&self, error: TernError) {
+        let _ = self.done.lock().unwrap().send(Err(error));
+    }
+}
+
+/// One round: a session, a generation cancelled after `delay`, the latency of the cancel.
+fn round(model: &Arc<Model>, prompt: &str, delay: Duration) -> Duration {
+    let session = Session::new(Arc::clone(model)).expect("session");
+    let (tx, rx) = channel();
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let late = Arc::new(AtomicUsize::new(0));
+    let watch = Watch {
+        cancelled: Arc::clone(&cancelled),
+        late: Arc::clone(&late),
+        done: Mutex::new(tx),
+    };
+    let options = GenerateOptions {
+        max_tokens: 3,
+        ..GenerateOptions::default()
+    };
+    let handle = session
+        .generate(prompt.into(), options, Box::new(watch))
+        .expect("generation starts");
+    std::thread::sleep(delay);
+    handle.cancel();
+    // Set after `cancel` returns: a token whose delivery began before it may still land.
+    let at = Instant::now();
+    cancelled.store(true, Ordering::SeqCst);
+    let end = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the generation ends");
+    let latency = at.elapsed();
+    match end {
+        Ok(()) | Err(TernError::Cancelled) => {}
+        Err(e) => panic!("round failed: {e}"),
+    }
+    assert!(
+        late.load(Ordering::SeqCst) <= 1,
+        "text arrived after the cancel"
+    );
+    latency
+}
+
+#[test]
+fn sessions_created_cancelled_and_dropped_from_four_threads() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/smollm2-135m-instruct-q4_1.gguf");
+    let options = ModelOptions {
+        threads: 1,
+        context_length: 256,
+        ..ModelOptions::default()
+    };
+    let model = Model::new(path.display().to_string(), options).expect("loads");
+    let words = "the quick brown fox jumps over the lazy dog ".repeat(12);
+
+    // One 64-token batch alone, for the latency bound.
+    let batch_prompt: String = words.split(' ').take(60).collect::<Vec<_>>().join(" ");
+    let start = Instant::now();
+    let s = Session::new(Arc::clone(&model)).unwrap();
+    let (tx, rx) = channel();
+    let watch = Watch {
+        cancelled: Arc::new(AtomicBool::new(false)),
+        late: Arc::new(AtomicUsize::new(0)),
+        done: Mutex::new(tx),
+    };
+    let one = GenerateOptions {
+        max_tokens: 1,
+        ..GenerateOptions::default()
+    };
+    let _h = s.generate(batch_prompt, one, Box::new(watch)).unwrap();
+    rx.recv_timeout(Duration::from_secs(60)).unwrap().unwrap();
+    let batch_time = start.elapsed();
+
+    let run = |rounds: usize, seed: u64| -> Duration {
+        let worst = Mutex::new(Duration::ZERO);
+        std::thread::scope(|scope| {
+            for t in 0..THREADS as u64 {
+                let (model, words, worst) = (&model, &words, &worst);
+                scope.spawn(move || {
+                    // xorshift64: a different, reproducible sequence per thread.
+                    let mut x = seed ^ (t + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    let mut next = move |n: u64| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x % n
+                    };
+                    for _ in 0..rounds {
+                        let len = 1 + next(words.len() as u64 - 1) as usize;
+                        let prompt = words[..len].trim_end_matches(|c: char| !c.is_ascii());
+                        let delay = Duration::from_micros(next(40_000));
+                        let latency = round(model, prompt, delay);
+                        let mut w = worst.lock().unwrap();
+                        *w = (*w).max(latency);
+                    }
+                });
+            }
+        });
+        worst.into_inner().unwrap()
+    };
+    run(10, 1);
+    let before = rss();
+    let start = Instant::now();
+    let worst = run(ROUNDS, 2);
+    let took = start.elapsed();
+    let after = rss();
+    eprintln!(
+        "stress: {} rounds in {took:?}, worst cancel latency {worst:?} (one batch alone: \
+         {batch_time:?}), RSS {before} -> {after}",
+        THREADS * ROUNDS
+    );
+    assert!(
+        after as f64 <= before as f64 * 1.05,
+        "RSS grew from {before} to {after} bytes"
+    );
+    // Four generations share two cores: a batch takes up to four times as long as alone,
+    // plus scheduling.
+    let bound = batch_time * 2 * THREADS as u32 + Duration::from_millis(200);
+    assert!(
+        worst <= bound,
+        "a cancel took {worst:?}, more than about one batch ({bound:?})"
+    );
+}
