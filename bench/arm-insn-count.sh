@@ -213,7 +213,7 @@ main_table() {
   local tern
   tern="$(build_tern)"
   [ "${#models[@]}" -gt 0 ] || mapfile -t models < <(default_models "$tern")
-  local work
+
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
   local rows="$work/rows.tsv"
@@ -251,7 +251,7 @@ main_table() {
 main_gate() {
   ensure_packages qemu-user gcc gcc-aarch64-linux-gnu libc6-dev-arm64-cross xz-utils dpkg-dev
   plugin="$(build_plugin)"
-  local tern work model=models/smollm2-135m-instruct-q4_1.gguf
+  local tern model=models/smollm2-135m-instruct-q4_1.gguf
   tern="$(build_tern)"
   [ -f "$model" ] || bash scripts/fetch-model.sh >&2
   work="$(mktemp -d)"
