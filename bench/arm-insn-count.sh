@@ -156,9 +156,10 @@ build_llama() {
   if [ ! -x "$dir/llama_driver" ] || [ bench/insn-plugin/llama_driver.c -nt "$dir/llama_driver" ]; then
     local libs
     libs="$(find "$dir/build" -name '*.a' | sort -r | tr '\n' ' ')"
+    aarch64-linux-gnu-gcc -O2 -Wall -march="$march" -I"$src/include" -I"$src/ggml/include" \
+      -c bench/insn-plugin/llama_driver.c -o "$dir/llama_driver.o"
     # shellcheck disable=SC2086  # a list of archive paths without spaces
-    aarch64-linux-gnu-g++ -O2 -march="$march" -I"$src/include" -I"$src/ggml/include" \
-      bench/insn-plugin/llama_driver.c -x none -Wl,--start-group $libs -Wl,--end-group \
+    aarch64-linux-gnu-g++ "$dir/llama_driver.o" -Wl,--start-group $libs -Wl,--end-group \
       -lpthread -lm -o "$dir/llama_driver"
   fi
   echo "$dir/llama_driver"
@@ -264,6 +265,30 @@ main_gate() {
   [ "$update_baseline" -eq 1 ] && update=(--update)
   python3 bench/insn-plugin/report.py gate bench/arm-insn-baseline.json "$work" "${update[@]}" \
     --rustc "$(rustc --version)" --qemu "$(qemu-aarch64 --version | head -1)"
+}
+
+# llvm-mca on the hot loop of the kernels the table's files decode with, Tern's and
+# llama.cpp's (whichever llama.cpp builds exist).
+main_mca() {
+  ensure_packages llvm gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+  # LLVM 19's Neoverse N1 / V1 models (the A76 / X1 cores' siblings) where Debian has them.
+  apt-cache show llvm-19 >/dev/null 2>&1 && ensure_packages llvm-19
+  local tern level
+  tern="$(build_tern)"
+  echo "Tern ($tern):"
+  python3 bench/insn-plugin/mca.py "$tern" gemm::dotprod::gemm_q4_0_q8 gemm::i8mm::gemm_q4_0_q8 \
+    gemm::dotprod::gemm_q4_1_q8 gemm::i8mm::gemm_q4_1_q8 gemm::dotprod::gemm_q8_0_q8 \
+    gemm::i8mm::gemm_q8_0_q8 kq_dotprod::gemm_q4_k_q8 kquants_int8::dotprod::dot_q6_k_q8 \
+    ternary::dotprod::dot_tq2_0_q8row
+  for level in $levels; do
+    [ -x "$cache/llama-arm/$level/llama_driver" ] || continue
+    echo
+    echo "llama.cpp, $level build:"
+    python3 bench/insn-plugin/mca.py "$cache/llama-arm/$level/llama_driver" \
+      ggml_gemv_q4_0_4x4_q8_0 ggml_gemm_q4_0_4x4_q8_0 ggml_gemv_q4_0_4x8_q8_0 \
+      ggml_gemm_q4_0_4x8_q8_0 ggml_vec_dot_q4_1_q8_1 ggml_vec_dot_q8_0_q8_0 \
+      ggml_vec_dot_q4_K_q8_K ggml_vec_dot_q6_K_q8_K ggml_vec_dot_tq2_0_q8_K
+  done
 }
 
 case "$mode" in

@@ -6,6 +6,7 @@
  *
  * usage: llama_driver MODEL N_PROMPT N_GEN
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -18,6 +19,12 @@
 static void quiet(enum ggml_log_level level, const char *text, void *user) {
     (void)user;
     if (level >= GGML_LOG_LEVEL_ERROR) fputs(text, stderr);
+}
+
+static bool no_progress(float progress, void *user) {
+    (void)progress;
+    (void)user;
+    return true;
 }
 
 int main(int argc, char **argv) {
@@ -36,6 +43,7 @@ int main(int argc, char **argv) {
     MARK(1);
     llama_backend_init();
     struct llama_model_params mp = llama_model_default_params();
+    mp.progress_callback = no_progress;
     struct llama_model *model = llama_model_load_from_file(argv[1], mp);
     if (!model) {
         fprintf(stderr, "cannot load %s\n", argv[1]);
