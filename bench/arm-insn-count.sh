@@ -257,6 +257,14 @@ main_gate() {
   [ -f "$model" ] || bash scripts/fetch-model.sh >&2
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
+  # The instrument first: known instruction mixes must come out class by class, exactly.
+  aarch64-linux-gnu-gcc -O1 -march=armv8.6-a+i8mm+fp16 -static bench/insn-plugin/selftest.c \
+    -o "$work/selftest"
+  qemu-aarch64 -cpu max -plugin "$plugin,out=$work/selftest.out" "$work/selftest"
+  if ! grep -E '^(1|2) ' "$work/selftest.out" | diff - bench/insn-plugin/selftest.expected; then
+    log "insn_count.c classifies bench/insn-plugin/selftest.c wrongly (diff above)"
+    exit 1
+  fi
   count dotprod "$work/dotprod_smollm2-q4_1_int8_p8_n4" -- \
     "$tern" bench -m "$model" -t 1 -p 8 -n 4 -r 1 --precision int8
   count i8mm "$work/i8mm_smollm2-q4_1_default_p8_n4" -- \
