@@ -5,8 +5,10 @@
 # Counts are deterministic: one short run per configuration, unaffected by a busy machine.
 #
 # usage:
-#   bench/arm-insn-count.sh [-p N_PROMPT] [-n N_GEN] [--levels "dotprod i8mm"] [--no-llama] [MODEL...]
-#       the markdown table: Tern (int8 and default mode) vs llama.cpp, per level and file
+#   bench/arm-insn-count.sh [-p N_PROMPT] [-n N_GEN] [--levels "dotprod i8mm"] [--no-llama]
+#                           [--funcs] [MODEL...]
+#       the markdown table: Tern (int8 and default mode) vs llama.cpp, per level and file;
+#       --funcs adds each run's top functions by instructions per decoded token (slower)
 #   bench/arm-insn-count.sh --gate [--update-baseline]
 #       CI gate: Tern's own counts on two small shapes against bench/arm-insn-baseline.json;
 #       fails when instructions per token rise by more than 2 %
@@ -36,6 +38,7 @@ n_gen=8
 levels="dotprod i8mm"
 with_llama=1
 update_baseline=0
+funcs_arg=""
 models=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -43,6 +46,7 @@ while [ $# -gt 0 ]; do
     -n) n_gen="$2"; shift 2 ;;
     --levels) levels="$2"; shift 2 ;;
     --no-llama) with_llama=0; shift ;;
+    --funcs) funcs_arg=",funcs=3"; shift ;;
     --gate) mode=gate; shift ;;
     --update-baseline) update_baseline=1; shift ;;
     --mca) mode=mca; shift ;;
@@ -112,7 +116,9 @@ build_plugin() {
   hdr="$(plugin_header_dir)"
   mkdir -p "$(dirname "$out")"
   if [ ! -f "$out" ] || [ bench/insn-plugin/insn_count.c -nt "$out" ]; then
-    gcc -shared -fPIC -O2 -Wall -Wextra -Werror -I"$hdr" bench/insn-plugin/insn_count.c -o "$out"
+    gcc -shared -fPIC -O2 -Wall -Wextra -Werror -I"$hdr" bench/insn-plugin/insn_count.c \
+      -o "$out.$$"
+    mv "$out.$$" "$out"
   fi
   echo "$out"
 }
@@ -196,7 +202,7 @@ count() {
   local level="$1" out="$2"
   shift 3
   TERN_INSN_MARKERS=1 qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu "$(cpu_of "$level")" \
-    -plugin "$plugin,out=$out" "$@" >/dev/null
+    -plugin "$plugin,out=$out$funcs_arg" "$@" >/dev/null
 }
 
 # `--ternary auto` times two kernels at load, which under qemu is neither meaningful nor

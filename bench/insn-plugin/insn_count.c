@@ -33,7 +33,10 @@
  *   other     system instructions (hints, barriers, MRS/MSR, SVC) and unallocated encodings
  *
  * Output (argument out=PATH, else stderr): one line per phase and class, "PHASE CLASS COUNT",
- * phase 0 being everything before the first marker.
+ * phase 0 being everything before the first marker. With funcs=PHASE, also lines
+ * "#fn COUNT DOT SYMBOL" for the functions that executed the most instructions in that phase
+ * (DOT: of those, sdot + mmla + fmla); a block is attributed to the symbol of its first
+ * instruction and to the phase current when it starts. That costs a helper call per block.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -66,6 +69,44 @@ static uint64_t phase_start[N_CLASS];
 static uint64_t phase_counts[N_PHASE][N_CLASS];
 static unsigned current_phase;
 static char *out_path;
+
+/* Per-function attribution (funcs=PHASE): a small open-addressing table keyed by the symbol
+ * string's address, which qemu keeps for the whole run. */
+#define N_FUNCS 8192
+struct func {
+    const char *sym;
+    uint64_t n;
+    uint64_t dot;
+};
+static struct func funcs[N_FUNCS];
+static int funcs_phase = -1;
+
+/* What a block's attribution callback needs. */
+struct block {
+    const char *sym;
+    uint32_t n;
+    uint32_t dot;
+};
+
+static void on_block(unsigned int vcpu, void *udata) {
+    (void)vcpu;
+    const struct block *b = udata;
+    if ((int)current_phase != funcs_phase) return;
+    size_t h = ((uintptr_t)b->sym >> 3) % N_FUNCS;
+    for (size_t probe = 0; probe < N_FUNCS; probe++, h = (h + 1) % N_FUNCS) {
+        if (funcs[h].sym == b->sym || funcs[h].sym == NULL) {
+            funcs[h].sym = b->sym;
+            funcs[h].n += b->n;
+            funcs[h].dot += b->dot;
+            return;
+        }
+    }
+}
+
+static int by_count(const void *a, const void *b) {
+    uint64_t x = ((const struct func *)a)->n, y = ((const struct func *)b)->n;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
 
 /* What a marker's callback needs: its phase and the counts of its block after it. */
 struct marker {
@@ -157,6 +198,16 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
     for (int c = 0; c < N_CLASS; c++) {
         if (per[c]) qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &live[c], per[c]);
     }
+    if (funcs_phase >= 0 && n > 0) {
+        /* One per translation, kept for every later execution of the block, like a marker's. */
+        struct block *b = calloc(1, sizeof *b);
+        if (!b) abort();
+        const char *sym = qemu_plugin_insn_symbol(qemu_plugin_tb_get_insn(tb, 0));
+        b->sym = sym ? sym : "?";
+        b->n = (uint32_t)n;
+        b->dot = (uint32_t)(per[C_SDOT] + per[C_MMLA] + per[C_FMLA]);
+        qemu_plugin_register_vcpu_tb_exec_cb(tb, on_block, QEMU_PLUGIN_CB_NO_REGS, b);
+    }
 }
 
 static void on_guest_exit(qemu_plugin_id_t id, void *udata) {
@@ -175,6 +226,11 @@ static void on_guest_exit(qemu_plugin_id_t id, void *udata) {
         if (!total) continue;
         for (int c = 0; c < N_CLASS; c++) fprintf(f, "%d %s %" PRIu64 "\n", p, class_names[c], phase_counts[p][c]);
     }
+    if (funcs_phase >= 0) {
+        qsort(funcs, N_FUNCS, sizeof funcs[0], by_count);
+        for (int i = 0; i < 40 && funcs[i].n; i++)
+            fprintf(f, "#fn %" PRIu64 " %" PRIu64 " %s\n", funcs[i].n, funcs[i].dot, funcs[i].sym);
+    }
     if (f != stderr) fclose(f);
 }
 
@@ -186,8 +242,10 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
     for (int i = 0; i < argc; i++) {
         if (strncmp(argv[i], "out=", 4) == 0) {
             out_path = strdup(argv[i] + 4);
+        } else if (strncmp(argv[i], "funcs=", 6) == 0) {
+            funcs_phase = atoi(argv[i] + 6);
         } else {
-            fprintf(stderr, "insn_count: unknown argument %s (out=PATH)\n", argv[i]);
+            fprintf(stderr, "insn_count: unknown argument %s (out=PATH, funcs=PHASE)\n", argv[i]);
             return -1;
         }
     }

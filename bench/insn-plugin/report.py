@@ -2,7 +2,8 @@
 
   report.py table ROWS N_PROMPT N_GEN QEMU_VERSION
       ROWS: tab-separated "level file who phase class count", who in t-int8, t-def, l
-      (Tern --precision int8, Tern's default precision, llama.cpp). Prints markdown tables.
+      (Tern --precision int8, Tern's default precision, llama.cpp); "#fn" lines from the
+      plugin's funcs= option become a top-functions table. Prints markdown tables.
   report.py gate BASELINE COUNTS_DIR [--update] [--rustc VERSION] [--qemu VERSION]
       COUNTS_DIR holds one plugin output per shape, named SHAPE (with its n_prompt and n_gen
       in the name: "..._p8_n4"). Fails (exit 1) when a shape's instructions per prompt token
@@ -24,6 +25,8 @@ def read_counts(lines):
     """{phase: {class: count}} from the plugin's "PHASE CLASS COUNT" lines."""
     out = defaultdict(lambda: defaultdict(int))
     for line in lines:
+        if line.startswith("#"):
+            continue
         p, c, n = line.split()
         out[int(p)][c] += int(n)
     return out
@@ -45,6 +48,7 @@ def table(rows_path, n_prompt, n_gen, qemu):
         runs[(level, f, who)].append(rest)
     keys = sorted({(lv, f) for lv, f, _ in runs}, key=lambda k: (k[0] != "dotprod", k[1]))
     stats = {k: per_token(read_counts(v), n_prompt, n_gen) for k, v in runs.items() if v}
+    funcs = {k: [x.split(None, 3)[1:] for x in v if x.startswith("#fn ")] for k, v in runs.items()}
 
     m = lambda x: f"{x / 1e6:.1f}"
     ratio = lambda ref, t: f"{ref / t:.2f}" if t else "–"
@@ -73,6 +77,14 @@ def table(rows_path, n_prompt, n_gen, qemu):
                 if s:
                     cells = " | ".join(f"{s[idx][c] / 1e6:.2f}" for c in CLASSES + ["total"])
                     print(f"| {lv} | {f} | {name} | {cells} |")
+    if any(funcs.values()):
+        print("\nTop functions, M instructions per decoded token (of which sdot/mmla/fmla):\n")
+        print("| level | file | engine | function | M / token | dot/FMA |")
+        print("|---|---|---|---|---|---|")
+        for (lv, f, who), fl in sorted(funcs.items()):
+            for n, dot, sym in fl[:8]:
+                print(f"| {lv} | {f} | {who} | `{sym[:70]}` | {int(n) / n_gen / 1e6:.2f} | "
+                      f"{int(dot) / n_gen / 1e6:.2f} |")
 
 
 def gate(baseline_path, counts_dir, update, rustc, qemu):
