@@ -215,7 +215,7 @@ ternary_opt() {
 
 main_table() {
   ensure_packages qemu-user gcc gcc-aarch64-linux-gnu g++-aarch64-linux-gnu \
-    libc6-dev-arm64-cross cmake xz-utils dpkg-dev
+    libc6-dev-arm64-cross cmake xz-utils
   plugin="$(build_plugin)"
   local tern
   tern="$(build_tern)"
@@ -256,7 +256,7 @@ main_table() {
 # The CI gate: two small shapes of Tern's own, one repetition each (counts are deterministic).
 # Shape names carry level, file, mode and token counts; renaming one needs a new baseline.
 main_gate() {
-  ensure_packages qemu-user gcc gcc-aarch64-linux-gnu libc6-dev-arm64-cross xz-utils dpkg-dev
+  ensure_packages qemu-user gcc gcc-aarch64-linux-gnu libc6-dev-arm64-cross xz-utils
   plugin="$(build_plugin)"
   local tern model=models/smollm2-135m-instruct-q4_1.gguf
   tern="$(build_tern)"
