@@ -12,6 +12,7 @@
 
 import json
 import re
+import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -39,6 +40,16 @@ def per_token(counts, n_prompt, n_gen):
     pp["total"] = sum(pp[c] for c in CLASSES)
     tg["total"] = sum(tg[c] for c in CLASSES)
     return pp, tg
+
+
+def demangle(names):
+    """Readable Rust and C++ symbols (c++filt, where installed), without Rust's hash suffix."""
+    try:
+        out = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True,
+                             text=True, check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        out = list(names)
+    return {n: re.sub(r"::h[0-9a-f]{16}$", "", d) for n, d in zip(names, out)}
 
 
 def table(rows_path, n_prompt, n_gen, qemu):
@@ -81,9 +92,11 @@ def table(rows_path, n_prompt, n_gen, qemu):
         print("\nTop functions, M instructions per decoded token (of which sdot/mmla/fmla):\n")
         print("| level | file | engine | function | M / token | dot/FMA |")
         print("|---|---|---|---|---|---|")
+        names = demangle(sorted({sym for fl in funcs.values() for _, _, sym in fl}))
+        engine = {"t-int8": "Tern int8", "t-def": "Tern default", "l": "llama.cpp"}
         for (lv, f, who), fl in sorted(funcs.items()):
             for n, dot, sym in fl[:8]:
-                print(f"| {lv} | {f} | {who} | `{sym[:70]}` | {int(n) / n_gen / 1e6:.2f} | "
+                print(f"| {lv} | {f} | {engine[who]} | `{names[sym][:80]}` | {int(n) / n_gen / 1e6:.2f} | "
                       f"{int(dot) / n_gen / 1e6:.2f} |")
 
 
