@@ -34,7 +34,13 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     let n_prompt: usize = args.get("n-prompt", 128)?;
     let n_gen: usize = args.get("n-gen", 128)?;
     let reps: usize = args.get("reps", 5)?.max(1);
+    // Under TERN_INSN_MARKERS=1 (bench/arm-insn-count.sh) the runs are counted, not timed: no
+    // warm-up, and phase markers around the load and the first prompt and decode runs.
+    let markers = std::env::var_os("TERN_INSN_MARKERS").is_some_and(|v| v == "1");
 
+    if markers {
+        phase_marker::<1>();
+    }
     let loaded = load_model(&args)?;
     let model = loaded.model.clone();
     let held = loaded.weights_held();
@@ -63,20 +69,32 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         Ok(n_gen as f64 / t.elapsed().as_secs_f64())
     };
     // One warm-up of each: page in the weights, spin up the workers.
-    if n_prompt > 0 {
-        run_pp(&mut s)?;
-    }
-    if n_gen > 0 {
-        run_tg(&mut s)?;
+    if !markers {
+        if n_prompt > 0 {
+            run_pp(&mut s)?;
+        }
+        if n_gen > 0 {
+            run_tg(&mut s)?;
+        }
     }
     let mut pp = Vec::new();
     let mut tg = Vec::new();
-    for _ in 0..reps {
+    for rep in 0..reps {
+        let mark = markers && rep == 0;
+        if mark {
+            phase_marker::<2>();
+        }
         if n_prompt > 0 {
             pp.push(run_pp(&mut s)?);
         }
+        if mark {
+            phase_marker::<3>();
+        }
         if n_gen > 0 {
             tg.push(run_tg(&mut s)?);
+        }
+        if mark {
+            phase_marker::<4>();
         }
     }
     let (pp_mean, pp_sd) = mean_sd(&pp);
@@ -186,6 +204,25 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A phase boundary for the instruction-counting plugin (bench/insn-plugin/insn_count.c):
+/// `movz xzr, #(0x7e00 | PHASE)` writes the zero register, so it does nothing on any AArch64
+/// CPU, and the plugin recognises its encoding. Phases: 1 load, 2 prefill, 3 decode, 4 end.
+/// Hand-written because no intrinsic emits an instruction a compiler never would; elsewhere a
+/// no-op.
+#[inline(always)]
+fn phase_marker<const PHASE: u16>() {
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: the instruction writes only the zero register: no memory, stack or flags. Not
+    // `nomem`, so the compiler keeps memory accesses on their side of the marker.
+    unsafe {
+        core::arch::asm!(
+            "movz xzr, #{imm}",
+            imm = const 0x7e00 | PHASE,
+            options(nostack, preserves_flags)
+        );
+    }
 }
 
 fn mean_sd(v: &[f64]) -> (f64, f64) {
