@@ -1,7 +1,6 @@
 //! Conversations: messages in, streamed reply text out, formatted by the model's own chat
 //! template, with the KV cache of earlier turns reused (`tern_runtime::chat::Chat`).
 
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tern_runtime::chat::{
@@ -12,11 +11,13 @@ use tern_runtime::Flow;
 
 use crate::channel::Queue;
 use crate::error::TernError;
+use crate::event::{EventSink, ReplyListener};
 use crate::model::Model;
 use crate::session::{
-    claim, rate, spawn_job, Control, GenerateOptions, GenerationHandle, GenerationStats,
-    ListenerSink, QueueSink, Sink, StopReason, TokenListener, TokenStream,
+    rate, spawn_job, Control, GenerateOptions, GenerationHandle, GenerationStats, ListenerSink,
+    QueueSink, Sink, StopReason, TokenListener, TokenStream,
 };
+use crate::slot::Slot;
 
 /// How a [`Conversation`] is set up.
 #[derive(Clone, Debug, Default, PartialEq, uniffi::Record)]
@@ -49,8 +50,8 @@ pub struct Conversation {
 
 struct ChatShared {
     chat: Mutex<Chat>,
-    /// Set while a reply is being generated.
-    busy: AtomicBool,
+    /// Held while a reply is being generated or a short call runs.
+    slot: Slot,
     stats: Mutex<Option<GenerationStats>>,
     stop: Vec<String>,
 }
@@ -95,7 +96,7 @@ impl Conversation {
         Ok(Arc::new(Conversation {
             shared: Arc::new(ChatShared {
                 chat: Mutex::new(chat),
-                busy: AtomicBool::new(false),
+                slot: Slot::default(),
                 stats: Mutex::new(None),
                 stop: options.stop_strings,
             }),
@@ -104,8 +105,9 @@ impl Conversation {
 
     /// Adds the user message `message` and starts generating the reply on a background thread;
     /// text goes to `listener`, the handle cancels. A failed or refused turn leaves the
-    /// conversation as it was; a cancelled reply keeps what was generated so far. Fails with
-    /// [`TernError::SessionBusy`] while another reply is being generated.
+    /// conversation as it was; a cancelled reply keeps what was generated so far. Waits for a
+    /// cancelled reply to wind down (within one token); fails with [`TernError::SessionBusy`]
+    /// only while another reply runs that was not cancelled.
     pub fn send(
         &self,
         message: String,
@@ -113,6 +115,19 @@ impl Conversation {
         listener: Box<dyn TokenListener>,
     ) -> Result<Arc<GenerationHandle>, TernError> {
         let control = self.start(message, &options, Box::new(ListenerSink(listener)))?;
+        Ok(Arc::new(GenerationHandle { control }))
+    }
+
+    /// Like [`Conversation::send`], delivering the reply as events: text deltas, then
+    /// [`ReplyEvent::Done`](crate::ReplyEvent::Done) with the stop reason and this reply's
+    /// statistics.
+    pub fn send_events(
+        &self,
+        message: String,
+        options: GenerateOptions,
+        listener: Box<dyn ReplyListener>,
+    ) -> Result<Arc<GenerationHandle>, TernError> {
+        let control = self.start(message, &options, Box::new(EventSink(listener)))?;
         Ok(Arc::new(GenerationHandle { control }))
     }
 
@@ -132,9 +147,10 @@ impl Conversation {
     /// The conversation so far, rendered by its template as the model sees it (with the
     /// header of the next assistant turn).
     pub fn prompt(&self) -> Result<String, TernError> {
-        claim(&self.shared.busy)?;
-        let rendered = self.shared.lock_chat().render(true);
-        self.shared.release();
+        let rendered = self
+            .shared
+            .slot
+            .call(|| self.shared.lock_chat().render(true))?;
         Ok(rendered?)
     }
 
@@ -149,30 +165,28 @@ impl Conversation {
         self.shared.lock_stats().clone()
     }
 
-    /// Forgets every message but the system prompt. Fails while a reply is being generated.
+    /// Forgets every message but the system prompt. Fails while a reply is being generated
+    /// (waits for a cancelled one to end).
     pub fn reset(&self) -> Result<(), TernError> {
-        claim(&self.shared.busy)?;
-        self.shared.lock_chat().reset();
-        *self.shared.lock_stats() = None;
-        self.shared.release();
-        Ok(())
+        self.shared.slot.call(|| {
+            self.shared.lock_chat().reset();
+            *self.shared.lock_stats() = None;
+        })
     }
 
     /// The conversation (messages and KV cache) as bytes, to resume it after the app is
     /// killed: versioned, checksummed and tied to the model.
     pub fn save(&self) -> Result<Vec<u8>, TernError> {
-        claim(&self.shared.busy)?;
-        let bytes = self.shared.lock_chat().save();
-        self.shared.release();
-        Ok(bytes)
+        self.shared.slot.call(|| self.shared.lock_chat().save())
     }
 
     /// Restores a conversation saved by [`Conversation::save`] with the same model; on
     /// [`TernError::BadSnapshot`] nothing changes.
     pub fn restore(&self, bytes: Vec<u8>) -> Result<(), TernError> {
-        claim(&self.shared.busy)?;
-        let result = self.shared.lock_chat().restore(&bytes);
-        self.shared.release();
+        let result = self
+            .shared
+            .slot
+            .call(|| self.shared.lock_chat().restore(&bytes))?;
         result.map_err(|e| TernError::BadSnapshot {
             reason: e.to_string(),
         })
@@ -180,7 +194,7 @@ impl Conversation {
 
     /// Whether a reply is being generated.
     pub fn is_generating(&self) -> bool {
-        self.shared.busy.load(std::sync::atomic::Ordering::Acquire)
+        self.shared.slot.is_busy()
     }
 }
 
@@ -197,10 +211,9 @@ impl Conversation {
             max_tokens: options.max_tokens as usize,
             stop: self.shared.stop.clone(),
         };
-        claim(&self.shared.busy)?;
         spawn_job(
             Arc::clone(&self.shared),
-            |s| &s.busy,
+            |s| &s.slot,
             sink,
             move |shared, control, sink| {
                 let mut chat = shared.lock_chat();
@@ -272,10 +285,5 @@ impl ChatShared {
 
     fn lock_stats(&self) -> MutexGuard<'_, Option<GenerationStats>> {
         self.stats.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Frees a conversation claimed for a short call.
-    fn release(&self) {
-        self.busy.store(false, std::sync::atomic::Ordering::Release);
     }
 }

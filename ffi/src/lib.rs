@@ -22,11 +22,14 @@ mod android;
 mod channel;
 mod chat;
 mod error;
+mod event;
 mod model;
 mod session;
+mod slot;
 
 pub use chat::{Conversation, ConversationOptions};
 pub use error::TernError;
+pub use event::{ReplyEvent, ReplyListener};
 pub use model::{
     load_model, KvCachePrecision, LoadProgress, Model, ModelInfo, ModelOptions, ModelSource,
     Precision,

@@ -574,3 +574,158 @@ fn a_conversation_streams_replies_reuses_the_cache_and_restores() {
         Err(TernError::Template { .. })
     ));
 }
+
+/// Starts a generation with `start`, waits for its first piece of text, cancels it and drops
+/// its handle, as a cancelled Kotlin flow or Swift task does.
+fn start_then_cancel(
+    start: impl FnOnce(Box<dyn TokenListener>) -> Result<Arc<GenerationHandle>, TernError>,
+) {
+    let (listener, rx) = Recorder::new(None);
+    let handle = start(listener).expect("the first generation starts");
+    match rx.recv_timeout(TIMEOUT).expect("a token arrives") {
+        Seen::Token(_) => {}
+        other => panic!("ended before its first token: {other:?}"),
+    }
+    handle.cancel();
+    drop(handle);
+}
+
+/// The probe of issue 19: cancel, then send again at once, 100 times; the second call waits
+/// for the first to wind down instead of failing with `SessionBusy`.
+#[test]
+fn cancel_then_generate_never_finds_the_session_busy() {
+    let session = Session::new(model());
+    for round in 0..100 {
+        start_then_cancel(|l| session.generate(PROMPT.into(), greedy(400), l));
+        let (listener, rx) = Recorder::new(None);
+        let started = session.generate(" Paris".into(), greedy(1), listener);
+        let _handle = started.unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        let (_, result) = collect(&rx);
+        assert_eq!(result.map(|s| s.generated_tokens), Ok(1), "round {round}");
+        if round % 10 == 9 {
+            session.reset().unwrap();
+        }
+    }
+    // Genuinely concurrent use is still refused.
+    let (listener, rx) = Recorder::new(None);
+    let running = session
+        .generate(PROMPT.into(), greedy(400), listener)
+        .unwrap();
+    assert!(matches!(rx.recv_timeout(TIMEOUT).unwrap(), Seen::Token(_)));
+    assert!(matches!(
+        session.generate(PROMPT.into(), greedy(1), Recorder::new(None).0),
+        Err(TernError::SessionBusy)
+    ));
+    assert_eq!(session.reset(), Err(TernError::SessionBusy));
+    running.cancel();
+    // A short call waits for the cancelled generation too.
+    assert_eq!(session.reset(), Ok(()));
+}
+
+/// The same probe on a conversation, whose `reset`, `save` and `prompt` also wait.
+#[test]
+fn cancel_then_send_never_finds_the_conversation_busy() {
+    let chat = Conversation::new(model(), ConversationOptions::default()).unwrap();
+    for round in 0..100 {
+        start_then_cancel(|l| chat.send("Tell me a long story.".into(), greedy(400), l));
+        let (listener, rx) = Recorder::new(None);
+        let started = chat.send("Hi".into(), greedy(1), listener);
+        let _handle = started.unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        let (_, result) = collect(&rx);
+        assert!(result.is_ok(), "round {round}: {result:?}");
+        if round % 10 == 9 {
+            chat.reset().unwrap();
+        }
+    }
+    start_then_cancel(|l| chat.send("Tell me a long story.".into(), greedy(400), l));
+    assert!(chat.save().is_ok());
+    start_then_cancel(|l| chat.send("Tell me a long story.".into(), greedy(400), l));
+    assert!(chat.prompt().unwrap().contains("Tell me a long story."));
+    let (listener, rx) = Recorder::new(None);
+    let running = chat
+        .send("Tell me a long story.".into(), greedy(400), listener)
+        .unwrap();
+    assert!(matches!(rx.recv_timeout(TIMEOUT).unwrap(), Seen::Token(_)));
+    assert!(matches!(
+        chat.send("Hi".into(), greedy(1), Recorder::new(None).0),
+        Err(TernError::SessionBusy)
+    ));
+    drop(running);
+    assert_eq!(chat.reset(), Ok(()));
+}
+
+/// Records a reply's events.
+struct EventRecorder(Mutex<Sender<Result<ReplyEvent, TernError>>>);
+
+impl ReplyListener for EventRecorder {
+    fn on_event(&self, event: ReplyEvent) {
+        let _ = self.0.lock().unwrap().send(Ok(event));
+    }
+    fn on_error(&self, error: TernError) {
+        let _ = self.0.lock().unwrap().send(Err(error));
+    }
+}
+
+/// Events until the reply ends: the texts, and the final event or error.
+fn collect_events(
+    start: impl FnOnce(Box<dyn ReplyListener>) -> Result<Arc<GenerationHandle>, TernError>,
+) -> (Vec<String>, Result<ReplyEvent, TernError>) {
+    let (tx, rx) = channel();
+    let _handle = start(Box::new(EventRecorder(Mutex::new(tx)))).unwrap();
+    let mut texts = Vec::new();
+    loop {
+        match rx.recv_timeout(TIMEOUT).expect("the reply ends") {
+            Ok(ReplyEvent::Text { text }) => texts.push(text),
+            end => {
+                // Nothing follows the end.
+                assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+                return (texts, end);
+            }
+        }
+    }
+}
+
+#[test]
+fn replies_stream_text_events_then_one_done_with_the_stats() {
+    let session = Session::new(model());
+    let (texts, end) = collect_events(|l| session.generate_events(PROMPT.into(), greedy(16), l));
+    assert_eq!(texts.concat(), reference_text(PROMPT, 16));
+    let Ok(ReplyEvent::Done { stop_reason, stats }) = end else {
+        panic!("{end:?}")
+    };
+    assert_eq!(stop_reason, StopReason::MaxTokens);
+    assert_eq!(stats.generated_tokens, 16);
+    assert_eq!(Some(stats), session.stats());
+
+    let chat = Conversation::new(model(), ConversationOptions::default()).unwrap();
+    let (texts, end) = collect_events(|l| chat.send_events("Hi!".into(), greedy(48), l));
+    assert!(!texts.concat().is_empty());
+    let Ok(ReplyEvent::Done { stop_reason, stats }) = end else {
+        panic!("{end:?}")
+    };
+    assert_eq!(stop_reason, StopReason::EndOfGeneration);
+    assert_eq!(stats.stop_reason, stop_reason);
+    assert_eq!(Some(stats), chat.stats());
+
+    // A cancelled reply ends with the error, not with `Done`.
+    let (tx, rx) = channel();
+    let handle = session
+        .generate_events(
+            PROMPT.into(),
+            greedy(400),
+            Box::new(EventRecorder(Mutex::new(tx))),
+        )
+        .unwrap();
+    assert!(matches!(
+        rx.recv_timeout(TIMEOUT).unwrap(),
+        Ok(ReplyEvent::Text { .. })
+    ));
+    handle.cancel();
+    let end = loop {
+        match rx.recv_timeout(TIMEOUT).unwrap() {
+            Ok(ReplyEvent::Text { .. }) => {}
+            end => break end,
+        }
+    };
+    assert_eq!(end, Err(TernError::Cancelled));
+}
