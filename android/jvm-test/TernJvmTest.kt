@@ -6,12 +6,13 @@ package dev.tern.test
 import dev.tern.ConversationOptions
 import dev.tern.GenerateOptions
 import dev.tern.ModelOptions
+import dev.tern.StopReason
 import dev.tern.TernModel
+import dev.tern.ffi.ReplyEvent
+import dev.tern.ffi.TernException
 import dev.tern.ffi.GenerationStats
 import dev.tern.ffi.LoadProgress
 import dev.tern.ffi.ModelSource
-import dev.tern.ffi.StopReason
-import dev.tern.ffi.TernException
 import dev.tern.ffi.TokenListener
 import dev.tern.ffi.loadModel
 import java.io.ByteArrayOutputStream
@@ -69,9 +70,9 @@ fun main(args: Array<String>) {
     val scratch = File(args[2]).apply { mkdirs() }
     var passed = 0
     var failed = 0
-    fun test(name: String, body: suspend CoroutineScope.() -> Unit) {
+    fun test(name: String, timeoutMs: Long = 120_000, body: suspend CoroutineScope.() -> Unit) {
         try {
-            runBlocking { withTimeout(120_000) { body() } }
+            runBlocking { withTimeout(timeoutMs) { body() } }
             println("ok    $name")
             passed++
         } catch (e: Throwable) {
@@ -271,6 +272,148 @@ fun main(args: Array<String>) {
         check(expected.startsWith(text)) { "got '$text'" }
         check(s.native.uniffiIsDestroyed) { "session not destroyed" }
         expectThrows<IllegalStateException> { s.native.stats() }
+    }
+
+    // Issue 19's probe: collect, cancelAndJoin after the first piece, send again at once.
+    suspend fun CoroutineScope.cancelThenSend(
+        tries: Int,
+        long: () -> kotlinx.coroutines.flow.Flow<String>,
+        short: () -> kotlinx.coroutines.flow.Flow<String>,
+    ): Int {
+        var failures = 0
+        repeat(tries) {
+            val first = CompletableDeferred<Unit>()
+            val job = launch(Dispatchers.Default) { long().collect { first.complete(Unit) } }
+            first.await()
+            job.cancelAndJoin()
+            try {
+                check(short().toList().isNotEmpty()) { "no text" }
+            } catch (e: TernException.SessionBusy) {
+                failures++
+            }
+        }
+        return failures
+    }
+
+    test("cancel then generate at once: 100 tries, 0 SessionBusy (session)", timeoutMs = 600_000) {
+        model.newSession().use { session ->
+            val failures = cancelThenSend(
+                100,
+                { session.generate(PROMPT, greedy(400)) },
+                { session.generate(" Paris", greedy(1)) },
+            )
+            check(failures == 0) { "$failures of 100 failed with SessionBusy" }
+        }
+    }
+
+    // Each round prefills the conversation so far: up to a few seconds a round on a busy
+    // 2-core machine, hence the longer limit.
+    test("cancel then send at once: 100 tries, 0 SessionBusy (conversation)", timeoutMs = 600_000) {
+        model.newConversation().use { chat ->
+            var round = 0
+            val failures = cancelThenSend(
+                100,
+                { chat.send("Tell me a long story.", greedy(400)) },
+                {
+                    if (++round % 5 == 0) chat.reset()
+                    chat.send("Hi", greedy(1))
+                },
+            )
+            check(failures == 0) { "$failures of 100 failed with SessionBusy" }
+        }
+    }
+
+    test("a reply is text events then one Done with the stop reason and stats") {
+        model.newSession().use { session ->
+            val events = session.generateEvents(PROMPT, greedy(16)).toList()
+            val texts = events.dropLast(1).map { (it as ReplyEvent.Text).text }
+            check(texts.joinToString("") == expected) { "got $texts" }
+            val done = events.last() as? ReplyEvent.Done ?: throw Failure("last: ${events.last()}")
+            check(done.stopReason == StopReason.MAX_TOKENS) { "$done" }
+            check(done.stats.generatedTokens == 16u && done.stats.stopReason == done.stopReason) { "$done" }
+            check(done.stats == session.stats) { "$done vs ${session.stats}" }
+        }
+        model.newConversation().use { chat ->
+            val events = chat.sendEvents("Hi!", greedy(48)).toList()
+            val done = events.last() as? ReplyEvent.Done ?: throw Failure("last: ${events.last()}")
+            check(done.stopReason == StopReason.END_OF_GENERATION) { "$done" }
+            check(events.dropLast(1).all { it is ReplyEvent.Text }) { "$events" }
+        }
+    }
+
+    test("every member of a closed object throws TernException.Closed") {
+        val m = TernModel.load(modelPath, OPTIONS)
+        val s = m.newSession()
+        val c = m.newConversation()
+        m.close()
+        m.close() // idempotent
+        check(m.isClosed) { "not closed" }
+        val modelUses: List<Pair<String, () -> Any?>> = listOf(
+            "info" to { m.info },
+            "options" to { m.options },
+            "newSession" to { m.newSession() },
+            "newConversation" to { m.newConversation() },
+        )
+        for ((name, use) in modelUses) {
+            val e = expectThrows<TernException.Closed> { use() }
+            check(e.name == "TernModel") { "$name: $e" }
+        }
+        // Sessions and conversations made before keep the weights alive.
+        check(s.generate(PROMPT, greedy(2)).toList().isNotEmpty()) { "session after model close" }
+        check(c.send("Hi", greedy(2)).toList().isNotEmpty()) { "conversation after model close" }
+        s.close()
+        c.close()
+        val sessionUses: List<Pair<String, () -> Any?>> = listOf(
+            "generate" to { s.generate(PROMPT) },
+            "generateEvents" to { s.generateEvents(PROMPT) },
+            "stats" to { s.stats },
+            "isGenerating" to { s.isGenerating },
+            "contextLength" to { s.contextLength },
+            "reset" to { s.reset() },
+        )
+        for ((name, use) in sessionUses) {
+            val e = expectThrows<TernException.Closed> { use() }
+            check(e.name == "TernSession") { "$name: $e" }
+        }
+        val conversationUses: List<Pair<String, () -> Any?>> = listOf(
+            "send" to { c.send("Hi") },
+            "sendEvents" to { c.sendEvents("Hi") },
+            "stats" to { c.stats },
+            "messageCount" to { c.messageCount },
+            "isGenerating" to { c.isGenerating },
+            "prompt" to { c.prompt() },
+            "save" to { c.save() },
+            "restore" to { c.restore(ByteArray(8)) },
+            "reset" to { c.reset() },
+        )
+        for ((name, use) in conversationUses) {
+            val e = expectThrows<TernException.Closed> { use() }
+            check(e.name == "TernConversation") { "$name: $e" }
+        }
+        check(m.native.uniffiIsDestroyed && s.native.uniffiIsDestroyed && c.native.uniffiIsDestroyed) {
+            "native objects not freed"
+        }
+    }
+
+    test("closing a model while another thread creates sessions never frees it under them") {
+        repeat(20) {
+            val m = TernModel.load(modelPath, OPTIONS)
+            val made = async(Dispatchers.Default) {
+                var n = 0
+                try {
+                    while (true) {
+                        m.newSession().close()
+                        n++
+                    }
+                } catch (e: TernException.Closed) {
+                }
+                n
+            }
+            delay(2)
+            m.close()
+            made.await()
+            check(m.native.uniffiIsDestroyed) { "model not freed" }
+        }
     }
 
     test("the README example runs") {

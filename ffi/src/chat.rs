@@ -4,7 +4,8 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tern_runtime::chat::{
-    Chat, ChatOptions, ChatTemplate, OverflowPolicy, ReplyOptions, ReplyStop,
+    Chat, ChatOptions, ChatTemplate, JsonValue, Message, OverflowPolicy, RenderOptions,
+    ReplyOptions, ReplyStop,
 };
 use tern_runtime::pool::ThreadPool;
 use tern_runtime::Flow;
@@ -37,6 +38,68 @@ pub struct ConversationOptions {
     /// conversation as it was.
     #[uniffi(default = false)]
     pub refuse_overflow: bool,
+    /// Messages the conversation starts with, after the system prompt: an earlier exchange
+    /// to continue (roles `system`, `user`, `assistant`, `tool`).
+    #[uniffi(default = [])]
+    pub messages: Vec<ChatMessage>,
+    /// More variables every rendering of the template gets, e.g. `enable_thinking = false`
+    /// for the non-thinking mode of Qwen3 or SmolLM3.
+    #[uniffi(default = [])]
+    pub template_variables: Vec<TemplateVariable>,
+}
+
+/// One message of a conversation.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct ChatMessage {
+    /// `system`, `user`, `assistant` or `tool` (or another role the template knows).
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+/// A variable the chat template reads, with its value.
+#[derive(Clone, Debug, PartialEq, uniffi::Record)]
+pub struct TemplateVariable {
+    /// The name the template uses.
+    pub name: String,
+    /// The value.
+    pub value: TemplateValue,
+}
+
+/// The value of a [`TemplateVariable`].
+#[derive(Clone, Debug, PartialEq, uniffi::Enum)]
+pub enum TemplateValue {
+    /// `true` / `false`.
+    Bool {
+        /// The value.
+        value: bool,
+    },
+    /// An integer.
+    Int {
+        /// The value.
+        value: i64,
+    },
+    /// A string.
+    Text {
+        /// The value.
+        value: String,
+    },
+}
+
+impl From<&TemplateValue> for JsonValue {
+    fn from(v: &TemplateValue) -> Self {
+        match v {
+            TemplateValue::Bool { value } => JsonValue::Bool(*value),
+            TemplateValue::Int { value } => JsonValue::Int(*value),
+            TemplateValue::Text { value } => JsonValue::String(value.clone()),
+        }
+    }
+}
+
+/// What a turn does: answer a new user message, or answer the conversation as it stands.
+enum Turn {
+    Send(String),
+    Respond,
 }
 
 /// A chat with a model. Each [`Conversation::send`] adds a user message and streams the
@@ -93,6 +156,19 @@ impl Conversation {
         };
         let mut chat = Chat::new(session, template, chat_options);
         chat.set_system(options.system.as_deref());
+        for m in &options.messages {
+            chat.push(Message::new(&m.role, &m.content));
+        }
+        if !options.template_variables.is_empty() {
+            chat.set_render_options(RenderOptions {
+                vars: options
+                    .template_variables
+                    .iter()
+                    .map(|v| (v.name.clone(), JsonValue::from(&v.value)))
+                    .collect(),
+                ..RenderOptions::default()
+            });
+        }
         Ok(Arc::new(Conversation {
             shared: Arc::new(ChatShared {
                 chat: Mutex::new(chat),
@@ -114,7 +190,11 @@ impl Conversation {
         options: GenerateOptions,
         listener: Box<dyn TokenListener>,
     ) -> Result<Arc<GenerationHandle>, TernError> {
-        let control = self.start(message, &options, Box::new(ListenerSink(listener)))?;
+        let control = self.start(
+            Turn::Send(message),
+            &options,
+            Box::new(ListenerSink(listener)),
+        )?;
         Ok(Arc::new(GenerationHandle { control }))
     }
 
@@ -127,7 +207,7 @@ impl Conversation {
         options: GenerateOptions,
         listener: Box<dyn ReplyListener>,
     ) -> Result<Arc<GenerationHandle>, TernError> {
-        let control = self.start(message, &options, Box::new(EventSink(listener)))?;
+        let control = self.start(Turn::Send(message), &options, Box::new(EventSink(listener)))?;
         Ok(Arc::new(GenerationHandle { control }))
     }
 
@@ -140,7 +220,8 @@ impl Conversation {
         options: GenerateOptions,
     ) -> Result<Arc<TokenStream>, TernError> {
         let chunks = Arc::new(Queue::new());
-        let control = self.start(message, &options, Box::new(QueueSink(Arc::clone(&chunks))))?;
+        let sink = Box::new(QueueSink(Arc::clone(&chunks)));
+        let control = self.start(Turn::Send(message), &options, sink)?;
         Ok(Arc::new(TokenStream { control, chunks }))
     }
 
@@ -198,11 +279,84 @@ impl Conversation {
     }
 }
 
+#[uniffi::export]
+impl Conversation {
+    /// The messages so far, the system prompt first (when there is one), each reply as the
+    /// assistant's message.
+    pub fn messages(&self) -> Result<Vec<ChatMessage>, TernError> {
+        self.shared.slot.call(|| {
+            let chat = self.shared.lock_chat();
+            chat.messages()
+                .iter()
+                .map(|m| ChatMessage {
+                    role: m.role.clone(),
+                    content: m.content.clone(),
+                })
+                .collect()
+        })
+    }
+
+    /// Removes the last turn: the last user message and everything after it (the reply, tool
+    /// results). Returns the messages removed; none when there is no user message. The KV
+    /// cache keeps what comes before: the next turn processes only what it adds.
+    pub fn remove_last_turn(&self) -> Result<Vec<ChatMessage>, TernError> {
+        self.shared.slot.call(|| {
+            let mut chat = self.shared.lock_chat();
+            let Some(last_user) = chat.messages().iter().rposition(|m| m.role == "user") else {
+                return Vec::new();
+            };
+            let removed = chat.messages()[last_user..]
+                .iter()
+                .map(|m| ChatMessage {
+                    role: m.role.clone(),
+                    content: m.content.clone(),
+                })
+                .collect();
+            chat.truncate_messages(last_user);
+            removed
+        })
+    }
+
+    /// Generates the last reply again (with `options`, e.g. another seed): the last assistant
+    /// message, if the conversation ends with one, is replaced by a new reply, delivered as
+    /// events like [`Conversation::send_events`]. The KV cache is reused up to where the old
+    /// reply began (`stats.cached_tokens`), so only the reply is computed again.
+    pub fn regenerate_events(
+        &self,
+        options: GenerateOptions,
+        listener: Box<dyn ReplyListener>,
+    ) -> Result<Arc<GenerationHandle>, TernError> {
+        self.shared.slot.call(|| {
+            let mut chat = self.shared.lock_chat();
+            let n = chat.messages().len();
+            if chat
+                .messages()
+                .last()
+                .is_some_and(|m| m.role == "assistant")
+            {
+                chat.truncate_messages(n - 1);
+            }
+        })?;
+        let control = self.start(Turn::Respond, &options, Box::new(EventSink(listener)))?;
+        Ok(Arc::new(GenerationHandle { control }))
+    }
+
+    /// Positions left in the context: how many more tokens the next turn (its message, the
+    /// template's markers and the reply) may take before older turns are dropped.
+    pub fn tokens_left(&self) -> Result<u32, TernError> {
+        self.shared.slot.call(|| {
+            let chat = self.shared.lock_chat();
+            let session = chat.session();
+            session.context_len().saturating_sub(session.tokens().len()) as u32
+        })
+    }
+}
+
 impl Conversation {
     /// Validates, claims the conversation and starts the reply's thread.
     fn start(
         &self,
-        message: String,
+        turn: Turn,
         options: &GenerateOptions,
         sink: Box<dyn Sink>,
     ) -> Result<Arc<Control>, TernError> {
@@ -219,7 +373,7 @@ impl Conversation {
                 let mut chat = shared.lock_chat();
                 chat.set_sampling(sampling);
                 let mut cancelled = false;
-                let result = chat.send(&message, &reply, &mut |text| {
+                let mut on_text = |text: &str| {
                     if !text.is_empty() {
                         sink.token(text);
                     }
@@ -229,7 +383,11 @@ impl Conversation {
                     } else {
                         Flow::Continue
                     }
-                });
+                };
+                let result = match &turn {
+                    Turn::Send(message) => chat.send(message, &reply, &mut on_text),
+                    Turn::Respond => chat.respond(&reply, &mut on_text),
+                };
                 let reply = result?;
                 let prefill_s = reply.prefill.time.as_secs_f64();
                 let decode_s = reply.decode_time.as_secs_f64();
@@ -242,6 +400,7 @@ impl Conversation {
                 };
                 let stats = GenerationStats {
                     prompt_tokens: reply.prefill.new as u32,
+                    cached_tokens: reply.prefill.reused as u32,
                     generated_tokens: reply.n_tokens as u32,
                     prompt_ms: prefill_s * 1e3,
                     generation_ms: decode_s * 1e3,

@@ -108,8 +108,10 @@ pub enum StopReason {
 /// Token counts and speeds of a session's last generation.
 #[derive(Clone, Debug, PartialEq, uniffi::Record)]
 pub struct GenerationStats {
-    /// Tokens the prompt encoded to.
+    /// Tokens the prompt encoded to: the tokens this generation processed.
     pub prompt_tokens: u32,
+    /// Tokens of the context reused from the KV cache instead of being processed again.
+    pub cached_tokens: u32,
     /// Tokens generated.
     pub generated_tokens: u32,
     /// Milliseconds spent processing the prompt.
@@ -351,6 +353,15 @@ impl Session {
     pub fn context_length(&self) -> u32 {
         self.context_length
     }
+
+    /// Positions left in the context: how many more tokens (prompt and reply) fit before it is
+    /// full. Waits for a cancelled generation to end; fails while one runs.
+    pub fn tokens_left(&self) -> Result<u32, TernError> {
+        self.shared.slot.call(|| {
+            let s = self.shared.lock_session();
+            s.context_len().saturating_sub(s.tokens().len()) as u32
+        })
+    }
 }
 
 impl Session {
@@ -425,6 +436,7 @@ impl Shared {
         let start = Instant::now();
         let mut stats = GenerationStats {
             prompt_tokens: prompt_ids.len() as u32,
+            cached_tokens: session.tokens().len() as u32,
             generated_tokens: 0,
             prompt_ms: 0.0,
             generation_ms: 0.0,
