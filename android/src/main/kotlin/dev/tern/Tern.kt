@@ -22,14 +22,92 @@ import kotlinx.coroutines.flow.flowOn
 import kotlinx.coroutines.flow.transform
 import kotlinx.coroutines.withContext
 
-/** Threads, context length, activation precision and resident-memory cap of sessions. */
-typealias ModelOptions = dev.tern.ffi.ModelOptions
+private val MODEL_DEFAULTS = dev.tern.ffi.ModelOptions()
+private val GENERATE_DEFAULTS = dev.tern.ffi.GenerateOptions()
+
+/** A count the native side takes unsigned: negative values are refused. */
+private fun unsigned(name: String, value: Long): ULong {
+    if (value < 0) throw dev.tern.ffi.TernException.InvalidArgument("$name must not be negative, got $value")
+    return value.toULong()
+}
+
+private fun unsigned32(name: String, value: Int): UInt = unsigned(name, value.toLong()).toUInt()
+
+/**
+ * How a model's sessions run (the generated `dev.tern.ffi.ModelOptions` with Kotlin's signed
+ * types; the defaults are the same).
+ */
+data class ModelOptions(
+    /** Threads each session computes on; 0 uses every core. */
+    val threads: Int = MODEL_DEFAULTS.threads.toInt(),
+    /** Context length in tokens; 0 uses the model's own, capped at 4096. */
+    val contextLength: Int = MODEL_DEFAULTS.contextLength.toInt(),
+    /** How activations meet quantized weights; `null` is the runtime's default (F32). */
+    val activationPrecision: dev.tern.ffi.Precision? = MODEL_DEFAULTS.activationPrecision,
+    /** How the KV cache stores keys and values; `null` is the default (F16). */
+    val kvCachePrecision: dev.tern.ffi.KvCachePrecision? = MODEL_DEFAULTS.kvCachePrecision,
+    /** Cap in bytes on the weights a session keeps resident; 0 is no cap. */
+    val maxResidentBytes: Long = MODEL_DEFAULTS.maxResidentBytes.toLong(),
+    /** Memory in bytes one session may use; 0 is no limit (loading throws OutOfMemoryBudget). */
+    val memoryBudgetBytes: Long = MODEL_DEFAULTS.memoryBudgetBytes.toLong(),
+    /** Memory bandwidth in GB/s granted to decoding, reported against in the stats. */
+    val bandwidthBudgetGbps: Double? = MODEL_DEFAULTS.bandwidthBudgetGbps,
+) {
+    internal fun toNative() = dev.tern.ffi.ModelOptions(
+        threads = unsigned32("threads", threads),
+        contextLength = unsigned32("contextLength", contextLength),
+        activationPrecision = activationPrecision,
+        kvCachePrecision = kvCachePrecision,
+        maxResidentBytes = unsigned("maxResidentBytes", maxResidentBytes),
+        memoryBudgetBytes = unsigned("memoryBudgetBytes", memoryBudgetBytes),
+        bandwidthBudgetGbps = bandwidthBudgetGbps,
+    )
+
+    internal companion object {
+        fun of(o: dev.tern.ffi.ModelOptions) = ModelOptions(
+            o.threads.toInt(), o.contextLength.toInt(), o.activationPrecision, o.kvCachePrecision,
+            o.maxResidentBytes.toLong(), o.memoryBudgetBytes.toLong(), o.bandwidthBudgetGbps,
+        )
+    }
+}
 
 /** Architecture, parameter count, quantization, context length, bytes per token, ... */
 typealias ModelInfo = dev.tern.ffi.ModelInfo
 
-/** Sampling options: max tokens, temperature (0 = greedy), top-k/p, min-p, penalty, seed. */
-typealias GenerateOptions = dev.tern.ffi.GenerateOptions
+/**
+ * How to sample one generation (the generated `dev.tern.ffi.GenerateOptions` with Kotlin's
+ * signed types; the defaults are the runtime's).
+ */
+data class GenerateOptions(
+    /** Most tokens to generate. */
+    val maxTokens: Int = GENERATE_DEFAULTS.maxTokens.toInt(),
+    /** Softmax temperature; 0 is greedy. */
+    val temperature: Float = GENERATE_DEFAULTS.temperature,
+    /** Keep the `topK` most likely tokens; 0 keeps all. */
+    val topK: Int = GENERATE_DEFAULTS.topK.toInt(),
+    /** Nucleus sampling threshold; 1 keeps all. */
+    val topP: Float = GENERATE_DEFAULTS.topP,
+    /** Drop tokens less likely than `minP` times the most likely; 0 keeps all. */
+    val minP: Float = GENERATE_DEFAULTS.minP,
+    /** Repetition penalty; 1 is off. */
+    val repeatPenalty: Float = GENERATE_DEFAULTS.repeatPenalty,
+    /** How many recent tokens the penalty looks at. */
+    val repeatLastN: Int = GENERATE_DEFAULTS.repeatLastN.toInt(),
+    /** Seed of the sampler: the same seed gives the same text. */
+    val seed: Long = GENERATE_DEFAULTS.seed.toLong(),
+) {
+    internal fun toNative() = dev.tern.ffi.GenerateOptions(
+        maxTokens = unsigned32("maxTokens", maxTokens),
+        temperature = temperature,
+        topK = unsigned32("topK", topK),
+        topP = topP,
+        minP = minP,
+        repeatPenalty = repeatPenalty,
+        repeatLastN = unsigned32("repeatLastN", repeatLastN),
+        // Any 64-bit pattern is a seed.
+        seed = seed.toULong(),
+    )
+}
 
 /** Token counts and speeds of a session's last generation. */
 typealias GenerationStats = dev.tern.ffi.GenerationStats
@@ -142,7 +220,7 @@ class TernModel internal constructor(internal val native: Model) : Closeable {
     companion object {
         /** Maps and validates the GGUF file at [path] on [Dispatchers.IO]. */
         suspend fun load(path: String, options: ModelOptions = ModelOptions()): TernModel =
-            withContext(Dispatchers.IO) { TernModel(Model(path, options)) }
+            withContext(Dispatchers.IO) { TernModel(Model(path, options.toNative())) }
 
         /**
          * Loads [path] on a native background thread, calling [onProgress] there with the
@@ -156,7 +234,7 @@ class TernModel internal constructor(internal val native: Model) : Closeable {
             val progress = object : LoadProgress {
                 override fun onProgress(fraction: Float) = onProgress(fraction)
             }
-            return TernModel(loadModel(ModelSource.Path(path), options, progress))
+            return TernModel(loadModel(ModelSource.Path(path), options.toNative(), progress))
         }
 
         /**
@@ -169,7 +247,7 @@ class TernModel internal constructor(internal val native: Model) : Closeable {
             length: Long,
             options: ModelOptions = ModelOptions(),
         ): TernModel = withContext(Dispatchers.IO) {
-            TernModel(Model.openFd(fd, offset.toULong(), length.toULong(), options))
+            TernModel(Model.openFd(fd, offset.toULong(), length.toULong(), options.toNative()))
         }
 
         /**
@@ -187,7 +265,7 @@ class TernModel internal constructor(internal val native: Model) : Closeable {
                 override fun onProgress(fraction: Float) = onProgress(fraction)
             }
             val source = ModelSource.Fd(fd, offset.toULong(), length.toULong())
-            return TernModel(loadModel(source, options, progress))
+            return TernModel(loadModel(source, options.toNative(), progress))
         }
 
         /**
@@ -195,7 +273,7 @@ class TernModel internal constructor(internal val native: Model) : Closeable {
          * loading it (the file's header is read): pick a model and context that fit first.
          */
         suspend fun estimateMemory(path: String, options: ModelOptions = ModelOptions()): MemoryEstimate =
-            withContext(Dispatchers.IO) { dev.tern.ffi.estimateMemory(ModelSource.Path(path), options) }
+            withContext(Dispatchers.IO) { dev.tern.ffi.estimateMemory(ModelSource.Path(path), options.toNative()) }
     }
 
     /** Tokens [text] encodes to as plain text (no BOS; special-token strings stay text). */
@@ -205,7 +283,7 @@ class TernModel internal constructor(internal val native: Model) : Closeable {
     val info: ModelInfo get() = live.use { native.info() }
 
     /** The options the model was loaded with. */
-    val options: ModelOptions get() = live.use { native.options() }
+    val options: ModelOptions get() = live.use { ModelOptions.of(native.options()) }
 
     /** A new, empty conversation with its own KV cache; several can run at once. */
     fun newSession(): TernSession = live.use { TernSession(Session(native)) }
@@ -242,7 +320,7 @@ class TernSession internal constructor(internal val native: Session) : Closeable
      */
     fun generateEvents(prompt: String, options: GenerateOptions = GenerateOptions()): Flow<ReplyEvent> {
         live.check()
-        return eventFlow { listener -> live.use { native.generateEvents(prompt, options, listener) } }
+        return eventFlow { listener -> live.use { native.generateEvents(prompt, options.toNative(), listener) } }
     }
 
     /** The text of [generateEvents]: a cold [Flow] of text pieces. */
@@ -289,7 +367,7 @@ class TernConversation internal constructor(internal val native: Conversation) :
      */
     fun sendEvents(message: String, options: GenerateOptions = GenerateOptions()): Flow<ReplyEvent> {
         live.check()
-        return eventFlow { listener -> live.use { native.sendEvents(message, options, listener) } }
+        return eventFlow { listener -> live.use { native.sendEvents(message, options.toNative(), listener) } }
     }
 
     /** The text of [sendEvents]: a cold [Flow] of text pieces. */
@@ -318,7 +396,7 @@ class TernConversation internal constructor(internal val native: Conversation) :
      */
     fun regenerateEvents(options: GenerateOptions = GenerateOptions()): Flow<ReplyEvent> {
         live.check()
-        return eventFlow { listener -> live.use { native.regenerateEvents(options, listener) } }
+        return eventFlow { listener -> live.use { native.regenerateEvents(options.toNative(), listener) } }
     }
 
     /** The text of [regenerateEvents]. */
