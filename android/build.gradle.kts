@@ -38,7 +38,9 @@ kotlin {
 
 dependencies {
     // The generated bindings call the library through JNA; the AAR carries its native part.
-    implementation("net.java.dev.jna:jna:5.15.0@aar")
+    // 5.17.0 or later: earlier libjnidispatch.so builds for x86_64 are aligned to 4 KB pages
+    // only (scripts/check-16k.sh checks every 64-bit library the AAR carries).
+    implementation("net.java.dev.jna:jna:5.17.0@aar")
     implementation("org.jetbrains.kotlinx:kotlinx-coroutines-android:1.10.2")
 }
 

@@ -6,12 +6,16 @@ package dev.tern.test
 import dev.tern.ConversationOptions
 import dev.tern.GenerateOptions
 import dev.tern.ModelOptions
+import dev.tern.StopReason
 import dev.tern.TernModel
+import dev.tern.ffi.ChatMessage
+import dev.tern.ffi.ReplyEvent
+import dev.tern.ffi.TemplateValue
+import dev.tern.ffi.TemplateVariable
+import dev.tern.ffi.TernException
 import dev.tern.ffi.GenerationStats
 import dev.tern.ffi.LoadProgress
 import dev.tern.ffi.ModelSource
-import dev.tern.ffi.StopReason
-import dev.tern.ffi.TernException
 import dev.tern.ffi.TokenListener
 import dev.tern.ffi.loadModel
 import java.io.ByteArrayOutputStream
@@ -32,10 +36,20 @@ import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.withTimeout
 
 const val PROMPT = "The capital of France is"
-val OPTIONS = ModelOptions(threads = 2u)
-fun greedy(n: Int) = GenerateOptions(maxTokens = n.toUInt(), temperature = 0f)
+val OPTIONS = ModelOptions(threads = 2)
+fun greedy(n: Int) = GenerateOptions(maxTokens = n, temperature = 0f)
 
 class Failure(message: String) : Exception(message)
+
+/** open(2) and close(2), for a file descriptor as Android's asset loading passes one. */
+interface LibC : com.sun.jna.Library {
+    fun open(path: String, flags: Int): Int
+    fun close(fd: Int): Int
+
+    companion object {
+        val INSTANCE: LibC = com.sun.jna.Native.load("c", LibC::class.java)
+    }
+}
 
 fun check(condition: Boolean, message: () -> String) {
     if (!condition) throw Failure(message())
@@ -53,10 +67,10 @@ inline fun <reified E : Throwable> expectThrows(block: () -> Any?): E {
 
 // The README's example, verbatim.
 suspend fun demo(path: String) {
-    TernModel.load(path, ModelOptions(threads = 4u)).use { model ->
+    TernModel.load(path, ModelOptions(threads = 4)).use { model ->
         println("${model.info.architecture}: ${model.info.parameterCount} parameters")
         model.newSession().use { session ->
-            session.generate("The capital of France is", GenerateOptions(maxTokens = 32u))
+            session.generate("The capital of France is", GenerateOptions(maxTokens = 32))
                 .collect { print(it) } // cancelling the collector cancels generation
             println("\n${session.stats?.generationTokensPerSecond} tok/s")
         }
@@ -69,9 +83,9 @@ fun main(args: Array<String>) {
     val scratch = File(args[2]).apply { mkdirs() }
     var passed = 0
     var failed = 0
-    fun test(name: String, body: suspend CoroutineScope.() -> Unit) {
+    fun test(name: String, timeoutMs: Long = 120_000, body: suspend CoroutineScope.() -> Unit) {
         try {
-            runBlocking { withTimeout(120_000) { body() } }
+            runBlocking { withTimeout(timeoutMs) { body() } }
             println("ok    $name")
             passed++
         } catch (e: Throwable) {
@@ -105,7 +119,7 @@ fun main(args: Array<String>) {
 
     test("async nextChunk stream gives the same text") {
         model.newSession().use { session ->
-            val stream = session.native.stream(PROMPT, greedy(16))
+            val stream = session.native.stream(PROMPT, greedy(16).toNative())
             val text = StringBuilder()
             while (true) text.append(stream.nextChunk() ?: break)
             stream.close()
@@ -170,10 +184,10 @@ fun main(args: Array<String>) {
 
     test("a memory budget too small throws OutOfMemoryBudget; a bandwidth budget shows in stats") {
         val e = expectThrows<TernException.OutOfMemoryBudget> {
-            runBlocking { TernModel.load(modelPath, ModelOptions(memoryBudgetBytes = 32uL shl 20)) }
+            runBlocking { TernModel.load(modelPath, ModelOptions(memoryBudgetBytes = 32L shl 20)) }
         }
         check(e.neededBytes > e.budgetBytes) { "$e" }
-        TernModel.load(modelPath, ModelOptions(threads = 2u, bandwidthBudgetGbps = 60.0)).use { m ->
+        TernModel.load(modelPath, ModelOptions(threads = 2, bandwidthBudgetGbps = 60.0)).use { m ->
             m.newSession().use { s ->
                 s.generate(PROMPT, greedy(4)).toList()
                 val stats = s.stats ?: throw Failure("no stats")
@@ -240,7 +254,7 @@ fun main(args: Array<String>) {
                     errors.put(error)
                 }
             }
-            val handle = session.native.generate(PROMPT, greedy(8), listener)
+            val handle = session.native.generate(PROMPT, greedy(8).toNative(), listener)
             val error = errors.poll(60, TimeUnit.SECONDS)
             handle.close()
             check(error is TernException.Internal) { "got $error" }
@@ -257,7 +271,7 @@ fun main(args: Array<String>) {
             check(fractions.zipWithNext().all { (a, b) -> a <= b }) { "$fractions" }
         }
         val e = expectThrows<TernException.FileNotFound> {
-            runBlocking { loadModel(ModelSource.Path("$scratch/missing.gguf"), OPTIONS, null) }
+            runBlocking { loadModel(ModelSource.Path("$scratch/missing.gguf"), OPTIONS.toNative(), null) }
         }
         check(e.path.endsWith("missing.gguf")) { e.path }
     }
@@ -271,6 +285,222 @@ fun main(args: Array<String>) {
         check(expected.startsWith(text)) { "got '$text'" }
         check(s.native.uniffiIsDestroyed) { "session not destroyed" }
         expectThrows<IllegalStateException> { s.native.stats() }
+    }
+
+    // Issue 19's probe: collect, cancelAndJoin after the first piece, send again at once.
+    suspend fun CoroutineScope.cancelThenSend(
+        tries: Int,
+        long: () -> kotlinx.coroutines.flow.Flow<String>,
+        short: () -> kotlinx.coroutines.flow.Flow<String>,
+    ): Int {
+        var failures = 0
+        repeat(tries) {
+            val first = CompletableDeferred<Unit>()
+            val job = launch(Dispatchers.Default) { long().collect { first.complete(Unit) } }
+            first.await()
+            job.cancelAndJoin()
+            try {
+                check(short().toList().isNotEmpty()) { "no text" }
+            } catch (e: TernException.SessionBusy) {
+                failures++
+            }
+        }
+        return failures
+    }
+
+    test("cancel then generate at once: 100 tries, 0 SessionBusy (session)", timeoutMs = 600_000) {
+        model.newSession().use { session ->
+            val failures = cancelThenSend(
+                100,
+                { session.generate(PROMPT, greedy(400)) },
+                { session.generate(" Paris", greedy(1)) },
+            )
+            check(failures == 0) { "$failures of 100 failed with SessionBusy" }
+        }
+    }
+
+    // Each round prefills the conversation so far: up to a few seconds a round on a busy
+    // 2-core machine, hence the longer limit.
+    test("cancel then send at once: 100 tries, 0 SessionBusy (conversation)", timeoutMs = 600_000) {
+        model.newConversation().use { chat ->
+            var round = 0
+            val failures = cancelThenSend(
+                100,
+                { chat.send("Tell me a long story.", greedy(400)) },
+                {
+                    if (++round % 5 == 0) chat.reset()
+                    chat.send("Hi", greedy(1))
+                },
+            )
+            check(failures == 0) { "$failures of 100 failed with SessionBusy" }
+        }
+    }
+
+    test("a reply is text events then one Done with the stop reason and stats") {
+        model.newSession().use { session ->
+            val events = session.generateEvents(PROMPT, greedy(16)).toList()
+            val texts = events.dropLast(1).map { (it as ReplyEvent.Text).text }
+            check(texts.joinToString("") == expected) { "got $texts" }
+            val done = events.last() as? ReplyEvent.Done ?: throw Failure("last: ${events.last()}")
+            check(done.stopReason == StopReason.MAX_TOKENS) { "$done" }
+            check(done.stats.generatedTokens == 16u && done.stats.stopReason == done.stopReason) { "$done" }
+            check(done.stats == session.stats) { "$done vs ${session.stats}" }
+        }
+        model.newConversation().use { chat ->
+            val events = chat.sendEvents("Hi!", greedy(48)).toList()
+            val done = events.last() as? ReplyEvent.Done ?: throw Failure("last: ${events.last()}")
+            check(done.stopReason == StopReason.END_OF_GENERATION) { "$done" }
+            check(events.dropLast(1).all { it is ReplyEvent.Text }) { "$events" }
+        }
+    }
+
+    test("every member of a closed object throws TernException.Closed") {
+        val m = TernModel.load(modelPath, OPTIONS)
+        val s = m.newSession()
+        val c = m.newConversation()
+        m.close()
+        m.close() // idempotent
+        check(m.isClosed) { "not closed" }
+        val modelUses: List<Pair<String, () -> Any?>> = listOf(
+            "info" to { m.info },
+            "options" to { m.options },
+            "newSession" to { m.newSession() },
+            "newConversation" to { m.newConversation() },
+        )
+        for ((name, use) in modelUses) {
+            val e = expectThrows<TernException.Closed> { use() }
+            check(e.name == "TernModel") { "$name: $e" }
+        }
+        // Sessions and conversations made before keep the weights alive.
+        check(s.generate(PROMPT, greedy(2)).toList().isNotEmpty()) { "session after model close" }
+        check(c.send("Hi", greedy(2)).toList().isNotEmpty()) { "conversation after model close" }
+        s.close()
+        c.close()
+        val sessionUses: List<Pair<String, () -> Any?>> = listOf(
+            "generate" to { s.generate(PROMPT) },
+            "generateEvents" to { s.generateEvents(PROMPT) },
+            "stats" to { s.stats },
+            "isGenerating" to { s.isGenerating },
+            "contextLength" to { s.contextLength },
+            "reset" to { s.reset() },
+        )
+        for ((name, use) in sessionUses) {
+            val e = expectThrows<TernException.Closed> { use() }
+            check(e.name == "TernSession") { "$name: $e" }
+        }
+        val conversationUses: List<Pair<String, () -> Any?>> = listOf(
+            "send" to { c.send("Hi") },
+            "sendEvents" to { c.sendEvents("Hi") },
+            "stats" to { c.stats },
+            "messageCount" to { c.messageCount },
+            "isGenerating" to { c.isGenerating },
+            "prompt" to { c.prompt() },
+            "save" to { c.save() },
+            "restore" to { c.restore(ByteArray(8)) },
+            "reset" to { c.reset() },
+        )
+        for ((name, use) in conversationUses) {
+            val e = expectThrows<TernException.Closed> { use() }
+            check(e.name == "TernConversation") { "$name: $e" }
+        }
+        check(m.native.uniffiIsDestroyed && s.native.uniffiIsDestroyed && c.native.uniffiIsDestroyed) {
+            "native objects not freed"
+        }
+    }
+
+    test("closing a model while another thread creates sessions never frees it under them") {
+        repeat(20) {
+            val m = TernModel.load(modelPath, OPTIONS)
+            val made = async(Dispatchers.Default) {
+                var n = 0
+                try {
+                    while (true) {
+                        m.newSession().close()
+                        n++
+                    }
+                } catch (e: TernException.Closed) {
+                }
+                n
+            }
+            delay(2)
+            m.close()
+            made.await()
+            check(m.native.uniffiIsDestroyed) { "model not freed" }
+        }
+    }
+
+    test("a conversation seeded with messages reads them back, regenerates and removes turns reusing the cache") {
+        val seed = listOf(
+            ChatMessage("user", "What is the capital of France?"),
+            ChatMessage("assistant", "The capital of France is Paris."),
+        )
+        model.newConversation(ConversationOptions(system = "You are a helpful assistant.", messages = seed)).use { chat ->
+            check(chat.messages == listOf(ChatMessage("system", "You are a helpful assistant.")) + seed) { "${chat.messages}" }
+            val left = chat.tokensLeft
+            val first = chat.sendEvents("And of Italy?", greedy(24)).toList().last() as ReplyEvent.Done
+            val reply = chat.messages.last()
+            check(reply.role == "assistant" && chat.messages.size == 5) { "${chat.messages}" }
+            check(chat.tokensLeft == left - first.stats.contextTokens.toInt()) { "${chat.tokensLeft} $left ${first.stats}" }
+            val events = chat.regenerateEvents(greedy(24)).toList()
+            val again = events.last() as ReplyEvent.Done
+            val text = events.filterIsInstance<ReplyEvent.Text>().joinToString("") { it.text }
+            check(text == reply.content) { "'$text' != '${reply.content}'" }
+            // Only the reply is computed again: everything before it comes from the KV cache.
+            check(again.stats.promptTokens <= 3u && again.stats.cachedTokens >= first.stats.cachedTokens) {
+                "first ${first.stats}\nregenerated ${again.stats}"
+            }
+            println("      regenerate: ${again.stats.cachedTokens} tokens reused, ${again.stats.promptTokens} processed")
+            val removed = chat.removeLastTurn()
+            check(removed.map { it.role } == listOf("user", "assistant") && chat.messages.size == 3) { "$removed" }
+        }
+        model.newConversation(
+            ConversationOptions(
+                template = "{% for m in messages %}{{ m.content }}{% endfor %}{% if enable_thinking %}+{% else %}-{% endif %}",
+                messages = listOf(ChatMessage("user", "Hi")),
+                templateVariables = listOf(TemplateVariable("enable_thinking", TemplateValue.Bool(false))),
+            ),
+        ).use { chat -> check(chat.prompt() == "Hi-") { chat.prompt() } }
+    }
+
+    test("options take signed Kotlin types and refuse negative counts") {
+        check(GenerateOptions().toNative() == dev.tern.ffi.GenerateOptions()) { "GenerateOptions defaults differ" }
+        check(ModelOptions().toNative() == dev.tern.ffi.ModelOptions()) { "ModelOptions defaults differ" }
+        check(model.options == OPTIONS) { "${model.options}" }
+        expectThrows<TernException.InvalidArgument> { runBlocking { TernModel.load(modelPath, ModelOptions(threads = -1)) } }
+        model.newSession().use { s ->
+            expectThrows<TernException.InvalidArgument> { s.generate(PROMPT, GenerateOptions(maxTokens = -1)).toList() }
+        }
+    }
+
+    test("countTokens, tokensLeft and estimateMemory") {
+        check(model.countTokens(PROMPT) == 5) { "${model.countTokens(PROMPT)}" }
+        check(model.countTokens("") == 0) { "empty" }
+        model.newSession().use { s ->
+            check(s.tokensLeft == s.contextLength) { "${s.tokensLeft}" }
+            s.generate(PROMPT, greedy(4)).toList()
+            check(s.tokensLeft == s.contextLength - s.stats!!.contextTokens.toInt()) { "${s.tokensLeft}" }
+        }
+        val e = TernModel.estimateMemory(modelPath, ModelOptions(contextLength = 512))
+        check(e.totalBytes == e.weightsBytes + e.repackedBytes + e.kvCacheBytes + e.scratchBytes) { "$e" }
+        check(e.weightsBytes > 50_000_000uL && e.kvCacheBytes > 0uL) { "$e" }
+        val big = TernModel.estimateMemory(modelPath, ModelOptions(contextLength = 2048))
+        check(big.kvCacheBytes == 4uL * e.kvCacheBytes) { "$e $big" }
+    }
+
+    test("an fd load reports progress") {
+        val fd = LibC.INSTANCE.open(modelPath, 0) // O_RDONLY
+        check(fd >= 0) { "open failed" }
+        try {
+            val fractions = mutableListOf<Float>()
+            TernModel.load(fd, 0L, File(modelPath).length(), OPTIONS) { f ->
+                synchronized(fractions) { fractions += f }
+            }.use { check(it.info == model.info) { "different info" } }
+            synchronized(fractions) {
+                check(fractions.size > 10 && fractions.last() == 1f) { "$fractions" }
+            }
+        } finally {
+            LibC.INSTANCE.close(fd)
+        }
     }
 
     test("the README example runs") {

@@ -1,21 +1,23 @@
 //! Conversations: messages in, streamed reply text out, formatted by the model's own chat
 //! template, with the KV cache of earlier turns reused (`tern_runtime::chat::Chat`).
 
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tern_runtime::chat::{
-    Chat, ChatOptions, ChatTemplate, OverflowPolicy, ReplyOptions, ReplyStop,
+    Chat, ChatOptions, ChatTemplate, JsonValue, Message, OverflowPolicy, RenderOptions,
+    ReplyOptions, ReplyStop,
 };
 use tern_runtime::Flow;
 
 use crate::channel::Queue;
 use crate::error::TernError;
+use crate::event::{EventSink, ReplyListener};
 use crate::model::Model;
 use crate::session::{
-    claim, rate, spawn_job, Control, GenerateOptions, GenerationHandle, GenerationStats,
-    ListenerSink, QueueSink, Sink, StopReason, TokenListener, TokenStream,
+    rate, spawn_job, Control, GenerateOptions, GenerationHandle, GenerationStats, ListenerSink,
+    QueueSink, Sink, StopReason, TokenListener, TokenStream,
 };
+use crate::slot::Slot;
 
 /// How a [`Conversation`] is set up.
 #[derive(Clone, Debug, Default, PartialEq, uniffi::Record)]
@@ -35,6 +37,68 @@ pub struct ConversationOptions {
     /// conversation as it was.
     #[uniffi(default = false)]
     pub refuse_overflow: bool,
+    /// Messages the conversation starts with, after the system prompt: an earlier exchange
+    /// to continue (roles `system`, `user`, `assistant`, `tool`).
+    #[uniffi(default = [])]
+    pub messages: Vec<ChatMessage>,
+    /// More variables every rendering of the template gets, e.g. `enable_thinking = false`
+    /// for the non-thinking mode of Qwen3 or SmolLM3.
+    #[uniffi(default = [])]
+    pub template_variables: Vec<TemplateVariable>,
+}
+
+/// One message of a conversation.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct ChatMessage {
+    /// `system`, `user`, `assistant` or `tool` (or another role the template knows).
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+/// A variable the chat template reads, with its value.
+#[derive(Clone, Debug, PartialEq, uniffi::Record)]
+pub struct TemplateVariable {
+    /// The name the template uses.
+    pub name: String,
+    /// The value.
+    pub value: TemplateValue,
+}
+
+/// The value of a [`TemplateVariable`].
+#[derive(Clone, Debug, PartialEq, uniffi::Enum)]
+pub enum TemplateValue {
+    /// `true` / `false`.
+    Bool {
+        /// The value.
+        value: bool,
+    },
+    /// An integer.
+    Int {
+        /// The value.
+        value: i64,
+    },
+    /// A string.
+    Text {
+        /// The value.
+        value: String,
+    },
+}
+
+impl From<&TemplateValue> for JsonValue {
+    fn from(v: &TemplateValue) -> Self {
+        match v {
+            TemplateValue::Bool { value } => JsonValue::Bool(*value),
+            TemplateValue::Int { value } => JsonValue::Int(*value),
+            TemplateValue::Text { value } => JsonValue::String(value.clone()),
+        }
+    }
+}
+
+/// What a turn does: answer a new user message, or answer the conversation as it stands.
+enum Turn {
+    Send(String),
+    Respond,
 }
 
 /// A chat with a model. Each [`Conversation::send`] adds a user message and streams the
@@ -48,8 +112,8 @@ pub struct Conversation {
 
 struct ChatShared {
     chat: Mutex<Chat>,
-    /// Set while a reply is being generated.
-    busy: AtomicBool,
+    /// Held while a reply is being generated or a short call runs.
+    slot: Slot,
     stats: Mutex<Option<GenerationStats>>,
     stop: Vec<String>,
 }
@@ -83,10 +147,23 @@ impl Conversation {
         };
         let mut chat = Chat::new(session, template, chat_options);
         chat.set_system(options.system.as_deref());
+        for m in &options.messages {
+            chat.push(Message::new(&m.role, &m.content));
+        }
+        if !options.template_variables.is_empty() {
+            chat.set_render_options(RenderOptions {
+                vars: options
+                    .template_variables
+                    .iter()
+                    .map(|v| (v.name.clone(), JsonValue::from(&v.value)))
+                    .collect(),
+                ..RenderOptions::default()
+            });
+        }
         Ok(Arc::new(Conversation {
             shared: Arc::new(ChatShared {
                 chat: Mutex::new(chat),
-                busy: AtomicBool::new(false),
+                slot: Slot::default(),
                 stats: Mutex::new(None),
                 stop: options.stop_strings,
             }),
@@ -95,15 +172,33 @@ impl Conversation {
 
     /// Adds the user message `message` and starts generating the reply on a background thread;
     /// text goes to `listener`, the handle cancels. A failed or refused turn leaves the
-    /// conversation as it was; a cancelled reply keeps what was generated so far. Fails with
-    /// [`TernError::SessionBusy`] while another reply is being generated.
+    /// conversation as it was; a cancelled reply keeps what was generated so far. Waits for a
+    /// cancelled reply to wind down (within one token); fails with [`TernError::SessionBusy`]
+    /// only while another reply runs that was not cancelled.
     pub fn send(
         &self,
         message: String,
         options: GenerateOptions,
         listener: Box<dyn TokenListener>,
     ) -> Result<Arc<GenerationHandle>, TernError> {
-        let control = self.start(message, &options, Box::new(ListenerSink(listener)))?;
+        let control = self.start(
+            Turn::Send(message),
+            &options,
+            Box::new(ListenerSink(listener)),
+        )?;
+        Ok(Arc::new(GenerationHandle { control }))
+    }
+
+    /// Like [`Conversation::send`], delivering the reply as events: text deltas, then
+    /// [`ReplyEvent::Done`](crate::ReplyEvent::Done) with the stop reason and this reply's
+    /// statistics.
+    pub fn send_events(
+        &self,
+        message: String,
+        options: GenerateOptions,
+        listener: Box<dyn ReplyListener>,
+    ) -> Result<Arc<GenerationHandle>, TernError> {
+        let control = self.start(Turn::Send(message), &options, Box::new(EventSink(listener)))?;
         Ok(Arc::new(GenerationHandle { control }))
     }
 
@@ -116,16 +211,18 @@ impl Conversation {
         options: GenerateOptions,
     ) -> Result<Arc<TokenStream>, TernError> {
         let chunks = Arc::new(Queue::new());
-        let control = self.start(message, &options, Box::new(QueueSink(Arc::clone(&chunks))))?;
+        let sink = Box::new(QueueSink(Arc::clone(&chunks)));
+        let control = self.start(Turn::Send(message), &options, sink)?;
         Ok(Arc::new(TokenStream { control, chunks }))
     }
 
     /// The conversation so far, rendered by its template as the model sees it (with the
     /// header of the next assistant turn).
     pub fn prompt(&self) -> Result<String, TernError> {
-        claim(&self.shared.busy)?;
-        let rendered = self.shared.lock_chat().render(true);
-        self.shared.release();
+        let rendered = self
+            .shared
+            .slot
+            .call(|| self.shared.lock_chat().render(true))?;
         Ok(rendered?)
     }
 
@@ -140,30 +237,28 @@ impl Conversation {
         self.shared.lock_stats().clone()
     }
 
-    /// Forgets every message but the system prompt. Fails while a reply is being generated.
+    /// Forgets every message but the system prompt. Fails while a reply is being generated
+    /// (waits for a cancelled one to end).
     pub fn reset(&self) -> Result<(), TernError> {
-        claim(&self.shared.busy)?;
-        self.shared.lock_chat().reset();
-        *self.shared.lock_stats() = None;
-        self.shared.release();
-        Ok(())
+        self.shared.slot.call(|| {
+            self.shared.lock_chat().reset();
+            *self.shared.lock_stats() = None;
+        })
     }
 
     /// The conversation (messages and KV cache) as bytes, to resume it after the app is
     /// killed: versioned, checksummed and tied to the model.
     pub fn save(&self) -> Result<Vec<u8>, TernError> {
-        claim(&self.shared.busy)?;
-        let bytes = self.shared.lock_chat().save();
-        self.shared.release();
-        Ok(bytes)
+        self.shared.slot.call(|| self.shared.lock_chat().save())
     }
 
     /// Restores a conversation saved by [`Conversation::save`] with the same model; on
     /// [`TernError::BadSnapshot`] nothing changes.
     pub fn restore(&self, bytes: Vec<u8>) -> Result<(), TernError> {
-        claim(&self.shared.busy)?;
-        let result = self.shared.lock_chat().restore(&bytes);
-        self.shared.release();
+        let result = self
+            .shared
+            .slot
+            .call(|| self.shared.lock_chat().restore(&bytes))?;
         result.map_err(|e| TernError::BadSnapshot {
             reason: e.to_string(),
         })
@@ -171,7 +266,80 @@ impl Conversation {
 
     /// Whether a reply is being generated.
     pub fn is_generating(&self) -> bool {
-        self.shared.busy.load(std::sync::atomic::Ordering::Acquire)
+        self.shared.slot.is_busy()
+    }
+}
+
+#[uniffi::export]
+impl Conversation {
+    /// The messages so far, the system prompt first (when there is one), each reply as the
+    /// assistant's message.
+    pub fn messages(&self) -> Result<Vec<ChatMessage>, TernError> {
+        self.shared.slot.call(|| {
+            let chat = self.shared.lock_chat();
+            chat.messages()
+                .iter()
+                .map(|m| ChatMessage {
+                    role: m.role.clone(),
+                    content: m.content.clone(),
+                })
+                .collect()
+        })
+    }
+
+    /// Removes the last turn: the last user message and everything after it (the reply, tool
+    /// results). Returns the messages removed; none when there is no user message. The KV
+    /// cache keeps what comes before: the next turn processes only what it adds.
+    pub fn remove_last_turn(&self) -> Result<Vec<ChatMessage>, TernError> {
+        self.shared.slot.call(|| {
+            let mut chat = self.shared.lock_chat();
+            let Some(last_user) = chat.messages().iter().rposition(|m| m.role == "user") else {
+                return Vec::new();
+            };
+            let removed = chat.messages()[last_user..]
+                .iter()
+                .map(|m| ChatMessage {
+                    role: m.role.clone(),
+                    content: m.content.clone(),
+                })
+                .collect();
+            chat.truncate_messages(last_user);
+            removed
+        })
+    }
+
+    /// Generates the last reply again (with `options`, e.g. another seed): the last assistant
+    /// message, if the conversation ends with one, is replaced by a new reply, delivered as
+    /// events like [`Conversation::send_events`]. The KV cache is reused up to where the old
+    /// reply began (`stats.cached_tokens`), so only the reply is computed again.
+    pub fn regenerate_events(
+        &self,
+        options: GenerateOptions,
+        listener: Box<dyn ReplyListener>,
+    ) -> Result<Arc<GenerationHandle>, TernError> {
+        self.shared.slot.call(|| {
+            let mut chat = self.shared.lock_chat();
+            let n = chat.messages().len();
+            if chat
+                .messages()
+                .last()
+                .is_some_and(|m| m.role == "assistant")
+            {
+                chat.truncate_messages(n - 1);
+            }
+        })?;
+        let control = self.start(Turn::Respond, &options, Box::new(EventSink(listener)))?;
+        Ok(Arc::new(GenerationHandle { control }))
+    }
+
+    /// Positions left in the context: how many more tokens the next turn (its message, the
+    /// template's markers and the reply) may take before older turns are dropped.
+    pub fn tokens_left(&self) -> Result<u32, TernError> {
+        self.shared.slot.call(|| {
+            let chat = self.shared.lock_chat();
+            let session = chat.session();
+            session.context_len().saturating_sub(session.tokens().len()) as u32
+        })
     }
 }
 
@@ -179,7 +347,7 @@ impl Conversation {
     /// Validates, claims the conversation and starts the reply's thread.
     fn start(
         &self,
-        message: String,
+        turn: Turn,
         options: &GenerateOptions,
         sink: Box<dyn Sink>,
     ) -> Result<Arc<Control>, TernError> {
@@ -188,10 +356,9 @@ impl Conversation {
             max_tokens: options.max_tokens as usize,
             stop: self.shared.stop.clone(),
         };
-        claim(&self.shared.busy)?;
         spawn_job(
             Arc::clone(&self.shared),
-            |s| &s.busy,
+            |s| &s.slot,
             sink,
             move |shared, control, sink| {
                 let mut chat = shared.lock_chat();
@@ -199,7 +366,7 @@ impl Conversation {
                 let mut cancelled = false;
                 // Called between prompt batches (empty text) and per token: after a cancel
                 // nothing more reaches the app.
-                let result = chat.send(&message, &reply, &mut |text| {
+                let mut on_text = |text: &str| {
                     if control.is_cancelled() {
                         cancelled = true;
                         return Flow::Stop;
@@ -208,7 +375,11 @@ impl Conversation {
                         sink.token(text);
                     }
                     Flow::Continue
-                });
+                };
+                let result = match &turn {
+                    Turn::Send(message) => chat.send(message, &reply, &mut on_text),
+                    Turn::Respond => chat.respond(&reply, &mut on_text),
+                };
                 let reply = result?;
                 let prefill_s = reply.prefill.time.as_secs_f64();
                 let decode_s = reply.decode_time.as_secs_f64();
@@ -221,6 +392,7 @@ impl Conversation {
                 };
                 let stats = GenerationStats {
                     prompt_tokens: reply.prefill.new as u32,
+                    cached_tokens: reply.prefill.reused as u32,
                     generated_tokens: reply.n_tokens as u32,
                     prompt_ms: prefill_s * 1e3,
                     generation_ms: decode_s * 1e3,
@@ -264,10 +436,5 @@ impl ChatShared {
 
     fn lock_stats(&self) -> MutexGuard<'_, Option<GenerationStats>> {
         self.stats.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Frees a conversation claimed for a short call.
-    fn release(&self) {
-        self.busy.store(false, std::sync::atomic::Ordering::Release);
     }
 }

@@ -89,8 +89,16 @@ pub enum TernError {
     },
     /// Generation was cancelled by the app.
     Cancelled,
-    /// The session is already generating: cancel it or wait for it to finish.
+    /// Another generation of the session or conversation is running and was not cancelled:
+    /// genuinely concurrent use. Cancel it first; a call made after cancelling waits for the
+    /// cancelled generation to wind down (within one token) instead of failing.
     SessionBusy,
+    /// The object was closed (Kotlin `close()`/`use {}`) and cannot be used, as the receiver of
+    /// a call or as an argument to one.
+    Closed {
+        /// Which object: `TernModel`, `TernSession` or `TernConversation`.
+        name: String,
+    },
     /// An argument is out of range (an empty prompt in a new session, a zero length).
     InvalidArgument {
         /// What is wrong.
@@ -149,6 +157,7 @@ impl fmt::Display for TernError {
             }
             TernError::Cancelled => write!(f, "generation was cancelled"),
             TernError::SessionBusy => write!(f, "the session is already generating"),
+            TernError::Closed { name } => write!(f, "the {name} was closed"),
             TernError::InvalidArgument { reason } => write!(f, "invalid argument: {reason}"),
             TernError::Internal { reason } => write!(f, "internal error: {reason}"),
         }

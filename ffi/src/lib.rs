@@ -22,14 +22,17 @@ mod android;
 mod channel;
 mod chat;
 mod error;
+mod event;
 mod model;
 mod session;
+mod slot;
 
-pub use chat::{Conversation, ConversationOptions};
+pub use chat::{ChatMessage, Conversation, ConversationOptions, TemplateValue, TemplateVariable};
 pub use error::TernError;
+pub use event::{ReplyEvent, ReplyListener};
 pub use model::{
-    load_model, KvCachePrecision, LoadProgress, Model, ModelInfo, ModelOptions, ModelSource,
-    Precision,
+    estimate_memory, load_model, KvCachePrecision, LoadProgress, MemoryEstimate, Model, ModelInfo,
+    ModelOptions, ModelSource, Precision,
 };
 pub use session::{
     GenerateOptions, GenerationHandle, GenerationStats, Session, StopReason, TokenListener,

@@ -222,6 +222,50 @@ impl Model {
     pub fn options(&self) -> ModelOptions {
         self.options.clone()
     }
+
+    /// Tokens `text` encodes to as plain text (no BOS, special-token strings stay text): what
+    /// a message's content costs in the context, before the template's markers.
+    pub fn count_tokens(&self, text: String) -> u32 {
+        saturate_u32(self.inner.tokenizer().encode(&text, false, false).len())
+    }
+}
+
+/// Memory one session of a model would use, by part, from [`estimate_memory`].
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct MemoryEstimate {
+    /// Weight bytes resident at once: the whole model, or about the resident cap.
+    pub weights_bytes: u64,
+    /// Weights repacked into heap buffers at load.
+    pub repacked_bytes: u64,
+    /// The KV cache for the whole context.
+    pub kv_cache_bytes: u64,
+    /// Activations, scores and logits of the forward pass.
+    pub scratch_bytes: u64,
+    /// The sum: compare it with the device's free memory before loading.
+    pub total_bytes: u64,
+}
+
+/// What loading `source` with `options` and running one session would take in memory, without
+/// loading it: the file's header is read (its weights are mapped, not read), so an app can
+/// pick a model and context length that fit the device instead of failing at load.
+#[uniffi::export(default(options))]
+pub fn estimate_memory(
+    source: ModelSource,
+    options: ModelOptions,
+) -> Result<MemoryEstimate, TernError> {
+    let bytes: Box<dyn WeightBytes> = match &source {
+        ModelSource::Path { path } => Box::new(map_path(path)?),
+        ModelSource::Fd { fd, offset, length } => Box::new(map_fd(*fd, *offset, *length)?),
+    };
+    let inner = tern_runtime::Model::from_bytes_with_progress(bytes, Kernels::best(), &mut |_| {})?;
+    let m = SessionMemory::estimate(&inner, &options.session_options());
+    Ok(MemoryEstimate {
+        weights_bytes: m.weights,
+        repacked_bytes: m.repacked,
+        kv_cache_bytes: m.kv_cache,
+        scratch_bytes: m.scratch,
+        total_bytes: m.total(),
+    })
 }
 
 impl Model {

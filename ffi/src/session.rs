@@ -11,7 +11,9 @@ use tern_runtime::{Event, Flow, Sampler, SamplerOptions};
 
 use crate::channel::Queue;
 use crate::error::TernError;
+use crate::event::{EventSink, ReplyListener};
 use crate::model::Model;
+use crate::slot::Slot;
 
 /// How to sample one generation. The defaults are the runtime's (and llama.cpp's).
 #[derive(Clone, Debug, PartialEq, uniffi::Record)]
@@ -96,8 +98,10 @@ pub enum StopReason {
 /// Token counts and speeds of a session's last generation.
 #[derive(Clone, Debug, PartialEq, uniffi::Record)]
 pub struct GenerationStats {
-    /// Tokens the prompt encoded to.
+    /// Tokens the prompt encoded to: the tokens this generation processed.
     pub prompt_tokens: u32,
+    /// Tokens of the context reused from the KV cache instead of being processed again.
+    pub cached_tokens: u32,
     /// Tokens generated.
     pub generated_tokens: u32,
     /// Milliseconds spent processing the prompt.
@@ -228,8 +232,8 @@ struct Shared {
     /// The runtime's session is not `Sync`: the generation thread holds this lock while it
     /// runs.
     session: Mutex<tern_runtime::Session>,
-    /// Set from the moment a generation is accepted until just before its last callback.
-    busy: AtomicBool,
+    /// Held from the moment a generation is accepted until just before its last callback.
+    slot: Slot,
     stats: Mutex<Option<GenerationStats>>,
     /// The model options' bandwidth budget, for the stats.
     bandwidth_budget: Option<BandwidthBudget>,
@@ -239,7 +243,7 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("context_length", &self.context_length)
-            .field("busy", &self.shared.busy)
+            .field("busy", &self.shared.slot.is_busy())
             .finish()
     }
 }
@@ -259,7 +263,7 @@ impl Session {
             context_length: u32::try_from(session.context_len()).unwrap_or(u32::MAX),
             shared: Arc::new(Shared {
                 session: Mutex::new(session),
-                busy: AtomicBool::new(false),
+                slot: Slot::default(),
                 stats: Mutex::new(None),
                 bandwidth_budget: model.options.bandwidth_budget_gbps.map(BandwidthBudget::new),
             }),
@@ -268,7 +272,11 @@ impl Session {
 
     /// Starts generating a reply to `prompt` on a background thread, continuing the
     /// conversation, and returns at once. Text goes to `listener`; the returned handle cancels.
-    /// Fails with [`TernError::SessionBusy`] while another generation of this session runs.
+    ///
+    /// While a generation that was cancelled winds down (it stops within one token), this
+    /// waits for it to end and then starts, so "stop, then ask again" never fails. Fails with
+    /// [`TernError::SessionBusy`] only while another generation runs that nobody cancelled:
+    /// genuinely concurrent use.
     pub fn generate(
         &self,
         prompt: String,
@@ -276,6 +284,18 @@ impl Session {
         listener: Box<dyn TokenListener>,
     ) -> Result<Arc<GenerationHandle>, TernError> {
         let control = self.start(prompt, &options, Box::new(ListenerSink(listener)))?;
+        Ok(Arc::new(GenerationHandle { control }))
+    }
+
+    /// Starts generating like [`Session::generate`], delivering the reply as events: text
+    /// deltas, then [`ReplyEvent::Done`](crate::ReplyEvent::Done) with the stop reason and this reply's statistics.
+    pub fn generate_events(
+        &self,
+        prompt: String,
+        options: GenerateOptions,
+        listener: Box<dyn ReplyListener>,
+    ) -> Result<Arc<GenerationHandle>, TernError> {
+        let control = self.start(prompt, &options, Box::new(EventSink(listener)))?;
         Ok(Arc::new(GenerationHandle { control }))
     }
 
@@ -293,13 +313,13 @@ impl Session {
         Ok(Arc::new(TokenStream { control, chunks }))
     }
 
-    /// Forgets the conversation. Fails with [`TernError::SessionBusy`] while generating.
+    /// Forgets the conversation. Waits for a cancelled generation to end; fails with
+    /// [`TernError::SessionBusy`] while one runs that was not cancelled.
     pub fn reset(&self) -> Result<(), TernError> {
-        claim(&self.shared.busy)?;
-        self.shared.lock_session().reset();
-        *self.shared.lock_stats() = None;
-        self.shared.busy.store(false, Ordering::Release);
-        Ok(())
+        self.shared.slot.call(|| {
+            self.shared.lock_session().reset();
+            *self.shared.lock_stats() = None;
+        })
     }
 
     /// The last finished generation's counts and speeds; `null`/`nil` before the first one or
@@ -310,12 +330,21 @@ impl Session {
 
     /// Whether a generation is running.
     pub fn is_generating(&self) -> bool {
-        self.shared.busy.load(Ordering::Acquire)
+        self.shared.slot.is_busy()
     }
 
     /// The session's context length in tokens.
     pub fn context_length(&self) -> u32 {
         self.context_length
+    }
+
+    /// Positions left in the context: how many more tokens (prompt and reply) fit before it is
+    /// full. Waits for a cancelled generation to end; fails while one runs.
+    pub fn tokens_left(&self) -> Result<u32, TernError> {
+        self.shared.slot.call(|| {
+            let s = self.shared.lock_session();
+            s.context_len().saturating_sub(s.tokens().len()) as u32
+        })
     }
 }
 
@@ -329,33 +358,26 @@ impl Session {
     ) -> Result<Arc<Control>, TernError> {
         let sampling = options.sampler_options()?;
         let max_tokens = options.max_tokens as usize;
-        claim(&self.shared.busy)?;
         spawn_job(
             Arc::clone(&self.shared),
-            |s| &s.busy,
+            |s| &s.slot,
             sink,
             move |shared, control, sink| shared.run(&prompt, sampling, max_tokens, control, sink),
         )
     }
 }
 
-/// Marks a session busy, or fails if it already is.
-pub(crate) fn claim(busy: &AtomicBool) -> Result<(), TernError> {
-    busy.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-        .map(drop)
-        .map_err(|_| TernError::SessionBusy)
-}
-
-/// Runs `job` on a new thread for a session already claimed (`busy(&shared)` set): a panic
-/// becomes [`TernError::Internal`], the session is freed before the sink's last callback (so
-/// that callback can start the next turn), and the returned control reports the end.
+/// Claims `slot(&shared)` (see [`Slot`]) and runs `job` on a new thread: a panic becomes
+/// [`TernError::Internal`], the slot is freed before the sink's last callback (so that
+/// callback can start the next turn), and the returned control reports the end.
 pub(crate) fn spawn_job<S: Send + Sync + 'static>(
     shared: Arc<S>,
-    busy: fn(&S) -> &AtomicBool,
+    slot: fn(&S) -> &Slot,
     sink: Box<dyn Sink>,
     job: impl FnOnce(&S, &Control, &mut dyn Sink) -> Result<GenerationStats, TernError> + Send + 'static,
 ) -> Result<Arc<Control>, TernError> {
     let control = Arc::new(Control::default());
+    slot(&shared).claim_generation(&control)?;
     let ctl = Arc::clone(&control);
     let thread_shared = Arc::clone(&shared);
     let spawned = std::thread::Builder::new()
@@ -365,13 +387,13 @@ pub(crate) fn spawn_job<S: Send + Sync + 'static>(
             let mut sink = sink;
             let result = catch_unwind(AssertUnwindSafe(|| job(&shared, &ctl, &mut *sink)))
                 .unwrap_or_else(|p| Err(TernError::from_panic(&*p)));
-            busy(&shared).store(false, Ordering::Release);
+            slot(&shared).release();
             // A listener that throws here has nobody left to tell.
             let _ = catch_unwind(AssertUnwindSafe(move || sink.finish(result)));
             ctl.finished.store(true, Ordering::Release);
         });
     if let Err(e) = spawned {
-        busy(&shared).store(false, Ordering::Release);
+        slot(&shared).release();
         return Err(TernError::Internal {
             reason: format!("cannot start the generation thread: {e}"),
         });
@@ -398,6 +420,7 @@ impl Shared {
         let start = Instant::now();
         let mut stats = GenerationStats {
             prompt_tokens: prompt_ids.len() as u32,
+            cached_tokens: session.tokens().len() as u32,
             generated_tokens: 0,
             prompt_ms: 0.0,
             generation_ms: 0.0,

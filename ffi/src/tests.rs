@@ -630,3 +630,351 @@ fn sessions_refuse_what_cannot_work_with_typed_errors() {
         .unwrap();
     assert_eq!(collect(&rx).0, reference_text(PROMPT, 8));
 }
+
+/// Starts a generation with `start`, waits for its first piece of text, cancels it and drops
+/// its handle, as a cancelled Kotlin flow or Swift task does.
+fn start_then_cancel(
+    start: impl FnOnce(Box<dyn TokenListener>) -> Result<Arc<GenerationHandle>, TernError>,
+) {
+    let (listener, rx) = Recorder::new(None);
+    let handle = start(listener).expect("the first generation starts");
+    match rx.recv_timeout(TIMEOUT).expect("a token arrives") {
+        Seen::Token(_) => {}
+        other => panic!("ended before its first token: {other:?}"),
+    }
+    handle.cancel();
+    drop(handle);
+}
+
+/// The probe of issue 19: cancel, then send again at once, 100 times; the second call waits
+/// for the first to wind down instead of failing with `SessionBusy`.
+#[test]
+fn cancel_then_generate_never_finds_the_session_busy() {
+    let session = Session::new(model()).unwrap();
+    for round in 0..100 {
+        start_then_cancel(|l| session.generate(PROMPT.into(), greedy(400), l));
+        let (listener, rx) = Recorder::new(None);
+        let started = session.generate(" Paris".into(), greedy(1), listener);
+        let _handle = started.unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        let (_, result) = collect(&rx);
+        assert_eq!(result.map(|s| s.generated_tokens), Ok(1), "round {round}");
+        if round % 10 == 9 {
+            session.reset().unwrap();
+        }
+    }
+    // Genuinely concurrent use is still refused.
+    let (listener, rx) = Recorder::new(None);
+    let running = session
+        .generate(PROMPT.into(), greedy(400), listener)
+        .unwrap();
+    assert!(matches!(rx.recv_timeout(TIMEOUT).unwrap(), Seen::Token(_)));
+    assert!(matches!(
+        session.generate(PROMPT.into(), greedy(1), Recorder::new(None).0),
+        Err(TernError::SessionBusy)
+    ));
+    assert_eq!(session.reset(), Err(TernError::SessionBusy));
+    running.cancel();
+    // A short call waits for the cancelled generation too.
+    assert_eq!(session.reset(), Ok(()));
+}
+
+/// The same probe on a conversation, whose `reset`, `save` and `prompt` also wait.
+#[test]
+fn cancel_then_send_never_finds_the_conversation_busy() {
+    let chat = Conversation::new(model(), ConversationOptions::default()).unwrap();
+    for round in 0..100 {
+        start_then_cancel(|l| chat.send("Tell me a long story.".into(), greedy(400), l));
+        let (listener, rx) = Recorder::new(None);
+        let started = chat.send("Hi".into(), greedy(1), listener);
+        let _handle = started.unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        let (_, result) = collect(&rx);
+        assert!(result.is_ok(), "round {round}: {result:?}");
+        if round % 10 == 9 {
+            chat.reset().unwrap();
+        }
+    }
+    start_then_cancel(|l| chat.send("Tell me a long story.".into(), greedy(400), l));
+    assert!(chat.save().is_ok());
+    start_then_cancel(|l| chat.send("Tell me a long story.".into(), greedy(400), l));
+    assert!(chat.prompt().unwrap().contains("Tell me a long story."));
+    let (listener, rx) = Recorder::new(None);
+    let running = chat
+        .send("Tell me a long story.".into(), greedy(400), listener)
+        .unwrap();
+    assert!(matches!(rx.recv_timeout(TIMEOUT).unwrap(), Seen::Token(_)));
+    assert!(matches!(
+        chat.send("Hi".into(), greedy(1), Recorder::new(None).0),
+        Err(TernError::SessionBusy)
+    ));
+    drop(running);
+    assert_eq!(chat.reset(), Ok(()));
+}
+
+/// Records a reply's events.
+struct EventRecorder(Mutex<Sender<Result<ReplyEvent, TernError>>>);
+
+impl ReplyListener for EventRecorder {
+    fn on_event(&self, event: ReplyEvent) {
+        let _ = self.0.lock().unwrap().send(Ok(event));
+    }
+    fn on_error(&self, error: TernError) {
+        let _ = self.0.lock().unwrap().send(Err(error));
+    }
+}
+
+/// Events until the reply ends: the texts, and the final event or error.
+fn collect_events(
+    start: impl FnOnce(Box<dyn ReplyListener>) -> Result<Arc<GenerationHandle>, TernError>,
+) -> (Vec<String>, Result<ReplyEvent, TernError>) {
+    let (tx, rx) = channel();
+    let _handle = start(Box::new(EventRecorder(Mutex::new(tx)))).unwrap();
+    let mut texts = Vec::new();
+    loop {
+        match rx.recv_timeout(TIMEOUT).expect("the reply ends") {
+            Ok(ReplyEvent::Text { text }) => texts.push(text),
+            end => {
+                // Nothing follows the end.
+                assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+                return (texts, end);
+            }
+        }
+    }
+}
+
+#[test]
+fn replies_stream_text_events_then_one_done_with_the_stats() {
+    let session = Session::new(model()).unwrap();
+    let (texts, end) = collect_events(|l| session.generate_events(PROMPT.into(), greedy(16), l));
+    assert_eq!(texts.concat(), reference_text(PROMPT, 16));
+    let Ok(ReplyEvent::Done { stop_reason, stats }) = end else {
+        panic!("{end:?}")
+    };
+    assert_eq!(stop_reason, StopReason::MaxTokens);
+    assert_eq!(stats.generated_tokens, 16);
+    assert_eq!(Some(stats), session.stats());
+
+    let chat = Conversation::new(model(), ConversationOptions::default()).unwrap();
+    let (texts, end) = collect_events(|l| chat.send_events("Hi!".into(), greedy(48), l));
+    assert!(!texts.concat().is_empty());
+    let Ok(ReplyEvent::Done { stop_reason, stats }) = end else {
+        panic!("{end:?}")
+    };
+    assert_eq!(stop_reason, StopReason::EndOfGeneration);
+    assert_eq!(stats.stop_reason, stop_reason);
+    assert_eq!(Some(stats), chat.stats());
+
+    // A cancelled reply ends with the error, not with `Done`.
+    let (tx, rx) = channel();
+    let handle = session
+        .generate_events(
+            PROMPT.into(),
+            greedy(400),
+            Box::new(EventRecorder(Mutex::new(tx))),
+        )
+        .unwrap();
+    assert!(matches!(
+        rx.recv_timeout(TIMEOUT).unwrap(),
+        Ok(ReplyEvent::Text { .. })
+    ));
+    handle.cancel();
+    let end = loop {
+        match rx.recv_timeout(TIMEOUT).unwrap() {
+            Ok(ReplyEvent::Text { .. }) => {}
+            end => break end,
+        }
+    };
+    assert_eq!(end, Err(TernError::Cancelled));
+}
+
+fn message(role: &str, content: &str) -> ChatMessage {
+    ChatMessage {
+        role: role.into(),
+        content: content.into(),
+    }
+}
+
+#[test]
+fn a_conversation_is_seeded_read_back_regenerated_and_shortened_reusing_the_cache() {
+    let seed = vec![
+        message("user", "What is the capital of France?"),
+        message("assistant", "The capital of France is Paris."),
+    ];
+    let options = ConversationOptions {
+        system: Some("You are a helpful assistant.".into()),
+        messages: seed.clone(),
+        ..ConversationOptions::default()
+    };
+    let chat = Conversation::new(model(), options).unwrap();
+    let mut expected = vec![message("system", "You are a helpful assistant.")];
+    expected.extend(seed);
+    assert_eq!(chat.messages().unwrap(), expected);
+    let left_before = chat.tokens_left().unwrap();
+
+    let (_, end) = collect_events(|l| chat.send_events("And of Italy?".into(), greedy(24), l));
+    let Ok(ReplyEvent::Done { stats: first, .. }) = end else {
+        panic!("{end:?}")
+    };
+    let messages = chat.messages().unwrap();
+    assert_eq!(messages.len(), 5);
+    assert_eq!(messages[3], message("user", "And of Italy?"));
+    assert_eq!(messages[4].role, "assistant");
+    assert_eq!(
+        chat.tokens_left().unwrap(),
+        left_before - first.context_tokens
+    );
+
+    // Regenerating reuses everything before the reply: the new turn processes a few tokens
+    // (the assistant header at most), not the conversation.
+    let (texts, end) = collect_events(|l| chat.regenerate_events(greedy(24), l));
+    let Ok(ReplyEvent::Done { stats: again, .. }) = end else {
+        panic!("{end:?}")
+    };
+    assert_eq!(
+        texts.concat(),
+        messages[4].content,
+        "greedy gives the same reply"
+    );
+    assert!(
+        again.prompt_tokens <= 3
+            && again.cached_tokens + again.prompt_tokens
+                >= first.cached_tokens + first.prompt_tokens,
+        "first {first:?}\nregenerated {again:?}"
+    );
+    assert_eq!(chat.messages().unwrap().len(), 5);
+
+    // Removing the last turn drops the user message and the reply; the next turn reuses the
+    // cache up to there.
+    let removed = chat.remove_last_turn().unwrap();
+    assert_eq!(removed[0], message("user", "And of Italy?"));
+    assert_eq!(removed.len(), 2);
+    assert_eq!(chat.messages().unwrap().len(), 3);
+    let (_, end) = collect_events(|l| chat.send_events("And of Spain?".into(), greedy(8), l));
+    let Ok(ReplyEvent::Done { stats: third, .. }) = end else {
+        panic!("{end:?}")
+    };
+    assert!(
+        third.cached_tokens >= first.cached_tokens && third.prompt_tokens < 20,
+        "first {first:?}\nafter removal {third:?}"
+    );
+    assert_eq!(chat.messages().unwrap().len(), 5);
+}
+
+#[test]
+fn template_variables_reach_the_template() {
+    let template = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}\
+                    {% if enable_thinking %}<think>{% else %}no thinking{% endif %}";
+    let options = ConversationOptions {
+        template: Some(template.into()),
+        messages: vec![message("user", "Hi")],
+        template_variables: vec![TemplateVariable {
+            name: "enable_thinking".into(),
+            value: TemplateValue::Bool { value: false },
+        }],
+        ..ConversationOptions::default()
+    };
+    let chat = Conversation::new(model(), options.clone()).unwrap();
+    assert_eq!(chat.prompt().unwrap(), "user: Hi\nno thinking");
+    let thinking = ConversationOptions {
+        template_variables: vec![TemplateVariable {
+            name: "enable_thinking".into(),
+            value: TemplateValue::Bool { value: true },
+        }],
+        ..options
+    };
+    let chat = Conversation::new(model(), thinking).unwrap();
+    assert_eq!(chat.prompt().unwrap(), "user: Hi\n<think>");
+}
+
+#[test]
+fn count_tokens_is_the_tokenizers_plain_text_count_and_sessions_report_what_is_left() {
+    let m = model();
+    for text in [
+        "",
+        "Hello",
+        PROMPT,
+        "<|im_end|> stays text",
+        "héllo wörld 🙂",
+    ] {
+        let n = m.inner.tokenizer().encode(text, false, false).len() as u32;
+        assert_eq!(m.count_tokens(text.into()), n, "{text:?}");
+    }
+    assert_eq!(m.count_tokens(PROMPT.into()), 5);
+    let session = Session::new(model()).unwrap();
+    assert_eq!(session.tokens_left().unwrap(), session.context_length());
+    let (listener, rx) = Recorder::new(None);
+    let _h = session
+        .generate(PROMPT.into(), greedy(4), listener)
+        .unwrap();
+    let stats = collect(&rx).1.unwrap();
+    assert_eq!(
+        session.tokens_left().unwrap(),
+        session.context_length() - stats.context_tokens
+    );
+}
+
+/// `VmRSS` and `VmHWM` (peak) of this process, in bytes.
+fn rss_and_peak() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = |name: &str| -> u64 {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kb * 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+const MEASURE_ENV: &str = "TERN_MEASURE_LOAD";
+
+/// Loads the model, runs a session and prints the peak memory it added, when the parent test
+/// below runs this alone in a child process ([`MEASURE_ENV`] set). Otherwise checks that an
+/// estimate's parts add up.
+#[test]
+fn measure_a_real_load() {
+    let mut options = options();
+    options.context_length = 512;
+    let source = ModelSource::Path {
+        path: model_path().display().to_string(),
+    };
+    let e = estimate_memory(source, options.clone()).unwrap();
+    assert_eq!(
+        e.total_bytes,
+        e.weights_bytes + e.repacked_bytes + e.kv_cache_bytes + e.scratch_bytes
+    );
+    assert!(e.weights_bytes > 50 << 20 && e.kv_cache_bytes > 0, "{e:?}");
+    if std::env::var_os(MEASURE_ENV).is_none() {
+        return;
+    }
+    let (before, _) = rss_and_peak();
+    let model = Model::new(model_path().display().to_string(), options).unwrap();
+    let session = Session::new(model).unwrap();
+    // Fill the context so the whole KV cache is touched.
+    let (listener, rx) = Recorder::new(None);
+    let prompt = "The quick brown fox jumps over the lazy dog. ".repeat(45);
+    let _h = session.generate(prompt, greedy(4), listener).unwrap();
+    collect(&rx).1.unwrap();
+    let (_, peak) = rss_and_peak();
+    println!("MEASURED {} {}", peak - before, e.total_bytes);
+}
+
+#[test]
+fn estimate_memory_is_within_10_percent_of_the_peak_of_a_real_load() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "tests::measure_a_real_load", "--nocapture"])
+        .env(MEASURE_ENV, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("MEASURED "))
+        .unwrap_or_else(|| panic!("no measurement in {stdout}"));
+    let v: Vec<f64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
+    let (measured, estimate) = (v[0], v[1]);
+    println!("peak RSS added {measured} bytes, estimated {estimate}");
+    assert!(
+        (estimate - measured).abs() <= 0.10 * measured,
+        "estimate {estimate} vs measured peak {measured}"
+    );
+}

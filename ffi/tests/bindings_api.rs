@@ -88,8 +88,8 @@ const CALLS: &[(&str, &str)] = &[
     ("openfuncinfo()->ModelInfo", "native.info()"),
     ("publicconvenienceinit(model:Model)", "TernFFI.Session(model: native)"),
     (
-        "openfuncgenerate(prompt:String,options:GenerateOptions,listener:TokenListener)throws->GenerationHandle",
-        "native.generate(\n                    prompt: prompt, options: options, listener:",
+        "openfuncgenerateEvents(prompt:String,options:GenerateOptions,listener:ReplyListener)throws->GenerationHandle",
+        "self.native.generateEvents(prompt: prompt, options: options, listener: listener)",
     ),
     ("openfunccancel(){", "handle.cancel()"),
     ("openfuncstats()->GenerationStats?", "native.stats()"),
@@ -100,16 +100,20 @@ const CALLS: &[(&str, &str)] = &[
         "try TernFFI.Conversation(model: native, options: options)",
     ),
     (
-        "openfuncsend(message:String,options:GenerateOptions,listener:TokenListener)throws->GenerationHandle",
-        "native.send(\n                    message: message, options: options, listener:",
+        "openfuncsendEvents(message:String,options:GenerateOptions,listener:ReplyListener)throws->GenerationHandle",
+        "self.native.sendEvents(message: message, options: options, listener: listener)",
     ),
     ("openfuncsave()throws->Data", "try native.save()"),
     ("openfuncrestore(bytes:Data)throws", "try native.restore(bytes: bytes)"),
-    ("funconToken(text:String)", "func onToken(text: String)"),
-    ("funconComplete(stats:GenerationStats)", "func onComplete(stats: TernFFI.GenerationStats)"),
+    ("funconEvent(event:ReplyEvent)", "func onEvent(event: TernFFI.ReplyEvent)"),
+    ("casetext(text:String)", "case .text(let text) = event"),
+    (
+        "casedone(stopReason:StopReason,stats:GenerationStats)",
+        "case .done = event",
+    ),
     ("funconError(error:TernError)", "func onError(error: TernFFI.TernError)"),
     ("funconProgress(fraction:Float)", "func onProgress(fraction: Float)"),
-    ("publicprotocolTokenListener:AnyObject,Sendable", "TernFFI.TokenListener"),
+    ("publicprotocolReplyListener:AnyObject,Sendable", "TernFFI.ReplyListener"),
     ("enumTernError:Swift.Error", "TernError"),
     ("publicinit(threads:UInt32=UInt32(0),", "TernFFI.ModelOptions()"),
 ];
@@ -184,4 +188,108 @@ fn generated_defaults_are_the_runtime_defaults() {
         generated.contains(&init),
         "GenerateOptions defaults differ from {d:?}"
     );
+}
+
+/// Public members of each wrapper class, by class name: `(indent, pattern)` picks member
+/// declarations (class bodies are indented 4 spaces, a Kotlin companion's 8).
+fn members(
+    source: &str,
+    class_prefix: &str,
+    member: fn(&str) -> Option<String>,
+) -> Vec<(String, Vec<String>)> {
+    let mut classes: Vec<(String, Vec<String>)> = Vec::new();
+    for line in source.lines() {
+        if let Some(rest) = line.strip_prefix(class_prefix) {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            classes.push((name, Vec::new()));
+        } else if !line.starts_with(' ') && !line.is_empty() && !line.starts_with('}') {
+            // Another top-level declaration: no class collects its lines.
+            if !line.starts_with("//") && !line.starts_with("/*") && !line.starts_with(" *") {
+                classes.push((String::new(), Vec::new()));
+            }
+        } else if let (Some((_, names)), Some(m)) = (classes.last_mut(), member(line)) {
+            if !names.contains(&m) {
+                names.push(m);
+            }
+        }
+    }
+    classes.retain(|(name, _)| name.starts_with("Tern"));
+    for (_, names) in &mut classes {
+        names.sort();
+    }
+    classes.sort();
+    classes
+}
+
+fn word_after<'a>(line: &'a str, keyword: &str) -> Option<&'a str> {
+    let rest = &line[line.find(keyword)? + keyword.len()..];
+    let end = rest
+        .find(|c: char| !c.is_alphanumeric() && c != '_')
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// `fun name` and `val name` at a member's indentation, not `internal` or `private`.
+fn kotlin_member(line: &str) -> Option<String> {
+    let indent = line.len() - line.trim_start().len();
+    let t = line.trim_start();
+    if !(indent == 4 || indent == 8) || t.starts_with("internal") || t.starts_with("private") {
+        return None;
+    }
+    let t = t
+        .trim_start_matches("override ")
+        .trim_start_matches("suspend ");
+    let name = t
+        .strip_prefix("fun ")
+        .or_else(|| t.strip_prefix("val "))
+        .and_then(|_| word_after(t, " "))?;
+    Some(name.to_string())
+}
+
+/// `public func name`, `public static func name` and `public var name` of a class.
+fn swift_member(line: &str) -> Option<String> {
+    let indent = line.len() - line.trim_start().len();
+    let t = line.trim_start();
+    if indent != 4 || !t.starts_with("public ") {
+        return None;
+    }
+    let name = word_after(t, "func ").or_else(|| word_after(t, "var "))?;
+    Some(name.to_string())
+}
+
+/// Kotlin-only members, with the reason Swift has none.
+const KOTLIN_ONLY: &[(&str, &str)] = &[
+    (
+        "close",
+        "Closeable: Swift frees the native object when the last reference goes (ARC)",
+    ),
+    (
+        "isClosed",
+        "likewise: a Swift object cannot be closed while referenced",
+    ),
+];
+
+#[test]
+fn kotlin_and_swift_wrappers_have_the_same_members() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let kotlin =
+        std::fs::read_to_string(root.join("android/src/main/kotlin/dev/tern/Tern.kt")).unwrap();
+    let swift = std::fs::read_to_string(root.join("ios/Sources/Tern/Tern.swift")).unwrap();
+    let mut k = members(&kotlin, "class ", kotlin_member);
+    let s = members(&swift, "public final class ", swift_member);
+    for (_, names) in &mut k {
+        names.retain(|n| !KOTLIN_ONLY.iter().any(|(only, _)| only == n));
+    }
+    assert_eq!(
+        k.iter().map(|(c, _)| c).collect::<Vec<_>>(),
+        ["TernConversation", "TernModel", "TernSession"]
+    );
+    assert!(
+        k.iter().all(|(_, m)| m.len() >= 5),
+        "too few members found: {k:?}"
+    );
+    assert_eq!(k, s, "Kotlin (left) and Swift (right) wrappers differ");
 }

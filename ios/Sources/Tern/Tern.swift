@@ -40,8 +40,39 @@ public final class TernModel: Sendable {
         return TernModel(native: native)
     }
 
+    /// Maps `length` bytes at `offset` of the open file `fd` (a region of a bundle file) on a
+    /// background thread, calling `progress` (if given) with the fraction done. `fd` stays the
+    /// caller's to close.
+    public static func load(
+        fd: Int32,
+        offset: Int64,
+        length: Int64,
+        options: TernFFI.ModelOptions = TernFFI.ModelOptions(),
+        progress: (@Sendable (Float) -> Void)? = nil
+    ) async throws -> TernModel {
+        let source = TernFFI.ModelSource.fd(fd: fd, offset: UInt64(offset), length: UInt64(length))
+        let native = try await TernFFI.loadModel(
+            source: source, options: options, progress: progress.map { ProgressRelay($0) })
+        return TernModel(native: native)
+    }
+
+    /// The memory one session of the model at `path` would take with `options`, without
+    /// loading it (the file's header is read): pick a model and context that fit first.
+    public static func estimateMemory(
+        path: String,
+        options: TernFFI.ModelOptions = TernFFI.ModelOptions()
+    ) throws -> TernFFI.MemoryEstimate {
+        try TernFFI.estimateMemory(source: .path(path: path), options: options)
+    }
+
     /// What the model is.
     public var info: TernFFI.ModelInfo { native.info() }
+
+    /// The options the model was loaded with.
+    public var options: TernFFI.ModelOptions { native.options() }
+
+    /// Tokens `text` encodes to as plain text (no BOS; special-token strings stay text).
+    public func countTokens(_ text: String) -> Int { Int(native.countTokens(text: text)) }
 
     /// A new, empty conversation with its own KV cache.
     public func newSession() -> TernSession {
@@ -68,22 +99,65 @@ public final class TernConversation: Sendable {
         self.native = native
     }
 
-    /// Sends `message`; the reply arrives as it is generated. Cancelling the consuming task
-    /// (or dropping the stream) cancels the reply within one token, keeping what was said.
+    /// Sends `message`; the reply arrives as events as it is generated: `.text` pieces, then
+    /// one `.done` with the stop reason and the reply's statistics. Cancelling the consuming
+    /// task (or dropping the stream) cancels the reply within one token, keeping what was
+    /// said; a message sent right after waits for the cancelled reply to wind down.
+    public func sendEvents(
+        _ message: String,
+        options: TernFFI.GenerateOptions = TernFFI.GenerateOptions()
+    ) -> AsyncThrowingStream<TernFFI.ReplyEvent, Error> {
+        eventStream { listener in
+            try self.native.sendEvents(message: message, options: options, listener: listener)
+        }
+    }
+
+    /// The text of `sendEvents(_:options:)`.
     public func send(
         _ message: String,
         options: TernFFI.GenerateOptions = TernFFI.GenerateOptions()
     ) -> AsyncThrowingStream<String, Error> {
-        AsyncThrowingStream { continuation in
-            do {
-                let handle = try native.send(
-                    message: message, options: options, listener: StreamListener(continuation))
-                continuation.onTermination = { _ in handle.cancel() }
-            } catch {
-                continuation.finish(throwing: error)
-            }
+        texts(of: sendEvents(message, options: options))
+    }
+
+    /// Generates the last reply again (e.g. with another seed), replacing it, as events like
+    /// `sendEvents`; the KV cache is reused up to where that reply began.
+    public func regenerateEvents(
+        options: TernFFI.GenerateOptions = TernFFI.GenerateOptions()
+    ) -> AsyncThrowingStream<TernFFI.ReplyEvent, Error> {
+        eventStream { listener in
+            try self.native.regenerateEvents(options: options, listener: listener)
         }
     }
+
+    /// The text of `regenerateEvents(options:)`.
+    public func regenerate(
+        options: TernFFI.GenerateOptions = TernFFI.GenerateOptions()
+    ) -> AsyncThrowingStream<String, Error> {
+        texts(of: regenerateEvents(options: options))
+    }
+
+    /// Removes the last user message and everything after it, returning what was removed.
+    public func removeLastTurn() throws -> [TernFFI.ChatMessage] { try native.removeLastTurn() }
+
+    /// The messages so far, the system prompt first; each reply as an `assistant` message.
+    public var messages: [TernFFI.ChatMessage] {
+        get throws { try native.messages() }
+    }
+
+    /// Messages so far, the system prompt included.
+    public var messageCount: Int { Int(native.messageCount()) }
+
+    /// Positions left in the context before older turns are dropped.
+    public var tokensLeft: Int {
+        get throws { Int(try native.tokensLeft()) }
+    }
+
+    /// Whether a reply is being generated.
+    public var isGenerating: Bool { native.isGenerating() }
+
+    /// The conversation rendered by its template as the model sees it.
+    public func prompt() throws -> String { try native.prompt() }
 
     /// The last reply's counts and speeds; `promptTokens` counts only that turn's new tokens.
     public var stats: TernFFI.GenerationStats? { native.stats() }
@@ -110,22 +184,26 @@ public final class TernSession: Sendable {
         self.native = native
     }
 
-    /// Generates a reply to `prompt`, continuing the conversation. Text arrives as it is
-    /// generated; cancelling the consuming task (or dropping the stream) cancels generation
-    /// within one token. Throws `TernError.SessionBusy` while another generation runs.
+    /// Generates a reply to `prompt`, continuing the conversation, as events: `.text` pieces,
+    /// then one `.done` with the stop reason and this reply's statistics. Cancelling the
+    /// consuming task (or dropping the stream) cancels generation within one token; a
+    /// generation started right after waits for the cancelled one to wind down. Throws
+    /// `TernError.SessionBusy` only while another generation runs that was not cancelled.
+    public func generateEvents(
+        _ prompt: String,
+        options: TernFFI.GenerateOptions = TernFFI.GenerateOptions()
+    ) -> AsyncThrowingStream<TernFFI.ReplyEvent, Error> {
+        eventStream { listener in
+            try self.native.generateEvents(prompt: prompt, options: options, listener: listener)
+        }
+    }
+
+    /// The text of `generateEvents(_:options:)`.
     public func generate(
         _ prompt: String,
         options: TernFFI.GenerateOptions = TernFFI.GenerateOptions()
     ) -> AsyncThrowingStream<String, Error> {
-        AsyncThrowingStream { continuation in
-            do {
-                let handle = try native.generate(
-                    prompt: prompt, options: options, listener: StreamListener(continuation))
-                continuation.onTermination = { _ in handle.cancel() }
-            } catch {
-                continuation.finish(throwing: error)
-            }
-        }
+        texts(of: generateEvents(prompt, options: options))
     }
 
     /// The last generation's token counts and speeds; `nil` before the first.
@@ -134,24 +212,71 @@ public final class TernSession: Sendable {
     /// Whether a generation is running.
     public var isGenerating: Bool { native.isGenerating() }
 
-    /// Forgets the conversation. Throws `TernError.SessionBusy` while generating.
+    /// Context length in tokens.
+    public var contextLength: Int { Int(native.contextLength()) }
+
+    /// Positions left in the context (waits for a cancelled generation to end).
+    public var tokensLeft: Int {
+        get throws { Int(try native.tokensLeft()) }
+    }
+
+    /// Forgets the conversation. Waits for a cancelled generation to wind down; throws
+    /// `TernError.SessionBusy` while one runs that was not cancelled.
     public func reset() throws { try native.reset() }
 }
 
-/// Forwards one generation's callbacks into an `AsyncThrowingStream`.
-private final class StreamListener: TernFFI.TokenListener {
-    private let continuation: AsyncThrowingStream<String, Error>.Continuation
+/// A stream of the events `start` sends to its listener; ending the consuming task cancels.
+/// `start` runs on a detached task: after a cancel it waits (within one token) for the
+/// previous generation of the same object to wind down.
+private func eventStream(
+    _ start: @escaping @Sendable (TernFFI.ReplyListener) throws -> TernFFI.GenerationHandle
+) -> AsyncThrowingStream<TernFFI.ReplyEvent, Error> {
+    AsyncThrowingStream { continuation in
+        let listener = EventListener(continuation)
+        let task = Task.detached {
+            do {
+                let handle = try start(listener)
+                continuation.onTermination = { _ in handle.cancel() }
+                // The consumer may have gone while `start` ran.
+                if Task.isCancelled { handle.cancel() }
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { _ in task.cancel() }
+    }
+}
 
-    init(_ continuation: AsyncThrowingStream<String, Error>.Continuation) {
+/// The text pieces of an event stream.
+private func texts(
+    of events: AsyncThrowingStream<TernFFI.ReplyEvent, Error>
+) -> AsyncThrowingStream<String, Error> {
+    AsyncThrowingStream { continuation in
+        let task = Task {
+            do {
+                for try await event in events {
+                    if case .text(let text) = event { continuation.yield(text) }
+                }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { _ in task.cancel() }
+    }
+}
+
+/// Forwards one generation's events into an `AsyncThrowingStream`.
+private final class EventListener: TernFFI.ReplyListener {
+    private let continuation: AsyncThrowingStream<TernFFI.ReplyEvent, Error>.Continuation
+
+    init(_ continuation: AsyncThrowingStream<TernFFI.ReplyEvent, Error>.Continuation) {
         self.continuation = continuation
     }
 
-    func onToken(text: String) {
-        continuation.yield(text)
-    }
-
-    func onComplete(stats: TernFFI.GenerationStats) {
-        continuation.finish()
+    func onEvent(event: TernFFI.ReplyEvent) {
+        continuation.yield(event)
+        if case .done = event { continuation.finish() }
     }
 
     func onError(error: TernFFI.TernError) {

@@ -303,6 +303,13 @@ impl Chat {
         self.messages.push(message);
     }
 
+    /// Keeps the first `n` messages and drops the rest (the last turn, to remove or
+    /// regenerate it). The KV cache is kept: the next turn reuses the part of it the
+    /// shortened conversation starts with.
+    pub fn truncate_messages(&mut self, n: usize) {
+        self.messages.truncate(n);
+    }
+
     /// Starts over, keeping the system prompt. The KV cache is kept: the next turn reuses
     /// the part of it the new conversation starts with (the system prompt).
     pub fn reset(&mut self) {

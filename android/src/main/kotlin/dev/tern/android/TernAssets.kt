@@ -28,18 +28,27 @@ object TernAssets {
         assets: AssetManager,
         name: String,
         options: ModelOptions = ModelOptions(),
+        onProgress: ((fraction: Float) -> Unit)? = null,
     ): TernModel = withContext(Dispatchers.IO) {
         val (fd, offset, length) = nativeOpenAsset(assets, name)
         // The mapping outlives the descriptor: close it as soon as the model is loaded.
         ParcelFileDescriptor.adoptFd(fd.toInt()).use { pfd ->
-            TernModel.load(pfd.fd, offset, length, options)
+            if (onProgress == null) {
+                TernModel.load(pfd.fd, offset, length, options)
+            } else {
+                TernModel.load(pfd.fd, offset, length, options, onProgress)
+            }
         }
     }
 }
 
-/** Loads asset [name] of [assets] (see [TernAssets.load]). */
+/**
+ * Loads asset [name] of [assets] (see [TernAssets.load]), calling [onProgress] (if given) on
+ * the loading thread with the fraction done.
+ */
 suspend fun TernModel.Companion.loadAsset(
     assets: AssetManager,
     name: String,
     options: ModelOptions = ModelOptions(),
-): TernModel = TernAssets.load(assets, name, options)
+    onProgress: ((fraction: Float) -> Unit)? = null,
+): TernModel = TernAssets.load(assets, name, options, onProgress)
