@@ -11,7 +11,15 @@ const TERN: &str = env!("CARGO_BIN_EXE_tern");
 
 fn run(extra: &[&str]) -> Output {
     let model = smollm2_path();
-    let mut args = vec!["run", "-m", model.to_str().unwrap(), "-p", "Hello", "-n", "4"];
+    let mut args = vec![
+        "run",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        "Hello",
+        "-n",
+        "4",
+    ];
     args.extend_from_slice(extra);
     Command::new(TERN).args(&args).output().expect("tern runs")
 }
@@ -61,7 +69,14 @@ fn a_tiny_temperature_is_greedy_and_a_huge_arena_is_the_model() {
 fn ctrl_c_stops_a_chat_answer_within_a_batch() {
     let model = smollm2_path();
     let mut child = Command::new(TERN)
-        .args(["chat", "-m", model.to_str().unwrap(), "--stdin", "-c", "4096"])
+        .args([
+            "chat",
+            "-m",
+            model.to_str().unwrap(),
+            "--stdin",
+            "-c",
+            "4096",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -261,7 +261,10 @@ impl Session {
                 session: Mutex::new(session),
                 busy: AtomicBool::new(false),
                 stats: Mutex::new(None),
-                bandwidth_budget: model.options.bandwidth_budget_gbps.map(BandwidthBudget::new),
+                bandwidth_budget: model
+                    .options
+                    .bandwidth_budget_gbps
+                    .map(BandwidthBudget::new),
             }),
         }))
     }

@@ -16,7 +16,8 @@ fn chat_with(context: usize, overflow: OverflowPolicy) -> Chat {
             context,
             ..Default::default()
         },
-    ).unwrap();
+    )
+    .unwrap();
     let opts = ChatOptions {
         sampling: SamplerOptions::greedy(),
         overflow,
@@ -107,7 +108,8 @@ fn reusing_the_cache_gives_the_same_replies_as_reprocessing() {
             context: 1024,
             ..Default::default()
         },
-    ).unwrap();
+    )
+    .unwrap();
     let opts = ChatOptions {
         sampling: SamplerOptions::greedy(),
         reuse_cache: false,
@@ -341,7 +343,8 @@ fn restored_session_gives_the_same_next_token() {
             context: 512,
             ..Default::default()
         },
-    ).unwrap();
+    )
+    .unwrap();
     restored.restore(&bytes).unwrap();
     assert_eq!(restored.tokens(), original.tokens());
     let (a, b) = (original.logits().unwrap(), restored.logits().unwrap());
@@ -414,7 +417,8 @@ fn restore_rejects_foreign_or_damaged_snapshots() {
                 context: 512,
                 ..Default::default()
             },
-        ).unwrap()
+        )
+        .unwrap()
     };
 
     let mut s = fresh();
@@ -484,7 +488,8 @@ fn restore_rejects_foreign_or_damaged_snapshots() {
             context: 8,
             ..Default::default()
         },
-    ).unwrap();
+    )
+    .unwrap();
     assert!(matches!(
         small.restore(&good),
         Err(RestoreError::ContextTooSmall { limit: 8, .. })
@@ -529,7 +534,8 @@ fn oversized_session_options_are_clamped_to_the_model() {
             context: usize::MAX,
             ..Default::default()
         },
-    ).unwrap();
+    )
+    .unwrap();
     assert_eq!(s.context_len(), trained);
     let opts = SessionOptions {
         context: 64,
