@@ -173,7 +173,7 @@ impl Sampler {
             }
         }
         // Not `<= 0.0`: options that skipped `validated` must not overflow 1/t (or be NaN).
-        if !(o.temperature >= TEMPERATURE_FLOOR) {
+        if o.temperature.is_nan() || o.temperature < TEMPERATURE_FLOOR {
             return argmax(&self.cand);
         }
         // Most likely first; NaN logits sink to the end.
