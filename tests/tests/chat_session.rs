@@ -207,8 +207,9 @@ fn cancelling_keeps_the_partial_reply() {
     let mut calls = 0;
     let r = c
         .send("Tell me about the sea.", &limit(64), &mut |_| {
+            // One call before the prompt's only batch, then one per token.
             calls += 1;
-            if calls == 3 {
+            if calls == 4 {
                 Flow::Stop
             } else {
                 Flow::Continue
