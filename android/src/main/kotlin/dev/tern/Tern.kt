@@ -101,7 +101,12 @@ class TernModel internal constructor(internal val native: Model) : Closeable {
     /** What the model is. */
     val info: ModelInfo get() = native.info()
 
-    /** A new, empty conversation with its own KV cache; several can run at once. */
+    /**
+     * A new, empty conversation with its own KV cache; several can run at once. Throws
+     * `TernException.OutOfMemoryBudget` when its context does not fit the memory budget,
+     * `TernException.InvalidArgument` for more threads than 4 per core or a resident cap below
+     * the model's minimum.
+     */
     fun newSession(): TernSession = TernSession(Session(native))
 
     /**
