@@ -237,7 +237,9 @@ pub fn session(
     }
     let max_resident_mb = args.get("max-resident", 0.0f64)?;
     if !(max_resident_mb.is_finite() && max_resident_mb >= 0.0) {
-        return Err(format!("--max-resident {max_resident_mb} is not a size in MB"));
+        return Err(format!(
+            "--max-resident {max_resident_mb} is not a size in MB"
+        ));
     }
     let max_resident = (max_resident_mb * 1e6) as usize;
     let opts = SessionOptions {

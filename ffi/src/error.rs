@@ -3,8 +3,8 @@
 use std::fmt;
 
 use tern_runtime::gguf::GgufError;
-use tern_runtime::tokenizer::TokenizerError;
 use tern_runtime::pool::PoolError;
+use tern_runtime::tokenizer::TokenizerError;
 use tern_runtime::{GenerateError, LoadError, SessionError};
 
 /// Why a call failed. Each variant is something an app can act on: tell the user the file is

@@ -265,7 +265,10 @@ impl Session {
                 session: Mutex::new(session),
                 slot: Slot::default(),
                 stats: Mutex::new(None),
-                bandwidth_budget: model.options.bandwidth_budget_gbps.map(BandwidthBudget::new),
+                bandwidth_budget: model
+                    .options
+                    .bandwidth_budget_gbps
+                    .map(BandwidthBudget::new),
             }),
         }))
     }

@@ -336,7 +336,8 @@ fn a_region_of_a_file_loads_through_its_descriptor() {
     drop(file);
     assert_eq!(m.info(), model().info());
     let (listener, rx) = Recorder::new(None);
-    let _h = Session::new(m).unwrap()
+    let _h = Session::new(m)
+        .unwrap()
         .generate(PROMPT.into(), greedy(8), listener)
         .unwrap();
     assert_eq!(collect(&rx).0, reference_text(PROMPT, 8));
@@ -386,7 +387,8 @@ fn a_resident_cap_still_generates_the_same_text() {
     };
     let m = Model::new(model_path().display().to_string(), capped).unwrap();
     let (listener, rx) = Recorder::new(None);
-    let _h = Session::new(m).unwrap()
+    let _h = Session::new(m)
+        .unwrap()
         .generate(PROMPT.into(), greedy(8), listener)
         .unwrap();
     assert_eq!(collect(&rx).0, reference_text(PROMPT, 8));
@@ -463,7 +465,8 @@ fn a_memory_budget_refuses_sessions_that_do_not_fit() {
         &capped.options.session_options(),
     );
     let session =
-        tern_runtime::Session::new(Arc::clone(&capped.inner), &capped.options.session_options()).unwrap();
+        tern_runtime::Session::new(Arc::clone(&capped.inner), &capped.options.session_options())
+            .unwrap();
     assert_eq!(est.kv_cache, session.kv_bytes() as u64);
     assert!(Model::new(path, opts(1 << 40, 0)).is_ok());
 }
@@ -476,7 +479,8 @@ fn stats_report_bandwidth_against_the_budget() {
     };
     let m = Model::new(model_path().display().to_string(), with_budget).unwrap();
     let (listener, rx) = Recorder::new(None);
-    let _h = Session::new(m).unwrap()
+    let _h = Session::new(m)
+        .unwrap()
         .generate(PROMPT.into(), greedy(8), listener)
         .unwrap();
     let s = collect(&rx).1.unwrap();
@@ -505,7 +509,8 @@ fn stats_report_bandwidth_against_the_budget() {
 fn reference_chat(system: &str, turns: &[&str], max_tokens: usize) -> Vec<String> {
     use tern_runtime::chat::{Chat, ChatOptions, ReplyOptions};
     let m = model();
-    let session = tern_runtime::Session::new(Arc::clone(&m.inner), &m.options.session_options()).unwrap();
+    let session =
+        tern_runtime::Session::new(Arc::clone(&m.inner), &m.options.session_options()).unwrap();
     let opts = ChatOptions {
         sampling: SamplerOptions::greedy(),
         ..ChatOptions::default()

@@ -283,7 +283,10 @@ impl fmt::Display for SessionError {
                 "resident cap of {given} bytes is below the smallest this model can honour \
                  ({min} bytes)"
             ),
-            SessionError::BadStreamArena { given: Some(given), min } => write!(
+            SessionError::BadStreamArena {
+                given: Some(given),
+                min,
+            } => write!(
                 f,
                 "stream arena of {given} bytes is below the smallest this model can stream \
                  through ({min} bytes)"

@@ -161,8 +161,9 @@ pub fn stream_arena(
             min,
         });
     }
-    let arena = crate::kv_cache::try_filled(bytes, 0u8)
-        .map_err(|_| SessionError::OutOfMemory { bytes: bytes as u64 })?;
+    let arena = crate::kv_cache::try_filled(bytes, 0u8).map_err(|_| SessionError::OutOfMemory {
+        bytes: bytes as u64,
+    })?;
     Ok(arena.into_boxed_slice())
 }
 

@@ -297,7 +297,8 @@ mod tests {
                 context: 64,
                 ..Default::default()
             },
-        ).unwrap();
+        )
+        .unwrap();
         let mut out = Vec::new();
         out.push(s.feed(&prompt).unwrap().to_vec());
         for t in [7u32, 11, 13] {

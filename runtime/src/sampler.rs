@@ -173,7 +173,7 @@ impl Sampler {
             }
         }
         // Not `<= 0.0`: options that skipped `validated` must not overflow 1/t (or be NaN).
-        if !(o.temperature >= TEMPERATURE_FLOOR) {
+        if o.temperature.is_nan() || o.temperature < TEMPERATURE_FLOOR {
             return argmax(&self.cand);
         }
         // Most likely first; NaN logits sink to the end.
@@ -358,21 +358,82 @@ mod tests {
         for _ in 0..50 {
             assert_eq!(s.sample(&logits, &[]), 1);
         }
-        assert_eq!(v(SamplerOptions { temperature: -1.0, ..d.clone() }).unwrap().temperature, 0.0);
-        assert_eq!(v(SamplerOptions { temperature: 0.001, ..d.clone() }).unwrap().temperature, 0.001);
+        assert_eq!(
+            v(SamplerOptions {
+                temperature: -1.0,
+                ..d.clone()
+            })
+            .unwrap()
+            .temperature,
+            0.0
+        );
+        assert_eq!(
+            v(SamplerOptions {
+                temperature: 0.001,
+                ..d.clone()
+            })
+            .unwrap()
+            .temperature,
+            0.001
+        );
         for (field, o) in [
-            ("temperature", SamplerOptions { temperature: f32::NAN, ..d.clone() }),
-            ("temperature", SamplerOptions { temperature: f32::INFINITY, ..d.clone() }),
-            ("repeat_penalty", SamplerOptions { repeat_penalty: 0.0, ..d.clone() }),
-            ("repeat_penalty", SamplerOptions { repeat_penalty: f32::NAN, ..d.clone() }),
-            ("repeat_penalty", SamplerOptions { repeat_penalty: -2.0, ..d.clone() }),
-            ("top_p", SamplerOptions { top_p: f32::NAN, ..d.clone() }),
-            ("min_p", SamplerOptions { min_p: 1.5, ..d.clone() }),
+            (
+                "temperature",
+                SamplerOptions {
+                    temperature: f32::NAN,
+                    ..d.clone()
+                },
+            ),
+            (
+                "temperature",
+                SamplerOptions {
+                    temperature: f32::INFINITY,
+                    ..d.clone()
+                },
+            ),
+            (
+                "repeat_penalty",
+                SamplerOptions {
+                    repeat_penalty: 0.0,
+                    ..d.clone()
+                },
+            ),
+            (
+                "repeat_penalty",
+                SamplerOptions {
+                    repeat_penalty: f32::NAN,
+                    ..d.clone()
+                },
+            ),
+            (
+                "repeat_penalty",
+                SamplerOptions {
+                    repeat_penalty: -2.0,
+                    ..d.clone()
+                },
+            ),
+            (
+                "top_p",
+                SamplerOptions {
+                    top_p: f32::NAN,
+                    ..d.clone()
+                },
+            ),
+            (
+                "min_p",
+                SamplerOptions {
+                    min_p: 1.5,
+                    ..d.clone()
+                },
+            ),
         ] {
             assert_eq!(v(o).unwrap_err().field, field);
         }
         // Unvalidated NaN temperature: greedy, not a NaN distribution.
-        let mut s = Sampler::new(SamplerOptions { temperature: f32::NAN, ..tiny });
+        let mut s = Sampler::new(SamplerOptions {
+            temperature: f32::NAN,
+            ..tiny
+        });
         assert_eq!(s.sample(&logits, &[]), 1);
     }
 

@@ -207,7 +207,9 @@ impl Session {
         let mut tokens = Vec::new();
         tokens.try_reserve_exact(ctx).map_err(oom(4 * ctx as u64))?;
         let mut logits = Vec::new();
-        logits.try_reserve_exact(vocab).map_err(oom(4 * vocab as u64))?;
+        logits
+            .try_reserve_exact(vocab)
+            .map_err(oom(4 * vocab as u64))?;
         Ok(Session {
             model,
             kv,

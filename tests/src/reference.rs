@@ -34,7 +34,8 @@ pub fn session(model: &Arc<Model>, precision: ActivationPrecision) -> Session {
             kv_type: KvType::F32,
             ..Default::default()
         },
-    ).unwrap()
+    )
+    .unwrap()
 }
 
 /// Token ids of every case of `<prefix>_tokenize.json` equal llama.cpp's.
@@ -332,7 +333,8 @@ pub fn perplexity(model: &Arc<Model>, prefix: &str, tol: Tolerances) -> f64 {
             kv_type: KvType::F32,
             ..Default::default()
         },
-    ).unwrap();
+    )
+    .unwrap();
     let (mut sum, mut count) = (0.0f64, 0usize);
     for c in 0..n_chunks {
         let mut chunk = tokens[c * n_ctx..(c + 1) * n_ctx].to_vec();

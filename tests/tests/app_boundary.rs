@@ -58,7 +58,10 @@ fn a_context_the_file_allows_but_memory_does_not_is_an_error() {
             context,
         }) => {
             assert_eq!(context, 1 << 24);
-            assert!(needed > 300_000_000_000 && budget < needed, "{needed} {budget}");
+            assert!(
+                needed > 300_000_000_000 && budget < needed,
+                "{needed} {budget}"
+            );
         }
         other => panic!("{:?}", other.map(|s| s.context_len())),
     }

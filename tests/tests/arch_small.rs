@@ -175,7 +175,8 @@ fn check(name: &str, arch: &str) {
                 kv_type: KvType::F32,
                 ..Default::default()
             },
-        ).unwrap();
+        )
+        .unwrap();
         for p in fixture_run.get("prompts").arr() {
             let label = format!("{name}/{run_name}/{}", p.get("label").str());
             let r = run(&mut s, p);
@@ -241,7 +242,8 @@ fn last_logits(m: &Arc<Model>, tokens: &[u32], batch: usize) -> Vec<f32> {
             kv_type: KvType::F32,
             ..Default::default()
         },
-    ).unwrap();
+    )
+    .unwrap();
     s.feed(tokens).unwrap().to_vec()
 }
 
@@ -280,7 +282,8 @@ fn gemma3_truncate_rewinds_or_starts_over() {
             kv_type: KvType::F32,
             ..Default::default()
         },
-    ).unwrap();
+    )
+    .unwrap();
     s.feed(&tokens).unwrap();
     let n = tokens.len();
     // One token back: the window behind it is still held.

@@ -41,7 +41,8 @@ fn all_logits(m: &Arc<Model>, tokens: &[u32]) -> Vec<Vec<f32>> {
             context: 128,
             ..Default::default()
         },
-    ).unwrap();
+    )
+    .unwrap();
     let mut out = Vec::new();
     s.feed_scoring(tokens, |_, l| out.push(l.to_vec())).unwrap();
     out
@@ -115,7 +116,8 @@ fn greedy_matches_llama_cpp_until_a_near_tie() {
                     context: 128,
                     ..Default::default()
                 },
-            ).unwrap();
+            )
+            .unwrap();
             let mut logits = s.feed(p).unwrap().to_vec();
             let mut got = Vec::new();
             for _ in 0..expected.len() {

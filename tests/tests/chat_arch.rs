@@ -41,7 +41,8 @@ fn chat(model: &Arc<Model>, file: &str) -> Chat {
             context: 512,
             ..Default::default()
         },
-    ).unwrap();
+    )
+    .unwrap();
     let opts = ChatOptions {
         sampling: SamplerOptions::greedy(),
         ..Default::default()

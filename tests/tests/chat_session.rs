@@ -16,7 +16,8 @@ fn chat_with(context: usize, overflow: OverflowPolicy) -> Chat {
             context,
             ..Default::default()
         },
-    ).unwrap();
+    )
+    .unwrap();
     let opts = ChatOptions {
         sampling: SamplerOptions::greedy(),
         overflow,
@@ -107,7 +108,8 @@ fn reusing_the_cache_gives_the_same_replies_as_reprocessing() {
             context: 1024,
             ..Default::default()
         },
-    ).unwrap();
+    )
+    .unwrap();
     let opts = ChatOptions {
         sampling: SamplerOptions::greedy(),
         reuse_cache: false,
@@ -205,8 +207,9 @@ fn cancelling_keeps_the_partial_reply() {
     let mut calls = 0;
     let r = c
         .send("Tell me about the sea.", &limit(64), &mut |_| {
+            // One call before the prompt's only batch, then one per token.
             calls += 1;
-            if calls == 3 {
+            if calls == 4 {
                 Flow::Stop
             } else {
                 Flow::Continue
@@ -341,7 +344,8 @@ fn restored_session_gives_the_same_next_token() {
             context: 512,
             ..Default::default()
         },
-    ).unwrap();
+    )
+    .unwrap();
     restored.restore(&bytes).unwrap();
     assert_eq!(restored.tokens(), original.tokens());
     let (a, b) = (original.logits().unwrap(), restored.logits().unwrap());
@@ -414,7 +418,8 @@ fn restore_rejects_foreign_or_damaged_snapshots() {
                 context: 512,
                 ..Default::default()
             },
-        ).unwrap()
+        )
+        .unwrap()
     };
 
     let mut s = fresh();
@@ -484,7 +489,8 @@ fn restore_rejects_foreign_or_damaged_snapshots() {
             context: 8,
             ..Default::default()
         },
-    ).unwrap();
+    )
+    .unwrap();
     assert!(matches!(
         small.restore(&good),
         Err(RestoreError::ContextTooSmall { limit: 8, .. })
@@ -529,7 +535,8 @@ fn oversized_session_options_are_clamped_to_the_model() {
             context: usize::MAX,
             ..Default::default()
         },
-    ).unwrap();
+    )
+    .unwrap();
     assert_eq!(s.context_len(), trained);
     let opts = SessionOptions {
         context: 64,

@@ -32,7 +32,8 @@ fn session_with(kv_type: KvType) -> Session {
             kv_type,
             ..Default::default()
         },
-    ).unwrap()
+    )
+    .unwrap()
 }
 
 #[test]

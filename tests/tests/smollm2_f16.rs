@@ -110,7 +110,8 @@ fn f16_falls_back_to_f32_without_fp16_kernels() {
             precision,
             ..Default::default()
         };
-        Session::new(model.clone(), &opts).unwrap()
+        Session::new(model.clone(), &opts)
+            .unwrap()
             .feed(&ids)
             .unwrap()
             .to_vec()

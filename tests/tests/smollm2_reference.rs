@@ -32,7 +32,8 @@ fn session() -> Session {
             context: 1024,
             ..Default::default()
         },
-    ).unwrap()
+    )
+    .unwrap()
 }
 
 #[test]

@@ -50,7 +50,8 @@ fn streaming_through_a_small_arena_matches_mmap() {
     );
     assert!(model.min_stream_arena() <= ARENA);
     let feed = StreamFeed::new(source, vec![0u8; ARENA].into_boxed_slice());
-    let mut streamed = Session::with_feed(model.clone(), &opts, Box::new(Serial), Box::new(feed)).unwrap();
+    let mut streamed =
+        Session::with_feed(model.clone(), &opts, Box::new(Serial), Box::new(feed)).unwrap();
     let got = greedy(&mut streamed, &prompt(), 8);
 
     assert_eq!(got.0, expected.0, "greedy tokens differ");
@@ -122,7 +123,8 @@ fn streamed_model_without_a_feed_is_a_typed_error() {
             context: 16,
             ..Default::default()
         },
-    ).unwrap();
+    )
+    .unwrap();
     let err = s.feed(&[1, 2, 3]).unwrap_err();
     assert!(
         matches!(err, tern_runtime::GenerateError::WeightRead { .. }),

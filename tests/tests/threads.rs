@@ -17,7 +17,12 @@ fn run(precision: ActivationPrecision, threads: usize) -> Vec<Vec<f32>> {
     let mut s = if threads == 1 {
         Session::new(smollm2(), &opts).unwrap()
     } else {
-        Session::with_parallel(smollm2(), &opts, Box::new(ThreadPool::new(threads).unwrap())).unwrap()
+        Session::with_parallel(
+            smollm2(),
+            &opts,
+            Box::new(ThreadPool::new(threads).unwrap()),
+        )
+        .unwrap()
     };
     let vocab = smollm2().config().vocab as u32;
     let prompt: Vec<u32> = (0..70u32).map(|i| (i * 7919 + 13) % vocab).collect();

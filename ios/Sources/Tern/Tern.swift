@@ -74,9 +74,11 @@ public final class TernModel: Sendable {
     /// Tokens `text` encodes to as plain text (no BOS; special-token strings stay text).
     public func countTokens(_ text: String) -> Int { Int(native.countTokens(text: text)) }
 
-    /// A new, empty conversation with its own KV cache.
-    public func newSession() -> TernSession {
-        TernSession(native: TernFFI.Session(model: native))
+    /// A new, empty conversation with its own KV cache. Throws `TernError.OutOfMemoryBudget`
+    /// when its context does not fit the memory budget, `TernError.InvalidArgument` for more
+    /// threads than 4 per core or a resident cap below the model's minimum.
+    public func newSession() throws -> TernSession {
+        TernSession(native: try TernFFI.Session(model: native))
     }
 
     /// A chat formatted by the model's own template (or `options.template`). Throws

@@ -512,7 +512,8 @@ mod tests {
         let start = std::time::Instant::now();
         let e = t.render(&[Message::user("hi")], &RenderOptions::default());
         assert_eq!(e, Err(TemplateError::OutOfFuel));
-        assert!(start.elapsed().as_secs() < 10, "{:?}", start.elapsed());
+        // Generous: qemu runs this suite too.
+        assert!(start.elapsed().as_secs() < 60, "{:?}", start.elapsed());
     }
 
     #[test]

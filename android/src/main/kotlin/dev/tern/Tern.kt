@@ -285,7 +285,12 @@ class TernModel internal constructor(internal val native: Model) : Closeable {
     /** The options the model was loaded with. */
     val options: ModelOptions get() = live.use { ModelOptions.of(native.options()) }
 
-    /** A new, empty conversation with its own KV cache; several can run at once. */
+    /**
+     * A new, empty conversation with its own KV cache; several can run at once. Throws
+     * `TernException.OutOfMemoryBudget` when its context does not fit the memory budget,
+     * `TernException.InvalidArgument` for more threads than 4 per core or a resident cap below
+     * the model's minimum.
+     */
     fun newSession(): TernSession = live.use { TernSession(Session(native)) }
 
     /**
