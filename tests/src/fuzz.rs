@@ -201,11 +201,17 @@ pub fn tiny_model_bytes() -> Vec<u8> {
     set("llama.attention.head_count_kv", Value::U32(2));
     set("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5));
     set("tokenizer.ggml.model", Value::Str("llama"));
-    set("tokenizer.ggml.tokens", Value::Array(Array::from(token_values)));
+    set(
+        "tokenizer.ggml.tokens",
+        Value::Array(Array::from(token_values)),
+    );
     let scores = scores.into_iter().map(Value::F32).collect::<Vec<_>>();
     set("tokenizer.ggml.scores", Value::Array(Array::from(scores)));
     let types = types.into_iter().map(Value::I32).collect::<Vec<_>>();
-    set("tokenizer.ggml.token_type", Value::Array(Array::from(types)));
+    set(
+        "tokenizer.ggml.token_type",
+        Value::Array(Array::from(types)),
+    );
     set("tokenizer.ggml.bos_token_id", Value::U32(1));
     set("tokenizer.ggml.eos_token_id", Value::U32(2));
 
