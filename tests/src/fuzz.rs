@@ -190,41 +190,33 @@ pub fn tiny_model_bytes() -> Vec<u8> {
     let vocab = tokens.len();
     let scores: Vec<f32> = (0..vocab).map(|i| -(i as f32)).collect();
 
+    // No leak (LeakSanitizer would report it): the writer borrows these until `to_bytes`.
+    let token_values: Vec<Value<'_>> = tokens.iter().map(|t| Value::Str(t.as_str())).collect();
     let mut w = GgufWriter::new();
-    let set = |w: &mut GgufWriter<'_>, k: &str, v: Value<'static>| w.set(k, v).unwrap();
-    set(&mut w, "general.architecture", Value::Str("llama"));
-    set(&mut w, "general.name", Value::Str("tiny"));
-    set(&mut w, "llama.block_count", Value::U32(1));
-    set(&mut w, "llama.context_length", Value::U32(64));
-    set(&mut w, "llama.embedding_length", Value::U32(DIM as u32));
-    set(&mut w, "llama.feed_forward_length", Value::U32(FFN as u32));
-    set(&mut w, "llama.attention.head_count", Value::U32(2));
-    set(&mut w, "llama.attention.head_count_kv", Value::U32(2));
+    let mut set = |k: &str, v| w.set(k, v).unwrap();
+    set("general.architecture", Value::Str("llama"));
+    set("general.name", Value::Str("tiny"));
+    set("llama.block_count", Value::U32(1));
+    set("llama.context_length", Value::U32(64));
+    set("llama.embedding_length", Value::U32(DIM as u32));
+    set("llama.feed_forward_length", Value::U32(FFN as u32));
+    set("llama.attention.head_count", Value::U32(2));
+    set("llama.attention.head_count_kv", Value::U32(2));
+    set("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5));
+    set("tokenizer.ggml.model", Value::Str("llama"));
     set(
-        &mut w,
-        "llama.attention.layer_norm_rms_epsilon",
-        Value::F32(1e-5),
-    );
-    set(&mut w, "tokenizer.ggml.model", Value::Str("llama"));
-    let leaked: &'static [String] = Box::leak(tokens.into_boxed_slice());
-    let arr = |v: Vec<Value<'static>>| Value::Array(Array::from(v));
-    set(
-        &mut w,
         "tokenizer.ggml.tokens",
-        arr(leaked.iter().map(|t| Value::Str(t.as_str())).collect()),
+        Value::Array(Array::from(token_values)),
     );
+    let scores = scores.into_iter().map(Value::F32).collect::<Vec<_>>();
+    set("tokenizer.ggml.scores", Value::Array(Array::from(scores)));
+    let types = types.into_iter().map(Value::I32).collect::<Vec<_>>();
     set(
-        &mut w,
-        "tokenizer.ggml.scores",
-        arr(scores.into_iter().map(Value::F32).collect()),
-    );
-    set(
-        &mut w,
         "tokenizer.ggml.token_type",
-        arr(types.into_iter().map(Value::I32).collect()),
+        Value::Array(Array::from(types)),
     );
-    set(&mut w, "tokenizer.ggml.bos_token_id", Value::U32(1));
-    set(&mut w, "tokenizer.ggml.eos_token_id", Value::U32(2));
+    set("tokenizer.ggml.bos_token_id", Value::U32(1));
+    set("tokenizer.ggml.eos_token_id", Value::U32(2));
 
     let (d, f, v) = (DIM as u64, FFN as u64, vocab as u64);
     let shapes: [(&str, &[u64]); 12] = [
