@@ -15,16 +15,42 @@ use tern_ffi::*;
 const THREADS: usize = 4;
 const ROUNDS: usize = 200;
 
-/// Resident memory of this process in bytes (Linux `VmRSS`).
+#[cfg(target_env = "gnu")]
+extern "C" {
+    /// glibc: returns freed heap memory of every arena to the system.
+    fn malloc_trim(pad: usize) -> i32;
+    /// glibc: sets an allocator parameter.
+    fn mallopt(param: i32, value: i32) -> i32;
+}
+
+/// glibc's `M_ARENA_MAX`.
+#[cfg(target_env = "gnu")]
+const M_ARENA_MAX: i32 = -8;
+
+/// Anonymous resident memory of this process in bytes (Linux `RssAnon`: heap and stacks, not
+/// the mapped model, whose pages the kernel may drop or fault in at will), after handing freed
+/// heap back to the system: glibc keeps freed blocks in per-thread arenas, whose size swings
+/// by tens of MB between runs of this test with no leak at all.
 fn rss() -> u64 {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim takes no pointers and may be called at any time from any thread.
+    unsafe {
+        malloc_trim(0);
+    }
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap();
     line.split_whitespace()
         .nth(1)
         .unwrap()
         .parse::<u64>()
         .unwrap()
         * 1024
+}
+
+/// Lets the last rounds' worker threads exit (each drops its share of a session after giving
+/// the session back) before memory is measured.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(300));
 }
 
 /// Records the end of a generation and counts text delivered after the cancel.
@@ -83,11 +109,21 @@ fn round(model: &Arc<Model>, prompt: &str, delay: Duration) -> Duration {
         late.load(Ordering::SeqCst) <= 1,
         "text arrived after the cancel"
     );
+    // Waits for the generation's job to give the session back, so that the rounds' memory is
+    // free when the last one returns.
+    session.reset().expect("a finished session resets");
     latency
 }
 
 #[test]
 fn sessions_created_cancelled_and_dropped_from_four_threads() {
+    // One heap arena: with one per thread, freed memory scattered over up to 16 arenas swings
+    // the resident size by tens of MB from run to run, hiding or faking a leak.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: called before this test starts any thread; mallopt takes no pointers.
+    unsafe {
+        mallopt(M_ARENA_MAX, 1);
+    }
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/smollm2-135m-instruct-q4_1.gguf");
     let options = ModelOptions {
@@ -146,10 +182,12 @@ fn sessions_created_cancelled_and_dropped_from_four_threads() {
         worst.into_inner().unwrap()
     };
     run(10, 1);
+    settle();
     let before = rss();
     let start = Instant::now();
     let worst = run(ROUNDS, 2);
     let took = start.elapsed();
+    settle();
     let after = rss();
     eprintln!(
         "stress: {} rounds in {took:?}, worst cancel latency {worst:?} (one batch alone: \
