@@ -15,6 +15,9 @@ use tern_runtime::constrain::tools::{parse_tools, ToolChat, ToolEvent, ToolReply
 use tern_runtime::constrain::ConstraintVocab;
 use tern_runtime::Flow;
 
+/// Most call → result → reply rounds after one user message.
+const MAX_ROUNDS: usize = 4;
+
 /// Runs the tool-calling conversation until stdin ends or `/quit`.
 pub fn run(
     chat: Chat,
@@ -92,8 +95,11 @@ pub fn run(
             .send(&line, max_tokens, &mut on_event)
             .map_err(|e| e.to_string())?;
         report(&reply);
-        // Answer the calls, then let the model go on, until a reply makes no call.
-        while !reply.calls.is_empty() {
+        // Answer the calls, then let the model go on, until a reply makes no call (at most
+        // `MAX_ROUNDS` rounds: a small model may call the same tool again and again).
+        let mut rounds = 0;
+        while !reply.calls.is_empty() && rounds < MAX_ROUNDS {
+            rounds += 1;
             for call in &reply.calls {
                 if !read_line(&format!("result of {}> ", call.name), &mut line)? {
                     return Ok(());

@@ -190,20 +190,33 @@ impl ToolCallFormat {
         let schema = self.call_schema(tools);
         let schema = super::compact_json(schema);
         match self {
+            // The tagged call anywhere; at the start of a reply also the forms small models
+            // fall back to (a fenced JSON block or a bare object), which llama.cpp's Hermes
+            // parser accepts too.
             ToolCallFormat::Hermes => format!(
-                "start: \"<tool_call>\" \"\\n\"? %json {schema} \"\\n\"? \"</tool_call>\"\n"
+                r#"start: "<tool_call>" "\n"? call "\n"? "</tool_call>"
+    | /[ \t\n]+/? "```" "json"? "\n" call "\n"? "```"
+    | /[ \t\n]+/? call
+call: %json {schema}
+"#
             ),
             ToolCallFormat::Llama3Json => format!("start: /[ \\t\\n]+/? %json {schema}\n"),
         }
     }
 
     /// Whether a token whose bytes are `piece` opens a call, given the reply's text so far.
-    fn opens_call(self, piece: &[u8], reply_so_far: &str) -> bool {
+    /// `bare` allows the untagged Hermes forms (a reply that opens with a fenced or bare JSON
+    /// object): only in answers to the user, since after a tool result a small model echoes
+    /// JSON that is no call.
+    fn opens_call(self, piece: &[u8], reply_so_far: &str, bare: bool) -> bool {
+        let at_start = reply_so_far.trim().is_empty();
+        let first = piece.trim_ascii_start();
         match self {
-            ToolCallFormat::Hermes => piece.starts_with(b"<tool_call>"),
-            ToolCallFormat::Llama3Json => {
-                reply_so_far.trim().is_empty() && piece.trim_ascii_start().starts_with(b"{")
+            ToolCallFormat::Hermes => {
+                piece.starts_with(b"<tool_call>")
+                    || (bare && at_start && (first.starts_with(b"```") || first.starts_with(b"{")))
             }
+            ToolCallFormat::Llama3Json => at_start && first.starts_with(b"{"),
         }
     }
 }
@@ -465,7 +478,8 @@ impl ToolChat {
             .count();
         let keep = session.truncate(keep.min(tokens.len() - 1));
         session.feed(&tokens[keep..])?;
-        let mut reply = self.generate(max_tokens, on_event)?;
+        let bare = messages.last().is_some_and(|m| m.role == "user");
+        let mut reply = self.generate(max_tokens, bare, on_event)?;
         reply.reused = keep;
         reply.prefilled = tokens.len() - keep;
 
@@ -494,6 +508,7 @@ impl ToolChat {
     fn generate(
         &mut self,
         max_tokens: usize,
+        bare: bool,
         on_event: &mut dyn FnMut(ToolEvent<'_>) -> Flow,
     ) -> Result<ToolReply, ToolChatError> {
         let start = Instant::now();
@@ -533,7 +548,7 @@ impl ToolChat {
             }
             reply.n_tokens += 1;
             let bytes = tok.token_bytes(id, false);
-            if call.is_none() && format.opens_call(bytes, &reply.text) {
+            if call.is_none() && format.opens_call(bytes, &reply.text, bare) {
                 let mut c = None;
                 if self.constrained {
                     let mut fresh = self.call.clone();
@@ -563,7 +578,7 @@ impl ToolChat {
                 Some((c, raw)) => {
                     let closed = match c {
                         Some(c) => c.is_accepting(),
-                        None => call_closed(format, raw),
+                        None => call_closed(raw),
                     };
                     if closed {
                         let raw_text = String::from_utf8_lossy(raw).into_owned();
@@ -627,47 +642,50 @@ impl ToolChat {
     }
 }
 
-/// Whether an unconstrained call's text has closed.
-fn call_closed(format: ToolCallFormat, raw: &[u8]) -> bool {
-    match format {
-        ToolCallFormat::Hermes => raw
-            .windows(b"</tool_call>".len())
-            .any(|w| w == b"</tool_call>"),
-        ToolCallFormat::Llama3Json => {
-            // A balanced top-level object, strings and escapes respected.
-            let (mut depth, mut in_str, mut esc) = (0i32, false, false);
-            for &b in raw {
-                match (in_str, esc, b) {
-                    (true, true, _) => esc = false,
-                    (true, false, b'\\') => esc = true,
-                    (true, false, b'"') => in_str = false,
-                    (false, _, b'"') => in_str = true,
-                    (false, _, b'{') => depth += 1,
-                    (false, _, b'}') => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return true;
-                        }
-                    }
-                    _ => {}
+/// The byte range of the first balanced JSON object in `raw` (strings and escapes
+/// respected), or where an unclosed one starts.
+fn first_object(raw: &[u8]) -> Result<core::ops::Range<usize>, Option<usize>> {
+    let start = raw.iter().position(|&b| b == b'{').ok_or(None)?;
+    let (mut depth, mut in_str, mut esc) = (0i32, false, false);
+    for (i, &b) in raw.iter().enumerate().skip(start) {
+        match (in_str, esc, b) {
+            (true, true, _) => esc = false,
+            (true, false, b'\\') => esc = true,
+            (true, false, b'"') => in_str = false,
+            (false, _, b'"') => in_str = true,
+            (false, _, b'{') => depth += 1,
+            (false, _, b'}') => {
+                depth -= 1;
+                if depth == 0 {
+                    return Ok(start..i + 1);
                 }
             }
-            false
+            _ => {}
         }
+    }
+    Err(Some(start))
+}
+
+/// Whether an unconstrained call's text has closed: the tagged form at `</tool_call>`, the
+/// fenced form at the fence after the object, the bare form at the object's end.
+fn call_closed(raw: &[u8]) -> bool {
+    let text = raw.trim_ascii_start();
+    if text.starts_with(b"<tool_call>") {
+        return text.windows(12).any(|w| w == b"</tool_call>");
+    }
+    match first_object(text) {
+        Ok(r) if text.starts_with(b"```") => text[r.end..].windows(3).any(|w| w == b"```"),
+        Ok(_) => true,
+        Err(_) => false,
     }
 }
 
-/// Parses a closed call: its JSON, a declared tool's name, an arguments object.
+/// Parses a closed call: its JSON object, a declared tool's name, an arguments object.
 fn parse_call(format: ToolCallFormat, raw: &str, tools: &[Tool]) -> Result<ToolCall, String> {
-    let body = match format {
-        ToolCallFormat::Hermes => raw
-            .trim()
-            .strip_prefix("<tool_call>")
-            .and_then(|s| s.split("</tool_call>").next())
-            .ok_or("no <tool_call> … </tool_call>")?,
-        ToolCallFormat::Llama3Json => raw.trim(),
-    };
-    let v: Value = serde_json::from_str(body.trim()).map_err(|e| format!("not JSON: {e}"))?;
+    let body = first_object(raw.as_bytes())
+        .map(|r| &raw[r])
+        .map_err(|_| String::from("no JSON object"))?;
+    let v: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
     let name = v
         .get("name")
         .and_then(Value::as_str)
