@@ -582,10 +582,8 @@ impl ToolChat {
                     };
                     if closed {
                         let raw_text = String::from_utf8_lossy(raw).into_owned();
-                        if let Some((c, _)) = &call {
-                            if let Some(c) = c {
-                                reply.constraint_time += c.cost().0;
-                            }
+                        if let Some((Some(c), _)) = &call {
+                            reply.constraint_time += c.cost().0;
                         }
                         call = None;
                         match parse_call(format, &raw_text, &self.tools) {
@@ -770,22 +768,32 @@ mod tests {
 
     #[test]
     fn closing_is_detected() {
-        assert!(call_closed(
+        assert!(call_closed(b"<tool_call>{}</tool_call>"));
+        assert!(!call_closed(b"<tool_call>{}</tool_ca"));
+        assert!(call_closed(br#"{"a": "}{", "b": {}}"#));
+        assert!(!call_closed(br#"{"a": "}\"}", "b": {"#));
+        assert!(!call_closed(b"```json\n{\"a\": 1}\n"));
+        assert!(call_closed(b"```json\n{\"a\": 1}\n```"));
+        assert_eq!(first_object(b"x {\"a\": {}} y"), Ok(2..11));
+        assert_eq!(first_object(b"x {\"a\": {}"), Err(Some(2)));
+        assert_eq!(first_object(b"none"), Err(None));
+    }
+
+    #[test]
+    fn fenced_and_bare_calls_parse() {
+        let t = tools();
+        let c = parse_call(
             ToolCallFormat::Hermes,
-            b"<tool_call>{}</tool_call>"
-        ));
-        assert!(!call_closed(
-            ToolCallFormat::Hermes,
-            b"<tool_call>{}</tool_ca"
-        ));
-        assert!(call_closed(
-            ToolCallFormat::Llama3Json,
-            br#"{"a": "}{", "b": {}}"#
-        ));
-        assert!(!call_closed(
-            ToolCallFormat::Llama3Json,
-            br#"{"a": "}\"}", "b": {"#
-        ));
+            "```json\n{\"name\": \"set_alarm\", \"arguments\": {}}\n```",
+            &t,
+        )
+        .unwrap();
+        assert_eq!(c.name, "set_alarm");
+        assert!(ToolCallFormat::Hermes.opens_call(b"```", " \n", true));
+        assert!(!ToolCallFormat::Hermes.opens_call(b"```", " \n", false));
+        assert!(!ToolCallFormat::Hermes.opens_call(b"{", "Sure: ", true));
+        assert!(ToolCallFormat::Hermes.opens_call(b"<tool_call>", "Sure: ", false));
+        assert!(ToolCallFormat::Llama3Json.opens_call(b" {\"", "", false));
     }
 
     #[test]
