@@ -59,12 +59,14 @@ def main():
         return k / dt, k, out["choices"][0]["text"]
 
     run(True, a.n_gen), run(False, a.n_gen)  # warm-up: prompt into the cache
-    free, con, lens, text = [], [], [], ""
+    free, con, lens, free_lens, text = [], [], [], [], ""
     for _ in range(a.reps):
         tok_s, k, text = run(True, a.n_gen)
         con.append(tok_s)
         lens.append(k)
-        free.append(run(False, k)[0])
+        tok_s, k_free, _ = run(False, k)
+        free.append(tok_s)
+        free_lens.append(k_free)
     sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0
     print(json.dumps({
         "runtime": "llama.cpp " + getattr(llama_cpp, "__version__", "?"),
@@ -72,6 +74,7 @@ def main():
         "free_tok_s": statistics.mean(free), "free_tok_s_sd": sd(free),
         "constrained_tok_s": statistics.mean(con), "constrained_tok_s_sd": sd(con),
         "overhead_pct": 100.0 * (statistics.mean(free) / statistics.mean(con) - 1.0),
+        "free_runs": free, "constrained_runs": con, "free_tokens": free_lens,
         "tokens_per_run": statistics.mean(lens), "grammar_setup_ms": setup_ms,
         "constrained_text": text,
     }))
