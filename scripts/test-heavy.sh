@@ -18,6 +18,11 @@
 #                  chat template, logits, greedy tokens and perplexity (4 windows) against
 #                  llama.cpp (`cargo test -p tern-tests --features heavy --test
 #                  qwen25_15b_reference`). Its speed: bench/vs-llamacpp.sh on the same file.
+#   tools          tool calling and JSON-schema output on Qwen2.5-Coder-0.5B-Instruct: all 20
+#                  requests of tests/reference/tools/requests.json with and without constraints
+#                  (every constrained call validates; prints right tool + arguments for both),
+#                  and `tern run --json-schema` on all 10 schemas × 3 prompts of schemas.json
+#                  (every document validates). Normal `cargo test` runs a few of each.
 #   requant-llama  only with REF_VENV=/path to a venv holding llama-cpp-python (as
 #                  tests/reference/make_requant_fixtures.sh makes it): each file again through
 #                  make_requant_fixtures.py --check, so llama.cpp loads it and reproduces the
@@ -26,7 +31,7 @@
 #   scripts/test-heavy.sh [--list]
 #
 # Environment:
-#   STEPS="qwen15"      only these steps (default: requant-ppl qwen15, + requant-llama)
+#   STEPS="qwen15"      only these steps (default: requant-ppl qwen15 tools, + requant-llama)
 #   TYPES="q5_0 q2_k"   only these types
 #   THREADS=N           threads for `tern perplexity` (default: all cores)
 #   REF_VENV=/path      enables requant-llama
@@ -53,13 +58,20 @@ tern=target/release/tern
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-steps="${STEPS:-requant-ppl qwen15 requant-llama}"
+steps="${STEPS:-requant-ppl qwen15 tools requant-llama}"
 has_step() { [[ " $steps " == *" $1 "* ]]; }
 
 if has_step qwen15; then
   step "qwen15: cargo test -p tern-tests --features heavy --test qwen25_15b_reference"
   bash scripts/fetch-models.sh qwen2.5-coder-1.5b
   cargo test -q -p tern-tests --features heavy --test qwen25_15b_reference
+fi
+
+if has_step tools; then
+  step "tools: cargo test --features heavy (tools_qwen, json_schema)"
+  bash scripts/fetch-models.sh qwen2.5-coder-0.5b
+  cargo test -q -p tern-tests --features heavy --test tools_qwen -- --nocapture --test-threads 1
+  cargo test -q -p tern-cli --features heavy --test json_schema -- --nocapture
 fi
 
 has_step requant-ppl || types=""

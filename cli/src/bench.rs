@@ -11,6 +11,8 @@ use crate::args::{opt, switch, Args};
 use crate::common::{load_model, session, MODEL_OPTS};
 use crate::json;
 
+mod constrained;
+
 /// The budget reports compare against unless `--bandwidth-budget` says otherwise: the middle of
 /// the 50–90 GB/s phones offer.
 pub const DEFAULT_BUDGET_GBPS: f64 = 60.0;
@@ -18,7 +20,10 @@ pub const DEFAULT_BUDGET_GBPS: f64 = 60.0;
 pub const USAGE: &str =
     "tern bench -m FILE [-t THREADS] [-p 128] [-n 128] [-r REPS] [--bandwidth-budget GBS]
            [--stream] [--precision f32|int8|f16] [--kernels NAME]
-           [--ternary auto|mad|lut|f32] [--json]";
+           [--ternary auto|mad|lut|f32] [--json]
+           [--json-schema FILE | --grammar FILE] [--prompt TEXT]
+  --json-schema FILE, --grammar FILE  also decode from --prompt with sampling, unconstrained
+                      and constrained, alternating, and report both speeds and the difference";
 
 pub fn main(argv: &[String]) -> Result<(), String> {
     let mut specs = Vec::from(MODEL_OPTS);
@@ -29,6 +34,9 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         opt("bandwidth-budget", None),
         switch("stream"),
         switch("json"),
+        opt("json-schema", None),
+        opt("grammar", None),
+        opt("prompt", None),
     ]);
     let args = Args::parse(argv, &specs)?;
     let n_prompt: usize = args.get("n-prompt", 128)?;
@@ -37,6 +45,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     // Under TERN_INSN_MARKERS=1 (bench/arm-insn-count.sh) the runs are counted, not timed: no
     // warm-up, and phase markers around the load and the first prompt and decode runs.
     let markers = std::env::var_os("TERN_INSN_MARKERS").is_some_and(|v| v == "1");
+    let grammar = crate::run::grammar_source(&args)?;
 
     if markers {
         phase_marker::<1>();
@@ -99,6 +108,10 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     }
     let (pp_mean, pp_sd) = mean_sd(&pp);
     let (tg_mean, tg_sd) = mean_sd(&tg);
+    let constrained = match &grammar {
+        Some(g) => Some(constrained::measure(&mut s, g, &args, n_gen.max(1), reps)?),
+        None => None,
+    };
 
     // Bytes per decoded token, averaged over the positions the decode run visits (linear in
     // the position, so the mean of the first and the last).
@@ -140,7 +153,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     if args.flag("json") {
         let names: Vec<String> = kernels.iter().map(|k| json::string(k)).collect();
         println!(
-            "{{\"model\":{},\"threads\":{},\"batch\":{},\"n_prompt\":{n_prompt},\"n_gen\":{n_gen},\"reps\":{reps},\"weights\":{},\"pp_tok_s\":{},\"pp_tok_s_sd\":{},\"tg_tok_s\":{},\"tg_tok_s_sd\":{},\"bytes_per_token\":{},\"gbps\":{},\"budget_gbps\":{},\"budget_ceiling_tok_s\":{},\"budget_fraction\":{},\"machine_read_gbps\":{},\"machine_copy_gbps\":{},\"machine_fraction\":{},\"kernels\":[{}]}}",
+            "{{\"model\":{},\"threads\":{},\"batch\":{},\"n_prompt\":{n_prompt},\"n_gen\":{n_gen},\"reps\":{reps},\"weights\":{},\"pp_tok_s\":{},\"pp_tok_s_sd\":{},\"tg_tok_s\":{},\"tg_tok_s_sd\":{},\"bytes_per_token\":{},\"gbps\":{},\"budget_gbps\":{},\"budget_ceiling_tok_s\":{},\"budget_fraction\":{},\"machine_read_gbps\":{},\"machine_copy_gbps\":{},\"machine_fraction\":{},\"kernels\":[{}],\"constrained\":{}}}",
             json::string(args.required("model")?),
             s.threads(),
             s.batch(),
@@ -157,7 +170,8 @@ pub fn main(argv: &[String]) -> Result<(), String> {
             json::number(machine.as_ref().map_or(f64::NAN, |m| m.read_gbps)),
             json::number(machine.as_ref().map_or(f64::NAN, |m| m.copy_gbps)),
             json::number(machine.as_ref().map_or(f64::NAN, |m| gbps / m.read_gbps)),
-            names.join(",")
+            names.join(","),
+            constrained.as_ref().map_or("null".into(), constrained::Figures::json)
         );
     } else {
         println!("model     {}", args.required("model")?);
@@ -193,6 +207,9 @@ pub fn main(argv: &[String]) -> Result<(), String> {
             bytes_per_token / 1e6,
             100.0 * tg_mean / ceiling
         );
+        if let Some(c) = &constrained {
+            c.print();
+        }
         if let Some(m) = &machine {
             println!(
                 "machine   {:.1} GB/s read, {:.1} GB/s copy ({} threads); decode streams {gbps:.1} GB/s = {:.1} % of the read bandwidth",

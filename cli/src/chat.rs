@@ -28,11 +28,15 @@ use crate::args::{opt, switch, Args};
 use crate::common::{load_model, session, MODEL_OPTS};
 use crate::json;
 
+mod tools;
+
 pub const USAGE: &str =
     "tern chat -m FILE [--system TEXT] [--template FILE] [-n N] [--temp T] [--top-k K]
          [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--stop TEXT]...
          [--var NAME=VALUE]... [--threads T] [-c CTX] [--stdin] [--print-prompt]
-         [--refuse-overflow] [--no-reuse]";
+         [--refuse-overflow] [--no-reuse] [--tools FILE [--no-constrain]]
+  --tools FILE        tools the model may call (JSON array); results are read from stdin
+  --no-constrain      do not constrain tool-call arguments to their schemas";
 
 const HELP: &str =
     "commands: /reset (start over, keep the system prompt), /save FILE, /load FILE, \
@@ -75,6 +79,8 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         switch("print-prompt"),
         switch("refuse-overflow"),
         switch("no-reuse"),
+        opt("tools", None),
+        switch("no-constrain"),
     ]);
     let args = Args::parse(&rest, &specs)?;
     let d = SamplerOptions::default();
@@ -128,6 +134,15 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         ..RenderOptions::default()
     });
 
+    if let Some(path) = args.str("tools") {
+        return tools::run(
+            chat,
+            path,
+            reply_opts.max_tokens,
+            !args.flag("no-constrain"),
+            interactive,
+        );
+    }
     sigint::install();
     if interactive {
         eprintln!(

@@ -15,6 +15,8 @@ mod arch;
 pub mod budget;
 pub mod chat;
 pub mod config;
+#[cfg(feature = "constrain")]
+pub mod constrain;
 pub mod error;
 pub mod feed;
 pub mod forward;

@@ -149,6 +149,20 @@ impl Sampler {
 
     /// Picks the next token from `logits`, given the tokens seen so far (for the penalty).
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+        self.sample_masked(logits, history, None)
+    }
+
+    /// As [`sample`](Self::sample), but only among the tokens whose bit is set in `allowed`
+    /// (bit `id % 32` of word `id / 32`), e.g. those a grammar allows next. The penalty
+    /// applies first, then every filter (top-k, top-p, min-p, temperature) works within the
+    /// allowed set, as if the other tokens were not in the vocabulary. `allowed` must allow
+    /// at least one token of `logits`; if it allows none, the result is the first token.
+    pub fn sample_masked(
+        &mut self,
+        logits: &[f32],
+        history: &[u32],
+        allowed: Option<&[u32]>,
+    ) -> u32 {
         let o = &self.opts;
         self.cand.clear();
         self.cand
@@ -170,6 +184,16 @@ impl Sampler {
             }
             for (i, c) in self.cand.iter_mut().enumerate() {
                 c.0 = i as u32;
+            }
+        }
+        if let Some(mask) = allowed {
+            let is_allowed = |t: u32| {
+                mask.get(t as usize / 32)
+                    .is_some_and(|w| w >> (t % 32) & 1 == 1)
+            };
+            self.cand.retain(|c| is_allowed(c.0));
+            if self.cand.is_empty() {
+                return 0;
             }
         }
         // Not `<= 0.0`: options that skipped `validated` must not overflow 1/t (or be NaN).
@@ -444,5 +468,56 @@ mod tests {
         assert!(t < 3);
         let mut g = Sampler::new(SamplerOptions::greedy());
         assert_eq!(g.sample(&[f32::NAN; 3], &[]), 0);
+    }
+
+    #[test]
+    fn masked_sampling_stays_in_the_allowed_set() {
+        // Tokens 1 and 3 allowed: the best logit (token 0) and token 2 must never come out.
+        let logits = [9.0, 1.0, 8.0, 0.5];
+        let mask = [0b1010u32];
+        let mut g = Sampler::new(SamplerOptions::greedy());
+        assert_eq!(g.sample_masked(&logits, &[], Some(&mask)), 1);
+        for opts in [
+            SamplerOptions::default(),
+            SamplerOptions {
+                temperature: 50.0,
+                top_k: 1,
+                top_p: 1.0,
+                min_p: 0.0,
+                repeat_penalty: 3.0,
+                ..Default::default()
+            },
+            SamplerOptions {
+                temperature: 50.0,
+                top_k: 0,
+                top_p: 1.0,
+                min_p: 0.0,
+                ..Default::default()
+            },
+        ] {
+            let mut s = Sampler::new(opts);
+            let drawn: Vec<u32> = (0..200)
+                .map(|_| s.sample_masked(&logits, &[1], Some(&mask)))
+                .collect();
+            assert!(drawn.iter().all(|&t| t == 1 || t == 3), "{drawn:?}");
+        }
+        // top_k = 1 within the allowed set is the allowed argmax, not the global one.
+        let mut k1 = Sampler::new(SamplerOptions {
+            top_k: 1,
+            ..Default::default()
+        });
+        assert_eq!(k1.sample_masked(&logits, &[], Some(&mask)), 1);
+        // A hot temperature over the allowed pair draws both.
+        let mut hot = Sampler::new(SamplerOptions {
+            temperature: 50.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            ..Default::default()
+        });
+        let drawn: Vec<u32> = (0..200)
+            .map(|_| hot.sample_masked(&logits, &[], Some(&mask)))
+            .collect();
+        assert!(drawn.contains(&1) && drawn.contains(&3));
     }
 }

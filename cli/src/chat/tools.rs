@@ -1,0 +1,134 @@
+//! `tern chat --tools FILE`: a conversation in which the model may call the tools the file
+//! declares (a JSON array of `{"type": "function", "function": {name, description,
+//! parameters}}` or bare `{name, description, parameters}`).
+//!
+//! A reply's text streams to stdout; each call is printed on its own line as
+//! `<tool_call> {"name": …, "arguments": {…}}`, an incomplete one as `<incomplete_call> RAW`.
+//! After a reply with calls, one line per call is read from stdin as that call's result (an
+//! interactive terminal prompts `result of NAME> `), and the model answers with the results;
+//! the KV cache is reused across all of it.
+
+use std::io::{BufRead, Write};
+
+use tern_runtime::chat::Chat;
+use tern_runtime::constrain::tools::{parse_tools, ToolChat, ToolEvent, ToolReply};
+use tern_runtime::constrain::ConstraintVocab;
+use tern_runtime::Flow;
+
+/// Most call → result → reply rounds after one user message.
+const MAX_ROUNDS: usize = 4;
+
+/// Runs the tool-calling conversation until stdin ends or `/quit`.
+pub fn run(
+    chat: Chat,
+    tools_path: &str,
+    max_tokens: usize,
+    constrained: bool,
+    interactive: bool,
+) -> Result<(), String> {
+    let text = std::fs::read_to_string(tools_path).map_err(|e| format!("{tools_path}: {e}"))?;
+    let tools = parse_tools(&text).map_err(|e| format!("{tools_path}: {e}"))?;
+    let model = std::sync::Arc::clone(chat.session().model());
+    let vocab =
+        ConstraintVocab::new(model.tokenizer(), model.config().vocab).map_err(|e| e.to_string())?;
+    let mut tc = ToolChat::new(chat, tools, &vocab).map_err(|e| format!("{tools_path}: {e}"))?;
+    tc.set_constrained(constrained);
+    if interactive {
+        eprintln!(
+            "tern chat: {} tools, {:?} call syntax, arguments {}. /quit leaves.",
+            tc.tools().len(),
+            tc.format(),
+            if constrained { "constrained" } else { "free" }
+        );
+    }
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout();
+    let mut line = String::new();
+    let read_line = |prompt: &str, line: &mut String| -> Result<bool, String> {
+        if interactive {
+            print!("{prompt}");
+            let _ = std::io::stdout().flush();
+        }
+        line.clear();
+        let n = stdin
+            .lock()
+            .read_line(line)
+            .map_err(|e| format!("reading stdin: {e}"))?;
+        let end = line.trim_end_matches(['\n', '\r']).len();
+        line.truncate(end);
+        Ok(n > 0)
+    };
+    let mut on_event = |ev: ToolEvent<'_>| {
+        match ev {
+            ToolEvent::Text(t) => {
+                let _ = stdout.write_all(t.as_bytes());
+            }
+            ToolEvent::ToolCall(c) => {
+                let _ = writeln!(
+                    stdout,
+                    "\n<tool_call> {{\"name\": {}, \"arguments\": {}}}",
+                    serde_json_string(&c.name),
+                    c.arguments
+                );
+            }
+            ToolEvent::InvalidToolCall { raw, reason } => {
+                let _ = writeln!(stdout, "\n<invalid_call> {reason}: {raw}");
+            }
+            ToolEvent::IncompleteToolCall { raw } => {
+                let _ = writeln!(stdout, "\n<incomplete_call> {raw}");
+            }
+        }
+        let _ = stdout.flush();
+        Flow::Continue
+    };
+    loop {
+        if !read_line("> ", &mut line)? {
+            return Ok(());
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        if line.trim() == "/quit" {
+            return Ok(());
+        }
+        let mut reply = tc
+            .send(&line, max_tokens, &mut on_event)
+            .map_err(|e| e.to_string())?;
+        report(&reply);
+        // Answer the calls, then let the model go on, until a reply makes no call (at most
+        // `MAX_ROUNDS` rounds: a small model may call the same tool again and again).
+        let mut rounds = 0;
+        while !reply.calls.is_empty() && rounds < MAX_ROUNDS {
+            rounds += 1;
+            for call in &reply.calls {
+                if !read_line(&format!("result of {}> ", call.name), &mut line)? {
+                    return Ok(());
+                }
+                tc.push_tool_result(call, &line);
+            }
+            reply = tc
+                .respond(max_tokens, &mut on_event)
+                .map_err(|e| e.to_string())?;
+            report(&reply);
+        }
+    }
+}
+
+fn serde_json_string(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+/// The stats line on stderr.
+fn report(r: &ToolReply) {
+    println!();
+    eprintln!(
+        "[prefill: {} new tokens, {} reused | {} generated in {:.0} ms, constraint {:.1} ms | {} calls | stop: {:?}]",
+        r.prefilled,
+        r.reused,
+        r.n_tokens,
+        r.decode_time.as_secs_f64() * 1e3,
+        r.constraint_time.as_secs_f64() * 1e3,
+        r.calls.len(),
+        r.stop
+    );
+}
