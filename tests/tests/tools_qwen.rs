@@ -40,7 +40,8 @@ fn tool_chat(constrained: bool) -> ToolChat {
             context: 2048,
             ..Default::default()
         },
-    );
+    )
+    .expect("a 2048-token session fits");
     let opts = ChatOptions {
         sampling: SamplerOptions::greedy(),
         ..Default::default()
@@ -285,7 +286,7 @@ fn gbnf_constrains_the_real_model() {
         false,
         true,
     );
-    let mut s = Session::new(m.clone(), &SessionOptions::default());
+    let mut s = Session::new(m.clone(), &SessionOptions::default()).expect("session fits");
     let mut text = String::new();
     let mut sampler = tern_runtime::Sampler::new(SamplerOptions {
         temperature: 1.5,
