@@ -25,6 +25,7 @@ use minijinja::value::{Enumerator, Kwargs, Object, Rest, Value};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind};
 
 use super::json::{self, JsonStyle};
+use super::namespace_cycles;
 use super::strftime::DateTime;
 use super::{JsonValue, Message};
 use crate::model::Model;
@@ -158,7 +159,7 @@ impl ChatTemplate {
             .map_err(|e| TemplateError::Syntax {
                 message: e.to_string(),
             })?;
-        env.set_syntax(syntax);
+        env.set_syntax(syntax.clone());
         // jinja2 drops a single trailing newline of the source, as minijinja does by default.
         env.set_auto_escape_callback(|_| AutoEscape::None);
         env.set_unknown_method_callback(|state, value, method, args| {
@@ -184,6 +185,8 @@ impl ChatTemplate {
             .map_err(|e| TemplateError::Syntax {
                 message: error_message(&e),
             })?;
+        namespace_cycles::check(source, syntax)
+            .map_err(|message| TemplateError::Syntax { message })?;
         Ok(ChatTemplate {
             env,
             source: source.to_string(),
