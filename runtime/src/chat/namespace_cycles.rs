@@ -167,7 +167,7 @@ fn is_clean(
                 && [&s.start, &s.stop, &s.step]
                     .into_iter()
                     .flatten()
-                    .all(|e| clean(e))
+                    .all(&clean)
         }
         Expr::UnaryOp(u) => clean(&u.expr),
         Expr::BinOp(b) => clean(&b.left) && clean(&b.right),
@@ -175,13 +175,13 @@ fn is_clean(
         Expr::IfExpr(i) => {
             clean(&i.test_expr)
                 && clean(&i.true_expr)
-                && i.false_expr.as_ref().is_none_or(|e| clean(e))
+                && i.false_expr.as_ref().is_none_or(&clean)
         }
-        Expr::Filter(f) => f.expr.as_ref().is_none_or(|e| clean(e)) && args_clean(&f.args),
+        Expr::Filter(f) => f.expr.as_ref().is_none_or(&clean) && args_clean(&f.args),
         Expr::Test(t) => clean(&t.expr) && args_clean(&t.args),
-        Expr::List(l) => l.items.iter().all(|e| clean(e)),
-        Expr::Tuple(t) => t.items.iter().all(|e| clean(e)),
-        Expr::Map(m) => m.keys.iter().chain(&m.values).all(|e| clean(e)),
+        Expr::List(l) => l.items.iter().all(&clean),
+        Expr::Tuple(t) => t.items.iter().all(&clean),
+        Expr::Map(m) => m.keys.iter().chain(&m.values).all(clean),
     }
 }
 
