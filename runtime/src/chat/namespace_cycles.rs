@@ -173,9 +173,7 @@ fn is_clean(
         Expr::BinOp(b) => clean(&b.left) && clean(&b.right),
         Expr::Compare(c) => clean(&c.expr) && c.ops.iter().all(|op| clean(&op.expr)),
         Expr::IfExpr(i) => {
-            clean(&i.test_expr)
-                && clean(&i.true_expr)
-                && i.false_expr.as_ref().is_none_or(&clean)
+            clean(&i.test_expr) && clean(&i.true_expr) && i.false_expr.as_ref().is_none_or(&clean)
         }
         Expr::Filter(f) => f.expr.as_ref().is_none_or(&clean) && args_clean(&f.args),
         Expr::Test(t) => clean(&t.expr) && args_clean(&t.args),
