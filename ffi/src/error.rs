@@ -195,6 +195,7 @@ impl TernError {
 
 impl From<LoadError> for TernError {
     fn from(e: LoadError) -> Self {
+        let reason = e.to_string();
         match e {
             LoadError::Gguf(g) => g.into(),
             LoadError::UnsupportedArchitecture { name } => {
@@ -212,11 +213,19 @@ impl From<LoadError> for TernError {
                 source: path,
                 reason: message,
             },
+            // Not the model's fault: the path names a FIFO or device, or the file is being
+            // rewritten; the app's file handling must change, so these are I/O errors.
+            LoadError::NotARegularFile { path, .. } | LoadError::FileChanged { path } => {
+                TernError::Io {
+                    source: path,
+                    reason,
+                }
+            }
             // Missing tensors, shape and hyperparameter mismatches, a bad tokenizer and any
             // later validation failure: the file is not a model Tern can trust.
-            other => TernError::Corrupt {
+            _ => TernError::Corrupt {
                 offset: None,
-                reason: other.to_string(),
+                reason,
             },
         }
     }
@@ -325,6 +334,22 @@ impl From<tern_runtime::chat::ChatError> for TernError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_that_are_not_regular_or_change_during_load_are_io_errors() {
+        let e: TernError = LoadError::FileChanged {
+            path: "m.gguf".into(),
+        }
+        .into();
+        assert!(matches!(e, TernError::Io { ref source, ref reason }
+            if source == "m.gguf" && reason.contains("rename")));
+        let e: TernError = LoadError::NotARegularFile {
+            path: "fifo".into(),
+            kind: "FIFO",
+        }
+        .into();
+        assert!(matches!(e, TernError::Io { ref reason, .. } if reason.contains("FIFO")));
+    }
 
     #[test]
     fn gguf_errors_keep_their_offset() {
