@@ -19,9 +19,10 @@ if [ "$(wc -l <<<"$flag")" -ne 1 ] || [ -z "$flag" ]; then
   echo "error: android/build.gradle.kts does not set one max-page-size link flag" >&2
   exit 1
 fi
-target_dir="${CARGO_TARGET_DIR:-$root/target}/check-16k"
-CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C $flag" \
-  cargo build -q -p tern-ffi --lib --target aarch64-unknown-linux-gnu --target-dir "$target_dir"
+# `cargo rustc` gives the flag to the final link only, so the dependencies (and the host's proc
+# macros) are the ones the other aarch64 builds of the suite share.
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+cargo rustc -q -p tern-ffi --lib --crate-type cdylib --target aarch64-unknown-linux-gnu -- -C "$flag"
 libs=("$target_dir/aarch64-unknown-linux-gnu/debug/libtern_ffi.so")
 
 jars=()

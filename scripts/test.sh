@@ -56,7 +56,8 @@ for cpu in cortex-a53 max; do
   QEMU_CPU=$cpu cargo test -q -p tern-tests --target aarch64-unknown-linux-gnu --test smollm2_f16 $f16_filter
 done
 
-# Instructions per token on ARM (deterministic under qemu's plugin): fails on a rise of more
+# Instructions per token on ARM (deterministic under qemu's plugin; the dev-profile build, which
+# reuses the qemu tests' aarch64 dependencies): fails on a rise of more
 # than 2 % over bench/arm-insn-baseline.json; a commit that improves them rewrites it with
 # `bench/arm-insn-count.sh --gate --update-baseline`.
 step "AArch64 instruction counts against the committed baseline"

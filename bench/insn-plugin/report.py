@@ -114,7 +114,8 @@ def gate(baseline_path, counts_dir, update, rustc, qemu):
     if update:
         doc = {
             "about": "Tern's AArch64 instructions per token under qemu (bench/arm-insn-count.sh "
-                     "--gate); rewritten deliberately with --update-baseline",
+                     "--gate; the dev-profile build, overflow checks on); rewritten deliberately "
+                     "with --update-baseline",
             "rustc": rustc, "qemu": qemu, "tolerance": TOLERANCE, "shapes": now,
         }
         base_file.write_text(json.dumps(doc, indent=2) + "\n")
