@@ -20,6 +20,7 @@ use alloc::vec::Vec;
 mod conversation;
 #[cfg(feature = "std")]
 mod json;
+#[cfg(feature = "std")]
 mod namespace_cycles;
 #[cfg(feature = "std")]
 mod persist;
