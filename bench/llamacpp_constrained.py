@@ -12,22 +12,11 @@ import json
 import statistics
 import time
 
-import llama_cpp
 from llama_cpp import Llama, LlamaGrammar
 
-# The sandbox forbids AMX, which llama.cpp's extra buffer types would use (as in
-# bench/llamacpp_bench.py).
-_orig = llama_cpp.llama_cpp.llama_model_default_params
-
-
-def _no_extra_bufts():
-    p = _orig()
-    p.use_extra_bufts = False
-    return p
-
-
-if any(f[0] == "use_extra_bufts" for f in llama_cpp.llama_cpp.llama_model_params._fields_):
-    llama_cpp.llama_cpp.llama_model_default_params = _no_extra_bufts
+# Importing it applies its patch: the sandbox forbids AMX, which llama.cpp's extra buffer types
+# would use.
+import llamacpp_bench  # noqa: F401,E402
 
 PROMPT = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
           "Describe three fictional people as JSON: names, ages, cities, hobbies.<|im_end|>\n"
