@@ -23,6 +23,10 @@
 #                  (every constrained call validates; prints right tool + arguments for both),
 #                  and `tern run --json-schema` on all 10 schemas × 3 prompts of schemas.json
 #                  (every document validates). Normal `cargo test` runs a few of each.
+#   abis           `cargo check` of the runtime and FFI for the Android ABIs scripts/test.sh
+#                  leaves out (armv7-linux-androideabi, x86_64-linux-android).
+#   stress         ffi/tests/stress.rs at 4 threads x 400 rounds (scripts/test.sh runs 60):
+#                  create, generate, cancel; RSS flat and every cancel within a batch.
 #   requant-llama  only with REF_VENV=/path to a venv holding llama-cpp-python (as
 #                  tests/reference/make_requant_fixtures.sh makes it): each file again through
 #                  make_requant_fixtures.py --check, so llama.cpp loads it and reproduces the
@@ -31,7 +35,7 @@
 #   scripts/test-heavy.sh [--list]
 #
 # Environment:
-#   STEPS="qwen15"      only these steps (default: requant-ppl qwen15 tools, + requant-llama)
+#   STEPS="qwen15"      only these steps (default: all of them; requant-llama needs REF_VENV)
 #   TYPES="q5_0 q2_k"   only these types
 #   THREADS=N           threads for `tern perplexity` (default: all cores)
 #   REF_VENV=/path      enables requant-llama
@@ -58,7 +62,7 @@ tern=target/release/tern
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-steps="${STEPS:-requant-ppl qwen15 tools requant-llama}"
+steps="${STEPS:-requant-ppl qwen15 tools abis stress requant-llama}"
 has_step() { [[ " $steps " == *" $1 "* ]]; }
 
 if has_step qwen15; then
@@ -72,6 +76,19 @@ if has_step tools; then
   bash scripts/fetch-models.sh qwen2.5-coder-0.5b
   cargo test -q -p tern-tests --features heavy --test tools_qwen -- --nocapture --test-threads 1
   cargo test -q -p tern-cli --features heavy --test json_schema -- --nocapture
+fi
+
+if has_step abis; then
+  step "abis: cargo check for armv7 and x86_64 Android"
+  for target in armv7-linux-androideabi x86_64-linux-android; do
+    rustup target add "$target" >/dev/null
+    cargo check -q -p tern-kernels -p tern-runtime -p tern-ffi --target "$target"
+  done
+fi
+
+if has_step stress; then
+  step "stress: ffi/tests/stress.rs, 4 threads x 400 rounds"
+  TERN_STRESS_ROUNDS=400 cargo test -q -p tern-ffi --test stress -- --nocapture
 fi
 
 has_step requant-ppl || types=""
