@@ -215,12 +215,12 @@ impl From<LoadError> for TernError {
             },
             // Not the model's fault: the path names a FIFO or device, or the file is being
             // rewritten; the app's file handling must change, so these are I/O errors.
-            LoadError::NotARegularFile { path, .. } | LoadError::FileChanged { path } => {
-                TernError::Io {
-                    source: path,
-                    reason,
-                }
-            }
+            LoadError::NotARegularFile { path, .. }
+            | LoadError::FileChanged { path }
+            | LoadError::FileBeingWritten { path } => TernError::Io {
+                source: path,
+                reason,
+            },
             // Missing tensors, shape and hyperparameter mismatches, a bad tokenizer and any
             // later validation failure: the file is not a model Tern can trust.
             _ => TernError::Corrupt {
@@ -336,7 +336,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn files_that_are_not_regular_or_change_during_load_are_io_errors() {
+    fn files_that_are_not_regular_change_or_are_being_written_are_io_errors() {
         let e: TernError = LoadError::FileChanged {
             path: "m.gguf".into(),
         }
@@ -349,6 +349,12 @@ mod tests {
         }
         .into();
         assert!(matches!(e, TernError::Io { ref reason, .. } if reason.contains("FIFO")));
+        let e: TernError = LoadError::FileBeingWritten {
+            path: "dl.gguf".into(),
+        }
+        .into();
+        assert!(matches!(e, TernError::Io { ref source, ref reason }
+            if source == "dl.gguf" && reason.contains("open for writing")));
     }
 
     #[test]

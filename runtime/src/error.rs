@@ -77,6 +77,13 @@ pub enum LoadError {
         /// The path.
         path: String,
     },
+    /// Another process has the file open for writing (a download or an in-place update still
+    /// running): refused at load, before it could change under the running model (see
+    /// [`crate::fs`]).
+    FileBeingWritten {
+        /// The path.
+        path: String,
+    },
     /// Reading the file failed.
     Io {
         /// The path or source.
@@ -154,6 +161,11 @@ impl fmt::Display for LoadError {
                 f,
                 "'{path}' changed while it was being loaded (write model files to a temporary \
                  name and rename them into place)"
+            ),
+            LoadError::FileBeingWritten { path } => write!(
+                f,
+                "'{path}' is open for writing by another process (wait until it is complete, \
+                 or write it to a temporary name and rename it into place)"
             ),
             LoadError::Io { path, message } => write!(f, "cannot read '{path}': {message}"),
         }

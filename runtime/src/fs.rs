@@ -17,6 +17,13 @@
 //! - **Load refuses a file that changes while it loads** ([`LoadError::FileChanged`]): size and
 //!   modification time are taken with `fstat` when the file is opened and compared when the
 //!   load ends (after the header is parsed and every tensor checked, or after the copy).
+//! - **Load refuses a file another process has open for writing**
+//!   ([`LoadError::FileBeingWritten`], Linux and Android): a download still in progress or an
+//!   in-place update. The check takes a read lease (`fcntl(F_SETLEASE, F_RDLCK)`), which the
+//!   kernel grants only while no one holds the file open for writing, and drops it at once (a
+//!   held lease would make the next writer wait for us). It is a check at load time, not a
+//!   guard; it is skipped where leases cannot tell (a file the process does not own, file
+//!   systems without leases, other systems).
 //! - **An app that cannot keep the file still** (a file on removable storage, a file another
 //!   app owns) chooses [`WeightMemory::Copy`], which reads the whole file once into memory,
 //!   or [`FileSource`] with a streaming feed, which reads with `pread` and reports a short read
@@ -103,7 +110,41 @@ fn open_regular(path: &Path) -> Result<(File, Stamp), LoadError> {
     let file = File::open(path).map_err(&io)?;
     let meta = file.metadata().map_err(&io)?;
     check_regular(path, &meta)?;
+    if open_for_writing(&file) == Some(true) {
+        return Err(LoadError::FileBeingWritten {
+            path: path.display().to_string(),
+        });
+    }
     Ok((file, Stamp::of(&meta)))
+}
+
+/// Whether some process has `file` (opened read-only by us) open for writing: `Some(true)` when
+/// the kernel refuses a read lease for that reason, `None` when leases cannot tell (not the
+/// file's owner, no lease support, not Linux).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn open_for_writing(file: &File) -> Option<bool> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: `fd` is a valid open descriptor for the duration of the call (borrowed from
+    // `file`); F_SETLEASE takes an int argument and touches no memory.
+    let taken = unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) };
+    if taken == 0 {
+        // SAFETY: as above; dropping our own lease at once, so no writer ever waits on it.
+        unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK) };
+        return Some(false);
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        // The kernel's answer when the file is open for writing (or mapped writable).
+        Some(libc::EAGAIN) => Some(true),
+        // EACCES/EPERM (not our file, no CAP_LEASE), EINVAL (no lease support): unknown.
+        _ => None,
+    }
+}
+
+/// Leases are a Linux facility; elsewhere the load-time stamp check is what remains.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn open_for_writing(_file: &File) -> Option<bool> {
+    None
 }
 
 /// Refuses `file` if its stamp is no longer `before`: it was written during the load.

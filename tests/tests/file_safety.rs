@@ -1,6 +1,7 @@
 //! Opening model files safely (issue 17): FIFOs and other non-regular paths are refused before
 //! `open` can block, `--load copy` checks the header before copying, and a file that changes
-//! while it loads is refused (the contract for updates is write-then-rename: `tern_runtime::fs`).
+//! while it loads, or that another writer holds open, is refused (the contract for updates is
+//! write-then-rename: `tern_runtime::fs`).
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -89,6 +90,32 @@ fn copy_checks_the_magic_before_copying() {
         other => panic!("{:?}", other.map(drop)),
     }
     assert_eq!(calls, 0, "the copy ran before the magic was checked");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A file another writer holds open (a download still running) is refused at load, on both
+/// paths, naming the path; closed again, it loads. (Linux leases; the test's own process is
+/// the writer, which the kernel counts like any other.)
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn a_file_open_for_writing_is_refused() {
+    let dir = scratch("writer");
+    let path = dir.join("model.gguf");
+    std::fs::copy(generated_model("qwen2_small"), &path).unwrap();
+    for memory in [WeightMemory::Map, WeightMemory::Copy] {
+        let writer = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        match open(&path, memory) {
+            Err(e @ LoadError::FileBeingWritten { .. }) => {
+                assert!(e.to_string().contains("model.gguf"), "{e}")
+            }
+            other => panic!("{memory:?}: {:?}", other.map(drop)),
+        }
+        drop(writer);
+        open(&path, memory).expect("loads once the writer is gone");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
