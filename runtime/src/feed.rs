@@ -219,7 +219,7 @@ impl<S: WeightSource> WeightFeed for StreamFeed<S> {
 #[cfg(all(test, feature = "std"))]
 mod tests {
     //! What [`SliceFeed`] announces, on the small TQ2_0 BitNet model of
-    //! `tests/reference/make_bitnet_models.py` (skipped when absent).
+    //! `tests/reference/make_bitnet_models.py` (a missing one fails the test).
 
     extern crate std;
 
@@ -256,10 +256,12 @@ mod tests {
     fn the_next_layer_is_announced_unless_repacked() {
         let path =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/bitnet_small_tq2_0.gguf");
-        let Ok(bytes) = std::fs::read(&path) else {
-            std::eprintln!("skipped: {} is missing", path.display());
-            return;
-        };
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (run tests/reference/make_bitnet_models.sh)",
+                path.display()
+            )
+        });
         let calls = Arc::new(Mutex::new(Vec::new()));
         let recorder = Recorder {
             bytes,

@@ -259,8 +259,8 @@ fn scale(y: &mut [f32], s: f32) {
 }
 #[cfg(all(test, feature = "std"))]
 mod tests {
-    //! The small random BitNet models of `tests/reference/make_bitnet_models.py` (skipped when
-    //! absent): the representations `--ternary` chooses, the integer paths against the f32
+    //! The small random BitNet models of `tests/reference/make_bitnet_models.py` (a missing
+    //! one fails the test): the representations `--ternary` chooses, the integer paths against the f32
     //! emulation, and MAD, LUT and their batched forms against each other, bit for bit.
 
     extern crate std;
@@ -275,17 +275,18 @@ mod tests {
     use crate::ternary::TernaryKernel;
     use crate::{Session, SessionOptions};
 
-    fn model(name: &str, kernel: TernaryKernel) -> Option<Model> {
+    fn model(name: &str, kernel: TernaryKernel) -> Model {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../models")
             .join(name);
-        if !path.exists() {
-            std::eprintln!("skipped: {} is missing", path.display());
-            return None;
-        }
+        assert!(
+            path.exists(),
+            "{} is missing (run tests/reference/make_bitnet_models.sh)",
+            path.display()
+        );
         let mut m = Model::open(&path, Kernels::best()).expect("model loads");
         m.set_ternary_kernel(kernel);
-        Some(m)
+        m
     }
 
     /// Logits of a batched prompt, then of three tokens fed one at a time.
@@ -321,12 +322,10 @@ mod tests {
             "bitnet_small_tq1_0.gguf",
             "bitnet_small_i2_s.gguf",
         ] {
-            let Some(f32m) = model(name, TernaryKernel::F32) else {
-                continue;
-            };
+            let f32m = model(name, TernaryKernel::F32);
             let reference = logits(f32m);
-            let mad = logits(model(name, TernaryKernel::Mad).unwrap());
-            let lut_model = model(name, TernaryKernel::Lut).unwrap();
+            let mad = logits(model(name, TernaryKernel::Mad));
+            let lut_model = model(name, TernaryKernel::Lut);
             assert!(
                 lut_model.tensors().repacked_bytes() > 0,
                 "{name}: LUT repacked nothing"
@@ -366,9 +365,7 @@ mod tests {
             "bitnet_small_i2_s.gguf",
         ] {
             for kernel in [TernaryKernel::Mad, TernaryKernel::Lut] {
-                let Some(m) = model(name, kernel) else {
-                    continue;
-                };
+                let m = model(name, kernel);
                 let l = &m.tensors().layers[0];
                 for w in [&l.wq, &l.w_gate, &l.w_down] {
                     let want_lut = kernel == TernaryKernel::Lut;
@@ -439,9 +436,7 @@ mod tests {
             (TernaryKernel::Mad, "TernaryMad"),
             (TernaryKernel::Lut, "TernaryLut"),
         ] {
-            let Some(m) = model(name, kernel) else {
-                return;
-            };
+            let m = model(name, kernel);
             for w in m.tensors().layers.iter().flat_map(|l| l.matrices()) {
                 assert!(w.t.format.is_ternary());
                 let got = match w.repr() {

@@ -561,17 +561,16 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Loads the SmolLM2 tokenizer metadata, or `None` (with a note) if the model is absent.
-fn smollm2_metadata() -> Option<std::collections::BTreeMap<String, GgufValue>> {
+/// Loads the SmolLM2 tokenizer metadata; a missing model fails the test (scripts/test.sh
+/// fetches it).
+fn smollm2_metadata() -> std::collections::BTreeMap<String, GgufValue> {
     let path = repo_root().join("models/smollm2-135m-instruct-q4_1.gguf");
-    if !path.exists() {
-        std::eprintln!(
-            "skipping: {} not found (scripts/fetch-model.sh)",
-            path.display()
-        );
-        return None;
-    }
-    Some(read_gguf_metadata(&path).expect("reading GGUF metadata"))
+    assert!(
+        path.exists(),
+        "{} not found (run scripts/fetch-model.sh)",
+        path.display()
+    );
+    read_gguf_metadata(&path).expect("reading GGUF metadata")
 }
 
 /// Builds a tokenizer from GGUF metadata, the way the GGUF glue is expected to.
@@ -623,7 +622,7 @@ fn spec_from_metadata(kv: &std::collections::BTreeMap<String, GgufValue>) -> Tok
 
 #[test]
 fn smollm2_known_tokenizations() {
-    let Some(kv) = smollm2_metadata() else { return };
+    let kv = smollm2_metadata();
     let t = tokenizer_from_metadata(&kv);
     assert_eq!(t.kind(), "gpt2");
     assert_eq!(t.pre(), "smollm");
@@ -856,12 +855,9 @@ fn json_parser() {
 
 #[test]
 fn smollm2_matches_llama_cpp_fixtures() {
-    let Some(kv) = smollm2_metadata() else { return };
+    let kv = smollm2_metadata();
     let path = repo_root().join("tests/reference/fixtures/smollm2_tokenize.json");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        std::eprintln!("skipping: {} not found", path.display());
-        return;
-    };
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let t = tokenizer_from_metadata(&kv);
     let fixture = parse_json(&text);
     let vocab = fixture.get("vocab").unwrap();
@@ -936,7 +932,7 @@ fn smollm2_matches_llama_cpp_fixtures() {
 
 #[test]
 fn smollm2_long_text_roundtrip_and_speed() {
-    let Some(kv) = smollm2_metadata() else { return };
+    let kv = smollm2_metadata();
     let t = tokenizer_from_metadata(&kv);
     let text = match std::fs::read_to_string("/usr/share/common-licenses/GPL-3") {
         Ok(s) => s,
@@ -968,7 +964,7 @@ fn smollm2_long_text_roundtrip_and_speed() {
 
 #[test]
 fn small_and_heap_merging_agree() {
-    let Some(kv) = smollm2_metadata() else { return };
+    let kv = smollm2_metadata();
     let t = tokenizer_from_metadata(&kv);
     let Model::Bpe(bpe) = &t.model else { panic!() };
     let mut texts = random_strings(9, 2000);
@@ -1026,7 +1022,7 @@ fn derived_spm_vocab(smol_tokens: &[&str]) -> (Vec<String>, Vec<f32>, Vec<i32>) 
 
 #[test]
 fn variants_match_llama_cpp() {
-    let Some(kv) = smollm2_metadata() else { return };
+    let kv = smollm2_metadata();
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tokenizer/testdata/llama_cpp_cases.jsonl");
     let text = std::fs::read_to_string(&path).expect("reading llama_cpp_cases.jsonl");
