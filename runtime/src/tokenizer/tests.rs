@@ -648,209 +648,42 @@ fn smollm2_known_tokenizations() {
 
 // --- llama.cpp reference fixtures ------------------------------------------------------
 
-/// A parsed JSON value (test-only minimal parser).
-#[derive(Debug, Clone, PartialEq)]
-enum Json {
-    Null,
-    Bool(bool),
-    Num(f64),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
+/// The fixtures' JSON, read by `serde_json` (a dev-dependency).
+type Json = serde_json::Value;
+
+/// Panicking accessors: a fixture is fixed, so a value of the wrong kind is a broken fixture.
+trait Fixture {
+    fn str(&self) -> &str;
+    fn arr(&self) -> &[Json];
+    fn bool(&self) -> bool;
+    fn num(&self) -> f64;
 }
 
-impl Json {
-    fn get(&self, key: &str) -> Option<&Json> {
-        match self {
-            Json::Obj(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
+impl Fixture for Json {
     fn str(&self) -> &str {
-        match self {
-            Json::Str(s) => s,
-            _ => panic!("not a string: {self:?}"),
-        }
+        self.as_str()
+            .unwrap_or_else(|| panic!("not a string: {self:?}"))
     }
     fn arr(&self) -> &[Json] {
-        match self {
-            Json::Arr(a) => a,
-            _ => panic!("not an array: {self:?}"),
-        }
+        self.as_array()
+            .unwrap_or_else(|| panic!("not an array: {self:?}"))
     }
     fn bool(&self) -> bool {
-        match self {
-            Json::Bool(b) => *b,
-            _ => panic!("not a bool: {self:?}"),
-        }
+        self.as_bool()
+            .unwrap_or_else(|| panic!("not a bool: {self:?}"))
     }
     fn num(&self) -> f64 {
-        match self {
-            Json::Num(n) => *n,
-            _ => panic!("not a number: {self:?}"),
-        }
-    }
-}
-
-struct JsonParser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl JsonParser<'_> {
-    fn ws(&mut self) {
-        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
-            self.i += 1;
-        }
-    }
-    fn eat(&mut self, c: u8) {
-        self.ws();
-        assert_eq!(
-            self.s[self.i], c,
-            "JSON: expected {:?} at {}",
-            c as char, self.i
-        );
-        self.i += 1;
-    }
-    fn value(&mut self) -> Json {
-        self.ws();
-        match self.s[self.i] {
-            b'{' => {
-                self.i += 1;
-                let mut fields = Vec::new();
-                self.ws();
-                if self.s[self.i] == b'}' {
-                    self.i += 1;
-                    return Json::Obj(fields);
-                }
-                loop {
-                    self.ws();
-                    let Json::Str(k) = self.value() else {
-                        panic!("JSON key")
-                    };
-                    self.eat(b':');
-                    let v = self.value();
-                    fields.push((k, v));
-                    self.ws();
-                    let c = self.s[self.i];
-                    self.i += 1;
-                    if c == b'}' {
-                        return Json::Obj(fields);
-                    }
-                    assert_eq!(c, b',');
-                }
-            }
-            b'[' => {
-                self.i += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if self.s[self.i] == b']' {
-                    self.i += 1;
-                    return Json::Arr(items);
-                }
-                loop {
-                    items.push(self.value());
-                    self.ws();
-                    let c = self.s[self.i];
-                    self.i += 1;
-                    if c == b']' {
-                        return Json::Arr(items);
-                    }
-                    assert_eq!(c, b',');
-                }
-            }
-            b'"' => {
-                self.i += 1;
-                let mut out = String::new();
-                loop {
-                    let c = self.s[self.i];
-                    self.i += 1;
-                    match c {
-                        b'"' => return Json::Str(out),
-                        b'\\' => {
-                            let e = self.s[self.i];
-                            self.i += 1;
-                            match e {
-                                b'n' => out.push('\n'),
-                                b't' => out.push('\t'),
-                                b'r' => out.push('\r'),
-                                b'b' => out.push('\u{8}'),
-                                b'f' => out.push('\u{c}'),
-                                b'u' => {
-                                    let mut cp = self.hex4();
-                                    if (0xD800..0xDC00).contains(&cp) {
-                                        assert_eq!(&self.s[self.i..self.i + 2], b"\\u");
-                                        self.i += 2;
-                                        let lo = self.hex4();
-                                        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                                    }
-                                    out.push(char::from_u32(cp).expect("JSON escape"));
-                                }
-                                other => out.push(other as char),
-                            }
-                        }
-                        _ => {
-                            // Copy a whole UTF-8 sequence.
-                            let start = self.i - 1;
-                            let mut end = self.i;
-                            while end < self.s.len() && (self.s[end] & 0xC0) == 0x80 {
-                                end += 1;
-                            }
-                            out.push_str(core::str::from_utf8(&self.s[start..end]).unwrap());
-                            self.i = end;
-                        }
-                    }
-                }
-            }
-            b't' => {
-                self.i += 4;
-                Json::Bool(true)
-            }
-            b'f' => {
-                self.i += 5;
-                Json::Bool(false)
-            }
-            b'n' => {
-                self.i += 4;
-                Json::Null
-            }
-            _ => {
-                let start = self.i;
-                while self.i < self.s.len() && b"+-.eE0123456789".contains(&self.s[self.i]) {
-                    self.i += 1;
-                }
-                let t = core::str::from_utf8(&self.s[start..self.i]).unwrap();
-                Json::Num(t.parse().expect("JSON number"))
-            }
-        }
-    }
-    fn hex4(&mut self) -> u32 {
-        let t = core::str::from_utf8(&self.s[self.i..self.i + 4]).unwrap();
-        self.i += 4;
-        u32::from_str_radix(t, 16).expect("JSON \\u escape")
+        self.as_f64()
+            .unwrap_or_else(|| panic!("not a number: {self:?}"))
     }
 }
 
 fn parse_json(text: &str) -> Json {
-    JsonParser {
-        s: text.as_bytes(),
-        i: 0,
-    }
-    .value()
+    serde_json::from_str(text).expect("fixture is JSON")
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| alloc::format!("{b:02x}")).collect()
-}
-
-#[test]
-fn json_parser() {
-    let j =
-        parse_json(r#"{"a": [1, -2.5e1, true, null], "b": "x\n\u00e9\ud83e\udd80\"", "c": {}}"#);
-    assert_eq!(j.get("a").unwrap().arr()[1].num(), -25.0);
-    assert!(j.get("a").unwrap().arr()[2].bool());
-    assert_eq!(j.get("b").unwrap().str(), "x\né🦀\"");
-    assert_eq!(j.get("c"), Some(&Json::Obj(vec![])));
 }
 
 #[test]
@@ -894,7 +727,7 @@ fn smollm2_matches_llama_cpp_fixtures() {
             .unwrap()
             .arr()
             .iter()
-            .map(Json::str)
+            .map(Fixture::str)
             .collect();
         let texts: Vec<&str> = want.iter().map(|&id| t.token_text(id).unwrap()).collect();
         assert_eq!(texts, pieces, "{label}: pieces");
@@ -916,7 +749,7 @@ fn smollm2_matches_llama_cpp_fixtures() {
             case.get("detok_no_special_hex").unwrap().str(),
             "{label}: detok without special"
         );
-        if case.get("roundtrip_exact").map(Json::bool) == Some(true) {
+        if case.get("roundtrip_exact").map(Fixture::bool) == Some(true) {
             assert_eq!(t.decode(&want, true), input, "{label}: roundtrip");
         }
     }
