@@ -288,6 +288,7 @@ impl ThreadPool {
         // reaches `n`, i.e. before every task claimed by anyone has finished with `task`;
         // panics in tasks are caught on workers and here alike and re-raised after the wait.
         let task: *const Task =
+            // SAFETY: as above: `task` outlives every use made of it through the job.
             unsafe { core::mem::transmute::<&(dyn Fn(usize) + Sync), &'static Task>(task) };
         let job = Job { task, base };
         *epoch = epoch.wrapping_add(1);

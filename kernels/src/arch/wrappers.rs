@@ -286,12 +286,10 @@ macro_rules! lut_wrappers {
         fn softmax_lut(x: &mut [f32]) {
             let n = x.len() - x.len() % $body::LUT_LANES;
             let (head, tail) = x.split_at_mut(n);
-            // SAFETY (every body call below): installed only by `install` after `detected`
-            // confirmed the body's features (see the module's wrapper notes).
-            let max = tail
-                .iter()
-                .copied()
-                .fold(unsafe { $body::max(head) }, f32::max);
+            // SAFETY: this and every body call below: installed only by `install` after
+            // `detected` confirmed the body's features (see the module's wrapper notes).
+            let head_max = unsafe { $body::max(head) };
+            let max = tail.iter().copied().fold(head_max, f32::max);
             if max == f32::NEG_INFINITY {
                 x.fill(0.0);
                 return;

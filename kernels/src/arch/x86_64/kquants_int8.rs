@@ -92,10 +92,10 @@ macro_rules! kquant_int8_dots {
                 blocks,
                 acts,
                 |b| (b.d, b.dmin, b.scales),
-                // SAFETY: `qh` is 32 bytes; the load is unaligned.
                 |b, c| {
                     q5_k_codes(
                         &b.qs[32 * c..],
+                        // SAFETY: `qh` is 32 bytes; the load is unaligned.
                         unsafe { _mm256_loadu_si256(b.qh.as_ptr().cast()) },
                         c,
                     )
