@@ -112,10 +112,13 @@ pub struct QnnOptions {
     pub prefill_chunk: Option<usize>,
     /// The projections offered that are taken (others are declined): all seven by default.
     pub projections: Vec<Projection>,
+    /// The layers whose projections are taken; `None`: every layer.
+    pub layers: Option<Vec<usize>>,
 }
 
 impl Default for QnnOptions {
-    /// `$ORT_DYLIB_PATH`, the CPU provider, no cache, prefill chunks of 16, every projection.
+    /// `$ORT_DYLIB_PATH`, the CPU provider, no cache, prefill chunks of 16, every projection
+    /// of every layer.
     fn default() -> Self {
         QnnOptions {
             ort_library: None,
@@ -123,6 +126,7 @@ impl Default for QnnOptions {
             cache_dir: None,
             prefill_chunk: Some(16),
             projections: Projection::ALL.to_vec(),
+            layers: None,
         }
     }
 }
@@ -385,6 +389,11 @@ impl Delegate for QnnDelegate {
                 "{} not selected for the delegate",
                 o.projection.gguf_name()
             )));
+        }
+        if let Some(layers) = &self.options.layers {
+            if !layers.contains(&o.layer) {
+                return Err(declined(format!("layer {} not selected", o.layer)));
+            }
         }
         let packed = pack::pack(o.t.format, o.t.rows, o.t.cols, o.bytes).map_err(declined)?;
         let m = self
