@@ -287,6 +287,17 @@ impl QnnDelegate {
         })
     }
 
+    /// Builds the decode graph of `packed` with a rank-2 input, which the QNN provider
+    /// refuses: `Err` proves that the backend's CPU fallback is off (with it on, the graph
+    /// would quietly run on the CPU). For tests.
+    #[doc(hidden)]
+    pub fn prepare_rank2(&self, packed: &Packed) -> Result<(), String> {
+        let builder = self.builder().map_err(|e| e.to_string())?;
+        let model = graph(packed, 1, false).map_err(|e| e.to_string())?;
+        model.into_session(&builder).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
     /// A session running `packed` on `m` rows of activations: from the cache when it has the
     /// graph, else built and compiled (and cached).
     fn session(&self, packed: &Packed, m: usize) -> Result<Session, String> {
@@ -311,7 +322,7 @@ impl QnnDelegate {
                 .and_then(|b| b.with_config_entry("ep.context_file_path", path.to_string_lossy()))
                 .map_err(|e| e.to_string())?;
         }
-        let model = graph(packed, m).map_err(|e| e.to_string())?;
+        let model = graph(packed, m, true).map_err(|e| e.to_string())?;
         let s = model.into_session(&builder).map_err(|e| e.to_string())?;
         self.bump(|s| s.compiled += 1);
         Ok(s)
@@ -321,7 +332,14 @@ impl QnnDelegate {
     fn builder(&self) -> ort::Result<SessionBuilder> {
         let b = Session::builder(self.env)?.with_log_level(ort::logging::LogLevel::Error)?;
         Ok(match &self.options.backend {
-            Backend::Cpu => b.with_intra_threads(1)?,
+            // Named explicitly: with the QNN plugin registered in the process's environment,
+            // a session that names no device is offered to it too.
+            Backend::Cpu => b.with_intra_threads(1)?.with_devices(
+                self.env
+                    .devices()
+                    .filter(|d| d.ep().is_ok_and(|e| e == "CPUExecutionProvider")),
+                None,
+            )?,
             Backend::Qnn {
                 provider_library,
                 backend_library,
@@ -452,15 +470,22 @@ fn register_plugin(env: &Environment, path: &Path) -> Result<(), QnnError> {
     Ok(())
 }
 
-/// One `MatMulNBits` node: `Y (1, m, N) = A (1, m, K) · Wᵀ` (rank 3: QNN refuses rank-2 `A`).
-fn graph(p: &Packed, m: usize) -> ort::Result<OnnxModel> {
+/// One `MatMulNBits` node: `Y (1, m, N) = A (1, m, K) · Wᵀ` (rank 3: QNN refuses rank-2 `A`;
+/// `rank3 = false` builds `(m, K)`, only to prove that refusal in tests).
+fn graph(p: &Packed, m: usize, rank3: bool) -> ort::Result<OnnxModel> {
     let f32_outlet = |name: &str, last: usize| {
+        let shape = if rank3 {
+            Shape::new([1, m as i64, last as i64])
+        } else {
+            Shape::new([m as i64, last as i64])
+        };
+        let dims = shape.len();
         Outlet::new(
             name,
             ValueType::Tensor {
                 ty: TensorElementType::Float32,
-                shape: Shape::new([1, m as i64, last as i64]),
-                dimension_symbols: SymbolicDimensions::empty(3),
+                shape,
+                dimension_symbols: SymbolicDimensions::empty(dims),
             },
         )
     };

@@ -58,7 +58,13 @@ fn each_format_runs_on_the_htp() {
     };
     let mut rng = Rng(11);
     let (rows, cols) = (96, 256);
-    for format in [Format::Q4_0, Format::Q8_0, Format::TQ2_0, Format::TQ1_0, Format::I2_S] {
+    for format in [
+        Format::Q4_0,
+        Format::Q8_0,
+        Format::TQ2_0,
+        Format::TQ1_0,
+        Format::I2_S,
+    ] {
         let w = random_matrix(format, rows, cols, &mut rng, false);
         let p = pack::pack(format, rows, cols, &w).expect("packs");
         let t = Instant::now();
@@ -69,7 +75,11 @@ fn each_format_runs_on_the_htp() {
             let mut y = vec![f32::NAN; n * rows];
             m.multiply(&x, n, &mut y).expect("runs");
             let mut worst = 0.0f64;
-            for (i, (got, (want, mag))) in y.iter().zip(reference(format, rows, cols, &w, &x, n)).enumerate() {
+            for (i, (got, (want, mag))) in y
+                .iter()
+                .zip(reference(format, rows, cols, &w, &x, n))
+                .enumerate()
+            {
                 let b = bound(cols) * mag + 1e-30;
                 worst = worst.max((*got as f64 - want).abs() / (mag + 1e-30));
                 assert!(
@@ -109,7 +119,10 @@ fn compiled_graphs_are_cached() {
     d.prepare(&p).unwrap().multiply(&x, 1, &mut first).unwrap();
     let cold = t.elapsed();
     assert_eq!(d.stats().compiled, 1);
-    let files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     let t = Instant::now();
     d.prepare(&p).unwrap().multiply(&x, 1, &mut second).unwrap();
@@ -129,7 +142,10 @@ fn compiled_graphs_are_cached() {
 /// one flipped code moves a logit by up to 0.5 (the CPU tests' bound), so its bound is that.
 #[test]
 fn whole_layer_matches_the_cpu() {
-    for (name, flip) in [("bitnet_small_tq2_0.gguf", 1.0f32), ("bitnet_small_q4_0.gguf", 0.0)] {
+    for (name, flip) in [
+        ("bitnet_small_tq2_0.gguf", 1.0f32),
+        ("bitnet_small_q4_0.gguf", 0.0),
+    ] {
         let Some(d) = htp(QnnOptions {
             prefill_chunk: None,
             layers: Some(vec![1]),
@@ -143,11 +159,17 @@ fn whole_layer_matches_the_cpu() {
         assert_eq!(taken, 7, "{name}: {:?}", m.delegate_decisions());
         let prompt: Vec<u32> = (0..6).map(|i| (i * 37 + 5) % 500 + 3).collect();
         let (mut a, mut b) = (session(cpu), session(m));
-        let (mut la, mut lb) = (a.feed(&prompt).unwrap().to_vec(), b.feed(&prompt).unwrap().to_vec());
+        let (mut la, mut lb) = (
+            a.feed(&prompt).unwrap().to_vec(),
+            b.feed(&prompt).unwrap().to_vec(),
+        );
         let mut worst = 0.0f32;
         let mut top = 0.0f32;
         for step in 0..4 {
-            worst = la.iter().zip(&lb).fold(worst, |w, (x, y)| w.max((x - y).abs()));
+            worst = la
+                .iter()
+                .zip(&lb)
+                .fold(worst, |w, (x, y)| w.max((x - y).abs()));
             top = la.iter().fold(top, |t, x| t.max(x.abs()));
             assert_eq!(argmax(&la), argmax(&lb), "{name} step {step}");
             let t = argmax(&la);
@@ -179,6 +201,31 @@ fn greedy_decode_with_ffns_on_the_htp_matches_the_cpu() {
     let t = Instant::now();
     let want = greedy(cpu, &prompt, 16);
     let got = greedy(m, &prompt, 16);
-    eprintln!("16 tokens: {got:?} ({:.2?} host, emulator included)", t.elapsed());
+    eprintln!(
+        "16 tokens: {got:?} ({:.2?} host, emulator included)",
+        t.elapsed()
+    );
     assert_eq!(got, want);
+}
+
+/// CPU fallback is really off: the QNN provider refuses a rank-2 `MatMulNBits` input, and
+/// the session then fails to build instead of running the node on the CPU; the same graph on
+/// ONNX Runtime's CPU provider builds.
+#[test]
+fn a_graph_the_htp_cannot_run_fails_instead_of_running_on_the_cpu() {
+    let Some(d) = htp(QnnOptions::default()) else {
+        return;
+    };
+    let mut rng = Rng(3);
+    let w = random_matrix(Format::TQ2_0, 32, 256, &mut rng, false);
+    let p = pack::pack(Format::TQ2_0, 32, 256, &w).unwrap();
+    let err = d.prepare_rank2(&p).expect_err("QNN refuses rank-2 A");
+    assert!(err.contains("fallback"), "{err}");
+    let cpu = QnnDelegate::new(QnnOptions {
+        ort_library: d.options().ort_library.clone(),
+        ..QnnOptions::default()
+    })
+    .unwrap();
+    cpu.prepare_rank2(&p)
+        .expect("the CPU provider takes rank 2");
 }
