@@ -310,17 +310,30 @@ impl QnnDelegate {
         };
         if let Some(path) = &cache {
             if path.exists() {
-                let s = builder.commit_from_file(path).map_err(|e| e.to_string())?;
-                self.bump(|s| s.from_cache += 1);
-                return Ok(s);
+                match builder.commit_from_file(path) {
+                    Ok(s) => {
+                        self.bump(|s| s.from_cache += 1);
+                        return Ok(s);
+                    }
+                    // A damaged or stale cache file (another ONNX Runtime, another QNN): compile
+                    // again and overwrite it.
+                    Err(_) => {
+                        let _ = std::fs::remove_file(path);
+                        builder = self.builder().map_err(|e| e.to_string())?;
+                    }
+                }
             }
             std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))
                 .map_err(|e| format!("cache directory: {e}"))?;
-            builder = builder
-                .with_config_entry("ep.context_enable", "1")
-                .and_then(|b| b.with_config_entry("ep.context_embed_mode", "1"))
-                .and_then(|b| b.with_config_entry("ep.context_file_path", path.to_string_lossy()))
-                .map_err(|e| e.to_string())?;
+            for (key, value) in [
+                ("ep.context_enable", "1".into()),
+                ("ep.context_embed_mode", "1".into()),
+                ("ep.context_file_path", path.to_string_lossy()),
+            ] {
+                builder = builder
+                    .with_config_entry(key, value)
+                    .map_err(|e| e.to_string())?;
+            }
         }
         let model = graph(packed, m, true).map_err(|e| e.to_string())?;
         let s = model.into_session(&builder).map_err(|e| e.to_string())?;

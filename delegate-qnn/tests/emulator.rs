@@ -95,7 +95,8 @@ fn each_format_runs_on_the_htp() {
     }
 }
 
-/// The second load of a compiled graph reads the EP context cache instead of compiling.
+/// The second load of a compiled graph reads the EP context cache instead of compiling; a
+/// damaged cache file is compiled again.
 #[test]
 fn compiled_graphs_are_cached() {
     let dir = std::env::temp_dir().join(format!("tern-qnn-cache-{}", std::process::id()));
@@ -130,6 +131,13 @@ fn compiled_graphs_are_cached() {
     assert_eq!(d.stats().from_cache, 1, "{:?}", d.stats());
     assert_eq!(first, second);
     eprintln!("compile + run {cold:.2?}, from cache + run {warm:.2?} (host)");
+    // A damaged cache file is compiled again and replaced, not an error.
+    std::fs::write(&files[0], b"not an onnx model").unwrap();
+    let mut third = vec![0.0; rows];
+    d.prepare(&p).unwrap().multiply(&x, 1, &mut third).unwrap();
+    assert_eq!(d.stats().compiled, 2, "{:?}", d.stats());
+    assert_eq!(first, third);
+    assert!(std::fs::metadata(&files[0]).unwrap().len() > 1000);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
