@@ -16,18 +16,32 @@
 #     on the HTP equal to the CPU's.
 # Emulator timings are host timings, never NPU speed (docs/npu.md).
 #
-#   scripts/test-npu.sh
+# --cpu-only: only the PyPI `onnxruntime==1.32.0` wheel (CPU, ~15 MB, into
+# $TERN_CACHE/ort-venv) and the tests that need no emulator (packing + tests/ort_cpu.rs): the
+# cheap part, a candidate for scripts/test.sh.
+#
+#   scripts/test-npu.sh [--cpu-only]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 cache="${TERN_CACHE:-$HOME/.cache/tern}"
-venv="$cache/npu-venv"
 py="${PYTHON311:-python3.11}"
+cpu_only=0
+[ "${1:-}" = "--cpu-only" ] && cpu_only=1
 
-if ! "$venv/bin/python" -c 'import onnxruntime, onnxruntime_qnn' 2>/dev/null; then
-  command -v "$py" >/dev/null || { echo "error: the onnxruntime-qnn wheel needs CPython 3.11 ($py)" >&2; exit 1; }
-  "$py" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet onnxruntime-qnn==2.7.0
+if [ "$cpu_only" = 1 ]; then
+  venv="$cache/ort-venv"
+  if ! "$venv/bin/python" -c 'import onnxruntime' 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet onnxruntime==1.32.0
+  fi
+else
+  venv="$cache/npu-venv"
+  if ! "$venv/bin/python" -c 'import onnxruntime, onnxruntime_qnn' 2>/dev/null; then
+    command -v "$py" >/dev/null || { echo "error: the onnxruntime-qnn wheel needs CPython 3.11 ($py)" >&2; exit 1; }
+    "$py" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet onnxruntime-qnn==2.7.0
+  fi
 fi
 
 # The small BitNet models (TQ2_0, TQ1_0, I2_S, Q4_0 copies) the model tests run on.
@@ -38,17 +52,27 @@ fi
 # SmolLM2 Q4_1: its matrices must be declined (float minimums).
 bash scripts/fetch-model.sh
 
-paths="$("$venv/bin/python" - <<'PY'
-import glob, os, onnxruntime, onnxruntime_qnn
+ORT_DYLIB_PATH="$("$venv/bin/python" - <<'PY'
+import glob, os, onnxruntime
 capi = os.path.join(os.path.dirname(onnxruntime.__file__), "capi")
 print(sorted(glob.glob(os.path.join(capi, "libonnxruntime.so*")))[0])
+PY
+)"
+export ORT_DYLIB_PATH TERN_REQUIRE_NPU_TESTS=1
+echo "ONNX Runtime: $ORT_DYLIB_PATH"
+if [ "$cpu_only" = 1 ]; then
+  cargo test -p tern-delegate-qnn --lib --test ort_cpu
+  exit 0
+fi
+
+paths="$("$venv/bin/python" - <<'PY'
+import onnxruntime_qnn
 print(onnxruntime_qnn.get_library_path())
 print(onnxruntime_qnn.get_qnn_htp_path())
 PY
 )"
-{ read -r ORT_DYLIB_PATH; read -r TERN_QNN_PROVIDER; read -r TERN_QNN_BACKEND; } <<<"$paths"
-export ORT_DYLIB_PATH TERN_QNN_PROVIDER TERN_QNN_BACKEND TERN_REQUIRE_NPU_TESTS=1
-echo "ONNX Runtime: $ORT_DYLIB_PATH"
+{ read -r TERN_QNN_PROVIDER; read -r TERN_QNN_BACKEND; } <<<"$paths"
+export TERN_QNN_PROVIDER TERN_QNN_BACKEND
 echo "QNN provider: $TERN_QNN_PROVIDER"
 echo "QNN HTP (emulator): $TERN_QNN_BACKEND"
 

@@ -173,6 +173,26 @@ impl Decision {
     }
 }
 
+impl fmt::Display for Decision {
+    /// One line for `tern inspect`: `blk.3.ffn_gate TQ2_0 512×256: delegated` or
+    /// `blk.0.attn_q Q4_1 576×576: CPU (Q4_1: float minimums ...)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "blk.{}.{} {} {}×{}: ",
+            self.layer,
+            self.projection.gguf_name(),
+            self.format.name(),
+            self.rows,
+            self.cols
+        )?;
+        match &self.outcome {
+            Ok(()) => write!(f, "delegated"),
+            Err(d) => write!(f, "CPU ({})", d.reason),
+        }
+    }
+}
+
 #[cfg(all(test, feature = "std"))]
 mod tests {
     //! A delegate in plain Rust (the scalar dequantizer and an f64 product) on the small
@@ -323,6 +343,14 @@ mod tests {
             assert_eq!(mat.reads_file(), !dec.taken());
         }
         assert_eq!(m.delegate_decisions(), &decisions[..]);
+        assert_eq!(
+            alloc::format!("{}", decisions[0]),
+            "blk.0.attn_q TQ2_0 256×256: CPU (attention stays on the CPU)"
+        );
+        assert_eq!(
+            alloc::format!("{}", decisions[4]),
+            "blk.0.ffn_gate TQ2_0 512×256: delegated"
+        );
         // Offered again: the delegated matrices are not.
         d.offered.lock().unwrap().clear();
         m.set_delegate(&d);
