@@ -351,6 +351,11 @@ mod tests {
             alloc::format!("{}", decisions[4]),
             "blk.0.ffn_gate TQ2_0 512×256: delegated"
         );
+        // FFN bytes: gate, up (512×256) and down (256×512) TQ2_0, 66 bytes per 256 weights.
+        assert_eq!(
+            m.tensors().delegated_bytes_per_token(),
+            (n_layers * 3 * 512 * 256 / 256 * 66) as u64
+        );
         // Offered again: the delegated matrices are not.
         d.offered.lock().unwrap().clear();
         m.set_delegate(&d);

@@ -284,6 +284,18 @@ impl ModelTensors {
         layers + self.output.t.len as u64 + self.token_embd.row_bytes() as u64
     }
 
+    /// Of [`ModelTensors::weight_bytes_per_token`], the GGUF bytes of the matrices delegated
+    /// to an accelerator ([`Repr::Delegated`]): the part of a token's weight traffic that
+    /// leaves the CPU (the accelerator's own layout may be a little larger or smaller).
+    pub fn delegated_bytes_per_token(&self) -> u64 {
+        self.layers
+            .iter()
+            .flat_map(|l| l.matrices())
+            .filter(|m| matches!(m.repr(), Repr::Delegated(_)))
+            .map(|m| m.t.len as u64)
+            .sum()
+    }
+
     /// Every matrix of the forward pass (layers, then the output head), to set their
     /// representations at load.
     pub(crate) fn matrices_mut(&mut self) -> impl Iterator<Item = &mut Matrix> {
