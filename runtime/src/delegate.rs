@@ -358,7 +358,7 @@ mod tests {
         );
         // Offered again: the delegated matrices are not.
         d.offered.lock().unwrap().clear();
-        m.set_delegate(&d);
+        assert_eq!(m.set_delegate(&d), &decisions[..]);
         assert!(d.offered.lock().unwrap().iter().all(|(_, p)| !p.is_ffn()));
         // Choosing the ternary kernel afterwards leaves them delegated.
         m.set_ternary_kernel(TernaryKernel::Mad);

@@ -245,7 +245,8 @@ impl Model {
     /// [`Repr::Delegated`] and their file bytes are released; the rest keep the
     /// representation loading chose. Returns the decisions, also kept for
     /// [`Model::delegate_decisions`]. A streamed model's weights are not in memory to hand
-    /// over: every matrix is declined. Matrices already delegated are not offered again.
+    /// over: every matrix is declined. Matrices already delegated are not offered again (and
+    /// are listed as taken).
     ///
     /// The CPU is the default: a model has no delegate unless this is called, after
     /// [`Model::set_ternary_kernel`] if that is called at all (which leaves delegated matrices
@@ -255,11 +256,9 @@ impl Model {
         let mut decisions = Vec::new();
         for (layer, l) in self.tensors.layers.iter_mut().enumerate() {
             for (projection, m) in Projection::ALL.into_iter().zip(l.matrices_mut()) {
-                if matches!(m.repr(), Repr::Delegated(_)) {
-                    continue;
-                }
                 let t = m.t;
                 let outcome = match bytes {
+                    _ if matches!(m.repr(), Repr::Delegated(_)) => Ok(()),
                     None => Err(Declined {
                         reason: "streamed model: its weights are not in memory".into(),
                     }),
