@@ -3,6 +3,7 @@
 use alloc::string::String;
 use core::fmt;
 
+use crate::delegate::DelegateError;
 use crate::gguf::GgufError;
 use crate::tokenizer::TokenizerError;
 
@@ -209,6 +210,8 @@ pub enum GenerateError {
         /// What the source reported.
         message: String,
     },
+    /// A matrix delegated to an accelerator failed its product (`crate::delegate`).
+    Delegate(DelegateError),
 }
 
 impl fmt::Display for GenerateError {
@@ -233,6 +236,7 @@ impl fmt::Display for GenerateError {
             GenerateError::WeightRead { offset, message } => {
                 write!(f, "reading weights at offset {offset} failed: {message}")
             }
+            GenerateError::Delegate(e) => write!(f, "{e}"),
         }
     }
 }

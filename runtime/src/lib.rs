@@ -17,6 +17,7 @@ pub mod chat;
 pub mod config;
 #[cfg(feature = "constrain")]
 pub mod constrain;
+pub mod delegate;
 pub mod error;
 pub mod feed;
 pub mod forward;

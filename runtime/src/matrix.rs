@@ -11,10 +11,14 @@
 //! | [`Repr::Gguf`]       | —                                  | `matmul` on the feed's bytes |
 //! | [`Repr::TernaryMad`] | `ternary::mad` on the feed's bytes | `matmul` on the feed's bytes |
 //! | [`Repr::TernaryLut`] | `ternary::lut` on the tiles        | `matmul` on the feed's bytes |
+//! | [`Repr::Delegated`]  | the delegate, on activations rounded to int8² | the delegate     |
 //!
 //! ¹ [`Matrix::int8_activations`] (BitNet) or the session's [`ActivationPrecision::Int8`],
 //! with every activation finite; on the `matmul` path a matrix with
 //! [`Matrix::int8_activations`] gets them rounded to int8 first, in f32.
+//!
+//! ² Only for [`Matrix::int8_activations`], rounded in f32 as on the `matmul` path: the
+//! delegate sees the same inputs as the CPU's reference path (`crate::delegate`).
 //!
 //! Bytes on the file come from the [`WeightFeed`] when the product runs, in as many slices of
 //! rows as it hands out: whole from a memory map, in released slices under a resident cap,
@@ -24,6 +28,7 @@ use alloc::vec::Vec;
 
 use tern_kernels::{scalar, Kernels};
 
+use crate::delegate::DelegatedMatrix;
 use crate::error::GenerateError;
 use crate::feed::WeightFeed;
 use crate::matmul::{matmul, matmul_many, ActivationPrecision, Output, MAX_FUSED};
@@ -61,6 +66,9 @@ impl Matrix {
         y: &mut [f32],
     ) -> Result<(), GenerateError> {
         let w = &self.t;
+        if let Repr::Delegated(d) = self.repr() {
+            return self.project_delegated(&**d, x, n, y);
+        }
         if let Some(q) = self.int8_input(ex, x, n) {
             let y = &mut y[..n * w.rows];
             match self.repr() {
@@ -92,6 +100,32 @@ impl Matrix {
             }
             _ => None,
         }
+    }
+
+    /// The product on a delegate: BitNet's int8 rounding of the activations before (as
+    /// [`Matrix::project_gguf`] emulates it) and the tensor scale after stay here.
+    fn project_delegated(
+        &self,
+        d: &dyn DelegatedMatrix,
+        x: &[f32],
+        n: usize,
+        y: &mut [f32],
+    ) -> Result<(), GenerateError> {
+        let w = &self.t;
+        let rounded;
+        let x = if self.int8_activations {
+            let mut q = x[..n * w.cols].to_vec();
+            q.chunks_exact_mut(w.cols)
+                .for_each(scalar::absmax_int8_roundtrip);
+            rounded = q;
+            &rounded[..]
+        } else {
+            &x[..n * w.cols]
+        };
+        let y = &mut y[..n * w.rows];
+        d.multiply(x, n, y).map_err(GenerateError::Delegate)?;
+        scale(y, w.scale);
+        Ok(())
     }
 
     /// The product on the GGUF bytes through the format's kernels, in as many slices of rows
@@ -224,7 +258,7 @@ fn ternary_fused(
             Repr::TernaryMad => feed
                 .whole(&m.t)
                 .map(|data| Weights::Mad(QMatrix { t: m.t, data }.into())),
-            Repr::Gguf => None,
+            Repr::Gguf | Repr::Delegated(_) => None,
         };
         if slot.is_none() {
             return false;
@@ -443,6 +477,7 @@ mod tests {
                     Repr::Gguf => "Gguf",
                     Repr::TernaryMad => "TernaryMad",
                     Repr::TernaryLut(_) => "TernaryLut",
+                    Repr::Delegated(_) => "Delegated",
                 };
                 assert_eq!(got, want, "{kernel:?}");
                 assert_eq!(w.reads_file(), want != "TernaryLut", "{kernel:?}");

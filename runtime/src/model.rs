@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 use tern_kernels::Kernels;
 
 use crate::config::ModelConfig;
+use crate::delegate::{Decision, Declined, Delegate, Offer, Projection};
 use crate::error::LoadError;
 use crate::gguf::{Gguf, GgufError};
 use crate::source::WeightSource;
@@ -84,6 +85,8 @@ pub struct Model {
     weights: Option<Box<dyn WeightBytes>>,
     /// The ternary kernel chosen per matrix shape at load (the matrices hold the result).
     ternary_choices: Vec<ShapeChoice>,
+    /// What the delegate decided per layer matrix (empty without one).
+    delegate_decisions: Vec<Decision>,
 }
 
 impl core::fmt::Debug for Model {
@@ -185,6 +188,7 @@ impl Model {
             fingerprint,
             weights: None,
             ternary_choices: Vec::new(),
+            delegate_decisions: Vec::new(),
         };
         // Without the bytes at hand: the integer kernels on the file's bytes (MAD).
         model.set_ternary_kernel(TernaryKernel::Auto);
@@ -237,6 +241,60 @@ impl Model {
         &self.ternary_choices
     }
 
+    /// Offers every layer projection to `delegate` (`crate::delegate`): those it takes become
+    /// [`Repr::Delegated`] and their file bytes are released; the rest keep the
+    /// representation loading chose. Returns the decisions, also kept for
+    /// [`Model::delegate_decisions`]. A streamed model's weights are not in memory to hand
+    /// over: every matrix is declined. Matrices already delegated are not offered again (and
+    /// are listed as taken).
+    ///
+    /// The CPU is the default: a model has no delegate unless this is called, after
+    /// [`Model::set_ternary_kernel`] if that is called at all (which leaves delegated matrices
+    /// alone).
+    pub fn set_delegate(&mut self, delegate: &dyn Delegate) -> &[Decision] {
+        let bytes = self.weights.as_deref();
+        let mut decisions = Vec::new();
+        for (layer, l) in self.tensors.layers.iter_mut().enumerate() {
+            for (projection, m) in Projection::ALL.into_iter().zip(l.matrices_mut()) {
+                let t = m.t;
+                let outcome = match bytes {
+                    _ if matches!(m.repr(), Repr::Delegated(_)) => Ok(()),
+                    None => Err(Declined {
+                        reason: "streamed model: its weights are not in memory".into(),
+                    }),
+                    Some(b) => delegate
+                        .offer(&Offer {
+                            layer,
+                            projection,
+                            t,
+                            bytes: &b.bytes()[t.offset..t.offset + t.len],
+                        })
+                        .map(|d| {
+                            m.set_repr(Repr::Delegated(d.into()));
+                            // The accelerator holds its own copy from now on.
+                            b.advise(t.offset, t.len, Residency::DontNeed);
+                        }),
+                };
+                decisions.push(Decision {
+                    layer,
+                    projection,
+                    format: t.format,
+                    rows: t.rows,
+                    cols: t.cols,
+                    outcome,
+                });
+            }
+        }
+        self.delegate_decisions = decisions;
+        &self.delegate_decisions
+    }
+
+    /// What the delegate decided per layer matrix at the last [`Model::set_delegate`] (empty
+    /// without a delegate), in layer order.
+    pub fn delegate_decisions(&self) -> &[Decision] {
+        &self.delegate_decisions
+    }
+
     /// The whole file in the address space, unless the model is streamed from a source.
     pub fn weight_bytes(&self) -> Option<&dyn WeightBytes> {
         self.weights.as_deref()
@@ -282,7 +340,10 @@ fn represent_ternary(
     let integer = |m: &Matrix| {
         want != TernaryKernel::F32 && ternary::has_integer_path(k, m.t.format, m.t.cols)
     };
-    for m in tensors.matrices_mut() {
+    for m in tensors
+        .matrices_mut()
+        .filter(|m| !matches!(m.repr(), Repr::Delegated(_)))
+    {
         let repr = if integer(m) {
             Repr::TernaryMad
         } else {
@@ -299,7 +360,7 @@ fn represent_ternary(
     let mut mats: Vec<&mut Matrix> = layers
         .iter_mut()
         .flat_map(|l| l.matrices_mut())
-        .filter(|m| m.t.format.is_ternary())
+        .filter(|m| m.t.format.is_ternary() && !matches!(m.repr(), Repr::Delegated(_)))
         .collect();
     if output.t.format.is_ternary() && !tied {
         mats.push(output);

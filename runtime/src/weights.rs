@@ -12,11 +12,13 @@
 use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::{String, ToString};
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 
 use tern_kernels::{Format, Kernels};
 
+use crate::delegate::DelegatedMatrix;
 use crate::error::LoadError;
 use crate::gguf::{Gguf, TensorInfo};
 use crate::rope::Rope;
@@ -82,9 +84,8 @@ impl<'a> QMatrix<'a> {
 /// in the file, and a product the representation declines (activations it cannot take, see
 /// below) runs on them as [`Repr::Gguf`] does.
 ///
-/// A representation whose products run off the CPU (a matrix delegated to an NPU, prepared at
-/// load in the accelerator's own layout) would be one more variant here and one more arm in
-/// `crate::matrix`; nothing else in the forward pass would change.
+/// A representation whose products run off the CPU is [`Repr::Delegated`]: a matrix a
+/// delegate (`crate::delegate`) prepared at load in the accelerator's own layout.
 #[derive(Clone, Debug, Default)]
 pub enum Repr {
     /// The GGUF bytes, read through the feed when the product runs (whole from a memory map,
@@ -101,6 +102,10 @@ pub enum Repr {
     /// bytes were released, [`Matrix::reads_file`]): the LUT kernels when its activations are
     /// int8, [`Repr::Gguf`]'s path on the file bytes otherwise.
     TernaryLut(LutMatrix),
+    /// A matrix a delegate took at load (`crate::Model::set_delegate`): products run on the
+    /// accelerator; the runtime rounds BitNet's activations to int8 before and applies the
+    /// tensor scale after, as on the GGUF path. Its file bytes were released.
+    Delegated(Arc<dyn DelegatedMatrix>),
 }
 
 /// A weight matrix of the forward pass: the GGUF tensor it was read from and the
@@ -143,14 +148,14 @@ impl Matrix {
     pub fn reads_file(&self) -> bool {
         match self.repr {
             Repr::Gguf | Repr::TernaryMad => true,
-            Repr::TernaryLut(_) => false,
+            Repr::TernaryLut(_) | Repr::Delegated(_) => false,
         }
     }
 
     /// Heap bytes of a representation built at load (0 for those on the file's bytes).
     pub fn heap_bytes(&self) -> usize {
         match &self.repr {
-            Repr::Gguf | Repr::TernaryMad => 0,
+            Repr::Gguf | Repr::TernaryMad | Repr::Delegated(_) => 0,
             Repr::TernaryLut(lut) => lut.heap_bytes(),
         }
     }
@@ -277,6 +282,18 @@ impl ModelTensors {
             .map(|m| m.t.len as u64)
             .sum();
         layers + self.output.t.len as u64 + self.token_embd.row_bytes() as u64
+    }
+
+    /// Of [`ModelTensors::weight_bytes_per_token`], the GGUF bytes of the matrices delegated
+    /// to an accelerator ([`Repr::Delegated`]): the part of a token's weight traffic that
+    /// leaves the CPU (the accelerator's own layout may be a little larger or smaller).
+    pub fn delegated_bytes_per_token(&self) -> u64 {
+        self.layers
+            .iter()
+            .flat_map(|l| l.matrices())
+            .filter(|m| matches!(m.repr(), Repr::Delegated(_)))
+            .map(|m| m.t.len as u64)
+            .sum()
     }
 
     /// Every matrix of the forward pass (layers, then the output head), to set their

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The NPU delegate's tests (crate delegate-qnn, issue 20), on ONNX Runtime's CPU provider and on
+# Qualcomm's HTP emulator, from a fresh clone. Not part of scripts/test.sh (the wheels are
+# ~115 MB to install once; the tests take ~1 minute on 2 cores after the build).
+#
+# Installs from PyPI, into a venv under $TERN_CACHE (default ~/.cache/tern/npu-venv):
+#   onnxruntime-qnn==2.7.0 (x86-64, CPython 3.11, manylinux_2_35), which pulls onnxruntime:
+#   libonnxruntime.so (the CPU provider), the QNN provider plugin and QNN's x86-64 HTP
+#   emulator libQnnHtp.so. Qualcomm's libraries are never copied into the repository.
+#
+# Then runs, with TERN_REQUIRE_NPU_TESTS=1 (a missing library fails instead of skipping):
+#   - the packing of every offloaded format against Tern's dequantizers, bit for bit;
+#   - tests/ort_cpu.rs: every format on the CPU provider vs the f64 product, whole small models;
+#   - tests/emulator.rs: each format on the emulated HTP with CPU fallback disabled, the EP
+#     context cache, a whole layer of a TQ2_0 and a Q4_0 model, 16 greedy tokens with every FFN
+#     on the HTP equal to the CPU's.
+# Emulator timings are host timings, never NPU speed (docs/npu.md).
+#
+# --cpu-only: only the PyPI `onnxruntime==1.32.0` wheel (CPU, ~15 MB, into
+# $TERN_CACHE/ort-venv) and the tests that need no emulator (packing + tests/ort_cpu.rs): the
+# cheap part, a candidate for scripts/test.sh.
+#
+#   scripts/test-npu.sh [--cpu-only]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+cache="${TERN_CACHE:-$HOME/.cache/tern}"
+py="${PYTHON311:-python3.11}"
+cpu_only=0
+[ "${1:-}" = "--cpu-only" ] && cpu_only=1
+
+if [ "$cpu_only" = 1 ]; then
+  venv="$cache/ort-venv"
+  if ! "$venv/bin/python" -c 'import onnxruntime' 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet onnxruntime==1.32.0
+  fi
+else
+  venv="$cache/npu-venv"
+  if ! "$venv/bin/python" -c 'import onnxruntime, onnxruntime_qnn' 2>/dev/null; then
+    command -v "$py" >/dev/null || { echo "error: the onnxruntime-qnn wheel needs CPython 3.11 ($py)" >&2; exit 1; }
+    "$py" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet onnxruntime-qnn==2.7.0
+  fi
+fi
+
+# The small BitNet models (TQ2_0, TQ1_0, I2_S, Q4_0 copies) the model tests run on.
+if [ ! -f models/bitnet_small_q4_0.gguf ]; then
+  REF_VENV="${TERN_MODELS_VENV:-$cache/models-venv}" \
+    bash tests/reference/make_bitnet_models.sh --no-fixture
+fi
+# SmolLM2 Q4_1: its matrices must be declined (float minimums).
+bash scripts/fetch-model.sh
+
+ORT_DYLIB_PATH="$("$venv/bin/python" - <<'PY'
+import glob, os, onnxruntime
+capi = os.path.join(os.path.dirname(onnxruntime.__file__), "capi")
+print(sorted(glob.glob(os.path.join(capi, "libonnxruntime.so*")))[0])
+PY
+)"
+export ORT_DYLIB_PATH TERN_REQUIRE_NPU_TESTS=1
+echo "ONNX Runtime: $ORT_DYLIB_PATH"
+if [ "$cpu_only" = 1 ]; then
+  cargo test -p tern-delegate-qnn --lib --test ort_cpu
+  exit 0
+fi
+
+paths="$("$venv/bin/python" - <<'PY'
+import onnxruntime_qnn
+print(onnxruntime_qnn.get_library_path())
+print(onnxruntime_qnn.get_qnn_htp_path())
+PY
+)"
+{ read -r TERN_QNN_PROVIDER; read -r TERN_QNN_BACKEND; } <<<"$paths"
+export TERN_QNN_PROVIDER TERN_QNN_BACKEND
+echo "QNN provider: $TERN_QNN_PROVIDER"
+echo "QNN HTP (emulator): $TERN_QNN_BACKEND"
+
+# One test at a time: the emulator is one process-wide backend.
+start=$SECONDS
+cargo test -p tern-delegate-qnn -- --test-threads 1
+echo "delegate-qnn tests: $((SECONDS - start)) s (build included)"
