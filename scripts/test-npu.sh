@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The NPU delegate's tests (crate delegate-qnn, issue 20), on ONNX Runtime's CPU provider and on
-# Qualcomm's HTP emulator, from a fresh clone. Not part of scripts/test.sh (the wheels are
-# ~115 MB to install once; the tests take ~1 minute on 2 cores after the build).
+# Qualcomm's HTP emulator, from a fresh clone; scripts/test.sh runs it (the wheels are ~115 MB
+# to install once; the tests take ~1 minute on 2 cores after the build).
 #
 # Installs from PyPI, into a venv under $TERN_CACHE (default ~/.cache/tern/npu-venv):
 #   onnxruntime-qnn==2.7.0 (x86-64, CPython 3.11, manylinux_2_35), which pulls onnxruntime:
@@ -17,8 +17,7 @@
 # Emulator timings are host timings, never NPU speed (docs/npu.md).
 #
 # --cpu-only: only the PyPI `onnxruntime==1.32.0` wheel (CPU, ~15 MB, into
-# $TERN_CACHE/ort-venv) and the tests that need no emulator (packing + tests/ort_cpu.rs): the
-# cheap part, a candidate for scripts/test.sh.
+# $TERN_CACHE/ort-venv) and the tests that need no emulator (packing + tests/ort_cpu.rs).
 #
 #   scripts/test-npu.sh [--cpu-only]
 set -euo pipefail

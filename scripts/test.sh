@@ -73,5 +73,10 @@ bash scripts/check-16k.sh
 step "Kotlin bindings on the JVM"
 bash scripts/test-kotlin.sh
 
+# The QNN delegate on ONNX Runtime's CPU provider and Qualcomm's HTP emulator (PyPI wheels,
+# installed by the script into ~/.cache/tern; ~1 minute).
+step "NPU delegate: ONNX Runtime CPU provider and the QNN HTP emulator"
+bash scripts/test-npu.sh
+
 step "native workspace tests"
 cargo test --workspace
