@@ -78,5 +78,6 @@ bash scripts/test-kotlin.sh
 step "NPU delegate: ONNX Runtime CPU provider and the QNN HTP emulator"
 bash scripts/test-npu.sh
 
+# (tern-delegate-qnn ran above, with its ONNX Runtime libraries required.)
 step "native workspace tests"
-cargo test --workspace
+cargo test --workspace --exclude tern-delegate-qnn
