@@ -210,7 +210,14 @@ mod tests {
         let v = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
             llama_aliases(v(&["chat", "-sys", "be brief", "-ctk=f32", "--", "-sys"])),
-            v(&["chat", "--system", "be brief", "--kv-type=f32", "--", "-sys"])
+            v(&[
+                "chat",
+                "--system",
+                "be brief",
+                "--kv-type=f32",
+                "--",
+                "-sys"
+            ])
         );
     }
 }

@@ -31,16 +31,34 @@ pub const DEFAULT_BUDGET_GBPS: f64 = 60.0;
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Prompt lengths to time, comma-separated (0: no prompt test).
-    #[arg(short = 'p', long = "n-prompt", value_name = "N,...", value_delimiter = ',', default_value = "512")]
+    #[arg(
+        short = 'p',
+        long = "n-prompt",
+        value_name = "N,...",
+        value_delimiter = ',',
+        default_value = "512"
+    )]
     pub n_prompt: Vec<usize>,
     /// Decode lengths to time, comma-separated (0: no decode test).
-    #[arg(short = 'n', long = "n-gen", value_name = "N,...", value_delimiter = ',', default_value = "128")]
+    #[arg(
+        short = 'n',
+        long = "n-gen",
+        value_name = "N,...",
+        value_delimiter = ',',
+        default_value = "128"
+    )]
     pub n_gen: Vec<usize>,
     /// Thread counts, comma-separated [default: all cores].
     #[arg(short = 't', long, value_name = "N,...", value_delimiter = ',')]
     pub threads: Vec<usize>,
     /// Repetitions of each test.
-    #[arg(short = 'r', long = "repetitions", alias = "reps", value_name = "N", default_value_t = 5)]
+    #[arg(
+        short = 'r',
+        long = "repetitions",
+        alias = "reps",
+        value_name = "N",
+        default_value_t = 5
+    )]
     pub repetitions: usize,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Md)]
@@ -225,7 +243,10 @@ pub fn main(args: BenchArgs) -> Result<()> {
                 phase_marker::<2>();
             }
             for (k, &t) in tests.iter().enumerate() {
-                if mark && matches!(t, Test::Gen(_)) && !tests[..k].iter().any(|t| matches!(t, Test::Gen(_))) {
+                if mark
+                    && matches!(t, Test::Gen(_))
+                    && !tests[..k].iter().any(|t| matches!(t, Test::Gen(_)))
+                {
                     phase_marker::<3>();
                 }
                 seconds[k].push(run_test(&mut s, &tokens, t)?);
@@ -305,8 +326,15 @@ pub fn main(args: BenchArgs) -> Result<()> {
     let result = match args.output {
         Output::Md => {
             print_header(&facts, &model);
-            print_markdown(&mut out, &facts, &rows)
-                .and_then(|()| print_extras(&mut out, &rows, &budget, constrained.as_ref(), machine.as_ref()))
+            print_markdown(&mut out, &facts, &rows).and_then(|()| {
+                print_extras(
+                    &mut out,
+                    &rows,
+                    &budget,
+                    constrained.as_ref(),
+                    machine.as_ref(),
+                )
+            })
         }
         Output::Csv => print_csv(&mut out, &facts, &rows, &args),
         Output::Json => {
@@ -526,6 +554,7 @@ fn row_json(facts: &ModelFacts, r: &Row, args: &BenchArgs) -> Value {
     let (avg_ts, stddev_ts) = r.ts();
     let ns: Vec<f64> = r.seconds.iter().map(|s| (s * 1e9).round()).collect();
     let (avg_ns, stddev_ns) = mean_sd(&ns);
+    let ns: Vec<u64> = ns.iter().map(|&n| n as u64).collect();
     let (n_prompt, n_gen) = match r.test {
         Test::Prompt(n) => (n, 0),
         Test::Gen(n) => (0, n),
@@ -543,20 +572,25 @@ fn row_json(facts: &ModelFacts, r: &Row, args: &BenchArgs) -> Value {
         "weights": facts.weights,
         "n_prompt": n_prompt,
         "n_gen": n_gen,
-        "avg_ns": avg_ns.round(),
-        "stddev_ns": stddev_ns.round(),
+        "avg_ns": avg_ns.round() as u64,
+        "stddev_ns": stddev_ns.round() as u64,
         "avg_ts": avg_ts,
         "stddev_ts": stddev_ts,
         "samples_ns": ns,
         "samples_ts": r.samples_ts(),
-        "bytes_per_token": r.bytes_per_token.map(f64::round),
+        "bytes_per_token": r.bytes_per_token.map(|b| b.round() as u64),
         "gbps": r.gbps(),
         "kernels": facts.kernels,
     })
 }
 
 /// The results as CSV: the scalar fields of [`row_json`], a header line first.
-fn print_csv(out: &mut impl Write, facts: &ModelFacts, rows: &[Row], args: &BenchArgs) -> std::io::Result<()> {
+fn print_csv(
+    out: &mut impl Write,
+    facts: &ModelFacts,
+    rows: &[Row],
+    args: &BenchArgs,
+) -> std::io::Result<()> {
     const FIELDS: [&str; 18] = [
         "model_filename",
         "model_type",

@@ -111,9 +111,9 @@ pub fn main(args: ChatArgs) -> Result<()> {
                 .with_tokenizer(model.tokenizer())
         }
         None => ChatTemplate::from_model(&model).map_err(|e| match e {
-            TemplateError::Missing => Error::from(
-                "the model has no chat template; pass one with --template FILE",
-            ),
+            TemplateError::Missing => {
+                Error::from("the model has no chat template; pass one with --template FILE")
+            }
             e => Error::from_err(e),
         })?,
     };
@@ -284,7 +284,10 @@ fn command(chat: &mut Chat, text: &str) -> Option<Command> {
 /// The stats line (and the prompt, with `--print-prompt`) on stderr.
 fn report(reply: &Reply, print_prompt: bool) {
     if print_prompt {
-        eprintln!("[prompt] {}", serde_json::Value::from(reply.prompt.as_str()));
+        eprintln!(
+            "[prompt] {}",
+            serde_json::Value::from(reply.prompt.as_str())
+        );
     }
     let p = &reply.prefill;
     let stats = GenerationStats::from_offsets(

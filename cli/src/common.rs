@@ -88,8 +88,7 @@ pub fn load_model(opts: &ModelOpts, load: &LoadOpts) -> Result<Loaded> {
         None => {
             let len = std::fs::metadata(path).map_or(0, |m| m.len());
             let memory = memory.resolve(len);
-            let model =
-                Model::open_with(path, kernels, memory, &mut progress).context(&context)?;
+            let model = Model::open_with(path, kernels, memory, &mut progress).context(&context)?;
             (model, Weights::Mapped(memory))
         }
         Some(mb) => {
@@ -104,8 +103,9 @@ pub fn load_model(opts: &ModelOpts, load: &LoadOpts) -> Result<Loaded> {
     let mut model = model;
     if let Some(name) = &opts.ternary {
         // Load already ran the default (auto) choice; this redoes it, as the user asked.
-        let kernel = TernaryKernel::from_name(name)
-            .ok_or_else(|| Error::usage(format!("unknown --ternary '{name}' (auto, mad, lut, f32)")))?;
+        let kernel = TernaryKernel::from_name(name).ok_or_else(|| {
+            Error::usage(format!("unknown --ternary '{name}' (auto, mad, lut, f32)"))
+        })?;
         model.set_ternary_kernel(kernel);
     }
     Ok(Loaded {

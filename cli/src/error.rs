@@ -135,7 +135,8 @@ mod tests {
             "m.gguf: loading failed: no such file"
         );
         // A context the error already states is not repeated.
-        let e: Result<()> = Err(std::io::Error::other("cannot read 'm.gguf': gone")).context("m.gguf");
+        let e: Result<()> =
+            Err(std::io::Error::other("cannot read 'm.gguf': gone")).context("m.gguf");
         assert_eq!(e.unwrap_err().report(), "cannot read 'm.gguf': gone");
         assert_eq!(Error::usage("bad").exit_code(), 2);
         assert_eq!(Error::from("worse").exit_code(), 1);

@@ -259,8 +259,8 @@ fn model_json(model: &Model, budget: &BandwidthBudget) -> Json {
     let c = model.config();
     let tok = model.tokenizer();
     let kv_type = KvType::default();
-    let kv_per_pos = budget::bytes_per_token(model, 1, kv_type)
-        - budget::bytes_per_token(model, 0, kv_type);
+    let kv_per_pos =
+        budget::bytes_per_token(model, 1, kv_type) - budget::bytes_per_token(model, 0, kv_type);
     let k = model.kernels();
     let kernels: Vec<Json> = tern_kernels::Format::ALL
         .iter()

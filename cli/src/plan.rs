@@ -74,8 +74,13 @@ pub fn main(args: PlanArgs) -> Result<()> {
     let target = args.target_tok_s;
     let max_ram_mb = args.max_ram.unwrap_or(f64::INFINITY);
     // Planning reads only the metadata: map the file, never copy it.
-    let model = Model::open_with(&args.model, Kernels::scalar(), WeightMemory::Map, &mut |_| {})
-        .context(&path)?;
+    let model = Model::open_with(
+        &args.model,
+        Kernels::scalar(),
+        WeightMemory::Map,
+        &mut |_| {},
+    )
+    .context(&path)?;
     let c = model.config();
     let ctx = args.ctx_size.unwrap_or(c.train_context.min(4096));
 

@@ -271,8 +271,12 @@ pub fn main(args: QuantizeArgs) -> Result<()> {
         .clone()
         .ok_or_else(|| Error::usage("missing --output (-o OUT.gguf)"))?;
     let type_name = args.ty.to_ascii_lowercase();
-    let pool = ThreadPool::new(args.threads.unwrap_or_else(ThreadPool::available_threads).max(1))
-        .context("--threads")?;
+    let pool = ThreadPool::new(
+        args.threads
+            .unwrap_or_else(ThreadPool::available_threads)
+            .max(1),
+    )
+    .context("--threads")?;
     let out = Out {
         json: args.json,
         pool: &pool,
@@ -329,7 +333,15 @@ pub fn main(args: QuantizeArgs) -> Result<()> {
         .map(|t| plan(t, target, embedding, fallback))
         .collect();
     let quantized = target.format().block_len() > 1;
-    let w = write_file(&src, file, &plans, target.file_type(), quantized, &output, &out)?;
+    let w = write_file(
+        &src,
+        file,
+        &plans,
+        target.file_type(),
+        quantized,
+        &output,
+        &out,
+    )?;
     if out.json {
         let summary = json!({
             "type": target.name(),
@@ -638,7 +650,10 @@ fn dequantize(
         pool.run(outputs.len().min(inputs.len()), &|i| {
             // Each task locks only its own chunk: never contended.
             let mut o = outputs[i].lock().unwrap_or_else(|e| e.into_inner());
-            for (row, o) in inputs[i].chunks_exact(row_bytes).zip(o.chunks_exact_mut(row_len)) {
+            for (row, o) in inputs[i]
+                .chunks_exact(row_bytes)
+                .zip(o.chunks_exact_mut(row_len))
+            {
                 kernels.dequant(format, row, o);
             }
         });

@@ -95,38 +95,36 @@ pub fn measure(
     let setup = t.elapsed();
     let opts = SamplerOptions::greedy();
 
-    let run = |s: &mut Session,
-               constrained: bool,
-               n_gen: usize|
-     -> Result<(f64, Duration, usize)> {
-        s.reset();
-        s.feed(&prompt).map_err(Error::from_err)?;
-        let mut sampler = Sampler::new(opts.clone());
-        let mut c = constrained.then(|| compiled.clone());
-        let mut n = 0;
-        let t = Instant::now();
-        while n < n_gen {
-            let logits = s.logits().ok_or("no logits")?;
-            let id = match &mut c {
-                Some(c) => {
-                    let mask = c.compute_mask().map_err(Error::from_err)?;
-                    sampler.sample_masked(logits, s.tokens(), Some(mask))
+    let run =
+        |s: &mut Session, constrained: bool, n_gen: usize| -> Result<(f64, Duration, usize)> {
+            s.reset();
+            s.feed(&prompt).map_err(Error::from_err)?;
+            let mut sampler = Sampler::new(opts.clone());
+            let mut c = constrained.then(|| compiled.clone());
+            let mut n = 0;
+            let t = Instant::now();
+            while n < n_gen {
+                let logits = s.logits().ok_or("no logits")?;
+                let id = match &mut c {
+                    Some(c) => {
+                        let mask = c.compute_mask().map_err(Error::from_err)?;
+                        sampler.sample_masked(logits, s.tokens(), Some(mask))
+                    }
+                    None => sampler.sample(logits, s.tokens()),
+                };
+                if let Some(c) = &mut c {
+                    if tok.is_end_of_generation(id) {
+                        break;
+                    }
+                    c.commit(id).map_err(Error::from_err)?;
                 }
-                None => sampler.sample(logits, s.tokens()),
-            };
-            if let Some(c) = &mut c {
-                if tok.is_end_of_generation(id) {
-                    break;
-                }
-                c.commit(id).map_err(Error::from_err)?;
+                n += 1;
+                s.feed(&[id]).map_err(Error::from_err)?;
             }
-            n += 1;
-            s.feed(&[id]).map_err(Error::from_err)?;
-        }
-        let secs = t.elapsed().as_secs_f64();
-        let engine = c.map_or(Duration::ZERO, |c| c.cost().0);
-        Ok((n.max(1) as f64 / secs, engine, n))
-    };
+            let secs = t.elapsed().as_secs_f64();
+            let engine = c.map_or(Duration::ZERO, |c| c.cost().0);
+            Ok((n.max(1) as f64 / secs, engine, n))
+        };
     // Warm-up.
     run(s, true, n_gen)?;
     run(s, false, n_gen)?;

@@ -54,10 +54,7 @@ pub fn run(
             let _ = std::io::stdout().flush();
         }
         line.clear();
-        let n = stdin
-            .lock()
-            .read_line(line)
-            .context("reading stdin")?;
+        let n = stdin.lock().read_line(line).context("reading stdin")?;
         let end = line.trim_end_matches(['\n', '\r']).len();
         line.truncate(end);
         Ok(n > 0)
