@@ -17,7 +17,14 @@ use tern_runtime::{ActivationPrecision, KvType};
 
 /// `tern`: run small language models offline.
 #[derive(Parser, Debug)]
-#[command(name = "tern", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "tern",
+    version,
+    propagate_version = true,
+    max_term_width = 100,
+    // A repeated option takes its last value, as the hand parser did and llama.cpp does.
+    args_override_self = true
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -98,14 +105,14 @@ pub struct SessionOpts {
     #[arg(short = 'c', long, value_name = "N")]
     pub ctx_size: Option<usize>,
     /// Prompt tokens per forward pass [default: 64; bench: the prompt, at most 512].
-    #[arg(short = 'b', long, alias = "batch-size", value_name = "N")]
+    #[arg(short = 'b', long, visible_alias = "batch-size", value_name = "N")]
     pub batch: Option<usize>,
     /// Activations: f32, int8 (integer dots) or f16 (f16 dots on aarch64 with fp16, f32
     /// elsewhere).
     #[arg(long, value_name = "P", default_value = "f32", value_parser = precision)]
     pub precision: ActivationPrecision,
     /// KV cache storage: f16 (half the memory) or f32 (exact). llama.cpp: -ctk.
-    #[arg(long, alias = "cache-type-k", value_name = "T", default_value = "f16", value_parser = kv_type)]
+    #[arg(long, visible_alias = "cache-type-k", value_name = "T", default_value = "f16", value_parser = kv_type)]
     pub kv_type: KvType,
 }
 

@@ -37,16 +37,21 @@ mod tools;
 #[derive(clap::Args, Debug)]
 pub struct ChatArgs {
     /// The system prompt. llama.cpp: -sys.
-    #[arg(long, alias = "system-prompt", value_name = "TEXT")]
+    #[arg(long, visible_alias = "system-prompt", value_name = "TEXT")]
     pub system: Option<String>,
     /// A Jinja chat template to use instead of the model's.
-    #[arg(long, alias = "chat-template-file", value_name = "FILE")]
+    #[arg(long, visible_alias = "chat-template-file", value_name = "FILE")]
     pub template: Option<PathBuf>,
     /// Most tokens per reply.
     #[arg(short, long, value_name = "N", default_value_t = 512)]
     pub n_predict: usize,
     /// End a reply when it generates TEXT (repeatable).
-    #[arg(short = 'r', long, alias = "reverse-prompt", value_name = "TEXT")]
+    #[arg(
+        short = 'r',
+        long,
+        visible_alias = "reverse-prompt",
+        value_name = "TEXT"
+    )]
     pub stop: Vec<String>,
     /// Set a template variable for every turn (repeatable): true/false are booleans, an
     /// integer a number, anything else text.

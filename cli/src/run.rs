@@ -19,8 +19,11 @@ use crate::signals::peak_rss_mb;
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
     /// The prompt.
-    #[arg(short, long)]
-    pub prompt: String,
+    #[arg(short, long, required_unless_present = "words")]
+    pub prompt: Option<String>,
+    /// The prompt after `--`, words joined by spaces: `tern run -m M -- -5 is less than`.
+    #[arg(last = true, value_name = "PROMPT", conflicts_with = "prompt")]
+    pub words: Vec<String>,
     /// Most tokens to generate.
     #[arg(short, long, value_name = "N", default_value_t = 128)]
     pub n_predict: usize,
@@ -65,7 +68,8 @@ pub fn main(args: RunArgs) -> Result<()> {
         }
         None => None,
     };
-    let prompt_tokens = model.tokenizer().encode(&args.prompt, true, true);
+    let prompt = args.prompt.clone().unwrap_or_else(|| args.words.join(" "));
+    let prompt_tokens = model.tokenizer().encode(&prompt, true, true);
     let mut sampler = Sampler::new(sampling);
     let mut out = std::io::stdout().lock();
     let mut generated = Vec::new();

@@ -154,7 +154,7 @@ fn equals_syntax_and_llama_aliases() {
         .stdin
         .take()
         .unwrap()
-        .write_all(b"Count to five, one number per line.\n")
+        .write_all(b"Write a short poem about the sea.\n")
         .unwrap();
     let out = child.wait_with_output().unwrap();
     let err = stderr(&out);
@@ -305,4 +305,17 @@ fn perplexity_inspect_and_plan_formats() {
     .unwrap();
     assert_eq!(plan["candidates"].as_array().unwrap().len(), 14);
     assert_eq!(plan["pick"], "F16");
+}
+
+#[test]
+fn a_prompt_after_double_dash_may_start_with_a_dash() {
+    let m = model();
+    let common = ["run", "-m", &m, "-n", "3", "--temp", "0", "-t", "2"];
+    let flagged = ok(tern(&[&common[..], &["--prompt=-5 is less than"]].concat()));
+    let trailing = ok(tern(
+        &[&common[..], &["--", "-5", "is", "less", "than"]].concat(),
+    ));
+    assert_eq!(flagged, trailing);
+    let out = tern(&[&common[..], &["-p", "x", "--", "y"]].concat());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
