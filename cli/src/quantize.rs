@@ -681,7 +681,7 @@ fn quantize(t: &TensorInfo<'_>, values: &[f32], to: Target, pool: &ThreadPool) -
     let par = |values: &[f32], f: Format, q: fn(&[f32], &mut [u8])| {
         let row_bytes = f.row_bytes(row_len).unwrap_or(0);
         let mut out = vec![0u8; n / f.block_len() * f.block_bytes()];
-        if row_bytes == 0 || n % row_len != 0 {
+        if row_bytes == 0 || !n.is_multiple_of(row_len) {
             q(values, &mut out);
             return out;
         }
