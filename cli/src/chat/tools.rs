@@ -3,7 +3,8 @@
 //! parameters}}` or bare `{name, description, parameters}`).
 //!
 //! A reply's text streams to stdout; each call is printed on its own line as
-//! `<tool_call> {"name": …, "arguments": {…}}`, an incomplete one as `<incomplete_call> RAW`.
+//! `<tool_call> {"name":…,"arguments":{…}}` (one JSON object, written by serde_json), an
+//! incomplete one as `<incomplete_call> RAW`.
 //! After a reply with calls, one line per call is read from stdin as that call's result (an
 //! interactive terminal prompts `result of NAME> `), and the model answers with the results;
 //! the KV cache is reused across all of it.
@@ -65,12 +66,8 @@ pub fn run(
                 let _ = stdout.write_all(t.as_bytes());
             }
             ToolEvent::ToolCall(c) => {
-                let _ = writeln!(
-                    stdout,
-                    "\n<tool_call> {{\"name\": {}, \"arguments\": {}}}",
-                    serde_json::Value::from(c.name.as_str()),
-                    c.arguments
-                );
+                let call = serde_json::json!({ "name": c.name, "arguments": c.arguments });
+                let _ = writeln!(stdout, "\n<tool_call> {call}");
             }
             ToolEvent::InvalidToolCall { raw, reason } => {
                 let _ = writeln!(stdout, "\n<invalid_call> {reason}: {raw}");
