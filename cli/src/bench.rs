@@ -72,20 +72,19 @@ pub struct BenchArgs {
     /// Also measure this machine's memory bandwidth (STREAM-style, 1 GiB buffers).
     #[arg(long)]
     pub stream: bool,
-    /// With --json-schema or --grammar: the prompt to decode from [default: a ChatML request
-    /// for JSON].
+    /// With --json-schema or --grammar (which also decode from this prompt, unconstrained and
+    /// constrained, alternating, and report both speeds): the prompt [default: a ChatML
+    /// request for JSON].
     #[arg(long, value_name = "TEXT")]
     pub prompt: Option<String>,
-    /// With --json-schema or --grammar: also decode from --prompt with sampling, unconstrained
-    /// and constrained, alternating, and report both speeds and the difference.
     #[command(flatten)]
-    pub grammar: GrammarOpts,
+    grammar: GrammarOpts,
     #[command(flatten)]
-    pub model: ModelOpts,
+    model: ModelOpts,
     #[command(flatten)]
-    pub load: LoadOpts,
+    load: LoadOpts,
     #[command(flatten)]
-    pub session: SessionOpts,
+    session: SessionOpts,
 }
 
 /// `-o`: llama-bench's output formats.

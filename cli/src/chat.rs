@@ -76,15 +76,15 @@ pub struct ChatArgs {
     #[arg(long, requires = "tools")]
     pub no_constrain: bool,
     #[command(flatten)]
-    pub sampling: SamplingOpts,
+    sampling: SamplingOpts,
     #[command(flatten)]
-    pub model: ModelOpts,
+    model: ModelOpts,
     #[command(flatten)]
-    pub load: LoadOpts,
+    load: LoadOpts,
     #[command(flatten)]
-    pub session: SessionOpts,
+    session: SessionOpts,
     #[command(flatten)]
-    pub threads: ThreadOpts,
+    threads: ThreadOpts,
 }
 
 const HELP: &str =

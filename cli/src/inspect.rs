@@ -21,7 +21,7 @@ pub struct InspectArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub model: ModelOpts,
+    model: ModelOpts,
 }
 
 /// Runs `tern inspect`.

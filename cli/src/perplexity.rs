@@ -25,13 +25,13 @@ pub struct PerplexityArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub model: ModelOpts,
+    model: ModelOpts,
     #[command(flatten)]
-    pub load: LoadOpts,
+    load: LoadOpts,
     #[command(flatten)]
-    pub session: SessionOpts,
+    session: SessionOpts,
     #[command(flatten)]
-    pub threads: ThreadOpts,
+    threads: ThreadOpts,
 }
 
 /// Runs `tern perplexity`.

@@ -31,17 +31,17 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub sampling: SamplingOpts,
+    sampling: SamplingOpts,
     #[command(flatten)]
-    pub grammar: GrammarOpts,
+    grammar: GrammarOpts,
     #[command(flatten)]
-    pub model: ModelOpts,
+    model: ModelOpts,
     #[command(flatten)]
-    pub load: LoadOpts,
+    load: LoadOpts,
     #[command(flatten)]
-    pub session: SessionOpts,
+    session: SessionOpts,
     #[command(flatten)]
-    pub threads: ThreadOpts,
+    threads: ThreadOpts,
 }
 
 /// Runs `tern run`.
