@@ -1,89 +1,230 @@
-//! A small command-line parser: `--flag value`, `-f value` and bare switches.
+//! The command line, declared once with clap's derive: the subcommands and the option groups
+//! they share.
+//!
+//! Options that several commands take live in one group each and are flattened into the
+//! commands (`#[command(flatten)]`): an option every model-running command should have is one
+//! field in [`ModelOpts`] (`run`, `chat`, `perplexity`, `bench`, `inspect`), [`LoadOpts`] or
+//! [`SessionOpts`].
+//!
+//! llama.cpp spells a few options as one dash and several letters (`-sys`, `-ctk`), which no
+//! parser that bundles short flags (`-ct` = `-c t`) reads as one name; [`llama_aliases`]
+//! rewrites those before clap sees them.
 
-use std::collections::BTreeMap;
-use std::fmt::Display;
-use std::str::FromStr;
+use std::path::PathBuf;
 
-/// Parsed options of one subcommand.
-pub struct Args {
-    values: BTreeMap<&'static str, String>,
-    switches: Vec<&'static str>,
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tern_runtime::{ActivationPrecision, KvType};
+
+/// `tern`: run small language models offline.
+#[derive(Parser, Debug)]
+#[command(
+    name = "tern",
+    version,
+    propagate_version = true,
+    max_term_width = 100,
+    // A repeated option takes its last value, as the hand parser did and llama.cpp does.
+    args_override_self = true
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
 }
 
-/// One option a subcommand accepts: long name, optional short name, takes a value or not.
-pub struct Spec {
-    pub long: &'static str,
-    pub short: Option<&'static str>,
-    pub takes_value: bool,
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Generate text from a prompt, streaming it as it comes.
+    Run(crate::run::RunArgs),
+    /// A conversation formatted by the model's chat template.
+    Chat(crate::chat::ChatArgs),
+    /// Perplexity over a text file, computed as llama.cpp's perplexity tool does.
+    Perplexity(crate::perplexity::PerplexityArgs),
+    /// What a GGUF file holds and what one decoded token costs.
+    Inspect(crate::inspect::InspectArgs),
+    /// Prompt-processing and decode speed, as llama-bench measures them.
+    Bench(crate::bench::BenchArgs),
+    /// Which quantization of a model fits a bandwidth budget, a speed target and a RAM cap.
+    Plan(crate::plan::PlanArgs),
+    /// Rewrite a GGUF model's weight matrices in another type.
+    Quantize(crate::quantize::QuantizeArgs),
 }
 
-pub const fn opt(long: &'static str, short: Option<&'static str>) -> Spec {
-    Spec {
-        long,
-        short,
-        takes_value: true,
-    }
+/// Which model, and which kernels run it.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Model")]
+pub struct ModelOpts {
+    /// The GGUF file.
+    #[arg(short, long, value_name = "FILE")]
+    pub model: PathBuf,
+    /// Kernel backend: auto (the best this CPU runs), scalar, avx2, avxvnni, avx512vnni, neon,
+    /// neon-dotprod or neon-i8mm.
+    #[arg(long, value_name = "NAME", default_value = "auto")]
+    pub kernels: String,
+    /// Ternary matrices: choose per shape at load (auto), integer multiply-add (mad), lookup
+    /// tables (lut) or the f32 reference path.
+    #[arg(long, value_name = "KIND", value_parser = ["auto", "mad", "lut", "f32"])]
+    pub ternary: Option<String>,
+    /// expf instead of the table exp in softmax and SwiGLU.
+    #[arg(long)]
+    pub exact_exp: bool,
 }
 
-pub const fn switch(long: &'static str) -> Spec {
-    Spec {
-        long,
-        short: None,
-        takes_value: false,
-    }
+/// How the weights reach memory.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Loading")]
+pub struct LoadOpts {
+    /// Hold the file memory-mapped, or copied into huge pages (faster decoding); auto copies
+    /// on desktop Linux when the model is at most a quarter of the available memory.
+    #[arg(long, value_enum, default_value_t = LoadMode::Auto)]
+    pub load: LoadMode,
+    /// Cap on resident weights in MB; larger models pass through in slices (implies --load map).
+    #[arg(long, value_name = "MB")]
+    pub max_resident: Option<f64>,
+    /// Read weights through a fixed arena of MB instead of mapping the file.
+    #[arg(long, value_name = "MB")]
+    pub stream_arena: Option<f64>,
 }
 
-impl Args {
-    /// Parses `argv` against `specs`; unknown options and missing values are errors.
-    pub fn parse(argv: &[String], specs: &[Spec]) -> Result<Args, String> {
-        let mut values = BTreeMap::new();
-        let mut switches = Vec::new();
-        let mut it = argv.iter();
-        while let Some(a) = it.next() {
-            let spec = specs
-                .iter()
-                .find(|s| {
-                    a.strip_prefix("--") == Some(s.long)
-                        || s.short.is_some_and(|sh| a.strip_prefix('-') == Some(sh))
-                })
-                .ok_or_else(|| format!("unknown option '{a}'"))?;
-            if spec.takes_value {
-                let v = it
-                    .next()
-                    .ok_or_else(|| format!("option --{} needs a value", spec.long))?;
-                values.insert(spec.long, v.clone());
-            } else {
-                switches.push(spec.long);
-            }
+/// `--load`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LoadMode {
+    /// Copy when the model is small next to the available memory, else map.
+    Auto,
+    /// Memory-map the file.
+    Map,
+    /// Copy the file into (huge-page) memory.
+    Copy,
+}
+
+/// How a session computes and what it holds.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Session")]
+pub struct SessionOpts {
+    /// Context length [default: the model's, at most 4096; perplexity: 512].
+    #[arg(short = 'c', long, value_name = "N")]
+    pub ctx_size: Option<usize>,
+    /// Prompt tokens per forward pass [default: 64; bench: the prompt, at most 512].
+    #[arg(short = 'b', long, visible_alias = "batch-size", value_name = "N")]
+    pub batch: Option<usize>,
+    /// Activations: f32, int8 (integer dots) or f16 (f16 dots on aarch64 with fp16, f32
+    /// elsewhere).
+    #[arg(long, value_name = "P", default_value = "f32", value_parser = precision)]
+    pub precision: ActivationPrecision,
+    /// KV cache storage: f16 (half the memory) or f32 (exact). llama.cpp: -ctk.
+    #[arg(long, visible_alias = "cache-type-k", value_name = "T", default_value = "f16", value_parser = kv_type)]
+    pub kv_type: KvType,
+}
+
+/// `--threads` of the commands that run one configuration.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Session")]
+pub struct ThreadOpts {
+    /// Worker threads [default: all cores].
+    #[arg(short = 't', long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+/// Sampling options of `run` and `chat`.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Sampling")]
+pub struct SamplingOpts {
+    /// Temperature (0: greedy).
+    #[arg(long, value_name = "T")]
+    pub temp: Option<f32>,
+    /// Keep the K most likely tokens (0: all).
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<usize>,
+    /// Keep the most likely tokens whose probabilities sum to P.
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f32>,
+    /// Drop tokens less likely than P times the most likely one.
+    #[arg(long, value_name = "P")]
+    pub min_p: Option<f32>,
+    /// Penalty on tokens already in the context (1: none).
+    #[arg(long, value_name = "R")]
+    pub repeat_penalty: Option<f32>,
+    /// Random seed.
+    #[arg(short = 's', long, value_name = "S")]
+    pub seed: Option<u64>,
+}
+
+/// Options that constrain the output (`run`) or measure what constraining costs (`bench`).
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Constraint")]
+pub struct GrammarOpts {
+    /// Constrain the output to one JSON document valid under the schema in FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "grammar")]
+    pub json_schema: Option<PathBuf>,
+    /// Constrain the output to a llama.cpp GBNF grammar (a .lark file: Lark).
+    #[arg(long, value_name = "FILE")]
+    pub grammar: Option<PathBuf>,
+}
+
+/// `--precision`'s values.
+fn precision(s: &str) -> Result<ActivationPrecision, String> {
+    ActivationPrecision::from_name(s).ok_or_else(|| "expected f32, int8 or f16".into())
+}
+
+/// `--kv-type`'s values.
+fn kv_type(s: &str) -> Result<KvType, String> {
+    KvType::from_name(s).ok_or_else(|| "expected f16 or f32".into())
+}
+
+/// llama.cpp's one-dash multi-letter options and the names they stand for here.
+const LLAMA_ALIASES: [(&str, &str); 2] = [("-sys", "--system"), ("-ctk", "--kv-type")];
+
+/// Rewrites llama.cpp's `-sys TEXT` / `-ctk T` (and `-sys=TEXT`) to their long names, up to a
+/// `--`. A value that is itself one of these words (`-p -sys`) is rewritten too: write it
+/// `-p=-sys`.
+pub fn llama_aliases(argv: Vec<String>) -> Vec<String> {
+    let mut out = Vec::with_capacity(argv.len());
+    let mut it = argv.into_iter();
+    for a in it.by_ref() {
+        if a == "--" {
+            out.push(a);
+            break;
         }
-        Ok(Args { values, switches })
-    }
-
-    /// The raw value of `--name`, if given.
-    pub fn str(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(String::as_str)
-    }
-
-    /// The value of `--name`, which must be given.
-    pub fn required(&self, name: &str) -> Result<&str, String> {
-        self.str(name).ok_or_else(|| format!("missing --{name}"))
-    }
-
-    /// The value of `--name` parsed as `T`, or `default`.
-    pub fn get<T: FromStr>(&self, name: &str, default: T) -> Result<T, String>
-    where
-        T::Err: Display,
-    {
-        match self.str(name) {
-            None => Ok(default),
-            Some(v) => v
-                .parse()
-                .map_err(|e| format!("invalid value '{v}' for --{name}: {e}")),
+        let (name, value) = match a.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (a.as_str(), None),
+        };
+        match LLAMA_ALIASES.iter().find(|(short, _)| *short == name) {
+            Some((_, long)) => out.push(match value {
+                Some(v) => format!("{long}={v}"),
+                None => (*long).to_string(),
+            }),
+            None => out.push(a),
         }
     }
+    out.extend(it);
+    out
+}
 
-    /// Whether the switch `--name` was given.
-    pub fn flag(&self, name: &str) -> bool {
-        self.switches.contains(&name)
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_declaration_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn llama_aliases_become_long_names() {
+        let v = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            llama_aliases(v(&["chat", "-sys", "be brief", "-ctk=f32", "--", "-sys"])),
+            v(&[
+                "chat",
+                "--system",
+                "be brief",
+                "--kv-type=f32",
+                "--",
+                "-sys"
+            ])
+        );
     }
 }

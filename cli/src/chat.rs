@@ -14,136 +14,148 @@
 //! integer a number, anything else text.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 use tern_runtime::chat::{
     Chat, ChatOptions, ChatTemplate, JsonValue, OverflowPolicy, RenderOptions, Reply, ReplyOptions,
     TemplateError,
 };
 use tern_runtime::session::DEFAULT_BATCH;
-use tern_runtime::{Flow, SamplerOptions};
+use tern_runtime::stats::GenerationStats;
+use tern_runtime::Flow;
 
-use crate::args::{opt, switch, Args};
-use crate::common::{load_model, session, MODEL_OPTS};
-use crate::json;
+use crate::args::{LoadOpts, ModelOpts, SamplingOpts, SessionOpts, ThreadOpts};
+use crate::common::{load_model, session};
+use crate::error::{Context, Error, Result};
+use crate::run::{figure, sampler_options};
+use crate::signals::{self, GENERATING, INTERRUPTED};
 
 mod tools;
 
-pub const USAGE: &str =
-    "tern chat -m FILE [--system TEXT] [--template FILE] [-n N] [--temp T] [--top-k K]
-         [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--stop TEXT]...
-         [--var NAME=VALUE]... [--threads T] [-c CTX] [--stdin] [--print-prompt]
-         [--refuse-overflow] [--no-reuse] [--tools FILE [--no-constrain]]
-  --tools FILE        tools the model may call (JSON array); results are read from stdin
-  --no-constrain      do not constrain tool-call arguments to their schemas";
+/// `tern chat`'s options.
+#[derive(clap::Args, Debug)]
+pub struct ChatArgs {
+    /// The system prompt. llama.cpp: -sys.
+    #[arg(long, visible_alias = "system-prompt", value_name = "TEXT")]
+    pub system: Option<String>,
+    /// A Jinja chat template to use instead of the model's.
+    #[arg(long, visible_alias = "chat-template-file", value_name = "FILE")]
+    pub template: Option<PathBuf>,
+    /// Most tokens per reply.
+    #[arg(short, long, value_name = "N", default_value_t = 512)]
+    pub n_predict: usize,
+    /// End a reply when it generates TEXT (repeatable).
+    #[arg(
+        short = 'r',
+        long,
+        visible_alias = "reverse-prompt",
+        value_name = "TEXT"
+    )]
+    pub stop: Vec<String>,
+    /// Set a template variable for every turn (repeatable): true/false are booleans, an
+    /// integer a number, anything else text.
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub var: Vec<String>,
+    /// Read one user turn per line of stdin even from a terminal.
+    #[arg(long)]
+    pub stdin: bool,
+    /// Print each rendered prompt to stderr.
+    #[arg(long)]
+    pub print_prompt: bool,
+    /// Refuse a turn that overflows the context instead of dropping the oldest turns.
+    #[arg(long)]
+    pub refuse_overflow: bool,
+    /// Process the whole conversation again every turn instead of reusing the KV cache.
+    #[arg(long)]
+    pub no_reuse: bool,
+    /// Tools the model may call (a JSON array); results are read from stdin.
+    #[arg(long, value_name = "FILE")]
+    pub tools: Option<PathBuf>,
+    /// Do not constrain tool-call arguments to their schemas.
+    #[arg(long, requires = "tools")]
+    pub no_constrain: bool,
+    #[command(flatten)]
+    sampling: SamplingOpts,
+    #[command(flatten)]
+    model: ModelOpts,
+    #[command(flatten)]
+    load: LoadOpts,
+    #[command(flatten)]
+    session: SessionOpts,
+    #[command(flatten)]
+    threads: ThreadOpts,
+}
 
 const HELP: &str =
     "commands: /reset (start over, keep the system prompt), /save FILE, /load FILE, \
 /quit; Ctrl-C stops an answer";
 
-/// Set while an answer is being generated: Ctrl-C then stops the answer instead of exiting.
-static GENERATING: AtomicBool = AtomicBool::new(false);
-/// Set by Ctrl-C during an answer.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-pub fn main(argv: &[String]) -> Result<(), String> {
-    // `--stop` and `--var` may be repeated; the common parser keeps one value per option.
-    let mut stop = Vec::new();
-    let mut vars = Vec::new();
-    let mut rest = Vec::new();
-    let mut it = argv.iter();
-    while let Some(a) = it.next() {
-        if a == "--stop" {
-            stop.push(it.next().ok_or("option --stop needs a value")?.clone());
-        } else if a == "--var" {
-            vars.push(template_var(
-                it.next().ok_or("option --var needs NAME=VALUE")?,
-            )?);
-        } else {
-            rest.push(a.clone());
-        }
-    }
-    let mut specs = Vec::from(MODEL_OPTS);
-    specs.extend([
-        opt("system", None),
-        opt("template", None),
-        opt("n-predict", Some("n")),
-        opt("temp", None),
-        opt("top-k", None),
-        opt("top-p", None),
-        opt("min-p", None),
-        opt("repeat-penalty", None),
-        opt("seed", None),
-        switch("stdin"),
-        switch("print-prompt"),
-        switch("refuse-overflow"),
-        switch("no-reuse"),
-        opt("tools", None),
-        switch("no-constrain"),
-    ]);
-    let args = Args::parse(&rest, &specs)?;
-    let d = SamplerOptions::default();
-    let sampling = SamplerOptions {
-        temperature: args.get("temp", d.temperature)?,
-        top_k: args.get("top-k", d.top_k)?,
-        top_p: args.get("top-p", d.top_p)?,
-        min_p: args.get("min-p", d.min_p)?,
-        repeat_penalty: args.get("repeat-penalty", d.repeat_penalty)?,
-        seed: args.get("seed", d.seed)?,
-        ..d
-    }
-    .validated()
-    .map_err(|e| format!("invalid sampling option: {e}"))?;
+/// Runs `tern chat`.
+pub fn main(args: ChatArgs) -> Result<()> {
+    let vars = args
+        .var
+        .iter()
+        .map(|v| template_var(v))
+        .collect::<Result<Vec<_>>>()?;
+    let sampling = sampler_options(&args.sampling)?;
     let reply_opts = ReplyOptions {
-        max_tokens: args.get("n-predict", 512)?,
-        stop,
+        max_tokens: args.n_predict,
+        stop: args.stop.clone(),
     };
-    let print_prompt = args.flag("print-prompt");
-    let interactive = !args.flag("stdin") && std::io::stdin().is_terminal();
+    let print_prompt = args.print_prompt;
+    let interactive = !args.stdin && std::io::stdin().is_terminal();
 
-    let loaded = load_model(&args)?;
+    let loaded = load_model(&args.model, &args.load)?;
     let model = loaded.model.clone();
-    let template = match args.str("template") {
+    let template = match &args.template {
         Some(path) => {
-            let src = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+            let src = std::fs::read_to_string(path).context(path.display())?;
             ChatTemplate::new(&src)
-                .map_err(|e| format!("{path}: {e}"))?
+                .context(path.display())?
                 .with_tokenizer(model.tokenizer())
         }
         None => ChatTemplate::from_model(&model).map_err(|e| match e {
             TemplateError::Missing => {
-                "the model has no chat template; pass one with --template FILE".to_string()
+                Error::from("the model has no chat template; pass one with --template FILE")
             }
-            e => e.to_string(),
+            e => Error::from_err(e),
         })?,
     };
     let opts = ChatOptions {
         sampling,
-        overflow: if args.flag("refuse-overflow") {
+        overflow: if args.refuse_overflow {
             OverflowPolicy::Refuse
         } else {
             OverflowPolicy::DropOldestTurns
         },
-        reuse_cache: !args.flag("no-reuse"),
+        reuse_cache: !args.no_reuse,
     };
-    let mut chat = Chat::new(session(loaded, &args, 0, DEFAULT_BATCH)?, template, opts);
-    chat.set_system(args.str("system"));
+    let session = session(
+        loaded,
+        &args.session,
+        &args.load,
+        args.threads.threads,
+        0,
+        DEFAULT_BATCH,
+    )?;
+    let mut chat = Chat::new(session, template, opts);
+    chat.set_system(args.system.as_deref());
     chat.set_render_options(RenderOptions {
         vars,
         ..RenderOptions::default()
     });
 
-    if let Some(path) = args.str("tools") {
+    if let Some(path) = &args.tools {
         return tools::run(
             chat,
             path,
             reply_opts.max_tokens,
-            !args.flag("no-constrain"),
+            !args.no_constrain,
             interactive,
         );
     }
-    sigint::install();
+    signals::install_sigint();
     if interactive {
         eprintln!(
             "tern chat: {} tokens of context. {HELP}",
@@ -162,7 +174,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         match stdin.lock().read_line(&mut line) {
             Ok(0) => break,
             Ok(_) => {}
-            Err(e) => return Err(format!("reading stdin: {e}")),
+            Err(e) => return Err(e).context("reading stdin"),
         }
         let text = line.trim_end_matches(['\n', '\r']);
         if text.trim().is_empty() {
@@ -190,7 +202,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         match result {
             Ok(reply) => report(&reply, print_prompt),
             // The conversation is unchanged: say why and read the next turn.
-            Err(e) => eprintln!("error: {e}"),
+            Err(e) => eprintln!("error: {}", Error::from_err(e)),
         }
     }
     Ok(())
@@ -198,11 +210,11 @@ pub fn main(argv: &[String]) -> Result<(), String> {
 
 /// A `--var NAME=VALUE` argument: `true` and `false` are booleans, an integer is a number,
 /// anything else is text.
-fn template_var(arg: &str) -> Result<(String, JsonValue), String> {
+fn template_var(arg: &str) -> Result<(String, JsonValue)> {
     let (name, value) = arg
         .split_once('=')
         .filter(|(n, _)| !n.is_empty())
-        .ok_or_else(|| format!("--var {arg}: expected NAME=VALUE"))?;
+        .ok_or_else(|| Error::usage(format!("--var {arg}: expected NAME=VALUE")))?;
     let value = match value {
         "true" => JsonValue::Bool(true),
         "false" => JsonValue::Bool(false),
@@ -277,68 +289,28 @@ fn command(chat: &mut Chat, text: &str) -> Option<Command> {
 /// The stats line (and the prompt, with `--print-prompt`) on stderr.
 fn report(reply: &Reply, print_prompt: bool) {
     if print_prompt {
-        eprintln!("[prompt] {}", json::string(&reply.prompt));
+        eprintln!(
+            "[prompt] {}",
+            serde_json::Value::from(reply.prompt.as_str())
+        );
     }
     let p = &reply.prefill;
-    let decode_s = reply.decode_time.as_secs_f64();
-    let tok_s = if reply.n_tokens > 1 && decode_s > 0.0 {
-        (reply.n_tokens - 1) as f64 / decode_s
-    } else {
-        f64::NAN
-    };
+    let stats = GenerationStats::from_offsets(
+        p.new,
+        reply.n_tokens,
+        p.time,
+        None,
+        p.time + reply.decode_time,
+        reply.stop,
+    );
     eprintln!(
-        "[prefill: {} new tokens, {} reused, {} dropped, {:.1} ms | {} generated: {:.1} tok/s | stop: {:?}]",
+        "[prefill: {} new tokens, {} reused, {} dropped, {:.1} ms | {} generated: {} tok/s | stop: {:?}]",
         p.new,
         p.reused,
         p.dropped_messages,
         p.time.as_secs_f64() * 1e3,
-        reply.n_tokens,
-        tok_s,
-        reply.stop
+        stats.generated,
+        figure(stats.decode_tok_s(), 1),
+        stats.stop
     );
-}
-
-/// Ctrl-C: stops the answer being generated, or exits at the prompt.
-#[cfg(unix)]
-mod sigint {
-    use std::ffi::c_int;
-    use std::sync::atomic::Ordering;
-
-    use super::{GENERATING, INTERRUPTED};
-
-    const SIGINT: c_int = 2;
-
-    extern "C" {
-        /// C's `signal(2)`; returns the previous handler (`SIG_ERR` on failure).
-        fn signal(signum: c_int, handler: extern "C" fn(c_int)) -> usize;
-        /// `_exit(2)`: ends the process without running atexit handlers.
-        fn _exit(status: c_int) -> !;
-    }
-
-    extern "C" fn on_sigint(_: c_int) {
-        // Only async-signal-safe work here: lock-free atomics and `_exit`.
-        if GENERATING.load(Ordering::SeqCst) {
-            INTERRUPTED.store(true, Ordering::SeqCst);
-        } else {
-            // SAFETY: `_exit` is async-signal-safe and takes any status.
-            unsafe { _exit(130) }
-        }
-    }
-
-    /// Installs the handler (best effort: on failure Ctrl-C keeps its default, exiting).
-    pub fn install() {
-        // SAFETY: `signal` is the C library's, with its C signature; `on_sigint` is an
-        // `extern "C" fn(c_int)` that lives for the whole program and only touches atomics or
-        // calls `_exit`, both allowed in a signal handler. SIGINT (2) is the same number on
-        // every unix Rust supports.
-        unsafe {
-            signal(SIGINT, on_sigint);
-        }
-    }
-}
-
-/// No handler elsewhere: Ctrl-C ends the program.
-#[cfg(not(unix))]
-mod sigint {
-    pub fn install() {}
 }

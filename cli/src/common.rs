@@ -1,6 +1,5 @@
 //! What the subcommands share: loading a model and making a session.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,28 +10,13 @@ use tern_runtime::feed::{stream_arena, StreamFeed};
 use tern_runtime::fs::{FileSource, WeightMemory};
 use tern_runtime::pool::ThreadPool;
 use tern_runtime::ternary::TernaryKernel;
-use tern_runtime::{ActivationPrecision, KvType, Model, Session, SessionOptions};
+use tern_runtime::{Model, Session, SessionOptions};
 
-use crate::args::{opt, switch, Args, Spec};
+use crate::args::{LoadMode, LoadOpts, ModelOpts, SessionOpts};
+use crate::error::{Context, Error, Result};
 
 /// Largest `--batch`: the activation buffers grow with it (a row of logits per token).
 pub const MAX_BATCH: usize = 2048;
-
-/// Options every model-running subcommand takes.
-pub const MODEL_OPTS: [Spec; 12] = [
-    opt("model", Some("m")),
-    opt("threads", Some("t")),
-    opt("ctx-size", Some("c")),
-    opt("batch", Some("b")),
-    opt("precision", None),
-    opt("kv-type", None),
-    opt("kernels", None),
-    opt("ternary", None),
-    opt("max-resident", None),
-    opt("stream-arena", None),
-    opt("load", None),
-    switch("exact-exp"),
-];
 
 /// How weights reach the forward pass.
 pub enum Weights {
@@ -45,9 +29,9 @@ pub enum Weights {
 /// The kernels `--kernels` names (`auto`, the default, picks the best the CPU supports);
 /// `--exact-exp` swaps the table exp of softmax and SwiGLU for `expf`, to measure what the
 /// table costs in accuracy (perplexity) and saves in time.
-pub fn kernels(args: &Args) -> Result<Kernels, String> {
-    let mut k = named_kernels(args)?;
-    if args.flag("exact-exp") {
+pub fn kernels(opts: &ModelOpts) -> Result<Kernels> {
+    let mut k = named_kernels(&opts.kernels)?;
+    if opts.exact_exp {
         k.softmax = Named {
             f: scalar::softmax,
             name: "softmax/exact-expf",
@@ -61,16 +45,19 @@ pub fn kernels(args: &Args) -> Result<Kernels, String> {
 }
 
 /// The backend `--kernels` names.
-fn named_kernels(args: &Args) -> Result<Kernels, String> {
-    match args.str("kernels").unwrap_or("auto") {
+fn named_kernels(name: &str) -> Result<Kernels> {
+    match name {
         "auto" => Ok(Kernels::best()),
         name => {
             let backend = Backend::from_name(name).ok_or_else(|| {
                 let names: Vec<&str> = Backend::ALL.iter().map(|b| b.name()).collect();
-                format!("unknown --kernels '{name}' (auto, {})", names.join(", "))
+                Error::usage(format!(
+                    "unknown --kernels '{name}' (auto, {})",
+                    names.join(", ")
+                ))
             })?;
             Kernels::with_backend(backend)
-                .ok_or_else(|| format!("this CPU cannot run the {name} kernels"))
+                .ok_or_else(|| Error::from(format!("this CPU cannot run the {name} kernels")))
         }
     }
 }
@@ -84,45 +71,41 @@ pub struct Loaded {
 
 /// Loads `--model`: memory-mapped or copied into huge pages (`--load`; `--max-resident`
 /// needs a map, whose pages it can release), or streamed with `--stream-arena MB`.
-pub fn load_model(args: &Args) -> Result<Loaded, String> {
-    let path = args.required("model")?;
-    let kernels = kernels(args)?;
+pub fn load_model(opts: &ModelOpts, load: &LoadOpts) -> Result<Loaded> {
+    let path = opts.model.as_path();
+    let kernels = kernels(opts)?;
     let start = Instant::now();
-    let err = |e: tern_runtime::LoadError| format!("{path}: {e}");
+    let context = path.display();
     let mut bar = ProgressBar::new(start);
     let mut progress = |f: f32| bar.update(f);
-    let memory = match args.str("load").unwrap_or("auto") {
-        _ if args.str("max-resident").is_some() => WeightMemory::Map,
-        "auto" => WeightMemory::Auto,
-        "map" => WeightMemory::Map,
-        "copy" => WeightMemory::Copy,
-        other => return Err(format!("unknown --load '{other}' (auto, map, copy)")),
+    let memory = match load.load {
+        _ if load.max_resident.is_some() => WeightMemory::Map,
+        LoadMode::Auto => WeightMemory::Auto,
+        LoadMode::Map => WeightMemory::Map,
+        LoadMode::Copy => WeightMemory::Copy,
     };
-    let (model, weights) = match args.str("stream-arena") {
+    let (model, weights) = match load.stream_arena {
         None => {
             let len = std::fs::metadata(path).map_or(0, |m| m.len());
             let memory = memory.resolve(len);
-            let model =
-                Model::open_with(Path::new(path), kernels, memory, &mut progress).map_err(err)?;
+            let model = Model::open_with(path, kernels, memory, &mut progress).context(&context)?;
             (model, Weights::Mapped(memory))
         }
         Some(mb) => {
-            let mb: f64 = mb
-                .parse()
-                .map_err(|e| format!("invalid --stream-arena '{mb}': {e}"))?;
-            let source = FileSource::open(Path::new(path)).map_err(err)?;
-            let model =
-                Model::from_source_with_progress(&source, kernels, &mut progress).map_err(err)?;
+            let source = FileSource::open(path).context(&context)?;
+            let model = Model::from_source_with_progress(&source, kernels, &mut progress)
+                .context(&context)?;
             // Validated and allocated here, so `100000` or `inf` is an error, not an abort.
-            let arena = stream_arena(&model, mb).map_err(|e| format!("--stream-arena: {e}"))?;
+            let arena = stream_arena(&model, mb).context("--stream-arena")?;
             (model, Weights::Streamed(source, arena))
         }
     };
     let mut model = model;
-    if let Some(name) = args.str("ternary") {
+    if let Some(name) = &opts.ternary {
         // Load already ran the default (auto) choice; this redoes it, as the user asked.
-        let kernel = TernaryKernel::from_name(name)
-            .ok_or_else(|| format!("unknown --ternary '{name}' (auto, mad, lut, f32)"))?;
+        let kernel = TernaryKernel::from_name(name).ok_or_else(|| {
+            Error::usage(format!("unknown --ternary '{name}' (auto, mad, lut, f32)"))
+        })?;
         model.set_ternary_kernel(kernel);
     }
     Ok(Loaded {
@@ -133,6 +116,19 @@ pub fn load_model(args: &Args) -> Result<Loaded, String> {
 }
 
 impl Loaded {
+    /// Another handle on the same weights for a second session, when they are mapped or
+    /// copied (`None` when streamed: each session needs its own arena).
+    pub fn share(&self) -> Option<Loaded> {
+        match &self.weights {
+            Weights::Mapped(m) => Some(Loaded {
+                model: Arc::clone(&self.model),
+                weights: Weights::Mapped(*m),
+                load_ms: self.load_ms,
+            }),
+            Weights::Streamed(..) => None,
+        }
+    }
+
     /// How the weights are held, in a few words (`tern bench` prints it): `mapped`, `copied`
     /// with how much of the copy sits in huge pages, or `streamed`.
     pub fn weights_held(&self) -> String {
@@ -188,75 +184,54 @@ impl ProgressBar {
     }
 }
 
-/// This process's peak resident memory in MB (Linux `VmHWM`), if the OS tells.
-pub fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
-/// `--kv-type`: how the KV cache stores keys and values (`f16` unless given).
-pub fn kv_type(args: &Args) -> Result<KvType, String> {
-    match args.str("kv-type") {
-        None => Ok(KvType::default()),
-        Some(t) => {
-            KvType::from_name(t).ok_or_else(|| format!("unknown --kv-type '{t}' (f16, f32)"))
-        }
-    }
-}
-
-/// A session with `--threads` workers (default: all cores), `--ctx-size` (default: the
-/// model's, capped), `--batch` (prompt tokens per forward pass, `default_batch` unless given),
-/// `--precision` (`f32`, the default, `int8` or `f16`) and `--kv-type` (`f16`, the default, or
-/// `f32`).
+/// A session with `threads` workers (`None`: all cores), `--ctx-size` (`default_ctx` unless
+/// given; 0 is the model's, capped), `--batch` (prompt tokens per forward pass,
+/// `default_batch` unless given), `--precision` and `--kv-type`.
 pub fn session(
     loaded: Loaded,
-    args: &Args,
+    opts: &SessionOpts,
+    load: &LoadOpts,
+    threads: Option<usize>,
     default_ctx: usize,
     default_batch: usize,
-) -> Result<Session, String> {
+) -> Result<Session> {
     let Loaded { model, weights, .. } = loaded;
-    let threads = args.get("threads", ThreadPool::available_threads())?.max(1);
-    let context = args.get("ctx-size", default_ctx)?;
+    let threads = threads.unwrap_or_else(ThreadPool::available_threads).max(1);
+    let context = opts.ctx_size.unwrap_or(default_ctx);
     let trained = model.config().train_context;
     if context > trained {
-        return Err(format!(
+        return Err(Error::usage(format!(
             "--ctx-size {context} exceeds the model's trained context of {trained} tokens"
-        ));
+        )));
     }
-    let precision = match args.str("precision") {
-        None => ActivationPrecision::F32,
-        Some(p) => ActivationPrecision::from_name(p)
-            .ok_or_else(|| format!("unknown --precision '{p}' (f32, int8, f16)"))?,
-    };
-    let kv_type = kv_type(args)?;
-    let batch: usize = args.get("batch", default_batch)?;
+    let batch = opts.batch.unwrap_or(default_batch);
     if !(1..=MAX_BATCH).contains(&batch) {
-        return Err(format!("--batch {batch} is outside 1..={MAX_BATCH}"));
+        return Err(Error::usage(format!(
+            "--batch {batch} is outside 1..={MAX_BATCH}"
+        )));
     }
-    let max_resident_mb = args.get("max-resident", 0.0f64)?;
+    let max_resident_mb = load.max_resident.unwrap_or(0.0);
     if !(max_resident_mb.is_finite() && max_resident_mb >= 0.0) {
-        return Err(format!(
+        return Err(Error::usage(format!(
             "--max-resident {max_resident_mb} is not a size in MB"
-        ));
+        )));
     }
     let max_resident = (max_resident_mb * 1e6) as usize;
-    let opts = SessionOptions {
+    let session_opts = SessionOptions {
         context,
-        precision,
+        precision: opts.precision,
         max_resident,
-        kv_type,
+        kv_type: opts.kv_type,
         batch,
         memory_budget: 0,
     };
-    let pool = Box::new(ThreadPool::new(threads).map_err(|e| format!("--threads: {e}"))?);
+    let pool = Box::new(ThreadPool::new(threads).context("--threads")?);
     let session = match weights {
-        Weights::Mapped(_) => Session::with_parallel(model, &opts, pool),
+        Weights::Mapped(_) => Session::with_parallel(model, &session_opts, pool),
         Weights::Streamed(source, arena) => {
             let feed = StreamFeed::new(source, arena);
-            Session::with_feed(model, &opts, pool, Box::new(feed))
+            Session::with_feed(model, &session_opts, pool, Box::new(feed))
         }
     };
-    session.map_err(|e| e.to_string())
+    session.map_err(Error::from_err)
 }

@@ -1,29 +1,46 @@
 //! `tern inspect`: what a GGUF file holds and what one decoded token costs.
 
-use std::path::Path;
-
-use tern_kernels::Kernels;
+use serde_json::{json, Value as Json};
 use tern_runtime::budget::{self, BandwidthBudget};
 use tern_runtime::fs::MappedFile;
-use tern_runtime::gguf::Gguf;
+use tern_runtime::gguf::{Gguf, Value};
 use tern_runtime::model::WeightBytes;
 use tern_runtime::{KvType, Model};
 
-use crate::args::{opt, Args};
+use crate::args::ModelOpts;
+use crate::common::kernels;
+use crate::error::{Context, Error, Result};
 
-pub const USAGE: &str = "tern inspect -m FILE [--bandwidth-budget GBS]";
+/// `tern inspect`'s options.
+#[derive(clap::Args, Debug)]
+pub struct InspectArgs {
+    /// The memory bandwidth, GB/s, the decode ceiling is computed for.
+    #[arg(long, value_name = "GBS", default_value_t = crate::bench::DEFAULT_BUDGET_GBPS)]
+    pub bandwidth_budget: f64,
+    /// Print one JSON object instead of the report.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    model: ModelOpts,
+}
 
-pub fn main(argv: &[String]) -> Result<(), String> {
-    let args = Args::parse(
-        argv,
-        &[opt("model", Some("m")), opt("bandwidth-budget", None)],
-    )?;
-    let budget =
-        BandwidthBudget::new(args.get("bandwidth-budget", crate::bench::DEFAULT_BUDGET_GBPS)?);
-    let path = args.required("model")?;
-    let map = MappedFile::open(Path::new(path)).map_err(|e| e.to_string())?;
+/// Runs `tern inspect`.
+pub fn main(args: InspectArgs) -> Result<()> {
+    let budget = BandwidthBudget::new(args.bandwidth_budget);
+    let path = args.model.model.display();
+    let kernels = kernels(&args.model)?;
+    let map = MappedFile::open(&args.model.model).context(&path)?;
     let file = map.bytes();
-    let g = Gguf::parse(file, file.len() as u64).map_err(|e| format!("{path}: {e}"))?;
+    let g = Gguf::parse(file, file.len() as u64).context(&path)?;
+    if args.json {
+        let mut report = file_json(&path.to_string(), file.len(), &g);
+        match Model::from_bytes(Box::new(map), kernels) {
+            Ok(model) => report["model"] = model_json(&model, &budget),
+            Err(e) => report["unsupported"] = Json::from(Error::from_err(e).report()),
+        }
+        println!("{report}");
+        return Ok(());
+    }
 
     println!(
         "file:        {path} ({:.1} MB, GGUF v{})",
@@ -59,7 +76,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         );
     }
 
-    match Model::from_bytes(Box::new(map), Kernels::best()) {
+    match Model::from_bytes(Box::new(map), kernels) {
         Ok(model) => {
             let c = model.config();
             let tok = model.tokenizer();
@@ -189,6 +206,119 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         Err(e) => println!("\nTern cannot run this model: {e}"),
     }
     Ok(())
+}
+
+/// The file's header as JSON: metadata (arrays as their summary text) and tensors.
+fn file_json(path: &str, len: usize, g: &Gguf<'_>) -> Json {
+    let metadata: serde_json::Map<String, Json> = g
+        .metadata()
+        .iter()
+        .map(|(key, value)| {
+            let v = match value {
+                Value::U8(v) => json!(v),
+                Value::I8(v) => json!(v),
+                Value::U16(v) => json!(v),
+                Value::I16(v) => json!(v),
+                Value::U32(v) => json!(v),
+                Value::I32(v) => json!(v),
+                Value::U64(v) => json!(v),
+                Value::I64(v) => json!(v),
+                Value::F32(v) => json!(v),
+                Value::F64(v) => json!(v),
+                Value::Bool(v) => json!(v),
+                Value::Str(v) => json!(v),
+                other => json!(other.to_string()),
+            };
+            (key.to_string(), v)
+        })
+        .collect();
+    let tensors: Vec<Json> = g
+        .tensors()
+        .iter()
+        .map(|t| {
+            json!({
+                "name": t.name,
+                "type": t.ggml_type.to_string(),
+                "shape": &t.dims[..t.n_dims as usize],
+                "bytes": t.size,
+            })
+        })
+        .collect();
+    json!({
+        "file": path,
+        "bytes": len,
+        "gguf_version": g.version,
+        "metadata": metadata,
+        "tensors": tensors,
+        "model": null,
+    })
+}
+
+/// What Tern makes of the model, as JSON: the same figures as the report.
+fn model_json(model: &Model, budget: &BandwidthBudget) -> Json {
+    let c = model.config();
+    let tok = model.tokenizer();
+    let kv_type = KvType::default();
+    let kv_per_pos =
+        budget::bytes_per_token(model, 1, kv_type) - budget::bytes_per_token(model, 0, kv_type);
+    let k = model.kernels();
+    let kernels: Vec<Json> = tern_kernels::Format::ALL
+        .iter()
+        .map(|&f| {
+            let fk = k.format(f);
+            json!({
+                "format": f.name(),
+                "f32": fk.dot_rows.map_or(fk.dot.name, |r| r.name),
+                "int8": fk.gemm_q8.map(|g| g.name).or(fk.dot_q8.map(|d| d.name)),
+                "f16": fk.dot_f16.map(|d| d.name),
+            })
+        })
+        .collect();
+    let ceilings: Vec<Json> = [0usize, 512, 2048]
+        .iter()
+        .map(|&pos| {
+            let total = budget::bytes_per_token(model, pos, kv_type);
+            json!({
+                "position": pos,
+                "bytes_per_token": total,
+                "tok_s": budget.ceiling_tok_s(total),
+            })
+        })
+        .collect();
+    let layers: Vec<Json> = layer_runs(model.tensors())
+        .into_iter()
+        .map(|(range, what)| json!({ "layers": range, "description": what }))
+        .collect();
+    json!({
+        "architecture": c.arch.name(),
+        "n_layers": c.n_layers,
+        "dim": c.dim,
+        "ffn_dim": c.ffn_dim,
+        "n_heads": c.n_heads,
+        "n_kv_heads": c.n_kv_heads,
+        "head_dim": c.head_dim,
+        "train_context": c.train_context,
+        "n_params": model.meta().n_params,
+        "main_format": model.meta().main_format,
+        "layers": layers,
+        "tokenizer": {
+            "kind": tok.kind().to_string(),
+            "pre": tok.pre().to_string(),
+            "vocab": tok.vocab_size(),
+            "bos": tok.bos(),
+            "eos": tok.eos(),
+        },
+        "chat_template": model.meta().chat_template.is_some(),
+        "weight_bytes_per_token": model.tensors().weight_bytes_per_token(),
+        "tied_output": model.tensors().tied_output,
+        "kv_type": kv_type.name(),
+        "kv_bytes_per_position": kv_per_pos,
+        "backend": k.backend().name(),
+        "kernels": kernels,
+        "repacked_bytes": model.tensors().repacked_bytes(),
+        "budget_gbps": budget.gbps,
+        "decode_ceiling": ceilings,
+    })
 }
 
 /// Runs of consecutive layers with the same description, as `("0-4", "attention …")`.

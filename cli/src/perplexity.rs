@@ -1,41 +1,70 @@
 //! `tern perplexity`: perplexity over a text file, computed as llama.cpp's perplexity tool does
 //! so the two figures can be compared.
 
+use std::path::PathBuf;
 use std::time::Instant;
+
+use serde_json::json;
 
 use tern_runtime::session::DEFAULT_BATCH;
 
-use crate::args::{opt, switch, Args};
-use crate::common::{load_model, session, MODEL_OPTS};
+use crate::args::{LoadOpts, ModelOpts, SessionOpts, ThreadOpts};
+use crate::common::{load_model, session};
+use crate::error::{Context, Error, Result};
 
-pub const USAGE: &str =
-    "tern perplexity -m FILE -f TEXT [-c CTX] [--chunks N] [--threads T] [--json]";
+/// `tern perplexity`'s options.
+#[derive(clap::Args, Debug)]
+pub struct PerplexityArgs {
+    /// The text to score (UTF-8).
+    #[arg(short, long, value_name = "TEXT")]
+    pub file: PathBuf,
+    /// Score at most N windows [default: all].
+    #[arg(long, value_name = "N")]
+    pub chunks: Option<usize>,
+    /// Print one JSON object instead of the figures.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    model: ModelOpts,
+    #[command(flatten)]
+    load: LoadOpts,
+    #[command(flatten)]
+    session: SessionOpts,
+    #[command(flatten)]
+    threads: ThreadOpts,
+}
 
-pub fn main(argv: &[String]) -> Result<(), String> {
-    let mut specs = Vec::from(MODEL_OPTS);
-    specs.extend([opt("file", Some("f")), opt("chunks", None), switch("json")]);
-    let args = Args::parse(argv, &specs)?;
-    let path = args.required("file")?;
-    let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
-    let text = String::from_utf8(bytes).map_err(|e| format!("{path} is not UTF-8 text: {e}"))?;
-    let n_ctx: usize = args.get("ctx-size", 512)?;
+/// Runs `tern perplexity`.
+pub fn main(args: PerplexityArgs) -> Result<()> {
+    let path = args.file.display();
+    let bytes = std::fs::read(&args.file).context(&path)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| Error::from(format!("{path} is not UTF-8 text: {e}")))?;
+    let n_ctx = args.session.ctx_size.unwrap_or(512);
     if n_ctx < 4 {
-        return Err("--ctx-size must be at least 4".into());
+        return Err(Error::usage("--ctx-size must be at least 4"));
     }
-    let max_chunks: usize = args.get("chunks", usize::MAX)?;
+    let max_chunks = args.chunks.unwrap_or(usize::MAX);
 
-    let loaded = load_model(&args)?;
+    let loaded = load_model(&args.model, &args.load)?;
     let model = loaded.model.clone();
-    let mut session = session(loaded, &args, n_ctx, DEFAULT_BATCH)?;
+    let mut session = session(
+        loaded,
+        &args.session,
+        &args.load,
+        args.threads.threads,
+        n_ctx,
+        DEFAULT_BATCH,
+    )?;
     let tok = model.tokenizer();
     let tokens = tok.encode(&text, true, false);
     let bos = tok.bos().filter(|_| tokens.first() == tok.bos().as_ref());
     let n_chunks = (tokens.len() / n_ctx).min(max_chunks);
     if n_chunks == 0 {
-        return Err(format!(
+        return Err(Error::from(format!(
             "{path} has {} tokens, fewer than one window of {n_ctx}",
             tokens.len()
-        ));
+        )));
     }
     eprintln!(
         "perplexity: {} tokens, {n_chunks} chunks of {n_ctx}, scoring the second half of each",
@@ -60,24 +89,29 @@ pub fn main(argv: &[String]) -> Result<(), String> {
                     stats.add(logits, chunk[i + 1] as usize);
                 }
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(Error::from_err)?;
         running.push(stats.ppl());
         eprint!("[{}]{:.4} ", c + 1, stats.ppl());
     }
     eprintln!();
     let secs = start.elapsed().as_secs_f64();
     let (ppl, err) = (stats.ppl(), stats.ppl_error());
-    if args.flag("json") {
-        let running: Vec<String> = running.iter().map(f64::to_string).collect();
-        println!(
-            "{{\"ppl\":{ppl},\"ppl_error\":{err},\"chunks\":{n_chunks},\"ctx\":{n_ctx},\"tokens\":{},\"tokens_scored\":{},\"running_ppl\":[{}],\"seconds\":{secs:.3}}}",
-            tokens.len(),
-            stats.count,
-            running.join(",")
-        );
+    if args.json {
+        let result = json!({
+            "ppl": ppl,
+            "ppl_error": err,
+            "chunks": n_chunks,
+            "ctx": n_ctx,
+            "tokens": tokens.len(),
+            "tokens_scored": stats.count,
+            "running_ppl": running,
+            "seconds": secs,
+        });
+        println!("{result}");
     } else {
         eprintln!("{} tokens scored in {secs:.1} s", stats.count);
-        println!("PPL = {ppl:.4} +/- {err:.4}");
+        // llama.cpp's closing line, figure for figure, for the scripts that read it.
+        println!("Final estimate: PPL = {ppl:.4} +/- {err:.5}");
     }
     Ok(())
 }

@@ -51,6 +51,9 @@
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde_json::json;
 
 use tern_kernels::blocks::F16Le;
 use tern_kernels::{scalar, Format, Kernels};
@@ -58,19 +61,45 @@ use tern_runtime::fs::MappedFile;
 use tern_runtime::gguf::write::GgufWriter;
 use tern_runtime::gguf::{GgmlType, Gguf, TensorInfo, Value};
 use tern_runtime::model::WeightBytes;
+use tern_runtime::parallel::Parallel;
+use tern_runtime::pool::ThreadPool;
 
-use crate::args::{opt, switch, Args};
+use crate::error::{Context, Error, Result};
 
 mod mix;
 
 use mix::{Mix, ModelFacts};
 
-pub const USAGE: &str = "tern quantize -m IN.gguf -o OUT.gguf
-           --type tq2_0|tq1_0|i2_s|q4_0|q4_1|q5_0|q5_1|iq4_nl|q8_0|q4_k|q5_k|q6_k|q3_k|q2_k
-           [--embedding-type TYPE|keep (default q8_0)] [--fallback-type TYPE (default q4_0)]
-       tern quantize -m IN.gguf -o OUT.gguf
-           --type q4_k_m|q4_k_s|q5_k_m|q5_k_s|q3_k_m|q3_k_s|q3_k_l   (llama.cpp's mixes)
-       tern quantize -m IN.gguf -o OUT.gguf --mix --type q2_k|q6_k|<any mix above>";
+/// `tern quantize`'s options.
+#[derive(clap::Args, Debug)]
+pub struct QuantizeArgs {
+    /// The model to read.
+    #[arg(short, long, value_name = "IN.gguf")]
+    pub model: PathBuf,
+    /// The file to write (through OUT.gguf.part, renamed when complete).
+    #[arg(short, long, value_name = "OUT.gguf")]
+    pub output: Option<PathBuf>,
+    /// The type: tq2_0, tq1_0, i2_s, q4_0, q4_1, q5_0, q5_1, iq4_nl, q8_0, q4_k, q5_k, q6_k,
+    /// q3_k, q2_k; or one of llama.cpp's mixes q4_k_m, q4_k_s, q5_k_m, q5_k_s, q3_k_m, q3_k_s,
+    /// q3_k_l.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub ty: String,
+    /// The type of the embedding and output head, or keep [default: q8_0].
+    #[arg(long, value_name = "TYPE")]
+    pub embedding_type: Option<String>,
+    /// The type of matrices whose rows do not divide into --type's blocks [default: q4_0].
+    #[arg(long, value_name = "TYPE")]
+    pub fallback_type: Option<String>,
+    /// Read --type q2_k or q6_k as llama.cpp's mix of that name, not as a single type.
+    #[arg(long)]
+    pub mix: bool,
+    /// Print one JSON object (every tensor's old and new type and size) instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker threads [default: all cores].
+    #[arg(short = 't', long, value_name = "N")]
+    pub threads: Option<usize>,
+}
 
 /// Bytes after an I2_S tensor's packed codes: its f32 scale, then zero padding.
 const I2_S_TRAILER: usize = 32;
@@ -191,7 +220,7 @@ impl Target {
         }
     }
 
-    fn parse(s: &str, option: &str) -> Result<Target, String> {
+    fn parse(s: &str, option: &str) -> std::result::Result<Target, String> {
         let lower = s.to_ascii_lowercase();
         Target::ALL
             .into_iter()
@@ -234,65 +263,69 @@ enum Reason {
     NotQuantized,
 }
 
-pub fn main(argv: &[String]) -> Result<(), String> {
-    let args = Args::parse(
-        argv,
-        &[
-            opt("model", Some("m")),
-            opt("output", Some("o")),
-            opt("type", None),
-            opt("embedding-type", None),
-            opt("fallback-type", None),
-            switch("mix"),
-        ],
-    )?;
-    let input = PathBuf::from(args.required("model")?);
-    let output = PathBuf::from(args.required("output")?);
-    let type_name = args.required("type")?.to_ascii_lowercase();
+/// Runs `tern quantize`.
+pub fn main(args: QuantizeArgs) -> Result<()> {
+    let input = args.model.clone();
+    let output = args
+        .output
+        .clone()
+        .ok_or_else(|| Error::usage("missing --output (-o OUT.gguf)"))?;
+    let type_name = args.ty.to_ascii_lowercase();
+    let pool = ThreadPool::new(
+        args.threads
+            .unwrap_or_else(ThreadPool::available_threads)
+            .max(1),
+    )
+    .context("--threads")?;
+    let out = Out {
+        json: args.json,
+        pool: &pool,
+    };
     let mix = match Mix::named(&type_name) {
         // q2_k and q6_k are also single types: the mix only when asked for.
-        Some(m) if args.flag("mix") || Target::parse(&type_name, "--type").is_err() => Some(m),
-        None if args.flag("mix") => {
+        Some(m) if args.mix || Target::parse(&type_name, "--type").is_err() => Some(m),
+        None if args.mix => {
             let names: Vec<&str> = mix::MIXES.iter().map(|m| m.name).collect();
-            return Err(format!(
+            return Err(Error::usage(format!(
                 "--mix: '{type_name}' is not a llama.cpp mix (one of {})",
                 names.join(", ")
-            ));
+            )));
         }
         _ => None,
     };
     if let Some(m) = mix {
-        if let Some(o) = ["embedding-type", "fallback-type"]
-            .into_iter()
-            .find(|o| args.str(o).is_some())
-        {
-            return Err(format!(
+        let given = [
+            ("embedding-type", &args.embedding_type),
+            ("fallback-type", &args.fallback_type),
+        ];
+        if let Some((o, _)) = given.iter().find(|(_, v)| v.is_some()) {
+            return Err(Error::usage(format!(
                 "--{o} does not apply to --type {}: llama.cpp's rules choose every tensor's type",
                 m.name
-            ));
+            )));
         }
-        return main_mix(&input, &output, m);
+        return main_mix(&input, &output, m, &out);
     }
-    let target = Target::parse(&type_name, "--type")?;
-    let embedding = match args.str("embedding-type").unwrap_or("q8_0") {
+    let target = Target::parse(&type_name, "--type").map_err(Error::usage)?;
+    let embedding = match args.embedding_type.as_deref().unwrap_or("q8_0") {
         "keep" => None,
-        s => Some(Target::parse(s, "--embedding-type")?),
+        s => Some(Target::parse(s, "--embedding-type").map_err(Error::usage)?),
     };
     let fallback = Target::parse(
-        args.str("fallback-type").unwrap_or("q4_0"),
+        args.fallback_type.as_deref().unwrap_or("q4_0"),
         "--fallback-type",
-    )?;
+    )
+    .map_err(Error::usage)?;
     if same_file(&input, &output) {
-        return Err(format!(
+        return Err(Error::usage(format!(
             "{}: output would overwrite the input",
             output.display()
-        ));
+        )));
     }
 
-    let map = MappedFile::open(&input).map_err(|e| e.to_string())?;
+    let map = MappedFile::open(&input).context(input.display())?;
     let file = map.bytes();
-    let src =
-        Gguf::parse(file, file.len() as u64).map_err(|e| format!("{}: {e}", input.display()))?;
+    let src = Gguf::parse(file, file.len() as u64).context(input.display())?;
 
     let plans: Vec<(Plan, Reason)> = src
         .tensors()
@@ -300,26 +333,88 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         .map(|t| plan(t, target, embedding, fallback))
         .collect();
     let quantized = target.format().block_len() > 1;
-    let w = write_file(&src, file, &plans, target.file_type(), quantized, &output)?;
-    report(
-        &src, &w, &plans, &input, &output, target, embedding, fallback,
-    );
+    let w = write_file(
+        &src,
+        file,
+        &plans,
+        target.file_type(),
+        quantized,
+        &output,
+        &out,
+    )?;
+    if out.json {
+        let summary = json!({
+            "type": target.name(),
+            "file_type": target.file_type(),
+            "embedding_type": embedding.map(Target::name),
+            "fallback_type": fallback.name(),
+        });
+        print_json(&src, &w, &plans, &input, &output, summary);
+    } else {
+        report(
+            &src, &w, &plans, &input, &output, target, embedding, fallback,
+        );
+    }
     Ok(())
 }
 
+/// How to report and with which workers.
+struct Out<'a> {
+    /// JSON instead of the table.
+    json: bool,
+    /// Workers for dequantizing and quantizing.
+    pool: &'a ThreadPool,
+}
+
+/// The JSON report: `summary`'s fields, the files, and every tensor's old and new type and
+/// size.
+fn print_json(
+    src: &Gguf<'_>,
+    w: &GgufWriter<'_>,
+    plans: &[(Plan, Reason)],
+    input: &Path,
+    output: &Path,
+    mut summary: serde_json::Value,
+) {
+    let tensors: Vec<serde_json::Value> = src
+        .tensors()
+        .iter()
+        .zip(w.tensors())
+        .zip(plans)
+        .map(|((t, d), (p, reason))| {
+            json!({
+                "name": t.name,
+                "shape": &t.dims[..t.n_dims as usize],
+                "old_type": t.ggml_type.to_string(),
+                "new_type": d.ggml_type.to_string(),
+                "old_bytes": t.size,
+                "new_bytes": d.size,
+                "converted": matches!(p, Plan::Convert(_)),
+                "fallback": matches!(reason, Reason::Fallback { .. }),
+            })
+        })
+        .collect();
+    summary["input"] = json!(input.display().to_string());
+    summary["output"] = json!(output.display().to_string());
+    summary["old_bytes"] = json!(src.tensors().iter().map(|t| t.size).sum::<u64>());
+    summary["new_bytes"] = json!(w.tensors().iter().map(|t| t.size).sum::<u64>());
+    summary["tensors"] = json!(tensors);
+    println!("{summary}");
+}
+
 /// `tern quantize --type MIX`: every tensor's type by llama.cpp's rules for the mix.
-fn main_mix(input: &Path, output: &Path, m: &Mix) -> Result<(), String> {
+fn main_mix(input: &Path, output: &Path, m: &Mix, out: &Out<'_>) -> Result<()> {
     if same_file(input, output) {
-        return Err(format!(
+        return Err(Error::usage(format!(
             "{}: output would overwrite the input",
             output.display()
-        ));
+        )));
     }
-    let map = MappedFile::open(input).map_err(|e| e.to_string())?;
+    let map = MappedFile::open(input).context(input.display())?;
     let file = map.bytes();
-    let src =
-        Gguf::parse(file, file.len() as u64).map_err(|e| format!("{}: {e}", input.display()))?;
-    let facts = ModelFacts::of(&src).map_err(|e| format!("{}: {e}", input.display()))?;
+    let src = Gguf::parse(file, file.len() as u64).context(input.display())?;
+    let facts =
+        ModelFacts::of(&src).map_err(|e| Error::from(format!("{}: {e}", input.display())))?;
     let chosen = m.choose(src.tensors(), facts);
     let plans: Vec<(Plan, Reason)> = src
         .tensors()
@@ -337,13 +432,23 @@ fn main_mix(input: &Path, output: &Path, m: &Mix) -> Result<(), String> {
         .zip(&plans)
         .find(|(_, p)| p.0 == Plan::Convert(Target::IQ4_XS))
     {
-        return Err(format!(
+        return Err(Error::from(format!(
             "--type {}: tensor '{}' would be IQ4_XS, which tern quantize cannot write yet",
             m.name, t.0.name
-        ));
+        )));
     }
-    let w = write_file(&src, file, &plans, m.ftype, true, output)?;
-    report_mix(&src, &w, &plans, input, output, m, facts);
+    let w = write_file(&src, file, &plans, m.ftype, true, output, out)?;
+    if out.json {
+        let summary = json!({
+            "type": m.name,
+            "file_type": m.ftype,
+            "n_layer": facts.n_layer,
+            "n_gqa": facts.n_gqa,
+        });
+        print_json(&src, &w, &plans, input, output, summary);
+    } else {
+        report_mix(&src, &w, &plans, input, output, m, facts);
+    }
     Ok(())
 }
 
@@ -357,13 +462,14 @@ fn write_file<'a>(
     file_type: u32,
     quantized: bool,
     output: &Path,
-) -> Result<GgufWriter<'a>, String> {
-    let mut w = GgufWriter::with_metadata_of(src).map_err(|e| e.to_string())?;
+    out: &Out<'_>,
+) -> Result<GgufWriter<'a>> {
+    let mut w = GgufWriter::with_metadata_of(src).map_err(Error::from_err)?;
     w.set("general.file_type", Value::U32(file_type))
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::from_err)?;
     if quantized {
         w.set("general.quantization_version", Value::U32(2))
-            .map_err(|e| e.to_string())?;
+            .map_err(Error::from_err)?;
     }
     for (t, (p, _)) in src.tensors().iter().zip(plans) {
         let ty = match p {
@@ -371,15 +477,15 @@ fn write_file<'a>(
             Plan::Convert(to) => to.ggml_type(),
         };
         w.add_tensor(t.name, &t.dims[..t.n_dims as usize], ty)
-            .map_err(|e| e.to_string())?;
+            .map_err(Error::from_err)?;
     }
     let part = part_path(output);
-    let result = write(src, file, &w, plans, &part);
+    let result = write(src, file, &w, plans, &part, out.pool);
     if let Err(e) = result {
         let _ = std::fs::remove_file(&part);
         return Err(e);
     }
-    std::fs::rename(&part, output).map_err(|e| format!("{}: {e}", output.display()))?;
+    std::fs::rename(&part, output).context(output.display())?;
     Ok(w)
 }
 
@@ -435,41 +541,76 @@ fn fallback_for(row_len: u64, fallback: Target) -> Target {
     }
 }
 
-/// Writes the output file: header, then each tensor copied or converted, in source order.
+/// Writes the output file: header, then each tensor copied or converted, in source order,
+/// with a progress line per tensor on stderr as llama-quantize prints them.
 fn write(
     src: &Gguf<'_>,
     file: &[u8],
     w: &GgufWriter<'_>,
     plans: &[(Plan, Reason)],
     path: &Path,
-) -> Result<(), String> {
-    let out = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pool: &ThreadPool,
+) -> Result<()> {
+    let out = File::create(path).context(path.display())?;
     let mut stream = w
         .stream(BufWriter::with_capacity(1 << 20, out))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .context(path.display())?;
     let kernels = Kernels::scalar();
-    for (t, (p, _)) in src.tensors().iter().zip(plans) {
+    let n = src.tensors().len();
+    let width = n.to_string().len();
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    for (i, ((t, d), (p, _))) in src.tensors().iter().zip(w.tensors()).zip(plans).enumerate() {
         // Ranges were checked against the file length by the parser.
         let bytes = t
             .data(file)
             .ok_or_else(|| format!("tensor '{}' lies outside the file", t.name))?;
+        let shape: Vec<String> = t.dims[..t.n_dims as usize]
+            .iter()
+            .map(|d| format!("{d:>5}"))
+            .collect();
+        let head = format!(
+            "[{:>width$}/{n:>width$}] {:>36} - [{}], type = {:>6}",
+            i + 1,
+            t.name,
+            shape.join(", "),
+            t.ggml_type.to_string()
+        );
         match p {
-            Plan::Copy => stream.write_tensor(bytes),
+            Plan::Copy => {
+                eprintln!("{head}, size = {:>8.3} MiB", mib(t.size));
+                stream.write_tensor(bytes)
+            }
             Plan::Convert(to) => {
-                let values = dequantize(&kernels, t, bytes)?;
-                stream.write_tensor(&quantize(t, &values, *to))
+                eprint!("{head}, converting to {} .. ", to.name());
+                let values = dequantize(&kernels, t, bytes, pool)?;
+                let q = quantize(t, &values, *to, pool);
+                eprintln!(
+                    "size = {:>8.2} MiB -> {:>8.2} MiB",
+                    mib(t.size),
+                    mib(d.size)
+                );
+                stream.write_tensor(&q)
             }
         }
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .context(path.display())?;
     }
-    stream
-        .finish()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    stream.finish().context(path.display())?;
     Ok(())
 }
 
-/// Every weight of `t` as f32, row after row.
-fn dequantize(kernels: &Kernels, t: &TensorInfo<'_>, bytes: &[u8]) -> Result<Vec<f32>, String> {
+/// Rows per parallel task: enough work per task to amortize the hand-off, and at least a
+/// few tasks per thread so uneven rows balance.
+fn rows_per_task(rows: usize, pool: &ThreadPool) -> usize {
+    rows.div_ceil(4 * pool.threads()).max(1)
+}
+
+/// Every weight of `t` as f32, row after row, rows dequantized in parallel on `pool`.
+fn dequantize(
+    kernels: &Kernels,
+    t: &TensorInfo<'_>,
+    bytes: &[u8],
+    pool: &ThreadPool,
+) -> Result<Vec<f32>> {
     let format = t.ggml_type.format().ok_or_else(|| {
         format!(
             "tensor '{}' has type {}, which tern quantize cannot read (it reads {})",
@@ -501,7 +642,23 @@ fn dequantize(kernels: &Kernels, t: &TensorInfo<'_>, bytes: &[u8]) -> Result<Vec
         (bytes, 1.0)
     };
     let mut out = vec![0.0f32; n];
-    if row_len > 0 {
+    if row_len > 0 && format != Format::I2_S {
+        let per = rows_per_task(n / row_len, pool);
+        let inputs: Vec<&[u8]> = packed.chunks(per * row_bytes).collect();
+        let outputs: Vec<Mutex<&mut [f32]>> =
+            out.chunks_mut(per * row_len).map(Mutex::new).collect();
+        pool.run(outputs.len().min(inputs.len()), &|i| {
+            // Each task locks only its own chunk: never contended.
+            let mut o = outputs[i].lock().unwrap_or_else(|e| e.into_inner());
+            for (row, o) in inputs[i]
+                .chunks_exact(row_bytes)
+                .zip(o.chunks_exact_mut(row_len))
+            {
+                kernels.dequant(format, row, o);
+            }
+        });
+    } else if row_len > 0 {
+        // I2_S packs codes across the whole tensor: one pass.
         for (row, o) in packed
             .chunks_exact(row_bytes)
             .zip(out.chunks_exact_mut(row_len))
@@ -516,25 +673,43 @@ fn dequantize(kernels: &Kernels, t: &TensorInfo<'_>, bytes: &[u8]) -> Result<Vec
 }
 
 /// The bytes of `values` (all of tensor `t`) in `to`.
-fn quantize(t: &TensorInfo<'_>, values: &[f32], to: Target) -> Vec<u8> {
+fn quantize(t: &TensorInfo<'_>, values: &[f32], to: Target, pool: &ThreadPool) -> Vec<u8> {
     let n = values.len();
-    // Rows divide into blocks (checked by `plan`), so the whole tensor is whole blocks and the
-    // quantizers can take it in one call.
-    let bytes = |f: Format| vec![0u8; n / f.block_len() * f.block_bytes()];
+    let row_len = (t.row_len() as usize).max(1);
+    // Rows divide into blocks (checked by `plan`), so every row is whole blocks and the rows
+    // quantize independently, in parallel.
+    let par = |values: &[f32], f: Format, q: fn(&[f32], &mut [u8])| {
+        let row_bytes = f.row_bytes(row_len).unwrap_or(0);
+        let mut out = vec![0u8; n / f.block_len() * f.block_bytes()];
+        if row_bytes == 0 || !n.is_multiple_of(row_len) {
+            q(values, &mut out);
+            return out;
+        }
+        let per = rows_per_task(n / row_len, pool);
+        let inputs: Vec<&[f32]> = values.chunks(per * row_len).collect();
+        let outputs: Vec<Mutex<&mut [u8]>> =
+            out.chunks_mut(per * row_bytes).map(Mutex::new).collect();
+        pool.run(outputs.len().min(inputs.len()), &|i| {
+            // Each task locks only its own chunk: never contended.
+            let mut o = outputs[i].lock().unwrap_or_else(|e| e.into_inner());
+            q(inputs[i], &mut o);
+        });
+        out
+    };
     match to {
         Target::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         Target::F16 => values.iter().flat_map(|&v| F16Le::from_f32(v).0).collect(),
-        Target::Q4_0 => run(values, bytes(Format::Q4_0), scalar::quantize_q4_0),
-        Target::Q4_1 => run(values, bytes(Format::Q4_1), scalar::quantize_q4_1),
-        Target::Q5_0 => run(values, bytes(Format::Q5_0), scalar::quantize_q5_0),
-        Target::Q5_1 => run(values, bytes(Format::Q5_1), scalar::quantize_q5_1),
-        Target::IQ4_NL => run(values, bytes(Format::IQ4_NL), scalar::quantize_iq4_nl),
-        Target::Q8_0 => run(values, bytes(Format::Q8_0), scalar::quantize_q8_0),
-        Target::Q4_K => run(values, bytes(Format::Q4_K), scalar::quantize_q4_k),
-        Target::Q5_K => run(values, bytes(Format::Q5_K), scalar::quantize_q5_k),
-        Target::Q6_K => run(values, bytes(Format::Q6_K), scalar::quantize_q6_k),
-        Target::Q3_K => run(values, bytes(Format::Q3_K), scalar::quantize_q3_k),
-        Target::Q2_K => run(values, bytes(Format::Q2_K), scalar::quantize_q2_k),
+        Target::Q4_0 => par(values, Format::Q4_0, scalar::quantize_q4_0),
+        Target::Q4_1 => par(values, Format::Q4_1, scalar::quantize_q4_1),
+        Target::Q5_0 => par(values, Format::Q5_0, scalar::quantize_q5_0),
+        Target::Q5_1 => par(values, Format::Q5_1, scalar::quantize_q5_1),
+        Target::IQ4_NL => par(values, Format::IQ4_NL, scalar::quantize_iq4_nl),
+        Target::Q8_0 => par(values, Format::Q8_0, scalar::quantize_q8_0),
+        Target::Q4_K => par(values, Format::Q4_K, scalar::quantize_q4_k),
+        Target::Q5_K => par(values, Format::Q5_K, scalar::quantize_q5_k),
+        Target::Q6_K => par(values, Format::Q6_K, scalar::quantize_q6_k),
+        Target::Q3_K => par(values, Format::Q3_K, scalar::quantize_q3_k),
+        Target::Q2_K => par(values, Format::Q2_K, scalar::quantize_q2_k),
         // `main_mix` refuses a plan with IQ4_XS before writing anything.
         Target::IQ4_XS => unreachable!("IQ4_XS is never planned"),
         Target::TQ1_0 | Target::TQ2_0 => {
@@ -546,9 +721,9 @@ fn quantize(t: &TensorInfo<'_>, values: &[f32], to: Target) -> Vec<u8> {
                 codes.iter().map(|&c| c * scale).collect()
             };
             if to == Target::TQ1_0 {
-                run(&q, bytes(Format::TQ1_0), scalar::quantize_tq1_0)
+                par(&q, Format::TQ1_0, scalar::quantize_tq1_0)
             } else {
-                run(&q, bytes(Format::TQ2_0), scalar::quantize_tq2_0)
+                par(&q, Format::TQ2_0, scalar::quantize_tq2_0)
             }
         }
         Target::I2_S => {
@@ -561,11 +736,6 @@ fn quantize(t: &TensorInfo<'_>, values: &[f32], to: Target) -> Vec<u8> {
             out
         }
     }
-}
-
-fn run(values: &[f32], mut out: Vec<u8>, f: fn(&[f32], &mut [u8])) -> Vec<u8> {
-    f(values, &mut out);
-    out
 }
 
 /// BitNet b1.58's absmean ternarization of a whole tensor: codes `t = round(clamp(w/γ, −1, 1))`

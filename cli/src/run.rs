@@ -1,68 +1,75 @@
 //! `tern run`: generate text from a prompt, streaming it as it comes.
 
 use std::io::Write;
-use std::time::Instant;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
+use serde_json::json;
 use tern_runtime::constrain::{self, ConstraintVocab, GrammarSource};
 use tern_runtime::session::DEFAULT_BATCH;
+use tern_runtime::stats::GenerationStats;
 use tern_runtime::{Event, Flow, Sampler, SamplerOptions};
 
-use crate::args::{opt, switch, Args};
-use crate::common::{load_model, peak_rss_mb, session, MODEL_OPTS};
-use crate::json;
+use crate::args::{GrammarOpts, LoadOpts, ModelOpts, SamplingOpts, SessionOpts, ThreadOpts};
+use crate::common::{load_model, session};
+use crate::error::{Context, Error, Result};
+use crate::signals::peak_rss_mb;
 
-pub const USAGE: &str =
-    "tern run -m FILE -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]
-         [--repeat-penalty R] [--seed S] [--threads T] [-c CTX] [--json]
-         [--json-schema FILE | --grammar FILE]
-  --json-schema FILE  constrain the output to one JSON document valid under the schema
-  --grammar FILE      constrain the output to a llama.cpp GBNF grammar (a .lark file: Lark)";
+/// `tern run`'s options.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// The prompt.
+    #[arg(short, long, required_unless_present = "words")]
+    pub prompt: Option<String>,
+    /// The prompt after `--`, words joined by spaces: `tern run -m M -- -5 is less than`.
+    #[arg(last = true, value_name = "PROMPT", conflicts_with = "prompt")]
+    pub words: Vec<String>,
+    /// Most tokens to generate.
+    #[arg(short, long, value_name = "N", default_value_t = 128)]
+    pub n_predict: usize,
+    /// Print one JSON object (tokens, text, stop reason, timings) instead of streaming text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    sampling: SamplingOpts,
+    #[command(flatten)]
+    grammar: GrammarOpts,
+    #[command(flatten)]
+    model: ModelOpts,
+    #[command(flatten)]
+    load: LoadOpts,
+    #[command(flatten)]
+    session: SessionOpts,
+    #[command(flatten)]
+    threads: ThreadOpts,
+}
 
-pub fn main(argv: &[String]) -> Result<(), String> {
-    let mut specs = Vec::from(MODEL_OPTS);
-    specs.extend([
-        opt("prompt", Some("p")),
-        opt("n-predict", Some("n")),
-        opt("temp", None),
-        opt("top-k", None),
-        opt("top-p", None),
-        opt("min-p", None),
-        opt("repeat-penalty", None),
-        opt("seed", None),
-        switch("json"),
-        opt("json-schema", None),
-        opt("grammar", None),
-    ]);
-    let args = Args::parse(argv, &specs)?;
-    let prompt = args.required("prompt")?;
-    let n_predict: usize = args.get("n-predict", 128)?;
-    let d = SamplerOptions::default();
-    let sampling = SamplerOptions {
-        temperature: args.get("temp", d.temperature)?,
-        top_k: args.get("top-k", d.top_k)?,
-        top_p: args.get("top-p", d.top_p)?,
-        min_p: args.get("min-p", d.min_p)?,
-        repeat_penalty: args.get("repeat-penalty", d.repeat_penalty)?,
-        seed: args.get("seed", d.seed)?,
-        ..d
-    }
-    .validated()
-    .map_err(|e| format!("invalid sampling option: {e}"))?;
-    let as_json = args.flag("json");
-    let grammar = grammar_source(&args)?;
+/// Runs `tern run`.
+pub fn main(args: RunArgs) -> Result<()> {
+    let sampling = sampler_options(&args.sampling)?;
+    let as_json = args.json;
+    let grammar = grammar_source(&args.grammar)?;
 
-    let loaded = load_model(&args)?;
+    let loaded = load_model(&args.model, &args.load)?;
     let (model, load_ms) = (loaded.model.clone(), loaded.load_ms);
-    let mut session = session(loaded, &args, 0, DEFAULT_BATCH)?;
+    let mut session = session(
+        loaded,
+        &args.session,
+        &args.load,
+        args.threads.threads,
+        0,
+        DEFAULT_BATCH,
+    )?;
     let mut constraint = match &grammar {
         Some(g) => {
             let vocab = ConstraintVocab::new(model.tokenizer(), model.config().vocab)
-                .map_err(|e| e.to_string())?;
-            Some(vocab.compile(g).map_err(|e| e.to_string())?)
+                .map_err(Error::from_err)?;
+            Some(vocab.compile(g).map_err(Error::from_err)?)
         }
         None => None,
     };
-    let prompt_tokens = model.tokenizer().encode(prompt, true, true);
+    let prompt = args.prompt.clone().unwrap_or_else(|| args.words.join(" "));
+    let prompt_tokens = model.tokenizer().encode(&prompt, true, true);
     let mut sampler = Sampler::new(sampling);
     let mut out = std::io::stdout().lock();
     let mut generated = Vec::new();
@@ -92,83 +99,101 @@ pub fn main(argv: &[String]) -> Result<(), String> {
             &prompt_tokens,
             &mut sampler,
             c,
-            n_predict,
+            args.n_predict,
             &mut on_event,
         )
-        .map_err(|e| e.to_string())?,
+        .map_err(Error::from_err)?,
         None => session
-            .generate(&prompt_tokens, &mut sampler, n_predict, &mut on_event)
-            .map_err(|e| e.to_string())?,
+            .generate(&prompt_tokens, &mut sampler, args.n_predict, &mut on_event)
+            .map_err(Error::from_err)?,
     };
     let end = Instant::now();
     let (mask_time, n_masks) = constraint
         .as_ref()
         .map_or((Default::default(), 0), |c| c.cost());
-
-    let prompt_ms = (prompt_done - start).as_secs_f64() * 1e3;
-    let first_token_ms = (first_token.unwrap_or(end) - start).as_secs_f64() * 1e3;
-    let gen_ms = (end - prompt_done).as_secs_f64() * 1e3;
-    let prompt_tok_s = prompt_tokens.len() as f64 / (prompt_ms / 1e3);
-    // The first generated token is sampled from the prompt's logits: decode speed counts the
-    // forward passes after it.
-    let decoded = generated.len().saturating_sub(1).max(1) as f64;
-    let gen_tok_s = if generated.len() > 1 {
-        decoded / (gen_ms / 1e3)
-    } else {
-        f64::NAN
-    };
+    let stats = GenerationStats::from_offsets(
+        prompt_tokens.len(),
+        generated.len(),
+        prompt_done - start,
+        first_token.map(|t| t - start),
+        end - start,
+        stop,
+    );
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let peak_rss = peak_rss_mb();
     if as_json {
-        let timings = format!(
-            "{{\"load_ms\":{},\"first_token_ms\":{},\"prompt_ms\":{},\"gen_ms\":{},\"prompt_tok_s\":{},\"gen_tok_s\":{},\"peak_rss_mb\":{},\"constraint_ms\":{}}}",
-            json::number(load_ms),
-            json::number(load_ms + first_token_ms),
-            json::number(prompt_ms),
-            json::number(gen_ms),
-            json::number(prompt_tok_s),
-            json::number(gen_tok_s),
-            json::number(peak_rss_mb().unwrap_or(f64::NAN)),
-            json::number(mask_time.as_secs_f64() * 1e3)
-        );
-        let _ = writeln!(
-            out,
-            "{{\"prompt_tokens\":{},\"tokens\":{},\"text\":{},\"stop\":{},\"timings\":{}}}",
-            json::ids(&prompt_tokens),
-            json::ids(&generated),
-            json::string(&text),
-            json::string(&format!("{stop:?}")),
-            timings
-        );
+        let result = json!({
+            "prompt_tokens": prompt_tokens,
+            "tokens": generated,
+            "text": text,
+            "stop": format!("{stop:?}"),
+            "timings": {
+                "load_ms": load_ms,
+                "first_token_ms": stats.first_token.map(|t| load_ms + ms(t)),
+                "prompt_ms": ms(stats.prompt_time),
+                "gen_ms": ms(stats.decode_time),
+                "prompt_tok_s": stats.prompt_tok_s(),
+                "gen_tok_s": stats.decode_tok_s(),
+                "peak_rss_mb": peak_rss,
+                "constraint_ms": ms(mask_time),
+            },
+        });
+        let _ = writeln!(out, "{result}");
     } else {
         let _ = writeln!(out);
         eprintln!(
-            "\n[{} prompt tokens: {:.1} tok/s | {} generated: {:.1} tok/s | load {:.0} ms | peak RSS {:.0} MB | threads {} | stop: {:?}]",
-            prompt_tokens.len(),
-            prompt_tok_s,
-            generated.len(),
-            gen_tok_s,
+            "\n[{} prompt tokens: {} tok/s | {} generated: {} tok/s | first token {} ms | load {:.0} ms | peak RSS {} MB | threads {} | stop: {:?}]",
+            stats.prompt_tokens,
+            figure(stats.prompt_tok_s(), 1),
+            stats.generated,
+            figure(stats.decode_tok_s(), 1),
+            figure(stats.first_token.map(ms), 0),
             load_ms,
-            peak_rss_mb().unwrap_or(f64::NAN),
+            figure(peak_rss, 0),
             session.threads(),
-            stop
+            stats.stop
         );
         if n_masks > 0 {
             eprintln!(
                 "[constraint: {} masks, {:.3} ms per token]",
                 n_masks,
-                mask_time.as_secs_f64() * 1e3 / n_masks as f64
+                ms(mask_time) / n_masks as f64
             );
         }
     }
     Ok(())
 }
 
+/// A figure with `decimals` decimals, or `-` when there is none.
+pub fn figure(v: Option<f64>, decimals: usize) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.decimals$}"))
+}
+
+/// The sampler the options ask for, checked.
+pub fn sampler_options(o: &SamplingOpts) -> Result<SamplerOptions> {
+    let d = SamplerOptions::default();
+    SamplerOptions {
+        temperature: o.temp.unwrap_or(d.temperature),
+        top_k: o.top_k.unwrap_or(d.top_k),
+        top_p: o.top_p.unwrap_or(d.top_p),
+        min_p: o.min_p.unwrap_or(d.min_p),
+        repeat_penalty: o.repeat_penalty.unwrap_or(d.repeat_penalty),
+        seed: o.seed.unwrap_or(d.seed),
+        ..d
+    }
+    .validated()
+    .map_err(|e| Error::usage(format!("invalid sampling option: {e}")))
+}
+
 /// The grammar `--json-schema FILE` or `--grammar FILE` names (GBNF, or Lark for `.lark`).
-pub fn grammar_source(args: &Args) -> Result<Option<GrammarSource>, String> {
-    let read = |path: &str| std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"));
-    match (args.str("json-schema"), args.str("grammar")) {
-        (Some(_), Some(_)) => Err("give --json-schema or --grammar, not both".into()),
+pub fn grammar_source(o: &GrammarOpts) -> Result<Option<GrammarSource>> {
+    let read = |path: &Path| std::fs::read_to_string(path).context(path.display());
+    match (&o.json_schema, &o.grammar) {
+        (Some(_), Some(_)) => Err(Error::usage("give --json-schema or --grammar, not both")),
         (Some(p), None) => Ok(Some(GrammarSource::JsonSchema(read(p)?))),
-        (None, Some(p)) if p.ends_with(".lark") => Ok(Some(GrammarSource::Lark(read(p)?))),
+        (None, Some(p)) if p.extension().is_some_and(|e| e == "lark") => {
+            Ok(Some(GrammarSource::Lark(read(p)?)))
+        }
         (None, Some(p)) => Ok(Some(GrammarSource::Gbnf(read(p)?))),
         (None, None) => Ok(None),
     }

@@ -35,6 +35,7 @@ pub mod rope;
 pub mod sampler;
 pub mod session;
 pub mod source;
+pub mod stats;
 pub mod ternary;
 pub mod tokenizer;
 pub mod weights;

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use tern_runtime::constrain::{ConstraintVocab, GrammarSource};
 use tern_runtime::{Sampler, SamplerOptions, Session};
 
-use crate::args::Args;
-use crate::json;
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
 
 /// The prompt used when `--prompt` is not given: an instruction-model chat turn asking for
 /// JSON, in ChatML (Qwen, SmolLM); other families need `--prompt`.
@@ -43,36 +44,37 @@ impl Figures {
     }
 
     /// The figures as a JSON object.
-    pub fn json(&self) -> String {
-        format!(
-            "{{\"free_tok_s\":{},\"free_tok_s_sd\":{},\"constrained_tok_s\":{},\"constrained_tok_s_sd\":{},\"overhead_pct\":{},\"engine_us_per_token\":{},\"tokens_per_run\":{},\"setup_ms\":{},\"n_vocab\":{}}}",
-            json::number(self.free.0),
-            json::number(self.free.1),
-            json::number(self.constrained.0),
-            json::number(self.constrained.1),
-            json::number(self.overhead_pct()),
-            json::number(self.engine_per_token.as_secs_f64() * 1e6),
-            json::number(self.tokens),
-            json::number(self.setup.as_secs_f64() * 1e3),
-            self.n_vocab
-        )
+    pub fn json(&self) -> Value {
+        json!({
+            "free_tok_s": self.free.0,
+            "free_tok_s_sd": self.free.1,
+            "constrained_tok_s": self.constrained.0,
+            "constrained_tok_s_sd": self.constrained.1,
+            "overhead_pct": self.overhead_pct(),
+            "engine_us_per_token": self.engine_per_token.as_secs_f64() * 1e6,
+            "tokens_per_run": self.tokens,
+            "setup_ms": self.setup.as_secs_f64() * 1e3,
+            "n_vocab": self.n_vocab,
+        })
     }
 
-    /// The figures as table rows.
-    pub fn print(&self) {
-        println!(
-            "| free   | {:>7.1} ± {:<5.1} | sampled decode, {} tokens vocabulary",
+    /// The figures as two lines after the table.
+    pub fn print(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "free      {:.1} ± {:.1} tok/s sampled decode, {} tokens vocabulary",
             self.free.0, self.free.1, self.n_vocab
-        );
-        println!(
-            "| constr | {:>7.1} ± {:<5.1} | same, constrained: {:+.1} % per token, engine {:.0} µs/token, {:.0} tokens/run, setup {:.0} ms",
+        )?;
+        writeln!(
+            out,
+            "constr    {:.1} ± {:.1} tok/s same, constrained: {:+.1} % per token, engine {:.0} µs/token, {:.0} tokens/run, setup {:.0} ms",
             self.constrained.0,
             self.constrained.1,
             self.overhead_pct(),
             self.engine_per_token.as_secs_f64() * 1e6,
             self.tokens,
             self.setup.as_secs_f64() * 1e3
-        );
+        )
     }
 }
 
@@ -80,51 +82,49 @@ impl Figures {
 pub fn measure(
     s: &mut Session,
     grammar: &GrammarSource,
-    args: &Args,
+    prompt: Option<&str>,
     n_gen: usize,
     reps: usize,
-) -> Result<Figures, String> {
+) -> Result<Figures> {
     let model = std::sync::Arc::clone(s.model());
     let tok = model.tokenizer();
-    let prompt = tok.encode(args.str("prompt").unwrap_or(DEFAULT_PROMPT), true, true);
+    let prompt = tok.encode(prompt.unwrap_or(DEFAULT_PROMPT), true, true);
     let t = Instant::now();
-    let vocab = ConstraintVocab::new(tok, model.config().vocab).map_err(|e| e.to_string())?;
-    let compiled = vocab.compile(grammar).map_err(|e| e.to_string())?;
+    let vocab = ConstraintVocab::new(tok, model.config().vocab).map_err(Error::from_err)?;
+    let compiled = vocab.compile(grammar).map_err(Error::from_err)?;
     let setup = t.elapsed();
     let opts = SamplerOptions::greedy();
 
-    let run = |s: &mut Session,
-               constrained: bool,
-               n_gen: usize|
-     -> Result<(f64, Duration, usize), String> {
-        s.reset();
-        s.feed(&prompt).map_err(|e| e.to_string())?;
-        let mut sampler = Sampler::new(opts.clone());
-        let mut c = constrained.then(|| compiled.clone());
-        let mut n = 0;
-        let t = Instant::now();
-        while n < n_gen {
-            let logits = s.logits().ok_or("no logits")?;
-            let id = match &mut c {
-                Some(c) => {
-                    let mask = c.compute_mask().map_err(|e| e.to_string())?;
-                    sampler.sample_masked(logits, s.tokens(), Some(mask))
+    let run =
+        |s: &mut Session, constrained: bool, n_gen: usize| -> Result<(f64, Duration, usize)> {
+            s.reset();
+            s.feed(&prompt).map_err(Error::from_err)?;
+            let mut sampler = Sampler::new(opts.clone());
+            let mut c = constrained.then(|| compiled.clone());
+            let mut n = 0;
+            let t = Instant::now();
+            while n < n_gen {
+                let logits = s.logits().ok_or("no logits")?;
+                let id = match &mut c {
+                    Some(c) => {
+                        let mask = c.compute_mask().map_err(Error::from_err)?;
+                        sampler.sample_masked(logits, s.tokens(), Some(mask))
+                    }
+                    None => sampler.sample(logits, s.tokens()),
+                };
+                if let Some(c) = &mut c {
+                    if tok.is_end_of_generation(id) {
+                        break;
+                    }
+                    c.commit(id).map_err(Error::from_err)?;
                 }
-                None => sampler.sample(logits, s.tokens()),
-            };
-            if let Some(c) = &mut c {
-                if tok.is_end_of_generation(id) {
-                    break;
-                }
-                c.commit(id).map_err(|e| e.to_string())?;
+                n += 1;
+                s.feed(&[id]).map_err(Error::from_err)?;
             }
-            n += 1;
-            s.feed(&[id]).map_err(|e| e.to_string())?;
-        }
-        let secs = t.elapsed().as_secs_f64();
-        let engine = c.map_or(Duration::ZERO, |c| c.cost().0);
-        Ok((n.max(1) as f64 / secs, engine, n))
-    };
+            let secs = t.elapsed().as_secs_f64();
+            let engine = c.map_or(Duration::ZERO, |c| c.cost().0);
+            Ok((n.max(1) as f64 / secs, engine, n))
+        };
     // Warm-up.
     run(s, true, n_gen)?;
     run(s, false, n_gen)?;

@@ -3,17 +3,21 @@
 //! parameters}}` or bare `{name, description, parameters}`).
 //!
 //! A reply's text streams to stdout; each call is printed on its own line as
-//! `<tool_call> {"name": …, "arguments": {…}}`, an incomplete one as `<incomplete_call> RAW`.
+//! `<tool_call> {"name":…,"arguments":{…}}` (one JSON object, written by serde_json), an
+//! incomplete one as `<incomplete_call> RAW`.
 //! After a reply with calls, one line per call is read from stdin as that call's result (an
 //! interactive terminal prompts `result of NAME> `), and the model answers with the results;
 //! the KV cache is reused across all of it.
 
 use std::io::{BufRead, Write};
+use std::path::Path;
 
 use tern_runtime::chat::Chat;
 use tern_runtime::constrain::tools::{parse_tools, ToolChat, ToolEvent, ToolReply};
 use tern_runtime::constrain::ConstraintVocab;
 use tern_runtime::Flow;
+
+use crate::error::{Context, Error, Result};
 
 /// Most call → result → reply rounds after one user message.
 const MAX_ROUNDS: usize = 4;
@@ -21,17 +25,18 @@ const MAX_ROUNDS: usize = 4;
 /// Runs the tool-calling conversation until stdin ends or `/quit`.
 pub fn run(
     chat: Chat,
-    tools_path: &str,
+    tools_path: &Path,
     max_tokens: usize,
     constrained: bool,
     interactive: bool,
-) -> Result<(), String> {
-    let text = std::fs::read_to_string(tools_path).map_err(|e| format!("{tools_path}: {e}"))?;
-    let tools = parse_tools(&text).map_err(|e| format!("{tools_path}: {e}"))?;
+) -> Result<()> {
+    let name = tools_path.display();
+    let text = std::fs::read_to_string(tools_path).context(&name)?;
+    let tools = parse_tools(&text).context(&name)?;
     let model = std::sync::Arc::clone(chat.session().model());
     let vocab =
-        ConstraintVocab::new(model.tokenizer(), model.config().vocab).map_err(|e| e.to_string())?;
-    let mut tc = ToolChat::new(chat, tools, &vocab).map_err(|e| format!("{tools_path}: {e}"))?;
+        ConstraintVocab::new(model.tokenizer(), model.config().vocab).map_err(Error::from_err)?;
+    let mut tc = ToolChat::new(chat, tools, &vocab).context(&name)?;
     tc.set_constrained(constrained);
     if interactive {
         eprintln!(
@@ -44,16 +49,13 @@ pub fn run(
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout();
     let mut line = String::new();
-    let read_line = |prompt: &str, line: &mut String| -> Result<bool, String> {
+    let read_line = |prompt: &str, line: &mut String| -> Result<bool> {
         if interactive {
             print!("{prompt}");
             let _ = std::io::stdout().flush();
         }
         line.clear();
-        let n = stdin
-            .lock()
-            .read_line(line)
-            .map_err(|e| format!("reading stdin: {e}"))?;
+        let n = stdin.lock().read_line(line).context("reading stdin")?;
         let end = line.trim_end_matches(['\n', '\r']).len();
         line.truncate(end);
         Ok(n > 0)
@@ -64,12 +66,8 @@ pub fn run(
                 let _ = stdout.write_all(t.as_bytes());
             }
             ToolEvent::ToolCall(c) => {
-                let _ = writeln!(
-                    stdout,
-                    "\n<tool_call> {{\"name\": {}, \"arguments\": {}}}",
-                    serde_json_string(&c.name),
-                    c.arguments
-                );
+                let call = serde_json::json!({ "name": c.name, "arguments": c.arguments });
+                let _ = writeln!(stdout, "\n<tool_call> {call}");
             }
             ToolEvent::InvalidToolCall { raw, reason } => {
                 let _ = writeln!(stdout, "\n<invalid_call> {reason}: {raw}");
@@ -93,7 +91,7 @@ pub fn run(
         }
         let mut reply = tc
             .send(&line, max_tokens, &mut on_event)
-            .map_err(|e| e.to_string())?;
+            .map_err(Error::from_err)?;
         report(&reply);
         // Answer the calls, then let the model go on, until a reply makes no call (at most
         // `MAX_ROUNDS` rounds: a small model may call the same tool again and again).
@@ -108,14 +106,10 @@ pub fn run(
             }
             reply = tc
                 .respond(max_tokens, &mut on_event)
-                .map_err(|e| e.to_string())?;
+                .map_err(Error::from_err)?;
             report(&reply);
         }
     }
-}
-
-fn serde_json_string(s: &str) -> String {
-    serde_json::Value::String(s.to_string()).to_string()
 }
 
 /// The stats line on stderr.
