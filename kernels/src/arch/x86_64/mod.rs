@@ -197,6 +197,8 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
         k.gemm_i8 = Some(named!(gemm_i8_avx512vnni, "gemm_i8/avx512vnni"));
         k.format_mut(Format::Q4_K).dot_rows =
             Some(named!(dot_rows_q4_k_f32_avx512, "dot_rows_q4_k_f32/avx512"));
+        k.format_mut(Format::Q5_K).dot_rows =
+            Some(named!(dot_rows_q5_k_f32_avx512, "dot_rows_q5_k_f32/avx512"));
         if has_vbmi() {
             k.format_mut(Format::Q6_K).dot_rows =
                 Some(named!(dot_rows_q6_k_f32_avx512, "dot_rows_q6_k_f32/avx512"));
@@ -325,6 +327,15 @@ dot_rows_wrapper!(
     256,
     kquants512::dot_rows_q4_k_f32,
     above kquants512::KQ_MAX => dot_q4_k_f32,
+);
+// Installed only for the AVX512-VNNI backend, whose detection includes `avx512f`.
+dot_rows_wrapper!(
+    dot_rows_q5_k_f32_avx512,
+    BlockQ5_K,
+    "Q5_K",
+    256,
+    kquants512::dot_rows_q5_k_f32,
+    above kquants512::KQ_MAX => dot_q5_k_f32,
 );
 /// Q6_K rows by the AVX-512 kernel, whose codes carry a factor 2^24 (`kquants512::rows_q6_k`):
 /// its partial sums reach `2^31·max|x|`, so calls whose activations reach
