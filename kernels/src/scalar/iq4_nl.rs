@@ -113,7 +113,7 @@ pub(super) fn iq4_nl_block_scale(x: &[f32]) -> f32 {
 
 /// Quantizes `x` (a multiple of 32 long) to IQ4_NL as ggml's reference does without
 /// importance weights (`quantize_row_iq4_nl_ref`: `quantize_row_iq4_nl_impl` with one 32-weight
-/// block): the scale of [`iq4_nl_block_scale`], and every element at its nearest codebook value
+/// block): the scale of `iq4_nl_block_scale`, and every element at its nearest codebook value
 /// for it.
 pub fn quantize_iq4_nl(x: &[f32], out: &mut [u8]) {
     let blocks: &mut [BlockIQ4_NL] = as_blocks_mut(out).expect("output is whole IQ4_NL blocks");

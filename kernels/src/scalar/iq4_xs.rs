@@ -111,7 +111,7 @@ pub fn gemm_iq4_xs_q8(w: &[u8], m: usize, xq: &[u8], n: usize, y: &mut [f32], ld
 
 /// Quantizes `x` (a multiple of 256 long) to IQ4_XS as ggml does without importance weights
 /// (`quantize_iq4_xs`: `quantize_row_iq4_nl_impl` with 256-weight super-blocks of 32, weights
-/// `x²`, `ntry = 7`). Each sub-block's scale is IQ4_NL's ([`iq4_nl_block_scale`]); the one of
+/// `x²`, `ntry = 7`). Each sub-block's scale is IQ4_NL's (`iq4_nl_block_scale`); the one of
 /// largest magnitude, `s`, sets the super-block scale `d = −s/32` (stored as f16), each
 /// sub-block scale becomes `l = nearest_int(s_j/d)` clamped to −32..=31 (stored as `l + 32`),
 /// and every element takes the codebook index nearest `x/(d·l)`, with `d` the f32 value before
