@@ -153,7 +153,8 @@ def numpy_forward_classes():
         return (q.astype(np.float64) * d.astype(np.float32)).reshape(n, c)
 
     act = {"Q4_0": q8_0, "Q4_1": q8_0, "Q5_0": q8_0, "Q5_1": q8_0, "Q8_0": q8_0, "IQ4_NL": q8_0,
-           "Q2_K": q8_k, "Q3_K": q8_k, "Q4_K": q8_k, "Q5_K": q8_k, "Q6_K": q8_k}
+           "Q2_K": q8_k, "Q3_K": q8_k, "Q4_K": q8_k, "Q5_K": q8_k, "Q6_K": q8_k,
+           "IQ4_XS": q8_k}  # ggml-cpu's vec_dot_type for IQ4_XS is Q8_K
 
     class LlamaRounding(nref.Model):
         """The float64 forward pass, but with the roundings llama.cpp's CPU backend makes on the
