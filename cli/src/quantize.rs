@@ -34,7 +34,8 @@
 //! Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, Q2_K/Q3_K → Q4_0. `general.file_type` is the mix's
 //! `llama_ftype`. The files equal llama.cpp's tensor for tensor (`tests/quantize.rs` checks
 //! every tensor's type and bytes against llama.cpp's `llama_model_quantize` on SmolLM2).
-//! `iq4_xs` is a known mix but refused: Tern has no IQ4_XS quantizer yet.
+//! `--type iq4_xs` is llama.cpp's IQ4_XS mix (IQ4_XS's quantizer is ggml's `quantize_iq4_xs`
+//! without importance weights).
 //!
 //! Ternary types (`--type tq1_0|tq2_0|i2_s`) use BitNet b1.58's absmean rule per tensor: with
 //! `γ = mean |w|`, each weight becomes `t = round(clamp(w/γ, −1, 1))` (so |w| > γ/2 → ±1). The
@@ -81,7 +82,7 @@ pub struct QuantizeArgs {
     pub output: Option<PathBuf>,
     /// The type: tq2_0, tq1_0, i2_s, q4_0, q4_1, q5_0, q5_1, iq4_nl, q8_0, q4_k, q5_k, q6_k,
     /// q3_k, q2_k; or one of llama.cpp's mixes q4_k_m, q4_k_s, q5_k_m, q5_k_s, q3_k_m, q3_k_s,
-    /// q3_k_l.
+    /// q3_k_l, iq4_xs.
     #[arg(long = "type", value_name = "TYPE")]
     pub ty: String,
     /// The type of the embedding and output head, or keep [default: q8_0].
@@ -426,17 +427,6 @@ fn main_mix(input: &Path, output: &Path, m: &Mix, out: &Out<'_>) -> Result<()> {
             Some(to) => (Plan::Convert(to), Reason::Mix),
         })
         .collect();
-    if let Some(t) = src
-        .tensors()
-        .iter()
-        .zip(&plans)
-        .find(|(_, p)| p.0 == Plan::Convert(Target::IQ4_XS))
-    {
-        return Err(Error::from(format!(
-            "--type {}: tensor '{}' would be IQ4_XS, which tern quantize cannot write yet",
-            m.name, t.0.name
-        )));
-    }
     let w = write_file(&src, file, &plans, m.ftype, true, output, out)?;
     if out.json {
         let summary = json!({
@@ -710,8 +700,7 @@ fn quantize(t: &TensorInfo<'_>, values: &[f32], to: Target, pool: &ThreadPool) -
         Target::Q6_K => par(values, Format::Q6_K, scalar::quantize_q6_k),
         Target::Q3_K => par(values, Format::Q3_K, scalar::quantize_q3_k),
         Target::Q2_K => par(values, Format::Q2_K, scalar::quantize_q2_k),
-        // `main_mix` refuses a plan with IQ4_XS before writing anything.
-        Target::IQ4_XS => unreachable!("IQ4_XS is never planned"),
+        Target::IQ4_XS => par(values, Format::IQ4_XS, scalar::quantize_iq4_xs),
         Target::TQ1_0 | Target::TQ2_0 => {
             let q = if matches!(t.ggml_type, GgmlType::TQ1_0 | GgmlType::TQ2_0) {
                 // Already ternary per block: ggml's per-block max rule re-encodes it exactly.

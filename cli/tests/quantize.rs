@@ -854,10 +854,6 @@ fn mix_options_give_clear_errors() {
             &["--type", "q4_k_m", "--fallback-type", "q8_0"][..],
             "--fallback-type does not apply to --type q4_k_m",
         ),
-        (
-            &["--type", "iq4_xs"][..],
-            "would be IQ4_XS, which tern quantize cannot write yet",
-        ),
     ] {
         let mut args = vec![
             "quantize",

@@ -57,9 +57,10 @@ ROOT = mf.ROOT
 DEFAULT_TERN = ROOT / "target" / "release" / "tern"
 DEFAULT_OUT = HERE / "fixtures" / "smollm2_requant_ppl.json"
 
-# The types `tern quantize` writes that Tern gained with the new kernels. IQ4_XS and the
-# llama.cpp mixes (q4_k_m, ...) are not `tern quantize` targets, so they are not here.
-TYPES = ["q5_0", "q5_1", "iq4_nl", "q2_k", "q3_k", "q5_k"]
+# The types `tern quantize` writes that Tern gained with the new kernels, and the iq4_xs mix
+# (IQ4_XS is only written as llama.cpp's mix; on SmolLM2's 576-wide rows most tensors fall back
+# to IQ4_NL, ffn_down is IQ4_XS or Q5_K). The other llama.cpp mixes are not here.
+TYPES = ["q5_0", "q5_1", "iq4_nl", "q2_k", "q3_k", "q5_k", "iq4_xs"]
 
 # --check: llama.cpp against its own recorded figure. The fixture rounds to 6 significant
 # digits; the same library on the same thread count reproduces its sums, so anything beyond
@@ -152,7 +153,8 @@ def numpy_forward_classes():
         return (q.astype(np.float64) * d.astype(np.float32)).reshape(n, c)
 
     act = {"Q4_0": q8_0, "Q4_1": q8_0, "Q5_0": q8_0, "Q5_1": q8_0, "Q8_0": q8_0, "IQ4_NL": q8_0,
-           "Q2_K": q8_k, "Q3_K": q8_k, "Q4_K": q8_k, "Q5_K": q8_k, "Q6_K": q8_k}
+           "Q2_K": q8_k, "Q3_K": q8_k, "Q4_K": q8_k, "Q5_K": q8_k, "Q6_K": q8_k,
+           "IQ4_XS": q8_k}  # ggml-cpu's vec_dot_type for IQ4_XS is Q8_K
 
     class LlamaRounding(nref.Model):
         """The float64 forward pass, but with the roundings llama.cpp's CPU backend makes on the

@@ -15,8 +15,10 @@
 
 use super::act::{act_blocks, lut4, IQ4_NL_VALUES};
 use super::gemm::{dot_rows, gemm_q8};
+use super::ggml_search::nearest_int;
+use super::iq4_nl::{iq4_nl_block_scale, iq4_nl_index};
 use super::kquants::{dequant_sub_blocks, dot_sub_blocks, sum8_tree};
-use crate::blocks::{as_blocks, BlockIQ4_XS};
+use crate::blocks::{as_blocks, as_blocks_mut, BlockIQ4_XS, F16Le};
 
 /// Weights per super-block (ggml's `QK_K`).
 const QK_K: usize = 256;
@@ -107,6 +109,56 @@ pub fn gemm_iq4_xs_q8(w: &[u8], m: usize, xq: &[u8], n: usize, y: &mut [f32], ld
     gemm_q8(w, m, xq, n, y, ldy, dot_iq4_xs_q8)
 }
 
+/// Quantizes `x` (a multiple of 256 long) to IQ4_XS as ggml does without importance weights
+/// (`quantize_iq4_xs`: `quantize_row_iq4_nl_impl` with 256-weight super-blocks of 32, weights
+/// `x²`, `ntry = 7`). Each sub-block's scale is IQ4_NL's (`iq4_nl_block_scale`); the one of
+/// largest magnitude, `s`, sets the super-block scale `d = −s/32` (stored as f16), each
+/// sub-block scale becomes `l = nearest_int(s_j/d)` clamped to −32..=31 (stored as `l + 32`),
+/// and every element takes the codebook index nearest `x/(d·l)`, with `d` the f32 value before
+/// rounding to f16, as the C source computes it.
+pub fn quantize_iq4_xs(x: &[f32], out: &mut [u8]) {
+    let blocks: &mut [BlockIQ4_XS] = as_blocks_mut(out).expect("output is whole IQ4_XS blocks");
+    assert_eq!(blocks.len() * QK_K, x.len());
+    for (b, x) in blocks.iter_mut().zip(x.chunks_exact(QK_K)) {
+        let scales: [f32; 8] = core::array::from_fn(|j| iq4_nl_block_scale(&x[32 * j..][..32]));
+        let (mut amax, mut max) = (0.0f32, 0.0f32);
+        for &s in &scales {
+            if s.abs() > amax {
+                amax = s.abs();
+                max = s;
+            }
+        }
+        // −0.0 when every scale is zero, as in C (the stored f16 is then 0x8000).
+        let d = -max / 32.0;
+        b.d = F16Le::from_f32(d);
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let (mut h, mut l_bits) = (0u16, [0u8; 4]);
+        let mut codes = [0u8; QK_K];
+        for (j, (xs, c)) in x
+            .chunks_exact(32)
+            .zip(codes.chunks_exact_mut(32))
+            .enumerate()
+        {
+            let l = nearest_int(id * scales[j]).clamp(-32, 31);
+            let dl = d * l as f32;
+            let idl = if dl != 0.0 { 1.0 / dl } else { 0.0 };
+            for (c, &v) in c.iter_mut().zip(xs) {
+                *c = iq4_nl_index(idl * v);
+            }
+            let u = (l + 32) as u8;
+            l_bits[j / 2] |= (u & 0x0F) << (4 * (j % 2));
+            h |= u16::from(u >> 4) << (2 * j);
+        }
+        b.scales_h = h.to_le_bytes();
+        b.scales_l = l_bits;
+        for (q, c) in b.qs.chunks_exact_mut(16).zip(codes.chunks_exact(32)) {
+            for i in 0..16 {
+                q[i] = c[i] | c[16 + i] << 4;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Scale unpacking and element order from hand-built blocks. Agreement with gguf-py is
@@ -167,6 +219,62 @@ mod tests {
         assert!(
             (got - want).abs() <= 1e-3 * want.abs().max(1.0),
             "{got} vs {want}"
+        );
+    }
+
+    /// Round trip: every element dequantizes to the codebook value nearest it for its
+    /// sub-block's stored step (the quantizer's last pass picks exactly those), the scales
+    /// cover −32..=31 with the largest sub-block at −32, and a zero super-block writes
+    /// ggml's bytes (`d = −0.0`, every scale 32, every index that of the value nearest 0).
+    #[test]
+    fn quantize_iq4_xs_round_trip() {
+        let mut s = 0x9E37_79B9u32;
+        let x: [f32; 2 * QK_K] = core::array::from_fn(|i| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            let v = (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
+            // Sub-blocks of very different magnitudes, one of them all zero.
+            match i / 32 {
+                3 => 0.0,
+                k => v * (1 + k % 5) as f32,
+            }
+        });
+        let mut out = [0u8; 2 * 136];
+        quantize_iq4_xs(&x, &mut out);
+        let blocks: &[BlockIQ4_XS] = as_blocks(&out).unwrap();
+        let mut deq = [0.0f32; 2 * QK_K];
+        dequant_iq4_xs(&out, &mut deq);
+        for (b, (x, y)) in blocks
+            .iter()
+            .zip(x.chunks_exact(QK_K).zip(deq.chunks_exact(QK_K)))
+        {
+            let sc = iq4_xs_scales(b);
+            assert!(sc.contains(&-32) || sc.contains(&31), "{sc:?}");
+            let steps = iq4_xs_steps(b);
+            for (k, (&xv, &yv)) in x.iter().zip(y).enumerate() {
+                let dl = steps[k / 32];
+                let nearest = IQ4_NL_VALUES
+                    .iter()
+                    .map(|&t| dl * t as f32)
+                    .min_by(|a, b| (a - xv).abs().total_cmp(&(b - xv).abs()))
+                    .unwrap();
+                // The indices are picked for the f32 step, the stored one is rounded to f16 (relative
+                // 2⁻¹¹): near a midpoint the neighbour may win by that much of |x|.
+                assert!(
+                    (yv - xv).abs() <= (nearest - xv).abs() + 2e-3 * xv.abs(),
+                    "element {k}: {xv} → {yv}, nearest {nearest}"
+                );
+            }
+        }
+        let mut zero = [0u8; 136];
+        quantize_iq4_xs(&[0.0; QK_K], &mut zero);
+        let b: &[BlockIQ4_XS] = as_blocks(&zero).unwrap();
+        assert_eq!(b[0].d.0, [0x00, 0x80]);
+        assert_eq!(iq4_xs_scales(&b[0]), [0; 8]);
+        assert!(
+            b[0].qs.iter().all(|&q| q == 0x88),
+            "index 8 (value 1) is nearest 0"
         );
     }
 }

@@ -8,7 +8,7 @@
 //! (one variable shift, one mask), and one `vpshufb` looks all 64 up in the codebook offset by
 //! 128 (`T[q] + 128` is in 1..=241, so the codes are unsigned and `vpdpbusd` needs no sign
 //! trick): `Σ T[q]·a = Σ (T[q] + 128)·a − 128·Σa`, the activation sums computed once per
-//! super-block for the rows of a GEMM tile. The activations are permuted once to the codes'
+//! super-block of a token for every [`ROW_BLOCK`](super::kquants_low512_int8::ROW_BLOCK) rows. The activations are permuted once to the codes'
 //! order (the first halves of blocks `2m` and `2m + 1`, then their second halves).
 //!
 //! Used for the GEMM only: a single row cannot share the activation work, and the 256-bit row
@@ -30,7 +30,8 @@ use super::kquants_low512_int8::{f16_pair, gemm_rows, sums_tree};
 use crate::blocks::BlockIQ4_XS;
 use crate::scalar::{BlockQ8Act, IQ4_NL_VALUES};
 
-/// Rows per step of the GEMM: each super-block's activation work is shared by this many rows.
+/// Rows per tile of the GEMM: the rows that meet each prepared super-block of activations while
+/// it is in registers (the preparation itself is shared by `ROW_BLOCK` rows, see `gemm_rows!`).
 const ROWS: usize = 4;
 
 /// One super-block's activations, prepared once for every row that meets them.

@@ -1,5 +1,5 @@
-//! Decoding's rows · one f32 vector for Q4_K, Q6_K and IQ4_XS with AVX-512
-//! (`dot_rows_{q4_k,q6_k,iq4_xs}_f32/avx512`), installed with the AVX512-VNNI backend (whose
+//! Decoding's rows · one f32 vector for Q4_K, Q5_K, Q6_K and IQ4_XS with AVX-512
+//! (`dot_rows_{q4_k,q5_k,q6_k,iq4_xs}_f32/avx512`), installed with the AVX512-VNNI backend (whose
 //! detection includes `avx512f` and `avx512bw`; Q6_K's also needs `avx512vbmi`).
 //!
 //! The AVX2 row kernel spends a widening, a mask, a conversion and an FMA per eight weights,
@@ -23,6 +23,12 @@
 //! AVX2 kernel and 8.7–11 for widening sixteen bytes at a time with per-sub-block scaling
 //! (`cargo bench -p tern-kernels -- "Q6_K dot_rows"`, Zen 4).
 //!
+//! Q5_K (`dot_rows_q5_k_f32/avx512`) is the Q4_K kernel with five-bit codes: the 32-entry table
+//! lives in two registers and one two-table permute (`vpermt2ps`, which reads the low five bits
+//! of each index) looks a code up; bit 4 of the index is the code's `qh` bit, brought there by
+//! one shift and merged with the nibble by one bitwise select (`vpternlogd`). 10.2 GB/s against
+//! 7.1 for the AVX2 kernel (`cargo bench -p tern-kernels -- "dot_rows 576x1536"`, Zen 4).
+//!
 //! IQ4_XS (`dot_rows_iq4_xs_f32/avx512`) is Q4_0's AVX-512 kernel (`avx512.rs`) per 32-weight
 //! sub-block: its 16 code bytes are a Q4_0 block's, so the same broadcast-and-shift indices and
 //! transposed `x` serve, and the 16-entry table holds IQ4_NL's codebook times the sub-block's
@@ -37,8 +43,8 @@ use core::mem::MaybeUninit;
 
 use super::avx512::{load32, q4_codes, store_sums, transpose_quads};
 use super::gemm::{prefetch_ahead, prefetch_head, PRESCALE_MAX};
-use super::kquants::{iq4_xs_steps8, q4_k_steps};
-use crate::blocks::{BlockIQ4_XS, BlockQ4_K, BlockQ6_K};
+use super::kquants::{iq4_xs_steps8, q4_k_steps, q5_k_steps};
+use crate::blocks::{BlockIQ4_XS, BlockQ4_K, BlockQ5_K, BlockQ6_K};
 use crate::scalar::IQ4_NL_VALUES;
 
 /// Rows per step.
@@ -160,6 +166,86 @@ dot_rows_driver!(
     pub(super) dot_rows_q4_k_f32,
     BlockQ4_K,
     rows_q4_k,
+    store_rows512,
+    prescale = with_sums[SUMS_BUF]
+);
+
+/// `R` Q5_K rows (`kb` blocks each, back to back in `w`) · `xs` (the activations through
+/// [`with_sums`]): [`rows_q4_k`] with five-bit codes, looked up in a 32-entry table by one
+/// two-table permute (`vpermt2ps` reads the low five bits of each index): the index's low four
+/// bits are the nibble, bit 4 the code's `qh` bit, moved there by one shift and merged by one
+/// bitwise select.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+fn rows_q5_k<const R: usize>(w: &[BlockQ5_K], kb: usize, xs: &[f32]) -> [__m512; R] {
+    assert!(w.len() >= R * kb && xs.len() >= 256 * kb + 8 * kb);
+    let (x, sums) = xs.split_at(256 * kb);
+    let tbl_lo = _mm512_setr_ps(
+        0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0,
+    );
+    let tbl_hi = _mm512_add_ps(tbl_lo, _mm512_set1_ps(16.0));
+    let nibble = _mm512_set1_epi32(0x0F);
+    // Bits 0..4 from the nibble, the rest (bit 4 read) from the shifted `qh` byte: c ? a : b.
+    let merge = |a: __m512i, b: __m512i| _mm512_ternarylogic_epi32::<0xE4>(a, b, nibble);
+    let mut acc = [_mm512_setzero_ps(); R];
+    let mut acc_min = [_mm256_setzero_ps(); R];
+    for b in 0..kb {
+        let steps: [([f32; 8], [f32; 8]); R] = core::array::from_fn(|r| q5_k_steps(&w[r * kb + b]));
+        let sx = &sums[8 * b..8 * b + 8];
+        // SAFETY: `sx` holds 8 floats; the load is unaligned.
+        let sx = unsafe { _mm256_loadu_ps(sx.as_ptr()) };
+        for r in 0..R {
+            // SAFETY: the mins are 8 floats; the load is unaligned.
+            let mins = unsafe { _mm256_loadu_ps(steps[r].1.as_ptr()) };
+            acc_min[r] = _mm256_fmadd_ps(mins, sx, acc_min[r]);
+        }
+        // `qh` bytes 0..16 and 16..32 in i32 lanes, times 16: bit j (sub-block j) at 4 + j.
+        let qh: [[__m512i; 2]; R] = core::array::from_fn(|r| {
+            let h = &w[r * kb + b].qh;
+            [
+                _mm512_slli_epi32::<4>(widen16(h)),
+                _mm512_slli_epi32::<4>(widen16(&h[16..])),
+            ]
+        });
+        for c in 0..4 {
+            // Sub-blocks 2c (low nibbles, `qh` bit 2c) and 2c + 1 (high nibbles, bit 2c + 1).
+            let xc = &x[256 * b + 64 * c..];
+            let xv = [0, 16, 32, 48].map(|o| load16(&xc[o..]));
+            let (sh_lo, sh_hi) = (
+                _mm_cvtsi32_si128(2 * c as i32),
+                _mm_cvtsi32_si128(2 * c as i32 + 1),
+            );
+            for r in 0..R {
+                let qs = &w[r * kb + b].qs[32 * c..];
+                let (i0, i1) = (widen16(qs), widen16(&qs[16..]));
+                let [h0, h1] = qh[r];
+                let look = |i: __m512i, h: __m512i, sh: __m128i| {
+                    _mm512_permutex2var_ps(tbl_lo, merge(i, _mm512_srl_epi32(h, sh)), tbl_hi)
+                };
+                let lo = _mm512_fmadd_ps(
+                    look(i1, h1, sh_lo),
+                    xv[1],
+                    _mm512_mul_ps(look(i0, h0, sh_lo), xv[0]),
+                );
+                let hi = _mm512_fmadd_ps(
+                    look(_mm512_srli_epi32::<4>(i1), h1, sh_hi),
+                    xv[3],
+                    _mm512_mul_ps(look(_mm512_srli_epi32::<4>(i0), h0, sh_hi), xv[2]),
+                );
+                let (st, j) = (steps[r].0, 2 * c);
+                acc[r] = _mm512_fmadd_ps(lo, _mm512_set1_ps(st[j]), acc[r]);
+                acc[r] = _mm512_fmadd_ps(hi, _mm512_set1_ps(st[j + 1]), acc[r]);
+            }
+        }
+    }
+    core::array::from_fn(|r| _mm512_sub_ps(acc[r], _mm512_zextps256_ps512(acc_min[r])))
+}
+
+dot_rows_driver!(
+    "avx2,fma,f16c,avx512f",
+    pub(super) dot_rows_q5_k_f32,
+    BlockQ5_K,
+    rows_q5_k,
     store_rows512,
     prescale = with_sums[SUMS_BUF]
 );

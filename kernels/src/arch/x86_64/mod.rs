@@ -197,6 +197,8 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
         k.gemm_i8 = Some(named!(gemm_i8_avx512vnni, "gemm_i8/avx512vnni"));
         k.format_mut(Format::Q4_K).dot_rows =
             Some(named!(dot_rows_q4_k_f32_avx512, "dot_rows_q4_k_f32/avx512"));
+        k.format_mut(Format::Q5_K).dot_rows =
+            Some(named!(dot_rows_q5_k_f32_avx512, "dot_rows_q5_k_f32/avx512"));
         if has_vbmi() {
             k.format_mut(Format::Q6_K).dot_rows =
                 Some(named!(dot_rows_q6_k_f32_avx512, "dot_rows_q6_k_f32/avx512"));
@@ -251,6 +253,13 @@ fn install_low_kquants(backend: Backend, k: &mut Kernels) {
         Q3_K: dot_q3_k_q8, gemm_q3_k_q8;
         Q2_K: dot_q2_k_q8, gemm_q2_k_q8;
     ]);
+    // Q2_K's GEMM shares each super-block's activation sums between rows (its own body
+    // rather than the row dot in a loop).
+    k.format_mut(Format::Q2_K).gemm_q8 = Some(match backend {
+        Backend::AvxVnni => named!(q2_k_gemm::avxvnni, "gemm_q2_k_q8/avxvnni"),
+        Backend::Avx512Vnni => named!(q2_k_gemm::avx512vnni, "gemm_q2_k_q8/avx512vnni"),
+        _ => named!(q2_k_gemm::avx2, "gemm_q2_k_q8/avx2"),
+    });
 }
 
 // ---- safe wrappers -----------------------------------------------------------------------
@@ -318,6 +327,15 @@ dot_rows_wrapper!(
     256,
     kquants512::dot_rows_q4_k_f32,
     above kquants512::KQ_MAX => dot_q4_k_f32,
+);
+// Installed only for the AVX512-VNNI backend, whose detection includes `avx512f`.
+dot_rows_wrapper!(
+    dot_rows_q5_k_f32_avx512,
+    BlockQ5_K,
+    "Q5_K",
+    256,
+    kquants512::dot_rows_q5_k_f32,
+    above kquants512::KQ_MAX => dot_q5_k_f32,
 );
 /// Q6_K rows by the AVX-512 kernel, whose codes carry a factor 2^24 (`kquants512::rows_q6_k`):
 /// its partial sums reach `2^31·max|x|`, so calls whose activations reach
@@ -393,6 +411,47 @@ dot_rows_wrapper!(
     kquants_low512::dot_rows_q2_k_f32,
     above gemm::PRESCALE_MAX => dot_q2_k_f32,
 );
+/// Q2_K's int8 GEMMs over the 256-bit bodies (`kquants_low_int8`), which prepare each
+/// super-block of activations once for many rows: one wrapper per instruction set, each
+/// installed only for its own backend by `install_low_kquants`.
+mod q2_k_gemm {
+    use super::kquants_low_int8 as body;
+    use crate::blocks::{as_blocks, BlockQ2_K};
+    use crate::scalar::{act_q8_bytes, gemm_shape, row_blocks, BlockQ8Act};
+
+    macro_rules! q2_k_gemm {
+        ($($name:ident => $isa:ident;)*) => {$(
+            pub(super) fn $name(
+                w: &[u8],
+                m: usize,
+                xq: &[u8],
+                n: usize,
+                y: &mut [f32],
+                ldy: usize,
+            ) {
+                if m == 0 || n == 0 {
+                    return;
+                }
+                let (rb, qb) = gemm_shape(w, m, xq.len(), n, y, ldy);
+                let kb = row_blocks(rb, core::mem::size_of::<BlockQ2_K>());
+                assert_eq!(qb, act_q8_bytes(256 * kb), "activation rows match the weight rows");
+                let blocks: &[BlockQ2_K] = as_blocks(w).expect("Q2_K rows are whole blocks");
+                let acts: &[BlockQ8Act] = as_blocks(xq).expect("activations are whole blocks");
+                // SAFETY: installed only by `install_low_kquants` for the backend whose
+                // features this body enables, after `detected` confirmed them (see the
+                // wrapper notes); the shapes were checked above.
+                unsafe { body::$isa::gemm_q2_k_q8(blocks, m, kb, acts, n, y, ldy) }
+            }
+        )*};
+    }
+
+    q2_k_gemm! {
+        avx2 => avx2;
+        avxvnni => avxvnni;
+        avx512vnni => avx512vnni;
+    }
+}
+
 /// Q2_K and Q3_K int8 wrappers, and the IQ4_XS and Q5_K GEMMs, over the 512-bit bodies
 /// (`kquants_low512_int8`, `iq4_xs512_int8`, `q5_k512_int8`), installed only for the
 /// AVX512-VNNI backend, whose detection includes every feature they enable.

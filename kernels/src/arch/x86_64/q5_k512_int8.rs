@@ -25,7 +25,8 @@ use super::kquants_low512_int8::{f16_pair, gemm_rows, sums_tree};
 use crate::blocks::BlockQ5_K;
 use crate::scalar::{scales_mins_k4, BlockQ8Act};
 
-/// Rows per step of the GEMM: each super-block's activation loads are shared by this many rows.
+/// Rows per tile of the GEMM: the rows that meet each prepared super-block of activations while
+/// it is in registers (the preparation itself is shared by `ROW_BLOCK` rows, see `gemm_rows!`).
 const ROWS: usize = 4;
 
 /// One super-block's activations, prepared once for every row that meets them.
