@@ -4,7 +4,7 @@
 //! Supports GGUF versions 2 and 3 (little-endian). Parsing borrows from the file bytes: keys,
 //! string values and tensor names are `&str` into them. Every length, count and offset is
 //! checked against caps and the file size before use, so a corrupt or hostile file yields a
-//! [`GgufError`], never a panic or an unbounded allocation. [`write`] is the inverse: a
+//! [`GgufError`], never a panic or an unbounded allocation. [`write`](mod@write) is the inverse: a
 //! [`write::GgufWriter`] produces files this reader accepts.
 //!
 //! `no_std` + `alloc`. Features: `std` adds [`write::GgufWriter::stream`] over
