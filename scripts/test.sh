@@ -47,7 +47,7 @@ done
 # Under qemu: every kernel and runtime test, plus the end-to-end SmolLM2 check (short form).
 for cpu in cortex-a53 max; do
   step "aarch64 tests under qemu (QEMU_CPU=$cpu)"
-  QEMU_CPU=$cpu cargo test -q -p tern-kernels -p tern-runtime --target aarch64-unknown-linux-gnu
+  QEMU_CPU=$cpu cargo test -q -p tern-kernels -p tern-gguf -p tern-tokenizer -p tern-runtime --target aarch64-unknown-linux-gnu
   QEMU_CPU=$cpu cargo test -q -p tern-tests --target aarch64-unknown-linux-gnu --test smollm2_exact short_
   # One architecture per CPU against float64 on the generated files (their matrices cycle
   # through the Q5_0, Q4_0, Q4_1, Q8_0 and F16 NEON paths); all five run natively below.

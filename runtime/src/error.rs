@@ -5,7 +5,7 @@ use core::fmt;
 
 use crate::delegate::DelegateError;
 use crate::gguf::GgufError;
-use crate::tokenizer::TokenizerError;
+use crate::tokenizer::{FromGgufError, TokenizerError};
 
 /// Why a model could not be loaded.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +103,18 @@ impl From<GgufError> for LoadError {
 impl From<TokenizerError> for LoadError {
     fn from(e: TokenizerError) -> Self {
         LoadError::Tokenizer(e)
+    }
+}
+
+/// [`Tokenizer::from_gguf`](crate::tokenizer::Tokenizer::from_gguf)'s error, as the loader
+/// reported it before the tokenizer was a crate of its own: a metadata problem is
+/// [`LoadError::Gguf`], a vocabulary problem [`LoadError::Tokenizer`].
+impl From<FromGgufError> for LoadError {
+    fn from(e: FromGgufError) -> Self {
+        match e {
+            FromGgufError::Gguf(e) => LoadError::Gguf(e),
+            FromGgufError::Tokenizer(e) => LoadError::Tokenizer(e),
+        }
     }
 }
 

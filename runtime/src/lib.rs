@@ -1,5 +1,7 @@
-//! Tern's runtime: reads a GGUF model, describes its forward pass layer by layer (one module
-//! per architecture), runs it, tokenizes and samples.
+//! Tern's runtime: loads a GGUF model, describes its forward pass layer by layer (one module
+//! per architecture), runs it in sessions and samples. The GGUF reader and the tokenizer are
+//! crates of their own (`tern-gguf`, `tern-tokenizer`), re-exported here as [`gguf`] and
+//! [`tokenizer`].
 //!
 //! `no_std` + `alloc` at the core; the `std` feature adds files, memory maps and threads.
 //! Data flows one way: bytes → [`gguf`] reader → typed tensors ([`weights`]) → forward pass →
@@ -23,7 +25,6 @@ pub mod feed;
 pub mod forward;
 #[cfg(feature = "std")]
 pub mod fs;
-pub mod gguf;
 pub mod kv_cache;
 pub mod matmul;
 mod matrix;
@@ -37,8 +38,12 @@ pub mod session;
 pub mod source;
 pub mod stats;
 pub mod ternary;
-pub mod tokenizer;
 pub mod weights;
+
+/// The GGUF reader and writer (the `tern-gguf` crate), at the path it had before it was one.
+pub use tern_gguf as gguf;
+/// Text ⇄ token ids (the `tern-tokenizer` crate), at the path it had before it was one.
+pub use tern_tokenizer as tokenizer;
 
 pub use config::ModelConfig;
 pub use error::{GenerateError, LoadError, SessionError};

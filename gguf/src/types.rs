@@ -2,6 +2,7 @@
 
 use core::fmt;
 
+#[cfg(feature = "kernels")]
 use tern_kernels::Format;
 
 /// A ggml tensor type number as stored in a GGUF tensor info. Unknown numbers are kept (not
@@ -132,6 +133,7 @@ impl GgmlType {
     /// `tern_kernels::format::FORMATS` with this ggml id. For I2_S, rows are the packed codes
     /// only; the tensor's scale sits in its 32-byte trailer and the I2_S row kernels leave it to
     /// the caller.
+    #[cfg(feature = "kernels")]
     pub fn format(self) -> Option<Format> {
         Format::from_ggml_type(self.0)
     }

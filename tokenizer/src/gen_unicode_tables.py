@@ -4,8 +4,8 @@
 Usage (from the repository root):
 
     pip install unicodedata2==15.1.0   # optional, see below
-    python3 runtime/src/tokenizer/gen_unicode_tables.py > runtime/src/tokenizer/unicode_tables.rs
-    rustfmt --edition 2021 runtime/src/tokenizer/unicode_tables.rs
+    python3 tokenizer/src/gen_unicode_tables.py > tokenizer/src/unicode_tables.rs
+    rustfmt --edition 2021 tokenizer/src/unicode_tables.rs
 
 Classes, per code point:
   * LETTER       general category L*   (regex \\p{L})

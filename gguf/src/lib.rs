@@ -4,7 +4,18 @@
 //! Supports GGUF versions 2 and 3 (little-endian). Parsing borrows from the file bytes: keys,
 //! string values and tensor names are `&str` into them. Every length, count and offset is
 //! checked against caps and the file size before use, so a corrupt or hostile file yields a
-//! [`GgufError`], never a panic or an unbounded allocation.
+//! [`GgufError`], never a panic or an unbounded allocation. The [`write`](mod@write) module is
+//! the inverse: a [`write::GgufWriter`] produces files this reader accepts.
+//!
+//! `no_std` + `alloc`. Features: `std` adds [`write::GgufWriter::stream`] over
+//! `std::io::Write`; `kernels` adds [`GgmlType::format`], the `tern-kernels` format that computes
+//! with a tensor type. Tern's runtime re-exports this crate as `tern_runtime::gguf`.
+#![no_std]
+#![deny(missing_docs)]
+
+extern crate alloc;
+#[cfg(any(feature = "std", test))]
+extern crate std;
 
 mod cursor;
 mod error;

@@ -856,8 +856,7 @@ fn derived_spm_vocab(smol_tokens: &[&str]) -> (Vec<String>, Vec<f32>, Vec<i32>) 
 #[test]
 fn variants_match_llama_cpp() {
     let kv = smollm2_metadata();
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tokenizer/testdata/llama_cpp_cases.jsonl");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/testdata/llama_cpp_cases.jsonl");
     let text = std::fs::read_to_string(&path).expect("reading llama_cpp_cases.jsonl");
     let base = spec_from_metadata(&kv);
     let (spm_toks, spm_scores, spm_types) = derived_spm_vocab(&base.tokens);

@@ -2,7 +2,7 @@
 """Regenerate `llama_cpp_cases.jsonl`: tokenizations by llama.cpp of tricky strings, for
 tokenizer variants built from the SmolLM2 vocabulary.
 
-    python3 runtime/src/tokenizer/testdata/make_llama_cpp_cases.py
+    python3 tokenizer/src/testdata/make_llama_cpp_cases.py
 
 Needs `llama-cpp-python` (0.3.36 was used) and `gguf` (0.19.0), e.g. the venv made by
 tests/reference/make_fixtures.sh, and models/smollm2-135m-instruct-q4_1.gguf.

@@ -503,6 +503,11 @@ fn type_table() {
     assert_eq!(GgmlType(123).to_string(), "type 123");
     assert_eq!(GgmlType::Q4_0.tensor_bytes(64, 33), None);
     assert_eq!(GgmlType::F32.tensor_bytes(u64::MAX, 1), None);
+}
+
+#[cfg(feature = "kernels")]
+#[test]
+fn type_table_matches_kernel_formats() {
     assert_eq!(GgmlType::Q8_0.format(), Some(tern_kernels::Format::Q8_0));
     assert_eq!(GgmlType::BF16.format(), Some(tern_kernels::Format::BF16));
     assert_eq!(GgmlType::Q4_K.format(), Some(tern_kernels::Format::Q4_K));

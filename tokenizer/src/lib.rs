@@ -28,6 +28,15 @@
 //!
 //! `\p{L}` / `\p{N}` / `\p{P}` come from Unicode 15.1 tables, as llama.cpp's do
 //! (`gen_unicode_tables.py` regenerates them).
+//!
+//! `no_std` + `alloc`; needs only [`tern_gguf`] (for [`Tokenizer::from_gguf`]). Tern's runtime
+//! re-exports this crate as `tern_runtime::tokenizer`.
+#![no_std]
+#![deny(missing_docs)]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
 
 mod bpe;
 mod bytelevel;
@@ -49,6 +58,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 pub use error::TokenizerError;
+pub use from_gguf::FromGgufError;
 pub use stream::StreamDecoder;
 
 use bpe::{Bpe, BpeScratch};
