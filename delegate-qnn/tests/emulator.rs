@@ -42,6 +42,11 @@ fn htp(options: QnnOptions) -> Option<QnnDelegate> {
     )
 }
 
+/// Whether the heavier emulator cases run (`TERN_NPU_HEAVY=1`, set by `scripts/test-heavy.sh`).
+fn heavy() -> bool {
+    std::env::var_os("TERN_NPU_HEAVY").is_some_and(|v| v == "1")
+}
+
 fn bound(k: usize) -> f64 {
     let (u16_, u32_) = (2f64.powi(-11), 2f64.powi(-24));
     4.0 * u16_ + k as f64 * u32_ / (1.0 - k as f64 * u32_)
@@ -141,19 +146,28 @@ fn compiled_graphs_are_cached() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// (b) A whole layer on the HTP (all seven projections of layer 1) of a ternary and a Q4_0
-/// model: the greedy tokens of the CPU, and logits within a bound. FP16 rounding of the
-/// activations moves each product by up to 4·u₁₆ relative (above); one layer's seven products
-/// perturb the residual stream by about that, and the final norm and head carry it to the
-/// logits: `|Δ| ≤ 8·(4·u₁₆)·max|logit|` leaves a factor 8 for the attention and FFN gains
-/// (measured: see the test's output). BitNet additionally rounds activations to int8, where
-/// one flipped code moves a logit by up to 0.5 (the CPU tests' bound), so its bound is that.
+/// (b) A whole layer on the HTP (layer 1: Q, K, V, O as matrix graphs, the FFN as one block
+/// graph) of ternary and Q4_0 models: the small BitNet (TQ2_0 and its Q4_0 copy), two layers of
+/// BitNet b1.58 large's shape (1536 wide, FFN 4096; `make_bitnet_models.py --layers700m`) and
+/// SmolLM2-135M requantized to Q4_0 (`tern quantize ... q4_0`). Every call the forward pass
+/// makes to the HTP is checked, on its real activations, against an f64 reference of the same
+/// call within the bound `common::Checked` derives (FP16 arithmetic of each product and
+/// block step; for BitNet's int8 rounding, one code step wherever the exact value lies within
+/// the error of a rounding boundary), and the greedy tokens equal the CPU's. The logits'
+/// distance is printed, not bounded: it is those per-call errors carried through the
+/// remaining layers, which the per-call check bounds at their source. The two larger models
+/// only with `TERN_NPU_HEAVY=1` (`scripts/test-heavy.sh`: about 3 minutes here, mostly the
+/// emulator and the debug build's f64 reference).
 #[test]
 fn whole_layer_matches_the_cpu() {
-    for (name, flip) in [
-        ("bitnet_small_tq2_0.gguf", 1.0f32),
-        ("bitnet_small_q4_0.gguf", 0.0),
-    ] {
+    let mut names = vec!["bitnet_small_tq2_0.gguf", "bitnet_small_q4_0.gguf"];
+    if heavy() {
+        names.extend([
+            "bitnet_700m_layers_tq2_0.gguf",
+            "smollm2-135m-instruct-q4_0.gguf",
+        ]);
+    }
+    for name in names {
         let Some(d) = htp(QnnOptions {
             prefill_chunk: None,
             layers: Some(vec![1]),
@@ -161,7 +175,10 @@ fn whole_layer_matches_the_cpu() {
         }) else {
             return;
         };
-        let Some(cpu) = model(name) else { continue };
+        let Some(cpu) = required_model(name) else {
+            continue;
+        };
+        let d = Checked::new(d);
         let mut m = model(name).unwrap();
         let t = Instant::now();
         let decisions = m.set_delegate(&d).to_vec();
@@ -181,21 +198,23 @@ fn whole_layer_matches_the_cpu() {
             b.feed(&prompt).unwrap().to_vec(),
         );
         let mut worst = 0.0f32;
-        let mut top = 0.0f32;
+        let t = Instant::now();
         for step in 0..4 {
             worst = la
                 .iter()
                 .zip(&lb)
                 .fold(worst, |w, (x, y)| w.max((x - y).abs()));
-            top = la.iter().fold(top, |t, x| t.max(x.abs()));
             assert_eq!(argmax(&la), argmax(&lb), "{name} step {step}");
             let t = argmax(&la);
             la = a.feed(&[t]).unwrap().to_vec();
             lb = b.feed(&[t]).unwrap().to_vec();
         }
-        let limit = (8.0 * 4.0 * 2f32.powi(-11) * top).max(flip);
-        eprintln!("{name}: largest |Δlogit| {worst:.2e} (max |logit| {top:.2}, bound {limit:.2e})");
-        assert!(worst <= limit, "{name}: {worst} > {limit}");
+        eprintln!(
+            "{name}: largest per-call error {:.2} of its bound; largest |Δlogit| {worst:.2e}; \
+             4 tokens {:.2?} (host)",
+            *d.worst.lock().unwrap(),
+            t.elapsed()
+        );
     }
 }
 
