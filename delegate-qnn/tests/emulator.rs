@@ -270,3 +270,90 @@ fn a_graph_the_htp_cannot_run_fails_instead_of_running_on_the_cpu() {
     cpu.prepare_rank2(&p)
         .expect("the CPU provider takes rank 2");
 }
+
+/// The output head on the HTP (item 3 of issue 20's follow-up): `llama3_small`'s Q8_0
+/// `output.weight` (151,936 × 64) as one matrix graph, every call within the derived bound
+/// of `common::Checked`, the CPU's greedy tokens; its decision line says so. Only with
+/// `TERN_NPU_HEAVY=1`: compiling the head takes ~40 s on the emulator here (host time).
+#[test]
+fn output_head_runs_on_the_htp() {
+    if !heavy() {
+        eprintln!("skipped: TERN_NPU_HEAVY is not 1");
+        return;
+    }
+    let Some(d) = htp(QnnOptions {
+        prefill_chunk: None,
+        projections: vec![Projection::Output],
+        ..QnnOptions::default()
+    }) else {
+        return;
+    };
+    let name = "llama3_small.gguf";
+    let Some(cpu) = required_model(name) else {
+        return;
+    };
+    let d = Checked::new(d);
+    let mut m = model(name).unwrap();
+    let t = Instant::now();
+    let decisions = m.set_delegate(&d).to_vec();
+    let head = decisions.last().unwrap();
+    assert_eq!(head.to_string(), "output Q8_0 151936×64: delegated");
+    assert_eq!(decisions.iter().filter(|x| x.taken()).count(), 1);
+    eprintln!("head compiled in {:.2?} (host)", t.elapsed());
+    let prompt: Vec<u32> = (0..4).map(|i| (i * 37 + 5) % 500 + 3).collect();
+    let t = Instant::now();
+    let want = greedy(cpu, &prompt, 4);
+    let got = greedy(m, &prompt, 4);
+    eprintln!(
+        "4 tokens {got:?}, largest per-call error {:.2} of its bound ({:.2?} host)",
+        *d.worst.lock().unwrap(),
+        t.elapsed()
+    );
+    assert_eq!(got, want);
+}
+
+/// (c) SmolLM2-135M requantized to Q4_0 with every FFN on the HTP as one block graph per
+/// layer, the prompt through the prefill graph (chunk 8): the CPU's 16 greedy tokens. Only
+/// with `TERN_NPU_HEAVY=1` (`scripts/test-heavy.sh`).
+#[test]
+fn smollm2_q4_0_greedy_with_ffn_blocks_on_the_htp() {
+    if !heavy() {
+        eprintln!("skipped: TERN_NPU_HEAVY is not 1");
+        return;
+    }
+    let Some(d) = htp(QnnOptions {
+        prefill_chunk: Some(8),
+        projections: vec![Projection::Gate, Projection::Up, Projection::Down],
+        ..QnnOptions::default()
+    }) else {
+        return;
+    };
+    let name = "smollm2-135m-instruct-q4_0.gguf";
+    let Some(cpu) = required_model(name) else {
+        return;
+    };
+    let mut m = model(name).unwrap();
+    let t = Instant::now();
+    let decisions = m.set_delegate(&d).to_vec();
+    let blocks = decisions
+        .iter()
+        .filter(|x| x.projection == Projection::FfnBlock && x.taken())
+        .count();
+    assert_eq!(blocks, m.config().n_layers, "{decisions:?}");
+    eprintln!("{blocks} blocks compiled in {:.2?} (host)", t.elapsed());
+    // A few tokens: one padded prefill chunk.
+    let prompt: Vec<u32> =
+        m.tokenizer()
+            .encode("The capital of France is a city that", false, false);
+    assert!(prompt.len() > 1 && prompt.len() <= 8, "{prompt:?}");
+    let t = Instant::now();
+    let want = greedy(cpu, &prompt, 16);
+    let cpu_time = t.elapsed();
+    let t = Instant::now();
+    let got = greedy(m, &prompt, 16);
+    eprintln!(
+        "16 tokens: {got:?}; CPU {cpu_time:.2?}, FFNs on the emulated HTP {:.2?} (host)",
+        t.elapsed()
+    );
+    assert_eq!(got, want);
+}
