@@ -29,7 +29,8 @@
 #                  create, generate, cancel; RSS flat and every cancel within a batch.
 #   npu            the NPU delegate's heavier emulator cases (TERN_NPU_HEAVY=1 scripts/test-npu.sh:
 #                  whole layers of the 700M BitNet shape and SmolLM2-Q4_0, the output head,
-#                  SmolLM2-Q4_0 greedy decode with FFN blocks on the emulated HTP; ~6 minutes).
+#                  SmolLM2-Q4_0 greedy decode with FFN blocks on the emulated HTP; ~13
+#                  minutes, 7.5 of them the SmolLM2 decode on the emulator).
 #   requant-llama  only with REF_VENV=/path to a venv holding llama-cpp-python (as
 #                  tests/reference/make_requant_fixtures.sh makes it): each file again through
 #                  make_requant_fixtures.py --check, so llama.cpp loads it and reproduces the

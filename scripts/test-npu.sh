@@ -17,7 +17,7 @@
 #     every FFN block on the HTP (prompt through the prefill graph) equal to the CPU's.
 # Emulator timings are host timings, never NPU speed (docs/npu.md).
 #
-# TERN_NPU_HEAVY=1 (scripts/test-heavy.sh's `npu` step, ~6 minutes here) adds the heavier
+# TERN_NPU_HEAVY=1 (scripts/test-heavy.sh's `npu` step, ~13 minutes here) adds the heavier
 # emulator cases: a whole layer of BitNet b1.58 large's shape (two layers written by
 # make_bitnet_models.py --layers700m) and of SmolLM2-135M requantized to Q4_0 (`tern quantize`,
 # release build), the output head on the HTP, and SmolLM2-Q4_0's 16 greedy tokens with every
