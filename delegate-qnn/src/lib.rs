@@ -1,5 +1,12 @@
-//! Tern's NPU delegate: a model's layer projections run as ONNX Runtime graphs on Qualcomm's
-//! Hexagon NPU (the QNN HTP execution provider), the rest of the forward pass on the CPU.
+//! Tern's NPU delegate: a model's layer projections, FFN blocks and output head run as ONNX
+//! Runtime graphs on Qualcomm's Hexagon NPU (the QNN HTP execution provider), the rest of the
+//! forward pass on the CPU.
+//!
+//! Each layer's FFN is first taken whole when its three matrices pack ([`FfnBlock`]: gate, up,
+//! activation, BitNet's sub-norm and int8 rounding, down in one graph, one call per layer
+//! instead of three); otherwise its matrices are taken one by one. The graphs are written
+//! here, node by node, because the runtime's definition (`tern_runtime::delegate::FfnOffer`)
+//! must be reproduced exactly, and no exporter knows it.
 //!
 //! It implements `tern_runtime::delegate::Delegate`: at load each projection (Q, K, V, O, FFN
 //! gate, up, down) is offered with its GGUF bytes; this crate repacks the blocks, without
@@ -389,7 +396,10 @@ impl QnnDelegate {
             b.op_in("Identity", ONNX_DOMAIN, &[&y], &[], Some("Y"))?;
             model_of(b.g)
         };
-        let s = self.session_of(0, build)?;
+        let s = self.session_of(
+            self.cache_key(&[], &[-1.0, n as f32, cols as f32], n),
+            build,
+        )?;
         let m = OrtMatrix {
             rows: cols,
             cols,
@@ -490,6 +500,9 @@ impl Delegate for QnnDelegate {
             )));
         }
         if let Some(layers) = &self.options.layers {
+            if o.projection == Projection::Output {
+                return Err(declined(format!("only layers {layers:?} selected")));
+            }
             if !layers.contains(&o.layer) {
                 return Err(declined(format!("layer {} not selected", o.layer)));
             }

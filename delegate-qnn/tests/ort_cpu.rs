@@ -11,7 +11,8 @@ mod common;
 
 use tern_delegate_qnn::{pack, Backend, QnnDelegate, QnnOptions};
 use tern_kernels::Format;
-use tern_runtime::delegate::{DelegatedMatrix, Projection};
+use tern_runtime::delegate::{Delegate, DelegatedMatrix, FfnOffer, Offer, Projection};
+use tern_runtime::weights::{FfnActivation, TensorRef};
 
 use common::*;
 
@@ -271,4 +272,79 @@ fn missing_library_is_a_typed_error() {
         matches!(err, tern_delegate_qnn::QnnError::OrtLibrary { .. }),
         "{err}"
     );
+}
+
+/// Every form of the FFN block graph on the CPU provider, on random Q4_0 / Q8_0 / TQ2_0
+/// weights: SiLU, GELU-tanh and ReLU² gates, with and without a sub-norm and BitNet's int8
+/// rounding, tensor scales ≠ 1, one token and a batch that pads a prefill chunk; every output
+/// within the bound `common::Checked` derives for the HTP (FP16), which the CPU provider's f32
+/// arithmetic is well inside, against the f64 reference of `FfnOffer`'s definition.
+#[test]
+fn every_ffn_block_form_matches_the_reference() {
+    let Some(lib) = env_path("ORT_DYLIB_PATH") else {
+        return;
+    };
+    let d = Checked::new(
+        QnnDelegate::new(QnnOptions {
+            ort_library: Some(lib),
+            prefill_chunk: Some(4),
+            ..QnnOptions::default()
+        })
+        .unwrap(),
+    );
+    let mut rng = Rng(31);
+    let (dim, ffn) = (256, 512);
+    let t = |format: Format, rows: usize, cols: usize, scale: f32| TensorRef {
+        format,
+        cols,
+        rows,
+        offset: 0,
+        len: format.row_bytes(cols).unwrap() * rows,
+        scale,
+    };
+    let cases = [
+        (Format::Q4_0, FfnActivation::Silu, false, false),
+        (Format::Q8_0, FfnActivation::GeluTanh, false, false),
+        (Format::Q4_0, FfnActivation::ReluSquared, true, false),
+        (Format::TQ2_0, FfnActivation::Silu, true, true),
+        (Format::TQ2_0, FfnActivation::ReluSquared, true, true),
+    ];
+    for (format, activation, sub, int8) in cases {
+        let wg = random_matrix(format, ffn, dim, &mut rng, false);
+        let wu = random_matrix(format, ffn, dim, &mut rng, false);
+        let wd = random_matrix(format, dim, ffn, &mut rng, false);
+        let norm: Vec<f32> = (0..ffn).map(|_| 0.5 + rng.unit().abs()).collect();
+        let offer = |p, t: TensorRef, bytes| Offer {
+            layer: 0,
+            projection: p,
+            t,
+            bytes,
+        };
+        let block = d
+            .offer_ffn(&FfnOffer {
+                layer: 0,
+                gate: offer(Projection::Gate, t(format, ffn, dim, 1.5), &wg),
+                up: offer(Projection::Up, t(format, ffn, dim, 0.75), &wu),
+                down: offer(Projection::Down, t(format, dim, ffn, 2.0), &wd),
+                activation,
+                sub_norm: sub.then_some(&norm[..]),
+                norm_eps: 1e-5,
+                int8_activations: int8,
+            })
+            .unwrap_or_else(|e| panic!("{format:?} {activation:?}: {}", e.reason));
+        for n in [1usize, 3] {
+            let mut x: Vec<f32> = (0..n * dim).map(|_| rng.unit() * 2.0).collect();
+            if int8 {
+                x.chunks_exact_mut(dim)
+                    .for_each(tern_kernels::scalar::absmax_int8_roundtrip);
+            }
+            // Checked panics when an output leaves its bound.
+            block.run(&mut x, n).expect("runs");
+            assert!(x.iter().all(|v| v.is_finite()));
+        }
+        eprintln!(
+            "{format:?} {activation:?} sub-norm {sub} int8 {int8}: worst {:.1e} of the bound",
+            *d.worst.lock().unwrap()
+        );
+    }
 }
