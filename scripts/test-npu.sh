@@ -58,6 +58,13 @@ fi
 # SmolLM2 Q4_1: its matrices must be declined (float minimums).
 bash scripts/fetch-model.sh
 if [ "${TERN_NPU_HEAVY:-0}" = 1 ]; then
+  # llama3_small's Q8_0 output head (scripts/test.sh writes it too; the real Qwen2.5 and
+  # Gemma 3 files lend their tokenizers).
+  if [ ! -f models/llama3_small.gguf ]; then
+    bash scripts/fetch-models.sh
+    REF_VENV="${TERN_MODELS_VENV:-$cache/models-venv}" \
+      bash tests/reference/make_arch_models.sh --no-fixture
+  fi
   if [ ! -f models/bitnet_700m_layers_tq2_0.gguf ]; then
     REF_VENV="${TERN_MODELS_VENV:-$cache/models-venv}" \
       bash tests/reference/make_bitnet_models.sh --no-fixture --layers700m
