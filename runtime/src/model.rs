@@ -75,7 +75,7 @@ pub struct ModelMeta {
 }
 
 /// A model ready to run. Immutable and shareable: sessions hold it in an
-/// [`Arc`](alloc::sync::Arc).
+/// [`Arc`].
 pub struct Model {
     config: ModelConfig,
     tensors: ModelTensors,
