@@ -27,6 +27,10 @@
 #                  leaves out (armv7-linux-androideabi, x86_64-linux-android).
 #   stress         ffi/tests/stress.rs at 4 threads x 400 rounds (scripts/test.sh runs 60):
 #                  create, generate, cancel; RSS flat and every cancel within a batch.
+#   npu            the NPU delegate's heavier emulator cases (TERN_NPU_HEAVY=1 scripts/test-npu.sh:
+#                  whole layers of the 700M BitNet shape and SmolLM2-Q4_0, the output head,
+#                  SmolLM2-Q4_0 greedy decode with FFN blocks on the emulated HTP; ~13
+#                  minutes, 7.5 of them the SmolLM2 decode on the emulator).
 #   requant-llama  only with REF_VENV=/path to a venv holding llama-cpp-python (as
 #                  tests/reference/make_requant_fixtures.sh makes it): each file again through
 #                  make_requant_fixtures.py --check, so llama.cpp loads it and reproduces the
@@ -62,7 +66,7 @@ tern=target/release/tern
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-steps="${STEPS:-requant-ppl qwen15 tools abis stress requant-llama}"
+steps="${STEPS:-requant-ppl qwen15 tools abis stress npu requant-llama}"
 has_step() { [[ " $steps " == *" $1 "* ]]; }
 
 if has_step qwen15; then
@@ -89,6 +93,11 @@ fi
 if has_step stress; then
   step "stress: ffi/tests/stress.rs, 4 threads x 400 rounds"
   TERN_STRESS_ROUNDS=400 cargo test -q -p tern-ffi --test stress -- --nocapture
+fi
+
+if has_step npu; then
+  step "npu: TERN_NPU_HEAVY=1 scripts/test-npu.sh"
+  TERN_NPU_HEAVY=1 bash scripts/test-npu.sh
 fi
 
 has_step requant-ppl || types=""

@@ -12,9 +12,16 @@
 #   - the packing of every offloaded format against Tern's dequantizers, bit for bit;
 #   - tests/ort_cpu.rs: every format on the CPU provider vs the f64 product, whole small models;
 #   - tests/emulator.rs: each format on the emulated HTP with CPU fallback disabled, the EP
-#     context cache, a whole layer of a TQ2_0 and a Q4_0 model, 16 greedy tokens with every FFN
-#     on the HTP equal to the CPU's.
+#     context cache, a whole layer (Q, K, V, O graphs + the FFN block graph) of a TQ2_0 and a
+#     Q4_0 model with every HTP call checked against a derived bound, 16 greedy tokens with
+#     every FFN block on the HTP (prompt through the prefill graph) equal to the CPU's.
 # Emulator timings are host timings, never NPU speed (docs/npu.md).
+#
+# TERN_NPU_HEAVY=1 (scripts/test-heavy.sh's `npu` step, ~13 minutes here) adds the heavier
+# emulator cases: a whole layer of BitNet b1.58 large's shape (two layers written by
+# make_bitnet_models.py --layers700m) and of SmolLM2-135M requantized to Q4_0 (`tern quantize`,
+# release build), the output head on the HTP, and SmolLM2-Q4_0's 16 greedy tokens with every
+# FFN block on the HTP.
 #
 # --cpu-only: only the PyPI `onnxruntime==1.32.0` wheel (CPU, ~15 MB, into
 # $TERN_CACHE/ort-venv) and the tests that need no emulator (packing + tests/ort_cpu.rs).
@@ -50,6 +57,24 @@ if [ ! -f models/bitnet_small_q4_0.gguf ]; then
 fi
 # SmolLM2 Q4_1: its matrices must be declined (float minimums).
 bash scripts/fetch-model.sh
+if [ "${TERN_NPU_HEAVY:-0}" = 1 ]; then
+  # llama3_small's Q8_0 output head (scripts/test.sh writes it too; the real Qwen2.5 and
+  # Gemma 3 files lend their tokenizers).
+  if [ ! -f models/llama3_small.gguf ]; then
+    bash scripts/fetch-models.sh
+    REF_VENV="${TERN_MODELS_VENV:-$cache/models-venv}" \
+      bash tests/reference/make_arch_models.sh --no-fixture
+  fi
+  if [ ! -f models/bitnet_700m_layers_tq2_0.gguf ]; then
+    REF_VENV="${TERN_MODELS_VENV:-$cache/models-venv}" \
+      bash tests/reference/make_bitnet_models.sh --no-fixture --layers700m
+  fi
+  if [ ! -f models/smollm2-135m-instruct-q4_0.gguf ]; then
+    cargo build --release -q -p tern-cli
+    target/release/tern quantize -m models/smollm2-135m-instruct-q4_1.gguf \
+      -o models/smollm2-135m-instruct-q4_0.gguf --type q4_0
+  fi
+fi
 
 ORT_DYLIB_PATH="$("$venv/bin/python" - <<'PY'
 import glob, os, onnxruntime

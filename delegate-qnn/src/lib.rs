@@ -1,5 +1,12 @@
-//! Tern's NPU delegate: a model's layer projections run as ONNX Runtime graphs on Qualcomm's
-//! Hexagon NPU (the QNN HTP execution provider), the rest of the forward pass on the CPU.
+//! Tern's NPU delegate: a model's layer projections, FFN blocks and output head run as ONNX
+//! Runtime graphs on Qualcomm's Hexagon NPU (the QNN HTP execution provider), the rest of the
+//! forward pass on the CPU.
+//!
+//! Each layer's FFN is first taken whole when its three matrices pack ([`FfnBlock`]: gate, up,
+//! activation, BitNet's sub-norm and int8 rounding, down in one graph, one call per layer
+//! instead of three); otherwise its matrices are taken one by one. The graphs are written
+//! here, node by node, because the runtime's definition (`tern_runtime::delegate::FfnOffer`)
+//! must be reproduced exactly, and no exporter knows it.
 //!
 //! It implements `tern_runtime::delegate::Delegate`: at load each projection (Q, K, V, O, FFN
 //! gate, up, down) is offered with its GGUF bytes; this crate repacks the blocks, without
@@ -71,8 +78,9 @@ use ort::session::Session;
 use ort::value::{Outlet, Shape, SymbolicDimensions, Tensor, TensorElementType, ValueType};
 
 use tern_runtime::delegate::{
-    Declined, Delegate, DelegateError, DelegatedMatrix, Offer, Projection,
+    Declined, Delegate, DelegateError, DelegatedFfn, DelegatedMatrix, FfnOffer, Offer, Projection,
 };
+use tern_runtime::weights::FfnActivation;
 
 use crate::pack::Packed;
 
@@ -110,23 +118,32 @@ pub struct QnnOptions {
     /// Tokens per prefill graph: batches run in chunks of this many (the last padded with
     /// zeros); `None`: no prefill graph, batches run token by token on the decode graph.
     pub prefill_chunk: Option<usize>,
-    /// The projections offered that are taken (others are declined): all seven by default.
+    /// The projections offered that are taken (others are declined): all seven and
+    /// [`Projection::Output`] by default.
     pub projections: Vec<Projection>,
     /// The layers whose projections are taken; `None`: every layer.
     pub layers: Option<Vec<usize>>,
+    /// Whether a layer's FFN is taken as one block graph (gate, up, activation, sub-norm,
+    /// int8 rounding, down; `tern_runtime::delegate::FfnOffer`) when gate, up and down are
+    /// all selected; `false`, or a block that fails to compile: one graph per matrix.
+    pub ffn_blocks: bool,
 }
 
 impl Default for QnnOptions {
     /// `$ORT_DYLIB_PATH`, the CPU provider, no cache, prefill chunks of 16, every projection
-    /// of every layer.
+    /// of every layer and the output head, FFNs as block graphs.
     fn default() -> Self {
         QnnOptions {
             ort_library: None,
             backend: Backend::Cpu,
             cache_dir: None,
             prefill_chunk: Some(16),
-            projections: Projection::ALL.to_vec(),
+            projections: Projection::ALL
+                .into_iter()
+                .chain([Projection::Output])
+                .collect(),
             layers: None,
+            ffn_blocks: true,
         }
     }
 }
@@ -301,11 +318,19 @@ impl QnnDelegate {
     /// A session running `packed` on `m` rows of activations: from the cache when it has the
     /// graph, else built and compiled (and cached).
     fn session(&self, packed: &Packed, m: usize) -> Result<Session, String> {
+        self.session_of(self.cache_key(&[packed], &[], m), || graph(packed, m, true))
+    }
+
+    /// A session of the graph `build` makes, known to the cache as `key`: from the cache when
+    /// it has the graph, else built and compiled (and cached).
+    fn session_of(
+        &self,
+        key: u64,
+        build: impl FnOnce() -> ort::Result<OnnxModel>,
+    ) -> Result<Session, String> {
         let mut builder = self.builder().map_err(|e| e.to_string())?;
         let cache = match (&self.options.backend, &self.options.cache_dir) {
-            (Backend::Qnn { .. }, Some(dir)) => {
-                Some(dir.join(format!("tern-qnn-{:016x}.onnx", self.cache_key(packed, m))))
-            }
+            (Backend::Qnn { .. }, Some(dir)) => Some(dir.join(format!("tern-qnn-{key:016x}.onnx"))),
             _ => None,
         };
         if let Some(path) = &cache {
@@ -335,10 +360,55 @@ impl QnnDelegate {
                     .map_err(|e| e.to_string())?;
             }
         }
-        let model = graph(packed, m, true).map_err(|e| e.to_string())?;
+        let model = build().map_err(|e| e.to_string())?;
         let s = model.into_session(&builder).map_err(|e| e.to_string())?;
         self.bump(|s| s.compiled += 1);
         Ok(s)
+    }
+
+    /// A prepared FFN block ([`FfnBlock`]) on this delegate's backend, without a model.
+    pub fn prepare_ffn(&self, b: &FfnBlock) -> Result<OrtFfn, String> {
+        let (params, _) = b.params();
+        let key = |m| self.cache_key(&[&b.gate, &b.up, &b.down], &params, m);
+        let decode = self.session_of(key(1), || ffn_graph(b, 1))?;
+        let prefill = match self.options.prefill_chunk {
+            Some(c) if c > 1 => Some((c, Mutex::new(self.session_of(key(c), || ffn_graph(b, c))?))),
+            _ => None,
+        };
+        Ok(OrtFfn(OrtMatrix {
+            rows: b.down.n,
+            cols: b.gate.k,
+            decode: Mutex::new(decode),
+            prefill,
+        }))
+    }
+
+    /// `absmax_int8_roundtrip` of each row of `x (n, cols)` as the FFN block's graph computes
+    /// it, alone: for tests against `tern_kernels::scalar` (bit for bit on the CPU provider).
+    #[doc(hidden)]
+    pub fn int8_roundtrip(&self, x: &[f32], n: usize, cols: usize) -> Result<Vec<f32>, String> {
+        let build = || {
+            let mut g = Graph::new()?;
+            g.set_inputs([f32_outlet("X", &[1, n, cols])])?;
+            g.set_outputs([f32_outlet("Y", &[1, n, cols])])?;
+            let mut b = Builder { g, next: 0 };
+            let y = b.int8_roundtrip("X")?;
+            b.op_in("Identity", ONNX_DOMAIN, &[&y], &[], Some("Y"))?;
+            model_of(b.g)
+        };
+        let s = self.session_of(
+            self.cache_key(&[], &[-1.0, n as f32, cols as f32], n),
+            build,
+        )?;
+        let m = OrtMatrix {
+            rows: cols,
+            cols,
+            decode: Mutex::new(s),
+            prefill: None,
+        };
+        let mut y = vec![0.0; n * cols];
+        m.run(&m.decode, x, n, &mut y).map_err(|e| e.to_string())?;
+        Ok(y)
     }
 
     /// A session builder pinned to the backend.
@@ -381,21 +451,29 @@ impl QnnDelegate {
         })
     }
 
-    /// FNV-1a over what makes a compiled graph: weights, shape, rows, backend and SoC.
-    fn cache_key(&self, p: &Packed, m: usize) -> u64 {
+    /// FNV-1a over what makes a compiled graph: weights, shapes, other parameters, rows,
+    /// backend and SoC.
+    fn cache_key(&self, packed: &[&Packed], params: &[f32], m: usize) -> u64 {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         let mut eat = |bytes: &[u8]| {
             for &b in bytes {
                 h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
             }
         };
-        for v in [p.bits as usize, p.block, p.k, p.n, m] {
-            eat(&(v as u64).to_le_bytes());
-        }
+        eat(&(m as u64).to_le_bytes());
         eat(format!("{:?}", self.options.backend).as_bytes());
-        eat(&p.b);
-        for s in &p.scales {
-            eat(&s.to_le_bytes());
+        for p in packed {
+            for v in [p.bits as usize, p.block, p.k, p.n] {
+                eat(&(v as u64).to_le_bytes());
+            }
+            eat(&p.b);
+            for s in &p.scales {
+                eat(&s.to_le_bytes());
+            }
+        }
+        eat(&(params.len() as u64).to_le_bytes());
+        for v in params {
+            eat(&v.to_le_bytes());
         }
         h
     }
@@ -422,6 +500,9 @@ impl Delegate for QnnDelegate {
             )));
         }
         if let Some(layers) = &self.options.layers {
+            if o.projection == Projection::Output {
+                return Err(declined(format!("only layers {layers:?} selected")));
+            }
             if !layers.contains(&o.layer) {
                 return Err(declined(format!("layer {} not selected", o.layer)));
             }
@@ -431,6 +512,40 @@ impl Delegate for QnnDelegate {
             .prepare(&packed)
             .map_err(|e| declined(format!("graph failed to compile: {e}")))?;
         Ok(Box::new(m))
+    }
+
+    fn offer_ffn(&self, o: &FfnOffer<'_>) -> Result<Box<dyn DelegatedFfn>, Declined> {
+        let declined = |reason: String| Declined { reason };
+        if !self.options.ffn_blocks {
+            return Err(declined("FFN blocks not selected".into()));
+        }
+        let ffn = [Projection::Gate, Projection::Up, Projection::Down];
+        if !ffn.iter().all(|p| self.options.projections.contains(p)) {
+            return Err(declined("gate, up and down not all selected".into()));
+        }
+        if let Some(layers) = &self.options.layers {
+            if !layers.contains(&o.layer) {
+                return Err(declined(format!("layer {} not selected", o.layer)));
+            }
+        }
+        let pack = |m: &Offer<'_>| {
+            pack::pack(m.t.format, m.t.rows, m.t.cols, m.bytes)
+                .map_err(|e| declined(format!("{}: {e}", m.projection.gguf_name())))
+        };
+        let block = FfnBlock {
+            gate: pack(&o.gate)?,
+            up: pack(&o.up)?,
+            down: pack(&o.down)?,
+            scales: [o.gate.t.scale, o.up.t.scale, o.down.t.scale],
+            activation: o.activation,
+            sub_norm: o.sub_norm.map(<[f32]>::to_vec),
+            norm_eps: o.norm_eps,
+            int8_activations: o.int8_activations,
+        };
+        let f = self
+            .prepare_ffn(&block)
+            .map_err(|e| declined(format!("block graph failed to compile: {e}")))?;
+        Ok(Box::new(f))
     }
 }
 
@@ -486,54 +601,301 @@ fn register_plugin(env: &Environment, path: &Path) -> Result<(), QnnError> {
 /// One `MatMulNBits` node: `Y (1, m, N) = A (1, m, K) · Wᵀ` (rank 3: QNN refuses rank-2 `A`;
 /// `rank3 = false` builds `(m, K)`, only to prove that refusal in tests).
 fn graph(p: &Packed, m: usize, rank3: bool) -> ort::Result<OnnxModel> {
-    let f32_outlet = |name: &str, last: usize| {
-        let shape = if rank3 {
-            Shape::new([1, m as i64, last as i64])
+    let shape = |last: usize| {
+        if rank3 {
+            vec![1, m, last]
         } else {
-            Shape::new([m as i64, last as i64])
-        };
-        let dims = shape.len();
-        Outlet::new(
-            name,
-            ValueType::Tensor {
-                ty: TensorElementType::Float32,
-                shape,
-                dimension_symbols: SymbolicDimensions::empty(dims),
-            },
-        )
+            vec![m, last]
+        }
     };
     let mut g = Graph::new()?;
-    g.set_inputs([f32_outlet("A", p.k)])?;
-    g.set_outputs([f32_outlet("Y", p.n)])?;
-    g.add_node(Node::new(
-        "MatMulNBits",
-        "com.microsoft",
-        "matmul",
-        ["A", "B", "scales"],
-        ["Y"],
-        [
-            Attribute::new("K", p.k as i64)?,
-            Attribute::new("N", p.n as i64)?,
-            Attribute::new("bits", p.bits as i64)?,
-            Attribute::new("block_size", p.block as i64)?,
-        ],
-    )?)?;
-    let nb = p.blocks_per_row();
-    let mut b = Tensor::<u8>::new(
-        &Allocator::default(),
-        [p.n as i64, nb as i64, p.blob_bytes() as i64],
-    )?;
-    b.extract_tensor_mut().1.copy_from_slice(&p.b);
-    g.add_initializer("B", b, false)?;
-    let mut s = Tensor::<f32>::new(&Allocator::default(), [p.scales.len() as i64])?;
-    s.extract_tensor_mut().1.copy_from_slice(&p.scales);
-    g.add_initializer("scales", s, false)?;
+    g.set_inputs([f32_outlet("A", &shape(p.k))])?;
+    g.set_outputs([f32_outlet("Y", &shape(p.n))])?;
+    let mut b = Builder { g, next: 0 };
+    b.matmul(p, "A", Some("Y"))?;
+    model_of(b.g)
+}
+
+/// A float32 graph input or output of this shape.
+fn f32_outlet(name: &str, dims: &[usize]) -> Outlet {
+    let shape = Shape::new(dims.iter().map(|&d| d as i64));
+    let n = shape.len();
+    Outlet::new(
+        name,
+        ValueType::Tensor {
+            ty: TensorElementType::Float32,
+            shape,
+            dimension_symbols: SymbolicDimensions::empty(n),
+        },
+    )
+}
+
+/// The model around `g`: ONNX opset 21 and Microsoft's contrib operators.
+fn model_of(g: Graph) -> ort::Result<OnnxModel> {
     let mut model = OnnxModel::new([
         Opset::new(ONNX_DOMAIN, 21)?,
         Opset::new("com.microsoft", 1)?,
     ])?;
     model.set_graph(g)?;
     Ok(model)
+}
+
+/// A graph under construction, naming each new value `v<i>`.
+struct Builder {
+    g: Graph,
+    next: usize,
+}
+
+impl Builder {
+    fn fresh(&mut self) -> String {
+        self.next += 1;
+        format!("v{}", self.next)
+    }
+
+    /// A fresh value `op(inputs)` (ONNX domain).
+    fn op(&mut self, op: &str, inputs: &[&str], attrs: &[(&str, i64)]) -> ort::Result<String> {
+        self.op_in(op, ONNX_DOMAIN, inputs, attrs, None)
+    }
+
+    /// `op(inputs)` of `domain` into the value `out`, or a fresh one.
+    fn op_in(
+        &mut self,
+        op: &str,
+        domain: &str,
+        inputs: &[&str],
+        attrs: &[(&str, i64)],
+        out: Option<&str>,
+    ) -> ort::Result<String> {
+        let y = match out {
+            Some(n) => n.to_string(),
+            None => self.fresh(),
+        };
+        let attributes = attrs
+            .iter()
+            .map(|(n, v)| Attribute::new(n, *v))
+            .collect::<ort::Result<Vec<_>>>()?;
+        let name = self.fresh();
+        self.g.add_node(Node::new(
+            op,
+            domain,
+            name,
+            inputs,
+            [y.as_str()],
+            attributes,
+        )?)?;
+        Ok(y)
+    }
+
+    /// A float32 constant of this shape.
+    fn constant(&mut self, dims: &[usize], data: &[f32]) -> ort::Result<String> {
+        let name = self.fresh();
+        let mut t = Tensor::<f32>::new(
+            &Allocator::default(),
+            dims.iter().map(|&d| d as i64).collect::<Vec<_>>(),
+        )?;
+        t.extract_tensor_mut().1.copy_from_slice(data);
+        self.g.add_initializer(&name, t, false)?;
+        Ok(name)
+    }
+
+    fn scalar(&mut self, v: f32) -> ort::Result<String> {
+        self.constant(&[1], &[v])
+    }
+
+    /// The axes `[-1]` of a reduction.
+    fn last_axis(&mut self) -> ort::Result<String> {
+        let name = self.fresh();
+        let mut t = Tensor::<i64>::new(&Allocator::default(), [1i64])?;
+        t.extract_tensor_mut().1[0] = -1;
+        self.g.add_initializer(&name, t, false)?;
+        Ok(name)
+    }
+
+    /// `x (…, K) · Wᵀ` as one `MatMulNBits` node on `p`'s packed weights.
+    fn matmul(&mut self, p: &Packed, x: &str, out: Option<&str>) -> ort::Result<String> {
+        let (bn, sn) = (self.fresh(), self.fresh());
+        let nb = p.blocks_per_row();
+        let mut b = Tensor::<u8>::new(
+            &Allocator::default(),
+            [p.n as i64, nb as i64, p.blob_bytes() as i64],
+        )?;
+        b.extract_tensor_mut().1.copy_from_slice(&p.b);
+        self.g.add_initializer(&bn, b, false)?;
+        let mut sc = Tensor::<f32>::new(&Allocator::default(), [p.scales.len() as i64])?;
+        sc.extract_tensor_mut().1.copy_from_slice(&p.scales);
+        self.g.add_initializer(&sn, sc, false)?;
+        self.op_in(
+            "MatMulNBits",
+            "com.microsoft",
+            &[x, &bn, &sn],
+            &[
+                ("K", p.k as i64),
+                ("N", p.n as i64),
+                ("bits", p.bits as i64),
+                ("block_size", p.block as i64),
+            ],
+            out,
+        )
+    }
+
+    /// `x · s`, or `x` when `s` is 1.
+    fn scaled(&mut self, x: String, s: f32) -> ort::Result<String> {
+        if s == 1.0 {
+            return Ok(x);
+        }
+        let c = self.scalar(s)?;
+        self.op("Mul", &[&x, &c], &[])
+    }
+
+    /// RMSNorm over the last axis: `x / sqrt(mean(x²) + eps) · w`.
+    fn rmsnorm(&mut self, x: &str, w: &[f32], eps: f32) -> ort::Result<String> {
+        let sq = self.op("Mul", &[x, x], &[])?;
+        let axes = self.last_axis()?;
+        let ms = self.op("ReduceMean", &[&sq, &axes], &[("keepdims", 1)])?;
+        let e = self.scalar(eps)?;
+        let ms = self.op("Add", &[&ms, &e], &[])?;
+        let rt = self.op("Sqrt", &[&ms], &[])?;
+        let one = self.scalar(1.0)?;
+        let inv = self.op("Div", &[&one, &rt], &[])?;
+        let wn = self.constant(&[w.len()], w)?;
+        let s = self.op("Mul", &[&inv, &wn], &[])?;
+        self.op("Mul", &[x, &s], &[])
+    }
+
+    /// `tern_kernels::scalar::absmax_int8_roundtrip` over the last axis, op for op in f32:
+    /// `a = max|x|`, `q = trunc(|x·(127/a)| + 0.5)·sign(x·(127/a))` clamped to
+    /// `[−128, 127]`, then `q·(a/127)`. `a` is raised to 2⁻¹²⁰ (so that `127/a` is finite):
+    /// an all-zero row stays zero as in Tern, and only rows whose largest value is below
+    /// 2⁻¹²⁰ differ from Tern's (which then overflows the scale).
+    fn int8_roundtrip(&mut self, x: &str) -> ort::Result<String> {
+        let ab = self.op("Abs", &[x], &[])?;
+        let axes = self.last_axis()?;
+        let a = self.op("ReduceMax", &[&ab, &axes], &[("keepdims", 1)])?;
+        let tiny = self.scalar(2f32.powi(-120))?;
+        let a = self.op("Max", &[&a, &tiny], &[])?;
+        let c127 = self.scalar(127.0)?;
+        let s = self.op("Div", &[&c127, &a], &[])?;
+        let inv = self.op("Div", &[&a, &c127], &[])?;
+        let y = self.op("Mul", &[x, &s], &[])?;
+        let ya = self.op("Abs", &[&y], &[])?;
+        let half = self.scalar(0.5)?;
+        let ya = self.op("Add", &[&ya, &half], &[])?;
+        let t = self.op("Floor", &[&ya], &[])?;
+        let sg = self.op("Sign", &[&y], &[])?;
+        let q = self.op("Mul", &[&t, &sg], &[])?;
+        let lo = self.scalar(-128.0)?;
+        let q = self.op("Max", &[&q, &lo], &[])?;
+        let q = self.op("Min", &[&q, &c127], &[])?;
+        self.op("Mul", &[&q, &inv], &[])
+    }
+}
+
+/// A layer's gated FFN as the delegate runs it in one graph (`tern_runtime::delegate::FfnOffer`
+/// is the definition): the three matrices packed, their tensor scales, the activation, the
+/// sub-norm and whether `h` is rounded to int8.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FfnBlock {
+    /// Gate projection, `(ffn_dim, dim)`.
+    pub gate: Packed,
+    /// Up projection, `(ffn_dim, dim)`.
+    pub up: Packed,
+    /// Down projection, `(dim, ffn_dim)`.
+    pub down: Packed,
+    /// Tensor scales of gate, up and down (applied to their outputs).
+    pub scales: [f32; 3],
+    /// The gate's nonlinearity.
+    pub activation: FfnActivation,
+    /// RMSNorm weight of `h` before down (BitNet), `(ffn_dim)`.
+    pub sub_norm: Option<Vec<f32>>,
+    /// RMSNorm epsilon.
+    pub norm_eps: f32,
+    /// Whether `h` is rounded to int8 per token before down (BitNet b1.58).
+    pub int8_activations: bool,
+}
+
+impl FfnBlock {
+    /// Everything but the packed weights, as numbers for the cache key; and the sub-norm.
+    fn params(&self) -> (Vec<f32>, Option<&[f32]>) {
+        let act = match self.activation {
+            FfnActivation::Silu => 0.0,
+            FfnActivation::ReluSquared => 1.0,
+            FfnActivation::GeluTanh => 2.0,
+        };
+        let mut p = vec![
+            self.scales[0],
+            self.scales[1],
+            self.scales[2],
+            act,
+            self.norm_eps,
+            self.int8_activations as u8 as f32,
+            self.sub_norm.is_some() as u8 as f32,
+        ];
+        p.extend(self.sub_norm.iter().flatten());
+        (p, self.sub_norm.as_deref())
+    }
+}
+
+/// The FFN block graph on `m` rows: `X (1, m, dim)` → `Y (1, m, dim)`.
+fn ffn_graph(f: &FfnBlock, m: usize) -> ort::Result<OnnxModel> {
+    let (dim, ffn) = (f.gate.k, f.gate.n);
+    let mut g = Graph::new()?;
+    g.set_inputs([f32_outlet("X", &[1, m, dim])])?;
+    g.set_outputs([f32_outlet("Y", &[1, m, dim])])?;
+    let mut b = Builder { g, next: 0 };
+    let gate = b.matmul(&f.gate, "X", None)?;
+    let gate = b.scaled(gate, f.scales[0])?;
+    let up = b.matmul(&f.up, "X", None)?;
+    let up = b.scaled(up, f.scales[1])?;
+    let act = match f.activation {
+        FfnActivation::Silu => {
+            let sig = b.op("Sigmoid", &[&gate], &[])?;
+            b.op("Mul", &[&gate, &sig], &[])?
+        }
+        FfnActivation::ReluSquared => {
+            let r = b.op("Relu", &[&gate], &[])?;
+            b.op("Mul", &[&r, &r], &[])?
+        }
+        // gelu_tanh(x) = x·σ(2·√(2/π)·(x + 0.044715·x³)), the form Tern's kernel computes.
+        FfnActivation::GeluTanh => {
+            let x2 = b.op("Mul", &[&gate, &gate], &[])?;
+            let x3 = b.op("Mul", &[&x2, &gate], &[])?;
+            let c = b.scalar(tern_kernels::scalar::GELU_TANH_C)?;
+            let t = b.op("Mul", &[&x3, &c], &[])?;
+            let t = b.op("Add", &[&t, &gate], &[])?;
+            let k2 = b.scalar(2.0 * tern_kernels::scalar::GELU_TANH_K)?;
+            let z = b.op("Mul", &[&t, &k2], &[])?;
+            let sig = b.op("Sigmoid", &[&z], &[])?;
+            b.op("Mul", &[&gate, &sig], &[])?
+        }
+    };
+    let mut h = b.op("Mul", &[&act, &up], &[])?;
+    if let Some(w) = &f.sub_norm {
+        debug_assert_eq!(w.len(), ffn);
+        h = b.rmsnorm(&h, w, f.norm_eps)?;
+    }
+    if f.int8_activations {
+        h = b.int8_roundtrip(&h)?;
+    }
+    if f.scales[2] == 1.0 {
+        b.matmul(&f.down, &h, Some("Y"))?;
+    } else {
+        let d = b.matmul(&f.down, &h, None)?;
+        let c = b.scalar(f.scales[2])?;
+        b.op_in("Mul", ONNX_DOMAIN, &[&d, &c], &[], Some("Y"))?;
+    }
+    model_of(b.g)
+}
+
+/// An FFN block prepared on ONNX Runtime: `(n, dim)` in, `(n, dim)` out, through a decode and
+/// optionally a prefill session.
+#[derive(Debug)]
+pub struct OrtFfn(OrtMatrix);
+
+impl DelegatedFfn for OrtFfn {
+    fn run(&self, x: &mut [f32], n: usize) -> Result<(), DelegateError> {
+        let input = x[..n * self.0.cols].to_vec();
+        self.0.multiply(&input, n, x)
+    }
 }
 
 /// A matrix prepared on ONNX Runtime: a decode session and, optionally, a prefill one.

@@ -42,6 +42,11 @@ fn htp(options: QnnOptions) -> Option<QnnDelegate> {
     )
 }
 
+/// Whether the heavier emulator cases run (`TERN_NPU_HEAVY=1`, set by `scripts/test-heavy.sh`).
+fn heavy() -> bool {
+    std::env::var_os("TERN_NPU_HEAVY").is_some_and(|v| v == "1")
+}
+
 fn bound(k: usize) -> f64 {
     let (u16_, u32_) = (2f64.powi(-11), 2f64.powi(-24));
     4.0 * u16_ + k as f64 * u32_ / (1.0 - k as f64 * u32_)
@@ -141,19 +146,28 @@ fn compiled_graphs_are_cached() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// (b) A whole layer on the HTP (all seven projections of layer 1) of a ternary and a Q4_0
-/// model: the greedy tokens of the CPU, and logits within a bound. FP16 rounding of the
-/// activations moves each product by up to 4·u₁₆ relative (above); one layer's seven products
-/// perturb the residual stream by about that, and the final norm and head carry it to the
-/// logits: `|Δ| ≤ 8·(4·u₁₆)·max|logit|` leaves a factor 8 for the attention and FFN gains
-/// (measured: see the test's output). BitNet additionally rounds activations to int8, where
-/// one flipped code moves a logit by up to 0.5 (the CPU tests' bound), so its bound is that.
+/// (b) A whole layer on the HTP (layer 1: Q, K, V, O as matrix graphs, the FFN as one block
+/// graph) of ternary and Q4_0 models: the small BitNet (TQ2_0 and its Q4_0 copy), two layers of
+/// BitNet b1.58 large's shape (1536 wide, FFN 4096; `make_bitnet_models.py --layers700m`) and
+/// SmolLM2-135M requantized to Q4_0 (`tern quantize ... q4_0`). Every call the forward pass
+/// makes to the HTP is checked, on its real activations, against an f64 reference of the same
+/// call within the bound `common::Checked` derives (FP16 arithmetic of each product and
+/// block step; for BitNet's int8 rounding, one code step wherever the exact value lies within
+/// the error of a rounding boundary), and the greedy tokens equal the CPU's. The logits'
+/// distance is printed, not bounded: it is those per-call errors carried through the
+/// remaining layers, which the per-call check bounds at their source. The two larger models
+/// only with `TERN_NPU_HEAVY=1` (`scripts/test-heavy.sh`: about 3 minutes here, mostly the
+/// emulator and the debug build's f64 reference).
 #[test]
 fn whole_layer_matches_the_cpu() {
-    for (name, flip) in [
-        ("bitnet_small_tq2_0.gguf", 1.0f32),
-        ("bitnet_small_q4_0.gguf", 0.0),
-    ] {
+    let mut names = vec!["bitnet_small_tq2_0.gguf", "bitnet_small_q4_0.gguf"];
+    if heavy() {
+        names.extend([
+            "bitnet_700m_layers_tq2_0.gguf",
+            "smollm2-135m-instruct-q4_0.gguf",
+        ]);
+    }
+    for name in names {
         let Some(d) = htp(QnnOptions {
             prefill_chunk: None,
             layers: Some(vec![1]),
@@ -161,10 +175,22 @@ fn whole_layer_matches_the_cpu() {
         }) else {
             return;
         };
-        let Some(cpu) = model(name) else { continue };
+        let Some(cpu) = required_model(name) else {
+            continue;
+        };
+        let d = Checked::new(d);
         let mut m = model(name).unwrap();
-        let taken = m.set_delegate(&d).iter().filter(|x| x.taken()).count();
-        assert_eq!(taken, 7, "{name}: {:?}", m.delegate_decisions());
+        let t = Instant::now();
+        let decisions = m.set_delegate(&d).to_vec();
+        eprintln!("{name}: layer 1 compiled in {:.2?} (host)", t.elapsed());
+        let taken: Vec<String> = decisions
+            .iter()
+            .filter(|x| x.taken())
+            .map(|x| x.to_string())
+            .collect();
+        // The FFN block graph and Q, K, V, O (gate, up and down inside the block).
+        assert_eq!(taken.len(), 8, "{name}: {decisions:?}");
+        assert!(m.tensors().layers[1].ffn_delegate.is_some(), "{taken:?}");
         let prompt: Vec<u32> = (0..6).map(|i| (i * 37 + 5) % 500 + 3).collect();
         let (mut a, mut b) = (session(cpu), session(m));
         let (mut la, mut lb) = (
@@ -172,29 +198,32 @@ fn whole_layer_matches_the_cpu() {
             b.feed(&prompt).unwrap().to_vec(),
         );
         let mut worst = 0.0f32;
-        let mut top = 0.0f32;
+        let t = Instant::now();
         for step in 0..4 {
             worst = la
                 .iter()
                 .zip(&lb)
                 .fold(worst, |w, (x, y)| w.max((x - y).abs()));
-            top = la.iter().fold(top, |t, x| t.max(x.abs()));
             assert_eq!(argmax(&la), argmax(&lb), "{name} step {step}");
             let t = argmax(&la);
             la = a.feed(&[t]).unwrap().to_vec();
             lb = b.feed(&[t]).unwrap().to_vec();
         }
-        let limit = (8.0 * 4.0 * 2f32.powi(-11) * top).max(flip);
-        eprintln!("{name}: largest |Δlogit| {worst:.2e} (max |logit| {top:.2}, bound {limit:.2e})");
-        assert!(worst <= limit, "{name}: {worst} > {limit}");
+        eprintln!(
+            "{name}: largest per-call error {:.2} of its bound; largest |Δlogit| {worst:.2e}; \
+             4 tokens {:.2?} (host)",
+            *d.worst.lock().unwrap(),
+            t.elapsed()
+        );
     }
 }
 
-/// (c) A whole small BitNet decode with every FFN on the HTP: the CPU's 16 greedy tokens.
+/// (c) A whole small BitNet decode with every FFN on the HTP as one block graph per layer, the
+/// 5-token prompt through the prefill graph (a chunk of 8, padded): the CPU's 16 greedy tokens.
 #[test]
 fn greedy_decode_with_ffns_on_the_htp_matches_the_cpu() {
     let Some(d) = htp(QnnOptions {
-        prefill_chunk: None,
+        prefill_chunk: Some(8),
         projections: vec![Projection::Gate, Projection::Up, Projection::Down],
         ..QnnOptions::default()
     }) else {
@@ -203,8 +232,12 @@ fn greedy_decode_with_ffns_on_the_htp_matches_the_cpu() {
     let name = "bitnet_small_tq2_0.gguf";
     let Some(cpu) = model(name) else { return };
     let mut m = model(name).unwrap();
-    let taken = m.set_delegate(&d).iter().filter(|x| x.taken()).count();
-    assert_eq!(taken, 3 * m.config().n_layers);
+    let decisions = m.set_delegate(&d).to_vec();
+    let blocks = decisions
+        .iter()
+        .filter(|x| x.projection == Projection::FfnBlock && x.taken())
+        .count();
+    assert_eq!(blocks, m.config().n_layers, "{decisions:?}");
     let prompt: Vec<u32> = (0..5).map(|i| (i * 53 + 11) % 500 + 3).collect();
     let t = Instant::now();
     let want = greedy(cpu, &prompt, 16);
@@ -236,4 +269,91 @@ fn a_graph_the_htp_cannot_run_fails_instead_of_running_on_the_cpu() {
     .unwrap();
     cpu.prepare_rank2(&p)
         .expect("the CPU provider takes rank 2");
+}
+
+/// The output head on the HTP (item 3 of issue 20's follow-up): `llama3_small`'s Q8_0
+/// `output.weight` (151,936 × 64) as one matrix graph, every call within the derived bound
+/// of `common::Checked`, the CPU's greedy tokens; its decision line says so. Only with
+/// `TERN_NPU_HEAVY=1`: compiling the head takes ~40 s on the emulator here (host time).
+#[test]
+fn output_head_runs_on_the_htp() {
+    if !heavy() {
+        eprintln!("skipped: TERN_NPU_HEAVY is not 1");
+        return;
+    }
+    let Some(d) = htp(QnnOptions {
+        prefill_chunk: None,
+        projections: vec![Projection::Output],
+        ..QnnOptions::default()
+    }) else {
+        return;
+    };
+    let name = "llama3_small.gguf";
+    let Some(cpu) = required_model(name) else {
+        return;
+    };
+    let d = Checked::new(d);
+    let mut m = model(name).unwrap();
+    let t = Instant::now();
+    let decisions = m.set_delegate(&d).to_vec();
+    let head = decisions.last().unwrap();
+    assert_eq!(head.to_string(), "output Q8_0 151936×64: delegated");
+    assert_eq!(decisions.iter().filter(|x| x.taken()).count(), 1);
+    eprintln!("head compiled in {:.2?} (host)", t.elapsed());
+    let prompt: Vec<u32> = (0..4).map(|i| (i * 37 + 5) % 500 + 3).collect();
+    let t = Instant::now();
+    let want = greedy(cpu, &prompt, 4);
+    let got = greedy(m, &prompt, 4);
+    eprintln!(
+        "4 tokens {got:?}, largest per-call error {:.2} of its bound ({:.2?} host)",
+        *d.worst.lock().unwrap(),
+        t.elapsed()
+    );
+    assert_eq!(got, want);
+}
+
+/// (c) SmolLM2-135M requantized to Q4_0 with every FFN on the HTP as one block graph per
+/// layer, the prompt through the prefill graph (chunk 8): the CPU's 16 greedy tokens. Only
+/// with `TERN_NPU_HEAVY=1` (`scripts/test-heavy.sh`).
+#[test]
+fn smollm2_q4_0_greedy_with_ffn_blocks_on_the_htp() {
+    if !heavy() {
+        eprintln!("skipped: TERN_NPU_HEAVY is not 1");
+        return;
+    }
+    let Some(d) = htp(QnnOptions {
+        prefill_chunk: Some(8),
+        projections: vec![Projection::Gate, Projection::Up, Projection::Down],
+        ..QnnOptions::default()
+    }) else {
+        return;
+    };
+    let name = "smollm2-135m-instruct-q4_0.gguf";
+    let Some(cpu) = required_model(name) else {
+        return;
+    };
+    let mut m = model(name).unwrap();
+    let t = Instant::now();
+    let decisions = m.set_delegate(&d).to_vec();
+    let blocks = decisions
+        .iter()
+        .filter(|x| x.projection == Projection::FfnBlock && x.taken())
+        .count();
+    assert_eq!(blocks, m.config().n_layers, "{decisions:?}");
+    eprintln!("{blocks} blocks compiled in {:.2?} (host)", t.elapsed());
+    // A few tokens: one padded prefill chunk.
+    let prompt: Vec<u32> =
+        m.tokenizer()
+            .encode("The capital of France is a city that", false, false);
+    assert!(prompt.len() > 1 && prompt.len() <= 8, "{prompt:?}");
+    let t = Instant::now();
+    let want = greedy(cpu, &prompt, 16);
+    let cpu_time = t.elapsed();
+    let t = Instant::now();
+    let got = greedy(m, &prompt, 16);
+    eprintln!(
+        "16 tokens: {got:?}; CPU {cpu_time:.2?}, FFNs on the emulated HTP {:.2?} (host)",
+        t.elapsed()
+    );
+    assert_eq!(got, want);
 }

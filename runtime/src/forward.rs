@@ -215,26 +215,37 @@ impl Model {
                 let r = i * dim..(i + 1) * dim;
                 scalar::rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lt.ffn_norm, c.norm_eps);
             }
-            let gate_up = [(&lt.w_gate, &mut s.gate[..]), (&lt.w_up, &mut s.up[..])];
-            project_fused(feed, ex, &s.xb, n, gate_up)?;
-            let f = n * c.ffn_dim;
-            match lt.activation {
-                // SiLU through the table exp (`tern_kernels::scalar::lut`, relative error
-                // ≤ 2·10⁻⁷, far inside the f32 path's tolerance).
-                FfnActivation::Silu => (k.swiglu.f)(&mut s.gate[..f], &s.up[..f]),
-                FfnActivation::ReluSquared => {
-                    scalar::relu_squared_glu(&mut s.gate[..f], &s.up[..f])
+            if let Some(ffn) = &lt.ffn_delegate {
+                // The whole block on a delegate, one call (`crate::delegate::FfnOffer`); the
+                // input rounded to int8 here, as for a delegated matrix.
+                let x = &mut s.xb[..n * dim];
+                if lt.w_gate.int8_activations {
+                    x.chunks_exact_mut(dim)
+                        .for_each(scalar::absmax_int8_roundtrip);
                 }
-                // The tanh GELU as x·σ(2y) through the same table exp (the same function;
-                // within a few ulp of libm's tanhf form, and ten times faster).
-                FfnActivation::GeluTanh => (k.gelu.f)(&mut s.gate[..f], &s.up[..f]),
-            }
-            if let Some(w) = &lt.ffn_sub_norm {
-                for g in s.gate[..f].chunks_exact_mut(c.ffn_dim) {
-                    scalar::rmsnorm_in_place(g, w, c.norm_eps);
+                ffn.run(x, n).map_err(GenerateError::Delegate)?;
+            } else {
+                let gate_up = [(&lt.w_gate, &mut s.gate[..]), (&lt.w_up, &mut s.up[..])];
+                project_fused(feed, ex, &s.xb, n, gate_up)?;
+                let f = n * c.ffn_dim;
+                match lt.activation {
+                    // SiLU through the table exp (`tern_kernels::scalar::lut`, relative error
+                    // ≤ 2·10⁻⁷, far inside the f32 path's tolerance).
+                    FfnActivation::Silu => (k.swiglu.f)(&mut s.gate[..f], &s.up[..f]),
+                    FfnActivation::ReluSquared => {
+                        scalar::relu_squared_glu(&mut s.gate[..f], &s.up[..f])
+                    }
+                    // The tanh GELU as x·σ(2y) through the same table exp (the same function;
+                    // within a few ulp of libm's tanhf form, and ten times faster).
+                    FfnActivation::GeluTanh => (k.gelu.f)(&mut s.gate[..f], &s.up[..f]),
                 }
+                if let Some(w) = &lt.ffn_sub_norm {
+                    for g in s.gate[..f].chunks_exact_mut(c.ffn_dim) {
+                        scalar::rmsnorm_in_place(g, w, c.norm_eps);
+                    }
+                }
+                lt.w_down.project(feed, ex, &s.gate, n, &mut s.xb)?;
             }
-            lt.w_down.project(feed, ex, &s.gate, n, &mut s.xb)?;
             add_residual(
                 &mut s.x[..n * dim],
                 &mut s.xb[..n * dim],

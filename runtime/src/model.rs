@@ -3,13 +3,16 @@
 
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 
 use tern_kernels::Kernels;
 
 use crate::config::ModelConfig;
-use crate::delegate::{Decision, Declined, Delegate, Offer, Projection};
+use crate::delegate::{
+    Decision, Declined, Delegate, DelegateError, DelegatedMatrix, FfnOffer, Offer, Projection,
+};
 use crate::error::LoadError;
 use crate::gguf::{Gguf, GgufError};
 use crate::source::WeightSource;
@@ -72,7 +75,7 @@ pub struct ModelMeta {
 }
 
 /// A model ready to run. Immutable and shareable: sessions hold it in an
-/// [`Arc`](alloc::sync::Arc).
+/// [`Arc`].
 pub struct Model {
     config: ModelConfig,
     tensors: ModelTensors,
@@ -241,56 +244,112 @@ impl Model {
         &self.ternary_choices
     }
 
-    /// Offers every layer projection to `delegate` (`crate::delegate`): those it takes become
-    /// [`Repr::Delegated`] and their file bytes are released; the rest keep the
-    /// representation loading chose. Returns the decisions, also kept for
+    /// Offers every layer projection and the output head to `delegate` (`crate::delegate`):
+    /// those it takes become [`Repr::Delegated`] and their file bytes are released (but the
+    /// tied embedding's, whose rows are still read); the rest keep the representation loading
+    /// chose. Each layer's FFN block is offered whole first ([`FfnOffer`]) when its matrices
+    /// agree on int8 activations; taken, it runs instead of its three products
+    /// ([`LayerTensors::ffn_delegate`](crate::weights::LayerTensors::ffn_delegate)); declined,
+    /// its matrices are offered one by one. Returns the decisions (per layer: the FFN block,
+    /// then the seven matrices; then the output head), also kept for
     /// [`Model::delegate_decisions`]. A streamed model's weights are not in memory to hand
-    /// over: every matrix is declined. Matrices already delegated are not offered again (and
-    /// are listed as taken).
+    /// over: everything is declined. What was delegated earlier is not offered again (and is
+    /// listed as taken).
     ///
     /// The CPU is the default: a model has no delegate unless this is called, after
     /// [`Model::set_ternary_kernel`] if that is called at all (which leaves delegated matrices
     /// alone).
     pub fn set_delegate(&mut self, delegate: &dyn Delegate) -> &[Decision] {
         let bytes = self.weights.as_deref();
+        let eps = self.config.norm_eps;
+        let streamed = || Declined {
+            reason: "streamed model: its weights are not in memory".into(),
+        };
         let mut decisions = Vec::new();
+        let n_layers = self.tensors.layers.len();
         for (layer, l) in self.tensors.layers.iter_mut().enumerate() {
-            for (projection, m) in Projection::ALL.into_iter().zip(l.matrices_mut()) {
-                let t = m.t;
-                let outcome = match bytes {
-                    _ if matches!(m.repr(), Repr::Delegated(_)) => Ok(()),
-                    None => Err(Declined {
-                        reason: "streamed model: its weights are not in memory".into(),
-                    }),
-                    Some(b) => delegate
-                        .offer(&Offer {
+            // The FFN block whole, when its matrices are all still on the CPU.
+            let ffn = [&l.w_gate, &l.w_up, &l.w_down];
+            let int8 = l.w_gate.int8_activations;
+            let on_cpu = ffn.iter().all(|m| !matches!(m.repr(), Repr::Delegated(_)));
+            let outcome = match bytes {
+                _ if l.ffn_delegate.is_some() => Ok(()),
+                _ if !on_cpu => Err(Declined {
+                    reason: "its matrices were delegated one by one earlier".into(),
+                }),
+                _ if ffn.iter().any(|m| m.int8_activations != int8) => Err(Declined {
+                    reason: "gate, up and down differ in int8 activations".into(),
+                }),
+                None => Err(streamed()),
+                Some(b) => {
+                    let offer = |p, m: &Matrix| Offer {
+                        layer,
+                        projection: p,
+                        t: m.t,
+                        bytes: &b.bytes()[m.t.offset..m.t.offset + m.t.len],
+                    };
+                    delegate
+                        .offer_ffn(&FfnOffer {
                             layer,
-                            projection,
-                            t,
-                            bytes: &b.bytes()[t.offset..t.offset + t.len],
+                            gate: offer(Projection::Gate, &l.w_gate),
+                            up: offer(Projection::Up, &l.w_up),
+                            down: offer(Projection::Down, &l.w_down),
+                            activation: l.activation,
+                            sub_norm: l.ffn_sub_norm.as_deref(),
+                            norm_eps: eps,
+                            int8_activations: int8,
                         })
                         .map(|d| {
-                            m.set_repr(Repr::Delegated(d.into()));
-                            // The accelerator holds its own copy from now on.
-                            b.advise(t.offset, t.len, Residency::DontNeed);
-                        }),
-                };
+                            l.ffn_delegate = Some(d.into());
+                            for m in [&mut l.w_gate, &mut l.w_up, &mut l.w_down] {
+                                m.set_repr(Repr::Delegated(Arc::new(InFfnBlock)));
+                                b.advise(m.t.offset, m.t.len, Residency::DontNeed);
+                            }
+                        })
+                }
+            };
+            decisions.push(Decision {
+                layer,
+                projection: Projection::FfnBlock,
+                format: l.w_gate.t.format,
+                rows: l.w_gate.t.rows,
+                cols: l.w_gate.t.cols,
+                outcome,
+                in_block: false,
+            });
+            let in_block = l.ffn_delegate.is_some();
+            for (projection, m) in Projection::ALL.into_iter().zip(l.matrices_mut()) {
+                let outcome = offer_matrix(delegate, bytes, layer, projection, m, true);
                 decisions.push(Decision {
                     layer,
                     projection,
-                    format: t.format,
-                    rows: t.rows,
-                    cols: t.cols,
+                    format: m.t.format,
+                    rows: m.t.rows,
+                    cols: m.t.cols,
                     outcome,
+                    in_block: in_block && projection.is_ffn(),
                 });
             }
         }
+        // The output head; a tied one is the embedding, whose rows stay in use.
+        let release = !self.tensors.tied_output;
+        let m = &mut self.tensors.output;
+        let outcome = offer_matrix(delegate, bytes, n_layers, Projection::Output, m, release);
+        decisions.push(Decision {
+            layer: n_layers,
+            projection: Projection::Output,
+            format: m.t.format,
+            rows: m.t.rows,
+            cols: m.t.cols,
+            outcome,
+            in_block: false,
+        });
         self.delegate_decisions = decisions;
         &self.delegate_decisions
     }
 
-    /// What the delegate decided per layer matrix at the last [`Model::set_delegate`] (empty
-    /// without a delegate), in layer order.
+    /// What the delegate decided at the last [`Model::set_delegate`] (empty without a
+    /// delegate), in its order.
     pub fn delegate_decisions(&self) -> &[Decision] {
         &self.delegate_decisions
     }
@@ -319,6 +378,52 @@ impl Model {
             .map(|m| m.row_bytes())
             .max()
             .unwrap_or(0)
+    }
+}
+
+/// Offers one matrix to `delegate` unless it is delegated already (then `Ok`); taken, it
+/// becomes [`Repr::Delegated`] and, with `release`, its file bytes are released.
+fn offer_matrix(
+    delegate: &dyn Delegate,
+    bytes: Option<&dyn WeightBytes>,
+    layer: usize,
+    projection: Projection,
+    m: &mut Matrix,
+    release: bool,
+) -> Result<(), Declined> {
+    let t = m.t;
+    match bytes {
+        _ if matches!(m.repr(), Repr::Delegated(_)) => Ok(()),
+        None => Err(Declined {
+            reason: "streamed model: its weights are not in memory".into(),
+        }),
+        Some(b) => delegate
+            .offer(&Offer {
+                layer,
+                projection,
+                t,
+                bytes: &b.bytes()[t.offset..t.offset + t.len],
+            })
+            .map(|d| {
+                m.set_repr(Repr::Delegated(d.into()));
+                if release {
+                    // The accelerator holds its own copy from now on.
+                    b.advise(t.offset, t.len, Residency::DontNeed);
+                }
+            }),
+    }
+}
+
+/// The representation of a matrix inside a delegated FFN block: the forward pass runs the
+/// block ([`crate::delegate::DelegatedFfn`]) and never multiplies the matrix alone.
+#[derive(Debug)]
+struct InFfnBlock;
+
+impl DelegatedMatrix for InFfnBlock {
+    fn multiply(&self, _: &[f32], _: usize, _: &mut [f32]) -> Result<(), DelegateError> {
+        Err(DelegateError::Backend {
+            message: "this matrix runs only inside its layer's delegated FFN block".into(),
+        })
     }
 }
 

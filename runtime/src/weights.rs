@@ -18,7 +18,7 @@ use alloc::vec::Vec;
 
 use tern_kernels::{Format, Kernels};
 
-use crate::delegate::DelegatedMatrix;
+use crate::delegate::{DelegatedFfn, DelegatedMatrix};
 use crate::error::LoadError;
 use crate::gguf::{Gguf, TensorInfo};
 use crate::rope::Rope;
@@ -220,6 +220,10 @@ pub struct LayerTensors {
     pub w_down: Matrix,
     /// RMSNorm weight of `w_down`'s output before the residual add (Gemma 3), `(dim)`.
     pub ffn_post_norm: Option<Vec<f32>>,
+    /// The whole FFN block (gate, up, activation, sub-norm, down) on a delegate
+    /// (`crate::delegate::FfnOffer`), run instead of the three products when present; its
+    /// three matrices are then [`Repr::Delegated`] placeholders that are never multiplied.
+    pub ffn_delegate: Option<Arc<dyn DelegatedFfn>>,
 }
 
 impl LayerTensors {
@@ -291,6 +295,7 @@ impl ModelTensors {
         self.layers
             .iter()
             .flat_map(|l| l.matrices())
+            .chain([&self.output])
             .filter(|m| matches!(m.repr(), Repr::Delegated(_)))
             .map(|m| m.t.len as u64)
             .sum()

@@ -16,6 +16,9 @@ several times, so a runtime must produce (almost) the same logits from every cop
   models/bitnet_small_scaled_tq2_0.gguf  TQ2_0 with block scale 1 and the tensor scale moved into
                                          the optional `blk.N.<w>.scale` tensors (same function)
 
+  --layers700m writes only models/bitnet_700m_layers_tq2_0.gguf: two layers of the benchmark shape
+  below with a 4096-token vocabulary (the NPU delegate's whole-layer test, issue 20).
+
   --bench adds the benchmark shape of issue 7 (BitNet b1.58 "large", ~700M parameters: hidden
   1536, FFN 4096, 24 layers, 16 heads, vocabulary 32002, F16 tied embedding/output):
   models/bitnet_bench_tq2_0.gguf, models/bitnet_bench_i2_s.gguf (275 and 270 MB, about 4 minutes
@@ -188,6 +191,10 @@ SMALL = Spec("bitnet_small", n_vocab=4096, n_embd=256, n_ff=512, n_layer=4, n_he
 # (no GQA), vocab 32002, rms_norm_eps 1e-5, rope_theta 10000, max_position_embeddings 2048.
 BENCH = Spec("bitnet_bench", n_vocab=32002, n_embd=1536, n_ff=4096, n_layer=24, n_head=16,
              n_head_kv=16, n_ctx_train=2048)
+# Two layers of that shape with a 4096-token vocabulary (--layers700m): the NPU delegate's
+# whole-layer test (issue 20) at BitNet b1.58 large's layer dimensions, 27 MB, seconds to write.
+LAYERS700M = Spec("bitnet_700m_layers", n_vocab=4096, n_embd=1536, n_ff=4096, n_layer=2,
+                  n_head=16, n_head_kv=16, n_ctx_train=2048)
 
 
 # --------------------------------------------------------------------------
@@ -784,11 +791,20 @@ def main() -> int:
     ap.add_argument("--fixture", type=Path, default=DEFAULT_FIXTURE)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-fixture", action="store_true", help="only write the models")
+    ap.add_argument("--layers700m", action="store_true",
+                    help="only write two layers of the ~700M shape (TQ2_0), "
+                         "models/bitnet_700m_layers_tq2_0.gguf")
     ap.add_argument("--bench", action="store_true",
                     help="also write the ~700M-parameter benchmark-shaped model (TQ2_0 and I2_S)")
     args = ap.parse_args()
     args.models.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
+
+    if args.layers700m:
+        path = model_path(args.models, LAYERS700M, "tq2_0")
+        write_model(path, LAYERS700M, "tq2_0", args.seed, None)
+        log(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) in {time.time() - t_start:.0f}s")
+        return 0
 
     weights = small_weights(SMALL, args.seed)
     shas = {}

@@ -8,6 +8,10 @@ use std::sync::Arc;
 
 use half::f16;
 use tern_kernels::{Format, Kernels};
+use tern_runtime::delegate::{
+    Declined, Delegate, DelegateError, DelegatedFfn, DelegatedMatrix, FfnOffer, Offer,
+};
+use tern_runtime::weights::FfnActivation;
 use tern_runtime::{ActivationPrecision, Model, Session, SessionOptions};
 
 /// xorshift64*.
@@ -166,4 +170,256 @@ pub fn greedy(m: Model, prompt: &[u32], steps: usize) -> Vec<u32> {
         out.push(next);
     }
     out
+}
+
+/// FP16's unit roundoff, 2⁻¹¹.
+pub const U16: f64 = 1.0 / 2048.0;
+
+/// Bound of one `MatMulNBits` product on the HTP relative to `Σ|w·x|` (see `emulator.rs`):
+/// `4·u₁₆ + γ_K`.
+pub fn htp_product_bound(k: usize) -> f64 {
+    let u32_ = 2f64.powi(-24);
+    4.0 * U16 + k as f64 * u32_ / (1.0 - k as f64 * u32_)
+}
+
+/// A delegate that checks, at every call of the model's forward pass, what another delegate
+/// returns against an f64 reference computed from the same inputs, within a derived bound
+/// (below); it records the largest error as a fraction of its bound.
+///
+/// A matrix: `|y − y_exact| ≤ ε_K·Σ|w·x|`, `ε_K` = [`htp_product_bound`].
+///
+/// An FFN block (`tern_runtime::delegate::FfnOffer`), step by step, with `m_g = Σ|w_g·x|`
+/// etc.: gate and up are products (`ε_K·m`) then scaled (`u₁₆·|g|`); the activation
+/// `a(g)·u` moves by `L·|Δg|·|u| + |a(g)|·|Δu|` (`L` = the activation's largest slope on the
+/// interval: 1.1 for SiLU, 1.13 for GELU-tanh, `2·(|g| + |Δg|)` for ReLU²) plus its own
+/// evaluation in FP16, taken as `8·u₁₆·(|a(g)·u| + |Δ|)` (a few FP16 operations, each a
+/// rounding); the sub-norm multiplies relative errors by at most `2` (`h / rms(h)`: the
+/// error of `h` and of `rms(h)`, first order) plus `4·u₁₆`. The int8 rounding of `h` adds, per
+/// element, `Δh` scaled, plus one code step `amax/127` where the exact `h·127/amax` lies within
+/// `(Δh + Δamax)·127/amax + 2·u₁₆·128` of a rounding boundary (the HTP computes the rounding
+/// in FP16), and `Δamax·|q|/127 + 2·u₁₆·amax` for the scale's error and the FP16 result. Down is a product on `h̃`: `ε_F·Σ|w_d·h̃| + Σ|w_d|·|Δh|`, then scaled.
+pub struct Checked<D> {
+    pub inner: D,
+    /// Largest error / bound seen.
+    pub worst: Arc<std::sync::Mutex<f64>>,
+}
+
+impl<D> Checked<D> {
+    pub fn new(inner: D) -> Self {
+        Checked {
+            inner,
+            worst: Arc::new(std::sync::Mutex::new(0.0)),
+        }
+    }
+}
+
+fn dequant(o: &Offer<'_>) -> Vec<f32> {
+    let mut w = vec![0.0; o.t.rows * o.t.cols];
+    Kernels::scalar().dequant(o.t.format, o.bytes, &mut w);
+    w
+}
+
+/// `(y, Σ|w·x|)` per output of `w (rows, cols)` on one row `x`, in f64.
+fn product(w: &[f32], rows: usize, x: &[f64]) -> Vec<(f64, f64)> {
+    let cols = x.len();
+    (0..rows)
+        .map(|r| {
+            let row = &w[r * cols..(r + 1) * cols];
+            row.iter().zip(x).fold((0.0, 0.0), |(y, m), (a, b)| {
+                (y + *a as f64 * b, m + (*a as f64 * b).abs())
+            })
+        })
+        .collect()
+}
+
+struct CheckedMatrix {
+    inner: Box<dyn DelegatedMatrix>,
+    w: Vec<f32>,
+    rows: usize,
+    cols: usize,
+    worst: Arc<std::sync::Mutex<f64>>,
+}
+
+impl std::fmt::Debug for CheckedMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CheckedMatrix({}×{})", self.rows, self.cols)
+    }
+}
+
+impl DelegatedMatrix for CheckedMatrix {
+    fn multiply(&self, x: &[f32], n: usize, y: &mut [f32]) -> Result<(), DelegateError> {
+        self.inner.multiply(x, n, y)?;
+        let eps = htp_product_bound(self.cols);
+        let mut worst = self.worst.lock().unwrap();
+        for t in 0..n {
+            let xt: Vec<f64> = x[t * self.cols..(t + 1) * self.cols]
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            for (r, (want, m)) in product(&self.w, self.rows, &xt).into_iter().enumerate() {
+                let got = y[t * self.rows + r] as f64;
+                let bound = eps * m + 1e-30;
+                let ratio = (got - want).abs() / bound;
+                assert!(ratio <= 1.0, "product row {r}: {got} vs {want} ± {bound}");
+                *worst = worst.max(ratio);
+            }
+        }
+        Ok(())
+    }
+}
+
+struct CheckedFfn {
+    inner: Box<dyn DelegatedFfn>,
+    w: [Vec<f32>; 3],
+    scales: [f32; 3],
+    dim: usize,
+    ffn: usize,
+    activation: FfnActivation,
+    sub_norm: Option<Vec<f32>>,
+    eps: f32,
+    int8: bool,
+    worst: Arc<std::sync::Mutex<f64>>,
+}
+
+impl std::fmt::Debug for CheckedFfn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CheckedFfn({}, {})", self.dim, self.ffn)
+    }
+}
+
+impl CheckedFfn {
+    /// The exact block output on `x` and each output's bound.
+    fn reference(&self, x: &[f64]) -> Vec<(f64, f64)> {
+        let (dim, ffn) = (self.dim, self.ffn);
+        let eps_d = htp_product_bound(dim);
+        let g = product(&self.w[0], ffn, x);
+        let u = product(&self.w[1], ffn, x);
+        let (mut h, mut dh) = (vec![0.0f64; ffn], vec![0.0f64; ffn]);
+        for j in 0..ffn {
+            let (sg, su) = (self.scales[0] as f64, self.scales[1] as f64);
+            let (gv, uv) = (g[j].0 * sg, u[j].0 * su);
+            let eg = (eps_d * g[j].1 + U16 * g[j].1) * sg.abs();
+            let eu = (eps_d * u[j].1 + U16 * u[j].1) * su.abs();
+            let (a, slope) = match self.activation {
+                FfnActivation::Silu => (gv / (1.0 + (-gv).exp()), 1.1),
+                FfnActivation::GeluTanh => {
+                    let k = (2.0 / std::f64::consts::PI).sqrt();
+                    (
+                        0.5 * gv * (1.0 + (k * (gv + 0.044715 * gv * gv * gv)).tanh()),
+                        1.13,
+                    )
+                }
+                FfnActivation::ReluSquared => (gv.max(0.0).powi(2), 2.0 * (gv.abs() + eg)),
+            };
+            h[j] = a * uv;
+            let d = slope * eg * (uv.abs() + eu) + a.abs() * eu;
+            dh[j] = d + 8.0 * U16 * (h[j].abs() + d);
+        }
+        if let Some(w) = &self.sub_norm {
+            let ms = h.iter().map(|v| v * v).sum::<f64>() / ffn as f64;
+            let inv = 1.0 / (ms + self.eps as f64).sqrt();
+            // |Δ(h/rms)| ≤ |Δh|/rms + |h|·|Δrms|/rms², |Δrms| ≤ max|Δh| (a norm's change).
+            let drms = dh.iter().fold(0.0f64, |a, b| a.max(*b));
+            for j in 0..ffn {
+                let wj = w[j] as f64;
+                let v = h[j] * inv * wj;
+                dh[j] =
+                    (dh[j] * inv + h[j].abs() * drms * inv * inv) * wj.abs() + 4.0 * U16 * v.abs();
+                h[j] = v;
+            }
+        }
+        if self.int8 {
+            let amax = h.iter().fold(0.0f64, |a, b| a.max(b.abs()));
+            let damax = dh.iter().fold(0.0f64, |a, b| a.max(*b));
+            if amax > 0.0 {
+                let s = 127.0 / amax;
+                for j in 0..ffn {
+                    let v = h[j] * s;
+                    let q = (v.abs() + 0.5).trunc().copysign(v).clamp(-128.0, 127.0);
+                    let slack = (dh[j] + damax) * s + 2.0 * U16 * 128.0;
+                    let frac = (v.abs() - v.abs().trunc() - 0.5).abs();
+                    let flip = if frac <= slack { amax / 127.0 } else { 0.0 };
+                    h[j] = q / s;
+                    // `q·(amax/127)` with amax off by Δamax, rounded to FP16 twice.
+                    dh[j] = flip + damax * q.abs() / 127.0 + 2.0 * U16 * amax;
+                }
+            }
+        }
+        let eps_f = htp_product_bound(ffn);
+        let sd = self.scales[2] as f64;
+        (0..dim)
+            .map(|r| {
+                let row = &self.w[2][r * ffn..(r + 1) * ffn];
+                let (mut y, mut m, mut prop) = (0.0, 0.0, 0.0);
+                for j in 0..ffn {
+                    y += row[j] as f64 * h[j];
+                    m += (row[j] as f64 * h[j]).abs();
+                    prop += (row[j] as f64).abs() * dh[j];
+                }
+                (y * sd, ((eps_f + U16) * m + prop) * sd.abs())
+            })
+            .collect()
+    }
+}
+
+impl DelegatedFfn for CheckedFfn {
+    fn run(&self, x: &mut [f32], n: usize) -> Result<(), DelegateError> {
+        let input: Vec<f64> = x[..n * self.dim].iter().map(|&v| v as f64).collect();
+        self.inner.run(x, n)?;
+        let mut worst = self.worst.lock().unwrap();
+        for t in 0..n {
+            let want = self.reference(&input[t * self.dim..(t + 1) * self.dim]);
+            for (r, (want, bound)) in want.into_iter().enumerate() {
+                let got = x[t * self.dim + r] as f64;
+                let ratio = (got - want).abs() / (bound + 1e-30);
+                assert!(ratio <= 1.0, "FFN block out {r}: {got} vs {want} ± {bound}");
+                *worst = worst.max(ratio);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<D: Delegate> Delegate for Checked<D> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn offer(&self, o: &Offer<'_>) -> Result<Box<dyn DelegatedMatrix>, Declined> {
+        let inner = self.inner.offer(o)?;
+        Ok(Box::new(CheckedMatrix {
+            inner,
+            w: dequant(o),
+            rows: o.t.rows,
+            cols: o.t.cols,
+            worst: self.worst.clone(),
+        }))
+    }
+
+    fn offer_ffn(&self, o: &FfnOffer<'_>) -> Result<Box<dyn DelegatedFfn>, Declined> {
+        let inner = self.inner.offer_ffn(o)?;
+        Ok(Box::new(CheckedFfn {
+            inner,
+            w: [dequant(&o.gate), dequant(&o.up), dequant(&o.down)],
+            scales: [o.gate.t.scale, o.up.t.scale, o.down.t.scale],
+            dim: o.gate.t.cols,
+            ffn: o.gate.t.rows,
+            activation: o.activation,
+            sub_norm: o.sub_norm.map(<[f32]>::to_vec),
+            eps: o.norm_eps,
+            int8: o.int8_activations,
+            worst: self.worst.clone(),
+        }))
+    }
+}
+
+/// [`model`], but a missing file fails the test under `TERN_REQUIRE_NPU_TESTS` (the script
+/// that sets it generates the file first).
+pub fn required_model(name: &str) -> Option<Model> {
+    let m = model(name);
+    assert!(
+        m.is_some() || std::env::var_os("TERN_REQUIRE_NPU_TESTS").is_none(),
+        "models/{name} is missing but TERN_REQUIRE_NPU_TESTS is set"
+    );
+    m
 }

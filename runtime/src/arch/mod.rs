@@ -127,6 +127,7 @@ fn plain_layer_from(
         ffn_sub_norm: None,
         w_down: t.matrix(&blk(i, "ffn_down"), c.ffn_dim, c.dim)?.into(),
         ffn_post_norm: None,
+        ffn_delegate: None,
     })
 }
 
