@@ -104,3 +104,7 @@ echo "QNN HTP (emulator): $TERN_QNN_BACKEND"
 start=$SECONDS
 cargo test -p tern-delegate-qnn -- --test-threads 1
 echo "delegate-qnn tests: $((SECONDS - start)) s (build included)"
+
+# `tern inspect/run --delegate` from the command line: the decisions listed, and the emulated
+# HTP's greedy tokens equal to the CPU's.
+cargo test -q -p tern-cli --test delegate -- --test-threads 1

@@ -68,6 +68,8 @@ pub struct ModelOpts {
     /// expf instead of the table exp in softmax and SwiGLU.
     #[arg(long)]
     pub exact_exp: bool,
+    #[command(flatten)]
+    pub delegate: crate::delegate::DelegateOpts,
 }
 
 /// How the weights reach memory.

@@ -108,6 +108,13 @@ pub fn load_model(opts: &ModelOpts, load: &LoadOpts) -> Result<Loaded> {
         })?;
         model.set_ternary_kernel(kernel);
     }
+    let decisions = crate::delegate::apply(&opts.delegate, &mut model)?;
+    if !decisions.is_empty() {
+        eprintln!(
+            "delegate: {} (tern inspect --delegate … lists each with its reason)",
+            crate::delegate::summary(&decisions)
+        );
+    }
     Ok(Loaded {
         model: Arc::new(model),
         weights,

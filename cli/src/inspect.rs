@@ -35,7 +35,22 @@ pub fn main(args: InspectArgs) -> Result<()> {
     if args.json {
         let mut report = file_json(&path.to_string(), file.len(), &g);
         match Model::from_bytes(Box::new(map), kernels) {
-            Ok(model) => report["model"] = model_json(&model, &budget),
+            Ok(mut model) => {
+                let decisions = crate::delegate::apply(&args.model.delegate, &mut model)?;
+                report["model"] = model_json(&model, &budget);
+                if !decisions.is_empty() {
+                    report["delegate"] = decisions
+                        .iter()
+                        .map(|d| {
+                            json!({
+                                "layer": d.layer,
+                                "decision": d.to_string(),
+                                "taken": d.taken(),
+                            })
+                        })
+                        .collect();
+                }
+            }
             Err(e) => report["unsupported"] = Json::from(Error::from_err(e).report()),
         }
         println!("{report}");
@@ -77,7 +92,8 @@ pub fn main(args: InspectArgs) -> Result<()> {
     }
 
     match Model::from_bytes(Box::new(map), kernels) {
-        Ok(model) => {
+        Ok(mut model) => {
+            let decisions = crate::delegate::apply(&args.model.delegate, &mut model)?;
             let c = model.config();
             let tok = model.tokenizer();
             println!("\nmodel:");
@@ -201,6 +217,12 @@ pub fn main(args: InspectArgs) -> Result<()> {
                     total as f64 / 1e6,
                     budget.ceiling_tok_s(total)
                 );
+            }
+            if !decisions.is_empty() {
+                println!("\ndelegate ({}):", crate::delegate::summary(&decisions));
+                for d in &decisions {
+                    println!("  {d}");
+                }
             }
         }
         Err(e) => println!("\nTern cannot run this model: {e}"),

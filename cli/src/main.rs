@@ -4,6 +4,7 @@ mod args;
 mod bench;
 mod chat;
 mod common;
+mod delegate;
 mod error;
 mod inspect;
 mod perplexity;
