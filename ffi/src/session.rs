@@ -563,6 +563,13 @@ pub(crate) fn rate(n: usize, seconds: f64) -> f64 {
 /// Where a generation's text and outcome go.
 pub(crate) trait Sink: Send {
     fn token(&mut self, text: &str);
+    /// Any event but `Done`: text-only sinks (the string conveniences) keep the text and
+    /// drop the rest.
+    fn event(&mut self, event: crate::ReplyEvent) {
+        if let crate::ReplyEvent::Text { text } = &event {
+            self.token(text);
+        }
+    }
     fn finish(self: Box<Self>, result: Result<GenerationStats, TernError>);
 }
 
