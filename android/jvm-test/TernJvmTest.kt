@@ -569,6 +569,27 @@ fun main(args: Array<String>) {
         }
     }
 
+    test("a JSON Schema option constrains a generation to a valid document") {
+        val schema = """{"type": "object", "properties": {
+            "city": {"type": "string", "minLength": 1, "maxLength": 20},
+            "population": {"type": "integer", "minimum": 0, "maximum": 100000000}},
+          "required": ["city", "population"], "additionalProperties": false}"""
+        model.newSession().use { session ->
+            val options = GenerateOptions(maxTokens = 60, temperature = 0f, jsonSchema = schema)
+            val events = session.generateEvents("Paris as JSON with its population:", options).toList()
+            val text = events.filterIsInstance<ReplyEvent.Text>().joinToString("") { it.text }
+            // The engine writes `", "` and `": "` separators and the schema's property order.
+            val valid = Regex("""\{"city": "[^"]{1,20}", "population": (0|[1-9][0-9]{0,7}|100000000)\}""")
+            check(valid.matches(text)) { "not valid under the schema: $text" }
+            val done = events.last() as? ReplyEvent.Done ?: throw Failure("$events")
+            check(done.stopReason == StopReason.END_OF_GENERATION) { "$done" }
+            val e = expectThrows<TernException.InvalidSchema> {
+                session.generateEvents(PROMPT, GenerateOptions(jsonSchema = "{\n\"type\": }")).toList()
+            }
+            check(e.line == 2u && e.column == 9u) { "$e" }
+        }
+    }
+
     // A second architecture through the same API, unchanged: Gemma 3 (sliding-window layers,
     // GeGLU, 262k-token SentencePiece vocabulary), when the test command passes its file.
     if (args.size >= 5) {

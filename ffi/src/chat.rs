@@ -432,6 +432,11 @@ impl Conversation {
         sink: Box<dyn Sink>,
     ) -> Result<Arc<Control>, TernError> {
         let sampling = options.sampler_options()?;
+        if options.json_schema.is_some() {
+            return Err(TernError::InvalidArgument {
+                reason: "json_schema applies to Session generations, not conversations".into(),
+            });
+        }
         let reply = ReplyOptions {
             max_tokens: options.max_tokens as usize,
             stop: self.shared.stop.clone(),

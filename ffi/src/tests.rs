@@ -1175,6 +1175,8 @@ fn bad_tools_are_typed_errors_naming_the_position() {
     assert!(matches!(e, TernError::UnsupportedSchema { .. }), "{e:?}");
     let e = bad(vec![tool("t", "{}"), tool("t", "{}")], Some(TOOLS_TEMPLATE));
     assert!(matches!(e, TernError::InvalidArgument { .. }), "{e:?}");
+    // An empty schema is a tool without arguments.
+    assert!(Conversation::new(model(), tool_options(vec![tool("ping", "")], false)).is_ok());
     // SmolLM2's own template has no tool-call syntax.
     let e = bad(weather_and_timer(), None);
     assert_eq!(e, TernError::NoToolCallFormat);
@@ -1190,4 +1192,80 @@ fn the_constraint_vocabulary_is_built_once_per_model() {
         a.n_vocab(),
         m.inner.config().vocab.max(m.inner.tokenizer().vocab_size())
     );
+}
+
+#[test]
+fn a_json_schema_constrains_a_generation_to_a_valid_document() {
+    let schema = r#"{"type": "object", "properties": {
+        "city": {"type": "string", "minLength": 1, "maxLength": 20},
+        "population": {"type": "integer", "minimum": 0, "maximum": 100000000}},
+      "required": ["city", "population"], "additionalProperties": false}"#;
+    let session = Session::new(model()).unwrap();
+    let options = GenerateOptions {
+        json_schema: Some(schema.into()),
+        ..greedy(60)
+    };
+    let (texts, end) = collect_events(|l| {
+        session.generate_events("Paris as JSON with its population:".into(), options, l)
+    });
+    let text = texts.concat();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let obj = doc.as_object().unwrap();
+    let city = obj["city"].as_str().unwrap();
+    assert!((1..=20).contains(&city.chars().count()), "{text}");
+    assert!(obj["population"].as_u64().is_some_and(|p| p <= 100_000_000), "{text}");
+    assert_eq!(obj.len(), 2, "{text}");
+    assert!(
+        matches!(
+            end,
+            Ok(ReplyEvent::Done {
+                stop_reason: StopReason::EndOfGeneration,
+                ..
+            })
+        ),
+        "{end:?}"
+    );
+
+    let bad = |schema: &str| {
+        let options = GenerateOptions {
+            json_schema: Some(schema.into()),
+            ..greedy(4)
+        };
+        session
+            .generate_events(
+                PROMPT.into(),
+                options,
+                Box::new(EventRecorder(Mutex::new(channel().0))),
+            )
+            .unwrap_err()
+    };
+    assert!(
+        matches!(
+            bad("{\n\"type\": }"),
+            TernError::InvalidSchema {
+                line: 2,
+                column: 9,
+                ..
+            }
+        ),
+        "{:?}",
+        bad("{\n\"type\": }")
+    );
+    assert!(matches!(
+        bad(r#"{"type": "string", "pattern": "(?<=a)b"}"#),
+        TernError::UnsupportedSchema { .. }
+    ));
+    let chat = Conversation::new(model(), ConversationOptions::default()).unwrap();
+    let options = GenerateOptions {
+        json_schema: Some(schema.into()),
+        ..greedy(4)
+    };
+    assert!(matches!(
+        chat.send_events(
+            "Hi".into(),
+            options,
+            Box::new(EventRecorder(Mutex::new(channel().0)))
+        ),
+        Err(TernError::InvalidArgument { .. })
+    ));
 }

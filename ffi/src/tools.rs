@@ -17,9 +17,12 @@ pub struct Tool {
     pub description: String,
     /// JSON Schema of its arguments, as JSON text: an object schema, e.g.
     /// `{"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}`.
-    /// A schema that does not parse fails with `InvalidSchema` (naming the line and column);
-    /// one the engine cannot enforce fails with `UnsupportedSchema`.
-    #[uniffi(default = "{\"type\": \"object\", \"properties\": {}}")]
+    /// Empty (the default): the tool takes no arguments. A schema that does not parse fails
+    /// with `InvalidSchema` (naming the line and column); one the engine cannot enforce fails
+    /// with `UnsupportedSchema`.
+    // (An empty default, not the schema: uniffi 0.32 writes string defaults into the Kotlin
+    // and Swift sources without escaping their quotes.)
+    #[uniffi(default = "")]
     pub parameters_json: String,
 }
 
@@ -49,8 +52,12 @@ pub(crate) fn runtime_tools(
             });
         }
         let what = format!("parameters of tool `{}`", t.name);
+        let text = match t.parameters_json.trim() {
+            "" => r#"{"type": "object", "properties": {}, "additionalProperties": false}"#,
+            text => text,
+        };
         let parameters: Value =
-            serde_json::from_str(&t.parameters_json).map_err(|e| TernError::InvalidSchema {
+            serde_json::from_str(text).map_err(|e| TernError::InvalidSchema {
                 what: what.clone(),
                 line: e.line() as u32,
                 column: e.column() as u32,

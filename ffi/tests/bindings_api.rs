@@ -229,7 +229,7 @@ fn generated_defaults_are_the_runtime_defaults() {
     let init = format!(
         "publicinit(maxTokens:UInt32=UInt32(128),temperature:Float=Float({:?}),topK:UInt32=UInt32({}),\
          topP:Float=Float({:?}),minP:Float=Float({:?}),repeatPenalty:Float=Float({:?}),\
-         repeatLastN:UInt32=UInt32({}),seed:UInt64=UInt64({}))",
+         repeatLastN:UInt32=UInt32({}),seed:UInt64=UInt64({}),jsonSchema:String?=nil)",
         d.temperature, d.top_k, d.top_p, d.min_p, d.repeat_penalty, d.repeat_last_n, d.seed
     );
     assert!(

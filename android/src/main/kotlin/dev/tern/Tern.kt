@@ -95,6 +95,14 @@ data class GenerateOptions(
     val repeatLastN: Int = GENERATE_DEFAULTS.repeatLastN.toInt(),
     /** Seed of the sampler: the same seed gives the same text. */
     val seed: Long = GENERATE_DEFAULTS.seed.toLong(),
+    /**
+     * A JSON Schema (JSON text) the output must satisfy; generation ends when the document is
+     * complete. `null` is free text. Sessions only: a conversation throws
+     * `TernException.InvalidArgument`. A schema that does not parse throws
+     * `TernException.InvalidSchema` (line and column), one that cannot be enforced
+     * `TernException.UnsupportedSchema`.
+     */
+    val jsonSchema: String? = GENERATE_DEFAULTS.jsonSchema,
 ) {
     internal fun toNative() = dev.tern.ffi.GenerateOptions(
         maxTokens = unsigned32("maxTokens", maxTokens),
@@ -106,6 +114,7 @@ data class GenerateOptions(
         repeatLastN = unsigned32("repeatLastN", repeatLastN),
         // Any 64-bit pattern is a seed.
         seed = seed.toULong(),
+        jsonSchema = jsonSchema,
     )
 }
 
