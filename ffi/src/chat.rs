@@ -125,7 +125,7 @@ enum Turn {
 /// A conversation's runtime state: a plain chat, or one whose assistant may call tools. Both
 /// are a [`Chat`] underneath (messages, template, session), which `Deref` reaches.
 enum Talk {
-    Plain(Chat),
+    Plain(Box<Chat>),
     Tools(Box<ToolChat>),
 }
 
@@ -214,7 +214,7 @@ impl Conversation {
             });
         }
         let talk = if tools.is_empty() {
-            Talk::Plain(chat)
+            Talk::Plain(Box::new(chat))
         } else {
             let vocab = model.constraint_vocab()?;
             let mut tool_chat = ToolChat::new(chat, tools, &vocab)?;
