@@ -1209,11 +1209,15 @@ fn a_json_schema_constrains_a_generation_to_a_valid_document() {
         session.generate_events("Paris as JSON with its population:".into(), options, l)
     });
     let text = texts.concat();
-    let doc: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
     let obj = doc.as_object().unwrap();
     let city = obj["city"].as_str().unwrap();
     assert!((1..=20).contains(&city.chars().count()), "{text}");
-    assert!(obj["population"].as_u64().is_some_and(|p| p <= 100_000_000), "{text}");
+    assert!(
+        obj["population"].as_u64().is_some_and(|p| p <= 100_000_000),
+        "{text}"
+    );
     assert_eq!(obj.len(), 2, "{text}");
     assert!(
         matches!(
