@@ -8,6 +8,8 @@ import dev.tern.GenerateOptions
 import dev.tern.ModelOptions
 import dev.tern.StopReason
 import dev.tern.TernModel
+import dev.tern.Tool
+import dev.tern.ToolResult
 import dev.tern.ffi.ChatMessage
 import dev.tern.ffi.ReplyEvent
 import dev.tern.ffi.TemplateValue
@@ -84,9 +86,10 @@ fun main(args: Array<String>) {
     var passed = 0
     var failed = 0
     fun test(name: String, timeoutMs: Long = 120_000, body: suspend CoroutineScope.() -> Unit) {
+        val start = System.nanoTime()
         try {
             runBlocking { withTimeout(timeoutMs) { body() } }
-            println("ok    $name")
+            println("ok    $name (%.1f s)".format((System.nanoTime() - start) / 1e9))
             passed++
         } catch (e: Throwable) {
             println("FAIL  $name: $e")
@@ -515,6 +518,76 @@ fun main(args: Array<String>) {
         val lines = out.toString().lines()
         check(lines[0].matches(Regex("llama: 1[0-9]{8} parameters"))) { "printed $lines" }
         check(lines.last { it.isNotEmpty() }.endsWith(" tok/s")) { "printed $lines" }
+    }
+
+    // Tool calling end to end on the small model: a short ChatML template with `tools` and the
+    // Hermes `<tool_call>` syntax (SmolLM2's own has no tools) and a required call, so the
+    // constraint guarantees a well-formed call even from a 135M model.
+    val toolsTemplate = File("ffi/tests/data/chatml-tools.jinja").readText()
+    val weather = Tool(
+        name = "get_weather",
+        description = "Get the weather forecast for a city.",
+        parametersJson = """{"type": "object", "properties": {
+            "city": {"type": "string", "minLength": 1, "maxLength": 40},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+          "required": ["city"], "additionalProperties": false}""",
+    )
+    test("a tool call end to end: request, call event, tool result, answer from the cache") {
+        val options = ConversationOptions(template = toolsTemplate, tools = listOf(weather), requireToolCall = true)
+        model.newConversation(options).use { chat ->
+            val events = chat.sendEvents("What is the weather in Paris?", greedy(40)).toList()
+            val call = events.filterIsInstance<ReplyEvent.ToolCall>().firstOrNull()
+                ?: throw Failure("no call in $events")
+            check(call.name == "get_weather") { "$call" }
+            // serde_json's compact form, keys sorted: valid under the schema by construction.
+            val valid = Regex("""\{"city":"[^"]{1,40}"(,"unit":"(celsius|fahrenheit)")?\}""")
+            check(valid.matches(call.argumentsJson)) { "arguments ${call.argumentsJson}" }
+            val first = (events.last() as? ReplyEvent.Done)?.stats ?: throw Failure("$events")
+
+            val result = ToolResult("get_weather", """{"temperature_c": 18, "sky": "cloudy"}""")
+            val answer = chat.sendToolResults(listOf(result), greedy(24)).toList()
+            val done = answer.last() as? ReplyEvent.Done ?: throw Failure("$answer")
+            check(answer.any { it is ReplyEvent.Text }) { "no answer text: $answer" }
+            // The first prompt came from the cache (but for its last token, which may merge with
+            // the reply's first byte); only the rendered reply, the tool message and the header
+            // were processed.
+            val firstPrompt = first.promptTokens + first.cachedTokens
+            check(done.stats.cachedTokens + 1u >= firstPrompt) { "$first\n${done.stats}" }
+            check(done.stats.promptTokens <= first.generatedTokens + 40u) { "$first\n${done.stats}" }
+            check(chat.messages.takeLast(2).map { it.role } == listOf("tool", "assistant")) { "${chat.messages}" }
+        }
+    }
+
+    test("a bad tool schema throws InvalidSchema naming the line and column") {
+        val bad = Tool("get_weather", "", "{\"type\": \"object\",\n \"properties\": {,}}")
+        val e = expectThrows<TernException.InvalidSchema> {
+            model.newConversation(ConversationOptions(template = toolsTemplate, tools = listOf(bad)))
+        }
+        check(e.line == 2u && e.column == 17u && "get_weather" in e.what) { "$e" }
+        expectThrows<TernException.NoToolCallFormat> {
+            model.newConversation(ConversationOptions(tools = listOf(weather)))
+        }
+    }
+
+    test("a JSON Schema option constrains a generation to a valid document") {
+        val schema = """{"type": "object", "properties": {
+            "city": {"type": "string", "minLength": 1, "maxLength": 20},
+            "population": {"type": "integer", "minimum": 0, "maximum": 100000000}},
+          "required": ["city", "population"], "additionalProperties": false}"""
+        model.newSession().use { session ->
+            val options = GenerateOptions(maxTokens = 60, temperature = 0f, jsonSchema = schema)
+            val events = session.generateEvents("Paris as JSON with its population:", options).toList()
+            val text = events.filterIsInstance<ReplyEvent.Text>().joinToString("") { it.text }
+            // The engine writes `", "` and `": "` separators and the schema's property order.
+            val valid = Regex("""\{"city": "[^"]{1,20}", "population": (0|[1-9][0-9]{0,7}|100000000)\}""")
+            check(valid.matches(text)) { "not valid under the schema: $text" }
+            val done = events.last() as? ReplyEvent.Done ?: throw Failure("$events")
+            check(done.stopReason == StopReason.END_OF_GENERATION) { "$done" }
+            val e = expectThrows<TernException.InvalidSchema> {
+                session.generateEvents(PROMPT, GenerateOptions(jsonSchema = "{\n\"type\": }")).toList()
+            }
+            check(e.line == 2u && e.column == 9u) { "$e" }
+        }
     }
 
     // A second architecture through the same API, unchanged: Gemma 3 (sliding-window layers,

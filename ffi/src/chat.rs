@@ -1,23 +1,28 @@
 //! Conversations: messages in, streamed reply text out, formatted by the model's own chat
-//! template, with the KV cache of earlier turns reused (`tern_runtime::chat::Chat`).
+//! template, with the KV cache of earlier turns reused (`tern_runtime::chat::Chat`); with
+//! tools declared, the assistant may call them (`tern_runtime::constrain::tools::ToolChat`).
 
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use tern_runtime::chat::{
     Chat, ChatOptions, ChatTemplate, JsonValue, Message, OverflowPolicy, RenderOptions,
     ReplyOptions, ReplyStop,
 };
+use tern_runtime::constrain::tools::{ToolChat, ToolEvent, ToolStop};
 use tern_runtime::Flow;
 
 use crate::channel::Queue;
 use crate::error::TernError;
-use crate::event::{EventSink, ReplyListener};
+use crate::event::{EventSink, ReplyEvent, ReplyListener};
 use crate::model::Model;
 use crate::session::{
     rate, spawn_job, Control, GenerateOptions, GenerationHandle, GenerationStats, ListenerSink,
     QueueSink, Sink, StopReason, TokenListener, TokenStream,
 };
 use crate::slot::Slot;
+use crate::tools::{runtime_tools, Tool, ToolResult};
 
 /// How a [`Conversation`] is set up.
 #[derive(Clone, Debug, Default, PartialEq, uniffi::Record)]
@@ -45,6 +50,20 @@ pub struct ConversationOptions {
     /// for the non-thinking mode of Qwen3 or SmolLM3.
     #[uniffi(default = [])]
     pub template_variables: Vec<TemplateVariable>,
+    /// Functions the assistant may call. They reach the model through the template's `tools`
+    /// variable (the template must teach a call syntax: Qwen/Hermes `<tool_call>` or
+    /// Llama 3.x JSON, else `NoToolCallFormat`); calls arrive as `ReplyEvent.ToolCall`,
+    /// constrained to a declared tool with arguments valid under its schema. With tools, stop
+    /// strings are not applied and a turn that outgrows the context fails with `ContextFull`
+    /// (old turns are not dropped).
+    #[uniffi(default = [])]
+    pub tools: Vec<Tool>,
+    /// Every reply to a user message must start with a tool call (OpenAI's `tool_choice:
+    /// "required"`): the reply is constrained from its first token, so even a model not
+    /// trained on the call syntax makes a well-formed call; replies to tool results stay free.
+    /// Default `false`: the model chooses between text and calls.
+    #[uniffi(default = false)]
+    pub require_tool_call: bool,
 }
 
 /// One message of a conversation.
@@ -95,10 +114,39 @@ impl From<&TemplateValue> for JsonValue {
     }
 }
 
-/// What a turn does: answer a new user message, or answer the conversation as it stands.
+/// What a turn does: answer a new user message, answer tool results, or answer the
+/// conversation as it stands.
 enum Turn {
     Send(String),
+    ToolResults(Vec<ToolResult>),
     Respond,
+}
+
+/// A conversation's runtime state: a plain chat, or one whose assistant may call tools. Both
+/// are a [`Chat`] underneath (messages, template, session), which `Deref` reaches.
+enum Talk {
+    Plain(Box<Chat>),
+    Tools(Box<ToolChat>),
+}
+
+impl Deref for Talk {
+    type Target = Chat;
+
+    fn deref(&self) -> &Chat {
+        match self {
+            Talk::Plain(c) => c,
+            Talk::Tools(t) => t.chat(),
+        }
+    }
+}
+
+impl DerefMut for Talk {
+    fn deref_mut(&mut self) -> &mut Chat {
+        match self {
+            Talk::Plain(c) => c,
+            Talk::Tools(t) => t.chat_mut(),
+        }
+    }
 }
 
 /// A chat with a model. Each [`Conversation::send`] adds a user message and streams the
@@ -111,7 +159,7 @@ pub struct Conversation {
 }
 
 struct ChatShared {
-    chat: Mutex<Chat>,
+    chat: Mutex<Talk>,
     /// Held while a reply is being generated or a short call runs.
     slot: Slot,
     stats: Mutex<Option<GenerationStats>>,
@@ -128,10 +176,15 @@ impl std::fmt::Debug for Conversation {
 impl Conversation {
     /// A new conversation on `model` (its threads, context length, precision and caps).
     /// Fails with [`TernError::NoChatTemplate`] when the model has no template and none is
-    /// given, [`TernError::Template`] when the template is not valid Jinja, and as
-    /// [`crate::Session::new`] does when the session cannot be made.
+    /// given, [`TernError::Template`] when the template is not valid Jinja, as
+    /// [`crate::Session::new`] does when the session cannot be made, and for tools with
+    /// [`TernError::InvalidSchema`] (naming the tool, line and column),
+    /// [`TernError::UnsupportedSchema`] or [`TernError::NoToolCallFormat`]. The first
+    /// conversation with tools on a model prepares its vocabulary for the constraint engine
+    /// (about a second for 150k tokens); later ones reuse it.
     #[uniffi::constructor(default(options))]
     pub fn new(model: Arc<Model>, options: ConversationOptions) -> Result<Arc<Self>, TernError> {
+        let tools = runtime_tools(&options.tools)?;
         let session = model.runtime_session()?;
         let template = match &options.template {
             Some(source) => ChatTemplate::new(source)?.with_tokenizer(model.inner.tokenizer()),
@@ -160,9 +213,17 @@ impl Conversation {
                 ..RenderOptions::default()
             });
         }
+        let talk = if tools.is_empty() {
+            Talk::Plain(Box::new(chat))
+        } else {
+            let vocab = model.constraint_vocab()?;
+            let mut tool_chat = ToolChat::new(chat, tools, &vocab)?;
+            tool_chat.set_call_required(options.require_tool_call);
+            Talk::Tools(Box::new(tool_chat))
+        };
         Ok(Arc::new(Conversation {
             shared: Arc::new(ChatShared {
-                chat: Mutex::new(chat),
+                chat: Mutex::new(talk),
                 slot: Slot::default(),
                 stats: Mutex::new(None),
                 stop: options.stop_strings,
@@ -199,6 +260,25 @@ impl Conversation {
         listener: Box<dyn ReplyListener>,
     ) -> Result<Arc<GenerationHandle>, TernError> {
         let control = self.start(Turn::Send(message), &options, Box::new(EventSink(listener)))?;
+        Ok(Arc::new(GenerationHandle { control }))
+    }
+
+    /// Adds the results of the last reply's tool calls (one `tool` message each, in order)
+    /// and generates the assistant's answer to them, as events like
+    /// [`Conversation::send_events`] (it may call tools again). The KV cache is reused up to
+    /// the new messages (`stats.cached_tokens`). A failed turn leaves the conversation as it
+    /// was.
+    pub fn send_tool_results(
+        &self,
+        results: Vec<ToolResult>,
+        options: GenerateOptions,
+        listener: Box<dyn ReplyListener>,
+    ) -> Result<Arc<GenerationHandle>, TernError> {
+        let control = self.start(
+            Turn::ToolResults(results),
+            &options,
+            Box::new(EventSink(listener)),
+        )?;
         Ok(Arc::new(GenerationHandle { control }))
     }
 
@@ -352,6 +432,11 @@ impl Conversation {
         sink: Box<dyn Sink>,
     ) -> Result<Arc<Control>, TernError> {
         let sampling = options.sampler_options()?;
+        if options.json_schema.is_some() {
+            return Err(TernError::InvalidArgument {
+                reason: "json_schema applies to Session generations, not conversations".into(),
+            });
+        }
         let reply = ReplyOptions {
             max_tokens: options.max_tokens as usize,
             stop: self.shared.stop.clone(),
@@ -361,59 +446,137 @@ impl Conversation {
             |s| &s.slot,
             sink,
             move |shared, control, sink| {
-                let mut chat = shared.lock_chat();
-                chat.set_sampling(sampling);
+                let mut talk = shared.lock_chat();
+                let started = Instant::now();
                 let mut cancelled = false;
-                // Called between prompt batches (empty text) and per token: after a cancel
-                // nothing more reaches the app.
-                let mut on_text = |text: &str| {
-                    if control.is_cancelled() {
-                        cancelled = true;
-                        return Flow::Stop;
+                let outcome = match &mut *talk {
+                    Talk::Plain(chat) => {
+                        chat.set_sampling(sampling);
+                        // Called between prompt batches (empty text) and per token: after a
+                        // cancel nothing more reaches the app.
+                        let mut on_text = |text: &str| {
+                            if control.is_cancelled() {
+                                cancelled = true;
+                                return Flow::Stop;
+                            }
+                            if !text.is_empty() {
+                                sink.token(text);
+                            }
+                            Flow::Continue
+                        };
+                        let reply = match turn {
+                            Turn::Send(message) => chat.send(&message, &reply, &mut on_text),
+                            Turn::Respond => chat.respond(&reply, &mut on_text),
+                            Turn::ToolResults(results) => {
+                                let n = chat.messages().len();
+                                push_results(chat, &results);
+                                let r = chat.respond(&reply, &mut on_text);
+                                if r.is_err() {
+                                    chat.truncate_messages(n);
+                                }
+                                r
+                            }
+                        }?;
+                        Outcome {
+                            prompt_new: reply.prefill.new,
+                            prompt_reused: reply.prefill.reused,
+                            prompt_s: reply.prefill.time.as_secs_f64(),
+                            n_tokens: reply.n_tokens,
+                            decode_s: reply.decode_time.as_secs_f64(),
+                            stop: match reply.stop {
+                                ReplyStop::EndOfTurn | ReplyStop::StopString(_) => {
+                                    StopReason::EndOfGeneration
+                                }
+                                ReplyStop::MaxTokens => StopReason::MaxTokens,
+                                ReplyStop::ContextFull => StopReason::ContextFull,
+                                ReplyStop::Cancelled => StopReason::Cancelled,
+                            },
+                        }
                     }
-                    if !text.is_empty() {
-                        sink.token(text);
+                    Talk::Tools(tools) => {
+                        tools.set_sampling(sampling);
+                        let mut on_event = |event: ToolEvent<'_>| {
+                            if control.is_cancelled() {
+                                cancelled = true;
+                                return Flow::Stop;
+                            }
+                            match event {
+                                ToolEvent::Text(text) => {
+                                    if !text.is_empty() {
+                                        sink.token(text);
+                                    }
+                                }
+                                ToolEvent::ToolCall(call) => sink.event(ReplyEvent::ToolCall {
+                                    name: call.name.clone(),
+                                    arguments_json: call.arguments.to_string(),
+                                }),
+                                // Only unconstrained calls can be invalid, and the FFI always
+                                // constrains: should one occur, its text is not lost.
+                                ToolEvent::InvalidToolCall { raw, .. } => sink.token(raw),
+                                ToolEvent::IncompleteToolCall { raw } => {
+                                    sink.event(ReplyEvent::IncompleteToolCall {
+                                        raw: raw.to_string(),
+                                    })
+                                }
+                            }
+                            Flow::Continue
+                        };
+                        let max = reply.max_tokens;
+                        let reply = match turn {
+                            Turn::Send(message) => tools.send(&message, max, &mut on_event),
+                            Turn::Respond => tools.respond(max, &mut on_event),
+                            Turn::ToolResults(results) => {
+                                let n = tools.chat().messages().len();
+                                push_results(tools.chat_mut(), &results);
+                                let r = tools.respond(max, &mut on_event);
+                                if r.is_err() {
+                                    tools.chat_mut().truncate_messages(n);
+                                }
+                                r
+                            }
+                        }?;
+                        let decode_s = reply.decode_time.as_secs_f64();
+                        Outcome {
+                            prompt_new: reply.prefilled,
+                            prompt_reused: reply.reused,
+                            // The runtime times decoding only; the rest of the turn is the
+                            // prompt (rendering, encoding, prefill).
+                            prompt_s: (started.elapsed().as_secs_f64() - decode_s).max(0.0),
+                            n_tokens: reply.n_tokens,
+                            decode_s,
+                            stop: match reply.stop {
+                                ToolStop::EndOfTurn => StopReason::EndOfGeneration,
+                                ToolStop::MaxTokens => StopReason::MaxTokens,
+                                ToolStop::ContextFull => StopReason::ContextFull,
+                                ToolStop::Cancelled => StopReason::Cancelled,
+                            },
+                        }
                     }
-                    Flow::Continue
                 };
-                let result = match &turn {
-                    Turn::Send(message) => chat.send(message, &reply, &mut on_text),
-                    Turn::Respond => chat.respond(&reply, &mut on_text),
-                };
-                let reply = result?;
-                let prefill_s = reply.prefill.time.as_secs_f64();
-                let decode_s = reply.decode_time.as_secs_f64();
-                let session = chat.session();
+                let session = talk.session();
                 let bytes_per_token = session.bytes_per_token();
-                let tok_s = if reply.n_tokens > 1 {
-                    rate(reply.n_tokens - 1, decode_s)
+                let tok_s = if outcome.n_tokens > 1 {
+                    rate(outcome.n_tokens - 1, outcome.decode_s)
                 } else {
                     0.0
                 };
                 let stats = GenerationStats {
-                    prompt_tokens: reply.prefill.new as u32,
-                    cached_tokens: reply.prefill.reused as u32,
-                    generated_tokens: reply.n_tokens as u32,
-                    prompt_ms: prefill_s * 1e3,
-                    generation_ms: decode_s * 1e3,
-                    prompt_tokens_per_second: rate(reply.prefill.new, prefill_s),
+                    prompt_tokens: outcome.prompt_new as u32,
+                    cached_tokens: outcome.prompt_reused as u32,
+                    generated_tokens: outcome.n_tokens as u32,
+                    prompt_ms: outcome.prompt_s * 1e3,
+                    generation_ms: outcome.decode_s * 1e3,
+                    prompt_tokens_per_second: rate(outcome.prompt_new, outcome.prompt_s),
                     generation_tokens_per_second: tok_s,
                     context_tokens: session.tokens().len() as u32,
                     bytes_per_token,
                     achieved_gbps: tok_s * bytes_per_token as f64 / 1e9,
                     budget_ceiling_tokens_per_second: None,
                     budget_fraction: None,
-                    stop_reason: match reply.stop {
-                        ReplyStop::EndOfTurn | ReplyStop::StopString(_) => {
-                            StopReason::EndOfGeneration
-                        }
-                        ReplyStop::MaxTokens => StopReason::MaxTokens,
-                        ReplyStop::ContextFull => StopReason::ContextFull,
-                        ReplyStop::Cancelled => StopReason::Cancelled,
-                    },
+                    stop_reason: outcome.stop,
                 };
                 *shared.lock_stats() = Some(stats.clone());
-                if cancelled || reply.stop == ReplyStop::Cancelled {
+                if cancelled || outcome.stop == StopReason::Cancelled {
                     return Err(TernError::Cancelled);
                 }
                 Ok(stats)
@@ -422,10 +585,29 @@ impl Conversation {
     }
 }
 
+/// What a finished turn reports, from either kind of conversation.
+struct Outcome {
+    prompt_new: usize,
+    prompt_reused: usize,
+    prompt_s: f64,
+    n_tokens: usize,
+    decode_s: f64,
+    stop: StopReason,
+}
+
+/// Appends one `tool` message per result, named after its tool.
+fn push_results(chat: &mut Chat, results: &[ToolResult]) {
+    for r in results {
+        chat.push(
+            Message::new("tool", &r.content).with_field("name", JsonValue::String(r.name.clone())),
+        );
+    }
+}
+
 impl ChatShared {
     /// The conversation. After a panic mid-reply the KV cache may be half-written: it is
     /// dropped (the messages stay, and the next turn processes them again).
-    fn lock_chat(&self) -> MutexGuard<'_, Chat> {
+    fn lock_chat(&self) -> MutexGuard<'_, Talk> {
         self.chat.lock().unwrap_or_else(|e| {
             self.chat.clear_poison();
             let mut chat = e.into_inner();

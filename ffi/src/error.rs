@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use tern_runtime::constrain::tools::ToolChatError;
+use tern_runtime::constrain::ConstrainError;
 use tern_runtime::gguf::GgufError;
 use tern_runtime::pool::PoolError;
 use tern_runtime::tokenizer::TokenizerError;
@@ -87,6 +89,27 @@ pub enum TernError {
         /// Where the bytes go.
         reason: String,
     },
+    /// A JSON Schema (a tool's parameters, a `json_schema` option) or grammar does not parse.
+    InvalidSchema {
+        /// Which text: e.g. ``parameters of tool `get_weather` ``.
+        what: String,
+        /// 1-based line of the error in that text.
+        line: u32,
+        /// 1-based column of the error in that line.
+        column: u32,
+        /// What is wrong there.
+        reason: String,
+    },
+    /// A JSON Schema or grammar that parses but cannot be enforced (an unsupported keyword,
+    /// an unsatisfiable schema): refused rather than silently ignored.
+    UnsupportedSchema {
+        /// The engine's message, naming the keyword or schema path.
+        reason: String,
+    },
+    /// Tools were declared but the chat template teaches no tool-call syntax Tern recognises
+    /// (Hermes/Qwen `<tool_call>`, Llama 3.x JSON): give a template that does in
+    /// `ConversationOptions.template`.
+    NoToolCallFormat,
     /// Generation was cancelled by the app.
     Cancelled,
     /// Another generation of the session or conversation is running and was not cancelled:
@@ -155,6 +178,22 @@ impl fmt::Display for TernError {
             TernError::BadSnapshot { reason } => {
                 write!(f, "cannot restore the conversation: {reason}")
             }
+            TernError::InvalidSchema {
+                what,
+                line,
+                column,
+                reason,
+            } => write!(
+                f,
+                "invalid {what} at line {line}, column {column}: {reason}"
+            ),
+            TernError::UnsupportedSchema { reason } => {
+                write!(f, "cannot enforce this schema or grammar: {reason}")
+            }
+            TernError::NoToolCallFormat => write!(
+                f,
+                "the chat template defines no tool-call syntax Tern recognises"
+            ),
             TernError::Cancelled => write!(f, "generation was cancelled"),
             TernError::SessionBusy => write!(f, "the session is already generating"),
             TernError::Closed { name } => write!(f, "the {name} was closed"),
@@ -324,6 +363,44 @@ impl From<tern_runtime::chat::ChatError> for TernError {
         match e {
             tern_runtime::chat::ChatError::Template(t) => t.into(),
             tern_runtime::chat::ChatError::Generate(g) => g.into(),
+            other => TernError::Internal {
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<ConstrainError> for TernError {
+    fn from(e: ConstrainError) -> Self {
+        match e {
+            ConstrainError::Syntax {
+                what,
+                line,
+                column,
+                message,
+            } => TernError::InvalidSchema {
+                what: what.to_string(),
+                line: u32::try_from(line).unwrap_or(u32::MAX),
+                column: u32::try_from(column).unwrap_or(u32::MAX),
+                reason: message,
+            },
+            ConstrainError::Unenforceable { message } => {
+                TernError::UnsupportedSchema { reason: message }
+            }
+            ConstrainError::Generate(g) => g.into(),
+            other => TernError::Internal {
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<ToolChatError> for TernError {
+    fn from(e: ToolChatError) -> Self {
+        match e {
+            ToolChatError::NoToolFormat => TernError::NoToolCallFormat,
+            ToolChatError::Chat(c) => c.into(),
+            ToolChatError::Constrain(c) => c.into(),
             other => TernError::Internal {
                 reason: other.to_string(),
             },

@@ -1,15 +1,16 @@
-//! What a reply stream carries: text as it is generated, then how the reply ended.
+//! What a reply stream carries: text as it is generated, tool calls, then how the reply ended.
 
 use crate::error::TernError;
 use crate::session::{GenerationStats, Sink, StopReason};
 
-/// One event of a reply: any number of [`ReplyEvent::Text`], then exactly one
-/// [`ReplyEvent::Done`] when the reply ends normally (a failure or a cancel ends the stream
-/// with an error instead).
+/// One event of a reply: any number of [`ReplyEvent::Text`] and, in a conversation with
+/// tools, [`ReplyEvent::ToolCall`] (at most one [`ReplyEvent::IncompleteToolCall`], last),
+/// then exactly one [`ReplyEvent::Done`] when the reply ends normally (a failure or a cancel
+/// ends the stream with an error instead).
 ///
 /// Kotlin's `Flow<ReplyEvent>` and Swift's `AsyncThrowingStream<ReplyEvent, Error>` carry this
-/// one type, so both languages see the same cases. Non-exhaustive: tool calls will arrive as
-/// a further case, so `when`/`switch` over it keeps a default branch.
+/// one type, so both languages see the same cases. Non-exhaustive: later versions may add
+/// cases, so `when`/`switch` over it keeps a default branch.
 #[derive(Clone, Debug, PartialEq, uniffi::Enum)]
 #[non_exhaustive]
 pub enum ReplyEvent {
@@ -17,6 +18,20 @@ pub enum ReplyEvent {
     Text {
         /// The new text.
         text: String,
+    },
+    /// The model called a tool: run it, then answer with
+    /// `Conversation::send_tool_results`. The call's text is not part of the reply's text.
+    ToolCall {
+        /// The tool's name: one of the declared tools.
+        name: String,
+        /// The arguments as a JSON object, valid under the tool's schema.
+        arguments_json: String,
+    },
+    /// The reply ended (token limit, full context) in the middle of a call: nothing to run.
+    /// Ask again with a larger `max_tokens`.
+    IncompleteToolCall {
+        /// What was written of the call.
+        raw: String,
     },
     /// The reply ended: why, and its counts and speeds (the same as the object's `stats`
     /// afterwards, but tied to this reply, with no race against the next one).
@@ -61,6 +76,10 @@ impl Sink for EventSink {
         self.0.on_event(ReplyEvent::Text {
             text: text.to_string(),
         });
+    }
+
+    fn event(&mut self, event: ReplyEvent) {
+        self.0.on_event(event);
     }
 
     fn finish(self: Box<Self>, result: Result<GenerationStats, TernError>) {

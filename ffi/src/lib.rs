@@ -26,6 +26,7 @@ mod event;
 mod model;
 mod session;
 mod slot;
+mod tools;
 
 pub use chat::{ChatMessage, Conversation, ConversationOptions, TemplateValue, TemplateVariable};
 pub use error::TernError;
@@ -38,6 +39,7 @@ pub use session::{
     GenerateOptions, GenerationHandle, GenerationStats, Session, StopReason, TokenListener,
     TokenStream,
 };
+pub use tools::{Tool, ToolResult};
 
 uniffi::setup_scaffolding!();
 

@@ -4,11 +4,12 @@ use std::fs::File;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use memmap2::{Advice, Mmap, MmapOptions, UncheckedAdvice};
 use tern_kernels::Kernels;
 use tern_runtime::budget::SessionMemory;
+use tern_runtime::constrain::ConstraintVocab;
 use tern_runtime::fs::WeightMemory;
 use tern_runtime::model::{Residency, WeightBytes};
 use tern_runtime::pool::ThreadPool;
@@ -168,6 +169,9 @@ pub trait LoadProgress: Send + Sync {
 pub struct Model {
     pub(crate) inner: Arc<tern_runtime::Model>,
     pub(crate) options: ModelOptions,
+    /// The constraint engine's view of the vocabulary, built by the first conversation that
+    /// declares tools (about a second for a 150k-token vocabulary) and shared by the rest.
+    constraint_vocab: Mutex<Option<Arc<ConstraintVocab>>>,
 }
 
 impl std::fmt::Debug for Model {
@@ -284,6 +288,24 @@ impl Model {
         )?)
     }
 
+    /// The vocabulary for constrained decoding: built once, on first use, then shared (a
+    /// same `Arc`). Concurrent first callers wait for the one build.
+    pub(crate) fn constraint_vocab(&self) -> Result<Arc<ConstraintVocab>, TernError> {
+        let mut cached = self
+            .constraint_vocab
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = &*cached {
+            return Ok(Arc::clone(v));
+        }
+        let vocab = Arc::new(ConstraintVocab::new(
+            self.inner.tokenizer(),
+            self.inner.config().vocab,
+        )?);
+        *cached = Some(Arc::clone(&vocab));
+        Ok(vocab)
+    }
+
     /// Maps (or copies, see [`copy_path`]) `source` and validates it, reporting progress.
     pub(crate) fn load(
         source: &ModelSource,
@@ -345,6 +367,7 @@ impl Model {
         Ok(Model {
             inner: Arc::new(inner),
             options,
+            constraint_vocab: Mutex::new(None),
         })
     }
 }

@@ -983,3 +983,293 @@ fn estimate_memory_is_within_10_percent_of_the_peak_of_a_real_load() {
         "estimate {estimate} vs measured peak {measured}"
     );
 }
+
+/// A short ChatML template that shows `tools` to the model and teaches the Hermes/Qwen
+/// `<tool_call>` syntax (SmolLM2's own template has no tools).
+const TOOLS_TEMPLATE: &str = include_str!("../tests/data/chatml-tools.jinja");
+
+const WEATHER_SCHEMA: &str = r#"{"type": "object", "properties": {
+    "city": {"type": "string", "minLength": 1, "maxLength": 40},
+    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+  "required": ["city"], "additionalProperties": false}"#;
+
+fn tool(name: &str, parameters_json: &str) -> Tool {
+    Tool {
+        name: name.into(),
+        description: format!("{name} for the user"),
+        parameters_json: parameters_json.into(),
+    }
+}
+
+fn tool_options(tools: Vec<Tool>, require_tool_call: bool) -> ConversationOptions {
+    ConversationOptions {
+        template: Some(TOOLS_TEMPLATE.into()),
+        tools,
+        require_tool_call,
+        ..ConversationOptions::default()
+    }
+}
+
+fn weather_and_timer() -> Vec<Tool> {
+    vec![
+        tool("get_weather", WEATHER_SCHEMA),
+        tool(
+            "set_timer",
+            r#"{"type": "object", "properties": {"minutes": {"type": "integer", "minimum": 1,
+                "maximum": 600}}, "required": ["minutes"], "additionalProperties": false}"#,
+        ),
+    ]
+}
+
+/// Every event of one reply, the final one (`Done` or the error) last.
+fn all_events(
+    start: impl FnOnce(Box<dyn ReplyListener>) -> Result<Arc<GenerationHandle>, TernError>,
+) -> Vec<Result<ReplyEvent, TernError>> {
+    let (tx, rx) = channel();
+    let _handle = start(Box::new(EventRecorder(Mutex::new(tx)))).unwrap();
+    let mut events = Vec::new();
+    loop {
+        let e = rx.recv_timeout(TIMEOUT).expect("the reply ends");
+        let end = !matches!(
+            e,
+            Ok(ReplyEvent::Text { .. }
+                | ReplyEvent::ToolCall { .. }
+                | ReplyEvent::IncompleteToolCall { .. })
+        );
+        events.push(e);
+        if end {
+            assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+            return events;
+        }
+    }
+}
+
+/// Whether `args` is valid under one of [`weather_and_timer`]'s schemas (checked by hand:
+/// they are small).
+fn valid_arguments(name: &str, args: &serde_json::Value) -> bool {
+    let Some(obj) = args.as_object() else {
+        return false;
+    };
+    match name {
+        "get_weather" => {
+            let city = obj.get("city").and_then(|c| c.as_str());
+            let unit = obj.get("unit").map(|u| u.as_str());
+            city.is_some_and(|c| (1..=40).contains(&c.chars().count()))
+                && unit.is_none_or(|u| matches!(u, Some("celsius" | "fahrenheit")))
+                && obj.keys().all(|k| k == "city" || k == "unit")
+        }
+        "set_timer" => {
+            obj.len() == 1
+                && obj
+                    .get("minutes")
+                    .and_then(|m| m.as_i64())
+                    .is_some_and(|m| (1..=600).contains(&m))
+        }
+        _ => false,
+    }
+}
+
+#[test]
+fn a_tool_call_is_an_event_and_its_result_continues_the_conversation_from_the_cache() {
+    let chat = Conversation::new(model(), tool_options(weather_and_timer(), true)).unwrap();
+    let events =
+        all_events(|l| chat.send_events("What is the weather in Paris?".into(), greedy(40), l));
+    let calls: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Ok(ReplyEvent::ToolCall {
+                name,
+                arguments_json,
+            }) => Some((name.clone(), arguments_json.clone())),
+            _ => None,
+        })
+        .collect();
+    assert!(!calls.is_empty(), "{events:?}");
+    for (name, args) in &calls {
+        let parsed: serde_json::Value = serde_json::from_str(args).expect("arguments parse");
+        assert!(valid_arguments(name, &parsed), "{name} {args}");
+    }
+    let Some(Ok(ReplyEvent::Done { stats: first, .. })) = events.last() else {
+        panic!("{events:?}")
+    };
+    assert!(first.generated_tokens > 0);
+    assert!(chat.prompt().unwrap().contains("\"get_weather\""));
+
+    let (name, _) = &calls[0];
+    let result = ToolResult {
+        name: name.clone(),
+        content: r#"{"temperature_c": 18, "sky": "cloudy"}"#.into(),
+    };
+    let before = chat.message_count();
+    let events = all_events(|l| chat.send_tool_results(vec![result.clone()], greedy(24), l));
+    let Some(Ok(ReplyEvent::Done { stats, .. })) = events.last() else {
+        panic!("{events:?}")
+    };
+    // The first turn's prompt comes from the cache (but for its last token, which may merge
+    // with the reply's first byte); only the reply as the template renders it, the tool
+    // message and the next header are processed.
+    let first_prompt = first.prompt_tokens + first.cached_tokens;
+    assert!(
+        stats.cached_tokens + 1 >= first_prompt
+            && stats.prompt_tokens <= first.generated_tokens + 40,
+        "{first:?}\n{stats:?}"
+    );
+    let messages = chat.messages().unwrap();
+    assert_eq!(messages.len() as u32, before + 2);
+    assert_eq!(messages[messages.len() - 2].role, "tool");
+    assert_eq!(messages[messages.len() - 2].content, result.content);
+    assert_eq!(messages.last().unwrap().role, "assistant");
+    assert!(chat.prompt().unwrap().contains("<tool_response>"));
+}
+
+#[test]
+fn a_call_cut_off_by_the_token_limit_is_an_incomplete_call() {
+    let chat = Conversation::new(model(), tool_options(weather_and_timer(), true)).unwrap();
+    let events = all_events(|l| chat.send_events("Weather in Oslo?".into(), greedy(3), l));
+    assert!(
+        matches!(
+            &events[..],
+            [
+                Ok(ReplyEvent::IncompleteToolCall { raw }),
+                Ok(ReplyEvent::Done {
+                    stop_reason: StopReason::MaxTokens,
+                    ..
+                })
+            ] if !raw.is_empty()
+        ),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn bad_tools_are_typed_errors_naming_the_position() {
+    let bad = |tools: Vec<Tool>, template: Option<&str>| {
+        let options = ConversationOptions {
+            template: template.map(Into::into),
+            ..tool_options(tools, false)
+        };
+        Conversation::new(model(), options).unwrap_err()
+    };
+    let e = bad(
+        vec![tool(
+            "get_weather",
+            "{\"type\": \"object\",\n \"properties\": {,}}",
+        )],
+        Some(TOOLS_TEMPLATE),
+    );
+    assert!(
+        matches!(&e, TernError::InvalidSchema { what, line: 2, column: 17, .. }
+            if what.contains("get_weather")),
+        "{e:?}"
+    );
+    let e = bad(vec![tool("t", "[1]")], Some(TOOLS_TEMPLATE));
+    assert!(matches!(e, TernError::InvalidSchema { .. }), "{e:?}");
+    // Parses, but cannot be enforced: refused, not ignored.
+    let e = bad(
+        vec![tool(
+            "t",
+            r#"{"type": "object", "properties": {"a": {"type": "string", "pattern": "(?<=a)b"}}}"#,
+        )],
+        Some(TOOLS_TEMPLATE),
+    );
+    assert!(matches!(e, TernError::UnsupportedSchema { .. }), "{e:?}");
+    let e = bad(vec![tool("t", "{}"), tool("t", "{}")], Some(TOOLS_TEMPLATE));
+    assert!(matches!(e, TernError::InvalidArgument { .. }), "{e:?}");
+    // An empty schema is a tool without arguments.
+    assert!(Conversation::new(model(), tool_options(vec![tool("ping", "")], false)).is_ok());
+    // SmolLM2's own template has no tool-call syntax.
+    let e = bad(weather_and_timer(), None);
+    assert_eq!(e, TernError::NoToolCallFormat);
+}
+
+#[test]
+fn the_constraint_vocabulary_is_built_once_per_model() {
+    let m = model();
+    let a = m.constraint_vocab().unwrap();
+    let b = m.constraint_vocab().unwrap();
+    assert!(Arc::ptr_eq(&a, &b));
+    assert_eq!(
+        a.n_vocab(),
+        m.inner.config().vocab.max(m.inner.tokenizer().vocab_size())
+    );
+}
+
+#[test]
+fn a_json_schema_constrains_a_generation_to_a_valid_document() {
+    let schema = r#"{"type": "object", "properties": {
+        "city": {"type": "string", "minLength": 1, "maxLength": 20},
+        "population": {"type": "integer", "minimum": 0, "maximum": 100000000}},
+      "required": ["city", "population"], "additionalProperties": false}"#;
+    let session = Session::new(model()).unwrap();
+    let options = GenerateOptions {
+        json_schema: Some(schema.into()),
+        ..greedy(60)
+    };
+    let (texts, end) = collect_events(|l| {
+        session.generate_events("Paris as JSON with its population:".into(), options, l)
+    });
+    let text = texts.concat();
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let obj = doc.as_object().unwrap();
+    let city = obj["city"].as_str().unwrap();
+    assert!((1..=20).contains(&city.chars().count()), "{text}");
+    assert!(
+        obj["population"].as_u64().is_some_and(|p| p <= 100_000_000),
+        "{text}"
+    );
+    assert_eq!(obj.len(), 2, "{text}");
+    assert!(
+        matches!(
+            end,
+            Ok(ReplyEvent::Done {
+                stop_reason: StopReason::EndOfGeneration,
+                ..
+            })
+        ),
+        "{end:?}"
+    );
+
+    let bad = |schema: &str| {
+        let options = GenerateOptions {
+            json_schema: Some(schema.into()),
+            ..greedy(4)
+        };
+        session
+            .generate_events(
+                PROMPT.into(),
+                options,
+                Box::new(EventRecorder(Mutex::new(channel().0))),
+            )
+            .unwrap_err()
+    };
+    assert!(
+        matches!(
+            bad("{\n\"type\": }"),
+            TernError::InvalidSchema {
+                line: 2,
+                column: 9,
+                ..
+            }
+        ),
+        "{:?}",
+        bad("{\n\"type\": }")
+    );
+    assert!(matches!(
+        bad(r#"{"type": "string", "pattern": "(?<=a)b"}"#),
+        TernError::UnsupportedSchema { .. }
+    ));
+    let chat = Conversation::new(model(), ConversationOptions::default()).unwrap();
+    let options = GenerateOptions {
+        json_schema: Some(schema.into()),
+        ..greedy(4)
+    };
+    assert!(matches!(
+        chat.send_events(
+            "Hi".into(),
+            options,
+            Box::new(EventRecorder(Mutex::new(channel().0)))
+        ),
+        Err(TernError::InvalidArgument { .. })
+    ));
+}

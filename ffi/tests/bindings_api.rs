@@ -81,41 +81,45 @@ fn squash(swift: &str) -> String {
 /// uses it (so the list cannot drift from the wrapper).
 const CALLS: &[(&str, &str)] = &[
     (
-        "publicfuncloadModel(source:ModelSource,options:ModelOptions=ModelOptions(),progress:LoadProgress?=nil)asyncthrows->Model",
+        "publicfuncloadModel(source:TernModelSource,options:TernModelOptions=TernModelOptions(),progress:TernLoadProgress?=nil)asyncthrows->TernNativeModel",
         "TernFFI.loadModel(source: .path(path: path), options: options)",
     ),
-    ("casepath(path:String)", "TernFFI.ModelSource.path(path: path)"),
-    ("openfuncinfo()->ModelInfo", "native.info()"),
-    ("publicconvenienceinit(model:Model)", "TernFFI.Session(model: native)"),
+    ("casepath(path:String)", "TernFFI.TernModelSource.path(path: path)"),
+    ("openfuncinfo()->TernModelInfo", "native.info()"),
+    ("publicconvenienceinit(model:TernNativeModel)", "TernFFI.TernNativeSession(model: native)"),
     (
-        "openfuncgenerateEvents(prompt:String,options:GenerateOptions,listener:ReplyListener)throws->GenerationHandle",
+        "openfuncgenerateEvents(prompt:String,options:TernGenerateOptions,listener:TernReplyListener)throws->TernGenerationHandle",
         "self.native.generateEvents(prompt: prompt, options: options, listener: listener)",
     ),
     ("openfunccancel(){", "handle.cancel()"),
-    ("openfuncstats()->GenerationStats?", "native.stats()"),
+    ("openfuncstats()->TernGenerationStats?", "native.stats()"),
     ("openfuncisGenerating()->Bool", "native.isGenerating()"),
     ("openfuncreset()throws", "try native.reset()"),
     (
-        "publicconvenienceinit(model:Model,options:ConversationOptions=ConversationOptions())throws",
-        "try TernFFI.Conversation(model: native, options: options)",
+        "publicconvenienceinit(model:TernNativeModel,options:TernConversationOptions=TernConversationOptions())throws",
+        "try TernFFI.TernNativeConversation(model: native, options: options)",
     ),
     (
-        "openfuncsendEvents(message:String,options:GenerateOptions,listener:ReplyListener)throws->GenerationHandle",
+        "openfuncsendEvents(message:String,options:TernGenerateOptions,listener:TernReplyListener)throws->TernGenerationHandle",
         "self.native.sendEvents(message: message, options: options, listener: listener)",
+    ),
+    (
+        "openfuncsendToolResults(results:[TernToolResult],options:TernGenerateOptions,listener:TernReplyListener)throws->TernGenerationHandle",
+        "self.native.sendToolResults(results: results, options: options, listener: listener)",
     ),
     ("openfuncsave()throws->Data", "try native.save()"),
     ("openfuncrestore(bytes:Data)throws", "try native.restore(bytes: bytes)"),
-    ("funconEvent(event:ReplyEvent)", "func onEvent(event: TernFFI.ReplyEvent)"),
+    ("funconEvent(event:TernReplyEvent)", "func onEvent(event: TernFFI.TernReplyEvent)"),
     ("casetext(text:String)", "case .text(let text) = event"),
     (
-        "casedone(stopReason:StopReason,stats:GenerationStats)",
+        "casedone(stopReason:TernStopReason,stats:TernGenerationStats)",
         "case .done = event",
     ),
     ("funconError(error:TernError)", "func onError(error: TernFFI.TernError)"),
     ("funconProgress(fraction:Float)", "func onProgress(fraction: Float)"),
-    ("publicprotocolReplyListener:AnyObject,Sendable", "TernFFI.ReplyListener"),
+    ("publicprotocolTernReplyListener:AnyObject,Sendable", "TernFFI.TernReplyListener"),
     ("enumTernError:Swift.Error", "TernError"),
-    ("publicinit(threads:UInt32=UInt32(0),", "TernFFI.ModelOptions()"),
+    ("publicinit(threads:UInt32=UInt32(0),", "TernFFI.TernModelOptions()"),
 ];
 
 #[test]
@@ -174,6 +178,50 @@ fn swift_layer_uses_only_what_the_bindings_declare() {
     }
 }
 
+/// Every type the generated Swift declares at the top level is `Tern`-prefixed (the renames in
+/// ffi/uniffi.toml): `@_exported import TernFFI` puts them in the app's namespace, where a
+/// bare `Model` or `Tool` would collide with the app's own types. Uniffi's public converters
+/// (`FfiConverterType…`, which other uniffi modules use) have names no app writes.
+#[test]
+fn generated_swift_types_do_not_collide_with_app_types() {
+    let code = strip_comments(generated_swift());
+    let mut public: Vec<&str> = Vec::new();
+    for line in code.lines() {
+        // Top-level declarations only: `public class X`, `public struct X`, `open class X`, ….
+        let mut words = line.split_whitespace();
+        let (Some(vis), Some(kind), Some(name)) = (words.next(), words.next(), words.next()) else {
+            continue;
+        };
+        if line.starts_with(char::is_whitespace)
+            || !matches!(vis, "public" | "open")
+            || !matches!(kind, "class" | "struct" | "enum" | "protocol")
+        {
+            continue;
+        }
+        let name = name
+            .split(|c: char| !c.is_alphanumeric() && c != '_')
+            .next()
+            .unwrap_or("");
+        public.push(name);
+    }
+    assert!(public.len() >= 20, "too few public types found: {public:?}");
+    let bare: Vec<&str> = public
+        .iter()
+        .copied()
+        .filter(|n| !n.starts_with("Tern") && !n.starts_with("FfiConverterType"))
+        .collect();
+    assert!(
+        bare.is_empty(),
+        "generated Swift types without the Tern prefix: {bare:?}"
+    );
+    for wrapped in ["TernModel", "TernSession", "TernConversation"] {
+        assert!(
+            !public.contains(&wrapped),
+            "the generated `{wrapped}` would clash with the wrapper's"
+        );
+    }
+}
+
 #[test]
 fn generated_defaults_are_the_runtime_defaults() {
     let generated = squash(generated_swift());
@@ -181,7 +229,7 @@ fn generated_defaults_are_the_runtime_defaults() {
     let init = format!(
         "publicinit(maxTokens:UInt32=UInt32(128),temperature:Float=Float({:?}),topK:UInt32=UInt32({}),\
          topP:Float=Float({:?}),minP:Float=Float({:?}),repeatPenalty:Float=Float({:?}),\
-         repeatLastN:UInt32=UInt32({}),seed:UInt64=UInt64({}))",
+         repeatLastN:UInt32=UInt32({}),seed:UInt64=UInt64({}),jsonSchema:String?=nil)",
         d.temperature, d.top_k, d.top_p, d.min_p, d.repeat_penalty, d.repeat_last_n, d.seed
     );
     assert!(

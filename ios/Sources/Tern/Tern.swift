@@ -3,7 +3,9 @@
 //
 // Every name taken from the generated module is written `TernFFI.Name`: ffi/tests/bindings_api.rs
 // reads this file and checks each one exists in the generated Swift (no Swift compiler runs in
-// CI), together with the calls listed there.
+// CI), together with the calls listed there. The generated types are all `Tern`-prefixed
+// (ffi/uniffi.toml renames them for Swift), so the re-exported module adds no bare `Model` or
+// `Tool` to an app's namespace; the objects wrapped here are `TernNative…`.
 
 import Foundation
 @_exported import TernFFI
@@ -11,10 +13,10 @@ import Foundation
 /// A loaded model: memory-mapped weights shared by any number of sessions and threads.
 public final class TernModel: Sendable {
     /// The generated object, for what this layer does not wrap.
-    public let native: TernFFI.Model
+    public let native: TernFFI.TernNativeModel
 
     /// Wraps a model loaded through the generated API.
-    public init(native: TernFFI.Model) {
+    public init(native: TernFFI.TernNativeModel) {
         self.native = native
     }
 
@@ -22,7 +24,7 @@ public final class TernModel: Sendable {
     /// Throws `TernError` (`.FileNotFound`, `.NotGguf`, `.Corrupt`, ...).
     public static func load(
         path: String,
-        options: TernFFI.ModelOptions = TernFFI.ModelOptions()
+        options: TernFFI.TernModelOptions = TernFFI.TernModelOptions()
     ) async throws -> TernModel {
         TernModel(native: try await TernFFI.loadModel(source: .path(path: path), options: options))
     }
@@ -31,10 +33,10 @@ public final class TernModel: Sendable {
     /// done (0 to 1; the last call reports 1).
     public static func load(
         path: String,
-        options: TernFFI.ModelOptions = TernFFI.ModelOptions(),
+        options: TernFFI.TernModelOptions = TernFFI.TernModelOptions(),
         progress: @escaping @Sendable (Float) -> Void
     ) async throws -> TernModel {
-        let source = TernFFI.ModelSource.path(path: path)
+        let source = TernFFI.TernModelSource.path(path: path)
         let native = try await TernFFI.loadModel(
             source: source, options: options, progress: ProgressRelay(progress))
         return TernModel(native: native)
@@ -47,10 +49,10 @@ public final class TernModel: Sendable {
         fd: Int32,
         offset: Int64,
         length: Int64,
-        options: TernFFI.ModelOptions = TernFFI.ModelOptions(),
+        options: TernFFI.TernModelOptions = TernFFI.TernModelOptions(),
         progress: (@Sendable (Float) -> Void)? = nil
     ) async throws -> TernModel {
-        let source = TernFFI.ModelSource.fd(fd: fd, offset: UInt64(offset), length: UInt64(length))
+        let source = TernFFI.TernModelSource.fd(fd: fd, offset: UInt64(offset), length: UInt64(length))
         let native = try await TernFFI.loadModel(
             source: source, options: options, progress: progress.map { ProgressRelay($0) })
         return TernModel(native: native)
@@ -60,16 +62,16 @@ public final class TernModel: Sendable {
     /// loading it (the file's header is read): pick a model and context that fit first.
     public static func estimateMemory(
         path: String,
-        options: TernFFI.ModelOptions = TernFFI.ModelOptions()
-    ) throws -> TernFFI.MemoryEstimate {
+        options: TernFFI.TernModelOptions = TernFFI.TernModelOptions()
+    ) throws -> TernFFI.TernMemoryEstimate {
         try TernFFI.estimateMemory(source: .path(path: path), options: options)
     }
 
     /// What the model is.
-    public var info: TernFFI.ModelInfo { native.info() }
+    public var info: TernFFI.TernModelInfo { native.info() }
 
     /// The options the model was loaded with.
-    public var options: TernFFI.ModelOptions { native.options() }
+    public var options: TernFFI.TernModelOptions { native.options() }
 
     /// Tokens `text` encodes to as plain text (no BOS; special-token strings stay text).
     public func countTokens(_ text: String) -> Int { Int(native.countTokens(text: text)) }
@@ -78,15 +80,15 @@ public final class TernModel: Sendable {
     /// when its context does not fit the memory budget, `TernError.InvalidArgument` for more
     /// threads than 4 per core or a resident cap below the model's minimum.
     public func newSession() throws -> TernSession {
-        TernSession(native: try TernFFI.Session(model: native))
+        TernSession(native: try TernFFI.TernNativeSession(model: native))
     }
 
     /// A chat formatted by the model's own template (or `options.template`). Throws
     /// `TernError.NoChatTemplate` for a model without one.
     public func newConversation(
-        options: TernFFI.ConversationOptions = TernFFI.ConversationOptions()
+        options: TernFFI.TernConversationOptions = TernFFI.TernConversationOptions()
     ) throws -> TernConversation {
-        TernConversation(native: try TernFFI.Conversation(model: native, options: options))
+        TernConversation(native: try TernFFI.TernNativeConversation(model: native, options: options))
     }
 }
 
@@ -94,10 +96,10 @@ public final class TernModel: Sendable {
 /// template's end-of-turn token; earlier turns stay in the KV cache.
 public final class TernConversation: Sendable {
     /// The generated object, for what this layer does not wrap.
-    public let native: TernFFI.Conversation
+    public let native: TernFFI.TernNativeConversation
 
     /// Wraps a conversation created through the generated API.
-    public init(native: TernFFI.Conversation) {
+    public init(native: TernFFI.TernNativeConversation) {
         self.native = native
     }
 
@@ -107,17 +109,30 @@ public final class TernConversation: Sendable {
     /// said; a message sent right after waits for the cancelled reply to wind down.
     public func sendEvents(
         _ message: String,
-        options: TernFFI.GenerateOptions = TernFFI.GenerateOptions()
-    ) -> AsyncThrowingStream<TernFFI.ReplyEvent, Error> {
+        options: TernFFI.TernGenerateOptions = TernFFI.TernGenerateOptions()
+    ) -> AsyncThrowingStream<TernFFI.TernReplyEvent, Error> {
         eventStream { listener in
             try self.native.sendEvents(message: message, options: options, listener: listener)
         }
     }
 
-    /// The text of `sendEvents(_:options:)`.
+    /// Answers the last reply's tool calls (`.toolCall` events) with their `results`, one
+    /// `tool` message each, in order, and streams the assistant's next reply as events like
+    /// `sendEvents`; it may call tools again. The KV cache is reused up to the new messages
+    /// (`stats.cachedTokens` of `.done`). Tools are declared in `TernConversationOptions.tools`.
+    public func sendToolResults(
+        _ results: [TernFFI.TernToolResult],
+        options: TernFFI.TernGenerateOptions = TernFFI.TernGenerateOptions()
+    ) -> AsyncThrowingStream<TernFFI.TernReplyEvent, Error> {
+        eventStream { listener in
+            try self.native.sendToolResults(results: results, options: options, listener: listener)
+        }
+    }
+
+    /// The text of `sendEvents(_:options:)` (tool calls are left out).
     public func send(
         _ message: String,
-        options: TernFFI.GenerateOptions = TernFFI.GenerateOptions()
+        options: TernFFI.TernGenerateOptions = TernFFI.TernGenerateOptions()
     ) -> AsyncThrowingStream<String, Error> {
         texts(of: sendEvents(message, options: options))
     }
@@ -125,8 +140,8 @@ public final class TernConversation: Sendable {
     /// Generates the last reply again (e.g. with another seed), replacing it, as events like
     /// `sendEvents`; the KV cache is reused up to where that reply began.
     public func regenerateEvents(
-        options: TernFFI.GenerateOptions = TernFFI.GenerateOptions()
-    ) -> AsyncThrowingStream<TernFFI.ReplyEvent, Error> {
+        options: TernFFI.TernGenerateOptions = TernFFI.TernGenerateOptions()
+    ) -> AsyncThrowingStream<TernFFI.TernReplyEvent, Error> {
         eventStream { listener in
             try self.native.regenerateEvents(options: options, listener: listener)
         }
@@ -134,16 +149,16 @@ public final class TernConversation: Sendable {
 
     /// The text of `regenerateEvents(options:)`.
     public func regenerate(
-        options: TernFFI.GenerateOptions = TernFFI.GenerateOptions()
+        options: TernFFI.TernGenerateOptions = TernFFI.TernGenerateOptions()
     ) -> AsyncThrowingStream<String, Error> {
         texts(of: regenerateEvents(options: options))
     }
 
     /// Removes the last user message and everything after it, returning what was removed.
-    public func removeLastTurn() throws -> [TernFFI.ChatMessage] { try native.removeLastTurn() }
+    public func removeLastTurn() throws -> [TernFFI.TernChatMessage] { try native.removeLastTurn() }
 
     /// The messages so far, the system prompt first; each reply as an `assistant` message.
-    public var messages: [TernFFI.ChatMessage] {
+    public var messages: [TernFFI.TernChatMessage] {
         get throws { try native.messages() }
     }
 
@@ -162,7 +177,7 @@ public final class TernConversation: Sendable {
     public func prompt() throws -> String { try native.prompt() }
 
     /// The last reply's counts and speeds; `promptTokens` counts only that turn's new tokens.
-    public var stats: TernFFI.GenerationStats? { native.stats() }
+    public var stats: TernFFI.TernGenerationStats? { native.stats() }
 
     /// The conversation as bytes, to resume it with `restore` (same model).
     public func save() throws -> Data { try native.save() }
@@ -179,10 +194,10 @@ public final class TernConversation: Sendable {
 public final class TernSession: Sendable {
     /// The generated object, for what this layer does not wrap (e.g. `stream(prompt:options:)`
     /// and its `async nextChunk()`).
-    public let native: TernFFI.Session
+    public let native: TernFFI.TernNativeSession
 
     /// Wraps a session created through the generated API.
-    public init(native: TernFFI.Session) {
+    public init(native: TernFFI.TernNativeSession) {
         self.native = native
     }
 
@@ -193,8 +208,8 @@ public final class TernSession: Sendable {
     /// `TernError.SessionBusy` only while another generation runs that was not cancelled.
     public func generateEvents(
         _ prompt: String,
-        options: TernFFI.GenerateOptions = TernFFI.GenerateOptions()
-    ) -> AsyncThrowingStream<TernFFI.ReplyEvent, Error> {
+        options: TernFFI.TernGenerateOptions = TernFFI.TernGenerateOptions()
+    ) -> AsyncThrowingStream<TernFFI.TernReplyEvent, Error> {
         eventStream { listener in
             try self.native.generateEvents(prompt: prompt, options: options, listener: listener)
         }
@@ -203,13 +218,13 @@ public final class TernSession: Sendable {
     /// The text of `generateEvents(_:options:)`.
     public func generate(
         _ prompt: String,
-        options: TernFFI.GenerateOptions = TernFFI.GenerateOptions()
+        options: TernFFI.TernGenerateOptions = TernFFI.TernGenerateOptions()
     ) -> AsyncThrowingStream<String, Error> {
         texts(of: generateEvents(prompt, options: options))
     }
 
     /// The last generation's token counts and speeds; `nil` before the first.
-    public var stats: TernFFI.GenerationStats? { native.stats() }
+    public var stats: TernFFI.TernGenerationStats? { native.stats() }
 
     /// Whether a generation is running.
     public var isGenerating: Bool { native.isGenerating() }
@@ -231,8 +246,8 @@ public final class TernSession: Sendable {
 /// `start` runs on a detached task: after a cancel it waits (within one token) for the
 /// previous generation of the same object to wind down.
 private func eventStream(
-    _ start: @escaping @Sendable (TernFFI.ReplyListener) throws -> TernFFI.GenerationHandle
-) -> AsyncThrowingStream<TernFFI.ReplyEvent, Error> {
+    _ start: @escaping @Sendable (TernFFI.TernReplyListener) throws -> TernFFI.TernGenerationHandle
+) -> AsyncThrowingStream<TernFFI.TernReplyEvent, Error> {
     AsyncThrowingStream { continuation in
         let listener = EventListener(continuation)
         let task = Task.detached {
@@ -251,7 +266,7 @@ private func eventStream(
 
 /// The text pieces of an event stream.
 private func texts(
-    of events: AsyncThrowingStream<TernFFI.ReplyEvent, Error>
+    of events: AsyncThrowingStream<TernFFI.TernReplyEvent, Error>
 ) -> AsyncThrowingStream<String, Error> {
     AsyncThrowingStream { continuation in
         let task = Task {
@@ -269,14 +284,14 @@ private func texts(
 }
 
 /// Forwards one generation's events into an `AsyncThrowingStream`.
-private final class EventListener: TernFFI.ReplyListener {
-    private let continuation: AsyncThrowingStream<TernFFI.ReplyEvent, Error>.Continuation
+private final class EventListener: TernFFI.TernReplyListener {
+    private let continuation: AsyncThrowingStream<TernFFI.TernReplyEvent, Error>.Continuation
 
-    init(_ continuation: AsyncThrowingStream<TernFFI.ReplyEvent, Error>.Continuation) {
+    init(_ continuation: AsyncThrowingStream<TernFFI.TernReplyEvent, Error>.Continuation) {
         self.continuation = continuation
     }
 
-    func onEvent(event: TernFFI.ReplyEvent) {
+    func onEvent(event: TernFFI.TernReplyEvent) {
         continuation.yield(event)
         if case .done = event { continuation.finish() }
     }
@@ -287,7 +302,7 @@ private final class EventListener: TernFFI.ReplyListener {
 }
 
 /// Forwards load progress to a closure.
-private final class ProgressRelay: TernFFI.LoadProgress {
+private final class ProgressRelay: TernFFI.TernLoadProgress {
     private let report: @Sendable (Float) -> Void
 
     init(_ report: @escaping @Sendable (Float) -> Void) {

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use super::{ConstrainError, Constraint, ConstraintVocab, GrammarSource};
 use crate::chat::{Chat, JsonValue, Message, RenderOptions};
 use crate::error::GenerateError;
-use crate::sampler::Sampler;
+use crate::sampler::{Sampler, SamplerOptions};
 use crate::session::Flow;
 use crate::tokenizer::StreamDecoder;
 
@@ -351,6 +351,8 @@ pub struct ToolChat {
     call: Constraint,
     sampler: Sampler,
     constrained: bool,
+    /// Whether every reply must open with a call (OpenAI's `tool_choice: "required"`).
+    required: bool,
 }
 
 impl core::fmt::Debug for ToolChat {
@@ -374,6 +376,17 @@ impl ToolChat {
     ) -> Result<Self, ToolChatError> {
         let format =
             ToolCallFormat::detect(chat.template().source()).ok_or(ToolChatError::NoToolFormat)?;
+        // Each schema on its own first, so an error names its tool, not a position in the
+        // combined call grammar.
+        for t in &tools {
+            let source = GrammarSource::JsonSchema(t.parameters.to_string());
+            vocab.compile(&source).map_err(|e| match e {
+                ConstrainError::Unenforceable { message } => ConstrainError::Unenforceable {
+                    message: format!("parameters of tool `{}`: {message}", t.name),
+                },
+                other => other,
+            })?;
+        }
         let call = vocab.compile(&GrammarSource::Lark(format.call_grammar(&tools)))?;
         chat.set_render_options(RenderOptions {
             tools: Some(tools.iter().map(Tool::to_template_value).collect()),
@@ -387,7 +400,24 @@ impl ToolChat {
             call,
             sampler,
             constrained: true,
+            required: false,
         })
+    }
+
+    /// Whether every reply to a user message must start with a call (default `false`: the
+    /// model chooses). Required, such a reply is constrained from its first token to the call
+    /// grammar, so even a model never trained on the call syntax makes one well-formed call;
+    /// after the call the reply is free again, and replies to tool results stay free. Only
+    /// with constraints on: unconstrained, the model chooses.
+    pub fn set_call_required(&mut self, required: bool) {
+        self.required = required;
+    }
+
+    /// Replaces the sampling options of the following replies (and restarts the random
+    /// generator from their seed).
+    pub fn set_sampling(&mut self, sampling: SamplerOptions) {
+        self.sampler = Sampler::new(sampling.clone());
+        self.chat.set_sampling(sampling);
     }
 
     /// Whether calls are constrained to the tools' schemas (default `true`). Off is only for
@@ -529,8 +559,12 @@ impl ToolChat {
             constraint_time: Duration::ZERO,
             decode_time: Duration::ZERO,
         };
-        // Inside a call: its constraint (if constrained) and its bytes so far.
+        // Inside a call: its constraint (if constrained) and its bytes so far. A required call
+        // is open before the first token.
         let mut call: Option<(Option<Constraint>, Vec<u8>)> = None;
+        if self.required && self.constrained && bare {
+            call = Some((Some(self.call.clone()), Vec::new()));
+        }
         let mut piece = String::new();
         while reply.n_tokens < max_tokens {
             let logits = session.logits().ok_or(GenerateError::EmptyPrompt)?;

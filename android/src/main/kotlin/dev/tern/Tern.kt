@@ -95,6 +95,14 @@ data class GenerateOptions(
     val repeatLastN: Int = GENERATE_DEFAULTS.repeatLastN.toInt(),
     /** Seed of the sampler: the same seed gives the same text. */
     val seed: Long = GENERATE_DEFAULTS.seed.toLong(),
+    /**
+     * A JSON Schema (JSON text) the output must satisfy; generation ends when the document is
+     * complete. `null` is free text. Sessions only: a conversation throws
+     * `TernException.InvalidArgument`. A schema that does not parse throws
+     * `TernException.InvalidSchema` (line and column), one that cannot be enforced
+     * `TernException.UnsupportedSchema`.
+     */
+    val jsonSchema: String? = GENERATE_DEFAULTS.jsonSchema,
 ) {
     internal fun toNative() = dev.tern.ffi.GenerateOptions(
         maxTokens = unsigned32("maxTokens", maxTokens),
@@ -106,14 +114,30 @@ data class GenerateOptions(
         repeatLastN = unsigned32("repeatLastN", repeatLastN),
         // Any 64-bit pattern is a seed.
         seed = seed.toULong(),
+        jsonSchema = jsonSchema,
     )
 }
 
 /** Token counts and speeds of a session's last generation. */
 typealias GenerationStats = dev.tern.ffi.GenerationStats
 
-/** System prompt, a template to use instead of the model's, stop strings, overflow policy. */
+/**
+ * System prompt, a template to use instead of the model's, stop strings, overflow policy,
+ * initial messages, template variables, and the [Tool]s the assistant may call.
+ */
 typealias ConversationOptions = dev.tern.ffi.ConversationOptions
+
+/**
+ * A function the model may call: `Tool(name, description, parametersJson)`, the parameters as
+ * a JSON Schema string (an object schema). Declared in [ConversationOptions.tools]; calls
+ * arrive as `ReplyEvent.ToolCall` with arguments valid under the schema. A schema that does
+ * not parse throws `TernException.InvalidSchema` (with line and column), one that cannot be
+ * enforced `TernException.UnsupportedSchema`.
+ */
+typealias Tool = dev.tern.ffi.Tool
+
+/** What a tool call returned: the tool's name and its output, for [TernConversation.sendToolResults]. */
+typealias ToolResult = dev.tern.ffi.ToolResult
 
 /**
  * Why a call failed: catch `dev.tern.TernException` for all of them. Its cases
@@ -123,9 +147,10 @@ typealias ConversationOptions = dev.tern.ffi.ConversationOptions
 typealias TernException = dev.tern.ffi.TernException
 
 /**
- * One event of a reply: `Text` pieces, then one `Done` with the stop reason and the reply's
- * statistics (nested classes of `dev.tern.ffi.ReplyEvent`). Keep an `else` branch in a `when`:
- * tool calls will be a further case.
+ * One event of a reply: `Text` pieces and, with tools, `ToolCall(name, argumentsJson)` (or a
+ * last `IncompleteToolCall(raw)` when the token limit cut a call off), then one `Done` with
+ * the stop reason and the reply's statistics (nested classes of `dev.tern.ffi.ReplyEvent`).
+ * Keep an `else` branch in a `when`: later versions may add cases.
  */
 typealias ReplyEvent = dev.tern.ffi.ReplyEvent
 
@@ -375,9 +400,22 @@ class TernConversation internal constructor(internal val native: Conversation) :
         return eventFlow { listener -> live.use { native.sendEvents(message, options.toNative(), listener) } }
     }
 
-    /** The text of [sendEvents]: a cold [Flow] of text pieces. */
+    /** The text of [sendEvents]: a cold [Flow] of text pieces (tool calls are left out). */
     fun send(message: String, options: GenerateOptions = GenerateOptions()): Flow<String> =
         sendEvents(message, options).texts()
+
+    /**
+     * Answers the last reply's tool calls with their [results] (one `tool` message each, in
+     * order) and returns the assistant's next reply as events like [sendEvents]; it may call
+     * tools again. The KV cache is reused up to the new messages (`Done.stats.cachedTokens`).
+     */
+    fun sendToolResults(
+        results: List<ToolResult>,
+        options: GenerateOptions = GenerateOptions(),
+    ): Flow<ReplyEvent> {
+        live.check()
+        return eventFlow { listener -> live.use { native.sendToolResults(results, options.toNative(), listener) } }
+    }
 
     /** The last reply's counts and speeds; `promptTokens` counts only that turn's new tokens. */
     val stats: GenerationStats? get() = live.use { native.stats() }
