@@ -125,6 +125,10 @@ pub fn load_model(args: &Args) -> Result<Loaded, String> {
             .ok_or_else(|| format!("unknown --ternary '{name}' (auto, mad, lut, f32)"))?;
         model.set_ternary_kernel(kernel);
     }
+    if args.str("precision") == Some("int8") {
+        // Int8 sessions run Q4_0 and Q8_0 on row-interleaved copies (issue 22).
+        model.repack_int8();
+    }
     Ok(Loaded {
         model: Arc::new(model),
         weights,

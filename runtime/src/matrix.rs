@@ -11,10 +11,14 @@
 //! | [`Repr::Gguf`]       | —                                  | `matmul` on the feed's bytes |
 //! | [`Repr::TernaryMad`] | `ternary::mad` on the feed's bytes | `matmul` on the feed's bytes |
 //! | [`Repr::TernaryLut`] | `ternary::lut` on the tiles        | `matmul` on the feed's bytes |
+//! | [`Repr::Repacked`]   | `repacked::project` on its groups² | `matmul` on the feed's bytes |
 //!
 //! ¹ [`Matrix::int8_activations`] (BitNet) or the session's [`ActivationPrecision::Int8`],
 //! with every activation finite; on the `matmul` path a matrix with
 //! [`Matrix::int8_activations`] gets them rounded to int8 first, in f32.
+//!
+//! ² The session's [`ActivationPrecision::Int8`] only (a repacked matrix never has
+//! [`Matrix::int8_activations`]).
 //!
 //! Bytes on the file come from the [`WeightFeed`] when the product runs, in as many slices of
 //! rows as it hands out: whole from a memory map, in released slices under a resident cap,
@@ -61,6 +65,14 @@ impl Matrix {
         y: &mut [f32],
     ) -> Result<(), GenerateError> {
         let w = &self.t;
+        if let Repr::Repacked(r) = self.repr() {
+            if ex.precision == ActivationPrecision::Int8 {
+                let y = &mut y[..n * w.rows];
+                crate::repacked::project(ex.k, ex.par, r, x, n, y);
+                scale(y, w.scale);
+                return Ok(());
+            }
+        }
         if let Some(q) = self.int8_input(ex, x, n) {
             let y = &mut y[..n * w.rows];
             match self.repr() {
@@ -167,7 +179,7 @@ pub(crate) fn project_fused<const N: usize>(
     mats: [(&Matrix, &mut [f32]); N],
 ) -> Result<(), GenerateError> {
     let mut mats = mats;
-    if ternary_fused(&*feed, ex, x, n, &mut mats) {
+    if ternary_fused(&*feed, ex, x, n, &mut mats) || repacked_fused(ex, x, n, &mut mats) {
         return Ok(());
     }
     let plain =
@@ -224,7 +236,7 @@ fn ternary_fused(
             Repr::TernaryMad => feed
                 .whole(&m.t)
                 .map(|data| Weights::Mad(QMatrix { t: m.t, data }.into())),
-            Repr::Gguf => None,
+            Repr::Gguf | Repr::Repacked(_) => None,
         };
         if slot.is_none() {
             return false;
@@ -246,6 +258,35 @@ fn ternary_fused(
     for (m, y) in mats.iter_mut() {
         scale(&mut y[..m.t.rows], m.t.scale);
     }
+    true
+}
+
+/// Int8 activations through repacked matrices of one input width: one section
+/// (`repacked::project_many`); `false` when the caller must go another way.
+fn repacked_fused(
+    ex: Exec<'_>,
+    x: &[f32],
+    n: usize,
+    mats: &mut [(&Matrix, &mut [f32])],
+) -> bool {
+    if ex.precision != ActivationPrecision::Int8 || mats.len() > MAX_FUSED {
+        return false;
+    }
+    let cols = mats.first().map_or(0, |(m, _)| m.t.cols);
+    let all = mats.iter().all(|(m, _)| {
+        matches!(m.repr(), Repr::Repacked(_)) && m.t.cols == cols && m.t.scale == 1.0
+    });
+    if !all {
+        return false;
+    }
+    let mut jobs: Vec<(&crate::repacked::RepackedMatrix, &mut [f32])> = mats
+        .iter_mut()
+        .filter_map(|(m, y)| match m.repr() {
+            Repr::Repacked(r) => Some((r, &mut y[..n * m.t.rows])),
+            _ => None,
+        })
+        .collect();
+    crate::repacked::project_many(ex.k, ex.par, x, n, &mut jobs);
     true
 }
 
@@ -448,6 +489,7 @@ mod tests {
                     Repr::Gguf => "Gguf",
                     Repr::TernaryMad => "TernaryMad",
                     Repr::TernaryLut(_) => "TernaryLut",
+                    Repr::Repacked(_) => "Repacked",
                 };
                 assert_eq!(got, want, "{kernel:?}");
                 assert_eq!(w.reads_file(), want != "TernaryLut", "{kernel:?}");

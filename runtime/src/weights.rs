@@ -21,6 +21,7 @@ use crate::error::LoadError;
 use crate::gguf::{Gguf, TensorInfo};
 use crate::rope::Rope;
 use crate::source::WeightSource;
+use crate::repacked::RepackedMatrix;
 use crate::ternary::LutMatrix;
 
 /// A validated weight matrix inside the weight bytes: `rows` rows of `cols` weights.
@@ -101,6 +102,11 @@ pub enum Repr {
     /// bytes were released, [`Matrix::reads_file`]): the LUT kernels when its activations are
     /// int8, [`Repr::Gguf`]'s path on the file bytes otherwise.
     TernaryLut(LutMatrix),
+    /// A Q4_0 or Q8_0 matrix repacked at load into row-interleaved block groups on the heap
+    /// (`crate::repacked`, [`crate::model::Model::repack_int8`]): products with int8
+    /// activations (prompts and decoding) run on it, others on the file bytes as
+    /// [`Repr::Gguf`]'s do.
+    Repacked(RepackedMatrix),
 }
 
 /// A weight matrix of the forward pass: the GGUF tensor it was read from and the
@@ -143,7 +149,7 @@ impl Matrix {
     pub fn reads_file(&self) -> bool {
         match self.repr {
             Repr::Gguf | Repr::TernaryMad => true,
-            Repr::TernaryLut(_) => false,
+            Repr::TernaryLut(_) | Repr::Repacked(_) => false,
         }
     }
 
@@ -152,6 +158,7 @@ impl Matrix {
         match &self.repr {
             Repr::Gguf | Repr::TernaryMad => 0,
             Repr::TernaryLut(lut) => lut.heap_bytes(),
+            Repr::Repacked(r) => r.heap_bytes(),
         }
     }
 }
@@ -288,7 +295,8 @@ impl ModelTensors {
             .chain(core::iter::once(&mut self.output))
     }
 
-    /// Heap bytes of the representations built at load (ternary lookup-table tiles).
+    /// Heap bytes of the representations built at load (ternary lookup-table tiles, repacked
+    /// Q4_0 / Q8_0).
     pub fn repacked_bytes(&self) -> usize {
         self.layers
             .iter()
