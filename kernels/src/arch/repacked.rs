@@ -30,7 +30,8 @@ pub(crate) struct TileArgs<'a> {
     /// The tile's first row group from the chunk's first block group on; group `g` is
     /// `g·gstride` bytes on.
     pub w: &'a [u8],
-    /// Bytes between row groups.
+    /// Bytes between row groups (tiles of one group, as NEON's, never step).
+    #[cfg_attr(target_arch = "aarch64", allow(dead_code))]
     pub gstride: usize,
     /// Row groups present from `w` (1..=ROWS/8): a tile reads group `min(g, groups − 1)`, and
     /// the outputs of rows past the matrix are discarded.
