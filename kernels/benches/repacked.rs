@@ -32,10 +32,14 @@ fn main() {
         s ^= s << 17;
         s
     };
-    println!("{:<12} {:<6} {:<11} {:>4} {:>10} {:>10} {:>10} {:>8}",
-        "backend", "format", "shape", "n", "gemm_q8", "gemm_i8", "repacked", "speed-up");
+    println!(
+        "{:<12} {:<6} {:<11} {:>4} {:>10} {:>10} {:>10} {:>8}",
+        "backend", "format", "shape", "n", "gemm_q8", "gemm_i8", "repacked", "speed-up"
+    );
     for backend in Backend::ALL {
-        let Some(k) = Kernels::with_backend(backend) else { continue };
+        let Some(k) = Kernels::with_backend(backend) else {
+            continue;
+        };
         let Some(rep) = k.gemm_repacked else { continue };
         if backend == Backend::Scalar {
             continue;
@@ -50,7 +54,9 @@ fn main() {
                 let mut p = vec![0u8; repacked_bytes(format, m, cols)];
                 scalar::repack(format, &w, m, &mut p);
                 for n in [1usize, 128] {
-                    let x: Vec<f32> = (0..n * cols).map(|_| (rnd() % 1000) as f32 / 500.0 - 1.0).collect();
+                    let x: Vec<f32> = (0..n * cols)
+                        .map(|_| (rnd() % 1000) as f32 / 500.0 - 1.0)
+                        .collect();
                     let qb = act_q8_bytes(cols);
                     let mut xq = vec![0u8; n * qb];
                     for (xt, q) in x.chunks_exact(cols).zip(xq.chunks_exact_mut(qb)) {
@@ -60,15 +66,27 @@ fn main() {
                     let q8 = k.format(format).gemm_q8.expect("int8 GEMM");
                     let t_q8 = time(budget, || (q8.f)(black_box(&w), m, &xq, n, &mut y, m));
                     let t_i8 = if k.has_gemm_i8(format) {
-                        time(budget, || k.gemm_i8(format, black_box(&w), m, &xq, n, &mut y, m))
+                        time(budget, || {
+                            k.gemm_i8(format, black_box(&w), m, &xq, n, &mut y, m)
+                        })
                     } else {
                         f64::NAN
                     };
-                    let t_rep = time(budget, || (rep.f)(format, black_box(&p), m, cols, &xq, n, &mut y, m));
+                    let t_rep = time(budget, || {
+                        (rep.f)(format, black_box(&p), m, cols, &xq, n, &mut y, m)
+                    });
                     let best = if t_i8.is_nan() { t_q8 } else { t_q8.min(t_i8) };
-                    println!("{:<12} {:<6} {:<11} {:>4} {:>10.1} {:>10.1} {:>10.1} {:>7.2}x",
-                        backend.name(), format!("{format:?}"), format!("{m}x{cols}"), n,
-                        t_q8, t_i8, t_rep, best / t_rep);
+                    println!(
+                        "{:<12} {:<6} {:<11} {:>4} {:>10.1} {:>10.1} {:>10.1} {:>7.2}x",
+                        backend.name(),
+                        format!("{format:?}"),
+                        format!("{m}x{cols}"),
+                        n,
+                        t_q8,
+                        t_i8,
+                        t_rep,
+                        best / t_rep
+                    );
                 }
             }
         }

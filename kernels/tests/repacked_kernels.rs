@@ -135,7 +135,9 @@ fn gemm_repacked_matches_scalar_and_gemm_i8_bit_for_bit_on_every_backend() {
                     let mut want = vec![7.0f32; n * ldy];
                     let mut got = want.clone();
                     let mut by_i8 = want.clone();
-                    (reference.gemm_repacked.unwrap().f)(format, &p, m, cols, &xq, n, &mut want, ldy);
+                    (reference.gemm_repacked.unwrap().f)(
+                        format, &p, m, cols, &xq, n, &mut want, ldy,
+                    );
                     (gemm.f)(format, &p, m, cols, &xq, n, &mut got, ldy);
                     reference.gemm_i8(format, &w, m, &xq, n, &mut by_i8, ldy);
                     for (i, ((g, e), s)) in got.iter().zip(&want).zip(&by_i8).enumerate() {
@@ -145,7 +147,10 @@ fn gemm_repacked_matches_scalar_and_gemm_i8_bit_for_bit_on_every_backend() {
                             "{backend:?} {format:?} m {m} n {n} cols {cols} at {at:?}: {g:e} \
                              vs {e:e}"
                         );
-                        assert!(same_bits(*e, *s), "{format:?} at {at:?}: reference vs gemm_i8");
+                        assert!(
+                            same_bits(*e, *s),
+                            "{format:?} at {at:?}: reference vs gemm_i8"
+                        );
                     }
                 }
             }

@@ -263,12 +263,7 @@ fn ternary_fused(
 
 /// Int8 activations through repacked matrices of one input width: one section
 /// (`repacked::project_many`); `false` when the caller must go another way.
-fn repacked_fused(
-    ex: Exec<'_>,
-    x: &[f32],
-    n: usize,
-    mats: &mut [(&Matrix, &mut [f32])],
-) -> bool {
+fn repacked_fused(ex: Exec<'_>, x: &[f32], n: usize, mats: &mut [(&Matrix, &mut [f32])]) -> bool {
     if ex.precision != ActivationPrecision::Int8 || mats.len() > MAX_FUSED {
         return false;
     }

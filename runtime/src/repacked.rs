@@ -65,7 +65,9 @@ impl RepackedMatrix {
 /// Rows per task: about four tasks per thread, a multiple of 32 rows (the widest tile), at
 /// least 32 and at most 512.
 fn rows_per_task(rows: usize, threads: usize) -> usize {
-    rows.div_ceil(4 * threads).clamp(32, 512).next_multiple_of(32)
+    rows.div_ceil(4 * threads)
+        .clamp(32, 512)
+        .next_multiple_of(32)
 }
 
 /// `y (n, rows) = x (n, cols) · Wᵀ` with int8 activations (quantized here, once).
@@ -96,10 +98,15 @@ pub(crate) fn project_many(
     let Some(cols) = mats.first().map(|(w, _)| w.cols) else {
         return;
     };
-    assert!(mats.iter().all(|(w, y)| w.cols == cols && y.len() >= n * w.rows));
+    assert!(mats
+        .iter()
+        .all(|(w, y)| w.cols == cols && y.len() >= n * w.rows));
     let qb = act_q8_bytes(cols);
     let mut xq = vec![0u8; n * qb];
-    for (xt, qt) in x[..n * cols].chunks_exact(cols).zip(xq.chunks_exact_mut(qb)) {
+    for (xt, qt) in x[..n * cols]
+        .chunks_exact(cols)
+        .zip(xq.chunks_exact_mut(qb))
+    {
         (k.quantize_act_q8.f)(xt, qt);
     }
     // (matrix, rows per task, first task, its output)
@@ -112,7 +119,9 @@ pub(crate) fn project_many(
             Some(job)
         })
         .collect();
-    let tasks = jobs.last().map_or(0, |(w, chunk, first, _)| first + w.rows.div_ceil(*chunk));
+    let tasks = jobs
+        .last()
+        .map_or(0, |(w, chunk, first, _)| first + w.rows.div_ceil(*chunk));
     par.run(tasks, &|task| {
         let Some((w, chunk, first, out)) = jobs.iter().rev().find(|j| j.2 <= task) else {
             return;
@@ -168,7 +177,11 @@ mod tests {
         if repack {
             let bytes = m.repack_int8();
             assert!(bytes > 0, "{name}: nothing repacked");
-            assert_eq!(m.tensors().repacked_bytes(), bytes, "counted in the memory report");
+            assert_eq!(
+                m.tensors().repacked_bytes(),
+                bytes,
+                "counted in the memory report"
+            );
         }
         Some(m)
     }

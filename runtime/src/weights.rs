@@ -19,9 +19,9 @@ use tern_kernels::{Format, Kernels};
 
 use crate::error::LoadError;
 use crate::gguf::{Gguf, TensorInfo};
+use crate::repacked::RepackedMatrix;
 use crate::rope::Rope;
 use crate::source::WeightSource;
-use crate::repacked::RepackedMatrix;
 use crate::ternary::LutMatrix;
 
 /// A validated weight matrix inside the weight bytes: `rows` rows of `cols` weights.

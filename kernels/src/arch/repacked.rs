@@ -89,10 +89,17 @@ pub(crate) unsafe fn gemm_repacked<K: RepackedTile>(
     if m == 0 || n == 0 {
         return;
     }
-    assert_eq!(w.len(), repacked_bytes(format, m, cols), "a repacked matrix");
+    assert_eq!(
+        w.len(),
+        repacked_bytes(format, m, cols),
+        "a repacked matrix"
+    );
     let qb = act_q8_bytes(cols);
     assert_eq!(xq.len(), n * qb, "activation rows match the weights");
-    assert!(ldy >= m && y.len() >= (n - 1) * ldy + m, "outputs hold n rows of ldy");
+    assert!(
+        ldy >= m && y.len() >= (n - 1) * ldy + m,
+        "outputs hold n rows of ldy"
+    );
     let acts: &[BlockQ8Act] = crate::blocks::as_blocks(xq).expect("whole act blocks");
     let (kb, gb, c) = (
         cols / 32,

@@ -236,7 +236,11 @@ pub fn gemm_repacked(
     assert_eq!(w.len(), repacked_bytes(format, m, cols));
     let (_, qb) = gemm_shape(&w[..0], 1, xq.len(), n, y, ldy);
     assert!(ldy >= m);
-    assert_eq!(qb, super::act_q8_bytes(cols), "activation rows match the weights");
+    assert_eq!(
+        qb,
+        super::act_q8_bytes(cols),
+        "activation rows match the weights"
+    );
     let (nb, gb, c) = (
         cols / 32,
         repacked_group_block_bytes(format),
@@ -249,7 +253,11 @@ pub fn gemm_repacked(
             let mut acc = 0.0f32;
             for (blk, a) in group.chunks_exact(gb).zip(acts) {
                 let (u, d) = unpack_row(format, blk, r % REPACK_ROWS);
-                let dot: i32 = u.iter().zip(&a.qs).map(|(&u, &a)| u as i32 * a as i32).sum();
+                let dot: i32 = u
+                    .iter()
+                    .zip(&a.qs)
+                    .map(|(&u, &a)| u as i32 * a as i32)
+                    .sum();
                 let asum: i32 = a.qs.iter().map(|&a| a as i32).sum();
                 let isum = dot - c * asum;
                 acc = libm::fmaf(isum as f32, d * a.d(), acc);
@@ -338,7 +346,10 @@ mod tests {
                     .collect();
                 x[0] = 1e30;
                 let mut xq = vec![0u8; n * act_q8_bytes(cols)];
-                for (xt, q) in x.chunks_exact(cols).zip(xq.chunks_exact_mut(act_q8_bytes(cols))) {
+                for (xt, q) in x
+                    .chunks_exact(cols)
+                    .zip(xq.chunks_exact_mut(act_q8_bytes(cols)))
+                {
                     quantize_act_q8(xt, q);
                 }
                 let mut p = vec![0u8; repacked_bytes(format, m, cols)];

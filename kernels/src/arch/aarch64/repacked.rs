@@ -57,7 +57,10 @@ impl RepackedTile for Dotprod {
 fn tile<const TT: usize, const Q8: bool>(a: TileArgs<'_>) {
     let gb = if Q8 { 272 } else { 144 };
     assert!(a.groups >= 1 && a.blocks >= 1 && a.blocks <= a.kb);
-    assert!(a.w.len() >= a.blocks * gb, "the tile's block groups are inside w");
+    assert!(
+        a.w.len() >= a.blocks * gb,
+        "the tile's block groups are inside w"
+    );
     assert!(a.tokens == TT && a.asum.len() >= TT * a.blocks);
     assert!(a.acts.len() >= (TT - 1) * a.kb + a.blocks);
     assert!(a.y.len() >= (TT - 1) * a.ldy + 8);
@@ -83,7 +86,12 @@ fn tile<const TT: usize, const Q8: bool>(a: TileArgs<'_>) {
         // Activation dword j of token t, in every lane.
         let x = |t: usize, j: usize| {
             let q = &a.acts[t * a.kb + b].qs;
-            let d = i32::from_le_bytes([q[4 * j] as u8, q[4 * j + 1] as u8, q[4 * j + 2] as u8, q[4 * j + 3] as u8]);
+            let d = i32::from_le_bytes([
+                q[4 * j] as u8,
+                q[4 * j + 1] as u8,
+                q[4 * j + 2] as u8,
+                q[4 * j + 3] as u8,
+            ]);
             vreinterpretq_s8_s32(vdupq_n_s32(d))
         };
         if Q8 {
@@ -103,7 +111,8 @@ fn tile<const TT: usize, const Q8: bool>(a: TileArgs<'_>) {
                 iacc[t] = [vdupq_n_s32(-a.asum[t * a.blocks + b]); 2];
             }
             for j in 0..4 {
-                let raw: [uint8x16_t; 2] = core::array::from_fn(|h| load(D_BYTES + 32 * j + 16 * h));
+                let raw: [uint8x16_t; 2] =
+                    core::array::from_fn(|h| load(D_BYTES + 32 * j + 16 * h));
                 let lo: [int8x16_t; 2] =
                     core::array::from_fn(|h| vreinterpretq_s8_u8(vandq_u8(raw[h], nib)));
                 let hi: [int8x16_t; 2] =

@@ -63,7 +63,10 @@ impl RepackedTile for Avx512 {
 fn group_offsets(a: &TileArgs<'_>, gb: usize) -> [usize; 4] {
     assert!(a.groups >= 1 && a.blocks >= 1);
     let last = (a.groups - 1) * a.gstride;
-    assert!(a.w.len() >= last + a.blocks * gb, "the tile's block groups are inside w");
+    assert!(
+        a.w.len() >= last + a.blocks * gb,
+        "the tile's block groups are inside w"
+    );
     core::array::from_fn(|g| (g * a.gstride).min(last))
 }
 
@@ -78,7 +81,12 @@ fn check_tile(a: &TileArgs<'_>, tt: usize, rows: usize) {
 #[inline(always)]
 fn act_dword(acts: &[BlockQ8Act], i: usize, j: usize) -> i32 {
     let q = &acts[i].qs;
-    i32::from_le_bytes([q[4 * j] as u8, q[4 * j + 1] as u8, q[4 * j + 2] as u8, q[4 * j + 3] as u8])
+    i32::from_le_bytes([
+        q[4 * j] as u8,
+        q[4 * j + 1] as u8,
+        q[4 * j + 2] as u8,
+        q[4 * j + 3] as u8,
+    ])
 }
 
 /// 32 rows × `TT` tokens over the chunk (see [`Avx512`]).
@@ -132,9 +140,8 @@ fn tile512<const TT: usize, const Q8: bool>(a: TileArgs<'_>) {
             for j in 0..4 {
                 let raw: [__m512i; 2] = core::array::from_fn(|v| load2(v, D_BYTES + 32 * j));
                 let lo: [__m512i; 2] = core::array::from_fn(|v| _mm512_and_si512(raw[v], nib));
-                let hi: [__m512i; 2] = core::array::from_fn(|v| {
-                    _mm512_and_si512(_mm512_srli_epi32::<4>(raw[v]), nib)
-                });
+                let hi: [__m512i; 2] =
+                    core::array::from_fn(|v| _mm512_and_si512(_mm512_srli_epi32::<4>(raw[v]), nib));
                 for t in 0..TT {
                     let i = t * a.kb + b;
                     let xl = _mm512_set1_epi32(act_dword(a.acts, i, j));
