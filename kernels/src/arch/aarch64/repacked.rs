@@ -17,7 +17,6 @@ use core::arch::aarch64::*;
 
 use super::int8::dotprod::sdot;
 use crate::arch::repacked::{RepackedTile, TileArgs};
-use crate::blocks::F16Le;
 
 /// Bytes of the eight f16 scales in front of a block group's codes.
 const D_BYTES: usize = 16;
@@ -125,13 +124,8 @@ fn tile<const TT: usize, const Q8: bool>(a: TileArgs<'_>) {
                 }
             }
         }
-        // SAFETY: the block group opens with its eight f16 scales (F16Le has alignment 1).
-        let d: &[F16Le; 8] = unsafe { &*base.cast::<[F16Le; 8]>() };
-        let dw: [float32x4_t; 2] = core::array::from_fn(|h| {
-            let v: [f32; 4] = core::array::from_fn(|i| d[4 * h + i].to_f32());
-            // SAFETY: v holds four floats.
-            unsafe { vld1q_f32(v.as_ptr()) }
-        });
+        // SAFETY: the block group opens with its eight f16 scales (16 bytes); exact widening.
+        let dw = super::f16::widen(unsafe { vld1q_u16(base.cast()) });
         for t in 0..TT {
             let da = vdupq_n_f32(a.acts[t * a.kb + b].d());
             for h in 0..2 {
