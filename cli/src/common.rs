@@ -126,7 +126,7 @@ pub fn load_model(args: &Args) -> Result<Loaded, String> {
         model.set_ternary_kernel(kernel);
     }
     if args.str("precision") == Some("int8") {
-        // Int8 sessions run Q4_0 and Q8_0 on row-interleaved copies (issue 22).
+        // Int8 sessions run Q4_0, Q4_1 and Q8_0 on row-interleaved copies (issue 22).
         model.repack_int8();
     }
     Ok(Loaded {

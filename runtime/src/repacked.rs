@@ -1,4 +1,4 @@
-//! Q4_0 and Q8_0 matrices repacked at load into row-interleaved block groups
+//! Q4_0, Q4_1 and Q8_0 matrices repacked at load into row-interleaved block groups
 //! (`tern_kernels::scalar::repack`), and their products with int8 activations.
 //!
 //! The repacked form holds the same bytes as the GGUF rows in another order (eight rows
@@ -151,7 +151,7 @@ pub(crate) fn project_many(
 #[cfg(all(test, feature = "std"))]
 mod tests {
     //! Whole small models (`tests/reference/make_arch_models.py`, skipped when absent) with
-    //! their Q4_0 and Q8_0 matrices repacked against the same model on its GGUF bytes, both
+    //! their Q4_0, Q4_1 and Q8_0 matrices repacked against the same model on its GGUF bytes, both
     //! at int8 precision.
 
     extern crate std;

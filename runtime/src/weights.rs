@@ -102,7 +102,7 @@ pub enum Repr {
     /// bytes were released, [`Matrix::reads_file`]): the LUT kernels when its activations are
     /// int8, [`Repr::Gguf`]'s path on the file bytes otherwise.
     TernaryLut(LutMatrix),
-    /// A Q4_0 or Q8_0 matrix repacked at load into row-interleaved block groups on the heap
+    /// A Q4_0, Q4_1 or Q8_0 matrix repacked at load into row-interleaved block groups on the heap
     /// (`crate::repacked`, [`crate::model::Model::repack_int8`]): products with int8
     /// activations (prompts and decoding) run on it, others on the file bytes as
     /// [`Repr::Gguf`]'s do.
@@ -296,7 +296,7 @@ impl ModelTensors {
     }
 
     /// Heap bytes of the representations built at load (ternary lookup-table tiles, repacked
-    /// Q4_0 / Q8_0).
+    /// Q4_0 / Q4_1 / Q8_0).
     pub fn repacked_bytes(&self) -> usize {
         self.layers
             .iter()

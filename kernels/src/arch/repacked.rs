@@ -1,4 +1,4 @@
-//! The one driver of the int8 GEMM over repacked Q4_0 / Q8_0 ([`crate::scalar::repack`]),
+//! The one driver of the int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 ([`crate::scalar::repack`]),
 //! shared by every backend: shape checks, the loop over column chunks, token tiles and row
 //! tiles, the activations' per-block sums, and partial tiles. A backend supplies only the
 //! register tile ([`RepackedTile::tile`]), so the tiling is written once.
@@ -23,10 +23,17 @@ pub(crate) const MAX_TOKENS: usize = 8;
 /// Most rows of any backend's tile.
 pub(crate) const MAX_ROWS: usize = 32;
 
+/// [`TileArgs::fmt`] of Q4_0 (nibbles, offset 8).
+pub(crate) const Q4_0: u8 = 0;
+/// [`TileArgs::fmt`] of Q4_1 (nibbles, no offset, a bias per row and block).
+pub(crate) const Q4_1: u8 = 1;
+/// [`TileArgs::fmt`] of Q8_0 (bytes, offset 128).
+pub(crate) const Q8_0: u8 = 2;
+
 /// One register tile's operands (see [`RepackedTile`]).
 pub(crate) struct TileArgs<'a> {
-    /// Q8_0 (codes offset 128) rather than Q4_0 (nibbles offset 8).
-    pub q8: bool,
+    /// The format: [`Q4_0`], [`Q4_1`] or [`Q8_0`].
+    pub fmt: u8,
     /// The tile's first row group from the chunk's first block group on; group `g` is
     /// `g·gstride` bytes on.
     pub w: &'a [u8],
@@ -126,7 +133,11 @@ pub(crate) unsafe fn gemm_repacked<K: RepackedTile>(
                 macro_rules! args {
                     ($y:expr, $ldy:expr) => {
                         TileArgs {
-                            q8: format == Format::Q8_0,
+                            fmt: match format {
+                                Format::Q4_0 => Q4_0,
+                                Format::Q4_1 => Q4_1,
+                                _ => Q8_0,
+                            },
                             w: &w[g0 * gstride + b0 * gb..],
                             gstride,
                             groups: (n_groups - g0).min(K::ROWS / REPACK_ROWS),

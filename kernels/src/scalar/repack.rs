@@ -1,4 +1,4 @@
-//! Row-interleaved ("repacked") Q4_0 and Q8_0: the layout, the repacking, and the int8 GEMM
+//! Row-interleaved ("repacked") Q4_0, Q4_1 and Q8_0: the layout, the repacking, and the int8 GEMM
 //! over it, as plain loops. This file is the specification the SIMD paths equal bit for bit.
 //!
 //! Why a second layout: in GGUF order a row's blocks lie end to end, so a SIMD product over
@@ -16,6 +16,7 @@
 //! BlockQ4_0x8 (144 bytes): d[8] f16 (row r's scale), then qs[128]:
 //!   qs[(j·8 + r)·4 + k], j in 0..4, k in 0..4 = GGUF byte 4j + k of row r
 //!   (low nibble: code 4j + k, high nibble: code 16 + 4j + k; unsigned u = q, weight (u − 8)·d)
+//! BlockQ4_1x8 (160 bytes): d[8] f16, m[8] f16, then qs[128] as Q4_0's (weight u·d + m)
 //! BlockQ8_0x8 (272 bytes): d[8] f16, then qs[256]:
 //!   qs[(j·8 + r)·4 + k], j in 0..8, k in 0..4 = code 4j + k of row r, plus 128 (as u8)
 //!   (weight (u − 128)·d)
@@ -30,6 +31,7 @@
 //! ```text
 //! i_b = Σ_k u_k·a_k − c·Σ_k a_k                 exact i32 (= Σ q·a of the GGUF codes)
 //! acc = fma(i_b as f32, d_b·d_a, acc)           from acc = 0
+//! acc = fma(m_b, s_a, acc)                      (Q4_1: c = 0; s_a = d_a·Σa)
 //! ```
 //!
 //! which is [`gemm_i8`](super::gemm_i8)'s arithmetic on the same matrix bit for bit (its
@@ -38,7 +40,7 @@
 
 use super::act::{act_blocks, BlockQ8Act};
 use super::gemm::gemm_shape;
-use crate::blocks::{as_blocks, BlockQ4_0, BlockQ8_0, F16Le, Pod};
+use crate::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ8_0, F16Le, Pod};
 use crate::format::Format;
 
 /// Rows interleaved in one block group.
@@ -76,21 +78,43 @@ pub struct BlockQ8_0x8 {
 }
 const _: () = assert!(core::mem::size_of::<BlockQ8_0x8>() == 272);
 
+/// Eight Q4_1 blocks interleaved; see the module docs.
+///
+/// ```text
+/// byte 0..16    d[r] (f16), r in 0..8
+/// byte 16..32   m[r] (f16)
+/// byte 32..160  qs: byte (j·8 + r)·4 + k = GGUF qs byte 4j + k of row r
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockQ4_1x8 {
+    /// Scale of each row.
+    pub d: [F16Le; 8],
+    /// Offset of each row.
+    pub m: [F16Le; 8],
+    /// Packed 4-bit codes, four bytes of each row in turn.
+    pub qs: [u8; 128],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ4_1x8>() == 160);
+
 // SAFETY: repr(C) over byte arrays (F16Le is two bytes): alignment 1, no padding, any bits
 // valid.
 unsafe impl Pod for BlockQ4_0x8 {}
 // SAFETY: as for BlockQ4_0x8.
 unsafe impl Pod for BlockQ8_0x8 {}
+// SAFETY: as for BlockQ4_0x8.
+unsafe impl Pod for BlockQ4_1x8 {}
 
 /// Whether `format` has a repacked layout.
 pub fn has_repacked(format: Format) -> bool {
-    matches!(format, Format::Q4_0 | Format::Q8_0)
+    matches!(format, Format::Q4_0 | Format::Q4_1 | Format::Q8_0)
 }
 
 /// Bytes of one repacked block group of `format` (eight blocks).
 pub fn repacked_group_block_bytes(format: Format) -> usize {
     match format {
         Format::Q4_0 => 144,
+        Format::Q4_1 => 160,
         Format::Q8_0 => 272,
         _ => panic!("{format:?} has no repacked layout"),
     }
@@ -100,6 +124,7 @@ pub fn repacked_group_block_bytes(format: Format) -> usize {
 pub fn repacked_offset(format: Format) -> i32 {
     match format {
         Format::Q4_0 => 8,
+        Format::Q4_1 => 0,
         Format::Q8_0 => 128,
         _ => panic!("{format:?} has no repacked layout"),
     }
@@ -147,6 +172,29 @@ pub fn repack(format: Format, w: &[u8], m: usize, out: &mut [u8]) {
                 }
             }
         }
+        Format::Q4_1 => {
+            let out: &mut [BlockQ4_1x8] = crate::blocks::as_blocks_mut(out).expect("whole");
+            for (g, groups) in out.chunks_exact_mut(nb).enumerate() {
+                for (b, o) in groups.iter_mut().enumerate() {
+                    // Padding rows: scale and offset 0.
+                    *o = BlockQ4_1x8 {
+                        d: [F16Le([0; 2]); 8],
+                        m: [F16Le([0; 2]); 8],
+                        qs: [0; 128],
+                    };
+                    for r in 0..REPACK_ROWS.min(m - g * REPACK_ROWS) {
+                        let row = &w[(g * REPACK_ROWS + r) * rb..][..rb];
+                        let blk: &[BlockQ4_1] = as_blocks(row).expect("whole blocks");
+                        (o.d[r], o.m[r]) = (blk[b].d, blk[b].m);
+                        for j in 0..4 {
+                            for k in 0..4 {
+                                o.qs[(j * 8 + r) * 4 + k] = blk[b].qs[4 * j + k];
+                            }
+                        }
+                    }
+                }
+            }
+        }
         Format::Q8_0 => {
             let out: &mut [BlockQ8_0x8] = crate::blocks::as_blocks_mut(out).expect("whole");
             for (g, groups) in out.chunks_exact_mut(nb).enumerate() {
@@ -174,7 +222,7 @@ pub fn repack(format: Format, w: &[u8], m: usize, out: &mut [u8]) {
 }
 
 /// Row `r`'s unsigned codes `u` and scale in block group `blk` (one 32-column block).
-fn unpack_row(format: Format, blk: &[u8], r: usize) -> ([u8; 32], f32) {
+fn unpack_row(format: Format, blk: &[u8], r: usize) -> ([u8; 32], f32, f32) {
     let mut u = [0u8; 32];
     match format {
         Format::Q4_0 => {
@@ -186,7 +234,18 @@ fn unpack_row(format: Format, blk: &[u8], r: usize) -> ([u8; 32], f32) {
                     u[16 + 4 * j + k] = byte >> 4;
                 }
             }
-            (u, b.d[r].to_f32())
+            (u, b.d[r].to_f32(), 0.0)
+        }
+        Format::Q4_1 => {
+            let b: &BlockQ4_1x8 = &as_blocks(blk).expect("one block group")[0];
+            for j in 0..4 {
+                for k in 0..4 {
+                    let byte = b.qs[(j * 8 + r) * 4 + k];
+                    u[4 * j + k] = byte & 0x0F;
+                    u[16 + 4 * j + k] = byte >> 4;
+                }
+            }
+            (u, b.d[r].to_f32(), b.m[r].to_f32())
         }
         Format::Q8_0 => {
             let b: &BlockQ8_0x8 = &as_blocks(blk).expect("one block group")[0];
@@ -195,7 +254,7 @@ fn unpack_row(format: Format, blk: &[u8], r: usize) -> ([u8; 32], f32) {
                     u[4 * j + k] = b.qs[(j * 8 + r) * 4 + k];
                 }
             }
-            (u, b.d[r].to_f32())
+            (u, b.d[r].to_f32(), 0.0)
         }
         _ => panic!("{format:?} has no repacked layout"),
     }
@@ -209,9 +268,13 @@ pub fn dequant_repacked(format: Format, w: &[u8], cols: usize, r: usize, out: &m
     let c = repacked_offset(format);
     let group = &w[r / REPACK_ROWS * nb * gb..][..nb * gb];
     for (blk, o) in group.chunks_exact(gb).zip(out.chunks_exact_mut(32)) {
-        let (u, d) = unpack_row(format, blk, r % REPACK_ROWS);
+        let (u, d, m) = unpack_row(format, blk, r % REPACK_ROWS);
         for (o, u) in o.iter_mut().zip(u) {
-            *o = (u as i32 - c) as f32 * d;
+            *o = if format == Format::Q4_1 {
+                u as f32 * d + m
+            } else {
+                (u as i32 - c) as f32 * d
+            };
         }
     }
 }
@@ -252,7 +315,7 @@ pub fn gemm_repacked(
             let acts: &[BlockQ8Act] = act_blocks(xt, nb);
             let mut acc = 0.0f32;
             for (blk, a) in group.chunks_exact(gb).zip(acts) {
-                let (u, d) = unpack_row(format, blk, r % REPACK_ROWS);
+                let (u, d, m) = unpack_row(format, blk, r % REPACK_ROWS);
                 let dot: i32 = u
                     .iter()
                     .zip(&a.qs)
@@ -261,6 +324,9 @@ pub fn gemm_repacked(
                 let asum: i32 = a.qs.iter().map(|&a| a as i32).sum();
                 let isum = dot - c * asum;
                 acc = libm::fmaf(isum as f32, d * a.d(), acc);
+                if format == Format::Q4_1 {
+                    acc = libm::fmaf(m, a.s(), acc);
+                }
             }
             y[t * ldy + r] = acc;
         }
@@ -307,7 +373,7 @@ mod tests {
 
     #[test]
     fn repacked_dequant_equals_gguf_dequant() {
-        for format in [Format::Q4_0, Format::Q8_0] {
+        for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0] {
             for m in [1, 7, 8, 9, 17] {
                 let cols = 96;
                 let w = matrix(format, m, cols, m as u64 * 31 + 5);
@@ -330,7 +396,7 @@ mod tests {
     /// codes, extreme scales and activations of ±127.
     #[test]
     fn gemm_repacked_equals_gemm_i8() {
-        for format in [Format::Q4_0, Format::Q8_0] {
+        for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0] {
             for (m, n, cols) in [(1, 1, 32), (9, 3, 64), (20, 5, 160)] {
                 let mut w = matrix(format, m, cols, (m * n) as u64 + 1);
                 if m == 9 {

@@ -62,7 +62,7 @@ fn detected(backend: Backend) -> bool {
     }
 }
 
-/// The int8 GEMM over repacked Q4_0 / Q8_0 with `sdot` (installed only for the dotprod
+/// The int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 with `sdot` (installed only for the dotprod
 /// backends).
 #[allow(clippy::too_many_arguments)]
 fn gemm_repacked_dotprod(

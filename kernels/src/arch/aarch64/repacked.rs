@@ -1,12 +1,12 @@
-//! The register tile of the int8 GEMM over repacked Q4_0 / Q8_0 with the dot product extension
+//! The register tile of the int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 with the dot product extension
 //! (`scalar::repack` defines the layout and the arithmetic; `arch::repacked` drives the tiles).
 //!
 //! Why hand-written: one 16-byte load of a repacked block group is the same four codes of four
 //! rows, so `sdot` against one activation dword broadcast to every lane leaves each row's
 //! partial sum in its own lane, with no horizontal sums (the `dot_*_q8` row kernels pay one
-//! per row and block). The tile is 8 rows (one row group, two vectors) × 4 tokens. Q4_0
-//! nibbles (0..=15) meet the activations as they are, each block's integer sum starting from
-//! `−8·Σa`; Q8_0 codes are turned back into signed `q` (`sdot` multiplies signed by signed), so
+//! per row and block). The tile is 8 rows (one row group, two vectors) × 4 tokens. Q4_0 and
+//! Q4_1 nibbles (0..=15) meet the activations as they are, each block's integer sum starting from
+//! `−8·Σa` (Q4_0; Q4_1's from 0, with its offset's `fma(m, s_a, acc)` after the scale's); Q8_0 codes are turned back into signed `q` (`sdot` multiplies signed by signed), so
 //! their sums are `Σ q·a` directly. Both end each block with the reference's float step:
 //! `acc = fma(i as f32, d_w·d_a, acc)`.
 
@@ -16,7 +16,7 @@
 use core::arch::aarch64::*;
 
 use super::int8::dotprod::sdot;
-use crate::arch::repacked::{RepackedTile, TileArgs};
+use crate::arch::repacked::{RepackedTile, TileArgs, Q4_0, Q4_1, Q8_0};
 
 /// Bytes of the eight f16 scales in front of a block group's codes.
 const D_BYTES: usize = 16;
@@ -30,22 +30,22 @@ impl RepackedTile for Dotprod {
 
     unsafe fn tile(a: TileArgs<'_>) {
         macro_rules! by_tokens {
-            ($q8:literal) => {
+            ($f:ident) => {
                 // SAFETY: the caller guarantees NEON and dotprod (the trait's contract).
                 unsafe {
                     match a.tokens {
-                        4 => tile::<4, $q8>(a),
-                        3 => tile::<3, $q8>(a),
-                        2 => tile::<2, $q8>(a),
-                        _ => tile::<1, $q8>(a),
+                        4 => tile::<4, $f>(a),
+                        3 => tile::<3, $f>(a),
+                        2 => tile::<2, $f>(a),
+                        _ => tile::<1, $f>(a),
                     }
                 }
             };
         }
-        if a.q8 {
-            by_tokens!(true)
-        } else {
-            by_tokens!(false)
+        match a.fmt {
+            Q4_0 => by_tokens!(Q4_0),
+            Q4_1 => by_tokens!(Q4_1),
+            _ => by_tokens!(Q8_0),
         }
     }
 }
@@ -53,8 +53,10 @@ impl RepackedTile for Dotprod {
 /// 8 rows × `TT` tokens over the chunk (see the module docs).
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
-fn tile<const TT: usize, const Q8: bool>(a: TileArgs<'_>) {
-    let gb = if Q8 { 272 } else { 144 };
+fn tile<const TT: usize, const F: u8>(a: TileArgs<'_>) {
+    let gb = [144, 160, 272][F as usize];
+    // Codes after the scales (and Q4_1's offsets).
+    let qs = if F == Q4_1 { 32 } else { D_BYTES };
     assert!(a.groups >= 1 && a.blocks >= 1 && a.blocks <= a.kb);
     assert!(
         a.w.len() >= a.blocks * gb,
@@ -93,10 +95,10 @@ fn tile<const TT: usize, const Q8: bool>(a: TileArgs<'_>) {
             ]);
             vreinterpretq_s8_s32(vdupq_n_s32(d))
         };
-        if Q8 {
+        if F == Q8_0 {
             for j in 0..8 {
                 let w: [int8x16_t; 2] = core::array::from_fn(|h| {
-                    vreinterpretq_s8_u8(veorq_u8(load(D_BYTES + 32 * j + 16 * h), flip))
+                    vreinterpretq_s8_u8(veorq_u8(load(qs + 32 * j + 16 * h), flip))
                 });
                 for t in 0..TT {
                     let xt = x(t, j);
@@ -110,8 +112,7 @@ fn tile<const TT: usize, const Q8: bool>(a: TileArgs<'_>) {
                 iacc[t] = [vdupq_n_s32(-a.asum[t * a.blocks + b]); 2];
             }
             for j in 0..4 {
-                let raw: [uint8x16_t; 2] =
-                    core::array::from_fn(|h| load(D_BYTES + 32 * j + 16 * h));
+                let raw: [uint8x16_t; 2] = core::array::from_fn(|h| load(qs + 32 * j + 16 * h));
                 let lo: [int8x16_t; 2] =
                     core::array::from_fn(|h| vreinterpretq_s8_u8(vandq_u8(raw[h], nib)));
                 let hi: [int8x16_t; 2] =
@@ -126,11 +127,21 @@ fn tile<const TT: usize, const Q8: bool>(a: TileArgs<'_>) {
         }
         // SAFETY: the block group opens with its eight f16 scales (16 bytes); exact widening.
         let dw = super::f16::widen(unsafe { vld1q_u16(base.cast()) });
+        let mw = if F == Q4_1 {
+            // SAFETY: Q4_1's 16 offset bytes follow the scales; exact widening.
+            super::f16::widen(unsafe { vld1q_u16(base.add(D_BYTES).cast()) })
+        } else {
+            [vdupq_n_f32(0.0); 2]
+        };
         for t in 0..TT {
-            let da = vdupq_n_f32(a.acts[t * a.kb + b].d());
+            let act = &a.acts[t * a.kb + b];
+            let da = vdupq_n_f32(act.d());
             for h in 0..2 {
                 let scale = vmulq_f32(dw[h], da);
                 facc[t][h] = vfmaq_f32(facc[t][h], vcvtq_f32_s32(iacc[t][h]), scale);
+                if F == Q4_1 {
+                    facc[t][h] = vfmaq_f32(facc[t][h], mw[h], vdupq_n_f32(act.s()));
+                }
             }
         }
     }

@@ -557,7 +557,7 @@ fn gemm_i8_avx512vnni(
     unsafe { gemm_i8::gemm_i8(format, unpack, w, m, xq, n, y, ldy) }
 }
 
-/// The int8 GEMM over repacked Q4_0 / Q8_0 on AVX512-VNNI (installed only for that backend,
+/// The int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 on AVX512-VNNI (installed only for that backend,
 /// whose detection includes AVX-512F, AVX512-VNNI and AVX512-VL).
 #[allow(clippy::too_many_arguments)]
 fn gemm_repacked_avx512vnni(
@@ -577,7 +577,7 @@ fn gemm_repacked_avx512vnni(
     }
 }
 
-/// The int8 GEMM over repacked Q4_0 / Q8_0 on AVX2 (every backend here).
+/// The int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 on AVX2 (every backend here).
 #[allow(clippy::too_many_arguments)]
 fn gemm_repacked_avx2(
     format: Format,

@@ -1,4 +1,4 @@
-//! Register tiles of the int8 GEMM over repacked Q4_0 / Q8_0 (`scalar::repack` defines the
+//! Register tiles of the int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 (`scalar::repack` defines the
 //! layout and the arithmetic; `arch::repacked` drives the tiles).
 //!
 //! Why hand-written: one 32-byte load of a repacked block group is the same four codes of
@@ -14,14 +14,15 @@
 //!   2·128·127 < 2¹⁵), summing `Σ q·a` directly.
 //!
 //! Both end each block with the reference's float step in its order:
-//! `acc = fma(i as f32, d_w·d_a, acc)`.
+//! `acc = fma(i as f32, d_w·d_a, acc)`, then for Q4_1 (codes as Q4_0's, sums from 0)
+//! `acc = fma(m_w, s_a, acc)`.
 
 // Tiles index accumulators by token and row vector.
 #![allow(clippy::needless_range_loop)]
 
 use core::arch::x86_64::*;
 
-use crate::arch::repacked::{RepackedTile, TileArgs};
+use crate::arch::repacked::{RepackedTile, TileArgs, Q4_0, Q4_1, Q8_0};
 use crate::scalar::BlockQ8Act;
 
 /// Bytes of the eight f16 scales in front of a block group's codes.
@@ -36,24 +37,24 @@ impl RepackedTile for Avx512 {
 
     unsafe fn tile(a: TileArgs<'_>) {
         macro_rules! by_tokens {
-            ($q8:literal) => {
+            ($f:ident) => {
                 // SAFETY: the caller guarantees AVX512-VNNI's features (the trait's contract).
                 unsafe {
                     match a.tokens {
-                        6 => tile512::<6, $q8>(a),
-                        5 => tile512::<5, $q8>(a),
-                        4 => tile512::<4, $q8>(a),
-                        3 => tile512::<3, $q8>(a),
-                        2 => tile512::<2, $q8>(a),
-                        _ => tile512::<1, $q8>(a),
+                        6 => tile512::<6, $f>(a),
+                        5 => tile512::<5, $f>(a),
+                        4 => tile512::<4, $f>(a),
+                        3 => tile512::<3, $f>(a),
+                        2 => tile512::<2, $f>(a),
+                        _ => tile512::<1, $f>(a),
                     }
                 }
             };
         }
-        if a.q8 {
-            by_tokens!(true)
-        } else {
-            by_tokens!(false)
+        match a.fmt {
+            Q4_0 => by_tokens!(Q4_0),
+            Q4_1 => by_tokens!(Q4_1),
+            _ => by_tokens!(Q8_0),
         }
     }
 }
@@ -92,8 +93,10 @@ fn act_dword(acts: &[BlockQ8Act], i: usize, j: usize) -> i32 {
 /// 32 rows × `TT` tokens over the chunk (see [`Avx512`]).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vnni,avx512vl")]
-fn tile512<const TT: usize, const Q8: bool>(a: TileArgs<'_>) {
-    let gb = if Q8 { 272 } else { 144 };
+fn tile512<const TT: usize, const F: u8>(a: TileArgs<'_>) {
+    let gb = [144, 160, 272][F as usize];
+    // Codes after the scales (and Q4_1's offsets).
+    let qs = if F == Q4_1 { 32 } else { D_BYTES };
     let off = group_offsets(&a, gb);
     check_tile(&a, TT, 32);
     let wp = a.w.as_ptr();
@@ -126,9 +129,9 @@ fn tile512<const TT: usize, const Q8: bool>(a: TileArgs<'_>) {
             let s = _mm512_set1_epi32(-a.asum[t * a.blocks + b]);
             iacc[t] = [s, s];
         }
-        if Q8 {
+        if F == Q8_0 {
             for j in 0..8 {
-                let w: [__m512i; 2] = core::array::from_fn(|v| load2(v, D_BYTES + 32 * j));
+                let w: [__m512i; 2] = core::array::from_fn(|v| load2(v, qs + 32 * j));
                 for t in 0..TT {
                     let x = _mm512_set1_epi32(act_dword(a.acts, t * a.kb + b, j));
                     for v in 0..2 {
@@ -138,7 +141,7 @@ fn tile512<const TT: usize, const Q8: bool>(a: TileArgs<'_>) {
             }
         } else {
             for j in 0..4 {
-                let raw: [__m512i; 2] = core::array::from_fn(|v| load2(v, D_BYTES + 32 * j));
+                let raw: [__m512i; 2] = core::array::from_fn(|v| load2(v, qs + 32 * j));
                 let lo: [__m512i; 2] = core::array::from_fn(|v| _mm512_and_si512(raw[v], nib));
                 let hi: [__m512i; 2] =
                     core::array::from_fn(|v| _mm512_and_si512(_mm512_srli_epi32::<4>(raw[v]), nib));
@@ -161,11 +164,26 @@ fn tile512<const TT: usize, const Q8: bool>(a: TileArgs<'_>) {
                 _mm512_cvtph_ps(_mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi))
             }
         });
+        let mw: [__m512; 2] = core::array::from_fn(|v| {
+            if F != Q4_1 {
+                return _mm512_setzero_ps();
+            }
+            // SAFETY: Q4_1's 16 offset bytes follow the scales; unaligned loads.
+            unsafe {
+                let lo = _mm_loadu_si128(base[v][0].add(D_BYTES).cast());
+                let hi = _mm_loadu_si128(base[v][1].add(D_BYTES).cast());
+                _mm512_cvtph_ps(_mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi))
+            }
+        });
         for t in 0..TT {
-            let da = _mm512_set1_ps(a.acts[t * a.kb + b].d());
+            let act = &a.acts[t * a.kb + b];
+            let da = _mm512_set1_ps(act.d());
             for v in 0..2 {
                 let scale = _mm512_mul_ps(dw[v], da);
                 facc[t][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t][v]), scale, facc[t][v]);
+                if F == Q4_1 {
+                    facc[t][v] = _mm512_fmadd_ps(mw[v], _mm512_set1_ps(act.s()), facc[t][v]);
+                }
             }
         }
     }
@@ -186,22 +204,22 @@ impl RepackedTile for Avx2 {
 
     unsafe fn tile(a: TileArgs<'_>) {
         macro_rules! by_tokens {
-            ($q8:literal) => {
+            ($f:ident) => {
                 // SAFETY: the caller guarantees AVX2, FMA and F16C (the trait's contract).
                 unsafe {
                     match a.tokens {
-                        4 => tile256::<4, $q8>(a),
-                        3 => tile256::<3, $q8>(a),
-                        2 => tile256::<2, $q8>(a),
-                        _ => tile256::<1, $q8>(a),
+                        4 => tile256::<4, $f>(a),
+                        3 => tile256::<3, $f>(a),
+                        2 => tile256::<2, $f>(a),
+                        _ => tile256::<1, $f>(a),
                     }
                 }
             };
         }
-        if a.q8 {
-            by_tokens!(true)
-        } else {
-            by_tokens!(false)
+        match a.fmt {
+            Q4_0 => by_tokens!(Q4_0),
+            Q4_1 => by_tokens!(Q4_1),
+            _ => by_tokens!(Q8_0),
         }
     }
 }
@@ -209,8 +227,10 @@ impl RepackedTile for Avx2 {
 /// 8 rows × `TT` tokens over the chunk (see [`Avx2`]).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn tile256<const TT: usize, const Q8: bool>(a: TileArgs<'_>) {
-    let gb = if Q8 { 272 } else { 144 };
+fn tile256<const TT: usize, const F: u8>(a: TileArgs<'_>) {
+    let gb = [144, 160, 272][F as usize];
+    // Codes after the scales (and Q4_1's offsets).
+    let qs = if F == Q4_1 { 32 } else { D_BYTES };
     let off = group_offsets(&a, gb);
     check_tile(&a, TT, 8);
     let wp = a.w.as_ptr();
@@ -231,10 +251,10 @@ fn tile256<const TT: usize, const Q8: bool>(a: TileArgs<'_>) {
         // SAFETY: at + 32 ≤ gb: inside the block group; unaligned load.
         let load = |at: usize| unsafe { _mm256_loadu_si256(base.add(at).cast()) };
         let mut iacc = [_mm256_setzero_si256(); TT];
-        if Q8 {
+        if F == Q8_0 {
             // Σ q·a directly: the codes are turned back into q, so no −128·Σa.
             for j in 0..8 {
-                let q = _mm256_xor_si256(load(D_BYTES + 32 * j), flip);
+                let q = _mm256_xor_si256(load(qs + 32 * j), flip);
                 let aq = _mm256_sign_epi8(q, q);
                 for t in 0..TT {
                     let x = _mm256_set1_epi32(act_dword(a.acts, t * a.kb + b, j));
@@ -247,7 +267,7 @@ fn tile256<const TT: usize, const Q8: bool>(a: TileArgs<'_>) {
                 iacc[t] = _mm256_set1_epi32(-a.asum[t * a.blocks + b]);
             }
             for j in 0..4 {
-                let raw = load(D_BYTES + 32 * j);
+                let raw = load(qs + 32 * j);
                 let lo = _mm256_and_si256(raw, nib);
                 let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nib);
                 for t in 0..TT {
@@ -264,10 +284,19 @@ fn tile256<const TT: usize, const Q8: bool>(a: TileArgs<'_>) {
         }
         // SAFETY: the 16 scale bytes open the block group; unaligned load.
         let dw = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(base.cast()) });
+        let mw = if F == Q4_1 {
+            // SAFETY: Q4_1's 16 offset bytes follow the scales; unaligned load.
+            _mm256_cvtph_ps(unsafe { _mm_loadu_si128(base.add(D_BYTES).cast()) })
+        } else {
+            _mm256_setzero_ps()
+        };
         for t in 0..TT {
-            let da = _mm256_set1_ps(a.acts[t * a.kb + b].d());
-            let scale = _mm256_mul_ps(dw, da);
+            let act = &a.acts[t * a.kb + b];
+            let scale = _mm256_mul_ps(dw, _mm256_set1_ps(act.d()));
             facc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[t]), scale, facc[t]);
+            if F == Q4_1 {
+                facc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(act.s()), facc[t]);
+            }
         }
     }
     for t in 0..TT {
