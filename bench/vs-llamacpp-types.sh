@@ -2,6 +2,7 @@
 # The every-type table of `bench/vs-llamacpp.sh --types [REPS]` (see there): Tern (f32, int8)
 # against llama-bench on identical files, 1 and 2 threads, pp128 / tg128, REPS alternating
 # rounds; ratios are Tern / llama.cpp, "best" the faster Tern precision, "default" f32.
+# TYPES="q4_0 q8_0" runs only those.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 reps="${1:-3}"
@@ -31,7 +32,7 @@ export LD_LIBRARY_PATH="$bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 [ -f models/smollm2-135m-instruct-q4_1.gguf ] || bash scripts/fetch-model.sh
 cache="${TERN_CACHE:-$HOME/.cache/tern}/vs-llamacpp"
 mkdir -p "$cache"
-files=(q4_0 q4_1 q8_0 q4_k q6_k tq1_0 tq2_0)
+read -ra files <<<"${TYPES:-q4_0 q4_1 q8_0 q4_k q6_k tq1_0 tq2_0}"
 path() {
   case "$1" in
     q4_1) echo models/smollm2-135m-instruct-q4_1.gguf ;;

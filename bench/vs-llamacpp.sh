@@ -11,7 +11,7 @@
 #   llama-quantize keeps its fallback type there), the Q4_1 file itself, and the generated
 #   ternary models (TQ1_0, TQ2_0), so both engines read identical bytes; Tern at f32 and int8,
 #   1 and 2 threads, against llama-bench (pp128 / tg128), REPS alternating rounds (default 3);
-#   prints the ratio table with the load average. llama-bench and llama-quantize are built
+#   prints the ratio table with the load average (TYPES="q4_0 q8_0" runs only those). llama-bench and llama-quantize are built
 #   from the pinned llama-cpp-python sdist's llama.cpp into $LLAMA_BUILD (as
 #   bench/llamacpp-types.sh does; minutes the first time).
 set -euo pipefail
