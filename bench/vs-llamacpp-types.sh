@@ -50,8 +50,9 @@ for t in q4_0 q8_0 q4_k q6_k; do
 done
 cargo build -q --release -p tern-cli
 
-runs="$(mktemp)"
-trap 'rm -f "$runs"' EXIT
+# RUNS=FILE keeps the per-run figures (one JSON line each) there.
+runs="${RUNS:-$(mktemp)}"
+[ -n "${RUNS:-}" ] || trap 'rm -f "$runs"' EXIT
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 for t in "${files[@]}"; do
   f="$(path "$t")"
