@@ -4,8 +4,19 @@
 # usage: bench/vs-llamacpp.sh [MODEL] [THREADS] [N_PROMPT] [N_GEN] [REPS] [-- extra tern bench options]
 # llama.cpp comes from PyPI's llama-cpp-python (built from source, several minutes the first
 # time) in a throwaway venv; set REF_VENV to reuse one.
+#
+# bench/vs-llamacpp.sh --types [REPS]
+#   every weight type (issue 22): SmolLM2-135M requantized by llama-quantize (--pure) from the
+#   shipped Q4_1 file to Q4_0, Q8_0, Q4_K and Q6_K (576-wide rows are not whole 256-blocks:
+#   llama-quantize keeps its fallback type there), the Q4_1 file itself, and the generated
+#   ternary models (TQ1_0, TQ2_0), so both engines read identical bytes; Tern at f32 and int8,
+#   1 and 2 threads, against llama-bench (pp128 / tg128), REPS alternating rounds (default 3);
+#   prints the ratio table with the load average (TYPES="q4_0 q8_0" runs only those). llama-bench and llama-quantize are built
+#   from the pinned llama-cpp-python sdist's llama.cpp into $LLAMA_BUILD (as
+#   bench/llamacpp-types.sh does; minutes the first time).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+[ "${1:-}" = "--types" ] && { shift; exec bash bench/vs-llamacpp-types.sh "$@"; }
 model="${1:-models/smollm2-135m-instruct-q4_1.gguf}"
 threads="${2:-2}"; n_prompt="${3:-128}"; n_gen="${4:-128}"; reps="${5:-5}"
 shift $(( $# < 5 ? $# : 5 )) || true

@@ -185,7 +185,7 @@ pub fn main(args: BenchArgs) -> Result<()> {
     if markers {
         phase_marker::<1>();
     }
-    let loaded = load_model(&args.model, &args.load)?;
+    let loaded = load_model(&args.model, &args.load, args.session.precision)?;
     let model = loaded.model.clone();
     let max_p = n_prompt.iter().copied().max().unwrap_or(0);
     let max_n = n_gen.iter().copied().max().unwrap_or(0);
@@ -213,7 +213,7 @@ pub fn main(args: BenchArgs) -> Result<()> {
         // per session, so each thread count after the first loads the model again.
         let this = match loaded.take() {
             Some(l) => l,
-            None => load_model(&args.model, &args.load)?,
+            None => load_model(&args.model, &args.load, args.session.precision)?,
         };
         if let Some(next) = this.share() {
             loaded = Some(next);

@@ -106,7 +106,7 @@ pub fn main(args: ChatArgs) -> Result<()> {
     let print_prompt = args.print_prompt;
     let interactive = !args.stdin && std::io::stdin().is_terminal();
 
-    let loaded = load_model(&args.model, &args.load)?;
+    let loaded = load_model(&args.model, &args.load, args.session.precision)?;
     let model = loaded.model.clone();
     let template = match &args.template {
         Some(path) => {

@@ -10,7 +10,7 @@ use tern_runtime::feed::{stream_arena, StreamFeed};
 use tern_runtime::fs::{FileSource, WeightMemory};
 use tern_runtime::pool::ThreadPool;
 use tern_runtime::ternary::TernaryKernel;
-use tern_runtime::{Model, Session, SessionOptions};
+use tern_runtime::{ActivationPrecision, Model, Session, SessionOptions};
 
 use crate::args::{LoadMode, LoadOpts, ModelOpts, SessionOpts};
 use crate::error::{Context, Error, Result};
@@ -70,8 +70,14 @@ pub struct Loaded {
 }
 
 /// Loads `--model`: memory-mapped or copied into huge pages (`--load`; `--max-resident`
-/// needs a map, whose pages it can release), or streamed with `--stream-arena MB`.
-pub fn load_model(opts: &ModelOpts, load: &LoadOpts) -> Result<Loaded> {
+/// needs a map, whose pages it can release), or streamed with `--stream-arena MB`; then hands
+/// what `--delegate` takes to the delegate, and for `--precision int8` repacks the rest of
+/// the Q4_0, Q4_1 and Q8_0 matrices (issue 22).
+pub fn load_model(
+    opts: &ModelOpts,
+    load: &LoadOpts,
+    precision: ActivationPrecision,
+) -> Result<Loaded> {
     let path = opts.model.as_path();
     let kernels = kernels(opts)?;
     let start = Instant::now();
@@ -114,6 +120,10 @@ pub fn load_model(opts: &ModelOpts, load: &LoadOpts) -> Result<Loaded> {
             "delegate: {} (tern inspect --delegate … lists each with its reason)",
             crate::delegate::summary(&decisions)
         );
+    }
+    if precision == ActivationPrecision::Int8 {
+        // Int8 sessions run Q4_0, Q4_1 and Q8_0 on row-interleaved copies (issue 22).
+        model.repack_int8();
     }
     Ok(Loaded {
         model: Arc::new(model),

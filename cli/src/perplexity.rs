@@ -46,7 +46,7 @@ pub fn main(args: PerplexityArgs) -> Result<()> {
     }
     let max_chunks = args.chunks.unwrap_or(usize::MAX);
 
-    let loaded = load_model(&args.model, &args.load)?;
+    let loaded = load_model(&args.model, &args.load, args.session.precision)?;
     let model = loaded.model.clone();
     let mut session = session(
         loaded,

@@ -50,7 +50,7 @@ pub fn main(args: RunArgs) -> Result<()> {
     let as_json = args.json;
     let grammar = grammar_source(&args.grammar)?;
 
-    let loaded = load_model(&args.model, &args.load)?;
+    let loaded = load_model(&args.model, &args.load, args.session.precision)?;
     let (model, load_ms) = (loaded.model.clone(), loaded.load_ms);
     let mut session = session(
         loaded,

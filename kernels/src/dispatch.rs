@@ -63,6 +63,20 @@ pub type GemmI8Fn = fn(
     y: &mut [f32],
     ldy: usize,
 );
+/// `y[t·ldy + r] = row r · token t` for the `m` rows of `cols` weights of a repacked Q4_0, Q4_1 or
+/// Q8_0 matrix `w` ([`scalar::repack`]) and `n` rows of int8 activations
+/// ([`scalar::act_q8_bytes`] each), with the arithmetic of [`scalar::gemm_repacked`] bit for bit
+/// (which is [`scalar::gemm_i8`]'s on the matrix's GGUF bytes).
+pub type GemmRepackedFn = fn(
+    format: Format,
+    w: &[u8],
+    m: usize,
+    cols: usize,
+    xq: &[u8],
+    n: usize,
+    y: &mut [f32],
+    ldy: usize,
+);
 /// `x[i] = exp(x[i])` through the table exp ([`scalar::exp_lut_f32`]).
 pub type ExpFn = fn(x: &mut [f32]);
 /// Softmax in place through the table exp ([`scalar::softmax_lut_f32`]).
@@ -228,6 +242,10 @@ pub struct Kernels {
     /// backend keeps the slot only where it has a fast one (elsewhere the runtime's batched
     /// int8 products use the formats' `gemm_q8`).
     pub gemm_i8: Option<Named<GemmI8Fn>>,
+    /// Repacked Q4_0 / Q4_1 / Q8_0 rows × int8 activation rows ([`GemmRepackedFn`]): the runtime
+    /// repacks those matrices at load when this slot is filled. The scalar table holds the
+    /// reference; a SIMD backend keeps the slot only where it has a SIMD tile.
+    pub gemm_repacked: Option<Named<GemmRepackedFn>>,
     /// The table exp over a slice.
     pub exp: Named<ExpFn>,
     /// Softmax with the table exp: attention weights.
@@ -346,6 +364,7 @@ impl Kernels {
             quantize_f16: named!(scalar::quantize_f16, "quantize_f16/scalar"),
             gemm_f32: named!(scalar::gemm_f32, "gemm_f32/scalar"),
             gemm_i8: Some(named!(scalar::gemm_i8, "gemm_i8/scalar")),
+            gemm_repacked: Some(named!(scalar::gemm_repacked, "gemm_repacked/scalar")),
             exp: named!(scalar::exp_lut_f32_in_place, "exp_lut_f32/scalar"),
             softmax: named!(scalar::softmax_lut_f32, "softmax_lut_f32/scalar"),
             swiglu: named!(scalar::swiglu_lut_f32, "swiglu_lut_f32/scalar"),

@@ -32,6 +32,7 @@ pub mod model;
 pub mod parallel;
 #[cfg(feature = "std")]
 pub mod pool;
+pub mod repacked;
 pub mod rope;
 pub mod sampler;
 pub mod session;

@@ -12,13 +12,16 @@
 //! | [`Repr::TernaryMad`] | `ternary::mad` on the feed's bytes | `matmul` on the feed's bytes |
 //! | [`Repr::TernaryLut`] | `ternary::lut` on the tiles        | `matmul` on the feed's bytes |
 //! | [`Repr::Delegated`]  | the delegate, on activations rounded to int8² | the delegate     |
+//! | [`Repr::Repacked`]   | `repacked::project` on its groups² | `matmul` on the feed's bytes |
 //!
 //! ¹ [`Matrix::int8_activations`] (BitNet) or the session's [`ActivationPrecision::Int8`],
 //! with every activation finite; on the `matmul` path a matrix with
 //! [`Matrix::int8_activations`] gets them rounded to int8 first, in f32.
 //!
-//! ² Only for [`Matrix::int8_activations`], rounded in f32 as on the `matmul` path: the
-//! delegate sees the same inputs as the CPU's reference path (`crate::delegate`).
+//! ² For [`Repr::Delegated`]: only for [`Matrix::int8_activations`], rounded in f32 as on the
+//! `matmul` path: the delegate sees the same inputs as the CPU's reference path
+//! (`crate::delegate`). For [`Repr::Repacked`]: the session's [`ActivationPrecision::Int8`]
+//! only (a repacked matrix never has [`Matrix::int8_activations`]).
 //!
 //! Bytes on the file come from the [`WeightFeed`] when the product runs, in as many slices of
 //! rows as it hands out: whole from a memory map, in released slices under a resident cap,
@@ -68,6 +71,14 @@ impl Matrix {
         let w = &self.t;
         if let Repr::Delegated(d) = self.repr() {
             return self.project_delegated(&**d, x, n, y);
+        }
+        if let Repr::Repacked(r) = self.repr() {
+            if ex.precision == ActivationPrecision::Int8 {
+                let y = &mut y[..n * w.rows];
+                crate::repacked::project(ex.k, ex.par, r, x, n, y);
+                scale(y, w.scale);
+                return Ok(());
+            }
         }
         if let Some(q) = self.int8_input(ex, x, n) {
             let y = &mut y[..n * w.rows];
@@ -201,7 +212,7 @@ pub(crate) fn project_fused<const N: usize>(
     mats: [(&Matrix, &mut [f32]); N],
 ) -> Result<(), GenerateError> {
     let mut mats = mats;
-    if ternary_fused(&*feed, ex, x, n, &mut mats) {
+    if ternary_fused(&*feed, ex, x, n, &mut mats) || repacked_fused(ex, x, n, &mut mats) {
         return Ok(());
     }
     let plain =
@@ -258,7 +269,7 @@ fn ternary_fused(
             Repr::TernaryMad => feed
                 .whole(&m.t)
                 .map(|data| Weights::Mad(QMatrix { t: m.t, data }.into())),
-            Repr::Gguf | Repr::Delegated(_) => None,
+            Repr::Gguf | Repr::Delegated(_) | Repr::Repacked(_) => None,
         };
         if slot.is_none() {
             return false;
@@ -280,6 +291,30 @@ fn ternary_fused(
     for (m, y) in mats.iter_mut() {
         scale(&mut y[..m.t.rows], m.t.scale);
     }
+    true
+}
+
+/// Int8 activations through repacked matrices of one input width: one section
+/// (`repacked::project_many`); `false` when the caller must go another way.
+fn repacked_fused(ex: Exec<'_>, x: &[f32], n: usize, mats: &mut [(&Matrix, &mut [f32])]) -> bool {
+    if ex.precision != ActivationPrecision::Int8 || mats.len() > MAX_FUSED {
+        return false;
+    }
+    let cols = mats.first().map_or(0, |(m, _)| m.t.cols);
+    let all = mats.iter().all(|(m, _)| {
+        matches!(m.repr(), Repr::Repacked(_)) && m.t.cols == cols && m.t.scale == 1.0
+    });
+    if !all {
+        return false;
+    }
+    let mut jobs: Vec<(&crate::repacked::RepackedMatrix, &mut [f32])> = mats
+        .iter_mut()
+        .filter_map(|(m, y)| match m.repr() {
+            Repr::Repacked(r) => Some((r, &mut y[..n * m.t.rows])),
+            _ => None,
+        })
+        .collect();
+    crate::repacked::project_many(ex.k, ex.par, x, n, &mut jobs);
     true
 }
 
@@ -478,6 +513,7 @@ mod tests {
                     Repr::TernaryMad => "TernaryMad",
                     Repr::TernaryLut(_) => "TernaryLut",
                     Repr::Delegated(_) => "Delegated",
+                    Repr::Repacked(_) => "Repacked",
                 };
                 assert_eq!(got, want, "{kernel:?}");
                 assert_eq!(w.reads_file(), want != "TernaryLut", "{kernel:?}");

@@ -15,6 +15,7 @@ use crate::delegate::{
 };
 use crate::error::LoadError;
 use crate::gguf::{Gguf, GgufError};
+use crate::repacked::RepackedMatrix;
 use crate::source::WeightSource;
 use crate::ternary::{self, LutMatrix, ShapeChoice, TernaryKernel};
 use crate::tokenizer::Tokenizer;
@@ -235,6 +236,39 @@ impl Model {
             &self.kernels,
             kernel,
         );
+    }
+
+    /// Repacks the Q4_0, Q4_1 and Q8_0 matrices into row-interleaved block groups
+    /// ([`Repr::Repacked`], counted in [`ModelTensors::repacked_bytes`]) for sessions with
+    /// int8 activations, whose prompts and decoding then run on them (`crate::repacked` has
+    /// the measurements); returns the bytes repacked. Only when the kernels have
+    /// `gemm_repacked` and the whole file is in the address space; matrices in another
+    /// representation, with BitNet's own int8 activations, and a tied output head (the
+    /// embedding, whose rows are still read) stay as they are. Their file bytes are released
+    /// ([`Residency::DontNeed`]): f32 products still read them, at the cost of faulting them in.
+    pub fn repack_int8(&mut self) -> usize {
+        let Some(bytes) = self.weights.as_deref() else {
+            return 0;
+        };
+        let file = bytes.bytes();
+        let tied = self.tensors.tied_output;
+        let ModelTensors { layers, output, .. } = &mut self.tensors;
+        let mut mats: Vec<&mut Matrix> = layers.iter_mut().flat_map(|l| l.matrices_mut()).collect();
+        if !tied {
+            mats.push(output);
+        }
+        let mut total = 0;
+        for m in mats {
+            if !matches!(m.repr(), Repr::Gguf) || m.int8_activations {
+                continue;
+            }
+            if let Some(r) = RepackedMatrix::repack(m.t.view(file), &self.kernels) {
+                total += r.heap_bytes();
+                m.set_repr(Repr::Repacked(r));
+                bytes.advise(m.t.offset, m.t.len, Residency::DontNeed);
+            }
+        }
+        total
     }
 
     /// The ternary kernel chosen per distinct ternary matrix shape at load (empty for a

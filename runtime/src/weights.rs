@@ -21,6 +21,7 @@ use tern_kernels::{Format, Kernels};
 use crate::delegate::{DelegatedFfn, DelegatedMatrix};
 use crate::error::LoadError;
 use crate::gguf::{Gguf, TensorInfo};
+use crate::repacked::RepackedMatrix;
 use crate::rope::Rope;
 use crate::source::WeightSource;
 use crate::ternary::LutMatrix;
@@ -106,6 +107,11 @@ pub enum Repr {
     /// accelerator; the runtime rounds BitNet's activations to int8 before and applies the
     /// tensor scale after, as on the GGUF path. Its file bytes were released.
     Delegated(Arc<dyn DelegatedMatrix>),
+    /// A Q4_0, Q4_1 or Q8_0 matrix repacked at load into row-interleaved block groups on the heap
+    /// (`crate::repacked`, [`crate::model::Model::repack_int8`]): products with int8
+    /// activations (prompts and decoding) run on it, others on the file bytes as
+    /// [`Repr::Gguf`]'s do.
+    Repacked(RepackedMatrix),
 }
 
 /// A weight matrix of the forward pass: the GGUF tensor it was read from and the
@@ -148,7 +154,7 @@ impl Matrix {
     pub fn reads_file(&self) -> bool {
         match self.repr {
             Repr::Gguf | Repr::TernaryMad => true,
-            Repr::TernaryLut(_) | Repr::Delegated(_) => false,
+            Repr::TernaryLut(_) | Repr::Delegated(_) | Repr::Repacked(_) => false,
         }
     }
 
@@ -157,6 +163,7 @@ impl Matrix {
         match &self.repr {
             Repr::Gguf | Repr::TernaryMad | Repr::Delegated(_) => 0,
             Repr::TernaryLut(lut) => lut.heap_bytes(),
+            Repr::Repacked(r) => r.heap_bytes(),
         }
     }
 }
@@ -310,7 +317,8 @@ impl ModelTensors {
             .chain(core::iter::once(&mut self.output))
     }
 
-    /// Heap bytes of the representations built at load (ternary lookup-table tiles).
+    /// Heap bytes of the representations built at load (ternary lookup-table tiles, repacked
+    /// Q4_0 / Q4_1 / Q8_0).
     pub fn repacked_bytes(&self) -> usize {
         self.layers
             .iter()

@@ -19,6 +19,8 @@ mod wrappers;
 mod aarch64;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod int8_blocks;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod repacked;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
@@ -54,6 +56,7 @@ pub(crate) fn install(backend: Backend, k: &mut Kernels) -> bool {
         // Likewise the batched int8 GEMM: its reference is far slower than the formats'
         // `gemm_q8`, so a backend has the slot only where its `install` puts a SIMD one.
         k.gemm_i8 = None;
+        k.gemm_repacked = None;
     }
     match backend {
         Backend::Scalar => true,

@@ -21,6 +21,7 @@ mod math;
 mod q4;
 mod q5;
 mod q8;
+mod repack;
 mod ternary;
 mod ternary_int8;
 
@@ -40,6 +41,7 @@ pub use math::*;
 pub use q4::*;
 pub use q5::*;
 pub use q8::*;
+pub use repack::*;
 pub use ternary::*;
 pub use ternary_int8::*;
 

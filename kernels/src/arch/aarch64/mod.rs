@@ -23,6 +23,7 @@ mod kquants_low;
 mod kquants_low_int8;
 mod lut;
 mod neon;
+mod repacked;
 mod ternary;
 
 use crate::blocks::{
@@ -58,6 +59,26 @@ fn detected(backend: Backend) -> bool {
             target_feature = "i8mm"
         )),
         _ => false,
+    }
+}
+
+/// The int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 with `sdot` (installed only for the dotprod
+/// backends).
+#[allow(clippy::too_many_arguments)]
+fn gemm_repacked_dotprod(
+    format: Format,
+    w: &[u8],
+    m: usize,
+    cols: usize,
+    xq: &[u8],
+    n: usize,
+    y: &mut [f32],
+    ldy: usize,
+) {
+    // SAFETY: installed only for NeonDotprod and NeonI8mm after `detected` confirmed NEON and
+    // dotprod; the driver checks every shape.
+    unsafe {
+        crate::arch::repacked::gemm_repacked::<repacked::Dotprod>(format, w, m, cols, xq, n, y, ldy)
     }
 }
 
@@ -167,6 +188,9 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
         k.format_mut(Format::Q5_0).dot_f16 = Some(named!(dot_q5_0_f16, "dot_q5_0_f16/fp16"));
         k.format_mut(Format::Q5_1).dot_f16 = Some(named!(dot_q5_1_f16, "dot_q5_1_f16/fp16"));
         k.format_mut(Format::IQ4_NL).dot_f16 = Some(named!(dot_iq4_nl_f16, "dot_iq4_nl_f16/fp16"));
+    }
+    if matches!(backend, Backend::NeonDotprod | Backend::NeonI8mm) {
+        k.gemm_repacked = Some(named!(gemm_repacked_dotprod, "gemm_repacked/dotprod"));
     }
     ternary::install(backend, k);
     gemm::install(backend, k);

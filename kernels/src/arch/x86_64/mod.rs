@@ -24,6 +24,7 @@ mod kquants_low512_int8;
 mod kquants_low_int8;
 mod lut;
 mod q5_k512_int8;
+mod repacked;
 mod ternary;
 mod unpack_i8;
 
@@ -209,6 +210,11 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
         ));
     }
     install_unpack_i8(k);
+    k.gemm_repacked = Some(if backend == Backend::Avx512Vnni {
+        named!(gemm_repacked_avx512vnni, "gemm_repacked/avx512vnni")
+    } else {
+        named!(gemm_repacked_avx2, "gemm_repacked/avx2")
+    });
     ternary::install(backend, k);
     gemm::install(backend, k);
     lut::install(k);
@@ -608,6 +614,45 @@ fn gemm_i8_avx512vnni(
     // SAFETY: installed only for the AVX512-VNNI backend after `detected` confirmed AVX2, FMA,
     // F16C, AVX-512F, AVX512-VNNI and AVX512-VL; the body checks every shape itself.
     unsafe { gemm_i8::gemm_i8(format, unpack, w, m, xq, n, y, ldy) }
+}
+
+/// The int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 on AVX512-VNNI (installed only for that backend,
+/// whose detection includes AVX-512F, AVX512-VNNI and AVX512-VL).
+#[allow(clippy::too_many_arguments)]
+fn gemm_repacked_avx512vnni(
+    format: Format,
+    w: &[u8],
+    m: usize,
+    cols: usize,
+    xq: &[u8],
+    n: usize,
+    y: &mut [f32],
+    ldy: usize,
+) {
+    // SAFETY: installed only for the AVX512-VNNI backend after `detected` confirmed its
+    // features; the driver checks every shape.
+    unsafe {
+        crate::arch::repacked::gemm_repacked::<repacked::Avx512>(format, w, m, cols, xq, n, y, ldy)
+    }
+}
+
+/// The int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 on AVX2 (every backend here).
+#[allow(clippy::too_many_arguments)]
+fn gemm_repacked_avx2(
+    format: Format,
+    w: &[u8],
+    m: usize,
+    cols: usize,
+    xq: &[u8],
+    n: usize,
+    y: &mut [f32],
+    ldy: usize,
+) {
+    // SAFETY: installed only after `detected` confirmed AVX2, FMA and F16C; the driver checks
+    // every shape.
+    unsafe {
+        crate::arch::repacked::gemm_repacked::<repacked::Avx2>(format, w, m, cols, xq, n, y, ldy)
+    }
 }
 
 /// F16 row · f32: F16C converts the whole 8-lane groups, the scalar reference takes the tail.

@@ -1,0 +1,94 @@
+//! The int8 products of Q4_0, Q4_1 and Q8_0 on both layouts, SmolLM2-135M's shapes, one thread, every
+//! backend this CPU has: the GGUF layout (`gemm_q8`, the decoder's, and `gemm_i8`, the
+//! batched GEMM that unpacks panels per call) against the repacked one (`gemm_repacked`), for
+//! one token (decoding) and 128 (a prompt). Microseconds per call (fastest of many) and the
+//! repacked layout's speed-up over the faster GGUF product, which is what `Repr` chooses by.
+//!
+//! `cargo bench -p tern-kernels --bench repacked`
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use tern_kernels::scalar::{self, act_q8_bytes, repacked_bytes};
+use tern_kernels::{Backend, Format, Kernels};
+
+/// Fastest time of repeated calls within about `budget`.
+fn time(budget: Duration, mut f: impl FnMut()) -> f64 {
+    let (start, mut best) = (Instant::now(), f64::MAX);
+    while start.elapsed() < budget {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    best * 1e6
+}
+
+fn main() {
+    let budget = Duration::from_millis(300);
+    let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rnd = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    println!(
+        "{:<12} {:<6} {:<11} {:>4} {:>10} {:>10} {:>10} {:>8}",
+        "backend", "format", "shape", "n", "gemm_q8", "gemm_i8", "repacked", "speed-up"
+    );
+    for backend in Backend::ALL {
+        let Some(k) = Kernels::with_backend(backend) else {
+            continue;
+        };
+        let Some(rep) = k.gemm_repacked else { continue };
+        if backend == Backend::Scalar {
+            continue;
+        }
+        for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0] {
+            for (m, cols) in [(1536, 576), (576, 1536)] {
+                let bb = format.block_bytes();
+                let mut w: Vec<u8> = (0..m * cols / 32 * bb).map(|_| rnd() as u8).collect();
+                for b in w.chunks_exact_mut(bb) {
+                    b[..2].copy_from_slice(&half::f16::from_f32(0.01).to_bits().to_le_bytes());
+                }
+                let mut p = vec![0u8; repacked_bytes(format, m, cols)];
+                scalar::repack(format, &w, m, &mut p);
+                for n in [1usize, 128] {
+                    let x: Vec<f32> = (0..n * cols)
+                        .map(|_| (rnd() % 1000) as f32 / 500.0 - 1.0)
+                        .collect();
+                    let qb = act_q8_bytes(cols);
+                    let mut xq = vec![0u8; n * qb];
+                    for (xt, q) in x.chunks_exact(cols).zip(xq.chunks_exact_mut(qb)) {
+                        scalar::quantize_act_q8(xt, q);
+                    }
+                    let mut y = vec![0f32; n * m];
+                    let q8 = k.format(format).gemm_q8.expect("int8 GEMM");
+                    let t_q8 = time(budget, || (q8.f)(black_box(&w), m, &xq, n, &mut y, m));
+                    let t_i8 = if k.has_gemm_i8(format) {
+                        time(budget, || {
+                            k.gemm_i8(format, black_box(&w), m, &xq, n, &mut y, m)
+                        })
+                    } else {
+                        f64::NAN
+                    };
+                    let t_rep = time(budget, || {
+                        (rep.f)(format, black_box(&p), m, cols, &xq, n, &mut y, m)
+                    });
+                    let best = if t_i8.is_nan() { t_q8 } else { t_q8.min(t_i8) };
+                    println!(
+                        "{:<12} {:<6} {:<11} {:>4} {:>10.1} {:>10.1} {:>10.1} {:>7.2}x",
+                        backend.name(),
+                        format!("{format:?}"),
+                        format!("{m}x{cols}"),
+                        n,
+                        t_q8,
+                        t_i8,
+                        t_rep,
+                        best / t_rep
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The one driver of the int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 ([`crate::scalar::repack`]),
+//! shared by every backend: shape checks, the loop over column chunks, token tiles and row
+//! tiles, the activations' per-block sums, and partial tiles. A backend supplies only the
+//! register tile ([`RepackedTile::tile`]), so the tiling is written once.
+//!
+//! Loop order: column chunks of at most [`KC_BLOCKS`] blocks (outputs of later chunks resume
+//! from the stored partial sum, so every output runs the same operations whatever `m`, `n` or
+//! the split), then tiles of tokens, whose `c·Σa` per block are summed once here, then tiles
+//! of rows: a call's rows (a thread's task) stay in L1/L2 while each token tile passes.
+//! A tile short of rows (the matrix's last) computes into a stack buffer and copies the valid
+//! rows out, so register tiles always store whole vectors.
+
+use crate::format::Format;
+use crate::scalar::{
+    act_q8_bytes, repacked_bytes, repacked_group_block_bytes, repacked_offset, BlockQ8Act,
+    REPACK_ROWS,
+};
+
+/// Most blocks per column chunk (8192 columns): bounds the stack buffer of activation sums.
+pub(crate) const KC_BLOCKS: usize = 256;
+/// Most tokens of any backend's tile.
+pub(crate) const MAX_TOKENS: usize = 8;
+/// Most rows of any backend's tile.
+pub(crate) const MAX_ROWS: usize = 32;
+
+/// [`TileArgs::fmt`] of Q4_0 (nibbles, offset 8).
+pub(crate) const Q4_0: u8 = 0;
+/// [`TileArgs::fmt`] of Q4_1 (nibbles, no offset, a bias per row and block).
+pub(crate) const Q4_1: u8 = 1;
+/// [`TileArgs::fmt`] of Q8_0 (bytes, offset 128).
+pub(crate) const Q8_0: u8 = 2;
+
+/// One register tile's operands (see [`RepackedTile`]).
+pub(crate) struct TileArgs<'a> {
+    /// The format: [`Q4_0`], [`Q4_1`] or [`Q8_0`].
+    pub fmt: u8,
+    /// The tile's first row group from the chunk's first block group on; group `g` is
+    /// `g·gstride` bytes on.
+    pub w: &'a [u8],
+    /// Bytes between row groups (tiles of one group, as NEON's, never step).
+    #[cfg_attr(target_arch = "aarch64", allow(dead_code))]
+    pub gstride: usize,
+    /// Row groups present from `w` (1..=ROWS/8): a tile reads group `min(g, groups − 1)`, and
+    /// the outputs of rows past the matrix are discarded.
+    pub groups: usize,
+    /// Blocks in the chunk.
+    pub blocks: usize,
+    /// Token 0's activation blocks from the chunk's first; token `t` is `kb` blocks on.
+    pub acts: &'a [BlockQ8Act],
+    /// Activation blocks per token.
+    pub kb: usize,
+    /// `c·Σa` of token `t`'s block `b` of the chunk at `t·blocks + b`.
+    pub asum: &'a [i32],
+    /// Tokens (1..=TOKENS).
+    pub tokens: usize,
+    /// Outputs: row `i` of token `t` at `t·ldy + i`, ROWS of each token writable.
+    pub y: &'a mut [f32],
+    /// Floats between tokens' outputs.
+    pub ldy: usize,
+    /// Whether outputs start at zero (the first chunk) rather than from `y`.
+    pub first: bool,
+}
+
+/// A backend's register tile over repacked weights.
+pub(crate) trait RepackedTile {
+    /// Rows per tile: a multiple of [`REPACK_ROWS`], at most [`MAX_ROWS`].
+    const ROWS: usize;
+    /// Most tokens per tile, at most [`MAX_TOKENS`].
+    const TOKENS: usize;
+
+    /// `y[t·ldy + i] (+)= row i · token t` over the chunk, for `ROWS` rows and `a.tokens`
+    /// tokens, with the arithmetic of `scalar::gemm_repacked` in block order.
+    ///
+    /// # Safety
+    /// The CPU has the features the implementation's `#[target_feature]` body enables.
+    unsafe fn tile(a: TileArgs<'_>);
+}
+
+/// `scalar::gemm_repacked`'s product through `K`'s tiles.
+///
+/// # Safety
+/// The CPU has the features `K::tile` needs.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_repacked<K: RepackedTile>(
+    format: Format,
+    w: &[u8],
+    m: usize,
+    cols: usize,
+    xq: &[u8],
+    n: usize,
+    y: &mut [f32],
+    ldy: usize,
+) {
+    const { assert!(K::ROWS % REPACK_ROWS == 0 && K::ROWS <= MAX_ROWS) };
+    const { assert!(K::TOKENS >= 1 && K::TOKENS <= MAX_TOKENS) };
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert_eq!(
+        w.len(),
+        repacked_bytes(format, m, cols),
+        "a repacked matrix"
+    );
+    let qb = act_q8_bytes(cols);
+    assert_eq!(xq.len(), n * qb, "activation rows match the weights");
+    assert!(
+        ldy >= m && y.len() >= (n - 1) * ldy + m,
+        "outputs hold n rows of ldy"
+    );
+    let acts: &[BlockQ8Act] = crate::blocks::as_blocks(xq).expect("whole act blocks");
+    let (kb, gb, c) = (
+        cols / 32,
+        repacked_group_block_bytes(format),
+        repacked_offset(format),
+    );
+    let gstride = kb * gb;
+    let n_groups = m.div_ceil(REPACK_ROWS);
+    let mut asum = [0i32; MAX_TOKENS * KC_BLOCKS];
+    let mut part = [0f32; MAX_TOKENS * MAX_ROWS];
+    for b0 in (0..kb).step_by(KC_BLOCKS) {
+        let blocks = (kb - b0).min(KC_BLOCKS);
+        for t0 in (0..n).step_by(K::TOKENS) {
+            let tokens = (n - t0).min(K::TOKENS);
+            for t in 0..tokens {
+                let a = &acts[(t0 + t) * kb + b0..][..blocks];
+                for (s, a) in asum[t * blocks..][..blocks].iter_mut().zip(a) {
+                    *s = c * a.qs.iter().map(|&q| q as i32).sum::<i32>();
+                }
+            }
+            for r0 in (0..m).step_by(K::ROWS) {
+                let rows = (m - r0).min(K::ROWS);
+                let g0 = r0 / REPACK_ROWS;
+                macro_rules! args {
+                    ($y:expr, $ldy:expr) => {
+                        TileArgs {
+                            fmt: match format {
+                                Format::Q4_0 => Q4_0,
+                                Format::Q4_1 => Q4_1,
+                                _ => Q8_0,
+                            },
+                            w: &w[g0 * gstride + b0 * gb..],
+                            gstride,
+                            groups: (n_groups - g0).min(K::ROWS / REPACK_ROWS),
+                            blocks,
+                            acts: &acts[t0 * kb + b0..],
+                            kb,
+                            asum: &asum[..tokens * blocks],
+                            tokens,
+                            y: $y,
+                            ldy: $ldy,
+                            first: b0 == 0,
+                        }
+                    };
+                }
+                let yt = &mut y[t0 * ldy + r0..];
+                if rows == K::ROWS && yt.len() >= (tokens - 1) * ldy + K::ROWS {
+                    // SAFETY: the caller guarantees K's features.
+                    unsafe { K::tile(args!(yt, ldy)) };
+                } else {
+                    for t in 0..tokens {
+                        part[t * K::ROWS..][..rows].copy_from_slice(&yt[t * ldy..][..rows]);
+                    }
+                    // SAFETY: the caller guarantees K's features.
+                    unsafe { K::tile(args!(&mut part[..], K::ROWS)) };
+                    for t in 0..tokens {
+                        yt[t * ldy..][..rows].copy_from_slice(&part[t * K::ROWS..][..rows]);
+                    }
+                }
+            }
+        }
+    }
+}

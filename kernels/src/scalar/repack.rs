@@ -1,0 +1,436 @@
+//! Row-interleaved ("repacked") Q4_0, Q4_1 and Q8_0: the layout, the repacking, and the int8 GEMM
+//! over it, as plain loops. This file is the specification the SIMD paths equal bit for bit.
+//!
+//! Why a second layout: in GGUF order a row's blocks lie end to end, so a SIMD product over
+//! many rows either reduces each row's lanes horizontally (the `dot_*_q8` kernels) or first
+//! transposes a panel of rows (`gemm_i8`'s unpacking, once per call). Repacked at load, eight
+//! rows sit interleaved four bytes at a time, so one vector load gives the same four codes of
+//! eight rows, ready for `vpdpbusd` / `sdot` with one activation dword broadcast: no transpose
+//! at run time, no horizontal sums, and every lane of the integer accumulator is one row.
+//!
+//! Both layouts keep the GGUF block's bytes (same size as the eight blocks they came from, so
+//! a repacked matrix costs what the file's bytes cost); only the code *order* changes, and the
+//! Q8_0 codes are stored offset by 128 so that every code is an unsigned byte:
+//!
+//! ```text
+//! BlockQ4_0x8 (144 bytes): d[8] f16 (row r's scale), then qs[128]:
+//!   qs[(j·8 + r)·4 + k], j in 0..4, k in 0..4 = GGUF byte 4j + k of row r
+//!   (low nibble: code 4j + k, high nibble: code 16 + 4j + k; unsigned u = q, weight (u − 8)·d)
+//! BlockQ4_1x8 (160 bytes): d[8] f16, m[8] f16, then qs[128] as Q4_0's (weight u·d + m)
+//! BlockQ8_0x8 (272 bytes): d[8] f16, then qs[256]:
+//!   qs[(j·8 + r)·4 + k], j in 0..8, k in 0..4 = code 4j + k of row r, plus 128 (as u8)
+//!   (weight (u − 128)·d)
+//! ```
+//!
+//! A repacked matrix of `m` rows is `⌈m/8⌉` groups of eight rows; group `g` is its
+//! `cols/32` block groups end to end. The last group is padded with zero rows (scale 0).
+//!
+//! The product, per output `y[t][r]`, over the row's blocks in order, with `c` the codes'
+//! offset (8 or 128) and `a` the token's [`BlockQ8Act`] codes:
+//!
+//! ```text
+//! i_b = Σ_k u_k·a_k − c·Σ_k a_k                 exact i32 (= Σ q·a of the GGUF codes)
+//! acc = fma(i_b as f32, d_b·d_a, acc)           from acc = 0
+//! acc = fma(m_b, s_a, acc)                      (Q4_1: c = 0; s_a = d_a·Σa)
+//! ```
+//!
+//! which is [`gemm_i8`](super::gemm_i8)'s arithmetic on the same matrix bit for bit (its
+//! groups are these blocks, its `i_g` this `i_b`), so switching a matrix to the repacked form
+//! changes no result.
+
+use super::act::{act_blocks, BlockQ8Act};
+use super::gemm::gemm_shape;
+use crate::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ8_0, F16Le, Pod};
+use crate::format::Format;
+
+/// Rows interleaved in one block group.
+pub const REPACK_ROWS: usize = 8;
+
+/// Eight Q4_0 blocks (the same 32 columns of eight rows), interleaved; see the module docs.
+///
+/// ```text
+/// byte 0..16    d[r] (f16), r in 0..8
+/// byte 16..144  qs: byte (j·8 + r)·4 + k = GGUF qs byte 4j + k of row r
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockQ4_0x8 {
+    /// Scale of each row.
+    pub d: [F16Le; 8],
+    /// Packed 4-bit codes, four bytes of each row in turn.
+    pub qs: [u8; 128],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ4_0x8>() == 144);
+
+/// Eight Q8_0 blocks interleaved; see the module docs.
+///
+/// ```text
+/// byte 0..16    d[r] (f16), r in 0..8
+/// byte 16..272  qs: byte (j·8 + r)·4 + k = code 4j + k of row r, plus 128
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockQ8_0x8 {
+    /// Scale of each row.
+    pub d: [F16Le; 8],
+    /// Codes plus 128 (unsigned), four of each row in turn.
+    pub qs: [u8; 256],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ8_0x8>() == 272);
+
+/// Eight Q4_1 blocks interleaved; see the module docs.
+///
+/// ```text
+/// byte 0..16    d[r] (f16), r in 0..8
+/// byte 16..32   m[r] (f16)
+/// byte 32..160  qs: byte (j·8 + r)·4 + k = GGUF qs byte 4j + k of row r
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockQ4_1x8 {
+    /// Scale of each row.
+    pub d: [F16Le; 8],
+    /// Offset of each row.
+    pub m: [F16Le; 8],
+    /// Packed 4-bit codes, four bytes of each row in turn.
+    pub qs: [u8; 128],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ4_1x8>() == 160);
+
+// SAFETY: repr(C) over byte arrays (F16Le is two bytes): alignment 1, no padding, any bits
+// valid.
+unsafe impl Pod for BlockQ4_0x8 {}
+// SAFETY: as for BlockQ4_0x8.
+unsafe impl Pod for BlockQ8_0x8 {}
+// SAFETY: as for BlockQ4_0x8.
+unsafe impl Pod for BlockQ4_1x8 {}
+
+/// Whether `format` has a repacked layout.
+pub fn has_repacked(format: Format) -> bool {
+    matches!(format, Format::Q4_0 | Format::Q4_1 | Format::Q8_0)
+}
+
+/// Bytes of one repacked block group of `format` (eight blocks).
+pub fn repacked_group_block_bytes(format: Format) -> usize {
+    match format {
+        Format::Q4_0 => 144,
+        Format::Q4_1 => 160,
+        Format::Q8_0 => 272,
+        _ => panic!("{format:?} has no repacked layout"),
+    }
+}
+
+/// The codes' offset `c` of the module docs: what the product subtracts per activation.
+pub fn repacked_offset(format: Format) -> i32 {
+    match format {
+        Format::Q4_0 => 8,
+        Format::Q4_1 => 0,
+        Format::Q8_0 => 128,
+        _ => panic!("{format:?} has no repacked layout"),
+    }
+}
+
+/// Bytes of `m` rows of `cols` weights of `format`, repacked (the last group padded).
+pub fn repacked_bytes(format: Format, m: usize, cols: usize) -> usize {
+    assert!(cols.is_multiple_of(32), "rows are whole 32-weight blocks");
+    m.div_ceil(REPACK_ROWS) * (cols / 32) * repacked_group_block_bytes(format)
+}
+
+/// Repacks `m` rows of `format` (GGUF bytes, whole blocks) into `out`
+/// ([`repacked_bytes`] long).
+pub fn repack(format: Format, w: &[u8], m: usize, out: &mut [u8]) {
+    assert!(m > 0 && w.len().is_multiple_of(m), "weights are whole rows");
+    let rb = w.len() / m;
+    let cols = rb / format.block_bytes() * 32;
+    assert_eq!(out.len(), repacked_bytes(format, m, cols));
+    let nb = cols / 32;
+    match format {
+        Format::Q4_0 => {
+            let out: &mut [BlockQ4_0x8] = crate::blocks::as_blocks_mut(out).expect("whole");
+            for (g, groups) in out.chunks_exact_mut(nb).enumerate() {
+                for (b, o) in groups.iter_mut().enumerate() {
+                    *o = BlockQ4_0x8 {
+                        d: [F16Le([0; 2]); 8],
+                        qs: [0; 128],
+                    };
+                    for r in 0..REPACK_ROWS.min(m - g * REPACK_ROWS) {
+                        let row = &w[(g * REPACK_ROWS + r) * rb..][..rb];
+                        let blk: &[BlockQ4_0] = as_blocks(row).expect("whole blocks");
+                        o.d[r] = blk[b].d;
+                        for j in 0..4 {
+                            for k in 0..4 {
+                                o.qs[(j * 8 + r) * 4 + k] = blk[b].qs[4 * j + k];
+                            }
+                        }
+                    }
+                    // Padding rows: code 8 (weight 0) under scale 0.
+                    for r in REPACK_ROWS.min(m - g * REPACK_ROWS)..REPACK_ROWS {
+                        for j in 0..4 {
+                            o.qs[(j * 8 + r) * 4..][..4].fill(0x88);
+                        }
+                    }
+                }
+            }
+        }
+        Format::Q4_1 => {
+            let out: &mut [BlockQ4_1x8] = crate::blocks::as_blocks_mut(out).expect("whole");
+            for (g, groups) in out.chunks_exact_mut(nb).enumerate() {
+                for (b, o) in groups.iter_mut().enumerate() {
+                    // Padding rows: scale and offset 0.
+                    *o = BlockQ4_1x8 {
+                        d: [F16Le([0; 2]); 8],
+                        m: [F16Le([0; 2]); 8],
+                        qs: [0; 128],
+                    };
+                    for r in 0..REPACK_ROWS.min(m - g * REPACK_ROWS) {
+                        let row = &w[(g * REPACK_ROWS + r) * rb..][..rb];
+                        let blk: &[BlockQ4_1] = as_blocks(row).expect("whole blocks");
+                        (o.d[r], o.m[r]) = (blk[b].d, blk[b].m);
+                        for j in 0..4 {
+                            for k in 0..4 {
+                                o.qs[(j * 8 + r) * 4 + k] = blk[b].qs[4 * j + k];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Format::Q8_0 => {
+            let out: &mut [BlockQ8_0x8] = crate::blocks::as_blocks_mut(out).expect("whole");
+            for (g, groups) in out.chunks_exact_mut(nb).enumerate() {
+                for (b, o) in groups.iter_mut().enumerate() {
+                    *o = BlockQ8_0x8 {
+                        d: [F16Le([0; 2]); 8],
+                        // Padding rows: code 0 under scale 0.
+                        qs: [0x80; 256],
+                    };
+                    for r in 0..REPACK_ROWS.min(m - g * REPACK_ROWS) {
+                        let row = &w[(g * REPACK_ROWS + r) * rb..][..rb];
+                        let blk: &[BlockQ8_0] = as_blocks(row).expect("whole blocks");
+                        o.d[r] = blk[b].d;
+                        for j in 0..8 {
+                            for k in 0..4 {
+                                o.qs[(j * 8 + r) * 4 + k] = (blk[b].qs[4 * j + k] as u8) ^ 0x80;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        _ => panic!("{format:?} has no repacked layout"),
+    }
+}
+
+/// Row `r`'s unsigned codes `u` and scale in block group `blk` (one 32-column block).
+fn unpack_row(format: Format, blk: &[u8], r: usize) -> ([u8; 32], f32, f32) {
+    let mut u = [0u8; 32];
+    match format {
+        Format::Q4_0 => {
+            let b: &BlockQ4_0x8 = &as_blocks(blk).expect("one block group")[0];
+            for j in 0..4 {
+                for k in 0..4 {
+                    let byte = b.qs[(j * 8 + r) * 4 + k];
+                    u[4 * j + k] = byte & 0x0F;
+                    u[16 + 4 * j + k] = byte >> 4;
+                }
+            }
+            (u, b.d[r].to_f32(), 0.0)
+        }
+        Format::Q4_1 => {
+            let b: &BlockQ4_1x8 = &as_blocks(blk).expect("one block group")[0];
+            for j in 0..4 {
+                for k in 0..4 {
+                    let byte = b.qs[(j * 8 + r) * 4 + k];
+                    u[4 * j + k] = byte & 0x0F;
+                    u[16 + 4 * j + k] = byte >> 4;
+                }
+            }
+            (u, b.d[r].to_f32(), b.m[r].to_f32())
+        }
+        Format::Q8_0 => {
+            let b: &BlockQ8_0x8 = &as_blocks(blk).expect("one block group")[0];
+            for j in 0..8 {
+                for k in 0..4 {
+                    u[4 * j + k] = b.qs[(j * 8 + r) * 4 + k];
+                }
+            }
+            (u, b.d[r].to_f32(), 0.0)
+        }
+        _ => panic!("{format:?} has no repacked layout"),
+    }
+}
+
+/// Row `r` of a repacked matrix of `cols` weights back to f32 (tests, and products the
+/// repacked form does not serve).
+pub fn dequant_repacked(format: Format, w: &[u8], cols: usize, r: usize, out: &mut [f32]) {
+    let (nb, gb) = (cols / 32, repacked_group_block_bytes(format));
+    assert_eq!(out.len(), cols);
+    let c = repacked_offset(format);
+    let group = &w[r / REPACK_ROWS * nb * gb..][..nb * gb];
+    for (blk, o) in group.chunks_exact(gb).zip(out.chunks_exact_mut(32)) {
+        let (u, d, m) = unpack_row(format, blk, r % REPACK_ROWS);
+        for (o, u) in o.iter_mut().zip(u) {
+            *o = if format == Format::Q4_1 {
+                u as f32 * d + m
+            } else {
+                (u as i32 - c) as f32 * d
+            };
+        }
+    }
+}
+
+/// `y[t·ldy + r] = row r · token t` for the `m` rows of a repacked `format` matrix `w` of
+/// `cols` weights per row ([`repacked_bytes`]) and `n` rows of int8 activations `xq`
+/// ([`act_q8_bytes`](super::act_q8_bytes) each), with the arithmetic of the module docs.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_repacked(
+    format: Format,
+    w: &[u8],
+    m: usize,
+    cols: usize,
+    xq: &[u8],
+    n: usize,
+    y: &mut [f32],
+    ldy: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert_eq!(w.len(), repacked_bytes(format, m, cols));
+    let (_, qb) = gemm_shape(&w[..0], 1, xq.len(), n, y, ldy);
+    assert!(ldy >= m);
+    assert_eq!(
+        qb,
+        super::act_q8_bytes(cols),
+        "activation rows match the weights"
+    );
+    let (nb, gb, c) = (
+        cols / 32,
+        repacked_group_block_bytes(format),
+        repacked_offset(format),
+    );
+    for r in 0..m {
+        let group = &w[r / REPACK_ROWS * nb * gb..][..nb * gb];
+        for (t, xt) in xq.chunks_exact(qb).enumerate() {
+            let acts: &[BlockQ8Act] = act_blocks(xt, nb);
+            let mut acc = 0.0f32;
+            for (blk, a) in group.chunks_exact(gb).zip(acts) {
+                let (u, d, m) = unpack_row(format, blk, r % REPACK_ROWS);
+                let dot: i32 = u
+                    .iter()
+                    .zip(&a.qs)
+                    .map(|(&u, &a)| u as i32 * a as i32)
+                    .sum();
+                let asum: i32 = a.qs.iter().map(|&a| a as i32).sum();
+                let isum = dot - c * asum;
+                acc = libm::fmaf(isum as f32, d * a.d(), acc);
+                if format == Format::Q4_1 {
+                    acc = libm::fmaf(m, a.s(), acc);
+                }
+            }
+            y[t * ldy + r] = acc;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate alloc;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    use super::*;
+    use crate::scalar::{act_q8_bytes, gemm_i8, quantize_act_q8, unpack_i8_ref};
+
+    fn bytes(n: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 24) as u8
+            })
+            .collect()
+    }
+
+    /// Random blocks with finite f16 scales of every magnitude (subnormals, ±65504, zero).
+    fn matrix(format: Format, m: usize, cols: usize, seed: u64) -> Vec<u8> {
+        let bb = format.block_bytes();
+        let mut w = bytes(m * cols / 32 * bb, seed);
+        let special = [0x0000u16, 0x0001, 0x03FF, 0x7BFF, 0xFBFF, 0x3C00, 0x8400];
+        for (i, blk) in w.chunks_exact_mut(bb).enumerate() {
+            let d = if i % 5 == 0 {
+                special[i / 5 % special.len()]
+            } else {
+                // Finite: exponent below 31.
+                u16::from_le_bytes([blk[0], blk[1]]) & 0xBBFF
+            };
+            blk[..2].copy_from_slice(&d.to_le_bytes());
+        }
+        w
+    }
+
+    #[test]
+    fn repacked_dequant_equals_gguf_dequant() {
+        for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0] {
+            for m in [1, 7, 8, 9, 17] {
+                let cols = 96;
+                let w = matrix(format, m, cols, m as u64 * 31 + 5);
+                let mut p = vec![0u8; repacked_bytes(format, m, cols)];
+                repack(format, &w, m, &mut p);
+                let rb = w.len() / m;
+                let (mut a, mut b) = (vec![0f32; cols], vec![0f32; cols]);
+                for r in 0..m {
+                    crate::Kernels::scalar().dequant(format, &w[r * rb..][..rb], &mut a);
+                    dequant_repacked(format, &p, cols, r, &mut b);
+                    for (x, y) in a.iter().zip(&b) {
+                        assert_eq!(x.to_bits(), y.to_bits(), "{format:?} m={m} r={r}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The repacked product is `gemm_i8` on the GGUF bytes bit for bit, including all-max
+    /// codes, extreme scales and activations of ±127.
+    #[test]
+    fn gemm_repacked_equals_gemm_i8() {
+        for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0] {
+            for (m, n, cols) in [(1, 1, 32), (9, 3, 64), (20, 5, 160)] {
+                let mut w = matrix(format, m, cols, (m * n) as u64 + 1);
+                if m == 9 {
+                    // All-max codes in every block.
+                    let bb = format.block_bytes();
+                    for blk in w.chunks_exact_mut(bb) {
+                        blk[2..].fill(if format == Format::Q4_0 { 0xFF } else { 0x80 });
+                    }
+                }
+                let mut x: Vec<f32> = bytes(n * cols, 77)
+                    .iter()
+                    .map(|&b| b as f32 / 16.0 - 8.0)
+                    .collect();
+                x[0] = 1e30;
+                let mut xq = vec![0u8; n * act_q8_bytes(cols)];
+                for (xt, q) in x
+                    .chunks_exact(cols)
+                    .zip(xq.chunks_exact_mut(act_q8_bytes(cols)))
+                {
+                    quantize_act_q8(xt, q);
+                }
+                let mut p = vec![0u8; repacked_bytes(format, m, cols)];
+                repack(format, &w, m, &mut p);
+                let (mut a, mut b) = (vec![0f32; n * m], vec![1f32; n * m]);
+                let unpack = unpack_i8_ref(format).unwrap();
+                gemm_i8(format, unpack, &w, m, &xq, n, &mut a, m);
+                gemm_repacked(format, &p, m, cols, &xq, n, &mut b, m);
+                for (x, y) in a.iter().zip(&b) {
+                    assert!(
+                        x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+                        "{format:?} m={m} n={n}: {x} vs {y}"
+                    );
+                }
+            }
+        }
+    }
+}
