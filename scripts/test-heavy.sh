@@ -25,7 +25,7 @@
 #                  (every document validates). Normal `cargo test` runs a few of each.
 #   abis           `cargo check` of the runtime and FFI for the Android ABIs scripts/test.sh
 #                  leaves out (armv7-linux-androideabi, x86_64-linux-android).
-#   stress         ffi/tests/stress.rs at 4 threads x 400 rounds (scripts/test.sh runs 60):
+#   stress         ffi/tests/stress.rs at 4 threads x 1000 rounds (scripts/test.sh runs 200):
 #                  create, generate, cancel; RSS flat and every cancel within a batch.
 #   npu            the NPU delegate's heavier emulator cases (TERN_NPU_HEAVY=1 scripts/test-npu.sh:
 #                  whole layers of the 700M BitNet shape and SmolLM2-Q4_0, the output head,
@@ -91,8 +91,8 @@ if has_step abis; then
 fi
 
 if has_step stress; then
-  step "stress: ffi/tests/stress.rs, 4 threads x 400 rounds"
-  TERN_STRESS_ROUNDS=400 cargo test -q -p tern-ffi --test stress -- --nocapture
+  step "stress: ffi/tests/stress.rs, 4 threads x 1000 rounds"
+  TERN_STRESS_ROUNDS=1000 cargo test -q -p tern-ffi --test stress -- --nocapture
 fi
 
 if has_step npu; then

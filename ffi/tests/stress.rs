@@ -1,4 +1,4 @@
-//! Issue 17's stress test: 4 threads × 60 rounds (400 in scripts/test-heavy.sh) of create
+//! Issue 17's stress test: 4 threads × 200 rounds (1000 in scripts/test-heavy.sh) of create
 //! session → generate → cancel at a random point → drop, on SmolLM2, through the API the
 //! bindings call. No round may fail, no text may arrive after a cancel, every cancel must land
 //! within about one prompt batch, and the process's resident memory must come back to within
@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use tern_ffi::*;
 
 const THREADS: usize = 4;
-/// Rounds per thread in `cargo test`; `TERN_STRESS_ROUNDS` raises it (scripts/test-heavy.sh's
-/// `stress` step runs 400).
-const ROUNDS: usize = 60;
+/// Rounds per thread in `cargo test` (issue 17 asks for 200 in the suite);
+/// `TERN_STRESS_ROUNDS` raises it (scripts/test-heavy.sh's `stress` step runs 1000).
+const ROUNDS: usize = 200;
 
 #[cfg(target_env = "gnu")]
 extern "C" {
