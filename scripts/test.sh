@@ -29,6 +29,11 @@ for m in qwen2_small qwen3_small phi3_small llama3_small gemma3_small; do
   fi
 done
 
+# Formatting is checked first: it takes a second. (`cargo clippy --workspace --all-targets`
+# is clean too but costs minutes of CI time: run it before committing.)
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
 step "no_std build for thumbv7em-none-eabihf"
 cargo build -q -p tern-kernels -p tern-runtime --no-default-features --target thumbv7em-none-eabihf
 
