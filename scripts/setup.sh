@@ -19,6 +19,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   done
 fi
 
+# rustfmt for scripts/test.sh's `cargo fmt --check`.
+rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+
 packages=(qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 need=()
 for p in "${packages[@]}"; do
