@@ -11,8 +11,8 @@
 #                  forward pass after every window, and int8 within 0.5 % of llama.cpp's final
 #                  perplexity (1.5 % for q2_k, where llama.cpp rounds activations per 256 values
 #                  and Tern's int8 path per 32). Prints the table, f32 vs llama.cpp included.
-#                  (cargo test's cli/tests/requant_ppl.rs checks sha256 and f32 vs float64 on
-#                  the first two windows.)
+#                  First `cargo test -p tern-cli --features heavy --test requant_ppl`: sha256
+#                  and f32 vs float64 on the first two windows.
 #   qwen15         the real Qwen2.5-Coder-1.5B-Instruct Q4_K_M file (1.1 GB, fetched by
 #                  scripts/fetch-models.sh qwen2.5-coder-1.5b): tokenization, detokenization,
 #                  chat template, logits, greedy tokens and perplexity (4 windows) against
@@ -102,6 +102,7 @@ fi
 
 has_step requant-ppl || types=""
 [ -z "$types" ] || step "requant-ppl: types $types"
+[ -z "$types" ] || cargo test -q -p tern-cli --features heavy --test requant_ppl
 for t in $types; do
   out="$work/smollm2_$t.gguf"
   echo "tern quantize -m $model -o $out --type $t" >&2

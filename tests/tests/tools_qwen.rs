@@ -2,9 +2,11 @@
 //! tools of `tests/reference/tools/tools.json`, each call checked against its tool's schema
 //! with an independent validator (the `jsonschema` crate).
 //!
-//! The normal suite runs a few requests; `--features heavy` (scripts/test-heavy.sh step
-//! `tools`) runs all 20 of `requests.json` with and without constraints and prints how many
-//! calls validate and how many pick the right tool and arguments.
+//! Built only with `--features heavy` (scripts/test-heavy.sh step `tools`; about a minute,
+//! kept out of CI's time): a few requests, the tool-result turn with KV reuse, the token limit
+//! inside a call, bad schemas, GBNF on the real model, and all 20 of `requests.json` with and
+//! without constraints, printing how many calls validate and how many pick the right tool and
+//! arguments. CI drives tool calls through the FFI and Kotlin on SmolLM2.
 
 use std::sync::Arc;
 
