@@ -23,6 +23,8 @@
 #                  (every constrained call validates; prints right tool + arguments for both),
 #                  and `tern run --json-schema` on all 10 schemas × 3 prompts of schemas.json
 #                  (every document validates). Normal `cargo test` runs a few of each.
+#   qemu-arch      the generated qwen2 and gemma3 models against float64 under qemu-aarch64
+#                  (cortex-a53 and max: the Q5_0, Q4_0, Q4_1, Q8_0 and F16 NEON paths end to end).
 #   abis           `cargo check` of the runtime and FFI for the Android ABIs scripts/test.sh
 #                  leaves out (armv7-linux-androideabi, x86_64-linux-android).
 #   stress         ffi/tests/stress.rs at 4 threads x 1000 rounds (scripts/test.sh runs 200):
@@ -66,7 +68,7 @@ tern=target/release/tern
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-steps="${STEPS:-requant-ppl qwen15 tools abis stress npu requant-llama}"
+steps="${STEPS:-requant-ppl qwen15 tools qemu-arch abis stress npu requant-llama}"
 has_step() { [[ " $steps " == *" $1 "* ]]; }
 
 if has_step qwen15; then
@@ -80,6 +82,14 @@ if has_step tools; then
   bash scripts/fetch-models.sh qwen2.5-coder-0.5b
   cargo test -q -p tern-tests --features heavy --test tools_qwen -- --nocapture --test-threads 1
   cargo test -q -p tern-cli --features heavy --test json_schema -- --nocapture
+fi
+
+if has_step qemu-arch; then
+  step "qemu-arch: arch_small under qemu-aarch64"
+  for cpu in cortex-a53 max; do
+    QEMU_CPU=$cpu cargo test -q -p tern-tests --target aarch64-unknown-linux-gnu --test arch_small \
+      -- qwen2_with gemma3_with
+  done
 fi
 
 if has_step abis; then
