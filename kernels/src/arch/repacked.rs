@@ -30,6 +30,19 @@ pub(crate) const Q4_1: u8 = 1;
 /// [`TileArgs::fmt`] of Q8_0 (bytes, offset 128).
 pub(crate) const Q8_0: u8 = 2;
 
+/// Bytes of the eight f16 scales at the front of a block group.
+pub(crate) const SCALE_BYTES: usize = 16;
+
+/// Where a block group's codes start: after the eight scales, and for Q4_1 also its eight f16
+/// minimums.
+pub(crate) const fn codes_offset(fmt: u8) -> usize {
+    if fmt == Q4_1 {
+        2 * SCALE_BYTES
+    } else {
+        SCALE_BYTES
+    }
+}
+
 /// One register tile's operands (see [`RepackedTile`]).
 pub(crate) struct TileArgs<'a> {
     /// The format: [`Q4_0`], [`Q4_1`] or [`Q8_0`].

@@ -16,10 +16,7 @@
 use core::arch::aarch64::*;
 
 use super::int8::dotprod::sdot;
-use crate::arch::repacked::{RepackedTile, TileArgs, Q4_0, Q4_1, Q8_0};
-
-/// Bytes of the eight f16 scales in front of a block group's codes.
-const D_BYTES: usize = 16;
+use crate::arch::repacked::{codes_offset, RepackedTile, TileArgs, Q4_0, Q4_1, Q8_0, SCALE_BYTES};
 
 /// The `sdot` tile (NeonDotprod and NeonI8mm).
 pub(super) struct Dotprod;
@@ -56,7 +53,7 @@ impl RepackedTile for Dotprod {
 fn tile<const TT: usize, const F: u8>(a: TileArgs<'_>) {
     let gb = [144, 160, 272][F as usize];
     // Codes after the scales (and Q4_1's offsets).
-    let qs = if F == Q4_1 { 32 } else { D_BYTES };
+    let qs = codes_offset(F);
     assert!(a.groups >= 1 && a.blocks >= 1 && a.blocks <= a.kb);
     assert!(
         a.w.len() >= a.blocks * gb,
@@ -129,7 +126,7 @@ fn tile<const TT: usize, const F: u8>(a: TileArgs<'_>) {
         let dw = super::f16::widen(unsafe { vld1q_u16(base.cast()) });
         let mw = if F == Q4_1 {
             // SAFETY: Q4_1's 16 offset bytes follow the scales; exact widening.
-            super::f16::widen(unsafe { vld1q_u16(base.add(D_BYTES).cast()) })
+            super::f16::widen(unsafe { vld1q_u16(base.add(SCALE_BYTES).cast()) })
         } else {
             [vdupq_n_f32(0.0); 2]
         };

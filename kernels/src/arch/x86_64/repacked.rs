@@ -22,11 +22,8 @@
 
 use core::arch::x86_64::*;
 
-use crate::arch::repacked::{RepackedTile, TileArgs, Q4_0, Q4_1, Q8_0};
+use crate::arch::repacked::{codes_offset, RepackedTile, TileArgs, Q4_0, Q4_1, Q8_0, SCALE_BYTES};
 use crate::scalar::BlockQ8Act;
-
-/// Bytes of the eight f16 scales in front of a block group's codes.
-const D_BYTES: usize = 16;
 
 /// The AVX512-VNNI tile.
 pub(super) struct Avx512;
@@ -96,7 +93,7 @@ fn act_dword(acts: &[BlockQ8Act], i: usize, j: usize) -> i32 {
 fn tile512<const TT: usize, const F: u8>(a: TileArgs<'_>) {
     let gb = [144, 160, 272][F as usize];
     // Codes after the scales (and Q4_1's offsets).
-    let qs = if F == Q4_1 { 32 } else { D_BYTES };
+    let qs = codes_offset(F);
     let off = group_offsets(&a, gb);
     check_tile(&a, TT, 32);
     let wp = a.w.as_ptr();
@@ -170,8 +167,8 @@ fn tile512<const TT: usize, const F: u8>(a: TileArgs<'_>) {
             }
             // SAFETY: Q4_1's 16 offset bytes follow the scales; unaligned loads.
             unsafe {
-                let lo = _mm_loadu_si128(base[v][0].add(D_BYTES).cast());
-                let hi = _mm_loadu_si128(base[v][1].add(D_BYTES).cast());
+                let lo = _mm_loadu_si128(base[v][0].add(SCALE_BYTES).cast());
+                let hi = _mm_loadu_si128(base[v][1].add(SCALE_BYTES).cast());
                 _mm512_cvtph_ps(_mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi))
             }
         });
@@ -230,7 +227,7 @@ impl RepackedTile for Avx2 {
 fn tile256<const TT: usize, const F: u8>(a: TileArgs<'_>) {
     let gb = [144, 160, 272][F as usize];
     // Codes after the scales (and Q4_1's offsets).
-    let qs = if F == Q4_1 { 32 } else { D_BYTES };
+    let qs = codes_offset(F);
     let off = group_offsets(&a, gb);
     check_tile(&a, TT, 8);
     let wp = a.w.as_ptr();
@@ -286,7 +283,7 @@ fn tile256<const TT: usize, const F: u8>(a: TileArgs<'_>) {
         let dw = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(base.cast()) });
         let mw = if F == Q4_1 {
             // SAFETY: Q4_1's 16 offset bytes follow the scales; unaligned load.
-            _mm256_cvtph_ps(unsafe { _mm_loadu_si128(base.add(D_BYTES).cast()) })
+            _mm256_cvtph_ps(unsafe { _mm_loadu_si128(base.add(SCALE_BYTES).cast()) })
         } else {
             _mm256_setzero_ps()
         };
