@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::Rng;
+use common::{same_bits, Rng};
 use half::f16;
 use tern_kernels::scalar::{act_f16_bytes, BlockF16Act};
 use tern_kernels::{scalar, Backend, Format, Kernels};
@@ -241,10 +241,6 @@ fn activations(nb: usize, rng: &mut Rng, wild: bool) -> Vec<f32> {
         }
     }
     x
-}
-
-fn same_bits(a: f32, b: f32) -> bool {
-    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
 }
 
 /// Conversion writes the same bytes on every backend (the SIMD paths only where the CPU has

@@ -10,8 +10,8 @@
 
 mod common;
 
-use common::{kernels, Rng};
-use tern_kernels::scalar::{self, act_q8_bytes, repacked_bytes};
+use common::{int8_activations as activations, kernels, same_bits, Rng};
+use tern_kernels::scalar::{self, repacked_bytes};
 use tern_kernels::{Backend, Format, Kernels};
 
 const FORMATS: [Format; 3] = [Format::Q4_0, Format::Q4_1, Format::Q8_0];
@@ -53,37 +53,6 @@ fn weights(format: Format, rows: usize, nb: usize, rng: &mut Rng, wild: bool) ->
         w.extend(b);
     }
     w
-}
-
-/// `n` tokens of `cols` activations quantized as the runtime does.
-fn activations(n: usize, cols: usize, rng: &mut Rng, wild: bool) -> Vec<u8> {
-    let mags: &[f32] = if wild {
-        &[1.0, 1e-30, 1e20, 65504.0, 1e-40, 0.0]
-    } else {
-        &[1.0, 3.0, 1e-3, 100.0, 0.0]
-    };
-    let mut x = Vec::with_capacity(n * cols);
-    for _ in 0..n * cols / 32 {
-        let mag = rng.pick(mags);
-        let kind = rng.below(8);
-        for _ in 0..32 {
-            x.push(match kind {
-                0 => mag,
-                1 => -mag,
-                _ => rng.f32() * mag,
-            });
-        }
-    }
-    let qb = act_q8_bytes(cols);
-    let mut xq = vec![0u8; n * qb];
-    for (xt, qt) in x.chunks_exact(cols).zip(xq.chunks_exact_mut(qb)) {
-        scalar::quantize_act_q8(xt, qt);
-    }
-    xq
-}
-
-fn same_bits(a: f32, b: f32) -> bool {
-    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
 }
 
 fn repacked(format: Format, w: &[u8], m: usize, cols: usize) -> Vec<u8> {

@@ -71,3 +71,38 @@ pub fn assert_close(what: &str, got: f32, want: f32, bound: f64) {
         "{what}: {got:e} vs reference {want:e}: |Δ| = {diff:e} > {bound:e}"
     );
 }
+
+/// `n` tokens of `cols` activations quantized as the runtime does: per 32-block magnitudes from
+/// tiny to large (`wild`: down to subnormals and up to 1e20), zeros, and blocks whose codes are
+/// all ±127.
+pub fn int8_activations(n: usize, cols: usize, rng: &mut Rng, wild: bool) -> Vec<u8> {
+    use tern_kernels::scalar::{self, act_q8_bytes};
+    let mags: &[f32] = if wild {
+        &[1.0, 1e-30, 1e20, 65504.0, 1e-40, 0.0]
+    } else {
+        &[1.0, 3.0, 1e-3, 100.0, 0.0]
+    };
+    let mut x = Vec::with_capacity(n * cols);
+    for _ in 0..n * cols / 32 {
+        let mag = rng.pick(mags);
+        let kind = rng.below(8);
+        for _ in 0..32 {
+            x.push(match kind {
+                0 => mag,
+                1 => -mag,
+                _ => rng.f32() * mag,
+            });
+        }
+    }
+    let qb = act_q8_bytes(cols);
+    let mut xq = vec![0u8; n * qb];
+    for (xt, qt) in x.chunks_exact(cols).zip(xq.chunks_exact_mut(qb)) {
+        scalar::quantize_act_q8(xt, qt);
+    }
+    xq
+}
+
+/// The same bits, or both NaN.
+pub fn same_bits(a: f32, b: f32) -> bool {
+    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+}
