@@ -12,6 +12,7 @@ import json
 import statistics
 import time
 
+import llama_cpp
 from llama_cpp import Llama, LlamaGrammar
 
 # Importing it applies its patch: the sandbox forbids AMX, which llama.cpp's extra buffer types
