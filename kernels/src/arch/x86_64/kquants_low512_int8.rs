@@ -91,10 +91,25 @@ fn prepare(a: &[BlockQ8Act]) -> Acts {
     });
     let ones = _mm512_set1_epi8(1);
     let t = sums_tree(pairs.map(|p| _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, p)));
-    let d: [f32; 16] = core::array::from_fn(|k| a[k % 8].d());
-    // SAFETY: `d` holds 16 floats; the load is unaligned.
-    let d = unsafe { _mm512_loadu_ps(d.as_ptr()) };
-    Acts { a: pairs, t, d }
+    Acts {
+        a: pairs,
+        t,
+        d: block_scales(a),
+    }
+}
+
+/// The scales of the eight activation blocks `a[..8]`, twice: one gather (the blocks are 40
+/// bytes apart) and one broadcast, rather than sixteen scalar stores read back as a vector.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn block_scales(a: &[BlockQ8Act]) -> __m512 {
+    assert!(a.len() >= 8);
+    let s = core::mem::size_of::<BlockQ8Act>() as i32;
+    let idx = _mm256_setr_epi32(0, s, 2 * s, 3 * s, 4 * s, 5 * s, 6 * s, 7 * s);
+    // SAFETY: lane i reads the 4 bytes of `d` at offset 40·i ≤ 280 of `a`, inside its eight
+    // blocks (asserted); unaligned f32 reads are allowed.
+    let d = unsafe { _mm256_i32gather_ps::<1>(a.as_ptr().cast::<u8>().cast(), idx) };
+    _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(d)))
 }
 
 /// The float part of a super-block: with `s` the scaled sub-block sums in [`sums_tree`]'s
@@ -129,26 +144,32 @@ pub(super) fn f16_pair(d: F16Le, dmin: F16Le) -> (f32, f32) {
 }
 
 /// One Q2_K super-block against its prepared activations: `d·P − dmin·M`.
+///
+/// Pair `j` of each code byte is kept in place (`q & (3 << 2j)` = `4^j·q_j`, at most 192, one
+/// mask and no shift), so `vpdpbusd` gives `4^j` times pair `j`'s sums (exact: below 2¹⁹ per
+/// lane); after the tree, lane `4L + j` holds pair `j`, and one variable arithmetic shift by
+/// `2j` divides the scaled sums back exactly (they are multiples of `4^j`). The sub-block
+/// scale bytes are reordered to the tree's lanes and widened to i32 once, then split into
+/// `sc` (low nibble) and `m` (high nibble).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn q2_k_block(b: &BlockQ2_K, acts: &Acts) -> f32 {
     // SAFETY: `qs` is 64 readable bytes; the load is unaligned.
     let q = unsafe { _mm512_loadu_si512(b.qs.as_ptr().cast()) };
-    let three = _mm512_set1_epi8(3);
-    let codes = [
-        _mm512_and_si512(q, three),
-        _mm512_and_si512(_mm512_srli_epi16::<2>(q), three),
-        _mm512_and_si512(_mm512_srli_epi16::<4>(q), three),
-        _mm512_and_si512(_mm512_srli_epi16::<6>(q), three),
-    ];
     let zero = _mm512_setzero_si512();
-    let v: [__m512i; 4] = core::array::from_fn(|j| _mm512_dpbusd_epi32(zero, codes[j], acts.a[j]));
+    let v: [__m512i; 4] = core::array::from_fn(|j| {
+        let codes = _mm512_and_si512(q, _mm512_set1_epi8((3u8 << (2 * j)) as i8));
+        _mm512_dpbusd_epi32(zero, codes, acts.a[j])
+    });
     // SAFETY: `scales` is 16 readable bytes; the load is unaligned.
     let s = lane_order(unsafe { _mm_loadu_si128(b.scales.as_ptr().cast()) });
-    let low = _mm_set1_epi8(0x0F);
-    let sc = _mm512_cvtepu8_epi32(_mm_and_si128(s, low));
-    let m = _mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16::<4>(s), low));
-    let scaled = _mm512_mullo_epi32(sums_tree(v), sc);
+    let s = _mm512_cvtepu8_epi32(s);
+    let sc = _mm512_and_si512(s, _mm512_set1_epi32(0x0F));
+    let m = _mm512_srli_epi32::<4>(s);
+    // Lane 4L + j: pair j's sums, 4^j times too large.
+    let unscale = _mm512_set4_epi32(6, 4, 2, 0);
+    let sums = _mm512_srav_epi32(sums_tree(v), unscale);
+    let scaled = _mm512_mullo_epi32(sums, sc);
     let mins = _mm512_mullo_epi32(acts.t, m);
     let (p, pm) = trees(scaled, mins, acts.d);
     let (d, dmin) = f16_pair(b.d, b.dmin);
