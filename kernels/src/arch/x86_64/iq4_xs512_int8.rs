@@ -11,13 +11,11 @@
 //! super-block of a token for every [`ROW_BLOCK`](super::kquants_low512_int8::ROW_BLOCK) rows. The activations are permuted once to the codes'
 //! order (the first halves of blocks `2m` and `2m + 1`, then their second halves).
 //!
-//! The single-row dot (`dot_iq4_xs_q8`) has no rows to share that preparation with, so it
-//! skips it: the activations stay in their own order (blocks `2m` and `2m + 1` side by side,
-//! two loads), the codes are moved to it instead (their 128-bit lanes `[0, 0, 1, 1]` of the 32
-//! code bytes, then the low nibbles in lanes 0 and 2 and the high ones in lanes 1 and 3), and
-//! the offset `128·Σa` is one more `vpdpbusd` of the same activations by 128, subtracted lane
-//! by lane: seven vector operations per 64 weights, against fourteen for the 256-bit dot
-//! (nibble split, lookup, two sign flips and a dot per 32).
+//! Used for the GEMM only: a single row cannot share the activation work, and the 256-bit row
+//! dot measured faster there (11.2 against 9.5 GB/s on the 576x1536 bench shape). A 512-bit
+//! row dot without the preparation (the codes moved to the activations' order instead, the
+//! offset `128·Σa` by a second `vpdpbusd` per 64 weights) measured no better either: 10.5
+//! against 11.2 GB/s (Zen 4 runs a 512-bit operation as two 256-bit halves).
 //!
 //! Bit-identical to `scalar::dot_iq4_xs_q8`: every integer is exact (`|Σ (T + 128)·a|` over a
 //! 32-element block is below 2²⁰), and the float part is the reference's: per activation block
@@ -114,60 +112,3 @@ fn block(b: &BlockIQ4_XS, acts: &Acts, lut: __m512i) -> f32 {
 }
 
 gemm_rows!(gemm_iq4_xs_q8, tile, BlockIQ4_XS, block, codebook());
-
-/// IQ4_XS row · int8 activations (`acts` holds eight blocks per super-block), without the
-/// GEMM's preparation (see the module docs).
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(crate) fn dot_iq4_xs_q8(blocks: &[BlockIQ4_XS], acts: &[BlockQ8Act]) -> f32 {
-    assert!(acts.len() >= 8 * blocks.len());
-    let lut = codebook();
-    // Per 16-bit lane of 128-bit lanes 0..4: keep, shift by 4, keep, shift by 4.
-    let shifts = _mm512_setr_epi64(
-        0,
-        0,
-        0x0004_0004_0004_0004,
-        0x0004_0004_0004_0004,
-        0,
-        0,
-        0x0004_0004_0004_0004,
-        0x0004_0004_0004_0004,
-    );
-    let (low, off, zero) = (
-        _mm512_set1_epi8(0x0F),
-        _mm512_set1_epi8(-128),
-        _mm512_setzero_si512(),
-    );
-    let stride = core::mem::size_of::<BlockQ8Act>() as i32;
-    let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    let idx = _mm256_mullo_epi32(idx, _mm256_set1_epi32(stride));
-    // Lanes 0..4 of the block sums: blocks 0, 2, 4, 6; lanes 8..12: blocks 1, 3, 5, 7.
-    let order = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 0, 0, 0, 0, 0, 0, 0, 0);
-    let mut sum = 0.0f32;
-    for (b, a) in blocks.iter().zip(acts.chunks_exact(8)) {
-        let load = |k: usize| {
-            // SAFETY: `qs` is 32 readable bytes; the load is unaligned.
-            unsafe { _mm256_loadu_si256(a[k].qs.as_ptr().cast()) }
-        };
-        let v: [__m512i; 4] = core::array::from_fn(|m| {
-            let x = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(load(2 * m)), load(2 * m + 1));
-            // SAFETY: 32m + 32 ≤ 128 bytes of `qs`; the load is unaligned.
-            let q = unsafe { _mm256_loadu_si256(b.qs[32 * m..].as_ptr().cast()) };
-            let q = _mm512_castsi256_si512(q);
-            let q = _mm512_shuffle_i64x2::<0b01_01_00_00>(q, q);
-            let idx = _mm512_and_si512(_mm512_srlv_epi16(q, shifts), low);
-            let u = _mm512_shuffle_epi8(lut, idx);
-            let with_off = _mm512_dpbusd_epi32(zero, u, x);
-            _mm512_sub_epi32(with_off, _mm512_dpbusd_epi32(zero, off, x))
-        });
-        // Lane 4L + m: lane L of pair m (L = 0, 1: block 2m; L = 2, 3: block 2m + 1).
-        let t = sums_tree(v);
-        let t = _mm512_add_epi32(t, _mm512_shuffle_i32x4::<0b10_11_00_01>(t, t));
-        let isum = _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, t));
-        let scaled = _mm256_cvtepi32_ps(_mm256_mullo_epi32(isum, iq4_xs_scales8(b)));
-        // SAFETY: lane i reads the 4 bytes of `d` at offset 40·i ≤ 280 of `a`, inside its eight
-        // blocks; unaligned f32 reads are allowed.
-        let d = unsafe { _mm256_i32gather_ps::<1>(a.as_ptr().cast::<u8>().cast(), idx) };
-        sum += f16_pair(b.d, b.d).0 * hsum(_mm256_mul_ps(d, scaled));
-    }
-    sum
-}
