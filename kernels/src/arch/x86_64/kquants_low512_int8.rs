@@ -119,11 +119,7 @@ fn block_scales(a: &[BlockQ8Act]) -> __m512 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn trees(s: __m512i, mins: __m512i, d: __m512) -> (f32, f32) {
-    // [I_0..4, I_4..8, M_0..4, M_4..8]: lanes 0 and 1 of `s` are the two sub-blocks of
-    // activation blocks 0..4, lanes 2 and 3 of blocks 4..8.
-    let x = _mm512_shuffle_i32x4::<0b10_00_10_00>(s, mins);
-    let y = _mm512_shuffle_i32x4::<0b11_01_11_01>(s, mins);
-    let p = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(x, y)), d);
+    let p = products(s, mins, d);
     // sum8_tree: t_i = p_i + p_{i+4}, then (t_0 + t_2) + (t_1 + t_3), in each 256-bit half.
     let t = _mm512_add_ps(p, _mm512_shuffle_f32x4::<0b10_11_00_01>(p, p));
     let u = _mm512_add_ps(t, _mm512_permute_ps::<0b01_00_11_10>(t));
@@ -132,6 +128,42 @@ fn trees(s: __m512i, mins: __m512i, d: __m512) -> (f32, f32) {
         _mm512_cvtss_f32(v),
         _mm_cvtss_f32(_mm512_extractf32x4_ps::<2>(v)),
     )
+}
+
+/// The first half of [`trees`]: `[d_k·I_k (k = 0..8), d_k·M_k (k = 0..8)]`, each the
+/// reference's conversion and product.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn products(s: __m512i, mins: __m512i, d: __m512) -> __m512 {
+    // [I_0..4, I_4..8, M_0..4, M_4..8]: lanes 0 and 1 of `s` are the two sub-blocks of
+    // activation blocks 0..4, lanes 2 and 3 of blocks 4..8.
+    let x = _mm512_shuffle_i32x4::<0b10_00_10_00>(s, mins);
+    let y = _mm512_shuffle_i32x4::<0b11_01_11_01>(s, mins);
+    _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(x, y)), d)
+}
+
+/// The second half of [`trees`] for four [`products`] `p` (rows `A, B, C, D`) at once, the
+/// rows side by side so that every shuffle and add works for all of them (eleven operations
+/// instead of twenty-four): the same sums in the same order, `Σ_tree` of the first eight lanes
+/// of row `r` in lane `[0, 8, 2, 10][r]` and of its last eight in lane `[4, 12, 6, 14][r]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn trees4(p: [__m512; 4]) -> __m512 {
+    // t_i = p_i + p_{i+4} of each eight: [A first, A last, B first, B last] and C, D.
+    let half = |a: __m512, b: __m512| {
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b),
+            _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b),
+        )
+    };
+    let (ab, cd) = (half(p[0], p[1]), half(p[2], p[3]));
+    // (t_0 + t_2), (t_1 + t_3): per 128-bit lane [AB's two, CD's two].
+    let u = _mm512_add_ps(
+        _mm512_shuffle_ps::<0b01_00_01_00>(ab, cd),
+        _mm512_shuffle_ps::<0b11_10_11_10>(ab, cd),
+    );
+    // (t_0 + t_2) + (t_1 + t_3) in lanes 0 and 2 of each 128-bit lane.
+    _mm512_add_ps(u, _mm512_permute_ps::<0b10_11_00_01>(u))
 }
 
 /// `d` and `dmin` as f32, with F16C.
@@ -143,7 +175,8 @@ pub(super) fn f16_pair(d: F16Le, dmin: F16Le) -> (f32, f32) {
     (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
 }
 
-/// One Q2_K super-block against its prepared activations: `d·P − dmin·M`.
+/// One Q2_K super-block's scaled sub-block sums `sc·Σ q·a` and min terms `m·Σ a`, in
+/// [`sums_tree`]'s lanes.
 ///
 /// Pair `j` of each code byte is kept in place (`q & (3 << 2j)` = `4^j·q_j`, at most 192, one
 /// mask and no shift), so `vpdpbusd` gives `4^j` times pair `j`'s sums (exact: below 2¹⁹ per
@@ -153,7 +186,7 @@ pub(super) fn f16_pair(d: F16Le, dmin: F16Le) -> (f32, f32) {
 /// `sc` (low nibble) and `m` (high nibble).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn q2_k_block(b: &BlockQ2_K, acts: &Acts) -> f32 {
+fn q2_k_sums(b: &BlockQ2_K, acts: &Acts) -> (__m512i, __m512i) {
     // SAFETY: `qs` is 64 readable bytes; the load is unaligned.
     let q = unsafe { _mm512_loadu_si512(b.qs.as_ptr().cast()) };
     let zero = _mm512_setzero_si512();
@@ -170,10 +203,35 @@ fn q2_k_block(b: &BlockQ2_K, acts: &Acts) -> f32 {
     let unscale = _mm512_set4_epi32(6, 4, 2, 0);
     let sums = _mm512_srav_epi32(sums_tree(v), unscale);
     let scaled = _mm512_mullo_epi32(sums, sc);
-    let mins = _mm512_mullo_epi32(acts.t, m);
+    (scaled, _mm512_mullo_epi32(acts.t, m))
+}
+
+/// One Q2_K super-block against its prepared activations: `d·P − dmin·M`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn q2_k_block(b: &BlockQ2_K, acts: &Acts) -> f32 {
+    let (scaled, mins) = q2_k_sums(b, acts);
     let (p, pm) = trees(scaled, mins, acts.d);
     let (d, dmin) = f16_pair(b.d, b.dmin);
     d * p - dmin * pm
+}
+
+/// Four rows' Q2_K super-blocks against the same prepared activations, their float trees
+/// side by side ([`trees4`]): each result as [`q2_k_block`] gives it.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn q2_k_quad(b: [&BlockQ2_K; 4], acts: &Acts) -> [f32; 4] {
+    let p = b.map(|b| {
+        let (scaled, mins) = q2_k_sums(b, acts);
+        products(scaled, mins, acts.d)
+    });
+    let mut v = [0.0f32; 16];
+    // SAFETY: `v` holds 16 floats; the store is unaligned.
+    unsafe { _mm512_storeu_ps(v.as_mut_ptr(), trees4(p)) };
+    core::array::from_fn(|r| {
+        let (d, dmin) = f16_pair(b[r].d, b[r].dmin);
+        d * v[[0, 8, 2, 10][r]] - dmin * v[[4, 12, 6, 14][r]]
+    })
 }
 
 /// One Q3_K super-block's scaled sub-block sums `(sc − 32)·Σ (u − 4)·a`, in [`sums_tree`]'s
@@ -227,7 +285,7 @@ fn q3_k_block(b: &BlockQ3_K, acts: &Acts) -> f32 {
 /// operations in the same order as [`q3_k_block`] on each row).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn q3_k_pair(b0: &BlockQ3_K, b1: &BlockQ3_K, acts: &Acts) -> [f32; 2] {
+fn q3_k_pair([b0, b1]: [&BlockQ3_K; 2], acts: &Acts) -> [f32; 2] {
     let (p0, p1) = trees(q3_k_scaled(b0, acts), q3_k_scaled(b1, acts), acts.d);
     let (d0, d1) = f16_pair(b0.d, b1.d);
     [d0 * p0, d1 * p1]
@@ -268,8 +326,9 @@ pub(super) const ROW_BLOCK: usize = 64;
 /// in order (a run's partial sums wait in `y`, exactly, between runs), so each result equals
 /// the row dot's. `$per_block(block, &prepared)` gives one super-block's term; with a trailing
 /// `$ctx` expression (evaluated once per call, e.g. a lookup table) it is called as
-/// `$per_block(block, &prepared, ctx)`; with a trailing `pair: $pair` instead, `$pair(block0,
-/// block1, &prepared)` gives two rows' terms at once (each as `$per_block` would). The 512-bit
+/// `$per_block(block, &prepared, ctx)`; with a trailing `pair: $pair` (or `quad: $quad`)
+/// instead, `$pair([block0, block1], &prepared)` gives two rows' terms at once (`$quad`, four
+/// rows'), each as `$per_block` would. The 512-bit
 /// int8 GEMMs of IQ4_XS and Q5_K use it too.
 macro_rules! gemm_rows {
     (@call $f:path, $w:expr, $p:expr, $c:ident) => {
@@ -279,12 +338,16 @@ macro_rules! gemm_rows {
         $f($w, $p, $c)
     };
     ($name:ident, $tile:ident, $block:ty, $per_block:path, pair: $pair:path) => {
-        gemm_rows!(@rows $name, $tile, $block, $per_block, [$pair]);
+        gemm_rows!(@rows $name, $tile, $block, $per_block, [$pair, 2]);
+    };
+    ($name:ident, $tile:ident, $block:ty, $per_block:path, quad: $quad:path) => {
+        gemm_rows!(@rows $name, $tile, $block, $per_block, [$quad, 4]);
     };
     ($name:ident, $tile:ident, $block:ty, $per_block:path $(, $ctx:expr)?) => {
         gemm_rows!(@rows $name, $tile, $block, $per_block, [] $(, $ctx)?);
     };
-    (@rows $name:ident, $tile:ident, $block:ty, $per_block:path, [$($pair:path)?]
+    (@rows $name:ident, $tile:ident, $block:ty, $per_block:path,
+        [$($group:path, $width:literal)?]
         $(, $ctx:expr)?) => {
         /// Adds to `out` (or, for the first run, `first`, writes) the terms of `R` rows
         /// (`kb` blocks each, back to back in `w`) for super-blocks `b0..b0 + prepared.len()`.
@@ -309,11 +372,14 @@ macro_rules! gemm_rows {
                 #[allow(unused_mut)]
                 let mut r = 0;
                 $(
-                    while r + 2 <= R {
-                        let [s0, s1] = $pair(&w[r * kb + b0 + i], &w[(r + 1) * kb + b0 + i], p);
-                        sums[r] += s0;
-                        sums[r + 1] += s1;
-                        r += 2;
+                    while r + $width <= R {
+                        let blocks: [&$block; $width] =
+                            core::array::from_fn(|g| &w[(r + g) * kb + b0 + i]);
+                        let terms = $group(blocks, p);
+                        for g in 0..$width {
+                            sums[r + g] += terms[g];
+                        }
+                        r += $width;
                     }
                 )?
                 while r < R {
@@ -379,5 +445,5 @@ macro_rules! gemm_rows {
 }
 pub(super) use gemm_rows;
 
-gemm_rows!(gemm_q2_k_q8, tile_q2_k, BlockQ2_K, q2_k_block);
+gemm_rows!(gemm_q2_k_q8, tile_q2_k, BlockQ2_K, q2_k_block, quad: q2_k_quad);
 gemm_rows!(gemm_q3_k_q8, tile_q3_k, BlockQ3_K, q3_k_block, pair: q3_k_pair);
