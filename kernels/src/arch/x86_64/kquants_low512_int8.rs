@@ -15,9 +15,11 @@
 //! `Σ (u − 4)·a = Σ u·a − 4·Σa`) use the activation sums of each sub-block, the same tree over
 //! `1·a`. The GEMMs (`gemm_rows!`) prepare each super-block of a token's activations once
 //! per 64 rows, in runs of 16 super-blocks kept on the stack, rather than once per four-row
-//! tile (IQ4_XS from 13.5 to 16.0 GB/s, Q2_K 9.4 → 10.7, Q3_K 9.5 → 10.8 with the pairs
-//! below, Q5_K 14.0 → 15.0 on the 576x1536 bench shape, Zen 4); Q3_K, which has no min term,
-//! takes its rows in pairs whose float trees share one register (the half Q2_K's mins use).
+//! tile (IQ4_XS from 13.5 to 16.0 GB/s, Q2_K 9.4 → 10.7, Q3_K 9.5 → 10.8 with its rows
+//! then in pairs, Q5_K 14.0 → 15.0 on the 576x1536 bench shape, Zen 4). The float trees of a four-row
+//! tile run side by side, every shuffle and add serving all four rows (`trees4`; Q3_K, which
+//! has no min term, puts two rows in each register, `trees2`): Q2_K from 60 % to 69–70 % of
+//! Q4_0's GB/s on the 576x1536 and 2048x2048 bench shapes (Zen 4, loaded machine).
 //!
 //! Bit-identical to `scalar::dot_q2_k_q8` / `scalar::dot_q3_k_q8`: every integer is exact, and
 //! the float part is the reference's: per activation block one conversion and one product by
@@ -142,6 +144,17 @@ fn products(s: __m512i, mins: __m512i, d: __m512) -> __m512 {
     _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(x, y)), d)
 }
 
+/// `t_i = p_i + p_{i+4}` (`sum8_tree`'s first step) of each eight lanes of `a` and `b`:
+/// `[a's first, a's last, b's first, b's last]`, four lanes each.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn first_step(a: __m512, b: __m512) -> __m512 {
+    _mm512_add_ps(
+        _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b),
+        _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b),
+    )
+}
+
 /// The second half of [`trees`] for four [`products`] `p` (rows `A, B, C, D`) at once, the
 /// rows side by side so that every shuffle and add works for all of them (eleven operations
 /// instead of twenty-four): the same sums in the same order, `Σ_tree` of the first eight lanes
@@ -149,20 +162,24 @@ fn products(s: __m512i, mins: __m512i, d: __m512) -> __m512 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn trees4(p: [__m512; 4]) -> __m512 {
-    // t_i = p_i + p_{i+4} of each eight: [A first, A last, B first, B last] and C, D.
-    let half = |a: __m512, b: __m512| {
-        _mm512_add_ps(
-            _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b),
-            _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b),
-        )
-    };
-    let (ab, cd) = (half(p[0], p[1]), half(p[2], p[3]));
+    // [A first, A last, B first, B last] and C, D, four t_i each.
+    let (ab, cd) = (first_step(p[0], p[1]), first_step(p[2], p[3]));
     // (t_0 + t_2), (t_1 + t_3): per 128-bit lane [AB's two, CD's two].
     let u = _mm512_add_ps(
         _mm512_shuffle_ps::<0b01_00_01_00>(ab, cd),
         _mm512_shuffle_ps::<0b11_10_11_10>(ab, cd),
     );
     // (t_0 + t_2) + (t_1 + t_3) in lanes 0 and 2 of each 128-bit lane.
+    _mm512_add_ps(u, _mm512_permute_ps::<0b10_11_00_01>(u))
+}
+
+/// The second half of [`trees`] for two [`products`] `a` and `b` (each two eight-lane groups,
+/// so four sums): the same sums in the same order, in lanes 0, 4 (`a`'s), 8 and 12 (`b`'s).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn trees2(a: __m512, b: __m512) -> __m512 {
+    let t = first_step(a, b);
+    let u = _mm512_add_ps(t, _mm512_permute_ps::<0b01_00_11_10>(t));
     _mm512_add_ps(u, _mm512_permute_ps::<0b10_11_00_01>(u))
 }
 
@@ -280,15 +297,20 @@ fn q3_k_block(b: &BlockQ3_K, acts: &Acts) -> f32 {
     f16_pair(b.d, b.d).0 * p
 }
 
-/// Two rows' Q3_K super-blocks against the same prepared activations: Q3_K has no min term, so
-/// the second row's sums take the half of [`trees`] that Q2_K gives its mins (the same float
-/// operations in the same order as [`q3_k_block`] on each row).
+/// Four rows' Q3_K super-blocks against the same prepared activations, two rows per
+/// [`products`] and their trees side by side ([`trees2`]): each result as [`q3_k_block`] gives
+/// it.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn q3_k_pair([b0, b1]: [&BlockQ3_K; 2], acts: &Acts) -> [f32; 2] {
-    let (p0, p1) = trees(q3_k_scaled(b0, acts), q3_k_scaled(b1, acts), acts.d);
-    let (d0, d1) = f16_pair(b0.d, b1.d);
-    [d0 * p0, d1 * p1]
+fn q3_k_quad(b: [&BlockQ3_K; 4], acts: &Acts) -> [f32; 4] {
+    let s = b.map(|b| q3_k_scaled(b, acts));
+    let (p01, p23) = (products(s[0], s[1], acts.d), products(s[2], s[3], acts.d));
+    let mut v = [0.0f32; 16];
+    // SAFETY: `v` holds 16 floats; the store is unaligned.
+    unsafe { _mm512_storeu_ps(v.as_mut_ptr(), trees2(p01, p23)) };
+    let (d0, d1) = f16_pair(b[0].d, b[1].d);
+    let (d2, d3) = f16_pair(b[2].d, b[3].d);
+    [d0 * v[0], d1 * v[4], d2 * v[8], d3 * v[12]]
 }
 
 /// Q2_K row · int8 activations (`acts` holds eight blocks per super-block).
@@ -326,9 +348,9 @@ pub(super) const ROW_BLOCK: usize = 64;
 /// in order (a run's partial sums wait in `y`, exactly, between runs), so each result equals
 /// the row dot's. `$per_block(block, &prepared)` gives one super-block's term; with a trailing
 /// `$ctx` expression (evaluated once per call, e.g. a lookup table) it is called as
-/// `$per_block(block, &prepared, ctx)`; with a trailing `pair: $pair` (or `quad: $quad`)
-/// instead, `$pair([block0, block1], &prepared)` gives two rows' terms at once (`$quad`, four
-/// rows'), each as `$per_block` would. The 512-bit
+/// `$per_block(block, &prepared, ctx)`; with a trailing `quad: $quad` instead,
+/// `$quad([block0, block1, block2, block3], &prepared)` gives four rows' terms at once (each as
+/// `$per_block` would) for the tiles of four rows. The 512-bit
 /// int8 GEMMs of IQ4_XS and Q5_K use it too.
 macro_rules! gemm_rows {
     (@call $f:path, $w:expr, $p:expr, $c:ident) => {
@@ -336,9 +358,6 @@ macro_rules! gemm_rows {
     };
     (@call $f:path, $w:expr, $p:expr, $c:ident, $_ctx:expr) => {
         $f($w, $p, $c)
-    };
-    ($name:ident, $tile:ident, $block:ty, $per_block:path, pair: $pair:path) => {
-        gemm_rows!(@rows $name, $tile, $block, $per_block, [$pair, 2]);
     };
     ($name:ident, $tile:ident, $block:ty, $per_block:path, quad: $quad:path) => {
         gemm_rows!(@rows $name, $tile, $block, $per_block, [$quad, 4]);
@@ -446,4 +465,4 @@ macro_rules! gemm_rows {
 pub(super) use gemm_rows;
 
 gemm_rows!(gemm_q2_k_q8, tile_q2_k, BlockQ2_K, q2_k_block, quad: q2_k_quad);
-gemm_rows!(gemm_q3_k_q8, tile_q3_k, BlockQ3_K, q3_k_block, pair: q3_k_pair);
+gemm_rows!(gemm_q3_k_q8, tile_q3_k, BlockQ3_K, q3_k_block, quad: q3_k_quad);
