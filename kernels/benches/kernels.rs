@@ -299,7 +299,7 @@ fn report(group: &str, name: &str, secs: f64, rows: usize, bytes: usize, base: &
 fn bench_f16_head(backends: &[Kernels], filter: &Filter) {
     let (rows, cols) = (32002, 1536);
     let group = "F16 32002x1536 (BitNet 700M head)";
-    if filter.skips(&group) {
+    if filter.skips(group) {
         return;
     }
     let w: Vec<u8> = randoms(rows * cols, 7)

@@ -269,10 +269,10 @@ fn rows_q2_k_sums<const R: usize>(w: &[BlockQ2_K], kb: usize, xs: &[f32]) -> [__
             ]
         };
         for r in 0..R {
-            for h in 0..2 {
+            for (h, &sv) in sxv.iter().enumerate() {
                 // SAFETY: `steps[r].1` holds 16 floats; the load is unaligned.
                 let min = unsafe { _mm256_loadu_ps(steps[r].1.as_ptr().add(8 * h)) };
-                acc[r] = _mm256_fnmadd_ps(min, sxv[h], acc[r]);
+                acc[r] = _mm256_fnmadd_ps(min, sv, acc[r]);
             }
         }
         for i in 0..8 {
@@ -283,9 +283,9 @@ fn rows_q2_k_sums<const R: usize>(w: &[BlockQ2_K], kb: usize, xs: &[f32]) -> [__
                     _mm256_fmadd_ps(q[1], xv[1], _mm256_mul_ps(q[0], xv[0])),
                     _mm256_fmadd_ps(q[3], xv[3], _mm256_mul_ps(q[2], xv[2])),
                 ];
-                for s in 0..2 {
+                for (s, &ps) in p.iter().enumerate() {
                     let step = _mm256_set1_ps(steps[r].0[2 * i + s]);
-                    acc[r] = _mm256_fmadd_ps(p[s], step, acc[r]);
+                    acc[r] = _mm256_fmadd_ps(ps, step, acc[r]);
                 }
             }
         }
