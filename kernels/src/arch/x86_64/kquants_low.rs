@@ -251,7 +251,9 @@ fn with_sub_sums<'a>(x: &[f32], buf: &'a mut [MaybeUninit<f32>; WITH_SUMS_MAX]) 
 /// `R` Q2_K rows · `xs` ([`with_sub_sums`]: `x`, then its sub-block sums): per 16-element
 /// sub-block and row `acc += (d·sc)·(Σ q·x)`, and per super-block and row the min term
 /// `acc −= (dmin·m)·(Σ x)` as two 8-lane products over the precomputed sums (instead of one
-/// per sub-block).
+/// per sub-block). The FMA ports bound this kernel, so the fourteen products saved per
+/// super-block and row measured 3.8 → 4.8 GB/s (44 → 56–57 % of Q4_0's) on the 576x1536 and
+/// 2048x2048 bench shapes (Zen 4, loaded machine).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn rows_q2_k_sums<const R: usize>(w: &[BlockQ2_K], kb: usize, xs: &[f32]) -> [__m256; R] {
