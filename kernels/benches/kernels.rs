@@ -29,7 +29,8 @@
 //! the 4- and 5-bit types, ≥ 70 % for Q2_K and Q3_K), so the comparison never mixes runs of a
 //! shared, noisy machine.
 //!
-//! `cargo bench -p tern-kernels [-- FILTER]`: FILTER keeps the groups whose title contains it.
+//! `cargo bench -p tern-kernels [-- FILTER...]`: each FILTER keeps the groups whose title contains
+//! it (e.g. `-- "Q4_0 dot_q8 576x1536" "Q2_K dot_q8 576x1536"` measures those two side by side).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -87,7 +88,12 @@ const KQUANT_SMALL_KINDS: [&str; 6] = [
 ];
 
 fn main() {
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let filter = Filter(
+        std::env::args()
+            .skip(1)
+            .filter(|a| !a.starts_with('-'))
+            .collect(),
+    );
     let backends: Vec<Kernels> = Backend::ALL
         .iter()
         .rev()
@@ -290,10 +296,10 @@ fn report(group: &str, name: &str, secs: f64, rows: usize, bytes: usize, base: &
 
 /// The tied F16 output head of the 700M BitNet b1.58 (32002 × 1536, 98 MB: streams from
 /// memory): the row dot one row at a time (`dot`), and the multi-row kernel (`dot_rows`).
-fn bench_f16_head(backends: &[Kernels], filter: &Option<String>) {
+fn bench_f16_head(backends: &[Kernels], filter: &Filter) {
     let (rows, cols) = (32002, 1536);
     let group = "F16 32002x1536 (BitNet 700M head)";
-    if filter.as_ref().is_some_and(|f| !group.contains(f.as_str())) {
+    if filter.skips(group) {
         return;
     }
     let w: Vec<u8> = randoms(rows * cols, 7)
@@ -322,6 +328,17 @@ fn bench_f16_head(backends: &[Kernels], filter: &Option<String>) {
 /// Tokens of the batched (prompt-processing) groups.
 const BATCH: usize = 64;
 
+/// The groups to measure: those whose title contains one of the command line's FILTER words
+/// (every group without any).
+struct Filter(Vec<String>);
+
+impl Filter {
+    /// Whether `group` is left out.
+    fn skips(&self, group: &str) -> bool {
+        !self.0.is_empty() && !self.0.iter().any(|f| group.contains(f.as_str()))
+    }
+}
+
 /// One measured figure: format, kind, shape, backend, GB/s.
 type Measured = (Format, &'static str, String, &'static str, f64);
 
@@ -332,15 +349,13 @@ fn bench_matrix(
     rows: usize,
     cols: usize,
     shape: &str,
-    filter: &Option<String>,
+    filter: &Filter,
     kinds: &[&'static str],
     results: &mut Vec<Measured>,
 ) {
     let title = |kind: &str| format!("{} {kind} {shape}", format.name());
-    if let Some(f) = filter {
-        if !kinds.iter().any(|k| title(k).contains(f.as_str())) {
-            return; // skip quantizing a matrix nothing measures
-        }
+    if kinds.iter().all(|k| filter.skips(&title(k))) {
+        return; // skip quantizing a matrix nothing measures
     }
     let w = matrix(format, rows, cols);
     let row_bytes = w.len() / rows;
@@ -359,7 +374,7 @@ fn bench_matrix(
     let mut panel = vec![0.0f32; PANEL * cols];
     for &kind in kinds {
         let group = title(kind);
-        if filter.as_ref().is_some_and(|f| !group.contains(f.as_str())) {
+        if filter.skips(&group) {
             continue;
         }
         let (mut base, mut seen): (_, Vec<(&str, f64)>) = (None, Vec::new());
@@ -516,7 +531,7 @@ const PREFILL: usize = 128;
 /// GEMM (`gemm_q8`) and the batched int8 GEMM (`gemm_i8`), both including the activation
 /// quantization. GFLOP/s = 2·rows·cols·tokens per second; SIMD backends only (the scalar
 /// references take seconds per pass here).
-fn bench_prefill(backends: &[Kernels], filter: &Option<String>) {
+fn bench_prefill(backends: &[Kernels], filter: &Filter) {
     const SHAPES: [(Format, usize, usize, &str); 4] = [
         (Format::Q5_0, 896, 896, "896x896 (q/o)"),
         (Format::Q5_0, 4864, 896, "4864x896 (gate/up)"),
@@ -530,7 +545,7 @@ fn bench_prefill(backends: &[Kernels], filter: &Option<String>) {
     );
     for (format, rows, cols, shape) in SHAPES {
         let group = format!("prefill {} {shape}", format.name());
-        if filter.as_ref().is_some_and(|f| !group.contains(f.as_str())) {
+        if filter.skips(&group) {
             continue;
         }
         let w = matrix(format, rows, cols);
@@ -608,13 +623,13 @@ fn bench_prefill(backends: &[Kernels], filter: &Option<String>) {
 }
 
 /// `dot_f32` as attention uses it: 64-wide heads against 1024 cached keys, and 576-wide rows.
-fn bench_dot_f32(backends: &[Kernels], filter: &Option<String>) {
+fn bench_dot_f32(backends: &[Kernels], filter: &Filter) {
     for (len, count, what) in [
         (64usize, 1024usize, "64 x 1024 (attention)"),
         (576, 576, "576 x 576"),
     ] {
         let group = format!("f32 dot_f32 {what}");
-        if filter.as_ref().is_some_and(|f| !group.contains(f.as_str())) {
+        if filter.skips(&group) {
             continue;
         }
         let a = randoms(len, 1);
@@ -649,11 +664,11 @@ fn bench_dot_f32(backends: &[Kernels], filter: &Option<String>) {
 /// call per position) and with the default f16 one (one F16 row-kernel call for the scores,
 /// one `axpy_rows_f16` for the values). Softmax is left out (the same for both). "ns/row" is
 /// per position; "GB/s" counts the key and value bytes read.
-fn bench_attention(backends: &[Kernels], filter: &Option<String>) {
+fn bench_attention(backends: &[Kernels], filter: &Filter) {
     const POSITIONS: usize = 512;
     for hd in [64usize, 96] {
         let group = format!("attention head {hd} x {POSITIONS} positions");
-        if filter.as_ref().is_some_and(|f| !group.contains(f.as_str())) {
+        if filter.skips(&group) {
             continue;
         }
         let q = randoms(hd, 3);
@@ -715,10 +730,10 @@ fn bench_attention(backends: &[Kernels], filter: &Option<String>) {
 /// and 4096 positions, and SwiGLU over SmolLM2's 1536-wide feed-forward. The exact scalar
 /// kernel comes first, so `×scalar` is the speed-up over exact `expf`; "GB/s" here counts the
 /// f32 values read.
-fn bench_lut(backends: &[Kernels], filter: &Option<String>) {
+fn bench_lut(backends: &[Kernels], filter: &Filter) {
     for len in [256usize, 4096] {
         let group = format!("f32 softmax {len} (exact expf vs table exp)");
-        if filter.as_ref().is_some_and(|f| !group.contains(f.as_str())) {
+        if filter.skips(&group) {
             continue;
         }
         let x: Vec<f32> = randoms(len, 11).iter().map(|v| v * 8.0).collect();
@@ -750,7 +765,7 @@ fn bench_lut(backends: &[Kernels], filter: &Option<String>) {
         }
     }
     let group = "f32 swiglu 1536 (exact expf vs table exp)".to_string();
-    if filter.as_ref().is_some_and(|f| !group.contains(f.as_str())) {
+    if filter.skips(&group) {
         return;
     }
     let len = 1536;

@@ -12,7 +12,10 @@
 //! order (the first halves of blocks `2m` and `2m + 1`, then their second halves).
 //!
 //! Used for the GEMM only: a single row cannot share the activation work, and the 256-bit row
-//! dot measured faster there (11.2 against 9.5 GB/s on the 576x1536 bench shape).
+//! dot measured faster there (11.2 against 9.5 GB/s on the 576x1536 bench shape). A 512-bit
+//! row dot without the preparation (the codes moved to the activations' order instead, the
+//! offset `128·Σa` by a second `vpdpbusd` per 64 weights) measured no better either: 10.5
+//! against 11.2 GB/s (Zen 4 runs a 512-bit operation as two 256-bit halves).
 //!
 //! Bit-identical to `scalar::dot_iq4_xs_q8`: every integer is exact (`|Σ (T + 128)·a|` over a
 //! 32-element block is below 2²⁰), and the float part is the reference's: per activation block

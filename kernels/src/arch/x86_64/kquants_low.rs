@@ -17,9 +17,10 @@
 //! ahead as `gemm.rs` does.
 
 use core::arch::x86_64::*;
+use core::mem::MaybeUninit;
 
 use super::avx2::{f16x8, hsum, i8x16_to_f32, load32, store32};
-use super::gemm::{prefetch_ahead, prefetch_head, store_rows};
+use super::gemm::{prefetch_ahead, prefetch_head, store_rows, PRESCALE_MAX};
 use super::kquants::{i8x32_to_f32, load_u8x32};
 use crate::blocks::{BlockQ2_K, BlockQ3_K};
 use crate::scalar::q3_k_scale_codes;
@@ -218,6 +219,82 @@ fn rows_q2_k<const R: usize>(w: &[BlockQ2_K], kb: usize, x: &[f32]) -> [__m256; 
     acc
 }
 
+/// Most floats [`with_sub_sums`] writes: a row of [`PRESCALE_MAX`] activations and the sums of
+/// its 16-element sub-blocks.
+const WITH_SUMS_MAX: usize = PRESCALE_MAX + PRESCALE_MAX / 16;
+
+/// `x` (a multiple of 256 long, at most [`PRESCALE_MAX`]) followed by the sum of each of its
+/// 16-element sub-blocks, written into `buf`, of which it returns the initialized part: the
+/// sums every Q2_K row's min term multiplies, computed once per call rather than per row.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn with_sub_sums<'a>(x: &[f32], buf: &'a mut [MaybeUninit<f32>; WITH_SUMS_MAX]) -> &'a [f32] {
+    assert!(x.len() <= PRESCALE_MAX && x.len().is_multiple_of(256));
+    let n = x.len();
+    for (i, &v) in x.iter().enumerate() {
+        buf[i] = MaybeUninit::new(v);
+    }
+    for (s, sub) in x.chunks_exact(16).enumerate() {
+        // SAFETY: `sub` is 16 floats; the loads are unaligned.
+        let (a, b) = unsafe {
+            (
+                _mm256_loadu_ps(sub.as_ptr()),
+                _mm256_loadu_ps(sub.as_ptr().add(8)),
+            )
+        };
+        buf[n + s] = MaybeUninit::new(hsum(_mm256_add_ps(a, b)));
+    }
+    // SAFETY: the loops wrote the first n + n / 16 entries, and `buf` stays borrowed.
+    unsafe { core::slice::from_raw_parts(buf.as_ptr().cast(), n + n / 16) }
+}
+
+/// `R` Q2_K rows · `xs` ([`with_sub_sums`]: `x`, then its sub-block sums): per 16-element
+/// sub-block and row `acc += (d·sc)·(Σ q·x)`, and per super-block and row the min term
+/// `acc −= (dmin·m)·(Σ x)` as two 8-lane products over the precomputed sums (instead of one
+/// per sub-block). The FMA ports bound this kernel, so the fourteen products saved per
+/// super-block and row measured 3.8 → 4.8 GB/s (44 → 56–57 % of Q4_0's) on the 576x1536 and
+/// 2048x2048 bench shapes (Zen 4, loaded machine).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn rows_q2_k_sums<const R: usize>(w: &[BlockQ2_K], kb: usize, xs: &[f32]) -> [__m256; R] {
+    assert!(w.len() >= R * kb && xs.len() >= 272 * kb);
+    let (x, sx) = xs.split_at(256 * kb);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for b in 0..kb {
+        let steps: [([f32; 16], [f32; 16]); R] =
+            core::array::from_fn(|r| q2_k_steps(&w[r * kb + b]));
+        // SAFETY: 16·b + 16 ≤ 16·kb ≤ sx.len() (asserted); the loads are unaligned.
+        let sxv = unsafe {
+            [
+                _mm256_loadu_ps(sx.as_ptr().add(16 * b)),
+                _mm256_loadu_ps(sx.as_ptr().add(16 * b + 8)),
+            ]
+        };
+        for r in 0..R {
+            for (h, &sv) in sxv.iter().enumerate() {
+                // SAFETY: `steps[r].1` holds 16 floats; the load is unaligned.
+                let min = unsafe { _mm256_loadu_ps(steps[r].1.as_ptr().add(8 * h)) };
+                acc[r] = _mm256_fnmadd_ps(min, sv, acc[r]);
+            }
+        }
+        for i in 0..8 {
+            let xv = load32(&x[256 * b + 32 * i..]);
+            for r in 0..R {
+                let q = i8x32_to_f32(q2_k_codes(&w[r * kb + b], i / 4, i % 4));
+                let p = [
+                    _mm256_fmadd_ps(q[1], xv[1], _mm256_mul_ps(q[0], xv[0])),
+                    _mm256_fmadd_ps(q[3], xv[3], _mm256_mul_ps(q[2], xv[2])),
+                ];
+                for (s, &ps) in p.iter().enumerate() {
+                    let step = _mm256_set1_ps(steps[r].0[2 * i + s]);
+                    acc[r] = _mm256_fmadd_ps(ps, step, acc[r]);
+                }
+            }
+        }
+    }
+    acc
+}
+
 /// Q3_K row · f32: the one-row case of the row kernel.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn dot_q3_k_f32(blocks: &[BlockQ3_K], x: &[f32]) -> f32 {
@@ -231,4 +308,11 @@ pub(crate) fn dot_q2_k_f32(blocks: &[BlockQ2_K], x: &[f32]) -> f32 {
 }
 
 dot_rows_driver!("avx2,fma,f16c", pub(crate) dot_rows_q3_k_f32, BlockQ3_K, rows_q3_k, store_rows);
-dot_rows_driver!("avx2,fma,f16c", pub(crate) dot_rows_q2_k_f32, BlockQ2_K, rows_q2_k, store_rows);
+dot_rows_driver!(
+    "avx2,fma,f16c",
+    pub(crate) dot_rows_q2_k_f32,
+    BlockQ2_K,
+    rows_q2_k_sums,
+    store_rows,
+    prescale = with_sub_sums[WITH_SUMS_MAX]
+);

@@ -15,9 +15,11 @@
 //! `Σ (u − 4)·a = Σ u·a − 4·Σa`) use the activation sums of each sub-block, the same tree over
 //! `1·a`. The GEMMs (`gemm_rows!`) prepare each super-block of a token's activations once
 //! per 64 rows, in runs of 16 super-blocks kept on the stack, rather than once per four-row
-//! tile (IQ4_XS from 13.5 to 16.0 GB/s, Q2_K 9.4 → 10.7, Q3_K 9.5 → 10.8 with the pairs
-//! below, Q5_K 14.0 → 15.0 on the 576x1536 bench shape, Zen 4); Q3_K, which has no min term,
-//! takes its rows in pairs whose float trees share one register (the half Q2_K's mins use).
+//! tile (IQ4_XS from 13.5 to 16.0 GB/s, Q2_K 9.4 → 10.7, Q3_K 9.5 → 10.8 with its rows
+//! then in pairs, Q5_K 14.0 → 15.0 on the 576x1536 bench shape, Zen 4). The float trees of a four-row
+//! tile run side by side, every shuffle and add serving all four rows (`trees4`; Q3_K, which
+//! has no min term, puts two rows in each register, `trees2`): Q2_K from 60 % to 69–70 % of
+//! Q4_0's GB/s on the 576x1536 and 2048x2048 bench shapes (Zen 4, loaded machine).
 //!
 //! Bit-identical to `scalar::dot_q2_k_q8` / `scalar::dot_q3_k_q8`: every integer is exact, and
 //! the float part is the reference's: per activation block one conversion and one product by
@@ -91,10 +93,25 @@ fn prepare(a: &[BlockQ8Act]) -> Acts {
     });
     let ones = _mm512_set1_epi8(1);
     let t = sums_tree(pairs.map(|p| _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, p)));
-    let d: [f32; 16] = core::array::from_fn(|k| a[k % 8].d());
-    // SAFETY: `d` holds 16 floats; the load is unaligned.
-    let d = unsafe { _mm512_loadu_ps(d.as_ptr()) };
-    Acts { a: pairs, t, d }
+    Acts {
+        a: pairs,
+        t,
+        d: block_scales(a),
+    }
+}
+
+/// The scales of the eight activation blocks `a[..8]`, twice: one gather (the blocks are 40
+/// bytes apart) and one broadcast, rather than sixteen scalar stores read back as a vector.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn block_scales(a: &[BlockQ8Act]) -> __m512 {
+    assert!(a.len() >= 8);
+    let s = core::mem::size_of::<BlockQ8Act>() as i32;
+    let idx = _mm256_setr_epi32(0, s, 2 * s, 3 * s, 4 * s, 5 * s, 6 * s, 7 * s);
+    // SAFETY: lane i reads the 4 bytes of `d` at offset 40·i ≤ 280 of `a`, inside its eight
+    // blocks (asserted); unaligned f32 reads are allowed.
+    let d = unsafe { _mm256_i32gather_ps::<1>(a.as_ptr().cast::<u8>().cast(), idx) };
+    _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(d)))
 }
 
 /// The float part of a super-block: with `s` the scaled sub-block sums in [`sums_tree`]'s
@@ -104,11 +121,7 @@ fn prepare(a: &[BlockQ8Act]) -> Acts {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn trees(s: __m512i, mins: __m512i, d: __m512) -> (f32, f32) {
-    // [I_0..4, I_4..8, M_0..4, M_4..8]: lanes 0 and 1 of `s` are the two sub-blocks of
-    // activation blocks 0..4, lanes 2 and 3 of blocks 4..8.
-    let x = _mm512_shuffle_i32x4::<0b10_00_10_00>(s, mins);
-    let y = _mm512_shuffle_i32x4::<0b11_01_11_01>(s, mins);
-    let p = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(x, y)), d);
+    let p = products(s, mins, d);
     // sum8_tree: t_i = p_i + p_{i+4}, then (t_0 + t_2) + (t_1 + t_3), in each 256-bit half.
     let t = _mm512_add_ps(p, _mm512_shuffle_f32x4::<0b10_11_00_01>(p, p));
     let u = _mm512_add_ps(t, _mm512_permute_ps::<0b01_00_11_10>(t));
@@ -117,6 +130,57 @@ fn trees(s: __m512i, mins: __m512i, d: __m512) -> (f32, f32) {
         _mm512_cvtss_f32(v),
         _mm_cvtss_f32(_mm512_extractf32x4_ps::<2>(v)),
     )
+}
+
+/// The first half of [`trees`]: `[d_k·I_k (k = 0..8), d_k·M_k (k = 0..8)]`, each the
+/// reference's conversion and product.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn products(s: __m512i, mins: __m512i, d: __m512) -> __m512 {
+    // [I_0..4, I_4..8, M_0..4, M_4..8]: lanes 0 and 1 of `s` are the two sub-blocks of
+    // activation blocks 0..4, lanes 2 and 3 of blocks 4..8.
+    let x = _mm512_shuffle_i32x4::<0b10_00_10_00>(s, mins);
+    let y = _mm512_shuffle_i32x4::<0b11_01_11_01>(s, mins);
+    _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(x, y)), d)
+}
+
+/// `t_i = p_i + p_{i+4}` (`sum8_tree`'s first step) of each eight lanes of `a` and `b`:
+/// `[a's first, a's last, b's first, b's last]`, four lanes each.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn first_step(a: __m512, b: __m512) -> __m512 {
+    _mm512_add_ps(
+        _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b),
+        _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b),
+    )
+}
+
+/// The second half of [`trees`] for four [`products`] `p` (rows `A, B, C, D`) at once, the
+/// rows side by side so that every shuffle and add works for all of them (eleven operations
+/// instead of twenty-four): the same sums in the same order, `Σ_tree` of the first eight lanes
+/// of row `r` in lane `[0, 8, 2, 10][r]` and of its last eight in lane `[4, 12, 6, 14][r]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn trees4(p: [__m512; 4]) -> __m512 {
+    // [A first, A last, B first, B last] and C, D, four t_i each.
+    let (ab, cd) = (first_step(p[0], p[1]), first_step(p[2], p[3]));
+    // (t_0 + t_2), (t_1 + t_3): per 128-bit lane [AB's two, CD's two].
+    let u = _mm512_add_ps(
+        _mm512_shuffle_ps::<0b01_00_01_00>(ab, cd),
+        _mm512_shuffle_ps::<0b11_10_11_10>(ab, cd),
+    );
+    // (t_0 + t_2) + (t_1 + t_3) in lanes 0 and 2 of each 128-bit lane.
+    _mm512_add_ps(u, _mm512_permute_ps::<0b10_11_00_01>(u))
+}
+
+/// The second half of [`trees`] for two [`products`] `a` and `b` (each two eight-lane groups,
+/// so four sums): the same sums in the same order, in lanes 0, 4 (`a`'s), 8 and 12 (`b`'s).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn trees2(a: __m512, b: __m512) -> __m512 {
+    let t = first_step(a, b);
+    let u = _mm512_add_ps(t, _mm512_permute_ps::<0b01_00_11_10>(t));
+    _mm512_add_ps(u, _mm512_permute_ps::<0b10_11_00_01>(u))
 }
 
 /// `d` and `dmin` as f32, with F16C.
@@ -128,31 +192,63 @@ pub(super) fn f16_pair(d: F16Le, dmin: F16Le) -> (f32, f32) {
     (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
 }
 
+/// One Q2_K super-block's scaled sub-block sums `sc·Σ q·a` and min terms `m·Σ a`, in
+/// [`sums_tree`]'s lanes.
+///
+/// Pair `j` of each code byte is kept in place (`q & (3 << 2j)` = `4^j·q_j`, at most 192, one
+/// mask and no shift), so `vpdpbusd` gives `4^j` times pair `j`'s sums (exact: below 2¹⁹ per
+/// lane); after the tree, lane `4L + j` holds pair `j`, and one variable arithmetic shift by
+/// `2j` divides the scaled sums back exactly (they are multiples of `4^j`). The sub-block
+/// scale bytes are reordered to the tree's lanes and widened to i32 once, then split into
+/// `sc` (low nibble) and `m` (high nibble).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn q2_k_sums(b: &BlockQ2_K, acts: &Acts) -> (__m512i, __m512i) {
+    // SAFETY: `qs` is 64 readable bytes; the load is unaligned.
+    let q = unsafe { _mm512_loadu_si512(b.qs.as_ptr().cast()) };
+    let zero = _mm512_setzero_si512();
+    let v: [__m512i; 4] = core::array::from_fn(|j| {
+        let codes = _mm512_and_si512(q, _mm512_set1_epi8((3u8 << (2 * j)) as i8));
+        _mm512_dpbusd_epi32(zero, codes, acts.a[j])
+    });
+    // SAFETY: `scales` is 16 readable bytes; the load is unaligned.
+    let s = lane_order(unsafe { _mm_loadu_si128(b.scales.as_ptr().cast()) });
+    let s = _mm512_cvtepu8_epi32(s);
+    let sc = _mm512_and_si512(s, _mm512_set1_epi32(0x0F));
+    let m = _mm512_srli_epi32::<4>(s);
+    // Lane 4L + j: pair j's sums, 4^j times too large.
+    let unscale = _mm512_set4_epi32(6, 4, 2, 0);
+    let sums = _mm512_srav_epi32(sums_tree(v), unscale);
+    let scaled = _mm512_mullo_epi32(sums, sc);
+    (scaled, _mm512_mullo_epi32(acts.t, m))
+}
+
 /// One Q2_K super-block against its prepared activations: `d·P − dmin·M`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn q2_k_block(b: &BlockQ2_K, acts: &Acts) -> f32 {
-    // SAFETY: `qs` is 64 readable bytes; the load is unaligned.
-    let q = unsafe { _mm512_loadu_si512(b.qs.as_ptr().cast()) };
-    let three = _mm512_set1_epi8(3);
-    let codes = [
-        _mm512_and_si512(q, three),
-        _mm512_and_si512(_mm512_srli_epi16::<2>(q), three),
-        _mm512_and_si512(_mm512_srli_epi16::<4>(q), three),
-        _mm512_and_si512(_mm512_srli_epi16::<6>(q), three),
-    ];
-    let zero = _mm512_setzero_si512();
-    let v: [__m512i; 4] = core::array::from_fn(|j| _mm512_dpbusd_epi32(zero, codes[j], acts.a[j]));
-    // SAFETY: `scales` is 16 readable bytes; the load is unaligned.
-    let s = lane_order(unsafe { _mm_loadu_si128(b.scales.as_ptr().cast()) });
-    let low = _mm_set1_epi8(0x0F);
-    let sc = _mm512_cvtepu8_epi32(_mm_and_si128(s, low));
-    let m = _mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16::<4>(s), low));
-    let scaled = _mm512_mullo_epi32(sums_tree(v), sc);
-    let mins = _mm512_mullo_epi32(acts.t, m);
+    let (scaled, mins) = q2_k_sums(b, acts);
     let (p, pm) = trees(scaled, mins, acts.d);
     let (d, dmin) = f16_pair(b.d, b.dmin);
     d * p - dmin * pm
+}
+
+/// Four rows' Q2_K super-blocks against the same prepared activations, their float trees
+/// side by side ([`trees4`]): each result as [`q2_k_block`] gives it.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn q2_k_quad(b: [&BlockQ2_K; 4], acts: &Acts) -> [f32; 4] {
+    let p = b.map(|b| {
+        let (scaled, mins) = q2_k_sums(b, acts);
+        products(scaled, mins, acts.d)
+    });
+    let mut v = [0.0f32; 16];
+    // SAFETY: `v` holds 16 floats; the store is unaligned.
+    unsafe { _mm512_storeu_ps(v.as_mut_ptr(), trees4(p)) };
+    core::array::from_fn(|r| {
+        let (d, dmin) = f16_pair(b[r].d, b[r].dmin);
+        d * v[[0, 8, 2, 10][r]] - dmin * v[[4, 12, 6, 14][r]]
+    })
 }
 
 /// One Q3_K super-block's scaled sub-block sums `(sc − 32)·Σ (u − 4)·a`, in [`sums_tree`]'s
@@ -201,15 +297,20 @@ fn q3_k_block(b: &BlockQ3_K, acts: &Acts) -> f32 {
     f16_pair(b.d, b.d).0 * p
 }
 
-/// Two rows' Q3_K super-blocks against the same prepared activations: Q3_K has no min term, so
-/// the second row's sums take the half of [`trees`] that Q2_K gives its mins (the same float
-/// operations in the same order as [`q3_k_block`] on each row).
+/// Four rows' Q3_K super-blocks against the same prepared activations, two rows per
+/// [`products`] and their trees side by side ([`trees2`]): each result as [`q3_k_block`] gives
+/// it.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn q3_k_pair(b0: &BlockQ3_K, b1: &BlockQ3_K, acts: &Acts) -> [f32; 2] {
-    let (p0, p1) = trees(q3_k_scaled(b0, acts), q3_k_scaled(b1, acts), acts.d);
-    let (d0, d1) = f16_pair(b0.d, b1.d);
-    [d0 * p0, d1 * p1]
+fn q3_k_quad(b: [&BlockQ3_K; 4], acts: &Acts) -> [f32; 4] {
+    let s = b.map(|b| q3_k_scaled(b, acts));
+    let (p01, p23) = (products(s[0], s[1], acts.d), products(s[2], s[3], acts.d));
+    let mut v = [0.0f32; 16];
+    // SAFETY: `v` holds 16 floats; the store is unaligned.
+    unsafe { _mm512_storeu_ps(v.as_mut_ptr(), trees2(p01, p23)) };
+    let (d0, d1) = f16_pair(b[0].d, b[1].d);
+    let (d2, d3) = f16_pair(b[2].d, b[3].d);
+    [d0 * v[0], d1 * v[4], d2 * v[8], d3 * v[12]]
 }
 
 /// Q2_K row · int8 activations (`acts` holds eight blocks per super-block).
@@ -247,8 +348,9 @@ pub(super) const ROW_BLOCK: usize = 64;
 /// in order (a run's partial sums wait in `y`, exactly, between runs), so each result equals
 /// the row dot's. `$per_block(block, &prepared)` gives one super-block's term; with a trailing
 /// `$ctx` expression (evaluated once per call, e.g. a lookup table) it is called as
-/// `$per_block(block, &prepared, ctx)`; with a trailing `pair: $pair` instead, `$pair(block0,
-/// block1, &prepared)` gives two rows' terms at once (each as `$per_block` would). The 512-bit
+/// `$per_block(block, &prepared, ctx)`; with a trailing `quad: $quad` instead,
+/// `$quad([block0, block1, block2, block3], &prepared)` gives four rows' terms at once (each as
+/// `$per_block` would) for the tiles of four rows. The 512-bit
 /// int8 GEMMs of IQ4_XS and Q5_K use it too.
 macro_rules! gemm_rows {
     (@call $f:path, $w:expr, $p:expr, $c:ident) => {
@@ -257,13 +359,14 @@ macro_rules! gemm_rows {
     (@call $f:path, $w:expr, $p:expr, $c:ident, $_ctx:expr) => {
         $f($w, $p, $c)
     };
-    ($name:ident, $tile:ident, $block:ty, $per_block:path, pair: $pair:path) => {
-        gemm_rows!(@rows $name, $tile, $block, $per_block, [$pair]);
+    ($name:ident, $tile:ident, $block:ty, $per_block:path, quad: $quad:path) => {
+        gemm_rows!(@rows $name, $tile, $block, $per_block, [$quad, 4]);
     };
     ($name:ident, $tile:ident, $block:ty, $per_block:path $(, $ctx:expr)?) => {
         gemm_rows!(@rows $name, $tile, $block, $per_block, [] $(, $ctx)?);
     };
-    (@rows $name:ident, $tile:ident, $block:ty, $per_block:path, [$($pair:path)?]
+    (@rows $name:ident, $tile:ident, $block:ty, $per_block:path,
+        [$($group:path, $width:literal)?]
         $(, $ctx:expr)?) => {
         /// Adds to `out` (or, for the first run, `first`, writes) the terms of `R` rows
         /// (`kb` blocks each, back to back in `w`) for super-blocks `b0..b0 + prepared.len()`.
@@ -288,11 +391,14 @@ macro_rules! gemm_rows {
                 #[allow(unused_mut)]
                 let mut r = 0;
                 $(
-                    while r + 2 <= R {
-                        let [s0, s1] = $pair(&w[r * kb + b0 + i], &w[(r + 1) * kb + b0 + i], p);
-                        sums[r] += s0;
-                        sums[r + 1] += s1;
-                        r += 2;
+                    while r + $width <= R {
+                        let blocks: [&$block; $width] =
+                            core::array::from_fn(|g| &w[(r + g) * kb + b0 + i]);
+                        let terms = $group(blocks, p);
+                        for g in 0..$width {
+                            sums[r + g] += terms[g];
+                        }
+                        r += $width;
                     }
                 )?
                 while r < R {
@@ -358,5 +464,5 @@ macro_rules! gemm_rows {
 }
 pub(super) use gemm_rows;
 
-gemm_rows!(gemm_q2_k_q8, tile_q2_k, BlockQ2_K, q2_k_block);
-gemm_rows!(gemm_q3_k_q8, tile_q3_k, BlockQ3_K, q3_k_block, pair: q3_k_pair);
+gemm_rows!(gemm_q2_k_q8, tile_q2_k, BlockQ2_K, q2_k_block, quad: q2_k_quad);
+gemm_rows!(gemm_q3_k_q8, tile_q3_k, BlockQ3_K, q3_k_block, quad: q3_k_quad);

@@ -98,10 +98,11 @@ macro_rules! kquant_low_int8_dots {
             }
         }
 
-        /// One Q2_K super-block against its prepared activations: `d·P − dmin·M`.
+        /// One Q2_K super-block's per-activation-block products `(d_k·I_k, d_k·M_k)` against
+        /// its prepared activations, before their sums.
         #[inline]
         #[target_feature(enable = $features)]
-        fn q2_k_block(b: &BlockQ2_K, p: &Q2kActs) -> f32 {
+        fn q2_k_products(b: &BlockQ2_K, p: &Q2kActs) -> (__m256, __m256) {
             let v: [__m256i; 8] =
                 core::array::from_fn(|k| dot_u8_i8(q2_k_codes(b, k / 4, k % 4), p.x[k]));
             // SAFETY: `scales` is 16 bytes; the load is unaligned.
@@ -123,8 +124,63 @@ macro_rules! kquant_low_int8_dots {
             );
             let pi = _mm256_mul_ps(p.d, _mm256_cvtepi32_ps(isum));
             let q = _mm256_mul_ps(p.d, _mm256_cvtepi32_ps(msum));
+            (pi, q)
+        }
+
+        /// One Q2_K super-block against its prepared activations: `d·P − dmin·M`.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn q2_k_block(b: &BlockQ2_K, p: &Q2kActs) -> f32 {
+            let (pi, q) = q2_k_products(b, p);
             let (d, dmin) = (_mm256_cvtss_f32(f16x8(b.d)), _mm256_cvtss_f32(f16x8(b.dmin)));
             d * hsum(pi) - dmin * hsum(q)
+        }
+
+        /// `sum8_tree`'s first step (`t_i = p_i + p_{i+4}`) of `a` and `b`: `[a's t | b's t]`.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn first_step(a: __m256, b: __m256) -> __m256 {
+            _mm256_add_ps(
+                _mm256_permute2f128_ps::<0x20>(a, b),
+                _mm256_permute2f128_ps::<0x31>(a, b),
+            )
+        }
+
+        /// Four rows' Q2_K super-blocks against the same prepared activations, the eight
+        /// eight-lane sums (`hsum`'s, which is `sum8_tree`'s order) side by side so that each
+        /// shuffle and add serves several of them: each result as [`q2_k_block`] gives it.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn q2_k_quad(b: [&BlockQ2_K; 4], p: &Q2kActs) -> [f32; 4] {
+            let v = b.map(|b| q2_k_products(b, p));
+            // [P_r t | M_r t] for each row r.
+            let t = v.map(|(pi, q)| first_step(pi, q));
+            // (t_0 + t_2), (t_1 + t_3): per 128-bit lane, two of the first vector's, two of
+            // the second's.
+            let second = |a: __m256, b: __m256| {
+                _mm256_add_ps(
+                    _mm256_shuffle_ps::<0b01_00_01_00>(a, b),
+                    _mm256_shuffle_ps::<0b11_10_11_10>(a, b),
+                )
+            };
+            let (u01, u23) = (second(t[0], t[1]), second(t[2], t[3]));
+            // (t_0 + t_2) + (t_1 + t_3) in lanes 0 and 2 of each 128-bit lane: rows 0 and 1
+            // (P in the low half, M in the high half), then rows 2 and 3.
+            let third = |u: __m256| _mm256_add_ps(u, _mm256_permute_ps::<0b10_11_00_01>(u));
+            let mut s = [0.0f32; 16];
+            // SAFETY: `s` holds 16 floats; the stores are unaligned.
+            unsafe {
+                _mm256_storeu_ps(s.as_mut_ptr(), third(u01));
+                _mm256_storeu_ps(s.as_mut_ptr().add(8), third(u23));
+            }
+            core::array::from_fn(|r| {
+                let (d, dmin) = (
+                    _mm256_cvtss_f32(f16x8(b[r].d)),
+                    _mm256_cvtss_f32(f16x8(b[r].dmin)),
+                );
+                let (pl, ml) = [(0, 4), (2, 6), (8, 12), (10, 14)][r];
+                d * s[pl] - dmin * s[ml]
+            })
         }
 
         /// Q2_K row · int8 activations (`acts` holds eight blocks per super-block).
@@ -155,6 +211,13 @@ macro_rules! kquant_low_int8_dots {
                 sums.copy_from_slice(&out[..R]);
             }
             for (i, p) in prepared.iter().enumerate() {
+                if R == 4 {
+                    let terms = q2_k_quad(core::array::from_fn(|r| &w[r * kb + b0 + i]), p);
+                    for (s, t) in sums.iter_mut().zip(terms) {
+                        *s += t;
+                    }
+                    continue;
+                }
                 for (r, s) in sums.iter_mut().enumerate() {
                     *s += q2_k_block(&w[r * kb + b0 + i], p);
                 }

@@ -406,7 +406,8 @@ dot_rows_wrapper!(
     BlockQ2_K,
     "Q2_K",
     256,
-    kquants_low::dot_rows_q2_k_f32
+    kquants_low::dot_rows_q2_k_f32,
+    above gemm::PRESCALE_MAX => dot_q2_k_f32,
 );
 // Installed only for the AVX512-VNNI backend, whose detection includes `avx512f` and `avx512bw`.
 dot_rows_wrapper!(
