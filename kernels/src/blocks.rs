@@ -128,7 +128,6 @@ const _: () = assert!(size_of::<BlockQ5_1>() == 24);
 /// ```
 #[repr(C)]
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[allow(non_camel_case_types)] // GGUF's name.
 pub struct BlockIQ4_NL {
     /// Scale.
     pub d: F16Le,
@@ -168,7 +167,6 @@ const _: () = assert!(size_of::<BlockQ8_0>() == 34);
 /// ```
 #[repr(C)]
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[allow(non_camel_case_types)] // GGUF's name.
 pub struct BlockQ4_K {
     /// Super-block scale of the sub-block scales.
     pub d: F16Le,
@@ -195,7 +193,6 @@ const _: () = assert!(size_of::<BlockQ4_K>() == 144);
 /// ```
 #[repr(C)]
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[allow(non_camel_case_types)] // GGUF's name.
 pub struct BlockQ5_K {
     /// Super-block scale of the sub-block scales.
     pub d: F16Le,
@@ -224,7 +221,6 @@ const _: () = assert!(size_of::<BlockQ5_K>() == 176);
 /// ```
 #[repr(C)]
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[allow(non_camel_case_types)] // GGUF's name.
 pub struct BlockIQ4_XS {
     /// Super-block scale.
     pub d: F16Le,
@@ -252,7 +248,6 @@ const _: () = assert!(size_of::<BlockIQ4_XS>() == 136);
 /// ```
 #[repr(C)]
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[allow(non_camel_case_types)] // GGUF's name.
 pub struct BlockQ6_K {
     /// Low 4 bits of the codes.
     pub ql: [u8; 128],
@@ -282,7 +277,6 @@ const _: () = assert!(size_of::<BlockQ6_K>() == 210);
 /// ```
 #[repr(C)]
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[allow(non_camel_case_types)] // GGUF's name.
 pub struct BlockQ3_K {
     /// High bits of the codes, one bit-plane per 32 elements.
     pub hmask: [u8; 32],
@@ -309,7 +303,6 @@ const _: () = assert!(size_of::<BlockQ3_K>() == 110);
 /// ```
 #[repr(C)]
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[allow(non_camel_case_types)] // GGUF's name.
 pub struct BlockQ2_K {
     /// Four-bit sub-block scales (low nibbles) and mins (high nibbles).
     pub scales: [u8; 16],
@@ -372,7 +365,6 @@ const _: () = assert!(size_of::<BlockTQ2_0>() == 66);
 /// ```
 #[repr(C)]
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[allow(non_camel_case_types)] // bitnet.cpp's name.
 pub struct BlockI2_S {
     /// Packed 2-bit codes.
     pub qs: [u8; 32],

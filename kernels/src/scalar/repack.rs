@@ -275,7 +275,10 @@ pub fn dequant_repacked(format: Format, w: &[u8], cols: usize, r: usize, out: &m
 /// `y[t·ldy + r] = row r · token t` for the `m` rows of a repacked `format` matrix `w` of
 /// `cols` weights per row ([`repacked_bytes`]) and `n` rows of int8 activations `xq`
 /// ([`act_q8_bytes`](super::act_q8_bytes) each), with the arithmetic of the module docs.
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
+)]
 pub fn gemm_repacked(
     format: Format,
     w: &[u8],
