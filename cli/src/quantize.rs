@@ -107,7 +107,10 @@ const I2_S_TRAILER: usize = 32;
 
 /// The types `tern quantize` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(non_camel_case_types)] // GGUF's names (Q4_0, I2_S), as in `Format`.
+#[expect(
+    non_camel_case_types,
+    reason = "GGUF's names (Q4_0, I2_S), as in `Format`"
+)]
 enum Target {
     F32,
     F16,
@@ -767,7 +770,10 @@ fn absmean_ternary(w: &[f32]) -> (Vec<f32>, f32) {
 }
 
 /// Prints one line per tensor and what fell back.
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the run's settings, each printed in the report; a struct for one call would add a type"
+)]
 fn report(
     src: &Gguf<'_>,
     w: &GgufWriter<'_>,

@@ -3,12 +3,30 @@
 //! Every block is `#[repr(C)]` with alignment 1, so a row of GGUF bytes can be viewed as a
 //! slice of blocks wherever it sits in memory (see [`as_blocks`]). Bit ranges in the layout
 //! drawings are half-open, as Rust ranges are.
+//!
+//! The casts are zerocopy's: its derives prove at compile time what hand-written `unsafe impl`s
+//! would otherwise assert (alignment 1, no padding, every bit pattern valid), so neither this
+//! module nor a block type defined elsewhere needs `unsafe`.
 
-use core::mem::{align_of, size_of};
+use core::mem::size_of;
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// A little-endian IEEE half stored as two bytes (alignment 1, unlike `half::f16`).
 #[repr(transparent)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    FromBytes,
+    IntoBytes,
+    KnownLayout,
+    Immutable,
+    Unaligned,
+)]
 pub struct F16Le(pub [u8; 2]);
 
 impl F16Le {
@@ -32,7 +50,7 @@ impl F16Le {
 /// byte 2..18  qs: byte j = element j (low nibble) | element j+16 (high nibble)
 /// ```
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 pub struct BlockQ4_0 {
     /// Scale.
     pub d: F16Le,
@@ -49,7 +67,7 @@ const _: () = assert!(size_of::<BlockQ4_0>() == 18);
 /// byte 4..20  qs: byte j = element j (low nibble) | element j+16 (high nibble)
 /// ```
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 pub struct BlockQ4_1 {
     /// Scale.
     pub d: F16Le,
@@ -68,7 +86,7 @@ const _: () = assert!(size_of::<BlockQ4_1>() == 20);
 /// byte 6..22  qs: byte j = bits 0..4 of element j (low nibble) | of element j+16 (high nibble)
 /// ```
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 pub struct BlockQ5_0 {
     /// Scale.
     pub d: F16Le,
@@ -88,7 +106,7 @@ const _: () = assert!(size_of::<BlockQ5_0>() == 22);
 /// byte 8..24  qs: byte j = bits 0..4 of element j (low nibble) | of element j+16 (high nibble)
 /// ```
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 pub struct BlockQ5_1 {
     /// Scale.
     pub d: F16Le,
@@ -109,8 +127,7 @@ const _: () = assert!(size_of::<BlockQ5_1>() == 24);
 /// byte 2..18  qs: byte j = element j (low nibble) | element j+16 (high nibble)
 /// ```
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
-#[allow(non_camel_case_types)] // GGUF's name.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 pub struct BlockIQ4_NL {
     /// Scale.
     pub d: F16Le,
@@ -126,7 +143,7 @@ const _: () = assert!(size_of::<BlockIQ4_NL>() == 18);
 /// byte 2..34  qs: element j as i8
 /// ```
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 pub struct BlockQ8_0 {
     /// Scale.
     pub d: F16Le,
@@ -149,8 +166,7 @@ const _: () = assert!(size_of::<BlockQ8_0>() == 34);
 ///                  element 64c + 32 + l (high nibble, sub-block 2c + 1)
 /// ```
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
-#[allow(non_camel_case_types)] // GGUF's name.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 pub struct BlockQ4_K {
     /// Super-block scale of the sub-block scales.
     pub d: F16Le,
@@ -176,8 +192,7 @@ const _: () = assert!(size_of::<BlockQ4_K>() == 144);
 ///                  element 64c + 32 + l (high nibble, sub-block 2c + 1)
 /// ```
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
-#[allow(non_camel_case_types)] // GGUF's name.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 pub struct BlockQ5_K {
     /// Super-block scale of the sub-block scales.
     pub d: F16Le,
@@ -205,8 +220,7 @@ const _: () = assert!(size_of::<BlockQ5_K>() == 176);
 ///                  element 32j + 16 + i (high nibble)
 /// ```
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
-#[allow(non_camel_case_types)] // GGUF's name.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 pub struct BlockIQ4_XS {
     /// Super-block scale.
     pub d: F16Le,
@@ -233,8 +247,7 @@ const _: () = assert!(size_of::<BlockIQ4_XS>() == 136);
 /// byte 208..210   d (f16)
 /// ```
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
-#[allow(non_camel_case_types)] // GGUF's name.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 pub struct BlockQ6_K {
     /// Low 4 bits of the codes.
     pub ql: [u8; 128],
@@ -263,8 +276,7 @@ const _: () = assert!(size_of::<BlockQ6_K>() == 210);
 /// byte 108..110  d (f16)
 /// ```
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
-#[allow(non_camel_case_types)] // GGUF's name.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 pub struct BlockQ3_K {
     /// High bits of the codes, one bit-plane per 32 elements.
     pub hmask: [u8; 32],
@@ -290,8 +302,7 @@ const _: () = assert!(size_of::<BlockQ3_K>() == 110);
 /// byte 82..84   dmin (f16), scale of the sub-block mins
 /// ```
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
-#[allow(non_camel_case_types)] // GGUF's name.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 pub struct BlockQ2_K {
     /// Four-bit sub-block scales (low nibbles) and mins (high nibbles).
     pub scales: [u8; 16],
@@ -317,7 +328,7 @@ const _: () = assert!(size_of::<BlockQ2_K>() == 84);
 /// byte 52..54   d (f16)
 /// ```
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 pub struct BlockTQ1_0 {
     /// Five trits per byte.
     pub qs: [u8; 48],
@@ -336,7 +347,7 @@ const _: () = assert!(size_of::<BlockTQ1_0>() == 54);
 /// byte 64..66   d (f16)
 /// ```
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 pub struct BlockTQ2_0 {
     /// Packed 2-bit codes.
     pub qs: [u8; 64],
@@ -353,93 +364,38 @@ const _: () = assert!(size_of::<BlockTQ2_0>() == 66);
 ///               (k = 0 in bits 7–6, k = 3 in bits 1–0; most significant pair first)
 /// ```
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
-#[allow(non_camel_case_types)] // bitnet.cpp's name.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 pub struct BlockI2_S {
     /// Packed 2-bit codes.
     pub qs: [u8; 32],
 }
 const _: () = assert!(size_of::<BlockI2_S>() == 32);
 
-/// A type that may be viewed from any bytes of its size.
+/// A block type that may be viewed from any bytes of its size and back: alignment 1, no
+/// padding, every bit pattern valid.
 ///
-/// # Safety
-/// Implementors are `#[repr(C)]` or `#[repr(transparent)]`, have alignment 1, no padding, and
-/// every bit pattern is a valid value.
-pub unsafe trait Pod: Copy {}
+/// zerocopy's derives check each of these at compile time (`Unaligned`: alignment 1;
+/// `IntoBytes`: no padding; `FromBytes`: any bits valid), so deriving them is all a block type
+/// needs; this trait only names the set and is implemented for every type that has it.
+pub trait Pod: FromBytes + IntoBytes + KnownLayout + Immutable + Unaligned + Copy {}
 
-// SAFETY: each is repr(C)/transparent over u8/i8 arrays: alignment 1, no padding, any bits valid.
-unsafe impl Pod for F16Le {}
-// SAFETY: as above.
-unsafe impl Pod for BlockQ4_0 {}
-// SAFETY: as above.
-unsafe impl Pod for BlockQ4_1 {}
-// SAFETY: as above.
-unsafe impl Pod for BlockQ8_0 {}
-// SAFETY: repr(C) over F16Le and u8 arrays: alignment 1, 2 + 4 + 16 = 22 bytes, no padding, any
-// bits valid.
-unsafe impl Pod for BlockQ5_0 {}
-// SAFETY: repr(C) over F16Le and u8 arrays: alignment 1, 2 + 2 + 4 + 16 = 24 bytes, no padding,
-// any bits valid.
-unsafe impl Pod for BlockQ5_1 {}
-// SAFETY: repr(C) over F16Le and a u8 array: alignment 1, 2 + 16 = 18 bytes, no padding, any
-// bits valid.
-unsafe impl Pod for BlockIQ4_NL {}
-// SAFETY: repr(C) over F16Le and u8 arrays: alignment 1, 144 bytes with no padding (asserted
-// above and implied by the field sizes 2 + 2 + 12 + 128), any bits valid.
-unsafe impl Pod for BlockQ4_K {}
-// SAFETY: repr(C) over F16Le and u8 arrays: alignment 1, 2 + 2 + 12 + 32 + 128 = 176 bytes, no
-// padding, any bits valid.
-unsafe impl Pod for BlockQ5_K {}
-// SAFETY: repr(C) over F16Le and u8 arrays: alignment 1, 2 + 2 + 4 + 128 = 136 bytes, no
-// padding, any bits valid.
-unsafe impl Pod for BlockIQ4_XS {}
-// SAFETY: repr(C) over u8/i8 arrays and F16Le: alignment 1, 128 + 64 + 16 + 2 = 210 bytes, no
-// padding, any bits valid.
-unsafe impl Pod for BlockQ6_K {}
-// SAFETY: repr(C) over u8 arrays and F16Le: alignment 1, 32 + 64 + 12 + 2 = 110 bytes, no
-// padding, any bits valid.
-unsafe impl Pod for BlockQ3_K {}
-// SAFETY: repr(C) over u8 arrays and F16Le: alignment 1, 16 + 64 + 2 + 2 = 84 bytes, no
-// padding, any bits valid.
-unsafe impl Pod for BlockQ2_K {}
-// SAFETY: repr(C) over u8 arrays and F16Le: alignment 1, 48 + 4 + 2 = 54 bytes, no padding, any
-// bits valid.
-unsafe impl Pod for BlockTQ1_0 {}
-// SAFETY: repr(C) over a u8 array and F16Le: alignment 1, 64 + 2 = 66 bytes, no padding, any
-// bits valid.
-unsafe impl Pod for BlockTQ2_0 {}
-// SAFETY: repr(C) over one u8 array: alignment 1, 32 bytes, no padding, any bits valid.
-unsafe impl Pod for BlockI2_S {}
+impl<T: FromBytes + IntoBytes + KnownLayout + Immutable + Unaligned + Copy> Pod for T {}
 
 /// Views `bytes` as blocks, or `None` unless the length is a whole number of blocks.
 #[inline]
 pub fn as_blocks<B: Pod>(bytes: &[u8]) -> Option<&[B]> {
-    const { assert!(align_of::<B>() == 1) };
-    if size_of::<B>() == 0 || !bytes.len().is_multiple_of(size_of::<B>()) {
-        return None;
-    }
-    let n = bytes.len() / size_of::<B>();
-    // SAFETY: B is Pod (alignment 1, any bit pattern valid) and n·size_of::<B>() == bytes.len(),
-    // so the new slice covers exactly the borrowed bytes.
-    Some(unsafe { core::slice::from_raw_parts(bytes.as_ptr().cast::<B>(), n) })
+    // Blocks are `Unaligned`, so only the length can make the cast fail.
+    <[B]>::ref_from_bytes(bytes).ok()
 }
 
 /// Mutable form of [`as_blocks`].
 #[inline]
 pub fn as_blocks_mut<B: Pod>(bytes: &mut [u8]) -> Option<&mut [B]> {
-    const { assert!(align_of::<B>() == 1) };
-    if size_of::<B>() == 0 || !bytes.len().is_multiple_of(size_of::<B>()) {
-        return None;
-    }
-    let n = bytes.len() / size_of::<B>();
-    // SAFETY: as in `as_blocks`; the exclusive borrow of `bytes` moves to the result.
-    Some(unsafe { core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<B>(), n) })
+    <[B]>::mut_from_bytes(bytes).ok()
 }
 
 /// Views `blocks` as their bytes.
 #[inline]
 pub fn as_bytes<B: Pod>(blocks: &[B]) -> &[u8] {
-    // SAFETY: B is Pod (no padding), so every byte of the slice is initialized.
-    unsafe { core::slice::from_raw_parts(blocks.as_ptr().cast::<u8>(), size_of_val(blocks)) }
+    blocks.as_bytes()
 }

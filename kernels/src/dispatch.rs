@@ -578,7 +578,10 @@ impl Kernels {
     /// each weight unpacked once per call ([`GemmI8Fn`]). Its results equal the format's
     /// `gemm_q8` up to float rounding ([`scalar::gemm_i8`] states the bound); it pays off from
     /// a few tokens on. Panics unless [`Kernels::has_gemm_i8`].
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
+    )]
     #[inline]
     pub fn gemm_i8(
         &self,

@@ -12,7 +12,10 @@
 /// discriminant is the format's row in [`FORMATS`] (checked at compile time).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-#[allow(non_camel_case_types)] // GGUF's names (Q4_K, I2_S), so readers can grep the spec.
+#[expect(
+    non_camel_case_types,
+    reason = "GGUF's names (Q4_K, I2_S), so readers can grep the spec"
+)]
 pub enum Format {
     /// 32-bit IEEE float.
     F32,

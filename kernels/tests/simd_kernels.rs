@@ -952,7 +952,14 @@ suite! {
 /// crate's `std` feature that is run-time detection; without, the compile-time target features
 /// (`RUSTFLAGS="-C target-feature=+avx2,+fma,+f16c" cargo test --no-default-features`).
 // Without `std` the checks are compile-time constants, which clippy would fold.
-#[cfg_attr(not(feature = "std"), allow(clippy::eq_op, clippy::nonminimal_bool))]
+#[cfg_attr(
+    not(feature = "std"),
+    allow(
+        clippy::eq_op,
+        clippy::nonminimal_bool,
+        reason = "which constants fold depends on the target features the test is built with"
+    )
+)]
 fn expected_best() -> Backend {
     #[cfg(feature = "std")]
     macro_rules! has {

@@ -115,7 +115,10 @@ impl Model {
     /// Runs `tokens` (at most `s.max_batch()`, already checked against the vocabulary) at
     /// positions `pos0..`, appending their keys and values to `kv`, and leaves logits in `s`.
     /// Weights come from `feed`.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "distinct borrows (scratch, cache, weight feed, executor) plus the batch and its position"
+    )]
     pub(crate) fn forward(
         &self,
         s: &mut Scratch,
@@ -276,7 +279,10 @@ impl Model {
 
     /// Causal grouped-query attention of the `n` new tokens over the positions each may see in
     /// layer `l` (all before it, or its window); one task per query head.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one layer's state: scratch, cache, executor, layer tensors and the batch's position"
+    )]
     fn attend(
         &self,
         s: &mut Scratch,

@@ -98,7 +98,10 @@ fn rows_per_task(rows: usize, threads: usize) -> usize {
 /// `y[t][col0 + r] = W[r] · x[t]` for the `n` activation rows `x` `(n, cols)` and the rows `r`
 /// of `w`, writing into `y` `(n, y_stride)`: `w` may be a slice of a larger matrix's rows,
 /// whose outputs start at column `col0`.
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the matrix, the activations and the output window a partitioned matmul needs"
+)]
 pub(crate) fn matmul(
     k: &Kernels,
     par: &dyn Parallel,

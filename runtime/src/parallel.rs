@@ -51,7 +51,10 @@ impl SharedOut {
     /// The range lies inside the buffer `new` was given, that buffer outlives the returned
     /// slice, and no two live slices from the same buffer overlap.
     #[inline]
-    #[allow(clippy::mut_from_ref)]
+    #[expect(
+        clippy::mut_from_ref,
+        reason = "disjoint sub-slices of one buffer handed to threads; the caller's contract (see # Safety) keeps them apart"
+    )]
     pub(crate) unsafe fn slice(&self, start: usize, len: usize) -> &mut [f32] {
         // SAFETY: the caller upholds range, lifetime and disjointness.
         unsafe { core::slice::from_raw_parts_mut(self.0.add(start), len) }

@@ -299,7 +299,10 @@ impl Quantized {
 
 /// MAD on rows `row0..` of a matrix (`w`, one slice of the rows the feed handed out) for the
 /// `n` tokens of `q`: `y[t][row0 + r] = d[t] · W[r] · q[t]`, with `y` `(n, y_stride)`.
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the matrix slice, the tokens and the output window, as `matmul` takes them"
+)]
 pub(crate) fn mad(
     k: &Kernels,
     par: &dyn Parallel,
@@ -370,7 +373,10 @@ fn mad_gemv(
 }
 
 /// A batch, MAD: each task decodes its rows once and runs the batched kernel over all tokens.
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the matrix slice, the tokens and the output window, as `matmul` takes them"
+)]
 fn mad_gemm(
     k: &Kernels,
     par: &dyn Parallel,

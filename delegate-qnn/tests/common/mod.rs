@@ -1,7 +1,10 @@
 //! Shared by the ONNX Runtime tests: random GGUF matrices, the f64 reference product, model
 //! loading and the libraries from the environment.
 
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test binary uses its own subset of these helpers"
+)]
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -8,7 +8,7 @@ use crate::scalar::{IQ4_NL_VALUES, Q4_0_VALUES};
 
 /// The 32-weight block formats.
 #[derive(Clone, Copy, PartialEq, Eq)]
-#[allow(non_camel_case_types)] // GGUF's names.
+#[expect(non_camel_case_types, reason = "GGUF's names")]
 pub(super) enum Fmt {
     Q4_0,
     Q4_1,
@@ -26,7 +26,10 @@ impl Fmt {
 
     /// Whether the codes the int8 dots take may be negative (the sign trick of `vpmaddubsw`;
     /// NEON multiplies signed by signed and never asks).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[cfg_attr(
+        not(target_arch = "x86_64"),
+        expect(dead_code, reason = "only `vpmaddubsw` needs the sign trick")
+    )]
     pub(super) const fn signed(self) -> bool {
         !self.has_m()
     }

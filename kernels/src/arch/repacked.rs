@@ -51,7 +51,10 @@ pub(crate) struct TileArgs<'a> {
     /// `g·gstride` bytes on.
     pub w: &'a [u8],
     /// Bytes between row groups (tiles of one group, as NEON's, never step).
-    #[cfg_attr(target_arch = "aarch64", allow(dead_code))]
+    #[cfg_attr(
+        target_arch = "aarch64",
+        expect(dead_code, reason = "NEON's tiles never step between row groups")
+    )]
     pub gstride: usize,
     /// Row groups present from `w` (1..=ROWS/8): a tile reads group `min(g, groups − 1)`, and
     /// the outputs of rows past the matrix are discarded.
@@ -93,7 +96,10 @@ pub(crate) trait RepackedTile {
 ///
 /// # Safety
 /// The CPU has the features `K::tile` needs.
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
+)]
 pub(crate) unsafe fn gemm_repacked<K: RepackedTile>(
     format: Format,
     w: &[u8],

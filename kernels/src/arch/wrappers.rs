@@ -200,7 +200,7 @@ macro_rules! kquant_int8_wrappers {
 
             /// The prefetch hint before each row dot of the GEMMs, if the invocation gave one.
             #[inline(always)]
-            #[allow(unused_variables)]
+            #[allow(unused_variables, reason = "`row` is unused by the invocations that give no prefetch hint")]
             fn prefetch(row: &[u8]) {
                 $(super::$prefetch(row);)?
             }

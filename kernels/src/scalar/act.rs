@@ -16,8 +16,8 @@ use super::q5::codes5;
 use super::q8::round_half_away;
 use crate::blocks::{
     as_blocks, as_blocks_mut, BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0,
-    Pod,
 };
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// 32 activations quantized to int8 for the integer dot products.
 ///
@@ -30,7 +30,9 @@ use crate::blocks::{
 /// Like ggml's `block_q8_1`, but with f32 `d` and `s`. The fields are byte arrays so the
 /// block has alignment 1 and a buffer of them can live anywhere.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
 pub struct BlockQ8Act {
     /// Scale, little-endian f32.
     pub d: [u8; 4],
@@ -40,9 +42,6 @@ pub struct BlockQ8Act {
     pub qs: [i8; 32],
 }
 const _: () = assert!(core::mem::size_of::<BlockQ8Act>() == 40);
-
-// SAFETY: repr(C) over byte arrays: alignment 1, no padding, any bits valid.
-unsafe impl Pod for BlockQ8Act {}
 
 impl BlockQ8Act {
     /// Bytes of one block.

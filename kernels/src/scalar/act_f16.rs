@@ -48,8 +48,9 @@ use super::act::IQ4_NL_VALUES;
 use super::q5::codes5;
 use crate::blocks::{
     as_blocks, as_blocks_mut, BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0,
-    F16Le, Pod,
+    F16Le,
 };
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// 32 activations converted to halves for the f16 products.
 ///
@@ -59,7 +60,9 @@ use crate::blocks::{
 /// byte 8..72   hs: 32 × f16, each |hs[j]| ≤ 2
 /// ```
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
 pub struct BlockF16Act {
     /// Scale, little-endian f32 (a power of two).
     pub d: [u8; 4],
@@ -69,9 +72,6 @@ pub struct BlockF16Act {
     pub hs: [F16Le; 32],
 }
 const _: () = assert!(core::mem::size_of::<BlockF16Act>() == 72);
-
-// SAFETY: repr(C) over byte arrays: alignment 1, no padding, any bits valid.
-unsafe impl Pod for BlockF16Act {}
 
 impl BlockF16Act {
     /// Bytes of one block.

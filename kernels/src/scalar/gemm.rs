@@ -114,7 +114,6 @@ pub(crate) fn gemm_shape(
 /// `y[t·ldy + r] = row r · token t` for `m` weight rows and `n` rows of int8 activations,
 /// with `row_dot` the single-row kernel: each row meets every token while it is in L1. Also
 /// the SIMD backends' GEMM for formats whose row dot already does the work (the k-quants).
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn gemm_q8(
     w: &[u8],

@@ -195,7 +195,10 @@ pub const MAX_BLOCK_LEN: usize = 256;
 /// `y[t·ldy + r] = row r · token t` for `m` rows of `format` weights in `w` and `n` rows of int8
 /// activations in `xq` ([`act_q8_bytes`](super::act_q8_bytes) each), through `unpack` (the
 /// format's `unpack_i8` kernel) and the arithmetic of the module docs, as plain loops.
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
+)]
 pub fn gemm_i8(
     format: Format,
     unpack: UnpackI8Fn,

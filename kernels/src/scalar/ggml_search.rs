@@ -28,7 +28,10 @@ pub(super) fn nearest_int(v: f32) -> i32 {
 /// and min by weighted least squares (the min clamped to at most 0, the scale refitted then),
 /// and keeps the fit of least weighted error: absolute deviation if `use_mad` (Q2_K), squared
 /// otherwise (Q5_K).
-#[allow(clippy::too_many_arguments)] // ggml's signature, to keep the port checkable.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "ggml's signature, to keep the port checkable"
+)]
 pub(super) fn make_qkx2_quants(
     x: &[f32],
     weights: &[f32],

@@ -107,7 +107,13 @@ pub(super) fn dot_sub_blocks(mut sum: f32, q: &[i8], steps: &[f32], x: &[f32]) -
 /// Six-bit scale and min of sub-block `j` (0..8) from the 12 packed bytes (ggml's
 /// `get_scale_min_k4`).
 // The byte-wise spec: the kernels use `scales_mins_k4`, which the tests check against it.
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "the spec the tests check the kernels' form against"
+    )
+)]
 #[inline(always)]
 fn scale_min_k4(j: usize, s: &[u8; 12]) -> (u8, u8) {
     if j < 4 {

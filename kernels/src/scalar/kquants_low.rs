@@ -59,7 +59,13 @@ fn pack_two_bit_codes(q: &[u8; QK_K]) -> [u8; 64] {
 /// nibble of `s[j % 8]` (low nibble for j < 8), the top two in bits `2·(j / 4)..` of
 /// `s[8 + j % 4]`.
 // The byte-wise spec: the kernels use `q3_k_scale_codes`, which the tests check against it.
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "the spec the tests check the kernels' form against"
+    )
+)]
 fn q3_k_scale_code(j: usize, s: &[u8; 12]) -> u8 {
     let low = if j < 8 { s[j] & 0x0F } else { s[j - 8] >> 4 };
     let high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;

@@ -40,8 +40,9 @@
 
 use super::act::{act_blocks, BlockQ8Act};
 use super::gemm::gemm_shape;
-use crate::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ8_0, F16Le, Pod};
+use crate::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ8_0, F16Le};
 use crate::format::Format;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// Rows interleaved in one block group.
 pub const REPACK_ROWS: usize = 8;
@@ -53,7 +54,7 @@ pub const REPACK_ROWS: usize = 8;
 /// byte 16..144  qs: byte (j·8 + r)·4 + k = GGUF qs byte 4j + k of row r
 /// ```
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 pub struct BlockQ4_0x8 {
     /// Scale of each row.
     pub d: [F16Le; 8],
@@ -69,7 +70,7 @@ const _: () = assert!(core::mem::size_of::<BlockQ4_0x8>() == 144);
 /// byte 16..272  qs: byte (j·8 + r)·4 + k = code 4j + k of row r, plus 128
 /// ```
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 pub struct BlockQ8_0x8 {
     /// Scale of each row.
     pub d: [F16Le; 8],
@@ -86,7 +87,7 @@ const _: () = assert!(core::mem::size_of::<BlockQ8_0x8>() == 272);
 /// byte 32..160  qs: byte (j·8 + r)·4 + k = GGUF qs byte 4j + k of row r
 /// ```
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 pub struct BlockQ4_1x8 {
     /// Scale of each row.
     pub d: [F16Le; 8],
@@ -96,14 +97,6 @@ pub struct BlockQ4_1x8 {
     pub qs: [u8; 128],
 }
 const _: () = assert!(core::mem::size_of::<BlockQ4_1x8>() == 160);
-
-// SAFETY: repr(C) over byte arrays (F16Le is two bytes): alignment 1, no padding, any bits
-// valid.
-unsafe impl Pod for BlockQ4_0x8 {}
-// SAFETY: as for BlockQ4_0x8.
-unsafe impl Pod for BlockQ8_0x8 {}
-// SAFETY: as for BlockQ4_0x8.
-unsafe impl Pod for BlockQ4_1x8 {}
 
 /// Whether `format` has a repacked layout.
 pub fn has_repacked(format: Format) -> bool {
@@ -282,7 +275,10 @@ pub fn dequant_repacked(format: Format, w: &[u8], cols: usize, r: usize, out: &m
 /// `y[t·ldy + r] = row r · token t` for the `m` rows of a repacked `format` matrix `w` of
 /// `cols` weights per row ([`repacked_bytes`]) and `n` rows of int8 activations `xq`
 /// ([`act_q8_bytes`](super::act_q8_bytes) each), with the arithmetic of the module docs.
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
+)]
 pub fn gemm_repacked(
     format: Format,
     w: &[u8],

@@ -1,7 +1,10 @@
 //! Helpers the kernel test files share: a deterministic generator, the backend a suite runs
 //! on, and the rounding-error budget SIMD kernels are held to against the scalar reference.
 // Each test file uses the part it needs.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test binary uses its own subset of these helpers"
+)]
 
 use tern_kernels::{Backend, Kernels};
 

@@ -16,7 +16,10 @@
 //! rows they work on, as on x86_64: each matrix is streamed once per token.
 
 // Tiles index several arrays (accumulators, rows, tokens) by the same row or token number.
-#![allow(clippy::needless_range_loop)]
+#![expect(
+    clippy::needless_range_loop,
+    reason = "indexed loops mirror the scalar reference and the intrinsics' offsets"
+)]
 
 use core::arch::aarch64::*;
 use core::arch::asm;
@@ -292,7 +295,10 @@ fn tile_f32<const R: usize, const T: usize>(
 }
 
 /// `y[t·ldy + r] = a_r · b_t` over the first `k4` elements of rows `k` apart, in 4 × 4 tiles.
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
+)]
 #[target_feature(enable = "neon")]
 fn gemm_f32(
     a: &[f32],
@@ -562,7 +568,6 @@ macro_rules! int8_gemm {
         /// One `R × T` tile over a panel's `kc` blocks: adds (or, for the first chunk,
         /// writes) `row r · token t` over those blocks to `y[t·ldy + r]`; `acts` starts at the
         /// panel's first block of token 0, tokens `kb` blocks apart.
-        #[allow(clippy::too_many_arguments)]
         #[inline]
         #[target_feature(enable = $features)]
         fn tile_panel<B: Block, const R: usize, const T: usize>(
@@ -607,7 +612,6 @@ macro_rules! int8_gemm {
 
         /// The batched product (`n ≥ 2`): per row group and stretch of [`KC`] blocks, the
         /// weights are unpacked once into a [`Panel`] and every token pair reuses them.
-        #[allow(clippy::too_many_arguments)]
         #[inline]
         #[target_feature(enable = $features)]
         fn gemm_batch<B: Block>(
@@ -779,7 +783,10 @@ mod i8mm {
     /// per block `(d_w·d_a)·isum` (Q4_1: `+ m·s`) added to a running sum that starts at zero
     /// and continues from `y` after the first chunk, unfused. The block dots are exact
     /// integers, so every result equals the reference bit for bit.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
+    )]
     #[inline]
     #[target_feature(enable = "neon,dotprod,i8mm")]
     fn tile_panel<B: Block, const RP: usize, const TP: usize>(
@@ -858,7 +865,6 @@ mod i8mm {
 
     /// The batched product (`n ≥ 2`): per row group and stretch of [`KC`] blocks, the weights
     /// are unpacked once into a [`Panel`] and every group of [`TOKENS`] tokens reuses them.
-    #[allow(clippy::too_many_arguments)]
     #[inline]
     #[target_feature(enable = "neon,dotprod,i8mm")]
     fn gemm_batch<B: Block>(

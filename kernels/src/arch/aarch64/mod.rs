@@ -64,7 +64,10 @@ fn detected(backend: Backend) -> bool {
 
 /// The int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 with `sdot` (installed only for the dotprod
 /// backends).
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
+)]
 fn gemm_repacked_dotprod(
     format: Format,
     w: &[u8],

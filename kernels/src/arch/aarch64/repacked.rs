@@ -11,7 +11,10 @@
 //! `acc = fma(i as f32, d_w·d_a, acc)`.
 
 // Tiles index accumulators by token and row vector.
-#![allow(clippy::needless_range_loop)]
+#![expect(
+    clippy::needless_range_loop,
+    reason = "indexed loops mirror the scalar reference and the intrinsics' offsets"
+)]
 
 use core::arch::aarch64::*;
 

@@ -3,7 +3,10 @@
 //! output head, four rows per step with AVX2 or AVX-512F.
 
 // Tiles index accumulators and outputs by the same row number.
-#![allow(clippy::needless_range_loop)]
+#![expect(
+    clippy::needless_range_loop,
+    reason = "indexed loops mirror the scalar reference and the intrinsics' offsets"
+)]
 
 use core::arch::x86_64::*;
 

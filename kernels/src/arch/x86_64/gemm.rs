@@ -19,7 +19,10 @@
 //! times per page.
 
 // Tiles index several arrays (accumulators, rows, tokens) by the same row or token number.
-#![allow(clippy::needless_range_loop)]
+#![expect(
+    clippy::needless_range_loop,
+    reason = "indexed loops mirror the scalar reference and the intrinsics' offsets"
+)]
 
 use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
@@ -406,7 +409,10 @@ fn tile_f32<const R: usize, const T: usize>(
 
 /// `y[t·ldy + r] = a_r · b_t` over the first `k8` elements of rows `k` apart, for `m` rows of
 /// `a` and `n` of `b`, in 4 × 3 tiles (smaller at the edges).
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
+)]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn gemm_f32(
     a: &[f32],
@@ -653,7 +659,6 @@ macro_rules! int8_gemm {
         /// One `R × T` tile over a panel's `kc` blocks: adds (or, for the first chunk,
         /// writes) `row r · token t` over those blocks to `y[t·ldy + r]`; `acts` starts at the
         /// panel's first block of token 0, tokens `kb` blocks apart.
-        #[allow(clippy::too_many_arguments)]
         #[inline]
         #[target_feature(enable = $features)]
         fn tile_panel<B: Block, const R: usize, const T: usize>(
@@ -709,7 +714,6 @@ macro_rules! int8_gemm {
 
         /// The batched product (`n ≥ 2`): per row group and stretch of [`KC`] blocks, the
         /// weights are unpacked once into a [`Panel`] and every token pair reuses them.
-        #[allow(clippy::too_many_arguments)]
         #[inline]
         #[target_feature(enable = $features)]
         fn gemm_batch<B: Block>(

@@ -28,7 +28,10 @@
 //! `n` or how the runtime splits rows between threads.
 
 // Tiles index accumulators by row vector and token.
-#![allow(clippy::needless_range_loop)]
+#![expect(
+    clippy::needless_range_loop,
+    reason = "indexed loops mirror the scalar reference and the intrinsics' offsets"
+)]
 
 use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
@@ -110,7 +113,10 @@ fn shape(format: Format, w: &[u8], m: usize, xq: &[u8], n: usize, y: &[f32], ldy
 
 /// `y[t·ldy + r] = row r · token t` (see the module docs), after `detected` confirmed AVX2,
 /// FMA, F16C, AVX-512F and AVX512-VNNI (the wrapper's `SAFETY` argument).
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
+)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vnni,avx512vl")]
 pub(super) fn gemm_i8(
     format: Format,

@@ -22,9 +22,6 @@
 //! one conversion and one product by its scale, `sum8_tree`'s order, then `d·P` added to the
 //! running sum.
 
-// Tiles index the sums and rows by the same number.
-#![allow(clippy::needless_range_loop)]
-
 use core::arch::x86_64::*;
 
 use super::avx2::hsum;

@@ -23,7 +23,10 @@
 //! and plane, inside the row dot's budget (`tests/kquant_kernels.rs`).
 
 // Tiles index the steps and accumulators by the same row number.
-#![allow(clippy::needless_range_loop)]
+#![expect(
+    clippy::needless_range_loop,
+    reason = "indexed loops mirror the scalar reference and the intrinsics' offsets"
+)]
 
 use core::arch::x86_64::*;
 use core::mem::MaybeUninit;

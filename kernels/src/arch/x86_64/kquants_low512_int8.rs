@@ -26,9 +26,6 @@
 //! its scale, [`sum8_tree`](crate::scalar::sum8_tree)'s order (the two trees of Q2_K side by
 //! side in one register), then `d·P − dmin·M` (Q3_K: `d·P`) added to the running sum.
 
-// Tiles index the accumulators and rows by the same number.
-#![allow(clippy::needless_range_loop)]
-
 use core::arch::x86_64::*;
 
 use super::kquants_low::q3_k_scales_i8;
@@ -381,14 +378,19 @@ macro_rules! gemm_rows {
             first: bool,
         ) {
             assert!(w.len() >= R * kb && b0 + prepared.len() <= kb && out.len() >= R);
-            #[allow(unused_variables, clippy::let_unit_value, clippy::unused_unit)]
+            #[allow(
+                unused_variables,
+                clippy::let_unit_value,
+                clippy::unused_unit,
+                reason = "formats without a per-block context give `()`, which only some bodies read"
+            )]
             let ctx = ($($ctx)?);
             let mut sums = [0.0f32; R];
             if !first {
                 sums.copy_from_slice(&out[..R]);
             }
             for (i, p) in prepared.iter().enumerate() {
-                #[allow(unused_mut)]
+                #[allow(unused_mut, reason = "formats without a pair kernel never advance `r` before the tail loop")]
                 let mut r = 0;
                 $(
                     while r + $width <= R {

@@ -601,7 +601,10 @@ unpack_i8_wrappers! {
 
 /// The batched int8 GEMM on AVX512-VNNI (installed only for the AVX512-VNNI backend, whose
 /// detection includes AVX-512F, AVX512-VNNI and AVX512-VL).
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
+)]
 fn gemm_i8_avx512vnni(
     format: Format,
     unpack: crate::dispatch::UnpackI8Fn,
@@ -619,7 +622,10 @@ fn gemm_i8_avx512vnni(
 
 /// The int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 on AVX512-VNNI (installed only for that backend,
 /// whose detection includes AVX-512F, AVX512-VNNI and AVX512-VL).
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
+)]
 fn gemm_repacked_avx512vnni(
     format: Format,
     w: &[u8],
@@ -638,7 +644,10 @@ fn gemm_repacked_avx512vnni(
 }
 
 /// The int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 on AVX2 (every backend here).
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
+)]
 fn gemm_repacked_avx2(
     format: Format,
     w: &[u8],

@@ -15,9 +15,6 @@
 //! reference's: `d·sum8_tree([d_j·(sc_j·i_j)]) − dmin·sum8_tree([s_j·m_j])` per super-block,
 //! added to the running sum.
 
-// Tiles index the sums and rows by the same number.
-#![allow(clippy::needless_range_loop)]
-
 use core::arch::x86_64::*;
 
 use super::avx2::hsum;

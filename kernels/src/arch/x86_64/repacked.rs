@@ -18,7 +18,10 @@
 //! `acc = fma(m_w, s_a, acc)`.
 
 // Tiles index accumulators by token and row vector.
-#![allow(clippy::needless_range_loop)]
+#![expect(
+    clippy::needless_range_loop,
+    reason = "indexed loops mirror the scalar reference and the intrinsics' offsets"
+)]
 
 use core::arch::x86_64::*;
 
