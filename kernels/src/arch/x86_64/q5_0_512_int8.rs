@@ -5,8 +5,9 @@
 //!
 //! Hand-written because the 256-bit tile spends most of its instructions building one block's
 //! codes (nibbles, then the fifth bits spread to bytes by shuffle, compare and mask) and
-//! converting one block's sum to float. Here a register holds two blocks: their 16 code bytes
-//! each are placed in 128-bit lanes `[qs₀, qs₀, qs₁, qs₁]`, one variable shift and one mask
+//! converting one block's sum to float. Here a register holds two blocks: one masked load
+//! takes both (44 contiguous bytes), one word permute places their 16 code bytes each in
+//! 128-bit lanes `[qs₀, qs₀, qs₁, qs₁]` (another the two scales), one variable shift and one mask
 //! leave the 64 nibbles in element order, and the two 32-bit `qh` words *are* the 64-bit byte
 //! mask under which 16 is added (bit `j` of `qh` is element `j`'s fifth bit). The unsigned codes
 //! 0..=31 meet the activations in one `vpdpbusd` started from `−16·Σa` (computed once per
@@ -59,34 +60,36 @@ fn prepare(a0: &BlockQ8Act, a1: Option<&BlockQ8Act>) -> Acts {
     Acts { a, base, d }
 }
 
-/// Blocks `b0` and `b1` (absent: zero codes, zero scale) as unsigned codes 0..=31 in element
-/// order, and their scales `d_w` in lanes 0..8 and 8..16.
+/// Blocks `w[0]` and `w[1]` (with `pair == false` only `w[0]`: zero codes, zero scale for the
+/// second) as unsigned codes 0..=31 in element order, and their scales `d_w` in lanes 0..8 and
+/// 8..16. The pair's 44 bytes come in one masked load; word permutes place the code bytes and
+/// the scales (a block is 11 words: `d` word 0, `qh` words 1..3, `qs` words 3..11).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn codes(b0: &BlockQ5_0, b1: Option<&BlockQ5_0>) -> (__m512i, __m512) {
-    // SAFETY: `qs` is 16 readable bytes; the loads are unaligned.
-    let lo = unsafe { _mm_loadu_si128(b0.qs.as_ptr().cast()) };
-    let (hi, qh1, d1) = match b1 {
-        // SAFETY: as above.
-        Some(b1) => (
-            unsafe { _mm_loadu_si128(b1.qs.as_ptr().cast()) },
-            u32::from_le_bytes(b1.qh),
-            u16::from_le_bytes(b1.d.0),
-        ),
-        None => (_mm_setzero_si128(), 0, 0),
+fn codes(w: &[BlockQ5_0], pair: bool) -> (__m512i, __m512) {
+    assert!(w.len() >= 1 + usize::from(pair));
+    let (bytes, qh1): (__mmask64, u32) = match pair {
+        true => ((1 << 44) - 1, u32::from_le_bytes(w[1].qh)),
+        false => ((1 << 22) - 1, 0),
     };
-    let qs = _mm512_castsi256_si512(_mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi));
-    // 128-bit lanes [qs₀, qs₀, qs₁, qs₁]; the odd lanes take the high nibbles.
-    let qs = _mm512_shuffle_i64x2::<0x50>(qs, qs);
+    // SAFETY: the mask covers only the blocks asserted present (22 bytes each, contiguous in
+    // the slice); masked-off bytes are neither read nor able to fault.
+    let z = unsafe { _mm512_maskz_loadu_epi8(bytes, w.as_ptr().cast()) };
+    // 128-bit lanes [qs₀, qs₀, qs₁, qs₁] (words 3..11 and 14..22); the odd lanes take the
+    // high nibbles. A missing second block reads as zeros (masked off above).
+    let place = _mm512_set_epi16(
+        21, 20, 19, 18, 17, 16, 15, 14, 21, 20, 19, 18, 17, 16, 15, 14, //
+        10, 9, 8, 7, 6, 5, 4, 3, 10, 9, 8, 7, 6, 5, 4, 3,
+    );
+    let qs = _mm512_permutexvar_epi16(place, z);
     let shifts = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
     let nibbles = _mm512_and_si512(_mm512_srlv_epi64(qs, shifts), _mm512_set1_epi8(0x0F));
-    let fifth: __mmask64 = u64::from(u32::from_le_bytes(b0.qh)) | (u64::from(qh1) << 32);
+    let fifth: __mmask64 = u64::from(u32::from_le_bytes(w[0].qh)) | (u64::from(qh1) << 32);
     let c = _mm512_mask_add_epi8(nibbles, fifth, nibbles, _mm512_set1_epi8(16));
-    // [d₀, d₁] repeated, widened, then d₀ to lanes 0..8 and d₁ to lanes 8..16.
-    let pair = u32::from(u16::from_le_bytes(b0.d.0)) | (u32::from(d1) << 16);
-    let alternating = _mm512_cvtph_ps(_mm256_set1_epi32(pair as i32));
-    let spread = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    (c, _mm512_permutexvar_ps(spread, alternating))
+    // d₀ (word 0) to lanes 0..8, d₁ (word 11, zero when absent) to lanes 8..16.
+    let spread = _mm256_set_epi16(11, 11, 11, 11, 11, 11, 11, 11, 0, 0, 0, 0, 0, 0, 0, 0);
+    let d = _mm256_permutexvar_epi16(spread, _mm512_castsi512_si256(z));
+    (c, _mm512_cvtph_ps(d))
 }
 
 /// `acc + Σ_lanes (d_w·d_a)·Σ(q − 16)·a` for one row's block pair.
@@ -108,7 +111,7 @@ fn tile<const R: usize>(w: &[BlockQ5_0], kb: usize, acts: &[BlockQ8Act], y: &mut
     while b + 2 <= kb {
         let a = prepare(&acts[b], Some(&acts[b + 1]));
         for r in 0..R {
-            let (c, dw) = codes(&w[r * kb + b], Some(&w[r * kb + b + 1]));
+            let (c, dw) = codes(&w[r * kb + b..], true);
             acc[r] = step(acc[r], c, dw, &a);
         }
         b += 2;
@@ -116,7 +119,7 @@ fn tile<const R: usize>(w: &[BlockQ5_0], kb: usize, acts: &[BlockQ8Act], y: &mut
     if b < kb {
         let a = prepare(&acts[b], None);
         for r in 0..R {
-            let (c, dw) = codes(&w[r * kb + b], None);
+            let (c, dw) = codes(&w[r * kb + b..], false);
             acc[r] = step(acc[r], c, dw, &a);
         }
     }
