@@ -67,7 +67,7 @@ fn prepare(a0: &BlockQ8Act, a1: Option<&BlockQ8Act>) -> Acts {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn codes(w: &[BlockQ5_0], pair: bool) -> (__m512i, __m512) {
-    assert!(w.len() >= 1 + usize::from(pair));
+    assert!(w.len() > usize::from(pair), "the blocks read are present");
     let (bytes, qh1): (__mmask64, u32) = match pair {
         true => ((1 << 44) - 1, u32::from_le_bytes(w[1].qh)),
         false => ((1 << 22) - 1, 0),
