@@ -22,7 +22,9 @@
 #                  requests of tests/reference/tools/requests.json with and without constraints
 #                  (every constrained call validates; prints right tool + arguments for both),
 #                  and `tern run --json-schema` on all 10 schemas × 3 prompts of schemas.json
-#                  (every document validates). Normal `cargo test` runs a few of each.
+#                  (every document validates). Normal `cargo test` runs a few of each. Then
+#                  Qwen2.5-0.5B greedy tokens with int8 activations against llama.cpp
+#                  (qwen25_reference's heavy test: the int8 decode kernels on the real file).
 #   qemu-arch      the generated qwen2 and gemma3 models against float64 under qemu-aarch64
 #                  (cortex-a53 and max: the Q5_0, Q4_0, Q4_1, Q8_0 and F16 NEON paths end to end).
 #   abis           `cargo check` of the runtime and FFI for the Android ABIs scripts/test.sh
@@ -81,6 +83,7 @@ if has_step tools; then
   step "tools: cargo test --features heavy (tools_qwen, json_schema)"
   bash scripts/fetch-models.sh qwen2.5-coder-0.5b
   cargo test -q -p tern-tests --features heavy --test tools_qwen -- --nocapture --test-threads 1
+  cargo test -q -p tern-tests --features heavy --test qwen25_reference greedy_continuations_match_llama_cpp_int8
   cargo test -q -p tern-cli --features heavy --test json_schema -- --nocapture
 fi
 

@@ -30,3 +30,15 @@ fn chat_template_renders_as_jinja2_with_tools() {
     let cases = reference::chat_template(&real_model(FILE), PREFIX);
     assert!(cases >= 12, "only {cases} cases");
 }
+
+/// Greedy decoding with int8 activations (`--precision int8`) against llama.cpp, identical up to
+/// llama.cpp's near-ties as in f32: the int8 decode kernels (Q5_0's 512-bit one among them) on
+/// the real file. Both engines round activations to int8 per block, but not bit for bit (f32
+/// block scales where ggml stores f16, f32 KV cache), so the f32 tolerances apply. Heavy for CI
+/// time (a second full greedy pass over the fixtures): scripts/test-heavy.sh's `tools` step.
+#[cfg(feature = "heavy")]
+#[test]
+fn greedy_continuations_match_llama_cpp_int8() {
+    let int8 = tern_runtime::ActivationPrecision::Int8;
+    reference::greedy(&real_model(FILE), PREFIX, int8, TOL, 32);
+}

@@ -997,7 +997,7 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) {
             gemm(avx512vnni_wrap::gemm_q4_0 as _, "gemm_q4_0_q8/avx512vnni"),
             gemm(avx512vnni_wrap::gemm_q4_1 as _, "gemm_q4_1_q8/avx512vnni"),
             gemm(avx512vnni_wrap::gemm_q8_0 as _, "gemm_q8_0_q8/avx512vnni"),
-            gemm(avx512vnni_wrap::gemm_q5_0 as _, "gemm_q5_0_q8/avx512vnni"),
+            gemm(gemm_q5_0_avx512vnni as _, "gemm_q5_0_q8/avx512vnni"),
             gemm(avx512vnni_wrap::gemm_q5_1 as _, "gemm_q5_1_q8/avx512vnni"),
             gemm(
                 avx512vnni_wrap::gemm_iq4_nl as _,
@@ -1164,3 +1164,21 @@ macro_rules! gemm_q8_wrappers {
 gemm_q8_wrappers!(avx2_wrap => avx2_int8);
 gemm_q8_wrappers!(avxvnni_wrap => avxvnni);
 gemm_q8_wrappers!(avx512vnni_wrap => avx512vnni);
+
+/// Q5_0 × int8 on the AVX512-VNNI backend: one token (decode) on the 512-bit
+/// `q5_0_512_int8::gemv_q5_0_q8`, batches on the 256-bit tiles.
+fn gemm_q5_0_avx512vnni(w: &[u8], m: usize, xq: &[u8], n: usize, y: &mut [f32], ldy: usize) {
+    if n != 1 {
+        return avx512vnni_wrap::gemm_q5_0(w, m, xq, n, y, ldy);
+    }
+    if m == 0 {
+        return;
+    }
+    let (blocks, kb) = crate::scalar::gemm_q8_blocks::<BlockQ5_0>(w, m, xq.len(), n, y, ldy);
+    let acts: &[crate::scalar::BlockQ8Act] =
+        crate::blocks::as_blocks(xq).expect("activations are whole act blocks");
+    // SAFETY: installed only by `install` for the AVX512-VNNI backend, after `detected`
+    // confirmed AVX2, FMA, F16C, AVX-512F/BW/VL and AVX512-VNNI; the shapes were checked by
+    // `gemm_q8_blocks`.
+    unsafe { super::q5_0_512_int8::gemv_q5_0_q8(blocks, m, kb, acts, y) }
+}
