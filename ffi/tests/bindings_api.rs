@@ -124,6 +124,7 @@ const CALLS: &[(&str, &str)] = &[
         "openfuncdelegateDecisions()->[TernDelegateDecision]",
         "native.delegateDecisions()",
     ),
+    ("delegate:TernDelegateOptions?=nil)", "options.delegate"),
     ("caseDelegateUnavailable(reason:String)", ".DelegateUnavailable"),
     ("caseDelegateFailed(reason:String)", ".DelegateFailed"),
 ];
