@@ -44,8 +44,15 @@ dependencies {
     implementation("org.jetbrains.kotlinx:kotlinx-coroutines-android:1.10.2")
 }
 
-val rustSources = listOf("ffi", "runtime", "kernels").map { repoRoot.resolve(it) } +
+val rustSources = listOf("ffi", "runtime", "kernels", "delegate-qnn").map { repoRoot.resolve(it) } +
     listOf("Cargo.toml", "Cargo.lock").map { repoRoot.resolve(it) }
+
+/**
+ * `-Ptern.npu=true` (or `tern.npu=true` in gradle.properties) builds the NPU delegate in (cargo
+ * feature `npu`; `ModelOptions.delegate`, docs/npu.md). The app then bundles ONNX Runtime with
+ * QNN itself: `com.microsoft.onnxruntime:onnxruntime-android-qnn`.
+ */
+val ternNpu = providers.gradleProperty("tern.npu").map { it.toBoolean() }.getOrElse(false)
 
 /** libtern_ffi.so for each ABI, into build/rustJniLibs/<abi>/. */
 val cargoNdkBuild by tasks.registering(Exec::class) {
@@ -62,6 +69,7 @@ val cargoNdkBuild by tasks.registering(Exec::class) {
         "-t", "arm64-v8a", "-t", "armeabi-v7a", "-t", "x86_64",
         "-o", rustJniLibs.get().asFile.path,
         "build", "--release", "-p", "tern-ffi", "--lib",
+        *(if (ternNpu) arrayOf("--features", "npu") else emptyArray()),
     )
 }
 

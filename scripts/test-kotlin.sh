@@ -4,6 +4,10 @@
 # program android/jvm-test/TernJvmTest.kt, and runs it through JNA on the real model. The
 # expected text comes from the Rust API (`tern run --temp 0 -n 16 --json`).
 #
+# The model options' NPU delegate runs on ONNX Runtime's CPU provider (the library
+# scripts/test-npu.sh installs) on SmolLM2 requantized to Q4_0 (`tern quantize`, written to
+# models/ once).
+#
 # Needs Java 17+ and python3 (pip). Installs, if missing: the Kotlin 2.x compiler and
 # kotlinx-coroutines that ship inside the PyPI wheel kotlin-jupyter-kernel (into
 # $TERN_CACHE, default ~/.cache/tern), and Debian's libjna-java. Ends with `N passed, M failed`.
@@ -61,8 +65,14 @@ bash scripts/fetch-model.sh
 bash scripts/fetch-models.sh gemma3-270m
 gemma="$root/models/gemma-3-270m-q4_k_m.gguf"
 
-step "build tern-ffi, its uniffi-bindgen and tern (dev profile, optimized)"
-cargo build -q -p tern-ffi -p tern-cli --features tern-ffi/cli
+# The NPU delegate's tests run the delegate on ONNX Runtime's CPU provider: its library from
+# the wheel scripts/test-npu.sh installs (a failure to install ends the script here).
+step "ONNX Runtime (scripts/test-npu.sh --ort-library)"
+ort_library="$(bash scripts/test-npu.sh --ort-library)"
+echo "$ort_library" >&2
+
+step "build tern-ffi (with the NPU delegate), its uniffi-bindgen and tern (dev profile, optimized)"
+cargo build -q -p tern-ffi -p tern-cli --features tern-ffi/cli,tern-ffi/npu
 target_dir="$(cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 bin="$target_dir/debug"
@@ -87,6 +97,20 @@ assert len(out["tokens"]) == 16, out
 open(sys.argv[2], "w").write(out["text"])
 PY
 
+# SmolLM2 requantized to Q4_0, whose matrices the delegate takes (Q4_1's it declines).
+q4_0="$root/models/smollm2-135m-instruct-q4_0.gguf"
+if [ ! -f "$q4_0" ]; then
+  "$bin/tern" quantize -m "$model" -o "$q4_0.part" --type q4_0 >/dev/null
+  mv "$q4_0.part" "$q4_0"
+fi
+"$bin/tern" run -m "$q4_0" -p "$PROMPT" -n 16 --temp 0 --json >"$work/q4_0.json"
+python3 - "$work/q4_0.json" "$work/q4_0_expected.txt" <<'PY'
+import json, sys
+out = json.load(open(sys.argv[1]))
+assert len(out["tokens"]) == 16, out
+open(sys.argv[2], "w").write(out["text"])
+PY
+
 step "Kotlin bindings (uniffi-bindgen, library mode)"
 "$bin/uniffi-bindgen" generate --library "$bin/libtern_ffi.so" --language kotlin \
   --out-dir "$work/gen" --no-format >/dev/null
@@ -101,4 +125,5 @@ java -Xss8m -cp "$compiler_jar" org.jetbrains.kotlin.cli.jvm.K2JVMCompiler \
 
 step "run"
 RUST_BACKTRACE=0 java -Djna.library.path="$bin" -cp "$work/classes:$classpath" dev.tern.test.TernJvmTestKt \
-  "$model" "$work/expected.txt" "$work/scratch" "$gemma" "$work/gemma_expected.txt"
+  "$model" "$work/expected.txt" "$work/scratch" "$gemma" "$work/gemma_expected.txt" \
+  "$q4_0" "$work/q4_0_expected.txt" "$ort_library"

@@ -21,12 +21,16 @@
 # emulator cases: a whole layer of BitNet b1.58 large's shape (two layers written by
 # make_bitnet_models.py --layers700m) and of SmolLM2-135M requantized to Q4_0 (`tern quantize`,
 # release build), the output head on the HTP, and SmolLM2-Q4_0's 16 greedy tokens with every
-# FFN block on the HTP.
+# FFN block on the HTP; and tern-ffi's delegate tests (feature `npu`).
 #
 # --cpu-only: only the PyPI `onnxruntime==1.32.0` wheel (CPU, ~15 MB, into
 # $TERN_CACHE/ort-venv) and the tests that need no emulator (packing + tests/ort_cpu.rs).
 #
-#   scripts/test-npu.sh [--cpu-only]
+# --ort-library: prints the path of an installed libonnxruntime.so and exits (the QNN venv's
+# when it is installed, else the CPU wheel's, installed if missing): scripts/test-kotlin.sh's
+# delegate tests use it. Fails when neither can be installed.
+#
+#   scripts/test-npu.sh [--cpu-only | --ort-library]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -35,19 +39,45 @@ py="${PYTHON311:-python3.11}"
 cpu_only=0
 [ "${1:-}" = "--cpu-only" ] && cpu_only=1
 
-if [ "$cpu_only" = 1 ]; then
+# The CPU wheel, into $cache/ort-venv.
+install_ort_cpu() {
   venv="$cache/ort-venv"
   if ! "$venv/bin/python" -c 'import onnxruntime' 2>/dev/null; then
-    python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet onnxruntime==1.32.0
+    python3 -m venv "$venv" >&2
+    "$venv/bin/python" -m pip install --quiet onnxruntime==1.32.0 >&2
   fi
-else
+}
+
+# The QNN wheel (and the CPU provider it pulls), into $cache/npu-venv.
+install_ort_qnn() {
   venv="$cache/npu-venv"
   if ! "$venv/bin/python" -c 'import onnxruntime, onnxruntime_qnn' 2>/dev/null; then
     command -v "$py" >/dev/null || { echo "error: the onnxruntime-qnn wheel needs CPython 3.11 ($py)" >&2; exit 1; }
     "$py" -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet onnxruntime-qnn==2.7.0
   fi
+}
+
+# libonnxruntime.so of $venv.
+ort_library() {
+  "$venv/bin/python" - <<'PY'
+import glob, os, onnxruntime
+capi = os.path.join(os.path.dirname(onnxruntime.__file__), "capi")
+print(sorted(glob.glob(os.path.join(capi, "libonnxruntime.so*")))[0])
+PY
+}
+
+if [ "${1:-}" = "--ort-library" ]; then
+  venv="$cache/npu-venv"
+  "$venv/bin/python" -c 'import onnxruntime' 2>/dev/null || install_ort_cpu
+  ort_library
+  exit 0
+fi
+
+if [ "$cpu_only" = 1 ]; then
+  install_ort_cpu
+else
+  install_ort_qnn
 fi
 
 # The small BitNet models (TQ2_0, TQ1_0, I2_S, Q4_0 copies) the model tests run on.
@@ -76,12 +106,7 @@ if [ "${TERN_NPU_HEAVY:-0}" = 1 ]; then
   fi
 fi
 
-ORT_DYLIB_PATH="$("$venv/bin/python" - <<'PY'
-import glob, os, onnxruntime
-capi = os.path.join(os.path.dirname(onnxruntime.__file__), "capi")
-print(sorted(glob.glob(os.path.join(capi, "libonnxruntime.so*")))[0])
-PY
-)"
+ORT_DYLIB_PATH="$(ort_library)"
 export ORT_DYLIB_PATH TERN_REQUIRE_NPU_TESTS=1
 echo "ONNX Runtime: $ORT_DYLIB_PATH"
 if [ "$cpu_only" = 1 ]; then
@@ -108,3 +133,11 @@ echo "delegate-qnn tests: $((SECONDS - start)) s (build included)"
 # `tern inspect/run --delegate` from the command line: the decisions listed, and the emulated
 # HTP's greedy tokens equal to the CPU's.
 cargo test -q -p tern-cli --test delegate -- --test-threads 1
+
+# The FFI's `delegate` model option (ffi/src/delegate.rs, feature `npu`): typed errors, and
+# SmolLM2-Q4_0 on ONNX Runtime's CPU provider with the CPU's greedy tokens. Heavy only (it
+# builds tern-ffi's tests once more, with the feature); scripts/test-kotlin.sh checks the
+# same through Kotlin in every run.
+if [ "${TERN_NPU_HEAVY:-0}" = 1 ]; then
+  cargo test -q -p tern-ffi --features npu --lib delegate::
+fi

@@ -72,13 +72,14 @@ bash bench/arm-insn-count.sh --gate
 step "16 KB page alignment of the Android libraries"
 bash scripts/check-16k.sh
 
-step "Kotlin bindings on the JVM"
-bash scripts/test-kotlin.sh
-
 # The QNN delegate on ONNX Runtime's CPU provider and Qualcomm's HTP emulator (PyPI wheels,
-# installed by the script into ~/.cache/tern; ~1 minute).
+# installed by the script into ~/.cache/tern; ~1 minute). Before the Kotlin step, whose delegate
+# tests use the ONNX Runtime library it installs.
 step "NPU delegate: ONNX Runtime CPU provider and the QNN HTP emulator"
 bash scripts/test-npu.sh
+
+step "Kotlin bindings on the JVM"
+bash scripts/test-kotlin.sh
 
 # (tern-delegate-qnn ran above, with its ONNX Runtime libraries required.)
 step "native workspace tests"

@@ -1,15 +1,19 @@
 // The Kotlin SDK on a desktop JVM against the x86_64 build of tern-ffi and the real model.
 // Run by scripts/test-kotlin.sh: args are the model path, a file holding the text the Rust
-// API generates for PROMPT (16 greedy tokens), and a scratch directory.
+// API generates for PROMPT (16 greedy tokens), and a scratch directory; then Gemma 3's path and
+// text; then SmolLM2 Q4_0's path and text and ONNX Runtime's library (the NPU delegate).
 package dev.tern.test
 
 import dev.tern.ConversationOptions
+import dev.tern.DelegateKind
+import dev.tern.DelegateOptions
 import dev.tern.GenerateOptions
 import dev.tern.ModelOptions
 import dev.tern.StopReason
 import dev.tern.TernModel
 import dev.tern.Tool
 import dev.tern.ToolResult
+import dev.tern.qnnDelegate
 import dev.tern.ffi.ChatMessage
 import dev.tern.ffi.ReplyEvent
 import dev.tern.ffi.TemplateValue
@@ -604,6 +608,55 @@ fun main(args: Array<String>) {
                     val text = session.generate(PROMPT, greedy(16)).toList().joinToString("")
                     check(text == gemmaExpected) { "got '$text', expected '$gemmaExpected'" }
                 }
+            }
+        }
+    }
+
+    // The NPU delegate as a model option, on ONNX Runtime's CPU provider (the same graphs the
+    // QNN provider compiles for the NPU): SmolLM2 requantized to Q4_0, whose projections and
+    // FFN blocks it takes. The test command always passes these; without them this fails.
+    test("NPU delegate: arguments given") {
+        check(args.size >= 8) { "no Q4_0 model, expected text and ONNX Runtime library in args" }
+    }
+    if (args.size >= 8) {
+        val q4Path = args[5]
+        val q4Expected = File(args[6]).readText()
+        val ortLibrary = args[7]
+        // First, before any ONNX Runtime is loaded in this process.
+        test("NPU delegate: a missing library is DelegateUnavailable") {
+            val missing = "/nonexistent/libonnxruntime.so"
+            val e = expectThrows<TernException.DelegateUnavailable> {
+                TernModel.load(
+                    q4Path,
+                    OPTIONS.copy(delegate = DelegateOptions(kind = DelegateKind.ORT_CPU, ortLibrary = missing)),
+                )
+            }
+            check(e.reason.contains(missing)) { "$e" }
+            val e2 = expectThrows<TernException.DelegateUnavailable> {
+                TernModel.load(q4Path, OPTIONS.copy(delegate = qnnDelegate("/nonexistent")))
+            }
+            check(e2.reason.contains("/nonexistent/")) { "$e2" }
+        }
+        test("NPU delegate: OrtCpu gives the CPU's 16 greedy tokens and lists its decisions") {
+            val delegate = DelegateOptions(kind = DelegateKind.ORT_CPU, ortLibrary = ortLibrary)
+            TernModel.load(q4Path, OPTIONS.copy(delegate = delegate)).use { m ->
+                check(m.options.delegate == delegate) { "${m.options}" }
+                val decisions = m.delegateDecisions
+                val layers = 30
+                check(decisions.size == layers * 8 + 1) { "${decisions.size} decisions" }
+                val blocks = decisions.filter { it.projection == "ffn" }
+                check(blocks.size == layers && blocks.all { it.taken }) { blocks.first().description }
+                check(decisions.all { it.taken == (it.reason == null) }) { "taken with a reason" }
+                val q = decisions.first { it.projection == "attn_q" }
+                check(q.taken && q.format == "Q4_0" && q.layer == 0u) { q.description }
+                m.newSession().use { session ->
+                    val text = session.generate(PROMPT, greedy(16)).toList().joinToString("")
+                    check(text == q4Expected) { "got '$text', expected '$q4Expected'" }
+                }
+            }
+            // Without the option: the CPU, no decisions.
+            TernModel.load(q4Path, OPTIONS).use { m ->
+                check(m.delegateDecisions.isEmpty()) { "${m.delegateDecisions.size} decisions" }
             }
         }
     }

@@ -213,6 +213,11 @@ static ORT: OnceLock<(PathBuf, Environment)> = OnceLock::new();
 /// Plugin provider libraries registered with [`ORT`]'s environment.
 static PLUGINS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
+/// How a decline's reason starts when the backend refused a matrix's graph (a block's reads
+/// `block graph failed to compile: ...`): a caller that treats a refused graph as an error
+/// (the FFI does) tells it from a decline by format with this.
+pub const COMPILE_FAILED: &str = "graph failed to compile";
+
 /// The provider name of QNN, as a plugin and as built in.
 const QNN_EP: &str = "QNNExecutionProvider";
 
@@ -510,7 +515,7 @@ impl Delegate for QnnDelegate {
         let packed = pack::pack(o.t.format, o.t.rows, o.t.cols, o.bytes).map_err(declined)?;
         let m = self
             .prepare(&packed)
-            .map_err(|e| declined(format!("graph failed to compile: {e}")))?;
+            .map_err(|e| declined(format!("{COMPILE_FAILED}: {e}")))?;
         Ok(Box::new(m))
     }
 
@@ -544,7 +549,7 @@ impl Delegate for QnnDelegate {
         };
         let f = self
             .prepare_ffn(&block)
-            .map_err(|e| declined(format!("block graph failed to compile: {e}")))?;
+            .map_err(|e| declined(format!("block {COMPILE_FAILED}: {e}")))?;
         Ok(Box::new(f))
     }
 }

@@ -127,6 +127,21 @@ pub enum TernError {
         /// What is wrong.
         reason: String,
     },
+    /// The NPU delegate asked for in `ModelOptions.delegate` cannot run: its ONNX Runtime,
+    /// QNN provider or HTP backend library is missing or does not load, the device has no
+    /// NPU, or this build has no delegate (cargo feature `npu`). Load without the delegate
+    /// to run on the CPU.
+    DelegateUnavailable {
+        /// What is missing or failed, with the path tried.
+        reason: String,
+    },
+    /// The NPU delegate failed: a matrix's graph did not compile for the NPU at load, or a
+    /// delegated product failed during generation. Load without the delegate to run on the
+    /// CPU.
+    DelegateFailed {
+        /// Which matrix and the backend's message.
+        reason: String,
+    },
     /// A bug in Tern or a failure inside an app callback; the reason says which.
     Internal {
         /// What happened.
@@ -198,6 +213,10 @@ impl fmt::Display for TernError {
             TernError::SessionBusy => write!(f, "the session is already generating"),
             TernError::Closed { name } => write!(f, "the {name} was closed"),
             TernError::InvalidArgument { reason } => write!(f, "invalid argument: {reason}"),
+            TernError::DelegateUnavailable { reason } => {
+                write!(f, "the NPU delegate is unavailable: {reason}")
+            }
+            TernError::DelegateFailed { reason } => write!(f, "the NPU delegate failed: {reason}"),
             TernError::Internal { reason } => write!(f, "internal error: {reason}"),
         }
     }
@@ -302,6 +321,9 @@ impl From<GenerateError> for TernError {
                 limit: limit as u64,
             },
             GenerateError::Cancelled => TernError::Cancelled,
+            GenerateError::Delegate(d) => TernError::DelegateFailed {
+                reason: d.to_string(),
+            },
             GenerateError::EmptyPrompt | GenerateError::TokenOutOfRange { .. } => {
                 TernError::InvalidArgument {
                     reason: e.to_string(),
@@ -410,6 +432,8 @@ impl From<ToolChatError> for TernError {
 
 #[cfg(test)]
 mod tests {
+    use tern_runtime::delegate::DelegateError;
+
     use super::*;
 
     #[test]
@@ -474,6 +498,16 @@ mod tests {
         );
         let e: TernError = GenerateError::EmptyPrompt.into();
         assert!(matches!(e, TernError::InvalidArgument { .. }));
+        let e: TernError = GenerateError::Delegate(DelegateError::Backend {
+            message: "QNN: device lost".into(),
+        })
+        .into();
+        assert_eq!(
+            e,
+            TernError::DelegateFailed {
+                reason: "delegate failed: QNN: device lost".into()
+            }
+        );
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //!   stops within one token; [`Session::stream`] returns a [`TokenStream`] to `await` instead.
 //! - [`Conversation`]: a chat formatted by the model's template; [`Conversation::send`] adds
 //!   a user message and streams the reply, reusing the KV cache of earlier turns.
+//! - [`DelegateOptions`]: the NPU delegate as a model option (cargo feature `npu`), and
+//!   [`Model::delegate_decisions`], what it took.
 //! - [`TernError`]: the one error type, mapped from the runtime's errors in `error.rs`.
 //!
 //! No panic crosses the boundary: uniffi turns a panic in a call into an exception
@@ -21,6 +23,7 @@
 mod android;
 mod channel;
 mod chat;
+mod delegate;
 mod error;
 mod event;
 mod model;
@@ -29,6 +32,7 @@ mod slot;
 mod tools;
 
 pub use chat::{ChatMessage, Conversation, ConversationOptions, TemplateValue, TemplateVariable};
+pub use delegate::{DelegateDecision, DelegateKind, DelegateOptions};
 pub use error::TernError;
 pub use event::{ReplyEvent, ReplyListener};
 pub use model::{

@@ -16,6 +16,7 @@ use tern_runtime::pool::ThreadPool;
 use tern_runtime::{ActivationPrecision, KvType};
 
 use crate::channel::Queue;
+use crate::delegate::{DelegateDecision, DelegateOptions};
 use crate::error::TernError;
 
 /// How a model's sessions run. `Default` matches the bindings' defaults.
@@ -52,6 +53,12 @@ pub struct ModelOptions {
     /// then report the decode speed it allows and the fraction of it reached.
     #[uniffi(default = None)]
     pub bandwidth_budget_gbps: Option<f64>,
+    /// Runs the layer projections it can take on an NPU delegate (docs/npu.md), applied once
+    /// at load; `null`/`nil` is the CPU only (the default). A missing library fails the load
+    /// with `DelegateUnavailable`, a graph the NPU refuses with `DelegateFailed`; what it
+    /// took: [`Model::delegate_decisions`].
+    #[uniffi(default = None)]
+    pub delegate: Option<DelegateOptions>,
 }
 
 impl ModelOptions {
@@ -227,6 +234,16 @@ impl Model {
         self.options.clone()
     }
 
+    /// What the NPU delegate of [`ModelOptions::delegate`] decided at load, per layer (its FFN
+    /// block, then Q, K, V, O, gate, up, down), then the output head; empty without a delegate.
+    pub fn delegate_decisions(&self) -> Vec<DelegateDecision> {
+        self.inner
+            .delegate_decisions()
+            .iter()
+            .map(DelegateDecision::from)
+            .collect()
+    }
+
     /// Tokens `text` encodes to as plain text (no BOS, special-token strings stay text): what
     /// a message's content costs in the context, before the template's markers.
     pub fn count_tokens(&self, text: String) -> u32 {
@@ -323,7 +340,7 @@ impl Model {
         };
         // A path is copied into huge pages where the runtime's `WeightMemory::Auto` says it
         // pays (desktop Linux; never on phones), unless a resident cap needs a map to release.
-        let inner = match source {
+        let mut inner = match source {
             ModelSource::Path { path } if copy_path(path, &options) => Inner::open_with(
                 Path::new(path),
                 Kernels::best(),
@@ -350,6 +367,11 @@ impl Model {
                     reason: format!("bandwidth_budget_gbps must be positive, got {gbps}"),
                 });
             }
+        }
+        // Before sessions exist, as `tern --delegate` does; before the budget, which counts the
+        // weights left on the CPU.
+        if let Some(d) = &options.delegate {
+            crate::delegate::apply(d, &mut inner)?;
         }
         if options.memory_budget_bytes != 0 {
             let needed = SessionMemory::estimate(&inner, &options.session_options());

@@ -120,6 +120,13 @@ const CALLS: &[(&str, &str)] = &[
     ("publicprotocolTernReplyListener:AnyObject,Sendable", "TernFFI.TernReplyListener"),
     ("enumTernError:Swift.Error", "TernError"),
     ("publicinit(threads:UInt32=UInt32(0),", "TernFFI.TernModelOptions()"),
+    (
+        "openfuncdelegateDecisions()->[TernDelegateDecision]",
+        "native.delegateDecisions()",
+    ),
+    ("delegate:TernDelegateOptions?=nil)", "options.delegate"),
+    ("caseDelegateUnavailable(reason:String)", ".DelegateUnavailable"),
+    ("caseDelegateFailed(reason:String)", ".DelegateFailed"),
 ];
 
 #[test]

@@ -21,7 +21,8 @@ public final class TernModel: Sendable {
     }
 
     /// Maps and validates the GGUF file at `path` on a background thread.
-    /// Throws `TernError` (`.FileNotFound`, `.NotGguf`, `.Corrupt`, ...).
+    /// Throws `TernError` (`.FileNotFound`, `.NotGguf`, `.Corrupt`, ...; with
+    /// `options.delegate`: `.DelegateUnavailable`, `.DelegateFailed`).
     public static func load(
         path: String,
         options: TernFFI.TernModelOptions = TernFFI.TernModelOptions()
@@ -72,6 +73,12 @@ public final class TernModel: Sendable {
 
     /// The options the model was loaded with.
     public var options: TernFFI.TernModelOptions { native.options() }
+
+    /// What the NPU delegate of `options.delegate` took, per layer (its FFN block, then Q, K,
+    /// V, O, gate, up, down) and the output head, and why the rest stays on the CPU; empty
+    /// without a delegate. (The delegate is Qualcomm's QNN, for Android: an iOS build has no
+    /// `npu` feature, and loading with a `delegate` throws `TernError.DelegateUnavailable`.)
+    public var delegateDecisions: [TernFFI.TernDelegateDecision] { native.delegateDecisions() }
 
     /// Tokens `text` encodes to as plain text (no BOS; special-token strings stay text).
     public func countTokens(_ text: String) -> Int { Int(native.countTokens(text: text)) }

@@ -52,6 +52,13 @@ data class ModelOptions(
     val memoryBudgetBytes: Long = MODEL_DEFAULTS.memoryBudgetBytes.toLong(),
     /** Memory bandwidth in GB/s granted to decoding, reported against in the stats. */
     val bandwidthBudgetGbps: Double? = MODEL_DEFAULTS.bandwidthBudgetGbps,
+    /**
+     * Runs the layer projections it can take on an NPU delegate ([qnnDelegate]); `null` is
+     * the CPU only (the default). Loading throws `TernException.DelegateUnavailable` when a
+     * library is missing, `TernException.DelegateFailed` when a graph does not compile for the
+     * NPU; [TernModel.delegateDecisions] lists what it took.
+     */
+    val delegate: DelegateOptions? = MODEL_DEFAULTS.delegate,
 ) {
     internal fun toNative() = dev.tern.ffi.ModelOptions(
         threads = unsigned32("threads", threads),
@@ -61,15 +68,50 @@ data class ModelOptions(
         maxResidentBytes = unsigned("maxResidentBytes", maxResidentBytes),
         memoryBudgetBytes = unsigned("memoryBudgetBytes", memoryBudgetBytes),
         bandwidthBudgetGbps = bandwidthBudgetGbps,
+        delegate = delegate,
     )
 
     internal companion object {
         fun of(o: dev.tern.ffi.ModelOptions) = ModelOptions(
             o.threads.toInt(), o.contextLength.toInt(), o.activationPrecision, o.kvCachePrecision,
             o.maxResidentBytes.toLong(), o.memoryBudgetBytes.toLong(), o.bandwidthBudgetGbps,
+            o.delegate,
         )
     }
 }
+
+/**
+ * Where the NPU delegate's libraries are: `DelegateOptions(kind, ortLibrary, qnnProviderLibrary,
+ * qnnBackendLibrary, socModel, cacheDir)`. [qnnDelegate] fills it for an app that bundles
+ * `com.microsoft.onnxruntime:onnxruntime-android-qnn`.
+ */
+typealias DelegateOptions = dev.tern.ffi.DelegateOptions
+
+/**
+ * Which delegate: `DelegateKind.QNN` (the Hexagon NPU through ONNX Runtime's QNN provider) or
+ * `DelegateKind.ORT_CPU` (the same graphs on ONNX Runtime's CPU provider, for checking).
+ */
+typealias DelegateKind = dev.tern.ffi.DelegateKind
+
+/** What the delegate decided for one matrix: layer, projection, format, taken, reason. */
+typealias DelegateDecision = dev.tern.ffi.DelegateDecision
+
+/**
+ * The QNN delegate with the libraries of `onnxruntime-android-qnn` from [nativeLibraryDir]
+ * (`context.applicationInfo.nativeLibraryDir`; the libraries must be extracted, e.g.
+ * `packaging { jniLibs { useLegacyPackaging = true } }`), compiling for [socModel] (`"57"`:
+ * Snapdragon 8 Gen 3) and caching compiled graphs in [cacheDir] (e.g. `"${context.cacheDir}/qnn"`)
+ * when given.
+ */
+fun qnnDelegate(nativeLibraryDir: String, cacheDir: String? = null, socModel: String? = null) =
+    DelegateOptions(
+        kind = DelegateKind.QNN,
+        ortLibrary = "$nativeLibraryDir/libonnxruntime.so",
+        qnnProviderLibrary = null,
+        qnnBackendLibrary = "$nativeLibraryDir/libQnnHtp.so",
+        socModel = socModel,
+        cacheDir = cacheDir,
+    )
 
 /** Architecture, parameter count, quantization, context length, bytes per token, ... */
 typealias ModelInfo = dev.tern.ffi.ModelInfo
@@ -141,8 +183,9 @@ typealias ToolResult = dev.tern.ffi.ToolResult
 
 /**
  * Why a call failed: catch `dev.tern.TernException` for all of them. Its cases
- * (`FileNotFound`, `SessionBusy`, `Closed`, ...) are nested classes, which a Kotlin typealias
- * cannot reach: name them as `dev.tern.ffi.TernException.SessionBusy`.
+ * (`FileNotFound`, `SessionBusy`, `Closed`, `DelegateUnavailable`, `DelegateFailed`, ...) are
+ * nested classes, which a Kotlin typealias cannot reach: name them as
+ * `dev.tern.ffi.TernException.SessionBusy`.
  */
 typealias TernException = dev.tern.ffi.TernException
 
@@ -309,6 +352,13 @@ class TernModel internal constructor(internal val native: Model) : Closeable {
 
     /** The options the model was loaded with. */
     val options: ModelOptions get() = live.use { ModelOptions.of(native.options()) }
+
+    /**
+     * What the NPU delegate of [ModelOptions.delegate] took, per layer (its FFN block, then
+     * Q, K, V, O, gate, up, down) and the output head, and why the rest stays on the CPU;
+     * empty without a delegate.
+     */
+    val delegateDecisions: List<DelegateDecision> get() = live.use { native.delegateDecisions() }
 
     /**
      * A new, empty conversation with its own KV cache; several can run at once. Throws
