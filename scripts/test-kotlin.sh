@@ -61,8 +61,13 @@ bash scripts/fetch-model.sh
 bash scripts/fetch-models.sh gemma3-270m
 gemma="$root/models/gemma-3-270m-q4_k_m.gguf"
 
+# The workspace's test build with one feature set (`--features tern-ffi/cli`) that
+# scripts/test.sh's other host steps (test-npu.sh, the native workspace tests) select too: they
+# reuse it instead of compiling tern-kernels, tern-runtime, tern-ffi and tern-cli again with
+# other features. It holds libtern_ffi.so, uniffi-bindgen and tern (and the tests, which a
+# lone run of this script builds in addition).
 step "build tern-ffi, its uniffi-bindgen and tern (dev profile, optimized)"
-cargo build -q -p tern-ffi -p tern-cli --features tern-ffi/cli
+cargo test -q --workspace --features tern-ffi/cli --no-run
 target_dir="$(cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 bin="$target_dir/debug"

@@ -84,8 +84,17 @@ PY
 )"
 export ORT_DYLIB_PATH TERN_REQUIRE_NPU_TESTS=1
 echo "ONNX Runtime: $ORT_DYLIB_PATH"
+# The packages and features of scripts/test.sh's native build (see scripts/test-kotlin.sh): the
+# tests below select the same, so they reuse that build; `-p tern-delegate-qnn` would resolve
+# other features and compile tern-kernels, tern-runtime and tern-cli a second time. Targets are
+# picked by name (only tern-delegate-qnn has `ort_cpu` and `emulator`, only tern-cli `delegate`);
+# its unit tests by their module, `pack::tests` (`--skip repack`: tern-kernels' `repack::tests`).
+ws=(--workspace --features tern-ffi/cli)
+cargo test -q "${ws[@]}" --lib -- pack::tests:: --skip repack
+# Its no_run doctest (the workspace's only compiled one; the rest are `text`).
+cargo test -q "${ws[@]}" --doc
 if [ "$cpu_only" = 1 ]; then
-  cargo test -p tern-delegate-qnn --lib --test ort_cpu
+  cargo test "${ws[@]}" --test ort_cpu
   exit 0
 fi
 
@@ -102,9 +111,9 @@ echo "QNN HTP (emulator): $TERN_QNN_BACKEND"
 
 # One test at a time: the emulator is one process-wide backend.
 start=$SECONDS
-cargo test -p tern-delegate-qnn -- --test-threads 1
+cargo test "${ws[@]}" --test ort_cpu --test emulator -- --test-threads 1
 echo "delegate-qnn tests: $((SECONDS - start)) s (build included)"
 
 # `tern inspect/run --delegate` from the command line: the decisions listed, and the emulated
 # HTP's greedy tokens equal to the CPU's.
-cargo test -q -p tern-cli --test delegate -- --test-threads 1
+cargo test -q "${ws[@]}" --test delegate -- --test-threads 1
