@@ -327,13 +327,7 @@ fn completions_print_a_script_for_each_shell() {
     // the subcommands and their options.
     assert!(bash.contains("_tern()"), "{bash}");
     assert!(bash.contains("complete -F _tern"), "{bash}");
-    for word in [
-        "run",
-        "chat",
-        "quantize",
-        "--json-schema",
-        "--reverse-prompt",
-    ] {
+    for word in ["run", "chat", "quantize", "--json-schema", "--stop"] {
         assert!(bash.contains(word), "no {word} in the bash script");
     }
     assert!(ok(tern(&["completions", "zsh"])).starts_with("#compdef tern"));
