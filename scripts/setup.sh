@@ -19,8 +19,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   done
 fi
 
-# rustfmt for scripts/test.sh's `cargo fmt --check`.
+# rustfmt and clippy for scripts/test.sh's `cargo fmt --check` and `cargo clippy`.
 rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 
 packages=(qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 need=()

@@ -71,8 +71,13 @@ step "ONNX Runtime (scripts/test-npu.sh --ort-library)"
 ort_library="$(bash scripts/test-npu.sh --ort-library)"
 echo "$ort_library" >&2
 
+# The workspace's test build with one feature set (`--features tern-ffi/cli,tern-ffi/npu`) that
+# scripts/test.sh's other host steps (test-npu.sh, the native workspace tests) select too: they
+# reuse it instead of compiling tern-kernels, tern-runtime, tern-ffi and tern-cli again with
+# other features. It holds libtern_ffi.so (with the NPU delegate), uniffi-bindgen and tern (and
+# the tests, which a lone run of this script builds in addition).
 step "build tern-ffi (with the NPU delegate), its uniffi-bindgen and tern (dev profile, optimized)"
-cargo build -q -p tern-ffi -p tern-cli --features tern-ffi/cli,tern-ffi/npu
+cargo test -q --workspace --features tern-ffi/cli,tern-ffi/npu --no-run
 target_dir="$(cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 bin="$target_dir/debug"

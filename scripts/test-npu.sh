@@ -109,8 +109,17 @@ fi
 ORT_DYLIB_PATH="$(ort_library)"
 export ORT_DYLIB_PATH TERN_REQUIRE_NPU_TESTS=1
 echo "ONNX Runtime: $ORT_DYLIB_PATH"
+# The packages and features of scripts/test.sh's native build (see scripts/test-kotlin.sh): the
+# tests below select the same, so they reuse that build; `-p tern-delegate-qnn` would resolve
+# other features and compile tern-kernels, tern-runtime and tern-cli a second time. Targets are
+# picked by name (only tern-delegate-qnn has `ort_cpu` and `emulator`, only tern-cli `delegate`);
+# its unit tests by their module, `pack::tests` (`--skip repack`: tern-kernels' `repack::tests`).
+ws=(--workspace --features tern-ffi/cli,tern-ffi/npu)
+cargo test -q "${ws[@]}" --lib -- pack::tests:: --skip repack
+# Its no_run doctest (the workspace's only compiled one; the rest are `text`).
+cargo test -q "${ws[@]}" --doc
 if [ "$cpu_only" = 1 ]; then
-  cargo test -p tern-delegate-qnn --lib --test ort_cpu
+  cargo test "${ws[@]}" --test ort_cpu
   exit 0
 fi
 
@@ -127,17 +136,16 @@ echo "QNN HTP (emulator): $TERN_QNN_BACKEND"
 
 # One test at a time: the emulator is one process-wide backend.
 start=$SECONDS
-cargo test -p tern-delegate-qnn -- --test-threads 1
+cargo test "${ws[@]}" --test ort_cpu --test emulator -- --test-threads 1
 echo "delegate-qnn tests: $((SECONDS - start)) s (build included)"
 
 # `tern inspect/run --delegate` from the command line: the decisions listed, and the emulated
 # HTP's greedy tokens equal to the CPU's.
-cargo test -q -p tern-cli --test delegate -- --test-threads 1
+cargo test -q "${ws[@]}" --test delegate -- --test-threads 1
 
 # The FFI's `delegate` model option (ffi/src/delegate.rs, feature `npu`): typed errors, and
-# SmolLM2-Q4_0 on ONNX Runtime's CPU provider with the CPU's greedy tokens. Heavy only (it
-# builds tern-ffi's tests once more, with the feature); scripts/test-kotlin.sh checks the
-# same through Kotlin in every run.
+# SmolLM2-Q4_0 on ONNX Runtime's CPU provider with the CPU's greedy tokens. Heavy only;
+# scripts/test-kotlin.sh checks the same through Kotlin in every run.
 if [ "${TERN_NPU_HEAVY:-0}" = 1 ]; then
-  cargo test -q -p tern-ffi --features npu --lib delegate::
+  cargo test -q "${ws[@]}" --lib -- delegate::
 fi

@@ -29,10 +29,17 @@ for m in qwen2_small qwen3_small phi3_small llama3_small gemma3_small; do
   fi
 done
 
-# Formatting is checked first: it takes a second. (`cargo clippy --workspace --all-targets`
-# is clean too but costs minutes of CI time: run it before committing.)
+# Formatting is checked first: it takes a second.
 step "cargo fmt --check"
 cargo fmt --all -- --check
+
+# Lints, denied: every host target with the features the native build below uses (its build
+# scripts and proc macros are shared), and the no_std kernels and runtime on aarch64, whose
+# NEON code the host never compiles.
+step "cargo clippy"
+cargo clippy -q --workspace --all-targets --features tern-ffi/cli,tern-ffi/npu -- -D warnings
+cargo clippy -q -p tern-kernels -p tern-runtime --no-default-features \
+  --target aarch64-unknown-linux-gnu -- -D warnings
 
 step "no_std build for thumbv7em-none-eabihf"
 cargo build -q -p tern-kernels -p tern-runtime --no-default-features --target thumbv7em-none-eabihf
@@ -81,6 +88,7 @@ bash scripts/test-npu.sh
 step "Kotlin bindings on the JVM"
 bash scripts/test-kotlin.sh
 
-# (tern-delegate-qnn ran above, with its ONNX Runtime libraries required.)
+# (tern-delegate-qnn ran above, with its ONNX Runtime libraries required.) The packages and
+# features of the Kotlin step's build, which this reuses (see scripts/test-kotlin.sh).
 step "native workspace tests"
-cargo test --workspace --exclude tern-delegate-qnn
+cargo test --workspace --exclude tern-delegate-qnn --features tern-ffi/cli,tern-ffi/npu

@@ -120,7 +120,7 @@ fun main(args: Array<String>) {
             val stats = session.stats ?: throw Failure("no stats")
             check(stats.generatedTokens == 16u) { "$stats" }
             check(stats.stopReason == StopReason.MAX_TOKENS) { "$stats" }
-            check(stats.generationTokensPerSecond > 0.0) { "$stats" }
+            check((stats.generationTokensPerSecond ?: 0.0) > 0.0) { "$stats" }
         }
     }
 

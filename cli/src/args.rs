@@ -48,6 +48,17 @@ pub enum Command {
     Plan(crate::plan::PlanArgs),
     /// Rewrite a GGUF model's weight matrices in another type.
     Quantize(crate::quantize::QuantizeArgs),
+    /// Print a shell completion script, e.g. `tern completions bash >
+    /// ~/.local/share/bash-completion/completions/tern`.
+    Completions(CompletionsArgs),
+}
+
+/// `tern completions`.
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Which model, and which kernels run it.

@@ -16,7 +16,7 @@ mod stream;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::args::{Cli, Command};
 
@@ -53,6 +53,11 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::main(a),
         Command::Plan(a) => plan::main(a),
         Command::Quantize(a) => quantize::main(a),
+        Command::Completions(a) => {
+            // The script goes to stdout (a closed pipe ends the process: SIGPIPE is restored).
+            clap_complete::generate(a.shell, &mut Cli::command(), "tern", &mut std::io::stdout());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -319,3 +319,19 @@ fn a_prompt_after_double_dash_may_start_with_a_dash() {
     let out = tern(&[&common[..], &["-p", "x", "--", "y"]].concat());
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+#[test]
+fn completions_print_a_script_for_each_shell() {
+    let bash = ok(tern(&["completions", "bash"]));
+    // The bash script defines its completion function and registers it for `tern`, and knows
+    // the subcommands and their options.
+    assert!(bash.contains("_tern()"), "{bash}");
+    assert!(bash.contains("complete -F _tern"), "{bash}");
+    for word in ["run", "chat", "quantize", "--json-schema", "--stop"] {
+        assert!(bash.contains(word), "no {word} in the bash script");
+    }
+    assert!(ok(tern(&["completions", "zsh"])).starts_with("#compdef tern"));
+    assert!(ok(tern(&["completions", "fish"])).contains("complete -c tern"));
+    // An unknown shell is a usage error.
+    assert_eq!(tern(&["completions", "tcsh"]).status.code(), Some(2));
+}

@@ -4,7 +4,7 @@
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tern_runtime::chat::{
     Chat, ChatOptions, ChatTemplate, JsonValue, Message, OverflowPolicy, RenderOptions,
@@ -18,8 +18,8 @@ use crate::error::TernError;
 use crate::event::{EventSink, ReplyEvent, ReplyListener};
 use crate::model::Model;
 use crate::session::{
-    rate, spawn_job, Control, GenerateOptions, GenerationHandle, GenerationStats, ListenerSink,
-    QueueSink, Sink, StopReason, TokenListener, TokenStream,
+    spawn_job, stats_record, Control, GenerateOptions, GenerationHandle, GenerationStats,
+    ListenerSink, QueueSink, Sink, StopReason, TokenListener, TokenStream,
 };
 use crate::slot::Slot;
 use crate::tools::{runtime_tools, Tool, ToolResult};
@@ -480,9 +480,9 @@ impl Conversation {
                         Outcome {
                             prompt_new: reply.prefill.new,
                             prompt_reused: reply.prefill.reused,
-                            prompt_s: reply.prefill.time.as_secs_f64(),
+                            prompt: reply.prefill.time,
                             n_tokens: reply.n_tokens,
-                            decode_s: reply.decode_time.as_secs_f64(),
+                            decode: reply.decode_time,
                             stop: match reply.stop {
                                 ReplyStop::EndOfTurn | ReplyStop::StopString(_) => {
                                     StopReason::EndOfGeneration
@@ -535,15 +535,14 @@ impl Conversation {
                                 r
                             }
                         }?;
-                        let decode_s = reply.decode_time.as_secs_f64();
                         Outcome {
                             prompt_new: reply.prefilled,
                             prompt_reused: reply.reused,
                             // The runtime times decoding only; the rest of the turn is the
                             // prompt (rendering, encoding, prefill).
-                            prompt_s: (started.elapsed().as_secs_f64() - decode_s).max(0.0),
+                            prompt: started.elapsed().saturating_sub(reply.decode_time),
                             n_tokens: reply.n_tokens,
-                            decode_s,
+                            decode: reply.decode_time,
                             stop: match reply.stop {
                                 ToolStop::EndOfTurn => StopReason::EndOfGeneration,
                                 ToolStop::MaxTokens => StopReason::MaxTokens,
@@ -555,26 +554,21 @@ impl Conversation {
                 };
                 let session = talk.session();
                 let bytes_per_token = session.bytes_per_token();
-                let tok_s = if outcome.n_tokens > 1 {
-                    rate(outcome.n_tokens - 1, outcome.decode_s)
-                } else {
-                    0.0
-                };
-                let stats = GenerationStats {
-                    prompt_tokens: outcome.prompt_new as u32,
-                    cached_tokens: outcome.prompt_reused as u32,
-                    generated_tokens: outcome.n_tokens as u32,
-                    prompt_ms: outcome.prompt_s * 1e3,
-                    generation_ms: outcome.decode_s * 1e3,
-                    prompt_tokens_per_second: rate(outcome.prompt_new, outcome.prompt_s),
-                    generation_tokens_per_second: tok_s,
-                    context_tokens: session.tokens().len() as u32,
+                let timed = tern_runtime::stats::GenerationStats::from_offsets(
+                    outcome.prompt_new,
+                    outcome.n_tokens,
+                    outcome.prompt,
+                    None,
+                    outcome.prompt + outcome.decode,
+                    outcome.stop,
+                );
+                let stats = stats_record(
+                    &timed,
+                    outcome.prompt_reused,
+                    session.tokens().len(),
                     bytes_per_token,
-                    achieved_gbps: tok_s * bytes_per_token as f64 / 1e9,
-                    budget_ceiling_tokens_per_second: None,
-                    budget_fraction: None,
-                    stop_reason: outcome.stop,
-                };
+                    None,
+                );
                 *shared.lock_stats() = Some(stats.clone());
                 if cancelled || outcome.stop == StopReason::Cancelled {
                     return Err(TernError::Cancelled);
@@ -589,9 +583,9 @@ impl Conversation {
 struct Outcome {
     prompt_new: usize,
     prompt_reused: usize,
-    prompt_s: f64,
+    prompt: Duration,
     n_tokens: usize,
-    decode_s: f64,
+    decode: Duration,
     stop: StopReason,
 }
 

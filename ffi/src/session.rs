@@ -119,22 +119,23 @@ pub struct GenerationStats {
     pub prompt_ms: f64,
     /// Milliseconds spent generating, after the prompt.
     pub generation_ms: f64,
-    /// Prompt tokens processed per second.
-    pub prompt_tokens_per_second: f64,
-    /// Tokens generated per second, counting the forward passes after the first token (0 when
-    /// fewer than two tokens were generated).
-    pub generation_tokens_per_second: f64,
+    /// Prompt tokens processed per second; `None` without prompt tokens or time.
+    pub prompt_tokens_per_second: Option<f64>,
+    /// Tokens generated per second, counting the forward passes after the first token; `None`
+    /// when fewer than two tokens were generated (as `tern run` reports it).
+    pub generation_tokens_per_second: Option<f64>,
     /// Tokens in the session's context afterwards.
     pub context_tokens: u32,
     /// Bytes one decoded token reads at the final position: every weight matrix, one
     /// embedding row and the KV cache so far.
     pub bytes_per_token: u64,
     /// Memory bandwidth decoding achieved, in GB/s (`generation_tokens_per_second ·
-    /// bytes_per_token`).
-    pub achieved_gbps: f64,
+    /// bytes_per_token`); `None` when the speed is.
+    pub achieved_gbps: Option<f64>,
     /// With a bandwidth budget: the fastest decode it allows (budget / `bytes_per_token`).
     pub budget_ceiling_tokens_per_second: Option<f64>,
-    /// With a bandwidth budget: the fraction of it decoding used (`achieved_gbps` / budget).
+    /// With a bandwidth budget and a measured speed: the fraction of it decoding used
+    /// (`achieved_gbps` / budget).
     pub budget_fraction: Option<f64>,
     /// Why it ended.
     pub stop_reason: StopReason,
@@ -446,21 +447,7 @@ impl Shared {
         let prompt_ids = model.tokenizer().encode(prompt, add_special, true);
 
         let start = Instant::now();
-        let mut stats = GenerationStats {
-            prompt_tokens: prompt_ids.len() as u32,
-            cached_tokens: session.tokens().len() as u32,
-            generated_tokens: 0,
-            prompt_ms: 0.0,
-            generation_ms: 0.0,
-            prompt_tokens_per_second: 0.0,
-            generation_tokens_per_second: 0.0,
-            context_tokens: 0,
-            bytes_per_token: 0,
-            achieved_gbps: 0.0,
-            budget_ceiling_tokens_per_second: None,
-            budget_fraction: None,
-            stop_reason: StopReason::Failed,
-        };
+        let cached_tokens = session.tokens().len();
         // The prompt goes in batch by batch, so a cancel lands between two batches; a prompt
         // that is cancelled or fails is taken back out of the conversation.
         let before = session.tokens().len();
@@ -527,44 +514,36 @@ impl Shared {
         });
         let end = Instant::now();
 
-        let prompt_s = (prompt_done - start).as_secs_f64();
-        let gen_s = (end - prompt_done).as_secs_f64();
-        stats.generated_tokens = generated as u32;
-        stats.prompt_ms = prompt_s * 1e3;
-        stats.generation_ms = gen_s * 1e3;
-        stats.prompt_tokens_per_second = rate(prompt_ids.len(), prompt_s);
-        // The first token is sampled from the prompt's logits: decode speed counts the forward
-        // passes after it, as `tern run` does.
-        stats.generation_tokens_per_second = if generated > 1 {
-            rate(generated - 1, gen_s)
-        } else {
-            0.0
-        };
-        stats.context_tokens = session.tokens().len() as u32;
-        stats.bytes_per_token = session.bytes_per_token();
-        let tok_s = stats.generation_tokens_per_second;
-        stats.achieved_gbps = tok_s * stats.bytes_per_token as f64 / 1e9;
-        if let Some(budget) = self.bandwidth_budget {
-            stats.budget_ceiling_tokens_per_second =
-                Some(budget.ceiling_tok_s(stats.bytes_per_token));
-            stats.budget_fraction = Some(budget.fraction(tok_s, stats.bytes_per_token));
-        }
-        let result = match outcome {
-            Ok(_) if cancelled => Err(TernError::Cancelled),
-            Ok(stop) => {
-                stats.stop_reason = match stop {
+        let (result, stop) = match outcome {
+            Ok(_) if cancelled => (Err(TernError::Cancelled), StopReason::Cancelled),
+            Ok(stop) => (
+                Ok(()),
+                match stop {
                     tern_runtime::StopReason::EndOfGeneration => StopReason::EndOfGeneration,
                     tern_runtime::StopReason::ContextFull => StopReason::ContextFull,
                     tern_runtime::StopReason::MaxTokens => StopReason::MaxTokens,
                     tern_runtime::StopReason::Stopped => StopReason::Cancelled,
-                };
-                Ok(stats.clone())
-            }
-            Err(e) => Err(e),
+                },
+            ),
+            Err(TernError::Cancelled) => (Err(TernError::Cancelled), StopReason::Cancelled),
+            Err(e) => (Err(e), StopReason::Failed),
         };
-        if let Err(TernError::Cancelled) = result {
-            stats.stop_reason = StopReason::Cancelled;
-        }
+        let timed = tern_runtime::stats::GenerationStats::from_offsets(
+            prompt_ids.len(),
+            generated,
+            prompt_done - start,
+            None,
+            end - start,
+            stop,
+        );
+        let stats = stats_record(
+            &timed,
+            cached_tokens,
+            session.tokens().len(),
+            session.bytes_per_token(),
+            self.bandwidth_budget,
+        );
+        let result = result.map(|()| stats.clone());
         *self.lock_stats() = Some(stats);
         result
     }
@@ -589,11 +568,34 @@ impl Shared {
     }
 }
 
-pub(crate) fn rate(n: usize, seconds: f64) -> f64 {
-    if seconds > 0.0 {
-        n as f64 / seconds
-    } else {
-        0.0
+/// The FFI's record of one generation, from the runtime's statistics
+/// ([`tern_runtime::stats`], by which `tern run` and `tern chat` report too: a speed that
+/// cannot be measured is `None`) and the session's state afterwards.
+pub(crate) fn stats_record(
+    s: &tern_runtime::stats::GenerationStats<StopReason>,
+    cached_tokens: usize,
+    context_tokens: usize,
+    bytes_per_token: u64,
+    budget: Option<BandwidthBudget>,
+) -> GenerationStats {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let tok_s = s.decode_tok_s();
+    GenerationStats {
+        prompt_tokens: s.prompt_tokens as u32,
+        cached_tokens: cached_tokens as u32,
+        generated_tokens: s.generated as u32,
+        prompt_ms: ms(s.prompt_time),
+        generation_ms: ms(s.decode_time),
+        prompt_tokens_per_second: s.prompt_tok_s(),
+        generation_tokens_per_second: tok_s,
+        context_tokens: context_tokens as u32,
+        bytes_per_token,
+        achieved_gbps: tok_s.map(|t| t * bytes_per_token as f64 / 1e9),
+        budget_ceiling_tokens_per_second: budget.map(|b| b.ceiling_tok_s(bytes_per_token)),
+        budget_fraction: budget
+            .zip(tok_s)
+            .map(|(b, t)| b.fraction(t, bytes_per_token)),
+        stop_reason: s.stop,
     }
 }
 

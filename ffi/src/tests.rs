@@ -485,8 +485,11 @@ fn stats_report_bandwidth_against_the_budget() {
         .unwrap();
     let s = collect(&rx).1.unwrap();
     assert!(s.bytes_per_token > 90_000_000, "{s:?}");
-    let gbps = s.generation_tokens_per_second * s.bytes_per_token as f64 / 1e9;
-    assert!((s.achieved_gbps - gbps).abs() < 1e-9 && gbps > 0.0, "{s:?}");
+    let gbps = s.generation_tokens_per_second.unwrap() * s.bytes_per_token as f64 / 1e9;
+    assert!(
+        (s.achieved_gbps.unwrap() - gbps).abs() < 1e-9 && gbps > 0.0,
+        "{s:?}"
+    );
     let ceiling = s.budget_ceiling_tokens_per_second.unwrap();
     assert!(
         (ceiling - 60e9 / s.bytes_per_token as f64).abs() < 1e-6,
@@ -1272,4 +1275,90 @@ fn a_json_schema_constrains_a_generation_to_a_valid_document() {
         ),
         Err(TernError::InvalidArgument { .. })
     ));
+}
+
+/// The speeds of a generation's stats, checked against the runtime's rule (`tern_runtime::stats`,
+/// by which `tern run` and `tern chat` report): the prompt's tokens over its time, the tokens
+/// after the first over the decode time, and `None` (never 0 or NaN) where that has nothing to
+/// count.
+fn assert_runtime_rule(s: &GenerationStats) {
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs();
+    let prompt = s.prompt_tokens_per_second.expect("a prompt was processed");
+    assert!(
+        close(prompt, s.prompt_tokens as f64 / (s.prompt_ms / 1e3)),
+        "{s:?}"
+    );
+    match s.generated_tokens {
+        0 | 1 => {
+            assert_eq!(s.generation_tokens_per_second, None, "{s:?}");
+            assert_eq!(s.achieved_gbps, None, "{s:?}");
+        }
+        n => {
+            let tok_s = s.generation_tokens_per_second.expect("two or more tokens");
+            assert!(
+                close(tok_s, (n - 1) as f64 / (s.generation_ms / 1e3)),
+                "{s:?}"
+            );
+            let gbps = s.achieved_gbps.expect("a speed");
+            assert!(close(gbps, tok_s * s.bytes_per_token as f64 / 1e9), "{s:?}");
+        }
+    }
+}
+
+#[test]
+fn stats_of_zero_one_and_two_tokens_follow_the_runtime_rule() {
+    let session = Session::new(model()).unwrap();
+    for n in [0u32, 1, 2] {
+        session.reset().unwrap();
+        let (listener, rx) = Recorder::new(None);
+        let _h = session
+            .generate(PROMPT.into(), greedy(n), listener)
+            .unwrap();
+        let s = collect(&rx).1.unwrap();
+        assert_eq!(s.generated_tokens, n, "{s:?}");
+        assert_eq!(s.stop_reason, StopReason::MaxTokens, "{s:?}");
+        assert_runtime_rule(&s);
+    }
+    // A conversation's turn goes through the same rule.
+    for n in [1u32, 2] {
+        let chat = Conversation::new(model(), ConversationOptions::default()).unwrap();
+        let (listener, rx) = Recorder::new(None);
+        let _h = chat.send("Hi!".into(), greedy(n), listener).unwrap();
+        let s = collect(&rx).1.unwrap();
+        assert_eq!(s.generated_tokens, n, "{s:?}");
+        assert_runtime_rule(&s);
+    }
+}
+
+#[test]
+fn stats_record_leaves_unmeasured_speeds_none() {
+    use crate::session::stats_record;
+    use tern_runtime::budget::BandwidthBudget;
+    use tern_runtime::stats::GenerationStats as Timed;
+    let ms = Duration::from_millis;
+    let budget = Some(BandwidthBudget { gbps: 50.0 });
+    // No prompt, no tokens, no time: nothing to divide.
+    let t = Timed::from_offsets(0, 0, ms(0), None, ms(0), StopReason::MaxTokens);
+    let s = stats_record(&t, 3, 3, 1000, budget);
+    assert_eq!(s.prompt_tokens_per_second, None);
+    assert_eq!(s.generation_tokens_per_second, None);
+    assert_eq!(s.achieved_gbps, None);
+    assert_eq!(s.budget_fraction, None);
+    assert_eq!(s.budget_ceiling_tokens_per_second, Some(50e9 / 1000.0));
+    assert_eq!((s.prompt_ms, s.generation_ms), (0.0, 0.0));
+    // 4 prompt tokens in 0.5 s, 11 tokens ending 1 s later: 10 decode steps per second.
+    let t = Timed::from_offsets(
+        4,
+        11,
+        ms(500),
+        Some(ms(510)),
+        ms(1500),
+        StopReason::EndOfGeneration,
+    );
+    let s = stats_record(&t, 0, 15, 1000, budget);
+    assert_eq!(s.prompt_tokens_per_second, Some(8.0));
+    assert_eq!(s.generation_tokens_per_second, Some(10.0));
+    assert_eq!(s.achieved_gbps, Some(10.0 * 1000.0 / 1e9));
+    assert_eq!(s.budget_fraction, Some(10.0 * 1000.0 / 50e9));
+    assert_eq!((s.generated_tokens, s.context_tokens), (11, 15));
 }

@@ -443,3 +443,243 @@ macro_rules! axpy_rows_f16 {
         }
     };
 }
+
+/// The ternary kernels' wrappers, shared by every architecture (see `scalar::ternary_int8` and
+/// `scalar::lut_ternary`): for each `$wrapper => $body` a module `$wrapper` of the row ·
+/// int8-row dots of TQ1_0, TQ2_0 and I2_S and the batched `gemm_codes_q8row` around the
+/// integer body module `$body`; then the single-body wrappers (unpack of each format, the LUT
+/// tables, tile unpack and GEMV, the per-row activation quantizer) around the invoking
+/// module's `*_body` functions; then `install_ternary`, which puts them in the table: the
+/// integer kernels of the wrapper module that `backend` matches (`$pat => $wrapper $isa`,
+/// named `kernel/isa`) and the single-body ones named `kernel/$isa0`.
+///
+/// The wrappers check lengths as the scalar reference does (so they panic on the same inputs)
+/// and call the body in an `unsafe` block; the invoking module's `install` calls
+/// `install_ternary` only for a backend whose features it detected.
+macro_rules! ternary_wrappers {
+    (
+        $isa0:literal;
+        { $($pat:pat => $wrapper:ident => $body:ident $isa:literal),* $(,)? }
+    ) => {
+        $(
+            mod $wrapper {
+                use $crate::blocks::{as_blocks, BlockI2_S, BlockTQ1_0, BlockTQ2_0};
+                use $crate::scalar::ActQ8Row;
+
+                fn check(act: &ActQ8Row<'_>, n: usize) {
+                    assert_eq!(act.qs.len(), n, "activations match the row");
+                    assert_eq!(act.sums.len(), n / 128, "one activation sum per 128");
+                }
+
+                pub(super) fn dot_tq1_0_q8row(row: &[u8], act: &ActQ8Row<'_>) -> f32 {
+                    let b: &[BlockTQ1_0] = as_blocks(row).expect("TQ1_0 row is whole blocks");
+                    check(act, b.len() * 256);
+                    // SAFETY: see the wrapper notes: installed only after detection.
+                    unsafe { super::$body::dot_tq1_0_q8row(b, act) }
+                }
+
+                pub(super) fn dot_tq2_0_q8row(row: &[u8], act: &ActQ8Row<'_>) -> f32 {
+                    let b: &[BlockTQ2_0] = as_blocks(row).expect("TQ2_0 row is whole blocks");
+                    check(act, b.len() * 256);
+                    // SAFETY: see the wrapper notes: installed only after detection.
+                    unsafe { super::$body::dot_tq2_0_q8row(b, act) }
+                }
+
+                pub(super) fn dot_i2_s_q8row(row: &[u8], act: &ActQ8Row<'_>) -> f32 {
+                    let b: &[BlockI2_S] = as_blocks(row).expect("I2_S row is whole blocks");
+                    check(act, b.len() * 128);
+                    // SAFETY: see the wrapper notes: installed only after detection.
+                    unsafe { super::$body::dot_i2_s_q8row(b, act) }
+                }
+
+                pub(super) fn gemm_codes_q8row(
+                    codes: &[u8],
+                    rows: usize,
+                    scales: &[f32],
+                    acts: &[ActQ8Row<'_>],
+                    out: &mut [f32],
+                ) {
+                    let k = $crate::scalar::check_gemm(codes, rows, scales, acts, out);
+                    // SAFETY: see the wrapper notes: installed only after detection.
+                    unsafe { super::$body::gemm_codes_q8row(codes, rows, k, scales, acts, out) }
+                }
+            }
+        )*
+
+        fn unpack_tq2_0(row: &[u8], codes: &mut [u8], scales: &mut [f32]) {
+            let b: &[$crate::blocks::BlockTQ2_0] =
+                $crate::blocks::as_blocks(row).expect("TQ2_0 row is whole blocks");
+            assert!(codes.len() == b.len() * 256 && scales.len() == b.len());
+            // SAFETY: see the wrapper notes: installed only after detection.
+            unsafe { unpack_tq2_0_body(b, codes, scales) }
+        }
+
+        fn unpack_tq1_0(row: &[u8], codes: &mut [u8], scales: &mut [f32]) {
+            let b: &[$crate::blocks::BlockTQ1_0] =
+                $crate::blocks::as_blocks(row).expect("TQ1_0 row is whole blocks");
+            assert!(codes.len() == b.len() * 256 && scales.len() == b.len());
+            // SAFETY: see the wrapper notes: installed only after detection.
+            unsafe { unpack_tq1_0_body(b, codes, scales) }
+        }
+
+        fn unpack_i2_s(row: &[u8], codes: &mut [u8], scales: &mut [f32]) {
+            let b: &[$crate::blocks::BlockI2_S] =
+                $crate::blocks::as_blocks(row).expect("I2_S row is whole blocks");
+            assert!(codes.len() == b.len() * 128 && scales.is_empty());
+            // SAFETY: see the wrapper notes: installed only after detection.
+            unsafe { unpack_i2_s_body(b, codes) }
+        }
+
+        fn lut_tables(qs: &[i8], tables: &mut [u8]) {
+            assert!(
+                qs.len().is_multiple_of(2)
+                    && tables.len() == $crate::scalar::lut_tables_bytes(qs.len())
+            );
+            // SAFETY: see the wrapper notes: installed only after detection.
+            unsafe { lut_tables_body(qs, tables) }
+        }
+
+        fn lut_unpack(tile: &[u8], codes: &mut [u8]) {
+            let cols = tile.len() / 8;
+            assert!(
+                tile.len() == $crate::scalar::lut_tile_bytes(cols)
+                    && codes.len() == $crate::scalar::LUT_TILE_ROWS * cols
+            );
+            // SAFETY: see the wrapper notes: installed only after detection.
+            unsafe { lut_unpack_body(tile, codes) }
+        }
+
+        fn quantize_act_row(x: &[f32], qs: &mut [i8], sums: &mut [i32]) -> Option<f32> {
+            assert_eq!(x.len(), qs.len());
+            assert!(x.len().is_multiple_of(128) && sums.len() == x.len() / 128);
+            // SAFETY: see the wrapper notes: installed only after detection.
+            unsafe { quantize_act_row_body(x, qs, sums) }
+        }
+
+        fn lut_gemv(
+            tile: &[u8],
+            tables: &[u8],
+            scales: &[f32],
+            out: &mut [f32; $crate::scalar::LUT_TILE_ROWS],
+        ) {
+            $crate::scalar::check_lut(tile, tables, scales);
+            // SAFETY: see the wrapper notes: installed only after detection.
+            unsafe { lut_gemv_body(tile, tables, scales, out) }
+        }
+
+        /// Puts the ternary kernels of `backend` (a backend of this architecture whose
+        /// features were detected) in `k`.
+        fn install_ternary(backend: $crate::dispatch::Backend, k: &mut $crate::dispatch::Kernels) {
+            use $crate::dispatch::Named;
+            use $crate::format::Format;
+            let ([tq1, tq2, i2], gemm): ([Named<$crate::dispatch::DotQ8RowFn>; 3], _) =
+                match backend {
+                    $($pat => (
+                        [
+                            Named {
+                                f: $wrapper::dot_tq1_0_q8row,
+                                name: concat!("dot_tq1_0_q8row/", $isa),
+                            },
+                            Named {
+                                f: $wrapper::dot_tq2_0_q8row,
+                                name: concat!("dot_tq2_0_q8row/", $isa),
+                            },
+                            Named {
+                                f: $wrapper::dot_i2_s_q8row,
+                                name: concat!("dot_i2_s_q8row/", $isa),
+                            },
+                        ],
+                        Named::<$crate::dispatch::GemmCodesFn> {
+                            f: $wrapper::gemm_codes_q8row,
+                            name: concat!("gemm_codes_q8row/", $isa),
+                        },
+                    ),)*
+                };
+            let f = k.format_mut(Format::TQ1_0);
+            f.dot_q8_row = Some(tq1);
+            f.unpack = Some(Named { f: unpack_tq1_0, name: concat!("unpack_tq1_0/", $isa0) });
+            let f = k.format_mut(Format::TQ2_0);
+            f.dot_q8_row = Some(tq2);
+            f.unpack = Some(Named { f: unpack_tq2_0, name: concat!("unpack_tq2_0/", $isa0) });
+            let f = k.format_mut(Format::I2_S);
+            f.dot_q8_row = Some(i2);
+            f.unpack = Some(Named { f: unpack_i2_s, name: concat!("unpack_i2_s/", $isa0) });
+            k.ternary.gemm_codes = gemm;
+            k.ternary.lut_tables = Named { f: lut_tables, name: concat!("lut_tables/", $isa0) };
+            k.ternary.lut_gemv = Named { f: lut_gemv, name: concat!("lut_gemv/", $isa0) };
+            k.ternary.lut_unpack = Named { f: lut_unpack, name: concat!("lut_unpack_tile/", $isa0) };
+            k.ternary.quantize_act_row =
+                Named { f: quantize_act_row, name: concat!("quantize_act_q8_row/", $isa0) };
+        }
+    };
+}
+
+/// `gemm_codes_q8row`, the batched ternary kernel over unpacked codes, for an integer body
+/// module (inside `ternary_int8!`) that defines the register tile `micro::<R, T>(codes,
+/// scales, acts, out)` for R ≤ 4 rows × T ≤ 2 tokens: 4 rows × 2 tokens per step (the rows'
+/// codes stay in L1 while the tokens stream past), smaller steps at the edges. `out` is
+/// token-major (`out[t·rows + r]`), as the reference writes it.
+macro_rules! gemm_codes_driver {
+    ($features:literal) => {
+        /// Rows × tokens over unpacked codes (see `gemm_codes_driver!`).
+        #[target_feature(enable = $features)]
+        pub(crate) fn gemm_codes_q8row(
+            codes: &[u8],
+            rows: usize,
+            k: usize,
+            scales: &[f32],
+            acts: &[ActQ8Row<'_>],
+            out: &mut [f32],
+        ) {
+            let nb = if scales.is_empty() { 0 } else { k / 256 };
+            let row = |r: usize| &codes[r * k..(r + 1) * k];
+            let sc = |r: usize| &scales[r * nb..(r + 1) * nb];
+            /// `[f(r0), f(r0 + 1), …]`, as many as the array is long.
+            fn rows_of<'s, X: ?Sized, const N: usize>(
+                f: impl Fn(usize) -> &'s X,
+                r0: usize,
+            ) -> [&'s X; N] {
+                let mut out = [f(r0); N];
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = f(r0 + i);
+                }
+                out
+            }
+            let mut r0 = 0;
+            while r0 < rows {
+                let rr = (rows - r0).min(4);
+                let mut t0 = 0;
+                while t0 < acts.len() {
+                    let tt = (acts.len() - t0).min(2);
+                    let (a, b) = out[t0 * rows..].split_at_mut(rows);
+                    let o0 = &mut a[r0..r0 + rr];
+                    macro_rules! go {
+                        ($r:literal, 1) => {
+                            micro::<$r, 1>(rows_of(row, r0), rows_of(sc, r0), [&acts[t0]], [o0])
+                        };
+                        ($r:literal, 2) => {
+                            micro::<$r, 2>(
+                                rows_of(row, r0),
+                                rows_of(sc, r0),
+                                [&acts[t0], &acts[t0 + 1]],
+                                [o0, &mut b[r0..r0 + rr]],
+                            )
+                        };
+                    }
+                    match (rr, tt) {
+                        (4, 2) => go!(4, 2),
+                        (4, _) => go!(4, 1),
+                        (3, 2) => go!(3, 2),
+                        (3, _) => go!(3, 1),
+                        (2, 2) => go!(2, 2),
+                        (2, _) => go!(2, 1),
+                        (_, 2) => go!(1, 2),
+                        _ => go!(1, 1),
+                    }
+                    t0 += tt;
+                }
+                r0 += rr;
+            }
+        }
+    };
+}

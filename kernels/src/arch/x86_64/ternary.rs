@@ -1,5 +1,8 @@
 //! Ternary weights × per-token int8 activations on x86_64 (see `scalar::ternary_int8` for the
 //! arithmetic and the bit-exactness contract, `scalar::lut_ternary` for the table layout).
+//! The length checks, the batched kernel's tiling loop and the installation are the driver
+//! shared with the other architecture (`arch/wrappers.rs`: `ternary_wrappers!`,
+//! `gemm_codes_driver!`); this file holds the intrinsic bodies.
 //!
 //! - Integer dots (`dot_*_q8row`) and the batched kernel (`gemm_codes_q8row`): codes `c` are
 //!   unsigned bytes 0..=3, so `vpmaddubsw` (AVX2) or `vpdpbusd` (VNNI) multiply them straight
@@ -17,9 +20,8 @@
 
 use core::arch::x86_64::*;
 
-use crate::blocks::{as_blocks, BlockI2_S, BlockTQ1_0, BlockTQ2_0};
-use crate::dispatch::{Backend, Kernels, Named};
-use crate::format::Format;
+use crate::blocks::{BlockI2_S, BlockTQ1_0, BlockTQ2_0};
+use crate::dispatch::{Backend, Kernels};
 use crate::scalar::LUT_TILE_ROWS;
 
 use super::gemm::PREFETCH_AHEAD;
@@ -395,68 +397,7 @@ macro_rules! ternary_int8 {
             }
         }
 
-        /// Rows × tokens over unpacked codes: 4 rows × 2 tokens per step (the rows' codes stay
-        /// in L1 while the tokens stream past), smaller steps at the edges. `out` is
-        /// token-major (`out[t·rows + r]`), as the reference writes it.
-        #[target_feature(enable = $features)]
-        pub(crate) fn gemm_codes_q8row(
-            codes: &[u8],
-            rows: usize,
-            k: usize,
-            scales: &[f32],
-            acts: &[ActQ8Row<'_>],
-            out: &mut [f32],
-        ) {
-            let nb = if scales.is_empty() { 0 } else { k / 256 };
-            let row = |r: usize| &codes[r * k..(r + 1) * k];
-            let sc = |r: usize| &scales[r * nb..(r + 1) * nb];
-            let mut r0 = 0;
-            while r0 < rows {
-                let rr = (rows - r0).min(4);
-                let mut t0 = 0;
-                while t0 < acts.len() {
-                    let tt = (acts.len() - t0).min(2);
-                    let (a, b) = out[t0 * rows..].split_at_mut(rows);
-                    let o0 = &mut a[r0..r0 + rr];
-                    /// `[f(r0), f(r0 + 1), …]`, as many as the array is long.
-                    fn rows_of<'s, X: ?Sized, const N: usize>(
-                        f: impl Fn(usize) -> &'s X,
-                        r0: usize,
-                    ) -> [&'s X; N] {
-                        let mut out = [f(r0); N];
-                        for (i, o) in out.iter_mut().enumerate() {
-                            *o = f(r0 + i);
-                        }
-                        out
-                    }
-                    macro_rules! go {
-                        ($r:literal, 1) => {
-                            micro::<$r, 1>(rows_of(row, r0), rows_of(sc, r0), [&acts[t0]], [o0])
-                        };
-                        ($r:literal, 2) => {
-                            micro::<$r, 2>(
-                                rows_of(row, r0),
-                                rows_of(sc, r0),
-                                [&acts[t0], &acts[t0 + 1]],
-                                [o0, &mut b[r0..r0 + rr]],
-                            )
-                        };
-                    }
-                    match (rr, tt) {
-                        (4, 2) => go!(4, 2),
-                        (4, _) => go!(4, 1),
-                        (3, 2) => go!(3, 2),
-                        (3, _) => go!(3, 1),
-                        (2, 2) => go!(2, 2),
-                        (2, _) => go!(2, 1),
-                        (_, 2) => go!(1, 2),
-                        _ => go!(1, 1),
-                    }
-                    t0 += tt;
-                }
-                r0 += rr;
-            }
-        }
+        gemm_codes_driver!($features);
     };
 }
 
@@ -772,159 +713,21 @@ fn quantize_act_row_body(x: &[f32], qs: &mut [i8], sums: &mut [i32]) -> Option<f
 }
 
 // ---- safe wrappers and installation ----------------------------------------------------------
-// Wrapper notes: `install` below is the only code that names these private wrappers, and the
-// architecture's `install` calls it only after `detected(backend)` returned true. Every body
+// Wrapper notes: `install_ternary` (made below by `ternary_wrappers!`, the driver shared with the
+// other architecture in `arch/wrappers.rs`) is the only code that names these private
+// wrappers, and the architecture's `install` calls it only after `detected(backend)` returned
+// true. Every body
 // here enables `avx2`, which every x86 backend requires; the VNNI integer bodies additionally
 // enable `avxvnni` or `avx512vnni,avx512vl`, and `install` picks them only for the backend
 // whose detection checked exactly those.
 
-macro_rules! dot_wrappers {
-    ($wrapper:ident => $body:ident) => {
-        mod $wrapper {
-            use crate::blocks::{as_blocks, BlockI2_S, BlockTQ1_0, BlockTQ2_0};
-            use crate::scalar::ActQ8Row;
-
-            fn check(act: &ActQ8Row<'_>, n: usize) {
-                assert_eq!(act.qs.len(), n, "activations match the row");
-                assert_eq!(act.sums.len(), n / 128, "one activation sum per 128");
-            }
-
-            pub(super) fn dot_tq1_0_q8row(row: &[u8], act: &ActQ8Row<'_>) -> f32 {
-                let b: &[BlockTQ1_0] = as_blocks(row).expect("TQ1_0 row is whole blocks");
-                check(act, b.len() * 256);
-                // SAFETY: see the wrapper notes: installed only after detection.
-                unsafe { super::$body::dot_tq1_0_q8row(b, act) }
-            }
-
-            pub(super) fn dot_tq2_0_q8row(row: &[u8], act: &ActQ8Row<'_>) -> f32 {
-                let b: &[BlockTQ2_0] = as_blocks(row).expect("TQ2_0 row is whole blocks");
-                check(act, b.len() * 256);
-                // SAFETY: see the wrapper notes: installed only after detection.
-                unsafe { super::$body::dot_tq2_0_q8row(b, act) }
-            }
-
-            pub(super) fn dot_i2_s_q8row(row: &[u8], act: &ActQ8Row<'_>) -> f32 {
-                let b: &[BlockI2_S] = as_blocks(row).expect("I2_S row is whole blocks");
-                check(act, b.len() * 128);
-                // SAFETY: see the wrapper notes: installed only after detection.
-                unsafe { super::$body::dot_i2_s_q8row(b, act) }
-            }
-
-            pub(super) fn gemm_codes_q8row(
-                codes: &[u8],
-                rows: usize,
-                scales: &[f32],
-                acts: &[ActQ8Row<'_>],
-                out: &mut [f32],
-            ) {
-                let k = crate::scalar::check_gemm(codes, rows, scales, acts, out);
-                // SAFETY: see the wrapper notes: installed only after detection.
-                unsafe { super::$body::gemm_codes_q8row(codes, rows, k, scales, acts, out) }
-            }
-        }
-    };
-}
-
-dot_wrappers!(w_avx2 => avx2);
-dot_wrappers!(w_avxvnni => avxvnni);
-dot_wrappers!(w_avx512vnni => avx512vnni);
-
-fn unpack_tq2_0(row: &[u8], codes: &mut [u8], scales: &mut [f32]) {
-    let b: &[BlockTQ2_0] = as_blocks(row).expect("TQ2_0 row is whole blocks");
-    assert!(codes.len() == b.len() * 256 && scales.len() == b.len());
-    // SAFETY: see the wrapper notes: installed only after detection.
-    unsafe { unpack_tq2_0_body(b, codes, scales) }
-}
-
-fn unpack_tq1_0(row: &[u8], codes: &mut [u8], scales: &mut [f32]) {
-    let b: &[BlockTQ1_0] = as_blocks(row).expect("TQ1_0 row is whole blocks");
-    assert!(codes.len() == b.len() * 256 && scales.len() == b.len());
-    // SAFETY: see the wrapper notes: installed only after detection.
-    unsafe { unpack_tq1_0_body(b, codes, scales) }
-}
-
-fn unpack_i2_s(row: &[u8], codes: &mut [u8], scales: &mut [f32]) {
-    let b: &[BlockI2_S] = as_blocks(row).expect("I2_S row is whole blocks");
-    assert!(codes.len() == b.len() * 128 && scales.is_empty());
-    // SAFETY: see the wrapper notes: installed only after detection.
-    unsafe { unpack_i2_s_body(b, codes) }
-}
-
-fn lut_tables(qs: &[i8], tables: &mut [u8]) {
-    assert!(
-        qs.len().is_multiple_of(2) && tables.len() == crate::scalar::lut_tables_bytes(qs.len())
-    );
-    // SAFETY: see the wrapper notes: installed only after detection.
-    unsafe { lut_tables_body(qs, tables) }
-}
-
-fn lut_unpack(tile: &[u8], codes: &mut [u8]) {
-    let cols = tile.len() / 8;
-    assert!(
-        tile.len() == crate::scalar::lut_tile_bytes(cols) && codes.len() == LUT_TILE_ROWS * cols
-    );
-    // SAFETY: see the wrapper notes: installed only after detection.
-    unsafe { lut_unpack_body(tile, codes) }
-}
-
-fn quantize_act_row(x: &[f32], qs: &mut [i8], sums: &mut [i32]) -> Option<f32> {
-    assert_eq!(x.len(), qs.len());
-    assert!(x.len().is_multiple_of(128) && sums.len() == x.len() / 128);
-    // SAFETY: see the wrapper notes: installed only after detection.
-    unsafe { quantize_act_row_body(x, qs, sums) }
-}
-
-fn lut_gemv(tile: &[u8], tables: &[u8], scales: &[f32], out: &mut [f32; LUT_TILE_ROWS]) {
-    crate::scalar::check_lut(tile, tables, scales);
-    // SAFETY: see the wrapper notes: installed only after detection.
-    unsafe { lut_gemv_body(tile, tables, scales, out) }
-}
+ternary_wrappers!("avx2"; {
+    Backend::AvxVnni => w_avxvnni => avxvnni "avxvnni",
+    Backend::Avx512Vnni => w_avx512vnni => avx512vnni "avx512vnni",
+    _ => w_avx2 => avx2 "avx2",
+});
 
 /// Puts the ternary kernels of `backend` (an x86 backend whose features were detected) in `k`.
 pub(super) fn install(backend: Backend, k: &mut Kernels) {
-    type Dots = [Named<crate::dispatch::DotQ8RowFn>; 3];
-    let (dots, gemm): (Dots, Named<crate::dispatch::GemmCodesFn>) = match backend {
-        Backend::AvxVnni => (
-            [
-                named!(w_avxvnni::dot_tq1_0_q8row, "dot_tq1_0_q8row/avxvnni"),
-                named!(w_avxvnni::dot_tq2_0_q8row, "dot_tq2_0_q8row/avxvnni"),
-                named!(w_avxvnni::dot_i2_s_q8row, "dot_i2_s_q8row/avxvnni"),
-            ],
-            named!(w_avxvnni::gemm_codes_q8row, "gemm_codes_q8row/avxvnni"),
-        ),
-        Backend::Avx512Vnni => (
-            [
-                named!(w_avx512vnni::dot_tq1_0_q8row, "dot_tq1_0_q8row/avx512vnni"),
-                named!(w_avx512vnni::dot_tq2_0_q8row, "dot_tq2_0_q8row/avx512vnni"),
-                named!(w_avx512vnni::dot_i2_s_q8row, "dot_i2_s_q8row/avx512vnni"),
-            ],
-            named!(
-                w_avx512vnni::gemm_codes_q8row,
-                "gemm_codes_q8row/avx512vnni"
-            ),
-        ),
-        _ => (
-            [
-                named!(w_avx2::dot_tq1_0_q8row, "dot_tq1_0_q8row/avx2"),
-                named!(w_avx2::dot_tq2_0_q8row, "dot_tq2_0_q8row/avx2"),
-                named!(w_avx2::dot_i2_s_q8row, "dot_i2_s_q8row/avx2"),
-            ],
-            named!(w_avx2::gemm_codes_q8row, "gemm_codes_q8row/avx2"),
-        ),
-    };
-    let [tq1, tq2, i2] = dots;
-    let f = k.format_mut(Format::TQ1_0);
-    f.dot_q8_row = Some(tq1);
-    f.unpack = Some(named!(unpack_tq1_0, "unpack_tq1_0/avx2"));
-    let f = k.format_mut(Format::TQ2_0);
-    f.dot_q8_row = Some(tq2);
-    f.unpack = Some(named!(unpack_tq2_0, "unpack_tq2_0/avx2"));
-    let f = k.format_mut(Format::I2_S);
-    f.dot_q8_row = Some(i2);
-    f.unpack = Some(named!(unpack_i2_s, "unpack_i2_s/avx2"));
-    k.ternary.gemm_codes = gemm;
-    k.ternary.lut_tables = named!(lut_tables, "lut_tables/avx2");
-    k.ternary.lut_gemv = named!(lut_gemv, "lut_gemv/avx2");
-    k.ternary.lut_unpack = named!(lut_unpack, "lut_unpack_tile/avx2");
-    k.ternary.quantize_act_row = named!(quantize_act_row, "quantize_act_q8_row/avx2");
+    install_ternary(backend, k);
 }
