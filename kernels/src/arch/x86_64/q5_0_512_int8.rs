@@ -19,9 +19,6 @@
 //! is the reference's terms in another order (16 running lanes, then a reduction tree), within
 //! the budget `tests/simd_kernels.rs` derives for every `gemm_q8`.
 
-// Tiles index the accumulators and rows by the same number.
-#![allow(clippy::needless_range_loop)]
-
 use core::arch::x86_64::*;
 
 use super::gemm::{prefetch_ahead, prefetch_head};
