@@ -299,6 +299,10 @@ pub const DEFAULT_PPL_CHUNKS: usize = 4;
 /// the 0.5 % bound.
 pub const F64_PPL_REL: f64 = 5e-4;
 
+/// The architectures issue's bound on Tern's perplexity against llama.cpp's on the same file,
+/// applied where both run with an f32 KV cache (`llama_cpp_kv_f32` in `<prefix>_ppl.json`).
+pub const LIKE_FOR_LIKE_PPL_REL: f64 = 5e-3;
+
 /// Perplexity the way llama.cpp's tool computes it (`<prefix>_ppl.json` says how) over the
 /// first [`DEFAULT_PPL_CHUNKS`] chunks (or as many as `TERN_PPL_CHUNKS` says, `all` for every
 /// one), within `tol.ppl_rel` of llama.cpp's running perplexity after as many chunks. Returns
@@ -390,8 +394,21 @@ pub fn perplexity(model: &Arc<Model>, prefix: &str, tol: Tolerances) -> f64 {
             }
         }
     }
+    // Like for like: llama.cpp with an f32 KV cache, as Tern runs here (`add_kv_f32_ppl.py`),
+    // within the 0.5 %. Its default f16 cache alone moves Gemma 3's perplexity 0.36 %
+    // away from float64; on Qwen2.5-1.5B the f32 cache is further off (0.86 %), so neither
+    // configuration of llama.cpp is exact and either one within the bound passes.
+    let like_for_like = f.opt("llama_cpp_kv_f32").is_some_and(|kv_f32| {
+        let r = kv_f32.get("running_ppl").arr()[n_chunks - 1].num();
+        let rel = (ppl - r).abs() / r;
+        eprintln!(
+            "{prefix}: llama.cpp with an f32 KV cache {r} ({:.3} % from Tern)",
+            100.0 * rel
+        );
+        rel < LIKE_FOR_LIKE_PPL_REL
+    });
     assert!(
-        llama_is_off || rel < tol.ppl_rel,
+        llama_is_off || like_for_like || rel < tol.ppl_rel,
         "{prefix}: perplexity {ppl} vs llama.cpp {reference}"
     );
     ppl

@@ -20,7 +20,8 @@ const TOL: Tolerances = Tolerances {
     near_tie: 0.5,
     // llama.cpp's own perplexity is 1.7 % above the exact (float64) one after the first chunk
     // and 0.64 % after all 14 (`gemma3_270m_f64_ppl.json`: 13.9183 against 13.8291; Tern
-    // 13.8289). Tern is held to the float64 figure (`reference::F64_PPL_REL`) and to llama.cpp
+    // 13.8289), 0.29 % with an f32 KV cache (13.8686, `llama_cpp_kv_f32` in the fixture).
+    // Tern is held to the float64 figure (`reference::F64_PPL_REL`) and to llama.cpp
     // within its own measured distance from exact plus margin.
     ppl_rel: 0.02,
 };
