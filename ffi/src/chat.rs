@@ -120,14 +120,14 @@ impl ChatMessage {
                 .map(|c| {
                     let arguments = match c.arguments_json.trim() {
                         "" => serde_json::json!({}),
-                        text => serde_json::from_str(text).map_err(|e| {
-                            TernError::InvalidArgument {
+                        text => {
+                            serde_json::from_str(text).map_err(|e| TernError::InvalidArgument {
                                 reason: format!(
                                     "arguments of a call to `{}` are not JSON: {e}",
                                     c.name
                                 ),
-                            }
-                        })?,
+                            })?
+                        }
                     };
                     Ok(recorded_call(&c.name, &arguments))
                 })

@@ -1130,14 +1130,22 @@ fn a_tool_call_is_an_event_and_its_result_continues_the_conversation_from_the_ca
     let recorded: Vec<(String, serde_json::Value)> = made
         .tool_calls
         .iter()
-        .map(|c| (c.name.clone(), serde_json::from_str(&c.arguments_json).unwrap()))
+        .map(|c| {
+            (
+                c.name.clone(),
+                serde_json::from_str(&c.arguments_json).unwrap(),
+            )
+        })
         .collect();
     let expected: Vec<(String, serde_json::Value)> = calls
         .iter()
         .map(|(n, a)| (n.clone(), serde_json::from_str(a).unwrap()))
         .collect();
     assert_eq!(recorded, expected);
-    assert_eq!(messages[messages.len() - 2].name.as_deref(), Some(name.as_str()));
+    assert_eq!(
+        messages[messages.len() - 2].name.as_deref(),
+        Some(name.as_str())
+    );
     assert!(messages.last().unwrap().tool_calls.is_empty());
     let seeded = Conversation::new(
         model(),
@@ -1156,7 +1164,11 @@ fn a_tool_call_is_an_event_and_its_result_continues_the_conversation_from_the_ca
 /// The text of a reply's `Text` events, its calls and its end.
 fn reply_parts(
     events: &[Result<ReplyEvent, TernError>],
-) -> (String, Vec<(String, String)>, &Result<ReplyEvent, TernError>) {
+) -> (
+    String,
+    Vec<(String, String)>,
+    &Result<ReplyEvent, TernError>,
+) {
     let mut text = String::new();
     let mut calls = Vec::new();
     for e in events {
@@ -1222,7 +1234,12 @@ fn stop_strings_end_a_tool_conversations_free_text_but_never_cut_a_call() {
     };
     let plain = call(Vec::new());
     assert!(!plain.is_empty());
-    let cut = call(vec!["\"".into(), "}".into(), "city".into(), "<tool_call>".into()]);
+    let cut = call(vec![
+        "\"".into(),
+        "}".into(),
+        "city".into(),
+        "<tool_call>".into(),
+    ]);
     assert_eq!(cut, plain);
     for (name, args) in &cut {
         let parsed: serde_json::Value = serde_json::from_str(args).expect("arguments parse");
@@ -1276,7 +1293,10 @@ fn a_tool_conversation_outgrowing_the_context_follows_the_overflow_policy() {
             ),
             "tools {tools}: {events:?}"
         );
-        assert_eq!(after, before, "a refused turn leaves the conversation as it was");
+        assert_eq!(
+            after, before,
+            "a refused turn leaves the conversation as it was"
+        );
 
         let (after, before, events) = turn(tools, false);
         let Some(Ok(ReplyEvent::Done { stats, .. })) = events.last() else {

@@ -564,7 +564,11 @@ impl ToolChat {
                 return Err(ToolChatError::Chat(e));
             }
         };
-        let bare = self.chat.messages().last().is_some_and(|m| m.role == "user");
+        let bare = self
+            .chat
+            .messages()
+            .last()
+            .is_some_and(|m| m.role == "user");
         let mut reply = match self.generate(max_tokens, bare, on_event) {
             Ok(reply) => reply,
             Err(e) => {
