@@ -40,6 +40,7 @@ import kotlinx.coroutines.flow.toList
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.withTimeout
+import kotlinx.coroutines.yield
 
 const val PROMPT = "The capital of France is"
 val OPTIONS = ModelOptions(threads = 2)
@@ -559,6 +560,31 @@ fun main(args: Array<String>) {
             check(done.stats.cachedTokens + 1u >= firstPrompt) { "$first\n${done.stats}" }
             check(done.stats.promptTokens <= first.generatedTokens + 40u) { "$first\n${done.stats}" }
             check(chat.messages.takeLast(2).map { it.role } == listOf("tool", "assistant")) { "${chat.messages}" }
+            // The history reads back with the call (name and arguments) and the named result.
+            val made = chat.messages.dropLast(2).last()
+            val madeCalls = events.filterIsInstance<ReplyEvent.ToolCall>().map { it.name to it.argumentsJson }
+            check(made.toolCalls.map { it.name to it.argumentsJson } == madeCalls) { "$made vs $madeCalls" }
+            check(chat.messages.dropLast(1).last().name == "get_weather") { "${chat.messages}" }
+        }
+    }
+
+    test("openConversation makes a tool conversation off the caller's thread") {
+        // A fresh model: its constraint vocabulary is not built yet, so the first conversation
+        // with tools takes a while to make.
+        TernModel.load(modelPath, OPTIONS).use { fresh ->
+            val options = ConversationOptions(template = toolsTemplate, tools = listOf(weather))
+            val pending = async { fresh.openConversation(options) }
+            yield()
+            // Had it blocked, it would have run to its end on this (the only) thread before
+            // yield returned.
+            check(!pending.isCompleted) { "openConversation ran on the caller's thread" }
+            pending.await().use { chat -> check(chat.messages.isEmpty()) { "${chat.messages}" } }
+        }
+        TernModel.load(modelPath, OPTIONS).use { fresh ->
+            fresh.prepareTools()
+            fresh.prepareTools()
+            val options = ConversationOptions(template = toolsTemplate, tools = listOf(weather))
+            fresh.newConversation(options).use { chat -> check(chat.messageCount == 0) }
         }
     }
 

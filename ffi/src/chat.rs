@@ -10,7 +10,9 @@ use tern_runtime::chat::{
     Chat, ChatOptions, ChatTemplate, JsonValue, Message, OverflowPolicy, RenderOptions,
     ReplyOptions, ReplyStop,
 };
-use tern_runtime::constrain::tools::{ToolChat, ToolEvent, ToolStop};
+use tern_runtime::constrain::tools::{
+    recorded_call, recorded_calls, to_template_json, ToolChat, ToolEvent, ToolStop,
+};
 use tern_runtime::Flow;
 
 use crate::channel::Queue;
@@ -22,7 +24,7 @@ use crate::session::{
     ListenerSink, QueueSink, Sink, StopReason, TokenListener, TokenStream,
 };
 use crate::slot::Slot;
-use crate::tools::{runtime_tools, Tool, ToolResult};
+use crate::tools::{runtime_tools, Tool, ToolCallRecord, ToolResult};
 
 /// How a [`Conversation`] is set up.
 #[derive(Clone, Debug, Default, PartialEq, uniffi::Record)]
@@ -43,7 +45,8 @@ pub struct ConversationOptions {
     #[uniffi(default = false)]
     pub refuse_overflow: bool,
     /// Messages the conversation starts with, after the system prompt: an earlier exchange
-    /// to continue (roles `system`, `user`, `assistant`, `tool`).
+    /// to continue (roles `system`, `user`, `assistant`, `tool`), e.g. what
+    /// [`Conversation::messages`] returned, tool calls and results included.
     #[uniffi(default = [])]
     pub messages: Vec<ChatMessage>,
     /// More variables every rendering of the template gets, e.g. `enable_thinking = false`
@@ -53,9 +56,9 @@ pub struct ConversationOptions {
     /// Functions the assistant may call. They reach the model through the template's `tools`
     /// variable (the template must teach a call syntax: Qwen/Hermes `<tool_call>` or
     /// Llama 3.x JSON, else `NoToolCallFormat`); calls arrive as `ReplyEvent.ToolCall`,
-    /// constrained to a declared tool with arguments valid under its schema. With tools, stop
-    /// strings are not applied and a turn that outgrows the context fails with `ContextFull`
-    /// (old turns are not dropped).
+    /// constrained to a declared tool with arguments valid under its schema. Stop strings end
+    /// a reply in its free text only (never inside a call's JSON), and a turn that outgrows
+    /// the context follows `refuse_overflow`, as without tools.
     #[uniffi(default = [])]
     pub tools: Vec<Tool>,
     /// Every reply to a user message must start with a tool call (OpenAI's `tool_choice:
@@ -71,8 +74,74 @@ pub struct ConversationOptions {
 pub struct ChatMessage {
     /// `system`, `user`, `assistant` or `tool` (or another role the template knows).
     pub role: String,
-    /// The text.
+    /// The text (of an assistant message: its free text, calls excluded).
     pub content: String,
+    /// An assistant message's tool calls, in the order made (empty otherwise).
+    #[uniffi(default = [])]
+    pub tool_calls: Vec<ToolCallRecord>,
+    /// A `tool` message's tool: the name of the tool whose result it holds.
+    #[uniffi(default = None)]
+    pub name: Option<String>,
+}
+
+impl ChatMessage {
+    /// The message as the app reads it back.
+    fn of(m: &Message) -> Self {
+        let name = match m.extra.iter().find(|(k, _)| k == "name") {
+            Some((_, JsonValue::String(name))) => Some(name.clone()),
+            _ => None,
+        };
+        ChatMessage {
+            role: m.role.clone(),
+            content: m.content.clone(),
+            tool_calls: recorded_calls(m)
+                .into_iter()
+                .map(|(name, arguments)| ToolCallRecord {
+                    name,
+                    arguments_json: match arguments {
+                        // OpenAI's form writes the arguments as JSON text.
+                        serde_json::Value::String(text) => text,
+                        arguments => arguments.to_string(),
+                    },
+                })
+                .collect(),
+            name,
+        }
+    }
+
+    /// The message as the template sees it: calls as `tool_calls` in OpenAI's form with their
+    /// arguments parsed (templates write them out with `tojson`), the tool's `name` as is.
+    fn to_runtime(&self) -> Result<Message, TernError> {
+        let mut m = Message::new(&self.role, &self.content);
+        if !self.tool_calls.is_empty() {
+            let calls = self
+                .tool_calls
+                .iter()
+                .map(|c| {
+                    let arguments = match c.arguments_json.trim() {
+                        "" => serde_json::json!({}),
+                        text => {
+                            serde_json::from_str(text).map_err(|e| TernError::InvalidArgument {
+                                reason: format!(
+                                    "arguments of a call to `{}` are not JSON: {e}",
+                                    c.name
+                                ),
+                            })?
+                        }
+                    };
+                    Ok(recorded_call(&c.name, &arguments))
+                })
+                .collect::<Result<Vec<_>, TernError>>()?;
+            m = m.with_field(
+                "tool_calls",
+                to_template_json(&serde_json::Value::Array(calls)),
+            );
+        }
+        if let Some(name) = &self.name {
+            m = m.with_field("name", JsonValue::String(name.clone()));
+        }
+        Ok(m)
+    }
 }
 
 /// A variable the chat template reads, with its value.
@@ -201,7 +270,7 @@ impl Conversation {
         let mut chat = Chat::new(session, template, chat_options);
         chat.set_system(options.system.as_deref());
         for m in &options.messages {
-            chat.push(Message::new(&m.role, &m.content));
+            chat.push(m.to_runtime()?);
         }
         if !options.template_variables.is_empty() {
             chat.set_render_options(RenderOptions {
@@ -219,6 +288,7 @@ impl Conversation {
             let vocab = model.constraint_vocab()?;
             let mut tool_chat = ToolChat::new(chat, tools, &vocab)?;
             tool_chat.set_call_required(options.require_tool_call);
+            tool_chat.set_stop_strings(options.stop_strings.clone());
             Talk::Tools(Box::new(tool_chat))
         };
         Ok(Arc::new(Conversation {
@@ -353,17 +423,13 @@ impl Conversation {
 #[uniffi::export]
 impl Conversation {
     /// The messages so far, the system prompt first (when there is one), each reply as the
-    /// assistant's message.
+    /// assistant's message with the tool calls it made, each tool result as a `tool` message
+    /// naming its tool: what a chat UI renders, and what [`ConversationOptions::messages`]
+    /// takes to render the same prompt again.
     pub fn messages(&self) -> Result<Vec<ChatMessage>, TernError> {
         self.shared.slot.call(|| {
             let chat = self.shared.lock_chat();
-            chat.messages()
-                .iter()
-                .map(|m| ChatMessage {
-                    role: m.role.clone(),
-                    content: m.content.clone(),
-                })
-                .collect()
+            chat.messages().iter().map(ChatMessage::of).collect()
         })
     }
 
@@ -378,10 +444,7 @@ impl Conversation {
             };
             let removed = chat.messages()[last_user..]
                 .iter()
-                .map(|m| ChatMessage {
-                    role: m.role.clone(),
-                    content: m.content.clone(),
-                })
+                .map(ChatMessage::of)
                 .collect();
             chat.truncate_messages(last_user);
             removed
@@ -544,7 +607,9 @@ impl Conversation {
                             n_tokens: reply.n_tokens,
                             decode: reply.decode_time,
                             stop: match reply.stop {
-                                ToolStop::EndOfTurn => StopReason::EndOfGeneration,
+                                ToolStop::EndOfTurn | ToolStop::StopString(_) => {
+                                    StopReason::EndOfGeneration
+                                }
                                 ToolStop::MaxTokens => StopReason::MaxTokens,
                                 ToolStop::ContextFull => StopReason::ContextFull,
                                 ToolStop::Cancelled => StopReason::Cancelled,

@@ -43,7 +43,7 @@ pub use session::{
     GenerateOptions, GenerationHandle, GenerationStats, Session, StopReason, TokenListener,
     TokenStream,
 };
-pub use tools::{Tool, ToolResult};
+pub use tools::{Tool, ToolCallRecord, ToolResult};
 
 uniffi::setup_scaffolding!();
 

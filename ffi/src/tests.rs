@@ -798,6 +798,8 @@ fn message(role: &str, content: &str) -> ChatMessage {
     ChatMessage {
         role: role.into(),
         content: content.into(),
+        tool_calls: Vec::new(),
+        name: None,
     }
 }
 
@@ -1123,6 +1125,194 @@ fn a_tool_call_is_an_event_and_its_result_continues_the_conversation_from_the_ca
     assert_eq!(messages[messages.len() - 2].content, result.content);
     assert_eq!(messages.last().unwrap().role, "assistant");
     assert!(chat.prompt().unwrap().contains("<tool_response>"));
+
+    // The history reads back with the calls and the results, in order, and a conversation
+    // seeded with it renders the same prompt.
+    let made = &messages[messages.len() - 3];
+    assert_eq!(made.role, "assistant");
+    let recorded: Vec<(String, serde_json::Value)> = made
+        .tool_calls
+        .iter()
+        .map(|c| {
+            (
+                c.name.clone(),
+                serde_json::from_str(&c.arguments_json).unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, serde_json::Value)> = calls
+        .iter()
+        .map(|(n, a)| (n.clone(), serde_json::from_str(a).unwrap()))
+        .collect();
+    assert_eq!(recorded, expected);
+    assert_eq!(
+        messages[messages.len() - 2].name.as_deref(),
+        Some(name.as_str())
+    );
+    assert!(messages.last().unwrap().tool_calls.is_empty());
+    let seeded = Conversation::new(
+        model(),
+        ConversationOptions {
+            messages: messages.clone(),
+            ..tool_options(weather_and_timer(), true)
+        },
+    )
+    .unwrap();
+    assert_eq!(seeded.prompt().unwrap(), chat.prompt().unwrap());
+    assert_eq!(seeded.messages().unwrap(), messages);
+    let removed = chat.remove_last_turn().unwrap();
+    assert_eq!(removed[..], messages[messages.len() - 4..]);
+}
+
+/// The text of a reply's `Text` events, its calls and its end.
+fn reply_parts(
+    events: &[Result<ReplyEvent, TernError>],
+) -> (
+    String,
+    Vec<(String, String)>,
+    &Result<ReplyEvent, TernError>,
+) {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for e in events {
+        match e {
+            Ok(ReplyEvent::Text { text: t }) => text.push_str(t),
+            Ok(ReplyEvent::ToolCall {
+                name,
+                arguments_json,
+            }) => calls.push((name.clone(), arguments_json.clone())),
+            _ => {}
+        }
+    }
+    (text, calls, events.last().expect("an end"))
+}
+
+#[test]
+fn stop_strings_end_a_tool_conversations_free_text_but_never_cut_a_call() {
+    let ask = "Write one sentence about the sea.";
+    let free = |stop_strings: Vec<String>| {
+        let chat = Conversation::new(
+            model(),
+            ConversationOptions {
+                stop_strings,
+                ..tool_options(weather_and_timer(), false)
+            },
+        )
+        .unwrap();
+        let events = all_events(|l| chat.send_events(ask.into(), greedy(24), l));
+        let (text, calls, end) = reply_parts(&events);
+        assert!(calls.is_empty(), "{events:?}");
+        let Ok(ReplyEvent::Done { stop_reason, .. }) = end else {
+            panic!("{events:?}")
+        };
+        let last = chat.messages().unwrap().pop().unwrap();
+        assert_eq!(last.content, text);
+        (text, *stop_reason)
+    };
+    let (whole, _) = free(Vec::new());
+    // A word from the middle of the free reply ends it: the text before it is the reply.
+    let word = whole
+        .split_whitespace()
+        .nth(3)
+        .unwrap_or_else(|| panic!("a reply of several words: {whole:?}"));
+    let at = whole.find(word).unwrap();
+    assert!(at > 0);
+    let (cut, stop) = free(vec!["never written".into(), word.into()]);
+    assert_eq!(cut, whole[..at]);
+    assert_eq!(stop, StopReason::EndOfGeneration);
+
+    // Inside a call, stop strings are not matched: the JSON is whole and the call the same.
+    let call = |stop_strings: Vec<String>| {
+        let chat = Conversation::new(
+            model(),
+            ConversationOptions {
+                stop_strings,
+                ..tool_options(weather_and_timer(), true)
+            },
+        )
+        .unwrap();
+        let events =
+            all_events(|l| chat.send_events("What is the weather in Paris?".into(), greedy(40), l));
+        reply_parts(&events).1
+    };
+    let plain = call(Vec::new());
+    assert!(!plain.is_empty());
+    let cut = call(vec![
+        "\"".into(),
+        "}".into(),
+        "city".into(),
+        "<tool_call>".into(),
+    ]);
+    assert_eq!(cut, plain);
+    for (name, args) in &cut {
+        let parsed: serde_json::Value = serde_json::from_str(args).expect("arguments parse");
+        assert!(valid_arguments(name, &parsed), "{name} {args}");
+    }
+}
+
+#[test]
+fn a_tool_conversation_outgrowing_the_context_follows_the_overflow_policy() {
+    static SMALL: OnceLock<Arc<Model>> = OnceLock::new();
+    let small = SMALL
+        .get_or_init(|| {
+            let options = ModelOptions {
+                context_length: 256,
+                ..options()
+            };
+            Model::new(model_path().display().to_string(), options).expect("loads")
+        })
+        .clone();
+    // An earlier exchange that alone takes most of the context.
+    let long = "The harbour was quiet and the boats rocked slowly. ".repeat(6);
+    let history: Vec<ChatMessage> = (0..3)
+        .flat_map(|i| {
+            [
+                message("user", &format!("Story {i}: {long}")),
+                message("assistant", &format!("Noted story {i}.")),
+            ]
+        })
+        .collect();
+    // The same turn in a plain conversation and a tool conversation, under each policy.
+    let turn = |tools: bool, refuse_overflow: bool| {
+        let mut options = ConversationOptions {
+            messages: history.clone(),
+            refuse_overflow,
+            ..tool_options(weather_and_timer(), false)
+        };
+        if !tools {
+            options.tools.clear();
+        }
+        let chat = Conversation::new(Arc::clone(&small), options).unwrap();
+        let before = chat.messages().unwrap();
+        let events = all_events(|l| chat.send_events("And the weather?".into(), greedy(8), l));
+        (chat.messages().unwrap(), before, events)
+    };
+    for tools in [false, true] {
+        let (after, before, events) = turn(tools, true);
+        assert!(
+            matches!(
+                events.last(),
+                Some(Err(TernError::ContextFull { needed, limit: 256 })) if *needed > 256
+            ),
+            "tools {tools}: {events:?}"
+        );
+        assert_eq!(
+            after, before,
+            "a refused turn leaves the conversation as it was"
+        );
+
+        let (after, before, events) = turn(tools, false);
+        let Some(Ok(ReplyEvent::Done { stats, .. })) = events.last() else {
+            panic!("tools {tools}: {events:?}")
+        };
+        assert!(stats.context_tokens <= 256, "{stats:?}");
+        // The oldest turns went; the new message and its reply are last.
+        assert!(after.len() < before.len() + 2, "{after:?}");
+        assert_eq!(after[after.len() - 2].content, "And the weather?");
+        assert_eq!(after.last().unwrap().role, "assistant");
+        let kept = after.len() - 2;
+        assert_eq!(after[..kept], before[before.len() - kept..]);
+    }
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::error::TernError;
+use crate::model::Model;
 
 /// A function the model may call: shown to the model through the chat template's `tools`,
 /// and enforced: once the model opens a call, the rest of it is constrained to one of the
@@ -26,6 +27,15 @@ pub struct Tool {
     pub parameters_json: String,
 }
 
+/// A tool call an assistant message made, as [`crate::ChatMessage::tool_calls`] records it.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct ToolCallRecord {
+    /// The tool called.
+    pub name: String,
+    /// Its arguments, as JSON text (an object).
+    pub arguments_json: String,
+}
+
 /// What a tool call returned, sent back with `Conversation::send_tool_results`.
 #[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
 pub struct ToolResult {
@@ -33,6 +43,17 @@ pub struct ToolResult {
     pub name: String,
     /// What it returned, as the model should read it (often JSON text).
     pub content: String,
+}
+
+#[uniffi::export]
+impl Model {
+    /// Prepares the model's vocabulary for the constraint engine that tool calls and JSON
+    /// schemas use (about a second for a 150k-token vocabulary), so that the first
+    /// conversation with tools is made without that wait. Blocking: call it off the UI thread,
+    /// e.g. right after loading. Idempotent; later calls return at once.
+    pub fn prepare_tools(&self) -> Result<(), TernError> {
+        self.constraint_vocab().map(drop)
+    }
 }
 
 /// The runtime's tools for `tools`: names non-empty and unique, each schema a JSON object.

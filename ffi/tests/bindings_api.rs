@@ -86,6 +86,7 @@ const CALLS: &[(&str, &str)] = &[
     ),
     ("casepath(path:String)", "TernFFI.TernModelSource.path(path: path)"),
     ("openfuncinfo()->TernModelInfo", "native.info()"),
+    ("openfuncprepareTools()throws", "try native.prepareTools()"),
     ("publicconvenienceinit(model:TernNativeModel)", "TernFFI.TernNativeSession(model: native)"),
     (
         "openfuncgenerateEvents(prompt:String,options:TernGenerateOptions,listener:TernReplyListener)throws->TernGenerationHandle",

@@ -17,6 +17,8 @@ use tern_runtime::chat::{
     Chat, ChatError, ChatOptions, ChatTemplate, JsonValue, RenderOptions, ReplyOptions,
     TemplateError,
 };
+use tern_runtime::constrain::tools::{parse_tools, ToolCallFormat, ToolChat, ToolEvent, ToolStop};
+use tern_runtime::constrain::ConstraintVocab;
 use tern_runtime::{Flow, Model, SamplerOptions, Session, SessionOptions};
 use tern_tests::{generated_model, root};
 
@@ -140,6 +142,69 @@ fn llama3_templates() {
         "{:?}",
         r.prompt
     );
+}
+
+/// The Llama 3.x JSON call syntax end to end, through the generation path: Llama 3.1's
+/// template teaches it, the reply (forced into a call: the weights are random) is recognised
+/// as a call event with its parsed arguments, recorded in the assistant message, and rendered
+/// back by the template with its result on the next turn.
+#[test]
+fn llama3_json_tool_calls_are_recognised_end_to_end() {
+    let m = model("llama3_small");
+    let vocab = ConstraintVocab::new(m.tokenizer(), m.config().vocab).unwrap();
+    let tools = parse_tools(
+        r#"[{"name": "get_weather", "description": "The weather in a city.",
+             "parameters": {"type": "object", "properties": {"city": {"enum": ["Oslo", "Paris"]}},
+                            "required": ["city"], "additionalProperties": false}},
+            {"name": "set_timer", "parameters": {"type": "object", "properties": {}}}]"#,
+    )
+    .unwrap();
+    let mut tc = ToolChat::new(
+        chat(&m, "meta-llama-Llama-3.1-8B-Instruct.jinja"),
+        tools,
+        &vocab,
+    )
+    .unwrap();
+    assert_eq!(tc.format(), ToolCallFormat::Llama3Json);
+    tc.set_call_required(true);
+    let mut seen = Vec::new();
+    let reply = tc
+        .send("Weather in Oslo?", 200, &mut |e| {
+            match e {
+                ToolEvent::ToolCall(c) => seen.push((c.name.clone(), c.arguments.clone())),
+                ToolEvent::Text(_) => {}
+                other => panic!("{other:?}"),
+            }
+            Flow::Continue
+        })
+        .unwrap();
+    assert_ne!(reply.stop, ToolStop::Cancelled);
+    assert!(reply.incomplete.is_none(), "{reply:?}");
+    assert_eq!(reply.calls.len(), 1, "{reply:?}");
+    let call = &reply.calls[0];
+    assert_eq!(seen, [(call.name.clone(), call.arguments.clone())]);
+    // The call as written is Llama 3's: one JSON object with "name" and "parameters".
+    let written: serde_json::Value = serde_json::from_str(call.raw.trim()).unwrap();
+    assert_eq!(written["name"], call.name.as_str());
+    assert_eq!(written["parameters"], call.arguments);
+    match call.name.as_str() {
+        "get_weather" => assert!(
+            matches!(call.arguments["city"].as_str(), Some("Oslo" | "Paris")),
+            "{call:?}"
+        ),
+        "set_timer" => assert!(call.arguments.is_object(), "{call:?}"),
+        other => panic!("no tool {other}"),
+    }
+
+    tc.push_tool_result(call, r#"{"temperature_c": 3}"#);
+    let prompt = tc.chat().render(true).unwrap();
+    let rendered_call = format!("{{\"name\": \"{}\", \"parameters\": ", call.name);
+    assert!(prompt.contains(&rendered_call), "{prompt}");
+    let result = prompt
+        .split("<|start_header_id|>ipython<|end_header_id|>\n\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no tool result in {prompt}"));
+    assert!(result.contains("temperature_c"), "{prompt}");
 }
 
 #[test]

@@ -92,10 +92,30 @@ public final class TernModel: Sendable {
 
     /// A chat formatted by the model's own template (or `options.template`). Throws
     /// `TernError.NoChatTemplate` for a model without one.
+    ///
+    /// Blocks its caller: with `options.tools`, the first conversation on a model prepares the
+    /// vocabulary for the constraint engine (about 1.3 s for a 150k-token model). From async
+    /// code use `openConversation(options:)`; or call `prepareTools()` once after loading.
     public func newConversation(
         options: TernFFI.TernConversationOptions = TernFFI.TernConversationOptions()
     ) throws -> TernConversation {
         TernConversation(native: try TernFFI.TernNativeConversation(model: native, options: options))
+    }
+
+    /// `newConversation(options:)` on a background thread: the caller (the main actor) stays
+    /// free while the first conversation with tools prepares the constraint vocabulary.
+    public func openConversation(
+        options: TernFFI.TernConversationOptions = TernFFI.TernConversationOptions()
+    ) async throws -> TernConversation {
+        try await Task.detached { try self.newConversation(options: options) }.value
+    }
+
+    /// Prepares the model's vocabulary for the constraint engine (tool calls, JSON schemas) on
+    /// a background thread, so that later conversations with tools are made at once.
+    /// Idempotent.
+    public func prepareTools() async throws {
+        let native = self.native
+        try await Task.detached { try native.prepareTools() }.value
     }
 }
 

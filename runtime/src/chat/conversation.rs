@@ -356,8 +356,34 @@ impl Chat {
         opts: &ReplyOptions,
         on_text: &mut dyn FnMut(&str) -> Flow,
     ) -> Result<Reply, ChatError> {
+        let (prompt, prefill) = self.prefill(opts.max_tokens, &mut || on_text(""))?;
+        let start = Instant::now();
+        let (text, stop, n_tokens) = self.generate(opts, on_text)?;
+        self.messages.push(Message::assistant(&text));
+        Ok(Reply {
+            text,
+            stop,
+            n_tokens,
+            prefill,
+            decode_time: start.elapsed(),
+            prompt,
+        })
+    }
+
+    /// Renders the conversation with the header of the assistant's turn, making room for a
+    /// reply of up to `max_tokens` (at most a quarter of the context) as the
+    /// [`OverflowPolicy`] says, and feeds the session what its KV cache does not already
+    /// hold; the session's logits then predict the reply's first token. `on_batch` is asked
+    /// before each batch whether to go on ([`Flow::Stop`] fails with
+    /// [`GenerateError::Cancelled`]). Returns the prompt and how it was processed. Turns
+    /// dropped to fit leave the messages only on success; on error they are unchanged.
+    pub(crate) fn prefill(
+        &mut self,
+        max_tokens: usize,
+        on_batch: &mut dyn FnMut() -> Flow,
+    ) -> Result<(String, Prefill), ChatError> {
         let ctx = self.session.context_len();
-        let reserve = opts.max_tokens.min(ctx / 4);
+        let reserve = max_tokens.min(ctx / 4);
         let mut messages = self.messages.clone();
         let (prompt, tokens, dropped) = self.fit(&mut messages, reserve)?;
 
@@ -372,7 +398,7 @@ impl Chat {
         // Batch by batch, asking `on_text` (with no text) before each whether to go on, so a
         // cancel lands within one batch: a 3,000-token message fed whole took 21 s to cancel.
         for chunk in tokens[keep..].chunks(self.session.batch()) {
-            if on_text("") == Flow::Stop {
+            if on_batch() == Flow::Stop {
                 return Err(GenerateError::Cancelled.into());
             }
             self.session.feed(chunk)?;
@@ -384,18 +410,7 @@ impl Chat {
             time: start.elapsed(),
         };
         self.messages = messages;
-
-        let start = Instant::now();
-        let (text, stop, n_tokens) = self.generate(opts, on_text)?;
-        self.messages.push(Message::assistant(&text));
-        Ok(Reply {
-            text,
-            stop,
-            n_tokens,
-            prefill,
-            decode_time: start.elapsed(),
-            prompt,
-        })
+        Ok((prompt, prefill))
     }
 
     /// Renders `messages` (dropping old turns if the policy says so) until the prompt plus

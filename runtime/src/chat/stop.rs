@@ -86,6 +86,11 @@ impl StopStrings {
         self.held.clear();
     }
 
+    /// The text received but held back: it could still begin a stop string.
+    pub fn held(&self) -> &str {
+        &self.held
+    }
+
     /// Forgets held-back text.
     pub fn clear(&mut self) {
         self.held.clear();

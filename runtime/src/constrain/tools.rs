@@ -11,6 +11,11 @@
 //! with arguments valid under that tool's schema", and once the call is closed the reply is
 //! free again. The caller gets [`ToolEvent`]s: text deltas, each call with its parsed
 //! arguments, or an incomplete call when the token budget runs out inside one.
+//!
+//! A turn fits the context as a plain [`Chat`] turn does (its [`crate::chat::OverflowPolicy`]:
+//! drop the oldest turns, or refuse), and stop strings end the reply as they do in a plain
+//! chat, but only in free text: inside a call the grammar decides where the call ends, so a
+//! stop string there (a `"` or a `}` an app may well use) never cuts the JSON.
 
 use std::format;
 use std::string::{String, ToString};
@@ -20,7 +25,7 @@ use std::vec::Vec;
 use serde_json::{json, Value};
 
 use super::{ConstrainError, Constraint, ConstraintVocab, GrammarSource};
-use crate::chat::{Chat, JsonValue, Message, RenderOptions};
+use crate::chat::{Chat, JsonValue, Message, RenderOptions, StopMatch, StopStrings};
 use crate::error::GenerateError;
 use crate::sampler::{Sampler, SamplerOptions};
 use crate::session::Flow;
@@ -130,6 +135,53 @@ pub fn to_template_json(v: &Value) -> JsonValue {
                 .collect(),
         ),
     }
+}
+
+/// Converts the template's value into serde_json's (a non-finite float becomes `null`).
+pub fn from_template_json(v: &JsonValue) -> Value {
+    match v {
+        JsonValue::Null => Value::Null,
+        JsonValue::Bool(b) => Value::Bool(*b),
+        JsonValue::Int(i) => Value::from(*i),
+        JsonValue::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        JsonValue::String(s) => Value::String(s.clone()),
+        JsonValue::Array(a) => Value::Array(a.iter().map(from_template_json).collect()),
+        JsonValue::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| (k.clone(), from_template_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// One call as an assistant message records it in its `tool_calls` field: OpenAI's form,
+/// `{"type": "function", "function": {"name": …, "arguments": {…}}}`, with the arguments as
+/// an object (Qwen's and Llama's templates write them out with `tojson`).
+pub fn recorded_call(name: &str, arguments: &Value) -> Value {
+    json!({
+        "type": "function",
+        "function": {"name": name, "arguments": arguments},
+    })
+}
+
+/// The calls `message` records in its `tool_calls` field (see [`recorded_call`]), as
+/// `(name, arguments)` in order; entries without a name are skipped, missing arguments are
+/// `{}`. Empty for a message without calls.
+pub fn recorded_calls(message: &Message) -> Vec<(String, Value)> {
+    let Some((_, JsonValue::Array(calls))) = message.extra.iter().find(|(k, _)| k == "tool_calls")
+    else {
+        return Vec::new();
+    };
+    calls
+        .iter()
+        .filter_map(|c| {
+            let c = from_template_json(c);
+            let f = c.get("function").unwrap_or(&c);
+            let name = f.get("name")?.as_str()?.to_string();
+            let arguments = f.get("arguments").cloned().unwrap_or_else(|| json!({}));
+            Some((name, arguments))
+        })
+        .collect()
 }
 
 /// How a model family writes a tool call.
@@ -260,6 +312,9 @@ pub enum ToolEvent<'a> {
 pub enum ToolStop {
     /// The model ended its turn.
     EndOfTurn,
+    /// Stop string number `.0` (see [`ToolChat::set_stop_strings`]) was generated in free
+    /// text; neither it nor anything after it is part of the reply.
+    StopString(usize),
     /// The token limit.
     MaxTokens,
     /// The callback returned [`Flow::Stop`].
@@ -340,9 +395,9 @@ impl From<crate::chat::TemplateError> for ToolChatError {
 /// A conversation whose assistant may call tools.
 ///
 /// Wraps a [`Chat`]: messages, template and session are the chat's, and a turn reuses the
-/// KV cache of the prefix the new rendering shares with the session, as [`Chat::send`] does.
-/// Unlike [`Chat::send`] a turn that does not fit the context fails with
-/// [`GenerateError::ContextFull`] instead of dropping old turns.
+/// KV cache of the prefix the new rendering shares with the session, as [`Chat::send`] does,
+/// and a turn that does not fit the context follows the chat's
+/// [`crate::chat::OverflowPolicy`] as [`Chat::send`] does.
 pub struct ToolChat {
     chat: Chat,
     tools: Vec<Tool>,
@@ -353,6 +408,8 @@ pub struct ToolChat {
     constrained: bool,
     /// Whether every reply must open with a call (OpenAI's `tool_choice: "required"`).
     required: bool,
+    /// Strings that end a reply when generated in free text.
+    stop: Vec<String>,
 }
 
 impl core::fmt::Debug for ToolChat {
@@ -401,6 +458,7 @@ impl ToolChat {
             sampler,
             constrained: true,
             required: false,
+            stop: Vec::new(),
         })
     }
 
@@ -418,6 +476,15 @@ impl ToolChat {
     pub fn set_sampling(&mut self, sampling: SamplerOptions) {
         self.sampler = Sampler::new(sampling.clone());
         self.chat.set_sampling(sampling);
+    }
+
+    /// Strings that end a reply when the model writes them in free text, as
+    /// [`crate::chat::ReplyOptions::stop`] in a plain chat (matched across tokens; neither
+    /// they nor anything after them reach the caller or the conversation; the reply ends with
+    /// [`ToolStop::StopString`]). Inside a call they are not matched: the call's grammar
+    /// decides where it ends, so a stop string never cuts a call's JSON. Default: none.
+    pub fn set_stop_strings(&mut self, stop: Vec<String>) {
+        self.stop = stop;
     }
 
     /// Whether calls are constrained to the tools' schemas (default `true`). Off is only for
@@ -481,52 +548,48 @@ impl ToolChat {
         max_tokens: usize,
         on_event: &mut dyn FnMut(ToolEvent<'_>) -> Flow,
     ) -> Result<ToolReply, ToolChatError> {
-        let mut messages = self.chat.messages().to_vec();
-        messages.extend(user.clone());
-        let render = RenderOptions {
-            add_generation_prompt: true,
-            ..self.chat.render_options().clone()
-        };
-        let prompt = self.chat.template().render(&messages, &render)?;
-        let session = self.chat.session_mut();
-        let model = std::sync::Arc::clone(session.model());
-        let tok = model.tokenizer();
-        let tokens = tok.encode(&prompt, false, true);
-        if tokens.is_empty() {
-            return Err(GenerateError::EmptyPrompt.into());
-        }
-        let ctx = session.context_len();
-        let needed = tokens.len() + max_tokens.min(ctx / 4);
-        if needed > ctx {
-            return Err(GenerateError::ContextFull { needed, limit: ctx }.into());
-        }
-        let keep = session
-            .tokens()
-            .iter()
-            .zip(&tokens)
-            .take_while(|(a, b)| a == b)
-            .count();
-        let keep = session.truncate(keep.min(tokens.len() - 1));
-        session.feed(&tokens[keep..])?;
-        let bare = messages.last().is_some_and(|m| m.role == "user");
-        let mut reply = self.generate(max_tokens, bare, on_event)?;
-        reply.reused = keep;
-        reply.prefilled = tokens.len() - keep;
-
+        let pushed = user.is_some();
+        let n = self.chat.messages().len();
         if let Some(u) = user {
             self.chat.push(u);
         }
+        // Asked before each batch of the prompt, so a cancel lands within one batch.
+        let prefill = self
+            .chat
+            .prefill(max_tokens, &mut || on_event(ToolEvent::Text("")));
+        let prefill = match prefill {
+            Ok((_, prefill)) => prefill,
+            Err(e) => {
+                self.chat.truncate_messages(n);
+                return Err(ToolChatError::Chat(e));
+            }
+        };
+        let bare = self
+            .chat
+            .messages()
+            .last()
+            .is_some_and(|m| m.role == "user");
+        let mut reply = match self.generate(max_tokens, bare, on_event) {
+            Ok(reply) => reply,
+            Err(e) => {
+                // Turns dropped to fit stay dropped (as in a plain chat); the user message
+                // this turn added goes.
+                if pushed {
+                    let last = self.chat.messages().len() - 1;
+                    self.chat.truncate_messages(last);
+                }
+                return Err(e);
+            }
+        };
+        reply.reused = prefill.reused;
+        reply.prefilled = prefill.new;
+
         let mut msg = Message::assistant(&reply.text);
         if !reply.calls.is_empty() {
             let calls: Vec<Value> = reply
                 .calls
                 .iter()
-                .map(|c| {
-                    json!({
-                        "type": "function",
-                        "function": {"name": c.name, "arguments": c.arguments},
-                    })
-                })
+                .map(|c| recorded_call(&c.name, &c.arguments))
                 .collect();
             msg = msg.with_field("tool_calls", to_template_json(&Value::Array(calls)));
         }
@@ -547,6 +610,8 @@ impl ToolChat {
         let model = std::sync::Arc::clone(session.model());
         let tok = model.tokenizer();
         let mut decoder = StreamDecoder::new();
+        let mut stops = StopStrings::new(&self.stop);
+        let mut released = String::new();
         let mut reply = ToolReply {
             text: String::new(),
             calls: Vec::new(),
@@ -582,7 +647,12 @@ impl ToolChat {
             }
             reply.n_tokens += 1;
             let bytes = tok.token_bytes(id, false);
-            if call.is_none() && format.opens_call(bytes, &reply.text, bare) {
+            // The free text so far includes what the stop strings hold back.
+            let opens = call.is_none() && {
+                let so_far = [reply.text.as_str(), stops.held()].concat();
+                format.opens_call(bytes, &so_far, bare)
+            };
+            if opens {
                 let mut c = None;
                 if self.constrained {
                     let mut fresh = self.call.clone();
@@ -593,11 +663,22 @@ impl ToolChat {
                     }
                 }
                 if c.is_some() || !self.constrained {
-                    // Flush text held back by the decoder before the call starts.
+                    // Flush text held back by the decoder and the stop strings before the call
+                    // starts: the call is not matched against stop strings, so text before it
+                    // cannot complete one.
                     let rest = decoder.finish();
-                    if !rest.is_empty() {
-                        reply.text.push_str(&rest);
-                        on_event(ToolEvent::Text(&rest));
+                    released.clear();
+                    let found = stops.push(&rest, &mut released);
+                    if found == StopMatch::None {
+                        stops.finish(&mut released);
+                    }
+                    if !released.is_empty() {
+                        reply.text.push_str(&released);
+                        on_event(ToolEvent::Text(&released));
+                    }
+                    if let StopMatch::Found(i) = found {
+                        reply.stop = ToolStop::StopString(i);
+                        break;
                     }
                     call = Some((c, bytes.to_vec()));
                 }
@@ -638,8 +719,14 @@ impl ToolChat {
                 None => {
                     piece.clear();
                     decoder.push_to(tok, id, &mut piece);
-                    reply.text.push_str(&piece);
-                    flow = on_event(ToolEvent::Text(&piece));
+                    released.clear();
+                    let found = stops.push(&piece, &mut released);
+                    reply.text.push_str(&released);
+                    flow = on_event(ToolEvent::Text(&released));
+                    if let StopMatch::Found(i) = found {
+                        reply.stop = ToolStop::StopString(i);
+                        break;
+                    }
                 }
             }
             if flow == Flow::Stop {
@@ -662,11 +749,18 @@ impl ToolChat {
             let raw = String::from_utf8_lossy(&raw).into_owned();
             on_event(ToolEvent::IncompleteToolCall { raw: &raw });
             reply.incomplete = Some(raw);
-        } else {
+        } else if !matches!(reply.stop, ToolStop::StopString(_) | ToolStop::Cancelled) {
+            // The text held back for a possible stop string or an unfinished character
+            // (nothing reaches the caller after a cancel or a stop string, as in a plain chat).
             let rest = decoder.finish();
-            if !rest.is_empty() {
-                reply.text.push_str(&rest);
-                on_event(ToolEvent::Text(&rest));
+            released.clear();
+            match stops.push(&rest, &mut released) {
+                StopMatch::Found(i) => reply.stop = ToolStop::StopString(i),
+                StopMatch::None => stops.finish(&mut released),
+            }
+            if !released.is_empty() {
+                reply.text.push_str(&released);
+                on_event(ToolEvent::Text(&released));
             }
         }
         reply.decode_time = start.elapsed();
@@ -740,6 +834,7 @@ fn parse_call(format: ToolCallFormat, raw: &str, tools: &[Tool]) -> Result<ToolC
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::vec;
 
     fn tools() -> Vec<Tool> {
         parse_tools(
@@ -828,6 +923,31 @@ mod tests {
         assert!(!ToolCallFormat::Hermes.opens_call(b"{", "Sure: ", true));
         assert!(ToolCallFormat::Hermes.opens_call(b"<tool_call>", "Sure: ", false));
         assert!(ToolCallFormat::Llama3Json.opens_call(b" {\"", "", false));
+    }
+
+    #[test]
+    fn recorded_calls_round_trip_through_a_message() {
+        let calls = Value::Array(vec![
+            recorded_call("get_weather", &json!({"city": "Oslo", "days": 2, "x": 0.5})),
+            recorded_call("set_alarm", &json!({})),
+        ]);
+        let m = Message::assistant("").with_field("tool_calls", to_template_json(&calls));
+        assert_eq!(
+            recorded_calls(&m),
+            vec![
+                (
+                    "get_weather".to_string(),
+                    json!({"city": "Oslo", "days": 2, "x": 0.5})
+                ),
+                ("set_alarm".to_string(), json!({})),
+            ]
+        );
+        assert!(recorded_calls(&Message::assistant("hi")).is_empty());
+        let bare = Message::assistant("").with_field(
+            "tool_calls",
+            to_template_json(&json!([{"function": {"arguments": {}}}, {"name": "ping"}])),
+        );
+        assert_eq!(recorded_calls(&bare), vec![("ping".to_string(), json!({}))]);
     }
 
     #[test]

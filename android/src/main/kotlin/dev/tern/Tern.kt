@@ -200,8 +200,15 @@ typealias ReplyEvent = dev.tern.ffi.ReplyEvent
 /** Why a generation ended. */
 typealias StopReason = dev.tern.ffi.StopReason
 
-/** One message of a conversation: role (`system`, `user`, `assistant`, `tool`) and text. */
+/**
+ * One message of a conversation: role (`system`, `user`, `assistant`, `tool`) and text; an
+ * assistant message's `toolCalls` (name and arguments JSON, in order) and a `tool` message's
+ * `name` (the tool whose result it holds).
+ */
 typealias ChatMessage = dev.tern.ffi.ChatMessage
+
+/** A tool call as an assistant [ChatMessage] records it: the tool's name and its arguments JSON. */
+typealias ToolCallRecord = dev.tern.ffi.ToolCallRecord
 
 /** A variable the chat template reads (e.g. `enable_thinking`), with its value. */
 typealias TemplateVariable = dev.tern.ffi.TemplateVariable
@@ -371,9 +378,26 @@ class TernModel internal constructor(internal val native: Model) : Closeable {
     /**
      * A chat formatted by the model's own template (or [ConversationOptions.template]); throws
      * [TernException.NoChatTemplate] for a model without one.
+     *
+     * Blocks its caller: with [ConversationOptions.tools], the first conversation on a model
+     * prepares the vocabulary for the constraint engine (about 1.3 s for a 150k-token model).
+     * From a coroutine use [openConversation]; or call [prepareTools] once after loading.
      */
     fun newConversation(options: ConversationOptions = ConversationOptions()): TernConversation =
         live.use { TernConversation(Conversation(native, options)) }
+
+    /**
+     * [newConversation] on [Dispatchers.IO]: the caller's thread (the UI's) stays free while
+     * the first conversation with tools prepares the constraint vocabulary.
+     */
+    suspend fun openConversation(options: ConversationOptions = ConversationOptions()): TernConversation =
+        withContext(Dispatchers.IO) { newConversation(options) }
+
+    /**
+     * Prepares the model's vocabulary for the constraint engine (tool calls, JSON schemas) on
+     * [Dispatchers.IO], so that later conversations with tools are made at once. Idempotent.
+     */
+    suspend fun prepareTools() = withContext(Dispatchers.IO) { live.use { native.prepareTools() } }
 
     /** Whether [close] was called. */
     val isClosed: Boolean get() = live.isClosed
@@ -476,7 +500,11 @@ class TernConversation internal constructor(internal val native: Conversation) :
     /** Whether a reply is being generated. */
     val isGenerating: Boolean get() = live.use { native.isGenerating() }
 
-    /** The messages so far, the system prompt first; each reply as an `assistant` message. */
+    /**
+     * The messages so far, the system prompt first; each reply as an `assistant` message with
+     * its tool calls, each tool result as a `tool` message: what a chat UI renders, and what
+     * [ConversationOptions.messages] takes to render the same prompt again.
+     */
     val messages: List<ChatMessage> get() = live.use { native.messages() }
 
     /** Positions left in the context before older turns are dropped. */
