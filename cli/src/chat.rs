@@ -150,7 +150,7 @@ pub fn main(args: ChatArgs) -> Result<()> {
         return tools::run(
             chat,
             path,
-            reply_opts.max_tokens,
+            reply_opts,
             !args.no_constrain,
             interactive,
         );

@@ -12,7 +12,7 @@
 use std::io::{BufRead, Write};
 use std::path::Path;
 
-use tern_runtime::chat::Chat;
+use tern_runtime::chat::{Chat, ReplyOptions};
 use tern_runtime::constrain::tools::{parse_tools, ToolChat, ToolEvent, ToolReply};
 use tern_runtime::constrain::ConstraintVocab;
 use tern_runtime::Flow;
@@ -26,7 +26,7 @@ const MAX_ROUNDS: usize = 4;
 pub fn run(
     chat: Chat,
     tools_path: &Path,
-    max_tokens: usize,
+    reply: ReplyOptions,
     constrained: bool,
     interactive: bool,
 ) -> Result<()> {
@@ -38,6 +38,10 @@ pub fn run(
         ConstraintVocab::new(model.tokenizer(), model.config().vocab).map_err(Error::from_err)?;
     let mut tc = ToolChat::new(chat, tools, &vocab).context(&name)?;
     tc.set_constrained(constrained);
+    // `--stop`: ends free text as in a plain chat; a call's JSON is never cut (its grammar
+    // decides where it ends).
+    tc.set_stop_strings(reply.stop);
+    let max_tokens = reply.max_tokens;
     if interactive {
         eprintln!(
             "tern chat: {} tools, {:?} call syntax, arguments {}. /quit leaves.",
