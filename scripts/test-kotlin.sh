@@ -78,6 +78,9 @@ echo "$ort_library" >&2
 # the tests, which a lone run of this script builds in addition).
 step "build tern-ffi (with the NPU delegate), its uniffi-bindgen and tern (dev profile, optimized)"
 cargo test -q --workspace --features tern-ffi/cli,tern-ffi/npu --no-run
+# `cargo test` leaves the cdylib and binaries in target/debug/deps; the same units, built again
+# by `cargo build`, are reused and copied to target/debug.
+cargo build -q --workspace --features tern-ffi/cli,tern-ffi/npu --lib --bins
 target_dir="$(cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 bin="$target_dir/debug"
