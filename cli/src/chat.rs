@@ -147,13 +147,7 @@ pub fn main(args: ChatArgs) -> Result<()> {
     });
 
     if let Some(path) = &args.tools {
-        return tools::run(
-            chat,
-            path,
-            reply_opts,
-            !args.no_constrain,
-            interactive,
-        );
+        return tools::run(chat, path, reply_opts, !args.no_constrain, interactive);
     }
     signals::install_sigint();
     if interactive {

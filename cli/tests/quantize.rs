@@ -16,6 +16,7 @@ use tern_kernels::blocks::F16Le;
 use tern_kernels::scalar;
 use tern_runtime::gguf::write::GgufWriter;
 use tern_runtime::gguf::{GgmlType, Gguf, TensorInfo, Value};
+use tern_tests::rng::Rng;
 use tern_tests::smollm2_path;
 
 const TERN: &str = env!("CARGO_BIN_EXE_tern");
@@ -65,29 +66,6 @@ fn quantize(input: &Path, output: &Path, ty: &str, extra: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-/// Deterministic xorshift64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn ternary(&mut self) -> f32 {
-        ((self.next() >> 33) % 3) as f32 - 1.0
-    }
-
-    /// Roughly normal, for float weights.
-    fn normal(&mut self) -> f32 {
-        (0..4)
-            .map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
-            .sum::<f32>()
-    }
 }
 
 // ---- a small BitNet model, as make_bitnet_models.py lays it out ------------------------------

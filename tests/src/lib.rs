@@ -5,6 +5,7 @@ pub mod fuzz;
 pub mod json;
 pub mod malformed;
 pub mod reference;
+pub mod rng;
 pub mod sha256;
 
 use std::io::Read;

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use tern_tests::fuzz::{self, target, TARGETS};
 use tern_tests::malformed;
+use tern_tests::rng::Rng;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -128,7 +129,7 @@ fn run(name: &str, f: fn(&[u8]), root: &Path, time: Duration) -> ExitCode {
     let seed = std::env::var("FUZZ_SEED").ok().and_then(|s| s.parse().ok());
     let seed = seed.unwrap_or(0x5EED ^ std::process::id() as u64);
     println!("{name}: seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng(seed | 1);
     let current = std::env::var_os("FUZZ_SAVE_CURRENT").map(|_| {
         let dir = root.join("artifacts").join(name);
         std::fs::create_dir_all(&dir).unwrap();
@@ -243,20 +244,4 @@ fn mutate(base: &[u8], other: &[u8], rng: &mut Rng) -> Vec<u8> {
         }
     }
     v
-}
-
-/// xorshift64*: reproducible mutations from a seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
 }
