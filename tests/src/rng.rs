@@ -8,6 +8,10 @@ pub struct Rng(pub u64);
 
 impl Rng {
     /// The next 64 random bits.
+    #[expect(
+        clippy::should_implement_trait,
+        reason = "an endless generator, not an iterator: callers draw bits, not items"
+    )]
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
