@@ -126,10 +126,12 @@ build_plugin() {
 # The table and llvm-mca read the release build (what ships). The CI gate reads the dev profile
 # (opt-level 3 with overflow checks): it reuses the aarch64 dependencies the qemu tests built,
 # which saves CI a fat-LTO cross build; its counts are its own, kept in its own baseline.
+# Always non-incremental (as scripts/test.sh builds): incremental builds split code into other
+# units, which changes inlining and so the counts.
 build_tern() {
   local profile=${1:-release}
   if [ "$profile" = dev ]; then
-    cargo build -q -p tern-cli --target aarch64-unknown-linux-gnu -j "$jobs"
+    CARGO_INCREMENTAL=0 cargo build -q -p tern-cli --target aarch64-unknown-linux-gnu -j "$jobs"
     echo "$repo/target/aarch64-unknown-linux-gnu/debug/tern"
   else
     cargo build -q --release -p tern-cli --target aarch64-unknown-linux-gnu -j "$jobs"

@@ -9,6 +9,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 start=$SECONDS
 step() { printf '\n==> [%dm%02ds] %s\n' $(((SECONDS - start) / 60)) $(((SECONDS - start) % 60)) "$*"; }
 
+# A fresh clone builds everything once: incremental compilation's caches would only cost time.
+export CARGO_INCREMENTAL=0
+
 step "setup"
 bash scripts/setup.sh
 bash scripts/fetch-model.sh
