@@ -289,7 +289,8 @@ impl Tile<'_> {
                 for v in 0..RV {
                     // SAFETY: masked lanes < rows of token t's outputs (asserted above); masked
                     // loads do not touch the other lanes' memory.
-                    facc[t][v] = unsafe { _mm256_maskload_ps(yp.add(t * ldy + v * LANES), mask[v]) };
+                    facc[t][v] =
+                        unsafe { _mm256_maskload_ps(yp.add(t * ldy + v * LANES), mask[v]) };
                 }
             }
         }
