@@ -10,9 +10,15 @@
 //!   signed codes, scales and biases once; an 8 × 8 dword transpose interleaves them so that
 //!   one 32-byte vector holds four consecutive codes of each of 8 rows (dword `lane` = row
 //!   `lane`), reused by every token of the call.
-//! - Products: `vpmaddubsw(|q|, sign(a, q))` forms the pairs `q·a` as 16-bit sums (`|q| ≤ 128`
-//!   and `|a| ≤ 127`, so a pair is at most 2·128·127 < 2¹⁵: no saturation), `vpmaddwd` with
-//!   ones widens them to four-product dword sums, added into each group's exact `Σ q·a`.
+//! - Products of codes in −32..=31 ([`small_codes`]: the 4-, 5- and 6-bit formats but IQ4):
+//!   the activations offset by 128 (`a + 128` in 1..=255, `vpmaddubsw`'s unsigned operand)
+//!   meet the signed codes, a pair at most 2·255·32 = 16320, so two `vpmaddubsw` add in 16
+//!   bits (≤ 32640 < 2¹⁵: no saturation) before `vpmaddwd` with ones widens them; each group's
+//!   sum starts at the row's `−128·Σq` (computed once per panel) and ends at the exact `Σ q·a`.
+//!   Two dword steps per widening: about 2.5 operations per row vector, token and four codes.
+//! - Other codes (Q8_0, IQ4_NL, IQ4_XS, up to ±128): the sign trick, `vpmaddubsw(|q|,
+//!   sign(a, q))` (`|q| ≤ 128`, `|a| ≤ 127`: a pair is at most 2·128·127 < 2¹⁵), widened by
+//!   `vpmaddwd` every step: four operations.
 //! - Per group: the reference's float step for 8 rows at once (convert, `scale·d_a`, fused
 //!   multiply-add, the bias term likewise), in the reference's order; a register tile of
 //!   `RV` × 8 rows by `TT` ≤ [`T`] tokens.
@@ -53,10 +59,29 @@ const MAX_GROUPS: usize = KC / 16;
 struct Panel {
     /// Dword `(j·RV_MAX + v)·8 + lane` holds codes `4j..4j + 4` of row `8v + lane`.
     codes: [i8; PANEL_ROWS * KC],
+    /// `sums[g·PANEL_ROWS + i] = −128·Σ q` over group `g` of row `i` ([`small_codes`] formats):
+    /// where its integer sums start, cancelling the activations' offset.
+    sums: [i32; MAX_GROUPS * PANEL_ROWS],
     /// `scales[g·PANEL_ROWS + i]`: group `g`'s scale of row `i`.
     scales: [f32; MAX_GROUPS * PANEL_ROWS],
     /// Biases, as `scales` (formats with a bias; 32-weight groups).
     bias: [f32; MAX_GROUPS * PANEL_ROWS],
+}
+
+/// Whether every code `unpack_i8` writes for `format` is in −32..=31 (Q6_K's `q − 32`, Q5_0's
+/// `q − 16`, Q4_0's `q − 8`, the unsigned 4- and 5-bit codes of Q4_1, Q5_1, Q4_K, Q5_K), so the
+/// offset-activation products of the module docs cannot saturate.
+fn small_codes(format: Format) -> bool {
+    matches!(
+        format,
+        Format::Q4_0
+            | Format::Q4_1
+            | Format::Q5_0
+            | Format::Q5_1
+            | Format::Q4_K
+            | Format::Q5_K
+            | Format::Q6_K
+    )
 }
 
 /// A panel's rows as `unpack_i8` writes them (row-major, [`KC`] bytes apart), before
@@ -101,8 +126,10 @@ pub(super) fn gemm_i8(
     );
     let kb = cols / 32;
     let acts: &[BlockQ8Act] = as_blocks(xq).expect("activations are whole act blocks");
+    let small = small_codes(format);
     let mut p = Panel {
         codes: [0; PANEL_ROWS * KC],
+        sums: [0; MAX_GROUPS * PANEL_ROWS],
         scales: [0.0; MAX_GROUPS * PANEL_ROWS],
         bias: [0.0; MAX_GROUPS * PANEL_ROWS],
     };
@@ -135,7 +162,7 @@ pub(super) fn gemm_i8(
                 }
             }
             for v in 0..rows.div_ceil(LANES) {
-                transpose(&mut p, rbuf, v, kc);
+                transpose(&mut p, rbuf, v, kc, g, small);
             }
             let mut t = 0;
             while t < n {
@@ -149,7 +176,7 @@ pub(super) fn gemm_i8(
                     rows,
                     first: k0 == 0,
                 };
-                tile.run(g, l.bias, (n - t).min(T));
+                tile.run(g, l.bias, small, (n - t).min(T));
                 t += T;
             }
         }
@@ -157,12 +184,14 @@ pub(super) fn gemm_i8(
 }
 
 /// Interleaves rows `8v..8v + 8` of `rows` (columns `..kc`, a multiple of 32) into the
-/// panel's layout, 32 columns at a time by an 8 × 8 transpose of dwords (rows past the
-/// panel's valid ones hold stale codes whose lanes no output reads).
+/// panel's layout, 32 columns at a time by an 8 × 8 transpose of dwords, and with `small`
+/// writes their `−128·Σq` per group of `g` (rows past the panel's valid ones hold stale codes
+/// whose lanes no output reads).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn transpose(p: &mut Panel, rows: &Rows, v: usize, kc: usize) {
-    assert!(v < RV_MAX && kc <= KC && kc.is_multiple_of(32));
+fn transpose(p: &mut Panel, rows: &Rows, v: usize, kc: usize, g: usize, small: bool) {
+    assert!(v < RV_MAX && kc <= KC && kc.is_multiple_of(32) && (g == 16 || g == 32));
+    let (ones8, ones16) = (_mm256_set1_epi8(1), _mm256_set1_epi16(1));
     let src = rows.codes.as_ptr();
     let dst = p.codes.as_mut_ptr();
     for c in (0..kc).step_by(32) {
@@ -203,6 +232,20 @@ fn transpose(p: &mut Panel, rows: &Rows, v: usize, kc: usize) {
             // (32-byte aligned: the panel is, and `at` is a multiple of 32).
             unsafe { _mm256_store_si256(dst.add(at).cast(), *o) };
         }
+        if !small {
+            continue;
+        }
+        // Σq per row and group: four codes per `vpmaddubsw` with ones and `vpmaddwd`.
+        for (gi, group) in o.chunks_exact(g / 4).enumerate() {
+            let sum = group.iter().fold(_mm256_setzero_si256(), |s, &o| {
+                _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, o), ones16))
+            });
+            let neg = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<7>(sum));
+            let at = (c / g + gi) * PANEL_ROWS + v * LANES;
+            // SAFETY: (c + g·gi)/g < kc/g ≤ MAX_GROUPS: the 8 lanes at `at` are inside `sums`,
+            // 32-byte aligned.
+            unsafe { _mm256_store_si256(p.sums.as_mut_ptr().add(at).cast(), neg) };
+        }
     }
 }
 
@@ -225,42 +268,54 @@ struct Tile<'a> {
 }
 
 impl Tile<'_> {
-    /// Dispatches to the kernel for the format's group and bias, the panel's row vectors and
-    /// `tokens` (1..=T).
+    /// Dispatches to the kernel for the format's group, bias and code range, the panel's row
+    /// vectors and `tokens` (1..=T).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn run(self, g: usize, bias: bool, tokens: usize) {
+    fn run(self, g: usize, bias: bool, small: bool, tokens: usize) {
         macro_rules! by_tokens {
-            ($rv:literal, $g:literal, $b:literal) => {
+            ($rv:literal, $g:literal, $b:literal, $s:literal) => {
                 match tokens {
-                    4 => self.kernel::<$rv, 4, $g, $b>(),
-                    3 => self.kernel::<$rv, 3, $g, $b>(),
-                    2 => self.kernel::<$rv, 2, $g, $b>(),
-                    _ => self.kernel::<$rv, 1, $g, $b>(),
+                    4 => self.kernel::<$rv, 4, $g, $b, $s>(),
+                    3 => self.kernel::<$rv, 3, $g, $b, $s>(),
+                    2 => self.kernel::<$rv, 2, $g, $b, $s>(),
+                    _ => self.kernel::<$rv, 1, $g, $b, $s>(),
                 }
             };
         }
         macro_rules! by_rows {
-            ($g:literal, $b:literal) => {
+            ($g:literal, $b:literal, $s:literal) => {
                 if self.rows > LANES {
-                    by_tokens!(2, $g, $b)
+                    by_tokens!(2, $g, $b, $s)
                 } else {
-                    by_tokens!(1, $g, $b)
+                    by_tokens!(1, $g, $b, $s)
                 }
             };
         }
-        match (g, bias) {
-            (16, _) => by_rows!(16, false),
-            (_, false) => by_rows!(32, false),
-            (_, true) => by_rows!(32, true),
+        match (g, bias, small) {
+            (16, _, true) => by_rows!(16, false, true),
+            (16, _, false) => by_rows!(16, false, false),
+            (_, false, true) => by_rows!(32, false, true),
+            (_, false, false) => by_rows!(32, false, false),
+            (_, true, true) => by_rows!(32, true, true),
+            (_, true, false) => by_rows!(32, true, false),
         }
     }
 
     /// `RV` row vectors × `TT` tokens over the chunk's groups of `G` weights: exact integer
-    /// sums by the sign trick, then the reference's float step.
+    /// sums (offset activations from the panel's `−128·Σq` if `SMALL`, else the sign trick),
+    /// then the reference's float step.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn kernel<const RV: usize, const TT: usize, const G: usize, const BIAS: bool>(self) {
+    fn kernel<
+        const RV: usize,
+        const TT: usize,
+        const G: usize,
+        const BIAS: bool,
+        const SMALL: bool,
+    >(
+        self,
+    ) {
         let Tile {
             p,
             groups,
@@ -297,31 +352,70 @@ impl Tile<'_> {
         let codes = p.codes.as_ptr();
         let ap = acts.as_ptr();
         let ones = _mm256_set1_epi16(1);
+        // Token t's activation dword `q` of the group at (block, byte), raw or offset by 128.
+        let act4 = |t: usize, blk: usize, byte: usize, q: usize| {
+            // SAFETY: token t's block blk of the chunk is inside `acts` (asserted above), and
+            // byte + 4q + 4 ≤ 32 of its codes; unaligned read.
+            unsafe {
+                let src = (*ap.add(t * kb + blk)).qs.as_ptr().add(byte + 4 * q);
+                core::ptr::read_unaligned(src.cast::<i32>())
+            }
+        };
         for gi in 0..groups {
-            let mut iacc = [[_mm256_setzero_si256(); RV]; TT];
             let (blk, byte) = ((gi * G) / 32, (gi * G) % 32);
-            for q in 0..G / 4 {
-                let j = gi * G / 4 + q;
-                // SAFETY: j < groups·G/4 ≤ KC/4, so (j·RV_MAX + v + 1)·32 ≤ the panel's codes;
+            let iacc = if SMALL {
+                // SAFETY: gi < MAX_GROUPS: the 8 lanes at gi·16 + 8v are inside `sums`,
                 // 32-byte aligned.
-                let wv: [__m256i; RV] = core::array::from_fn(|v| unsafe {
-                    _mm256_load_si256(codes.add((j * RV_MAX + v) * LANES * 4).cast())
+                let sums: [__m256i; RV] = core::array::from_fn(|v| unsafe {
+                    _mm256_load_si256(p.sums.as_ptr().add(gi * PANEL_ROWS + v * LANES).cast())
                 });
-                let aw: [__m256i; RV] = core::array::from_fn(|v| _mm256_sign_epi8(wv[v], wv[v]));
-                for t in 0..TT {
-                    // SAFETY: token t's block blk of the chunk is inside `acts` (asserted
-                    // above), and byte + 4q + 4 ≤ 32 of its codes; unaligned read.
-                    let a4 = unsafe {
-                        let src = (*ap.add(t * kb + blk)).qs.as_ptr().add(byte + 4 * q);
-                        core::ptr::read_unaligned(src.cast::<i32>())
-                    };
-                    let a = _mm256_set1_epi32(a4);
-                    for v in 0..RV {
-                        let pairs = _mm256_maddubs_epi16(aw[v], _mm256_sign_epi8(a, wv[v]));
-                        iacc[t][v] = _mm256_add_epi32(iacc[t][v], _mm256_madd_epi16(pairs, ones));
+                let mut iacc = [sums; TT];
+                for q in (0..G / 4).step_by(2) {
+                    let j = gi * G / 4 + q;
+                    // SAFETY: j + 1 < groups·G/4 ≤ KC/4, so (j + 1)·RV_MAX·32 + (v + 1)·32 ≤
+                    // the panel's codes; 32-byte aligned.
+                    let w: [[__m256i; 2]; RV] = core::array::from_fn(|v| {
+                        core::array::from_fn(|h| unsafe {
+                            _mm256_load_si256(codes.add(((j + h) * RV_MAX + v) * LANES * 4).cast())
+                        })
+                    });
+                    for t in 0..TT {
+                        let flip = |a: i32| _mm256_set1_epi32(a ^ 0x8080_8080u32 as i32);
+                        let a0 = flip(act4(t, blk, byte, q));
+                        let a1 = flip(act4(t, blk, byte, q + 1));
+                        for v in 0..RV {
+                            let pairs = _mm256_add_epi16(
+                                _mm256_maddubs_epi16(a0, w[v][0]),
+                                _mm256_maddubs_epi16(a1, w[v][1]),
+                            );
+                            iacc[t][v] =
+                                _mm256_add_epi32(iacc[t][v], _mm256_madd_epi16(pairs, ones));
+                        }
                     }
                 }
-            }
+                iacc
+            } else {
+                let mut iacc = [[_mm256_setzero_si256(); RV]; TT];
+                for q in 0..G / 4 {
+                    let j = gi * G / 4 + q;
+                    // SAFETY: j < groups·G/4 ≤ KC/4, so (j·RV_MAX + v + 1)·32 ≤ the panel's codes;
+                    // 32-byte aligned.
+                    let wv: [__m256i; RV] = core::array::from_fn(|v| unsafe {
+                        _mm256_load_si256(codes.add((j * RV_MAX + v) * LANES * 4).cast())
+                    });
+                    let aw: [__m256i; RV] =
+                        core::array::from_fn(|v| _mm256_sign_epi8(wv[v], wv[v]));
+                    for t in 0..TT {
+                        let a = _mm256_set1_epi32(act4(t, blk, byte, q));
+                        for v in 0..RV {
+                            let pairs = _mm256_maddubs_epi16(aw[v], _mm256_sign_epi8(a, wv[v]));
+                            iacc[t][v] =
+                                _mm256_add_epi32(iacc[t][v], _mm256_madd_epi16(pairs, ones));
+                        }
+                    }
+                }
+                iacc
+            };
             // SAFETY: gi < MAX_GROUPS: the 8 values at gi·16 + 8v are inside `scales` and
             // `bias`; the panel is 32-byte aligned and so are these offsets.
             let dw: [__m256; RV] = core::array::from_fn(|v| unsafe {
