@@ -4,7 +4,8 @@
 //! 512-bit registers in [`kquants_low512_int8`], [`iq4_xs512_int8`] and [`q5_k512_int8`], the
 //! Q5_0 decode product in [`q5_0_512_int8`]),
 //! AVX-512F row kernels ([`avx512`], [`kquants512`], and with AVX-512BW [`kquants_low512`]),
-//! and the safe wrappers the dispatch table gets after detection.
+//! the batched int8 GEMM of prompts ([`gemm_i8`] on AVX512-VNNI, [`gemm_i8_avx2`] on the
+//! other backends), and the safe wrappers the dispatch table gets after detection.
 //!
 //! Every backend here builds on AVX2 + FMA + F16C (Haswell, Zen 1 and later all have the
 //! three); the VNNI backends replace only the int8 dot products.
