@@ -372,9 +372,9 @@ impl Tile<'_> {
                 let mut iacc = [sums; TT];
                 for q in (0..G / 4).step_by(2) {
                     let j = gi * G / 4 + q;
-                    // SAFETY: j + 1 < groups·G/4 ≤ KC/4, so (j + 1)·RV_MAX·32 + (v + 1)·32 ≤
-                    // the panel's codes; 32-byte aligned.
                     let w: [[__m256i; 2]; RV] = core::array::from_fn(|v| {
+                        // SAFETY: j + 1 < groups·G/4 ≤ KC/4 (G/4 is even), so the 32 bytes at
+                        // ((j + h)·RV_MAX + v)·32 are inside the panel's codes; 32-byte aligned.
                         core::array::from_fn(|h| unsafe {
                             _mm256_load_si256(codes.add(((j + h) * RV_MAX + v) * LANES * 4).cast())
                         })
