@@ -4,7 +4,8 @@
 //! 512-bit registers in [`kquants_low512_int8`], [`iq4_xs512_int8`] and [`q5_k512_int8`], the
 //! Q5_0 decode product in [`q5_0_512_int8`]),
 //! AVX-512F row kernels ([`avx512`], [`kquants512`], and with AVX-512BW [`kquants_low512`]),
-//! and the safe wrappers the dispatch table gets after detection.
+//! the batched int8 GEMM of prompts ([`gemm_i8`] on AVX512-VNNI, [`gemm_i8_avx2`] on the
+//! other backends), and the safe wrappers the dispatch table gets after detection.
 //!
 //! Every backend here builds on AVX2 + FMA + F16C (Haswell, Zen 1 and later all have the
 //! three); the VNNI backends replace only the int8 dot products.
@@ -14,6 +15,7 @@ mod avx512;
 mod f16;
 mod gemm;
 mod gemm_i8;
+mod gemm_i8_avx2;
 mod int8;
 mod iq4_xs512_int8;
 mod kquants;
@@ -212,6 +214,9 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
         ));
     }
     install_unpack_i8(k);
+    if backend != Backend::Avx512Vnni {
+        k.gemm_i8 = Some(named!(gemm_i8_avx2, "gemm_i8/avx2"));
+    }
     k.gemm_repacked = Some(if backend == Backend::Avx512Vnni {
         named!(gemm_repacked_avx512vnni, "gemm_repacked/avx512vnni")
     } else {
@@ -620,6 +625,26 @@ fn gemm_i8_avx512vnni(
     // SAFETY: installed only for the AVX512-VNNI backend after `detected` confirmed AVX2, FMA,
     // F16C, AVX-512F, AVX512-VNNI and AVX512-VL; the body checks every shape itself.
     unsafe { gemm_i8::gemm_i8(format, unpack, w, m, xq, n, y, ldy) }
+}
+
+/// The batched int8 GEMM on AVX2 (every backend here; AVX512-VNNI installs its own).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
+)]
+fn gemm_i8_avx2(
+    format: Format,
+    unpack: crate::dispatch::UnpackI8Fn,
+    w: &[u8],
+    m: usize,
+    xq: &[u8],
+    n: usize,
+    y: &mut [f32],
+    ldy: usize,
+) {
+    // SAFETY: installed only after `detected` confirmed AVX2, FMA and F16C; the body checks
+    // every shape itself.
+    unsafe { gemm_i8_avx2::gemm_i8(format, unpack, w, m, xq, n, y, ldy) }
 }
 
 /// The int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 on AVX512-VNNI (installed only for that backend,
