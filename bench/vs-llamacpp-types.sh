@@ -32,7 +32,7 @@ export LD_LIBRARY_PATH="$bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 [ -f models/smollm2-135m-instruct-q4_1.gguf ] || bash scripts/fetch-model.sh
 cache="${TERN_CACHE:-$HOME/.cache/tern}/vs-llamacpp"
 mkdir -p "$cache"
-read -ra files <<<"${TYPES:-q4_0 q4_1 q8_0 q4_k q6_k tq1_0 tq2_0}"
+read -ra files <<<"${TYPES:-q4_0 q4_1 q8_0 q5_0 q5_1 iq4_nl q4_k q5_k q6_k q3_k q2_k iq4_xs tq1_0 tq2_0}"
 path() {
   case "$1" in
     q4_1) echo models/smollm2-135m-instruct-q4_1.gguf ;;
@@ -40,7 +40,7 @@ path() {
     *) echo "$cache/smollm2-135m-$1.gguf" ;;
   esac
 }
-for t in q4_0 q8_0 q4_k q6_k; do
+for t in q4_0 q8_0 q5_0 q5_1 iq4_nl q4_k q5_k q6_k q3_k q2_k iq4_xs; do
   out="$(path "$t")"
   if [ ! -f "$out" ]; then
     "$bin/llama-quantize" --allow-requantize --pure \

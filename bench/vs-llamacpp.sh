@@ -7,8 +7,10 @@
 #
 # bench/vs-llamacpp.sh --types [REPS]
 #   every weight type (issue 22): SmolLM2-135M requantized by llama-quantize (--pure) from the
-#   shipped Q4_1 file to Q4_0, Q8_0, Q4_K and Q6_K (576-wide rows are not whole 256-blocks:
-#   llama-quantize keeps its fallback type there), the Q4_1 file itself, and the generated
+#   shipped Q4_1 file to Q4_0, Q8_0, Q5_0, Q5_1, IQ4_NL and the 256-block types Q4_K, Q5_K,
+#   Q6_K, Q3_K, Q2_K, IQ4_XS (576-wide rows are not whole 256-blocks: there llama-quantize
+#   falls back, e.g. Q3_K to Q4_0, so only the 30 ffn_down matrices carry the type), the Q4_1
+#   file itself, and the generated
 #   ternary models (TQ1_0, TQ2_0), so both engines read identical bytes; Tern at f32 and int8,
 #   1 and 2 threads, against llama-bench (pp128 / tg128), REPS alternating rounds (default 3);
 #   prints the ratio table with the load average (TYPES="q4_0 q8_0" runs only those). llama-bench and llama-quantize are built
