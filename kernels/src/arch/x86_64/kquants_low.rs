@@ -68,6 +68,29 @@ pub(super) fn q3_k_codes(b: &BlockQ3_K, h: usize, k: usize) -> __m256i {
     _mm256_sub_epi8(low, _mm256_and_si256(clear, _mm256_set1_epi8(4)))
 }
 
+/// Elements `128h + 32k..128h + 32k + 32` of a Q3_K block as unsigned bytes `u = q + 4` in
+/// 0..8: the low pair, plus 4 where bit `4h + k` of `hmask` is set. One 16-bit shift moves
+/// that bit of each byte to bit 2 (bits shifted in from the neighbouring byte are masked off),
+/// so the high bit costs a shift, a mask and an or, and `Σ u·a` needs no sign trick (the int8
+/// GEMMs subtract `4·Σ a` per sub-block from prepared activation sums).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn q3_k_codes_u(b: &BlockQ3_K, h: usize, k: usize) -> __m256i {
+    let low = pair(load_u8x32(&b.qs[32 * h..]), k);
+    let hm = load_u8x32(&b.hmask);
+    let at2 = match 4 * h + k {
+        0 => _mm256_slli_epi16::<2>(hm),
+        1 => _mm256_slli_epi16::<1>(hm),
+        2 => hm,
+        3 => _mm256_srli_epi16::<1>(hm),
+        4 => _mm256_srli_epi16::<2>(hm),
+        5 => _mm256_srli_epi16::<3>(hm),
+        6 => _mm256_srli_epi16::<4>(hm),
+        _ => _mm256_srli_epi16::<5>(hm),
+    };
+    _mm256_or_si256(low, _mm256_and_si256(at2, _mm256_set1_epi8(4)))
+}
+
 // ---- steps ---------------------------------------------------------------------------------
 
 /// The sixteen Q3_K sub-block scales `sc − 32` as signed bytes.
