@@ -1,4 +1,4 @@
-//! Int8 dot products of Q3_K and Q2_K rows with quantized activations
+//! Int8 dot products and GEMMs of Q3_K and Q2_K rows with quantized activations
 //! ([`BlockQ8Act`](crate::scalar::BlockQ8Act)), one copy per instruction set generated from one
 //! macro over `kquants_int8.rs`'s per-ISA helpers: AVX2 (`vpmaddubsw` + `vpmaddwd`), AVX-VNNI
 //! and AVX512-VNNI/VL (`vpdpbusd`, 256-bit).
@@ -11,13 +11,18 @@
 //! float part is the reference's: one product by the block's scale, the eight-lane sum in
 //! `sum8_tree`'s order, the super-block scale.
 //!
-//! Q3_K's codes are −4..=3 and go through the sign trick (`|w|` times `a` carrying `w`'s sign,
-//! a `vpmaddubsw` pair ≤ 2·4·127). Q2_K's are 0..=3 (unsigned as they are); its min term needs
-//! the activations' sum over each 16-element sub-block, the same tree over `1·a`, times the
-//! four-bit mins. That tree depends on the activations only, so Q2_K's GEMM (`gemm_q2_k_q8`)
-//! prepares it with the loaded codes once per super-block of a token for 64 rows, taken four
-//! at a time (the row loop of the other formats recomputed it per row: 5.3 → 8.5 GB/s on the
-//! 576x1536 bench shape with AVX2, Zen 4).
+//! In the row dot, Q3_K's codes are −4..=3 and go through the sign trick (`|w|` times `a`
+//! carrying `w`'s sign, a `vpmaddubsw` pair ≤ 2·4·127). Q2_K's are 0..=3 (unsigned as they
+//! are); its min term needs the activations' sum over each 16-element sub-block, the same tree
+//! over `1·a`, times the four-bit mins. That tree depends on the activations only, so the GEMMs
+//! (`low_gemm!`) prepare it with the loaded codes once per super-block of a token for 64 rows,
+//! taken four at a time (the row loop of the other formats recomputed it per row: Q2_K 5.3 →
+//! 8.5 GB/s on the 576x1536 bench shape with AVX2, Zen 4). With the sums at hand, Q3_K's GEMM
+//! drops the sign trick: its codes enter as `u = q + 4` in 0..8 (the high bit one shift, mask
+//! and or), and `4·Σa` per sub-block comes off before the scales multiply (AVX2: 53 → 61–64 %
+//! of Q4_0's GB/s on the 576x1536 and 2048x2048 bench shapes, Zen 4, loaded machine). The row
+//! dots would need the sums precomputed with the activations (as ggml's `block_q8_K` carries
+//! them) to do the same; Tern's activation blocks of 32 do not carry them.
 
 /// The int8 GEMM of one low k-quant over [`LowActs`]-prepared activations, inside
 /// `kquant_low_int8_dots!`: `low_gemm!(features, gemm, tile, Block, block_fn, quad_fn)` defines
