@@ -23,7 +23,6 @@ use super::avx2::{f16x8, hsum, i8x16_to_f32, load32, store32};
 use super::gemm::{prefetch_ahead, prefetch_head, store_rows, PRESCALE_MAX};
 use super::kquants::{i8x32_to_f32, load_u8x32};
 use crate::blocks::{BlockQ2_K, BlockQ3_K};
-use crate::scalar::q3_k_scale_codes;
 
 /// Rows per step of the row kernels: four. The kernels are bound by widening codes to floats,
 /// which sharing `x` does not relieve, but four rows measured slightly faster than two on the
@@ -68,16 +67,51 @@ pub(super) fn q3_k_codes(b: &BlockQ3_K, h: usize, k: usize) -> __m256i {
     _mm256_sub_epi8(low, _mm256_and_si256(clear, _mm256_set1_epi8(4)))
 }
 
+/// Elements `128h + 32k..128h + 32k + 32` of a Q3_K block as unsigned bytes `u = q + 4` in
+/// 0..8: the low pair, plus 4 where bit `4h + k` of `hmask` is set. One 16-bit shift moves
+/// that bit of each byte to bit 2 (bits shifted in from the neighbouring byte are masked off),
+/// so the high bit costs a shift, a mask and an or, and `Σ u·a` needs no sign trick (the int8
+/// GEMMs subtract `4·Σ a` per sub-block from prepared activation sums).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn q3_k_codes_u(b: &BlockQ3_K, h: usize, k: usize) -> __m256i {
+    let low = pair(load_u8x32(&b.qs[32 * h..]), k);
+    let hm = load_u8x32(&b.hmask);
+    let at2 = match 4 * h + k {
+        0 => _mm256_slli_epi16::<2>(hm),
+        1 => _mm256_slli_epi16::<1>(hm),
+        2 => hm,
+        3 => _mm256_srli_epi16::<1>(hm),
+        4 => _mm256_srli_epi16::<2>(hm),
+        5 => _mm256_srli_epi16::<3>(hm),
+        6 => _mm256_srli_epi16::<4>(hm),
+        _ => _mm256_srli_epi16::<5>(hm),
+    };
+    _mm256_or_si256(low, _mm256_and_si256(at2, _mm256_set1_epi8(4)))
+}
+
 // ---- steps ---------------------------------------------------------------------------------
 
-/// The sixteen Q3_K sub-block scales `sc − 32` as signed bytes.
+/// The sixteen Q3_K sub-block scales `sc − 32` as signed bytes: `scalar::q3_k_scale_codes`
+/// in seven vector operations rather than its word arithmetic and a store read back. With
+/// `s = scales[0..8]` and the word `c = scales[8..12]`: the low nibbles are `s & 15` (scales
+/// 0..8) beside `s >> 4 & 15` (8..16); the top two bits of scale `j` are byte `j % 4` of
+/// dword `j / 4` of `[c, c, c, c] >> [0, 2, 4, 6]`, masked to two bits and moved to bits 4..6.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn q3_k_scales_i8(b: &BlockQ3_K) -> __m128i {
-    let codes = q3_k_scale_codes(&b.scales);
-    // SAFETY: `codes` is 16 bytes; the load is unaligned.
-    let codes = unsafe { _mm_loadu_si128(codes.as_ptr().cast()) };
-    _mm_sub_epi8(codes, _mm_set1_epi8(32))
+    let sc = &b.scales;
+    // SAFETY: `scales` is 12 readable bytes; this reads its first 8, unaligned.
+    let s = unsafe { _mm_loadl_epi64(sc.as_ptr().cast()) };
+    let c = i32::from_le_bytes([sc[8], sc[9], sc[10], sc[11]]);
+    let low = _mm_set1_epi8(0x0F);
+    let nibbles = _mm_unpacklo_epi64(
+        _mm_and_si128(s, low),
+        _mm_and_si128(_mm_srli_epi16::<4>(s), low),
+    );
+    let top = _mm_srlv_epi32(_mm_set1_epi32(c), _mm_setr_epi32(0, 2, 4, 6));
+    let top = _mm_slli_epi16::<4>(_mm_and_si128(top, _mm_set1_epi8(3)));
+    _mm_sub_epi8(_mm_or_si128(nibbles, top), _mm_set1_epi8(32))
 }
 
 /// Per sub-block `d·(sc − 32)`: the scalar reference's f32 products, eight at a time.
@@ -316,3 +350,42 @@ dot_rows_driver!(
     store_rows,
     prescale = with_sub_sums[WITH_SUMS_MAX]
 );
+
+#[cfg(test)]
+mod tests {
+    //! The vector scale decoding against the scalar reference's; the kernels that use it are
+    //! checked against the reference in `tests/kquant_kernels.rs`.
+
+    use super::*;
+    use crate::blocks::F16Le;
+
+    #[test]
+    fn q3_k_scales_every_byte_in_every_position() {
+        let features = ["avx2", "fma", "f16c"].map(|f| match f {
+            "avx2" => std::is_x86_feature_detected!("avx2"),
+            "fma" => std::is_x86_feature_detected!("fma"),
+            _ => std::is_x86_feature_detected!("f16c"),
+        });
+        if features.contains(&false) {
+            return;
+        }
+        for pos in 0..12 {
+            for v in 0..=255u8 {
+                let mut scales: [u8; 12] =
+                    core::array::from_fn(|i| (i as u8).wrapping_mul(151) ^ 0xA5);
+                scales[pos] = v;
+                let b = BlockQ3_K {
+                    hmask: [0; 32],
+                    qs: [0; 64],
+                    scales,
+                    d: F16Le::from_f32(1.0),
+                };
+                let mut got = [0i8; 16];
+                // SAFETY: AVX2, FMA and F16C (the body's features) were detected above;
+                // `got` holds 16 bytes and the store is unaligned.
+                unsafe { _mm_storeu_si128(got.as_mut_ptr().cast(), q3_k_scales_i8(&b)) };
+                assert_eq!(got, crate::scalar::q3_k_scales(&scales), "byte {pos} = {v}");
+            }
+        }
+    }
+}

@@ -1,5 +1,6 @@
-//! Int8 dot products and GEMMs of Q2_K and Q3_K rows with quantized activations
-//! ([`BlockQ8Act`]) on 512-bit registers: AVX512-VNNI `vpdpbusd` with AVX-512BW byte ops,
+//! Int8 dot products and GEMMs of Q2_K rows, and the GEMM of Q3_K rows, with quantized
+//! activations ([`BlockQ8Act`]) on 512-bit registers (Q3_K's row dot is the 256-bit one of
+//! `kquants_low_int8.rs`, which measured faster without the per-row preparation): AVX512-VNNI `vpdpbusd` with AVX-512BW byte ops,
 //! installed with the AVX512-VNNI backend (whose detection includes `avx512bw`).
 //!
 //! Hand-written because the 256-bit kernels (`kquants_low_int8.rs`) spend, per activation block
@@ -316,16 +317,6 @@ pub(crate) fn dot_q2_k_q8(blocks: &[BlockQ2_K], acts: &[BlockQ8Act]) -> f32 {
     let mut sum = 0.0f32;
     for (b, a) in blocks.iter().zip(acts.chunks_exact(8)) {
         sum += q2_k_block(b, &prepare(a));
-    }
-    sum
-}
-
-/// Q3_K row · int8 activations (`acts` holds eight blocks per super-block).
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(crate) fn dot_q3_k_q8(blocks: &[BlockQ3_K], acts: &[BlockQ8Act]) -> f32 {
-    let mut sum = 0.0f32;
-    for (b, a) in blocks.iter().zip(acts.chunks_exact(8)) {
-        sum += q3_k_block(b, &prepare(a));
     }
     sum
 }

@@ -1,4 +1,4 @@
-//! Int8 dot products of Q3_K and Q2_K rows with quantized activations
+//! Int8 dot products and GEMMs of Q3_K and Q2_K rows with quantized activations
 //! ([`BlockQ8Act`](crate::scalar::BlockQ8Act)), one copy per instruction set generated from one
 //! macro over `kquants_int8.rs`'s per-ISA helpers: AVX2 (`vpmaddubsw` + `vpmaddwd`), AVX-VNNI
 //! and AVX512-VNNI/VL (`vpdpbusd`, 256-bit).
@@ -11,13 +11,112 @@
 //! float part is the reference's: one product by the block's scale, the eight-lane sum in
 //! `sum8_tree`'s order, the super-block scale.
 //!
-//! Q3_K's codes are −4..=3 and go through the sign trick (`|w|` times `a` carrying `w`'s sign,
-//! a `vpmaddubsw` pair ≤ 2·4·127). Q2_K's are 0..=3 (unsigned as they are); its min term needs
-//! the activations' sum over each 16-element sub-block, the same tree over `1·a`, times the
-//! four-bit mins. That tree depends on the activations only, so Q2_K's GEMM (`gemm_q2_k_q8`)
-//! prepares it with the loaded codes once per super-block of a token for 64 rows, taken four
-//! at a time (the row loop of the other formats recomputed it per row: 5.3 → 8.5 GB/s on the
-//! 576x1536 bench shape with AVX2, Zen 4).
+//! In the row dot, Q3_K's codes are −4..=3 and go through the sign trick (`|w|` times `a`
+//! carrying `w`'s sign, a `vpmaddubsw` pair ≤ 2·4·127). Q2_K's are 0..=3 (unsigned as they
+//! are); its min term needs the activations' sum over each 16-element sub-block, the same tree
+//! over `1·a`, times the four-bit mins. That tree depends on the activations only, so the GEMMs
+//! (`low_gemm!`) prepare it with the loaded codes once per super-block of a token for 64 rows,
+//! taken four at a time (the row loop of the other formats recomputed it per row: Q2_K 5.3 →
+//! 8.5 GB/s on the 576x1536 bench shape with AVX2, Zen 4). With the sums at hand, Q3_K's GEMM
+//! drops the sign trick: its codes enter as `u = q + 4` in 0..8 (the high bit one shift, mask
+//! and or), and `4·Σa` per sub-block comes off before the scales multiply (AVX2: 53 → 61–64 %
+//! of Q4_0's GB/s on the 576x1536 and 2048x2048 bench shapes, Zen 4, loaded machine). The row
+//! dots would need the sums precomputed with the activations (as ggml's `block_q8_K` carries
+//! them) to do the same; Tern's activation blocks of 32 do not carry them.
+
+/// The int8 GEMM of one low k-quant over [`LowActs`]-prepared activations, inside
+/// `kquant_low_int8_dots!`: `low_gemm!(features, gemm, tile, Block, block_fn, quad_fn)` defines
+/// `tile::<R>` (R rows against a run of prepared super-blocks, four at a time through
+/// `quad_fn`) and `gemm`, which prepares each super-block of a token's activations once per
+/// [`ROW_BLOCK`](super::kquants_low512_int8::ROW_BLOCK) rows (in runs of
+/// [`PREP`](super::kquants_low512_int8::PREP) super-blocks). Every row sums its super-blocks
+/// in order (a run's partial sums wait in `y`, exactly), so each result equals the row dot's.
+macro_rules! low_gemm {
+    ($features:literal, $name:ident, $tile:ident, $block:ty, $per_block:ident, $quad:ident) => {
+        /// Adds to `out` (or, for the first run, writes) the terms of `R` rows (`kb` blocks
+        /// each, back to back in `w`) for super-blocks `b0..b0 + prepared.len()`.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn $tile<const R: usize>(
+            w: &[$block],
+            kb: usize,
+            b0: usize,
+            prepared: &[LowActs],
+            out: &mut [f32],
+            first: bool,
+        ) {
+            assert!(w.len() >= R * kb && b0 + prepared.len() <= kb && out.len() >= R);
+            let mut sums = [0.0f32; R];
+            if !first {
+                sums.copy_from_slice(&out[..R]);
+            }
+            for (i, p) in prepared.iter().enumerate() {
+                if R == 4 {
+                    let terms = $quad(core::array::from_fn(|r| &w[r * kb + b0 + i]), p);
+                    for (s, t) in sums.iter_mut().zip(terms) {
+                        *s += t;
+                    }
+                    continue;
+                }
+                for (r, s) in sums.iter_mut().enumerate() {
+                    *s += $per_block(&w[r * kb + b0 + i], p);
+                }
+            }
+            out[..R].copy_from_slice(&sums);
+        }
+
+        #[doc = concat!("`y[t·ldy + r] = row r · token t` for `m` rows (`kb` blocks each) and `n` ")]
+        #[doc = concat!("tokens (`8·kb` activation blocks each), through [`", stringify!($per_block), "`].")]
+        #[target_feature(enable = $features)]
+        pub(crate) fn $name(
+            w: &[$block],
+            m: usize,
+            kb: usize,
+            acts: &[BlockQ8Act],
+            n: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            use super::super::kquants_low512_int8::{PREP, ROW_BLOCK};
+            assert!(w.len() == m * kb && acts.len() == n * 8 * kb);
+            assert!(n == 0 || (ldy >= m && y.len() >= (n - 1) * ldy + m));
+            // SAFETY: `LowActs` holds only SIMD vectors, for which all-zero bits are valid;
+            // every entry read below was written by `prepare` first.
+            let mut prepared: [LowActs; PREP] = unsafe { core::mem::zeroed() };
+            let mut rb0 = 0;
+            while rb0 < m {
+                let rb = (m - rb0).min(ROW_BLOCK);
+                for t in 0..n {
+                    let at = &acts[t * 8 * kb..(t + 1) * 8 * kb];
+                    let out = &mut y[t * ldy + rb0..t * ldy + rb0 + rb];
+                    let mut b0 = 0;
+                    while b0 < kb {
+                        let run = (kb - b0).min(PREP);
+                        for (i, p) in prepared[..run].iter_mut().enumerate() {
+                            *p = prepare(&at[8 * (b0 + i)..]);
+                        }
+                        let prep = &prepared[..run];
+                        let mut r = 0;
+                        while r < rb {
+                            let rows = (rb - r).min(4);
+                            let wg = &w[(rb0 + r) * kb..];
+                            let o = &mut out[r..];
+                            match rows {
+                                4 => $tile::<4>(wg, kb, b0, prep, o, b0 == 0),
+                                3 => $tile::<3>(wg, kb, b0, prep, o, b0 == 0),
+                                2 => $tile::<2>(wg, kb, b0, prep, o, b0 == 0),
+                                _ => $tile::<1>(wg, kb, b0, prep, o, b0 == 0),
+                            }
+                            r += rows;
+                        }
+                        b0 += run;
+                    }
+                }
+                rb0 += rb;
+            }
+        }
+    };
+}
 
 macro_rules! kquant_low_int8_dots {
     ($features:literal, $($helpers:ident)::+) => {
@@ -25,7 +124,7 @@ macro_rules! kquant_low_int8_dots {
 
         use $($helpers)::+::{add_halves, dot_u8_i8, hsum_halves4, per_block};
         use super::super::avx2::{f16x8, hsum, load_i8x32};
-        use super::super::kquants_low::{q2_k_codes, q3_k_codes, q3_k_scales_i8};
+        use super::super::kquants_low::{q2_k_codes, q3_k_codes, q3_k_codes_u, q3_k_scales_i8};
         use crate::blocks::{BlockQ2_K, BlockQ3_K};
         use crate::scalar::BlockQ8Act;
 
@@ -71,26 +170,28 @@ macro_rules! kquant_low_int8_dots {
             sum
         }
 
-        /// One super-block of activations as Q2_K's rows meet it, prepared once for every
-        /// row of a GEMM: the eight blocks' codes, their sub-block sums (the `1·a` tree of the
-        /// min term, before the mins multiply it) and their scales.
+        /// One super-block of activations as Q2_K's and Q3_K's rows meet it, prepared once for
+        /// every row of a GEMM: the eight blocks' codes, their sub-block sums (the `1·a` tree
+        /// of Q2_K's min term and Q3_K's offset, before the mins or scales multiply it) and
+        /// their scales.
         #[derive(Clone, Copy)]
-        pub(crate) struct Q2kActs {
+        pub(crate) struct LowActs {
             x: [__m256i; 8],
             t_lo: __m256i,
             t_hi: __m256i,
             d: __m256,
         }
 
-        /// Prepares the eight activation blocks of one super-block for [`q2_k_block`].
+        /// Prepares the eight activation blocks of one super-block for [`q2_k_block`] and
+        /// [`q3_k_block`].
         #[inline]
         #[target_feature(enable = $features)]
-        fn q2_k_prepare(a: &[BlockQ8Act]) -> Q2kActs {
+        fn prepare(a: &[BlockQ8Act]) -> LowActs {
             assert!(a.len() >= 8);
             let ones = _mm256_set1_epi8(1);
             let x: [__m256i; 8] = core::array::from_fn(|k| load_i8x32(&a[k].qs));
             let t: [__m256i; 8] = core::array::from_fn(|k| dot_u8_i8(ones, x[k]));
-            Q2kActs {
+            LowActs {
                 x,
                 t_lo: hsum_halves4([t[0], t[1], t[2], t[3]]),
                 t_hi: hsum_halves4([t[4], t[5], t[6], t[7]]),
@@ -102,7 +203,7 @@ macro_rules! kquant_low_int8_dots {
         /// its prepared activations, before their sums.
         #[inline]
         #[target_feature(enable = $features)]
-        fn q2_k_products(b: &BlockQ2_K, p: &Q2kActs) -> (__m256, __m256) {
+        fn q2_k_products(b: &BlockQ2_K, p: &LowActs) -> (__m256, __m256) {
             let v: [__m256i; 8] =
                 core::array::from_fn(|k| dot_u8_i8(q2_k_codes(b, k / 4, k % 4), p.x[k]));
             // SAFETY: `scales` is 16 bytes; the load is unaligned.
@@ -117,7 +218,7 @@ macro_rules! kquant_low_int8_dots {
             };
             let ((sc_lo, sc_hi), (m_lo, m_hi)) = (widen(sc), widen(m));
             let isum = per_act_block(&v, sc_lo, sc_hi);
-            // `per_act_block` over the `1·a` dots, its trees taken in `q2_k_prepare`.
+            // `per_act_block` over the `1·a` dots, its trees taken in `prepare`.
             let msum = add_halves(
                 _mm256_mullo_epi32(p.t_lo, m_lo),
                 _mm256_mullo_epi32(p.t_hi, m_hi),
@@ -130,7 +231,7 @@ macro_rules! kquant_low_int8_dots {
         /// One Q2_K super-block against its prepared activations: `d·P − dmin·M`.
         #[inline]
         #[target_feature(enable = $features)]
-        fn q2_k_block(b: &BlockQ2_K, p: &Q2kActs) -> f32 {
+        fn q2_k_block(b: &BlockQ2_K, p: &LowActs) -> f32 {
             let (pi, q) = q2_k_products(b, p);
             let (d, dmin) = (_mm256_cvtss_f32(f16x8(b.d)), _mm256_cvtss_f32(f16x8(b.dmin)));
             d * hsum(pi) - dmin * hsum(q)
@@ -151,7 +252,7 @@ macro_rules! kquant_low_int8_dots {
         /// shuffle and add serves several of them: each result as [`q2_k_block`] gives it.
         #[inline]
         #[target_feature(enable = $features)]
-        fn q2_k_quad(b: [&BlockQ2_K; 4], p: &Q2kActs) -> [f32; 4] {
+        fn q2_k_quad(b: [&BlockQ2_K; 4], p: &LowActs) -> [f32; 4] {
             let v = b.map(|b| q2_k_products(b, p));
             // [P_r t | M_r t] for each row r.
             let t = v.map(|(pi, q)| first_step(pi, q));
@@ -188,97 +289,69 @@ macro_rules! kquant_low_int8_dots {
         pub(crate) fn dot_q2_k_q8(blocks: &[BlockQ2_K], acts: &[BlockQ8Act]) -> f32 {
             let mut sum = 0.0f32;
             for (b, a) in blocks.iter().zip(acts.chunks_exact(8)) {
-                sum += q2_k_block(b, &q2_k_prepare(a));
+                sum += q2_k_block(b, &prepare(a));
             }
             sum
         }
 
-        /// Adds to `out` (or, for the first run, writes) the terms of `R` Q2_K rows (`kb`
-        /// blocks each, back to back in `w`) for super-blocks `b0..b0 + prepared.len()`.
+        /// One Q3_K super-block's per-activation-block products `d_k·I_k` against its prepared
+        /// activations, before their sum: the codes as `u = q + 4` in 0..8 meet the
+        /// activations unsigned as they are, and `4·Σa` per sub-block (prepared) comes off the
+        /// sub-block sums before the scales multiply them, which gives the reference's exact
+        /// `Σ q·a` (each at most 16·8·127 in magnitude before the subtraction).
         #[inline]
         #[target_feature(enable = $features)]
-        fn q2_k_tile<const R: usize>(
-            w: &[BlockQ2_K],
-            kb: usize,
-            b0: usize,
-            prepared: &[Q2kActs],
-            out: &mut [f32],
-            first: bool,
-        ) {
-            assert!(w.len() >= R * kb && b0 + prepared.len() <= kb && out.len() >= R);
-            let mut sums = [0.0f32; R];
-            if !first {
-                sums.copy_from_slice(&out[..R]);
-            }
-            for (i, p) in prepared.iter().enumerate() {
-                if R == 4 {
-                    let terms = q2_k_quad(core::array::from_fn(|r| &w[r * kb + b0 + i]), p);
-                    for (s, t) in sums.iter_mut().zip(terms) {
-                        *s += t;
-                    }
-                    continue;
-                }
-                for (r, s) in sums.iter_mut().enumerate() {
-                    *s += q2_k_block(&w[r * kb + b0 + i], p);
-                }
-            }
-            out[..R].copy_from_slice(&sums);
+        fn q3_k_products(b: &BlockQ3_K, p: &LowActs) -> __m256 {
+            let v: [__m256i; 8] =
+                core::array::from_fn(|k| dot_u8_i8(q3_k_codes_u(b, k / 4, k % 4), p.x[k]));
+            let sc = lane_order(q3_k_scales_i8(b));
+            let (sc_lo, sc_hi) = (
+                _mm256_cvtepi8_epi32(sc),
+                _mm256_cvtepi8_epi32(_mm_unpackhi_epi64(sc, sc)),
+            );
+            let lo = _mm256_sub_epi32(
+                hsum_halves4([v[0], v[1], v[2], v[3]]),
+                _mm256_slli_epi32::<2>(p.t_lo),
+            );
+            let hi = _mm256_sub_epi32(
+                hsum_halves4([v[4], v[5], v[6], v[7]]),
+                _mm256_slli_epi32::<2>(p.t_hi),
+            );
+            let isum = add_halves(_mm256_mullo_epi32(lo, sc_lo), _mm256_mullo_epi32(hi, sc_hi));
+            _mm256_mul_ps(p.d, _mm256_cvtepi32_ps(isum))
         }
 
-        /// `y[t·ldy + r] = row r · token t` for `m` Q2_K rows (`kb` blocks each) and `n` tokens
-        /// (`8·kb` activation blocks each): each super-block of a token's activations is
-        /// prepared once per [`ROW_BLOCK`](super::super::kquants_low512_int8::ROW_BLOCK) rows
-        /// (in runs of [`PREP`](super::super::kquants_low512_int8::PREP) super-blocks), and four
-        /// rows at a time meet it; every row sums its super-blocks in order (a run's partial
-        /// sums wait in `y`, exactly), so each result equals [`dot_q2_k_q8`]'s.
+        /// One Q3_K super-block against its prepared activations: `d·P`.
+        #[inline]
         #[target_feature(enable = $features)]
-        pub(crate) fn gemm_q2_k_q8(
-            w: &[BlockQ2_K],
-            m: usize,
-            kb: usize,
-            acts: &[BlockQ8Act],
-            n: usize,
-            y: &mut [f32],
-            ldy: usize,
-        ) {
-            use super::super::kquants_low512_int8::{PREP, ROW_BLOCK};
-            assert!(w.len() == m * kb && acts.len() == n * 8 * kb);
-            assert!(n == 0 || (ldy >= m && y.len() >= (n - 1) * ldy + m));
-            // SAFETY: `Q2kActs` holds only SIMD vectors, for which all-zero bits are valid;
-            // every entry read below was written by `q2_k_prepare` first.
-            let mut prepared: [Q2kActs; PREP] = unsafe { core::mem::zeroed() };
-            let mut rb0 = 0;
-            while rb0 < m {
-                let rb = (m - rb0).min(ROW_BLOCK);
-                for t in 0..n {
-                    let at = &acts[t * 8 * kb..(t + 1) * 8 * kb];
-                    let out = &mut y[t * ldy + rb0..t * ldy + rb0 + rb];
-                    let mut b0 = 0;
-                    while b0 < kb {
-                        let run = (kb - b0).min(PREP);
-                        for (i, p) in prepared[..run].iter_mut().enumerate() {
-                            *p = q2_k_prepare(&at[8 * (b0 + i)..]);
-                        }
-                        let prep = &prepared[..run];
-                        let mut r = 0;
-                        while r < rb {
-                            let rows = (rb - r).min(4);
-                            let wg = &w[(rb0 + r) * kb..];
-                            let o = &mut out[r..];
-                            match rows {
-                                4 => q2_k_tile::<4>(wg, kb, b0, prep, o, b0 == 0),
-                                3 => q2_k_tile::<3>(wg, kb, b0, prep, o, b0 == 0),
-                                2 => q2_k_tile::<2>(wg, kb, b0, prep, o, b0 == 0),
-                                _ => q2_k_tile::<1>(wg, kb, b0, prep, o, b0 == 0),
-                            }
-                            r += rows;
-                        }
-                        b0 += run;
-                    }
-                }
-                rb0 += rb;
-            }
+        fn q3_k_block(b: &BlockQ3_K, p: &LowActs) -> f32 {
+            _mm256_cvtss_f32(f16x8(b.d)) * hsum(q3_k_products(b, p))
         }
+
+        /// Four rows' Q3_K super-blocks against the same prepared activations, the four
+        /// eight-lane sums (`hsum`'s order, which is `sum8_tree`'s) side by side: each result
+        /// as [`q3_k_block`] gives it.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn q3_k_quad(b: [&BlockQ3_K; 4], p: &LowActs) -> [f32; 4] {
+            let v = b.map(|b| q3_k_products(b, p));
+            // [row 0's t | row 1's t], [row 2's t | row 3's t].
+            let (t01, t23) = (first_step(v[0], v[1]), first_step(v[2], v[3]));
+            // (t_0 + t_2), (t_1 + t_3): per 128-bit lane, rows 0 and 2 (low), 1 and 3 (high).
+            let u = _mm256_add_ps(
+                _mm256_shuffle_ps::<0b01_00_01_00>(t01, t23),
+                _mm256_shuffle_ps::<0b11_10_11_10>(t01, t23),
+            );
+            // (t_0 + t_2) + (t_1 + t_3): row r in lane [0, 4, 2, 6][r].
+            let s = _mm256_add_ps(u, _mm256_permute_ps::<0b10_11_00_01>(u));
+            let mut out = [0.0f32; 8];
+            // SAFETY: `out` holds 8 floats; the store is unaligned.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), s) };
+            core::array::from_fn(|r| _mm256_cvtss_f32(f16x8(b[r].d)) * out[[0, 4, 2, 6][r]])
+        }
+
+        low_gemm!($features, gemm_q2_k_q8, q2_k_tile, BlockQ2_K, q2_k_block, q2_k_quad);
+        low_gemm!($features, gemm_q3_k_q8, q3_k_tile, BlockQ3_K, q3_k_block, q3_k_quad);
     };
 }
 

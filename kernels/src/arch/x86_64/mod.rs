@@ -192,9 +192,11 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
         f.dot_rows = Some(named!(dot_rows_q2_k_f32_avx512, "dot_rows_q2_k_f32/avx512"));
         f.dot_q8 = Some(named!(kql512::dot_q2_k_q8, "dot_q2_k_q8/avx512vnni"));
         f.gemm_q8 = Some(named!(kql512::gemm_q2_k_q8, "gemm_q2_k_q8/avx512vnni"));
-        let f = k.format_mut(Format::Q3_K);
-        f.dot_q8 = Some(named!(kql512::dot_q3_k_q8, "dot_q3_k_q8/avx512vnni"));
-        f.gemm_q8 = Some(named!(kql512::gemm_q3_k_q8, "gemm_q3_k_q8/avx512vnni"));
+        // Q3_K's row dot stays the 256-bit one (`kql_avx512vnni`): preparing the 512-bit
+        // layout and its sub-block sums for every row cost more than it saved (7.9 against
+        // 8.5 GB/s on the 576x1536 bench shape, Zen 4, loaded machine).
+        k.format_mut(Format::Q3_K).gemm_q8 =
+            Some(named!(kql512::gemm_q3_k_q8, "gemm_q3_k_q8/avx512vnni"));
         k.format_mut(Format::IQ4_XS).gemm_q8 =
             Some(named!(kql512::gemm_iq4_xs_q8, "gemm_iq4_xs_q8/avx512vnni"));
         k.format_mut(Format::Q5_K).gemm_q8 =
@@ -266,12 +268,17 @@ fn install_low_kquants(backend: Backend, k: &mut Kernels) {
         Q3_K: dot_q3_k_q8, gemm_q3_k_q8;
         Q2_K: dot_q2_k_q8, gemm_q2_k_q8;
     ]);
-    // Q2_K's GEMM shares each super-block's activation sums between rows (its own body
+    // The GEMMs share each super-block's activation sums between rows (their own bodies
     // rather than the row dot in a loop).
     k.format_mut(Format::Q2_K).gemm_q8 = Some(match backend {
-        Backend::AvxVnni => named!(q2_k_gemm::avxvnni, "gemm_q2_k_q8/avxvnni"),
-        Backend::Avx512Vnni => named!(q2_k_gemm::avx512vnni, "gemm_q2_k_q8/avx512vnni"),
-        _ => named!(q2_k_gemm::avx2, "gemm_q2_k_q8/avx2"),
+        Backend::AvxVnni => named!(low_gemm::q2_k_avxvnni, "gemm_q2_k_q8/avxvnni"),
+        Backend::Avx512Vnni => named!(low_gemm::q2_k_avx512vnni, "gemm_q2_k_q8/avx512vnni"),
+        _ => named!(low_gemm::q2_k_avx2, "gemm_q2_k_q8/avx2"),
+    });
+    k.format_mut(Format::Q3_K).gemm_q8 = Some(match backend {
+        Backend::AvxVnni => named!(low_gemm::q3_k_avxvnni, "gemm_q3_k_q8/avxvnni"),
+        Backend::Avx512Vnni => named!(low_gemm::q3_k_avx512vnni, "gemm_q3_k_q8/avx512vnni"),
+        _ => named!(low_gemm::q3_k_avx2, "gemm_q3_k_q8/avx2"),
     });
 }
 
@@ -425,16 +432,16 @@ dot_rows_wrapper!(
     kquants_low512::dot_rows_q2_k_f32,
     above gemm::PRESCALE_MAX => dot_q2_k_f32,
 );
-/// Q2_K's int8 GEMMs over the 256-bit bodies (`kquants_low_int8`), which prepare each
-/// super-block of activations once for many rows: one wrapper per instruction set, each
-/// installed only for its own backend by `install_low_kquants`.
-mod q2_k_gemm {
+/// Q2_K's and Q3_K's int8 GEMMs over the 256-bit bodies (`kquants_low_int8`), which prepare
+/// each super-block of activations once for many rows: one wrapper per instruction set and
+/// format, each installed only for its own backend by `install_low_kquants`.
+mod low_gemm {
     use super::kquants_low_int8 as body;
-    use crate::blocks::{as_blocks, BlockQ2_K};
+    use crate::blocks::{as_blocks, BlockQ2_K, BlockQ3_K};
     use crate::scalar::{act_q8_bytes, gemm_shape, row_blocks, BlockQ8Act};
 
-    macro_rules! q2_k_gemm {
-        ($($name:ident => $isa:ident;)*) => {$(
+    macro_rules! low_gemm {
+        ($($name:ident => $isa:ident::$gemm:ident, $block:ident $what:literal;)*) => {$(
             pub(super) fn $name(
                 w: &[u8],
                 m: usize,
@@ -447,22 +454,26 @@ mod q2_k_gemm {
                     return;
                 }
                 let (rb, qb) = gemm_shape(w, m, xq.len(), n, y, ldy);
-                let kb = row_blocks(rb, core::mem::size_of::<BlockQ2_K>());
+                let kb = row_blocks(rb, core::mem::size_of::<$block>());
                 assert_eq!(qb, act_q8_bytes(256 * kb), "activation rows match the weight rows");
-                let blocks: &[BlockQ2_K] = as_blocks(w).expect("Q2_K rows are whole blocks");
+                let blocks: &[$block] =
+                    as_blocks(w).expect(concat!($what, " rows are whole blocks"));
                 let acts: &[BlockQ8Act] = as_blocks(xq).expect("activations are whole blocks");
                 // SAFETY: installed only by `install_low_kquants` for the backend whose
                 // features this body enables, after `detected` confirmed them (see the
                 // wrapper notes); the shapes were checked above.
-                unsafe { body::$isa::gemm_q2_k_q8(blocks, m, kb, acts, n, y, ldy) }
+                unsafe { body::$isa::$gemm(blocks, m, kb, acts, n, y, ldy) }
             }
         )*};
     }
 
-    q2_k_gemm! {
-        avx2 => avx2;
-        avxvnni => avxvnni;
-        avx512vnni => avx512vnni;
+    low_gemm! {
+        q2_k_avx2 => avx2::gemm_q2_k_q8, BlockQ2_K "Q2_K";
+        q2_k_avxvnni => avxvnni::gemm_q2_k_q8, BlockQ2_K "Q2_K";
+        q2_k_avx512vnni => avx512vnni::gemm_q2_k_q8, BlockQ2_K "Q2_K";
+        q3_k_avx2 => avx2::gemm_q3_k_q8, BlockQ3_K "Q3_K";
+        q3_k_avxvnni => avxvnni::gemm_q3_k_q8, BlockQ3_K "Q3_K";
+        q3_k_avx512vnni => avx512vnni::gemm_q3_k_q8, BlockQ3_K "Q3_K";
     }
 }
 
@@ -526,7 +537,6 @@ mod kql512 {
 
     dot_wrapper!(body: dot_q2_k_q8, BlockQ2_K, "Q2_K");
     gemm_wrapper!(body: gemm_q2_k_q8, BlockQ2_K, "Q2_K");
-    dot_wrapper!(body: dot_q3_k_q8, BlockQ3_K, "Q3_K");
     gemm_wrapper!(body: gemm_q3_k_q8, BlockQ3_K, "Q3_K");
     // IQ4_XS's single-row dot stays the 256-bit one (`kq_avx512vnni`): without rows to share
     // the activation work it measured slower (9.5 against 11.2 GB/s).
