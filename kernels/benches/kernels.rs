@@ -59,6 +59,8 @@ const KQUANT_SHAPES: [(usize, usize, &str); 3] = [
 /// memory).
 const QWEN_GATE: (usize, usize, &str) = (4864, 896, "4864x896 (Qwen 0.5B ffn_gate/up)");
 const QWEN_DOWN: (usize, usize, &str) = (896, 4864, "896x4864 (Qwen 0.5B ffn_down)");
+/// Qwen2.5-0.5B's tied Q8_0 output head (136 MB: from memory, as in decoding).
+const QWEN_HEAD: (usize, usize, &str) = (151936, 896, "151936x896 (Qwen 0.5B tied head)");
 /// The decode kinds measured on the Qwen shapes.
 const QWEN_KINDS: [&str; 4] = ["dot", "dot_rows", "dot_q8", "gemm_q8"];
 
@@ -155,6 +157,17 @@ fn main() {
             &mut results,
         );
     }
+    let (rows, cols, shape) = QWEN_HEAD;
+    bench_matrix(
+        &backends,
+        Format::Q8_0,
+        rows,
+        cols,
+        shape,
+        &filter,
+        &["gemm_q8"],
+        &mut results,
+    );
     let (rows, cols, shape) = HEAD;
     let kinds = &HEAD_KINDS;
     bench_matrix(
