@@ -198,6 +198,15 @@ mod tests {
                 bytes,
                 "counted in the memory report"
             );
+            // A tied head in a repackable format is repacked like any other matrix (the
+            // embedding keeps reading its rows from the file bytes).
+            let t = m.tensors();
+            if t.tied_output && has_repacked(t.output.t.format) {
+                assert!(
+                    matches!(t.output.repr(), Repr::Repacked(_)),
+                    "{name}: the tied output head was not repacked"
+                );
+            }
         }
         Some(m)
     }
