@@ -157,17 +157,21 @@ fn main() {
             &mut results,
         );
     }
+    // The same shape in Q5_0: a decode product from memory for the Q5_0 kernel too (the
+    // 11 MB gate/up matrices above can stay in a large L3).
     let (rows, cols, shape) = QWEN_HEAD;
-    bench_matrix(
-        &backends,
-        Format::Q8_0,
-        rows,
-        cols,
-        shape,
-        &filter,
-        &["gemm_q8"],
-        &mut results,
-    );
+    for format in [Format::Q8_0, Format::Q5_0] {
+        bench_matrix(
+            &backends,
+            format,
+            rows,
+            cols,
+            shape,
+            &filter,
+            &["gemm_q8"],
+            &mut results,
+        );
+    }
     let (rows, cols, shape) = HEAD;
     let kinds = &HEAD_KINDS;
     bench_matrix(
