@@ -59,6 +59,8 @@ const KQUANT_SHAPES: [(usize, usize, &str); 3] = [
 /// memory).
 const QWEN_GATE: (usize, usize, &str) = (4864, 896, "4864x896 (Qwen 0.5B ffn_gate/up)");
 const QWEN_DOWN: (usize, usize, &str) = (896, 4864, "896x4864 (Qwen 0.5B ffn_down)");
+/// Qwen2.5-0.5B's tied Q8_0 output head (136 MB: from memory, as in decoding).
+const QWEN_HEAD: (usize, usize, &str) = (151936, 896, "151936x896 (Qwen 0.5B tied head)");
 /// The decode kinds measured on the Qwen shapes.
 const QWEN_KINDS: [&str; 4] = ["dot", "dot_rows", "dot_q8", "gemm_q8"];
 
@@ -152,6 +154,21 @@ fn main() {
             shape,
             &filter,
             &QWEN_KINDS,
+            &mut results,
+        );
+    }
+    // The same shape in Q5_0: a decode product from memory for the Q5_0 kernel too (the
+    // 11 MB gate/up matrices above can stay in a large L3).
+    let (rows, cols, shape) = QWEN_HEAD;
+    for format in [Format::Q8_0, Format::Q5_0] {
+        bench_matrix(
+            &backends,
+            format,
+            rows,
+            cols,
+            shape,
+            &filter,
+            &["gemm_q8"],
             &mut results,
         );
     }

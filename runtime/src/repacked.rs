@@ -198,6 +198,15 @@ mod tests {
                 bytes,
                 "counted in the memory report"
             );
+            // A tied head in a repackable format is repacked like any other matrix (the
+            // embedding keeps reading its rows from the file bytes).
+            let t = m.tensors();
+            if t.tied_output && has_repacked(t.output.t.format) {
+                assert!(
+                    matches!(t.output.repr(), Repr::Repacked(_)),
+                    "{name}: the tied output head was not repacked"
+                );
+            }
         }
         Some(m)
     }
@@ -241,7 +250,16 @@ mod tests {
                 let top = w.iter().fold(0f32, |a, v| a.max(v.abs()));
                 let worst = g.iter().zip(w).fold(0f32, |a, (x, y)| a.max((x - y).abs()));
                 std::eprintln!("{name} step {step}: largest |Δ| {worst:.2e} (max |logit| {top})");
-                let bound = if cfg!(target_arch = "aarch64") && name == "gemma3_small.gguf" {
+                // gemma3_small's tied head is now repacked too, so the two models' heads sum
+                // in different orders, and on this model that alone moves logits by up to 2.4 %
+                // of the largest (seen on x86_64: 0.38 of 16.0 at the second decoded token;
+                // both runs are deterministic, and any two head kernels differ as much: the
+                // 256-bit and 512-bit `gemm_q8` by 0.19, the scalar reference and the best by
+                // 0.25, while each head product alone equals its reference, the repacked one
+                // `gemm_i8` bit for bit in the next test). Presumably its random head's block
+                // terms cancel far below their magnitudes (not yet checked; the same open
+                // question as the aarch64 gap above). Held to 5e-2, as on aarch64 before.
+                let bound = if name == "gemma3_small.gguf" {
                     5e-2
                 } else {
                     1e-3
@@ -251,7 +269,7 @@ mod tests {
         }
     }
 
-    /// Every repacked matrix of a layer, through `Matrix::project` at int8 with 1 and 24
+    /// Every repacked matrix of a layer and the output head, through `Matrix::project` at int8 with 1 and 24
     /// tokens and two threads, equals `scalar::gemm_i8` on its GGUF bytes bit for bit.
     #[test]
     fn one_projection_equals_gemm_i8_on_the_file_bytes() {
@@ -267,7 +285,9 @@ mod tests {
             let file = m.weight_bytes().unwrap().bytes();
             let reference = Kernels::scalar();
             let mut seen = 0;
-            for w in m.tensors().layers[0].matrices() {
+            // Layer 0's matrices, and the output head (tied in qwen2_small and gemma3_small).
+            let t = m.tensors();
+            for w in t.layers[0].matrices().into_iter().chain([&t.output]) {
                 if !matches!(w.repr(), Repr::Repacked(_)) {
                     continue;
                 }

@@ -996,7 +996,7 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) {
         Backend::Avx512Vnni => [
             gemm(avx512vnni_wrap::gemm_q4_0 as _, "gemm_q4_0_q8/avx512vnni"),
             gemm(avx512vnni_wrap::gemm_q4_1 as _, "gemm_q4_1_q8/avx512vnni"),
-            gemm(avx512vnni_wrap::gemm_q8_0 as _, "gemm_q8_0_q8/avx512vnni"),
+            gemm(gemm_q8_0_avx512vnni as _, "gemm_q8_0_q8/avx512vnni"),
             gemm(gemm_q5_0_avx512vnni as _, "gemm_q5_0_q8/avx512vnni"),
             gemm(avx512vnni_wrap::gemm_q5_1 as _, "gemm_q5_1_q8/avx512vnni"),
             gemm(
@@ -1181,4 +1181,22 @@ fn gemm_q5_0_avx512vnni(w: &[u8], m: usize, xq: &[u8], n: usize, y: &mut [f32], 
     // confirmed AVX2, FMA, F16C, AVX-512F/BW/VL and AVX512-VNNI; the shapes were checked by
     // `gemm_q8_blocks`.
     unsafe { super::q5_0_512_int8::gemv_q5_0_q8(blocks, m, kb, acts, y) }
+}
+
+/// Q8_0 × int8 on the AVX512-VNNI backend: one token (decode, above all the tied output heads)
+/// on the 512-bit `q8_0_512_int8::gemv_q8_0_q8`, batches on the 256-bit tiles.
+fn gemm_q8_0_avx512vnni(w: &[u8], m: usize, xq: &[u8], n: usize, y: &mut [f32], ldy: usize) {
+    if n != 1 {
+        return avx512vnni_wrap::gemm_q8_0(w, m, xq, n, y, ldy);
+    }
+    if m == 0 {
+        return;
+    }
+    let (blocks, kb) = crate::scalar::gemm_q8_blocks::<BlockQ8_0>(w, m, xq.len(), n, y, ldy);
+    let acts: &[crate::scalar::BlockQ8Act] =
+        crate::blocks::as_blocks(xq).expect("activations are whole act blocks");
+    // SAFETY: installed only by `install` for the AVX512-VNNI backend, after `detected`
+    // confirmed AVX2, FMA, F16C, AVX-512F/BW/VL and AVX512-VNNI; the shapes were checked by
+    // `gemm_q8_blocks`.
+    unsafe { super::q8_0_512_int8::gemv_q8_0_q8(blocks, m, kb, acts, y) }
 }

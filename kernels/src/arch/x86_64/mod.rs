@@ -2,7 +2,7 @@
 //! [`kquants_low`]), int8 dot products for AVX2, AVX-VNNI and AVX512-VNNI ([`int8`], the
 //! k-quants' in [`kquants_int8`] and [`kquants_low_int8`], Q2_K/Q3_K, IQ4_XS and Q5_K on
 //! 512-bit registers in [`kquants_low512_int8`], [`iq4_xs512_int8`] and [`q5_k512_int8`], the
-//! Q5_0 decode product in [`q5_0_512_int8`]),
+//! Q5_0 and Q8_0 decode products in [`q5_0_512_int8`] and [`q8_0_512_int8`]),
 //! AVX-512F row kernels ([`avx512`], [`kquants512`], and with AVX-512BW [`kquants_low512`]),
 //! the batched int8 GEMM of prompts ([`gemm_i8`] on AVX512-VNNI, [`gemm_i8_avx2`] on the
 //! other backends), and the safe wrappers the dispatch table gets after detection.
@@ -28,6 +28,7 @@ mod kquants_low_int8;
 mod lut;
 mod q5_0_512_int8;
 mod q5_k512_int8;
+mod q8_0_512_int8;
 mod repacked;
 mod ternary;
 mod unpack_i8;
