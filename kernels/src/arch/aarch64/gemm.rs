@@ -34,6 +34,7 @@ use core::arch::asm;
 
 use super::neon::{block_codes, f16, i8x16_to_f32, load_i8x16, lut16, lut4, nibbles};
 use crate::arch::int8_blocks::Block;
+use crate::blocks::F16Le;
 use crate::blocks::{BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
 use crate::dispatch::{Backend, Kernels, Named};
 use crate::format::Format;
@@ -125,6 +126,19 @@ fn dot32(w0: [float32x4_t; 4], w1: [float32x4_t; 4], x: &[float32x4_t; 8]) -> fl
 fn f32x4(v: [f32; 4]) -> float32x4_t {
     // SAFETY: `v` holds 4 floats.
     unsafe { vld1q_f32(v.as_ptr()) }
+}
+
+/// Four f16 fields (the rows' scales or offsets) as one vector of f32 (exact widening).
+#[inline]
+#[target_feature(enable = "neon")]
+fn f16x4(h: [F16Le; 4]) -> float32x4_t {
+    let b = h.map(|h| u16::from_le_bytes(h.0));
+    let mut v = vdupq_n_u16(0);
+    v = vsetq_lane_u16::<0>(b[0], v);
+    v = vsetq_lane_u16::<1>(b[1], v);
+    v = vsetq_lane_u16::<2>(b[2], v);
+    v = vsetq_lane_u16::<3>(b[3], v);
+    super::f16::widen(v)[0]
 }
 
 /// Four rows' block dots, each given as four exact i32 partial sums, as one vector of whole
@@ -378,8 +392,9 @@ macro_rules! int8_gemm {
     (@tiles $features:literal, $isum:path) => {
         use core::arch::aarch64::*;
 
-        use super::super::neon::{block_codes, f16, load_i8x16, lut16};
-        use super::{block_sums, f32x4, prefetch_ahead, prefetch_head, Block, ROWS};
+        use super::super::neon::{block_codes, load_i8x16, lut16};
+        use super::{block_sums, f16x4, f32x4, prefetch_ahead, prefetch_head, Block, ROWS};
+        use crate::blocks::F16Le;
         use crate::blocks::{BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
         use crate::scalar::BlockQ8Act;
 
@@ -404,19 +419,20 @@ macro_rules! int8_gemm {
                     core::array::from_fn(|t| [load_i8x16(&a[t].qs), load_i8x16(&a[t].qs[16..])]);
                 let codes: [[int8x16_t; 2]; R] =
                     core::array::from_fn(|r| block_codes(lut, &w[r * kb + b]));
-                let dw = f32x4(core::array::from_fn(|r| {
+                let zero = F16Le([0, 0]);
+                let dw = f16x4(core::array::from_fn(|r| {
                     if r < R {
-                        f16(w[r * kb + b].d())
+                        w[r * kb + b].d()
                     } else {
-                        0.0
+                        zero
                     }
                 }));
                 let mw = if B::FMT.has_m() {
-                    f32x4(core::array::from_fn(|r| {
+                    f16x4(core::array::from_fn(|r| {
                         if r < R {
-                            f16(w[r * kb + b].m())
+                            w[r * kb + b].m()
                         } else {
-                            0.0
+                            zero
                         }
                     }))
                 } else {
@@ -606,21 +622,11 @@ macro_rules! int8_gemm {
                         [vdupq_n_s8(0); 2]
                     };
                 }
-                p.d[b] = f32x4(core::array::from_fn(|r| {
-                    if r < rows {
-                        f16(blk(r).d())
-                    } else {
-                        0.0
-                    }
-                }));
+                let zero = F16Le([0, 0]);
+                p.d[b] = f16x4(core::array::from_fn(|r| if r < rows { blk(r).d() } else { zero }));
                 if B::FMT.has_m() {
-                    p.m[b] = f32x4(core::array::from_fn(|r| {
-                        if r < rows {
-                            f16(blk(r).m())
-                        } else {
-                            0.0
-                        }
-                    }));
+                    p.m[b] =
+                        f16x4(core::array::from_fn(|r| if r < rows { blk(r).m() } else { zero }));
                 }
             }
         }
@@ -754,6 +760,8 @@ mod dotprod {
 /// above; it has run only under qemu, which says nothing about speed, and is unmeasured on
 /// hardware.
 mod i8mm {
+    use super::super::neon::f16;
+
     int8_gemm!(@tiles "neon,dotprod,i8mm", super::dotprod::isum_sdot);
 
     /// Row pairs of a [`Panel`] (one row group).
