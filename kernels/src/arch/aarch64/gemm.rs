@@ -417,24 +417,20 @@ macro_rules! int8_gemm {
                 let a: [&BlockQ8Act; T] = core::array::from_fn(|t| &acts[t * kb + b]);
                 let av: [[int8x16_t; 2]; T] =
                     core::array::from_fn(|t| [load_i8x16(&a[t].qs), load_i8x16(&a[t].qs[16..])]);
-                let codes: [[int8x16_t; 2]; R] =
-                    core::array::from_fn(|r| block_codes(lut, &w[r * kb + b]));
+                // The rows' blocks, indexed once.
+                let blk: [&B; R] = core::array::from_fn(|r| &w[r * kb + b]);
+                let codes: [[int8x16_t; 2]; R] = blk.map(|x| block_codes(lut, x));
                 let zero = F16Le([0, 0]);
-                let dw = f16x4(core::array::from_fn(|r| {
-                    if r < R {
-                        w[r * kb + b].d()
-                    } else {
-                        zero
+                let (mut d, mut m) = ([zero; 4], [zero; 4]);
+                for r in 0..R {
+                    d[r] = blk[r].d();
+                    if B::FMT.has_m() {
+                        m[r] = blk[r].m();
                     }
-                }));
+                }
+                let dw = f16x4(d);
                 let mw = if B::FMT.has_m() {
-                    f16x4(core::array::from_fn(|r| {
-                        if r < R {
-                            w[r * kb + b].m()
-                        } else {
-                            zero
-                        }
-                    }))
+                    f16x4(m)
                 } else {
                     vdupq_n_f32(0.0)
                 };
