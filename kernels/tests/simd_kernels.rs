@@ -13,7 +13,7 @@
 //! | `dot` (row · f32)          | `2·γ(K)·Σ|w·x|` (Q4_1: `|q·d·x| + |m·x|`), K = blocks + 48 | (4) |
 //! | `dot_f32`                  | `2·γ(K)·Σ|a·b|`, K = n/8 + 16                     | (4) |
 //! | `axpy`                     | `3ε·(|y| + |a·x|)` per element                    | (5) |
-//! | `gemm_q8` of neon-i8mm, n ≥ 2 | bit-identical to `dot_q8`'s scalar reference   | (6) |
+//! | `gemm_q8` of every NEON backend | bit-identical to `scalar::gemm_i8`            | (6) |
 //!
 //! (1) Each value is a small integer times an f16 scale, exact in f32; Q4_1 adds `m` with one
 //!     rounding, the same whether fused or not because the product is exact.
@@ -35,9 +35,11 @@
 //!     Plus `2n · 2^-149` for products that could underflow.
 //! (5) The reference rounds `a·x` and then the sum, FMA rounds once: each within `ε` of its
 //!     operand magnitudes.
-//! (6) `smmla` leaves each (row, token) block dot whole in one lane, and the batched i8mm
-//!     kernel then runs the reference's f32 operations in its order, unfused (see
-//!     `arch/aarch64/gemm.rs`, `i8mm::tile_panel`); other tiles keep the budget of (4).
+//! (6) NEON's int8 tiles fold each (row, token) block dot to one exact integer (`addp` of the
+//!     `sdot`/`sadalp` lanes, or one `smmla` lane) and run `scalar::gemm_i8`'s f32 steps in
+//!     its order (see `arch/aarch64/gemm.rs`), so the GGUF layout and the repacked one give
+//!     the same bits; against `dot_q8` they keep the budget of (4). The shapes include row
+//!     counts that are not multiples of the 4-row tile and 1..16 tokens (both tile widths).
 
 mod common;
 use common::*;
@@ -577,7 +579,15 @@ fn check_gemm_q8(k: &Kernels) {
                     }
                     let mut y = vec![f32::NAN; n * m];
                     (slot.f)(&w, m, &xq, n, &mut y, m);
-                    let bitwise = k.backend() == Backend::NeonI8mm && n >= 2;
+                    // (6): NEON's tiles run `scalar::gemm_i8` (the repacked layout's product).
+                    let bitwise = matches!(
+                        k.backend(),
+                        Backend::Neon | Backend::NeonDotprod | Backend::NeonI8mm
+                    );
+                    let mut by_i8 = vec![f32::NAN; n * m];
+                    if bitwise {
+                        Kernels::scalar().gemm_i8(format, &w, m, &xq, n, &mut by_i8, m);
+                    }
                     for t in 0..n {
                         let xqt = &xq[t * qb..(t + 1) * qb];
                         let a: &[BlockQ8Act] = as_blocks(xqt).unwrap();
@@ -591,10 +601,11 @@ fn check_gemm_q8(k: &Kernels) {
                             );
                             let (got, want) = (y[t * m + r], reference(row, xqt));
                             if bitwise {
-                                let same = got.to_bits() == want.to_bits();
+                                let exact = by_i8[t * m + r];
+                                let same = got.to_bits() == exact.to_bits();
                                 assert!(
-                                    same || got.is_nan() && want.is_nan(),
-                                    "{what}: {got:e} vs {want:e}, not bit-identical"
+                                    same || got.is_nan() && exact.is_nan(),
+                                    "{what}: {got:e} vs gemm_i8 {exact:e}, not bit-identical"
                                 );
                             }
                             let bound = budget(kw / 32 + 48, row_abs_sum(format, row, &xd), kw);

@@ -8,8 +8,16 @@
 //!   signed (no sign trick). For one token each weight block is unpacked in the tile; for a
 //!   batch, once per row group into a panel that every token pair reuses.
 //! - `gemm_*_q8` with the int8 matrix multiply extension ([`i8mm`]): the `sdot` tiles for one
-//!   token; for a batch, `smmla` 2-row × 2-token tiles over a panel interleaved for it, whose
-//!   results equal the scalar reference bit for bit.
+//!   token; for a batch, `smmla` 2-row × 2-token tiles over a panel interleaved for it.
+//!
+//! Every int8 tile computes `scalar::gemm_i8`'s arithmetic bit for bit: per block the whole
+//! exact integer dot (`sdot`/`sadalp` partial sums folded by `addp`, or one `smmla` lane), then
+//! `acc = fma(isum, d_w·d_a, acc)` and, for Q4_1/Q5_1, `acc = fma(m, s_a, acc)`, from zero, in
+//! block order. That is what the repacked layout (`scalar::repack`) computes, so on aarch64 a
+//! matrix gives the same bits repacked or not, for one token or many. (Summing the four lanes
+//! only at the end, as these tiles once did, differs by rounding; through int8 requantization
+//! such a difference can flip an activation code at a .5 boundary and move the logits of a
+//! small model by 1e-2: gemma3_small's repacked-vs-GGUF gap under qemu.)
 //! - `gemm_f32` (NEON): a 4-row × 4-token register tile, 16 accumulators of 32.
 //!
 //! The row kernels prefetch (`prfm pldl2keep`) the weight bytes [`PREFETCH_AHEAD`] past the
@@ -26,6 +34,7 @@ use core::arch::asm;
 
 use super::neon::{block_codes, f16, i8x16_to_f32, load_i8x16, lut16, lut4, nibbles};
 use crate::arch::int8_blocks::Block;
+use crate::blocks::F16Le;
 use crate::blocks::{BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
 use crate::dispatch::{Backend, Kernels, Named};
 use crate::format::Format;
@@ -109,6 +118,35 @@ fn dot32(w0: [float32x4_t; 4], w1: [float32x4_t; 4], x: &[float32x4_t; 8]) -> fl
     a = vfmaq_f32(a, w1[2], x[6]);
     b = vfmaq_f32(b, w1[3], x[7]);
     vaddq_f32(a, b)
+}
+
+/// Four floats as a vector.
+#[inline]
+#[target_feature(enable = "neon")]
+fn f32x4(v: [f32; 4]) -> float32x4_t {
+    // SAFETY: `v` holds 4 floats.
+    unsafe { vld1q_f32(v.as_ptr()) }
+}
+
+/// Four f16 fields (the rows' scales or offsets) as one vector of f32 (exact widening).
+#[inline]
+#[target_feature(enable = "neon")]
+fn f16x4(h: [F16Le; 4]) -> float32x4_t {
+    let b = h.map(|h| u16::from_le_bytes(h.0));
+    let mut v = vdupq_n_u16(0);
+    v = vsetq_lane_u16::<0>(b[0], v);
+    v = vsetq_lane_u16::<1>(b[1], v);
+    v = vsetq_lane_u16::<2>(b[2], v);
+    v = vsetq_lane_u16::<3>(b[3], v);
+    super::f16::widen(v)[0]
+}
+
+/// Four rows' block dots, each given as four exact i32 partial sums, as one vector of whole
+/// block sums `[Σa, Σb, Σc, Σd]` (exact: `|Σ| ≤ 32·127·128`).
+#[inline]
+#[target_feature(enable = "neon")]
+fn block_sums(v: [int32x4_t; 4]) -> int32x4_t {
+    vpaddq_s32(vpaddq_s32(v[0], v[1]), vpaddq_s32(v[2], v[3]))
 }
 
 /// The horizontal sums of four vectors as one vector `[Σa, Σb, Σc, Σd]`.
@@ -354,13 +392,14 @@ macro_rules! int8_gemm {
     (@tiles $features:literal, $isum:path) => {
         use core::arch::aarch64::*;
 
-        use super::super::neon::{block_codes, f16, load_i8x16, lut16};
-        use super::{prefetch_ahead, prefetch_head, store_rows, Block, ROWS};
+        use super::super::neon::{block_codes, load_i8x16, lut16};
+        use super::{block_sums, f16x4, f32x4, prefetch_ahead, prefetch_head, Block, ROWS};
+        use crate::blocks::F16Le;
         use crate::blocks::{BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
         use crate::scalar::BlockQ8Act;
 
-        /// One tile: rows `w[r·kb..]` for `r < R`, tokens `acts[t·kb..]` for `t < T`; writes
-        /// `y[t·ldy + r]`.
+        /// One tile: rows `w[r·kb..]` for `r < R ≤ 4`, tokens `acts[t·kb..]` for `t < T`;
+        /// writes `y[t·ldy + r]` with `scalar::gemm_i8`'s arithmetic (module docs).
         #[inline]
         #[target_feature(enable = $features)]
         fn tile<B: Block, const R: usize, const T: usize>(
@@ -370,36 +409,51 @@ macro_rules! int8_gemm {
             y: &mut [f32],
             ldy: usize,
         ) {
-            assert!(w.len() >= R * kb && acts.len() >= T * kb);
+            assert!(R <= ROWS && w.len() >= R * kb && acts.len() >= T * kb);
             let lut = lut16(B::FMT.lut());
-            let mut acc = [[vdupq_n_f32(0.0); R]; T];
-            let mut ms = [[0.0f32; T]; R];
+            // Lane r: row r's running sum.
+            let mut acc = [vdupq_n_f32(0.0); T];
             for b in 0..kb {
                 let a: [&BlockQ8Act; T] = core::array::from_fn(|t| &acts[t * kb + b]);
                 let av: [[int8x16_t; 2]; T] =
                     core::array::from_fn(|t| [load_i8x16(&a[t].qs), load_i8x16(&a[t].qs[16..])]);
+                // The rows' blocks, indexed once.
+                let blk: [&B; R] = core::array::from_fn(|r| &w[r * kb + b]);
+                let codes: [[int8x16_t; 2]; R] = blk.map(|x| block_codes(lut, x));
+                let zero = F16Le([0, 0]);
+                let (mut d, mut m) = ([zero; 4], [zero; 4]);
                 for r in 0..R {
-                    let blk = &w[r * kb + b];
-                    let codes = block_codes(lut, blk);
-                    let dw = f16(blk.d());
-                    for t in 0..T {
-                        let isum = $isum(codes, av[t]);
-                        acc[t][r] = vfmaq_n_f32(acc[t][r], vcvtq_f32_s32(isum), dw * a[t].d());
-                    }
+                    d[r] = blk[r].d();
                     if B::FMT.has_m() {
-                        let m = f16(blk.m());
-                        for t in 0..T {
-                            ms[r][t] += m * a[t].s();
+                        m[r] = blk[r].m();
+                    }
+                }
+                let dw = f16x4(d);
+                let mw = if B::FMT.has_m() {
+                    f16x4(m)
+                } else {
+                    vdupq_n_f32(0.0)
+                };
+                for t in 0..T {
+                    let isum = block_sums(core::array::from_fn(|r| {
+                        if r < R {
+                            $isum(codes[r], av[t])
+                        } else {
+                            vdupq_n_s32(0)
                         }
+                    }));
+                    let scale = vmulq_n_f32(dw, a[t].d());
+                    acc[t] = vfmaq_f32(acc[t], vcvtq_f32_s32(isum), scale);
+                    if B::FMT.has_m() {
+                        acc[t] = vfmaq_n_f32(acc[t], mw, a[t].s());
                     }
                 }
             }
             for t in 0..T {
                 let mut row = [0.0f32; 4];
-                store_rows(acc[t], &mut row);
-                for r in 0..R {
-                    y[t * ldy + r] = row[r] + ms[r][t];
-                }
+                // SAFETY: `row` holds 4 floats.
+                unsafe { vst1q_f32(row.as_mut_ptr(), acc[t]) };
+                y[t * ldy..][..R].copy_from_slice(&row[..R]);
             }
         }
 
@@ -541,72 +595,90 @@ macro_rules! int8_gemm {
         const KC: usize = 64;
 
         /// A row group's weights for a stretch of [`KC`] blocks, unpacked once for a batch of
-        /// tokens: signed codes (8 KiB), scales in f32.
+        /// tokens: signed codes (8 KiB), and per block the rows' scales and offsets as one
+        /// vector (lane r: row r; zero past the group's rows).
         struct Panel {
             codes: [[[int8x16_t; 2]; KC]; ROWS],
-            d: [[f32; KC]; ROWS],
-            m: [[f32; KC]; ROWS],
+            d: [float32x4_t; KC],
+            m: [float32x4_t; KC],
         }
 
-        /// Unpacks blocks `k0..k0 + kc` of `rows` rows of `w` (`kb` blocks each) into `p`.
+        /// Unpacks blocks `k0..k0 + kc` of `rows` rows of `w` (`kb` blocks each) into `p`;
+        /// rows past `rows` get zero codes.
         #[inline]
         #[target_feature(enable = $features)]
         fn unpack<B: Block>(p: &mut Panel, w: &[B], rows: usize, kb: usize, k0: usize, kc: usize) {
             let lut = lut16(B::FMT.lut());
-            for r in 0..rows {
-                for b in 0..kc {
-                    let blk = &w[r * kb + k0 + b];
-                    p.codes[r][b] = block_codes(lut, blk);
-                    p.d[r][b] = f16(blk.d());
-                    if B::FMT.has_m() {
-                        p.m[r][b] = f16(blk.m());
-                    }
+            for b in 0..kc {
+                let blk = |r: usize| &w[r * kb + k0 + b];
+                for r in 0..ROWS {
+                    p.codes[r][b] = if r < rows {
+                        block_codes(lut, blk(r))
+                    } else {
+                        [vdupq_n_s8(0); 2]
+                    };
+                }
+                let zero = F16Le([0, 0]);
+                p.d[b] = f16x4(core::array::from_fn(|r| if r < rows { blk(r).d() } else { zero }));
+                if B::FMT.has_m() {
+                    p.m[b] =
+                        f16x4(core::array::from_fn(|r| if r < rows { blk(r).m() } else { zero }));
                 }
             }
         }
 
-        /// One `R × T` tile over a panel's `kc` blocks: adds (or, for the first chunk,
-        /// writes) `row r · token t` over those blocks to `y[t·ldy + r]`; `acts` starts at the
-        /// panel's first block of token 0, tokens `kb` blocks apart.
+        /// One tile of the panel's `rows ≤ 4` rows by `T` tokens over its `kc` blocks: adds
+        /// (or, for the first chunk, writes) `row r · token t` over those blocks to
+        /// `y[t·ldy + r]` with `scalar::gemm_i8`'s arithmetic; `acts` starts at the panel's
+        /// first block of token 0, tokens `kb` blocks apart.
+        #[expect(
+            clippy::too_many_arguments,
+            reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
+        )]
         #[inline]
         #[target_feature(enable = $features)]
-        fn tile_panel<B: Block, const R: usize, const T: usize>(
+        fn tile_panel<const T: usize, const M: bool>(
             p: &Panel,
             kc: usize,
             acts: &[BlockQ8Act],
             kb: usize,
+            rows: usize,
             y: &mut [f32],
             ldy: usize,
             first: bool,
         ) {
-            assert!(kc <= KC && acts.len() >= (T - 1) * kb + kc);
-            let mut acc = [[vdupq_n_f32(0.0); R]; T];
-            let mut ms = [[0.0f32; T]; R];
+            assert!(kc <= KC && (1..=ROWS).contains(&rows));
+            assert!(acts.len() >= (T - 1) * kb + kc && y.len() >= (T - 1) * ldy + rows);
+            let mut acc = [vdupq_n_f32(0.0); T];
+            if !first {
+                for t in 0..T {
+                    acc[t] = f32x4(core::array::from_fn(|r| {
+                        if r < rows {
+                            y[t * ldy + r]
+                        } else {
+                            0.0
+                        }
+                    }));
+                }
+            }
             for b in 0..kc {
                 let a: [&BlockQ8Act; T] = core::array::from_fn(|t| &acts[t * kb + b]);
                 let av: [[int8x16_t; 2]; T] =
                     core::array::from_fn(|t| [load_i8x16(&a[t].qs), load_i8x16(&a[t].qs[16..])]);
-                for r in 0..R {
-                    let dw = p.d[r][b];
-                    for t in 0..T {
-                        let isum = $isum(p.codes[r][b], av[t]);
-                        acc[t][r] = vfmaq_n_f32(acc[t][r], vcvtq_f32_s32(isum), dw * a[t].d());
-                    }
-                    if B::FMT.has_m() {
-                        for t in 0..T {
-                            ms[r][t] += p.m[r][b] * a[t].s();
-                        }
+                for t in 0..T {
+                    let isum = block_sums(core::array::from_fn(|r| $isum(p.codes[r][b], av[t])));
+                    let scale = vmulq_n_f32(p.d[b], a[t].d());
+                    acc[t] = vfmaq_f32(acc[t], vcvtq_f32_s32(isum), scale);
+                    if M {
+                        acc[t] = vfmaq_n_f32(acc[t], p.m[b], a[t].s());
                     }
                 }
             }
             for t in 0..T {
                 let mut out = [0.0f32; 4];
-                store_rows(acc[t], &mut out);
-                for r in 0..R {
-                    let v = out[r] + ms[r][t];
-                    let yv = &mut y[t * ldy + r];
-                    *yv = if first { v } else { *yv + v };
-                }
+                // SAFETY: `out` holds 4 floats.
+                unsafe { vst1q_f32(out.as_mut_ptr(), acc[t]) };
+                y[t * ldy..][..rows].copy_from_slice(&out[..rows]);
             }
         }
 
@@ -626,8 +698,8 @@ macro_rules! int8_gemm {
             let zero = vdupq_n_s8(0);
             let mut p = Panel {
                 codes: [[[zero; 2]; KC]; ROWS],
-                d: [[0.0; KC]; ROWS],
-                m: [[0.0; KC]; ROWS],
+                d: [vdupq_n_f32(0.0); KC],
+                m: [vdupq_n_f32(0.0); KC],
             };
             let mut r = 0;
             while r < m {
@@ -640,15 +712,13 @@ macro_rules! int8_gemm {
                     while t < n {
                         let (at, yt) = (&acts[t * kb + k0..], &mut y[t * ldy + r..]);
                         let first = k0 == 0;
-                        match (rows, (n - t).min(2)) {
-                            (4, 2) => tile_panel::<B, 4, 2>(&p, kc, at, kb, yt, ldy, first),
-                            (4, _) => tile_panel::<B, 4, 1>(&p, kc, at, kb, yt, ldy, first),
-                            (3, 2) => tile_panel::<B, 3, 2>(&p, kc, at, kb, yt, ldy, first),
-                            (3, _) => tile_panel::<B, 3, 1>(&p, kc, at, kb, yt, ldy, first),
-                            (2, 2) => tile_panel::<B, 2, 2>(&p, kc, at, kb, yt, ldy, first),
-                            (2, _) => tile_panel::<B, 2, 1>(&p, kc, at, kb, yt, ldy, first),
-                            (_, 2) => tile_panel::<B, 1, 2>(&p, kc, at, kb, yt, ldy, first),
-                            _ => tile_panel::<B, 1, 1>(&p, kc, at, kb, yt, ldy, first),
+                        match ((n - t).min(2), B::FMT.has_m()) {
+                            (2, true) => tile_panel::<2, true>(&p, kc, at, kb, rows, yt, ldy, first),
+                            (2, false) => {
+                                tile_panel::<2, false>(&p, kc, at, kb, rows, yt, ldy, first)
+                            }
+                            (_, true) => tile_panel::<1, true>(&p, kc, at, kb, rows, yt, ldy, first),
+                            _ => tile_panel::<1, false>(&p, kc, at, kb, rows, yt, ldy, first),
                         }
                         t += 2;
                     }
@@ -679,13 +749,15 @@ mod dotprod {
 /// multiply-accumulates per instruction where `sdot` does 16, so two weight rows × two tokens
 /// take four instructions per 32-code block instead of eight. The 2×2 result also keeps each
 /// (row, token) block dot whole in one lane, so the f32 scaling that follows is one conversion
-/// and a few lane-wise operations per four pairs rather than per pair, in the scalar
-/// reference's order (see `i8mm::tile_panel`). For one token half of every `smmla` would
+/// and a few lane-wise operations per four pairs rather than per pair, in `scalar::gemm_i8`'s
+/// order (see `i8mm::tile_panel`). For one token half of every `smmla` would
 /// multiply padding, the same useful work per instruction as `sdot` plus the interleaving, so
 /// decoding (`n = 1`) keeps the `sdot` tiles. Why this should pay is the instruction count
 /// above; it has run only under qemu, which says nothing about speed, and is unmeasured on
 /// hardware.
 mod i8mm {
+    use super::super::neon::f16;
+
     int8_gemm!(@tiles "neon,dotprod,i8mm", super::dotprod::isum_sdot);
 
     /// Row pairs of a [`Panel`] (one row group).
@@ -745,14 +817,6 @@ mod i8mm {
         [c0, c1, c2, c3]
     }
 
-    /// Four floats as a vector.
-    #[inline]
-    #[target_feature(enable = "neon")]
-    fn f32x4(v: [f32; 4]) -> float32x4_t {
-        // SAFETY: `v` holds 4 floats.
-        unsafe { vld1q_f32(v.as_ptr()) }
-    }
-
     /// Unpacks blocks `k0..k0 + kc` of `rows` rows of `w` (`kb` blocks each) into `p`; an odd
     /// last row is paired with itself (the tile stores only the first copy).
     #[inline]
@@ -779,10 +843,10 @@ mod i8mm {
     /// adds `row r · token t` over those blocks to `y[t·ldy + r]` (writes it, for the first
     /// chunk); `acts` starts at the panel's first block of token 0, tokens `kb` blocks apart.
     ///
-    /// Each lane runs the scalar reference's arithmetic (`scalar::dot_q4_0_q8` and siblings):
-    /// per block `(d_w·d_a)·isum` (Q4_1: `+ m·s`) added to a running sum that starts at zero
-    /// and continues from `y` after the first chunk, unfused. The block dots are exact
-    /// integers, so every result equals the reference bit for bit.
+    /// Each lane runs `scalar::gemm_i8`'s arithmetic: per block `acc = fma(isum, d_w·d_a,
+    /// acc)` (Q4_1: then `acc = fma(m, s_a, acc)`) on a running sum that starts at zero and
+    /// continues from `y` after the first chunk. The block dots are exact integers, so every
+    /// result equals the reference bit for bit.
     #[expect(
         clippy::too_many_arguments,
         reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
@@ -840,11 +904,10 @@ mod i8mm {
                         isum = smmla(isum, w[c], av[j][c]);
                     }
                     let scale = vmulq_f32(p.d[i][b], da[j]);
-                    let mut v = vmulq_f32(scale, vcvtq_f32_s32(isum));
+                    acc[i][j] = vfmaq_f32(acc[i][j], vcvtq_f32_s32(isum), scale);
                     if B::FMT.has_m() {
-                        v = vaddq_f32(v, vmulq_f32(p.m[i][b], sa[j]));
+                        acc[i][j] = vfmaq_f32(acc[i][j], p.m[i][b], sa[j]);
                     }
-                    acc[i][j] = vaddq_f32(acc[i][j], v);
                 }
             }
         }

@@ -85,6 +85,29 @@ fn gemm_repacked_dotprod(
     }
 }
 
+/// The int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 with `smmla` for two or more tokens (installed
+/// only for the i8mm backend).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
+)]
+fn gemm_repacked_i8mm(
+    format: Format,
+    w: &[u8],
+    m: usize,
+    cols: usize,
+    xq: &[u8],
+    n: usize,
+    y: &mut [f32],
+    ldy: usize,
+) {
+    // SAFETY: installed only for NeonI8mm after `detected` confirmed NEON, dotprod and i8mm;
+    // the driver checks every shape.
+    unsafe {
+        crate::arch::repacked::gemm_repacked::<repacked::I8mm>(format, w, m, cols, xq, n, y, ldy)
+    }
+}
+
 /// Whether this CPU has FEAT_FP16 (half-precision arithmetic, `fp16`): at run time with `std`,
 /// from the compile-time target features without it.
 fn fp16_detected() -> bool {
@@ -192,9 +215,11 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
         k.format_mut(Format::Q5_1).dot_f16 = Some(named!(dot_q5_1_f16, "dot_q5_1_f16/fp16"));
         k.format_mut(Format::IQ4_NL).dot_f16 = Some(named!(dot_iq4_nl_f16, "dot_iq4_nl_f16/fp16"));
     }
-    if matches!(backend, Backend::NeonDotprod | Backend::NeonI8mm) {
-        k.gemm_repacked = Some(named!(gemm_repacked_dotprod, "gemm_repacked/dotprod"));
-    }
+    k.gemm_repacked = match backend {
+        Backend::NeonI8mm => Some(named!(gemm_repacked_i8mm, "gemm_repacked/i8mm")),
+        Backend::NeonDotprod => Some(named!(gemm_repacked_dotprod, "gemm_repacked/dotprod")),
+        _ => k.gemm_repacked,
+    };
     ternary::install(backend, k);
     gemm::install(backend, k);
     lut::install(k);
