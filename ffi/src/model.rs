@@ -29,7 +29,9 @@ pub struct ModelOptions {
     /// most the model's trained context.
     #[uniffi(default = 0)]
     pub context_length: u32,
-    /// How activations meet quantized weights; `null`/`nil` is the runtime's default (`F32`).
+    /// How activations meet quantized weights; `null`/`nil` is the runtime's default: `Int8`
+    /// where the CPU has int8 dot instructions (ARMv8.2 dotprod, x86 VNNI), `F32` elsewhere.
+    /// Ask for `F32` for the most accurate logits.
     #[uniffi(default = None)]
     pub activation_precision: Option<Precision>,
     /// How the KV cache stores keys and values; `null`/`nil` is the runtime's default (`F16`,
@@ -372,6 +374,12 @@ impl Model {
         // weights left on the CPU.
         if let Some(d) = &options.delegate {
             crate::delegate::apply(d, &mut inner)?;
+        }
+        // Int8 sessions (asked for, or the default where the CPU has int8 dots) run Q4_0, Q4_1
+        // and Q8_0 on row-interleaved copies, as `tern` does.
+        let precision = options.session_options().precision;
+        if precision.resolve(inner.kernels()) == ActivationPrecision::Int8 {
+            inner.repack_int8();
         }
         if options.memory_budget_bytes != 0 {
             let needed = SessionMemory::estimate(&inner, &options.session_options());

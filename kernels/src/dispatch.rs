@@ -216,6 +216,18 @@ impl Backend {
         Backend::ALL.into_iter().find(|b| b.name() == name)
     }
 
+    /// Whether the backend's int8 dot products are fast enough that int8 activations should
+    /// be the default (the runtime's `ActivationPrecision::Auto`): the ones with a native
+    /// int8 multiply-accumulate into 32 bits (`sdot`, `vpdpbusd`). Chosen by measurement
+    /// (issue 16): on ARM the f32 mode executes 2–2.6× the instructions of int8; plain AVX2
+    /// and NEON without dotprod widen through 16-bit products and stay f32.
+    pub const fn has_fast_int8_dot(self) -> bool {
+        matches!(
+            self,
+            Backend::AvxVnni | Backend::Avx512Vnni | Backend::NeonDotprod | Backend::NeonI8mm
+        )
+    }
+
     /// Whether this CPU (and this build's architecture) supports the backend.
     pub fn is_available(self) -> bool {
         Kernels::with_backend(self).is_some()

@@ -173,6 +173,7 @@ fn check(name: &str, arch: &str) {
             &SessionOptions {
                 context: fixture_run.get("n_ctx").num() as usize,
                 kv_type: KvType::F32,
+                precision: tern_runtime::ActivationPrecision::F32,
                 ..Default::default()
             },
         )
@@ -240,6 +241,7 @@ fn last_logits(m: &Arc<Model>, tokens: &[u32], batch: usize) -> Vec<f32> {
             context: 256,
             batch,
             kv_type: KvType::F32,
+            precision: tern_runtime::ActivationPrecision::F32,
             ..Default::default()
         },
     )
@@ -280,6 +282,7 @@ fn gemma3_truncate_rewinds_or_starts_over() {
             context: 256,
             batch: 1,
             kv_type: KvType::F32,
+            precision: tern_runtime::ActivationPrecision::F32,
             ..Default::default()
         },
     )
