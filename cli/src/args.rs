@@ -120,8 +120,8 @@ pub struct SessionOpts {
     /// Prompt tokens per forward pass [default: 64; bench: the prompt, at most 512].
     #[arg(short = 'b', long, visible_alias = "batch-size", value_name = "N")]
     pub batch: Option<usize>,
-    /// Activations: auto (int8 where the CPU has int8 dot instructions: aarch64 dotprod,
-    /// x86 AVX-VNNI / AVX512-VNNI; else f32), f32 (most accurate), int8 (integer dots) or f16
+    /// Activations: auto (int8 where the CPU's int8 dots are fast: aarch64 dotprod, x86 AVX2
+    /// and up; else f32), f32 (most accurate), int8 (integer dots) or f16
     /// (f16 dots on aarch64 with fp16, f32 elsewhere).
     #[arg(long, value_name = "P", default_value = "auto", value_parser = precision)]
     pub precision: ActivationPrecision,

@@ -217,14 +217,19 @@ impl Backend {
     }
 
     /// Whether the backend's int8 dot products are fast enough that int8 activations should
-    /// be the default (the runtime's `ActivationPrecision::Auto`): the ones with a native
-    /// int8 multiply-accumulate into 32 bits (`sdot`, `vpdpbusd`). Chosen by measurement
-    /// (issue 16): on ARM the f32 mode executes 2–2.6× the instructions of int8; plain AVX2
-    /// and NEON without dotprod widen through 16-bit products and stay f32.
+    /// be the default (the runtime's `ActivationPrecision::Auto`). Chosen by measurement
+    /// (issue 16): under qemu the dotprod and i8mm levels execute 2.6–4× the instructions per
+    /// decoded token in f32 that they do in int8 (SmolLM2 Q4_0/Q4_1/Q8_0/Q4_K_M); on x86 even
+    /// plain AVX2 (`vpmaddubsw`, no VNNI) decodes SmolLM2 Q4_1 2.7× and Gemma 3 270M 2.2× as
+    /// fast in int8, one thread. NEON without dotprod, unmeasured, stays f32.
     pub const fn has_fast_int8_dot(self) -> bool {
         matches!(
             self,
-            Backend::AvxVnni | Backend::Avx512Vnni | Backend::NeonDotprod | Backend::NeonI8mm
+            Backend::Avx2
+                | Backend::AvxVnni
+                | Backend::Avx512Vnni
+                | Backend::NeonDotprod
+                | Backend::NeonI8mm
         )
     }
 

@@ -31,8 +31,8 @@ use crate::weights::QMatrix;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ActivationPrecision {
     /// The default: [`ActivationPrecision::Int8`] where the kernels have fast int8 dot
-    /// products ([`tern_kernels::Backend::has_fast_int8_dot`]: aarch64 `sdot`, x86 VNNI), else
-    /// [`ActivationPrecision::F32`]. A session resolves it once, when it is made
+    /// products ([`tern_kernels::Backend::has_fast_int8_dot`]: aarch64 `sdot`, x86 AVX2 and
+    /// up), else [`ActivationPrecision::F32`]. A session resolves it once, when it is made
     /// ([`ActivationPrecision::resolve`]); the kernels never see it.
     #[default]
     Auto,
