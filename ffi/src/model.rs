@@ -375,12 +375,6 @@ impl Model {
         if let Some(d) = &options.delegate {
             crate::delegate::apply(d, &mut inner)?;
         }
-        // Int8 sessions (asked for, or the default where the CPU has int8 dots) run Q4_0, Q4_1
-        // and Q8_0 on row-interleaved copies, as `tern` does.
-        let precision = options.session_options().precision;
-        if precision.resolve(inner.kernels()) == ActivationPrecision::Int8 {
-            inner.repack_int8();
-        }
         if options.memory_budget_bytes != 0 {
             let needed = SessionMemory::estimate(&inner, &options.session_options());
             if needed.total() > options.memory_budget_bytes {
