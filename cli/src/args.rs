@@ -120,9 +120,10 @@ pub struct SessionOpts {
     /// Prompt tokens per forward pass [default: 64; bench: the prompt, at most 512].
     #[arg(short = 'b', long, visible_alias = "batch-size", value_name = "N")]
     pub batch: Option<usize>,
-    /// Activations: f32, int8 (integer dots) or f16 (f16 dots on aarch64 with fp16, f32
-    /// elsewhere).
-    #[arg(long, value_name = "P", default_value = "f32", value_parser = precision)]
+    /// Activations: auto (int8 where the CPU's int8 dots are fast: aarch64 dotprod, x86 AVX2
+    /// and up; else f32), f32 (most accurate), int8 (integer dots) or f16
+    /// (f16 dots on aarch64 with fp16, f32 elsewhere).
+    #[arg(long, value_name = "P", default_value = "auto", value_parser = precision)]
     pub precision: ActivationPrecision,
     /// KV cache storage: f16 (half the memory) or f32 (exact). llama.cpp: -ctk.
     #[arg(long, visible_alias = "cache-type-k", value_name = "T", default_value = "f16", value_parser = kv_type)]
@@ -176,7 +177,7 @@ pub struct GrammarOpts {
 
 /// `--precision`'s values.
 fn precision(s: &str) -> Result<ActivationPrecision, String> {
-    ActivationPrecision::from_name(s).ok_or_else(|| "expected f32, int8 or f16".into())
+    ActivationPrecision::from_name(s).ok_or_else(|| "expected auto, f32, int8 or f16".into())
 }
 
 /// `--kv-type`'s values.

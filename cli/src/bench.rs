@@ -161,6 +161,8 @@ struct ModelFacts {
     file_bytes: u64,
     n_params: u64,
     backend: &'static str,
+    /// The precision the session runs (`--precision auto` resolved), then what was asked.
+    precision: (&'static str, &'static str),
     kernels: Vec<String>,
     weights: String,
 }
@@ -303,6 +305,7 @@ pub fn main(args: BenchArgs) -> Result<()> {
             "n_gen": n_gen.first(),
             "reps": reps,
             "weights": facts.weights,
+            "precision": facts.precision.0,
             "pp_tok_s": pp_mean,
             "pp_tok_s_sd": pp_sd,
             "tg_tok_s": tg_mean,
@@ -379,6 +382,7 @@ fn model_facts(args: &BenchArgs, model: &Model, s: &Session, weights: String) ->
         file_bytes: std::fs::metadata(&args.model.model).map_or(meta.tensor_bytes, |m| m.len()),
         n_params: meta.n_params,
         backend: model.kernels().backend().name(),
+        precision: (s.precision().name(), args.session.precision.name()),
         kernels: kernel_names(model, s.precision()),
         weights,
     }
@@ -391,7 +395,8 @@ fn kernel_names(model: &Model, precision: ActivationPrecision) -> Vec<String> {
     let (int8, f16) = match precision {
         ActivationPrecision::Int8 => (true, false),
         ActivationPrecision::F16 => (false, true),
-        ActivationPrecision::F32 => (false, false),
+        // A session's precision is resolved; `Auto` would run as f32 kernels.
+        ActivationPrecision::F32 | ActivationPrecision::Auto => (false, false),
     };
     let k = model.kernels();
     tern_kernels::Format::ALL
@@ -416,6 +421,10 @@ fn kernel_names(model: &Model, precision: ActivationPrecision) -> Vec<String> {
 /// Tern's facts before the table, on stderr (stdout holds the table alone, as llama-bench's).
 fn print_header(facts: &ModelFacts, model: &Model) {
     eprintln!("model     {}", facts.filename);
+    eprintln!(
+        "precision {} (--precision {})",
+        facts.precision.0, facts.precision.1
+    );
     eprintln!("kernels   {}", facts.kernels.join(" "));
     eprintln!("weights   {}", facts.weights);
     for c in model.ternary_choices() {
@@ -567,7 +576,7 @@ fn row_json(facts: &ModelFacts, r: &Row, args: &BenchArgs) -> Value {
         "n_threads": r.threads,
         "n_batch": r.batch,
         "type_k": args.session.kv_type.name(),
-        "precision": args.session.precision.name(),
+        "precision": facts.precision.0,
         "weights": facts.weights,
         "n_prompt": n_prompt,
         "n_gen": n_gen,

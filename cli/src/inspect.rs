@@ -5,7 +5,7 @@ use tern_runtime::budget::{self, BandwidthBudget};
 use tern_runtime::fs::MappedFile;
 use tern_runtime::gguf::{Gguf, Value};
 use tern_runtime::model::WeightBytes;
-use tern_runtime::{KvType, Model};
+use tern_runtime::{ActivationPrecision, KvType, Model};
 
 use crate::args::ModelOpts;
 use crate::common::kernels;
@@ -189,6 +189,10 @@ pub fn main(args: InspectArgs) -> Result<()> {
                 "\nkernels ({}): format, then --precision f32 / int8 / f16",
                 k.backend().name()
             );
+            println!(
+                "  --precision auto (the default) runs {} here",
+                ActivationPrecision::Auto.resolve(k).name()
+            );
             for &f in tern_kernels::Format::ALL.iter() {
                 let fk = k.format(f);
                 let f32_name = fk.dot_rows.map_or(fk.dot.name, |r| r.name);
@@ -336,6 +340,7 @@ fn model_json(model: &Model, budget: &BandwidthBudget) -> Json {
         "kv_type": kv_type.name(),
         "kv_bytes_per_position": kv_per_pos,
         "backend": k.backend().name(),
+        "auto_precision": ActivationPrecision::Auto.resolve(k).name(),
         "kernels": kernels,
         "repacked_bytes": model.tensors().repacked_bytes(),
         "budget_gbps": budget.gbps,

@@ -9,7 +9,7 @@ use tern_kernels::{Format, Kernels};
 use tern_runtime::budget::{weight_bytes_as, BandwidthBudget};
 use tern_runtime::fs::WeightMemory;
 use tern_runtime::kv_cache::KvCache;
-use tern_runtime::{KvType, Model};
+use tern_runtime::{ActivationPrecision, KvType, Model};
 
 use crate::error::{Context, Result};
 
@@ -83,6 +83,9 @@ pub fn main(args: PlanArgs) -> Result<()> {
     .context(&path)?;
     let c = model.config();
     let ctx = args.ctx_size.unwrap_or(c.train_context.min(4096));
+    // What `--precision auto` (the default) runs on this CPU's best kernels.
+    let best = Kernels::best();
+    let precision = ActivationPrecision::Auto.resolve(&best).name();
 
     // KV cache: f32 keys and values per layer and position (sliding-window layers hold only
     // their window); a decode step at the middle of the context reads about half of it.
@@ -166,6 +169,8 @@ pub fn main(args: PlanArgs) -> Result<()> {
             "kv_read_bytes_per_token": kv_read,
             "candidates": candidates,
             "pick": pick.map(|f| f.name()),
+            "backend": best.backend().name(),
+            "precision": precision,
         });
         println!("{result}");
         return Ok(());
@@ -182,9 +187,13 @@ pub fn main(args: PlanArgs) -> Result<()> {
         budget.gbps
     );
     println!(
-        "KV cache  {:.1} MB at full context; a decode step reads {:.1} MB of it on average\n",
+        "KV cache  {:.1} MB at full context; a decode step reads {:.1} MB of it on average",
         kv_total as f64 / 1e6,
         kv_read as f64 / 1e6
+    );
+    println!(
+        "precision {precision} (--precision auto on this CPU's {} kernels)\n",
+        best.backend().name()
     );
     println!(
         "{:<7} {:>12} {:>10} {:>14} {:>10} {:>9}  verdict",

@@ -6,7 +6,7 @@
 //!
 //! - the file `tern quantize` writes has the fixture's sha256, so Tern reads the bytes llama.cpp
 //!   was measured on (and the quantizer is deterministic);
-//! - `tern perplexity` (f32 activations, the default) over the first [`CHUNKS`] windows is within
+//! - `tern perplexity --precision f32` over the first [`CHUNKS`] windows is within
 //!   [`F64_REL`] of the float64 forward pass on the same windows.
 //!
 //! Why float64 and not llama.cpp itself: llama.cpp rounds every quantized matmul's input to
@@ -103,6 +103,9 @@ fn requantized_ppl_matches_float64(ty: &str) {
         &f.get("n_ctx").num().to_string(),
         "--chunks",
         &CHUNKS.to_string(),
+        // f32 against float64 (the default, auto, is int8 on CPUs with int8 dots).
+        "--precision",
+        "f32",
         // One thread per test: the harness runs the types side by side.
         "--threads",
         "1",

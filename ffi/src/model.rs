@@ -29,7 +29,9 @@ pub struct ModelOptions {
     /// most the model's trained context.
     #[uniffi(default = 0)]
     pub context_length: u32,
-    /// How activations meet quantized weights; `null`/`nil` is the runtime's default (`F32`).
+    /// How activations meet quantized weights; `null`/`nil` is the runtime's default: `Int8`
+    /// where the CPU has fast int8 dot products (ARMv8.2 dotprod, x86 AVX2), `F32` elsewhere.
+    /// Ask for `F32` for the most accurate logits.
     #[uniffi(default = None)]
     pub activation_precision: Option<Precision>,
     /// How the KV cache stores keys and values; `null`/`nil` is the runtime's default (`F16`,

@@ -159,6 +159,17 @@ impl Model {
             }
         }
 
+        // Rows before `skip` need no logits. Their keys and values are needed (every layer's
+        // attention reads them), but after the last layer's attention nothing reads their
+        // residual stream: that layer's output projection, feed-forward, the final norm and
+        // the head run on the wanted rows alone (`m` below), as llama.cpp's graph does.
+        let skip = match want {
+            LogitsFor::Last => n - 1,
+            LogitsFor::All => 0,
+        };
+        // Where the wanted rows are in `x` when the final norm reads them.
+        let mut first = skip;
+        let last_layer = t.layers.len().wrapping_sub(1);
         for (l, lt) in t.layers.iter().enumerate() {
             feed.begin_layer(l, t);
             // Attention: norm, project, rotate, cache, attend, project back, add.
@@ -200,37 +211,47 @@ impl Model {
             }
             kv.store(k, l, pos0, &s.k[..n * kv_dim], &s.v[..n * kv_dim]);
             self.attend(s, kv, ex.par, l, lt, n, pos0);
+            // Rows this layer carries on from here: all of them, except in the last layer,
+            // which moves the wanted rows of the attention output and the residual to the front.
+            let m = if l == last_layer && skip > 0 {
+                s.att_out.copy_within(skip * q_dim..n * q_dim, 0);
+                s.x.copy_within(skip * dim..n * dim, 0);
+                first = 0;
+                n - skip
+            } else {
+                n
+            };
             if let Some(w) = &lt.attn_sub_norm {
-                for o in s.att_out[..n * q_dim].chunks_exact_mut(q_dim) {
+                for o in s.att_out[..m * q_dim].chunks_exact_mut(q_dim) {
                     scalar::rmsnorm_in_place(o, w, c.norm_eps);
                 }
             }
-            lt.wo.project(feed, ex, &s.att_out, n, &mut s.xb)?;
+            lt.wo.project(feed, ex, &s.att_out, m, &mut s.xb)?;
             add_residual(
-                &mut s.x[..n * dim],
-                &mut s.xb[..n * dim],
+                &mut s.x[..m * dim],
+                &mut s.xb[..m * dim],
                 &lt.attn_post_norm,
                 c.norm_eps,
             );
 
             // Feed-forward: norm, gated activation, project back, add.
-            for i in 0..n {
+            for i in 0..m {
                 let r = i * dim..(i + 1) * dim;
                 scalar::rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lt.ffn_norm, c.norm_eps);
             }
             if let Some(ffn) = &lt.ffn_delegate {
                 // The whole block on a delegate, one call (`crate::delegate::FfnOffer`); the
                 // input rounded to int8 here, as for a delegated matrix.
-                let x = &mut s.xb[..n * dim];
+                let x = &mut s.xb[..m * dim];
                 if lt.w_gate.int8_activations {
                     x.chunks_exact_mut(dim)
                         .for_each(scalar::absmax_int8_roundtrip);
                 }
-                ffn.run(x, n).map_err(GenerateError::Delegate)?;
+                ffn.run(x, m).map_err(GenerateError::Delegate)?;
             } else {
                 let gate_up = [(&lt.w_gate, &mut s.gate[..]), (&lt.w_up, &mut s.up[..])];
-                project_fused(feed, ex, &s.xb, n, gate_up)?;
-                let f = n * c.ffn_dim;
+                project_fused(feed, ex, &s.xb, m, gate_up)?;
+                let f = m * c.ffn_dim;
                 match lt.activation {
                     // SiLU through the table exp (`tern_kernels::scalar::lut`, relative error
                     // ≤ 2·10⁻⁷, far inside the f32 path's tolerance).
@@ -247,22 +268,18 @@ impl Model {
                         scalar::rmsnorm_in_place(g, w, c.norm_eps);
                     }
                 }
-                lt.w_down.project(feed, ex, &s.gate, n, &mut s.xb)?;
+                lt.w_down.project(feed, ex, &s.gate, m, &mut s.xb)?;
             }
             add_residual(
-                &mut s.x[..n * dim],
-                &mut s.xb[..n * dim],
+                &mut s.x[..m * dim],
+                &mut s.xb[..m * dim],
                 &lt.ffn_post_norm,
                 c.norm_eps,
             );
         }
 
         // Final norm and output head, for the rows that need logits.
-        let first = match want {
-            LogitsFor::Last => n - 1,
-            LogitsFor::All => 0,
-        };
-        let rows = n - first;
+        let rows = n - skip;
         for i in 0..rows {
             let src = (first + i) * dim..(first + i + 1) * dim;
             let dst = i * dim..(i + 1) * dim;

@@ -30,9 +30,14 @@ use crate::weights::QMatrix;
 /// How activations meet quantized weights.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ActivationPrecision {
-    /// Weights are dequantized on the fly and multiplied with f32 activations: the
-    /// accuracy-preserving default.
+    /// The default: [`ActivationPrecision::Int8`] where the kernels have fast int8 dot
+    /// products ([`tern_kernels::Backend::has_fast_int8_dot`]: aarch64 `sdot`, x86 AVX2 and
+    /// up), else [`ActivationPrecision::F32`]. A session resolves it once, when it is made
+    /// ([`ActivationPrecision::resolve`]); the kernels never see it.
     #[default]
+    Auto,
+    /// Weights are dequantized on the fly and multiplied with f32 activations: the
+    /// accuracy-preserving choice.
     F32,
     /// Activations are quantized to int8 per block of 32 once per matmul and meet the weights
     /// in integer dot products (ggml's scheme): faster, slightly less accurate. Formats without
@@ -49,9 +54,10 @@ pub enum ActivationPrecision {
 }
 
 impl ActivationPrecision {
-    /// The name the CLI accepts (`f32`, `int8`, `f16`).
+    /// The name the CLI accepts (`auto`, `f32`, `int8`, `f16`).
     pub fn name(self) -> &'static str {
         match self {
+            ActivationPrecision::Auto => "auto",
             ActivationPrecision::F32 => "f32",
             ActivationPrecision::Int8 => "int8",
             ActivationPrecision::F16 => "f16",
@@ -61,10 +67,24 @@ impl ActivationPrecision {
     /// Parses [`ActivationPrecision::name`].
     pub fn from_name(s: &str) -> Option<Self> {
         match s {
+            "auto" => Some(ActivationPrecision::Auto),
             "f32" => Some(ActivationPrecision::F32),
             "int8" => Some(ActivationPrecision::Int8),
             "f16" => Some(ActivationPrecision::F16),
             _ => None,
+        }
+    }
+
+    /// What this precision runs as with `kernels`: [`ActivationPrecision::Auto`] becomes
+    /// int8 where the backend's int8 dot products are fast (measured per backend, see
+    /// [`tern_kernels::Backend::has_fast_int8_dot`]), f32 elsewhere; the others stay as asked.
+    pub fn resolve(self, kernels: &Kernels) -> ActivationPrecision {
+        match self {
+            ActivationPrecision::Auto if kernels.backend().has_fast_int8_dot() => {
+                ActivationPrecision::Int8
+            }
+            ActivationPrecision::Auto => ActivationPrecision::F32,
+            p => p,
         }
     }
 }
@@ -347,6 +367,7 @@ mod tests {
     #[test]
     fn precision_names_round_trip() {
         for p in [
+            ActivationPrecision::Auto,
             ActivationPrecision::F32,
             ActivationPrecision::Int8,
             ActivationPrecision::F16,
@@ -354,6 +375,34 @@ mod tests {
             assert_eq!(ActivationPrecision::from_name(p.name()), Some(p));
         }
         assert_eq!(ActivationPrecision::from_name("fp16"), None);
+    }
+
+    #[test]
+    fn auto_resolves_per_backend() {
+        // Every backend this CPU runs: auto is int8 exactly where the int8 dots are native,
+        // and an explicit precision is never overridden.
+        for b in tern_kernels::Backend::ALL {
+            let Some(k) = Kernels::with_backend(b) else {
+                continue;
+            };
+            let want = if b.has_fast_int8_dot() {
+                ActivationPrecision::Int8
+            } else {
+                ActivationPrecision::F32
+            };
+            assert_eq!(ActivationPrecision::Auto.resolve(&k), want, "{}", b.name());
+            for p in [
+                ActivationPrecision::F32,
+                ActivationPrecision::Int8,
+                ActivationPrecision::F16,
+            ] {
+                assert_eq!(p.resolve(&k), p);
+            }
+        }
+        assert_eq!(
+            ActivationPrecision::Auto.resolve(&Kernels::scalar()),
+            ActivationPrecision::F32
+        );
     }
 
     fn values(n: usize, seed: u32) -> Vec<f32> {

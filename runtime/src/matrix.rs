@@ -365,6 +365,7 @@ mod tests {
             Arc::new(m),
             &SessionOptions {
                 context: 64,
+                precision: crate::ActivationPrecision::F32,
                 ..Default::default()
             },
         )

@@ -46,7 +46,9 @@ pub struct SessionOptions {
     pub context: usize,
     /// Tokens per forward batch for prompts (at least 1, at most the context).
     pub batch: usize,
-    /// How activations meet quantized weights.
+    /// How activations meet quantized weights ([`ActivationPrecision::Auto`] by default:
+    /// int8 where the CPU has fast int8 dot products, f32 elsewhere; ask for
+    /// [`ActivationPrecision::F32`] for the most accurate logits).
     pub precision: ActivationPrecision,
     /// Resident-memory cap for weights in bytes (0: none). When the model's tensors exceed it,
     /// each layer's weights are released after use and re-read from the file on the next
@@ -80,7 +82,7 @@ impl Default for SessionOptions {
         SessionOptions {
             context: 0,
             batch: DEFAULT_BATCH,
-            precision: ActivationPrecision::F32,
+            precision: ActivationPrecision::Auto,
             max_resident: 0,
             kv_type: KvType::default(),
             memory_budget: 0,
@@ -203,6 +205,7 @@ impl Session {
             && model.meta().tensor_bytes > opts.max_resident as u64)
             .then_some((opts.max_resident / 4).max(1));
         let scratch = Scratch::new(&model, ctx, batch).map_err(oom(needed - kv_bytes))?;
+        let precision = opts.precision.resolve(model.kernels());
         // Full capacity up front: decoding never grows the heap (see tests/no_heap_growth).
         let mut tokens = Vec::new();
         tokens.try_reserve_exact(ctx).map_err(oom(4 * ctx as u64))?;
@@ -215,7 +218,7 @@ impl Session {
             kv,
             scratch,
             par,
-            precision: opts.precision,
+            precision,
             release,
             stream: None,
             tokens,
@@ -264,7 +267,8 @@ impl Session {
         self.kv.bytes()
     }
 
-    /// How activations meet quantized weights.
+    /// How activations meet quantized weights: never [`ActivationPrecision::Auto`], which
+    /// the session resolved for its model's kernels when it was made.
     pub fn precision(&self) -> ActivationPrecision {
         self.precision
     }

@@ -82,6 +82,7 @@ pub fn model_load(data: &[u8]) {
     let opts = SessionOptions {
         context: 16,
         batch: 4,
+        precision: tern_runtime::ActivationPrecision::F32,
         ..SessionOptions::default()
     };
     // A model the fuzzer made may ask for more than the budget: a typed refusal is a pass.
@@ -133,6 +134,7 @@ pub fn tiny_session() -> Session {
     let opts = SessionOptions {
         context: 32,
         batch: 4,
+        precision: tern_runtime::ActivationPrecision::F32,
         ..SessionOptions::default()
     };
     Session::new(tiny_model(), &opts).expect("the tiny model's 32-token session fits any budget")

@@ -336,6 +336,7 @@ pub fn perplexity(model: &Arc<Model>, prefix: &str, tol: Tolerances) -> f64 {
             context: n_ctx,
             batch: n_ctx,
             kv_type: KvType::F32,
+            precision: tern_runtime::ActivationPrecision::F32,
             ..Default::default()
         },
     )

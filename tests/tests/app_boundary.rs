@@ -49,6 +49,7 @@ fn a_context_the_file_allows_but_memory_does_not_is_an_error() {
     std::fs::remove_file(&path).unwrap();
     let opts = SessionOptions {
         context: 1 << 24,
+        precision: tern_runtime::ActivationPrecision::F32,
         ..Default::default()
     };
     match Session::new(model.clone(), &opts) {
@@ -69,6 +70,7 @@ fn a_context_the_file_allows_but_memory_does_not_is_an_error() {
     let small = SessionOptions {
         context: 256,
         memory_budget: 1 << 20,
+        precision: tern_runtime::ActivationPrecision::F32,
         ..Default::default()
     };
     assert!(matches!(
@@ -91,6 +93,7 @@ fn resident_caps_and_stream_arenas_have_a_minimum() {
             &SessionOptions {
                 context: 64,
                 max_resident: bytes,
+                precision: tern_runtime::ActivationPrecision::F32,
                 ..Default::default()
             },
         )
@@ -147,6 +150,7 @@ fn nan_weights_are_an_error_not_silence() {
         model,
         &SessionOptions {
             context: 64,
+            precision: tern_runtime::ActivationPrecision::F32,
             ..Default::default()
         },
     )
@@ -162,7 +166,14 @@ fn nan_weights_are_an_error_not_silence() {
 }
 
 fn smollm2_chat(reply_tokens: usize) -> (Chat, ReplyOptions) {
-    let session = Session::new(smollm2(), &SessionOptions::default()).unwrap();
+    let session = Session::new(
+        smollm2(),
+        &SessionOptions {
+            precision: tern_runtime::ActivationPrecision::F32,
+            ..SessionOptions::default()
+        },
+    )
+    .unwrap();
     let opts = ChatOptions {
         sampling: SamplerOptions::greedy(),
         ..Default::default()
@@ -244,6 +255,7 @@ fn message_text_cannot_forge_a_turn() {
             model.clone(),
             &SessionOptions {
                 context: 512,
+                precision: tern_runtime::ActivationPrecision::F32,
                 ..Default::default()
             },
         )

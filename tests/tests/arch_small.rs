@@ -173,6 +173,7 @@ fn check(name: &str, arch: &str) {
             &SessionOptions {
                 context: fixture_run.get("n_ctx").num() as usize,
                 kv_type: KvType::F32,
+                precision: tern_runtime::ActivationPrecision::F32,
                 ..Default::default()
             },
         )
@@ -240,6 +241,7 @@ fn last_logits(m: &Arc<Model>, tokens: &[u32], batch: usize) -> Vec<f32> {
             context: 256,
             batch,
             kv_type: KvType::F32,
+            precision: tern_runtime::ActivationPrecision::F32,
             ..Default::default()
         },
     )
@@ -267,6 +269,64 @@ fn gemma3_window_ring_gives_the_same_logits_for_every_batch_size() {
     }
 }
 
+/// A prompt batch runs its last layer after attention on the last row only (the rows
+/// before it need no logits): its logits agree with scoring every row (`feed_scoring`, all rows
+/// through that layer) to f32 summation order, and the keys and values it cached are the same
+/// (the next token's logits agree too). On every small architecture, with a batch of 7 rows (the
+/// int8 prompt path's row count, odd) and at both precisions.
+#[test]
+fn prompt_batches_skip_rows_without_logits_and_keep_the_cache() {
+    use tern_runtime::ActivationPrecision;
+    let tokens: Vec<u32> = (0..7).map(|i| 100 + 37 * i).collect();
+    for name in ["llama3", "qwen2", "qwen3", "phi3", "gemma3"] {
+        let m = model(name);
+        for precision in [ActivationPrecision::F32, ActivationPrecision::Int8] {
+            let session = || {
+                let opts = SessionOptions {
+                    context: 64,
+                    batch: 16,
+                    kv_type: KvType::F32,
+                    precision,
+                    ..Default::default()
+                };
+                Session::new(m.clone(), &opts).unwrap()
+            };
+            let (mut last, mut all) = (session(), session());
+            let skipped = last.feed(&tokens).unwrap().to_vec();
+            let mut scored = Vec::new();
+            all.feed_scoring(&tokens, |i, row| {
+                if i == tokens.len() - 1 {
+                    scored = row.to_vec();
+                }
+            })
+            .unwrap();
+            let next = [tokens[0] + 5];
+            let after = (
+                last.feed(&next).unwrap().to_vec(),
+                all.feed(&next).unwrap().to_vec(),
+            );
+            for (what, a, b) in [
+                ("prompt", &skipped, &scored),
+                ("next token", &after.0, &after.1),
+            ] {
+                let d = a
+                    .iter()
+                    .zip(b)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max);
+                // The skipping pass multiplies one row where the other multiplies seven: the
+                // int8 path may take another kernel (fewer than 4 rows) with another summation
+                // order; the next token's logits read only the cache, so they are identical.
+                let bound = if what == "prompt" { 1e-3 } else { 0.0 };
+                assert!(
+                    d <= bound,
+                    "{name} {precision:?} {what}: logits differ by {d}"
+                );
+            }
+        }
+    }
+}
+
 /// Rewinding within what the rings hold keeps the tokens; rewinding further forgets them all
 /// (the return value says so) and feeding from there gives the logits of a fresh session.
 #[test]
@@ -280,6 +340,7 @@ fn gemma3_truncate_rewinds_or_starts_over() {
             context: 256,
             batch: 1,
             kv_type: KvType::F32,
+            precision: tern_runtime::ActivationPrecision::F32,
             ..Default::default()
         },
     )

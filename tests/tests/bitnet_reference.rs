@@ -39,6 +39,7 @@ fn all_logits(m: &Arc<Model>, tokens: &[u32]) -> Vec<Vec<f32>> {
         m.clone(),
         &SessionOptions {
             context: 128,
+            precision: tern_runtime::ActivationPrecision::F32,
             ..Default::default()
         },
     )
@@ -114,6 +115,7 @@ fn greedy_matches_llama_cpp_until_a_near_tie() {
                 m.clone(),
                 &SessionOptions {
                     context: 128,
+                    precision: tern_runtime::ActivationPrecision::F32,
                     ..Default::default()
                 },
             )

@@ -41,6 +41,7 @@ fn chat(model: &Arc<Model>, file: &str) -> Chat {
         model.clone(),
         &SessionOptions {
             context: 512,
+            precision: tern_runtime::ActivationPrecision::F32,
             ..Default::default()
         },
     )

@@ -14,6 +14,7 @@ fn chat_with(context: usize, overflow: OverflowPolicy) -> Chat {
         smollm2(),
         &SessionOptions {
             context,
+            precision: tern_runtime::ActivationPrecision::F32,
             ..Default::default()
         },
     )
@@ -106,6 +107,7 @@ fn reusing_the_cache_gives_the_same_replies_as_reprocessing() {
         smollm2(),
         &SessionOptions {
             context: 1024,
+            precision: tern_runtime::ActivationPrecision::F32,
             ..Default::default()
         },
     )
@@ -143,6 +145,7 @@ fn truncate_then_feed_equals_a_fresh_feed() {
     let c = tok.encode(", how are you?", false, true);
     let opts = SessionOptions {
         context: 256,
+        precision: tern_runtime::ActivationPrecision::F32,
         ..Default::default()
     };
     let mut s = Session::new(model.clone(), &opts).unwrap();
@@ -342,6 +345,7 @@ fn restored_session_gives_the_same_next_token() {
         smollm2(),
         &SessionOptions {
             context: 512,
+            precision: tern_runtime::ActivationPrecision::F32,
             ..Default::default()
         },
     )
@@ -416,6 +420,7 @@ fn restore_rejects_foreign_or_damaged_snapshots() {
             smollm2(),
             &SessionOptions {
                 context: 512,
+                precision: tern_runtime::ActivationPrecision::F32,
                 ..Default::default()
             },
         )
@@ -487,6 +492,7 @@ fn restore_rejects_foreign_or_damaged_snapshots() {
         smollm2(),
         &SessionOptions {
             context: 8,
+            precision: tern_runtime::ActivationPrecision::F32,
             ..Default::default()
         },
     )
@@ -506,6 +512,7 @@ fn empty_and_truncated_sessions_round_trip() {
     let model = smollm2();
     let opts = SessionOptions {
         context: 64,
+        precision: tern_runtime::ActivationPrecision::F32,
         ..Default::default()
     };
     let mut s = Session::new(model.clone(), &opts).unwrap();
@@ -533,6 +540,7 @@ fn oversized_session_options_are_clamped_to_the_model() {
         model.clone(),
         &SessionOptions {
             context: usize::MAX,
+            precision: tern_runtime::ActivationPrecision::F32,
             ..Default::default()
         },
     )
@@ -541,6 +549,7 @@ fn oversized_session_options_are_clamped_to_the_model() {
     let opts = SessionOptions {
         context: 64,
         batch: usize::MAX,
+        precision: tern_runtime::ActivationPrecision::F32,
         ..Default::default()
     };
     let mut s = Session::new(model, &opts).unwrap();

@@ -56,6 +56,7 @@ fn decoding_through_the_stream_arena_allocates_nothing() {
     let feed = StreamFeed::new(source, vec![0u8; 2 << 20].into_boxed_slice());
     let opts = SessionOptions {
         context: 64,
+        precision: tern_runtime::ActivationPrecision::F32,
         ..Default::default()
     };
     let mut s = Session::with_feed(model, &opts, Box::new(Serial), Box::new(feed)).unwrap();

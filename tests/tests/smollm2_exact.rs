@@ -30,6 +30,7 @@ fn session_with(kv_type: KvType) -> Session {
         &SessionOptions {
             context: 512,
             kv_type,
+            precision: tern_runtime::ActivationPrecision::F32,
             ..Default::default()
         },
     )

@@ -30,6 +30,7 @@ fn session() -> Session {
         smollm2(),
         &SessionOptions {
             context: 1024,
+            precision: tern_runtime::ActivationPrecision::F32,
             ..Default::default()
         },
     )

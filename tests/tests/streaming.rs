@@ -37,6 +37,7 @@ fn prompt() -> Vec<u32> {
 fn streaming_through_a_small_arena_matches_mmap() {
     let opts = SessionOptions {
         context: 64,
+        precision: tern_runtime::ActivationPrecision::F32,
         ..Default::default()
     };
     let mut mapped = Session::new(smollm2(), &opts).unwrap();
@@ -71,6 +72,7 @@ fn streaming_through_a_small_arena_matches_mmap() {
 fn resident_cap_releases_layers_and_matches() {
     let free = SessionOptions {
         context: 64,
+        precision: tern_runtime::ActivationPrecision::F32,
         ..Default::default()
     };
     let capped = SessionOptions {
@@ -94,6 +96,7 @@ fn resident_cap_releases_layers_and_matches() {
 fn a_copy_in_huge_pages_matches_the_map() {
     let opts = SessionOptions {
         context: 64,
+        precision: tern_runtime::ActivationPrecision::F32,
         ..Default::default()
     };
     let open = |memory| {
@@ -121,6 +124,7 @@ fn streamed_model_without_a_feed_is_a_typed_error() {
         model,
         &SessionOptions {
             context: 16,
+            precision: tern_runtime::ActivationPrecision::F32,
             ..Default::default()
         },
     )
@@ -139,6 +143,7 @@ fn arena_smaller_than_a_row_is_a_typed_error() {
     let feed = StreamFeed::new(source, vec![0u8; 64].into_boxed_slice());
     let opts = SessionOptions {
         context: 16,
+        precision: tern_runtime::ActivationPrecision::F32,
         ..Default::default()
     };
     let mut s = Session::with_feed(model, &opts, Box::new(Serial), Box::new(feed)).unwrap();
@@ -155,6 +160,7 @@ fn generation_continues_after_max_tokens() {
     use tern_runtime::{Event, Flow, Sampler, SamplerOptions};
     let opts = SessionOptions {
         context: 64,
+        precision: tern_runtime::ActivationPrecision::F32,
         ..Default::default()
     };
     let collect = |s: &mut Session, prompt: &[u32], n: usize| {

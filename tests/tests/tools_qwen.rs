@@ -40,6 +40,7 @@ fn tool_chat(constrained: bool) -> ToolChat {
         qwen(),
         &SessionOptions {
             context: 2048,
+            precision: tern_runtime::ActivationPrecision::F32,
             ..Default::default()
         },
     )
@@ -288,7 +289,14 @@ fn gbnf_constrains_the_real_model() {
         false,
         true,
     );
-    let mut s = Session::new(m.clone(), &SessionOptions::default()).expect("session fits");
+    let mut s = Session::new(
+        m.clone(),
+        &SessionOptions {
+            precision: tern_runtime::ActivationPrecision::F32,
+            ..SessionOptions::default()
+        },
+    )
+    .expect("session fits");
     let mut text = String::new();
     let mut sampler = tern_runtime::Sampler::new(SamplerOptions {
         temperature: 1.5,
