@@ -111,7 +111,7 @@ if [ ! -f "$q4_0" ]; then
   "$bin/tern" quantize -m "$model" -o "$q4_0.part" --type q4_0 >/dev/null
   mv "$q4_0.part" "$q4_0"
 fi
-"$bin/tern" run -m "$q4_0" -p "$PROMPT" -n 16 --temp 0 --json >"$work/q4_0.json"
+"$bin/tern" run -m "$q4_0" -p "$PROMPT" -n 16 --temp 0 --precision f32 --json >"$work/q4_0.json"
 python3 - "$work/q4_0.json" "$work/q4_0_expected.txt" <<'PY'
 import json, sys
 out = json.load(open(sys.argv[1]))

@@ -665,7 +665,10 @@ fun main(args: Array<String>) {
         }
         test("NPU delegate: OrtCpu gives the CPU's 16 greedy tokens and lists its decisions") {
             val delegate = DelegateOptions(kind = DelegateKind.ORT_CPU, ortLibrary = ortLibrary)
-            TernModel.load(q4Path, OPTIONS.copy(delegate = delegate)).use { m ->
+            // F32 on both sides (the expected text is `tern run --precision f32`): the default
+            // precision is int8 on this CPU, where the CPU and the delegate round differently.
+            val f32 = OPTIONS.copy(delegate = delegate, activationPrecision = dev.tern.ffi.Precision.F32)
+            TernModel.load(q4Path, f32).use { m ->
                 check(m.options.delegate == delegate) { "${m.options}" }
                 val decisions = m.delegateDecisions
                 val layers = 30
