@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The every-type table of `bench/vs-llamacpp.sh --types [REPS]` (see there): Tern (f32, int8)
 # against llama-bench on identical files, 1 and 2 threads, pp128 / tg128, REPS alternating
-# rounds; ratios are Tern / llama.cpp, "best" the faster Tern precision, "default" f32.
+# rounds; ratios are Tern / llama.cpp, "best" the faster Tern precision, "default" what
+# `--precision auto` picks on this CPU.
 # TYPES="q4_0 q8_0" runs only those.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -54,6 +55,9 @@ cargo build -q --release -p tern-cli
 runs="${RUNS:-$(mktemp)}"
 [ -n "${RUNS:-}" ] || trap 'rm -f "$runs"' EXIT
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+# What `--precision auto`, the default, resolves to on this CPU: the "default" column.
+default="$(target/release/tern bench -m models/smollm2-135m-instruct-q4_1.gguf -p 4 -n 1 -r 1 --json |
+  python3 -c "import json,sys; print(json.load(sys.stdin)['precision'])")"
 for t in "${files[@]}"; do
   f="$(path "$t")"
   [ -f "$f" ] || { echo "skipped $t: $f is missing" >&2; continue; }
@@ -73,15 +77,15 @@ print(json.dumps({'type': '$t', 'threads': $threads, 'who': 'llama', 'pp': pp, '
     done
   done
 done
-python3 - "$runs" "$reps" "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
+python3 - "$runs" "$reps" "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg)" "$default" <<'PY'
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
-reps, before, after = sys.argv[2:5]
+reps, before, after, default = sys.argv[2:6]
 def med(t, th, who, k):
     v = [r[k] for r in runs if (r["type"], r["threads"], r["who"]) == (t, th, who)]
     return statistics.median(v) if v else float("nan")
 print(f"pp128 / tg128 tok/s, median of {reps} alternating rounds; load average {before} before, {after} after")
-print(f"| type | threads | llama.cpp pp / tg | Tern f32 pp / tg | Tern int8 pp / tg | best ratio pp / tg | default (f32) ratio pp / tg |")
+print(f"| type | threads | llama.cpp pp / tg | Tern f32 pp / tg | Tern int8 pp / tg | best ratio pp / tg | default ({default}) ratio pp / tg |")
 print("|---|---|---|---|---|---|---|")
 seen = []
 for r in runs:
@@ -94,7 +98,7 @@ for r in runs:
     f = [med(t, th, "f32", k) for k in ("pp", "tg")]
     i = [med(t, th, "int8", k) for k in ("pp", "tg")]
     best = [max(f[j], i[j]) / l[j] for j in range(2)]
-    dflt = [f[j] / l[j] for j in range(2)]
+    dflt = [(i if default == "int8" else f)[j] / l[j] for j in range(2)]
     print(f"| {t.upper()} | {th} | {l[0]:.1f} / {l[1]:.1f} | {f[0]:.1f} / {f[1]:.1f} | {i[0]:.1f} / {i[1]:.1f} "
           f"| {best[0]:.2f} / {best[1]:.2f} | {dflt[0]:.2f} / {dflt[1]:.2f} |")
 PY
