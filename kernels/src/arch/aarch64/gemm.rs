@@ -755,7 +755,7 @@ mod dotprod {
 /// decoding (`n = 1`) keeps the `sdot` tiles. Why this should pay is the instruction count
 /// above; it has run only under qemu, which says nothing about speed, and is unmeasured on
 /// hardware.
-mod i8mm {
+pub(super) mod i8mm {
     use super::super::neon::f16;
 
     int8_gemm!(@tiles "neon,dotprod,i8mm", super::dotprod::isum_sdot);
@@ -784,7 +784,7 @@ mod i8mm {
     /// 2×2 int32 matrix (`smmla`; inline assembly because Rust's `vmmlaq_s32` is not stable).
     #[inline]
     #[target_feature(enable = "neon,i8mm")]
-    fn smmla(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    pub(in crate::arch::aarch64) fn smmla(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
         let mut acc = acc;
         // SAFETY: this function enables `i8mm`, so its callers run only where SMMLA was
         // detected (`Backend::NeonI8mm`); the instruction reads and writes the named registers

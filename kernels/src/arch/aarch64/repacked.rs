@@ -22,6 +22,7 @@
 
 use core::arch::aarch64::*;
 
+use super::gemm::i8mm::smmla;
 use super::int8::dotprod::sdot;
 use super::neon::load_i8x16;
 use crate::arch::repacked::{codes_offset, RepackedTile, TileArgs, Q4_0, Q4_1, Q8_0, SCALE_BYTES};
@@ -196,26 +197,6 @@ impl RepackedTile for I8mm {
             _ => by_tokens!(Q8_0),
         }
     }
-}
-
-/// `acc + a·bᵀ` for `a`, `b` 2×8 int8 matrices (a row per 8 bytes) and `acc` a 2×2 int32
-/// matrix (`smmla`; inline assembly because Rust's `vmmlaq_s32` is not stable).
-#[inline]
-#[target_feature(enable = "neon,i8mm")]
-fn smmla(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
-    let mut acc = acc;
-    // SAFETY: this function enables `i8mm`, so its callers run only where SMMLA was detected
-    // (`Backend::NeonI8mm`); the instruction reads and writes the named registers only.
-    unsafe {
-        core::arch::asm!(
-            "smmla {acc:v}.4s, {a:v}.16b, {b:v}.16b",
-            acc = inout(vreg) acc,
-            a = in(vreg) a,
-            b = in(vreg) b,
-            options(pure, nomem, nostack, preserves_flags)
-        );
-    }
-    acc
 }
 
 /// 8 rows × `2·TP` token slots (`a.tokens` of them real; a missing second token of a pair
