@@ -31,21 +31,24 @@ use crate::scalar::BlockQ8Act;
 /// Rows per tile: the rows that meet each prepared block pair of activations.
 const ROWS: usize = 4;
 
-/// One pair of activation blocks, prepared once for every row of a tile.
+/// One pair of activation blocks, prepared once for every row of a tile (shared with the Q8_0
+/// kernel, `q8_0_512_int8`).
 #[derive(Clone, Copy)]
-struct Acts {
+pub(super) struct Acts {
     /// Block `b` in bytes 0..32, block `b + 1` (or zeros) in bytes 32..64.
-    a: __m512i,
-    /// `−16·Σa` per group of four bytes: the offset of Q5_0's unsigned codes.
-    base: __m512i,
+    pub(super) a: __m512i,
+    /// `−offset·Σa` per group of four bytes: the offset of the weights' unsigned codes.
+    pub(super) base: __m512i,
     /// `[d_a(b), d_a(b + 1) (or 0), 0, 0]`.
-    d: __m128,
+    pub(super) d: __m128,
 }
 
-/// Prepares activation blocks `a0` and `a1` (absent past an odd row's last block: zeros).
+/// Prepares activation blocks `a0` and `a1` (absent past an odd row's last block: zeros) for
+/// unsigned codes `q + offset`; `offset` is the byte read as unsigned (Q5_0: 16; Q8_0's
+/// flipped top bit: 0x80 as `-128`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn prepare(a0: &BlockQ8Act, a1: Option<&BlockQ8Act>) -> Acts {
+pub(super) fn prepare(a0: &BlockQ8Act, a1: Option<&BlockQ8Act>, offset: i8) -> Acts {
     // SAFETY: `qs` is 32 readable bytes; the loads are unaligned.
     let lo = unsafe { _mm256_loadu_si256(a0.qs.as_ptr().cast()) };
     let (hi, d1) = match a1 {
@@ -54,7 +57,7 @@ fn prepare(a0: &BlockQ8Act, a1: Option<&BlockQ8Act>) -> Acts {
         None => (_mm256_setzero_si256(), 0.0),
     };
     let a = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
-    let sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(16), a);
+    let sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(offset), a);
     let base = _mm512_sub_epi32(_mm512_setzero_si512(), sums);
     let d = _mm_setr_ps(a0.d(), d1, 0.0, 0.0);
     Acts { a, base, d }
@@ -112,7 +115,7 @@ fn tile<const R: usize>(w: &[BlockQ5_0], kb: usize, acts: &[BlockQ8Act], y: &mut
     let mut acc = [_mm512_setzero_ps(); R];
     let mut b = 0;
     while b + 2 <= kb {
-        let a = prepare(&acts[b], Some(&acts[b + 1]));
+        let a = prepare(&acts[b], Some(&acts[b + 1]), 16);
         for r in 0..R {
             let (c, dw) = codes(&w[r * kb + b..], true);
             acc[r] = step(acc[r], c, dw, &a);
@@ -120,7 +123,7 @@ fn tile<const R: usize>(w: &[BlockQ5_0], kb: usize, acts: &[BlockQ8Act], y: &mut
         b += 2;
     }
     if b < kb {
-        let a = prepare(&acts[b], None);
+        let a = prepare(&acts[b], None, 16);
         for r in 0..R {
             let (c, dw) = codes(&w[r * kb + b..], false);
             acc[r] = step(acc[r], c, dw, &a);

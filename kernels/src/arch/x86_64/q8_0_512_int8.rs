@@ -23,41 +23,12 @@
 use core::arch::x86_64::*;
 
 use super::gemm::{prefetch_ahead, prefetch_head};
+use super::q5_0_512_int8::{prepare, Acts};
 use crate::blocks::BlockQ8_0;
 use crate::scalar::BlockQ8Act;
 
 /// Rows per tile: the rows that meet each prepared block pair of activations.
 const ROWS: usize = 4;
-
-/// One pair of activation blocks, prepared once for every row of a tile.
-#[derive(Clone, Copy)]
-struct Acts {
-    /// Block `b` in bytes 0..32, block `b + 1` (or zeros) in bytes 32..64.
-    a: __m512i,
-    /// `−128·Σa` per group of four bytes: the offset of the flipped (unsigned) codes.
-    base: __m512i,
-    /// `[d_a(b), d_a(b + 1) (or 0), 0, 0]`.
-    d: __m128,
-}
-
-/// Prepares activation blocks `a0` and `a1` (absent past an odd row's last block: zeros).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn prepare(a0: &BlockQ8Act, a1: Option<&BlockQ8Act>) -> Acts {
-    // SAFETY: `qs` is 32 readable bytes; the loads are unaligned.
-    let lo = unsafe { _mm256_loadu_si256(a0.qs.as_ptr().cast()) };
-    let (hi, d1) = match a1 {
-        // SAFETY: as above.
-        Some(a1) => (unsafe { _mm256_loadu_si256(a1.qs.as_ptr().cast()) }, a1.d()),
-        None => (_mm256_setzero_si256(), 0.0),
-    };
-    let a = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
-    // 0x80 as an unsigned byte is 128.
-    let sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(-128), a);
-    let base = _mm512_sub_epi32(_mm512_setzero_si512(), sums);
-    let d = _mm_setr_ps(a0.d(), d1, 0.0, 0.0);
-    Acts { a, base, d }
-}
 
 /// `acc + Σ_lanes (d_w·d_a)·Σ q·a` for one row's blocks `w[0]` and `w[1]` (with
 /// `pair == false` only `w[0]`: the second half then has zero codes against zero activations
@@ -96,14 +67,14 @@ fn tile<const R: usize>(w: &[BlockQ8_0], kb: usize, acts: &[BlockQ8Act], y: &mut
     let mut acc = [_mm512_setzero_ps(); R];
     let mut b = 0;
     while b + 2 <= kb {
-        let a = prepare(&acts[b], Some(&acts[b + 1]));
+        let a = prepare(&acts[b], Some(&acts[b + 1]), -128);
         for (r, acc) in acc.iter_mut().enumerate() {
             *acc = step(*acc, &w[r * kb + b..], true, &a);
         }
         b += 2;
     }
     if b < kb {
-        let a = prepare(&acts[b], None);
+        let a = prepare(&acts[b], None, -128);
         for (r, acc) in acc.iter_mut().enumerate() {
             *acc = step(*acc, &w[r * kb + b..], false, &a);
         }
