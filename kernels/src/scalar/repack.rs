@@ -1,4 +1,4 @@
-//! Row-interleaved ("repacked") Q4_0, Q4_1 and Q8_0: the layout, the repacking, and the int8 GEMM
+//! Row-interleaved ("repacked") Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0: the layout, the repacking, and the int8 GEMM
 //! over it, as plain loops. This file is the specification the SIMD paths equal bit for bit.
 //!
 //! Why a second layout: in GGUF order a row's blocks lie end to end, so a SIMD product over
@@ -20,18 +20,33 @@
 //! BlockQ8_0x8 (272 bytes): d[8] f16, then qs[256]:
 //!   qs[(j·8 + r)·4 + k], j in 0..8, k in 0..4 = code 4j + k of row r, plus 128 (as u8)
 //!   (weight (u − 128)·d)
+//! BlockQ5_0x8 (176 bytes): d[8] f16, then qh[32], then qs[128] as Q4_0's (the low four bits):
+//!   qh[r·4 + k] bit j     = fifth bit of code 4j + k of row r      (GGUF qh bit 4j + k)
+//!   qh[r·4 + k] bit 4 + j = fifth bit of code 16 + 4j + k of row r (GGUF qh bit 16 + 4j + k)
+//!   (u = nibble | fifth bit << 4, 0..=31; weight (u − 16)·d)
+//! BlockQ5_1x8 (192 bytes): d[8] f16, m[8] f16, then qh[32] and qs[128] as Q5_0's
+//!   (weight u·d + m)
 //! ```
+//!
+//! Why that `qh`: byte `r·4 + k` of it sits at the same place in its 32 bytes as the code
+//! bytes of nibble group `j` (`qs[32j..32j + 32]`) hold the same row and `k`, so one 32-byte
+//! vector of `qh` serves all four groups: shifted right by `j`, its bit 4 is every lane's
+//! high-code fifth bit and its bit 0 the low code's (x86 shifts 16- or 32-bit lanes; bits that
+//! cross into a byte from its neighbour land in bits the mask `0x10` drops). NEON inserts them
+//! with `sli`/`sri` after one shift and one `and` per group. Against a byte per row and group
+//! (broadcast, shuffle, test against a bit mask per code), that is no shuffle and no compare,
+//! and the layout is the GGUF bytes' size (22 and 24 bytes a block, eight blocks a group).
 //!
 //! A repacked matrix of `m` rows is `⌈m/8⌉` groups of eight rows; group `g` is its
 //! `cols/32` block groups end to end. The last group is padded with zero rows (scale 0).
 //!
 //! The product, per output `y[t][r]`, over the row's blocks in order, with `c` the codes'
-//! offset (8 or 128) and `a` the token's [`BlockQ8Act`] codes:
+//! offset (8, 16 or 128; 0 for Q4_1 and Q5_1) and `a` the token's [`BlockQ8Act`] codes:
 //!
 //! ```text
 //! i_b = Σ_k u_k·a_k − c·Σ_k a_k                 exact i32 (= Σ q·a of the GGUF codes)
 //! acc = fma(i_b as f32, d_b·d_a, acc)           from acc = 0
-//! acc = fma(m_b, s_a, acc)                      (Q4_1: c = 0; s_a = d_a·Σa)
+//! acc = fma(m_b, s_a, acc)                      (Q4_1, Q5_1: c = 0; s_a = d_a·Σa)
 //! ```
 //!
 //! which is [`gemm_i8`](super::gemm_i8)'s arithmetic on the same matrix bit for bit (its
@@ -40,7 +55,7 @@
 
 use super::act::{act_blocks, BlockQ8Act};
 use super::gemm::gemm_shape;
-use crate::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ8_0, F16Le};
+use crate::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, F16Le};
 use crate::format::Format;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
@@ -98,9 +113,88 @@ pub struct BlockQ4_1x8 {
 }
 const _: () = assert!(core::mem::size_of::<BlockQ4_1x8>() == 160);
 
+/// Eight Q5_0 blocks interleaved; see the module docs.
+///
+/// ```text
+/// byte 0..16    d[r] (f16), r in 0..8
+/// byte 16..48   qh: byte r·4 + k, bit j = fifth bit of code 4j + k of row r,
+///               bit 4 + j = fifth bit of code 16 + 4j + k
+/// byte 48..176  qs: as BlockQ4_0x8's (the codes' low four bits)
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+pub struct BlockQ5_0x8 {
+    /// Scale of each row.
+    pub d: [F16Le; 8],
+    /// The codes' fifth bits, rearranged (module docs).
+    pub qh: [u8; 32],
+    /// The codes' low four bits, four bytes of each row in turn.
+    pub qs: [u8; 128],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ5_0x8>() == 176);
+
+/// Eight Q5_1 blocks interleaved; see the module docs.
+///
+/// ```text
+/// byte 0..16    d[r] (f16), r in 0..8
+/// byte 16..32   m[r] (f16)
+/// byte 32..64   qh as BlockQ5_0x8's
+/// byte 64..192  qs as BlockQ5_0x8's
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+pub struct BlockQ5_1x8 {
+    /// Scale of each row.
+    pub d: [F16Le; 8],
+    /// Offset of each row.
+    pub m: [F16Le; 8],
+    /// The codes' fifth bits, rearranged (module docs).
+    pub qh: [u8; 32],
+    /// The codes' low four bits, four bytes of each row in turn.
+    pub qs: [u8; 128],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ5_1x8>() == 192);
+
+/// Row `r`'s GGUF Q5 block (`qh`, `qs`) into a block group's `qh` and `qs` (module docs).
+fn put_q5_row(qh: &[u8; 4], qs: &[u8; 16], r: usize, oh: &mut [u8; 32], os: &mut [u8; 128]) {
+    let h = u32::from_le_bytes(*qh);
+    for k in 0..4 {
+        let mut byte = 0u8;
+        for j in 0..4 {
+            byte |= (((h >> (4 * j + k)) & 1) as u8) << j;
+            byte |= (((h >> (16 + 4 * j + k)) & 1) as u8) << (4 + j);
+        }
+        oh[r * 4 + k] = byte;
+        for j in 0..4 {
+            os[(j * 8 + r) * 4 + k] = qs[4 * j + k];
+        }
+    }
+}
+
+/// Row `r`'s 5-bit codes (element order) from a block group's `qh` and `qs`.
+fn q5_row(qh: &[u8; 32], qs: &[u8; 128], r: usize) -> [u8; 32] {
+    let mut u = [0u8; 32];
+    for j in 0..4 {
+        for k in 0..4 {
+            let (byte, h) = (qs[(j * 8 + r) * 4 + k], qh[r * 4 + k]);
+            u[4 * j + k] = (byte & 0x0F) | ((h >> j) & 1) << 4;
+            u[16 + 4 * j + k] = (byte >> 4) | ((h >> (4 + j)) & 1) << 4;
+        }
+    }
+    u
+}
+
 /// Whether `format` has a repacked layout.
 pub fn has_repacked(format: Format) -> bool {
-    matches!(format, Format::Q4_0 | Format::Q4_1 | Format::Q8_0)
+    matches!(
+        format,
+        Format::Q4_0 | Format::Q4_1 | Format::Q5_0 | Format::Q5_1 | Format::Q8_0
+    )
+}
+
+/// Whether `format`'s repacked block groups carry an offset per row (`m`, added as `m·s_a`).
+pub fn repacked_has_min(format: Format) -> bool {
+    matches!(format, Format::Q4_1 | Format::Q5_1)
 }
 
 /// Bytes of one repacked block group of `format` (eight blocks).
@@ -108,6 +202,8 @@ pub fn repacked_group_block_bytes(format: Format) -> usize {
     match format {
         Format::Q4_0 => 144,
         Format::Q4_1 => 160,
+        Format::Q5_0 => 176,
+        Format::Q5_1 => 192,
         Format::Q8_0 => 272,
         _ => panic!("{format:?} has no repacked layout"),
     }
@@ -118,6 +214,8 @@ pub fn repacked_offset(format: Format) -> i32 {
     match format {
         Format::Q4_0 => 8,
         Format::Q4_1 => 0,
+        Format::Q5_0 => 16,
+        Format::Q5_1 => 0,
         Format::Q8_0 => 128,
         _ => panic!("{format:?} has no repacked layout"),
     }
@@ -188,6 +286,45 @@ pub fn repack(format: Format, w: &[u8], m: usize, out: &mut [u8]) {
                 }
             }
         }
+        Format::Q5_0 => {
+            let out: &mut [BlockQ5_0x8] = crate::blocks::as_blocks_mut(out).expect("whole");
+            for (g, groups) in out.chunks_exact_mut(nb).enumerate() {
+                for (b, o) in groups.iter_mut().enumerate() {
+                    // Padding rows: code 16 (nibble 0, fifth bit set: weight 0) under scale 0.
+                    *o = BlockQ5_0x8 {
+                        d: [F16Le([0; 2]); 8],
+                        qh: [0xFF; 32],
+                        qs: [0; 128],
+                    };
+                    for r in 0..REPACK_ROWS.min(m - g * REPACK_ROWS) {
+                        let row = &w[(g * REPACK_ROWS + r) * rb..][..rb];
+                        let blk: &[BlockQ5_0] = as_blocks(row).expect("whole blocks");
+                        o.d[r] = blk[b].d;
+                        put_q5_row(&blk[b].qh, &blk[b].qs, r, &mut o.qh, &mut o.qs);
+                    }
+                }
+            }
+        }
+        Format::Q5_1 => {
+            let out: &mut [BlockQ5_1x8] = crate::blocks::as_blocks_mut(out).expect("whole");
+            for (g, groups) in out.chunks_exact_mut(nb).enumerate() {
+                for (b, o) in groups.iter_mut().enumerate() {
+                    // Padding rows: scale and offset 0.
+                    *o = BlockQ5_1x8 {
+                        d: [F16Le([0; 2]); 8],
+                        m: [F16Le([0; 2]); 8],
+                        qh: [0; 32],
+                        qs: [0; 128],
+                    };
+                    for r in 0..REPACK_ROWS.min(m - g * REPACK_ROWS) {
+                        let row = &w[(g * REPACK_ROWS + r) * rb..][..rb];
+                        let blk: &[BlockQ5_1] = as_blocks(row).expect("whole blocks");
+                        (o.d[r], o.m[r]) = (blk[b].d, blk[b].m);
+                        put_q5_row(&blk[b].qh, &blk[b].qs, r, &mut o.qh, &mut o.qs);
+                    }
+                }
+            }
+        }
         Format::Q8_0 => {
             let out: &mut [BlockQ8_0x8] = crate::blocks::as_blocks_mut(out).expect("whole");
             for (g, groups) in out.chunks_exact_mut(nb).enumerate() {
@@ -240,6 +377,14 @@ fn unpack_row(format: Format, blk: &[u8], r: usize) -> ([u8; 32], f32, f32) {
             }
             (u, b.d[r].to_f32(), b.m[r].to_f32())
         }
+        Format::Q5_0 => {
+            let b: &BlockQ5_0x8 = &as_blocks(blk).expect("one block group")[0];
+            (q5_row(&b.qh, &b.qs, r), b.d[r].to_f32(), 0.0)
+        }
+        Format::Q5_1 => {
+            let b: &BlockQ5_1x8 = &as_blocks(blk).expect("one block group")[0];
+            (q5_row(&b.qh, &b.qs, r), b.d[r].to_f32(), b.m[r].to_f32())
+        }
         Format::Q8_0 => {
             let b: &BlockQ8_0x8 = &as_blocks(blk).expect("one block group")[0];
             for j in 0..8 {
@@ -263,7 +408,7 @@ pub fn dequant_repacked(format: Format, w: &[u8], cols: usize, r: usize, out: &m
     for (blk, o) in group.chunks_exact(gb).zip(out.chunks_exact_mut(32)) {
         let (u, d, m) = unpack_row(format, blk, r % REPACK_ROWS);
         for (o, u) in o.iter_mut().zip(u) {
-            *o = if format == Format::Q4_1 {
+            *o = if repacked_has_min(format) {
                 u as f32 * d + m
             } else {
                 (u as i32 - c) as f32 * d
@@ -320,7 +465,7 @@ pub fn gemm_repacked(
                 let asum: i32 = a.qs.iter().map(|&a| a as i32).sum();
                 let isum = dot - c * asum;
                 acc = libm::fmaf(isum as f32, d * a.d(), acc);
-                if format == Format::Q4_1 {
+                if repacked_has_min(format) {
                     acc = libm::fmaf(m, a.s(), acc);
                 }
             }
@@ -337,6 +482,14 @@ mod tests {
 
     use super::*;
     use crate::scalar::{act_q8_bytes, gemm_i8, quantize_act_q8, unpack_i8_ref};
+
+    const FORMATS: [Format; 5] = [
+        Format::Q4_0,
+        Format::Q4_1,
+        Format::Q5_0,
+        Format::Q5_1,
+        Format::Q8_0,
+    ];
 
     fn bytes(n: usize, seed: u64) -> Vec<u8> {
         let mut s = seed | 1;
@@ -369,7 +522,7 @@ mod tests {
 
     #[test]
     fn repacked_dequant_equals_gguf_dequant() {
-        for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0] {
+        for format in FORMATS {
             for m in [1, 7, 8, 9, 17] {
                 let cols = 96;
                 let w = matrix(format, m, cols, m as u64 * 31 + 5);
@@ -392,14 +545,20 @@ mod tests {
     /// codes, extreme scales and activations of ±127.
     #[test]
     fn gemm_repacked_equals_gemm_i8() {
-        for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0] {
+        for format in FORMATS {
             for (m, n, cols) in [(1, 1, 32), (9, 3, 64), (20, 5, 160)] {
                 let mut w = matrix(format, m, cols, (m * n) as u64 + 1);
                 if m == 9 {
                     // All-max codes in every block.
                     let bb = format.block_bytes();
+                    let (from, byte) = match format {
+                        Format::Q4_0 | Format::Q5_0 => (2, 0xFF),
+                        // After the offset: codes 31.
+                        Format::Q5_1 => (4, 0xFF),
+                        _ => (2, 0x80),
+                    };
                     for blk in w.chunks_exact_mut(bb) {
-                        blk[2..].fill(if format == Format::Q4_0 { 0xFF } else { 0x80 });
+                        blk[from..].fill(byte);
                     }
                 }
                 let mut x: Vec<f32> = bytes(n * cols, 77)
