@@ -1,4 +1,5 @@
-//! The int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 (`Kernels::gemm_repacked`) against its references.
+//! The int8 GEMM over repacked Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 (`Kernels::gemm_repacked`) against
+//! its references.
 //!
 //! - `scalar::repack` then `scalar::dequant_repacked` is the GGUF dequantization bit for bit
 //!   (the layout loses nothing), on every row count (padding rows included).
@@ -14,7 +15,13 @@ use common::{int8_activations as activations, kernels, same_bits, Rng};
 use tern_kernels::scalar::{self, repacked_bytes};
 use tern_kernels::{Backend, Format, Kernels};
 
-const FORMATS: [Format; 3] = [Format::Q4_0, Format::Q4_1, Format::Q8_0];
+const FORMATS: [Format; 5] = [
+    Format::Q4_0,
+    Format::Q4_1,
+    Format::Q5_0,
+    Format::Q5_1,
+    Format::Q8_0,
+];
 
 /// `rows` rows of `nb` blocks: random codes, or all 0xFF / 0x00 / 0x80 code bytes in some
 /// blocks, with ordinary or extreme f16 scales.
@@ -40,7 +47,7 @@ fn weights(format: Format, rows: usize, nb: usize, rng: &mut Rng, wild: bool) ->
             _ => half::f16::from_f32(rng.f32() * 0.05).to_bits(),
         };
         b[..2].copy_from_slice(&d.to_le_bytes());
-        if format == Format::Q4_1 {
+        if matches!(format, Format::Q4_1 | Format::Q5_1) {
             // The offset: ordinary or extreme as the scale.
             let m = [0x7BFFu16, 0xFBFF, 0x0001, 0x8000][rng.below(4) as usize];
             let m = if wild {

@@ -1,4 +1,5 @@
-//! The one driver of the int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 ([`crate::scalar::repack`]),
+//! The one driver of the int8 GEMM over repacked Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0
+//! ([`crate::scalar::repack`]),
 //! shared by every backend: shape checks, the loop over column chunks, token tiles and row
 //! tiles, the activations' per-block sums, and partial tiles. A backend supplies only the
 //! register tile ([`RepackedTile::tile`]), so the tiling is written once.
@@ -30,22 +31,52 @@ pub(crate) const Q4_1: u8 = 1;
 /// [`TileArgs::fmt`] of Q8_0 (bytes, offset 128).
 pub(crate) const Q8_0: u8 = 2;
 
+/// [`TileArgs::fmt`] of Q5_0 (nibbles and their fifth bits, offset 16).
+pub(crate) const Q5_0: u8 = 4;
+/// [`TileArgs::fmt`] of Q5_1 (as Q5_0's, no offset, a bias per row and block).
+pub(crate) const Q5_1: u8 = 5;
+
 /// Bytes of the eight f16 scales at the front of a block group.
 pub(crate) const SCALE_BYTES: usize = 16;
+/// Bytes of a Q5 block group's fifth bits (`qh`), just before its nibbles.
+pub(crate) const QH_BYTES: usize = 32;
 
-/// Where a block group's codes start: after the eight scales, and for Q4_1 also its eight f16
-/// minimums.
+/// Where a block group's codes start: after the eight scales, for Q4_1 and Q5_1 also their
+/// eight f16 minimums, for Q5_0 and Q5_1 also their fifth bits.
 pub(crate) const fn codes_offset(fmt: u8) -> usize {
-    if fmt == Q4_1 {
-        2 * SCALE_BYTES
-    } else {
-        SCALE_BYTES
+    match fmt {
+        Q4_1 => 2 * SCALE_BYTES,
+        Q5_0 => SCALE_BYTES + QH_BYTES,
+        Q5_1 => 2 * SCALE_BYTES + QH_BYTES,
+        _ => SCALE_BYTES,
     }
+}
+
+/// Bytes of one block group (`scalar::repacked_group_block_bytes`) by [`TileArgs::fmt`].
+pub(crate) const fn group_bytes(fmt: u8) -> usize {
+    match fmt {
+        Q4_0 => 144,
+        Q4_1 => 160,
+        Q5_0 => 176,
+        Q5_1 => 192,
+        Q8_0 => 272,
+        _ => panic!("not a repacked format"),
+    }
+}
+
+/// Whether the format's block groups carry eight f16 minimums after the scales (Q4_1, Q5_1).
+pub(crate) const fn has_min(fmt: u8) -> bool {
+    matches!(fmt, Q4_1 | Q5_1)
+}
+
+/// Whether the format's codes have a fifth bit (Q5_0, Q5_1).
+pub(crate) const fn has_qh(fmt: u8) -> bool {
+    matches!(fmt, Q5_0 | Q5_1)
 }
 
 /// One register tile's operands (see [`RepackedTile`]).
 pub(crate) struct TileArgs<'a> {
-    /// The format: [`Q4_0`], [`Q4_1`] or [`Q8_0`].
+    /// The format: [`Q4_0`], [`Q4_1`], [`Q5_0`], [`Q5_1`] or [`Q8_0`].
     pub fmt: u8,
     /// The tile's first row group from the chunk's first block group on; group `g` is
     /// `g·gstride` bytes on.
@@ -155,6 +186,8 @@ pub(crate) unsafe fn gemm_repacked<K: RepackedTile>(
                             fmt: match format {
                                 Format::Q4_0 => Q4_0,
                                 Format::Q4_1 => Q4_1,
+                                Format::Q5_0 => Q5_0,
+                                Format::Q5_1 => Q5_1,
                                 _ => Q8_0,
                             },
                             w: &w[g0 * gstride + b0 * gb..],

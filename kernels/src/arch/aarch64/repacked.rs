@@ -1,4 +1,5 @@
-//! The register tiles of the int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0: [`Dotprod`] (`sdot`) and,
+//! The register tiles of the int8 GEMM over repacked Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0: [`Dotprod`]
+//! (`sdot`) and,
 //! for two or more tokens with the int8 matrix multiply extension, [`I8mm`] (`smmla`; see its
 //! docs). `scalar::repack` defines the layout and the arithmetic; `arch::repacked` drives the
 //! tiles. Measured with `bench/arm-insn-count.sh`'s counter (qemu `-cpu max`, SmolLM2-135M int8,
@@ -11,8 +12,12 @@
 //! per row and block). The tile is 8 rows (one row group, two vectors) × 4 tokens. Q4_0 and
 //! Q4_1 nibbles (0..=15) meet the activations as they are, each block's integer sum starting from
 //! `−8·Σa` (Q4_0; Q4_1's from 0, with its offset's `fma(m, s_a, acc)` after the scale's); Q8_0 codes are turned back into signed `q` (`sdot` multiplies signed by signed), so
-//! their sums are `Σ q·a` directly. Both end each block with the reference's float step:
-//! `acc = fma(i as f32, d_w·d_a, acc)`.
+//! their sums are `Σ q·a` directly. Q5_0 and Q5_1 are Q4_0 and Q4_1 with each nibble's fifth
+//! bit put in as bit 4 (codes 0..=31; Q5_0's sums from `−16·Σa`): the group's `qh` bytes shifted
+//! right by the nibble group `j` and masked with `0x11` hold the low code's fifth bit at bit 0
+//! and the high code's at bit 4 (`scalar::repack`'s layout), so `sli #4` of them under the
+//! nibble byte makes the low code and `sri #4` of the nibble byte into them the high one.
+//! Both end each block with the reference's float step: `acc = fma(i as f32, d_w·d_a, acc)`.
 
 // Tiles index accumulators by token and row vector.
 #![expect(
@@ -25,7 +30,10 @@ use core::arch::aarch64::*;
 use super::gemm::i8mm::smmla;
 use super::int8::dotprod::sdot;
 use super::neon::load_i8x16;
-use crate::arch::repacked::{codes_offset, RepackedTile, TileArgs, Q4_0, Q4_1, Q8_0, SCALE_BYTES};
+use crate::arch::repacked::{
+    codes_offset, group_bytes, has_min, has_qh, RepackedTile, TileArgs, Q4_0, Q4_1, Q5_0, Q5_1,
+    Q8_0, QH_BYTES, SCALE_BYTES,
+};
 
 /// The `sdot` tile (NeonDotprod and NeonI8mm).
 pub(super) struct Dotprod;
@@ -51,7 +59,10 @@ impl RepackedTile for Dotprod {
         match a.fmt {
             Q4_0 => by_tokens!(Q4_0),
             Q4_1 => by_tokens!(Q4_1),
-            _ => by_tokens!(Q8_0),
+            Q5_0 => by_tokens!(Q5_0),
+            Q5_1 => by_tokens!(Q5_1),
+            Q8_0 => by_tokens!(Q8_0),
+            _ => unreachable!("the driver passes a repacked format"),
         }
     }
 }
@@ -60,8 +71,8 @@ impl RepackedTile for Dotprod {
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
 fn tile<const TT: usize, const F: u8>(a: TileArgs<'_>) {
-    let gb = [144, 160, 272][F as usize];
-    // Codes after the scales (and Q4_1's offsets).
+    let gb = group_bytes(F);
+    // Codes after the scales (and the offsets, fifth bits of the formats with them).
     let qs = codes_offset(F);
     assert!(a.groups >= 1 && a.blocks >= 1 && a.blocks <= a.kb);
     assert!(
@@ -117,12 +128,26 @@ fn tile<const TT: usize, const F: u8>(a: TileArgs<'_>) {
             for t in 0..TT {
                 iacc[t] = [vdupq_n_s32(-a.asum[t * a.blocks + b]); 2];
             }
+            // Q5's fifth bits (unused for Q4).
+            let qh: [uint8x16_t; 2] = if has_qh(F) {
+                core::array::from_fn(|h| load(qs - QH_BYTES + 16 * h))
+            } else {
+                [vdupq_n_u8(0); 2]
+            };
             for j in 0..4 {
                 let raw: [uint8x16_t; 2] = core::array::from_fn(|h| load(qs + 32 * j + 16 * h));
-                let lo: [int8x16_t; 2] =
-                    core::array::from_fn(|h| vreinterpretq_s8_u8(vandq_u8(raw[h], nib)));
-                let hi: [int8x16_t; 2] =
-                    core::array::from_fn(|h| vreinterpretq_s8_u8(vshrq_n_u8::<4>(raw[h])));
+                let (lo, hi): ([int8x16_t; 2], [int8x16_t; 2]) = if has_qh(F) {
+                    let e: [uint8x16_t; 2] = core::array::from_fn(|h| fifth_bits(qh[h], j));
+                    (
+                        core::array::from_fn(|h| vreinterpretq_s8_u8(vsliq_n_u8::<4>(raw[h], e[h]))),
+                        core::array::from_fn(|h| vreinterpretq_s8_u8(vsriq_n_u8::<4>(e[h], raw[h]))),
+                    )
+                } else {
+                    (
+                        core::array::from_fn(|h| vreinterpretq_s8_u8(vandq_u8(raw[h], nib))),
+                        core::array::from_fn(|h| vreinterpretq_s8_u8(vshrq_n_u8::<4>(raw[h]))),
+                    )
+                };
                 for t in 0..TT {
                     let (xl, xh) = (x(t, j), x(t, 4 + j));
                     for h in 0..2 {
@@ -133,8 +158,8 @@ fn tile<const TT: usize, const F: u8>(a: TileArgs<'_>) {
         }
         // SAFETY: the block group opens with its eight f16 scales (16 bytes); exact widening.
         let dw = super::f16::widen(unsafe { vld1q_u16(base.cast()) });
-        let mw = if F == Q4_1 {
-            // SAFETY: Q4_1's 16 offset bytes follow the scales; exact widening.
+        let mw = if has_min(F) {
+            // SAFETY: Q4_1's and Q5_1's 16 offset bytes follow the scales; exact widening.
             super::f16::widen(unsafe { vld1q_u16(base.add(SCALE_BYTES).cast()) })
         } else {
             [vdupq_n_f32(0.0); 2]
@@ -145,7 +170,7 @@ fn tile<const TT: usize, const F: u8>(a: TileArgs<'_>) {
             for h in 0..2 {
                 let scale = vmulq_f32(dw[h], da);
                 facc[t][h] = vfmaq_f32(facc[t][h], vcvtq_f32_s32(iacc[t][h]), scale);
-                if F == Q4_1 {
+                if has_min(F) {
                     facc[t][h] = vfmaq_f32(facc[t][h], mw[h], vdupq_n_f32(act.s()));
                 }
             }
@@ -194,7 +219,10 @@ impl RepackedTile for I8mm {
         match a.fmt {
             Q4_0 => by_tokens!(Q4_0),
             Q4_1 => by_tokens!(Q4_1),
-            _ => by_tokens!(Q8_0),
+            Q5_0 => by_tokens!(Q5_0),
+            Q5_1 => by_tokens!(Q5_1),
+            Q8_0 => by_tokens!(Q8_0),
+            _ => unreachable!("the driver passes a repacked format"),
         }
     }
 }
@@ -204,7 +232,7 @@ impl RepackedTile for I8mm {
 #[inline]
 #[target_feature(enable = "neon,dotprod,i8mm")]
 fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
-    let gb = [144, 160, 272][F as usize];
+    let gb = group_bytes(F);
     let qs = codes_offset(F);
     let tt = a.tokens;
     assert!(a.groups >= 1 && a.blocks >= 1 && a.blocks <= a.kb);
@@ -257,9 +285,9 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
             let (c2, c3) = zip(x[1], z[1]);
             [c0, c1, c2, c3]
         });
-        // The integer sums start from −c·Σa (Q4_0), or 0.
+        // The integer sums start from −c·Σa (Q4_0, Q5_0), or 0.
         let init: [int32x4_t; TP] = core::array::from_fn(|q| {
-            if F == Q4_0 {
+            if matches!(F, Q4_0 | Q5_0) {
                 let (s0, s1) = (
                     a.asum[tok(q, 0) * a.blocks + b],
                     a.asum[tok(q, 1) * a.blocks + b],
@@ -290,15 +318,33 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
             } else {
                 let raw: [uint32x4_t; 4] =
                     core::array::from_fn(|j| vreinterpretq_u32_u8(load(qs + 32 * j + 16 * h)));
+                // Q5: each nibble group's fifth bits, zipped as its nibbles are.
+                let fifth: [uint32x4_t; 4] = if has_qh(F) {
+                    let qh = load(qs - QH_BYTES + 16 * h);
+                    core::array::from_fn(|j| vreinterpretq_u32_u8(fifth_bits(qh, j)))
+                } else {
+                    [vdupq_n_u32(0); 4]
+                };
+                let zip = |v: &[uint32x4_t; 4], jp: usize| {
+                    [
+                        vreinterpretq_u8_u32(vzip1q_u32(v[2 * jp], v[2 * jp + 1])),
+                        vreinterpretq_u8_u32(vzip2q_u32(v[2 * jp], v[2 * jp + 1])),
+                    ]
+                };
                 let mut w = [[vdupq_n_s8(0); 4]; 2];
                 for jp in 0..2 {
-                    let pair = [
-                        vreinterpretq_u8_u32(vzip1q_u32(raw[2 * jp], raw[2 * jp + 1])),
-                        vreinterpretq_u8_u32(vzip2q_u32(raw[2 * jp], raw[2 * jp + 1])),
-                    ];
-                    for s in 0..2 {
-                        w[s][jp] = vreinterpretq_s8_u8(vandq_u8(pair[s], nib));
-                        w[s][2 + jp] = vreinterpretq_s8_u8(vshrq_n_u8::<4>(pair[s]));
+                    let pair = zip(&raw, jp);
+                    if has_qh(F) {
+                        let e = zip(&fifth, jp);
+                        for s in 0..2 {
+                            w[s][jp] = vreinterpretq_s8_u8(vsliq_n_u8::<4>(pair[s], e[s]));
+                            w[s][2 + jp] = vreinterpretq_s8_u8(vsriq_n_u8::<4>(e[s], pair[s]));
+                        }
+                    } else {
+                        for s in 0..2 {
+                            w[s][jp] = vreinterpretq_s8_u8(vandq_u8(pair[s], nib));
+                            w[s][2 + jp] = vreinterpretq_s8_u8(vshrq_n_u8::<4>(pair[s]));
+                        }
                     }
                 }
                 w
@@ -315,8 +361,8 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
         }
         // SAFETY: the block group opens with its eight f16 scales (16 bytes); exact widening.
         let dw = super::f16::widen(unsafe { vld1q_u16(base.cast()) });
-        let mw = if F == Q4_1 {
-            // SAFETY: Q4_1's 16 offset bytes follow the scales; exact widening.
+        let mw = if has_min(F) {
+            // SAFETY: Q4_1's and Q5_1's 16 offset bytes follow the scales; exact widening.
             super::f16::widen(unsafe { vld1q_u16(base.add(SCALE_BYTES).cast()) })
         } else {
             [vdupq_n_f32(0.0); 2]
@@ -342,7 +388,7 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
             for p in 0..4 {
                 let scale = vmulq_f32(dp[p], da);
                 facc[p][q] = vfmaq_f32(facc[p][q], vcvtq_f32_s32(iacc[p][q]), scale);
-                if F == Q4_1 {
+                if has_min(F) {
                     facc[p][q] = vfmaq_f32(facc[p][q], mp[p], sa);
                 }
             }
@@ -359,4 +405,14 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
             }
         }
     }
+}
+
+/// Nibble group `j`'s fifth bits from 16 bytes of a Q5 block group's `qh` (`scalar::repack`):
+/// the low code's at bit 0 and the high code's at bit 4 of each byte, the other bits clear.
+#[inline]
+#[target_feature(enable = "neon")]
+fn fifth_bits(qh: uint8x16_t, j: usize) -> uint8x16_t {
+    // A negative count shifts right; j < 4.
+    let shifted = vshlq_u8(qh, vdupq_n_s8(-(j as i8)));
+    vandq_u8(shifted, vdupq_n_u8(0x11))
 }

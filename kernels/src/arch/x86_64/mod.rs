@@ -658,7 +658,7 @@ fn gemm_i8_avx2(
     unsafe { gemm_i8_avx2::gemm_i8(format, unpack, w, m, xq, n, y, ldy) }
 }
 
-/// The int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 on AVX512-VNNI (installed only for that backend,
+/// The int8 GEMM over repacked Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 on AVX512-VNNI (installed only for that backend,
 /// whose detection includes AVX-512F, AVX512-VNNI and AVX512-VL).
 #[expect(
     clippy::too_many_arguments,
@@ -681,7 +681,7 @@ fn gemm_repacked_avx512vnni(
     }
 }
 
-/// The int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 on AVX2 (every backend here).
+/// The int8 GEMM over repacked Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 on AVX2 (every backend here).
 #[expect(
     clippy::too_many_arguments,
     reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"

@@ -1,5 +1,5 @@
-//! Register tiles of the int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 (`scalar::repack` defines the
-//! layout and the arithmetic; `arch::repacked` drives the tiles).
+//! Register tiles of the int8 GEMM over repacked Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 (`scalar::repack`
+//! defines the layout and the arithmetic; `arch::repacked` drives the tiles).
 //!
 //! Why hand-written: one 32-byte load of a repacked block group is the same four codes of
 //! eight rows, so an unsigned-by-signed dot of it with one broadcast activation dword leaves
@@ -13,8 +13,14 @@
 //!   into signed `q` and meet the activations by the sign trick (`|q| ≤ 128`, `|a| ≤ 127`:
 //!   2·128·127 < 2¹⁵), summing `Σ q·a` directly.
 //!
+//! Q5_0 and Q5_1 take Q4's path with each nibble's fifth bit added as bit 4 (codes 0..=31;
+//! AVX2: 4·31·127 < 2¹⁵ still): the block group's 32 `qh` bytes, shifted right by one more bit
+//! per nibble group, hold the high codes' fifth bits at bit 4 and, shifted left by 4 first,
+//! the low codes' (`scalar::repack`'s layout); a mask with `0x10` and an or (AVX-512: one
+//! `vpternlogd`) put them on the nibbles. Q5_0's sums start from `−16·Σa`.
+//!
 //! Both end each block with the reference's float step in its order:
-//! `acc = fma(i as f32, d_w·d_a, acc)`, then for Q4_1 (codes as Q4_0's, sums from 0)
+//! `acc = fma(i as f32, d_w·d_a, acc)`, then for Q4_1 and Q5_1 (sums from 0)
 //! `acc = fma(m_w, s_a, acc)`.
 
 // Tiles index accumulators by token and row vector.
@@ -25,7 +31,10 @@
 
 use core::arch::x86_64::*;
 
-use crate::arch::repacked::{codes_offset, RepackedTile, TileArgs, Q4_0, Q4_1, Q8_0, SCALE_BYTES};
+use crate::arch::repacked::{
+    codes_offset, group_bytes, has_min, has_qh, RepackedTile, TileArgs, Q4_0, Q4_1, Q5_0, Q5_1,
+    Q8_0, QH_BYTES, SCALE_BYTES,
+};
 use crate::scalar::BlockQ8Act;
 
 /// The AVX512-VNNI tile.
@@ -54,7 +63,10 @@ impl RepackedTile for Avx512 {
         match a.fmt {
             Q4_0 => by_tokens!(Q4_0),
             Q4_1 => by_tokens!(Q4_1),
-            _ => by_tokens!(Q8_0),
+            Q5_0 => by_tokens!(Q5_0),
+            Q5_1 => by_tokens!(Q5_1),
+            Q8_0 => by_tokens!(Q8_0),
+            _ => unreachable!("the driver passes a repacked format"),
         }
     }
 }
@@ -94,8 +106,8 @@ fn act_dword(acts: &[BlockQ8Act], i: usize, j: usize) -> i32 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vnni,avx512vl")]
 fn tile512<const TT: usize, const F: u8>(a: TileArgs<'_>) {
-    let gb = [144, 160, 272][F as usize];
-    // Codes after the scales (and Q4_1's offsets).
+    let gb = group_bytes(F);
+    // Codes after the scales (and the offsets, fifth bits of the formats with them).
     let qs = codes_offset(F);
     let off = group_offsets(&a, gb);
     check_tile(&a, TT, 32);
@@ -111,6 +123,7 @@ fn tile512<const TT: usize, const F: u8>(a: TileArgs<'_>) {
         }
     }
     let nib = _mm512_set1_epi8(0x0F);
+    let bit4 = _mm512_set1_epi8(0x10);
     for b in 0..a.blocks {
         // Row vector v holds row groups 2v (low half) and 2v + 1 (high half).
         let base: [[*const u8; 2]; 2] =
@@ -140,11 +153,31 @@ fn tile512<const TT: usize, const F: u8>(a: TileArgs<'_>) {
                 }
             }
         } else {
+            // Q5: the fifth bits, for nibble group j at bit 4 of qh >> j (high codes) and of
+            // (qh << 4) >> j (low codes); unused (zero) for Q4.
+            let mut qh: [[__m512i; 2]; 2] = [[_mm512_setzero_si512(); 2]; 2];
+            if has_qh(F) {
+                for v in 0..2 {
+                    let h = load2(v, qs - QH_BYTES);
+                    qh[v] = [_mm512_slli_epi32::<4>(h), h];
+                }
+            }
             for j in 0..4 {
                 let raw: [__m512i; 2] = core::array::from_fn(|v| load2(v, qs + 32 * j));
-                let lo: [__m512i; 2] = core::array::from_fn(|v| _mm512_and_si512(raw[v], nib));
-                let hi: [__m512i; 2] =
+                let mut lo: [__m512i; 2] =
+                    core::array::from_fn(|v| _mm512_and_si512(raw[v], nib));
+                let mut hi: [__m512i; 2] =
                     core::array::from_fn(|v| _mm512_and_si512(_mm512_srli_epi32::<4>(raw[v]), nib));
+                if has_qh(F) {
+                    for v in 0..2 {
+                        if j > 0 {
+                            qh[v] = qh[v].map(|x| _mm512_srli_epi32::<1>(x));
+                        }
+                        // (fifth & 0x10) | nibble
+                        lo[v] = _mm512_ternarylogic_epi32::<0xEC>(qh[v][0], lo[v], bit4);
+                        hi[v] = _mm512_ternarylogic_epi32::<0xEC>(qh[v][1], hi[v], bit4);
+                    }
+                }
                 for t in 0..TT {
                     let i = t * a.kb + b;
                     let xl = _mm512_set1_epi32(act_dword(a.acts, i, j));
@@ -165,10 +198,10 @@ fn tile512<const TT: usize, const F: u8>(a: TileArgs<'_>) {
             }
         });
         let mw: [__m512; 2] = core::array::from_fn(|v| {
-            if F != Q4_1 {
+            if !has_min(F) {
                 return _mm512_setzero_ps();
             }
-            // SAFETY: Q4_1's 16 offset bytes follow the scales; unaligned loads.
+            // SAFETY: Q4_1's and Q5_1's 16 offset bytes follow the scales; unaligned loads.
             unsafe {
                 let lo = _mm_loadu_si128(base[v][0].add(SCALE_BYTES).cast());
                 let hi = _mm_loadu_si128(base[v][1].add(SCALE_BYTES).cast());
@@ -181,7 +214,7 @@ fn tile512<const TT: usize, const F: u8>(a: TileArgs<'_>) {
             for v in 0..2 {
                 let scale = _mm512_mul_ps(dw[v], da);
                 facc[t][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t][v]), scale, facc[t][v]);
-                if F == Q4_1 {
+                if has_min(F) {
                     facc[t][v] = _mm512_fmadd_ps(mw[v], _mm512_set1_ps(act.s()), facc[t][v]);
                 }
             }
@@ -219,7 +252,10 @@ impl RepackedTile for Avx2 {
         match a.fmt {
             Q4_0 => by_tokens!(Q4_0),
             Q4_1 => by_tokens!(Q4_1),
-            _ => by_tokens!(Q8_0),
+            Q5_0 => by_tokens!(Q5_0),
+            Q5_1 => by_tokens!(Q5_1),
+            Q8_0 => by_tokens!(Q8_0),
+            _ => unreachable!("the driver passes a repacked format"),
         }
     }
 }
@@ -228,8 +264,8 @@ impl RepackedTile for Avx2 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn tile256<const TT: usize, const F: u8>(a: TileArgs<'_>) {
-    let gb = [144, 160, 272][F as usize];
-    // Codes after the scales (and Q4_1's offsets).
+    let gb = group_bytes(F);
+    // Codes after the scales (and the offsets, fifth bits of the formats with them).
     let qs = codes_offset(F);
     let off = group_offsets(&a, gb);
     check_tile(&a, TT, 8);
@@ -243,6 +279,7 @@ fn tile256<const TT: usize, const F: u8>(a: TileArgs<'_>) {
         }
     }
     let nib = _mm256_set1_epi8(0x0F);
+    let bit4 = _mm256_set1_epi8(0x10);
     let flip = _mm256_set1_epi8(0x80u8 as i8);
     let ones = _mm256_set1_epi16(1);
     for b in 0..a.blocks {
@@ -266,10 +303,23 @@ fn tile256<const TT: usize, const F: u8>(a: TileArgs<'_>) {
             for t in 0..TT {
                 iacc[t] = _mm256_set1_epi32(-a.asum[t * a.blocks + b]);
             }
+            // Q5's fifth bits, as in the 512-bit tile (zero for Q4).
+            let mut qh = [_mm256_setzero_si256(); 2];
+            if has_qh(F) {
+                let h = load(qs - QH_BYTES);
+                qh = [_mm256_slli_epi16::<4>(h), h];
+            }
             for j in 0..4 {
                 let raw = load(qs + 32 * j);
-                let lo = _mm256_and_si256(raw, nib);
-                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nib);
+                let mut lo = _mm256_and_si256(raw, nib);
+                let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nib);
+                if has_qh(F) {
+                    if j > 0 {
+                        qh = qh.map(|x| _mm256_srli_epi16::<1>(x));
+                    }
+                    lo = _mm256_or_si256(lo, _mm256_and_si256(qh[0], bit4));
+                    hi = _mm256_or_si256(hi, _mm256_and_si256(qh[1], bit4));
+                }
                 for t in 0..TT {
                     let i = t * a.kb + b;
                     let xl = _mm256_set1_epi32(act_dword(a.acts, i, j));
@@ -284,8 +334,8 @@ fn tile256<const TT: usize, const F: u8>(a: TileArgs<'_>) {
         }
         // SAFETY: the 16 scale bytes open the block group; unaligned load.
         let dw = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(base.cast()) });
-        let mw = if F == Q4_1 {
-            // SAFETY: Q4_1's 16 offset bytes follow the scales; unaligned load.
+        let mw = if has_min(F) {
+            // SAFETY: Q4_1's and Q5_1's 16 offset bytes follow the scales; unaligned load.
             _mm256_cvtph_ps(unsafe { _mm_loadu_si128(base.add(SCALE_BYTES).cast()) })
         } else {
             _mm256_setzero_ps()
@@ -294,7 +344,7 @@ fn tile256<const TT: usize, const F: u8>(a: TileArgs<'_>) {
             let act = &a.acts[t * a.kb + b];
             let scale = _mm256_mul_ps(dw, _mm256_set1_ps(act.d()));
             facc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[t]), scale, facc[t]);
-            if F == Q4_1 {
+            if has_min(F) {
                 facc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(act.s()), facc[t]);
             }
         }
