@@ -1,8 +1,8 @@
-//! Q4_0, Q4_1 and Q8_0 matrices repacked at load into row-interleaved block groups
+//! Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 matrices repacked at load into row-interleaved block groups
 //! (`tern_kernels::scalar::repack`), and their products with int8 activations.
 //!
 //! The repacked form holds the same bytes as the GGUF rows in another order (eight rows
-//! interleaved four bytes at a time), so one vector load feeds eight rows' integer dot products
+//! interleaved four bytes at a time; Q5's fifth bits regrouped to match), so one vector load feeds eight rows' integer dot products
 //! with no per-call unpacking or transpose. `Kernels::gemm_repacked` computes exactly what
 //! `Kernels::gemm_i8` computes on the GGUF bytes, so the choice changes speed, not results.
 //! Measured (`cargo bench -p tern-kernels --bench repacked`, SmolLM2-135M shapes, one thread,
@@ -150,9 +150,9 @@ pub(crate) fn project_many(
 
 #[cfg(all(test, feature = "std"))]
 mod tests {
-    //! Whole small models (`tests/reference/make_arch_models.py`, skipped when absent) with
-    //! their Q4_0, Q4_1 and Q8_0 matrices repacked against the same model on its GGUF bytes, both
-    //! at int8 precision.
+    //! Whole small models (`tests/reference/make_arch_models.py`) and the real Qwen2.5-Coder-0.5B
+    //! with their Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 matrices repacked against the same model on its
+    //! GGUF bytes, both at int8 precision.
 
     extern crate std;
 
@@ -164,6 +164,10 @@ mod tests {
     use crate::model::Model;
     use crate::weights::Repr;
     use crate::{Session, SessionOptions};
+
+    /// The real Qwen2.5-Coder-0.5B-Instruct Q4_K_M (`scripts/fetch-models.sh`): its 896-wide
+    /// matrices are Q5_0.
+    const QWEN_05B: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 
     /// The CPU's best kernels, or the scalar ones where the best have no repacked GEMM (plain
     /// NEON): the scalar reference has it, so the layout is tested on every CPU.
@@ -274,22 +278,29 @@ mod tests {
         }
     }
 
-    /// Every repacked matrix of a layer and the output head, through `Matrix::project` at int8 with 1 and 24
-    /// tokens and two threads, equals `scalar::gemm_i8` on its GGUF bytes bit for bit.
+    /// Every repacked matrix of a layer and the output head, through `Matrix::project` at int8
+    /// with 1 and 24 tokens and two threads, equals `scalar::gemm_i8` on its GGUF bytes bit for
+    /// bit. The real Qwen2.5-Coder-0.5B Q4_K_M brings Q5_0 (its 896-wide matrices) and a tied
+    /// Q8_0 head.
     #[test]
     fn one_projection_equals_gemm_i8_on_the_file_bytes() {
         use crate::feed::SliceFeed;
         use crate::matrix::Exec;
         use crate::pool::ThreadPool;
 
-        for name in ["llama3_small.gguf", "qwen2_small.gguf", "gemma3_small.gguf"] {
+        for name in [
+            "llama3_small.gguf",
+            "qwen2_small.gguf",
+            "gemma3_small.gguf",
+            QWEN_05B,
+        ] {
             let Some(m) = model(name, true) else {
                 return;
             };
             let pool = ThreadPool::new(2).expect("threads start");
             let file = m.weight_bytes().unwrap().bytes();
             let reference = Kernels::scalar();
-            let mut seen = 0;
+            let (mut seen, mut formats) = (0, Vec::new());
             // Layer 0's matrices, and the output head (tied in qwen2_small and gemma3_small).
             let t = m.tensors();
             for w in t.layers[0].matrices().into_iter().chain([&t.output]) {
@@ -298,6 +309,7 @@ mod tests {
                 }
                 seen += 1;
                 let t = w.t;
+                formats.push(t.format);
                 for n in [1usize, 24] {
                     let x: Vec<f32> = (0..n * t.cols)
                         .map(|i| ((i * 7919 + 13) % 1000) as f32 / 250.0 - 2.0)
@@ -331,6 +343,9 @@ mod tests {
                 }
             }
             assert!(seen > 0, "layer 0 has repacked matrices");
+            if name == QWEN_05B {
+                assert!(formats.contains(&tern_kernels::Format::Q5_0), "{formats:?}");
+            }
         }
     }
 }
