@@ -493,6 +493,92 @@ fn smollm2_to_q5_and_iq4_nl_loads_and_runs() {
     }
 }
 
+/// Logits of a 24-token prompt, then of three tokens fed one at a time, at int8 precision.
+fn int8_logits(m: tern_runtime::Model) -> Vec<Vec<f32>> {
+    use tern_runtime::{ActivationPrecision, Session, SessionOptions};
+    let prompt: Vec<u32> = (0..24).map(|i| (i * 37 + 5) % 2000 + 3).collect();
+    let options = SessionOptions {
+        context: 64,
+        precision: ActivationPrecision::Int8,
+        ..Default::default()
+    };
+    let mut s = Session::new(std::sync::Arc::new(m), &options).unwrap();
+    let mut out = vec![s.feed(&prompt).unwrap().to_vec()];
+    for t in [7u32, 11, 13] {
+        out.push(s.feed(&[t]).unwrap().to_vec());
+    }
+    out
+}
+
+/// SmolLM2 as shipped (Q4_1) and requantized to Q5_0 and Q5_1, every layer matrix and the tied
+/// Q8_0 head repacked at load (issue 22), against the same file on its GGUF bytes, both at int8:
+/// logits of a 24-token prompt, then of three tokens fed one at a time.
+///
+/// Where the CPU's int8 tiles of the GGUF layout run `gemm_i8`'s arithmetic (NEON dotprod,
+/// i8mm) every step agrees bit for bit. On x86 the prompt's layer products are `gemm_i8` on
+/// both layouts (bit for bit), and only the head's one position goes through the GGUF layout's
+/// `gemm_q8`, which sums the same exact integer terms in another order: within 1e-5 of the
+/// largest logit (measured 4·10⁻⁷), where one mis-read fifth bit in any layer would move the
+/// hidden state by far more. Decoded tokens run every GGUF-layout product through `gemm_q8`;
+/// its roundings, requantized to int8 before the next product, flip codes across .5 and
+/// SmolLM2's outlier channels carry each flip to the logits: measured on x86_64 up to 0.046 of
+/// the largest logit on the shipped Q4_1 (whose repacking predates Q5's) and 0.040 on Q5, so
+/// those steps are held to 0.1 (a broken tile gives differences of the logits' own size;
+/// `tern-kernels`' repacked tests check each one-token product bit for bit).
+#[test]
+fn smollm2_repacked_int8_computes_what_the_gguf_layout_computes() {
+    use tern_kernels::{Format, Kernels};
+    use tern_runtime::weights::Repr;
+    let dir = Scratch::new("smollm2-repacked");
+    let k = Kernels::best();
+    if k.gemm_repacked.is_none() {
+        println!("no repacked GEMM on this CPU (plain NEON): the runtime keeps the GGUF layout");
+        return;
+    }
+    let bit_exact = cfg!(target_arch = "aarch64");
+    let cases = [
+        ("q4_1", Format::Q4_1),
+        ("q5_0", Format::Q5_0),
+        ("q5_1", Format::Q5_1),
+    ];
+    for (ty, format) in cases {
+        let path = if format == Format::Q4_1 {
+            smollm2_path()
+        } else {
+            let out = dir.path(&format!("smollm2_{ty}.gguf"));
+            quantize(&smollm2_path(), &out, ty, &[]);
+            out
+        };
+        let plain = tern_runtime::Model::open(&path, k.clone()).expect("model loads");
+        let mut packed = tern_runtime::Model::open(&path, k.clone()).expect("model loads");
+        assert!(packed.repack_int8() > 0, "{ty}: nothing repacked");
+        for l in &packed.tensors().layers {
+            for m in l.matrices() {
+                assert_eq!(m.t.format, format, "{ty}: every layer matrix has the type");
+                assert!(
+                    matches!(m.repr(), Repr::Repacked(_)),
+                    "{ty}: a {format:?} matrix was not repacked"
+                );
+            }
+        }
+        let (want, got) = (int8_logits(plain), int8_logits(packed));
+        for (step, (g, w)) in got.iter().zip(&want).enumerate() {
+            let top = w.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let worst = g.iter().zip(w).fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+            println!("{ty} step {step}: largest |Δ| {worst:.2e} (max |logit| {top})");
+            if bit_exact {
+                assert!(
+                    g.iter().zip(w).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{ty} step {step}: not bit for bit"
+                );
+            } else {
+                let bound = if step == 0 { 1e-5 } else { 0.1 };
+                assert!(worst <= bound * top, "{ty} step {step}: {worst} of {top}");
+            }
+        }
+    }
+}
+
 #[test]
 fn smollm2_to_k_quants_loads_and_runs() {
     let dir = Scratch::new("smollm2-kquants");
