@@ -139,8 +139,12 @@ fn tile<const TT: usize, const F: u8>(a: TileArgs<'_>) {
                 let (lo, hi): ([int8x16_t; 2], [int8x16_t; 2]) = if has_qh(F) {
                     let e: [uint8x16_t; 2] = core::array::from_fn(|h| fifth_bits(qh[h], j));
                     (
-                        core::array::from_fn(|h| vreinterpretq_s8_u8(vsliq_n_u8::<4>(raw[h], e[h]))),
-                        core::array::from_fn(|h| vreinterpretq_s8_u8(vsriq_n_u8::<4>(e[h], raw[h]))),
+                        core::array::from_fn(|h| {
+                            vreinterpretq_s8_u8(vsliq_n_u8::<4>(raw[h], e[h]))
+                        }),
+                        core::array::from_fn(|h| {
+                            vreinterpretq_s8_u8(vsriq_n_u8::<4>(e[h], raw[h]))
+                        }),
                     )
                 } else {
                     (

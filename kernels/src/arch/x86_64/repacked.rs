@@ -164,8 +164,7 @@ fn tile512<const TT: usize, const F: u8>(a: TileArgs<'_>) {
             }
             for j in 0..4 {
                 let raw: [__m512i; 2] = core::array::from_fn(|v| load2(v, qs + 32 * j));
-                let mut lo: [__m512i; 2] =
-                    core::array::from_fn(|v| _mm512_and_si512(raw[v], nib));
+                let mut lo: [__m512i; 2] = core::array::from_fn(|v| _mm512_and_si512(raw[v], nib));
                 let mut hi: [__m512i; 2] =
                     core::array::from_fn(|v| _mm512_and_si512(_mm512_srli_epi32::<4>(raw[v]), nib));
                 if has_qh(F) {
