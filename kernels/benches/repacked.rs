@@ -1,5 +1,5 @@
-//! The int8 products of Q4_0, Q4_1 and Q8_0 on both layouts, SmolLM2-135M's shapes, one thread, every
-//! backend this CPU has: the GGUF layout (`gemm_q8`, the decoder's, and `gemm_i8`, the
+//! The int8 products of Q4_0, Q4_1, Q8_0 and IQ4_NL on both layouts, SmolLM2-135M's shapes, one
+//! thread, every backend this CPU has: the GGUF layout (`gemm_q8`, the decoder's, and `gemm_i8`, the
 //! batched GEMM that unpacks panels per call) against the repacked one (`gemm_repacked`), for
 //! one token (decoding) and 128 (a prompt). Microseconds per call (fastest of many) and the
 //! repacked layout's speed-up over the faster GGUF product, which is what `Repr` chooses by.
@@ -44,7 +44,7 @@ fn main() {
         if backend == Backend::Scalar {
             continue;
         }
-        for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0] {
+        for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0, Format::IQ4_NL] {
             for (m, cols) in [(1536, 576), (576, 1536)] {
                 let bb = format.block_bytes();
                 let mut w: Vec<u8> = (0..m * cols / 32 * bb).map(|_| rnd() as u8).collect();

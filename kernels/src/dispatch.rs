@@ -259,7 +259,7 @@ pub struct Kernels {
     /// backend keeps the slot only where it has a fast one (elsewhere the runtime's batched
     /// int8 products use the formats' `gemm_q8`).
     pub gemm_i8: Option<Named<GemmI8Fn>>,
-    /// Repacked Q4_0 / Q4_1 / Q8_0 rows × int8 activation rows ([`GemmRepackedFn`]): the runtime
+    /// Repacked rows (`scalar::has_repacked`) × int8 activation rows ([`GemmRepackedFn`]): the runtime
     /// repacks those matrices at load when this slot is filled. The scalar table holds the
     /// reference; a SIMD backend keeps the slot only where it has a SIMD tile.
     pub gemm_repacked: Option<Named<GemmRepackedFn>>,

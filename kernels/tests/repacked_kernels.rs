@@ -1,4 +1,4 @@
-//! The int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 (`Kernels::gemm_repacked`) against its references.
+//! The int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 / IQ4_NL (`Kernels::gemm_repacked`) against its references.
 //!
 //! - `scalar::repack` then `scalar::dequant_repacked` is the GGUF dequantization bit for bit
 //!   (the layout loses nothing), on every row count (padding rows included).
@@ -14,7 +14,7 @@ use common::{int8_activations as activations, kernels, same_bits, Rng};
 use tern_kernels::scalar::{self, repacked_bytes};
 use tern_kernels::{Backend, Format, Kernels};
 
-const FORMATS: [Format; 3] = [Format::Q4_0, Format::Q4_1, Format::Q8_0];
+const FORMATS: [Format; 4] = [Format::Q4_0, Format::Q4_1, Format::Q8_0, Format::IQ4_NL];
 
 /// `rows` rows of `nb` blocks: random codes, or all 0xFF / 0x00 / 0x80 code bytes in some
 /// blocks, with ordinary or extreme f16 scales.

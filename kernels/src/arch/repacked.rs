@@ -1,4 +1,5 @@
-//! The one driver of the int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 ([`crate::scalar::repack`]),
+//! The one driver of the int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 / IQ4_NL
+//! ([`crate::scalar::repack`]),
 //! shared by every backend: shape checks, the loop over column chunks, token tiles and row
 //! tiles, the activations' per-block sums, and partial tiles. A backend supplies only the
 //! register tile ([`RepackedTile::tile`]), so the tiling is written once.
@@ -29,6 +30,18 @@ pub(crate) const Q4_0: u8 = 0;
 pub(crate) const Q4_1: u8 = 1;
 /// [`TileArgs::fmt`] of Q8_0 (bytes, offset 128).
 pub(crate) const Q8_0: u8 = 2;
+/// [`TileArgs::fmt`] of IQ4_NL (Q4_0's nibbles through the codebook, offset 128).
+pub(crate) const IQ4_NL: u8 = 3;
+
+/// Bytes of one block group of tile format `fmt` (as `scalar::repacked_group_block_bytes`).
+pub(crate) const fn group_bytes(fmt: u8) -> usize {
+    match fmt {
+        Q4_0 | IQ4_NL => 144,
+        Q4_1 => 160,
+        Q8_0 => 272,
+        _ => panic!("not a repacked tile format"),
+    }
+}
 
 /// Bytes of the eight f16 scales at the front of a block group.
 pub(crate) const SCALE_BYTES: usize = 16;
@@ -45,7 +58,7 @@ pub(crate) const fn codes_offset(fmt: u8) -> usize {
 
 /// One register tile's operands (see [`RepackedTile`]).
 pub(crate) struct TileArgs<'a> {
-    /// The format: [`Q4_0`], [`Q4_1`] or [`Q8_0`].
+    /// The format: [`Q4_0`], [`Q4_1`], [`Q8_0`] or [`IQ4_NL`].
     pub fmt: u8,
     /// The tile's first row group from the chunk's first block group on; group `g` is
     /// `g·gstride` bytes on.
@@ -133,6 +146,15 @@ pub(crate) unsafe fn gemm_repacked<K: RepackedTile>(
         repacked_offset(format),
     );
     let gstride = kb * gb;
+    let fmt = match format {
+        Format::Q4_0 => Q4_0,
+        Format::Q4_1 => Q4_1,
+        Format::Q8_0 => Q8_0,
+        Format::IQ4_NL => IQ4_NL,
+        // `repacked_bytes` above takes only repacked formats.
+        _ => unreachable!("{format:?} has no repacked layout"),
+    };
+    debug_assert_eq!(group_bytes(fmt), gb);
     let n_groups = m.div_ceil(REPACK_ROWS);
     let mut asum = [0i32; MAX_TOKENS * KC_BLOCKS];
     let mut part = [0f32; MAX_TOKENS * MAX_ROWS];
@@ -152,11 +174,7 @@ pub(crate) unsafe fn gemm_repacked<K: RepackedTile>(
                 macro_rules! args {
                     ($y:expr, $ldy:expr) => {
                         TileArgs {
-                            fmt: match format {
-                                Format::Q4_0 => Q4_0,
-                                Format::Q4_1 => Q4_1,
-                                _ => Q8_0,
-                            },
+                            fmt,
                             w: &w[g0 * gstride + b0 * gb..],
                             gstride,
                             groups: (n_groups - g0).min(K::ROWS / REPACK_ROWS),

@@ -1,5 +1,5 @@
-//! Row-interleaved ("repacked") Q4_0, Q4_1 and Q8_0: the layout, the repacking, and the int8 GEMM
-//! over it, as plain loops. This file is the specification the SIMD paths equal bit for bit.
+//! Row-interleaved ("repacked") Q4_0, Q4_1, Q8_0 and IQ4_NL: the layout, the repacking, and the
+//! int8 GEMM over it, as plain loops. This file is the specification the SIMD paths equal bit for bit.
 //!
 //! Why a second layout: in GGUF order a row's blocks lie end to end, so a SIMD product over
 //! many rows either reduces each row's lanes horizontally (the `dot_*_q8` kernels) or first
@@ -20,16 +20,20 @@
 //! BlockQ8_0x8 (272 bytes): d[8] f16, then qs[256]:
 //!   qs[(j·8 + r)·4 + k], j in 0..8, k in 0..4 = code 4j + k of row r, plus 128 (as u8)
 //!   (weight (u − 128)·d)
+//! IQ4_NL (144 bytes): BlockQ4_0x8's bytes (its block is Q4_0's); nibble q stands for
+//!   u = T[q] + 128, T the codebook (`IQ4_NL_VALUES`, −127..=113, so u is 1..=241;
+//!   weight (u − 128)·d = T[q]·d)
 //! ```
 //!
 //! A repacked matrix of `m` rows is `⌈m/8⌉` groups of eight rows; group `g` is its
 //! `cols/32` block groups end to end. The last group is padded with zero rows (scale 0).
 //!
 //! The product, per output `y[t][r]`, over the row's blocks in order, with `c` the codes'
-//! offset (8 or 128) and `a` the token's [`BlockQ8Act`] codes:
+//! offset (8, or 128 for Q8_0 and IQ4_NL) and `a` the token's [`BlockQ8Act`] codes:
 //!
 //! ```text
-//! i_b = Σ_k u_k·a_k − c·Σ_k a_k                 exact i32 (= Σ q·a of the GGUF codes)
+//! i_b = Σ_k u_k·a_k − c·Σ_k a_k                 exact i32 (= Σ q·a of the GGUF codes;
+//!                                               IQ4_NL: Σ T[q]·a)
 //! acc = fma(i_b as f32, d_b·d_a, acc)           from acc = 0
 //! acc = fma(m_b, s_a, acc)                      (Q4_1: c = 0; s_a = d_a·Σa)
 //! ```
@@ -38,7 +42,7 @@
 //! groups are these blocks, its `i_g` this `i_b`), so switching a matrix to the repacked form
 //! changes no result.
 
-use super::act::{act_blocks, BlockQ8Act};
+use super::act::{act_blocks, BlockQ8Act, IQ4_NL_VALUES};
 use super::gemm::gemm_shape;
 use crate::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ8_0, F16Le};
 use crate::format::Format;
@@ -100,13 +104,17 @@ const _: () = assert!(core::mem::size_of::<BlockQ4_1x8>() == 160);
 
 /// Whether `format` has a repacked layout.
 pub fn has_repacked(format: Format) -> bool {
-    matches!(format, Format::Q4_0 | Format::Q4_1 | Format::Q8_0)
+    matches!(
+        format,
+        Format::Q4_0 | Format::Q4_1 | Format::Q8_0 | Format::IQ4_NL
+    )
 }
 
 /// Bytes of one repacked block group of `format` (eight blocks).
 pub fn repacked_group_block_bytes(format: Format) -> usize {
     match format {
         Format::Q4_0 => 144,
+        Format::IQ4_NL => 144,
         Format::Q4_1 => 160,
         Format::Q8_0 => 272,
         _ => panic!("{format:?} has no repacked layout"),
@@ -119,6 +127,7 @@ pub fn repacked_offset(format: Format) -> i32 {
         Format::Q4_0 => 8,
         Format::Q4_1 => 0,
         Format::Q8_0 => 128,
+        Format::IQ4_NL => 128,
         _ => panic!("{format:?} has no repacked layout"),
     }
 }
@@ -138,7 +147,8 @@ pub fn repack(format: Format, w: &[u8], m: usize, out: &mut [u8]) {
     assert_eq!(out.len(), repacked_bytes(format, m, cols));
     let nb = cols / 32;
     match format {
-        Format::Q4_0 => {
+        // IQ4_NL's block is Q4_0's (f16 scale, 16 nibble bytes): the same bytes move.
+        Format::Q4_0 | Format::IQ4_NL => {
             let out: &mut [BlockQ4_0x8] = crate::blocks::as_blocks_mut(out).expect("whole");
             for (g, groups) in out.chunks_exact_mut(nb).enumerate() {
                 for (b, o) in groups.iter_mut().enumerate() {
@@ -156,7 +166,7 @@ pub fn repack(format: Format, w: &[u8], m: usize, out: &mut [u8]) {
                             }
                         }
                     }
-                    // Padding rows: code 8 (weight 0) under scale 0.
+                    // Padding rows: code 8 (weight 0; IQ4_NL's T[8]·0) under scale 0.
                     for r in REPACK_ROWS.min(m - g * REPACK_ROWS)..REPACK_ROWS {
                         for j in 0..4 {
                             o.qs[(j * 8 + r) * 4..][..4].fill(0x88);
@@ -218,13 +228,18 @@ pub fn repack(format: Format, w: &[u8], m: usize, out: &mut [u8]) {
 fn unpack_row(format: Format, blk: &[u8], r: usize) -> ([u8; 32], f32, f32) {
     let mut u = [0u8; 32];
     match format {
-        Format::Q4_0 => {
+        Format::Q4_0 | Format::IQ4_NL => {
             let b: &BlockQ4_0x8 = &as_blocks(blk).expect("one block group")[0];
+            // IQ4_NL: nibble q stands for T[q] + 128 (always in 1..=241).
+            let code = |q: u8| match format {
+                Format::IQ4_NL => (IQ4_NL_VALUES[q as usize] as i32 + 128) as u8,
+                _ => q,
+            };
             for j in 0..4 {
                 for k in 0..4 {
                     let byte = b.qs[(j * 8 + r) * 4 + k];
-                    u[4 * j + k] = byte & 0x0F;
-                    u[16 + 4 * j + k] = byte >> 4;
+                    u[4 * j + k] = code(byte & 0x0F);
+                    u[16 + 4 * j + k] = code(byte >> 4);
                 }
             }
             (u, b.d[r].to_f32(), 0.0)
@@ -369,7 +384,7 @@ mod tests {
 
     #[test]
     fn repacked_dequant_equals_gguf_dequant() {
-        for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0] {
+        for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0, Format::IQ4_NL] {
             for m in [1, 7, 8, 9, 17] {
                 let cols = 96;
                 let w = matrix(format, m, cols, m as u64 * 31 + 5);
@@ -392,14 +407,19 @@ mod tests {
     /// codes, extreme scales and activations of ±127.
     #[test]
     fn gemm_repacked_equals_gemm_i8() {
-        for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0] {
+        for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0, Format::IQ4_NL] {
             for (m, n, cols) in [(1, 1, 32), (9, 3, 64), (20, 5, 160)] {
                 let mut w = matrix(format, m, cols, (m * n) as u64 + 1);
                 if m == 9 {
                     // All-max codes in every block.
                     let bb = format.block_bytes();
                     for blk in w.chunks_exact_mut(bb) {
-                        blk[2..].fill(if format == Format::Q4_0 { 0xFF } else { 0x80 });
+                        blk[2..].fill(match format {
+                            Format::Q4_0 => 0xFF,
+                            // T[0] = −127, the codebook's largest magnitude.
+                            Format::IQ4_NL => 0x00,
+                            _ => 0x80,
+                        });
                     }
                 }
                 let mut x: Vec<f32> = bytes(n * cols, 77)

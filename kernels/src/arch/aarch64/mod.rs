@@ -62,7 +62,7 @@ fn detected(backend: Backend) -> bool {
     }
 }
 
-/// The int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 with `sdot` (installed only for the dotprod
+/// The int8 GEMM over the repacked formats with `sdot` (installed only for the dotprod
 /// backends).
 #[expect(
     clippy::too_many_arguments,
@@ -85,7 +85,7 @@ fn gemm_repacked_dotprod(
     }
 }
 
-/// The int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 with `smmla` for two or more tokens (installed
+/// The int8 GEMM over the repacked formats with `smmla` for two or more tokens (installed
 /// only for the i8mm backend).
 #[expect(
     clippy::too_many_arguments,

@@ -1,4 +1,4 @@
-//! The register tiles of the int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0: [`Dotprod`] (`sdot`) and,
+//! The register tiles of the int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 / IQ4_NL: [`Dotprod`] (`sdot`) and,
 //! for two or more tokens with the int8 matrix multiply extension, [`I8mm`] (`smmla`; see its
 //! docs). `scalar::repack` defines the layout and the arithmetic; `arch::repacked` drives the
 //! tiles. Measured with `bench/arm-insn-count.sh`'s counter (qemu `-cpu max`, SmolLM2-135M int8,
@@ -11,8 +11,10 @@
 //! per row and block). The tile is 8 rows (one row group, two vectors) × 4 tokens. Q4_0 and
 //! Q4_1 nibbles (0..=15) meet the activations as they are, each block's integer sum starting from
 //! `−8·Σa` (Q4_0; Q4_1's from 0, with its offset's `fma(m, s_a, acc)` after the scale's); Q8_0 codes are turned back into signed `q` (`sdot` multiplies signed by signed), so
-//! their sums are `Σ q·a` directly. Both end each block with the reference's float step:
-//! `acc = fma(i as f32, d_w·d_a, acc)`.
+//! their sums are `Σ q·a` directly. IQ4_NL's nibbles (Q4_0's) go through its codebook with one
+//! `tbl` each, to the signed `T[q]` (the layout's `T[q] + 128` minus its offset, which signed
+//! `sdot`/`smmla` need not add back), so its sums are `Σ T[q]·a` directly, as Q8_0's. All end each
+//! block with the reference's float step: `acc = fma(i as f32, d_w·d_a, acc)`.
 
 // Tiles index accumulators by token and row vector.
 #![expect(
@@ -25,7 +27,10 @@ use core::arch::aarch64::*;
 use super::gemm::i8mm::smmla;
 use super::int8::dotprod::sdot;
 use super::neon::load_i8x16;
-use crate::arch::repacked::{codes_offset, RepackedTile, TileArgs, Q4_0, Q4_1, Q8_0, SCALE_BYTES};
+use crate::arch::repacked::{
+    codes_offset, group_bytes, RepackedTile, TileArgs, IQ4_NL, Q4_0, Q4_1, Q8_0, SCALE_BYTES,
+};
+use crate::scalar::IQ4_NL_VALUES;
 
 /// The `sdot` tile (NeonDotprod and NeonI8mm).
 pub(super) struct Dotprod;
@@ -51,7 +56,9 @@ impl RepackedTile for Dotprod {
         match a.fmt {
             Q4_0 => by_tokens!(Q4_0),
             Q4_1 => by_tokens!(Q4_1),
-            _ => by_tokens!(Q8_0),
+            Q8_0 => by_tokens!(Q8_0),
+            IQ4_NL => by_tokens!(IQ4_NL),
+            _ => unreachable!("the driver passes a repacked format"),
         }
     }
 }
@@ -60,7 +67,7 @@ impl RepackedTile for Dotprod {
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
 fn tile<const TT: usize, const F: u8>(a: TileArgs<'_>) {
-    let gb = [144, 160, 272][F as usize];
+    let gb = const { group_bytes(F) };
     // Codes after the scales (and Q4_1's offsets).
     let qs = codes_offset(F);
     assert!(a.groups >= 1 && a.blocks >= 1 && a.blocks <= a.kb);
@@ -84,6 +91,7 @@ fn tile<const TT: usize, const F: u8>(a: TileArgs<'_>) {
     }
     let nib = vdupq_n_u8(0x0F);
     let flip = vdupq_n_u8(0x80);
+    let lut = codebook();
     for b in 0..a.blocks {
         // SAFETY: b·gb + gb ≤ w.len() (asserted).
         let base = unsafe { wp.add(b * gb) };
@@ -114,15 +122,18 @@ fn tile<const TT: usize, const F: u8>(a: TileArgs<'_>) {
                 }
             }
         } else {
-            for t in 0..TT {
-                iacc[t] = [vdupq_n_s32(-a.asum[t * a.blocks + b]); 2];
+            // IQ4_NL sums Σ T[q]·a from 0 (signed codebook values).
+            if F != IQ4_NL {
+                for t in 0..TT {
+                    iacc[t] = [vdupq_n_s32(-a.asum[t * a.blocks + b]); 2];
+                }
             }
             for j in 0..4 {
                 let raw: [uint8x16_t; 2] = core::array::from_fn(|h| load(qs + 32 * j + 16 * h));
                 let lo: [int8x16_t; 2] =
-                    core::array::from_fn(|h| vreinterpretq_s8_u8(vandq_u8(raw[h], nib)));
+                    core::array::from_fn(|h| codes::<F>(lut, vandq_u8(raw[h], nib)));
                 let hi: [int8x16_t; 2] =
-                    core::array::from_fn(|h| vreinterpretq_s8_u8(vshrq_n_u8::<4>(raw[h])));
+                    core::array::from_fn(|h| codes::<F>(lut, vshrq_n_u8::<4>(raw[h])));
                 for t in 0..TT {
                     let (xl, xh) = (x(t, j), x(t, 4 + j));
                     for h in 0..2 {
@@ -194,7 +205,9 @@ impl RepackedTile for I8mm {
         match a.fmt {
             Q4_0 => by_tokens!(Q4_0),
             Q4_1 => by_tokens!(Q4_1),
-            _ => by_tokens!(Q8_0),
+            Q8_0 => by_tokens!(Q8_0),
+            IQ4_NL => by_tokens!(IQ4_NL),
+            _ => unreachable!("the driver passes a repacked format"),
         }
     }
 }
@@ -204,7 +217,7 @@ impl RepackedTile for I8mm {
 #[inline]
 #[target_feature(enable = "neon,dotprod,i8mm")]
 fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
-    let gb = [144, 160, 272][F as usize];
+    let gb = const { group_bytes(F) };
     let qs = codes_offset(F);
     let tt = a.tokens;
     assert!(a.groups >= 1 && a.blocks >= 1 && a.blocks <= a.kb);
@@ -235,6 +248,7 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
     }
     let nib = vdupq_n_u8(0x0F);
     let flip = vdupq_n_u8(0x80);
+    let lut = codebook();
     for b in 0..a.blocks {
         // SAFETY: b·gb + gb ≤ w.len() (asserted).
         let base = unsafe { wp.add(b * gb) };
@@ -257,7 +271,7 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
             let (c2, c3) = zip(x[1], z[1]);
             [c0, c1, c2, c3]
         });
-        // The integer sums start from −c·Σa (Q4_0), or 0.
+        // The integer sums start from −c·Σa (Q4_0), or 0 (IQ4_NL's are Σ T[q]·a: signed codes).
         let init: [int32x4_t; TP] = core::array::from_fn(|q| {
             if F == Q4_0 {
                 let (s0, s1) = (
@@ -297,8 +311,8 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
                         vreinterpretq_u8_u32(vzip2q_u32(raw[2 * jp], raw[2 * jp + 1])),
                     ];
                     for s in 0..2 {
-                        w[s][jp] = vreinterpretq_s8_u8(vandq_u8(pair[s], nib));
-                        w[s][2 + jp] = vreinterpretq_s8_u8(vshrq_n_u8::<4>(pair[s]));
+                        w[s][jp] = codes::<F>(lut, vandq_u8(pair[s], nib));
+                        w[s][2 + jp] = codes::<F>(lut, vshrq_n_u8::<4>(pair[s]));
                     }
                 }
                 w
@@ -358,5 +372,24 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
                 unsafe { vst1q_f32(yp.add((2 * q + 1) * a.ldy + 4 * h), vuzp2q_f32(p0, p1)) };
             }
         }
+    }
+}
+
+/// IQ4_NL's codebook (signed) as `tbl`'s table.
+#[inline]
+#[target_feature(enable = "neon")]
+fn codebook() -> int8x16_t {
+    load_i8x16(&IQ4_NL_VALUES)
+}
+
+/// Nibbles `q` (each below 16) as the signed codes the tiles multiply: `T[q]` for IQ4_NL, `q`
+/// for Q4_0 and Q4_1.
+#[inline]
+#[target_feature(enable = "neon")]
+fn codes<const F: u8>(lut: int8x16_t, q: uint8x16_t) -> int8x16_t {
+    if F == IQ4_NL {
+        vqtbl1q_s8(lut, q)
+    } else {
+        vreinterpretq_s8_u8(q)
     }
 }

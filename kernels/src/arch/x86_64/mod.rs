@@ -658,8 +658,8 @@ fn gemm_i8_avx2(
     unsafe { gemm_i8_avx2::gemm_i8(format, unpack, w, m, xq, n, y, ldy) }
 }
 
-/// The int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 on AVX512-VNNI (installed only for that backend,
-/// whose detection includes AVX-512F, AVX512-VNNI and AVX512-VL).
+/// The int8 GEMM over the repacked formats on AVX512-VNNI (installed only for that backend,
+/// whose detection includes AVX-512F, AVX512-VNNI, AVX512-VL and AVX512-BW).
 #[expect(
     clippy::too_many_arguments,
     reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
@@ -681,7 +681,7 @@ fn gemm_repacked_avx512vnni(
     }
 }
 
-/// The int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 on AVX2 (every backend here).
+/// The int8 GEMM over the repacked formats on AVX2 (every backend here).
 #[expect(
     clippy::too_many_arguments,
     reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"

@@ -1,5 +1,5 @@
-//! Register tiles of the int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 (`scalar::repack` defines the
-//! layout and the arithmetic; `arch::repacked` drives the tiles).
+//! Register tiles of the int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 / IQ4_NL (`scalar::repack`
+//! defines the layout and the arithmetic; `arch::repacked` drives the tiles).
 //!
 //! Why hand-written: one 32-byte load of a repacked block group is the same four codes of
 //! eight rows, so an unsigned-by-signed dot of it with one broadcast activation dword leaves
@@ -13,6 +13,11 @@
 //!   into signed `q` and meet the activations by the sign trick (`|q| ≤ 128`, `|a| ≤ 127`:
 //!   2·128·127 < 2¹⁵), summing `Σ q·a` directly.
 //!
+//! IQ4_NL's nibbles are Q4_0's, each looked up with `vpshufb` in a 16-byte table: on AVX512 as
+//! the layout's unsigned `T[q] + 128` (`vpdpbusd` from `−128·Σa`, as Q8_0), on AVX2 as the
+//! signed `T[q]`, which meet the activations by Q8_0's sign trick (`|T| ≤ 127`), each nibble
+//! half through its own `vpmaddwd` (two halves' pairs would overflow 2¹⁵).
+//!
 //! Both end each block with the reference's float step in its order:
 //! `acc = fma(i as f32, d_w·d_a, acc)`, then for Q4_1 (codes as Q4_0's, sums from 0)
 //! `acc = fma(m_w, s_a, acc)`.
@@ -25,8 +30,10 @@
 
 use core::arch::x86_64::*;
 
-use crate::arch::repacked::{codes_offset, RepackedTile, TileArgs, Q4_0, Q4_1, Q8_0, SCALE_BYTES};
-use crate::scalar::BlockQ8Act;
+use crate::arch::repacked::{
+    codes_offset, group_bytes, RepackedTile, TileArgs, IQ4_NL, Q4_0, Q4_1, Q8_0, SCALE_BYTES,
+};
+use crate::scalar::{BlockQ8Act, IQ4_NL_VALUES};
 
 /// The AVX512-VNNI tile.
 pub(super) struct Avx512;
@@ -54,7 +61,9 @@ impl RepackedTile for Avx512 {
         match a.fmt {
             Q4_0 => by_tokens!(Q4_0),
             Q4_1 => by_tokens!(Q4_1),
-            _ => by_tokens!(Q8_0),
+            Q8_0 => by_tokens!(Q8_0),
+            IQ4_NL => by_tokens!(IQ4_NL),
+            _ => unreachable!("the driver passes a repacked format"),
         }
     }
 }
@@ -92,9 +101,9 @@ fn act_dword(acts: &[BlockQ8Act], i: usize, j: usize) -> i32 {
 
 /// 32 rows × `TT` tokens over the chunk (see [`Avx512`]).
 #[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vnni,avx512vl")]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vnni,avx512vl,avx512bw")]
 fn tile512<const TT: usize, const F: u8>(a: TileArgs<'_>) {
-    let gb = [144, 160, 272][F as usize];
+    let gb = const { group_bytes(F) };
     // Codes after the scales (and Q4_1's offsets).
     let qs = codes_offset(F);
     let off = group_offsets(&a, gb);
@@ -111,6 +120,8 @@ fn tile512<const TT: usize, const F: u8>(a: TileArgs<'_>) {
         }
     }
     let nib = _mm512_set1_epi8(0x0F);
+    // IQ4_NL: nibble q → T[q] + 128, the table in every 128-bit lane.
+    let lut = _mm512_broadcast_i32x4(codebook(128));
     for b in 0..a.blocks {
         // Row vector v holds row groups 2v (low half) and 2v + 1 (high half).
         let base: [[*const u8; 2]; 2] =
@@ -142,9 +153,13 @@ fn tile512<const TT: usize, const F: u8>(a: TileArgs<'_>) {
         } else {
             for j in 0..4 {
                 let raw: [__m512i; 2] = core::array::from_fn(|v| load2(v, qs + 32 * j));
-                let lo: [__m512i; 2] = core::array::from_fn(|v| _mm512_and_si512(raw[v], nib));
-                let hi: [__m512i; 2] =
+                let mut lo: [__m512i; 2] = core::array::from_fn(|v| _mm512_and_si512(raw[v], nib));
+                let mut hi: [__m512i; 2] =
                     core::array::from_fn(|v| _mm512_and_si512(_mm512_srli_epi32::<4>(raw[v]), nib));
+                if F == IQ4_NL {
+                    lo = lo.map(|v| _mm512_shuffle_epi8(lut, v));
+                    hi = hi.map(|v| _mm512_shuffle_epi8(lut, v));
+                }
                 for t in 0..TT {
                     let i = t * a.kb + b;
                     let xl = _mm512_set1_epi32(act_dword(a.acts, i, j));
@@ -219,7 +234,9 @@ impl RepackedTile for Avx2 {
         match a.fmt {
             Q4_0 => by_tokens!(Q4_0),
             Q4_1 => by_tokens!(Q4_1),
-            _ => by_tokens!(Q8_0),
+            Q8_0 => by_tokens!(Q8_0),
+            IQ4_NL => by_tokens!(IQ4_NL),
+            _ => unreachable!("the driver passes a repacked format"),
         }
     }
 }
@@ -228,7 +245,7 @@ impl RepackedTile for Avx2 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn tile256<const TT: usize, const F: u8>(a: TileArgs<'_>) {
-    let gb = [144, 160, 272][F as usize];
+    let gb = const { group_bytes(F) };
     // Codes after the scales (and Q4_1's offsets).
     let qs = codes_offset(F);
     let off = group_offsets(&a, gb);
@@ -243,6 +260,8 @@ fn tile256<const TT: usize, const F: u8>(a: TileArgs<'_>) {
         }
     }
     let nib = _mm256_set1_epi8(0x0F);
+    // IQ4_NL: nibble q → T[q] (signed), the table in both 128-bit lanes.
+    let lut = _mm256_broadcastsi128_si256(codebook(0));
     let flip = _mm256_set1_epi8(0x80u8 as i8);
     let ones = _mm256_set1_epi16(1);
     for b in 0..a.blocks {
@@ -260,6 +279,25 @@ fn tile256<const TT: usize, const F: u8>(a: TileArgs<'_>) {
                     let x = _mm256_set1_epi32(act_dword(a.acts, t * a.kb + b, j));
                     let p = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(x, q));
                     iacc[t] = _mm256_add_epi32(iacc[t], _mm256_madd_epi16(p, ones));
+                }
+            }
+        } else if F == IQ4_NL {
+            // Σ T[q]·a directly, by the sign trick as Q8_0's.
+            for j in 0..4 {
+                let raw = load(qs + 32 * j);
+                let lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(raw, nib));
+                let hi =
+                    _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nib));
+                let (alo, ahi) = (_mm256_sign_epi8(lo, lo), _mm256_sign_epi8(hi, hi));
+                for t in 0..TT {
+                    let i = t * a.kb + b;
+                    let xl = _mm256_set1_epi32(act_dword(a.acts, i, j));
+                    let xh = _mm256_set1_epi32(act_dword(a.acts, i, 4 + j));
+                    let pl = _mm256_maddubs_epi16(alo, _mm256_sign_epi8(xl, lo));
+                    let ph = _mm256_maddubs_epi16(ahi, _mm256_sign_epi8(xh, hi));
+                    let s =
+                        _mm256_add_epi32(_mm256_madd_epi16(pl, ones), _mm256_madd_epi16(ph, ones));
+                    iacc[t] = _mm256_add_epi32(iacc[t], s);
                 }
             }
         } else {
@@ -303,4 +341,12 @@ fn tile256<const TT: usize, const F: u8>(a: TileArgs<'_>) {
         // SAFETY: as for the loads above.
         unsafe { _mm256_storeu_ps(yp.add(t * a.ldy), facc[t]) };
     }
+}
+
+/// IQ4_NL's codebook plus `bias` as 16 bytes (`vpshufb`'s table).
+#[inline(always)]
+fn codebook(bias: i32) -> __m128i {
+    let t: [u8; 16] = core::array::from_fn(|q| (IQ4_NL_VALUES[q] as i32 + bias) as u8);
+    // SAFETY: `t` holds 16 bytes; unaligned load.
+    unsafe { _mm_loadu_si128(t.as_ptr().cast()) }
 }
