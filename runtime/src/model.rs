@@ -238,7 +238,8 @@ impl Model {
         );
     }
 
-    /// Repacks the Q4_0, Q4_1 and Q8_0 matrices into row-interleaved block groups
+    /// Repacks the matrices in a repacked format (Q4_0, Q4_1, Q8_0, IQ4_NL:
+    /// `tern_kernels::scalar::has_repacked`) into row-interleaved block groups
     /// ([`Repr::Repacked`], counted in [`ModelTensors::repacked_bytes`]) for sessions with
     /// int8 activations, whose prompts and decoding then run on them (`crate::repacked` has
     /// the measurements); returns the bytes repacked. Only when the kernels have

@@ -1,5 +1,6 @@
-//! Q4_0, Q4_1 and Q8_0 matrices repacked at load into row-interleaved block groups
-//! (`tern_kernels::scalar::repack`), and their products with int8 activations.
+//! Q4_0, Q4_1, Q8_0 and IQ4_NL matrices (`tern_kernels::scalar::has_repacked`) repacked at load
+//! into row-interleaved block groups (`tern_kernels::scalar::repack`), and their products with
+//! int8 activations.
 //!
 //! The repacked form holds the same bytes as the GGUF rows in another order (eight rows
 //! interleaved four bytes at a time), so one vector load feeds eight rows' integer dot products

@@ -318,7 +318,7 @@ impl ModelTensors {
     }
 
     /// Heap bytes of the representations built at load (ternary lookup-table tiles, repacked
-    /// Q4_0 / Q4_1 / Q8_0).
+    /// `tern_kernels::scalar::has_repacked` formats).
     pub fn repacked_bytes(&self) -> usize {
         self.layers
             .iter()
