@@ -13,8 +13,7 @@
 
 use crate::format::Format;
 use crate::scalar::{
-    act_q8_bytes, repacked_bytes, repacked_group_block_bytes, repacked_offset, BlockQ8Act,
-    REPACK_ROWS,
+    act_q8_bytes, repacked_bytes, repacked_format, BlockQ8Act, REPACKED_FORMATS, REPACK_ROWS,
 };
 
 /// Most blocks per column chunk (8192 columns): bounds the stack buffer of activation sums.
@@ -24,7 +23,7 @@ pub(crate) const MAX_TOKENS: usize = 8;
 /// Most rows of any backend's tile.
 pub(crate) const MAX_ROWS: usize = 32;
 
-/// [`TileArgs::fmt`] of Q4_0 (nibbles, offset 8).
+/// [`TileArgs::fmt`] of Q4_0 (nibbles, offset 8): its index in [`REPACKED_FORMATS`].
 pub(crate) const Q4_0: u8 = 0;
 /// [`TileArgs::fmt`] of Q4_1 (nibbles, no offset, a bias per row and block).
 pub(crate) const Q4_1: u8 = 1;
@@ -33,27 +32,33 @@ pub(crate) const Q8_0: u8 = 2;
 /// [`TileArgs::fmt`] of IQ4_NL (Q4_0's nibbles through the codebook, offset 128).
 pub(crate) const IQ4_NL: u8 = 3;
 
-/// Bytes of one block group of tile format `fmt` (as `scalar::repacked_group_block_bytes`).
-pub(crate) const fn group_bytes(fmt: u8) -> usize {
-    match fmt {
-        Q4_0 | IQ4_NL => 144,
-        Q4_1 => 160,
-        Q8_0 => 272,
-        _ => panic!("not a repacked tile format"),
+// Each tag names its format's row of the table.
+const _: () = {
+    let tags = [
+        (Q4_0, Format::Q4_0),
+        (Q4_1, Format::Q4_1),
+        (Q8_0, Format::Q8_0),
+        (IQ4_NL, Format::IQ4_NL),
+    ];
+    assert!(tags.len() == REPACKED_FORMATS.len());
+    let mut i = 0;
+    while i < tags.len() {
+        assert!(REPACKED_FORMATS[tags[i].0 as usize].format as u8 == tags[i].1 as u8);
+        i += 1;
     }
+};
+
+/// Bytes of one block group of tile format `fmt`.
+pub(crate) const fn group_bytes(fmt: u8) -> usize {
+    REPACKED_FORMATS[fmt as usize].group_bytes
 }
 
 /// Bytes of the eight f16 scales at the front of a block group.
 pub(crate) const SCALE_BYTES: usize = 16;
 
-/// Where a block group's codes start: after the eight scales, and for Q4_1 also its eight f16
-/// minimums.
+/// Where a block group's codes of tile format `fmt` start.
 pub(crate) const fn codes_offset(fmt: u8) -> usize {
-    if fmt == Q4_1 {
-        2 * SCALE_BYTES
-    } else {
-        SCALE_BYTES
-    }
+    REPACKED_FORMATS[fmt as usize].codes_at
 }
 
 /// One register tile's operands (see [`RepackedTile`]).
@@ -140,21 +145,10 @@ pub(crate) unsafe fn gemm_repacked<K: RepackedTile>(
         "outputs hold n rows of ldy"
     );
     let acts: &[BlockQ8Act] = crate::blocks::as_blocks(xq).expect("whole act blocks");
-    let (kb, gb, c) = (
-        cols / 32,
-        repacked_group_block_bytes(format),
-        repacked_offset(format),
-    );
+    // `repacked_bytes` above took only repacked formats.
+    let (fmt, layout) = repacked_format(format).expect("a repacked format");
+    let (fmt, kb, gb, c) = (fmt as u8, cols / 32, layout.group_bytes, layout.offset);
     let gstride = kb * gb;
-    let fmt = match format {
-        Format::Q4_0 => Q4_0,
-        Format::Q4_1 => Q4_1,
-        Format::Q8_0 => Q8_0,
-        Format::IQ4_NL => IQ4_NL,
-        // `repacked_bytes` above takes only repacked formats.
-        _ => unreachable!("{format:?} has no repacked layout"),
-    };
-    debug_assert_eq!(group_bytes(fmt), gb);
     let n_groups = m.div_ceil(REPACK_ROWS);
     let mut asum = [0i32; MAX_TOKENS * KC_BLOCKS];
     let mut part = [0f32; MAX_TOKENS * MAX_ROWS];

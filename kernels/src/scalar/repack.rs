@@ -102,34 +102,69 @@ pub struct BlockQ4_1x8 {
 }
 const _: () = assert!(core::mem::size_of::<BlockQ4_1x8>() == 160);
 
+/// One format's repacked layout, as the product, the driver and every backend's tiles read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RepackedFormat {
+    /// The GGUF format.
+    pub format: Format,
+    /// Bytes of one block group (eight blocks).
+    pub group_bytes: usize,
+    /// The codes' offset `c` of the module docs: what the product subtracts per activation.
+    pub offset: i32,
+    /// Where a block group's codes start: after the eight f16 scales (Q4_1: and its eight f16
+    /// offsets).
+    pub codes_at: usize,
+}
+
+/// Every format with a repacked layout, the one place its facts are written; the SIMD tiles
+/// name a format by its index here.
+pub const REPACKED_FORMATS: [RepackedFormat; 4] = {
+    const fn f(format: Format, group_bytes: usize, offset: i32, codes_at: usize) -> RepackedFormat {
+        RepackedFormat {
+            format,
+            group_bytes,
+            offset,
+            codes_at,
+        }
+    }
+    [
+        f(Format::Q4_0, size_of::<BlockQ4_0x8>(), 8, 16),
+        f(Format::Q4_1, size_of::<BlockQ4_1x8>(), 0, 32),
+        f(Format::Q8_0, size_of::<BlockQ8_0x8>(), 128, 16),
+        // Q4_0's bytes; the codes are codebook values plus 128.
+        f(Format::IQ4_NL, size_of::<BlockQ4_0x8>(), 128, 16),
+    ]
+};
+
+/// `format`'s index in [`REPACKED_FORMATS`] and its layout, if it has one.
+pub fn repacked_format(format: Format) -> Option<(usize, &'static RepackedFormat)> {
+    REPACKED_FORMATS
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f.format == format)
+}
+
+/// `format`'s layout; panics if it has none (a caller's bug: repacking checks [`has_repacked`]).
+fn layout(format: Format) -> &'static RepackedFormat {
+    match repacked_format(format) {
+        Some((_, f)) => f,
+        None => panic!("{format:?} has no repacked layout"),
+    }
+}
+
 /// Whether `format` has a repacked layout.
 pub fn has_repacked(format: Format) -> bool {
-    matches!(
-        format,
-        Format::Q4_0 | Format::Q4_1 | Format::Q8_0 | Format::IQ4_NL
-    )
+    repacked_format(format).is_some()
 }
 
 /// Bytes of one repacked block group of `format` (eight blocks).
 pub fn repacked_group_block_bytes(format: Format) -> usize {
-    match format {
-        Format::Q4_0 => 144,
-        Format::IQ4_NL => 144,
-        Format::Q4_1 => 160,
-        Format::Q8_0 => 272,
-        _ => panic!("{format:?} has no repacked layout"),
-    }
+    layout(format).group_bytes
 }
 
 /// The codes' offset `c` of the module docs: what the product subtracts per activation.
 pub fn repacked_offset(format: Format) -> i32 {
-    match format {
-        Format::Q4_0 => 8,
-        Format::Q4_1 => 0,
-        Format::Q8_0 => 128,
-        Format::IQ4_NL => 128,
-        _ => panic!("{format:?} has no repacked layout"),
-    }
+    layout(format).offset
 }
 
 /// Bytes of `m` rows of `cols` weights of `format`, repacked (the last group padded).
