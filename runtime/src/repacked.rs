@@ -13,12 +13,13 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
+use core::ops::Range;
 
 use tern_kernels::scalar::{act_q8_bytes, has_repacked, repack, repacked_bytes, REPACK_ROWS};
 use tern_kernels::Kernels;
 
 use crate::parallel::{Parallel, SharedOut};
-use crate::weights::QMatrix;
+use crate::weights::{QMatrix, TensorRef};
 
 /// A matrix in the repacked layout, on the heap.
 #[derive(Clone)]
@@ -41,14 +42,49 @@ impl core::fmt::Debug for RepackedMatrix {
 }
 
 impl RepackedMatrix {
-    /// The matrix repacked, if `k` has the repacked GEMM and the format a repacked layout.
-    pub fn repack(m: QMatrix<'_>, k: &Kernels) -> Option<Self> {
-        let (format, rows, cols) = (m.t.format, m.t.rows, m.t.cols);
+    /// Heap bytes of `t` repacked, if `k` has the repacked GEMM and the format a repacked
+    /// layout ([`RepackedMatrix::repack`] repacks exactly these): what memory estimates count
+    /// before anything is repacked.
+    pub fn bytes_for(t: &TensorRef, k: &Kernels) -> Option<usize> {
+        let (format, rows, cols) = (t.format, t.rows, t.cols);
         if k.gemm_repacked.is_none() || !has_repacked(format) || rows == 0 || cols % 32 != 0 {
             return None;
         }
-        let mut data = vec![0u8; repacked_bytes(format, rows, cols)];
-        repack(format, m.data, rows, &mut data);
+        Some(repacked_bytes(format, rows, cols))
+    }
+
+    /// The matrix repacked, if `k` has the repacked GEMM and the format a repacked layout.
+    pub fn repack(m: QMatrix<'_>, k: &Kernels) -> Option<Self> {
+        Self::repack_releasing(m, k, usize::MAX, &mut |_| {})
+    }
+
+    /// [`RepackedMatrix::repack`] a slice of about `slice_bytes` source bytes at a time (whole
+    /// groups of [`REPACK_ROWS`] rows), calling `release` with each slice's byte range in
+    /// `m.data` once it is copied: a caller that frees those file pages there holds one slice
+    /// of the source at a time instead of the whole matrix beside its copy (Gemma 3 270M's
+    /// 178 MB tied head). The result does not depend on the slicing.
+    pub fn repack_releasing(
+        m: QMatrix<'_>,
+        k: &Kernels,
+        slice_bytes: usize,
+        release: &mut dyn FnMut(Range<usize>),
+    ) -> Option<Self> {
+        let (format, rows, cols) = (m.t.format, m.t.rows, m.t.cols);
+        let mut data = vec![0u8; Self::bytes_for(&m.t, k)?];
+        let row_bytes = m.data.len() / rows;
+        let group_src = REPACK_ROWS * row_bytes;
+        let group_dst = repacked_bytes(format, REPACK_ROWS, cols);
+        let groups_per_slice = (slice_bytes / group_src).max(1);
+        let mut r0 = 0;
+        while r0 < rows {
+            let n = (groups_per_slice * REPACK_ROWS).min(rows - r0);
+            let src = r0 * row_bytes..(r0 + n) * row_bytes;
+            let dst = r0 / REPACK_ROWS * group_dst;
+            let out = &mut data[dst..dst + repacked_bytes(format, n, cols)];
+            repack(format, &m.data[src.clone()], n, out);
+            release(src);
+            r0 += n;
+        }
         Some(RepackedMatrix {
             format,
             rows,
@@ -210,6 +246,45 @@ mod tests {
             }
         }
         Some(m)
+    }
+
+    /// Repacking slice by slice gives the whole matrix's bytes, and the released ranges cover
+    /// its source bytes once, in order: one group per slice, a few groups, and one slice.
+    #[test]
+    fn repacking_in_slices_equals_repacking_whole() {
+        let m = model("qwen2_small.gguf", false).unwrap();
+        let file = m.weight_bytes().unwrap().bytes();
+        let t = m.tensors();
+        let mut seen = 0;
+        for w in t.layers[0].matrices().into_iter().chain([&t.output]) {
+            let Some(whole) = RepackedMatrix::repack(w.t.view(file), m.kernels()) else {
+                continue;
+            };
+            assert_eq!(
+                Some(whole.heap_bytes()),
+                RepackedMatrix::bytes_for(&w.t, m.kernels())
+            );
+            seen += 1;
+            let group = REPACK_ROWS * w.t.row_bytes();
+            for slice in [1, 3 * group + 1, usize::MAX] {
+                let mut ranges = Vec::new();
+                let sliced = RepackedMatrix::repack_releasing(
+                    w.t.view(file),
+                    m.kernels(),
+                    slice,
+                    &mut |r| ranges.push(r),
+                )
+                .unwrap();
+                assert!(sliced.data == whole.data, "{:?} slice {slice}", w.t);
+                let mut end = 0;
+                for r in &ranges {
+                    assert_eq!(r.start, end);
+                    end = r.end;
+                }
+                assert_eq!(end, w.t.len);
+            }
+        }
+        assert!(seen > 0, "nothing repackable in qwen2_small");
     }
 
     /// Logits of a 24-token prompt, then of three tokens fed one at a time, at int8.
