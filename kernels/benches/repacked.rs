@@ -8,7 +8,7 @@
 //! memory, not from the L2 the single matrices above stay in): microseconds per pass (fastest
 //! of several) and the bytes read per second.
 //!
-//! `cargo bench -p tern-kernels --bench repacked`
+//! `cargo bench -p tern-kernels --bench repacked` (`-- dram`: only the 96 MB passes)
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -29,6 +29,7 @@ fn time(budget: Duration, mut f: impl FnMut()) -> f64 {
 
 fn main() {
     let budget = Duration::from_millis(300);
+    let only_dram = std::env::args().any(|a| a == "dram");
     let mut s = 0x9E37_79B9_7F4A_7C15u64;
     let mut rnd = move || {
         s ^= s << 13;
@@ -45,7 +46,7 @@ fn main() {
             continue;
         };
         let Some(rep) = k.gemm_repacked else { continue };
-        if backend == Backend::Scalar {
+        if backend == Backend::Scalar || only_dram {
             continue;
         }
         for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0] {
