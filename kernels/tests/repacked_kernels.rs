@@ -136,3 +136,51 @@ fn gemm_repacked_matches_scalar_and_gemm_i8_bit_for_bit_on_every_backend() {
         }
     }
 }
+
+/// One token (decoding, the x86 backends' dedicated path): every row count around the row
+/// groups and the 64-row chunks (partial last groups, a lone last group), column counts that
+/// cross the 256-block column chunk, random and extreme weights and activations; outputs
+/// inside a wider row stay untouched.
+#[test]
+fn one_token_products_match_scalar_bit_for_bit_on_every_backend() {
+    let reference = Kernels::scalar();
+    for backend in Backend::ALL {
+        let Some(k) = kernels(backend) else { continue };
+        let Some(gemm) = k.gemm_repacked else {
+            continue;
+        };
+        let mut rng = Rng::new(17);
+        for format in FORMATS {
+            for cols in [32, 96, 576, 1536, 8256] {
+                let nb = cols / 32;
+                let ms: &[usize] = if cols > 2000 {
+                    &[1, 9, 71]
+                } else {
+                    &[
+                        1, 3, 7, 8, 9, 15, 16, 17, 24, 31, 33, 56, 63, 64, 65, 72, 79, 129,
+                    ]
+                };
+                for &m in ms {
+                    for wild in [false, true] {
+                        let w = weights(format, m, nb, &mut rng, wild);
+                        let xq = activations(1, cols, &mut rng, wild);
+                        let p = repacked(format, &w, m, cols);
+                        let mut want = vec![7.0f32; m + 5];
+                        let mut got = want.clone();
+                        (reference.gemm_repacked.unwrap().f)(
+                            format, &p, m, cols, &xq, 1, &mut want, m,
+                        );
+                        (gemm.f)(format, &p, m, cols, &xq, 1, &mut got, m);
+                        for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                            assert!(
+                                same_bits(*g, *e),
+                                "{backend:?} {format:?} m {m} cols {cols} wild {wild} row {i}: \
+                                 {g:e} vs {e:e}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

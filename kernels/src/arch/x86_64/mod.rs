@@ -30,6 +30,7 @@ mod q5_0_512_int8;
 mod q5_k512_int8;
 mod q8_0_512_int8;
 mod repacked;
+mod repacked_gemv;
 mod ternary;
 mod unpack_i8;
 
@@ -674,6 +675,19 @@ fn gemm_repacked_avx512vnni(
     y: &mut [f32],
     ldy: usize,
 ) {
+    if n == 1 && m > 0 {
+        use repacked_gemv::{gemv512, Q4_0, Q4_1, Q8_0};
+        // SAFETY: as below; `gemv512` checks every shape.
+        unsafe {
+            match format {
+                Format::Q4_0 => gemv512::<Q4_0>(w, m, cols, xq, y),
+                Format::Q4_1 => gemv512::<Q4_1>(w, m, cols, xq, y),
+                Format::Q8_0 => gemv512::<Q8_0>(w, m, cols, xq, y),
+                _ => panic!("{format:?} has no repacked layout"),
+            }
+        }
+        return;
+    }
     // SAFETY: installed only for the AVX512-VNNI backend after `detected` confirmed its
     // features; the driver checks every shape.
     unsafe {
@@ -696,6 +710,19 @@ fn gemm_repacked_avx2(
     y: &mut [f32],
     ldy: usize,
 ) {
+    if n == 1 && m > 0 {
+        use repacked_gemv::{gemv256, Q4_0, Q4_1, Q8_0};
+        // SAFETY: as below; `gemv256` checks every shape.
+        unsafe {
+            match format {
+                Format::Q4_0 => gemv256::<Q4_0>(w, m, cols, xq, y),
+                Format::Q4_1 => gemv256::<Q4_1>(w, m, cols, xq, y),
+                Format::Q8_0 => gemv256::<Q8_0>(w, m, cols, xq, y),
+                _ => panic!("{format:?} has no repacked layout"),
+            }
+        }
+        return;
+    }
     // SAFETY: installed only after `detected` confirmed AVX2, FMA and F16C; the driver checks
     // every shape.
     unsafe {
