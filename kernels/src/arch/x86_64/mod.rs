@@ -676,13 +676,14 @@ fn gemm_repacked_avx512vnni(
     ldy: usize,
 ) {
     if n == 1 && m > 0 {
-        use repacked_gemv::{gemv512, Q4_0, Q4_1, Q8_0};
+        use repacked_gemv::{gemv512, Iq4Nl, Q4_0, Q4_1, Q8_0};
         // SAFETY: as below; `gemv512` checks every shape.
         unsafe {
             match format {
                 Format::Q4_0 => gemv512::<Q4_0>(w, m, cols, xq, y),
                 Format::Q4_1 => gemv512::<Q4_1>(w, m, cols, xq, y),
                 Format::Q8_0 => gemv512::<Q8_0>(w, m, cols, xq, y),
+                Format::IQ4_NL => gemv512::<Iq4Nl>(w, m, cols, xq, y),
                 _ => panic!("{format:?} has no repacked layout"),
             }
         }
@@ -711,13 +712,14 @@ fn gemm_repacked_avx2(
     ldy: usize,
 ) {
     if n == 1 && m > 0 {
-        use repacked_gemv::{gemv256, Q4_0, Q4_1, Q8_0};
+        use repacked_gemv::{gemv256, Iq4Nl, Q4_0, Q4_1, Q8_0};
         // SAFETY: as below; `gemv256` checks every shape.
         unsafe {
             match format {
                 Format::Q4_0 => gemv256::<Q4_0>(w, m, cols, xq, y),
                 Format::Q4_1 => gemv256::<Q4_1>(w, m, cols, xq, y),
                 Format::Q8_0 => gemv256::<Q8_0>(w, m, cols, xq, y),
+                Format::IQ4_NL => gemv256::<Iq4Nl>(w, m, cols, xq, y),
                 _ => panic!("{format:?} has no repacked layout"),
             }
         }

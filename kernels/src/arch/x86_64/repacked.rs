@@ -345,7 +345,7 @@ fn tile256<const TT: usize, const F: u8>(a: TileArgs<'_>) {
 
 /// IQ4_NL's codebook plus `bias` as 16 bytes (`vpshufb`'s table).
 #[inline(always)]
-fn codebook(bias: i32) -> __m128i {
+pub(super) fn codebook(bias: i32) -> __m128i {
     let t: [u8; 16] = core::array::from_fn(|q| (IQ4_NL_VALUES[q] as i32 + bias) as u8);
     // SAFETY: `t` holds 16 bytes; unaligned load.
     unsafe { _mm_loadu_si128(t.as_ptr().cast()) }

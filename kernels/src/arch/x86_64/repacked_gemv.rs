@@ -1,4 +1,4 @@
-//! One-token (decoding) products over repacked Q4_0 / Q4_1 / Q8_0 (`scalar::repack` defines the
+//! One-token (decoding) products over repacked Q4_0 / Q4_1 / Q8_0 / IQ4_NL (`scalar::repack` defines the
 //! layout and the arithmetic), on AVX512-VNNI and AVX2.
 //!
 //! Why hand-written, and why apart from the GEMM's tiles (`repacked.rs`): a decoded token reads
@@ -28,11 +28,12 @@
 //!
 //! A format is one [`Codes512`] / [`Codes256`] impl: where its codes sit in the block group,
 //! their offset, and how one block group's bytes become unsigned (or signed) code vectors in
-//! activation-dword order. A 16-entry codebook (IQ4_NL: `vpshufb` of the nibble into
-//! `T[q] + 128`, offset 128) or Q5_0 is one more impl.
+//! activation-dword order. IQ4_NL is Q4_0's nibbles through a `vpshufb` of its 16-entry
+//! codebook (`T[q] + 128`, offset 128, on AVX-512; signed `T[q]` on AVX2).
 
 use core::arch::x86_64::*;
 
+use super::repacked::codebook;
 use crate::arch::repacked::SCALE_BYTES;
 use crate::scalar::{act_q8_bytes, BlockQ8Act, REPACK_ROWS};
 
@@ -93,6 +94,9 @@ pub(super) struct Q4_0;
 pub(super) struct Q4_1;
 /// Repacked Q8_0: bytes stored plus 128, offset 128.
 pub(super) struct Q8_0;
+/// Repacked IQ4_NL: Q4_0's nibbles, each standing for the codebook's `T[q]` (offset 128 on
+/// AVX-512, where the lookup gives `T[q] + 128`; signed on AVX2).
+pub(super) struct Iq4Nl;
 
 /// Low and high nibbles of two 64-byte loads: the low nibbles are codes `4j + k` (dwords
 /// `j`), the high ones `16 + 4j + k` (dwords `4 + j`).
@@ -146,6 +150,22 @@ impl Codes512 for Q8_0 {
     }
 }
 
+impl Codes512 for Iq4Nl {
+    const GB: usize = 144;
+    const CODES: usize = SCALE_BYTES;
+    const C: i32 = 128;
+    const BIAS: bool = false;
+    #[inline(always)]
+    unsafe fn codes(p: *const u8) -> [__m512i; 4] {
+        // SAFETY: the caller guarantees the 128 code bytes and AVX-512F; `gemv512` enables
+        // AVX-512BW for `vpshufb` (the backend's detection requires it).
+        unsafe {
+            let lut = _mm512_broadcast_i32x4(codebook(128));
+            nibbles512(p).map(|v| _mm512_shuffle_epi8(lut, v))
+        }
+    }
+}
+
 /// Row groups per chunk on AVX-512 (64 rows): eight streams in flight, each activation
 /// permute shared by eight groups.
 const G512: usize = 8;
@@ -167,7 +187,7 @@ pub(super) unsafe fn gemv512<F: Codes512>(
     unsafe { gemv512_body::<F>(w, m, cols / 32, acts, y) }
 }
 
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vnni,avx512vl")]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl")]
 fn gemv512_body<F: Codes512>(w: &[u8], m: usize, nb: usize, acts: &[BlockQ8Act], y: &mut [f32]) {
     const { assert!(G512.is_multiple_of(2)) };
     let gstride = nb * F::GB;
@@ -349,6 +369,24 @@ impl Codes256 for Q8_0 {
             core::array::from_fn(|j| {
                 _mm256_xor_si256(_mm256_loadu_si256(p.add(32 * j).cast()), flip)
             })
+        }
+    }
+}
+
+impl Codes256 for Iq4Nl {
+    const GB: usize = 144;
+    const CODES: usize = SCALE_BYTES;
+    const C: i32 = 128;
+    const BIAS: bool = false;
+    const SIGNED: bool = true;
+    const MAX_U: i32 = 255;
+    #[inline(always)]
+    unsafe fn codes(p: *const u8) -> [__m256i; 8] {
+        // SAFETY: the caller guarantees the 128 code bytes and AVX2; the lookup gives the
+        // signed `T[q]` (|T| ≤ 127, within the sign trick's bound).
+        unsafe {
+            let lut = _mm256_broadcastsi128_si256(codebook(0));
+            nibbles256(p).map(|v| _mm256_shuffle_epi8(lut, v))
         }
     }
 }
