@@ -24,6 +24,7 @@ mod kquants_low_int8;
 mod lut;
 mod neon;
 mod repacked;
+mod repacked_gemv;
 mod ternary;
 
 use crate::blocks::{
@@ -78,6 +79,17 @@ fn gemm_repacked_dotprod(
     y: &mut [f32],
     ldy: usize,
 ) {
+    if n == 1 && m > 0 {
+        use repacked_gemv::{check, dotprod::gemv, Q4_0, Q4_1, Q8_0};
+        check(format, w, m, cols, xq, y);
+        // SAFETY (each arm): installed only for NeonDotprod and NeonI8mm after `detected`
+        // confirmed NEON and dotprod; the shapes are checked above.
+        return match format {
+            Format::Q4_0 => unsafe { gemv::<Q4_0>(w, m, cols, xq, y) },
+            Format::Q4_1 => unsafe { gemv::<Q4_1>(w, m, cols, xq, y) },
+            _ => unsafe { gemv::<Q8_0>(w, m, cols, xq, y) },
+        };
+    }
     // SAFETY: installed only for NeonDotprod and NeonI8mm after `detected` confirmed NEON and
     // dotprod; the driver checks every shape.
     unsafe {
@@ -101,6 +113,17 @@ fn gemm_repacked_i8mm(
     y: &mut [f32],
     ldy: usize,
 ) {
+    if n == 1 && m > 0 {
+        use repacked_gemv::{check, i8mm::gemv, Q4_0, Q4_1, Q8_0U};
+        check(format, w, m, cols, xq, y);
+        // SAFETY (each arm): installed only for NeonI8mm after `detected` confirmed NEON,
+        // dotprod and i8mm; the shapes are checked above.
+        return match format {
+            Format::Q4_0 => unsafe { gemv::<Q4_0>(w, m, cols, xq, y) },
+            Format::Q4_1 => unsafe { gemv::<Q4_1>(w, m, cols, xq, y) },
+            _ => unsafe { gemv::<Q8_0U>(w, m, cols, xq, y) },
+        };
+    }
     // SAFETY: installed only for NeonI8mm after `detected` confirmed NEON, dotprod and i8mm;
     // the driver checks every shape.
     unsafe {
