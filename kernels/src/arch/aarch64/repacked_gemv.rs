@@ -25,6 +25,7 @@
 //! `sdot`s. The loop itself does not change.
 
 use core::arch::aarch64::*;
+use core::mem::MaybeUninit;
 
 use crate::arch::repacked::KC_BLOCKS;
 use crate::format::Format;
@@ -330,39 +331,73 @@ macro_rules! gemv {
             let acts: &[BlockQ8Act] = crate::blocks::as_blocks(xq).expect("whole act blocks");
             assert!(kb * 32 == cols && acts.len() == kb && w.len() == groups * kb * gb);
             assert!(y.len() >= m);
-            let mut init = [0i32; KC_BLOCKS];
+            // Not zeroed: every call writes the entries it reads (decoding makes many calls).
+            let mut init = [const { MaybeUninit::<i32>::uninit() }; KC_BLOCKS];
             for b0 in (0..kb).step_by(KC_BLOCKS) {
                 let blocks = (kb - b0).min(KC_BLOCKS);
                 let acts = &acts[b0..][..blocks];
-                if F::OFFSET != 0 {
-                    for (s, a) in init.iter_mut().zip(acts) {
-                        *s = -F::OFFSET * a.qs.iter().map(|&q| q as i32).sum::<i32>();
-                    }
+                for (s, a) in init.iter_mut().zip(acts) {
+                    s.write(if F::OFFSET != 0 {
+                        -F::OFFSET * code_sum(a)
+                    } else {
+                        0
+                    });
                 }
                 let pass = Pass {
                     kb,
                     acts,
-                    init: &init[..blocks],
+                    // SAFETY: the loop above wrote entries 0..blocks (`acts` has `blocks`).
+                    init: unsafe { core::slice::from_raw_parts(init.as_ptr().cast(), blocks) },
                     first: b0 == 0,
                 };
-                let mut g = 0;
-                while g < groups {
-                    let take = (groups - g).min(GROUPS);
-                    // The pass's rows: whole groups, unless the matrix ends inside the last.
-                    let rows = (m - g * REPACK_ROWS).min(take * REPACK_ROWS);
-                    let wg = &w[g * kb * gb + b0 * gb..];
-                    let yg = &mut y[g * REPACK_ROWS..][..rows];
-                    if rows == take * REPACK_ROWS {
-                        pass.run::<F>(take, wg, yg);
+                // Whole passes of GROUPS row groups in one call, then the rest.
+                let (full, last) = (groups / GROUPS, groups % GROUPS);
+                let wc = &w[b0 * gb..];
+                if full > 0 {
+                    let rows = full * GROUPS * REPACK_ROWS;
+                    if rows <= m {
+                        pass.run::<F>(GROUPS, full, wc, &mut y[..rows]);
                     } else {
-                        let mut buf = [0f32; GROUPS * REPACK_ROWS];
-                        buf[..rows].copy_from_slice(yg);
-                        pass.run::<F>(take, wg, &mut buf[..take * REPACK_ROWS]);
-                        yg.copy_from_slice(&buf[..rows]);
+                        // The matrix ends inside the last pass (and there is no rest).
+                        let head = rows - GROUPS * REPACK_ROWS;
+                        if full > 1 {
+                            pass.run::<F>(GROUPS, full - 1, wc, &mut y[..head]);
+                        }
+                        let wl = &wc[(full - 1) * GROUPS * kb * gb..];
+                        partial::<F>(&pass, GROUPS, wl, &mut y[head..m]);
                     }
-                    g += take;
+                }
+                if last > 0 {
+                    let g = full * GROUPS;
+                    let (wl, yl) = (&wc[g * kb * gb..], &mut y[g * REPACK_ROWS..m]);
+                    if yl.len() == last * REPACK_ROWS {
+                        pass.run::<F>(last, 1, wl, yl);
+                    } else {
+                        partial::<F>(&pass, last, wl, yl);
+                    }
                 }
             }
+        }
+
+        /// One pass of `take` row groups whose outputs `y` end inside the last group: through
+        /// a buffer of whole groups.
+        #[inline(never)]
+        #[target_feature(enable = $features)]
+        fn partial<F: Codes>(pass: &Pass<'_>, take: usize, w: &[u8], y: &mut [f32]) {
+            let mut buf = [0f32; GROUPS * REPACK_ROWS];
+            buf[..y.len()].copy_from_slice(y);
+            pass.run::<F>(take, 1, w, &mut buf[..take * REPACK_ROWS]);
+            y.copy_from_slice(&buf[..y.len()]);
+        }
+
+        /// `Σ qs` of an activation block: pairwise widening adds, then one across-vector add.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn code_sum(a: &BlockQ8Act) -> i32 {
+            // SAFETY: the block's 32 codes, as two 16-byte loads.
+            let (x, y) = unsafe { (vld1q_s8(a.qs.as_ptr()), vld1q_s8(a.qs.as_ptr().add(16))) };
+            // Each i16 lane adds four codes: at most 508 in magnitude.
+            vaddlvq_s16(vaddq_s16(vpaddlq_s8(x), vpaddlq_s8(y)))
         }
 
         /// One column chunk's blocks, for the passes over its row groups.
@@ -378,44 +413,55 @@ macro_rules! gemv {
         }
 
         impl Pass<'_> {
-            /// `y (+)= ` the chunk's products for `take` (1..=GROUPS) row groups from `w`.
+            /// `y (+)= ` the chunk's products for `count` passes of `take` (1..=GROUPS) row
+            /// groups from `w`.
             #[inline]
             #[target_feature(enable = $features)]
-            fn run<F: Codes>(&self, take: usize, w: &[u8], y: &mut [f32]) {
-                // SAFETY (for the three calls): the `pass` body's contract, checked here.
+            fn run<F: Codes>(&self, take: usize, count: usize, w: &[u8], y: &mut [f32]) {
                 match take {
-                    4 => unsafe { self.pass::<F, 4>(w, y) },
-                    3 => unsafe { self.pass::<F, 3>(w, y) },
-                    2 => unsafe { self.pass::<F, 2>(w, y) },
-                    _ => unsafe { self.pass::<F, 1>(w, y) },
+                    4 => self.passes::<F, 4>(count, w, y),
+                    3 => self.passes::<F, 3>(count, w, y),
+                    2 => self.passes::<F, 2>(count, w, y),
+                    _ => self.passes::<F, 1>(count, w, y),
                 }
             }
 
-            /// `R` row groups: `w` starts at the first group's block group of the chunk's
-            /// first block, `y` holds their `8R` outputs.
-            ///
-            /// # Safety
-            /// None beyond the features; the shapes are asserted (`w` holds `R` groups of
-            /// `kb` block groups minus the blocks before the chunk, which `gemv` skipped).
-            #[inline]
+            /// `count` passes of `R` row groups: `w` starts at the first group's block group
+            /// of the chunk's first block, `y` holds their `8R·count` outputs.
             #[target_feature(enable = $features)]
-            unsafe fn pass<F: Codes, const R: usize>(&self, w: &[u8], y: &mut [f32]) {
+            fn passes<F: Codes, const R: usize>(&self, count: usize, w: &[u8], y: &mut [f32]) {
                 let (gb, stride) = (F::GROUP_BYTES, self.kb * F::GROUP_BYTES);
                 let blocks = self.acts.len();
-                assert!(self.init.len() == blocks && y.len() == R * REPACK_ROWS);
-                assert!(w.len() >= (R - 1) * stride + blocks * gb);
+                assert!(self.init.len() == blocks && y.len() == count * R * REPACK_ROWS);
+                assert!(count >= 1 && w.len() >= (count * R - 1) * stride + blocks * gb);
+                for (q, y) in y.chunks_exact_mut(R * REPACK_ROWS).enumerate() {
+                    // SAFETY: pass q's groups are inside w (asserted above).
+                    unsafe { self.pass::<F, R>(w.as_ptr().add(q * R * stride), y) };
+                }
+            }
+
+            /// One pass of `R` row groups from `w` into `y` (`8R` floats).
+            ///
+            /// # Safety
+            /// `w` is the first group's block group of the chunk's first block, the `R`
+            /// groups' block groups of the chunk are readable (`(R − 1)·stride + blocks·gb`
+            /// bytes), and `y` holds `8R` floats.
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn pass<F: Codes, const R: usize>(&self, w: *const u8, y: &mut [f32]) {
+                let stride = self.kb * F::GROUP_BYTES;
                 let mut f = [[vdupq_n_f32(0.0); 2]; GROUPS];
                 if !self.first {
                     for g in 0..R {
                         for h in 0..2 {
-                            // SAFETY: y holds 8R floats (asserted).
+                            // SAFETY: y holds 8R floats (`chunks_exact` in `passes`).
                             f[g][h] = unsafe { vld1q_f32(y.as_ptr().add(8 * g + 4 * h)) };
                         }
                     }
                 }
                 // Group g's block group of the current block.
                 let mut p: [*const u8; GROUPS] =
-                    core::array::from_fn(|g| w.as_ptr().wrapping_add(g.min(R - 1) * stride));
+                    core::array::from_fn(|g| w.wrapping_add(g.min(R - 1) * stride));
                 for (act, init) in self.acts.iter().zip(self.init) {
                     let x = Act {
                         // SAFETY: the 32 codes of an activation block, as two 16-byte loads.
@@ -427,8 +473,8 @@ macro_rules! gemv {
                         init: vdupq_n_s32(if F::OFFSET != 0 { *init } else { 0 }),
                     };
                     // Unrolled by hand: the accumulators stay in registers.
-                    // SAFETY (each step): group g's next block group is inside w (asserted:
-                    // g·stride + blocks·gb ≤ w.len()), and this body has the step's features.
+                    // SAFETY (each step): group g's next block group is readable (the caller's
+                    // contract), and this body has the step's features.
                     unsafe { F::step(&mut p[0], &x, &mut f[0]) };
                     if R > 1 {
                         unsafe { F::step(&mut p[1], &x, &mut f[1]) };
