@@ -82,13 +82,16 @@ fn gemm_repacked_dotprod(
     if n == 1 && m > 0 {
         use repacked_gemv::{check, dotprod::gemv, Q4_0, Q4_1, Q8_0};
         check(format, w, m, cols, xq, y);
-        // SAFETY (each arm): installed only for NeonDotprod and NeonI8mm after `detected`
+        // SAFETY: installed only for NeonDotprod and NeonI8mm after `detected`
         // confirmed NEON and dotprod; the shapes are checked above.
-        return match format {
-            Format::Q4_0 => unsafe { gemv::<Q4_0>(w, m, cols, xq, y) },
-            Format::Q4_1 => unsafe { gemv::<Q4_1>(w, m, cols, xq, y) },
-            _ => unsafe { gemv::<Q8_0>(w, m, cols, xq, y) },
-        };
+        unsafe {
+            match format {
+                Format::Q4_0 => gemv::<Q4_0>(w, m, cols, xq, y),
+                Format::Q4_1 => gemv::<Q4_1>(w, m, cols, xq, y),
+                _ => gemv::<Q8_0>(w, m, cols, xq, y),
+            }
+        }
+        return;
     }
     // SAFETY: installed only for NeonDotprod and NeonI8mm after `detected` confirmed NEON and
     // dotprod; the driver checks every shape.
@@ -116,13 +119,16 @@ fn gemm_repacked_i8mm(
     if n == 1 && m > 0 {
         use repacked_gemv::{check, i8mm::gemv, Q4_0, Q4_1, Q8_0U};
         check(format, w, m, cols, xq, y);
-        // SAFETY (each arm): installed only for NeonI8mm after `detected` confirmed NEON,
+        // SAFETY: installed only for NeonI8mm after `detected` confirmed NEON,
         // dotprod and i8mm; the shapes are checked above.
-        return match format {
-            Format::Q4_0 => unsafe { gemv::<Q4_0>(w, m, cols, xq, y) },
-            Format::Q4_1 => unsafe { gemv::<Q4_1>(w, m, cols, xq, y) },
-            _ => unsafe { gemv::<Q8_0U>(w, m, cols, xq, y) },
-        };
+        unsafe {
+            match format {
+                Format::Q4_0 => gemv::<Q4_0>(w, m, cols, xq, y),
+                Format::Q4_1 => gemv::<Q4_1>(w, m, cols, xq, y),
+                _ => gemv::<Q8_0U>(w, m, cols, xq, y),
+            }
+        }
+        return;
     }
     // SAFETY: installed only for NeonI8mm after `detected` confirmed NEON, dotprod and i8mm;
     // the driver checks every shape.

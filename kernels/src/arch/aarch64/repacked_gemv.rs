@@ -473,17 +473,19 @@ macro_rules! gemv {
                         init: vdupq_n_s32(if F::OFFSET != 0 { *init } else { 0 }),
                     };
                     // Unrolled by hand: the accumulators stay in registers.
-                    // SAFETY (each step): group g's next block group is readable (the caller's
-                    // contract), and this body has the step's features.
-                    unsafe { F::step(&mut p[0], &x, &mut f[0]) };
-                    if R > 1 {
-                        unsafe { F::step(&mut p[1], &x, &mut f[1]) };
-                    }
-                    if R > 2 {
-                        unsafe { F::step(&mut p[2], &x, &mut f[2]) };
-                    }
-                    if R > 3 {
-                        unsafe { F::step(&mut p[3], &x, &mut f[3]) };
+                    // SAFETY: each group's next block group is readable (the caller's
+                    // contract), and this body has the steps' features.
+                    unsafe {
+                        F::step(&mut p[0], &x, &mut f[0]);
+                        if R > 1 {
+                            F::step(&mut p[1], &x, &mut f[1]);
+                        }
+                        if R > 2 {
+                            F::step(&mut p[2], &x, &mut f[2]);
+                        }
+                        if R > 3 {
+                            F::step(&mut p[3], &x, &mut f[3]);
+                        }
                     }
                 }
                 for g in 0..R {
