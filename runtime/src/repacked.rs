@@ -150,7 +150,13 @@ pub(crate) fn project_many(
     let jobs: Vec<(&RepackedMatrix, usize, usize, SharedOut)> = mats
         .iter_mut()
         .scan(0, |first, (w, y)| {
-            let chunk = rows_per_task(w.rows, par.threads());
+            // One thread decoding gains nothing from splitting a matrix into tasks: each
+            // call re-reads the activations' block sums.
+            let chunk = if n == 1 && par.threads() == 1 {
+                w.rows
+            } else {
+                rows_per_task(w.rows, par.threads())
+            };
             let job = (*w, chunk, *first, SharedOut::new(&mut y[..n * w.rows]));
             *first += w.rows.div_ceil(chunk);
             Some(job)

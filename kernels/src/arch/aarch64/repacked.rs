@@ -3,7 +3,8 @@
 //! docs). `scalar::repack` defines the layout and the arithmetic; `arch::repacked` drives the
 //! tiles. Measured with `bench/arm-insn-count.sh`'s counter (qemu `-cpu max`, SmolLM2-135M int8,
 //! pp16): the `smmla` tile cuts instructions per prompt token from 31.0 M to 22.1 M (Q4_0),
-//! 32.5 M to 22.7 M (Q4_1) and 33.6 M to 21.5 M (Q8_0); decoding (one token) is unchanged.
+//! 32.5 M to 22.7 M (Q4_1) and 33.6 M to 21.5 M (Q8_0). One token (decoding) does not come here:
+//! `repacked_gemv` is its matrix × vector loop (`mod.rs` routes `n = 1` to it).
 //!
 //! Why hand-written: one 16-byte load of a repacked block group is the same four codes of four
 //! rows, so `sdot` against one activation dword broadcast to every lane leaves each row's

@@ -675,7 +675,12 @@ fn gemm_repacked_avx512vnni(
     y: &mut [f32],
     ldy: usize,
 ) {
-    if n == 1 && m > 0 {
+    // One token of the formats the one-token path has; the rest take the tiles.
+    let one_token = matches!(
+        format,
+        Format::Q4_0 | Format::Q4_1 | Format::Q8_0 | Format::IQ4_NL
+    );
+    if n == 1 && m > 0 && one_token {
         use repacked_gemv::{gemv512, Iq4Nl, Q4_0, Q4_1, Q8_0};
         // SAFETY: as below; `gemv512` checks every shape.
         unsafe {
@@ -684,7 +689,7 @@ fn gemm_repacked_avx512vnni(
                 Format::Q4_1 => gemv512::<Q4_1>(w, m, cols, xq, y),
                 Format::Q8_0 => gemv512::<Q8_0>(w, m, cols, xq, y),
                 Format::IQ4_NL => gemv512::<Iq4Nl>(w, m, cols, xq, y),
-                _ => panic!("{format:?} has no repacked layout"),
+                _ => unreachable!("one_token"),
             }
         }
         return;
@@ -711,7 +716,12 @@ fn gemm_repacked_avx2(
     y: &mut [f32],
     ldy: usize,
 ) {
-    if n == 1 && m > 0 {
+    // One token of the formats the one-token path has; the rest take the tiles.
+    let one_token = matches!(
+        format,
+        Format::Q4_0 | Format::Q4_1 | Format::Q8_0 | Format::IQ4_NL
+    );
+    if n == 1 && m > 0 && one_token {
         use repacked_gemv::{gemv256, Iq4Nl, Q4_0, Q4_1, Q8_0};
         // SAFETY: as below; `gemv256` checks every shape.
         unsafe {
@@ -720,7 +730,7 @@ fn gemm_repacked_avx2(
                 Format::Q4_1 => gemv256::<Q4_1>(w, m, cols, xq, y),
                 Format::Q8_0 => gemv256::<Q8_0>(w, m, cols, xq, y),
                 Format::IQ4_NL => gemv256::<Iq4Nl>(w, m, cols, xq, y),
-                _ => panic!("{format:?} has no repacked layout"),
+                _ => unreachable!("one_token"),
             }
         }
         return;
