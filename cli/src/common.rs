@@ -72,7 +72,7 @@ pub struct Loaded {
 /// Loads `--model`: memory-mapped or copied into huge pages (`--load`; `--max-resident`
 /// needs a map, whose pages it can release), or streamed with `--stream-arena MB`; then hands
 /// what `--delegate` takes to the delegate, and for `--precision int8` (or `auto` resolved
-/// to int8) repacks the rest of the Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 matrices (issue 22).
+/// to int8) repacks the rest of the Q4_0, Q4_1, Q8_0, IQ4_NL, Q5_0 and Q5_1 matrices (issue 22).
 pub fn load_model(
     opts: &ModelOpts,
     load: &LoadOpts,
@@ -123,7 +123,8 @@ pub fn load_model(
     }
     // `auto` resolves here as the session will (int8 where the kernels' int8 dots are fast).
     if precision.resolve(model.kernels()) == ActivationPrecision::Int8 {
-        // Int8 sessions run Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 on row-interleaved copies (issue 22).
+        // Int8 sessions run Q4_0, Q4_1, Q8_0, IQ4_NL, Q5_0 and Q5_1 on row-interleaved copies
+        // (issue 22).
         model.repack_int8();
     }
     Ok(Loaded {

@@ -940,27 +940,53 @@ fn rss_and_peak() -> (u64, u64) {
 
 const MEASURE_ENV: &str = "TERN_MEASURE_LOAD";
 
-/// Loads the model, runs a session and prints the peak memory it added, when the parent test
-/// below runs this alone in a child process ([`MEASURE_ENV`] set). Otherwise checks that an
-/// estimate's parts add up.
-#[test]
-fn measure_a_real_load() {
+/// The model file (in models/) and precision (`auto` or `f32`) [`measure_a_real_load`] runs
+/// with, from [`MEASURE_ENV`] (`FILE PRECISION`); SmolLM2 at `auto` without it.
+fn measured_load() -> (PathBuf, ModelOptions) {
+    let var = std::env::var(MEASURE_ENV).unwrap_or_default();
+    let mut words = var.split(' ');
+    let file = words.next().filter(|w| !w.is_empty());
+    let path = match file {
+        Some(f) => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../models")
+            .join(f),
+        None => model_path(),
+    };
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/fetch-models.sh",
+        path.display()
+    );
     let mut options = options();
     options.context_length = 512;
-    let source = ModelSource::Path {
-        path: model_path().display().to_string(),
-    };
+    if words.next() == Some("f32") {
+        options.activation_precision = Some(Precision::F32);
+    }
+    (path, options)
+}
+
+/// Loads a model, runs a session that fills its context and prints the peak memory they
+/// added, when the parent test below runs this alone in a child process ([`MEASURE_ENV`]
+/// set). Otherwise checks that an estimate's parts add up.
+#[test]
+fn measure_a_real_load() {
+    let (path, options) = measured_load();
+    let path = path.display().to_string();
+    let source = ModelSource::Path { path: path.clone() };
     let e = estimate_memory(source, options.clone()).unwrap();
     assert_eq!(
         e.total_bytes,
         e.weights_bytes + e.repacked_bytes + e.kv_cache_bytes + e.scratch_bytes
     );
-    assert!(e.weights_bytes > 50 << 20 && e.kv_cache_bytes > 0, "{e:?}");
+    assert!(
+        e.weights_bytes + e.repacked_bytes > 50 << 20 && e.kv_cache_bytes > 0,
+        "{e:?}"
+    );
     if std::env::var_os(MEASURE_ENV).is_none() {
         return;
     }
     let (before, _) = rss_and_peak();
-    let model = Model::new(model_path().display().to_string(), options).unwrap();
+    let model = Model::new(path, options).unwrap();
     let session = Session::new(model).unwrap();
     // Fill the context so the whole KV cache is touched.
     let (listener, rx) = Recorder::new(None);
@@ -968,30 +994,102 @@ fn measure_a_real_load() {
     let _h = session.generate(prompt, greedy(4), listener).unwrap();
     collect(&rx).1.unwrap();
     let (_, peak) = rss_and_peak();
-    println!("MEASURED {} {}", peak - before, e.total_bytes);
+    println!(
+        "MEASURED {} {} {} {}",
+        peak - before,
+        e.total_bytes,
+        e.weights_bytes,
+        e.repacked_bytes
+    );
 }
 
+/// The estimate from the header alone is the loaded model's: at the default precision (int8
+/// here) it counts exactly the bytes loading repacks, and at f32 none; and the budget check
+/// after loading sees the same figures.
 #[test]
-fn estimate_memory_is_within_10_percent_of_the_peak_of_a_real_load() {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "tests::measure_a_real_load", "--nocapture"])
-        .env(MEASURE_ENV, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("MEASURED "))
-        .unwrap_or_else(|| panic!("no measurement in {stdout}"));
-    let v: Vec<f64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
-    let (measured, estimate) = (v[0], v[1]);
-    println!("peak RSS added {measured} bytes, estimated {estimate}");
-    assert!(
-        (estimate - measured).abs() <= 0.10 * measured,
-        "estimate {estimate} vs measured peak {measured}"
-    );
+fn the_estimate_counts_what_loading_repacks() {
+    let path = model_path().display().to_string();
+    for precision in [None, Some(Precision::F32), Some(Precision::Int8)] {
+        let options = ModelOptions {
+            activation_precision: precision,
+            ..options()
+        };
+        let source = ModelSource::Path { path: path.clone() };
+        let e = estimate_memory(source, options.clone()).unwrap();
+        let m = Model::new(path.clone(), options.clone()).unwrap();
+        let loaded =
+            tern_runtime::budget::SessionMemory::estimate(&m.inner, &m.options.session_options());
+        let repacked = m.inner.tensors().repacked_bytes() as u64;
+        assert_eq!(e.repacked_bytes, repacked, "{precision:?}");
+        assert_eq!(
+            (e.weights_bytes, e.repacked_bytes, e.total_bytes),
+            (loaded.weights, loaded.repacked, loaded.total()),
+            "{precision:?}"
+        );
+        let int8 =
+            tern_runtime::budget::repacks_at_load(&options.session_options(), m.inner.kernels());
+        let repackable = m.inner.kernels().gemm_repacked.is_some();
+        // SmolLM2 is all Q4_1 and Q8_0: repacked whole, its file pages released but the header's.
+        assert_eq!(
+            repacked > 90 << 20,
+            int8 && repackable,
+            "{precision:?}: {e:?}"
+        );
+        if repacked > 0 {
+            assert!(e.weights_bytes < 4 << 20, "{precision:?}: {e:?}");
+        }
+    }
+}
+
+/// The estimate against the peak RSS a load and a session filling its context add, measured
+/// in a child process per case: SmolLM2 (all of it repackable) and Gemma 3 270M (a 178 MB tied
+/// Q8_0 head repacked, most layers in formats without a repacked layout), each at the default
+/// precision (int8 here: repacked, the file mapped and the repacked part released) and at f32
+/// (nothing repacked; desktop Linux copies the file into huge pages). The estimate leaves out
+/// the tokenizer's tables (about 5 MB for SmolLM2, 18 MB for Gemma 3's 262,144 tokens), thread
+/// stacks, allocator slack, transient buffers and the pages the kernel maps around small
+/// tensors it faults in (64 KiB each): measured 5.5–9.5 % below the peak; the bound is 12 %.
+#[test]
+fn estimate_memory_is_within_12_percent_of_the_peak_of_a_real_load() {
+    let cases = [
+        ("smollm2-135m-instruct-q4_1.gguf", "auto"),
+        ("smollm2-135m-instruct-q4_1.gguf", "f32"),
+        ("gemma-3-270m-q4_k_m.gguf", "auto"),
+        ("gemma-3-270m-q4_k_m.gguf", "f32"),
+    ];
+    let mut failed = Vec::new();
+    for (file, precision) in cases {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "tests::measure_a_real_load", "--nocapture"])
+            .env(MEASURE_ENV, format!("{file} {precision}"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("MEASURED "))
+            .unwrap_or_else(|| panic!("no measurement in {stdout}"));
+        let v: Vec<f64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
+        let (measured, estimate) = (v[0], v[1]);
+        let mb = |b: f64| b / (1 << 20) as f64;
+        println!(
+            "{file} {precision}: peak RSS added {:.1} MiB, estimated {:.1} MiB \
+             (weights {:.1}, repacked {:.1}): {:+.2} %",
+            mb(measured),
+            mb(estimate),
+            mb(v[2]),
+            mb(v[3]),
+            (estimate / measured - 1.0) * 100.0
+        );
+        if (estimate - measured).abs() > 0.12 * measured {
+            failed.push(format!(
+                "{file} {precision}: estimate {estimate} vs peak {measured}"
+            ));
+        }
+    }
+    assert!(failed.is_empty(), "{failed:?}");
 }
 
 /// A short ChatML template that shows `tools` to the model and teaches the Hermes/Qwen

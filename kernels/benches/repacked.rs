@@ -1,11 +1,15 @@
-//! The int8 products of Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 on both layouts, SmolLM2-135M's shapes
-//! (and for Q5_0 Qwen2.5-0.5B's 896-wide ones, its Q5_0 matrices), one thread, every backend
-//! this CPU has: the GGUF layout (`gemm_q8`, the decoder's, and `gemm_i8`, the
+//! The int8 products of Q4_0, Q4_1, Q8_0, IQ4_NL, Q5_0 and Q5_1 on both layouts, SmolLM2-135M's
+//! shapes (and for Q5_0 Qwen2.5-0.5B's 896-wide ones, its Q5_0 matrices), one thread, every
+//! backend this CPU has: the GGUF layout (`gemm_q8`, the decoder's, and `gemm_i8`, the
 //! batched GEMM that unpacks panels per call) against the repacked one (`gemm_repacked`), for
 //! one token (decoding) and 128 (a prompt). Microseconds per call (fastest of many) and the
 //! repacked layout's speed-up over the faster GGUF product, which is what `Repr` chooses by.
 //!
-//! `cargo bench -p tern-kernels --bench repacked`
+//! Then one token over 96 MB of such matrices, as a decoded token reads its weights (from
+//! memory, not from the L2 the single matrices above stay in): microseconds per pass (fastest
+//! of several) and the bytes read per second.
+//!
+//! `cargo bench -p tern-kernels --bench repacked` (`-- dram`: only the 96 MB passes)
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -26,6 +30,7 @@ fn time(budget: Duration, mut f: impl FnMut()) -> f64 {
 
 fn main() {
     let budget = Duration::from_millis(300);
+    let only_dram = std::env::args().any(|a| a == "dram");
     let mut s = 0x9E37_79B9_7F4A_7C15u64;
     let mut rnd = move || {
         s ^= s << 13;
@@ -42,15 +47,16 @@ fn main() {
             continue;
         };
         let Some(rep) = k.gemm_repacked else { continue };
-        if backend == Backend::Scalar {
+        if backend == Backend::Scalar || only_dram {
             continue;
         }
         for format in [
             Format::Q4_0,
             Format::Q4_1,
+            Format::Q8_0,
+            Format::IQ4_NL,
             Format::Q5_0,
             Format::Q5_1,
-            Format::Q8_0,
         ] {
             let shapes: &[(usize, usize)] = if format == Format::Q5_0 {
                 &[(1536, 576), (576, 1536), (4864, 896), (896, 896)]
@@ -101,6 +107,59 @@ fn main() {
                     );
                 }
             }
+        }
+    }
+    println!(
+        "\n{:<12} {:<6} {:<22} {:>10} {:>8}",
+        "backend", "format", "one token over", "us/pass", "GB/s"
+    );
+    for backend in Backend::ALL {
+        let Some(k) = Kernels::with_backend(backend) else {
+            continue;
+        };
+        let Some(rep) = k.gemm_repacked else { continue };
+        if backend == Backend::Scalar {
+            continue;
+        }
+        for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0] {
+            // A layer's shapes in turn: 1536 rows of 576 (gate, up), 576 of 1536 (down).
+            let shapes = [(1536usize, 576usize), (576, 1536)];
+            let bytes: Vec<usize> = shapes
+                .iter()
+                .map(|&(m, c)| repacked_bytes(format, m, c))
+                .collect();
+            let count = (96 << 20) / (bytes[0] + bytes[1]);
+            let mats: Vec<(usize, usize, Vec<u8>)> = (0..2 * count)
+                .map(|i| {
+                    let (m, cols) = shapes[i % 2];
+                    let p: Vec<u8> = (0..bytes[i % 2]).map(|_| rnd() as u8 & 0x77).collect();
+                    (m, cols, p)
+                })
+                .collect();
+            let total: usize = mats.iter().map(|(_, _, p)| p.len()).sum();
+            let xq: Vec<Vec<u8>> = shapes
+                .iter()
+                .map(|&(_, cols)| {
+                    let x: Vec<f32> = (0..cols).map(|i| (i % 13) as f32 - 6.0).collect();
+                    let mut q = vec![0u8; act_q8_bytes(cols)];
+                    scalar::quantize_act_q8(&x, &mut q);
+                    q
+                })
+                .collect();
+            let mut y = vec![0f32; 1536];
+            let t = time(Duration::from_millis(1500), || {
+                for (i, (m, cols, p)) in mats.iter().enumerate() {
+                    (rep.f)(format, black_box(p), *m, *cols, &xq[i % 2], 1, &mut y, *m);
+                }
+            });
+            println!(
+                "{:<12} {:<6} {:<22} {:>10.0} {:>8.1}",
+                backend.name(),
+                format!("{format:?}"),
+                format!("{} matrices, {} MB", mats.len(), total >> 20),
+                t,
+                total as f64 / t / 1e3
+            );
         }
     }
 }

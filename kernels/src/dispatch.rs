@@ -63,8 +63,8 @@ pub type GemmI8Fn = fn(
     y: &mut [f32],
     ldy: usize,
 );
-/// `y[t·ldy + r] = row r · token t` for the `m` rows of `cols` weights of a repacked Q4_0, Q4_1,
-/// Q5_0, Q5_1 or Q8_0 matrix `w` ([`scalar::repack`]) and `n` rows of int8 activations
+/// `y[t·ldy + r] = row r · token t` for the `m` rows of `cols` weights of a repacked matrix `w`
+/// (Q4_0, Q4_1, Q8_0, IQ4_NL, Q5_0 or Q5_1) ([`scalar::repack`]) and `n` rows of int8 activations
 /// ([`scalar::act_q8_bytes`] each), with the arithmetic of [`scalar::gemm_repacked`] bit for bit
 /// (which is [`scalar::gemm_i8`]'s on the matrix's GGUF bytes).
 pub type GemmRepackedFn = fn(
@@ -259,7 +259,7 @@ pub struct Kernels {
     /// backend keeps the slot only where it has a fast one (elsewhere the runtime's batched
     /// int8 products use the formats' `gemm_q8`).
     pub gemm_i8: Option<Named<GemmI8Fn>>,
-    /// Repacked Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 rows × int8 activation rows ([`GemmRepackedFn`]): the runtime
+    /// Repacked rows (`scalar::has_repacked`) × int8 activation rows ([`GemmRepackedFn`]): the runtime
     /// repacks those matrices at load when this slot is filled. The scalar table holds the
     /// reference; a SIMD backend keeps the slot only where it has a SIMD tile.
     pub gemm_repacked: Option<Named<GemmRepackedFn>>,

@@ -1,5 +1,5 @@
-//! The int8 GEMM over repacked Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 (`Kernels::gemm_repacked`) against
-//! its references.
+//! The int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 / IQ4_NL / Q5_0 / Q5_1
+//! (`Kernels::gemm_repacked`) against its references.
 //!
 //! - `scalar::repack` then `scalar::dequant_repacked` is the GGUF dequantization bit for bit
 //!   (the layout loses nothing), on every row count (padding rows included).
@@ -15,12 +15,13 @@ use common::{int8_activations as activations, kernels, same_bits, Rng};
 use tern_kernels::scalar::{self, repacked_bytes};
 use tern_kernels::{Backend, Format, Kernels};
 
-const FORMATS: [Format; 5] = [
+const FORMATS: [Format; 6] = [
     Format::Q4_0,
     Format::Q4_1,
+    Format::Q8_0,
+    Format::IQ4_NL,
     Format::Q5_0,
     Format::Q5_1,
-    Format::Q8_0,
 ];
 
 /// `rows` rows of `nb` blocks: random codes, or all 0xFF / 0x00 / 0x80 code bytes in some
@@ -137,6 +138,55 @@ fn gemm_repacked_matches_scalar_and_gemm_i8_bit_for_bit_on_every_backend() {
                             same_bits(*e, *s),
                             "{format:?} at {at:?}: reference vs gemm_i8"
                         );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One token (decoding, which the x86 and NEON backends compute apart from the GEMM tiles):
+/// every row count up to 41 and around the row groups, the 32-row passes and the 64-row chunks
+/// (partial last groups, a lone last group), column counts that cross the 256-block column
+/// chunk, random and extreme weights and activations; outputs inside a wider row stay
+/// untouched.
+#[test]
+fn one_token_products_match_scalar_bit_for_bit_on_every_backend() {
+    let reference = Kernels::scalar();
+    for backend in Backend::ALL {
+        let Some(k) = kernels(backend) else { continue };
+        let Some(gemm) = k.gemm_repacked else {
+            continue;
+        };
+        let mut rng = Rng::new(17);
+        for format in FORMATS {
+            for cols in [32, 96, 576, 1536, 8256] {
+                let nb = cols / 32;
+                let ms: Vec<usize> = if cols > 2000 {
+                    vec![1, 9, 71]
+                } else {
+                    (1..=41)
+                        .chain([56, 57, 63, 64, 65, 72, 79, 96, 129, 159, 160])
+                        .collect()
+                };
+                for m in ms {
+                    for wild in [false, true] {
+                        let w = weights(format, m, nb, &mut rng, wild);
+                        let xq = activations(1, cols, &mut rng, wild);
+                        let p = repacked(format, &w, m, cols);
+                        let mut want = vec![7.0f32; m + 5];
+                        let mut got = want.clone();
+                        (reference.gemm_repacked.unwrap().f)(
+                            format, &p, m, cols, &xq, 1, &mut want, m,
+                        );
+                        (gemm.f)(format, &p, m, cols, &xq, 1, &mut got, m);
+                        for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                            assert!(
+                                same_bits(*g, *e),
+                                "{backend:?} {format:?} m {m} cols {cols} wild {wild} row {i}: \
+                                 {g:e} vs {e:e}"
+                            );
+                        }
                     }
                 }
             }

@@ -4,7 +4,9 @@
 use tern_kernels::Format;
 
 use crate::kv_cache::{KvCache, KvType};
+use crate::matmul::ActivationPrecision;
 use crate::model::Model;
+use crate::weights::Repr;
 
 /// A memory-bandwidth budget in GB/s (10⁹ bytes per second).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -63,11 +65,28 @@ pub fn weight_bytes_as(model: &Model, format: Format, fallback: Format) -> u64 {
 /// Heap and resident bytes one session of `model` needs with `opts` (context 0 meaning the
 /// model's default, as [`crate::Session::new`] reads it): what an app compares with the memory
 /// the OS gives it before it opens a session.
+///
+/// It describes the model as the FFI loads it: when [`repacks_at_load`] (int8, no resident
+/// cap), the matrices [`Model::repack_int8`] repacks count as repacked whether it has run or
+/// not, so an estimate from a freshly parsed header is the loaded model's. The
+/// repacked copy is the largest term it adds (the same bytes as the file's matrices); what it
+/// takes away is the file pages repacking releases, where the weight holder frees them (a
+/// memory map: [`crate::model::WeightBytes::frees_released`]; a copy in anonymous memory keeps
+/// them). Repacking releases one slice at a time ([`crate::model::REPACK_SLICE_BYTES`]), so
+/// the load's transient peak is within a slice of this.
+///
+/// Not counted: the tokenizer's tables (a few MB; about 16 MB for a 262,144-token
+/// vocabulary), thread stacks, allocator slack and code, and the rows of a released tied
+/// embedding while they are read (the forward pass releases them again): the FFI's test
+/// bounds the whole difference on real models.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionMemory {
-    /// Weight bytes resident at once: the whole model, or about the cap when one applies.
+    /// File bytes resident at once: the whole file in the address space (the tensors of a
+    /// streamed model), less the tensors released after being repacked or delegated when the
+    /// holder frees released pages, or about the resident cap when one applies.
     pub weights: u64,
-    /// Weights repacked into heap buffers at load (ternary lookup-table tiles).
+    /// Weights repacked into heap buffers at load: ternary lookup-table tiles and, for int8
+    /// sessions, the row-interleaved copies of [`Model::repack_int8`] (counted before it runs).
     pub repacked: u64,
     /// The KV cache (keys and values for every position of the context; sliding-window
     /// layers hold their window only).
@@ -82,14 +101,28 @@ impl SessionMemory {
         let c = model.config();
         let ctx = crate::session::context_for(c, opts.context);
         let batch = crate::session::batch_for(opts.batch, ctx);
-        let tensors = model.meta().tensor_bytes;
+        let int8 = opts.precision.resolve(model.kernels()) == ActivationPrecision::Int8;
+        let (pending_heap, pending_file) = match repacks_at_load(opts, model.kernels()) {
+            true => model.repack_int8_pending(),
+            false => (0, 0),
+        };
+        let frees = model.weight_bytes().is_some_and(|w| w.frees_released());
+        let released = match frees {
+            true => (released_bytes(model, int8) + pending_file) as u64,
+            false => 0,
+        };
+        // A map holds the header's pages too (the tokenizer reads them at load).
+        let file = model
+            .weight_bytes()
+            .map_or(model.meta().tensor_bytes, |w| w.bytes().len() as u64);
+        let resident = file.saturating_sub(released);
         let weights = match opts.max_resident {
-            0 => tensors,
-            cap => tensors.min(cap as u64),
+            0 => resident,
+            cap => resident.min(cap as u64),
         };
         SessionMemory {
             weights,
-            repacked: model.tensors().repacked_bytes() as u64,
+            repacked: (model.tensors().repacked_bytes() + pending_heap) as u64,
             kv_cache: KvCache::bytes_for(
                 ctx,
                 &model.tensors().windows(),
@@ -105,6 +138,34 @@ impl SessionMemory {
     pub fn total(&self) -> u64 {
         self.weights + self.repacked + self.kv_cache + self.scratch
     }
+}
+
+/// Whether a model loaded for sessions with `opts` is repacked ([`Model::repack_int8`]):
+/// when their precision resolves to int8 with `kernels` and no resident cap applies (a cap
+/// keeps the weights in the file, where they can be released; a repacked copy would stay on
+/// the heap). The FFI loads by this rule and [`SessionMemory::estimate`] assumes it.
+pub fn repacks_at_load(opts: &crate::SessionOptions, kernels: &tern_kernels::Kernels) -> bool {
+    opts.max_resident == 0 && opts.precision.resolve(kernels) == ActivationPrecision::Int8
+}
+
+/// File bytes of the matrices whose products no longer read them in a session with (`int8`)
+/// or without int8 activations: released at load, so not resident on a memory map.
+fn released_bytes(model: &Model, int8: bool) -> usize {
+    let t = model.tensors();
+    // A tied head is the embedding: a delegate keeps its pages for the embedding's rows.
+    t.layers
+        .iter()
+        .flat_map(|l| l.matrices())
+        .map(|m| (m, false))
+        .chain([(&t.output, t.tied_output)])
+        .filter(|(m, tied)| match m.repr() {
+            Repr::Delegated(_) => !tied,
+            Repr::TernaryLut(_) => int8 || m.int8_activations,
+            Repr::Repacked(_) => int8,
+            Repr::Gguf | Repr::TernaryMad => false,
+        })
+        .map(|(m, _)| m.t.len)
+        .sum()
 }
 
 /// The memory budget for one session's KV cache and buffers when the app sets none: half

@@ -27,6 +27,10 @@ pub trait WeightFeed {
     /// earlier ones.
     fn begin_layer(&mut self, _layer: usize, _tensors: &ModelTensors) {}
 
+    /// Rows of `t` read and done with, whose memory may go ([`Residency::DontNeed`]): the
+    /// rows of an embedding released at load because its tied head was repacked.
+    fn release(&mut self, _t: &TensorRef, _rows: Range<usize>) {}
+
     /// Bytes read from the source since the feed was made (0 when nothing is copied).
     fn bytes_read(&self) -> u64 {
         0
@@ -115,6 +119,13 @@ impl WeightFeed for SliceFeed<'_> {
             }
         }
         Ok(&self.file[start..start + len])
+    }
+
+    fn release(&mut self, t: &TensorRef, rows: Range<usize>) {
+        let rb = t.row_bytes();
+        let start = t.offset + rows.start * rb;
+        self.bytes
+            .advise(start, rows.len() * rb, Residency::DontNeed);
     }
 
     fn begin_layer(&mut self, layer: usize, tensors: &ModelTensors) {

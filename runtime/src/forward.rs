@@ -138,12 +138,20 @@ impl Model {
 
         // Token embeddings → residual stream x (n, dim).
         let embd = &t.token_embd;
+        // A tied head built into another representation at load released the embedding's
+        // pages; the rows read back are released again, or they would pile up in memory no
+        // estimate counts (on Linux a fault maps up to a 2 MB folio of the file per row).
+        let release = t.tied_output && !t.output.reads_file();
         for (i, &tok) in tokens.iter().enumerate() {
-            let row = feed.rows(embd, tok as usize..tok as usize + 1)?;
+            let rows = tok as usize..tok as usize + 1;
+            let row = feed.rows(embd, rows.clone())?;
             let x = &mut s.x[i * dim..(i + 1) * dim];
             k.dequant(embd.format, row, x);
             if t.embd_scale != 1.0 {
                 x.iter_mut().for_each(|v| *v *= t.embd_scale);
+            }
+            if release {
+                feed.release(embd, rows);
             }
         }
 

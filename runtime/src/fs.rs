@@ -206,6 +206,10 @@ impl WeightBytes for MappedFile {
         #[cfg(not(unix))]
         let _ = (offset, len, residency);
     }
+
+    fn frees_released(&self) -> bool {
+        cfg!(unix)
+    }
 }
 
 /// How [`Model::open_with`] holds a model file's bytes.

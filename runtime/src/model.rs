@@ -31,6 +31,13 @@ pub trait WeightBytes: Send + Sync {
     /// with for now. A hint: the bytes stay readable either way. Buffers ignore it.
     fn advise(&self, _offset: usize, _len: usize, _residency: Residency) {}
 
+    /// Whether [`Residency::DontNeed`] frees the memory of the range (a memory map's pages,
+    /// read back from the file when touched again), so that memory estimates may leave the
+    /// released bytes out. False by default: buffers ignore the hint.
+    fn frees_released(&self) -> bool {
+        false
+    }
+
     /// How many of the bytes sit in huge pages, when the holder can tell (a copy in
     /// anonymous memory can: [`crate::fs::CopiedFile`]); `None` otherwise.
     fn huge_page_bytes(&self) -> Option<u64> {
@@ -238,7 +245,8 @@ impl Model {
         );
     }
 
-    /// Repacks the Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 matrices into row-interleaved block groups
+    /// Repacks the matrices in a repacked format (Q4_0, Q4_1, Q8_0, IQ4_NL, Q5_0, Q5_1:
+    /// `tern_kernels::scalar::has_repacked`) into row-interleaved block groups
     /// ([`Repr::Repacked`], counted in [`ModelTensors::repacked_bytes`]) for sessions with
     /// int8 activations, whose prompts and decoding then run on them (`crate::repacked` has
     /// the measurements); returns the bytes repacked. Only when the kernels have
@@ -249,6 +257,10 @@ impl Model {
     /// token (Gemma 3 270M's 262144 × 640 Q8_0 head is two thirds of its bytes per token, and
     /// the repacked product reads it about 1.5× faster than the GGUF rows' `gemm_q8`), while
     /// the embedding reads one row of its file bytes per token, faulted back in when released.
+    ///
+    /// The file bytes are released slice by slice as they are copied
+    /// ([`REPACK_SLICE_BYTES`]), so on a memory map the load's peak is the repacked copy plus
+    /// one slice, not a matrix twice ([`crate::budget::SessionMemory`] counts it so).
     pub fn repack_int8(&mut self) -> usize {
         let Some(bytes) = self.weights.as_deref() else {
             return 0;
@@ -259,16 +271,41 @@ impl Model {
         mats.push(output);
         let mut total = 0;
         for m in mats {
-            if !matches!(m.repr(), Repr::Gguf) || m.int8_activations {
+            if repack_int8_bytes(m, &self.kernels).is_none() {
                 continue;
             }
-            if let Some(r) = RepackedMatrix::repack(m.t.view(file), &self.kernels) {
+            let offset = m.t.offset;
+            let mut release = |r: core::ops::Range<usize>| {
+                bytes.advise(offset + r.start, r.len(), Residency::DontNeed)
+            };
+            let view = m.t.view(file);
+            if let Some(r) = RepackedMatrix::repack_releasing(
+                view,
+                &self.kernels,
+                REPACK_SLICE_BYTES,
+                &mut release,
+            ) {
                 total += r.heap_bytes();
                 m.set_repr(Repr::Repacked(r));
-                bytes.advise(m.t.offset, m.t.len, Residency::DontNeed);
             }
         }
         total
+    }
+
+    /// What [`Model::repack_int8`] would repack now: the heap bytes of the copies and the file
+    /// bytes it would release, over the same matrices by the same rule (0 and 0 for a streamed
+    /// model, or once done).
+    pub fn repack_int8_pending(&self) -> (usize, usize) {
+        if self.weights.is_none() {
+            return (0, 0);
+        }
+        let t = &self.tensors;
+        t.layers
+            .iter()
+            .flat_map(|l| l.matrices())
+            .chain([&t.output])
+            .filter_map(|m| Some((repack_int8_bytes(m, &self.kernels)?, m.t.len)))
+            .fold((0, 0), |(h, f), (a, b)| (h + a, f + b))
     }
 
     /// The ternary kernel chosen per distinct ternary matrix shape at load (empty for a
@@ -459,6 +496,20 @@ impl DelegatedMatrix for InFfnBlock {
             message: "this matrix runs only inside its layer's delegated FFN block".into(),
         })
     }
+}
+
+/// Source bytes [`Model::repack_int8`] copies between two releases of file pages: small
+/// beside a model, large enough that the `madvise` calls cost nothing.
+pub const REPACK_SLICE_BYTES: usize = 4 << 20;
+
+/// The heap bytes [`Model::repack_int8`] gives `m`'s repacked copy, or `None` where it leaves
+/// `m` as it is (another representation, BitNet's own int8 activations, a format or kernel
+/// set without the repacked layout).
+fn repack_int8_bytes(m: &Matrix, k: &Kernels) -> Option<usize> {
+    if !matches!(m.repr(), Repr::Gguf) || m.int8_activations {
+        return None;
+    }
+    RepackedMatrix::bytes_for(&m.t, k)
 }
 
 /// Sets the representation of every matrix of `tensors` for the ternary kernel `want` and

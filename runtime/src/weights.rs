@@ -107,7 +107,7 @@ pub enum Repr {
     /// accelerator; the runtime rounds BitNet's activations to int8 before and applies the
     /// tensor scale after, as on the GGUF path. Its file bytes were released.
     Delegated(Arc<dyn DelegatedMatrix>),
-    /// A Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0 matrix repacked at load into row-interleaved block
+    /// A Q4_0, Q4_1, Q8_0, IQ4_NL, Q5_0 or Q5_1 matrix repacked at load into row-interleaved block
     /// groups on the heap (`crate::repacked`, [`crate::model::Model::repack_int8`]): products
     /// with int8 activations (prompts and decoding) run on it, others on the file bytes as
     /// [`Repr::Gguf`]'s do.
@@ -318,7 +318,7 @@ impl ModelTensors {
     }
 
     /// Heap bytes of the representations built at load (ternary lookup-table tiles, repacked
-    /// Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0).
+    /// `tern_kernels::scalar::has_repacked` formats).
     pub fn repacked_bytes(&self) -> usize {
         self.layers
             .iter()

@@ -1,4 +1,4 @@
-//! The one driver of the int8 GEMM over repacked Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0
+//! The one driver of the int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 / IQ4_NL / Q5_0 / Q5_1
 //! ([`crate::scalar::repack`]),
 //! shared by every backend: shape checks, the loop over column chunks, token tiles and row
 //! tiles, the activations' per-block sums, and partial tiles. A backend supplies only the
@@ -13,8 +13,7 @@
 
 use crate::format::Format;
 use crate::scalar::{
-    act_q8_bytes, repacked_bytes, repacked_group_block_bytes, repacked_offset, BlockQ8Act,
-    REPACK_ROWS,
+    act_q8_bytes, repacked_bytes, repacked_format, BlockQ8Act, REPACKED_FORMATS, REPACK_ROWS,
 };
 
 /// Most blocks per column chunk (8192 columns): bounds the stack buffer of activation sums.
@@ -24,44 +23,51 @@ pub(crate) const MAX_TOKENS: usize = 8;
 /// Most rows of any backend's tile.
 pub(crate) const MAX_ROWS: usize = 32;
 
-/// [`TileArgs::fmt`] of Q4_0 (nibbles, offset 8).
+/// [`TileArgs::fmt`] of Q4_0 (nibbles, offset 8): its index in [`REPACKED_FORMATS`].
 pub(crate) const Q4_0: u8 = 0;
 /// [`TileArgs::fmt`] of Q4_1 (nibbles, no offset, a bias per row and block).
 pub(crate) const Q4_1: u8 = 1;
 /// [`TileArgs::fmt`] of Q8_0 (bytes, offset 128).
 pub(crate) const Q8_0: u8 = 2;
-
+/// [`TileArgs::fmt`] of IQ4_NL (Q4_0's nibbles through the codebook, offset 128).
+pub(crate) const IQ4_NL: u8 = 3;
 /// [`TileArgs::fmt`] of Q5_0 (nibbles and their fifth bits, offset 16).
 pub(crate) const Q5_0: u8 = 4;
 /// [`TileArgs::fmt`] of Q5_1 (as Q5_0's, no offset, a bias per row and block).
 pub(crate) const Q5_1: u8 = 5;
+
+// Each tag names its format's row of the table.
+const _: () = {
+    let tags = [
+        (Q4_0, Format::Q4_0),
+        (Q4_1, Format::Q4_1),
+        (Q8_0, Format::Q8_0),
+        (IQ4_NL, Format::IQ4_NL),
+        (Q5_0, Format::Q5_0),
+        (Q5_1, Format::Q5_1),
+    ];
+    assert!(tags.len() == REPACKED_FORMATS.len());
+    let mut i = 0;
+    while i < tags.len() {
+        assert!(REPACKED_FORMATS[tags[i].0 as usize].format as u8 == tags[i].1 as u8);
+        i += 1;
+    }
+};
+
+/// Bytes of one block group of tile format `fmt`.
+pub(crate) const fn group_bytes(fmt: u8) -> usize {
+    REPACKED_FORMATS[fmt as usize].group_bytes
+}
 
 /// Bytes of the eight f16 scales at the front of a block group.
 pub(crate) const SCALE_BYTES: usize = 16;
 /// Bytes of a Q5 block group's fifth bits (`qh`), just before its nibbles.
 pub(crate) const QH_BYTES: usize = 32;
 
-/// Where a block group's codes start: after the eight scales, for Q4_1 and Q5_1 also their
-/// eight f16 minimums, for Q5_0 and Q5_1 also their fifth bits.
+/// Where a block group's codes of tile format `fmt` start (Q5_0, Q5_1: their nibbles, after
+/// the fifth bits).
 pub(crate) const fn codes_offset(fmt: u8) -> usize {
-    match fmt {
-        Q4_1 => 2 * SCALE_BYTES,
-        Q5_0 => SCALE_BYTES + QH_BYTES,
-        Q5_1 => 2 * SCALE_BYTES + QH_BYTES,
-        _ => SCALE_BYTES,
-    }
-}
-
-/// Bytes of one block group (`scalar::repacked_group_block_bytes`) by [`TileArgs::fmt`].
-pub(crate) const fn group_bytes(fmt: u8) -> usize {
-    match fmt {
-        Q4_0 => 144,
-        Q4_1 => 160,
-        Q5_0 => 176,
-        Q5_1 => 192,
-        Q8_0 => 272,
-        _ => panic!("not a repacked format"),
-    }
+    REPACKED_FORMATS[fmt as usize].codes_at
 }
 
 /// Whether the format's block groups carry eight f16 minimums after the scales (Q4_1, Q5_1).
@@ -76,7 +82,7 @@ pub(crate) const fn has_qh(fmt: u8) -> bool {
 
 /// One register tile's operands (see [`RepackedTile`]).
 pub(crate) struct TileArgs<'a> {
-    /// The format: [`Q4_0`], [`Q4_1`], [`Q5_0`], [`Q5_1`] or [`Q8_0`].
+    /// The format: [`Q4_0`], [`Q4_1`], [`Q8_0`], [`IQ4_NL`], [`Q5_0`] or [`Q5_1`].
     pub fmt: u8,
     /// The tile's first row group from the chunk's first block group on; group `g` is
     /// `g·gstride` bytes on.
@@ -158,11 +164,9 @@ pub(crate) unsafe fn gemm_repacked<K: RepackedTile>(
         "outputs hold n rows of ldy"
     );
     let acts: &[BlockQ8Act] = crate::blocks::as_blocks(xq).expect("whole act blocks");
-    let (kb, gb, c) = (
-        cols / 32,
-        repacked_group_block_bytes(format),
-        repacked_offset(format),
-    );
+    // `repacked_bytes` above took only repacked formats.
+    let (fmt, layout) = repacked_format(format).expect("a repacked format");
+    let (fmt, kb, gb, c) = (fmt as u8, cols / 32, layout.group_bytes, layout.offset);
     let gstride = kb * gb;
     let n_groups = m.div_ceil(REPACK_ROWS);
     let mut asum = [0i32; MAX_TOKENS * KC_BLOCKS];
@@ -183,13 +187,7 @@ pub(crate) unsafe fn gemm_repacked<K: RepackedTile>(
                 macro_rules! args {
                     ($y:expr, $ldy:expr) => {
                         TileArgs {
-                            fmt: match format {
-                                Format::Q4_0 => Q4_0,
-                                Format::Q4_1 => Q4_1,
-                                Format::Q5_0 => Q5_0,
-                                Format::Q5_1 => Q5_1,
-                                _ => Q8_0,
-                            },
+                            fmt,
                             w: &w[g0 * gstride + b0 * gb..],
                             gstride,
                             groups: (n_groups - g0).min(K::ROWS / REPACK_ROWS),

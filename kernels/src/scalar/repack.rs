@@ -1,5 +1,6 @@
-//! Row-interleaved ("repacked") Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0: the layout, the repacking, and the int8 GEMM
-//! over it, as plain loops. This file is the specification the SIMD paths equal bit for bit.
+//! Row-interleaved ("repacked") Q4_0, Q4_1, Q8_0, IQ4_NL, Q5_0 and Q5_1: the layout, the
+//! repacking, and the int8 GEMM over it, as plain loops. This file is the specification the
+//! SIMD paths equal bit for bit.
 //!
 //! Why a second layout: in GGUF order a row's blocks lie end to end, so a SIMD product over
 //! many rows either reduces each row's lanes horizontally (the `dot_*_q8` kernels) or first
@@ -20,6 +21,9 @@
 //! BlockQ8_0x8 (272 bytes): d[8] f16, then qs[256]:
 //!   qs[(j·8 + r)·4 + k], j in 0..8, k in 0..4 = code 4j + k of row r, plus 128 (as u8)
 //!   (weight (u − 128)·d)
+//! IQ4_NL (144 bytes): BlockQ4_0x8's bytes (its block is Q4_0's); nibble q stands for
+//!   u = T[q] + 128, T the codebook (`IQ4_NL_VALUES`, −127..=113, so u is 1..=241;
+//!   weight (u − 128)·d = T[q]·d)
 //! BlockQ5_0x8 (176 bytes): d[8] f16, then qh[32], then qs[128] as Q4_0's (the low four bits):
 //!   qh[r·4 + k] bit j     = fifth bit of code 4j + k of row r      (GGUF qh bit 4j + k)
 //!   qh[r·4 + k] bit 4 + j = fifth bit of code 16 + 4j + k of row r (GGUF qh bit 16 + 4j + k)
@@ -41,10 +45,12 @@
 //! `cols/32` block groups end to end. The last group is padded with zero rows (scale 0).
 //!
 //! The product, per output `y[t][r]`, over the row's blocks in order, with `c` the codes'
-//! offset (8, 16 or 128; 0 for Q4_1 and Q5_1) and `a` the token's [`BlockQ8Act`] codes:
+//! offset (8; 16 for Q5_0; 128 for Q8_0 and IQ4_NL; 0 for Q4_1 and Q5_1) and `a` the token's
+//! [`BlockQ8Act`] codes:
 //!
 //! ```text
-//! i_b = Σ_k u_k·a_k − c·Σ_k a_k                 exact i32 (= Σ q·a of the GGUF codes)
+//! i_b = Σ_k u_k·a_k − c·Σ_k a_k                 exact i32 (= Σ q·a of the GGUF codes;
+//!                                               IQ4_NL: Σ T[q]·a)
 //! acc = fma(i_b as f32, d_b·d_a, acc)           from acc = 0
 //! acc = fma(m_b, s_a, acc)                      (Q4_1, Q5_1: c = 0; s_a = d_a·Σa)
 //! ```
@@ -53,7 +59,7 @@
 //! groups are these blocks, its `i_g` this `i_b`), so switching a matrix to the repacked form
 //! changes no result.
 
-use super::act::{act_blocks, BlockQ8Act};
+use super::act::{act_blocks, BlockQ8Act, IQ4_NL_VALUES};
 use super::gemm::gemm_shape;
 use crate::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, F16Le};
 use crate::format::Format;
@@ -184,12 +190,62 @@ fn q5_row(qh: &[u8; 32], qs: &[u8; 128], r: usize) -> [u8; 32] {
     u
 }
 
+/// One format's repacked layout, as the product, the driver and every backend's tiles read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RepackedFormat {
+    /// The GGUF format.
+    pub format: Format,
+    /// Bytes of one block group (eight blocks).
+    pub group_bytes: usize,
+    /// The codes' offset `c` of the module docs: what the product subtracts per activation.
+    pub offset: i32,
+    /// Where a block group's codes start: after the eight f16 scales (Q4_1, Q5_1: and their
+    /// eight f16 offsets; Q5_0, Q5_1: and the 32 bytes of fifth bits, the nibbles start here).
+    pub codes_at: usize,
+}
+
+/// Every format with a repacked layout, the one place its facts are written; the SIMD tiles
+/// name a format by its index here.
+pub const REPACKED_FORMATS: [RepackedFormat; 6] = {
+    const fn f(format: Format, group_bytes: usize, offset: i32, codes_at: usize) -> RepackedFormat {
+        RepackedFormat {
+            format,
+            group_bytes,
+            offset,
+            codes_at,
+        }
+    }
+    [
+        f(Format::Q4_0, size_of::<BlockQ4_0x8>(), 8, 16),
+        f(Format::Q4_1, size_of::<BlockQ4_1x8>(), 0, 32),
+        f(Format::Q8_0, size_of::<BlockQ8_0x8>(), 128, 16),
+        // Q4_0's bytes; the codes are codebook values plus 128.
+        f(Format::IQ4_NL, size_of::<BlockQ4_0x8>(), 128, 16),
+        // The nibbles after the fifth bits (`qh`).
+        f(Format::Q5_0, size_of::<BlockQ5_0x8>(), 16, 48),
+        f(Format::Q5_1, size_of::<BlockQ5_1x8>(), 0, 64),
+    ]
+};
+
+/// `format`'s index in [`REPACKED_FORMATS`] and its layout, if it has one.
+pub fn repacked_format(format: Format) -> Option<(usize, &'static RepackedFormat)> {
+    REPACKED_FORMATS
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f.format == format)
+}
+
+/// `format`'s layout; panics if it has none (a caller's bug: repacking checks [`has_repacked`]).
+fn layout(format: Format) -> &'static RepackedFormat {
+    match repacked_format(format) {
+        Some((_, f)) => f,
+        None => panic!("{format:?} has no repacked layout"),
+    }
+}
+
 /// Whether `format` has a repacked layout.
 pub fn has_repacked(format: Format) -> bool {
-    matches!(
-        format,
-        Format::Q4_0 | Format::Q4_1 | Format::Q5_0 | Format::Q5_1 | Format::Q8_0
-    )
+    repacked_format(format).is_some()
 }
 
 /// Whether `format`'s repacked block groups carry an offset per row (`m`, added as `m·s_a`).
@@ -199,26 +255,12 @@ pub fn repacked_has_min(format: Format) -> bool {
 
 /// Bytes of one repacked block group of `format` (eight blocks).
 pub fn repacked_group_block_bytes(format: Format) -> usize {
-    match format {
-        Format::Q4_0 => 144,
-        Format::Q4_1 => 160,
-        Format::Q5_0 => 176,
-        Format::Q5_1 => 192,
-        Format::Q8_0 => 272,
-        _ => panic!("{format:?} has no repacked layout"),
-    }
+    layout(format).group_bytes
 }
 
 /// The codes' offset `c` of the module docs: what the product subtracts per activation.
 pub fn repacked_offset(format: Format) -> i32 {
-    match format {
-        Format::Q4_0 => 8,
-        Format::Q4_1 => 0,
-        Format::Q5_0 => 16,
-        Format::Q5_1 => 0,
-        Format::Q8_0 => 128,
-        _ => panic!("{format:?} has no repacked layout"),
-    }
+    layout(format).offset
 }
 
 /// Bytes of `m` rows of `cols` weights of `format`, repacked (the last group padded).
@@ -236,7 +278,8 @@ pub fn repack(format: Format, w: &[u8], m: usize, out: &mut [u8]) {
     assert_eq!(out.len(), repacked_bytes(format, m, cols));
     let nb = cols / 32;
     match format {
-        Format::Q4_0 => {
+        // IQ4_NL's block is Q4_0's (f16 scale, 16 nibble bytes): the same bytes move.
+        Format::Q4_0 | Format::IQ4_NL => {
             let out: &mut [BlockQ4_0x8] = crate::blocks::as_blocks_mut(out).expect("whole");
             for (g, groups) in out.chunks_exact_mut(nb).enumerate() {
                 for (b, o) in groups.iter_mut().enumerate() {
@@ -254,7 +297,7 @@ pub fn repack(format: Format, w: &[u8], m: usize, out: &mut [u8]) {
                             }
                         }
                     }
-                    // Padding rows: code 8 (weight 0) under scale 0.
+                    // Padding rows: code 8 (weight 0; IQ4_NL's T[8]·0) under scale 0.
                     for r in REPACK_ROWS.min(m - g * REPACK_ROWS)..REPACK_ROWS {
                         for j in 0..4 {
                             o.qs[(j * 8 + r) * 4..][..4].fill(0x88);
@@ -355,13 +398,18 @@ pub fn repack(format: Format, w: &[u8], m: usize, out: &mut [u8]) {
 fn unpack_row(format: Format, blk: &[u8], r: usize) -> ([u8; 32], f32, f32) {
     let mut u = [0u8; 32];
     match format {
-        Format::Q4_0 => {
+        Format::Q4_0 | Format::IQ4_NL => {
             let b: &BlockQ4_0x8 = &as_blocks(blk).expect("one block group")[0];
+            // IQ4_NL: nibble q stands for T[q] + 128 (always in 1..=241).
+            let code = |q: u8| match format {
+                Format::IQ4_NL => (IQ4_NL_VALUES[q as usize] as i32 + 128) as u8,
+                _ => q,
+            };
             for j in 0..4 {
                 for k in 0..4 {
                     let byte = b.qs[(j * 8 + r) * 4 + k];
-                    u[4 * j + k] = byte & 0x0F;
-                    u[16 + 4 * j + k] = byte >> 4;
+                    u[4 * j + k] = code(byte & 0x0F);
+                    u[16 + 4 * j + k] = code(byte >> 4);
                 }
             }
             (u, b.d[r].to_f32(), 0.0)
@@ -483,12 +531,13 @@ mod tests {
     use super::*;
     use crate::scalar::{act_q8_bytes, gemm_i8, quantize_act_q8, unpack_i8_ref};
 
-    const FORMATS: [Format; 5] = [
+    const FORMATS: [Format; 6] = [
         Format::Q4_0,
         Format::Q4_1,
+        Format::Q8_0,
+        Format::IQ4_NL,
         Format::Q5_0,
         Format::Q5_1,
-        Format::Q8_0,
     ];
 
     fn bytes(n: usize, seed: u64) -> Vec<u8> {
@@ -555,6 +604,8 @@ mod tests {
                         Format::Q4_0 | Format::Q5_0 => (2, 0xFF),
                         // After the offset: codes 31.
                         Format::Q5_1 => (4, 0xFF),
+                        // T[0] = −127, the codebook's largest magnitude.
+                        Format::IQ4_NL => (2, 0x00),
                         _ => (2, 0x80),
                     };
                     for blk in w.chunks_exact_mut(bb) {

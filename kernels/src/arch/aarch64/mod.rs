@@ -24,6 +24,7 @@ mod kquants_low_int8;
 mod lut;
 mod neon;
 mod repacked;
+mod repacked_gemv;
 mod ternary;
 
 use crate::blocks::{
@@ -62,7 +63,7 @@ fn detected(backend: Backend) -> bool {
     }
 }
 
-/// The int8 GEMM over repacked Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 with `sdot` (installed only for the dotprod
+/// The int8 GEMM over the repacked formats with `sdot` (installed only for the dotprod
 /// backends).
 #[expect(
     clippy::too_many_arguments,
@@ -78,6 +79,21 @@ fn gemm_repacked_dotprod(
     y: &mut [f32],
     ldy: usize,
 ) {
+    // One token of the formats the one-token path has; the rest take the tiles.
+    if n == 1 && m > 0 && matches!(format, Format::Q4_0 | Format::Q4_1 | Format::Q8_0) {
+        use repacked_gemv::{check, dotprod::gemv, Q4_0, Q4_1, Q8_0};
+        check(format, w, m, cols, xq, y);
+        // SAFETY: installed only for NeonDotprod and NeonI8mm after `detected`
+        // confirmed NEON and dotprod; the shapes are checked above.
+        unsafe {
+            match format {
+                Format::Q4_0 => gemv::<Q4_0>(w, m, cols, xq, y),
+                Format::Q4_1 => gemv::<Q4_1>(w, m, cols, xq, y),
+                _ => gemv::<Q8_0>(w, m, cols, xq, y), // Q8_0
+            }
+        }
+        return;
+    }
     // SAFETY: installed only for NeonDotprod and NeonI8mm after `detected` confirmed NEON and
     // dotprod; the driver checks every shape.
     unsafe {
@@ -85,7 +101,7 @@ fn gemm_repacked_dotprod(
     }
 }
 
-/// The int8 GEMM over repacked Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 with `smmla` for two or more tokens (installed
+/// The int8 GEMM over the repacked formats with `smmla` for two or more tokens (installed
 /// only for the i8mm backend).
 #[expect(
     clippy::too_many_arguments,
@@ -101,6 +117,21 @@ fn gemm_repacked_i8mm(
     y: &mut [f32],
     ldy: usize,
 ) {
+    // One token of the formats the one-token path has; the rest take the tiles.
+    if n == 1 && m > 0 && matches!(format, Format::Q4_0 | Format::Q4_1 | Format::Q8_0) {
+        use repacked_gemv::{check, i8mm::gemv, Q4_0, Q4_1, Q8_0U};
+        check(format, w, m, cols, xq, y);
+        // SAFETY: installed only for NeonI8mm after `detected` confirmed NEON,
+        // dotprod and i8mm; the shapes are checked above.
+        unsafe {
+            match format {
+                Format::Q4_0 => gemv::<Q4_0>(w, m, cols, xq, y),
+                Format::Q4_1 => gemv::<Q4_1>(w, m, cols, xq, y),
+                _ => gemv::<Q8_0U>(w, m, cols, xq, y), // Q8_0
+            }
+        }
+        return;
+    }
     // SAFETY: installed only for NeonI8mm after `detected` confirmed NEON, dotprod and i8mm;
     // the driver checks every shape.
     unsafe {

@@ -1,10 +1,11 @@
-//! The register tiles of the int8 GEMM over repacked Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0: [`Dotprod`]
-//! (`sdot`) and,
+//! The register tiles of the int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 / IQ4_NL / Q5_0 / Q5_1:
+//! [`Dotprod`] (`sdot`) and,
 //! for two or more tokens with the int8 matrix multiply extension, [`I8mm`] (`smmla`; see its
 //! docs). `scalar::repack` defines the layout and the arithmetic; `arch::repacked` drives the
 //! tiles. Measured with `bench/arm-insn-count.sh`'s counter (qemu `-cpu max`, SmolLM2-135M int8,
 //! pp16): the `smmla` tile cuts instructions per prompt token from 31.0 M to 22.1 M (Q4_0),
-//! 32.5 M to 22.7 M (Q4_1) and 33.6 M to 21.5 M (Q8_0); decoding (one token) is unchanged.
+//! 32.5 M to 22.7 M (Q4_1) and 33.6 M to 21.5 M (Q8_0). One token (decoding) does not come here:
+//! `repacked_gemv` is its matrix × vector loop (`mod.rs` routes `n = 1` to it).
 //!
 //! Why hand-written: one 16-byte load of a repacked block group is the same four codes of four
 //! rows, so `sdot` against one activation dword broadcast to every lane leaves each row's
@@ -12,12 +13,15 @@
 //! per row and block). The tile is 8 rows (one row group, two vectors) × 4 tokens. Q4_0 and
 //! Q4_1 nibbles (0..=15) meet the activations as they are, each block's integer sum starting from
 //! `−8·Σa` (Q4_0; Q4_1's from 0, with its offset's `fma(m, s_a, acc)` after the scale's); Q8_0 codes are turned back into signed `q` (`sdot` multiplies signed by signed), so
-//! their sums are `Σ q·a` directly. Q5_0 and Q5_1 are Q4_0 and Q4_1 with each nibble's fifth
-//! bit put in as bit 4 (codes 0..=31; Q5_0's sums from `−16·Σa`): the group's `qh` bytes shifted
-//! right by the nibble group `j` and masked with `0x11` hold the low code's fifth bit at bit 0
-//! and the high code's at bit 4 (`scalar::repack`'s layout), so `sli #4` of them under the
-//! nibble byte makes the low code and `sri #4` of the nibble byte into them the high one.
-//! Both end each block with the reference's float step: `acc = fma(i as f32, d_w·d_a, acc)`.
+//! their sums are `Σ q·a` directly. IQ4_NL's nibbles (Q4_0's) go through its codebook with one
+//! `tbl` each, to the signed `T[q]` (the layout's `T[q] + 128` minus its offset, which signed
+//! `sdot`/`smmla` need not add back), so its sums are `Σ T[q]·a` directly, as Q8_0's. Q5_0 and
+//! Q5_1 are Q4_0 and Q4_1 with each nibble's fifth bit put in as bit 4 (codes 0..=31; Q5_0's
+//! sums from `−16·Σa`): the group's `qh` bytes shifted right by the nibble group `j` and masked
+//! with `0x11` hold the low code's fifth bit at bit 0 and the high code's at bit 4
+//! (`scalar::repack`'s layout), so `sli #4` of them under the nibble byte makes the low code
+//! and `sri #4` of the nibble byte into them the high one. All end each block with the
+//! reference's float step: `acc = fma(i as f32, d_w·d_a, acc)`.
 
 // Tiles index accumulators by token and row vector.
 #![expect(
@@ -31,9 +35,10 @@ use super::gemm::i8mm::smmla;
 use super::int8::dotprod::sdot;
 use super::neon::load_i8x16;
 use crate::arch::repacked::{
-    codes_offset, group_bytes, has_min, has_qh, RepackedTile, TileArgs, Q4_0, Q4_1, Q5_0, Q5_1,
-    Q8_0, QH_BYTES, SCALE_BYTES,
+    codes_offset, group_bytes, has_min, has_qh, RepackedTile, TileArgs, IQ4_NL, Q4_0, Q4_1, Q5_0,
+    Q5_1, Q8_0, QH_BYTES, SCALE_BYTES,
 };
+use crate::scalar::IQ4_NL_VALUES;
 
 /// The `sdot` tile (NeonDotprod and NeonI8mm).
 pub(super) struct Dotprod;
@@ -59,9 +64,10 @@ impl RepackedTile for Dotprod {
         match a.fmt {
             Q4_0 => by_tokens!(Q4_0),
             Q4_1 => by_tokens!(Q4_1),
+            Q8_0 => by_tokens!(Q8_0),
+            IQ4_NL => by_tokens!(IQ4_NL),
             Q5_0 => by_tokens!(Q5_0),
             Q5_1 => by_tokens!(Q5_1),
-            Q8_0 => by_tokens!(Q8_0),
             _ => unreachable!("the driver passes a repacked format"),
         }
     }
@@ -71,7 +77,7 @@ impl RepackedTile for Dotprod {
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
 fn tile<const TT: usize, const F: u8>(a: TileArgs<'_>) {
-    let gb = group_bytes(F);
+    let gb = const { group_bytes(F) };
     // Codes after the scales (and the offsets, fifth bits of the formats with them).
     let qs = codes_offset(F);
     assert!(a.groups >= 1 && a.blocks >= 1 && a.blocks <= a.kb);
@@ -95,6 +101,7 @@ fn tile<const TT: usize, const F: u8>(a: TileArgs<'_>) {
     }
     let nib = vdupq_n_u8(0x0F);
     let flip = vdupq_n_u8(0x80);
+    let lut = codebook();
     for b in 0..a.blocks {
         // SAFETY: b·gb + gb ≤ w.len() (asserted).
         let base = unsafe { wp.add(b * gb) };
@@ -125,8 +132,11 @@ fn tile<const TT: usize, const F: u8>(a: TileArgs<'_>) {
                 }
             }
         } else {
-            for t in 0..TT {
-                iacc[t] = [vdupq_n_s32(-a.asum[t * a.blocks + b]); 2];
+            // IQ4_NL sums Σ T[q]·a from 0 (signed codebook values).
+            if F != IQ4_NL {
+                for t in 0..TT {
+                    iacc[t] = [vdupq_n_s32(-a.asum[t * a.blocks + b]); 2];
+                }
             }
             // Q5's fifth bits (unused for Q4).
             let qh: [uint8x16_t; 2] = if has_qh(F) {
@@ -148,8 +158,8 @@ fn tile<const TT: usize, const F: u8>(a: TileArgs<'_>) {
                     )
                 } else {
                     (
-                        core::array::from_fn(|h| vreinterpretq_s8_u8(vandq_u8(raw[h], nib))),
-                        core::array::from_fn(|h| vreinterpretq_s8_u8(vshrq_n_u8::<4>(raw[h]))),
+                        core::array::from_fn(|h| codes::<F>(lut, vandq_u8(raw[h], nib))),
+                        core::array::from_fn(|h| codes::<F>(lut, vshrq_n_u8::<4>(raw[h]))),
                     )
                 };
                 for t in 0..TT {
@@ -223,9 +233,10 @@ impl RepackedTile for I8mm {
         match a.fmt {
             Q4_0 => by_tokens!(Q4_0),
             Q4_1 => by_tokens!(Q4_1),
+            Q8_0 => by_tokens!(Q8_0),
+            IQ4_NL => by_tokens!(IQ4_NL),
             Q5_0 => by_tokens!(Q5_0),
             Q5_1 => by_tokens!(Q5_1),
-            Q8_0 => by_tokens!(Q8_0),
             _ => unreachable!("the driver passes a repacked format"),
         }
     }
@@ -236,7 +247,7 @@ impl RepackedTile for I8mm {
 #[inline]
 #[target_feature(enable = "neon,dotprod,i8mm")]
 fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
-    let gb = group_bytes(F);
+    let gb = const { group_bytes(F) };
     let qs = codes_offset(F);
     let tt = a.tokens;
     assert!(a.groups >= 1 && a.blocks >= 1 && a.blocks <= a.kb);
@@ -267,6 +278,7 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
     }
     let nib = vdupq_n_u8(0x0F);
     let flip = vdupq_n_u8(0x80);
+    let lut = codebook();
     for b in 0..a.blocks {
         // SAFETY: b·gb + gb ≤ w.len() (asserted).
         let base = unsafe { wp.add(b * gb) };
@@ -289,7 +301,8 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
             let (c2, c3) = zip(x[1], z[1]);
             [c0, c1, c2, c3]
         });
-        // The integer sums start from −c·Σa (Q4_0, Q5_0), or 0.
+        // The integer sums start from −c·Σa (Q4_0, Q5_0), or 0 (IQ4_NL's are Σ T[q]·a: signed
+        // codes).
         let init: [int32x4_t; TP] = core::array::from_fn(|q| {
             if matches!(F, Q4_0 | Q5_0) {
                 let (s0, s1) = (
@@ -346,8 +359,8 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
                         }
                     } else {
                         for s in 0..2 {
-                            w[s][jp] = vreinterpretq_s8_u8(vandq_u8(pair[s], nib));
-                            w[s][2 + jp] = vreinterpretq_s8_u8(vshrq_n_u8::<4>(pair[s]));
+                            w[s][jp] = codes::<F>(lut, vandq_u8(pair[s], nib));
+                            w[s][2 + jp] = codes::<F>(lut, vshrq_n_u8::<4>(pair[s]));
                         }
                     }
                 }
@@ -419,4 +432,23 @@ fn fifth_bits(qh: uint8x16_t, j: usize) -> uint8x16_t {
     // A negative count shifts right; j < 4.
     let shifted = vshlq_u8(qh, vdupq_n_s8(-(j as i8)));
     vandq_u8(shifted, vdupq_n_u8(0x11))
+}
+
+/// IQ4_NL's codebook (signed) as `tbl`'s table.
+#[inline]
+#[target_feature(enable = "neon")]
+fn codebook() -> int8x16_t {
+    load_i8x16(&IQ4_NL_VALUES)
+}
+
+/// Nibbles `q` (each below 16) as the signed codes the tiles multiply: `T[q]` for IQ4_NL, `q`
+/// for Q4_0 and Q4_1.
+#[inline]
+#[target_feature(enable = "neon")]
+fn codes<const F: u8>(lut: int8x16_t, q: uint8x16_t) -> int8x16_t {
+    if F == IQ4_NL {
+        vqtbl1q_s8(lut, q)
+    } else {
+        vreinterpretq_s8_u8(q)
+    }
 }

@@ -30,6 +30,7 @@ mod q5_0_512_int8;
 mod q5_k512_int8;
 mod q8_0_512_int8;
 mod repacked;
+mod repacked_gemv;
 mod ternary;
 mod unpack_i8;
 
@@ -658,8 +659,8 @@ fn gemm_i8_avx2(
     unsafe { gemm_i8_avx2::gemm_i8(format, unpack, w, m, xq, n, y, ldy) }
 }
 
-/// The int8 GEMM over repacked Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 on AVX512-VNNI (installed only for that backend,
-/// whose detection includes AVX-512F, AVX512-VNNI and AVX512-VL).
+/// The int8 GEMM over the repacked formats on AVX512-VNNI (installed only for that backend,
+/// whose detection includes AVX-512F, AVX512-VNNI, AVX512-VL and AVX512-BW).
 #[expect(
     clippy::too_many_arguments,
     reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
@@ -674,6 +675,25 @@ fn gemm_repacked_avx512vnni(
     y: &mut [f32],
     ldy: usize,
 ) {
+    // One token of the formats the one-token path has; the rest take the tiles.
+    let one_token = matches!(
+        format,
+        Format::Q4_0 | Format::Q4_1 | Format::Q8_0 | Format::IQ4_NL
+    );
+    if n == 1 && m > 0 && one_token {
+        use repacked_gemv::{gemv512, Iq4Nl, Q4_0, Q4_1, Q8_0};
+        // SAFETY: as below; `gemv512` checks every shape.
+        unsafe {
+            match format {
+                Format::Q4_0 => gemv512::<Q4_0>(w, m, cols, xq, y),
+                Format::Q4_1 => gemv512::<Q4_1>(w, m, cols, xq, y),
+                Format::Q8_0 => gemv512::<Q8_0>(w, m, cols, xq, y),
+                Format::IQ4_NL => gemv512::<Iq4Nl>(w, m, cols, xq, y),
+                _ => unreachable!("one_token"),
+            }
+        }
+        return;
+    }
     // SAFETY: installed only for the AVX512-VNNI backend after `detected` confirmed its
     // features; the driver checks every shape.
     unsafe {
@@ -681,7 +701,7 @@ fn gemm_repacked_avx512vnni(
     }
 }
 
-/// The int8 GEMM over repacked Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 on AVX2 (every backend here).
+/// The int8 GEMM over the repacked formats on AVX2 (every backend here).
 #[expect(
     clippy::too_many_arguments,
     reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
@@ -696,6 +716,25 @@ fn gemm_repacked_avx2(
     y: &mut [f32],
     ldy: usize,
 ) {
+    // One token of the formats the one-token path has; the rest take the tiles.
+    let one_token = matches!(
+        format,
+        Format::Q4_0 | Format::Q4_1 | Format::Q8_0 | Format::IQ4_NL
+    );
+    if n == 1 && m > 0 && one_token {
+        use repacked_gemv::{gemv256, Iq4Nl, Q4_0, Q4_1, Q8_0};
+        // SAFETY: as below; `gemv256` checks every shape.
+        unsafe {
+            match format {
+                Format::Q4_0 => gemv256::<Q4_0>(w, m, cols, xq, y),
+                Format::Q4_1 => gemv256::<Q4_1>(w, m, cols, xq, y),
+                Format::Q8_0 => gemv256::<Q8_0>(w, m, cols, xq, y),
+                Format::IQ4_NL => gemv256::<Iq4Nl>(w, m, cols, xq, y),
+                _ => unreachable!("one_token"),
+            }
+        }
+        return;
+    }
     // SAFETY: installed only after `detected` confirmed AVX2, FMA and F16C; the driver checks
     // every shape.
     unsafe {

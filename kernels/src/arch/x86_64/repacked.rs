@@ -1,5 +1,5 @@
-//! Register tiles of the int8 GEMM over repacked Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 (`scalar::repack`
-//! defines the layout and the arithmetic; `arch::repacked` drives the tiles).
+//! Register tiles of the int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 / IQ4_NL / Q5_0 / Q5_1
+//! (`scalar::repack` defines the layout and the arithmetic; `arch::repacked` drives the tiles).
 //!
 //! Why hand-written: one 32-byte load of a repacked block group is the same four codes of
 //! eight rows, so an unsigned-by-signed dot of it with one broadcast activation dword leaves
@@ -12,6 +12,11 @@
 //!   `vpmaddubsw` (no saturation: 4·15·127 < 2¹⁵) and `vpmaddwd`; Q8_0 codes are turned back
 //!   into signed `q` and meet the activations by the sign trick (`|q| ≤ 128`, `|a| ≤ 127`:
 //!   2·128·127 < 2¹⁵), summing `Σ q·a` directly.
+//!
+//! IQ4_NL's nibbles are Q4_0's, each looked up with `vpshufb` in a 16-byte table: on AVX512 as
+//! the layout's unsigned `T[q] + 128` (`vpdpbusd` from `−128·Σa`, as Q8_0), on AVX2 as the
+//! signed `T[q]`, which meet the activations by Q8_0's sign trick (`|T| ≤ 127`), each nibble
+//! half through its own `vpmaddwd` (two halves' pairs would overflow 2¹⁵).
 //!
 //! Q5_0 and Q5_1 take Q4's path with each nibble's fifth bit added as bit 4 (codes 0..=31;
 //! AVX2: 4·31·127 < 2¹⁵ still): the block group's 32 `qh` bytes, shifted right by one more bit
@@ -32,10 +37,10 @@
 use core::arch::x86_64::*;
 
 use crate::arch::repacked::{
-    codes_offset, group_bytes, has_min, has_qh, RepackedTile, TileArgs, Q4_0, Q4_1, Q5_0, Q5_1,
-    Q8_0, QH_BYTES, SCALE_BYTES,
+    codes_offset, group_bytes, has_min, has_qh, RepackedTile, TileArgs, IQ4_NL, Q4_0, Q4_1, Q5_0,
+    Q5_1, Q8_0, QH_BYTES, SCALE_BYTES,
 };
-use crate::scalar::BlockQ8Act;
+use crate::scalar::{BlockQ8Act, IQ4_NL_VALUES};
 
 /// The AVX512-VNNI tile.
 pub(super) struct Avx512;
@@ -63,9 +68,10 @@ impl RepackedTile for Avx512 {
         match a.fmt {
             Q4_0 => by_tokens!(Q4_0),
             Q4_1 => by_tokens!(Q4_1),
+            Q8_0 => by_tokens!(Q8_0),
+            IQ4_NL => by_tokens!(IQ4_NL),
             Q5_0 => by_tokens!(Q5_0),
             Q5_1 => by_tokens!(Q5_1),
-            Q8_0 => by_tokens!(Q8_0),
             _ => unreachable!("the driver passes a repacked format"),
         }
     }
@@ -104,9 +110,9 @@ fn act_dword(acts: &[BlockQ8Act], i: usize, j: usize) -> i32 {
 
 /// 32 rows × `TT` tokens over the chunk (see [`Avx512`]).
 #[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vnni,avx512vl")]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vnni,avx512vl,avx512bw")]
 fn tile512<const TT: usize, const F: u8>(a: TileArgs<'_>) {
-    let gb = group_bytes(F);
+    let gb = const { group_bytes(F) };
     // Codes after the scales (and the offsets, fifth bits of the formats with them).
     let qs = codes_offset(F);
     let off = group_offsets(&a, gb);
@@ -123,6 +129,8 @@ fn tile512<const TT: usize, const F: u8>(a: TileArgs<'_>) {
         }
     }
     let nib = _mm512_set1_epi8(0x0F);
+    // IQ4_NL: nibble q → T[q] + 128, the table in every 128-bit lane.
+    let lut = _mm512_broadcast_i32x4(codebook(128));
     let bit4 = _mm512_set1_epi8(0x10);
     for b in 0..a.blocks {
         // Row vector v holds row groups 2v (low half) and 2v + 1 (high half).
@@ -167,6 +175,10 @@ fn tile512<const TT: usize, const F: u8>(a: TileArgs<'_>) {
                 let mut lo: [__m512i; 2] = core::array::from_fn(|v| _mm512_and_si512(raw[v], nib));
                 let mut hi: [__m512i; 2] =
                     core::array::from_fn(|v| _mm512_and_si512(_mm512_srli_epi32::<4>(raw[v]), nib));
+                if F == IQ4_NL {
+                    lo = lo.map(|v| _mm512_shuffle_epi8(lut, v));
+                    hi = hi.map(|v| _mm512_shuffle_epi8(lut, v));
+                }
                 if has_qh(F) {
                     for v in 0..2 {
                         if j > 0 {
@@ -251,9 +263,10 @@ impl RepackedTile for Avx2 {
         match a.fmt {
             Q4_0 => by_tokens!(Q4_0),
             Q4_1 => by_tokens!(Q4_1),
+            Q8_0 => by_tokens!(Q8_0),
+            IQ4_NL => by_tokens!(IQ4_NL),
             Q5_0 => by_tokens!(Q5_0),
             Q5_1 => by_tokens!(Q5_1),
-            Q8_0 => by_tokens!(Q8_0),
             _ => unreachable!("the driver passes a repacked format"),
         }
     }
@@ -263,7 +276,7 @@ impl RepackedTile for Avx2 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn tile256<const TT: usize, const F: u8>(a: TileArgs<'_>) {
-    let gb = group_bytes(F);
+    let gb = const { group_bytes(F) };
     // Codes after the scales (and the offsets, fifth bits of the formats with them).
     let qs = codes_offset(F);
     let off = group_offsets(&a, gb);
@@ -278,6 +291,8 @@ fn tile256<const TT: usize, const F: u8>(a: TileArgs<'_>) {
         }
     }
     let nib = _mm256_set1_epi8(0x0F);
+    // IQ4_NL: nibble q → T[q] (signed), the table in both 128-bit lanes.
+    let lut = _mm256_broadcastsi128_si256(codebook(0));
     let bit4 = _mm256_set1_epi8(0x10);
     let flip = _mm256_set1_epi8(0x80u8 as i8);
     let ones = _mm256_set1_epi16(1);
@@ -296,6 +311,25 @@ fn tile256<const TT: usize, const F: u8>(a: TileArgs<'_>) {
                     let x = _mm256_set1_epi32(act_dword(a.acts, t * a.kb + b, j));
                     let p = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(x, q));
                     iacc[t] = _mm256_add_epi32(iacc[t], _mm256_madd_epi16(p, ones));
+                }
+            }
+        } else if F == IQ4_NL {
+            // Σ T[q]·a directly, by the sign trick as Q8_0's.
+            for j in 0..4 {
+                let raw = load(qs + 32 * j);
+                let lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(raw, nib));
+                let hi =
+                    _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nib));
+                let (alo, ahi) = (_mm256_sign_epi8(lo, lo), _mm256_sign_epi8(hi, hi));
+                for t in 0..TT {
+                    let i = t * a.kb + b;
+                    let xl = _mm256_set1_epi32(act_dword(a.acts, i, j));
+                    let xh = _mm256_set1_epi32(act_dword(a.acts, i, 4 + j));
+                    let pl = _mm256_maddubs_epi16(alo, _mm256_sign_epi8(xl, lo));
+                    let ph = _mm256_maddubs_epi16(ahi, _mm256_sign_epi8(xh, hi));
+                    let s =
+                        _mm256_add_epi32(_mm256_madd_epi16(pl, ones), _mm256_madd_epi16(ph, ones));
+                    iacc[t] = _mm256_add_epi32(iacc[t], s);
                 }
             }
         } else {
@@ -352,4 +386,12 @@ fn tile256<const TT: usize, const F: u8>(a: TileArgs<'_>) {
         // SAFETY: as for the loads above.
         unsafe { _mm256_storeu_ps(yp.add(t * a.ldy), facc[t]) };
     }
+}
+
+/// IQ4_NL's codebook plus `bias` as 16 bytes (`vpshufb`'s table).
+#[inline(always)]
+pub(super) fn codebook(bias: i32) -> __m128i {
+    let t: [u8; 16] = core::array::from_fn(|q| (IQ4_NL_VALUES[q] as i32 + bias) as u8);
+    // SAFETY: `t` holds 16 bytes; unaligned load.
+    unsafe { _mm_loadu_si128(t.as_ptr().cast()) }
 }

@@ -1,0 +1,519 @@
+//! One-token (decoding) products over repacked Q4_0 / Q4_1 / Q8_0 / IQ4_NL (`scalar::repack` defines the
+//! layout and the arithmetic), on AVX512-VNNI and AVX2.
+//!
+//! Why hand-written, and why apart from the GEMM's tiles (`repacked.rs`): a decoded token reads
+//! every weight once from memory, so its product waits on loads, not on multiplies. Profiled
+//! (SmolLM2-135M Q4_0, one thread), the 32 × 6 tile run with one token stalled on the first
+//! load of each block group. Here the next chunk of row groups (64 rows on AVX-512, 32 on
+//! AVX2) is prefetched into L2 block by block while this one is computed, and the per-call work
+//! of the GEMM driver (its stack buffers, token tiles, partial-tile copies) is gone. Measured
+//! (`cargo bench -p tern-kernels --bench repacked -- dram`, one token over 96 MB, this loaded
+//! 2-core Zen 4 VM, medians of alternating rounds): AVX-512 about 17 GB/s against the tile's
+//! 8; prefetching into L1 instead, or reading one row group at a time without prefetches, was
+//! slower or less steady.
+//!
+//! - AVX-512: one 64-byte load is codes `4j..4j + 4` (lanes 0..8) and `4(j + 1)..` (lanes
+//!   8..16) of one row group's eight rows, so one group fills a vector with no inserts; the
+//!   activation dwords are permuted once per block into the matching pairs and shared by all
+//!   the chunk's groups. Per block and group: four `vpdpbusd` from `−c·Σa` (in the low half
+//!   only), then the halves of two groups are added into one vector of 16 rows' exact sums.
+//! - AVX2: one row group per 256-bit vector; codes of at most 15 go through `vpmaddubsw`
+//!   (several summed in 16 bits while that cannot saturate) and `vpmaddwd` from `−c·Σa`;
+//!   wider codes are turned back into signed `q` and use the sign trick (`|q| ≤ 128`,
+//!   `|a| ≤ 127`), summing `Σ q·a` directly.
+//!
+//! Both end each block with the reference's float step in its order:
+//! `acc = fma(i as f32, d_w·d_a, acc)`, then for Q4_1 `acc = fma(m_w, s_a, acc)`, so every output
+//! equals `scalar::gemm_repacked` bit for bit.
+//!
+//! A format is one [`Codes512`] / [`Codes256`] impl: where its codes sit in the block group,
+//! their offset, and how one block group's bytes become unsigned (or signed) code vectors in
+//! activation-dword order. IQ4_NL is Q4_0's nibbles through a `vpshufb` of its 16-entry
+//! codebook (`T[q] + 128`, offset 128, on AVX-512; signed `T[q]` on AVX2).
+
+use core::arch::x86_64::*;
+
+use super::repacked::codebook;
+use crate::arch::repacked::SCALE_BYTES;
+use crate::scalar::{act_q8_bytes, BlockQ8Act, REPACK_ROWS};
+
+/// Most blocks of one column chunk: bounds the stack array of per-block activation sums.
+const KC: usize = 256;
+
+/// Checks a one-token call's shapes; returns the activation blocks.
+fn check<'a>(
+    gb: usize,
+    w: &[u8],
+    m: usize,
+    cols: usize,
+    xq: &'a [u8],
+    y: &[f32],
+) -> &'a [BlockQ8Act] {
+    assert!(cols.is_multiple_of(32) && m > 0, "whole blocks, some rows");
+    assert_eq!(
+        w.len(),
+        m.div_ceil(REPACK_ROWS) * (cols / 32) * gb,
+        "a repacked matrix"
+    );
+    assert_eq!(xq.len(), act_q8_bytes(cols), "one activation row");
+    assert!(y.len() >= m, "an output per row");
+    crate::blocks::as_blocks(xq).expect("whole activation blocks")
+}
+
+/// `−c·Σa` of each of `acts`' blocks into `off`.
+fn offsets(c: i32, acts: &[BlockQ8Act], off: &mut [i32]) {
+    for (o, a) in off.iter_mut().zip(acts) {
+        *o = -c * a.qs.iter().map(|&q| q as i32).sum::<i32>();
+    }
+}
+
+/// How one format's block groups become code vectors for the AVX-512 path.
+pub(super) trait Codes512 {
+    /// Bytes of one block group.
+    const GB: usize;
+    /// Where the codes start in a block group.
+    const CODES: usize;
+    /// The codes' offset `c` (the product starts from `−c·Σa`).
+    const C: i32;
+    /// Whether the block group has per-row f16 offsets `m` after the scales (Q4_1's
+    /// `fma(m_w, s_a, acc)`).
+    const BIAS: bool;
+
+    /// The unsigned codes of the block group whose codes start at `p`, as four vectors: vector
+    /// `i`'s lanes 0..8 are codes `8i..8i + 4` of rows 0..8, lanes 8..16 codes `8i + 4..8i + 8`
+    /// (activation dwords `2i` and `2i + 1`).
+    ///
+    /// # Safety
+    /// `p..p + GB − CODES` is readable; the CPU has AVX-512F.
+    unsafe fn codes(p: *const u8) -> [__m512i; 4];
+}
+
+/// Repacked Q4_0: nibbles, offset 8.
+pub(super) struct Q4_0;
+/// Repacked Q4_1: nibbles, no offset, a bias per row and block.
+pub(super) struct Q4_1;
+/// Repacked Q8_0: bytes stored plus 128, offset 128.
+pub(super) struct Q8_0;
+/// Repacked IQ4_NL: Q4_0's nibbles, each standing for the codebook's `T[q]` (offset 128 on
+/// AVX-512, where the lookup gives `T[q] + 128`; signed on AVX2).
+pub(super) struct Iq4Nl;
+
+/// Low and high nibbles of two 64-byte loads: the low nibbles are codes `4j + k` (dwords
+/// `j`), the high ones `16 + 4j + k` (dwords `4 + j`).
+#[inline(always)]
+fn nibbles512(p: *const u8) -> [__m512i; 4] {
+    // SAFETY: the caller of `codes` guarantees the 128 code bytes and AVX-512F.
+    unsafe {
+        let nib = _mm512_set1_epi8(0x0F);
+        let c0 = _mm512_loadu_si512(p.cast());
+        let c1 = _mm512_loadu_si512(p.add(64).cast());
+        [
+            _mm512_and_si512(c0, nib),
+            _mm512_and_si512(c1, nib),
+            _mm512_and_si512(_mm512_srli_epi32::<4>(c0), nib),
+            _mm512_and_si512(_mm512_srli_epi32::<4>(c1), nib),
+        ]
+    }
+}
+
+impl Codes512 for Q4_0 {
+    const GB: usize = 144;
+    const CODES: usize = SCALE_BYTES;
+    const C: i32 = 8;
+    const BIAS: bool = false;
+    #[inline(always)]
+    unsafe fn codes(p: *const u8) -> [__m512i; 4] {
+        nibbles512(p)
+    }
+}
+
+impl Codes512 for Q4_1 {
+    const GB: usize = 160;
+    const CODES: usize = 2 * SCALE_BYTES;
+    const C: i32 = 0;
+    const BIAS: bool = true;
+    #[inline(always)]
+    unsafe fn codes(p: *const u8) -> [__m512i; 4] {
+        nibbles512(p)
+    }
+}
+
+impl Codes512 for Q8_0 {
+    const GB: usize = 272;
+    const CODES: usize = SCALE_BYTES;
+    const C: i32 = 128;
+    const BIAS: bool = false;
+    #[inline(always)]
+    unsafe fn codes(p: *const u8) -> [__m512i; 4] {
+        // SAFETY: the caller guarantees the 256 code bytes and AVX-512F.
+        core::array::from_fn(|i| unsafe { _mm512_loadu_si512(p.add(64 * i).cast()) })
+    }
+}
+
+impl Codes512 for Iq4Nl {
+    const GB: usize = 144;
+    const CODES: usize = SCALE_BYTES;
+    const C: i32 = 128;
+    const BIAS: bool = false;
+    #[inline(always)]
+    unsafe fn codes(p: *const u8) -> [__m512i; 4] {
+        // SAFETY: the caller guarantees the 128 code bytes and AVX-512F; `gemv512` enables
+        // AVX-512BW for `vpshufb` (the backend's detection requires it).
+        unsafe {
+            let lut = _mm512_broadcast_i32x4(codebook(128));
+            nibbles512(p).map(|v| _mm512_shuffle_epi8(lut, v))
+        }
+    }
+}
+
+/// Row groups per chunk on AVX-512 (64 rows): eight streams in flight, each activation
+/// permute shared by eight groups.
+const G512: usize = 8;
+
+/// `y[r] = row r · x` for the `m` rows of a repacked matrix (`F`'s layout) and one token's
+/// int8 activations `xq`.
+///
+/// # Safety
+/// The CPU has AVX2, FMA, F16C, AVX-512F, AVX512-VNNI and AVX512-VL.
+pub(super) unsafe fn gemv512<F: Codes512>(
+    w: &[u8],
+    m: usize,
+    cols: usize,
+    xq: &[u8],
+    y: &mut [f32],
+) {
+    let acts = check(F::GB, w, m, cols, xq, y);
+    // SAFETY: the caller guarantees the features; shapes checked.
+    unsafe { gemv512_body::<F>(w, m, cols / 32, acts, y) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl")]
+fn gemv512_body<F: Codes512>(w: &[u8], m: usize, nb: usize, acts: &[BlockQ8Act], y: &mut [f32]) {
+    const { assert!(G512.is_multiple_of(2)) };
+    let gstride = nb * F::GB;
+    let n_groups = m.div_ceil(REPACK_ROWS);
+    let wp = w.as_ptr();
+    let yp = y.as_mut_ptr();
+    // Activation dword pairs (2i, 2i + 1) spread over the two halves, as `codes` pairs them.
+    let idx: [__m512i; 4] = core::array::from_fn(|i| {
+        let (a, b) = (2 * i as i32, 2 * i as i32 + 1);
+        _mm512_set_epi32(b, b, b, b, b, b, b, b, a, a, a, a, a, a, a, a)
+    });
+    let mut off = [0i32; KC];
+    for b0 in (0..nb).step_by(KC) {
+        let blocks = (nb - b0).min(KC);
+        let acts = &acts[b0..b0 + blocks];
+        offsets(F::C, acts, &mut off[..blocks]);
+        for g0 in (0..n_groups).step_by(G512) {
+            // Groups past the matrix read its last group; their rows are not stored.
+            let base: [usize; G512] =
+                core::array::from_fn(|g| (g0 + g).min(n_groups - 1) * gstride + b0 * F::GB);
+            // The next chunk's groups, prefetched into L2 block by block (a chunk ahead: too far
+            // for L1). Addresses past `w` are formed with wrapping arithmetic and never read.
+            let next: [*const u8; G512] =
+                core::array::from_fn(|g| wp.wrapping_add((g0 + G512 + g) * gstride + b0 * F::GB));
+            let mut facc = [_mm512_setzero_ps(); G512 / 2];
+            let mut mask = [0u16; G512 / 2];
+            for v in 0..G512 / 2 {
+                let r0 = (g0 + 2 * v) * REPACK_ROWS;
+                let rows = m.saturating_sub(r0).min(16);
+                mask[v] = ((1u32 << rows) - 1) as u16;
+                if b0 > 0 {
+                    // SAFETY: the masked lanes are rows r0..r0 + rows < m, inside y.
+                    facc[v] = unsafe { _mm512_maskz_loadu_ps(mask[v], yp.add(r0.min(m))) };
+                }
+            }
+            for b in 0..blocks {
+                let a = &acts[b];
+                // SAFETY: the 32 code bytes follow the 8 scale bytes of the 40-byte block.
+                let q = unsafe { _mm256_loadu_si256(a.qs.as_ptr().cast()) };
+                let q = _mm512_castsi256_si512(q);
+                let x: [__m512i; 4] = core::array::from_fn(|i| _mm512_permutexvar_epi32(idx[i], q));
+                let start = if F::C != 0 {
+                    _mm512_maskz_set1_epi32(0x00FF, off[b])
+                } else {
+                    _mm512_setzero_si512()
+                };
+                let mut isum = [start; G512];
+                for g in 0..G512 {
+                    let p = base[g] + b * F::GB;
+                    for l in (0..F::GB).step_by(64) {
+                        // A hint: it cannot fault, so addresses past `w` are harmless.
+                        _mm_prefetch::<_MM_HINT_T1>(next[g].wrapping_add(b * F::GB + l).cast());
+                    }
+                    // SAFETY: p + GB ≤ w.len(): group ≤ n_groups − 1 and block < nb (checked).
+                    let c = unsafe { F::codes(wp.add(p + F::CODES)) };
+                    for i in 0..4 {
+                        isum[g] = _mm512_dpbusd_epi32(isum[g], c[i], x[i]);
+                    }
+                }
+                let da = _mm512_set1_ps(a.d());
+                for v in 0..G512 / 2 {
+                    let (s0, s1) = (isum[2 * v], isum[2 * v + 1]);
+                    // Low halves + high halves: rows 0..8 of group 2v, then of 2v + 1.
+                    let i = _mm512_add_epi32(
+                        _mm512_shuffle_i64x2::<0x44>(s0, s1),
+                        _mm512_shuffle_i64x2::<0xEE>(s0, s1),
+                    );
+                    let (p0, p1) = (base[2 * v] + b * F::GB, base[2 * v + 1] + b * F::GB);
+                    // SAFETY: the 16 scale bytes (and Q4_1's 16 offset bytes) open each block
+                    // group, inside w as above.
+                    let f16x16 = |at: usize| unsafe {
+                        let lo = _mm_loadu_si128(wp.add(p0 + at).cast());
+                        let hi = _mm_loadu_si128(wp.add(p1 + at).cast());
+                        _mm512_cvtph_ps(_mm256_inserti128_si256::<1>(
+                            _mm256_castsi128_si256(lo),
+                            hi,
+                        ))
+                    };
+                    let scale = _mm512_mul_ps(f16x16(0), da);
+                    facc[v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), scale, facc[v]);
+                    if F::BIAS {
+                        facc[v] =
+                            _mm512_fmadd_ps(f16x16(SCALE_BYTES), _mm512_set1_ps(a.s()), facc[v]);
+                    }
+                }
+            }
+            for v in 0..G512 / 2 {
+                let r0 = (g0 + 2 * v) * REPACK_ROWS;
+                if mask[v] != 0 {
+                    // SAFETY: the masked lanes are rows r0..r0 + rows < m, inside y.
+                    unsafe { _mm512_mask_storeu_ps(yp.add(r0), mask[v], facc[v]) };
+                }
+            }
+        }
+    }
+}
+
+/// How one format's block groups become code vectors for the AVX2 path.
+pub(super) trait Codes256 {
+    /// Bytes of one block group.
+    const GB: usize;
+    /// Where the codes start in a block group.
+    const CODES: usize;
+    /// The codes' offset `c` for unsigned codes (the product starts from `−c·Σa`); unused
+    /// when `SIGNED`.
+    const C: i32;
+    /// Whether the block group has per-row f16 offsets `m` after the scales.
+    const BIAS: bool;
+    /// Whether `codes` returns signed `q` (any i8; the sign trick) rather than unsigned codes
+    /// of at most `MAX_U`.
+    const SIGNED: bool;
+    /// The largest unsigned code (bounds how many `vpmaddubsw` sums add in 16 bits).
+    const MAX_U: i32;
+
+    /// The codes of the block group whose codes start at `p`, as eight vectors: vector `j`'s
+    /// lane `r` is codes `4j..4j + 4` of row `r` (activation dword `j`).
+    ///
+    /// # Safety
+    /// `p..p + GB − CODES` is readable; the CPU has AVX2.
+    unsafe fn codes(p: *const u8) -> [__m256i; 8];
+}
+
+/// Low nibbles (codes `4j + k`, dwords `j`) then high ones (dwords `4 + j`) of four 32-byte
+/// loads.
+#[inline(always)]
+fn nibbles256(p: *const u8) -> [__m256i; 8] {
+    // SAFETY: the caller of `codes` guarantees the 128 code bytes and AVX2.
+    unsafe {
+        let nib = _mm256_set1_epi8(0x0F);
+        let raw: [__m256i; 4] = core::array::from_fn(|j| _mm256_loadu_si256(p.add(32 * j).cast()));
+        core::array::from_fn(|j| {
+            if j < 4 {
+                _mm256_and_si256(raw[j], nib)
+            } else {
+                _mm256_and_si256(_mm256_srli_epi16::<4>(raw[j - 4]), nib)
+            }
+        })
+    }
+}
+
+impl Codes256 for Q4_0 {
+    const GB: usize = 144;
+    const CODES: usize = SCALE_BYTES;
+    const C: i32 = 8;
+    const BIAS: bool = false;
+    const SIGNED: bool = false;
+    const MAX_U: i32 = 15;
+    #[inline(always)]
+    unsafe fn codes(p: *const u8) -> [__m256i; 8] {
+        nibbles256(p)
+    }
+}
+
+impl Codes256 for Q4_1 {
+    const GB: usize = 160;
+    const CODES: usize = 2 * SCALE_BYTES;
+    const C: i32 = 0;
+    const BIAS: bool = true;
+    const SIGNED: bool = false;
+    const MAX_U: i32 = 15;
+    #[inline(always)]
+    unsafe fn codes(p: *const u8) -> [__m256i; 8] {
+        nibbles256(p)
+    }
+}
+
+impl Codes256 for Q8_0 {
+    const GB: usize = 272;
+    const CODES: usize = SCALE_BYTES;
+    const C: i32 = 128;
+    const BIAS: bool = false;
+    const SIGNED: bool = true;
+    const MAX_U: i32 = 255;
+    #[inline(always)]
+    unsafe fn codes(p: *const u8) -> [__m256i; 8] {
+        // SAFETY: the caller guarantees the 256 code bytes and AVX2; stored u = q + 128.
+        unsafe {
+            let flip = _mm256_set1_epi8(0x80u8 as i8);
+            core::array::from_fn(|j| {
+                _mm256_xor_si256(_mm256_loadu_si256(p.add(32 * j).cast()), flip)
+            })
+        }
+    }
+}
+
+impl Codes256 for Iq4Nl {
+    const GB: usize = 144;
+    const CODES: usize = SCALE_BYTES;
+    const C: i32 = 128;
+    const BIAS: bool = false;
+    const SIGNED: bool = true;
+    const MAX_U: i32 = 255;
+    #[inline(always)]
+    unsafe fn codes(p: *const u8) -> [__m256i; 8] {
+        // SAFETY: the caller guarantees the 128 code bytes and AVX2; the lookup gives the
+        // signed `T[q]` (|T| ≤ 127, within the sign trick's bound).
+        unsafe {
+            let lut = _mm256_broadcastsi128_si256(codebook(0));
+            nibbles256(p).map(|v| _mm256_shuffle_epi8(lut, v))
+        }
+    }
+}
+
+/// Row groups per chunk on AVX2 (32 rows).
+const G256: usize = 4;
+
+/// As [`gemv512`] on AVX2.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C.
+pub(super) unsafe fn gemv256<F: Codes256>(
+    w: &[u8],
+    m: usize,
+    cols: usize,
+    xq: &[u8],
+    y: &mut [f32],
+) {
+    let acts = check(F::GB, w, m, cols, xq, y);
+    // SAFETY: the caller guarantees the features; shapes checked.
+    unsafe { gemv256_body::<F>(w, m, cols / 32, acts, y) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn gemv256_body<F: Codes256>(w: &[u8], m: usize, nb: usize, acts: &[BlockQ8Act], y: &mut [f32]) {
+    // `vpmaddubsw` sums of unsigned codes that add in 16 bits without saturating.
+    let per16: usize = if F::SIGNED {
+        1
+    } else {
+        (32767 / (2 * 127 * F::MAX_U)).clamp(1, 8) as usize
+    };
+    let gstride = nb * F::GB;
+    let n_groups = m.div_ceil(REPACK_ROWS);
+    let wp = w.as_ptr();
+    let yp = y.as_mut_ptr();
+    let ones = _mm256_set1_epi16(1);
+    let mut off = [0i32; KC];
+    for b0 in (0..nb).step_by(KC) {
+        let blocks = (nb - b0).min(KC);
+        let acts = &acts[b0..b0 + blocks];
+        if !F::SIGNED {
+            offsets(F::C, acts, &mut off[..blocks]);
+        }
+        for g0 in (0..n_groups).step_by(G256) {
+            let base: [usize; G256] =
+                core::array::from_fn(|g| (g0 + g).min(n_groups - 1) * gstride + b0 * F::GB);
+            // The next chunk's groups, prefetched into L2 as on AVX-512.
+            let next: [*const u8; G256] =
+                core::array::from_fn(|g| wp.wrapping_add((g0 + G256 + g) * gstride + b0 * F::GB));
+            let rows: [usize; G256] =
+                core::array::from_fn(|g| m.saturating_sub((g0 + g) * REPACK_ROWS).min(8));
+            let mut facc = [_mm256_setzero_ps(); G256];
+            if b0 > 0 {
+                for g in 0..G256 {
+                    if rows[g] == 8 {
+                        // SAFETY: rows (g0 + g)·8.. + 8 ≤ m, inside y.
+                        facc[g] = unsafe { _mm256_loadu_ps(yp.add((g0 + g) * REPACK_ROWS)) };
+                    } else {
+                        let mut part = [0f32; 8];
+                        let r0 = ((g0 + g) * REPACK_ROWS).min(m);
+                        part[..rows[g]].copy_from_slice(&y[r0..r0 + rows[g]]);
+                        // SAFETY: a local array of eight floats.
+                        facc[g] = unsafe { _mm256_loadu_ps(part.as_ptr()) };
+                    }
+                }
+            }
+            for b in 0..blocks {
+                let a = &acts[b];
+                let x: [__m256i; 8] = core::array::from_fn(|j| {
+                    let d = &a.qs[4 * j..4 * j + 4];
+                    _mm256_set1_epi32(i32::from_le_bytes([
+                        d[0] as u8, d[1] as u8, d[2] as u8, d[3] as u8,
+                    ]))
+                });
+                let da = _mm256_set1_ps(a.d());
+                for g in 0..G256 {
+                    let p = base[g] + b * F::GB;
+                    for l in (0..F::GB).step_by(64) {
+                        // A hint: it cannot fault, so addresses past `w` are harmless.
+                        _mm_prefetch::<_MM_HINT_T1>(next[g].wrapping_add(b * F::GB + l).cast());
+                    }
+                    // SAFETY: p + GB ≤ w.len(): group ≤ n_groups − 1 and block < nb (checked).
+                    let c = unsafe { F::codes(wp.add(p + F::CODES)) };
+                    let mut isum = if F::SIGNED {
+                        _mm256_setzero_si256()
+                    } else {
+                        _mm256_set1_epi32(off[b])
+                    };
+                    for j0 in (0..8).step_by(per16) {
+                        let mut s16 = _mm256_setzero_si256();
+                        for j in j0..(j0 + per16).min(8) {
+                            let p16 = if F::SIGNED {
+                                let aq = _mm256_sign_epi8(c[j], c[j]);
+                                _mm256_maddubs_epi16(aq, _mm256_sign_epi8(x[j], c[j]))
+                            } else {
+                                _mm256_maddubs_epi16(c[j], x[j])
+                            };
+                            s16 = _mm256_add_epi16(s16, p16);
+                        }
+                        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(s16, ones));
+                    }
+                    // SAFETY: the 16 scale bytes (and Q4_1's 16 offset bytes) open the block
+                    // group, inside w as above.
+                    let dw = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(wp.add(p).cast()) });
+                    facc[g] =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, da), facc[g]);
+                    if F::BIAS {
+                        // SAFETY: as above.
+                        let mw = _mm256_cvtph_ps(unsafe {
+                            _mm_loadu_si128(wp.add(p + SCALE_BYTES).cast())
+                        });
+                        facc[g] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a.s()), facc[g]);
+                    }
+                }
+            }
+            for g in 0..G256 {
+                let r0 = (g0 + g) * REPACK_ROWS;
+                if rows[g] == 8 {
+                    // SAFETY: rows r0..r0 + 8 ≤ m, inside y.
+                    unsafe { _mm256_storeu_ps(yp.add(r0), facc[g]) };
+                } else if rows[g] > 0 {
+                    let mut part = [0f32; 8];
+                    // SAFETY: a local array of eight floats.
+                    unsafe { _mm256_storeu_ps(part.as_mut_ptr(), facc[g]) };
+                    y[r0..r0 + rows[g]].copy_from_slice(&part[..rows[g]]);
+                }
+            }
+        }
+    }
+}
