@@ -678,10 +678,10 @@ fn gemm_repacked_avx512vnni(
     // One token of the formats the one-token path has; the rest take the tiles.
     let one_token = matches!(
         format,
-        Format::Q4_0 | Format::Q4_1 | Format::Q8_0 | Format::IQ4_NL
+        Format::Q4_0 | Format::Q4_1 | Format::Q8_0 | Format::IQ4_NL | Format::Q5_0 | Format::Q5_1
     );
     if n == 1 && m > 0 && one_token {
-        use repacked_gemv::{gemv512, Iq4Nl, Q4_0, Q4_1, Q8_0};
+        use repacked_gemv::{gemv512, Iq4Nl, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
         // SAFETY: as below; `gemv512` checks every shape.
         unsafe {
             match format {
@@ -689,6 +689,8 @@ fn gemm_repacked_avx512vnni(
                 Format::Q4_1 => gemv512::<Q4_1>(w, m, cols, xq, y),
                 Format::Q8_0 => gemv512::<Q8_0>(w, m, cols, xq, y),
                 Format::IQ4_NL => gemv512::<Iq4Nl>(w, m, cols, xq, y),
+                Format::Q5_0 => gemv512::<Q5_0>(w, m, cols, xq, y),
+                Format::Q5_1 => gemv512::<Q5_1>(w, m, cols, xq, y),
                 _ => unreachable!("one_token"),
             }
         }
@@ -719,10 +721,10 @@ fn gemm_repacked_avx2(
     // One token of the formats the one-token path has; the rest take the tiles.
     let one_token = matches!(
         format,
-        Format::Q4_0 | Format::Q4_1 | Format::Q8_0 | Format::IQ4_NL
+        Format::Q4_0 | Format::Q4_1 | Format::Q8_0 | Format::IQ4_NL | Format::Q5_0 | Format::Q5_1
     );
     if n == 1 && m > 0 && one_token {
-        use repacked_gemv::{gemv256, Iq4Nl, Q4_0, Q4_1, Q8_0};
+        use repacked_gemv::{gemv256, Iq4Nl, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
         // SAFETY: as below; `gemv256` checks every shape.
         unsafe {
             match format {
@@ -730,6 +732,8 @@ fn gemm_repacked_avx2(
                 Format::Q4_1 => gemv256::<Q4_1>(w, m, cols, xq, y),
                 Format::Q8_0 => gemv256::<Q8_0>(w, m, cols, xq, y),
                 Format::IQ4_NL => gemv256::<Iq4Nl>(w, m, cols, xq, y),
+                Format::Q5_0 => gemv256::<Q5_0>(w, m, cols, xq, y),
+                Format::Q5_1 => gemv256::<Q5_1>(w, m, cols, xq, y),
                 _ => unreachable!("one_token"),
             }
         }

@@ -1,4 +1,4 @@
-//! One-token (decoding) products over repacked Q4_0 / Q4_1 / Q8_0 / IQ4_NL (`scalar::repack` defines the
+//! One-token (decoding) products over repacked Q4_0 / Q4_1 / Q8_0 / IQ4_NL / Q5_0 / Q5_1 (`scalar::repack` defines the
 //! layout and the arithmetic), on AVX512-VNNI and AVX2.
 //!
 //! Why hand-written, and why apart from the GEMM's tiles (`repacked.rs`): a decoded token reads
@@ -29,7 +29,8 @@
 //! A format is one [`Codes512`] / [`Codes256`] impl: where its codes sit in the block group,
 //! their offset, and how one block group's bytes become unsigned (or signed) code vectors in
 //! activation-dword order. IQ4_NL is Q4_0's nibbles through a `vpshufb` of its 16-entry
-//! codebook (`T[q] + 128`, offset 128, on AVX-512; signed `T[q]` on AVX2).
+//! codebook (`T[q] + 128`, offset 128, on AVX-512; signed `T[q]` on AVX2); Q5_0 and Q5_1 are
+//! Q4_0's and Q4_1's nibbles with each code's fifth bit shifted in from the group's `qh`.
 
 use core::arch::x86_64::*;
 
@@ -97,6 +98,30 @@ pub(super) struct Q8_0;
 /// Repacked IQ4_NL: Q4_0's nibbles, each standing for the codebook's `T[q]` (offset 128 on
 /// AVX-512, where the lookup gives `T[q] + 128`; signed on AVX2).
 pub(super) struct Iq4Nl;
+/// Repacked Q5_0: Q4_0's nibbles plus a fifth bit from the group's regrouped `qh`, offset 16.
+pub(super) struct Q5_0;
+/// Repacked Q5_1: as Q5_0, no offset, a bias per row and block.
+pub(super) struct Q5_1;
+
+/// The fifth bits of nibble vector `v` (its `qh` bit `b`) moved to bit 4, as `0x10` or 0 per byte.
+/// Bit `b` of every byte goes to bit 4 by a 16-bit shift; bits crossing from the neighbouring
+/// byte land below bit 4 (left shifts of at most 4) or above it (right shifts of at most 3),
+/// and the mask drops them.
+macro_rules! fifth_bit {
+    ($shl:ident, $shr:ident, $and:ident, $set1:ident, $qh:expr, $b:expr) => {{
+        let at4 = match $b {
+            0 => $shl::<4>($qh),
+            1 => $shl::<3>($qh),
+            2 => $shl::<2>($qh),
+            3 => $shl::<1>($qh),
+            4 => $qh,
+            5 => $shr::<1>($qh),
+            6 => $shr::<2>($qh),
+            _ => $shr::<3>($qh),
+        };
+        $and(at4, $set1(0x10))
+    }};
+}
 
 /// Low and high nibbles of two 64-byte loads: the low nibbles are codes `4j + k` (dwords
 /// `j`), the high ones `16 + 4j + k` (dwords `4 + j`).
@@ -163,6 +188,61 @@ impl Codes512 for Iq4Nl {
             let lut = _mm512_broadcast_i32x4(codebook(128));
             nibbles512(p).map(|v| _mm512_shuffle_epi8(lut, v))
         }
+    }
+}
+
+/// Repacked Q5_0/Q5_1's codes on AVX-512: the 32 `qh` bytes (at `p`) in both halves; vector
+/// `i`'s halves are nibble groups `2i mod 4`, `2i + 1 mod 4` of the low (i < 2) or high nibbles,
+/// whose fifth bits are `qh` bits `2i` and `2i + 1`.
+#[inline(always)]
+fn q5_codes512(p: *const u8) -> [__m512i; 4] {
+    // SAFETY: the caller of `codes` guarantees the 32 + 128 code bytes; AVX-512F and BW.
+    unsafe {
+        let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(p.cast()));
+        let nib = nibbles512(p.add(32));
+        core::array::from_fn(|i| {
+            let lo = fifth_bit!(
+                _mm512_slli_epi16,
+                _mm512_srli_epi16,
+                _mm512_and_si512,
+                _mm512_set1_epi8,
+                qh,
+                2 * i
+            );
+            let hi = fifth_bit!(
+                _mm512_slli_epi16,
+                _mm512_srli_epi16,
+                _mm512_and_si512,
+                _mm512_set1_epi8,
+                qh,
+                2 * i + 1
+            );
+            // Lanes 0..8 (the low 256 bits) take bit 2i, lanes 8..16 bit 2i + 1.
+            let bits = _mm512_mask_blend_epi64(0xF0, lo, hi);
+            _mm512_or_si512(nib[i], bits)
+        })
+    }
+}
+
+impl Codes512 for Q5_0 {
+    const GB: usize = 176;
+    const CODES: usize = SCALE_BYTES;
+    const C: i32 = 16;
+    const BIAS: bool = false;
+    #[inline(always)]
+    unsafe fn codes(p: *const u8) -> [__m512i; 4] {
+        q5_codes512(p)
+    }
+}
+
+impl Codes512 for Q5_1 {
+    const GB: usize = 192;
+    const CODES: usize = 2 * SCALE_BYTES;
+    const C: i32 = 0;
+    const BIAS: bool = true;
+    #[inline(always)]
+    unsafe fn codes(p: *const u8) -> [__m512i; 4] {
+        q5_codes512(p)
     }
 }
 
@@ -388,6 +468,54 @@ impl Codes256 for Iq4Nl {
             let lut = _mm256_broadcastsi128_si256(codebook(0));
             nibbles256(p).map(|v| _mm256_shuffle_epi8(lut, v))
         }
+    }
+}
+
+/// Repacked Q5_0/Q5_1's codes on AVX2: vector `j`'s fifth bits are `qh` bit `j` (nibble group
+/// `j mod 4`, low nibbles for j < 4, high ones after).
+#[inline(always)]
+fn q5_codes256(p: *const u8) -> [__m256i; 8] {
+    // SAFETY: the caller of `codes` guarantees the 32 + 128 code bytes and AVX2.
+    unsafe {
+        let qh = _mm256_loadu_si256(p.cast());
+        let nib = nibbles256(p.add(32));
+        core::array::from_fn(|j| {
+            let bits = fifth_bit!(
+                _mm256_slli_epi16,
+                _mm256_srli_epi16,
+                _mm256_and_si256,
+                _mm256_set1_epi8,
+                qh,
+                j
+            );
+            _mm256_or_si256(nib[j], bits)
+        })
+    }
+}
+
+impl Codes256 for Q5_0 {
+    const GB: usize = 176;
+    const CODES: usize = SCALE_BYTES;
+    const C: i32 = 16;
+    const BIAS: bool = false;
+    const SIGNED: bool = false;
+    const MAX_U: i32 = 31;
+    #[inline(always)]
+    unsafe fn codes(p: *const u8) -> [__m256i; 8] {
+        q5_codes256(p)
+    }
+}
+
+impl Codes256 for Q5_1 {
+    const GB: usize = 192;
+    const CODES: usize = 2 * SCALE_BYTES;
+    const C: i32 = 0;
+    const BIAS: bool = true;
+    const SIGNED: bool = false;
+    const MAX_U: i32 = 31;
+    #[inline(always)]
+    unsafe fn codes(p: *const u8) -> [__m256i; 8] {
+        q5_codes256(p)
     }
 }
 
