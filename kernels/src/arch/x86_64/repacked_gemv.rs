@@ -103,24 +103,34 @@ pub(super) struct Q5_0;
 /// Repacked Q5_1: as Q5_0, no offset, a bias per row and block.
 pub(super) struct Q5_1;
 
-/// The fifth bits of nibble vector `v` (its `qh` bit `b`) moved to bit 4, as `0x10` or 0 per byte.
-/// Bit `b` of every byte goes to bit 4 by a 16-bit shift; bits crossing from the neighbouring
-/// byte land below bit 4 (left shifts of at most 4) or above it (right shifts of at most 3),
-/// and the mask drops them.
-macro_rules! fifth_bit {
-    ($shl:ident, $shr:ident, $and:ident, $set1:ident, $qh:expr, $b:expr) => {{
-        let at4 = match $b {
-            0 => $shl::<4>($qh),
-            1 => $shl::<3>($qh),
-            2 => $shl::<2>($qh),
-            3 => $shl::<1>($qh),
-            4 => $qh,
-            5 => $shr::<1>($qh),
-            6 => $shr::<2>($qh),
-            _ => $shr::<3>($qh),
+/// Bit `B` of every byte of `qh` moved to bit 4, as `0x10` or 0 per byte (512 bits). A 16-bit
+/// shift moves it; bits crossing from the neighbouring byte land below bit 4 (left shifts of
+/// at most 4) or above it (right shifts of at most 3), and the mask drops them.
+#[inline(always)]
+fn fifth512<const B: u32>(qh: __m512i) -> __m512i {
+    // SAFETY: inlined into the `codes` of a caller with the needed features (AVX-512BW / AVX2).
+    unsafe {
+        let at4 = if B <= 4 {
+            _mm512_sll_epi16(qh, _mm_cvtsi32_si128((4 - B) as i32))
+        } else {
+            _mm512_srl_epi16(qh, _mm_cvtsi32_si128((B - 4) as i32))
         };
-        $and(at4, $set1(0x10))
-    }};
+        _mm512_and_si512(at4, _mm512_set1_epi8(0x10))
+    }
+}
+
+/// As [`fifth512`] on 256 bits.
+#[inline(always)]
+fn fifth256<const B: u32>(qh: __m256i) -> __m256i {
+    // SAFETY: inlined into the `codes` of a caller with the needed features (AVX-512BW / AVX2).
+    unsafe {
+        let at4 = if B <= 4 {
+            _mm256_sll_epi16(qh, _mm_cvtsi32_si128((4 - B) as i32))
+        } else {
+            _mm256_srl_epi16(qh, _mm_cvtsi32_si128((B - 4) as i32))
+        };
+        _mm256_and_si256(at4, _mm256_set1_epi8(0x10))
+    }
 }
 
 /// Low and high nibbles of two 64-byte loads: the low nibbles are codes `4j + k` (dwords
@@ -199,28 +209,15 @@ fn q5_codes512(p: *const u8) -> [__m512i; 4] {
     // SAFETY: the caller of `codes` guarantees the 32 + 128 code bytes; AVX-512F and BW.
     unsafe {
         let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(p.cast()));
-        let nib = nibbles512(p.add(32));
-        core::array::from_fn(|i| {
-            let lo = fifth_bit!(
-                _mm512_slli_epi16,
-                _mm512_srli_epi16,
-                _mm512_and_si512,
-                _mm512_set1_epi8,
-                qh,
-                2 * i
-            );
-            let hi = fifth_bit!(
-                _mm512_slli_epi16,
-                _mm512_srli_epi16,
-                _mm512_and_si512,
-                _mm512_set1_epi8,
-                qh,
-                2 * i + 1
-            );
-            // Lanes 0..8 (the low 256 bits) take bit 2i, lanes 8..16 bit 2i + 1.
-            let bits = _mm512_mask_blend_epi64(0xF0, lo, hi);
-            _mm512_or_si512(nib[i], bits)
-        })
+        let [n0, n1, n2, n3] = nibbles512(p.add(32));
+        // Lanes 0..8 (the low 256 bits) take bit 2i, lanes 8..16 bit 2i + 1.
+        let pair = |lo: __m512i, hi: __m512i| _mm512_mask_blend_epi64(0xF0, lo, hi);
+        [
+            _mm512_or_si512(n0, pair(fifth512::<0>(qh), fifth512::<1>(qh))),
+            _mm512_or_si512(n1, pair(fifth512::<2>(qh), fifth512::<3>(qh))),
+            _mm512_or_si512(n2, pair(fifth512::<4>(qh), fifth512::<5>(qh))),
+            _mm512_or_si512(n3, pair(fifth512::<6>(qh), fifth512::<7>(qh))),
+        ]
     }
 }
 
@@ -478,18 +475,17 @@ fn q5_codes256(p: *const u8) -> [__m256i; 8] {
     // SAFETY: the caller of `codes` guarantees the 32 + 128 code bytes and AVX2.
     unsafe {
         let qh = _mm256_loadu_si256(p.cast());
-        let nib = nibbles256(p.add(32));
-        core::array::from_fn(|j| {
-            let bits = fifth_bit!(
-                _mm256_slli_epi16,
-                _mm256_srli_epi16,
-                _mm256_and_si256,
-                _mm256_set1_epi8,
-                qh,
-                j
-            );
-            _mm256_or_si256(nib[j], bits)
-        })
+        let n = nibbles256(p.add(32));
+        [
+            _mm256_or_si256(n[0], fifth256::<0>(qh)),
+            _mm256_or_si256(n[1], fifth256::<1>(qh)),
+            _mm256_or_si256(n[2], fifth256::<2>(qh)),
+            _mm256_or_si256(n[3], fifth256::<3>(qh)),
+            _mm256_or_si256(n[4], fifth256::<4>(qh)),
+            _mm256_or_si256(n[5], fifth256::<5>(qh)),
+            _mm256_or_si256(n[6], fifth256::<6>(qh)),
+            _mm256_or_si256(n[7], fifth256::<7>(qh)),
+        ]
     }
 }
 
