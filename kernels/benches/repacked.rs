@@ -50,14 +50,7 @@ fn main() {
         if backend == Backend::Scalar || only_dram {
             continue;
         }
-        for format in [
-            Format::Q4_0,
-            Format::Q4_1,
-            Format::Q8_0,
-            Format::IQ4_NL,
-            Format::Q5_0,
-            Format::Q5_1,
-        ] {
+        for format in scalar::REPACKED_FORMATS.iter().map(|f| f.format) {
             let shapes: &[(usize, usize)] = if format == Format::Q5_0 {
                 &[(1536, 576), (576, 1536), (4864, 896), (896, 896)]
             } else {

@@ -15,14 +15,10 @@ use common::{int8_activations as activations, kernels, same_bits, Rng};
 use tern_kernels::scalar::{self, repacked_bytes};
 use tern_kernels::{Backend, Format, Kernels};
 
-const FORMATS: [Format; 6] = [
-    Format::Q4_0,
-    Format::Q4_1,
-    Format::Q8_0,
-    Format::IQ4_NL,
-    Format::Q5_0,
-    Format::Q5_1,
-];
+/// Every repacked format, from the one table.
+fn formats() -> impl Iterator<Item = Format> {
+    scalar::REPACKED_FORMATS.iter().map(|f| f.format)
+}
 
 /// `rows` rows of `nb` blocks: random codes, or all 0xFF / 0x00 / 0x80 code bytes in some
 /// blocks, with ordinary or extreme f16 scales.
@@ -73,7 +69,7 @@ fn repacked(format: Format, w: &[u8], m: usize, cols: usize) -> Vec<u8> {
 fn repacking_loses_nothing() {
     let k = Kernels::scalar();
     let mut rng = Rng::new(3);
-    for format in FORMATS {
+    for format in formats() {
         for m in [1, 7, 8, 9, 23] {
             let (nb, cols) = (3, 96);
             let w = weights(format, m, nb, &mut rng, true);
@@ -103,7 +99,7 @@ fn gemm_repacked_matches_scalar_and_gemm_i8_bit_for_bit_on_every_backend() {
         };
         println!("{backend:?}: {}", gemm.name);
         let mut rng = Rng::new(9);
-        for format in FORMATS {
+        for format in formats() {
             // 8256 columns: two of the driver's column chunks.
             for cols in [32, 96, 576, 8256] {
                 let nb = cols / 32;
@@ -159,7 +155,7 @@ fn one_token_products_match_scalar_bit_for_bit_on_every_backend() {
             continue;
         };
         let mut rng = Rng::new(17);
-        for format in FORMATS {
+        for format in formats() {
             for cols in [32, 96, 576, 1536, 8256] {
                 let nb = cols / 32;
                 let ms: Vec<usize> = if cols > 2000 {

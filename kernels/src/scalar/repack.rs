@@ -531,14 +531,10 @@ mod tests {
     use super::*;
     use crate::scalar::{act_q8_bytes, gemm_i8, quantize_act_q8, unpack_i8_ref};
 
-    const FORMATS: [Format; 6] = [
-        Format::Q4_0,
-        Format::Q4_1,
-        Format::Q8_0,
-        Format::IQ4_NL,
-        Format::Q5_0,
-        Format::Q5_1,
-    ];
+    /// Every repacked format, from the one table.
+    fn formats() -> impl Iterator<Item = Format> {
+        REPACKED_FORMATS.iter().map(|f| f.format)
+    }
 
     fn bytes(n: usize, seed: u64) -> Vec<u8> {
         let mut s = seed | 1;
@@ -571,7 +567,7 @@ mod tests {
 
     #[test]
     fn repacked_dequant_equals_gguf_dequant() {
-        for format in FORMATS {
+        for format in formats() {
             for m in [1, 7, 8, 9, 17] {
                 let cols = 96;
                 let w = matrix(format, m, cols, m as u64 * 31 + 5);
@@ -594,7 +590,7 @@ mod tests {
     /// codes, extreme scales and activations of ±127.
     #[test]
     fn gemm_repacked_equals_gemm_i8() {
-        for format in FORMATS {
+        for format in formats() {
             for (m, n, cols) in [(1, 1, 32), (9, 3, 64), (20, 5, 160)] {
                 let mut w = matrix(format, m, cols, (m * n) as u64 + 1);
                 if m == 9 {

@@ -659,6 +659,32 @@ fn gemm_i8_avx2(
     unsafe { gemm_i8_avx2::gemm_i8(format, unpack, w, m, xq, n, y, ldy) }
 }
 
+/// One token of `format` through `repacked_gemv::$gemv` when the one-token path has the format
+/// (the rest take the GEMM's tiles); whether it ran. For the repacked GEMM entry points below,
+/// whose backends have `$gemv`'s features.
+macro_rules! one_token {
+    ($gemv:ident, $format:expr, $w:expr, $m:expr, $cols:expr, $xq:expr, $y:expr) => {{
+        use repacked_gemv::{$gemv, Iq4Nl, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
+        let (w, m, cols, xq, y) = ($w, $m, $cols, $xq, &mut *$y);
+        'run: {
+            // SAFETY: installed only for backends with `$gemv`'s features (see the callers);
+            // `$gemv` checks every shape.
+            unsafe {
+                match $format {
+                    Format::Q4_0 => $gemv::<Q4_0>(w, m, cols, xq, y),
+                    Format::Q4_1 => $gemv::<Q4_1>(w, m, cols, xq, y),
+                    Format::Q8_0 => $gemv::<Q8_0>(w, m, cols, xq, y),
+                    Format::IQ4_NL => $gemv::<Iq4Nl>(w, m, cols, xq, y),
+                    Format::Q5_0 => $gemv::<Q5_0>(w, m, cols, xq, y),
+                    Format::Q5_1 => $gemv::<Q5_1>(w, m, cols, xq, y),
+                    _ => break 'run false,
+                }
+            }
+            true
+        }
+    }};
+}
+
 /// The int8 GEMM over the repacked formats on AVX512-VNNI (installed only for that backend,
 /// whose detection includes AVX-512F, AVX512-VNNI, AVX512-VL and AVX512-BW).
 #[expect(
@@ -675,25 +701,7 @@ fn gemm_repacked_avx512vnni(
     y: &mut [f32],
     ldy: usize,
 ) {
-    // One token of the formats the one-token path has; the rest take the tiles.
-    let one_token = matches!(
-        format,
-        Format::Q4_0 | Format::Q4_1 | Format::Q8_0 | Format::IQ4_NL | Format::Q5_0 | Format::Q5_1
-    );
-    if n == 1 && m > 0 && one_token {
-        use repacked_gemv::{gemv512, Iq4Nl, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
-        // SAFETY: as below; `gemv512` checks every shape.
-        unsafe {
-            match format {
-                Format::Q4_0 => gemv512::<Q4_0>(w, m, cols, xq, y),
-                Format::Q4_1 => gemv512::<Q4_1>(w, m, cols, xq, y),
-                Format::Q8_0 => gemv512::<Q8_0>(w, m, cols, xq, y),
-                Format::IQ4_NL => gemv512::<Iq4Nl>(w, m, cols, xq, y),
-                Format::Q5_0 => gemv512::<Q5_0>(w, m, cols, xq, y),
-                Format::Q5_1 => gemv512::<Q5_1>(w, m, cols, xq, y),
-                _ => unreachable!("one_token"),
-            }
-        }
+    if n == 1 && m > 0 && one_token!(gemv512, format, w, m, cols, xq, y) {
         return;
     }
     // SAFETY: installed only for the AVX512-VNNI backend after `detected` confirmed its
@@ -718,25 +726,7 @@ fn gemm_repacked_avx2(
     y: &mut [f32],
     ldy: usize,
 ) {
-    // One token of the formats the one-token path has; the rest take the tiles.
-    let one_token = matches!(
-        format,
-        Format::Q4_0 | Format::Q4_1 | Format::Q8_0 | Format::IQ4_NL | Format::Q5_0 | Format::Q5_1
-    );
-    if n == 1 && m > 0 && one_token {
-        use repacked_gemv::{gemv256, Iq4Nl, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
-        // SAFETY: as below; `gemv256` checks every shape.
-        unsafe {
-            match format {
-                Format::Q4_0 => gemv256::<Q4_0>(w, m, cols, xq, y),
-                Format::Q4_1 => gemv256::<Q4_1>(w, m, cols, xq, y),
-                Format::Q8_0 => gemv256::<Q8_0>(w, m, cols, xq, y),
-                Format::IQ4_NL => gemv256::<Iq4Nl>(w, m, cols, xq, y),
-                Format::Q5_0 => gemv256::<Q5_0>(w, m, cols, xq, y),
-                Format::Q5_1 => gemv256::<Q5_1>(w, m, cols, xq, y),
-                _ => unreachable!("one_token"),
-            }
-        }
+    if n == 1 && m > 0 && one_token!(gemv256, format, w, m, cols, xq, y) {
         return;
     }
     // SAFETY: installed only after `detected` confirmed AVX2, FMA and F16C; the driver checks
