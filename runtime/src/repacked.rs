@@ -9,8 +9,10 @@
 //! bytes, so the choice changes speed, not results.
 //! Measured (`cargo bench -p tern-kernels --bench repacked`, SmolLM2-135M shapes, one thread,
 //! AVX512-VNNI): about 3× the GGUF layout's `gemm_q8` for one token and 1.2× `gemm_i8` for 128
-//! tokens; AVX2 about 2.4× and 2.1× (Q4_0), 1.7× and 1.6× (Q8_0). So a repacked matrix uses it
-//! for decoding and prompts alike; products with f32 or f16 activations read the file's bytes.
+//! tokens; AVX2 about 2.4× and 2.1× (Q4_0), 1.7× and 1.6× (Q8_0); on matrices that do not fit
+//! in cache, one token runs the kernels' own one-token path at 2–3× the GEMM tile's bandwidth
+//! (`-- dram`). So a repacked matrix uses it for decoding and prompts alike; products with f32
+//! or f16 activations read the file's bytes.
 
 use alloc::vec;
 use alloc::vec::Vec;
