@@ -351,7 +351,8 @@ class TernModel internal constructor(internal val native: Model) : Closeable {
          * The memory one session of the model at [path] would take with [options], without
          * loading it (the file's header is read): pick a model and context that fit first. With
          * INT8 (the default on most phones) it counts the repacked heap copy of the weights instead
-         * of their released file pages; the measured peak is 5–10 % above the total.
+         * of their released file pages; the measured peak is 5–10 % above the total (12–20 % when the
+         * file was just written and the page cache holds it in large folios).
          */
         suspend fun estimateMemory(path: String, options: ModelOptions = ModelOptions()): MemoryEstimate =
             withContext(Dispatchers.IO) { dev.tern.ffi.estimateMemory(ModelSource.Path(path), options.toNative()) }
