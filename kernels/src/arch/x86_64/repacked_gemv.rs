@@ -68,18 +68,21 @@ fn offsets(c: i32, acts: &[BlockQ8Act], off: &mut [i32]) {
     }
 }
 
-/// How one format's block groups become code vectors for the AVX-512 path.
-pub(super) trait Codes512 {
+/// Where one format's codes sit in its block group, shared by both widths' code unpacking.
+pub(super) trait Group {
     /// Bytes of one block group.
     const GB: usize;
     /// Where the codes start in a block group.
     const CODES: usize;
-    /// The codes' offset `c` (the product starts from `−c·Σa`).
+    /// The codes' offset `c` (the product starts from `−c·Σa`; unused by signed codes).
     const C: i32;
     /// Whether the block group has per-row f16 offsets `m` after the scales (Q4_1's
     /// `fma(m_w, s_a, acc)`).
     const BIAS: bool;
+}
 
+/// How one format's block groups become code vectors for the AVX-512 path.
+pub(super) trait Codes512: Group {
     /// The unsigned codes of the block group whose codes start at `p`, as four vectors: vector
     /// `i`'s lanes 0..8 are codes `8i..8i + 4` of rows 0..8, lanes 8..16 codes `8i + 4..8i + 8`
     /// (activation dwords `2i` and `2i + 1`).
@@ -133,6 +136,48 @@ fn fifth256<const B: u32>(qh: __m256i) -> __m256i {
     }
 }
 
+impl Group for Q4_0 {
+    const GB: usize = 144;
+    const CODES: usize = SCALE_BYTES;
+    const C: i32 = 8;
+    const BIAS: bool = false;
+}
+
+impl Group for Q4_1 {
+    const GB: usize = 160;
+    const CODES: usize = 2 * SCALE_BYTES;
+    const C: i32 = 0;
+    const BIAS: bool = true;
+}
+
+impl Group for Q8_0 {
+    const GB: usize = 272;
+    const CODES: usize = SCALE_BYTES;
+    const C: i32 = 128;
+    const BIAS: bool = false;
+}
+
+impl Group for Iq4Nl {
+    const GB: usize = 144;
+    const CODES: usize = SCALE_BYTES;
+    const C: i32 = 128;
+    const BIAS: bool = false;
+}
+
+impl Group for Q5_0 {
+    const GB: usize = 176;
+    const CODES: usize = SCALE_BYTES;
+    const C: i32 = 16;
+    const BIAS: bool = false;
+}
+
+impl Group for Q5_1 {
+    const GB: usize = 192;
+    const CODES: usize = 2 * SCALE_BYTES;
+    const C: i32 = 0;
+    const BIAS: bool = true;
+}
+
 /// Low and high nibbles of two 64-byte loads: the low nibbles are codes `4j + k` (dwords
 /// `j`), the high ones `16 + 4j + k` (dwords `4 + j`).
 #[inline(always)]
@@ -152,10 +197,6 @@ fn nibbles512(p: *const u8) -> [__m512i; 4] {
 }
 
 impl Codes512 for Q4_0 {
-    const GB: usize = 144;
-    const CODES: usize = SCALE_BYTES;
-    const C: i32 = 8;
-    const BIAS: bool = false;
     #[inline(always)]
     unsafe fn codes(p: *const u8) -> [__m512i; 4] {
         nibbles512(p)
@@ -163,10 +204,6 @@ impl Codes512 for Q4_0 {
 }
 
 impl Codes512 for Q4_1 {
-    const GB: usize = 160;
-    const CODES: usize = 2 * SCALE_BYTES;
-    const C: i32 = 0;
-    const BIAS: bool = true;
     #[inline(always)]
     unsafe fn codes(p: *const u8) -> [__m512i; 4] {
         nibbles512(p)
@@ -174,10 +211,6 @@ impl Codes512 for Q4_1 {
 }
 
 impl Codes512 for Q8_0 {
-    const GB: usize = 272;
-    const CODES: usize = SCALE_BYTES;
-    const C: i32 = 128;
-    const BIAS: bool = false;
     #[inline(always)]
     unsafe fn codes(p: *const u8) -> [__m512i; 4] {
         // SAFETY: the caller guarantees the 256 code bytes and AVX-512F.
@@ -186,10 +219,6 @@ impl Codes512 for Q8_0 {
 }
 
 impl Codes512 for Iq4Nl {
-    const GB: usize = 144;
-    const CODES: usize = SCALE_BYTES;
-    const C: i32 = 128;
-    const BIAS: bool = false;
     #[inline(always)]
     unsafe fn codes(p: *const u8) -> [__m512i; 4] {
         // SAFETY: the caller guarantees the 128 code bytes and AVX-512F; `gemv512` enables
@@ -222,10 +251,6 @@ fn q5_codes512(p: *const u8) -> [__m512i; 4] {
 }
 
 impl Codes512 for Q5_0 {
-    const GB: usize = 176;
-    const CODES: usize = SCALE_BYTES;
-    const C: i32 = 16;
-    const BIAS: bool = false;
     #[inline(always)]
     unsafe fn codes(p: *const u8) -> [__m512i; 4] {
         q5_codes512(p)
@@ -233,10 +258,6 @@ impl Codes512 for Q5_0 {
 }
 
 impl Codes512 for Q5_1 {
-    const GB: usize = 192;
-    const CODES: usize = 2 * SCALE_BYTES;
-    const C: i32 = 0;
-    const BIAS: bool = true;
     #[inline(always)]
     unsafe fn codes(p: *const u8) -> [__m512i; 4] {
         q5_codes512(p)
@@ -363,16 +384,7 @@ fn gemv512_body<F: Codes512>(w: &[u8], m: usize, nb: usize, acts: &[BlockQ8Act],
 }
 
 /// How one format's block groups become code vectors for the AVX2 path.
-pub(super) trait Codes256 {
-    /// Bytes of one block group.
-    const GB: usize;
-    /// Where the codes start in a block group.
-    const CODES: usize;
-    /// The codes' offset `c` for unsigned codes (the product starts from `−c·Σa`); unused
-    /// when `SIGNED`.
-    const C: i32;
-    /// Whether the block group has per-row f16 offsets `m` after the scales.
-    const BIAS: bool;
+pub(super) trait Codes256: Group {
     /// Whether `codes` returns signed `q` (any i8; the sign trick) rather than unsigned codes
     /// of at most `MAX_U`.
     const SIGNED: bool;
@@ -406,10 +418,6 @@ fn nibbles256(p: *const u8) -> [__m256i; 8] {
 }
 
 impl Codes256 for Q4_0 {
-    const GB: usize = 144;
-    const CODES: usize = SCALE_BYTES;
-    const C: i32 = 8;
-    const BIAS: bool = false;
     const SIGNED: bool = false;
     const MAX_U: i32 = 15;
     #[inline(always)]
@@ -419,10 +427,6 @@ impl Codes256 for Q4_0 {
 }
 
 impl Codes256 for Q4_1 {
-    const GB: usize = 160;
-    const CODES: usize = 2 * SCALE_BYTES;
-    const C: i32 = 0;
-    const BIAS: bool = true;
     const SIGNED: bool = false;
     const MAX_U: i32 = 15;
     #[inline(always)]
@@ -432,10 +436,6 @@ impl Codes256 for Q4_1 {
 }
 
 impl Codes256 for Q8_0 {
-    const GB: usize = 272;
-    const CODES: usize = SCALE_BYTES;
-    const C: i32 = 128;
-    const BIAS: bool = false;
     const SIGNED: bool = true;
     const MAX_U: i32 = 255;
     #[inline(always)]
@@ -451,10 +451,6 @@ impl Codes256 for Q8_0 {
 }
 
 impl Codes256 for Iq4Nl {
-    const GB: usize = 144;
-    const CODES: usize = SCALE_BYTES;
-    const C: i32 = 128;
-    const BIAS: bool = false;
     const SIGNED: bool = true;
     const MAX_U: i32 = 255;
     #[inline(always)]
@@ -490,10 +486,6 @@ fn q5_codes256(p: *const u8) -> [__m256i; 8] {
 }
 
 impl Codes256 for Q5_0 {
-    const GB: usize = 176;
-    const CODES: usize = SCALE_BYTES;
-    const C: i32 = 16;
-    const BIAS: bool = false;
     const SIGNED: bool = false;
     const MAX_U: i32 = 31;
     #[inline(always)]
@@ -503,10 +495,6 @@ impl Codes256 for Q5_0 {
 }
 
 impl Codes256 for Q5_1 {
-    const GB: usize = 192;
-    const CODES: usize = 2 * SCALE_BYTES;
-    const C: i32 = 0;
-    const BIAS: bool = true;
     const SIGNED: bool = false;
     const MAX_U: i32 = 31;
     #[inline(always)]
