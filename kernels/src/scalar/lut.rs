@@ -181,7 +181,13 @@ mod tests {
                 worst = (rel, x);
             }
         };
-        for bits in (0..=u32::MAX).step_by(64) {
+        // Every 2^6-th f32; every 2^9-th on aarch64, where CI runs this under qemu.
+        let stride = if cfg!(target_arch = "aarch64") {
+            512
+        } else {
+            64
+        };
+        for bits in (0..=u32::MAX).step_by(stride) {
             let x = f32::from_bits(bits);
             if x.is_finite() && x.abs() < 100.0 {
                 check(x);
