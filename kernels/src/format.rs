@@ -90,10 +90,11 @@ pub struct FormatInfo {
 /// the GEMM's integer sums are exactly the format's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Int8Layout {
-    /// Weights per scale: 32 (one activation block), or 16 (Q6_K's sub-blocks).
+    /// Weights per scale: 32 (one activation block), or 16 (Q6_K's, Q3_K's and Q2_K's
+    /// sub-blocks).
     pub group: usize,
-    /// Whether groups have a bias (Q4_1, Q5_1, Q4_K, Q5_K; only with 32-weight groups, whose
-    /// bias meets the activation block's sum `s`).
+    /// Whether groups have a bias (Q4_1, Q5_1, Q4_K, Q5_K, Q2_K): a 32-weight group's meets the
+    /// activation block's sum `s`, a 16-weight group's the half-block's (`scalar::gemm_i8`).
     pub bias: bool,
 }
 
@@ -126,7 +127,6 @@ const fn row(
 
 /// Every format's facts, in [`Format`] order (row `i` is the format with discriminant `i`).
 /// Sizes from ggml's `ggml-common.h` block structs; ids from `ggml.h` (I2_S: bitnet.cpp's 36).
-/// Int8 layouts: Q3_K and Q2_K have none yet (their batched int8 products use `gemm_q8`).
 #[rustfmt::skip]
 pub const FORMATS: [FormatInfo; 18] = [
     row(Format::F32,    "F32",    0,  1,   4,   false, None),
@@ -143,14 +143,14 @@ pub const FORMATS: [FormatInfo; 18] = [
     row(Format::Q5_0,   "Q5_0",   6,  32,  22,  false, i8l(32, false)),
     row(Format::Q5_1,   "Q5_1",   7,  32,  24,  false, i8l(32, true)),
     row(Format::IQ4_NL, "IQ4_NL", 20, 32,  18,  false, i8l(32, false)),
-    row(Format::Q3_K,   "Q3_K",   11, 256, 110, false, None),
-    row(Format::Q2_K,   "Q2_K",   10, 256, 84,  false, None),
+    row(Format::Q3_K,   "Q3_K",   11, 256, 110, false, i8l(16, false)),
+    row(Format::Q2_K,   "Q2_K",   10, 256, 84,  false, i8l(16, true)),
     row(Format::Q5_K,   "Q5_K",   13, 256, 176, false, i8l(32, true)),
     row(Format::IQ4_XS, "IQ4_XS", 23, 256, 136, false, i8l(32, false)),
 ];
 
 // Row i describes the format whose discriminant is i, and no two rows share a ggml id; int8
-// groups are 16 or 32 weights and tile the format's blocks, biases come with 32-weight groups.
+// groups are 16 or 32 weights and tile the format's blocks.
 const _: () = {
     let mut i = 0;
     while i < FORMATS.len() {
@@ -158,7 +158,6 @@ const _: () = {
         if let Some(l) = FORMATS[i].int8 {
             assert!(l.group == 16 || l.group == 32);
             assert!(FORMATS[i].block_len.is_multiple_of(l.group));
-            assert!(!l.bias || l.group == 32);
         }
         let mut j = i + 1;
         while j < FORMATS.len() {

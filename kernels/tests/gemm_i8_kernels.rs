@@ -30,6 +30,8 @@ fn f16_fields(format: Format) -> &'static [usize] {
     match format {
         Format::Q4_1 | Format::Q5_1 | Format::Q4_K | Format::Q5_K => &[0, 2],
         Format::Q6_K => &[208],
+        Format::Q3_K => &[108],
+        Format::Q2_K => &[80, 82],
         _ => &[0],
     }
 }
@@ -192,7 +194,7 @@ fn abs_terms(format: Format, row: &[u8], acts: &[BlockQ8Act]) -> (usize, f64) {
             .sum();
         sum += (s[g] as f64 * a.d() as f64 * i as f64).abs();
         if l.bias {
-            sum += (b[g] as f64 * a.s() as f64).abs();
+            sum += (b[g] as f64 * scalar::group_act_sum(a, off, l.group) as f64).abs();
         }
     }
     (cols / l.group, sum)

@@ -17,8 +17,12 @@
 //! ```text
 //! i_g = Σ_{j in g} q_j·a_j                                 exact i32
 //! acc = fma(i_g as f32, scale_g·d_a, acc)                  d_a: the activation block's scale
-//! acc = fma(bias_g, s_a, acc)        (formats with a bias; s_a = d_a·Σ a of the block)
+//! acc = fma(bias_g, s_g, acc)        (formats with a bias)
 //! ```
+//!
+//! where `s_g` is the activation side of the bias: for 32-weight groups the block's stored
+//! `s = d_a·Σ a`; for 16-weight groups (Q2_K's mins) `d_a·(Σ_{j in g} a_j as f32)`, one
+//! rounded product of the exact half-block sum ([`group_act_sum`]).
 //!
 //! starting from `acc = 0`. `i_g` is at most 32·128·127 < 2²⁴ in magnitude, exact in f32, and
 //! every SIMD backend performs exactly these operations (the fused multiply-adds included), so
@@ -34,11 +38,12 @@ use super::gemm::gemm_shape;
 use super::iq4_xs::{iq4_xs_steps, iq4_xs_values};
 use super::kquants::{k4_steps, q4_k_codes, q6_k_codes, q6_k_steps};
 use super::kquants5::q5_k_codes;
+use super::kquants_low::{q2_k_steps, q3_k_codes, q3_k_steps, two_bit_codes};
 use super::q4::codes as q4_codes;
 use super::q5::codes5;
 use crate::blocks::{
-    as_blocks, BlockIQ4_NL, BlockIQ4_XS, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1,
-    BlockQ5_K, BlockQ6_K, BlockQ8_0,
+    as_blocks, BlockIQ4_NL, BlockIQ4_XS, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K,
+    BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0,
 };
 use crate::dispatch::UnpackI8Fn;
 use crate::format::Format;
@@ -159,6 +164,31 @@ pub fn unpack_i8_q6_k(row: &[u8], codes: &mut [i8], scales: &mut [f32], _bias: &
     }
 }
 
+/// Q3_K → `q − 4·(1 − h)` in −4..=3, per 16-weight sub-block scale `d·(sc − 32)`.
+pub fn unpack_i8_q3_k(row: &[u8], codes: &mut [i8], scales: &mut [f32], _bias: &mut [f32]) {
+    let blocks: &[BlockQ3_K] = unpack_shape(row, 256, codes, scales, 16);
+    for ((b, c), s) in blocks
+        .iter()
+        .zip(codes.chunks_exact_mut(256))
+        .zip(scales.chunks_exact_mut(16))
+    {
+        c.copy_from_slice(&q3_k_codes(b));
+        s.copy_from_slice(&q3_k_steps(b));
+    }
+}
+
+/// Q2_K → `q` in 0..=3, per 16-weight sub-block scale `d·sc` and bias `−dmin·m`.
+pub fn unpack_i8_q2_k(row: &[u8], codes: &mut [i8], scales: &mut [f32], bias: &mut [f32]) {
+    let blocks: &[BlockQ2_K] = unpack_shape(row, 256, codes, scales, 16);
+    let groups = scales.chunks_exact_mut(16).zip(bias.chunks_exact_mut(16));
+    for ((b, c), (s, m)) in blocks.iter().zip(codes.chunks_exact_mut(256)).zip(groups) {
+        c.copy_from_slice(&two_bit_codes(&b.qs).map(|q| q as i8));
+        for (j, (step, min)) in q2_k_steps(b).into_iter().enumerate() {
+            (s[j], m[j]) = (step, -min);
+        }
+    }
+}
+
 /// IQ4_XS → codebook values `T[q]`, per 32-weight sub-block scale `d·(sc − 32)`.
 pub fn unpack_i8_iq4_xs(row: &[u8], codes: &mut [i8], scales: &mut [f32], _bias: &mut [f32]) {
     let blocks: &[BlockIQ4_XS] = unpack_shape(row, 256, codes, scales, 32);
@@ -185,12 +215,27 @@ pub fn unpack_i8_ref(format: Format) -> Option<UnpackI8Fn> {
         Format::Q5_K => unpack_i8_q5_k,
         Format::Q6_K => unpack_i8_q6_k,
         Format::IQ4_XS => unpack_i8_iq4_xs,
+        Format::Q3_K => unpack_i8_q3_k,
+        Format::Q2_K => unpack_i8_q2_k,
         _ => return None,
     })
 }
 
 /// Most weights per block of any format the int8 GEMM takes (the k-quants' 256).
 pub const MAX_BLOCK_LEN: usize = 256;
+
+/// The activation side `s_g` of a bias for the group of `group` weights starting at code
+/// `at` (0, or 16 for the second half) of activation block `a` (module docs): the stored
+/// `s` for a whole block, `d·Σ a` over the half otherwise (the sum is exact, at most 16·127).
+#[inline(always)]
+pub fn group_act_sum(a: &BlockQ8Act, at: usize, group: usize) -> f32 {
+    if group == 32 {
+        a.s()
+    } else {
+        let sum: i32 = a.qs[at..at + group].iter().map(|&q| q as i32).sum();
+        a.d() * sum as f32
+    }
+}
 
 /// `y[t·ldy + r] = row r · token t` for `m` rows of `format` weights in `w` and `n` rows of int8
 /// activations in `xq` ([`act_q8_bytes`](super::act_q8_bytes) each), through `unpack` (the
@@ -244,7 +289,7 @@ pub fn gemm_i8(
                         .sum();
                     acc = libm::fmaf(isum as f32, scales[j] * a.d(), acc);
                     if l.bias {
-                        acc = libm::fmaf(bias[j], a.s(), acc);
+                        acc = libm::fmaf(bias[j], group_act_sum(a, k % 32, g), acc);
                     }
                 }
                 y[t * ldy + r] = acc;

@@ -196,7 +196,7 @@ pub fn dot_q4_k_f32(row: &[u8], x: &[f32]) -> f32 {
 }
 
 /// Quantizes `x` (a multiple of 256 long) to Q4_K exactly as ggml's `quantize_row_q4_K_ref`
-/// does: [`quantize_k4_block`] with 16 levels and ggml's Q4_K search parameters (21 trial step
+/// does: `quantize_k4_block` with 16 levels and ggml's Q4_K search parameters (21 trial step
 /// counts from −1 by 0.1).
 pub fn quantize_q4_k(x: &[f32], out: &mut [u8]) {
     let blocks: &mut [BlockQ4_K] = as_blocks_mut(out).expect("output is whole Q4_K blocks");

@@ -101,7 +101,7 @@ pub fn gemm_q5_k_q8(w: &[u8], m: usize, xq: &[u8], n: usize, y: &mut [f32], ldy:
 /// Quantizes `x` (a multiple of 256 long) to Q5_K exactly as ggml's `quantize_row_q5_K_ref`
 /// does (so the bytes equal llama.cpp's without an importance matrix).
 ///
-/// Q4_K's scheme ([`quantize_k4_block`]) with 32 levels and ggml's Q5_K search parameters
+/// Q4_K's scheme (`quantize_k4_block`) with 32 levels and ggml's Q5_K search parameters
 /// (16 trial step counts from −0.5 by 0.1), the fifth bits split off into `qh`.
 pub fn quantize_q5_k(x: &[f32], out: &mut [u8]) {
     let blocks: &mut [BlockQ5_K] = as_blocks_mut(out).expect("output is whole Q5_K blocks");

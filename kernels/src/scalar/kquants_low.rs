@@ -36,7 +36,7 @@ const QK_K: usize = 256;
 /// The 2-bit codes of `qs` in element order: element `128h + 32k + l` is bits `2k..2k+2` of
 /// `qs[32h + l]` (Q2_K's codes, Q3_K's low bits).
 #[inline(always)]
-fn two_bit_codes(qs: &[u8; 64]) -> [u8; QK_K] {
+pub(super) fn two_bit_codes(qs: &[u8; 64]) -> [u8; QK_K] {
     core::array::from_fn(|e| {
         let (h, k, l) = (e / 128, (e / 32) % 4, e % 32);
         (qs[32 * h + l] >> (2 * k)) & 3
@@ -103,7 +103,7 @@ pub(crate) fn q3_k_scales(s: &[u8; 12]) -> [i8; 16] {
 /// Codes of one Q3_K block in element order as values `q − 4·(1 − h)` in −4..=3: the 2-bit
 /// code of [`two_bit_codes`], minus 4 unless bit `e / 32` of `hmask[e % 32]` is set.
 #[inline(always)]
-fn q3_k_codes(b: &BlockQ3_K) -> [i8; QK_K] {
+pub(super) fn q3_k_codes(b: &BlockQ3_K) -> [i8; QK_K] {
     let low = two_bit_codes(&b.qs);
     core::array::from_fn(|e| {
         let high = (b.hmask[e % 32] >> (e / 32)) & 1;
@@ -113,7 +113,7 @@ fn q3_k_codes(b: &BlockQ3_K) -> [i8; QK_K] {
 
 /// Per sub-block `d·(sc − 32)`.
 #[inline(always)]
-fn q3_k_steps(b: &BlockQ3_K) -> [f32; 16] {
+pub(super) fn q3_k_steps(b: &BlockQ3_K) -> [f32; 16] {
     let d = b.d.to_f32();
     q3_k_scales(&b.scales).map(|sc| d * sc as f32)
 }
@@ -242,7 +242,7 @@ pub fn quantize_q3_k(x: &[f32], out: &mut [u8]) {
 
 /// Per sub-block `(d·sc, dmin·m)`: the step and the offset subtracted from `step·q`.
 #[inline(always)]
-fn q2_k_steps(b: &BlockQ2_K) -> [(f32, f32); 16] {
+pub(super) fn q2_k_steps(b: &BlockQ2_K) -> [(f32, f32); 16] {
     let (d, dmin) = (b.d.to_f32(), b.dmin.to_f32());
     b.scales
         .map(|s| (d * (s & 0x0F) as f32, dmin * (s >> 4) as f32))

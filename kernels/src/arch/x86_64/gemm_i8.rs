@@ -16,9 +16,11 @@
 //!   register, started at the row's `−128·Σq` over the group (computed once per panel), so it
 //!   ends at the exact `Σ q·a` of the reference.
 //! - Per group: the reference's float step for 16 rows at once (convert, `scale·d_a`, fused
-//!   multiply-add; the bias term likewise), in the reference's order; a register tile of
-//!   `RV` × 16 rows by [`T`] tokens (up to 12 integer and 12 float accumulators) keeps weight
-//!   and activation loads below one per `vpdpbusd`.
+//!   multiply-add; the bias term likewise: Q2_K's biases on 16-weight groups meet each
+//!   half-block's `d_a·Σa`, from `vpsadbw` sums of the offset codes, once per tile and token),
+//!   in the reference's order; a register tile of `RV` × 16 rows by [`T`] tokens (up to 12
+//!   integer and 12 float accumulators) keeps weight and activation loads below one per
+//!   `vpdpbusd`.
 //!
 //! The panel, its row-major staging and a tile's offset activations live on the stack (about
 //! 50 KiB: the crate has no allocator), reused for every panel of the call.
@@ -65,7 +67,7 @@ struct Panel {
     sums: [i32; MAX_GROUPS * PANEL_ROWS],
     /// `scales[g·PANEL_ROWS + i]`: group `g`'s scale of row `i`.
     scales: [f32; MAX_GROUPS * PANEL_ROWS],
-    /// Biases, as `scales` (formats with a bias; 32-weight groups).
+    /// Biases, as `scales` (formats with a bias).
     bias: [f32; MAX_GROUPS * PANEL_ROWS],
 }
 
@@ -300,7 +302,8 @@ impl Tile<'_> {
             };
         }
         match (g, bias) {
-            (16, _) => by_rows!(16, false),
+            (16, false) => by_rows!(16, false),
+            (16, true) => by_rows!(16, true),
             (_, false) => by_rows!(32, false),
             (_, true) => by_rows!(32, true),
         }
@@ -348,15 +351,25 @@ impl Tile<'_> {
         // rather than once per broadcast.
         // Uninitialized: only the chunk's bytes are written, and only they are read.
         let mut shifted = [MaybeUninit::<[u8; KC]>::uninit(); TT];
+        // With biases on 16-weight groups (Q2_K): each half-block's `d_a·Σa`
+        // (`scalar::group_act_sum`), from the offset codes' byte sums.
+        let mut half_sums = [[0.0f32; MAX_GROUPS]; TT];
         let signs = _mm256_set1_epi8(0x80u8 as i8);
         for (t, st) in shifted.iter_mut().enumerate() {
             let dst = st.as_mut_ptr().cast::<u8>();
             for b in 0..chunk_blocks {
                 // SAFETY: token t's block b is inside `acts` (asserted above); 32·b + 32 ≤
                 // groups·G ≤ KC bytes of `st`; both accesses are unaligned.
-                unsafe {
-                    let a = _mm256_loadu_si256((*ap.add(t * kb + b)).qs.as_ptr().cast());
-                    _mm256_storeu_si256(dst.add(32 * b).cast(), _mm256_xor_si256(a, signs));
+                let a = unsafe { &*ap.add(t * kb + b) };
+                let u = _mm256_xor_si256(
+                    // SAFETY: `qs` is 32 readable bytes; unaligned load.
+                    unsafe { _mm256_loadu_si256(a.qs.as_ptr().cast()) },
+                    signs,
+                );
+                // SAFETY: as above.
+                unsafe { _mm256_storeu_si256(dst.add(32 * b).cast(), u) };
+                if G == 16 && BIAS {
+                    half_sums_of(u, a.d(), &mut half_sums[t][2 * b..2 * b + 2]);
                 }
             }
         }
@@ -403,7 +416,7 @@ impl Tile<'_> {
                 // SAFETY: as for the codes above.
                 let a = unsafe { &*ap.add(t * kb + blk) };
                 let da = _mm512_set1_ps(a.d());
-                let sa = _mm512_set1_ps(a.s());
+                let sa = _mm512_set1_ps(if G == 16 { half_sums[t][gi] } else { a.s() });
                 for v in 0..RV {
                     let scale = _mm512_mul_ps(dw[v], da);
                     let i = _mm512_cvtepi32_ps(iacc[t][v]);
@@ -421,4 +434,20 @@ impl Tile<'_> {
             }
         }
     }
+}
+
+/// `out = [d·Σ a, d·Σ a]` over the two 16-byte halves of one activation block, from its codes
+/// offset by 128 (`u = a + 128`): `vpsadbw` sums each eight bytes of `u` exactly, two of them
+/// make a half's `Σ u = Σ a + 16·128`, and the product is `scalar::group_act_sum`'s (the same
+/// exact integer converted, times `d`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vnni,avx512vl")]
+fn half_sums_of(u: __m256i, d: f32, out: &mut [f32]) {
+    let eights = _mm256_sad_epu8(u, _mm256_setzero_si256());
+    // [s0, s1, s2, s3] as i32 (each below 2¹¹), then [s0 + s1, s2 + s3, ..].
+    let e = _mm256_cvtepi64_epi32(eights);
+    let halves = _mm_sub_epi32(_mm_hadd_epi32(e, e), _mm_set1_epi32(16 * 128));
+    let v = _mm_mul_ps(_mm_cvtepi32_ps(halves), _mm_set1_ps(d));
+    out[0] = _mm_cvtss_f32(v);
+    out[1] = _mm_cvtss_f32(_mm_movehdup_ps(v));
 }

@@ -20,7 +20,8 @@
 //!   sign(a, q))` (`|q| ≤ 128`, `|a| ≤ 127`: a pair is at most 2·128·127 < 2¹⁵), widened by
 //!   `vpmaddwd` every step: four operations.
 //! - Per group: the reference's float step for 8 rows at once (convert, `scale·d_a`, fused
-//!   multiply-add, the bias term likewise), in the reference's order; a register tile of
+//!   multiply-add, the bias term likewise; Q2_K's biases on 16-weight groups meet each
+//!   half-block's `d_a·Σa`, summed by `vpsadbw`), in the reference's order; a register tile of
 //!   `RV` × 8 rows by `TT` ≤ [`T`] tokens.
 //!
 //! Every output runs the same operations whatever the panel, tile or column chunk it falls in
@@ -64,12 +65,13 @@ struct Panel {
     sums: [i32; MAX_GROUPS * PANEL_ROWS],
     /// `scales[g·PANEL_ROWS + i]`: group `g`'s scale of row `i`.
     scales: [f32; MAX_GROUPS * PANEL_ROWS],
-    /// Biases, as `scales` (formats with a bias; 32-weight groups).
+    /// Biases, as `scales` (formats with a bias).
     bias: [f32; MAX_GROUPS * PANEL_ROWS],
 }
 
 /// Whether every code `unpack_i8` writes for `format` is in −32..=31 (Q6_K's `q − 32`, Q5_0's
-/// `q − 16`, Q4_0's `q − 8`, the unsigned 4- and 5-bit codes of Q4_1, Q5_1, Q4_K, Q5_K), so the
+/// `q − 16`, Q4_0's `q − 8`, Q3_K's −4..=3, the unsigned 2-, 4- and 5-bit codes of Q2_K, Q4_1,
+/// Q5_1, Q4_K, Q5_K), so the
 /// offset-activation products of the module docs cannot saturate.
 fn small_codes(format: Format) -> bool {
     matches!(
@@ -81,6 +83,8 @@ fn small_codes(format: Format) -> bool {
             | Format::Q4_K
             | Format::Q5_K
             | Format::Q6_K
+            | Format::Q3_K
+            | Format::Q2_K
     )
 }
 
@@ -293,8 +297,10 @@ impl Tile<'_> {
             };
         }
         match (g, bias, small) {
-            (16, _, true) => by_rows!(16, false, true),
-            (16, _, false) => by_rows!(16, false, false),
+            (16, false, true) => by_rows!(16, false, true),
+            (16, false, false) => by_rows!(16, false, false),
+            (16, true, true) => by_rows!(16, true, true),
+            (16, true, false) => by_rows!(16, true, false),
             (_, false, true) => by_rows!(32, false, true),
             (_, false, false) => by_rows!(32, false, false),
             (_, true, true) => by_rows!(32, true, true),
@@ -433,7 +439,11 @@ impl Tile<'_> {
                 // SAFETY: as for the codes above.
                 let a = unsafe { &*ap.add(t * kb + blk) };
                 let da = _mm256_set1_ps(a.d());
-                let sa = _mm256_set1_ps(a.s());
+                let sa = _mm256_set1_ps(if G == 16 && BIAS {
+                    half_sum(a, byte)
+                } else {
+                    a.s()
+                });
                 for v in 0..RV {
                     let scale = _mm256_mul_ps(dw[v], da);
                     let i = _mm256_cvtepi32_ps(iacc[t][v]);
@@ -451,4 +461,19 @@ impl Tile<'_> {
             }
         }
     }
+}
+
+/// `d·Σ a` over the 16 codes of `a` from `at` (`scalar::group_act_sum` of a 16-weight group):
+/// `vpsadbw` on the codes offset by 128 sums each eight exactly; the two sums less 16·128 are
+/// the exact `Σ a`, converted and multiplied by `d` as the reference does.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn half_sum(a: &BlockQ8Act, at: usize) -> f32 {
+    let codes = &a.qs[at..at + 16];
+    // SAFETY: `codes` is 16 readable bytes; the load is unaligned.
+    let v = unsafe { _mm_loadu_si128(codes.as_ptr().cast()) };
+    let u = _mm_xor_si128(v, _mm_set1_epi8(0x80u8 as i8));
+    let eights = _mm_sad_epu8(u, _mm_setzero_si128());
+    let sum = _mm_cvtsi128_si32(_mm_add_epi32(eights, _mm_unpackhi_epi64(eights, eights)));
+    a.d() * (sum - 16 * 128) as f32
 }

@@ -117,7 +117,7 @@ pub(super) fn q3_k_scales_i8(b: &BlockQ3_K) -> __m128i {
 /// Per sub-block `d·(sc − 32)`: the scalar reference's f32 products, eight at a time.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q3_k_steps(b: &BlockQ3_K) -> [f32; 16] {
+pub(super) fn q3_k_steps(b: &BlockQ3_K) -> [f32; 16] {
     let d = f16x8(b.d);
     let [lo, hi] = i8x16_to_f32(q3_k_scales_i8(b));
     let mut out = [0.0f32; 16];
@@ -132,7 +132,7 @@ fn q3_k_steps(b: &BlockQ3_K) -> [f32; 16] {
 /// Per sub-block `(d·sc, dmin·m)`: the scalar reference's f32 products, eight at a time.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q2_k_steps(b: &BlockQ2_K) -> ([f32; 16], [f32; 16]) {
+pub(super) fn q2_k_steps(b: &BlockQ2_K) -> ([f32; 16], [f32; 16]) {
     // SAFETY: `scales` is 16 bytes; the load is unaligned.
     let s = unsafe { _mm_loadu_si128(b.scales.as_ptr().cast()) };
     let low = _mm_set1_epi8(0x0F);

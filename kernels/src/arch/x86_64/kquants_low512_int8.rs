@@ -10,8 +10,8 @@
 //! shift and one mask) is the 32 codes of activation block `j` in the low half and of block
 //! `4 + j` in the high half: activation blocks `j` and `4 + j` side by side meet them in one
 //! `vpdpbusd`. Four of those cover the super-block; one transpose-and-add tree turns the four
-//! results into the sixteen sub-block sums, which one `vpmulld` scales exactly; a shuffle pair
-//! adds the two sub-blocks of each activation block. Q2_K's min term (`m_s·Σa` over each
+//! results into the sixteen sub-block sums, which one `vpmulld` scales exactly (Q3_K); a shuffle
+//! pair adds the two sub-blocks of each activation block. Q2_K's min term (`m_s·Σa` over each
 //! sub-block) and Q3_K's offset (its codes are `u − 4` with `u = q_low + 4·h` in 0..8, so
 //! `Σ (u − 4)·a = Σ u·a − 4·Σa`) use the activation sums of each sub-block, the same tree over
 //! `1·a`. The GEMMs (`gemm_rows!`) prepare each super-block of a token's activations once
@@ -20,7 +20,11 @@
 //! then in pairs, Q5_K 14.0 → 15.0 on the 576x1536 bench shape, Zen 4). The float trees of a four-row
 //! tile run side by side, every shuffle and add serving all four rows (`trees4`; Q3_K, which
 //! has no min term, puts two rows in each register, `trees2`): Q2_K from 60 % to 69–70 % of
-//! Q4_0's GB/s on the 576x1536 and 2048x2048 bench shapes (Zen 4, loaded machine).
+//! Q4_0's GB/s on the 576x1536 and 2048x2048 bench shapes (Zen 4, loaded machine). Q2_K's
+//! sub-block sums and activation sums then fit in 16 bits, so one word permutation pairs the
+//! sub-blocks of each activation block and one `vpmaddwd` with the scale and min nibbles gives
+//! both per-block integers (`q2_k_products`), in place of two `vpmulld` and the shuffles that
+//! paired the sub-blocks: 69–70 % → 78 % on the same shapes (gemm_q8, one token).
 //!
 //! Bit-identical to `scalar::dot_q2_k_q8` / `scalar::dot_q3_k_q8`: every integer is exact, and
 //! the float part is the reference's: per activation block one conversion and one product by
@@ -119,7 +123,13 @@ fn block_scales(a: &[BlockQ8Act]) -> __m512 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn trees(s: __m512i, mins: __m512i, d: __m512) -> (f32, f32) {
-    let p = products(s, mins, d);
+    tree_pair(products(s, mins, d))
+}
+
+/// The sums of [`trees`] from its products `p` (`[d_k·I_k, d_k·M_k]`, eight lanes each).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn tree_pair(p: __m512) -> (f32, f32) {
     // sum8_tree: t_i = p_i + p_{i+4}, then (t_0 + t_2) + (t_1 + t_3), in each 256-bit half.
     let t = _mm512_add_ps(p, _mm512_shuffle_f32x4::<0b10_11_00_01>(p, p));
     let u = _mm512_add_ps(t, _mm512_permute_ps::<0b01_00_11_10>(t));
@@ -190,18 +200,36 @@ pub(super) fn f16_pair(d: F16Le, dmin: F16Le) -> (f32, f32) {
     (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
 }
 
-/// One Q2_K super-block's scaled sub-block sums `sc·Σ q·a` and min terms `m·Σ a`, in
-/// [`sums_tree`]'s lanes.
+/// Word `p` of [`q2_k_products`]' operand: sub-block `p % 16`'s sum from the code sums (`p <
+/// 16`) or the activation sums (`p ≥ 16`, the second source), both in [`sums_tree`]'s lanes
+/// (sub-block `s` in dword `4L + j`, `L = 2·(s / 8) + s % 2`, `j = (s % 8) / 2`; its low word).
+const Q2_K_WORDS: [u16; 32] = {
+    let mut idx = [0u16; 32];
+    let mut p = 0;
+    while p < 32 {
+        let s = p % 16;
+        let (l, j) = (2 * (s / 8) + s % 2, (s % 8) / 2);
+        idx[p] = (2 * (4 * l + j) + 32 * (p / 16)) as u16;
+        p += 1;
+    }
+    idx
+};
+
+/// One Q2_K super-block's per-activation-block products `[d_k·I_k (k = 0..8), d_k·M_k]`
+/// against its prepared activations (the reference's conversions and products).
 ///
 /// Pair `j` of each code byte is kept in place (`q & (3 << 2j)` = `4^j·q_j`, at most 192, one
 /// mask and no shift), so `vpdpbusd` gives `4^j` times pair `j`'s sums (exact: below 2¹⁹ per
 /// lane); after the tree, lane `4L + j` holds pair `j`, and one variable arithmetic shift by
-/// `2j` divides the scaled sums back exactly (they are multiples of `4^j`). The sub-block
-/// scale bytes are reordered to the tree's lanes and widened to i32 once, then split into
-/// `sc` (low nibble) and `m` (high nibble).
+/// `2j` divides the scaled sums back exactly (they are multiples of `4^j`). Every sub-block
+/// sum `i_s = Σ q·a` (at most 16·3·127) and activation sum `t_s = Σ a` (at most 16·127) fits in
+/// 16 bits, so one word permutation puts the pairs `(i_2k, i_2k+1)` and `(t_2k, t_2k+1)` side by
+/// side and one `vpmaddwd` with the scale and min nibbles (widened to words in sub-block
+/// order) gives `I_k = sc_2k·i_2k + sc_2k+1·i_2k+1` and `M_k` likewise, exactly, in the
+/// order of the activation scales: no dword multiplies and no shuffles to pair sub-blocks.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn q2_k_sums(b: &BlockQ2_K, acts: &Acts) -> (__m512i, __m512i) {
+fn q2_k_products(b: &BlockQ2_K, acts: &Acts) -> __m512 {
     // SAFETY: `qs` is 64 readable bytes; the load is unaligned.
     let q = unsafe { _mm512_loadu_si512(b.qs.as_ptr().cast()) };
     let zero = _mm512_setzero_si512();
@@ -209,24 +237,28 @@ fn q2_k_sums(b: &BlockQ2_K, acts: &Acts) -> (__m512i, __m512i) {
         let codes = _mm512_and_si512(q, _mm512_set1_epi8((3u8 << (2 * j)) as i8));
         _mm512_dpbusd_epi32(zero, codes, acts.a[j])
     });
-    // SAFETY: `scales` is 16 readable bytes; the load is unaligned.
-    let s = lane_order(unsafe { _mm_loadu_si128(b.scales.as_ptr().cast()) });
-    let s = _mm512_cvtepu8_epi32(s);
-    let sc = _mm512_and_si512(s, _mm512_set1_epi32(0x0F));
-    let m = _mm512_srli_epi32::<4>(s);
     // Lane 4L + j: pair j's sums, 4^j times too large.
     let unscale = _mm512_set4_epi32(6, 4, 2, 0);
     let sums = _mm512_srav_epi32(sums_tree(v), unscale);
-    let scaled = _mm512_mullo_epi32(sums, sc);
-    (scaled, _mm512_mullo_epi32(acts.t, m))
+    // SAFETY: `Q2_K_WORDS` is 64 readable bytes; the load is unaligned.
+    let idx = unsafe { _mm512_loadu_si512(Q2_K_WORDS.as_ptr().cast()) };
+    let pairs = _mm512_permutex2var_epi16(sums, idx, acts.t);
+    // SAFETY: `scales` is 16 readable bytes; the load is unaligned.
+    let s = _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(b.scales.as_ptr().cast()) });
+    let sc = _mm256_and_si256(s, _mm256_set1_epi16(0x0F));
+    let m = _mm256_srli_epi16::<4>(s);
+    let weights = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(sc), m);
+    _mm512_mul_ps(
+        _mm512_cvtepi32_ps(_mm512_madd_epi16(pairs, weights)),
+        acts.d,
+    )
 }
 
 /// One Q2_K super-block against its prepared activations: `d·P − dmin·M`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn q2_k_block(b: &BlockQ2_K, acts: &Acts) -> f32 {
-    let (scaled, mins) = q2_k_sums(b, acts);
-    let (p, pm) = trees(scaled, mins, acts.d);
+    let (p, pm) = tree_pair(q2_k_products(b, acts));
     let (d, dmin) = f16_pair(b.d, b.dmin);
     d * p - dmin * pm
 }
@@ -236,10 +268,7 @@ fn q2_k_block(b: &BlockQ2_K, acts: &Acts) -> f32 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn q2_k_quad(b: [&BlockQ2_K; 4], acts: &Acts) -> [f32; 4] {
-    let p = b.map(|b| {
-        let (scaled, mins) = q2_k_sums(b, acts);
-        products(scaled, mins, acts.d)
-    });
+    let p = b.map(|b| q2_k_products(b, acts));
     let mut v = [0.0f32; 16];
     // SAFETY: `v` holds 16 floats; the store is unaligned.
     unsafe { _mm512_storeu_ps(v.as_mut_ptr(), trees4(p)) };

@@ -177,9 +177,28 @@ macro_rules! kquant_low_int8_dots {
         #[derive(Clone, Copy)]
         pub(crate) struct LowActs {
             x: [__m256i; 8],
-            t_lo: __m256i,
-            t_hi: __m256i,
+            /// The sixteen sub-block sums as words in sub-block order ([`natural_words`]).
+            t_words: __m256i,
             d: __m256,
+        }
+
+        /// The sixteen sub-block sums of two [`hsum_halves4`] trees (`lo`: sub-blocks
+        /// `[0, 2, 4, 6 | 1, 3, 5, 7]`, `hi` the same plus 8), each within 16 bits, as words in
+        /// sub-block order: a saturating pack (exact for them), a qword permutation and a byte
+        /// shuffle, so that `vpmaddwd` with sub-block-ordered scales gives the per-block
+        /// integers in activation-block order.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn natural_words(lo: __m256i, hi: __m256i) -> __m256i {
+            // Lane 0: [0, 2, 4, 6, 8, 10, 12, 14]; lane 1: [1, 3, 5, 7, 9, 11, 13, 15].
+            let packed = _mm256_packs_epi32(lo, hi);
+            // [0, 2, 4, 6, 1, 3, 5, 7 | 8, 10, 12, 14, 9, 11, 13, 15].
+            let halves = _mm256_permute4x64_epi64::<0b11_01_10_00>(packed);
+            let order = _mm256_setr_epi8(
+                0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15,
+                0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15,
+            );
+            _mm256_shuffle_epi8(halves, order)
         }
 
         /// Prepares the eight activation blocks of one super-block for [`q2_k_block`] and
@@ -191,38 +210,35 @@ macro_rules! kquant_low_int8_dots {
             let ones = _mm256_set1_epi8(1);
             let x: [__m256i; 8] = core::array::from_fn(|k| load_i8x32(&a[k].qs));
             let t: [__m256i; 8] = core::array::from_fn(|k| dot_u8_i8(ones, x[k]));
+            let t_lo = hsum_halves4([t[0], t[1], t[2], t[3]]);
+            let t_hi = hsum_halves4([t[4], t[5], t[6], t[7]]);
             LowActs {
                 x,
-                t_lo: hsum_halves4([t[0], t[1], t[2], t[3]]),
-                t_hi: hsum_halves4([t[4], t[5], t[6], t[7]]),
+                t_words: natural_words(t_lo, t_hi),
                 d: per_block::<0>(a),
             }
         }
 
         /// One Q2_K super-block's per-activation-block products `(d_k·I_k, d_k·M_k)` against
-        /// its prepared activations, before their sums.
+        /// its prepared activations, before their sums. The sub-block sums `Σ q·a` (at most
+        /// 16·3·127) and `Σ a` (16·127) fit in 16 bits, so as words in sub-block order
+        /// ([`natural_words`]) one `vpmaddwd` each with the scale or min nibbles (widened to
+        /// words in the same order) gives the exact `I_k` and `M_k`, without dword multiplies.
         #[inline]
         #[target_feature(enable = $features)]
         fn q2_k_products(b: &BlockQ2_K, p: &LowActs) -> (__m256, __m256) {
             let v: [__m256i; 8] =
                 core::array::from_fn(|k| dot_u8_i8(q2_k_codes(b, k / 4, k % 4), p.x[k]));
             // SAFETY: `scales` is 16 bytes; the load is unaligned.
-            let s = lane_order(unsafe { _mm_loadu_si128(b.scales.as_ptr().cast()) });
-            let sc = _mm_and_si128(s, _mm_set1_epi8(0x0F));
-            let m = _mm_and_si128(_mm_srli_epi16::<4>(s), _mm_set1_epi8(0x0F));
-            let widen = |v: __m128i| {
-                (
-                    _mm256_cvtepu8_epi32(v),
-                    _mm256_cvtepu8_epi32(_mm_unpackhi_epi64(v, v)),
-                )
-            };
-            let ((sc_lo, sc_hi), (m_lo, m_hi)) = (widen(sc), widen(m));
-            let isum = per_act_block(&v, sc_lo, sc_hi);
-            // `per_act_block` over the `1·a` dots, its trees taken in `prepare`.
-            let msum = add_halves(
-                _mm256_mullo_epi32(p.t_lo, m_lo),
-                _mm256_mullo_epi32(p.t_hi, m_hi),
+            let s = _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(b.scales.as_ptr().cast()) });
+            let sc = _mm256_and_si256(s, _mm256_set1_epi16(0x0F));
+            let m = _mm256_srli_epi16::<4>(s);
+            let sums = natural_words(
+                hsum_halves4([v[0], v[1], v[2], v[3]]),
+                hsum_halves4([v[4], v[5], v[6], v[7]]),
             );
+            let isum = _mm256_madd_epi16(sums, sc);
+            let msum = _mm256_madd_epi16(p.t_words, m);
             let pi = _mm256_mul_ps(p.d, _mm256_cvtepi32_ps(isum));
             let q = _mm256_mul_ps(p.d, _mm256_cvtepi32_ps(msum));
             (pi, q)
@@ -298,26 +314,21 @@ macro_rules! kquant_low_int8_dots {
         /// activations, before their sum: the codes as `u = q + 4` in 0..8 meet the
         /// activations unsigned as they are, and `4·Σa` per sub-block (prepared) comes off the
         /// sub-block sums before the scales multiply them, which gives the reference's exact
-        /// `Σ q·a` (each at most 16·8·127 in magnitude before the subtraction).
+        /// `Σ q·a`. Those sums (at most 16·7·127 before the subtraction, 16·4·127 after) fit in
+        /// 16 bits, so they go to words in sub-block order ([`natural_words`]) and one
+        /// `vpmaddwd` with the signed scales widened in the same order gives the exact `I_k`.
         #[inline]
         #[target_feature(enable = $features)]
         fn q3_k_products(b: &BlockQ3_K, p: &LowActs) -> __m256 {
             let v: [__m256i; 8] =
                 core::array::from_fn(|k| dot_u8_i8(q3_k_codes_u(b, k / 4, k % 4), p.x[k]));
-            let sc = lane_order(q3_k_scales_i8(b));
-            let (sc_lo, sc_hi) = (
-                _mm256_cvtepi8_epi32(sc),
-                _mm256_cvtepi8_epi32(_mm_unpackhi_epi64(sc, sc)),
-            );
-            let lo = _mm256_sub_epi32(
+            let sc = _mm256_cvtepi8_epi16(q3_k_scales_i8(b));
+            let sums = natural_words(
                 hsum_halves4([v[0], v[1], v[2], v[3]]),
-                _mm256_slli_epi32::<2>(p.t_lo),
-            );
-            let hi = _mm256_sub_epi32(
                 hsum_halves4([v[4], v[5], v[6], v[7]]),
-                _mm256_slli_epi32::<2>(p.t_hi),
             );
-            let isum = add_halves(_mm256_mullo_epi32(lo, sc_lo), _mm256_mullo_epi32(hi, sc_hi));
+            let sums = _mm256_sub_epi16(sums, _mm256_slli_epi16::<2>(p.t_words));
+            let isum = _mm256_madd_epi16(sums, sc);
             _mm256_mul_ps(p.d, _mm256_cvtepi32_ps(isum))
         }
 

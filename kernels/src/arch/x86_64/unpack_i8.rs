@@ -10,8 +10,9 @@ use core::arch::x86_64::*;
 
 use super::avx2::{block_codes, lut16};
 use super::kquants::{iq4_xs_values, q4_k_nibbles, q5_k_codes, q6_k_half};
+use super::kquants_low::{q2_k_codes, q2_k_steps, q3_k_codes, q3_k_steps};
 use crate::arch::int8_blocks::Block;
-use crate::blocks::{BlockIQ4_XS, BlockQ4_K, BlockQ5_K, BlockQ6_K};
+use crate::blocks::{BlockIQ4_XS, BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_K, BlockQ6_K};
 use crate::scalar::{iq4_xs_scales, k4_steps, IQ4_NL_VALUES};
 
 /// Stores 32 codes at `codes[at..at + 32]`.
@@ -130,6 +131,49 @@ pub(super) fn unpack_i8_iq4_xs(
         let d = b.d.to_f32();
         for (s, sc) in scales[8 * i..8 * i + 8].iter_mut().zip(iq4_xs_scales(b)) {
             *s = d * sc as f32;
+        }
+    }
+}
+
+/// Q3_K: codes `q − 4·(1 − h)` in −4..=3, per 16-weight sub-block `d·(sc − 32)`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn unpack_i8_q3_k(
+    blocks: &[BlockQ3_K],
+    codes: &mut [i8],
+    scales: &mut [f32],
+    _bias: &mut [f32],
+) {
+    assert!(codes.len() == 256 * blocks.len() && scales.len() == 16 * blocks.len());
+    for (i, b) in blocks.iter().enumerate() {
+        for h in 0..2 {
+            for k in 0..4 {
+                store32(codes, 256 * i + 128 * h + 32 * k, q3_k_codes(b, h, k));
+            }
+        }
+        scales[16 * i..16 * i + 16].copy_from_slice(&q3_k_steps(b));
+    }
+}
+
+/// Q2_K: codes `q` in 0..=3, per 16-weight sub-block `d·sc` and `−dmin·m`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn unpack_i8_q2_k(
+    blocks: &[BlockQ2_K],
+    codes: &mut [i8],
+    scales: &mut [f32],
+    bias: &mut [f32],
+) {
+    assert!(codes.len() == 256 * blocks.len() && scales.len() == 16 * blocks.len());
+    assert_eq!(bias.len(), scales.len());
+    for (i, b) in blocks.iter().enumerate() {
+        for h in 0..2 {
+            for k in 0..4 {
+                store32(codes, 256 * i + 128 * h + 32 * k, q2_k_codes(b, h, k));
+            }
+        }
+        let (steps, mins) = q2_k_steps(b);
+        scales[16 * i..16 * i + 16].copy_from_slice(&steps);
+        for (m, min) in bias[16 * i..16 * i + 16].iter_mut().zip(mins) {
+            *m = -min;
         }
     }
 }
