@@ -525,6 +525,11 @@ fn int8_logits(m: tern_runtime::Model) -> Vec<Vec<f32>> {
 /// the largest logit on the shipped Q4_1 (whose repacking predates Q5's) and 0.040 on Q5, so
 /// those steps are held to 0.1 (a broken tile gives differences of the logits' own size;
 /// `tern-kernels`' repacked tests check each one-token product bit for bit).
+///
+/// The IQ4_XS mix puts IQ4_XS in `ffn_down` (Q5_K on its first layers and in `attn_v`, which
+/// stay in the GGUF layout) and IQ4_NL in the rows of 576: every matrix in a repacked format is
+/// repacked. Its GGUF-layout products on NEON are the per-format int8 dots (`dot_iq4_xs_q8`'s
+/// super-block sums), not `gemm_i8`'s order, so there it is held to the bound on every step.
 #[test]
 fn smollm2_repacked_int8_computes_what_the_gguf_layout_computes() {
     use tern_kernels::{Format, Kernels};
@@ -535,13 +540,14 @@ fn smollm2_repacked_int8_computes_what_the_gguf_layout_computes() {
         println!("no repacked GEMM on this CPU (plain NEON): the runtime keeps the GGUF layout");
         return;
     }
-    let bit_exact = cfg!(target_arch = "aarch64");
     let cases = [
         ("q4_1", Format::Q4_1),
         ("q5_0", Format::Q5_0),
         ("q5_1", Format::Q5_1),
+        ("iq4_xs", Format::IQ4_XS),
     ];
     for (ty, format) in cases {
+        let bit_exact = cfg!(target_arch = "aarch64") && format != Format::IQ4_XS;
         let path = if format == Format::Q4_1 {
             smollm2_path()
         } else {
@@ -552,15 +558,25 @@ fn smollm2_repacked_int8_computes_what_the_gguf_layout_computes() {
         let plain = tern_runtime::Model::open(&path, k.clone()).expect("model loads");
         let mut packed = tern_runtime::Model::open(&path, k.clone()).expect("model loads");
         assert!(packed.repack_int8() > 0, "{ty}: nothing repacked");
+        let mut seen = 0;
         for l in &packed.tensors().layers {
             for m in l.matrices() {
-                assert_eq!(m.t.format, format, "{ty}: every layer matrix has the type");
+                if format == Format::IQ4_XS {
+                    if !tern_kernels::scalar::has_repacked(m.t.format) {
+                        continue;
+                    }
+                } else {
+                    assert_eq!(m.t.format, format, "{ty}: every layer matrix has the type");
+                }
                 assert!(
                     matches!(m.repr(), Repr::Repacked(_)),
-                    "{ty}: a {format:?} matrix was not repacked"
+                    "{ty}: a {:?} matrix was not repacked",
+                    m.t.format
                 );
+                seen += usize::from(m.t.format == format);
             }
         }
+        assert!(seen > 0, "{ty}: no {format:?} matrix");
         let (want, got) = (int8_logits(plain), int8_logits(packed));
         for (step, (g, w)) in got.iter().zip(&want).enumerate() {
             let top = w.iter().fold(0f32, |a, v| a.max(v.abs()));
@@ -572,7 +588,8 @@ fn smollm2_repacked_int8_computes_what_the_gguf_layout_computes() {
                     "{ty} step {step}: not bit for bit"
                 );
             } else {
-                let bound = if step == 0 { 1e-5 } else { 0.1 };
+                let exact_layers = cfg!(target_arch = "x86_64") || format != Format::IQ4_XS;
+                let bound = if step == 0 && exact_layers { 1e-5 } else { 0.1 };
                 assert!(worst <= bound * top, "{ty} step {step}: {worst} of {top}");
             }
         }

@@ -1,5 +1,6 @@
-//! The int8 products of Q4_0, Q4_1, Q8_0, IQ4_NL, Q5_0 and Q5_1 on both layouts, SmolLM2-135M's
-//! shapes (and for Q5_0 Qwen2.5-0.5B's 896-wide ones, its Q5_0 matrices), one thread, every
+//! The int8 products of Q4_0, Q4_1, Q8_0, IQ4_NL, Q5_0, Q5_1 and IQ4_XS on both layouts,
+//! SmolLM2-135M's shapes (IQ4_XS: `ffn_down`'s 576 × 1536 only, its rows being 256-weight
+//! blocks; for Q5_0 also Qwen2.5-0.5B's 896-wide ones, its Q5_0 matrices), one thread, every
 //! backend this CPU has: the GGUF layout (`gemm_q8`, the decoder's, and `gemm_i8`, the
 //! batched GEMM that unpacks panels per call) against the repacked one (`gemm_repacked`), for
 //! one token (decoding) and 128 (a prompt). Microseconds per call (fastest of many) and the
@@ -7,7 +8,9 @@
 //!
 //! Then one token over 96 MB of such matrices, as a decoded token reads its weights (from
 //! memory, not from the L2 the single matrices above stay in): microseconds per pass (fastest
-//! of several) and the bytes read per second.
+//! of several) and the bytes read per second. IQ4_XS, whose repacked layout is 18 % larger
+//! than the file's, is also timed on its GGUF bytes through the row kernel (`gemm_q8`) that
+//! reads it otherwise: whether repacking pays where the weights come from memory.
 //!
 //! `cargo bench -p tern-kernels --bench repacked` (`-- dram`: only the 96 MB passes)
 
@@ -50,20 +53,31 @@ fn main() {
         if backend == Backend::Scalar || only_dram {
             continue;
         }
-        for format in scalar::REPACKED_FORMATS.iter().map(|f| f.format) {
+        // Each format once, in the layout this backend repacks it into.
+        for layout in scalar::RepackedLayout::all() {
+            let format = layout.format();
+            let Some(layout) = k
+                .repacked_layout(format)
+                .filter(|_| scalar::RepackedLayout::of(format) == Some(layout))
+            else {
+                continue;
+            };
             let shapes: &[(usize, usize)] = if format == Format::Q5_0 {
                 &[(1536, 576), (576, 1536), (4864, 896), (896, 896)]
+            } else if format == Format::IQ4_XS {
+                &[(576, 1536)]
             } else {
                 &[(1536, 576), (576, 1536)]
             };
             for &(m, cols) in shapes {
                 let bb = format.block_bytes();
-                let mut w: Vec<u8> = (0..m * cols / 32 * bb).map(|_| rnd() as u8).collect();
+                let len = m * cols / format.block_len() * bb;
+                let mut w: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
                 for b in w.chunks_exact_mut(bb) {
                     b[..2].copy_from_slice(&half::f16::from_f32(0.01).to_bits().to_le_bytes());
                 }
-                let mut p = vec![0u8; repacked_bytes(format, m, cols)];
-                scalar::repack(format, &w, m, &mut p);
+                let mut p = vec![0u8; repacked_bytes(layout, m, cols)];
+                scalar::repack(layout, &w, m, &mut p);
                 for n in [1usize, 128] {
                     let x: Vec<f32> = (0..n * cols)
                         .map(|_| (rnd() % 1000) as f32 / 500.0 - 1.0)
@@ -84,7 +98,7 @@ fn main() {
                         f64::NAN
                     };
                     let t_rep = time(budget, || {
-                        (rep.f)(format, black_box(&p), m, cols, &xq, n, &mut y, m)
+                        (rep.f)(layout, black_box(&p), m, cols, &xq, n, &mut y, m)
                     });
                     let best = if t_i8.is_nan() { t_q8 } else { t_q8.min(t_i8) };
                     println!(
@@ -114,18 +128,38 @@ fn main() {
         if backend == Backend::Scalar {
             continue;
         }
-        for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0] {
-            // A layer's shapes in turn: 1536 rows of 576 (gate, up), 576 of 1536 (down).
-            let shapes = [(1536usize, 576usize), (576, 1536)];
+        for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0, Format::IQ4_XS] {
+            let layout = k.repacked_layout(format).expect("a repacked layout");
+            // A layer's shapes in turn: 1536 rows of 576 (gate, up), 576 of 1536 (down); IQ4_XS
+            // only the latter, twice.
+            let shapes = if format == Format::IQ4_XS {
+                [(576, 1536); 2]
+            } else {
+                [(1536usize, 576usize), (576, 1536)]
+            };
             let bytes: Vec<usize> = shapes
                 .iter()
-                .map(|&(m, c)| repacked_bytes(format, m, c))
+                .map(|&(m, c)| repacked_bytes(layout, m, c))
                 .collect();
             let count = (96 << 20) / (bytes[0] + bytes[1]);
+            // IQ4_XS: GGUF rows (f16 d = 0.01, random sub-block scales and codes) and their
+            // repacked copies, the same weights in both layouts.
+            let mut gguf: Vec<Vec<u8>> = Vec::new();
             let mats: Vec<(usize, usize, Vec<u8>)> = (0..2 * count)
                 .map(|i| {
                     let (m, cols) = shapes[i % 2];
-                    let p: Vec<u8> = (0..bytes[i % 2]).map(|_| rnd() as u8 & 0x77).collect();
+                    if format != Format::IQ4_XS {
+                        let p: Vec<u8> = (0..bytes[i % 2]).map(|_| rnd() as u8 & 0x77).collect();
+                        return (m, cols, p);
+                    }
+                    let bb = format.block_bytes();
+                    let mut w: Vec<u8> = (0..m * cols / 256 * bb).map(|_| rnd() as u8).collect();
+                    for b in w.chunks_exact_mut(bb) {
+                        b[..2].copy_from_slice(&half::f16::from_f32(0.01).to_bits().to_le_bytes());
+                    }
+                    let mut p = vec![0u8; bytes[i % 2]];
+                    scalar::repack(layout, &w, m, &mut p);
+                    gguf.push(w);
                     (m, cols, p)
                 })
                 .collect();
@@ -142,7 +176,7 @@ fn main() {
             let mut y = vec![0f32; 1536];
             let t = time(Duration::from_millis(1500), || {
                 for (i, (m, cols, p)) in mats.iter().enumerate() {
-                    (rep.f)(format, black_box(p), *m, *cols, &xq[i % 2], 1, &mut y, *m);
+                    (rep.f)(layout, black_box(p), *m, *cols, &xq[i % 2], 1, &mut y, *m);
                 }
             });
             println!(
@@ -153,6 +187,25 @@ fn main() {
                 t,
                 total as f64 / t / 1e3
             );
+            if !gguf.is_empty() {
+                let q8 = k.format(format).gemm_q8.expect("int8 row kernel");
+                let total: usize = gguf.iter().map(Vec::len).sum();
+                let t = time(Duration::from_millis(1500), || {
+                    for (i, w) in gguf.iter().enumerate() {
+                        let (m, _) = shapes[i % 2];
+                        (q8.f)(black_box(w), m, &xq[i % 2], 1, &mut y, m);
+                    }
+                });
+                println!(
+                    "{:<12} {:<6} {:<22} {:>10.0} {:>8.1}   GGUF layout ({})",
+                    backend.name(),
+                    format!("{format:?}"),
+                    format!("{} matrices, {} MB", gguf.len(), total >> 20),
+                    t,
+                    total as f64 / t / 1e3,
+                    q8.name
+                );
+            }
         }
     }
 }

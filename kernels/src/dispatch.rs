@@ -63,12 +63,13 @@ pub type GemmI8Fn = fn(
     y: &mut [f32],
     ldy: usize,
 );
-/// `y[t·ldy + r] = row r · token t` for the `m` rows of `cols` weights of a repacked matrix `w`
-/// (Q4_0, Q4_1, Q8_0, IQ4_NL, Q5_0 or Q5_1) ([`scalar::repack`]) and `n` rows of int8 activations
-/// ([`scalar::act_q8_bytes`] each), with the arithmetic of [`scalar::gemm_repacked`] bit for bit
-/// (which is [`scalar::gemm_i8`]'s on the matrix's GGUF bytes).
+/// `y[t·ldy + r] = row r · token t` for the `m` rows of `cols` weights of a matrix `w` repacked
+/// in `layout` (Q4_0, Q4_1, Q8_0, IQ4_NL, Q5_0, Q5_1 or IQ4_XS: [`scalar::repack`]; any layout,
+/// though a backend is fast on the one [`Kernels::repacked_layout`] names) and `n` rows of int8
+/// activations ([`scalar::act_q8_bytes`] each), with the arithmetic of [`scalar::gemm_repacked`]
+/// bit for bit (which is [`scalar::gemm_i8`]'s on the matrix's GGUF bytes).
 pub type GemmRepackedFn = fn(
-    format: Format,
+    layout: scalar::RepackedLayout,
     w: &[u8],
     m: usize,
     cols: usize,
@@ -263,6 +264,10 @@ pub struct Kernels {
     /// repacks those matrices at load when this slot is filled. The scalar table holds the
     /// reference; a SIMD backend keeps the slot only where it has a SIMD tile.
     pub gemm_repacked: Option<Named<GemmRepackedFn>>,
+    /// The layout Q8_0 is repacked into ([`Kernels::repacked_layout`]): codes plus 128 (the
+    /// default, for `vpdpbusd`) or signed ([`scalar::RepackedLayout::Q8_0_SIGNED`], for NEON's
+    /// `sdot`, which has no unsigned × signed form without i8mm).
+    pub(crate) repacked_q8_0: scalar::RepackedLayout,
     /// The table exp over a slice.
     pub exp: Named<ExpFn>,
     /// Softmax with the table exp: attention weights.
@@ -382,6 +387,10 @@ impl Kernels {
             gemm_f32: named!(scalar::gemm_f32, "gemm_f32/scalar"),
             gemm_i8: Some(named!(scalar::gemm_i8, "gemm_i8/scalar")),
             gemm_repacked: Some(named!(scalar::gemm_repacked, "gemm_repacked/scalar")),
+            repacked_q8_0: match scalar::RepackedLayout::of(Format::Q8_0) {
+                Some(l) => l,
+                None => unreachable!("Q8_0 has a repacked layout"),
+            },
             exp: named!(scalar::exp_lut_f32_in_place, "exp_lut_f32/scalar"),
             softmax: named!(scalar::softmax_lut_f32, "softmax_lut_f32/scalar"),
             swiglu: named!(scalar::swiglu_lut_f32, "swiglu_lut_f32/scalar"),
@@ -588,6 +597,19 @@ impl Kernels {
     #[inline]
     pub fn has_gemm_i8(&self, format: Format) -> bool {
         self.gemm_i8.is_some() && self.format(format).unpack_i8.is_some()
+    }
+
+    /// The layout this backend repacks `format` into for [`Kernels::gemm_repacked`], if it
+    /// has the repacked GEMM and the format a repacked layout: the format's default row of
+    /// [`scalar::REPACKED_FORMATS`], but for Q8_0 the backend's choice (signed codes on NEON
+    /// with the dot product extension, codes plus 128 elsewhere). Repack with this, and pass
+    /// the same layout to `gemm_repacked`.
+    pub fn repacked_layout(&self, format: Format) -> Option<scalar::RepackedLayout> {
+        self.gemm_repacked?;
+        match format {
+            Format::Q8_0 => Some(self.repacked_q8_0),
+            _ => scalar::RepackedLayout::of(format),
+        }
     }
 
     /// `y[t·ldy + r] = row r · token t` for `m` rows of `format` weights in `w` and `n` rows of

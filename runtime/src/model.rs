@@ -245,7 +245,7 @@ impl Model {
         );
     }
 
-    /// Repacks the matrices in a repacked format (Q4_0, Q4_1, Q8_0, IQ4_NL, Q5_0, Q5_1:
+    /// Repacks the matrices in a repacked format (Q4_0, Q4_1, Q8_0, IQ4_NL, Q5_0, Q5_1, IQ4_XS:
     /// `tern_kernels::scalar::has_repacked`) into row-interleaved block groups
     /// ([`Repr::Repacked`], counted in [`ModelTensors::repacked_bytes`]) for sessions with
     /// int8 activations, whose prompts and decoding then run on them (`crate::repacked` has

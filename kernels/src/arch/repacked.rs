@@ -1,5 +1,5 @@
-//! The one driver of the int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 / IQ4_NL / Q5_0 / Q5_1
-//! ([`crate::scalar::repack`]),
+//! The one driver of the int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 (both layouts) / IQ4_NL /
+//! Q5_0 / Q5_1 / IQ4_XS ([`crate::scalar::repack`]),
 //! shared by every backend: shape checks, the loop over column chunks, token tiles and row
 //! tiles, the activations' per-block sums, and partial tiles. A backend supplies only the
 //! register tile ([`RepackedTile::tile`]), so the tiling is written once.
@@ -13,7 +13,7 @@
 
 use crate::format::Format;
 use crate::scalar::{
-    act_q8_bytes, repacked_bytes, repacked_format, BlockQ8Act, REPACKED_FORMATS, REPACK_ROWS,
+    act_q8_bytes, repacked_bytes, BlockQ8Act, RepackedLayout, REPACKED_FORMATS, REPACK_ROWS,
 };
 
 /// Most blocks per column chunk (8192 columns): bounds the stack buffer of activation sums.
@@ -35,6 +35,10 @@ pub(crate) const IQ4_NL: u8 = 3;
 pub(crate) const Q5_0: u8 = 4;
 /// [`TileArgs::fmt`] of Q5_1 (as Q5_0's, no offset, a bias per row and block).
 pub(crate) const Q5_1: u8 = 5;
+/// [`TileArgs::fmt`] of IQ4_XS (IQ4_NL's codes under f32 row scales).
+pub(crate) const IQ4_XS: u8 = 6;
+/// [`TileArgs::fmt`] of Q8_0 with signed codes (bytes, offset 0; NEON's layout).
+pub(crate) const Q8_0S: u8 = RepackedLayout::Q8_0_SIGNED.index() as u8;
 
 // Each tag names its format's row of the table.
 const _: () = {
@@ -45,6 +49,8 @@ const _: () = {
         (IQ4_NL, Format::IQ4_NL),
         (Q5_0, Format::Q5_0),
         (Q5_1, Format::Q5_1),
+        (IQ4_XS, Format::IQ4_XS),
+        (Q8_0S, Format::Q8_0),
     ];
     assert!(tags.len() == REPACKED_FORMATS.len());
     let mut i = 0;
@@ -54,12 +60,13 @@ const _: () = {
     }
 };
 
-/// Bytes of one block group of tile format `fmt`.
+/// Bytes of one block group of tile format (layout) `fmt`.
 pub(crate) const fn group_bytes(fmt: u8) -> usize {
     REPACKED_FORMATS[fmt as usize].group_bytes
 }
 
-/// Bytes of the eight f16 scales at the front of a block group.
+/// Bytes of the eight f16 scales at the front of a block group (IQ4_XS's eight f32 scales
+/// take twice that: [`has_f32_scales`]).
 pub(crate) const SCALE_BYTES: usize = 16;
 /// Bytes of a Q5 block group's fifth bits (`qh`), just before its nibbles.
 pub(crate) const QH_BYTES: usize = 32;
@@ -80,9 +87,21 @@ pub(crate) const fn has_qh(fmt: u8) -> bool {
     matches!(fmt, Q5_0 | Q5_1)
 }
 
+/// Whether the format's nibbles stand for IQ4_NL's codebook values (IQ4_NL, IQ4_XS).
+pub(crate) const fn has_codebook(fmt: u8) -> bool {
+    matches!(fmt, IQ4_NL | IQ4_XS)
+}
+
+/// Whether the block group opens with eight f32 row scales (IQ4_XS: `d·(sc − 32)`, 32 bytes)
+/// rather than eight f16 ones. The scale load is the only step this changes.
+pub(crate) const fn has_f32_scales(fmt: u8) -> bool {
+    matches!(fmt, IQ4_XS)
+}
+
 /// One register tile's operands (see [`RepackedTile`]).
 pub(crate) struct TileArgs<'a> {
-    /// The format: [`Q4_0`], [`Q4_1`], [`Q8_0`], [`IQ4_NL`], [`Q5_0`] or [`Q5_1`].
+    /// The layout: [`Q4_0`], [`Q4_1`], [`Q8_0`], [`IQ4_NL`], [`Q5_0`], [`Q5_1`], [`IQ4_XS`] or
+    /// [`Q8_0S`].
     pub fmt: u8,
     /// The tile's first row group from the chunk's first block group on; group `g` is
     /// `g·gstride` bytes on.
@@ -138,7 +157,7 @@ pub(crate) trait RepackedTile {
     reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
 )]
 pub(crate) unsafe fn gemm_repacked<K: RepackedTile>(
-    format: Format,
+    layout: RepackedLayout,
     w: &[u8],
     m: usize,
     cols: usize,
@@ -154,7 +173,7 @@ pub(crate) unsafe fn gemm_repacked<K: RepackedTile>(
     }
     assert_eq!(
         w.len(),
-        repacked_bytes(format, m, cols),
+        repacked_bytes(layout, m, cols),
         "a repacked matrix"
     );
     let qb = act_q8_bytes(cols);
@@ -164,9 +183,8 @@ pub(crate) unsafe fn gemm_repacked<K: RepackedTile>(
         "outputs hold n rows of ldy"
     );
     let acts: &[BlockQ8Act] = crate::blocks::as_blocks(xq).expect("whole act blocks");
-    // `repacked_bytes` above took only repacked formats.
-    let (fmt, layout) = repacked_format(format).expect("a repacked format");
-    let (fmt, kb, gb, c) = (fmt as u8, cols / 32, layout.group_bytes, layout.offset);
+    let (fmt, info) = (layout.index() as u8, layout.info());
+    let (kb, gb, c) = (cols / 32, info.group_bytes, info.offset);
     let gstride = kb * gb;
     let n_groups = m.div_ceil(REPACK_ROWS);
     let mut asum = [0i32; MAX_TOKENS * KC_BLOCKS];

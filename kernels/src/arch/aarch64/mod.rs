@@ -33,7 +33,7 @@ use crate::blocks::{
 };
 use crate::dispatch::{Backend, DotQ8Fn, Kernels, Named};
 use crate::format::Format;
-use crate::scalar::BlockF16Act;
+use crate::scalar::{BlockF16Act, RepackedLayout};
 
 /// Whether this CPU has every feature `backend`'s bodies enable: detected at run time with
 /// `std` (`std` caches the answer), from the compile-time target features without it.
@@ -63,6 +63,31 @@ fn detected(backend: Backend) -> bool {
     }
 }
 
+/// One token through the one-token path (`repacked_gemv`), for the layouts it has: Q4_0, Q4_1
+/// and the signed Q8_0 NEON repacks into; returns false for the rest, which take the tiles.
+/// Installed only on NeonDotprod and NeonI8mm, both with dotprod.
+fn one_token(
+    layout: RepackedLayout,
+    w: &[u8],
+    m: usize,
+    cols: usize,
+    xq: &[u8],
+    y: &mut [f32],
+) -> bool {
+    use repacked_gemv::{check, dotprod::gemv, Q4_0, Q4_1, Q8_0S};
+    let run = match layout.format() {
+        Format::Q4_0 => gemv::<Q4_0>,
+        Format::Q4_1 => gemv::<Q4_1>,
+        Format::Q8_0 if layout.signed() => gemv::<Q8_0S>,
+        _ => return false,
+    };
+    check(layout, w, m, cols, xq, y);
+    // SAFETY: called only from the repacked GEMMs of NeonDotprod and NeonI8mm, installed after
+    // `detected` confirmed NEON and dotprod; the shapes are checked above.
+    unsafe { run(w, m, cols, xq, y) };
+    true
+}
+
 /// The int8 GEMM over the repacked formats with `sdot` (installed only for the dotprod
 /// backends).
 #[expect(
@@ -70,7 +95,7 @@ fn detected(backend: Backend) -> bool {
     reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
 )]
 fn gemm_repacked_dotprod(
-    format: Format,
+    layout: RepackedLayout,
     w: &[u8],
     m: usize,
     cols: usize,
@@ -79,25 +104,13 @@ fn gemm_repacked_dotprod(
     y: &mut [f32],
     ldy: usize,
 ) {
-    // One token of the formats the one-token path has; the rest take the tiles.
-    if n == 1 && m > 0 && matches!(format, Format::Q4_0 | Format::Q4_1 | Format::Q8_0) {
-        use repacked_gemv::{check, dotprod::gemv, Q4_0, Q4_1, Q8_0};
-        check(format, w, m, cols, xq, y);
-        // SAFETY: installed only for NeonDotprod and NeonI8mm after `detected`
-        // confirmed NEON and dotprod; the shapes are checked above.
-        unsafe {
-            match format {
-                Format::Q4_0 => gemv::<Q4_0>(w, m, cols, xq, y),
-                Format::Q4_1 => gemv::<Q4_1>(w, m, cols, xq, y),
-                _ => gemv::<Q8_0>(w, m, cols, xq, y), // Q8_0
-            }
-        }
+    if n == 1 && m > 0 && one_token(layout, w, m, cols, xq, y) {
         return;
     }
     // SAFETY: installed only for NeonDotprod and NeonI8mm after `detected` confirmed NEON and
     // dotprod; the driver checks every shape.
     unsafe {
-        crate::arch::repacked::gemm_repacked::<repacked::Dotprod>(format, w, m, cols, xq, n, y, ldy)
+        crate::arch::repacked::gemm_repacked::<repacked::Dotprod>(layout, w, m, cols, xq, n, y, ldy)
     }
 }
 
@@ -108,7 +121,7 @@ fn gemm_repacked_dotprod(
     reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
 )]
 fn gemm_repacked_i8mm(
-    format: Format,
+    layout: RepackedLayout,
     w: &[u8],
     m: usize,
     cols: usize,
@@ -117,25 +130,13 @@ fn gemm_repacked_i8mm(
     y: &mut [f32],
     ldy: usize,
 ) {
-    // One token of the formats the one-token path has; the rest take the tiles.
-    if n == 1 && m > 0 && matches!(format, Format::Q4_0 | Format::Q4_1 | Format::Q8_0) {
-        use repacked_gemv::{check, i8mm::gemv, Q4_0, Q4_1, Q8_0U};
-        check(format, w, m, cols, xq, y);
-        // SAFETY: installed only for NeonI8mm after `detected` confirmed NEON,
-        // dotprod and i8mm; the shapes are checked above.
-        unsafe {
-            match format {
-                Format::Q4_0 => gemv::<Q4_0>(w, m, cols, xq, y),
-                Format::Q4_1 => gemv::<Q4_1>(w, m, cols, xq, y),
-                _ => gemv::<Q8_0U>(w, m, cols, xq, y), // Q8_0
-            }
-        }
+    if n == 1 && m > 0 && one_token(layout, w, m, cols, xq, y) {
         return;
     }
     // SAFETY: installed only for NeonI8mm after `detected` confirmed NEON, dotprod and i8mm;
     // the driver checks every shape.
     unsafe {
-        crate::arch::repacked::gemm_repacked::<repacked::I8mm>(format, w, m, cols, xq, n, y, ldy)
+        crate::arch::repacked::gemm_repacked::<repacked::I8mm>(layout, w, m, cols, xq, n, y, ldy)
     }
 }
 
@@ -251,6 +252,11 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
         Backend::NeonDotprod => Some(named!(gemm_repacked_dotprod, "gemm_repacked/dotprod")),
         _ => k.gemm_repacked,
     };
+    // Q8_0 keeps its signed codes where `sdot` meets them as stored (issue 16: the unsigned
+    // layout cost an `eor` per `sdot`); plain NEON runs the reference on the default layout.
+    if matches!(backend, Backend::NeonDotprod | Backend::NeonI8mm) {
+        k.repacked_q8_0 = crate::scalar::RepackedLayout::Q8_0_SIGNED;
+    }
     ternary::install(backend, k);
     gemm::install(backend, k);
     lut::install(k);

@@ -1,26 +1,31 @@
-//! The register tiles of the int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 / IQ4_NL / Q5_0 / Q5_1:
-//! [`Dotprod`] (`sdot`) and,
+//! The register tiles of the int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 (both layouts) / IQ4_NL /
+//! Q5_0 / Q5_1 / IQ4_XS: [`Dotprod`] (`sdot`) and,
 //! for two or more tokens with the int8 matrix multiply extension, [`I8mm`] (`smmla`; see its
 //! docs). `scalar::repack` defines the layout and the arithmetic; `arch::repacked` drives the
 //! tiles. Measured with `bench/arm-insn-count.sh`'s counter (qemu `-cpu max`, SmolLM2-135M int8,
 //! pp16): the `smmla` tile cuts instructions per prompt token from 31.0 M to 22.1 M (Q4_0),
 //! 32.5 M to 22.7 M (Q4_1) and 33.6 M to 21.5 M (Q8_0). One token (decoding) does not come here:
-//! `repacked_gemv` is its matrix × vector loop (`mod.rs` routes `n = 1` to it).
+//! `repacked_gemv` is its matrix × vector loop (`mod.rs` routes `n = 1` of Q4_0, Q4_1 and Q8_0
+//! to it; IQ4_NL, Q5_0, Q5_1 and IQ4_XS take the `sdot` tile for one token too).
 //!
 //! Why hand-written: one 16-byte load of a repacked block group is the same four codes of four
 //! rows, so `sdot` against one activation dword broadcast to every lane leaves each row's
 //! partial sum in its own lane, with no horizontal sums (the `dot_*_q8` row kernels pay one
 //! per row and block). The tile is 8 rows (one row group, two vectors) × 4 tokens. Q4_0 and
 //! Q4_1 nibbles (0..=15) meet the activations as they are, each block's integer sum starting from
-//! `−8·Σa` (Q4_0; Q4_1's from 0, with its offset's `fma(m, s_a, acc)` after the scale's); Q8_0 codes are turned back into signed `q` (`sdot` multiplies signed by signed), so
-//! their sums are `Σ q·a` directly. IQ4_NL's nibbles (Q4_0's) go through its codebook with one
-//! `tbl` each, to the signed `T[q]` (the layout's `T[q] + 128` minus its offset, which signed
-//! `sdot`/`smmla` need not add back), so its sums are `Σ T[q]·a` directly, as Q8_0's. Q5_0 and
-//! Q5_1 are Q4_0 and Q4_1 with each nibble's fifth bit put in as bit 4 (codes 0..=31; Q5_0's
+//! `−8·Σa` (Q4_0; Q4_1's from 0, with its offset's `fma(m, s_a, acc)` after the scale's). Q8_0
+//! is signed `q` as NEON repacks it (`RepackedLayout::Q8_0_SIGNED`; `sdot` and `smmla`
+//! multiply signed by signed), so its sums are `Σ q·a` directly; the unsigned layout's codes
+//! are turned back into `q` first (an `eor` per 16 bytes). IQ4_NL's nibbles (Q4_0's) go
+//! through its codebook with one `tbl` each, to the signed `T[q]` (the layout's `T[q] + 128`
+//! minus its offset, which signed `sdot`/`smmla` need not add back), so its sums are
+//! `Σ T[q]·a` directly, as Q8_0's. Q5_0 and Q5_1 are Q4_0 and Q4_1 with each
+//! nibble's fifth bit put in as bit 4 (codes 0..=31; Q5_0's
 //! sums from `−16·Σa`): the group's `qh` bytes shifted right by the nibble group `j` and masked
 //! with `0x11` hold the low code's fifth bit at bit 0 and the high code's at bit 4
 //! (`scalar::repack`'s layout), so `sli #4` of them under the nibble byte makes the low code
-//! and `sri #4` of the nibble byte into them the high one. All end each block with the
+//! and `sri #4` of the nibble byte into them the high one. IQ4_XS is IQ4_NL's codes under f32
+//! row scales: only the scale load ([`scales`]) differs. All end each block with the
 //! reference's float step: `acc = fma(i as f32, d_w·d_a, acc)`.
 
 // Tiles index accumulators by token and row vector.
@@ -35,8 +40,8 @@ use super::gemm::i8mm::smmla;
 use super::int8::dotprod::sdot;
 use super::neon::load_i8x16;
 use crate::arch::repacked::{
-    codes_offset, group_bytes, has_min, has_qh, RepackedTile, TileArgs, IQ4_NL, Q4_0, Q4_1, Q5_0,
-    Q5_1, Q8_0, QH_BYTES, SCALE_BYTES,
+    codes_offset, group_bytes, has_codebook, has_f32_scales, has_min, has_qh, RepackedTile,
+    TileArgs, IQ4_NL, IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_0S, QH_BYTES, SCALE_BYTES,
 };
 use crate::scalar::IQ4_NL_VALUES;
 
@@ -68,6 +73,8 @@ impl RepackedTile for Dotprod {
             IQ4_NL => by_tokens!(IQ4_NL),
             Q5_0 => by_tokens!(Q5_0),
             Q5_1 => by_tokens!(Q5_1),
+            IQ4_XS => by_tokens!(IQ4_XS),
+            Q8_0S => by_tokens!(Q8_0S),
             _ => unreachable!("the driver passes a repacked format"),
         }
     }
@@ -119,10 +126,10 @@ fn tile<const TT: usize, const F: u8>(a: TileArgs<'_>) {
             ]);
             vreinterpretq_s8_s32(vdupq_n_s32(d))
         };
-        if F == Q8_0 {
+        if F == Q8_0 || F == Q8_0S {
             for j in 0..8 {
                 let w: [int8x16_t; 2] = core::array::from_fn(|h| {
-                    vreinterpretq_s8_u8(veorq_u8(load(qs + 32 * j + 16 * h), flip))
+                    vreinterpretq_s8_u8(q8_codes::<F>(load(qs + 32 * j + 16 * h), flip))
                 });
                 for t in 0..TT {
                     let xt = x(t, j);
@@ -132,8 +139,8 @@ fn tile<const TT: usize, const F: u8>(a: TileArgs<'_>) {
                 }
             }
         } else {
-            // IQ4_NL sums Σ T[q]·a from 0 (signed codebook values).
-            if F != IQ4_NL {
+            // IQ4_NL and IQ4_XS sum Σ T[q]·a from 0 (signed codebook values).
+            if !has_codebook(F) {
                 for t in 0..TT {
                     iacc[t] = [vdupq_n_s32(-a.asum[t * a.blocks + b]); 2];
                 }
@@ -170,11 +177,11 @@ fn tile<const TT: usize, const F: u8>(a: TileArgs<'_>) {
                 }
             }
         }
-        // SAFETY: the block group opens with its eight f16 scales (16 bytes); exact widening.
-        let dw = super::f16::widen(unsafe { vld1q_u16(base.cast()) });
+        // SAFETY: the block group opens with its scales.
+        let dw = unsafe { scales(has_f32_scales(F), base) };
         let mw = if has_min(F) {
-            // SAFETY: Q4_1's and Q5_1's 16 offset bytes follow the scales; exact widening.
-            super::f16::widen(unsafe { vld1q_u16(base.add(SCALE_BYTES).cast()) })
+            // SAFETY: Q4_1's and Q5_1's eight f16 offsets follow their f16 scales.
+            unsafe { scales(false, base.add(SCALE_BYTES)) }
         } else {
             [vdupq_n_f32(0.0); 2]
         };
@@ -237,6 +244,8 @@ impl RepackedTile for I8mm {
             IQ4_NL => by_tokens!(IQ4_NL),
             Q5_0 => by_tokens!(Q5_0),
             Q5_1 => by_tokens!(Q5_1),
+            IQ4_XS => by_tokens!(IQ4_XS),
+            Q8_0S => by_tokens!(Q8_0S),
             _ => unreachable!("the driver passes a repacked format"),
         }
     }
@@ -301,8 +310,8 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
             let (c2, c3) = zip(x[1], z[1]);
             [c0, c1, c2, c3]
         });
-        // The integer sums start from −c·Σa (Q4_0, Q5_0), or 0 (IQ4_NL's are Σ T[q]·a: signed
-        // codes).
+        // The integer sums start from −c·Σa (Q4_0, Q5_0), or 0 (IQ4_NL's and IQ4_XS's are
+        // Σ T[q]·a: signed codes).
         let init: [int32x4_t; TP] = core::array::from_fn(|q| {
             if matches!(F, Q4_0 | Q5_0) {
                 let (s0, s1) = (
@@ -319,9 +328,9 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
         let mut iacc = [[vdupq_n_s32(0); TP]; 4];
         for h in 0..2 {
             // Row pairs 2h (rows 4h, 4h + 1) and 2h + 1 (rows 4h + 2, 4h + 3): w[s][c].
-            let w: [[int8x16_t; 4]; 2] = if F == Q8_0 {
+            let w: [[int8x16_t; 4]; 2] = if F == Q8_0 || F == Q8_0S {
                 let raw: [uint8x16_t; 8] =
-                    core::array::from_fn(|j| veorq_u8(load(qs + 32 * j + 16 * h), flip));
+                    core::array::from_fn(|j| q8_codes::<F>(load(qs + 32 * j + 16 * h), flip));
                 let mut w = [[vdupq_n_s8(0); 4]; 2];
                 for c in 0..4 {
                     let (p, r) = (
@@ -376,11 +385,11 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
                 }
             }
         }
-        // SAFETY: the block group opens with its eight f16 scales (16 bytes); exact widening.
-        let dw = super::f16::widen(unsafe { vld1q_u16(base.cast()) });
+        // SAFETY: the block group opens with its scales.
+        let dw = unsafe { scales(has_f32_scales(F), base) };
         let mw = if has_min(F) {
-            // SAFETY: Q4_1's and Q5_1's 16 offset bytes follow the scales; exact widening.
-            super::f16::widen(unsafe { vld1q_u16(base.add(SCALE_BYTES).cast()) })
+            // SAFETY: Q4_1's and Q5_1's eight f16 offsets follow their f16 scales.
+            unsafe { scales(false, base.add(SCALE_BYTES)) }
         } else {
             [vdupq_n_f32(0.0); 2]
         };
@@ -434,6 +443,38 @@ fn fifth_bits(qh: uint8x16_t, j: usize) -> uint8x16_t {
     vandq_u8(shifted, vdupq_n_u8(0x11))
 }
 
+/// The eight row scales of the block group at `p` as f32: IQ4_XS's f32 as stored
+/// (`f32_scales`), the other formats' f16 widened (exact); also Q4_1's and Q5_1's f16
+/// offsets, which follow their scales.
+///
+/// # Safety
+/// `p` points at eight such values inside a block group.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn scales(f32_scales: bool, p: *const u8) -> [float32x4_t; 2] {
+    // SAFETY: the scales (32 bytes f32, 16 f16) are inside the block group; byte loads need no
+    // alignment.
+    unsafe {
+        if f32_scales {
+            [vld1q_u8(p), vld1q_u8(p.add(16))].map(|v| vreinterpretq_f32_u8(v))
+        } else {
+            super::f16::widen(vreinterpretq_u16_u8(vld1q_u8(p)))
+        }
+    }
+}
+
+/// Q8_0 code bytes as stored into signed `q`: the unsigned layout's flipped back (`eor` with
+/// `flip`, 0x80 in every byte), the signed layout's as they are.
+#[inline]
+#[target_feature(enable = "neon")]
+fn q8_codes<const F: u8>(v: uint8x16_t, flip: uint8x16_t) -> uint8x16_t {
+    if F == Q8_0S {
+        v
+    } else {
+        veorq_u8(v, flip)
+    }
+}
+
 /// IQ4_NL's codebook (signed) as `tbl`'s table.
 #[inline]
 #[target_feature(enable = "neon")]
@@ -441,12 +482,12 @@ fn codebook() -> int8x16_t {
     load_i8x16(&IQ4_NL_VALUES)
 }
 
-/// Nibbles `q` (each below 16) as the signed codes the tiles multiply: `T[q]` for IQ4_NL, `q`
-/// for Q4_0 and Q4_1.
+/// Nibbles `q` (each below 16) as the signed codes the tiles multiply: `T[q]` for IQ4_NL and
+/// IQ4_XS, `q` for Q4_0 and Q4_1.
 #[inline]
 #[target_feature(enable = "neon")]
 fn codes<const F: u8>(lut: int8x16_t, q: uint8x16_t) -> int8x16_t {
-    if F == IQ4_NL {
+    if has_codebook(F) {
         vqtbl1q_s8(lut, q)
     } else {
         vreinterpretq_s8_u8(q)

@@ -1,5 +1,6 @@
-//! One token (decoding) × repacked Q4_0 / Q4_1 / Q8_0: the matrix × vector product of
-//! `scalar::gemm_repacked` with `n = 1`, bit for bit, apart from the GEMM driver's tiles.
+//! One token (decoding) × repacked Q4_0 / Q4_1 / signed Q8_0: the matrix × vector
+//! product of `scalar::gemm_repacked` with `n = 1`, bit for bit, apart from the GEMM driver's
+//! tiles.
 //!
 //! Why hand-written, and why not the driver's 8-row × 1-token tile: decoding executes every
 //! weight once per token, so what surrounds the `sdot`s is the cost (issue 16 counts it as
@@ -8,8 +9,9 @@
 //!   codes, scale and `−c·Σa` are loaded once per 32 rows, not per 8;
 //! - meets the codes with `sdot`'s by-element form (`a.4b[j]` picks activation dword `j`),
 //!   so no activation dword is broadcast;
-//! - with i8mm, multiplies Q8_0's stored unsigned codes `u = q + 128` by the signed
-//!   activations (`usdot`) from `−128·Σa`, instead of flipping every code byte back to `q`;
+//! - meets Q8_0's signed layout (`RepackedLayout::Q8_0_SIGNED`, what NEON repacks Q8_0 into)
+//!   with `sdot` as stored (x86's unsigned layout, `u = q + 128`, would cost an `eor` per 16
+//!   bytes; NEON never repacks into it, and meets it only through the tiles);
 //! - has no per-tile call, asserts or stack tile (only a matrix's last, partial row group
 //!   goes through a buffer).
 //!
@@ -28,8 +30,7 @@ use core::arch::aarch64::*;
 use core::mem::MaybeUninit;
 
 use crate::arch::repacked::KC_BLOCKS;
-use crate::format::Format;
-use crate::scalar::{act_q8_bytes, repacked_bytes, BlockQ8Act, REPACK_ROWS};
+use crate::scalar::{act_q8_bytes, repacked_bytes, BlockQ8Act, RepackedLayout, REPACK_ROWS};
 
 /// Row groups per pass over the blocks (the last pass of a matrix may take fewer).
 const GROUPS: usize = 4;
@@ -52,8 +53,6 @@ pub(super) trait Codes {
     const GROUP_BYTES: usize;
     /// The `c` the step needs: each block's integer sum starts from `−c·Σa`.
     const OFFSET: i32;
-    /// Whether the step needs i8mm (`usdot`).
-    const I8MM: bool;
 
     /// `f (+)= ` the block group at `*p` · `x` for its eight rows (`f[0]`: rows 0..4, `f[1]`:
     /// 4..8) with the spec's arithmetic, and `*p` moved to the next block group.
@@ -63,7 +62,7 @@ pub(super) trait Codes {
     unsafe fn step(p: &mut *const u8, x: &Act, f: &mut [float32x4_t; 2]);
 }
 
-// The steps are inline assembly: `sdot`/`usdot` by element are not stable intrinsics, and one
+// The steps are inline assembly: `sdot` by element is not a stable intrinsic, and one
 // block group is then exactly its instructions (`ld1` of four registers with post-increment,
 // no address arithmetic, no copies). Code chunk `k` (16 bytes) holds four codes of rows
 // `4h..4h + 4` (`h = k mod 2`) for activation dword `k div 2` (Q8_0); a Q4 chunk `2j + h`
@@ -122,39 +121,28 @@ macro_rules! nibble_codes {
     };
 }
 
-/// Eight Q8_0 chunks (128 bytes from `p` on) × dwords 0..4 of `$a`, through `$op`
-/// (`sdot` after `eor` with `flip`, or `usdot` on the stored bytes).
+/// Eight signed Q8_0 chunks (128 bytes from `p` on) × dwords 0..4 of `$a`.
 macro_rules! byte_codes {
-    ($a:literal, $pre:tt, $op:literal) => {
+    ($a:literal) => {
         concat!(
             "ld1 {{v16.16b, v17.16b, v18.16b, v19.16b}}, [{p}], #64\n",
             "ld1 {{v20.16b, v21.16b, v22.16b, v23.16b}}, [{p}], #64\n",
-            byte_chunk!("v16", "c0", $a, "0", $pre, $op),
-            byte_chunk!("v17", "c1", $a, "0", $pre, $op),
-            byte_chunk!("v18", "c0", $a, "1", $pre, $op),
-            byte_chunk!("v19", "c1", $a, "1", $pre, $op),
-            byte_chunk!("v20", "c0", $a, "2", $pre, $op),
-            byte_chunk!("v21", "c1", $a, "2", $pre, $op),
-            byte_chunk!("v22", "c0", $a, "3", $pre, $op),
-            byte_chunk!("v23", "c1", $a, "3", $pre, $op),
+            byte_chunk!("v16", "c0", $a, "0"),
+            byte_chunk!("v17", "c1", $a, "0"),
+            byte_chunk!("v18", "c0", $a, "1"),
+            byte_chunk!("v19", "c1", $a, "1"),
+            byte_chunk!("v20", "c0", $a, "2"),
+            byte_chunk!("v21", "c1", $a, "2"),
+            byte_chunk!("v22", "c0", $a, "3"),
+            byte_chunk!("v23", "c1", $a, "3"),
         )
     };
 }
 
-/// Q8_0 chunk `$v` × dword `$l` of `$a` into `$c`; `$pre` is "eor" (back to signed `q`) or "".
+/// Q8_0 chunk `$v` × dword `$l` of `$a` into `$c`.
 macro_rules! byte_chunk {
-    ($v:literal, $c:literal, $a:literal, $l:literal, "eor", $op:literal) => {
-        concat!(
-            "eor ",
-            $v,
-            ".16b, ",
-            $v,
-            ".16b, {flip:v}.16b\n",
-            byte_chunk!($v, $c, $a, $l, "", $op),
-        )
-    };
-    ($v:literal, $c:literal, $a:literal, $l:literal, "", $op:literal) => {
-        concat!($op, " {", $c, ":v}.4s, ", $v, ".16b, {", $a, ":v}.4b[", $l, "]\n")
+    ($v:literal, $c:literal, $a:literal, $l:literal) => {
+        concat!("sdot {", $c, ":v}.4s, ", $v, ".16b, {", $a, ":v}.4b[", $l, "]\n")
     };
 }
 
@@ -179,15 +167,12 @@ macro_rules! scale_step {
 pub(super) struct Q4_0;
 /// Q4_1: nibbles from 0, then `f = fma(m, s_a, f)`.
 pub(super) struct Q4_1;
-/// Q8_0 turned back into signed codes (`eor`, `sdot`).
-pub(super) struct Q8_0;
-/// Q8_0 as stored (`u = q + 128`, unsigned) from `−128·Σa` (`usdot`: i8mm).
-pub(super) struct Q8_0U;
+/// Q8_0's signed layout as stored (`sdot`).
+pub(super) struct Q8_0S;
 
 impl Codes for Q4_0 {
     const GROUP_BYTES: usize = 144;
     const OFFSET: i32 = 8;
-    const I8MM: bool = false;
 
     #[inline]
     #[target_feature(enable = "neon,dotprod")]
@@ -216,7 +201,6 @@ impl Codes for Q4_0 {
 impl Codes for Q4_1 {
     const GROUP_BYTES: usize = 160;
     const OFFSET: i32 = 0;
-    const I8MM: bool = false;
 
     #[inline]
     #[target_feature(enable = "neon,dotprod")]
@@ -246,10 +230,9 @@ impl Codes for Q4_1 {
     }
 }
 
-impl Codes for Q8_0 {
+impl Codes for Q8_0S {
     const GROUP_BYTES: usize = 272;
     const OFFSET: i32 = 0;
-    const I8MM: bool = false;
 
     #[inline]
     #[target_feature(enable = "neon,dotprod")]
@@ -259,46 +242,13 @@ impl Codes for Q8_0 {
         unsafe {
             core::arch::asm!(
                 "ldr {s:q}, [{p}], #16",
-                "mov {c0:v}.16b, {i0:v}.16b",
-                "mov {c1:v}.16b, {i0:v}.16b",
-                byte_codes!("a0", "eor", "sdot"),
-                byte_codes!("a1", "eor", "sdot"),
+                "movi {c0:v}.16b, #0",
+                "movi {c1:v}.16b, #0",
+                byte_codes!("a0"),
+                byte_codes!("a1"),
                 scale_step!(),
                 p = inout(reg) *p,
                 a0 = in(vreg) x.a[0], a1 = in(vreg) x.a[1], d = in(vreg) x.d,
-                i0 = in(vreg) x.init, flip = in(vreg) vdupq_n_u8(0x80),
-                f0 = inout(vreg) f[0], f1 = inout(vreg) f[1],
-                c0 = out(vreg) _, c1 = out(vreg) _, s = out(vreg) _, u = out(vreg) _,
-                out("v16") _, out("v17") _, out("v18") _, out("v19") _,
-                out("v20") _, out("v21") _, out("v22") _, out("v23") _,
-                options(nostack, preserves_flags, readonly)
-            );
-        }
-    }
-}
-
-impl Codes for Q8_0U {
-    const GROUP_BYTES: usize = 272;
-    const OFFSET: i32 = 128;
-    const I8MM: bool = true;
-
-    #[inline]
-    #[target_feature(enable = "neon,dotprod,i8mm")]
-    unsafe fn step(p: &mut *const u8, x: &Act, f: &mut [float32x4_t; 2]) {
-        // SAFETY: reads the 272 bytes from `*p` (the caller's contract) and moves `p` past
-        // them; writes only the named and clobbered registers. USDOT is i8mm, which this
-        // function enables.
-        unsafe {
-            core::arch::asm!(
-                "ldr {s:q}, [{p}], #16",
-                "mov {c0:v}.16b, {i0:v}.16b",
-                "mov {c1:v}.16b, {i0:v}.16b",
-                byte_codes!("a0", "", "usdot"),
-                byte_codes!("a1", "", "usdot"),
-                scale_step!(),
-                p = inout(reg) *p,
-                a0 = in(vreg) x.a[0], a1 = in(vreg) x.a[1], d = in(vreg) x.d,
-                i0 = in(vreg) x.init,
                 f0 = inout(vreg) f[0], f1 = inout(vreg) f[1],
                 c0 = out(vreg) _, c1 = out(vreg) _, s = out(vreg) _, u = out(vreg) _,
                 out("v16") _, out("v17") _, out("v18") _, out("v19") _,
@@ -312,7 +262,7 @@ impl Codes for Q8_0U {
 /// The pass over the blocks for one instruction set's features (the steps inline only into a
 /// body that has theirs).
 macro_rules! gemv {
-    ($features:literal, $i8mm:literal) => {
+    ($features:literal) => {
         use super::*;
 
         /// `y[r] = row r · xq` for the `m` rows of the repacked matrix `w` of `cols` columns,
@@ -325,7 +275,6 @@ macro_rules! gemv {
             xq: &[u8],
             y: &mut [f32],
         ) {
-            const { assert!($i8mm || !F::I8MM, "the step needs i8mm") };
             let (kb, gb) = (cols / 32, F::GROUP_BYTES);
             let groups = m.div_ceil(REPACK_ROWS);
             let acts: &[BlockQ8Act] = crate::blocks::as_blocks(xq).expect("whole act blocks");
@@ -499,21 +448,16 @@ macro_rules! gemv {
     };
 }
 
-/// The dot product extension: every format but [`Q8_0U`].
+/// The dot product extension (all every step needs; the i8mm backend calls it too).
 pub(super) mod dotprod {
-    gemv!("neon,dotprod", false);
-}
-
-/// The int8 matrix multiply extension: every format ([`Q8_0U`] for Q8_0).
-pub(super) mod i8mm {
-    gemv!("neon,dotprod,i8mm", true);
+    gemv!("neon,dotprod");
 }
 
 /// The shared checks of the wrappers: the driver's, for one token.
-pub(super) fn check(format: Format, w: &[u8], m: usize, cols: usize, xq: &[u8], y: &[f32]) {
+pub(super) fn check(layout: RepackedLayout, w: &[u8], m: usize, cols: usize, xq: &[u8], y: &[f32]) {
     assert_eq!(
         w.len(),
-        repacked_bytes(format, m, cols),
+        repacked_bytes(layout, m, cols),
         "a repacked matrix"
     );
     assert_eq!(

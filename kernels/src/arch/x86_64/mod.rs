@@ -42,6 +42,7 @@ use crate::blocks::{
 };
 use crate::dispatch::{Backend, DotQ8Fn, Kernels, Named};
 use crate::format::Format;
+use crate::scalar::RepackedLayout;
 
 /// Whether this CPU has every feature `backend`'s bodies enable: detected at run time with
 /// `std` (`std` caches the answer), from the compile-time target features without it.
@@ -235,7 +236,7 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
 /// The batched int8 GEMM's `unpack_i8` on every backend here (AVX2 bodies).
 fn install_unpack_i8(k: &mut Kernels) {
     use crate::dispatch::UnpackI8Fn;
-    let unpacks: [(Format, UnpackI8Fn, &str); 10] = [
+    let unpacks: [(Format, UnpackI8Fn, &str); 12] = [
         (Format::Q4_0, unpack_i8_q4_0, "unpack_i8_q4_0/avx2"),
         (Format::Q4_1, unpack_i8_q4_1, "unpack_i8_q4_1/avx2"),
         (Format::Q5_0, unpack_i8_q5_0, "unpack_i8_q5_0/avx2"),
@@ -246,6 +247,8 @@ fn install_unpack_i8(k: &mut Kernels) {
         (Format::Q5_K, unpack_i8_q5_k, "unpack_i8_q5_k/avx2"),
         (Format::Q6_K, unpack_i8_q6_k, "unpack_i8_q6_k/avx2"),
         (Format::IQ4_XS, unpack_i8_iq4_xs, "unpack_i8_iq4_xs/avx2"),
+        (Format::Q3_K, unpack_i8_q3_k, "unpack_i8_q3_k/avx2"),
+        (Format::Q2_K, unpack_i8_q2_k, "unpack_i8_q2_k/avx2"),
     ];
     for (format, f, name) in unpacks {
         k.format_mut(format).unpack_i8 = Some(Named { f, name });
@@ -616,6 +619,8 @@ unpack_i8_wrappers! {
     unpack_i8_q5_k: BlockQ5_K => unpack_i8_q5_k;
     unpack_i8_q6_k: BlockQ6_K => unpack_i8_q6_k;
     unpack_i8_iq4_xs: BlockIQ4_XS => unpack_i8_iq4_xs;
+    unpack_i8_q3_k: BlockQ3_K => unpack_i8_q3_k;
+    unpack_i8_q2_k: BlockQ2_K => unpack_i8_q2_k;
 }
 
 /// The batched int8 GEMM on AVX512-VNNI (installed only for the AVX512-VNNI backend, whose
@@ -659,24 +664,25 @@ fn gemm_i8_avx2(
     unsafe { gemm_i8_avx2::gemm_i8(format, unpack, w, m, xq, n, y, ldy) }
 }
 
-/// One token of `format` through `repacked_gemv::$gemv` when the one-token path has the format
+/// One token of `layout` through `repacked_gemv::$gemv` when the one-token path has the layout
 /// (the rest take the GEMM's tiles); whether it ran. For the repacked GEMM entry points below,
 /// whose backends have `$gemv`'s features.
 macro_rules! one_token {
-    ($gemv:ident, $format:expr, $w:expr, $m:expr, $cols:expr, $xq:expr, $y:expr) => {{
-        use repacked_gemv::{$gemv, Iq4Nl, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
+    ($gemv:ident, $layout:expr, $w:expr, $m:expr, $cols:expr, $xq:expr, $y:expr) => {{
+        use repacked_gemv::{$gemv, Iq4Nl, Iq4Xs, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
         let (w, m, cols, xq, y) = ($w, $m, $cols, $xq, &mut *$y);
         'run: {
             // SAFETY: installed only for backends with `$gemv`'s features (see the callers);
             // `$gemv` checks every shape.
             unsafe {
-                match $format {
+                match $layout.format() {
                     Format::Q4_0 => $gemv::<Q4_0>(w, m, cols, xq, y),
                     Format::Q4_1 => $gemv::<Q4_1>(w, m, cols, xq, y),
                     Format::Q8_0 => $gemv::<Q8_0>(w, m, cols, xq, y),
                     Format::IQ4_NL => $gemv::<Iq4Nl>(w, m, cols, xq, y),
                     Format::Q5_0 => $gemv::<Q5_0>(w, m, cols, xq, y),
                     Format::Q5_1 => $gemv::<Q5_1>(w, m, cols, xq, y),
+                    Format::IQ4_XS => $gemv::<Iq4Xs>(w, m, cols, xq, y),
                     _ => break 'run false,
                 }
             }
@@ -692,7 +698,7 @@ macro_rules! one_token {
     reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
 )]
 fn gemm_repacked_avx512vnni(
-    format: Format,
+    layout: RepackedLayout,
     w: &[u8],
     m: usize,
     cols: usize,
@@ -701,13 +707,18 @@ fn gemm_repacked_avx512vnni(
     y: &mut [f32],
     ldy: usize,
 ) {
-    if n == 1 && m > 0 && one_token!(gemv512, format, w, m, cols, xq, y) {
+    if layout.signed() {
+        // NEON's signed Q8_0, which x86 never repacks into (`vpdpbusd` wants unsigned codes):
+        // the reference, so that every layout works everywhere.
+        return crate::scalar::gemm_repacked(layout, w, m, cols, xq, n, y, ldy);
+    }
+    if n == 1 && m > 0 && one_token!(gemv512, layout, w, m, cols, xq, y) {
         return;
     }
     // SAFETY: installed only for the AVX512-VNNI backend after `detected` confirmed its
     // features; the driver checks every shape.
     unsafe {
-        crate::arch::repacked::gemm_repacked::<repacked::Avx512>(format, w, m, cols, xq, n, y, ldy)
+        crate::arch::repacked::gemm_repacked::<repacked::Avx512>(layout, w, m, cols, xq, n, y, ldy)
     }
 }
 
@@ -717,7 +728,7 @@ fn gemm_repacked_avx512vnni(
     reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
 )]
 fn gemm_repacked_avx2(
-    format: Format,
+    layout: RepackedLayout,
     w: &[u8],
     m: usize,
     cols: usize,
@@ -726,13 +737,18 @@ fn gemm_repacked_avx2(
     y: &mut [f32],
     ldy: usize,
 ) {
-    if n == 1 && m > 0 && one_token!(gemv256, format, w, m, cols, xq, y) {
+    if layout.signed() {
+        // NEON's signed Q8_0, which x86 never repacks into (`vpdpbusd` wants unsigned codes):
+        // the reference, so that every layout works everywhere.
+        return crate::scalar::gemm_repacked(layout, w, m, cols, xq, n, y, ldy);
+    }
+    if n == 1 && m > 0 && one_token!(gemv256, layout, w, m, cols, xq, y) {
         return;
     }
     // SAFETY: installed only after `detected` confirmed AVX2, FMA and F16C; the driver checks
     // every shape.
     unsafe {
-        crate::arch::repacked::gemm_repacked::<repacked::Avx2>(format, w, m, cols, xq, n, y, ldy)
+        crate::arch::repacked::gemm_repacked::<repacked::Avx2>(layout, w, m, cols, xq, n, y, ldy)
     }
 }
 

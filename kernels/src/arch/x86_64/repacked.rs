@@ -1,5 +1,5 @@
-//! Register tiles of the int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 / IQ4_NL / Q5_0 / Q5_1
-//! (`scalar::repack` defines the layout and the arithmetic; `arch::repacked` drives the tiles).
+//! Register tiles of the int8 GEMM over repacked Q4_0 / Q4_1 / Q8_0 / IQ4_NL / Q5_0 / Q5_1 /
+//! IQ4_XS (`scalar::repack` defines the layout and the arithmetic; `arch::repacked` drives the tiles).
 //!
 //! Why hand-written: one 32-byte load of a repacked block group is the same four codes of
 //! eight rows, so an unsigned-by-signed dot of it with one broadcast activation dword leaves
@@ -16,7 +16,8 @@
 //! IQ4_NL's nibbles are Q4_0's, each looked up with `vpshufb` in a 16-byte table: on AVX512 as
 //! the layout's unsigned `T[q] + 128` (`vpdpbusd` from `−128·Σa`, as Q8_0), on AVX2 as the
 //! signed `T[q]`, which meet the activations by Q8_0's sign trick (`|T| ≤ 127`), each nibble
-//! half through its own `vpmaddwd` (two halves' pairs would overflow 2¹⁵).
+//! half through its own `vpmaddwd` (two halves' pairs would overflow 2¹⁵). IQ4_XS is IQ4_NL's
+//! codes under f32 row scales: only the scale load ([`scales16`], [`scales8`]) differs.
 //!
 //! Q5_0 and Q5_1 take Q4's path with each nibble's fifth bit added as bit 4 (codes 0..=31;
 //! AVX2: 4·31·127 < 2¹⁵ still): the block group's 32 `qh` bytes, shifted right by one more bit
@@ -37,8 +38,8 @@
 use core::arch::x86_64::*;
 
 use crate::arch::repacked::{
-    codes_offset, group_bytes, has_min, has_qh, RepackedTile, TileArgs, IQ4_NL, Q4_0, Q4_1, Q5_0,
-    Q5_1, Q8_0, QH_BYTES, SCALE_BYTES,
+    codes_offset, group_bytes, has_codebook, has_f32_scales, has_min, has_qh, RepackedTile,
+    TileArgs, IQ4_NL, IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, QH_BYTES, SCALE_BYTES,
 };
 use crate::scalar::{BlockQ8Act, IQ4_NL_VALUES};
 
@@ -72,6 +73,7 @@ impl RepackedTile for Avx512 {
             IQ4_NL => by_tokens!(IQ4_NL),
             Q5_0 => by_tokens!(Q5_0),
             Q5_1 => by_tokens!(Q5_1),
+            IQ4_XS => by_tokens!(IQ4_XS),
             _ => unreachable!("the driver passes a repacked format"),
         }
     }
@@ -129,7 +131,7 @@ fn tile512<const TT: usize, const F: u8>(a: TileArgs<'_>) {
         }
     }
     let nib = _mm512_set1_epi8(0x0F);
-    // IQ4_NL: nibble q → T[q] + 128, the table in every 128-bit lane.
+    // IQ4_NL, IQ4_XS: nibble q → T[q] + 128, the table in every 128-bit lane.
     let lut = _mm512_broadcast_i32x4(codebook(128));
     let bit4 = _mm512_set1_epi8(0x10);
     for b in 0..a.blocks {
@@ -175,7 +177,7 @@ fn tile512<const TT: usize, const F: u8>(a: TileArgs<'_>) {
                 let mut lo: [__m512i; 2] = core::array::from_fn(|v| _mm512_and_si512(raw[v], nib));
                 let mut hi: [__m512i; 2] =
                     core::array::from_fn(|v| _mm512_and_si512(_mm512_srli_epi32::<4>(raw[v]), nib));
-                if F == IQ4_NL {
+                if has_codebook(F) {
                     lo = lo.map(|v| _mm512_shuffle_epi8(lut, v));
                     hi = hi.map(|v| _mm512_shuffle_epi8(lut, v));
                 }
@@ -201,23 +203,16 @@ fn tile512<const TT: usize, const F: u8>(a: TileArgs<'_>) {
             }
         }
         let dw: [__m512; 2] = core::array::from_fn(|v| {
-            // SAFETY: the 16 scale bytes open each block group; unaligned loads.
-            unsafe {
-                let lo = _mm_loadu_si128(base[v][0].cast());
-                let hi = _mm_loadu_si128(base[v][1].cast());
-                _mm512_cvtph_ps(_mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi))
-            }
+            // SAFETY: the scales open each block group; AVX-512F is enabled here.
+            unsafe { scales16(has_f32_scales(F), base[v][0], base[v][1]) }
         });
         let mw: [__m512; 2] = core::array::from_fn(|v| {
             if !has_min(F) {
                 return _mm512_setzero_ps();
             }
-            // SAFETY: Q4_1's and Q5_1's 16 offset bytes follow the scales; unaligned loads.
-            unsafe {
-                let lo = _mm_loadu_si128(base[v][0].add(SCALE_BYTES).cast());
-                let hi = _mm_loadu_si128(base[v][1].add(SCALE_BYTES).cast());
-                _mm512_cvtph_ps(_mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi))
-            }
+            let (lo, hi) = (base[v][0], base[v][1]);
+            // SAFETY: Q4_1's and Q5_1's eight f16 offsets follow their f16 scales.
+            unsafe { scales16(false, lo.add(SCALE_BYTES), hi.add(SCALE_BYTES)) }
         });
         for t in 0..TT {
             let act = &a.acts[t * a.kb + b];
@@ -267,6 +262,7 @@ impl RepackedTile for Avx2 {
             IQ4_NL => by_tokens!(IQ4_NL),
             Q5_0 => by_tokens!(Q5_0),
             Q5_1 => by_tokens!(Q5_1),
+            IQ4_XS => by_tokens!(IQ4_XS),
             _ => unreachable!("the driver passes a repacked format"),
         }
     }
@@ -291,7 +287,7 @@ fn tile256<const TT: usize, const F: u8>(a: TileArgs<'_>) {
         }
     }
     let nib = _mm256_set1_epi8(0x0F);
-    // IQ4_NL: nibble q → T[q] (signed), the table in both 128-bit lanes.
+    // IQ4_NL, IQ4_XS: nibble q → T[q] (signed), the table in both 128-bit lanes.
     let lut = _mm256_broadcastsi128_si256(codebook(0));
     let bit4 = _mm256_set1_epi8(0x10);
     let flip = _mm256_set1_epi8(0x80u8 as i8);
@@ -313,7 +309,7 @@ fn tile256<const TT: usize, const F: u8>(a: TileArgs<'_>) {
                     iacc[t] = _mm256_add_epi32(iacc[t], _mm256_madd_epi16(p, ones));
                 }
             }
-        } else if F == IQ4_NL {
+        } else if has_codebook(F) {
             // Σ T[q]·a directly, by the sign trick as Q8_0's.
             for j in 0..4 {
                 let raw = load(qs + 32 * j);
@@ -365,11 +361,11 @@ fn tile256<const TT: usize, const F: u8>(a: TileArgs<'_>) {
                 }
             }
         }
-        // SAFETY: the 16 scale bytes open the block group; unaligned load.
-        let dw = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(base.cast()) });
+        // SAFETY: the scales open the block group; AVX2 and F16C are enabled here.
+        let dw = unsafe { scales8(has_f32_scales(F), base) };
         let mw = if has_min(F) {
-            // SAFETY: Q4_1's and Q5_1's 16 offset bytes follow the scales; unaligned load.
-            _mm256_cvtph_ps(unsafe { _mm_loadu_si128(base.add(SCALE_BYTES).cast()) })
+            // SAFETY: Q4_1's and Q5_1's eight f16 offsets follow their f16 scales.
+            unsafe { scales8(false, base.add(SCALE_BYTES)) }
         } else {
             _mm256_setzero_ps()
         };
@@ -385,6 +381,45 @@ fn tile256<const TT: usize, const F: u8>(a: TileArgs<'_>) {
     for t in 0..TT {
         // SAFETY: as for the loads above.
         unsafe { _mm256_storeu_ps(yp.add(t * a.ldy), facc[t]) };
+    }
+}
+
+/// The row scales of two row groups' block groups at `lo` and `hi` as 16 f32 lanes (eight
+/// each): IQ4_XS's f32 as stored (`f32_scales`), the other formats' f16 widened (exact); also
+/// Q4_1's and Q5_1's f16 offsets, which follow their scales.
+///
+/// # Safety
+/// `lo` and `hi` each point at eight such values inside a block group; the CPU has AVX-512F
+/// (and F16C).
+#[inline(always)]
+pub(super) unsafe fn scales16(f32_scales: bool, lo: *const u8, hi: *const u8) -> __m512 {
+    // SAFETY: the scales (32 bytes f32, 16 f16) are inside the block groups; unaligned loads.
+    unsafe {
+        if f32_scales {
+            let lo = _mm256_loadu_si256(lo.cast());
+            let hi = _mm256_loadu_si256(hi.cast());
+            _mm512_castsi512_ps(_mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi))
+        } else {
+            let lo = _mm_loadu_si128(lo.cast());
+            let hi = _mm_loadu_si128(hi.cast());
+            _mm512_cvtph_ps(_mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi))
+        }
+    }
+}
+
+/// The eight row scales of the block group at `p` as f32, as [`scales16`].
+///
+/// # Safety
+/// `p` points at eight such values inside a block group; the CPU has AVX2 and F16C.
+#[inline(always)]
+pub(super) unsafe fn scales8(f32_scales: bool, p: *const u8) -> __m256 {
+    // SAFETY: the scales are inside the block group; unaligned loads.
+    unsafe {
+        if f32_scales {
+            _mm256_loadu_ps(p.cast())
+        } else {
+            _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
+        }
     }
 }
 

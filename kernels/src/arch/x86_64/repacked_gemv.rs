@@ -1,5 +1,5 @@
-//! One-token (decoding) products over repacked Q4_0 / Q4_1 / Q8_0 / IQ4_NL / Q5_0 / Q5_1 (`scalar::repack` defines the
-//! layout and the arithmetic), on AVX512-VNNI and AVX2.
+//! One-token (decoding) products over repacked Q4_0 / Q4_1 / Q8_0 / IQ4_NL / Q5_0 / Q5_1 /
+//! IQ4_XS (`scalar::repack` defines the layout and the arithmetic), on AVX512-VNNI and AVX2.
 //!
 //! Why hand-written, and why apart from the GEMM's tiles (`repacked.rs`): a decoded token reads
 //! every weight once from memory, so its product waits on loads, not on multiplies. Profiled
@@ -31,10 +31,12 @@
 //! activation-dword order. IQ4_NL is Q4_0's nibbles through a `vpshufb` of its 16-entry
 //! codebook (`T[q] + 128`, offset 128, on AVX-512; signed `T[q]` on AVX2); Q5_0 and Q5_1 are
 //! Q4_0's and Q4_1's nibbles with each code's fifth bit shifted in from the group's `qh`.
+//! IQ4_XS is IQ4_NL's codes after eight f32 row scales ([`Group::F32_SCALES`]): the scale
+//! load (`repacked::scales16`, `scales8`) is its only difference.
 
 use core::arch::x86_64::*;
 
-use super::repacked::codebook;
+use super::repacked::{codebook, scales16, scales8};
 use crate::arch::repacked::SCALE_BYTES;
 use crate::scalar::{act_q8_bytes, BlockQ8Act, REPACK_ROWS};
 
@@ -79,6 +81,8 @@ pub(super) trait Group {
     /// Whether the block group has per-row f16 offsets `m` after the scales (Q4_1's
     /// `fma(m_w, s_a, acc)`).
     const BIAS: bool;
+    /// Whether the row scales are f32 (IQ4_XS's eight, 32 bytes) rather than f16.
+    const F32_SCALES: bool;
 }
 
 /// How one format's block groups become code vectors for the AVX-512 path.
@@ -105,6 +109,8 @@ pub(super) struct Iq4Nl;
 pub(super) struct Q5_0;
 /// Repacked Q5_1: as Q5_0, no offset, a bias per row and block.
 pub(super) struct Q5_1;
+/// Repacked IQ4_XS: IQ4_NL's codes after eight f32 row scales.
+pub(super) struct Iq4Xs;
 
 /// Bit `B` of every byte of `qh` moved to bit 4, as `0x10` or 0 per byte (512 bits). A 16-bit
 /// shift moves it; bits crossing from the neighbouring byte land below bit 4 (left shifts of
@@ -141,6 +147,7 @@ impl Group for Q4_0 {
     const CODES: usize = SCALE_BYTES;
     const C: i32 = 8;
     const BIAS: bool = false;
+    const F32_SCALES: bool = false;
 }
 
 impl Group for Q4_1 {
@@ -148,6 +155,7 @@ impl Group for Q4_1 {
     const CODES: usize = 2 * SCALE_BYTES;
     const C: i32 = 0;
     const BIAS: bool = true;
+    const F32_SCALES: bool = false;
 }
 
 impl Group for Q8_0 {
@@ -155,6 +163,7 @@ impl Group for Q8_0 {
     const CODES: usize = SCALE_BYTES;
     const C: i32 = 128;
     const BIAS: bool = false;
+    const F32_SCALES: bool = false;
 }
 
 impl Group for Iq4Nl {
@@ -162,6 +171,15 @@ impl Group for Iq4Nl {
     const CODES: usize = SCALE_BYTES;
     const C: i32 = 128;
     const BIAS: bool = false;
+    const F32_SCALES: bool = false;
+}
+
+impl Group for Iq4Xs {
+    const GB: usize = 160;
+    const CODES: usize = 32;
+    const C: i32 = 128;
+    const BIAS: bool = false;
+    const F32_SCALES: bool = true;
 }
 
 impl Group for Q5_0 {
@@ -169,6 +187,7 @@ impl Group for Q5_0 {
     const CODES: usize = SCALE_BYTES;
     const C: i32 = 16;
     const BIAS: bool = false;
+    const F32_SCALES: bool = false;
 }
 
 impl Group for Q5_1 {
@@ -176,6 +195,7 @@ impl Group for Q5_1 {
     const CODES: usize = 2 * SCALE_BYTES;
     const C: i32 = 0;
     const BIAS: bool = true;
+    const F32_SCALES: bool = false;
 }
 
 /// Low and high nibbles of two 64-byte loads: the low nibbles are codes `4j + k` (dwords
@@ -218,15 +238,28 @@ impl Codes512 for Q8_0 {
     }
 }
 
+/// IQ4_NL's and IQ4_XS's codes on AVX-512: the nibbles through the codebook, `T[q] + 128`.
+#[inline(always)]
+fn codebook512(p: *const u8) -> [__m512i; 4] {
+    // SAFETY: the caller of `codes` guarantees the 128 code bytes and AVX-512F; `gemv512`
+    // enables AVX-512BW for `vpshufb` (the backend's detection requires it).
+    unsafe {
+        let lut = _mm512_broadcast_i32x4(codebook(128));
+        nibbles512(p).map(|v| _mm512_shuffle_epi8(lut, v))
+    }
+}
+
 impl Codes512 for Iq4Nl {
     #[inline(always)]
     unsafe fn codes(p: *const u8) -> [__m512i; 4] {
-        // SAFETY: the caller guarantees the 128 code bytes and AVX-512F; `gemv512` enables
-        // AVX-512BW for `vpshufb` (the backend's detection requires it).
-        unsafe {
-            let lut = _mm512_broadcast_i32x4(codebook(128));
-            nibbles512(p).map(|v| _mm512_shuffle_epi8(lut, v))
-        }
+        codebook512(p)
+    }
+}
+
+impl Codes512 for Iq4Xs {
+    #[inline(always)]
+    unsafe fn codes(p: *const u8) -> [__m512i; 4] {
+        codebook512(p)
     }
 }
 
@@ -354,21 +387,17 @@ fn gemv512_body<F: Codes512>(w: &[u8], m: usize, nb: usize, acts: &[BlockQ8Act],
                         _mm512_shuffle_i64x2::<0xEE>(s0, s1),
                     );
                     let (p0, p1) = (base[2 * v] + b * F::GB, base[2 * v + 1] + b * F::GB);
-                    // SAFETY: the 16 scale bytes (and Q4_1's 16 offset bytes) open each block
-                    // group, inside w as above.
-                    let f16x16 = |at: usize| unsafe {
-                        let lo = _mm_loadu_si128(wp.add(p0 + at).cast());
-                        let hi = _mm_loadu_si128(wp.add(p1 + at).cast());
-                        _mm512_cvtph_ps(_mm256_inserti128_si256::<1>(
-                            _mm256_castsi128_si256(lo),
-                            hi,
-                        ))
-                    };
-                    let scale = _mm512_mul_ps(f16x16(0), da);
+                    let (lo, hi) = (wp.wrapping_add(p0), wp.wrapping_add(p1));
+                    // SAFETY: the scales open each block group, inside w as above; AVX-512F
+                    // is enabled here.
+                    let dw = unsafe { scales16(F::F32_SCALES, lo, hi) };
+                    let scale = _mm512_mul_ps(dw, da);
                     facc[v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), scale, facc[v]);
                     if F::BIAS {
-                        facc[v] =
-                            _mm512_fmadd_ps(f16x16(SCALE_BYTES), _mm512_set1_ps(a.s()), facc[v]);
+                        // SAFETY: Q4_1's and Q5_1's eight f16 offsets follow their f16 scales.
+                        let mw =
+                            unsafe { scales16(false, lo.add(SCALE_BYTES), hi.add(SCALE_BYTES)) };
+                        facc[v] = _mm512_fmadd_ps(mw, _mm512_set1_ps(a.s()), facc[v]);
                     }
                 }
             }
@@ -450,17 +479,32 @@ impl Codes256 for Q8_0 {
     }
 }
 
+/// IQ4_NL's and IQ4_XS's codes on AVX2: the nibbles through the codebook, signed `T[q]`
+/// (|T| ≤ 127, within the sign trick's bound).
+#[inline(always)]
+fn codebook256(p: *const u8) -> [__m256i; 8] {
+    // SAFETY: the caller of `codes` guarantees the 128 code bytes and AVX2.
+    unsafe {
+        let lut = _mm256_broadcastsi128_si256(codebook(0));
+        nibbles256(p).map(|v| _mm256_shuffle_epi8(lut, v))
+    }
+}
+
 impl Codes256 for Iq4Nl {
     const SIGNED: bool = true;
     const MAX_U: i32 = 255;
     #[inline(always)]
     unsafe fn codes(p: *const u8) -> [__m256i; 8] {
-        // SAFETY: the caller guarantees the 128 code bytes and AVX2; the lookup gives the
-        // signed `T[q]` (|T| ≤ 127, within the sign trick's bound).
-        unsafe {
-            let lut = _mm256_broadcastsi128_si256(codebook(0));
-            nibbles256(p).map(|v| _mm256_shuffle_epi8(lut, v))
-        }
+        codebook256(p)
+    }
+}
+
+impl Codes256 for Iq4Xs {
+    const SIGNED: bool = true;
+    const MAX_U: i32 = 255;
+    #[inline(always)]
+    unsafe fn codes(p: *const u8) -> [__m256i; 8] {
+        codebook256(p)
     }
 }
 
@@ -600,16 +644,14 @@ fn gemv256_body<F: Codes256>(w: &[u8], m: usize, nb: usize, acts: &[BlockQ8Act],
                         }
                         isum = _mm256_add_epi32(isum, _mm256_madd_epi16(s16, ones));
                     }
-                    // SAFETY: the 16 scale bytes (and Q4_1's 16 offset bytes) open the block
-                    // group, inside w as above.
-                    let dw = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(wp.add(p).cast()) });
+                    // SAFETY: the scales open the block group, inside w as above; AVX2 and F16C
+                    // are enabled here.
+                    let dw = unsafe { scales8(F::F32_SCALES, wp.add(p)) };
                     facc[g] =
                         _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, da), facc[g]);
                     if F::BIAS {
-                        // SAFETY: as above.
-                        let mw = _mm256_cvtph_ps(unsafe {
-                            _mm_loadu_si128(wp.add(p + SCALE_BYTES).cast())
-                        });
+                        // SAFETY: Q4_1's 16 offset bytes follow its f16 scales, as above.
+                        let mw = unsafe { scales8(false, wp.add(p + SCALE_BYTES)) };
                         facc[g] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a.s()), facc[g]);
                     }
                 }
