@@ -12,9 +12,17 @@
 //! scalar reference's own f32 products, computed once per block; the codes are widened to f32
 //! and multiplied (dequant) or fused into the dot with `x`.
 //!
-//! The multi-row kernels take [`ROWS`] rows per step, each 32-float run of `x` loaded once for
-//! all of them (and, for Q2_K, its two 16-float sums, for the min term), prefetching the rows
-//! ahead as `gemm.rs` does.
+//! The multi-row kernels take [`ROWS`] rows per step, prefetching the rows ahead as `gemm.rs`
+//! does. Q3_K's loads each 32-float run of `x` once for all of them.
+//!
+//! Q2_K never widens its codes byte by byte: a code left in place in its byte is `q·4^k`, an
+//! `and` away, and the power of two goes into the scale (exact). Its row kernel reads `x`
+//! transposed once per call ([`transpose_q2_k`]) so that each lane of a vector belongs to one
+//! sub-block for the whole half-block: a code costs an `and`, a conversion and an FMA, and the
+//! sixteen sub-block steps apply once per block, as vectors (3.8–4.0 → 6.0 GB/s, 50–56 → 71–72 %
+//! of Q4_0's, on the 576x1536 and 2048x2048 bench shapes; Zen 4). The one-row dot, which cannot
+//! pay for a transposition, keeps element order and folds the step into the integer code with
+//! one `vpmaddwd` ([`dot_block_q2_k`]; 2.4 → 4.0 GB/s, 30 → 49–50 %).
 
 use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
@@ -24,10 +32,9 @@ use super::gemm::{prefetch_ahead, prefetch_head, store_rows, PRESCALE_MAX};
 use super::kquants::{i8x32_to_f32, load_u8x32};
 use crate::blocks::{BlockQ2_K, BlockQ3_K};
 
-/// Rows per step of the row kernels: four. The kernels are bound by widening codes to floats,
-/// which sharing `x` does not relieve, but four rows measured slightly faster than two on the
-/// 576x1536 bench shape (Zen 4, loaded machine: Q3_K 4.88 against 4.76 GB/s, Q2_K 4.01
-/// against 3.73).
+/// Rows per step of the row kernels: four. Q3_K's is bound by widening codes to floats, which
+/// sharing `x` does not relieve, but four rows measured slightly faster than two on the
+/// 576x1536 bench shape (Zen 4, loaded machine: 4.88 against 4.76 GB/s).
 const ROWS: usize = 4;
 
 // ---- codes ---------------------------------------------------------------------------------
@@ -223,105 +230,237 @@ fn rows_q3_k<const R: usize>(w: &[BlockQ3_K], kb: usize, x: &[f32]) -> [__m256; 
     acc
 }
 
-/// `R` Q2_K rows · `x`: per 16-element sub-block and row
-/// `acc += (d·sc)·(Σ q·x) − (dmin·m)·(Σ x)`, the two sums of `x` shared by the rows.
+/// `vpshufb` indices putting bytes `0..8` (`SPREAD[0]`) or `8..16` (`SPREAD[1]`) of a 16-byte
+/// chunk held in both 128-bit lanes into the low byte of dwords `0..8`, the other bytes zero.
+const SPREAD: [[i8; 32]; 2] = {
+    let mut t = [[-1i8; 32]; 2]; // pshufb: a set top bit writes zero
+    let mut j = 0;
+    while j < 8 {
+        t[0][4 * j] = j as i8;
+        t[1][4 * j] = 8 + j as i8;
+        j += 1;
+    }
+    t
+};
+
+/// Bytes `16c..16c + 16` of `qs` (`c < 4`), each in the low byte of a dword, in two vectors
+/// of eight: one broadcast load and two `vpshufb`, shared by the four codes each byte holds.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn rows_q2_k<const R: usize>(w: &[BlockQ2_K], kb: usize, x: &[f32]) -> [__m256; R] {
-    assert!(w.len() >= R * kb && x.len() >= 256 * kb);
-    let mut acc = [_mm256_setzero_ps(); R];
-    for b in 0..kb {
-        let steps: [([f32; 16], [f32; 16]); R] =
-            core::array::from_fn(|r| q2_k_steps(&w[r * kb + b]));
-        for i in 0..8 {
-            let xv = load32(&x[256 * b + 32 * i..]);
-            let sx = [_mm256_add_ps(xv[0], xv[1]), _mm256_add_ps(xv[2], xv[3])];
-            for r in 0..R {
-                let q = i8x32_to_f32(q2_k_codes(&w[r * kb + b], i / 4, i % 4));
-                let p = [
-                    _mm256_fmadd_ps(q[1], xv[1], _mm256_mul_ps(q[0], xv[0])),
-                    _mm256_fmadd_ps(q[3], xv[3], _mm256_mul_ps(q[2], xv[2])),
-                ];
-                for s in 0..2 {
-                    let (step, min) = (steps[r].0[2 * i + s], steps[r].1[2 * i + s]);
-                    acc[r] = _mm256_fmadd_ps(p[s], _mm256_set1_ps(step), acc[r]);
-                    acc[r] = _mm256_fnmadd_ps(sx[s], _mm256_set1_ps(min), acc[r]);
+fn spread_chunk(qs: &[u8; 64], c: usize) -> [__m256i; 2] {
+    assert!(c < 4);
+    // SAFETY: 16c + 16 ≤ 64 bytes of `qs` are readable; the load is unaligned.
+    let q = unsafe { _mm_loadu_si128(qs.as_ptr().add(16 * c).cast()) };
+    let q = _mm256_broadcastsi128_si256(q);
+    // SAFETY: each table holds 32 bytes; the loads are unaligned.
+    let idx = SPREAD.map(|t| unsafe { _mm256_loadu_si256(t.as_ptr().cast()) });
+    [
+        _mm256_shuffle_epi8(q, idx[0]),
+        _mm256_shuffle_epi8(q, idx[1]),
+    ]
+}
+
+/// Q2_K's per-sub-block integer factors `sc·4^(3 − k)` (`k = s % 8 / 2`, the code's pair in
+/// its byte) as dwords: a code left in place is `q·4^k`, so each product `(q·4^k)·(sc·4^(3−k))`
+/// is the exact integer `64·q·sc` (at most 2880) and the block's scale is `d/64`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q2_k_factors(b: &BlockQ2_K) -> [i32; 16] {
+    // SAFETY: `scales` is 16 bytes; the load is unaligned.
+    let s = unsafe { _mm_loadu_si128(b.scales.as_ptr().cast()) };
+    let sc = _mm_and_si128(s, _mm_set1_epi8(0x0F));
+    let shifts = _mm256_setr_epi32(6, 6, 4, 4, 2, 2, 0, 0);
+    let mut out = [0i32; 16];
+    for (h, v) in [sc, _mm_unpackhi_epi64(sc, sc)].into_iter().enumerate() {
+        let w = _mm256_sllv_epi32(_mm256_cvtepu8_epi32(v), shifts);
+        // SAFETY: `out` holds 16 dwords, exclusively borrowed; the store is unaligned.
+        unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(8 * h).cast(), w) };
+    }
+    out
+}
+
+/// One Q2_K block · the 256 floats at `x` as 8 lane-wise partial sums of `(d/64)·Σ 64·q·sc·x
+/// − Σ (dmin·m)·x`.
+///
+/// Chunk `c = 2h + i` of `qs` holds in byte `l` the codes of elements `128h + 32k + 16i + l`
+/// (sub-block `8h + 2k + i`, `k = 0..4`): one [`spread_chunk`], then per code pair `k` and
+/// eight elements an `and` (the code stays `q·4^k`), a `vpmaddwd` by the sub-block's factor
+/// ([`q2_k_factors`]; both operands' high words are zero), a conversion and an FMA with `x`.
+/// The min term adds the sub-block's two vectors of `x` and multiplies them by `dmin·m`.
+///
+/// # Safety
+/// `x` points at 256 readable floats.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_block_q2_k(b: &BlockQ2_K, x: *const f32) -> __m256 {
+    let factors = q2_k_factors(b);
+    let (_, mins) = q2_k_steps(b);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut acc_min = _mm256_setzero_ps();
+    for c in 0..4 {
+        let (h, i) = (c / 2, c % 2);
+        let spread = spread_chunk(&b.qs, c);
+        for k in 0..4 {
+            let s = 8 * h + 2 * k + i;
+            let mask = _mm256_set1_epi32(3 << (2 * k));
+            let f = _mm256_set1_epi32(factors[s]);
+            // SAFETY: 128h + 32k + 16i + 16 ≤ 256 (the caller's contract); unaligned loads.
+            let xv = unsafe {
+                let p = x.add(128 * h + 32 * k + 16 * i);
+                [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))]
+            };
+            for v in 0..2 {
+                let z = _mm256_madd_epi16(_mm256_and_si256(spread[v], mask), f);
+                let a = (2 * k + v) % 4;
+                acc[a] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(z), xv[v], acc[a]);
+            }
+            let sx = _mm256_add_ps(xv[0], xv[1]);
+            acc_min = _mm256_fmadd_ps(sx, _mm256_set1_ps(mins[s]), acc_min);
+        }
+    }
+    let p = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let d64 = _mm256_mul_ps(f16x8(b.d), _mm256_set1_ps(1.0 / 64.0));
+    _mm256_fmsub_ps(p, d64, acc_min)
+}
+
+/// `vpshufb` indices for [`rows_q2_k`]: group `g` puts bytes `3g..3g + 3` of each 128-bit
+/// lane into bytes 0..3 of each of its dwords, byte 3 zero; group 5 byte 15 alone.
+const GROUPS: [[i8; 32]; 6] = {
+    let mut t = [[-1i8; 32]; 6]; // pshufb: a set top bit writes zero
+    let mut g = 0;
+    while g < 6 {
+        let mut d = 0;
+        while d < 8 {
+            let mut b = 0;
+            while b < 3 && 3 * g + b < 16 {
+                t[g][4 * d + b] = (3 * g + b) as i8;
+                b += 1;
+            }
+            d += 1;
+        }
+        g += 1;
+    }
+    t
+};
+
+/// Floats [`transpose_q2_k`] writes per block: its 256 activations, then the sums of its 16
+/// sub-blocks.
+const T_BLOCK: usize = 272;
+
+/// Most floats [`transpose_q2_k`] writes.
+const T_MAX: usize = PRESCALE_MAX / 256 * T_BLOCK;
+
+/// `x` (a multiple of 256 long, at most [`PRESCALE_MAX`]) in the order [`rows_q2_k`] reads it,
+/// written into `buf`, of which it returns the initialized part: per block, float
+/// `8(16h + t) + 4i + k` is element `128h + 32k + 16i + t` (lane `4i + k` of the vector for
+/// position `t` of half `h`), followed by the sums of the block's 16 sub-blocks in element
+/// order (for the min term). Once per call, for every row.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn transpose_q2_k<'a>(x: &[f32], buf: &'a mut [MaybeUninit<f32>; T_MAX]) -> &'a [f32] {
+    assert!(x.len() <= PRESCALE_MAX && x.len().is_multiple_of(256));
+    for (xb, out) in x.chunks_exact(256).zip(buf.chunks_exact_mut(T_BLOCK)) {
+        for h in 0..2 {
+            for t in 0..16 {
+                for i in 0..2 {
+                    for k in 0..4 {
+                        let e = 128 * h + 32 * k + 16 * i + t;
+                        out[8 * (16 * h + t) + 4 * i + k] = MaybeUninit::new(xb[e]);
+                    }
                 }
             }
         }
+        for (s, sub) in xb.chunks_exact(16).enumerate() {
+            // SAFETY: `sub` is 16 floats; the loads are unaligned.
+            let (a, b) = unsafe {
+                (
+                    _mm256_loadu_ps(sub.as_ptr()),
+                    _mm256_loadu_ps(sub.as_ptr().add(8)),
+                )
+            };
+            out[256 + s] = MaybeUninit::new(hsum(_mm256_add_ps(a, b)));
+        }
     }
-    acc
+    let n = x.len() / 256 * T_BLOCK;
+    // SAFETY: the loop wrote the first n floats, and `buf` stays borrowed.
+    unsafe { core::slice::from_raw_parts(buf.as_ptr().cast(), n) }
 }
 
-/// Most floats [`with_sub_sums`] writes: a row of [`PRESCALE_MAX`] activations and the sums of
-/// its 16-element sub-blocks.
-const WITH_SUMS_MAX: usize = PRESCALE_MAX + PRESCALE_MAX / 16;
-
-/// `x` (a multiple of 256 long, at most [`PRESCALE_MAX`]) followed by the sum of each of its
-/// 16-element sub-blocks, written into `buf`, of which it returns the initialized part: the
-/// sums every Q2_K row's min term multiplies, computed once per call rather than per row.
+/// Per half `h` of a Q2_K block, the steps `d·sc·4^−k` in lane order `4i + k` (sub-block
+/// `8h + 2k + i`): the reference's products `d·sc`, scaled by powers of two (exact), for codes
+/// taken in place as `q·4^k`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn with_sub_sums<'a>(x: &[f32], buf: &'a mut [MaybeUninit<f32>; WITH_SUMS_MAX]) -> &'a [f32] {
-    assert!(x.len() <= PRESCALE_MAX && x.len().is_multiple_of(256));
-    let n = x.len();
-    for (i, &v) in x.iter().enumerate() {
-        buf[i] = MaybeUninit::new(v);
-    }
-    for (s, sub) in x.chunks_exact(16).enumerate() {
-        // SAFETY: `sub` is 16 floats; the loads are unaligned.
-        let (a, b) = unsafe {
-            (
-                _mm256_loadu_ps(sub.as_ptr()),
-                _mm256_loadu_ps(sub.as_ptr().add(8)),
-            )
-        };
-        buf[n + s] = MaybeUninit::new(hsum(_mm256_add_ps(a, b)));
-    }
-    // SAFETY: the loops wrote the first n + n / 16 entries, and `buf` stays borrowed.
-    unsafe { core::slice::from_raw_parts(buf.as_ptr().cast(), n + n / 16) }
+fn q2_k_lane_steps(b: &BlockQ2_K) -> [__m256; 2] {
+    // SAFETY: `scales` is 16 bytes; the load is unaligned.
+    let s = unsafe { _mm_loadu_si128(b.scales.as_ptr().cast()) };
+    let order = _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
+    let sc = _mm_and_si128(_mm_shuffle_epi8(s, order), _mm_set1_epi8(0x0F));
+    let d = f16x8(b.d);
+    let pow = _mm256_setr_ps(1.0, 0.25, 0.0625, 0.015625, 1.0, 0.25, 0.0625, 0.015625);
+    [sc, _mm_unpackhi_epi64(sc, sc)].map(|v| {
+        let step = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)));
+        _mm256_mul_ps(step, pow)
+    })
 }
 
-/// `R` Q2_K rows · `xs` ([`with_sub_sums`]: `x`, then its sub-block sums): per 16-element
-/// sub-block and row `acc += (d·sc)·(Σ q·x)`, and per super-block and row the min term
-/// `acc −= (dmin·m)·(Σ x)` as two 8-lane products over the precomputed sums (instead of one
-/// per sub-block). The FMA ports bound this kernel, so the fourteen products saved per
-/// super-block and row measured 3.8 → 4.8 GB/s (44 → 56–57 % of Q4_0's) on the 576x1536 and
-/// 2048x2048 bench shapes (Zen 4, loaded machine).
+/// `R` Q2_K rows (`kb` blocks each, back to back in `w`) · `xt` ([`transpose_q2_k`]).
+///
+/// Lane `4i + k` of every vector belongs to sub-block `8h + 2k + i`, so a half-block's 128
+/// products accumulate lane by lane and its eight steps apply at once, in one FMA per
+/// accumulator. The 32 code bytes of half `h` load as they lie (lane `i` holds bytes
+/// `16i..16i + 16`, positions `t` of sub-blocks `8h + 2k + i`); per group of three positions
+/// one `vpshufb` puts a lane's three bytes into each of its dwords, then per position an
+/// `and` keeps the dword's code as `q·4^k·2^(8b)` (`b` the byte; exact, at most 3·2^22), a
+/// conversion and an FMA with `x`, into one accumulator per `b` (scaled by `2^−8b` with the
+/// step). The min term: two 8-lane products with the precomputed sub-block sums.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn rows_q2_k_sums<const R: usize>(w: &[BlockQ2_K], kb: usize, xs: &[f32]) -> [__m256; R] {
-    assert!(w.len() >= R * kb && xs.len() >= 272 * kb);
-    let (x, sx) = xs.split_at(256 * kb);
+fn rows_q2_k<const R: usize>(w: &[BlockQ2_K], kb: usize, xt: &[f32]) -> [__m256; R] {
+    assert!(w.len() >= R * kb && xt.len() >= T_BLOCK * kb);
+    // SAFETY: each table holds 32 bytes; the loads are unaligned.
+    let idx = GROUPS.map(|t| unsafe { _mm256_loadu_si256(t.as_ptr().cast()) });
+    let fields = _mm256_setr_epi32(3, 12, 48, 192, 3, 12, 48, 192);
+    let masks = [
+        fields,
+        _mm256_slli_epi32::<8>(fields),
+        _mm256_slli_epi32::<16>(fields),
+    ];
+    let byte = [1.0, 1.0 / 256.0, 1.0 / 65536.0].map(|v| _mm256_set1_ps(v));
     let mut acc = [_mm256_setzero_ps(); R];
     for b in 0..kb {
-        let steps: [([f32; 16], [f32; 16]); R] =
-            core::array::from_fn(|r| q2_k_steps(&w[r * kb + b]));
-        // SAFETY: 16·b + 16 ≤ 16·kb ≤ sx.len() (asserted); the loads are unaligned.
-        let sxv = unsafe {
+        let xb = &xt[T_BLOCK * b..T_BLOCK * (b + 1)];
+        // SAFETY: floats 256..272 of the block's 272; the loads are unaligned.
+        let sums = unsafe {
             [
-                _mm256_loadu_ps(sx.as_ptr().add(16 * b)),
-                _mm256_loadu_ps(sx.as_ptr().add(16 * b + 8)),
+                _mm256_loadu_ps(xb.as_ptr().add(256)),
+                _mm256_loadu_ps(xb.as_ptr().add(264)),
             ]
         };
         for r in 0..R {
-            for (h, &sv) in sxv.iter().enumerate() {
-                // SAFETY: `steps[r].1` holds 16 floats; the load is unaligned.
-                let min = unsafe { _mm256_loadu_ps(steps[r].1.as_ptr().add(8 * h)) };
-                acc[r] = _mm256_fnmadd_ps(min, sv, acc[r]);
+            let blk = &w[r * kb + b];
+            let (_, mins) = q2_k_steps(blk);
+            for (h, &sum) in sums.iter().enumerate() {
+                // SAFETY: `mins` holds 16 floats; the load is unaligned.
+                let m = unsafe { _mm256_loadu_ps(mins.as_ptr().add(8 * h)) };
+                acc[r] = _mm256_fnmadd_ps(m, sum, acc[r]);
             }
-        }
-        for i in 0..8 {
-            let xv = load32(&x[256 * b + 32 * i..]);
-            for r in 0..R {
-                let q = i8x32_to_f32(q2_k_codes(&w[r * kb + b], i / 4, i % 4));
-                let p = [
-                    _mm256_fmadd_ps(q[1], xv[1], _mm256_mul_ps(q[0], xv[0])),
-                    _mm256_fmadd_ps(q[3], xv[3], _mm256_mul_ps(q[2], xv[2])),
-                ];
-                for (s, &ps) in p.iter().enumerate() {
-                    let step = _mm256_set1_ps(steps[r].0[2 * i + s]);
-                    acc[r] = _mm256_fmadd_ps(ps, step, acc[r]);
+            let steps = q2_k_lane_steps(blk);
+            for h in 0..2 {
+                let q = load_u8x32(&blk.qs[32 * h..]);
+                let mut part = [_mm256_setzero_ps(); 3];
+                for (g, &ix) in idx.iter().enumerate() {
+                    let spread = _mm256_shuffle_epi8(q, ix);
+                    for (j, &mask) in masks.iter().enumerate().take(16 - 3 * g) {
+                        let t = 3 * g + j;
+                        let code = _mm256_cvtepi32_ps(_mm256_and_si256(spread, mask));
+                        // SAFETY: 8(16h + t) + 8 ≤ 256 floats of the block; unaligned load.
+                        let xv = unsafe { _mm256_loadu_ps(xb.as_ptr().add(8 * (16 * h + t))) };
+                        part[j] = _mm256_fmadd_ps(code, xv, part[j]);
+                    }
+                }
+                for (p, s) in part.into_iter().zip(byte) {
+                    acc[r] = _mm256_fmadd_ps(p, _mm256_mul_ps(steps[h], s), acc[r]);
                 }
             }
         }
@@ -335,10 +474,16 @@ pub(crate) fn dot_q3_k_f32(blocks: &[BlockQ3_K], x: &[f32]) -> f32 {
     hsum(rows_q3_k::<1>(blocks, blocks.len(), x)[0])
 }
 
-/// Q2_K row · f32: the one-row case of the row kernel.
+/// Q2_K row · f32, block by block ([`dot_block_q2_k`]).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn dot_q2_k_f32(blocks: &[BlockQ2_K], x: &[f32]) -> f32 {
-    hsum(rows_q2_k::<1>(blocks, blocks.len(), x)[0])
+    assert!(x.len() >= 256 * blocks.len());
+    let mut acc = _mm256_setzero_ps();
+    for (b, blk) in blocks.iter().enumerate() {
+        // SAFETY: 256·b + 256 ≤ x.len() (asserted).
+        acc = _mm256_add_ps(acc, unsafe { dot_block_q2_k(blk, x.as_ptr().add(256 * b)) });
+    }
+    hsum(acc)
 }
 
 dot_rows_driver!("avx2,fma,f16c", pub(crate) dot_rows_q3_k_f32, BlockQ3_K, rows_q3_k, store_rows);
@@ -346,9 +491,9 @@ dot_rows_driver!(
     "avx2,fma,f16c",
     pub(crate) dot_rows_q2_k_f32,
     BlockQ2_K,
-    rows_q2_k_sums,
+    rows_q2_k,
     store_rows,
-    prescale = with_sub_sums[WITH_SUMS_MAX]
+    prescale = transpose_q2_k[T_MAX]
 );
 
 #[cfg(test)]
