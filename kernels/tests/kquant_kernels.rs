@@ -798,9 +798,10 @@ fn check_names(k: &Kernels, backend: Backend) {
         assert_eq!(fk.dot_q8.unwrap().name, format!("dot_{fmt}_q8/{int8}"));
         assert_eq!(fk.gemm_q8.unwrap().name, format!("gemm_{fmt}_q8/{int8}"));
         let rows = match (backend, format) {
-            (Backend::Avx512Vnni, Format::Q4_K | Format::Q5_K | Format::IQ4_XS | Format::Q2_K) => {
-                "avx512"
-            }
+            (
+                Backend::Avx512Vnni,
+                Format::Q4_K | Format::Q5_K | Format::IQ4_XS | Format::Q3_K | Format::Q2_K,
+            ) => "avx512",
             (Backend::Avx512Vnni, Format::Q6_K) if has_vbmi() => "avx512",
             _ => isa,
         };

@@ -446,7 +446,7 @@ fn rows_q2_k<const R: usize>(w: &[BlockQ2_K], kb: usize, xt: &[f32]) -> [__m256;
                 acc[r] = _mm256_fnmadd_ps(m, sum, acc[r]);
             }
             let steps = q2_k_lane_steps(blk);
-            for h in 0..2 {
+            for (h, &step) in steps.iter().enumerate() {
                 let q = load_u8x32(&blk.qs[32 * h..]);
                 let mut part = [_mm256_setzero_ps(); 3];
                 for (g, &ix) in idx.iter().enumerate() {
@@ -460,7 +460,7 @@ fn rows_q2_k<const R: usize>(w: &[BlockQ2_K], kb: usize, xt: &[f32]) -> [__m256;
                     }
                 }
                 for (p, s) in part.into_iter().zip(byte) {
-                    acc[r] = _mm256_fmadd_ps(p, _mm256_mul_ps(steps[h], s), acc[r]);
+                    acc[r] = _mm256_fmadd_ps(p, _mm256_mul_ps(step, s), acc[r]);
                 }
             }
         }

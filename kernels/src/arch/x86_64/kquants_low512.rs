@@ -1,5 +1,6 @@
-//! Decoding's rows · one f32 vector for Q2_K with AVX-512F/BW (`dot_rows_q2_k_f32/avx512`),
-//! installed with the AVX512-VNNI backend (whose detection includes `avx512f` and `avx512bw`).
+//! Decoding's rows · one f32 vector for Q2_K and Q3_K with AVX-512F/BW
+//! (`dot_rows_q2_k_f32/avx512`, `dot_rows_q3_k_f32/avx512`), installed with the AVX512-VNNI
+//! backend (whose detection includes `avx512f` and `avx512bw`).
 //!
 //! The AVX2 kernel's method (`kquants_low.rs`) on 512-bit vectors: `x` is transposed once per
 //! call so that lane `4c + k` of a vector belongs to sub-block `8h + 2k + i` (`c = 2h + i`, the
@@ -19,6 +20,15 @@
 //! code's two bits into masks and added `step·x` under them with two merge-masked FMAs per 16
 //! weights, and 6.0 GB/s for the AVX2 kernel.
 //!
+//! Q3_K ([`rows_q3_k`]) shares the transposition (its low code bits lie as Q2_K's) and merges
+//! its high bits into the dwords before the per-position `and`; each code then loses its
+//! offset 4 with one integer subtraction, so that every product is the reference's `q·x`
+//! times a power of two (subtracting `4·Σx` per sub-block instead, one operation fewer per 16 weights, gave
+//! 7.0 GB/s, 69–71 %, but its rounding error scales with `|q + 4|`, not the budget's `|q|`):
+//! 6.4 GB/s, 63–65 % of Q4_0's, against 5.0 GB/s (50–51 %) for the AVX2 kernel it replaces on
+//! this backend. Short of 70 %: per 16 weights it spends four operations and a third of a group's
+//! four (two `vpshufb`, a shift, a `vpternlogd`), against Q2_K's three and a quarter.
+//!
 //! The sums differ from the reference's in order only: per lane one rounding per product and
 //! per sub-block step, inside the row dot's budget (`tests/kquant_kernels.rs`).
 
@@ -33,7 +43,8 @@ use core::mem::MaybeUninit;
 
 use super::avx512::store_sums;
 use super::gemm::{prefetch_ahead, prefetch_head, PRESCALE_MAX, ROWS};
-use crate::blocks::{BlockQ2_K, F16Le};
+use super::kquants_low::q3_k_scales_i8;
+use crate::blocks::{BlockQ2_K, BlockQ3_K, F16Le};
 
 /// Floats [`transpose_q2_k`] writes per block: its 256 activations, then the sums of its 16
 /// sub-blocks.
@@ -201,6 +212,129 @@ pub(super) fn dot_rows_q2_k_f32(w: &[BlockQ2_K], kb: usize, x: &[f32], y: &mut [
     for yr in groups.into_remainder() {
         store_sums(
             rows_q2_k::<1>(&w[r * kb..], kb, xt),
+            core::slice::from_mut(yr),
+        );
+        r += 1;
+    }
+}
+
+/// Rows per step of the Q3_K kernel: two (6.52 against 6.35 GB/s for four and 6.84 for one,
+/// 576x1536, one run; its codes and high bits of four rows do not fit the registers beside
+/// the accumulators).
+const ROWS3: usize = 2;
+
+/// `vpshufb` indices for Q3_K: group `g` puts bytes `3g..3g + 3` of each 128-bit lane into
+/// bytes 0..3 of every dword of the lane, byte 3 zero; group 5 byte 15 alone.
+const GROUPS3: [[i8; 64]; 6] = {
+    let mut t = [[-1i8; 64]; 6]; // pshufb: a set top bit writes zero
+    let mut g = 0;
+    while g < 6 {
+        let mut d = 0;
+        while d < 16 {
+            let mut b = 0;
+            while b < 3 && 3 * g + b < 16 {
+                t[g][4 * d + b] = (3 * g + b) as i8;
+                b += 1;
+            }
+            d += 1;
+        }
+        g += 1;
+    }
+    t
+};
+
+/// `R` Q3_K rows (`kb` blocks each, back to back in `w`) · `xt` ([`transpose_q2_k`]: Q3_K
+/// keeps its low code bits in Q2_K's layout), as 16-lane partial sums.
+///
+/// As [`rows_q2_k`], with three bytes per dword (a code reaches 4·2^22 in magnitude), the code
+/// `u = q + 4` built in place before the per-position `and`: the high bits of
+/// element `128h + 32k + 16i + t` are bit `4h + k` of `hmask` byte `16i + t`, so `hmask`
+/// broadcast to both 256-bit halves (and shifted right by four in the second, `h = 1`) goes
+/// through the same `vpshufb`, a shift by `k + 2` per lane puts bit `k` of each byte on bit
+/// `2k + 2`, next to the low pair, and one `vpternlogd` merges the two. After the `and`, one
+/// subtraction makes it `q = u − 4` (times `4^k·2^8b`), exact.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+fn rows_q3_k<const R: usize>(w: &[BlockQ3_K], kb: usize, xt: &[f32]) -> [__m512; R] {
+    assert!(w.len() >= R * kb && xt.len() >= T_BLOCK * kb);
+    // SAFETY: each table holds 64 bytes; the loads are unaligned.
+    let idx = GROUPS3.map(|t| unsafe { _mm512_loadu_si512(t.as_ptr().cast()) });
+    // Per lane k (the dword's position in its 128-bit lane), bytes 0..3.
+    let pairs = _mm512_set4_epi32(0x00C0_C0C0, 0x0030_3030, 0x000C_0C0C, 0x0003_0303);
+    let up = _mm512_set4_epi32(5, 4, 3, 2);
+    let fields = _mm512_set4_epi32(7 << 6, 7 << 4, 7 << 2, 7);
+    let masks = [0, 8, 16].map(|b| _mm512_sllv_epi32(fields, _mm512_set1_epi32(b)));
+    let four = _mm512_set4_epi32(4 << 6, 4 << 4, 4 << 2, 4);
+    let fours = [0, 8, 16].map(|b| _mm512_sllv_epi32(four, _mm512_set1_epi32(b)));
+    let order = _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
+    let pow = _mm512_setr4_ps(1.0, 0.25, 0.0625, 0.015625);
+    let mut acc = [_mm512_setzero_ps(); R];
+    for b in 0..kb {
+        let xb = &xt[T_BLOCK * b..T_BLOCK * (b + 1)];
+        let mut part = [[_mm512_setzero_ps(); 3]; R];
+        let mut q = [_mm512_setzero_si512(); R];
+        let mut hm = [_mm512_setzero_si512(); R];
+        for r in 0..R {
+            let blk = &w[r * kb + b];
+            // SAFETY: `qs` is 64 readable bytes, `hmask` 32; the loads are unaligned.
+            let h = unsafe {
+                q[r] = _mm512_loadu_si512(blk.qs.as_ptr().cast());
+                _mm512_broadcast_i64x4(_mm256_loadu_si256(blk.hmask.as_ptr().cast()))
+            };
+            hm[r] = _mm512_mask_srli_epi32::<4>(h, 0xFF00, h);
+        }
+        for g in 0..6 {
+            for r in 0..R {
+                let low = _mm512_shuffle_epi8(q[r], idx[g]);
+                let high = _mm512_sllv_epi32(_mm512_shuffle_epi8(hm[r], idx[g]), up);
+                // Bitwise `pairs ? low : high`: the bits the masks below keep.
+                let u = _mm512_ternarylogic_epi32::<0xE4>(low, high, pairs);
+                for j in 0..3.min(16 - 3 * g) {
+                    // SAFETY: 16(3g + j) + 16 ≤ 256 floats of the block.
+                    let xv = unsafe { load16(xb.as_ptr().add(16 * (3 * g + j))) };
+                    // q = u − 4 in place, exact: the products are the reference's.
+                    let q = _mm512_sub_epi32(_mm512_and_si512(u, masks[j]), fours[j]);
+                    part[r][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), xv, part[r][j]);
+                }
+            }
+        }
+        for r in 0..R {
+            let blk = &w[r * kb + b];
+            let sc = q3_k_scales_i8(blk);
+            let d = _mm512_set1_ps(f16_pair(blk.d, blk.d).0);
+            // The reference's steps d·(sc − 32), in lane order, times 4^−k (exact).
+            let lanes = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_shuffle_epi8(sc, order)));
+            let step = _mm512_mul_ps(_mm512_mul_ps(d, lanes), pow);
+            let p = &part[r];
+            // The bytes' 2^8b (Horner, the products exact): u = Σ_b part_b·2^−8b.
+            let u = _mm512_fmadd_ps(p[2], _mm512_set1_ps(1.0 / 256.0), p[1]);
+            let u = _mm512_fmadd_ps(u, _mm512_set1_ps(1.0 / 256.0), p[0]);
+            acc[r] = _mm512_fmadd_ps(u, step, acc[r]);
+        }
+    }
+    acc
+}
+
+/// `y[r] = row r · x` for the `y.len()` Q3_K rows of `w` (`kb` blocks each, `256·kb ≤
+/// PRESCALE_MAX`): `x` transposed once, then [`ROWS3`] rows per step through [`rows_q3_k`],
+/// prefetching the rows ahead.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+pub(super) fn dot_rows_q3_k_f32(w: &[BlockQ3_K], kb: usize, x: &[f32], y: &mut [f32]) {
+    assert!(w.len() >= y.len() * kb && x.len() >= 256 * kb);
+    let mut buf = [MaybeUninit::uninit(); T_MAX];
+    let xt = transpose_q2_k(&x[..256 * kb], &mut buf);
+    let row_bytes = kb * core::mem::size_of::<BlockQ3_K>();
+    prefetch_head(w.as_ptr().cast(), y.len() * row_bytes);
+    let mut groups = y.chunks_exact_mut(ROWS3);
+    let mut r = 0;
+    for yg in &mut groups {
+        prefetch_ahead(w[r * kb..].as_ptr().cast(), ROWS3 * row_bytes);
+        store_sums(rows_q3_k::<ROWS3>(&w[r * kb..], kb, xt), yg);
+        r += ROWS3;
+    }
+    for yr in groups.into_remainder() {
+        store_sums(
+            rows_q3_k::<1>(&w[r * kb..], kb, xt),
             core::slice::from_mut(yr),
         );
         r += 1;

@@ -195,6 +195,8 @@ pub(super) fn install(backend: Backend, k: &mut Kernels) -> bool {
         f.dot_rows = Some(named!(dot_rows_q2_k_f32_avx512, "dot_rows_q2_k_f32/avx512"));
         f.dot_q8 = Some(named!(kql512::dot_q2_k_q8, "dot_q2_k_q8/avx512vnni"));
         f.gemm_q8 = Some(named!(kql512::gemm_q2_k_q8, "gemm_q2_k_q8/avx512vnni"));
+        k.format_mut(Format::Q3_K).dot_rows =
+            Some(named!(dot_rows_q3_k_f32_avx512, "dot_rows_q3_k_f32/avx512"));
         // Q3_K's row dot stays the 256-bit one (`kql_avx512vnni`): preparing the 512-bit
         // layout and its sub-block sums for every row cost more than it saved (7.9 against
         // 8.5 GB/s on the 576x1536 bench shape, Zen 4, loaded machine).
@@ -427,6 +429,15 @@ dot_rows_wrapper!(
     256,
     kquants_low::dot_rows_q2_k_f32,
     above gemm::PRESCALE_MAX => dot_q2_k_f32,
+);
+// Installed only for the AVX512-VNNI backend, whose detection includes `avx512f` and `avx512bw`.
+dot_rows_wrapper!(
+    dot_rows_q3_k_f32_avx512,
+    BlockQ3_K,
+    "Q3_K",
+    256,
+    kquants_low512::dot_rows_q3_k_f32,
+    above gemm::PRESCALE_MAX => dot_q3_k_f32,
 );
 // Installed only for the AVX512-VNNI backend, whose detection includes `avx512f` and `avx512bw`.
 dot_rows_wrapper!(
