@@ -19,10 +19,10 @@
 //! `and` away, and the power of two goes into the scale (exact). Its row kernel reads `x`
 //! transposed once per call ([`transpose_q2_k`]) so that each lane of a vector belongs to one
 //! sub-block for the whole half-block: a code costs an `and`, a conversion and an FMA, and the
-//! sixteen sub-block steps apply once per block, as vectors (3.8–4.0 → 6.0 GB/s, 50–56 → 71–72 %
+//! sixteen sub-block steps apply once per block, as vectors (4.3–4.8 → 6.0 GB/s, 50–57 → 70–72 %
 //! of Q4_0's, on the 576x1536 and 2048x2048 bench shapes; Zen 4). The one-row dot, which cannot
 //! pay for a transposition, keeps element order and folds the step into the integer code with
-//! one `vpmaddwd` ([`dot_block_q2_k`]; 2.4 → 4.0 GB/s, 30 → 49–50 %).
+//! one `vpmaddwd` ([`dot_block_q2_k`]; 2.4 → 4.0 GB/s, 30 → 49–51 %).
 
 use core::arch::x86_64::*;
 use core::mem::MaybeUninit;

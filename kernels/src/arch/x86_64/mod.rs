@@ -257,7 +257,8 @@ fn install_unpack_i8(k: &mut Kernels) {
     }
 }
 
-/// Q3_K and Q2_K: the AVX2 f32 kernels on every backend, the int8 dots of `backend`'s ISA.
+/// Q3_K and Q2_K: the AVX2 f32 kernels on every backend (the AVX512-VNNI backend then replaces
+/// the row kernels with `kquants_low512`'s), the int8 dots of `backend`'s ISA.
 fn install_low_kquants(backend: Backend, k: &mut Kernels) {
     let f = k.format_mut(Format::Q3_K);
     f.dot = named!(dot_q3_k_f32, "dot_q3_k_f32/avx2");
