@@ -360,16 +360,7 @@ const T_MAX: usize = PRESCALE_MAX / 256 * T_BLOCK;
 fn transpose_q2_k<'a>(x: &[f32], buf: &'a mut [MaybeUninit<f32>; T_MAX]) -> &'a [f32] {
     assert!(x.len() <= PRESCALE_MAX && x.len().is_multiple_of(256));
     for (xb, out) in x.chunks_exact(256).zip(buf.chunks_exact_mut(T_BLOCK)) {
-        for h in 0..2 {
-            for t in 0..16 {
-                for i in 0..2 {
-                    for k in 0..4 {
-                        let e = 128 * h + 32 * k + 16 * i + t;
-                        out[8 * (16 * h + t) + 4 * i + k] = MaybeUninit::new(xb[e]);
-                    }
-                }
-            }
-        }
+        transpose_sub_blocks(xb, out, |h, i, t| 8 * (16 * h + t) + 4 * i);
         for (s, sub) in xb.chunks_exact(16).enumerate() {
             // SAFETY: `sub` is 16 floats; the loads are unaligned.
             let (a, b) = unsafe {
@@ -384,6 +375,43 @@ fn transpose_q2_k<'a>(x: &[f32], buf: &'a mut [MaybeUninit<f32>; T_MAX]) -> &'a 
     let n = x.len() / 256 * T_BLOCK;
     // SAFETY: the loop wrote the first n floats, and `buf` stays borrowed.
     unsafe { core::slice::from_raw_parts(buf.as_ptr().cast(), n) }
+}
+
+/// For each half `h`, parity `i` and position `t` of a 256-float block `xb`, the four floats
+/// `xb[128h + 32k + 16i + t]` (`k = 0..4`) written in order at `out[at(h, i, t)..]`: the
+/// transposition the Q2_K and Q3_K row kernels read `x` in, as 4 × 4 transposes (four loads,
+/// eight shuffles and four stores per 16 floats).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn transpose_sub_blocks(
+    xb: &[f32],
+    out: &mut [MaybeUninit<f32>],
+    at: impl Fn(usize, usize, usize) -> usize,
+) {
+    assert!(xb.len() >= 256);
+    for h in 0..2 {
+        for i in 0..2 {
+            for m in 0..4 {
+                // SAFETY: 128h + 32k + 16i + 4m + 4 ≤ 256 ≤ xb.len(); unaligned loads.
+                let r: [__m128; 4] = core::array::from_fn(|k| unsafe {
+                    _mm_loadu_ps(xb.as_ptr().add(128 * h + 32 * k + 16 * i + 4 * m))
+                });
+                let (a, b) = (_mm_unpacklo_ps(r[0], r[1]), _mm_unpacklo_ps(r[2], r[3]));
+                let (c, d) = (_mm_unpackhi_ps(r[0], r[1]), _mm_unpackhi_ps(r[2], r[3]));
+                let cols = [
+                    _mm_movelh_ps(a, b),
+                    _mm_movehl_ps(b, a),
+                    _mm_movelh_ps(c, d),
+                    _mm_movehl_ps(d, c),
+                ];
+                for (j, v) in cols.into_iter().enumerate() {
+                    let o = &mut out[at(h, i, 4 * m + j)..][..4];
+                    // SAFETY: `o` is 4 floats, exclusively borrowed; the store is unaligned.
+                    unsafe { _mm_storeu_ps(o.as_mut_ptr().cast(), v) };
+                }
+            }
+        }
+    }
 }
 
 /// Per half `h` of a Q2_K block, the steps `d·sc·4^−k` in lane order `4i + k` (sub-block

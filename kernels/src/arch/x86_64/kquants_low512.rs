@@ -43,7 +43,7 @@ use core::mem::MaybeUninit;
 
 use super::avx512::store_sums;
 use super::gemm::{prefetch_ahead, prefetch_head, PRESCALE_MAX, ROWS};
-use super::kquants_low::q3_k_scales_i8;
+use super::kquants_low::{q3_k_scales_i8, transpose_sub_blocks};
 use crate::blocks::{BlockQ2_K, BlockQ3_K, F16Le};
 
 /// Floats [`transpose_q2_k`] writes per block: its 256 activations, then the sums of its 16
@@ -89,14 +89,7 @@ unsafe fn load16(x: *const f32) -> __m512 {
 fn transpose_q2_k<'a>(x: &[f32], buf: &'a mut [MaybeUninit<f32>; T_MAX]) -> &'a [f32] {
     assert!(x.len() <= PRESCALE_MAX && x.len().is_multiple_of(256));
     for (xb, out) in x.chunks_exact(256).zip(buf.chunks_exact_mut(T_BLOCK)) {
-        for t in 0..16 {
-            for c in 0..4 {
-                for k in 0..4 {
-                    let e = 128 * (c / 2) + 32 * k + 16 * (c % 2) + t;
-                    out[16 * t + 4 * c + k] = MaybeUninit::new(xb[e]);
-                }
-            }
-        }
+        transpose_sub_blocks(xb, out, |h, i, t| 16 * t + 4 * (2 * h + i));
         for (s, sub) in xb.chunks_exact(16).enumerate() {
             // SAFETY: `sub` is 16 floats.
             out[256 + s] = MaybeUninit::new(_mm512_reduce_add_ps(unsafe { load16(sub.as_ptr()) }));
