@@ -170,6 +170,59 @@ macro_rules! kquant_low_int8_dots {
             sum
         }
 
+        /// The `vpmaddubsw` pair sums of four activation blocks `v` (sub-block `2k` in the low
+        /// 128 bits of `v[k]`, `2k + 1` in the high) reduced to one dword per block and 128-bit
+        /// lane: dword `k` of each lane holds two words whose sum is that sub-block's. Unpacks
+        /// and word adds only (a `vphaddw` costs as much as four of them on Zen 4). Exact when
+        /// every sub-block's absolute products sum below 2¹⁵, which the callers' codes
+        /// guarantee: every partial sum is then in range.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn quad_words(v: [__m256i; 4]) -> __m256i {
+            let fold32 = |a: __m256i, b: __m256i| {
+                _mm256_add_epi16(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b))
+            };
+            let (s01, s23) = (fold32(v[0], v[1]), fold32(v[2], v[3]));
+            _mm256_add_epi16(_mm256_unpacklo_epi64(s01, s23), _mm256_unpackhi_epi64(s01, s23))
+        }
+
+        /// [`quad_words`]'s result by `vpmaddwd` with ones and `vpackssdw` (multiplier ports
+        /// rather than shuffles): the same per-block pairs of words, exact under the same bound.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn quad_words_madd(v: [__m256i; 4]) -> __m256i {
+            let one = _mm256_set1_epi16(1);
+            let fold = |a: __m256i, b: __m256i| {
+                _mm256_packs_epi32(_mm256_madd_epi16(a, one), _mm256_madd_epi16(b, one))
+            };
+            fold(fold(v[0], v[1]), fold(v[2], v[3]))
+        }
+
+        /// `vpshufb` indices from sixteen sub-block bytes (both lanes) to the words that meet
+        /// [`quad_words`] of blocks `4h..4h + 4` in `vpmaddwd`: dword `k` of the low lane takes
+        /// byte `8h + 2k` twice (as words), of the high lane byte `8h + 2k + 1`.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn dup_words(h: usize) -> __m256i {
+            let b = |k: i8, odd: i8| 8 * h as i8 + 2 * k + odd;
+            let z = -128i8;
+            _mm256_setr_epi8(
+                b(0, 0), z, b(0, 0), z, b(1, 0), z, b(1, 0), z,
+                b(2, 0), z, b(2, 0), z, b(3, 0), z, b(3, 0), z,
+                b(0, 1), z, b(0, 1), z, b(1, 1), z, b(1, 1), z,
+                b(2, 1), z, b(2, 1), z, b(3, 1), z, b(3, 1), z,
+            )
+        }
+
+        /// `[d, dmin, d, dmin]` of a Q2_K block as f32.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn d_dmin(b: &BlockQ2_K) -> __m128 {
+            let bits = u32::from(u16::from_le_bytes(b.d.0))
+                | u32::from(u16::from_le_bytes(b.dmin.0)) << 16;
+            _mm_cvtph_ps(_mm_set1_epi32(bits as i32))
+        }
+
         /// One super-block of activations as Q2_K's and Q3_K's rows meet it, prepared once for
         /// every row of a GEMM: the eight blocks' codes, their sub-block sums (the `1·a` tree
         /// of Q2_K's min term and Q3_K's offset, before the mins or scales multiply it) and
@@ -301,13 +354,101 @@ macro_rules! kquant_low_int8_dots {
         }
 
         /// Q2_K row · int8 activations (`acts` holds eight blocks per super-block).
+        ///
+        /// Software-pipelined: the integer part of super-block `i + 1` ([`q2_k_ints`]) comes
+        /// before the float part of super-block `i` ([`q2_k_term`]), whose long dependency
+        /// chain then finds its inputs ready instead of holding the scheduler while the next
+        /// block's loads and trees wait behind it.
         #[target_feature(enable = $features)]
         pub(crate) fn dot_q2_k_q8(blocks: &[BlockQ2_K], acts: &[BlockQ8Act]) -> f32 {
+            let mut pairs = blocks.iter().zip(acts.chunks_exact(8));
+            let Some((b, a)) = pairs.next() else {
+                return 0.0;
+            };
+            let mut cur = q2_k_ints(b, a);
             let mut sum = 0.0f32;
-            for (b, a) in blocks.iter().zip(acts.chunks_exact(8)) {
-                sum += q2_k_block(b, &prepare(a));
+            for (b, a) in pairs {
+                let next = q2_k_ints(b, a);
+                sum += q2_k_term(&cur);
+                cur = next;
             }
-            sum
+            sum + q2_k_term(&cur)
+        }
+
+        /// One Q2_K super-block's exact per-activation-block integers beside the scales
+        /// [`q2_k_term`] multiplies them by.
+        struct Q2Ints {
+            /// `[I_0..4 | M_0..4]` and `[I_4..8 | M_4..8]`.
+            im: [__m256i; 2],
+            /// The activation scales `[d_0..4 | d_0..4]` and `[d_4..8 | d_4..8]`.
+            d: [__m256; 2],
+            /// `[d, dmin, ..]` of the weight block.
+            dd: __m128,
+        }
+
+        /// The integers of one Q2_K super-block against its activations: per activation block
+        /// `k`, `I_k = Σ_s sc_s·Σ q·a` and `M_k = Σ_s m_s·Σ a` over its two sub-blocks `s`.
+        /// The `vpmaddubsw` pair sums (codes 0..=3: at most 2·3·127) fold to two words per
+        /// sub-block ([`quad_words`]: sums at most 16·3·127), and one `vpmaddwd` with each
+        /// scale or min repeated over its two words ([`dup_words`]) gives `sc_s·i_s` and
+        /// `m_s·t_s` exactly; the two sub-blocks of a block sit in the two 128-bit lanes.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn q2_k_ints(b: &BlockQ2_K, a: &[BlockQ8Act]) -> Q2Ints {
+            assert!(a.len() >= 8);
+            let (ones, nib) = (_mm256_set1_epi8(1), _mm256_set1_epi8(0x0F));
+            let x: [__m256i; 8] = core::array::from_fn(|k| load_i8x32(&a[k].qs));
+            let i: [__m256i; 8] = core::array::from_fn(|k| {
+                _mm256_maddubs_epi16(q2_k_codes(b, k / 4, k % 4), x[k])
+            });
+            let t = x.map(|x| _mm256_maddubs_epi16(ones, x));
+            // SAFETY: `scales` is 16 readable bytes; the load is unaligned.
+            let s = _mm256_broadcastsi128_si256(unsafe {
+                _mm_loadu_si128(b.scales.as_ptr().cast())
+            });
+            let (sc, m) = (
+                _mm256_and_si256(s, nib),
+                _mm256_and_si256(_mm256_srli_epi16::<4>(s), nib),
+            );
+            let im = |h: usize| {
+                let words = dup_words(h);
+                let ii = _mm256_madd_epi16(
+                    quad_words([i[4 * h], i[4 * h + 1], i[4 * h + 2], i[4 * h + 3]]),
+                    _mm256_shuffle_epi8(sc, words),
+                );
+                let mm = _mm256_madd_epi16(
+                    quad_words([t[4 * h], t[4 * h + 1], t[4 * h + 2], t[4 * h + 3]]),
+                    _mm256_shuffle_epi8(m, words),
+                );
+                add_halves(ii, mm)
+            };
+            let d4 = |k: usize| {
+                let v = _mm_setr_ps(a[k].d(), a[k + 1].d(), a[k + 2].d(), a[k + 3].d());
+                _mm256_set_m128(v, v)
+            };
+            Q2Ints {
+                im: [im(0), im(1)],
+                d: [d4(0), d4(4)],
+                dd: d_dmin(b),
+            }
+        }
+
+        /// The float part of one Q2_K super-block, the reference's: `p_k = d_k·I_k` and
+        /// `d_k·M_k`, each eight summed in `sum8_tree`'s order (the two trees side by side),
+        /// then `d·P − dmin·M`.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn q2_k_term(v: &Q2Ints) -> f32 {
+            let p_lo = _mm256_mul_ps(v.d[0], _mm256_cvtepi32_ps(v.im[0]));
+            let p_hi = _mm256_mul_ps(v.d[1], _mm256_cvtepi32_ps(v.im[1]));
+            // t_i = p_i + p_{i+4}, then (t_0 + t_2) + (t_1 + t_3), in each 128-bit lane.
+            let t = _mm256_add_ps(p_lo, p_hi);
+            let u = _mm256_add_ps(t, _mm256_permute_ps::<0b01_00_11_10>(t));
+            let w = _mm256_add_ps(u, _mm256_permute_ps::<0b10_11_00_01>(u));
+            // [P, M] times [d, dmin].
+            let pm = _mm_unpacklo_ps(_mm256_castps256_ps128(w), _mm256_extractf128_ps::<1>(w));
+            let r = _mm_mul_ps(pm, v.dd);
+            _mm_cvtss_f32(r) - _mm_cvtss_f32(_mm_movehdup_ps(r))
         }
 
         /// One Q3_K super-block's per-activation-block products `d_k·I_k` against its prepared
