@@ -340,16 +340,6 @@ fn q3_k_quad(b: [&BlockQ3_K; 4], acts: &Acts) -> [f32; 4] {
     [d0 * v[0], d1 * v[4], d2 * v[8], d3 * v[12]]
 }
 
-/// Q2_K row · int8 activations (`acts` holds eight blocks per super-block).
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(crate) fn dot_q2_k_q8(blocks: &[BlockQ2_K], acts: &[BlockQ8Act]) -> f32 {
-    let mut sum = 0.0f32;
-    for (b, a) in blocks.iter().zip(acts.chunks_exact(8)) {
-        sum += q2_k_block(b, &prepare(a));
-    }
-    sum
-}
-
 /// Super-blocks of one token's activations prepared at once by the GEMMs (4096 weights: a few
 /// KiB of stack, however long the rows).
 pub(super) const PREP: usize = 16;

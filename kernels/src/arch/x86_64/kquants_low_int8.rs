@@ -128,46 +128,58 @@ macro_rules! kquant_low_int8_dots {
         use crate::blocks::{BlockQ2_K, BlockQ3_K};
         use crate::scalar::BlockQ8Act;
 
-        /// Sub-block scales in the order of `hsum_halves4`'s lanes: `[0, 2, 4, 6, 1, 3, 5, 7]`
-        /// for blocks 0..4, the same plus 8 for blocks 4..8.
-        #[inline]
-        #[target_feature(enable = $features)]
-        fn lane_order(scales: __m128i) -> __m128i {
-            let order = _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
-            _mm_shuffle_epi8(scales, order)
-        }
-
-        /// One exact i32 per activation block: `Σ_s scale_s · v_s` over its two sub-blocks,
-        /// from the eight blocks' lane sums `v` and the sixteen scales in [`lane_order`] as
-        /// eight-lane i32 vectors for blocks 0..4 and 4..8.
-        #[inline]
-        #[target_feature(enable = $features)]
-        fn per_act_block(v: &[__m256i; 8], lo: __m256i, hi: __m256i) -> __m256i {
-            let l = _mm256_mullo_epi32(hsum_halves4([v[0], v[1], v[2], v[3]]), lo);
-            let h = _mm256_mullo_epi32(hsum_halves4([v[4], v[5], v[6], v[7]]), hi);
-            add_halves(l, h)
-        }
-
-        /// Q3_K row · int8 activations (`acts` holds eight blocks per super-block).
+        /// Q3_K row · int8 activations (`acts` holds eight blocks per super-block),
+        /// software-pipelined as [`dot_q2_k_q8`]: the integers of super-block `i + 1`
+        /// ([`q3_k_ints`]) before the float part of super-block `i`.
         #[target_feature(enable = $features)]
         pub(crate) fn dot_q3_k_q8(blocks: &[BlockQ3_K], acts: &[BlockQ8Act]) -> f32 {
+            let term = |(isum, d, db): (__m256i, __m256, f32)| {
+                db * hsum(_mm256_mul_ps(d, _mm256_cvtepi32_ps(isum)))
+            };
+            let mut pairs = blocks.iter().zip(acts.chunks_exact(8));
+            let Some((b, a)) = pairs.next() else {
+                return 0.0;
+            };
+            let mut cur = q3_k_ints(b, a);
             let mut sum = 0.0f32;
-            for (b, a) in blocks.iter().zip(acts.chunks_exact(8)) {
-                let v: [__m256i; 8] = core::array::from_fn(|k| {
-                    let w = q3_k_codes(b, k / 4, k % 4);
-                    let x = load_i8x32(&a[k].qs);
-                    dot_u8_i8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))
-                });
-                let sc = lane_order(q3_k_scales_i8(b));
-                let isum = per_act_block(
-                    &v,
-                    _mm256_cvtepi8_epi32(sc),
-                    _mm256_cvtepi8_epi32(_mm_unpackhi_epi64(sc, sc)),
-                );
-                let p = _mm256_mul_ps(per_block::<0>(a), _mm256_cvtepi32_ps(isum));
-                sum += _mm256_cvtss_f32(f16x8(b.d)) * hsum(p);
+            for (b, a) in pairs {
+                let next = q3_k_ints(b, a);
+                sum += term(cur);
+                cur = next;
             }
-            sum
+            sum + term(cur)
+        }
+
+        /// One Q3_K super-block against its activations: the exact `I_k = Σ_s sc_s·Σ q·a`
+        /// over the two sub-blocks of each activation block `k` (eight lanes), the activation
+        /// scales and the block's `d`. The codes (−4..=3) meet the activations through the
+        /// sign trick (a `vpmaddubsw` pair at most 2·4·127); the pair sums fold to two words
+        /// per sub-block ([`quad_words`]: sums at most 16·4·127), and one `vpmaddwd` with each
+        /// signed scale repeated over its two words gives `sc_s·i_s` exactly.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn q3_k_ints(b: &BlockQ3_K, a: &[BlockQ8Act]) -> (__m256i, __m256, f32) {
+            assert!(a.len() >= 8);
+            let v: [__m256i; 8] = core::array::from_fn(|k| {
+                let w = q3_k_codes(b, k / 4, k % 4);
+                let x = load_i8x32(&a[k].qs);
+                _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))
+            });
+            // Each signed scale byte in both bytes of its words, then sign-extended.
+            let sc = q3_k_scales_i8(b);
+            let sc = _mm256_set_m128i(sc, sc);
+            let scaled = |h: usize| {
+                let words = dup_words::<true>(h);
+                _mm256_madd_epi16(
+                    quad_words([v[4 * h], v[4 * h + 1], v[4 * h + 2], v[4 * h + 3]]),
+                    _mm256_srai_epi16::<8>(_mm256_shuffle_epi8(sc, words)),
+                )
+            };
+            (
+                add_halves(scaled(0), scaled(1)),
+                per_block::<0>(a),
+                _mm256_cvtss_f32(f16x8(b.d)),
+            )
         }
 
         /// The `vpmaddubsw` pair sums of four activation blocks `v` (sub-block `2k` in the low
@@ -186,31 +198,21 @@ macro_rules! kquant_low_int8_dots {
             _mm256_add_epi16(_mm256_unpacklo_epi64(s01, s23), _mm256_unpackhi_epi64(s01, s23))
         }
 
-        /// [`quad_words`]'s result by `vpmaddwd` with ones and `vpackssdw` (multiplier ports
-        /// rather than shuffles): the same per-block pairs of words, exact under the same bound.
-        #[inline]
-        #[target_feature(enable = $features)]
-        fn quad_words_madd(v: [__m256i; 4]) -> __m256i {
-            let one = _mm256_set1_epi16(1);
-            let fold = |a: __m256i, b: __m256i| {
-                _mm256_packs_epi32(_mm256_madd_epi16(a, one), _mm256_madd_epi16(b, one))
-            };
-            fold(fold(v[0], v[1]), fold(v[2], v[3]))
-        }
-
         /// `vpshufb` indices from sixteen sub-block bytes (both lanes) to the words that meet
         /// [`quad_words`] of blocks `4h..4h + 4` in `vpmaddwd`: dword `k` of the low lane takes
-        /// byte `8h + 2k` twice (as words), of the high lane byte `8h + 2k + 1`.
+        /// byte `8h + 2k` twice (as words), of the high lane byte `8h + 2k + 1`. Each word's
+        /// high byte is zero, or with `HIGH` the same byte again (a 16-bit arithmetic shift by
+        /// 8 then sign-extends it).
         #[inline]
         #[target_feature(enable = $features)]
-        fn dup_words(h: usize) -> __m256i {
+        fn dup_words<const HIGH: bool>(h: usize) -> __m256i {
             let b = |k: i8, odd: i8| 8 * h as i8 + 2 * k + odd;
-            let z = -128i8;
+            let z = |k: i8, odd: i8| if HIGH { b(k, odd) } else { -128 };
             _mm256_setr_epi8(
-                b(0, 0), z, b(0, 0), z, b(1, 0), z, b(1, 0), z,
-                b(2, 0), z, b(2, 0), z, b(3, 0), z, b(3, 0), z,
-                b(0, 1), z, b(0, 1), z, b(1, 1), z, b(1, 1), z,
-                b(2, 1), z, b(2, 1), z, b(3, 1), z, b(3, 1), z,
+                b(0, 0), z(0, 0), b(0, 0), z(0, 0), b(1, 0), z(1, 0), b(1, 0), z(1, 0),
+                b(2, 0), z(2, 0), b(2, 0), z(2, 0), b(3, 0), z(3, 0), b(3, 0), z(3, 0),
+                b(0, 1), z(0, 1), b(0, 1), z(0, 1), b(1, 1), z(1, 1), b(1, 1), z(1, 1),
+                b(2, 1), z(2, 1), b(2, 1), z(2, 1), b(3, 1), z(3, 1), b(3, 1), z(3, 1),
             )
         }
 
@@ -411,7 +413,7 @@ macro_rules! kquant_low_int8_dots {
                 _mm256_and_si256(_mm256_srli_epi16::<4>(s), nib),
             );
             let im = |h: usize| {
-                let words = dup_words(h);
+                let words = dup_words::<false>(h);
                 let ii = _mm256_madd_epi16(
                     quad_words([i[4 * h], i[4 * h + 1], i[4 * h + 2], i[4 * h + 3]]),
                     _mm256_shuffle_epi8(sc, words),
