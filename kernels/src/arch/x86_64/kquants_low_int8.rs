@@ -122,7 +122,7 @@ macro_rules! kquant_low_int8_dots {
     ($features:literal, $($helpers:ident)::+) => {
         use core::arch::x86_64::*;
 
-        use $($helpers)::+::{add_halves, dot_u8_i8, hsum_halves4, per_block};
+        use $($helpers)::+::{add_halves, per_block};
         use super::super::avx2::{f16x8, hsum, load_i8x32};
         use super::super::kquants_low::{q2_k_codes, q3_k_codes, q3_k_codes_u, q3_k_scales_i8};
         use crate::blocks::{BlockQ2_K, BlockQ3_K};
@@ -226,34 +226,17 @@ macro_rules! kquant_low_int8_dots {
         }
 
         /// One super-block of activations as Q2_K's and Q3_K's rows meet it, prepared once for
-        /// every row of a GEMM: the eight blocks' codes, their sub-block sums (the `1·a` tree
-        /// of Q2_K's min term and Q3_K's offset, before the mins or scales multiply it) and
-        /// their scales.
+        /// every row of a GEMM: the eight blocks' codes, their sub-block sums (the `1·a` pair
+        /// sums folded by [`quad_words`]: Q2_K's min term and Q3_K's offset, before the mins or
+        /// scales multiply them) and their scales, in order and as [`Q2Ints`] holds them.
         #[derive(Clone, Copy)]
         pub(crate) struct LowActs {
             x: [__m256i; 8],
-            /// The sixteen sub-block sums as words in sub-block order ([`natural_words`]).
-            t_words: __m256i,
+            /// [`quad_words`] of blocks 0..4 and 4..8.
+            t: [__m256i; 2],
             d: __m256,
-        }
-
-        /// The sixteen sub-block sums of two [`hsum_halves4`] trees (`lo`: sub-blocks
-        /// `[0, 2, 4, 6 | 1, 3, 5, 7]`, `hi` the same plus 8), each within 16 bits, as words in
-        /// sub-block order: a saturating pack (exact for them), a qword permutation and a byte
-        /// shuffle, so that `vpmaddwd` with sub-block-ordered scales gives the per-block
-        /// integers in activation-block order.
-        #[inline]
-        #[target_feature(enable = $features)]
-        fn natural_words(lo: __m256i, hi: __m256i) -> __m256i {
-            // Lane 0: [0, 2, 4, 6, 8, 10, 12, 14]; lane 1: [1, 3, 5, 7, 9, 11, 13, 15].
-            let packed = _mm256_packs_epi32(lo, hi);
-            // [0, 2, 4, 6, 1, 3, 5, 7 | 8, 10, 12, 14, 9, 11, 13, 15].
-            let halves = _mm256_permute4x64_epi64::<0b11_01_10_00>(packed);
-            let order = _mm256_setr_epi8(
-                0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15,
-                0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15,
-            );
-            _mm256_shuffle_epi8(halves, order)
+            /// `[d_0..4 | d_0..4]` and `[d_4..8 | d_4..8]`.
+            d_dup: [__m256; 2],
         }
 
         /// Prepares the eight activation blocks of one super-block for [`q2_k_block`] and
@@ -264,48 +247,63 @@ macro_rules! kquant_low_int8_dots {
             assert!(a.len() >= 8);
             let ones = _mm256_set1_epi8(1);
             let x: [__m256i; 8] = core::array::from_fn(|k| load_i8x32(&a[k].qs));
-            let t: [__m256i; 8] = core::array::from_fn(|k| dot_u8_i8(ones, x[k]));
-            let t_lo = hsum_halves4([t[0], t[1], t[2], t[3]]);
-            let t_hi = hsum_halves4([t[4], t[5], t[6], t[7]]);
+            let t = x.map(|x| _mm256_maddubs_epi16(ones, x));
+            let d = per_block::<0>(a);
             LowActs {
                 x,
-                t_words: natural_words(t_lo, t_hi),
-                d: per_block::<0>(a),
+                t: [
+                    quad_words([t[0], t[1], t[2], t[3]]),
+                    quad_words([t[4], t[5], t[6], t[7]]),
+                ],
+                d,
+                d_dup: [
+                    _mm256_permute2f128_ps::<0x00>(d, d),
+                    _mm256_permute2f128_ps::<0x11>(d, d),
+                ],
             }
         }
 
-        /// One Q2_K super-block's per-activation-block products `(d_k·I_k, d_k·M_k)` against
-        /// its prepared activations, before their sums. The sub-block sums `Σ q·a` (at most
-        /// 16·3·127) and `Σ a` (16·127) fit in 16 bits, so as words in sub-block order
-        /// ([`natural_words`]) one `vpmaddwd` each with the scale or min nibbles (widened to
-        /// words in the same order) gives the exact `I_k` and `M_k`, without dword multiplies.
+        /// One Q2_K super-block against its prepared activations, as far as `sum8_tree`'s first
+        /// step of both its sums: `[t_i of (d_k·I_k) | t_i of (d_k·M_k)]`, the integers as
+        /// [`q2_k_ints`] forms them.
         #[inline]
         #[target_feature(enable = $features)]
-        fn q2_k_products(b: &BlockQ2_K, p: &LowActs) -> (__m256, __m256) {
-            let v: [__m256i; 8] =
-                core::array::from_fn(|k| dot_u8_i8(q2_k_codes(b, k / 4, k % 4), p.x[k]));
-            // SAFETY: `scales` is 16 bytes; the load is unaligned.
-            let s = _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(b.scales.as_ptr().cast()) });
-            let sc = _mm256_and_si256(s, _mm256_set1_epi16(0x0F));
-            let m = _mm256_srli_epi16::<4>(s);
-            let sums = natural_words(
-                hsum_halves4([v[0], v[1], v[2], v[3]]),
-                hsum_halves4([v[4], v[5], v[6], v[7]]),
+        fn q2_k_products(b: &BlockQ2_K, p: &LowActs) -> __m256 {
+            let nib = _mm256_set1_epi8(0x0F);
+            let i: [__m256i; 8] = core::array::from_fn(|k| {
+                _mm256_maddubs_epi16(q2_k_codes(b, k / 4, k % 4), p.x[k])
+            });
+            // SAFETY: `scales` is 16 readable bytes; the load is unaligned.
+            let s = _mm256_broadcastsi128_si256(unsafe {
+                _mm_loadu_si128(b.scales.as_ptr().cast())
+            });
+            let (sc, m) = (
+                _mm256_and_si256(s, nib),
+                _mm256_and_si256(_mm256_srli_epi16::<4>(s), nib),
             );
-            let isum = _mm256_madd_epi16(sums, sc);
-            let msum = _mm256_madd_epi16(p.t_words, m);
-            let pi = _mm256_mul_ps(p.d, _mm256_cvtepi32_ps(isum));
-            let q = _mm256_mul_ps(p.d, _mm256_cvtepi32_ps(msum));
-            (pi, q)
+            let im = |h: usize| {
+                let words = dup_words::<false>(h);
+                let ii = _mm256_madd_epi16(
+                    quad_words([i[4 * h], i[4 * h + 1], i[4 * h + 2], i[4 * h + 3]]),
+                    _mm256_shuffle_epi8(sc, words),
+                );
+                add_halves(ii, _mm256_madd_epi16(p.t[h], _mm256_shuffle_epi8(m, words)))
+            };
+            _mm256_add_ps(
+                _mm256_mul_ps(p.d_dup[0], _mm256_cvtepi32_ps(im(0))),
+                _mm256_mul_ps(p.d_dup[1], _mm256_cvtepi32_ps(im(1))),
+            )
         }
 
         /// One Q2_K super-block against its prepared activations: `d·P − dmin·M`.
         #[inline]
         #[target_feature(enable = $features)]
         fn q2_k_block(b: &BlockQ2_K, p: &LowActs) -> f32 {
-            let (pi, q) = q2_k_products(b, p);
+            let t = q2_k_products(b, p);
+            let u = _mm256_add_ps(t, _mm256_permute_ps::<0b01_00_11_10>(t));
+            let w = _mm256_add_ps(u, _mm256_permute_ps::<0b10_11_00_01>(u));
             let (d, dmin) = (_mm256_cvtss_f32(f16x8(b.d)), _mm256_cvtss_f32(f16x8(b.dmin)));
-            d * hsum(pi) - dmin * hsum(q)
+            d * _mm256_cvtss_f32(w) - dmin * _mm_cvtss_f32(_mm256_extractf128_ps::<1>(w))
         }
 
         /// `sum8_tree`'s first step (`t_i = p_i + p_{i+4}`) of `a` and `b`: `[a's t | b's t]`.
@@ -324,9 +322,8 @@ macro_rules! kquant_low_int8_dots {
         #[inline]
         #[target_feature(enable = $features)]
         fn q2_k_quad(b: [&BlockQ2_K; 4], p: &LowActs) -> [f32; 4] {
-            let v = b.map(|b| q2_k_products(b, p));
             // [P_r t | M_r t] for each row r.
-            let t = v.map(|(pi, q)| first_step(pi, q));
+            let t = b.map(|b| q2_k_products(b, p));
             // (t_0 + t_2), (t_1 + t_3): per 128-bit lane, two of the first vector's, two of
             // the second's.
             let second = |a: __m256, b: __m256| {
@@ -455,23 +452,28 @@ macro_rules! kquant_low_int8_dots {
 
         /// One Q3_K super-block's per-activation-block products `d_k·I_k` against its prepared
         /// activations, before their sum: the codes as `u = q + 4` in 0..8 meet the
-        /// activations unsigned as they are, and `4·Σa` per sub-block (prepared) comes off the
-        /// sub-block sums before the scales multiply them, which gives the reference's exact
-        /// `Σ q·a`. Those sums (at most 16·7·127 before the subtraction, 16·4·127 after) fit in
-        /// 16 bits, so they go to words in sub-block order ([`natural_words`]) and one
-        /// `vpmaddwd` with the signed scales widened in the same order gives the exact `I_k`.
+        /// activations unsigned as they are (a `vpmaddubsw` pair at most 2·7·127), and after
+        /// the folds ([`quad_words`]: two words per sub-block, each at most 8·7·127) the
+        /// prepared `Σa` words, times 4, come off word by word (at most 8·4·127 each), which
+        /// leaves the reference's exact `Σ q·a` as the sum of each pair; one `vpmaddwd` with
+        /// each signed scale repeated over its pair gives `sc_s·Σ q·a`, as in [`q3_k_ints`].
         #[inline]
         #[target_feature(enable = $features)]
         fn q3_k_products(b: &BlockQ3_K, p: &LowActs) -> __m256 {
-            let v: [__m256i; 8] =
-                core::array::from_fn(|k| dot_u8_i8(q3_k_codes_u(b, k / 4, k % 4), p.x[k]));
-            let sc = _mm256_cvtepi8_epi16(q3_k_scales_i8(b));
-            let sums = natural_words(
-                hsum_halves4([v[0], v[1], v[2], v[3]]),
-                hsum_halves4([v[4], v[5], v[6], v[7]]),
-            );
-            let sums = _mm256_sub_epi16(sums, _mm256_slli_epi16::<2>(p.t_words));
-            let isum = _mm256_madd_epi16(sums, sc);
+            let v: [__m256i; 8] = core::array::from_fn(|k| {
+                _mm256_maddubs_epi16(q3_k_codes_u(b, k / 4, k % 4), p.x[k])
+            });
+            let sc = q3_k_scales_i8(b);
+            let sc = _mm256_set_m128i(sc, sc);
+            let scaled = |h: usize| {
+                let sums = _mm256_sub_epi16(
+                    quad_words([v[4 * h], v[4 * h + 1], v[4 * h + 2], v[4 * h + 3]]),
+                    _mm256_slli_epi16::<2>(p.t[h]),
+                );
+                let words = dup_words::<true>(h);
+                _mm256_madd_epi16(sums, _mm256_srai_epi16::<8>(_mm256_shuffle_epi8(sc, words)))
+            };
+            let isum = add_halves(scaled(0), scaled(1));
             _mm256_mul_ps(p.d, _mm256_cvtepi32_ps(isum))
         }
 
