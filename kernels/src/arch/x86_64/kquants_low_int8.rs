@@ -32,7 +32,8 @@
 /// [`PREP`](super::kquants_low512_int8::PREP) super-blocks). Every row sums its super-blocks
 /// in order (a run's partial sums wait in `y`, exactly), so each result equals the row dot's.
 macro_rules! low_gemm {
-    ($features:literal, $name:ident, $tile:ident, $block:ty, $per_block:ident, $quad:ident) => {
+    ($features:literal, $name:ident, $tile:ident, $block:ty, $per_block:ident, $products:ident,
+        $trees:ident) => {
         /// Adds to `out` (or, for the first run, writes) the terms of `R` rows (`kb` blocks
         /// each, back to back in `w`) for super-blocks `b0..b0 + prepared.len()`.
         #[inline]
@@ -50,14 +51,24 @@ macro_rules! low_gemm {
             if !first {
                 sums.copy_from_slice(&out[..R]);
             }
-            for (i, p) in prepared.iter().enumerate() {
-                if R == 4 {
-                    let terms = $quad(core::array::from_fn(|r| &w[r * kb + b0 + i]), p);
-                    for (s, t) in sums.iter_mut().zip(terms) {
+            if R == 4 && !prepared.is_empty() {
+                // Pipelined: super-block i + 1's products before super-block i's trees.
+                let rows = |i: usize| -> [&$block; 4] {
+                    core::array::from_fn(|r| &w[r * kb + b0 + i])
+                };
+                let products = |i: usize| rows(i).map(|b| $products(b, &prepared[i]));
+                let mut cur = products(0);
+                for i in 0..prepared.len() {
+                    let next = if i + 1 < prepared.len() { products(i + 1) } else { cur };
+                    for (s, t) in sums.iter_mut().zip($trees(rows(i), cur)) {
                         *s += t;
                     }
-                    continue;
+                    cur = next;
                 }
+                out[..R].copy_from_slice(&sums);
+                return;
+            }
+            for (i, p) in prepared.iter().enumerate() {
                 for (r, s) in sums.iter_mut().enumerate() {
                     *s += $per_block(&w[r * kb + b0 + i], p);
                 }
@@ -316,14 +327,13 @@ macro_rules! kquant_low_int8_dots {
             )
         }
 
-        /// Four rows' Q2_K super-blocks against the same prepared activations, the eight
-        /// eight-lane sums (`hsum`'s, which is `sum8_tree`'s order) side by side so that each
-        /// shuffle and add serves several of them: each result as [`q2_k_block`] gives it.
+        /// Four rows' Q2_K super-blocks from their [`q2_k_products`] `t` against the same
+        /// prepared activations, the eight eight-lane sums (`hsum`'s, which is `sum8_tree`'s
+        /// order) side by side so that each shuffle and add serves several of them: each result
+        /// as [`q2_k_block`] gives it.
         #[inline]
         #[target_feature(enable = $features)]
-        fn q2_k_quad(b: [&BlockQ2_K; 4], p: &LowActs) -> [f32; 4] {
-            // [P_r t | M_r t] for each row r.
-            let t = b.map(|b| q2_k_products(b, p));
+        fn q2_k_trees(b: [&BlockQ2_K; 4], t: [__m256; 4]) -> [f32; 4] {
             // (t_0 + t_2), (t_1 + t_3): per 128-bit lane, two of the first vector's, two of
             // the second's.
             let second = |a: __m256, b: __m256| {
@@ -484,13 +494,12 @@ macro_rules! kquant_low_int8_dots {
             _mm256_cvtss_f32(f16x8(b.d)) * hsum(q3_k_products(b, p))
         }
 
-        /// Four rows' Q3_K super-blocks against the same prepared activations, the four
-        /// eight-lane sums (`hsum`'s order, which is `sum8_tree`'s) side by side: each result
-        /// as [`q3_k_block`] gives it.
+        /// Four rows' Q3_K super-blocks from their [`q3_k_products`] `v` against the same
+        /// prepared activations, the four eight-lane sums (`hsum`'s order, which is
+        /// `sum8_tree`'s) side by side: each result as [`q3_k_block`] gives it.
         #[inline]
         #[target_feature(enable = $features)]
-        fn q3_k_quad(b: [&BlockQ3_K; 4], p: &LowActs) -> [f32; 4] {
-            let v = b.map(|b| q3_k_products(b, p));
+        fn q3_k_trees(b: [&BlockQ3_K; 4], v: [__m256; 4]) -> [f32; 4] {
             // [row 0's t | row 1's t], [row 2's t | row 3's t].
             let (t01, t23) = (first_step(v[0], v[1]), first_step(v[2], v[3]));
             // (t_0 + t_2), (t_1 + t_3): per 128-bit lane, rows 0 and 2 (low), 1 and 3 (high).
@@ -506,8 +515,12 @@ macro_rules! kquant_low_int8_dots {
             core::array::from_fn(|r| _mm256_cvtss_f32(f16x8(b[r].d)) * out[[0, 4, 2, 6][r]])
         }
 
-        low_gemm!($features, gemm_q2_k_q8, q2_k_tile, BlockQ2_K, q2_k_block, q2_k_quad);
-        low_gemm!($features, gemm_q3_k_q8, q3_k_tile, BlockQ3_K, q3_k_block, q3_k_quad);
+        low_gemm!(
+            $features, gemm_q2_k_q8, q2_k_tile, BlockQ2_K, q2_k_block, q2_k_products, q2_k_trees
+        );
+        low_gemm!(
+            $features, gemm_q3_k_q8, q3_k_tile, BlockQ3_K, q3_k_block, q3_k_products, q3_k_trees
+        );
     };
 }
 
