@@ -239,7 +239,7 @@ macro_rules! kquant_low_int8_dots {
         /// One super-block of activations as Q2_K's and Q3_K's rows meet it, prepared once for
         /// every row of a GEMM: the eight blocks' codes, their sub-block sums (the `1·a` pair
         /// sums folded by [`quad_words`]: Q2_K's min term and Q3_K's offset, before the mins or
-        /// scales multiply them) and their scales, in order and as [`Q2Ints`] holds them.
+        /// scales multiply them) and their scales: in order, and each half in both 128-bit lanes.
         #[derive(Clone, Copy)]
         pub(crate) struct LowActs {
             x: [__m256i; 8],
@@ -259,24 +259,24 @@ macro_rules! kquant_low_int8_dots {
             let ones = _mm256_set1_epi8(1);
             let x: [__m256i; 8] = core::array::from_fn(|k| load_i8x32(&a[k].qs));
             let t = x.map(|x| _mm256_maddubs_epi16(ones, x));
-            let d = per_block::<0>(a);
+            // Eight loads and inserts: a `vgatherdps` measured slower here (the row dot prepares
+            // every super-block for one row only).
+            let d4 = |k: usize| _mm_setr_ps(a[k].d(), a[k + 1].d(), a[k + 2].d(), a[k + 3].d());
+            let (d03, d47) = (d4(0), d4(4));
             LowActs {
                 x,
                 t: [
                     quad_words([t[0], t[1], t[2], t[3]]),
                     quad_words([t[4], t[5], t[6], t[7]]),
                 ],
-                d,
-                d_dup: [
-                    _mm256_permute2f128_ps::<0x00>(d, d),
-                    _mm256_permute2f128_ps::<0x11>(d, d),
-                ],
+                d: _mm256_set_m128(d47, d03),
+                d_dup: [_mm256_set_m128(d03, d03), _mm256_set_m128(d47, d47)],
             }
         }
 
         /// One Q2_K super-block against its prepared activations, as far as `sum8_tree`'s first
         /// step of both its sums: `[t_i of (d_k·I_k) | t_i of (d_k·M_k)]`, the integers as
-        /// [`q2_k_ints`] forms them.
+        /// [`q2_k_products`] forms them.
         #[inline]
         #[target_feature(enable = $features)]
         fn q2_k_products(b: &BlockQ2_K, p: &LowActs) -> __m256 {
@@ -310,11 +310,7 @@ macro_rules! kquant_low_int8_dots {
         #[inline]
         #[target_feature(enable = $features)]
         fn q2_k_block(b: &BlockQ2_K, p: &LowActs) -> f32 {
-            let t = q2_k_products(b, p);
-            let u = _mm256_add_ps(t, _mm256_permute_ps::<0b01_00_11_10>(t));
-            let w = _mm256_add_ps(u, _mm256_permute_ps::<0b10_11_00_01>(u));
-            let (d, dmin) = (_mm256_cvtss_f32(f16x8(b.d)), _mm256_cvtss_f32(f16x8(b.dmin)));
-            d * _mm256_cvtss_f32(w) - dmin * _mm_cvtss_f32(_mm256_extractf128_ps::<1>(w))
+            q2_k_term(q2_k_products(b, p), d_dmin(b))
         }
 
         /// `sum8_tree`'s first step (`t_i = p_i + p_{i+4}`) of `a` and `b`: `[a's t | b's t]`.
@@ -364,8 +360,9 @@ macro_rules! kquant_low_int8_dots {
 
         /// Q2_K row · int8 activations (`acts` holds eight blocks per super-block).
         ///
-        /// Software-pipelined: the integer part of super-block `i + 1` ([`q2_k_ints`]) comes
-        /// before the float part of super-block `i` ([`q2_k_term`]), whose long dependency
+        /// Software-pipelined: the products of super-block `i + 1` ([`q2_k_products`] of its
+        /// [`prepare`]d activations) come before the float part of super-block `i`
+        /// ([`q2_k_term`]), whose long dependency
         /// chain then finds its inputs ready instead of holding the scheduler while the next
         /// block's loads and trees wait behind it.
         #[target_feature(enable = $features)]
@@ -374,89 +371,28 @@ macro_rules! kquant_low_int8_dots {
             let Some((b, a)) = pairs.next() else {
                 return 0.0;
             };
-            let mut cur = q2_k_ints(b, a);
+            let products = |b: &BlockQ2_K, a: &[BlockQ8Act]| (q2_k_products(b, &prepare(a)), d_dmin(b));
+            let mut cur = products(b, a);
             let mut sum = 0.0f32;
             for (b, a) in pairs {
-                let next = q2_k_ints(b, a);
-                sum += q2_k_term(&cur);
+                let next = products(b, a);
+                sum += q2_k_term(cur.0, cur.1);
                 cur = next;
             }
-            sum + q2_k_term(&cur)
+            sum + q2_k_term(cur.0, cur.1)
         }
 
-        /// One Q2_K super-block's exact per-activation-block integers beside the scales
-        /// [`q2_k_term`] multiplies them by.
-        struct Q2Ints {
-            /// `[I_0..4 | M_0..4]` and `[I_4..8 | M_4..8]`.
-            im: [__m256i; 2],
-            /// The activation scales `[d_0..4 | d_0..4]` and `[d_4..8 | d_4..8]`.
-            d: [__m256; 2],
-            /// `[d, dmin, ..]` of the weight block.
-            dd: __m128,
-        }
-
-        /// The integers of one Q2_K super-block against its activations: per activation block
-        /// `k`, `I_k = Σ_s sc_s·Σ q·a` and `M_k = Σ_s m_s·Σ a` over its two sub-blocks `s`.
-        /// The `vpmaddubsw` pair sums (codes 0..=3: at most 2·3·127) fold to two words per
-        /// sub-block ([`quad_words`]: sums at most 16·3·127), and one `vpmaddwd` with each
-        /// scale or min repeated over its two words ([`dup_words`]) gives `sc_s·i_s` and
-        /// `m_s·t_s` exactly; the two sub-blocks of a block sit in the two 128-bit lanes.
+        /// The float part of one Q2_K super-block from its [`q2_k_products`] `t` and its
+        /// `[d, dmin, ..]`, the reference's: the rest of both `sum8_tree`s, then `d·P − dmin·M`.
         #[inline]
         #[target_feature(enable = $features)]
-        fn q2_k_ints(b: &BlockQ2_K, a: &[BlockQ8Act]) -> Q2Ints {
-            assert!(a.len() >= 8);
-            let (ones, nib) = (_mm256_set1_epi8(1), _mm256_set1_epi8(0x0F));
-            let x: [__m256i; 8] = core::array::from_fn(|k| load_i8x32(&a[k].qs));
-            let i: [__m256i; 8] = core::array::from_fn(|k| {
-                _mm256_maddubs_epi16(q2_k_codes(b, k / 4, k % 4), x[k])
-            });
-            let t = x.map(|x| _mm256_maddubs_epi16(ones, x));
-            // SAFETY: `scales` is 16 readable bytes; the load is unaligned.
-            let s = _mm256_broadcastsi128_si256(unsafe {
-                _mm_loadu_si128(b.scales.as_ptr().cast())
-            });
-            let (sc, m) = (
-                _mm256_and_si256(s, nib),
-                _mm256_and_si256(_mm256_srli_epi16::<4>(s), nib),
-            );
-            let im = |h: usize| {
-                let words = dup_words::<false>(h);
-                let ii = _mm256_madd_epi16(
-                    quad_words([i[4 * h], i[4 * h + 1], i[4 * h + 2], i[4 * h + 3]]),
-                    _mm256_shuffle_epi8(sc, words),
-                );
-                let mm = _mm256_madd_epi16(
-                    quad_words([t[4 * h], t[4 * h + 1], t[4 * h + 2], t[4 * h + 3]]),
-                    _mm256_shuffle_epi8(m, words),
-                );
-                add_halves(ii, mm)
-            };
-            let d4 = |k: usize| {
-                let v = _mm_setr_ps(a[k].d(), a[k + 1].d(), a[k + 2].d(), a[k + 3].d());
-                _mm256_set_m128(v, v)
-            };
-            Q2Ints {
-                im: [im(0), im(1)],
-                d: [d4(0), d4(4)],
-                dd: d_dmin(b),
-            }
-        }
-
-        /// The float part of one Q2_K super-block, the reference's: `p_k = d_k·I_k` and
-        /// `d_k·M_k`, each eight summed in `sum8_tree`'s order (the two trees side by side),
-        /// then `d·P − dmin·M`.
-        #[inline]
-        #[target_feature(enable = $features)]
-        fn q2_k_term(v: &Q2Ints) -> f32 {
-            let p_lo = _mm256_mul_ps(v.d[0], _mm256_cvtepi32_ps(v.im[0]));
-            let p_hi = _mm256_mul_ps(v.d[1], _mm256_cvtepi32_ps(v.im[1]));
-            // t_i = p_i + p_{i+4}, then (t_0 + t_2) + (t_1 + t_3), in each 128-bit lane.
-            let t = _mm256_add_ps(p_lo, p_hi);
+        fn q2_k_term(t: __m256, dd: __m128) -> f32 {
+            // (t_0 + t_2) + (t_1 + t_3), in each 128-bit lane.
             let u = _mm256_add_ps(t, _mm256_permute_ps::<0b01_00_11_10>(t));
             let w = _mm256_add_ps(u, _mm256_permute_ps::<0b10_11_00_01>(u));
             // [P, M] times [d, dmin].
             let pm = _mm_unpacklo_ps(_mm256_castps256_ps128(w), _mm256_extractf128_ps::<1>(w));
-            let r = _mm_mul_ps(pm, v.dd);
+            let r = _mm_mul_ps(pm, dd);
             _mm_cvtss_f32(r) - _mm_cvtss_f32(_mm_movehdup_ps(r))
         }
 
