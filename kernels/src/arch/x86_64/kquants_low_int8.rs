@@ -1,33 +1,37 @@
 //! Int8 dot products and GEMMs of Q3_K and Q2_K rows with quantized activations
-//! ([`BlockQ8Act`](crate::scalar::BlockQ8Act)), one copy per instruction set generated from one
-//! macro over `kquants_int8.rs`'s per-ISA helpers: AVX2 (`vpmaddubsw` + `vpmaddwd`), AVX-VNNI
-//! and AVX512-VNNI/VL (`vpdpbusd`, 256-bit).
+//! ([`BlockQ8Act`](crate::scalar::BlockQ8Act)) on 256-bit registers, one copy per instruction
+//! set generated from one macro: AVX2, AVX-VNNI and AVX512-VNNI/VL (the last with 32 registers;
+//! the same `vpmaddubsw` bodies in each, since they sum in 16 bits, which `vpdpbusd` would not).
 //!
-//! Bit-identical to `scalar::dot_q3_k_q8` / `scalar::dot_q2_k_q8`, by Q6_K's scheme
-//! (`kquants_int8.rs`): activation block k meets 32 codes (sub-blocks 2k and 2k + 1) in eight
-//! exact i32 lanes, lanes 0..4 being sub-block 2k; a `vphaddd` tree gives per-sub-block sums
-//! `[s0, s2, s4, s6 | s1, s3, s5, s7]` per four blocks, the integer sub-block scales in that
-//! order multiply them exactly, and the pairs add to one exact i32 per activation block. The
-//! float part is the reference's: one product by the block's scale, the eight-lane sum in
-//! `sum8_tree`'s order, the super-block scale.
+//! Bit-identical to `scalar::dot_q3_k_q8` / `scalar::dot_q2_k_q8`. Activation block k meets 32
+//! codes (sub-blocks 2k and 2k + 1, one per 128-bit lane) in one `vpmaddubsw`; the pair sums
+//! of four blocks fold by unpacks and word adds to two words per sub-block ([`quad_words`]: a
+//! `vphaddw`/`vphaddd` tree cost four times as much: on Zen 4 one issues every two cycles,
+//! an unpack or add two to four per cycle), and one `vpmaddwd` with each sub-block's scale repeated over its two
+//! words ([`dup_words`]) gives `sc_s·Σ q·a` exactly; the two lanes add to the exact integer of
+//! each activation block. Every 16-bit sum is bounded by the codes (below 2¹⁵ in magnitude).
+//! The float part is the reference's: one product by the block's scale, the eight-lane sum in
+//! `sum8_tree`'s order, the super-block scale(s).
 //!
-//! In the row dot, Q3_K's codes are −4..=3 and go through the sign trick (`|w|` times `a`
-//! carrying `w`'s sign, a `vpmaddubsw` pair ≤ 2·4·127). Q2_K's are 0..=3 (unsigned as they
-//! are); its min term needs the activations' sum over each 16-element sub-block, the same tree
-//! over `1·a`, times the four-bit mins. That tree depends on the activations only, so the GEMMs
-//! (`low_gemm!`) prepare it with the loaded codes once per super-block of a token for 64 rows,
-//! taken four at a time (the row loop of the other formats recomputed it per row: Q2_K 5.3 →
-//! 8.5 GB/s on the 576x1536 bench shape with AVX2, Zen 4). With the sums at hand, Q3_K's GEMM
-//! drops the sign trick: its codes enter as `u = q + 4` in 0..8 (the high bit one shift, mask
-//! and or), and `4·Σa` per sub-block comes off before the scales multiply (AVX2: 53 → 61–64 %
-//! of Q4_0's GB/s on the 576x1536 and 2048x2048 bench shapes, Zen 4, loaded machine). The row
-//! dots would need the sums precomputed with the activations (as ggml's `block_q8_K` carries
-//! them) to do the same; Tern's activation blocks of 32 do not carry them.
+//! Q2_K's codes are 0..=3 (unsigned as they are); its min term needs the activations' sum
+//! over each 16-element sub-block, the same folds over `1·a`, times the four-bit mins.
+//! [`prepare`] computes those sums with the loaded activations: the GEMMs (`low_gemm!`) once
+//! per super-block of a token for 64 rows taken four at a time, the row dot per super-block.
+//! With the sums at hand, Q3_K's GEMM drops the sign trick: its codes enter as `u = q + 4` in
+//! 0..8 (the high bit one shift, mask and or), and `4·Σa` per sub-block comes off before the
+//! scales multiply. Q3_K's AVX2 row dot keeps the sign trick (`|w|` times `a` carrying `w`'s
+//! sign, a pair ≤ 2·4·127), which needs no activation sums and fewer registers.
+//!
+//! The row dots and the GEMM tiles are software-pipelined: super-block `i + 1`'s integers
+//! come before super-block `i`'s float part, whose long dependency chain (conversion,
+//! products, trees, scalar tail) otherwise held the scheduler while the next block waited
+//! (AVX2, Zen 4, % of Q4_0's GB/s on the 576x1536 and 2048x2048 bench shapes, loaded machine:
+//! Q2_K row dot 53 → 61 %, GEMMs Q2_K 68 → 72–75 %, Q3_K 66–69 → 75–78 %).
 
 /// The int8 GEMM of one low k-quant over [`LowActs`]-prepared activations, inside
-/// `kquant_low_int8_dots!`: `low_gemm!(features, gemm, tile, Block, block_fn, quad_fn)` defines
-/// `tile::<R>` (R rows against a run of prepared super-blocks, four at a time through
-/// `quad_fn`) and `gemm`, which prepares each super-block of a token's activations once per
+/// `kquant_low_int8_dots!`: `low_gemm!(features, gemm, tile, Block, block_fn, products_fn,
+/// trees_fn)` defines `tile::<R>` (R rows against a run of prepared super-blocks, four at a
+/// time through `products_fn` per row and `trees_fn` for the four, pipelined) and `gemm`, which prepares each super-block of a token's activations once per
 /// [`ROW_BLOCK`](super::kquants_low512_int8::ROW_BLOCK) rows (in runs of
 /// [`PREP`](super::kquants_low512_int8::PREP) super-blocks). Every row sums its super-blocks
 /// in order (a run's partial sums wait in `y`, exactly), so each result equals the row dot's.
