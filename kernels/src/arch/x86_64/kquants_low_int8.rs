@@ -139,7 +139,7 @@ macro_rules! kquant_low_int8_dots {
 
         use $($helpers)::+::{add_halves, per_block};
         use super::super::avx2::{f16x8, hsum, load_i8x32};
-        use super::super::kquants_low::{q2_k_codes, q3_k_codes, q3_k_codes_u, q3_k_scales_i8};
+        use super::super::kquants_low::{q3_k_codes, q3_k_codes_u, q3_k_scales_i8};
         use crate::blocks::{BlockQ2_K, BlockQ3_K};
         use crate::scalar::BlockQ8Act;
 
@@ -298,8 +298,21 @@ macro_rules! kquant_low_int8_dots {
         #[target_feature(enable = $features)]
         fn q2_k_products(b: &BlockQ2_K, p: &LowActs) -> __m256 {
             let nib = _mm256_set1_epi8(0x0F);
+            // Pairs 1 and 3 of each byte stay two bits up (`4·q`, at most 12: a `vpmaddubsw`
+            // pair at most 2·12·127, a sub-block 16·12·127), one shift per half instead of three;
+            // their blocks' scaled sums come back down by an exact arithmetic shift.
+            // SAFETY: `qs` is 64 readable bytes; the loads are unaligned.
+            let q = unsafe {
+                [
+                    _mm256_loadu_si256(b.qs.as_ptr().cast()),
+                    _mm256_loadu_si256(b.qs.as_ptr().add(32).cast()),
+                ]
+            };
+            let q = [q[0], _mm256_srli_epi16::<4>(q[0]), q[1], _mm256_srli_epi16::<4>(q[1])];
+            let (low, high) = (_mm256_set1_epi8(0x03), _mm256_set1_epi8(0x0C));
             let i: [__m256i; 8] = core::array::from_fn(|k| {
-                _mm256_maddubs_epi16(q2_k_codes(b, k / 4, k % 4), p.x[k])
+                let codes = _mm256_and_si256(q[k / 2], if k % 2 == 0 { low } else { high });
+                _mm256_maddubs_epi16(codes, p.x[k])
             });
             // SAFETY: `scales` is 16 readable bytes; the load is unaligned.
             let s = _mm256_broadcastsi128_si256(unsafe {
@@ -315,6 +328,7 @@ macro_rules! kquant_low_int8_dots {
                     quad_words([i[4 * h], i[4 * h + 1], i[4 * h + 2], i[4 * h + 3]]),
                     _mm256_shuffle_epi8(sc, words),
                 );
+                let ii = _mm256_srav_epi32(ii, _mm256_setr_epi32(0, 2, 0, 2, 0, 2, 0, 2));
                 add_halves(ii, _mm256_madd_epi16(p.t[h], _mm256_shuffle_epi8(m, words)))
             };
             _mm256_add_ps(
