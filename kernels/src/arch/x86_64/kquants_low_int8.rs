@@ -402,7 +402,8 @@ macro_rules! kquant_low_int8_dots {
             let Some((b, a)) = pairs.next() else {
                 return 0.0;
             };
-            let products = |b: &BlockQ2_K, a: &[BlockQ8Act]| (q2_k_products(b, &prepare(a)), d_dmin(b));
+            let products =
+                |b: &BlockQ2_K, a: &[BlockQ8Act]| (q2_k_products(b, &prepare(a)), d_dmin(b));
             let mut cur = products(b, a);
             let mut sum = 0.0f32;
             for (b, a) in pairs {
