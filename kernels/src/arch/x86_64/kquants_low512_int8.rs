@@ -1,9 +1,10 @@
-//! Int8 dot products and GEMMs of Q2_K rows, and the GEMM of Q3_K rows, with quantized
-//! activations ([`BlockQ8Act`]) on 512-bit registers (Q3_K's row dot is the 256-bit one of
-//! `kquants_low_int8.rs`, which measured faster without the per-row preparation): AVX512-VNNI `vpdpbusd` with AVX-512BW byte ops,
-//! installed with the AVX512-VNNI backend (whose detection includes `avx512bw`).
+//! The int8 GEMMs of Q2_K and Q3_K rows with quantized activations ([`BlockQ8Act`]) on 512-bit
+//! registers: AVX512-VNNI `vpdpbusd` with AVX-512BW byte ops, installed with the AVX512-VNNI
+//! backend (whose detection includes `avx512bw`). Their row dots are the 256-bit ones of
+//! `kquants_low_int8.rs`, which measured faster without a GEMM's rows to share the preparation
+//! (Q2_K: 8.2–8.5 against 7.8–7.9 GB/s, this module's row dot pipelined as those are).
 //!
-//! Hand-written because the 256-bit kernels (`kquants_low_int8.rs`) spend, per activation block
+//! Hand-written because the 256-bit kernels (`kquants_low_int8.rs`) then spent, per activation block
 //! of 32, a dot, a horizontal-add tree and an integer multiply on eight lanes, and the
 //! scale-and-sum of the float part per super-block, for weights of only 2.6 or 3.4 bits. Here
 //! one 64-byte load holds a whole super-block's 2-bit codes, and pair `j` of every byte (one
@@ -338,16 +339,6 @@ fn q3_k_quad(b: [&BlockQ3_K; 4], acts: &Acts) -> [f32; 4] {
     let (d0, d1) = f16_pair(b[0].d, b[1].d);
     let (d2, d3) = f16_pair(b[2].d, b[3].d);
     [d0 * v[0], d1 * v[4], d2 * v[8], d3 * v[12]]
-}
-
-/// Q2_K row · int8 activations (`acts` holds eight blocks per super-block).
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(crate) fn dot_q2_k_q8(blocks: &[BlockQ2_K], acts: &[BlockQ8Act]) -> f32 {
-    let mut sum = 0.0f32;
-    for (b, a) in blocks.iter().zip(acts.chunks_exact(8)) {
-        sum += q2_k_block(b, &prepare(a));
-    }
-    sum
 }
 
 /// Super-blocks of one token's activations prepared at once by the GEMMs (4096 weights: a few
