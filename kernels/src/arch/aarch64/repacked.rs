@@ -301,6 +301,8 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
     let tok = |q: usize, l: usize| (2 * q + l).min(tt - 1);
     let wp = a.w.as_ptr();
     let yp = a.y.as_mut_ptr();
+    let ap = a.acts.as_ptr();
+    let sp = a.asum.as_ptr();
     // facc[p][q]: rows 2p, 2p + 1 × the tokens of pair q, lanes [r0·t0, r0·t1, r1·t0, r1·t1].
     let mut facc = [[vdupq_n_f32(0.0); TP]; 4];
     if !a.first {
@@ -323,11 +325,15 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
         let base = unsafe { wp.add(b * gb) };
         // SAFETY: at + 16 ≤ gb: inside the block group.
         let load = |at: usize| unsafe { vld1q_u8(base.add(at)) };
-        // Activation operands: act[q][c] = codes 8c..8c + 8 of the pair's two tokens.
-        let act: [[int8x16_t; 4]; TP] = core::array::from_fn(|q| {
+        // Token t's activation block: t·kb + b < (tt − 1)·kb + blocks ≤ acts.len() (asserted).
+        // SAFETY: in bounds as just said; BlockQ8Act has alignment 1.
+        let act = |t: usize| unsafe { &*ap.add(t * a.kb + b) };
+        // Activation operands: x[q][c] = codes 8c..8c + 8 of the pair's two tokens.
+        let x: [[int8x16_t; 4]; TP] = core::array::from_fn(|q| {
             let [x, z] = [0, 1].map(|l| {
-                let v = &a.acts[tok(q, l) * a.kb + b].qs;
-                [load_i8x16(v), load_i8x16(&v[16..])]
+                let p = act(tok(q, l)).qs.as_ptr();
+                // SAFETY: qs holds 32 bytes.
+                unsafe { [vld1q_s8(p), vld1q_s8(p.add(16))] }
             });
             let zip = |p: int8x16_t, r: int8x16_t| {
                 let (p, r) = (vreinterpretq_s64_s8(p), vreinterpretq_s64_s8(r));
@@ -340,81 +346,25 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
             let (c2, c3) = zip(x[1], z[1]);
             [c0, c1, c2, c3]
         });
-        // The integer sums start from −c·Σa (Q4_0, Q5_0), or 0 (IQ4_NL's and IQ4_XS's are
-        // Σ T[q]·a: signed codes).
-        let init: [int32x4_t; TP] = core::array::from_fn(|q| {
-            if matches!(F, Q4_0 | Q5_0) {
-                let (s0, s1) = (
-                    a.asum[tok(q, 0) * a.blocks + b],
-                    a.asum[tok(q, 1) * a.blocks + b],
-                );
-                let v = [-s0, -s1, -s0, -s1];
-                // SAFETY: `v` holds 4 i32.
-                unsafe { vld1q_s32(v.as_ptr()) }
-            } else {
-                vdupq_n_s32(0)
-            }
-        });
-        let mut iacc = [[vdupq_n_s32(0); TP]; 4];
-        for h in 0..2 {
-            // Row pairs 2h (rows 4h, 4h + 1) and 2h + 1 (rows 4h + 2, 4h + 3): w[s][c].
-            let w: [[int8x16_t; 4]; 2] = if F == Q8_0 || F == Q8_0S {
-                let raw: [uint8x16_t; 8] =
-                    core::array::from_fn(|j| q8_codes::<F>(load(qs + 32 * j + 16 * h), flip));
-                let mut w = [[vdupq_n_s8(0); 4]; 2];
-                for c in 0..4 {
-                    let (p, r) = (
-                        vreinterpretq_u32_u8(raw[2 * c]),
-                        vreinterpretq_u32_u8(raw[2 * c + 1]),
-                    );
-                    w[0][c] = vreinterpretq_s8_u32(vzip1q_u32(p, r));
-                    w[1][c] = vreinterpretq_s8_u32(vzip2q_u32(p, r));
-                }
-                w
-            } else {
-                let raw: [uint32x4_t; 4] =
-                    core::array::from_fn(|j| vreinterpretq_u32_u8(load(qs + 32 * j + 16 * h)));
-                // Q5: each nibble group's fifth bits, zipped as its nibbles are.
-                let fifth: [uint32x4_t; 4] = if has_qh(F) {
-                    let qh = load(qs - QH_BYTES + 16 * h);
-                    core::array::from_fn(|j| vreinterpretq_u32_u8(fifth_bits(qh, j)))
-                } else {
-                    [vdupq_n_u32(0); 4]
-                };
-                let zip = |v: &[uint32x4_t; 4], jp: usize| {
-                    [
-                        vreinterpretq_u8_u32(vzip1q_u32(v[2 * jp], v[2 * jp + 1])),
-                        vreinterpretq_u8_u32(vzip2q_u32(v[2 * jp], v[2 * jp + 1])),
-                    ]
-                };
-                let mut w = [[vdupq_n_s8(0); 4]; 2];
-                for jp in 0..2 {
-                    let pair = zip(&raw, jp);
-                    if has_qh(F) {
-                        let e = zip(&fifth, jp);
-                        for s in 0..2 {
-                            w[s][jp] = vreinterpretq_s8_u8(vsliq_n_u8::<4>(pair[s], e[s]));
-                            w[s][2 + jp] = vreinterpretq_s8_u8(vsriq_n_u8::<4>(e[s], pair[s]));
-                        }
-                    } else {
-                        for s in 0..2 {
-                            w[s][jp] = codes::<F>(lut, vandq_u8(pair[s], nib));
-                            w[s][2 + jp] = codes::<F>(lut, vshrq_n_u8::<4>(pair[s]));
-                        }
-                    }
-                }
-                w
-            };
-            for s in 0..2 {
-                for q in 0..TP {
-                    let mut acc = init[q];
-                    for c in 0..4 {
-                        acc = smmla(acc, w[s][c], act[q][c]);
-                    }
-                    iacc[2 * h + s][q] = acc;
-                }
-            }
-        }
+        // Per pair, lanes [t0, t1, t0, t1]: the activation scales, sums (Q4_1, Q5_1) and the
+        // integer sums' start −c·Σa (Q4_0, Q5_0; IQ4_NL's and IQ4_XS's are Σ T[q]·a, signed
+        // codes, from 0).
+        let da: [float32x4_t; TP] =
+            core::array::from_fn(|q| pair_f32(act(tok(q, 0)).d(), act(tok(q, 1)).d()));
+        let sa: [float32x4_t; TP] = if has_min(F) {
+            core::array::from_fn(|q| pair_f32(act(tok(q, 0)).s(), act(tok(q, 1)).s()))
+        } else {
+            [vdupq_n_f32(0.0); TP]
+        };
+        let init: [int32x4_t; TP] = if matches!(F, Q4_0 | Q5_0) {
+            core::array::from_fn(|q| {
+                // SAFETY: t·blocks + b < tt·blocks ≤ asum.len() (asserted) for both tokens.
+                let s = |l: usize| unsafe { *sp.add(tok(q, l) * a.blocks + b) };
+                pair_i32(-s(0), -s(1))
+            })
+        } else {
+            [vdupq_n_s32(0); TP]
+        };
         // SAFETY: the block group opens with its scales.
         let dw = unsafe { scales(has_f32_scales(F), base) };
         let mw = if has_min(F) {
@@ -423,29 +373,75 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
         } else {
             [vdupq_n_f32(0.0); 2]
         };
-        // Lanes [d_r0, d_r0, d_r1, d_r1] of row pair p.
-        let pairs = |v: [float32x4_t; 2]| {
-            [
-                vzip1q_f32(v[0], v[0]),
-                vzip2q_f32(v[0], v[0]),
-                vzip1q_f32(v[1], v[1]),
-                vzip2q_f32(v[1], v[1]),
-            ]
-        };
-        let (dp, mp) = (pairs(dw), pairs(mw));
-        for q in 0..TP {
-            let (a0, a1) = (&a.acts[tok(q, 0) * a.kb + b], &a.acts[tok(q, 1) * a.kb + b]);
-            let da = [a0.d(), a1.d(), a0.d(), a1.d()];
-            // SAFETY: `da` holds 4 floats.
-            let da = unsafe { vld1q_f32(da.as_ptr()) };
-            let sa = [a0.s(), a1.s(), a0.s(), a1.s()];
-            // SAFETY: `sa` holds 4 floats.
-            let sa = unsafe { vld1q_f32(sa.as_ptr()) };
-            for p in 0..4 {
-                let scale = vmulq_f32(dp[p], da);
-                facc[p][q] = vfmaq_f32(facc[p][q], vcvtq_f32_s32(iacc[p][q]), scale);
-                if has_min(F) {
-                    facc[p][q] = vfmaq_f32(facc[p][q], mp[p], sa);
+        for h in 0..2 {
+            // Row pairs 2h + s (s = 0: rows 4h, 4h + 1; s = 1: rows 4h + 2, 4h + 3) × pair q.
+            let mut iacc = [init; 2];
+            // Two chunks' 16-byte halves zipped by 32-bit lanes: [row pair 0, row pair 1].
+            let zip = |p: uint8x16_t, r: uint8x16_t| {
+                let (p, r) = (vreinterpretq_u32_u8(p), vreinterpretq_u32_u8(r));
+                [
+                    vreinterpretq_u8_u32(vzip1q_u32(p, r)),
+                    vreinterpretq_u8_u32(vzip2q_u32(p, r)),
+                ]
+            };
+            if F == Q8_0 || F == Q8_0S {
+                for c in 0..4 {
+                    let [p, r] =
+                        [2 * c, 2 * c + 1].map(|j| q8_codes::<F>(load(qs + 32 * j + 16 * h), flip));
+                    let w = zip(p, r);
+                    for s in 0..2 {
+                        for q in 0..TP {
+                            iacc[s][q] = smmla(iacc[s][q], vreinterpretq_s8_u8(w[s]), x[q][c]);
+                        }
+                    }
+                }
+            } else {
+                // Q5: the fifth bits, zipped as their nibbles are.
+                let qh = if has_qh(F) {
+                    load(qs - QH_BYTES + 16 * h)
+                } else {
+                    vdupq_n_u8(0)
+                };
+                for jp in 0..2 {
+                    let pair = zip(
+                        load(qs + 64 * jp + 16 * h),
+                        load(qs + 64 * jp + 32 + 16 * h),
+                    );
+                    let (lo, hi): ([int8x16_t; 2], [int8x16_t; 2]) = if has_qh(F) {
+                        let e = zip(fifth_bits(qh, 2 * jp), fifth_bits(qh, 2 * jp + 1));
+                        (
+                            core::array::from_fn(|s| {
+                                vreinterpretq_s8_u8(vsliq_n_u8::<4>(pair[s], e[s]))
+                            }),
+                            core::array::from_fn(|s| {
+                                vreinterpretq_s8_u8(vsriq_n_u8::<4>(e[s], pair[s]))
+                            }),
+                        )
+                    } else {
+                        (
+                            core::array::from_fn(|s| codes::<F>(lut, vandq_u8(pair[s], nib))),
+                            core::array::from_fn(|s| codes::<F>(lut, vshrq_n_u8::<4>(pair[s]))),
+                        )
+                    };
+                    for s in 0..2 {
+                        for q in 0..TP {
+                            let acc = smmla(iacc[s][q], lo[s], x[q][jp]);
+                            iacc[s][q] = smmla(acc, hi[s], x[q][2 + jp]);
+                        }
+                    }
+                }
+            }
+            // Lanes [d_r0, d_r0, d_r1, d_r1] of row pair 2h + s (and the offsets').
+            let dp = [vzip1q_f32(dw[h], dw[h]), vzip2q_f32(dw[h], dw[h])];
+            let mp = [vzip1q_f32(mw[h], mw[h]), vzip2q_f32(mw[h], mw[h])];
+            for s in 0..2 {
+                let p = 2 * h + s;
+                for q in 0..TP {
+                    let scale = vmulq_f32(dp[s], da[q]);
+                    facc[p][q] = vfmaq_f32(facc[p][q], vcvtq_f32_s32(iacc[s][q]), scale);
+                    if has_min(F) {
+                        facc[p][q] = vfmaq_f32(facc[p][q], mp[s], sa[q]);
+                    }
                 }
             }
         }
@@ -461,6 +457,22 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
             }
         }
     }
+}
+
+/// `[x0, x1, x0, x1]`: a token pair's values in the lanes of an `smmla` result.
+#[inline]
+#[target_feature(enable = "neon")]
+fn pair_f32(x0: f32, x1: f32) -> float32x4_t {
+    let v = vset_lane_f32::<1>(x1, vdup_n_f32(x0));
+    vcombine_f32(v, v)
+}
+
+/// `[x0, x1, x0, x1]` of integers (see [`pair_f32`]).
+#[inline]
+#[target_feature(enable = "neon")]
+fn pair_i32(x0: i32, x1: i32) -> int32x4_t {
+    let v = vset_lane_s32::<1>(x1, vdup_n_s32(x0));
+    vcombine_s32(v, v)
 }
 
 /// Nibble group `j`'s fifth bits from 16 bytes of a Q5 block group's `qh` (`scalar::repack`):
