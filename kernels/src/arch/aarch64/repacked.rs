@@ -346,11 +346,10 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
             let (c2, c3) = zip(x[1], z[1]);
             [c0, c1, c2, c3]
         });
-        // Per pair, lanes [t0, t1, t0, t1]: the activation scales, sums (Q4_1, Q5_1) and the
-        // integer sums' start −c·Σa (Q4_0, Q5_0; IQ4_NL's and IQ4_XS's are Σ T[q]·a, signed
-        // codes, from 0).
-        let da: [float32x4_t; TP] =
-            core::array::from_fn(|q| pair_f32(act(tok(q, 0)).d(), act(tok(q, 1)).d()));
+        // Per pair: the activation scales; lanes [t0, t1, t0, t1] of the sums (Q4_1, Q5_1)
+        // and of the integer sums' start −c·Σa (Q4_0, Q5_0; IQ4_NL's and IQ4_XS's are
+        // Σ T[q]·a, signed codes, from 0).
+        let da: [[f32; 2]; TP] = core::array::from_fn(|q| [0, 1].map(|l| act(tok(q, l)).d()));
         let sa: [float32x4_t; TP] = if has_min(F) {
             core::array::from_fn(|q| pair_f32(act(tok(q, 0)).s(), act(tok(q, 1)).s()))
         } else {
@@ -431,14 +430,16 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
                     }
                 }
             }
-            // Lanes [d_r0, d_r0, d_r1, d_r1] of row pair 2h + s (and the offsets').
-            let dp = [vzip1q_f32(dw[h], dw[h]), vzip2q_f32(dw[h], dw[h])];
+            // Lanes [m_r0, m_r0, m_r1, m_r1] of row pair 2h + s's offsets.
             let mp = [vzip1q_f32(mw[h], mw[h]), vzip2q_f32(mw[h], mw[h])];
-            for s in 0..2 {
-                let p = 2 * h + s;
-                for q in 0..TP {
-                    let scale = vmulq_f32(dp[s], da[q]);
-                    facc[p][q] = vfmaq_f32(facc[p][q], vcvtq_f32_s32(iacc[s][q]), scale);
+            for q in 0..TP {
+                // d_w·d_a of rows 4h.. with each token, zipped into the pairs' lanes
+                // [r0·t0, r0·t1, r1·t0, r1·t1] (the products the reference rounds).
+                let (s0, s1) = (vmulq_n_f32(dw[h], da[q][0]), vmulq_n_f32(dw[h], da[q][1]));
+                let scale = [vzip1q_f32(s0, s1), vzip2q_f32(s0, s1)];
+                for s in 0..2 {
+                    let p = 2 * h + s;
+                    facc[p][q] = vfmaq_f32(facc[p][q], vcvtq_f32_s32(iacc[s][q]), scale[s]);
                     if has_min(F) {
                         facc[p][q] = vfmaq_f32(facc[p][q], mp[s], sa[q]);
                     }
