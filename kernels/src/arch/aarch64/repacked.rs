@@ -179,30 +179,27 @@ fn tile<const TT: usize, const F: u8>(a: TileArgs<'_>) {
             } else {
                 [vdupq_n_u8(0); 2]
             };
-            // Nibble group j = L: low nibbles are codes of dword j, high ones of dword 4 + j.
+            // Nibble group j = L: low nibbles are codes of dword j, high ones of dword 4 + j;
+            // rows 4h..4h + 4 at a time (fewer live registers).
             lanes!(L => {
                 let j = L as usize;
-                let raw: [uint8x16_t; 2] = core::array::from_fn(|h| load(qs + 32 * j + 16 * h));
-                let (lo, hi): ([int8x16_t; 2], [int8x16_t; 2]) = if has_qh(F) {
-                    let e: [uint8x16_t; 2] = core::array::from_fn(|h| fifth_bits(qh[h], j));
-                    (
-                        core::array::from_fn(|h| {
-                            vreinterpretq_s8_u8(vsliq_n_u8::<4>(raw[h], e[h]))
-                        }),
-                        core::array::from_fn(|h| {
-                            vreinterpretq_s8_u8(vsriq_n_u8::<4>(e[h], raw[h]))
-                        }),
-                    )
-                } else {
-                    (
-                        core::array::from_fn(|h| codes::<F>(lut, vandq_u8(raw[h], nib))),
-                        core::array::from_fn(|h| codes::<F>(lut, vshrq_n_u8::<4>(raw[h]))),
-                    )
-                };
-                for t in 0..TT {
-                    for h in 0..2 {
-                        let acc = sdot_lane::<L>(iacc[t][h], lo[h], x[t][0]);
-                        iacc[t][h] = sdot_lane::<L>(acc, hi[h], x[t][1]);
+                for h in 0..2 {
+                    let raw = load(qs + 32 * j + 16 * h);
+                    let (lo, hi) = if has_qh(F) {
+                        let e = fifth_bits(qh[h], j);
+                        (
+                            vreinterpretq_s8_u8(vsliq_n_u8::<4>(raw, e)),
+                            vreinterpretq_s8_u8(vsriq_n_u8::<4>(e, raw)),
+                        )
+                    } else {
+                        (
+                            codes::<F>(lut, vandq_u8(raw, nib)),
+                            codes::<F>(lut, vshrq_n_u8::<4>(raw)),
+                        )
+                    };
+                    for t in 0..TT {
+                        let acc = sdot_lane::<L>(iacc[t][h], lo, x[t][0]);
+                        iacc[t][h] = sdot_lane::<L>(acc, hi, x[t][1]);
                     }
                 }
             });
