@@ -13,8 +13,11 @@
 //! its own lane, with no horizontal sums (the `dot_*_q8` row kernels pay one per row and
 //! block). The tile is 8 rows (one row group, two vectors) × 4 tokens. Each token's block of
 //! codes is loaded once as two vectors and met with `sdot`'s by-element form (`x.4b[L]` picks
-//! dword `L`), so no dword is assembled or broadcast: that cut the Q8_0 prompt token at the
-//! dotprod level from 30.4 M to 15.5 M instructions (SmolLM2-135M, pp16, `arm-insn-count.sh`). Q4_0 and
+//! dword `L`), so no dword is assembled or broadcast; nibbles are unpacked 16 bytes at a time
+//! and met by every token before the next, so the block loop neither spills nor shuffles its
+//! accumulators. Per prompt token at the dotprod level (qemu `-cpu cortex-a76`, SmolLM2-135M
+//! int8, pp16, `arm-insn-count.sh`) that took Q8_0 from 30.4 M to 15.5 M instructions and Q4_0
+//! from 29.6 M to 18.0 M. Q4_0 and
 //! Q4_1 nibbles (0..=15) meet the activations as they are, each block's integer sum starting from
 //! `−8·Σa` (Q4_0; Q4_1's from 0, with its offset's `fma(m, s_a, acc)` after the scale's). Q8_0
 //! is signed `q` as NEON repacks it (`RepackedLayout::Q8_0_SIGNED`; `sdot` and `smmla`
@@ -118,16 +121,20 @@ fn tile<const TT: usize, const F: u8>(a: TileArgs<'_>) {
         // SAFETY: b·gb + gb ≤ w.len() (asserted).
         let base = unsafe { wp.add(b * gb) };
         // SAFETY: at + 16 ≤ gb: inside the block group.
-        let load = |at: usize| unsafe { vld1q_u8(base.add(at)) };
+        let load = |at: usize| unsafe { ld16(base.add(at)) };
         // Token t's activation block: t·kb + b < (TT − 1)·kb + blocks ≤ acts.len() (asserted).
         // SAFETY: in bounds as just said; BlockQ8Act has alignment 1.
         let act = |t: usize| unsafe { &*ap.add(t * a.kb + b) };
         // Token t's 32 codes as two vectors: dword j of the block is lane j % 4 of x[t][j / 4].
-        let x: [[int8x16_t; 2]; TT] = core::array::from_fn(|t| {
+        // (A loop, not `from_fn`: the debug builds the CI gate counts left that closure
+        // uninlined.)
+        let mut x = [[vdupq_n_s8(0); 2]; TT];
+        for t in 0..TT {
             let q = act(t).qs.as_ptr();
             // SAFETY: qs holds 32 bytes.
-            unsafe { [vld1q_s8(q), vld1q_s8(q.add(16))] }
-        });
+            let [lo, hi] = unsafe { [ld16(q.cast()), ld16(q.add(16).cast())] };
+            x[t] = [vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi)];
+        }
         let mut iacc = [[vdupq_n_s32(0); 2]; TT];
         // `$body` once for each lane `$l` (a constant) of an activation vector.
         macro_rules! lanes {
@@ -242,7 +249,9 @@ fn tile<const TT: usize, const F: u8>(a: TileArgs<'_>) {
 /// `zip` of two tokens' activation halves (64-bit lanes) the matching 2×8 operand. So 8 rows ×
 /// 4 tokens take 32 `smmla` per block where the `sdot` tile takes 64, and each (row, token)
 /// block dot stays whole in one lane: `[r0·t0, r0·t1, r1·t0, r1·t1]`. The float steps are the
-/// reference's (`fma(i, d_w·d_a, acc)`, then Q4_1's `fma(m, s_a, acc)`), lane by lane. For one
+/// reference's (`fma(i, d_w·d_a, acc)`, then Q4_1's `fma(m, s_a, acc)`), lane by lane, each
+/// row half's right after its integer sums (fewer live registers); `d_w·d_a` is a multiply by
+/// element per token, zipped into the pairs' lanes. For one
 /// token half of every `smmla` would multiply a padding token, so that case keeps `sdot`.
 pub(super) struct I8mm;
 
@@ -321,46 +330,38 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
         // SAFETY: b·gb + gb ≤ w.len() (asserted).
         let base = unsafe { wp.add(b * gb) };
         // SAFETY: at + 16 ≤ gb: inside the block group.
-        let load = |at: usize| unsafe { vld1q_u8(base.add(at)) };
+        let load = |at: usize| unsafe { ld16(base.add(at)) };
         // Token t's activation block: t·kb + b < (tt − 1)·kb + blocks ≤ acts.len() (asserted).
         // SAFETY: in bounds as just said; BlockQ8Act has alignment 1.
         let act = |t: usize| unsafe { &*ap.add(t * a.kb + b) };
-        // Activation operands: x[q][c] = codes 8c..8c + 8 of the pair's two tokens.
-        let x: [[int8x16_t; 4]; TP] = core::array::from_fn(|q| {
-            let [x, z] = [0, 1].map(|l| {
-                let p = act(tok(q, l)).qs.as_ptr();
-                // SAFETY: qs holds 32 bytes.
-                unsafe { [vld1q_s8(p), vld1q_s8(p.add(16))] }
-            });
-            let zip = |p: int8x16_t, r: int8x16_t| {
-                let (p, r) = (vreinterpretq_s64_s8(p), vreinterpretq_s64_s8(r));
-                (
-                    vreinterpretq_s8_s64(vzip1q_s64(p, r)),
-                    vreinterpretq_s8_s64(vzip2q_s64(p, r)),
-                )
-            };
-            let (c0, c1) = zip(x[0], z[0]);
-            let (c2, c3) = zip(x[1], z[1]);
-            [c0, c1, c2, c3]
-        });
-        // Per pair: the activation scales; lanes [t0, t1, t0, t1] of the sums (Q4_1, Q5_1)
-        // and of the integer sums' start −c·Σa (Q4_0, Q5_0; IQ4_NL's and IQ4_XS's are
-        // Σ T[q]·a, signed codes, from 0).
-        let da: [[f32; 2]; TP] = core::array::from_fn(|q| [0, 1].map(|l| act(tok(q, l)).d()));
-        let sa: [float32x4_t; TP] = if has_min(F) {
-            core::array::from_fn(|q| pair_f32(act(tok(q, 0)).s(), act(tok(q, 1)).s()))
-        } else {
-            [vdupq_n_f32(0.0); TP]
-        };
-        let init: [int32x4_t; TP] = if matches!(F, Q4_0 | Q5_0) {
-            core::array::from_fn(|q| {
+        // Per pair q: the activation operands x[q][c] = codes 8c..8c + 8 of its two tokens;
+        // the activation scales; lanes [t0, t1, t0, t1] of the sums (Q4_1, Q5_1) and of the
+        // integer sums' start −c·Σa (Q4_0, Q5_0; IQ4_NL's and IQ4_XS's are Σ T[q]·a, signed
+        // codes, from 0). Plain loops, no closures: the debug builds the CI gate counts left
+        // those uninlined.
+        let mut x = [[vdupq_n_s8(0); 4]; TP];
+        let mut da = [[0f32; 2]; TP];
+        let mut sa = [vdupq_n_f32(0.0); TP];
+        let mut init = [vdupq_n_s32(0); TP];
+        for q in 0..TP {
+            let (t0, t1) = (tok(q, 0), tok(q, 1));
+            let (a0, a1) = (act(t0), act(t1));
+            let (p0, p1) = (a0.qs.as_ptr().cast::<u8>(), a1.qs.as_ptr().cast::<u8>());
+            // SAFETY: each qs holds 32 bytes.
+            let (x0, x1, z0, z1) =
+                unsafe { (ld16(p0), ld16(p0.add(16)), ld16(p1), ld16(p1.add(16))) };
+            [x[q][0], x[q][1]] = zip64(x0, z0);
+            [x[q][2], x[q][3]] = zip64(x1, z1);
+            da[q] = [a0.d(), a1.d()];
+            if has_min(F) {
+                sa[q] = pair_f32(a0.s(), a1.s());
+            }
+            if matches!(F, Q4_0 | Q5_0) {
                 // SAFETY: t·blocks + b < tt·blocks ≤ asum.len() (asserted) for both tokens.
-                let s = |l: usize| unsafe { *sp.add(tok(q, l) * a.blocks + b) };
-                pair_i32(-s(0), -s(1))
-            })
-        } else {
-            [vdupq_n_s32(0); TP]
-        };
+                let (s0, s1) = unsafe { (*sp.add(t0 * a.blocks + b), *sp.add(t1 * a.blocks + b)) };
+                init[q] = pair_i32(-s0, -s1);
+            }
+        }
         // SAFETY: the block group opens with its scales.
         let dw = unsafe { scales(has_f32_scales(F), base) };
         let mw = if has_min(F) {
@@ -372,19 +373,13 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
         for h in 0..2 {
             // Row pairs 2h + s (s = 0: rows 4h, 4h + 1; s = 1: rows 4h + 2, 4h + 3) × pair q.
             let mut iacc = [init; 2];
-            // Two chunks' 16-byte halves zipped by 32-bit lanes: [row pair 0, row pair 1].
-            let zip = |p: uint8x16_t, r: uint8x16_t| {
-                let (p, r) = (vreinterpretq_u32_u8(p), vreinterpretq_u32_u8(r));
-                [
-                    vreinterpretq_u8_u32(vzip1q_u32(p, r)),
-                    vreinterpretq_u8_u32(vzip2q_u32(p, r)),
-                ]
-            };
             if F == Q8_0 || F == Q8_0S {
                 for c in 0..4 {
-                    let [p, r] =
-                        [2 * c, 2 * c + 1].map(|j| q8_codes::<F>(load(qs + 32 * j + 16 * h), flip));
-                    let w = zip(p, r);
+                    let (p, r) = (
+                        q8_codes::<F>(load(qs + 64 * c + 16 * h), flip),
+                        q8_codes::<F>(load(qs + 64 * c + 32 + 16 * h), flip),
+                    );
+                    let w = zip32(p, r);
                     for s in 0..2 {
                         for q in 0..TP {
                             iacc[s][q] = smmla(iacc[s][q], vreinterpretq_s8_u8(w[s]), x[q][c]);
@@ -399,12 +394,12 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
                     vdupq_n_u8(0)
                 };
                 for jp in 0..2 {
-                    let pair = zip(
+                    let pair = zip32(
                         load(qs + 64 * jp + 16 * h),
                         load(qs + 64 * jp + 32 + 16 * h),
                     );
                     let (lo, hi): ([int8x16_t; 2], [int8x16_t; 2]) = if has_qh(F) {
-                        let e = zip(fifth_bits(qh, 2 * jp), fifth_bits(qh, 2 * jp + 1));
+                        let e = zip32(fifth_bits(qh, 2 * jp), fifth_bits(qh, 2 * jp + 1));
                         (
                             core::array::from_fn(|s| {
                                 vreinterpretq_s8_u8(vsliq_n_u8::<4>(pair[s], e[s]))
@@ -430,10 +425,22 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
             // Lanes [m_r0, m_r0, m_r1, m_r1] of row pair 2h + s's offsets.
             let mp = [vzip1q_f32(mw[h], mw[h]), vzip2q_f32(mw[h], mw[h])];
             for q in 0..TP {
-                // d_w·d_a of rows 4h.. with each token, zipped into the pairs' lanes
-                // [r0·t0, r0·t1, r1·t0, r1·t1] (the products the reference rounds).
-                let (s0, s1) = (vmulq_n_f32(dw[h], da[q][0]), vmulq_n_f32(dw[h], da[q][1]));
-                let scale = [vzip1q_f32(s0, s1), vzip2q_f32(s0, s1)];
+                // d_w·d_a (the products the reference rounds) in the pairs' lanes
+                // [r0·t0, r0·t1, r1·t0, r1·t1]: rows 4h.. times each token's by element, zipped;
+                // Q4_1 and Q5_1, whose offsets' operands hold more registers, multiply lanes
+                // [d_r0, d_r0, d_r1, d_r1] by [d_t0, d_t1, d_t0, d_t1] instead (fewer live
+                // registers: the by-element form cost Q4_1 5 % more instructions per prompt
+                // token).
+                let scale = if has_min(F) {
+                    let d = pair_f32(da[q][0], da[q][1]);
+                    [
+                        vmulq_f32(vzip1q_f32(dw[h], dw[h]), d),
+                        vmulq_f32(vzip2q_f32(dw[h], dw[h]), d),
+                    ]
+                } else {
+                    let (s0, s1) = (vmulq_n_f32(dw[h], da[q][0]), vmulq_n_f32(dw[h], da[q][1]));
+                    [vzip1q_f32(s0, s1), vzip2q_f32(s0, s1)]
+                };
                 for s in 0..2 {
                     let p = 2 * h + s;
                     facc[p][q] = vfmaq_f32(facc[p][q], vcvtq_f32_s32(iacc[s][q]), scale[s]);
@@ -457,6 +464,30 @@ fn tile_mmla<const TP: usize, const F: u8>(a: TileArgs<'_>) {
     }
 }
 
+/// Two vectors zipped by 64-bit lanes: `[p.lo, r.lo]`, `[p.hi, r.hi]` (two tokens' 8 codes
+/// side by side, `smmla`'s second operand).
+#[inline]
+#[target_feature(enable = "neon")]
+fn zip64(p: uint8x16_t, r: uint8x16_t) -> [int8x16_t; 2] {
+    let (p, r) = (vreinterpretq_s64_u8(p), vreinterpretq_s64_u8(r));
+    [
+        vreinterpretq_s8_s64(vzip1q_s64(p, r)),
+        vreinterpretq_s8_s64(vzip2q_s64(p, r)),
+    ]
+}
+
+/// Two chunks' 16-byte halves zipped by 32-bit lanes: `[row pair 0, row pair 1]`, each row's
+/// 8 codes side by side (`smmla`'s first operand).
+#[inline]
+#[target_feature(enable = "neon")]
+fn zip32(p: uint8x16_t, r: uint8x16_t) -> [uint8x16_t; 2] {
+    let (p, r) = (vreinterpretq_u32_u8(p), vreinterpretq_u32_u8(r));
+    [
+        vreinterpretq_u8_u32(vzip1q_u32(p, r)),
+        vreinterpretq_u8_u32(vzip2q_u32(p, r)),
+    ]
+}
+
 /// `[x0, x1, x0, x1]`: a token pair's values in the lanes of an `smmla` result.
 #[inline]
 #[target_feature(enable = "neon")]
@@ -471,6 +502,19 @@ fn pair_f32(x0: f32, x1: f32) -> float32x4_t {
 fn pair_i32(x0: i32, x1: i32) -> int32x4_t {
     let v = vset_lane_s32::<1>(x1, vdup_n_s32(x0));
     vcombine_s32(v, v)
+}
+
+/// The 16 bytes at `p`. A plain load: `vld1q_*` copy through a temporary, which the debug
+/// builds the CI gate counts check for overlap on every load.
+///
+/// # Safety
+/// `p` points at 16 readable bytes.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn ld16(p: *const u8) -> uint8x16_t {
+    // SAFETY: 16 readable bytes (the caller's contract); `[u8; 16]` has alignment 1, and every
+    // bit pattern is a vector.
+    unsafe { core::mem::transmute::<[u8; 16], uint8x16_t>(*p.cast::<[u8; 16]>()) }
 }
 
 /// Nibble group `j`'s fifth bits from 16 bytes of a Q5 block group's `qh` (`scalar::repack`):
