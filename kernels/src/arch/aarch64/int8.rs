@@ -158,6 +158,28 @@ pub(crate) mod dotprod {
         acc
     }
 
+    /// `acc + ` the four-way i8 dot of `a` and dword `L` of `b` per i32 lane (`sdot`'s
+    /// by-element form, `b.4b[L]`): every lane meets the same four bytes of `b`, with no
+    /// broadcast of them first.
+    #[inline]
+    #[target_feature(enable = "neon,dotprod")]
+    pub(crate) fn sdot_lane<const L: i32>(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        const { assert!(L >= 0 && L < 4, "a dword of a 16-byte vector") };
+        let mut acc = acc;
+        // SAFETY: as for `sdot`; the lane index is a constant in 0..4.
+        unsafe {
+            core::arch::asm!(
+                "sdot {acc:v}.4s, {a:v}.16b, {b:v}.4b[{l}]",
+                acc = inout(vreg) acc,
+                a = in(vreg) a,
+                b = in(vreg) b,
+                l = const L,
+                options(pure, nomem, nostack, preserves_flags)
+            );
+        }
+        acc
+    }
+
     /// Σ w·a over 32 elements as four exact i32 partial sums (the int8 GEMM tiles use it
     /// too).
     #[inline]
