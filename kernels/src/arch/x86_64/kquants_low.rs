@@ -323,14 +323,18 @@ unsafe fn dot_block_q2_k(b: &BlockQ2_K, x: *const f32) -> __m256 {
     _mm256_fmsub_ps(p, d64, acc_min)
 }
 
-/// `vpshufb` indices for [`rows_q2_k`]: group `g` puts bytes `3g..3g + 3` of each 128-bit
-/// lane into bytes 0..3 of each of its dwords, byte 3 zero; group 5 byte 15 alone.
-const GROUPS: [[i8; 32]; 6] = {
-    let mut t = [[-1i8; 32]; 6]; // pshufb: a set top bit writes zero
+/// `vpshufb` indices for [`rows_q2_k`] (one row per three-byte group; see [`byte_triples`]).
+const GROUPS: [[i8; 32]; 6] = byte_triples::<32>();
+
+/// `vpshufb` indices over `N` bytes (whole 128-bit lanes): group `g` puts bytes `3g..3g + 3` of
+/// each lane into bytes 0..3 of each of its dwords, byte 3 zero; group 5 byte 15 alone. The
+/// Q2_K and Q3_K row kernels of both widths gather their codes' bytes with them.
+pub(super) const fn byte_triples<const N: usize>() -> [[i8; N]; 6] {
+    let mut t = [[-1i8; N]; 6]; // pshufb: a set top bit writes zero
     let mut g = 0;
     while g < 6 {
         let mut d = 0;
-        while d < 8 {
+        while d < N / 4 {
             let mut b = 0;
             while b < 3 && 3 * g + b < 16 {
                 t[g][4 * d + b] = (3 * g + b) as i8;
@@ -341,7 +345,7 @@ const GROUPS: [[i8; 32]; 6] = {
         g += 1;
     }
     t
-};
+}
 
 /// Floats [`transpose_q2_k`] writes per block: its 256 activations, then the sums of its 16
 /// sub-blocks.

@@ -43,7 +43,7 @@ use core::mem::MaybeUninit;
 
 use super::avx512::store_sums;
 use super::gemm::{prefetch_ahead, prefetch_head, PRESCALE_MAX, ROWS};
-use super::kquants_low::{q3_k_scales_i8, transpose_sub_blocks};
+use super::kquants_low::{byte_triples, q3_k_scales_i8, transpose_sub_blocks};
 use crate::blocks::{BlockQ2_K, BlockQ3_K, F16Le};
 
 /// Floats [`transpose_q2_k`] writes per block: its 256 activations, then the sums of its 16
@@ -185,56 +185,50 @@ fn rows_q2_k<const R: usize>(w: &[BlockQ2_K], kb: usize, xt: &[f32]) -> [__m512;
     acc
 }
 
-/// `y[r] = row r · x` for the `y.len()` Q2_K rows of `w` (`kb` blocks each, `256·kb ≤
-/// PRESCALE_MAX`): `x` transposed once, then [`ROWS`] rows per step through [`rows_q2_k`],
-/// prefetching the rows ahead.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-pub(super) fn dot_rows_q2_k_f32(w: &[BlockQ2_K], kb: usize, x: &[f32], y: &mut [f32]) {
-    assert!(w.len() >= y.len() * kb && x.len() >= 256 * kb);
-    let mut buf = [MaybeUninit::uninit(); T_MAX];
-    let xt = transpose_q2_k(&x[..256 * kb], &mut buf);
-    let row_bytes = kb * core::mem::size_of::<BlockQ2_K>();
-    prefetch_head(w.as_ptr().cast(), y.len() * row_bytes);
-    let mut groups = y.chunks_exact_mut(ROWS);
-    let mut r = 0;
-    for yg in &mut groups {
-        prefetch_ahead(w[r * kb..].as_ptr().cast(), ROWS * row_bytes);
-        store_sums(rows_q2_k::<ROWS>(&w[r * kb..], kb, xt), yg);
-        r += ROWS;
-    }
-    for yr in groups.into_remainder() {
-        store_sums(
-            rows_q2_k::<1>(&w[r * kb..], kb, xt),
-            core::slice::from_mut(yr),
-        );
-        r += 1;
-    }
+/// `y[r] = row r · x` for the `y.len()` rows of `w` (`kb` blocks each, `256·kb ≤
+/// PRESCALE_MAX`): `x` transposed once ([`transpose_q2_k`]; Q3_K keeps its low code bits in
+/// Q2_K's layout), then `$rows` rows per step through the format's row kernel, prefetching
+/// the rows ahead.
+macro_rules! dot_rows_driver {
+    ($(#[$doc:meta])* $name:ident, $block:ty, $kernel:ident, $rows:expr) => {
+        $(#[$doc])*
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+        pub(super) fn $name(w: &[$block], kb: usize, x: &[f32], y: &mut [f32]) {
+            assert!(w.len() >= y.len() * kb && x.len() >= 256 * kb);
+            let mut buf = [MaybeUninit::uninit(); T_MAX];
+            let xt = transpose_q2_k(&x[..256 * kb], &mut buf);
+            let row_bytes = kb * core::mem::size_of::<$block>();
+            prefetch_head(w.as_ptr().cast(), y.len() * row_bytes);
+            let mut groups = y.chunks_exact_mut($rows);
+            let mut r = 0;
+            for yg in &mut groups {
+                prefetch_ahead(w[r * kb..].as_ptr().cast(), $rows * row_bytes);
+                store_sums($kernel::<{ $rows }>(&w[r * kb..], kb, xt), yg);
+                r += $rows;
+            }
+            for yr in groups.into_remainder() {
+                store_sums(
+                    $kernel::<1>(&w[r * kb..], kb, xt),
+                    core::slice::from_mut(yr),
+                );
+                r += 1;
+            }
+        }
+    };
 }
+
+dot_rows_driver!(
+    /// Q2_K: [`ROWS`] rows per step through [`rows_q2_k`].
+    dot_rows_q2_k_f32, BlockQ2_K, rows_q2_k, ROWS
+);
 
 /// Rows per step of the Q3_K kernel: two (6.52 against 6.35 GB/s for four and 6.84 for one,
 /// 576x1536, one run; its codes and high bits of four rows do not fit the registers beside
 /// the accumulators).
 const ROWS3: usize = 2;
 
-/// `vpshufb` indices for Q3_K: group `g` puts bytes `3g..3g + 3` of each 128-bit lane into
-/// bytes 0..3 of every dword of the lane, byte 3 zero; group 5 byte 15 alone.
-const GROUPS3: [[i8; 64]; 6] = {
-    let mut t = [[-1i8; 64]; 6]; // pshufb: a set top bit writes zero
-    let mut g = 0;
-    while g < 6 {
-        let mut d = 0;
-        while d < 16 {
-            let mut b = 0;
-            while b < 3 && 3 * g + b < 16 {
-                t[g][4 * d + b] = (3 * g + b) as i8;
-                b += 1;
-            }
-            d += 1;
-        }
-        g += 1;
-    }
-    t
-};
+/// `vpshufb` indices for Q3_K (see [`byte_triples`]).
+const GROUPS3: [[i8; 64]; 6] = byte_triples::<64>();
 
 /// `R` Q3_K rows (`kb` blocks each, back to back in `w`) · `xt` ([`transpose_q2_k`]: Q3_K
 /// keeps its low code bits in Q2_K's layout), as 16-lane partial sums.
@@ -308,28 +302,7 @@ fn rows_q3_k<const R: usize>(w: &[BlockQ3_K], kb: usize, xt: &[f32]) -> [__m512;
     acc
 }
 
-/// `y[r] = row r · x` for the `y.len()` Q3_K rows of `w` (`kb` blocks each, `256·kb ≤
-/// PRESCALE_MAX`): `x` transposed once, then [`ROWS3`] rows per step through [`rows_q3_k`],
-/// prefetching the rows ahead.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-pub(super) fn dot_rows_q3_k_f32(w: &[BlockQ3_K], kb: usize, x: &[f32], y: &mut [f32]) {
-    assert!(w.len() >= y.len() * kb && x.len() >= 256 * kb);
-    let mut buf = [MaybeUninit::uninit(); T_MAX];
-    let xt = transpose_q2_k(&x[..256 * kb], &mut buf);
-    let row_bytes = kb * core::mem::size_of::<BlockQ3_K>();
-    prefetch_head(w.as_ptr().cast(), y.len() * row_bytes);
-    let mut groups = y.chunks_exact_mut(ROWS3);
-    let mut r = 0;
-    for yg in &mut groups {
-        prefetch_ahead(w[r * kb..].as_ptr().cast(), ROWS3 * row_bytes);
-        store_sums(rows_q3_k::<ROWS3>(&w[r * kb..], kb, xt), yg);
-        r += ROWS3;
-    }
-    for yr in groups.into_remainder() {
-        store_sums(
-            rows_q3_k::<1>(&w[r * kb..], kb, xt),
-            core::slice::from_mut(yr),
-        );
-        r += 1;
-    }
-}
+dot_rows_driver!(
+    /// Q3_K: [`ROWS3`] rows per step through [`rows_q3_k`].
+    dot_rows_q3_k_f32, BlockQ3_K, rows_q3_k, ROWS3
+);
