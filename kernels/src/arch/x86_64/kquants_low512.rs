@@ -222,9 +222,9 @@ dot_rows_driver!(
     dot_rows_q2_k_f32, BlockQ2_K, rows_q2_k, ROWS
 );
 
-/// Rows per step of the Q3_K kernel: two (6.52 against 6.35 GB/s for four and 6.84 for one,
-/// 576x1536, one run; its codes and high bits of four rows do not fit the registers beside
-/// the accumulators).
+/// Rows per step of the Q3_K kernel: two (576x1536 and 2048x2048, one thread: 6.40–6.42 GB/s
+/// against 6.10–6.21 for one row per step, quiet machine; four measured 6.35 under load: its
+/// codes and high bits of four rows do not fit the registers beside the accumulators).
 const ROWS3: usize = 2;
 
 /// `vpshufb` indices for Q3_K (see [`byte_triples`]).
