@@ -659,93 +659,66 @@ fn gemm_i8_avx2(
     unsafe { gemm_i8_avx2::gemm_i8(format, unpack, w, m, xq, n, y, ldy) }
 }
 
-/// One token of `layout` through `repacked_gemv::$gemv` when the one-token path has the layout
-/// (the rest take the GEMM's tiles); whether it ran. For the repacked GEMM entry points below,
-/// whose backends have `$gemv`'s features.
-macro_rules! one_token {
-    ($gemv:ident, $layout:expr, $w:expr, $m:expr, $cols:expr, $xq:expr, $y:expr) => {{
-        use repacked_gemv::{$gemv, Iq4Nl, Iq4Xs, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
-        let (w, m, cols, xq, y) = ($w, $m, $cols, $xq, &mut *$y);
-        'run: {
-            // SAFETY: installed only for backends with `$gemv`'s features (see the callers);
-            // `$gemv` checks every shape.
-            unsafe {
-                match $layout.format() {
-                    Format::Q4_0 => $gemv::<Q4_0>(w, m, cols, xq, y),
-                    Format::Q4_1 => $gemv::<Q4_1>(w, m, cols, xq, y),
-                    Format::Q8_0 => $gemv::<Q8_0>(w, m, cols, xq, y),
-                    Format::IQ4_NL => $gemv::<Iq4Nl>(w, m, cols, xq, y),
-                    Format::Q5_0 => $gemv::<Q5_0>(w, m, cols, xq, y),
-                    Format::Q5_1 => $gemv::<Q5_1>(w, m, cols, xq, y),
-                    Format::IQ4_XS => $gemv::<Iq4Xs>(w, m, cols, xq, y),
-                    _ => break 'run false,
+/// A repacked int8 GEMM entry point for one backend: NEON's signed Q8_0 layout (which x86 never
+/// repacks into: `vpdpbusd` wants unsigned codes) through the reference, so that every layout
+/// works everywhere; one token of the layouts the one-token path has through
+/// `repacked_gemv::$gemv`; the rest through the `$tile` register tiles.
+macro_rules! gemm_repacked_entry {
+    ($(#[$doc:meta])* $name:ident, $gemv:ident, $tile:ty) => {
+        $(#[$doc])*
+        #[expect(
+            clippy::too_many_arguments,
+            reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
+        )]
+        fn $name(
+            layout: RepackedLayout,
+            w: &[u8],
+            m: usize,
+            cols: usize,
+            xq: &[u8],
+            n: usize,
+            y: &mut [f32],
+            ldy: usize,
+        ) {
+            use repacked_gemv::{$gemv, Iq4Nl, Iq4Xs, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
+            if layout.signed() {
+                return crate::scalar::gemm_repacked(layout, w, m, cols, xq, n, y, ldy);
+            }
+            if n == 1 && m > 0 {
+                // SAFETY: installed only for the backend named in this function's docs, after
+                // `detected` confirmed `$gemv`'s features; `$gemv` checks every shape.
+                unsafe {
+                    match layout.format() {
+                        Format::Q4_0 => return $gemv::<Q4_0>(w, m, cols, xq, y),
+                        Format::Q4_1 => return $gemv::<Q4_1>(w, m, cols, xq, y),
+                        Format::Q8_0 => return $gemv::<Q8_0>(w, m, cols, xq, y),
+                        Format::IQ4_NL => return $gemv::<Iq4Nl>(w, m, cols, xq, y),
+                        Format::Q5_0 => return $gemv::<Q5_0>(w, m, cols, xq, y),
+                        Format::Q5_1 => return $gemv::<Q5_1>(w, m, cols, xq, y),
+                        Format::IQ4_XS => return $gemv::<Iq4Xs>(w, m, cols, xq, y),
+                        _ => {}
+                    }
                 }
             }
-            true
+            // SAFETY: as above, for the tiles' features; the driver checks every shape.
+            unsafe {
+                crate::arch::repacked::gemm_repacked::<$tile>(layout, w, m, cols, xq, n, y, ldy)
+            }
         }
-    }};
+    };
 }
 
-/// The int8 GEMM over the repacked formats on AVX512-VNNI (installed only for that backend,
-/// whose detection includes AVX-512F, AVX512-VNNI, AVX512-VL and AVX512-BW).
-#[expect(
-    clippy::too_many_arguments,
-    reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
-)]
-fn gemm_repacked_avx512vnni(
-    layout: RepackedLayout,
-    w: &[u8],
-    m: usize,
-    cols: usize,
-    xq: &[u8],
-    n: usize,
-    y: &mut [f32],
-    ldy: usize,
-) {
-    if layout.signed() {
-        // NEON's signed Q8_0, which x86 never repacks into (`vpdpbusd` wants unsigned codes):
-        // the reference, so that every layout works everywhere.
-        return crate::scalar::gemm_repacked(layout, w, m, cols, xq, n, y, ldy);
-    }
-    if n == 1 && m > 0 && one_token!(gemv512, layout, w, m, cols, xq, y) {
-        return;
-    }
-    // SAFETY: installed only for the AVX512-VNNI backend after `detected` confirmed its
-    // features; the driver checks every shape.
-    unsafe {
-        crate::arch::repacked::gemm_repacked::<repacked::Avx512>(layout, w, m, cols, xq, n, y, ldy)
-    }
-}
+gemm_repacked_entry!(
+    /// The int8 GEMM over the repacked formats on AVX512-VNNI (installed only for that
+    /// backend, whose detection includes AVX-512F, AVX512-VNNI, AVX512-VL and AVX512-BW).
+    gemm_repacked_avx512vnni, gemv512, repacked::Avx512
+);
 
-/// The int8 GEMM over the repacked formats on AVX2 (every backend here).
-#[expect(
-    clippy::too_many_arguments,
-    reason = "a kernel's shape as its callers hold it; a struct would be unpacked again"
-)]
-fn gemm_repacked_avx2(
-    layout: RepackedLayout,
-    w: &[u8],
-    m: usize,
-    cols: usize,
-    xq: &[u8],
-    n: usize,
-    y: &mut [f32],
-    ldy: usize,
-) {
-    if layout.signed() {
-        // NEON's signed Q8_0, which x86 never repacks into (`vpdpbusd` wants unsigned codes):
-        // the reference, so that every layout works everywhere.
-        return crate::scalar::gemm_repacked(layout, w, m, cols, xq, n, y, ldy);
-    }
-    if n == 1 && m > 0 && one_token!(gemv256, layout, w, m, cols, xq, y) {
-        return;
-    }
-    // SAFETY: installed only after `detected` confirmed AVX2, FMA and F16C; the driver checks
-    // every shape.
-    unsafe {
-        crate::arch::repacked::gemm_repacked::<repacked::Avx2>(layout, w, m, cols, xq, n, y, ldy)
-    }
-}
+gemm_repacked_entry!(
+    /// The int8 GEMM over the repacked formats on AVX2 (every backend here; installed after
+    /// `detected` confirmed AVX2, FMA and F16C).
+    gemm_repacked_avx2, gemv256, repacked::Avx2
+);
 
 /// F16 row · f32: F16C converts the whole 8-lane groups, the scalar reference takes the tail.
 fn dot_f16_f32(row: &[u8], x: &[f32]) -> f32 {
