@@ -11,8 +11,7 @@
 //! shift and one mask) is the 32 codes of activation block `j` in the low half and of block
 //! `4 + j` in the high half: activation blocks `j` and `4 + j` side by side meet them in one
 //! `vpdpbusd`. Four of those cover the super-block; one transpose-and-add tree turns the four
-//! results into the sixteen sub-block sums, which one `vpmulld` scales exactly (Q3_K); a shuffle
-//! pair adds the two sub-blocks of each activation block. Q2_K's min term (`m_s·Σa` over each
+//! results into the sixteen sub-block sums. Q2_K's min term (`m_s·Σa` over each
 //! sub-block) and Q3_K's offset (its codes are `u − 4` with `u = q_low + 4·h` in 0..8, so
 //! `Σ (u − 4)·a = Σ u·a − 4·Σa`) use the activation sums of each sub-block, the same tree over
 //! `1·a`. The GEMMs (`gemm_rows!`) prepare each super-block of a token's activations once
@@ -25,7 +24,9 @@
 //! sub-block sums and activation sums then fit in 16 bits, so one word permutation pairs the
 //! sub-blocks of each activation block and one `vpmaddwd` with the scale and min nibbles gives
 //! both per-block integers (`q2_k_products`), in place of two `vpmulld` and the shuffles that
-//! paired the sub-blocks: 69–70 % → 78 % on the same shapes (gemm_q8, one token).
+//! paired the sub-blocks: 69–70 % → 78 % on the same shapes (gemm_q8, one token). Q3_K's
+//! sub-block sums and its scales `sc − 32` fit in 16 bits too, so it pairs its two rows'
+//! sub-blocks the same way (`q3_k_products`).
 //!
 //! Bit-identical to `scalar::dot_q2_k_q8` / `scalar::dot_q3_k_q8`: every integer is exact, and
 //! the float part is the reference's: per activation block one conversion and one product by
@@ -51,15 +52,6 @@ struct Acts {
     t: __m512i,
     /// The eight activation-block scales, twice (for the two trees of Q2_K).
     d: __m512,
-}
-
-/// Sub-block scale bytes (16, sub-block order) reordered to [`sums_tree`]'s lanes:
-/// lane `4L + j` is sub-block `8·(L / 2) + 2j + L % 2`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn lane_order(bytes: __m128i) -> __m128i {
-    let order = _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
-    _mm_shuffle_epi8(bytes, order)
 }
 
 /// The sums of each 128-bit lane of four vectors: lane `4L + j` of the result is the sum of
@@ -117,17 +109,8 @@ fn block_scales(a: &[BlockQ8Act]) -> __m512 {
     _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(d)))
 }
 
-/// The float part of a super-block: with `s` the scaled sub-block sums in [`sums_tree`]'s
-/// lanes and `mins` the min terms likewise (zero for Q3_K), the per-activation-block integers
-/// `I_k` (and `M_k`), converted, times the activation scales, each eight summed in
-/// `sum8_tree`'s order: `(Σ_tree d_k·I_k, Σ_tree d_k·M_k)`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn trees(s: __m512i, mins: __m512i, d: __m512) -> (f32, f32) {
-    tree_pair(products(s, mins, d))
-}
-
-/// The sums of [`trees`] from its products `p` (`[d_k·I_k, d_k·M_k]`, eight lanes each).
+/// The two `sum8_tree` sums of one super-block's products `p` (`[d_k·I_k, d_k·M_k]` for Q2_K,
+/// `[d_k·I_k, unused]` for Q3_K, eight lanes each).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn tree_pair(p: __m512) -> (f32, f32) {
@@ -141,18 +124,6 @@ fn tree_pair(p: __m512) -> (f32, f32) {
     )
 }
 
-/// The first half of [`trees`]: `[d_k·I_k (k = 0..8), d_k·M_k (k = 0..8)]`, each the
-/// reference's conversion and product.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn products(s: __m512i, mins: __m512i, d: __m512) -> __m512 {
-    // [I_0..4, I_4..8, M_0..4, M_4..8]: lanes 0 and 1 of `s` are the two sub-blocks of
-    // activation blocks 0..4, lanes 2 and 3 of blocks 4..8.
-    let x = _mm512_shuffle_i32x4::<0b10_00_10_00>(s, mins);
-    let y = _mm512_shuffle_i32x4::<0b11_01_11_01>(s, mins);
-    _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(x, y)), d)
-}
-
 /// `t_i = p_i + p_{i+4}` (`sum8_tree`'s first step) of each eight lanes of `a` and `b`:
 /// `[a's first, a's last, b's first, b's last]`, four lanes each.
 #[inline]
@@ -164,7 +135,7 @@ fn first_step(a: __m512, b: __m512) -> __m512 {
     )
 }
 
-/// The second half of [`trees`] for four [`products`] `p` (rows `A, B, C, D`) at once, the
+/// The sums of [`tree_pair`] for four [`q2_k_products`] `p` (rows `A, B, C, D`) at once, the
 /// rows side by side so that every shuffle and add works for all of them (eleven operations
 /// instead of twenty-four): the same sums in the same order, `Σ_tree` of the first eight lanes
 /// of row `r` in lane `[0, 8, 2, 10][r]` and of its last eight in lane `[4, 12, 6, 14][r]`.
@@ -182,7 +153,7 @@ fn trees4(p: [__m512; 4]) -> __m512 {
     _mm512_add_ps(u, _mm512_permute_ps::<0b10_11_00_01>(u))
 }
 
-/// The second half of [`trees`] for two [`products`] `a` and `b` (each two eight-lane groups,
+/// The sums of [`tree_pair`] for two [`q3_k_products`] `a` and `b` (each two eight-lane groups,
 /// so four sums): the same sums in the same order, in lanes 0, 4 (`a`'s), 8 and 12 (`b`'s).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -279,11 +250,11 @@ fn q2_k_quad(b: [&BlockQ2_K; 4], acts: &Acts) -> [f32; 4] {
     })
 }
 
-/// One Q3_K super-block's scaled sub-block sums `(sc − 32)·Σ (u − 4)·a`, in [`sums_tree`]'s
-/// lanes.
+/// One Q3_K super-block's sub-block sums `Σ (u − 4)·a`, in [`sums_tree`]'s lanes (each at most
+/// 16·4·127 in magnitude, so exact in its low word).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn q3_k_scaled(b: &BlockQ3_K, acts: &Acts) -> __m512i {
+fn q3_k_sums(b: &BlockQ3_K, acts: &Acts) -> __m512i {
     // SAFETY: `qs` is 64 and `hmask` 32 readable bytes; the loads are unaligned.
     let (q, hm) = unsafe {
         (
@@ -311,28 +282,52 @@ fn q3_k_scaled(b: &BlockQ3_K, acts: &Acts) -> __m512i {
         let u = _mm512_mask_add_epi8(low, _mm512_test_epi8_mask(hm, bits), low, four);
         _mm512_dpbusd_epi32(zero, u, acts.a[j])
     });
-    // Σ (u − 4)·a per sub-block, times its scale sc − 32.
-    let sums = _mm512_sub_epi32(sums_tree(v), _mm512_slli_epi32::<2>(acts.t));
-    let sc = _mm512_cvtepi8_epi32(lane_order(q3_k_scales_i8(b)));
-    _mm512_mullo_epi32(sums, sc)
+    _mm512_sub_epi32(sums_tree(v), _mm512_slli_epi32::<2>(acts.t))
+}
+
+/// Two rows' Q3_K super-blocks against the same prepared activations:
+/// `[d_k·I_k (row 0, k = 0..8), d_k·I_k (row 1)]`, with `I_k = Σ (sc − 32)·Σ (u − 4)·a` over
+/// activation block `k`'s two sub-blocks (the reference's integers, conversions and products).
+///
+/// As Q2_K's [`q2_k_products`]: the sub-block sums and the scales `sc − 32` fit in 16 bits, so
+/// one word permutation ([`Q2_K_WORDS`], the second row in place of Q2_K's activation sums)
+/// pairs each activation block's two sub-blocks of both rows and one `vpmaddwd` with the
+/// scales (widened to words in sub-block order) gives every `I_k`, exactly: per two rows one
+/// permutation, one insert and one `vpmaddwd` where scaling in dwords took two `vpmulld`, two
+/// byte shuffles to the tree's lane order, two lane shuffles and an add.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn q3_k_products(b: [&BlockQ3_K; 2], acts: &Acts) -> __m512 {
+    let (s0, s1) = (q3_k_sums(b[0], acts), q3_k_sums(b[1], acts));
+    // SAFETY: `Q2_K_WORDS` is 64 readable bytes; the load is unaligned.
+    let idx = unsafe { _mm512_loadu_si512(Q2_K_WORDS.as_ptr().cast()) };
+    let pairs = _mm512_permutex2var_epi16(s0, idx, s1);
+    let sc = |b: &BlockQ3_K| _mm256_cvtepi8_epi16(q3_k_scales_i8(b));
+    let weights = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(sc(b[0])), sc(b[1]));
+    _mm512_mul_ps(
+        _mm512_cvtepi32_ps(_mm512_madd_epi16(pairs, weights)),
+        acts.d,
+    )
 }
 
 /// One Q3_K super-block against its prepared activations: `d·P`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn q3_k_block(b: &BlockQ3_K, acts: &Acts) -> f32 {
-    let (p, _) = trees(q3_k_scaled(b, acts), _mm512_setzero_si512(), acts.d);
+    let (p, _) = tree_pair(q3_k_products([b, b], acts));
     f16_pair(b.d, b.d).0 * p
 }
 
 /// Four rows' Q3_K super-blocks against the same prepared activations, two rows per
-/// [`products`] and their trees side by side ([`trees2`]): each result as [`q3_k_block`] gives
-/// it.
+/// [`q3_k_products`] and their trees side by side ([`trees2`]): each result as [`q3_k_block`]
+/// gives it.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn q3_k_quad(b: [&BlockQ3_K; 4], acts: &Acts) -> [f32; 4] {
-    let s = b.map(|b| q3_k_scaled(b, acts));
-    let (p01, p23) = (products(s[0], s[1], acts.d), products(s[2], s[3], acts.d));
+    let (p01, p23) = (
+        q3_k_products([b[0], b[1]], acts),
+        q3_k_products([b[2], b[3]], acts),
+    );
     let mut v = [0.0f32; 16];
     // SAFETY: `v` holds 16 floats; the store is unaligned.
     unsafe { _mm512_storeu_ps(v.as_mut_ptr(), trees2(p01, p23)) };
