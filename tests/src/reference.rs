@@ -289,10 +289,10 @@ fn f64_fixture(prefix: &str) -> Option<Json> {
 }
 
 /// Chunks the perplexity checks score by default: enough to compare with llama.cpp's running
-/// perplexity after as many chunks within CI's time (two chunks, 510 scored tokens: Qwen2.5-0.5B
-/// takes about 45 s in the test build); `TERN_PPL_CHUNKS=all` (what `scripts/test-heavy.sh`
+/// perplexity after as many chunks within CI's time (one chunk, 255 scored tokens: Qwen2.5-0.5B
+/// takes about 20 s in the test build); `TERN_PPL_CHUNKS=all` (what `scripts/test-heavy.sh`
 /// sets) scores every chunk of the fixture.
-pub const DEFAULT_PPL_CHUNKS: usize = 2;
+pub const DEFAULT_PPL_CHUNKS: usize = 1;
 
 /// Largest relative distance of Tern's perplexity from a float64 forward pass of the same
 /// weights with an f32 KV cache: f32 rounding in log-probabilities averaged over 1,000+ tokens
