@@ -430,9 +430,12 @@ macro_rules! gemm_rows {
             y: &mut [f32],
             ldy: usize,
         ) {
+            use super::gemm::{prefetch_ahead, prefetch_head};
             use super::kquants_low512_int8::{PREP, ROW_BLOCK};
             assert!(w.len() == m * kb && acts.len() == n * 8 * kb);
             assert!(n == 0 || (ldy >= m && y.len() >= (n - 1) * ldy + m));
+            let block_bytes = core::mem::size_of::<$block>();
+            prefetch_head(w.as_ptr().cast(), m * kb * block_bytes);
             // SAFETY: `Acts` holds only SIMD vectors, for which all-zero bits are valid; every
             // entry read below was written by `prepare` first.
             let mut prepared: [Acts; PREP] = unsafe { core::mem::zeroed() };
@@ -453,6 +456,10 @@ macro_rules! gemm_rows {
                         while r < rb {
                             let rows = (rb - r).min(ROWS);
                             let wg = &w[(rb0 + r) * kb..];
+                            if t == 0 && b0 == 0 {
+                                // The first pass over these rows reads them from memory.
+                                prefetch_ahead(wg.as_ptr().cast(), rows * kb * block_bytes);
+                            }
                             let o = &mut out[r..];
                             match rows {
                                 4 => $tile::<4>(wg, kb, b0, prep, o, b0 == 0),
