@@ -25,6 +25,9 @@
 #                  (every document validates). Normal `cargo test` runs a few of each. Then
 #                  Qwen2.5-0.5B greedy tokens with int8 activations against llama.cpp
 #                  (qwen25_reference's heavy test: the int8 decode kernels on the real file).
+#   ppl            perplexity of the real Qwen2.5-Coder-0.5B and Gemma 3 270M files against
+#                  llama.cpp and float64 over every chunk of their fixtures (TERN_PPL_CHUNKS=all;
+#                  scripts/test.sh scores the first chunk only).
 #   qemu-arch      the generated qwen2 and gemma3 models against float64 under qemu-aarch64
 #                  (cortex-a53 and max: the Q5_0, Q4_0, Q4_1, Q8_0 and F16 NEON paths end to end).
 #   abis           `cargo check` of the runtime and FFI for the Android ABIs scripts/test.sh
@@ -70,7 +73,7 @@ tern=target/release/tern
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-steps="${STEPS:-requant-ppl qwen15 tools qemu-arch abis stress npu requant-llama}"
+steps="${STEPS:-requant-ppl qwen15 tools ppl qemu-arch abis stress npu requant-llama}"
 has_step() { [[ " $steps " == *" $1 "* ]]; }
 
 if has_step qwen15; then
@@ -85,6 +88,13 @@ if has_step tools; then
   cargo test -q -p tern-tests --features heavy --test tools_qwen -- --nocapture --test-threads 1
   cargo test -q -p tern-tests --features heavy --test qwen25_reference greedy_continuations_match_llama_cpp_int8
   cargo test -q -p tern-cli --features heavy --test json_schema -- --nocapture
+fi
+
+if has_step ppl; then
+  step "ppl: perplexity_matches_llama_cpp over every chunk (TERN_PPL_CHUNKS=all)"
+  bash scripts/fetch-models.sh
+  TERN_PPL_CHUNKS=all cargo test -q -p tern-tests --test qwen25_reference --test gemma3_reference \
+    perplexity_matches_llama_cpp
 fi
 
 if has_step qemu-arch; then
