@@ -30,7 +30,7 @@ use core::mem::MaybeUninit;
 use super::avx2::{f16x8, hsum, i8x16_to_f32, load32, store32};
 use super::gemm::{prefetch_ahead, prefetch_head, store_rows, PRESCALE_MAX};
 use super::kquants::{i8x32_to_f32, load_u8x32};
-use crate::blocks::{BlockQ2_K, BlockQ3_K};
+use crate::blocks::{BlockQ2_K, BlockQ3_K, F16Le};
 
 /// Rows per step of the row kernels: four. Q3_K's is bound by widening codes to floats, which
 /// sharing `x` does not relieve, but four rows measured slightly faster than two on the
@@ -136,29 +136,56 @@ pub(super) fn q3_k_steps(b: &BlockQ3_K) -> [f32; 16] {
     out
 }
 
+/// `scale` times each of 16 four-bit codes (`codes`, one per byte), the reference's f32
+/// products, as two vectors of eight.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn scaled_nibbles(codes: __m128i, scale: F16Le) -> [__m256; 2] {
+    let scale = f16x8(scale);
+    // Codes below 16 read the same as signed bytes.
+    i8x16_to_f32(codes).map(|v| _mm256_mul_ps(scale, v))
+}
+
+/// Q2_K's per-sub-block offsets `dmin·m` (the reference's products), sub-blocks 0..8 and
+/// 8..16.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q2_k_min_steps(b: &BlockQ2_K) -> [__m256; 2] {
+    // SAFETY: `scales` is 16 bytes; the load is unaligned.
+    let s = unsafe { _mm_loadu_si128(b.scales.as_ptr().cast()) };
+    let m = _mm_and_si128(_mm_srli_epi16::<4>(s), _mm_set1_epi8(0x0F));
+    scaled_nibbles(m, b.dmin)
+}
+
 /// Per sub-block `(d·sc, dmin·m)`: the scalar reference's f32 products, eight at a time.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn q2_k_steps(b: &BlockQ2_K) -> ([f32; 16], [f32; 16]) {
     // SAFETY: `scales` is 16 bytes; the load is unaligned.
     let s = unsafe { _mm_loadu_si128(b.scales.as_ptr().cast()) };
-    let low = _mm_set1_epi8(0x0F);
-    let (sc, m) = (
-        _mm_and_si128(s, low),
-        _mm_and_si128(_mm_srli_epi16::<4>(s), low),
-    );
+    let sc = _mm_and_si128(s, _mm_set1_epi8(0x0F));
     let (mut steps, mut mins) = ([0.0f32; 16], [0.0f32; 16]);
-    for (out, codes, scale) in [(&mut steps, sc, b.d), (&mut mins, m, b.dmin)] {
-        let scale = f16x8(scale);
-        // Codes below 16 read the same as signed bytes.
-        let [lo, hi] = i8x16_to_f32(codes);
+    for (out, v) in [
+        (&mut steps, scaled_nibbles(sc, b.d)),
+        (&mut mins, q2_k_min_steps(b)),
+    ] {
         // SAFETY: `out` holds 16 floats, exclusively borrowed; the stores are unaligned.
         unsafe {
-            _mm256_storeu_ps(out.as_mut_ptr(), _mm256_mul_ps(scale, lo));
-            _mm256_storeu_ps(out.as_mut_ptr().add(8), _mm256_mul_ps(scale, hi));
+            _mm256_storeu_ps(out.as_mut_ptr(), v[0]);
+            _mm256_storeu_ps(out.as_mut_ptr().add(8), v[1]);
         }
     }
     (steps, mins)
+}
+
+/// A block's 16 sub-block bytes reordered so that byte `4i + k` is sub-block `2k + i` (and
+/// byte `8 + 4i + k` sub-block `8 + 2k + i`): the lane order of the row kernels' transposed
+/// `x` and of the int8 GEMMs' sub-block trees.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn sub_block_lanes(bytes: __m128i) -> __m128i {
+    let order = _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
+    _mm_shuffle_epi8(bytes, order)
 }
 
 // ---- dequantization ------------------------------------------------------------------------
@@ -347,12 +374,12 @@ pub(super) const fn byte_triples<const N: usize>() -> [[i8; N]; 6] {
     t
 }
 
-/// Floats [`transpose_q2_k`] writes per block: its 256 activations, then the sums of its 16
-/// sub-blocks.
-const T_BLOCK: usize = 272;
+/// Floats the row kernels' transpositions of `x` (this module's and `kquants_low512.rs`'s
+/// `transpose_q2_k`) write per block: its 256 activations, then the sums of its 16 sub-blocks.
+pub(super) const T_BLOCK: usize = 272;
 
-/// Most floats [`transpose_q2_k`] writes.
-const T_MAX: usize = PRESCALE_MAX / 256 * T_BLOCK;
+/// Most floats a transposition writes (the wrappers send wider rows to the one-row dots).
+pub(super) const T_MAX: usize = PRESCALE_MAX / 256 * T_BLOCK;
 
 /// `x` (a multiple of 256 long, at most [`PRESCALE_MAX`]) in the order [`rows_q2_k`] reads it,
 /// written into `buf`, of which it returns the initialized part: per block, float
@@ -426,8 +453,7 @@ pub(super) fn transpose_sub_blocks(
 fn q2_k_lane_steps(b: &BlockQ2_K) -> [__m256; 2] {
     // SAFETY: `scales` is 16 bytes; the load is unaligned.
     let s = unsafe { _mm_loadu_si128(b.scales.as_ptr().cast()) };
-    let order = _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
-    let sc = _mm_and_si128(_mm_shuffle_epi8(s, order), _mm_set1_epi8(0x0F));
+    let sc = _mm_and_si128(sub_block_lanes(s), _mm_set1_epi8(0x0F));
     let d = f16x8(b.d);
     let pow = _mm256_setr_ps(1.0, 0.25, 0.0625, 0.015625, 1.0, 0.25, 0.0625, 0.015625);
     [sc, _mm_unpackhi_epi64(sc, sc)].map(|v| {
@@ -471,10 +497,7 @@ fn rows_q2_k<const R: usize>(w: &[BlockQ2_K], kb: usize, xt: &[f32]) -> [__m256;
         };
         for r in 0..R {
             let blk = &w[r * kb + b];
-            let (_, mins) = q2_k_steps(blk);
-            for (h, &sum) in sums.iter().enumerate() {
-                // SAFETY: `mins` holds 16 floats; the load is unaligned.
-                let m = unsafe { _mm256_loadu_ps(mins.as_ptr().add(8 * h)) };
+            for (m, sum) in q2_k_min_steps(blk).into_iter().zip(sums) {
                 acc[r] = _mm256_fnmadd_ps(m, sum, acc[r]);
             }
             let steps = q2_k_lane_steps(blk);

@@ -43,15 +43,10 @@ use core::mem::MaybeUninit;
 
 use super::avx512::store_sums;
 use super::gemm::{prefetch_ahead, prefetch_head, PRESCALE_MAX, ROWS};
-use super::kquants_low::{byte_triples, q3_k_scales_i8, transpose_sub_blocks};
+use super::kquants_low::{
+    byte_triples, q3_k_scales_i8, sub_block_lanes, transpose_sub_blocks, T_BLOCK, T_MAX,
+};
 use crate::blocks::{BlockQ2_K, BlockQ3_K, F16Le};
-
-/// Floats [`transpose_q2_k`] writes per block: its 256 activations, then the sums of its 16
-/// sub-blocks.
-const T_BLOCK: usize = 272;
-
-/// Most floats [`transpose_q2_k`] writes (the wrapper sends wider rows to the one-row dot).
-const T_MAX: usize = PRESCALE_MAX / 256 * T_BLOCK;
 
 /// `vpshufb` indices: group `g` puts bytes `4g..4g + 4` of each 128-bit lane into every
 /// dword of the lane.
@@ -119,8 +114,6 @@ fn rows_q2_k<const R: usize>(w: &[BlockQ2_K], kb: usize, xt: &[f32]) -> [__m512;
     let idx = GROUPS.map(|t| unsafe { _mm512_loadu_si512(t.as_ptr().cast()) });
     let fields = _mm512_set4_epi32(192, 48, 12, 3);
     let masks = [0, 8, 16].map(|b| _mm512_sllv_epi32(fields, _mm512_set1_epi32(b)));
-    // Scale bytes in lane order 4c + k: sub-block 8h + 2k + i.
-    let order = _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
     let pow = _mm512_setr4_ps(1.0, 0.25, 0.0625, 0.015625);
     let low = _mm_set1_epi8(0x0F);
     let mut acc = [_mm512_setzero_ps(); R];
@@ -167,7 +160,7 @@ fn rows_q2_k<const R: usize>(w: &[BlockQ2_K], kb: usize, xt: &[f32]) -> [__m512;
             let blk = &w[r * kb + b];
             // SAFETY: `scales` is 16 readable bytes; the load is unaligned.
             let s = unsafe { _mm_loadu_si128(blk.scales.as_ptr().cast()) };
-            let sc = _mm_and_si128(_mm_shuffle_epi8(s, order), low);
+            let sc = _mm_and_si128(sub_block_lanes(s), low);
             let (d, _) = f16_pair(blk.d, blk.dmin);
             // The reference's steps d·sc, times 4^−k (exact).
             let step = _mm512_mul_ps(
@@ -253,7 +246,6 @@ fn rows_q3_k<const R: usize>(w: &[BlockQ3_K], kb: usize, xt: &[f32]) -> [__m512;
     let masks = [0, 8, 16].map(|b| _mm512_sllv_epi32(fields, _mm512_set1_epi32(b)));
     let four = _mm512_set4_epi32(4 << 6, 4 << 4, 4 << 2, 4);
     let fours = [0, 8, 16].map(|b| _mm512_sllv_epi32(four, _mm512_set1_epi32(b)));
-    let order = _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
     let pow = _mm512_setr4_ps(1.0, 0.25, 0.0625, 0.015625);
     let mut acc = [_mm512_setzero_ps(); R];
     for b in 0..kb {
@@ -290,7 +282,7 @@ fn rows_q3_k<const R: usize>(w: &[BlockQ3_K], kb: usize, xt: &[f32]) -> [__m512;
             let sc = q3_k_scales_i8(blk);
             let d = _mm512_set1_ps(f16_pair(blk.d, blk.d).0);
             // The reference's steps d·(sc − 32), in lane order, times 4^−k (exact).
-            let lanes = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_shuffle_epi8(sc, order)));
+            let lanes = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sub_block_lanes(sc)));
             let step = _mm512_mul_ps(_mm512_mul_ps(d, lanes), pow);
             let p = &part[r];
             // The bytes' 2^8b (Horner, the products exact): u = Σ_b part_b·2^−8b.
